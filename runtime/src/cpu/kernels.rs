@@ -2,44 +2,83 @@
 //!
 //! This is the interface between the tensor layer and the CPU backend. Every function
 //! takes contiguous inputs and writes a contiguous output of the stated length; callers
-//! check shapes. Bodies are SIMD (pulp, run-time dispatch) with rayon above
-//! [`PAR_THRESHOLD`] elements.
+//! check shapes. Bodies are SIMD (pulp, run-time dispatch to AVX-512, AVX2+FMA, NEON or
+//! scalar) with rayon above [`PAR_THRESHOLD`] elements; `matmul` goes to the `gemm`
+//! crate.
+//!
+//! ```
+//! use ferrax_runtime::cpu::kernels::{self, UnaryOp, ReduceOp};
+//!
+//! let x = [0.0f32, 1.0, 2.0];
+//! let mut y = [0.0f32; 3];
+//! kernels::unary(UnaryOp::Exp, &x, &mut y);
+//! assert!((y[1] - std::f32::consts::E).abs() < 1e-6);
+//! assert_eq!(kernels::reduce_all(ReduceOp::Sum, &x), 3.0);
+//! ```
+
+use std::any::TypeId;
 
 use crate::element::Float;
 
+use super::ops;
+
 /// Element count above which kernels split work across rayon's threads.
-pub const PAR_THRESHOLD: usize = 1 << 16;
+///
+/// Expensive elementwise functions (exp, sin, ...) count several units per element, so
+/// they go parallel at a fraction of this length.
+pub const PAR_THRESHOLD: usize = 1 << 15;
 
 /// Elementwise unary operations on floats.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
+    /// `-x`.
     Neg,
+    /// `|x|`.
     Abs,
+    /// `e^x`.
     Exp,
+    /// Natural logarithm.
     Ln,
+    /// `ln(1 + x)`.
     Log1p,
+    /// `e^x - 1`.
     Expm1,
+    /// Sine.
     Sin,
+    /// Cosine.
     Cos,
+    /// Tangent.
     Tan,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Square root.
     Sqrt,
+    /// `1 / x`.
     Recip,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `max(x, 0)` (NaN stays NaN).
     Relu,
     /// -1, 0 or 1 (NaN stays NaN).
     Sign,
+    /// `x^n` by repeated multiplication.
     Powi(i32),
+    /// `x^p`.
     Powf(f64),
 }
 
 /// Elementwise binary operations on floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a * b`.
     Mul,
+    /// `a / b`.
     Div,
+    /// `a^b`.
     Pow,
     /// NaN-propagating maximum.
     Maximum,
@@ -50,26 +89,94 @@ pub enum BinaryOp {
 /// Comparisons returning masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
+    /// `a == b`.
     Eq,
+    /// `a != b`.
     Ne,
+    /// `a < b`.
     Lt,
+    /// `a <= b`.
     Le,
+    /// `a > b`.
     Gt,
+    /// `a >= b`.
     Ge,
 }
 
 /// Reductions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceOp {
+    /// Sum (0 for empty).
     Sum,
-    /// NaN-propagating.
+    /// NaN-propagating maximum (-inf for empty).
     Max,
-    /// NaN-propagating.
+    /// NaN-propagating minimum (+inf for empty).
     Min,
 }
 
+/// Softmax-family kernels along the middle axis of `[outer, n, inner]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SoftmaxOp {
+    /// `exp(x - max) / sum(exp(x - max))`; output has the input's length.
+    Softmax,
+    /// `x - max - ln(sum(exp(x - max)))`; output has the input's length.
+    LogSoftmax,
+    /// `max + ln(sum(exp(x - max)))`; output has length `outer * inner`.
+    LogSumExp,
+}
+
+/// A strided matrix view for [`matmul`]: element `(r, c)` is at `data[offset + r * rs + c * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    /// The backing slice.
+    pub data: &'a [T],
+    /// Offset of element (0, 0) in `data`.
+    pub offset: usize,
+    /// Row stride, in elements.
+    pub rs: isize,
+    /// Column stride, in elements.
+    pub cs: isize,
+}
+
+/// Runs `$body` with `$F` the concrete float type (`f32` or `f64`) behind `$T`.
+macro_rules! with_float {
+    ($T:ty, $F:ident => $body:expr) => {
+        if TypeId::of::<$T>() == TypeId::of::<f32>() {
+            type $F = f32;
+            $body
+        } else {
+            type $F = f64;
+            $body
+        }
+    };
+}
+
+/// `x` as a slice of `U`, which is `T` (checked).
+#[inline(always)]
+fn same<T: 'static, U: 'static>(x: &[T]) -> &[U] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
+    // SAFETY: T and U are the same type.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+}
+
+/// `x` as a mutable slice of `U`, which is `T` (checked).
+#[inline(always)]
+fn same_mut<T: 'static, U: 'static>(x: &mut [T]) -> &mut [U] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
+    // SAFETY: T and U are the same type.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) }
+}
+
+/// A value of `T` as `U`, which is `T` (checked).
+#[inline(always)]
+fn same_val<T: Copy + 'static, U: Copy + 'static>(x: T) -> U {
+    same::<T, U>(std::slice::from_ref(&x))[0]
+}
+
+/// The scalar definition of a unary op: the reference the kernels are tested against,
+/// and the path for lanes the vector code does not handle.
 #[inline]
-fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
+pub(crate) fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
     let zero = T::zero();
     let one = T::one();
     match op {
@@ -85,11 +192,16 @@ fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Recip => one / x,
-        UnaryOp::Sigmoid => one / (one + (-x).exp()),
+        // the stable form: no overflow of e^-x for very negative x
+        UnaryOp::Sigmoid => {
+            if x >= zero {
+                one / (one + (-x).exp())
+            } else {
+                x.exp() / (one + x.exp())
+            }
+        }
         UnaryOp::Relu => {
-            if x > zero {
-                x
-            } else if x.is_nan() {
+            if x > zero || x.is_nan() {
                 x
             } else {
                 zero
@@ -109,8 +221,9 @@ fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
     }
 }
 
+/// The scalar definition of a binary op.
 #[inline]
-fn binary_scalar<T: Float>(op: BinaryOp, a: T, b: T) -> T {
+pub(crate) fn binary_scalar<T: Float>(op: BinaryOp, a: T, b: T) -> T {
     match op {
         BinaryOp::Add => a + b,
         BinaryOp::Sub => a - b,
@@ -140,47 +253,56 @@ fn binary_scalar<T: Float>(op: BinaryOp, a: T, b: T) -> T {
 
 /// `out[i] = op(x[i])`. Lengths are equal.
 pub fn unary<T: Float>(op: UnaryOp, x: &[T], out: &mut [T]) {
-    debug_assert_eq!(x.len(), out.len());
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = unary_scalar(op, v);
-    }
+    assert_eq!(
+        x.len(),
+        out.len(),
+        "unary {op:?}: input and output lengths differ"
+    );
+    with_float!(T, F => ops::unary::<F>(op, same(x), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b[i])`. Lengths are equal.
 pub fn binary<T: Float>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T]) {
-    debug_assert_eq!(a.len(), out.len());
-    debug_assert_eq!(b.len(), out.len());
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = binary_scalar(op, x, y);
-    }
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "binary {op:?}: lengths {}, {} and output {} differ",
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    with_float!(T, F => ops::binary::<F, _, _>(op, same::<T, F>(a), same::<T, F>(b), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b)`.
 pub fn binary_scalar_rhs<T: Float>(op: BinaryOp, a: &[T], b: T, out: &mut [T]) {
-    for (o, &x) in out.iter_mut().zip(a) {
-        *o = binary_scalar(op, x, b);
-    }
+    assert_eq!(
+        a.len(),
+        out.len(),
+        "binary {op:?}: input and output lengths differ"
+    );
+    with_float!(T, F => ops::binary::<F, _, _>(op, same::<T, F>(a), ops::Splat(same_val::<T, F>(b)), same_mut(out)))
 }
 
 /// `out[i] = op(a, b[i])`.
 pub fn binary_scalar_lhs<T: Float>(op: BinaryOp, a: T, b: &[T], out: &mut [T]) {
-    for (o, &y) in out.iter_mut().zip(b) {
-        *o = binary_scalar(op, a, y);
-    }
+    assert_eq!(
+        b.len(),
+        out.len(),
+        "binary {op:?}: input and output lengths differ"
+    );
+    with_float!(T, F => ops::binary::<F, _, _>(op, ops::Splat(same_val::<T, F>(a)), same::<T, F>(b), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b[i])` as a mask.
 pub fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = match op {
-            CmpOp::Eq => x == y,
-            CmpOp::Ne => x != y,
-            CmpOp::Lt => x < y,
-            CmpOp::Le => x <= y,
-            CmpOp::Gt => x > y,
-            CmpOp::Ge => x >= y,
-        };
-    }
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "compare {op:?}: lengths {}, {} and output {} differ",
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    ops::compare(op, a, b, out)
 }
 
 /// Reduces all of `x`. Sum of empty is 0; max of empty is -inf, min of empty is +inf.
@@ -192,122 +314,90 @@ pub fn reduce_all<T: Float>(op: ReduceOp, x: &[T]) -> T {
 
 /// Reduces the middle axis of `x` viewed as `[outer, n, inner]` (row-major) into
 /// `out` of length `outer * inner`.
-pub fn reduce_axis<T: Float>(op: ReduceOp, x: &[T], outer: usize, n: usize, inner: usize, out: &mut [T]) {
-    debug_assert_eq!(x.len(), outer * n * inner);
-    debug_assert_eq!(out.len(), outer * inner);
-    let init = match op {
-        ReduceOp::Sum => T::zero(),
-        ReduceOp::Max => T::neg_infinity(),
-        ReduceOp::Min => T::infinity(),
-    };
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut acc = init;
-            for k in 0..n {
-                let v = x[(o * n + k) * inner + i];
-                acc = match op {
-                    ReduceOp::Sum => acc + v,
-                    ReduceOp::Max => binary_scalar(BinaryOp::Maximum, acc, v),
-                    ReduceOp::Min => binary_scalar(BinaryOp::Minimum, acc, v),
-                };
-            }
-            out[o * inner + i] = acc;
-        }
-    }
+pub fn reduce_axis<T: Float>(
+    op: ReduceOp,
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [T],
+) {
+    assert_eq!(
+        x.len(),
+        outer * n * inner,
+        "reduce {op:?}: input length is not outer * n * inner"
+    );
+    assert_eq!(
+        out.len(),
+        outer * inner,
+        "reduce {op:?}: output length is not outer * inner"
+    );
+    with_float!(T, F => ops::reduce_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
 /// Index of the first maximum along the middle axis of `[outer, n, inner]` (a NaN counts
 /// as the maximum, as in NumPy). `n` must be at least 1.
 pub fn argmax_axis<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out: &mut [i32]) {
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut best = 0usize;
-            let mut bv = x[o * n * inner + i];
-            for k in 1..n {
-                let v = x[(o * n + k) * inner + i];
-                if bv.is_nan() {
-                    break;
-                }
-                if v > bv || v.is_nan() {
-                    best = k;
-                    bv = v;
-                }
-            }
-            out[o * inner + i] = best as i32;
-        }
-    }
-}
-
-/// Softmax-family kernels along the middle axis of `[outer, n, inner]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SoftmaxOp {
-    /// `exp(x - max) / sum(exp(x - max))`; output has the input's length.
-    Softmax,
-    /// `x - max - ln(sum(exp(x - max)))`; output has the input's length.
-    LogSoftmax,
-    /// `max + ln(sum(exp(x - max)))`; output has length `outer * inner`.
-    LogSumExp,
+    assert!(n >= 1 || outer * inner == 0, "argmax of an empty axis");
+    assert_eq!(
+        x.len(),
+        outer * n * inner,
+        "argmax: input length is not outer * n * inner"
+    );
+    assert_eq!(
+        out.len(),
+        outer * inner,
+        "argmax: output length is not outer * inner"
+    );
+    with_float!(T, F => ops::argmax_axis::<F>(same(x), outer, n, inner, out))
 }
 
 /// Numerically stable softmax, log-softmax or logsumexp along the middle axis.
-pub fn softmax_axis<T: Float>(op: SoftmaxOp, x: &[T], outer: usize, n: usize, inner: usize, out: &mut [T]) {
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |k: usize| (o * n + k) * inner + i;
-            let mut m = T::neg_infinity();
-            for k in 0..n {
-                m = binary_scalar(BinaryOp::Maximum, m, x[at(k)]);
-            }
-            // all -inf row: use 0 as the shift so the result is well defined (as JAX)
-            let shift = if m.is_finite() { m } else { T::zero() };
-            let mut s = T::zero();
-            for k in 0..n {
-                s = s + (x[at(k)] - shift).exp();
-            }
-            match op {
-                SoftmaxOp::Softmax => {
-                    for k in 0..n {
-                        out[at(k)] = (x[at(k)] - shift).exp() / s;
-                    }
-                }
-                SoftmaxOp::LogSoftmax => {
-                    let l = s.ln();
-                    for k in 0..n {
-                        out[at(k)] = x[at(k)] - shift - l;
-                    }
-                }
-                SoftmaxOp::LogSumExp => out[o * inner + i] = shift + s.ln(),
-            }
-        }
-    }
-}
-
-/// A strided matrix view for [`matmul`]: element `(r, c)` is at `ptr[r * rs + c * cs]`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a, T> {
-    /// The backing slice.
-    pub data: &'a [T],
-    /// Offset of element (0, 0) in `data`.
-    pub offset: usize,
-    /// Row stride, in elements.
-    pub rs: isize,
-    /// Column stride, in elements.
-    pub cs: isize,
+pub fn softmax_axis<T: Float>(
+    op: SoftmaxOp,
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [T],
+) {
+    assert_eq!(
+        x.len(),
+        outer * n * inner,
+        "{op:?}: input length is not outer * n * inner"
+    );
+    let out_len = match op {
+        SoftmaxOp::LogSumExp => outer * inner,
+        SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => x.len(),
+    };
+    assert_eq!(out.len(), out_len, "{op:?}: wrong output length");
+    with_float!(T, F => ops::softmax_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
 /// `c = a @ b` with `a: [m, k]`, `b: [k, n]` (any strides), `c` row-major `[m, n]`
 /// (overwritten).
-pub fn matmul<T: Float>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T]) {
-    debug_assert_eq!(c.len(), m * n);
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = T::zero();
-            for p in 0..k {
-                let ai = (a.offset as isize + i as isize * a.rs + p as isize * a.cs) as usize;
-                let bi = (b.offset as isize + p as isize * b.rs + j as isize * b.cs) as usize;
-                acc = acc + a.data[ai] * b.data[bi];
-            }
-            c[i * n + j] = acc;
-        }
+///
+/// # Panics
+///
+/// If `c.len() != m * n` or a view reaches outside its `data`.
+pub fn matmul<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+) {
+    assert_eq!(c.len(), m * n, "matmul: output length is not m * n");
+    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c)))
+}
+
+#[inline(always)]
+fn mat_same<'a, T: 'static, U: 'static>(a: MatRef<'a, T>) -> MatRef<'a, U> {
+    MatRef {
+        data: same(a.data),
+        offset: a.offset,
+        rs: a.rs,
+        cs: a.cs,
     }
 }

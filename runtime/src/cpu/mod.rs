@@ -3,5 +3,18 @@
 //! The tensor layer (`crate::tensor`, `crate::ops`) resolves shapes, broadcasting and
 //! strides, and hands this module contiguous buffers; this module makes them fast
 //! (SIMD with run-time feature detection, rayon above a size threshold, GEMM).
+//!
+//! - [`kernels`]: the public interface, generic over [`Float`](crate::Float).
+//! - `ops`: the kernel bodies, one SIMD source dispatched per instruction set.
+//! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid.
+//! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
+//! - `gemm`: matmul through the `gemm` crate.
 
+mod gemm;
 pub mod kernels;
+mod math;
+mod ops;
+mod simd;
+
+#[cfg(test)]
+mod tests;
