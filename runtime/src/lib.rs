@@ -1,11 +1,83 @@
 //! ferrax-runtime: the array runtime behind ferrax.
+//!
+//! The code that `#[grad]` and `#[vmap]` generate is ordinary Rust calling this crate.
+//! Its centre is [`Tensor`], an n-dimensional array of `f32`, `f64`, `i32` (indices) or
+//! `bool` (masks), cheap to clone and to view, with NumPy's broadcasting rules.
+//!
+//! # A tour
+//!
+//! ```
+//! use ferrax_runtime::prelude::*;
+//!
+//! // Constructors: from data, filled, ranges, random (from an explicit, splittable key).
+//! let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+//! let ones = Tensor::ones(&[3], DType::F32);
+//! let (k1, _k2) = Key::new(0).split();
+//! let w = Tensor::normal(k1, &[3, 4], DType::F32);
+//!
+//! // Elementwise arithmetic broadcasts ([2, 3] + [3]); Rust floats take the tensor's dtype.
+//! let y = (&x + &ones) * 0.5;
+//! assert_eq!(y.to_vec::<f32>(), vec![1.0, 1.5, 2.0, 2.5, 3.0, 3.5]);
+//! let z = (y.matmul(&w).tanh() - 1.0).exp();
+//! assert_eq!(z.shape(), &[2, 4]);
+//!
+//! // Views share storage: transposes and slices copy nothing.
+//! let col = x.t().slice(0, 1, 2); // [1, 2]
+//! assert_eq!(col.to_vec::<f32>(), vec![2.0, 5.0]);
+//!
+//! // Reductions, to 0-d tensors or along an axis (negative axes count from the end).
+//! assert_eq!(x.sum().item::<f32>(), 21.0);
+//! assert_eq!(x.max_axis(-1, false).to_vec::<f32>(), vec![3.0, 6.0]);
+//! let p = x.softmax(1);
+//! assert!((p.sum_axis(1, false).to_vec::<f32>()[0] - 1.0).abs() < 1e-6);
+//!
+//! // Masks and indices.
+//! let big = x.gt(&Tensor::scalar(2.5f32));
+//! let clipped = Tensor::where_(&big, &x, &Tensor::scalar(0.0f32));
+//! assert_eq!(clipped.to_vec::<f32>(), vec![0.0, 0.0, 3.0, 4.0, 5.0, 6.0]);
+//! assert_eq!(x.argmax_axis(1, false).to_vec::<i32>(), vec![2, 2]);
+//!
+//! // Bad input is an error naming the operation, the shapes and the dtypes.
+//! let err = x.try_add(&Tensor::ones(&[2], DType::F32)).unwrap_err();
+//! assert_eq!(err.to_string(), "add: shapes [2, 3] and [2] cannot be broadcast together");
+//! assert!(x.try_add(&Tensor::ones(&[3], DType::F64)).is_err()); // f32 + f64
+//! ```
+//!
+//! Every operation that can fail on bad input panics with the error's message and has a
+//! `try_` twin returning [`Result`]. Empty tensors and zero-size axes work throughout
+//! (the sum of nothing is 0, its maximum -inf), and NaN propagates.
+//!
+//! # Layout
+//!
+//! - [`tensor`]: the [`Tensor`] type, constructors and accessors;
+//! - [`shape`]: strides, broadcasting and axis rules;
+//! - `ops`: the operations (unary, binary, reductions, matmul, views, nn, operators);
+//! - [`random`]: [`Key`] and the Threefry generator;
+//! - [`cpu`]: the CPU kernels the operations call on contiguous buffers.
 
 pub mod cpu;
+pub mod device;
 pub mod element;
+pub mod error;
+mod fmt;
+mod ops;
+pub mod random;
+pub mod shape;
+mod storage;
+pub mod tensor;
 
+pub use device::Device;
 pub use element::{DType, Element, Float};
+pub use error::{Error, Result};
+pub use ops::Scalar;
+pub use random::Key;
+pub use tensor::Tensor;
 
 /// The items a user needs, re-exported by `ferrax::prelude`.
 pub mod prelude {
+    pub use crate::device::Device;
     pub use crate::element::{DType, Element, Float};
+    pub use crate::error::{Error, Result};
+    pub use crate::random::Key;
+    pub use crate::tensor::Tensor;
 }

@@ -1,0 +1,383 @@
+//! Elementwise binary operations with NumPy broadcasting, comparisons and `where_`.
+//!
+//! Arithmetic picks the cheapest path: one kernel call when both operands are contiguous
+//! with one shape, a scalar kernel when one side has a single element, and otherwise a
+//! loop of contiguous kernel calls over rows of the broadcast output (e.g. `[m, n] + [n]`
+//! or `[m, n] * [m, 1]`), copying an operand only when its rows are not contiguous.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD};
+use crate::element::{DType, Element, Float};
+use crate::error::{Error, Result, unwrap};
+use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
+use crate::storage::strided_copy;
+use crate::tensor::{Tensor, any_dispatch, float_dispatch};
+
+/// Rows shorter than this are not worth a kernel call each: the operands are expanded
+/// to the full output instead and handed to one call.
+const MIN_ROW: usize = 16;
+
+/// One operand of a broadcast loop: its data and its layout broadcast to the output shape.
+struct Operand<'a, T: Clone> {
+    data: Cow<'a, [T]>,
+    layout: Layout,
+}
+
+impl<'a, T: Element> Operand<'a, T> {
+    fn new(t: &'a Tensor, shape: &[usize]) -> Operand<'a, T> {
+        let layout = t
+            .layout
+            .broadcast_to("broadcast", shape)
+            .expect("shape is the broadcast of the operands");
+        Operand {
+            data: Cow::Borrowed(t.storage_slice::<T>()),
+            layout,
+        }
+    }
+
+    /// Copies the operand into a contiguous buffer of the full output shape.
+    fn expand(&mut self) {
+        let data = strided_copy(&self.data, &self.layout);
+        self.layout = Layout::contiguous(&self.layout.shape);
+        self.data = Cow::Owned(data);
+    }
+
+    /// The full, contiguous element buffer (after [`Operand::expand`] if needed).
+    fn contiguous(&mut self) -> &[T] {
+        if !self.layout.is_contiguous() {
+            self.expand();
+        }
+        let n = self.layout.numel();
+        &self.data[self.layout.offset..self.layout.offset + n]
+    }
+}
+
+/// Merges adjacent axes of `shape` that are contiguous with each other in every one of
+/// `strides`, and drops size-1 axes. Returns the merged shape and each operand's strides.
+fn coalesce_joint(shape: &[usize], strides: &[&[isize]]) -> (Vec<usize>, Vec<Vec<isize>>) {
+    let mut out_shape: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<isize>> = vec![Vec::new(); strides.len()];
+    for (d, &size) in shape.iter().enumerate() {
+        if size == 1 {
+            continue;
+        }
+        let mergeable = !out_shape.is_empty()
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| *o.last().unwrap() == s[d] * size as isize);
+        if mergeable {
+            *out_shape.last_mut().unwrap() *= size;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().unwrap() = s[d];
+            }
+        } else {
+            out_shape.push(size);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[d]);
+            }
+        }
+    }
+    if out_shape.is_empty() {
+        out_shape.push(1);
+        for o in out_strides.iter_mut() {
+            o.push(1);
+        }
+    }
+    (out_shape, out_strides)
+}
+
+/// `op(a, b)` over the broadcast shape `shape`, for float type `T`.
+fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> Vec<T> {
+    let n = numel(shape);
+    let mut out = vec![T::zero(); n];
+    if n == 0 {
+        return out;
+    }
+    // same shape, both contiguous: one call, no copy
+    if a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous() {
+        kernels::binary(
+            op,
+            &a.contiguous_data::<T>(),
+            &b.contiguous_data::<T>(),
+            &mut out,
+        );
+        return out;
+    }
+    // one side a single element: scalar kernels
+    if b.numel() == 1 {
+        let s = b.storage_slice::<T>()[b.layout.offset];
+        kernels::binary_scalar_rhs(
+            op,
+            &Operand::<T>::new(a, shape).contiguous_owned_or_borrowed(),
+            s,
+            &mut out,
+        );
+        return out;
+    }
+    if a.numel() == 1 {
+        let s = a.storage_slice::<T>()[a.layout.offset];
+        kernels::binary_scalar_lhs(
+            op,
+            s,
+            &Operand::<T>::new(b, shape).contiguous_owned_or_borrowed(),
+            &mut out,
+        );
+        return out;
+    }
+    let mut ops = [Operand::<T>::new(a, shape), Operand::<T>::new(b, shape)];
+    // rows must be contiguous (stride 1) or a repeated element (stride 0)
+    for o in ops.iter_mut() {
+        let (_, st) = coalesce_joint(shape, &[&o.layout.strides]);
+        if !matches!(st[0].last(), Some(0 | 1)) {
+            o.expand();
+        }
+    }
+    let (cshape, cstrides) =
+        coalesce_joint(shape, &[&ops[0].layout.strides, &ops[1].layout.strides]);
+    let last = cshape.len() - 1;
+    let inner = cshape[last];
+    if inner < MIN_ROW || (cstrides[0][last] == 0 && cstrides[1][last] == 0) {
+        let (x, y) = ops.split_at_mut(1);
+        kernels::binary(op, x[0].contiguous(), y[0].contiguous(), &mut out);
+        return out;
+    }
+    let outer_shape = &cshape[..last];
+    let row = |r: usize, dst: &mut [T]| {
+        let [oa, ob] = [0, 1]
+            .map(|i| unravel_offset(r, outer_shape, &cstrides[i][..last], ops[i].layout.offset));
+        match (cstrides[0][last], cstrides[1][last]) {
+            (0, _) => {
+                kernels::binary_scalar_lhs(op, ops[0].data[oa], &ops[1].data[ob..ob + inner], dst)
+            }
+            (_, 0) => {
+                kernels::binary_scalar_rhs(op, &ops[0].data[oa..oa + inner], ops[1].data[ob], dst)
+            }
+            _ => kernels::binary(
+                op,
+                &ops[0].data[oa..oa + inner],
+                &ops[1].data[ob..ob + inner],
+                dst,
+            ),
+        }
+    };
+    if n >= PAR_THRESHOLD {
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, dst)| row(r, dst));
+    } else {
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, dst)| row(r, dst));
+    }
+    out
+}
+
+impl<'a, T: Element> Operand<'a, T> {
+    /// The full contiguous buffer, consuming the operand.
+    fn contiguous_owned_or_borrowed(mut self) -> Cow<'a, [T]> {
+        if !self.layout.is_contiguous() {
+            self.expand();
+        }
+        let n = self.layout.numel();
+        match self.data {
+            Cow::Borrowed(d) => Cow::Borrowed(&d[self.layout.offset..self.layout.offset + n]),
+            Cow::Owned(d) => Cow::Owned(d),
+        }
+    }
+}
+
+impl Tensor {
+    /// `op(self, other)` elementwise with broadcasting, for float tensors of one dtype.
+    pub(crate) fn try_binary(
+        &self,
+        name: &'static str,
+        op: BinaryOp,
+        other: &Tensor,
+    ) -> Result<Tensor> {
+        let dt = Tensor::expect_same_float(name, self, other)?;
+        let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        Ok(
+            float_dispatch!(dt, T => Tensor::from_data(broadcast_binary::<T>(op, self, other, &shape), &shape)),
+        )
+    }
+
+    /// `op(self, s)` (or `op(s, self)` when `scalar_first`) with a Rust scalar taking the
+    /// tensor's dtype.
+    pub(crate) fn try_binary_scalar(
+        &self,
+        name: &'static str,
+        op: BinaryOp,
+        s: f64,
+        scalar_first: bool,
+    ) -> Result<Tensor> {
+        let dt = self.expect_float(name)?;
+        let s = Tensor::full(&[], s, dt);
+        if scalar_first {
+            s.try_binary(name, op, self)
+        } else {
+            self.try_binary(name, op, &s)
+        }
+    }
+
+    /// `op(self, other)` elementwise with broadcasting as a bool mask.
+    fn try_compare(&self, name: &'static str, op: CmpOp, other: &Tensor) -> Result<Tensor> {
+        let dt = Tensor::expect_same(name, self, other)?;
+        let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        let n = numel(&shape);
+        let mut out = vec![false; n];
+        let expanded = |t: &Tensor| t.broadcast_view(&shape);
+        let (a, b) = (expanded(self), expanded(other));
+        match dt {
+            DType::F32 | DType::F64 => float_dispatch!(dt, T => {
+                kernels::compare(op, &a.contiguous_data::<T>(), &b.contiguous_data::<T>(), &mut out)
+            }),
+            _ => any_dispatch!(dt, T => {
+                compare_ordered(op, &a.contiguous_data::<T>(), &b.contiguous_data::<T>(), &mut out)
+            }),
+        }
+        Ok(Tensor::from_data(out, &shape))
+    }
+
+    /// A stride-0 view of `self` at a shape it broadcasts to (checked by the caller).
+    fn broadcast_view(&self, shape: &[usize]) -> Tensor {
+        self.with_layout(
+            self.layout
+                .broadcast_to("broadcast", shape)
+                .expect("shape is a broadcast of the operands"),
+        )
+    }
+
+    /// Elementwise choice with broadcasting: `a` where `mask` is true, `b` elsewhere.
+    /// `mask` is a bool tensor; `a` and `b` have one dtype. Panics on bad shapes or
+    /// dtypes; see [`Tensor::try_where_`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![-1.0f32, 2.0, -3.0], &[3]);
+    /// let zero = Tensor::zeros(&[], DType::F32);
+    /// let r = Tensor::where_(&x.gt(&zero), &x, &zero); // relu
+    /// assert_eq!(r.to_vec::<f32>(), vec![0.0, 2.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn where_(mask: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        unwrap(Tensor::try_where_(mask, a, b))
+    }
+
+    /// [`Tensor::where_`], returning an error instead of panicking.
+    pub fn try_where_(mask: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        const OP: &str = "where";
+        if mask.dtype() != DType::Bool {
+            return Err(Error::UnsupportedDType {
+                op: OP,
+                expected: "a bool mask",
+                got: mask.dtype(),
+                shape: mask.shape().to_vec(),
+            });
+        }
+        if mask.device() != a.device() {
+            return Err(Error::DeviceMismatch {
+                op: OP,
+                lhs: mask.device(),
+                rhs: a.device(),
+            });
+        }
+        let dt = Tensor::expect_same(OP, a, b)?;
+        let shape = broadcast_shapes(OP, mask.shape(), a.shape())?;
+        let shape = broadcast_shapes(OP, &shape, b.shape())?;
+        let m = mask.broadcast_view(&shape);
+        let m = m.contiguous_data::<bool>();
+        Ok(any_dispatch!(dt, T => {
+            let (x, y) = (a.broadcast_view(&shape), b.broadcast_view(&shape));
+            let (x, y) = (x.contiguous_data::<T>(), y.contiguous_data::<T>());
+            let out: Vec<T> = m.iter().zip(x.iter().zip(y.iter())).map(|(&c, (&p, &q))| if c { p } else { q }).collect();
+            Tensor::from_data(out, &shape)
+        }))
+    }
+
+    /// `mask.select(a, b)` is [`Tensor::where_`]`(mask, a, b)`.
+    #[track_caller]
+    pub fn select(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        Tensor::where_(self, a, b)
+    }
+
+    /// [`Tensor::select`], returning an error instead of panicking.
+    pub fn try_select(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Tensor::try_where_(self, a, b)
+    }
+}
+
+/// Comparison of non-float elements (i32, bool).
+fn compare_ordered<T: PartialOrd + Copy>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        };
+    }
+}
+
+macro_rules! binary_methods {
+    ($($name:ident, $try_name:ident, $op:ident, $doc:literal;)*) => {
+        impl Tensor {
+            $(
+                #[doc = concat!("Elementwise ", $doc, ", with NumPy broadcasting. Panics if the shapes do not broadcast or the dtypes differ; see [`Tensor::", stringify!($try_name), "`].")]
+                #[track_caller]
+                pub fn $name(&self, other: &Tensor) -> Tensor {
+                    unwrap(self.$try_name(other))
+                }
+
+                #[doc = concat!("[`Tensor::", stringify!($name), "`], returning an error instead of panicking.")]
+                pub fn $try_name(&self, other: &Tensor) -> Result<Tensor> {
+                    self.try_binary(stringify!($name), BinaryOp::$op, other)
+                }
+            )*
+        }
+    };
+}
+
+binary_methods! {
+    add, try_add, Add, "sum `a + b`";
+    sub, try_sub, Sub, "difference `a - b`";
+    mul, try_mul, Mul, "product `a * b`";
+    div, try_div, Div, "quotient `a / b`";
+    pow, try_pow, Pow, "power `a^b`";
+    maximum, try_maximum, Maximum, "maximum (NaN if either is NaN)";
+    minimum, try_minimum, Minimum, "minimum (NaN if either is NaN)";
+}
+
+macro_rules! compare_methods {
+    ($($name:ident, $try_name:ident, $op:ident, $doc:literal;)*) => {
+        impl Tensor {
+            $(
+                #[doc = concat!("Elementwise `", $doc, "` as a bool mask, with NumPy broadcasting (any dtype, both the same). Panics on bad shapes or dtypes; see [`Tensor::", stringify!($try_name), "`].")]
+                #[track_caller]
+                #[allow(clippy::should_implement_trait)]
+                pub fn $name(&self, other: &Tensor) -> Tensor {
+                    unwrap(self.$try_name(other))
+                }
+
+                #[doc = concat!("[`Tensor::", stringify!($name), "`], returning an error instead of panicking.")]
+                pub fn $try_name(&self, other: &Tensor) -> Result<Tensor> {
+                    self.try_compare(stringify!($name), CmpOp::$op, other)
+                }
+            )*
+        }
+    };
+}
+
+compare_methods! {
+    eq, try_eq, Eq, "a == b";
+    ne, try_ne, Ne, "a != b";
+    lt, try_lt, Lt, "a < b";
+    le, try_le, Le, "a <= b";
+    gt, try_gt, Gt, "a > b";
+    ge, try_ge, Ge, "a >= b";
+}

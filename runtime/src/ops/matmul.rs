@@ -1,0 +1,133 @@
+//! Matrix multiplication with NumPy's `matmul` semantics: 2-D, matrix-vector,
+//! vector-vector and batched N-D with broadcast batch axes. Operands are passed to the
+//! GEMM kernel with their strides, so transposed or broadcast views are not copied.
+
+use rayon::prelude::*;
+
+use crate::cpu::kernels::{self, MatRef};
+use crate::element::Float;
+use crate::error::{Error, Result, unwrap};
+use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
+use crate::tensor::{Tensor, float_dispatch};
+
+/// Below this many multiply-adds per batch, batches run in parallel rather than relying
+/// on the kernel's own threading.
+const SMALL_GEMM: usize = 1 << 16;
+
+/// The strided matrix at batch position `b` of a layout whose last two axes are the matrix.
+fn mat_at<'a, T>(data: &'a [T], l: &Layout, b: usize) -> MatRef<'a, T> {
+    let nb = l.shape.len() - 2;
+    MatRef {
+        data,
+        offset: unravel_offset(b, &l.shape[..nb], &l.strides[..nb], l.offset),
+        rs: l.strides[nb],
+        cs: l.strides[nb + 1],
+    }
+}
+
+/// `c[b] = a[b] @ b[b]` for every batch position; `a`, `b` already broadcast to the batch.
+fn batched<T: Float>(
+    a: &Tensor,
+    la: &Layout,
+    b: &Tensor,
+    lb: &Layout,
+    batch: usize,
+    mnk: [usize; 3],
+) -> Vec<T> {
+    let [m, n, k] = mnk;
+    let mut out = vec![T::zero(); batch * m * n];
+    if out.is_empty() || k == 0 {
+        return out;
+    }
+    let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());
+    let one =
+        |i: usize, c: &mut [T]| kernels::matmul(m, n, k, mat_at(da, la, i), mat_at(db, lb, i), c);
+    if batch > 1 && m * n * k < SMALL_GEMM {
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c));
+    } else {
+        out.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c));
+    }
+    out
+}
+
+impl Tensor {
+    /// Matrix product with NumPy's `matmul` rules: `[m, k] @ [k, n] -> [m, n]`; a 1-D left
+    /// operand is a row vector and a 1-D right operand a column vector (their axis is
+    /// removed from the result); leading axes are batch axes and broadcast. Panics on
+    /// mismatched shapes or dtypes; see [`Tensor::try_matmul`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let v = Tensor::from_vec(vec![1.0f32, 1.0], &[2]);
+    /// assert_eq!(a.matmul(&v).to_vec::<f32>(), vec![3.0, 7.0]);
+    /// assert_eq!(a.t().matmul(&a).to_vec::<f32>(), vec![10.0, 14.0, 14.0, 20.0]);
+    /// let batch = Tensor::ones(&[5, 3, 2], DType::F32);
+    /// assert_eq!(batch.matmul(&a).shape(), &[5, 3, 2]);
+    /// ```
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        unwrap(self.try_matmul(other))
+    }
+
+    /// [`Tensor::matmul`], returning an error instead of panicking.
+    pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
+        const OP: &str = "matmul";
+        let dt = Tensor::expect_same_float(OP, self, other)?;
+        let mismatch = |reason: String| Error::ShapeMismatch {
+            op: OP,
+            lhs: self.shape().to_vec(),
+            rhs: other.shape().to_vec(),
+            reason,
+        };
+        if self.ndim() == 0 || other.ndim() == 0 {
+            return Err(mismatch(
+                "cannot be multiplied: matmul needs operands with at least one axis".into(),
+            ));
+        }
+        let la = if self.ndim() == 1 {
+            self.layout.unsqueeze(0)
+        } else {
+            self.layout.clone()
+        };
+        let lb = if other.ndim() == 1 {
+            other.layout.unsqueeze(1)
+        } else {
+            other.layout.clone()
+        };
+        let (ra, rb) = (la.shape.len(), lb.shape.len());
+        let (m, k) = (la.shape[ra - 2], la.shape[ra - 1]);
+        let (k2, n) = (lb.shape[rb - 2], lb.shape[rb - 1]);
+        if k != k2 {
+            return Err(mismatch(format!(
+                "cannot be multiplied: contracted axes have sizes {k} and {k2}"
+            )));
+        }
+        let batch =
+            broadcast_shapes(OP, &la.shape[..ra - 2], &lb.shape[..rb - 2]).map_err(|_| {
+                mismatch(format!(
+                    "cannot be multiplied: batch axes {:?} and {:?} do not broadcast",
+                    &la.shape[..ra - 2],
+                    &lb.shape[..rb - 2]
+                ))
+            })?;
+        let full = |extra: [usize; 2]| [batch.as_slice(), &extra].concat();
+        let la = la.broadcast_to(OP, &full([m, k]))?;
+        let lb = lb.broadcast_to(OP, &full([k, n]))?;
+        let nbatch = numel(&batch);
+        let mut shape = full([m, n]);
+        if other.ndim() == 1 {
+            shape.pop();
+        }
+        if self.ndim() == 1 {
+            shape.remove(shape.len() - if other.ndim() == 1 { 1 } else { 2 });
+        }
+        Ok(float_dispatch!(dt, T => {
+            Tensor::from_data(batched::<T>(self, &la, other, &lb, nbatch, [m, n, k]), &shape)
+        }))
+    }
+}

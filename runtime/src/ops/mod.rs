@@ -1,0 +1,13 @@
+//! Tensor operations, one module per family. Each module adds methods to [`Tensor`]
+//! (crate::Tensor); the shape, dtype and device checks live here and the arithmetic in
+//! the backend kernels.
+
+mod binary;
+mod matmul;
+mod nn;
+mod operators;
+mod reduce;
+mod unary;
+mod view;
+
+pub use operators::Scalar;

@@ -1,0 +1,394 @@
+//! Layout operations: views that share storage (reshape, transpose, permute, broadcast,
+//! slice, squeeze, unsqueeze) and the copying ones that gather or join (index_select,
+//! concat, stack).
+
+use crate::element::{DType, Element};
+use crate::error::{Error, Result, unwrap};
+use crate::shape::{Layout, normalize_axis, normalize_axis_in, numel};
+use crate::tensor::{Tensor, any_dispatch};
+
+impl Tensor {
+    /// The same elements, read row-major, in a new shape with as many elements. A view
+    /// when the layout allows (always for contiguous tensors), otherwise a copy. Panics if
+    /// the element counts differ; see [`Tensor::try_reshape`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[2, 3]);
+    /// assert_eq!(x.shape(), &[2, 3]);
+    /// ```
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        unwrap(self.try_reshape(shape))
+    }
+
+    /// [`Tensor::reshape`], returning an error when the element counts differ.
+    pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel(shape) != self.numel() {
+            return Err(Error::BadReshape {
+                from: self.shape().to_vec(),
+                to: shape.to_vec(),
+                from_numel: self.numel(),
+                to_numel: numel(shape),
+            });
+        }
+        match self.layout.reshape(shape) {
+            Some(layout) => Ok(self.with_layout(layout)),
+            None => Ok(self.contiguous().with_layout(Layout::contiguous(shape))),
+        }
+    }
+
+    /// The tensor flattened to one axis (a view when contiguous).
+    pub fn flatten(&self) -> Tensor {
+        self.reshape(&[self.numel()])
+    }
+
+    /// A view with axes `a` and `b` swapped. Panics on a bad axis; see [`Tensor::try_transpose`].
+    #[track_caller]
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor {
+        unwrap(self.try_transpose(a, b))
+    }
+
+    /// [`Tensor::transpose`], returning an error for an axis out of range.
+    pub fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor> {
+        let a = normalize_axis("transpose", a, self.shape())?;
+        let b = normalize_axis("transpose", b, self.shape())?;
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        perm.swap(a, b);
+        Ok(self.with_layout(self.layout.permute(&perm)))
+    }
+
+    /// A view with axes reordered: axis `i` of the result is axis `axes[i]` of `self`.
+    /// Panics unless `axes` is a permutation of the axes; see [`Tensor::try_permute`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::zeros(&[2, 3, 4], DType::F32);
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// assert_eq!(x.permute(&[-1, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
+    #[track_caller]
+    pub fn permute(&self, axes: &[isize]) -> Tensor {
+        unwrap(self.try_permute(axes))
+    }
+
+    /// [`Tensor::permute`], returning an error unless `axes` is a permutation.
+    pub fn try_permute(&self, axes: &[isize]) -> Result<Tensor> {
+        let perm = axes
+            .iter()
+            .map(|&a| normalize_axis("permute", a, self.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut seen = vec![false; self.ndim()];
+        for &p in &perm {
+            seen[p] = true;
+        }
+        if perm.len() != self.ndim() || seen.contains(&false) {
+            return Err(Error::InvalidArgument {
+                op: "permute",
+                message: format!(
+                    "axes {axes:?} are not a permutation of the axes of shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        Ok(self.with_layout(self.layout.permute(&perm)))
+    }
+
+    /// The transpose of a 2-D tensor (a view). Panics for other ranks; see [`Tensor::try_t`].
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        unwrap(self.try_t())
+    }
+
+    /// [`Tensor::t`], returning an error unless the tensor is 2-D.
+    pub fn try_t(&self) -> Result<Tensor> {
+        if self.ndim() != 2 {
+            return Err(Error::InvalidArgument {
+                op: "t",
+                message: format!(
+                    "needs a 2-D tensor, got shape {:?} (use transpose or permute)",
+                    self.shape()
+                ),
+            });
+        }
+        self.try_transpose(0, 1)
+    }
+
+    /// A view repeating the tensor to `shape` by NumPy's broadcasting rules (no copy).
+    /// Panics if it does not broadcast; see [`Tensor::try_broadcast_to`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let row = Tensor::from_vec(vec![1i32, 2], &[2]);
+    /// assert_eq!(row.broadcast_to(&[2, 2]).to_vec::<i32>(), vec![1, 2, 1, 2]);
+    /// ```
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        unwrap(self.try_broadcast_to(shape))
+    }
+
+    /// [`Tensor::broadcast_to`], returning an error if the shapes do not broadcast.
+    pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.with_layout(self.layout.broadcast_to("broadcast_to", shape)?))
+    }
+
+    /// A view of `start..end` along `axis`. Panics if the range is not within the axis;
+    /// see [`Tensor::try_slice`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 3]);
+    /// assert_eq!(x.slice(1, 1, 3).to_vec::<f64>(), vec![1.0, 2.0, 4.0, 5.0]);
+    /// assert_eq!(x.slice(-1, 0, 1).shape(), &[2, 1]);
+    /// ```
+    #[track_caller]
+    pub fn slice(&self, axis: isize, start: usize, end: usize) -> Tensor {
+        unwrap(self.try_slice_step(axis, start, end, 1))
+    }
+
+    /// [`Tensor::slice`], returning an error for a bad axis or range.
+    pub fn try_slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
+        self.try_slice_step(axis, start, end, 1)
+    }
+
+    /// A view of every `step`-th element of `start..end` along `axis`. Panics if the range
+    /// is not within the axis or `step` is 0; see [`Tensor::try_slice_step`].
+    #[track_caller]
+    pub fn slice_step(&self, axis: isize, start: usize, end: usize, step: usize) -> Tensor {
+        unwrap(self.try_slice_step(axis, start, end, step))
+    }
+
+    /// [`Tensor::slice_step`], returning an error for a bad axis, range or step.
+    pub fn try_slice_step(
+        &self,
+        axis: isize,
+        start: usize,
+        end: usize,
+        step: usize,
+    ) -> Result<Tensor> {
+        let ax = normalize_axis("slice", axis, self.shape())?;
+        let size = self.shape()[ax];
+        if start > end || end > size || step == 0 {
+            return Err(Error::InvalidArgument {
+                op: "slice",
+                message: format!(
+                    "range {start}..{end} with step {step} is not within axis {ax} of size {size} (shape {:?})",
+                    self.shape()
+                ),
+            });
+        }
+        Ok(self.with_layout(self.layout.slice(ax, start, end, step)))
+    }
+
+    /// A view without the size-1 axis `axis`. Panics if that axis is not of size 1; see
+    /// [`Tensor::try_squeeze`].
+    #[track_caller]
+    pub fn squeeze(&self, axis: isize) -> Tensor {
+        unwrap(self.try_squeeze(axis))
+    }
+
+    /// [`Tensor::squeeze`], returning an error for a bad axis.
+    pub fn try_squeeze(&self, axis: isize) -> Result<Tensor> {
+        let ax = normalize_axis("squeeze", axis, self.shape())?;
+        if self.shape()[ax] != 1 {
+            return Err(Error::InvalidArgument {
+                op: "squeeze",
+                message: format!(
+                    "axis {axis} of shape {:?} has size {}, not 1",
+                    self.shape(),
+                    self.shape()[ax]
+                ),
+            });
+        }
+        Ok(self.with_layout(self.layout.squeeze(ax)))
+    }
+
+    /// A view with a new size-1 axis at `axis` (`-1` appends). Panics for an axis outside
+    /// `-(ndim + 1)..=ndim`; see [`Tensor::try_unsqueeze`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::zeros(&[3], DType::F32);
+    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 3]);
+    /// assert_eq!(x.unsqueeze(-1).shape(), &[3, 1]);
+    /// ```
+    #[track_caller]
+    pub fn unsqueeze(&self, axis: isize) -> Tensor {
+        unwrap(self.try_unsqueeze(axis))
+    }
+
+    /// [`Tensor::unsqueeze`], returning an error for a bad axis.
+    pub fn try_unsqueeze(&self, axis: isize) -> Result<Tensor> {
+        let ax = normalize_axis_in("unsqueeze", axis, self.ndim() + 1, self.shape())?;
+        Ok(self.with_layout(self.layout.unsqueeze(ax)))
+    }
+
+    /// Gathers along `axis` at `indices` (an i32 tensor of any shape): the result's shape
+    /// is `self.shape[..axis] ++ indices.shape ++ self.shape[axis + 1..]` (NumPy's `take`).
+    /// Panics for an index outside `0..size`; see [`Tensor::try_index_select`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let table = Tensor::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[3, 2]);
+    /// let rows = table.index_select(0, &Tensor::from_vec(vec![2i32, 0], &[2]));
+    /// assert_eq!(rows.to_vec::<f32>(), vec![4.0, 5.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn index_select(&self, axis: isize, indices: &Tensor) -> Tensor {
+        unwrap(self.try_index_select(axis, indices))
+    }
+
+    /// [`Tensor::index_select`], returning an error instead of panicking.
+    pub fn try_index_select(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
+        const OP: &str = "index_select";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        if indices.dtype() != DType::I32 {
+            return Err(Error::UnsupportedDType {
+                op: OP,
+                expected: "i32 indices",
+                got: indices.dtype(),
+                shape: indices.shape().to_vec(),
+            });
+        }
+        if indices.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op: OP,
+                lhs: self.device(),
+                rhs: indices.device(),
+            });
+        }
+        let size = self.shape()[ax];
+        let idx = indices.contiguous_data::<i32>();
+        if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
+            return Err(Error::IndexOutOfRange {
+                op: OP,
+                index: bad as i64,
+                axis: ax,
+                size,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let outer = numel(&self.shape()[..ax]);
+        let inner = numel(&self.shape()[ax + 1..]);
+        let mut shape = self.shape()[..ax].to_vec();
+        shape.extend_from_slice(indices.shape());
+        shape.extend_from_slice(&self.shape()[ax + 1..]);
+        Ok(any_dispatch!(self.dtype(), T => {
+            let x = self.contiguous_data::<T>();
+            let mut out: Vec<T> = Vec::with_capacity(numel(&shape));
+            for o in 0..outer {
+                for &i in idx.iter() {
+                    let start = (o * size + i as usize) * inner;
+                    out.extend_from_slice(&x[start..start + inner]);
+                }
+            }
+            Tensor::from_data(out, &shape)
+        }))
+    }
+
+    /// Joins tensors along an existing `axis`; all other axes must agree. Panics on
+    /// mismatched shapes or dtypes or an empty list; see [`Tensor::try_concat`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::ones(&[2, 1], DType::F32);
+    /// let b = Tensor::zeros(&[2, 2], DType::F32);
+    /// let c = Tensor::concat(&[&a, &b], 1);
+    /// assert_eq!(c.to_vec::<f32>(), vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn concat(tensors: &[&Tensor], axis: isize) -> Tensor {
+        unwrap(Tensor::try_concat(tensors, axis))
+    }
+
+    /// [`Tensor::concat`], returning an error instead of panicking.
+    pub fn try_concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+        concat_impl("concat", tensors, axis)
+    }
+
+    /// Joins tensors of one shape along a new `axis`. Panics on mismatched shapes or
+    /// dtypes or an empty list; see [`Tensor::try_stack`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::zeros(&[3], DType::F64);
+    /// assert_eq!(Tensor::stack(&[&a, &a], 0).shape(), &[2, 3]);
+    /// assert_eq!(Tensor::stack(&[&a, &a], -1).shape(), &[3, 2]);
+    /// ```
+    #[track_caller]
+    pub fn stack(tensors: &[&Tensor], axis: isize) -> Tensor {
+        unwrap(Tensor::try_stack(tensors, axis))
+    }
+
+    /// [`Tensor::stack`], returning an error instead of panicking.
+    pub fn try_stack(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+        const OP: &str = "stack";
+        let first = tensors.first().ok_or_else(|| Error::InvalidArgument {
+            op: OP,
+            message: "needs at least one tensor".into(),
+        })?;
+        for t in tensors {
+            if t.shape() != first.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: first.shape().to_vec(),
+                    rhs: t.shape().to_vec(),
+                    reason: "differ (stack needs equal shapes)".into(),
+                });
+            }
+        }
+        let ax = normalize_axis_in(OP, axis, first.ndim() + 1, first.shape())?;
+        let expanded: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.with_layout(t.layout.unsqueeze(ax)))
+            .collect();
+        concat_impl(OP, &expanded.iter().collect::<Vec<_>>(), ax as isize)
+    }
+}
+
+fn concat_impl(op: &'static str, tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+    let first = tensors.first().ok_or_else(|| Error::InvalidArgument {
+        op,
+        message: "needs at least one tensor".into(),
+    })?;
+    let ax = normalize_axis(op, axis, first.shape())?;
+    for t in &tensors[1..] {
+        Tensor::expect_same(op, first, t)?;
+        let agree = t.ndim() == first.ndim()
+            && t.shape()
+                .iter()
+                .zip(first.shape())
+                .enumerate()
+                .all(|(d, (a, b))| d == ax || a == b);
+        if !agree {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: first.shape().to_vec(),
+                rhs: t.shape().to_vec(),
+                reason: format!("must agree on every axis but {ax}"),
+            });
+        }
+    }
+    let mut shape = first.shape().to_vec();
+    shape[ax] = tensors.iter().map(|t| t.shape()[ax]).sum();
+    let outer = numel(&shape[..ax]);
+    Ok(any_dispatch!(first.dtype(), T => {
+        let parts: Vec<_> = tensors.iter().map(|t| (t.contiguous_data::<T>(), numel(&t.shape()[ax..]))).collect();
+        Tensor::from_data(join_blocks::<T>(&parts, outer, numel(&shape)), &shape)
+    }))
+}
+
+/// For each of `outer` blocks, appends each part's block (of `block` elements) in turn.
+fn join_blocks<T: Element>(
+    parts: &[(std::borrow::Cow<'_, [T]>, usize)],
+    outer: usize,
+    total: usize,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(total);
+    for o in 0..outer {
+        for (data, block) in parts {
+            out.extend_from_slice(&data[o * block..(o + 1) * block]);
+        }
+    }
+    out
+}

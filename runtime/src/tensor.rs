@@ -1,0 +1,471 @@
+//! [`Tensor`]: an n-dimensional array with shared storage, its constructors and accessors.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::element::{DType, Element, Float};
+use crate::error::{Error, Result, unwrap};
+use crate::shape::{Layout, numel};
+use crate::storage::{Storage, strided_copy};
+
+/// Runs `$body` with `$T` bound to the Rust type of a float dtype (`f32` or `f64`).
+/// The caller has checked that the dtype is a float.
+macro_rules! float_dispatch {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::element::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::element::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => unreachable!("float dtype expected, got {other}"),
+        }
+    };
+}
+pub(crate) use float_dispatch;
+
+/// Runs `$body` with `$T` bound to the Rust type of any dtype.
+macro_rules! any_dispatch {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::element::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::element::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::element::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::element::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use any_dispatch;
+
+/// An n-dimensional array of `f32`, `f64`, `i32` or `bool` on a [`Device`].
+///
+/// A tensor is a view (shape, strides, offset) of a shared, reference-counted buffer:
+/// cloning one, and the view operations (`reshape` where possible, `transpose`,
+/// `permute`, `broadcast_to`, `slice`, `squeeze`, `unsqueeze`), copy no data. Operations
+/// never modify their inputs; they return new tensors.
+///
+/// ```
+/// use ferrax_runtime::prelude::*;
+///
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+/// assert_eq!(a.shape(), &[2, 3]);
+/// assert_eq!(a.dtype(), DType::F32);
+/// let t = a.t(); // a view: no copy
+/// assert_eq!(t.shape(), &[3, 2]);
+/// assert_eq!(t.to_vec::<f32>(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+/// ```
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) layout: Layout,
+}
+
+/// Checks that a value count matches a shape.
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    if len != numel(shape) {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "{len} values do not fill shape {shape:?} ({} elements)",
+                numel(shape)
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    // ----- internal plumbing used by the ops modules -----
+
+    /// A contiguous tensor owning `storage`, of `shape`.
+    pub(crate) fn from_storage(storage: Storage, shape: &[usize]) -> Tensor {
+        Tensor {
+            storage: Arc::new(storage),
+            layout: Layout::contiguous(shape),
+        }
+    }
+
+    /// A contiguous tensor owning `data`, of `shape` (the length is the caller's invariant).
+    pub(crate) fn from_data<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        debug_assert_eq!(data.len(), numel(shape));
+        Tensor::from_storage(Storage::from_vec(data), shape)
+    }
+
+    /// Another view of the same storage. An empty view's offset is reset to 0, so that
+    /// every layout's offset lies within its storage.
+    pub(crate) fn with_layout(&self, mut layout: Layout) -> Tensor {
+        if layout.numel() == 0 {
+            layout.offset = 0;
+        }
+        Tensor {
+            storage: Arc::clone(&self.storage),
+            layout,
+        }
+    }
+
+    /// The whole storage buffer as `T` (the caller has dispatched on the dtype).
+    pub(crate) fn storage_slice<T: Element>(&self) -> &[T] {
+        match self.storage.typed::<T>() {
+            Some(s) => s,
+            None => unreachable!("storage of a {} tensor read as {}", self.dtype(), T::DTYPE),
+        }
+    }
+
+    /// The elements in row-major order: borrowed when the tensor is contiguous, copied
+    /// once otherwise.
+    pub(crate) fn contiguous_data<T: Element>(&self) -> Cow<'_, [T]> {
+        let data = self.storage_slice::<T>();
+        if self.layout.is_contiguous() {
+            Cow::Borrowed(&data[self.layout.offset..self.layout.offset + self.numel()])
+        } else {
+            Cow::Owned(strided_copy(data, &self.layout))
+        }
+    }
+
+    /// Checks that the tensor holds floats.
+    pub(crate) fn expect_float(&self, op: &'static str) -> Result<DType> {
+        if self.dtype().is_float() {
+            Ok(self.dtype())
+        } else {
+            Err(Error::UnsupportedDType {
+                op,
+                expected: "a float tensor (f32 or f64)",
+                got: self.dtype(),
+                shape: self.shape().to_vec(),
+            })
+        }
+    }
+
+    /// Checks that two tensors are on one device and have one dtype; returns it.
+    pub(crate) fn expect_same(op: &'static str, a: &Tensor, b: &Tensor) -> Result<DType> {
+        if a.device() != b.device() {
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: a.device(),
+                rhs: b.device(),
+            });
+        }
+        if a.dtype() != b.dtype() {
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: a.dtype(),
+                rhs: b.dtype(),
+                lhs_shape: a.shape().to_vec(),
+                rhs_shape: b.shape().to_vec(),
+            });
+        }
+        Ok(a.dtype())
+    }
+
+    /// Checks that two tensors are floats of one dtype on one device; returns the dtype.
+    pub(crate) fn expect_same_float(op: &'static str, a: &Tensor, b: &Tensor) -> Result<DType> {
+        let dt = Tensor::expect_same(op, a, b)?;
+        a.expect_float(op)?;
+        Ok(dt)
+    }
+
+    /// A tensor of `dtype` whose `i`-th element (row-major) is `f(i)` converted from f64.
+    fn from_fn_f64(shape: &[usize], dtype: DType, f: impl Fn(usize) -> f64) -> Tensor {
+        let n = numel(shape);
+        match dtype {
+            DType::F32 => Tensor::from_data((0..n).map(|i| f(i) as f32).collect(), shape),
+            DType::F64 => Tensor::from_data((0..n).map(&f).collect(), shape),
+            DType::I32 => Tensor::from_data((0..n).map(|i| f(i) as i32).collect(), shape),
+            DType::Bool => Tensor::from_data((0..n).map(|i| f(i) != 0.0).collect(), shape),
+        }
+    }
+
+    // ----- constructors -----
+
+    /// A tensor of `shape` holding `data` in row-major order.
+    ///
+    /// Panics if `data.len()` is not the product of `shape`; see [`Tensor::try_from_vec`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(x.to_vec::<f64>(), vec![1.0, 2.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        unwrap(Tensor::try_from_vec(data, shape))
+    }
+
+    /// [`Tensor::from_vec`], returning an error when the length does not match the shape.
+    pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        check_len("from_vec", data.len(), shape)?;
+        Ok(Tensor::from_data(data, shape))
+    }
+
+    /// A 0-d tensor holding `value`.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let s = Tensor::scalar(2.5f32);
+    /// assert_eq!(s.shape(), &[] as &[usize]);
+    /// assert_eq!(s.item::<f32>(), 2.5);
+    /// ```
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor::from_data(vec![value], &[])
+    }
+
+    /// A tensor of `shape` filled with zeros (`false` for bool).
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// A tensor of `shape` filled with ones (`true` for bool).
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 1.0, dtype)
+    }
+
+    /// A tensor of `shape` filled with `value`, converted to `dtype` (truncated toward
+    /// zero for i32; `value != 0` for bool).
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        Tensor::from_fn_f64(shape, dtype, |_| value)
+    }
+
+    /// Zeros of this tensor's shape, dtype and device.
+    pub fn zeros_like(&self) -> Tensor {
+        Tensor::zeros(self.shape(), self.dtype())
+    }
+
+    /// Ones of this tensor's shape, dtype and device.
+    pub fn ones_like(&self) -> Tensor {
+        Tensor::ones(self.shape(), self.dtype())
+    }
+
+    /// `value` in this tensor's shape, dtype and device.
+    pub fn full_like(&self, value: f64) -> Tensor {
+        Tensor::full(self.shape(), value, self.dtype())
+    }
+
+    /// The 1-D tensor `start, start + step, ...` up to but excluding `end`, as NumPy's
+    /// `arange`. Panics if `step` is zero or not finite; see [`Tensor::try_arange`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let r = Tensor::arange(0.0, 5.0, 2.0, DType::I32);
+    /// assert_eq!(r.to_vec::<i32>(), vec![0, 2, 4]);
+    /// ```
+    #[track_caller]
+    pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Tensor {
+        unwrap(Tensor::try_arange(start, end, step, dtype))
+    }
+
+    /// [`Tensor::arange`], returning an error for a zero or non-finite step.
+    pub fn try_arange(start: f64, end: f64, step: f64, dtype: DType) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::InvalidArgument {
+                op: "arange",
+                message: format!(
+                    "start {start}, end {end} and step {step} must be finite and step non-zero"
+                ),
+            });
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        Ok(Tensor::from_fn_f64(&[n], dtype, |i| {
+            start + i as f64 * step
+        }))
+    }
+
+    /// `n` evenly spaced values from `start` to `end`, both included (as NumPy's `linspace`).
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::linspace(0.0, 1.0, 5, DType::F64);
+    /// assert_eq!(x.to_vec::<f64>(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+    /// ```
+    pub fn linspace(start: f64, end: f64, n: usize, dtype: DType) -> Tensor {
+        let step = if n > 1 {
+            (end - start) / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Tensor::from_fn_f64(&[n], dtype, |i| {
+            if n > 1 && i == n - 1 {
+                end
+            } else {
+                start + i as f64 * step
+            }
+        })
+    }
+
+    /// The `n x n` identity matrix.
+    pub fn eye(n: usize, dtype: DType) -> Tensor {
+        Tensor::from_fn_f64(&[n, n], dtype, |i| if i / n == i % n { 1.0 } else { 0.0 })
+    }
+
+    // ----- accessors -----
+
+    /// The size of each axis.
+    pub fn shape(&self) -> &[usize] {
+        &self.layout.shape
+    }
+
+    /// The storage step of each axis, in elements (0 on broadcast axes).
+    pub fn strides(&self) -> &[isize] {
+        &self.layout.strides
+    }
+
+    /// The number of axes.
+    pub fn ndim(&self) -> usize {
+        self.layout.shape.len()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    /// Where the data lives.
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    /// The number of elements (1 for a 0-d tensor).
+    pub fn numel(&self) -> usize {
+        self.layout.numel()
+    }
+
+    /// The size of the first axis. Panics for a 0-d tensor, which has none.
+    #[track_caller]
+    pub fn len(&self) -> usize {
+        match self.shape().first() {
+            Some(&n) => n,
+            None => panic!("len: a 0-d tensor has no first axis (use numel)"),
+        }
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.numel() == 0
+    }
+
+    /// Whether the elements are stored row-major without gaps (so kernels can read them
+    /// in place).
+    pub fn is_contiguous(&self) -> bool {
+        self.layout.is_contiguous()
+    }
+
+    /// The elements in row-major order. Panics if `T` is not the tensor's element type;
+    /// see [`Tensor::try_to_vec`].
+    #[track_caller]
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        unwrap(self.try_to_vec())
+    }
+
+    /// [`Tensor::to_vec`], returning an error when `T` is not the element type.
+    pub fn try_to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_element::<T>("to_vec")?;
+        Ok(self.contiguous_data::<T>().into_owned())
+    }
+
+    /// The single element of a tensor with one element (any shape). Panics if the tensor
+    /// has more or fewer elements, or `T` is not its element type; see [`Tensor::try_item`].
+    #[track_caller]
+    pub fn item<T: Element>(&self) -> T {
+        unwrap(self.try_item())
+    }
+
+    /// [`Tensor::item`], returning an error instead of panicking.
+    pub fn try_item<T: Element>(&self) -> Result<T> {
+        self.check_element::<T>("item")?;
+        if self.numel() != 1 {
+            return Err(Error::InvalidArgument {
+                op: "item",
+                message: format!(
+                    "needs a tensor with exactly one element, got shape {:?} ({} elements)",
+                    self.shape(),
+                    self.numel()
+                ),
+            });
+        }
+        Ok(self.storage_slice::<T>()[self.layout.offset])
+    }
+
+    fn check_element<T: Element>(&self, op: &'static str) -> Result<()> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::ElementType {
+                op,
+                requested: T::DTYPE,
+                actual: self.dtype(),
+                shape: self.shape().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A contiguous tensor with the same elements: `self` (shared) if already contiguous,
+    /// otherwise one strided copy.
+    pub fn contiguous(&self) -> Tensor {
+        if self.is_contiguous() && self.layout.offset == 0 && self.storage_len() == self.numel() {
+            return self.clone();
+        }
+        any_dispatch!(self.dtype(), T => Tensor::from_data(self.contiguous_data::<T>().into_owned(), self.shape()))
+    }
+
+    fn storage_len(&self) -> usize {
+        any_dispatch!(self.dtype(), T => self.storage_slice::<T>().len())
+    }
+
+    /// The elements converted to `dtype`: floats round (f64 to f32) or truncate toward zero
+    /// (to i32), bools become 0 or 1, and anything becomes a bool by `!= 0`.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let m = Tensor::from_vec(vec![1.5f32, -2.7, 0.0], &[3]);
+    /// assert_eq!(m.to_dtype(DType::I32).to_vec::<i32>(), vec![1, -2, 0]);
+    /// assert_eq!(m.to_dtype(DType::Bool).to_vec::<bool>(), vec![true, true, false]);
+    /// ```
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        let values: Vec<f64> = match self.dtype() {
+            DType::F32 => self
+                .contiguous_data::<f32>()
+                .iter()
+                .map(|&v| v.to_f64())
+                .collect(),
+            DType::F64 => {
+                if dtype == DType::F32 {
+                    let v: Vec<f32> = self
+                        .contiguous_data::<f64>()
+                        .iter()
+                        .map(|&v| v as f32)
+                        .collect();
+                    return Tensor::from_data(v, self.shape());
+                }
+                self.contiguous_data::<f64>().into_owned()
+            }
+            DType::I32 => self
+                .contiguous_data::<i32>()
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
+            DType::Bool => self
+                .contiguous_data::<bool>()
+                .iter()
+                .map(|&v| if v { 1.0 } else { 0.0 })
+                .collect(),
+        };
+        Tensor::from_fn_f64(self.shape(), dtype, |i| values[i])
+    }
+}

@@ -1,0 +1,231 @@
+//! Unary and binary elementwise operations, comparisons, `where_` and the Rust operators.
+
+use ferrax_runtime::prelude::*;
+use proptest::prelude::*;
+
+use crate::reference::{Arr, broadcast};
+use crate::{
+    broadcast_group, broadcast_pair, check, config, dtype, input, tol, value, varied_input,
+};
+
+/// Reference sign: keeps ±0 and NaN, as the kernel documents.
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+fn relu(x: f64) -> f64 {
+    if x > 0.0 || x.is_nan() { x } else { 0.0 }
+}
+
+type UnaryCase = (&'static str, fn(&Tensor) -> Tensor, fn(f64) -> f64);
+
+const UNARY: &[UnaryCase] = &[
+    ("neg", |t| t.neg(), |x| -x),
+    ("abs", |t| t.abs(), f64::abs),
+    ("exp", |t| t.exp(), f64::exp),
+    ("ln", |t| t.ln(), f64::ln),
+    ("log1p", |t| t.log1p(), f64::ln_1p),
+    ("expm1", |t| t.expm1(), f64::exp_m1),
+    ("sin", |t| t.sin(), f64::sin),
+    ("cos", |t| t.cos(), f64::cos),
+    ("tan", |t| t.tan(), f64::tan),
+    ("tanh", |t| t.tanh(), f64::tanh),
+    ("sqrt", |t| t.sqrt(), f64::sqrt),
+    ("recip", |t| t.recip(), |x| 1.0 / x),
+    ("sigmoid", |t| t.sigmoid(), |x| 1.0 / (1.0 + (-x).exp())),
+    ("relu", |t| t.relu(), relu),
+    ("sign", |t| t.sign(), sign),
+    ("powi(3)", |t| t.powi(3), |x| x.powi(3)),
+    ("powi(-2)", |t| t.powi(-2), |x| x.powi(-2)),
+    ("powf(1.5)", |t| t.powf(1.5), |x| x.powf(1.5)),
+    ("powf(-0.5)", |t| t.powf(-0.5), |x| x.powf(-0.5)),
+];
+
+type BinaryCase = (
+    &'static str,
+    fn(&Tensor, &Tensor) -> Tensor,
+    fn(f64, f64) -> f64,
+);
+
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+const BINARY: &[BinaryCase] = &[
+    ("add", |a, b| a.add(b), |x, y| x + y),
+    ("sub", |a, b| a.sub(b), |x, y| x - y),
+    ("mul", |a, b| a.mul(b), |x, y| x * y),
+    ("div", |a, b| a.div(b), |x, y| x / y),
+    ("pow", |a, b| a.pow(b), f64::powf),
+    ("maximum", |a, b| a.maximum(b), nan_max),
+    ("minimum", |a, b| a.minimum(b), nan_min),
+];
+
+type CompareCase = (
+    &'static str,
+    fn(&Tensor, &Tensor) -> Tensor,
+    fn(f64, f64) -> bool,
+);
+
+const COMPARE: &[CompareCase] = &[
+    ("eq", |a, b| a.eq(b), |x, y| x == y),
+    ("ne", |a, b| a.ne(b), |x, y| x != y),
+    ("lt", |a, b| a.lt(b), |x, y| x < y),
+    ("le", |a, b| a.le(b), |x, y| x <= y),
+    ("gt", |a, b| a.gt(b), |x, y| x > y),
+    ("ge", |a, b| a.ge(b), |x, y| x >= y),
+];
+
+fn binary_inputs() -> impl Strategy<Value = (crate::Input, crate::Input)> {
+    broadcast_pair().prop_flat_map(|(a, b)| (input(a, value().boxed()), input(b, value().boxed())))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn unary_ops_match_reference(x in varied_input(), dt in dtype()) {
+        let t = x.tensor(dt);
+        let want = x.arr_in(dt);
+        for (name, op, f) in UNARY {
+            check(&op(&t), &want.map(f), tol(dt), &format!("{name} {dt} of {x:?}"));
+        }
+    }
+
+    #[test]
+    fn binary_ops_broadcast_like_numpy((a, b) in binary_inputs(), dt in dtype()) {
+        let (ta, tb) = (a.tensor(dt), b.tensor(dt));
+        let (ra, rb) = (a.arr_in(dt), b.arr_in(dt));
+        for (name, op, f) in BINARY {
+            let want = ra.zip(&rb, f);
+            // f32 results are the f64 results rounded, except where rounding overflows
+            let want = if dt == DType::F32 { want.map(|v| v as f32 as f64) } else { want };
+            check(&op(&ta, &tb), &want, tol(dt), &format!("{name} {dt}: {a:?} and {b:?}"));
+        }
+    }
+
+    #[test]
+    fn comparisons_broadcast_to_masks((a, b) in binary_inputs(), dt in dtype()) {
+        let (ta, tb) = (a.tensor(dt), b.tensor(dt));
+        let (ra, rb) = (a.arr_in(dt), b.arr_in(dt));
+        for (name, op, f) in COMPARE {
+            let got = op(&ta, &tb);
+            prop_assert_eq!(got.dtype(), DType::Bool);
+            let want = ra.zip(&rb, |x, y| if f(x, y) { 1.0 } else { 0.0 });
+            check(&got, &want, 0.0, &format!("{name} {dt}: {a:?} and {b:?}"));
+        }
+    }
+
+    #[test]
+    fn where_broadcasts_all_three(
+        (m, a, b) in broadcast_group(3).prop_flat_map(|s| {
+            (input(s[0].clone(), value().boxed()), input(s[1].clone(), value().boxed()), input(s[2].clone(), value().boxed()))
+        }),
+        dt in dtype(),
+    ) {
+        let (rm, ra, rb) = (m.arr_in(dt), a.arr_in(dt), b.arr_in(dt));
+        let mask = m.tensor(dt).gt(&Tensor::zeros(&[], dt));
+        let got = Tensor::where_(&mask, &a.tensor(dt), &b.tensor(dt));
+        let shape = broadcast(&broadcast(&rm.shape, &ra.shape).unwrap(), &rb.shape).unwrap();
+        let want = Arr::from_fn(&shape, |i| if rm.get_broadcast(i) > 0.0 { ra.get_broadcast(i) } else { rb.get_broadcast(i) });
+        check(&got, &want, 0.0, &format!("where {dt}: mask {m:?}, a {a:?}, b {b:?}"));
+        check(&mask.select(&a.tensor(dt), &b.tensor(dt)), &want, 0.0, "select");
+    }
+
+    #[test]
+    fn operators_agree_with_methods((a, b) in binary_inputs(), s in -3.0f64..3.0, dt in dtype()) {
+        let (ta, tb) = (a.tensor(dt), b.tensor(dt));
+        let same = |x: Tensor, y: Tensor, what: &str| check(&x, &crate::reference::Arr::new(y.shape(), crate::values(&y)), 0.0, what);
+        same(&ta + &tb, ta.add(&tb), "&a + &b");
+        same(ta.clone() - tb.clone(), ta.sub(&tb), "a - b");
+        same(ta.clone() * &tb, ta.mul(&tb), "a * &b");
+        same(&ta / tb.clone(), ta.div(&tb), "&a / b");
+        let st = Tensor::full(&[], s, dt);
+        same(&ta * s, ta.mul(&st), "&a * f64");
+        same(ta.clone() + s as f32, ta.add(&Tensor::full(&[], s as f32 as f64, dt)), "a + f32");
+        same(s - &ta, st.sub(&ta), "f64 - &a");
+        same((s as f32) / ta.clone(), Tensor::full(&[], s as f32 as f64, dt).div(&ta), "f32 / a");
+        same(-&ta, ta.neg(), "-&a");
+        same(-ta.clone(), ta.neg(), "-a");
+        let mut acc = ta.clone();
+        acc += &tb;
+        acc *= 2.0;
+        acc -= s;
+        acc /= tb.clone();
+        same(acc, ta.add(&tb).mul(&Tensor::full(&[], 2.0, dt)).sub(&st).div(&tb), "assigning operators");
+    }
+}
+
+#[test]
+fn scalars_take_the_tensor_dtype() {
+    let x32 = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    assert_eq!((&x32 * 0.1f64).dtype(), DType::F32);
+    assert_eq!((&x32 * 0.1f64).to_vec::<f32>(), vec![0.1f32, 0.2f32]);
+    let x64 = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    assert_eq!((2.0f32 * &x64).dtype(), DType::F64);
+    assert_eq!((x64.clone() + 1.0).to_vec::<f64>(), vec![2.0, 3.0]);
+    // a literal on the right needs no annotation even in method position
+    assert_eq!((&x32 * 2.0).sum().item::<f32>(), 6.0);
+}
+
+#[test]
+fn nan_propagates_through_arithmetic_and_maximum() {
+    let x = Tensor::from_vec(vec![f64::NAN, 1.0, f64::INFINITY], &[3]);
+    let y = Tensor::from_vec(vec![0.0, f64::NAN, f64::NEG_INFINITY], &[3]);
+    let s = crate::values(&(&x + &y));
+    assert!(s[0].is_nan() && s[1].is_nan() && s[2].is_nan());
+    let m = crate::values(&x.maximum(&y));
+    assert!(m[0].is_nan() && m[1].is_nan());
+    assert_eq!(m[2], f64::INFINITY);
+}
+
+#[test]
+fn integer_and_bool_tensors_compare() {
+    let a = Tensor::from_vec(vec![1i32, 2, 3], &[3]);
+    let b = Tensor::from_vec(vec![3i32, 2, 1], &[3]);
+    assert_eq!(a.eq(&b).to_vec::<bool>(), vec![false, true, false]);
+    assert_eq!(a.lt(&b).to_vec::<bool>(), vec![true, false, false]);
+    let m = a.ge(&b);
+    assert_eq!(
+        m.eq(&Tensor::scalar(true)).to_vec::<bool>(),
+        vec![false, true, true]
+    );
+}
+
+#[test]
+fn large_broadcasts_take_the_parallel_row_path() {
+    // [300, 500] + [500] and [300, 500] * [300, 1]: rows of contiguous kernel calls
+    let (m, n) = (300, 500);
+    let a = Tensor::arange(0.0, (m * n) as f64, 1.0, DType::F64).reshape(&[m, n]);
+    let row = Tensor::arange(0.0, n as f64, 1.0, DType::F64);
+    let col = Tensor::arange(0.0, m as f64, 1.0, DType::F64).reshape(&[m, 1]);
+    let s = (&a + &row).to_vec::<f64>();
+    let p = (&a * &col).to_vec::<f64>();
+    let t = (&a.t().contiguous().t() - &row).to_vec::<f64>();
+    for i in 0..m {
+        for j in 0..n {
+            let v = (i * n + j) as f64;
+            assert_eq!(s[i * n + j], v + j as f64);
+            assert_eq!(p[i * n + j], v * i as f64);
+            assert_eq!(t[i * n + j], v - j as f64);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Matrix products: 2-D, matrix-vector, vector-vector and batched N-D with broadcast batch
+//! axes, on contiguous and strided (transposed, sliced, broadcast) operands.
+
+use ferrax_runtime::prelude::*;
+use proptest::prelude::*;
+
+use crate::reference::{self as r, Arr};
+use crate::{Input, check, config, dtype, finite_value, input};
+
+/// Operand shapes `(a, b)` that `matmul` accepts, covering 1-D operands and batch
+/// broadcasting.
+fn matmul_shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    let batch = prop::collection::vec((1..=3usize, any::<bool>(), any::<bool>()), 0..=2);
+    (
+        0..=5usize,
+        0..=5usize,
+        0..=5usize,
+        batch,
+        0..4usize,
+        0..=2usize,
+    )
+        .prop_map(|(m, k, n, batch, kind, drop)| {
+            let ba: Vec<usize> = batch
+                .iter()
+                .map(|&(d, one_a, _)| if one_a { 1 } else { d })
+                .collect();
+            let bb: Vec<usize> = batch
+                .iter()
+                .map(|&(d, _, one_b)| if one_b { 1 } else { d })
+                .collect();
+            // drop leading batch axes from one side to mismatch ranks
+            let bb = bb[bb.len().min(drop)..].to_vec();
+            match kind {
+                0 => ([ba, vec![m, k]].concat(), [bb, vec![k, n]].concat()),
+                1 => (vec![k], [bb, vec![k, n]].concat()),
+                2 => ([ba, vec![m, k]].concat(), vec![k]),
+                _ => (vec![k], vec![k]),
+            }
+        })
+}
+
+fn operands() -> impl Strategy<Value = (Input, Input)> {
+    matmul_shapes().prop_flat_map(|(a, b)| {
+        (
+            input(a, finite_value().boxed()),
+            input(b, finite_value().boxed()),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn matmul_matches_numpy_semantics((a, b) in operands(), dt in dtype()) {
+        let want = r::matmul(&a.arr_in(dt), &b.arr_in(dt));
+        let got = a.tensor(dt).matmul(&b.tensor(dt));
+        check(&got, &want, 1e-12, &format!("matmul {dt}: {a:?} @ {b:?}"));
+    }
+}
+
+#[test]
+fn matmul_of_larger_strided_operands() {
+    // sizes past the GEMM kernel's blocking, with transposed and sliced views
+    let (m, k, n) = (67, 130, 45);
+    let a = Arr::from_fn(&[m, k], |i| ((i[0] * 7 + i[1] * 3) % 11) as f64 / 4.0 - 1.0);
+    let b = Arr::from_fn(&[k, n], |i| ((i[0] * 5 + i[1] * 2) % 13) as f64 / 4.0 - 1.5);
+    let want = r::matmul(&a, &b);
+    for dt in [DType::F32, DType::F64] {
+        for (la, lb) in [
+            (crate::Lay::Contiguous, crate::Lay::Transposed),
+            (crate::Lay::Transposed, crate::Lay::Sliced),
+            (crate::Lay::Stepped, crate::Lay::Contiguous),
+        ] {
+            let got = crate::laid_out(&a, la, dt).matmul(&crate::laid_out(&b, lb, dt));
+            check(&got, &want, 1e-6, &format!("matmul {dt} {la:?} @ {lb:?}"));
+        }
+    }
+}
+
+#[test]
+fn batched_matmul_broadcasts_a_shared_matrix() {
+    let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F64).reshape(&[4, 2, 3]);
+    let y = x.matmul(&w);
+    assert_eq!(y.shape(), &[4, 2, 2]);
+    for b in 0..4 {
+        let xb = x.slice(0, b, b + 1).squeeze(0);
+        assert_eq!(
+            y.slice(0, b, b + 1).squeeze(0).to_vec::<f64>(),
+            xb.matmul(&w).to_vec::<f64>()
+        );
+    }
+    // a broadcast (stride-0) operand is not copied but still correct
+    let wb = w.broadcast_to(&[4, 3, 2]);
+    assert_eq!(x.matmul(&wb).to_vec::<f64>(), y.to_vec::<f64>());
+}
+
+#[test]
+fn matmul_with_empty_contraction_is_zero() {
+    let a = Tensor::zeros(&[2, 0], DType::F32);
+    let b = Tensor::zeros(&[0, 3], DType::F32);
+    assert_eq!(a.matmul(&b).to_vec::<f32>(), vec![0.0; 6]);
+    assert_eq!(
+        Tensor::zeros(&[0], DType::F64)
+            .matmul(&Tensor::zeros(&[0], DType::F64))
+            .item::<f64>(),
+        0.0
+    );
+}

@@ -1,0 +1,221 @@
+//! Layout operations: views (reshape, transpose, permute, t, broadcast_to, slice,
+//! squeeze, unsqueeze) and gathers/joins (index_select, concat, stack).
+
+use ferrax_runtime::prelude::*;
+use proptest::prelude::*;
+
+use crate::reference::Arr;
+use crate::{Input, any_input, check, config, dtype, input, value};
+
+/// A permutation of `0..n`.
+fn permutation(n: usize) -> impl Strategy<Value = Vec<usize>> {
+    Just((0..n).collect::<Vec<_>>()).prop_shuffle()
+}
+
+/// An input with at least one axis.
+fn nonscalar_input() -> impl Strategy<Value = Input> {
+    prop::collection::vec(0..=4usize, 1..=4).prop_flat_map(|s| input(s, value().boxed()))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn reshape_reads_row_major(x in any_input(4, 4), dt in dtype(), split in 0usize..4) {
+        let want = x.arr_in(dt);
+        let t = x.tensor(dt);
+        // flatten, then fold the flat axis into [numel / d, d] where d divides it
+        let n = want.numel();
+        let d = (1..=4).rev().find(|&d| n.is_multiple_of(d) && d <= split + 1).unwrap_or(1);
+        let flat = t.reshape(&[n]);
+        check(&flat, &Arr::new(&[n], want.data.clone()), 0.0, "flatten");
+        if n > 0 {
+            check(&t.reshape(&[n / d, d]), &Arr::new(&[n / d, d], want.data.clone()), 0.0, "reshape 2-d");
+        }
+        check(&flat.reshape(&want.shape), &want, 0.0, "reshape back");
+        // adding and removing size-1 axes never copies
+        let mut ones = want.shape.clone();
+        ones.insert(0, 1);
+        ones.push(1);
+        let r = t.reshape(&ones);
+        prop_assert_eq!(r.strides().len(), ones.len());
+        check(&r, &Arr::new(&ones, want.data.clone()), 0.0, "reshape with unit axes");
+    }
+
+    #[test]
+    fn permute_and_transpose_match_reference(
+        (x, perm) in prop::collection::vec(0..=4usize, 0..=4)
+            .prop_flat_map(|s| { let n = s.len(); (input(s, value().boxed()), permutation(n)) }),
+        dt in dtype(),
+    ) {
+        let want = x.arr_in(dt);
+        let t = x.tensor(dt);
+        let axes: Vec<isize> = perm.iter().map(|&p| p as isize).collect();
+        let p = t.permute(&axes);
+        check(&p, &want.permute(&perm), 0.0, "permute");
+        // negative axes mean the same
+        let neg: Vec<isize> = perm.iter().map(|&p| p as isize - perm.len() as isize).collect();
+        check(&t.permute(&neg), &want.permute(&perm), 0.0, "permute negative");
+        // contiguous() of a view gives the same values, contiguously
+        let c = p.contiguous();
+        prop_assert!(c.is_contiguous());
+        check(&c, &want.permute(&perm), 0.0, "contiguous");
+        if want.shape.len() >= 2 {
+            let n = want.shape.len();
+            let mut sw: Vec<usize> = (0..n).collect();
+            sw.swap(0, n - 1);
+            check(&t.transpose(0, -1), &want.permute(&sw), 0.0, "transpose");
+        }
+        if want.shape.len() == 2 {
+            check(&t.t(), &want.permute(&[1, 0]), 0.0, "t");
+        }
+    }
+
+    #[test]
+    fn slices_match_reference(x in nonscalar_input(), dt in dtype(), a in 0usize..5, b in 0usize..5, step in 1usize..4, ax in 0usize..4) {
+        let want = x.arr_in(dt);
+        let t = x.tensor(dt);
+        let ax = ax % want.shape.len();
+        let size = want.shape[ax];
+        let (start, end) = (a.min(size).min(b.min(size)), a.min(size).max(b.min(size)));
+        let kept: Vec<usize> = (start..end).step_by(step).collect();
+        let mut shape = want.shape.clone();
+        shape[ax] = kept.len();
+        let expect = Arr::from_fn(&shape, |i| {
+            let mut j = i.to_vec();
+            j[ax] = kept[i[ax]];
+            want.get(&j)
+        });
+        check(&t.slice_step(ax as isize, start, end, step), &expect, 0.0, "slice_step");
+        if step == 1 {
+            check(&t.slice(ax as isize - want.shape.len() as isize, start, end), &expect, 0.0, "slice");
+        }
+    }
+
+    #[test]
+    fn squeeze_unsqueeze_roundtrip(x in any_input(3, 3), dt in dtype(), at in 0usize..4) {
+        let want = x.arr_in(dt);
+        let t = x.tensor(dt);
+        let at = at % (want.shape.len() + 1);
+        let mut shape = want.shape.clone();
+        shape.insert(at, 1);
+        let u = t.unsqueeze(at as isize);
+        check(&u, &Arr::new(&shape, want.data.clone()), 0.0, "unsqueeze");
+        check(&u.squeeze(at as isize), &want, 0.0, "squeeze");
+        let u2 = t.unsqueeze(at as isize - want.shape.len() as isize - 1);
+        prop_assert_eq!(u2.shape(), shape.as_slice());
+    }
+
+    #[test]
+    fn broadcast_to_repeats(x in any_input(3, 3), dt in dtype(), lead in 0usize..3) {
+        let want = x.arr_in(dt);
+        let mut target = vec![2; lead];
+        target.extend(want.shape.iter().map(|&d| if d == 1 { 3 } else { d }));
+        check(&x.tensor(dt).broadcast_to(&target), &want.broadcast_to(&target), 0.0, "broadcast_to");
+    }
+
+    #[test]
+    fn index_select_gathers(x in nonscalar_input(), dt in dtype(), ax in 0usize..4, picks in prop::collection::vec(0usize..100, 0..5), idx_2d in any::<bool>()) {
+        let want = x.arr_in(dt);
+        let ax = ax % want.shape.len();
+        let size = want.shape[ax];
+        prop_assume!(size > 0 || picks.is_empty());
+        let picks: Vec<usize> = picks.iter().map(|p| p % size.max(1)).collect();
+        let idx_shape = if idx_2d && picks.len().is_multiple_of(2) { vec![2, picks.len() / 2] } else { vec![picks.len()] };
+        let idx = Tensor::from_vec(picks.iter().map(|&p| p as i32).collect(), &idx_shape);
+        let mut shape = want.shape[..ax].to_vec();
+        shape.extend(&idx_shape);
+        shape.extend(&want.shape[ax + 1..]);
+        let k = idx_shape.len();
+        let expect = Arr::from_fn(&shape, |i| {
+            let flat_pick = if k == 2 { i[ax] * idx_shape[1] + i[ax + 1] } else { i[ax] };
+            let src: Vec<usize> = [&i[..ax], &[picks[flat_pick]], &i[ax + k..]].concat();
+            want.get(&src)
+        });
+        check(&x.tensor(dt).index_select(ax as isize, &idx), &expect, 0.0, "index_select");
+    }
+
+    #[test]
+    fn concat_and_stack_join(
+        (base, ax, sizes) in prop::collection::vec(0..=3usize, 1..=3)
+            .prop_flat_map(|s| { let n = s.len(); (Just(s), 0..n, prop::collection::vec(0..=3usize, 1..=3)) }),
+        dt in dtype(),
+        seed in 0u64..1000,
+    ) {
+        // parts that agree on all axes but `ax`
+        let parts: Vec<Arr> = sizes.iter().enumerate().map(|(p, &sz)| {
+            let mut s = base.clone();
+            s[ax] = sz;
+            Arr::from_fn(&s, |i| (seed as usize + p * 31 + i.iter().sum::<usize>() * 7) as f64 % 13.0 - 6.0)
+        }).collect();
+        let tensors: Vec<Tensor> = parts.iter().enumerate().map(|(i, a)| crate::laid_out(a, [crate::Lay::Contiguous, crate::Lay::Transposed, crate::Lay::Sliced][i % 3], dt)).collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let mut shape = base.clone();
+        shape[ax] = sizes.iter().sum();
+        let offsets: Vec<usize> = sizes.iter().scan(0, |acc, &s| { let o = *acc; *acc += s; Some(o) }).collect();
+        let expect = Arr::from_fn(&shape, |i| {
+            let p = (0..sizes.len()).rev().find(|&p| i[ax] >= offsets[p] && sizes[p] > 0).unwrap();
+            let mut j = i.to_vec();
+            j[ax] -= offsets[p];
+            parts[p].get(&j)
+        });
+        check(&Tensor::concat(&refs, ax as isize), &expect, 0.0, "concat");
+        // stack equal shapes along a new axis
+        let same: Vec<Tensor> = (0..sizes.len()).map(|p| crate::laid_out(&parts[0].map(|v| v + p as f64), crate::Lay::Transposed, dt)).collect();
+        let same_refs: Vec<&Tensor> = same.iter().collect();
+        let mut sshape = parts[0].shape.clone();
+        sshape.insert(ax, sizes.len());
+        let sexpect = Arr::from_fn(&sshape, |i| {
+            let mut j = i.to_vec();
+            let p = j.remove(ax);
+            parts[0].get(&j) + p as f64
+        });
+        check(&Tensor::stack(&same_refs, ax as isize), &sexpect, 0.0, "stack");
+    }
+}
+
+#[test]
+fn views_do_not_copy() {
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F32).reshape(&[2, 3, 4]);
+    assert!(x.is_contiguous());
+    let p = x.permute(&[2, 0, 1]);
+    assert!(!p.is_contiguous());
+    assert_eq!(p.strides(), &[1, 12, 4]);
+    let s = x.slice(2, 1, 3);
+    assert_eq!(s.strides(), &[12, 4, 1]);
+    let b = Tensor::ones(&[4], DType::F32).broadcast_to(&[3, 4]);
+    assert_eq!(b.strides(), &[0, 1]);
+    // merging a transposed pair of axes back is a view; splitting across the gap is not
+    let t = x.transpose(0, 1); // [3, 2, 4]
+    assert_eq!(t.reshape(&[3, 2, 2, 2]).strides(), &[4, 12, 2, 1]);
+    let r = t.reshape(&[6, 4]);
+    assert!(r.is_contiguous());
+    assert_eq!(r.to_vec::<f32>()[4..8], [12.0, 13.0, 14.0, 15.0]);
+}
+
+#[test]
+fn layout_strategies_really_are_strided() {
+    let a = Arr::from_fn(&[3, 4], |i| (i[0] * 4 + i[1]) as f64);
+    for lay in [
+        crate::Lay::Transposed,
+        crate::Lay::Sliced,
+        crate::Lay::Stepped,
+    ] {
+        let t = crate::laid_out(&a, lay, DType::F64);
+        assert!(!t.is_contiguous(), "{lay:?}");
+        check(&t, &a, 0.0, "laid out");
+    }
+}
+
+#[test]
+fn int_and_bool_tensors_have_views_too() {
+    let i = Tensor::from_vec(vec![1i32, 2, 3, 4, 5, 6], &[2, 3]);
+    assert_eq!(i.t().contiguous().to_vec::<i32>(), vec![1, 4, 2, 5, 3, 6]);
+    let b = Tensor::from_vec(vec![true, false], &[2]);
+    assert_eq!(
+        Tensor::stack(&[&b, &b], 1).to_vec::<bool>(),
+        vec![true, true, false, false]
+    );
+    let sel = i.index_select(1, &Tensor::from_vec(vec![2i32, 2], &[2]));
+    assert_eq!(sel.to_vec::<i32>(), vec![3, 3, 6, 6]);
+}
