@@ -1,8 +1,156 @@
 //! ferrax: JAX's composable function transformations for Rust.
+//!
+//! `#[grad]` differentiates ordinary Rust functions at compile time (see
+//! [`grad`](macro@grad) and the `ferrax-macros` crate docs for the accepted language);
+//! the runtime crate holds the array primitives.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! #[grad]
+//! fn rosen(x: &[f64]) -> f64 {
+//!     let mut s = 0.0;
+//!     for i in 0..x.len() - 1 {
+//!         let a = x[i + 1] - x[i] * x[i];
+//!         let b = 1.0 - x[i];
+//!         s += 100.0 * a * a + b * b;
+//!     }
+//!     s
+//! }
+//!
+//! let g = rosen_grad(&[1.0, 1.0, 1.0]);
+//! assert_eq!(g, vec![0.0, 0.0, 0.0]);
+//! ```
 pub use ferrax_macros::*;
 pub use ferrax_runtime::*;
 
 /// Everything a user needs: `use ferrax::prelude::*;`.
 pub mod prelude {
+    pub use crate::stop_gradient;
+    pub use ferrax_macros::grad;
     pub use ferrax_runtime::prelude::*;
+}
+
+/// Returns `x` unchanged; inside a `#[grad]` function its derivative is zero.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[grad]
+/// fn f(x: f64) -> f64 {
+///     x * stop_gradient(x)
+/// }
+///
+/// assert_eq!(f_grad(3.0), 3.0);
+/// ```
+#[inline(always)]
+pub fn stop_gradient<T>(x: T) -> T {
+    x
+}
+
+/// Support for the code `#[grad]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    /// The float types generated code works over.
+    pub trait Real: Copy + Default + std::ops::AddAssign + std::iter::Sum {
+        fn from_i32(n: i32) -> Self;
+    }
+    impl Real for f32 {
+        #[inline(always)]
+        fn from_i32(n: i32) -> Self {
+            n as f32
+        }
+    }
+    impl Real for f64 {
+        #[inline(always)]
+        fn from_i32(n: i32) -> Self {
+            n as f64
+        }
+    }
+
+    /// `n` as the float type of `like`.
+    #[inline(always)]
+    pub fn int_as_float<T: Real>(_like: T, n: i32) -> T {
+        T::from_i32(n)
+    }
+
+    /// A zero Vec as long as `x`.
+    #[inline]
+    pub fn zeros<T: Real>(x: &[T]) -> Vec<T> {
+        vec![T::default(); x.len()]
+    }
+
+    /// A zero array shaped like `x`.
+    #[inline(always)]
+    pub fn zeros_array<T: Real, const N: usize>(_x: &[T; N]) -> [T; N] {
+        [T::default(); N]
+    }
+
+    /// The sum of the elements.
+    #[inline]
+    pub fn sum<T: Real>(x: &[T]) -> T {
+        x.iter().copied().sum()
+    }
+
+    /// `target[k] += value[k]` for every k.
+    #[inline]
+    pub fn add_assign_seq<T: Real>(target: &mut [T], value: &[T]) {
+        for (t, v) in target.iter_mut().zip(value) {
+            *t += *v;
+        }
+    }
+
+    /// Something whose element writes can be undone: a Vec (pushes too) or an array.
+    pub trait Undo<T> {
+        fn set(&mut self, i: usize, v: T);
+        fn unpush(&mut self);
+    }
+    impl<T> Undo<T> for Vec<T> {
+        #[inline(always)]
+        fn set(&mut self, i: usize, v: T) {
+            self[i] = v;
+        }
+        #[inline(always)]
+        fn unpush(&mut self) {
+            self.pop();
+        }
+    }
+    impl<T, const N: usize> Undo<T> for [T; N] {
+        #[inline(always)]
+        fn set(&mut self, i: usize, v: T) {
+            self[i] = v;
+        }
+        #[inline(always)]
+        fn unpush(&mut self) {}
+    }
+
+    const PUSHED: usize = usize::MAX;
+
+    /// Logs the element `arr[i]` is about to lose.
+    #[inline(always)]
+    pub fn log_write<T: Copy>(log: &mut Vec<(usize, T)>, arr: &[T], i: usize) {
+        log.push((i, arr[i]));
+    }
+
+    /// Logs a push onto `arr`.
+    #[inline(always)]
+    pub fn log_push<T: Copy + Default>(log: &mut Vec<(usize, T)>, _arr: &[T]) {
+        log.push((PUSHED, T::default()));
+    }
+
+    /// Undoes the last logged write.
+    #[inline(always)]
+    pub fn undo_one<T: Copy, A: Undo<T> + ?Sized>(log: &mut Vec<(usize, T)>, arr: &mut A) {
+        if let Some((i, v)) = log.pop() {
+            if i == PUSHED { arr.unpush() } else { arr.set(i, v) }
+        }
+    }
+
+    /// Undoes logged writes until `log.len() == mark`.
+    #[inline]
+    pub fn undo_to<T: Copy, A: Undo<T> + ?Sized>(log: &mut Vec<(usize, T)>, arr: &mut A, mark: usize) {
+        while log.len() > mark {
+            undo_one(log, arr);
+        }
+    }
 }

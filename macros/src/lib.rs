@@ -1,3 +1,81 @@
-//! ferrax-macros: the attributes that transform functions (`#[grad]`, `#[vmap]`, ...).
+//! ferrax-macros: the attributes that transform functions. Use them through the `ferrax`
+//! crate (`use ferrax::prelude::*;`).
 //!
-//! Use them through the `ferrax` crate (`use ferrax::prelude::*;`).
+//! # `#[grad]`
+//!
+//! Differentiates an ordinary Rust function by source transformation. Beside `f` (kept as
+//! written) it emits:
+//!
+//! - `f_jvp(args.., tangents..) -> (value, tangent)`: forward mode, one tangent per active
+//!   argument, in order;
+//! - `f_vjp(args..) -> (value, impl FnOnce(cotangent) -> gradients)`: reverse mode;
+//! - `f_grad(args..) -> gradients`: the gradient itself for one active argument, a tuple in
+//!   parameter order for several;
+//! - `f_value_and_grad(args..) -> (value, gradients)`.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! #[grad]
+//! fn f(x: f64, y: f64) -> f64 {
+//!     x.sin() * y + y * y
+//! }
+//!
+//! let (dx, dy) = f_grad(1.0, 2.0);
+//! assert!((dx - 1.0f64.cos() * 2.0).abs() < 1e-12);
+//! assert!((dy - (1.0f64.sin() + 4.0)).abs() < 1e-12);
+//! let (v, t) = f_jvp(1.0, 2.0, 1.0, 0.0);
+//! assert_eq!(v, f(1.0, 2.0));
+//! assert!((t - dx).abs() < 1e-12);
+//! ```
+//!
+//! `#[grad(wrt(x, ..))]` makes only the named arguments active; the others are constants.
+//! Integer, bool and other non-float arguments are never active. Gradient types follow the
+//! argument types: `f32`/`f64` -> same, `&[f64]` -> `Vec<f64>`, `[f64; N]` -> `[f64; N]`.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! #[grad(wrt(x))]
+//! fn weighted(x: &[f64], w: f64) -> f64 {
+//!     let mut s = 0.0;
+//!     for i in 0..x.len() {
+//!         s += w * x[i] * x[i];
+//!     }
+//!     s
+//! }
+//!
+//! assert_eq!(weighted_grad(&[1.0, 2.0], 3.0), vec![6.0, 12.0]);
+//! ```
+//!
+//! The accepted language: `let` (also tuple patterns), `let mut`, assignment and `+= -= *= /=`,
+//! blocks, arithmetic, `as` casts, the float methods (sin cos tan asin acos atan atan2 sinh
+//! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
+//! abs signum hypot max min mul_add recip clamp floor ceil round trunc), integer and bool
+//! computation, `if`/`else`, `match`, `for` over ranges (`.rev()`, `.step_by(k)`) and over
+//! `x.iter()` (`.enumerate()`, `.zip(..)`), `while`, `loop`, `break` (with a value),
+//! `continue`, `return`, slices, Vecs (`vec![v; n]`, `Vec::with_capacity` + `push`) and
+//! arrays with element reads and writes, calls to other `#[grad]` functions, calls of any
+//! function on inactive values, and `stop_gradient(x)`. Anything else is a compile error at
+//! its span saying what is supported.
+
+mod analyse;
+mod attr;
+mod ctxt;
+mod emit;
+mod grad;
+mod ir;
+mod parse;
+mod primitives;
+mod transform;
+
+use proc_macro::TokenStream;
+
+/// Emits `f_jvp`, `f_vjp`, `f_grad` and `f_value_and_grad` beside `f`. See the crate docs.
+#[proc_macro_attribute]
+pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match grad::expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}

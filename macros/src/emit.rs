@@ -1,0 +1,310 @@
+//! IR -> Rust tokens. Runtime support is reached through `::ferrax::__private`.
+
+use crate::ir::*;
+use crate::primitives::{row, Prim, Syntax};
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// The identifier a variable is written as.
+pub fn var_ident(func: &Func, v: Var) -> syn::Ident {
+    if let Some(p) = func.params.iter().find(|p| p.var == v) {
+        return syn::Ident::new(&p.ident.to_string(), Span::call_site());
+    }
+    let name: String = func.info(v).name.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let name = name.trim_start_matches(|c: char| c.is_ascii_digit());
+    let name = if name.is_empty() { "v" } else { name };
+    format_ident!("{}_{}", name, v.0)
+}
+
+/// Writes IR of one function.
+pub struct Emitter<'f> {
+    pub func: &'f Func,
+}
+
+impl Emitter<'_> {
+    pub fn var(&self, v: Var) -> syn::Ident {
+        var_ident(self.func, v)
+    }
+
+    pub fn atom(&self, a: Atom) -> TokenStream {
+        match a {
+            Atom::Var(v) => {
+                let id = self.var(v);
+                quote!(#id)
+            }
+            Atom::Float(x) => {
+                let lit = if x.is_finite() { Literal::f64_unsuffixed(x.abs()) } else { Literal::f64_unsuffixed(0.0) };
+                if !x.is_finite() {
+                    quote!(f64::NAN)
+                } else if x.is_sign_negative() {
+                    quote!((-#lit))
+                } else {
+                    quote!(#lit)
+                }
+            }
+            Atom::Int(i) => {
+                let lit = Literal::u128_unsuffixed(i);
+                quote!(#lit)
+            }
+            Atom::Bool(b) => quote!(#b),
+        }
+    }
+
+    pub fn block(&self, b: &Block) -> TokenStream {
+        let stmts = b.stmts.iter().map(|s| self.stmt(s));
+        quote!(#(#stmts)*)
+    }
+
+    fn exit_check(&self, exit: &[Var]) -> TokenStream {
+        if exit.is_empty() {
+            return quote!();
+        }
+        let flags = exit.iter().map(|v| self.var(*v));
+        quote!(if #(#flags)||* { break; })
+    }
+
+    fn range(&self, r: &Range) -> TokenStream {
+        let lo = self.atom(r.lo);
+        let hi = self.atom(r.hi);
+        let mut t = if r.inclusive { quote!((#lo..=#hi)) } else { quote!((#lo..#hi)) };
+        for a in &r.adapters {
+            t = match a {
+                Adapter::Rev => quote!(#t.rev()),
+                Adapter::StepBy(s) => {
+                    let s = self.atom(*s);
+                    quote!(#t.step_by(#s))
+                }
+            };
+        }
+        t
+    }
+
+    pub fn stmt(&self, s: &Stmt) -> TokenStream {
+        match s {
+            Stmt::Let { var, rhs } => {
+                let id = self.var(*var);
+                let info = self.func.info(*var);
+                let m = if info.mutable { quote!(mut) } else { quote!() };
+                if let Rhs::Uninit = rhs {
+                    return quote!(let #m #id;);
+                }
+                let ty = match info.kind {
+                    Kind::Float(Prec::F32) => quote!(: f32),
+                    Kind::Float(Prec::F64) => quote!(: f64),
+                    _ => quote!(),
+                };
+                let r = self.rhs(rhs);
+                quote!(let #m #id #ty = #r;)
+            }
+            Stmt::Assign { var, value } => {
+                let (id, a) = (self.var(*var), self.atom(*value));
+                quote!(#id = #a;)
+            }
+            Stmt::AddAssign { var, value } => {
+                let (id, a) = (self.var(*var), self.atom(*value));
+                quote!(#id += #a;)
+            }
+            Stmt::Store { array, index, value } => {
+                let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
+                quote!(#id[#i] = #a;)
+            }
+            Stmt::AddStore { array, index, value } => {
+                let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
+                quote!(#id[#i] += #a;)
+            }
+            Stmt::AddSeq { target, value } => {
+                let (t, v) = (self.var(*target), self.var(*value));
+                quote!(::ferrax::__private::add_assign_seq(&mut #t, &#v);)
+            }
+            Stmt::Push { array, value } => {
+                let (id, a) = (self.var(*array), self.atom(*value));
+                quote!(#id.push(#a);)
+            }
+            Stmt::If { cond, then, els } => {
+                let c = self.atom(*cond);
+                let t = self.block(then);
+                if els.stmts.is_empty() {
+                    quote!(if #c { #t })
+                } else {
+                    let e = self.block(els);
+                    quote!(if #c { #t } else { #e })
+                }
+            }
+            Stmt::Match { scrut, arms } => {
+                let s = self.atom(*scrut);
+                let arms = arms.iter().map(|a| {
+                    let p = &a.pat;
+                    let b = self.block(&a.body);
+                    quote!(#p => { #b })
+                });
+                quote!(match #s { #(#arms)* })
+            }
+            Stmt::For { index, range, body, exit } => {
+                let i = self.var(*index);
+                let r = self.range(range);
+                let b = self.block(body);
+                let x = self.exit_check(exit);
+                quote!(for #i in #r { #b #x })
+            }
+            Stmt::Loop { body, exit } => {
+                let b = self.block(body);
+                let x = self.exit_check(exit);
+                quote!(loop { #b #x })
+            }
+            Stmt::LogWrite { log, array, index } => {
+                let (l, a) = (self.var(*log), self.var(*array));
+                match index {
+                    Some(i) => {
+                        let i = self.atom(*i);
+                        quote!(::ferrax::__private::log_write(&mut #l, &#a, #i);)
+                    }
+                    None => quote!(::ferrax::__private::log_push(&mut #l, &#a);),
+                }
+            }
+            Stmt::Undo { log, array, mark } => {
+                let (l, a) = (self.var(*log), self.var(*array));
+                match mark {
+                    Some(m) => {
+                        let m = self.atom(*m);
+                        quote!(::ferrax::__private::undo_to(&mut #l, &mut #a, #m);)
+                    }
+                    None => quote!(::ferrax::__private::undo_one(&mut #l, &mut #a);),
+                }
+            }
+        }
+    }
+
+    fn rhs(&self, rhs: &Rhs) -> TokenStream {
+        match rhs {
+            Rhs::Atom(a) => self.atom(*a),
+            Rhs::Prim(p, args) => self.prim(*p, args),
+            Rhs::Index(v, i) => {
+                let (id, i) = (self.var(*v), self.atom(*i));
+                quote!(#id[#i])
+            }
+            Rhs::Len(v) => {
+                let id = self.var(*v);
+                quote!(#id.len())
+            }
+            Rhs::Sum(v) => {
+                let id = self.var(*v);
+                quote!(::ferrax::__private::sum(&#id))
+            }
+            Rhs::Cast(a, ty) => {
+                let a = self.atom(*a);
+                quote!((#a as #ty))
+            }
+            Rhs::NewSeq(n) => match n {
+                NewSeq::Filled { value, len } => {
+                    let (v, n) = (self.atom(*value), self.atom(*len));
+                    quote!(::std::vec![#v; #n])
+                }
+                NewSeq::Empty { capacity: Some(c) } => {
+                    let c = self.atom(*c);
+                    quote!(::std::vec::Vec::with_capacity(#c))
+                }
+                NewSeq::Empty { capacity: None } => quote!(::std::vec::Vec::new()),
+                NewSeq::ArrayOf(items) => {
+                    let items = items.iter().map(|a| self.atom(*a));
+                    quote!([#(#items),*])
+                }
+                NewSeq::ArrayRepeat { value, len } => {
+                    let v = self.atom(*value);
+                    quote!([#v; #len])
+                }
+                NewSeq::ZerosLike(v) => {
+                    let id = self.var(*v);
+                    match self.func.info(*v).kind {
+                        Kind::Seq(Seq::Array, _) => quote!(::ferrax::__private::zeros_array(&#id)),
+                        _ => quote!(::ferrax::__private::zeros(&#id)),
+                    }
+                }
+            },
+            Rhs::Call { func, args, mode, span } => {
+                let mut path = func.clone();
+                if let Some(last) = path.path.segments.last_mut() {
+                    let suffix = match mode {
+                        CallMode::Primal => "",
+                        CallMode::Jvp => "_jvp",
+                        CallMode::Vjp => "_vjp",
+                    };
+                    last.ident = syn::Ident::new(&format!("{}{}", last.ident, suffix), *span);
+                }
+                let args = args.iter().map(|a| {
+                    let t = self.atom(a.atom);
+                    if a.borrow { quote!(&#t) } else { t }
+                });
+                quote_spanned!(*span=> #path(#(#args),*))
+            }
+            Rhs::CallVar { func, args } => {
+                let f = self.var(*func);
+                let args = args.iter().map(|a| self.atom(*a));
+                quote!(#f(#(#args),*))
+            }
+            Rhs::Method { recv, method, args, .. } => {
+                let r = self.atom(*recv);
+                let args = args.iter().map(|a| self.atom(*a));
+                quote!(#r.#method(#(#args),*))
+            }
+            Rhs::Path(p) => quote!(#p),
+            Rhs::Tuple(items) => {
+                let items = items.iter().map(|a| self.atom(*a));
+                quote!((#(#items,)*))
+            }
+            Rhs::Field(v, k) => {
+                let id = self.var(*v);
+                let k = syn::Index::from(*k);
+                quote!(#id.#k)
+            }
+            Rhs::Pop(v) => {
+                let id = self.var(*v);
+                quote!(#id.pop().unwrap_or_default())
+            }
+            Rhs::Uninit => quote!(),
+        }
+    }
+
+    fn prim(&self, p: Prim, args: &[Atom]) -> TokenStream {
+        let a: Vec<TokenStream> = args.iter().map(|x| self.atom(*x)).collect();
+        let first = a.first().cloned().unwrap_or_default();
+        match row(p).syntax {
+            Syntax::Binary(op) => {
+                let b = a.get(1).cloned().unwrap_or_default();
+                let op: TokenStream = match op {
+                    "+" => quote!(+),
+                    "-" => quote!(-),
+                    "*" => quote!(*),
+                    "/" => quote!(/),
+                    "%" => quote!(%),
+                    "&" => quote!(&),
+                    "|" => quote!(|),
+                    "^" => quote!(^),
+                    "<<" => quote!(<<),
+                    ">>" => quote!(>>),
+                    "<" => quote!(<),
+                    "<=" => quote!(<=),
+                    ">" => quote!(>),
+                    ">=" => quote!(>=),
+                    "==" => quote!(==),
+                    _ => quote!(!=),
+                };
+                quote!(#first #op #b)
+            }
+            Syntax::Unary("!") => quote!(!#first),
+            Syntax::Unary(_) => quote!(-#first),
+            Syntax::Method(name) => {
+                let m = format_ident!("{}", name);
+                let rest = &a[1..];
+                quote!(#first.#m(#(#rest),*))
+            }
+            Syntax::Cast("f32") => quote!((#first as f32)),
+            Syntax::Cast(_) => quote!((#first as f64)),
+            Syntax::Choose => {
+                let (b, c) = (a.get(1).cloned().unwrap_or_default(), a.get(2).cloned().unwrap_or_default());
+                quote!(if #first { #b } else { #c })
+            }
+            Syntax::Call("") => first,
+            Syntax::Call(_) => quote!(::ferrax::__private::int_as_float(#(#a),*)),
+        }
+    }
+}

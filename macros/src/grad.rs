@@ -1,0 +1,199 @@
+//! `#[grad]`: parse -> analyse -> jvp / vjp -> dead-code elimination -> emit.
+
+use crate::analyse::{check_activity, dce, varied};
+use crate::attr::GradAttr;
+use crate::ctxt::Ctxt;
+use crate::emit::Emitter;
+use crate::ir::*;
+use crate::parse::{lower, type_kind};
+use crate::transform::{jvp::jvp, vjp::vjp};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use std::collections::HashSet;
+use syn::Type;
+
+/// Expands `#[grad(attr)] item`.
+pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let attr: GradAttr = syn::parse2(attr)?;
+    let item: syn::ItemFn = syn::parse2(item)?;
+    let cx = Ctxt::new();
+    let (func, sig) = lower(&cx, &item, &attr);
+    let varied = if cx.has_errors() { HashSet::new() } else { varied(&func) };
+    check_activity(&cx, &func, &varied);
+    if let Err(e) = cx.check() {
+        // Keep `f` itself so that only the real errors show.
+        let errors = e.to_compile_error();
+        return Ok(quote!(#item #errors));
+    }
+
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    let generics = &item.sig.generics;
+    let where_clause = &generics.where_clause;
+    let ret = &sig.ret_ty;
+    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    let grad_tys: Vec<Type> = active.iter().map(|p| grad_type(&p.ty)).collect();
+    let grads_ty = if grad_tys.len() == 1 { quote!(#(#grad_tys)*) } else { quote!((#(#grad_tys),*)) };
+    let wrt_names: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
+    let wrt = wrt_names.join(", ");
+    let allow = quote!(#[allow(unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+
+    // ---- forward mode ----
+    let j = jvp(&func, &varied);
+    let mut jf = j.func.clone();
+    let outs: HashSet<Var> = [func.output, j.tangent].iter().filter_map(|a| a.var()).collect();
+    dce(&mut jf.body, &outs, &HashSet::new());
+    let em = Emitter { func: &jf };
+    let params = param_list(&em, &func);
+    let tparams: Vec<TokenStream> = j
+        .tangent_params
+        .iter()
+        .map(|(p, d)| {
+            let ty = &func.params.iter().find(|q| q.var == *p).map(|q| q.ty.clone());
+            let id = em.var(*d);
+            quote!(#id: #ty)
+        })
+        .collect();
+    let body = em.block(&jf.body);
+    let (value, tangent) = (em.atom(func.output), em.atom(j.tangent));
+    let jvp_name = format_ident!("{}_jvp", name);
+    let jvp_doc = format!(
+        "Forward mode of [`{name}`]: its value and its directional derivative along the tangents of {wrt} (one tangent per active argument, after the arguments)."
+    );
+
+    // ---- reverse mode ----
+    let v = vjp(&func, &varied);
+    let grads_of = |em: &Emitter| {
+        let g: Vec<TokenStream> = v.grads.iter().map(|a| em.atom(*a)).collect();
+        if g.len() == 1 { quote!(#(#g)*) } else { quote!((#(#g),*)) }
+    };
+    let grad_vars: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+    let value_var: HashSet<Var> = func.output.var().into_iter().collect();
+
+    // f_vjp: forward sweep, then the reverse sweep in a closure.
+    let vjp_tokens = {
+        let mut vf = v.func.clone();
+        let mut all = v.fwd.stmts.clone();
+        all.push(Stmt::Let { var: v.seed, rhs: Rhs::Uninit });
+        all.extend(v.rev.stmts.iter().cloned());
+        let mut blk = Block { stmts: all };
+        let mut outs = grad_vars.clone();
+        outs.extend(value_var.iter().copied());
+        dce(&mut blk, &outs, &[v.seed].into_iter().collect());
+        let split = blk.stmts.iter().position(|s| matches!(s, Stmt::Let { var, .. } if *var == v.seed)).unwrap_or(blk.stmts.len());
+        let rev: Vec<Stmt> = blk.stmts.split_off(split).into_iter().skip(1).collect();
+        vf.body = blk;
+        let em = Emitter { func: &vf };
+        let fwd = em.block(&vf.body);
+        let rev = em.block(&Block { stmts: rev });
+        let seed = em.var(v.seed);
+        let grads = grads_of(&em);
+        let value = em.atom(func.output);
+        let params = param_list(&em, &func);
+        let vjp_name = format_ident!("{}_vjp", name);
+        let doc = format!(
+            "Reverse mode of [`{name}`]: its value and the pullback, which maps a cotangent of the value to the gradients with respect to {wrt}."
+        );
+        quote! {
+            #[doc = #doc]
+            #allow
+            #vis fn #vjp_name #generics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty) #where_clause {
+                #fwd
+                (#value, move |#seed: #ret| -> #grads_ty { #rev #grads })
+            }
+        }
+    };
+
+    // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
+    let whole = |with_value: bool| {
+        let mut vf = v.func.clone();
+        let mut all = v.fwd.stmts.clone();
+        all.push(Stmt::Let { var: v.seed, rhs: Rhs::Atom(Atom::Float(1.0)) });
+        all.extend(v.rev.stmts.iter().cloned());
+        let mut blk = Block { stmts: all };
+        let mut outs = grad_vars.clone();
+        if with_value {
+            outs.extend(value_var.iter().copied());
+        }
+        dce(&mut blk, &outs, &HashSet::new());
+        vf.body = blk;
+        let em = Emitter { func: &vf };
+        (em.block(&vf.body), grads_of(&em), em.atom(func.output), param_list(&em, &func))
+    };
+    let (gbody, ggrads, _, gparams) = whole(false);
+    let (vbody, vgrads, vvalue, vparams) = whole(true);
+    let grad_name = format_ident!("{}_grad", name);
+    let vag_name = format_ident!("{}_value_and_grad", name);
+    let grad_doc = format!("Gradient of [`{name}`] with respect to {wrt} (a tuple in parameter order when there are several).");
+    let vag_doc = format!("Value of [`{name}`] and its gradient with respect to {wrt}, from one forward and one reverse sweep.");
+
+    Ok(quote! {
+        #item
+
+        #[doc = #jvp_doc]
+        #allow
+        #vis fn #jvp_name #generics (#(#params,)* #(#tparams),*) -> (#ret, #ret) #where_clause {
+            #body
+            (#value, #tangent)
+        }
+
+        #vjp_tokens
+
+        #[doc = #grad_doc]
+        #allow
+        #vis fn #grad_name #generics (#(#gparams),*) -> #grads_ty #where_clause {
+            #gbody
+            #ggrads
+        }
+
+        #[doc = #vag_doc]
+        #allow
+        #vis fn #vag_name #generics (#(#vparams),*) -> (#ret, #grads_ty) #where_clause {
+            #vbody
+            (#vvalue, #vgrads)
+        }
+    })
+}
+
+fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
+    func.params
+        .iter()
+        .map(|p| {
+            let id = em.var(p.var);
+            let ty = &p.ty;
+            let m = if func.info(p.var).mutable { quote!(mut) } else { quote!() };
+            quote!(#m #id: #ty)
+        })
+        .collect()
+}
+
+/// The type of the gradient with respect to a parameter of type `ty`.
+fn grad_type(ty: &Type) -> Type {
+    match type_kind(ty) {
+        Ok(Kind::Seq(Seq::Slice, _)) | Ok(Kind::Seq(Seq::Vec, _)) => {
+            let elem = match ty {
+                Type::Reference(r) => match &*r.elem {
+                    Type::Slice(s) => Some((*s.elem).clone()),
+                    Type::Array(a) => Some((*a.elem).clone()),
+                    Type::Path(p) => vec_elem(p),
+                    _ => None,
+                },
+                Type::Path(p) => vec_elem(p),
+                _ => None,
+            };
+            let elem = elem.unwrap_or_else(|| syn::parse_quote!(f64));
+            syn::parse_quote!(::std::vec::Vec<#elem>)
+        }
+        _ => ty.clone(),
+    }
+}
+
+fn vec_elem(p: &syn::TypePath) -> Option<Type> {
+    let last = p.path.segments.last()?;
+    if let syn::PathArguments::AngleBracketed(a) = &last.arguments {
+        if let Some(syn::GenericArgument::Type(t)) = a.args.first() {
+            return Some(t.clone());
+        }
+    }
+    None
+}

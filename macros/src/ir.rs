@@ -1,0 +1,423 @@
+//! The intermediate representation every transform consumes and produces.
+//!
+//! Structured (if / match / for / loop stay as they are in Rust) and in A-normal form:
+//! every primitive is applied to [`Atom`]s (variables or literals), so every intermediate
+//! value has a name. A mutable variable is only ever read through a copy
+//! (`let m_3 = m;`, a fresh immutable version) and written by [`Stmt::Assign`], so every
+//! value a derivative rule looks at is immutable and stays valid for the reverse sweep.
+//! `break` / `continue` / `return` are lowered to boolean exit flags with the rest of the
+//! block guarded, so the transforms see single-entry single-exit regions.
+//!
+//! The same language carries the output of the transforms: `jvp` adds tangent variables,
+//! `vjp` adds adjoint accumulation ([`Stmt::AddAssign`], [`Stmt::AddStore`]), stacks
+//! ([`Stmt::Push`] / [`Rhs::Pop`]) and array undo logs ([`Stmt::LogWrite`], [`Stmt::Undo`]).
+//! Tensor-valued primitives and `vmap` add rows to the primitive table and kinds here,
+//! not new statement forms.
+
+use crate::primitives::Prim;
+use proc_macro2::{Span, TokenStream};
+
+/// A variable: an index into [`Func::vars`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Var(pub u32);
+
+/// Precision of a float value, where it is known.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Prec {
+    F32,
+    F64,
+    /// Left to rustc's inference (a bare literal).
+    Infer,
+}
+
+impl Prec {
+    /// The more specific of two precisions.
+    pub fn join(self, other: Prec) -> Prec {
+        if self == Prec::Infer { other } else { self }
+    }
+}
+
+/// How a sequence of floats is held.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Seq {
+    /// `&[f64]` (also `&Vec<f64>`), read only.
+    Slice,
+    /// `Vec<f64>`.
+    Vec,
+    /// `[f64; N]`.
+    Array,
+}
+
+/// What a value is, as far as differentiation cares.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Kind {
+    /// `f32` / `f64`.
+    Float(Prec),
+    /// Any integer type (never active).
+    Int,
+    /// `bool` (never active).
+    Bool,
+    /// A slice, Vec or array of floats.
+    Seq(Seq, Prec),
+    /// Anything else: enums, tuples, closures of pullbacks, other types (never active).
+    Opaque,
+}
+
+impl Kind {
+    /// Whether values of this kind can carry a derivative.
+    pub fn is_differentiable(&self) -> bool {
+        matches!(self, Kind::Float(_) | Kind::Seq(..))
+    }
+    /// Whether this is a scalar that is cheap to copy (versioned on read).
+    pub fn is_scalar(&self) -> bool {
+        matches!(self, Kind::Float(_) | Kind::Int | Kind::Bool)
+    }
+}
+
+/// Facts about one variable.
+#[derive(Clone, Debug)]
+pub struct VarInfo {
+    /// A readable stem for the emitted name.
+    pub name: String,
+    pub kind: Kind,
+    pub mutable: bool,
+}
+
+/// An operand: a variable or a literal.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Atom {
+    Var(Var),
+    Float(f64),
+    Int(u128),
+    Bool(bool),
+}
+
+impl Atom {
+    pub fn var(self) -> Option<Var> {
+        match self {
+            Atom::Var(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// How a new sequence is made.
+#[derive(Clone, Debug)]
+pub enum NewSeq {
+    /// `vec![value; len]`.
+    Filled { value: Atom, len: Atom },
+    /// `Vec::with_capacity(len)` (or `Vec::new()` when `None`).
+    Empty { capacity: Option<Atom> },
+    /// `[a, b, c]`.
+    ArrayOf(Vec<Atom>),
+    /// `[value; LEN]`, `LEN` a constant expression kept as written.
+    ArrayRepeat { value: Atom, len: TokenStream },
+    /// Zeros shaped like an existing sequence.
+    ZerosLike(Var),
+}
+
+/// The right-hand side of a `let`.
+#[derive(Clone, Debug)]
+pub enum Rhs {
+    Atom(Atom),
+    /// A primitive from the table.
+    Prim(Prim, Vec<Atom>),
+    /// `seq[index]`.
+    Index(Var, Atom),
+    /// `seq.len()`.
+    Len(Var),
+    /// Sum of a sequence's elements (transpose of broadcasting a scalar into a sequence).
+    Sum(Var),
+    /// A cast between non-float types or from an integer to a float (`i as f64`).
+    Cast(Atom, syn::Type),
+    NewSeq(NewSeq),
+    /// A call of a function by path. `mode` says which generated counterpart is called.
+    Call { func: syn::ExprPath, args: Vec<Arg>, mode: CallMode, span: Span },
+    /// A call of a closure held in a variable (a callee's pullback).
+    CallVar { func: Var, args: Vec<Atom> },
+    /// A method call on an inactive value (`n.min(m)`, `i.pow(2)`), kept as written.
+    Method { recv: Atom, method: syn::Ident, args: Vec<Atom>, span: Span },
+    /// A constant path (`std::f64::consts::PI`, `Mode::Fast`, `N`).
+    Path(syn::ExprPath),
+    Tuple(Vec<Atom>),
+    /// `tuple.0`.
+    Field(Var, usize),
+    /// `stack.pop()` (the value pushed last).
+    Pop(Var),
+    /// A declaration without a value (`let x;`).
+    Uninit,
+}
+
+/// An argument of a call: an atom, borrowed (`&v`) or not.
+#[derive(Clone, Copy, Debug)]
+pub struct Arg {
+    pub atom: Atom,
+    pub borrow: bool,
+}
+
+/// Which function a [`Rhs::Call`] calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallMode {
+    /// `g(args)`.
+    Primal,
+    /// `g_jvp(args, tangents)`: returns `(value, tangent)`.
+    Jvp,
+    /// `g_vjp(args)`: returns `(value, pullback)`.
+    Vjp,
+}
+
+/// One `match` arm: its pattern (bindings renamed to their variables) and body.
+#[derive(Clone, Debug)]
+pub struct Arm {
+    pub pat: syn::Pat,
+    pub binds: Vec<Var>,
+    pub body: Block,
+}
+
+/// An iterator adapter on a range.
+#[derive(Clone, Debug)]
+pub enum Adapter {
+    Rev,
+    StepBy(Atom),
+}
+
+/// `lo..hi` or `lo..=hi`, with `.rev()` / `.step_by(s)` adapters in order.
+#[derive(Clone, Debug)]
+pub struct Range {
+    pub lo: Atom,
+    pub hi: Atom,
+    pub inclusive: bool,
+    pub adapters: Vec<Adapter>,
+}
+
+impl Range {
+    /// Whether reversing this range is just toggling `.rev()` (no `step_by`).
+    pub fn is_simple(&self) -> bool {
+        self.adapters.iter().all(|a| matches!(a, Adapter::Rev))
+    }
+    pub fn atoms(&self) -> Vec<Atom> {
+        let mut v = vec![self.lo, self.hi];
+        for a in &self.adapters {
+            if let Adapter::StepBy(s) = a {
+                v.push(*s);
+            }
+        }
+        v
+    }
+}
+
+/// A statement.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    /// `let [mut] var = rhs;`
+    Let { var: Var, rhs: Rhs },
+    /// `var = value;` (var mutable).
+    Assign { var: Var, value: Atom },
+    /// `var += value;`
+    AddAssign { var: Var, value: Atom },
+    /// `array[index] = value;`
+    Store { array: Var, index: Atom, value: Atom },
+    /// `array[index] += value;`
+    AddStore { array: Var, index: Atom, value: Atom },
+    /// `target[k] += value[k]` for every k.
+    AddSeq { target: Var, value: Var },
+    /// `array.push(value);` (user Vecs and the transforms' stacks).
+    Push { array: Var, value: Atom },
+    If { cond: Atom, then: Block, els: Block },
+    Match { scrut: Atom, arms: Vec<Arm> },
+    /// `for index in range { body }`, leaving early once any `exit` flag is set after an iteration.
+    For { index: Var, range: Range, body: Block, exit: Vec<Var> },
+    /// `loop { body }`, leaving once any `exit` flag is set after an iteration.
+    Loop { body: Block, exit: Vec<Var> },
+    /// Before `array[index] = ..` (or a push when `index` is `None`): log what it overwrites.
+    LogWrite { log: Var, array: Var, index: Option<Atom> },
+    /// Undo logged writes to `array`: one (`mark` is `None`) or back to `log.len() == mark`.
+    Undo { log: Var, array: Var, mark: Option<Atom> },
+}
+
+/// A sequence of statements.
+#[derive(Clone, Debug, Default)]
+pub struct Block {
+    pub stmts: Vec<Stmt>,
+}
+
+/// A parameter of a transformed function.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub var: Var,
+    pub ident: syn::Ident,
+    pub ty: syn::Type,
+    /// Differentiated with respect to (a float kind named by `wrt`, or every float by default).
+    pub active: bool,
+}
+
+/// A function in the IR.
+#[derive(Clone, Debug)]
+pub struct Func {
+    pub vars: Vec<VarInfo>,
+    pub params: Vec<Param>,
+    pub body: Block,
+    /// The value the function returns.
+    pub output: Atom,
+}
+
+impl Func {
+    /// A fresh variable.
+    pub fn new_var(&mut self, name: &str, kind: Kind, mutable: bool) -> Var {
+        self.vars.push(VarInfo { name: name.to_string(), kind, mutable });
+        Var(self.vars.len() as u32 - 1)
+    }
+    pub fn info(&self, v: Var) -> &VarInfo {
+        &self.vars[v.0 as usize]
+    }
+    /// The kind of an atom.
+    pub fn kind(&self, a: Atom) -> Kind {
+        match a {
+            Atom::Var(v) => self.info(v).kind.clone(),
+            Atom::Float(_) => Kind::Float(Prec::Infer),
+            Atom::Int(_) => Kind::Int,
+            Atom::Bool(_) => Kind::Bool,
+        }
+    }
+}
+
+/// Calls `f` on every statement of `block`, nested ones included, outermost first.
+pub fn walk<'a>(block: &'a Block, f: &mut dyn FnMut(&'a Stmt)) {
+    for s in &block.stmts {
+        f(s);
+        for b in children(s) {
+            walk(b, f);
+        }
+    }
+}
+
+/// The blocks directly inside a statement.
+pub fn children(s: &Stmt) -> Vec<&Block> {
+    match s {
+        Stmt::If { then, els, .. } => vec![then, els],
+        Stmt::Match { arms, .. } => arms.iter().map(|a| &a.body).collect(),
+        Stmt::For { body, .. } | Stmt::Loop { body, .. } => vec![body],
+        _ => vec![],
+    }
+}
+
+/// Atoms a right-hand side reads (variables of sequences included).
+pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
+    match rhs {
+        Rhs::Atom(a) => vec![*a],
+        Rhs::Prim(_, args) | Rhs::Tuple(args) => args.clone(),
+        Rhs::Index(v, i) => vec![Atom::Var(*v), *i],
+        Rhs::Len(v) | Rhs::Sum(v) | Rhs::Field(v, _) | Rhs::Pop(v) => vec![Atom::Var(*v)],
+        Rhs::Cast(a, _) => vec![*a],
+        Rhs::NewSeq(n) => match n {
+            NewSeq::Filled { value, len } => vec![*value, *len],
+            NewSeq::Empty { capacity } => capacity.iter().copied().collect(),
+            NewSeq::ArrayOf(items) => items.clone(),
+            NewSeq::ArrayRepeat { value, .. } => vec![*value],
+            NewSeq::ZerosLike(v) => vec![Atom::Var(*v)],
+        },
+        Rhs::Call { args, .. } => args.iter().map(|a| a.atom).collect(),
+        Rhs::CallVar { func, args } => {
+            let mut v = vec![Atom::Var(*func)];
+            v.extend(args.iter().copied());
+            v
+        }
+        Rhs::Method { recv, args, .. } => {
+            let mut v = vec![*recv];
+            v.extend(args.iter().copied());
+            v
+        }
+        Rhs::Path(_) | Rhs::Uninit => vec![],
+    }
+}
+
+/// Variables assigned (not declared) anywhere inside `block`, arrays written included.
+pub fn assigned_vars(block: &Block) -> Vec<Var> {
+    let mut out = Vec::new();
+    walk(block, &mut |s| match s {
+        Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => out.push(*var),
+        Stmt::Store { array, .. }
+        | Stmt::AddStore { array, .. }
+        | Stmt::Push { array, .. }
+        | Stmt::AddSeq { target: array, .. }
+        | Stmt::Undo { array, .. } => out.push(*array),
+        _ => {}
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Variables declared anywhere inside `block` (lets, loop indices, match bindings).
+pub fn declared_vars(block: &Block) -> Vec<Var> {
+    let mut out = Vec::new();
+    walk(block, &mut |s| match s {
+        Stmt::Let { var, .. } => out.push(*var),
+        Stmt::For { index, .. } => out.push(*index),
+        Stmt::Match { arms, .. } => {
+            for a in arms {
+                out.extend(a.binds.iter().copied());
+            }
+        }
+        _ => {}
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Variables read anywhere inside `block`.
+pub fn read_vars(block: &Block) -> Vec<Var> {
+    let mut out = Vec::new();
+    let mut add = |a: &Atom| {
+        if let Atom::Var(v) = a {
+            out.push(*v)
+        }
+    };
+    walk(block, &mut |s| match s {
+        Stmt::Let { rhs, .. } => rhs_uses(rhs).iter().for_each(&mut add),
+        Stmt::Assign { value, .. } => add(value),
+        Stmt::AddAssign { var, value } => {
+            add(&Atom::Var(*var));
+            add(value)
+        }
+        Stmt::Store { index, value, .. } => {
+            add(index);
+            add(value)
+        }
+        Stmt::AddStore { array, index, value } => {
+            add(&Atom::Var(*array));
+            add(index);
+            add(value)
+        }
+        Stmt::AddSeq { target, value } => {
+            add(&Atom::Var(*target));
+            add(&Atom::Var(*value))
+        }
+        Stmt::Push { value, .. } => add(value),
+        Stmt::If { cond, .. } => add(cond),
+        Stmt::Match { scrut, .. } => add(scrut),
+        Stmt::For { range, exit, .. } => {
+            range.atoms().iter().for_each(&mut add);
+            exit.iter().for_each(|v| add(&Atom::Var(*v)));
+        }
+        Stmt::Loop { exit, .. } => exit.iter().for_each(|v| add(&Atom::Var(*v))),
+        Stmt::LogWrite { log, array, index } => {
+            add(&Atom::Var(*log));
+            add(&Atom::Var(*array));
+            if let Some(i) = index {
+                add(i)
+            }
+        }
+        Stmt::Undo { log, array, mark } => {
+            add(&Atom::Var(*log));
+            add(&Atom::Var(*array));
+            if let Some(m) = mark {
+                add(m)
+            }
+        }
+    });
+    out.sort();
+    out.dedup();
+    out
+}

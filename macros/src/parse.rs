@@ -1,0 +1,1276 @@
+//! syn's tree -> the IR (see `ir.rs`), or errors at the offending spans.
+//!
+//! Lowering puts every expression in A-normal form, reads mutable scalars through fresh
+//! copies (versions), turns `&&`/`||` into branches, iterators over sequences into index
+//! loops, and `break` / `continue` / `return` into exit flags with the rest of each block
+//! guarded. Anything outside the accepted language is reported to the [`Ctxt`] with a
+//! message saying what is supported, and lowering carries on so that every error is found.
+
+use crate::attr::GradAttr;
+use crate::ctxt::Ctxt;
+use crate::ir::*;
+use crate::primitives::Prim;
+use proc_macro2::Span;
+use quote::ToTokens;
+use std::collections::HashMap;
+use syn::spanned::Spanned;
+use syn::{BinOp, Expr, Pat, Type, UnOp};
+
+/// What a transformed function looks like from outside.
+pub struct Signature {
+    pub ret_ty: Type,
+}
+
+/// Lowers a function. Errors go to `cx`; the IR returned is only meaningful if there were none.
+pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature) {
+    let mut l = Lowerer {
+        cx,
+        func: Func { vars: Vec::new(), params: Vec::new(), body: Block::default(), output: Atom::Float(0.0) },
+        scopes: vec![HashMap::new()],
+        blocks: vec![Vec::new()],
+        loops: Vec::new(),
+        exits: Vec::new(),
+        ret_flag: Var(0),
+        ret_val: Var(0),
+        used_return: false,
+    };
+    let sig = &item.sig;
+    if let Some(a) = &sig.asyncness {
+        cx.error(a, "#[grad] does not support `async fn`: write a synchronous function");
+    }
+    if let Some(u) = &sig.unsafety {
+        cx.error(u, "#[grad] does not support `unsafe fn`");
+    }
+    if let Some(v) = &sig.variadic {
+        cx.error(v, "#[grad] does not support variadic functions");
+    }
+    let ret_ty = match &sig.output {
+        syn::ReturnType::Type(_, ty) => (**ty).clone(),
+        syn::ReturnType::Default => {
+            cx.error(&sig.ident, "a #[grad] function must return `f32` or `f64`");
+            syn::parse_quote!(f64)
+        }
+    };
+    let ret_prec = match type_kind(&ret_ty) {
+        Ok(Kind::Float(p)) => p,
+        _ => {
+            cx.error(&ret_ty, "a #[grad] function must return a scalar `f32` or `f64`");
+            Prec::F64
+        }
+    };
+    l.lower_params(sig, attr);
+    l.ret_flag = l.func.new_var("returned", Kind::Bool, true);
+    l.ret_val = l.func.new_var("ret", Kind::Float(ret_prec), true);
+    l.emit(Stmt::Let { var: l.ret_flag, rhs: Rhs::Atom(Atom::Bool(false)) });
+    l.emit(Stmt::Let { var: l.ret_val, rhs: Rhs::Atom(Atom::Float(0.0)) });
+    let tail = l.lower_stmts(&item.block.stmts);
+    let output = if l.used_return {
+        if let Some(t) = tail {
+            l.emit(Stmt::If {
+                cond: Atom::Var(l.ret_flag),
+                then: Block::default(),
+                els: Block { stmts: vec![Stmt::Assign { var: l.ret_val, value: t }] },
+            });
+        }
+        l.copy(l.ret_val)
+    } else {
+        match tail {
+            Some(t) => t,
+            None => {
+                cx.error(&item.block, "a #[grad] function must end with the value it returns (or `return` it)");
+                Atom::Float(0.0)
+            }
+        }
+    };
+    l.func.output = output;
+    l.func.body = Block { stmts: l.blocks.pop().unwrap_or_default() };
+    (l.func, Signature { ret_ty })
+}
+
+/// The kind of a declared type, or why it is not supported.
+pub fn type_kind(ty: &Type) -> Result<Kind, String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            let Some(last) = p.path.segments.last() else { return Ok(Kind::Opaque) };
+            let name = last.ident.to_string();
+            Ok(match name.as_str() {
+                "f32" => Kind::Float(Prec::F32),
+                "f64" => Kind::Float(Prec::F64),
+                "bool" => Kind::Bool,
+                "usize" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128" | "i8" | "i16" | "i32" | "i64" | "i128" => Kind::Int,
+                "Vec" => match generic_float(last) {
+                    Some(p) => Kind::Seq(Seq::Vec, p),
+                    None => Kind::Opaque,
+                },
+                _ => Kind::Opaque,
+            })
+        }
+        Type::Reference(r) => {
+            let inner = match &*r.elem {
+                Type::Slice(s) => match type_kind(&s.elem)? {
+                    Kind::Float(p) => Kind::Seq(Seq::Slice, p),
+                    _ => Kind::Opaque,
+                },
+                other => match type_kind(other)? {
+                    Kind::Seq(_, p) => Kind::Seq(Seq::Slice, p),
+                    k => k,
+                },
+            };
+            if r.mutability.is_some() && inner.is_differentiable() {
+                return Err("#[grad] does not support `&mut` float parameters: take the value (or `&[f64]`) and return the result".into());
+            }
+            Ok(if r.mutability.is_some() { Kind::Opaque } else { inner })
+        }
+        Type::Array(a) => Ok(match type_kind(&a.elem)? {
+            Kind::Float(p) => Kind::Seq(Seq::Array, p),
+            _ => Kind::Opaque,
+        }),
+        Type::Ptr(_) => Err("#[grad] does not support raw pointers: use references, slices or values".into()),
+        Type::Paren(p) => type_kind(&p.elem),
+        _ => Ok(Kind::Opaque),
+    }
+}
+
+fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
+    if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
+        if let Some(syn::GenericArgument::Type(t)) = a.args.first() {
+            if let Ok(Kind::Float(p)) = type_kind(t) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+struct LoopCtx {
+    label: Option<String>,
+    brk: Var,
+    cont: Var,
+    value: Option<Var>,
+}
+
+struct Lowerer<'c> {
+    cx: &'c Ctxt,
+    func: Func,
+    scopes: Vec<HashMap<String, Var>>,
+    blocks: Vec<Vec<Stmt>>,
+    loops: Vec<LoopCtx>,
+    /// Exit flags set by the statements lowered so far that are still in force.
+    exits: Vec<Var>,
+    ret_flag: Var,
+    ret_val: Var,
+    used_return: bool,
+}
+
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+
+impl Lowerer<'_> {
+    // ---------- helpers ----------
+
+    fn emit(&mut self, s: Stmt) {
+        if let Some(b) = self.blocks.last_mut() {
+            b.push(s);
+        }
+    }
+
+    fn push_block(&mut self) {
+        self.blocks.push(Vec::new());
+    }
+
+    fn pop_block(&mut self) -> Block {
+        Block { stmts: self.blocks.pop().unwrap_or_default() }
+    }
+
+    fn let_(&mut self, name: &str, kind: Kind, rhs: Rhs) -> Atom {
+        let var = self.func.new_var(name, kind, false);
+        self.emit(Stmt::Let { var, rhs });
+        Atom::Var(var)
+    }
+
+    /// A fresh immutable version of a mutable variable.
+    fn copy(&mut self, m: Var) -> Atom {
+        let info = self.func.info(m).clone();
+        self.let_(&info.name, info.kind, Rhs::Atom(Atom::Var(m)))
+    }
+
+    fn bind(&mut self, name: String, var: Var) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.insert(name, var);
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<Var> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    fn kind(&self, a: Atom) -> Kind {
+        self.func.kind(a)
+    }
+
+    fn prim(&mut self, p: Prim, args: Vec<Atom>) -> Atom {
+        let kinds: Vec<Kind> = args.iter().map(|a| self.kind(*a)).collect();
+        self.let_("t", p.out_kind(&kinds), Rhs::Prim(p, args))
+    }
+
+    fn unsupported(&mut self, tokens: impl ToTokens, what: &str) -> Option<Atom> {
+        self.cx.error(tokens, format!("{what} is not supported in a #[grad] function ({SUPPORTED})"));
+        Some(Atom::Float(0.0))
+    }
+
+    fn zero_of(kind: &Kind) -> Rhs {
+        match kind {
+            Kind::Float(_) => Rhs::Atom(Atom::Float(0.0)),
+            Kind::Int => Rhs::Atom(Atom::Int(0)),
+            Kind::Bool => Rhs::Atom(Atom::Bool(false)),
+            _ => Rhs::Uninit,
+        }
+    }
+
+    /// A mutable variable declared in the current block with a neutral initial value.
+    fn result_var(&mut self, name: &str, kind: Kind) -> Var {
+        let rhs = Self::zero_of(&kind);
+        let var = self.func.new_var(name, kind, true);
+        self.emit(Stmt::Let { var, rhs });
+        var
+    }
+
+    // ---------- signature ----------
+
+    fn lower_params(&mut self, sig: &syn::Signature, attr: &GradAttr) {
+        let mut seen = Vec::new();
+        for input in &sig.inputs {
+            let pt = match input {
+                syn::FnArg::Receiver(r) => {
+                    self.cx.error(r, "#[grad] does not support methods (`self`): write a free function taking the value as a parameter");
+                    continue;
+                }
+                syn::FnArg::Typed(pt) => pt,
+            };
+            let (ident, mutable) = match &*pt.pat {
+                Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => (pi.ident.clone(), pi.mutability.is_some()),
+                other => {
+                    self.cx.error(other, "#[grad] parameters must be plain names (`x: f64`), not patterns");
+                    continue;
+                }
+            };
+            let kind = match type_kind(&pt.ty) {
+                Ok(k) => k,
+                Err(msg) => {
+                    self.cx.error(&pt.ty, msg);
+                    Kind::Opaque
+                }
+            };
+            let wanted = attr.wrt.as_ref().is_none_or(|w| w.iter().any(|n| *n == ident));
+            let active = wanted && kind.is_differentiable();
+            if let Some(w) = &attr.wrt {
+                if let Some(n) = w.iter().find(|n| **n == ident) {
+                    if !kind.is_differentiable() {
+                        self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
+                    }
+                }
+            }
+            let var = self.func.new_var(&ident.to_string(), kind, mutable);
+            self.bind(ident.to_string(), var);
+            seen.push(ident.clone());
+            self.func.params.push(Param { var, ident, ty: (*pt.ty).clone(), active });
+        }
+        if let Some(w) = &attr.wrt {
+            for n in w {
+                if !seen.contains(n) {
+                    self.cx.error(n, format!("`wrt` names `{n}`, which is not a parameter of this function"));
+                }
+            }
+        }
+    }
+
+    // ---------- statements ----------
+
+    /// Lowers statements into the current block; returns the value of a trailing expression.
+    /// After a statement that may leave (`break`, `continue`, `return`), the rest is guarded.
+    fn lower_stmts(&mut self, stmts: &[syn::Stmt]) -> Option<Atom> {
+        for (i, st) in stmts.iter().enumerate() {
+            let before = self.exits.len();
+            let last = i + 1 == stmts.len();
+            let value = self.lower_stmt(st, last);
+            if last {
+                return value;
+            }
+            if self.exits.len() > before {
+                let mut flags: Vec<Var> = self.exits[before..].to_vec();
+                flags.sort();
+                flags.dedup();
+                let go_on = self.none_set(&flags);
+                self.push_block();
+                let tail = self.lower_stmts(&stmts[i + 1..]);
+                let mut then = self.pop_block();
+                let result = tail.map(|t| {
+                    let r = self.result_var("v", self.kind(t));
+                    then.stmts.push(Stmt::Assign { var: r, value: t });
+                    r
+                });
+                self.emit(Stmt::If { cond: go_on, then, els: Block::default() });
+                return result.map(|r| self.copy(r));
+            }
+        }
+        None
+    }
+
+    /// `!(f1 || f2 || ..)` over exit flags.
+    fn none_set(&mut self, flags: &[Var]) -> Atom {
+        let mut any = self.copy(flags[0]);
+        for f in &flags[1..] {
+            let c = self.copy(*f);
+            any = self.prim(Prim::BitOr, vec![any, c]);
+        }
+        self.prim(Prim::Not, vec![any])
+    }
+
+    fn lower_stmt(&mut self, st: &syn::Stmt, last: bool) -> Option<Atom> {
+        match st {
+            syn::Stmt::Local(local) => {
+                self.lower_local(local);
+                None
+            }
+            syn::Stmt::Item(item) => {
+                self.cx.error(item, "items (fn, struct, use, ..) inside a #[grad] function are not supported: define them outside");
+                None
+            }
+            syn::Stmt::Expr(e, semi) => {
+                let v = self.lower_expr(e);
+                if semi.is_none() && last { v } else { None }
+            }
+            syn::Stmt::Macro(m) => {
+                self.cx.error(&m.mac, "macros other than `vec![v; n]` are not supported in a #[grad] function");
+                None
+            }
+        }
+    }
+
+    fn lower_local(&mut self, local: &syn::Local) {
+        if let Some(init) = &local.init {
+            if let Some((_, d)) = &init.diverge {
+                self.cx.error(d, "`let .. else` is not supported in a #[grad] function; use match");
+            }
+        }
+        let (pat, ty) = match &local.pat {
+            Pat::Type(pt) => (&*pt.pat, Some(&*pt.ty)),
+            p => (p, None),
+        };
+        let annotated = ty.and_then(|t| type_kind(t).ok());
+        let Some(init) = &local.init else {
+            // `let x;` / `let mut x: f64;`: assigned later.
+            if let Pat::Ident(pi) = pat {
+                let kind = annotated.unwrap_or(Kind::Opaque);
+                let var = self.func.new_var(&pi.ident.to_string(), kind, true);
+                self.emit(Stmt::Let { var, rhs: Rhs::Uninit });
+                self.bind(pi.ident.to_string(), var);
+            } else {
+                self.cx.error(pat, "a `let` without a value must bind a single name");
+            }
+            return;
+        };
+        match (pat, &*init.expr) {
+            (Pat::Tuple(pt), Expr::Tuple(et)) if pt.elems.len() == et.elems.len() => {
+                let atoms: Vec<Option<Atom>> = et.elems.iter().map(|e| self.lower_expr(e)).collect();
+                for (p, a) in pt.elems.iter().zip(atoms) {
+                    let a = a.unwrap_or(Atom::Float(0.0));
+                    self.bind_pat(p, a, None);
+                }
+            }
+            (Pat::Tuple(pt), e) => {
+                let Some(a) = self.lower_expr(e) else { return };
+                let Atom::Var(t) = a else {
+                    self.cx.error(e, "expected a tuple");
+                    return;
+                };
+                for (k, p) in pt.elems.iter().enumerate() {
+                    let kind = self.kind_of_field(t);
+                    let f = self.let_("f", kind, Rhs::Field(t, k));
+                    self.bind_pat(p, f, None);
+                }
+            }
+            (p, e) => {
+                let a = self.lower_expr(e).unwrap_or(Atom::Float(0.0));
+                self.bind_pat(p, a, annotated);
+            }
+        }
+    }
+
+    fn kind_of_field(&self, _tuple: Var) -> Kind {
+        Kind::Opaque
+    }
+
+    /// Binds a simple pattern (`x`, `mut x`, `_`) to a value.
+    fn bind_pat(&mut self, pat: &Pat, value: Atom, annotated: Option<Kind>) {
+        match pat {
+            Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                let name = pi.ident.to_string();
+                let mut kind = self.kind(value);
+                if let Some(k) = annotated {
+                    kind = match (k, kind) {
+                        (Kind::Float(p), Kind::Float(q)) => Kind::Float(p.join(q)),
+                        (Kind::Seq(s, p), Kind::Seq(_, q)) => Kind::Seq(s, p.join(q)),
+                        (k, Kind::Opaque) => k,
+                        (_, k) => k,
+                    };
+                }
+                if pi.mutability.is_some() {
+                    let var = self.func.new_var(&name, kind, true);
+                    self.emit(Stmt::Let { var, rhs: Rhs::Atom(value) });
+                    self.bind(name, var);
+                } else {
+                    match value {
+                        Atom::Var(v) if !self.func.info(v).mutable => {
+                            let info = &mut self.func.vars[v.0 as usize];
+                            if info.name == "t" {
+                                info.name = name.clone();
+                            }
+                            info.kind = kind;
+                            self.bind(name, v);
+                        }
+                        _ => {
+                            let v = self.let_(&name, kind, Rhs::Atom(value));
+                            if let Atom::Var(v) = v {
+                                self.bind(name, v);
+                            }
+                        }
+                    }
+                }
+            }
+            Pat::Wild(_) => {}
+            Pat::Type(pt) => {
+                let k = type_kind(&pt.ty).ok();
+                self.bind_pat(&pt.pat, value, k);
+            }
+            other => {
+                self.cx.error(other, "patterns in `let` may be a name, `mut name`, `_` or a tuple of those");
+            }
+        }
+    }
+
+    // ---------- expressions ----------
+
+    /// Lowers an expression whose value is needed.
+    fn value(&mut self, e: &Expr) -> Atom {
+        match self.lower_expr(e) {
+            Some(a) => a,
+            None => {
+                self.cx.error(e, "this expression has no value here");
+                Atom::Float(0.0)
+            }
+        }
+    }
+
+    /// Lowers an expression; `None` when it has no value (`()` or it always leaves).
+    fn lower_expr(&mut self, e: &Expr) -> Option<Atom> {
+        match e {
+            Expr::Lit(l) => self.lower_lit(&l.lit),
+            Expr::Path(p) => Some(self.lower_path(p)),
+            Expr::Paren(p) => self.lower_expr(&p.expr),
+            Expr::Group(g) => self.lower_expr(&g.expr),
+            Expr::Reference(r) => {
+                if r.mutability.is_some() {
+                    return self.unsupported(r, "`&mut`");
+                }
+                self.lower_expr(&r.expr)
+            }
+            Expr::Unary(u) => {
+                let a = self.value(&u.expr);
+                match u.op {
+                    UnOp::Neg(_) => Some(self.prim(Prim::Neg, vec![a])),
+                    UnOp::Not(_) => Some(self.prim(Prim::Not, vec![a])),
+                    UnOp::Deref(_) => Some(a),
+                    _ => self.unsupported(u, "this unary operator"),
+                }
+            }
+            Expr::Binary(b) => self.lower_binary(b),
+            Expr::Assign(a) => {
+                self.lower_assign(&a.left, None, &a.right);
+                None
+            }
+            Expr::Cast(c) => self.lower_cast(c),
+            Expr::MethodCall(m) => self.lower_method(m),
+            Expr::Call(c) => self.lower_call(c),
+            Expr::Macro(m) => self.lower_macro(&m.mac),
+            Expr::Array(a) => {
+                let items: Vec<Atom> = a.elems.iter().map(|e| self.value(e)).collect();
+                let kind = match items.first().map(|a| self.kind(*a)) {
+                    Some(Kind::Float(p)) => Kind::Seq(Seq::Array, p),
+                    _ => Kind::Opaque,
+                };
+                Some(self.let_("a", kind, Rhs::NewSeq(NewSeq::ArrayOf(items))))
+            }
+            Expr::Repeat(r) => {
+                let value = self.value(&r.expr);
+                let kind = match self.kind(value) {
+                    Kind::Float(p) => Kind::Seq(Seq::Array, p),
+                    _ => Kind::Opaque,
+                };
+                let len = r.len.to_token_stream();
+                Some(self.let_("a", kind, Rhs::NewSeq(NewSeq::ArrayRepeat { value, len })))
+            }
+            Expr::Index(ix) => {
+                let Expr::Path(p) = &*ix.expr else {
+                    return self.unsupported(&ix.expr, "indexing anything but a named slice, Vec or array");
+                };
+                let Some(arr) = self.path_var(p) else {
+                    return self.unsupported(p, "indexing anything but a named slice, Vec or array");
+                };
+                if let Expr::Range(r) = &*ix.index {
+                    return self.unsupported(r, "slicing with a range");
+                }
+                let i = self.value(&ix.index);
+                let kind = match &self.func.info(arr).kind {
+                    Kind::Seq(_, p) => Kind::Float(*p),
+                    _ => Kind::Opaque,
+                };
+                Some(self.let_("e", kind, Rhs::Index(arr, i)))
+            }
+            Expr::If(i) => self.lower_if(i),
+            Expr::Match(m) => self.lower_match(m),
+            Expr::Block(b) => {
+                if let Some(l) = &b.label {
+                    return self.unsupported(l, "a labelled block");
+                }
+                self.lower_block(&b.block)
+            }
+            Expr::ForLoop(f) => {
+                self.lower_for(f);
+                None
+            }
+            Expr::While(w) => {
+                self.lower_while(w);
+                None
+            }
+            Expr::Loop(l) => self.lower_loop(l),
+            Expr::Break(b) => {
+                self.lower_break(b);
+                None
+            }
+            Expr::Continue(c) => {
+                self.lower_continue(c);
+                None
+            }
+            Expr::Return(r) => {
+                self.lower_return(r);
+                None
+            }
+            Expr::Tuple(t) if t.elems.is_empty() => None,
+            Expr::Tuple(t) => {
+                let items: Vec<Atom> = t.elems.iter().map(|e| self.value(e)).collect();
+                Some(self.let_("tup", Kind::Opaque, Rhs::Tuple(items)))
+            }
+            Expr::Closure(c) => {
+                self.cx.error(c, "closures are not supported in a #[grad] function: write a separate #[grad] fn and call it");
+                Some(Atom::Float(0.0))
+            }
+            Expr::Unsafe(u) => {
+                self.cx.error(u.unsafe_token, "`unsafe` blocks are not supported in a #[grad] function");
+                Some(Atom::Float(0.0))
+            }
+            Expr::Async(a) => self.unsupported(a, "`async`"),
+            Expr::Await(a) => self.unsupported(a, "`.await`"),
+            Expr::Try(t) => self.unsupported(t, "the `?` operator"),
+            Expr::Field(f) => self.unsupported(f, "field access"),
+            Expr::Struct(s) => self.unsupported(s, "a struct literal"),
+            Expr::Range(r) => self.unsupported(r, "a range outside `for`"),
+            Expr::Let(l) => self.unsupported(l, "`let` in a condition (`if let`, `while let`)"),
+            Expr::RawAddr(r) => {
+                self.cx.error(r, "raw pointers are not supported in a #[grad] function");
+                Some(Atom::Float(0.0))
+            }
+            other => self.unsupported(other, "this expression"),
+        }
+    }
+
+    fn lower_lit(&mut self, lit: &syn::Lit) -> Option<Atom> {
+        match lit {
+            syn::Lit::Float(f) => match f.base10_parse::<f64>() {
+                Ok(v) => {
+                    let prec = match f.suffix() {
+                        "f32" => Prec::F32,
+                        "f64" => Prec::F64,
+                        _ => return Some(Atom::Float(v)),
+                    };
+                    Some(self.let_("c", Kind::Float(prec), Rhs::Atom(Atom::Float(v))))
+                }
+                Err(e) => {
+                    self.cx.syn_error(e);
+                    Some(Atom::Float(0.0))
+                }
+            },
+            syn::Lit::Int(i) => match i.base10_parse::<u128>() {
+                Ok(v) => match i.suffix() {
+                    "f32" | "f64" => {
+                        let prec = if i.suffix() == "f32" { Prec::F32 } else { Prec::F64 };
+                        Some(self.let_("c", Kind::Float(prec), Rhs::Atom(Atom::Float(v as f64))))
+                    }
+                    _ => Some(Atom::Int(v)),
+                },
+                Err(e) => {
+                    self.cx.syn_error(e);
+                    Some(Atom::Int(0))
+                }
+            },
+            syn::Lit::Bool(b) => Some(Atom::Bool(b.value)),
+            other => self.unsupported(other, "this literal"),
+        }
+    }
+
+    fn path_var(&self, p: &syn::ExprPath) -> Option<Var> {
+        if p.qself.is_none() && p.path.segments.len() == 1 {
+            self.lookup(&p.path.segments[0].ident.to_string())
+        } else {
+            None
+        }
+    }
+
+    fn lower_path(&mut self, p: &syn::ExprPath) -> Atom {
+        if let Some(v) = self.path_var(p) {
+            let info = self.func.info(v);
+            return if info.mutable && info.kind.is_scalar() { self.copy(v) } else { Atom::Var(v) };
+        }
+        let text = p.to_token_stream().to_string();
+        let kind = if text.contains("f64") {
+            Kind::Float(Prec::F64)
+        } else if text.contains("f32") {
+            Kind::Float(Prec::F32)
+        } else {
+            Kind::Opaque
+        };
+        self.let_("k", kind, Rhs::Path(p.clone()))
+    }
+
+    fn lower_binary(&mut self, b: &syn::ExprBinary) -> Option<Atom> {
+        let p = match b.op {
+            BinOp::And(_) | BinOp::Or(_) => return Some(self.lower_short_circuit(b)),
+            BinOp::AddAssign(_) => Some(Prim::Add),
+            BinOp::SubAssign(_) => Some(Prim::Sub),
+            BinOp::MulAssign(_) => Some(Prim::Mul),
+            BinOp::DivAssign(_) => Some(Prim::Div),
+            BinOp::RemAssign(_) => Some(Prim::Rem),
+            BinOp::BitAndAssign(_) => Some(Prim::BitAnd),
+            BinOp::BitOrAssign(_) => Some(Prim::BitOr),
+            BinOp::BitXorAssign(_) => Some(Prim::BitXor),
+            BinOp::ShlAssign(_) => Some(Prim::Shl),
+            BinOp::ShrAssign(_) => Some(Prim::Shr),
+            _ => None,
+        };
+        if let Some(p) = p {
+            self.lower_assign(&b.left, Some(p), &b.right);
+            return None;
+        }
+        let p = match b.op {
+            BinOp::Add(_) => Prim::Add,
+            BinOp::Sub(_) => Prim::Sub,
+            BinOp::Mul(_) => Prim::Mul,
+            BinOp::Div(_) => Prim::Div,
+            BinOp::Rem(_) => Prim::Rem,
+            BinOp::BitAnd(_) => Prim::BitAnd,
+            BinOp::BitOr(_) => Prim::BitOr,
+            BinOp::BitXor(_) => Prim::BitXor,
+            BinOp::Shl(_) => Prim::Shl,
+            BinOp::Shr(_) => Prim::Shr,
+            BinOp::Lt(_) => Prim::Lt,
+            BinOp::Le(_) => Prim::Le,
+            BinOp::Gt(_) => Prim::Gt,
+            BinOp::Ge(_) => Prim::Ge,
+            BinOp::Eq(_) => Prim::Eq,
+            BinOp::Ne(_) => Prim::Ne,
+            _ => return self.unsupported(b, "this operator"),
+        };
+        let l = self.value(&b.left);
+        let r = self.value(&b.right);
+        Some(self.prim(p, vec![l, r]))
+    }
+
+    /// `a && b` / `a || b`, keeping the short circuit.
+    fn lower_short_circuit(&mut self, b: &syn::ExprBinary) -> Atom {
+        let is_and = matches!(b.op, BinOp::And(_));
+        let l = self.value(&b.left);
+        let r = self.result_var("c", Kind::Bool);
+        self.push_block();
+        let rv = self.value(&b.right);
+        self.emit(Stmt::Assign { var: r, value: rv });
+        let eval = self.pop_block();
+        let fixed = Block { stmts: vec![Stmt::Assign { var: r, value: Atom::Bool(!is_and) }] };
+        let (then, els) = if is_and { (eval, fixed) } else { (fixed, eval) };
+        self.emit(Stmt::If { cond: l, then, els });
+        self.copy(r)
+    }
+
+    /// `place = rhs` (`op` = None) or `place op= rhs`.
+    fn lower_assign(&mut self, place: &Expr, op: Option<Prim>, rhs: &Expr) {
+        let value = self.value(rhs);
+        match place {
+            Expr::Path(p) => {
+                let Some(var) = self.path_var(p) else {
+                    self.cx.error(p, "assignment to something that is not a local variable is not supported");
+                    return;
+                };
+                let new = match op {
+                    None => value,
+                    Some(op) => {
+                        let old = self.copy(var);
+                        self.prim(op, vec![old, value])
+                    }
+                };
+                let vk = self.kind(new);
+                let info = &mut self.func.vars[var.0 as usize];
+                if info.kind == Kind::Opaque && vk.is_differentiable() {
+                    info.kind = vk;
+                }
+                if info.kind.is_differentiable() && !info.kind.is_scalar() {
+                    self.cx.error(p, "reassigning a whole Vec or array is not supported; assign its elements");
+                }
+                self.emit(Stmt::Assign { var, value: new });
+            }
+            Expr::Index(ix) => {
+                let arr = match &*ix.expr {
+                    Expr::Path(p) => self.path_var(p),
+                    _ => None,
+                };
+                let Some(array) = arr else {
+                    self.cx.error(&ix.expr, "element assignment is supported on named Vec and array variables");
+                    return;
+                };
+                let index = self.value(&ix.index);
+                let new = match op {
+                    None => value,
+                    Some(op) => {
+                        let kind = match &self.func.info(array).kind {
+                            Kind::Seq(_, p) => Kind::Float(*p),
+                            _ => Kind::Opaque,
+                        };
+                        let old = self.let_("e", kind, Rhs::Index(array, index));
+                        self.prim(op, vec![old, value])
+                    }
+                };
+                self.emit(Stmt::Store { array, index, value: new });
+            }
+            Expr::Paren(p) => self.lower_assign(&p.expr, op, rhs),
+            Expr::Unary(u) if matches!(u.op, UnOp::Deref(_)) => {
+                self.cx.error(u, "assignment through a reference is not supported in a #[grad] function");
+            }
+            other => {
+                self.cx.error(other, "assignment is supported to local variables and to elements `v[i]`");
+            }
+        }
+    }
+
+    fn lower_cast(&mut self, c: &syn::ExprCast) -> Option<Atom> {
+        let a = self.value(&c.expr);
+        let target = match type_kind(&c.ty) {
+            Ok(k) => k,
+            Err(msg) => {
+                self.cx.error(&c.ty, msg);
+                return Some(Atom::Float(0.0));
+            }
+        };
+        let from = self.kind(a);
+        Some(match (&from, &target) {
+            (Kind::Float(_), Kind::Float(Prec::F32)) => self.prim(Prim::ToF32, vec![a]),
+            (Kind::Float(_), Kind::Float(_)) => self.prim(Prim::ToF64, vec![a]),
+            _ => self.let_("t", target, Rhs::Cast(a, (*c.ty).clone())),
+        })
+    }
+
+    fn lower_method(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        if let Some(t) = &m.turbofish {
+            return self.unsupported(t, "a turbofish");
+        }
+        let name = m.method.to_string();
+        if matches!(name.as_str(), "iter" | "iter_mut" | "into_iter" | "enumerate" | "zip" | "map" | "sum" | "fold" | "rev" | "step_by") {
+            return self.unsupported(&m.method, &format!("`.{name}()` outside a `for` loop header"));
+        }
+        // `v.push(x)` on a Vec variable.
+        if name == "push" {
+            if let Expr::Path(p) = &*m.receiver {
+                if let Some(array) = self.path_var(p) {
+                    if m.args.len() == 1 {
+                        let value = self.value(&m.args[0]);
+                        self.emit(Stmt::Push { array, value });
+                        return None;
+                    }
+                }
+            }
+        }
+        let recv = self.value(&m.receiver);
+        let rk = self.kind(recv);
+        if name == "len" && m.args.is_empty() {
+            if let (Atom::Var(v), Kind::Seq(..)) = (recv, &rk) {
+                return Some(self.let_("n", Kind::Int, Rhs::Len(v)));
+            }
+        }
+        let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
+        if let (Kind::Float(_), Some(p)) = (&rk, Prim::from_method(&name)) {
+            let arity = crate::primitives::row(p).arity;
+            if args.len() + 1 != arity {
+                self.cx.error(&m.method, format!("`.{name}` takes {} argument(s)", arity - 1));
+                return Some(Atom::Float(0.0));
+            }
+            let mut all = vec![recv];
+            all.extend(args);
+            return Some(self.prim(p, all));
+        }
+        let kind = if rk == Kind::Int { Kind::Int } else { Kind::Opaque };
+        Some(self.let_("m", kind, Rhs::Method { recv, method: m.method.clone(), args, span: m.method.span() }))
+    }
+
+    fn lower_call(&mut self, c: &syn::ExprCall) -> Option<Atom> {
+        let Expr::Path(p) = &*c.func else {
+            return self.unsupported(&c.func, "calling anything but a function by name");
+        };
+        let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let last = segs.last().cloned().unwrap_or_default();
+        if last == "stop_gradient" && c.args.len() == 1 {
+            let a = self.value(&c.args[0]);
+            return Some(self.prim(Prim::StopGradient, vec![a]));
+        }
+        if segs.len() == 2 && segs[0] == "Vec" && (last == "new" || last == "with_capacity") {
+            let capacity = c.args.first().map(|a| self.value(a));
+            return Some(self.let_("v", Kind::Seq(Seq::Vec, Prec::Infer), Rhs::NewSeq(NewSeq::Empty { capacity })));
+        }
+        if segs.len() == 2 && (segs[0] == "f64" || segs[0] == "f32") {
+            if let Some(prim) = Prim::from_method(&last) {
+                let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
+                if args.len() == crate::primitives::row(prim).arity {
+                    return Some(self.prim(prim, args));
+                }
+            }
+        }
+        let mut args = Vec::new();
+        for a in &c.args {
+            let (inner, borrow) = match a {
+                Expr::Reference(r) if r.mutability.is_none() => (&*r.expr, true),
+                Expr::Reference(r) => {
+                    self.cx.error(r, "passing `&mut` to a function is not supported in a #[grad] function");
+                    (&*r.expr, true)
+                }
+                e => (e, false),
+            };
+            let atom = self.value(inner);
+            args.push(Arg { atom, borrow });
+        }
+        let floaty = args.iter().any(|a| self.kind(a.atom).is_differentiable());
+        let kind = if floaty { Kind::Float(Prec::Infer) } else { Kind::Opaque };
+        Some(self.let_("r", kind, Rhs::Call { func: p.clone(), args, mode: CallMode::Primal, span: p.span() }))
+    }
+
+    fn lower_macro(&mut self, mac: &syn::Macro) -> Option<Atom> {
+        if !mac.path.is_ident("vec") {
+            return self.unsupported(mac, "this macro (only `vec![v; n]` is)");
+        }
+        let parsed: syn::Result<(Expr, Expr)> = mac.parse_body_with(|input: syn::parse::ParseStream| {
+            let v: Expr = input.parse()?;
+            input.parse::<syn::Token![;]>()?;
+            let n: Expr = input.parse()?;
+            Ok((v, n))
+        });
+        match parsed {
+            Ok((v, n)) => {
+                let value = self.value(&v);
+                let len = self.value(&n);
+                let kind = match self.kind(value) {
+                    Kind::Float(p) => Kind::Seq(Seq::Vec, p),
+                    _ => Kind::Opaque,
+                };
+                Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::Filled { value, len })))
+            }
+            Err(_) => self.unsupported(mac, "`vec![a, b, ..]` (write `vec![v; n]`, or an array `[a, b, ..]`)"),
+        }
+    }
+
+    fn lower_block(&mut self, b: &syn::Block) -> Option<Atom> {
+        self.scopes.push(HashMap::new());
+        let v = self.lower_stmts(&b.stmts);
+        self.scopes.pop();
+        v
+    }
+
+    /// Lowers a block into a block of its own, returning it with its value.
+    fn sub_block(&mut self, b: &syn::Block) -> (Block, Option<Atom>) {
+        self.push_block();
+        let v = self.lower_block(b);
+        (self.pop_block(), v)
+    }
+
+    fn lower_if(&mut self, i: &syn::ExprIf) -> Option<Atom> {
+        if let Expr::Let(l) = &*i.cond {
+            return self.unsupported(l, "`if let` (use `match`)");
+        }
+        let cond = self.value(&i.cond);
+        let (mut then, tv) = self.sub_block(&i.then_branch);
+        let (mut els, ev) = match &i.else_branch {
+            None => (Block::default(), None),
+            Some((_, e)) => {
+                self.push_block();
+                let v = match &**e {
+                    Expr::Block(b) => self.lower_block(&b.block),
+                    other => self.lower_expr(other),
+                };
+                (self.pop_block(), v)
+            }
+        };
+        let result = match tv.or(ev) {
+            Some(a) => {
+                let r = self.result_var("v", self.kind(a));
+                if let Some(t) = tv {
+                    then.stmts.push(Stmt::Assign { var: r, value: t });
+                }
+                if let Some(e) = ev {
+                    els.stmts.push(Stmt::Assign { var: r, value: e });
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        self.emit(Stmt::If { cond, then, els });
+        result.map(|r| self.copy(r))
+    }
+
+    fn lower_match(&mut self, m: &syn::ExprMatch) -> Option<Atom> {
+        let scrut = self.value(&m.expr);
+        let sk = self.kind(scrut);
+        if sk.is_differentiable() {
+            self.cx.error(&m.expr, "`match` on a float is not supported: match on integers, bools or enums, or use if/else");
+        }
+        let mut arms = Vec::new();
+        let mut values = Vec::new();
+        for arm in &m.arms {
+            if let Some((_, g)) = &arm.guard {
+                self.cx.error(g, "match guards are not supported in a #[grad] function: put an `if` in the arm");
+            }
+            self.scopes.push(HashMap::new());
+            let mut pat = arm.pat.clone();
+            let mut binds = Vec::new();
+            self.rename_bindings(&mut pat, &mut binds, &sk);
+            self.push_block();
+            let v = self.lower_expr(&arm.body);
+            let body = self.pop_block();
+            self.scopes.pop();
+            values.push(v);
+            arms.push(Arm { pat, binds, body });
+        }
+        let result = values.iter().flatten().next().copied().map(|a| {
+            let r = self.result_var("v", self.kind(a));
+            for (arm, v) in arms.iter_mut().zip(&values) {
+                if let Some(v) = v {
+                    arm.body.stmts.push(Stmt::Assign { var: r, value: *v });
+                }
+            }
+            r
+        });
+        self.emit(Stmt::Match { scrut, arms });
+        result.map(|r| self.copy(r))
+    }
+
+    /// Gives every name a pattern binds a variable of its own, renaming it in the pattern.
+    fn rename_bindings(&mut self, pat: &mut Pat, binds: &mut Vec<Var>, scrut: &Kind) {
+        match pat {
+            Pat::Ident(pi) => {
+                let name = pi.ident.to_string();
+                let looks_like_binding = name.chars().next().is_some_and(|c| c.is_lowercase() || c == '_');
+                if looks_like_binding && pi.subpat.is_none() {
+                    let kind = if *scrut == Kind::Int || *scrut == Kind::Bool { scrut.clone() } else { Kind::Opaque };
+                    let var = self.func.new_var(&name, kind, false);
+                    self.bind(name, var);
+                    binds.push(var);
+                    pi.ident = crate::emit::var_ident(&self.func, var);
+                    pi.mutability = None;
+                } else if let Some((_, sub)) = &mut pi.subpat {
+                    self.rename_bindings(sub, binds, scrut);
+                }
+            }
+            Pat::Or(o) => {
+                for c in o.cases.iter_mut() {
+                    self.rename_bindings(c, binds, scrut);
+                }
+            }
+            Pat::Tuple(t) => {
+                for c in t.elems.iter_mut() {
+                    self.rename_bindings(c, binds, &Kind::Opaque);
+                }
+            }
+            Pat::TupleStruct(t) => {
+                for c in t.elems.iter_mut() {
+                    self.rename_bindings(c, binds, &Kind::Opaque);
+                }
+            }
+            Pat::Struct(s) => {
+                for f in s.fields.iter_mut() {
+                    if f.colon_token.is_none() {
+                        // `Foo { x }` is shorthand for `Foo { x: x }`.
+                        f.colon_token = Some(Default::default());
+                    }
+                    self.rename_bindings(&mut f.pat, binds, &Kind::Opaque);
+                }
+            }
+            Pat::Paren(p) => self.rename_bindings(&mut p.pat, binds, scrut),
+            Pat::Reference(r) => self.rename_bindings(&mut r.pat, binds, scrut),
+            _ => {}
+        }
+    }
+
+    // ---------- loops ----------
+
+    fn open_loop(&mut self, label: Option<&syn::Label>) -> (Var, Var, usize) {
+        let brk = self.func.new_var("brk", Kind::Bool, true);
+        let cont = self.func.new_var("cont", Kind::Bool, true);
+        self.loops.push(LoopCtx { label: label.map(|l| l.name.ident.to_string()), brk, cont, value: None });
+        (brk, cont, self.exits.len())
+    }
+
+    /// Finishes a loop: declares its flags, computes its exits, emits `make(body, exits)`.
+    fn close_loop(&mut self, body: Block, before: usize, always_exit: bool, make: impl FnOnce(Block, Vec<Var>) -> Stmt) -> Option<Var> {
+        let Some(ctx) = self.loops.pop() else { return None };
+        let mut exits: Vec<Var> = self.exits[before..].iter().copied().filter(|f| *f != ctx.cont).collect();
+        if always_exit {
+            exits.push(ctx.brk);
+        }
+        exits.sort();
+        exits.dedup();
+        let mut kept = self.exits[..before].to_vec();
+        kept.extend(self.exits[before..].iter().copied().filter(|f| *f != ctx.brk && *f != ctx.cont));
+        self.exits = kept;
+        self.emit(Stmt::Let { var: ctx.brk, rhs: Rhs::Atom(Atom::Bool(false)) });
+        self.emit(Stmt::Let { var: ctx.cont, rhs: Rhs::Atom(Atom::Bool(false)) });
+        if let Some(v) = ctx.value {
+            let rhs = Self::zero_of(&self.func.info(v).kind);
+            self.emit(Stmt::Let { var: v, rhs });
+        }
+        let mut body = body;
+        body.stmts.insert(0, Stmt::Assign { var: ctx.cont, value: Atom::Bool(false) });
+        self.emit(make(body, exits));
+        ctx.value
+    }
+
+    fn lower_loop(&mut self, l: &syn::ExprLoop) -> Option<Atom> {
+        let (_, _, before) = self.open_loop(l.label.as_ref());
+        let (body, _) = self.sub_block(&l.body);
+        let value = self.close_loop(body, before, false, |body, exit| Stmt::Loop { body, exit });
+        value.map(|v| self.copy(v))
+    }
+
+    fn lower_while(&mut self, w: &syn::ExprWhile) {
+        if let Expr::Let(l) = &*w.cond {
+            self.unsupported(l, "`while let`");
+            return;
+        }
+        let (brk, _, before) = self.open_loop(w.label.as_ref());
+        self.push_block();
+        let c = self.value(&w.cond);
+        let (then, _) = self.sub_block(&w.body);
+        self.emit(Stmt::If { cond: c, then, els: Block { stmts: vec![Stmt::Assign { var: brk, value: Atom::Bool(true) }] } });
+        let body = self.pop_block();
+        self.close_loop(body, before, true, |body, exit| Stmt::Loop { body, exit });
+    }
+
+    fn lower_for(&mut self, f: &syn::ExprForLoop) {
+        let Some((range, binds)) = self.lower_iter(&f.expr) else { return };
+        let (_, _, before) = self.open_loop(f.label.as_ref());
+        let index = self.func.new_var("i", Kind::Int, false);
+        self.scopes.push(HashMap::new());
+        self.push_block();
+        self.bind_loop_pat(&f.pat, index, &binds);
+        let v = self.lower_block(&f.body);
+        let _ = v;
+        let body = self.pop_block();
+        self.scopes.pop();
+        self.close_loop(body, before, false, |body, exit| Stmt::For { index, range, body, exit });
+    }
+
+    /// The range a `for` iterates over, and what each element binds:
+    /// the index itself (`None`) or elements of sequences (`Some(seq)`), in tuple order.
+    fn lower_iter(&mut self, e: &Expr) -> Option<(Range, Vec<Option<Var>>)> {
+        // Peel adapters off the end of the chain.
+        let mut adapters = Vec::new();
+        let mut cur = e;
+        loop {
+            match cur {
+                Expr::Paren(p) => cur = &p.expr,
+                Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => {
+                    adapters.push(Adapter::Rev);
+                    cur = &m.receiver;
+                }
+                Expr::MethodCall(m) if m.method == "step_by" && m.args.len() == 1 => {
+                    let s = self.value(&m.args[0]);
+                    adapters.push(Adapter::StepBy(s));
+                    cur = &m.receiver;
+                }
+                _ => break,
+            }
+        }
+        adapters.reverse();
+        if let Expr::Range(r) = cur {
+            let (Some(lo), Some(hi)) = (&r.start, &r.end) else {
+                self.unsupported(r, "an open range in `for` (write `a..b`)");
+                return None;
+            };
+            let lo = self.value(lo);
+            let hi = self.value(hi);
+            let inclusive = matches!(r.limits, syn::RangeLimits::Closed(_));
+            return Some((Range { lo, hi, inclusive, adapters }, vec![None]));
+        }
+        // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x.
+        let (seqs, enumerate) = self.seq_chain(cur)?;
+        if enumerate && !adapters.is_empty() && adapters.iter().any(|a| matches!(a, Adapter::StepBy(_))) {
+            self.unsupported(e, "`step_by` after `enumerate`");
+            return None;
+        }
+        let mut len = self.let_("n", Kind::Int, Rhs::Len(seqs[0]));
+        for s in &seqs[1..] {
+            let l2 = self.let_("n", Kind::Int, Rhs::Len(*s));
+            len = self.let_("n", Kind::Int, Rhs::Method { recv: len, method: syn::Ident::new("min", Span::call_site()), args: vec![l2], span: Span::call_site() });
+        }
+        let mut binds: Vec<Option<Var>> = Vec::new();
+        if enumerate {
+            binds.push(None);
+        }
+        binds.extend(seqs.into_iter().map(Some));
+        Some((Range { lo: Atom::Int(0), hi: len, inclusive: false, adapters }, binds))
+    }
+
+    /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`: the sequences and whether enumerated.
+    fn seq_chain(&mut self, e: &Expr) -> Option<(Vec<Var>, bool)> {
+        match e {
+            Expr::Paren(p) => self.seq_chain(&p.expr),
+            Expr::Reference(r) if r.mutability.is_none() => self.seq_chain(&r.expr),
+            Expr::Path(p) => match self.path_var(p) {
+                Some(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => Some((vec![v], false)),
+                _ => {
+                    self.unsupported(p, "iterating over this (iterate a range, a float slice/Vec/array, or `.iter()` of one)");
+                    None
+                }
+            },
+            Expr::MethodCall(m) if (m.method == "iter" || m.method == "copied" || m.method == "into_iter") && m.args.is_empty() => self.seq_chain(&m.receiver),
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                let (s, en) = self.seq_chain(&m.receiver)?;
+                if en {
+                    self.unsupported(m, "`enumerate` twice");
+                    return None;
+                }
+                Some((s, true))
+            }
+            Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
+                let (mut s, en) = self.seq_chain(&m.receiver)?;
+                let (s2, en2) = self.seq_chain(&m.args[0])?;
+                if en || en2 {
+                    self.unsupported(m, "`zip` of an enumerated iterator (enumerate after zip)");
+                    return None;
+                }
+                s.extend(s2);
+                Some((s, false))
+            }
+            other => {
+                self.unsupported(other, "this iterator (for loops take `a..b` with `.rev()`/`.step_by(k)`, or `x.iter()` with `.enumerate()`/`.zip(..)`)");
+                None
+            }
+        }
+    }
+
+    /// Binds the loop pattern: the index, or elements read at the index.
+    fn bind_loop_pat(&mut self, pat: &Pat, index: Var, binds: &[Option<Var>]) {
+        let pats: Vec<&Pat> = match pat {
+            Pat::Tuple(t) if binds.len() > 1 => t.elems.iter().collect(),
+            p => vec![p],
+        };
+        let nested;
+        let pats = if binds.len() > 1 && pats.len() == 2 && binds.len() == 3 {
+            // (i, (a, b)) from x.iter().zip(y).enumerate() is not produced; enumerate then zip gives (i, (a, b)) too.
+            match pats[1] {
+                Pat::Tuple(t) => {
+                    nested = [pats[0]].into_iter().chain(t.elems.iter()).collect::<Vec<_>>();
+                    nested
+                }
+                _ => pats,
+            }
+        } else {
+            pats
+        };
+        if pats.len() != binds.len() {
+            self.cx.error(pat, "this pattern does not match what the loop yields");
+            return;
+        }
+        for (p, b) in pats.into_iter().zip(binds) {
+            let p = match p {
+                Pat::Reference(r) => &*r.pat,
+                p => p,
+            };
+            match b {
+                None => match p {
+                    Pat::Ident(pi) => {
+                        let info = &mut self.func.vars[index.0 as usize];
+                        info.name = pi.ident.to_string();
+                        self.bind(pi.ident.to_string(), index);
+                    }
+                    Pat::Wild(_) => {}
+                    other => {
+                        self.cx.error(other, "a loop index must be a name or `_`");
+                    }
+                },
+                Some(seq) => {
+                    let kind = match &self.func.info(*seq).kind {
+                        Kind::Seq(_, p) => Kind::Float(*p),
+                        _ => Kind::Opaque,
+                    };
+                    let e = self.let_("e", kind, Rhs::Index(*seq, Atom::Var(index)));
+                    self.bind_pat(p, e, None);
+                }
+            }
+        }
+    }
+
+    fn find_loop(&mut self, label: Option<&syn::Lifetime>, at: impl ToTokens) -> Option<usize> {
+        let found = match label {
+            None => self.loops.len().checked_sub(1),
+            Some(l) => {
+                let name = l.ident.to_string();
+                self.loops.iter().rposition(|c| c.label.as_deref() == Some(name.as_str()))
+            }
+        };
+        if found.is_none() {
+            self.cx.error(at, "`break`/`continue` outside of a loop");
+        }
+        found
+    }
+
+    fn lower_break(&mut self, b: &syn::ExprBreak) {
+        let value = b.expr.as_ref().map(|e| self.value(e));
+        let Some(k) = self.find_loop(b.label.as_ref(), b) else { return };
+        if let Some(v) = value {
+            let var = match self.loops[k].value {
+                Some(var) => var,
+                None => {
+                    let var = self.func.new_var("lv", self.kind(v), true);
+                    self.loops[k].value = Some(var);
+                    var
+                }
+            };
+            self.emit(Stmt::Assign { var, value: v });
+        }
+        let brk = self.loops[k].brk;
+        self.emit(Stmt::Assign { var: brk, value: Atom::Bool(true) });
+        self.exits.push(brk);
+    }
+
+    fn lower_continue(&mut self, c: &syn::ExprContinue) {
+        let Some(k) = self.find_loop(c.label.as_ref(), c) else { return };
+        let cont = self.loops[k].cont;
+        self.emit(Stmt::Assign { var: cont, value: Atom::Bool(true) });
+        self.exits.push(cont);
+    }
+
+    fn lower_return(&mut self, r: &syn::ExprReturn) {
+        let Some(e) = &r.expr else {
+            self.cx.error(r, "`return` needs the value of the function");
+            return;
+        };
+        let v = self.value(e);
+        self.emit(Stmt::Assign { var: self.ret_val, value: v });
+        self.emit(Stmt::Assign { var: self.ret_flag, value: Atom::Bool(true) });
+        self.exits.push(self.ret_flag);
+        self.used_return = true;
+    }
+}
+

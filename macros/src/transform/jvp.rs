@@ -1,0 +1,205 @@
+//! Forward mode: IR -> IR with a tangent beside every varied value.
+
+use crate::ir::*;
+use crate::primitives::{row, Rules};
+use std::collections::{HashMap, HashSet};
+
+/// The JVP of a function: its body computes both the value and the tangent.
+pub struct JvpOut {
+    pub func: Func,
+    /// `(primal parameter, its tangent parameter)` for every active parameter, in order.
+    pub tangent_params: Vec<(Var, Var)>,
+    pub tangent: Atom,
+}
+
+/// Forward mode of `func`, whose varied variables are `varied`.
+pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
+    let mut t = Jvp { func: func.clone(), varied, tan: HashMap::new() };
+    let mut tangent_params = Vec::new();
+    for p in &func.params {
+        if p.active {
+            let info = func.info(p.var).clone();
+            let d = t.func.new_var(&format!("d{}", info.name), info.kind, false);
+            t.tan.insert(p.var, d);
+            tangent_params.push((p.var, d));
+        }
+    }
+    let mut ordered: Vec<Var> = varied.iter().copied().collect();
+    ordered.sort();
+    for v in ordered {
+        if !t.tan.contains_key(&v) {
+            let info = func.info(v).clone();
+            let d = t.func.new_var(&format!("{}_dot", info.name), info.kind, info.mutable);
+            t.tan.insert(v, d);
+        }
+    }
+    let body = t.block(&func.body);
+    let tangent = t.tan_atom(func.output).unwrap_or(Atom::Float(0.0));
+    t.func.body = body;
+    JvpOut { func: t.func, tangent_params, tangent }
+}
+
+struct Jvp<'a> {
+    func: Func,
+    varied: &'a HashSet<Var>,
+    tan: HashMap<Var, Var>,
+}
+
+impl Jvp<'_> {
+    fn is_varied(&self, a: Atom) -> bool {
+        matches!(a, Atom::Var(v) if self.varied.contains(&v))
+    }
+
+    fn tan_atom(&self, a: Atom) -> Option<Atom> {
+        match a {
+            Atom::Var(v) if self.varied.contains(&v) => self.tan.get(&v).map(|d| Atom::Var(*d)),
+            _ => None,
+        }
+    }
+
+    fn tan_var(&self, v: Var) -> Var {
+        self.tan.get(&v).copied().unwrap_or(v)
+    }
+
+    fn block(&mut self, b: &Block) -> Block {
+        let mut out = Vec::new();
+        for s in &b.stmts {
+            self.stmt(s, &mut out);
+        }
+        Block { stmts: out }
+    }
+
+    fn zero_for(&self, v: Var) -> Rhs {
+        match self.func.info(v).kind {
+            Kind::Seq(..) => Rhs::NewSeq(NewSeq::ZerosLike(v)),
+            _ => Rhs::Atom(Atom::Float(0.0)),
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt, out: &mut Vec<Stmt>) {
+        match s {
+            Stmt::Let { var, rhs } if self.varied.contains(var) => {
+                let d = self.tan_var(*var);
+                match rhs {
+                    Rhs::Call { func, args, mode: CallMode::Primal, span } => {
+                        let mut all = args.clone();
+                        for a in args {
+                            let kind = self.func.kind(a.atom);
+                            if !kind.is_differentiable() {
+                                continue;
+                            }
+                            match self.tan_atom(a.atom) {
+                                Some(t) => all.push(Arg { atom: t, borrow: a.borrow }),
+                                None => match (a.atom, &kind) {
+                                    (Atom::Var(v), Kind::Seq(s, _)) => {
+                                        let z = self.func.new_var("zero", kind.clone(), false);
+                                        out.push(Stmt::Let { var: z, rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)) });
+                                        all.push(Arg { atom: Atom::Var(z), borrow: a.borrow || *s != Seq::Array });
+                                    }
+                                    _ => all.push(Arg { atom: Atom::Float(0.0), borrow: false }),
+                                },
+                            }
+                        }
+                        let r = self.func.new_var("r", Kind::Opaque, false);
+                        out.push(Stmt::Let { var: r, rhs: Rhs::Call { func: func.clone(), args: all, mode: CallMode::Jvp, span: *span } });
+                        out.push(Stmt::Let { var: *var, rhs: Rhs::Field(r, 0) });
+                        out.push(Stmt::Let { var: d, rhs: Rhs::Field(r, 1) });
+                        return;
+                    }
+                    _ => out.push(s.clone()),
+                }
+                let trhs = match rhs {
+                    Rhs::Atom(a) => match self.tan_atom(*a) {
+                        Some(t) => Rhs::Atom(t),
+                        None => self.zero_for(*var),
+                    },
+                    Rhs::Prim(p, args) => {
+                        let tans: Vec<Option<Atom>> = args.iter().map(|a| self.tan_atom(*a)).collect();
+                        let mut rules = Rules::new(&mut self.func);
+                        let t = row(*p).jvp.and_then(|rule| rule(&mut rules, args, Atom::Var(*var), &tans));
+                        out.append(&mut rules.stmts);
+                        match t {
+                            Some(t) => Rhs::Atom(t),
+                            None => Rhs::Atom(Atom::Float(0.0)),
+                        }
+                    }
+                    Rhs::Index(v, i) => Rhs::Index(self.tan_var(*v), *i),
+                    Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
+                    Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
+                    Rhs::Pop(v) => Rhs::Pop(self.tan_var(*v)),
+                    Rhs::Tuple(items) => Rhs::Tuple(items.iter().map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0))).collect()),
+                    Rhs::NewSeq(n) => Rhs::NewSeq(match n {
+                        NewSeq::Filled { value, len } => NewSeq::Filled { value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)), len: *len },
+                        NewSeq::Empty { capacity } => NewSeq::Empty { capacity: *capacity },
+                        NewSeq::ArrayOf(items) => NewSeq::ArrayOf(items.iter().map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0))).collect()),
+                        NewSeq::ArrayRepeat { value, len } => {
+                            NewSeq::ArrayRepeat { value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)), len: len.clone() }
+                        }
+                        NewSeq::ZerosLike(v) => NewSeq::ZerosLike(*v),
+                    }),
+                    Rhs::Uninit => Rhs::Uninit,
+                    _ => self.zero_for(*var),
+                };
+                out.push(Stmt::Let { var: d, rhs: trhs });
+            }
+            Stmt::Assign { var, value } => {
+                out.push(s.clone());
+                if self.varied.contains(var) {
+                    let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
+                    out.push(Stmt::Assign { var: self.tan_var(*var), value: t });
+                }
+            }
+            Stmt::AddAssign { var, value } => {
+                out.push(s.clone());
+                if let (true, Some(t)) = (self.varied.contains(var), self.tan_atom(*value)) {
+                    out.push(Stmt::AddAssign { var: self.tan_var(*var), value: t });
+                }
+            }
+            Stmt::Store { array, index, value } => {
+                out.push(s.clone());
+                if self.varied.contains(array) {
+                    let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
+                    out.push(Stmt::Store { array: self.tan_var(*array), index: *index, value: t });
+                }
+            }
+            Stmt::AddStore { array, index, value } => {
+                out.push(s.clone());
+                if let (true, Some(t)) = (self.varied.contains(array), self.tan_atom(*value)) {
+                    out.push(Stmt::AddStore { array: self.tan_var(*array), index: *index, value: t });
+                }
+            }
+            Stmt::AddSeq { target, value } => {
+                out.push(s.clone());
+                if self.varied.contains(target) && self.is_varied(Atom::Var(*value)) {
+                    out.push(Stmt::AddSeq { target: self.tan_var(*target), value: self.tan_var(*value) });
+                }
+            }
+            Stmt::Push { array, value } => {
+                out.push(s.clone());
+                if self.varied.contains(array) {
+                    let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
+                    out.push(Stmt::Push { array: self.tan_var(*array), value: t });
+                }
+            }
+            Stmt::If { cond, then, els } => {
+                let then = self.block(then);
+                let els = self.block(els);
+                out.push(Stmt::If { cond: *cond, then, els });
+            }
+            Stmt::Match { scrut, arms } => {
+                let arms = arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.block(&a.body) }).collect();
+                out.push(Stmt::Match { scrut: *scrut, arms });
+            }
+            Stmt::For { index, range, body, exit } => {
+                let body = self.block(body);
+                out.push(Stmt::For { index: *index, range: range.clone(), body, exit: exit.clone() });
+            }
+            Stmt::Loop { body, exit } => {
+                let body = self.block(body);
+                out.push(Stmt::Loop { body, exit: exit.clone() });
+            }
+            // Inactive lets, logs and undo: the primal as it is.
+            other => out.push(other.clone()),
+        }
+    }
+}

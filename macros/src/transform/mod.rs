@@ -1,0 +1,4 @@
+//! IR -> IR transforms. Each consumes and produces the IR of `ir.rs`, so they compose.
+
+pub mod jvp;
+pub mod vjp;

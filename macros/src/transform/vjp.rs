@@ -1,0 +1,534 @@
+//! Reverse mode: IR -> a forward sweep and a reverse sweep, both IR.
+//!
+//! Straight-line code needs no tape: in A-normal form every value a partial derivative
+//! reads is an immutable variable, still in scope when the reverse sweep runs.
+//! Compound statements are reversed in the manner of Tapenade, with checkpointing:
+//!
+//! - the forward sweep runs an `if`/`match` as the primal does, after saving the mutable
+//!   scalars it reads; the reverse sweep restores them, takes the same branch again (the
+//!   condition is an immutable variable) and runs that branch's forward and reverse sweeps;
+//! - a loop saves, at the start of each iteration, the loop-carried scalars the iteration
+//!   reads and overwrites (and the index, where the trip is not a plain range, or the trip
+//!   count for `while`/`loop`); the reverse sweep walks the iterations backwards, restores
+//!   each one's start state and recomputes it before reversing it (per-iteration
+//!   checkpointing: nothing inside an iteration is stored);
+//! - writes into Vecs and arrays log the overwritten element so the reverse sweep can
+//!   restore it.
+//!
+//! Everything is generated conservatively; dead-code elimination (`analyse::dce`) then
+//! keeps only the saves whose restores are needed (for `s += expr` in a loop: none).
+//! Derivatives of primitives are linearize-then-transpose over the primitive table.
+
+use crate::ir::*;
+use crate::primitives::{row, Rules};
+use std::collections::{HashMap, HashSet};
+
+/// The VJP of a function.
+pub struct VjpOut {
+    pub func: Func,
+    /// Runs the primal and records what the reverse sweep needs.
+    pub fwd: Block,
+    /// The cotangent of the output, seeding the reverse sweep.
+    pub seed: Var,
+    /// Accumulates the gradients.
+    pub rev: Block,
+    /// The gradient of each active parameter, in order.
+    pub grads: Vec<Atom>,
+}
+
+/// Reverse mode of `func`, whose varied variables are `varied`.
+pub fn vjp(func: &Func, varied: &HashSet<Var>) -> VjpOut {
+    let mut t = Vjp { func: func.clone(), varied, adj: HashMap::new(), logs: HashMap::new() };
+    let (fwd, rev) = t.block(&func.body);
+    let out_kind = func.kind(func.output);
+    let seed = t.func.new_var("ct", out_kind, false);
+    let mut rstmts = Vec::new();
+    let mut grads = Vec::new();
+    for p in &func.params {
+        if p.active {
+            let a = t.adj(p.var);
+            rstmts.push(Stmt::Let { var: a, rhs: t.zero_for(p.var) });
+            grads.push(Atom::Var(a));
+        }
+    }
+    rstmts.extend(t.decl_adjoints(&func.body));
+    if let Atom::Var(o) = func.output {
+        if varied.contains(&o) {
+            let a = t.adj(o);
+            rstmts.push(Stmt::AddAssign { var: a, value: Atom::Var(seed) });
+        }
+    }
+    rstmts.extend(rev);
+    VjpOut { func: t.func, fwd: Block { stmts: fwd }, seed, rev: Block { stmts: rstmts }, grads }
+}
+
+struct Vjp<'a> {
+    func: Func,
+    varied: &'a HashSet<Var>,
+    adj: HashMap<Var, Var>,
+    /// The undo log of each Vec/array variable that is declared mutable.
+    logs: HashMap<Var, Var>,
+}
+
+type Sweeps = (Vec<Stmt>, Vec<Stmt>);
+
+impl Vjp<'_> {
+    fn is_varied(&self, a: Atom) -> bool {
+        matches!(a, Atom::Var(v) if self.varied.contains(&v))
+    }
+
+    /// The adjoint variable of `v`.
+    fn adj(&mut self, v: Var) -> Var {
+        if let Some(a) = self.adj.get(&v) {
+            return *a;
+        }
+        let info = self.func.info(v).clone();
+        let kind = match info.kind {
+            Kind::Seq(Seq::Slice, p) => Kind::Seq(Seq::Vec, p),
+            k => k,
+        };
+        let a = self.func.new_var(&format!("{}_bar", info.name), kind, true);
+        self.adj.insert(v, a);
+        a
+    }
+
+    fn zero_for(&self, v: Var) -> Rhs {
+        match self.func.info(v).kind {
+            Kind::Seq(..) => Rhs::NewSeq(NewSeq::ZerosLike(v)),
+            _ => Rhs::Atom(Atom::Float(0.0)),
+        }
+    }
+
+    /// Declarations of the adjoints of the varied variables a block declares directly.
+    fn decl_adjoints(&mut self, b: &Block) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for s in &b.stmts {
+            if let Stmt::Let { var, .. } = s {
+                if self.varied.contains(var) {
+                    let a = self.adj(*var);
+                    out.push(Stmt::Let { var: a, rhs: self.zero_for(*var) });
+                }
+            }
+        }
+        out
+    }
+
+    /// Forward and reverse sweeps of a block (the reverse already in reverse order).
+    fn block(&mut self, b: &Block) -> Sweeps {
+        let mut fwd = Vec::new();
+        let mut revs = Vec::new();
+        for s in &b.stmts {
+            let (f, r) = self.stmt(s);
+            fwd.extend(f);
+            revs.push(r);
+        }
+        let rev = revs.into_iter().rev().flatten().collect();
+        (fwd, rev)
+    }
+
+    /// Forward sweep, adjoint declarations and reverse sweep of a block, one after the other:
+    /// what the reverse sweep of a compound statement runs for the part it re-executes.
+    fn joint(&mut self, b: &Block) -> Block {
+        let (mut f, r) = self.block(b);
+        f.extend(self.decl_adjoints(b));
+        f.extend(r);
+        Block { stmts: f }
+    }
+
+    /// The primal of a block with writes into outer sequences logged (no other recording).
+    fn primal_logged(&self, b: &Block) -> Block {
+        let mut out = Vec::new();
+        for s in &b.stmts {
+            match s {
+                Stmt::Store { array, index, .. } => {
+                    if let Some(log) = self.logs.get(array) {
+                        out.push(Stmt::LogWrite { log: *log, array: *array, index: Some(*index) });
+                    }
+                    out.push(s.clone());
+                }
+                Stmt::Push { array, .. } => {
+                    if let Some(log) = self.logs.get(array) {
+                        out.push(Stmt::LogWrite { log: *log, array: *array, index: None });
+                    }
+                    out.push(s.clone());
+                }
+                Stmt::If { cond, then, els } => {
+                    out.push(Stmt::If { cond: *cond, then: self.primal_logged(then), els: self.primal_logged(els) })
+                }
+                Stmt::Match { scrut, arms } => out.push(Stmt::Match {
+                    scrut: *scrut,
+                    arms: arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.primal_logged(&a.body) }).collect(),
+                }),
+                Stmt::For { index, range, body, exit } => {
+                    out.push(Stmt::For { index: *index, range: range.clone(), body: self.primal_logged(body), exit: exit.clone() })
+                }
+                Stmt::Loop { body, exit } => out.push(Stmt::Loop { body: self.primal_logged(body), exit: exit.clone() }),
+                other => out.push(other.clone()),
+            }
+        }
+        Block { stmts: out }
+    }
+
+    /// Outer mutable scalars read in `b`, outer mutable scalars assigned in `b`, outer logged sequences written in `b`.
+    fn footprint(&self, b: &Block) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
+        let declared: HashSet<Var> = declared_vars(b).into_iter().collect();
+        let outer_scalar = |v: &Var| {
+            let i = self.func.info(*v);
+            i.mutable && i.kind.is_scalar() && !declared.contains(v)
+        };
+        let reads: Vec<Var> = read_vars(b).into_iter().filter(outer_scalar).collect();
+        let assigned = assigned_vars(b);
+        let writes: Vec<Var> = assigned.iter().copied().filter(outer_scalar).collect();
+        let seqs: Vec<Var> = assigned.iter().copied().filter(|v| self.logs.contains_key(v) && !declared.contains(v)).collect();
+        (reads, writes, seqs)
+    }
+
+    fn new_stack(&mut self, name: &str, fwd: &mut Vec<Stmt>) -> Var {
+        let s = self.func.new_var(name, Kind::Opaque, true);
+        fwd.push(Stmt::Let { var: s, rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }) });
+        s
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Sweeps {
+        match s {
+            Stmt::If { .. } | Stmt::Match { .. } => self.branch(s),
+            Stmt::For { .. } | Stmt::Loop { .. } => self.looped(s),
+            Stmt::Let { var, rhs } => self.let_(*var, rhs, s),
+            Stmt::Assign { var, value } => {
+                let mut rev = Vec::new();
+                if self.varied.contains(var) {
+                    let a = self.adj(*var);
+                    if self.is_varied(*value) {
+                        if let Atom::Var(u) = value {
+                            let au = self.adj(*u);
+                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(a) });
+                        }
+                    }
+                    rev.push(Stmt::Assign { var: a, value: Atom::Float(0.0) });
+                }
+                (vec![s.clone()], rev)
+            }
+            Stmt::Store { array, index, value } => {
+                let mut fwd = Vec::new();
+                let mut rev = Vec::new();
+                if let Some(log) = self.logs.get(array).copied() {
+                    fwd.push(Stmt::LogWrite { log, array: *array, index: Some(*index) });
+                    rev.push(Stmt::Undo { log, array: *array, mark: None });
+                }
+                fwd.push(s.clone());
+                if self.varied.contains(array) {
+                    let a = self.adj(*array);
+                    let mut adj = Vec::new();
+                    if let Atom::Var(u) = value {
+                        if self.varied.contains(u) {
+                            let e = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
+                            adj.push(Stmt::Let { var: e, rhs: Rhs::Index(a, *index) });
+                            let au = self.adj(*u);
+                            adj.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
+                        }
+                    }
+                    adj.push(Stmt::Store { array: a, index: *index, value: Atom::Float(0.0) });
+                    adj.extend(rev);
+                    rev = adj;
+                }
+                (fwd, rev)
+            }
+            Stmt::Push { array, value } => {
+                let mut fwd = Vec::new();
+                let mut rev = Vec::new();
+                if self.varied.contains(array) {
+                    let a = self.adj(*array);
+                    let kind = match self.func.info(*array).kind {
+                        Kind::Seq(_, p) => Kind::Float(p),
+                        _ => Kind::Opaque,
+                    };
+                    let e = self.func.new_var("g", kind, false);
+                    rev.push(Stmt::Let { var: e, rhs: Rhs::Pop(a) });
+                    if let Atom::Var(u) = value {
+                        if self.varied.contains(u) {
+                            let au = self.adj(*u);
+                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
+                        }
+                    }
+                }
+                if let Some(log) = self.logs.get(array).copied() {
+                    fwd.push(Stmt::LogWrite { log, array: *array, index: None });
+                    rev.push(Stmt::Undo { log, array: *array, mark: None });
+                }
+                fwd.push(s.clone());
+                (fwd, rev)
+            }
+            // Adjoint statements only appear in a transform's output; reversing them again is
+            // not needed by any attribute yet.
+            other => (vec![other.clone()], vec![]),
+        }
+    }
+
+    fn let_(&mut self, var: Var, rhs: &Rhs, s: &Stmt) -> Sweeps {
+        let mut fwd = vec![s.clone()];
+        let info = self.func.info(var).clone();
+        if info.mutable && !info.kind.is_scalar() && !matches!(rhs, Rhs::Uninit) {
+            // A Vec/array that may be written: give it an undo log.
+            let log = self.func.new_var(&format!("{}_log", info.name), Kind::Opaque, true);
+            fwd.push(Stmt::Let { var: log, rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }) });
+            self.logs.insert(var, log);
+        }
+        if !self.varied.contains(&var) {
+            return (fwd, vec![]);
+        }
+        let a = self.adj(var);
+        let mut rev = Vec::new();
+        match rhs {
+            Rhs::Atom(Atom::Var(u)) if self.varied.contains(u) => {
+                let au = self.adj(*u);
+                if info.kind.is_scalar() {
+                    rev.push(Stmt::AddAssign { var: au, value: Atom::Var(a) });
+                } else {
+                    rev.push(Stmt::AddSeq { target: au, value: a });
+                }
+            }
+            Rhs::Prim(p, args) => rev = self.transpose_prim(*p, args, var, a),
+            Rhs::Index(v, i) => rev.push(Stmt::AddStore { array: self.adj(*v), index: *i, value: Atom::Var(a) }),
+            Rhs::NewSeq(NewSeq::Filled { value: Atom::Var(u), .. }) | Rhs::NewSeq(NewSeq::ArrayRepeat { value: Atom::Var(u), .. })
+                if self.varied.contains(u) =>
+            {
+                let sum = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
+                rev.push(Stmt::Let { var: sum, rhs: Rhs::Sum(a) });
+                let au = self.adj(*u);
+                rev.push(Stmt::AddAssign { var: au, value: Atom::Var(sum) });
+            }
+            Rhs::NewSeq(NewSeq::ArrayOf(items)) => {
+                for (k, item) in items.iter().enumerate() {
+                    if let Atom::Var(u) = item {
+                        if self.varied.contains(u) {
+                            let e = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
+                            rev.push(Stmt::Let { var: e, rhs: Rhs::Index(a, Atom::Int(k as u128)) });
+                            let au = self.adj(*u);
+                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
+                        }
+                    }
+                }
+            }
+            Rhs::Call { func, args, mode: CallMode::Primal, span } => {
+                // y, pullback = g_vjp(args); reverse: grads = pullback(y_bar).
+                let r = self.func.new_var("r", Kind::Opaque, false);
+                let pb = self.func.new_var("pullback", Kind::Opaque, false);
+                fwd = vec![
+                    Stmt::Let { var: r, rhs: Rhs::Call { func: func.clone(), args: args.clone(), mode: CallMode::Vjp, span: *span } },
+                    Stmt::Let { var, rhs: Rhs::Field(r, 0) },
+                    Stmt::Let { var: pb, rhs: Rhs::Field(r, 1) },
+                ];
+                let g = self.func.new_var("grads", Kind::Opaque, false);
+                rev.push(Stmt::Let { var: g, rhs: Rhs::CallVar { func: pb, args: vec![Atom::Var(a)] } });
+                let active: Vec<Atom> = args.iter().map(|x| x.atom).filter(|x| self.func.kind(*x).is_differentiable()).collect();
+                let n = active.len();
+                for (k, x) in active.into_iter().enumerate() {
+                    let Atom::Var(u) = x else { continue };
+                    if !self.varied.contains(&u) {
+                        continue;
+                    }
+                    let gk = if n == 1 {
+                        g
+                    } else {
+                        let gk = self.func.new_var("g", Kind::Opaque, false);
+                        rev.push(Stmt::Let { var: gk, rhs: Rhs::Field(g, k) });
+                        gk
+                    };
+                    let au = self.adj(u);
+                    if self.func.info(u).kind.is_scalar() {
+                        rev.push(Stmt::AddAssign { var: au, value: Atom::Var(gk) });
+                    } else {
+                        rev.push(Stmt::AddSeq { target: au, value: gk });
+                    }
+                }
+            }
+            _ => {}
+        }
+        (fwd, rev)
+    }
+
+    /// Linearize `var = p(args)` through its JVP rule and transpose the linear part.
+    fn transpose_prim(&mut self, p: Prim, args: &[Atom], var: Var, ct: Var) -> Vec<Stmt> {
+        let Some(rule) = row(p).jvp else { return vec![] };
+        let mut rules = Rules::new(&mut self.func);
+        let mut placeholders = Vec::new();
+        let tans: Vec<Option<Atom>> = args
+            .iter()
+            .map(|a| match a {
+                Atom::Var(v) if self.varied.contains(v) => {
+                    let kind = rules.func.info(*v).kind.clone();
+                    let t = rules.func.new_var("lin", kind, false);
+                    rules.linear.insert(t);
+                    placeholders.push((t, *v));
+                    Some(Atom::Var(t))
+                }
+                _ => None,
+            })
+            .collect();
+        let Some(Atom::Var(out)) = rule(&mut rules, args, Atom::Var(var), &tans) else { return vec![] };
+        let linear = rules.linear.clone();
+        let emitted = std::mem::take(&mut rules.stmts);
+        let (lin_stmts, primal): (Vec<Stmt>, Vec<Stmt>) =
+            emitted.into_iter().partition(|s| matches!(s, Stmt::Let { var, .. } if linear.contains(var)));
+        // Cotangents of linear variables, accumulated while walking the linear part backwards.
+        let mut cts: HashMap<Var, Atom> = HashMap::new();
+        cts.insert(out, Atom::Var(ct));
+        for s in lin_stmts.iter().rev() {
+            let Stmt::Let { var: l, rhs: Rhs::Prim(q, qargs) } = s else { continue };
+            let Some(c) = cts.get(l).copied() else { continue };
+            let Some(tr) = row(*q).transpose else { continue };
+            let lin: Vec<bool> = qargs.iter().map(|a| matches!(a, Atom::Var(v) if linear.contains(v))).collect();
+            let contribs = tr(&mut rules, c, qargs, &lin);
+            for (a, cv) in qargs.iter().zip(contribs) {
+                let (Atom::Var(av), Some(cv)) = (a, cv) else { continue };
+                let new = match cts.get(av).copied() {
+                    Some(prev) => rules.prim(Prim::Add, &[prev, cv]),
+                    None => cv,
+                };
+                cts.insert(*av, new);
+            }
+        }
+        let transposed = std::mem::take(&mut rules.stmts);
+        drop(rules);
+        let mut rev = primal;
+        rev.extend(transposed);
+        for (t, v) in placeholders {
+            if let Some(c) = cts.get(&t) {
+                let av = self.adj(v);
+                rev.push(Stmt::AddAssign { var: av, value: *c });
+            }
+        }
+        rev
+    }
+
+    /// `if` / `match`: save the outer scalars read, run the primal; reverse: restore, re-run the
+    /// branch taken with its own sweeps.
+    fn branch(&mut self, s: &Stmt) -> Sweeps {
+        let whole = Block { stmts: vec![s.clone()] };
+        let (reads, _, seqs) = self.footprint(&whole);
+        let mut fwd = Vec::new();
+        let mut rev = Vec::new();
+        for m in reads {
+            let info = self.func.info(m).clone();
+            let snap = self.func.new_var(&format!("{}_saved", info.name), info.kind, false);
+            fwd.push(Stmt::Let { var: snap, rhs: Rhs::Atom(Atom::Var(m)) });
+            rev.push(Stmt::Assign { var: m, value: Atom::Var(snap) });
+        }
+        for a in seqs {
+            let log = self.logs[&a];
+            let mark = self.func.new_var("mark", Kind::Int, false);
+            fwd.push(Stmt::Let { var: mark, rhs: Rhs::Len(log) });
+            rev.push(Stmt::Undo { log, array: a, mark: Some(Atom::Var(mark)) });
+        }
+        fwd.extend(self.primal_logged(&whole).stmts);
+        match s {
+            Stmt::If { cond, then, els } => {
+                let then = self.joint(then);
+                let els = self.joint(els);
+                rev.push(Stmt::If { cond: *cond, then, els });
+            }
+            Stmt::Match { scrut, arms } => {
+                let arms = arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.joint(&a.body) }).collect();
+                rev.push(Stmt::Match { scrut: *scrut, arms });
+            }
+            _ => {}
+        }
+        (fwd, rev)
+    }
+
+    /// `for` / `loop`: per-iteration checkpoints; reverse: iterations backwards, each restored,
+    /// recomputed and reversed.
+    fn looped(&mut self, s: &Stmt) -> Sweeps {
+        let (body, exit) = match s {
+            Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => (body, exit),
+            _ => return (vec![s.clone()], vec![]),
+        };
+        let (reads, writes, seqs) = self.footprint(body);
+        let carried: Vec<Var> = writes.iter().copied().filter(|w| reads.contains(w)).collect();
+        let fixed: Vec<Var> = reads.iter().copied().filter(|r| !writes.contains(r)).collect();
+        let mut fwd = Vec::new();
+        let mut rev = Vec::new();
+        // Scalars the loop reads but never writes: saved once.
+        for m in fixed {
+            let info = self.func.info(m).clone();
+            let snap = self.func.new_var(&format!("{}_saved", info.name), info.kind, false);
+            fwd.push(Stmt::Let { var: snap, rhs: Rhs::Atom(Atom::Var(m)) });
+            rev.push(Stmt::Assign { var: m, value: Atom::Var(snap) });
+        }
+        // Per-iteration saves, taken at the start of each iteration.
+        let mut at_start = Vec::new();
+        let mut restore = Vec::new();
+        let mut seq_marks = Vec::new();
+        for a in &seqs {
+            let stack = self.new_stack("marks", &mut fwd);
+            let log = self.logs[a];
+            let len = self.func.new_var("mark", Kind::Int, false);
+            at_start.push(Stmt::Let { var: len, rhs: Rhs::Len(log) });
+            at_start.push(Stmt::Push { array: stack, value: Atom::Var(len) });
+            let m = self.func.new_var("mark", Kind::Int, false);
+            seq_marks.push(Stmt::Let { var: m, rhs: Rhs::Pop(stack) });
+            seq_marks.push(Stmt::Undo { log, array: *a, mark: Some(Atom::Var(m)) });
+        }
+        for m in &carried {
+            let info = self.func.info(*m).clone();
+            let stack = self.new_stack(&format!("{}_stack", info.name), &mut fwd);
+            at_start.push(Stmt::Push { array: stack, value: Atom::Var(*m) });
+            let t = self.func.new_var(&info.name, info.kind, false);
+            restore.push(Stmt::Let { var: t, rhs: Rhs::Pop(stack) });
+            restore.push(Stmt::Assign { var: *m, value: Atom::Var(t) });
+        }
+        let primal = self.primal_logged(body);
+        let joint = self.joint(body);
+        match s {
+            Stmt::For { index, range, exit, .. } if exit.is_empty() && range.is_simple() => {
+                let mut b = at_start;
+                b.extend(primal.stmts);
+                fwd.push(Stmt::For { index: *index, range: range.clone(), body: Block { stmts: b }, exit: vec![] });
+                let mut rb = seq_marks;
+                rb.extend(restore);
+                rb.extend(joint.stmts);
+                let mut reversed = range.clone();
+                match reversed.adapters.last() {
+                    Some(Adapter::Rev) => {
+                        reversed.adapters.pop();
+                    }
+                    _ => reversed.adapters.push(Adapter::Rev),
+                }
+                rev.push(Stmt::For { index: *index, range: reversed, body: Block { stmts: rb }, exit: vec![] });
+            }
+            _ => {
+                // Record the index (for loops) and count trips through a stack of indices / unit marks.
+                let trips = self.new_stack("trips", &mut fwd);
+                let (marker, idx) = match s {
+                    Stmt::For { index, .. } => (Atom::Var(*index), Some(*index)),
+                    _ => (Atom::Bool(true), None),
+                };
+                let mut b = at_start;
+                b.push(Stmt::Push { array: trips, value: marker });
+                b.extend(primal.stmts);
+                let loop_stmt = match s {
+                    Stmt::For { index, range, .. } => Stmt::For { index: *index, range: range.clone(), body: Block { stmts: b }, exit: exit.clone() },
+                    _ => Stmt::Loop { body: Block { stmts: b }, exit: exit.clone() },
+                };
+                fwd.push(loop_stmt);
+                let n = self.func.new_var("n", Kind::Int, false);
+                rev.push(Stmt::Let { var: n, rhs: Rhs::Len(trips) });
+                let k = self.func.new_var("k", Kind::Int, false);
+                let popped = idx.unwrap_or_else(|| self.func.new_var("trip", Kind::Bool, false));
+                let mut rb = vec![Stmt::Let { var: popped, rhs: Rhs::Pop(trips) }];
+                rb.extend(seq_marks);
+                rb.extend(restore);
+                rb.extend(joint.stmts);
+                rev.push(Stmt::For {
+                    index: k,
+                    range: Range { lo: Atom::Int(0), hi: Atom::Var(n), inclusive: false, adapters: vec![] },
+                    body: Block { stmts: rb },
+                    exit: vec![],
+                });
+            }
+        }
+        (fwd, rev)
+    }
+}
+
+use crate::primitives::Prim;

@@ -1,0 +1,211 @@
+//! Quick end-to-end checks of `#[grad]`: each function's gradient against central finite
+//! differences, and forward mode against reverse mode.
+
+use ferrax::prelude::*;
+
+fn fd<F: Fn(&[f64]) -> f64>(f: F, x: &[f64]) -> Vec<f64> {
+    let h = 1e-6;
+    (0..x.len())
+        .map(|i| {
+            let mut p = x.to_vec();
+            let mut m = x.to_vec();
+            p[i] += h;
+            m[i] -= h;
+            (f(&p) - f(&m)) / (2.0 * h)
+        })
+        .collect()
+}
+
+fn close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let tol = 1e-6 * (1.0 + x.abs().max(y.abs()));
+        assert!((x - y).abs() <= tol, "{what}: component {i}: {x} vs {y} (all: {a:?} vs {b:?})");
+    }
+}
+
+#[grad]
+fn straight(x: f64, y: f64) -> f64 {
+    let a = x * y + x.sin();
+    let b = (a / (1.0 + y * y)).exp();
+    b - x.powi(3) + y.sqrt()
+}
+
+#[test]
+fn straight_line_matches_finite_differences() {
+    let (x, y) = (0.7, 1.3);
+    let (gx, gy) = straight_grad(x, y);
+    close(&[gx, gy], &fd(|v| straight(v[0], v[1]), &[x, y]), "straight");
+    let (v, tx) = straight_jvp(x, y, 1.0, 0.0);
+    assert_eq!(v, straight(x, y));
+    close(&[tx], &[gx], "jvp x");
+    let (_, ty) = straight_jvp(x, y, 0.0, 1.0);
+    close(&[ty], &[gy], "jvp y");
+    let (v2, pb) = straight_vjp(x, y);
+    assert_eq!(v2, v);
+    let (px, py) = pb(2.0);
+    close(&[px, py], &[2.0 * gx, 2.0 * gy], "vjp scaled");
+    let (v3, (g3x, g3y)) = straight_value_and_grad(x, y);
+    assert_eq!(v3, v);
+    close(&[g3x, g3y], &[gx, gy], "value_and_grad");
+}
+
+#[grad]
+fn rosen(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = 1.0 - x[i];
+        s += 100.0 * a * a + b * b;
+    }
+    s
+}
+
+#[test]
+fn rosen_matches_finite_differences() {
+    let x = [0.3, -0.5, 1.2, 0.9, 2.0];
+    close(&rosen_grad(&x), &fd(rosen, &x), "rosen");
+}
+
+#[grad]
+fn branchy(x: f64, n: usize) -> f64 {
+    let mut acc = x;
+    let mut k = 0;
+    while k < n {
+        if acc > 2.0 {
+            acc = acc.sqrt() * 1.5;
+        } else if acc < -1.0 {
+            acc = -acc;
+        } else {
+            acc = acc * acc + 0.5 * x;
+        }
+        k += 1;
+    }
+    acc
+}
+
+#[test]
+fn while_with_branches_matches_finite_differences() {
+    for x in [0.3, 1.1, -1.7, 2.5] {
+        let g = branchy_grad(x, 5);
+        close(&[g], &fd(|v| branchy(v[0], 5), &[x]), "branchy");
+        let (_, t) = branchy_jvp(x, 5, 1.0);
+        close(&[t], &[g], "branchy jvp");
+    }
+}
+
+#[grad]
+fn early(x: &[f64], limit: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        for j in 0..3 {
+            s += x[i] * (j as f64 + 1.0);
+            if s > limit {
+                return s * s;
+            }
+        }
+        if x[i] < 0.0 {
+            continue;
+        }
+        s *= 1.1;
+    }
+    s
+}
+
+#[test]
+fn early_return_from_nested_loops() {
+    let x = [0.5, -0.2, 0.8, 1.5, 0.1];
+    for limit in [1.0, 3.3, 100.0] {
+        let (gx, gl) = early_grad(&x, limit);
+        close(&gx, &fd(|v| early(v, limit), &x), "early x");
+        assert_eq!(gl, 0.0);
+    }
+}
+
+#[grad]
+fn pushes(x: &[f64]) -> f64 {
+    let mut v = Vec::with_capacity(x.len());
+    for xi in x.iter() {
+        v.push(xi.tanh());
+    }
+    let mut w = vec![0.0; x.len()];
+    for (i, e) in v.iter().enumerate() {
+        w[i] = e * x[i];
+        w[i] += 1.0;
+    }
+    let mut s = 0.0;
+    let mut k = 0;
+    loop {
+        if k == w.len() {
+            break;
+        }
+        s += w[k] * w[k];
+        k += 1;
+    }
+    s
+}
+
+#[test]
+fn vec_push_and_writes() {
+    let x = [0.5, -0.2, 0.8];
+    close(&pushes_grad(&x), &fd(pushes, &x), "pushes");
+}
+
+#[grad]
+fn helper(a: f64, b: f64) -> f64 {
+    a * b.cos()
+}
+
+#[grad]
+fn caller(x: f64, y: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..3 {
+        s += helper(x * i as f64, y);
+    }
+    s + helper(y, x) * stop_gradient(x)
+}
+
+#[test]
+fn calls_and_stop_gradient() {
+    let (gx, gy) = caller_grad(0.4, 0.9);
+    let fx = fd(|v| caller(v[0], v[1]), &[0.4, 0.9]);
+    // stop_gradient: the last factor's derivative is dropped.
+    let expect_x = fx[0] - helper(0.9, 0.4);
+    close(&[gx, gy], &[expect_x, fx[1]], "caller");
+}
+
+#[grad]
+fn single_f32(x: f32) -> f32 {
+    let y = x * x;
+    y.sin() + 2.0 * x
+}
+
+#[test]
+fn f32_works() {
+    assert_eq!(single_f32_value_and_grad(0.5).0, single_f32(0.5));
+    let g = single_f32_grad(0.5);
+    let e = (0.25f32).cos() * 1.0 + 2.0;
+    assert!((g - e).abs() < 1e-5, "{g} vs {e}");
+}
+
+#[grad]
+fn arrays(p: [f64; 3], k: i32) -> f64 {
+    let mut q = [0.0; 3];
+    for i in 0..3 {
+        q[i] = p[i].powi(k) + p[(i + 1) % 3];
+    }
+    match k {
+        1 => q[0],
+        2 | 3 => q[0] * q[1] + q[2],
+        _ => q[0].max(q[1]).min(q[2]),
+    }
+}
+
+#[test]
+fn arrays_and_match() {
+    let p = [0.3, 0.6, 1.1];
+    for k in [1, 2, 4] {
+        let g = arrays_grad(p, k);
+        close(&g, &fd(|v| arrays([v[0], v[1], v[2]], k), &p), "arrays");
+    }
+}
