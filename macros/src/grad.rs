@@ -197,3 +197,28 @@ fn vec_elem(p: &syn::TypePath) -> Option<Type> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use quote::quote;
+
+    /// Prints the expansion of `FERRAX_EXPAND_FILE` (a file holding one function) when set.
+    #[test]
+    fn print_expansion_of_file() {
+        let Ok(path) = std::env::var("FERRAX_EXPAND_FILE") else { return };
+        let src = std::fs::read_to_string(path).expect("readable file");
+        let item: proc_macro2::TokenStream = src.parse().expect("tokens");
+        let attr: proc_macro2::TokenStream = std::env::var("FERRAX_EXPAND_ATTR").unwrap_or_default().parse().expect("attr tokens");
+        println!("{}", expand(attr, item).map(|t| t.to_string()).unwrap_or_else(|e| e.to_string()));
+    }
+
+    #[test]
+    fn straight_line_expands() {
+        let out = expand(quote!(), quote!(fn f(x: f64) -> f64 { x.sin() * x })).expect("expands");
+        let s = out.to_string();
+        for name in ["f_jvp", "f_vjp", "f_grad", "f_value_and_grad"] {
+            assert!(s.contains(name), "missing {name} in {s}");
+        }
+    }
+}
