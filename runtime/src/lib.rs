@@ -61,6 +61,7 @@ pub mod element;
 pub mod error;
 mod fmt;
 mod ops;
+mod pool;
 pub mod random;
 pub mod shape;
 mod storage;

@@ -3,9 +3,13 @@
 
 use std::any::Any;
 
+use rayon::prelude::*;
+
+use crate::cpu::kernels::PAR_THRESHOLD;
 use crate::device::Device;
 use crate::element::{DType, Element};
-use crate::shape::Layout;
+use crate::pool;
+use crate::shape::{Layout, unravel_offset};
 
 /// A typed buffer in host memory.
 #[derive(Clone, Debug)]
@@ -14,6 +18,17 @@ pub(crate) enum CpuStorage {
     F64(Vec<f64>),
     I32(Vec<i32>),
     Bool(Vec<bool>),
+}
+
+/// Dropped float buffers go back to the [`pool`] for reuse.
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        match self {
+            CpuStorage::F32(v) => pool::recycle(std::mem::take(v)),
+            CpuStorage::F64(v) => pool::recycle(std::mem::take(v)),
+            CpuStorage::I32(_) | CpuStorage::Bool(_) => {}
+        }
+    }
 }
 
 /// The buffer behind one or more tensors. Shared (through an `Arc`) by every view of it.
@@ -73,33 +88,48 @@ impl Storage {
     }
 }
 
-/// Copies the elements of the view `layout` of `data` into a new row-major buffer.
-pub(crate) fn strided_copy<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
+/// Copies the elements of the view `layout` of `data` into a new row-major buffer:
+/// row by row over the innermost (merged) axis, in parallel for large copies.
+pub(crate) fn strided_copy<T: Copy + Send + Sync + 'static>(data: &[T], layout: &Layout) -> Vec<T> {
     let n = layout.numel();
-    if layout.is_contiguous() {
-        return data[layout.offset..layout.offset + n].to_vec();
-    }
-    let mut out = Vec::with_capacity(n);
     if n == 0 {
+        return Vec::new();
+    }
+    let mut out = pool::buffer(n, data[layout.offset]);
+    if layout.is_contiguous() {
+        out.copy_from_slice(&data[layout.offset..layout.offset + n]);
         return out;
     }
     let (shape, strides) = layout.coalesced();
     let last = shape.len() - 1;
     let (inner, inner_stride) = (shape[last], strides[last]);
-    let rows = n / inner;
+    let copy_row = |off: isize, row: &mut [T]| {
+        if inner_stride == 1 {
+            row.copy_from_slice(&data[off as usize..off as usize + inner]);
+        } else {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = data[(off + k as isize * inner_stride) as usize];
+            }
+        }
+    };
+    if last >= 1 && strides[last - 1].abs() < inner_stride.abs() {
+        transpose_planes(data, layout.offset, &shape, &strides, &mut out);
+        return out;
+    }
+    if n >= PAR_THRESHOLD && inner >= 64 {
+        out.par_chunks_mut(inner).enumerate().for_each(|(r, row)| {
+            copy_row(
+                unravel_offset(r, &shape[..last], &strides[..last], layout.offset) as isize,
+                row,
+            )
+        });
+        return out;
+    }
     // odometer over the outer axes
     let mut idx = vec![0usize; last];
     let mut off = layout.offset as isize;
-    for _ in 0..rows {
-        if inner_stride == 1 {
-            out.extend_from_slice(&data[off as usize..off as usize + inner]);
-        } else {
-            let mut o = off;
-            for _ in 0..inner {
-                out.push(data[o as usize]);
-                o += inner_stride;
-            }
-        }
+    for row in out.chunks_mut(inner) {
+        copy_row(off, row);
         for d in (0..last).rev() {
             idx[d] += 1;
             off += strides[d];
@@ -111,4 +141,59 @@ pub(crate) fn strided_copy<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
         }
     }
     out
+}
+
+/// Side of the square tiles in which [`transpose_planes`] copies: small enough that the
+/// strided side of a tile fits the ways of an L1 cache set even when the stride is a
+/// power of two (64 MiB transposes took 3x longer with 32).
+const TILE: usize = 8;
+
+/// Strided copy for layouts whose last axis is not the one closest together in memory
+/// (a transpose): each plane of the last two axes is copied in square tiles, so that
+/// reads and writes both stay within a few cache lines.
+fn transpose_planes<T: Copy + Send + Sync>(
+    data: &[T],
+    offset: usize,
+    shape: &[usize],
+    strides: &[isize],
+    out: &mut [T],
+) {
+    let nd = shape.len();
+    let (rows, cols) = (shape[nd - 2], shape[nd - 1]);
+    let (rs, cs) = (strides[nd - 2], strides[nd - 1]);
+    let plane = rows * cols;
+    let copy_block = |base: isize, r0: usize, dst: &mut [T]| {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for r in r0..r1 {
+                let row = &mut dst[(r - r0) * cols + c0..(r - r0) * cols + c1];
+                let start = base + r as isize * rs + c0 as isize * cs;
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = data[(start + k as isize * cs) as usize];
+                }
+            }
+        }
+    };
+    let copy_plane = |p: usize, dst: &mut [T]| {
+        let base = unravel_offset(p, &shape[..nd - 2], &strides[..nd - 2], offset) as isize;
+        if plane >= PAR_THRESHOLD {
+            dst.par_chunks_mut(TILE * cols)
+                .enumerate()
+                .for_each(|(b, d)| copy_block(base, b * TILE, d));
+        } else {
+            dst.chunks_mut(TILE * cols)
+                .enumerate()
+                .for_each(|(b, d)| copy_block(base, b * TILE, d));
+        }
+    };
+    if out.len() >= PAR_THRESHOLD && plane < PAR_THRESHOLD {
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, d)| copy_plane(p, d));
+    } else {
+        out.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, d)| copy_plane(p, d));
+    }
 }

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD};
 use crate::element::{DType, Element, Float};
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
 use crate::storage::strided_copy;
 use crate::tensor::{Tensor, any_dispatch, float_dispatch};
@@ -93,7 +94,7 @@ fn coalesce_joint(shape: &[usize], strides: &[&[isize]]) -> (Vec<usize>, Vec<Vec
 /// `op(a, b)` over the broadcast shape `shape`, for float type `T`.
 fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usize]) -> Vec<T> {
     let n = numel(shape);
-    let mut out = vec![T::zero(); n];
+    let mut out = pool::buffer(n, T::zero());
     if n == 0 {
         return out;
     }

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::cpu::kernels::{self, MatRef};
 use crate::element::Float;
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
 use crate::tensor::{Tensor, float_dispatch};
 
@@ -35,8 +36,11 @@ fn batched<T: Float>(
     mnk: [usize; 3],
 ) -> Vec<T> {
     let [m, n, k] = mnk;
-    let mut out = vec![T::zero(); batch * m * n];
-    if out.is_empty() || k == 0 {
+    if k == 0 {
+        return vec![T::zero(); batch * m * n];
+    }
+    let mut out = pool::buffer(batch * m * n, T::zero());
+    if out.is_empty() {
         return out;
     }
     let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());

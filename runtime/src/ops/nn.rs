@@ -4,6 +4,7 @@ use crate::cpu::kernels::{self, SoftmaxOp};
 use crate::element::DType;
 use crate::error::{Error, Result, unwrap};
 use crate::ops::reduce::split_at_axis;
+use crate::pool;
 use crate::shape::normalize_axis;
 use crate::tensor::{Tensor, float_dispatch};
 
@@ -13,8 +14,10 @@ impl Tensor {
         let ax = normalize_axis(name, axis, self.shape())?;
         let (outer, n, inner) = split_at_axis(self.shape(), ax);
         Ok(float_dispatch!(dt, T => {
-            let mut out = vec![0.0 as T; self.numel()];
-            kernels::softmax_axis(op, &self.contiguous_data::<T>(), outer, n, inner, &mut out);
+            let x = self.contiguous_data::<T>();
+            let mut out = pool::buffer(self.numel(), 0.0 as T);
+            kernels::softmax_axis(op, &x, outer, n, inner, &mut out);
+            pool::recycle_copy(x);
             Tensor::from_data(out, self.shape())
         }))
     }

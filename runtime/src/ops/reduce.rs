@@ -4,6 +4,7 @@
 
 use crate::cpu::kernels::{self, ReduceOp, SoftmaxOp};
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{normalize_axis, numel};
 use crate::tensor::{Tensor, float_dispatch};
 
@@ -47,8 +48,10 @@ impl Tensor {
         let (outer, n, inner) = split_at_axis(self.shape(), ax);
         let shape = reduced_shape(self.shape(), ax, keepdim);
         Ok(float_dispatch!(dt, T => {
-            let mut out = vec![0.0 as T; outer * inner];
-            kernels::reduce_axis(op, &self.contiguous_data::<T>(), outer, n, inner, &mut out);
+            let x = self.contiguous_data::<T>();
+            let mut out = pool::buffer(outer * inner, 0.0 as T);
+            kernels::reduce_axis(op, &x, outer, n, inner, &mut out);
+            pool::recycle_copy(x);
             Tensor::from_data(out, &shape)
         }))
     }
@@ -228,5 +231,41 @@ impl Tensor {
             kernels::softmax_axis(SoftmaxOp::LogSumExp, &self.contiguous_data::<T>(), outer, n, inner, &mut out);
             Tensor::from_data(out, &shape)
         }))
+    }
+
+    /// Sums a broadcast result back to `shape`, a shape that broadcasts to this tensor's
+    /// (the reverse of [`Tensor::broadcast_to`]: the gradient of a broadcast operand).
+    /// Panics if `shape` does not broadcast to the tensor's shape; see
+    /// [`Tensor::try_sum_to_shape`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let g = Tensor::ones(&[2, 3], DType::F32);
+    /// assert_eq!(g.sum_to_shape(&[3]).to_vec::<f32>(), vec![2.0; 3]);
+    /// assert_eq!(g.sum_to_shape(&[2, 1]).to_vec::<f32>(), vec![3.0; 2]);
+    /// assert_eq!(g.sum_to_shape(&[]).item::<f32>(), 6.0);
+    /// ```
+    #[track_caller]
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Tensor {
+        unwrap(self.try_sum_to_shape(shape))
+    }
+
+    /// [`Tensor::sum_to_shape`], returning an error instead of panicking.
+    pub fn try_sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        const OP: &str = "sum_to_shape";
+        self.expect_float(OP)?;
+        // `shape` must broadcast to ours
+        crate::shape::Layout::contiguous(shape).broadcast_to(OP, self.shape())?;
+        let lead = self.ndim() - shape.len();
+        let mut t = self.clone();
+        for _ in 0..lead {
+            t = t.try_reduce_axis(OP, ReduceOp::Sum, 0, false)?;
+        }
+        for (d, &size) in shape.iter().enumerate() {
+            if size == 1 && t.shape()[d] != 1 {
+                t = t.try_reduce_axis(OP, ReduceOp::Sum, d as isize, true)?;
+            }
+        }
+        Ok(t)
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::cpu::kernels::{self, UnaryOp};
 use crate::error::{Result, unwrap};
+use crate::pool;
 use crate::tensor::{Tensor, float_dispatch};
 
 impl Tensor {
@@ -10,8 +11,9 @@ impl Tensor {
         let dt = self.expect_float(name)?;
         Ok(float_dispatch!(dt, T => {
             let x = self.contiguous_data::<T>();
-            let mut out = vec![0.0 as T; x.len()];
+            let mut out = pool::buffer(x.len(), 0.0 as T);
             kernels::unary(op, &x, &mut out);
+            pool::recycle_copy(x);
             Tensor::from_data(out, self.shape())
         }))
     }

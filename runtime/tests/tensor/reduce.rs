@@ -97,6 +97,22 @@ proptest! {
     }
 
     #[test]
+    fn sum_to_shape_undoes_broadcasting((small, big) in crate::broadcast_pair(), dt in dtype(), seed in 0u32..100) {
+        // `small` broadcasts to `out`, the broadcast of both: sum `out`-shaped values back
+        let out = r::broadcast(&small, &big).unwrap();
+        let x = Arr::from_fn(&out, |i| ((i.iter().sum::<usize>() as u32 * 7 + seed) % 9) as f64 - 4.0);
+        let lead = out.len() - small.len();
+        let want = Arr::from_fn(&small, |j| {
+            crate::reference::indices(&out)
+                .iter()
+                .filter(|i| j.iter().enumerate().all(|(d, &jd)| small[d] == 1 || i[lead + d] == jd))
+                .map(|i| x.get(i))
+                .sum()
+        });
+        check(&crate::laid_out(&x, crate::Lay::Transposed, dt).sum_to_shape(&small), &want, 0.0, "sum_to_shape");
+    }
+
+    #[test]
     fn one_hot_matches_reference(labels in prop::collection::vec(0i32..5, 0..12), classes in 5usize..7, dt in prop_oneof![Just(DType::F32), Just(DType::F64), Just(DType::I32)]) {
         let n = labels.len();
         let shape = if n.is_multiple_of(3) && n > 0 { vec![3, n / 3] } else { vec![n] };
