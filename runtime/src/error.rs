@@ -36,7 +36,7 @@ pub enum Error {
         rhs_shape: Vec<usize>,
     },
     /// An operation got a tensor of a dtype it does not accept.
-    #[error("{op}: expected {expected}, got a {got} tensor of shape {shape:?}")]
+    #[error("{op}: expected {expected}, got a tensor of dtype {got} and shape {shape:?}")]
     UnsupportedDType {
         /// The operation.
         op: &'static str,

@@ -31,40 +31,26 @@ fn format_float(v: f64) -> String {
     s.trim_end_matches('0').to_string()
 }
 
-/// The row-major indices to show along an axis of `size`, with `None` for the `...`.
-fn shown(size: usize, summarise: bool) -> Vec<Option<usize>> {
-    if summarise && size > 2 * EDGE {
-        (0..EDGE)
-            .map(Some)
-            .chain([None])
-            .chain((size - EDGE..size).map(Some))
-            .collect()
-    } else {
-        (0..size).map(Some).collect()
-    }
-}
-
 impl Tensor {
-    /// The elements as strings, row-major (all of them; the caller summarises).
+    /// The elements as strings, row-major.
     fn element_strings(&self) -> Vec<String> {
-        let t = self.contiguous();
         match self.dtype() {
-            DType::F32 => t
+            DType::F32 => self
                 .contiguous_data::<f32>()
                 .iter()
                 .map(|&v| format_float(v as f64))
                 .collect(),
-            DType::F64 => t
+            DType::F64 => self
                 .contiguous_data::<f64>()
                 .iter()
                 .map(|&v| format_float(v))
                 .collect(),
-            DType::I32 => t
+            DType::I32 => self
                 .contiguous_data::<i32>()
                 .iter()
                 .map(|v| v.to_string())
                 .collect(),
-            DType::Bool => t
+            DType::Bool => self
                 .contiguous_data::<bool>()
                 .iter()
                 .map(|v| v.to_string())
@@ -72,59 +58,85 @@ impl Tensor {
         }
     }
 
+    /// The elements that a summary shows: the first and last [`EDGE`] along every axis
+    /// longer than `2 * EDGE` (a small copy; the full tensor is never formatted).
+    fn summary(&self) -> Tensor {
+        let mut t = self.clone();
+        for (d, &size) in self.shape().iter().enumerate() {
+            if size > 2 * EDGE {
+                let axis = d as isize;
+                t = Tensor::concat(
+                    &[&t.slice(axis, 0, EDGE), &t.slice(axis, size - EDGE, size)],
+                    axis,
+                );
+            }
+        }
+        t
+    }
+
     fn write_nested(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let strings = self.element_strings();
-        let shape = self.shape();
-        if shape.is_empty() {
-            return f.write_str(&strings[0]);
+        if self.ndim() == 0 {
+            return f.write_str(&self.element_strings()[0]);
         }
         let summarise = self.numel() > THRESHOLD;
+        let shown = if summarise {
+            self.summary()
+        } else {
+            self.clone()
+        };
+        let strings = shown.element_strings();
         let width = strings.iter().map(String::len).max().unwrap_or(0);
-        write_axis(f, &strings, shape, 0, 0, width, summarise)
+        let layout = Nesting {
+            strings: &strings,
+            full: self.shape(),
+            shown: shown.shape(),
+            width,
+        };
+        layout.write_axis(f, 0, 0)
     }
 }
 
-/// Writes the sub-array starting at flat index `base` over axes `depth..`.
-fn write_axis(
-    f: &mut fmt::Formatter<'_>,
-    strings: &[String],
-    shape: &[usize],
-    depth: usize,
-    base: usize,
+/// What [`Nesting::write_axis`] prints: the shown elements, the full and shown shapes
+/// (they differ on summarised axes) and the column width.
+struct Nesting<'a> {
+    strings: &'a [String],
+    full: &'a [usize],
+    shown: &'a [usize],
     width: usize,
-    summarise: bool,
-) -> fmt::Result {
-    let ndim = shape.len();
-    let block: usize = shape[depth + 1..].iter().product();
-    f.write_str("[")?;
-    let sep = if depth + 1 == ndim {
-        ", ".to_string()
-    } else {
-        format!(
-            ",{}{}",
-            "\n".repeat(ndim - depth - 1),
-            " ".repeat(depth + 1)
-        )
-    };
-    for (i, idx) in shown(shape[depth], summarise).into_iter().enumerate() {
-        if i > 0 {
-            f.write_str(&sep)?;
+}
+
+impl Nesting<'_> {
+    /// Writes the sub-array starting at flat (shown) index `base` over axes `depth..`.
+    fn write_axis(&self, f: &mut fmt::Formatter<'_>, depth: usize, base: usize) -> fmt::Result {
+        let ndim = self.full.len();
+        let block: usize = self.shown[depth + 1..].iter().product();
+        f.write_str("[")?;
+        let sep = if depth + 1 == ndim {
+            ", ".to_string()
+        } else {
+            format!(
+                ",{}{}",
+                "\n".repeat(ndim - depth - 1),
+                " ".repeat(depth + 1)
+            )
+        };
+        let summarised = self.full[depth] != self.shown[depth];
+        for j in 0..self.shown[depth] {
+            if j > 0 {
+                f.write_str(&sep)?;
+            }
+            if summarised && j == EDGE {
+                f.write_str("...")?;
+                f.write_str(&sep)?;
+            }
+            if depth + 1 == ndim {
+                write!(f, "{:>width$}", self.strings[base + j], width = self.width)?;
+            } else {
+                self.write_axis(f, depth + 1, base + j * block)?;
+            }
         }
-        match idx {
-            None => f.write_str("...")?,
-            Some(j) if depth + 1 == ndim => write!(f, "{:>width$}", strings[base + j])?,
-            Some(j) => write_axis(
-                f,
-                strings,
-                shape,
-                depth + 1,
-                base + j * block,
-                width,
-                summarise,
-            )?,
-        }
+        f.write_str("]")
     }
-    f.write_str("]")
 }
 
 /// NumPy-style: `[[1., 2.],\n [3., 4.]]`; a 0-d tensor prints its value.

@@ -112,6 +112,14 @@ fn display_prints_like_numpy() {
         format!("{big}"),
         "[   0.,    1.,    2., ..., 1997., 1998., 1999.]"
     );
+    let grid = Tensor::arange(0.0, 1600.0, 1.0, DType::I32).reshape(&[40, 40]);
+    let text = format!("{grid}");
+    assert!(
+        text.starts_with("[[   0,    1,    2, ...,   37,   38,   39],\n [  40,"),
+        "{text}"
+    );
+    assert!(text.contains("],\n ...,\n [1480,"), "{text}");
+    assert!(text.ends_with("1597, 1598, 1599]]"), "{text}");
     assert_eq!(
         format!("{:?}", Tensor::ones(&[2], DType::F32)),
         "Tensor([1., 1.], shape=[2], dtype=f32, device=cpu)"
