@@ -46,13 +46,16 @@ impl<'a, T: Element> Operand<'a, T> {
         self.data = Cow::Owned(data);
     }
 
-    /// The full, contiguous element buffer (after [`Operand::expand`] if needed).
-    fn contiguous(&mut self) -> &[T] {
+    /// The full, contiguous element buffer (copied by [`Operand::expand`] if needed).
+    fn into_contiguous(mut self) -> Cow<'a, [T]> {
         if !self.layout.is_contiguous() {
             self.expand();
         }
         let n = self.layout.numel();
-        &self.data[self.layout.offset..self.layout.offset + n]
+        match self.data {
+            Cow::Borrowed(d) => Cow::Borrowed(&d[self.layout.offset..self.layout.offset + n]),
+            Cow::Owned(d) => Cow::Owned(d),
+        }
     }
 }
 
@@ -111,22 +114,16 @@ fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usi
     // one side a single element: scalar kernels
     if b.numel() == 1 {
         let s = b.storage_slice::<T>()[b.layout.offset];
-        kernels::binary_scalar_rhs(
-            op,
-            &Operand::<T>::new(a, shape).contiguous_owned_or_borrowed(),
-            s,
-            &mut out,
-        );
+        let x = Operand::<T>::new(a, shape).into_contiguous();
+        kernels::binary_scalar_rhs(op, &x, s, &mut out);
+        pool::recycle_copy(x);
         return out;
     }
     if a.numel() == 1 {
         let s = a.storage_slice::<T>()[a.layout.offset];
-        kernels::binary_scalar_lhs(
-            op,
-            s,
-            &Operand::<T>::new(b, shape).contiguous_owned_or_borrowed(),
-            &mut out,
-        );
+        let y = Operand::<T>::new(b, shape).into_contiguous();
+        kernels::binary_scalar_lhs(op, s, &y, &mut out);
+        pool::recycle_copy(y);
         return out;
     }
     let mut ops = [Operand::<T>::new(a, shape), Operand::<T>::new(b, shape)];
@@ -142,8 +139,10 @@ fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usi
     let last = cshape.len() - 1;
     let inner = cshape[last];
     if inner < MIN_ROW || (cstrides[0][last] == 0 && cstrides[1][last] == 0) {
-        let (x, y) = ops.split_at_mut(1);
-        kernels::binary(op, x[0].contiguous(), y[0].contiguous(), &mut out);
+        let [x, y] = ops.map(Operand::into_contiguous);
+        kernels::binary(op, &x, &y, &mut out);
+        pool::recycle_copy(x);
+        pool::recycle_copy(y);
         return out;
     }
     let outer_shape = &cshape[..last];
@@ -174,21 +173,10 @@ fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usi
             .enumerate()
             .for_each(|(r, dst)| row(r, dst));
     }
-    out
-}
-
-impl<'a, T: Element> Operand<'a, T> {
-    /// The full contiguous buffer, consuming the operand.
-    fn contiguous_owned_or_borrowed(mut self) -> Cow<'a, [T]> {
-        if !self.layout.is_contiguous() {
-            self.expand();
-        }
-        let n = self.layout.numel();
-        match self.data {
-            Cow::Borrowed(d) => Cow::Borrowed(&d[self.layout.offset..self.layout.offset + n]),
-            Cow::Owned(d) => Cow::Owned(d),
-        }
+    for o in ops {
+        pool::recycle_copy(o.data);
     }
+    out
 }
 
 impl Tensor {
