@@ -469,3 +469,37 @@ impl Tensor {
         Tensor::from_fn_f64(self.shape(), dtype, |i| values[i])
     }
 }
+
+/// A 1-D tensor of the vector's elements.
+///
+/// ```
+/// # use ferrax_runtime::prelude::*;
+/// let t = Tensor::from(vec![1i32, 2, 3]);
+/// assert_eq!(t.shape(), &[3]);
+/// ```
+impl<T: Element> From<Vec<T>> for Tensor {
+    fn from(data: Vec<T>) -> Tensor {
+        let n = data.len();
+        Tensor::from_data(data, &[n])
+    }
+}
+
+/// A 1-D tensor of the slice's elements (copied).
+impl<T: Element> From<&[T]> for Tensor {
+    fn from(data: &[T]) -> Tensor {
+        Tensor::from(data.to_vec())
+    }
+}
+
+macro_rules! from_scalar {
+    ($($t:ty),*) => {$(
+        #[doc = concat!("A 0-d `", stringify!($t), "` tensor.")]
+        impl From<$t> for Tensor {
+            fn from(value: $t) -> Tensor {
+                Tensor::scalar(value)
+            }
+        }
+    )*};
+}
+
+from_scalar!(f32, f64, i32, bool);

@@ -249,7 +249,7 @@ pub fn check(got: &Tensor, want: &Arr, tol: f64, what: &str) {
 /// enough to keep the debug build fast.
 pub fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 96,
+        cases: 256,
         ..ProptestConfig::default()
     }
 }
