@@ -52,7 +52,10 @@ fn constructors_fill_as_documented() {
     assert_eq!(x.ones_like().to_vec::<f32>(), vec![1.0; 6]);
     assert_eq!(x.flatten().shape(), &[6]);
     assert_eq!(Tensor::from(vec![1.0f64, 2.0]).shape(), &[2]);
-    assert_eq!(Tensor::from(&[true, false][..]).to_vec::<bool>(), vec![true, false]);
+    assert_eq!(
+        Tensor::from(&[true, false][..]).to_vec::<bool>(),
+        vec![true, false]
+    );
     assert_eq!(Tensor::from(2.5f32).item::<f32>(), 2.5);
     assert_eq!(Tensor::from(3i32).shape(), &[] as &[usize]);
 }
