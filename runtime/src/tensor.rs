@@ -256,6 +256,19 @@ impl Tensor {
         Tensor::full(self.shape(), value, self.dtype())
     }
 
+    /// A 0-d tensor of `value` in this tensor's dtype: the constant side of a comparison
+    /// or `where_`, broadcast without being expanded.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![-1.0f32, 2.0], &[2]);
+    /// let positive = x.gt(&x.scalar_like(0.0));
+    /// assert_eq!(positive.to_vec::<bool>(), vec![false, true]);
+    /// ```
+    pub fn scalar_like(&self, value: f64) -> Tensor {
+        Tensor::full(&[], value, self.dtype())
+    }
+
     /// The 1-D tensor `start, start + step, ...` up to but excluding `end`, as NumPy's
     /// `arange`. Panics if `step` is zero or not finite; see [`Tensor::try_arange`].
     ///

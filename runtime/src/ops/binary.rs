@@ -216,28 +216,22 @@ impl Tensor {
     fn try_compare(&self, name: &'static str, op: CmpOp, other: &Tensor) -> Result<Tensor> {
         let dt = Tensor::expect_same(name, self, other)?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
-        let n = numel(&shape);
-        let mut out = vec![false; n];
-        let expanded = |t: &Tensor| t.broadcast_view(&shape);
-        let (a, b) = (expanded(self), expanded(other));
-        match dt {
-            DType::F32 | DType::F64 => float_dispatch!(dt, T => {
-                kernels::compare(op, &a.contiguous_data::<T>(), &b.contiguous_data::<T>(), &mut out)
-            }),
-            _ => any_dispatch!(dt, T => {
-                compare_ordered(op, &a.contiguous_data::<T>(), &b.contiguous_data::<T>(), &mut out)
-            }),
+        let mut out = vec![false; numel(&shape)];
+        if dt.is_float() && self.numel() != 1 && other.numel() != 1 {
+            float_dispatch!(dt, T => {
+                let x = Operand::<T>::new(self, &shape).into_contiguous();
+                let y = Operand::<T>::new(other, &shape).into_contiguous();
+                kernels::compare(op, &x, &y, &mut out);
+            });
+        } else {
+            any_dispatch!(dt, T => {
+                let (x, y) = (Elems::<T>::new(self, &shape), Elems::<T>::new(other, &shape));
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = compare(op, x.get(i), y.get(i));
+                }
+            });
         }
         Ok(Tensor::from_data(out, &shape))
-    }
-
-    /// A stride-0 view of `self` at a shape it broadcasts to (checked by the caller).
-    fn broadcast_view(&self, shape: &[usize]) -> Tensor {
-        self.with_layout(
-            self.layout
-                .broadcast_to("broadcast", shape)
-                .expect("shape is a broadcast of the operands"),
-        )
     }
 
     /// Elementwise choice with broadcasting: `a` where `mask` is true, `b` elsewhere.
@@ -277,12 +271,10 @@ impl Tensor {
         let dt = Tensor::expect_same(OP, a, b)?;
         let shape = broadcast_shapes(OP, mask.shape(), a.shape())?;
         let shape = broadcast_shapes(OP, &shape, b.shape())?;
-        let m = mask.broadcast_view(&shape);
-        let m = m.contiguous_data::<bool>();
+        let m = Elems::<bool>::new(mask, &shape);
         Ok(any_dispatch!(dt, T => {
-            let (x, y) = (a.broadcast_view(&shape), b.broadcast_view(&shape));
-            let (x, y) = (x.contiguous_data::<T>(), y.contiguous_data::<T>());
-            let out: Vec<T> = m.iter().zip(x.iter().zip(y.iter())).map(|(&c, (&p, &q))| if c { p } else { q }).collect();
+            let (x, y) = (Elems::<T>::new(a, &shape), Elems::<T>::new(b, &shape));
+            let out: Vec<T> = (0..numel(&shape)).map(|i| if m.get(i) { x.get(i) } else { y.get(i) }).collect();
             Tensor::from_data(out, &shape)
         }))
     }
@@ -299,17 +291,40 @@ impl Tensor {
     }
 }
 
-/// Comparison of non-float elements (i32, bool).
-fn compare_ordered<T: PartialOrd + Copy>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        *o = match op {
-            CmpOp::Eq => x == y,
-            CmpOp::Ne => x != y,
-            CmpOp::Lt => x < y,
-            CmpOp::Le => x <= y,
-            CmpOp::Gt => x > y,
-            CmpOp::Ge => x >= y,
-        };
+/// One comparison.
+fn compare<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
+    match op {
+        CmpOp::Eq => x == y,
+        CmpOp::Ne => x != y,
+        CmpOp::Lt => x < y,
+        CmpOp::Le => x <= y,
+        CmpOp::Gt => x > y,
+        CmpOp::Ge => x >= y,
+    }
+}
+
+/// An operand of a comparison or `where_` at the output shape: one value repeated (no
+/// copy for the common `x > 0`), or every element in row-major order.
+enum Elems<'a, T: Clone> {
+    Repeat(T),
+    All(Cow<'a, [T]>),
+}
+
+impl<'a, T: Element> Elems<'a, T> {
+    fn new(t: &'a Tensor, shape: &[usize]) -> Elems<'a, T> {
+        if t.numel() == 1 {
+            Elems::Repeat(t.storage_slice::<T>()[t.layout.offset])
+        } else {
+            Elems::All(Operand::new(t, shape).into_contiguous())
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> T {
+        match self {
+            Elems::Repeat(v) => *v,
+            Elems::All(d) => d[i],
+        }
     }
 }
 
