@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Times the benchmark workloads in ferrax and in JAX (CPU), one after the other on this
+# machine with the same number of threads, and prints a table of medians and ratios.
+#
+#   benches/compare.sh [NAME_FILTER...]      e.g. benches/compare.sh matmul softmax
+#
+# JAX is installed from PyPI into benches/.venv on first use. THREADS (default: all
+# cores) sets rayon's threads for ferrax and XLA's for JAX.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+THREADS=${THREADS:-$(nproc)}
+VENV=benches/.venv
+if ! "$VENV/bin/python" -c "import jax" 2>/dev/null; then
+    echo "installing jax into $VENV ..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet jax
+fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "ferrax ($THREADS threads) ..." >&2
+RAYON_NUM_THREADS=$THREADS cargo bench --quiet --bench compare -- "$@" >"$out/ferrax.jsonl"
+
+echo "JAX $("$VENV/bin/python" -c 'import jax; print(jax.__version__)') ($THREADS threads) ..." >&2
+# XLA's CPU backend sizes its pools from these (OPENBLAS_* and OMP_* do not apply).
+XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS ${XLA_FLAGS:-}" \
+JAX_PLATFORMS=cpu \
+    "$VENV/bin/python" benches/jax_workloads.py "$@" >"$out/jax.jsonl"
+
+echo >&2
+echo "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+"$VENV/bin/python" benches/table.py "$out/ferrax.jsonl" "$out/jax.jsonl"

@@ -1,0 +1,85 @@
+"""The JAX side of benches/compare.sh.
+
+The same workloads as benches/workloads/mod.rs (same names, shapes and dtypes), each
+jitted, compiled and warmed up before timing; then run repeatedly for about two seconds
+(at least 10, at most 200 runs) with block_until_ready, and the median printed as one
+JSON object per line: {"name", "median_s", "runs", "flops" | "bytes"}.
+
+Arguments: name filters (a workload runs if its name contains one of them).
+Threads: set XLA_FLAGS before running (compare.sh does).
+"""
+
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+M16 = 1 << 24
+
+
+def normal(seed, shape):
+    return jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
+
+
+def matmul(n):
+    a, b = normal(1, (n, n)), normal(2, (n, n))
+    f = jax.jit(jnp.matmul)
+    return {"flops": 2.0 * n**3}, lambda: f(a, b)
+
+
+def tanh_affine():
+    # x [4096, 4096], w and b [4096] broadcast over rows (as in workloads/mod.rs)
+    x, w, b = normal(3, (4096, 4096)), normal(4, (4096,)), normal(5, (4096,))
+    f = jax.jit(lambda x, w, b: jnp.tanh(x * w + b))
+    return {"bytes": 2.0 * 4 * M16}, lambda: f(x, w, b)
+
+
+def softmax():
+    x = normal(6, (4096, 1024))
+    f = jax.jit(lambda x: jax.nn.softmax(x, axis=-1))
+    return {"bytes": 2.0 * 4 * 4096 * 1024}, lambda: f(x)
+
+
+def total():
+    x = normal(7, (M16,))
+    f = jax.jit(jnp.sum)
+    return {"bytes": 4.0 * M16}, lambda: f(x)
+
+
+def copy():
+    x = normal(8, (M16,))
+    f = jax.jit(jnp.copy)
+    return {"bytes": 2.0 * 4 * M16}, lambda: f(x)
+
+
+WORKLOADS = {
+    "matmul_1024_f32": lambda: matmul(1024),
+    "matmul_2048_f32": lambda: matmul(2048),
+    "tanh_affine_16M_f32": tanh_affine,
+    "softmax_4096x1024_f32": softmax,
+    "sum_16M_f32": total,
+    "copy_16M_f32": copy,
+}
+
+
+def main():
+    filters = [a for a in sys.argv[1:] if not a.startswith("--")]
+    for name, build in WORKLOADS.items():
+        if filters and not any(f in name for f in filters):
+            continue
+        work, run = build()
+        run().block_until_ready()  # compile and warm up
+        times = []
+        start = time.perf_counter()
+        while len(times) < 10 or (len(times) < 200 and time.perf_counter() - start < 2.0):
+            t = time.perf_counter()
+            run().block_until_ready()
+            times.append(time.perf_counter() - t)
+        times.sort()
+        print(json.dumps({"name": name, "median_s": times[len(times) // 2], "runs": len(times), **work}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

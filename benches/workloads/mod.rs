@@ -1,0 +1,125 @@
+//! The workloads of the side-by-side comparison with JAX, shared by the criterion bench
+//! (`benches/runtime.rs`) and the comparison binary (`benches/compare.rs`).
+//!
+//! Each has a name that `benches/jax_workloads.py` uses for the same computation on
+//! the same shapes and dtypes; to add a row to the table, add a workload here and one
+//! with the same name there.
+
+use ferrax::prelude::*;
+
+/// What one run of a workload does, for throughput figures.
+#[derive(Clone, Copy, Debug)]
+pub enum Work {
+    /// Floating-point operations.
+    Flops(f64),
+    /// Bytes necessarily read plus written.
+    Bytes(f64),
+}
+
+/// A workload with its inputs built: `run` performs one repetition.
+pub struct Prepared {
+    pub work: Work,
+    pub run: Box<dyn FnMut()>,
+}
+
+/// A named workload; `build` makes its inputs (not timed).
+pub struct Workload {
+    pub name: &'static str,
+    pub build: fn() -> Prepared,
+}
+
+const M16: usize = 1 << 24;
+
+fn normal(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::normal(Key::new(seed), shape, DType::F32)
+}
+
+fn matmul(n: usize) -> Prepared {
+    let (a, b) = (normal(1, &[n, n]), normal(2, &[n, n]));
+    Prepared {
+        work: Work::Flops(2.0 * (n * n * n) as f64),
+        run: Box::new(move || {
+            std::hint::black_box(a.matmul(&b));
+        }),
+    }
+}
+
+/// Every workload, in table order.
+pub fn all() -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "matmul_1024_f32",
+            build: || matmul(1024),
+        },
+        Workload {
+            name: "matmul_2048_f32",
+            build: || matmul(2048),
+        },
+        // an affine map and activation: x [4096, 4096], w and b [4096] broadcast over rows
+        Workload {
+            name: "tanh_affine_16M_f32",
+            build: || {
+                let x = normal(3, &[4096, 4096]);
+                let (w, b) = (normal(4, &[4096]), normal(5, &[4096]));
+                Prepared {
+                    work: Work::Bytes(2.0 * 4.0 * M16 as f64),
+                    run: Box::new(move || {
+                        std::hint::black_box((&x * &w + &b).tanh());
+                    }),
+                }
+            },
+        },
+        Workload {
+            name: "softmax_4096x1024_f32",
+            build: || {
+                let x = normal(6, &[4096, 1024]);
+                Prepared {
+                    work: Work::Bytes(2.0 * 4.0 * (4096 * 1024) as f64),
+                    run: Box::new(move || {
+                        std::hint::black_box(x.softmax(-1));
+                    }),
+                }
+            },
+        },
+        Workload {
+            name: "sum_16M_f32",
+            build: || {
+                let x = normal(7, &[M16]);
+                Prepared {
+                    work: Work::Bytes(4.0 * M16 as f64),
+                    run: Box::new(move || {
+                        std::hint::black_box(x.sum());
+                    }),
+                }
+            },
+        },
+        // the bandwidth reference: a plain copy of 16M f32 (read + write) into a buffer
+        // allocated once, split over as many threads as the kernels use
+        Workload {
+            name: "copy_16M_f32",
+            build: || {
+                let x = normal(8, &[M16]).to_vec::<f32>();
+                let mut out = vec![0.0f32; M16];
+                Prepared {
+                    work: Work::Bytes(2.0 * 4.0 * M16 as f64),
+                    run: Box::new(move || parallel_copy(std::hint::black_box(&x), &mut out)),
+                }
+            },
+        },
+    ]
+}
+
+/// Copies `src` into `dst` (of equal length), one `memcpy` per thread.
+pub fn parallel_copy(src: &[f32], dst: &mut [f32]) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(threads);
+    let chunk = src.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        for (src, dst) in src.chunks(chunk).zip(dst.chunks_mut(chunk)) {
+            s.spawn(move || dst.copy_from_slice(src));
+        }
+    });
+}
