@@ -119,6 +119,15 @@ impl Layout {
         true
     }
 
+    /// For a permuted view of contiguous storage (a transpose, say): the axes in the order
+    /// they are stored, outermost first, so that `self.permute(&order)` is contiguous.
+    /// `None` for layouts with gaps or repeats.
+    pub fn storage_order(&self) -> Option<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.shape.len()).collect();
+        order.sort_by_key(|&d| std::cmp::Reverse(self.strides[d]));
+        self.permute(&order).is_contiguous().then_some(order)
+    }
+
     /// The layout with axes reordered: new axis `i` is old axis `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Layout {
         Layout {

@@ -1,25 +1,17 @@
 //! Neural-network helpers: softmax, log-softmax and one-hot encoding.
 
-use crate::cpu::kernels::{self, SoftmaxOp};
+use crate::cpu::kernels::SoftmaxOp;
 use crate::element::DType;
 use crate::error::{Error, Result, unwrap};
-use crate::ops::reduce::split_at_axis;
-use crate::pool;
+use crate::ops::reduce::AxisKernel;
 use crate::shape::normalize_axis;
-use crate::tensor::{Tensor, float_dispatch};
+use crate::tensor::Tensor;
 
 impl Tensor {
     fn try_softmax_family(&self, name: &'static str, op: SoftmaxOp, axis: isize) -> Result<Tensor> {
-        let dt = self.expect_float(name)?;
+        self.expect_float(name)?;
         let ax = normalize_axis(name, axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), ax);
-        Ok(float_dispatch!(dt, T => {
-            let x = self.contiguous_data::<T>();
-            let mut out = pool::buffer(self.numel(), 0.0 as T);
-            kernels::softmax_axis(op, &x, outer, n, inner, &mut out);
-            pool::recycle_copy(x);
-            Tensor::from_data(out, self.shape())
-        }))
+        Ok(self.along_axis(AxisKernel::Softmax(op), ax))
     }
 
     /// `exp(x) / sum(exp(x))` along `axis`, computed stably. Panics for a bad axis or a

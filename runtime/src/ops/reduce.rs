@@ -1,6 +1,6 @@
 //! Reductions: over all elements to a 0-d tensor, or along one axis (optionally keeping
 //! it as size 1). The tensor is viewed as `[outer, n, inner]` around the reduced axis and
-//! handed to the kernel in one call.
+//! handed to the kernel in one call; softmax (in `nn`) shares that machinery.
 
 use crate::cpu::kernels::{self, ReduceOp, SoftmaxOp};
 use crate::error::{Error, Result, unwrap};
@@ -9,7 +9,7 @@ use crate::shape::{normalize_axis, numel};
 use crate::tensor::{Tensor, float_dispatch};
 
 /// `(outer, n, inner)`: the sizes before, of, and after `axis`.
-pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     (
         numel(&shape[..axis]),
         shape[axis],
@@ -17,18 +17,77 @@ pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usiz
     )
 }
 
-/// The shape after reducing `axis`.
-fn reduced_shape(shape: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {
-    let mut s = shape.to_vec();
-    if keepdim {
-        s[axis] = 1;
-    } else {
-        s.remove(axis);
-    }
-    s
+/// A kernel that works along one axis of the `[outer, n, inner]` view of a tensor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AxisKernel {
+    /// A reduction to one value per lane.
+    Reduce(ReduceOp),
+    /// The index of the maximum of each lane, as i32.
+    Argmax,
+    /// Softmax or log-softmax (one value per element) or logsumexp (one per lane).
+    Softmax(SoftmaxOp),
 }
 
 impl Tensor {
+    /// Runs `kernel` along axis `ax` (in range, the tensor a float). The result keeps the
+    /// axis: size 1 for reductions, unchanged for softmax and log-softmax.
+    ///
+    /// A permuted view of contiguous storage (a transpose) is not copied: the kernel runs
+    /// on the storage in its own axis order and the result is permuted back (a view).
+    pub(crate) fn along_axis(&self, kernel: AxisKernel, ax: usize) -> Tensor {
+        if !self.is_contiguous()
+            && let Some(order) = self.layout.storage_order()
+        {
+            let stored = self.with_layout(self.layout.permute(&order));
+            let at = order
+                .iter()
+                .position(|&a| a == ax)
+                .expect("order is a permutation");
+            let r = stored.along_axis(kernel, at);
+            let mut back = vec![0; order.len()];
+            for (i, &a) in order.iter().enumerate() {
+                back[a] = i;
+            }
+            return r.with_layout(r.layout.permute(&back));
+        }
+        let (outer, n, inner) = split_at_axis(self.shape(), ax);
+        let mut shape = self.shape().to_vec();
+        if !matches!(
+            kernel,
+            AxisKernel::Softmax(SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax)
+        ) {
+            shape[ax] = 1;
+        }
+        let len = numel(&shape);
+        if let AxisKernel::Argmax = kernel {
+            let mut out = vec![0i32; len];
+            float_dispatch!(self.dtype(), T => {
+                kernels::argmax_axis(&self.contiguous_data::<T>(), outer, n, inner, &mut out)
+            });
+            return Tensor::from_data(out, &shape);
+        }
+        float_dispatch!(self.dtype(), T => {
+            let x = self.contiguous_data::<T>();
+            let mut out = pool::buffer(len, 0.0 as T);
+            match kernel {
+                AxisKernel::Reduce(op) => kernels::reduce_axis(op, &x, outer, n, inner, &mut out),
+                AxisKernel::Softmax(op) => kernels::softmax_axis(op, &x, outer, n, inner, &mut out),
+                AxisKernel::Argmax => unreachable!("handled above"),
+            }
+            pool::recycle_copy(x);
+            Tensor::from_data(out, &shape)
+        })
+    }
+
+    /// Removes the (size-1) axis `ax` unless `keepdim`.
+    fn drop_axis(self, ax: usize, keepdim: bool) -> Tensor {
+        if keepdim {
+            self
+        } else {
+            self.with_layout(self.layout.squeeze(ax))
+        }
+    }
+
     fn try_reduce_all(&self, name: &'static str, op: ReduceOp) -> Result<Tensor> {
         let dt = self.expect_float(name)?;
         Ok(
@@ -43,17 +102,11 @@ impl Tensor {
         axis: isize,
         keepdim: bool,
     ) -> Result<Tensor> {
-        let dt = self.expect_float(name)?;
+        self.expect_float(name)?;
         let ax = normalize_axis(name, axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), ax);
-        let shape = reduced_shape(self.shape(), ax, keepdim);
-        Ok(float_dispatch!(dt, T => {
-            let x = self.contiguous_data::<T>();
-            let mut out = pool::buffer(outer * inner, 0.0 as T);
-            kernels::reduce_axis(op, &x, outer, n, inner, &mut out);
-            pool::recycle_copy(x);
-            Tensor::from_data(out, &shape)
-        }))
+        Ok(self
+            .along_axis(AxisKernel::Reduce(op), ax)
+            .drop_axis(ax, keepdim))
     }
 
     /// Sum of all elements as a 0-d tensor (0 for an empty tensor). Panics for a
@@ -185,10 +238,9 @@ impl Tensor {
     /// [`Tensor::argmax_axis`], returning an error instead of panicking.
     pub fn try_argmax_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         const OP: &str = "argmax_axis";
-        let dt = self.expect_float(OP)?;
+        self.expect_float(OP)?;
         let ax = normalize_axis(OP, axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), ax);
-        if n == 0 {
+        if self.shape()[ax] == 0 {
             return Err(Error::InvalidArgument {
                 op: OP,
                 message: format!(
@@ -197,12 +249,9 @@ impl Tensor {
                 ),
             });
         }
-        let mut out = vec![0i32; outer * inner];
-        float_dispatch!(dt, T => kernels::argmax_axis(&self.contiguous_data::<T>(), outer, n, inner, &mut out));
-        Ok(Tensor::from_data(
-            out,
-            &reduced_shape(self.shape(), ax, keepdim),
-        ))
+        Ok(self
+            .along_axis(AxisKernel::Argmax, ax)
+            .drop_axis(ax, keepdim))
     }
 
     /// `ln(sum(exp(x)))` along `axis`, computed stably (-inf over a zero-size axis).
@@ -222,15 +271,11 @@ impl Tensor {
     /// [`Tensor::logsumexp_axis`], returning an error instead of panicking.
     pub fn try_logsumexp_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         const OP: &str = "logsumexp_axis";
-        let dt = self.expect_float(OP)?;
+        self.expect_float(OP)?;
         let ax = normalize_axis(OP, axis, self.shape())?;
-        let (outer, n, inner) = split_at_axis(self.shape(), ax);
-        let shape = reduced_shape(self.shape(), ax, keepdim);
-        Ok(float_dispatch!(dt, T => {
-            let mut out = vec![0.0 as T; outer * inner];
-            kernels::softmax_axis(SoftmaxOp::LogSumExp, &self.contiguous_data::<T>(), outer, n, inner, &mut out);
-            Tensor::from_data(out, &shape)
-        }))
+        Ok(self
+            .along_axis(AxisKernel::Softmax(SoftmaxOp::LogSumExp), ax)
+            .drop_axis(ax, keepdim))
     }
 
     /// Sums a broadcast result back to `shape`, a shape that broadcasts to this tensor's

@@ -164,3 +164,17 @@ fn large_reductions_are_accurate() {
     );
     assert_eq!(y.argmax_axis(0, false).to_vec::<i32>(), vec![9; 100]);
 }
+
+#[test]
+fn axis_ops_on_transposes_read_storage_in_place() {
+    let x = Tensor::arange(0.0, 12.0, 1.0, DType::F64).reshape(&[3, 4]);
+    let t = x.t();
+    // run on the storage order and permuted back: the result is a view, not contiguous
+    let s = t.softmax(0);
+    assert!(!s.is_contiguous());
+    assert_eq!(s.to_vec::<f64>(), x.softmax(1).t().to_vec::<f64>());
+    assert_eq!(t.sum_axis(0, false).to_vec::<f64>(), vec![6.0, 22.0, 38.0]);
+    assert_eq!(t.argmax_axis(1, true).shape(), &[4, 1]);
+    let p = Tensor::arange(0.0, 24.0, 1.0, DType::F32).reshape(&[2, 3, 4]).permute(&[2, 0, 1]);
+    assert_eq!(p.max_axis(1, false).to_vec::<f32>(), p.contiguous().max_axis(1, false).to_vec::<f32>());
+}
