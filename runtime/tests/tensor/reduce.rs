@@ -175,6 +175,11 @@ fn axis_ops_on_transposes_read_storage_in_place() {
     assert_eq!(s.to_vec::<f64>(), x.softmax(1).t().to_vec::<f64>());
     assert_eq!(t.sum_axis(0, false).to_vec::<f64>(), vec![6.0, 22.0, 38.0]);
     assert_eq!(t.argmax_axis(1, true).shape(), &[4, 1]);
-    let p = Tensor::arange(0.0, 24.0, 1.0, DType::F32).reshape(&[2, 3, 4]).permute(&[2, 0, 1]);
-    assert_eq!(p.max_axis(1, false).to_vec::<f32>(), p.contiguous().max_axis(1, false).to_vec::<f32>());
+    let p = Tensor::arange(0.0, 24.0, 1.0, DType::F32)
+        .reshape(&[2, 3, 4])
+        .permute(&[2, 0, 1]);
+    assert_eq!(
+        p.max_axis(1, false).to_vec::<f32>(),
+        p.contiguous().max_axis(1, false).to_vec::<f32>()
+    );
 }
