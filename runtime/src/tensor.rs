@@ -425,8 +425,8 @@ impl Tensor {
         Ok(())
     }
 
-    /// A contiguous tensor with the same elements: `self` (shared) if already contiguous,
-    /// otherwise one strided copy.
+    /// A contiguous tensor with the same elements that owns its whole buffer: `self`
+    /// (shared) if it already is one, otherwise one copy.
     pub fn contiguous(&self) -> Tensor {
         if self.is_contiguous() && self.layout.offset == 0 && self.storage_len() == self.numel() {
             return self.clone();

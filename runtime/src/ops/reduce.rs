@@ -4,6 +4,7 @@
 
 use crate::cpu::kernels::{self, ReduceOp, SoftmaxOp};
 use crate::error::{Error, Result, unwrap};
+use crate::ops::unary::inverse;
 use crate::pool;
 use crate::shape::{normalize_axis, numel};
 use crate::tensor::{Tensor, float_dispatch};
@@ -44,11 +45,7 @@ impl Tensor {
                 .position(|&a| a == ax)
                 .expect("order is a permutation");
             let r = stored.along_axis(kernel, at);
-            let mut back = vec![0; order.len()];
-            for (i, &a) in order.iter().enumerate() {
-                back[a] = i;
-            }
-            return r.with_layout(r.layout.permute(&back));
+            return r.with_layout(r.layout.permute(&inverse(&order)));
         }
         let (outer, n, inner) = split_at_axis(self.shape(), ax);
         let mut shape = self.shape().to_vec();

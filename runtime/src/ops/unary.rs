@@ -6,9 +6,18 @@ use crate::pool;
 use crate::tensor::{Tensor, float_dispatch};
 
 impl Tensor {
-    /// Applies a unary kernel to every element; the result is contiguous with `self`'s shape.
+    /// Applies a unary kernel to every element. A permuted view of contiguous storage (a
+    /// transpose) is not copied: the kernel runs over the storage and the result has the
+    /// input's strides.
     pub(crate) fn try_unary(&self, name: &'static str, op: UnaryOp) -> Result<Tensor> {
         let dt = self.expect_float(name)?;
+        if !self.is_contiguous()
+            && let Some(order) = self.layout.storage_order()
+        {
+            let stored = self.with_layout(self.layout.permute(&order));
+            let r = stored.try_unary(name, op)?;
+            return Ok(r.with_layout(r.layout.permute(&inverse(&order))));
+        }
         Ok(float_dispatch!(dt, T => {
             let x = self.contiguous_data::<T>();
             let mut out = pool::buffer(x.len(), 0.0 as T);
@@ -17,6 +26,15 @@ impl Tensor {
             Tensor::from_data(out, self.shape())
         }))
     }
+}
+
+/// The inverse of a permutation.
+pub(crate) fn inverse(perm: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    inv
 }
 
 macro_rules! unary_methods {

@@ -229,3 +229,13 @@ fn large_broadcasts_take_the_parallel_row_path() {
         }
     }
 }
+
+#[test]
+fn unary_ops_on_transposes_keep_the_layout() {
+    let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[2, 3]);
+    let e = x.t().exp();
+    assert_eq!(e.strides(), x.t().strides());
+    assert_eq!(e.to_vec::<f32>(), x.exp().t().to_vec::<f32>());
+    // a sliced view has gaps: it is copied, and the result is contiguous
+    assert!(x.slice(1, 0, 2).exp().is_contiguous());
+}
