@@ -6,7 +6,7 @@ use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
 use crate::parse::{lower, type_kind};
-use crate::transform::{jvp::jvp, vjp::vjp};
+use crate::transform::{jvp::jvp, simplify::{carry_adjoint_stores, first_writes}, vjp::vjp};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use std::collections::HashSet;
@@ -77,9 +77,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         all.push(Stmt::Let { var: v.seed, rhs: Rhs::Uninit });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
+        first_writes(&mut blk);
         let mut outs = grad_vars.clone();
         outs.extend(value_var.iter().copied());
         dce(&mut blk, &outs, &[v.seed].into_iter().collect());
+        carry_adjoint_stores(&mut vf, &mut blk);
         let split = blk.stmts.iter().position(|s| matches!(s, Stmt::Let { var, .. } if *var == v.seed)).unwrap_or(blk.stmts.len());
         let rev: Vec<Stmt> = blk.stmts.split_off(split).into_iter().skip(1).collect();
         vf.body = blk;
@@ -111,11 +113,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         all.push(Stmt::Let { var: v.seed, rhs: Rhs::Atom(Atom::Float(1.0)) });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
+        first_writes(&mut blk);
         let mut outs = grad_vars.clone();
         if with_value {
             outs.extend(value_var.iter().copied());
         }
         dce(&mut blk, &outs, &HashSet::new());
+        carry_adjoint_stores(&mut vf, &mut blk);
         vf.body = blk;
         let em = Emitter { func: &vf };
         (em.block(&vf.body), grads_of(&em), em.atom(func.output), param_list(&em, &func))
