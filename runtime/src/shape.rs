@@ -98,6 +98,12 @@ impl Layout {
         }
     }
 
+    /// The same layout starting at storage index `offset`.
+    pub fn with_offset(mut self, offset: usize) -> Layout {
+        self.offset = offset;
+        self
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         numel(&self.shape)

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD};
 use crate::element::{DType, Element, Float};
 use crate::error::{Error, Result, unwrap};
+use crate::ops::unary::inverse;
 use crate::pool;
 use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
 use crate::storage::strided_copy;
@@ -189,9 +190,27 @@ impl Tensor {
     ) -> Result<Tensor> {
         let dt = Tensor::expect_same_float(name, self, other)?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        if let Some(order) = shared_storage_order(self, other) {
+            // both are the same permutation of contiguous storage (or one is a single
+            // element): work in storage order and permute the result back
+            let (a, b) = (self.permuted(&order), other.permuted(&order));
+            let r = a.try_binary(name, op, &b)?;
+            return Ok(r.permuted(&inverse(&order)));
+        }
         Ok(
             float_dispatch!(dt, T => Tensor::from_data(broadcast_binary::<T>(op, self, other, &shape), &shape)),
         )
+    }
+
+    /// A view with axes reordered (`perm` valid for a tensor of this rank or a single
+    /// element, which is reshaped to the rank first).
+    fn permuted(&self, perm: &[usize]) -> Tensor {
+        if self.ndim() != perm.len() {
+            return self.with_layout(
+                Layout::contiguous(&vec![1; perm.len()]).with_offset(self.layout.offset),
+            );
+        }
+        self.with_layout(self.layout.permute(perm))
     }
 
     /// `op(self, s)` (or `op(s, self)` when `scalar_first`) with a Rust scalar taking the
@@ -288,6 +307,24 @@ impl Tensor {
     /// [`Tensor::select`], returning an error instead of panicking.
     pub fn try_select(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Tensor::try_where_(self, a, b)
+    }
+}
+
+/// The storage order in which a binary operation can run without copying either operand:
+/// `a` and `b` of one shape and the same non-trivial permutation of contiguous storage,
+/// or one of them so and the other a single element of no higher rank.
+fn shared_storage_order(a: &Tensor, b: &Tensor) -> Option<Vec<usize>> {
+    let order_of = |t: &Tensor| {
+        if t.is_contiguous() {
+            return None;
+        }
+        t.layout.storage_order()
+    };
+    match (a.numel() == 1, b.numel() == 1) {
+        (false, true) if b.ndim() <= a.ndim() => order_of(a),
+        (true, false) if a.ndim() <= b.ndim() => order_of(b),
+        _ if a.shape() == b.shape() => order_of(a).filter(|o| order_of(b).as_ref() == Some(o)),
+        _ => None,
     }
 }
 

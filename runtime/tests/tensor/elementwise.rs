@@ -239,3 +239,19 @@ fn unary_ops_on_transposes_keep_the_layout() {
     // a sliced view has gaps: it is copied, and the result is contiguous
     assert!(x.slice(1, 0, 2).exp().is_contiguous());
 }
+
+#[test]
+fn binary_ops_on_equally_permuted_operands_keep_the_layout() {
+    let x = Tensor::arange(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 3]);
+    let y = Tensor::arange(10.0, 16.0, 1.0, DType::F64).reshape(&[2, 3]);
+    let s = &x.t() + &y.t();
+    assert_eq!(s.strides(), x.t().strides());
+    assert_eq!(s.to_vec::<f64>(), (&x + &y).t().to_vec::<f64>());
+    let scaled = &x.t() * 2.0;
+    assert_eq!(scaled.strides(), x.t().strides());
+    assert_eq!(scaled.to_vec::<f64>(), (&x * 2.0).t().to_vec::<f64>());
+    // a single element of higher rank still broadcasts to its rank
+    let high = x.t().add(&Tensor::ones(&[1, 1, 1], DType::F64));
+    assert_eq!(high.shape(), &[1, 3, 2]);
+    assert_eq!(high.to_vec::<f64>(), (&x + 1.0).t().to_vec::<f64>());
+}
