@@ -21,11 +21,15 @@ fn rosen(x: &[f64]) -> f64 {
 
 fn bench(c: &mut Criterion) {
     let n = 1_000_000;
-    let x: Vec<f64> = (0..n).map(|i| 0.5 + 0.4 * ((i as f64) * 0.37).sin()).collect();
+    let x: Vec<f64> = (0..n)
+        .map(|i| 0.5 + 0.4 * ((i as f64) * 0.37).sin())
+        .collect();
     let mut g = c.benchmark_group("rosen_1e6");
     g.bench_function("rosen", |b| b.iter(|| rosen(black_box(&x))));
     g.bench_function("rosen_grad", |b| b.iter(|| rosen_grad(black_box(&x))));
-    g.bench_function("rosen_value_and_grad", |b| b.iter(|| rosen_value_and_grad(black_box(&x))));
+    g.bench_function("rosen_value_and_grad", |b| {
+        b.iter(|| rosen_value_and_grad(black_box(&x)))
+    });
     g.finish();
 }
 

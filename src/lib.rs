@@ -142,13 +142,21 @@ pub mod __private {
     #[inline(always)]
     pub fn undo_one<T: Copy, A: Undo<T> + ?Sized>(log: &mut Vec<(usize, T)>, arr: &mut A) {
         if let Some((i, v)) = log.pop() {
-            if i == PUSHED { arr.unpush() } else { arr.set(i, v) }
+            if i == PUSHED {
+                arr.unpush()
+            } else {
+                arr.set(i, v)
+            }
         }
     }
 
     /// Undoes logged writes until `log.len() == mark`.
     #[inline]
-    pub fn undo_to<T: Copy, A: Undo<T> + ?Sized>(log: &mut Vec<(usize, T)>, arr: &mut A, mark: usize) {
+    pub fn undo_to<T: Copy, A: Undo<T> + ?Sized>(
+        log: &mut Vec<(usize, T)>,
+        arr: &mut A,
+        mark: usize,
+    ) {
         while log.len() > mark {
             undo_one(log, arr);
         }

@@ -1,6 +1,9 @@
 //! Quick end-to-end checks of `#[grad]`: each function's gradient against central finite
 //! differences, and forward mode against reverse mode.
 
+// Index loops are the point: they are what the macro must differentiate.
+#![allow(clippy::needless_range_loop)]
+
 use ferrax::prelude::*;
 
 fn fd<F: Fn(&[f64]) -> f64>(f: F, x: &[f64]) -> Vec<f64> {
@@ -20,7 +23,10 @@ fn close(a: &[f64], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let tol = 1e-6 * (1.0 + x.abs().max(y.abs()));
-        assert!((x - y).abs() <= tol, "{what}: component {i}: {x} vs {y} (all: {a:?} vs {b:?})");
+        assert!(
+            (x - y).abs() <= tol,
+            "{what}: component {i}: {x} vs {y} (all: {a:?} vs {b:?})"
+        );
     }
 }
 
@@ -35,7 +41,11 @@ fn straight(x: f64, y: f64) -> f64 {
 fn straight_line_matches_finite_differences() {
     let (x, y) = (0.7, 1.3);
     let (gx, gy) = straight_grad(x, y);
-    close(&[gx, gy], &fd(|v| straight(v[0], v[1]), &[x, y]), "straight");
+    close(
+        &[gx, gy],
+        &fd(|v| straight(v[0], v[1]), &[x, y]),
+        "straight",
+    );
     let (v, tx) = straight_jvp(x, y, 1.0, 0.0);
     assert_eq!(v, straight(x, y));
     close(&[tx], &[gx], "jvp x");
@@ -208,4 +218,54 @@ fn arrays_and_match() {
         let g = arrays_grad(p, k);
         close(&g, &fd(|v| arrays([v[0], v[1], v[2]], k), &p), "arrays");
     }
+}
+
+#[grad]
+fn mut_arguments(mut x: f64, mut n: usize) -> f64 {
+    while n > 0 {
+        x = x.sin() + 0.5 * x;
+        n -= 1;
+    }
+    x
+}
+
+#[grad]
+fn weighted_norm(x: &[f64], w: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += w[i] * x[i] * x[i];
+    }
+    s.sqrt()
+}
+
+#[grad]
+fn calls_with_slices(x: &[f64], w: &[f64], a: f64) -> f64 {
+    let n = weighted_norm(x, w);
+    let mut v = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        v[i] = x[i] * a;
+    }
+    let m = weighted_norm(&v, w);
+    v[0] = 7.0;
+    n * m + a * a
+}
+
+#[test]
+fn mut_arguments_and_slice_calls() {
+    let g = mut_arguments_grad(0.8, 4);
+    close(&[g], &fd(|v| mut_arguments(v[0], 4), &[0.8]), "mut args");
+    let (_, t) = mut_arguments_jvp(0.8, 4, 1.0);
+    close(&[t], &[g], "mut args jvp");
+    let (x, w, a) = ([0.3, 0.5, -0.2], [1.0, 2.0, 0.5], 1.5);
+    let (gx, gw, ga) = calls_with_slices_grad(&x, &w, a);
+    close(&gx, &fd(|v| calls_with_slices(v, &w, a), &x), "calls x");
+    close(&gw, &fd(|v| calls_with_slices(&x, v, a), &w), "calls w");
+    close(
+        &[ga],
+        &fd(|v| calls_with_slices(&x, &w, v[0]), &[a]),
+        "calls a",
+    );
+    let (_, pb) = calls_with_slices_vjp(&x, &w, a);
+    let (px, _, _) = pb(1.0);
+    close(&px, &gx, "calls vjp");
 }

@@ -17,7 +17,12 @@ use std::collections::HashSet;
 
 /// Variables that depend on an active parameter.
 pub fn varied(func: &Func) -> HashSet<Var> {
-    let mut set: HashSet<Var> = func.params.iter().filter(|p| p.active).map(|p| p.var).collect();
+    let mut set: HashSet<Var> = func
+        .params
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| p.var)
+        .collect();
     loop {
         let before = set.len();
         let mut add = Vec::new();
@@ -26,8 +31,16 @@ pub fn varied(func: &Func) -> HashSet<Var> {
             let diff = |v: &Var| func.info(*v).kind.is_differentiable();
             match s {
                 Stmt::Let { var, rhs } if diff(var) && rhs_varied(rhs, &set) => add.push(*var),
-                Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if diff(var) && is(value) => add.push(*var),
-                Stmt::Store { array, value, .. } | Stmt::AddStore { array, value, .. } | Stmt::Push { array, value } if is(value) => {
+                Stmt::Assign { var, value } | Stmt::AddAssign { var, value }
+                    if diff(var) && is(value) =>
+                {
+                    add.push(*var)
+                }
+                Stmt::Store { array, value, .. }
+                | Stmt::AddStore { array, value, .. }
+                | Stmt::Push { array, value }
+                    if is(value) =>
+                {
                     add.push(*array)
                 }
                 Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
@@ -47,7 +60,8 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
         Rhs::Atom(a) => is(a),
         Rhs::Prim(p, args) => p.is_differentiable() && args.iter().any(is),
         Rhs::Index(v, _) | Rhs::Sum(v) | Rhs::Field(v, _) => set.contains(v),
-        Rhs::NewSeq(NewSeq::Filled { value, .. }) | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
+        Rhs::NewSeq(NewSeq::Filled { value, .. })
+        | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
         Rhs::NewSeq(NewSeq::ArrayOf(items)) | Rhs::Tuple(items) => items.iter().any(is),
         Rhs::Call { args, .. } => args.iter().any(|a| is(&a.atom)),
         _ => false,
@@ -58,16 +72,25 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
 pub fn check_activity(cx: &Ctxt, func: &Func, varied: &HashSet<Var>) {
     let is = |a: &Atom| matches!(a, Atom::Var(v) if varied.contains(v));
     walk(&func.body, &mut |s| {
-        if let Stmt::Let { rhs: Rhs::Method { recv, method, args, span }, .. } = s {
-            if is(recv) || args.iter().any(is) {
-                cx.error_at(
+        if let Stmt::Let {
+            rhs:
+                Rhs::Method {
+                    recv,
+                    method,
+                    args,
+                    span,
+                },
+            ..
+        } = s
+            && (is(recv) || args.iter().any(is))
+        {
+            cx.error_at(
                     *span,
                     format!(
                         "`.{method}()` cannot be differentiated: it is not a supported float method or its receiver is not a float. Supported: {}; wrap inactive values in `stop_gradient(..)`",
                         crate::primitives::Prim::method_names()
                     ),
                 );
-            }
         }
     });
 }
@@ -79,7 +102,12 @@ type Set = HashSet<Var>;
 pub fn dce(block: &mut Block, outputs: &Set, keep: &Set) {
     let mut forced = Set::new();
     loop {
-        let d = Dce { forced: forced.clone(), keep, found: RefCell::new(Set::new()), assigned: RefCell::new(Set::new()) };
+        let d = Dce {
+            forced: forced.clone(),
+            keep,
+            found: RefCell::new(Set::new()),
+            assigned: RefCell::new(Set::new()),
+        };
         d.analyse(block, outputs.clone());
         let found = d.found.into_inner();
         if found.is_subset(&forced) {
@@ -87,7 +115,12 @@ pub fn dce(block: &mut Block, outputs: &Set, keep: &Set) {
         }
         forced.extend(found);
     }
-    let d = Dce { forced, keep, found: RefCell::new(Set::new()), assigned: RefCell::new(Set::new()) };
+    let d = Dce {
+        forced,
+        keep,
+        found: RefCell::new(Set::new()),
+        assigned: RefCell::new(Set::new()),
+    };
     d.sweep(block, outputs.clone());
 }
 
@@ -112,10 +145,15 @@ impl Dce<'_> {
         let needed = match s {
             Stmt::Let { var, rhs } => {
                 let forced_pop = matches!(rhs, Rhs::Pop(st) if self.forced.contains(st));
-                live.contains(var) || forced_pop || self.keep.contains(var) || self.assigned.borrow().contains(var)
+                live.contains(var)
+                    || forced_pop
+                    || self.keep.contains(var)
+                    || self.assigned.borrow().contains(var)
             }
             Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => live.contains(var),
-            Stmt::Store { array, .. } | Stmt::AddStore { array, .. } | Stmt::Push { array, .. } => live.contains(array),
+            Stmt::Store { array, .. } | Stmt::AddStore { array, .. } | Stmt::Push { array, .. } => {
+                live.contains(array)
+            }
             Stmt::AddSeq { target, .. } => live.contains(target),
             Stmt::LogWrite { log, .. } => live.contains(log),
             Stmt::Undo { log, array, .. } => live.contains(array) || self.forced.contains(log),
@@ -219,7 +257,9 @@ impl Dce<'_> {
             }
             (Stmt::Match { scrut, arms }, out) => {
                 let mut outs: Vec<Option<&mut Block>> = match out {
-                    Some(Stmt::Match { arms, .. }) => arms.iter_mut().map(|a| Some(&mut a.body)).collect(),
+                    Some(Stmt::Match { arms, .. }) => {
+                        arms.iter_mut().map(|a| Some(&mut a.body)).collect()
+                    }
                     _ => arms.iter().map(|_| None).collect(),
                 };
                 let mut any = false;
@@ -236,7 +276,15 @@ impl Dce<'_> {
                 add(live, scrut);
                 true
             }
-            (Stmt::For { index, range, body, exit }, out) => {
+            (
+                Stmt::For {
+                    index,
+                    range,
+                    body,
+                    exit,
+                },
+                out,
+            ) => {
                 let mb = match out {
                     Some(Stmt::For { body, .. }) => Some(body),
                     _ => None,

@@ -17,7 +17,10 @@ impl Parse for GradAttr {
         while !input.is_empty() {
             let key: Ident = input.parse()?;
             if key != "wrt" {
-                return Err(syn::Error::new(key.span(), format!("unknown argument `{key}` of #[grad]; supported: `wrt(x, y, ..)`")));
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown argument `{key}` of #[grad]; supported: `wrt(x, y, ..)`"),
+                ));
             }
             if attr.wrt.is_some() {
                 return Err(syn::Error::new(key.span(), "`wrt` given twice"));
@@ -26,7 +29,10 @@ impl Parse for GradAttr {
             syn::parenthesized!(content in input);
             let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
             if names.is_empty() {
-                return Err(syn::Error::new(key.span(), "`wrt()` names no parameter; write `wrt(x)` or leave `wrt` out to differentiate with respect to every float parameter"));
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`wrt()` names no parameter; write `wrt(x)` or leave `wrt` out to differentiate with respect to every float parameter",
+                ));
             }
             attr.wrt = Some(names.into_iter().collect());
             if !input.is_empty() {

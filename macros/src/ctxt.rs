@@ -16,7 +16,9 @@ impl Ctxt {
 
     /// Records an error spanning `tokens`.
     pub fn error(&self, tokens: impl quote::ToTokens, msg: impl Display) {
-        self.errors.borrow_mut().push(syn::Error::new_spanned(tokens.into_token_stream(), msg));
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new_spanned(tokens.into_token_stream(), msg));
     }
 
     /// Records an error at a span.
@@ -36,7 +38,9 @@ impl Ctxt {
     /// All recorded errors combined into one, or `Ok` if there were none.
     pub fn check(self) -> Result<(), syn::Error> {
         let mut errors = self.errors.into_inner().into_iter();
-        let Some(mut first) = errors.next() else { return Ok(()) };
+        let Some(mut first) = errors.next() else {
+            return Ok(());
+        };
         for e in errors {
             first.combine(e);
         }

@@ -1,7 +1,7 @@
 //! IR -> Rust tokens. Runtime support is reached through `::ferrax::__private`.
 
 use crate::ir::*;
-use crate::primitives::{row, Prim, Syntax};
+use crate::primitives::{Prim, Syntax, row};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
@@ -10,7 +10,18 @@ pub fn var_ident(func: &Func, v: Var) -> syn::Ident {
     if let Some(p) = func.params.iter().find(|p| p.var == v) {
         return syn::Ident::new(&p.ident.to_string(), Span::call_site());
     }
-    let name: String = func.info(v).name.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let name: String = func
+        .info(v)
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let name = name.trim_start_matches(|c: char| c.is_ascii_digit());
     let name = if name.is_empty() { "v" } else { name };
     format_ident!("{}_{}", name, v.0)
@@ -33,7 +44,11 @@ impl Emitter<'_> {
                 quote!(#id)
             }
             Atom::Float(x) => {
-                let lit = if x.is_finite() { Literal::f64_unsuffixed(x.abs()) } else { Literal::f64_unsuffixed(0.0) };
+                let lit = if x.is_finite() {
+                    Literal::f64_unsuffixed(x.abs())
+                } else {
+                    Literal::f64_unsuffixed(0.0)
+                };
                 if !x.is_finite() {
                     quote!(f64::NAN)
                 } else if x.is_sign_negative() {
@@ -66,7 +81,11 @@ impl Emitter<'_> {
     fn range(&self, r: &Range) -> TokenStream {
         let lo = self.atom(r.lo);
         let hi = self.atom(r.hi);
-        let mut t = if r.inclusive { quote!((#lo..=#hi)) } else { quote!((#lo..#hi)) };
+        let mut t = if r.inclusive {
+            quote!((#lo..=#hi))
+        } else {
+            quote!((#lo..#hi))
+        };
         for a in &r.adapters {
             t = match a {
                 Adapter::Rev => quote!(#t.rev()),
@@ -104,11 +123,19 @@ impl Emitter<'_> {
                 let (id, a) = (self.var(*var), self.atom(*value));
                 quote!(#id += #a;)
             }
-            Stmt::Store { array, index, value } => {
+            Stmt::Store {
+                array,
+                index,
+                value,
+            } => {
                 let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
                 quote!(#id[#i] = #a;)
             }
-            Stmt::AddStore { array, index, value } => {
+            Stmt::AddStore {
+                array,
+                index,
+                value,
+            } => {
                 let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
                 quote!(#id[#i] += #a;)
             }
@@ -139,7 +166,12 @@ impl Emitter<'_> {
                 });
                 quote!(match #s { #(#arms)* })
             }
-            Stmt::For { index, range, body, exit } => {
+            Stmt::For {
+                index,
+                range,
+                body,
+                exit,
+            } => {
                 let i = self.var(*index);
                 let r = self.range(range);
                 let b = self.block(body);
@@ -220,13 +252,18 @@ impl Emitter<'_> {
                     }
                 }
             },
-            Rhs::Call { func, args, mode, span } => {
+            Rhs::Call {
+                func,
+                args,
+                mode,
+                span,
+            } => {
                 let mut path = func.clone();
                 if let Some(last) = path.path.segments.last_mut() {
                     let suffix = match mode {
                         CallMode::Primal => "",
                         CallMode::Jvp => "_jvp",
-                        CallMode::Vjp => "_vjp",
+                        CallMode::Vjp | CallMode::VjpApply(_) => "_vjp",
                     };
                     last.ident = syn::Ident::new(&format!("{}{}", last.ident, suffix), *span);
                 }
@@ -234,14 +271,22 @@ impl Emitter<'_> {
                     let t = self.atom(a.atom);
                     if a.borrow { quote!(&#t) } else { t }
                 });
-                quote_spanned!(*span=> #path(#(#args),*))
+                match mode {
+                    CallMode::VjpApply(ct) => {
+                        let ct = self.atom(*ct);
+                        quote_spanned!(*span=> (#path(#(#args),*).1)(#ct))
+                    }
+                    _ => quote_spanned!(*span=> #path(#(#args),*)),
+                }
             }
             Rhs::CallVar { func, args } => {
                 let f = self.var(*func);
                 let args = args.iter().map(|a| self.atom(*a));
                 quote!(#f(#(#args),*))
             }
-            Rhs::Method { recv, method, args, .. } => {
+            Rhs::Method {
+                recv, method, args, ..
+            } => {
                 let r = self.atom(*recv);
                 let args = args.iter().map(|a| self.atom(*a));
                 quote!(#r.#method(#(#args),*))
@@ -300,7 +345,10 @@ impl Emitter<'_> {
             Syntax::Cast("f32") => quote!((#first as f32)),
             Syntax::Cast(_) => quote!((#first as f64)),
             Syntax::Choose => {
-                let (b, c) = (a.get(1).cloned().unwrap_or_default(), a.get(2).cloned().unwrap_or_default());
+                let (b, c) = (
+                    a.get(1).cloned().unwrap_or_default(),
+                    a.get(2).cloned().unwrap_or_default(),
+                );
                 quote!(if #first { #b } else { #c })
             }
             Syntax::Call("") => first,

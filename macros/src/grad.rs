@@ -6,7 +6,11 @@ use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
 use crate::parse::{lower, type_kind};
-use crate::transform::{jvp::jvp, simplify::{carry_adjoint_stores, first_writes}, vjp::vjp};
+use crate::transform::{
+    jvp::jvp,
+    simplify::{carry_adjoint_stores, first_writes},
+    vjp::vjp,
+};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use std::collections::HashSet;
@@ -18,7 +22,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let item: syn::ItemFn = syn::parse2(item)?;
     let cx = Ctxt::new();
     let (func, sig) = lower(&cx, &item, &attr);
-    let varied = if cx.has_errors() { HashSet::new() } else { varied(&func) };
+    let varied = if cx.has_errors() {
+        HashSet::new()
+    } else {
+        varied(&func)
+    };
     check_activity(&cx, &func, &varied);
     if let Err(e) = cx.check() {
         // Keep `f` itself so that only the real errors show.
@@ -33,7 +41,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let ret = &sig.ret_ty;
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     let grad_tys: Vec<Type> = active.iter().map(|p| grad_type(&p.ty)).collect();
-    let grads_ty = if grad_tys.len() == 1 { quote!(#(#grad_tys)*) } else { quote!((#(#grad_tys),*)) };
+    let grads_ty = if grad_tys.len() == 1 {
+        quote!(#(#grad_tys)*)
+    } else {
+        quote!((#(#grad_tys),*))
+    };
     let wrt_names: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
     let wrt = wrt_names.join(", ");
     let allow = quote!(#[allow(unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
@@ -41,7 +53,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     // ---- forward mode ----
     let j = jvp(&func, &varied);
     let mut jf = j.func.clone();
-    let outs: HashSet<Var> = [func.output, j.tangent].iter().filter_map(|a| a.var()).collect();
+    let outs: HashSet<Var> = [func.output, j.tangent]
+        .iter()
+        .filter_map(|a| a.var())
+        .collect();
     dce(&mut jf.body, &outs, &HashSet::new());
     let em = Emitter { func: &jf };
     let params = param_list(&em, &func);
@@ -49,9 +64,18 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         .tangent_params
         .iter()
         .map(|(p, d)| {
-            let ty = &func.params.iter().find(|q| q.var == *p).map(|q| q.ty.clone());
+            let ty = &func
+                .params
+                .iter()
+                .find(|q| q.var == *p)
+                .map(|q| q.ty.clone());
             let id = em.var(*d);
-            quote!(#id: #ty)
+            let m = if jf.info(*d).mutable {
+                quote!(mut)
+            } else {
+                quote!()
+            };
+            quote!(#m #id: #ty)
         })
         .collect();
     let body = em.block(&jf.body);
@@ -65,7 +89,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let v = vjp(&func, &varied);
     let grads_of = |em: &Emitter| {
         let g: Vec<TokenStream> = v.grads.iter().map(|a| em.atom(*a)).collect();
-        if g.len() == 1 { quote!(#(#g)*) } else { quote!((#(#g),*)) }
+        if g.len() == 1 {
+            quote!(#(#g)*)
+        } else {
+            quote!((#(#g),*))
+        }
     };
     let grad_vars: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
     let value_var: HashSet<Var> = func.output.var().into_iter().collect();
@@ -74,7 +102,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let vjp_tokens = {
         let mut vf = v.func.clone();
         let mut all = v.fwd.stmts.clone();
-        all.push(Stmt::Let { var: v.seed, rhs: Rhs::Uninit });
+        all.push(Stmt::Let {
+            var: v.seed,
+            rhs: Rhs::Uninit,
+        });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
         first_writes(&mut blk);
@@ -82,7 +113,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         outs.extend(value_var.iter().copied());
         dce(&mut blk, &outs, &[v.seed].into_iter().collect());
         carry_adjoint_stores(&mut vf, &mut blk);
-        let split = blk.stmts.iter().position(|s| matches!(s, Stmt::Let { var, .. } if *var == v.seed)).unwrap_or(blk.stmts.len());
+        let split = blk
+            .stmts
+            .iter()
+            .position(|s| matches!(s, Stmt::Let { var, .. } if *var == v.seed))
+            .unwrap_or(blk.stmts.len());
         let rev: Vec<Stmt> = blk.stmts.split_off(split).into_iter().skip(1).collect();
         vf.body = blk;
         let em = Emitter { func: &vf };
@@ -110,7 +145,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let whole = |with_value: bool| {
         let mut vf = v.func.clone();
         let mut all = v.fwd.stmts.clone();
-        all.push(Stmt::Let { var: v.seed, rhs: Rhs::Atom(Atom::Float(1.0)) });
+        all.push(Stmt::Let {
+            var: v.seed,
+            rhs: Rhs::Atom(Atom::Float(1.0)),
+        });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
         first_writes(&mut blk);
@@ -122,14 +160,23 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         carry_adjoint_stores(&mut vf, &mut blk);
         vf.body = blk;
         let em = Emitter { func: &vf };
-        (em.block(&vf.body), grads_of(&em), em.atom(func.output), param_list(&em, &func))
+        (
+            em.block(&vf.body),
+            grads_of(&em),
+            em.atom(func.output),
+            param_list(&em, &func),
+        )
     };
     let (gbody, ggrads, _, gparams) = whole(false);
     let (vbody, vgrads, vvalue, vparams) = whole(true);
     let grad_name = format_ident!("{}_grad", name);
     let vag_name = format_ident!("{}_value_and_grad", name);
-    let grad_doc = format!("Gradient of [`{name}`] with respect to {wrt} (a tuple in parameter order when there are several).");
-    let vag_doc = format!("Value of [`{name}`] and its gradient with respect to {wrt}, from one forward and one reverse sweep.");
+    let grad_doc = format!(
+        "Gradient of [`{name}`] with respect to {wrt} (a tuple in parameter order when there are several)."
+    );
+    let vag_doc = format!(
+        "Value of [`{name}`] and its gradient with respect to {wrt}, from one forward and one reverse sweep."
+    );
 
     Ok(quote! {
         #item
@@ -165,7 +212,11 @@ fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
         .map(|p| {
             let id = em.var(p.var);
             let ty = &p.ty;
-            let m = if func.info(p.var).mutable { quote!(mut) } else { quote!() };
+            let m = if func.info(p.var).mutable {
+                quote!(mut)
+            } else {
+                quote!()
+            };
             quote!(#m #id: #ty)
         })
         .collect()
@@ -194,10 +245,10 @@ fn grad_type(ty: &Type) -> Type {
 
 fn vec_elem(p: &syn::TypePath) -> Option<Type> {
     let last = p.path.segments.last()?;
-    if let syn::PathArguments::AngleBracketed(a) = &last.arguments {
-        if let Some(syn::GenericArgument::Type(t)) = a.args.first() {
-            return Some(t.clone());
-        }
+    if let syn::PathArguments::AngleBracketed(a) = &last.arguments
+        && let Some(syn::GenericArgument::Type(t)) = a.args.first()
+    {
+        return Some(t.clone());
     }
     None
 }
@@ -210,19 +261,236 @@ mod tests {
     /// Prints the expansion of `FERRAX_EXPAND_FILE` (a file holding one function) when set.
     #[test]
     fn print_expansion_of_file() {
-        let Ok(path) = std::env::var("FERRAX_EXPAND_FILE") else { return };
+        let Ok(path) = std::env::var("FERRAX_EXPAND_FILE") else {
+            return;
+        };
         let src = std::fs::read_to_string(path).expect("readable file");
         let item: proc_macro2::TokenStream = src.parse().expect("tokens");
-        let attr: proc_macro2::TokenStream = std::env::var("FERRAX_EXPAND_ATTR").unwrap_or_default().parse().expect("attr tokens");
-        println!("{}", expand(attr, item).map(|t| t.to_string()).unwrap_or_else(|e| e.to_string()));
+        let attr: proc_macro2::TokenStream = std::env::var("FERRAX_EXPAND_ATTR")
+            .unwrap_or_default()
+            .parse()
+            .expect("attr tokens");
+        println!(
+            "{}",
+            expand(attr, item)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|e| e.to_string())
+        );
     }
 
     #[test]
     fn straight_line_expands() {
-        let out = expand(quote!(), quote!(fn f(x: f64) -> f64 { x.sin() * x })).expect("expands");
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f(x: f64) -> f64 {
+                    x.sin() * x
+                }
+            ),
+        )
+        .expect("expands");
         let s = out.to_string();
         for name in ["f_jvp", "f_vjp", "f_grad", "f_value_and_grad"] {
             assert!(s.contains(name), "missing {name} in {s}");
         }
+    }
+
+    fn errors_of(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        match expand(attr, item) {
+            Ok(t) => t.to_string(),
+            Err(e) => e.to_compile_error().to_string(),
+        }
+    }
+
+    #[test]
+    fn unsupported_constructs_are_errors_not_panics() {
+        let cases: Vec<(proc_macro2::TokenStream, proc_macro2::TokenStream, &str)> = vec![
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        let g = |y: f64| y * 2.0;
+                        g(x)
+                    }
+                ),
+                "closures are not supported",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        unsafe { x }
+                    }
+                ),
+                "`unsafe` blocks",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        x.frobnicate()
+                    }
+                ),
+                "cannot be differentiated",
+            ),
+            (
+                quote!(),
+                quote!(
+                    async fn f(x: f64) -> f64 {
+                        x
+                    }
+                ),
+                "async fn",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: &mut f64) -> f64 {
+                        *x
+                    }
+                ),
+                "`&mut` float parameters",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: *const f64) -> f64 {
+                        0.0
+                    }
+                ),
+                "raw pointers",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> usize {
+                        0
+                    }
+                ),
+                "must return a scalar",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) {}
+                ),
+                "must return",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64, v: Option<f64>) -> f64 {
+                        if let Some(y) = v { y } else { x }
+                    }
+                ),
+                "`if let`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        println!("{}", x);
+                        x
+                    }
+                ),
+                "macros other than",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(p: P) -> f64 {
+                        p.x
+                    }
+                ),
+                "field access",
+            ),
+            (
+                quote!(wrt(z)),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        x
+                    }
+                ),
+                "not a parameter",
+            ),
+            (
+                quote!(wrt(n)),
+                quote!(
+                    fn f(x: f64, n: usize) -> f64 {
+                        x
+                    }
+                ),
+                "cannot be differentiated",
+            ),
+            (
+                quote!(bogus),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        x
+                    }
+                ),
+                "unknown argument",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        match x {
+                            _ => x,
+                        }
+                    }
+                ),
+                "`match` on a float",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        x?
+                    }
+                ),
+                "the `?` operator",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        let v = vec![x, x];
+                        v[0]
+                    }
+                ),
+                "vec![a, b, ..]",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        break;
+                        x
+                    }
+                ),
+                "outside of a loop",
+            ),
+        ];
+        for (attr, item, want) in cases {
+            let out = errors_of(attr, item.clone());
+            assert!(out.contains("compile_error"), "no error for {item}: {out}");
+            assert!(out.contains(want), "for {item}: wanted `{want}` in {out}");
+        }
+    }
+
+    #[test]
+    fn several_errors_are_reported_together() {
+        let out = errors_of(
+            quote!(),
+            quote!(
+                fn f(x: f64) -> f64 {
+                    let a = |y: f64| y;
+                    let b = x.frob();
+                    unsafe { x }
+                }
+            ),
+        );
+        assert!(out.matches("compile_error").count() >= 2, "{out}");
     }
 }

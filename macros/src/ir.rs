@@ -132,11 +132,24 @@ pub enum Rhs {
     Cast(Atom, syn::Type),
     NewSeq(NewSeq),
     /// A call of a function by path. `mode` says which generated counterpart is called.
-    Call { func: syn::ExprPath, args: Vec<Arg>, mode: CallMode, span: Span },
+    Call {
+        func: syn::ExprPath,
+        args: Vec<Arg>,
+        mode: CallMode,
+        span: Span,
+    },
     /// A call of a closure held in a variable (a callee's pullback).
-    CallVar { func: Var, args: Vec<Atom> },
+    CallVar {
+        func: Var,
+        args: Vec<Atom>,
+    },
     /// A method call on an inactive value (`n.min(m)`, `i.pow(2)`), kept as written.
-    Method { recv: Atom, method: syn::Ident, args: Vec<Atom>, span: Span },
+    Method {
+        recv: Atom,
+        method: syn::Ident,
+        args: Vec<Atom>,
+        span: Span,
+    },
     /// A constant path (`std::f64::consts::PI`, `Mode::Fast`, `N`).
     Path(syn::ExprPath),
     Tuple(Vec<Atom>),
@@ -156,7 +169,7 @@ pub struct Arg {
 }
 
 /// Which function a [`Rhs::Call`] calls.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub enum CallMode {
     /// `g(args)`.
     Primal,
@@ -164,6 +177,8 @@ pub enum CallMode {
     Jvp,
     /// `g_vjp(args)`: returns `(value, pullback)`.
     Vjp,
+    /// `(g_vjp(args).1)(cotangent)`: the gradients at once, borrowing the arguments only briefly.
+    VjpApply(Atom),
 }
 
 /// One `match` arm: its pattern (bindings renamed to their variables) and body.
@@ -210,29 +225,75 @@ impl Range {
 #[derive(Clone, Debug)]
 pub enum Stmt {
     /// `let [mut] var = rhs;`
-    Let { var: Var, rhs: Rhs },
+    Let {
+        var: Var,
+        rhs: Rhs,
+    },
     /// `var = value;` (var mutable).
-    Assign { var: Var, value: Atom },
+    Assign {
+        var: Var,
+        value: Atom,
+    },
     /// `var += value;`
-    AddAssign { var: Var, value: Atom },
+    AddAssign {
+        var: Var,
+        value: Atom,
+    },
     /// `array[index] = value;`
-    Store { array: Var, index: Atom, value: Atom },
+    Store {
+        array: Var,
+        index: Atom,
+        value: Atom,
+    },
     /// `array[index] += value;`
-    AddStore { array: Var, index: Atom, value: Atom },
+    AddStore {
+        array: Var,
+        index: Atom,
+        value: Atom,
+    },
     /// `target[k] += value[k]` for every k.
-    AddSeq { target: Var, value: Var },
+    AddSeq {
+        target: Var,
+        value: Var,
+    },
     /// `array.push(value);` (user Vecs and the transforms' stacks).
-    Push { array: Var, value: Atom },
-    If { cond: Atom, then: Block, els: Block },
-    Match { scrut: Atom, arms: Vec<Arm> },
+    Push {
+        array: Var,
+        value: Atom,
+    },
+    If {
+        cond: Atom,
+        then: Block,
+        els: Block,
+    },
+    Match {
+        scrut: Atom,
+        arms: Vec<Arm>,
+    },
     /// `for index in range { body }`, leaving early once any `exit` flag is set after an iteration.
-    For { index: Var, range: Range, body: Block, exit: Vec<Var> },
+    For {
+        index: Var,
+        range: Range,
+        body: Block,
+        exit: Vec<Var>,
+    },
     /// `loop { body }`, leaving once any `exit` flag is set after an iteration.
-    Loop { body: Block, exit: Vec<Var> },
+    Loop {
+        body: Block,
+        exit: Vec<Var>,
+    },
     /// Before `array[index] = ..` (or a push when `index` is `None`): log what it overwrites.
-    LogWrite { log: Var, array: Var, index: Option<Atom> },
+    LogWrite {
+        log: Var,
+        array: Var,
+        index: Option<Atom>,
+    },
     /// Undo logged writes to `array`: one (`mark` is `None`) or back to `log.len() == mark`.
-    Undo { log: Var, array: Var, mark: Option<Atom> },
+    Undo {
+        log: Var,
+        array: Var,
+        mark: Option<Atom>,
+    },
 }
 
 /// A sequence of statements.
@@ -264,7 +325,11 @@ pub struct Func {
 impl Func {
     /// A fresh variable.
     pub fn new_var(&mut self, name: &str, kind: Kind, mutable: bool) -> Var {
-        self.vars.push(VarInfo { name: name.to_string(), kind, mutable });
+        self.vars.push(VarInfo {
+            name: name.to_string(),
+            kind,
+            mutable,
+        });
         Var(self.vars.len() as u32 - 1)
     }
     pub fn info(&self, v: Var) -> &VarInfo {
@@ -316,7 +381,13 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             NewSeq::ArrayRepeat { value, .. } => vec![*value],
             NewSeq::ZerosLike(v) => vec![Atom::Var(*v)],
         },
-        Rhs::Call { args, .. } => args.iter().map(|a| a.atom).collect(),
+        Rhs::Call { args, mode, .. } => {
+            let mut v: Vec<Atom> = args.iter().map(|a| a.atom).collect();
+            if let CallMode::VjpApply(ct) = mode {
+                v.push(*ct);
+            }
+            v
+        }
         Rhs::CallVar { func, args } => {
             let mut v = vec![Atom::Var(*func)];
             v.extend(args.iter().copied());
@@ -385,7 +456,11 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
             add(index);
             add(value)
         }
-        Stmt::AddStore { array, index, value } => {
+        Stmt::AddStore {
+            array,
+            index,
+            value,
+        } => {
             add(&Atom::Var(*array));
             add(index);
             add(value)

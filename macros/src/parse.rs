@@ -25,7 +25,12 @@ pub struct Signature {
 pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature) {
     let mut l = Lowerer {
         cx,
-        func: Func { vars: Vec::new(), params: Vec::new(), body: Block::default(), output: Atom::Float(0.0) },
+        func: Func {
+            vars: Vec::new(),
+            params: Vec::new(),
+            body: Block::default(),
+            output: Atom::Float(0.0),
+        },
         scopes: vec![HashMap::new()],
         blocks: vec![Vec::new()],
         loops: Vec::new(),
@@ -36,7 +41,10 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
-        cx.error(a, "#[grad] does not support `async fn`: write a synchronous function");
+        cx.error(
+            a,
+            "#[grad] does not support `async fn`: write a synchronous function",
+        );
     }
     if let Some(u) = &sig.unsafety {
         cx.error(u, "#[grad] does not support `unsafe fn`");
@@ -54,22 +62,36 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     let ret_prec = match type_kind(&ret_ty) {
         Ok(Kind::Float(p)) => p,
         _ => {
-            cx.error(&ret_ty, "a #[grad] function must return a scalar `f32` or `f64`");
+            cx.error(
+                &ret_ty,
+                "a #[grad] function must return a scalar `f32` or `f64`",
+            );
             Prec::F64
         }
     };
     l.lower_params(sig, attr);
     l.ret_flag = l.func.new_var("returned", Kind::Bool, true);
     l.ret_val = l.func.new_var("ret", Kind::Float(ret_prec), true);
-    l.emit(Stmt::Let { var: l.ret_flag, rhs: Rhs::Atom(Atom::Bool(false)) });
-    l.emit(Stmt::Let { var: l.ret_val, rhs: Rhs::Atom(Atom::Float(0.0)) });
+    l.emit(Stmt::Let {
+        var: l.ret_flag,
+        rhs: Rhs::Atom(Atom::Bool(false)),
+    });
+    l.emit(Stmt::Let {
+        var: l.ret_val,
+        rhs: Rhs::Atom(Atom::Float(0.0)),
+    });
     let tail = l.lower_stmts(&item.block.stmts);
     let output = if l.used_return {
         if let Some(t) = tail {
             l.emit(Stmt::If {
                 cond: Atom::Var(l.ret_flag),
                 then: Block::default(),
-                els: Block { stmts: vec![Stmt::Assign { var: l.ret_val, value: t }] },
+                els: Block {
+                    stmts: vec![Stmt::Assign {
+                        var: l.ret_val,
+                        value: t,
+                    }],
+                },
             });
         }
         l.copy(l.ret_val)
@@ -77,13 +99,18 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         match tail {
             Some(t) => t,
             None => {
-                cx.error(&item.block, "a #[grad] function must end with the value it returns (or `return` it)");
+                cx.error(
+                    &item.block,
+                    "a #[grad] function must end with the value it returns (or `return` it)",
+                );
                 Atom::Float(0.0)
             }
         }
     };
     l.func.output = output;
-    l.func.body = Block { stmts: l.blocks.pop().unwrap_or_default() };
+    l.func.body = Block {
+        stmts: l.blocks.pop().unwrap_or_default(),
+    };
     (l.func, Signature { ret_ty })
 }
 
@@ -91,13 +118,16 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
 pub fn type_kind(ty: &Type) -> Result<Kind, String> {
     match ty {
         Type::Path(p) if p.qself.is_none() => {
-            let Some(last) = p.path.segments.last() else { return Ok(Kind::Opaque) };
+            let Some(last) = p.path.segments.last() else {
+                return Ok(Kind::Opaque);
+            };
             let name = last.ident.to_string();
             Ok(match name.as_str() {
                 "f32" => Kind::Float(Prec::F32),
                 "f64" => Kind::Float(Prec::F64),
                 "bool" => Kind::Bool,
-                "usize" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128" | "i8" | "i16" | "i32" | "i64" | "i128" => Kind::Int,
+                "usize" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128" | "i8" | "i16"
+                | "i32" | "i64" | "i128" => Kind::Int,
                 "Vec" => match generic_float(last) {
                     Some(p) => Kind::Seq(Seq::Vec, p),
                     None => Kind::Opaque,
@@ -119,25 +149,30 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
             if r.mutability.is_some() && inner.is_differentiable() {
                 return Err("#[grad] does not support `&mut` float parameters: take the value (or `&[f64]`) and return the result".into());
             }
-            Ok(if r.mutability.is_some() { Kind::Opaque } else { inner })
+            Ok(if r.mutability.is_some() {
+                Kind::Opaque
+            } else {
+                inner
+            })
         }
         Type::Array(a) => Ok(match type_kind(&a.elem)? {
             Kind::Float(p) => Kind::Seq(Seq::Array, p),
             _ => Kind::Opaque,
         }),
-        Type::Ptr(_) => Err("#[grad] does not support raw pointers: use references, slices or values".into()),
+        Type::Ptr(_) => {
+            Err("#[grad] does not support raw pointers: use references, slices or values".into())
+        }
         Type::Paren(p) => type_kind(&p.elem),
         _ => Ok(Kind::Opaque),
     }
 }
 
 fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
-    if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
-        if let Some(syn::GenericArgument::Type(t)) = a.args.first() {
-            if let Ok(Kind::Float(p)) = type_kind(t) {
-                return Some(p);
-            }
-        }
+    if let syn::PathArguments::AngleBracketed(a) = &seg.arguments
+        && let Some(syn::GenericArgument::Type(t)) = a.args.first()
+        && let Ok(Kind::Float(p)) = type_kind(t)
+    {
+        return Some(p);
     }
     None
 }
@@ -178,7 +213,9 @@ impl Lowerer<'_> {
     }
 
     fn pop_block(&mut self) -> Block {
-        Block { stmts: self.blocks.pop().unwrap_or_default() }
+        Block {
+            stmts: self.blocks.pop().unwrap_or_default(),
+        }
     }
 
     fn let_(&mut self, name: &str, kind: Kind, rhs: Rhs) -> Atom {
@@ -213,7 +250,10 @@ impl Lowerer<'_> {
     }
 
     fn unsupported(&mut self, tokens: impl ToTokens, what: &str) -> Option<Atom> {
-        self.cx.error(tokens, format!("{what} is not supported in a #[grad] function ({SUPPORTED})"));
+        self.cx.error(
+            tokens,
+            format!("{what} is not supported in a #[grad] function ({SUPPORTED})"),
+        );
         Some(Atom::Float(0.0))
     }
 
@@ -247,9 +287,14 @@ impl Lowerer<'_> {
                 syn::FnArg::Typed(pt) => pt,
             };
             let (ident, mutable) = match &*pt.pat {
-                Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => (pi.ident.clone(), pi.mutability.is_some()),
+                Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                    (pi.ident.clone(), pi.mutability.is_some())
+                }
                 other => {
-                    self.cx.error(other, "#[grad] parameters must be plain names (`x: f64`), not patterns");
+                    self.cx.error(
+                        other,
+                        "#[grad] parameters must be plain names (`x: f64`), not patterns",
+                    );
                     continue;
                 }
             };
@@ -260,24 +305,31 @@ impl Lowerer<'_> {
                     Kind::Opaque
                 }
             };
-            let wanted = attr.wrt.as_ref().is_none_or(|w| w.iter().any(|n| *n == ident));
+            let wanted = attr.wrt.as_ref().is_none_or(|w| w.contains(&ident));
             let active = wanted && kind.is_differentiable();
-            if let Some(w) = &attr.wrt {
-                if let Some(n) = w.iter().find(|n| **n == ident) {
-                    if !kind.is_differentiable() {
-                        self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
-                    }
-                }
+            if let Some(w) = &attr.wrt
+                && let Some(n) = w.iter().find(|n| **n == ident)
+                && !kind.is_differentiable()
+            {
+                self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
             }
             let var = self.func.new_var(&ident.to_string(), kind, mutable);
             self.bind(ident.to_string(), var);
             seen.push(ident.clone());
-            self.func.params.push(Param { var, ident, ty: (*pt.ty).clone(), active });
+            self.func.params.push(Param {
+                var,
+                ident,
+                ty: (*pt.ty).clone(),
+                active,
+            });
         }
         if let Some(w) = &attr.wrt {
             for n in w {
                 if !seen.contains(n) {
-                    self.cx.error(n, format!("`wrt` names `{n}`, which is not a parameter of this function"));
+                    self.cx.error(
+                        n,
+                        format!("`wrt` names `{n}`, which is not a parameter of this function"),
+                    );
                 }
             }
         }
@@ -308,7 +360,11 @@ impl Lowerer<'_> {
                     then.stmts.push(Stmt::Assign { var: r, value: t });
                     r
                 });
-                self.emit(Stmt::If { cond: go_on, then, els: Block::default() });
+                self.emit(Stmt::If {
+                    cond: go_on,
+                    then,
+                    els: Block::default(),
+                });
                 return result.map(|r| self.copy(r));
             }
         }
@@ -340,17 +396,23 @@ impl Lowerer<'_> {
                 if semi.is_none() && last { v } else { None }
             }
             syn::Stmt::Macro(m) => {
-                self.cx.error(&m.mac, "macros other than `vec![v; n]` are not supported in a #[grad] function");
+                self.cx.error(
+                    &m.mac,
+                    "macros other than `vec![v; n]` are not supported in a #[grad] function",
+                );
                 None
             }
         }
     }
 
     fn lower_local(&mut self, local: &syn::Local) {
-        if let Some(init) = &local.init {
-            if let Some((_, d)) = &init.diverge {
-                self.cx.error(d, "`let .. else` is not supported in a #[grad] function; use match");
-            }
+        if let Some(init) = &local.init
+            && let Some((_, d)) = &init.diverge
+        {
+            self.cx.error(
+                d,
+                "`let .. else` is not supported in a #[grad] function; use match",
+            );
         }
         let (pat, ty) = match &local.pat {
             Pat::Type(pt) => (&*pt.pat, Some(&*pt.ty)),
@@ -362,16 +424,21 @@ impl Lowerer<'_> {
             if let Pat::Ident(pi) = pat {
                 let kind = annotated.unwrap_or(Kind::Opaque);
                 let var = self.func.new_var(&pi.ident.to_string(), kind, true);
-                self.emit(Stmt::Let { var, rhs: Rhs::Uninit });
+                self.emit(Stmt::Let {
+                    var,
+                    rhs: Rhs::Uninit,
+                });
                 self.bind(pi.ident.to_string(), var);
             } else {
-                self.cx.error(pat, "a `let` without a value must bind a single name");
+                self.cx
+                    .error(pat, "a `let` without a value must bind a single name");
             }
             return;
         };
         match (pat, &*init.expr) {
             (Pat::Tuple(pt), Expr::Tuple(et)) if pt.elems.len() == et.elems.len() => {
-                let atoms: Vec<Option<Atom>> = et.elems.iter().map(|e| self.lower_expr(e)).collect();
+                let atoms: Vec<Option<Atom>> =
+                    et.elems.iter().map(|e| self.lower_expr(e)).collect();
                 for (p, a) in pt.elems.iter().zip(atoms) {
                     let a = a.unwrap_or(Atom::Float(0.0));
                     self.bind_pat(p, a, None);
@@ -416,7 +483,10 @@ impl Lowerer<'_> {
                 }
                 if pi.mutability.is_some() {
                     let var = self.func.new_var(&name, kind, true);
-                    self.emit(Stmt::Let { var, rhs: Rhs::Atom(value) });
+                    self.emit(Stmt::Let {
+                        var,
+                        rhs: Rhs::Atom(value),
+                    });
                     self.bind(name, var);
                 } else {
                     match value {
@@ -443,7 +513,10 @@ impl Lowerer<'_> {
                 self.bind_pat(&pt.pat, value, k);
             }
             other => {
-                self.cx.error(other, "patterns in `let` may be a name, `mut name`, `_` or a tuple of those");
+                self.cx.error(
+                    other,
+                    "patterns in `let` may be a name, `mut name`, `_` or a tuple of those",
+                );
             }
         }
     }
@@ -511,10 +584,14 @@ impl Lowerer<'_> {
             }
             Expr::Index(ix) => {
                 let Expr::Path(p) = &*ix.expr else {
-                    return self.unsupported(&ix.expr, "indexing anything but a named slice, Vec or array");
+                    return self.unsupported(
+                        &ix.expr,
+                        "indexing anything but a named slice, Vec or array",
+                    );
                 };
                 let Some(arr) = self.path_var(p) else {
-                    return self.unsupported(p, "indexing anything but a named slice, Vec or array");
+                    return self
+                        .unsupported(p, "indexing anything but a named slice, Vec or array");
                 };
                 if let Expr::Range(r) = &*ix.index {
                     return self.unsupported(r, "slicing with a range");
@@ -565,7 +642,10 @@ impl Lowerer<'_> {
                 Some(Atom::Float(0.0))
             }
             Expr::Unsafe(u) => {
-                self.cx.error(u.unsafe_token, "`unsafe` blocks are not supported in a #[grad] function");
+                self.cx.error(
+                    u.unsafe_token,
+                    "`unsafe` blocks are not supported in a #[grad] function",
+                );
                 Some(Atom::Float(0.0))
             }
             Expr::Async(a) => self.unsupported(a, "`async`"),
@@ -576,7 +656,8 @@ impl Lowerer<'_> {
             Expr::Range(r) => self.unsupported(r, "a range outside `for`"),
             Expr::Let(l) => self.unsupported(l, "`let` in a condition (`if let`, `while let`)"),
             Expr::RawAddr(r) => {
-                self.cx.error(r, "raw pointers are not supported in a #[grad] function");
+                self.cx
+                    .error(r, "raw pointers are not supported in a #[grad] function");
                 Some(Atom::Float(0.0))
             }
             other => self.unsupported(other, "this expression"),
@@ -602,7 +683,11 @@ impl Lowerer<'_> {
             syn::Lit::Int(i) => match i.base10_parse::<u128>() {
                 Ok(v) => match i.suffix() {
                     "f32" | "f64" => {
-                        let prec = if i.suffix() == "f32" { Prec::F32 } else { Prec::F64 };
+                        let prec = if i.suffix() == "f32" {
+                            Prec::F32
+                        } else {
+                            Prec::F64
+                        };
                         Some(self.let_("c", Kind::Float(prec), Rhs::Atom(Atom::Float(v as f64))))
                     }
                     _ => Some(Atom::Int(v)),
@@ -628,7 +713,11 @@ impl Lowerer<'_> {
     fn lower_path(&mut self, p: &syn::ExprPath) -> Atom {
         if let Some(v) = self.path_var(p) {
             let info = self.func.info(v);
-            return if info.mutable && info.kind.is_scalar() { self.copy(v) } else { Atom::Var(v) };
+            return if info.mutable && info.kind.is_scalar() {
+                self.copy(v)
+            } else {
+                Atom::Var(v)
+            };
         }
         let text = p.to_token_stream().to_string();
         let kind = if text.contains("f64") {
@@ -693,7 +782,12 @@ impl Lowerer<'_> {
         let rv = self.value(&b.right);
         self.emit(Stmt::Assign { var: r, value: rv });
         let eval = self.pop_block();
-        let fixed = Block { stmts: vec![Stmt::Assign { var: r, value: Atom::Bool(!is_and) }] };
+        let fixed = Block {
+            stmts: vec![Stmt::Assign {
+                var: r,
+                value: Atom::Bool(!is_and),
+            }],
+        };
         let (then, els) = if is_and { (eval, fixed) } else { (fixed, eval) };
         self.emit(Stmt::If { cond: l, then, els });
         self.copy(r)
@@ -705,7 +799,10 @@ impl Lowerer<'_> {
         match place {
             Expr::Path(p) => {
                 let Some(var) = self.path_var(p) else {
-                    self.cx.error(p, "assignment to something that is not a local variable is not supported");
+                    self.cx.error(
+                        p,
+                        "assignment to something that is not a local variable is not supported",
+                    );
                     return;
                 };
                 let new = match op {
@@ -721,7 +818,10 @@ impl Lowerer<'_> {
                     info.kind = vk;
                 }
                 if info.kind.is_differentiable() && !info.kind.is_scalar() {
-                    self.cx.error(p, "reassigning a whole Vec or array is not supported; assign its elements");
+                    self.cx.error(
+                        p,
+                        "reassigning a whole Vec or array is not supported; assign its elements",
+                    );
                 }
                 self.emit(Stmt::Assign { var, value: new });
             }
@@ -731,7 +831,10 @@ impl Lowerer<'_> {
                     _ => None,
                 };
                 let Some(array) = arr else {
-                    self.cx.error(&ix.expr, "element assignment is supported on named Vec and array variables");
+                    self.cx.error(
+                        &ix.expr,
+                        "element assignment is supported on named Vec and array variables",
+                    );
                     return;
                 };
                 let index = self.value(&ix.index);
@@ -746,14 +849,24 @@ impl Lowerer<'_> {
                         self.prim(op, vec![old, value])
                     }
                 };
-                self.emit(Stmt::Store { array, index, value: new });
+                self.emit(Stmt::Store {
+                    array,
+                    index,
+                    value: new,
+                });
             }
             Expr::Paren(p) => self.lower_assign(&p.expr, op, rhs),
             Expr::Unary(u) if matches!(u.op, UnOp::Deref(_)) => {
-                self.cx.error(u, "assignment through a reference is not supported in a #[grad] function");
+                self.cx.error(
+                    u,
+                    "assignment through a reference is not supported in a #[grad] function",
+                );
             }
             other => {
-                self.cx.error(other, "assignment is supported to local variables and to elements `v[i]`");
+                self.cx.error(
+                    other,
+                    "assignment is supported to local variables and to elements `v[i]`",
+                );
             }
         }
     }
@@ -780,48 +893,83 @@ impl Lowerer<'_> {
             return self.unsupported(t, "a turbofish");
         }
         let name = m.method.to_string();
-        if matches!(name.as_str(), "iter" | "iter_mut" | "into_iter" | "enumerate" | "zip" | "map" | "sum" | "fold" | "rev" | "step_by") {
-            return self.unsupported(&m.method, &format!("`.{name}()` outside a `for` loop header"));
+        if matches!(
+            name.as_str(),
+            "iter"
+                | "iter_mut"
+                | "into_iter"
+                | "enumerate"
+                | "zip"
+                | "map"
+                | "sum"
+                | "fold"
+                | "rev"
+                | "step_by"
+        ) {
+            return self.unsupported(
+                &m.method,
+                &format!("`.{name}()` outside a `for` loop header"),
+            );
         }
         // `v.push(x)` on a Vec variable.
-        if name == "push" {
-            if let Expr::Path(p) = &*m.receiver {
-                if let Some(array) = self.path_var(p) {
-                    if m.args.len() == 1 {
-                        let value = self.value(&m.args[0]);
-                        self.emit(Stmt::Push { array, value });
-                        return None;
-                    }
-                }
-            }
+        if name == "push"
+            && let Expr::Path(p) = &*m.receiver
+            && let Some(array) = self.path_var(p)
+            && m.args.len() == 1
+        {
+            let value = self.value(&m.args[0]);
+            self.emit(Stmt::Push { array, value });
+            return None;
         }
         let recv = self.value(&m.receiver);
         let rk = self.kind(recv);
-        if name == "len" && m.args.is_empty() {
-            if let (Atom::Var(v), Kind::Seq(..)) = (recv, &rk) {
-                return Some(self.let_("n", Kind::Int, Rhs::Len(v)));
-            }
+        if name == "len"
+            && m.args.is_empty()
+            && let (Atom::Var(v), Kind::Seq(..)) = (recv, &rk)
+        {
+            return Some(self.let_("n", Kind::Int, Rhs::Len(v)));
         }
         let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
         if let (Kind::Float(_), Some(p)) = (&rk, Prim::from_method(&name)) {
             let arity = crate::primitives::row(p).arity;
             if args.len() + 1 != arity {
-                self.cx.error(&m.method, format!("`.{name}` takes {} argument(s)", arity - 1));
+                self.cx.error(
+                    &m.method,
+                    format!("`.{name}` takes {} argument(s)", arity - 1),
+                );
                 return Some(Atom::Float(0.0));
             }
             let mut all = vec![recv];
             all.extend(args);
             return Some(self.prim(p, all));
         }
-        let kind = if rk == Kind::Int { Kind::Int } else { Kind::Opaque };
-        Some(self.let_("m", kind, Rhs::Method { recv, method: m.method.clone(), args, span: m.method.span() }))
+        let kind = if rk == Kind::Int {
+            Kind::Int
+        } else {
+            Kind::Opaque
+        };
+        Some(self.let_(
+            "m",
+            kind,
+            Rhs::Method {
+                recv,
+                method: m.method.clone(),
+                args,
+                span: m.method.span(),
+            },
+        ))
     }
 
     fn lower_call(&mut self, c: &syn::ExprCall) -> Option<Atom> {
         let Expr::Path(p) = &*c.func else {
             return self.unsupported(&c.func, "calling anything but a function by name");
         };
-        let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let segs: Vec<String> = p
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
         let last = segs.last().cloned().unwrap_or_default();
         if last == "stop_gradient" && c.args.len() == 1 {
             let a = self.value(&c.args[0]);
@@ -829,14 +977,19 @@ impl Lowerer<'_> {
         }
         if segs.len() == 2 && segs[0] == "Vec" && (last == "new" || last == "with_capacity") {
             let capacity = c.args.first().map(|a| self.value(a));
-            return Some(self.let_("v", Kind::Seq(Seq::Vec, Prec::Infer), Rhs::NewSeq(NewSeq::Empty { capacity })));
+            return Some(self.let_(
+                "v",
+                Kind::Seq(Seq::Vec, Prec::Infer),
+                Rhs::NewSeq(NewSeq::Empty { capacity }),
+            ));
         }
-        if segs.len() == 2 && (segs[0] == "f64" || segs[0] == "f32") {
-            if let Some(prim) = Prim::from_method(&last) {
-                let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
-                if args.len() == crate::primitives::row(prim).arity {
-                    return Some(self.prim(prim, args));
-                }
+        if segs.len() == 2
+            && (segs[0] == "f64" || segs[0] == "f32")
+            && let Some(prim) = Prim::from_method(&last)
+        {
+            let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
+            if args.len() == crate::primitives::row(prim).arity {
+                return Some(self.prim(prim, args));
             }
         }
         let mut args = Vec::new();
@@ -844,7 +997,10 @@ impl Lowerer<'_> {
             let (inner, borrow) = match a {
                 Expr::Reference(r) if r.mutability.is_none() => (&*r.expr, true),
                 Expr::Reference(r) => {
-                    self.cx.error(r, "passing `&mut` to a function is not supported in a #[grad] function");
+                    self.cx.error(
+                        r,
+                        "passing `&mut` to a function is not supported in a #[grad] function",
+                    );
                     (&*r.expr, true)
                 }
                 e => (e, false),
@@ -853,20 +1009,34 @@ impl Lowerer<'_> {
             args.push(Arg { atom, borrow });
         }
         let floaty = args.iter().any(|a| self.kind(a.atom).is_differentiable());
-        let kind = if floaty { Kind::Float(Prec::Infer) } else { Kind::Opaque };
-        Some(self.let_("r", kind, Rhs::Call { func: p.clone(), args, mode: CallMode::Primal, span: p.span() }))
+        let kind = if floaty {
+            Kind::Float(Prec::Infer)
+        } else {
+            Kind::Opaque
+        };
+        Some(self.let_(
+            "r",
+            kind,
+            Rhs::Call {
+                func: p.clone(),
+                args,
+                mode: CallMode::Primal,
+                span: p.span(),
+            },
+        ))
     }
 
     fn lower_macro(&mut self, mac: &syn::Macro) -> Option<Atom> {
         if !mac.path.is_ident("vec") {
             return self.unsupported(mac, "this macro (only `vec![v; n]` is)");
         }
-        let parsed: syn::Result<(Expr, Expr)> = mac.parse_body_with(|input: syn::parse::ParseStream| {
-            let v: Expr = input.parse()?;
-            input.parse::<syn::Token![;]>()?;
-            let n: Expr = input.parse()?;
-            Ok((v, n))
-        });
+        let parsed: syn::Result<(Expr, Expr)> =
+            mac.parse_body_with(|input: syn::parse::ParseStream| {
+                let v: Expr = input.parse()?;
+                input.parse::<syn::Token![;]>()?;
+                let n: Expr = input.parse()?;
+                Ok((v, n))
+            });
         match parsed {
             Ok((v, n)) => {
                 let value = self.value(&v);
@@ -877,7 +1047,10 @@ impl Lowerer<'_> {
                 };
                 Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::Filled { value, len })))
             }
-            Err(_) => self.unsupported(mac, "`vec![a, b, ..]` (write `vec![v; n]`, or an array `[a, b, ..]`)"),
+            Err(_) => self.unsupported(
+                mac,
+                "`vec![a, b, ..]` (write `vec![v; n]`, or an array `[a, b, ..]`)",
+            ),
         }
     }
 
@@ -939,7 +1112,10 @@ impl Lowerer<'_> {
         let mut values = Vec::new();
         for arm in &m.arms {
             if let Some((_, g)) = &arm.guard {
-                self.cx.error(g, "match guards are not supported in a #[grad] function: put an `if` in the arm");
+                self.cx.error(
+                    g,
+                    "match guards are not supported in a #[grad] function: put an `if` in the arm",
+                );
             }
             self.scopes.push(HashMap::new());
             let mut pat = arm.pat.clone();
@@ -970,9 +1146,16 @@ impl Lowerer<'_> {
         match pat {
             Pat::Ident(pi) => {
                 let name = pi.ident.to_string();
-                let looks_like_binding = name.chars().next().is_some_and(|c| c.is_lowercase() || c == '_');
+                let looks_like_binding = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_lowercase() || c == '_');
                 if looks_like_binding && pi.subpat.is_none() {
-                    let kind = if *scrut == Kind::Int || *scrut == Kind::Bool { scrut.clone() } else { Kind::Opaque };
+                    let kind = if *scrut == Kind::Int || *scrut == Kind::Bool {
+                        scrut.clone()
+                    } else {
+                        Kind::Opaque
+                    };
                     let var = self.func.new_var(&name, kind, false);
                     self.bind(name, var);
                     binds.push(var);
@@ -1017,30 +1200,62 @@ impl Lowerer<'_> {
     fn open_loop(&mut self, label: Option<&syn::Label>) -> (Var, Var, usize) {
         let brk = self.func.new_var("brk", Kind::Bool, true);
         let cont = self.func.new_var("cont", Kind::Bool, true);
-        self.loops.push(LoopCtx { label: label.map(|l| l.name.ident.to_string()), brk, cont, value: None });
+        self.loops.push(LoopCtx {
+            label: label.map(|l| l.name.ident.to_string()),
+            brk,
+            cont,
+            value: None,
+        });
         (brk, cont, self.exits.len())
     }
 
     /// Finishes a loop: declares its flags, computes its exits, emits `make(body, exits)`.
-    fn close_loop(&mut self, body: Block, before: usize, always_exit: bool, make: impl FnOnce(Block, Vec<Var>) -> Stmt) -> Option<Var> {
-        let Some(ctx) = self.loops.pop() else { return None };
-        let mut exits: Vec<Var> = self.exits[before..].iter().copied().filter(|f| *f != ctx.cont).collect();
+    fn close_loop(
+        &mut self,
+        body: Block,
+        before: usize,
+        always_exit: bool,
+        make: impl FnOnce(Block, Vec<Var>) -> Stmt,
+    ) -> Option<Var> {
+        let ctx = self.loops.pop()?;
+        let mut exits: Vec<Var> = self.exits[before..]
+            .iter()
+            .copied()
+            .filter(|f| *f != ctx.cont)
+            .collect();
         if always_exit {
             exits.push(ctx.brk);
         }
         exits.sort();
         exits.dedup();
         let mut kept = self.exits[..before].to_vec();
-        kept.extend(self.exits[before..].iter().copied().filter(|f| *f != ctx.brk && *f != ctx.cont));
+        kept.extend(
+            self.exits[before..]
+                .iter()
+                .copied()
+                .filter(|f| *f != ctx.brk && *f != ctx.cont),
+        );
         self.exits = kept;
-        self.emit(Stmt::Let { var: ctx.brk, rhs: Rhs::Atom(Atom::Bool(false)) });
-        self.emit(Stmt::Let { var: ctx.cont, rhs: Rhs::Atom(Atom::Bool(false)) });
+        self.emit(Stmt::Let {
+            var: ctx.brk,
+            rhs: Rhs::Atom(Atom::Bool(false)),
+        });
+        self.emit(Stmt::Let {
+            var: ctx.cont,
+            rhs: Rhs::Atom(Atom::Bool(false)),
+        });
         if let Some(v) = ctx.value {
             let rhs = Self::zero_of(&self.func.info(v).kind);
             self.emit(Stmt::Let { var: v, rhs });
         }
         let mut body = body;
-        body.stmts.insert(0, Stmt::Assign { var: ctx.cont, value: Atom::Bool(false) });
+        body.stmts.insert(
+            0,
+            Stmt::Assign {
+                var: ctx.cont,
+                value: Atom::Bool(false),
+            },
+        );
         self.emit(make(body, exits));
         ctx.value
     }
@@ -1061,13 +1276,24 @@ impl Lowerer<'_> {
         self.push_block();
         let c = self.value(&w.cond);
         let (then, _) = self.sub_block(&w.body);
-        self.emit(Stmt::If { cond: c, then, els: Block { stmts: vec![Stmt::Assign { var: brk, value: Atom::Bool(true) }] } });
+        self.emit(Stmt::If {
+            cond: c,
+            then,
+            els: Block {
+                stmts: vec![Stmt::Assign {
+                    var: brk,
+                    value: Atom::Bool(true),
+                }],
+            },
+        });
         let body = self.pop_block();
         self.close_loop(body, before, true, |body, exit| Stmt::Loop { body, exit });
     }
 
     fn lower_for(&mut self, f: &syn::ExprForLoop) {
-        let Some((range, binds)) = self.lower_iter(&f.expr) else { return };
+        let Some((range, binds)) = self.lower_iter(&f.expr) else {
+            return;
+        };
         let (_, _, before) = self.open_loop(f.label.as_ref());
         let index = self.func.new_var("i", Kind::Int, false);
         self.scopes.push(HashMap::new());
@@ -1077,7 +1303,12 @@ impl Lowerer<'_> {
         let _ = v;
         let body = self.pop_block();
         self.scopes.pop();
-        self.close_loop(body, before, false, |body, exit| Stmt::For { index, range, body, exit });
+        self.close_loop(body, before, false, |body, exit| Stmt::For {
+            index,
+            range,
+            body,
+            exit,
+        });
     }
 
     /// The range a `for` iterates over, and what each element binds:
@@ -1110,25 +1341,53 @@ impl Lowerer<'_> {
             let lo = self.value(lo);
             let hi = self.value(hi);
             let inclusive = matches!(r.limits, syn::RangeLimits::Closed(_));
-            return Some((Range { lo, hi, inclusive, adapters }, vec![None]));
+            return Some((
+                Range {
+                    lo,
+                    hi,
+                    inclusive,
+                    adapters,
+                },
+                vec![None],
+            ));
         }
         // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x.
         let (seqs, enumerate) = self.seq_chain(cur)?;
-        if enumerate && !adapters.is_empty() && adapters.iter().any(|a| matches!(a, Adapter::StepBy(_))) {
+        if enumerate
+            && !adapters.is_empty()
+            && adapters.iter().any(|a| matches!(a, Adapter::StepBy(_)))
+        {
             self.unsupported(e, "`step_by` after `enumerate`");
             return None;
         }
         let mut len = self.let_("n", Kind::Int, Rhs::Len(seqs[0]));
         for s in &seqs[1..] {
             let l2 = self.let_("n", Kind::Int, Rhs::Len(*s));
-            len = self.let_("n", Kind::Int, Rhs::Method { recv: len, method: syn::Ident::new("min", Span::call_site()), args: vec![l2], span: Span::call_site() });
+            len = self.let_(
+                "n",
+                Kind::Int,
+                Rhs::Method {
+                    recv: len,
+                    method: syn::Ident::new("min", Span::call_site()),
+                    args: vec![l2],
+                    span: Span::call_site(),
+                },
+            );
         }
         let mut binds: Vec<Option<Var>> = Vec::new();
         if enumerate {
             binds.push(None);
         }
         binds.extend(seqs.into_iter().map(Some));
-        Some((Range { lo: Atom::Int(0), hi: len, inclusive: false, adapters }, binds))
+        Some((
+            Range {
+                lo: Atom::Int(0),
+                hi: len,
+                inclusive: false,
+                adapters,
+            },
+            binds,
+        ))
     }
 
     /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`: the sequences and whether enumerated.
@@ -1137,13 +1396,20 @@ impl Lowerer<'_> {
             Expr::Paren(p) => self.seq_chain(&p.expr),
             Expr::Reference(r) if r.mutability.is_none() => self.seq_chain(&r.expr),
             Expr::Path(p) => match self.path_var(p) {
-                Some(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => Some((vec![v], false)),
+                Some(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => {
+                    Some((vec![v], false))
+                }
                 _ => {
                     self.unsupported(p, "iterating over this (iterate a range, a float slice/Vec/array, or `.iter()` of one)");
                     None
                 }
             },
-            Expr::MethodCall(m) if (m.method == "iter" || m.method == "copied" || m.method == "into_iter") && m.args.is_empty() => self.seq_chain(&m.receiver),
+            Expr::MethodCall(m)
+                if (m.method == "iter" || m.method == "copied" || m.method == "into_iter")
+                    && m.args.is_empty() =>
+            {
+                self.seq_chain(&m.receiver)
+            }
             Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
                 let (s, en) = self.seq_chain(&m.receiver)?;
                 if en {
@@ -1180,7 +1446,10 @@ impl Lowerer<'_> {
             // (i, (a, b)) from x.iter().zip(y).enumerate() is not produced; enumerate then zip gives (i, (a, b)) too.
             match pats[1] {
                 Pat::Tuple(t) => {
-                    nested = [pats[0]].into_iter().chain(t.elems.iter()).collect::<Vec<_>>();
+                    nested = [pats[0]]
+                        .into_iter()
+                        .chain(t.elems.iter())
+                        .collect::<Vec<_>>();
                     nested
                 }
                 _ => pats,
@@ -1189,7 +1458,8 @@ impl Lowerer<'_> {
             pats
         };
         if pats.len() != binds.len() {
-            self.cx.error(pat, "this pattern does not match what the loop yields");
+            self.cx
+                .error(pat, "this pattern does not match what the loop yields");
             return;
         }
         for (p, b) in pats.into_iter().zip(binds) {
@@ -1226,7 +1496,9 @@ impl Lowerer<'_> {
             None => self.loops.len().checked_sub(1),
             Some(l) => {
                 let name = l.ident.to_string();
-                self.loops.iter().rposition(|c| c.label.as_deref() == Some(name.as_str()))
+                self.loops
+                    .iter()
+                    .rposition(|c| c.label.as_deref() == Some(name.as_str()))
             }
         };
         if found.is_none() {
@@ -1237,7 +1509,9 @@ impl Lowerer<'_> {
 
     fn lower_break(&mut self, b: &syn::ExprBreak) {
         let value = b.expr.as_ref().map(|e| self.value(e));
-        let Some(k) = self.find_loop(b.label.as_ref(), b) else { return };
+        let Some(k) = self.find_loop(b.label.as_ref(), b) else {
+            return;
+        };
         if let Some(v) = value {
             let var = match self.loops[k].value {
                 Some(var) => var,
@@ -1250,14 +1524,22 @@ impl Lowerer<'_> {
             self.emit(Stmt::Assign { var, value: v });
         }
         let brk = self.loops[k].brk;
-        self.emit(Stmt::Assign { var: brk, value: Atom::Bool(true) });
+        self.emit(Stmt::Assign {
+            var: brk,
+            value: Atom::Bool(true),
+        });
         self.exits.push(brk);
     }
 
     fn lower_continue(&mut self, c: &syn::ExprContinue) {
-        let Some(k) = self.find_loop(c.label.as_ref(), c) else { return };
+        let Some(k) = self.find_loop(c.label.as_ref(), c) else {
+            return;
+        };
         let cont = self.loops[k].cont;
-        self.emit(Stmt::Assign { var: cont, value: Atom::Bool(true) });
+        self.emit(Stmt::Assign {
+            var: cont,
+            value: Atom::Bool(true),
+        });
         self.exits.push(cont);
     }
 
@@ -1267,10 +1549,15 @@ impl Lowerer<'_> {
             return;
         };
         let v = self.value(e);
-        self.emit(Stmt::Assign { var: self.ret_val, value: v });
-        self.emit(Stmt::Assign { var: self.ret_flag, value: Atom::Bool(true) });
+        self.emit(Stmt::Assign {
+            var: self.ret_val,
+            value: v,
+        });
+        self.emit(Stmt::Assign {
+            var: self.ret_flag,
+            value: Atom::Bool(true),
+        });
         self.exits.push(self.ret_flag);
         self.used_return = true;
     }
 }
-

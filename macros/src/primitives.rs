@@ -130,11 +130,23 @@ pub struct Row {
 }
 
 const fn r(syntax: Syntax, arity: usize, out: Out, jvp: Option<JvpRule>) -> Row {
-    Row { syntax, arity, out, jvp, transpose: None }
+    Row {
+        syntax,
+        arity,
+        out,
+        jvp,
+        transpose: None,
+    }
 }
 
 const fn lin(syntax: Syntax, arity: usize, out: Out, jvp: JvpRule, t: TransposeRule) -> Row {
-    Row { syntax, arity, out, jvp: Some(jvp), transpose: Some(t) }
+    Row {
+        syntax,
+        arity,
+        out,
+        jvp: Some(jvp),
+        transpose: Some(t),
+    }
 }
 
 fn f(v: f64) -> Atom {
@@ -148,44 +160,103 @@ pub fn row(p: Prim) -> Row {
     use Syntax::{Binary, Call, Cast, Choose, Method, Unary};
     match p {
         // ---- linear primitives: JVP and transpose ----
-        Add => lin(Binary("+"), 2, Like, |b, _, _, d| b.add(d[0], d[1]), |_, ct, _, l| vec![l[0].then_some(ct), l[1].then_some(ct)]),
-        Sub => lin(Binary("-"), 2, Like, |b, _, _, d| b.sub(d[0], d[1]), |b, ct, _, l| {
-            let n = if l[1] { Some(b.prim(Neg, &[ct])) } else { None };
-            vec![l[0].then_some(ct), n]
-        }),
-        Neg => lin(Unary("-"), 1, Like, |b, _, _, d| b.neg(d[0]), |b, ct, _, _| vec![Some(b.prim(Neg, &[ct]))]),
-        Mul => lin(Binary("*"), 2, Like, |b, x, _, d| {
-            let l = b.scale(d[0], x[1]);
-            let r = b.scale(d[1], x[0]);
-            b.add(l, r)
-        }, |b, ct, x, l| {
-            // Linear in exactly one argument; the other is a primal coefficient.
-            if l[0] { vec![Some(b.prim(Mul, &[ct, x[1]])), None] } else { vec![None, Some(b.prim(Mul, &[ct, x[0]]))] }
-        }),
-        Div => lin(Binary("/"), 2, Like, |b, x, y, d| {
-            let l = d[0].map(|t| b.prim(Div, &[t, x[1]]));
-            let q = b.prim(Div, &[y, x[1]]);
-            let c = b.prim(Neg, &[q]);
-            let r = b.scale(d[1], c);
-            b.add(l, r)
-        }, |b, ct, x, _| vec![Some(b.prim(Div, &[ct, x[1]])), None]),
-        ToF32 => lin(Cast("f32"), 1, F32, |b, _, _, d| d[0].map(|t| b.prim(ToF32, &[t])), |b, ct, x, _| {
-            let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) { ToF32 } else { ToF64 };
-            vec![Some(b.prim(back, &[ct]))]
-        }),
-        ToF64 => lin(Cast("f64"), 1, F64, |b, _, _, d| d[0].map(|t| b.prim(ToF64, &[t])), |b, ct, x, _| {
-            let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) { ToF32 } else { ToF64 };
-            vec![Some(b.prim(back, &[ct]))]
-        }),
+        Add => lin(
+            Binary("+"),
+            2,
+            Like,
+            |b, _, _, d| b.add(d[0], d[1]),
+            |_, ct, _, l| vec![l[0].then_some(ct), l[1].then_some(ct)],
+        ),
+        Sub => lin(
+            Binary("-"),
+            2,
+            Like,
+            |b, _, _, d| b.sub(d[0], d[1]),
+            |b, ct, _, l| {
+                let n = if l[1] { Some(b.prim(Neg, &[ct])) } else { None };
+                vec![l[0].then_some(ct), n]
+            },
+        ),
+        Neg => lin(
+            Unary("-"),
+            1,
+            Like,
+            |b, _, _, d| b.neg(d[0]),
+            |b, ct, _, _| vec![Some(b.prim(Neg, &[ct]))],
+        ),
+        Mul => lin(
+            Binary("*"),
+            2,
+            Like,
+            |b, x, _, d| {
+                let l = b.scale(d[0], x[1]);
+                let r = b.scale(d[1], x[0]);
+                b.add(l, r)
+            },
+            |b, ct, x, l| {
+                // Linear in exactly one argument; the other is a primal coefficient.
+                if l[0] {
+                    vec![Some(b.prim(Mul, &[ct, x[1]])), None]
+                } else {
+                    vec![None, Some(b.prim(Mul, &[ct, x[0]]))]
+                }
+            },
+        ),
+        Div => lin(
+            Binary("/"),
+            2,
+            Like,
+            |b, x, y, d| {
+                let l = d[0].map(|t| b.prim(Div, &[t, x[1]]));
+                let q = b.prim(Div, &[y, x[1]]);
+                let c = b.prim(Neg, &[q]);
+                let r = b.scale(d[1], c);
+                b.add(l, r)
+            },
+            |b, ct, x, _| vec![Some(b.prim(Div, &[ct, x[1]])), None],
+        ),
+        ToF32 => lin(
+            Cast("f32"),
+            1,
+            F32,
+            |b, _, _, d| d[0].map(|t| b.prim(ToF32, &[t])),
+            |b, ct, x, _| {
+                let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
+                    ToF32
+                } else {
+                    ToF64
+                };
+                vec![Some(b.prim(back, &[ct]))]
+            },
+        ),
+        ToF64 => lin(
+            Cast("f64"),
+            1,
+            F64,
+            |b, _, _, d| d[0].map(|t| b.prim(ToF64, &[t])),
+            |b, ct, x, _| {
+                let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
+                    ToF32
+                } else {
+                    ToF64
+                };
+                vec![Some(b.prim(back, &[ct]))]
+            },
+        ),
         // ---- non-differentiable: integer/bool logic, comparisons, rounding ----
-        Rem => r(Binary("%"), 2, Like, Some(|b, x, _, d| {
-            // d(x % y) = dx - dy * trunc(x / y)
-            let q = b.prim(Div, &[x[0], x[1]]);
-            let t = b.prim(Trunc, &[q]);
-            let c = b.prim(Neg, &[t]);
-            let r = b.scale(d[1], c);
-            b.add(d[0], r)
-        })),
+        Rem => r(
+            Binary("%"),
+            2,
+            Like,
+            Some(|b, x, _, d| {
+                // d(x % y) = dx - dy * trunc(x / y)
+                let q = b.prim(Div, &[x[0], x[1]]);
+                let t = b.prim(Trunc, &[q]);
+                let c = b.prim(Neg, &[t]);
+                let r = b.scale(d[1], c);
+                b.add(d[0], r)
+            }),
+        ),
         Not => r(Unary("!"), 1, Like, None),
         BitAnd => r(Binary("&"), 2, Like, None),
         BitOr => r(Binary("|"), 2, Like, None),
@@ -207,206 +278,361 @@ pub fn row(p: Prim) -> Row {
         Trunc => r(Method("trunc"), 1, Float, None),
         Signum => r(Method("signum"), 1, Float, None),
         // ---- smooth unary methods: d = dx * coefficient(x, y) ----
-        Sin => r(Method("sin"), 1, Float, Some(|b, x, _, d| {
-            let c = b.prim(Cos, &[x[0]]);
-            b.scale(d[0], c)
-        })),
-        Cos => r(Method("cos"), 1, Float, Some(|b, x, _, d| {
-            let s = b.prim(Sin, &[x[0]]);
-            let c = b.prim(Neg, &[s]);
-            b.scale(d[0], c)
-        })),
-        Tan => r(Method("tan"), 1, Float, Some(|b, _, y, d| {
-            let y2 = b.prim(Mul, &[y, y]);
-            let c = b.prim(Add, &[f(1.0), y2]);
-            b.scale(d[0], c)
-        })),
-        Asin => r(Method("asin"), 1, Float, Some(|b, x, _, d| {
-            let c = b.one_over_sqrt_one_minus_sq(x[0]);
-            b.scale(d[0], c)
-        })),
-        Acos => r(Method("acos"), 1, Float, Some(|b, x, _, d| {
-            let c = b.one_over_sqrt_one_minus_sq(x[0]);
-            let c = b.prim(Neg, &[c]);
-            b.scale(d[0], c)
-        })),
-        Atan => r(Method("atan"), 1, Float, Some(|b, x, _, d| {
-            let x2 = b.prim(Mul, &[x[0], x[0]]);
-            let den = b.prim(Add, &[f(1.0), x2]);
-            let c = b.prim(Div, &[f(1.0), den]);
-            b.scale(d[0], c)
-        })),
-        Sinh => r(Method("sinh"), 1, Float, Some(|b, x, _, d| {
-            let c = b.prim(Cosh, &[x[0]]);
-            b.scale(d[0], c)
-        })),
-        Cosh => r(Method("cosh"), 1, Float, Some(|b, x, _, d| {
-            let c = b.prim(Sinh, &[x[0]]);
-            b.scale(d[0], c)
-        })),
-        Tanh => r(Method("tanh"), 1, Float, Some(|b, _, y, d| {
-            let y2 = b.prim(Mul, &[y, y]);
-            let c = b.prim(Sub, &[f(1.0), y2]);
-            b.scale(d[0], c)
-        })),
-        Asinh => r(Method("asinh"), 1, Float, Some(|b, x, _, d| {
-            let x2 = b.prim(Mul, &[x[0], x[0]]);
-            let s = b.prim(Add, &[x2, f(1.0)]);
-            let q = b.prim(Sqrt, &[s]);
-            let c = b.prim(Div, &[f(1.0), q]);
-            b.scale(d[0], c)
-        })),
-        Acosh => r(Method("acosh"), 1, Float, Some(|b, x, _, d| {
-            // 1 / (sqrt(x - 1) sqrt(x + 1)), as JAX writes it
-            let m = b.prim(Sub, &[x[0], f(1.0)]);
-            let p = b.prim(Add, &[x[0], f(1.0)]);
-            let sm = b.prim(Sqrt, &[m]);
-            let sp = b.prim(Sqrt, &[p]);
-            let den = b.prim(Mul, &[sm, sp]);
-            let c = b.prim(Div, &[f(1.0), den]);
-            b.scale(d[0], c)
-        })),
-        Atanh => r(Method("atanh"), 1, Float, Some(|b, x, _, d| {
-            let x2 = b.prim(Mul, &[x[0], x[0]]);
-            let den = b.prim(Sub, &[f(1.0), x2]);
-            let c = b.prim(Div, &[f(1.0), den]);
-            b.scale(d[0], c)
-        })),
+        Sin => r(
+            Method("sin"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let c = b.prim(Cos, &[x[0]]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Cos => r(
+            Method("cos"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let s = b.prim(Sin, &[x[0]]);
+                let c = b.prim(Neg, &[s]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Tan => r(
+            Method("tan"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let y2 = b.prim(Mul, &[y, y]);
+                let c = b.prim(Add, &[f(1.0), y2]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Asin => r(
+            Method("asin"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let c = b.one_over_sqrt_one_minus_sq(x[0]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Acos => r(
+            Method("acos"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let c = b.one_over_sqrt_one_minus_sq(x[0]);
+                let c = b.prim(Neg, &[c]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Atan => r(
+            Method("atan"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let x2 = b.prim(Mul, &[x[0], x[0]]);
+                let den = b.prim(Add, &[f(1.0), x2]);
+                let c = b.prim(Div, &[f(1.0), den]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Sinh => r(
+            Method("sinh"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let c = b.prim(Cosh, &[x[0]]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Cosh => r(
+            Method("cosh"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let c = b.prim(Sinh, &[x[0]]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Tanh => r(
+            Method("tanh"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let y2 = b.prim(Mul, &[y, y]);
+                let c = b.prim(Sub, &[f(1.0), y2]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Asinh => r(
+            Method("asinh"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let x2 = b.prim(Mul, &[x[0], x[0]]);
+                let s = b.prim(Add, &[x2, f(1.0)]);
+                let q = b.prim(Sqrt, &[s]);
+                let c = b.prim(Div, &[f(1.0), q]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Acosh => r(
+            Method("acosh"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                // 1 / (sqrt(x - 1) sqrt(x + 1)), as JAX writes it
+                let m = b.prim(Sub, &[x[0], f(1.0)]);
+                let p = b.prim(Add, &[x[0], f(1.0)]);
+                let sm = b.prim(Sqrt, &[m]);
+                let sp = b.prim(Sqrt, &[p]);
+                let den = b.prim(Mul, &[sm, sp]);
+                let c = b.prim(Div, &[f(1.0), den]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Atanh => r(
+            Method("atanh"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let x2 = b.prim(Mul, &[x[0], x[0]]);
+                let den = b.prim(Sub, &[f(1.0), x2]);
+                let c = b.prim(Div, &[f(1.0), den]);
+                b.scale(d[0], c)
+            }),
+        ),
         Exp => r(Method("exp"), 1, Float, Some(|b, _, y, d| b.scale(d[0], y))),
-        Exp2 => r(Method("exp2"), 1, Float, Some(|b, _, y, d| {
-            let c = b.prim(Mul, &[y, f(std::f64::consts::LN_2)]);
-            b.scale(d[0], c)
-        })),
-        ExpM1 => r(Method("exp_m1"), 1, Float, Some(|b, _, y, d| {
-            let c = b.prim(Add, &[y, f(1.0)]);
-            b.scale(d[0], c)
-        })),
-        Ln => r(Method("ln"), 1, Float, Some(|b, x, _, d| d[0].map(|t| b.prim(Div, &[t, x[0]])))),
-        Log2 => r(Method("log2"), 1, Float, Some(|b, x, _, d| {
-            let den = b.prim(Mul, &[x[0], f(std::f64::consts::LN_2)]);
-            d[0].map(|t| b.prim(Div, &[t, den]))
-        })),
-        Log10 => r(Method("log10"), 1, Float, Some(|b, x, _, d| {
-            let den = b.prim(Mul, &[x[0], f(std::f64::consts::LN_10)]);
-            d[0].map(|t| b.prim(Div, &[t, den]))
-        })),
-        Ln1p => r(Method("ln_1p"), 1, Float, Some(|b, x, _, d| {
-            let den = b.prim(Add, &[x[0], f(1.0)]);
-            d[0].map(|t| b.prim(Div, &[t, den]))
-        })),
-        Sqrt => r(Method("sqrt"), 1, Float, Some(|b, _, y, d| {
-            let c = b.prim(Div, &[f(0.5), y]);
-            b.scale(d[0], c)
-        })),
-        Cbrt => r(Method("cbrt"), 1, Float, Some(|b, _, y, d| {
-            // 1 / (3 y^2)
-            let y2 = b.prim(Mul, &[y, y]);
-            let den = b.prim(Mul, &[f(3.0), y2]);
-            let c = b.prim(Div, &[f(1.0), den]);
-            b.scale(d[0], c)
-        })),
-        Recip => r(Method("recip"), 1, Float, Some(|b, _, y, d| {
-            let y2 = b.prim(Mul, &[y, y]);
-            let c = b.prim(Neg, &[y2]);
-            b.scale(d[0], c)
-        })),
-        Abs => r(Method("abs"), 1, Float, Some(|b, x, _, d| {
-            // select(x >= 0, 1, -1): abs'(0) = 1 as in JAX
-            let ge = b.prim(Ge, &[x[0], f(0.0)]);
-            let c = b.prim(Select, &[ge, f(1.0), f(-1.0)]);
-            b.scale(d[0], c)
-        })),
+        Exp2 => r(
+            Method("exp2"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let c = b.prim(Mul, &[y, f(std::f64::consts::LN_2)]);
+                b.scale(d[0], c)
+            }),
+        ),
+        ExpM1 => r(
+            Method("exp_m1"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let c = b.prim(Add, &[y, f(1.0)]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Ln => r(
+            Method("ln"),
+            1,
+            Float,
+            Some(|b, x, _, d| d[0].map(|t| b.prim(Div, &[t, x[0]]))),
+        ),
+        Log2 => r(
+            Method("log2"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let den = b.prim(Mul, &[x[0], f(std::f64::consts::LN_2)]);
+                d[0].map(|t| b.prim(Div, &[t, den]))
+            }),
+        ),
+        Log10 => r(
+            Method("log10"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let den = b.prim(Mul, &[x[0], f(std::f64::consts::LN_10)]);
+                d[0].map(|t| b.prim(Div, &[t, den]))
+            }),
+        ),
+        Ln1p => r(
+            Method("ln_1p"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                let den = b.prim(Add, &[x[0], f(1.0)]);
+                d[0].map(|t| b.prim(Div, &[t, den]))
+            }),
+        ),
+        Sqrt => r(
+            Method("sqrt"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let c = b.prim(Div, &[f(0.5), y]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Cbrt => r(
+            Method("cbrt"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                // 1 / (3 y^2)
+                let y2 = b.prim(Mul, &[y, y]);
+                let den = b.prim(Mul, &[f(3.0), y2]);
+                let c = b.prim(Div, &[f(1.0), den]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Recip => r(
+            Method("recip"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let y2 = b.prim(Mul, &[y, y]);
+                let c = b.prim(Neg, &[y2]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Abs => r(
+            Method("abs"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                // select(x >= 0, 1, -1): abs'(0) = 1 as in JAX
+                let ge = b.prim(Ge, &[x[0], f(0.0)]);
+                let c = b.prim(Select, &[ge, f(1.0), f(-1.0)]);
+                b.scale(d[0], c)
+            }),
+        ),
         // ---- binary and ternary methods ----
-        Log => r(Method("log"), 2, Float, Some(|b, x, y, d| {
-            // log_b(x) = ln x / ln b
-            let lb = b.prim(Ln, &[x[1]]);
-            let dx = d[0].map(|t| {
-                let den = b.prim(Mul, &[x[0], lb]);
-                b.prim(Div, &[t, den])
-            });
-            let db = d[1].map(|t| {
-                let den = b.prim(Mul, &[x[1], lb]);
-                let q = b.prim(Div, &[y, den]);
-                let c = b.prim(Neg, &[q]);
-                b.prim(Mul, &[t, c])
-            });
-            b.add(dx, db)
-        })),
-        Powi => r(Method("powi"), 2, Float, Some(|b, x, _, d| {
-            // n x^(n-1), zero for n = 0 (as JAX's integer_pow)
-            let nm1 = b.prim(Sub, &[x[1], Atom::Int(1)]);
-            let p = b.prim(Powi, &[x[0], nm1]);
-            let nf = b.prim(IntAsFloat, &[x[0], x[1]]);
-            let c = b.prim(Mul, &[nf, p]);
-            let z = b.prim(Eq, &[x[1], Atom::Int(0)]);
-            let c = b.prim(Select, &[z, f(0.0), c]);
-            b.scale(d[0], c)
-        })),
-        Powf => r(Method("powf"), 2, Float, Some(|b, x, y, d| {
-            // d/dx: e x^(e-1) (zero where e = 0); d/de: ln(x) x^e with ln(0) read as ln(1), as in JAX
-            let dx = d[0].map(|t| {
-                let em1 = b.prim(Sub, &[x[1], f(1.0)]);
-                let p = b.prim(Powf, &[x[0], em1]);
-                let c = b.prim(Mul, &[x[1], p]);
-                let z = b.prim(Eq, &[x[1], f(0.0)]);
+        Log => r(
+            Method("log"),
+            2,
+            Float,
+            Some(|b, x, y, d| {
+                // log_b(x) = ln x / ln b
+                let lb = b.prim(Ln, &[x[1]]);
+                let dx = d[0].map(|t| {
+                    let den = b.prim(Mul, &[x[0], lb]);
+                    b.prim(Div, &[t, den])
+                });
+                let db = d[1].map(|t| {
+                    let den = b.prim(Mul, &[x[1], lb]);
+                    let q = b.prim(Div, &[y, den]);
+                    let c = b.prim(Neg, &[q]);
+                    b.prim(Mul, &[t, c])
+                });
+                b.add(dx, db)
+            }),
+        ),
+        Powi => r(
+            Method("powi"),
+            2,
+            Float,
+            Some(|b, x, _, d| {
+                // n x^(n-1), zero for n = 0 (as JAX's integer_pow)
+                let nm1 = b.prim(Sub, &[x[1], Atom::Int(1)]);
+                let p = b.prim(Powi, &[x[0], nm1]);
+                let nf = b.prim(IntAsFloat, &[x[0], x[1]]);
+                let c = b.prim(Mul, &[nf, p]);
+                let z = b.prim(Eq, &[x[1], Atom::Int(0)]);
                 let c = b.prim(Select, &[z, f(0.0), c]);
-                b.prim(Mul, &[t, c])
-            });
-            let de = d[1].map(|t| {
-                let z = b.prim(Eq, &[x[0], f(0.0)]);
-                let safe = b.prim(Select, &[z, f(1.0), x[0]]);
-                let l = b.prim(Ln, &[safe]);
-                let c = b.prim(Mul, &[l, y]);
-                b.prim(Mul, &[t, c])
-            });
-            b.add(dx, de)
-        })),
-        Atan2 => r(Method("atan2"), 2, Float, Some(|b, x, _, d| {
-            // y.atan2(x): (x dy - y dx) / (x^2 + y^2)
-            let yy = b.prim(Mul, &[x[0], x[0]]);
-            let xx = b.prim(Mul, &[x[1], x[1]]);
-            let den = b.prim(Add, &[yy, xx]);
-            let cy = b.prim(Div, &[x[1], den]);
-            let q = b.prim(Div, &[x[0], den]);
-            let cx = b.prim(Neg, &[q]);
-            let l = b.scale(d[0], cy);
-            let r = b.scale(d[1], cx);
-            b.add(l, r)
-        })),
-        Hypot => r(Method("hypot"), 2, Float, Some(|b, x, y, d| {
-            let ca = b.prim(Div, &[x[0], y]);
-            let cb = b.prim(Div, &[x[1], y]);
-            let l = b.scale(d[0], ca);
-            let r = b.scale(d[1], cb);
-            b.add(l, r)
-        })),
-        Max => r(Method("max"), 2, Float, Some(|b, x, _, d| b.balanced(Gt, x, d))),
-        Min => r(Method("min"), 2, Float, Some(|b, x, _, d| b.balanced(Lt, x, d))),
-        MulAdd => r(Method("mul_add"), 3, Float, Some(|b, x, _, d| {
-            let l = b.scale(d[0], x[1]);
-            let m = b.scale(d[1], x[0]);
-            let s = b.add(l, m);
-            b.add(s, d[2])
-        })),
-        Clamp => r(Method("clamp"), 3, Float, Some(|b, x, _, d| {
-            // x.clamp(lo, hi), as JAX's clamp: each input passes the gradient only where it is chosen strictly
-            let (v, lo, hi) = (x[0], x[1], x[2]);
-            let gl = b.prim(Gt, &[v, lo]);
-            let lh = b.prim(Lt, &[v, hi]);
-            let inside = b.prim(BitAnd, &[gl, lh]);
-            let cv = b.prim(Select, &[inside, f(1.0), f(0.0)]);
-            let below = b.prim(Gt, &[lo, v]);
-            let lohi = b.prim(Lt, &[lo, hi]);
-            let at_lo = b.prim(BitAnd, &[below, lohi]);
-            let cl = b.prim(Select, &[at_lo, f(1.0), f(0.0)]);
-            let above = b.prim(Lt, &[hi, v]);
-            let ch = b.prim(Select, &[above, f(1.0), f(0.0)]);
-            let a = b.scale(d[0], cv);
-            let l = b.scale(d[1], cl);
-            let h = b.scale(d[2], ch);
-            let s = b.add(a, l);
-            b.add(s, h)
-        })),
+                b.scale(d[0], c)
+            }),
+        ),
+        Powf => r(
+            Method("powf"),
+            2,
+            Float,
+            Some(|b, x, y, d| {
+                // d/dx: e x^(e-1) (zero where e = 0); d/de: ln(x) x^e with ln(0) read as ln(1), as in JAX
+                let dx = d[0].map(|t| {
+                    let em1 = b.prim(Sub, &[x[1], f(1.0)]);
+                    let p = b.prim(Powf, &[x[0], em1]);
+                    let c = b.prim(Mul, &[x[1], p]);
+                    let z = b.prim(Eq, &[x[1], f(0.0)]);
+                    let c = b.prim(Select, &[z, f(0.0), c]);
+                    b.prim(Mul, &[t, c])
+                });
+                let de = d[1].map(|t| {
+                    let z = b.prim(Eq, &[x[0], f(0.0)]);
+                    let safe = b.prim(Select, &[z, f(1.0), x[0]]);
+                    let l = b.prim(Ln, &[safe]);
+                    let c = b.prim(Mul, &[l, y]);
+                    b.prim(Mul, &[t, c])
+                });
+                b.add(dx, de)
+            }),
+        ),
+        Atan2 => r(
+            Method("atan2"),
+            2,
+            Float,
+            Some(|b, x, _, d| {
+                // y.atan2(x): (x dy - y dx) / (x^2 + y^2)
+                let yy = b.prim(Mul, &[x[0], x[0]]);
+                let xx = b.prim(Mul, &[x[1], x[1]]);
+                let den = b.prim(Add, &[yy, xx]);
+                let cy = b.prim(Div, &[x[1], den]);
+                let q = b.prim(Div, &[x[0], den]);
+                let cx = b.prim(Neg, &[q]);
+                let l = b.scale(d[0], cy);
+                let r = b.scale(d[1], cx);
+                b.add(l, r)
+            }),
+        ),
+        Hypot => r(
+            Method("hypot"),
+            2,
+            Float,
+            Some(|b, x, y, d| {
+                let ca = b.prim(Div, &[x[0], y]);
+                let cb = b.prim(Div, &[x[1], y]);
+                let l = b.scale(d[0], ca);
+                let r = b.scale(d[1], cb);
+                b.add(l, r)
+            }),
+        ),
+        Max => r(
+            Method("max"),
+            2,
+            Float,
+            Some(|b, x, _, d| b.balanced(Gt, x, d)),
+        ),
+        Min => r(
+            Method("min"),
+            2,
+            Float,
+            Some(|b, x, _, d| b.balanced(Lt, x, d)),
+        ),
+        MulAdd => r(
+            Method("mul_add"),
+            3,
+            Float,
+            Some(|b, x, _, d| {
+                let l = b.scale(d[0], x[1]);
+                let m = b.scale(d[1], x[0]);
+                let s = b.add(l, m);
+                b.add(s, d[2])
+            }),
+        ),
+        Clamp => r(
+            Method("clamp"),
+            3,
+            Float,
+            Some(|b, x, _, d| {
+                // x.clamp(lo, hi), as JAX's clamp: each input passes the gradient only where it is chosen strictly
+                let (v, lo, hi) = (x[0], x[1], x[2]);
+                let gl = b.prim(Gt, &[v, lo]);
+                let lh = b.prim(Lt, &[v, hi]);
+                let inside = b.prim(BitAnd, &[gl, lh]);
+                let cv = b.prim(Select, &[inside, f(1.0), f(0.0)]);
+                let below = b.prim(Gt, &[lo, v]);
+                let lohi = b.prim(Lt, &[lo, hi]);
+                let at_lo = b.prim(BitAnd, &[below, lohi]);
+                let cl = b.prim(Select, &[at_lo, f(1.0), f(0.0)]);
+                let above = b.prim(Lt, &[hi, v]);
+                let ch = b.prim(Select, &[above, f(1.0), f(0.0)]);
+                let a = b.scale(d[0], cv);
+                let l = b.scale(d[1], cl);
+                let h = b.scale(d[2], ch);
+                let s = b.add(a, l);
+                b.add(s, h)
+            }),
+        ),
     }
 }
 
@@ -415,18 +641,23 @@ impl Prim {
     pub fn from_method(name: &str) -> Option<Prim> {
         use Prim::*;
         const METHODS: &[Prim] = &[
-            Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp, Exp2, ExpM1, Ln, Log, Log2, Log10,
-            Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot, Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
+            Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp,
+            Exp2, ExpM1, Ln, Log, Log2, Log10, Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot,
+            Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
         ];
-        METHODS.iter().copied().find(|p| matches!(row(*p).syntax, Syntax::Method(m) if m == name))
+        METHODS
+            .iter()
+            .copied()
+            .find(|p| matches!(row(*p).syntax, Syntax::Method(m) if m == name))
     }
 
     /// The names of the supported float methods, for error messages.
     pub fn method_names() -> String {
         use Prim::*;
         let all = [
-            Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp, Exp2, ExpM1, Ln, Log, Log2, Log10,
-            Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot, Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
+            Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp,
+            Exp2, ExpM1, Ln, Log, Log2, Log10, Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot,
+            Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
         ];
         all.iter()
             .filter_map(|p| match row(*p).syntax {
@@ -474,17 +705,27 @@ pub struct Rules<'f> {
 
 impl<'f> Rules<'f> {
     pub fn new(func: &'f mut Func) -> Self {
-        Rules { func, stmts: Vec::new(), linear: HashSet::new() }
+        Rules {
+            func,
+            stmts: Vec::new(),
+            linear: HashSet::new(),
+        }
     }
 
     /// `let v = p(args);`, returning `v`.
     pub fn prim(&mut self, p: Prim, args: &[Atom]) -> Atom {
         let kinds: Vec<Kind> = args.iter().map(|a| self.func.kind(*a)).collect();
         let var = self.func.new_var("d", p.out_kind(&kinds), false);
-        if args.iter().any(|a| matches!(a, Atom::Var(v) if self.linear.contains(v))) {
+        if args
+            .iter()
+            .any(|a| matches!(a, Atom::Var(v) if self.linear.contains(v)))
+        {
             self.linear.insert(var);
         }
-        self.stmts.push(Stmt::Let { var, rhs: Rhs::Prim(p, args.to_vec()) });
+        self.stmts.push(Stmt::Let {
+            var,
+            rhs: Rhs::Prim(p, args.to_vec()),
+        });
         Atom::Var(var)
     }
 

@@ -1,7 +1,7 @@
 //! Forward mode: IR -> IR with a tangent beside every varied value.
 
 use crate::ir::*;
-use crate::primitives::{row, Rules};
+use crate::primitives::{Rules, row};
 use std::collections::{HashMap, HashSet};
 
 /// The JVP of a function: its body computes both the value and the tangent.
@@ -14,12 +14,18 @@ pub struct JvpOut {
 
 /// Forward mode of `func`, whose varied variables are `varied`.
 pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
-    let mut t = Jvp { func: func.clone(), varied, tan: HashMap::new() };
+    let mut t = Jvp {
+        func: func.clone(),
+        varied,
+        tan: HashMap::new(),
+    };
     let mut tangent_params = Vec::new();
     for p in &func.params {
         if p.active {
             let info = func.info(p.var).clone();
-            let d = t.func.new_var(&format!("d{}", info.name), info.kind, false);
+            let d = t
+                .func
+                .new_var(&format!("d{}", info.name), info.kind, info.mutable);
             t.tan.insert(p.var, d);
             tangent_params.push((p.var, d));
         }
@@ -29,14 +35,20 @@ pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
     for v in ordered {
         if !t.tan.contains_key(&v) {
             let info = func.info(v).clone();
-            let d = t.func.new_var(&format!("{}_dot", info.name), info.kind, info.mutable);
+            let d = t
+                .func
+                .new_var(&format!("{}_dot", info.name), info.kind, info.mutable);
             t.tan.insert(v, d);
         }
     }
     let body = t.block(&func.body);
     let tangent = t.tan_atom(func.output).unwrap_or(Atom::Float(0.0));
     t.func.body = body;
-    JvpOut { func: t.func, tangent_params, tangent }
+    JvpOut {
+        func: t.func,
+        tangent_params,
+        tangent,
+    }
 }
 
 struct Jvp<'a> {
@@ -81,7 +93,12 @@ impl Jvp<'_> {
             Stmt::Let { var, rhs } if self.varied.contains(var) => {
                 let d = self.tan_var(*var);
                 match rhs {
-                    Rhs::Call { func, args, mode: CallMode::Primal, span } => {
+                    Rhs::Call {
+                        func,
+                        args,
+                        mode: CallMode::Primal,
+                        span,
+                    } => {
                         let mut all = args.clone();
                         for a in args {
                             let kind = self.func.kind(a.atom);
@@ -89,21 +106,47 @@ impl Jvp<'_> {
                                 continue;
                             }
                             match self.tan_atom(a.atom) {
-                                Some(t) => all.push(Arg { atom: t, borrow: a.borrow }),
+                                Some(t) => all.push(Arg {
+                                    atom: t,
+                                    borrow: a.borrow,
+                                }),
                                 None => match (a.atom, &kind) {
                                     (Atom::Var(v), Kind::Seq(s, _)) => {
                                         let z = self.func.new_var("zero", kind.clone(), false);
-                                        out.push(Stmt::Let { var: z, rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)) });
-                                        all.push(Arg { atom: Atom::Var(z), borrow: a.borrow || *s != Seq::Array });
+                                        out.push(Stmt::Let {
+                                            var: z,
+                                            rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)),
+                                        });
+                                        all.push(Arg {
+                                            atom: Atom::Var(z),
+                                            borrow: a.borrow || *s != Seq::Array,
+                                        });
                                     }
-                                    _ => all.push(Arg { atom: Atom::Float(0.0), borrow: false }),
+                                    _ => all.push(Arg {
+                                        atom: Atom::Float(0.0),
+                                        borrow: false,
+                                    }),
                                 },
                             }
                         }
                         let r = self.func.new_var("r", Kind::Opaque, false);
-                        out.push(Stmt::Let { var: r, rhs: Rhs::Call { func: func.clone(), args: all, mode: CallMode::Jvp, span: *span } });
-                        out.push(Stmt::Let { var: *var, rhs: Rhs::Field(r, 0) });
-                        out.push(Stmt::Let { var: d, rhs: Rhs::Field(r, 1) });
+                        out.push(Stmt::Let {
+                            var: r,
+                            rhs: Rhs::Call {
+                                func: func.clone(),
+                                args: all,
+                                mode: CallMode::Jvp,
+                                span: *span,
+                            },
+                        });
+                        out.push(Stmt::Let {
+                            var: *var,
+                            rhs: Rhs::Field(r, 0),
+                        });
+                        out.push(Stmt::Let {
+                            var: d,
+                            rhs: Rhs::Field(r, 1),
+                        });
                         return;
                     }
                     _ => out.push(s.clone()),
@@ -114,9 +157,12 @@ impl Jvp<'_> {
                         None => self.zero_for(*var),
                     },
                     Rhs::Prim(p, args) => {
-                        let tans: Vec<Option<Atom>> = args.iter().map(|a| self.tan_atom(*a)).collect();
+                        let tans: Vec<Option<Atom>> =
+                            args.iter().map(|a| self.tan_atom(*a)).collect();
                         let mut rules = Rules::new(&mut self.func);
-                        let t = row(*p).jvp.and_then(|rule| rule(&mut rules, args, Atom::Var(*var), &tans));
+                        let t = row(*p)
+                            .jvp
+                            .and_then(|rule| rule(&mut rules, args, Atom::Var(*var), &tans));
                         out.append(&mut rules.stmts);
                         match t {
                             Some(t) => Rhs::Atom(t),
@@ -127,14 +173,30 @@ impl Jvp<'_> {
                     Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
                     Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
                     Rhs::Pop(v) => Rhs::Pop(self.tan_var(*v)),
-                    Rhs::Tuple(items) => Rhs::Tuple(items.iter().map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0))).collect()),
+                    Rhs::Tuple(items) => Rhs::Tuple(
+                        items
+                            .iter()
+                            .map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0)))
+                            .collect(),
+                    ),
                     Rhs::NewSeq(n) => Rhs::NewSeq(match n {
-                        NewSeq::Filled { value, len } => NewSeq::Filled { value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)), len: *len },
-                        NewSeq::Empty { capacity } => NewSeq::Empty { capacity: *capacity },
-                        NewSeq::ArrayOf(items) => NewSeq::ArrayOf(items.iter().map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0))).collect()),
-                        NewSeq::ArrayRepeat { value, len } => {
-                            NewSeq::ArrayRepeat { value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)), len: len.clone() }
-                        }
+                        NewSeq::Filled { value, len } => NewSeq::Filled {
+                            value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)),
+                            len: *len,
+                        },
+                        NewSeq::Empty { capacity } => NewSeq::Empty {
+                            capacity: *capacity,
+                        },
+                        NewSeq::ArrayOf(items) => NewSeq::ArrayOf(
+                            items
+                                .iter()
+                                .map(|a| self.tan_atom(*a).unwrap_or(Atom::Float(0.0)))
+                                .collect(),
+                        ),
+                        NewSeq::ArrayRepeat { value, len } => NewSeq::ArrayRepeat {
+                            value: self.tan_atom(*value).unwrap_or(Atom::Float(0.0)),
+                            len: len.clone(),
+                        },
                         NewSeq::ZerosLike(v) => NewSeq::ZerosLike(*v),
                     }),
                     Rhs::Uninit => Rhs::Uninit,
@@ -146,57 +208,112 @@ impl Jvp<'_> {
                 out.push(s.clone());
                 if self.varied.contains(var) {
                     let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
-                    out.push(Stmt::Assign { var: self.tan_var(*var), value: t });
+                    out.push(Stmt::Assign {
+                        var: self.tan_var(*var),
+                        value: t,
+                    });
                 }
             }
             Stmt::AddAssign { var, value } => {
                 out.push(s.clone());
                 if let (true, Some(t)) = (self.varied.contains(var), self.tan_atom(*value)) {
-                    out.push(Stmt::AddAssign { var: self.tan_var(*var), value: t });
+                    out.push(Stmt::AddAssign {
+                        var: self.tan_var(*var),
+                        value: t,
+                    });
                 }
             }
-            Stmt::Store { array, index, value } => {
+            Stmt::Store {
+                array,
+                index,
+                value,
+            } => {
                 out.push(s.clone());
                 if self.varied.contains(array) {
                     let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
-                    out.push(Stmt::Store { array: self.tan_var(*array), index: *index, value: t });
+                    out.push(Stmt::Store {
+                        array: self.tan_var(*array),
+                        index: *index,
+                        value: t,
+                    });
                 }
             }
-            Stmt::AddStore { array, index, value } => {
+            Stmt::AddStore {
+                array,
+                index,
+                value,
+            } => {
                 out.push(s.clone());
                 if let (true, Some(t)) = (self.varied.contains(array), self.tan_atom(*value)) {
-                    out.push(Stmt::AddStore { array: self.tan_var(*array), index: *index, value: t });
+                    out.push(Stmt::AddStore {
+                        array: self.tan_var(*array),
+                        index: *index,
+                        value: t,
+                    });
                 }
             }
             Stmt::AddSeq { target, value } => {
                 out.push(s.clone());
                 if self.varied.contains(target) && self.is_varied(Atom::Var(*value)) {
-                    out.push(Stmt::AddSeq { target: self.tan_var(*target), value: self.tan_var(*value) });
+                    out.push(Stmt::AddSeq {
+                        target: self.tan_var(*target),
+                        value: self.tan_var(*value),
+                    });
                 }
             }
             Stmt::Push { array, value } => {
                 out.push(s.clone());
                 if self.varied.contains(array) {
                     let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
-                    out.push(Stmt::Push { array: self.tan_var(*array), value: t });
+                    out.push(Stmt::Push {
+                        array: self.tan_var(*array),
+                        value: t,
+                    });
                 }
             }
             Stmt::If { cond, then, els } => {
                 let then = self.block(then);
                 let els = self.block(els);
-                out.push(Stmt::If { cond: *cond, then, els });
+                out.push(Stmt::If {
+                    cond: *cond,
+                    then,
+                    els,
+                });
             }
             Stmt::Match { scrut, arms } => {
-                let arms = arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.block(&a.body) }).collect();
-                out.push(Stmt::Match { scrut: *scrut, arms });
+                let arms = arms
+                    .iter()
+                    .map(|a| Arm {
+                        pat: a.pat.clone(),
+                        binds: a.binds.clone(),
+                        body: self.block(&a.body),
+                    })
+                    .collect();
+                out.push(Stmt::Match {
+                    scrut: *scrut,
+                    arms,
+                });
             }
-            Stmt::For { index, range, body, exit } => {
+            Stmt::For {
+                index,
+                range,
+                body,
+                exit,
+            } => {
                 let body = self.block(body);
-                out.push(Stmt::For { index: *index, range: range.clone(), body, exit: exit.clone() });
+                out.push(Stmt::For {
+                    index: *index,
+                    range: range.clone(),
+                    body,
+                    exit: exit.clone(),
+                });
             }
             Stmt::Loop { body, exit } => {
                 let body = self.block(body);
-                out.push(Stmt::Loop { body, exit: exit.clone() });
+                out.push(Stmt::Loop {
+                    body,
+                    exit: exit.clone(),
+                });
             }
             // Inactive lets, logs and undo: the primal as it is.
             other => out.push(other.clone()),

@@ -20,7 +20,7 @@
 //! Derivatives of primitives are linearize-then-transpose over the primitive table.
 
 use crate::ir::*;
-use crate::primitives::{row, Rules};
+use crate::primitives::{Rules, row};
 use std::collections::{HashMap, HashSet};
 
 /// The VJP of a function.
@@ -38,7 +38,12 @@ pub struct VjpOut {
 
 /// Reverse mode of `func`, whose varied variables are `varied`.
 pub fn vjp(func: &Func, varied: &HashSet<Var>) -> VjpOut {
-    let mut t = Vjp { func: func.clone(), varied, adj: HashMap::new(), logs: HashMap::new() };
+    let mut t = Vjp {
+        func: func.clone(),
+        varied,
+        adj: HashMap::new(),
+        logs: HashMap::new(),
+    };
     let (fwd, rev) = t.block(&func.body);
     let out_kind = func.kind(func.output);
     let seed = t.func.new_var("ct", out_kind, false);
@@ -47,19 +52,31 @@ pub fn vjp(func: &Func, varied: &HashSet<Var>) -> VjpOut {
     for p in &func.params {
         if p.active {
             let a = t.adj(p.var);
-            rstmts.push(Stmt::Let { var: a, rhs: t.zero_for(p.var) });
+            rstmts.push(Stmt::Let {
+                var: a,
+                rhs: t.zero_for(p.var),
+            });
             grads.push(Atom::Var(a));
         }
     }
     rstmts.extend(t.decl_adjoints(&func.body));
-    if let Atom::Var(o) = func.output {
-        if varied.contains(&o) {
-            let a = t.adj(o);
-            rstmts.push(Stmt::AddAssign { var: a, value: Atom::Var(seed) });
-        }
+    if let Atom::Var(o) = func.output
+        && varied.contains(&o)
+    {
+        let a = t.adj(o);
+        rstmts.push(Stmt::AddAssign {
+            var: a,
+            value: Atom::Var(seed),
+        });
     }
     rstmts.extend(rev);
-    VjpOut { func: t.func, fwd: Block { stmts: fwd }, seed, rev: Block { stmts: rstmts }, grads }
+    VjpOut {
+        func: t.func,
+        fwd: Block { stmts: fwd },
+        seed,
+        rev: Block { stmts: rstmts },
+        grads,
+    }
 }
 
 struct Vjp<'a> {
@@ -103,11 +120,14 @@ impl Vjp<'_> {
     fn decl_adjoints(&mut self, b: &Block) -> Vec<Stmt> {
         let mut out = Vec::new();
         for s in &b.stmts {
-            if let Stmt::Let { var, .. } = s {
-                if self.varied.contains(var) {
-                    let a = self.adj(*var);
-                    out.push(Stmt::Let { var: a, rhs: self.zero_for(*var) });
-                }
+            if let Stmt::Let { var, .. } = s
+                && self.varied.contains(var)
+            {
+                let a = self.adj(*var);
+                out.push(Stmt::Let {
+                    var: a,
+                    rhs: self.zero_for(*var),
+                });
             }
         }
         out
@@ -142,27 +162,55 @@ impl Vjp<'_> {
             match s {
                 Stmt::Store { array, index, .. } => {
                     if let Some(log) = self.logs.get(array) {
-                        out.push(Stmt::LogWrite { log: *log, array: *array, index: Some(*index) });
+                        out.push(Stmt::LogWrite {
+                            log: *log,
+                            array: *array,
+                            index: Some(*index),
+                        });
                     }
                     out.push(s.clone());
                 }
                 Stmt::Push { array, .. } => {
                     if let Some(log) = self.logs.get(array) {
-                        out.push(Stmt::LogWrite { log: *log, array: *array, index: None });
+                        out.push(Stmt::LogWrite {
+                            log: *log,
+                            array: *array,
+                            index: None,
+                        });
                     }
                     out.push(s.clone());
                 }
-                Stmt::If { cond, then, els } => {
-                    out.push(Stmt::If { cond: *cond, then: self.primal_logged(then), els: self.primal_logged(els) })
-                }
+                Stmt::If { cond, then, els } => out.push(Stmt::If {
+                    cond: *cond,
+                    then: self.primal_logged(then),
+                    els: self.primal_logged(els),
+                }),
                 Stmt::Match { scrut, arms } => out.push(Stmt::Match {
                     scrut: *scrut,
-                    arms: arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.primal_logged(&a.body) }).collect(),
+                    arms: arms
+                        .iter()
+                        .map(|a| Arm {
+                            pat: a.pat.clone(),
+                            binds: a.binds.clone(),
+                            body: self.primal_logged(&a.body),
+                        })
+                        .collect(),
                 }),
-                Stmt::For { index, range, body, exit } => {
-                    out.push(Stmt::For { index: *index, range: range.clone(), body: self.primal_logged(body), exit: exit.clone() })
-                }
-                Stmt::Loop { body, exit } => out.push(Stmt::Loop { body: self.primal_logged(body), exit: exit.clone() }),
+                Stmt::For {
+                    index,
+                    range,
+                    body,
+                    exit,
+                } => out.push(Stmt::For {
+                    index: *index,
+                    range: range.clone(),
+                    body: self.primal_logged(body),
+                    exit: exit.clone(),
+                }),
+                Stmt::Loop { body, exit } => out.push(Stmt::Loop {
+                    body: self.primal_logged(body),
+                    exit: exit.clone(),
+                }),
                 other => out.push(other.clone()),
             }
         }
@@ -179,13 +227,20 @@ impl Vjp<'_> {
         let reads: Vec<Var> = read_vars(b).into_iter().filter(outer_scalar).collect();
         let assigned = assigned_vars(b);
         let writes: Vec<Var> = assigned.iter().copied().filter(outer_scalar).collect();
-        let seqs: Vec<Var> = assigned.iter().copied().filter(|v| self.logs.contains_key(v) && !declared.contains(v)).collect();
+        let seqs: Vec<Var> = assigned
+            .iter()
+            .copied()
+            .filter(|v| self.logs.contains_key(v) && !declared.contains(v))
+            .collect();
         (reads, writes, seqs)
     }
 
     fn new_stack(&mut self, name: &str, fwd: &mut Vec<Stmt>) -> Var {
         let s = self.func.new_var(name, Kind::Opaque, true);
-        fwd.push(Stmt::Let { var: s, rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }) });
+        fwd.push(Stmt::Let {
+            var: s,
+            rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }),
+        });
         s
     }
 
@@ -198,36 +253,66 @@ impl Vjp<'_> {
                 let mut rev = Vec::new();
                 if self.varied.contains(var) {
                     let a = self.adj(*var);
-                    if self.is_varied(*value) {
-                        if let Atom::Var(u) = value {
-                            let au = self.adj(*u);
-                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(a) });
-                        }
+                    if self.is_varied(*value)
+                        && let Atom::Var(u) = value
+                    {
+                        let au = self.adj(*u);
+                        rev.push(Stmt::AddAssign {
+                            var: au,
+                            value: Atom::Var(a),
+                        });
                     }
-                    rev.push(Stmt::Assign { var: a, value: Atom::Float(0.0) });
+                    rev.push(Stmt::Assign {
+                        var: a,
+                        value: Atom::Float(0.0),
+                    });
                 }
                 (vec![s.clone()], rev)
             }
-            Stmt::Store { array, index, value } => {
+            Stmt::Store {
+                array,
+                index,
+                value,
+            } => {
                 let mut fwd = Vec::new();
                 let mut rev = Vec::new();
                 if let Some(log) = self.logs.get(array).copied() {
-                    fwd.push(Stmt::LogWrite { log, array: *array, index: Some(*index) });
-                    rev.push(Stmt::Undo { log, array: *array, mark: None });
+                    fwd.push(Stmt::LogWrite {
+                        log,
+                        array: *array,
+                        index: Some(*index),
+                    });
+                    rev.push(Stmt::Undo {
+                        log,
+                        array: *array,
+                        mark: None,
+                    });
                 }
                 fwd.push(s.clone());
                 if self.varied.contains(array) {
                     let a = self.adj(*array);
                     let mut adj = Vec::new();
-                    if let Atom::Var(u) = value {
-                        if self.varied.contains(u) {
-                            let e = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
-                            adj.push(Stmt::Let { var: e, rhs: Rhs::Index(a, *index) });
-                            let au = self.adj(*u);
-                            adj.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
-                        }
+                    if let Atom::Var(u) = value
+                        && self.varied.contains(u)
+                    {
+                        let e = self
+                            .func
+                            .new_var("g", self.func.info(*u).kind.clone(), false);
+                        adj.push(Stmt::Let {
+                            var: e,
+                            rhs: Rhs::Index(a, *index),
+                        });
+                        let au = self.adj(*u);
+                        adj.push(Stmt::AddAssign {
+                            var: au,
+                            value: Atom::Var(e),
+                        });
                     }
-                    adj.push(Stmt::Store { array: a, index: *index, value: Atom::Float(0.0) });
+                    adj.push(Stmt::Store {
+                        array: a,
+                        index: *index,
+                        value: Atom::Float(0.0),
+                    });
                     adj.extend(rev);
                     rev = adj;
                 }
@@ -243,17 +328,31 @@ impl Vjp<'_> {
                         _ => Kind::Opaque,
                     };
                     let e = self.func.new_var("g", kind, false);
-                    rev.push(Stmt::Let { var: e, rhs: Rhs::Pop(a) });
-                    if let Atom::Var(u) = value {
-                        if self.varied.contains(u) {
-                            let au = self.adj(*u);
-                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
-                        }
+                    rev.push(Stmt::Let {
+                        var: e,
+                        rhs: Rhs::Pop(a),
+                    });
+                    if let Atom::Var(u) = value
+                        && self.varied.contains(u)
+                    {
+                        let au = self.adj(*u);
+                        rev.push(Stmt::AddAssign {
+                            var: au,
+                            value: Atom::Var(e),
+                        });
                     }
                 }
                 if let Some(log) = self.logs.get(array).copied() {
-                    fwd.push(Stmt::LogWrite { log, array: *array, index: None });
-                    rev.push(Stmt::Undo { log, array: *array, mark: None });
+                    fwd.push(Stmt::LogWrite {
+                        log,
+                        array: *array,
+                        index: None,
+                    });
+                    rev.push(Stmt::Undo {
+                        log,
+                        array: *array,
+                        mark: None,
+                    });
                 }
                 fwd.push(s.clone());
                 (fwd, rev)
@@ -269,8 +368,13 @@ impl Vjp<'_> {
         let info = self.func.info(var).clone();
         if info.mutable && !info.kind.is_scalar() && !matches!(rhs, Rhs::Uninit) {
             // A Vec/array that may be written: give it an undo log.
-            let log = self.func.new_var(&format!("{}_log", info.name), Kind::Opaque, true);
-            fwd.push(Stmt::Let { var: log, rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }) });
+            let log = self
+                .func
+                .new_var(&format!("{}_log", info.name), Kind::Opaque, true);
+            fwd.push(Stmt::Let {
+                var: log,
+                rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }),
+            });
             self.logs.insert(var, log);
         }
         if !self.varied.contains(&var) {
@@ -282,45 +386,129 @@ impl Vjp<'_> {
             Rhs::Atom(Atom::Var(u)) if self.varied.contains(u) => {
                 let au = self.adj(*u);
                 if info.kind.is_scalar() {
-                    rev.push(Stmt::AddAssign { var: au, value: Atom::Var(a) });
+                    rev.push(Stmt::AddAssign {
+                        var: au,
+                        value: Atom::Var(a),
+                    });
                 } else {
-                    rev.push(Stmt::AddSeq { target: au, value: a });
+                    rev.push(Stmt::AddSeq {
+                        target: au,
+                        value: a,
+                    });
                 }
             }
             Rhs::Prim(p, args) => rev = self.transpose_prim(*p, args, var, a),
-            Rhs::Index(v, i) => rev.push(Stmt::AddStore { array: self.adj(*v), index: *i, value: Atom::Var(a) }),
-            Rhs::NewSeq(NewSeq::Filled { value: Atom::Var(u), .. }) | Rhs::NewSeq(NewSeq::ArrayRepeat { value: Atom::Var(u), .. })
-                if self.varied.contains(u) =>
-            {
-                let sum = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
-                rev.push(Stmt::Let { var: sum, rhs: Rhs::Sum(a) });
+            Rhs::Index(v, i) => rev.push(Stmt::AddStore {
+                array: self.adj(*v),
+                index: *i,
+                value: Atom::Var(a),
+            }),
+            Rhs::NewSeq(NewSeq::Filled {
+                value: Atom::Var(u),
+                ..
+            })
+            | Rhs::NewSeq(NewSeq::ArrayRepeat {
+                value: Atom::Var(u),
+                ..
+            }) if self.varied.contains(u) => {
+                let sum = self
+                    .func
+                    .new_var("g", self.func.info(*u).kind.clone(), false);
+                rev.push(Stmt::Let {
+                    var: sum,
+                    rhs: Rhs::Sum(a),
+                });
                 let au = self.adj(*u);
-                rev.push(Stmt::AddAssign { var: au, value: Atom::Var(sum) });
+                rev.push(Stmt::AddAssign {
+                    var: au,
+                    value: Atom::Var(sum),
+                });
             }
             Rhs::NewSeq(NewSeq::ArrayOf(items)) => {
                 for (k, item) in items.iter().enumerate() {
-                    if let Atom::Var(u) = item {
-                        if self.varied.contains(u) {
-                            let e = self.func.new_var("g", self.func.info(*u).kind.clone(), false);
-                            rev.push(Stmt::Let { var: e, rhs: Rhs::Index(a, Atom::Int(k as u128)) });
-                            let au = self.adj(*u);
-                            rev.push(Stmt::AddAssign { var: au, value: Atom::Var(e) });
-                        }
+                    if let Atom::Var(u) = item
+                        && self.varied.contains(u)
+                    {
+                        let e = self
+                            .func
+                            .new_var("g", self.func.info(*u).kind.clone(), false);
+                        rev.push(Stmt::Let {
+                            var: e,
+                            rhs: Rhs::Index(a, Atom::Int(k as u128)),
+                        });
+                        let au = self.adj(*u);
+                        rev.push(Stmt::AddAssign {
+                            var: au,
+                            value: Atom::Var(e),
+                        });
                     }
                 }
             }
-            Rhs::Call { func, args, mode: CallMode::Primal, span } => {
+            Rhs::Call {
+                func,
+                args,
+                mode: CallMode::Primal,
+                span,
+            } => {
                 // y, pullback = g_vjp(args); reverse: grads = pullback(y_bar).
-                let r = self.func.new_var("r", Kind::Opaque, false);
-                let pb = self.func.new_var("pullback", Kind::Opaque, false);
-                fwd = vec![
-                    Stmt::Let { var: r, rhs: Rhs::Call { func: func.clone(), args: args.clone(), mode: CallMode::Vjp, span: *span } },
-                    Stmt::Let { var, rhs: Rhs::Field(r, 0) },
-                    Stmt::Let { var: pb, rhs: Rhs::Field(r, 1) },
-                ];
+                // A pullback borrows the callee's slice arguments. When one is a local Vec, the
+                // reverse sweep (which owns that Vec) calls the callee's vjp again instead of
+                // keeping a pullback that would borrow from it.
+                let params: HashSet<Var> = self.func.params.iter().map(|p| p.var).collect();
+                let borrows_local = args.iter().any(|x| match x.atom {
+                    Atom::Var(v) => {
+                        !params.contains(&v) && matches!(self.func.info(v).kind, Kind::Seq(..))
+                    }
+                    _ => false,
+                });
                 let g = self.func.new_var("grads", Kind::Opaque, false);
-                rev.push(Stmt::Let { var: g, rhs: Rhs::CallVar { func: pb, args: vec![Atom::Var(a)] } });
-                let active: Vec<Atom> = args.iter().map(|x| x.atom).filter(|x| self.func.kind(*x).is_differentiable()).collect();
+                if borrows_local {
+                    let mode = CallMode::VjpApply(Atom::Var(a));
+                    rev.push(Stmt::Let {
+                        var: g,
+                        rhs: Rhs::Call {
+                            func: func.clone(),
+                            args: args.clone(),
+                            mode,
+                            span: *span,
+                        },
+                    });
+                } else {
+                    let r = self.func.new_var("r", Kind::Opaque, false);
+                    let pb = self.func.new_var("pullback", Kind::Opaque, false);
+                    let call = Stmt::Let {
+                        var: r,
+                        rhs: Rhs::Call {
+                            func: func.clone(),
+                            args: args.clone(),
+                            mode: CallMode::Vjp,
+                            span: *span,
+                        },
+                    };
+                    fwd = vec![
+                        call,
+                        Stmt::Let {
+                            var,
+                            rhs: Rhs::Field(r, 0),
+                        },
+                        Stmt::Let {
+                            var: pb,
+                            rhs: Rhs::Field(r, 1),
+                        },
+                    ];
+                    rev.push(Stmt::Let {
+                        var: g,
+                        rhs: Rhs::CallVar {
+                            func: pb,
+                            args: vec![Atom::Var(a)],
+                        },
+                    });
+                }
+                let active: Vec<Atom> = args
+                    .iter()
+                    .map(|x| x.atom)
+                    .filter(|x| self.func.kind(*x).is_differentiable())
+                    .collect();
                 let n = active.len();
                 for (k, x) in active.into_iter().enumerate() {
                     let Atom::Var(u) = x else { continue };
@@ -331,14 +519,23 @@ impl Vjp<'_> {
                         g
                     } else {
                         let gk = self.func.new_var("g", Kind::Opaque, false);
-                        rev.push(Stmt::Let { var: gk, rhs: Rhs::Field(g, k) });
+                        rev.push(Stmt::Let {
+                            var: gk,
+                            rhs: Rhs::Field(g, k),
+                        });
                         gk
                     };
                     let au = self.adj(u);
                     if self.func.info(u).kind.is_scalar() {
-                        rev.push(Stmt::AddAssign { var: au, value: Atom::Var(gk) });
+                        rev.push(Stmt::AddAssign {
+                            var: au,
+                            value: Atom::Var(gk),
+                        });
                     } else {
-                        rev.push(Stmt::AddSeq { target: au, value: gk });
+                        rev.push(Stmt::AddSeq {
+                            target: au,
+                            value: gk,
+                        });
                     }
                 }
             }
@@ -349,7 +546,9 @@ impl Vjp<'_> {
 
     /// Linearize `var = p(args)` through its JVP rule and transpose the linear part.
     fn transpose_prim(&mut self, p: Prim, args: &[Atom], var: Var, ct: Var) -> Vec<Stmt> {
-        let Some(rule) = row(p).jvp else { return vec![] };
+        let Some(rule) = row(p).jvp else {
+            return vec![];
+        };
         let mut rules = Rules::new(&mut self.func);
         let mut placeholders = Vec::new();
         let tans: Vec<Option<Atom>> = args
@@ -365,22 +564,40 @@ impl Vjp<'_> {
                 _ => None,
             })
             .collect();
-        let Some(Atom::Var(out)) = rule(&mut rules, args, Atom::Var(var), &tans) else { return vec![] };
+        let Some(Atom::Var(out)) = rule(&mut rules, args, Atom::Var(var), &tans) else {
+            return vec![];
+        };
         let linear = rules.linear.clone();
         let emitted = std::mem::take(&mut rules.stmts);
-        let (lin_stmts, primal): (Vec<Stmt>, Vec<Stmt>) =
-            emitted.into_iter().partition(|s| matches!(s, Stmt::Let { var, .. } if linear.contains(var)));
+        let (lin_stmts, primal): (Vec<Stmt>, Vec<Stmt>) = emitted
+            .into_iter()
+            .partition(|s| matches!(s, Stmt::Let { var, .. } if linear.contains(var)));
         // Cotangents of linear variables, accumulated while walking the linear part backwards.
         let mut cts: HashMap<Var, Atom> = HashMap::new();
         cts.insert(out, Atom::Var(ct));
         for s in lin_stmts.iter().rev() {
-            let Stmt::Let { var: l, rhs: Rhs::Prim(q, qargs) } = s else { continue };
-            let Some(c) = cts.get(l).copied() else { continue };
-            let Some(tr) = row(*q).transpose else { continue };
-            let lin: Vec<bool> = qargs.iter().map(|a| matches!(a, Atom::Var(v) if linear.contains(v))).collect();
+            let Stmt::Let {
+                var: l,
+                rhs: Rhs::Prim(q, qargs),
+            } = s
+            else {
+                continue;
+            };
+            let Some(c) = cts.get(l).copied() else {
+                continue;
+            };
+            let Some(tr) = row(*q).transpose else {
+                continue;
+            };
+            let lin: Vec<bool> = qargs
+                .iter()
+                .map(|a| matches!(a, Atom::Var(v) if linear.contains(v)))
+                .collect();
             let contribs = tr(&mut rules, c, qargs, &lin);
             for (a, cv) in qargs.iter().zip(contribs) {
-                let (Atom::Var(av), Some(cv)) = (a, cv) else { continue };
+                let (Atom::Var(av), Some(cv)) = (a, cv) else {
+                    continue;
+                };
                 let new = match cts.get(av).copied() {
                     Some(prev) => rules.prim(Prim::Add, &[prev, cv]),
                     None => cv,
@@ -404,32 +621,63 @@ impl Vjp<'_> {
     /// `if` / `match`: save the outer scalars read, run the primal; reverse: restore, re-run the
     /// branch taken with its own sweeps.
     fn branch(&mut self, s: &Stmt) -> Sweeps {
-        let whole = Block { stmts: vec![s.clone()] };
+        let whole = Block {
+            stmts: vec![s.clone()],
+        };
         let (reads, _, seqs) = self.footprint(&whole);
         let mut fwd = Vec::new();
         let mut rev = Vec::new();
         for m in reads {
             let info = self.func.info(m).clone();
-            let snap = self.func.new_var(&format!("{}_saved", info.name), info.kind, false);
-            fwd.push(Stmt::Let { var: snap, rhs: Rhs::Atom(Atom::Var(m)) });
-            rev.push(Stmt::Assign { var: m, value: Atom::Var(snap) });
+            let snap = self
+                .func
+                .new_var(&format!("{}_saved", info.name), info.kind, false);
+            fwd.push(Stmt::Let {
+                var: snap,
+                rhs: Rhs::Atom(Atom::Var(m)),
+            });
+            rev.push(Stmt::Assign {
+                var: m,
+                value: Atom::Var(snap),
+            });
         }
         for a in seqs {
             let log = self.logs[&a];
             let mark = self.func.new_var("mark", Kind::Int, false);
-            fwd.push(Stmt::Let { var: mark, rhs: Rhs::Len(log) });
-            rev.push(Stmt::Undo { log, array: a, mark: Some(Atom::Var(mark)) });
+            fwd.push(Stmt::Let {
+                var: mark,
+                rhs: Rhs::Len(log),
+            });
+            rev.push(Stmt::Undo {
+                log,
+                array: a,
+                mark: Some(Atom::Var(mark)),
+            });
         }
         fwd.extend(self.primal_logged(&whole).stmts);
         match s {
             Stmt::If { cond, then, els } => {
                 let then = self.joint(then);
                 let els = self.joint(els);
-                rev.push(Stmt::If { cond: *cond, then, els });
+                rev.push(Stmt::If {
+                    cond: *cond,
+                    then,
+                    els,
+                });
             }
             Stmt::Match { scrut, arms } => {
-                let arms = arms.iter().map(|a| Arm { pat: a.pat.clone(), binds: a.binds.clone(), body: self.joint(&a.body) }).collect();
-                rev.push(Stmt::Match { scrut: *scrut, arms });
+                let arms = arms
+                    .iter()
+                    .map(|a| Arm {
+                        pat: a.pat.clone(),
+                        binds: a.binds.clone(),
+                        body: self.joint(&a.body),
+                    })
+                    .collect();
+                rev.push(Stmt::Match {
+                    scrut: *scrut,
+                    arms,
+                });
             }
             _ => {}
         }
@@ -444,16 +692,32 @@ impl Vjp<'_> {
             _ => return (vec![s.clone()], vec![]),
         };
         let (reads, writes, seqs) = self.footprint(body);
-        let carried: Vec<Var> = writes.iter().copied().filter(|w| reads.contains(w)).collect();
-        let fixed: Vec<Var> = reads.iter().copied().filter(|r| !writes.contains(r)).collect();
+        let carried: Vec<Var> = writes
+            .iter()
+            .copied()
+            .filter(|w| reads.contains(w))
+            .collect();
+        let fixed: Vec<Var> = reads
+            .iter()
+            .copied()
+            .filter(|r| !writes.contains(r))
+            .collect();
         let mut fwd = Vec::new();
         let mut rev = Vec::new();
         // Scalars the loop reads but never writes: saved once.
         for m in fixed {
             let info = self.func.info(m).clone();
-            let snap = self.func.new_var(&format!("{}_saved", info.name), info.kind, false);
-            fwd.push(Stmt::Let { var: snap, rhs: Rhs::Atom(Atom::Var(m)) });
-            rev.push(Stmt::Assign { var: m, value: Atom::Var(snap) });
+            let snap = self
+                .func
+                .new_var(&format!("{}_saved", info.name), info.kind, false);
+            fwd.push(Stmt::Let {
+                var: snap,
+                rhs: Rhs::Atom(Atom::Var(m)),
+            });
+            rev.push(Stmt::Assign {
+                var: m,
+                value: Atom::Var(snap),
+            });
         }
         // Per-iteration saves, taken at the start of each iteration.
         let mut at_start = Vec::new();
@@ -463,27 +727,56 @@ impl Vjp<'_> {
             let stack = self.new_stack("marks", &mut fwd);
             let log = self.logs[a];
             let len = self.func.new_var("mark", Kind::Int, false);
-            at_start.push(Stmt::Let { var: len, rhs: Rhs::Len(log) });
-            at_start.push(Stmt::Push { array: stack, value: Atom::Var(len) });
+            at_start.push(Stmt::Let {
+                var: len,
+                rhs: Rhs::Len(log),
+            });
+            at_start.push(Stmt::Push {
+                array: stack,
+                value: Atom::Var(len),
+            });
             let m = self.func.new_var("mark", Kind::Int, false);
-            seq_marks.push(Stmt::Let { var: m, rhs: Rhs::Pop(stack) });
-            seq_marks.push(Stmt::Undo { log, array: *a, mark: Some(Atom::Var(m)) });
+            seq_marks.push(Stmt::Let {
+                var: m,
+                rhs: Rhs::Pop(stack),
+            });
+            seq_marks.push(Stmt::Undo {
+                log,
+                array: *a,
+                mark: Some(Atom::Var(m)),
+            });
         }
         for m in &carried {
             let info = self.func.info(*m).clone();
             let stack = self.new_stack(&format!("{}_stack", info.name), &mut fwd);
-            at_start.push(Stmt::Push { array: stack, value: Atom::Var(*m) });
+            at_start.push(Stmt::Push {
+                array: stack,
+                value: Atom::Var(*m),
+            });
             let t = self.func.new_var(&info.name, info.kind, false);
-            restore.push(Stmt::Let { var: t, rhs: Rhs::Pop(stack) });
-            restore.push(Stmt::Assign { var: *m, value: Atom::Var(t) });
+            restore.push(Stmt::Let {
+                var: t,
+                rhs: Rhs::Pop(stack),
+            });
+            restore.push(Stmt::Assign {
+                var: *m,
+                value: Atom::Var(t),
+            });
         }
         let primal = self.primal_logged(body);
         let joint = self.joint(body);
         match s {
-            Stmt::For { index, range, exit, .. } if exit.is_empty() && range.is_simple() => {
+            Stmt::For {
+                index, range, exit, ..
+            } if exit.is_empty() && range.is_simple() => {
                 let mut b = at_start;
                 b.extend(primal.stmts);
-                fwd.push(Stmt::For { index: *index, range: range.clone(), body: Block { stmts: b }, exit: vec![] });
+                fwd.push(Stmt::For {
+                    index: *index,
+                    range: range.clone(),
+                    body: Block { stmts: b },
+                    exit: vec![],
+                });
                 let mut rb = seq_marks;
                 rb.extend(restore);
                 rb.extend(joint.stmts);
@@ -494,7 +787,12 @@ impl Vjp<'_> {
                     }
                     _ => reversed.adapters.push(Adapter::Rev),
                 }
-                rev.push(Stmt::For { index: *index, range: reversed, body: Block { stmts: rb }, exit: vec![] });
+                rev.push(Stmt::For {
+                    index: *index,
+                    range: reversed,
+                    body: Block { stmts: rb },
+                    exit: vec![],
+                });
             }
             _ => {
                 // Record the index (for loops) and count trips through a stack of indices / unit marks.
@@ -504,24 +802,46 @@ impl Vjp<'_> {
                     _ => (Atom::Bool(true), None),
                 };
                 let mut b = at_start;
-                b.push(Stmt::Push { array: trips, value: marker });
+                b.push(Stmt::Push {
+                    array: trips,
+                    value: marker,
+                });
                 b.extend(primal.stmts);
                 let loop_stmt = match s {
-                    Stmt::For { index, range, .. } => Stmt::For { index: *index, range: range.clone(), body: Block { stmts: b }, exit: exit.clone() },
-                    _ => Stmt::Loop { body: Block { stmts: b }, exit: exit.clone() },
+                    Stmt::For { index, range, .. } => Stmt::For {
+                        index: *index,
+                        range: range.clone(),
+                        body: Block { stmts: b },
+                        exit: exit.clone(),
+                    },
+                    _ => Stmt::Loop {
+                        body: Block { stmts: b },
+                        exit: exit.clone(),
+                    },
                 };
                 fwd.push(loop_stmt);
                 let n = self.func.new_var("n", Kind::Int, false);
-                rev.push(Stmt::Let { var: n, rhs: Rhs::Len(trips) });
+                rev.push(Stmt::Let {
+                    var: n,
+                    rhs: Rhs::Len(trips),
+                });
                 let k = self.func.new_var("k", Kind::Int, false);
                 let popped = idx.unwrap_or_else(|| self.func.new_var("trip", Kind::Bool, false));
-                let mut rb = vec![Stmt::Let { var: popped, rhs: Rhs::Pop(trips) }];
+                let mut rb = vec![Stmt::Let {
+                    var: popped,
+                    rhs: Rhs::Pop(trips),
+                }];
                 rb.extend(seq_marks);
                 rb.extend(restore);
                 rb.extend(joint.stmts);
                 rev.push(Stmt::For {
                     index: k,
-                    range: Range { lo: Atom::Int(0), hi: Atom::Var(n), inclusive: false, adapters: vec![] },
+                    range: Range {
+                        lo: Atom::Int(0),
+                        hi: Atom::Var(n),
+                        inclusive: false,
+                        adapters: vec![],
+                    },
                     body: Block { stmts: rb },
                     exit: vec![],
                 });
