@@ -269,3 +269,170 @@ fn mut_arguments_and_slice_calls() {
     let (px, _, _) = pb(1.0);
     close(&px, &gx, "calls vjp");
 }
+
+/// Counts the bytes the current thread has allocated and not freed, and their peak.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    fn add(d: isize) {
+        let _ = NOW.try_with(|n| {
+            n.set(n.get() + d);
+            let _ = PEAK.try_with(|p| p.set(p.get().max(n.get())));
+        });
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            add(l.size() as isize);
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            add(l.size() as isize);
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            add(-(l.size() as isize));
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            add(new as isize - l.size() as isize);
+            unsafe { System.realloc(p, l, new) }
+        }
+    }
+
+    /// Peak bytes allocated by `f` on this thread beyond what was live when it started.
+    pub fn peak_extra<R>(f: impl FnOnce() -> R) -> (R, isize) {
+        let start = NOW.with(|n| n.get());
+        PEAK.with(|p| p.set(start));
+        let r = f();
+        (r, PEAK.with(|p| p.get()) - start)
+    }
+}
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+#[test]
+fn rosen_grad_extra_memory_is_at_most_twice_the_input() {
+    let n = 100_000;
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.1).sin()).collect();
+    let input = (n * 8) as isize;
+    let (g, extra) = counting::peak_extra(|| rosen_grad(&x));
+    assert_eq!(g.len(), n);
+    assert!(extra <= 2 * input, "rosen_grad allocated {extra} bytes at peak for a {input}-byte input");
+    let (_, extra_vg) = counting::peak_extra(|| rosen_value_and_grad(&x));
+    assert!(extra_vg <= 2 * input, "rosen_value_and_grad allocated {extra_vg} bytes at peak for a {input}-byte input");
+    let (_, extra_vjp) = counting::peak_extra(|| {
+        let (_, pb) = rosen_vjp(&x);
+        pb(1.0)
+    });
+    assert!(extra_vjp <= 2 * input, "rosen_vjp + pullback allocated {extra_vjp} bytes at peak for a {input}-byte input");
+    println!("extra bytes for a {input}-byte input: grad {extra}, value_and_grad {extra_vg}, vjp {extra_vjp}");
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Plain,
+    Scaled(f64),
+    Power { k: i32 },
+}
+
+#[grad(wrt(x))]
+fn control_zoo(x: &[f64], mode: Mode, m: usize) -> f64 {
+    let n = x.len();
+    let mut buf = vec![0.0; n];
+    for (i, &xi) in x.iter().enumerate() {
+        buf[i] = match mode {
+            Mode::Plain => xi,
+            Mode::Scaled(c) => c * xi,
+            Mode::Power { k } => xi.powi(k),
+        };
+    }
+    // Overwrite in a second loop, reading the previous values.
+    for i in (1..n).rev().step_by(2) {
+        buf[i] = buf[i] * buf[i - 1] + 0.1;
+    }
+    let mut s = 0.0;
+    'outer: for i in 0..=m {
+        let mut j = 0;
+        while j < n {
+            j += 1;
+            if j % 3 == 0 {
+                continue;
+            }
+            let t = if buf[j - 1] > 0.0 { buf[j - 1].exp() } else { (-buf[j - 1]).ln_1p() };
+            s += t * (i as f64 + 1.0);
+            if s > 40.0 {
+                break 'outer;
+            }
+        }
+    }
+    let (a, b) = (s, buf[0]);
+    let s = a * 0.5 + b;
+    let found = loop {
+        if s > 0.0 {
+            break s.sqrt();
+        }
+        break -s;
+    };
+    let mut total = found;
+    for (p, q) in x.iter().zip(buf.iter()) {
+        total += p * q;
+    }
+    for _ in 0..0 {
+        total = total * 1e9;
+    }
+    total
+}
+
+#[test]
+fn control_flow_zoo_matches_finite_differences() {
+    let x = [0.3, -0.4, 0.8, 0.1, -0.9, 0.6, 0.25];
+    for mode in [Mode::Plain, Mode::Scaled(1.5), Mode::Power { k: 3 }] {
+        for m in [0, 1, 4] {
+            let g = control_zoo_grad(&x, mode, m);
+            close(&g, &fd(|v| control_zoo(v, mode, m), &x), "zoo");
+            for k in 0..x.len() {
+                let mut e = vec![0.0; x.len()];
+                e[k] = 1.0;
+                let (_, t) = control_zoo_jvp(&x, mode, m, &e);
+                close(&[t], &[g[k]], "zoo jvp");
+            }
+        }
+    }
+}
+
+#[grad]
+fn calls_in_loops(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        let h = helper(x[i], a);
+        if h > 0.0 {
+            s += h * weighted_norm(x, x);
+        } else {
+            s -= square(h);
+        }
+    }
+    s
+}
+
+#[grad]
+fn square(x: f64) -> f64 {
+    x * x
+}
+
+#[test]
+fn calls_inside_loops_and_branches() {
+    let x = [0.3, -0.4, 0.8];
+    let (gx, ga) = calls_in_loops_grad(&x, 0.7);
+    close(&gx, &fd(|v| calls_in_loops(v, 0.7), &x), "calls in loops x");
+    close(&[ga], &fd(|v| calls_in_loops(&x, v[0]), &[0.7]), "calls in loops a");
+}
