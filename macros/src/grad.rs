@@ -493,4 +493,46 @@ mod tests {
         );
         assert!(out.matches("compile_error").count() >= 2, "{out}");
     }
+
+    /// Times the expansion of every `#[grad]` function in the files of `FERRAX_TIME_DIR`.
+    #[test]
+    fn time_expansion_of_dir() {
+        let Ok(dir) = std::env::var("FERRAX_TIME_DIR") else {
+            return;
+        };
+        let mut items = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+            let Ok(src) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Ok(file) = syn::parse_file(&src) else {
+                continue;
+            };
+            for item in file.items {
+                if let syn::Item::Fn(mut f) = item {
+                    if let Some(pos) = f.attrs.iter().position(|a| a.path().is_ident("grad")) {
+                        let a = f.attrs.remove(pos);
+                        let args = match a.meta {
+                            syn::Meta::List(l) => l.tokens,
+                            _ => quote!(),
+                        };
+                        items.push((args, quote!(#f)));
+                    }
+                }
+            }
+        }
+        let t = std::time::Instant::now();
+        let mut bytes = 0;
+        for (a, f) in &items {
+            bytes += expand(a.clone(), f.clone())
+                .map(|t| t.to_string().len())
+                .unwrap_or(0);
+        }
+        println!(
+            "expanded {} functions in {:?} ({} bytes of output)",
+            items.len(),
+            t.elapsed(),
+            bytes
+        );
+    }
 }
