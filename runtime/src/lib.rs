@@ -74,11 +74,12 @@ pub use ops::Scalar;
 pub use random::Key;
 pub use tensor::Tensor;
 
-/// The items a user needs, re-exported by `ferrax::prelude`.
+/// The items a user needs, re-exported by `ferrax::prelude`. (Not [`Result`], which would
+/// shadow the standard one in the user's code.)
 pub mod prelude {
     pub use crate::device::Device;
     pub use crate::element::{DType, Element, Float};
-    pub use crate::error::{Error, Result};
+    pub use crate::error::Error;
     pub use crate::random::Key;
     pub use crate::tensor::Tensor;
 }

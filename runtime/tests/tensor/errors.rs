@@ -1,6 +1,7 @@
 //! Bad input: every failing operation's error names the operation, the shapes and the
 //! dtypes, the panicking form panics with that message, and the `try_` form returns it.
 
+use ferrax_runtime::Result;
 use ferrax_runtime::prelude::*;
 
 /// Asserts that `r` is an error whose message contains every one of `parts`.
