@@ -24,9 +24,10 @@ use super::ops;
 
 /// Element count above which kernels split work across rayon's threads.
 ///
-/// Expensive elementwise functions (exp, sin, ...) count several units per element, so
-/// they go parallel at a fraction of this length.
-pub const PAR_THRESHOLD: usize = 1 << 15;
+/// Waking a second thread costs some microseconds, so a cheap op (add, copy: a few
+/// elements per nanosecond) is split from about 100K elements. Expensive functions
+/// (exp, sin, ...) count as several elements each and split at a fraction of this length.
+pub const PAR_THRESHOLD: usize = 1 << 17;
 
 /// Elementwise unary operations on floats.
 #[derive(Clone, Copy, Debug, PartialEq)]

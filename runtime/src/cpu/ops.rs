@@ -141,8 +141,8 @@ macro_rules! unary_fns {
 unary_fns! {
     Neg, 1, |s, x| T::vneg(s, x);
     Abs, 1, |s, x| T::vabs(s, x);
-    Sqrt, 2, |s, x| T::vsqrt(s, x);
-    Recip, 2, |s, x| T::vdiv(s, T::splat(s, T::one()), x);
+    Sqrt, 1, |s, x| T::vsqrt(s, x);
+    Recip, 1, |s, x| T::vdiv(s, T::splat(s, T::one()), x);
     Relu, 1, |s, x| {
         let keep = T::mask_or(s, T::vgt(s, x, T::splat(s, T::zero())), T::mask_not(s, T::veq(s, x, x)));
         T::select(s, keep, x, T::splat(s, T::zero()))
@@ -152,12 +152,12 @@ unary_fns! {
         let neg = T::select(s, T::vlt(s, x, zero), T::splat(s, -T::one()), x);
         T::select(s, T::vgt(s, x, zero), T::splat(s, T::one()), neg)
     };
-    Exp, 8, |s, x| math::exp::<S, T>(s, x);
-    Expm1, 8, |s, x| math::expm1::<S, T>(s, x);
-    Ln, 8, |s, x| math::ln::<S, T>(s, x);
-    Log1p, 10, |s, x| math::log1p::<S, T>(s, x);
-    Tanh, 8, |s, x| math::tanh::<S, T>(s, x);
-    Sigmoid, 8, |s, x| math::sigmoid::<S, T>(s, x);
+    Exp, 4, |s, x| math::exp::<S, T>(s, x);
+    Expm1, 4, |s, x| math::expm1::<S, T>(s, x);
+    Ln, 4, |s, x| math::ln::<S, T>(s, x);
+    Log1p, 5, |s, x| math::log1p::<S, T>(s, x);
+    Tanh, 4, |s, x| math::tanh::<S, T>(s, x);
+    Sigmoid, 4, |s, x| math::sigmoid::<S, T>(s, x);
 }
 
 macro_rules! trig_fns {
@@ -165,7 +165,7 @@ macro_rules! trig_fns {
         #[derive(Clone, Copy)]
         struct $name;
         impl<T: MathFloat> UnaryFn<T> for $name {
-            const COST: usize = 8;
+            const COST: usize = 4;
             const FALLBACK: bool = true;
             #[inline(always)]
             fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
@@ -198,7 +198,7 @@ trig_fns! {
 struct Powi(i32);
 
 impl<T: MathFloat> UnaryFn<T> for Powi {
-    const COST: usize = 4;
+    const COST: usize = 2;
     #[inline(always)]
     fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
         let mut b = self.0.unsigned_abs();
