@@ -436,3 +436,22 @@ fn calls_inside_loops_and_branches() {
     close(&gx, &fd(|v| calls_in_loops(v, 0.7), &x), "calls in loops x");
     close(&[ga], &fd(|v| calls_in_loops(&x, v[0]), &[0.7]), "calls in loops a");
 }
+
+#[grad]
+fn copies(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    for i in 0..v.len() {
+        v[i] = v[i] * v[i] + x[i];
+    }
+    let mut s = 0.0;
+    for e in v.iter() {
+        s += e.cos();
+    }
+    s
+}
+
+#[test]
+fn to_vec_copies() {
+    let x = [0.3, -0.4, 0.8];
+    close(&copies_grad(&x), &fd(copies, &x), "copies");
+}

@@ -59,7 +59,9 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     match rhs {
         Rhs::Atom(a) => is(a),
         Rhs::Prim(p, args) => p.is_differentiable() && args.iter().any(is),
-        Rhs::Index(v, _) | Rhs::Sum(v) | Rhs::Field(v, _) => set.contains(v),
+        Rhs::Index(v, _) | Rhs::Sum(v) | Rhs::Field(v, _) | Rhs::NewSeq(NewSeq::CopyOf(v)) => {
+            set.contains(v)
+        }
         Rhs::NewSeq(NewSeq::Filled { value, .. })
         | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
         Rhs::NewSeq(NewSeq::ArrayOf(items)) | Rhs::Tuple(items) => items.iter().any(is),

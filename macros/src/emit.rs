@@ -244,6 +244,10 @@ impl Emitter<'_> {
                     let v = self.atom(*value);
                     quote!([#v; #len])
                 }
+                NewSeq::CopyOf(v) => {
+                    let id = self.var(*v);
+                    quote!(#id.to_vec())
+                }
                 NewSeq::ZerosLike(v) => {
                     let id = self.var(*v);
                     match self.func.info(*v).kind {

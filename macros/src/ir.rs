@@ -114,6 +114,8 @@ pub enum NewSeq {
     ArrayRepeat { value: Atom, len: TokenStream },
     /// Zeros shaped like an existing sequence.
     ZerosLike(Var),
+    /// `seq.to_vec()`: an owned copy.
+    CopyOf(Var),
 }
 
 /// The right-hand side of a `let`.
@@ -379,7 +381,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             NewSeq::Empty { capacity } => capacity.iter().copied().collect(),
             NewSeq::ArrayOf(items) => items.clone(),
             NewSeq::ArrayRepeat { value, .. } => vec![*value],
-            NewSeq::ZerosLike(v) => vec![Atom::Var(*v)],
+            NewSeq::ZerosLike(v) | NewSeq::CopyOf(v) => vec![Atom::Var(*v)],
         },
         Rhs::Call { args, mode, .. } => {
             let mut v: Vec<Atom> = args.iter().map(|a| a.atom).collect();

@@ -481,12 +481,32 @@ impl Lowerer<'_> {
                         (_, k) => k,
                     };
                 }
-                if pi.mutability.is_some() {
+                let just_made = match (value, self.blocks.last().and_then(|b| b.last())) {
+                    (Atom::Var(v), Some(Stmt::Let { var, .. })) => {
+                        v == *var && !self.func.info(v).mutable
+                    }
+                    _ => false,
+                };
+                if let (true, true, Atom::Var(v)) = (
+                    pi.mutability.is_some(),
+                    just_made && !kind.is_scalar(),
+                    value,
+                ) {
+                    // `let mut v = vec![..]`: the new sequence itself becomes the variable (no move).
+                    let info = &mut self.func.vars[v.0 as usize];
+                    info.name = name.clone();
+                    info.kind = kind;
+                    info.mutable = true;
+                    self.bind(name, v);
+                } else if pi.mutability.is_some() {
+                    // A Vec moved into a new binding is copied instead, so that the old one can
+                    // still size its adjoint.
+                    let rhs = match (value, &kind) {
+                        (Atom::Var(v), Kind::Seq(Seq::Vec, _)) => Rhs::NewSeq(NewSeq::CopyOf(v)),
+                        _ => Rhs::Atom(value),
+                    };
                     let var = self.func.new_var(&name, kind, true);
-                    self.emit(Stmt::Let {
-                        var,
-                        rhs: Rhs::Atom(value),
-                    });
+                    self.emit(Stmt::Let { var, rhs });
                     self.bind(name, var);
                 } else {
                     match value {
@@ -923,6 +943,15 @@ impl Lowerer<'_> {
         }
         let recv = self.value(&m.receiver);
         let rk = self.kind(recv);
+        if name == "to_vec" && m.args.is_empty() {
+            if let (Atom::Var(v), Kind::Seq(_, p)) = (recv, &rk) {
+                return Some(self.let_(
+                    "v",
+                    Kind::Seq(Seq::Vec, *p),
+                    Rhs::NewSeq(NewSeq::CopyOf(v)),
+                ));
+            }
+        }
         if name == "len"
             && m.args.is_empty()
             && let (Atom::Var(v), Kind::Seq(..)) = (recv, &rk)

@@ -198,6 +198,7 @@ impl Jvp<'_> {
                             len: len.clone(),
                         },
                         NewSeq::ZerosLike(v) => NewSeq::ZerosLike(*v),
+                        NewSeq::CopyOf(v) => NewSeq::CopyOf(self.tan_var(*v)),
                     }),
                     Rhs::Uninit => Rhs::Uninit,
                     _ => self.zero_for(*var),

@@ -403,6 +403,13 @@ impl Vjp<'_> {
                 index: *i,
                 value: Atom::Var(a),
             }),
+            Rhs::NewSeq(NewSeq::CopyOf(u)) if self.varied.contains(u) => {
+                let au = self.adj(*u);
+                rev.push(Stmt::AddSeq {
+                    target: au,
+                    value: a,
+                });
+            }
             Rhs::NewSeq(NewSeq::Filled {
                 value: Atom::Var(u),
                 ..
