@@ -4,14 +4,16 @@
 //! write (on the 2-core development VM, filling a new 64 MiB buffer costs about as much
 //! as three passes over a warm one). Operations allocate a new output for every call,
 //! so in a loop the same few sizes come and go. Dropped float buffers of at least
-//! [`MIN_BYTES`] are kept here, up to [`MAX_BYTES`] in all, and handed back to the
-//! next operation asking for the same length.
+//! [`MIN_BYTES`] are kept here, up to [`MAX_BYTES`] and [`MAX_BUFFERS`] in all, and
+//! handed back to the next operation asking for the same length.
 
 use std::any::Any;
 use std::sync::Mutex;
 
 /// Buffers smaller than this go back to the allocator, which reuses them cheaply.
-const MIN_BYTES: usize = 1 << 20;
+const MIN_BYTES: usize = 64 << 10;
+/// The most buffers the free list holds (it is searched linearly).
+const MAX_BUFFERS: usize = 64;
 /// The most memory the free list holds; the oldest buffers leave first.
 const MAX_BYTES: usize = 512 << 20;
 
@@ -61,7 +63,7 @@ pub(crate) fn recycle<T: 'static>(buffer: Vec<T>) {
     }
     if let Some(list) = free_list::<T>() {
         let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
-        while list.bytes + bytes > MAX_BYTES {
+        while list.bytes + bytes > MAX_BYTES || list.buffers.len() >= MAX_BUFFERS {
             let old = list.buffers.remove(0);
             list.bytes -= old.len() * size_of::<T>();
         }

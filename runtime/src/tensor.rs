@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::device::Device;
-use crate::element::{DType, Element, Float};
+use crate::element::{DType, Element};
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{Layout, numel};
 use crate::storage::{Storage, strided_copy};
 
@@ -75,6 +76,35 @@ pub struct Tensor {
     pub(crate) storage: Arc<Storage>,
     pub(crate) layout: Layout,
 }
+
+/// Conversions between element types through f64 (exact for every value of every
+/// dtype): floats round to f32, truncate toward zero to i32, and become bools by `!= 0`.
+trait Cast: Element {
+    fn cast_to_f64(self) -> f64;
+    fn cast_from_f64(v: f64) -> Self;
+}
+
+macro_rules! cast {
+    ($t:ty, $to:expr, $from:expr) => {
+        impl Cast for $t {
+            #[inline]
+            fn cast_to_f64(self) -> f64 {
+                let to: fn($t) -> f64 = $to;
+                to(self)
+            }
+            #[inline]
+            fn cast_from_f64(v: f64) -> Self {
+                let from: fn(f64) -> $t = $from;
+                from(v)
+            }
+        }
+    };
+}
+
+cast!(f32, |x| x as f64, |v| v as f32);
+cast!(f64, |x| x, |v| v);
+cast!(i32, |x| x as f64, |v| v as i32);
+cast!(bool, |x| if x { 1.0 } else { 0.0 }, |v| v != 0.0);
 
 /// Checks that a value count matches a shape.
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
@@ -183,12 +213,10 @@ impl Tensor {
     /// A tensor of `dtype` whose `i`-th element (row-major) is `f(i)` converted from f64.
     fn from_fn_f64(shape: &[usize], dtype: DType, f: impl Fn(usize) -> f64) -> Tensor {
         let n = numel(shape);
-        match dtype {
-            DType::F32 => Tensor::from_data((0..n).map(|i| f(i) as f32).collect(), shape),
-            DType::F64 => Tensor::from_data((0..n).map(&f).collect(), shape),
-            DType::I32 => Tensor::from_data((0..n).map(|i| f(i) as i32).collect(), shape),
-            DType::Bool => Tensor::from_data((0..n).map(|i| f(i) != 0.0).collect(), shape),
-        }
+        any_dispatch!(dtype, D => {
+            let data: Vec<D> = (0..n).map(|i| D::cast_from_f64(f(i))).collect();
+            Tensor::from_data(data, shape)
+        })
     }
 
     // ----- constructors -----
@@ -451,35 +479,16 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        let values: Vec<f64> = match self.dtype() {
-            DType::F32 => self
-                .contiguous_data::<f32>()
-                .iter()
-                .map(|&v| v.to_f64())
-                .collect(),
-            DType::F64 => {
-                if dtype == DType::F32 {
-                    let v: Vec<f32> = self
-                        .contiguous_data::<f64>()
-                        .iter()
-                        .map(|&v| v as f32)
-                        .collect();
-                    return Tensor::from_data(v, self.shape());
+        any_dispatch!(self.dtype(), S => {
+            let src = self.contiguous_data::<S>();
+            any_dispatch!(dtype, D => {
+                let mut out = pool::buffer(src.len(), D::cast_from_f64(0.0));
+                for (o, &v) in out.iter_mut().zip(src.iter()) {
+                    *o = D::cast_from_f64(v.cast_to_f64());
                 }
-                self.contiguous_data::<f64>().into_owned()
-            }
-            DType::I32 => self
-                .contiguous_data::<i32>()
-                .iter()
-                .map(|&v| v as f64)
-                .collect(),
-            DType::Bool => self
-                .contiguous_data::<bool>()
-                .iter()
-                .map(|&v| if v { 1.0 } else { 0.0 })
-                .collect(),
-        };
-        Tensor::from_fn_f64(self.shape(), dtype, |i| values[i])
+                Tensor::from_data(out, self.shape())
+            })
+        })
     }
 }
 

@@ -243,11 +243,10 @@ impl Tensor {
                 kernels::compare(op, &x, &y, &mut out);
             });
         } else {
+            let n = out.len();
             any_dispatch!(dt, T => {
                 let (x, y) = (Elems::<T>::new(self, &shape), Elems::<T>::new(other, &shape));
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = compare(op, x.get(i), y.get(i));
-                }
+                with_elems!(&x, n, xf => with_elems!(&y, n, yf => compare_into(op, &mut out, xf, yf)));
             });
         }
         Ok(Tensor::from_data(out, &shape))
@@ -290,10 +289,23 @@ impl Tensor {
         let dt = Tensor::expect_same(OP, a, b)?;
         let shape = broadcast_shapes(OP, mask.shape(), a.shape())?;
         let shape = broadcast_shapes(OP, &shape, b.shape())?;
+        let n = numel(&shape);
         let m = Elems::<bool>::new(mask, &shape);
         Ok(any_dispatch!(dt, T => {
             let (x, y) = (Elems::<T>::new(a, &shape), Elems::<T>::new(b, &shape));
-            let out: Vec<T> = (0..numel(&shape)).map(|i| if m.get(i) { x.get(i) } else { y.get(i) }).collect();
+            let mut out: Vec<T> = Vec::new();
+            if n > 0 {
+                with_elems!(&x, n, xf => {
+                    out = pool::buffer(n, xf(0));
+                    with_elems!(&m, n, mf => with_elems!(&y, n, yf => {
+                        // read both sides, then select: no branch on the mask
+                        for (i, o) in out[..n].iter_mut().enumerate() {
+                            let (p, q) = (xf(i), yf(i));
+                            *o = if mf(i) { p } else { q };
+                        }
+                    }))
+                });
+            }
             Tensor::from_data(out, &shape)
         }))
     }
@@ -328,15 +340,27 @@ fn shared_storage_order(a: &Tensor, b: &Tensor) -> Option<Vec<usize>> {
     }
 }
 
-/// One comparison.
-fn compare<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
+/// `out[i] = op(x(i), y(i))`, with the operation chosen outside the loop so that each
+/// loop is compiled (and vectorised) on its own.
+fn compare_into<T: PartialOrd>(
+    op: CmpOp,
+    out: &mut [bool],
+    x: impl Fn(usize) -> T,
+    y: impl Fn(usize) -> T,
+) {
+    fn fill(out: &mut [bool], f: impl Fn(usize) -> bool) {
+        let n = out.len();
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = f(i);
+        }
+    }
     match op {
-        CmpOp::Eq => x == y,
-        CmpOp::Ne => x != y,
-        CmpOp::Lt => x < y,
-        CmpOp::Le => x <= y,
-        CmpOp::Gt => x > y,
-        CmpOp::Ge => x >= y,
+        CmpOp::Eq => fill(out, |i| x(i) == y(i)),
+        CmpOp::Ne => fill(out, |i| x(i) != y(i)),
+        CmpOp::Lt => fill(out, |i| x(i) < y(i)),
+        CmpOp::Le => fill(out, |i| x(i) <= y(i)),
+        CmpOp::Gt => fill(out, |i| x(i) > y(i)),
+        CmpOp::Ge => fill(out, |i| x(i) >= y(i)),
     }
 }
 
@@ -355,15 +379,28 @@ impl<'a, T: Element> Elems<'a, T> {
             Elems::All(Operand::new(t, shape).into_contiguous())
         }
     }
-
-    #[inline]
-    fn get(&self, i: usize) -> T {
-        match self {
-            Elems::Repeat(v) => *v,
-            Elems::All(d) => d[i],
-        }
-    }
 }
+
+/// Runs `$body` with `$f` bound to a `Fn(usize) -> T` reading the `Elems` `$e` (of `$n`
+/// elements): a constant or a slice lookup, each case compiled separately so that the
+/// loops in `$body` vectorise.
+macro_rules! with_elems {
+    ($e:expr, $n:expr, $f:ident => $body:expr) => {
+        match $e {
+            Elems::Repeat(v) => {
+                let v = *v;
+                let $f = move |_: usize| v;
+                $body
+            }
+            Elems::All(d) => {
+                let d = &d[..$n];
+                let $f = move |i: usize| d[i];
+                $body
+            }
+        }
+    };
+}
+use with_elems;
 
 macro_rules! binary_methods {
     ($($name:ident, $try_name:ident, $op:ident, $doc:literal;)*) => {
