@@ -509,15 +509,15 @@ mod tests {
                 continue;
             };
             for item in file.items {
-                if let syn::Item::Fn(mut f) = item {
-                    if let Some(pos) = f.attrs.iter().position(|a| a.path().is_ident("grad")) {
-                        let a = f.attrs.remove(pos);
-                        let args = match a.meta {
-                            syn::Meta::List(l) => l.tokens,
-                            _ => quote!(),
-                        };
-                        items.push((args, quote!(#f)));
-                    }
+                if let syn::Item::Fn(mut f) = item
+                    && let Some(pos) = f.attrs.iter().position(|a| a.path().is_ident("grad"))
+                {
+                    let a = f.attrs.remove(pos);
+                    let args = match a.meta {
+                        syn::Meta::List(l) => l.tokens,
+                        _ => quote!(),
+                    };
+                    items.push((args, quote!(#f)));
                 }
             }
         }

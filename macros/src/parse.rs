@@ -943,14 +943,11 @@ impl Lowerer<'_> {
         }
         let recv = self.value(&m.receiver);
         let rk = self.kind(recv);
-        if name == "to_vec" && m.args.is_empty() {
-            if let (Atom::Var(v), Kind::Seq(_, p)) = (recv, &rk) {
-                return Some(self.let_(
-                    "v",
-                    Kind::Seq(Seq::Vec, *p),
-                    Rhs::NewSeq(NewSeq::CopyOf(v)),
-                ));
-            }
+        if name == "to_vec"
+            && m.args.is_empty()
+            && let (Atom::Var(v), Kind::Seq(_, p)) = (recv, &rk)
+        {
+            return Some(self.let_("v", Kind::Seq(Seq::Vec, *p), Rhs::NewSeq(NewSeq::CopyOf(v))));
         }
         if name == "len"
             && m.args.is_empty()
