@@ -4,6 +4,7 @@
 
 use crate::element::{DType, Element};
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{Layout, normalize_axis, normalize_axis_in, numel};
 use crate::tensor::{Tensor, any_dispatch};
 
@@ -275,11 +276,15 @@ impl Tensor {
         shape.extend_from_slice(&self.shape()[ax + 1..]);
         Ok(any_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
-            let mut out: Vec<T> = Vec::with_capacity(numel(&shape));
+            let n = numel(&shape);
+            let mut out: Vec<T> = if n > 0 { pool::buffer(n, x[0]) } else { Vec::new() };
+            let mut rows = out.chunks_mut(inner.max(1));
             for o in 0..outer {
                 for &i in idx.iter() {
                     let start = (o * size + i as usize) * inner;
-                    out.extend_from_slice(&x[start..start + inner]);
+                    if let Some(row) = rows.next() {
+                        row.copy_from_slice(&x[start..start + inner]);
+                    }
                 }
             }
             Tensor::from_data(out, &shape)
@@ -384,10 +389,15 @@ fn join_blocks<T: Element>(
     outer: usize,
     total: usize,
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(total);
+    let Some(fill) = parts.iter().find_map(|(data, _)| data.first().copied()) else {
+        return Vec::new();
+    };
+    let mut out = pool::buffer(total, fill);
+    let mut at = 0;
     for o in 0..outer {
         for (data, block) in parts {
-            out.extend_from_slice(&data[o * block..(o + 1) * block]);
+            out[at..at + block].copy_from_slice(&data[o * block..(o + 1) * block]);
+            at += block;
         }
     }
     out
