@@ -47,6 +47,19 @@
 //! `try_` twin returning [`Result`]. Empty tensors and zero-size axes work throughout
 //! (the sum of nothing is 0, its maximum -inf), and NaN propagates.
 //!
+//! # Cost model
+//!
+//! - Views (`t`, `transpose`, `permute`, `slice`, `broadcast_to`, `squeeze`,
+//!   `unsqueeze`, and `reshape` where strides allow) copy nothing.
+//! - Kernels read contiguous buffers in place. Elementwise ops and axis reductions on a
+//!   permuted view (a transpose) work on the storage in its own order, and `matmul`
+//!   hands strides to GEMM, so transposes are not copied either; other views (slices
+//!   with gaps, broadcasts) are copied once into a contiguous buffer.
+//! - Broadcasting a row (`[m, n] + [n]`) or a column (`[m, n] * [m, 1]`) runs the
+//!   contiguous kernel row by row, in parallel for large outputs.
+//! - Large float buffers are recycled: a loop that allocates the same sizes each
+//!   iteration stops paying the operating system for fresh pages after the first.
+//!
 //! # Layout
 //!
 //! - [`tensor`]: the [`Tensor`] type, constructors and accessors;

@@ -1,9 +1,10 @@
 //! Elementwise binary operations with NumPy broadcasting, comparisons and `where_`.
 //!
 //! Arithmetic picks the cheapest path: one kernel call when both operands are contiguous
-//! with one shape, a scalar kernel when one side has a single element, and otherwise a
-//! loop of contiguous kernel calls over rows of the broadcast output (e.g. `[m, n] + [n]`
-//! or `[m, n] * [m, 1]`), copying an operand only when its rows are not contiguous.
+//! with one shape, a scalar kernel when one side has a single element, storage order
+//! when both are the same permutation of contiguous storage, and otherwise a loop of
+//! contiguous kernel calls over rows of the broadcast output (e.g. `[m, n] + [n]` or
+//! `[m, n] * [m, 1]`), copying an operand only when its rows are not contiguous.
 
 use std::borrow::Cow;
 
