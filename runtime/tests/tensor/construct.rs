@@ -134,3 +134,22 @@ fn display_prints_like_numpy() {
         "Tensor([1., 1.], shape=[2], dtype=f32, device=cpu)"
     );
 }
+
+#[test]
+fn tensors_are_shareable_and_cheap_to_clone() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tensor>();
+    send_sync::<Key>();
+    let x = Tensor::arange(0.0, 1e6, 1.0, DType::F32);
+    let y = x.clone();
+    // a clone and views share storage: no element moves
+    assert_eq!(y.strides(), x.strides());
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let t = x.slice(0, i * 10, i * 10 + 3);
+            std::thread::spawn(move || t.sum().item::<f32>())
+        })
+        .collect();
+    let sums: Vec<f32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(sums, vec![3.0, 33.0]);
+}
