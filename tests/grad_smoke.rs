@@ -455,3 +455,33 @@ fn to_vec_copies() {
     let x = [0.3, -0.4, 0.8];
     close(&copies_grad(&x), &fd(copies, &x), "copies");
 }
+
+#[grad(wrt(x))]
+fn deep(x: &[f64], n: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..n {
+        for j in 0..n {
+            if x[j] > 0.0 {
+                for k in 0..n {
+                    let mut t = x[k];
+                    while t < 3.0 {
+                        if t > 1.0 { t = t * 1.5 + s * 0.01; } else { t = t + 1.0; }
+                        for m in 0..2 { s += t * x[m] * (i + j) as f64; }
+                    }
+                }
+            } else {
+                s = s * 0.9 + x[i];
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn deep_nesting() {
+    let x = [0.3, -0.4, 0.8, 0.1];
+    for n in [0, 1, 3] {
+        let g = deep_grad(&x, n);
+        close(&g, &fd(|v| deep(v, n), &x), "deep");
+    }
+}
