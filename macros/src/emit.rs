@@ -4,11 +4,14 @@ use crate::ir::*;
 use crate::primitives::{Prim, Syntax, row};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 
 /// The identifier a variable is written as.
 pub fn var_ident(func: &Func, v: Var) -> syn::Ident {
     if let Some(p) = func.params.iter().find(|p| p.var == v) {
-        return syn::Ident::new(&p.ident.to_string(), Span::call_site());
+        let mut id = p.ident.clone();
+        id.set_span(Span::call_site());
+        return id;
     }
     let name: String = func
         .info(v)
@@ -269,7 +272,8 @@ impl Emitter<'_> {
                         CallMode::Jvp => "_jvp",
                         CallMode::Vjp | CallMode::VjpApply(_) => "_vjp",
                     };
-                    last.ident = syn::Ident::new(&format!("{}{}", last.ident, suffix), *span);
+                    last.ident =
+                        syn::Ident::new(&format!("{}{}", last.ident.unraw(), suffix), *span);
                 }
                 let args = args.iter().map(|a| {
                     let t = self.atom(a.atom);

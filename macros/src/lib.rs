@@ -58,6 +58,23 @@
 //! arrays with element reads and writes, calls to other `#[grad]` functions, calls of any
 //! function on inactive values, and `stop_gradient(x)`. Anything else is a compile error at
 //! its span saying what is supported.
+//!
+//! A call with active arguments must be to another `#[grad]` function: it is differentiated
+//! through that function's `g_jvp` / `g_vjp` (otherwise rustc reports that `g_vjp` is
+//! missing, at the call). The callee differentiates with respect to all its float
+//! parameters (no `wrt`).
+//!
+//! # How it works
+//!
+//! `parse` lowers the function to the IR of `ir` (structured, A-normal form, mutable
+//! variables read through versions, exits turned into flags); `analyse` finds the values
+//! that depend on active inputs; `transform::jvp` and `transform::vjp` rewrite the IR using
+//! the rules of the single table in `primitives` (JVP rules, transposes of the linear
+//! primitives: reverse mode is linearize-then-transpose); `analyse::dce` keeps only what the
+//! requested outputs need (which is also what decides which values the forward sweep
+//! records); `transform::simplify` tidies the reverse sweep; `emit` writes Rust. Reverse
+//! mode checkpoints control flow per `if` and per loop iteration and recomputes inside the
+//! reverse sweep, so straight-line intermediates are never stored; see `transform::vjp`.
 
 mod analyse;
 mod attr;
