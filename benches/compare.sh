@@ -5,7 +5,9 @@
 #   benches/compare.sh [NAME_FILTER...]      e.g. benches/compare.sh matmul softmax
 #
 # JAX is installed from PyPI into benches/.venv on first use. THREADS (default: all
-# cores) sets rayon's threads for ferrax and XLA's for JAX.
+# cores) sets rayon's threads for ferrax and XLA's for JAX. The two sides alternate for
+# ROUNDS rounds (default 3) and each reports its best round, so that a burst of other
+# work on the machine does not fall on one side only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,16 +23,20 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "ferrax ($THREADS threads) ..." >&2
-RAYON_NUM_THREADS=$THREADS cargo bench --quiet --bench compare -- "$@" >"$out/ferrax.jsonl"
-
-echo "JAX $("$VENV/bin/python" -c 'import jax; print(jax.__version__)') ($THREADS threads) ..." >&2
-# XLA's CPU backend sizes its pools from these (OPENBLAS_* and OMP_* do not apply).
-XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS ${XLA_FLAGS:-}" \
-JAX_PLATFORMS=cpu \
-    "$VENV/bin/python" benches/jax_workloads.py "$@" >"$out/jax.jsonl"
+ROUNDS=${ROUNDS:-3}
+jax_version=$("$VENV/bin/python" -c 'import jax; print(jax.__version__)')
+cargo bench --quiet --bench compare --no-run
+for round in $(seq "$ROUNDS"); do
+    echo "round $round/$ROUNDS: ferrax ($THREADS threads) ..." >&2
+    RAYON_NUM_THREADS=$THREADS cargo bench --quiet --bench compare -- "$@" >>"$out/ferrax.jsonl"
+    echo "round $round/$ROUNDS: JAX $jax_version ($THREADS threads) ..." >&2
+    # XLA's CPU backend sizes its pools from these (OPENBLAS_* and OMP_* do not apply).
+    XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS ${XLA_FLAGS:-}" \
+    JAX_PLATFORMS=cpu \
+        "$VENV/bin/python" benches/jax_workloads.py "$@" >>"$out/jax.jsonl"
+done
 
 echo >&2
-echo "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $THREADS threads, JAX $jax_version, best of $ROUNDS rounds; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 "$VENV/bin/python" benches/table.py "$out/ferrax.jsonl" "$out/jax.jsonl"

@@ -1,13 +1,20 @@
 """Joins the JSON lines of the ferrax and JAX benchmark runs by workload name and prints
-the comparison table (Markdown). Usage: table.py FERRAX.jsonl JAX.jsonl"""
+the comparison table (Markdown). Usage: table.py FERRAX.jsonl JAX.jsonl
+
+A file may hold several rounds (several lines per workload): the best (lowest) median
+is used."""
 
 import json
 import sys
 
 
 def load(path):
+    best = {}
     with open(path) as f:
-        return {r["name"]: r for r in map(json.loads, filter(str.strip, f))}
+        for r in map(json.loads, filter(str.strip, f)):
+            if r["name"] not in best or r["median_s"] < best[r["name"]]["median_s"]:
+                best[r["name"]] = r
+    return best
 
 
 def throughput(r):
