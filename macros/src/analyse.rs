@@ -44,6 +44,8 @@ pub fn varied(func: &Func) -> HashSet<Var> {
                     add.push(*array)
                 }
                 Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
+                // An undo log of a varied sequence holds varied values.
+                Stmt::LogWrite { log, array, .. } if set.contains(array) => add.push(*log),
                 _ => {}
             }
         });
@@ -59,9 +61,11 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     match rhs {
         Rhs::Atom(a) => is(a),
         Rhs::Prim(p, args) => p.is_differentiable() && args.iter().any(is),
-        Rhs::Index(v, _) | Rhs::Sum(v) | Rhs::Field(v, _) | Rhs::NewSeq(NewSeq::CopyOf(v)) => {
-            set.contains(v)
-        }
+        Rhs::Index(v, _)
+        | Rhs::Sum(v)
+        | Rhs::Field(v, _)
+        | Rhs::Pop(v)
+        | Rhs::NewSeq(NewSeq::CopyOf(v)) => set.contains(v),
         Rhs::NewSeq(NewSeq::Filled { value, .. })
         | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
         Rhs::NewSeq(NewSeq::ArrayOf(items)) | Rhs::Tuple(items) => items.iter().any(is),

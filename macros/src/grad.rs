@@ -535,4 +535,69 @@ mod tests {
             bytes
         );
     }
+
+    /// The transforms compose: forward mode runs over reverse mode's output (the shape of a
+    /// Hessian-vector product), for straight-line code, loops with carried state and
+    /// sequence writes.
+    #[test]
+    fn jvp_runs_over_vjp_output() {
+        use crate::analyse::{dce, varied};
+        use crate::ir::{Atom, Block, Rhs, Stmt};
+        use crate::transform::{jvp::jvp, vjp::vjp};
+        let fns = [
+            quote!(
+                fn f(x: f64, y: f64) -> f64 {
+                    x.sin() * y.exp()
+                }
+            ),
+            quote!(
+                fn f(x: &[f64]) -> f64 {
+                    let mut s = 1.0;
+                    for i in 0..x.len() {
+                        s = s * x[i] + x[i].cos();
+                    }
+                    s
+                }
+            ),
+            quote!(
+                fn f(x: &[f64]) -> f64 {
+                    let mut v = vec![0.0; x.len()];
+                    for i in 0..x.len() {
+                        v[i] = x[i] * x[i];
+                    }
+                    let mut s = 0.0;
+                    while s < 3.0 {
+                        s += v[0] + 0.5;
+                    }
+                    s * v[0]
+                }
+            ),
+        ];
+        for item in fns {
+            let cx = crate::ctxt::Ctxt::new();
+            let item: syn::ItemFn = syn::parse2(item).expect("fn");
+            let (func, _) = crate::parse::lower(&cx, &item, &Default::default());
+            assert!(cx.check().is_ok());
+            let v = vjp(&func, &varied(&func));
+            let mut g = v.func.clone();
+            let mut stmts = v.fwd.stmts.clone();
+            stmts.push(Stmt::Let {
+                var: v.seed,
+                rhs: Rhs::Atom(Atom::Float(1.0)),
+            });
+            stmts.extend(v.rev.stmts.iter().cloned());
+            g.body = Block { stmts };
+            g.output = v.grads[0];
+            let outs = g.output.var().into_iter().collect();
+            dce(&mut g.body, &outs, &Default::default());
+            let h = jvp(&g, &varied(&g));
+            assert!(
+                h.tangent.var().is_some(),
+                "no tangent for {}",
+                quote!(#item)
+            );
+            let em = crate::emit::Emitter { func: &h.func };
+            assert!(!em.block(&h.func.body).is_empty());
+        }
+    }
 }

@@ -316,7 +316,29 @@ impl Jvp<'_> {
                     exit: exit.clone(),
                 });
             }
-            // Inactive lets, logs and undo: the primal as it is.
+            // Undo logs of varied sequences get tangent logs, so that restoring a primal
+            // element restores its tangent too (jvp of a vjp's output).
+            Stmt::LogWrite { log, array, index } => {
+                out.push(s.clone());
+                if self.varied.contains(array) && self.varied.contains(log) {
+                    out.push(Stmt::LogWrite {
+                        log: self.tan_var(*log),
+                        array: self.tan_var(*array),
+                        index: *index,
+                    });
+                }
+            }
+            Stmt::Undo { log, array, mark } => {
+                out.push(s.clone());
+                if self.varied.contains(array) && self.varied.contains(log) {
+                    out.push(Stmt::Undo {
+                        log: self.tan_var(*log),
+                        array: self.tan_var(*array),
+                        mark: *mark,
+                    });
+                }
+            }
+            // Inactive lets: the primal as it is.
             other => out.push(other.clone()),
         }
     }
