@@ -485,3 +485,32 @@ fn deep_nesting() {
         close(&g, &fd(|v| deep(v, n), &x), "deep");
     }
 }
+
+#[grad]
+fn f32_slices(x: &[f32], flag: bool, p: [f32; 2]) -> f32 {
+    let mut s = 0.0f32;
+    for (i, xi) in x.iter().enumerate() {
+        s += match flag {
+            true => xi * xi * p[i % 2],
+            false => xi.sin() + p[0],
+        };
+    }
+    (s as f64).sqrt() as f32
+}
+
+#[test]
+fn f32_slices_arrays_and_bool_match() {
+    let x = [0.5f32, 0.25, 1.5];
+    let p = [2.0f32, 3.0];
+    let (gx, gp) = f32_slices_grad(&x, true, p);
+    let s: f32 = 0.25 * 2.0 + 0.0625 * 3.0 + 2.25 * 2.0;
+    let r = s.sqrt();
+    let expect = [0.5 * 2.0 * 2.0 / (2.0 * r), 0.25 * 2.0 * 3.0 / (2.0 * r), 1.5 * 2.0 * 2.0 / (2.0 * r)];
+    for (a, b) in gx.iter().zip(expect) {
+        assert!((a - b).abs() < 1e-5, "{gx:?} vs {expect:?}");
+    }
+    assert!((gp[0] - (0.25 + 2.25) / (2.0 * r)).abs() < 1e-5 && (gp[1] - 0.0625 / (2.0 * r)).abs() < 1e-5, "{gp:?}");
+    let (_, t) = f32_slices_jvp(&x, false, p, &[1.0, 0.0, 0.0], [0.0, 0.0]);
+    let (g2, _) = f32_slices_grad(&x, false, p);
+    assert!((t - g2[0]).abs() < 1e-5);
+}
