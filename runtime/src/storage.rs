@@ -76,6 +76,17 @@ impl Storage {
         }
     }
 
+    /// The host buffer, mutable, if it holds elements of type `T`.
+    pub(crate) fn typed_mut<T: Element>(&mut self) -> Option<&mut [T]> {
+        let any: &mut dyn Any = match self {
+            Storage::Cpu(CpuStorage::F32(v)) => v,
+            Storage::Cpu(CpuStorage::F64(v)) => v,
+            Storage::Cpu(CpuStorage::I32(v)) => v,
+            Storage::Cpu(CpuStorage::Bool(v)) => v,
+        };
+        any.downcast_mut::<Vec<T>>().map(Vec::as_mut_slice)
+    }
+
     /// The host buffer, if it holds elements of type `T`.
     pub(crate) fn typed<T: Element>(&self) -> Option<&[T]> {
         let any: &dyn Any = match self {

@@ -3,6 +3,7 @@
 //! the backend kernels.
 
 mod binary;
+mod inplace;
 mod matmul;
 mod nn;
 mod operators;

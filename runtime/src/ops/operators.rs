@@ -1,5 +1,7 @@
 //! Rust operators on tensors: `+ - * /` for every owned/borrowed combination of two
 //! tensors, a tensor and a Rust float on either side, unary `-`, and the assigning forms.
+//! Operators that own a tensor no one else holds write the result into its buffer
+//! (`ops::inplace`).
 //!
 //! A Rust float takes the tensor's dtype (`x_f32 * 2.0_f64` is an f32 tensor). Mixing an
 //! f32 and an f64 tensor panics; the `try_` methods return that error instead.
@@ -50,21 +52,25 @@ macro_rules! binary_operator {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: Tensor) -> Tensor {
-                unwrap(self.try_binary(stringify!($method), BinaryOp::$op, &rhs))
+                let mut out = rhs;
+                unwrap(out.binary_assign(stringify!($method), BinaryOp::$op, self, false));
+                out
             }
         }
         impl $Trait<&Tensor> for Tensor {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: &Tensor) -> Tensor {
-                unwrap(self.try_binary(stringify!($method), BinaryOp::$op, rhs))
+                let mut out = self;
+                unwrap(out.binary_assign(stringify!($method), BinaryOp::$op, rhs, true));
+                out
             }
         }
         impl $Trait<Tensor> for Tensor {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: Tensor) -> Tensor {
-                unwrap(self.try_binary(stringify!($method), BinaryOp::$op, &rhs))
+                unwrap(self.binary_both_owned(stringify!($method), BinaryOp::$op, rhs))
             }
         }
         impl<S: Scalar> $Trait<S> for &Tensor {
@@ -78,7 +84,9 @@ macro_rules! binary_operator {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: S) -> Tensor {
-                unwrap(self.try_binary_scalar(stringify!($method), BinaryOp::$op, rhs.to_f64(), false))
+                let mut out = self;
+                unwrap(out.binary_scalar_assign(stringify!($method), BinaryOp::$op, rhs.to_f64(), false));
+                out
             }
         }
         binary_operator!(@scalar_lhs $Trait, $method, $op, f32);
@@ -86,19 +94,19 @@ macro_rules! binary_operator {
         impl $Assign<&Tensor> for Tensor {
             #[track_caller]
             fn $assign(&mut self, rhs: &Tensor) {
-                *self = unwrap(self.try_binary(stringify!($method), BinaryOp::$op, rhs));
+                unwrap(self.binary_assign(stringify!($method), BinaryOp::$op, rhs, true));
             }
         }
         impl $Assign<Tensor> for Tensor {
             #[track_caller]
             fn $assign(&mut self, rhs: Tensor) {
-                *self = unwrap(self.try_binary(stringify!($method), BinaryOp::$op, &rhs));
+                unwrap(self.binary_assign(stringify!($method), BinaryOp::$op, &rhs, true));
             }
         }
         impl<S: Scalar> $Assign<S> for Tensor {
             #[track_caller]
             fn $assign(&mut self, rhs: S) {
-                *self = unwrap(self.try_binary_scalar(stringify!($method), BinaryOp::$op, rhs.to_f64(), false));
+                unwrap(self.binary_scalar_assign(stringify!($method), BinaryOp::$op, rhs.to_f64(), false));
             }
         }
     };
@@ -114,7 +122,9 @@ macro_rules! binary_operator {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: Tensor) -> Tensor {
-                unwrap(rhs.try_binary_scalar(stringify!($method), BinaryOp::$op, self as f64, true))
+                let mut out = rhs;
+                unwrap(out.binary_scalar_assign(stringify!($method), BinaryOp::$op, self as f64, true));
+                out
             }
         }
     };
@@ -137,6 +147,8 @@ impl Neg for Tensor {
     type Output = Tensor;
     #[track_caller]
     fn neg(self) -> Tensor {
-        unwrap(self.try_unary("neg", UnaryOp::Neg))
+        let mut out = self;
+        unwrap(out.unary_assign("neg", UnaryOp::Neg));
+        out
     }
 }

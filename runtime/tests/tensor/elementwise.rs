@@ -255,3 +255,26 @@ fn binary_ops_on_equally_permuted_operands_keep_the_layout() {
     assert_eq!(high.shape(), &[1, 3, 2]);
     assert_eq!(high.to_vec::<f64>(), (&x + 1.0).t().to_vec::<f64>());
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Owned operands may be overwritten in place: every form must still give the
+    /// reference result, whichever operand is owned and whatever its layout.
+    #[test]
+    fn owned_operators_match_reference((a, b) in binary_inputs(), s in -3.0f64..3.0, dt in dtype()) {
+        let (ra, rb) = (a.arr_in(dt), b.arr_in(dt));
+        let round = |x: Arr| if dt == DType::F32 { x.map(|v| v as f32 as f64) } else { x };
+        let s = if dt == DType::F32 { s as f32 as f64 } else { s };
+        let t = tol(dt);
+        check(&(a.tensor(dt) + &b.tensor(dt)), &round(ra.zip(&rb, |x, y| x + y)), t, "a + &b");
+        check(&(&a.tensor(dt) - b.tensor(dt)), &round(ra.zip(&rb, |x, y| x - y)), t, "&a - b");
+        check(&(a.tensor(dt) * b.tensor(dt)), &round(ra.zip(&rb, |x, y| x * y)), t, "a * b");
+        check(&(a.tensor(dt) / s), &round(ra.map(|x| x / s)), t, "a / s");
+        check(&(s - b.tensor(dt)), &round(rb.map(|y| s - y)), t, "s - b");
+        check(&(-a.tensor(dt)), &ra.map(|x| -x), 0.0, "-a");
+        let mut acc = a.tensor(dt);
+        acc -= &b.tensor(dt);
+        check(&acc, &round(ra.zip(&rb, |x, y| x - y)), t, "a -= &b");
+    }
+}
