@@ -59,6 +59,8 @@
 //!   contiguous kernel row by row, in parallel for large outputs.
 //! - Large float buffers are recycled: a loop that allocates the same sizes each
 //!   iteration stops paying the operating system for fresh pages after the first.
+//! - Operators that own a tensor nobody else holds (`a += &b`, `x * 2.0` on a
+//!   temporary, `-t`) write the result into its buffer instead of a new one.
 //!
 //! # Layout
 //!
