@@ -451,7 +451,7 @@ impl Lowerer<'_> {
                     return;
                 };
                 for (k, p) in pt.elems.iter().enumerate() {
-                    let kind = self.kind_of_field(t);
+                    let kind = Kind::Opaque;
                     let f = self.let_("f", kind, Rhs::Field(t, k));
                     self.bind_pat(p, f, None);
                 }
@@ -461,10 +461,6 @@ impl Lowerer<'_> {
                 self.bind_pat(p, a, annotated);
             }
         }
-    }
-
-    fn kind_of_field(&self, _tuple: Var) -> Kind {
-        Kind::Opaque
     }
 
     /// Binds a simple pattern (`x`, `mut x`, `_`) to a value.
