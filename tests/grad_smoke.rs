@@ -1,8 +1,14 @@
 //! Quick end-to-end checks of `#[grad]`: each function's gradient against central finite
 //! differences, and forward mode against reverse mode.
 
-// Index loops are the point: they are what the macro must differentiate.
-#![allow(clippy::needless_range_loop)]
+// Index loops, one-trip loops, empty ranges and `x = x * y` are the point: they are what
+// the macro must differentiate.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::never_loop,
+    clippy::reversed_empty_ranges,
+    clippy::assign_op_pattern
+)]
 
 use ferrax::prelude::*;
 
@@ -327,15 +333,26 @@ fn rosen_grad_extra_memory_is_at_most_twice_the_input() {
     let input = (n * 8) as isize;
     let (g, extra) = counting::peak_extra(|| rosen_grad(&x));
     assert_eq!(g.len(), n);
-    assert!(extra <= 2 * input, "rosen_grad allocated {extra} bytes at peak for a {input}-byte input");
+    assert!(
+        extra <= 2 * input,
+        "rosen_grad allocated {extra} bytes at peak for a {input}-byte input"
+    );
     let (_, extra_vg) = counting::peak_extra(|| rosen_value_and_grad(&x));
-    assert!(extra_vg <= 2 * input, "rosen_value_and_grad allocated {extra_vg} bytes at peak for a {input}-byte input");
+    assert!(
+        extra_vg <= 2 * input,
+        "rosen_value_and_grad allocated {extra_vg} bytes at peak for a {input}-byte input"
+    );
     let (_, extra_vjp) = counting::peak_extra(|| {
         let (_, pb) = rosen_vjp(&x);
         pb(1.0)
     });
-    assert!(extra_vjp <= 2 * input, "rosen_vjp + pullback allocated {extra_vjp} bytes at peak for a {input}-byte input");
-    println!("extra bytes for a {input}-byte input: grad {extra}, value_and_grad {extra_vg}, vjp {extra_vjp}");
+    assert!(
+        extra_vjp <= 2 * input,
+        "rosen_vjp + pullback allocated {extra_vjp} bytes at peak for a {input}-byte input"
+    );
+    println!(
+        "extra bytes for a {input}-byte input: grad {extra}, value_and_grad {extra_vg}, vjp {extra_vjp}"
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -368,7 +385,11 @@ fn control_zoo(x: &[f64], mode: Mode, m: usize) -> f64 {
             if j % 3 == 0 {
                 continue;
             }
-            let t = if buf[j - 1] > 0.0 { buf[j - 1].exp() } else { (-buf[j - 1]).ln_1p() };
+            let t = if buf[j - 1] > 0.0 {
+                buf[j - 1].exp()
+            } else {
+                (-buf[j - 1]).ln_1p()
+            };
             s += t * (i as f64 + 1.0);
             if s > 40.0 {
                 break 'outer;
@@ -434,7 +455,11 @@ fn calls_inside_loops_and_branches() {
     let x = [0.3, -0.4, 0.8];
     let (gx, ga) = calls_in_loops_grad(&x, 0.7);
     close(&gx, &fd(|v| calls_in_loops(v, 0.7), &x), "calls in loops x");
-    close(&[ga], &fd(|v| calls_in_loops(&x, v[0]), &[0.7]), "calls in loops a");
+    close(
+        &[ga],
+        &fd(|v| calls_in_loops(&x, v[0]), &[0.7]),
+        "calls in loops a",
+    );
 }
 
 #[grad]
@@ -465,8 +490,14 @@ fn deep(x: &[f64], n: usize) -> f64 {
                 for k in 0..n {
                     let mut t = x[k];
                     while t < 3.0 {
-                        if t > 1.0 { t = t * 1.5 + s * 0.01; } else { t = t + 1.0; }
-                        for m in 0..2 { s += t * x[m] * (i + j) as f64; }
+                        if t > 1.0 {
+                            t = t * 1.5 + s * 0.01;
+                        } else {
+                            t = t + 1.0;
+                        }
+                        for m in 0..2 {
+                            s += t * x[m] * (i + j) as f64;
+                        }
                     }
                 }
             } else {
@@ -502,14 +533,26 @@ fn f32_slices(x: &[f32], flag: bool, p: [f32; 2]) -> f32 {
 fn f32_slices_arrays_and_bool_match() {
     let x = [0.5f32, 0.25, 1.5];
     let p = [2.0f32, 3.0];
+    assert_eq!(
+        f32_slices_value_and_grad(&x, true, p).0,
+        f32_slices(&x, true, p)
+    );
     let (gx, gp) = f32_slices_grad(&x, true, p);
     let s: f32 = 0.25 * 2.0 + 0.0625 * 3.0 + 2.25 * 2.0;
     let r = s.sqrt();
-    let expect = [0.5 * 2.0 * 2.0 / (2.0 * r), 0.25 * 2.0 * 3.0 / (2.0 * r), 1.5 * 2.0 * 2.0 / (2.0 * r)];
+    let expect = [
+        0.5 * 2.0 * 2.0 / (2.0 * r),
+        0.25 * 2.0 * 3.0 / (2.0 * r),
+        1.5 * 2.0 * 2.0 / (2.0 * r),
+    ];
     for (a, b) in gx.iter().zip(expect) {
         assert!((a - b).abs() < 1e-5, "{gx:?} vs {expect:?}");
     }
-    assert!((gp[0] - (0.25 + 2.25) / (2.0 * r)).abs() < 1e-5 && (gp[1] - 0.0625 / (2.0 * r)).abs() < 1e-5, "{gp:?}");
+    assert!(
+        (gp[0] - (0.25 + 2.25) / (2.0 * r)).abs() < 1e-5
+            && (gp[1] - 0.0625 / (2.0 * r)).abs() < 1e-5,
+        "{gp:?}"
+    );
     let (_, t) = f32_slices_jvp(&x, false, p, &[1.0, 0.0, 0.0], [0.0, 0.0]);
     let (g2, _) = f32_slices_grad(&x, false, p);
     assert!((t - g2[0]).abs() < 1e-5);
