@@ -74,7 +74,9 @@ flat_tuple!(A.0, B.1, C.2, D.3, E.4);
 
 /// Copies `p[at..at + N]` into an array (for functions taking `[f64; N]`).
 pub fn arr<const N: usize>(p: &[f64], at: usize) -> [f64; N] {
-    p[at..at + N].try_into().expect("point too short for the array argument")
+    p[at..at + N]
+        .try_into()
+        .expect("point too short for the array argument")
 }
 
 /// `p[at..at + N]` converted to `f32`.
@@ -97,10 +99,9 @@ pub fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
     (a - b).abs() <= rtol * a.abs().max(b.abs()) + atol
 }
 
-/// Step for a central difference at `x`: large enough that rounding stays far below
-/// 1e-6, small enough that a Richardson-extrapolated difference is accurate to ~1e-10.
+/// Initial step of the finite differences at `x` (Ridders' method shrinks it).
 pub fn fd_step(x: f64) -> f64 {
-    1e-3 * x.abs().max(1.0)
+    2e-3 * x.abs().max(1.0)
 }
 
 /// One central difference of `f` at `x` along coordinate `i` with step `h`.
@@ -113,45 +114,59 @@ fn central(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize, h: f64) -> f64 {
     (f(&xp) - f(&xm)) / (xp[i] - xm[i])
 }
 
-/// Central differences of `f` at `x` along coordinate `i` at steps `h` and `h/2`.
-fn central_pair(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize) -> (f64, f64) {
-    let h = fd_step(x[i]);
-    (central(f, x, i, h), central(f, x, i, h / 2.0))
-}
-
-/// Partial derivative of `f` at `x` along coordinate `i`: central differences at steps
-/// `h` and `h/2`, Richardson-extrapolated (error O(h^4)).
-pub fn fd_partial(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize) -> f64 {
-    let (d1, d2) = central_pair(f, x, i);
-    (4.0 * d2 - d1) / 3.0
-}
-
-/// The finite-difference gradient of `f` at `x`.
-pub fn fd_grad(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
-    (0..x.len()).map(|i| fd_partial(f, x, i)).collect()
-}
-
-/// Whether a finite difference at `x` straddles a kink or jump of `f`.
-///
-/// For smooth `f` the central difference at step `h` is `f' + c h^2 + O(h^4)`, so the
-/// differences at `h`, `h/2`, `h/4` shrink by 4 each time: `(d1 - d2) / (d2 - d3)` is
-/// about 4. A kink inside the stencil breaks that ratio (it is about 0.5 for a kink
-/// closer than `h/4`, and huge for one between `h/2` and `h`). Differences below the
-/// rounding noise count as smooth.
-pub fn fd_is_unreliable(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> bool {
-    let fx = f(x).abs();
-    (0..x.len()).any(|i| {
-        let h = fd_step(x[i]);
-        let d1 = central(f, x, i, h);
-        let d2 = central(f, x, i, h / 2.0);
-        let d3 = central(f, x, i, h / 4.0);
-        if !(d1.is_finite() && d2.is_finite() && d3.is_finite()) {
-            return true;
+/// Partial derivative of `f` at `x` along coordinate `i`, by Ridders' method: central
+/// differences at steps shrinking by 1.4 from [`fd_step`], extrapolated to step 0 in a
+/// Neville table. Returns the estimate and its error estimate. A kink or jump inside the
+/// stencil makes the extrapolations disagree, so the error estimate is then large.
+pub fn fd_partial(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize) -> (f64, f64) {
+    const CON: f64 = 1.4;
+    const CON2: f64 = CON * CON;
+    const NTAB: usize = 10;
+    let mut h = fd_step(x[i]);
+    let mut a = [[0.0f64; NTAB]; NTAB];
+    a[0][0] = central(f, x, i, h);
+    let (mut best, mut err) = (a[0][0], f64::INFINITY);
+    for k in 1..NTAB {
+        h /= CON;
+        a[0][k] = central(f, x, i, h);
+        let mut fac = CON2;
+        for j in 1..=k {
+            a[j][k] = (a[j - 1][k] * fac - a[j - 1][k - 1]) / (fac - 1.0);
+            fac *= CON2;
+            let e = (a[j][k] - a[j - 1][k])
+                .abs()
+                .max((a[j][k] - a[j - 1][k - 1]).abs());
+            if e <= err {
+                err = e;
+                best = a[j][k];
+            }
         }
-        let (a, b) = (d1 - d2, d2 - d3);
-        let noise = 1e-12 * (1.0 + fx) / h + 1e-9 * d1.abs().max(d2.abs());
-        let smooth = a.abs() <= noise || (b != 0.0 && (2.5..=5.5).contains(&(a / b)));
-        !smooth
+        // Higher orders got worse: rounding has taken over.
+        if (a[k][k] - a[k - 1][k - 1]).abs() >= 2.0 * err {
+            break;
+        }
+    }
+    (best, err)
+}
+
+/// The finite-difference gradient of `f` at `x` (estimates only).
+pub fn fd_grad(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    (0..x.len()).map(|i| fd_partial(f, x, i).0).collect()
+}
+
+/// Whether an error estimate of [`fd_partial`] is too large for a 1e-6 comparison.
+fn fd_err_too_large(estimate: f64, err: f64) -> bool {
+    !(estimate.is_finite() && err <= 1e-8 * estimate.abs().max(1.0))
+}
+
+/// Whether finite differences at `x` cannot be trusted to 1e-6: a kink or jump of `f`
+/// (a branch, `max`, a `break` on an active condition) lies within the stencil, or `f`
+/// is too rough there. Such points are skipped by the generated corpus, and rejected as
+/// test points by the hand-written one.
+pub fn fd_is_unreliable(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> bool {
+    (0..x.len()).any(|i| {
+        let (d, err) = fd_partial(f, x, i);
+        fd_err_too_large(d, err)
     })
 }
 
@@ -205,13 +220,21 @@ pub fn check<G1, G2, G3>(
 {
     assert!(!points.is_empty(), "{name}: no points to check at");
     for x in points {
-        check_at(name, x, &f, &|p| grad(p).flat(), &jvp, &|p, c| {
-            let (v, g) = vjp(p, c);
-            (v, g.flat())
-        }, &|p| {
-            let (v, g) = vg(p);
-            (v, g.flat())
-        });
+        check_at(
+            name,
+            x,
+            &f,
+            &|p| grad(p).flat(),
+            &jvp,
+            &|p, c| {
+                let (v, g) = vjp(p, c);
+                (v, g.flat())
+            },
+            &|p| {
+                let (v, g) = vg(p);
+                (v, g.flat())
+            },
+        );
     }
 }
 
@@ -228,40 +251,41 @@ pub fn check_at(
 ) {
     let at = fmt_point(x);
     let fx = f(x);
-    assert!(fx.is_finite(), "{name} at {at}: f = {fx:?} is not finite; bad test point");
+    assert!(
+        fx.is_finite(),
+        "{name} at {at}: f = {fx:?} is not finite; bad test point"
+    );
     let g = grad(x);
     expect_len(name, "f_grad", x, &g);
     let gscale = g.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
     let ad_atol = 1e-12 * gscale;
 
     // 1. f_grad against finite differences.
-    assert!(
-        !fd_is_unreliable(f, x),
-        "{name} at {at}: finite differences straddle a kink; choose another test point"
-    );
-    let fd = fd_grad(f, x);
-    for i in 0..x.len() {
+    for (i, &gi) in g.iter().enumerate() {
+        let (fd, err) = fd_partial(f, x, i);
         assert!(
-            close(g[i], fd[i], FD_RTOL, fd_atol(fx)),
-            "{name} at {at}: d/dp[{i}]: f_grad = {:?}, finite differences = {:?} (rel err {:.2e})",
-            g[i],
-            fd[i],
-            rel_err(g[i], fd[i])
+            !fd_err_too_large(fd, err),
+            "{name} at {at}: finite differences along p[{i}] are unreliable (estimate {fd:?}, \
+             error estimate {err:.1e}): a kink is near; choose another test point"
+        );
+        assert!(
+            close(gi, fd, FD_RTOL, fd_atol(fx)),
+            "{name} at {at}: d/dp[{i}]: f_grad = {gi:?}, finite differences = {fd:?} (rel err {:.2e})",
+            rel_err(gi, fd)
         );
     }
 
     // 2. f_jvp along each unit tangent against the gradient component.
-    for i in 0..x.len() {
+    for (i, &gi) in g.iter().enumerate() {
         let (v, t) = jvp(x, &unit(x.len(), i));
         assert!(
             close(v, fx, 1e-12, 0.0),
             "{name} at {at}: f_jvp value = {v:?}, f = {fx:?}"
         );
         assert!(
-            close(t, g[i], AD_RTOL, ad_atol),
-            "{name} at {at}: f_jvp along e{i} = {t:?}, f_grad[{i}] = {:?} (rel err {:.2e})",
-            g[i],
-            rel_err(t, g[i])
+            close(t, gi, AD_RTOL, ad_atol),
+            "{name} at {at}: f_jvp along e{i} = {t:?}, f_grad[{i}] = {gi:?} (rel err {:.2e})",
+            rel_err(t, gi)
         );
     }
     // A general direction exercises tangent linearity: <g, d>.
@@ -278,7 +302,10 @@ pub fn check_at(
     let c = -1.75;
     let (v, gc) = vjp(x, c);
     expect_len(name, "f_vjp pullback", x, &gc);
-    assert!(close(v, fx, 1e-12, 0.0), "{name} at {at}: f_vjp value = {v:?}, f = {fx:?}");
+    assert!(
+        close(v, fx, 1e-12, 0.0),
+        "{name} at {at}: f_vjp value = {v:?}, f = {fx:?}"
+    );
     for i in 0..x.len() {
         assert!(
             close(gc[i], c * g[i], AD_RTOL, ad_atol * c.abs()),
@@ -312,7 +339,12 @@ pub fn closed_form<G: Flat, E: Flat>(
 ) {
     for x in points {
         let (g, e) = (grad(x).flat(), expected(x).flat());
-        assert_eq!(g.len(), e.len(), "{name} at {}: gradient length", fmt_point(x));
+        assert_eq!(
+            g.len(),
+            e.len(),
+            "{name} at {}: gradient length",
+            fmt_point(x)
+        );
         for i in 0..g.len() {
             assert!(
                 close(g[i], e[i], AD_RTOL, 1e-14),
@@ -346,6 +378,7 @@ pub const F32_RTOL: f64 = 2e-5;
 /// of the same function written in `f64` (itself checked with [`check`]): `f_grad`,
 /// `f_jvp` on unit tangents, `f_vjp` and `f_value_and_grad` must all agree with it to
 /// f32 precision, and their values with `f`.
+#[allow(clippy::too_many_arguments)] // `check`'s five entry points, `f` and the reference
 pub fn check_f32<G1, G2, G3>(
     name: &str,
     points: &[&[f64]],
@@ -377,11 +410,17 @@ pub fn check_f32<G1, G2, G3>(
         for i in 0..x.len() {
             agree("f_grad", i, g[i], r[i]);
             let (v, t) = jvp(x, &unit(x.len(), i));
-            assert!(close(f64::from(v), f64::from(fx), 1e-6, 0.0), "{name} at {at}: f_jvp value {v:?} vs f {fx:?}");
+            assert!(
+                close(f64::from(v), f64::from(fx), 1e-6, 0.0),
+                "{name} at {at}: f_jvp value {v:?} vs f {fx:?}"
+            );
             agree("f_jvp along e_i", i, f64::from(t), r[i]);
         }
         let (v, gc) = vjp(x, 2.0);
-        assert!(close(f64::from(v), f64::from(fx), 1e-6, 0.0), "{name} at {at}: f_vjp value {v:?} vs f {fx:?}");
+        assert!(
+            close(f64::from(v), f64::from(fx), 1e-6, 0.0),
+            "{name} at {at}: f_vjp value {v:?} vs f {fx:?}"
+        );
         let gc = gc.flat();
         expect_len(name, "f_vjp pullback", x, &gc);
         for i in 0..x.len() {

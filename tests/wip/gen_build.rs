@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// How many programs to generate.
-const PROGRAMS: usize = 300;
+const PROGRAMS: usize = 250;
 /// The seed: change it to get a different corpus.
 const SEED: u64 = 0x5EED_F3A1_2026_0003;
 
@@ -148,7 +148,7 @@ impl<'r> Program<'r> {
         self.line("for i in 0..3 {");
         self.line("    w[i] = v[i];");
         self.line("}");
-        let n = 3 + self.rng.below(5);
+        let n = 2 + self.rng.below(4);
         for _ in 0..n {
             self.stmt(3);
         }
@@ -231,7 +231,7 @@ impl<'r> Program<'r> {
 
     fn block(&mut self, depth: usize) {
         self.indent += 1;
-        let n = 1 + self.rng.below(3);
+        let n = 1 + usize::from(self.rng.chance(40));
         for _ in 0..n {
             self.stmt(depth);
         }
@@ -352,7 +352,7 @@ impl<'r> Program<'r> {
                 let a = self.bounded(1);
                 format!("{s} += 0.25 * h_sq({a});")
             }
-            _ => format!("{s} = 0.25 * h_dot(v, &w) + 0.5 * {s};"),
+            _ => format!("{s} = 0.25 * h_dot(v, v) + 0.5 * {s};"), // TEMP
         };
         self.line(&line);
     }
@@ -462,7 +462,11 @@ impl<'r> Program<'r> {
             // Typed, so that a method call on it is not on an ambiguous `{float}`.
             _ => {
                 let l = self.rng.literal();
-                if l.starts_with('-') { format!("({l}_f64)") } else { format!("{l}_f64") }
+                if l.starts_with('-') {
+                    format!("({l}_f64)")
+                } else {
+                    format!("{l}_f64")
+                }
             }
         }
     }

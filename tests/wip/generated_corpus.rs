@@ -11,7 +11,6 @@
 mod common;
 
 use common::{Flat, check_at, fd_is_unreliable};
-use ferrax::prelude::*;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 type Grads = (f64, f64, Vec<f64>);
@@ -26,7 +25,13 @@ struct Program {
     value_and_grad: fn(f64, f64, &[f64], usize) -> (f64, Grads),
 }
 
-#[allow(unused_mut, unused_variables, unused_assignments, clippy::all)]
+#[allow(
+    unused_mut,
+    unused_variables,
+    unused_assignments,
+    unused_parens,
+    clippy::all
+)]
 mod generated {
     use super::Program;
     use ferrax::prelude::*;
@@ -91,7 +96,11 @@ fn check_program(p: &Program, rng: &mut Rng) -> usize {
 #[test]
 fn every_generated_program_passes_the_three_way_check() {
     let programs = generated::ALL;
-    assert!(programs.len() >= 200, "only {} generated programs", programs.len());
+    assert!(
+        programs.len() >= 200,
+        "only {} generated programs",
+        programs.len()
+    );
     let mut rng = Rng(0x0BAD_5EED_1234_5678);
     let mut failures = Vec::new();
     let mut starved = Vec::new();

@@ -11,6 +11,7 @@ mod arrays;
 mod branches;
 mod calls;
 mod early_return;
+mod items;
 mod kinks;
 mod loops;
 mod single;

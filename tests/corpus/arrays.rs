@@ -2,6 +2,9 @@
 //! fixed arrays, element reads and writes (`v[i] = ..`, `v[i] += ..`), and iteration
 //! with `.iter()`, `.enumerate()` and `.zip()`.
 
+// Index loops are what this file tests, so clippy's iterator advice does not apply.
+#![allow(clippy::needless_range_loop, clippy::manual_memcpy)]
+
 use crate::common::*;
 use ferrax::prelude::*;
 
@@ -16,7 +19,10 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn dot_product_of_two_slices_three_ways() {
-    let pts: &[&[f64]] = &[&[1.0, 2.0, 3.0, 0.5, -1.0, 4.0], &[-0.3, 0.0, 2.5, 1.5, 1.0, -2.0]];
+    let pts: &[&[f64]] = &[
+        &[1.0, 2.0, 3.0, 0.5, -1.0, 4.0],
+        &[-0.3, 0.0, 2.5, 1.5, 1.0, -2.0],
+    ];
     let (x, y) = (|p: &[f64]| p[..3].to_vec(), |p: &[f64]| p[3..].to_vec());
     check(
         "dot",
@@ -51,16 +57,16 @@ fn rosenbrock_over_a_slice_three_ways() {
     check(
         "rosen",
         pts,
-        |p| rosen(p),
-        |p| rosen_grad(p),
-        |p, d| rosen_jvp(p, d),
+        rosen,
+        rosen_grad,
+        rosen_jvp,
         |p, c| {
             let (v, pb) = rosen_vjp(p);
             (v, pb(c))
         },
-        |p| rosen_value_and_grad(p),
+        rosen_value_and_grad,
     );
-    closed_form("rosen", pts, |p| rosen_grad(p), |x| {
+    closed_form("rosen", pts, rosen_grad, |x| {
         let n = x.len();
         let mut g = vec![0.0; n];
         for i in 0..n - 1 {
@@ -92,16 +98,16 @@ fn iter_and_iter_enumerate_three_ways() {
     check(
         "iter_forms",
         pts,
-        |p| iter_forms(p),
-        |p| iter_forms_grad(p),
-        |p, d| iter_forms_jvp(p, d),
+        iter_forms,
+        iter_forms_grad,
+        iter_forms_jvp,
         |p, c| {
             let (v, pb) = iter_forms_vjp(p);
             (v, pb(c))
         },
-        |p| iter_forms_value_and_grad(p),
+        iter_forms_value_and_grad,
     );
-    closed_form("iter_forms", pts, |p| iter_forms_grad(p), |x| {
+    closed_form("iter_forms", pts, iter_forms_grad, |x| {
         x.iter()
             .enumerate()
             .map(|(i, v)| 2.0 * v + v.cos() + (i as f64 + 1.0) * v.exp() * 0.1)
@@ -125,7 +131,10 @@ fn zip_forms(x: &[f64], w: &[f64]) -> f64 {
 
 #[test]
 fn zip_and_enumerate_of_zip_three_ways() {
-    let pts: &[&[f64]] = &[&[0.5, -1.0, 2.0, 0.3, 0.7, -0.2], &[1.0, 2.0, 3.0, -1.0, -2.0, -3.0]];
+    let pts: &[&[f64]] = &[
+        &[0.5, -1.0, 2.0, 0.3, 0.7, -0.2],
+        &[1.0, 2.0, 3.0, -1.0, -2.0, -3.0],
+    ];
     let (x, w) = (|p: &[f64]| p[..3].to_vec(), |p: &[f64]| p[3..].to_vec());
     check(
         "zip_forms",
@@ -167,14 +176,14 @@ fn vec_macro_locals_with_writes_and_compound_writes_three_ways() {
     check(
         "vec_locals",
         pts,
-        |p| vec_locals(p),
-        |p| vec_locals_grad(p),
-        |p, d| vec_locals_jvp(p, d),
+        vec_locals,
+        vec_locals_grad,
+        vec_locals_jvp,
         |p, c| {
             let (v, pb) = vec_locals_vjp(p);
             (v, pb(c))
         },
-        |p| vec_locals_value_and_grad(p),
+        vec_locals_value_and_grad,
     );
 }
 
@@ -198,14 +207,14 @@ fn vec_with_capacity_and_push_three_ways() {
     check(
         "with_capacity_push",
         pts,
-        |p| with_capacity_push(p),
-        |p| with_capacity_push_grad(p),
-        |p, d| with_capacity_push_jvp(p, d),
+        with_capacity_push,
+        with_capacity_push_grad,
+        with_capacity_push_jvp,
         |p, c| {
             let (v, pb) = with_capacity_push_vjp(p);
             (v, pb(c))
         },
-        |p| with_capacity_push_value_and_grad(p),
+        with_capacity_push_value_and_grad,
     );
 }
 
@@ -281,16 +290,16 @@ fn cumulative_product_through_a_vec_three_ways() {
     check(
         "cumulative_product",
         pts,
-        |p| cumulative_product(p),
-        |p| cumulative_product_grad(p),
-        |p, d| cumulative_product_jvp(p, d),
+        cumulative_product,
+        cumulative_product_grad,
+        cumulative_product_jvp,
         |p, c| {
             let (v, pb) = cumulative_product_vjp(p);
             (v, pb(c))
         },
-        |p| cumulative_product_value_and_grad(p),
+        cumulative_product_value_and_grad,
     );
-    closed_form("cumulative_product", pts, |p| cumulative_product_grad(p), |x| {
+    closed_form("cumulative_product", pts, cumulative_product_grad, |x| {
         // d/dx_k sum_i prod_{j<i} x_j = sum_{i>k} prod_{j<i, j!=k} x_j
         let n = x.len();
         (0..n)

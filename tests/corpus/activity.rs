@@ -25,7 +25,12 @@ fn wrt_one_of_two_scalars_three_ways() {
             },
             |p| wrt_first_value_and_grad(p[0], y),
         );
-        closed_form("wrt_first", pts, |p| wrt_first_grad(p[0], y), |p| 2.0 * p[0] * y);
+        closed_form(
+            "wrt_first",
+            pts,
+            |p| wrt_first_grad(p[0], y),
+            |p| 2.0 * p[0] * y,
+        );
     }
     // One active argument: the gradient is the value itself, not a 1-tuple.
     let g: f64 = wrt_first_grad(1.0, 2.0);
@@ -53,10 +58,15 @@ fn wrt_two_of_three_scalars_three_ways() {
         },
         |p| wrt_two_of_three_value_and_grad(x, p[0], p[1]),
     );
-    closed_form("wrt_two_of_three", pts, |p| wrt_two_of_three_grad(x, p[0], p[1]), |p| {
-        let (y, z) = (p[0], p[1]);
-        (x * (x * y).cos() + z * z, 2.0 * y * z + x)
-    });
+    closed_form(
+        "wrt_two_of_three",
+        pts,
+        |p| wrt_two_of_three_grad(x, p[0], p[1]),
+        |p| {
+            let (y, z) = (p[0], p[1]);
+            (x * (x * y).cos() + z * z, 2.0 * y * z + x)
+        },
+    );
 }
 
 #[grad(wrt(z, x))]
@@ -69,7 +79,8 @@ fn wrt_gradients_come_in_parameter_order() {
     // wrt(z, x) lists z first, but gradients follow the parameters: (d/dx, d/dz).
     let g: (f64, f64) = wrt_order_is_parameter_order_grad(1.0, 2.0, 3.0);
     assert_eq!(g, (10.0, 100.0));
-    let (_, t) = wrt_order_is_parameter_order_jvp(1.0, 2.0, 3.0, 1.0, 0.0);
+    let (v, t) = wrt_order_is_parameter_order_jvp(1.0, 2.0, 3.0, 1.0, 0.0);
+    assert_eq!(v, wrt_order_is_parameter_order(1.0, 2.0, 3.0));
     assert_eq!(t, 10.0, "the first tangent belongs to x");
 }
 
@@ -99,10 +110,17 @@ fn wrt_a_slice_only_three_ways() {
         },
         |p| wrt_slice_value_and_grad(p, &x, b),
     );
-    closed_form("wrt_slice", pts, |p| wrt_slice_grad(p, &x, b), |w| {
-        let s = b + w.iter().zip(&x).map(|(a, c)| a * c).sum::<f64>();
-        x.iter().map(|xi| 2.0 * s / (1.0 + s * s) * xi).collect::<Vec<f64>>()
-    });
+    closed_form(
+        "wrt_slice",
+        pts,
+        |p| wrt_slice_grad(p, &x, b),
+        |w| {
+            let s = b + w.iter().zip(&x).map(|(a, c)| a * c).sum::<f64>();
+            x.iter()
+                .map(|xi| 2.0 * s / (1.0 + s * s) * xi)
+                .collect::<Vec<f64>>()
+        },
+    );
 }
 
 #[grad]
@@ -155,7 +173,10 @@ fn gradient_types_mirror_argument_types() {
     assert_eq!(ga, [2.0 * t * 3.0, 2.0 * t * 6.0]);
     assert_eq!(gv, vec![2.0 * t * 2.0; 3]);
     assert_eq!(gs, 2.0 * t * 0.5);
-    let pts: &[&[f64]] = &[&[0.5, 2.0, 1.0, 2.0, 3.0, 3.0], &[-0.2, 0.7, 0.3, -1.0, 0.0, 0.4]];
+    let pts: &[&[f64]] = &[
+        &[0.5, 2.0, 1.0, 2.0, 3.0, 3.0],
+        &[-0.2, 0.7, 0.3, -1.0, 0.0, 0.4],
+    ];
     let parts = |p: &[f64]| (arr::<2>(p, 0), p[2..5].to_vec(), p[5]);
     check(
         "mixed_gradient_types",
@@ -213,7 +234,10 @@ fn inactive_float_locals_and_dead_values_three_ways() {
         |p| activity_through_locals_value_and_grad(p[0], p[1]),
     );
     // c = (((1*2 + 0)*2 + 1)*2 + 2)*2 + 3 = 27
-    closed_form("activity_through_locals", pts, |p| activity_through_locals_grad(p[0], p[1]), |_| {
-        (27.0, 0.0)
-    });
+    closed_form(
+        "activity_through_locals",
+        pts,
+        |p| activity_through_locals_grad(p[0], p[1]),
+        |_| (27.0, 0.0),
+    );
 }

@@ -13,7 +13,7 @@ fn early_return_top(x: f64, y: f64) -> f64 {
     if z > 2.0 {
         return z.ln();
     }
-    return z * z + x;
+    z * z + x
 }
 
 #[test]
@@ -31,16 +31,21 @@ fn early_return_at_top_level_three_ways() {
         },
         |p| early_return_top_value_and_grad(p[0], p[1]),
     );
-    closed_form("early_return_top", pts, |p| early_return_top_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        if x < 0.0 {
-            (y * y, 2.0 * x * y)
-        } else if x.sqrt() * y > 2.0 {
-            (0.5 / x, 1.0 / y)
-        } else {
-            (y * y + 1.0, 2.0 * x * y)
-        }
-    });
+    closed_form(
+        "early_return_top",
+        pts,
+        |p| early_return_top_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            if x < 0.0 {
+                (y * y, 2.0 * x * y)
+            } else if x.sqrt() * y > 2.0 {
+                (0.5 / x, 1.0 / y)
+            } else {
+                (y * y + 1.0, 2.0 * x * y)
+            }
+        },
+    );
 }
 
 #[grad]
@@ -48,7 +53,7 @@ fn return_from_nested_loops(x: f64, n: usize) -> f64 {
     let mut acc = 0.0;
     for i in 0..n {
         for j in 0..n {
-            acc = acc + x * (i + j + 1) as f64 * 0.1;
+            acc += x * (i + j + 1) as f64 * 0.1;
             if acc > 3.0 {
                 return acc * x;
             }

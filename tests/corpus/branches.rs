@@ -8,7 +8,7 @@ use ferrax::prelude::*;
 fn if_statement(x: f64) -> f64 {
     let mut y = x * x;
     if x > 1.0 {
-        y = y * x;
+        y *= x;
     } else if x < -1.0 {
         y -= 3.0 * x;
     } else {
@@ -32,28 +32,45 @@ fn if_else_if_else_statement_three_ways() {
         },
         |p| if_statement_value_and_grad(p[0]),
     );
-    closed_form("if_statement", pts, |p| if_statement_grad(p[0]), |p| {
-        let x = p[0];
-        2.0 * if x > 1.0 {
-            3.0 * x * x
-        } else if x < -1.0 {
-            2.0 * x - 3.0
-        } else {
-            (x * x).cos() * 2.0 * x + 1.0
-        }
-    });
+    closed_form(
+        "if_statement",
+        pts,
+        |p| if_statement_grad(p[0]),
+        |p| {
+            let x = p[0];
+            2.0 * if x > 1.0 {
+                3.0 * x * x
+            } else if x < -1.0 {
+                2.0 * x - 3.0
+            } else {
+                (x * x).cos() * 2.0 * x + 1.0
+            }
+        },
+    );
 }
 
 #[grad]
 fn if_expression(x: f64, y: f64) -> f64 {
     let z = if x > y { x * y } else { x / y };
-    let w = if z < 0.0 { -z } else if z < 1.0 { z * z } else { z.sqrt() };
+    let w = if z < 0.0 {
+        -z
+    } else if z < 1.0 {
+        z * z
+    } else {
+        z.sqrt()
+    };
     w + if x * y > 0.5 { 1.0 } else { x }
 }
 
 #[test]
 fn if_as_expression_three_ways() {
-    let pts: &[&[f64]] = &[&[2.0, 1.5], &[0.5, 2.0], &[-1.0, -3.0], &[-0.5, 0.25], &[3.0, 2.0]];
+    let pts: &[&[f64]] = &[
+        &[2.0, 1.5],
+        &[0.5, 2.0],
+        &[-1.0, -3.0],
+        &[-0.5, 0.25],
+        &[3.0, 2.0],
+    ];
     check(
         "if_expression",
         pts,
@@ -161,9 +178,12 @@ fn match_on_integers_three_ways() {
             |p| match_int_value_and_grad(p[0], k),
         );
     }
-    closed_form("match_int(k = 4)", &[&[0.7]], |p| match_int_grad(p[0], 4), |p| {
-        p[0].cos() * 4.0 + 1.0
-    });
+    closed_form(
+        "match_int(k = 4)",
+        &[&[0.7]],
+        |p| match_int_grad(p[0], 4),
+        |p| p[0].cos() * 4.0 + 1.0,
+    );
 }
 
 #[grad]
@@ -218,7 +238,11 @@ fn match_enum(x: f64, act: Activation) -> f64 {
 
 #[test]
 fn match_on_enums_three_ways() {
-    for act in [Activation::Tanh, Activation::Softplus, Activation::Scaled(3)] {
+    for act in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Scaled(3),
+    ] {
         let pts: &[&[f64]] = &[&[0.4], &[-2.0]];
         check(
             &format!("match_enum({act:?})"),
@@ -232,14 +256,19 @@ fn match_on_enums_three_ways() {
             },
             |p| match_enum_value_and_grad(p[0], act),
         );
-        closed_form(&format!("match_enum({act:?})"), pts, |p| match_enum_grad(p[0], act), |p| {
-            let x = p[0];
-            match act {
-                Activation::Tanh => 1.0 - x.tanh().powi(2),
-                Activation::Softplus => 1.0 / (1.0 + (-x).exp()),
-                Activation::Scaled(k) => k as f64,
-            }
-        });
+        closed_form(
+            &format!("match_enum({act:?})"),
+            pts,
+            |p| match_enum_grad(p[0], act),
+            |p| {
+                let x = p[0];
+                match act {
+                    Activation::Tanh => 1.0 - x.tanh().powi(2),
+                    Activation::Softplus => 1.0 / (1.0 + (-x).exp()),
+                    Activation::Scaled(k) => k as f64,
+                }
+            },
+        );
     }
 }
 

@@ -31,12 +31,17 @@ fn poly_three_ways() {
         |p| poly_value_and_grad(p[0], p[1]),
     );
     // f = -((3x^2 - 2xy + 0.5y + x) x)/2 + (x^2 - y^2)/4
-    closed_form("poly", pts, |p| poly_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let dx = -(9.0 * x * x - 4.0 * x * y + 0.5 * y + 2.0 * x) / 2.0 + x / 2.0;
-        let dy = -(-2.0 * x * x + 0.5 * x) / 2.0 - y / 2.0;
-        (dx, dy)
-    });
+    closed_form(
+        "poly",
+        pts,
+        |p| poly_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let dx = -(9.0 * x * x - 4.0 * x * y + 0.5 * y + 2.0 * x) / 2.0 + x / 2.0;
+            let dy = -(-2.0 * x * x + 0.5 * x) / 2.0 - y / 2.0;
+            (dx, dy)
+        },
+    );
 }
 
 #[grad]
@@ -69,12 +74,17 @@ fn shadowing_blocks_and_tuple_patterns_three_ways() {
         |p| shadow_blocks_tuples_value_and_grad(p[0], p[1]),
     );
     // f = 0.5 (xy(x+y) - 2x + (x+y)^2) + 2x
-    closed_form("shadow_blocks_tuples", pts, |p| shadow_blocks_tuples_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let dx = 0.5 * (2.0 * x * y + y * y - 2.0 + 2.0 * (x + y)) + 2.0;
-        let dy = 0.5 * (x * x + 2.0 * x * y + 2.0 * (x + y));
-        (dx, dy)
-    });
+    closed_form(
+        "shadow_blocks_tuples",
+        pts,
+        |p| shadow_blocks_tuples_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let dx = 0.5 * (2.0 * x * y + y * y - 2.0 + 2.0 * (x + y)) + 2.0;
+            let dy = 0.5 * (x * x + 2.0 * x * y + 2.0 * (x + y));
+            (dx, dy)
+        },
+    );
 }
 
 #[grad]
@@ -106,10 +116,15 @@ fn int_casts_and_inactive_int_arithmetic_three_ways() {
             },
             |p| int_casts_value_and_grad(p[0], n, k),
         );
-        closed_form("int_casts", pts, |p| int_casts_grad(p[0], n, k), |p| {
-            let scale = (2 * n + 1) as f64 / (k as f64 + 0.5);
-            2.0 * scale * p[0] + (0..k).map(f64::from).sum::<f64>()
-        });
+        closed_form(
+            "int_casts",
+            pts,
+            |p| int_casts_grad(p[0], n, k),
+            |p| {
+                let scale = (2 * n + 1) as f64 / (k as f64 + 0.5);
+                2.0 * scale * p[0] + (0..k).map(f64::from).sum::<f64>()
+            },
+        );
     }
 }
 
@@ -133,11 +148,16 @@ fn sin_cos_tan_three_ways() {
         },
         |p| trig_value_and_grad(p[0], p[1]),
     );
-    closed_form("trig", pts, |p| trig_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let sec2 = 1.0 / (x * y).cos().powi(2);
-        (x.cos() * y.cos() + y * sec2, -x.sin() * y.sin() + x * sec2)
-    });
+    closed_form(
+        "trig",
+        pts,
+        |p| trig_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let sec2 = 1.0 / (x * y).cos().powi(2);
+            (x.cos() * y.cos() + y * sec2, -x.sin() * y.sin() + x * sec2)
+        },
+    );
 }
 
 #[grad]
@@ -160,16 +180,21 @@ fn asin_acos_atan_atan2_three_ways() {
         },
         |p| inverse_trig_value_and_grad(p[0], p[1]),
     );
-    closed_form("inverse_trig", pts, |p| inverse_trig_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let r2 = x * x + y * y;
-        let s = (1.0 - x * x).sqrt();
-        let dat = 1.0 / (1.0 + x * x * y * y);
-        // d atan2(y, x) = (x dy - y dx) / r2; d atan2(x, y) = (y dx - x dy) / r2
-        let dx = 1.0 / s - 2.0 / s + y * dat - y / r2 + 0.5 * y / r2;
-        let dy = x * dat + x / r2 - 0.5 * x / r2;
-        (dx, dy)
-    });
+    closed_form(
+        "inverse_trig",
+        pts,
+        |p| inverse_trig_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let r2 = x * x + y * y;
+            let s = (1.0 - x * x).sqrt();
+            let dat = 1.0 / (1.0 + x * x * y * y);
+            // d atan2(y, x) = (x dy - y dx) / r2; d atan2(x, y) = (y dx - x dy) / r2
+            let dx = 1.0 / s - 2.0 / s + y * dat - y / r2 + 0.5 * y / r2;
+            let dy = x * dat + x / r2 - 0.5 * x / r2;
+            (dx, dy)
+        },
+    );
 }
 
 #[grad]
@@ -193,14 +218,19 @@ fn sinh_cosh_tanh_and_inverses_three_ways() {
         },
         |p| hyperbolic_value_and_grad(p[0], p[1], p[2]),
     );
-    closed_form("hyperbolic", pts, |p| hyperbolic_grad(p[0], p[1], p[2]), |p| {
-        let (a, b, c) = (p[0], p[1], p[2]);
-        (
-            a.cosh() * b.cosh() + 1.0 / (a * a + 1.0).sqrt(),
-            a.sinh() * b.sinh() + 1.0 / (b * b - 1.0).sqrt(),
-            1.0 - c.tanh().powi(2) + 1.0 / (1.0 - c * c),
-        )
-    });
+    closed_form(
+        "hyperbolic",
+        pts,
+        |p| hyperbolic_grad(p[0], p[1], p[2]),
+        |p| {
+            let (a, b, c) = (p[0], p[1], p[2]);
+            (
+                a.cosh() * b.cosh() + 1.0 / (a * a + 1.0).sqrt(),
+                a.sinh() * b.sinh() + 1.0 / (b * b - 1.0).sqrt(),
+                1.0 - c.tanh().powi(2) + 1.0 / (1.0 - c * c),
+            )
+        },
+    );
 }
 
 #[grad]
@@ -224,17 +254,26 @@ fn exp_exp2_expm1_ln_log_log2_log10_ln1p_three_ways() {
         },
         |p| exps_and_logs_value_and_grad(p[0], p[1]),
     );
-    closed_form("exps_and_logs", pts, |p| exps_and_logs_grad(p[0], p[1]), |p| {
-        let (x, b) = (p[0], p[1]);
-        let ln2 = std::f64::consts::LN_2;
-        let ln10 = std::f64::consts::LN_10;
-        let dx = x.exp() + ln2 * x.exp2() + x.exp() + 2.0 / x + 1.0 / (x * b.ln())
-            + 1.0 / (x * ln2)
-            + 1.0 / (x * ln10)
-            + 1.0 / (1.0 + x);
-        let db = -x.ln() / (b * b.ln().powi(2));
-        (dx, db)
-    });
+    closed_form(
+        "exps_and_logs",
+        pts,
+        |p| exps_and_logs_grad(p[0], p[1]),
+        |p| {
+            let (x, b) = (p[0], p[1]);
+            let ln2 = std::f64::consts::LN_2;
+            let ln10 = std::f64::consts::LN_10;
+            let dx = x.exp()
+                + ln2 * x.exp2()
+                + x.exp()
+                + 2.0 / x
+                + 1.0 / (x * b.ln())
+                + 1.0 / (x * ln2)
+                + 1.0 / (x * ln10)
+                + 1.0 / (1.0 + x);
+            let db = -x.ln() / (b * b.ln().powi(2));
+            (dx, db)
+        },
+    );
 }
 
 #[grad]
@@ -258,13 +297,20 @@ fn sqrt_cbrt_powi_powf_three_ways() {
         },
         |p| roots_and_powers_value_and_grad(p[0], p[1]),
     );
-    closed_form("roots_and_powers", pts, |p| roots_and_powers_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let dx = 0.5 / x.sqrt() + 3.0 * x * x + y * x.powf(y - 1.0);
-        let dy = 1.0 / (3.0 * y.cbrt().powi(2)) + 4.0 * y.powi(-3) + x.powf(y) * x.ln()
-            + 2.5 * y.powf(1.5);
-        (dx, dy)
-    });
+    closed_form(
+        "roots_and_powers",
+        pts,
+        |p| roots_and_powers_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let dx = 0.5 / x.sqrt() + 3.0 * x * x + y * x.powf(y - 1.0);
+            let dy = 1.0 / (3.0 * y.cbrt().powi(2))
+                + 4.0 * y.powi(-3)
+                + x.powf(y) * x.ln()
+                + 2.5 * y.powf(1.5);
+            (dx, dy)
+        },
+    );
 }
 
 #[grad]
@@ -347,12 +393,17 @@ fn unary_minus_and_parentheses_three_ways() {
         |p| neg_and_parens_value_and_grad(p[0], p[1]),
     );
     // f = x (y + x) / (-(2 + y)) = -(xy + x^2) / (2 + y)
-    closed_form("neg_and_parens", pts, |p| neg_and_parens_grad(p[0], p[1]), |p| {
-        let (x, y) = (p[0], p[1]);
-        let dx = -(y + 2.0 * x) / (2.0 + y);
-        let dy = -(x * (2.0 + y) - (x * y + x * x)) / (2.0 + y).powi(2);
-        (dx, dy)
-    });
+    closed_form(
+        "neg_and_parens",
+        pts,
+        |p| neg_and_parens_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            let dx = -(y + 2.0 * x) / (2.0 + y);
+            let dy = -(x * (2.0 + y) - (x * y + x * x)) / (2.0 + y).powi(2);
+            (dx, dy)
+        },
+    );
 }
 
 #[grad]
@@ -376,5 +427,10 @@ fn output_independent_of_input_has_zero_gradient() {
         },
         |p| constant_function_value_and_grad(p[0]),
     );
-    exact("constant_function", "gradient", constant_function_grad(1.0), 0.0);
+    exact(
+        "constant_function",
+        "gradient",
+        constant_function_grad(1.0),
+        0.0,
+    );
 }

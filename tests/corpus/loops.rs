@@ -31,12 +31,17 @@ fn for_over_range_horner_three_ways() {
             |p| horner_value_and_grad(p[0], n),
         );
         // acc = sum_{i<n} (i+1) x^(n-1-i)
-        closed_form(&format!("horner(n = {n})"), pts, |p| horner_grad(p[0], n), |p| {
-            (0..n)
-                .filter(|&i| n - 1 - i >= 1)
-                .map(|i| (i + 1) as f64 * (n - 1 - i) as f64 * p[0].powi((n - 2 - i) as i32))
-                .sum::<f64>()
-        });
+        closed_form(
+            &format!("horner(n = {n})"),
+            pts,
+            |p| horner_grad(p[0], n),
+            |p| {
+                (0..n)
+                    .filter(|&i| n - 1 - i >= 1)
+                    .map(|i| (i + 1) as f64 * (n - 1 - i) as f64 * p[0].powi((n - 2 - i) as i32))
+                    .sum::<f64>()
+            },
+        );
     }
 }
 
@@ -47,7 +52,7 @@ fn rev_and_step_by(x: f64) -> f64 {
         acc = (acc * 0.5 + i as f64).sin() * x;
     }
     for k in (1..10).step_by(3) {
-        acc += x.powi(k as i32) / k as f64;
+        acc += x.powi(k) / k as f64;
     }
     for j in (0..=6).rev().step_by(2) {
         acc = acc * (1.0 + 0.1 * j as f64) - x;
@@ -248,9 +253,12 @@ fn loops_of_zero_trips_three_ways() {
         |p| zero_trip_loops_value_and_grad(p[0], 0),
     );
     // With no trips f = x^2 + x.
-    closed_form("zero_trip_loops(n = 0)", pts, |p| zero_trip_loops_grad(p[0], 0), |p| {
-        2.0 * p[0] + 1.0
-    });
+    closed_form(
+        "zero_trip_loops(n = 0)",
+        pts,
+        |p| zero_trip_loops_grad(p[0], 0),
+        |p| 2.0 * p[0] + 1.0,
+    );
     // And the same function with trips, so the loops are really differentiated.
     check(
         "zero_trip_loops(n = 3)",
