@@ -471,6 +471,63 @@ mod tests {
                 ),
                 "outside of a loop",
             ),
+            (
+                quote!(),
+                quote!(
+                    fn f<T: Copy>(x: T) -> f64 {
+                        0.0
+                    }
+                ),
+                "generic type parameters",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: impl Into<f64>) -> f64 {
+                        0.0
+                    }
+                ),
+                "`impl Trait` parameters",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: &f64) -> f64 {
+                        *x
+                    }
+                ),
+                "take the `f64` by value",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(n: usize) -> f64 {
+                        n as f64
+                    }
+                ),
+                "needs a parameter to differentiate",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(x: f64) -> f64 {
+                        let mut y = x;
+                        let r = &mut y;
+                        y
+                    }
+                ),
+                "`&mut`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(a: [f64; 3]) -> f64 {
+                        let [x, y, z] = a;
+                        x * y * z
+                    }
+                ),
+                "patterns in `let`",
+            ),
         ];
         for (attr, item, want) in cases {
             let out = errors_of(attr, item.clone());
@@ -524,9 +581,13 @@ mod tests {
         let t = std::time::Instant::now();
         let mut bytes = 0;
         for (a, f) in &items {
-            bytes += expand(a.clone(), f.clone())
-                .map(|t| t.to_string().len())
-                .unwrap_or(0);
+            let out = expand(a.clone(), f.clone())
+                .map(|t| t.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            if out.contains("compile_error") {
+                println!("error expanding {f}: {out}");
+            }
+            bytes += out.len();
         }
         println!(
             "expanded {} functions in {:?} ({} bytes of output)",

@@ -149,6 +149,9 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
             if r.mutability.is_some() && inner.is_differentiable() {
                 return Err("#[grad] does not support `&mut` float parameters: take the value (or `&[f64]`) and return the result".into());
             }
+            if let Kind::Float(_) = inner {
+                return Err("#[grad] does not support references to a float (`&f64`): take the `f64` by value".into());
+            }
             Ok(if r.mutability.is_some() {
                 Kind::Opaque
             } else {
@@ -163,6 +166,10 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
             Err("#[grad] does not support raw pointers: use references, slices or values".into())
         }
         Type::Paren(p) => type_kind(&p.elem),
+        Type::ImplTrait(_) => Err(
+            "#[grad] does not support `impl Trait` parameters: name the type (`f64`, `&[f64]`, ..)"
+                .into(),
+        ),
         _ => Ok(Kind::Opaque),
     }
 }
@@ -277,6 +284,11 @@ impl Lowerer<'_> {
     // ---------- signature ----------
 
     fn lower_params(&mut self, sig: &syn::Signature, attr: &GradAttr) {
+        for g in &sig.generics.params {
+            if let syn::GenericParam::Type(t) = g {
+                self.cx.error(t, "#[grad] does not support generic type parameters: write the function for `f32` or `f64`");
+            }
+        }
         let mut seen = Vec::new();
         for input in &sig.inputs {
             let pt = match input {
@@ -322,6 +334,13 @@ impl Lowerer<'_> {
                 ty: (*pt.ty).clone(),
                 active,
             });
+        }
+        if !self.func.params.iter().any(|p| p.active) && attr.wrt.is_none() && !self.cx.has_errors()
+        {
+            self.cx.error(
+                &sig.ident,
+                "#[grad] needs a parameter to differentiate with respect to: an `f32`/`f64`, `&[f64]`, `Vec<f64>` or `[f64; N]`",
+            );
         }
         if let Some(w) = &attr.wrt {
             for n in w {
