@@ -68,14 +68,18 @@
 //! - [`shape`]: strides, broadcasting and axis rules;
 //! - `ops`: the operations (unary, binary, reductions, matmul, views, nn, operators);
 //! - [`random`]: [`Key`] and the Threefry generator;
+//! - [`differentiable`]: the tangent algebra of parameter values and `unbroadcast`;
+//! - [`optim`]: SGD, momentum and Adam over any [`Differentiable`] value;
 //! - [`cpu`]: the CPU kernels the operations call on contiguous buffers.
 
 pub mod cpu;
 pub mod device;
+pub mod differentiable;
 pub mod element;
 pub mod error;
 mod fmt;
 mod ops;
+pub mod optim;
 mod pool;
 pub mod random;
 pub mod shape;
@@ -83,6 +87,7 @@ mod storage;
 pub mod tensor;
 
 pub use device::Device;
+pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use ops::Scalar;
@@ -93,6 +98,7 @@ pub use tensor::Tensor;
 /// shadow the standard one in the user's code.)
 pub mod prelude {
     pub use crate::device::Device;
+    pub use crate::differentiable::Differentiable;
     pub use crate::element::{DType, Element, Float};
     pub use crate::error::Error;
     pub use crate::random::Key;

@@ -32,7 +32,7 @@ enum Other<'a, T> {
 impl Tensor {
     /// The buffer, mutable, if this tensor is its sole owner and covers all of it in
     /// row-major order.
-    fn exclusive_buffer<T: Float>(&mut self) -> Option<&mut [T]> {
+    pub(crate) fn exclusive_buffer<T: Float>(&mut self) -> Option<&mut [T]> {
         let n = self.numel();
         if n == 0 || !self.is_contiguous() || self.layout.offset != 0 {
             return None;
