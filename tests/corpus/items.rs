@@ -33,6 +33,34 @@ fn generated_items_keep_the_visibility_of_the_function() {
 use ferrax::prelude::*;
 
 #[grad]
+fn mut_arguments(mut x: f64, mut n: usize) -> f64 {
+    while n > 0 {
+        x = x.sin() + 0.5 * x;
+        n -= 1;
+    }
+    x
+}
+
+#[test]
+fn mut_arguments_three_ways() {
+    for n in [0usize, 1, 5] {
+        let pts: &[&[f64]] = &[&[0.4], &[-1.7]];
+        check(
+            &format!("mut_arguments(n = {n})"),
+            pts,
+            |p| mut_arguments(p[0], n),
+            |p| mut_arguments_grad(p[0], n),
+            |p, d| mut_arguments_jvp(p[0], n, d[0]),
+            |p, c| {
+                let (v, pb) = mut_arguments_vjp(p[0], n);
+                (v, pb(c))
+            },
+            |p| mut_arguments_value_and_grad(p[0], n),
+        );
+    }
+}
+
+#[grad]
 #[inline(never)] // other attributes stay on `f`
 fn literal_forms(x: f64) -> f64 {
     let a = 2. * x + 1e-3 * x * x + 1_000.0 * 1.5e-4 * x;
