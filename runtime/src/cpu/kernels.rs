@@ -24,10 +24,11 @@ use super::ops;
 
 /// Element count above which kernels split work across rayon's threads.
 ///
-/// Waking a second thread costs some microseconds, so a cheap op (add, copy: a few
-/// elements per nanosecond) is split from about 100K elements. Expensive functions
-/// (exp, sin, ...) count as several elements each and split at a fraction of this length.
-pub const PAR_THRESHOLD: usize = 1 << 17;
+/// Waking a second thread costs 5 to 20 microseconds (the most on virtual machines), so
+/// a cheap op (negation, add: a few elements per nanosecond) is split from about 250K
+/// elements. Expensive functions (exp, sin, ...) count as several elements each and
+/// split at a fraction of this length; reductions (read-only) at twice it.
+pub const PAR_THRESHOLD: usize = 1 << 18;
 
 /// Elementwise unary operations on floats.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -637,7 +637,8 @@ impl<T: MathFloat, R: ReduceFn<T>> WithSimd for RowReduce<'_, T, R> {
 
 /// Reduces a contiguous run, splitting it across threads when long.
 fn reduce_run<T: MathFloat, R: ReduceFn<T>>(r: R, x: &[T]) -> f64 {
-    if !parallel(x.len()) {
+    // reading is cheaper than reading and writing: count half an element each
+    if !parallel(x.len() / 2) {
         return dispatch(RowReduce { r, x });
     }
     x.par_chunks(chunk_len(x.len(), 1))
