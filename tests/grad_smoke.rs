@@ -557,3 +557,71 @@ fn f32_slices_arrays_and_bool_match() {
     let (g2, _) = f32_slices_grad(&x, false, p);
     assert!((t - g2[0]).abs() < 1e-5);
 }
+
+#[grad]
+fn odds_and_ends(x: f64, y: f64, v: &[f64]) -> f64 {
+    let (a, b) = (x * 2.0, y);
+    let z = {
+        let t = a * b;
+        t + 1.0
+    };
+    let x = x * if z > 0.0 { 1.5 } else { -0.5 };
+    let lo = x * 2.0;
+    let mut q = [x, y, z];
+    for i in 0..q.len() {
+        q[i] *= v[i % v.len()];
+        q[i] -= 0.25 * std::f64::consts::PI * x;
+    }
+    let m = q[0].max(q[1]).min(q[2].abs()) - (-x).abs();
+    let w = v.len() as f64 * lo + m;
+    let r = match v.len() {
+        0 => return 0.0,
+        1 | 2 => w.tanh(),
+        _ => w.atan2(1.0 + y * y) + x.hypot(y) + y.mul_add(x, 0.5).cbrt(),
+    };
+    r + a.clamp(-1.0, 1.0) + x.exp2() + y.exp_m1() + (1.0 + x * x).log(3.0) + x.recip()
+}
+
+#[test]
+fn odds_and_ends_match_finite_differences() {
+    let v = [0.3, -0.7, 1.2];
+    for (x, y) in [(0.3, 0.8), (-0.9, 0.4), (1.7, -0.6)] {
+        let (gx, gy, gv) = odds_and_ends_grad(x, y, &v);
+        let fx = fd(|p| odds_and_ends(p[0], p[1], &v), &[x, y]);
+        for (g, f) in [gx, gy].iter().zip(&fx) {
+            assert!(
+                (g - f).abs() < 1e-6 * (1.0 + f.abs()),
+                "({x}, {y}): {gx} {gy} vs {fx:?}"
+            );
+        }
+        let fv = fd(|p| odds_and_ends(x, y, p), &v);
+        for (g, f) in gv.iter().zip(&fv) {
+            assert!(
+                (g - f).abs() < 1e-6 * (1.0 + f.abs()),
+                "({x}, {y}): {gv:?} vs {fv:?}"
+            );
+        }
+        let (_, t) = odds_and_ends_jvp(x, y, &v, 1.0, 0.0, &[0.0; 3]);
+        assert!(
+            (t - gx).abs() < 1e-9 * (1.0 + gx.abs()),
+            "jvp {t} vs grad {gx}"
+        );
+    }
+}
+
+#[grad]
+fn precision_round_trip(x: f64) -> f64 {
+    let h = (x as f32).sin() * 2.0f32;
+    (h as f64) * x
+}
+
+#[test]
+fn casts_between_f32_and_f64() {
+    let x = 0.7;
+    let g = precision_round_trip_grad(x);
+    assert_eq!(precision_round_trip_value_and_grad(x).0, precision_round_trip(x));
+    let expect = (x as f32).cos() as f64 * 2.0 * x + (x as f32).sin() as f64 * 2.0;
+    assert!((g - expect).abs() < 1e-6, "{g} vs {expect}");
+    let (_, t) = precision_round_trip_jvp(x, 1.0);
+    assert!((t - g).abs() < 1e-6, "{t} vs {g}");
+}

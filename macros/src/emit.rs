@@ -115,7 +115,11 @@ impl Emitter<'_> {
                     Kind::Float(Prec::F64) => quote!(: f64),
                     _ => quote!(),
                 };
-                let r = self.rhs(rhs);
+                let prec = match info.kind {
+                    Kind::Float(p) => p,
+                    _ => Prec::Infer,
+                };
+                let r = self.rhs(rhs, prec);
                 quote!(let #m #id #ty = #r;)
             }
             Stmt::Assign { var, value } => {
@@ -209,10 +213,11 @@ impl Emitter<'_> {
         }
     }
 
-    fn rhs(&self, rhs: &Rhs) -> TokenStream {
+    /// A right-hand side; `prec` is the precision of the variable it defines, if known.
+    fn rhs(&self, rhs: &Rhs, prec: Prec) -> TokenStream {
         match rhs {
             Rhs::Atom(a) => self.atom(*a),
-            Rhs::Prim(p, args) => self.prim(*p, args),
+            Rhs::Prim(p, args) => self.prim(*p, args, prec),
             Rhs::Index(v, i) => {
                 let (id, i) = (self.var(*v), self.atom(*i));
                 quote!(#id[#i])
@@ -317,9 +322,21 @@ impl Emitter<'_> {
         }
     }
 
-    fn prim(&self, p: Prim, args: &[Atom]) -> TokenStream {
+    fn prim(&self, p: Prim, args: &[Atom], prec: Prec) -> TokenStream {
         let a: Vec<TokenStream> = args.iter().map(|x| self.atom(*x)).collect();
-        let first = a.first().cloned().unwrap_or_default();
+        let mut first = a.first().cloned().unwrap_or_default();
+        // A method needs a receiver of known type: give a literal receiver its suffix.
+        if let (Syntax::Method(_), Some(Atom::Float(v))) = (row(p).syntax, args.first()) {
+            let lit = match prec {
+                Prec::F32 => Literal::f32_suffixed(v.abs() as f32),
+                _ => Literal::f64_suffixed(v.abs()),
+            };
+            first = if v.is_sign_negative() {
+                quote!((-#lit))
+            } else {
+                quote!(#lit)
+            };
+        }
         match row(p).syntax {
             Syntax::Binary(op) => {
                 let b = a.get(1).cloned().unwrap_or_default();
