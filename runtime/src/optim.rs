@@ -188,7 +188,7 @@ impl<P: Differentiable> Optimizer<P> for Adam<P> {
             b1: self.b1,
             b2: self.b2,
             eps: self.eps,
-            t: t.min(i32::MAX as u32) as i32,
+            t,
         };
         update("Adam::step", params, grads, [mu, nu], &rule)?;
         self.count = t;
@@ -237,7 +237,7 @@ struct AdamRule {
     b1: f64,
     b2: f64,
     eps: f64,
-    t: i32,
+    t: u32,
 }
 
 impl Rule<2> for AdamRule {
@@ -246,11 +246,19 @@ impl Rule<2> for AdamRule {
         let (b1, b2) = (T::from_f64(self.b1), T::from_f64(self.b2));
         *mu = T::from_f64(1.0 - self.b1) * g + b1 * *mu;
         *nu = T::from_f64(1.0 - self.b2) * (g * g) + b2 * *nu;
-        let mu_hat = *mu / (T::one() - b1.powi(self.t));
-        let nu_hat = *nu / (T::one() - b2.powi(self.t));
+        let mu_hat = *mu / (T::one() - pow(b1, self.t));
+        let nu_hat = *nu / (T::one() - pow(b2, self.t));
         let u = mu_hat / (nu_hat.sqrt() + T::from_f64(self.eps));
         *p = *p + T::from_f64(-self.lr) * u;
     }
+}
+
+/// `x^n` as optax computes it (XLA's float `power`, under `jit`): correctly rounded for
+/// f32 (computed in f64), and libm's `pow` for f64. Not `powi`, whose rounding is
+/// unspecified and differs between optimisation levels; a bias correction `1 - b2^t`
+/// cancels so many digits that one ulp of `b2^t` shows in the parameters.
+fn pow<T: Float>(x: T, n: u32) -> T {
+    T::from_f64(libm::pow(Float::to_f64(x), n as f64))
 }
 
 /// Applies `rule` to every element of every leaf of `params`, with the matching elements
