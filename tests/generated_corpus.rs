@@ -13,15 +13,20 @@ mod common;
 use common::{Flat, check_at, fd_is_unreliable};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+/// The gradient of a program: (d/dx, d/dy, d/dv).
 type Grads = (f64, f64, Vec<f64>);
+/// `gen_N_jvp(x, y, v, n, dx, dy, dv)`.
+type Jvp = fn(f64, f64, &[f64], usize, f64, f64, &[f64]) -> (f64, f64);
+/// `gen_N_vjp` with its pullback applied to a cotangent: `(x, y, v, n, c)`.
+type VjpApply = fn(f64, f64, &[f64], usize, f64) -> (f64, Grads);
 
 /// One generated program's entry points.
 struct Program {
     name: &'static str,
     f: fn(f64, f64, &[f64], usize) -> f64,
     grad: fn(f64, f64, &[f64], usize) -> Grads,
-    jvp: fn(f64, f64, &[f64], usize, f64, f64, &[f64]) -> (f64, f64),
-    vjp: fn(f64, f64, &[f64], usize, f64) -> (f64, Grads),
+    jvp: Jvp,
+    vjp: VjpApply,
     value_and_grad: fn(f64, f64, &[f64], usize) -> (f64, Grads),
 }
 
@@ -104,10 +109,15 @@ fn every_generated_program_passes_the_three_way_check() {
     let mut rng = Rng(0x0BAD_5EED_1234_5678);
     let mut failures = Vec::new();
     let mut starved = Vec::new();
+    let mut points = 0;
     for p in programs {
         match catch_unwind(AssertUnwindSafe(|| check_program(p, &mut rng))) {
-            Ok(good) if good < 2 => starved.push(p.name),
-            Ok(_) => {}
+            Ok(good) => {
+                points += good;
+                if good < 2 {
+                    starved.push(p.name);
+                }
+            }
             Err(e) => {
                 let msg = e
                     .downcast_ref::<String>()
@@ -118,6 +128,13 @@ fn every_generated_program_passes_the_three_way_check() {
             }
         }
     }
+    eprintln!(
+        "generated corpus: {} programs, {points} points checked three ways, {} failed, \
+         {} with fewer than 2 points away from kinks",
+        programs.len(),
+        failures.len(),
+        starved.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} generated programs failed (source: $OUT_DIR/generated_corpus.rs):\n{}",

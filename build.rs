@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// How many programs to generate.
-const PROGRAMS: usize = 250;
+const PROGRAMS: usize = 200;
 /// The seed: change it to get a different corpus.
 const SEED: u64 = 0x5EED_F3A1_2026_0003;
 
@@ -148,7 +148,7 @@ impl<'r> Program<'r> {
         self.line("for i in 0..3 {");
         self.line("    w[i] = v[i];");
         self.line("}");
-        let n = 2 + self.rng.below(4);
+        let n = 2 + self.rng.below(3);
         for _ in 0..n {
             self.stmt(3);
         }
@@ -352,7 +352,7 @@ impl<'r> Program<'r> {
                 let a = self.bounded(1);
                 format!("{s} += 0.25 * h_sq({a});")
             }
-            _ => format!("{s} = 0.25 * h_dot(v, v) + 0.5 * {s};"), // TEMP
+            _ => format!("{s} = 0.25 * h_dot(v, &w) + 0.5 * {s};"),
         };
         self.line(&line);
     }
