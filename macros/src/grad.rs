@@ -126,7 +126,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let seed = em.var(v.seed);
         let grads = grads_of(&em);
         let value = em.atom(func.output);
-        let params = param_list(&em, &func);
+        let (params, vgenerics, bound) = match name_elided_lifetimes(&func, generics) {
+            Some((tys, g)) => (param_list_typed(&em, &func, &tys), g, quote!(+ 'ferrax)),
+            None => (param_list(&em, &func), generics.clone(), quote!()),
+        };
         let vjp_name = format_ident!("{}_vjp", name);
         let doc = format!(
             "Reverse mode of [`{name}`]: its value and the pullback, which maps a cotangent of the value to the gradients with respect to {wrt}."
@@ -134,7 +137,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         quote! {
             #[doc = #doc]
             #allow
-            #vis fn #vjp_name #generics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty) #where_clause {
+            #vis fn #vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
                 #fwd
                 (#value, move |#seed: #ret| -> #grads_ty { #rev #grads })
             }
@@ -207,11 +210,16 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 }
 
 fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
+    let tys: Vec<Type> = func.params.iter().map(|p| p.ty.clone()).collect();
+    param_list_typed(em, func, &tys)
+}
+
+fn param_list_typed(em: &Emitter, func: &Func, tys: &[Type]) -> Vec<TokenStream> {
     func.params
         .iter()
-        .map(|p| {
+        .zip(tys)
+        .map(|(p, ty)| {
             let id = em.var(p.var);
-            let ty = &p.ty;
             let m = if func.info(p.var).mutable {
                 quote!(mut)
             } else {
@@ -220,6 +228,61 @@ fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
             quote!(#m #id: #ty)
         })
         .collect()
+}
+
+/// Names every elided lifetime of the parameters `'ferrax` (added to the generics), so that
+/// the pullback's `impl FnOnce .. + 'ferrax` says what it borrows in every edition. `None`
+/// when nothing is borrowed or lifetimes are already named (then edition 2024's capture
+/// rules apply).
+fn name_elided_lifetimes(
+    func: &Func,
+    generics: &syn::Generics,
+) -> Option<(Vec<Type>, syn::Generics)> {
+    use syn::visit_mut::VisitMut;
+    struct Namer {
+        named: bool,
+        elided: bool,
+    }
+    impl VisitMut for Namer {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            match &r.lifetime {
+                Some(l) if l.ident != "_" => self.named = true,
+                _ => {
+                    self.elided = true;
+                    r.lifetime = Some(syn::Lifetime::new(
+                        "'ferrax",
+                        proc_macro2::Span::call_site(),
+                    ));
+                }
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            if l.ident == "_" {
+                self.elided = true;
+                *l = syn::Lifetime::new("'ferrax", proc_macro2::Span::call_site());
+            } else if l.ident != "ferrax" && l.ident != "static" {
+                self.named = true;
+            }
+        }
+    }
+    if generics.lifetimes().next().is_some() {
+        return None;
+    }
+    let mut namer = Namer {
+        named: false,
+        elided: false,
+    };
+    let mut tys: Vec<Type> = func.params.iter().map(|p| p.ty.clone()).collect();
+    for t in tys.iter_mut() {
+        namer.visit_type_mut(t);
+    }
+    if namer.named || !namer.elided {
+        return None;
+    }
+    let mut g = generics.clone();
+    g.params.insert(0, syn::parse_quote!('ferrax));
+    Some((tys, g))
 }
 
 /// The type of the gradient with respect to a parameter of type `ty`.
