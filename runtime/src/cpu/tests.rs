@@ -397,7 +397,7 @@ fn unary_tolerance(op: UnaryOp) -> u64 {
 fn check_unary<T: Float + std::fmt::LowerExp>() {
     let mut rng = Rng::new(7);
     let mut lengths = LENGTHS.to_vec();
-    lengths.push(3 * kernels::PAR_THRESHOLD + 5); // parallel path
+    lengths.push(kernels::PAR_THRESHOLD + 5); // parallel path
     for &len in &lengths {
         let x: Vec<T> = sample(&mut rng, len);
         for &op in UNARY_OPS {
@@ -435,7 +435,7 @@ const BINARY_OPS: &[BinaryOp] = &[
 fn check_binary<T: Float>() {
     let mut rng = Rng::new(11);
     let mut lengths = LENGTHS.to_vec();
-    lengths.push(3 * kernels::PAR_THRESHOLD + 5);
+    lengths.push(kernels::PAR_THRESHOLD + 5);
     for &len in &lengths {
         let a: Vec<T> = sample(&mut rng, len);
         let b: Vec<T> = sample(&mut rng, len);
