@@ -61,6 +61,8 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     };
     let ret_prec = match type_kind(&ret_ty) {
         Ok(Kind::Float(p)) => p,
+        // A generic return type is reported once, as a generic parameter.
+        _ if sig.generics.type_params().next().is_some() => Prec::F64,
         _ => {
             cx.error(
                 &ret_ty,
@@ -676,13 +678,7 @@ impl Lowerer<'_> {
                 self.cx.error(c, "closures are not supported in a #[grad] function: write a separate #[grad] fn and call it");
                 Some(Atom::Float(0.0))
             }
-            Expr::Unsafe(u) => {
-                self.cx.error(
-                    u.unsafe_token,
-                    "`unsafe` blocks are not supported in a #[grad] function",
-                );
-                Some(Atom::Float(0.0))
-            }
+            Expr::Unsafe(u) => self.unsupported(u.unsafe_token, "an `unsafe` block"),
             Expr::Async(a) => self.unsupported(a, "`async`"),
             Expr::Await(a) => self.unsupported(a, "`.await`"),
             Expr::Try(t) => self.unsupported(t, "the `?` operator"),
