@@ -45,7 +45,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
     let wrt_names: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
     let wrt = wrt_names.join(", ");
-    let allow = quote!(#[allow(unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
 
     // ---- forward mode ----
     let j = jvp(&func, &varied);
