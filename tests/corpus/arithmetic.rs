@@ -434,3 +434,31 @@ fn output_independent_of_input_has_zero_gradient() {
         0.0,
     );
 }
+
+#[grad]
+fn std_constants(x: f64) -> f64 {
+    std::f64::consts::PI * x + core::f64::consts::E * x * x - f64::EPSILON
+}
+
+#[test]
+fn std_float_constants_three_ways() {
+    let pts: &[&[f64]] = &[&[0.5], &[-2.0]];
+    check(
+        "std_constants",
+        pts,
+        |p| std_constants(p[0]),
+        |p| std_constants_grad(p[0]),
+        |p, d| std_constants_jvp(p[0], d[0]),
+        |p, c| {
+            let (v, pb) = std_constants_vjp(p[0]);
+            (v, pb(c))
+        },
+        |p| std_constants_value_and_grad(p[0]),
+    );
+    closed_form(
+        "std_constants",
+        pts,
+        |p| std_constants_grad(p[0]),
+        |p| std::f64::consts::PI + 2.0 * std::f64::consts::E * p[0],
+    );
+}

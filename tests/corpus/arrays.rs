@@ -379,3 +379,78 @@ fn slice_len_and_computed_indices_three_ways() {
         );
     }
 }
+
+#[grad]
+fn active_fill(x: f64, n: usize) -> f64 {
+    let mut v = vec![x; n];
+    for i in 1..n {
+        v[i] *= v[i - 1];
+    }
+    v[n - 1]
+}
+
+#[test]
+fn vec_macro_with_an_active_fill_value_three_ways() {
+    for n in [1usize, 3, 5] {
+        let pts: &[&[f64]] = &[&[0.7], &[-1.2]];
+        check(
+            &format!("active_fill(n = {n})"),
+            pts,
+            |p| active_fill(p[0], n),
+            |p| active_fill_grad(p[0], n),
+            |p, d| active_fill_jvp(p[0], n, d[0]),
+            |p, c| {
+                let (v, pb) = active_fill_vjp(p[0], n);
+                (v, pb(c))
+            },
+            |p| active_fill_value_and_grad(p[0], n),
+        );
+        // v[n-1] = x^n
+        closed_form(
+            &format!("active_fill(n = {n})"),
+            pts,
+            |p| active_fill_grad(p[0], n),
+            |p| n as f64 * p[0].powi(n as i32 - 1),
+        );
+    }
+}
+
+#[grad]
+fn float_to_index(x: f64, v: &[f64]) -> f64 {
+    // An index computed from an active value: piecewise constant, derivative zero.
+    let k = (x.abs() * 2.0) as usize % v.len();
+    v[k] * x + v[(k + 1) % v.len()]
+}
+
+#[test]
+fn indices_computed_from_active_values_three_ways() {
+    let pts: &[&[f64]] = &[&[0.75, 1.0, 2.0, 3.0], &[-1.3, 0.5, -0.5, 2.5]];
+    let split = |p: &[f64]| (p[0], p[1..].to_vec());
+    check(
+        "float_to_index",
+        pts,
+        |p| {
+            let (x, v) = split(p);
+            float_to_index(x, &v)
+        },
+        |p| {
+            let (x, v) = split(p);
+            float_to_index_grad(x, &v)
+        },
+        |p, d| {
+            let ((x, v), (dx, dv)) = (split(p), split(d));
+            float_to_index_jvp(x, &v, dx, &dv)
+        },
+        |p, c| {
+            let (x, v) = split(p);
+            let (val, pb) = float_to_index_vjp(x, &v);
+            (val, pb(c))
+        },
+        |p| {
+            let (x, v) = split(p);
+            float_to_index_value_and_grad(x, &v)
+        },
+    );
+    let (gx, gv) = float_to_index_grad(0.75, &[1.0, 2.0, 3.0]);
+    assert_eq!((gx, gv), (2.0, vec![0.0, 0.75, 1.0]));
+}

@@ -303,3 +303,46 @@ fn branches_on_active_intermediates_three_ways() {
         |p| branch_on_intermediate_value_and_grad(p[0], p[1]),
     );
 }
+
+#[grad]
+#[allow(clippy::needless_late_init)] // deferred initialisation is what this tests
+fn deferred_init(x: f64, y: f64) -> f64 {
+    let z: f64;
+    if x > y {
+        z = x * y;
+    } else {
+        z = y - x * x;
+    }
+    z * z + x
+}
+
+#[test]
+fn deferred_initialisation_in_branches_three_ways() {
+    let pts: &[&[f64]] = &[&[2.0, 0.5], &[-1.0, 0.5]];
+    check(
+        "deferred_init",
+        pts,
+        |p| deferred_init(p[0], p[1]),
+        |p| deferred_init_grad(p[0], p[1]),
+        |p, d| deferred_init_jvp(p[0], p[1], d[0], d[1]),
+        |p, c| {
+            let (v, pb) = deferred_init_vjp(p[0], p[1]);
+            (v, pb(c))
+        },
+        |p| deferred_init_value_and_grad(p[0], p[1]),
+    );
+    closed_form(
+        "deferred_init",
+        pts,
+        |p| deferred_init_grad(p[0], p[1]),
+        |p| {
+            let (x, y) = (p[0], p[1]);
+            if x > y {
+                (2.0 * x * y * y + 1.0, 2.0 * x * x * y)
+            } else {
+                let z = y - x * x;
+                (2.0 * z * (-2.0 * x) + 1.0, 2.0 * z)
+            }
+        },
+    );
+}

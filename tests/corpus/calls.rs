@@ -255,3 +255,36 @@ fn stop_gradient_blocks_derivatives_three_ways() {
         }
     }
 }
+
+#[grad]
+fn power_rec(x: f64, n: u32) -> f64 {
+    if n == 0 { 1.0 } else { x * power_rec(x, n - 1) }
+}
+
+#[grad]
+fn uses_recursion(x: f64, y: f64) -> f64 {
+    power_rec(x, 3) * y + power_rec(y, 0)
+}
+
+#[test]
+fn recursive_grad_functions_three_ways() {
+    let pts: &[&[f64]] = &[&[0.5, 1.5], &[-1.2, 0.3]];
+    check(
+        "uses_recursion",
+        pts,
+        |p| uses_recursion(p[0], p[1]),
+        |p| uses_recursion_grad(p[0], p[1]),
+        |p, d| uses_recursion_jvp(p[0], p[1], d[0], d[1]),
+        |p, c| {
+            let (v, pb) = uses_recursion_vjp(p[0], p[1]);
+            (v, pb(c))
+        },
+        |p| uses_recursion_value_and_grad(p[0], p[1]),
+    );
+    closed_form(
+        "uses_recursion",
+        pts,
+        |p| uses_recursion_grad(p[0], p[1]),
+        |p| (3.0 * p[0] * p[0] * p[1], p[0].powi(3)),
+    );
+}

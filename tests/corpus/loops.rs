@@ -370,3 +370,39 @@ fn triple_nested_loops_with_branches_three_ways() {
         );
     }
 }
+
+#[grad]
+fn labeled_break(x: f64, limit: usize) -> f64 {
+    let mut s = 0.0;
+    'outer: for i in 0..5 {
+        for j in 0..5 {
+            s = s * 0.9 + (x * (i * j) as f64).sin();
+            if i * j > limit {
+                break 'outer;
+            }
+            if j > i {
+                continue 'outer;
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn labeled_break_and_continue_across_nested_loops_three_ways() {
+    for limit in [0usize, 3, 6, 100] {
+        let pts: &[&[f64]] = &[&[0.3], &[-0.8]];
+        check(
+            &format!("labeled_break(limit = {limit})"),
+            pts,
+            |p| labeled_break(p[0], limit),
+            |p| labeled_break_grad(p[0], limit),
+            |p, d| labeled_break_jvp(p[0], limit, d[0]),
+            |p, c| {
+                let (v, pb) = labeled_break_vjp(p[0], limit);
+                (v, pb(c))
+            },
+            |p| labeled_break_value_and_grad(p[0], limit),
+        );
+    }
+}

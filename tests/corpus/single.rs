@@ -219,3 +219,29 @@ fn f32_arrays_match_the_f64_twin() {
     let g: [f32; 3] = array32_grad([0.1, 0.2, 0.3]);
     assert!(g.iter().all(|v| v.is_finite()));
 }
+
+#[grad]
+fn mixed_precision(x: f32, y: f32) -> f32 {
+    // Computes in f64 internally: `as f64` / `as f32` casts between float types.
+    let a = x as f64;
+    let b = (a * a).sin() + y as f64;
+    (b * 0.5) as f32 * y
+}
+
+#[test]
+fn casts_between_f32_and_f64_inside_an_f32_function() {
+    let (x, y) = (0.5f32, 1.5f32);
+    let (gx, gy) = mixed_precision_grad(x, y);
+    let (a, yd) = (f64::from(x), f64::from(y));
+    let ex = (a * a).cos() * 2.0 * a * 0.5 * yd;
+    let ey = 0.5 * ((a * a).sin() + yd) + 0.5 * yd;
+    assert!(
+        (f64::from(gx) - ex).abs() < 1e-6 && (f64::from(gy) - ey).abs() < 1e-6,
+        "{gx} {gy} vs {ex} {ey}"
+    );
+    let (_, tx) = mixed_precision_jvp(x, y, 1.0, 0.0);
+    let (_, ty) = mixed_precision_jvp(x, y, 0.0, 1.0);
+    let (v, pb) = mixed_precision_vjp(x, y);
+    assert_eq!(v, mixed_precision(x, y));
+    assert_eq!(((tx, ty), pb(1.0)), ((gx, gy), (gx, gy)));
+}
