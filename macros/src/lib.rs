@@ -79,6 +79,7 @@
 mod analyse;
 mod attr;
 mod ctxt;
+mod derive;
 mod emit;
 mod grad;
 mod ir;
@@ -92,6 +93,34 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
     match grad::expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Implements `Differentiable` for a struct: its leaves are those of its fields, in order;
+/// fields marked `#[differentiable(skip)]` are constants (cloned, never added or scaled).
+/// The struct must also be `Clone`.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[derive(Clone, Differentiable)]
+/// struct Layer {
+///     w: Tensor,
+///     b: Tensor,
+///     #[differentiable(skip)]
+///     name: String,
+/// }
+///
+/// let l = Layer { w: Tensor::ones(&[2, 2], DType::F32), b: Tensor::ones(&[2], DType::F32), name: "l1".into() };
+/// let g = l.add(&l.scale(2.0));
+/// assert_eq!(g.b.to_vec::<f32>(), vec![3.0, 3.0]);
+/// assert_eq!(g.name, "l1");
+/// ```
+#[proc_macro_derive(Differentiable, attributes(differentiable))]
+pub fn derive_differentiable(item: TokenStream) -> TokenStream {
+    match derive::expand(item.into()) {
         Ok(t) => t.into(),
         Err(e) => e.to_compile_error().into(),
     }

@@ -73,6 +73,11 @@ impl LeafMut<'_> {
 /// Implement it with `#[derive(Differentiable)]` (from `ferrax`); by hand, list the leaves
 /// of every differentiable field in the same order in both methods, and leave constant
 /// fields out (they are then cloned from the first operand and never added or scaled).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Differentiable`",
+    label = "not a differentiable type",
+    note = "differentiable values are f32, f64, Tensor, Vec, arrays and tuples of them, and structs with #[derive(Differentiable)]; mark a constant field #[differentiable(skip)]"
+)]
 pub trait Differentiable: Clone {
     /// Appends the leaves, in a fixed order.
     fn leaves<'a>(&'a self, out: &mut Vec<Leaf<'a>>);
