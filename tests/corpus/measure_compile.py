@@ -7,7 +7,8 @@ builds that crate twice, with and without the #[grad] attributes, and prints the
 of each: CPU time of the compiler (robust on a shared machine) and wall time, medians of
 3 non-incremental rebuilds after touching, dependencies already built.
 
-usage: measure_compile.py CORPUS_DIR SCRATCH_DIR FERRAX_DIR
+usage: tests/corpus/measure_compile.py tests/corpus /tmp/measure .
+(set CARGO_TARGET_DIR to a directory of its own: the builds are non-incremental)
 """
 import os, re, resource, statistics, subprocess, sys, time
 
@@ -41,7 +42,7 @@ for name in sorted(os.listdir(corpus)):
 
 def write(with_grad: bool):
     lib = ["#![allow(dead_code, unused_imports, private_interfaces)]",
-           f'#[path = "{os.path.abspath(os.path.join(corpus, "../../common/mod.rs"))}"]', "mod common;"]
+           f'#[path = "{os.path.abspath(os.path.join(corpus, "../common/mod.rs"))}"]', "mod common;"]
     for m, body in mods:
         b = body if with_grad else re.sub(r"^#\[grad(\(.*\))?\]\n", "", body, flags=re.M)
         open(f"{scratch}/src/{m}.rs", "w").write(b)
