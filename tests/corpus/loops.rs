@@ -406,3 +406,29 @@ fn labeled_break_and_continue_across_nested_loops_three_ways() {
         );
     }
 }
+
+#[grad]
+fn long_product(a: f64, n: usize) -> f64 {
+    let mut x = 1.0;
+    for _ in 0..n {
+        x *= a;
+    }
+    x
+}
+
+#[test]
+fn a_hundred_thousand_trips_match_the_closed_form() {
+    // Every trip overwrites x, so the reverse sweep pops 1e5 values in order.
+    let (a, n) = (1.00001, 100_000usize);
+    let pts: &[&[f64]] = &[&[a], &[0.99999]];
+    closed_form(
+        "long_product",
+        pts,
+        |p| long_product_grad(p[0], n),
+        |p| n as f64 * p[0].powi(n as i32 - 1),
+    );
+    let (v, pb) = long_product_vjp(a, n);
+    assert_eq!(v, long_product(a, n));
+    let (_, t) = long_product_jvp(a, n, 1.0);
+    assert!(close(pb(1.0), t, AD_RTOL, 0.0), "long_product: vjp vs jvp");
+}
