@@ -8,7 +8,7 @@ use crate::ir::*;
 use crate::parse::{lower, type_kind};
 use crate::transform::{
     jvp::jvp,
-    simplify::{carry_adjoint_stores, first_writes},
+    simplify::{carry_adjoint_stores, first_writes, gather_adjoint_stores},
     vjp::vjp,
 };
 use proc_macro2::TokenStream;
@@ -109,6 +109,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let mut outs = grad_vars.clone();
         outs.extend(value_var.iter().copied());
         dce(&mut blk, &outs, &[v.seed].into_iter().collect());
+        gather_adjoint_stores(&mut vf, &mut blk);
         carry_adjoint_stores(&mut vf, &mut blk);
         let split = blk
             .stmts
@@ -157,6 +158,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             outs.extend(value_var.iter().copied());
         }
         dce(&mut blk, &outs, &HashSet::new());
+        gather_adjoint_stores(&mut vf, &mut blk);
         carry_adjoint_stores(&mut vf, &mut blk);
         vf.body = blk;
         let em = Emitter { func: &vf };

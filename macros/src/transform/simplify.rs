@@ -103,6 +103,346 @@ pub fn carry_adjoint_stores(func: &mut Func, block: &mut Block) {
     block.stmts = out;
 }
 
+/// A reverse-sweep loop whose iterations are independent and whose only effects are
+/// accumulations `a[i + c] += v` (c >= 0) into outer sequences is turned inside out: instead
+/// of each iteration scattering into `a[i]`, `a[i + 1]`, .., each element `a[j]` gathers the
+/// contributions of the iterations `j - c` that reach it, recomputing what they need:
+///
+/// ```text
+/// for i in (lo..hi).rev() { .. a[i + 1] += u; a[i] += v; }
+/// // becomes, for lo < hi (head and tail loops guard each contribution by lo <= j - c < hi)
+/// for j in lo..lo + 1 { guarded }
+/// for j in lo + 1..hi { let mut g = 0; { i = j; .. g += v } { i = j - 1; .. g += u } a[j] += g; }
+/// for j in hi..hi + 1 { guarded }
+/// ```
+///
+/// Each element is then written once by a loop with no dependence between iterations, which
+/// LLVM vectorises; the scatter form must carry partial sums from one iteration to the next
+/// (see [`carry_adjoint_stores`]), a chain that strict IEEE order keeps scalar. The loop may
+/// run in any order because (checked here) an iteration reads nothing another one writes: its
+/// body is straight-line code whose only writes outside it are those accumulations (into
+/// sequences it does not read) and copies of an outer scalar's own value back into it. The
+/// contributions to one element are summed in a different order than before (rounding only).
+pub fn gather_adjoint_stores(func: &mut Func, block: &mut Block) {
+    let mut out = Vec::with_capacity(block.stmts.len());
+    for mut s in std::mem::take(&mut block.stmts) {
+        match &mut s {
+            Stmt::If { then, els, .. } => {
+                gather_adjoint_stores(func, then);
+                gather_adjoint_stores(func, els);
+            }
+            Stmt::Match { arms, .. } => arms
+                .iter_mut()
+                .for_each(|a| gather_adjoint_stores(func, &mut a.body)),
+            Stmt::For { body, .. } | Stmt::Loop { body, .. } => gather_adjoint_stores(func, body),
+            _ => {}
+        }
+        if let Stmt::For {
+            index,
+            range,
+            body,
+            exit,
+        } = &s
+            && exit.is_empty()
+            && range.is_simple()
+            && !range.inclusive
+            && invariant(func, range.lo)
+            && invariant(func, range.hi)
+            && let Some(stencil) = independent_stencil(func, *index, body)
+        {
+            out.extend(gather_loops(func, *index, range, &stencil));
+            continue;
+        }
+        out.push(s);
+    }
+    block.stmts = out;
+}
+
+/// An integer constant or a variable that is never reassigned.
+fn invariant(func: &Func, a: Atom) -> bool {
+    match a {
+        Atom::Int(_) => true,
+        Atom::Var(v) => !func.info(v).mutable,
+        _ => false,
+    }
+}
+
+/// A loop body found independent by [`independent_stencil`]: the statements of one iteration
+/// with its no-op copies dropped, each accumulation tagged with its offset from the index.
+struct Stencil {
+    stmts: Vec<Stmt>,
+    offsets: std::collections::HashMap<Var, i128>,
+    /// The sequences accumulated into.
+    arrays: Vec<Var>,
+}
+
+/// `Some` when the iterations of `body` (over `index`) are independent, as
+/// [`gather_adjoint_stores`] requires, and it accumulates into at least one sequence.
+fn independent_stencil(func: &Func, index: Var, body: &Block) -> Option<Stencil> {
+    let offs = offsets(index, body);
+    let declared: HashSet<Var> = declared_vars(body).into_iter().collect();
+    let mut arrays: Vec<Var> = Vec::new();
+    for s in &body.stmts {
+        if let Stmt::AddStore { array, index, .. } = s {
+            let c = index.var().and_then(|t| offs.get(&t).copied())?;
+            if c < 0 || declared.contains(array) {
+                return None;
+            }
+            if !arrays.contains(array) {
+                arrays.push(*array);
+            }
+        }
+    }
+    if arrays.is_empty() {
+        return None;
+    }
+    // The variable whose value each copy holds, following chains of copies.
+    let mut origin: std::collections::HashMap<Var, Var> = std::collections::HashMap::new();
+    let resolve = |origin: &std::collections::HashMap<Var, Var>, a: Atom| {
+        a.var().map(|v| origin.get(&v).copied().unwrap_or(v))
+    };
+    let mut stmts = Vec::with_capacity(body.stmts.len());
+    for s in &body.stmts {
+        match s {
+            Stmt::Let { var, rhs } => {
+                let pure = match rhs {
+                    Rhs::Atom(_) | Rhs::Prim(..) | Rhs::Cast(..) => true,
+                    Rhs::Index(v, _) | Rhs::Len(v) => !arrays.contains(v),
+                    _ => false,
+                };
+                if !pure {
+                    return None;
+                }
+                match rhs {
+                    Rhs::Atom(a @ Atom::Var(_)) => {
+                        let o = resolve(&origin, *a)?;
+                        origin.insert(*var, o);
+                    }
+                    _ => {
+                        origin.remove(var);
+                    }
+                }
+            }
+            Stmt::Assign { var, value } if declared.contains(var) => match resolve(&origin, *value)
+            {
+                Some(o) => {
+                    origin.insert(*var, o);
+                }
+                None => {
+                    origin.remove(var);
+                }
+            },
+            Stmt::AddAssign { var, .. } if declared.contains(var) => {
+                origin.remove(var);
+            }
+            // An outer scalar given back its own value: a no-op, dropped.
+            Stmt::Assign { var, value } => {
+                if resolve(&origin, *value) != Some(*var) || !func.info(*var).kind.is_scalar() {
+                    return None;
+                }
+                continue;
+            }
+            Stmt::AddStore { .. } => {}
+            _ => return None,
+        }
+        stmts.push(s.clone());
+    }
+    Some(Stencil {
+        stmts,
+        offsets: offs,
+        arrays,
+    })
+}
+
+/// The head, main and tail loops of [`gather_adjoint_stores`], inside `if lo < hi`.
+fn gather_loops(func: &mut Func, index: Var, range: &Range, st: &Stencil) -> Vec<Stmt> {
+    let mut cs: Vec<i128> = st
+        .stmts
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::AddStore {
+                index: Atom::Var(t),
+                ..
+            } => st.offsets.get(t).copied(),
+            _ => None,
+        })
+        .collect();
+    cs.sort();
+    cs.dedup();
+    let (cmin, cmax) = (cs[0], cs[cs.len() - 1]);
+    let (lo, hi) = (range.lo, range.hi);
+    let mut inner = Vec::new();
+    let start = index_plus(func, &mut inner, lo, cmin);
+    let b1 = index_plus(func, &mut inner, lo, cmax);
+    let end = index_plus(func, &mut inner, hi, cmax);
+    // b2 = max(b1, hi + cmin): the main loop is empty when the range is shorter than the stencil.
+    let hm = index_plus(func, &mut inner, hi, cmin);
+    let b2 = func.new_var("upto", Kind::Int, true);
+    inner.push(Stmt::Let {
+        var: b2,
+        rhs: Rhs::Atom(hm),
+    });
+    let short = func.new_var("short", Kind::Bool, false);
+    inner.push(Stmt::Let {
+        var: short,
+        rhs: Rhs::Prim(Prim::Lt, vec![hm, b1]),
+    });
+    inner.push(Stmt::If {
+        cond: Atom::Var(short),
+        then: Block {
+            stmts: vec![Stmt::Assign { var: b2, value: b1 }],
+        },
+        els: Block::default(),
+    });
+    let parts = [
+        (start, b1, Part::Head),
+        (b1, Atom::Var(b2), Part::Main),
+        (Atom::Var(b2), end, Part::Tail),
+    ];
+    for (from, to, part) in parts {
+        let j = func.new_var("j", Kind::Int, false);
+        let body = gather_body(func, index, j, range, st, &cs, part);
+        inner.push(Stmt::For {
+            index: j,
+            range: Range {
+                lo: from,
+                hi: to,
+                inclusive: false,
+                adapters: vec![],
+            },
+            body,
+            exit: vec![],
+        });
+    }
+    let ran = func.new_var("ran", Kind::Bool, false);
+    vec![
+        Stmt::Let {
+            var: ran,
+            rhs: Rhs::Prim(Prim::Lt, vec![lo, hi]),
+        },
+        Stmt::If {
+            cond: Atom::Var(ran),
+            then: Block { stmts: inner },
+            els: Block::default(),
+        },
+    ]
+}
+
+/// Which part of the elements a gather loop covers: the head and tail check that each
+/// contributing iteration `j - c` lies in the range, the main loop needs no check.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    Head,
+    Main,
+    Tail,
+}
+
+/// The body of a gather loop over element `j`.
+fn gather_body(
+    func: &mut Func,
+    index: Var,
+    j: Var,
+    range: &Range,
+    st: &Stencil,
+    cs: &[i128],
+    part: Part,
+) -> Block {
+    let (cmin, cmax) = (cs[0], cs[cs.len() - 1]);
+    let mut stmts = Vec::new();
+    let accs: Vec<Var> = st
+        .arrays
+        .iter()
+        .map(|a| {
+            let kind = match &func.info(*a).kind {
+                Kind::Seq(_, p) => Kind::Float(*p),
+                _ => Kind::Float(Prec::Infer),
+            };
+            let g = func.new_var("gathered", kind, true);
+            stmts.push(Stmt::Let {
+                var: g,
+                rhs: Rhs::Atom(Atom::Float(0.0)),
+            });
+            g
+        })
+        .collect();
+    for &c in cs {
+        // One iteration, i = j - c, keeping its contributions at offset c.
+        let mut it = vec![Stmt::Let {
+            var: index,
+            rhs: if c == 0 {
+                Rhs::Atom(Atom::Var(j))
+            } else {
+                Rhs::Prim(Prim::Sub, vec![Atom::Var(j), Atom::Int(c as u128)])
+            },
+        }];
+        for s in &st.stmts {
+            match s {
+                Stmt::AddStore {
+                    array,
+                    index: Atom::Var(t),
+                    value,
+                } => {
+                    if st.offsets.get(t) == Some(&c)
+                        && let Some(k) = st.arrays.iter().position(|a| a == array)
+                    {
+                        it.push(Stmt::AddAssign {
+                            var: accs[k],
+                            value: *value,
+                        });
+                    }
+                }
+                other => it.push(other.clone()),
+            }
+        }
+        // Only what this offset's contributions need.
+        let mut kept = Block { stmts: it };
+        crate::analyse::dce(&mut kept, &accs.iter().copied().collect(), &HashSet::new());
+        let it = kept.stmts;
+        // Guards: lo + c <= j (head, unless c is the smallest offset) and j < hi + c (head,
+        // and tail unless c is the largest offset).
+        let mut block = it;
+        if part != Part::Main && !(part == Part::Tail && c == cmax) {
+            let mut pre = Vec::new();
+            let bound = index_plus(func, &mut pre, range.hi, c);
+            let ok = func.new_var("inside", Kind::Bool, false);
+            pre.push(Stmt::Let {
+                var: ok,
+                rhs: Rhs::Prim(Prim::Lt, vec![Atom::Var(j), bound]),
+            });
+            pre.push(Stmt::If {
+                cond: Atom::Var(ok),
+                then: Block { stmts: block },
+                els: Block::default(),
+            });
+            block = pre;
+        }
+        if part == Part::Head && c > cmin {
+            let mut pre = Vec::new();
+            let bound = index_plus(func, &mut pre, range.lo, c);
+            let ok = func.new_var("inside", Kind::Bool, false);
+            pre.push(Stmt::Let {
+                var: ok,
+                rhs: Rhs::Prim(Prim::Le, vec![bound, Atom::Var(j)]),
+            });
+            pre.push(Stmt::If {
+                cond: Atom::Var(ok),
+                then: Block { stmts: block },
+                els: Block::default(),
+            });
+            block = pre;
+        }
+        stmts.extend(block);
+    }
+    for (a, g) in st.arrays.iter().zip(accs) {
+        stmts.push(Stmt::AddStore {
+            array: *a,
+            index: Atom::Var(j),
+            value: Atom::Var(g),
+        });
+    }
+    Block { stmts }
+}
+
 /// Offset of `t` from the loop index when the body defines `t = i + c` / `i - c`.
 fn offsets(index: Var, body: &Block) -> std::collections::HashMap<Var, i128> {
     let mut m = std::collections::HashMap::new();
