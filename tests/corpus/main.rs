@@ -10,6 +10,7 @@ mod arithmetic;
 mod arrays;
 mod branches;
 mod calls;
+mod checker;
 mod early_return;
 mod items;
 mod kinks;
