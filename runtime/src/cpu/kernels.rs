@@ -20,7 +20,7 @@ use std::any::TypeId;
 
 use crate::element::Float;
 
-use super::ops;
+use super::{elementwise, reduce, softmax};
 
 /// Element count above which kernels split work across rayon's threads.
 ///
@@ -260,7 +260,7 @@ pub fn unary<T: Float>(op: UnaryOp, x: &[T], out: &mut [T]) {
         out.len(),
         "unary {op:?}: input and output lengths differ"
     );
-    with_float!(T, F => ops::unary::<F>(op, same(x), same_mut(out)))
+    with_float!(T, F => elementwise::unary::<F>(op, same(x), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b[i])`. Lengths are equal.
@@ -272,7 +272,7 @@ pub fn binary<T: Float>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T]) {
         b.len(),
         out.len()
     );
-    with_float!(T, F => ops::binary::<F, _, _>(op, same::<T, F>(a), same::<T, F>(b), same_mut(out)))
+    with_float!(T, F => elementwise::binary::<F, _, _>(op, same::<T, F>(a), same::<T, F>(b), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b)`.
@@ -282,7 +282,7 @@ pub fn binary_scalar_rhs<T: Float>(op: BinaryOp, a: &[T], b: T, out: &mut [T]) {
         out.len(),
         "binary {op:?}: input and output lengths differ"
     );
-    with_float!(T, F => ops::binary::<F, _, _>(op, same::<T, F>(a), ops::Splat(same_val::<T, F>(b)), same_mut(out)))
+    with_float!(T, F => elementwise::binary::<F, _, _>(op, same::<T, F>(a), elementwise::Splat(same_val::<T, F>(b)), same_mut(out)))
 }
 
 /// `out[i] = op(a, b[i])`.
@@ -292,7 +292,7 @@ pub fn binary_scalar_lhs<T: Float>(op: BinaryOp, a: T, b: &[T], out: &mut [T]) {
         out.len(),
         "binary {op:?}: input and output lengths differ"
     );
-    with_float!(T, F => ops::binary::<F, _, _>(op, ops::Splat(same_val::<T, F>(a)), same::<T, F>(b), same_mut(out)))
+    with_float!(T, F => elementwise::binary::<F, _, _>(op, elementwise::Splat(same_val::<T, F>(a)), same::<T, F>(b), same_mut(out)))
 }
 
 /// `out[i] = op(a[i], b[i])` as a mask.
@@ -304,7 +304,7 @@ pub fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
         b.len(),
         out.len()
     );
-    ops::compare(op, a, b, out)
+    elementwise::compare(op, a, b, out)
 }
 
 /// Reduces all of `x`. Sum of empty is 0; max of empty is -inf, min of empty is +inf.
@@ -334,7 +334,7 @@ pub fn reduce_axis<T: Float>(
         outer * inner,
         "reduce {op:?}: output length is not outer * inner"
     );
-    with_float!(T, F => ops::reduce_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
+    with_float!(T, F => reduce::reduce_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
 /// Index of the first maximum along the middle axis of `[outer, n, inner]` (a NaN counts
@@ -351,7 +351,7 @@ pub fn argmax_axis<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out:
         outer * inner,
         "argmax: output length is not outer * inner"
     );
-    with_float!(T, F => ops::argmax_axis::<F>(same(x), outer, n, inner, out))
+    with_float!(T, F => reduce::argmax_axis::<F>(same(x), outer, n, inner, out))
 }
 
 /// Numerically stable softmax, log-softmax or logsumexp along the middle axis.
@@ -373,7 +373,7 @@ pub fn softmax_axis<T: Float>(
         SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => x.len(),
     };
     assert_eq!(out.len(), out_len, "{op:?}: wrong output length");
-    with_float!(T, F => ops::softmax_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
+    with_float!(T, F => softmax::softmax_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
 /// `c = a @ b` with `a: [m, k]`, `b: [k, n]` (any strides), `c` row-major `[m, n]`

@@ -5,16 +5,20 @@
 //! (SIMD with run-time feature detection, rayon above a size threshold, GEMM).
 //!
 //! - [`kernels`]: the public interface, generic over [`Float`](crate::Float).
-//! - `ops`: the kernel bodies, one SIMD source dispatched per instruction set.
+//! - `elementwise`, `reduce`, `softmax`: the kernel bodies, each one SIMD source
+//!   dispatched per instruction set; `par` splits them across threads.
 //! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid.
 //! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
 //! - `gemm`: matmul through the `gemm` crate.
 
+mod elementwise;
 mod gemm;
 pub mod kernels;
 mod math;
-mod ops;
+mod par;
+mod reduce;
 mod simd;
+mod softmax;
 
 #[cfg(test)]
 mod tests;

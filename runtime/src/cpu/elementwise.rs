@@ -1,0 +1,384 @@
+//! Elementwise kernels: unary functions, binary operations (slice or broadcast scalar
+//! on either side) and comparisons. One SIMD loop per op, generic over the instruction
+//! set; the functions themselves are in [`math`](super::math).
+
+use std::ops::Range;
+
+use pulp::{Simd, WithSimd};
+
+use super::kernels::{BinaryOp, CmpOp, UnaryOp, binary_scalar, unary_scalar};
+use super::math::{self, MathFloat};
+use super::par::for_chunks;
+use super::simd::dispatch;
+use crate::element::Float;
+
+/// A unary function with a vector body.
+trait UnaryFn<T: MathFloat>: Copy + Send + Sync {
+    /// Work per element relative to a copy (sets the parallel threshold).
+    const COST: usize = 1;
+    /// Whether some lanes (see `outside`) are recomputed with `scalar`.
+    const FALLBACK: bool = false;
+    fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S>;
+    #[inline(always)]
+    fn outside<S: Simd>(self, s: S, x: T::V<S>) -> T::M<S> {
+        T::vlt(s, x, x)
+    }
+    #[inline(always)]
+    fn outside_scalar(self, _x: T) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn scalar(self, x: T) -> T {
+        x
+    }
+}
+
+macro_rules! unary_fns {
+    ($($name:ident, $cost:expr, |$s:ident, $x:ident| $body:expr;)*) => {$(
+        #[derive(Clone, Copy)]
+        struct $name;
+        impl<T: MathFloat> UnaryFn<T> for $name {
+            const COST: usize = $cost;
+            #[inline(always)]
+            fn vec<S: Simd>(self, $s: S, $x: T::V<S>) -> T::V<S> {
+                $body
+            }
+        }
+    )*};
+}
+
+unary_fns! {
+    Neg, 1, |s, x| T::vneg(s, x);
+    Abs, 1, |s, x| T::vabs(s, x);
+    Sqrt, 1, |s, x| T::vsqrt(s, x);
+    Recip, 1, |s, x| T::vdiv(s, T::splat(s, T::one()), x);
+    Relu, 1, |s, x| {
+        let keep = T::mask_or(s, T::vgt(s, x, T::splat(s, T::zero())), T::mask_not(s, T::veq(s, x, x)));
+        T::select(s, keep, x, T::splat(s, T::zero()))
+    };
+    Sign, 1, |s, x| {
+        let zero = T::splat(s, T::zero());
+        let neg = T::select(s, T::vlt(s, x, zero), T::splat(s, -T::one()), x);
+        T::select(s, T::vgt(s, x, zero), T::splat(s, T::one()), neg)
+    };
+    Exp, 4, |s, x| math::exp::<S, T>(s, x);
+    Expm1, 4, |s, x| math::expm1::<S, T>(s, x);
+    Ln, 4, |s, x| math::ln::<S, T>(s, x);
+    Log1p, 5, |s, x| math::log1p::<S, T>(s, x);
+    Tanh, 4, |s, x| math::tanh::<S, T>(s, x);
+    Sigmoid, 4, |s, x| math::sigmoid::<S, T>(s, x);
+}
+
+macro_rules! trig_fns {
+    ($($name:ident, $op:ident, $f:path;)*) => {$(
+        #[derive(Clone, Copy)]
+        struct $name;
+        impl<T: MathFloat> UnaryFn<T> for $name {
+            const COST: usize = 4;
+            const FALLBACK: bool = true;
+            #[inline(always)]
+            fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
+                $f(s, x)
+            }
+            #[inline(always)]
+            fn outside<S: Simd>(self, s: S, x: T::V<S>) -> T::M<S> {
+                math::trig_outside::<S, T>(s, x)
+            }
+            #[inline(always)]
+            fn outside_scalar(self, x: T) -> bool {
+                x.is_nan() || Float::to_f64(x.abs()) > T::TRIG_LIMIT
+            }
+            #[inline(always)]
+            fn scalar(self, x: T) -> T {
+                unary_scalar(UnaryOp::$op, x)
+            }
+        }
+    )*};
+}
+
+trig_fns! {
+    Sin, Sin, math::sin::<S, T>;
+    Cos, Cos, math::cos::<S, T>;
+    Tan, Tan, math::tan::<S, T>;
+}
+
+/// `x^n` by binary powering, the same sequence of roundings as `powi`'s runtime routine.
+#[derive(Clone, Copy)]
+struct Powi(i32);
+
+impl<T: MathFloat> UnaryFn<T> for Powi {
+    const COST: usize = 2;
+    #[inline(always)]
+    fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
+        let mut b = self.0.unsigned_abs();
+        let mut a = x;
+        let mut r = T::splat(s, T::one());
+        loop {
+            if b & 1 == 1 {
+                r = T::vmul(s, r, a);
+            }
+            b /= 2;
+            if b == 0 {
+                break;
+            }
+            a = T::vmul(s, a, a);
+        }
+        if self.0 < 0 {
+            T::vdiv(s, T::splat(s, T::one()), r)
+        } else {
+            r
+        }
+    }
+}
+
+struct MapKernel<'a, T, F> {
+    f: F,
+    x: &'a [T],
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat, F: UnaryFn<T>> WithSimd for MapKernel<'_, T, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self { f, x, out } = self;
+        let zero = T::splat(s, T::zero());
+        let mut outside = T::vlt(s, zero, zero);
+        {
+            let (xv, xt) = T::as_simd::<S>(x);
+            let (ov, ot) = T::as_mut_simd::<S>(out);
+            for (o, &v) in ov.iter_mut().zip(xv) {
+                *o = f.vec(s, v);
+                if F::FALLBACK {
+                    outside = T::mask_or(s, outside, f.outside(s, v));
+                }
+            }
+            if !xt.is_empty() {
+                let v = T::partial_load(s, xt);
+                T::partial_store(s, ot, f.vec(s, v));
+                if F::FALLBACK {
+                    outside = T::mask_or(s, outside, f.outside(s, v));
+                }
+            }
+        }
+        if F::FALLBACK && T::any(s, outside) {
+            for (o, &v) in out.iter_mut().zip(x) {
+                if f.outside_scalar(v) {
+                    *o = f.scalar(v);
+                }
+            }
+        }
+    }
+}
+
+fn map<T: MathFloat, F: UnaryFn<T>>(x: &[T], out: &mut [T], f: F) {
+    for_chunks(out, F::COST, |r, out| {
+        dispatch(MapKernel { f, x: &x[r], out })
+    });
+}
+
+fn map_scalar<T: MathFloat>(x: &[T], out: &mut [T], cost: usize, f: impl Fn(T) -> T + Sync) {
+    for_chunks(out, cost, |r, out| {
+        for (o, &v) in out.iter_mut().zip(&x[r]) {
+            *o = f(v);
+        }
+    });
+}
+
+pub(crate) fn unary<T: MathFloat>(op: UnaryOp, x: &[T], out: &mut [T]) {
+    match op {
+        UnaryOp::Neg => map(x, out, Neg),
+        UnaryOp::Abs => map(x, out, Abs),
+        UnaryOp::Exp => map(x, out, Exp),
+        UnaryOp::Ln => map(x, out, Ln),
+        UnaryOp::Log1p => map(x, out, Log1p),
+        UnaryOp::Expm1 => map(x, out, Expm1),
+        UnaryOp::Sin => map(x, out, Sin),
+        UnaryOp::Cos => map(x, out, Cos),
+        UnaryOp::Tan => map(x, out, Tan),
+        UnaryOp::Tanh => map(x, out, Tanh),
+        UnaryOp::Sqrt => map(x, out, Sqrt),
+        UnaryOp::Recip => map(x, out, Recip),
+        UnaryOp::Sigmoid => map(x, out, Sigmoid),
+        UnaryOp::Relu => map(x, out, Relu),
+        UnaryOp::Sign => map(x, out, Sign),
+        UnaryOp::Powi(n) => map(x, out, Powi(n)),
+        UnaryOp::Powf(p) => {
+            let p = T::from_f64(p);
+            map_scalar(x, out, 16, |v| v.powf(p))
+        }
+    }
+}
+
+/// One side of a binary op: a slice or a broadcast scalar.
+pub(crate) trait Operand<T: MathFloat>: Copy + Send + Sync {
+    fn range(self, r: Range<usize>) -> Self;
+    /// The `i`-th whole vector.
+    fn vector<S: Simd>(self, s: S, i: usize) -> T::V<S>;
+    /// The elements from `from` on (fewer than a vector), zero-padded.
+    fn rest<S: Simd>(self, s: S, from: usize) -> T::V<S>;
+    fn at(self, i: usize) -> T;
+}
+
+impl<T: MathFloat> Operand<T> for &[T] {
+    #[inline(always)]
+    fn range(self, r: Range<usize>) -> Self {
+        &self[r]
+    }
+    #[inline(always)]
+    fn vector<S: Simd>(self, _s: S, i: usize) -> T::V<S> {
+        T::as_simd::<S>(self).0[i]
+    }
+    #[inline(always)]
+    fn rest<S: Simd>(self, s: S, from: usize) -> T::V<S> {
+        T::partial_load(s, &self[from..])
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> T {
+        self[i]
+    }
+}
+
+/// A scalar operand broadcast to every element.
+#[derive(Clone, Copy)]
+pub(crate) struct Splat<T>(pub T);
+
+impl<T: MathFloat> Operand<T> for Splat<T> {
+    #[inline(always)]
+    fn range(self, _r: Range<usize>) -> Self {
+        self
+    }
+    #[inline(always)]
+    fn vector<S: Simd>(self, s: S, _i: usize) -> T::V<S> {
+        T::splat(s, self.0)
+    }
+    #[inline(always)]
+    fn rest<S: Simd>(self, s: S, _from: usize) -> T::V<S> {
+        T::splat(s, self.0)
+    }
+    #[inline(always)]
+    fn at(self, _i: usize) -> T {
+        self.0
+    }
+}
+
+trait BinaryFn<T: MathFloat>: Copy + Send + Sync {
+    fn vec<S: Simd>(self, s: S, a: T::V<S>, b: T::V<S>) -> T::V<S>;
+}
+
+macro_rules! binary_fns {
+    ($($name:ident, |$s:ident, $a:ident, $b:ident| $body:expr;)*) => {$(
+        #[derive(Clone, Copy)]
+        struct $name;
+        impl<T: MathFloat> BinaryFn<T> for $name {
+            #[inline(always)]
+            fn vec<S: Simd>(self, $s: S, $a: T::V<S>, $b: T::V<S>) -> T::V<S> {
+                $body
+            }
+        }
+    )*};
+}
+
+binary_fns! {
+    Add, |s, a, b| T::vadd(s, a, b);
+    Sub, |s, a, b| T::vsub(s, a, b);
+    Mul, |s, a, b| T::vmul(s, a, b);
+    Div, |s, a, b| T::vdiv(s, a, b);
+    Maximum, |s, a, b| max_nan::<S, T>(s, a, b);
+    Minimum, |s, a, b| min_nan::<S, T>(s, a, b);
+}
+
+/// NaN-propagating maximum (`a > b ? a : b` otherwise).
+#[inline(always)]
+pub(super) fn max_nan<S: Simd, T: MathFloat>(s: S, a: T::V<S>, b: T::V<S>) -> T::V<S> {
+    let ordered = T::mask_and(s, T::veq(s, a, a), T::veq(s, b, b));
+    let m = T::select(s, T::vgt(s, a, b), a, b);
+    T::select(s, ordered, m, T::vadd(s, a, b))
+}
+
+/// NaN-propagating minimum (`a < b ? a : b` otherwise).
+#[inline(always)]
+pub(super) fn min_nan<S: Simd, T: MathFloat>(s: S, a: T::V<S>, b: T::V<S>) -> T::V<S> {
+    let ordered = T::mask_and(s, T::veq(s, a, a), T::veq(s, b, b));
+    let m = T::select(s, T::vlt(s, a, b), a, b);
+    T::select(s, ordered, m, T::vadd(s, a, b))
+}
+
+struct ZipKernel<'a, T, F, A, B> {
+    f: F,
+    a: A,
+    b: B,
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat, F: BinaryFn<T>, A: Operand<T>, B: Operand<T>> WithSimd
+    for ZipKernel<'_, T, F, A, B>
+{
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self { f, a, b, out } = self;
+        let (ov, ot) = T::as_mut_simd::<S>(out);
+        let full = ov.len();
+        for (i, o) in ov.iter_mut().enumerate() {
+            *o = f.vec(s, a.vector(s, i), b.vector(s, i));
+        }
+        if !ot.is_empty() {
+            let from = full * T::lanes::<S>();
+            T::partial_store(s, ot, f.vec(s, a.rest(s, from), b.rest(s, from)));
+        }
+    }
+}
+
+fn zip<T: MathFloat, F: BinaryFn<T>>(f: F, a: impl Operand<T>, b: impl Operand<T>, out: &mut [T]) {
+    for_chunks(out, 1, |r, out| {
+        dispatch(ZipKernel {
+            f,
+            a: a.range(r.clone()),
+            b: b.range(r),
+            out,
+        })
+    });
+}
+
+pub(crate) fn binary<T: MathFloat, A: Operand<T>, B: Operand<T>>(
+    op: BinaryOp,
+    a: A,
+    b: B,
+    out: &mut [T],
+) {
+    match op {
+        BinaryOp::Add => zip(Add, a, b, out),
+        BinaryOp::Sub => zip(Sub, a, b, out),
+        BinaryOp::Mul => zip(Mul, a, b, out),
+        BinaryOp::Div => zip(Div, a, b, out),
+        BinaryOp::Maximum => zip(Maximum, a, b, out),
+        BinaryOp::Minimum => zip(Minimum, a, b, out),
+        BinaryOp::Pow => for_chunks(out, 16, |r, out| {
+            let (a, b) = (a.range(r.clone()), b.range(r));
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = binary_scalar(BinaryOp::Pow, a.at(i), b.at(i));
+            }
+        }),
+    }
+}
+
+pub(crate) fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
+    fn run<T: Float>(a: &[T], b: &[T], out: &mut [bool], f: impl Fn(T, T) -> bool + Sync) {
+        for_chunks(out, 1, |r, out| {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                *o = f(x, y);
+            }
+        });
+    }
+    match op {
+        CmpOp::Eq => run(a, b, out, |x, y| x == y),
+        CmpOp::Ne => run(a, b, out, |x, y| x != y),
+        CmpOp::Lt => run(a, b, out, |x, y| x < y),
+        CmpOp::Le => run(a, b, out, |x, y| x <= y),
+        CmpOp::Gt => run(a, b, out, |x, y| x > y),
+        CmpOp::Ge => run(a, b, out, |x, y| x >= y),
+    }
+}

@@ -1,0 +1,95 @@
+//! Splitting kernel work across rayon's threads.
+//!
+//! Work is split when its size (elements times a per-op cost) reaches
+//! [`PAR_THRESHOLD`]; each task then runs one dispatched SIMD loop over its part.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::kernels::PAR_THRESHOLD;
+
+/// Whether `work` units (elements times cost) are worth splitting across threads.
+pub(super) fn parallel(work: usize) -> bool {
+    work >= PAR_THRESHOLD && rayon::current_num_threads() > 1
+}
+
+/// A chunk length for splitting `len` items of `cost` each: about four chunks per
+/// thread, none much below the parallel threshold, a multiple of 64.
+pub(super) fn chunk_len(len: usize, cost: usize) -> usize {
+    let per_thread = len.div_ceil(4 * rayon::current_num_threads());
+    let min = (PAR_THRESHOLD / 2 / cost.max(1)).max(64);
+    per_thread.max(min).next_multiple_of(64)
+}
+
+/// Calls `f(range, out_chunk)` over chunks of `out`, in parallel when `out.len() * cost`
+/// is large enough; `range` is the chunk's position in `out`.
+pub(super) fn for_chunks<O: Send>(
+    out: &mut [O],
+    cost: usize,
+    f: impl Fn(Range<usize>, &mut [O]) + Sync,
+) {
+    let len = out.len();
+    if !parallel(len.saturating_mul(cost)) {
+        f(0..len, out);
+        return;
+    }
+    let chunk = chunk_len(len, cost);
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        let start = i * chunk;
+        f(start..start + o.len(), o)
+    });
+}
+
+/// A raw output pointer shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+pub(super) struct SharedOut<T>(pub(super) *mut T);
+// SAFETY: only used by tasks writing disjoint elements (see `for_segments`).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// # Safety
+    /// `start..start + len` is in bounds and no other live slice overlaps it.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// Width of the column blocks that axis kernels with `inner > 1` work on (their
+/// per-column state lives in stack buffers of this length).
+pub(super) const BLOCK: usize = 256;
+
+/// Calls `f(o, i0..i1)` for every segment of `BLOCK` columns of every `o` in an
+/// `[outer, n, inner]` layout, in parallel when `outer * n * inner` is large enough.
+/// Distinct segments touch distinct output elements.
+pub(super) fn for_segments(
+    outer: usize,
+    n: usize,
+    inner: usize,
+    cost: usize,
+    f: impl Fn(usize, Range<usize>) + Sync,
+) {
+    let per_o = inner.div_ceil(BLOCK);
+    let segments = outer * per_o;
+    let run = |seg: usize| {
+        let (o, b) = (seg / per_o, seg % per_o);
+        f(o, b * BLOCK..((b + 1) * BLOCK).min(inner))
+    };
+    let work = outer
+        .saturating_mul(n)
+        .saturating_mul(inner)
+        .saturating_mul(cost);
+    if !parallel(work) {
+        (0..segments).for_each(run);
+        return;
+    }
+    let seg_work = (n * inner.min(BLOCK) * cost).max(1);
+    let min_len = (PAR_THRESHOLD / 2 / seg_work).max(1);
+    (0..segments)
+        .into_par_iter()
+        .with_min_len(min_len)
+        .for_each(run);
+}

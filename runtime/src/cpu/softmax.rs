@@ -1,0 +1,271 @@
+//! The softmax family (softmax, log-softmax, logsumexp) along the middle axis of
+//! `[outer, n, inner]`, fused: per row (or column block) a max pass, an exp-and-sum pass
+//! and a scaling pass, with no temporaries beyond stack buffers.
+
+use std::ops::Range;
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+use super::elementwise::max_nan;
+use super::kernels::{PAR_THRESHOLD, SoftmaxOp};
+use super::math::{self, MathFloat};
+use super::par::{BLOCK, SharedOut, for_segments, parallel};
+use super::reduce::{MaxR, REDUCE_BLOCK, RowReduce};
+use super::simd::dispatch;
+use crate::element::Float;
+
+/// The shift `softmax` subtracts: the maximum, or 0 where that is not finite (all -inf,
+/// +inf or NaN rows), so that such rows give the IEEE result of the formula.
+#[inline(always)]
+fn softmax_shift(m: f64) -> f64 {
+    if m.is_finite() { m } else { 0.0 }
+}
+
+/// Softmax-family ops over contiguous rows of length `n`.
+struct SoftmaxRows<'a, T> {
+    op: SoftmaxOp,
+    x: &'a [T],
+    n: usize,
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat> WithSimd for SoftmaxRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self { op, x, n, out } = self;
+        // sums of exps run in blocks combined in f64, so long rows stay accurate
+        let exp_sum = |xv: &[T::V<S>], shift: T::V<S>| -> f64 {
+            let mut total = 0.0;
+            for block in xv.chunks(REDUCE_BLOCK) {
+                let mut acc = T::splat(s, T::zero());
+                for &v in block {
+                    acc = T::vadd(s, acc, math::exp::<S, T>(s, T::vsub(s, v, shift)));
+                }
+                total += Float::to_f64(T::reduce_sum(s, acc));
+            }
+            total
+        };
+        for (r, row) in x.chunks_exact(n).enumerate() {
+            let shift = T::from_f64(softmax_shift(RowReduce { r: MaxR, x: row }.with_simd(s)));
+            let shift_v = T::splat(s, shift);
+            let (xv, xt) = T::as_simd::<S>(row);
+            let mut tail = [T::zero(); 16];
+            let tail = &mut tail[..xt.len()];
+            if !xt.is_empty() {
+                let e = math::exp::<S, T>(s, T::vsub(s, T::partial_load(s, xt), shift_v));
+                T::partial_store(s, tail, e);
+            }
+            let tail_sum: f64 = tail.iter().map(|&v| Float::to_f64(v)).sum();
+            match op {
+                SoftmaxOp::Softmax => {
+                    let o = &mut out[r * n..(r + 1) * n];
+                    let (ov, ot) = T::as_mut_simd::<S>(o);
+                    let mut total = tail_sum;
+                    for (ob, xb) in ov.chunks_mut(REDUCE_BLOCK).zip(xv.chunks(REDUCE_BLOCK)) {
+                        let mut acc = T::splat(s, T::zero());
+                        for (o, &v) in ob.iter_mut().zip(xb) {
+                            let e = math::exp::<S, T>(s, T::vsub(s, v, shift_v));
+                            acc = T::vadd(s, acc, e);
+                            *o = e;
+                        }
+                        total += Float::to_f64(T::reduce_sum(s, acc));
+                    }
+                    ot.copy_from_slice(tail);
+                    let inv = T::from_f64(1.0 / total);
+                    let inv_v = T::splat(s, inv);
+                    for o in ov.iter_mut() {
+                        *o = T::vmul(s, *o, inv_v);
+                    }
+                    for o in ot.iter_mut() {
+                        *o = *o * inv;
+                    }
+                }
+                SoftmaxOp::LogSoftmax => {
+                    let l = T::splat(s, T::from_f64((exp_sum(xv, shift_v) + tail_sum).ln()));
+                    let o = &mut out[r * n..(r + 1) * n];
+                    let (ov, ot) = T::as_mut_simd::<S>(o);
+                    for (o, &v) in ov.iter_mut().zip(xv) {
+                        *o = T::vsub(s, T::vsub(s, v, shift_v), l);
+                    }
+                    if !ot.is_empty() {
+                        let v = T::vsub(s, T::vsub(s, T::partial_load(s, xt), shift_v), l);
+                        T::partial_store(s, ot, v);
+                    }
+                }
+                SoftmaxOp::LogSumExp => {
+                    out[r] = shift + T::from_f64((exp_sum(xv, shift_v) + tail_sum).ln());
+                }
+            }
+        }
+    }
+}
+
+/// Softmax-family ops over a segment of columns (`inner > 1`), SIMD across columns;
+/// `out` points at the whole output.
+struct SoftmaxColumns<'a, T> {
+    op: SoftmaxOp,
+    x: &'a [T],
+    n: usize,
+    inner: usize,
+    o: usize,
+    cols: Range<usize>,
+    out: SharedOut<T>,
+}
+
+impl<T: MathFloat> SoftmaxColumns<'_, T> {
+    fn x_row(&self, k: usize) -> &[T] {
+        let at = (self.o * self.n + k) * self.inner;
+        &self.x[at + self.cols.start..at + self.cols.end]
+    }
+
+    /// # Safety
+    /// Only this segment writes these columns, and one row is borrowed at a time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn out_row(&self, k: usize) -> &mut [T] {
+        let at = match self.op {
+            SoftmaxOp::LogSumExp => self.o * self.inner,
+            SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => (self.o * self.n + k) * self.inner,
+        };
+        // SAFETY: the caller's contract; the kernel checked the output length.
+        unsafe { self.out.slice(at + self.cols.start, self.cols.len()) }
+    }
+}
+
+/// Applies `f` to the vectors of `a` and the matching vectors of `b` (tail zero-padded).
+#[inline(always)]
+fn zip_update<S: Simd, T: MathFloat>(
+    s: S,
+    a: &mut [T],
+    b: &[T],
+    f: impl Fn(T::V<S>, T::V<S>) -> T::V<S>,
+) {
+    let (av, at) = T::as_mut_simd::<S>(a);
+    let (bv, bt) = T::as_simd::<S>(b);
+    for (a, &b) in av.iter_mut().zip(bv) {
+        *a = f(*a, b);
+    }
+    if !at.is_empty() {
+        let v = f(T::partial_load(s, at), T::partial_load(s, bt));
+        T::partial_store(s, at, v);
+    }
+}
+
+impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let w = self.cols.len();
+        let inf = T::splat(s, T::infinity());
+        let zero = T::splat(s, T::zero());
+        // shift = max over k (NaN-propagating), replaced by 0 where not finite
+        let mut shift_buf = [T::zero(); BLOCK];
+        let shift = &mut shift_buf[..w];
+        shift.copy_from_slice(self.x_row(0));
+        for k in 1..self.n {
+            zip_update(s, shift, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
+        }
+        zip_update(s, shift, &[T::zero(); BLOCK][..w], |m, _| {
+            T::select(s, T::vlt(s, T::vabs(s, m), inf), m, zero)
+        });
+        // sum of exp(x - shift), stored as we go for softmax
+        let mut sum_buf = [T::zero(); BLOCK];
+        let sum = &mut sum_buf[..w];
+        let mut e_buf = [T::zero(); BLOCK];
+        let e = &mut e_buf[..w];
+        for k in 0..self.n {
+            e.copy_from_slice(self.x_row(k));
+            zip_update(s, e, shift, |x, m| math::exp::<S, T>(s, T::vsub(s, x, m)));
+            zip_update(s, sum, e, |a, b| T::vadd(s, a, b));
+            if self.op == SoftmaxOp::Softmax {
+                // SAFETY: this segment's columns, one row at a time.
+                unsafe { self.out_row(k) }.copy_from_slice(e);
+            }
+        }
+        match self.op {
+            SoftmaxOp::Softmax => {
+                zip_update(s, sum, &[T::zero(); BLOCK][..w], |a, _| {
+                    T::vdiv(s, T::splat(s, T::one()), a)
+                });
+                for k in 0..self.n {
+                    // SAFETY: as above.
+                    zip_update(s, unsafe { self.out_row(k) }, sum, |e, inv| {
+                        T::vmul(s, e, inv)
+                    });
+                }
+            }
+            SoftmaxOp::LogSoftmax => {
+                zip_update(s, sum, shift, |a, m| T::vadd(s, m, math::ln::<S, T>(s, a)));
+                for k in 0..self.n {
+                    // SAFETY: as above.
+                    let o = unsafe { self.out_row(k) };
+                    o.copy_from_slice(self.x_row(k));
+                    zip_update(s, o, sum, |x, l| T::vsub(s, x, l));
+                }
+            }
+            SoftmaxOp::LogSumExp => {
+                // SAFETY: as above.
+                let o = unsafe { self.out_row(0) };
+                o.copy_from_slice(sum);
+                zip_update(s, o, shift, |a, m| T::vadd(s, m, math::ln::<S, T>(s, a)));
+            }
+        }
+    }
+}
+
+pub(crate) fn softmax_axis<T: MathFloat>(
+    op: SoftmaxOp,
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [T],
+) {
+    if outer * inner == 0 {
+        return;
+    }
+    if n == 0 {
+        // softmax of an empty axis is empty; logsumexp of one is ln(0) = -inf
+        if op == SoftmaxOp::LogSumExp {
+            out.fill(T::neg_infinity());
+        }
+        return;
+    }
+    if inner == 1 {
+        let row_out = if op == SoftmaxOp::LogSumExp { 1 } else { n };
+        let run = |rows: Range<usize>, out: &mut [T]| {
+            dispatch(SoftmaxRows {
+                op,
+                x: &x[rows.start * n..rows.end * n],
+                n,
+                out,
+            })
+        };
+        if !parallel(x.len() * 4) {
+            return run(0..outer, out);
+        }
+        let per_task = outer
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(PAR_THRESHOLD / 8 / n)
+            .max(1);
+        out.par_chunks_mut(per_task * row_out)
+            .enumerate()
+            .for_each(|(i, out)| run(i * per_task..i * per_task + out.len() / row_out, out));
+        return;
+    }
+    let dst = SharedOut(out.as_mut_ptr());
+    for_segments(outer, n, inner, 4, |o, cols| {
+        dispatch(SoftmaxColumns {
+            op,
+            x,
+            n,
+            inner,
+            o,
+            cols,
+            out: dst,
+        })
+    });
+}
