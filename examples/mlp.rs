@@ -71,14 +71,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     bar.finish();
+    let train_time = start.elapsed().as_secs_f64();
 
     let train_acc = accuracy(&params.logits(&train.images), &train.labels);
     let test_acc = accuracy(&params.logits(&test.images), &test.labels);
     println!(
-        "train accuracy {:.2}%, test accuracy {:.2}% ({TEST} held-out images), {:.1} s",
+        "train accuracy {:.2}%, test accuracy {:.2}% ({TEST} held-out images); {} steps in {train_time:.1} s ({:.2} ms a step)",
         100.0 * train_acc,
         100.0 * test_acc,
-        start.elapsed().as_secs_f64()
+        curve.len(),
+        1e3 * train_time / curve.len() as f64
     );
     plot(&curve, &png)?;
     println!("loss curve: {png}");

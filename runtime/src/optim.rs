@@ -183,13 +183,7 @@ impl<P: Differentiable> Optimizer<P> for Adam<P> {
             .moments
             .get_or_insert_with(|| (params.zeros_like(), params.zeros_like()));
         let t = self.count.saturating_add(1);
-        let rule = AdamRule {
-            lr: self.lr,
-            b1: self.b1,
-            b2: self.b2,
-            eps: self.eps,
-            t,
-        };
+        let rule = AdamRule::new(self.lr, self.b1, self.b2, self.eps, t);
         update("Adam::step", params, grads, [mu, nu], &rule)?;
         self.count = t;
         Ok(())
@@ -237,17 +231,38 @@ struct AdamRule {
     b1: f64,
     b2: f64,
     eps: f64,
-    t: u32,
+    /// `b1^t` and `b2^t` in f32 and in f64 (each exact in f64).
+    powers_f32: (f64, f64),
+    powers_f64: (f64, f64),
+}
+
+impl AdamRule {
+    fn new(lr: f64, b1: f64, b2: f64, eps: f64, t: u32) -> AdamRule {
+        let f32_pow = |b: f64| pow(b as f32, t) as f64;
+        AdamRule {
+            lr,
+            b1,
+            b2,
+            eps,
+            powers_f32: (f32_pow(b1), f32_pow(b2)),
+            powers_f64: (pow(b1, t), pow(b2, t)),
+        }
+    }
 }
 
 impl Rule<2> for AdamRule {
     #[inline]
     fn apply<T: Float>(&self, p: &mut T, [mu, nu]: [&mut T; 2], g: T) {
         let (b1, b2) = (T::from_f64(self.b1), T::from_f64(self.b2));
+        let (b1_t, b2_t) = if T::DTYPE == DType::F32 {
+            self.powers_f32
+        } else {
+            self.powers_f64
+        };
         *mu = T::from_f64(1.0 - self.b1) * g + b1 * *mu;
         *nu = T::from_f64(1.0 - self.b2) * (g * g) + b2 * *nu;
-        let mu_hat = *mu / (T::one() - pow(b1, self.t));
-        let nu_hat = *nu / (T::one() - pow(b2, self.t));
+        let mu_hat = *mu / (T::one() - T::from_f64(b1_t));
+        let nu_hat = *nu / (T::one() - T::from_f64(b2_t));
         let u = mu_hat / (nu_hat.sqrt() + T::from_f64(self.eps));
         *p = *p + T::from_f64(-self.lr) * u;
     }
