@@ -9,6 +9,7 @@ Arguments: name filters (a workload runs if its name contains one of them).
 Threads: set XLA_FLAGS before running (compare.sh does).
 """
 
+import contextlib
 import json
 import sys
 import time
@@ -54,6 +55,33 @@ def copy():
     return {"bytes": 2.0 * 4 * M16}, lambda: f(x)
 
 
+@contextlib.contextmanager
+def x64():
+    """f64 inside the block only (other rows stay f32): jit's cache is keyed on this flag."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def rosen_grad():
+    # Rosenbrock's function vectorised, in f64, as benches/rosen.rs writes it with a loop
+    def rosen(x):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    with x64():
+        x = 0.5 + 0.4 * jnp.sin(jnp.arange(1_000_000, dtype=jnp.float64) * 0.37)
+        f = jax.jit(jax.grad(rosen))
+
+    def run():
+        with x64():
+            return f(x)
+
+    return {"bytes": 2.0 * 8 * 1_000_000}, run
+
+
 WORKLOADS = {
     "matmul_1024_f32": lambda: matmul(1024),
     "matmul_2048_f32": lambda: matmul(2048),
@@ -61,6 +89,7 @@ WORKLOADS = {
     "softmax_4096x1024_f32": softmax,
     "sum_16M_f32": total,
     "copy_16M_f32": copy,
+    "rosen_grad_1M_f64": rosen_grad,
 }
 
 

@@ -106,7 +106,36 @@ pub fn all() -> Vec<Workload> {
                 }
             },
         },
+        // the gradient `#[grad]` generates for Rosenbrock written as a plain loop over a slice
+        // of 1M f64 (issue 3's target: no slower than JAX's `jit(grad)` of the vectorised form)
+        Workload {
+            name: "rosen_grad_1M_f64",
+            build: || {
+                let x: Vec<f64> = (0..1_000_000)
+                    .map(|i| 0.5 + 0.4 * ((i as f64) * 0.37).sin())
+                    .collect();
+                Prepared {
+                    work: Work::Bytes(2.0 * 8.0 * x.len() as f64),
+                    run: Box::new(move || {
+                        std::hint::black_box(rosen_grad(std::hint::black_box(&x)));
+                    }),
+                }
+            },
+        },
     ]
+}
+
+/// Rosenbrock's function, as in `benches/rosen.rs` (only its gradient is timed).
+#[allow(dead_code)]
+#[grad]
+fn rosen(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = 1.0 - x[i];
+        s += 100.0 * a * a + b * b;
+    }
+    s
 }
 
 /// Copies `src` into `dst` (of equal length), one `memcpy` per thread.
