@@ -440,7 +440,10 @@ fn gather_body(
             value: Atom::Var(g),
         });
     }
-    Block { stmts }
+    // The first contribution of the main loop sets the sum rather than adding to zero.
+    let mut body = Block { stmts };
+    first_writes(&mut body);
+    body
 }
 
 /// Offset of `t` from the loop index when the body defines `t = i + c` / `i - c`.
