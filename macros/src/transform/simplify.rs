@@ -125,6 +125,9 @@ pub fn carry_adjoint_stores(func: &mut Func, block: &mut Block) {
 /// contributions to one element are summed in a different order than before (rounding only).
 pub fn gather_adjoint_stores(func: &mut Func, block: &mut Block) {
     let mut out = Vec::with_capacity(block.stmts.len());
+    // Sequences created zero in this block and untouched since: a gather loop stores into
+    // them instead of adding (no read of the zero pages just allocated).
+    let mut fresh: HashSet<Var> = HashSet::new();
     for mut s in std::mem::take(&mut block.stmts) {
         match &mut s {
             Stmt::If { then, els, .. } => {
@@ -150,8 +153,23 @@ pub fn gather_adjoint_stores(func: &mut Func, block: &mut Block) {
             && invariant(func, range.hi)
             && let Some(stencil) = independent_stencil(func, *index, body)
         {
-            out.extend(gather_loops(func, *index, range, &stencil));
+            out.extend(gather_loops(func, *index, range, &stencil, &fresh));
+            fresh.retain(|v| !stencil.arrays.contains(v));
             continue;
+        }
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::NewSeq(NewSeq::ZerosLike(_)),
+        } = &s
+        {
+            fresh.insert(*var);
+        } else {
+            let one = Block {
+                stmts: vec![s.clone()],
+            };
+            for v in read_vars(&one).into_iter().chain(assigned_vars(&one)) {
+                fresh.remove(&v);
+            }
         }
         out.push(s);
     }
@@ -174,6 +192,26 @@ struct Stencil {
     offsets: std::collections::HashMap<Var, i128>,
     /// The sequences accumulated into.
     arrays: Vec<Var>,
+}
+
+impl Stencil {
+    /// The distinct offsets accumulated at, in increasing order.
+    fn used_offsets(&self) -> Vec<i128> {
+        let mut cs: Vec<i128> = self
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::AddStore {
+                    index: Atom::Var(t),
+                    ..
+                } => self.offsets.get(t).copied(),
+                _ => None,
+            })
+            .collect();
+        cs.sort();
+        cs.dedup();
+        cs
+    }
 }
 
 /// `Some` when the iterations of `body` (over `index`) are independent, as
@@ -255,20 +293,14 @@ fn independent_stencil(func: &Func, index: Var, body: &Block) -> Option<Stencil>
 }
 
 /// The head, main and tail loops of [`gather_adjoint_stores`], inside `if lo < hi`.
-fn gather_loops(func: &mut Func, index: Var, range: &Range, st: &Stencil) -> Vec<Stmt> {
-    let mut cs: Vec<i128> = st
-        .stmts
-        .iter()
-        .filter_map(|s| match s {
-            Stmt::AddStore {
-                index: Atom::Var(t),
-                ..
-            } => st.offsets.get(t).copied(),
-            _ => None,
-        })
-        .collect();
-    cs.sort();
-    cs.dedup();
+fn gather_loops(
+    func: &mut Func,
+    index: Var,
+    range: &Range,
+    st: &Stencil,
+    fresh: &HashSet<Var>,
+) -> Vec<Stmt> {
+    let cs = st.used_offsets();
     let (cmin, cmax) = (cs[0], cs[cs.len() - 1]);
     let (lo, hi) = (range.lo, range.hi);
     let mut inner = Vec::new();
@@ -301,7 +333,7 @@ fn gather_loops(func: &mut Func, index: Var, range: &Range, st: &Stencil) -> Vec
     ];
     for (from, to, part) in parts {
         let j = func.new_var("j", Kind::Int, false);
-        let body = gather_body(func, index, j, range, st, &cs, part);
+        let body = gather_body(func, index, j, range, st, part, fresh);
         inner.push(Stmt::For {
             index: j,
             range: Range {
@@ -344,9 +376,10 @@ fn gather_body(
     j: Var,
     range: &Range,
     st: &Stencil,
-    cs: &[i128],
     part: Part,
+    fresh: &HashSet<Var>,
 ) -> Block {
+    let cs = st.used_offsets();
     let (cmin, cmax) = (cs[0], cs[cs.len() - 1]);
     let mut stmts = Vec::new();
     let accs: Vec<Var> = st
@@ -365,7 +398,7 @@ fn gather_body(
             g
         })
         .collect();
-    for &c in cs {
+    for &c in &cs {
         // One iteration, i = j - c, keeping its contributions at offset c.
         let mut it = vec![Stmt::Let {
             var: index,
@@ -433,11 +466,21 @@ fn gather_body(
         }
         stmts.extend(block);
     }
+    // Each element is written by one iteration of one of the three loops.
     for (a, g) in st.arrays.iter().zip(accs) {
-        stmts.push(Stmt::AddStore {
-            array: *a,
-            index: Atom::Var(j),
-            value: Atom::Var(g),
+        let (array, index, value) = (*a, Atom::Var(j), Atom::Var(g));
+        stmts.push(if fresh.contains(a) {
+            Stmt::Store {
+                array,
+                index,
+                value,
+            }
+        } else {
+            Stmt::AddStore {
+                array,
+                index,
+                value,
+            }
         });
     }
     // The first contribution of the main loop sets the sum rather than adding to zero.
