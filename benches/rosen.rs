@@ -4,14 +4,22 @@
 //!
 //! Run: `cargo bench --bench rosen`.
 //!
-//! Latest figures (2-core shared AMD EPYC, load ~4, best of 100 runs):
-//! rosen 1.01 ms, rosen_grad 2.06 ms (2.0x), rosen_value_and_grad 3.33 ms (3.3x);
-//! criterion estimates 1.52 / 3.08 / 3.48 ms. The gradient is one reverse loop that
-//! recomputes each iteration's intermediates (nothing is stored per iteration) and
-//! carries the `x[i]`/`x[i + 1]` adjoints in a register; its extra memory is the gradient
-//! itself (checked in `tests/grad_smoke.rs`). JAX's `jit(grad)` takes about 0.5 ms for the
-//! same work on the reference machine: the scalar reverse loop (bounds-checked, not
-//! vectorised) is not there yet.
+//! Latest figures (2-core shared AMD EPYC, load ~3.5, x86-64 baseline target so SSE2: two
+//! f64 lanes), best of 100 runs: rosen 0.99-1.29 ms, rosen_grad 1.20-1.30 ms (1.0-1.2x),
+//! rosen_value_and_grad 2.46-2.58 ms (2.0-2.5x); criterion estimates 1.17-1.48 /
+//! 1.81-2.16 / 3.33 ms. Before the gather rewrite: rosen_grad 2.06 ms best (2.0x),
+//! criterion 3.08 ms.
+//!
+//! The reverse sweep is a gather: each element `g[j]` sums the contributions of the
+//! iterations `j` and `j - 1` that read `x[j]`, recomputing their intermediates (nothing is
+//! stored per iteration), and is written once; the loop has no loop-carried dependence and
+//! LLVM vectorises it. Its extra memory is the gradient itself (checked in
+//! `tests/grad_smoke.rs`). JAX 0.10.2's `jit(grad)` of the vectorised form, in f64, on the
+//! same machine at the same time: best 0.58-0.83 ms, median 1.30-1.55 ms, against our
+//! median 1.47-1.92 ms in the comparison table (`rosen_grad_1M_f64`): not yet at parity.
+//! What is left is arithmetic (the generated adjoint does more floating-point work than a
+//! hand-simplified one, ~1.0 ms in the same form: `x * x` and `100 * a * a` transpose to two
+//! products each) and XLA compiling for the host's AVX2 where this builds for baseline x86-64.
 
 use criterion::{Criterion, criterion_group};
 use ferrax::prelude::*;

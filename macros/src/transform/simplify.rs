@@ -4,6 +4,11 @@
 //! accumulation becomes a plain assignment. Under IEEE rules `0.0 + x` is not `x` (for
 //! `x = -0.0`), so LLVM may not drop the addition itself, and in a loop the leftover
 //! additions form a loop-carried chain that blocks vectorisation.
+//!
+//! [`gather_adjoint_stores`]: a reverse loop of independent iterations that scatters into
+//! `a[i + c]` becomes loops over the elements, each summing the contributions that reach it
+//! and writing it once (vectorisable). [`carry_adjoint_stores`]: where that does not apply,
+//! stencil accumulations are carried in registers so each element is still written once.
 
 use crate::ir::*;
 use std::collections::HashSet;
