@@ -78,6 +78,26 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let body = em.block(&jf.body);
     let (value, tangent) = (em.atom(func.output), em.atom(j.tangent));
     let jvp_name = format_ident!("{}_jvp", name);
+    // A tangent of a slice or Vec must be as long as its primal: check before anything runs.
+    let length_checks: Vec<TokenStream> = j
+        .tangent_params
+        .iter()
+        .filter_map(|(p, d)| {
+            let q = func.params.iter().find(|q| q.var == *p)?;
+            if !matches!(
+                type_kind(&q.ty),
+                Ok(Kind::Seq(Seq::Slice, _)) | Ok(Kind::Seq(Seq::Vec, _))
+            ) {
+                return None;
+            }
+            let (pid, did) = (em.var(*p), em.var(*d));
+            let msg = format!(
+                "{jvp_name}: the tangent of `{}` has length {{}} but `{}` has length {{}}",
+                q.ident, q.ident
+            );
+            Some(quote!(::core::assert!(#did.len() == #pid.len(), #msg, #did.len(), #pid.len());))
+        })
+        .collect();
     let jvp_doc = format!(
         "Forward mode of [`{name}`]: its value and its directional derivative along the tangents of {wrt} (one tangent per active argument, after the arguments)."
     );
@@ -186,6 +206,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         #[doc = #jvp_doc]
         #allow
         #vis fn #jvp_name #generics (#(#params,)* #(#tparams),*) -> (#ret, #ret) #where_clause {
+            #(#length_checks)*
             #body
             (#value, #tangent)
         }

@@ -1,6 +1,6 @@
-//! Pending (see GAPS.md): tangents of the wrong length must be a clear error naming the
-//! function and both lengths, not an index panic inside generated code (too short) or a
-//! silently ignored tail (too long). Moves to tests/corpus/ once the macro checks them.
+//! Bad runtime input to generated code: tangents of the wrong length are a clear error naming
+//! the function and both lengths, not an index panic inside generated code (too short) or a
+//! silently ignored tail (too long).
 
 use ferrax::prelude::*;
 
@@ -25,6 +25,8 @@ fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
 #[test]
 fn a_tangent_of_the_wrong_length_is_a_clear_error() {
     let x = [0.5, 1.0, 2.0];
+    let (v, _) = rosen_jvp(&x, &[1.0, 0.0, 0.0]);
+    assert_eq!(v, rosen(&x));
     for dx in [&[1.0, 0.0][..], &[1.0, 0.0, 0.0, 0.0][..]] {
         let m = panic_message(|| {
             rosen_jvp(&x, dx);
