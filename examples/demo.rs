@@ -33,7 +33,9 @@ fn main() {
     let truth = [1.5, 2.0, 0.3];
     let n = 200;
     let noise = Tensor::normal(Key::new(7), &[n], DType::F64).to_vec::<f64>();
-    let xs: Vec<f64> = (0..n).map(|i| -2.0 + 4.0 * i as f64 / (n - 1) as f64).collect();
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -2.0 + 4.0 * i as f64 / (n - 1) as f64)
+        .collect();
     let ys: Vec<f64> = xs
         .iter()
         .zip(&noise)
@@ -49,10 +51,16 @@ fn main() {
             p[k] -= lr * g[k];
         }
         if step % 100 == 0 {
-            println!("step {step:4}  loss {l:.6}  p = [{:.4}, {:.4}, {:.4}]", p[0], p[1], p[2]);
+            println!(
+                "step {step:4}  loss {l:.6}  p = [{:.4}, {:.4}, {:.4}]",
+                p[0], p[1], p[2]
+            );
         }
     }
-    println!("fitted a, b, c = {p:.3?} (truth {truth:?}), loss {:.6}", loss(p, &xs, &ys));
+    println!(
+        "fitted a, b, c = {p:.3?} (truth {truth:?}), loss {:.6}",
+        loss(p, &xs, &ys)
+    );
 
     // forward mode gives the same directional derivative as the gradient
     let g = loss_grad(p, &xs, &ys);

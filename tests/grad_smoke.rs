@@ -619,7 +619,10 @@ fn precision_round_trip(x: f64) -> f64 {
 fn casts_between_f32_and_f64() {
     let x = 0.7;
     let g = precision_round_trip_grad(x);
-    assert_eq!(precision_round_trip_value_and_grad(x).0, precision_round_trip(x));
+    assert_eq!(
+        precision_round_trip_value_and_grad(x).0,
+        precision_round_trip(x)
+    );
     let expect = (x as f32).cos() as f64 * 2.0 * x + (x as f32).sin() as f64 * 2.0;
     assert!((g - expect).abs() < 1e-6, "{g} vs {expect}");
     let (_, t) = precision_round_trip_jvp(x, 1.0);

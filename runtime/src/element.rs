@@ -74,7 +74,9 @@ impl Element for bool {
 }
 
 /// A floating element type: `f32` or `f64`. The CPU kernels are generic over it.
-pub trait Float: Element + num_traits::Float + num_traits::FloatConst + Default + fmt::Display + std::iter::Sum {
+pub trait Float:
+    Element + num_traits::Float + num_traits::FloatConst + Default + fmt::Display + std::iter::Sum
+{
     /// Converts from `f64`, rounding for `f32`.
     fn from_f64(v: f64) -> Self;
     /// Converts to `f64`, exactly.
