@@ -801,6 +801,8 @@ fn check_matmul<T: Float>() {
         (1, 300, 200),
         (300, 1, 200),
         (128, 96, 257),
+        // above the row-band threshold, with unequal bands
+        (131, 70, 250),
         (256, 256, 256),
     ];
     for (m, n, k) in sizes {
