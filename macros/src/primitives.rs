@@ -149,6 +149,16 @@ const fn lin(syntax: Syntax, arity: usize, out: Out, jvp: JvpRule, t: TransposeR
     }
 }
 
+/// Transpose of a float cast: the cotangent cast back to the operand's precision.
+fn cast_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<Atom>> {
+    let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
+        Prim::ToF32
+    } else {
+        Prim::ToF64
+    };
+    vec![Some(b.prim(back, &[ct]))]
+}
+
 fn f(v: f64) -> Atom {
     Atom::Float(v)
 }
@@ -220,28 +230,14 @@ pub fn row(p: Prim) -> Row {
             1,
             F32,
             |b, _, _, d| d[0].map(|t| b.prim(ToF32, &[t])),
-            |b, ct, x, _| {
-                let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
-                    ToF32
-                } else {
-                    ToF64
-                };
-                vec![Some(b.prim(back, &[ct]))]
-            },
+            cast_back,
         ),
         ToF64 => lin(
             Cast("f64"),
             1,
             F64,
             |b, _, _, d| d[0].map(|t| b.prim(ToF64, &[t])),
-            |b, ct, x, _| {
-                let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
-                    ToF32
-                } else {
-                    ToF64
-                };
-                vec![Some(b.prim(back, &[ct]))]
-            },
+            cast_back,
         ),
         // ---- non-differentiable: integer/bool logic, comparisons, rounding ----
         Rem => r(
