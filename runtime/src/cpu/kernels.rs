@@ -314,6 +314,22 @@ pub fn reduce_all<T: Float>(op: ReduceOp, x: &[T]) -> T {
     out[0]
 }
 
+/// Checks the buffers of a kernel over the middle axis of `[outer, n, inner]`.
+fn check_axis_layout(
+    what: std::fmt::Arguments<'_>,
+    x_len: usize,
+    out_len: usize,
+    [outer, n, inner]: [usize; 3],
+    want_out: usize,
+) {
+    assert_eq!(
+        x_len,
+        outer * n * inner,
+        "{what}: input length is not outer * n * inner"
+    );
+    assert_eq!(out_len, want_out, "{what}: wrong output length");
+}
+
 /// Reduces the middle axis of `x` viewed as `[outer, n, inner]` (row-major) into
 /// `out` of length `outer * inner`.
 pub fn reduce_axis<T: Float>(
@@ -324,15 +340,12 @@ pub fn reduce_axis<T: Float>(
     inner: usize,
     out: &mut [T],
 ) {
-    assert_eq!(
+    check_axis_layout(
+        format_args!("reduce {op:?}"),
         x.len(),
-        outer * n * inner,
-        "reduce {op:?}: input length is not outer * n * inner"
-    );
-    assert_eq!(
         out.len(),
+        [outer, n, inner],
         outer * inner,
-        "reduce {op:?}: output length is not outer * inner"
     );
     with_float!(T, F => reduce::reduce_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
@@ -341,15 +354,12 @@ pub fn reduce_axis<T: Float>(
 /// as the maximum, as in NumPy). `n` must be at least 1.
 pub fn argmax_axis<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out: &mut [i32]) {
     assert!(n >= 1 || outer * inner == 0, "argmax of an empty axis");
-    assert_eq!(
+    check_axis_layout(
+        format_args!("argmax"),
         x.len(),
-        outer * n * inner,
-        "argmax: input length is not outer * n * inner"
-    );
-    assert_eq!(
         out.len(),
+        [outer, n, inner],
         outer * inner,
-        "argmax: output length is not outer * inner"
     );
     with_float!(T, F => reduce::argmax_axis::<F>(same(x), outer, n, inner, out))
 }
@@ -363,16 +373,17 @@ pub fn softmax_axis<T: Float>(
     inner: usize,
     out: &mut [T],
 ) {
-    assert_eq!(
-        x.len(),
-        outer * n * inner,
-        "{op:?}: input length is not outer * n * inner"
-    );
     let out_len = match op {
         SoftmaxOp::LogSumExp => outer * inner,
-        SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => x.len(),
+        SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => outer * n * inner,
     };
-    assert_eq!(out.len(), out_len, "{op:?}: wrong output length");
+    check_axis_layout(
+        format_args!("{op:?}"),
+        x.len(),
+        out.len(),
+        [outer, n, inner],
+        out_len,
+    );
     with_float!(T, F => softmax::softmax_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
