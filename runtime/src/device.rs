@@ -1,23 +1,137 @@
 //! Devices: where a tensor's data lives and its operations run.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
 
 /// Where a tensor's data lives.
 ///
 /// Every tensor knows its device, and operations on two tensors check that both are on
-/// the same one. Only the CPU exists so far; a GPU variant will be added beside it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// the same one. Move tensors with [`Tensor::to_device`](crate::Tensor::to_device).
+///
+/// ```
+/// use ferrax_runtime::prelude::*;
+///
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+/// // A GPU when there is one (the `gpu` feature and a wgpu adapter), the CPU otherwise.
+/// let dev = Device::gpu().unwrap_or(Device::Cpu);
+/// let y = (x.to_device(&dev) * 2.0).exp();
+/// assert_eq!(y.device(), dev);
+/// assert_eq!(y.to_device(&Device::Cpu).shape(), &[3]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Device {
     /// Host memory, CPU kernels.
-    #[default]
     Cpu,
+    /// A GPU through wgpu (WGSL compute shaders), by ordinal: `Gpu(0)` is the adapter
+    /// wgpu ranks first, high performance preferred. Holds f32, i32 and bool tensors.
+    Gpu(usize),
+}
+
+impl Device {
+    /// The first GPU, initialised on first use (adapter, device and queue).
+    ///
+    /// Errors, saying why, when the crate was built without the `gpu` feature or wgpu
+    /// finds no adapter (no Vulkan, Metal or DX12 driver).
+    pub fn gpu() -> Result<Device> {
+        #[cfg(feature = "gpu")]
+        {
+            crate::gpu::context::context(0).map(|_| Device::Gpu(0))
+        }
+        #[cfg(not(feature = "gpu"))]
+        {
+            Err(Error::Gpu {
+                op: "Device::gpu",
+                message: "ferrax-runtime was built without its `gpu` feature".into(),
+            })
+        }
+    }
+
+    /// Whether this is a GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
+
+    /// A description of the GPU behind this device (adapter name, backend, device type),
+    /// or `"cpu"`.
+    pub fn description(&self) -> String {
+        match self {
+            Device::Cpu => "cpu".into(),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => match crate::gpu::context::context(*i) {
+                Ok(c) => format!(
+                    "{} ({:?}, {:?}, driver {})",
+                    c.info.name, c.info.backend, c.info.device_type, c.info.driver_info
+                ),
+                Err(e) => e.to_string(),
+            },
+            #[cfg(not(feature = "gpu"))]
+            Device::Gpu(i) => format!("gpu:{i} (not built)"),
+        }
+    }
+
+    /// The device `FERRAX_DEVICE` asks for: `cpu`, `gpu` (an error if there is none) or
+    /// `auto` (the default when unset: a GPU when wgpu finds a hardware adapter,
+    /// otherwise the CPU, with one line on stderr saying why). `auto` does not pick a
+    /// software rasteriser such as Mesa's lavapipe, which is slower than the CPU
+    /// kernels; `gpu` accepts it.
+    pub fn try_default() -> Result<Device> {
+        static CHOICE: OnceLock<Result<Device>> = OnceLock::new();
+        CHOICE
+            .get_or_init(|| {
+                let var = std::env::var("FERRAX_DEVICE").unwrap_or_default();
+                match var.trim().to_ascii_lowercase().as_str() {
+                    "cpu" => Ok(Device::Cpu),
+                    "gpu" => Device::gpu(),
+                    "" | "auto" => Ok(auto()),
+                    other => Err(Error::InvalidArgument {
+                        op: "Device::default",
+                        message: format!("FERRAX_DEVICE={other:?} is not one of cpu, gpu or auto"),
+                    }),
+                }
+            })
+            .clone()
+    }
+}
+
+/// `auto`: a hardware GPU if there is one, else the CPU (saying why on stderr).
+fn auto() -> Device {
+    let why = match Device::gpu() {
+        #[cfg(feature = "gpu")]
+        Ok(dev) => match crate::gpu::context::context(0) {
+            Ok(c) if c.info.device_type == wgpu::DeviceType::Cpu => format!(
+                "the only GPU adapter, {}, is a software rasteriser (set FERRAX_DEVICE=gpu to use it)",
+                c.info.name
+            ),
+            _ => return dev,
+        },
+        #[cfg(not(feature = "gpu"))]
+        Ok(dev) => return dev,
+        Err(e) => e.to_string(),
+    };
+    eprintln!("ferrax: FERRAX_DEVICE=auto runs on the CPU: {why}");
+    Device::Cpu
+}
+
+/// [`Device::try_default`], panicking with its error (an unknown `FERRAX_DEVICE`, or
+/// `FERRAX_DEVICE=gpu` without a GPU).
+impl Default for Device {
+    #[track_caller]
+    fn default() -> Device {
+        match Device::try_default() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => f.write_str("cpu"),
+            Device::Gpu(i) => write!(f, "gpu:{i}"),
         }
     }
 }

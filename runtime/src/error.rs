@@ -109,6 +109,15 @@ pub enum Error {
         /// The second operand's device.
         rhs: Device,
     },
+    /// A GPU failed: no adapter, out of GPU memory, a lost device, or a size beyond the
+    /// adapter's limits.
+    #[error("{op}: {message}")]
+    Gpu {
+        /// The operation.
+        op: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// Any other invalid argument; the message names the operation and the values involved.
     #[error("{op}: {message}")]
     InvalidArgument {

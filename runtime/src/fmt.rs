@@ -34,6 +34,11 @@ fn format_float(v: f64) -> String {
 impl Tensor {
     /// The elements as strings, row-major.
     fn element_strings(&self) -> Vec<String> {
+        if self.device() != crate::device::Device::Cpu {
+            return self
+                .to_device(&crate::device::Device::Cpu)
+                .element_strings();
+        }
         match self.dtype() {
             DType::F32 => self
                 .contiguous_data::<f32>()

@@ -70,7 +70,9 @@
 //! - [`random`]: [`Key`] and the Threefry generator;
 //! - [`differentiable`]: the tangent algebra of parameter values and `unbroadcast`;
 //! - [`optim`]: SGD, momentum and Adam over any [`Differentiable`] value;
-//! - [`cpu`]: the CPU kernels the operations call on contiguous buffers.
+//! - [`cpu`]: the CPU kernels the operations call on contiguous buffers;
+//! - `gpu` (feature `gpu`, on by default): the same primitives as WGSL compute shaders
+//!   through wgpu, for tensors moved with [`Tensor::to_device`] to [`Device::gpu`].
 
 pub mod cpu;
 pub mod device;
@@ -78,6 +80,8 @@ pub mod differentiable;
 pub mod element;
 pub mod error;
 mod fmt;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod ops;
 pub mod optim;
 mod pool;

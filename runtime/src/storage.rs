@@ -32,9 +32,12 @@ impl Drop for CpuStorage {
 }
 
 /// The buffer behind one or more tensors. Shared (through an `Arc`) by every view of it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) enum Storage {
     Cpu(CpuStorage),
+    /// A buffer on a GPU.
+    #[cfg(feature = "gpu")]
+    Gpu(crate::gpu::GpuStorage),
 }
 
 impl Storage {
@@ -44,12 +47,16 @@ impl Storage {
             Storage::Cpu(CpuStorage::F64(_)) => DType::F64,
             Storage::Cpu(CpuStorage::I32(_)) => DType::I32,
             Storage::Cpu(CpuStorage::Bool(_)) => DType::Bool,
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(g) => g.dtype,
         }
     }
 
     pub(crate) fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(g) => Device::Gpu(g.ordinal),
         }
     }
 }
@@ -76,9 +83,11 @@ impl Storage {
         }
     }
 
-    /// The host buffer, mutable, if it holds elements of type `T`.
+    /// The host buffer, mutable, if it holds elements of type `T` (never for a GPU buffer).
     pub(crate) fn typed_mut<T: Element>(&mut self) -> Option<&mut [T]> {
         let any: &mut dyn Any = match self {
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(_) => return None,
             Storage::Cpu(CpuStorage::F32(v)) => v,
             Storage::Cpu(CpuStorage::F64(v)) => v,
             Storage::Cpu(CpuStorage::I32(v)) => v,
@@ -87,9 +96,11 @@ impl Storage {
         any.downcast_mut::<Vec<T>>().map(Vec::as_mut_slice)
     }
 
-    /// The host buffer, if it holds elements of type `T`.
+    /// The host buffer, if it holds elements of type `T` (never for a GPU buffer).
     pub(crate) fn typed<T: Element>(&self) -> Option<&[T]> {
         let any: &dyn Any = match self {
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(_) => return None,
             Storage::Cpu(CpuStorage::F32(v)) => v,
             Storage::Cpu(CpuStorage::F64(v)) => v,
             Storage::Cpu(CpuStorage::I32(v)) => v,

@@ -149,12 +149,26 @@ impl Tensor {
         }
     }
 
-    /// The whole storage buffer as `T` (the caller has dispatched on the dtype).
+    /// The whole storage buffer as `T` (the caller has dispatched on the dtype and the
+    /// device).
+    #[track_caller]
     pub(crate) fn storage_slice<T: Element>(&self) -> &[T] {
         match self.storage.typed::<T>() {
             Some(s) => s,
+            None if self.device() != Device::Cpu => panic!(
+                "a tensor of shape {:?} on {} reached CPU-only code; move it with `to_device(&Device::Cpu)` first",
+                self.shape(),
+                self.device()
+            ),
             None => unreachable!("storage of a {} tensor read as {}", self.dtype(), T::DTYPE),
         }
+    }
+
+    /// Whether the data lives on a GPU.
+    #[cfg(feature = "gpu")]
+    #[inline]
+    pub(crate) fn on_gpu(&self) -> bool {
+        matches!(*self.storage, Storage::Gpu(_))
     }
 
     /// The elements in row-major order: borrowed when the tensor is contiguous, copied
@@ -269,19 +283,45 @@ impl Tensor {
         Tensor::from_fn_f64(shape, dtype, |_| value)
     }
 
+    /// A tensor of `shape` filled with `value` in `dtype`, on `device`. Panics for f64
+    /// on a GPU or a GPU failure; see [`Tensor::try_full_on`].
+    #[track_caller]
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: &Device) -> Tensor {
+        unwrap(Tensor::try_full_on(shape, value, dtype, device))
+    }
+
+    /// [`Tensor::full_on`], returning an error instead of panicking.
+    pub fn try_full_on(
+        shape: &[usize],
+        value: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::full(shape, value, dtype)),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => crate::gpu::elementwise::full("full_on", *i, shape, value, dtype),
+            #[cfg(not(feature = "gpu"))]
+            Device::Gpu(_) => Err(Device::gpu().unwrap_err()),
+        }
+    }
+
     /// Zeros of this tensor's shape, dtype and device.
+    #[track_caller]
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.dtype())
+        self.full_like(0.0)
     }
 
     /// Ones of this tensor's shape, dtype and device.
+    #[track_caller]
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape(), self.dtype())
+        self.full_like(1.0)
     }
 
     /// `value` in this tensor's shape, dtype and device.
+    #[track_caller]
     pub fn full_like(&self, value: f64) -> Tensor {
-        Tensor::full(self.shape(), value, self.dtype())
+        Tensor::full_on(self.shape(), value, self.dtype(), &self.device())
     }
 
     /// A 0-d tensor of `value` in this tensor's dtype: the constant side of a comparison
@@ -293,8 +333,9 @@ impl Tensor {
     /// let positive = x.gt(&x.scalar_like(0.0));
     /// assert_eq!(positive.to_vec::<bool>(), vec![false, true]);
     /// ```
+    #[track_caller]
     pub fn scalar_like(&self, value: f64) -> Tensor {
-        Tensor::full(&[], value, self.dtype())
+        Tensor::full_on(&[], value, self.dtype(), &self.device())
     }
 
     /// The 1-D tensor `start, start + step, ...` up to but excluding `end`, as NumPy's
@@ -415,6 +456,10 @@ impl Tensor {
     /// [`Tensor::to_vec`], returning an error when `T` is not the element type.
     pub fn try_to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_element::<T>("to_vec")?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::download("to_vec", self);
+        }
         Ok(self.contiguous_data::<T>().into_owned())
     }
 
@@ -438,6 +483,10 @@ impl Tensor {
                 ),
             });
         }
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return Ok(crate::gpu::download::<T>("item", self)?[0]);
+        }
         Ok(self.storage_slice::<T>()[self.layout.offset])
     }
 
@@ -455,7 +504,12 @@ impl Tensor {
 
     /// A contiguous tensor with the same elements that owns its whole buffer: `self`
     /// (shared) if it already is one, otherwise one copy.
+    #[track_caller]
     pub fn contiguous(&self) -> Tensor {
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return unwrap(crate::gpu::elementwise::contiguous("contiguous", self));
+        }
         if self.is_contiguous() && self.layout.offset == 0 && self.storage_len() == self.numel() {
             return self.clone();
         }
@@ -463,6 +517,10 @@ impl Tensor {
     }
 
     fn storage_len(&self) -> usize {
+        #[cfg(feature = "gpu")]
+        if let Storage::Gpu(g) = &*self.storage {
+            return g.len;
+        }
         any_dispatch!(self.dtype(), T => self.storage_slice::<T>().len())
     }
 
@@ -475,11 +533,31 @@ impl Tensor {
     /// assert_eq!(m.to_dtype(DType::I32).to_vec::<i32>(), vec![1, -2, 0]);
     /// assert_eq!(m.to_dtype(DType::Bool).to_vec::<bool>(), vec![true, true, false]);
     /// ```
+    #[track_caller]
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        unwrap(self.try_to_dtype(dtype))
+    }
+
+    /// [`Tensor::to_dtype`], returning an error for f64 on a GPU (or a GPU failure).
+    pub fn try_to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        any_dispatch!(self.dtype(), S => {
+        #[cfg(feature = "gpu")]
+        if let Storage::Gpu(g) = &*self.storage {
+            crate::gpu::check_dtype("to_dtype", dtype, self.shape())?;
+            let expr = crate::gpu::elementwise::cast_expr(self.dtype(), dtype);
+            return crate::gpu::elementwise::map(
+                "to_dtype",
+                g.ordinal,
+                expr,
+                &[crate::gpu::elementwise::Input::Tensor(self)],
+                0.0,
+                dtype,
+                self.shape(),
+            );
+        }
+        Ok(any_dispatch!(self.dtype(), S => {
             let src = self.contiguous_data::<S>();
             any_dispatch!(dtype, D => {
                 let mut out = pool::buffer(src.len(), D::cast_from_f64(0.0));
@@ -488,7 +566,54 @@ impl Tensor {
                 }
                 Tensor::from_data(out, self.shape())
             })
-        })
+        }))
+    }
+
+    /// The tensor on `device`: itself if it is already there, otherwise a copy. Panics
+    /// if the copy fails (f64 to a GPU, out of GPU memory); see [`Tensor::try_to_device`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// if let Ok(gpu) = Device::gpu() {
+    ///     let y = x.to_device(&gpu).exp();
+    ///     assert_eq!(y.device(), gpu);
+    ///     assert!((y.to_vec::<f32>()[1] - 2f32.exp()).abs() < 1e-6);
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn to_device(&self, device: &Device) -> Tensor {
+        unwrap(self.try_to_device(device))
+    }
+
+    /// [`Tensor::to_device`], returning an error instead of panicking: f64 has no GPU
+    /// form, and a GPU can run out of memory.
+    pub fn try_to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == *device {
+            return Ok(self.clone());
+        }
+        match device {
+            Device::Cpu => {
+                #[cfg(feature = "gpu")]
+                {
+                    let t = any_dispatch!(self.dtype(), T => Tensor::from_data(crate::gpu::download::<T>("to_device", self)?, self.shape()));
+                    Ok(t)
+                }
+                #[cfg(not(feature = "gpu"))]
+                unreachable!("without the gpu feature every tensor is on the CPU")
+            }
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => {
+                crate::gpu::check_dtype("to_device", self.dtype(), self.shape())?;
+                if self.on_gpu() {
+                    // another GPU: through the host
+                    return self.try_to_device(&Device::Cpu)?.try_to_device(device);
+                }
+                any_dispatch!(self.dtype(), T => crate::gpu::upload("to_device", &self.contiguous_data::<T>(), self.shape(), *i))
+            }
+            #[cfg(not(feature = "gpu"))]
+            Device::Gpu(_) => Err(Device::gpu().unwrap_err()),
+        }
     }
 }
 

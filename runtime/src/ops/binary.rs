@@ -191,6 +191,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         let dt = Tensor::expect_same_float(name, self, other)?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::elementwise::binary(name, self, other, op, &shape);
+        }
         if let Some(order) = shared_storage_order(self, other) {
             // both are the same permutation of contiguous storage (or one is a single
             // element): work in storage order and permute the result back
@@ -224,6 +228,10 @@ impl Tensor {
         scalar_first: bool,
     ) -> Result<Tensor> {
         let dt = self.expect_float(name)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::elementwise::binary_scalar(name, self, op, s, scalar_first);
+        }
         let s = Tensor::full(&[], s, dt);
         if scalar_first {
             s.try_binary(name, op, self)
@@ -236,6 +244,10 @@ impl Tensor {
     fn try_compare(&self, name: &'static str, op: CmpOp, other: &Tensor) -> Result<Tensor> {
         let dt = Tensor::expect_same(name, self, other)?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::elementwise::compare(name, self, other, op, &shape);
+        }
         let mut out = vec![false; numel(&shape)];
         if dt.is_float() && self.numel() != 1 && other.numel() != 1 {
             float_dispatch!(dt, T => {
@@ -290,6 +302,10 @@ impl Tensor {
         let dt = Tensor::expect_same(OP, a, b)?;
         let shape = broadcast_shapes(OP, mask.shape(), a.shape())?;
         let shape = broadcast_shapes(OP, &shape, b.shape())?;
+        #[cfg(feature = "gpu")]
+        if a.on_gpu() {
+            return crate::gpu::elementwise::where_(mask, a, b, &shape);
+        }
         let n = numel(&shape);
         let m = Elems::<bool>::new(mask, &shape);
         Ok(any_dispatch!(dt, T => {

@@ -95,6 +95,11 @@ impl Tensor {
         scalar_first: bool,
     ) -> Result<()> {
         let dt = self.expect_float(name)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            *self = crate::gpu::elementwise::binary_scalar(name, self, op, s, scalar_first)?;
+            return Ok(());
+        }
         self.binary_assign(name, op, &Tensor::full(&[], s, dt), !scalar_first)
     }
 

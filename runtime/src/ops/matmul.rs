@@ -130,6 +130,10 @@ impl Tensor {
         if self.ndim() == 1 {
             shape.remove(shape.len() - if other.ndim() == 1 { 1 } else { 2 });
         }
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::matmul::matmul(self, &la, other, &lb, [m, n, k], &shape);
+        }
         Ok(float_dispatch!(dt, T => {
             Tensor::from_data(batched::<T>(self, &la, other, &lb, nbatch, [m, n, k]), &shape)
         }))

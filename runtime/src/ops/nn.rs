@@ -11,7 +11,7 @@ impl Tensor {
     fn try_softmax_family(&self, name: &'static str, op: SoftmaxOp, axis: isize) -> Result<Tensor> {
         self.expect_float(name)?;
         let ax = normalize_axis(name, axis, self.shape())?;
-        Ok(self.along_axis(AxisKernel::Softmax(op), ax))
+        self.along_axis(AxisKernel::Softmax(op), ax)
     }
 
     /// `exp(x) / sum(exp(x))` along `axis`, computed stably. Panics for a bad axis or a
@@ -70,6 +70,12 @@ impl Tensor {
                 got: self.dtype(),
                 shape: self.shape().to_vec(),
             });
+        }
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            let shape = [self.shape(), &[num_classes]].concat();
+            crate::gpu::gather::check_indices(OP, self, self.ndim(), num_classes, &shape)?;
+            return crate::gpu::gather::one_hot(self, num_classes, dtype);
         }
         let idx = self.contiguous_data::<i32>();
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= num_classes) {

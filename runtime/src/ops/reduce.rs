@@ -35,7 +35,7 @@ impl Tensor {
     ///
     /// A permuted view of contiguous storage (a transpose) is not copied: the kernel runs
     /// on the storage in its own axis order and the result is permuted back (a view).
-    pub(crate) fn along_axis(&self, kernel: AxisKernel, ax: usize) -> Tensor {
+    pub(crate) fn along_axis(&self, kernel: AxisKernel, ax: usize) -> Result<Tensor> {
         if !self.is_contiguous()
             && let Some(order) = self.layout.storage_order()
         {
@@ -44,8 +44,8 @@ impl Tensor {
                 .iter()
                 .position(|&a| a == ax)
                 .expect("order is a permutation");
-            let r = stored.along_axis(kernel, at);
-            return r.with_layout(r.layout.permute(&inverse(&order)));
+            let r = stored.along_axis(kernel, at)?;
+            return Ok(r.with_layout(r.layout.permute(&inverse(&order))));
         }
         let (outer, n, inner) = split_at_axis(self.shape(), ax);
         let mut shape = self.shape().to_vec();
@@ -56,14 +56,24 @@ impl Tensor {
             shape[ax] = 1;
         }
         let len = numel(&shape);
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            use crate::gpu::reduce::{LaneOp, along_axis};
+            let op = match kernel {
+                AxisKernel::Reduce(op) => LaneOp::Reduce(op),
+                AxisKernel::Argmax => LaneOp::Argmax,
+                AxisKernel::Softmax(op) => LaneOp::Softmax(op),
+            };
+            return along_axis(self, op, [outer, n, inner], &shape);
+        }
         if let AxisKernel::Argmax = kernel {
             let mut out = vec![0i32; len];
             float_dispatch!(self.dtype(), T => {
                 kernels::argmax_axis(&self.contiguous_data::<T>(), outer, n, inner, &mut out)
             });
-            return Tensor::from_data(out, &shape);
+            return Ok(Tensor::from_data(out, &shape));
         }
-        float_dispatch!(self.dtype(), T => {
+        Ok(float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
             let mut out = pool::buffer(len, 0.0 as T);
             match kernel {
@@ -73,7 +83,7 @@ impl Tensor {
             }
             pool::recycle_copy(x);
             Tensor::from_data(out, &shape)
-        })
+        }))
     }
 
     /// Removes the (size-1) axis `ax` unless `keepdim`.
@@ -87,6 +97,10 @@ impl Tensor {
 
     fn try_reduce_all(&self, name: &'static str, op: ReduceOp) -> Result<Tensor> {
         let dt = self.expect_float(name)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::reduce::reduce_all(self, op);
+        }
         Ok(
             float_dispatch!(dt, T => Tensor::scalar(kernels::reduce_all::<T>(op, &self.contiguous_data::<T>()))),
         )
@@ -102,7 +116,7 @@ impl Tensor {
         self.expect_float(name)?;
         let ax = normalize_axis(name, axis, self.shape())?;
         Ok(self
-            .along_axis(AxisKernel::Reduce(op), ax)
+            .along_axis(AxisKernel::Reduce(op), ax)?
             .drop_axis(ax, keepdim))
     }
 
@@ -247,7 +261,7 @@ impl Tensor {
             });
         }
         Ok(self
-            .along_axis(AxisKernel::Argmax, ax)
+            .along_axis(AxisKernel::Argmax, ax)?
             .drop_axis(ax, keepdim))
     }
 
@@ -271,7 +285,7 @@ impl Tensor {
         self.expect_float(OP)?;
         let ax = normalize_axis(OP, axis, self.shape())?;
         Ok(self
-            .along_axis(AxisKernel::Softmax(SoftmaxOp::LogSumExp), ax)
+            .along_axis(AxisKernel::Softmax(SoftmaxOp::LogSumExp), ax)?
             .drop_axis(ax, keepdim))
     }
 

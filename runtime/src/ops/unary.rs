@@ -11,6 +11,10 @@ impl Tensor {
     /// input's strides.
     pub(crate) fn try_unary(&self, name: &'static str, op: UnaryOp) -> Result<Tensor> {
         let dt = self.expect_float(name)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::elementwise::unary(name, self, op);
+        }
         if !self.is_contiguous()
             && let Some(order) = self.layout.storage_order()
         {

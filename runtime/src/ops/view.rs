@@ -259,6 +259,14 @@ impl Tensor {
             });
         }
         let size = self.shape()[ax];
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            crate::gpu::gather::check_indices(OP, indices, ax, size, self.shape())?;
+            let mut shape = self.shape()[..ax].to_vec();
+            shape.extend_from_slice(indices.shape());
+            shape.extend_from_slice(&self.shape()[ax + 1..]);
+            return crate::gpu::gather::index_select(self, ax, indices, &shape);
+        }
         let idx = indices.contiguous_data::<i32>();
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
             return Err(Error::IndexOutOfRange {
@@ -376,6 +384,10 @@ fn concat_impl(op: &'static str, tensors: &[&Tensor], axis: isize) -> Result<Ten
     }
     let mut shape = first.shape().to_vec();
     shape[ax] = tensors.iter().map(|t| t.shape()[ax]).sum();
+    #[cfg(feature = "gpu")]
+    if first.on_gpu() {
+        return crate::gpu::gather::concat(tensors, ax, &shape);
+    }
     let outer = numel(&shape[..ax]);
     Ok(any_dispatch!(first.dtype(), T => {
         let parts: Vec<_> = tensors.iter().map(|t| (t.contiguous_data::<T>(), numel(&t.shape()[ax..]))).collect();

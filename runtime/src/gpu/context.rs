@@ -1,0 +1,399 @@
+//! The GPU context: one wgpu device and queue per adapter, with the pipeline cache, the
+//! buffer pool and the batch of recorded dispatches that is submitted in one go.
+//!
+//! - Pipelines are compiled once per WGSL source and kept for the life of the process.
+//! - Buffers freed by tensors go back to a pool keyed by size class; a new tensor of a
+//!   similar size takes one from there instead of allocating GPU memory.
+//! - Each dispatch is recorded into the open command encoder; its parameters (shapes,
+//!   strides, offsets) go into one slot of a uniform buffer shared by the batch. The batch
+//!   is submitted when it is full or when data must come back to the host, so a chain of
+//!   operations costs one submission, not one per operation.
+//! - Data is read back only when the user asks (`to_vec`, `item`, printing).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Bytes of uniform parameters each dispatch may use (one aligned slot).
+pub(crate) const PARAM_SLOT: u64 = 256;
+
+/// Dispatches recorded before a batch is submitted.
+const MAX_BATCH: usize = 256;
+
+/// Pooled buffers kept per size class; more are released to the driver.
+const POOL_PER_CLASS: usize = 8;
+
+/// How long a readback waits for the GPU before reporting the device as hung or lost.
+const READBACK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One GPU: its device, queue, limits and caches.
+pub(crate) struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    /// The adapter's name, backend and type.
+    pub(crate) info: wgpu::AdapterInfo,
+    /// The limits the device was created with (the adapter's own).
+    pub(crate) limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    batch: Mutex<Batch>,
+    /// The reason the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+/// The dispatches recorded since the last submission.
+struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Parameter bytes, one [`PARAM_SLOT`] per dispatch.
+    params: Vec<u8>,
+    /// The uniform buffer the slots are bound from (written just before each submission,
+    /// which the queue orders after the previous batch's work).
+    params_buf: wgpu::Buffer,
+}
+
+/// The process-wide table of GPU contexts (index = the ordinal in `Device::Gpu`).
+static CONTEXTS: OnceLock<std::result::Result<&'static Context, String>> = OnceLock::new();
+
+/// The context of GPU `ordinal`, created on first use. Only ordinal 0 (the adapter wgpu
+/// ranks first, high performance preferred) exists.
+pub(crate) fn context(ordinal: usize) -> Result<&'static Context> {
+    if ordinal != 0 {
+        return Err(Error::Gpu {
+            op: "gpu",
+            message: format!("no GPU with ordinal {ordinal} (only gpu:0 is supported)"),
+        });
+    }
+    CONTEXTS
+        .get_or_init(|| Context::new().map(|c| &*Box::leak(Box::new(c))))
+        .as_ref()
+        .copied()
+        .map_err(|message| Error::Gpu {
+            op: "gpu",
+            message: message.clone(),
+        })
+}
+
+/// The context of a device the caller knows to be a GPU (its context exists).
+pub(crate) fn existing(ordinal: usize) -> &'static Context {
+    match context(ordinal) {
+        Ok(c) => c,
+        Err(e) => unreachable!("a gpu:{ordinal} tensor exists without its context: {e}"),
+    }
+}
+
+impl Context {
+    fn new() -> std::result::Result<Context, String> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| format!("no GPU adapter found through wgpu (Vulkan, Metal or DX12): {e}"))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ferrax"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("the GPU adapter {} refused a device: {e}", info.name))?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            *flag.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
+        let params_buf = new_params_buffer(&device);
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            batch: Mutex::new(Batch {
+                encoder: None,
+                params: Vec::new(),
+                params_buf,
+            }),
+            lost,
+        })
+    }
+
+    /// An error if the device has been lost.
+    pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(reason) => Err(Error::Gpu {
+                op,
+                message: format!("the GPU device was lost ({reason})"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The compute pipeline of a WGSL source (entry point `main`), compiled on first use.
+    pub(crate) fn pipeline(&self, source: &str) -> Arc<wgpu::ComputePipeline> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(source) {
+            return Arc::clone(p);
+        }
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: None,
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: None,
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
+        cache.insert(source.to_string(), Arc::clone(&pipeline));
+        pipeline
+    }
+
+    /// The largest buffer a shader may bind, in bytes.
+    pub(crate) fn max_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// A storage buffer of at least `bytes` bytes, from the pool when one of its size
+    /// class is free. Out-of-memory and over-limit requests are errors.
+    pub(crate) fn alloc(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        let class = size_class(bytes);
+        if let Some(b) = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&class)
+            .and_then(Vec::pop)
+        {
+            return Ok(b);
+        }
+        if class > self.max_binding() {
+            return Err(Error::Gpu {
+                op,
+                message: format!(
+                    "a buffer of {bytes} bytes exceeds the adapter's largest storage binding ({} bytes)",
+                    self.max_binding()
+                ),
+            });
+        }
+        self.check_alive(op)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: class,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                op,
+                message: format!("out of GPU memory allocating {bytes} bytes: {e}"),
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Returns a buffer to the pool. Work already recorded that reads it stays ordered
+    /// before any later writer, since both go through the same queue.
+    pub(crate) fn recycle(&self, buffer: wgpu::Buffer) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let free = pool.entry(buffer.size()).or_default();
+        if free.len() < POOL_PER_CLASS {
+            free.push(buffer);
+        }
+    }
+
+    /// Records one dispatch of `pipeline` over `groups` workgroups, binding `params`
+    /// (at most [`PARAM_SLOT`] bytes) at binding 0 and `buffers` at bindings 1, 2, ...
+    /// Submits the batch when it is full.
+    pub(crate) fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) {
+        debug_assert!(params.len() as u64 <= PARAM_SLOT);
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = batch.params.len() as u64;
+        batch.params.extend_from_slice(params);
+        batch.params.resize((slot + PARAM_SLOT) as usize, 0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.params_buf,
+                offset: slot,
+                size: wgpu::BufferSize::new(PARAM_SLOT),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let device = &self.device;
+        let encoder = batch.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        if batch.params.len() >= MAX_BATCH * PARAM_SLOT as usize {
+            self.submit(&mut batch);
+        }
+    }
+
+    /// Records a buffer-to-buffer copy into the batch.
+    pub(crate) fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, bytes: u64) {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        let device = &self.device;
+        let encoder = batch.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        encoder.copy_buffer_to_buffer(src, src_offset, dst, 0, bytes);
+    }
+
+    /// Submits the recorded dispatches, if any.
+    pub(crate) fn flush(&self) {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        self.submit(&mut batch);
+    }
+
+    fn submit(&self, batch: &mut Batch) {
+        let Some(encoder) = batch.encoder.take() else {
+            return;
+        };
+        if !batch.params.is_empty() {
+            if batch.params_buf.size() < batch.params.len() as u64 {
+                batch.params_buf = new_params_buffer(&self.device);
+            }
+            self.queue.write_buffer(&batch.params_buf, 0, &batch.params);
+        }
+        self.queue.submit([encoder.finish()]);
+        batch.params.clear();
+    }
+
+    /// Writes host bytes into a buffer. The batch is submitted first, so that work
+    /// recorded earlier that reads this (pooled) buffer runs before the write lands.
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
+        self.flush();
+        if !bytes.is_empty() {
+            self.queue.write_buffer(buffer, 0, bytes);
+        }
+    }
+
+    /// Reads `bytes` bytes from `offset` in `buffer` back to the host, after all recorded
+    /// work. Waits for the GPU (with a time limit: a hung or lost device is an error).
+    pub(crate) fn read(
+        &self,
+        op: &'static str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        self.check_alive(op)?;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.copy(buffer, offset, &staging, bytes);
+        self.flush();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(READBACK_TIMEOUT),
+        });
+        let fail = |message: String| Error::Gpu { op, message };
+        polled.map_err(|e| fail(format!("waiting for the GPU failed: {e}")))?;
+        self.check_alive(op)?;
+        rx.recv()
+            .map_err(|_| fail("the GPU never answered the readback".into()))?
+            .map_err(|e| fail(format!("mapping the readback buffer failed: {e}")))?;
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| fail(format!("mapping the readback buffer failed: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+fn new_params_buffer(device: &wgpu::Device) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("ferrax params"),
+        size: MAX_BATCH as u64 * PARAM_SLOT,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// The pool's size class of a request: the next power of two up to 1 MiB, then the next
+/// multiple of an eighth of the next power of two (at most 12.5% waste for large buffers).
+fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(16);
+    let p = bytes.next_power_of_two();
+    if p <= 1 << 20 {
+        p
+    } else {
+        let step = p / 8;
+        bytes.div_ceil(step) * step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_cover_the_request_with_bounded_waste() {
+        for bytes in [
+            0u64,
+            1,
+            4,
+            17,
+            1000,
+            1 << 20,
+            (1 << 20) + 4,
+            3 << 24,
+            1 << 30,
+        ] {
+            let c = size_class(bytes);
+            assert!(c >= bytes && c.is_multiple_of(4), "{bytes} -> {c}");
+            if bytes > 1 << 20 {
+                assert!(c - bytes <= bytes / 4, "{bytes} -> {c}");
+            }
+        }
+    }
+}

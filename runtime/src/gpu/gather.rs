@@ -1,0 +1,133 @@
+//! Gathers and joins: `index_select` (a gather kernel), `concat` (strided copies into
+//! slices of one output buffer) and `one_hot` (a comparison against the class range).
+
+use crate::element::DType;
+use crate::error::{Error, Result};
+use crate::gpu::{self, GpuStorage, WG, elementwise, grid, storage_of, wgsl, wgsl_type};
+use crate::shape::{Layout, numel};
+use crate::tensor::Tensor;
+
+/// Checks that every index lies in `0..size`. The indices are read back to the host for
+/// this (one wait for the GPU): an out-of-range index is an error, never a wrong read.
+pub(crate) fn check_indices(
+    op: &'static str,
+    indices: &Tensor,
+    axis: usize,
+    size: usize,
+    shape: &[usize],
+) -> Result<()> {
+    let idx = gpu::download::<i32>(op, indices)?;
+    if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
+        return Err(Error::IndexOutOfRange {
+            op,
+            index: bad as i64,
+            axis,
+            size,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// `x` gathered along axis `ax` at `indices` (checked by the caller), into `out_shape`.
+pub(crate) fn index_select(
+    x: &Tensor,
+    ax: usize,
+    indices: &Tensor,
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    const OP: &str = "index_select";
+    let x = elementwise::row_major(OP, x)?;
+    let idx = elementwise::row_major(OP, indices)?;
+    let (sx, si) = (storage_of(&x), storage_of(&idx));
+    let n = numel(out_shape);
+    let out = GpuStorage::alloc(OP, sx.ordinal, n, sx.dtype)?;
+    if n == 0 {
+        return Ok(gpu::tensor(out, out_shape));
+    }
+    let inner = numel(&x.shape()[ax + 1..]);
+    let words: [u32; 8] = [
+        n as u32,
+        idx.numel() as u32,
+        inner as u32,
+        x.shape()[ax] as u32,
+        x.layout.offset as u32,
+        idx.layout.offset as u32,
+        0,
+        0,
+    ];
+    let ty = wgsl_type(sx.dtype);
+    let src = format!(
+        r#"{meta}
+@group(0) @binding(1) var<storage, read_write> out: array<{ty}>;
+@group(0) @binding(2) var<storage, read> x: array<{ty}>;
+@group(0) @binding(3) var<storage, read> idx: array<i32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= word(0u)) {{ return; }}
+    let inner = word(2u);
+    let r = i % inner;
+    let t = i / inner;
+    let j = t % word(1u);
+    let o = t / word(1u);
+    out[i] = x[word(4u) + (o * word(3u) + u32(idx[word(5u) + j])) * inner + r];
+}}
+"#,
+        meta = wgsl::META
+    );
+    let ctx = out.context();
+    let pipeline = ctx.pipeline(&src);
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(), sx.buffer(), si.buffer()],
+        grid((n as u32).div_ceil(WG)),
+    );
+    Ok(gpu::tensor(out, out_shape))
+}
+
+/// `tensors` (checked by the caller: one dtype, one device, agreeing shapes) joined
+/// along `ax` into `shape`.
+pub(crate) fn concat(tensors: &[&Tensor], ax: usize, shape: &[usize]) -> Result<Tensor> {
+    const OP: &str = "concat";
+    let first = storage_of(tensors[0]);
+    let out = GpuStorage::alloc(OP, first.ordinal, numel(shape), first.dtype)?;
+    let full = Layout::contiguous(shape);
+    let mut start = 0;
+    for t in tensors {
+        let len = t.shape()[ax];
+        let view = full.slice(ax, start, start + len, 1);
+        elementwise::run_map(OP, "x0", &[elementwise::Input::Tensor(t)], 0.0, &out, &view)?;
+        start += len;
+    }
+    Ok(gpu::tensor(out, shape))
+}
+
+/// One-hot rows of `indices` (checked by the caller) with `num_classes` columns, in `dtype`.
+pub(crate) fn one_hot(indices: &Tensor, num_classes: usize, dtype: DType) -> Result<Tensor> {
+    const OP: &str = "one_hot";
+    let ordinal = storage_of(indices).ordinal;
+    gpu::check_dtype(OP, dtype, indices.shape())?;
+    let classes: Vec<i32> = (0..num_classes as i32).collect();
+    let range = gpu::upload(OP, &classes, &[num_classes], ordinal)?;
+    let column = indices.with_layout(indices.layout.unsqueeze(indices.ndim()));
+    let shape = [indices.shape(), &[num_classes]].concat();
+    let expr = match dtype {
+        DType::F32 => "f32(x0 == x1)",
+        DType::I32 => "i32(x0 == x1)",
+        _ => "u32(x0 == x1)",
+    };
+    elementwise::map(
+        OP,
+        ordinal,
+        expr,
+        &[
+            elementwise::Input::Tensor(&column),
+            elementwise::Input::Tensor(&range),
+        ],
+        0.0,
+        dtype,
+        &shape,
+    )
+}

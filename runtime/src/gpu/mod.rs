@@ -1,0 +1,198 @@
+//! The GPU backend: every primitive as a WGSL compute shader run through wgpu.
+//!
+//! Tensors on a GPU hold a [`GpuStorage`]: a storage buffer of 32-bit elements (f32, i32,
+//! and bool as one u32 per element). f64 has no GPU form: moving an f64 tensor to a GPU,
+//! or converting a GPU tensor to f64, is an error naming the operation.
+//!
+//! - [`context`]: adapter, device, pipeline cache, buffer pool, batched submission, readback;
+//! - [`elementwise`]: one generated kernel for unary, binary, comparison, `where_`, casts
+//!   and strided copies, with broadcasting and strides passed as uniforms;
+//! - [`reduce`]: reductions, argmax and the softmax family along an axis (tree
+//!   reductions in workgroup memory);
+//! - [`matmul`]: tiled, register-blocked matrix products, batched;
+//! - [`gather`]: `index_select`, `concat`, `one_hot`.
+//!
+//! The tensor operations check shapes, dtypes and devices first, exactly as on the CPU,
+//! and only then call in here.
+
+pub(crate) mod context;
+pub(crate) mod elementwise;
+pub(crate) mod gather;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+mod wgsl;
+
+use crate::element::{DType, Element};
+use crate::error::{Error, Result};
+use crate::shape::numel;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+use context::Context;
+
+/// Workgroup size of the one-thread-per-element kernels.
+pub(crate) const WG: u32 = 256;
+
+/// Most workgroups along one dispatch dimension.
+pub(crate) const MAX_GROUPS: u32 = 65535;
+
+/// A buffer of `len` elements of `dtype` on GPU `ordinal`. Dropping it returns the
+/// buffer to the context's pool.
+pub(crate) struct GpuStorage {
+    buffer: Option<wgpu::Buffer>,
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
+    pub(crate) ordinal: usize,
+}
+
+// A tensor stays unwind-safe as on the CPU: a panic cannot leave a GPU buffer half
+// updated from Rust's point of view (its contents change only through recorded dispatches).
+impl std::panic::UnwindSafe for GpuStorage {}
+impl std::panic::RefUnwindSafe for GpuStorage {}
+
+impl std::fmt::Debug for GpuStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuStorage({} x {} on gpu:{})",
+            self.len, self.dtype, self.ordinal
+        )
+    }
+}
+
+impl Drop for GpuStorage {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            context::existing(self.ordinal).recycle(b);
+        }
+    }
+}
+
+impl GpuStorage {
+    /// The buffer.
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        match &self.buffer {
+            Some(b) => b,
+            None => unreachable!("a live GpuStorage always holds its buffer"),
+        }
+    }
+
+    /// The context of the GPU holding it.
+    pub(crate) fn context(&self) -> &'static Context {
+        context::existing(self.ordinal)
+    }
+
+    /// A new, uninitialised buffer of `len` elements of `dtype`.
+    pub(crate) fn alloc(
+        op: &'static str,
+        ctx_ordinal: usize,
+        len: usize,
+        dtype: DType,
+    ) -> Result<GpuStorage> {
+        let ctx = context::context(ctx_ordinal)?;
+        check_dtype(op, dtype, &[len])?;
+        let buffer = ctx.alloc(op, (len as u64) * 4)?;
+        Ok(GpuStorage {
+            buffer: Some(buffer),
+            len,
+            dtype,
+            ordinal: ctx_ordinal,
+        })
+    }
+}
+
+/// The WGSL element type of a GPU dtype.
+pub(crate) fn wgsl_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::I32 => "i32",
+        DType::Bool => "u32",
+        DType::F64 => unreachable!("f64 tensors never reach the GPU"),
+    }
+}
+
+/// An error for dtypes the GPU does not hold (f64).
+pub(crate) fn check_dtype(op: &'static str, dtype: DType, shape: &[usize]) -> Result<()> {
+    if dtype == DType::F64 {
+        return Err(Error::UnsupportedDType {
+            op,
+            expected: "f32, i32 or bool on a GPU (f64 has no GPU form; use f32 there, or keep f64 work on the CPU)",
+            got: dtype,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits `groups` workgroups over x and y so neither exceeds [`MAX_GROUPS`]; kernels
+/// recover the linear index as `x + y * num_workgroups.x`.
+pub(crate) fn grid(groups: u32) -> [u32; 3] {
+    let x = groups.clamp(1, MAX_GROUPS);
+    [x, groups.div_ceil(x), 1]
+}
+
+/// A contiguous GPU tensor over `storage`.
+pub(crate) fn tensor(storage: GpuStorage, shape: &[usize]) -> Tensor {
+    debug_assert_eq!(storage.len, numel(shape));
+    Tensor::from_storage(Storage::Gpu(storage), shape)
+}
+
+/// Copies a contiguous host buffer to GPU `ordinal`.
+pub(crate) fn upload<T: Element>(
+    op: &'static str,
+    data: &[T],
+    shape: &[usize],
+    ordinal: usize,
+) -> Result<Tensor> {
+    let storage = GpuStorage::alloc(op, ordinal, data.len(), T::DTYPE)?;
+    let ctx = storage.context();
+    match T::DTYPE {
+        DType::F32 | DType::I32 => {
+            // SAFETY: T is f32 or i32: four bytes each, no padding, any bit pattern valid as bytes.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 4) };
+            ctx.upload(storage.buffer(), bytes);
+        }
+        DType::Bool => {
+            // SAFETY: T is bool (its DTYPE says so; Element is sealed).
+            let flags =
+                unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<bool>(), data.len()) };
+            let words: Vec<u32> = flags.iter().map(|&b| b as u32).collect();
+            ctx.upload(storage.buffer(), bytemuck::cast_slice(&words));
+        }
+        DType::F64 => unreachable!("check_dtype refused f64"),
+    }
+    Ok(tensor(storage, shape))
+}
+
+/// The GPU storage of a tensor the caller knows is on a GPU.
+pub(crate) fn storage_of(t: &Tensor) -> &GpuStorage {
+    match &*t.storage {
+        Storage::Gpu(g) => g,
+        _ => unreachable!("storage_of a tensor on {}", t.device()),
+    }
+}
+
+/// The elements of a GPU tensor in row-major order, read back to the host.
+pub(crate) fn download<T: Element>(op: &'static str, t: &Tensor) -> Result<Vec<T>> {
+    let t = elementwise::contiguous(op, t)?;
+    let s = storage_of(&t);
+    let n = t.numel();
+    let bytes = s
+        .context()
+        .read(op, s.buffer(), t.layout.offset as u64 * 4, n as u64 * 4)?;
+    let any: Box<dyn std::any::Any> = match T::DTYPE {
+        DType::F32 => Box::new(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)),
+        DType::I32 => Box::new(bytemuck::pod_collect_to_vec::<u8, i32>(&bytes)),
+        DType::Bool => Box::new(
+            bytemuck::pod_collect_to_vec::<u8, u32>(&bytes)
+                .into_iter()
+                .map(|w| w != 0)
+                .collect::<Vec<bool>>(),
+        ),
+        DType::F64 => unreachable!("f64 tensors never reach the GPU"),
+    };
+    match any.downcast::<Vec<T>>() {
+        Ok(v) => Ok(*v),
+        Err(_) => unreachable!("the caller checked the element type"),
+    }
+}

@@ -1,0 +1,301 @@
+//! Reductions along an axis (sum, max, min, argmax) and the softmax family, over the
+//! `[outer, n, inner]` view of a row-major tensor: one lane per `(outer, inner)` pair.
+//!
+//! Long lanes get a workgroup each: its 256 threads stride over the lane and combine
+//! their partial results in a tree in workgroup memory. Short lanes (up to 64 elements)
+//! get a thread each. A reduction of all elements runs the lane kernel over chunks and
+//! then over the partial results until one value is left.
+
+use crate::cpu::kernels::{ReduceOp, SoftmaxOp};
+use crate::element::DType;
+use crate::error::Result;
+use crate::gpu::{self, GpuStorage, WG, elementwise, grid, storage_of, wgsl};
+use crate::tensor::Tensor;
+
+/// Lanes at most this long run one thread per lane.
+const SHORT_LANE: usize = 64;
+
+/// Elements each workgroup reduces in the first pass of a full reduction.
+const CHUNK: usize = 4096;
+
+/// What a lane kernel computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LaneOp {
+    /// One value per lane.
+    Reduce(ReduceOp),
+    /// The i32 index of the first maximum (a NaN counts as the maximum).
+    Argmax,
+    /// Softmax or log-softmax (one value per element), or logsumexp (one per lane).
+    Softmax(SoftmaxOp),
+}
+
+/// Runs `op` along the middle axis of the `[outer, n, inner]` view of `x` (a float GPU
+/// tensor); the result has `out_shape` (the caller's: the axis kept as 1, or unchanged
+/// for softmax and log-softmax).
+pub(crate) fn along_axis(
+    x: &Tensor,
+    op: LaneOp,
+    [outer, n, inner]: [usize; 3],
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    const NAME: &str = "reduce";
+    let x = elementwise::row_major(NAME, x)?;
+    let s = storage_of(&x);
+    let out_dtype = match op {
+        LaneOp::Argmax => DType::I32,
+        _ => DType::F32,
+    };
+    let out = GpuStorage::alloc(NAME, s.ordinal, crate::shape::numel(out_shape), out_dtype)?;
+    let lanes = outer * inner;
+    if out.len > 0 {
+        run(s, x.layout.offset, &out, op, lanes, n, inner, lanes * n);
+    }
+    Ok(gpu::tensor(out, out_shape))
+}
+
+/// Reduces every element of `x` (a float GPU tensor) to a 0-d tensor.
+pub(crate) fn reduce_all(x: &Tensor, op: ReduceOp) -> Result<Tensor> {
+    const NAME: &str = "reduce";
+    let mut cur = elementwise::row_major(NAME, x)?;
+    loop {
+        let total = cur.numel();
+        let s = storage_of(&cur);
+        if total <= CHUNK {
+            let out = GpuStorage::alloc(NAME, s.ordinal, 1, DType::F32)?;
+            run(
+                s,
+                cur.layout.offset,
+                &out,
+                LaneOp::Reduce(op),
+                1,
+                total,
+                1,
+                total,
+            );
+            return Ok(gpu::tensor(out, &[]));
+        }
+        let lanes = total.div_ceil(CHUNK);
+        let out = GpuStorage::alloc(NAME, s.ordinal, lanes, DType::F32)?;
+        run(
+            s,
+            cur.layout.offset,
+            &out,
+            LaneOp::Reduce(op),
+            lanes,
+            CHUNK,
+            1,
+            total,
+        );
+        cur = gpu::tensor(out, &[lanes]);
+    }
+}
+
+/// Dispatches the lane kernel: `lanes` lanes of `n` elements `inner` apart, the lane
+/// `o * inner + r` starting at `offset + o * n * inner + r`; elements at or past `total`
+/// (relative to `offset`) are not read.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    x: &GpuStorage,
+    offset: usize,
+    out: &GpuStorage,
+    op: LaneOp,
+    lanes: usize,
+    n: usize,
+    inner: usize,
+    total: usize,
+) {
+    let words: [u32; 8] = [
+        lanes as u32,
+        n as u32,
+        inner.max(1) as u32,
+        total as u32,
+        offset as u32,
+        0,
+        0,
+        0,
+    ];
+    let short = n <= SHORT_LANE;
+    let src = source(op, short);
+    let ctx = x.context();
+    let pipeline = ctx.pipeline(&src);
+    let groups = if short {
+        (lanes as u32).div_ceil(WG)
+    } else {
+        lanes as u32
+    };
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(), x.buffer()],
+        grid(groups),
+    );
+}
+
+/// The WGSL of a lane kernel. The body is written once over `combine`/`init` and either
+/// runs per thread over a whole lane (`short`) or per workgroup with a tree reduction.
+fn source(op: LaneOp, short: bool) -> String {
+    let out_ty = match op {
+        LaneOp::Argmax => "i32",
+        _ => "f32",
+    };
+    let mut s = String::new();
+    s.push_str(wgsl::META);
+    s.push_str(wgsl::MATH);
+    s.push_str(&format!(
+        "@group(0) @binding(1) var<storage, read_write> out: array<{out_ty}>;\n\
+         @group(0) @binding(2) var<storage, read> x: array<f32>;\n\
+         var<workgroup> sv: array<f32, 256>;\n\
+         var<workgroup> si: array<u32, 256>;\n"
+    ));
+    // a (value, index) pair combines; `better` says whether (v, j) replaces (bv, bj)
+    s.push_str(
+        r#"
+fn better(v: f32, j: u32, bv: f32, bj: u32) -> bool {
+    if (is_nan(bv)) { return is_nan(v) && j < bj; }
+    if (is_nan(v)) { return true; }
+    return v > bv || (v == bv && j < bj);
+}
+"#,
+    );
+    let (init, comb) = match op {
+        LaneOp::Reduce(ReduceOp::Sum) => ("0.0", "a + b"),
+        LaneOp::Reduce(ReduceOp::Max) | LaneOp::Argmax | LaneOp::Softmax(_) => {
+            ("-inf()", "max_nan(a, b)")
+        }
+        LaneOp::Reduce(ReduceOp::Min) => ("inf()", "min_nan(a, b)"),
+    };
+    s.push_str(&format!(
+        "fn comb(a: f32, b: f32) -> f32 {{ return {comb}; }}\nfn init() -> f32 {{ return {init}; }}\n"
+    ));
+    if short {
+        s.push_str(
+            r#"
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lane = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let inner = word(2u); let total = word(3u);
+    if (lane >= word(0u)) { return; }
+    let base = (lane / inner) * n * inner + lane % inner;
+    let off = word(4u);
+    var acc = init();
+    var best = 0xffffffffu;
+    for (var j = 0u; j < n; j++) {
+        let idx = base + j * inner;
+        if (idx >= total) { break; }
+        let v = x[off + idx];
+        ARGMAX_STEP
+    }
+    FINISH
+}
+"#,
+        );
+    } else {
+        s.push_str(
+            r#"
+fn tree(l: u32, v: f32) -> f32 {
+    sv[l] = v;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h = h >> 1u) {
+        if (l < h) { sv[l] = comb(sv[l], sv[l + h]); }
+        workgroupBarrier();
+    }
+    let r = sv[0];
+    workgroupBarrier();
+    return r;
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lane = wid.x + wid.y * nwg.x;
+    let n = word(1u); let inner = word(2u); let total = word(3u);
+    if (lane >= word(0u)) { return; }
+    let base = (lane / inner) * n * inner + lane % inner;
+    let off = word(4u);
+    var acc = init();
+    var best = 0xffffffffu;
+    for (var j = l; j < n; j += 256u) {
+        let idx = base + j * inner;
+        if (idx >= total) { break; }
+        let v = x[off + idx];
+        ARGMAX_STEP
+    }
+    FINISH
+}
+"#,
+        );
+    }
+    let step = match op {
+        LaneOp::Argmax => "if (better(v, j, acc, best)) { acc = v; best = j; }",
+        _ => "acc = comb(acc, v);",
+    };
+    let finish = match (op, short) {
+        (LaneOp::Reduce(_), true) => "out[lane] = acc;".to_string(),
+        (LaneOp::Reduce(_), false) => {
+            "let r = tree(l, acc);\n    if (l == 0u) { out[lane] = r; }".to_string()
+        }
+        (LaneOp::Argmax, true) => "out[lane] = i32(best);".to_string(),
+        (LaneOp::Argmax, false) => r#"si[l] = best;
+    sv[l] = acc;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h = h >> 1u) {
+        if (l < h && better(sv[l + h], si[l + h], sv[l], si[l])) { sv[l] = sv[l + h]; si[l] = si[l + h]; }
+        workgroupBarrier();
+    }
+    if (l == 0u) { out[lane] = i32(si[0]); }"#
+            .to_string(),
+        (LaneOp::Softmax(sop), short) => {
+            // the shift: the maximum, or 0 where it is not finite (as on the CPU)
+            let (m, sum_init, sum_loop, sum_done) = if short {
+                (
+                    "let m = acc;",
+                    "var sum = 0.0;",
+                    "for (var j = 0u; j < n; j++) {",
+                    "",
+                )
+            } else {
+                (
+                    "let m = tree(l, acc);",
+                    "var sum = 0.0;",
+                    "for (var j = l; j < n; j += 256u) {",
+                    "sum = tree_sum(l, sum);",
+                )
+            };
+            let write = match sop {
+                SoftmaxOp::LogSumExp => {
+                    if short {
+                        "out[lane] = shift + ln_(sum);".to_string()
+                    } else {
+                        "if (l == 0u) { out[lane] = shift + ln_(sum); }".to_string()
+                    }
+                }
+                SoftmaxOp::Softmax => format!(
+                    "let inv = 1.0 / sum;\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = exp_(x[off + idx] - shift) * inv;\n    }}"
+                ),
+                SoftmaxOp::LogSoftmax => format!(
+                    "let lse = shift + ln_(sum);\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = x[off + idx] - lse;\n    }}"
+                ),
+            };
+            format!(
+                "{m}\n    let shift = select(0.0, m, is_finite(m));\n    {sum_init}\n    {sum_loop}\n        sum += exp_(x[off + base + j * inner] - shift);\n    }}\n    {sum_done}\n    {write}"
+            )
+        }
+    };
+    let mut s = s.replace("ARGMAX_STEP", step).replace("FINISH", &finish);
+    if let (LaneOp::Softmax(_), false) = (op, short) {
+        s.push_str(
+            r#"
+fn tree_sum(l: u32, v: f32) -> f32 {
+    sv[l] = v;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h = h >> 1u) {
+        if (l < h) { sv[l] = sv[l] + sv[l + h]; }
+        workgroupBarrier();
+    }
+    let r = sv[0];
+    workgroupBarrier();
+    return r;
+}
+"#,
+        );
+    }
+    s
+}

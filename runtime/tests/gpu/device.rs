@@ -1,0 +1,140 @@
+//! Devices: moving tensors, dtype rules, mixing devices, printing.
+
+use ferrax_runtime::prelude::*;
+
+use crate::{gpu, tensor};
+
+#[test]
+fn tensors_round_trip_through_the_gpu() {
+    let Some(dev) = gpu() else { return };
+    assert!(dev.is_gpu());
+    assert_eq!(dev.to_string(), "gpu:0");
+    assert!(!dev.description().is_empty());
+    let x = tensor(&[3, 4], 1, true);
+    let g = x.to_device(&dev);
+    assert_eq!(g.device(), dev);
+    assert_eq!(g.to_device(&dev).device(), dev);
+    let back = g.to_device(&Device::Cpu);
+    assert_eq!(back.device(), Device::Cpu);
+    assert_eq!(
+        back.to_vec::<f32>()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        x.to_vec::<f32>()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    );
+    let i = Tensor::from_vec(vec![1i32, -2, 3], &[3]).to_device(&dev);
+    assert_eq!(i.to_vec::<i32>(), vec![1, -2, 3]);
+    let b = Tensor::from_vec(vec![true, false, true], &[3]).to_device(&dev);
+    assert_eq!(b.to_vec::<bool>(), vec![true, false, true]);
+    assert_eq!(Tensor::scalar(2.5f32).to_device(&dev).item::<f32>(), 2.5);
+    let empty = Tensor::zeros(&[0, 3], DType::F32).to_device(&dev);
+    assert_eq!(empty.to_vec::<f32>(), Vec::<f32>::new());
+    assert_eq!(empty.exp().shape(), &[0, 3]);
+}
+
+#[test]
+fn f64_on_the_gpu_is_an_error_naming_the_operation() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::ones(&[2], DType::F64);
+    let e = x.try_to_device(&dev).unwrap_err().to_string();
+    assert!(e.contains("to_device") && e.contains("f64"), "{e}");
+    let g = Tensor::ones(&[2], DType::F32).to_device(&dev);
+    let e = g.try_to_dtype(DType::F64).unwrap_err().to_string();
+    assert!(e.contains("to_dtype") && e.contains("f64"), "{e}");
+    let e = Tensor::try_full_on(&[2], 0.0, DType::F64, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f64"), "{e}");
+}
+
+#[test]
+fn mixing_devices_is_a_device_mismatch() {
+    let Some(dev) = gpu() else { return };
+    let c = Tensor::ones(&[2], DType::F32);
+    let g = c.to_device(&dev);
+    for r in [
+        g.try_add(&c),
+        c.try_mul(&g),
+        g.try_lt(&c),
+        Tensor::try_where_(&c.gt(&c), &g, &g),
+    ] {
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::DeviceMismatch { .. }), "{e}");
+        assert!(
+            e.to_string().contains("gpu:0") && e.to_string().contains("cpu"),
+            "{e}"
+        );
+    }
+    assert!(matches!(
+        Tensor::try_concat(&[&g, &c], 0),
+        Err(Error::DeviceMismatch { .. })
+    ));
+    assert!(matches!(
+        g.try_index_select(0, &Tensor::from_vec(vec![0i32], &[1])),
+        Err(Error::DeviceMismatch { .. })
+    ));
+}
+
+#[test]
+fn bad_input_is_refused_before_dispatch() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::ones(&[2, 3], DType::F32).to_device(&dev);
+    let e = a
+        .try_add(&Tensor::ones(&[2], DType::F32).to_device(&dev))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "add: shapes [2, 3] and [2] cannot be broadcast together"
+    );
+    let i = Tensor::ones(&[2, 3], DType::I32).to_device(&dev);
+    assert!(matches!(i.try_exp(), Err(Error::UnsupportedDType { .. })));
+    assert!(matches!(
+        a.try_sum_axis(2, false),
+        Err(Error::BadAxis { .. })
+    ));
+    assert!(matches!(
+        a.try_to_vec::<i32>(),
+        Err(Error::ElementType { .. })
+    ));
+}
+
+#[test]
+fn gpu_tensors_print_like_cpu_ones() {
+    let Some(dev) = gpu() else { return };
+    let x = tensor(&[2, 3], 3, false);
+    let g = x.to_device(&dev);
+    let (cs, gs) = (format!("{x:?}"), format!("{g:?}"));
+    assert_eq!(gs, cs.replace("device=cpu", "device=gpu:0"));
+}
+
+#[test]
+fn long_chains_are_batched_and_stay_correct() {
+    let Some(dev) = gpu() else { return };
+    // more dispatches than one batch holds, buffers recycled along the way
+    let x = tensor(&[64, 33], 5, false);
+    let mut c = x.clone();
+    let mut g = x.to_device(&dev);
+    for k in 0..600 {
+        let s = 1.0 + (k % 7) as f64 / 100.0;
+        c = (&c * s).tanh() + &x;
+        g = (&g * s).tanh() + &x.to_device(&dev);
+    }
+    crate::assert_matches("600-step chain", &g, &c, 1e-4);
+}
+
+#[test]
+fn default_device_follows_ferrax_device() {
+    // Only what holds whatever the environment says: a valid choice, cached.
+    match std::env::var("FERRAX_DEVICE").as_deref() {
+        Ok("cpu") => assert_eq!(Device::default(), Device::Cpu),
+        Ok("gpu") => assert!(Device::default().is_gpu()),
+        _ => {
+            let d = Device::try_default().expect("auto never fails");
+            assert_eq!(Device::default(), d);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Unary and binary arithmetic, comparisons, `where_`, casts and operators.
+
+use ferrax_runtime::prelude::*;
+
+use crate::{LAYS, SHAPES, check, gpu, laid, tensor};
+
+type Unary = (&'static str, fn(&Tensor) -> Tensor, f32);
+
+const UNARY: &[Unary] = &[
+    ("neg", |x| x.neg(), 0.0),
+    ("abs", |x| x.abs(), 0.0),
+    ("exp", |x| x.exp(), 2e-6),
+    ("ln", |x| x.ln(), 2e-6),
+    ("log1p", |x| x.log1p(), 2e-6),
+    ("expm1", |x| x.expm1(), 2e-6),
+    ("sin", |x| x.sin(), 2e-6),
+    ("cos", |x| x.cos(), 2e-6),
+    ("tan", |x| x.tan(), 1e-5),
+    ("tanh", |x| x.tanh(), 2e-6),
+    ("sqrt", |x| x.sqrt(), 2e-6),
+    ("recip", |x| x.recip(), 1e-6),
+    ("sigmoid", |x| x.sigmoid(), 2e-6),
+    ("relu", |x| x.relu(), 0.0),
+    ("sign", |x| x.sign(), 0.0),
+    ("powi 3", |x| x.powi(3), 1e-6),
+    ("powi -2", |x| x.powi(-2), 1e-6),
+    ("powi 0", |x| x.powi(0), 0.0),
+    ("powf 0.5", |x| x.powf(0.5), 2e-6),
+    ("powf 2", |x| x.powf(2.0), 2e-6),
+    ("powf -1.5", |x| x.powf(-1.5), 2e-6),
+];
+
+#[test]
+fn unary_ops_match_the_cpu_on_every_layout() {
+    let Some(dev) = gpu() else { return };
+    for (s, shape) in SHAPES.iter().enumerate() {
+        for lay in LAYS {
+            let x = laid(shape, s as u64, true, lay);
+            for (name, f, tol) in UNARY {
+                check(
+                    &dev,
+                    &format!("{name} {shape:?} {lay:?}"),
+                    &[&x],
+                    *tol,
+                    |t| f(&t[0]),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unary_ops_are_accurate_far_from_zero_and_near_it() {
+    let Some(dev) = gpu() else { return };
+    let v: Vec<f32> = vec![
+        -100.0, -50.0, -20.0, -9.5, -1e-3, -1e-7, 1e-7, 1e-3, 0.3, 0.6, 0.7, 9.5, 20.0, 50.0, 88.0,
+        89.0, 100.0,
+    ];
+    let x = Tensor::from_vec(v.clone(), &[v.len()]);
+    for (name, f, tol) in UNARY {
+        if *name == "tan" {
+            continue; // tan of large arguments depends on the range reduction
+        }
+        check(&dev, name, &[&x], tol.max(4e-6), |t| f(&t[0]));
+    }
+}
+
+type Binary = (&'static str, fn(&Tensor, &Tensor) -> Tensor, f32);
+
+const BINARY: &[Binary] = &[
+    ("add", |a, b| a.add(b), 0.0),
+    ("sub", |a, b| a.sub(b), 0.0),
+    ("mul", |a, b| a.mul(b), 0.0),
+    ("div", |a, b| a.div(b), 1e-6),
+    ("pow", |a, b| a.pow(b), 2e-6),
+    ("maximum", |a, b| a.maximum(b), 0.0),
+    ("minimum", |a, b| a.minimum(b), 0.0),
+];
+
+/// Pairs of shapes that broadcast, including rank mismatch, 0-d and empty axes.
+const PAIRS: &[(&[usize], &[usize])] = &[
+    (&[4, 5], &[4, 5]),
+    (&[4, 5], &[5]),
+    (&[4, 5], &[4, 1]),
+    (&[4, 5], &[]),
+    (&[], &[3, 2]),
+    (&[2, 1, 3], &[4, 1]),
+    (&[1, 3, 1, 5], &[2, 1, 4, 1]),
+    (&[0, 3], &[3]),
+    (&[2, 0], &[1, 1]),
+    (&[300, 70], &[70]),
+    (&[300, 70], &[300, 1]),
+];
+
+#[test]
+fn binary_ops_broadcast_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for (p, (sa, sb)) in PAIRS.iter().enumerate() {
+        for (la, lb) in LAYS.iter().zip(LAYS.iter().rev()) {
+            let a = laid(sa, 2 * p as u64, true, *la);
+            let b = laid(sb, 2 * p as u64 + 1, true, *lb);
+            for (name, f, tol) in BINARY {
+                check(
+                    &dev,
+                    &format!("{name} {sa:?} {la:?} / {sb:?} {lb:?}"),
+                    &[&a, &b],
+                    *tol,
+                    |t| f(&t[0], &t[1]),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_operands_and_operators_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = laid(&[3, 4], 5, true, crate::Lay::Transposed);
+    let y = tensor(&[4], 6, false);
+    check(&dev, "x * 2 + 1", &[&x], 0.0, |t| &t[0] * 2.0 + 1.0);
+    check(&dev, "1 - x / 4", &[&x], 0.0, |t| 1.0f32 - &t[0] / 4.0);
+    check(&dev, "-x", &[&x], 0.0, |t| -&t[0]);
+    check(&dev, "owned chain", &[&x, &y], 1e-6, |t| {
+        let mut z = (&t[0] * &t[1]) + &t[1];
+        z += &t[1];
+        z *= 0.5;
+        z -= 1.0;
+        (z / &t[1]).tanh()
+    });
+    check(&dev, "mean", &[&x], 1e-6, |t| t[0].mean());
+    check(&dev, "mean_axis", &[&x], 1e-6, |t| t[0].mean_axis(0, true));
+}
+
+#[test]
+fn comparisons_give_masks_on_every_dtype() {
+    let Some(dev) = gpu() else { return };
+    type Cmp = fn(&Tensor, &Tensor) -> Tensor;
+    let cmps: [(&str, Cmp); 6] = [
+        ("eq", |a, b| a.eq(b)),
+        ("ne", |a, b| a.ne(b)),
+        ("lt", |a, b| a.lt(b)),
+        ("le", |a, b| a.le(b)),
+        ("gt", |a, b| a.gt(b)),
+        ("ge", |a, b| a.ge(b)),
+    ];
+    for (sa, sb) in PAIRS {
+        let a = laid(sa, 11, true, crate::Lay::Transposed);
+        let b = laid(sb, 12, true, crate::Lay::Contiguous);
+        let (ai, bi) = (a.to_dtype(DType::I32), b.to_dtype(DType::I32));
+        let (ab, bb) = (a.gt(&a.scalar_like(0.0)), b.gt(&b.scalar_like(0.0)));
+        for (name, f) in cmps {
+            check(
+                &dev,
+                &format!("{name} f32 {sa:?} {sb:?}"),
+                &[&a, &b],
+                0.0,
+                |t| f(&t[0], &t[1]),
+            );
+            check(&dev, &format!("{name} i32"), &[&ai, &bi], 0.0, |t| {
+                f(&t[0], &t[1])
+            });
+            check(&dev, &format!("{name} bool"), &[&ab, &bb], 0.0, |t| {
+                f(&t[0], &t[1])
+            });
+        }
+    }
+}
+
+#[test]
+fn where_broadcasts_all_three_operands() {
+    let Some(dev) = gpu() else { return };
+    let cases: &[(&[usize], &[usize], &[usize])] = &[
+        (&[4, 5], &[4, 5], &[4, 5]),
+        (&[4, 1], &[5], &[]),
+        (&[], &[2, 3], &[3]),
+        (&[2, 1, 3], &[4, 1], &[1, 3]),
+        (&[0, 2], &[2], &[1]),
+    ];
+    for (i, (sm, sa, sb)) in cases.iter().enumerate() {
+        let m = laid(sm, i as u64, false, crate::Lay::Sliced).gt(&Tensor::scalar(0.0f32));
+        let a = laid(sa, 10 + i as u64, true, crate::Lay::Transposed);
+        let b = laid(sb, 20 + i as u64, true, crate::Lay::Stepped);
+        check(
+            &dev,
+            &format!("where {sm:?} {sa:?} {sb:?}"),
+            &[&m, &a, &b],
+            0.0,
+            |t| Tensor::where_(&t[0], &t[1], &t[2]),
+        );
+        let (ai, bi) = (a.to_dtype(DType::I32), b.to_dtype(DType::I32));
+        check(&dev, "where i32", &[&m, &ai, &bi], 0.0, |t| {
+            Tensor::where_(&t[0], &t[1], &t[2])
+        });
+    }
+}
+
+#[test]
+fn casts_follow_the_cpu_rules() {
+    let Some(dev) = gpu() else { return };
+    let mut v = crate::values(40, 3, true);
+    v.extend([1.5, -2.7, 0.0, -0.0, 3e9, -3e9, 2147483520.0]);
+    let x = Tensor::from_vec(v, &[47]).slice_step(0, 1, 47, 3);
+    for from in [DType::F32, DType::I32, DType::Bool] {
+        let src = x.to_dtype(from);
+        for to in [DType::F32, DType::I32, DType::Bool] {
+            check(&dev, &format!("{from} -> {to}"), &[&src], 0.0, |t| {
+                t[0].to_dtype(to)
+            });
+        }
+    }
+}
+
+#[test]
+fn constructors_like_stay_on_the_device() {
+    let Some(dev) = gpu() else { return };
+    let x = tensor(&[2, 3], 1, false).to_device(&dev);
+    for t in [
+        x.zeros_like(),
+        x.ones_like(),
+        x.full_like(2.5),
+        x.scalar_like(-1.0),
+    ] {
+        assert_eq!(t.device(), dev);
+    }
+    assert_eq!(x.full_like(2.5).to_vec::<f32>(), vec![2.5; 6]);
+    assert_eq!(x.scalar_like(-1.0).item::<f32>(), -1.0);
+    let b = Tensor::full_on(&[3], 1.0, DType::Bool, &dev);
+    assert_eq!(b.to_vec::<bool>(), vec![true; 3]);
+    let i = Tensor::full_on(&[2], -7.9, DType::I32, &dev);
+    assert_eq!(i.to_vec::<i32>(), vec![-7, -7]);
+    assert_eq!(x.gt(&x.scalar_like(0.0)).device(), dev);
+}

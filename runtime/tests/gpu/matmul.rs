@@ -1,0 +1,84 @@
+//! Matrix products: 2-D, vectors, batched with broadcast batch axes, strided operands.
+
+use ferrax_runtime::prelude::*;
+
+use crate::{check, gpu, tensor};
+
+#[test]
+fn matmul_matches_the_cpu_on_every_form() {
+    let Some(dev) = gpu() else { return };
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[2, 3], &[3, 4]),
+        (&[1, 1], &[1, 1]),
+        (&[3], &[3]),
+        (&[3], &[3, 5]),
+        (&[4, 3], &[3]),
+        (&[5, 2, 3], &[3, 4]),
+        (&[2, 1, 4, 3], &[3, 3, 2]),
+        (&[65, 70], &[70, 129]),
+        (&[0, 3], &[3, 4]),
+        (&[2, 0], &[0, 3]),
+        (&[3, 4], &[4, 0]),
+        (&[2, 2, 17, 9], &[1, 9, 33]),
+    ];
+    for (i, (sa, sb)) in cases.iter().enumerate() {
+        let a = tensor(sa, i as u64, false);
+        let b = tensor(sb, 50 + i as u64, false);
+        check(
+            &dev,
+            &format!("matmul {sa:?} {sb:?}"),
+            &[&a, &b],
+            1e-5,
+            |t| t[0].matmul(&t[1]),
+        );
+    }
+}
+
+#[test]
+fn matmul_reads_transposed_sliced_and_broadcast_operands() {
+    let Some(dev) = gpu() else { return };
+    let a = tensor(&[70, 40], 1, false);
+    let b = tensor(&[70, 90], 2, false);
+    check(&dev, "a.T @ b", &[&a, &b], 1e-5, |t| t[0].t().matmul(&t[1]));
+    check(&dev, "b.T @ a", &[&a, &b], 1e-5, |t| t[1].t().matmul(&t[0]));
+    check(&dev, "a.T @ a.T.T", &[&a], 1e-5, |t| t[0].t().matmul(&t[0]));
+    check(&dev, "sliced", &[&a, &b], 1e-5, |t| {
+        t[0].slice(1, 3, 33)
+            .t()
+            .matmul(&t[1].slice_step(1, 1, 90, 3))
+    });
+    let batch = tensor(&[3, 40, 5], 3, false);
+    check(&dev, "broadcast batch", &[&a, &batch], 1e-5, |t| {
+        t[0].broadcast_to(&[3, 70, 40]).matmul(&t[1])
+    });
+    check(&dev, "transposed batch", &[&batch], 1e-5, |t| {
+        t[0].transpose(1, 2).matmul(&t[0])
+    });
+}
+
+#[test]
+fn large_matmul_uses_the_large_tiles() {
+    let Some(dev) = gpu() else { return };
+    let a = tensor(&[1030, 70], 7, false);
+    let b = tensor(&[70, 1025], 8, false);
+    check(&dev, "1030x70 @ 70x1025", &[&a, &b], 1e-5, |t| {
+        t[0].matmul(&t[1])
+    });
+}
+
+#[test]
+fn matmul_checks_shapes_and_devices_before_dispatch() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::ones(&[2, 3], DType::F32).to_device(&dev);
+    let b = Tensor::ones(&[4, 2], DType::F32).to_device(&dev);
+    let e = a.try_matmul(&b).unwrap_err().to_string();
+    assert!(
+        e.contains("matmul") && e.contains("[2, 3]") && e.contains("[4, 2]"),
+        "{e}"
+    );
+    let cpu = Tensor::ones(&[3, 2], DType::F32);
+    assert!(matches!(
+        a.try_matmul(&cpu),
+        Err(Error::DeviceMismatch { .. })
+    ));
+}

@@ -1,0 +1,116 @@
+//! Views, copies, gathers and joins.
+
+use ferrax_runtime::prelude::*;
+
+use crate::{LAYS, check, gpu, laid, tensor};
+
+#[test]
+fn views_and_reshapes_read_back_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        let x = laid(&[4, 3, 5], 1, true, lay);
+        check(&dev, "to_vec", &[&x], 0.0, |t| t[0].clone());
+        check(&dev, "contiguous", &[&x], 0.0, |t| t[0].contiguous());
+        check(&dev, "reshape", &[&x], 0.0, |t| t[0].reshape(&[5, 12]));
+        check(&dev, "flatten", &[&x], 0.0, |t| t[0].flatten());
+        check(&dev, "permute", &[&x], 2e-6, |t| {
+            t[0].permute(&[2, 0, 1]).exp()
+        });
+        check(&dev, "slice", &[&x], 0.0, |t| t[0].slice(1, 1, 3));
+        check(&dev, "broadcast_to", &[&x], 0.0, |t| {
+            t[0].slice(0, 0, 1).broadcast_to(&[2, 4, 3, 5])
+        });
+        check(&dev, "squeeze", &[&x], 0.0, |t| {
+            t[0].slice(1, 2, 3).squeeze(1).unsqueeze(0)
+        });
+    }
+    let x = tensor(&[3, 4], 2, false).to_device(&dev);
+    let s = x.slice(0, 2, 3).slice(1, 3, 4);
+    assert_eq!(
+        s.item::<f32>(),
+        tensor(&[3, 4], 2, false).to_vec::<f32>()[11]
+    );
+}
+
+#[test]
+fn index_select_gathers_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        let x = laid(&[4, 3, 5], 3, true, lay);
+        let idx = Tensor::from_vec(vec![2i32, 0, 1, 1], &[2, 2]);
+        let empty = Tensor::from_vec(Vec::<i32>::new(), &[0]);
+        for axis in 0..3 {
+            let i = idx.clone();
+            check(
+                &dev,
+                &format!("index_select {axis} {lay:?}"),
+                &[&x, &i],
+                0.0,
+                |t| t[0].index_select(axis, &t[1]),
+            );
+            check(&dev, "index_select empty", &[&x, &empty], 0.0, |t| {
+                t[0].index_select(axis, &t[1])
+            });
+        }
+        let xi = x.to_dtype(DType::I32);
+        check(&dev, "index_select i32", &[&xi, &idx], 0.0, |t| {
+            t[0].index_select(0, &t[1])
+        });
+    }
+    let x = tensor(&[3, 2], 1, false).to_device(&dev);
+    let bad = Tensor::from_vec(vec![0i32, 3], &[2]).to_device(&dev);
+    let e = x.try_index_select(0, &bad).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                index: 3,
+                size: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn concat_and_stack_join_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let a = laid(&[2, 3], 1, true, crate::Lay::Transposed);
+    let b = laid(&[2, 1], 2, true, crate::Lay::Contiguous);
+    let c = laid(&[2, 0], 3, true, crate::Lay::Contiguous);
+    let d = laid(&[2, 4], 4, true, crate::Lay::Sliced);
+    check(&dev, "concat axis 1", &[&a, &b, &c, &d], 0.0, |t| {
+        Tensor::concat(&[&t[0], &t[1], &t[2], &t[3]], 1)
+    });
+    check(&dev, "concat axis 0", &[&a], 2e-6, |t| {
+        Tensor::concat(&[&t[0], &t[0].exp()], 0)
+    });
+    check(&dev, "stack", &[&a], 0.0, |t| {
+        Tensor::stack(&[&t[0], &t[0].neg()], 1)
+    });
+    let m = a.gt(&Tensor::scalar(0.0f32));
+    check(&dev, "concat bool", &[&m], 0.0, |t| {
+        Tensor::concat(&[&t[0], &t[0]], -1)
+    });
+}
+
+#[test]
+fn one_hot_and_argmax_round_trip() {
+    let Some(dev) = gpu() else { return };
+    let labels = Tensor::from_vec(vec![2i32, 0, 1, 2, 4], &[5]);
+    for dt in [DType::F32, DType::I32, DType::Bool] {
+        check(&dev, &format!("one_hot {dt}"), &[&labels], 0.0, |t| {
+            t[0].one_hot(5, dt)
+        });
+    }
+    let g = labels.to_device(&dev);
+    assert_eq!(
+        g.one_hot(5, DType::F32)
+            .argmax_axis(1, false)
+            .to_vec::<i32>(),
+        labels.to_vec::<i32>()
+    );
+    let e = g.try_one_hot(4, DType::F32).unwrap_err();
+    assert!(matches!(e, Error::IndexOutOfRange { index: 4, .. }), "{e}");
+}
