@@ -48,9 +48,14 @@ pub fn stop_gradient<T>(x: T) -> T {
     x
 }
 
+#[doc(hidden)]
+pub mod tensor_rules;
+
 /// Support for the code `#[grad]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::tensor_rules as t;
+
     /// The float types generated code works over.
     pub trait Real: Copy + Default + std::ops::AddAssign + std::iter::Sum {
         fn from_i32(n: i32) -> Self;

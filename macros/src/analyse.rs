@@ -44,6 +44,7 @@ pub fn varied(func: &Func) -> HashSet<Var> {
                     add.push(*array)
                 }
                 Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
+                Stmt::AddProject { target, value, .. } if is(value) => add.push(*target),
                 // An undo log of a varied sequence holds varied values.
                 Stmt::LogWrite { log, array, .. } if set.contains(array) => add.push(*log),
                 _ => {}
@@ -65,6 +66,7 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
         | Rhs::Sum(v)
         | Rhs::Field(v, _)
         | Rhs::Pop(v)
+        | Rhs::Project(v, _)
         | Rhs::NewSeq(NewSeq::CopyOf(v)) => set.contains(v),
         Rhs::NewSeq(NewSeq::Filled { value, .. })
         | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
@@ -160,7 +162,7 @@ impl Dce<'_> {
             Stmt::Store { array, .. } | Stmt::AddStore { array, .. } | Stmt::Push { array, .. } => {
                 live.contains(array)
             }
-            Stmt::AddSeq { target, .. } => live.contains(target),
+            Stmt::AddSeq { target, .. } | Stmt::AddProject { target, .. } => live.contains(target),
             Stmt::LogWrite { log, .. } => live.contains(log),
             Stmt::Undo { log, array, .. } => live.contains(array) || self.forced.contains(log),
             _ => false,
@@ -192,6 +194,10 @@ impl Dce<'_> {
             }
             Stmt::AddSeq { value, .. } => {
                 live.insert(*value);
+            }
+            Stmt::AddProject { path, value, .. } => {
+                proj_atoms(path).iter().for_each(|a| add(live, a));
+                add(live, value);
             }
             Stmt::LogWrite { array, index, .. } => {
                 live.insert(*array);

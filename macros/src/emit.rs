@@ -33,6 +33,9 @@ pub fn var_ident(func: &Func, v: Var) -> syn::Ident {
 /// Writes IR of one function.
 pub struct Emitter<'f> {
     pub func: &'f Func,
+    /// Tensor and struct parameters have been cloned into owned locals of the same name
+    /// (a `_vjp` whose pullback owns what it needs, as JAX's do).
+    pub owned_params: bool,
 }
 
 impl Emitter<'_> {
@@ -66,6 +69,76 @@ impl Emitter<'_> {
             }
             Atom::Bool(b) => quote!(#b),
         }
+    }
+
+    /// Whether `v` is a parameter taken by reference (`x: &Tensor`, `p: &Mlp`).
+    fn is_ref_param(&self, v: Var) -> bool {
+        !(self.owned_params && self.is_tensor(Atom::Var(v)))
+            && self
+                .func
+                .params
+                .iter()
+                .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_)))
+    }
+
+    fn is_tensor(&self, a: Atom) -> bool {
+        self.func.kind(a).is_tensor()
+    }
+
+    /// `v` borrowed: `&v`, or `v` itself where it already is a reference.
+    fn borrowed(&self, v: Var) -> TokenStream {
+        let id = self.var(v);
+        if self.is_ref_param(v) {
+            quote!(#id)
+        } else {
+            quote!(&#id)
+        }
+    }
+
+    /// An atom read as a value: tensors (and anything not Copy) are cloned, which is cheap.
+    pub fn value(&self, a: Atom) -> TokenStream {
+        match a {
+            Atom::Var(v) if self.is_tensor(a) => {
+                let id = self.var(v);
+                quote!(#id.clone())
+            }
+            a => self.atom(a),
+        }
+    }
+
+    /// An argument of a tensor helper: tensors and other non-Copy values borrowed, float
+    /// literals as `f64` (a tensor takes a scalar in its own dtype).
+    fn operand(&self, a: Atom) -> TokenStream {
+        match a {
+            Atom::Var(v) => match self.func.info(v).kind {
+                Kind::Float(_) | Kind::Int | Kind::Bool => self.atom(a),
+                _ => self.borrowed(v),
+            },
+            Atom::Float(x) => {
+                let lit = Literal::f64_suffixed(x.abs());
+                if !x.is_finite() {
+                    quote!(f64::NAN)
+                } else if x.is_sign_negative() {
+                    quote!((-#lit))
+                } else {
+                    quote!(#lit)
+                }
+            }
+            a => self.atom(a),
+        }
+    }
+
+    /// `root.field[i].field` as a place expression.
+    fn place(&self, root: Var, path: &[Proj]) -> TokenStream {
+        let id = self.var(root);
+        let steps = path.iter().map(|p| match p {
+            Proj::Field(m) => quote!(.#m),
+            Proj::Index(i) => {
+                let i = self.atom(*i);
+                quote!([#i])
+            }
+        });
+        quote!(#id #(#steps)*)
     }
 
     pub fn block(&self, b: &Block) -> TokenStream {
@@ -119,16 +192,35 @@ impl Emitter<'_> {
                     Kind::Float(p) => p,
                     _ => Prec::Infer,
                 };
-                let r = self.rhs(rhs, prec);
+                let r = self.rhs(rhs, prec, info.kind.is_tensor());
                 quote!(let #m #id #ty = #r;)
             }
             Stmt::Assign { var, value } => {
-                let (id, a) = (self.var(*var), self.atom(*value));
+                let id = self.var(*var);
+                if self.is_tensor(Atom::Var(*var)) && matches!(value, Atom::Float(_)) {
+                    // an adjoint reset: zero of the same structure
+                    return quote!(#id = ::ferrax::__private::t::zero_like(&#id););
+                }
+                let a = self.value(*value);
                 quote!(#id = #a;)
             }
             Stmt::AddAssign { var, value } => {
-                let (id, a) = (self.var(*var), self.atom(*value));
+                let id = self.var(*var);
+                if self.is_tensor(Atom::Var(*var)) {
+                    let a = self.operand(*value);
+                    return quote!(::ferrax::__private::t::acc(&mut #id, #a););
+                }
+                let a = self.atom(*value);
                 quote!(#id += #a;)
+            }
+            Stmt::AddProject {
+                target,
+                path,
+                value,
+            } => {
+                let place = self.place(*target, path);
+                let a = self.operand(*value);
+                quote!(::ferrax::__private::t::acc(&mut #place, #a);)
             }
             Stmt::Store {
                 array,
@@ -151,7 +243,7 @@ impl Emitter<'_> {
                 quote!(::ferrax::__private::add_assign_seq(&mut #t, &#v);)
             }
             Stmt::Push { array, value } => {
-                let (id, a) = (self.var(*array), self.atom(*value));
+                let (id, a) = (self.var(*array), self.value(*value));
                 quote!(#id.push(#a);)
             }
             Stmt::If { cond, then, els } => {
@@ -214,10 +306,35 @@ impl Emitter<'_> {
     }
 
     /// A right-hand side; `prec` is the precision of the variable it defines, if known.
-    fn rhs(&self, rhs: &Rhs, prec: Prec) -> TokenStream {
+    fn rhs(&self, rhs: &Rhs, prec: Prec, tensor_pop: bool) -> TokenStream {
         match rhs {
-            Rhs::Atom(a) => self.atom(*a),
+            Rhs::Atom(a) => self.value(*a),
+            Rhs::Prim(p, args) if args.iter().any(|a| self.is_tensor(*a)) => {
+                let name = format_ident!("{}", p.tensor_fn());
+                let args = args.iter().map(|a| self.operand(*a));
+                let args: Vec<TokenStream> = match (p, row(*p).out) {
+                    // a cotangent summed into a float: the helper for its precision
+                    (Prim::SumTo, _) if !self.is_tensor(args_like(rhs)) => {
+                        let prec = match self.func.kind(args_like(rhs)) {
+                            Kind::Float(Prec::F32) => quote!(f32),
+                            _ => quote!(f64),
+                        };
+                        let ct = self.operand(prim_args(rhs)[0]);
+                        return quote!(::ferrax::__private::t::sum_to_scalar::<#prec>(#ct));
+                    }
+                    _ => args.collect(),
+                };
+                quote!(::ferrax::__private::t::#name(#(#args),*))
+            }
             Rhs::Prim(p, args) => self.prim(*p, args, prec),
+            Rhs::Project(root, path) => {
+                let place = self.place(*root, path);
+                quote!(#place.clone())
+            }
+            Rhs::ProjectLen(root, path) => {
+                let place = self.place(*root, path);
+                quote!(#place.len())
+            }
             Rhs::Index(v, i) => {
                 let (id, i) = (self.var(*v), self.atom(*i));
                 quote!(#id[#i])
@@ -255,6 +372,10 @@ impl Emitter<'_> {
                 NewSeq::CopyOf(v) => {
                     let id = self.var(*v);
                     quote!(#id.to_vec())
+                }
+                NewSeq::ZerosLike(v) if self.is_tensor(Atom::Var(*v)) => {
+                    let x = self.borrowed(*v);
+                    quote!(::ferrax::__private::t::zero_like(#x))
                 }
                 NewSeq::ZerosLike(v) => {
                     let id = self.var(*v);
@@ -316,7 +437,11 @@ impl Emitter<'_> {
             }
             Rhs::Pop(v) => {
                 let id = self.var(*v);
-                quote!(#id.pop().unwrap_or_default())
+                if tensor_pop {
+                    quote!(#id.pop().expect("ferrax: a reverse sweep popped more than its forward sweep pushed"))
+                } else {
+                    quote!(#id.pop().unwrap_or_default())
+                }
             }
             Rhs::Uninit => quote!(),
         }
@@ -380,4 +505,17 @@ impl Emitter<'_> {
             Syntax::Call(_) => quote!(::ferrax::__private::int_as_float(#(#a),*)),
         }
     }
+}
+
+/// The arguments of a primitive right-hand side.
+fn prim_args(rhs: &Rhs) -> &[Atom] {
+    match rhs {
+        Rhs::Prim(_, args) => args,
+        _ => &[],
+    }
+}
+
+/// The `like` argument of `SumTo(ct, like)`.
+fn args_like(rhs: &Rhs) -> Atom {
+    prim_args(rhs).get(1).copied().unwrap_or(Atom::Float(0.0))
 }

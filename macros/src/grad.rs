@@ -6,6 +6,7 @@ use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
 use crate::parse::{lower, type_kind};
+use crate::primitives::Prim;
 use crate::transform::{
     jvp::jvp,
     simplify::{carry_adjoint_stores, first_writes, gather_adjoint_stores},
@@ -55,7 +56,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         .filter_map(|a| a.var())
         .collect();
     dce(&mut jf.body, &outs, &HashSet::new());
-    let em = Emitter { func: &jf };
+    let em = Emitter {
+        func: &jf,
+        owned_params: false,
+    };
     let params = param_list(&em, &func);
     let tparams: Vec<TokenStream> = j
         .tangent_params
@@ -115,7 +119,18 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let grad_vars: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
     let value_var: HashSet<Var> = func.output.var().into_iter().collect();
 
-    // f_vjp: forward sweep, then the reverse sweep in a closure.
+    // f_vjp: forward sweep, then the reverse sweep in a closure. Where every borrowed
+    // parameter is a tensor or a parameter struct (cheap to clone), the pullback owns
+    // clones of them and borrows nothing; slices stay borrowed (zero-copy).
+    let owning = func
+        .params
+        .iter()
+        .any(|p| matches!(p.ty, Type::Reference(_)))
+        && func
+            .params
+            .iter()
+            .all(|p| !matches!(p.ty, Type::Reference(_)) || func.info(p.var).kind.is_tensor())
+        && generics.lifetimes().next().is_none();
     let vjp_tokens = {
         let mut vf = v.func.clone();
         let mut all = v.fwd.stmts.clone();
@@ -125,7 +140,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
-        first_writes(&mut blk);
+        first_writes(&vf, &mut blk);
         let mut outs = grad_vars.clone();
         outs.extend(value_var.iter().copied());
         dce(&mut blk, &outs, &[v.seed].into_iter().collect());
@@ -138,15 +153,35 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             .unwrap_or(blk.stmts.len());
         let rev: Vec<Stmt> = blk.stmts.split_off(split).into_iter().skip(1).collect();
         vf.body = blk;
-        let em = Emitter { func: &vf };
+        let em = Emitter {
+            func: &vf,
+            owned_params: owning,
+        };
         let fwd = em.block(&vf.body);
         let rev = em.block(&Block { stmts: rev });
         let seed = em.var(v.seed);
         let grads = grads_of(&em);
-        let value = em.atom(func.output);
-        let (params, vgenerics, bound) = match name_elided_lifetimes(&func, generics) {
-            Some((tys, g)) => (param_list_typed(&em, &func, &tys), g, quote!(+ 'ferrax)),
-            None => (param_list(&em, &func), generics.clone(), quote!()),
+        let value = em.value(func.output);
+        let (params, vgenerics, bound) = if owning {
+            (param_list(&em, &func), generics.clone(), quote!(+ use<>))
+        } else {
+            match name_elided_lifetimes(&func, generics) {
+                Some((tys, g)) => (param_list_typed(&em, &func, &tys), g, quote!(+ 'ferrax)),
+                None => (param_list(&em, &func), generics.clone(), quote!()),
+            }
+        };
+        // An owning pullback starts from owned clones of the tensor and struct parameters.
+        let owned_clones: Vec<TokenStream> = if owning {
+            func.params
+                .iter()
+                .filter(|p| matches!(p.ty, Type::Reference(_)))
+                .map(|p| {
+                    let id = em.var(p.var);
+                    quote!(let #id = ::std::clone::Clone::clone(#id);)
+                })
+                .collect()
+        } else {
+            vec![]
         };
         let vjp_name = format_ident!("{}_vjp", name);
         let doc = format!(
@@ -156,6 +191,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             #[doc = #doc]
             #allow
             #vis fn #vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
+                #(#owned_clones)*
                 #fwd
                 (#value, move |#seed: #ret| -> #grads_ty { #rev #grads })
             }
@@ -166,13 +202,18 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let whole = |with_value: bool| {
         let mut vf = v.func.clone();
         let mut all = v.fwd.stmts.clone();
+        let seed = if func.kind(func.output).is_tensor() {
+            Rhs::Prim(Prim::OnesLike, vec![func.output])
+        } else {
+            Rhs::Atom(Atom::Float(1.0))
+        };
         all.push(Stmt::Let {
             var: v.seed,
-            rhs: Rhs::Atom(Atom::Float(1.0)),
+            rhs: seed,
         });
         all.extend(v.rev.stmts.iter().cloned());
         let mut blk = Block { stmts: all };
-        first_writes(&mut blk);
+        first_writes(&vf, &mut blk);
         let mut outs = grad_vars.clone();
         if with_value {
             outs.extend(value_var.iter().copied());
@@ -181,7 +222,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         gather_adjoint_stores(&mut vf, &mut blk);
         carry_adjoint_stores(&mut vf, &mut blk);
         vf.body = blk;
-        let em = Emitter { func: &vf };
+        let em = Emitter {
+            func: &vf,
+            owned_params: false,
+        };
         (
             em.block(&vf.body),
             grads_of(&em),
@@ -308,6 +352,10 @@ fn name_elided_lifetimes(
 /// The type of the gradient with respect to a parameter of type `ty`.
 fn grad_type(ty: &Type) -> Type {
     match type_kind(ty) {
+        Ok(Kind::Tensor) | Ok(Kind::Struct) => match ty {
+            Type::Reference(r) => (*r.elem).clone(),
+            t => t.clone(),
+        },
         Ok(Kind::Seq(Seq::Slice, _)) | Ok(Kind::Seq(Seq::Vec, _)) => {
             let elem = match ty {
                 Type::Reference(r) => match &*r.elem {
@@ -744,7 +792,10 @@ mod tests {
                 "no tangent for {}",
                 quote!(#item)
             );
-            let em = crate::emit::Emitter { func: &h.func };
+            let em = crate::emit::Emitter {
+                func: &h.func,
+                owned_params: false,
+            };
             assert!(!em.block(&h.func.body).is_empty());
         }
     }

@@ -59,6 +59,13 @@ pub enum Kind {
     Bool,
     /// A slice, Vec or array of floats.
     Seq(Seq, Prec),
+    /// A `Tensor` (held by value: cloning one is cheap, its storage is shared). Also the
+    /// kind of a field read out of a parameter struct (`p.w1`), whose type only rustc knows:
+    /// tensor code is emitted through generic helpers, so the same code serves both.
+    Tensor,
+    /// A parameter struct with `#[derive(Differentiable)]` (`p: &Mlp`), read through its
+    /// fields; its gradient is the same struct.
+    Struct,
     /// Anything else: enums, tuples, closures of pullbacks, other types (never active).
     Opaque,
 }
@@ -66,11 +73,20 @@ pub enum Kind {
 impl Kind {
     /// Whether values of this kind can carry a derivative.
     pub fn is_differentiable(&self) -> bool {
-        matches!(self, Kind::Float(_) | Kind::Seq(..))
+        matches!(
+            self,
+            Kind::Float(_) | Kind::Seq(..) | Kind::Tensor | Kind::Struct
+        )
     }
-    /// Whether this is a scalar that is cheap to copy (versioned on read).
+    /// Whether values of this kind are only ever replaced whole (scalars, and tensors, which
+    /// are immutable values): versioned on read, saved and restored by value.
     pub fn is_scalar(&self) -> bool {
-        matches!(self, Kind::Float(_) | Kind::Int | Kind::Bool)
+        matches!(self, Kind::Float(_) | Kind::Int | Kind::Bool | Kind::Tensor)
+    }
+    /// Whether values of this kind are emitted as tensor code (generic helpers, borrowed
+    /// operands, clones instead of copies).
+    pub fn is_tensor(&self) -> bool {
+        matches!(self, Kind::Tensor | Kind::Struct)
     }
 }
 
@@ -157,10 +173,31 @@ pub enum Rhs {
     Tuple(Vec<Atom>),
     /// `tuple.0`.
     Field(Var, usize),
+    /// A value read out of a parameter struct: `p.layers[i].w` (a clone of it).
+    Project(Var, Vec<Proj>),
+    /// The length of a sequence inside a parameter struct: `p.layers.len()`.
+    ProjectLen(Var, Vec<Proj>),
     /// `stack.pop()` (the value pushed last).
     Pop(Var),
     /// A declaration without a value (`let x;`).
     Uninit,
+}
+
+/// One step of a path into a parameter struct: `.field` or `[index]`.
+#[derive(Clone, Debug)]
+pub enum Proj {
+    Field(syn::Member),
+    Index(Atom),
+}
+
+/// The index atoms of a path.
+pub fn proj_atoms(path: &[Proj]) -> Vec<Atom> {
+    path.iter()
+        .filter_map(|p| match p {
+            Proj::Index(a) => Some(*a),
+            Proj::Field(_) => None,
+        })
+        .collect()
 }
 
 /// An argument of a call: an atom, borrowed (`&v`) or not.
@@ -251,6 +288,12 @@ pub enum Stmt {
     AddStore {
         array: Var,
         index: Atom,
+        value: Atom,
+    },
+    /// `target.path += value` (adjoint accumulation into a field of a struct's adjoint).
+    AddProject {
+        target: Var,
+        path: Vec<Proj>,
         value: Atom,
     },
     /// `target[k] += value[k]` for every k.
@@ -400,6 +443,11 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             v.extend(args.iter().copied());
             v
         }
+        Rhs::Project(v, path) | Rhs::ProjectLen(v, path) => {
+            let mut out = vec![Atom::Var(*v)];
+            out.extend(proj_atoms(path));
+            out
+        }
         Rhs::Path(_) | Rhs::Uninit => vec![],
     }
 }
@@ -413,6 +461,7 @@ pub fn assigned_vars(block: &Block) -> Vec<Var> {
         | Stmt::AddStore { array, .. }
         | Stmt::Push { array, .. }
         | Stmt::AddSeq { target: array, .. }
+        | Stmt::AddProject { target: array, .. }
         | Stmt::Undo { array, .. } => out.push(*array),
         _ => {}
     });
@@ -470,6 +519,15 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
         Stmt::AddSeq { target, value } => {
             add(&Atom::Var(*target));
             add(&Atom::Var(*value))
+        }
+        Stmt::AddProject {
+            target,
+            path,
+            value,
+        } => {
+            add(&Atom::Var(*target));
+            proj_atoms(path).iter().for_each(&mut add);
+            add(value)
         }
         Stmt::Push { value, .. } => add(value),
         Stmt::If { cond, .. } => add(cond),

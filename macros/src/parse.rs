@@ -59,28 +59,41 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
             syn::parse_quote!(f64)
         }
     };
-    let ret_prec = match type_kind(&ret_ty) {
-        Ok(Kind::Float(p)) => p,
+    let ret_kind = match type_kind(&ret_ty) {
+        Ok(Kind::Float(p)) => Kind::Float(p),
+        Ok(Kind::Tensor) => Kind::Tensor,
         // A generic return type is reported once, as a generic parameter.
-        _ if sig.generics.type_params().next().is_some() => Prec::F64,
+        _ if sig.generics.type_params().next().is_some() => Kind::Float(Prec::F64),
         _ => {
             cx.error(
                 &ret_ty,
-                "a #[grad] function must return a scalar `f32` or `f64`",
+                "a #[grad] function must return a scalar `f32` or `f64`, or a `Tensor`",
             );
-            Prec::F64
+            Kind::Float(Prec::F64)
         }
     };
     l.lower_params(sig, attr);
     l.ret_flag = l.func.new_var("returned", Kind::Bool, true);
-    l.ret_val = l.func.new_var("ret", Kind::Float(ret_prec), true);
+    let tensor_ret = ret_kind == Kind::Tensor;
+    l.ret_val = l.func.new_var("ret", ret_kind, true);
     l.emit(Stmt::Let {
         var: l.ret_flag,
         rhs: Rhs::Atom(Atom::Bool(false)),
     });
+    let ret_init = if tensor_ret {
+        // a value to overwrite: `return` assigns the real one
+        Rhs::Call {
+            func: syn::parse_quote!(::ferrax::__private::t::placeholder),
+            args: vec![],
+            mode: CallMode::Primal,
+            span: Span::call_site(),
+        }
+    } else {
+        Rhs::Atom(Atom::Float(0.0))
+    };
     l.emit(Stmt::Let {
         var: l.ret_val,
-        rhs: Rhs::Atom(Atom::Float(0.0)),
+        rhs: ret_init,
     });
     let tail = l.lower_stmts(&item.block.stmts);
     let output = if l.used_return {
@@ -134,6 +147,7 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
                     Some(p) => Kind::Seq(Seq::Vec, p),
                     None => Kind::Opaque,
                 },
+                "Tensor" => Kind::Tensor,
                 _ => Kind::Opaque,
             })
         }
@@ -145,6 +159,7 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
                 },
                 other => match type_kind(other)? {
                     Kind::Seq(_, p) => Kind::Seq(Seq::Slice, p),
+                    Kind::Opaque if is_user_struct(other) => Kind::Struct,
                     k => k,
                 },
             };
@@ -176,6 +191,33 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
     }
 }
 
+/// `e` without the `&` (and parentheses) around it.
+fn strip_ref(e: &Expr) -> &Expr {
+    match e {
+        Expr::Reference(r) => strip_ref(&r.expr),
+        Expr::Paren(p) => strip_ref(&p.expr),
+        e => e,
+    }
+}
+
+/// A named type of the user's (`Mlp`, `model::Params`): not a std type, no generic
+/// arguments, capitalised. Behind `&` it is taken to be a `#[derive(Differentiable)]` struct.
+fn is_user_struct(ty: &Type) -> bool {
+    let Type::Path(p) = ty else { return false };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let name = last.ident.to_string();
+    const STD: &[&str] = &[
+        "String", "Vec", "Option", "Result", "Box", "Rc", "Arc", "HashMap", "BTreeMap", "HashSet",
+        "BTreeSet", "VecDeque", "Path", "PathBuf", "Key", "Device", "DType",
+    ];
+    p.qself.is_none()
+        && matches!(last.arguments, syn::PathArguments::None)
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && !STD.contains(&name.as_str())
+}
+
 fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
     if let syn::PathArguments::AngleBracketed(a) = &seg.arguments
         && let Some(syn::GenericArgument::Type(t)) = a.args.first()
@@ -184,6 +226,22 @@ fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
         return Some(p);
     }
     None
+}
+
+/// What a name stands for: a variable, or a path into a parameter struct
+/// (`let layer = &p.layers[i];`, `for layer in &p.layers`), read where it is used.
+#[derive(Clone)]
+enum Bind {
+    Var(Var),
+    Place(Var, Vec<Proj>),
+}
+
+/// What each loop iteration binds: the index, an element of a float sequence, or an
+/// element of a sequence inside a parameter struct.
+enum LoopBind {
+    Index,
+    Seq(Var),
+    Place(Var, Vec<Proj>),
 }
 
 struct LoopCtx {
@@ -196,7 +254,7 @@ struct LoopCtx {
 struct Lowerer<'c> {
     cx: &'c Ctxt,
     func: Func,
-    scopes: Vec<HashMap<String, Var>>,
+    scopes: Vec<HashMap<String, Bind>>,
     blocks: Vec<Vec<Stmt>>,
     loops: Vec<LoopCtx>,
     /// Exit flags set by the statements lowered so far that are still in force.
@@ -241,12 +299,80 @@ impl Lowerer<'_> {
 
     fn bind(&mut self, name: String, var: Var) {
         if let Some(s) = self.scopes.last_mut() {
-            s.insert(name, var);
+            s.insert(name, Bind::Var(var));
         }
     }
 
+    fn bind_place(&mut self, name: String, root: Var, path: Vec<Proj>) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.insert(name, Bind::Place(root, path));
+        }
+    }
+
+    fn lookup_bind(&self, name: &str) -> Option<Bind> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).cloned())
+    }
+
     fn lookup(&self, name: &str) -> Option<Var> {
-        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+        match self.lookup_bind(name)? {
+            Bind::Var(v) => Some(v),
+            Bind::Place(..) => None,
+        }
+    }
+
+    /// A path into a parameter struct (`p.w`, `p.layers[i]`, a name bound to one), or `None`
+    /// (with nothing lowered) when `e` is not one.
+    fn place_of(&mut self, e: &Expr) -> Option<(Var, Vec<Proj>)> {
+        match e {
+            Expr::Paren(p) => self.place_of(&p.expr),
+            Expr::Reference(r) if r.mutability.is_none() => self.place_of(&r.expr),
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                match self.lookup_bind(&p.path.segments[0].ident.to_string())? {
+                    Bind::Place(root, path) => Some((root, path)),
+                    Bind::Var(v) if self.func.info(v).kind == Kind::Struct => Some((v, vec![])),
+                    Bind::Var(_) => None,
+                }
+            }
+            Expr::Field(f) => {
+                let (root, mut path) = self.place_of(&f.base)?;
+                path.push(Proj::Field(f.member.clone()));
+                Some((root, path))
+            }
+            Expr::Index(ix) => {
+                let (root, mut path) = self.place_of(&ix.expr)?;
+                let i = self.value(&ix.index);
+                path.push(Proj::Index(i));
+                Some((root, path))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `e` is a path into a parameter struct (checked without lowering anything).
+    fn is_place(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => self.is_place(&p.expr),
+            Expr::Reference(r) => self.is_place(&r.expr),
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                match self.lookup_bind(&p.path.segments[0].ident.to_string()) {
+                    Some(Bind::Place(..)) => true,
+                    Some(Bind::Var(v)) => self.func.info(v).kind == Kind::Struct,
+                    None => false,
+                }
+            }
+            Expr::Field(f) => self.is_place(&f.base),
+            Expr::Index(ix) => self.is_place(&ix.expr),
+            _ => false,
+        }
+    }
+
+    /// The value at a path into a parameter struct (a tensor, as far as the macro knows).
+    fn read_place(&mut self, root: Var, path: Vec<Proj>) -> Atom {
+        let name = match path.last() {
+            Some(Proj::Field(syn::Member::Named(n))) => n.to_string(),
+            _ => "field".to_string(),
+        };
+        self.let_(&name, Kind::Tensor, Rhs::Project(root, path))
     }
 
     fn kind(&self, a: Atom) -> Kind {
@@ -477,6 +603,20 @@ impl Lowerer<'_> {
                     self.bind_pat(p, f, None);
                 }
             }
+            (Pat::Ident(pi), e)
+                if pi.mutability.is_none()
+                    && pi.subpat.is_none()
+                    && matches!(
+                        strip_ref(e),
+                        Expr::Field(_) | Expr::Index(_) | Expr::Path(_)
+                    )
+                    && self.is_place(e) =>
+            {
+                // `let layer = &p.layers[i];`: a name for the path, read where it is used
+                if let Some((root, path)) = self.place_of(e) {
+                    self.bind_place(pi.ident.to_string(), root, path);
+                }
+            }
             (p, e) => {
                 let a = self.lower_expr(e).unwrap_or(Atom::Float(0.0));
                 self.bind_pat(p, a, annotated);
@@ -619,6 +759,10 @@ impl Lowerer<'_> {
                 let len = r.len.to_token_stream();
                 Some(self.let_("a", kind, Rhs::NewSeq(NewSeq::ArrayRepeat { value, len })))
             }
+            Expr::Index(ix) if self.is_place(&ix.expr) => {
+                let (root, path) = self.place_of(e)?;
+                Some(self.read_place(root, path))
+            }
             Expr::Index(ix) => {
                 let Expr::Path(p) = &*ix.expr else {
                     return self.unsupported(
@@ -682,7 +826,13 @@ impl Lowerer<'_> {
             Expr::Async(a) => self.unsupported(a, "`async`"),
             Expr::Await(a) => self.unsupported(a, "`.await`"),
             Expr::Try(t) => self.unsupported(t, "the `?` operator"),
-            Expr::Field(f) => self.unsupported(f, "field access"),
+            Expr::Field(f) => match self.place_of(e) {
+                Some((root, path)) => Some(self.read_place(root, path)),
+                None => self.unsupported(
+                    f,
+                    "field access on anything but a parameter struct (`p: &Params` with `#[derive(Differentiable)]`, read as `p.w` or `p.layers[i].w`)",
+                ),
+            },
             Expr::Struct(s) => self.unsupported(s, "a struct literal"),
             Expr::Range(r) => self.unsupported(r, "a range outside `for`"),
             Expr::Let(l) => self.unsupported(l, "`let` in a condition (`if let`, `while let`)"),
@@ -742,6 +892,13 @@ impl Lowerer<'_> {
     }
 
     fn lower_path(&mut self, p: &syn::ExprPath) -> Atom {
+        if p.qself.is_none()
+            && p.path.segments.len() == 1
+            && let Some(Bind::Place(root, path)) =
+                self.lookup_bind(&p.path.segments[0].ident.to_string())
+        {
+            return self.read_place(root, path);
+        }
         if let Some(v) = self.path_var(p) {
             let info = self.func.info(v);
             return if info.mutable && info.kind.is_scalar() {
@@ -932,7 +1089,6 @@ impl Lowerer<'_> {
                 | "enumerate"
                 | "zip"
                 | "map"
-                | "sum"
                 | "fold"
                 | "rev"
                 | "step_by"
@@ -952,6 +1108,10 @@ impl Lowerer<'_> {
             self.emit(Stmt::Push { array, value });
             return None;
         }
+        if name == "len" && m.args.is_empty() && self.is_place(&m.receiver) {
+            let (root, path) = self.place_of(&m.receiver)?;
+            return Some(self.let_("n", Kind::Int, Rhs::ProjectLen(root, path)));
+        }
         let recv = self.value(&m.receiver);
         let rk = self.kind(recv);
         if name == "to_vec"
@@ -965,6 +1125,9 @@ impl Lowerer<'_> {
             && let (Atom::Var(v), Kind::Seq(..)) = (recv, &rk)
         {
             return Some(self.let_("n", Kind::Int, Rhs::Len(v)));
+        }
+        if rk == Kind::Tensor {
+            return self.lower_tensor_method(m, recv);
         }
         let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
         if let (Kind::Float(_), Some(p)) = (&rk, Prim::from_method(&name)) {
@@ -997,6 +1160,56 @@ impl Lowerer<'_> {
         ))
     }
 
+    /// A method on a tensor: a primitive, or one of the inactive queries.
+    fn lower_tensor_method(&mut self, m: &syn::ExprMethodCall, recv: Atom) -> Option<Atom> {
+        let name = m.method.to_string();
+        if name == "clone" && m.args.is_empty() {
+            return Some(recv);
+        }
+        let inactive = match name.as_str() {
+            "item" => Some(Kind::Float(Prec::Infer)),
+            "numel" | "len" | "ndim" => Some(Kind::Int),
+            "argmax_axis" => Some(Kind::Tensor),
+            "shape" | "dims" | "to_vec" | "dtype" | "device" | "is_empty" | "strides" => {
+                Some(Kind::Opaque)
+            }
+            _ => None,
+        };
+        let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
+        if let Some(kind) = inactive {
+            // no derivative flows through these (JAX cannot differentiate them either)
+            let recv = self.prim(Prim::StopGradient, vec![recv]);
+            return Some(self.let_(
+                "m",
+                kind,
+                Rhs::Method {
+                    recv,
+                    method: m.method.clone(),
+                    args,
+                    span: m.method.span(),
+                },
+            ));
+        }
+        match Prim::from_tensor_method(&name, args.len()) {
+            Some(p) => {
+                let mut all = vec![recv];
+                all.extend(args);
+                Some(self.prim(p, all))
+            }
+            None => {
+                self.cx.error(
+                    &m.method,
+                    format!(
+                        "`.{name}()` with {} argument(s) is not a tensor method #[grad] can differentiate. Supported: {}; wrap inactive values in `stop_gradient(..)`",
+                        args.len(),
+                        Prim::tensor_method_names()
+                    ),
+                );
+                Some(recv)
+            }
+        }
+    }
+
     fn lower_call(&mut self, c: &syn::ExprCall) -> Option<Atom> {
         let Expr::Path(p) = &*c.func else {
             return self.unsupported(&c.func, "calling anything but a function by name");
@@ -1011,6 +1224,10 @@ impl Lowerer<'_> {
         if last == "stop_gradient" && c.args.len() == 1 {
             let a = self.value(&c.args[0]);
             return Some(self.prim(Prim::StopGradient, vec![a]));
+        }
+        if segs.len() == 2 && segs[0] == "Tensor" && last == "where_" && c.args.len() == 3 {
+            let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
+            return Some(self.prim(Prim::Select, args));
         }
         if segs.len() == 2 && segs[0] == "Vec" && (last == "new" || last == "with_capacity") {
             let capacity = c.args.first().map(|a| self.value(a));
@@ -1046,7 +1263,10 @@ impl Lowerer<'_> {
             args.push(Arg { atom, borrow });
         }
         let floaty = args.iter().any(|a| self.kind(a.atom).is_differentiable());
-        let kind = if floaty {
+        let tensory = args.iter().any(|a| self.kind(a.atom).is_tensor());
+        let kind = if tensory || segs.first().is_some_and(|s| s == "Tensor") {
+            Kind::Tensor
+        } else if floaty {
             Kind::Float(Prec::Infer)
         } else {
             Kind::Opaque
@@ -1350,7 +1570,7 @@ impl Lowerer<'_> {
 
     /// The range a `for` iterates over, and what each element binds:
     /// the index itself (`None`) or elements of sequences (`Some(seq)`), in tuple order.
-    fn lower_iter(&mut self, e: &Expr) -> Option<(Range, Vec<Option<Var>>)> {
+    fn lower_iter(&mut self, e: &Expr) -> Option<(Range, Vec<LoopBind>)> {
         // Peel adapters off the end of the chain.
         let mut adapters = Vec::new();
         let mut cur = e;
@@ -1385,7 +1605,25 @@ impl Lowerer<'_> {
                     inclusive,
                     adapters,
                 },
-                vec![None],
+                vec![LoopBind::Index],
+            ));
+        }
+        // A sequence inside a parameter struct: `&p.layers`, `p.layers.iter().enumerate()`.
+        if let Some((root, path, enumerate)) = self.place_iter(cur) {
+            let len = self.let_("n", Kind::Int, Rhs::ProjectLen(root, path.clone()));
+            let mut binds = Vec::new();
+            if enumerate {
+                binds.push(LoopBind::Index);
+            }
+            binds.push(LoopBind::Place(root, path));
+            return Some((
+                Range {
+                    lo: Atom::Int(0),
+                    hi: len,
+                    inclusive: false,
+                    adapters,
+                },
+                binds,
             ));
         }
         // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x.
@@ -1411,11 +1649,11 @@ impl Lowerer<'_> {
                 },
             );
         }
-        let mut binds: Vec<Option<Var>> = Vec::new();
+        let mut binds: Vec<LoopBind> = Vec::new();
         if enumerate {
-            binds.push(None);
+            binds.push(LoopBind::Index);
         }
-        binds.extend(seqs.into_iter().map(Some));
+        binds.extend(seqs.into_iter().map(LoopBind::Seq));
         Some((
             Range {
                 lo: Atom::Int(0),
@@ -1425,6 +1663,27 @@ impl Lowerer<'_> {
             },
             binds,
         ))
+    }
+
+    /// `&p.layers`, `p.layers.iter()`, `.enumerate()` of one: the path and whether enumerated.
+    fn place_iter(&mut self, e: &Expr) -> Option<(Var, Vec<Proj>, bool)> {
+        match e {
+            Expr::Paren(p) => self.place_iter(&p.expr),
+            Expr::MethodCall(m)
+                if (m.method == "iter" || m.method == "into_iter") && m.args.is_empty() =>
+            {
+                self.place_iter(&m.receiver)
+            }
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                let (root, path, en) = self.place_iter(&m.receiver)?;
+                (!en).then_some((root, path, true))
+            }
+            e if self.is_place(e) => {
+                let (root, path) = self.place_of(e)?;
+                (!path.is_empty()).then_some((root, path, false))
+            }
+            _ => None,
+        }
     }
 
     /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`: the sequences and whether enumerated.
@@ -1473,7 +1732,7 @@ impl Lowerer<'_> {
     }
 
     /// Binds the loop pattern: the index, or elements read at the index.
-    fn bind_loop_pat(&mut self, pat: &Pat, index: Var, binds: &[Option<Var>]) {
+    fn bind_loop_pat(&mut self, pat: &Pat, index: Var, binds: &[LoopBind]) {
         let pats: Vec<&Pat> = match pat {
             Pat::Tuple(t) if binds.len() > 1 => t.elems.iter().collect(),
             p => vec![p],
@@ -1505,7 +1764,7 @@ impl Lowerer<'_> {
                 p => p,
             };
             match b {
-                None => match p {
+                LoopBind::Index => match p {
                     Pat::Ident(pi) => {
                         let info = &mut self.func.vars[index.0 as usize];
                         info.name = pi.ident.to_string();
@@ -1516,7 +1775,18 @@ impl Lowerer<'_> {
                         self.cx.error(other, "a loop index must be a name or `_`");
                     }
                 },
-                Some(seq) => {
+                LoopBind::Place(root, path) => match p {
+                    Pat::Ident(pi) if pi.subpat.is_none() => {
+                        let mut path = path.clone();
+                        path.push(Proj::Index(Atom::Var(index)));
+                        self.bind_place(pi.ident.to_string(), *root, path);
+                    }
+                    Pat::Wild(_) => {}
+                    other => {
+                        self.cx.error(other, "an element of a parameter struct's sequence binds a name (`for layer in &p.layers`)");
+                    }
+                },
+                LoopBind::Seq(seq) => {
                     let kind = match &self.func.info(*seq).kind {
                         Kind::Seq(_, p) => Kind::Float(*p),
                         _ => Kind::Opaque,

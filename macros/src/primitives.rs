@@ -12,7 +12,7 @@
 //! Adding a primitive (say a Tensor `matmul`) means adding a variant and one row.
 
 use crate::ir::{Atom, Func, Kind, Prec, Rhs, Stmt, Var};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A primitive operation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -80,6 +80,51 @@ pub enum Prim {
     Ceil,
     Round,
     Trunc,
+    // ---- tensor primitives (a tensor receiver; see `from_tensor_method`) ----
+    Sigmoid,
+    Relu,
+    /// `x.sum()`: all axes, a 0-d tensor.
+    Sum,
+    Mean,
+    /// `x.max()` / `x.min()` over all axes.
+    MaxAll,
+    MinAll,
+    /// `x.sum_axis(axis, keepdim)` and the like.
+    SumAxis,
+    MeanAxis,
+    MaxAxis,
+    MinAxis,
+    LogSumExpAxis,
+    /// `x.softmax(axis)` / `x.log_softmax(axis)`.
+    Softmax,
+    LogSoftmax,
+    /// `a.matmul(&b)` in all its forms.
+    Matmul,
+    /// `x.reshape(&shape)`, `x.t()`, `x.unsqueeze(axis)`, `x.squeeze(axis)`, `x.broadcast_to(&shape)`.
+    Reshape,
+    T,
+    Unsqueeze,
+    Squeeze,
+    BroadcastTo,
+    // ---- helpers that only derivative rules use ----
+    /// `ct` summed over broadcast axes down to the shape of `like` (a float `like`: all of it).
+    SumTo,
+    /// `x` broadcast to the shape of `like`.
+    BroadcastLike,
+    /// A reduction's cotangent `(ct, like, axis, keepdim)` broadcast back over `axis` to `like`'s shape.
+    UnsumAxis,
+    /// `x` reshaped to the shape of `like`.
+    ReshapeLike,
+    /// Cotangent of `a` in `a.matmul(b)`: `(ct, b, like_a)`.
+    MatmulTl,
+    /// Cotangent of `b` in `a.matmul(b)`: `(a, ct, like_b)`.
+    MatmulTr,
+    /// The number of elements of a tensor, as f64.
+    Numel,
+    /// The length of one axis, as f64: `(x, axis)`.
+    AxisLen,
+    /// A tensor of ones shaped like `x` (the seed of a reverse sweep).
+    OnesLike,
 }
 
 /// How a primitive is written in Rust.
@@ -109,6 +154,8 @@ pub enum Out {
     Bool,
     F32,
     F64,
+    /// The kind of argument `k` (a cotangent fitted to its operand).
+    KindOf(usize),
 }
 
 /// A JVP rule: primal arguments, primal result, argument tangents (`None` = zero) ->
@@ -149,6 +196,14 @@ const fn lin(syntax: Syntax, arity: usize, out: Out, jvp: JvpRule, t: TransposeR
     }
 }
 
+const fn tl(arity: usize, jvp: JvpRule, t: TransposeRule) -> Row {
+    lin(Syntax::Call(""), arity, Out::Float, jvp, t)
+}
+
+const fn tr(arity: usize, jvp: JvpRule) -> Row {
+    r(Syntax::Call(""), arity, Out::Float, Some(jvp))
+}
+
 /// Transpose of a float cast: the cotangent cast back to the operand's precision.
 fn cast_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<Atom>> {
     let back = if b.func.kind(x[0]) == Kind::Float(Prec::F32) {
@@ -157,6 +212,14 @@ fn cast_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<Atom
         Prim::ToF64
     };
     vec![Some(b.prim(back, &[ct]))]
+}
+
+/// Transpose of a view that keeps the elements in order: the cotangent reshaped back.
+fn reshape_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<Atom>> {
+    let like = b.primal_of(x[0]);
+    let mut out = vec![Some(b.prim(Prim::ReshapeLike, &[ct, like]))];
+    out.resize(x.len(), None);
+    out
 }
 
 fn f(v: f64) -> Atom {
@@ -175,16 +238,26 @@ pub fn row(p: Prim) -> Row {
             2,
             Like,
             |b, _, _, d| b.add(d[0], d[1]),
-            |_, ct, _, l| vec![l[0].then_some(ct), l[1].then_some(ct)],
+            |b, ct, x, l| {
+                let a = l[0].then(|| b.fit(ct, x[0]));
+                let c = l[1].then(|| b.fit(ct, x[1]));
+                vec![a, c]
+            },
         ),
         Sub => lin(
             Binary("-"),
             2,
             Like,
             |b, _, _, d| b.sub(d[0], d[1]),
-            |b, ct, _, l| {
-                let n = if l[1] { Some(b.prim(Neg, &[ct])) } else { None };
-                vec![l[0].then_some(ct), n]
+            |b, ct, x, l| {
+                let a = l[0].then(|| b.fit(ct, x[0]));
+                let n = if l[1] {
+                    let n = b.prim(Neg, &[ct]);
+                    Some(b.fit(n, x[1]))
+                } else {
+                    None
+                };
+                vec![a, n]
             },
         ),
         Neg => lin(
@@ -206,9 +279,11 @@ pub fn row(p: Prim) -> Row {
             |b, ct, x, l| {
                 // Linear in exactly one argument; the other is a primal coefficient.
                 if l[0] {
-                    vec![Some(b.prim(Mul, &[ct, x[1]])), None]
+                    let c = b.prim(Mul, &[ct, x[1]]);
+                    vec![Some(b.fit(c, x[0])), None]
                 } else {
-                    vec![None, Some(b.prim(Mul, &[ct, x[0]]))]
+                    let c = b.prim(Mul, &[ct, x[0]]);
+                    vec![None, Some(b.fit(c, x[1]))]
                 }
             },
         ),
@@ -223,7 +298,10 @@ pub fn row(p: Prim) -> Row {
                 let r = b.scale(d[1], c);
                 b.add(l, r)
             },
-            |b, ct, x, _| vec![Some(b.prim(Div, &[ct, x[1]])), None],
+            |b, ct, x, _| {
+                let c = b.prim(Div, &[ct, x[1]]);
+                vec![Some(b.fit(c, x[0])), None]
+            },
         ),
         ToF32 => lin(
             Cast("f32"),
@@ -265,7 +343,31 @@ pub fn row(p: Prim) -> Row {
         Ge => r(Binary(">="), 2, Bool, None),
         Eq => r(Binary("=="), 2, Bool, None),
         Ne => r(Binary("!="), 2, Bool, None),
-        Select => r(Choose, 3, Float, None),
+        Select => lin(
+            Choose,
+            3,
+            Float,
+            |b, x, _, d| {
+                // linear in the two branches
+                if d[1].is_none() && d[2].is_none() {
+                    return None;
+                }
+                let a = d[1].unwrap_or(f(0.0));
+                let c = d[2].unwrap_or(f(0.0));
+                Some(b.prim(Select, &[x[0], a, c]))
+            },
+            |b, ct, x, l| {
+                let a = l[1].then(|| {
+                    let v = b.prim(Select, &[x[0], ct, f(0.0)]);
+                    b.fit(v, x[1])
+                });
+                let c = l[2].then(|| {
+                    let v = b.prim(Select, &[x[0], f(0.0), ct]);
+                    b.fit(v, x[2])
+                });
+                vec![None, a, c]
+            },
+        ),
         StopGradient => r(Call(""), 1, Like, None),
         IntAsFloat => r(Call("::ferrax::__private::int_as_float"), 2, Float, None),
         Floor => r(Method("floor"), 1, Float, None),
@@ -629,6 +731,201 @@ pub fn row(p: Prim) -> Row {
                 b.add(s, h)
             }),
         ),
+        // ---- tensor primitives ----
+        // Rule discipline: a linear intermediate is only combined with values of its own
+        // shape (broadcasts are explicit, through `UnsumAxis` / `BroadcastLike`), because the
+        // transpose can fit a cotangent to the shape of a primal or of an argument's tangent,
+        // not to that of an intermediate that only exists in forward mode.
+        Sigmoid => r(
+            Method("sigmoid"),
+            1,
+            Float,
+            Some(|b, _, y, d| {
+                let om = b.prim(Sub, &[f(1.0), y]);
+                let c = b.prim(Mul, &[y, om]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Relu => r(
+            Method("relu"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                // relu'(0) = 0, as in JAX
+                let pos = b.prim(Gt, &[x[0], f(0.0)]);
+                let c = b.prim(Select, &[pos, f(1.0), f(0.0)]);
+                b.scale(d[0], c)
+            }),
+        ),
+        Sum => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(Sum, &[t])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(BroadcastLike, &[ct, like]))]
+            },
+        ),
+        Mean => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(Mean, &[t])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                let bc = b.prim(BroadcastLike, &[ct, like]);
+                let n = b.prim(Numel, &[like]);
+                vec![Some(b.prim(Div, &[bc, n]))]
+            },
+        ),
+        SumAxis => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(SumAxis, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(UnsumAxis, &[ct, like, x[1], x[2]])), None, None]
+            },
+        ),
+        MeanAxis => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(MeanAxis, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                let u = b.prim(UnsumAxis, &[ct, like, x[1], x[2]]);
+                let n = b.prim(AxisLen, &[like, x[1]]);
+                vec![Some(b.prim(Div, &[u, n])), None, None]
+            },
+        ),
+        MaxAll | MinAll => tr(1, |b, x, y, d| {
+            // the gradient is shared evenly among the elements equal to the extremum (JAX)
+            let yb = b.prim(BroadcastLike, &[y, x[0]]);
+            let hit = b.prim(Eq, &[x[0], yb]);
+            let m = b.prim(Select, &[hit, f(1.0), f(0.0)]);
+            let cnt = b.prim(Sum, &[m]);
+            let dm = b.scale(d[0], m)?;
+            let s = b.prim(Sum, &[dm]);
+            Some(b.prim(Div, &[s, cnt]))
+        }),
+        MaxAxis | MinAxis => tr(3, |b, x, y, d| {
+            let yb = b.prim(UnsumAxis, &[y, x[0], x[1], x[2]]);
+            let hit = b.prim(Eq, &[x[0], yb]);
+            let m = b.prim(Select, &[hit, f(1.0), f(0.0)]);
+            let cnt = b.prim(SumAxis, &[m, x[1], x[2]]);
+            let dm = b.scale(d[0], m)?;
+            let s = b.prim(SumAxis, &[dm, x[1], x[2]]);
+            Some(b.prim(Div, &[s, cnt]))
+        }),
+        LogSumExpAxis => tr(3, |b, x, y, d| {
+            // d(logsumexp) = sum(dx * softmax(x)), softmax computed stably from the result
+            let yb = b.prim(UnsumAxis, &[y, x[0], x[1], x[2]]);
+            let z = b.prim(Sub, &[x[0], yb]);
+            let p = b.prim(Exp, &[z]);
+            let dp = b.scale(d[0], p)?;
+            Some(b.prim(SumAxis, &[dp, x[1], x[2]]))
+        }),
+        Softmax => tr(2, |b, x, y, d| {
+            // y * (dx - sum(y * dx))
+            let yd = b.scale(d[0], y)?;
+            let s = b.prim(SumAxis, &[yd, x[1], Atom::Bool(false)]);
+            let sb = b.prim(UnsumAxis, &[s, x[0], x[1], Atom::Bool(false)]);
+            let diff = b.prim(Sub, &[d[0]?, sb]);
+            Some(b.prim(Mul, &[diff, y]))
+        }),
+        LogSoftmax => tr(2, |b, x, y, d| {
+            // dx - sum(dx) * exp(y)
+            let s = b.prim(SumAxis, &[d[0]?, x[1], Atom::Bool(false)]);
+            let sb = b.prim(UnsumAxis, &[s, x[0], x[1], Atom::Bool(false)]);
+            let e = b.prim(Exp, &[y]);
+            let se = b.prim(Mul, &[sb, e]);
+            Some(b.prim(Sub, &[d[0]?, se]))
+        }),
+        Matmul => lin(
+            Method("matmul"),
+            2,
+            Float,
+            |b, x, _, d| {
+                let l = d[0].map(|t| b.prim(Matmul, &[t, x[1]]));
+                let r = d[1].map(|t| b.prim(Matmul, &[x[0], t]));
+                b.add(l, r)
+            },
+            |b, ct, x, l| {
+                // bilinear: linear in exactly one argument here
+                if l[0] {
+                    let like = b.primal_of(x[0]);
+                    vec![Some(b.prim(MatmulTl, &[ct, x[1], like])), None]
+                } else {
+                    let like = b.primal_of(x[1]);
+                    vec![None, Some(b.prim(MatmulTr, &[x[0], ct, like]))]
+                }
+            },
+        ),
+        MatmulTl => tr(3, |b, x, _, d| {
+            let l = d[0].map(|t| b.prim(MatmulTl, &[t, x[1], x[2]]));
+            let r = d[1].map(|t| b.prim(MatmulTl, &[x[0], t, x[2]]));
+            b.add(l, r)
+        }),
+        MatmulTr => tr(3, |b, x, _, d| {
+            let l = d[0].map(|t| b.prim(MatmulTr, &[t, x[1], x[2]]));
+            let r = d[1].map(|t| b.prim(MatmulTr, &[x[0], t, x[2]]));
+            b.add(l, r)
+        }),
+        Reshape => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Reshape, &[t, x[1]])),
+            reshape_back,
+        ),
+        Unsqueeze => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Unsqueeze, &[t, x[1]])),
+            reshape_back,
+        ),
+        Squeeze => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Squeeze, &[t, x[1]])),
+            reshape_back,
+        ),
+        T => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(T, &[t])),
+            |b, ct, _, _| vec![Some(b.prim(T, &[ct]))],
+        ),
+        BroadcastTo => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(BroadcastTo, &[t, x[1]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(SumTo, &[ct, like])), None]
+            },
+        ),
+        SumTo => Row {
+            out: KindOf(1),
+            ..tl(
+                2,
+                |b, x, _, d| d[0].map(|t| b.prim(SumTo, &[t, x[1]])),
+                |b, ct, x, _| {
+                    let like = b.primal_of(x[0]);
+                    vec![Some(b.prim(BroadcastLike, &[ct, like])), None]
+                },
+            )
+        },
+        BroadcastLike => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(BroadcastLike, &[t, x[1]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(SumTo, &[ct, like])), None]
+            },
+        ),
+        UnsumAxis => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(UnsumAxis, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| vec![Some(b.prim(SumAxis, &[ct, x[2], x[3]])), None, None, None],
+        ),
+        ReshapeLike => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(ReshapeLike, &[t, x[1]])),
+            reshape_back,
+        ),
+        Numel => r(Call(""), 1, F64, None),
+        AxisLen => r(Call(""), 2, F64, None),
+        OnesLike => r(Call(""), 1, Float, None),
     }
 }
 
@@ -664,6 +961,88 @@ impl Prim {
             .join(", ")
     }
 
+    /// The tensor method `name` with `nargs` arguments after the receiver, as a primitive
+    /// whose first argument is the receiver (`mask.select(a, b)`: the mask).
+    pub fn from_tensor_method(name: &str, nargs: usize) -> Option<Prim> {
+        use Prim::*;
+        let p = match (name, nargs) {
+            ("neg", 0) => Neg,
+            ("abs", 0) => Abs,
+            ("exp", 0) => Exp,
+            ("ln", 0) => Ln,
+            ("log1p", 0) => Ln1p,
+            ("expm1", 0) => ExpM1,
+            ("sin", 0) => Sin,
+            ("cos", 0) => Cos,
+            ("tan", 0) => Tan,
+            ("tanh", 0) => Tanh,
+            ("sqrt", 0) => Sqrt,
+            ("recip", 0) => Recip,
+            ("sigmoid", 0) => Sigmoid,
+            ("relu", 0) => Relu,
+            ("sign", 0) => Signum,
+            ("powi", 1) => Powi,
+            ("powf", 1) | ("pow", 1) => Powf,
+            ("add", 1) => Add,
+            ("sub", 1) => Sub,
+            ("mul", 1) => Mul,
+            ("div", 1) => Div,
+            ("maximum", 1) => Max,
+            ("minimum", 1) => Min,
+            ("eq", 1) => Eq,
+            ("ne", 1) => Ne,
+            ("lt", 1) => Lt,
+            ("le", 1) => Le,
+            ("gt", 1) => Gt,
+            ("ge", 1) => Ge,
+            ("select", 2) => Select,
+            ("sum", 0) => Sum,
+            ("mean", 0) => Mean,
+            ("max", 0) => MaxAll,
+            ("min", 0) => MinAll,
+            ("sum_axis", 2) => SumAxis,
+            ("mean_axis", 2) => MeanAxis,
+            ("max_axis", 2) => MaxAxis,
+            ("min_axis", 2) => MinAxis,
+            ("logsumexp_axis", 2) => LogSumExpAxis,
+            ("softmax", 1) => Softmax,
+            ("log_softmax", 1) => LogSoftmax,
+            ("matmul", 1) => Matmul,
+            ("reshape", 1) => Reshape,
+            ("t", 0) => T,
+            ("unsqueeze", 1) => Unsqueeze,
+            ("squeeze", 1) => Squeeze,
+            ("broadcast_to", 1) => BroadcastTo,
+            _ => return None,
+        };
+        Some(p)
+    }
+
+    /// The tensor methods `#[grad]` knows, for error messages.
+    pub fn tensor_method_names() -> &'static str {
+        "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
+         add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
+         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
+         unsqueeze squeeze broadcast_to (and the inactive shape dims numel len item to_vec)"
+    }
+
+    /// The name of the generic helper (`::ferrax::__private::t::NAME`) that computes this
+    /// primitive when a tensor is among its arguments.
+    pub fn tensor_fn(self) -> String {
+        let mut out = String::new();
+        for (i, c) in format!("{self:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// The kind of this primitive's result on arguments of the given kinds.
     pub fn out_kind(self, args: &[Kind]) -> Kind {
         let prec = args.iter().fold(Prec::Infer, |p, k| match k {
@@ -671,7 +1050,16 @@ impl Prim {
             _ => p,
         });
         let any_float = args.iter().any(|k| matches!(k, Kind::Float(_)));
-        match row(self).out {
+        let out = row(self).out;
+        if args.iter().any(Kind::is_tensor) {
+            match (self, out) {
+                (Prim::IntAsFloat, _) => return Kind::Float(Prec::F64),
+                (_, Out::Float | Out::Like | Out::Bool) => return Kind::Tensor,
+                _ => {}
+            }
+        }
+        match out {
+            Out::KindOf(k) => args.get(k).cloned().unwrap_or(Kind::Opaque),
             Out::Float => Kind::Float(prec),
             Out::F32 => Kind::Float(Prec::F32),
             Out::F64 => Kind::Float(Prec::F64),
@@ -697,6 +1085,9 @@ pub struct Rules<'f> {
     pub func: &'f mut Func,
     pub stmts: Vec<Stmt>,
     pub linear: HashSet<Var>,
+    /// When transposing: the primal each argument tangent stands for (its shape is the
+    /// shape a cotangent must be fitted to).
+    pub primal: HashMap<Var, Var>,
 }
 
 impl<'f> Rules<'f> {
@@ -705,6 +1096,32 @@ impl<'f> Rules<'f> {
             func,
             stmts: Vec::new(),
             linear: HashSet::new(),
+            primal: HashMap::new(),
+        }
+    }
+
+    /// The primal an argument tangent stands for; any other atom as it is.
+    pub fn primal_of(&self, a: Atom) -> Atom {
+        match a {
+            Atom::Var(v) => Atom::Var(self.primal.get(&v).copied().unwrap_or(v)),
+            a => a,
+        }
+    }
+
+    /// A cotangent contribution fitted to the operand it flows to: summed over the axes
+    /// that broadcasting added (a float operand: summed whole). Scalar code is untouched.
+    pub fn fit(&mut self, ct: Atom, operand: Atom) -> Atom {
+        let like = self.primal_of(operand);
+        let kinds = [self.func.kind(ct), self.func.kind(like)];
+        let tensors = kinds.iter().any(Kind::is_tensor);
+        let available = match like {
+            Atom::Var(v) => !self.linear.contains(&v),
+            _ => false,
+        };
+        if tensors && available {
+            self.prim(Prim::SumTo, &[ct, like])
+        } else {
+            ct
         }
     }
 

@@ -83,8 +83,26 @@ impl Jvp<'_> {
 
     fn zero_for(&self, v: Var) -> Rhs {
         match self.func.info(v).kind {
-            Kind::Seq(..) => Rhs::NewSeq(NewSeq::ZerosLike(v)),
+            Kind::Seq(..) | Kind::Tensor | Kind::Struct => Rhs::NewSeq(NewSeq::ZerosLike(v)),
             _ => Rhs::Atom(Atom::Float(0.0)),
+        }
+    }
+
+    /// The tangent of `a` where it has none: a zero like `like` (a tensor zero is a value).
+    fn tan_or_zero(&mut self, a: Atom, like: Var, out: &mut Vec<Stmt>) -> Atom {
+        if let Some(t) = self.tan_atom(a) {
+            return t;
+        }
+        let kind = self.func.info(like).kind.clone();
+        if kind.is_tensor() {
+            let z = self.func.new_var("zero", kind, false);
+            out.push(Stmt::Let {
+                var: z,
+                rhs: Rhs::NewSeq(NewSeq::ZerosLike(like)),
+            });
+            Atom::Var(z)
+        } else {
+            Atom::Float(0.0)
         }
     }
 
@@ -111,6 +129,13 @@ impl Jvp<'_> {
                                     borrow: a.borrow,
                                 }),
                                 None => match (a.atom, &kind) {
+                                    (Atom::Var(v), Kind::Tensor | Kind::Struct) => {
+                                        let z = self.tan_or_zero(a.atom, v, out);
+                                        all.push(Arg {
+                                            atom: z,
+                                            borrow: a.borrow,
+                                        });
+                                    }
                                     (Atom::Var(v), Kind::Seq(s, _)) => {
                                         let z = self.func.new_var("zero", kind.clone(), false);
                                         out.push(Stmt::Let {
@@ -166,9 +191,10 @@ impl Jvp<'_> {
                         out.append(&mut rules.stmts);
                         match t {
                             Some(t) => Rhs::Atom(t),
-                            None => Rhs::Atom(Atom::Float(0.0)),
+                            None => self.zero_for(*var),
                         }
                     }
+                    Rhs::Project(root, path) => Rhs::Project(self.tan_var(*root), path.clone()),
                     Rhs::Index(v, i) => Rhs::Index(self.tan_var(*v), *i),
                     Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
                     Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
@@ -208,7 +234,7 @@ impl Jvp<'_> {
             Stmt::Assign { var, value } => {
                 out.push(s.clone());
                 if self.varied.contains(var) {
-                    let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
+                    let t = self.tan_or_zero(*value, *var, out);
                     out.push(Stmt::Assign {
                         var: self.tan_var(*var),
                         value: t,

@@ -13,10 +13,15 @@
 use crate::ir::*;
 use std::collections::HashSet;
 
-/// Turns `a = 0; .. a += v` (nothing reading `a` between) into `a = 0; .. a = v`, in every block.
-pub fn first_writes(block: &mut Block) {
+/// Turns `a = 0; .. a += v` (nothing reading `a` between) into `a = 0; .. a = v`, in every
+/// block. A tensor adjoint's zero is not even made: `let a = zeros; .. a += v` becomes
+/// `.. let a = v`.
+pub fn first_writes(func: &Func, block: &mut Block) {
     let mut zero: HashSet<Var> = HashSet::new();
-    for s in block.stmts.iter_mut() {
+    // Tensor adjoints declared zero in this block: where their `let` is.
+    let mut tensor_zero: std::collections::HashMap<Var, usize> = Default::default();
+    let mut dropped: HashSet<usize> = HashSet::new();
+    for (k, s) in block.stmts.iter_mut().enumerate() {
         match s {
             Stmt::Let {
                 var,
@@ -29,11 +34,27 @@ pub fn first_writes(block: &mut Block) {
                 zero.insert(*var);
                 continue;
             }
+            Stmt::Let {
+                var,
+                rhs: Rhs::NewSeq(NewSeq::ZerosLike(_)),
+            } if func.info(*var).kind.is_tensor() => {
+                zero.insert(*var);
+                tensor_zero.insert(*var, k);
+                continue;
+            }
             Stmt::AddAssign { var, value } if zero.contains(var) => {
                 let (var, value) = (*var, *value);
                 if value != Atom::Var(var) {
-                    *s = Stmt::Assign { var, value };
                     zero.remove(&var);
+                    if let Some(at) = tensor_zero.remove(&var) {
+                        dropped.insert(at);
+                        *s = Stmt::Let {
+                            var,
+                            rhs: Rhs::Atom(value),
+                        };
+                    } else {
+                        *s = Stmt::Assign { var, value };
+                    }
                     continue;
                 }
             }
@@ -45,19 +66,30 @@ pub fn first_writes(block: &mut Block) {
         };
         for v in read_vars(&one).into_iter().chain(assigned_vars(&one)) {
             zero.remove(&v);
+            tensor_zero.remove(&v);
         }
         if let Stmt::Let { var, .. } = s {
             zero.remove(var);
+            tensor_zero.remove(var);
         }
         match s {
             Stmt::If { then, els, .. } => {
-                first_writes(then);
-                first_writes(els);
+                first_writes(func, then);
+                first_writes(func, els);
             }
-            Stmt::Match { arms, .. } => arms.iter_mut().for_each(|a| first_writes(&mut a.body)),
-            Stmt::For { body, .. } | Stmt::Loop { body, .. } => first_writes(body),
+            Stmt::Match { arms, .. } => arms
+                .iter_mut()
+                .for_each(|a| first_writes(func, &mut a.body)),
+            Stmt::For { body, .. } | Stmt::Loop { body, .. } => first_writes(func, body),
             _ => {}
         }
+    }
+    if !dropped.is_empty() {
+        let mut k = 0;
+        block.stmts.retain(|_| {
+            k += 1;
+            !dropped.contains(&(k - 1))
+        });
     }
 }
 
@@ -490,7 +522,7 @@ fn gather_body(
     }
     // The first contribution of the main loop sets the sum rather than adding to zero.
     let mut body = Block { stmts };
-    first_writes(&mut body);
+    first_writes(func, &mut body);
     body
 }
 

@@ -111,7 +111,7 @@ impl Vjp<'_> {
 
     fn zero_for(&self, v: Var) -> Rhs {
         match self.func.info(v).kind {
-            Kind::Seq(..) => Rhs::NewSeq(NewSeq::ZerosLike(v)),
+            Kind::Seq(..) | Kind::Tensor | Kind::Struct => Rhs::NewSeq(NewSeq::ZerosLike(v)),
             _ => Rhs::Atom(Atom::Float(0.0)),
         }
     }
@@ -398,6 +398,11 @@ impl Vjp<'_> {
                 }
             }
             Rhs::Prim(p, args) => rev = self.transpose_prim(*p, args, var, a),
+            Rhs::Project(root, path) => rev.push(Stmt::AddProject {
+                target: self.adj(*root),
+                path: path.clone(),
+                value: Atom::Var(a),
+            }),
             Rhs::Index(v, i) => rev.push(Stmt::AddStore {
                 array: self.adj(*v),
                 index: *i,
@@ -565,6 +570,7 @@ impl Vjp<'_> {
                     let kind = rules.func.info(*v).kind.clone();
                     let t = rules.func.new_var("lin", kind, false);
                     rules.linear.insert(t);
+                    rules.primal.insert(t, *v);
                     placeholders.push((t, *v));
                     Some(Atom::Var(t))
                 }

@@ -1,0 +1,414 @@
+//! The tensor side of generated code: one helper per primitive of the macro's table
+//! (`ferrax_macros::primitives`), named after it (`Prim::SumAxis` -> `sum_axis`). Generated
+//! code calls these whenever a tensor is among a primitive's arguments, so that the rules of
+//! the table, written once over `+ - * /`, comparisons and selects, serve scalars and tensors
+//! alike. Operands are tensors (borrowed) or Rust floats ([`Operand`]); a float takes the
+//! tensor's dtype.
+//!
+//! Comparisons return masks in the dtype of their tensor operand (1 where true, 0 where
+//! false), so that a rule such as `select(x >= 0, 1, -1)` knows the dtype of its result.
+
+use ferrax_runtime::{Differentiable, Tensor};
+
+/// An argument of a helper: a tensor or a Rust float.
+#[derive(Clone, Copy)]
+pub enum Operand<'a> {
+    Tensor(&'a Tensor),
+    Scalar(f64),
+}
+
+impl<'a> From<&'a Tensor> for Operand<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Operand::Tensor(t)
+    }
+}
+
+impl<'a, 'b> From<&'a &'b Tensor> for Operand<'a> {
+    fn from(t: &'a &'b Tensor) -> Self {
+        Operand::Tensor(t)
+    }
+}
+
+impl From<f64> for Operand<'_> {
+    fn from(x: f64) -> Self {
+        Operand::Scalar(x)
+    }
+}
+
+impl From<f32> for Operand<'_> {
+    fn from(x: f32) -> Self {
+        Operand::Scalar(x as f64)
+    }
+}
+
+impl<'a> Operand<'a> {
+    /// The tensor; a float as a 0-d tensor shaped like nothing (only reached where every
+    /// operand is a float, which the macro never emits).
+    fn tensor(self) -> std::borrow::Cow<'a, Tensor> {
+        match self {
+            Operand::Tensor(t) => std::borrow::Cow::Borrowed(t),
+            Operand::Scalar(x) => std::borrow::Cow::Owned(Tensor::scalar(x)),
+        }
+    }
+
+    /// As a tensor in the dtype of `like` (a float becomes a 0-d tensor of that dtype).
+    fn tensor_like(self, like: &Tensor) -> std::borrow::Cow<'a, Tensor> {
+        match self {
+            Operand::Tensor(t) => std::borrow::Cow::Borrowed(t),
+            Operand::Scalar(x) => std::borrow::Cow::Owned(like.scalar_like(x)),
+        }
+    }
+}
+
+fn binary<'a>(
+    a: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+    tt: impl Fn(&Tensor, &Tensor) -> Tensor,
+    ts: impl Fn(&Tensor, f64) -> Tensor,
+    st: impl Fn(f64, &Tensor) -> Tensor,
+) -> Tensor {
+    match (a.into(), b.into()) {
+        (Operand::Tensor(a), Operand::Tensor(b)) => tt(a, b),
+        (Operand::Tensor(a), Operand::Scalar(b)) => ts(a, b),
+        (Operand::Scalar(a), Operand::Tensor(b)) => st(a, b),
+        (a, b) => tt(&a.tensor(), &b.tensor()),
+    }
+}
+
+/// `a + b`.
+pub fn add<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(a, b, |a, b| a + b, |a, b| a + b, |a, b| a + b)
+}
+
+/// `a - b`.
+pub fn sub<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(a, b, |a, b| a - b, |a, b| a - b, |a, b| a - b)
+}
+
+/// `a * b`.
+pub fn mul<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(a, b, |a, b| a * b, |a, b| a * b, |a, b| a * b)
+}
+
+/// `a / b`.
+pub fn div<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(a, b, |a, b| a / b, |a, b| a / b, |a, b| a / b)
+}
+
+/// `max(a, b)` elementwise.
+pub fn max<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(
+        a,
+        b,
+        |a, b| a.maximum(b),
+        |a, b| a.maximum(&a.scalar_like(b)),
+        |a, b| b.scalar_like(a).maximum(b),
+    )
+}
+
+/// `min(a, b)` elementwise.
+pub fn min<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    binary(
+        a,
+        b,
+        |a, b| a.minimum(b),
+        |a, b| a.minimum(&a.scalar_like(b)),
+        |a, b| b.scalar_like(a).minimum(b),
+    )
+}
+
+/// `x^e`, `e` a float or a tensor.
+pub fn powf<'a>(x: impl Into<Operand<'a>>, e: impl Into<Operand<'a>>) -> Tensor {
+    binary(
+        x,
+        e,
+        |x, e| x.pow(e),
+        |x, e| x.powf(e),
+        |x, e| e.scalar_like(x).pow(e),
+    )
+}
+
+/// `x^n`.
+pub fn powi<'a>(x: impl Into<Operand<'a>>, n: i32) -> Tensor {
+    x.into().tensor().powi(n)
+}
+
+/// `n` as a float (the tensor's dtype is applied where it meets a tensor).
+pub fn int_as_float<'a>(_like: impl Into<Operand<'a>>, n: i32) -> f64 {
+    n as f64
+}
+
+macro_rules! compare {
+    ($($name:ident),*) => {$(
+        #[doc = concat!("`a ", stringify!($name), " b` as a mask in the operands' dtype (1 or 0).")]
+        pub fn $name<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+            let (a, b) = (a.into(), b.into());
+            let like = match (a, b) {
+                (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t.clone(),
+                _ => Tensor::scalar(0.0f64),
+            };
+            let (a, b) = (a.tensor_like(&like), b.tensor_like(&like));
+            a.$name(&b).to_dtype(like.dtype())
+        }
+    )*};
+}
+compare!(lt, le, gt, ge, eq, ne);
+
+/// The condition of a select: a mask (nonzero = true) or a Rust bool.
+pub enum Cond<'a> {
+    Mask(&'a Tensor),
+    Bool(bool),
+}
+
+impl<'a> From<&'a Tensor> for Cond<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Cond::Mask(t)
+    }
+}
+
+impl<'a, 'b> From<&'a &'b Tensor> for Cond<'a> {
+    fn from(t: &'a &'b Tensor) -> Self {
+        Cond::Mask(t)
+    }
+}
+
+impl From<bool> for Cond<'_> {
+    fn from(b: bool) -> Self {
+        Cond::Bool(b)
+    }
+}
+
+/// `where(c, a, b)`: `a` where the condition holds, else `b`.
+pub fn select<'a>(
+    c: impl Into<Cond<'a>>,
+    a: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+) -> Tensor {
+    let (a, b) = (a.into(), b.into());
+    match c.into() {
+        Cond::Mask(m) => {
+            let like = match (a, b) {
+                (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t,
+                _ => m,
+            };
+            let keep = if m.dtype().is_float() {
+                m.ne(&m.scalar_like(0.0))
+            } else {
+                m.clone()
+            };
+            Tensor::where_(&keep, &a.tensor_like(like), &b.tensor_like(like))
+        }
+        Cond::Bool(c) => {
+            let like = match (a, b) {
+                (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t.clone(),
+                _ => Tensor::scalar(0.0f64),
+            };
+            let chosen = if c { a } else { b };
+            chosen.tensor_like(&like).into_owned()
+        }
+    }
+}
+
+/// The value itself: no derivative flows through it.
+pub fn stop_gradient<'a>(x: impl Into<Operand<'a>>) -> Tensor {
+    x.into().tensor().into_owned()
+}
+
+macro_rules! unary {
+    ($($name:ident => $method:ident),* $(,)?) => {$(
+        #[doc = concat!("`x.", stringify!($method), "()`.")]
+        pub fn $name<'a>(x: impl Into<Operand<'a>>) -> Tensor {
+            x.into().tensor().$method()
+        }
+    )*};
+}
+unary! {
+    neg => neg, abs => abs, exp => exp, ln => ln, ln1p => log1p, exp_m1 => expm1,
+    sin => sin, cos => cos, tan => tan, tanh => tanh, sqrt => sqrt, recip => recip,
+    sigmoid => sigmoid, relu => relu, signum => sign, sum => sum, mean => mean,
+    max_all => max, min_all => min, t => t, ones_like => ones_like,
+}
+
+macro_rules! along_axis {
+    ($($name:ident => $method:ident),* $(,)?) => {$(
+        #[doc = concat!("`x.", stringify!($method), "(axis, keepdim)`.")]
+        pub fn $name<'a>(x: impl Into<Operand<'a>>, axis: isize, keepdim: bool) -> Tensor {
+            x.into().tensor().$method(axis, keepdim)
+        }
+    )*};
+}
+along_axis! {
+    sum_axis => sum_axis, mean_axis => mean_axis, max_axis => max_axis,
+    min_axis => min_axis, log_sum_exp_axis => logsumexp_axis,
+}
+
+/// `x.softmax(axis)`.
+pub fn softmax<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
+    x.into().tensor().softmax(axis)
+}
+
+/// `x.log_softmax(axis)`.
+pub fn log_softmax<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
+    x.into().tensor().log_softmax(axis)
+}
+
+/// `a.matmul(b)`.
+pub fn matmul<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    a.into().tensor().matmul(&b.into().tensor())
+}
+
+/// `x.reshape(shape)`.
+pub fn reshape<'a>(x: impl Into<Operand<'a>>, shape: &[usize]) -> Tensor {
+    x.into().tensor().reshape(shape)
+}
+
+/// `x.unsqueeze(axis)`.
+pub fn unsqueeze<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
+    x.into().tensor().unsqueeze(axis)
+}
+
+/// `x.squeeze(axis)`.
+pub fn squeeze<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
+    x.into().tensor().squeeze(axis)
+}
+
+/// `x.broadcast_to(shape)`.
+pub fn broadcast_to<'a>(x: impl Into<Operand<'a>>, shape: &[usize]) -> Tensor {
+    x.into().tensor().broadcast_to(shape)
+}
+
+/// A cotangent summed over the axes broadcasting added, down to the shape of `like`.
+pub fn sum_to<'a>(ct: impl Into<Operand<'a>>, like: &Tensor) -> Tensor {
+    match ct.into() {
+        Operand::Tensor(t) => ferrax_runtime::unbroadcast(t, like.shape()),
+        Operand::Scalar(x) => like.full_like(x),
+    }
+}
+
+/// A float that a cotangent can be summed into.
+pub trait FromF64 {
+    fn from_f64(x: f64) -> Self;
+}
+impl FromF64 for f32 {
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+impl FromF64 for f64 {
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+}
+
+/// A cotangent summed whole, for a float operand that was broadcast against a tensor.
+pub fn sum_to_scalar<'a, T: FromF64>(ct: impl Into<Operand<'a>>) -> T {
+    match ct.into() {
+        Operand::Tensor(t) => T::from_f64(t.sum().to_dtype(ferrax_runtime::DType::F64).item()),
+        Operand::Scalar(x) => T::from_f64(x),
+    }
+}
+
+/// `x` broadcast to the shape of `like`.
+pub fn broadcast_like<'a>(x: impl Into<Operand<'a>>, like: &Tensor) -> Tensor {
+    match x.into() {
+        Operand::Tensor(t) => t.broadcast_to(like.shape()),
+        Operand::Scalar(v) => like.full_like(v),
+    }
+}
+
+/// A reduction's cotangent broadcast back over `axis` to the shape of `like`.
+pub fn unsum_axis<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    axis: isize,
+    keepdim: bool,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like);
+    let ct = if keepdim {
+        ct.into_owned()
+    } else {
+        ct.unsqueeze(axis)
+    };
+    ct.broadcast_to(like.shape())
+}
+
+/// `x` reshaped to the shape of `like`.
+pub fn reshape_like<'a>(x: impl Into<Operand<'a>>, like: &Tensor) -> Tensor {
+    x.into().tensor().reshape(like.shape())
+}
+
+/// The number of elements, as a float.
+pub fn numel(x: &Tensor) -> f64 {
+    x.numel() as f64
+}
+
+/// The length of `axis` (negative: from the end), as a float.
+pub fn axis_len(x: &Tensor, axis: isize) -> f64 {
+    let n = x.ndim() as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    x.shape()[a as usize] as f64
+}
+
+/// `a` and `b` as 2-D-or-more operands of a product (NumPy's promotion of vectors), and
+/// the cotangent `ct` of `a.matmul(b)` with the axes vectors dropped put back.
+fn promoted(a: &Tensor, b: &Tensor, ct: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let ap = if a.ndim() == 1 {
+        a.unsqueeze(0)
+    } else {
+        a.clone()
+    };
+    let bp = if b.ndim() == 1 {
+        b.unsqueeze(1)
+    } else {
+        b.clone()
+    };
+    let mut cp = ct.clone();
+    if b.ndim() == 1 {
+        cp = cp.unsqueeze(cp.ndim() as isize);
+    }
+    if a.ndim() == 1 {
+        cp = cp.unsqueeze(cp.ndim() as isize - 1);
+    }
+    (ap, bp, cp)
+}
+
+/// The cotangent of `a` in `a.matmul(b)`: `ct @ bᵀ`, summed over broadcast batch axes.
+pub fn matmul_tl<'a>(
+    ct: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+    like_a: &Tensor,
+) -> Tensor {
+    let (ct, b) = (ct.into().tensor(), b.into().tensor());
+    let (ap, bp, cp) = promoted(like_a, &b, &ct);
+    let n = bp.ndim() as isize;
+    let g = cp.matmul(&bp.transpose(n - 2, n - 1));
+    ferrax_runtime::unbroadcast(&g, ap.shape()).reshape(like_a.shape())
+}
+
+/// The cotangent of `b` in `a.matmul(b)`: `aᵀ @ ct`, summed over broadcast batch axes.
+pub fn matmul_tr<'a>(
+    a: impl Into<Operand<'a>>,
+    ct: impl Into<Operand<'a>>,
+    like_b: &Tensor,
+) -> Tensor {
+    let (a, ct) = (a.into().tensor(), ct.into().tensor());
+    let (ap, bp, cp) = promoted(&a, like_b, &ct);
+    let n = ap.ndim() as isize;
+    let g = ap.transpose(n - 2, n - 1).matmul(&cp);
+    ferrax_runtime::unbroadcast(&g, bp.shape()).reshape(like_b.shape())
+}
+
+/// The zero of the same structure (an adjoint's start).
+pub fn zero_like<T: Differentiable>(x: &T) -> T {
+    x.zeros_like()
+}
+
+/// `a += v` for adjoints of any differentiable type (in place where `a` is not shared).
+pub fn acc<T: Differentiable>(a: &mut T, v: &T) {
+    a.add_assign(v);
+}
+
+/// The value a tensor-returning function holds before it `return`s.
+pub fn placeholder() -> Tensor {
+    Tensor::scalar(0.0f32)
+}
