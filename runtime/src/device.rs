@@ -49,6 +49,20 @@ impl Device {
         }
     }
 
+    /// Waits until every operation recorded on this device has finished (nothing to do
+    /// on the CPU, whose operations finish before they return). GPU operations are
+    /// recorded and submitted in batches and read back only on demand, so timing GPU work
+    /// needs this at the end; `to_vec` and `item` wait by themselves.
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => crate::gpu::context::context(*i)?.synchronize("synchronize"),
+            #[cfg(not(feature = "gpu"))]
+            Device::Gpu(_) => Device::gpu().map(|_| ()),
+        }
+    }
+
     /// Whether this is a GPU.
     pub fn is_gpu(&self) -> bool {
         matches!(self, Device::Gpu(_))

@@ -546,16 +546,8 @@ impl Tensor {
         #[cfg(feature = "gpu")]
         if let Storage::Gpu(g) = &*self.storage {
             crate::gpu::check_dtype("to_dtype", dtype, self.shape())?;
-            let expr = crate::gpu::elementwise::cast_expr(self.dtype(), dtype);
-            return crate::gpu::elementwise::map(
-                "to_dtype",
-                g.ordinal,
-                expr,
-                &[crate::gpu::elementwise::Input::Tensor(self)],
-                0.0,
-                dtype,
-                self.shape(),
-            );
+            let _ = g;
+            return crate::gpu::elementwise::cast(self, dtype);
         }
         Ok(any_dispatch!(self.dtype(), S => {
             let src = self.contiguous_data::<S>();

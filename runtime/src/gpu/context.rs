@@ -36,11 +36,17 @@ pub(crate) struct Context {
     pub(crate) info: wgpu::AdapterInfo,
     /// The limits the device was created with (the adapter's own).
     pub(crate) limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     batch: Mutex<Batch>,
     /// The reason the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
+}
+
+/// A compiled kernel and the layout of its bind group.
+pub(crate) struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
 }
 
 /// The dispatches recorded since the last submission.
@@ -134,29 +140,35 @@ impl Context {
         }
     }
 
-    /// The compute pipeline of a WGSL source (entry point `main`), compiled on first use.
-    pub(crate) fn pipeline(&self, source: &str) -> Arc<wgpu::ComputePipeline> {
+    /// The compute pipeline named `key`, compiled from the WGSL `source()` makes (entry
+    /// point `main`) the first time the key is seen. Keys are short descriptions of what
+    /// determines the source, so a cache hit costs no code generation.
+    pub(crate) fn pipeline(&self, key: &str, source: impl FnOnce() -> String) -> Arc<Pipeline> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(source) {
+        if let Some(p) = cache.get(key) {
             return Arc::clone(p);
         }
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: None,
-                source: wgpu::ShaderSource::Wgsl(source.into()),
+                source: wgpu::ShaderSource::Wgsl(source().into()),
             });
-        let pipeline = Arc::new(self.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: None,
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),
                 cache: None,
-            },
-        ));
-        cache.insert(source.to_string(), Arc::clone(&pipeline));
+            });
+        let pipeline = Arc::new(Pipeline {
+            layout: pipeline.get_bind_group_layout(0),
+            pipeline,
+        });
+        cache.insert(key.to_string(), Arc::clone(&pipeline));
         pipeline
     }
 
@@ -223,7 +235,7 @@ impl Context {
     /// Submits the batch when it is full.
     pub(crate) fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         params: &[u8],
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
@@ -249,7 +261,7 @@ impl Context {
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         let device = &self.device;
@@ -258,7 +270,7 @@ impl Context {
         });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(pipeline);
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
@@ -295,6 +307,22 @@ impl Context {
         }
         self.queue.submit([encoder.finish()]);
         batch.params.clear();
+    }
+
+    /// Submits the recorded work and waits for the GPU to finish it.
+    pub(crate) fn synchronize(&self, op: &'static str) -> Result<()> {
+        self.check_alive(op)?;
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(READBACK_TIMEOUT),
+            })
+            .map_err(|e| Error::Gpu {
+                op,
+                message: format!("waiting for the GPU failed: {e}"),
+            })?;
+        self.check_alive(op)
     }
 
     /// Writes host bytes into a buffer. The batch is submitted first, so that work

@@ -1,25 +1,45 @@
-//! Elementwise kernels: one generated WGSL shader per (expression, operand dtypes, access
-//! pattern), covering unary and binary arithmetic, comparisons, `where_`, dtype casts,
-//! fills and strided copies.
+//! Elementwise kernels, fused: unary and binary arithmetic, comparisons, `where_`, dtype
+//! casts, fills and strided copies all build a [`Fused`] expression, and one generated
+//! WGSL kernel computes a whole expression.
 //!
-//! The output shape and every operand's strides (broadcast axes have stride 0) and
-//! offset travel in the dispatch's uniform parameters, so one compiled pipeline serves
-//! every shape. Operands that are contiguous at the output's shape are indexed directly
-//! and single elements are read once; only the others pay for the index arithmetic.
-//! Adjacent axes that are contiguous in every operand are merged first, so a
-//! transposed or sliced operand costs a short loop of at most a few axes.
+//! An elementwise result is *pending* (see [`GpuStorage`]) until something needs its
+//! buffer. An elementwise operation whose operand is pending and has the output's shape
+//! takes the operand's expression inline instead of reading it, so `(x * w + b).tanh()`
+//! reads `x`, `w` and `b` once and writes once, in one kernel. Expressions stop growing
+//! at [`MAX_TENSORS`] tensor leaves or [`MAX_SCALARS`] scalars, where the operand is
+//! computed into its buffer instead.
+//!
+//! The output shape and every operand's offset and strides (broadcast axes have stride
+//! 0) travel in the dispatch's uniform parameters. Operands contiguous at the output's
+//! shape are indexed directly and single elements read once; only the others pay for
+//! index arithmetic, over the axes left after merging those contiguous in every operand.
+//! Kernels are cached by a key naming the expression, the dtypes and the access
+//! patterns, so a cache hit generates no WGSL.
+
+use std::fmt::Write;
+use std::sync::Arc;
 
 use crate::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use crate::element::DType;
 use crate::error::{Error, Result};
+use crate::gpu::context::Context;
 use crate::gpu::{self, GpuStorage, WG, grid, storage_of, wgsl, wgsl_type};
 use crate::shape::{Layout, numel};
 use crate::tensor::Tensor;
 
-/// Most axes an elementwise kernel handles after merging.
-const MAX_DIMS: usize = 8;
+/// Most axes a kernel walks after merging.
+const MAX_DIMS: usize = 6;
 
-/// How a kernel reads one operand.
+/// Most tensors one fused expression reads (bindings: these, the output, the parameters).
+pub(crate) const MAX_TENSORS: usize = 5;
+
+/// Most scalars one fused expression carries in its parameters.
+pub(crate) const MAX_SCALARS: usize = 12;
+
+/// Longest expression text; longer ones are computed into a buffer first.
+const MAX_CODE: usize = 3000;
+
+/// How a kernel reads one tensor.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Access {
     /// Element `i` of the output is element `offset + i` of the buffer.
@@ -46,62 +66,199 @@ impl Param {
             Param::I32(v) => v as u32,
         }
     }
+
+    fn load(self) -> &'static str {
+        match self {
+            Param::F32(_) => "bitcast<f32>",
+            Param::I32(_) => "bitcast<i32>",
+        }
+    }
 }
 
-/// One input of [`map`]: a GPU tensor, or a scalar in the parameters.
+/// One input of an elementwise operation: a GPU tensor, or a scalar in the parameters.
 pub(crate) enum Input<'a> {
     /// A tensor on the GPU (of a shape that broadcasts to the output's).
     Tensor(&'a Tensor),
-    /// A scalar of `DType` (f32, i32 or bool).
-    Scalar(Param, DType),
+    /// A scalar.
+    Scalar(Param),
 }
 
-/// Runs `out[i] = expr(x0, x1, ...)` over `shape`, with the inputs broadcast to it, into
-/// a new contiguous tensor of `out_dtype`. `expr` is WGSL over `x0`, `x1`, ... (bound to
-/// the inputs' elements) and `p` (the f32 `extra` parameter).
-pub(crate) fn map(
+/// An elementwise expression over tensors (each read at its layout broadcast to
+/// `shape`) and scalars: WGSL text in which `v0`, `v1`, ... are the tensors' elements
+/// and `s0`, `s1`, ... the scalars.
+#[derive(Clone)]
+pub(crate) struct Fused {
+    code: String,
+    tensors: Vec<Tensor>,
+    scalars: Vec<Param>,
+    /// The shape of the result.
+    pub(crate) shape: Vec<usize>,
+}
+
+impl Fused {
+    /// `template` (WGSL over `$0`, `$1`, `$2` for the inputs and `$p` for `param`)
+    /// applied to `inputs` at `shape`, inlining pending operands of that shape where the
+    /// limits allow.
+    fn build(template: &str, inputs: &[Input<'_>], param: Option<Param>, shape: &[usize]) -> Fused {
+        let mut f = Fused {
+            code: String::new(),
+            tensors: Vec::new(),
+            scalars: Vec::new(),
+            shape: shape.to_vec(),
+        };
+        let mut args = Vec::with_capacity(inputs.len());
+        for (k, input) in inputs.iter().enumerate() {
+            // room kept for the inputs after this one
+            let later = inputs.len() - k - 1 + param.is_some() as usize;
+            let arg = match input {
+                Input::Scalar(p) => f.scalar(*p),
+                Input::Tensor(t) => match inlinable(t, shape) {
+                    Some(inner) if f.fits(&inner, later) => f.absorb(inner),
+                    _ => f.tensor(t),
+                },
+            };
+            args.push(arg);
+        }
+        let mut code = template.to_string();
+        if let Some(p) = param {
+            let name = f.scalar(p);
+            code = code.replace("$p", &name);
+        }
+        for (k, a) in args.iter().enumerate() {
+            code = code.replace(&format!("${k}"), &format!("({a})"));
+        }
+        f.code = code;
+        f
+    }
+
+    /// The variable of a scalar leaf.
+    fn scalar(&mut self, p: Param) -> String {
+        self.scalars.push(p);
+        format!("s{}", self.scalars.len() - 1)
+    }
+
+    /// The variable of a tensor leaf (the same variable for the same view).
+    fn tensor(&mut self, t: &Tensor) -> String {
+        let same = |u: &Tensor| Arc::ptr_eq(&u.storage, &t.storage) && u.layout == t.layout;
+        let k = match self.tensors.iter().position(same) {
+            Some(k) => k,
+            None => {
+                self.tensors.push(t.clone());
+                self.tensors.len() - 1
+            }
+        };
+        format!("v{k}")
+    }
+
+    /// Whether `inner`'s leaves and text fit beside this expression's, keeping room for
+    /// `later` more leaves.
+    fn fits(&self, inner: &Fused, later: usize) -> bool {
+        self.tensors.len() + inner.tensors.len() + later <= MAX_TENSORS
+            && self.scalars.len() + inner.scalars.len() + later <= MAX_SCALARS
+            && self.code.len() + inner.code.len() <= MAX_CODE
+    }
+
+    /// Takes `inner`'s leaves and returns its text with its variables renamed to ours.
+    fn absorb(&mut self, inner: Fused) -> String {
+        let tmap: Vec<String> = inner.tensors.iter().map(|t| self.tensor(t)).collect();
+        let smap: Vec<String> = inner.scalars.iter().map(|&p| self.scalar(p)).collect();
+        rename(&inner.code, &tmap, &smap)
+    }
+}
+
+/// The pending expression of `t` if it can be inlined into an operation of output
+/// `shape`: its element `i` is the output's element `i`.
+fn inlinable(t: &Tensor, shape: &[usize]) -> Option<Fused> {
+    if t.shape() != shape || !t.is_contiguous() || t.layout.offset != 0 {
+        return None;
+    }
+    // a reshaped view of a pending result shares its storage but not its shape
+    storage_of(t).pending().filter(|f| f.shape == shape)
+}
+
+/// `code` with each variable `vK` replaced by `tmap[K]` and `sK` by `smap[K]`.
+fn rename(code: &str, tmap: &[String], smap: &[String]) -> String {
+    let mut out = String::with_capacity(code.len());
+    let bytes = code.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &code[start..i];
+            let mapped = match word.split_at(1) {
+                ("v", n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    n.parse::<usize>().ok().map(|k| tmap[k].as_str())
+                }
+                ("s", n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    n.parse::<usize>().ok().map(|k| smap[k].as_str())
+                }
+                _ => None,
+            };
+            out.push_str(mapped.unwrap_or(word));
+        } else {
+            out.push(c as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `template` over `inputs` (and `param`) as a new pending tensor of `out_dtype` and
+/// `shape` on GPU `ordinal`; nothing runs until its buffer is needed.
+pub(crate) fn lazy(
     op: &'static str,
     ordinal: usize,
-    expr: &str,
+    template: &str,
     inputs: &[Input<'_>],
-    extra: f32,
+    param: Option<Param>,
     out_dtype: DType,
     shape: &[usize],
 ) -> Result<Tensor> {
+    gpu::check_dtype(op, out_dtype, shape)?;
     let n = numel(shape);
-    let out = GpuStorage::alloc(op, ordinal, n, out_dtype)?;
-    let out_layout = Layout::contiguous(shape);
-    run_map(op, expr, inputs, extra, &out, &out_layout)?;
-    Ok(gpu::tensor(out, shape))
-}
-
-/// [`map`] writing into the view `out_layout` of an existing buffer (used by `concat`).
-pub(crate) fn run_map(
-    op: &'static str,
-    expr: &str,
-    inputs: &[Input<'_>],
-    extra: f32,
-    out: &GpuStorage,
-    out_layout: &Layout,
-) -> Result<()> {
-    let shape = &out_layout.shape;
-    let n = numel(shape);
-    if n == 0 {
-        return Ok(());
-    }
     if n > u32::MAX as usize / 2 {
         return Err(Error::Gpu {
             op,
             message: format!("{n} elements are more than a GPU kernel indexes"),
         });
     }
-    // broadcast layouts of the tensor inputs, at the output shape
-    let mut layouts: Vec<Layout> = vec![out_layout.clone()];
-    for input in inputs {
-        if let Input::Tensor(t) = input {
-            layouts.push(t.layout.broadcast_to(op, shape)?);
-        }
+    if n == 0 {
+        let out = GpuStorage::alloc(op, ordinal, 0, out_dtype)?;
+        return Ok(gpu::tensor(out, shape));
     }
+    let fused = Fused::build(template, inputs, param, shape);
+    Ok(gpu::tensor(
+        GpuStorage::lazy(fused, ordinal, out_dtype),
+        shape,
+    ))
+}
+
+/// Computes `fused` into the view `out_layout` (of `fused.shape`) of `out`.
+pub(crate) fn run_fused(
+    op: &'static str,
+    ctx: &Context,
+    fused: &Fused,
+    out: &wgpu::Buffer,
+    out_dtype: DType,
+    out_layout: &Layout,
+) -> Result<()> {
+    let shape = &fused.shape;
+    let n = numel(shape);
+    if n == 0 {
+        return Ok(());
+    }
+    let layouts: Vec<Layout> = std::iter::once(Ok(out_layout.clone()))
+        .chain(
+            fused
+                .tensors
+                .iter()
+                .map(|t| t.layout.broadcast_to(op, shape)),
+        )
+        .collect::<Result<_>>()?;
     let strides: Vec<&[isize]> = layouts.iter().map(|l| l.strides.as_slice()).collect();
     let (cshape, cstrides) = coalesce(shape, &strides);
     if cshape.len() > MAX_DIMS {
@@ -113,6 +270,7 @@ pub(crate) fn run_map(
             ),
         });
     }
+    let nd = cshape.len();
     let contiguous_at = |s: &[isize]| {
         let mut expected = 1isize;
         for (&d, &st) in cshape.iter().zip(s).rev() {
@@ -123,100 +281,101 @@ pub(crate) fn run_map(
         }
         true
     };
-    let access_of = |k: usize, t: Option<&Tensor>| {
-        if t.is_some_and(|t| t.numel() == 1) {
+    // parameters: n, ndim, shape[MAX_DIMS], then per tensor (output first) its offset and,
+    // if strided, its strides; then the scalars
+    let mut words: Vec<u32> = vec![n as u32, nd as u32];
+    words.extend(cshape.iter().map(|&d| d as u32));
+    words.resize(2 + MAX_DIMS, 1);
+    let mut key = String::new();
+    let mut decls = String::new();
+    let mut loads = String::new();
+    let mut out_index = String::new();
+    let mut buffers: Vec<&wgpu::Buffer> = vec![out];
+    let mut storages = Vec::with_capacity(fused.tensors.len());
+    for t in &fused.tensors {
+        storages.push(storage_of(t).buffer(op)?);
+    }
+    for (slot, layout) in layouts.iter().enumerate() {
+        let access = if slot > 0 && fused.tensors[slot - 1].numel() == 1 {
             Access::Single
-        } else if contiguous_at(&cstrides[k]) {
+        } else if contiguous_at(&cstrides[slot]) {
             Access::Contiguous
         } else {
             Access::Strided
-        }
-    };
-
-    // parameters: n, ndim, extra, scalar param, offsets[4], shape[8], strides[4][8]
-    let mut words = [0u32; 48];
-    words[0] = n as u32;
-    words[1] = cshape.len() as u32;
-    words[2] = extra.to_bits();
-    for (d, &s) in cshape.iter().enumerate() {
-        words[8 + d] = s as u32;
-    }
-    let mut src = String::new();
-    src.push_str(wgsl::META);
-    src.push_str(wgsl::MATH);
-    let out_access = access_of(0, None);
-    src.push_str(&format!(
-        "@group(0) @binding(1) var<storage, read_write> out: array<{}>;\n",
-        wgsl_type(out_layout_dtype(out))
-    ));
-    words[4] = out_layout.offset as u32;
-    for (d, &s) in cstrides[0].iter().enumerate() {
-        words[16 + d] = s as i32 as u32;
-    }
-    let mut buffers: Vec<&wgpu::Buffer> = vec![out.buffer()];
-    let mut loads = String::new();
-    let mut slot = 1usize; // tensor slot (offsets/strides index), 0 is the output
-    for (i, input) in inputs.iter().enumerate() {
-        match input {
-            Input::Tensor(t) => {
-                let access = access_of(slot, Some(t));
-                let s = storage_of(t);
-                buffers.push(s.buffer());
-                let ty = wgsl_type(s.dtype);
-                src.push_str(&format!(
-                    "@group(0) @binding({}) var<storage, read> in{i}: array<{ty}>;\n",
-                    buffers.len()
-                ));
-                words[4 + slot] = t.layout.offset as u32;
-                for (d, &st) in cstrides[slot].iter().enumerate() {
-                    words[16 + 8 * slot + d] = st as i32 as u32;
-                }
-                let index = match access {
-                    Access::Contiguous => format!("word({}u) + i", 4 + slot),
-                    Access::Single => format!("word({}u)", 4 + slot),
-                    Access::Strided => format!("at({slot}u, i)"),
-                };
-                loads.push_str(&format!("    let x{i} = in{i}[{index}];\n"));
-                slot += 1;
+        };
+        let off = words.len();
+        words.push(layout.offset as u32);
+        let index = match access {
+            Access::Contiguous => format!("word({off}u) + i"),
+            Access::Single => format!("word({off}u)"),
+            Access::Strided => {
+                words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
+                words.resize(off + 1 + MAX_DIMS, 0);
+                format!("at(i, {off}u)")
             }
-            Input::Scalar(p, dtype) => {
-                words[3] = p.bits();
-                let value = match dtype {
-                    DType::F32 => "bitcast<f32>(word(3u))",
-                    DType::I32 => "bitcast<i32>(word(3u))",
-                    _ => "word(3u)",
-                };
-                loads.push_str(&format!("    let x{i} = {value};\n"));
-            }
+        };
+        if slot == 0 {
+            let _ = write!(key, "{}:{access:?}|", wgsl_type(out_dtype));
+            out_index = index;
+        } else {
+            let k = slot - 1;
+            let ty = wgsl_type(fused.tensors[k].dtype());
+            let _ = write!(key, "{ty}:{access:?}|");
+            let _ = writeln!(
+                decls,
+                "@group(0) @binding({}) var<storage, read> in{k}: array<{ty}>;",
+                slot + 1
+            );
+            let _ = writeln!(loads, "    let v{k} = in{k}[{index}];");
+            buffers.push(storages[k]);
         }
     }
-    let out_index = match out_access {
-        Access::Strided => "at(0u, i)".to_string(),
-        _ => "word(4u) + i".to_string(),
-    };
-    src.push_str(
-        r#"
-fn at(t: u32, i: u32) -> u32 {
+    for (k, p) in fused.scalars.iter().enumerate() {
+        let _ = write!(key, "{}|", p.load());
+        let _ = writeln!(
+            loads,
+            "    let s{k} = {}(word({}u));",
+            p.load(),
+            words.len()
+        );
+        words.push(p.bits());
+    }
+    debug_assert!(words.len() * 4 <= crate::gpu::context::PARAM_SLOT as usize);
+    key.push_str(&fused.code);
+    let pipeline = ctx.pipeline(&key, || {
+        let mut src = String::new();
+        src.push_str(wgsl::PARAMS);
+        src.push_str(wgsl::MATH);
+        let _ = writeln!(
+            src,
+            "@group(0) @binding(1) var<storage, read_write> out: array<{}>;",
+            wgsl_type(out_dtype)
+        );
+        src.push_str(&decls);
+        let _ = write!(
+            src,
+            r#"
+fn at(i: u32, o: u32) -> u32 {{
     var rem = i;
-    var idx = i32(word(4u + t));
-    for (var d = i32(word(1u)) - 1; d >= 0; d--) {
-        let size = word(8u + u32(d));
-        idx += i32(rem % size) * bitcast<i32>(word(16u + 8u * t + u32(d)));
+    var idx = i32(word(o));
+    for (var d = i32(word(1u)) - 1; d >= 0; d--) {{
+        let size = word(2u + u32(d));
+        idx += i32(rem % size) * bitcast<i32>(word(o + 1u + u32(d)));
         rem = rem / size;
-    }
+    }}
     return u32(idx);
-}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= word(0u)) { return; }
-    let p = bitcast<f32>(word(2u));
+}}
+@compute @workgroup_size({WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let i = gid.x + gid.y * nwg.x * {WG}u;
+    if (i >= word(0u)) {{ return; }}
+{loads}    out[{out_index}] = {code};
+}}
 "#,
-    );
-    src.push_str(&loads);
-    src.push_str(&format!("    out[{out_index}] = {expr};\n}}\n"));
-    let ctx = out.context();
-    let pipeline = ctx.pipeline(&src);
+            code = fused.code
+        );
+        src
+    });
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
@@ -224,10 +383,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         grid((n as u32).div_ceil(WG)),
     );
     Ok(())
-}
-
-fn out_layout_dtype(out: &GpuStorage) -> DType {
-    out.dtype
 }
 
 /// Merges adjacent axes contiguous with each other in every one of `strides` and drops
@@ -265,113 +420,113 @@ fn coalesce(shape: &[usize], strides: &[&[isize]]) -> (Vec<usize>, Vec<Vec<isize
     (out_shape, out_strides)
 }
 
-/// The WGSL of a unary float operation on `x0` (`p` holds `powf`'s exponent or `powi`'s
-/// as a float).
+/// The WGSL of a unary float operation on `$0` (`$p` is `powf`'s exponent or `powi`'s as
+/// a float).
 pub(crate) fn unary_expr(op: UnaryOp) -> &'static str {
     match op {
-        UnaryOp::Neg => "-x0",
-        UnaryOp::Abs => "abs(x0)",
-        UnaryOp::Exp => "exp_(x0)",
-        UnaryOp::Ln => "ln_(x0)",
-        UnaryOp::Log1p => "log1p_(x0)",
-        UnaryOp::Expm1 => "expm1_(x0)",
-        UnaryOp::Sin => "sin(x0)",
-        UnaryOp::Cos => "cos(x0)",
-        UnaryOp::Tan => "tan(x0)",
-        UnaryOp::Tanh => "tanh_(x0)",
-        UnaryOp::Sqrt => "select(sqrt(x0), nan(), x0 < 0.0)",
-        UnaryOp::Recip => "1.0 / x0",
-        UnaryOp::Sigmoid => "sigmoid_(x0)",
-        UnaryOp::Relu => "relu_(x0)",
-        UnaryOp::Sign => "sign_(x0)",
-        UnaryOp::Powi(_) => "powi_(x0, i32(p))",
-        UnaryOp::Powf(_) => "pow_(x0, p)",
+        UnaryOp::Neg => "-$0",
+        UnaryOp::Abs => "abs($0)",
+        UnaryOp::Exp => "exp_($0)",
+        UnaryOp::Ln => "ln_($0)",
+        UnaryOp::Log1p => "log1p_($0)",
+        UnaryOp::Expm1 => "expm1_($0)",
+        UnaryOp::Sin => "sin($0)",
+        UnaryOp::Cos => "cos($0)",
+        UnaryOp::Tan => "tan($0)",
+        UnaryOp::Tanh => "tanh_($0)",
+        UnaryOp::Sqrt => "select(sqrt($0), nan(), $0 < 0.0)",
+        UnaryOp::Recip => "1.0 / $0",
+        UnaryOp::Sigmoid => "sigmoid_($0)",
+        UnaryOp::Relu => "relu_($0)",
+        UnaryOp::Sign => "sign_($0)",
+        UnaryOp::Powi(_) => "powi_($0, $p)",
+        UnaryOp::Powf(_) => "pow_($0, $p)",
     }
 }
 
-/// The extra parameter a unary operation needs.
-pub(crate) fn unary_param(op: UnaryOp) -> f32 {
+/// The parameter a unary operation needs.
+pub(crate) fn unary_param(op: UnaryOp) -> Option<Param> {
     match op {
-        UnaryOp::Powi(n) => n as f32,
-        UnaryOp::Powf(p) => p as f32,
-        _ => 0.0,
+        UnaryOp::Powi(n) => Some(Param::I32(n)),
+        UnaryOp::Powf(p) => Some(Param::F32(p as f32)),
+        _ => None,
     }
 }
 
-/// The WGSL of a binary float operation on `x0`, `x1`.
+/// The WGSL of a binary float operation on `$0`, `$1`.
 pub(crate) fn binary_expr(op: BinaryOp) -> &'static str {
     match op {
-        BinaryOp::Add => "x0 + x1",
-        BinaryOp::Sub => "x0 - x1",
-        BinaryOp::Mul => "x0 * x1",
-        BinaryOp::Div => "x0 / x1",
-        BinaryOp::Pow => "pow_(x0, x1)",
-        BinaryOp::Maximum => "max_nan(x0, x1)",
-        BinaryOp::Minimum => "min_nan(x0, x1)",
+        BinaryOp::Add => "$0 + $1",
+        BinaryOp::Sub => "$0 - $1",
+        BinaryOp::Mul => "$0 * $1",
+        BinaryOp::Div => "$0 / $1",
+        BinaryOp::Pow => "pow_($0, $1)",
+        BinaryOp::Maximum => "max_nan($0, $1)",
+        BinaryOp::Minimum => "min_nan($0, $1)",
     }
 }
 
-/// The WGSL of a comparison of `x0`, `x1` as a u32 mask. (`!=` is written `!(==)`:
+/// The WGSL of a comparison of `$0`, `$1` as a u32 mask. (`!=` is written `!(==)`:
 /// some drivers compile `!=` as an ordered comparison, false for NaN.)
 pub(crate) fn compare_expr(op: CmpOp) -> &'static str {
     match op {
-        CmpOp::Eq => "u32(x0 == x1)",
-        CmpOp::Ne => "u32(!(x0 == x1))",
-        CmpOp::Lt => "u32(x0 < x1)",
-        CmpOp::Le => "u32(x0 <= x1)",
-        CmpOp::Gt => "u32(x0 > x1)",
-        CmpOp::Ge => "u32(x0 >= x1)",
+        CmpOp::Eq => "u32($0 == $1)",
+        CmpOp::Ne => "u32(!($0 == $1))",
+        CmpOp::Lt => "u32($0 < $1)",
+        CmpOp::Le => "u32($0 <= $1)",
+        CmpOp::Gt => "u32($0 > $1)",
+        CmpOp::Ge => "u32($0 >= $1)",
     }
 }
 
-/// The WGSL converting `x0` of dtype `from` to `to` with the CPU's rules: floats
+/// The WGSL converting `$0` of dtype `from` to `to` with the CPU's rules: floats
 /// truncate toward zero to i32 (saturating, NaN to 0), anything is a bool by `!= 0`,
 /// bools are 0 or 1.
 pub(crate) fn cast_expr(from: DType, to: DType) -> &'static str {
     match (from, to) {
         (DType::F32, DType::I32) => {
-            "select(i32(clamp(x0, -2147483648.0, 2147483520.0)), select(2147483647, -2147483648, x0 < 0.0), abs(x0) >= 2147483648.0) * i32(!is_nan(x0))"
+            "select(i32(clamp($0, -2147483648.0, 2147483520.0)), select(2147483647, -2147483648, $0 < 0.0), abs($0) >= 2147483648.0) * i32(!is_nan($0))"
         }
-        (DType::F32, DType::Bool) => "u32(!(x0 == 0.0))",
-        (DType::I32, DType::F32) => "f32(x0)",
-        (DType::I32, DType::Bool) => "u32(x0 != 0)",
-        (DType::Bool, DType::F32) => "f32(x0)",
-        (DType::Bool, DType::I32) => "i32(x0)",
-        _ => "x0",
+        (DType::F32, DType::Bool) => "u32(!($0 == 0.0))",
+        (DType::I32, DType::F32) => "f32($0)",
+        (DType::I32, DType::Bool) => "u32($0 != 0)",
+        (DType::Bool, DType::F32) => "f32($0)",
+        (DType::Bool, DType::I32) => "i32($0)",
+        _ => "$0",
     }
 }
 
 /// The tensor as a contiguous GPU tensor that owns its whole buffer (itself when it
-/// already is one, otherwise a copy).
+/// already is one, otherwise a copy, pending like any elementwise result).
 pub(crate) fn contiguous(op: &'static str, t: &Tensor) -> Result<Tensor> {
     let s = storage_of(t);
     if t.is_contiguous() && t.layout.offset == 0 && s.len == t.numel() {
         return Ok(t.clone());
     }
-    map(
+    lazy(
         op,
         s.ordinal,
-        "x0",
+        "$0",
         &[Input::Tensor(t)],
-        0.0,
+        None,
         s.dtype,
         t.shape(),
     )
 }
 
-/// The tensor as a contiguous view, copied only if its elements are not in row-major
+/// The tensor as a row-major view, copied only if its elements are not in row-major
 /// order (an offset into a larger buffer is kept).
 pub(crate) fn row_major(op: &'static str, t: &Tensor) -> Result<Tensor> {
     if t.is_contiguous() {
         return Ok(t.clone());
     }
     let s = storage_of(t);
-    map(
+    lazy(
         op,
         s.ordinal,
-        "x0",
+        "$0",
         &[Input::Tensor(t)],
-        0.0,
+        None,
         s.dtype,
         t.shape(),
     )
@@ -386,31 +541,45 @@ pub(crate) fn full(
     dtype: DType,
 ) -> Result<Tensor> {
     gpu::check_dtype(op, dtype, shape)?;
-    let (param, expr) = match dtype {
-        DType::F32 => (Param::F32(value as f32), "x0"),
-        DType::I32 => (Param::I32(value as i32), "x0"),
-        _ => (Param::I32((value != 0.0) as i32), "u32(x0 != 0)"),
+    crate::gpu::context::context(ordinal)?;
+    let (param, template) = match dtype {
+        DType::F32 => (Param::F32(value as f32), "$0"),
+        DType::I32 => (Param::I32(value as i32), "$0"),
+        _ => (Param::I32((value != 0.0) as i32), "u32($0)"),
     };
-    let in_dtype = if dtype == DType::F32 {
-        DType::F32
-    } else {
-        DType::I32
-    };
-    map(
+    lazy(
         op,
         ordinal,
-        expr,
-        &[Input::Scalar(param, in_dtype)],
-        0.0,
+        template,
+        &[Input::Scalar(param)],
+        None,
         dtype,
         shape,
+    )
+}
+
+/// Copies `t` into the view `out_layout` (of `t`'s shape) of `out` (used by `concat`).
+pub(crate) fn copy_into(
+    op: &'static str,
+    t: &Tensor,
+    out: &GpuStorage,
+    out_layout: &Layout,
+) -> Result<()> {
+    let fused = Fused::build("$0", &[Input::Tensor(t)], None, &out_layout.shape);
+    run_fused(
+        op,
+        out.context(),
+        &fused,
+        out.buffer(op)?,
+        out.dtype,
+        out_layout,
     )
 }
 
 /// A unary float operation on a GPU tensor.
 pub(crate) fn unary(op_name: &'static str, x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let s = storage_of(x);
-    map(
+    lazy(
         op_name,
         s.ordinal,
         unary_expr(op),
@@ -430,12 +599,12 @@ pub(crate) fn binary(
     shape: &[usize],
 ) -> Result<Tensor> {
     let s = storage_of(a);
-    map(
+    lazy(
         op_name,
         s.ordinal,
         binary_expr(op),
         &[Input::Tensor(a), Input::Tensor(b)],
-        0.0,
+        None,
         DType::F32,
         shape,
     )
@@ -450,18 +619,18 @@ pub(crate) fn binary_scalar(
     scalar_first: bool,
 ) -> Result<Tensor> {
     let ordinal = storage_of(x).ordinal;
-    let scalar = Input::Scalar(Param::F32(s as f32), DType::F32);
+    let scalar = Input::Scalar(Param::F32(s as f32));
     let inputs = if scalar_first {
         [scalar, Input::Tensor(x)]
     } else {
         [Input::Tensor(x), scalar]
     };
-    map(
+    lazy(
         op_name,
         ordinal,
         binary_expr(op),
         &inputs,
-        0.0,
+        None,
         DType::F32,
         x.shape(),
     )
@@ -476,12 +645,12 @@ pub(crate) fn compare(
     shape: &[usize],
 ) -> Result<Tensor> {
     let s = storage_of(a);
-    map(
+    lazy(
         op_name,
         s.ordinal,
         compare_expr(op),
         &[Input::Tensor(a), Input::Tensor(b)],
-        0.0,
+        None,
         DType::Bool,
         shape,
     )
@@ -490,13 +659,42 @@ pub(crate) fn compare(
 /// `a` where `mask`, `b` elsewhere, broadcast to `shape` (GPU tensors, checked).
 pub(crate) fn where_(mask: &Tensor, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let s = storage_of(a);
-    map(
+    lazy(
         "where",
         s.ordinal,
-        "select(x2, x1, x0 != 0u)",
+        "select($2, $1, $0 != 0u)",
         &[Input::Tensor(mask), Input::Tensor(a), Input::Tensor(b)],
-        0.0,
+        None,
         s.dtype,
         shape,
     )
+}
+
+/// `t` converted to `dtype` (f32, i32 or bool) by the CPU's rules.
+pub(crate) fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    let s = storage_of(t);
+    lazy(
+        "to_dtype",
+        s.ordinal,
+        cast_expr(t.dtype(), dtype),
+        &[Input::Tensor(t)],
+        None,
+        dtype,
+        t.shape(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rename;
+
+    #[test]
+    fn renaming_touches_only_whole_leaf_variables() {
+        let t = vec!["v3".to_string(), "v0".to_string()];
+        let s = vec!["s7".to_string()];
+        assert_eq!(
+            rename("select(v1, sign_(v0) * s0, v10x > 0.0)", &t, &s),
+            "select(v0, sign_(v3) * s7, v10x > 0.0)"
+        );
+    }
 }

@@ -74,14 +74,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     out[i] = x[word(4u) + (o * word(3u) + u32(idx[word(5u) + j])) * inner + r];
 }}
 "#,
-        meta = wgsl::META
+        meta = wgsl::PARAMS
     );
     let ctx = out.context();
-    let pipeline = ctx.pipeline(&src);
+    let pipeline = ctx.pipeline(&format!("index_select {ty}"), || src);
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
-        &[out.buffer(), sx.buffer(), si.buffer()],
+        &[out.buffer(OP)?, sx.buffer(OP)?, si.buffer(OP)?],
         grid((n as u32).div_ceil(WG)),
     );
     Ok(gpu::tensor(out, out_shape))
@@ -98,7 +98,7 @@ pub(crate) fn concat(tensors: &[&Tensor], ax: usize, shape: &[usize]) -> Result<
     for t in tensors {
         let len = t.shape()[ax];
         let view = full.slice(ax, start, start + len, 1);
-        elementwise::run_map(OP, "x0", &[elementwise::Input::Tensor(t)], 0.0, &out, &view)?;
+        elementwise::copy_into(OP, t, &out, &view)?;
         start += len;
     }
     Ok(gpu::tensor(out, shape))
@@ -113,20 +113,20 @@ pub(crate) fn one_hot(indices: &Tensor, num_classes: usize, dtype: DType) -> Res
     let range = gpu::upload(OP, &classes, &[num_classes], ordinal)?;
     let column = indices.with_layout(indices.layout.unsqueeze(indices.ndim()));
     let shape = [indices.shape(), &[num_classes]].concat();
-    let expr = match dtype {
-        DType::F32 => "f32(x0 == x1)",
-        DType::I32 => "i32(x0 == x1)",
-        _ => "u32(x0 == x1)",
+    let template = match dtype {
+        DType::F32 => "f32($0 == $1)",
+        DType::I32 => "i32($0 == $1)",
+        _ => "u32($0 == $1)",
     };
-    elementwise::map(
+    elementwise::lazy(
         OP,
         ordinal,
-        expr,
+        template,
         &[
             elementwise::Input::Tensor(&column),
             elementwise::Input::Tensor(&range),
         ],
-        0.0,
+        None,
         dtype,
         &shape,
     )

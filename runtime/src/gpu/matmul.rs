@@ -93,9 +93,12 @@ pub(crate) fn matmul(
             message: format!("a {m} x {n} product needs more workgroups than one dispatch allows"),
         });
     }
-    let src = source(tile, la.strides[nb + 1] == 1, lb.strides[nb + 1] == 1);
+    let (a_k, b_n) = (la.strides[nb + 1] == 1, lb.strides[nb + 1] == 1);
     let ctx = out.context();
-    let pipeline = ctx.pipeline(&src);
+    let pipeline = ctx.pipeline(&format!("matmul {tile:?} {a_k} {b_n}"), || {
+        source(tile, a_k, b_n)
+    });
+    let buffers = [out.buffer(OP)?, sa.buffer(OP)?, sb.buffer(OP)?];
     let mut words = [0u32; 32];
     words[0] = m as u32;
     words[1] = n as u32;
@@ -119,7 +122,7 @@ pub(crate) fn matmul(
         ctx.dispatch(
             &pipeline,
             bytemuck::cast_slice(&words),
-            &[out.buffer(), sa.buffer(), sb.buffer()],
+            &buffers,
             [groups_x, groups_y, count as u32],
         );
         base += count;
@@ -133,7 +136,7 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool) -> String {
     let threads = (t.bm / t.tm) * (t.bn / t.tn);
     debug_assert_eq!(threads, 256);
     let mut s = String::new();
-    s.push_str(wgsl::META);
+    s.push_str(wgsl::PARAMS);
     let (bm, bn, bk, tm, tn) = (t.bm, t.bn, t.bk, t.tm, t.tn);
     // staging: element e of the A tile is (r, kk); which index runs fastest follows memory
     let a_rk = if a_k_contiguous {

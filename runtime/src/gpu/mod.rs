@@ -22,9 +22,11 @@ pub(crate) mod matmul;
 pub(crate) mod reduce;
 mod wgsl;
 
+use std::sync::{Mutex, OnceLock};
+
 use crate::element::{DType, Element};
 use crate::error::{Error, Result};
-use crate::shape::numel;
+use crate::shape::{Layout, numel};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use context::Context;
@@ -37,8 +39,14 @@ pub(crate) const MAX_GROUPS: u32 = 65535;
 
 /// A buffer of `len` elements of `dtype` on GPU `ordinal`. Dropping it returns the
 /// buffer to the context's pool.
+///
+/// Elementwise results start out *pending*: the expression that computes them (see
+/// [`elementwise::Fused`]) is kept instead of a buffer, so that a later elementwise
+/// operation can compute it inline, in the same kernel. The buffer is made (one kernel
+/// for the whole fused expression) the first time something needs it.
 pub(crate) struct GpuStorage {
-    buffer: Option<wgpu::Buffer>,
+    buffer: OnceLock<wgpu::Buffer>,
+    pending: Mutex<Option<elementwise::Fused>>,
     pub(crate) len: usize,
     pub(crate) dtype: DType,
     pub(crate) ordinal: usize,
@@ -68,11 +76,50 @@ impl Drop for GpuStorage {
 }
 
 impl GpuStorage {
-    /// The buffer.
-    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        match &self.buffer {
-            Some(b) => b,
-            None => unreachable!("a live GpuStorage always holds its buffer"),
+    /// The buffer, computing a pending expression into it first.
+    pub(crate) fn buffer(&self, op: &'static str) -> Result<&wgpu::Buffer> {
+        if let Some(b) = self.buffer.get() {
+            return Ok(b);
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = self.buffer.get() {
+            return Ok(b);
+        }
+        let Some(fused) = pending.as_ref() else {
+            unreachable!("a GpuStorage has a buffer or a pending expression")
+        };
+        let buffer = self.context().alloc(op, (self.len as u64) * 4)?;
+        elementwise::run_fused(
+            op,
+            self.context(),
+            fused,
+            &buffer,
+            self.dtype,
+            &Layout::contiguous(&fused.shape),
+        )?;
+        *pending = None;
+        Ok(self.buffer.get_or_init(|| buffer))
+    }
+
+    /// The pending expression, if the buffer has not been computed yet.
+    pub(crate) fn pending(&self) -> Option<elementwise::Fused> {
+        if self.buffer.get().is_some() {
+            return None;
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A storage whose elements are `fused`, computed when first needed.
+    pub(crate) fn lazy(fused: elementwise::Fused, ordinal: usize, dtype: DType) -> GpuStorage {
+        GpuStorage {
+            buffer: OnceLock::new(),
+            len: numel(&fused.shape),
+            pending: Mutex::new(Some(fused)),
+            dtype,
+            ordinal,
         }
     }
 
@@ -92,7 +139,8 @@ impl GpuStorage {
         check_dtype(op, dtype, &[len])?;
         let buffer = ctx.alloc(op, (len as u64) * 4)?;
         Ok(GpuStorage {
-            buffer: Some(buffer),
+            buffer: OnceLock::from(buffer),
+            pending: Mutex::new(None),
             len,
             dtype,
             ordinal: ctx_ordinal,
@@ -150,14 +198,14 @@ pub(crate) fn upload<T: Element>(
             // SAFETY: T is f32 or i32: four bytes each, no padding, any bit pattern valid as bytes.
             let bytes =
                 unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 4) };
-            ctx.upload(storage.buffer(), bytes);
+            ctx.upload(storage.buffer(op)?, bytes);
         }
         DType::Bool => {
             // SAFETY: T is bool (its DTYPE says so; Element is sealed).
             let flags =
                 unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<bool>(), data.len()) };
             let words: Vec<u32> = flags.iter().map(|&b| b as u32).collect();
-            ctx.upload(storage.buffer(), bytemuck::cast_slice(&words));
+            ctx.upload(storage.buffer(op)?, bytemuck::cast_slice(&words));
         }
         DType::F64 => unreachable!("check_dtype refused f64"),
     }
@@ -179,7 +227,7 @@ pub(crate) fn download<T: Element>(op: &'static str, t: &Tensor) -> Result<Vec<T
     let n = t.numel();
     let bytes = s
         .context()
-        .read(op, s.buffer(), t.layout.offset as u64 * 4, n as u64 * 4)?;
+        .read(op, s.buffer(op)?, t.layout.offset as u64 * 4, n as u64 * 4)?;
     let any: Box<dyn std::any::Any> = match T::DTYPE {
         DType::F32 => Box::new(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)),
         DType::I32 => Box::new(bytemuck::pod_collect_to_vec::<u8, i32>(&bytes)),

@@ -48,7 +48,7 @@ pub(crate) fn along_axis(
     let out = GpuStorage::alloc(NAME, s.ordinal, crate::shape::numel(out_shape), out_dtype)?;
     let lanes = outer * inner;
     if out.len > 0 {
-        run(s, x.layout.offset, &out, op, lanes, n, inner, lanes * n);
+        run(s, x.layout.offset, &out, op, lanes, n, inner, lanes * n)?;
     }
     Ok(gpu::tensor(out, out_shape))
 }
@@ -71,7 +71,7 @@ pub(crate) fn reduce_all(x: &Tensor, op: ReduceOp) -> Result<Tensor> {
                 total,
                 1,
                 total,
-            );
+            )?;
             return Ok(gpu::tensor(out, &[]));
         }
         let lanes = total.div_ceil(CHUNK);
@@ -85,7 +85,7 @@ pub(crate) fn reduce_all(x: &Tensor, op: ReduceOp) -> Result<Tensor> {
             CHUNK,
             1,
             total,
-        );
+        )?;
         cur = gpu::tensor(out, &[lanes]);
     }
 }
@@ -103,7 +103,7 @@ fn run(
     n: usize,
     inner: usize,
     total: usize,
-) {
+) -> Result<()> {
     let words: [u32; 8] = [
         lanes as u32,
         n as u32,
@@ -115,9 +115,8 @@ fn run(
         0,
     ];
     let short = n <= SHORT_LANE;
-    let src = source(op, short);
     let ctx = x.context();
-    let pipeline = ctx.pipeline(&src);
+    let pipeline = ctx.pipeline(&format!("lane {op:?} {short}"), || source(op, short));
     let groups = if short {
         (lanes as u32).div_ceil(WG)
     } else {
@@ -126,9 +125,10 @@ fn run(
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
-        &[out.buffer(), x.buffer()],
+        &[out.buffer("reduce")?, x.buffer("reduce")?],
         grid(groups),
     );
+    Ok(())
 }
 
 /// The WGSL of a lane kernel. The body is written once over `combine`/`init` and either
@@ -139,7 +139,7 @@ fn source(op: LaneOp, short: bool) -> String {
         _ => "f32",
     };
     let mut s = String::new();
-    s.push_str(wgsl::META);
+    s.push_str(wgsl::PARAMS);
     s.push_str(wgsl::MATH);
     s.push_str(&format!(
         "@group(0) @binding(1) var<storage, read_write> out: array<{out_ty}>;\n\

@@ -4,7 +4,7 @@
 
 /// Every kernel's first binding: `params`, the dispatch's parameters as u32 words in a
 /// uniform buffer (one 256-byte slot), read with `word(i)`.
-pub(crate) const META: &str = r#"
+pub(crate) const PARAMS: &str = r#"
 @group(0) @binding(0) var<uniform> params: array<vec4<u32>, 16>;
 fn word(i: u32) -> u32 { return params[i >> 2u][i & 3u]; }
 "#;

@@ -230,3 +230,39 @@ fn constructors_like_stay_on_the_device() {
     assert_eq!(i.to_vec::<i32>(), vec![-7, -7]);
     assert_eq!(x.gt(&x.scalar_like(0.0)).device(), dev);
 }
+
+#[test]
+fn fused_expressions_respect_their_limits_and_share_operands() {
+    let Some(dev) = gpu() else { return };
+    let xs: Vec<Tensor> = (0..9).map(|k| tensor(&[5, 7], 40 + k, false)).collect();
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    // more leaves than one kernel binds, each a pending exp()
+    check(&dev, "sum of nine", &refs, 1e-5, |t| {
+        t.iter()
+            .map(|x| (x * 0.1).exp())
+            .fold(t[0].zeros_like(), |a, b| a + b)
+    });
+    // more scalars than one kernel carries
+    check(&dev, "thirty scalars", &[&xs[0]], 1e-5, |t| {
+        (0..30).fold(t[0].clone(), |a, k| a * 0.99 + k as f64 / 100.0)
+    });
+    // a pending value used twice, reshaped, broadcast and reduced
+    check(&dev, "shared pending", &[&xs[1], &xs[2]], 1e-5, |t| {
+        let p = (&t[0] * &t[1]).tanh();
+        let q = &p * &p + p.reshape(&[7, 5]).t();
+        q + p.slice(0, 1, 2).sum_axis(0, true) + p.sum()
+    });
+    check(
+        &dev,
+        "where over fused masks",
+        &[&xs[3], &xs[4]],
+        0.0,
+        |t| {
+            let m = t[0]
+                .gt(&t[1])
+                .to_dtype(DType::F32)
+                .gt(&t[0].scalar_like(0.5));
+            Tensor::where_(&m, &(&t[0] * 2.0), &t[1].neg())
+        },
+    );
+}
