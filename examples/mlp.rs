@@ -7,12 +7,13 @@
 //! cargo run --release --example mlp [-- loss.png]
 //! ```
 //!
-//! The gradient is written by hand (`data/mlp_model.rs`) until `#[grad]` handles
-//! tensors; then it becomes `loss_value_and_grad` of the plain loss function.
+//! The model and its loss are plain Rust (`data/mlp_model.rs`); `#[grad]` writes the
+//! gradient (`loss_value_and_grad`) at compile time.
 
 #[path = "data/digits.rs"]
 mod digits;
 #[path = "data/mlp_model.rs"]
+#[allow(dead_code)]
 mod mlp_model;
 
 use std::time::Instant;

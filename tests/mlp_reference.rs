@@ -9,7 +9,7 @@ mod mlp_model;
 use std::collections::HashMap;
 
 use ferrax::prelude::*;
-use mlp_model::{Dense, Mlp, cross_entropy, loss_and_grad};
+use mlp_model::{Dense, Mlp, loss_and_grad};
 
 const REFERENCE: &str = include_str!("../reference/gradients.txt");
 
@@ -78,7 +78,7 @@ fn mlp_from(r: &HashMap<String, Tensor>, prefix: &str) -> Mlp {
 }
 
 #[test]
-fn hand_written_mlp_gradient_matches_jax() {
+fn mlp_gradient_matches_jax() {
     let r = reference("mlp");
     let params = mlp_from(&r, "");
     assert_eq!(params.layers.len(), 3);
@@ -97,35 +97,98 @@ fn hand_written_mlp_gradient_matches_jax() {
     }
 }
 
-fn layer_norm(h: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
-    let centred = h - &h.mean_axis(-1, true);
-    let var = centred.powi(2).mean_axis(-1, true);
-    centred / (var + 1e-5).sqrt() * gamma + beta
+/// One residual block: layer normalisation, a tanh layer, a linear layer, added back.
+#[derive(Clone, Debug, Differentiable)]
+struct Block {
+    gamma: Tensor,
+    beta: Tensor,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+/// The residual network of `reference/gradients.py`.
+#[derive(Clone, Debug, Differentiable)]
+struct ResNet {
+    w_in: Tensor,
+    b_in: Tensor,
+    blocks: Vec<Block>,
+    w_out: Tensor,
+    b_out: Tensor,
+}
+
+#[grad(wrt(p))]
+fn resnet_loss(p: &ResNet, x: &Tensor, one_hot: &Tensor) -> Tensor {
+    let mut h = x.matmul(&p.w_in) + &p.b_in;
+    for blk in &p.blocks {
+        let centred = &h - &h.mean_axis(-1, true);
+        let var = centred.powi(2).mean_axis(-1, true);
+        let y = centred / (var + 1e-5).sqrt() * &blk.gamma + &blk.beta;
+        let y = (y.matmul(&blk.w1) + &blk.b1).tanh();
+        h = h + y.matmul(&blk.w2) + &blk.b2;
+    }
+    let logits = h.matmul(&p.w_out) + &p.b_out;
+    -(logits.log_softmax(1) * one_hot).sum_axis(1, false).mean()
+}
+
+fn resnet_from(r: &HashMap<String, Tensor>, prefix: &str) -> ResNet {
+    let g = |n: &str| r[&format!("{prefix}{n}")].clone();
+    ResNet {
+        w_in: g("w_in"),
+        b_in: g("b_in"),
+        blocks: (0..2)
+            .map(|k| {
+                let q = |n: &str| g(&format!("block{k}.{n}"));
+                Block {
+                    gamma: q("gamma"),
+                    beta: q("beta"),
+                    w1: q("w1"),
+                    b1: q("b1"),
+                    w2: q("w2"),
+                    b2: q("b2"),
+                }
+            })
+            .collect(),
+        w_out: g("w_out"),
+        b_out: g("b_out"),
+    }
 }
 
 #[test]
-fn residual_network_loss_matches_jax() {
+fn residual_network_gradient_matches_jax() {
     let r = reference("resnet");
-    let p = |name: &str| &r[name];
-    let mut h = r["x"].matmul(p("w_in")) + p("b_in");
-    for k in 0..2 {
-        let q = |n: &str| &r[&format!("block{k}.{n}")];
-        let y = layer_norm(&h, q("gamma"), q("beta"));
-        let y = (y.matmul(q("w1")) + q("b1")).tanh();
-        h = h + y.matmul(q("w2")) + q("b2");
-    }
-    let logits = h.matmul(p("w_out")) + p("b_out");
-    let loss = cross_entropy(&logits, &r["labels"].one_hot(3, DType::F64)).item::<f64>();
-    let want = r["loss"].item::<f64>();
+    let params = resnet_from(&r, "");
+    let one_hot = r["labels"].one_hot(3, DType::F64);
+    let (loss, grads) = resnet_loss_value_and_grad(&params, &r["x"], &one_hot);
+    let plain = resnet_loss(&params, &r["x"], &one_hot).item::<f64>();
+    let (loss, want) = (loss.item::<f64>(), r["loss"].item::<f64>());
+    assert_eq!(loss, plain, "value_and_grad's value is the function's");
     assert!(
         (loss - want).abs() <= 1e-13 * want.abs(),
         "loss: ours {loss}, JAX {want}"
     );
-    // every parameter has a gradient of its shape, for the tensor #[grad] tests to come
-    for (name, t) in &r {
-        if let Some(param) = name.strip_prefix("grad.") {
-            assert_eq!(t.shape(), r[param].shape(), "{name}");
+    let want = resnet_from(&r, "grad.");
+    assert_eq!(grads.num_leaves(), 16);
+    let pairs = [
+        ("w_in", &grads.w_in, &want.w_in),
+        ("b_in", &grads.b_in, &want.b_in),
+        ("w_out", &grads.w_out, &want.w_out),
+        ("b_out", &grads.b_out, &want.b_out),
+    ];
+    for (name, g, w) in pairs {
+        assert_close(name, g, w, 1e-11);
+    }
+    for (k, (g, w)) in grads.blocks.iter().zip(&want.blocks).enumerate() {
+        for (name, a, b) in [
+            ("gamma", &g.gamma, &w.gamma),
+            ("beta", &g.beta, &w.beta),
+            ("w1", &g.w1, &w.w1),
+            ("b1", &g.b1, &w.b1),
+            ("w2", &g.w2, &w.w2),
+            ("b2", &g.b2, &w.b2),
+        ] {
+            assert_close(&format!("block{k}.{name}"), a, b, 1e-11);
         }
     }
-    assert_eq!(r.keys().filter(|n| n.starts_with("grad.")).count(), 16);
 }

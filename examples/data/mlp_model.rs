@@ -1,9 +1,6 @@
-//! A multilayer perceptron (relu hidden layers, softmax cross-entropy) with its gradient
-//! written by hand. Shared by `examples/mlp.rs` and the test that checks the gradient
-//! against JAX (`tests/mlp_reference.rs`).
-//!
-//! The hand-written backward pass stands in until `#[grad]` handles tensors; then this
-//! becomes `#[grad(wrt(params))] fn loss(..)` and `loss_value_and_grad`.
+//! A multilayer perceptron (relu hidden layers, softmax cross-entropy) and its loss, whose
+//! gradient `#[grad]` derives. Shared by `examples/mlp.rs`, the benchmarks and the test that
+//! checks the gradient against JAX (`tests/mlp_reference.rs`).
 
 use ferrax::prelude::*;
 
@@ -41,59 +38,41 @@ impl Mlp {
 
     /// The logits `[batch, classes]` of a batch `x: [batch, inputs]`.
     pub fn logits(&self, x: &Tensor) -> Tensor {
-        self.forward(x).0
-    }
-
-    /// The logits and every layer's input (kept for the backward pass).
-    fn forward(&self, x: &Tensor) -> (Tensor, Vec<Tensor>) {
-        let mut inputs = Vec::with_capacity(self.layers.len());
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let z = h.matmul(&layer.w) + &layer.b;
-            inputs.push(h);
             h = if i + 1 < self.layers.len() {
                 z.relu()
             } else {
                 z
             };
         }
-        (h, inputs)
+        h
     }
 }
 
 /// The mean softmax cross-entropy of `logits: [batch, classes]` against `one_hot` labels.
 pub fn cross_entropy(logits: &Tensor, one_hot: &Tensor) -> Tensor {
-    let n = logits.shape()[0] as f64;
-    -(logits.log_softmax(1) * one_hot).sum() / n
+    -(logits.log_softmax(1) * one_hot).sum_axis(1, false).mean()
 }
 
-/// The loss of `params` on a batch and its gradient, by a hand-written backward pass.
-///
-/// Until `#[grad]` handles tensors; then this becomes `loss_value_and_grad`.
-pub fn loss_and_grad(params: &Mlp, x: &Tensor, one_hot: &Tensor) -> (f64, Mlp) {
-    let (logits, inputs) = params.forward(x);
-    let n = logits.shape()[0] as f64;
-    let loss = cross_entropy(&logits, one_hot);
-    // d loss / d logits = (softmax - one_hot) / n
-    let mut d = (logits.softmax(1) - one_hot) / n;
-    let mut grads = Vec::with_capacity(params.layers.len());
-    for (i, (layer, h)) in params.layers.iter().zip(&inputs).enumerate().rev() {
-        grads.push(Dense {
-            w: h.t().matmul(&d),
-            b: ferrax::unbroadcast(&d, layer.b.shape()),
-        });
-        if i > 0 {
-            // h = relu(z): the gradient passes where h > 0
-            let dh = d.matmul(&layer.w.t());
-            d = Tensor::where_(&h.gt(&h.scalar_like(0.0)), &dh, &dh.scalar_like(0.0));
-        }
+/// The training loss: the mean softmax cross-entropy of the network on a batch. Plain
+/// Rust; `#[grad]` also emits `loss_value_and_grad(params, x, one_hot) -> (loss, Mlp)`.
+#[grad(wrt(params))]
+pub fn loss(params: &Mlp, x: &Tensor, one_hot: &Tensor) -> Tensor {
+    let last = params.layers.len() - 1;
+    let mut h = x.clone();
+    for i in 0..last {
+        h = (h.matmul(&params.layers[i].w) + &params.layers[i].b).relu();
     }
-    grads.reverse();
-    let loss = match loss.dtype() {
-        DType::F32 => loss.item::<f32>() as f64,
-        _ => loss.item::<f64>(),
-    };
-    (loss, Mlp { layers: grads })
+    let logits = h.matmul(&params.layers[last].w) + &params.layers[last].b;
+    -(logits.log_softmax(1) * one_hot).sum_axis(1, false).mean()
+}
+
+/// The loss as an `f64` and its gradient, from `loss_value_and_grad`.
+pub fn loss_and_grad(params: &Mlp, x: &Tensor, one_hot: &Tensor) -> (f64, Mlp) {
+    let (loss, grads) = loss_value_and_grad(params, x, one_hot);
+    (loss.to_dtype(DType::F64).item::<f64>(), grads)
 }
 
 /// The fraction of rows of `logits` whose largest entry is at `labels`.

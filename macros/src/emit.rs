@@ -192,7 +192,7 @@ impl Emitter<'_> {
                     Kind::Float(p) => p,
                     _ => Prec::Infer,
                 };
-                let r = self.rhs(rhs, prec, info.kind.is_tensor());
+                let r = self.rhs(rhs, prec, !info.kind.is_scalar() || info.kind.is_tensor());
                 quote!(let #m #id #ty = #r;)
             }
             Stmt::Assign { var, value } => {

@@ -800,6 +800,7 @@ pub fn row(p: Prim) -> Row {
             let m = b.prim(Select, &[hit, f(1.0), f(0.0)]);
             let cnt = b.prim(Sum, &[m]);
             let dm = b.scale(d[0], m)?;
+            b.shaped_like(dm, x[0]);
             let s = b.prim(Sum, &[dm]);
             Some(b.prim(Div, &[s, cnt]))
         }),
@@ -809,6 +810,7 @@ pub fn row(p: Prim) -> Row {
             let m = b.prim(Select, &[hit, f(1.0), f(0.0)]);
             let cnt = b.prim(SumAxis, &[m, x[1], x[2]]);
             let dm = b.scale(d[0], m)?;
+            b.shaped_like(dm, x[0]);
             let s = b.prim(SumAxis, &[dm, x[1], x[2]]);
             Some(b.prim(Div, &[s, cnt]))
         }),
@@ -818,23 +820,26 @@ pub fn row(p: Prim) -> Row {
             let z = b.prim(Sub, &[x[0], yb]);
             let p = b.prim(Exp, &[z]);
             let dp = b.scale(d[0], p)?;
+            b.shaped_like(dp, x[0]);
             Some(b.prim(SumAxis, &[dp, x[1], x[2]]))
         }),
         Softmax => tr(2, |b, x, y, d| {
             // y * (dx - sum(y * dx))
             let yd = b.scale(d[0], y)?;
+            b.shaped_like(yd, x[0]);
             let s = b.prim(SumAxis, &[yd, x[1], Atom::Bool(false)]);
             let sb = b.prim(UnsumAxis, &[s, x[0], x[1], Atom::Bool(false)]);
             let diff = b.prim(Sub, &[d[0]?, sb]);
             Some(b.prim(Mul, &[diff, y]))
         }),
         LogSoftmax => tr(2, |b, x, y, d| {
-            // dx - sum(dx) * exp(y)
-            let s = b.prim(SumAxis, &[d[0]?, x[1], Atom::Bool(false)]);
-            let sb = b.prim(UnsumAxis, &[s, x[0], x[1], Atom::Bool(false)]);
+            // dx - sum(dx * softmax(x)), softmax = exp(y)
             let e = b.prim(Exp, &[y]);
-            let se = b.prim(Mul, &[sb, e]);
-            Some(b.prim(Sub, &[d[0]?, se]))
+            let de = b.scale(d[0], e)?;
+            b.shaped_like(de, x[0]);
+            let s = b.prim(SumAxis, &[de, x[1], Atom::Bool(false)]);
+            let sb = b.prim(UnsumAxis, &[s, x[0], x[1], Atom::Bool(false)]);
+            Some(b.prim(Sub, &[d[0]?, sb]))
         }),
         Matmul => lin(
             Method("matmul"),
@@ -1105,6 +1110,14 @@ impl<'f> Rules<'f> {
         match a {
             Atom::Var(v) => Atom::Var(self.primal.get(&v).copied().unwrap_or(v)),
             a => a,
+        }
+    }
+
+    /// Records that the linear intermediate `v` has the shape of the primal `like`, so that
+    /// transposes needing its shape (a reduction's) can find it in the reverse sweep.
+    pub fn shaped_like(&mut self, v: Atom, like: Atom) {
+        if let (Atom::Var(v), Atom::Var(l)) = (v, self.primal_of(like)) {
+            self.primal.insert(v, l);
         }
     }
 

@@ -697,6 +697,77 @@ impl Vjp<'_> {
         (fwd, rev)
     }
 
+    /// A `for` over a plain range whose body is straight-line tensor code (a loop over
+    /// layers): recomputing an iteration would cost as much as the iteration itself, so the
+    /// forward sweep keeps every value the body defines on a stack (tensors are shared, not
+    /// copied) and the reverse sweep pops them. Dead-code elimination then drops the stacks
+    /// of values the reverse sweep does not read.
+    fn taped(&mut self, s: &Stmt) -> Option<Sweeps> {
+        let Stmt::For {
+            index,
+            range,
+            body,
+            exit,
+        } = s
+        else {
+            return None;
+        };
+        let straight = body.stmts.iter().all(|st| {
+            matches!(
+                st,
+                Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. }
+            )
+        });
+        let tensor_work = body.stmts.iter().any(|st| {
+            matches!(st, Stmt::Let { var, rhs: Rhs::Prim(..) | Rhs::Call { .. } }
+                if self.func.info(*var).kind.is_tensor())
+        });
+        if !exit.is_empty() || !range.is_simple() || !straight || !tensor_work {
+            return None;
+        }
+        let (f, r) = self.block(body);
+        let mut fwd = Vec::new();
+        let mut body_fwd = f.clone();
+        let mut pops = Vec::new();
+        for st in &f {
+            let Stmt::Let { var, .. } = st else { continue };
+            let info = self.func.info(*var).clone();
+            let stack = self.new_stack(&format!("{}_tape", info.name), &mut fwd);
+            body_fwd.push(Stmt::Push {
+                array: stack,
+                value: Atom::Var(*var),
+            });
+            pops.push(Stmt::Let {
+                var: *var,
+                rhs: Rhs::Pop(stack),
+            });
+        }
+        fwd.push(Stmt::For {
+            index: *index,
+            range: range.clone(),
+            body: Block { stmts: body_fwd },
+            exit: vec![],
+        });
+        pops.reverse();
+        let mut rb = pops;
+        rb.extend(self.decl_adjoints(body));
+        rb.extend(r);
+        let mut reversed = range.clone();
+        match reversed.adapters.last() {
+            Some(Adapter::Rev) => {
+                reversed.adapters.pop();
+            }
+            _ => reversed.adapters.push(Adapter::Rev),
+        }
+        let rev = vec![Stmt::For {
+            index: *index,
+            range: reversed,
+            body: Block { stmts: rb },
+            exit: vec![],
+        }];
+        Some((fwd, rev))
+    }
+
     /// `for` / `loop`: per-iteration checkpoints; reverse: iterations backwards, each restored,
     /// recomputed and reversed.
     fn looped(&mut self, s: &Stmt) -> Sweeps {
@@ -704,6 +775,9 @@ impl Vjp<'_> {
             Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => (body, exit),
             _ => return (vec![s.clone()], vec![]),
         };
+        if let Some(sweeps) = self.taped(s) {
+            return sweeps;
+        }
         let (reads, writes, seqs) = self.footprint(body);
         let carried: Vec<Var> = writes
             .iter()
