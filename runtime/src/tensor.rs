@@ -561,6 +561,27 @@ impl Tensor {
         }))
     }
 
+    /// Computes the tensor's elements now and waits until they are done. On the CPU they
+    /// already are. On a GPU, operations are recorded and submitted in batches, and an
+    /// elementwise result is computed only when something needs it (often inside the
+    /// kernel of the next elementwise operation); this forces both, for timing or to
+    /// release the inputs a pending result holds. Panics on a GPU failure; see
+    /// [`Tensor::try_eval`].
+    #[track_caller]
+    pub fn eval(&self) {
+        unwrap(self.try_eval())
+    }
+
+    /// [`Tensor::eval`], returning an error for a GPU failure (out of memory, a lost device).
+    pub fn try_eval(&self) -> Result<()> {
+        #[cfg(feature = "gpu")]
+        if let Storage::Gpu(g) = &*self.storage {
+            g.buffer("eval")?;
+            return g.context().synchronize("eval");
+        }
+        Ok(())
+    }
+
     /// The tensor on `device`: itself if it is already there, otherwise a copy. Panics
     /// if the copy fails (f64 to a GPU, out of GPU memory); see [`Tensor::try_to_device`].
     ///

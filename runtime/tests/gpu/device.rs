@@ -123,6 +123,10 @@ fn long_chains_are_batched_and_stay_correct() {
         c = (&c * s).tanh() + &x;
         g = (&g * s).tanh() + &x.to_device(&dev);
     }
+    g.eval();
+    dev.synchronize().unwrap();
+    Tensor::ones(&[2], DType::F32).eval();
+    Device::Cpu.synchronize().unwrap();
     crate::assert_matches("600-step chain", &g, &c, 1e-4);
 }
 
