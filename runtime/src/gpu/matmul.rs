@@ -94,10 +94,24 @@ pub(crate) fn matmul(
         });
     }
     let (a_k, b_n) = (la.strides[nb + 1] == 1, lb.strides[nb + 1] == 1);
+    let quad = |x: isize| x % 4 == 0;
+    let vec4 = a_k
+        && b_n
+        && k.is_multiple_of(4)
+        && n.is_multiple_of(4)
+        && quad(la.strides[nb])
+        && quad(lb.strides[nb])
+        && la.offset.is_multiple_of(4)
+        && lb.offset.is_multiple_of(4)
+        && dims
+            .iter()
+            .all(|&d| quad(la.strides[d]) && quad(lb.strides[d]));
     let ctx = out.context();
-    let pipeline = ctx.pipeline(&format!("matmul {tile:?} {a_k} {b_n}"), || {
-        source(tile, a_k, b_n)
-    });
+    let key = format!("matmul {tile:?} {a_k} {b_n} {vec4}");
+    // SAFETY: every global read is guarded by the bounds of the product (m, n, k) and
+    // goes through the operands' layouts, which lie within their buffers; the output
+    // writes are guarded the same way; the loops have constant or uniform bounds.
+    let pipeline = unsafe { ctx.pipeline_trusted(&key, || source(tile, a_k, b_n, vec4)) };
     let buffers = [out.buffer(OP)?, sa.buffer(OP)?, sb.buffer(OP)?];
     let mut words = [0u32; 32];
     words[0] = m as u32;
@@ -131,8 +145,9 @@ pub(crate) fn matmul(
 }
 
 /// The WGSL of one tile configuration. `a_k_contiguous` / `b_n_contiguous` pick the
-/// staging order that makes global reads coalesce.
-fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool) -> String {
+/// staging order that makes global reads coalesce; `vec4` reads both operands four
+/// floats at a time (both row-major, every row and batch start a multiple of 4 floats).
+fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> String {
     let threads = (t.bm / t.tm) * (t.bn / t.tn);
     debug_assert_eq!(threads, 256);
     let mut s = String::new();
@@ -150,11 +165,62 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool) -> String {
         format!("let c = e / {bk}u; let kk = e % {bk}u;")
     };
     let (tm4, tn4) = (tm / 4, tn / 4);
+    let staging = if vec4 {
+        // four consecutive k of a row of A, four consecutive columns of a row of B
+        format!(
+            r#"        for (var e = li; e < {bm}u * {bk4}u; e += 256u) {{
+            let r = e / {bk4}u; let q = e % {bk4}u;
+            var v = vec4<f32>(0.0);
+            if (row0 + r < m && k0 + 4u * q < k) {{
+                v = a[u32(a_base + i32(row0 + r) * ars) / 4u + (k0 / 4u) + q];
+            }}
+            let at = 4u * q * {bm}u + r;
+            As[at / 4u][at % 4u] = v.x;
+            As[(at + {bm}u) / 4u][(at + {bm}u) % 4u] = v.y;
+            As[(at + {bm2}u) / 4u][(at + {bm2}u) % 4u] = v.z;
+            As[(at + {bm3}u) / 4u][(at + {bm3}u) % 4u] = v.w;
+        }}
+        for (var e = li; e < {bk}u * {bn4}u; e += 256u) {{
+            let kk = e / {bn4}u; let cq = e % {bn4}u;
+            var v = vec4<f32>(0.0);
+            if (k0 + kk < k && col0 + 4u * cq < n) {{
+                v = b[u32(b_base + i32(k0 + kk) * brs) / 4u + (col0 / 4u) + cq];
+            }}
+            Bs[kk * {bn4}u + cq] = v;
+        }}"#,
+            bk4 = bk / 4,
+            bn4 = bn / 4,
+            bm2 = 2 * bm,
+            bm3 = 3 * bm,
+        )
+    } else {
+        format!(
+            r#"        for (var e = li; e < {bm}u * {bk}u; e += 256u) {{
+            {a_rk}
+            var v = 0.0;
+            if (row0 + r < m && k0 + kk < k) {{
+                v = a[u32(a_base + i32(row0 + r) * ars + i32(k0 + kk) * acs)];
+            }}
+            let at = kk * {bm}u + r;
+            As[at / 4u][at % 4u] = v;
+        }}
+        for (var e = li; e < {bk}u * {bn}u; e += 256u) {{
+            {b_kc}
+            var v = 0.0;
+            if (k0 + kk < k && col0 + c < n) {{
+                v = b[u32(b_base + i32(k0 + kk) * brs + i32(col0 + c) * bcs)];
+            }}
+            let at = kk * {bn}u + c;
+            Bs[at / 4u][at % 4u] = v;
+        }}"#
+        )
+    };
+    let elem = if vec4 { "vec4<f32>" } else { "f32" };
     s.push_str(&format!(
         r#"
 @group(0) @binding(1) var<storage, read_write> c_out: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<{elem}>;
+@group(0) @binding(3) var<storage, read> b: array<{elem}>;
 var<workgroup> As: array<vec4<f32>, {as4}>;
 var<workgroup> Bs: array<vec4<f32>, {bs4}>;
 
@@ -181,24 +247,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc: array<f32, {tmn}>;
     for (var i = 0u; i < {tmn}u; i++) {{ acc[i] = 0.0; }}
     for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
-        for (var e = li; e < {bm}u * {bk}u; e += 256u) {{
-            {a_rk}
-            var v = 0.0;
-            if (row0 + r < m && k0 + kk < k) {{
-                v = a[u32(a_base + i32(row0 + r) * ars + i32(k0 + kk) * acs)];
-            }}
-            let at = kk * {bm}u + r;
-            As[at / 4u][at % 4u] = v;
-        }}
-        for (var e = li; e < {bk}u * {bn}u; e += 256u) {{
-            {b_kc}
-            var v = 0.0;
-            if (k0 + kk < k && col0 + c < n) {{
-                v = b[u32(b_base + i32(k0 + kk) * brs + i32(col0 + c) * bcs)];
-            }}
-            let at = kk * {bn}u + c;
-            Bs[at / 4u][at % 4u] = v;
-        }}
+{staging}
         workgroupBarrier();
         for (var kk = 0u; kk < {bk}u; kk++) {{
             var ar: array<vec4<f32>, {tm4}>;

@@ -82,3 +82,30 @@ fn matmul_checks_shapes_and_devices_before_dispatch() {
         Err(Error::DeviceMismatch { .. })
     ));
 }
+
+#[test]
+fn row_major_operands_in_multiples_of_four_take_vec4_loads() {
+    let Some(dev) = gpu() else { return };
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[65, 72], &[72, 132]),
+        (&[2, 3, 20, 8], &[8, 12]),
+        (&[3, 4], &[4, 4]),
+        (&[1028, 64], &[64, 1032]),
+    ];
+    for (i, (sa, sb)) in cases.iter().enumerate() {
+        let a = tensor(sa, 70 + i as u64, false);
+        let b = tensor(sb, 80 + i as u64, false);
+        check(&dev, &format!("vec4 {sa:?} {sb:?}"), &[&a, &b], 1e-5, |t| {
+            t[0].matmul(&t[1])
+        });
+    }
+    // a slice starting off a multiple of four falls back to scalar loads
+    let a = tensor(&[9, 8], 1, false);
+    let b = tensor(&[8, 12], 2, false);
+    check(&dev, "offset slice", &[&a, &b], 1e-5, |t| {
+        t[0].slice(0, 1, 9).matmul(&t[1])
+    });
+    check(&dev, "column slice", &[&a, &b], 1e-5, |t| {
+        t[0].matmul(&t[1].slice(1, 4, 12))
+    });
+}
