@@ -39,7 +39,7 @@ pub(crate) struct Context {
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     batch: Mutex<Batch>,
-    /// The reason the device was lost, once it has been.
+    /// Why the device can no longer be used (lost, or an uncaught error), once it cannot.
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -110,8 +110,18 @@ impl Context {
         let flag = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
             *flag.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(format!("{reason:?}: {message}"));
+                Some(format!("the GPU device was lost ({reason:?}: {message})"));
         });
+        // errors no scope catches (out of memory inside a submission, an internal
+        // failure) become the context's fault, reported by the next readback or wait,
+        // instead of wgpu's default panic
+        let flag = Arc::clone(&lost);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut fault = flag.lock().unwrap_or_else(|p| p.into_inner());
+            if fault.is_none() {
+                *fault = Some(format!("the GPU reported an error: {e}"));
+            }
+        }));
         let params_buf = new_params_buffer(&device);
         Ok(Context {
             device,
@@ -129,12 +139,12 @@ impl Context {
         })
     }
 
-    /// An error if the device has been lost.
+    /// An error if the device has been lost or has reported an uncaught error.
     pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
         match &*self.lost.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(reason) => Err(Error::Gpu {
                 op,
-                message: format!("the GPU device was lost ({reason})"),
+                message: reason.clone(),
             }),
             None => Ok(()),
         }

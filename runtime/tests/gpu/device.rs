@@ -142,3 +142,41 @@ fn default_device_follows_ferrax_device() {
         }
     }
 }
+
+#[test]
+fn the_tangent_algebra_works_on_gpu_tensors() {
+    use ferrax_runtime::differentiable::unbroadcast;
+    let Some(dev) = gpu() else { return };
+    let (a, b) = (tensor(&[2, 3], 1, false), tensor(&[2, 3], 2, false));
+    let cpu = (a.clone(), b.clone());
+    let on_gpu = (a.to_device(&dev), b.to_device(&dev));
+    let (zc, zg) = (cpu.zeros_like(), on_gpu.zeros_like());
+    assert_eq!(zg.0.device(), dev);
+    crate::assert_matches("zeros_like", &zg.1, &zc.1, 0.0);
+    let (sc, sg) = (cpu.add(&cpu).scale(0.5), on_gpu.add(&on_gpu).scale(0.5));
+    crate::assert_matches("add + scale", &sg.0, &sc.0, 0.0);
+    let mut acc = on_gpu.clone();
+    acc.add_assign(&on_gpu);
+    crate::assert_matches("add_assign", &acc.1, &(&b + &b), 0.0);
+    for shape in [&[3][..], &[2, 1], &[], &[2, 3]] {
+        let what = format!("unbroadcast {shape:?}");
+        crate::assert_matches(
+            &what,
+            &unbroadcast(&on_gpu.0, shape),
+            &unbroadcast(&a, shape),
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn requests_beyond_the_limits_are_errors() {
+    // (Lost devices and uncaught GPU errors become errors too, reported by the next
+    // readback or wait; they cannot be provoked on demand here.)
+    let Some(dev) = gpu() else { return };
+    let huge = Tensor::try_full_on(&[1 << 20, 1 << 20], 0.0, DType::F32, &dev)
+        .and_then(|t| t.try_exp())
+        .and_then(|t| t.try_sum());
+    let e = huge.unwrap_err().to_string();
+    assert!(e.contains("bytes") || e.contains("elements"), "{e}");
+}
