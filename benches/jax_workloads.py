@@ -82,6 +82,37 @@ def rosen_grad():
     return {"bytes": 2.0 * 8 * 1_000_000}, run
 
 
+MLP_WIDTHS = (784, 512, 512, 10)
+
+
+def mlp(step):
+    # the same MLP as examples/data/mlp_model.rs: relu hidden layers, softmax cross-entropy
+    keys = jax.random.split(jax.random.PRNGKey(11), len(MLP_WIDTHS) - 1)
+    params = [
+        (jax.random.normal(k, (i, o), jnp.float32) * (2.0 / i) ** 0.5, jnp.zeros((o,), jnp.float32))
+        for k, i, o in zip(keys, MLP_WIDTHS[:-1], MLP_WIDTHS[1:])
+    ]
+    x = normal(12, (256, 784))
+    y = jax.nn.one_hot(jnp.arange(256) * 7 % 10, 10, dtype=jnp.float32)
+
+    def loss(params, x, y):
+        h = x
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = params[-1]
+        logits = h @ w + b
+        return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits, axis=1) * y, axis=1))
+
+    f = jax.jit(jax.value_and_grad(loss)) if step else jax.jit(loss)
+    fwd = sum(2.0 * 256 * i * o for i, o in zip(MLP_WIDTHS[:-1], MLP_WIDTHS[1:]))
+    return {"flops": 3.0 * fwd if step else fwd}, lambda: f(params, x, y)
+
+
+def ready(out):
+    """Blocks until every array of a result (a pytree) is computed."""
+    return jax.block_until_ready(out)
+
+
 WORKLOADS = {
     "matmul_1024_f32": lambda: matmul(1024),
     "matmul_2048_f32": lambda: matmul(2048),
@@ -90,6 +121,8 @@ WORKLOADS = {
     "sum_16M_f32": total,
     "copy_16M_f32": copy,
     "rosen_grad_1M_f64": rosen_grad,
+    "mlp_step_b256_f32": lambda: mlp(True),
+    "mlp_forward_b256_f32": lambda: mlp(False),
 }
 
 
@@ -99,12 +132,12 @@ def main():
         if filters and not any(f in name for f in filters):
             continue
         work, run = build()
-        run().block_until_ready()  # compile and warm up
+        ready(run())  # compile and warm up
         times = []
         start = time.perf_counter()
         while len(times) < 10 or (len(times) < 200 and time.perf_counter() - start < 2.0):
             t = time.perf_counter()
-            run().block_until_ready()
+            ready(run())
             times.append(time.perf_counter() - t)
         times.sort()
         print(json.dumps({"name": name, "median_s": times[len(times) // 2], "runs": len(times), **work}), flush=True)

@@ -7,6 +7,10 @@
 
 use ferrax::prelude::*;
 
+#[path = "../../examples/data/mlp_model.rs"]
+#[allow(dead_code)]
+mod mlp_model;
+
 /// What one run of a workload does, for throughput figures.
 #[derive(Clone, Copy, Debug)]
 pub enum Work {
@@ -122,7 +126,42 @@ pub fn all() -> Vec<Workload> {
                 }
             },
         },
+        // issue 4's target: the value-and-grad step of an MLP 784-512-512-10 (relu, softmax
+        // cross-entropy, batch 256, f32) that `#[grad]` derives from the plain loss, and the
+        // forward pass alone (the step should cost at most 3 of them)
+        Workload {
+            name: "mlp_step_b256_f32",
+            build: || mlp(true),
+        },
+        Workload {
+            name: "mlp_forward_b256_f32",
+            build: || mlp(false),
+        },
     ]
+}
+
+/// The MLP of the comparison (FLOPs: 2 m n k per matmul forward, three times that for a step).
+const MLP_WIDTHS: [usize; 4] = [784, 512, 512, 10];
+
+fn mlp(step: bool) -> Prepared {
+    let params = mlp_model::Mlp::new(Key::new(11), &MLP_WIDTHS, DType::F32);
+    let x = normal(12, &[256, 784]);
+    let labels: Vec<i32> = (0..256).map(|i| (i * 7 % 10) as i32).collect();
+    let y = Tensor::from_vec(labels, &[256]).one_hot(10, DType::F32);
+    let fwd: f64 = MLP_WIDTHS
+        .windows(2)
+        .map(|io| 2.0 * 256.0 * (io[0] * io[1]) as f64)
+        .sum();
+    Prepared {
+        work: Work::Flops(if step { 3.0 * fwd } else { fwd }),
+        run: Box::new(move || {
+            if step {
+                std::hint::black_box(mlp_model::loss_value_and_grad(&params, &x, &y));
+            } else {
+                std::hint::black_box(mlp_model::loss(&params, &x, &y));
+            }
+        }),
+    }
 }
 
 /// Rosenbrock's function, as in `benches/rosen.rs` (only its gradient is timed).

@@ -752,6 +752,55 @@ impl Vjp<'_> {
         let mut rb = pops;
         rb.extend(self.decl_adjoints(body));
         rb.extend(r);
+        if range.adapters.is_empty() && !range.inclusive {
+            // Reverse the first iteration on its own, after the others: there its inputs are
+            // often inactive (`h = x` before a loop over layers), and dead-code elimination
+            // then drops the cotangent nobody reads (a whole matmul per step).
+            let next = self.func.new_var("lo1", Kind::Int, false);
+            let rest_lo = self.func.new_var("lo1", Kind::Int, false);
+            let any = self.func.new_var("nonempty", Kind::Bool, false);
+            let mut rev = vec![
+                Stmt::Let {
+                    var: next,
+                    rhs: Rhs::Prim(Prim::Add, vec![range.lo, Atom::Int(1)]),
+                },
+                Stmt::Let {
+                    var: rest_lo,
+                    rhs: Rhs::Method {
+                        recv: Atom::Var(next),
+                        method: syn::Ident::new("min", proc_macro2::Span::call_site()),
+                        args: vec![range.hi],
+                        span: proc_macro2::Span::call_site(),
+                    },
+                },
+                Stmt::For {
+                    index: *index,
+                    range: Range {
+                        lo: Atom::Var(rest_lo),
+                        hi: range.hi,
+                        inclusive: false,
+                        adapters: vec![Adapter::Rev],
+                    },
+                    body: Block { stmts: rb.clone() },
+                    exit: vec![],
+                },
+                Stmt::Let {
+                    var: any,
+                    rhs: Rhs::Prim(Prim::Lt, vec![range.lo, range.hi]),
+                },
+            ];
+            let mut first = vec![Stmt::Let {
+                var: *index,
+                rhs: Rhs::Atom(range.lo),
+            }];
+            first.extend(rb);
+            rev.push(Stmt::If {
+                cond: Atom::Var(any),
+                then: Block { stmts: first },
+                els: Block::default(),
+            });
+            return Some((fwd, rev));
+        }
         let mut reversed = range.clone();
         match reversed.adapters.last() {
             Some(Adapter::Rev) => {
