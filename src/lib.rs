@@ -27,7 +27,7 @@ pub use ferrax_runtime::*;
 /// Everything a user needs: `use ferrax::prelude::*;`.
 pub mod prelude {
     pub use crate::stop_gradient;
-    pub use ferrax_macros::{Differentiable, grad};
+    pub use ferrax_macros::{Differentiable, custom_jvp, custom_vjp, grad};
     pub use ferrax_runtime::prelude::*;
 }
 

@@ -412,3 +412,32 @@ pub fn acc<T: Differentiable>(a: &mut T, v: &T) {
 pub fn placeholder() -> Tensor {
     Tensor::scalar(0.0f32)
 }
+
+/// The number of elements of a value: 1 for a float, the element count for a tensor.
+pub fn numel_of<T: Differentiable>(x: &T) -> usize {
+    ferrax_runtime::differentiable::leaves(x)
+        .iter()
+        .map(|l| match l {
+            ferrax_runtime::differentiable::Leaf::Tensor(t) => t.numel(),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// `<a, b>`, the sum over leaves of the elementwise products (forward mode from a VJP).
+pub fn inner<T: Differentiable>(a: &T, b: &T) -> f64 {
+    a.inner(b)
+}
+
+/// A value shaped like `like` with every element `v` (the tangent of a one-element output).
+pub fn tangent_like<T: Differentiable>(like: &T, v: f64) -> T {
+    let mut out = like.clone();
+    for leaf in ferrax_runtime::differentiable::leaves_mut(&mut out) {
+        match leaf {
+            ferrax_runtime::differentiable::LeafMut::F32(x) => *x = v as f32,
+            ferrax_runtime::differentiable::LeafMut::F64(x) => *x = v,
+            ferrax_runtime::differentiable::LeafMut::Tensor(t) => *t = t.full_like(v),
+        }
+    }
+    out
+}

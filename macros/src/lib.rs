@@ -79,6 +79,7 @@
 mod analyse;
 mod attr;
 mod ctxt;
+mod custom;
 mod derive;
 mod emit;
 mod grad;
@@ -93,6 +94,62 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
     match grad::expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Gives a function its reverse-mode derivative: `#[custom_vjp(f_bwd)]` with
+/// `f_bwd(args.., out: &Out, ct: Out) -> gradients` (a tuple when several parameters are
+/// differentiable). Emits `f_vjp`, `f_grad`, `f_value_and_grad` and `f_jvp` (one reverse pass,
+/// for a scalar output), which `#[grad]` callers use like any other callee's.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// /// ln(1 + e^x), computed stably; its derivative sigmoid(x) written by hand.
+/// #[custom_vjp(log1pexp_bwd)]
+/// fn log1pexp(x: f64) -> f64 {
+///     if x > 30.0 { x } else { x.exp().ln_1p() }
+/// }
+/// fn log1pexp_bwd(x: f64, _out: &f64, ct: f64) -> f64 {
+///     ct / (1.0 + (-x).exp())
+/// }
+///
+/// assert_eq!(log1pexp_grad(1000.0), 1.0);
+/// ```
+#[proc_macro_attribute]
+pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match custom::expand(custom::Rule::Vjp, attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Gives a function its forward-mode derivative: `#[custom_jvp(f_fwd)]` with
+/// `f_fwd(args.., tangents..) -> (value, tangent)`. Emits `f_jvp` (the rule itself) and, for
+/// float parameters and result, `f_vjp`, `f_grad` and `f_value_and_grad` (one forward pass
+/// per parameter). With tensor parameters, add `#[custom_vjp]` for reverse mode.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[custom_jvp(safe_sqrt_fwd)]
+/// fn safe_sqrt(x: f64) -> f64 {
+///     x.sqrt()
+/// }
+/// /// The derivative 1 / (2 sqrt x), taken as 0 at x = 0 instead of infinity.
+/// fn safe_sqrt_fwd(x: f64, dx: f64) -> (f64, f64) {
+///     let y = x.sqrt();
+///     (y, if y > 0.0 { dx / (2.0 * y) } else { 0.0 })
+/// }
+///
+/// assert_eq!(safe_sqrt_grad(0.0), 0.0);
+/// assert_eq!(safe_sqrt_grad(4.0), 0.25);
+/// ```
+#[proc_macro_attribute]
+pub fn custom_jvp(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match custom::expand(custom::Rule::Jvp, attr.into(), item.into()) {
         Ok(t) => t.into(),
         Err(e) => e.to_compile_error().into(),
     }
