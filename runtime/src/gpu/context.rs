@@ -25,6 +25,9 @@ const MAX_BATCH: usize = 256;
 /// Pooled buffers kept per size class; more are released to the driver.
 const POOL_PER_CLASS: usize = 8;
 
+/// Most bytes the pool keeps; buffers beyond are released to the driver.
+const POOL_BYTES: u64 = 4 << 30;
+
 /// How long a readback waits for the GPU before reporting the device as hung or lost.
 const READBACK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -38,6 +41,8 @@ pub(crate) struct Context {
     pub(crate) limits: wgpu::Limits,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Bytes held by the pool.
+    pooled: Mutex<u64>,
     batch: Mutex<Batch>,
     /// Why the device can no longer be used (lost, or an uncaught error), once it cannot.
     lost: Arc<Mutex<Option<String>>>,
@@ -130,6 +135,7 @@ impl Context {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
+            pooled: Mutex::new(0),
             batch: Mutex::new(Batch {
                 encoder: None,
                 params: Vec::new(),
@@ -230,8 +236,16 @@ impl Context {
             .get_mut(&class)
             .and_then(Vec::pop)
         {
+            *self.pooled.lock().unwrap_or_else(|p| p.into_inner()) -= b.size();
             return Ok(b);
         }
+        let exact = bytes.max(16).next_multiple_of(4);
+        // near the limit, the exact size (not pooled by class) rather than a refusal
+        let class = if class > self.max_binding() {
+            exact
+        } else {
+            class
+        };
         if class > self.max_binding() {
             return Err(Error::Gpu {
                 op,
@@ -242,30 +256,49 @@ impl Context {
             });
         }
         self.check_alive(op)?;
+        match self.create(class) {
+            Ok(b) => Ok(b),
+            Err(_) => {
+                // out of memory: give the pooled buffers back to the driver and try again
+                self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                *self.pooled.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+                self.flush();
+                self.create(class).map_err(|e| Error::Gpu {
+                    op,
+                    message: format!("out of GPU memory allocating {bytes} bytes: {e}"),
+                })
+            }
+        }
+    }
+
+    /// A new storage buffer, or the out-of-memory error the device reports.
+    fn create(&self, size: u64) -> std::result::Result<wgpu::Buffer, wgpu::Error> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
-            size: class,
+            size,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                op,
-                message: format!("out of GPU memory allocating {bytes} bytes: {e}"),
-            });
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(e),
+            None => Ok(buffer),
         }
-        Ok(buffer)
     }
 
     /// Returns a buffer to the pool. Work already recorded that reads it stays ordered
     /// before any later writer, since both go through the same queue.
     pub(crate) fn recycle(&self, buffer: wgpu::Buffer) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        if size_class(buffer.size()) != buffer.size() {
+            return; // an exact-size buffer near the limit: no class would find it
+        }
         let free = pool.entry(buffer.size()).or_default();
-        if free.len() < POOL_PER_CLASS {
+        if free.len() < POOL_PER_CLASS && *pooled + buffer.size() <= POOL_BYTES {
+            *pooled += buffer.size();
             free.push(buffer);
         }
     }
