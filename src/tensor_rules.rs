@@ -398,14 +398,17 @@ pub fn matmul_tr<'a>(
     ferrax_runtime::unbroadcast(&g, bp.shape()).reshape(like_b.shape())
 }
 
-/// The zero of the same structure (an adjoint's start).
+/// The zero of the same structure (an adjoint's start), holding no memory until a
+/// contribution arrives.
 pub fn zero_like<T: Differentiable>(x: &T) -> T {
-    x.zeros_like()
+    ferrax_runtime::differentiable::lazy_zeros_like(x)
 }
 
-/// `a += v` for adjoints of any differentiable type (in place where `a` is not shared).
+/// `a += v` for adjoints of any differentiable type: a still-zero leaf takes `v` itself,
+/// others add in place where unshared.
+#[track_caller]
 pub fn acc<T: Differentiable>(a: &mut T, v: &T) {
-    a.add_assign(v);
+    ferrax_runtime::differentiable::accumulate(a, v);
 }
 
 /// The value a tensor-returning function holds before it `return`s.

@@ -363,3 +363,75 @@ tuple!(A 0, B 1, C 2, D 3, E 4);
 tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
 tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// The zero every lazy zero of a dtype is a broadcast view of (one element each).
+fn lazy_zero_source(dtype: crate::DType) -> &'static Tensor {
+    static F32: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
+    static F64: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
+    match dtype {
+        crate::DType::F64 => F64.get_or_init(|| Tensor::scalar(0.0f64)),
+        _ => F32.get_or_init(|| Tensor::scalar(0.0f32)),
+    }
+}
+
+/// A zero shaped like `like` that holds no memory of its own: a broadcast view of a single
+/// zero element (on the CPU; elsewhere a plain zero tensor). Adjoints start from it, so that
+/// a gradient allocates only what its contributions bring; see [`accumulate`].
+///
+/// ```
+/// use ferrax_runtime::prelude::*;
+/// use ferrax_runtime::differentiable::lazy_zero;
+///
+/// let z = lazy_zero(&Tensor::ones(&[1000, 1000], DType::F32));
+/// assert_eq!(z.shape(), &[1000, 1000]);
+/// assert_eq!(z.sum().item::<f32>(), 0.0);
+/// ```
+pub fn lazy_zero(like: &Tensor) -> Tensor {
+    let dtype = like.dtype();
+    if like.device() != crate::Device::Cpu
+        || !matches!(dtype, crate::DType::F32 | crate::DType::F64)
+    {
+        return like.zeros_like();
+    }
+    lazy_zero_source(dtype).broadcast_to(like.shape())
+}
+
+/// Whether `t` is a view made by [`lazy_zero`].
+pub fn is_lazy_zero(t: &Tensor) -> bool {
+    std::sync::Arc::ptr_eq(&t.storage, &lazy_zero_source(t.dtype()).storage)
+}
+
+/// `target += value` for adjoints, leaf by leaf: a leaf that is still a [`lazy_zero`] takes
+/// the value itself (shared, not copied); others add in place where unshared. Panics if the
+/// structures, shapes or dtypes differ.
+#[track_caller]
+pub fn accumulate<T: Differentiable>(target: &mut T, value: &T) {
+    const OP: &str = "accumulate";
+    let theirs = leaves(value);
+    let mut ours = leaves_mut(target);
+    unwrap(check_same_structure(OP, &ours, &theirs));
+    for (a, b) in ours.iter_mut().zip(&theirs) {
+        match (a, b) {
+            (LeafMut::F32(a), Leaf::F32(b)) => **a += **b,
+            (LeafMut::F64(a), Leaf::F64(b)) => **a += **b,
+            (LeafMut::Tensor(a), Leaf::Tensor(b)) if is_lazy_zero(a) && a.shape() == b.shape() => {
+                **a = (*b).clone()
+            }
+            (LeafMut::Tensor(a), Leaf::Tensor(b)) => **a += *b,
+            _ => unreachable!("checked by check_same_structure"),
+        }
+    }
+}
+
+/// The zero of `x`'s structure with every tensor leaf a [`lazy_zero`].
+pub fn lazy_zeros_like<T: Differentiable>(x: &T) -> T {
+    let mut z = x.clone();
+    for leaf in leaves_mut(&mut z) {
+        match leaf {
+            LeafMut::F32(v) => *v = 0.0,
+            LeafMut::F64(v) => *v = 0.0,
+            LeafMut::Tensor(t) => *t = lazy_zero(t),
+        }
+    }
+    z
+}

@@ -726,16 +726,33 @@ impl Vjp<'_> {
             return None;
         }
         let (f, r) = self.block(body);
+        let decls = self.decl_adjoints(body);
         let mut fwd = Vec::new();
         let mut body_fwd = f.clone();
         let mut pops = Vec::new();
+        let rev_all = Block {
+            stmts: decls.iter().chain(&r).cloned().collect(),
+        };
         for st in &f {
             let Stmt::Let { var, .. } = st else { continue };
             let info = self.func.info(*var).clone();
             let stack = self.new_stack(&format!("{}_tape", info.name), &mut fwd);
+            // A tensor the reverse sweep only takes the shape of is kept as a shape (a
+            // broadcast view of one zero), not as its data.
+            let mut value = Atom::Var(*var);
+            if info.kind == Kind::Tensor && shape_only(&rev_all, *var) {
+                let proxy = self
+                    .func
+                    .new_var(&format!("{}_shape", info.name), Kind::Tensor, false);
+                body_fwd.push(Stmt::Let {
+                    var: proxy,
+                    rhs: Rhs::NewSeq(NewSeq::ZerosLike(*var)),
+                });
+                value = Atom::Var(proxy);
+            }
             body_fwd.push(Stmt::Push {
                 array: stack,
-                value: Atom::Var(*var),
+                value,
             });
             pops.push(Stmt::Let {
                 var: *var,
@@ -750,7 +767,7 @@ impl Vjp<'_> {
         });
         pops.reverse();
         let mut rb = pops;
-        rb.extend(self.decl_adjoints(body));
+        rb.extend(decls);
         rb.extend(r);
         if range.adapters.is_empty() && !range.inclusive {
             // Reverse the first iteration on its own, after the others: there its inputs are
@@ -988,3 +1005,48 @@ impl Vjp<'_> {
 }
 
 use crate::primitives::Prim;
+
+/// Whether every read of `v` in `block` only takes its shape: the `like` of a cotangent
+/// fitting, a reduction's transpose or a zero.
+fn shape_only(block: &Block, v: Var) -> bool {
+    let mut ok = true;
+    walk(block, &mut |s| {
+        let uses: Vec<(usize, Atom)> = match s {
+            Stmt::Let { rhs, .. } => match rhs {
+                Rhs::Prim(p, args) => {
+                    let like = match p {
+                        Prim::SumTo | Prim::BroadcastLike | Prim::ReshapeLike => Some(1),
+                        Prim::UnsumAxis => Some(1),
+                        Prim::MatmulTl | Prim::MatmulTr => Some(2),
+                        Prim::Numel | Prim::AxisLen | Prim::OnesLike => Some(0),
+                        _ => None,
+                    };
+                    args.iter()
+                        .enumerate()
+                        .filter(|(k, _)| Some(*k) != like)
+                        .map(|(k, a)| (k, *a))
+                        .collect()
+                }
+                Rhs::NewSeq(NewSeq::ZerosLike(_)) => vec![],
+                rhs => rhs_uses(rhs).into_iter().enumerate().collect(),
+            },
+            other => {
+                let one = Block {
+                    stmts: vec![other.clone()],
+                };
+                if children(other).is_empty() {
+                    read_vars(&one)
+                        .into_iter()
+                        .map(|x| (0, Atom::Var(x)))
+                        .collect()
+                } else {
+                    vec![]
+                }
+            }
+        };
+        if uses.iter().any(|(_, a)| *a == Atom::Var(v)) {
+            ok = false;
+        }
+    });
+    ok
+}
