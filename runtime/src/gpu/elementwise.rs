@@ -14,7 +14,9 @@
 //! shape are indexed directly and single elements read once; only the others pay for
 //! index arithmetic, over the axes left after merging those contiguous in every operand.
 //! Kernels are cached by a key naming the expression, the dtypes and the access
-//! patterns, so a cache hit generates no WGSL.
+//! patterns, so a cache hit generates no WGSL. Reductions and softmax read their input
+//! through the same expressions (see [`Loader`]), so a pending result feeding them is
+//! computed inside their kernel too.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -237,6 +239,153 @@ pub(crate) fn lazy(
     ))
 }
 
+/// A fused expression made ready for a kernel: its bindings, the statements that load
+/// its leaves at element `i`, the expression, and its parameter words.
+pub(crate) struct Loader<'a> {
+    /// What determines the generated WGSL (beside the caller's own part of the kernel).
+    pub(crate) key: String,
+    /// The leaves' binding declarations and the index function.
+    pub(crate) decls: String,
+    /// `let vK = ...; let sK = ...;` for the element index `i`.
+    pub(crate) loads: String,
+    /// The expression over `vK`, `sK`.
+    pub(crate) code: String,
+    /// Parameter words, to be placed at the `base` given to [`Loader::new`].
+    pub(crate) words: Vec<u32>,
+    /// The leaves' buffers, for consecutive bindings from `first_binding`.
+    pub(crate) buffers: Vec<&'a wgpu::Buffer>,
+    /// The index expression of the extra layout, if one was given.
+    pub(crate) extra_index: String,
+}
+
+impl<'a> Loader<'a> {
+    /// Prepares `fused`, its parameter words placed from word `base` and its leaves
+    /// bound from binding `first_binding`. `extra` (a layout of `fused.shape`, e.g. a
+    /// strided output) takes part in the index arithmetic; its index is `extra_index`.
+    pub(crate) fn new(
+        op: &'static str,
+        fused: &'a Fused,
+        extra: Option<&Layout>,
+        base: usize,
+        first_binding: usize,
+    ) -> Result<Loader<'a>> {
+        let shape = &fused.shape;
+        let layouts: Vec<Layout> = extra
+            .into_iter()
+            .map(|l| Ok(l.clone()))
+            .chain(
+                fused
+                    .tensors
+                    .iter()
+                    .map(|t| t.layout.broadcast_to(op, shape)),
+            )
+            .collect::<Result<_>>()?;
+        let strides: Vec<&[isize]> = layouts.iter().map(|l| l.strides.as_slice()).collect();
+        let (cshape, cstrides) = coalesce(shape, &strides);
+        if cshape.len() > MAX_DIMS {
+            return Err(Error::Gpu {
+                op,
+                message: format!(
+                    "a view of shape {shape:?} needs {} axes after merging; GPU kernels take at most {MAX_DIMS}",
+                    cshape.len()
+                ),
+            });
+        }
+        let contiguous_at = |s: &[isize]| {
+            let mut expected = 1isize;
+            for (&d, &st) in cshape.iter().zip(s).rev() {
+                if d != 1 && st != expected {
+                    return false;
+                }
+                expected *= d as isize;
+            }
+            true
+        };
+        // words: ndim, shape[MAX_DIMS], then per layout its offset and, if strided, its
+        // strides; then the scalars
+        let mut words: Vec<u32> = vec![cshape.len() as u32];
+        words.extend(cshape.iter().map(|&d| d as u32));
+        words.resize(1 + MAX_DIMS, 1);
+        let mut l = Loader {
+            key: String::new(),
+            decls: String::new(),
+            loads: String::new(),
+            code: fused.code.clone(),
+            words: Vec::new(),
+            buffers: Vec::with_capacity(fused.tensors.len()),
+            extra_index: String::new(),
+        };
+        let lead = extra.is_some() as usize;
+        for (slot, layout) in layouts.iter().enumerate() {
+            let leaf = slot.checked_sub(lead);
+            let access = if leaf.is_some_and(|k| fused.tensors[k].numel() == 1) {
+                Access::Single
+            } else if contiguous_at(&cstrides[slot]) {
+                Access::Contiguous
+            } else {
+                Access::Strided
+            };
+            let off = base + words.len();
+            words.push(layout.offset as u32);
+            let index = match access {
+                Access::Contiguous => format!("word({off}u) + i"),
+                Access::Single => format!("word({off}u)"),
+                Access::Strided => {
+                    words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
+                    words.resize(off - base + 1 + MAX_DIMS, 0);
+                    format!("at{base}(i, {off}u)")
+                }
+            };
+            match leaf {
+                None => {
+                    let _ = write!(l.key, "extra:{access:?}|");
+                    l.extra_index = index;
+                }
+                Some(k) => {
+                    let t = &fused.tensors[k];
+                    let ty = wgsl_type(t.dtype());
+                    let _ = write!(l.key, "{ty}:{access:?}|");
+                    let _ = writeln!(
+                        l.decls,
+                        "@group(0) @binding({}) var<storage, read> in{k}: array<{ty}>;",
+                        first_binding + k
+                    );
+                    let _ = writeln!(l.loads, "    let v{k} = in{k}[{index}];");
+                    l.buffers.push(storage_of(t).buffer(op)?);
+                }
+            }
+        }
+        for (k, p) in fused.scalars.iter().enumerate() {
+            let _ = write!(l.key, "{}|", p.load());
+            let _ = writeln!(
+                l.loads,
+                "    let s{k} = {}(word({}u));",
+                p.load(),
+                base + words.len()
+            );
+            words.push(p.bits());
+        }
+        let _ = write!(
+            l.decls,
+            r#"
+fn at{base}(i: u32, o: u32) -> u32 {{
+    var rem = i;
+    var idx = i32(word(o));
+    for (var d = i32(word({base}u)) - 1; d >= 0; d--) {{
+        let size = word({base}u + 1u + u32(d));
+        idx += i32(rem % size) * bitcast<i32>(word(o + 1u + u32(d)));
+        rem = rem / size;
+    }}
+    return u32(idx);
+}}
+"#
+        );
+        let _ = write!(l.key, "@{base}/{first_binding}:{}", fused.code);
+        l.words = words;
+        Ok(l)
+    }
+}
+
 /// Computes `fused` into the view `out_layout` (of `fused.shape`) of `out`.
 pub(crate) fn run_fused(
     op: &'static str,
@@ -246,125 +395,22 @@ pub(crate) fn run_fused(
     out_dtype: DType,
     out_layout: &Layout,
 ) -> Result<()> {
-    let shape = &fused.shape;
-    let n = numel(shape);
+    let n = numel(&fused.shape);
     if n == 0 {
         return Ok(());
     }
-    let layouts: Vec<Layout> = std::iter::once(Ok(out_layout.clone()))
-        .chain(
-            fused
-                .tensors
-                .iter()
-                .map(|t| t.layout.broadcast_to(op, shape)),
-        )
-        .collect::<Result<_>>()?;
-    let strides: Vec<&[isize]> = layouts.iter().map(|l| l.strides.as_slice()).collect();
-    let (cshape, cstrides) = coalesce(shape, &strides);
-    if cshape.len() > MAX_DIMS {
-        return Err(Error::Gpu {
-            op,
-            message: format!(
-                "a view of shape {shape:?} needs {} axes after merging; GPU kernels take at most {MAX_DIMS}",
-                cshape.len()
-            ),
-        });
-    }
-    let nd = cshape.len();
-    let contiguous_at = |s: &[isize]| {
-        let mut expected = 1isize;
-        for (&d, &st) in cshape.iter().zip(s).rev() {
-            if d != 1 && st != expected {
-                return false;
-            }
-            expected *= d as isize;
-        }
-        true
-    };
-    // parameters: n, ndim, shape[MAX_DIMS], then per tensor (output first) its offset and,
-    // if strided, its strides; then the scalars
-    let mut words: Vec<u32> = vec![n as u32, nd as u32];
-    words.extend(cshape.iter().map(|&d| d as u32));
-    words.resize(2 + MAX_DIMS, 1);
-    let mut key = String::new();
-    let mut decls = String::new();
-    let mut loads = String::new();
-    let mut out_index = String::new();
-    let mut buffers: Vec<&wgpu::Buffer> = vec![out];
-    let mut storages = Vec::with_capacity(fused.tensors.len());
-    for t in &fused.tensors {
-        storages.push(storage_of(t).buffer(op)?);
-    }
-    for (slot, layout) in layouts.iter().enumerate() {
-        let access = if slot > 0 && fused.tensors[slot - 1].numel() == 1 {
-            Access::Single
-        } else if contiguous_at(&cstrides[slot]) {
-            Access::Contiguous
-        } else {
-            Access::Strided
-        };
-        let off = words.len();
-        words.push(layout.offset as u32);
-        let index = match access {
-            Access::Contiguous => format!("word({off}u) + i"),
-            Access::Single => format!("word({off}u)"),
-            Access::Strided => {
-                words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
-                words.resize(off + 1 + MAX_DIMS, 0);
-                format!("at(i, {off}u)")
-            }
-        };
-        if slot == 0 {
-            let _ = write!(key, "{}:{access:?}|", wgsl_type(out_dtype));
-            out_index = index;
-        } else {
-            let k = slot - 1;
-            let ty = wgsl_type(fused.tensors[k].dtype());
-            let _ = write!(key, "{ty}:{access:?}|");
-            let _ = writeln!(
-                decls,
-                "@group(0) @binding({}) var<storage, read> in{k}: array<{ty}>;",
-                slot + 1
-            );
-            let _ = writeln!(loads, "    let v{k} = in{k}[{index}];");
-            buffers.push(storages[k]);
-        }
-    }
-    for (k, p) in fused.scalars.iter().enumerate() {
-        let _ = write!(key, "{}|", p.load());
-        let _ = writeln!(
-            loads,
-            "    let s{k} = {}(word({}u));",
-            p.load(),
-            words.len()
-        );
-        words.push(p.bits());
-    }
+    // word 0: n; the loader's words from 1; the output at binding 1, leaves from 2
+    let l = Loader::new(op, fused, Some(out_layout), 1, 2)?;
+    let mut words = vec![n as u32];
+    words.extend_from_slice(&l.words);
     debug_assert!(words.len() * 4 <= crate::gpu::context::PARAM_SLOT as usize);
-    key.push_str(&fused.code);
+    let out_ty = wgsl_type(out_dtype);
+    let key = format!("map {out_ty} {}", l.key);
     let pipeline = ctx.pipeline(&key, || {
-        let mut src = String::new();
-        src.push_str(wgsl::PARAMS);
-        src.push_str(wgsl::MATH);
-        let _ = writeln!(
-            src,
-            "@group(0) @binding(1) var<storage, read_write> out: array<{}>;",
-            wgsl_type(out_dtype)
-        );
-        src.push_str(&decls);
-        let _ = write!(
-            src,
-            r#"
-fn at(i: u32, o: u32) -> u32 {{
-    var rem = i;
-    var idx = i32(word(o));
-    for (var d = i32(word(1u)) - 1; d >= 0; d--) {{
-        let size = word(2u + u32(d));
-        idx += i32(rem % size) * bitcast<i32>(word(o + 1u + u32(d)));
-        rem = rem / size;
-    }}
-    return u32(idx);
-}}
+        format!(
+            r#"{params}{math}
+@group(0) @binding(1) var<storage, read_write> out: array<{out_ty}>;
+{decls}
 @compute @workgroup_size({WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
     let i = gid.x + gid.y * nwg.x * {WG}u;
@@ -372,10 +418,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {loads}    out[{out_index}] = {code};
 }}
 "#,
-            code = fused.code
-        );
-        src
+            params = wgsl::PARAMS,
+            math = wgsl::MATH,
+            decls = l.decls,
+            loads = l.loads,
+            out_index = l.extra_index,
+            code = l.code,
+        )
     });
+    let mut buffers = vec![out];
+    buffers.extend_from_slice(&l.buffers);
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
@@ -383,6 +435,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         grid((n as u32).div_ceil(WG)),
     );
     Ok(())
+}
+
+/// The expression whose element `i` is element `i` (row-major) of `t`: its pending
+/// expression when it has one of its shape, otherwise a read of `t` through its layout.
+pub(crate) fn source_of(t: &Tensor) -> Fused {
+    match inlinable(t, t.shape()) {
+        Some(f) => f,
+        None => Fused::build("$0", &[Input::Tensor(t)], None, t.shape()),
+    }
 }
 
 /// Merges adjacent axes contiguous with each other in every one of `strides` and drops

@@ -5,10 +5,15 @@
 //! their partial results in a tree in workgroup memory. Short lanes (up to 64 elements)
 //! get a thread each. A reduction of all elements runs the lane kernel over chunks and
 //! then over the partial results until one value is left.
+//!
+//! The kernel reads its input through an elementwise expression (`load(i)`, made by
+//! [`Loader`]): a pending elementwise result is computed inside the reduction, and a
+//! strided view is read through its strides, so neither is first written to a buffer.
 
 use crate::cpu::kernels::{ReduceOp, SoftmaxOp};
 use crate::element::DType;
 use crate::error::Result;
+use crate::gpu::elementwise::{Fused, Loader};
 use crate::gpu::{self, GpuStorage, WG, elementwise, grid, storage_of, wgsl};
 use crate::tensor::Tensor;
 
@@ -39,8 +44,8 @@ pub(crate) fn along_axis(
     out_shape: &[usize],
 ) -> Result<Tensor> {
     const NAME: &str = "reduce";
-    let x = elementwise::row_major(NAME, x)?;
-    let s = storage_of(&x);
+    let s = storage_of(x);
+    let fused = elementwise::source_of(x);
     let out_dtype = match op {
         LaneOp::Argmax => DType::I32,
         _ => DType::F32,
@@ -48,7 +53,7 @@ pub(crate) fn along_axis(
     let out = GpuStorage::alloc(NAME, s.ordinal, crate::shape::numel(out_shape), out_dtype)?;
     let lanes = outer * inner;
     if out.len > 0 {
-        run(s, x.layout.offset, &out, op, lanes, n, inner, lanes * n)?;
+        run(&fused, &out, op, lanes, n, inner, lanes * n)?;
     }
     Ok(gpu::tensor(out, out_shape))
 }
@@ -56,47 +61,29 @@ pub(crate) fn along_axis(
 /// Reduces every element of `x` (a float GPU tensor) to a 0-d tensor.
 pub(crate) fn reduce_all(x: &Tensor, op: ReduceOp) -> Result<Tensor> {
     const NAME: &str = "reduce";
-    let mut cur = elementwise::row_major(NAME, x)?;
+    let mut cur = x.clone();
     loop {
         let total = cur.numel();
         let s = storage_of(&cur);
+        let fused = elementwise::source_of(&cur);
         if total <= CHUNK {
             let out = GpuStorage::alloc(NAME, s.ordinal, 1, DType::F32)?;
-            run(
-                s,
-                cur.layout.offset,
-                &out,
-                LaneOp::Reduce(op),
-                1,
-                total,
-                1,
-                total,
-            )?;
+            run(&fused, &out, LaneOp::Reduce(op), 1, total, 1, total)?;
             return Ok(gpu::tensor(out, &[]));
         }
         let lanes = total.div_ceil(CHUNK);
         let out = GpuStorage::alloc(NAME, s.ordinal, lanes, DType::F32)?;
-        run(
-            s,
-            cur.layout.offset,
-            &out,
-            LaneOp::Reduce(op),
-            lanes,
-            CHUNK,
-            1,
-            total,
-        )?;
+        run(&fused, &out, LaneOp::Reduce(op), lanes, CHUNK, 1, total)?;
         cur = gpu::tensor(out, &[lanes]);
     }
 }
 
-/// Dispatches the lane kernel: `lanes` lanes of `n` elements `inner` apart, the lane
-/// `o * inner + r` starting at `offset + o * n * inner + r`; elements at or past `total`
-/// (relative to `offset`) are not read.
-#[allow(clippy::too_many_arguments)]
+/// Dispatches the lane kernel over the elements of `x` (an expression, so that a
+/// pending elementwise result is computed inside the reduction instead of first into
+/// a buffer): `lanes` lanes of `n` elements `inner` apart, the lane `o * inner + r`
+/// starting at element `o * n * inner + r`; elements at or past `total` are not read.
 fn run(
-    x: &GpuStorage,
-    offset: usize,
+    x: &Fused,
     out: &GpuStorage,
     op: LaneOp,
     lanes: usize,
@@ -104,19 +91,27 @@ fn run(
     inner: usize,
     total: usize,
 ) -> Result<()> {
-    let words: [u32; 8] = [
+    const NAME: &str = "reduce";
+    // words 0..8 the lanes, the loader's from 8; the output at binding 1, leaves from 2
+    let loader = Loader::new(NAME, x, None, 8, 2)?;
+    let mut words: Vec<u32> = vec![
         lanes as u32,
         n as u32,
         inner.max(1) as u32,
         total as u32,
-        offset as u32,
+        0,
         0,
         0,
         0,
     ];
+    words.extend_from_slice(&loader.words);
     let short = n <= SHORT_LANE;
-    let ctx = x.context();
-    let pipeline = ctx.pipeline(&format!("lane {op:?} {short}"), || source(op, short));
+    let ctx = out.context();
+    let pipeline = ctx.pipeline(&format!("lane {op:?} {short} {}", loader.key), || {
+        source(op, short, &loader)
+    });
+    let mut buffers = vec![out.buffer(NAME)?];
+    buffers.extend_from_slice(&loader.buffers);
     let groups = if short {
         (lanes as u32).div_ceil(WG)
     } else {
@@ -125,7 +120,7 @@ fn run(
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
-        &[out.buffer("reduce")?, x.buffer("reduce")?],
+        &buffers,
         grid(groups),
     );
     Ok(())
@@ -133,7 +128,7 @@ fn run(
 
 /// The WGSL of a lane kernel. The body is written once over `combine`/`init` and either
 /// runs per thread over a whole lane (`short`) or per workgroup with a tree reduction.
-fn source(op: LaneOp, short: bool) -> String {
+fn source(op: LaneOp, short: bool, x: &Loader<'_>) -> String {
     let out_ty = match op {
         LaneOp::Argmax => "i32",
         _ => "f32",
@@ -143,7 +138,7 @@ fn source(op: LaneOp, short: bool) -> String {
     s.push_str(wgsl::MATH);
     s.push_str(&format!(
         "@group(0) @binding(1) var<storage, read_write> out: array<{out_ty}>;\n\
-         @group(0) @binding(2) var<storage, read> x: array<f32>;\n\
+\
          var<workgroup> sv: array<f32, 256>;\n\
          var<workgroup> si: array<u32, 256>;\n"
     ));
@@ -176,13 +171,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let n = word(1u); let inner = word(2u); let total = word(3u);
     if (lane >= word(0u)) { return; }
     let base = (lane / inner) * n * inner + lane % inner;
-    let off = word(4u);
     var acc = init();
     var best = 0xffffffffu;
     for (var j = 0u; j < n; j++) {
         let idx = base + j * inner;
         if (idx >= total) { break; }
-        let v = x[off + idx];
+        let v = load(idx);
         ARGMAX_STEP
     }
     FINISH
@@ -209,13 +203,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n = word(1u); let inner = word(2u); let total = word(3u);
     if (lane >= word(0u)) { return; }
     let base = (lane / inner) * n * inner + lane % inner;
-    let off = word(4u);
     var acc = init();
     var best = 0xffffffffu;
     for (var j = l; j < n; j += 256u) {
         let idx = base + j * inner;
         if (idx >= total) { break; }
-        let v = x[off + idx];
+        let v = load(idx);
         ARGMAX_STEP
     }
     FINISH
@@ -268,18 +261,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     }
                 }
                 SoftmaxOp::Softmax => format!(
-                    "let inv = 1.0 / sum;\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = exp_(x[off + idx] - shift) * inv;\n    }}"
+                    "let inv = 1.0 / sum;\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = exp_(load(idx) - shift) * inv;\n    }}"
                 ),
                 SoftmaxOp::LogSoftmax => format!(
-                    "let lse = shift + ln_(sum);\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = x[off + idx] - lse;\n    }}"
+                    "let lse = shift + ln_(sum);\n    {sum_loop}\n        let idx = base + j * inner;\n        out[idx] = load(idx) - lse;\n    }}"
                 ),
             };
             format!(
-                "{m}\n    let shift = select(0.0, m, is_finite(m));\n    {sum_init}\n    {sum_loop}\n        sum += exp_(x[off + base + j * inner] - shift);\n    }}\n    {sum_done}\n    {write}"
+                "{m}\n    let shift = select(0.0, m, is_finite(m));\n    {sum_init}\n    {sum_loop}\n        sum += exp_(load(base + j * inner) - shift);\n    }}\n    {sum_done}\n    {write}"
             )
         }
     };
     let mut s = s.replace("ARGMAX_STEP", step).replace("FINISH", &finish);
+    s.push_str(&x.decls);
+    s.push_str(&format!(
+        "fn load(i: u32) -> f32 {{\n{}    return {};\n}}\n",
+        x.loads, x.code
+    ));
     if let (LaneOp::Softmax(_), false) = (op, short) {
         s.push_str(
             r#"

@@ -120,3 +120,44 @@ fn sum_to_shape_undoes_broadcasting() {
         });
     }
 }
+
+#[test]
+fn reductions_compute_pending_operands_inline() {
+    let Some(dev) = gpu() else { return };
+    let x = crate::tensor(&[37, 300], 21, false);
+    let w = crate::tensor(&[300], 22, false);
+    let b = crate::tensor(&[37, 1], 23, false);
+    let inputs = [&x, &w, &b];
+    check(&dev, "sum of tanh(x*w+b)", &inputs, 1e-5, |t| {
+        (&t[0] * &t[1] + &t[2]).tanh().sum()
+    });
+    check(&dev, "sum_axis 0", &inputs, 1e-5, |t| {
+        (&t[0] * &t[1] + &t[2]).sum_axis(0, false)
+    });
+    check(&dev, "max_axis 1", &inputs, 0.0, |t| {
+        (&t[0] * &t[1]).max_axis(1, true)
+    });
+    check(&dev, "argmax", &inputs, 0.0, |t| {
+        (&t[0] - &t[2]).argmax_axis(1, false)
+    });
+    check(&dev, "softmax", &inputs, 1e-5, |t| {
+        (&t[0] * 3.0 + &t[1]).softmax(1)
+    });
+    check(&dev, "log_softmax axis 0", &inputs, 1e-5, |t| {
+        (&t[0] + &t[2]).log_softmax(0)
+    });
+    check(&dev, "logsumexp", &inputs, 1e-5, |t| {
+        (&t[0] - &t[1]).logsumexp_axis(-1, false)
+    });
+    check(&dev, "transposed pending", &inputs, 1e-5, |t| {
+        (t[0].t() * 2.0).sum_axis(0, false)
+    });
+    check(&dev, "cross-entropy", &inputs, 1e-5, |t| {
+        let logp = (&t[0] * &t[1]).log_softmax(1);
+        -(logp * (&t[2] * 0.0 + 1.0)).sum() / 37.0
+    });
+    let long = crate::tensor(&[3, 5000], 24, false);
+    check(&dev, "long pending", &[&long], 1e-5, |t| {
+        (&t[0] * &t[0]).sum()
+    });
+}
