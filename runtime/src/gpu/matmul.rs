@@ -165,30 +165,60 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
         format!("let c = e / {bk}u; let kk = e % {bk}u;")
     };
     let (tm4, tn4) = (tm / 4, tn / 4);
-    let staging = if vec4 {
-        // four consecutive k of a row of A, four consecutive columns of a row of B
+    // vec4: each thread stages exactly one vec4 of A (four consecutive k of a row) and
+    // one of B (four consecutive columns of a row) per step, and fetches the next step's
+    // pair from global memory before computing the current one (register double
+    // buffering), so the loads are in flight during the multiply-adds
+    debug_assert_eq!(bm * bk / 4, 256);
+    debug_assert_eq!(bk * bn / 4, 256);
+    let fetch = format!(
+        r#"pa = vec4<f32>(0.0);
+            pb = vec4<f32>(0.0);
+            if (row0 + ar < m && kn + 4u * aq < k) {{
+                pa = a[u32(a_base + i32(row0 + ar) * ars) / 4u + (kn / 4u) + aq];
+            }}
+            if (kn + bkk < k && col0 + 4u * bq < n) {{
+                pb = b[u32(b_base + i32(kn + bkk) * brs) / 4u + (col0 / 4u) + bq];
+            }}"#
+    );
+    let prologue = if vec4 {
         format!(
-            r#"        for (var e = li; e < {bm}u * {bk4}u; e += 256u) {{
-            let r = e / {bk4}u; let q = e % {bk4}u;
-            var v = vec4<f32>(0.0);
-            if (row0 + r < m && k0 + 4u * q < k) {{
-                v = a[u32(a_base + i32(row0 + r) * ars) / 4u + (k0 / 4u) + q];
-            }}
-            let at = 4u * q * {bm}u + r;
-            As[at / 4u][at % 4u] = v.x;
-            As[(at + {bm}u) / 4u][(at + {bm}u) % 4u] = v.y;
-            As[(at + {bm2}u) / 4u][(at + {bm2}u) % 4u] = v.z;
-            As[(at + {bm3}u) / 4u][(at + {bm3}u) % 4u] = v.w;
-        }}
-        for (var e = li; e < {bk}u * {bn4}u; e += 256u) {{
-            let kk = e / {bn4}u; let cq = e % {bn4}u;
-            var v = vec4<f32>(0.0);
-            if (k0 + kk < k && col0 + 4u * cq < n) {{
-                v = b[u32(b_base + i32(k0 + kk) * brs) / 4u + (col0 / 4u) + cq];
-            }}
-            Bs[kk * {bn4}u + cq] = v;
-        }}"#,
+            r#"    let ar = li / {bk4}u; let aq = li % {bk4}u;
+    let bkk = li / {bn4}u; let bq = li % {bn4}u;
+    var pa = vec4<f32>(0.0);
+    var pb = vec4<f32>(0.0);
+    {{
+        let kn = 0u;
+        {fetch}
+    }}
+"#,
             bk4 = bk / 4,
+            bn4 = bn / 4,
+        )
+    } else {
+        String::new()
+    };
+    let prefetch = if vec4 {
+        format!(
+            r#"        let kn = k0 + {bk}u;
+        if (kn < k) {{
+            {fetch}
+        }}
+"#
+        )
+    } else {
+        String::new()
+    };
+    let staging = if vec4 {
+        format!(
+            r#"        {{
+            let at = 4u * aq * {bm}u + ar;
+            As[at / 4u][at % 4u] = pa.x;
+            As[(at + {bm}u) / 4u][(at + {bm}u) % 4u] = pa.y;
+            As[(at + {bm2}u) / 4u][(at + {bm2}u) % 4u] = pa.z;
+            As[(at + {bm3}u) / 4u][(at + {bm3}u) % 4u] = pa.w;
+            Bs[bkk * {bn4}u + bq] = pb;
+        }}"#,
             bn4 = bn / 4,
             bm2 = 2 * bm,
             bm3 = 3 * bm,
@@ -246,10 +276,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ty = li / {ntx}u;
     var acc: array<f32, {tmn}>;
     for (var i = 0u; i < {tmn}u; i++) {{ acc[i] = 0.0; }}
-    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
+{prologue}    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
 {staging}
         workgroupBarrier();
-        for (var kk = 0u; kk < {bk}u; kk++) {{
+{prefetch}        for (var kk = 0u; kk < {bk}u; kk++) {{
             var ar: array<vec4<f32>, {tm4}>;
             var br: array<vec4<f32>, {tn4}>;
             for (var i = 0u; i < {tm4}u; i++) {{ ar[i] = As[(kk * {bm}u + ty * {tm}u) / 4u + i]; }}
