@@ -171,16 +171,14 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
     // buffering), so the loads are in flight during the multiply-adds
     debug_assert_eq!(bm * bk / 4, 256);
     debug_assert_eq!(bk * bn / 4, 256);
-    let fetch = format!(
-        r#"pa = vec4<f32>(0.0);
+    let fetch = r#"pa = vec4<f32>(0.0);
             pb = vec4<f32>(0.0);
-            if (row0 + ar < m && kn + 4u * aq < k) {{
+            if (row0 + ar < m && kn + 4u * aq < k) {
                 pa = a[u32(a_base + i32(row0 + ar) * ars) / 4u + (kn / 4u) + aq];
-            }}
-            if (kn + bkk < k && col0 + 4u * bq < n) {{
+            }
+            if (kn + bkk < k && col0 + 4u * bq < n) {
                 pb = b[u32(b_base + i32(kn + bkk) * brs) / 4u + (col0 / 4u) + bq];
-            }}"#
-    );
+            }"#;
     let prologue = if vec4 {
         format!(
             r#"    let ar = li / {bk4}u; let aq = li % {bk4}u;
