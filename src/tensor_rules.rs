@@ -29,6 +29,18 @@ impl<'a, 'b> From<&'a &'b Tensor> for Operand<'a> {
     }
 }
 
+impl<'a> From<&'a f64> for Operand<'a> {
+    fn from(x: &'a f64) -> Self {
+        Operand::Scalar(*x)
+    }
+}
+
+impl<'a> From<&'a f32> for Operand<'a> {
+    fn from(x: &'a f32) -> Self {
+        Operand::Scalar(*x as f64)
+    }
+}
+
 impl From<f64> for Operand<'_> {
     fn from(x: f64) -> Self {
         Operand::Scalar(x)
@@ -277,11 +289,50 @@ pub fn broadcast_to<'a>(x: impl Into<Operand<'a>>, shape: &[usize]) -> Tensor {
     x.into().tensor().broadcast_to(shape)
 }
 
-/// A cotangent summed over the axes broadcasting added, down to the shape of `like`.
-pub fn sum_to<'a>(ct: impl Into<Operand<'a>>, like: &Tensor) -> Tensor {
-    match ct.into() {
-        Operand::Tensor(t) => ferrax_runtime::unbroadcast(t, like.shape()),
-        Operand::Scalar(x) => like.full_like(x),
+/// What a cotangent can be fitted to: a tensor (summed over the axes broadcasting added,
+/// down to its shape) or a float field of a parameter struct (summed whole).
+pub trait FitTarget: Sized {
+    fn fit(ct: Operand<'_>, like: &Self) -> Self;
+}
+
+impl FitTarget for Tensor {
+    fn fit(ct: Operand<'_>, like: &Self) -> Self {
+        match ct {
+            Operand::Tensor(t) => ferrax_runtime::unbroadcast(t, like.shape()),
+            Operand::Scalar(x) => like.full_like(x),
+        }
+    }
+}
+
+impl FitTarget for f32 {
+    fn fit(ct: Operand<'_>, _: &Self) -> Self {
+        sum_to_scalar(ct)
+    }
+}
+
+impl FitTarget for f64 {
+    fn fit(ct: Operand<'_>, _: &Self) -> Self {
+        sum_to_scalar(ct)
+    }
+}
+
+/// A cotangent fitted to the shape of `like` (see [`FitTarget`]).
+pub fn sum_to<'a, L: FitTarget>(ct: impl Into<Operand<'a>>, like: &L) -> L {
+    L::fit(ct.into(), like)
+}
+
+/// Whether `name` is a `#[differentiable(skip)]` field of `parent`.
+pub fn skipped<T: Differentiable>(parent: &T, name: &str) -> bool {
+    parent.is_skipped_field(name)
+}
+
+/// The tangent of field `name` of a parameter struct: the field of the struct's tangent,
+/// or a zero for a `#[differentiable(skip)]` field (a constant).
+pub fn tangent_field<P: Differentiable, T: Differentiable>(parent: &P, name: &str, field: &T) -> T {
+    if parent.is_skipped_field(name) {
+        zero_like(field)
+    } else {
+        field.clone()
     }
 }
 

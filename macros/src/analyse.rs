@@ -67,6 +67,7 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
         | Rhs::Field(v, _)
         | Rhs::Pop(v)
         | Rhs::Project(v, _)
+        | Rhs::ProjectTangent(v, _)
         | Rhs::NewSeq(NewSeq::CopyOf(v)) => set.contains(v),
         Rhs::NewSeq(NewSeq::Filled { value, .. })
         | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),

@@ -33,9 +33,13 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     };
     let mut errors: Option<syn::Error> = None;
     let mut members = Vec::new();
+    let mut skipped = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         match is_skipped(field) {
-            Ok(true) => {}
+            Ok(true) => skipped.push(match &field.ident {
+                Some(name) => name.to_string(),
+                None => i.to_string(),
+            }),
             Ok(false) => {
                 let member = match &field.ident {
                     Some(name) => Member::Named(name.clone()),
@@ -83,6 +87,11 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     } else {
         quote!(out)
     };
+    let is_skipped = if skipped.is_empty() {
+        quote!(let _ = name; false)
+    } else {
+        quote!(matches!(name, #(#skipped)|*))
+    };
     Ok(quote! {
         #[automatically_derived]
         impl #impl_generics #path::Differentiable for #name #ty_generics
@@ -94,6 +103,9 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
                 #out: &mut ::std::vec::Vec<#path::Leaf<'__ferrax>>,
             ) {
                 #(#leaves)*
+            }
+            fn is_skipped_field(&self, name: &str) -> bool {
+                #is_skipped
             }
             fn leaves_mut<'__ferrax>(
                 &'__ferrax mut self,

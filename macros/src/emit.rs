@@ -141,6 +141,16 @@ impl Emitter<'_> {
         quote!(#id #(#steps)*)
     }
 
+    /// A borrow of the struct a field path leads out of (the root itself when `path` is empty).
+    fn parent(&self, root: Var, path: &[Proj]) -> TokenStream {
+        if path.is_empty() {
+            self.borrowed(root)
+        } else {
+            let place = self.place(root, path);
+            quote!(&#place)
+        }
+    }
+
     pub fn block(&self, b: &Block) -> TokenStream {
         let stmts = b.stmts.iter().map(|s| self.stmt(s));
         quote!(#(#stmts)*)
@@ -220,7 +230,16 @@ impl Emitter<'_> {
             } => {
                 let place = self.place(*target, path);
                 let a = self.operand(*value);
-                quote!(::ferrax::__private::t::acc(&mut #place, #a);)
+                let acc = quote!(::ferrax::__private::t::acc(&mut #place, #a););
+                match path.split_last() {
+                    // a `#[differentiable(skip)]` field takes no cotangent
+                    Some((Proj::Field(m), parent)) => {
+                        let parent = self.parent(*target, parent);
+                        let name = member_name(m);
+                        quote!(if !::ferrax::__private::t::skipped(#parent, #name) { #acc })
+                    }
+                    _ => acc,
+                }
             }
             Stmt::Store {
                 array,
@@ -330,6 +349,17 @@ impl Emitter<'_> {
             Rhs::Project(root, path) => {
                 let place = self.place(*root, path);
                 quote!(#place.clone())
+            }
+            Rhs::ProjectTangent(root, path) => {
+                let place = self.place(*root, path);
+                match path.split_last() {
+                    Some((Proj::Field(m), parent)) => {
+                        let parent = self.parent(*root, parent);
+                        let name = member_name(m);
+                        quote!(::ferrax::__private::t::tangent_field(#parent, #name, &#place))
+                    }
+                    _ => quote!(#place.clone()),
+                }
             }
             Rhs::ProjectLen(root, path) => {
                 let place = self.place(*root, path);
@@ -518,4 +548,12 @@ fn prim_args(rhs: &Rhs) -> &[Atom] {
 /// The `like` argument of `SumTo(ct, like)`.
 fn args_like(rhs: &Rhs) -> Atom {
     prim_args(rhs).get(1).copied().unwrap_or(Atom::Float(0.0))
+}
+
+/// A field's name as `Differentiable::is_skipped_field` takes it.
+fn member_name(m: &syn::Member) -> String {
+    match m {
+        syn::Member::Named(n) => n.to_string(),
+        syn::Member::Unnamed(i) => i.index.to_string(),
+    }
 }

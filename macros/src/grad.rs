@@ -56,6 +56,23 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         .filter_map(|a| a.var())
         .collect();
     dce(&mut jf.body, &outs, &HashSet::new());
+    // Tangent parameters are parameters too (of the primal's type: borrowed the same way).
+    for (p, d) in &j.tangent_params {
+        let ident = crate::emit::var_ident(&jf, *d);
+        if let Some(ty) = func
+            .params
+            .iter()
+            .find(|q| q.var == *p)
+            .map(|q| q.ty.clone())
+        {
+            jf.params.push(Param {
+                var: *d,
+                ident,
+                ty,
+                active: false,
+            });
+        }
+    }
     let em = Emitter {
         func: &jf,
         owned_params: false,

@@ -175,6 +175,9 @@ pub enum Rhs {
     Field(Var, usize),
     /// A value read out of a parameter struct: `p.layers[i].w` (a clone of it).
     Project(Var, Vec<Proj>),
+    /// The tangent of a value read out of a parameter struct: as `Project` on the
+    /// struct's tangent, but zero for a `#[differentiable(skip)]` field.
+    ProjectTangent(Var, Vec<Proj>),
     /// The length of a sequence inside a parameter struct: `p.layers.len()`.
     ProjectLen(Var, Vec<Proj>),
     /// `stack.pop()` (the value pushed last).
@@ -443,7 +446,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             v.extend(args.iter().copied());
             v
         }
-        Rhs::Project(v, path) | Rhs::ProjectLen(v, path) => {
+        Rhs::Project(v, path) | Rhs::ProjectTangent(v, path) | Rhs::ProjectLen(v, path) => {
             let mut out = vec![Atom::Var(*v)];
             out.extend(proj_atoms(path));
             out

@@ -85,6 +85,14 @@ pub trait Differentiable: Clone {
     /// Appends the leaves mutably, in the same order as [`Differentiable::leaves`].
     fn leaves_mut<'a>(&'a mut self, out: &mut Vec<LeafMut<'a>>);
 
+    /// Whether the field `name` is marked `#[differentiable(skip)]` (a constant that no
+    /// derivative flows into). `#[derive(Differentiable)]` answers for its struct.
+    #[doc(hidden)]
+    fn is_skipped_field(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
     /// The number of leaves.
     fn num_leaves(&self) -> usize {
         let mut v = Vec::new();

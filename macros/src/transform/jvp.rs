@@ -41,8 +41,20 @@ pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
             t.tan.insert(v, d);
         }
     }
-    let body = t.block(&func.body);
-    let tangent = t.tan_atom(func.output).unwrap_or(Atom::Float(0.0));
+    let mut body = t.block(&func.body);
+    let tangent = match (t.tan_atom(func.output), func.output) {
+        (Some(d), _) => d,
+        // no active path to a tensor output: its tangent is a zero of its shape
+        (None, Atom::Var(o)) if func.info(o).kind.is_tensor() => {
+            let z = t.func.new_var("zero", Kind::Tensor, false);
+            body.stmts.push(Stmt::Let {
+                var: z,
+                rhs: Rhs::NewSeq(NewSeq::ZerosLike(o)),
+            });
+            Atom::Var(z)
+        }
+        (None, _) => Atom::Float(0.0),
+    };
     t.func.body = body;
     JvpOut {
         func: t.func,
@@ -194,7 +206,9 @@ impl Jvp<'_> {
                             None => self.zero_for(*var),
                         }
                     }
-                    Rhs::Project(root, path) => Rhs::Project(self.tan_var(*root), path.clone()),
+                    Rhs::Project(root, path) | Rhs::ProjectTangent(root, path) => {
+                        Rhs::ProjectTangent(self.tan_var(*root), path.clone())
+                    }
                     Rhs::Index(v, i) => Rhs::Index(self.tan_var(*v), *i),
                     Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
                     Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
