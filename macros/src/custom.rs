@@ -348,6 +348,37 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
             });
         }
     }
+    // What `#[grad]` callers call (see `grad::FULL`): every parameter is active here.
+    let full_jvp = format_ident!("{}{name}_jvp", crate::grad::FULL);
+    let full_vjp = format_ident!("{}{name}_vjp", crate::grad::FULL);
+    let own = match which {
+        Rule::Vjp if both => quote! {
+            #[doc(hidden)]
+            #allow
+            #vis fn #full_vjp(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
+                #vjp_name(#(#idents),*)
+            }
+        },
+        Rule::Jvp if both => quote! {
+            #[doc(hidden)]
+            #allow
+            #vis fn #full_jvp(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
+                #jvp_name(#(#idents,)* #(#tangents),*)
+            }
+        },
+        _ => quote! {
+            #[doc(hidden)]
+            #allow
+            #vis fn #full_vjp(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
+                #vjp_name(#(#idents),*)
+            }
+            #[doc(hidden)]
+            #allow
+            #vis fn #full_jvp(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
+                #jvp_name(#(#idents,)* #(#tangents),*)
+            }
+        },
+    };
     // The other attribute, if any, stays on the item and expands next.
-    Ok(quote!(#item #out))
+    Ok(quote!(#item #out #own))
 }

@@ -423,13 +423,13 @@ impl Emitter<'_> {
             } => {
                 let mut path = func.clone();
                 if let Some(last) = path.path.segments.last_mut() {
-                    let suffix = match mode {
-                        CallMode::Primal => "",
-                        CallMode::Jvp => "_jvp",
-                        CallMode::Vjp | CallMode::VjpApply(_) => "_vjp",
+                    let (prefix, suffix) = match mode {
+                        CallMode::Primal => ("", ""),
+                        CallMode::Jvp => (crate::grad::FULL, "_jvp"),
+                        CallMode::Vjp | CallMode::VjpApply(_) => (crate::grad::FULL, "_vjp"),
                     };
                     last.ident =
-                        syn::Ident::new(&format!("{}{}", last.ident.unraw(), suffix), *span);
+                        syn::Ident::new(&format!("{prefix}{}{suffix}", last.ident.unraw()), *span);
                 }
                 let args = args.iter().map(|a| {
                     let t = self.atom(a.atom);

@@ -17,10 +17,20 @@ use quote::{format_ident, quote};
 use std::collections::HashSet;
 use syn::Type;
 
+/// The prefix of the counterparts `#[grad]` callers call: differentiated with respect to
+/// every float parameter whatever the callee's `wrt`, so a caller can pass a tangent and take
+/// a gradient for each argument it knows to be active.
+pub const FULL: &str = "__ferrax_full_";
+
 /// Expands `#[grad(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let attr: GradAttr = syn::parse2(attr)?;
     let item: syn::ItemFn = syn::parse2(item)?;
+    expand_with(attr, item, true)
+}
+
+/// The expansion; `callers` also emits the counterparts callers use (see [`FULL`]).
+fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let (func, sig) = lower(&cx, &item, &attr);
     // Activity runs even after errors, so that its own errors come in the same compile.
@@ -123,6 +133,18 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         "Forward mode of [`{name}`]: its value and its directional derivative along the tangents of {wrt} (one tangent per active argument, after the arguments)."
     );
 
+    let arg_idents: Vec<syn::Ident> = func.params.iter().map(|p| em.var(p.var)).collect();
+    let tangent_idents: Vec<syn::Ident> =
+        j.tangent_params.iter().map(|(_, d)| em.var(*d)).collect();
+    let full_jvp_name = format_ident!("{FULL}{}_jvp", name);
+    let full_jvp = quote! {
+        #[doc(hidden)]
+        #allow
+        #vis fn #full_jvp_name #generics (#(#params,)* #(#tparams),*) -> (#ret, #ret) #where_clause {
+            #jvp_name(#(#arg_idents,)* #(#tangent_idents),*)
+        }
+    };
+
     // ---- reverse mode ----
     let v = vjp(&func, &varied);
     let grads_of = |em: &Emitter| {
@@ -204,7 +226,15 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let doc = format!(
             "Reverse mode of [`{name}`]: its value and the pullback, which maps a cotangent of the value to the gradients with respect to {wrt}."
         );
-        quote! {
+        let full_vjp_name = format_ident!("{FULL}{}_vjp", name);
+        let full = quote! {
+            #[doc(hidden)]
+            #allow
+            #vis fn #full_vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
+                #vjp_name(#(#arg_idents),*)
+            }
+        };
+        let own = quote! {
             #[doc = #doc]
             #allow
             #vis fn #vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
@@ -212,7 +242,23 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 #fwd
                 (#value, move |#seed: #ret| -> #grads_ty { #rev #grads })
             }
-        }
+        };
+        (own, full)
+    };
+    let (vjp_tokens, full_vjp) = vjp_tokens;
+    // What callers call: these functions themselves where every float parameter is active;
+    // otherwise a second expansion with every float parameter active, under hidden names.
+    let for_callers = if !callers {
+        quote!()
+    } else if attr.wrt.is_none() {
+        quote!(#full_jvp #full_vjp)
+    } else {
+        let mut all = item.clone();
+        all.sig.ident = format_ident!("{FULL}{}", name);
+        all.attrs.retain(|a| !a.path().is_ident("doc"));
+        all.attrs.push(syn::parse_quote!(#[doc(hidden)]));
+        all.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
+        expand_with(GradAttr::default(), all, false)?
     };
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
@@ -263,6 +309,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 
     Ok(quote! {
         #item
+
+        #for_callers
 
         #[doc = #jvp_doc]
         #allow

@@ -288,3 +288,40 @@ fn recursive_grad_functions_three_ways() {
         |p| (3.0 * p[0] * p[0] * p[1], p[0].powi(3)),
     );
 }
+
+/// A callee differentiated only with respect to `x`, called with `b` active: the caller
+/// uses the callee's derivatives with respect to every argument.
+#[grad(wrt(x))]
+fn callee_wrt_x(x: f64, y: f64) -> f64 {
+    x * y * y
+}
+
+#[grad]
+fn caller_of_wrt(a: f64, b: f64) -> f64 {
+    callee_wrt_x(a, b) + a
+}
+
+#[test]
+fn a_callee_restricted_by_wrt_still_gives_every_derivative_to_callers() {
+    let pts: &[&[f64]] = &[&[0.5, 1.5], &[-1.0, 0.25]];
+    check(
+        "caller_of_wrt",
+        pts,
+        |p| caller_of_wrt(p[0], p[1]),
+        |p| caller_of_wrt_grad(p[0], p[1]),
+        |p, d| caller_of_wrt_jvp(p[0], p[1], d[0], d[1]),
+        |p, c| {
+            let (v, pb) = caller_of_wrt_vjp(p[0], p[1]);
+            (v, pb(c))
+        },
+        |p| caller_of_wrt_value_and_grad(p[0], p[1]),
+    );
+    closed_form(
+        "caller_of_wrt",
+        pts,
+        |p| caller_of_wrt_grad(p[0], p[1]),
+        |p| (p[1] * p[1] + 1.0, 2.0 * p[0] * p[1]),
+    );
+    // the callee's own API keeps its `wrt`
+    assert_eq!(callee_wrt_x_grad(2.0, 3.0), 9.0);
+}
