@@ -62,6 +62,31 @@
 //! - Operators that own a tensor nobody else holds (`a += &b`, `x * 2.0` on a
 //!   temporary, `-t`) write the result into its buffer instead of a new one.
 //!
+//! # GPU
+//!
+//! With the `gpu` feature (on by default), [`Device::gpu`] opens the first wgpu adapter
+//! (Vulkan, Metal or DX12) and [`Tensor::to_device`] moves f32, i32 and bool tensors
+//! there; every operation above then runs as a WGSL compute shader, with the same
+//! results (f64 has no GPU form: moving it there is an error). Operations on tensors of
+//! different devices are an [`Error::DeviceMismatch`].
+//!
+//! ```
+//! use ferrax_runtime::prelude::*;
+//!
+//! let dev = Device::gpu().unwrap_or(Device::Cpu); // or Device::default(): FERRAX_DEVICE
+//! let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0, 4.0], &[2, 2]).to_device(&dev);
+//! let y = (x.matmul(&x) * 0.5).tanh().sum_axis(0, false);
+//! assert_eq!(y.device(), dev);
+//! let host = y.to_vec::<f32>(); // waits for the GPU and reads back
+//! assert!((host[0] - ((-2.5f32).tanh() + 7.5f32.tanh())).abs() < 1e-6);
+//! assert!(host[1].abs() < 1e-6); // tanh(-5) + tanh(5)
+//! ```
+//!
+//! GPU work is recorded and submitted in batches; nothing comes back to the host until
+//! `to_vec`, `item`, printing or [`Tensor::eval`] asks. Elementwise results are computed
+//! lazily, so a chain such as `(x * w + b).tanh()`, and the reduction or softmax that
+//! consumes it, runs as one kernel.
+//!
 //! # Layout
 //!
 //! - [`tensor`]: the [`Tensor`] type, constructors and accessors;
