@@ -277,8 +277,8 @@ unary! {
     recip (Pos): |x| { x.recip() }
     sigmoid (Any): |x| { x.sigmoid() }
     relu (Any): |x| { x.relu() }
-    // sign' = 0 (a loss of `x.sign()` alone is in tests/wip/TENSOR_GAPS.md)
     sign (Any): |x| { x.sign() + x }
+    sign_alone (Any): |x| { x.sign() }
     powi_3 (Any): |x| { x.powi(3) }
     powi_0 (Any): |x| { x.powi(0) }
     powi_neg (Pos): |x| { x.powi(-2) }
@@ -411,8 +411,23 @@ masked! {
     where_le: |a, b| { Tensor::where_(&a.le(b), &(a - b), &(a + b)) }
     where_eq: |a, b| { Tensor::where_(&a.eq(b), a, &(a * b)) }
     where_ne: |a, b| { Tensor::where_(&a.ne(b), &(a * b), a) }
+    where_constants: |a, b| { Tensor::where_(&a.ge(&a.ones_like()), &(a * b), &a.full_like(2.0)) }
     select_method: |a, b| { a.gt(b).select(&a.cos(), &(b * 2.0)) }
-    where_broadcast_branches: |a, b| { Tensor::where_(&b.gt(&(b * 0.0)), a, b) }
+    where_broadcast_branches: |a, b| { Tensor::where_(&b.gt(&b.zeros_like()), a, b) }
+}
+
+#[grad]
+fn stopped(x: &Tensor) -> Tensor {
+    (x * stop_gradient(x)).sum() + stop_gradient(x).exp().sum()
+}
+
+#[test]
+fn stop_gradient_blocks_the_derivative() {
+    let x = randn(7, &[2, 3]);
+    assert_eq!(stopped_grad(&x).to_vec::<f64>(), x.to_vec::<f64>());
+    let dx = randn(8, &[2, 3]);
+    let (_, d) = stopped_jvp(&x, &dx);
+    assert!((d.item::<f64>() - x.inner(&dx)).abs() < 1e-12);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -964,8 +979,7 @@ fn net(seed: u64) -> Net {
 }
 
 /// Layers looped over with `for layer in &p.layers`, a layer norm from a nested struct, a
-/// skipped constant, log_softmax cross-entropy. (`p.temperature` is left out: reading a
-/// float field is in tests/wip/TENSOR_GAPS.md.)
+/// skipped constant, a float field, log_softmax cross-entropy.
 #[grad(wrt(p))]
 fn net_loss(p: &Net, x: &Tensor, y: &Tensor) -> Tensor {
     let mut h = x.clone();
@@ -975,7 +989,7 @@ fn net_loss(p: &Net, x: &Tensor, y: &Tensor) -> Tensor {
     let centred = &h - h.mean_axis(-1, true);
     let var = centred.powi(2).mean_axis(-1, true);
     let h = centred / (var + 1e-5).sqrt() * &p.norm.gamma + &p.norm.beta;
-    let logits = h.matmul(&p.head.w) + &p.head.b;
+    let logits = (h.matmul(&p.head.w) + &p.head.b) / p.temperature;
     -(logits.log_softmax(-1) * y).sum_axis(1, false).mean()
 }
 
@@ -986,7 +1000,7 @@ fn net_indexed(p: &Net, x: &Tensor) -> Tensor {
     for i in 0..p.layers.len() {
         h = h.matmul(&p.layers[i].w).relu() + &p.layers[i].b;
     }
-    (h * 1.3).sigmoid().sum()
+    (h * p.temperature).sigmoid().sum()
 }
 
 /// Finite differences of `f` over every leaf of a differentiable value.
@@ -1052,6 +1066,10 @@ fn a_parameter_struct_with_nested_structs_a_vec_of_layers_and_skipped_fields() {
         &[1, 4],
         "a bias broadcast from [1, 4] keeps its shape"
     );
+    // skipped fields take no cotangent: the gradient carries the constants unchanged
+    assert_eq!(g.mask.to_vec::<f64>(), p.mask.to_vec::<f64>());
+    assert_eq!(g.name, "net");
+    assert!(g.temperature != 0.0);
     // the masked column of the first layer gets no gradient
     let gw = g.layers[0].w.to_vec::<f64>();
     assert!((0..3).all(|r| gw[r * 4 + 1] == 0.0), "{gw:?}");
@@ -1067,9 +1085,8 @@ fn a_parameter_struct_with_nested_structs_a_vec_of_layers_and_skipped_fields() {
             ferrax::differentiable::LeafMut::F32(x) => *x = 0.3,
         }
     }
-    // The skipped field of a tangent must be ignored; until TENSOR_GAPS.md #2 is fixed it
-    // is read as the tangent of `p.mask`, so it is zeroed here.
-    dp.mask = dp.mask.zeros_like();
+    // dp.mask is p.mask (zeros_like keeps skipped fields): forward mode must ignore it
+    assert_eq!(dp.mask.to_vec::<f64>(), p.mask.to_vec::<f64>());
     let (v, d) = net_loss_jvp(&p, &x, &y, &dp);
     assert_eq!(v.item::<f64>(), net_loss(&p, &x, &y).item::<f64>());
     let want = g.inner(&dp);
@@ -1178,5 +1195,110 @@ fn finite_differences_are_accurate_to_the_tolerance() {
     let want = x.cos().to_vec::<f64>();
     for (a, b) in fd[0].iter().zip(&want) {
         assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+}
+
+#[derive(Clone, Debug, Differentiable)]
+struct Masked {
+    w: Tensor,
+    #[differentiable(skip)]
+    m: Tensor,
+    s: f64,
+}
+
+#[grad(wrt(p))]
+fn masked(p: &Masked) -> Tensor {
+    (&p.w * &p.m * p.s).sum()
+}
+
+#[test]
+fn a_skipped_tensor_is_a_constant_in_both_modes() {
+    let p = Masked {
+        w: t(&[1.0, 2.0], &[2]),
+        m: t(&[3.0, 5.0], &[2]),
+        s: 2.0,
+    };
+    let mut dp = p.zeros_like();
+    dp.w = Tensor::ones(&[2], DType::F64);
+    let (v, d) = masked_jvp(&p, &dp);
+    assert_eq!((v.item::<f64>(), d.item::<f64>()), (26.0, 16.0));
+    dp.s = 1.0;
+    assert_eq!(masked_jvp(&p, &dp).1.item::<f64>(), 16.0 + 13.0);
+    let g = masked_grad(&p);
+    assert_eq!(g.w.to_vec::<f64>(), vec![6.0, 10.0]);
+    assert_eq!(
+        g.m.to_vec::<f64>(),
+        vec![3.0, 5.0],
+        "the constant, untouched"
+    );
+    assert_eq!(g.s, 13.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// more control flow, f32 tensors, calls between #[grad] functions
+// ---------------------------------------------------------------------------------------
+
+#[grad(wrt(x))]
+fn while_sin(x: &Tensor, n: usize) -> Tensor {
+    let mut h = x.clone();
+    let mut i = 0;
+    while i < n {
+        h = h.sin() * 1.5;
+        i += 1;
+    }
+    h.sum()
+}
+
+#[test]
+fn a_while_loop_around_tensor_code() {
+    let x = randn(3, &[4]);
+    for n in [0usize, 1, 4] {
+        check(
+            &format!("while_sin n={n}"),
+            std::slice::from_ref(&x),
+            |a| while_sin(&a[0], n).value(),
+            |a| vec![while_sin_grad(&a[0], n)],
+            |a, t| {
+                let (v, d) = while_sin_jvp(&a[0], n, &t[0]);
+                (v.value(), d.value())
+            },
+        );
+    }
+}
+
+#[grad]
+fn dense_tanh(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh()
+}
+
+// `dense_tanh(x, w)` does not compile yet (tests/wip/TENSOR_GAPS.md 2): the macro passes a
+// reference only where the call writes `&`.
+#[allow(clippy::needless_borrow)]
+#[grad]
+fn two_dense(x: &Tensor, w: &Tensor, v: &Tensor) -> Tensor {
+    let h = dense_tanh(&x, &w);
+    dense_tanh(&h, &v).sum()
+}
+
+#[test]
+fn a_grad_function_calls_another_that_returns_a_tensor() {
+    let (x, w, v) = (randn(1, &[2, 3]), randn(2, &[3, 4]), randn(3, &[4, 2]));
+    check!("two_dense", two_dense, two_dense_grad, two_dense_jvp; [x, w, v]);
+}
+
+#[grad]
+fn f32_loss(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh().powi(2).mean()
+}
+
+#[test]
+fn f32_tensors_get_f32_gradients_equal_to_the_f64_ones() {
+    let (x, w) = (randn(1, &[4, 3]), randn(2, &[3, 2]));
+    let (gx, gw) = f32_loss_grad(&x.to_dtype(DType::F32), &w.to_dtype(DType::F32));
+    let (hx, hw) = f32_loss_grad(&x, &w);
+    assert_eq!((gx.dtype(), gw.dtype()), (DType::F32, DType::F32));
+    for (g, h) in [(gx, hx), (gw, hw)] {
+        let g = g.to_dtype(DType::F64).to_vec::<f64>();
+        assert_close_vec("f32 gradient", &g, &h.to_vec::<f64>(), 1e-5);
     }
 }
