@@ -180,3 +180,21 @@ fn requests_beyond_the_limits_are_errors() {
     let e = huge.unwrap_err().to_string();
     assert!(e.contains("bytes") || e.contains("elements"), "{e}");
 }
+
+#[test]
+fn dispatches_beyond_65535_workgroups_are_split() {
+    let Some(dev) = gpu() else { return };
+    // 17M elements: 66,407 workgroups of 256 for an elementwise kernel
+    let n = 17_000_000;
+    let x = Tensor::ones(&[n], DType::F32).to_device(&dev);
+    let y = &x * 2.0 + 1.0;
+    y.eval();
+    let tail = y.slice(0, n - 3, n).to_vec::<f32>();
+    assert_eq!(tail, vec![3.0; 3]);
+    assert_eq!(y.slice(0, 0, 1).item::<f32>(), 3.0);
+    // 70,000 lanes of 65: one workgroup per lane
+    let m = Tensor::ones(&[70_000, 65], DType::F32).to_device(&dev);
+    let s = (&m * 0.5).sum_axis(1, false).to_vec::<f32>();
+    assert_eq!(s.len(), 70_000);
+    assert!(s.iter().all(|&v| v == 32.5), "{:?}", &s[69_990..]);
+}
