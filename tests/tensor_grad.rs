@@ -1388,3 +1388,94 @@ fn assignment_operators_constructors_match_and_loop_break_around_tensor_code() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// active subsets, unused and repeated arguments, a pullback of a tensor-valued function
+// ---------------------------------------------------------------------------------------
+
+#[grad(wrt(w))]
+fn only_w(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh().sum()
+}
+
+#[test]
+fn a_matmul_with_one_active_operand() {
+    let (x, w) = (randn(1, &[2, 3]), randn(2, &[3, 4]));
+    check(
+        "only_w",
+        std::slice::from_ref(&w),
+        |a| only_w(&x, &a[0]).value(),
+        |a| vec![only_w_grad(&x, &a[0])],
+        |a, t| {
+            let (v, d) = only_w_jvp(&x, &a[0], &t[0]);
+            (v.value(), d.value())
+        },
+    );
+}
+
+#[grad]
+fn ignores_w(x: &Tensor, w: &Tensor) -> Tensor {
+    let _ = w;
+    x.exp().sum()
+}
+
+#[test]
+fn an_unused_argument_gets_a_zero_gradient_of_its_shape() {
+    let (x, w) = (randn(1, &[2, 3]), randn(2, &[3, 4]));
+    let (gx, gw) = ignores_w_grad(&x, &w);
+    assert_close_vec("d/dx", &gx.to_vec::<f64>(), &x.exp().to_vec::<f64>(), 1e-15);
+    assert_eq!(
+        (gw.shape(), gw.to_vec::<f64>()),
+        (&[3usize, 4][..], vec![0.0; 12])
+    );
+}
+
+#[grad]
+fn product(x: &Tensor, y: &Tensor) -> Tensor {
+    (x * y.sin()).sum()
+}
+
+#[test]
+fn the_same_tensor_passed_twice() {
+    let x = randn(3, &[4]);
+    let (gx, gy) = product_grad(&x, &x);
+    assert_close_vec("d/dx", &gx.to_vec::<f64>(), &x.sin().to_vec::<f64>(), 1e-15);
+    assert_close_vec(
+        "d/dy",
+        &gy.to_vec::<f64>(),
+        &(&x * x.cos()).to_vec::<f64>(),
+        1e-15,
+    );
+}
+
+#[grad]
+fn doubled_tanh(x: &Tensor, b: &Tensor) -> Tensor {
+    (x * 2.0 + b).tanh()
+}
+
+#[test]
+fn the_pullback_of_a_tensor_valued_function_takes_a_cotangent_of_its_shape() {
+    let (x, b) = (randn(4, &[2, 3]), randn(5, &[3]));
+    let ct = randn(6, &[2, 3]);
+    let (y, pullback) = doubled_tanh_vjp(&x, &b);
+    assert_eq!(y.to_vec::<f64>(), doubled_tanh(&x, &b).to_vec::<f64>());
+    let (gx, gb) = pullback(ct.clone());
+    let local = (1.0f64 - &y * &y) * &ct;
+    assert_close_vec(
+        "d/dx",
+        &gx.to_vec::<f64>(),
+        &(&local * 2.0).to_vec::<f64>(),
+        1e-14,
+    );
+    assert_close_vec(
+        "d/db",
+        &gb.to_vec::<f64>(),
+        &local.sum_axis(0, false).to_vec::<f64>(),
+        1e-14,
+    );
+    // forward mode: the tangent has the output's shape
+    let (dx, db) = (randn(7, &[2, 3]), randn(8, &[3]));
+    let (_, dy) = doubled_tanh_jvp(&x, &b, &dx, &db);
+    let want = (1.0f64 - &y * &y) * (&dx * 2.0 + &db);
+    assert_close_vec("jvp", &dy.to_vec::<f64>(), &want.to_vec::<f64>(), 1e-14);
+}
