@@ -1479,3 +1479,71 @@ fn the_pullback_of_a_tensor_valued_function_takes_a_cotangent_of_its_shape() {
     let want = (1.0f64 - &y * &y) * (&dx * 2.0 + &db);
     assert_close_vec("jvp", &dy.to_vec::<f64>(), &want.to_vec::<f64>(), 1e-14);
 }
+
+// ---------------------------------------------------------------------------------------
+// more parameter-struct shapes
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Differentiable)]
+struct Extra {
+    gates: [f64; 2],
+    pair: (f64, Dense),
+    blocks: Vec<Vec<Dense>>,
+}
+
+#[grad]
+fn both_active(p: &Dense, x: &Tensor) -> Tensor {
+    (x.matmul(&p.w) + &p.b).tanh().sum()
+}
+
+#[grad(wrt(p))]
+fn iter_layers(p: &Net, x: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    for layer in p.layers.iter() {
+        h = h.matmul(&layer.w) + &layer.b;
+    }
+    h.sum()
+}
+
+#[grad(wrt(p))]
+fn extra(p: &Extra, x: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.pair.1.w) + &p.pair.1.b) * p.gates[0] + p.pair.0;
+    let mut out = h.sum() * p.gates[1];
+    for block in &p.blocks {
+        for d in block {
+            out = out + (x.matmul(&d.w) + &d.b).sum();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_struct_and_a_tensor_both_active() {
+    let p = net(1).layers[0].clone();
+    let x = randn(2, &[5, 3]);
+    let g = both_active_grad(&p, &x);
+    assert_struct_grad("both_active", &g, &(p, x), |q| {
+        both_active(&q.0, &q.1).item()
+    });
+}
+
+#[test]
+fn layers_through_iter() {
+    let p = net(2);
+    let x = randn(3, &[5, 3]);
+    let g = iter_layers_grad(&p, &x);
+    assert_struct_grad("iter_layers", &g, &p, |q| iter_layers(q, &x).item());
+}
+
+#[test]
+fn array_tuple_and_nested_vec_fields() {
+    let d = net(4).layers[0].clone();
+    let e = Extra {
+        gates: [0.5, 2.0],
+        pair: (1.5, d.clone()),
+        blocks: vec![vec![d.clone(), d], vec![]],
+    };
+    let x = randn(5, &[2, 3]);
+    let g = extra_grad(&e, &x);
+    assert_struct_grad("extra", &g, &e, |q| extra(q, &x).item());
+}
