@@ -1511,7 +1511,7 @@ fn extra(p: &Extra, x: &Tensor) -> Tensor {
     let mut out = h.sum() * p.gates[1];
     for block in &p.blocks {
         for d in block {
-            out = out + (x.matmul(&d.w) + &d.b).sum();
+            out += (x.matmul(&d.w) + &d.b).sum();
         }
     }
     out
