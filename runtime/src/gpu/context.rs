@@ -56,6 +56,9 @@ pub(crate) struct Pipeline {
 
 /// The dispatches recorded since the last submission.
 struct Batch {
+    /// The compute pass open on `encoder`, if any (ended before copies and submission;
+    /// declared first so that it is also dropped first).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     /// Parameter bytes, one [`PARAM_SLOT`] per dispatch.
     params: Vec<u8>,
@@ -137,6 +140,7 @@ impl Context {
             pool: Mutex::new(HashMap::new()),
             pooled: Mutex::new(0),
             batch: Mutex::new(Batch {
+                pass: None,
                 encoder: None,
                 params: Vec::new(),
                 params_buf,
@@ -337,16 +341,20 @@ impl Context {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let device = &self.device;
-        let encoder = batch.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if batch.pass.is_none() {
+            let device = &self.device;
+            let encoder = batch.encoder.get_or_insert_with(|| {
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
+            let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            batch.pass = Some(pass.forget_lifetime());
         }
+        // one pass for consecutive dispatches: each dispatch is its own usage scope, so
+        // wgpu still orders a dispatch after the ones whose output it reads
+        let pass = batch.pass.as_mut().expect("opened above");
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         if batch.params.len() >= MAX_BATCH * PARAM_SLOT as usize {
             self.submit(&mut batch);
         }
@@ -355,6 +363,7 @@ impl Context {
     /// Records a buffer-to-buffer copy into the batch.
     pub(crate) fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, bytes: u64) {
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        batch.pass = None; // ends the open compute pass
         let device = &self.device;
         let encoder = batch.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
@@ -369,6 +378,7 @@ impl Context {
     }
 
     fn submit(&self, batch: &mut Batch) {
+        batch.pass = None; // ends the open compute pass
         let Some(encoder) = batch.encoder.take() else {
             return;
         };
