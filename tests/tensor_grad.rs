@@ -723,6 +723,12 @@ fn maximum_and_minimum_split_ties_half_and_half() {
         (vec![0.0, 0.5, 1.0], vec![])
     );
     assert_eq!(gs.item::<f64>(), 1.5);
+    // forward mode at the tie: the mean of the two tangents
+    let (da, db) = (t(&[4.0, 1.0, 1.0], &[3]), t(&[2.0, 10.0, 100.0], &[3]));
+    let (_, d) = maximum_sum_jvp(&a, &b, &da, &db);
+    assert_eq!(d.item::<f64>(), 3.0 + 10.0 + 1.0);
+    let (_, d) = minimum_sum_jvp(&a, &b, &da, &db);
+    assert_eq!(d.item::<f64>(), 3.0 + 1.0 + 100.0);
 }
 
 #[test]
@@ -737,6 +743,12 @@ fn relu_and_abs_at_zero() {
         abs_sum_grad(&x).to_vec::<f64>(),
         vec![-1.0, 1.0, 1.0, 1.0],
         "abs'(0) = 1"
+    );
+    let dx = t(&[1.0, 10.0, 100.0, 1000.0], &[4]);
+    assert_eq!(relu_sum_jvp(&x, &dx).1.item::<f64>(), 100.0);
+    assert_eq!(
+        abs_sum_jvp(&x, &dx).1.item::<f64>(),
+        -1.0 + 10.0 + 100.0 + 1000.0
     );
 }
 
