@@ -1559,3 +1559,25 @@ fn array_tuple_and_nested_vec_fields() {
     let g = extra_grad(&e, &x);
     assert_struct_grad("extra", &g, &e, |q| extra(q, &x).item());
 }
+
+#[grad]
+fn taped(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    let mut acc = h.sum() * 0.0;
+    for i in 0..4 {
+        let a = h.matmul(w);
+        if i % 2 == 0 {
+            h = a.tanh() * h.sum_axis(1, true) + b;
+        } else {
+            h = (a - &h).sin() / (h.powi(2).mean() + 1.0);
+        }
+        acc += h.max() * 0.1;
+    }
+    h.logsumexp_axis(-1, false).sum() + acc
+}
+
+#[test]
+fn values_overwritten_in_a_loop_and_needed_in_reverse() {
+    let (x, w, b) = (randn(1, &[2, 3]), randn(2, &[3, 3]) * 0.5, randn(3, &[3]));
+    check!("taped", taped, taped_grad, taped_jvp; [x, w, b]);
+}
