@@ -1,0 +1,86 @@
+//! Issue 6: the same `#[grad]` code, derivatives included, runs on GPU tensors. The MLP's
+//! loss and gradient (`examples/data/mlp_model.rs`) and a tensor function with broadcasting,
+//! reductions and softmax are computed on the GPU and checked against the CPU.
+//!
+//! Where wgpu finds no adapter this prints why and passes, unless `FERRAX_REQUIRE_GPU=1`
+//! (set by `.ci/run`, which installs Mesa's software Vulkan driver).
+
+#[path = "../examples/data/mlp_model.rs"]
+#[allow(dead_code)]
+mod mlp_model;
+
+use ferrax::prelude::*;
+
+fn gpu() -> Option<Device> {
+    match Device::gpu() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("FERRAX_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("FERRAX_REQUIRE_GPU=1 but there is no GPU: {e}");
+            }
+            eprintln!("skipping a GPU test: {e}");
+            None
+        }
+    }
+}
+
+fn assert_close(what: &str, gpu: &Tensor, cpu: &Tensor) {
+    assert_eq!(gpu.shape(), cpu.shape(), "{what}");
+    let (g, c) = (gpu.to_vec::<f32>(), cpu.to_vec::<f32>());
+    let scale = c.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}[{i}]: GPU {a}, CPU {b}"
+        );
+    }
+}
+
+#[grad(wrt(w, b))]
+fn attention_like(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let z = (x.matmul(w) + b).tanh();
+    let p = z.softmax(-1);
+    let centred = &z - &z.mean_axis(1, true);
+    (p * centred).sum() + z.logsumexp_axis(0, false).mean() * 0.5
+}
+
+#[test]
+fn gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let params = mlp_model::Mlp::new(Key::new(3), &[64, 32, 32, 10], DType::F32);
+    let x = Tensor::normal(Key::new(4), &[16, 64], DType::F32);
+    let labels: Vec<i32> = (0..16).map(|i| (i * 3 % 10) as i32).collect();
+    let y = Tensor::from_vec(labels, &[16]).one_hot(10, DType::F32);
+    let (loss, grads) = mlp_model::loss_value_and_grad(&params, &x, &y);
+
+    let on = |t: &Tensor| t.to_device(&dev);
+    let gparams = mlp_model::Mlp {
+        layers: params
+            .layers
+            .iter()
+            .map(|l| mlp_model::Dense {
+                w: on(&l.w),
+                b: on(&l.b),
+            })
+            .collect(),
+    };
+    let (gloss, ggrads) = mlp_model::loss_value_and_grad(&gparams, &on(&x), &on(&y));
+    assert_eq!(gloss.device(), dev);
+    assert_close("loss", &gloss.to_device(&Device::Cpu), &loss);
+    for (k, (g, c)) in ggrads.layers.iter().zip(&grads.layers).enumerate() {
+        assert_eq!(g.w.device(), dev, "the gradient stays on the GPU");
+        assert_close(&format!("w{k}"), &g.w.to_device(&Device::Cpu), &c.w);
+        assert_close(&format!("b{k}"), &g.b.to_device(&Device::Cpu), &c.b);
+    }
+
+    let w = Tensor::normal(Key::new(5), &[64, 8], DType::F32);
+    let b = Tensor::normal(Key::new(6), &[8], DType::F32);
+    let (cw, cb) = attention_like_grad(&x, &w, &b);
+    let (gw, gb) = attention_like_grad(&on(&x), &on(&w), &on(&b));
+    assert_close("dw", &gw.to_device(&Device::Cpu), &cw);
+    assert_close("db", &gb.to_device(&Device::Cpu), &cb);
+    let (dw, db) = (w.full_like(0.25), b.full_like(-0.5));
+    let (_, ct) = attention_like_jvp(&x, &w, &b, &dw, &db);
+    let (_, gt) = attention_like_jvp(&on(&x), &on(&w), &on(&b), &on(&dw), &on(&db));
+    assert_close("jvp", &gt.to_device(&Device::Cpu), &ct);
+}
