@@ -49,7 +49,7 @@ fn gradients_on_the_gpu_match_the_cpu() {
     let Some(dev) = gpu() else { return };
     let params = mlp_model::Mlp::new(Key::new(3), &[64, 32, 32, 10], DType::F32);
     let x = Tensor::normal(Key::new(4), &[16, 64], DType::F32);
-    let labels: Vec<i32> = (0..16).map(|i| (i * 3 % 10) as i32).collect();
+    let labels: Vec<i32> = (0..16).map(|i| i * 3 % 10).collect();
     let y = Tensor::from_vec(labels, &[16]).one_hot(10, DType::F32);
     let (loss, grads) = mlp_model::loss_value_and_grad(&params, &x, &y);
 
@@ -75,6 +75,11 @@ fn gradients_on_the_gpu_match_the_cpu() {
 
     let w = Tensor::normal(Key::new(5), &[64, 8], DType::F32);
     let b = Tensor::normal(Key::new(6), &[8], DType::F32);
+    assert_close(
+        "value",
+        &attention_like(&on(&x), &on(&w), &on(&b)).to_device(&Device::Cpu),
+        &attention_like(&x, &w, &b),
+    );
     let (cw, cb) = attention_like_grad(&x, &w, &b);
     let (gw, gb) = attention_like_grad(&on(&x), &on(&w), &on(&b));
     assert_close("dw", &gw.to_device(&Device::Cpu), &cw);
