@@ -1581,3 +1581,48 @@ fn values_overwritten_in_a_loop_and_needed_in_reverse() {
     let (x, w, b) = (randn(1, &[2, 3]), randn(2, &[3, 3]) * 0.5, randn(3, &[3]));
     check!("taped", taped, taped_grad, taped_jvp; [x, w, b]);
 }
+
+#[grad]
+fn mixed_binary(a: &Tensor, b: &Tensor) -> Tensor {
+    let q = a * b + a / (b * b + 1.0) - b;
+    (q.maximum(&(a - 0.3)) * (a + b).sin()).sum()
+}
+
+/// Pseudo-random broadcast-compatible shape pairs (0-3 axes, sizes 1-3, size-1 axes on
+/// either side), from a fixed linear congruential sequence.
+fn broadcast_pairs(n: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |m: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) % m as u64) as usize
+    };
+    (0..n)
+        .map(|_| {
+            let out: Vec<usize> = (0..next(4)).map(|_| 1 + next(3)).collect();
+            let mut side = |keep: usize| -> Vec<usize> {
+                let skip = next(out.len() + 1).min(out.len() - keep.min(out.len()));
+                out[skip..]
+                    .iter()
+                    .map(|&d| if next(3) == 0 { 1 } else { d })
+                    .collect()
+            };
+            let a = side(out.len());
+            let b = side(0);
+            (a, b)
+        })
+        .collect()
+}
+
+#[test]
+fn random_broadcast_shape_pairs() {
+    let pairs = broadcast_pairs(30);
+    assert!(pairs.iter().any(|(a, b)| a.len() != b.len()));
+    assert!(pairs.iter().any(|(a, b)| a.contains(&1) || b.contains(&1)));
+    for (k, (sa, sb)) in pairs.iter().enumerate() {
+        let a = randn(300 + k as u64, sa);
+        let b = randn(400 + k as u64, sb);
+        check!(format!("mixed_binary {sa:?} {sb:?}"), mixed_binary, mixed_binary_grad, mixed_binary_jvp; [a, b]);
+    }
+}
