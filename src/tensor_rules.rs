@@ -495,3 +495,119 @@ pub fn tangent_like<T: Differentiable>(like: &T, v: f64) -> T {
     }
     out
 }
+
+/// `x.transpose(a, b)`.
+pub fn transpose<'a>(x: impl Into<Operand<'a>>, a: isize, b: isize) -> Tensor {
+    x.into().tensor().transpose(a, b)
+}
+
+/// `x.permute(axes)`.
+pub fn permute<'a>(x: impl Into<Operand<'a>>, axes: &[isize]) -> Tensor {
+    x.into().tensor().permute(axes)
+}
+
+/// The cotangent of `like.permute(axes)` permuted back.
+pub fn unpermute<'a>(ct: impl Into<Operand<'a>>, axes: &[isize], like: &Tensor) -> Tensor {
+    let n = like.ndim() as isize;
+    let mut inverse = vec![0isize; axes.len()];
+    for (k, &a) in axes.iter().enumerate() {
+        let a = if a < 0 { a + n } else { a };
+        inverse[a as usize] = k as isize;
+    }
+    ct.into().tensor().permute(&inverse)
+}
+
+/// `x.slice(axis, start, end)`.
+pub fn slice<'a>(x: impl Into<Operand<'a>>, axis: isize, start: usize, end: usize) -> Tensor {
+    x.into().tensor().slice(axis, start, end)
+}
+
+/// The cotangent of `like.slice(axis, start, end)`: `ct` in place, zeros elsewhere.
+pub fn unslice<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    axis: isize,
+    start: usize,
+    end: usize,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like).into_owned();
+    let n = like.ndim() as isize;
+    let a = (if axis < 0 { axis + n } else { axis }) as usize;
+    let len = like.shape()[a];
+    let zero = ferrax_runtime::differentiable::lazy_zero(like);
+    let zeros = |k: usize| zero.slice(axis, 0, k);
+    let (before, after) = (zeros(start), zeros(len - end.min(len)));
+    Tensor::concat(&[&before, &ct, &after], axis)
+}
+
+/// `x.index_select(axis, indices)`.
+pub fn index_select<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor) -> Tensor {
+    x.into().tensor().index_select(axis, indices)
+}
+
+/// The cotangent of `like.index_select(axis, indices)`: each row of `ct` added at its index
+/// (repeated indices sum), as a product with the indices' one-hot matrix.
+pub fn index_add<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    axis: isize,
+    indices: &Tensor,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like).into_owned();
+    let n = like.ndim() as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    // bring `axis` to the front: [selected, rest..]
+    let mut order: Vec<isize> = vec![a];
+    order.extend((0..n).filter(|k| *k != a));
+    let moved = ct.permute(&order);
+    let rest: Vec<usize> = moved.shape()[1..].to_vec();
+    let flat = moved.reshape(&[moved.shape()[0], rest.iter().product()]);
+    let hot = indices.one_hot(like.shape()[a as usize], like.dtype()); // [selected, n]
+    let summed = hot.t().matmul(&flat); // [n, rest]
+    let mut shape = vec![like.shape()[a as usize]];
+    shape.extend(rest);
+    let back = summed.reshape(&shape);
+    unpermute(&back, &order, like)
+}
+
+/// `Tensor::concat(parts, axis)`.
+pub fn concat(axis: isize, parts: &[&Tensor]) -> Tensor {
+    Tensor::concat(parts, axis)
+}
+
+/// `Tensor::stack(parts, axis)`.
+pub fn stack(axis: isize, parts: &[&Tensor]) -> Tensor {
+    Tensor::stack(parts, axis)
+}
+
+/// Part `k` of the cotangent of `Tensor::concat(parts, axis)`.
+pub fn concat_part<'a>(
+    ct: impl Into<Operand<'a>>,
+    axis: isize,
+    k: usize,
+    parts: &[&Tensor],
+) -> Tensor {
+    let n = parts[k].ndim() as isize;
+    let a = (if axis < 0 { axis + n } else { axis }) as usize;
+    let start: usize = parts[..k].iter().map(|p| p.shape()[a]).sum();
+    ct.into()
+        .tensor()
+        .slice(axis, start, start + parts[k].shape()[a])
+}
+
+/// Part `k` of the cotangent of `Tensor::stack(parts, axis)`.
+pub fn stack_part<'a>(
+    ct: impl Into<Operand<'a>>,
+    axis: isize,
+    k: usize,
+    parts: &[&Tensor],
+) -> Tensor {
+    let n = parts[k].ndim() as isize + 1;
+    let a = if axis < 0 { axis + n } else { axis };
+    ct.into().tensor().slice(a, k, k + 1).squeeze(a)
+}
+
+/// A zero shaped like `x`.
+pub fn zeros_like<'a>(x: impl Into<Operand<'a>>) -> Tensor {
+    ferrax_runtime::differentiable::lazy_zero(&x.into().tensor())
+}

@@ -330,6 +330,17 @@ impl Emitter<'_> {
             Rhs::Atom(a) => self.value(*a),
             Rhs::Prim(p, args) if args.iter().any(|a| self.is_tensor(*a)) => {
                 let name = format_ident!("{}", p.tensor_fn());
+                // the parts of a concat / stack go in one slice
+                let (fixed, parts) = match p {
+                    Prim::Concat | Prim::Stack => (1, true),
+                    Prim::ConcatPart | Prim::StackPart => (3, true),
+                    _ => (args.len(), false),
+                };
+                if parts {
+                    let head = args[..fixed].iter().map(|a| self.operand(*a));
+                    let rest = args[fixed..].iter().map(|a| self.operand(*a));
+                    return quote!(::ferrax::__private::t::#name(#(#head,)* &[#(#rest),*]));
+                }
                 let args = args.iter().map(|a| self.operand(*a));
                 let args: Vec<TokenStream> = match (p, row(*p).out) {
                     // a cotangent summed into a float: the helper for its precision

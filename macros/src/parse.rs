@@ -1227,6 +1227,27 @@ impl Lowerer<'_> {
             let a = self.value(&c.args[0]);
             return Some(self.prim(Prim::StopGradient, vec![a]));
         }
+        if segs.len() == 2
+            && segs[0] == "Tensor"
+            && (last == "concat" || last == "stack")
+            && c.args.len() == 2
+        {
+            let Expr::Array(parts) = strip_ref(&c.args[0]) else {
+                return self.unsupported(
+                    &c.args[0],
+                    "joining anything but an array of tensors (`Tensor::concat(&[&a, &b], axis)`)",
+                );
+            };
+            let axis = self.value(&c.args[1]);
+            let mut args = vec![axis];
+            args.extend(parts.elems.iter().map(|e| self.value(e)));
+            let p = if last == "concat" {
+                Prim::Concat
+            } else {
+                Prim::Stack
+            };
+            return Some(self.prim(p, args));
+        }
         if segs.len() == 2 && segs[0] == "Tensor" && last == "where_" && c.args.len() == 3 {
             let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
             return Some(self.prim(Prim::Select, args));

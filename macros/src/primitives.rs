@@ -106,7 +106,28 @@ pub enum Prim {
     Unsqueeze,
     Squeeze,
     BroadcastTo,
+    /// `x.transpose(a, b)`, `x.permute(&axes)`.
+    Transpose,
+    Permute,
+    /// `x.slice(axis, start, end)`.
+    Slice,
+    /// `x.index_select(axis, &indices)`.
+    IndexSelect,
+    /// `Tensor::concat(&[a, b, ..], axis)` / `Tensor::stack(..)`: arguments `axis, a, b, ..`.
+    Concat,
+    Stack,
     // ---- helpers that only derivative rules use ----
+    /// The cotangent of a slice: `(ct, like, axis, start, end)`, zeros elsewhere.
+    Unslice,
+    /// The cotangent of an index_select: `(ct, like, axis, indices)`, summed per index.
+    IndexAdd,
+    /// Part `k` of a concat's (or stack's) cotangent: `(ct, axis, k, parts..)`.
+    ConcatPart,
+    StackPart,
+    /// A zero shaped like `x` (for parts of a concat without a tangent).
+    ZerosLike,
+    /// The cotangent of a permute: `(ct, axes, like)`, permuted back.
+    Unpermute,
     /// `ct` summed over broadcast axes down to the shape of `like` (a float `like`: all of it).
     SumTo,
     /// `x` broadcast to the shape of `like`.
@@ -212,6 +233,48 @@ fn cast_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<Atom
         Prim::ToF64
     };
     vec![Some(b.prim(back, &[ct]))]
+}
+
+/// Tangent of `concat` / `stack` (`axis, parts..`): the parts' tangents joined the same way.
+fn join_jvp(b: &mut Rules, x: &[Atom], d: &[Option<Atom>], p: Prim) -> Option<Atom> {
+    if d[1..].iter().all(Option::is_none) {
+        return None;
+    }
+    let mut args = vec![x[0]];
+    for (k, t) in d.iter().enumerate().skip(1) {
+        args.push(match t {
+            Some(t) => *t,
+            None => b.prim(Prim::ZerosLike, &[x[k]]),
+        });
+    }
+    Some(b.prim(p, &args))
+}
+
+/// Transpose of `concat` / `stack`: each part takes its slice of the cotangent.
+fn join_transpose(
+    b: &mut Rules,
+    ct: Atom,
+    x: &[Atom],
+    l: &[bool],
+    part: Prim,
+) -> Vec<Option<Atom>> {
+    let parts: Vec<Atom> = x[1..].iter().map(|a| b.primal_of(*a)).collect();
+    let mut out = vec![None];
+    for (k, linear) in l.iter().enumerate().skip(1) {
+        out.push(linear.then(|| {
+            let mut args = vec![ct, x[0], Atom::Int(k as u128 - 1)];
+            args.extend(parts.iter().copied());
+            b.prim(part, &args)
+        }));
+    }
+    out
+}
+
+/// Tangent of a part of a joined cotangent: the same part of the tangent.
+fn part_jvp(b: &mut Rules, x: &[Atom], d: &[Option<Atom>], p: Prim) -> Option<Atom> {
+    let mut args = x.to_vec();
+    args[0] = d[0]?;
+    Some(b.prim(p, &args))
 }
 
 /// Transpose of a view that keeps the elements in order: the cotangent reshaped back.
@@ -928,6 +991,91 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(ReshapeLike, &[t, x[1]])),
             reshape_back,
         ),
+        Transpose => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Transpose, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(Transpose, &[ct, x[1], x[2]])), None, None],
+        ),
+        Permute => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Permute, &[t, x[1]])),
+            |b, ct, x, _| {
+                // the inverse permutation (the helper inverts it)
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(Unpermute, &[ct, x[1], like])), None]
+            },
+        ),
+        Unpermute => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Unpermute, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(Permute, &[ct, x[1]])), None, None],
+        ),
+        Slice => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(Slice, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![
+                    Some(b.prim(Unslice, &[ct, like, x[1], x[2], x[3]])),
+                    None,
+                    None,
+                    None,
+                ]
+            },
+        ),
+        Unslice => tl(
+            5,
+            |b, x, _, d| d[0].map(|t| b.prim(Unslice, &[t, x[1], x[2], x[3], x[4]])),
+            |b, ct, x, _| {
+                let mut out = vec![Some(b.prim(Slice, &[ct, x[2], x[3], x[4]]))];
+                out.resize(5, None);
+                out
+            },
+        ),
+        IndexSelect => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(IndexSelect, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(IndexAdd, &[ct, like, x[1], x[2]])), None, None]
+            },
+        ),
+        IndexAdd => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(IndexAdd, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| {
+                let mut out = vec![Some(b.prim(IndexSelect, &[ct, x[2], x[3]]))];
+                out.resize(4, None);
+                out
+            },
+        ),
+        Concat => Row {
+            arity: 0,
+            ..tl(
+                0,
+                |b, x, _, d| join_jvp(b, x, d, Concat),
+                |b, ct, x, l| join_transpose(b, ct, x, l, ConcatPart),
+            )
+        },
+        Stack => Row {
+            arity: 0,
+            ..tl(
+                0,
+                |b, x, _, d| join_jvp(b, x, d, Stack),
+                |b, ct, x, l| join_transpose(b, ct, x, l, StackPart),
+            )
+        },
+        // linear in the cotangent; their transposes (a part put back in place) are not
+        // needed by any transform yet
+        ConcatPart => Row {
+            arity: 0,
+            ..tr(0, |b, x, _, d| part_jvp(b, x, d, ConcatPart))
+        },
+        StackPart => Row {
+            arity: 0,
+            ..tr(0, |b, x, _, d| part_jvp(b, x, d, StackPart))
+        },
+        ZerosLike => r(Call(""), 1, Float, None),
         Numel => r(Call(""), 1, F64, None),
         AxisLen => r(Call(""), 2, F64, None),
         OnesLike => r(Call(""), 1, Float, None),
@@ -1018,6 +1166,10 @@ impl Prim {
             ("unsqueeze", 1) => Unsqueeze,
             ("squeeze", 1) => Squeeze,
             ("broadcast_to", 1) => BroadcastTo,
+            ("transpose", 2) => Transpose,
+            ("permute", 1) => Permute,
+            ("slice", 3) => Slice,
+            ("index_select", 2) => IndexSelect,
             _ => return None,
         };
         Some(p)
@@ -1028,7 +1180,8 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to (and the inactive shape dims numel len item to_vec)"
+         unsqueeze squeeze broadcast_to transpose permute slice index_select, Tensor::concat \
+         Tensor::stack Tensor::where_ (and the inactive shape dims numel len item to_vec)"
     }
 
     /// The name of the generic helper (`::ferrax::__private::t::NAME`) that computes this

@@ -1,0 +1,72 @@
+//! The view primitives' derivatives (slice, index_select with repeated indices, concat,
+//! stack, transpose, permute): reverse mode against central finite differences in f64,
+//! forward mode against `<grad, tangent>`.
+
+use ferrax::prelude::*;
+/// Every view primitive at once, on an index with a repeat.
+#[grad(wrt(x, y))]
+fn f(x: &Tensor, y: &Tensor, idx: &Tensor) -> Tensor {
+    let a = x.slice(1, 1, 3).transpose(0, 1);
+    let b = x.index_select(0, idx);
+    let c = Tensor::concat(&[&b, y], 0);
+    let d = Tensor::stack(&[&a.t(), &a.t()], 0);
+    c.powi(2).sum() + d.sum() * 3.0 + x.permute(&[1, 0]).matmul(x).sum()
+}
+fn fd(f: &dyn Fn(&Tensor) -> f64, x: &Tensor) -> Vec<f64> {
+    let v = x.to_vec::<f64>();
+    (0..v.len())
+        .map(|i| {
+            let h = 1e-6;
+            let mut p = v.clone();
+            p[i] += h;
+            let mut m = v.clone();
+            m[i] -= h;
+            (f(&Tensor::from_vec(p, x.shape())) - f(&Tensor::from_vec(m, x.shape()))) / (2.0 * h)
+        })
+        .collect()
+}
+#[test]
+fn view_primitives_match_finite_differences_and_forward_mode() {
+    let x = Tensor::normal(Key::new(1), &[3, 4], DType::F64);
+    let y = Tensor::normal(Key::new(2), &[2, 4], DType::F64);
+    let idx = Tensor::from_vec(vec![2i32, 0, 2], &[3]);
+    let (gx, gy) = f_grad(&x, &y, &idx);
+    let fx = fd(&|x| f(x, &y, &idx).item::<f64>(), &x);
+    let fy = fd(&|y| f(&x, y, &idx).item::<f64>(), &y);
+    for (a, b) in gx.to_vec::<f64>().iter().zip(&fx) {
+        assert!((a - b).abs() < 1e-6, "{a} {b}");
+    }
+    for (a, b) in gy.to_vec::<f64>().iter().zip(&fy) {
+        assert!((a - b).abs() < 1e-6, "{a} {b}");
+    }
+    let (dx, dy) = (x.full_like(0.3), y.full_like(-0.2));
+    let (_, t) = f_jvp(&x, &y, &idx, &dx, &dy);
+    let want = gx.inner(&dx) + gy.inner(&dy);
+    assert!(
+        (t.item::<f64>() - want).abs() < 1e-9,
+        "{} {want}",
+        t.item::<f64>()
+    );
+}
+
+/// Negative axes, a 3-D permute and a stack along the last axis.
+#[grad]
+fn g(x: &Tensor) -> Tensor {
+    let p = x.permute(&[2, 0, 1]);
+    let s = p.slice(-1, 0, 2);
+    let j = Tensor::stack(&[&s, &s.tanh()], -1);
+    (&j * &j).mean() + Tensor::concat(&[x, &x.sin()], -2).sum_axis(-1, false).max()
+}
+
+#[test]
+fn views_with_negative_axes() {
+    let x = Tensor::normal(Key::new(3), &[2, 3, 4], DType::F64);
+    let gx = g_grad(&x);
+    let fx = fd(&|x| g(x).item::<f64>(), &x);
+    for (a, b) in gx.to_vec::<f64>().iter().zip(&fx) {
+        assert!((a - b).abs() < 1e-6, "{a} {b}");
+    }
+    let dx = Tensor::normal(Key::new(4), &[2, 3, 4], DType::F64);
+    let (_, t) = g_jvp(&x, &dx);
+    assert!((t.item::<f64>() - gx.inner(&dx)).abs() < 1e-9);
+}
