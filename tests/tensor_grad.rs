@@ -924,6 +924,12 @@ view! {
     squeeze_neg ([3, 4, 1]): |x| { x.squeeze(-1) }
     broadcast_to ([4]): |x| { x.broadcast_to(&[3, 4]) }
     broadcast_to_size1 ([3, 1]): |x| { x.broadcast_to(&[2, 3, 5]) }
+    slice_axis1 ([3, 5]): |x| { x.slice(1, 1, 4) }
+    slice_neg_axis ([2, 3, 4]): |x| { x.slice(-1, 0, 2) }
+    slice_empty ([3, 4]): |x| { x.slice(0, 2, 2) }
+    transpose_axes ([2, 3, 4]): |x| { x.transpose(0, 2) }
+    transpose_neg ([2, 3, 4]): |x| { x.transpose(-1, -2) }
+    permute ([2, 3, 4]): |x| { x.permute(&[2, 0, 1]) }
     matrix_through_views ([2, 3]): |x| { x.t().matmul(x).reshape(&[9]).unsqueeze(0) }
 }
 
@@ -1625,4 +1631,42 @@ fn random_broadcast_shape_pairs() {
         let b = randn(400 + k as u64, sb);
         check!(format!("mixed_binary {sa:?} {sb:?}"), mixed_binary, mixed_binary_grad, mixed_binary_jvp; [a, b]);
     }
+}
+
+#[grad(wrt(x))]
+fn gathered(x: &Tensor, idx: &Tensor, c: &Tensor) -> Tensor {
+    (x.index_select(0, idx).sin() * c).sum()
+}
+
+#[test]
+fn index_select_with_repeated_indices_sums_their_cotangents() {
+    let x = randn(1, &[4, 3]);
+    let idx = Tensor::from_vec(vec![2i32, 0, 2, 3, 2], &[5]);
+    let c = randn(2, &[5, 3]);
+    check(
+        "index_select",
+        std::slice::from_ref(&x),
+        |a| gathered(&a[0], &idx, &c).value(),
+        |a| vec![gathered_grad(&a[0], &idx, &c)],
+        |a, t| {
+            let (v, d) = gathered_jvp(&a[0], &idx, &c, &t[0]);
+            (v.value(), d.value())
+        },
+    );
+    // row 1 is never selected: no gradient
+    let g = gathered_grad(&x, &idx, &c).to_vec::<f64>();
+    assert_eq!(&g[3..6], &[0.0, 0.0, 0.0]);
+}
+
+#[grad]
+fn joined(a: &Tensor, b: &Tensor) -> Tensor {
+    let c = Tensor::concat(&[a, b], 0);
+    let s = Tensor::stack(&[a, &a.sin()], -1);
+    (c.exp() * 0.5).sum() + s.powi(3).sum() + Tensor::concat(&[b, a], 1).tanh().sum()
+}
+
+#[test]
+fn concat_and_stack_split_their_cotangents() {
+    let (a, b) = (randn(1, &[2, 3]), randn(2, &[2, 3]));
+    check!("joined", joined, joined_grad, joined_jvp; [a, b]);
 }
