@@ -89,3 +89,55 @@ fn gradients_on_the_gpu_match_the_cpu() {
     let (_, gt) = attention_like_jvp(&on(&x), &on(&w), &on(&b), &on(&dw), &on(&db));
     assert_close("jvp", &gt.to_device(&Device::Cpu), &ct);
 }
+
+#[test]
+fn training_steps_on_the_gpu_match_the_cpu() {
+    use ferrax::optim::{Adam, Momentum, Optimizer, Sgd};
+    let Some(dev) = gpu() else { return };
+    let params = mlp_model::Mlp::new(Key::new(7), &[16, 8, 4], DType::F32);
+    let x = Tensor::normal(Key::new(8), &[12, 16], DType::F32);
+    let y = Tensor::from_vec((0..12).map(|i| i % 4).collect::<Vec<i32>>(), &[12])
+        .one_hot(4, DType::F32);
+    let on = |p: &mlp_model::Mlp| mlp_model::Mlp {
+        layers: p
+            .layers
+            .iter()
+            .map(|l| mlp_model::Dense {
+                w: l.w.to_device(&dev),
+                b: l.b.to_device(&dev),
+            })
+            .collect(),
+    };
+    fn train(
+        opt: &mut dyn Optimizer<mlp_model::Mlp>,
+        mut p: mlp_model::Mlp,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> mlp_model::Mlp {
+        for _ in 0..5 {
+            let (_, g) = mlp_model::loss_value_and_grad(&p, x, y);
+            opt.step(&mut p, &g);
+        }
+        p
+    }
+    type Make = fn() -> Box<dyn Optimizer<mlp_model::Mlp>>;
+    let optimizers: [(&str, Make); 3] = [
+        ("sgd", || Box::new(Sgd::new(0.1))),
+        ("momentum", || Box::new(Momentum::nesterov(0.1, 0.9))),
+        ("adam", || Box::new(Adam::new(0.01))),
+    ];
+    for (name, make) in optimizers {
+        let cpu = train(&mut *make(), params.clone(), &x, &y);
+        let gpu = train(
+            &mut *make(),
+            on(&params),
+            &x.to_device(&dev),
+            &y.to_device(&dev),
+        );
+        for (k, (g, c)) in gpu.layers.iter().zip(&cpu.layers).enumerate() {
+            assert_eq!(g.w.device(), dev);
+            assert_close(&format!("{name} w{k}"), &g.w.to_device(&Device::Cpu), &c.w);
+            assert_close(&format!("{name} b{k}"), &g.b.to_device(&Device::Cpu), &c.b);
+        }
+    }
+}

@@ -184,8 +184,10 @@ pub trait Differentiable: Clone {
                 (Leaf::F32(a), Leaf::F32(b)) => (**a as f64) * (**b as f64),
                 (Leaf::F64(a), Leaf::F64(b)) => **a * **b,
                 (Leaf::Tensor(a), Leaf::Tensor(b)) => {
-                    let a = a.to_dtype(crate::DType::F64);
-                    let b = b.to_dtype(crate::DType::F64);
+                    // in f64 on the host (a GPU has no f64)
+                    let host = |t: &Tensor| t.to_device(&crate::Device::Cpu);
+                    let a = host(a).to_dtype(crate::DType::F64);
+                    let b = host(b).to_dtype(crate::DType::F64);
                     (&a * &b).sum().item::<f64>()
                 }
                 _ => unreachable!("checked by check_same_structure_ref"),

@@ -193,6 +193,8 @@ impl<P: Differentiable> Optimizer<P> for Adam<P> {
 /// The update of one parameter element `p` with gradient `g` and `S` state elements.
 trait Rule<const S: usize>: Sync {
     fn apply<T: Float>(&self, p: &mut T, state: [&mut T; S], g: T);
+    /// The same update as tensor operations, for tensors off the host (a GPU's).
+    fn apply_tensors(&self, p: &Tensor, state: [&Tensor; S], g: &Tensor) -> (Tensor, [Tensor; S]);
 }
 
 struct SgdRule {
@@ -203,6 +205,9 @@ impl Rule<0> for SgdRule {
     #[inline]
     fn apply<T: Float>(&self, p: &mut T, _: [&mut T; 0], g: T) {
         *p = *p + T::from_f64(-self.lr) * g;
+    }
+    fn apply_tensors(&self, p: &Tensor, _: [&Tensor; 0], g: &Tensor) -> (Tensor, [Tensor; 0]) {
+        (p + g * -self.lr, [])
     }
 }
 
@@ -223,6 +228,20 @@ impl Rule<1> for MomentumRule {
             *trace
         };
         *p = *p + T::from_f64(-self.lr) * u;
+    }
+    fn apply_tensors(
+        &self,
+        p: &Tensor,
+        [trace]: [&Tensor; 1],
+        g: &Tensor,
+    ) -> (Tensor, [Tensor; 1]) {
+        let trace = g + trace * self.momentum;
+        let u = if self.nesterov {
+            g + &trace * self.momentum
+        } else {
+            trace.clone()
+        };
+        (p + u * -self.lr, [trace])
     }
 }
 
@@ -266,6 +285,24 @@ impl Rule<2> for AdamRule {
         let u = mu_hat / (nu_hat.sqrt() + T::from_f64(self.eps));
         *p = *p + T::from_f64(-self.lr) * u;
     }
+    fn apply_tensors(
+        &self,
+        p: &Tensor,
+        [mu, nu]: [&Tensor; 2],
+        g: &Tensor,
+    ) -> (Tensor, [Tensor; 2]) {
+        let (b1_t, b2_t) = if p.dtype() == DType::F32 {
+            self.powers_f32
+        } else {
+            self.powers_f64
+        };
+        let mu = g * (1.0 - self.b1) + mu * self.b1;
+        let nu = g * g * (1.0 - self.b2) + nu * self.b2;
+        let mu_hat = &mu / (1.0 - b1_t);
+        let nu_hat = &nu / (1.0 - b2_t);
+        let u = mu_hat / (nu_hat.sqrt() + self.eps);
+        (p + u * -self.lr, [mu, nu])
+    }
 }
 
 /// `x^n` as optax computes it (XLA's float `power`, under `jit`): correctly rounded for
@@ -298,6 +335,12 @@ fn update<P: Differentiable, R: Rule<S>, const S: usize>(
             Some(leaf) => leaf,
             None => unreachable!("checked by check_same_structure"),
         });
+        if let Leaf::Tensor(t) = &g
+            && t.device() != crate::Device::Cpu
+        {
+            update_leaf_tensors(p, state, t, rule);
+            continue;
+        }
         match element_dtype(&g) {
             DType::F32 => update_leaf::<f32, R, S>(p, state, g, rule),
             _ => update_leaf::<f64, R, S>(p, state, g, rule),
@@ -377,6 +420,31 @@ fn elements<'a, T: Elem>(leaf: &Leaf<'a>) -> Cow<'a, [T]> {
             Some(x) => Cow::Owned(vec![x]),
             None => unreachable!("checked by check_same_structure"),
         },
+    }
+}
+
+/// The update of a tensor leaf that is not in host memory, by tensor operations (which
+/// run where the tensor lives).
+fn update_leaf_tensors<'a, R: Rule<S>, const S: usize>(
+    p: LeafMut<'a>,
+    state: [LeafMut<'a>; S],
+    g: &Tensor,
+    rule: &R,
+) {
+    fn as_tensor(leaf: LeafMut<'_>) -> &mut Tensor {
+        match leaf {
+            LeafMut::Tensor(t) => t,
+            _ => unreachable!(
+                "checked by check_same_structure: a tensor gradient has a tensor parameter"
+            ),
+        }
+    }
+    let p = as_tensor(p);
+    let mut state = state.map(as_tensor);
+    let (new_p, new_state) = rule.apply_tensors(p, state.each_ref().map(|s| &**s), g);
+    *p = new_p;
+    for (s, n) in state.iter_mut().zip(new_state) {
+        **s = n;
     }
 }
 
