@@ -70,3 +70,28 @@ fn views_with_negative_axes() {
     let (_, t) = g_jvp(&x, &dx);
     assert!((t.item::<f64>() - gx.inner(&dx)).abs() < 1e-9);
 }
+/// Integer labels turned one-hot inside the loss (an inactive constant).
+#[grad(wrt(logits))]
+fn xent(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let y = labels.one_hot(3, DType::F64);
+    -(logits.log_softmax(1) * y).sum_axis(1, false).mean()
+}
+#[test]
+fn one_hot_labels_inside_a_loss() {
+    let l = Tensor::from_vec(vec![0.1f64, 0.2, 0.3, 1.0, 0.0, -1.0], &[2, 3]);
+    let lab = Tensor::from_vec(vec![2i32, 0], &[2]);
+    let g = xent_grad(&l, &lab);
+    let p = l.softmax(1).to_vec::<f64>();
+    let want = [
+        p[0] / 2.0,
+        p[1] / 2.0,
+        (p[2] - 1.0) / 2.0,
+        (p[3] - 1.0) / 2.0,
+        p[4] / 2.0,
+        p[5] / 2.0,
+    ];
+    for (a, b) in g.to_vec::<f64>().iter().zip(want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    assert!(xent(&l, &lab).item::<f64>() > 0.0);
+}

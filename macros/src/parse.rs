@@ -1169,9 +1169,8 @@ impl Lowerer<'_> {
         let inactive = match name.as_str() {
             "item" => Some(Kind::Float(Prec::Infer)),
             "numel" | "len" | "ndim" => Some(Kind::Int),
-            "argmax_axis" | "zeros_like" | "ones_like" | "full_like" | "scalar_like" => {
-                Some(Kind::Tensor)
-            }
+            "argmax_axis" | "one_hot" | "zeros_like" | "ones_like" | "full_like"
+            | "scalar_like" => Some(Kind::Tensor),
             "shape" | "dims" | "to_vec" | "dtype" | "device" | "is_empty" | "strides" => {
                 Some(Kind::Opaque)
             }
