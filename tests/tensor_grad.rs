@@ -1670,3 +1670,27 @@ fn concat_and_stack_split_their_cotangents() {
     let (a, b) = (randn(1, &[2, 3]), randn(2, &[2, 3]));
     check!("joined", joined, joined_grad, joined_jvp; [a, b]);
 }
+
+#[grad(wrt(w, b))]
+fn cross_entropy(w: &Tensor, b: &Tensor, x: &Tensor, labels: &Tensor) -> Tensor {
+    let y = labels.one_hot(3, DType::F64);
+    -((x.matmul(w) + b).log_softmax(-1) * y)
+        .sum_axis(1, false)
+        .mean()
+}
+
+#[test]
+fn cross_entropy_with_integer_labels_made_one_hot_inside() {
+    let (w, b, x) = (randn(1, &[4, 3]), randn(2, &[3]), randn(3, &[5, 4]));
+    let labels = Tensor::from_vec(vec![0i32, 2, 1, 2, 0], &[5]);
+    check(
+        "cross_entropy",
+        &[w, b],
+        |a| cross_entropy(&a[0], &a[1], &x, &labels).value(),
+        |a| cross_entropy_grad(&a[0], &a[1], &x, &labels).flat(),
+        |a, t| {
+            let (v, d) = cross_entropy_jvp(&a[0], &a[1], &x, &labels, &t[0], &t[1]);
+            (v.value(), d.value())
+        },
+    );
+}
