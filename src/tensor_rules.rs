@@ -238,7 +238,7 @@ unary! {
     neg => neg, abs => abs, exp => exp, ln => ln, ln1p => log1p, exp_m1 => expm1,
     sin => sin, cos => cos, tan => tan, tanh => tanh, sqrt => sqrt, recip => recip,
     sigmoid => sigmoid, relu => relu, signum => sign, sum => sum, mean => mean,
-    max_all => max, min_all => min, t => t, ones_like => ones_like,
+    max_all => max, min_all => min, t => t, ones_like => ones_like, flatten => flatten,
 }
 
 macro_rules! along_axis {
@@ -610,4 +610,17 @@ pub fn stack_part<'a>(
 /// A zero shaped like `x`.
 pub fn zeros_like<'a>(x: impl Into<Operand<'a>>) -> Tensor {
     ferrax_runtime::differentiable::lazy_zero(&x.into().tensor())
+}
+
+/// The seed of `f_grad` / `f_value_and_grad`: a one, shaped like the one-element result.
+/// Panics for a larger result: a gradient is of a scalar (use `f_vjp` with a cotangent).
+#[track_caller]
+pub fn grad_seed(out: &Tensor) -> Tensor {
+    assert!(
+        out.numel() == 1,
+        "a gradient needs a function with a one-element result, this one has shape {:?}: \
+         reduce it (`.sum()`, `.mean()`) or call `_vjp` with a cotangent",
+        out.shape()
+    );
+    out.ones_like()
 }

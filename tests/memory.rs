@@ -49,7 +49,7 @@ fn a_gradient_step_needs_at_most_twice_the_forward_memory() {
     let start = LIVE.load(Relaxed);
     let params = mlp_model::Mlp::new(Key::new(1), &[784, 512, 512, 10], DType::F32);
     let x = Tensor::normal(Key::new(2), &[256, 784], DType::F32);
-    let labels: Vec<i32> = (0..256).map(|i| (i % 10) as i32).collect();
+    let labels: Vec<i32> = (0..256).map(|i| i % 10).collect();
     let y = Tensor::from_vec(labels, &[256]).one_hot(10, DType::F32);
     let inputs = LIVE.load(Relaxed) - start;
     // the forward pass first, in a fresh process: its needs, unflattered by reuse

@@ -95,3 +95,60 @@ fn one_hot_labels_inside_a_loss() {
     }
     assert!(xent(&l, &lab).item::<f64>() > 0.0);
 }
+
+#[grad]
+fn dense_tanh(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh()
+}
+
+/// A call that passes the caller's `&Tensor` parameters on as they are.
+#[grad]
+fn calls_dense(x: &Tensor, w: &Tensor) -> Tensor {
+    dense_tanh(x, w).sum()
+}
+
+/// An early `return` in a function returning a tensor; `flatten` and `contiguous`.
+#[grad]
+fn early(x: &Tensor, flag: bool) -> Tensor {
+    if flag {
+        return x.sum();
+    }
+    (x * x).flatten().contiguous().sum()
+}
+
+#[grad]
+fn not_scalar(x: &Tensor) -> Tensor {
+    x * 2.0
+}
+
+#[test]
+fn calls_early_returns_and_non_scalar_results() {
+    let x = Tensor::normal(Key::new(9), &[2, 3], DType::F64);
+    let w = Tensor::normal(Key::new(10), &[3, 2], DType::F64);
+    let (gx, gw) = calls_dense_grad(&x, &w);
+    for (g, f) in [
+        (gx, fd(&|x| calls_dense(x, &w).item::<f64>(), &x)),
+        (gw, fd(&|w| calls_dense(&x, w).item::<f64>(), &w)),
+    ] {
+        for (a, b) in g.to_vec::<f64>().iter().zip(&f) {
+            assert!((a - b).abs() < 1e-6, "{a} {b}");
+        }
+    }
+    assert_eq!(early(&x, true).item::<f64>(), x.sum().item::<f64>());
+    assert_eq!(early_grad(&x, true).to_vec::<f64>(), vec![1.0; 6]);
+    assert_eq!(
+        early_grad(&x, false).to_vec::<f64>(),
+        (&x * 2.0).to_vec::<f64>()
+    );
+    // a gradient of a result with several elements is an error, as in JAX
+    let err = std::panic::catch_unwind(|| not_scalar_grad(&x)).unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("one-element result") && msg.contains("[2, 3]"),
+        "{msg}"
+    );
+    // its pullback takes any cotangent
+    assert_eq!(not_scalar(&x).shape(), &[2, 3]);
+    let (_, pb) = not_scalar_vjp(&x);
+    assert_eq!(pb(x.ones_like()).to_vec::<f64>(), vec![2.0; 6]);
+}

@@ -146,7 +146,7 @@ const MLP_WIDTHS: [usize; 4] = [784, 512, 512, 10];
 fn mlp(step: bool) -> Prepared {
     let params = mlp_model::Mlp::new(Key::new(11), &MLP_WIDTHS, DType::F32);
     let x = normal(12, &[256, 784]);
-    let labels: Vec<i32> = (0..256).map(|i| (i * 7 % 10) as i32).collect();
+    let labels: Vec<i32> = (0..256).map(|i| i * 7 % 10).collect();
     let y = Tensor::from_vec(labels, &[256]).one_hot(10, DType::F32);
     let fwd: f64 = MLP_WIDTHS
         .windows(2)

@@ -81,6 +81,14 @@ impl Emitter<'_> {
                 .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_)))
     }
 
+    /// Whether `v` is a parameter declared as a reference (whatever the emitted form).
+    fn declared_ref(&self, v: Var) -> bool {
+        self.func
+            .params
+            .iter()
+            .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_)))
+    }
+
     fn is_tensor(&self, a: Atom) -> bool {
         self.func.kind(a).is_tensor()
     }
@@ -444,7 +452,16 @@ impl Emitter<'_> {
                 }
                 let args = args.iter().map(|a| {
                     let t = self.atom(a.atom);
-                    if a.borrow { quote!(&#t) } else { t }
+                    match a.atom {
+                        _ if a.borrow => quote!(&#t),
+                        // a tensor parameter passed on as written (`f(x)` with `x: &Tensor`)
+                        Atom::Var(v) if self.is_tensor(a.atom) && self.declared_ref(v) => {
+                            self.borrowed(v)
+                        }
+                        // a local tensor passed by value: a clone (later code still reads it)
+                        Atom::Var(_) if self.is_tensor(a.atom) => self.value(a.atom),
+                        _ => t,
+                    }
                 });
                 match mode {
                     CallMode::VjpApply(ct) => {

@@ -6,7 +6,6 @@ use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
 use crate::parse::{lower, type_kind};
-use crate::primitives::Prim;
 use crate::transform::{
     jvp::jvp,
     simplify::{carry_adjoint_stores, first_writes, gather_adjoint_stores},
@@ -266,7 +265,16 @@ fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<
         let mut vf = v.func.clone();
         let mut all = v.fwd.stmts.clone();
         let seed = if func.kind(func.output).is_tensor() {
-            Rhs::Prim(Prim::OnesLike, vec![func.output])
+            // a gradient needs a one-element result (as in JAX)
+            Rhs::Call {
+                func: syn::parse_quote!(::ferrax::__private::t::grad_seed),
+                args: vec![Arg {
+                    atom: func.output,
+                    borrow: true,
+                }],
+                mode: CallMode::Primal,
+                span: proc_macro2::Span::call_site(),
+            }
         } else {
             Rhs::Atom(Atom::Float(1.0))
         };

@@ -82,12 +82,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     });
     let ret_init = if tensor_ret {
         // a value to overwrite: `return` assigns the real one
-        Rhs::Call {
-            func: syn::parse_quote!(::ferrax::__private::t::placeholder),
-            args: vec![],
-            mode: CallMode::Primal,
-            span: Span::call_site(),
-        }
+        tensor_placeholder()
     } else {
         Rhs::Atom(Atom::Float(0.0))
     };
@@ -188,6 +183,17 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
                 .into(),
         ),
         _ => Ok(Kind::Opaque),
+    }
+}
+
+/// A tensor for a variable to hold until it is assigned (a branch's result, a `return`ed
+/// value): Rust must see it initialised on every path.
+fn tensor_placeholder() -> Rhs {
+    Rhs::Call {
+        func: syn::parse_quote!(::ferrax::__private::t::placeholder),
+        args: vec![],
+        mode: CallMode::Primal,
+        span: Span::call_site(),
     }
 }
 
@@ -397,6 +403,7 @@ impl Lowerer<'_> {
             Kind::Float(_) => Rhs::Atom(Atom::Float(0.0)),
             Kind::Int => Rhs::Atom(Atom::Int(0)),
             Kind::Bool => Rhs::Atom(Atom::Bool(false)),
+            Kind::Tensor => tensor_placeholder(),
             _ => Rhs::Uninit,
         }
     }
@@ -1163,7 +1170,7 @@ impl Lowerer<'_> {
     /// A method on a tensor: a primitive, or one of the inactive queries.
     fn lower_tensor_method(&mut self, m: &syn::ExprMethodCall, recv: Atom) -> Option<Atom> {
         let name = m.method.to_string();
-        if name == "clone" && m.args.is_empty() {
+        if (name == "clone" || name == "contiguous") && m.args.is_empty() {
             return Some(recv);
         }
         let inactive = match name.as_str() {

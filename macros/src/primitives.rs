@@ -102,6 +102,8 @@ pub enum Prim {
     Matmul,
     /// `x.reshape(&shape)`, `x.t()`, `x.unsqueeze(axis)`, `x.squeeze(axis)`, `x.broadcast_to(&shape)`.
     Reshape,
+    /// `x.flatten()`.
+    Flatten,
     T,
     Unsqueeze,
     Squeeze,
@@ -144,8 +146,6 @@ pub enum Prim {
     Numel,
     /// The length of one axis, as f64: `(x, axis)`.
     AxisLen,
-    /// A tensor of ones shaped like `x` (the seed of a reverse sweep).
-    OnesLike,
 }
 
 /// How a primitive is written in Rust.
@@ -939,6 +939,11 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(Reshape, &[t, x[1]])),
             reshape_back,
         ),
+        Flatten => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(Flatten, &[t])),
+            reshape_back,
+        ),
         Unsqueeze => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Unsqueeze, &[t, x[1]])),
@@ -1078,7 +1083,6 @@ pub fn row(p: Prim) -> Row {
         ZerosLike => r(Call(""), 1, Float, None),
         Numel => r(Call(""), 1, F64, None),
         AxisLen => r(Call(""), 2, F64, None),
-        OnesLike => r(Call(""), 1, Float, None),
     }
 }
 
@@ -1162,6 +1166,7 @@ impl Prim {
             ("log_softmax", 1) => LogSoftmax,
             ("matmul", 1) => Matmul,
             ("reshape", 1) => Reshape,
+            ("flatten", 0) => Flatten,
             ("t", 0) => T,
             ("unsqueeze", 1) => Unsqueeze,
             ("squeeze", 1) => Squeeze,
@@ -1180,7 +1185,7 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to transpose permute slice index_select, Tensor::concat \
+         unsqueeze squeeze broadcast_to flatten transpose permute slice index_select, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len item to_vec argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
     }
 

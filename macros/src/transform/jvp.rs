@@ -128,7 +128,7 @@ impl Jvp<'_> {
                         args,
                         mode: CallMode::Primal,
                         span,
-                    } => {
+                    } if !args.is_empty() => {
                         let mut all = args.clone();
                         for a in args {
                             let kind = self.func.kind(a.atom);

@@ -461,7 +461,7 @@ impl Vjp<'_> {
                 args,
                 mode: CallMode::Primal,
                 span,
-            } => {
+            } if !args.is_empty() => {
                 // y, pullback = g_vjp(args); reverse: grads = pullback(y_bar).
                 // A pullback borrows the callee's slice arguments. When one is a local Vec, the
                 // reverse sweep (which owns that Vec) calls the callee's vjp again instead of
@@ -1018,7 +1018,7 @@ fn shape_only(block: &Block, v: Var) -> bool {
                         Prim::SumTo | Prim::BroadcastLike | Prim::ReshapeLike => Some(1),
                         Prim::UnsumAxis => Some(1),
                         Prim::MatmulTl | Prim::MatmulTr => Some(2),
-                        Prim::Numel | Prim::AxisLen | Prim::OnesLike => Some(0),
+                        Prim::Numel | Prim::AxisLen => Some(0),
                         _ => None,
                     };
                     args.iter()
