@@ -607,11 +607,6 @@ pub fn stack_part<'a>(
     ct.into().tensor().slice(a, k, k + 1).squeeze(a)
 }
 
-/// A zero shaped like `x`.
-pub fn zeros_like<'a>(x: impl Into<Operand<'a>>) -> Tensor {
-    ferrax_runtime::differentiable::lazy_zero(&x.into().tensor())
-}
-
 /// The seed of `f_grad` / `f_value_and_grad`: a one, shaped like the one-element result.
 /// Panics for a larger result: a gradient is of a scalar (use `f_vjp` with a cotangent).
 #[track_caller]

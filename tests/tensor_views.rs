@@ -152,3 +152,67 @@ fn calls_early_returns_and_non_scalar_results() {
     let (_, pb) = not_scalar_vjp(&x);
     assert_eq!(pb(x.ones_like()).to_vec::<f64>(), vec![2.0; 6]);
 }
+
+#[derive(Clone, Debug, Differentiable)]
+struct Layer {
+    w: Tensor,
+    b: Tensor,
+}
+
+#[derive(Clone, Debug, Differentiable)]
+struct Net {
+    layers: Vec<Layer>,
+}
+
+/// A taped loop over hidden layers (its first iteration reversed on its own), then the
+/// last layer: zero, one and two trips.
+#[grad(wrt(p))]
+fn net_loss(p: &Net, x: &Tensor) -> Tensor {
+    let last = p.layers.len() - 1;
+    let mut h = x.clone();
+    for i in 0..last {
+        h = (h.matmul(&p.layers[i].w) + &p.layers[i].b).tanh();
+    }
+    (h.matmul(&p.layers[last].w) + &p.layers[last].b)
+        .powi(2)
+        .mean()
+}
+
+#[test]
+fn taped_layer_loops_of_zero_one_and_two_trips() {
+    let x = Tensor::normal(Key::new(11), &[4, 3], DType::F64);
+    for depth in 1..=3 {
+        let layers = (0..depth)
+            .map(|k| Layer {
+                w: Tensor::normal(Key::new(20 + k), &[3, 3], DType::F64),
+                b: Tensor::normal(Key::new(30 + k), &[3], DType::F64),
+            })
+            .collect();
+        let p = Net { layers };
+        let g = net_loss_grad(&p, &x);
+        for (k, layer) in p.layers.iter().enumerate() {
+            let with = |w: &Tensor, b: &Tensor| {
+                let mut q = p.clone();
+                q.layers[k] = Layer {
+                    w: w.clone(),
+                    b: b.clone(),
+                };
+                net_loss(&q, &x).item::<f64>()
+            };
+            let fw = fd(&|w| with(w, &layer.b), &layer.w);
+            let fb = fd(&|b| with(&layer.w, b), &layer.b);
+            for (a, f) in g.layers[k].w.to_vec::<f64>().iter().zip(&fw) {
+                assert!((a - f).abs() < 1e-6, "depth {depth} w{k}: {a} vs {f}");
+            }
+            for (a, f) in g.layers[k].b.to_vec::<f64>().iter().zip(&fb) {
+                assert!((a - f).abs() < 1e-6, "depth {depth} b{k}: {a} vs {f}");
+            }
+        }
+        let dp = p.scale(0.5);
+        let (_, t) = net_loss_jvp(&p, &x, &dp);
+        assert!(
+            (t.item::<f64>() - g.inner(&dp)).abs() < 1e-9,
+            "depth {depth}"
+        );
+    }
+}

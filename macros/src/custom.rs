@@ -351,33 +351,25 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
     // What `#[grad]` callers call (see `grad::FULL`): every parameter is active here.
     let full_jvp = format_ident!("{}{name}_jvp", crate::grad::FULL);
     let full_vjp = format_ident!("{}{name}_vjp", crate::grad::FULL);
+    let vjp_wrapper = quote! {
+        #[doc(hidden)]
+        #allow
+        #vis fn #full_vjp(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
+            #vjp_name(#(#idents),*)
+        }
+    };
+    let jvp_wrapper = quote! {
+        #[doc(hidden)]
+        #allow
+        #vis fn #full_jvp(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
+            #jvp_name(#(#idents,)* #(#tangents),*)
+        }
+    };
+    // With both attributes each wraps its own mode; alone, this one gives both.
     let own = match which {
-        Rule::Vjp if both => quote! {
-            #[doc(hidden)]
-            #allow
-            #vis fn #full_vjp(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
-                #vjp_name(#(#idents),*)
-            }
-        },
-        Rule::Jvp if both => quote! {
-            #[doc(hidden)]
-            #allow
-            #vis fn #full_jvp(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
-                #jvp_name(#(#idents,)* #(#tangents),*)
-            }
-        },
-        _ => quote! {
-            #[doc(hidden)]
-            #allow
-            #vis fn #full_vjp(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
-                #vjp_name(#(#idents),*)
-            }
-            #[doc(hidden)]
-            #allow
-            #vis fn #full_jvp(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
-                #jvp_name(#(#idents,)* #(#tangents),*)
-            }
-        },
+        Rule::Vjp if both => vjp_wrapper,
+        Rule::Jvp if both => jvp_wrapper,
+        _ => quote!(#vjp_wrapper #jvp_wrapper),
     };
     // The other attribute, if any, stays on the item and expands next.
     Ok(quote!(#item #out #own))

@@ -73,12 +73,7 @@ impl Emitter<'_> {
 
     /// Whether `v` is a parameter taken by reference (`x: &Tensor`, `p: &Mlp`).
     fn is_ref_param(&self, v: Var) -> bool {
-        !(self.owned_params && self.is_tensor(Atom::Var(v)))
-            && self
-                .func
-                .params
-                .iter()
-                .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_)))
+        !(self.owned_params && self.is_tensor(Atom::Var(v))) && self.declared_ref(v)
     }
 
     /// Whether `v` is a parameter declared as a reference (whatever the emitted form).

@@ -127,7 +127,7 @@ pub enum Prim {
     ConcatPart,
     StackPart,
     /// A zero shaped like `x` (for parts of a concat without a tangent).
-    ZerosLike,
+    ZeroLike,
     /// The cotangent of a permute: `(ct, axes, like)`, permuted back.
     Unpermute,
     /// `ct` summed over broadcast axes down to the shape of `like` (a float `like`: all of it).
@@ -244,7 +244,7 @@ fn join_jvp(b: &mut Rules, x: &[Atom], d: &[Option<Atom>], p: Prim) -> Option<At
     for (k, t) in d.iter().enumerate().skip(1) {
         args.push(match t {
             Some(t) => *t,
-            None => b.prim(Prim::ZerosLike, &[x[k]]),
+            None => b.prim(Prim::ZeroLike, &[x[k]]),
         });
     }
     Some(b.prim(p, &args))
@@ -1080,7 +1080,7 @@ pub fn row(p: Prim) -> Row {
             arity: 0,
             ..tr(0, |b, x, _, d| part_jvp(b, x, d, StackPart))
         },
-        ZerosLike => r(Call(""), 1, Float, None),
+        ZeroLike => r(Call(""), 1, Float, None),
         Numel => r(Call(""), 1, F64, None),
         AxisLen => r(Call(""), 2, F64, None),
     }

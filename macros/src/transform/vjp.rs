@@ -818,16 +818,9 @@ impl Vjp<'_> {
             });
             return Some((fwd, rev));
         }
-        let mut reversed = range.clone();
-        match reversed.adapters.last() {
-            Some(Adapter::Rev) => {
-                reversed.adapters.pop();
-            }
-            _ => reversed.adapters.push(Adapter::Rev),
-        }
         let rev = vec![Stmt::For {
             index: *index,
-            range: reversed,
+            range: reversed(range),
             body: Block { stmts: rb },
             exit: vec![],
         }];
@@ -933,16 +926,9 @@ impl Vjp<'_> {
                 let mut rb = seq_marks;
                 rb.extend(restore);
                 rb.extend(joint.stmts);
-                let mut reversed = range.clone();
-                match reversed.adapters.last() {
-                    Some(Adapter::Rev) => {
-                        reversed.adapters.pop();
-                    }
-                    _ => reversed.adapters.push(Adapter::Rev),
-                }
                 rev.push(Stmt::For {
                     index: *index,
-                    range: reversed,
+                    range: reversed(range),
                     body: Block { stmts: rb },
                     exit: vec![],
                 });
@@ -1005,6 +991,18 @@ impl Vjp<'_> {
 }
 
 use crate::primitives::Prim;
+
+/// A simple range walked the other way (`.rev()` toggled).
+fn reversed(range: &Range) -> Range {
+    let mut r = range.clone();
+    match r.adapters.last() {
+        Some(Adapter::Rev) => {
+            r.adapters.pop();
+        }
+        _ => r.adapters.push(Adapter::Rev),
+    }
+    r
+}
 
 /// Whether every read of `v` in `block` only takes its shape: the `like` of a cotangent
 /// fitting, a reduction's transpose or a zero.
