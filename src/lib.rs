@@ -27,7 +27,9 @@ pub use ferrax_runtime::*;
 /// Everything a user needs: `use ferrax::prelude::*;`.
 pub mod prelude {
     pub use crate::stop_gradient;
-    pub use ferrax_macros::{Differentiable, custom_jvp, custom_vjp, grad};
+    pub use ferrax_macros::{
+        Differentiable, custom_jvp, custom_vjp, grad, hessian, jacobian, vmap,
+    };
     pub use ferrax_runtime::prelude::*;
 }
 
@@ -51,9 +53,13 @@ pub fn stop_gradient<T>(x: T) -> T {
 #[doc(hidden)]
 pub mod tensor_rules;
 
+#[doc(hidden)]
+pub mod batch_rules;
+
 /// Support for the code `#[grad]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch_rules as b;
     pub use crate::tensor_rules as t;
 
     /// The float types generated code works over.

@@ -56,7 +56,7 @@ impl From<f32> for Operand<'_> {
 impl<'a> Operand<'a> {
     /// The tensor; a float as a 0-d tensor shaped like nothing (only reached where every
     /// operand is a float, which the macro never emits).
-    fn tensor(self) -> std::borrow::Cow<'a, Tensor> {
+    pub(crate) fn tensor(self) -> std::borrow::Cow<'a, Tensor> {
         match self {
             Operand::Tensor(t) => std::borrow::Cow::Borrowed(t),
             Operand::Scalar(x) => std::borrow::Cow::Owned(Tensor::scalar(x)),
@@ -64,7 +64,7 @@ impl<'a> Operand<'a> {
     }
 
     /// As a tensor in the dtype of `like` (a float becomes a 0-d tensor of that dtype).
-    fn tensor_like(self, like: &Tensor) -> std::borrow::Cow<'a, Tensor> {
+    pub(crate) fn tensor_like(self, like: &Tensor) -> std::borrow::Cow<'a, Tensor> {
         match self {
             Operand::Tensor(t) => std::borrow::Cow::Borrowed(t),
             Operand::Scalar(x) => std::borrow::Cow::Owned(like.scalar_like(x)),
@@ -167,6 +167,7 @@ macro_rules! compare {
 compare!(lt, le, gt, ge, eq, ne);
 
 /// The condition of a select: a mask (nonzero = true) or a Rust bool.
+#[derive(Clone, Copy)]
 pub enum Cond<'a> {
     Mask(&'a Tensor),
     Bool(bool),

@@ -42,3 +42,106 @@ impl Parse for GradAttr {
         Ok(attr)
     }
 }
+
+/// The arguments of `#[vmap(...)]`: `in_axes = (0, None, ..)` (or one axis for every
+/// argument, `in_axes = 0`) and `out_axes = 0`.
+pub struct VmapAttr {
+    /// Per parameter: the batch axis, or `None` (shared by every example). `None` here:
+    /// every parameter batched along axis 0.
+    pub in_axes: Option<Vec<Option<isize>>>,
+    /// One axis for every parameter (`in_axes = 1`).
+    pub in_axis_all: Option<isize>,
+    pub out_axes: isize,
+    /// Where errors about the attribute point.
+    pub span: proc_macro2::Span,
+}
+
+fn parse_axis(input: ParseStream) -> syn::Result<Option<isize>> {
+    if input.peek(Ident) {
+        let id: Ident = input.parse()?;
+        if id == "None" {
+            return Ok(None);
+        }
+        return Err(syn::Error::new(
+            id.span(),
+            "an axis is an integer (`0`, `1`, `-1`) or `None` (the argument is shared by every example)",
+        ));
+    }
+    let neg = input.peek(Token![-]);
+    if neg {
+        input.parse::<Token![-]>()?;
+    }
+    let lit: syn::LitInt = input.parse()?;
+    let v: isize = lit.base10_parse()?;
+    Ok(Some(if neg { -v } else { v }))
+}
+
+impl Parse for VmapAttr {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut attr = VmapAttr {
+            in_axes: None,
+            in_axis_all: None,
+            out_axes: 0,
+            span: input.span(),
+        };
+        let (mut seen_in, mut seen_out) = (false, false);
+        while !input.is_empty() {
+            let key: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            match key.to_string().as_str() {
+                "in_axes" if !seen_in => {
+                    seen_in = true;
+                    if input.peek(syn::token::Paren) {
+                        let content;
+                        syn::parenthesized!(content in input);
+                        let mut axes = Vec::new();
+                        while !content.is_empty() {
+                            axes.push(parse_axis(&content)?);
+                            if !content.is_empty() {
+                                content.parse::<Token![,]>()?;
+                            }
+                        }
+                        attr.in_axes = Some(axes);
+                    } else {
+                        match parse_axis(input)? {
+                            Some(a) => attr.in_axis_all = Some(a),
+                            None => {
+                                return Err(syn::Error::new(
+                                    key.span(),
+                                    "`in_axes = None` batches nothing; name the batched arguments, e.g. `in_axes = (0, None)`",
+                                ));
+                            }
+                        }
+                    }
+                }
+                "out_axes" if !seen_out => {
+                    seen_out = true;
+                    match parse_axis(input)? {
+                        Some(a) => attr.out_axes = a,
+                        None => {
+                            return Err(syn::Error::new(
+                                key.span(),
+                                "`out_axes` must be an integer axis: every output of a batched function has a batch axis",
+                            ));
+                        }
+                    }
+                }
+                "in_axes" | "out_axes" => {
+                    return Err(syn::Error::new(key.span(), format!("`{key}` given twice")));
+                }
+                _ => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!(
+                            "unknown argument `{key}` of #[vmap]; supported: `in_axes = (0, None, ..)` and `out_axes = 0`"
+                        ),
+                    ));
+                }
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(attr)
+    }
+}

@@ -88,6 +88,11 @@ impl Emitter<'_> {
         self.func.kind(a).is_tensor()
     }
 
+    /// `v` borrowed (for code around the emitted body).
+    pub fn borrowed_tokens(&self, v: Var) -> TokenStream {
+        self.borrowed(v)
+    }
+
     /// `v` borrowed: `&v`, or `v` itself where it already is a reference.
     fn borrowed(&self, v: Var) -> TokenStream {
         let id = self.var(v);
@@ -331,6 +336,9 @@ impl Emitter<'_> {
     fn rhs(&self, rhs: &Rhs, prec: Prec, tensor_pop: bool) -> TokenStream {
         match rhs {
             Rhs::Atom(a) => self.value(*a),
+            Rhs::Prim(p, args) if args.iter().any(|a| self.func.batched(*a)) => {
+                self.batched_prim(*p, args)
+            }
             Rhs::Prim(p, args) if args.iter().any(|a| self.is_tensor(*a)) => {
                 let name = format_ident!("{}", p.tensor_fn());
                 // the parts of a concat / stack go in one slice
@@ -448,6 +456,7 @@ impl Emitter<'_> {
                 let args = args.iter().map(|a| {
                     let t = self.atom(a.atom);
                     match a.atom {
+                        Atom::Var(_) if self.func.batched(a.atom) => self.b_operand(a.atom),
                         _ if a.borrow => quote!(&#t),
                         // a tensor parameter passed on as written (`f(x)` with `x: &Tensor`)
                         Atom::Var(v) if self.is_tensor(a.atom) && self.declared_ref(v) => {
@@ -498,6 +507,42 @@ impl Emitter<'_> {
             }
             Rhs::Uninit => quote!(),
         }
+    }
+
+    /// A batched value as an argument of a batching rule (`b::B(&x)`); others as for `t::`.
+    fn b_operand(&self, a: Atom) -> TokenStream {
+        match a {
+            Atom::Var(v) if self.func.batched(a) => {
+                let x = self.borrowed(v);
+                quote!(::ferrax::__private::b::B(#x))
+            }
+            a => self.operand(a),
+        }
+    }
+
+    /// A primitive with a batched argument: its batching rule, `b::<name>`, which takes the
+    /// same arguments as the tensor helper `t::<name>` with batched ones marked.
+    fn batched_prim(&self, p: Prim, args: &[Atom]) -> TokenStream {
+        let name = format_ident!("{}", p.tensor_fn());
+        let (fixed, parts) = match p {
+            Prim::Concat | Prim::Stack => (1, true),
+            Prim::ConcatPart | Prim::StackPart => (3, true),
+            _ => (args.len(), false),
+        };
+        let head = args[..fixed].iter().map(|a| self.b_operand(*a));
+        if parts {
+            let rest = args[fixed..].iter().map(|a| {
+                let o = self.b_operand(*a);
+                quote!(::ferrax::__private::b::BArg::from(#o))
+            });
+            return quote!(::ferrax::__private::b::#name(#(#head,)* &[#(#rest),*]));
+        }
+        // a cotangent summed into an unbatched float: per example, a 1-D tensor
+        if p == Prim::SumTo && !self.is_tensor(args[1]) && !self.func.batched(args[1]) {
+            let ct = self.b_operand(args[0]);
+            return quote!(::ferrax::__private::b::sum_to_scalar(#ct));
+        }
+        quote!(::ferrax::__private::b::#name(#(#head),*))
     }
 
     fn prim(&self, p: Prim, args: &[Atom], prec: Prec) -> TokenStream {

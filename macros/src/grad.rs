@@ -29,7 +29,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 }
 
 /// The expansion; `callers` also emits the counterparts callers use (see [`FULL`]).
-fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<TokenStream> {
+pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let (func, sig) = lower(&cx, &item, &attr);
     // Activity runs even after errors, so that its own errors come in the same compile.
@@ -262,37 +262,7 @@ fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
     let whole = |with_value: bool| {
-        let mut vf = v.func.clone();
-        let mut all = v.fwd.stmts.clone();
-        let seed = if func.kind(func.output).is_tensor() {
-            // a gradient needs a one-element result (as in JAX)
-            Rhs::Call {
-                func: syn::parse_quote!(::ferrax::__private::t::grad_seed),
-                args: vec![Arg {
-                    atom: func.output,
-                    borrow: true,
-                }],
-                mode: CallMode::Primal,
-                span: proc_macro2::Span::call_site(),
-            }
-        } else {
-            Rhs::Atom(Atom::Float(1.0))
-        };
-        all.push(Stmt::Let {
-            var: v.seed,
-            rhs: seed,
-        });
-        all.extend(v.rev.stmts.iter().cloned());
-        let mut blk = Block { stmts: all };
-        first_writes(&vf, &mut blk);
-        let mut outs = grad_vars.clone();
-        if with_value {
-            outs.extend(value_var.iter().copied());
-        }
-        dce(&mut blk, &outs, &HashSet::new());
-        gather_adjoint_stores(&mut vf, &mut blk);
-        carry_adjoint_stores(&mut vf, &mut blk);
-        vf.body = blk;
+        let vf = gradient_ir(&func, &v, with_value);
         let em = Emitter {
             func: &vf,
             owned_params: false,
@@ -346,7 +316,51 @@ fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<
     })
 }
 
-fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
+/// Both sweeps of reverse mode in one body, seeded with 1 (a one-element tensor output:
+/// ones shaped like it): the IR of `f_grad` (`with_value`: of `f_value_and_grad`). Its
+/// outputs are `v.grads` and `func.output`.
+pub fn gradient_ir(func: &Func, v: &crate::transform::vjp::VjpOut, with_value: bool) -> Func {
+    let mut vf = v.func.clone();
+    let mut all = v.fwd.stmts.clone();
+    let seed = if func.kind(func.output).is_tensor() {
+        // a gradient needs a one-element result (as in JAX); the seed is a constant (so
+        // that forward mode over this body, a Hessian, sees no tangent in it)
+        let out = vf.new_var("out", Kind::Tensor, false);
+        all.push(Stmt::Let {
+            var: out,
+            rhs: Rhs::Prim(crate::primitives::Prim::StopGradient, vec![func.output]),
+        });
+        Rhs::Call {
+            func: syn::parse_quote!(::ferrax::__private::t::grad_seed),
+            args: vec![Arg {
+                atom: Atom::Var(out),
+                borrow: true,
+            }],
+            mode: CallMode::Primal,
+            span: proc_macro2::Span::call_site(),
+        }
+    } else {
+        Rhs::Atom(Atom::Float(1.0))
+    };
+    all.push(Stmt::Let {
+        var: v.seed,
+        rhs: seed,
+    });
+    all.extend(v.rev.stmts.iter().cloned());
+    let mut blk = Block { stmts: all };
+    first_writes(&vf, &mut blk);
+    let mut outs: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+    if with_value {
+        outs.extend(func.output.var());
+    }
+    dce(&mut blk, &outs, &HashSet::new());
+    gather_adjoint_stores(&mut vf, &mut blk);
+    carry_adjoint_stores(&mut vf, &mut blk);
+    vf.body = blk;
+    vf
+}
+
+pub fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
     let tys: Vec<Type> = func.params.iter().map(|p| p.ty.clone()).collect();
     param_list_typed(em, func, &tys)
 }
@@ -423,7 +437,7 @@ fn name_elided_lifetimes(
 }
 
 /// The type of the gradient with respect to a parameter of type `ty`.
-fn grad_type(ty: &Type) -> Type {
+pub fn grad_type(ty: &Type) -> Type {
     match type_kind(ty) {
         Ok(Kind::Tensor) | Ok(Kind::Struct) => match ty {
             Type::Reference(r) => (*r.elem).clone(),

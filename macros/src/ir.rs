@@ -97,6 +97,9 @@ pub struct VarInfo {
     pub name: String,
     pub kind: Kind,
     pub mutable: bool,
+    /// Batched by `vmap`: a tensor (or a parameter struct of tensors) whose axis 0 is the
+    /// batch axis. Its primitives go to the batching rules (`::ferrax::__private::b`).
+    pub batched: bool,
 }
 
 /// An operand: a variable or a literal.
@@ -377,11 +380,16 @@ impl Func {
             name: name.to_string(),
             kind,
             mutable,
+            batched: false,
         });
         Var(self.vars.len() as u32 - 1)
     }
     pub fn info(&self, v: Var) -> &VarInfo {
         &self.vars[v.0 as usize]
+    }
+    /// Whether an atom is a batched value (see [`VarInfo::batched`]).
+    pub fn batched(&self, a: Atom) -> bool {
+        matches!(a, Atom::Var(v) if self.info(v).batched)
     }
     /// The kind of an atom.
     pub fn kind(&self, a: Atom) -> Kind {

@@ -84,9 +84,11 @@ mod derive;
 mod emit;
 mod grad;
 mod ir;
+mod jacobian;
 mod parse;
 mod primitives;
 mod transform;
+mod vmap;
 
 use proc_macro::TokenStream;
 
@@ -94,6 +96,108 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
     match grad::expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Batches a function: emits `f_vmap`, the same function over a batch of examples, by
+/// source transformation (JAX's `vmap`). `#[vmap(in_axes = (0, None, ..), out_axes = 0)]`:
+/// per parameter, the axis its examples run along, or `None` for an argument shared by
+/// every example (default: every parameter along axis 0). `f32` / `f64` parameters batched
+/// arrive as 1-D tensors. Primitives take whole batches (a matrix-vector product becomes a
+/// matrix-matrix product); `if` on a per-example condition selects per example; loops whose
+/// exit differs per example run until every example is done.
+///
+/// Over `#[grad]` it also emits `f_grad_vmap` and `f_value_and_grad_vmap`: per-example
+/// gradients, the batch axis first in every gradient (in each field of a parameter struct).
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[vmap(in_axes = (0, None))]
+/// fn predict(x: &Tensor, w: &Tensor) -> Tensor {
+///     x.matmul(w).tanh()
+/// }
+///
+/// let xs = Tensor::ones(&[5, 3], DType::F64); // five examples of shape [3]
+/// let w = Tensor::ones(&[3, 2], DType::F64);
+/// assert_eq!(predict_vmap(&xs, &w).shape(), &[5, 2]);
+///
+/// #[vmap]
+/// #[grad]
+/// fn loss(x: f64, y: f64) -> f64 {
+///     if x > y { (x - y) * (x - y) } else { x * y }
+/// }
+/// let g = loss_grad_vmap(
+///     &Tensor::from_vec(vec![1.0, 3.0], &[2]),
+///     &Tensor::from_vec(vec![2.0, 1.0], &[2]),
+/// );
+/// assert_eq!(g.0.to_vec::<f64>(), vec![2.0, 4.0]); // d/dx per example
+/// ```
+#[proc_macro_attribute]
+pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match vmap::expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Emits the Jacobian of a `Tensor -> Tensor` function with respect to its (one active)
+/// tensor parameter, shaped `[output axes.., input axes..]`:
+///
+/// - `f_jacfwd(args..)`: forward mode, one forward pass batched over the input's basis;
+/// - `f_jacrev(args..)`: reverse mode, one reverse sweep batched over the output's basis;
+/// - `f_jacobian(args..)`: whichever needs fewer passes for the actual sizes (a reverse pass
+///   weighed by its measured cost relative to a forward pass).
+///
+/// `#[jacobian(wrt(x))]` names the parameter when there are several; the others are
+/// constants.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[jacobian]
+/// fn g(x: &Tensor) -> Tensor {
+///     x.sin() * x.sum()
+/// }
+///
+/// let x = Tensor::from_vec(vec![0.1, 0.2, 0.3], &[3]);
+/// let (jf, jr) = (g_jacfwd(&x), g_jacrev(&x));
+/// assert_eq!(jf.shape(), &[3, 3]);
+/// for (a, b) in jf.to_vec::<f64>().iter().zip(jr.to_vec::<f64>()) {
+///     assert!((a - b).abs() < 1e-12);
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match jacobian::expand(jacobian::Which::Jacobian, attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Emits the Hessian of a function with a one-element `Tensor` result with respect to its
+/// (one active) tensor parameter: `f_hessian(args..)` shaped `[input axes.., input axes..]`
+/// (forward over reverse, batched over the input's basis), and `f_hvp(args.., v)`, the
+/// Hessian-vector product in one forward-over-reverse pass.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[hessian]
+/// fn h(x: &Tensor) -> Tensor {
+///     (x * x * x).sum()
+/// }
+///
+/// let x = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+/// assert_eq!(h_hessian(&x).to_vec::<f64>(), vec![6.0, 0.0, 0.0, 12.0]);
+/// let v = Tensor::from_vec(vec![1.0, 1.0], &[2]);
+/// assert_eq!(h_hvp(&x, &v).to_vec::<f64>(), vec![6.0, 12.0]);
+/// ```
+#[proc_macro_attribute]
+pub fn hessian(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match jacobian::expand(jacobian::Which::Hessian, attr.into(), item.into()) {
         Ok(t) => t.into(),
         Err(e) => e.to_compile_error().into(),
     }

@@ -3,3 +3,4 @@
 pub mod jvp;
 pub mod simplify;
 pub mod vjp;
+pub mod vmap;

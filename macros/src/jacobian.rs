@@ -1,0 +1,272 @@
+//! `#[jacobian]` and `#[hessian]`: the transforms composed.
+//!
+//! - `f_jacfwd` = vmap of jvp over the basis of the input (one batched forward pass);
+//! - `f_jacrev` = vmap of vjp over the basis of the output (one forward sweep, one batched
+//!   reverse sweep);
+//! - `f_jacobian` picks the mode with fewer passes, weighing a reverse pass by its measured
+//!   cost relative to a forward pass (`b::REVERSE_COST`);
+//! - `f_hvp` = jvp of the gradient (forward over reverse), `f_hessian` = vmap of it over the
+//!   basis of the input.
+//!
+//! Results are shaped `[outputs.., inputs..]` (a Hessian: `[inputs.., inputs..]`).
+
+use crate::analyse::{check_activity, dce, varied};
+use crate::attr::GradAttr;
+use crate::ctxt::Ctxt;
+use crate::emit::Emitter;
+use crate::ir::*;
+use crate::parse::lower;
+use crate::transform::{jvp::jvp, vjp::vjp};
+use crate::vmap::{BatchedFn, batched_fn};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use std::collections::HashSet;
+
+/// Which attribute is expanded.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Which {
+    Jacobian,
+    Hessian,
+}
+
+/// Expands `#[jacobian(attr)] item` or `#[hessian(attr)] item`.
+pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let gattr: GradAttr = syn::parse2(attr)?;
+    let item: syn::ItemFn = syn::parse2(item)?;
+    let label = match which {
+        Which::Jacobian => "#[jacobian]",
+        Which::Hessian => "#[hessian]",
+    };
+    let cx = Ctxt::new();
+    let (func, sig) = lower(&cx, &item, &gattr);
+    let varied_set = varied(&func);
+    check_activity(&cx, &func, &varied_set);
+    if let Err(e) = cx.check() {
+        let errors = e.to_compile_error();
+        return Ok(quote!(#item #errors));
+    }
+    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    let x = match active.as_slice() {
+        [p] if func.info(p.var).kind == Kind::Tensor => (*p).clone(),
+        _ => {
+            return Err(syn::Error::new_spanned(
+                &item.sig.inputs,
+                format!(
+                    "{label} differentiates with respect to one `&Tensor` parameter; name it with `{}(wrt(x))` when there are several float or tensor parameters",
+                    &label[2..label.len() - 1]
+                ),
+            ));
+        }
+    };
+    if func.kind(func.output) != Kind::Tensor {
+        return Err(syn::Error::new_spanned(
+            &sig.ret_ty,
+            format!("{label} needs a function returning a `Tensor`"),
+        ));
+    }
+    let span = Span::call_site();
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
+    let params: Vec<TokenStream> = func
+        .params
+        .iter()
+        .map(|p| {
+            let (id, ty) = (&p.ident, &p.ty);
+            quote!(#id: #ty)
+        })
+        .collect();
+    let xi = &x.ident;
+    let tensor: syn::Type = syn::parse_quote!(&::ferrax::Tensor);
+    let mut out = quote!(#item);
+
+    match which {
+        Which::Jacobian => {
+            // forward: the tangent of the output, batched over the tangents of x
+            let j = jvp(&func, &varied_set);
+            let mut jf = j.func.clone();
+            let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
+            dce(&mut jf.body, &outs, &HashSet::new());
+            let d = j.tangent_params[0].1;
+            jf.params.push(Param {
+                var: d,
+                ident: format_ident!("__ferrax_dx"),
+                ty: tensor.clone(),
+                active: false,
+            });
+            let fwd_name = format_ident!("__ferrax_{}_jacfwd_batched", name);
+            out.extend(batched_fn(
+                &BatchedFn {
+                    name: fwd_name.clone(),
+                    doc: String::new(),
+                    item: &item,
+                    axes: &axes_last(jf.params.len()),
+                    outputs: vec![(j.tangent, tensor.clone())],
+                    out_axes: 0,
+                    span,
+                },
+                &jf,
+            )?);
+            // reverse: the gradient of x, batched over cotangents of the output
+            let v = vjp(&func, &varied_set);
+            let mut rf = v.func.clone();
+            let mut stmts = v.fwd.stmts.clone();
+            stmts.extend(v.rev.stmts.iter().cloned());
+            let mut blk = Block { stmts };
+            crate::transform::simplify::first_writes(&rf, &mut blk);
+            let outs: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+            dce(&mut blk, &outs, &HashSet::new());
+            rf.body = blk;
+            rf.params.push(Param {
+                var: v.seed,
+                ident: format_ident!("__ferrax_ct"),
+                ty: tensor.clone(),
+                active: false,
+            });
+            let rev_name = format_ident!("__ferrax_{}_jacrev_batched", name);
+            out.extend(batched_fn(
+                &BatchedFn {
+                    name: rev_name.clone(),
+                    doc: String::new(),
+                    item: &item,
+                    axes: &axes_last(rf.params.len()),
+                    outputs: vec![(v.grads[0], tensor.clone())],
+                    out_axes: 0,
+                    span,
+                },
+                &rf,
+            )?);
+            let (jf_name, jr_name, j_name) = (
+                format_ident!("{}_jacfwd", name),
+                format_ident!("{}_jacrev", name),
+                format_ident!("{}_jacobian", name),
+            );
+            let jf_doc = format!(
+                "Jacobian of [`{name}`] with respect to `{xi}` in forward mode: one forward pass batched over the basis of `{xi}`. Shaped `[output axes.., {xi} axes..]`."
+            );
+            let jr_doc = format!(
+                "Jacobian of [`{name}`] with respect to `{xi}` in reverse mode: one forward sweep and one reverse sweep batched over the basis of the output. Shaped `[output axes.., {xi} axes..]`."
+            );
+            let j_doc = format!(
+                "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. Shaped `[output axes.., {xi} axes..]`."
+            );
+            out.extend(quote! {
+                #[doc = #jf_doc]
+                #allow
+                #vis fn #jf_name(#(#params),*) -> ::ferrax::Tensor {
+                    let __ferrax_basis = ::ferrax::__private::b::basis(#xi);
+                    let __ferrax_t = #fwd_name(#(#args,)* &__ferrax_basis);
+                    ::ferrax::__private::b::jacobian_from_front(&__ferrax_t, #xi.shape())
+                }
+
+                #[doc = #jr_doc]
+                #allow
+                #vis fn #jr_name(#(#params),*) -> ::ferrax::Tensor {
+                    let __ferrax_y = #name(#(#args),*);
+                    let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_y);
+                    let __ferrax_g = #rev_name(#(#args,)* &__ferrax_basis);
+                    ::ferrax::__private::b::jacobian_from_rows(&__ferrax_g, __ferrax_y.shape())
+                }
+
+                #[doc = #j_doc]
+                #allow
+                #vis fn #j_name(#(#params),*) -> ::ferrax::Tensor {
+                    let __ferrax_y = #name(#(#args),*);
+                    if ::ferrax::__private::b::prefer_forward(#xi.numel(), __ferrax_y.numel()) {
+                        let __ferrax_basis = ::ferrax::__private::b::basis(#xi);
+                        let __ferrax_t = #fwd_name(#(#args,)* &__ferrax_basis);
+                        ::ferrax::__private::b::jacobian_from_front(&__ferrax_t, #xi.shape())
+                    } else {
+                        let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_y);
+                        let __ferrax_g = #rev_name(#(#args,)* &__ferrax_basis);
+                        ::ferrax::__private::b::jacobian_from_rows(&__ferrax_g, __ferrax_y.shape())
+                    }
+                }
+            });
+        }
+        Which::Hessian => {
+            // forward over reverse: the tangent of the gradient
+            let v = vjp(&func, &varied_set);
+            let mut g = crate::grad::gradient_ir(&func, &v, false);
+            g.output = v.grads[0];
+            let gv = varied(&g);
+            let j = jvp(&g, &gv);
+            let mut hf = j.func.clone();
+            let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
+            dce(&mut hf.body, &outs, &HashSet::new());
+            let d = j
+                .tangent_params
+                .iter()
+                .find(|(p, _)| *p == x.var)
+                .map(|(_, d)| *d)
+                .ok_or_else(|| syn::Error::new_spanned(&item.sig.ident, "internal: no tangent"))?;
+            hf.params.push(Param {
+                var: d,
+                ident: format_ident!("__ferrax_v"),
+                ty: tensor.clone(),
+                active: false,
+            });
+            let hvp_name = format_ident!("{}_hvp", name);
+            let em = Emitter {
+                func: &hf,
+                owned_params: false,
+            };
+            let hparams = crate::grad::param_list(&em, &hf);
+            let body = em.block(&hf.body);
+            let t = em.value(j.tangent);
+            let dv = em.var(d);
+            let hvp_doc = format!(
+                "Hessian-vector product of [`{name}`] with respect to `{xi}`: the directional derivative of the gradient along `v` (shaped like `{xi}`), by forward mode over reverse mode in one pass."
+            );
+            let msg =
+                format!("{hvp_name}: the direction has shape {{:?}} but `{xi}` has shape {{:?}}");
+            let xid = em.var(x.var);
+            out.extend(quote! {
+                #[doc = #hvp_doc]
+                #allow
+                #vis fn #hvp_name(#(#hparams),*) -> ::ferrax::Tensor {
+                    ::core::assert!(#dv.shape() == #xid.shape(), #msg, #dv.shape(), #xid.shape());
+                    #body
+                    #t
+                }
+            });
+            let batched_name = format_ident!("__ferrax_{}_hessian_batched", name);
+            out.extend(batched_fn(
+                &BatchedFn {
+                    name: batched_name.clone(),
+                    doc: String::new(),
+                    item: &item,
+                    axes: &axes_last(hf.params.len()),
+                    outputs: vec![(j.tangent, tensor.clone())],
+                    out_axes: 0,
+                    span,
+                },
+                &hf,
+            )?);
+            let h_name = format_ident!("{}_hessian", name);
+            let h_doc = format!(
+                "Hessian of [`{name}`] with respect to `{xi}`, shaped `[{xi} axes.., {xi} axes..]`: forward mode over reverse mode, batched over the basis of `{xi}` (one batched pass)."
+            );
+            out.extend(quote! {
+                #[doc = #h_doc]
+                #allow
+                #vis fn #h_name(#(#params),*) -> ::ferrax::Tensor {
+                    let __ferrax_basis = ::ferrax::__private::b::basis(#xi);
+                    let __ferrax_t = #batched_name(#(#args,)* &__ferrax_basis);
+                    ::ferrax::__private::b::jacobian_from_front(&__ferrax_t, #xi.shape())
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Only the last parameter batched (along axis 0).
+fn axes_last(n: usize) -> Vec<Option<isize>> {
+    let mut a = vec![None; n];
+    if let Some(l) = a.last_mut() {
+        *l = Some(0);
+    }
+    a
+}

@@ -1,0 +1,705 @@
+//! Batching: IR -> IR where the chosen inputs carry a leading batch axis.
+//!
+//! JAX's `vmap` as a source transformation. A value is *batched* when it depends on a
+//! batched input, through data or through control (a variable assigned under a condition
+//! that differs per example). A batched value is a tensor whose axis 0 runs over the
+//! examples: a per-example float becomes a 1-D tensor, a per-example tensor gains a leading
+//! axis, a parameter struct (a per-example gradient) gains one in every field. Primitives
+//! with a batched argument go to their batching rule, the helper of the same name in
+//! `::ferrax::__private::b` (`src/batch_rules.rs`), which pushes the loop over examples
+//! into the primitive: elementwise ops align the example ranks, reductions and views shift
+//! their axes, matrix-vector products become matrix-matrix products.
+//!
+//! Control flow:
+//! - `if` on a batched condition runs both branches and selects, per example, the values
+//!   each branch assigned (both branches see every example; the unselected results are
+//!   discarded, as in JAX's `select`).
+//! - `loop` / `while` / `for` whose exit depends on the example iterate, each iteration
+//!   guarded by the mask of examples still running, until every example is done.
+//! - Loops over inactive ranges and branches on inactive conditions stay as they are.
+//!
+//! An unbatched value flowing into a batched variable is lifted (a stride-0 broadcast
+//! view, no copy). The output of the transform is IR in the same language, so what it
+//! produces is emitted like any other function (and `vmap` runs just as well over the
+//! output of `jvp` and `vjp`: per-example gradients, Jacobians, Hessians).
+
+use crate::ir::*;
+use crate::primitives::Prim;
+use proc_macro2::Span;
+use std::collections::HashSet;
+
+/// What `vmap` needs to know besides the function.
+pub struct VmapIn<'a> {
+    /// Variables that are batched from the start (parameters, or a seed of a sweep).
+    pub batched: &'a [Var],
+    /// An integer variable holding the batch size, defined before the body runs.
+    pub bsz: Var,
+    /// A batched tensor defined before the body runs, whose dtype lifted floats take.
+    pub like: Var,
+    /// Where errors point.
+    pub span: Span,
+}
+
+/// A construct `vmap` cannot batch, with the message for the user.
+pub struct VmapError {
+    pub span: Span,
+    pub msg: String,
+}
+
+/// The batched version of `func`: its body computes every example at once. Batched
+/// variables are marked (`VarInfo::batched`) and have a tensor or struct kind.
+pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
+    let set = batched_vars(func, input.batched);
+    let mut out = func.clone();
+    for v in &set {
+        let info = &mut out.vars[v.0 as usize];
+        info.kind = match &info.kind {
+            Kind::Float(_) | Kind::Tensor | Kind::Bool => Kind::Tensor,
+            // a pullback stack holding batched values
+            Kind::Struct => Kind::Struct,
+            Kind::Opaque => Kind::Opaque,
+            Kind::Int => {
+                return Err(VmapError {
+                    span: input.span,
+                    msg: format!(
+                        "#[vmap]: the integer `{}` would differ per example (it is computed from a per-example value, or assigned under a per-example condition); only floats, tensors and bools may differ per example. Compute it from unbatched arguments, or keep the branch on an unbatched condition",
+                        info.name
+                    ),
+                });
+            }
+            Kind::Seq(..) => {
+                return Err(VmapError {
+                    span: input.span,
+                    msg: format!(
+                        "#[vmap]: the sequence `{}` would differ per example; slices, Vecs and arrays cannot be batched yet. Use a `Tensor` for per-example data",
+                        info.name
+                    ),
+                });
+            }
+        };
+        info.batched = true;
+    }
+    let mut v = Vmap {
+        func: out,
+        input,
+        err: None,
+    };
+    let body = v.block(&func.body);
+    if let Some(e) = v.err {
+        return Err(e);
+    }
+    v.func.body = body;
+    Ok(v.func)
+}
+
+/// The variables that differ per example: data dependence on `seeds`, plus every variable
+/// assigned inside a branch or loop whose condition differs per example. A fixpoint, as
+/// control dependence can make a condition batched that was not before.
+fn batched_vars(func: &Func, seeds: &[Var]) -> HashSet<Var> {
+    let mut set: HashSet<Var> = seeds.iter().copied().collect();
+    loop {
+        let before = set.len();
+        let mut add = Vec::new();
+        data_deps(&func.body, &set, &mut add);
+        control_deps(&func.body, &set, false, &mut add);
+        set.extend(add);
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
+fn is(set: &HashSet<Var>, a: &Atom) -> bool {
+    matches!(a, Atom::Var(v) if set.contains(v))
+}
+
+fn data_deps(block: &Block, set: &HashSet<Var>, add: &mut Vec<Var>) {
+    walk(block, &mut |s| match s {
+        Stmt::Let { var, rhs } if rhs_batched(rhs, set) => add.push(*var),
+        Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if is(set, value) => {
+            add.push(*var)
+        }
+        Stmt::Push { array, value } if is(set, value) => add.push(*array),
+        Stmt::AddProject { target, value, .. } if is(set, value) => add.push(*target),
+        Stmt::Store { array, value, .. } | Stmt::AddStore { array, value, .. }
+            if is(set, value) =>
+        {
+            add.push(*array)
+        }
+        Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
+        _ => {}
+    });
+}
+
+/// Whether a right-hand side differs per example given batched `set`.
+fn rhs_batched(rhs: &Rhs, set: &HashSet<Var>) -> bool {
+    match rhs {
+        // the same for every example: sizes and integer conversions
+        Rhs::Prim(Prim::Numel | Prim::AxisLen | Prim::IntAsFloat, _) => false,
+        Rhs::Method { method, .. } if per_example_query(&method.to_string()) => false,
+        r => rhs_uses(r).iter().any(|a| is(set, a)),
+    }
+}
+
+/// Tensor queries whose answer is the same for every example (read off the example shape).
+fn per_example_query(method: &str) -> bool {
+    matches!(
+        method,
+        "shape"
+            | "dims"
+            | "numel"
+            | "len"
+            | "ndim"
+            | "dtype"
+            | "device"
+            | "is_empty"
+            | "scalar_like"
+    )
+}
+
+fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Var>) {
+    for s in &block.stmts {
+        if under {
+            match s {
+                Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => add.push(*var),
+                Stmt::Push { array, .. }
+                | Stmt::Store { array, .. }
+                | Stmt::AddStore { array, .. }
+                | Stmt::AddSeq { target: array, .. }
+                | Stmt::AddProject { target: array, .. } => add.push(*array),
+                _ => {}
+            }
+        }
+        match s {
+            Stmt::If { cond, then, els } => {
+                let u = under || is(set, cond);
+                control_deps(then, set, u, add);
+                control_deps(els, set, u, add);
+            }
+            Stmt::Match { scrut, arms } => {
+                let u = under || is(set, scrut);
+                for a in arms {
+                    control_deps(&a.body, set, u, add);
+                }
+            }
+            Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => {
+                let u = under || exit.iter().any(|e| set.contains(e));
+                control_deps(body, set, u, add);
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Vmap<'a> {
+    func: Func,
+    input: &'a VmapIn<'a>,
+    err: Option<VmapError>,
+}
+
+impl Vmap<'_> {
+    fn fail(&mut self, span: Span, msg: impl Into<String>) {
+        if self.err.is_none() {
+            self.err = Some(VmapError {
+                span,
+                msg: msg.into(),
+            });
+        }
+    }
+
+    fn is_batched(&self, a: Atom) -> bool {
+        self.func.batched(a)
+    }
+
+    fn b_path(name: &str) -> syn::ExprPath {
+        let id = syn::Ident::new(name, Span::call_site());
+        syn::parse_quote!(::ferrax::__private::b::#id)
+    }
+
+    fn call(name: &str, args: Vec<Arg>) -> Rhs {
+        Rhs::Call {
+            func: Self::b_path(name),
+            args,
+            mode: CallMode::Primal,
+            span: Span::call_site(),
+        }
+    }
+
+    /// `a` lifted to a batched value of the kind of `target` (a stride-0 broadcast view).
+    fn lift(&mut self, out: &mut Vec<Stmt>, a: Atom, target: Var) -> Atom {
+        if self.is_batched(a) {
+            return a;
+        }
+        let kind = self.func.info(target).kind.clone();
+        let bsz = Arg {
+            atom: Atom::Var(self.input.bsz),
+            borrow: false,
+        };
+        let like = Arg {
+            atom: Atom::Var(self.input.like),
+            borrow: true,
+        };
+        let rhs = match (a, self.func.kind(a)) {
+            (Atom::Bool(b), _) => Self::call(
+                "lift_like",
+                vec![
+                    Arg {
+                        atom: Atom::Float(if b { 1.0 } else { 0.0 }),
+                        borrow: false,
+                    },
+                    like,
+                ],
+            ),
+            (_, Kind::Bool) => Self::call(
+                "lift_bool",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: false,
+                    },
+                    like,
+                ],
+            ),
+            (_, Kind::Float(_)) => Self::call(
+                "lift_like",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: false,
+                    },
+                    like,
+                ],
+            ),
+            (_, Kind::Struct) => Self::call(
+                "lift_struct",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: true,
+                    },
+                    bsz,
+                ],
+            ),
+            (_, Kind::Tensor) => Self::call(
+                "lift",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: true,
+                    },
+                    bsz,
+                ],
+            ),
+            (_, k) => {
+                self.fail(
+                    self.input.span,
+                    format!(
+                        "#[vmap]: a value of kind {k:?} would have to differ per example; supported: floats, tensors, bools and parameter structs"
+                    ),
+                );
+                return a;
+            }
+        };
+        let name = self.func.info(target).name.clone();
+        let v = self.func.new_var(&format!("{name}_lifted"), kind, false);
+        self.func.vars[v.0 as usize].batched = true;
+        out.push(Stmt::Let { var: v, rhs });
+        Atom::Var(v)
+    }
+
+    fn block(&mut self, b: &Block) -> Block {
+        let mut out = Vec::new();
+        for s in &b.stmts {
+            self.stmt(s, &mut out);
+        }
+        Block { stmts: out }
+    }
+
+    fn stmt(&mut self, s: &Stmt, out: &mut Vec<Stmt>) {
+        let batched = |v: &Var| self.func.info(*v).batched;
+        match s {
+            Stmt::Let { var, rhs } => {
+                if !batched(var) {
+                    out.push(s.clone());
+                    return;
+                }
+                if matches!(rhs, Rhs::Uninit) {
+                    // a value for every example, so that a per-example branch can select
+                    let z = self.lift(out, Atom::Float(0.0), *var);
+                    out.push(Stmt::Let {
+                        var: *var,
+                        rhs: Rhs::Atom(z),
+                    });
+                    return;
+                }
+                if !rhs_batched(rhs, &self.batched_set()) {
+                    // an unbatched start (`let mut s = 0.0`, an adjoint's zero): lift it
+                    let info = self.func.info(*var).clone();
+                    let kind = match (&info.kind, rhs) {
+                        (_, Rhs::Project(..) | Rhs::ProjectTangent(..)) => Kind::Tensor,
+                        _ => unbatched_kind(&self.func, rhs).unwrap_or(info.kind.clone()),
+                    };
+                    let tmp = self.func.new_var(&info.name, kind, false);
+                    out.push(Stmt::Let {
+                        var: tmp,
+                        rhs: rhs.clone(),
+                    });
+                    let l = self.lift(out, Atom::Var(tmp), *var);
+                    out.push(Stmt::Let {
+                        var: *var,
+                        rhs: Rhs::Atom(l),
+                    });
+                    return;
+                }
+                let rhs = self.batched_rhs(rhs);
+                out.push(Stmt::Let { var: *var, rhs });
+            }
+            Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if batched(var) => {
+                let value = self.lift(out, *value, *var);
+                out.push(match s {
+                    Stmt::Assign { var, .. } => Stmt::Assign { var: *var, value },
+                    _ => Stmt::AddAssign { var: *var, value },
+                });
+            }
+            Stmt::Push { array, value } if batched(array) => {
+                let value = self.lift(out, *value, *array);
+                out.push(Stmt::Push {
+                    array: *array,
+                    value,
+                });
+            }
+            Stmt::AddProject {
+                target,
+                path,
+                value,
+            } if batched(target) => {
+                let value = self.lift(out, *value, *target);
+                out.push(Stmt::AddProject {
+                    target: *target,
+                    path: path.clone(),
+                    value,
+                });
+            }
+            Stmt::Store { array, .. }
+            | Stmt::AddStore { array, .. }
+            | Stmt::AddSeq { target: array, .. }
+            | Stmt::LogWrite { array, .. }
+            | Stmt::Undo { array, .. }
+                if batched(array) =>
+            {
+                let name = self.func.info(*array).name.clone();
+                self.fail(
+                    self.input.span,
+                    format!(
+                        "#[vmap]: element writes into `{name}`, which differs per example, are not supported; build per-example data as a `Tensor`"
+                    ),
+                );
+            }
+            Stmt::If { cond, then, els } if self.is_batched(*cond) => {
+                self.select_if(*cond, then, els, out);
+            }
+            Stmt::If { cond, then, els } => {
+                let (then, els) = (self.block(then), self.block(els));
+                out.push(Stmt::If {
+                    cond: *cond,
+                    then,
+                    els,
+                });
+            }
+            Stmt::Match { scrut, .. } if self.is_batched(*scrut) => {
+                self.fail(
+                    self.input.span,
+                    "#[vmap]: `match` on a value that differs per example is not supported; use `if` / `else` (run per example as a select)",
+                );
+            }
+            Stmt::Match { scrut, arms } => {
+                let arms = arms
+                    .iter()
+                    .map(|a| Arm {
+                        pat: a.pat.clone(),
+                        binds: a.binds.clone(),
+                        body: self.block(&a.body),
+                    })
+                    .collect();
+                out.push(Stmt::Match {
+                    scrut: *scrut,
+                    arms,
+                });
+            }
+            Stmt::For {
+                index,
+                range,
+                body,
+                exit,
+            } => {
+                let (body, exit) = self.loop_body(body, exit);
+                out.push(Stmt::For {
+                    index: *index,
+                    range: range.clone(),
+                    body,
+                    exit,
+                });
+            }
+            Stmt::Loop { body, exit } => {
+                let (body, exit) = self.loop_body(body, exit);
+                out.push(Stmt::Loop { body, exit });
+            }
+            s => out.push(s.clone()),
+        }
+    }
+
+    fn batched_set(&self) -> HashSet<Var> {
+        (0..self.func.vars.len() as u32)
+            .map(Var)
+            .filter(|v| self.func.info(*v).batched)
+            .collect()
+    }
+
+    /// A right-hand side reading batched values, rewritten for the batching rules.
+    fn batched_rhs(&mut self, rhs: &Rhs) -> Rhs {
+        match rhs {
+            // primitives go to `b::` when the emitter sees a batched argument
+            Rhs::Prim(..)
+            | Rhs::Atom(_)
+            | Rhs::Project(..)
+            | Rhs::ProjectTangent(..)
+            | Rhs::Pop(_)
+            | Rhs::Tuple(_)
+            | Rhs::Field(..) => rhs.clone(),
+            // the runtime's tensor helpers have batched twins of the same name
+            Rhs::Call {
+                func,
+                args,
+                mode: CallMode::Primal,
+                span,
+            } if is_tensor_helper(func) => {
+                let name = func
+                    .path
+                    .segments
+                    .last()
+                    .map(|s| s.ident.to_string())
+                    .unwrap_or_default();
+                let args = args
+                    .iter()
+                    .map(|a| Arg {
+                        atom: a.atom,
+                        borrow: a.borrow && !self.is_batched(a.atom),
+                    })
+                    .collect::<Vec<_>>();
+                let mut c = Self::call(&name, self.mark(&args));
+                if let Rhs::Call { span: s, .. } = &mut c {
+                    *s = *span;
+                }
+                c
+            }
+            Rhs::Method {
+                recv,
+                method,
+                args,
+                span,
+            } if self.is_batched(*recv) => {
+                let name = method.to_string();
+                match name.as_str() {
+                    "zeros_like" | "ones_like" | "full_like" | "one_hot" | "clone" => rhs.clone(),
+                    "argmax_axis" | "item" => {
+                        let mut all = vec![Arg {
+                            atom: *recv,
+                            borrow: false,
+                        }];
+                        all.extend(args.iter().map(|a| Arg {
+                            atom: *a,
+                            borrow: false,
+                        }));
+                        let mut c = Self::call(&format!("method_{name}"), self.mark(&all));
+                        if let Rhs::Call { span: s, .. } = &mut c {
+                            *s = *span;
+                        }
+                        c
+                    }
+                    _ => {
+                        self.fail(
+                            *span,
+                            format!(
+                                "#[vmap]: `.{name}()` on a value that differs per example is not supported; supported: the tensor primitives, shape queries and zeros_like ones_like full_like one_hot argmax_axis item"
+                            ),
+                        );
+                        rhs.clone()
+                    }
+                }
+            }
+            Rhs::Call { span, func, .. } => {
+                let name = quote::ToTokens::to_token_stream(func).to_string();
+                self.fail(
+                    *span,
+                    format!(
+                        "#[vmap]: calls with per-example arguments (`{name}`) are not supported yet; write the callee's body inline, or pass it unbatched arguments"
+                    ),
+                );
+                rhs.clone()
+            }
+            Rhs::CallVar { .. } => {
+                self.fail(
+                    self.input.span,
+                    "#[vmap]: a pullback of a call cannot be batched yet; write the callee's body inline",
+                );
+                rhs.clone()
+            }
+            _ => {
+                self.fail(
+                    self.input.span,
+                    "#[vmap]: this expression cannot differ per example (sequences, casts and paths are per-batch constants)",
+                );
+                rhs.clone()
+            }
+        }
+    }
+
+    /// Batched arguments of a `b::` helper call are wrapped as `b::B(&x)` by the emitter;
+    /// here they are passed by reference like tensors.
+    fn mark(&self, args: &[Arg]) -> Vec<Arg> {
+        args.to_vec()
+    }
+
+    /// `if c { then } else { els }` with `c` differing per example: both branches run on
+    /// every example; each variable they assign takes, per example, its branch's value.
+    fn select_if(&mut self, cond: Atom, then: &Block, els: &Block, out: &mut Vec<Stmt>) {
+        let inner: HashSet<Var> = declared_vars(then)
+            .into_iter()
+            .chain(declared_vars(els))
+            .collect();
+        let mut assigned: Vec<Var> = assigned_vars(then)
+            .into_iter()
+            .chain(assigned_vars(els))
+            .filter(|v| !inner.contains(v))
+            .collect();
+        assigned.sort();
+        assigned.dedup();
+        for v in &assigned {
+            let info = self.func.info(*v);
+            if !matches!(info.kind, Kind::Tensor) {
+                let msg = format!(
+                    "#[vmap]: `{}` is assigned under a condition that differs per example; only float, tensor and bool variables can be (it would be selected per example)",
+                    info.name
+                );
+                self.fail(self.input.span, msg);
+                return;
+            }
+        }
+        let mut saved = Vec::new();
+        for v in &assigned {
+            let info = self.func.info(*v).clone();
+            let s = self
+                .func
+                .new_var(&format!("{}_before", info.name), info.kind.clone(), false);
+            self.func.vars[s.0 as usize].batched = true;
+            out.push(Stmt::Let {
+                var: s,
+                rhs: Rhs::Atom(Atom::Var(*v)),
+            });
+            saved.push(s);
+        }
+        let t = self.block(then);
+        out.extend(t.stmts);
+        let mut taken = Vec::new();
+        for (v, s) in assigned.iter().zip(&saved) {
+            let info = self.func.info(*v).clone();
+            let t = self
+                .func
+                .new_var(&format!("{}_then", info.name), info.kind.clone(), false);
+            self.func.vars[t.0 as usize].batched = true;
+            out.push(Stmt::Let {
+                var: t,
+                rhs: Rhs::Atom(Atom::Var(*v)),
+            });
+            out.push(Stmt::Assign {
+                var: *v,
+                value: Atom::Var(*s),
+            });
+            taken.push(t);
+        }
+        let e = self.block(els);
+        out.extend(e.stmts);
+        for (v, t) in assigned.iter().zip(&taken) {
+            let info = self.func.info(*v).clone();
+            let sel = self
+                .func
+                .new_var(&format!("{}_sel", info.name), info.kind.clone(), false);
+            self.func.vars[sel.0 as usize].batched = true;
+            out.push(Stmt::Let {
+                var: sel,
+                rhs: Rhs::Prim(Prim::Select, vec![cond, Atom::Var(*t), Atom::Var(*v)]),
+            });
+            out.push(Stmt::Assign {
+                var: *v,
+                value: Atom::Var(sel),
+            });
+        }
+    }
+
+    /// The body of a loop. Where an exit flag differs per example, each iteration runs
+    /// under the mask of examples still running, and the loop ends once all have exited.
+    fn loop_body(&mut self, body: &Block, exit: &[Var]) -> (Block, Vec<Var>) {
+        if !exit.iter().any(|e| self.func.info(*e).batched) {
+            return (self.block(body), exit.to_vec());
+        }
+        let mut out = Vec::new();
+        // any exit flag set, per example
+        let mut any = Atom::Var(exit[0]);
+        for e in &exit[1..] {
+            any = self.batched_prim(&mut out, Prim::BitOr, vec![any, Atom::Var(*e)]);
+        }
+        let live = self.batched_prim(&mut out, Prim::Not, vec![any]);
+        self.select_if(live, body, &Block::default(), &mut out);
+        let mut any = Atom::Var(exit[0]);
+        for e in &exit[1..] {
+            any = self.batched_prim(&mut out, Prim::BitOr, vec![any, Atom::Var(*e)]);
+        }
+        let done = self.func.new_var("all_done", Kind::Bool, false);
+        out.push(Stmt::Let {
+            var: done,
+            rhs: Self::call(
+                "all",
+                vec![Arg {
+                    atom: any,
+                    borrow: true,
+                }],
+            ),
+        });
+        (Block { stmts: out }, vec![done])
+    }
+
+    fn batched_prim(&mut self, out: &mut Vec<Stmt>, p: Prim, args: Vec<Atom>) -> Atom {
+        let v = self.func.new_var("mask", Kind::Tensor, false);
+        self.func.vars[v.0 as usize].batched = true;
+        out.push(Stmt::Let {
+            var: v,
+            rhs: Rhs::Prim(p, args),
+        });
+        Atom::Var(v)
+    }
+}
+
+/// The kind of an unbatched right-hand side (before it is lifted), where it is not the
+/// kind of the variable it defines.
+fn unbatched_kind(func: &Func, rhs: &Rhs) -> Option<Kind> {
+    match rhs {
+        Rhs::Atom(a) => Some(func.kind(*a)),
+        Rhs::Prim(p, args) => {
+            let kinds: Vec<Kind> = args.iter().map(|a| func.kind(*a)).collect();
+            Some(p.out_kind(&kinds))
+        }
+        Rhs::NewSeq(NewSeq::ZerosLike(v)) => Some(func.info(*v).kind.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a call is to one of the runtime's tensor helpers (`::ferrax::__private::t::*`).
+fn is_tensor_helper(func: &syn::ExprPath) -> bool {
+    let segs: Vec<String> = func
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs.len() >= 3 && segs[segs.len() - 2] == "t" && segs[segs.len() - 3] == "__private"
+}

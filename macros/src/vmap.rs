@@ -1,0 +1,312 @@
+//! `#[vmap]`: parse -> (grad's reverse mode, when `#[grad]` sits under it) -> vmap -> emit.
+//!
+//! Also the shared emission of a batched function from IR, which `#[jacobian]` and
+//! `#[hessian]` use for their batched forward and reverse passes.
+
+use crate::analyse::{check_activity, varied};
+use crate::attr::{GradAttr, VmapAttr};
+use crate::ctxt::Ctxt;
+use crate::emit::Emitter;
+use crate::ir::*;
+use crate::parse::lower;
+use crate::transform::vjp::vjp;
+use crate::transform::vmap::{VmapIn, vmap};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Type;
+
+/// Expands `#[vmap(attr)] item`.
+pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let vattr: VmapAttr = syn::parse2(attr)?;
+    let mut item: syn::ItemFn = syn::parse2(item)?;
+    // `#[grad]` under this attribute: its transforms come first (per-example gradients)
+    let grad_attr = take_attr(&mut item, "grad")?;
+    if let Some(a) = item
+        .attrs
+        .iter()
+        .find(|a| a.path().is_ident("vmap") || a.path().is_ident("jacobian"))
+    {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[vmap] over another #[vmap] or #[jacobian] is not supported yet; supported under #[vmap]: #[grad] (per-example gradients)",
+        ));
+    }
+    let gattr = match &grad_attr {
+        Some(t) => syn::parse2::<GradAttr>(t.clone())?,
+        None => GradAttr::default(),
+    };
+    let cx = Ctxt::new();
+    let (func, sig) = lower(&cx, &item, &gattr);
+    let varied_set = varied(&func);
+    check_activity(&cx, &func, &varied_set);
+    if let Err(e) = cx.check() {
+        let errors = e.to_compile_error();
+        return Ok(quote!(#item #errors));
+    }
+    let axes = in_axes(&vattr, &func, &item)?;
+    let name = &item.sig.ident;
+    let mut out = match &grad_attr {
+        Some(g) => crate::grad::expand(g.clone(), quote!(#item))?,
+        None => quote!(#item),
+    };
+    let ret_ty = &sig.ret_ty;
+    out.extend(batched_fn(
+        &BatchedFn {
+            name: format_ident!("{}_vmap", name),
+            doc: format!(
+                "[`{name}`] over a batch: the arguments with an in-axis carry one example per index of that axis; the result has the batch axis at {}.",
+                vattr.out_axes
+            ),
+            item: &item,
+            axes: &axes,
+            outputs: vec![(func.output, ret_ty.clone())],
+            out_axes: vattr.out_axes,
+            span: vattr.span,
+        },
+        &func,
+    )?);
+    if grad_attr.is_some() {
+        let v = vjp(&func, &varied_set);
+        let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+        let grads: Vec<(Atom, Type)> = v
+            .grads
+            .iter()
+            .zip(&active)
+            .map(|(g, p)| (*g, crate::grad::grad_type(&p.ty)))
+            .collect();
+        let wrt: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
+        let wrt = wrt.join(", ");
+        let g = crate::grad::gradient_ir(&func, &v, false);
+        out.extend(batched_fn(
+            &BatchedFn {
+                name: format_ident!("{}_grad_vmap", name),
+                doc: format!(
+                    "Per-example gradients of [`{name}`] with respect to {wrt}: each gradient carries the batch axis first (in every field of a struct)."
+                ),
+                item: &item,
+                axes: &axes,
+                outputs: grads.clone(),
+                out_axes: 0,
+                span: vattr.span,
+            },
+            &g,
+        )?);
+        let g = crate::grad::gradient_ir(&func, &v, true);
+        let mut outputs = vec![(func.output, ret_ty.clone())];
+        outputs.extend(grads);
+        out.extend(batched_fn(
+            &BatchedFn {
+                name: format_ident!("{}_value_and_grad_vmap", name),
+                doc: format!(
+                    "Per-example values of [`{name}`] and per-example gradients with respect to {wrt}, batch axis first."
+                ),
+                item: &item,
+                axes: &axes,
+                outputs,
+                out_axes: 0,
+                span: vattr.span,
+            },
+            &g,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Removes the attribute `name` from `item`, returning its arguments.
+fn take_attr(item: &mut syn::ItemFn, name: &str) -> syn::Result<Option<TokenStream>> {
+    let Some(pos) = item.attrs.iter().position(|a| a.path().is_ident(name)) else {
+        return Ok(None);
+    };
+    let a = item.attrs.remove(pos);
+    Ok(Some(match a.meta {
+        syn::Meta::List(l) => l.tokens,
+        syn::Meta::Path(_) => quote!(),
+        syn::Meta::NameValue(nv) => {
+            return Err(syn::Error::new_spanned(
+                nv,
+                format!("write `#[{name}]` or `#[{name}(..)]`"),
+            ));
+        }
+    }))
+}
+
+/// The batch axis of each parameter (`None`: shared), checked against the parameters.
+fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<Option<isize>>> {
+    let n = func.params.len();
+    let axes = match (&attr.in_axes, attr.in_axis_all) {
+        (Some(a), _) => {
+            if a.len() != n {
+                return Err(syn::Error::new(
+                    attr.span,
+                    format!(
+                        "`in_axes` names {} axes but `{}` has {} parameters: give one axis (or `None`) per parameter",
+                        a.len(),
+                        item.sig.ident,
+                        n
+                    ),
+                ));
+            }
+            a.clone()
+        }
+        (None, Some(k)) => vec![Some(k); n],
+        (None, None) => vec![Some(0); n],
+    };
+    if axes.iter().all(Option::is_none) {
+        return Err(syn::Error::new(
+            attr.span,
+            "`in_axes` batches no parameter: give at least one an axis",
+        ));
+    }
+    for (p, a) in func.params.iter().zip(&axes) {
+        if a.is_none() {
+            continue;
+        }
+        let kind = &func.info(p.var).kind;
+        let ok = match kind {
+            Kind::Tensor => true,
+            Kind::Float(_) => *a == Some(0) || *a == Some(-1),
+            _ => false,
+        };
+        if !ok {
+            return Err(syn::Error::new_spanned(
+                &p.ty,
+                format!(
+                    "#[vmap] batches `Tensor` parameters (along any axis) and `f32` / `f64` parameters (a 1-D tensor of them, axis 0); `{}` is neither: give it `None` in `in_axes`",
+                    p.ident
+                ),
+            ));
+        }
+    }
+    Ok(axes)
+}
+
+/// A batched function to emit.
+pub struct BatchedFn<'a> {
+    pub name: syn::Ident,
+    pub doc: String,
+    /// The user's function (visibility, parameter names and types).
+    pub item: &'a syn::ItemFn,
+    /// Per parameter of the IR: its batch axis, or `None`.
+    pub axes: &'a [Option<isize>],
+    /// What it returns (a tuple when several), with the unbatched type of each.
+    pub outputs: Vec<(Atom, Type)>,
+    pub out_axes: isize,
+    pub span: Span,
+}
+
+/// Emits `f` batched over the parameters with an axis: `vmap` of `func`'s IR, a prologue
+/// that moves each batch axis to the front and checks the batch sizes agree, and outputs
+/// with their batch axis (lifted where an output does not depend on the batch).
+pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
+    let mut f = func.clone();
+    let bsz = f.new_var("batch", Kind::Int, false);
+    let batched: Vec<Var> = f
+        .params
+        .iter()
+        .zip(b.axes)
+        .filter(|(_, a)| a.is_some())
+        .map(|(p, _)| p.var)
+        .collect();
+    // a batched float parameter arrives as a 1-D tensor
+    let mut tys = Vec::new();
+    for (p, a) in f.params.clone().iter().zip(b.axes) {
+        let ty: Type = match (a, &f.info(p.var).kind) {
+            (Some(_), Kind::Float(_)) => syn::parse_quote!(&::ferrax::Tensor),
+            _ => p.ty.clone(),
+        };
+        tys.push(ty);
+    }
+    for (p, ty) in f.params.iter_mut().zip(&tys) {
+        p.ty = ty.clone();
+    }
+    let like = batched[0];
+    let vf = vmap(
+        &f,
+        &VmapIn {
+            batched: &batched,
+            bsz,
+            like,
+            span: b.span,
+        },
+    )
+    .map_err(|e| syn::Error::new(e.span, e.msg))?;
+    let em = Emitter {
+        func: &vf,
+        owned_params: false,
+    };
+    let name = &b.name;
+    let name_str = name.to_string();
+    let params = crate::grad::param_list(&em, &vf);
+    let mut prologue = Vec::new();
+    let mut sizes = Vec::new();
+    for (p, a) in vf.params.iter().zip(b.axes) {
+        let Some(axis) = a else { continue };
+        let id = em.var(p.var);
+        let by_ref = matches!(p.ty, Type::Reference(_));
+        if *axis != 0 {
+            let front = format_ident!("{}_front", id);
+            let r = if by_ref { quote!(#id) } else { quote!(&#id) };
+            prologue.push(quote!(let #front = ::ferrax::__private::b::move_to_front(#r, #axis);));
+            prologue.push(if by_ref {
+                quote!(let #id = &#front;)
+            } else {
+                quote!(let #id = #front;)
+            });
+        }
+        let r = if by_ref { quote!(#id) } else { quote!(&#id) };
+        let label = p.ident.to_string();
+        sizes.push(quote!((#label, #r)));
+    }
+    let bsz_id = em.var(bsz);
+    prologue.push(
+        quote!(let #bsz_id: usize = ::ferrax::__private::b::batch_size(#name_str, &[#(#sizes),*]);),
+    );
+    let body = em.block(&vf.body);
+    let like_id = em.borrowed_tokens(like);
+    let mut rets = Vec::new();
+    let mut ret_tys = Vec::new();
+    for (a, ty) in &b.outputs {
+        let kind = vf.kind(*a);
+        let v = em.value(*a);
+        let lifted = if vf.batched(*a) {
+            v
+        } else {
+            match kind {
+                Kind::Float(_) => quote!(::ferrax::__private::b::lift_like(#v, #like_id)),
+                Kind::Struct => quote!(::ferrax::__private::b::lift_struct(&#v, #bsz_id)),
+                _ => quote!(::ferrax::__private::b::lift(&#v, #bsz_id)),
+            }
+        };
+        let (rt, moved) = match crate::parse::type_kind(ty) {
+            Ok(Kind::Float(_)) | Ok(Kind::Tensor) => {
+                let axis = b.out_axes;
+                let m = if axis == 0 {
+                    lifted
+                } else {
+                    quote!(::ferrax::__private::b::move_from_front(&#lifted, #axis))
+                };
+                (quote!(::ferrax::Tensor), m)
+            }
+            _ => (quote!(#ty), lifted),
+        };
+        ret_tys.push(rt);
+        rets.push(moved);
+    }
+    let (ret_ty, ret) = if rets.len() == 1 {
+        (quote!(#(#ret_tys)*), quote!(#(#rets)*))
+    } else {
+        (quote!((#(#ret_tys),*)), quote!((#(#rets),*)))
+    };
+    let vis = &b.item.vis;
+    let doc = &b.doc;
+    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    Ok(quote! {
+        #[doc = #doc]
+        #allow
+        #vis fn #name (#(#params),*) -> #ret_ty {
+            #(#prologue)*
+            #body
+            #ret
+        }
+    })
+}

@@ -1,0 +1,1406 @@
+//! The batching rules of `#[vmap]`: one helper per primitive, named as its tensor helper in
+//! [`crate::tensor_rules`] (`t::add` -> `b::add`), called by generated code when at least one
+//! argument is *batched*.
+//!
+//! A batched value is a [`Tensor`] whose axis 0 is the batch axis (size `B`); the rest of its
+//! shape is the *example shape*. A batched float (one `f64` per example) is a 1-D tensor `[B]`.
+//! Generated code marks batched operands as [`B`]`(&x)`; unbatched tensors are passed as `&x`
+//! and floats as they are, exactly as to `t::`.
+//!
+//! The one property every helper keeps: its result is batched (axis 0 of size `B`), and
+//! example `i` of it equals what the `t::` helper returns on example `i` of each batched
+//! operand and the unbatched operands as they are. The rules push the loop over examples into
+//! single tensor operations (axes shifted past the batch axis, ranks aligned with size-1 axes,
+//! unbatched operands broadcast as stride-0 views), so that a batched program runs as many
+//! kernels as the unbatched one.
+
+use std::borrow::Cow;
+
+use ferrax_runtime::differentiable::{LeafMut, is_lazy_zero, lazy_zero, leaves_mut};
+use ferrax_runtime::{DType, Device, Differentiable, Error, Tensor};
+
+use crate::tensor_rules::{self as t, Cond, Operand};
+
+// ----- operands -----
+
+/// A batched operand: axis 0 is the batch axis.
+#[derive(Clone, Copy)]
+pub struct B<'a>(pub &'a Tensor);
+
+/// An argument of a batching rule: batched, or an ordinary operand shared by every example.
+#[derive(Clone, Copy)]
+pub enum BArg<'a> {
+    /// A tensor whose axis 0 is the batch axis.
+    Batched(&'a Tensor),
+    /// A tensor or a float, the same for every example.
+    Plain(Operand<'a>),
+}
+
+impl<'a> From<B<'a>> for BArg<'a> {
+    fn from(b: B<'a>) -> Self {
+        BArg::Batched(b.0)
+    }
+}
+
+impl<'a> From<Operand<'a>> for BArg<'a> {
+    fn from(o: Operand<'a>) -> Self {
+        BArg::Plain(o)
+    }
+}
+
+impl<'a> From<&'a Tensor> for BArg<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        BArg::Plain(Operand::Tensor(t))
+    }
+}
+
+impl<'a, 'b> From<&'a &'b Tensor> for BArg<'a> {
+    fn from(t: &'a &'b Tensor) -> Self {
+        BArg::Plain(Operand::Tensor(t))
+    }
+}
+
+impl From<f64> for BArg<'_> {
+    fn from(x: f64) -> Self {
+        BArg::Plain(Operand::Scalar(x))
+    }
+}
+
+impl From<f32> for BArg<'_> {
+    fn from(x: f32) -> Self {
+        BArg::Plain(Operand::Scalar(x as f64))
+    }
+}
+
+impl<'a> From<&'a f64> for BArg<'a> {
+    fn from(x: &'a f64) -> Self {
+        BArg::Plain(Operand::Scalar(*x))
+    }
+}
+
+impl<'a> From<&'a f32> for BArg<'a> {
+    fn from(x: &'a f32) -> Self {
+        BArg::Plain(Operand::Scalar(*x as f64))
+    }
+}
+
+impl<'a> BArg<'a> {
+    /// The batched tensor, if this argument is one (panics for a 0-d "batched" tensor).
+    #[track_caller]
+    fn batched(self) -> Option<&'a Tensor> {
+        match self {
+            BArg::Batched(x) => {
+                assert!(
+                    x.ndim() >= 1,
+                    "ferrax vmap: a batched operand has no batch axis (it is a 0-d tensor)"
+                );
+                Some(x)
+            }
+            BArg::Plain(_) => None,
+        }
+    }
+
+    /// The shape of one example (a float's is `[]`).
+    #[track_caller]
+    fn ex_shape(self) -> &'a [usize] {
+        match self {
+            BArg::Batched(x) => &self.batched().unwrap_or(x).shape()[1..],
+            BArg::Plain(Operand::Tensor(x)) => x.shape(),
+            BArg::Plain(Operand::Scalar(_)) => &[],
+        }
+    }
+
+    /// The rank of one example.
+    #[track_caller]
+    fn ex_rank(self) -> usize {
+        self.ex_shape().len()
+    }
+}
+
+/// The condition of a batched select or the operand of a logical op: a batched mask, an
+/// unbatched mask, or a Rust bool.
+#[derive(Clone, Copy)]
+pub enum BCond<'a> {
+    /// A mask whose axis 0 is the batch axis.
+    Batched(&'a Tensor),
+    /// A mask or a bool, the same for every example.
+    Plain(Cond<'a>),
+}
+
+impl<'a> From<B<'a>> for BCond<'a> {
+    fn from(b: B<'a>) -> Self {
+        BCond::Batched(b.0)
+    }
+}
+
+impl<'a> From<&'a Tensor> for BCond<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        BCond::Plain(Cond::Mask(t))
+    }
+}
+
+impl<'a, 'b> From<&'a &'b Tensor> for BCond<'a> {
+    fn from(t: &'a &'b Tensor) -> Self {
+        BCond::Plain(Cond::Mask(t))
+    }
+}
+
+impl From<bool> for BCond<'_> {
+    fn from(b: bool) -> Self {
+        BCond::Plain(Cond::Bool(b))
+    }
+}
+
+impl<'a> From<&'a bool> for BCond<'a> {
+    fn from(b: &'a bool) -> Self {
+        BCond::Plain(Cond::Bool(*b))
+    }
+}
+
+// ----- internal helpers -----
+
+/// The batched tensor among the operands of `op`; panics if there is none.
+#[track_caller]
+fn need<'a>(op: &str, x: BArg<'a>) -> &'a Tensor {
+    match x.batched() {
+        Some(x) => x,
+        None => panic!(
+            "ferrax vmap: b::{op} needs a batched operand (unbatched operands go to t::{op})"
+        ),
+    }
+}
+
+/// The batch size of the batched operands of `op` (which must agree); panics if none is.
+#[track_caller]
+fn bsz_of(op: &str, args: &[BArg<'_>]) -> usize {
+    let sizes: Vec<usize> = args
+        .iter()
+        .filter_map(|a| a.batched())
+        .map(|x| x.shape()[0])
+        .collect();
+    let Some(&first) = sizes.first() else {
+        panic!("ferrax vmap: b::{op} needs a batched operand (unbatched operands go to t::{op})")
+    };
+    assert!(
+        sizes.iter().all(|&s| s == first),
+        "ferrax vmap: b::{op}: batched operands have different batch sizes {sizes:?}"
+    );
+    first
+}
+
+/// `axis` (negative: from the end) as an index into `n` example axes; panics naming `op`
+/// and the example shape when it is out of range.
+#[track_caller]
+fn norm_axis(op: &str, axis: isize, n: usize, ex_shape: &[usize]) -> usize {
+    let a = if axis < 0 { axis + n as isize } else { axis };
+    assert!(
+        a >= 0 && a < n as isize,
+        "{op}: axis {axis} is out of range for an example of shape {ex_shape:?} ({n} axes valid)"
+    );
+    a as usize
+}
+
+/// The axis of the batched tensor for example axis `axis` of an example of rank `n`.
+#[track_caller]
+fn shift(op: &str, axis: isize, x: &Tensor) -> isize {
+    let ex = &x.shape()[1..];
+    norm_axis(op, axis, ex.len(), ex) as isize + 1
+}
+
+/// `x` with `k` size-1 axes inserted after the batch axis (a view).
+fn pad_after_batch(x: &Tensor, k: usize) -> Tensor {
+    let mut x = x.clone();
+    for _ in 0..k {
+        x = x.unsqueeze(1);
+    }
+    x
+}
+
+/// `x` as a batched tensor: itself if batched, else a stride-0 broadcast view `[bsz] + shape`
+/// (a float becomes `[bsz]` in the dtype and on the device of `like`, or f64 on the CPU).
+fn lifted<'a>(x: BArg<'a>, bsz: usize, like: Option<&Tensor>) -> Cow<'a, Tensor> {
+    match x {
+        BArg::Batched(x) => Cow::Borrowed(x),
+        BArg::Plain(Operand::Tensor(x)) => Cow::Owned(lift_tensor(x, bsz)),
+        BArg::Plain(Operand::Scalar(v)) => Cow::Owned(match like {
+            Some(l) => Tensor::full_on(&[bsz], v, l.dtype(), &l.device()),
+            None => Tensor::full(&[bsz], v, DType::F64),
+        }),
+    }
+}
+
+fn lift_tensor(x: &Tensor, bsz: usize) -> Tensor {
+    let mut shape = vec![bsz];
+    shape.extend_from_slice(x.shape());
+    x.unsqueeze(0).broadcast_to(&shape)
+}
+
+/// A tensor holding no data with the example shape, dtype and device of `like` (for `t::`
+/// helpers that read only a `like`'s shape).
+fn example_like(like: BArg<'_>) -> Cow<'_, Tensor> {
+    match like {
+        BArg::Batched(x) => Cow::Owned(x.scalar_like(0.0).broadcast_to(&x.shape()[1..])),
+        BArg::Plain(o) => o.tensor(),
+    }
+}
+
+/// `[bsz] + shape`.
+fn with_batch(bsz: usize, shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![bsz];
+    s.extend_from_slice(shape);
+    s
+}
+
+/// Per-example unbroadcast of a batched `ct` to `target`: sums the extra leading example axes
+/// (never the batch axis), then the size-1 axes of `target` with keepdim.
+#[track_caller]
+fn sum_to_example(op: &str, ct: &Tensor, target: &[usize]) -> Tensor {
+    let ex = &ct.shape()[1..];
+    if ex == target {
+        return ct.clone();
+    }
+    assert!(
+        ex.len() >= target.len(),
+        "{op}: an example of shape {ex:?} cannot be summed to shape {target:?}"
+    );
+    let mut g = ct.clone();
+    for _ in 0..ex.len() - target.len() {
+        g = g.sum_axis(1, false);
+    }
+    for (d, &size) in target.iter().enumerate() {
+        let have = g.shape()[d + 1];
+        if size == 1 && have != 1 {
+            g = g.sum_axis(d as isize + 1, true);
+        } else {
+            assert!(
+                size == have,
+                "{op}: an example of shape {ex:?} cannot be summed to shape {target:?}"
+            );
+        }
+    }
+    g
+}
+
+/// An operand of an elementwise rule after rank alignment.
+enum Al<'a> {
+    View(Tensor),
+    Plain(Operand<'a>),
+}
+
+impl Al<'_> {
+    fn op(&self) -> Operand<'_> {
+        match self {
+            Al::View(t) => Operand::Tensor(t),
+            Al::Plain(o) => *o,
+        }
+    }
+}
+
+/// Aligns elementwise operands: each batched one is viewed as `[B, 1 x (R - r), example]`
+/// (R the largest example rank), so that NumPy broadcasting acts per example.
+#[track_caller]
+fn align<'a, const N: usize>(op: &str, args: [BArg<'a>; N]) -> [Al<'a>; N] {
+    bsz_of(op, &args);
+    let r = args.iter().map(|a| a.ex_rank()).max().unwrap_or(0);
+    args.map(|a| match a {
+        BArg::Batched(x) => Al::View(pad_after_batch(x, r - (x.ndim() - 1))),
+        BArg::Plain(o) => Al::Plain(o),
+    })
+}
+
+/// A value in a composed rule: a tensor or a Rust float.
+enum V {
+    T(Tensor),
+    S(f64),
+}
+
+impl V {
+    fn of(o: Operand<'_>) -> V {
+        match o {
+            Operand::Tensor(t) => V::T(t.clone()),
+            Operand::Scalar(x) => V::S(x),
+        }
+    }
+
+    fn op(&self) -> Operand<'_> {
+        match self {
+            V::T(t) => Operand::Tensor(t),
+            V::S(x) => Operand::Scalar(*x),
+        }
+    }
+
+    fn map(&self, ft: impl Fn(&Tensor) -> Tensor, fs: impl Fn(f64) -> f64) -> V {
+        match self {
+            V::T(t) => V::T(ft(t)),
+            V::S(x) => V::S(fs(*x)),
+        }
+    }
+
+    fn zip(
+        &self,
+        other: &V,
+        ft: impl for<'x> Fn(Operand<'x>, Operand<'x>) -> Tensor,
+        fs: impl Fn(f64, f64) -> f64,
+    ) -> V {
+        match (self, other) {
+            (V::S(a), V::S(b)) => V::S(fs(*a, *b)),
+            (a, b) => V::T(ft(a.op(), b.op())),
+        }
+    }
+
+    #[track_caller]
+    fn tensor(self, op: &str) -> Tensor {
+        match self {
+            V::T(t) => t,
+            V::S(_) => unreachable!("b::{op}: a batched rule produced a float"),
+        }
+    }
+}
+
+/// Panics naming `op` unless `x` is on the CPU (for rules with no GPU kernel).
+#[track_caller]
+fn cpu_only(op: &str, x: &Tensor) {
+    assert!(
+        x.device() == Device::Cpu,
+        "b::{op}: has no GPU kernel; move the tensor of shape {:?} to the CPU with `to_device(&Device::Cpu)` first",
+        x.shape()
+    );
+}
+
+/// Elementwise `f` on the CPU (f32 or f64), for functions without a kernel.
+#[track_caller]
+fn map_unary(op: &str, x: &Tensor, f32f: fn(f32) -> f32, f64f: fn(f64) -> f64) -> Tensor {
+    cpu_only(op, x);
+    match x.dtype() {
+        DType::F32 => {
+            Tensor::from_vec(x.to_vec::<f32>().into_iter().map(f32f).collect(), x.shape())
+        }
+        DType::F64 => {
+            Tensor::from_vec(x.to_vec::<f64>().into_iter().map(f64f).collect(), x.shape())
+        }
+        other => panic!(
+            "b::{op}: expected a float tensor (f32 or f64), got {other} of shape {:?}",
+            x.shape()
+        ),
+    }
+}
+
+/// NumPy's broadcast of two shapes; panics naming `op`.
+#[track_caller]
+fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let x = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
+            match (x, y) {
+                (x, y) if x == y => x,
+                (1, y) => y,
+                (x, 1) => x,
+                _ => panic!("{op}: shapes {a:?} and {b:?} cannot be broadcast together"),
+            }
+        })
+        .collect()
+}
+
+/// Elementwise binary `f` on the CPU with broadcasting (floats take the tensor's dtype).
+#[track_caller]
+fn map_binary(
+    op: &str,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    f32f: fn(f32, f32) -> f32,
+    f64f: fn(f64, f64) -> f64,
+) -> Tensor {
+    let like = match (a, b) {
+        (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t.clone(),
+        _ => Tensor::scalar(0.0f64),
+    };
+    let (a, b) = (a.tensor_like(&like), b.tensor_like(&like));
+    cpu_only(op, &a);
+    cpu_only(op, &b);
+    let shape = broadcast_shape(op, a.shape(), b.shape());
+    let (a, b) = (a.broadcast_to(&shape), b.broadcast_to(&shape));
+    match like.dtype() {
+        DType::F32 => {
+            let (x, y) = (a.to_vec::<f32>(), b.to_vec::<f32>());
+            Tensor::from_vec(
+                x.iter().zip(&y).map(|(&x, &y)| f32f(x, y)).collect(),
+                &shape,
+            )
+        }
+        DType::F64 => {
+            let (x, y) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+            Tensor::from_vec(
+                x.iter().zip(&y).map(|(&x, &y)| f64f(x, y)).collect(),
+                &shape,
+            )
+        }
+        other => panic!("b::{op}: expected float tensors (f32 or f64), got {other}"),
+    }
+}
+
+// ----- elementwise -----
+
+macro_rules! binary {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("Batched `t::", stringify!($name), "`, broadcasting per example.")]
+        #[track_caller]
+        pub fn $name<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
+            let [a, b] = align(stringify!($name), [a.into(), b.into()]);
+            t::$name(a.op(), b.op())
+        }
+    )*};
+}
+binary!(add, sub, mul, div, max, min, powf, lt, le, gt, ge, eq, ne);
+
+macro_rules! unary {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("Batched `t::", stringify!($name), "` (elementwise).")]
+        #[track_caller]
+        pub fn $name<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+            t::$name(need(stringify!($name), x.into()))
+        }
+    )*};
+}
+unary!(
+    neg,
+    abs,
+    exp,
+    ln,
+    ln1p,
+    exp_m1,
+    sin,
+    cos,
+    tan,
+    tanh,
+    sqrt,
+    recip,
+    sigmoid,
+    relu,
+    signum,
+    stop_gradient,
+    ones_like,
+);
+
+/// Batched `t::powi`.
+#[track_caller]
+pub fn powi<'a>(x: impl Into<BArg<'a>>, n: i32) -> Tensor {
+    t::powi(need("powi", x.into()), n)
+}
+
+/// Batched `t::select`: `a` where the condition holds, else `b`, per example.
+#[track_caller]
+pub fn select<'a>(
+    c: impl Into<BCond<'a>>,
+    a: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (c, a, b) = (c.into(), a.into(), b.into());
+    let m = match c {
+        BCond::Plain(Cond::Bool(flag)) => {
+            let bsz = bsz_of("select", &[a, b]);
+            let like = a.batched().or(b.batched());
+            return lifted(if flag { a } else { b }, bsz, like).into_owned();
+        }
+        BCond::Plain(Cond::Mask(m)) => BArg::Plain(Operand::Tensor(m)),
+        BCond::Batched(m) => BArg::Batched(m),
+    };
+    let [m, a, b] = align("select", [m, a, b]);
+    let Operand::Tensor(m) = m.op() else {
+        unreachable!("a mask is a tensor")
+    };
+    t::select(m, a.op(), b.op())
+}
+
+macro_rules! mapped {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("`x.", stringify!($name), "()` elementwise (CPU only: no GPU kernel).")]
+        #[track_caller]
+        pub fn $name<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+            let x = need(stringify!($name), x.into());
+            map_unary(stringify!($name), x, f32::$name, f64::$name)
+        }
+    )*};
+}
+mapped!(
+    asin, acos, atan, asinh, acosh, atanh, cbrt, floor, ceil, round, trunc
+);
+
+/// `y.atan2(x)` elementwise, broadcasting per example (CPU only: no GPU kernel).
+#[track_caller]
+pub fn atan2<'a>(y: impl Into<BArg<'a>>, x: impl Into<BArg<'a>>) -> Tensor {
+    let [y, x] = align("atan2", [y.into(), x.into()]);
+    map_binary("atan2", y.op(), x.op(), f32::atan2, f64::atan2)
+}
+
+/// `x.sinh()` elementwise, as `(expm1(x) - expm1(-x)) / 2`.
+#[track_caller]
+pub fn sinh<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("sinh", x.into());
+    (x.expm1() - x.neg().expm1()) * 0.5
+}
+
+/// `x.cosh()` elementwise, as `(exp(x) + exp(-x)) / 2`.
+#[track_caller]
+pub fn cosh<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("cosh", x.into());
+    (x.exp() + x.neg().exp()) * 0.5
+}
+
+/// `x.exp2()` elementwise, as `2^x`.
+#[track_caller]
+pub fn exp2<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("exp2", x.into());
+    t::powf(2.0, x)
+}
+
+/// `x.log2()` elementwise, as `ln(x) / ln 2`.
+#[track_caller]
+pub fn log2<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    need("log2", x.into()).ln() / std::f64::consts::LN_2
+}
+
+/// `x.log10()` elementwise, as `ln(x) / ln 10`.
+#[track_caller]
+pub fn log10<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    need("log10", x.into()).ln() / std::f64::consts::LN_10
+}
+
+/// `x.log(base)` elementwise (as Rust's: `ln(x) / ln(base)`), broadcasting per example.
+#[track_caller]
+pub fn log<'a>(x: impl Into<BArg<'a>>, base: impl Into<BArg<'a>>) -> Tensor {
+    let [x, base] = align("log", [x.into(), base.into()]);
+    let lx = V::of(x.op()).map(Tensor::ln, f64::ln);
+    let lb = V::of(base.op()).map(Tensor::ln, f64::ln);
+    lx.zip(&lb, |a, b| t::div(a, b), |a, b| a / b).tensor("log")
+}
+
+/// `a.hypot(b)` elementwise, as `sqrt(a² + b²)`, broadcasting per example.
+#[track_caller]
+pub fn hypot<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
+    let [a, b] = align("hypot", [a.into(), b.into()]);
+    let sq = |v: V| v.map(|t| t * t, |x| x * x);
+    let s = sq(V::of(a.op())).zip(&sq(V::of(b.op())), |a, b| t::add(a, b), |a, b| a + b);
+    s.map(Tensor::sqrt, f64::sqrt).tensor("hypot")
+}
+
+/// `a.mul_add(b, c)` elementwise, as `a * b + c` (two roundings), broadcasting per example.
+#[track_caller]
+pub fn mul_add<'a>(
+    a: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+    c: impl Into<BArg<'a>>,
+) -> Tensor {
+    let [a, b, c] = align("mul_add", [a.into(), b.into(), c.into()]);
+    let p = V::of(a.op()).zip(&V::of(b.op()), |a, b| t::mul(a, b), |a, b| a * b);
+    p.zip(&V::of(c.op()), |a, b| t::add(a, b), |a, b| a + b)
+        .tensor("mul_add")
+}
+
+/// `x.clamp(lo, hi)` elementwise, as `min(max(x, lo), hi)`, broadcasting per example.
+#[track_caller]
+pub fn clamp<'a>(
+    x: impl Into<BArg<'a>>,
+    lo: impl Into<BArg<'a>>,
+    hi: impl Into<BArg<'a>>,
+) -> Tensor {
+    let [x, lo, hi] = align("clamp", [x.into(), lo.into(), hi.into()]);
+    let m = V::of(x.op()).zip(&V::of(lo.op()), |a, b| t::max(a, b), f64::max);
+    m.zip(&V::of(hi.op()), |a, b| t::min(a, b), f64::min)
+        .tensor("clamp")
+}
+
+/// A condition as a 1/0 value: `(batched?, mask or float)`.
+fn truth(c: BCond<'_>) -> (bool, V) {
+    match c {
+        BCond::Batched(m) => (true, V::T(t::ne(m, 0.0))),
+        BCond::Plain(Cond::Mask(m)) => (false, V::T(t::ne(m, 0.0))),
+        BCond::Plain(Cond::Bool(b)) => (false, V::S(if b { 1.0 } else { 0.0 })),
+    }
+}
+
+fn as_barg(batched: bool, v: &V) -> BArg<'_> {
+    match (batched, v) {
+        (true, V::T(t)) => BArg::Batched(t),
+        (_, v) => BArg::Plain(v.op()),
+    }
+}
+
+/// `!m` for a batched mask: 1 where `m` is zero, else 0 (in `m`'s dtype).
+#[track_caller]
+pub fn not<'a>(m: impl Into<BCond<'a>>) -> Tensor {
+    match m.into() {
+        BCond::Batched(m) => t::eq(m, 0.0),
+        BCond::Plain(_) => panic!("ferrax vmap: b::not needs a batched mask"),
+    }
+}
+
+/// `a && b` for batched masks or bools: 1 where both are nonzero, else 0.
+#[track_caller]
+pub fn bit_and<'a>(a: impl Into<BCond<'a>>, b: impl Into<BCond<'a>>) -> Tensor {
+    let ((ba, va), (bb, vb)) = (truth(a.into()), truth(b.into()));
+    mul(as_barg(ba, &va), as_barg(bb, &vb))
+}
+
+/// `a || b` for batched masks or bools: 1 where either is nonzero, else 0.
+#[track_caller]
+pub fn bit_or<'a>(a: impl Into<BCond<'a>>, b: impl Into<BCond<'a>>) -> Tensor {
+    let ((ba, va), (bb, vb)) = (truth(a.into()), truth(b.into()));
+    max(as_barg(ba, &va), as_barg(bb, &vb))
+}
+
+/// Whether every element of the mask is nonzero (true for an empty mask).
+pub fn all<'a>(m: impl Into<BCond<'a>>) -> bool {
+    match m.into() {
+        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => {
+            t::eq(m, 0.0).sum().to_dtype(DType::F64).item::<f64>() == 0.0
+        }
+        BCond::Plain(Cond::Bool(b)) => b,
+    }
+}
+
+/// Whether some element of the mask is nonzero (false for an empty mask).
+pub fn any<'a>(m: impl Into<BCond<'a>>) -> bool {
+    match m.into() {
+        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => {
+            t::ne(m, 0.0).sum().to_dtype(DType::F64).item::<f64>() > 0.0
+        }
+        BCond::Plain(Cond::Bool(b)) => b,
+    }
+}
+
+// ----- reductions -----
+
+macro_rules! reduce_all {
+    ($($name:ident => $method:ident),* $(,)?) => {$(
+        #[doc = concat!("Batched `t::", stringify!($name), "`: each example reduced whole, `[B]`.")]
+        #[track_caller]
+        pub fn $name<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+            let x = need(stringify!($name), x.into());
+            let n: usize = x.shape()[1..].iter().product();
+            x.reshape(&[x.shape()[0], n]).$method(1, false)
+        }
+    )*};
+}
+reduce_all!(sum => sum_axis, mean => mean_axis, max_all => max_axis, min_all => min_axis);
+
+macro_rules! along_axis {
+    ($($name:ident => $method:ident),* $(,)?) => {$(
+        #[doc = concat!("Batched `t::", stringify!($name), "` (the example axis shifted past the batch axis).")]
+        #[track_caller]
+        pub fn $name<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool) -> Tensor {
+            let x = need(stringify!($name), x.into());
+            x.$method(shift(stringify!($name), axis, x), keepdim)
+        }
+    )*};
+}
+along_axis! {
+    sum_axis => sum_axis, mean_axis => mean_axis, max_axis => max_axis,
+    min_axis => min_axis, log_sum_exp_axis => logsumexp_axis,
+}
+
+/// Batched `t::softmax`.
+#[track_caller]
+pub fn softmax<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("softmax", x.into());
+    x.softmax(shift("softmax", axis, x))
+}
+
+/// Batched `t::log_softmax`.
+#[track_caller]
+pub fn log_softmax<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("log_softmax", x.into());
+    x.log_softmax(shift("log_softmax", axis, x))
+}
+
+/// Batched `x.argmax_axis(axis, keepdim)` (i32 indices).
+#[track_caller]
+pub fn method_argmax_axis<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool) -> Tensor {
+    let x = need("argmax_axis", x.into());
+    x.argmax_axis(shift("argmax_axis", axis, x), keepdim)
+}
+
+/// Batched `x.item()`: the one element of each example, `[B]`.
+#[track_caller]
+pub fn method_item<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("item", x.into());
+    assert!(
+        x.shape()[1..].iter().product::<usize>() == 1,
+        "item: needs examples with exactly one element, got example shape {:?}",
+        &x.shape()[1..]
+    );
+    x.reshape(&[x.shape()[0]])
+}
+
+/// Batched seed of `f_grad`: ones shaped like each one-element example result. Panics for
+/// larger examples (a gradient is of a scalar).
+#[track_caller]
+pub fn grad_seed<'a>(out: impl Into<BArg<'a>>) -> Tensor {
+    let out = need("grad_seed", out.into());
+    assert!(
+        out.shape()[1..].iter().product::<usize>() == 1,
+        "a gradient needs a function with a one-element result, each example of this one has shape {:?}: \
+         reduce it (`.sum()`, `.mean()`)",
+        &out.shape()[1..]
+    );
+    out.ones_like()
+}
+
+// ----- matmul -----
+
+fn ex_of(x: &Tensor) -> &[usize] {
+    &x.shape()[1..]
+}
+
+/// Batched `t::matmul`: NumPy's `matmul` per example (vectors promoted, batch axes broadcast).
+#[track_caller]
+pub fn matmul<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
+    let (a, b) = (a.into(), b.into());
+    let bsz = bsz_of("matmul", &[a, b]);
+    let (ra, rb) = (a.ex_rank(), b.ex_rank());
+    match (a, b) {
+        // [B, .., k] @ [k, n] or [k]: the batch axis is a leading axis of `a`
+        (BArg::Batched(x), BArg::Plain(Operand::Tensor(w)))
+            if ra >= 1 && (1..=2).contains(&w.ndim()) =>
+        {
+            return x.matmul(w);
+        }
+        // [m, k] or [k] @ [B, k, n]: broadcast over the batch axis
+        (BArg::Plain(Operand::Tensor(w)), BArg::Batched(x))
+            if rb == 2 && (1..=2).contains(&w.ndim()) =>
+        {
+            return w.matmul(x);
+        }
+        // [m, k] @ [B, k] (per example a vector): [B, k] @ [k, m]
+        (BArg::Plain(Operand::Tensor(w)), BArg::Batched(x)) if rb == 1 && w.ndim() == 2 => {
+            return x.matmul(&w.t());
+        }
+        _ => {}
+    }
+    assert!(
+        ra >= 1 && rb >= 1,
+        "matmul: examples of shapes {:?} and {:?} cannot be multiplied: matmul needs operands with at least one axis",
+        a.ex_shape(),
+        b.ex_shape()
+    );
+    let mut x = lifted(a, bsz, None).into_owned();
+    let mut y = lifted(b, bsz, None).into_owned();
+    if ra == 1 {
+        x = x.unsqueeze(1);
+    }
+    if rb == 1 {
+        y = y.unsqueeze(-1);
+    }
+    let (ea, eb) = (x.ndim(), y.ndim());
+    let x = pad_after_batch(&x, eb.saturating_sub(ea));
+    let y = pad_after_batch(&y, ea.saturating_sub(eb));
+    let mut r = x.matmul(&y);
+    if rb == 1 {
+        r = r.squeeze(-1);
+    }
+    if ra == 1 {
+        r = r.squeeze(if rb == 1 { -1 } else { -2 });
+    }
+    r
+}
+
+/// `x @ y` of batched tensors whose example batch axes are aligned with size-1 axes.
+fn batched_matmul(x: &Tensor, y: &Tensor) -> Tensor {
+    let (ea, eb) = (x.ndim(), y.ndim());
+    let x = pad_after_batch(x, eb.saturating_sub(ea));
+    let y = pad_after_batch(y, ea.saturating_sub(eb));
+    x.matmul(&y)
+}
+
+/// Batched `t::matmul_tl`: the cotangent of `a` in `a.matmul(b)`, per example.
+#[track_caller]
+pub fn matmul_tl<'a>(
+    ct: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+    like_a: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (ct, b, like) = (ct.into(), b.into(), like_a.into());
+    let bsz = bsz_of("matmul_tl", &[ct, b, like]);
+    let like_ex = like.ex_shape();
+    // ct [B, .., n] @ bᵀ [n, k]: the batch axis is a leading axis of `ct`
+    if let (BArg::Batched(c), BArg::Plain(Operand::Tensor(w))) = (ct, b)
+        && w.ndim() == 2
+        && ct.ex_rank() >= 1
+        && like_ex.len() == ct.ex_rank()
+    {
+        let g = c.matmul(&w.t());
+        if ex_of(&g) == like_ex {
+            return g;
+        }
+    }
+    let (ra, rb) = (like_ex.len(), b.ex_rank());
+    let ap_ex: Vec<usize> = if ra == 1 {
+        vec![1, like_ex[0]]
+    } else {
+        like_ex.to_vec()
+    };
+    let mut bp = lifted(b, bsz, None).into_owned();
+    let mut cp = lifted(ct, bsz, None).into_owned();
+    if rb == 1 {
+        bp = bp.unsqueeze(-1);
+        cp = cp.unsqueeze(-1);
+    }
+    if ra == 1 {
+        cp = cp.unsqueeze(-2);
+    }
+    let g = batched_matmul(&cp, &bp.transpose(-2, -1));
+    sum_to_example("matmul_tl", &g, &ap_ex).reshape(&with_batch(bsz, like_ex))
+}
+
+/// Batched `t::matmul_tr`: the cotangent of `b` in `a.matmul(b)`, per example.
+#[track_caller]
+pub fn matmul_tr<'a>(
+    a: impl Into<BArg<'a>>,
+    ct: impl Into<BArg<'a>>,
+    like_b: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (a, ct, like) = (a.into(), ct.into(), like_b.into());
+    let bsz = bsz_of("matmul_tr", &[a, ct, like]);
+    let like_ex = like.ex_shape();
+    if let (BArg::Batched(x), BArg::Batched(c)) = (a, ct)
+        && like_ex.len() == 2
+    {
+        // per-example outer products: [B, k, 1] @ [B, 1, n]
+        if a.ex_rank() == 1 && ct.ex_rank() == 1 {
+            let g = x.unsqueeze(2).matmul(&c.unsqueeze(1));
+            if ex_of(&g) == like_ex {
+                return g;
+            }
+        }
+        // [B, k, m] @ [B, m, n]
+        if a.ex_rank() == 2 && ct.ex_rank() == 2 {
+            let g = x.transpose(1, 2).matmul(c);
+            if ex_of(&g) == like_ex {
+                return g;
+            }
+        }
+    }
+    let (ra, rb) = (a.ex_rank(), like_ex.len());
+    let bp_ex: Vec<usize> = if rb == 1 {
+        vec![like_ex[0], 1]
+    } else {
+        like_ex.to_vec()
+    };
+    let mut ap = lifted(a, bsz, None).into_owned();
+    let mut cp = lifted(ct, bsz, None).into_owned();
+    if ra == 1 {
+        ap = ap.unsqueeze(1);
+    }
+    if rb == 1 {
+        cp = cp.unsqueeze(-1);
+    }
+    if ra == 1 {
+        cp = cp.unsqueeze(-2);
+    }
+    let g = batched_matmul(&ap.transpose(-2, -1), &cp);
+    sum_to_example("matmul_tr", &g, &bp_ex).reshape(&with_batch(bsz, like_ex))
+}
+
+// ----- views -----
+
+/// Batched `t::reshape`: each example to `shape`.
+#[track_caller]
+pub fn reshape<'a>(x: impl Into<BArg<'a>>, shape: &[usize]) -> Tensor {
+    let x = need("reshape", x.into());
+    x.reshape(&with_batch(x.shape()[0], shape))
+}
+
+/// Batched `t::flatten`: each example to one axis.
+#[track_caller]
+pub fn flatten<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("flatten", x.into());
+    x.reshape(&[x.shape()[0], ex_of(x).iter().product()])
+}
+
+/// Batched `t::t`: the transpose of each 2-D example.
+#[track_caller]
+pub fn t<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    let x = need("t", x.into());
+    assert!(
+        x.ndim() == 3,
+        "t: needs 2-D examples, got example shape {:?} (use transpose or permute)",
+        ex_of(x)
+    );
+    x.transpose(1, 2)
+}
+
+/// Batched `t::unsqueeze`.
+#[track_caller]
+pub fn unsqueeze<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("unsqueeze", x.into());
+    let ex = ex_of(x);
+    x.unsqueeze(norm_axis("unsqueeze", axis, ex.len() + 1, ex) as isize + 1)
+}
+
+/// Batched `t::squeeze`.
+#[track_caller]
+pub fn squeeze<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("squeeze", x.into());
+    x.squeeze(shift("squeeze", axis, x))
+}
+
+/// Batched `t::broadcast_to`: each example broadcast to `shape`.
+#[track_caller]
+pub fn broadcast_to<'a>(x: impl Into<BArg<'a>>, shape: &[usize]) -> Tensor {
+    let x = need("broadcast_to", x.into());
+    let r = x.ndim() - 1;
+    assert!(
+        r <= shape.len(),
+        "broadcast_to: an example of shape {:?} cannot be broadcast to shape {shape:?}",
+        ex_of(x)
+    );
+    pad_after_batch(x, shape.len() - r).broadcast_to(&with_batch(x.shape()[0], shape))
+}
+
+/// Batched `t::transpose`.
+#[track_caller]
+pub fn transpose<'a>(x: impl Into<BArg<'a>>, a: isize, b: isize) -> Tensor {
+    let x = need("transpose", x.into());
+    x.transpose(shift("transpose", a, x), shift("transpose", b, x))
+}
+
+/// Batched `t::permute`: the batch axis stays first.
+#[track_caller]
+pub fn permute<'a>(x: impl Into<BArg<'a>>, axes: &[isize]) -> Tensor {
+    let x = need("permute", x.into());
+    let mut all = vec![0isize];
+    all.extend(axes.iter().map(|&a| shift("permute", a, x)));
+    x.permute(&all)
+}
+
+/// Batched `t::unpermute`.
+#[track_caller]
+pub fn unpermute<'a>(ct: impl Into<BArg<'a>>, axes: &[isize], like: impl Into<BArg<'a>>) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("unpermute", &[ct, like]);
+    match ct {
+        BArg::Batched(c) => {
+            let lex = like.ex_shape();
+            let n = lex.len();
+            let mut inverse = vec![0isize; axes.len() + 1];
+            for (k, &a) in axes.iter().enumerate() {
+                inverse[norm_axis("unpermute", a, n, lex) + 1] = k as isize + 1;
+            }
+            c.permute(&inverse)
+        }
+        BArg::Plain(o) => lift_tensor(&t::unpermute(o, axes, &example_like(like)), bsz),
+    }
+}
+
+/// Batched `t::slice`.
+#[track_caller]
+pub fn slice<'a>(x: impl Into<BArg<'a>>, axis: isize, start: usize, end: usize) -> Tensor {
+    let x = need("slice", x.into());
+    x.slice(shift("slice", axis, x), start, end)
+}
+
+/// Batched `t::index_select` (the indices are shared by every example).
+#[track_caller]
+pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -> Tensor {
+    let x = need("index_select", x.into());
+    x.index_select(shift("index_select", axis, x), indices)
+}
+
+/// Batched `t::unslice`.
+#[track_caller]
+pub fn unslice<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    start: usize,
+    end: usize,
+) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("unslice", &[ct, like]);
+    let lex = like.ex_shape();
+    let a = norm_axis("unslice", axis, lex.len(), lex) as isize + 1;
+    let like_b = lifted(like, bsz, None);
+    let ct_b = lifted(ct, bsz, Some(&like_b));
+    t::unslice(&*ct_b, &like_b, a, start, end)
+}
+
+/// Batched `t::index_add` (the indices are shared by every example).
+#[track_caller]
+pub fn index_add<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: &Tensor,
+) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("index_add", &[ct, like]);
+    let lex = like.ex_shape();
+    let a = norm_axis("index_add", axis, lex.len(), lex) as isize + 1;
+    let like_b = lifted(like, bsz, None);
+    let ct_b = lifted(ct, bsz, Some(&like_b));
+    t::index_add(&*ct_b, &like_b, a, indices)
+}
+
+/// The parts lifted to batched tensors, and their example rank.
+#[track_caller]
+fn lifted_parts<'a>(op: &str, parts: &[BArg<'a>]) -> (usize, Vec<Cow<'a, Tensor>>) {
+    let bsz = bsz_of(op, parts);
+    let like = parts.iter().find_map(|p| p.batched());
+    let lifted: Vec<_> = parts.iter().map(|p| lifted(*p, bsz, like)).collect();
+    (bsz, lifted)
+}
+
+/// Batched `t::concat`: examples joined along `axis` (unbatched parts shared).
+#[track_caller]
+pub fn concat(axis: isize, parts: &[BArg<'_>]) -> Tensor {
+    let (_, lifted) = lifted_parts("concat", parts);
+    let ex = parts[0].ex_shape();
+    let a = norm_axis("concat", axis, ex.len(), ex) as isize + 1;
+    Tensor::concat(&lifted.iter().map(|p| &**p).collect::<Vec<_>>(), a)
+}
+
+/// Batched `t::stack`: examples stacked along a new `axis` (unbatched parts shared).
+#[track_caller]
+pub fn stack(axis: isize, parts: &[BArg<'_>]) -> Tensor {
+    let (_, lifted) = lifted_parts("stack", parts);
+    let ex = parts[0].ex_shape();
+    let a = norm_axis("stack", axis, ex.len() + 1, ex) as isize + 1;
+    Tensor::stack(&lifted.iter().map(|p| &**p).collect::<Vec<_>>(), a)
+}
+
+/// Batched `t::concat_part`.
+#[track_caller]
+pub fn concat_part<'a>(
+    ct: impl Into<BArg<'a>>,
+    axis: isize,
+    k: usize,
+    parts: &[BArg<'_>],
+) -> Tensor {
+    let ct = ct.into();
+    let mut all = vec![ct];
+    all.extend_from_slice(parts);
+    let bsz = bsz_of("concat_part", &all);
+    let ex = parts[k].ex_shape();
+    let a = norm_axis("concat_part", axis, ex.len(), ex);
+    let start: usize = parts[..k].iter().map(|p| p.ex_shape()[a]).sum();
+    let end = start + ex[a];
+    match ct {
+        BArg::Batched(c) => c.slice(a as isize + 1, start, end),
+        BArg::Plain(o) => lift_tensor(&o.tensor().slice(a as isize, start, end), bsz),
+    }
+}
+
+/// Batched `t::stack_part`.
+#[track_caller]
+pub fn stack_part<'a>(
+    ct: impl Into<BArg<'a>>,
+    axis: isize,
+    k: usize,
+    parts: &[BArg<'_>],
+) -> Tensor {
+    let ct = ct.into();
+    let mut all = vec![ct];
+    all.extend_from_slice(parts);
+    let bsz = bsz_of("stack_part", &all);
+    let ex = parts[k].ex_shape();
+    let a = norm_axis("stack_part", axis, ex.len() + 1, ex) as isize;
+    match ct {
+        BArg::Batched(c) => c.slice(a + 1, k, k + 1).squeeze(a + 1),
+        BArg::Plain(o) => lift_tensor(&o.tensor().slice(a, k, k + 1).squeeze(a), bsz),
+    }
+}
+
+// ----- shape donors -----
+
+/// Batched `t::sum_to`: each example's cotangent summed to the example shape of `like`.
+#[track_caller]
+pub fn sum_to<'a>(ct: impl Into<BArg<'a>>, like: impl Into<BArg<'a>>) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("sum_to", &[ct, like]);
+    let lex = like.ex_shape();
+    match ct {
+        BArg::Batched(c) => sum_to_example("sum_to", c, lex),
+        BArg::Plain(Operand::Tensor(c)) => lift_tensor(&ferrax_runtime::unbroadcast(c, lex), bsz),
+        BArg::Plain(Operand::Scalar(v)) => {
+            let l = need("sum_to", like);
+            Tensor::full_on(l.shape(), v, l.dtype(), &l.device())
+        }
+    }
+}
+
+/// Batched `t::sum_to_scalar`: each example summed whole, `[B]` (the per-example gradient of
+/// an unbatched float).
+#[track_caller]
+pub fn sum_to_scalar<'a>(ct: impl Into<BArg<'a>>) -> Tensor {
+    let ct = need("sum_to_scalar", ct.into());
+    if ct.ndim() == 1 {
+        return ct.clone();
+    }
+    sum(B(ct))
+}
+
+/// Batched `t::broadcast_like`: each example broadcast to the example shape of `like`.
+#[track_caller]
+pub fn broadcast_like<'a>(x: impl Into<BArg<'a>>, like: impl Into<BArg<'a>>) -> Tensor {
+    let (x, like) = (x.into(), like.into());
+    let bsz = bsz_of("broadcast_like", &[x, like]);
+    let lex = like.ex_shape();
+    match x {
+        BArg::Batched(x) => broadcast_to(B(x), lex),
+        BArg::Plain(Operand::Tensor(x)) => lift_tensor(&x.broadcast_to(lex), bsz),
+        BArg::Plain(Operand::Scalar(v)) => {
+            let l = need("broadcast_like", like);
+            Tensor::full_on(l.shape(), v, l.dtype(), &l.device())
+        }
+    }
+}
+
+/// Batched `t::unsum_axis`: a reduction's cotangent broadcast back over `axis`.
+#[track_caller]
+pub fn unsum_axis<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    keepdim: bool,
+) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("unsum_axis", &[ct, like]);
+    let lex = like.ex_shape();
+    match ct {
+        BArg::Batched(c) => {
+            let c = if keepdim {
+                c.clone()
+            } else {
+                let ex = ex_of(c);
+                c.unsqueeze(norm_axis("unsum_axis", axis, ex.len() + 1, ex) as isize + 1)
+            };
+            broadcast_to(B(&c), lex)
+        }
+        BArg::Plain(Operand::Scalar(v)) => {
+            let l = need("unsum_axis", like);
+            Tensor::full_on(l.shape(), v, l.dtype(), &l.device())
+        }
+        BArg::Plain(o) => lift_tensor(&t::unsum_axis(o, &example_like(like), axis, keepdim), bsz),
+    }
+}
+
+/// Batched `t::reshape_like`: each example reshaped to the example shape of `like`.
+#[track_caller]
+pub fn reshape_like<'a>(x: impl Into<BArg<'a>>, like: impl Into<BArg<'a>>) -> Tensor {
+    let (x, like) = (x.into(), like.into());
+    let bsz = bsz_of("reshape_like", &[x, like]);
+    let lex = like.ex_shape();
+    match x {
+        BArg::Batched(x) => x.reshape(&with_batch(bsz, lex)),
+        BArg::Plain(o) => lift_tensor(&o.tensor().reshape(lex), bsz),
+    }
+}
+
+/// A batched zero shaped like `x`, holding no memory (a `lazy_zero`).
+#[track_caller]
+pub fn zero_like<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    lazy_zero(need("zero_like", x.into()))
+}
+
+// ----- per-example queries -----
+
+/// The number of elements of one example, as a float.
+#[track_caller]
+pub fn numel<'a>(x: impl Into<BArg<'a>>) -> f64 {
+    x.into().ex_shape().iter().product::<usize>() as f64
+}
+
+/// The length of example axis `axis` (negative: from the end), as a float.
+#[track_caller]
+pub fn axis_len<'a>(x: impl Into<BArg<'a>>, axis: isize) -> f64 {
+    let ex = x.into().ex_shape();
+    ex[norm_axis("axis_len", axis, ex.len(), ex)] as f64
+}
+
+/// `n` as a float (the same for every example).
+pub fn int_as_float<'a>(_like: impl Into<BArg<'a>>, n: i32) -> f64 {
+    n as f64
+}
+
+/// The shape of one example of a batched tensor.
+#[track_caller]
+pub fn example_shape(x: &Tensor) -> Vec<usize> {
+    need("example_shape", BArg::Batched(x)).shape()[1..].to_vec()
+}
+
+// ----- support for the transform -----
+
+/// The batch size of a `#[vmap]` function's batched arguments (batch axes already moved to
+/// the front), or an error naming the function, the argument and the shapes.
+pub fn try_batch_size(fn_name: &str, args: &[(&str, &Tensor)]) -> Result<usize, Error> {
+    let describe = || {
+        args.iter()
+            .map(|(n, x)| format!("`{n}`: {:?}", x.shape()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut size = None;
+    for (name, x) in args {
+        let Some(&n) = x.shape().first() else {
+            return Err(Error::InvalidArgument {
+                op: "vmap",
+                message: format!(
+                    "`{fn_name}`: batched argument `{name}` is a 0-d tensor, which has no batch axis (shapes: {})",
+                    describe()
+                ),
+            });
+        };
+        match size {
+            None => size = Some(n),
+            Some(s) if s != n => {
+                return Err(Error::InvalidArgument {
+                    op: "vmap",
+                    message: format!(
+                        "`{fn_name}`: batched arguments disagree on the batch size: argument `{name}` has {n}, an earlier one {s} (batch axes first; shapes: {})",
+                        describe()
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    size.ok_or_else(|| Error::InvalidArgument {
+        op: "vmap",
+        message: format!("`{fn_name}`: no batched argument"),
+    })
+}
+
+/// [`try_batch_size`], panicking with the error's message.
+#[track_caller]
+pub fn batch_size(fn_name: &str, args: &[(&str, &Tensor)]) -> usize {
+    match try_batch_size(fn_name, args) {
+        Ok(n) => n,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `x` with its batch axis `axis` (an `in_axes` entry, negative from the end) moved first.
+#[track_caller]
+pub fn move_to_front(x: &Tensor, axis: isize) -> Tensor {
+    let n = x.ndim();
+    let a = norm_axis("vmap in_axes", axis, n, x.shape());
+    let mut perm = vec![a as isize];
+    perm.extend((0..n).filter(|&k| k != a).map(|k| k as isize));
+    x.permute(&perm)
+}
+
+/// A batched `x` with its batch axis moved from the front to `axis` (an `out_axes` entry,
+/// negative from the end).
+#[track_caller]
+pub fn move_from_front(x: &Tensor, axis: isize) -> Tensor {
+    let n = x.ndim();
+    let a = norm_axis("vmap out_axes", axis, n, x.shape());
+    let mut perm: Vec<isize> = (1..=a).map(|k| k as isize).collect();
+    perm.push(0);
+    perm.extend((a + 1..n).map(|k| k as isize));
+    x.permute(&perm)
+}
+
+/// `x` as a batched value of `bsz` examples: a stride-0 broadcast view `[bsz] + shape` of an
+/// unbatched tensor; a float becomes a `[bsz]` f64 tensor; a batched one stays as it is.
+#[track_caller]
+pub fn lift<'a>(x: impl Into<BArg<'a>>, bsz: usize) -> Tensor {
+    lifted(x.into(), bsz, None).into_owned()
+}
+
+/// A float as a batched `[bsz]` f32 tensor.
+pub fn lift_f32(x: f32, bsz: usize) -> Tensor {
+    Tensor::full(&[bsz], x as f64, DType::F32)
+}
+
+/// A float as a batched `[bsz]` f64 tensor.
+pub fn lift_f64(x: f64, bsz: usize) -> Tensor {
+    Tensor::full(&[bsz], x, DType::F64)
+}
+
+/// A float as a batched `[B]` tensor in the dtype, batch size and device of the batched `like`.
+#[track_caller]
+pub fn lift_like<'a>(x: impl Into<f64>, like: impl Into<BArg<'a>>) -> Tensor {
+    let like = match like.into() {
+        BArg::Plain(Operand::Tensor(t)) => BArg::Batched(t),
+        l => l,
+    };
+    let like = need("lift_like", like);
+    Tensor::full_on(&[like.shape()[0]], x.into(), like.dtype(), &like.device())
+}
+
+/// A bool as a batched `[B]` mask (1 or 0) in the dtype, batch size and device of the
+/// batched `like`.
+#[track_caller]
+pub fn lift_bool<'a>(x: bool, like: impl Into<BArg<'a>>) -> Tensor {
+    lift_like(if x { 1.0 } else { 0.0 }, like)
+}
+
+/// A parameter struct as a batched one: every tensor leaf a broadcast view `[bsz] + shape`
+/// (a lazy zero stays one). Panics for float leaves, which cannot hold a batch.
+#[track_caller]
+pub fn lift_struct<S: Differentiable>(s: &S, bsz: usize) -> S {
+    let mut out = s.clone();
+    for leaf in leaves_mut(&mut out) {
+        match leaf {
+            LeafMut::Tensor(x) => {
+                let zero = is_lazy_zero(x);
+                let l = lift_tensor(x, bsz);
+                *x = if zero { lazy_zero(&l) } else { l };
+            }
+            LeafMut::F32(_) | LeafMut::F64(_) => panic!(
+                "ferrax vmap: per-example gradients of float fields are not supported; make the field a Tensor (0-d) or mark it #[differentiable(skip)]"
+            ),
+        }
+    }
+    out
+}
+
+/// The identity basis `[n] + like.shape` (`n = like.numel()`) in `like`'s dtype and on its
+/// device: example `i` is one at element `i`, zero elsewhere (Jacobians batch over it).
+#[track_caller]
+pub fn basis(like: &Tensor) -> Tensor {
+    let n = like.numel();
+    Tensor::eye(n, like.dtype())
+        .reshape(&with_batch(n, like.shape()))
+        .to_device(&like.device())
+}
+
+/// A Jacobian from forward mode: `t` is `[n_in] + out_shape` (one tangent per basis input);
+/// the result is `out_shape + in_shape`.
+#[track_caller]
+pub fn jacobian_from_front(t: &Tensor, in_shape: &[usize]) -> Tensor {
+    let n = t.ndim() as isize;
+    let mut perm: Vec<isize> = (1..n).collect();
+    perm.push(0);
+    let mut shape = t.shape()[1..].to_vec();
+    shape.extend_from_slice(in_shape);
+    t.permute(&perm).reshape(&shape)
+}
+
+/// A Jacobian from reverse mode: `g` is `[n_out] + in_shape` (one gradient per basis output);
+/// the result is `out_shape + in_shape`.
+#[track_caller]
+pub fn jacobian_from_rows(g: &Tensor, out_shape: &[usize]) -> Tensor {
+    let mut shape = out_shape.to_vec();
+    shape.extend_from_slice(&g.shape()[1..]);
+    g.reshape(&shape)
+}
+
+/// The cost of a reverse pass relative to a forward pass, as `f_jacobian` weighs them.
+pub const REVERSE_COST: f64 = 2.0;
+
+/// Whether forward mode (one pass per input) is cheaper than reverse mode (one pass per
+/// output, each [`REVERSE_COST`] forward passes).
+pub fn prefer_forward(n_in: usize, n_out: usize) -> bool {
+    n_in as f64 <= n_out as f64 * REVERSE_COST
+}

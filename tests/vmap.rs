@@ -1,0 +1,316 @@
+//! `#[vmap]`: each batched function against a loop of the unbatched one (every in_axes
+//! combination, batches of one), per-example gradients against a loop of `_grad`, control
+//! flow that differs per example (if / else, while loops of data-dependent trip counts,
+//! early returns).
+
+use ferrax::prelude::*;
+
+/// The examples of `xs` along `axis`.
+fn unstack(xs: &Tensor, axis: isize) -> Vec<Tensor> {
+    let n = xs.ndim() as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    (0..xs.shape()[a as usize])
+        .map(|i| xs.slice(a, i, i + 1).squeeze(a))
+        .collect()
+}
+
+fn assert_close(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    for (k, (a, b)) in got
+        .to_vec::<f64>()
+        .iter()
+        .zip(want.to_vec::<f64>())
+        .enumerate()
+    {
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan()),
+            "{what}: element {k}: got {a}, want {b}\ngot  {:?}\nwant {:?}",
+            got.to_vec::<f64>(),
+            want.to_vec::<f64>()
+        );
+    }
+}
+
+fn normal(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::normal(Key::new(seed), shape, DType::F64)
+}
+
+// ---- tensor primitives ----
+
+#[vmap(in_axes = (0, None))]
+fn layer(x: &Tensor, w: &Tensor) -> Tensor {
+    let h = x.matmul(w).tanh();
+    let s = h.softmax(-1) + h.sigmoid() * 0.5;
+    s.log_softmax(0) - s.sum_axis(0, true) + s.max() + h.relu().mean()
+}
+
+#[test]
+fn layer_vmap_matches_a_loop_for_batches_of_one_and_more() {
+    let w = normal(1, &[4, 3]);
+    for b in [1usize, 5] {
+        let xs = normal(2 + b as u64, &[b, 4]);
+        let got = layer_vmap(&xs, &w);
+        let want: Vec<Tensor> = unstack(&xs, 0).iter().map(|x| layer(x, &w)).collect();
+        let want = Tensor::stack(&want.iter().collect::<Vec<_>>(), 0);
+        assert_close(&got, &want, 1e-12, "layer_vmap");
+    }
+}
+
+/// Every primitive family, with two tensor arguments to batch in every combination (the
+/// three copies differ only in their `in_axes`).
+#[vmap]
+fn mix_bb(x: &Tensor, y: &Tensor) -> Tensor {
+    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
+    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
+    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
+    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
+    let e = Tensor::concat(&[&d, &c], 0);
+    let f = Tensor::stack(&[&d, &d.tanh()], -1);
+    let g = x.ge(y).select(x, y);
+    e.mean_axis(0, false).logsumexp_axis(0, true).sum()
+        + f.max_axis(2, false).min()
+        + g.powi(2).sum()
+        + x.flatten().sqrt().log1p().sum()
+}
+
+#[vmap(in_axes = (1, None))]
+fn mix_bn(x: &Tensor, y: &Tensor) -> Tensor {
+    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
+    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
+    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
+    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
+    let e = Tensor::concat(&[&d, &c], 0);
+    let f = Tensor::stack(&[&d, &d.tanh()], -1);
+    let g = x.ge(y).select(x, y);
+    e.mean_axis(0, false).logsumexp_axis(0, true).sum()
+        + f.max_axis(2, false).min()
+        + g.powi(2).sum()
+        + x.flatten().sqrt().log1p().sum()
+}
+
+#[vmap(in_axes = (None, -1), out_axes = 1)]
+fn mix_nb(x: &Tensor, y: &Tensor) -> Tensor {
+    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
+    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
+    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
+    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
+    let e = Tensor::concat(&[&d, &c], 0);
+    let f = Tensor::stack(&[&d, &d.tanh()], -1);
+    let g = x.ge(y).select(x, y);
+    (e.mean_axis(0, false).logsumexp_axis(0, true).sum()
+        + f.max_axis(2, false).min()
+        + g.powi(2).sum()
+        + x.flatten().sqrt().log1p().sum())
+    .reshape(&[1])
+}
+
+#[test]
+fn every_primitive_family_matches_a_loop_for_every_in_axes_combination() {
+    for b in [1usize, 4] {
+        let xs = normal(10 + b as u64, &[b, 6]).abs();
+        let ys = normal(20 + b as u64, &[b, 6]);
+        let (x0, y0) = (normal(30, &[6]).abs(), normal(31, &[6]));
+        let stack =
+            |v: Vec<Tensor>, axis: isize| Tensor::stack(&v.iter().collect::<Vec<_>>(), axis);
+
+        let want = stack(
+            unstack(&xs, 0)
+                .iter()
+                .zip(unstack(&ys, 0))
+                .map(|(x, y)| mix_bb(x, &y))
+                .collect(),
+            0,
+        );
+        assert_close(&mix_bb_vmap(&xs, &ys), &want, 1e-10, "both batched");
+
+        let xt = xs.t().contiguous(); // examples along axis 1
+        let want = stack(
+            unstack(&xs, 0).iter().map(|x| mix_bn(x, &y0)).collect(),
+            0,
+        );
+        assert_close(&mix_bn_vmap(&xt, &y0), &want, 1e-10, "x batched on axis 1");
+
+        let yt = ys.t().contiguous(); // examples along the last axis
+        let want = stack(
+            unstack(&ys, 0)
+                .iter()
+                .map(|y| mix_nb(&x0, y))
+                .collect(),
+            1,
+        );
+        assert_close(
+            &mix_nb_vmap(&x0, &yt),
+            &want,
+            1e-10,
+            "y batched, out_axes 1",
+        );
+    }
+}
+
+#[test]
+fn batch_sizes_that_disagree_are_a_clear_panic() {
+    let r = std::panic::catch_unwind(|| mix_bb_vmap(&normal(1, &[3, 6]), &normal(2, &[4, 6])));
+    let msg = r
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("mix_bb_vmap") && msg.contains('3') && msg.contains('4'),
+        "{msg}"
+    );
+}
+
+// ---- scalar code: per-example control flow ----
+
+#[vmap]
+fn piecewise(x: f64, y: f64) -> f64 {
+    let mut s = x * y;
+    if x > 0.5 {
+        s += x.exp();
+    } else if y < 0.0 {
+        s = s * 2.0 - y;
+    } else {
+        s -= 1.0;
+    }
+    s
+}
+
+#[vmap(in_axes = (0, None))]
+fn newton_sqrt(a: f64, tol: f64) -> f64 {
+    // data-dependent trip count: fewer iterations for a near 1
+    let mut x = a;
+    let mut n = 0.0;
+    while (x * x - a).abs() > tol {
+        x = 0.5 * (x + a / x);
+        n += 1.0;
+    }
+    x + n * 1000.0
+}
+
+#[vmap]
+fn early(x: f64) -> f64 {
+    if x < 0.0 {
+        return -x;
+    }
+    let mut s = 0.0;
+    let mut k = 0.0;
+    loop {
+        s += x;
+        k += 1.0;
+        if s > 3.0 {
+            return s * 10.0 + k;
+        }
+        if k > 5.0 {
+            break;
+        }
+    }
+    s
+}
+
+#[test]
+fn per_example_branches_loops_and_returns_match_a_loop() {
+    let xs = vec![0.9, 0.1, 0.3, -0.4, 0.7, 2.5, 0.0];
+    let ys = vec![0.2, -0.5, 0.4, -1.0, 3.0, 0.1, 0.0];
+    let (tx, ty) = (
+        Tensor::from_vec(xs.clone(), &[7]),
+        Tensor::from_vec(ys.clone(), &[7]),
+    );
+    let got = piecewise_vmap(&tx, &ty).to_vec::<f64>();
+    for i in 0..7 {
+        assert_eq!(got[i], piecewise(xs[i], ys[i]), "piecewise example {i}");
+    }
+    let a = vec![1.0, 2.0, 100.0, 1.0001, 1e-4];
+    let got = newton_sqrt_vmap(&Tensor::from_vec(a.clone(), &[5]), 1e-12).to_vec::<f64>();
+    for i in 0..5 {
+        assert_eq!(got[i], newton_sqrt(a[i], 1e-12), "newton example {i}");
+    }
+    let x = vec![-1.0, 0.2, 0.5, 1.5, 4.0, 0.0];
+    let got = early_vmap(&Tensor::from_vec(x.clone(), &[6])).to_vec::<f64>();
+    for i in 0..6 {
+        assert_eq!(got[i], early(x[i]), "early example {i}");
+    }
+}
+
+// ---- per-example gradients ----
+
+#[derive(Clone, Differentiable)]
+struct Mlp {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(p))]
+fn loss(p: &Mlp, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.w1) + &p.b1).tanh();
+    let logits = h.matmul(&p.w2) + &p.b2;
+    -(logits.log_softmax(-1) * y).sum()
+}
+
+fn mlp(seed: u64) -> Mlp {
+    Mlp {
+        w1: &normal(seed, &[5, 8]) * 0.5,
+        b1: normal(seed + 1, &[8]),
+        w2: normal(seed + 2, &[8, 3]),
+        b2: normal(seed + 3, &[3]),
+    }
+}
+
+#[test]
+fn per_example_gradients_match_a_loop_of_grad() {
+    let p = mlp(40);
+    for b in [1usize, 6] {
+        let xs = normal(50 + b as u64, &[b, 5]);
+        let labels: Vec<i32> = (0..b as i32).map(|i| i % 3).collect();
+        let ys = Tensor::from_vec(labels, &[b]).one_hot(3, DType::F64);
+        let g = loss_grad_vmap(&p, &xs, &ys);
+        let (vals, g2) = loss_value_and_grad_vmap(&p, &xs, &ys);
+        assert_eq!(g.w1.shape(), &[b, 5, 8]);
+        assert_eq!(g.b2.shape(), &[b, 3]);
+        for (i, (x, y)) in unstack(&xs, 0).iter().zip(unstack(&ys, 0)).enumerate() {
+            let gi = loss_grad(&p, x, &y);
+            let pick = |t: &Tensor| t.slice(0, i, i + 1).squeeze(0);
+            for (name, got, got2, want) in [
+                ("w1", &g.w1, &g2.w1, &gi.w1),
+                ("b1", &g.b1, &g2.b1, &gi.b1),
+                ("w2", &g.w2, &g2.w2, &gi.w2),
+                ("b2", &g.b2, &g2.b2, &gi.b2),
+            ] {
+                assert_close(&pick(got), want, 1e-12, name);
+                assert_close(&pick(got2), want, 1e-12, name);
+            }
+            assert_close(&pick(&vals), &loss(&p, x, &y), 1e-12, "value");
+        }
+    }
+}
+
+#[vmap]
+#[grad]
+fn smooth_abs(x: f64, y: f64) -> f64 {
+    let mut s = x * y;
+    if x > y {
+        s += (x - y).powi(2);
+    } else {
+        s += (y - x).sin();
+    }
+    s
+}
+
+#[test]
+fn per_example_gradients_through_a_per_example_branch() {
+    let xs = vec![0.3, -1.0, 2.0, 0.5];
+    let ys = vec![0.1, 0.5, 2.5, 0.5];
+    let (gx, gy) = smooth_abs_grad_vmap(
+        &Tensor::from_vec(xs.clone(), &[4]),
+        &Tensor::from_vec(ys.clone(), &[4]),
+    );
+    for i in 0..4 {
+        let (wx, wy) = smooth_abs_grad(xs[i], ys[i]);
+        let (v, _) = smooth_abs_value_and_grad(xs[i], ys[i]);
+        assert_eq!(v, smooth_abs(xs[i], ys[i]));
+        assert!((gx.to_vec::<f64>()[i] - wx).abs() < 1e-12, "dx {i}");
+        assert!((gy.to_vec::<f64>()[i] - wy).abs() < 1e-12, "dy {i}");
+    }
+}
