@@ -124,20 +124,11 @@ fn every_primitive_family_matches_a_loop_for_every_in_axes_combination() {
         assert_close(&mix_bb_vmap(&xs, &ys), &want, 1e-10, "both batched");
 
         let xt = xs.t().contiguous(); // examples along axis 1
-        let want = stack(
-            unstack(&xs, 0).iter().map(|x| mix_bn(x, &y0)).collect(),
-            0,
-        );
+        let want = stack(unstack(&xs, 0).iter().map(|x| mix_bn(x, &y0)).collect(), 0);
         assert_close(&mix_bn_vmap(&xt, &y0), &want, 1e-10, "x batched on axis 1");
 
         let yt = ys.t().contiguous(); // examples along the last axis
-        let want = stack(
-            unstack(&ys, 0)
-                .iter()
-                .map(|y| mix_nb(&x0, y))
-                .collect(),
-            1,
-        );
+        let want = stack(unstack(&ys, 0).iter().map(|y| mix_nb(&x0, y)).collect(), 1);
         assert_close(
             &mix_nb_vmap(&x0, &yt),
             &want,

@@ -18,7 +18,7 @@ use crate::ir::*;
 use crate::parse::lower;
 use crate::transform::{jvp::jvp, vjp::vjp};
 use crate::vmap::{BatchedFn, batched_fn};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use std::collections::HashSet;
 
@@ -64,7 +64,6 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             format!("{label} needs a function returning a `Tensor`"),
         ));
     }
-    let span = Span::call_site();
     let name = &item.sig.ident;
     let vis = &item.vis;
     let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
@@ -104,7 +103,6 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                     axes: &axes_last(jf.params.len()),
                     outputs: vec![(j.tangent, tensor.clone())],
                     out_axes: 0,
-                    span,
                 },
                 &jf,
             )?);
@@ -133,7 +131,6 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                     axes: &axes_last(rf.params.len()),
                     outputs: vec![(v.grads[0], tensor.clone())],
                     out_axes: 0,
-                    span,
                 },
                 &rf,
             )?);
@@ -240,7 +237,6 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                     axes: &axes_last(hf.params.len()),
                     outputs: vec![(j.tangent, tensor.clone())],
                     out_axes: 0,
-                    span,
                 },
                 &hf,
             )?);

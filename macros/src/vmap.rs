@@ -11,7 +11,7 @@ use crate::ir::*;
 use crate::parse::lower;
 use crate::transform::vjp::vjp;
 use crate::transform::vmap::{VmapIn, vmap};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Type;
 
@@ -61,7 +61,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             axes: &axes,
             outputs: vec![(func.output, ret_ty.clone())],
             out_axes: vattr.out_axes,
-            span: vattr.span,
         },
         &func,
     )?);
@@ -87,8 +86,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 axes: &axes,
                 outputs: grads.clone(),
                 out_axes: 0,
-                span: vattr.span,
-            },
+                },
             &g,
         )?);
         let g = crate::grad::gradient_ir(&func, &v, true);
@@ -104,8 +102,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 axes: &axes,
                 outputs,
                 out_axes: 0,
-                span: vattr.span,
-            },
+                },
             &g,
         )?);
     }
@@ -191,7 +188,6 @@ pub struct BatchedFn<'a> {
     /// What it returns (a tuple when several), with the unbatched type of each.
     pub outputs: Vec<(Atom, Type)>,
     pub out_axes: isize,
-    pub span: Span,
 }
 
 /// Emits `f` batched over the parameters with an axis: `vmap` of `func`'s IR, a prologue
@@ -226,7 +222,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
             batched: &batched,
             bsz,
             like,
-            span: b.span,
+            span: b.item.sig.ident.span(),
         },
     )
     .map_err(|e| syn::Error::new(e.span, e.msg))?;

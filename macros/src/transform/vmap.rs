@@ -36,7 +36,7 @@ pub struct VmapIn<'a> {
     pub bsz: Var,
     /// A batched tensor defined before the body runs, whose dtype lifted floats take.
     pub like: Var,
-    /// Where errors point.
+    /// Where errors without a span of their own point (the function's name).
     pub span: Span,
 }
 
@@ -406,9 +406,13 @@ impl Vmap<'_> {
                     els,
                 });
             }
-            Stmt::Match { scrut, .. } if self.is_batched(*scrut) => {
+            Stmt::Match { scrut, arms } if self.is_batched(*scrut) => {
+                let span = arms
+                    .first()
+                    .map(|a| syn::spanned::Spanned::span(&a.pat))
+                    .unwrap_or(self.input.span);
                 self.fail(
-                    self.input.span,
+                    span,
                     "#[vmap]: `match` on a value that differs per example is not supported; use `if` / `else` (run per example as a select)",
                 );
             }
