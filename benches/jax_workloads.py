@@ -108,6 +108,75 @@ def mlp(step):
     return {"flops": 3.0 * fwd if step else fwd}, lambda: f(params, x, y)
 
 
+def per_example_grads():
+    # one example's loss: MLP 64-128-10, tanh, log-softmax cross-entropy (benches/workloads)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(21))
+    params = (
+        jax.random.normal(k1, (64, 128), jnp.float32) * 0.125,
+        jnp.zeros((128,), jnp.float32),
+        jax.random.normal(k2, (128, 10), jnp.float32) * 0.088,
+        jnp.zeros((10,), jnp.float32),
+    )
+    x = normal(23, (256, 64))
+    y = jax.nn.one_hot(jnp.arange(256) * 7 % 10, 10, dtype=jnp.float32)
+
+    def loss(p, x, y):
+        w1, b1, w2, b2 = p
+        h = jnp.tanh(x @ w1 + b1)
+        return -jnp.sum(jax.nn.log_softmax(h @ w2 + b2) * y)
+
+    f = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0)))
+    return {"flops": 3.0 * 256 * 2.0 * (64 * 128 + 128 * 10)}, lambda: f(params, x, y)
+
+
+def jacobian(n_in, n_out, mode):
+    """mode: "best" (the faster of jacfwd and jacrev, timed here), "fwd" or "rev"."""
+    with x64():
+        x = jax.random.normal(jax.random.PRNGKey(33), (n_in,), jnp.float64)
+        w = jax.random.normal(jax.random.PRNGKey(34), (n_out, n_in), jnp.float64)
+
+        def g(x, w):
+            return jnp.tanh(w @ x) * jnp.sum(x * x)
+
+        fwd, rev = jax.jit(jax.jacfwd(g)), jax.jit(jax.jacrev(g))
+        f = {"fwd": fwd, "rev": rev}.get(mode)
+        if f is None:
+            ready(fwd(x, w)), ready(rev(x, w))
+            f = min((fwd, rev), key=lambda h: quick_median(lambda: h(x, w)))
+
+    def run():
+        with x64():
+            return f(x, w)
+
+    return {"flops": 0.0}, run
+
+
+def hessian():
+    with x64():
+        x = jax.random.normal(jax.random.PRNGKey(31), (200,), jnp.float64)
+        a = jax.random.normal(jax.random.PRNGKey(32), (200, 200), jnp.float64)
+
+        def h(x, a):
+            return jnp.sum(jnp.sin(x) * x * x) + x @ (a @ x)
+
+        f = jax.jit(jax.hessian(h))
+
+    def run():
+        with x64():
+            return f(x, a)
+
+    return {"flops": 0.0}, run
+
+
+def quick_median(run, n=30):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        ready(run())
+        times.append(time.perf_counter() - t)
+    return sorted(times)[n // 2]
+
+
 def ready(out):
     """Blocks until every array of a result (a pytree) is computed."""
     return jax.block_until_ready(out)
@@ -123,6 +192,14 @@ WORKLOADS = {
     "rosen_grad_1M_f64": rosen_grad,
     "mlp_step_b256_f32": lambda: mlp(True),
     "mlp_forward_b256_f32": lambda: mlp(False),
+    "per_example_grads_mlp_b256_f32": per_example_grads,
+    "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
+    "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),
+    "jacrev_tall_10to1000_f64": lambda: jacobian(10, 1000, "rev"),
+    "jacobian_wide_1000to10_f64": lambda: jacobian(1000, 10, "best"),
+    "jacfwd_wide_1000to10_f64": lambda: jacobian(1000, 10, "fwd"),
+    "jacrev_wide_1000to10_f64": lambda: jacobian(1000, 10, "rev"),
+    "hessian_200_f64": hessian,
 }
 
 

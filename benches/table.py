@@ -18,7 +18,7 @@ def load(path):
 
 
 def throughput(r):
-    if r is None:
+    if r is None or not r.get("flops", 1.0):
         return ""
     if "flops" in r:
         return f"{r['flops'] / r['median_s'] / 1e9:.0f} GFLOP/s"

@@ -842,6 +842,27 @@ pub fn matmul_tl<'a>(
             return g;
         }
     }
+    // a dot product's cotangent: the per-example scalar ct times the vector b
+    if ct.ex_rank() == 0
+        && b.ex_rank() == 1
+        && like_ex.len() == 1
+        && (ct.batched().is_some() || b.batched().is_some())
+    {
+        return mul(ct, b);
+    }
+    // per-example outer products ct ⊗ b (the cotangent of a matrix times a vector)
+    if let (BArg::Batched(c), true) = (
+        ct,
+        like_ex.len() == 2 && ct.ex_rank() == 1 && b.ex_rank() == 1,
+    ) {
+        let g = match b {
+            BArg::Batched(v) => c.unsqueeze(2).matmul(&v.unsqueeze(1)),
+            BArg::Plain(o) => c.unsqueeze(2).matmul(&o.tensor().unsqueeze(0)),
+        };
+        if ex_of(&g) == like_ex {
+            return g;
+        }
+    }
     let (ra, rb) = (like_ex.len(), b.ex_rank());
     let ap_ex: Vec<usize> = if ra == 1 {
         vec![1, like_ex[0]]
@@ -887,6 +908,29 @@ pub fn matmul_tr<'a>(
             if ex_of(&g) == like_ex {
                 return g;
             }
+        }
+    }
+    // a dot product's cotangent: the vector a times the per-example scalar ct
+    if ct.ex_rank() == 0
+        && a.ex_rank() == 1
+        && like_ex.len() == 1
+        && (ct.batched().is_some() || a.batched().is_some())
+    {
+        return mul(a, ct);
+    }
+    // a shared matrix: aᵀ ct for every example at once ([B, m] @ [m, k], or [k, m] @ [B, m, n])
+    if let (BArg::Plain(Operand::Tensor(w)), BArg::Batched(c)) = (a, ct)
+        && w.ndim() == 2
+    {
+        let g = match (ct.ex_rank(), like_ex.len()) {
+            (1, 1) => Some(c.matmul(w)),
+            (2, 2) => Some(w.t().matmul(c)),
+            _ => None,
+        };
+        if let Some(g) = g
+            && ex_of(&g) == like_ex
+        {
+            return g;
         }
     }
     let (ra, rb) = (a.ex_rank(), like_ex.len());

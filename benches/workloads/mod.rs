@@ -137,7 +137,137 @@ pub fn all() -> Vec<Workload> {
             name: "mlp_forward_b256_f32",
             build: || mlp(false),
         },
+        // issue 5's targets: per-example gradients (vmap of grad) of an MLP 64-128-10, and
+        // the same gradients from a loop over `_grad` (ferrax only: at least 10x slower)
+        Workload {
+            name: "per_example_grads_mlp_b256_f32",
+            build: || per_example(true),
+        },
+        Workload {
+            name: "per_example_grads_loop_b256_f32",
+            build: || per_example(false),
+        },
+        // Jacobians of tanh(W x) * sum(x^2) in f64: tall (10 inputs, 1000 outputs) and wide
+        // (1000 inputs, 10 outputs); `jacobian` picks the mode, jacfwd/jacrev are forced
+        Workload {
+            name: "jacobian_tall_10to1000_f64",
+            build: || jac(10, 1000, 0),
+        },
+        Workload {
+            name: "jacfwd_tall_10to1000_f64",
+            build: || jac(10, 1000, 1),
+        },
+        Workload {
+            name: "jacrev_tall_10to1000_f64",
+            build: || jac(10, 1000, 2),
+        },
+        Workload {
+            name: "jacobian_wide_1000to10_f64",
+            build: || jac(1000, 10, 0),
+        },
+        Workload {
+            name: "jacfwd_wide_1000to10_f64",
+            build: || jac(1000, 10, 1),
+        },
+        Workload {
+            name: "jacrev_wide_1000to10_f64",
+            build: || jac(1000, 10, 2),
+        },
+        // the Hessian of sum(sin(x) x^2) + x^T A x, n = 200, f64
+        Workload {
+            name: "hessian_200_f64",
+            build: || {
+                let x = Tensor::normal(Key::new(31), &[200], DType::F64);
+                let a = Tensor::normal(Key::new(32), &[200, 200], DType::F64);
+                Prepared {
+                    work: Work::Flops(0.0),
+                    run: Box::new(move || {
+                        std::hint::black_box(hess_hessian(&x, &a));
+                    }),
+                }
+            },
+        },
     ]
+}
+
+/// One example's loss: an MLP 64-128-10 with tanh and log-softmax cross-entropy.
+#[derive(Clone, Differentiable)]
+pub struct Small {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+#[allow(dead_code)]
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(p))]
+fn example_loss(p: &Small, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.w1) + &p.b1).tanh();
+    let logits = h.matmul(&p.w2) + &p.b2;
+    -(logits.log_softmax(-1) * y).sum()
+}
+
+fn per_example(vmapped: bool) -> Prepared {
+    let p = Small {
+        w1: &normal(21, &[64, 128]) * 0.125,
+        b1: Tensor::zeros(&[128], DType::F32),
+        w2: &normal(22, &[128, 10]) * 0.088,
+        b2: Tensor::zeros(&[10], DType::F32),
+    };
+    let x = normal(23, &[256, 64]);
+    let labels: Vec<i32> = (0..256).map(|i| i * 7 % 10).collect();
+    let y = Tensor::from_vec(labels, &[256]).one_hot(10, DType::F32);
+    let (xs, ys): (Vec<Tensor>, Vec<Tensor>) = (0..256)
+        .map(|i| {
+            (
+                x.slice(0, i, i + 1).squeeze(0),
+                y.slice(0, i, i + 1).squeeze(0),
+            )
+        })
+        .unzip();
+    // forward: 2 (64*128 + 128*10) per example; a gradient about 3 of that
+    let flops = 3.0 * 256.0 * 2.0 * (64.0 * 128.0 + 128.0 * 10.0);
+    Prepared {
+        work: Work::Flops(flops),
+        run: Box::new(move || {
+            if vmapped {
+                std::hint::black_box(example_loss_grad_vmap(&p, &x, &y));
+            } else {
+                for (x, y) in xs.iter().zip(&ys) {
+                    std::hint::black_box(example_loss_grad(&p, x, y));
+                }
+            }
+        }),
+    }
+}
+
+#[allow(dead_code)]
+#[jacobian(wrt(x))]
+fn tw(x: &Tensor, w: &Tensor) -> Tensor {
+    w.matmul(x).tanh() * (x * x).sum()
+}
+
+/// `mode`: 0 `jacobian` (picks), 1 `jacfwd`, 2 `jacrev`.
+fn jac(n_in: usize, n_out: usize, mode: u8) -> Prepared {
+    let x = Tensor::normal(Key::new(33), &[n_in], DType::F64);
+    let w = Tensor::normal(Key::new(34), &[n_out, n_in], DType::F64);
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(match mode {
+                0 => tw_jacobian(&x, &w),
+                1 => tw_jacfwd(&x, &w),
+                _ => tw_jacrev(&x, &w),
+            });
+        }),
+    }
+}
+
+#[allow(dead_code)]
+#[hessian(wrt(x))]
+fn hess(x: &Tensor, a: &Tensor) -> Tensor {
+    (x.sin() * x * x).sum() + x.matmul(&a.matmul(x))
 }
 
 /// The MLP of the comparison (FLOPs: 2 m n k per matmul forward, three times that for a step).

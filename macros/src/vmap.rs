@@ -226,6 +226,8 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
         },
     )
     .map_err(|e| syn::Error::new(e.span, e.msg))?;
+    let mut vf = vf;
+    crate::transform::vmap::cse(&mut vf);
     let em = Emitter {
         func: &vf,
         owned_params: false,

@@ -391,7 +391,14 @@ impl Tensor {
 
     /// The `n x n` identity matrix.
     pub fn eye(n: usize, dtype: DType) -> Tensor {
-        Tensor::from_fn_f64(&[n, n], dtype, |i| if i / n == i % n { 1.0 } else { 0.0 })
+        any_dispatch!(dtype, D => {
+            // zeros, then the diagonal (Jacobians and Hessians build their bases from this)
+            let mut data: Vec<D> = vec![D::cast_from_f64(0.0); n * n];
+            for i in 0..n {
+                data[i * n + i] = D::cast_from_f64(1.0);
+            }
+            Tensor::from_data(data, &[n, n])
+        })
     }
 
     // ----- accessors -----

@@ -707,3 +707,67 @@ fn is_tensor_helper(func: &syn::ExprPath) -> bool {
         .collect();
     segs.len() >= 3 && segs[segs.len() - 2] == "t" && segs[segs.len() - 3] == "__private"
 }
+
+/// Common subexpressions: a primitive applied again to the same arguments in the same or
+/// an enclosing block reads the first result instead (a batched product computed twice is
+/// a whole batch of work: `x * x` differentiated gives `ct * x` twice). Primitives are
+/// pure and read only immutable variables, so the first result is still valid.
+pub fn cse(func: &mut Func) {
+    let mut body = std::mem::take(&mut func.body);
+    cse_in(func, &mut body, &mut Vec::new());
+    func.body = body;
+}
+
+type Key = (Prim, Vec<(u8, u128)>);
+
+fn key(p: Prim, args: &[Atom]) -> Key {
+    let a = args
+        .iter()
+        .map(|a| match a {
+            Atom::Var(v) => (0, v.0 as u128),
+            Atom::Float(x) => (1, x.to_bits() as u128),
+            Atom::Int(i) => (2, *i),
+            Atom::Bool(b) => (3, *b as u128),
+        })
+        .collect();
+    (p, a)
+}
+
+fn cse_in(func: &Func, block: &mut Block, seen: &mut Vec<(Key, Var)>) {
+    // a variable written after its `let` may no longer hold the first result
+    let fixed = |a: &Atom| a.var().is_none_or(|v| !func.info(v).mutable);
+    let outer = seen.len();
+    for s in &mut block.stmts {
+        match s {
+            Stmt::Let {
+                var,
+                rhs: rhs @ Rhs::Prim(..),
+            } => {
+                let Rhs::Prim(p, args) = &*rhs else { continue };
+                if func.info(*var).mutable || !args.iter().all(fixed) {
+                    continue;
+                }
+                let k = key(*p, args);
+                match seen.iter().find(|(q, _)| *q == k) {
+                    Some((_, first)) => *rhs = Rhs::Atom(Atom::Var(*first)),
+                    None => seen.push((k, *var)),
+                }
+            }
+            s => {
+                for b in children_mut(s) {
+                    cse_in(func, b, seen);
+                }
+            }
+        }
+    }
+    seen.truncate(outer);
+}
+
+fn children_mut(s: &mut Stmt) -> Vec<&mut Block> {
+    match s {
+        Stmt::If { then, els, .. } => vec![then, els],
+        Stmt::Match { arms, .. } => arms.iter_mut().map(|a| &mut a.body).collect(),
+        Stmt::For { body, .. } | Stmt::Loop { body, .. } => vec![body],
+        _ => vec![],
+    }
+}
