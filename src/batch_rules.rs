@@ -1448,3 +1448,31 @@ pub const REVERSE_COST: f64 = 2.0;
 pub fn prefer_forward(n_in: usize, n_out: usize) -> bool {
     n_in as f64 <= n_out as f64 * REVERSE_COST
 }
+
+/// The output size a function had for the last argument shapes it saw: lets `f_jacobian`
+/// choose forward mode without running `f` once more to learn its output's size. Only the
+/// choice of mode reads it, never the Jacobian itself.
+#[derive(Default)]
+pub struct OutSizes(std::cell::RefCell<Option<(Vec<Vec<usize>>, usize)>>);
+
+impl OutSizes {
+    /// An empty memo (for a `thread_local!`).
+    pub const fn new() -> Self {
+        OutSizes(std::cell::RefCell::new(None))
+    }
+    /// The output size recorded for these argument shapes.
+    pub fn get(&self, shapes: &[&[usize]]) -> Option<usize> {
+        match &*self.0.borrow() {
+            Some((k, n))
+                if k.len() == shapes.len() && k.iter().zip(shapes).all(|(a, b)| a == b) =>
+            {
+                Some(*n)
+            }
+            _ => None,
+        }
+    }
+    /// Records the output size for these argument shapes.
+    pub fn set(&self, shapes: &[&[usize]], n: usize) {
+        *self.0.borrow_mut() = Some((shapes.iter().map(|s| s.to_vec()).collect(), n));
+    }
+}

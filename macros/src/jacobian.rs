@@ -148,6 +148,33 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             let j_doc = format!(
                 "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. Shaped `[output axes.., {xi} axes..]`."
             );
+            // Where every argument is a tensor, the output size for the last argument shapes
+            // is remembered, so that choosing forward mode costs no extra call of `f`.
+            let all_tensors = func
+                .params
+                .iter()
+                .all(|p| func.info(p.var).kind == Kind::Tensor);
+            let shapes = quote!(&[#(#args.shape()),*]);
+            let (memo, remember) = if all_tensors {
+                (
+                    quote! {
+                        ::std::thread_local! {
+                            static __FERRAX_OUT: ::ferrax::__private::b::OutSizes =
+                                const { ::ferrax::__private::b::OutSizes::new() };
+                        }
+                        if let Some(__ferrax_n) = __FERRAX_OUT.with(|m| m.get(#shapes))
+                            && ::ferrax::__private::b::prefer_forward(#xi.numel(), __ferrax_n)
+                        {
+                            let __ferrax_basis = ::ferrax::__private::b::basis(#xi);
+                            let __ferrax_t = #fwd_name(#(#args,)* &__ferrax_basis);
+                            return ::ferrax::__private::b::jacobian_from_front(&__ferrax_t, #xi.shape());
+                        }
+                    },
+                    quote!(__FERRAX_OUT.with(|m| m.set(#shapes, __ferrax_y.numel()));),
+                )
+            } else {
+                (quote!(), quote!())
+            };
             out.extend(quote! {
                 #[doc = #jf_doc]
                 #allow
@@ -169,7 +196,9 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                 #[doc = #j_doc]
                 #allow
                 #vis fn #j_name(#(#params),*) -> ::ferrax::Tensor {
+                    #memo
                     let __ferrax_y = #name(#(#args),*);
+                    #remember
                     if ::ferrax::__private::b::prefer_forward(#xi.numel(), __ferrax_y.numel()) {
                         let __ferrax_basis = ::ferrax::__private::b::basis(#xi);
                         let __ferrax_t = #fwd_name(#(#args,)* &__ferrax_basis);
