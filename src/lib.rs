@@ -21,6 +21,38 @@
 //! let g = rosen_grad(&[1.0, 1.0, 1.0]);
 //! assert_eq!(g, vec![0.0, 0.0, 0.0]);
 //! ```
+//!
+//! The transforms compose: [`vmap`](macro@vmap) over `#[grad]` gives per-example gradients,
+//! [`jacobian`](macro@jacobian) picks forward or reverse mode, [`hessian`](macro@hessian)
+//! is forward over reverse.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! #[vmap(in_axes = (None, 0, 0))] // w shared, one example per row of x and y
+//! #[grad(wrt(w))]
+//! fn loss(w: &Tensor, x: &Tensor, y: &Tensor) -> Tensor {
+//!     (x.matmul(w).tanh() - y).powi(2).sum()
+//! }
+//!
+//! let w = Tensor::ones(&[3, 2], DType::F64);
+//! let (xs, ys) = (Tensor::ones(&[8, 3], DType::F64), Tensor::zeros(&[8, 2], DType::F64));
+//! assert_eq!(loss_vmap(&w, &xs, &ys).shape(), &[8]);
+//! assert_eq!(loss_grad_vmap(&w, &xs, &ys).shape(), &[8, 3, 2]); // one gradient per example
+//!
+//! #[jacobian]
+//! fn g(x: &Tensor) -> Tensor {
+//!     x.sin() * x.sum()
+//! }
+//! assert_eq!(g_jacobian(&Tensor::ones(&[4], DType::F64)).shape(), &[4, 4]);
+//!
+//! #[hessian]
+//! fn h(x: &Tensor) -> Tensor {
+//!     (x * x * x).sum()
+//! }
+//! let x = Tensor::from_vec(vec![1.0, 2.0], &[2]);
+//! assert_eq!(h_hessian(&x).to_vec::<f64>(), vec![6.0, 0.0, 0.0, 12.0]);
+//! ```
 pub use ferrax_macros::*;
 pub use ferrax_runtime::*;
 
