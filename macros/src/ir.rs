@@ -422,6 +422,16 @@ pub fn children(s: &Stmt) -> Vec<&Block> {
     }
 }
 
+/// The blocks directly inside a statement, to rewrite.
+pub fn children_mut(s: &mut Stmt) -> Vec<&mut Block> {
+    match s {
+        Stmt::If { then, els, .. } => vec![then, els],
+        Stmt::Match { arms, .. } => arms.iter_mut().map(|a| &mut a.body).collect(),
+        Stmt::For { body, .. } | Stmt::Loop { body, .. } => vec![body],
+        _ => vec![],
+    }
+}
+
 /// Atoms a right-hand side reads (variables of sequences included).
 pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
     match rhs {

@@ -762,12 +762,3 @@ fn cse_in(func: &Func, block: &mut Block, seen: &mut Vec<(Key, Var)>) {
     }
     seen.truncate(outer);
 }
-
-fn children_mut(s: &mut Stmt) -> Vec<&mut Block> {
-    match s {
-        Stmt::If { then, els, .. } => vec![then, els],
-        Stmt::Match { arms, .. } => arms.iter_mut().map(|a| &mut a.body).collect(),
-        Stmt::For { body, .. } | Stmt::Loop { body, .. } => vec![body],
-        _ => vec![],
-    }
-}
