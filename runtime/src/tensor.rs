@@ -393,7 +393,9 @@ impl Tensor {
     pub fn eye(n: usize, dtype: DType) -> Tensor {
         any_dispatch!(dtype, D => {
             // zeros, then the diagonal (Jacobians and Hessians build their bases from this)
-            let mut data: Vec<D> = vec![D::cast_from_f64(0.0); n * n];
+            // a recycled buffer where one is free: fresh pages cost a fault each on first touch
+            let mut data: Vec<D> = crate::pool::buffer(n * n, D::cast_from_f64(0.0));
+            data.fill(D::cast_from_f64(0.0));
             for i in 0..n {
                 data[i * n + i] = D::cast_from_f64(1.0);
             }
