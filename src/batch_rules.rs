@@ -1281,6 +1281,39 @@ pub fn example_shape(x: &Tensor) -> Vec<usize> {
     need("example_shape", BArg::Batched(x)).shape()[1..].to_vec()
 }
 
+/// Batched `x.shape()` / `x.dims()`: the shape of one example.
+pub fn method_shape<'a>(x: impl Into<BArg<'a>>) -> Vec<usize> {
+    need("shape", x.into()).shape()[1..].to_vec()
+}
+
+/// Batched `x.dims()`: the shape of one example.
+pub fn method_dims<'a>(x: impl Into<BArg<'a>>) -> Vec<usize> {
+    method_shape(x)
+}
+
+/// Batched `x.numel()`: the elements of one example.
+pub fn method_numel<'a>(x: impl Into<BArg<'a>>) -> usize {
+    need("numel", x.into()).shape()[1..].iter().product()
+}
+
+/// Batched `x.len()`: the length of each example's first axis.
+#[track_caller]
+pub fn method_len<'a>(x: impl Into<BArg<'a>>) -> usize {
+    let x = need("len", x.into());
+    assert!(x.ndim() > 1, "len: each example is a 0-d tensor");
+    x.shape()[1]
+}
+
+/// Batched `x.ndim()`: the axes of one example.
+pub fn method_ndim<'a>(x: impl Into<BArg<'a>>) -> usize {
+    need("ndim", x.into()).ndim() - 1
+}
+
+/// Batched `x.is_empty()`: whether each example has no elements.
+pub fn method_is_empty<'a>(x: impl Into<BArg<'a>>) -> bool {
+    method_numel(x) == 0
+}
+
 // ----- support for the transform -----
 
 /// The batch size of a `#[vmap]` function's batched arguments (batch axes already moved to

@@ -305,3 +305,24 @@ fn per_example_gradients_through_a_per_example_branch() {
         assert!((gy.to_vec::<f64>()[i] - wy).abs() < 1e-12, "dy {i}");
     }
 }
+
+/// Shape queries inside a batched function answer for one example.
+#[vmap]
+fn normalised(x: &Tensor) -> Tensor {
+    let n = x.numel() as f64;
+    let rows = x.len() as f64;
+    (x - x.sum() / n) * rows + x.ndim() as f64
+}
+
+#[test]
+fn shape_queries_answer_for_one_example() {
+    let xs = normal(60, &[3, 2, 5]);
+    let got = normalised_vmap(&xs);
+    let want: Vec<Tensor> = unstack(&xs, 0).iter().map(normalised).collect();
+    assert_close(
+        &got,
+        &Tensor::stack(&want.iter().collect::<Vec<_>>(), 0),
+        1e-12,
+        "normalised",
+    );
+}

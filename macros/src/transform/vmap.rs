@@ -320,7 +320,10 @@ impl Vmap<'_> {
         match s {
             Stmt::Let { var, rhs } => {
                 if !batched(var) {
-                    out.push(s.clone());
+                    out.push(Stmt::Let {
+                        var: *var,
+                        rhs: self.example_query(rhs),
+                    });
                     return;
                 }
                 if matches!(rhs, Rhs::Uninit) {
@@ -555,6 +558,37 @@ impl Vmap<'_> {
                 );
                 rhs.clone()
             }
+        }
+    }
+
+    /// A shape query on a batched tensor answers for one example (`b::method_shape`..).
+    fn example_query(&self, rhs: &Rhs) -> Rhs {
+        match rhs {
+            Rhs::Method {
+                recv,
+                method,
+                args,
+                span,
+            } if self.is_batched(*recv)
+                && args.is_empty()
+                && matches!(
+                    method.to_string().as_str(),
+                    "shape" | "dims" | "numel" | "len" | "ndim" | "is_empty"
+                ) =>
+            {
+                let mut c = Self::call(
+                    &format!("method_{method}"),
+                    vec![Arg {
+                        atom: *recv,
+                        borrow: false,
+                    }],
+                );
+                if let Rhs::Call { span: s, .. } = &mut c {
+                    *s = *span;
+                }
+                c
+            }
+            r => r.clone(),
         }
     }
 
