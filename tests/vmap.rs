@@ -326,3 +326,42 @@ fn shape_queries_answer_for_one_example() {
         "normalised",
     );
 }
+
+// ---- calls between batched functions ----
+
+#[vmap]
+fn scaled_tanh(x: &Tensor, s: f64) -> Tensor {
+    (x * s).tanh()
+}
+
+#[vmap]
+fn sq(a: f64, b: f64) -> f64 {
+    a * a + b
+}
+
+#[vmap(in_axes = (0, None, 0))]
+fn caller(x: &Tensor, w: &Tensor, s: f64) -> Tensor {
+    // a batched and an unbatched (lifted) argument, and a scalar callee
+    let h = scaled_tanh(&x.matmul(w), s) + scaled_tanh(w, 2.0).sum();
+    let k = sq(s, 1.5);
+    h * k
+}
+
+#[test]
+fn calls_to_batched_functions_use_their_batched_counterparts() {
+    let xs = normal(70, &[4, 3]);
+    let w = normal(71, &[3, 2]);
+    let s = vec![0.5, -1.0, 2.0, 0.1];
+    let got = caller_vmap(&xs, &w, &Tensor::from_vec(s.clone(), &[4]));
+    let want: Vec<Tensor> = unstack(&xs, 0)
+        .iter()
+        .zip(&s)
+        .map(|(x, s)| caller(x, &w, *s))
+        .collect();
+    assert_close(
+        &got,
+        &Tensor::stack(&want.iter().collect::<Vec<_>>(), 0),
+        1e-12,
+        "caller",
+    );
+}

@@ -456,7 +456,10 @@ impl Emitter<'_> {
                 let args = args.iter().map(|a| {
                     let t = self.atom(a.atom);
                     match a.atom {
-                        Atom::Var(_) if self.func.batched(a.atom) => self.b_operand(a.atom),
+                        // a batching rule's argument
+                        Atom::Var(_) if self.func.batched(a.atom) && is_batching_rule(func) => {
+                            self.b_operand(a.atom)
+                        }
                         _ if a.borrow => quote!(&#t),
                         // a tensor parameter passed on as written (`f(x)` with `x: &Tensor`)
                         Atom::Var(v) if self.is_tensor(a.atom) && self.declared_ref(v) => {
@@ -603,6 +606,17 @@ impl Emitter<'_> {
             Syntax::Call(_) => quote!(::ferrax::__private::int_as_float(#(#a),*)),
         }
     }
+}
+
+/// Whether a call is to a batching rule (`::ferrax::__private::b::*`).
+fn is_batching_rule(func: &syn::ExprPath) -> bool {
+    let segs: Vec<String> = func
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs.len() >= 2 && segs[segs.len() - 2] == "b" && segs.contains(&"__private".to_string())
 }
 
 /// The arguments of a primitive right-hand side.

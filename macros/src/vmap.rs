@@ -64,6 +64,23 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         },
         &func,
     )?);
+    // what other batched functions call: every float and tensor parameter along axis 0
+    let axes0: Vec<Option<isize>> = func
+        .params
+        .iter()
+        .map(|p| matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
+        .collect();
+    out.extend(batched_fn(
+        &BatchedFn {
+            name: format_ident!("{}{}", crate::transform::vmap::VMAP0, name),
+            doc: String::new(),
+            item: &item,
+            axes: &axes0,
+            outputs: vec![(func.output, ret_ty.clone())],
+            out_axes: 0,
+        },
+        &func,
+    )?);
     if grad_attr.is_some() {
         let v = vjp(&func, &varied_set);
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
@@ -298,8 +315,13 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     let vis = &b.item.vis;
     let doc = &b.doc;
     let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let doc = if doc.is_empty() {
+        quote!(#[doc(hidden)])
+    } else {
+        quote!(#[doc = #doc])
+    };
     Ok(quote! {
-        #[doc = #doc]
+        #doc
         #allow
         #vis fn #name (#(#params),*) -> #ret_ty {
             #(#prologue)*

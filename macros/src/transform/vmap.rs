@@ -27,6 +27,7 @@ use crate::ir::*;
 use crate::primitives::Prim;
 use proc_macro2::Span;
 use std::collections::HashSet;
+use syn::ext::IdentExt;
 
 /// What `vmap` needs to know besides the function.
 pub struct VmapIn<'a> {
@@ -80,6 +81,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         info.batched = true;
     }
     let mut v = Vmap {
+        orig: func,
         func: out,
         input,
         err: None,
@@ -191,7 +193,13 @@ fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Va
     }
 }
 
+/// The prefix of the counterpart of a `#[vmap]` function that callers in other batched
+/// functions call: every float and tensor parameter batched along axis 0, result along 0.
+pub const VMAP0: &str = "__ferrax_vmap0_";
+
 struct Vmap<'a> {
+    /// The function before batching (the kinds its values had).
+    orig: &'a Func,
     func: Func,
     input: &'a VmapIn<'a>,
     err: Option<VmapError>,
@@ -204,6 +212,14 @@ impl Vmap<'_> {
                 span,
                 msg: msg.into(),
             });
+        }
+    }
+
+    /// The kind an atom had before batching (a lifted temporary: its own).
+    fn orig_kind(&self, a: Atom) -> Kind {
+        match a {
+            Atom::Var(v) if (v.0 as usize) < self.orig.vars.len() => self.orig.kind(a),
+            a => self.func.kind(a),
         }
     }
 
@@ -354,7 +370,7 @@ impl Vmap<'_> {
                     });
                     return;
                 }
-                let rhs = self.batched_rhs(rhs);
+                let rhs = self.batched_rhs(rhs, out);
                 out.push(Stmt::Let { var: *var, rhs });
             }
             Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if batched(var) => {
@@ -463,7 +479,7 @@ impl Vmap<'_> {
     }
 
     /// A right-hand side reading batched values, rewritten for the batching rules.
-    fn batched_rhs(&mut self, rhs: &Rhs) -> Rhs {
+    fn batched_rhs(&mut self, rhs: &Rhs, out: &mut Vec<Stmt>) -> Rhs {
         match rhs {
             // primitives go to `b::` when the emitter sees a batched argument
             Rhs::Prim(..)
@@ -534,12 +550,55 @@ impl Vmap<'_> {
                     }
                 }
             }
+            // another `#[vmap]` function: its counterpart batched along axis 0 in every
+            // float and tensor parameter, with the unbatched ones lifted
+            Rhs::Call {
+                func,
+                args,
+                mode: CallMode::Primal,
+                span,
+            } => {
+                let mut path = func.clone();
+                if let Some(last) = path.path.segments.last_mut() {
+                    last.ident = syn::Ident::new(
+                        &format!("{VMAP0}{}", last.ident.unraw()),
+                        last.ident.span(),
+                    );
+                }
+                let mut new_args = Vec::new();
+                for a in args {
+                    let kind = self.orig_kind(a.atom);
+                    let batchable = matches!(kind, Kind::Float(_) | Kind::Tensor);
+                    if !batchable && self.is_batched(a.atom) {
+                        self.fail(
+                            *span,
+                            "#[vmap]: this argument differs per example but is neither a float nor a tensor, which the callee's batched counterpart takes unbatched",
+                        );
+                    }
+                    let atom = if batchable && !self.is_batched(a.atom) {
+                        let tmp = self.func.new_var("arg", Kind::Tensor, false);
+                        self.func.vars[tmp.0 as usize].batched = true;
+                        self.lift(out, a.atom, tmp)
+                    } else {
+                        a.atom
+                    };
+                    // a batched float is a tensor: passed by reference
+                    let borrow = a.borrow || matches!(kind, Kind::Float(_));
+                    new_args.push(Arg { atom, borrow });
+                }
+                Rhs::Call {
+                    func: path,
+                    args: new_args,
+                    mode: CallMode::Primal,
+                    span: *span,
+                }
+            }
             Rhs::Call { span, func, .. } => {
                 let name = quote::ToTokens::to_token_stream(func).to_string();
                 self.fail(
                     *span,
                     format!(
-                        "#[vmap]: calls with per-example arguments (`{name}`) are not supported yet; write the callee's body inline, or pass it unbatched arguments"
+                        "#[vmap]: `{name}` is called with per-example arguments through its derivative (inside `#[grad]`), which cannot be batched yet; write the callee's body inline"
                     ),
                 );
                 rhs.clone()
