@@ -61,7 +61,13 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     let is = |a: &Atom| matches!(a, Atom::Var(v) if set.contains(v));
     match rhs {
         Rhs::Atom(a) => is(a),
-        Rhs::Prim(p, args) => p.is_differentiable() && args.iter().any(is),
+        Rhs::Prim(p, args) => {
+            p.is_differentiable()
+                && args
+                    .iter()
+                    .enumerate()
+                    .any(|(k, a)| !p.is_shape_arg(k) && is(a))
+        }
         Rhs::Index(v, _)
         | Rhs::Sum(v)
         | Rhs::Field(v, _)

@@ -1240,6 +1240,20 @@ impl Prim {
     pub fn is_differentiable(self) -> bool {
         row(self).jvp.is_some()
     }
+
+    /// Whether argument `k` only gives a shape (the `like` of a cotangent fitted to its
+    /// operand, the parts of a joined cotangent): its tangent never reaches the result, so
+    /// a result is not varied through it (forward over reverse then skips the zero
+    /// tangents of a Hessian's seed path).
+    pub fn is_shape_arg(self, k: usize) -> bool {
+        use Prim::*;
+        match self {
+            SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd => k == 1,
+            MatmulTl | MatmulTr | Unpermute => k == 2,
+            ConcatPart | StackPart => k >= 3,
+            _ => false,
+        }
+    }
 }
 
 /// Emits the statements of a rule. Variables computed from a tangent (a `linear` one)
