@@ -141,3 +141,54 @@ fn training_steps_on_the_gpu_match_the_cpu() {
         }
     }
 }
+
+// ---- issue 5: batched code on the GPU ----
+
+#[derive(Clone, Differentiable)]
+struct Small {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+}
+
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(p))]
+fn example_loss(p: &Small, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.w1) + &p.b1).tanh();
+    -(h.matmul(&p.w2).log_softmax(-1) * y).sum()
+}
+
+#[jacobian]
+fn squash(x: &Tensor) -> Tensor {
+    x.sigmoid() * x.sum() + x.softmax(-1)
+}
+
+#[test]
+fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let normal = |seed, shape: &[usize]| Tensor::normal(Key::new(seed), shape, DType::F32);
+    let p = Small {
+        w1: normal(1, &[6, 8]),
+        b1: normal(2, &[8]),
+        w2: normal(3, &[8, 4]),
+    };
+    let x = normal(4, &[5, 6]);
+    let y = Tensor::from_vec(vec![0i32, 3, 1, 2, 0], &[5]).one_hot(4, DType::F32);
+    let cpu = example_loss_value_and_grad_vmap(&p, &x, &y);
+    let pg = Small {
+        w1: p.w1.to_device(&dev),
+        b1: p.b1.to_device(&dev),
+        w2: p.w2.to_device(&dev),
+    };
+    let g = example_loss_value_and_grad_vmap(&pg, &x.to_device(&dev), &y.to_device(&dev));
+    assert_close("per-example losses", &g.0, &cpu.0);
+    assert_close("per-example dw1", &g.1.w1, &cpu.1.w1);
+    assert_close("per-example db1", &g.1.b1, &cpu.1.b1);
+    assert_close("per-example dw2", &g.1.w2, &cpu.1.w2);
+
+    let v = normal(5, &[7]);
+    let (jf, jr) = (squash_jacfwd(&v), squash_jacrev(&v));
+    let vg = v.to_device(&dev);
+    assert_close("jacfwd", &squash_jacfwd(&vg), &jf);
+    assert_close("jacrev", &squash_jacrev(&vg), &jr);
+}
