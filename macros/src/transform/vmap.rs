@@ -81,6 +81,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         info.batched = true;
     }
     let mut v = Vmap {
+        set,
         orig: func,
         func: out,
         input,
@@ -198,6 +199,8 @@ fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Va
 pub const VMAP0: &str = "__ferrax_vmap0_";
 
 struct Vmap<'a> {
+    /// The variables batched from the start (lifts add their own, already marked).
+    set: HashSet<Var>,
     /// The function before batching (the kinds its values had).
     orig: &'a Func,
     func: Func,
@@ -351,7 +354,7 @@ impl Vmap<'_> {
                     });
                     return;
                 }
-                if !rhs_batched(rhs, &self.batched_set()) {
+                if !rhs_batched(rhs, &self.set) {
                     // an unbatched start (`let mut s = 0.0`, an adjoint's zero): lift it
                     let info = self.func.info(*var).clone();
                     let kind = match (&info.kind, rhs) {
@@ -471,13 +474,6 @@ impl Vmap<'_> {
         }
     }
 
-    fn batched_set(&self) -> HashSet<Var> {
-        (0..self.func.vars.len() as u32)
-            .map(Var)
-            .filter(|v| self.func.info(*v).batched)
-            .collect()
-    }
-
     /// A right-hand side reading batched values, rewritten for the batching rules.
     fn batched_rhs(&mut self, rhs: &Rhs, out: &mut Vec<Stmt>) -> Rhs {
         match rhs {
@@ -509,7 +505,7 @@ impl Vmap<'_> {
                         borrow: a.borrow && !self.is_batched(a.atom),
                     })
                     .collect::<Vec<_>>();
-                let mut c = Self::call(&name, self.mark(&args));
+                let mut c = Self::call(&name, args);
                 if let Rhs::Call { span: s, .. } = &mut c {
                     *s = *span;
                 }
@@ -533,7 +529,7 @@ impl Vmap<'_> {
                             atom: *a,
                             borrow: false,
                         }));
-                        let mut c = Self::call(&format!("method_{name}"), self.mark(&all));
+                        let mut c = Self::call(&format!("method_{name}"), all);
                         if let Rhs::Call { span: s, .. } = &mut c {
                             *s = *span;
                         }
@@ -649,12 +645,6 @@ impl Vmap<'_> {
             }
             r => r.clone(),
         }
-    }
-
-    /// Batched arguments of a `b::` helper call are wrapped as `b::B(&x)` by the emitter;
-    /// here they are passed by reference like tensors.
-    fn mark(&self, args: &[Arg]) -> Vec<Arg> {
-        args.to_vec()
     }
 
     /// `if c { then } else { els }` with `c` differing per example: both branches run on
