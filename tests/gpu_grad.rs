@@ -182,6 +182,12 @@ fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
     };
     let g = example_loss_value_and_grad_vmap(&pg, &x.to_device(&dev), &y.to_device(&dev));
     assert_close("per-example losses", &g.0, &cpu.0);
+    let first = |t: &Tensor| t.slice(0, 0, 1).squeeze(0);
+    assert_close(
+        "the first example's loss",
+        &example_loss(&pg, &first(&x).to_device(&dev), &first(&y).to_device(&dev)),
+        &first(&cpu.0),
+    );
     assert_close("per-example dw1", &g.1.w1, &cpu.1.w1);
     assert_close("per-example db1", &g.1.b1, &cpu.1.b1);
     assert_close("per-example dw2", &g.1.w2, &cpu.1.w2);
@@ -191,4 +197,5 @@ fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
     let vg = v.to_device(&dev);
     assert_close("jacfwd", &squash_jacfwd(&vg), &jf);
     assert_close("jacrev", &squash_jacrev(&vg), &jr);
+    assert_close("value", &squash(&vg), &squash(&v));
 }
