@@ -1509,3 +1509,108 @@ impl OutSizes {
         *self.0.borrow_mut() = Some((shapes.iter().map(|s| s.to_vec()).collect(), n));
     }
 }
+
+// ----- nested vmap: two batch levels flattened into one -----
+
+/// An argument of a doubly batched function: the tensor (or float) and its batch axis at the
+/// outer and at the inner level (`None`: shared at that level).
+pub struct Nested<'a> {
+    pub name: &'static str,
+    pub x: BArg<'a>,
+    pub outer: Option<isize>,
+    pub inner: Option<isize>,
+}
+
+/// `x` with its outer batch axis first and its inner one second, where it has them.
+fn nested_front(n: &Nested<'_>) -> Option<Tensor> {
+    let BArg::Plain(Operand::Tensor(x)) = n.x else {
+        return None;
+    };
+    let mut t = x.clone();
+    if let Some(o) = n.outer {
+        t = move_to_front(&t, o);
+    }
+    if let Some(i) = n.inner {
+        // the inner axis counts within an example of the outer level
+        let rest: isize = if n.outer.is_some() { 1 } else { 0 };
+        let inner_axis = t.ndim() as isize - rest;
+        let a = if i < 0 { i + inner_axis } else { i } + rest;
+        let mut perm: Vec<isize> = (0..rest).collect();
+        perm.push(a);
+        perm.extend((rest..t.ndim() as isize).filter(|&k| k != a));
+        t = t.permute(&perm);
+    }
+    Some(t)
+}
+
+/// The outer and inner batch sizes of a doubly batched call (panics naming the function
+/// and the argument where they disagree).
+#[track_caller]
+pub fn nested_sizes(fn_name: &str, args: &[Nested<'_>]) -> (usize, usize) {
+    let (mut b1, mut b2) = (None::<(usize, &str)>, None::<(usize, &str)>);
+    for n in args {
+        let Some(t) = nested_front(n) else { continue };
+        let mut k = 0;
+        for (level, size) in [(n.outer, &mut b1), (n.inner, &mut b2)] {
+            if level.is_none() {
+                continue;
+            }
+            let got = t.shape()[k];
+            k += 1;
+            match size {
+                Some((want, first)) if *want != got => panic!(
+                    "{fn_name}: `{}` has batch size {got} but `{first}` has {want} at the same level",
+                    n.name
+                ),
+                Some(_) => {}
+                None => *size = Some((got, n.name)),
+            }
+        }
+    }
+    (b1.map_or(1, |b| b.0), b2.map_or(1, |b| b.0))
+}
+
+/// An argument of the doubly batched function as one of the flat function: `[b1 * b2] +
+/// example shape`, repeated (a broadcast) along a level it is shared at.
+pub fn nested_in(n: &Nested<'_>, b1: usize, b2: usize) -> Tensor {
+    let t = match nested_front(n) {
+        Some(t) => t,
+        None => match n.x {
+            BArg::Plain(o) => o.tensor().into_owned(),
+            BArg::Batched(t) => t.clone(),
+        },
+    };
+    let t = match (n.outer.is_some(), n.inner.is_some()) {
+        (true, true) => t,
+        (true, false) => t.unsqueeze(1),
+        (false, true) => t.unsqueeze(0),
+        (false, false) => t.unsqueeze(0).unsqueeze(0),
+    };
+    let mut shape = vec![b1, b2];
+    shape.extend_from_slice(&t.shape()[2..]);
+    let mut flat = vec![b1 * b2];
+    flat.extend_from_slice(&t.shape()[2..]);
+    t.broadcast_to(&shape).contiguous().reshape(&flat)
+}
+
+/// The flat function's result `[b1 * b2] + out` as the doubly batched result: the inner
+/// batch axis at `inner` within each outer example, the outer one at `outer`.
+pub fn nested_out(y: &Tensor, b1: usize, b2: usize, outer: isize, inner: isize) -> Tensor {
+    let mut shape = vec![b1, b2];
+    shape.extend_from_slice(&y.shape()[1..]);
+    let y = y.reshape(&shape);
+    // inner level: within each outer example, move its axis (1) to `inner`
+    let per = y.ndim() - 1;
+    let a = if inner < 0 {
+        inner + per as isize
+    } else {
+        inner
+    } as usize;
+    let mut perm: Vec<isize> = vec![0];
+    let rest: Vec<isize> = (2..y.ndim() as isize).collect();
+    perm.extend(rest[..a].iter().copied());
+    perm.push(1);
+    perm.extend(rest[a..].iter().copied());
+    let y = y.permute(&perm);
+    move_from_front(&y, outer)
+}

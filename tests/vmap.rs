@@ -365,3 +365,52 @@ fn calls_to_batched_functions_use_their_batched_counterparts() {
         "caller",
     );
 }
+
+// ---- nested vmap ----
+
+/// Pairwise: the outer level runs over rows of `x`, the inner one over rows of `w`.
+#[vmap(in_axes = (0, None, 0))]
+#[vmap(in_axes = (None, 0, None), out_axes = 1)]
+fn pair(x: &Tensor, w: &Tensor, s: f64) -> Tensor {
+    (x * w).tanh() * s + x.sum()
+}
+
+#[vmap(in_axes = (0, None))]
+#[vmap(in_axes = (None, 0))]
+fn dist(a: f64, b: f64) -> f64 {
+    if a > b { a - b } else { (b - a) * 2.0 }
+}
+
+#[test]
+fn nested_vmap_matches_a_double_loop() {
+    let xs = normal(80, &[3, 4]);
+    let ws = normal(81, &[5, 4]);
+    let s = vec![0.5, -1.0, 2.0];
+    let got = pair_vmap_vmap(&xs, &ws, &Tensor::from_vec(s.clone(), &[3]));
+    // per outer example i: the inner results stacked on axis 1 ([4, 5]); outer on axis 0
+    let want: Vec<Tensor> = unstack(&xs, 0)
+        .iter()
+        .zip(&s)
+        .map(|(x, s)| {
+            let inner: Vec<Tensor> = unstack(&ws, 0).iter().map(|w| pair(x, w, *s)).collect();
+            Tensor::stack(&inner.iter().collect::<Vec<_>>(), 1)
+        })
+        .collect();
+    let want = Tensor::stack(&want.iter().collect::<Vec<_>>(), 0);
+    assert_eq!(got.shape(), &[3, 4, 5]);
+    assert_close(&got, &want, 1e-12, "pair");
+
+    let a = vec![0.1, 0.9, -0.3];
+    let b = vec![0.5, -1.0];
+    let d = dist_vmap_vmap(
+        &Tensor::from_vec(a.clone(), &[3]),
+        &Tensor::from_vec(b.clone(), &[2]),
+    );
+    assert_eq!(d.shape(), &[3, 2]);
+    let d = d.to_vec::<f64>();
+    for i in 0..3 {
+        for j in 0..2 {
+            assert_eq!(d[i * 2 + j], dist(a[i], b[j]), "dist[{i}][{j}]");
+        }
+    }
+}

@@ -108,7 +108,8 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// arrive as 1-D tensors. Primitives take whole batches (a matrix-vector product becomes a
 /// matrix-matrix product); `if` on a per-example condition selects per example; loops whose
 /// exit differs per example run until every example is done. A call with per-example
-/// arguments to another `#[vmap]` function calls its batched counterpart.
+/// arguments to another `#[vmap]` function calls its batched counterpart. Two `#[vmap]`
+/// attributes nest: `f_vmap_vmap` runs over both batch levels (e.g. all pairs of two sets).
 ///
 /// Over `#[grad]` it also emits `f_grad_vmap` and `f_value_and_grad_vmap`: per-example
 /// gradients, the batch axis first in every gradient (in each field of a parameter struct).

@@ -19,16 +19,19 @@ use syn::Type;
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let vattr: VmapAttr = syn::parse2(attr)?;
     let mut item: syn::ItemFn = syn::parse2(item)?;
+    if let Some(inner) = take_attr(&mut item, "vmap")? {
+        return expand_nested(vattr, inner, item);
+    }
     // `#[grad]` under this attribute: its transforms come first (per-example gradients)
     let grad_attr = take_attr(&mut item, "grad")?;
     if let Some(a) = item
         .attrs
         .iter()
-        .find(|a| a.path().is_ident("vmap") || a.path().is_ident("jacobian"))
+        .find(|a| a.path().is_ident("jacobian") || a.path().is_ident("hessian"))
     {
         return Err(syn::Error::new_spanned(
             a,
-            "#[vmap] over another #[vmap] or #[jacobian] is not supported yet; supported under #[vmap]: #[grad] (per-example gradients)",
+            "#[vmap] over #[jacobian] or #[hessian] is not supported yet; supported under #[vmap]: #[grad] (per-example gradients) and another #[vmap]",
         ));
     }
     let gattr = match &grad_attr {
@@ -124,6 +127,98 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         )?);
     }
     Ok(out)
+}
+
+/// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and
+/// `f_vmap_vmap`, the function over two batch levels. Examples are independent, so the two
+/// levels are flattened into one batch of `outer * inner` examples for the function batched
+/// along axis 0 (`__ferrax_vmap0_f`), and the result unflattened.
+fn expand_nested(
+    outer: VmapAttr,
+    inner: TokenStream,
+    item: syn::ItemFn,
+) -> syn::Result<TokenStream> {
+    let inner_attr: VmapAttr = syn::parse2(inner.clone())?;
+    let mut out = expand(inner, quote!(#item))?;
+    let mut plain = item.clone();
+    take_attr(&mut plain, "grad")?;
+    let cx = Ctxt::new();
+    let (func, _) = lower(&cx, &plain, &GradAttr::default());
+    if cx.check().is_err() {
+        // the inner expansion reports the errors
+        return Ok(out);
+    }
+    let (oa, ia) = (
+        in_axes(&outer, &func, &item)?,
+        in_axes(&inner_attr, &func, &item)?,
+    );
+    let name = &item.sig.ident;
+    let nested_name = format_ident!("{}_vmap_vmap", name);
+    let flat = format_ident!("{}{}", crate::transform::vmap::VMAP0, name);
+    let mut params = Vec::new();
+    let mut nested = Vec::new();
+    let mut call = Vec::new();
+    let mut prologue = Vec::new();
+    for (k, p) in func.params.iter().enumerate() {
+        let id = &p.ident;
+        let kind = func.info(p.var).kind.clone();
+        let batchable = matches!(kind, Kind::Float(_) | Kind::Tensor);
+        let (o, i) = (oa[k], ia[k]);
+        let ty = &p.ty;
+        if !batchable {
+            params.push(quote!(#id: #ty));
+            call.push(quote!(#id));
+            continue;
+        }
+        let by_val_tensor = kind == Kind::Tensor && !matches!(p.ty, Type::Reference(_));
+        let ty = if matches!(kind, Kind::Float(_)) && (o.is_some() || i.is_some()) {
+            quote!(&::ferrax::Tensor)
+        } else {
+            quote!(#ty)
+        };
+        params.push(quote!(#id: #ty));
+        let arg = if by_val_tensor {
+            quote!(&#id)
+        } else {
+            quote!(#id)
+        };
+        let (o, i) = (opt_axis(o), opt_axis(i));
+        let label = id.to_string();
+        let n = nested.len();
+        nested.push(quote!(::ferrax::__private::b::Nested { name: #label, x: ::ferrax::__private::b::BArg::from(#arg), outer: #o, inner: #i }));
+        let flat_id = format_ident!("__ferrax_flat_{}", id);
+        prologue.push(quote!(let #flat_id = ::ferrax::__private::b::nested_in(&__ferrax_args[#n], __ferrax_b1, __ferrax_b2);));
+        call.push(if by_val_tensor {
+            quote!(#flat_id)
+        } else {
+            quote!(&#flat_id)
+        });
+    }
+    let (oo, io) = (outer.out_axes, inner_attr.out_axes);
+    let name_str = nested_name.to_string();
+    let doc = format!(
+        "[`{name}`] over two batch levels (`#[vmap]` of `#[vmap]`): the outer level's batch axis at {oo} of the result, the inner one's at {io} within each outer example."
+    );
+    let vis = &item.vis;
+    out.extend(quote! {
+        #[doc = #doc]
+        #[allow(clippy::all)]
+        #vis fn #nested_name(#(#params),*) -> ::ferrax::Tensor {
+            let __ferrax_args = [#(#nested),*];
+            let (__ferrax_b1, __ferrax_b2) = ::ferrax::__private::b::nested_sizes(#name_str, &__ferrax_args);
+            #(#prologue)*
+            let __ferrax_y = #flat(#(#call),*);
+            ::ferrax::__private::b::nested_out(&__ferrax_y, __ferrax_b1, __ferrax_b2, #oo, #io)
+        }
+    });
+    Ok(out)
+}
+
+fn opt_axis(a: Option<isize>) -> TokenStream {
+    match a {
+        Some(a) => quote!(::core::option::Option::Some(#a)),
+        None => quote!(::core::option::Option::None),
+    }
 }
 
 /// Removes the attribute `name` from `item`, returning its arguments.
