@@ -414,3 +414,32 @@ fn nested_vmap_matches_a_double_loop() {
         }
     }
 }
+
+// ---- f32 ----
+
+#[vmap]
+#[grad]
+fn soft32(x: f32, y: f32) -> f32 {
+    let mut s = 0.0;
+    let mut k = 0;
+    while k < 3 {
+        s += (x * y).tanh();
+        k += 1;
+    }
+    if x > 0.0 { s * x } else { s - y }
+}
+
+#[test]
+fn f32_functions_batch_in_f32() {
+    let (xs, ys) = (vec![0.5f32, -1.0, 2.0], vec![1.5f32, 0.25, -0.5]);
+    let (tx, ty) = (Tensor::from_vec(xs.clone(), &[3]), Tensor::from_vec(ys.clone(), &[3]));
+    let v = soft32_vmap(&tx, &ty);
+    assert_eq!(v.dtype(), DType::F32);
+    let (gx, gy) = soft32_grad_vmap(&tx, &ty);
+    for i in 0..3 {
+        assert!((v.to_vec::<f32>()[i] - soft32(xs[i], ys[i])).abs() < 1e-6, "value {i}");
+        let (wx, wy) = soft32_grad(xs[i], ys[i]);
+        assert!((gx.to_vec::<f32>()[i] - wx).abs() < 1e-5, "dx {i}");
+        assert!((gy.to_vec::<f32>()[i] - wy).abs() < 1e-5, "dy {i}");
+    }
+}
