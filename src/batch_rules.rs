@@ -1614,3 +1614,15 @@ pub fn nested_out(y: &Tensor, b1: usize, b2: usize, outer: isize, inner: isize) 
     let y = y.permute(&perm);
     move_from_front(&y, outer)
 }
+
+/// Per-example gradients of a shared value summed over the batch (axis 0 of every tensor
+/// leaf): the gradient of the batch's total with respect to it.
+pub fn sum_batch<T: Differentiable>(g: &T) -> T {
+    let mut out = g.clone();
+    for leaf in ferrax_runtime::differentiable::leaves_mut(&mut out) {
+        if let ferrax_runtime::differentiable::LeafMut::Tensor(t) = leaf {
+            *t = t.sum_axis(0, false);
+        }
+    }
+    out
+}

@@ -432,14 +432,53 @@ fn soft32(x: f32, y: f32) -> f32 {
 #[test]
 fn f32_functions_batch_in_f32() {
     let (xs, ys) = (vec![0.5f32, -1.0, 2.0], vec![1.5f32, 0.25, -0.5]);
-    let (tx, ty) = (Tensor::from_vec(xs.clone(), &[3]), Tensor::from_vec(ys.clone(), &[3]));
+    let (tx, ty) = (
+        Tensor::from_vec(xs.clone(), &[3]),
+        Tensor::from_vec(ys.clone(), &[3]),
+    );
     let v = soft32_vmap(&tx, &ty);
     assert_eq!(v.dtype(), DType::F32);
     let (gx, gy) = soft32_grad_vmap(&tx, &ty);
     for i in 0..3 {
-        assert!((v.to_vec::<f32>()[i] - soft32(xs[i], ys[i])).abs() < 1e-6, "value {i}");
+        assert!(
+            (v.to_vec::<f32>()[i] - soft32(xs[i], ys[i])).abs() < 1e-6,
+            "value {i}"
+        );
         let (wx, wy) = soft32_grad(xs[i], ys[i]);
         assert!((gx.to_vec::<f32>()[i] - wx).abs() < 1e-5, "dx {i}");
         assert!((gy.to_vec::<f32>()[i] - wy).abs() < 1e-5, "dy {i}");
     }
+}
+
+// ---- grad over vmap ----
+
+#[grad(wrt(w, b))]
+#[vmap(in_axes = (None, 0, 0))]
+fn batch_loss(w: &Tensor, b: f64, x: &Tensor) -> Tensor {
+    (x.matmul(w).tanh() * b).powi(2).sum()
+}
+
+#[test]
+fn grad_over_vmap_is_the_gradient_of_the_batch_total() {
+    let w = normal(90, &[3, 2]);
+    let xs = normal(91, &[5, 3]);
+    let bs = vec![0.5, -1.0, 2.0, 0.1, 1.5];
+    let tb = Tensor::from_vec(bs.clone(), &[5]);
+    let (vals, (gw, gb)) = batch_loss_vmap_value_and_grad(&w, &tb, &xs);
+    assert_eq!(gw.shape(), &[3, 2]);
+    assert_eq!(gb.shape(), &[5]);
+    let mut want_w = Tensor::zeros(&[3, 2], DType::F64);
+    for (i, x) in unstack(&xs, 0).iter().enumerate() {
+        let (gwi, gbi) = batch_loss_grad(&w, bs[i], x);
+        want_w = &want_w + &gwi;
+        assert!((gb.to_vec::<f64>()[i] - gbi).abs() < 1e-12, "db {i}");
+        assert!((vals.to_vec::<f64>()[i] - batch_loss(&w, bs[i], x).item::<f64>()).abs() < 1e-12);
+    }
+    assert_close(&gw, &want_w, 1e-12, "dw summed over the batch");
+    assert_close(
+        &batch_loss_vmap_grad(&w, &tb, &xs).0,
+        &want_w,
+        1e-12,
+        "vmap_grad",
+    );
 }

@@ -23,8 +23,12 @@ pub const FULL: &str = "__ferrax_full_";
 
 /// Expands `#[grad(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let attr: GradAttr = syn::parse2(attr)?;
     let item: syn::ItemFn = syn::parse2(item)?;
+    // `#[grad] #[vmap]`: the gradient of the batched function's total
+    if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
+        return crate::vmap::expand_grad_over(attr, item);
+    }
+    let attr: GradAttr = syn::parse2(attr)?;
     expand_with(attr, item, true)
 }
 

@@ -113,6 +113,9 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Over `#[grad]` it also emits `f_grad_vmap` and `f_value_and_grad_vmap`: per-example
 /// gradients, the batch axis first in every gradient (in each field of a parameter struct).
+/// Under `#[grad]` (`#[grad] #[vmap] fn f`) it emits those and `f_vmap_grad` /
+/// `f_vmap_value_and_grad`: the gradient of the sum over the batch, per example for batched
+/// arguments and summed over the examples for shared ones.
 ///
 /// ```
 /// use ferrax::prelude::*;

@@ -221,6 +221,92 @@ fn opt_axis(a: Option<isize>) -> TokenStream {
     }
 }
 
+/// `#[grad(attr)] #[vmap(..)] fn f`: what `#[vmap] #[grad]` emits, and `f_vmap_grad` /
+/// `f_vmap_value_and_grad`, the gradient of the sum over the batch of `f_vmap`: per example
+/// for a batched argument (examples are independent), summed over the examples for a shared
+/// one.
+pub fn expand_grad_over(gattr: TokenStream, mut item: syn::ItemFn) -> syn::Result<TokenStream> {
+    let ga: GradAttr = syn::parse2(gattr.clone())?;
+    let vtokens = take_attr(&mut item, "vmap")?.unwrap_or_default();
+    let vattr: VmapAttr = syn::parse2(vtokens.clone())?;
+    let cx = Ctxt::new();
+    let (func, _) = lower(&cx, &item, &ga);
+    let mut stacked = item.clone();
+    stacked.attrs.insert(0, syn::parse_quote!(#[grad(#gattr)]));
+    let mut out = expand(vtokens, quote!(#stacked))?;
+    if cx.check().is_err() {
+        return Ok(out);
+    }
+    let axes = in_axes(&vattr, &func, &item)?;
+    let name = &item.sig.ident;
+    let per_example = format_ident!("{}_value_and_grad_vmap", name);
+    let mut params = Vec::new();
+    let mut args = Vec::new();
+    for (p, a) in func.params.iter().zip(&axes) {
+        let (id, ty) = (&p.ident, &p.ty);
+        let ty = match (a, &func.info(p.var).kind) {
+            (Some(_), Kind::Float(_)) => quote!(&::ferrax::Tensor),
+            _ => quote!(#ty),
+        };
+        params.push(quote!(#id: #ty));
+        args.push(quote!(#id));
+    }
+    let mut grads = Vec::new();
+    let mut tys = Vec::new();
+    let active: Vec<(usize, &Param)> = func
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.active)
+        .collect();
+    for (k, (i, p)) in active.iter().enumerate() {
+        // the per-example function returns (value, gradient, gradient, ..)
+        let k = syn::Index::from(k + 1);
+        let g = quote!(__ferrax_all.#k);
+        let gty = crate::grad::grad_type(&p.ty);
+        let (e, t) = match (axes[*i], &func.info(p.var).kind) {
+            (Some(_), Kind::Float(_)) => (g, quote!(::ferrax::Tensor)),
+            (Some(_), _) => (g, quote!(#gty)),
+            (None, Kind::Float(_)) => (
+                quote!(::ferrax::__private::t::sum_to_scalar::<#gty>(&#g)),
+                quote!(#gty),
+            ),
+            (None, _) => (quote!(::ferrax::__private::b::sum_batch(&#g)), quote!(#gty)),
+        };
+        grads.push(e);
+        tys.push(t);
+    }
+    let (gty, gval) = if grads.len() == 1 {
+        (quote!(#(#tys)*), quote!(#(#grads)*))
+    } else {
+        (quote!((#(#tys),*)), quote!((#(#grads),*)))
+    };
+    let (g_name, vg_name) = (
+        format_ident!("{}_vmap_grad", name),
+        format_ident!("{}_vmap_value_and_grad", name),
+    );
+    let g_doc = format!(
+        "Gradient of the sum over the batch of [`{name}_vmap`]: for a batched argument the per-example gradients (batch axis first), for a shared one their sum."
+    );
+    let vg_doc = format!("[`{name}_vmap`] and [`{g_name}`] from one batched pass.");
+    let vis = &item.vis;
+    out.extend(quote! {
+        #[doc = #vg_doc]
+        #[allow(clippy::all)]
+        #vis fn #vg_name(#(#params),*) -> (::ferrax::Tensor, #gty) {
+            let __ferrax_all = #per_example(#(#args),*);
+            (__ferrax_all.0, #gval)
+        }
+
+        #[doc = #g_doc]
+        #[allow(clippy::all)]
+        #vis fn #g_name(#(#params),*) -> #gty {
+            #vg_name(#(#args),*).1
+        }
+    });
+    Ok(out)
+}
+
 /// Removes the attribute `name` from `item`, returning its arguments.
 fn take_attr(item: &mut syn::ItemFn, name: &str) -> syn::Result<Option<TokenStream>> {
     let Some(pos) = item.attrs.iter().position(|a| a.path().is_ident(name)) else {
