@@ -58,51 +58,29 @@ fn layer_vmap_matches_a_loop_for_batches_of_one_and_more() {
 
 /// Every primitive family, with two tensor arguments to batch in every combination (the
 /// three copies differ only in their `in_axes`).
-#[vmap]
-fn mix_bb(x: &Tensor, y: &Tensor) -> Tensor {
-    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
-    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
-    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
-    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
-    let e = Tensor::concat(&[&d, &c], 0);
-    let f = Tensor::stack(&[&d, &d.tanh()], -1);
-    let g = x.ge(y).select(x, y);
-    e.mean_axis(0, false).logsumexp_axis(0, true).sum()
-        + f.max_axis(2, false).min()
-        + g.powi(2).sum()
-        + x.flatten().sqrt().log1p().sum()
+macro_rules! mix {
+    ($(#[$m:meta])* fn $name:ident) => {
+        $(#[$m])*
+        fn $name(x: &Tensor, y: &Tensor) -> Tensor {
+            let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
+            let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
+            let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
+            let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
+            let e = Tensor::concat(&[&d, &c], 0);
+            let f = Tensor::stack(&[&d, &d.tanh()], -1);
+            let g = x.ge(y).select(x, y);
+            (e.mean_axis(0, false).logsumexp_axis(0, true).sum()
+                + f.max_axis(2, false).min()
+                + g.powi(2).sum()
+                + x.flatten().sqrt().log1p().sum())
+            .reshape(&[1])
+        }
+    };
 }
 
-#[vmap(in_axes = (1, None))]
-fn mix_bn(x: &Tensor, y: &Tensor) -> Tensor {
-    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
-    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
-    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
-    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
-    let e = Tensor::concat(&[&d, &c], 0);
-    let f = Tensor::stack(&[&d, &d.tanh()], -1);
-    let g = x.ge(y).select(x, y);
-    e.mean_axis(0, false).logsumexp_axis(0, true).sum()
-        + f.max_axis(2, false).min()
-        + g.powi(2).sum()
-        + x.flatten().sqrt().log1p().sum()
-}
-
-#[vmap(in_axes = (None, -1), out_axes = 1)]
-fn mix_nb(x: &Tensor, y: &Tensor) -> Tensor {
-    let a = (x * y + x.exp() / (y.abs() + 1.0)).sin() - x.maximum(y) + x.minimum(y).cos();
-    let b = a.reshape(&[3, 2]).t().matmul(&y.reshape(&[2, 3]).t());
-    let c = b.unsqueeze(0).squeeze(0).transpose(0, 1).permute(&[1, 0]);
-    let d = c.slice(1, 0, 1).broadcast_to(&[2, 2]) + c.sum_axis(-1, true);
-    let e = Tensor::concat(&[&d, &c], 0);
-    let f = Tensor::stack(&[&d, &d.tanh()], -1);
-    let g = x.ge(y).select(x, y);
-    (e.mean_axis(0, false).logsumexp_axis(0, true).sum()
-        + f.max_axis(2, false).min()
-        + g.powi(2).sum()
-        + x.flatten().sqrt().log1p().sum())
-    .reshape(&[1])
-}
+mix!(#[vmap] fn mix_bb);
+mix!(#[vmap(in_axes = (1, None))] fn mix_bn);
+mix!(#[vmap(in_axes = (None, -1), out_axes = 1)] fn mix_nb);
 
 #[test]
 fn every_primitive_family_matches_a_loop_for_every_in_axes_combination() {

@@ -480,7 +480,8 @@ mod tests {
     use super::expand;
     use quote::quote;
 
-    /// Prints the expansion of `FERRAX_EXPAND_FILE` (a file holding one function) when set.
+    /// Prints the expansion of `FERRAX_EXPAND_FILE` (a file holding one function) when set,
+    /// under `#[grad]` or the attribute `FERRAX_EXPAND_WHICH` names (vmap, jacobian, hessian).
     #[test]
     fn print_expansion_of_file() {
         let Ok(path) = std::env::var("FERRAX_EXPAND_FILE") else {
@@ -492,11 +493,16 @@ mod tests {
             .unwrap_or_default()
             .parse()
             .expect("attr tokens");
+        use crate::jacobian::Which;
+        let out = match std::env::var("FERRAX_EXPAND_WHICH").as_deref() {
+            Ok("vmap") => crate::vmap::expand(attr, item),
+            Ok("jacobian") => crate::jacobian::expand(Which::Jacobian, attr, item),
+            Ok("hessian") => crate::jacobian::expand(Which::Hessian, attr, item),
+            _ => expand(attr, item),
+        };
         println!(
             "{}",
-            expand(attr, item)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|e| e.to_string())
+            out.map(|t| t.to_string()).unwrap_or_else(|e| e.to_string())
         );
     }
 

@@ -295,26 +295,3 @@ fn axes_last(n: usize) -> Vec<Option<isize>> {
     }
     a
 }
-
-#[cfg(test)]
-mod tests {
-    /// Prints the expansion of `FERRAX_EXPAND_FILE` under `#[hessian]` (or `#[jacobian]`
-    /// with `FERRAX_EXPAND_WHICH=jacobian`) when set.
-    #[test]
-    fn print_expansion_of_file() {
-        let Ok(path) = std::env::var("FERRAX_EXPAND_FILE") else {
-            return;
-        };
-        let src = std::fs::read_to_string(path).expect("readable file");
-        let which = match std::env::var("FERRAX_EXPAND_WHICH").as_deref() {
-            Ok("jacobian") => super::Which::Jacobian,
-            _ => super::Which::Hessian,
-        };
-        let attr = std::env::var("FERRAX_EXPAND_ATTR").unwrap_or_default();
-        let out = super::expand(which, attr.parse().expect("attr"), src.parse().expect("fn"));
-        println!(
-            "{}",
-            out.map(|t| t.to_string()).unwrap_or_else(|e| e.to_string())
-        );
-    }
-}
