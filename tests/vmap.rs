@@ -460,3 +460,16 @@ fn grad_over_vmap_is_the_gradient_of_the_batch_total() {
         "vmap_grad",
     );
 }
+
+#[test]
+fn empty_batches_give_empty_results() {
+    let w = normal(1, &[4, 3]);
+    assert_eq!(
+        layer_vmap(&Tensor::zeros(&[0, 4], DType::F64), &w).shape(),
+        &[0, 3]
+    );
+    let none = Tensor::zeros(&[0], DType::F64);
+    assert_eq!(piecewise_vmap(&none, &none).shape(), &[0]);
+    assert_eq!(newton_sqrt_vmap(&none, 1e-12).shape(), &[0]);
+    assert_eq!(early_vmap(&none).shape(), &[0]);
+}
