@@ -457,7 +457,7 @@ impl Emitter<'_> {
                     let t = self.atom(a.atom);
                     match a.atom {
                         // a batching rule's argument
-                        Atom::Var(_) if self.func.batched(a.atom) && is_batching_rule(func) => {
+                        Atom::Var(_) if self.func.batched(a.atom) && runtime_helper(func, "b") => {
                             self.b_operand(a.atom)
                         }
                         _ if a.borrow => quote!(&#t),
@@ -606,17 +606,6 @@ impl Emitter<'_> {
             Syntax::Call(_) => quote!(::ferrax::__private::int_as_float(#(#a),*)),
         }
     }
-}
-
-/// Whether a call is to a batching rule (`::ferrax::__private::b::*`).
-fn is_batching_rule(func: &syn::ExprPath) -> bool {
-    let segs: Vec<String> = func
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    segs.len() >= 2 && segs[segs.len() - 2] == "b" && segs.contains(&"__private".to_string())
 }
 
 /// The arguments of a primitive right-hand side.

@@ -491,7 +491,7 @@ impl Vmap<'_> {
                 args,
                 mode: CallMode::Primal,
                 span,
-            } if is_tensor_helper(func) => {
+            } if runtime_helper(func, "t") => {
                 let name = func
                     .path
                     .segments
@@ -778,17 +778,6 @@ fn unbatched_kind(func: &Func, rhs: &Rhs) -> Option<Kind> {
         Rhs::NewSeq(NewSeq::ZerosLike(v)) => Some(func.info(*v).kind.clone()),
         _ => None,
     }
-}
-
-/// Whether a call is to one of the runtime's tensor helpers (`::ferrax::__private::t::*`).
-fn is_tensor_helper(func: &syn::ExprPath) -> bool {
-    let segs: Vec<String> = func
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    segs.len() >= 3 && segs[segs.len() - 2] == "t" && segs[segs.len() - 3] == "__private"
 }
 
 /// Common subexpressions: a primitive applied again to the same arguments in the same or
