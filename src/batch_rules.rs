@@ -1474,7 +1474,11 @@ pub fn jacobian_from_rows(g: &Tensor, out_shape: &[usize]) -> Tensor {
 }
 
 /// The cost of a reverse pass relative to a forward pass, as `f_jacobian` weighs them.
-pub const REVERSE_COST: f64 = 2.0;
+/// Measured per batched pass on the Jacobian benchmarks (`benches/compare.sh jac`, 2-core
+/// VM): 1.0 on the tall problem (jacfwd 27 us / 10 passes, jacrev 2.7 ms / 1000) and 1.4 on
+/// the wide one (jacfwd 1.45 ms / 1000, jacrev 20 us / 10), plus one primal call for the
+/// output's basis; 1.5 sits above both.
+pub const REVERSE_COST: f64 = 1.5;
 
 /// Whether forward mode (one pass per input) is cheaper than reverse mode (one pass per
 /// output, each [`REVERSE_COST`] forward passes).
