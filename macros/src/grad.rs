@@ -34,16 +34,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 
 /// The expansion; `callers` also emits the counterparts callers use (see [`FULL`]).
 pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Result<TokenStream> {
-    let cx = Ctxt::new();
-    let (func, sig) = lower(&cx, &item, &attr);
-    // Activity runs even after errors, so that its own errors come in the same compile.
-    let varied = varied(&func);
-    check_activity(&cx, &func, &varied);
-    if let Err(e) = cx.check() {
-        // Keep `f` itself so that only the real errors show.
-        let errors = e.to_compile_error();
-        return Ok(quote!(#item #errors));
-    }
+    let (func, sig, varied) = match lower_checked(&item, &attr) {
+        Ok(l) => l,
+        Err(errors) => return Ok(errors),
+    };
 
     let name = &item.sig.ident;
     let vis = &item.vis;
@@ -318,6 +312,27 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
             (#vvalue, #vgrads)
         }
     })
+}
+
+/// The IR of `item`, its signature and its varied variables; or, where the function is
+/// outside the accepted language, `item` itself followed by every error (so that only the
+/// real errors show). Every attribute that transforms a function starts here.
+pub fn lower_checked(
+    item: &syn::ItemFn,
+    attr: &GradAttr,
+) -> Result<(Func, crate::parse::Signature, HashSet<Var>), TokenStream> {
+    let cx = Ctxt::new();
+    let (func, sig) = lower(&cx, item, attr);
+    // Activity runs even after errors, so that its own errors come in the same compile.
+    let varied = varied(&func);
+    check_activity(&cx, &func, &varied);
+    match cx.check() {
+        Ok(()) => Ok((func, sig, varied)),
+        Err(e) => {
+            let errors = e.to_compile_error();
+            Err(quote!(#item #errors))
+        }
+    }
 }
 
 /// Both sweeps of reverse mode in one body, seeded with 1 (a one-element tensor output:

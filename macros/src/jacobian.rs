@@ -10,12 +10,10 @@
 //!
 //! Results are shaped `[outputs.., inputs..]` (a Hessian: `[inputs.., inputs..]`).
 
-use crate::analyse::{check_activity, dce, varied};
+use crate::analyse::{dce, varied};
 use crate::attr::GradAttr;
-use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
-use crate::parse::lower;
 use crate::transform::{jvp::jvp, vjp::vjp};
 use crate::vmap::{BatchedFn, batched_fn};
 use proc_macro2::TokenStream;
@@ -37,14 +35,10 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
-    let cx = Ctxt::new();
-    let (func, sig) = lower(&cx, &item, &gattr);
-    let varied_set = varied(&func);
-    check_activity(&cx, &func, &varied_set);
-    if let Err(e) = cx.check() {
-        let errors = e.to_compile_error();
-        return Ok(quote!(#item #errors));
-    }
+    let (func, sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
+        Ok(l) => l,
+        Err(errors) => return Ok(errors),
+    };
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     let x = match active.as_slice() {
         [p] if func.info(p.var).kind == Kind::Tensor => (*p).clone(),

@@ -3,12 +3,9 @@
 //! Also the shared emission of a batched function from IR, which `#[jacobian]` and
 //! `#[hessian]` use for their batched forward and reverse passes.
 
-use crate::analyse::{check_activity, varied};
 use crate::attr::{GradAttr, VmapAttr};
-use crate::ctxt::Ctxt;
 use crate::emit::Emitter;
 use crate::ir::*;
-use crate::parse::lower;
 use crate::transform::vjp::vjp;
 use crate::transform::vmap::{VmapIn, vmap};
 use proc_macro2::TokenStream;
@@ -38,14 +35,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Some(t) => syn::parse2::<GradAttr>(t.clone())?,
         None => GradAttr::default(),
     };
-    let cx = Ctxt::new();
-    let (func, sig) = lower(&cx, &item, &gattr);
-    let varied_set = varied(&func);
-    check_activity(&cx, &func, &varied_set);
-    if let Err(e) = cx.check() {
-        let errors = e.to_compile_error();
-        return Ok(quote!(#item #errors));
-    }
+    let (func, sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
+        Ok(l) => l,
+        Err(errors) => return Ok(errors),
+    };
     let axes = in_axes(&vattr, &func, &item)?;
     let name = &item.sig.ident;
     let mut out = match &grad_attr {
@@ -142,12 +135,10 @@ fn expand_nested(
     let mut out = expand(inner, quote!(#item))?;
     let mut plain = item.clone();
     take_attr(&mut plain, "grad")?;
-    let cx = Ctxt::new();
-    let (func, _) = lower(&cx, &plain, &GradAttr::default());
-    if cx.check().is_err() {
+    let Ok((func, _, _)) = crate::grad::lower_checked(&plain, &GradAttr::default()) else {
         // the inner expansion reports the errors
         return Ok(out);
-    }
+    };
     let (oa, ia) = (
         in_axes(&outer, &func, &item)?,
         in_axes(&inner_attr, &func, &item)?,
@@ -229,14 +220,13 @@ pub fn expand_grad_over(gattr: TokenStream, mut item: syn::ItemFn) -> syn::Resul
     let ga: GradAttr = syn::parse2(gattr.clone())?;
     let vtokens = take_attr(&mut item, "vmap")?.unwrap_or_default();
     let vattr: VmapAttr = syn::parse2(vtokens.clone())?;
-    let cx = Ctxt::new();
-    let (func, _) = lower(&cx, &item, &ga);
     let mut stacked = item.clone();
     stacked.attrs.insert(0, syn::parse_quote!(#[grad(#gattr)]));
     let mut out = expand(vtokens, quote!(#stacked))?;
-    if cx.check().is_err() {
+    // where the function is outside the language, the expansion above reports it
+    let Ok((func, _, _)) = crate::grad::lower_checked(&item, &ga) else {
         return Ok(out);
-    }
+    };
     let axes = in_axes(&vattr, &func, &item)?;
     let name = &item.sig.ident;
     let per_example = format_ident!("{}_value_and_grad_vmap", name);
