@@ -75,8 +75,25 @@ fn two_slices(x: &[f64], y: &[f64]) -> f64 {
     s
 }
 
+/// A stencil reaching below the index from a range whose start is only known at run time
+/// (the gather is for constant starts; this stays a scatter loop).
+#[grad]
+fn behind_from(x: &[f64], k: usize) -> f64 {
+    let mut s = 0.0;
+    for i in k..x.len() {
+        s += x[i - 1] * x[i] * x[i];
+    }
+    s
+}
+
 #[test]
 fn stencils_match_finite_differences() {
+    check(|x| behind_from(x, 1), |x| behind_from_grad(x, 1), "behind_from");
+    check(
+        |x| behind_from(x, 3.min(x.len().max(1))),
+        |x| behind_from_grad(x, 3.min(x.len().max(1))),
+        "behind_from 3",
+    );
     check(offsets_0_and_2, offsets_0_and_2_grad, "offsets_0_and_2");
     check(three_point, three_point_grad, "three_point");
     check(from_three, from_three_grad, "from_three");
@@ -94,4 +111,99 @@ fn stencils_match_finite_differences() {
         |x| two_slices_grad(x, &y[..x.len().min(5)]).0,
         "two_slices wrt x",
     );
+}
+
+/// `f` run in a rayon pool of `threads` threads.
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f)
+}
+
+fn long_input(n: usize, phase: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| 0.3 + 0.2 * (i as f64 * 1.7 + phase).sin())
+        .collect()
+}
+
+/// Loops long enough that the gather loop is split over threads
+/// (`__private::SPLIT_MIN` iterations): the same bits as on one thread, and right.
+#[test]
+fn long_loops_split_over_threads_give_the_one_thread_gradient() {
+    let n = 5 * ferrax::__private::SPLIT_MIN + 3;
+    let x = long_input(n, 0.0);
+    let y = long_input(n, 1.0);
+    let one = in_pool(1, || three_point_grad(&x));
+    let four = in_pool(4, || three_point_grad(&x));
+    assert_eq!(one, four, "three_point: 4 threads differ from 1");
+    // two outputs, cut at the same places
+    let one2 = in_pool(1, || two_slices_grad(&x, &y));
+    let four2 = in_pool(4, || two_slices_grad(&x, &y));
+    assert_eq!(one2, four2, "two_slices: 4 threads differ from 1");
+    // and right: against forward mode along a direction, and finite differences at a few
+    // elements (at the ends of the pieces and of the range)
+    let v = long_input(n, 2.0);
+    let (_, dir) = three_point_jvp(&x, &v);
+    let dot: f64 = four.iter().zip(&v).map(|(g, v)| g * v).sum();
+    assert!(
+        (dot - dir).abs() <= 1e-9 * dir.abs().max(1.0),
+        "three_point: grad . v = {dot}, jvp = {dir}"
+    );
+    let (_, dir2) = two_slices_jvp(&x, &y, &v, &x);
+    let dot2: f64 = four2.0.iter().zip(&v).map(|(g, v)| g * v).sum::<f64>()
+        + four2.1.iter().zip(&x).map(|(g, v)| g * v).sum::<f64>();
+    assert!(
+        (dot2 - dir2).abs() <= 1e-9 * dir2.abs().max(1.0),
+        "two_slices: grad . v = {dot2}, jvp = {dir2}"
+    );
+    let h = 1e-6;
+    for i in [0, 1, n / 8, n / 8 + 1, n / 2, n - 2, n - 1] {
+        let (mut p, mut m) = (x.clone(), x.clone());
+        p[i] += h;
+        m[i] -= h;
+        let want = (three_point(&p) - three_point(&m)) / (2.0 * h);
+        assert!(
+            (four[i] - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "three_point element {i}: {} vs finite differences {want}",
+            four[i]
+        );
+    }
+}
+
+#[grad]
+fn rosen32(x: &[f32]) -> f32 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = 1.0 - x[i];
+        s += 100.0 * a * a + b * b;
+    }
+    s
+}
+
+/// The same in f32, through the pullback of `_vjp` (the split loop inside its closure).
+#[test]
+fn long_f32_pullback_splits_too() {
+    let n = 3 * ferrax::__private::SPLIT_MIN;
+    let x: Vec<f32> = long_input(n, 0.5).iter().map(|&v| v as f32).collect();
+    let one = in_pool(1, || (rosen32_vjp(&x).1)(2.0));
+    let four = in_pool(4, || (rosen32_vjp(&x).1)(2.0));
+    assert_eq!(one, four);
+    assert_eq!(rosen32_vjp(&x).0, rosen32(&x));
+    for i in [0, n / 3, n - 1] {
+        let l = if i > 0 { 200.0 * (x[i] - x[i - 1] * x[i - 1]) } else { 0.0 };
+        let r = if i + 1 < n {
+            -400.0 * x[i] * (x[i + 1] - x[i] * x[i]) - 2.0 * (1.0 - x[i])
+        } else {
+            0.0
+        };
+        let want = 2.0 * (l + r);
+        assert!(
+            (four[i] - want).abs() <= 1e-3 * (1.0 + want.abs()),
+            "element {i}: {} vs closed form {want}",
+            four[i]
+        );
+    }
 }

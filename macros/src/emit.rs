@@ -172,6 +172,42 @@ impl Emitter<'_> {
         quote!(if #(#flags)||* { break; })
     }
 
+    /// A loop marked [`Adapter::Split`]: the sequences it stores into are handed to
+    /// `__private::split_for` as [`Chunk`]s under their own names (nested pairs when there
+    /// are several), and each thread runs the plain loop over its share of the range.
+    ///
+    /// [`Chunk`]: ../../ferrax/__private/struct.Chunk.html
+    fn split_for(&self, index: Var, range: &Range, body: &Block) -> TokenStream {
+        let mut arrays: Vec<Var> = Vec::new();
+        for s in &body.stmts {
+            if let Stmt::Store { array, .. } | Stmt::AddStore { array, .. } = s
+                && !arrays.contains(array)
+            {
+                arrays.push(*array);
+            }
+        }
+        let (lo, hi) = (self.atom(range.lo), self.atom(range.hi));
+        let i = self.var(index);
+        let b = self.block(body);
+        let mut names = arrays.iter().rev().map(|a| self.var(*a));
+        let Some(last) = names.next() else {
+            return quote!(for #i in (#lo..#hi) { #b });
+        };
+        let (mut pat, mut parts) = (
+            quote!(mut #last),
+            quote!(::ferrax::__private::Chunk::of(&mut #last[..])),
+        );
+        for n in names {
+            pat = quote!((mut #n, #pat));
+            parts = quote!((::ferrax::__private::Chunk::of(&mut #n[..]), #parts));
+        }
+        quote! {
+            ::ferrax::__private::split_for(#lo, #hi, #parts, &|#pat, __ferrax_from: usize, __ferrax_to: usize| {
+                for #i in __ferrax_from..__ferrax_to { #b }
+            });
+        }
+    }
+
     fn range(&self, r: &Range) -> TokenStream {
         let lo = self.atom(r.lo);
         let hi = self.atom(r.hi);
@@ -187,6 +223,7 @@ impl Emitter<'_> {
                     let s = self.atom(*s);
                     quote!(#t.step_by(#s))
                 }
+                Adapter::Split => t,
             };
         }
         t
@@ -292,6 +329,12 @@ impl Emitter<'_> {
                 });
                 quote!(match #s { #(#arms)* })
             }
+            Stmt::For {
+                index,
+                range,
+                body,
+                exit,
+            } if range.is_split() => self.split_for(*index, range, body),
             Stmt::For {
                 index,
                 range,

@@ -239,6 +239,11 @@ pub struct Arm {
 pub enum Adapter {
     Rev,
     StepBy(Atom),
+    /// Not a Rust adapter: the iterations are independent, each writes only element `index`
+    /// of the sequences it stores into and reads none of them, and every variable it touches
+    /// is a number or a sequence of numbers. The emitter may then split the range over
+    /// threads (`__private::split_for`). Set only by the gather pass, on its main loop.
+    Split,
 }
 
 /// `lo..hi` or `lo..=hi`, with `.rev()` / `.step_by(s)` adapters in order.
@@ -254,6 +259,10 @@ impl Range {
     /// Whether reversing this range is just toggling `.rev()` (no `step_by`).
     pub fn is_simple(&self) -> bool {
         self.adapters.iter().all(|a| matches!(a, Adapter::Rev))
+    }
+    /// Whether the emitter may split this loop over threads ([`Adapter::Split`]).
+    pub fn is_split(&self) -> bool {
+        self.adapters.iter().any(|a| matches!(a, Adapter::Split))
     }
     pub fn atoms(&self) -> Vec<Atom> {
         let mut v = vec![self.lo, self.hi];

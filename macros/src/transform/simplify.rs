@@ -141,7 +141,8 @@ pub fn carry_adjoint_stores(func: &mut Func, block: &mut Block) {
 }
 
 /// A reverse-sweep loop whose iterations are independent and whose only effects are
-/// accumulations `a[i + c] += v` (c >= 0) into outer sequences is turned inside out: instead
+/// accumulations `a[i + c] += v` into outer sequences (c < 0 only where the range starts at
+/// a constant of at least -c, see [`below_start_ok`]) is turned inside out: instead
 /// of each iteration scattering into `a[i]`, `a[i + 1]`, .., each element `a[j]` gathers the
 /// contributions of the iterations `j - c` that reach it, recomputing what they need:
 ///
@@ -189,6 +190,7 @@ pub fn gather_adjoint_stores(func: &mut Func, block: &mut Block) {
             && invariant(func, range.lo)
             && invariant(func, range.hi)
             && let Some(stencil) = independent_stencil(func, *index, body)
+            && below_start_ok(range.lo, &stencil)
         {
             out.extend(gather_loops(func, *index, range, &stencil, &fresh));
             fresh.retain(|v| !stencil.arrays.contains(v));
@@ -211,6 +213,15 @@ pub fn gather_adjoint_stores(func: &mut Func, block: &mut Block) {
         out.push(s);
     }
     block.stmts = out;
+}
+
+/// Accumulations below the index (`a[i - c]`) gather from `j = lo - c` on: only where the
+/// range starts at a constant of at least `c`, so that no index is computed below zero (a
+/// range starting lower makes the primal's own `x[i - c]` fail, and the gradient must fail
+/// the same way, which the scatter loop kept for it does).
+fn below_start_ok(lo: Atom, st: &Stencil) -> bool {
+    let cmin = st.used_offsets()[0];
+    cmin >= 0 || matches!(lo, Atom::Int(l) if l as i128 + cmin >= 0)
 }
 
 /// An integer constant or a variable that is never reassigned.
@@ -259,8 +270,9 @@ fn independent_stencil(func: &Func, index: Var, body: &Block) -> Option<Stencil>
     let mut arrays: Vec<Var> = Vec::new();
     for s in &body.stmts {
         if let Stmt::AddStore { array, index, .. } = s {
-            let c = index.var().and_then(|t| offs.get(&t).copied())?;
-            if c < 0 || declared.contains(array) {
+            // at a known offset from the index, into a sequence from outside the loop
+            index.var().and_then(|t| offs.get(&t))?;
+            if declared.contains(array) {
                 return None;
             }
             if !arrays.contains(array) {
@@ -368,6 +380,7 @@ fn gather_loops(
         (b1, Atom::Var(b2), Part::Main),
         (Atom::Var(b2), end, Part::Tail),
     ];
+    let split = splittable(func, st);
     for (from, to, part) in parts {
         let j = func.new_var("j", Kind::Int, false);
         let body = gather_body(func, index, j, range, st, part, fresh);
@@ -377,7 +390,11 @@ fn gather_loops(
                 lo: from,
                 hi: to,
                 inclusive: false,
-                adapters: vec![],
+                adapters: if split && part == Part::Main {
+                    vec![Adapter::Split]
+                } else {
+                    vec![]
+                },
             },
             body,
             exit: vec![],
@@ -395,6 +412,24 @@ fn gather_loops(
             els: Block::default(),
         },
     ]
+}
+
+/// Whether the main gather loop may run on several threads ([`Adapter::Split`]): besides
+/// being independent (checked by [`independent_stencil`]), every variable an iteration
+/// touches is a number or a sequence of numbers, which threads can share.
+fn splittable(func: &Func, st: &Stencil) -> bool {
+    let body = Block {
+        stmts: st.stmts.clone(),
+    };
+    read_vars(&body)
+        .into_iter()
+        .chain(declared_vars(&body))
+        .all(|v| {
+            matches!(
+                func.info(v).kind,
+                Kind::Float(_) | Kind::Int | Kind::Bool | Kind::Seq(..)
+            )
+        })
 }
 
 /// Which part of the elements a gather loop covers: the head and tail check that each
@@ -439,10 +474,10 @@ fn gather_body(
         // One iteration, i = j - c, keeping its contributions at offset c.
         let mut it = vec![Stmt::Let {
             var: index,
-            rhs: if c == 0 {
-                Rhs::Atom(Atom::Var(j))
-            } else {
-                Rhs::Prim(Prim::Sub, vec![Atom::Var(j), Atom::Int(c as u128)])
+            rhs: match c {
+                0 => Rhs::Atom(Atom::Var(j)),
+                1.. => Rhs::Prim(Prim::Sub, vec![Atom::Var(j), Atom::Int(c as u128)]),
+                _ => Rhs::Prim(Prim::Add, vec![Atom::Var(j), Atom::Int((-c) as u128)]),
             },
         }];
         for s in &st.stmts {
