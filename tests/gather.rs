@@ -88,7 +88,11 @@ fn behind_from(x: &[f64], k: usize) -> f64 {
 
 #[test]
 fn stencils_match_finite_differences() {
-    check(|x| behind_from(x, 1), |x| behind_from_grad(x, 1), "behind_from");
+    check(
+        |x| behind_from(x, 1),
+        |x| behind_from_grad(x, 1),
+        "behind_from",
+    );
     check(
         |x| behind_from(x, 3.min(x.len().max(1))),
         |x| behind_from_grad(x, 3.min(x.len().max(1))),
@@ -193,7 +197,11 @@ fn long_f32_pullback_splits_too() {
     assert_eq!(one, four);
     assert_eq!(rosen32_vjp(&x).0, rosen32(&x));
     for i in [0, n / 3, n - 1] {
-        let l = if i > 0 { 200.0 * (x[i] - x[i - 1] * x[i - 1]) } else { 0.0 };
+        let l = if i > 0 {
+            200.0 * (x[i] - x[i - 1] * x[i - 1])
+        } else {
+            0.0
+        };
         let r = if i + 1 < n {
             -400.0 * x[i] * (x[i + 1] - x[i] * x[i]) - 2.0 * (1.0 - x[i])
         } else {
