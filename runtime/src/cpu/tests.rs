@@ -896,3 +896,108 @@ fn matmul_rejects_a_view_outside_its_data() {
     }
     kernels::matmul(2, 2, 2, view(&a), view(&b), &mut c);
 }
+
+/// A `k x k` matrix, row-major or transposed.
+fn square<T>(d: &[T], k: usize, transposed: bool) -> MatRef<'_, T> {
+    let (rs, cs) = if transposed {
+        (1, k as isize)
+    } else {
+        (k as isize, 1)
+    };
+    MatRef {
+        data: d,
+        offset: 0,
+        rs,
+        cs,
+    }
+}
+
+/// A diagonal factor (the shortcut that scales rows or columns) gives the product exactly,
+/// in any layout, on either side; one almost diagonal (a single off-diagonal element, the
+/// check's worst case) and an inf in the other factor go through gemm, as IEEE asks.
+fn check_diagonal_matmul<T: Float>() {
+    let mut rng = Rng::new(29);
+    for (k, other) in [(16, 7), (40, 33), (200, 200)] {
+        let diag: Vec<T> = (0..k * k)
+            .map(|p| {
+                if p / k == p % k {
+                    T::from_f64(rng.range(-2.0, 2.0))
+                } else {
+                    T::zero()
+                }
+            })
+            .collect();
+        let mut near = diag.clone();
+        near[k * k - 2] = T::from_f64(0.5); // row k-1, column k-2
+        let dense: Vec<T> = (0..k * other)
+            .map(|_| T::from_f64(rng.range(-1.0, 1.0)))
+            .collect();
+        for (d, what) in [(&diag, "diagonal"), (&near, "almost diagonal")] {
+            for transposed in [false, true] {
+                for dense_t in [false, true] {
+                    let dv = square(d, k, transposed);
+                    // diag (k x k) @ dense (k x other), and dense (other x k) @ diag
+                    let (rs, cs) = if dense_t {
+                        (1, k as isize)
+                    } else {
+                        (other as isize, 1)
+                    };
+                    let right = MatRef {
+                        data: &dense[..],
+                        offset: 0,
+                        rs,
+                        cs,
+                    };
+                    let (rs, cs) = if dense_t {
+                        (1, other as isize)
+                    } else {
+                        (k as isize, 1)
+                    };
+                    let left = MatRef {
+                        data: &dense[..],
+                        offset: 0,
+                        rs,
+                        cs,
+                    };
+                    for (m, n, a, b) in [(k, other, dv, right), (other, k, left, dv)] {
+                        let want = matmul_reference(m, n, k, &a, &b);
+                        let mut c = vec![T::nan(); m * n];
+                        kernels::matmul(m, n, k, a, b, &mut c);
+                        for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+                            let tol = 8.0 * T::epsilon().to_f64() * (1.0 + w.to_f64().abs());
+                            assert!(
+                                (g.to_f64() - w.to_f64()).abs() <= tol,
+                                "{what} {m}x{k} @ {k}x{n} [{}]: element {i}: got {g}, want {w}",
+                                T::DTYPE
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // an inf in the dense factor: 0 * inf is NaN in every row of the product
+        let mut with_inf = dense.clone();
+        with_inf[0] = T::infinity();
+        let b = MatRef {
+            data: &with_inf[..],
+            offset: 0,
+            rs: other as isize,
+            cs: 1,
+        };
+        let mut c = vec![T::zero(); k * other];
+        kernels::matmul(k, other, k, square(&diag, k, false), b, &mut c);
+        for i in 0..k {
+            assert!(
+                c[i * other].is_nan() || (i == 0 && c[0].is_infinite()),
+                "row {i}: {}",
+                c[i * other]
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_with_a_diagonal_factor_is_exact() {
+    check_diagonal_matmul::<f32>();
+    check_diagonal_matmul::<f64>();
+}
