@@ -117,10 +117,23 @@ pub mod __private {
         T::from_i32(n)
     }
 
-    /// A zero Vec as long as `x`.
+    /// A zero Vec as long as `x`. Long ones are zeroed on rayon's threads: a gradient's
+    /// loops that fill it run there too (see [`split_for`]), and one thread writing
+    /// megabytes of zeros would cost a large part of their time.
     #[inline]
-    pub fn zeros<T: Real>(x: &[T]) -> Vec<T> {
-        vec![T::default(); x.len()]
+    pub fn zeros<T: Real + Send>(x: &[T]) -> Vec<T> {
+        let n = x.len();
+        if n < 4 * SPLIT_MIN || rayon::current_num_threads() < 2 {
+            return vec![T::default(); n];
+        }
+        use rayon::prelude::*;
+        let mut v: Vec<T> = Vec::with_capacity(n);
+        v.spare_capacity_mut()
+            .par_chunks_mut(SPLIT_MIN)
+            .for_each(|c| c.iter_mut().for_each(|e| _ = e.write(T::default())));
+        // SAFETY: the first n elements were all written just above.
+        unsafe { v.set_len(n) };
+        v
     }
 
     /// A zero array shaped like `x`.
@@ -274,6 +287,16 @@ pub mod __private {
             #[target_feature(enable = "avx2,fma")]
             fn avx2<P>(outputs: P, lo: usize, hi: usize, body: &impl Fn(P, usize, usize)) {
                 body(outputs, lo, hi)
+            }
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            fn avx512<P>(outputs: P, lo: usize, hi: usize, body: &impl Fn(P, usize, usize)) {
+                body(outputs, lo, hi)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU has the features `avx512` is compiled for.
+                return unsafe { avx512(outputs, lo, hi, body) };
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
