@@ -2,6 +2,8 @@
 //! (f64); `f_jacobian` equals both; Hessians are symmetric, match finite differences of the
 //! gradient, and `hvp` equals `hessian * v`.
 
+#![allow(clippy::needless_range_loop)] // index loops are the code under test
+
 use ferrax::prelude::*;
 
 fn normal(seed: u64, shape: &[usize]) -> Tensor {
@@ -135,4 +137,106 @@ fn hessian_of_a_matrix_input() {
     assert_close(&h, &fd, 1e-6, "hessian");
     let flat = h.reshape(&[6, 6]);
     assert_close(&flat, &flat.t().contiguous(), 1e-12, "symmetry");
+}
+
+// ---- scalar code over slices: `&[f64] -> Vec<f64>` ----
+
+/// `tanh(w_j x_(j mod n)) * |x|^2` with a loop, a branch and a local Vec: as many outputs as
+/// `w` has elements.
+#[jacobian(wrt(x))]
+fn slice_map(x: &[f64], w: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut y = vec![0.0; w.len()];
+    let mut s = 0.0;
+    for i in 0..n {
+        s += x[i] * x[i];
+    }
+    for j in 0..w.len() {
+        let t = (w[j] * x[j % n]).tanh();
+        y[j] = if t > 0.0 { t * s } else { t + x[0] };
+    }
+    y
+}
+
+/// A stencil (differences of neighbours), with `push`: `n - 1` outputs.
+#[jacobian]
+fn diffs(x: &[f64]) -> Vec<f64> {
+    let mut d = Vec::with_capacity(x.len());
+    for i in 1..x.len() {
+        d.push((x[i] - x[i - 1]).sin() * x[i]);
+    }
+    d
+}
+
+#[jacobian]
+fn squares32(x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        y[i] = x[i] * x[i] * 0.5;
+    }
+    y
+}
+
+/// Central differences of a slice function, as rows.
+fn fd_rows(f: &dyn Fn(&[f64]) -> Vec<f64>, x: &[f64]) -> Vec<Vec<f64>> {
+    let m = f(x).len();
+    let mut rows = vec![vec![0.0; x.len()]; m];
+    for k in 0..x.len() {
+        let h = 1e-6 * (1.0 + x[k].abs());
+        let (mut p, mut q) = (x.to_vec(), x.to_vec());
+        p[k] += h;
+        q[k] -= h;
+        let (fp, fq) = (f(&p), f(&q));
+        for i in 0..m {
+            rows[i][k] = (fp[i] - fq[i]) / (2.0 * h);
+        }
+    }
+    rows
+}
+
+fn rows_close(got: &[Vec<f64>], want: &[Vec<f64>], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: rows");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: row {i} length");
+        for (k, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{what}: element ({i}, {k}): got {a}, want {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn slice_jacobians_match_finite_differences_in_both_modes() {
+    let x = [0.3, -0.7, 1.1, 0.2];
+    for w in [vec![0.5, -1.2], vec![0.9; 11]] {
+        let fd = fd_rows(&|x| slice_map(x, &w), &x);
+        let fwd = slice_map_jacfwd(&x, &w);
+        let rev = slice_map_jacrev(&x, &w);
+        rows_close(&fwd, &fd, 1e-6, "slice_map jacfwd");
+        rows_close(&rev, &fwd, 1e-12, "slice_map jacrev vs jacfwd");
+        rows_close(
+            &slice_map_jacobian(&x, &w),
+            &fwd,
+            1e-12,
+            "slice_map jacobian",
+        );
+    }
+    for n in [0usize, 1, 2, 7] {
+        let x: Vec<f64> = (0..n).map(|i| 0.4 + 0.3 * (i as f64).cos()).collect();
+        let fwd = diffs_jacfwd(&x);
+        assert_eq!(fwd.len(), n.saturating_sub(1), "diffs n = {n}: rows");
+        rows_close(&fwd, &fd_rows(&diffs, &x), 1e-6, "diffs jacfwd");
+        rows_close(&diffs_jacrev(&x), &fwd, 1e-12, "diffs jacrev vs jacfwd");
+        rows_close(&diffs_jacobian(&x), &fwd, 1e-12, "diffs jacobian");
+    }
+    let x = [1.5f32, -2.0, 0.25];
+    let j = squares32_jacobian(&x);
+    for (i, row) in j.iter().enumerate() {
+        for (k, v) in row.iter().enumerate() {
+            assert_eq!(*v, if i == k { x[i] } else { 0.0 }, "squares32 ({i}, {k})");
+        }
+    }
+    assert_eq!(squares32_jacrev(&x), j);
 }

@@ -9,6 +9,9 @@ use syn::{Ident, Token};
 pub struct GradAttr {
     /// The parameters to differentiate with respect to; `None`: every float parameter.
     pub wrt: Option<Vec<Ident>>,
+    /// Whether the function may return a `Vec` of floats (`#[jacobian]` of slice code; not
+    /// an attribute argument).
+    pub seq_output: bool,
 }
 
 impl Parse for GradAttr {

@@ -9,6 +9,10 @@
 //!   basis of the input.
 //!
 //! Results are shaped `[outputs.., inputs..]` (a Hessian: `[inputs.., inputs..]`).
+//!
+//! Scalar code over a slice returning a `Vec` has no batching: its Jacobian loops over
+//! passes instead (`slice_jacobian`), one jvp per input element or one vjp per output
+//! element, and returns the rows.
 
 use crate::analyse::{dce, varied};
 use crate::attr::GradAttr;
@@ -35,6 +39,12 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
+    if which == Which::Jacobian
+        && let syn::ReturnType::Type(_, ret) = &item.sig.output
+        && matches!(crate::parse::type_kind(ret), Ok(Kind::Seq(Seq::Vec, _)))
+    {
+        return slice_jacobian(gattr, item);
+    }
     let (func, sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
         Ok(l) => l,
         Err(errors) => return Ok(errors),
@@ -288,4 +298,205 @@ fn axes_last(n: usize) -> Vec<Option<isize>> {
         *l = Some(0);
     }
     a
+}
+
+/// `#[jacobian]` of scalar code over a slice returning a `Vec` (`fn f(x: &[f64], ..) ->
+/// Vec<f64>`): `f_jacfwd` runs one forward pass per element of `x` (jvp along each unit
+/// vector), `f_jacrev` one reverse pass per element of the output (the value and gradient
+/// of the output's dot product with each unit vector), `f_jacobian` the cheaper of the two.
+/// The result is the rows of the Jacobian: one `Vec` per output element, as long as `x`.
+fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenStream> {
+    gattr.seq_output = true;
+    let (func, _sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
+        Ok(l) => l,
+        Err(errors) => return Ok(errors),
+    };
+    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    let slice = match active.as_slice() {
+        [p] => match (&p.ty, &func.info(p.var).kind) {
+            (syn::Type::Reference(r), Kind::Seq(Seq::Slice, prec)) if r.mutability.is_none() => {
+                Some(((*p).clone(), *prec))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((x, prec)) = slice else {
+        return Err(syn::Error::new_spanned(
+            &item.sig.inputs,
+            "#[jacobian] of a function returning a `Vec` differentiates with respect to one slice parameter `&[f64]` or `&[f32]`; name it with `jacobian(wrt(x))` when there are several float parameters",
+        ));
+    };
+    // The other arguments are passed to every pass: references or copies only.
+    for p in &func.params {
+        if !matches!(&p.ty, syn::Type::Reference(r) if r.mutability.is_none())
+            && !matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Int | Kind::Bool
+            )
+        {
+            return Err(syn::Error::new_spanned(
+                &p.ty,
+                "#[jacobian] calls the function once per pass: take this argument by shared reference (`&T`), or make it a number or a bool",
+            ));
+        }
+    }
+    let real = match prec {
+        Prec::F32 => quote!(f32),
+        _ => quote!(f64),
+    };
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let hidden = quote!(#[doc(hidden)] #allow);
+    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
+    let params: Vec<TokenStream> = func
+        .params
+        .iter()
+        .map(|p| {
+            let (id, ty) = (&p.ident, &p.ty);
+            quote!(#id: #ty)
+        })
+        .collect();
+    let (xi, xty) = (&x.ident, &x.ty);
+    let mut out = quote!(#item);
+
+    // forward: value and tangent along `dx`
+    let j = jvp(&func, &varied_set);
+    let mut jf = j.func.clone();
+    let outs: HashSet<Var> = [func.output, j.tangent]
+        .iter()
+        .filter_map(|a| a.var())
+        .collect();
+    dce(&mut jf.body, &outs, &HashSet::new());
+    let Some(&(_, dx)) = j.tangent_params.first() else {
+        return Err(syn::Error::new_spanned(
+            xty,
+            "no tangent for this parameter",
+        ));
+    };
+    jf.params.push(Param {
+        var: dx,
+        ident: crate::emit::var_ident(&jf, dx),
+        ty: xty.clone(),
+        active: false,
+    });
+    let em = Emitter {
+        func: &jf,
+        owned_params: false,
+    };
+    let fparams = crate::grad::param_list(&em, &jf);
+    let body = em.block(&jf.body);
+    let value = em.atom(func.output);
+    let tangent = match j.tangent {
+        Atom::Var(_) => em.atom(j.tangent),
+        // an output that does not depend on x
+        _ => quote!(::std::vec![0.0; #value.len()]),
+    };
+    let fwd_name = format_ident!("__ferrax_{}_jvp_seq", name);
+    out.extend(quote! {
+        #hidden
+        fn #fwd_name(#(#fparams),*) -> (::std::vec::Vec<#real>, ::std::vec::Vec<#real>) {
+            #body
+            (#value, #tangent)
+        }
+    });
+
+    // reverse: the gradient of `ct . f(x)`
+    let v = vjp(&func, &varied_set);
+    let mut rf = v.func.clone();
+    let mut stmts = v.fwd.stmts.clone();
+    stmts.extend(v.rev.stmts.iter().cloned());
+    let mut blk = Block { stmts };
+    crate::transform::simplify::first_writes(&rf, &mut blk);
+    let grads: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+    dce(&mut blk, &grads, &HashSet::new());
+    crate::transform::simplify::gather_adjoint_stores(&mut rf, &mut blk);
+    crate::transform::simplify::carry_adjoint_stores(&mut rf, &mut blk);
+    rf.body = blk;
+    let ct_ty: syn::Type = syn::parse_quote!(&[#real]);
+    rf.params.push(Param {
+        var: v.seed,
+        ident: format_ident!("__ferrax_ct"),
+        ty: ct_ty,
+        active: false,
+    });
+    let em = Emitter {
+        func: &rf,
+        owned_params: false,
+    };
+    let rparams = crate::grad::param_list(&em, &rf);
+    let body = em.block(&rf.body);
+    let grad = em.atom(v.grads[0]);
+    let rev_name = format_ident!("__ferrax_{}_vjp_seq", name);
+    out.extend(quote! {
+        #hidden
+        fn #rev_name(#(#rparams),*) -> ::std::vec::Vec<#real> {
+            #body
+            #grad
+        }
+    });
+
+    let (jf_name, jr_name, j_name) = (
+        format_ident!("{}_jacfwd", name),
+        format_ident!("{}_jacrev", name),
+        format_ident!("{}_jacobian", name),
+    );
+    let shape = format!(
+        "The rows of the Jacobian: one `Vec` per element of the output, each as long as `{xi}`."
+    );
+    let jf_doc = format!(
+        "Jacobian of [`{name}`] with respect to `{xi}` in forward mode: one forward pass per element of `{xi}`. {shape}"
+    );
+    let jr_doc = format!(
+        "Jacobian of [`{name}`] with respect to `{xi}` in reverse mode: one forward and one reverse sweep per element of the output. {shape}"
+    );
+    let j_doc = format!(
+        "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. {shape}"
+    );
+    out.extend(quote! {
+        #[doc = #jf_doc]
+        #allow
+        #vis fn #jf_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
+            let __ferrax_n = #xi.len();
+            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_n];
+            let mut __ferrax_cols = ::std::vec::Vec::with_capacity(__ferrax_n);
+            for __ferrax_k in 0..__ferrax_n {
+                __ferrax_e[__ferrax_k] = 1.0;
+                __ferrax_cols.push(#fwd_name(#(#args,)* &__ferrax_e).1);
+                __ferrax_e[__ferrax_k] = 0.0;
+            }
+            let __ferrax_m = match __ferrax_cols.first() {
+                Some(c) => c.len(),
+                None => #name(#(#args),*).len(),
+            };
+            ::ferrax::__private::rows_of_columns(&__ferrax_cols, __ferrax_m)
+        }
+
+        #[doc = #jr_doc]
+        #allow
+        #vis fn #jr_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
+            let __ferrax_m = #name(#(#args),*).len();
+            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_m];
+            let mut __ferrax_rows = ::std::vec::Vec::with_capacity(__ferrax_m);
+            for __ferrax_i in 0..__ferrax_m {
+                __ferrax_e[__ferrax_i] = 1.0;
+                __ferrax_rows.push(#rev_name(#(#args,)* &__ferrax_e));
+                __ferrax_e[__ferrax_i] = 0.0;
+            }
+            __ferrax_rows
+        }
+
+        #[doc = #j_doc]
+        #allow
+        #vis fn #j_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
+            let __ferrax_m = #name(#(#args),*).len();
+            if ::ferrax::__private::b::prefer_forward(#xi.len(), __ferrax_m) {
+                #jf_name(#(#args),*)
+            } else {
+                #jr_name(#(#args),*)
+            }
+        }
+    });
+    Ok(out)
 }

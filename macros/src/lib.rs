@@ -149,7 +149,8 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Emits the Jacobian of a `Tensor -> Tensor` function with respect to its (one active)
-/// tensor parameter, shaped `[output axes.., input axes..]`:
+/// tensor parameter, shaped `[output axes.., input axes..]` (or of a slice function
+/// returning a `Vec`, below):
 ///
 /// - `f_jacfwd(args..)`: forward mode, one forward pass batched over the input's basis;
 /// - `f_jacrev(args..)`: reverse mode, one reverse sweep batched over the output's basis;
@@ -158,6 +159,30 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `#[jacobian(wrt(x))]` names the parameter when there are several; the others are
 /// constants.
+///
+/// Scalar code over a slice returning a `Vec` (`fn f(x: &[f64], ..) -> Vec<f64>`, also
+/// `f32`) gets the same three functions, returning the rows of the Jacobian
+/// (`Vec<Vec<f64>>`, one row per output element): `f_jacfwd` runs one forward pass per
+/// element of `x`, `f_jacrev` one forward and reverse sweep per output element. Such a
+/// function ends with the Vec it returns (no `return`), and takes its other arguments by
+/// shared reference or as numbers.
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[jacobian]
+/// fn diffs(x: &[f64]) -> Vec<f64> {
+///     let mut d = Vec::with_capacity(x.len());
+///     for i in 1..x.len() {
+///         d.push(x[i] * x[i] - x[i - 1]);
+///     }
+///     d
+/// }
+///
+/// let j = diffs_jacobian(&[1.0, 2.0, 3.0]);
+/// assert_eq!(j, vec![vec![-1.0, 4.0, 0.0], vec![0.0, -1.0, 6.0]]);
+/// assert_eq!(diffs_jacfwd(&[1.0, 2.0, 3.0]), diffs_jacrev(&[1.0, 2.0, 3.0]));
+/// ```
 ///
 /// ```
 /// use ferrax::prelude::*;

@@ -38,6 +38,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         ret_flag: Var(0),
         ret_val: Var(0),
         used_return: false,
+        seq_ret: false,
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -62,12 +63,13 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     let ret_kind = match type_kind(&ret_ty) {
         Ok(Kind::Float(p)) => Kind::Float(p),
         Ok(Kind::Tensor) => Kind::Tensor,
+        Ok(Kind::Seq(Seq::Vec, p)) if attr.seq_output => Kind::Seq(Seq::Vec, p),
         // A generic return type is reported once, as a generic parameter.
         _ if sig.generics.type_params().next().is_some() => Kind::Float(Prec::F64),
         _ => {
             cx.error(
                 &ret_ty,
-                "a #[grad] function must return a scalar `f32` or `f64`, or a `Tensor`",
+                "a #[grad] function must return a scalar `f32` or `f64`, or a `Tensor` (a function of a slice returning a `Vec` has `#[jacobian]`)",
             );
             Kind::Float(Prec::F64)
         }
@@ -75,7 +77,9 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     l.lower_params(sig, attr);
     l.ret_flag = l.func.new_var("returned", Kind::Bool, true);
     let tensor_ret = ret_kind == Kind::Tensor;
-    l.ret_val = l.func.new_var("ret", ret_kind, true);
+    let seq_ret = matches!(ret_kind, Kind::Seq(..));
+    l.seq_ret = seq_ret;
+    l.ret_val = l.func.new_var("ret", ret_kind.clone(), true);
     l.emit(Stmt::Let {
         var: l.ret_flag,
         rhs: Rhs::Atom(Atom::Bool(false)),
@@ -83,6 +87,8 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     let ret_init = if tensor_ret {
         // a value to overwrite: `return` assigns the real one
         tensor_placeholder()
+    } else if seq_ret {
+        Rhs::NewSeq(NewSeq::Empty { capacity: None })
     } else {
         Rhs::Atom(Atom::Float(0.0))
     };
@@ -268,6 +274,8 @@ struct Lowerer<'c> {
     ret_flag: Var,
     ret_val: Var,
     used_return: bool,
+    /// The function returns a `Vec`: only as its tail expression.
+    seq_ret: bool,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
@@ -1880,6 +1888,13 @@ impl Lowerer<'_> {
     }
 
     fn lower_return(&mut self, r: &syn::ExprReturn) {
+        if self.seq_ret {
+            self.cx.error(
+                r,
+                "`return` is not supported in a function returning a `Vec`: end the function with the Vec it returns",
+            );
+            return;
+        }
         let Some(e) = &r.expr else {
             self.cx.error(r, "`return` needs the value of the function");
             return;

@@ -64,9 +64,16 @@ pub fn vjp(func: &Func, varied: &HashSet<Var>) -> VjpOut {
         && varied.contains(&o)
     {
         let a = t.adj(o);
-        rstmts.push(Stmt::AddAssign {
-            var: a,
-            value: Atom::Var(seed),
+        rstmts.push(if matches!(func.kind(func.output), Kind::Seq(..)) {
+            Stmt::AddSeq {
+                target: a,
+                value: seed,
+            }
+        } else {
+            Stmt::AddAssign {
+                var: a,
+                value: Atom::Var(seed),
+            }
         });
     }
     rstmts.extend(rev);
