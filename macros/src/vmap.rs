@@ -6,7 +6,7 @@
 use crate::attr::{GradAttr, VmapAttr};
 use crate::emit::Emitter;
 use crate::ir::*;
-use crate::transform::vjp::vjp;
+use crate::transform::vjp::vjp_recomputing_calls;
 use crate::transform::vmap::{VmapIn, vmap};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -78,7 +78,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         &func,
     )?);
     if grad_attr.is_some() {
-        let v = vjp(&func, &varied_set);
+        // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
+        // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
+        let v = vjp_recomputing_calls(&func, &varied_set);
+        out.extend(ct_counterpart(&item, &sig)?);
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -120,6 +123,74 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         )?);
     }
     Ok(out)
+}
+
+/// `__ferrax_vmap0_ct_f(args.., ct)`: the gradients of `ct . f(args)` with respect to every
+/// float and tensor parameter (a tuple when several), every one of them and `ct` batched
+/// along axis 0: what the batched reverse sweep of a caller calls for a call of `f` (see
+/// [`VMAP0_CT`](crate::transform::vmap::VMAP0_CT)). Not emitted where `f` has a parameter
+/// struct or a sequence among its float parameters, or where differentiating with respect to
+/// every float parameter is not possible: a caller then gets rustc's error for the missing
+/// function, at the call.
+fn ct_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> syn::Result<TokenStream> {
+    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
+        return Ok(quote!());
+    };
+    if func
+        .params
+        .iter()
+        .any(|p| p.active && !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
+    {
+        return Ok(quote!());
+    }
+    let v = vjp_recomputing_calls(&func, &varied_set);
+    let mut g = v.func.clone();
+    let mut stmts = v.fwd.stmts.clone();
+    stmts.extend(v.rev.stmts.iter().cloned());
+    let mut blk = Block { stmts };
+    crate::transform::simplify::first_writes(&g, &mut blk);
+    let outs: std::collections::HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+    crate::analyse::dce(&mut blk, &outs, &Default::default());
+    g.body = blk;
+    let ct_ty: Type = if func.kind(func.output) == Kind::Tensor {
+        syn::parse_quote!(&::ferrax::Tensor)
+    } else {
+        sig.ret_ty.clone()
+    };
+    g.params.push(Param {
+        var: v.seed,
+        ident: format_ident!("__ferrax_ct"),
+        ty: ct_ty,
+        active: false,
+    });
+    let axes: Vec<Option<isize>> = g
+        .params
+        .iter()
+        .map(|p| matches!(g.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
+        .collect();
+    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    let outputs: Vec<(Atom, Type)> = v
+        .grads
+        .iter()
+        .zip(&active)
+        .map(|(a, p)| (*a, crate::grad::grad_type(&p.ty)))
+        .collect();
+    if outputs.is_empty() {
+        return Ok(quote!());
+    }
+    // where the gradient cannot be batched, nothing: a caller gets the missing function
+    Ok(batched_fn(
+        &BatchedFn {
+            name: format_ident!("{}{}", crate::transform::vmap::VMAP0_CT, item.sig.ident),
+            doc: String::new(),
+            item,
+            axes: &axes,
+            outputs,
+            out_axes: 0,
+        },
+        &g,
+    )
+    .unwrap_or_default())
 }
 
 /// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and

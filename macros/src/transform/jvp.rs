@@ -143,9 +143,14 @@ impl Jvp<'_> {
                                 None => match (a.atom, &kind) {
                                     (Atom::Var(v), Kind::Tensor | Kind::Struct) => {
                                         let z = self.tan_or_zero(a.atom, v, out);
+                                        // the zero is a local: borrowed where the argument
+                                        // is a reference parameter passed on as written
+                                        let by_ref = self.func.params.iter().any(|p| {
+                                            p.var == v && matches!(p.ty, syn::Type::Reference(_))
+                                        });
                                         all.push(Arg {
                                             atom: z,
-                                            borrow: a.borrow,
+                                            borrow: a.borrow || by_ref,
                                         });
                                     }
                                     (Atom::Var(v), Kind::Seq(s, _)) => {

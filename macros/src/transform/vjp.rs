@@ -38,11 +38,24 @@ pub struct VjpOut {
 
 /// Reverse mode of `func`, whose varied variables are `varied`.
 pub fn vjp(func: &Func, varied: &HashSet<Var>) -> VjpOut {
+    vjp_with(func, varied, false)
+}
+
+/// Reverse mode where every call of another `#[grad]` function is differentiated by
+/// calling its vjp again in the reverse sweep (`CallMode::VjpApply`) instead of keeping its
+/// pullback: what `vmap` can batch (a closure cannot be), through the callee's
+/// `__ferrax_vmap0_ct_` counterpart.
+pub fn vjp_recomputing_calls(func: &Func, varied: &HashSet<Var>) -> VjpOut {
+    vjp_with(func, varied, true)
+}
+
+fn vjp_with(func: &Func, varied: &HashSet<Var>, recompute_calls: bool) -> VjpOut {
     let mut t = Vjp {
         func: func.clone(),
         varied,
         adj: HashMap::new(),
         logs: HashMap::new(),
+        recompute_calls,
     };
     let (fwd, rev) = t.block(&func.body);
     let out_kind = func.kind(func.output);
@@ -92,6 +105,8 @@ struct Vjp<'a> {
     adj: HashMap<Var, Var>,
     /// The undo log of each Vec/array variable that is declared mutable.
     logs: HashMap<Var, Var>,
+    /// See [`vjp_recomputing_calls`].
+    recompute_calls: bool,
 }
 
 type Sweeps = (Vec<Stmt>, Vec<Stmt>);
@@ -481,7 +496,7 @@ impl Vjp<'_> {
                     _ => false,
                 });
                 let g = self.func.new_var("grads", Kind::Opaque, false);
-                if borrows_local {
+                if borrows_local || self.recompute_calls {
                     let mode = CallMode::VjpApply(Atom::Var(a));
                     rev.push(Stmt::Let {
                         var: g,

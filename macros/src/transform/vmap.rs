@@ -198,6 +198,12 @@ fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Va
 /// functions call: every float and tensor parameter batched along axis 0, result along 0.
 pub const VMAP0: &str = "__ferrax_vmap0_";
 
+/// The prefix of the batched "gradients for a cotangent" counterpart `#[vmap] #[grad]`
+/// emits (every float and tensor parameter, and the cotangent, batched along axis 0; the
+/// gradients of every float and tensor parameter, a tuple when several): what a batched
+/// reverse sweep calls for a call of that function.
+pub const VMAP0_CT: &str = "__ferrax_vmap0_ct_";
+
 struct Vmap<'a> {
     /// The variables batched from the start (lifts add their own, already marked).
     set: HashSet<Var>,
@@ -548,21 +554,35 @@ impl Vmap<'_> {
             }
             // another `#[vmap]` function: its counterpart batched along axis 0 in every
             // float and tensor parameter, with the unbatched ones lifted
+            // and the gradients of a `#[vmap] #[grad]` callee for a cotangent (a reverse
+            // sweep that recomputes calls: `vjp_recomputing_calls`), batched the same way
             Rhs::Call {
                 func,
                 args,
-                mode: CallMode::Primal,
+                mode: mode @ (CallMode::Primal | CallMode::VjpApply(_)),
                 span,
             } => {
+                let (prefix, ct) = match mode {
+                    CallMode::VjpApply(ct) => (VMAP0_CT, Some(*ct)),
+                    _ => (VMAP0, None),
+                };
                 let mut path = func.clone();
                 if let Some(last) = path.path.segments.last_mut() {
                     last.ident = syn::Ident::new(
-                        &format!("{VMAP0}{}", last.ident.unraw()),
+                        &format!("{prefix}{}", last.ident.unraw()),
                         last.ident.span(),
                     );
                 }
+                let all: Vec<Arg> = args
+                    .iter()
+                    .cloned()
+                    .chain(ct.map(|atom| Arg {
+                        atom,
+                        borrow: false,
+                    }))
+                    .collect();
                 let mut new_args = Vec::new();
-                for a in args {
+                for a in &all {
                     let kind = self.orig_kind(a.atom);
                     let batchable = matches!(kind, Kind::Float(_) | Kind::Tensor);
                     if !batchable && self.is_batched(a.atom) {
@@ -578,8 +598,9 @@ impl Vmap<'_> {
                     } else {
                         a.atom
                     };
-                    // a batched float is a tensor: passed by reference
-                    let borrow = a.borrow || matches!(kind, Kind::Float(_));
+                    // floats and tensors are tensors here, passed by reference (a lifted
+                    // argument or a cotangent is an owned one; `&&Tensor` coerces)
+                    let borrow = a.borrow || batchable;
                     new_args.push(Arg { atom, borrow });
                 }
                 Rhs::Call {
@@ -594,7 +615,7 @@ impl Vmap<'_> {
                 self.fail(
                     *span,
                     format!(
-                        "#[vmap]: `{name}` is called with per-example arguments through its derivative (inside `#[grad]`), which cannot be batched yet; write the callee's body inline"
+                        "`{name}` is called through its forward-mode derivative with batched arguments (per example under #[vmap], per basis direction in #[jacobian] and #[hessian]), which cannot be batched yet; write the callee's body inline"
                     ),
                 );
                 rhs.clone()
