@@ -335,6 +335,29 @@ pub fn lower_checked(
     }
 }
 
+/// Both sweeps of reverse mode in one body, seeded with a cotangent taken as one more
+/// parameter, `__ferrax_ct: ct_ty`: the gradients of `ct . f(args)` (outputs `v.grads`).
+/// What Jacobians in reverse mode and batched callers of `#[vmap] #[grad]` functions run.
+pub fn cotangent_ir(v: &crate::transform::vjp::VjpOut, ct_ty: Type) -> Func {
+    let mut g = v.func.clone();
+    let mut stmts = v.fwd.stmts.clone();
+    stmts.extend(v.rev.stmts.iter().cloned());
+    let mut blk = Block { stmts };
+    first_writes(&g, &mut blk);
+    let outs: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
+    dce(&mut blk, &outs, &HashSet::new());
+    gather_adjoint_stores(&mut g, &mut blk);
+    carry_adjoint_stores(&mut g, &mut blk);
+    g.body = blk;
+    g.params.push(Param {
+        var: v.seed,
+        ident: format_ident!("__ferrax_ct"),
+        ty: ct_ty,
+        active: false,
+    });
+    g
+}
+
 /// Both sweeps of reverse mode in one body, seeded with 1 (a one-element tensor output:
 /// ones shaped like it): the IR of `f_grad` (`with_value`: of `f_value_and_grad`). Its
 /// outputs are `v.grads` and `func.output`.

@@ -112,20 +112,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             )?);
             // reverse: the gradient of x, batched over cotangents of the output
             let v = vjp(&func, &varied_set);
-            let mut rf = v.func.clone();
-            let mut stmts = v.fwd.stmts.clone();
-            stmts.extend(v.rev.stmts.iter().cloned());
-            let mut blk = Block { stmts };
-            crate::transform::simplify::first_writes(&rf, &mut blk);
-            let outs: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
-            dce(&mut blk, &outs, &HashSet::new());
-            rf.body = blk;
-            rf.params.push(Param {
-                var: v.seed,
-                ident: format_ident!("__ferrax_ct"),
-                ty: tensor.clone(),
-                active: false,
-            });
+            let rf = crate::grad::cotangent_ir(&v, tensor.clone());
             let rev_name = format_ident!("__ferrax_{}_jacrev_batched", name);
             out.extend(batched_fn(
                 &BatchedFn {
@@ -404,23 +391,7 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
 
     // reverse: the gradient of `ct . f(x)`
     let v = vjp(&func, &varied_set);
-    let mut rf = v.func.clone();
-    let mut stmts = v.fwd.stmts.clone();
-    stmts.extend(v.rev.stmts.iter().cloned());
-    let mut blk = Block { stmts };
-    crate::transform::simplify::first_writes(&rf, &mut blk);
-    let grads: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
-    dce(&mut blk, &grads, &HashSet::new());
-    crate::transform::simplify::gather_adjoint_stores(&mut rf, &mut blk);
-    crate::transform::simplify::carry_adjoint_stores(&mut rf, &mut blk);
-    rf.body = blk;
-    let ct_ty: syn::Type = syn::parse_quote!(&[#real]);
-    rf.params.push(Param {
-        var: v.seed,
-        ident: format_ident!("__ferrax_ct"),
-        ty: ct_ty,
-        active: false,
-    });
+    let rf = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
     let em = Emitter {
         func: &rf,
         owned_params: false,

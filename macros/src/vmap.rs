@@ -144,25 +144,12 @@ fn ct_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> syn::Res
         return Ok(quote!());
     }
     let v = vjp_recomputing_calls(&func, &varied_set);
-    let mut g = v.func.clone();
-    let mut stmts = v.fwd.stmts.clone();
-    stmts.extend(v.rev.stmts.iter().cloned());
-    let mut blk = Block { stmts };
-    crate::transform::simplify::first_writes(&g, &mut blk);
-    let outs: std::collections::HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
-    crate::analyse::dce(&mut blk, &outs, &Default::default());
-    g.body = blk;
     let ct_ty: Type = if func.kind(func.output) == Kind::Tensor {
         syn::parse_quote!(&::ferrax::Tensor)
     } else {
         sig.ret_ty.clone()
     };
-    g.params.push(Param {
-        var: v.seed,
-        ident: format_ident!("__ferrax_ct"),
-        ty: ct_ty,
-        active: false,
-    });
+    let g = crate::grad::cotangent_ir(&v, ct_ty);
     let axes: Vec<Option<isize>> = g
         .params
         .iter()
