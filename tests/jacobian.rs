@@ -240,3 +240,100 @@ fn slice_jacobians_match_finite_differences_in_both_modes() {
     }
     assert_eq!(squares32_jacrev(&x), j);
 }
+
+// ---- Hessians of scalar code over slices ----
+
+/// The same body under `#[hessian]` and under `#[grad]` (the reference gradient).
+macro_rules! hessian_and_grad {
+    (#[$ha:meta] #[$ga:meta] fn $h:ident / $g:ident ($($args:tt)*) $body:block) => {
+        #[allow(dead_code)]
+        #[$ha]
+        fn $h($($args)*) -> f64 $body
+        #[allow(dead_code)]
+        #[$ga]
+        fn $g($($args)*) -> f64 $body
+    };
+}
+
+hessian_and_grad! {
+    #[hessian] #[grad]
+    fn rosen_h / rosen_g (x: &[f64]) {
+        let mut s = 0.0;
+        for i in 0..x.len() - 1 {
+            let a = x[i + 1] - x[i] * x[i];
+            let b = 1.0 - x[i];
+            s += 100.0 * a * a + b * b;
+        }
+        s
+    }
+}
+
+// A branch, a local Vec and a parameter that is not differentiated.
+hessian_and_grad! {
+    #[hessian(wrt(x))] #[grad(wrt(x))]
+    fn mixed_h / mixed_g (x: &[f64], k: f64) {
+        let mut y = vec![0.0; x.len()];
+        let mut s = 0.0;
+        for i in 0..x.len() {
+            y[i] = (k * x[i]).sin() * x[i];
+            s += if y[i] > 0.0 { y[i] * y[i] } else { -y[i] * x[0] };
+        }
+        s * x[x.len() - 1]
+    }
+}
+
+#[test]
+fn slice_hessians_are_symmetric_and_match_finite_differences_of_the_gradient() {
+    let x = [0.3, -0.7, 1.1, 0.2, 0.9];
+    let h = rosen_h_hessian(&x);
+    let fd = fd_rows(&|x| rosen_g_grad(x), &x);
+    rows_close(&h, &fd, 1e-6, "rosen hessian");
+    let k = 1.3;
+    let hm = mixed_h_hessian(&x, k);
+    rows_close(
+        &hm,
+        &fd_rows(&|x| mixed_g_grad(x, k), &x),
+        1e-6,
+        "mixed hessian",
+    );
+    for (h, what) in [(&h, "rosen"), (&hm, "mixed")] {
+        for i in 0..x.len() {
+            for j in 0..x.len() {
+                assert!(
+                    (h[i][j] - h[j][i]).abs() < 1e-9,
+                    "{what} not symmetric at ({i}, {j})"
+                );
+            }
+        }
+    }
+    // hvp along a direction equals H v
+    let v = [0.5, -1.0, 0.25, 2.0, -0.3];
+    let hv = mixed_h_hvp(&x, k, &v);
+    for i in 0..x.len() {
+        let want: f64 = (0..x.len()).map(|j| hm[i][j] * v[j]).sum();
+        assert!((hv[i] - want).abs() < 1e-9 * (1.0 + want.abs()), "hvp {i}");
+    }
+}
+
+/// A long Rosenbrock: the gradient's gather loop runs split over threads inside the hvp too.
+#[test]
+fn long_slice_hvp_matches_finite_differences_of_the_gradient() {
+    let n = 200_000;
+    let x: Vec<f64> = (0..n)
+        .map(|i| 0.5 + 0.4 * (i as f64 * 0.37).sin())
+        .collect();
+    let v: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
+    let hv = rosen_h_hvp(&x, &v);
+    let h = 1e-6;
+    let plus: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a + h * b).collect();
+    let minus: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a - h * b).collect();
+    let (gp, gm) = (rosen_g_grad(&plus), rosen_g_grad(&minus));
+    for i in [0, 1, n / 3, n / 2 + 1, n - 2, n - 1] {
+        let want = (gp[i] - gm[i]) / (2.0 * h);
+        assert!(
+            (hv[i] - want).abs() < 1e-5 * (1.0 + want.abs()),
+            "element {i}: {} vs {want}",
+            hv[i]
+        );
+    }
+}

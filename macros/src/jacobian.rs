@@ -50,13 +50,25 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         Err(errors) => return Ok(errors),
     };
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    if which == Which::Hessian
+        && let [p] = active.as_slice()
+        && let Kind::Seq(Seq::Slice, prec) = func.info(p.var).kind
+        && matches!(func.kind(func.output), Kind::Float(_))
+    {
+        return slice_hessian(&item, &func, &varied_set, p, prec);
+    }
     let x = match active.as_slice() {
         [p] if func.info(p.var).kind == Kind::Tensor => (*p).clone(),
         _ => {
             return Err(syn::Error::new_spanned(
                 &item.sig.inputs,
                 format!(
-                    "{label} differentiates with respect to one `&Tensor` parameter; name it with `{}(wrt(x))` when there are several float or tensor parameters",
+                    "{label} differentiates with respect to one `&Tensor` parameter, or one slice `&[f64]` (`&[f32]`) of a function returning {}; name it with `{}(wrt(x))` when there are several float or tensor parameters",
+                    if which == Which::Jacobian {
+                        "a `Vec`"
+                    } else {
+                        "a float"
+                    },
                     &label[2..label.len() - 1]
                 ),
             ));
@@ -470,4 +482,107 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         }
     });
     Ok(out)
+}
+
+/// `#[hessian]` of scalar code over a slice (`fn f(x: &[f64], ..) -> f64`): `f_hvp(args.., v)`
+/// is forward mode over the gradient's reverse sweep in one pass; `f_hessian` runs it along
+/// each unit vector and returns the rows (one `Vec` per element of `x`; the Hessian is
+/// symmetric, so they are its columns too).
+fn slice_hessian(
+    item: &syn::ItemFn,
+    func: &Func,
+    varied_set: &HashSet<Var>,
+    x: &Param,
+    prec: Prec,
+) -> syn::Result<TokenStream> {
+    let real = match prec {
+        Prec::F32 => quote!(f32),
+        _ => quote!(f64),
+    };
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
+    let params: Vec<TokenStream> = func
+        .params
+        .iter()
+        .map(|p| {
+            let (id, ty) = (&p.ident, &p.ty);
+            quote!(#id: #ty)
+        })
+        .collect();
+    let v = vjp(func, varied_set);
+    let mut g = crate::grad::gradient_ir(func, &v, false);
+    g.output = v.grads[0];
+    let gv = varied(&g);
+    let j = jvp(&g, &gv);
+    let mut hf = j.func.clone();
+    let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
+    dce(&mut hf.body, &outs, &HashSet::new());
+    let Some(d) = j
+        .tangent_params
+        .iter()
+        .find(|(p, _)| *p == x.var)
+        .map(|(_, d)| *d)
+    else {
+        return Err(syn::Error::new_spanned(
+            &x.ty,
+            "no tangent for this parameter",
+        ));
+    };
+    hf.params.push(Param {
+        var: d,
+        ident: format_ident!("__ferrax_v"),
+        ty: x.ty.clone(),
+        active: false,
+    });
+    let em = Emitter {
+        func: &hf,
+        owned_params: false,
+    };
+    let hparams = crate::grad::param_list(&em, &hf);
+    let body = em.block(&hf.body);
+    let (xid, dv) = (em.var(x.var), em.var(d));
+    let t = match j.tangent {
+        Atom::Var(_) => em.value(j.tangent),
+        // a gradient that does not depend on x: a zero Hessian
+        _ => quote!(::std::vec![0.0; #xid.len()]),
+    };
+    let xi = &x.ident;
+    let (hvp_name, h_name) = (
+        format_ident!("{}_hvp", name),
+        format_ident!("{}_hessian", name),
+    );
+    let hvp_doc = format!(
+        "Hessian-vector product of [`{name}`] with respect to `{xi}`: the directional derivative of the gradient along `v` (as long as `{xi}`), by forward mode over reverse mode in one pass."
+    );
+    let h_doc = format!(
+        "Hessian of [`{name}`] with respect to `{xi}`: its rows, one `Vec` per element of `{xi}`, each from one Hessian-vector product along a unit vector."
+    );
+    let msg = format!("{hvp_name}: the direction has length {{}} but `{xi}` has length {{}}");
+    Ok(quote! {
+        #item
+
+        #[doc = #hvp_doc]
+        #allow
+        #vis fn #hvp_name(#(#hparams),*) -> ::std::vec::Vec<#real> {
+            ::core::assert!(#dv.len() == #xid.len(), #msg, #dv.len(), #xid.len());
+            #body
+            #t
+        }
+
+        #[doc = #h_doc]
+        #allow
+        #vis fn #h_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
+            let __ferrax_n = #xi.len();
+            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_n];
+            let mut __ferrax_rows = ::std::vec::Vec::with_capacity(__ferrax_n);
+            for __ferrax_k in 0..__ferrax_n {
+                __ferrax_e[__ferrax_k] = 1.0;
+                __ferrax_rows.push(#hvp_name(#(#args,)* &__ferrax_e));
+                __ferrax_e[__ferrax_k] = 0.0;
+            }
+            __ferrax_rows
+        }
+    })
 }

@@ -212,6 +212,28 @@ pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// (forward over reverse, batched over the input's basis), and `f_hvp(args.., v)`, the
 /// Hessian-vector product in one forward-over-reverse pass.
 ///
+/// Scalar code over a slice (`fn f(x: &[f64], ..) -> f64`) gets `f_hvp(args.., v: &[f64])
+/// -> Vec<f64>` and `f_hessian(args..) -> Vec<Vec<f64>>` (its rows, one hvp along each unit
+/// vector).
+///
+/// ```
+/// use ferrax::prelude::*;
+///
+/// #[hessian]
+/// fn energy(x: &[f64]) -> f64 {
+///     let mut e = 0.0;
+///     for i in 1..x.len() {
+///         e += (x[i] - x[i - 1]).powi(2) * x[i];
+///     }
+///     e
+/// }
+///
+/// let h = energy_hessian(&[1.0, 2.0]);
+/// // e = (x1 - x0)^2 x1, d = x1 - x0: [[2 x1, -2 x1 - 2 d], [-2 x1 - 2 d, 2 x1 + 4 d]]
+/// assert_eq!(h, vec![vec![4.0, -6.0], vec![-6.0, 8.0]]);
+/// assert_eq!(energy_hvp(&[1.0, 2.0], &[1.0, 1.0]), vec![-2.0, 2.0]);
+/// ```
+///
 /// ```
 /// use ferrax::prelude::*;
 ///
