@@ -220,8 +220,23 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
             vec![]
         };
         let vjp_name = format_ident!("{}_vjp", name);
+        let borrowed: Vec<String> = func
+            .params
+            .iter()
+            .filter(|p| matches!(p.ty, Type::Reference(_)))
+            .filter(|p| !owning || !func.info(p.var).kind.is_tensor())
+            .map(|p| format!("`{}`", p.ident))
+            .collect();
+        let borrows = if borrowed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The pullback borrows {} (nothing is copied), so the arguments must outlive it.",
+                borrowed.join(", ")
+            )
+        };
         let doc = format!(
-            "Reverse mode of [`{name}`]: its value and the pullback, which maps a cotangent of the value to the gradients with respect to {wrt}."
+            "Reverse mode of [`{name}`]: its value and the pullback, which maps a cotangent of the value to the gradients with respect to {wrt}.{borrows}"
         );
         let full_vjp_name = format_ident!("{FULL}{}_vjp", name);
         let full = quote! {
