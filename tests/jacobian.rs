@@ -337,3 +337,37 @@ fn long_slice_hvp_matches_finite_differences_of_the_gradient() {
         );
     }
 }
+
+// ---- Jacobians through calls of `#[vmap] #[grad]` functions ----
+
+#[vmap]
+#[grad]
+fn squash(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh()
+}
+
+#[jacobian(wrt(x))]
+fn through_call(x: &Tensor, w: &Tensor) -> Tensor {
+    squash(x, w) * (x * x).sum() + squash(&x.sin(), w)
+}
+
+#[test]
+fn jacobians_through_calls_match_finite_differences() {
+    let w = normal(90, &[4, 6]);
+    let x = normal(91, &[4]);
+    let fd = fd_jacobian(&|x| through_call(x, &w), &x);
+    let fwd = through_call_jacfwd(&x, &w);
+    assert_close(&fwd, &fd, 1e-6, "jacfwd through calls");
+    assert_close(
+        &through_call_jacrev(&x, &w),
+        &fwd,
+        1e-12,
+        "jacrev through calls",
+    );
+    assert_close(
+        &through_call_jacobian(&x, &w),
+        &fwd,
+        1e-12,
+        "jacobian through calls",
+    );
+}

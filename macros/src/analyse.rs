@@ -30,7 +30,15 @@ pub fn varied(func: &Func) -> HashSet<Var> {
             let is = |a: &Atom| matches!(a, Atom::Var(v) if set.contains(v));
             let diff = |v: &Var| func.info(*v).kind.is_differentiable();
             match s {
-                Stmt::Let { var, rhs } if diff(var) && rhs_varied(rhs, &set) => add.push(*var),
+                // (a call of a callee's derivative gives a tuple, varied with its arguments:
+                // transforms over transformed code must see that it carries derivatives)
+                Stmt::Let { var, rhs }
+                    if (diff(var)
+                        || matches!(rhs, Rhs::Call { mode, .. } if *mode != CallMode::Primal))
+                        && rhs_varied(rhs, &set) =>
+                {
+                    add.push(*var)
+                }
                 Stmt::Assign { var, value } | Stmt::AddAssign { var, value }
                     if diff(var) && is(value) =>
                 {

@@ -490,7 +490,7 @@ impl Emitter<'_> {
                 if let Some(last) = path.path.segments.last_mut() {
                     let (prefix, suffix) = match mode {
                         CallMode::Primal => ("", ""),
-                        CallMode::Jvp => (crate::grad::FULL, "_jvp"),
+                        CallMode::Jvp | CallMode::JvpTangent { .. } => (crate::grad::FULL, "_jvp"),
                         CallMode::Vjp | CallMode::VjpApply(_) => (crate::grad::FULL, "_vjp"),
                     };
                     last.ident =
@@ -518,6 +518,7 @@ impl Emitter<'_> {
                         let ct = self.atom(*ct);
                         quote_spanned!(*span=> (#path(#(#args),*).1)(#ct))
                     }
+                    CallMode::JvpTangent { .. } => quote_spanned!(*span=> #path(#(#args),*).1),
                     _ => quote_spanned!(*span=> #path(#(#args),*)),
                 }
             }

@@ -224,6 +224,9 @@ pub enum CallMode {
     Vjp,
     /// `(g_vjp(args).1)(cotangent)`: the gradients at once, borrowing the arguments only briefly.
     VjpApply(Atom),
+    /// `g_jvp(args, tangents).1`: the tangent alone, beside a primal call for the value (what
+    /// `vmap` batches over tangents only: the first `primals` arguments are the primal ones).
+    JvpTangent { primals: usize },
 }
 
 /// One `match` arm: its pattern (bindings renamed to their variables) and body.

@@ -99,7 +99,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
     match which {
         Which::Jacobian => {
             // forward: the tangent of the output, batched over the tangents of x
-            let j = jvp(&func, &varied_set);
+            let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
             let mut jf = j.func.clone();
             let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
             dce(&mut jf.body, &outs, &HashSet::new());
@@ -123,7 +123,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                 &jf,
             )?);
             // reverse: the gradient of x, batched over cotangents of the output
-            let v = vjp(&func, &varied_set);
+            let v = crate::transform::vjp::vjp_recomputing_calls(&func, &varied_set);
             let rf = crate::grad::cotangent_ir(&v, tensor.clone());
             let rev_name = format_ident!("__ferrax_{}_jacrev_batched", name);
             out.extend(batched_fn(
@@ -221,6 +221,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             g.output = v.grads[0];
             let gv = varied(&g);
             let j = jvp(&g, &gv);
+            through_call_error(&j)?;
             let mut hf = j.func.clone();
             let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
             dce(&mut hf.body, &outs, &HashSet::new());
@@ -288,6 +289,18 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         }
     }
     Ok(out)
+}
+
+/// A Hessian through a call of another function would lack the callee's second-order terms:
+/// a compile error at the call instead.
+fn through_call_error(j: &crate::transform::jvp::JvpOut) -> syn::Result<()> {
+    match j.unsupported_call {
+        None => Ok(()),
+        Some(span) => Err(syn::Error::new(
+            span,
+            "#[hessian] cannot differentiate through a call of another function yet (forward mode over the callee's reverse mode); write the callee's body inline",
+        )),
+    }
 }
 
 /// Only the last parameter batched (along axis 0).
@@ -516,6 +529,7 @@ fn slice_hessian(
     g.output = v.grads[0];
     let gv = varied(&g);
     let j = jvp(&g, &gv);
+    through_call_error(&j)?;
     let mut hf = j.func.clone();
     let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
     dce(&mut hf.body, &outs, &HashSet::new());

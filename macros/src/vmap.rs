@@ -82,6 +82,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
         let v = vjp_recomputing_calls(&func, &varied_set);
         out.extend(ct_counterpart(&item, &sig)?);
+        out.extend(jvpt_counterpart(&item, &sig));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -178,6 +179,61 @@ fn ct_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> syn::Res
         &g,
     )
     .unwrap_or_default())
+}
+
+/// `__ferrax_vmap0_jvpt_f(args.., tangents..)`: the tangent of `f(args)` along a batch of
+/// tangents (one for every float and tensor parameter, batched along axis 0), the primal
+/// arguments unbatched: what `#[jacobian]`'s batched forward mode calls for a call of `f`
+/// (see [`VMAP0_JVPT`](crate::transform::vmap::VMAP0_JVPT)). Not emitted where that cannot
+/// be built (as [`ct_counterpart`]).
+fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
+    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
+        return quote!();
+    };
+    if func
+        .params
+        .iter()
+        .any(|p| p.active && !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
+    {
+        return quote!();
+    }
+    let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
+    if j.tangent.var().is_none() {
+        return quote!();
+    }
+    let mut jf = j.func.clone();
+    let outs: std::collections::HashSet<Var> = j.tangent.var().into_iter().collect();
+    crate::analyse::dce(&mut jf.body, &outs, &Default::default());
+    let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
+    for (p, d) in &j.tangent_params {
+        let Some(ty) = func
+            .params
+            .iter()
+            .find(|q| q.var == *p)
+            .map(|q| q.ty.clone())
+        else {
+            return quote!();
+        };
+        jf.params.push(Param {
+            var: *d,
+            ident: crate::emit::var_ident(&jf, *d),
+            ty,
+            active: false,
+        });
+        axes.push(Some(0));
+    }
+    batched_fn(
+        &BatchedFn {
+            name: format_ident!("{}{}", crate::transform::vmap::VMAP0_JVPT, item.sig.ident),
+            doc: String::new(),
+            item,
+            axes: &axes,
+            outputs: vec![(j.tangent, sig.ret_ty.clone())],
+            out_axes: 0,
+        },
+        &jf,
+    )
+    .unwrap_or_default()
 }
 
 /// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and

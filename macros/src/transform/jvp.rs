@@ -10,14 +10,32 @@ pub struct JvpOut {
     /// `(primal parameter, its tangent parameter)` for every active parameter, in order.
     pub tangent_params: Vec<(Var, Var)>,
     pub tangent: Atom,
+    /// The span of a call whose derivative forward mode cannot take (a pullback applied,
+    /// or a callee's reverse mode: forward over reverse through another function), if any.
+    /// A tangent there would be missing, so callers must report it instead of emitting.
+    pub unsupported_call: Option<proc_macro2::Span>,
 }
 
 /// Forward mode of `func`, whose varied variables are `varied`.
 pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
+    jvp_with(func, varied, false)
+}
+
+/// Forward mode where a call of another `#[grad]` function becomes a primal call for the
+/// value and a `CallMode::JvpTangent` call for the tangent: what `vmap` over tangents alone
+/// batches (through the callee's `__ferrax_vmap0_jvpt_` counterpart) without making the
+/// value differ per tangent.
+pub fn jvp_splitting_calls(func: &Func, varied: &HashSet<Var>) -> JvpOut {
+    jvp_with(func, varied, true)
+}
+
+fn jvp_with(func: &Func, varied: &HashSet<Var>, split_calls: bool) -> JvpOut {
     let mut t = Jvp {
         func: func.clone(),
         varied,
         tan: HashMap::new(),
+        split_calls,
+        unsupported_call: None,
     };
     let mut tangent_params = Vec::new();
     for p in &func.params {
@@ -60,6 +78,7 @@ pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
         func: t.func,
         tangent_params,
         tangent,
+        unsupported_call: t.unsupported_call,
     }
 }
 
@@ -67,6 +86,10 @@ struct Jvp<'a> {
     func: Func,
     varied: &'a HashSet<Var>,
     tan: HashMap<Var, Var>,
+    /// See [`jvp_splitting_calls`].
+    split_calls: bool,
+    /// See [`JvpOut::unsupported_call`].
+    unsupported_call: Option<proc_macro2::Span>,
 }
 
 impl Jvp<'_> {
@@ -171,6 +194,21 @@ impl Jvp<'_> {
                                 },
                             }
                         }
+                        if self.split_calls {
+                            out.push(s.clone());
+                            out.push(Stmt::Let {
+                                var: d,
+                                rhs: Rhs::Call {
+                                    func: func.clone(),
+                                    args: all,
+                                    mode: CallMode::JvpTangent {
+                                        primals: args.len(),
+                                    },
+                                    span: *span,
+                                },
+                            });
+                            return;
+                        }
                         let r = self.func.new_var("r", Kind::Opaque, false);
                         out.push(Stmt::Let {
                             var: r,
@@ -246,7 +284,17 @@ impl Jvp<'_> {
                         NewSeq::CopyOf(v) => NewSeq::CopyOf(self.tan_var(*v)),
                     }),
                     Rhs::Uninit => Rhs::Uninit,
-                    _ => self.zero_for(*var),
+                    _ => {
+                        // a call this transform cannot see into, reading varied values (a
+                        // pullback applied later comes from such a call, reported already)
+                        if let Rhs::Call { span, .. } = rhs
+                            && rhs_uses(rhs).iter().any(|a| self.is_varied(*a))
+                            && self.unsupported_call.is_none()
+                        {
+                            self.unsupported_call = Some(*span);
+                        }
+                        self.zero_for(*var)
+                    }
                 };
                 out.push(Stmt::Let { var: d, rhs: trhs });
             }

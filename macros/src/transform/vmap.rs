@@ -204,6 +204,11 @@ pub const VMAP0: &str = "__ferrax_vmap0_";
 /// reverse sweep calls for a call of that function.
 pub const VMAP0_CT: &str = "__ferrax_vmap0_ct_";
 
+/// The prefix of the tangent counterpart `#[vmap] #[grad]` emits: the primal arguments
+/// unbatched, then a tangent for every float and tensor parameter, batched along axis 0;
+/// returns the tangent of the result. What `#[jacobian]`'s forward mode calls for a call.
+pub const VMAP0_JVPT: &str = "__ferrax_vmap0_jvpt_";
+
 struct Vmap<'a> {
     /// The variables batched from the start (lifts add their own, already marked).
     set: HashSet<Var>,
@@ -559,12 +564,16 @@ impl Vmap<'_> {
             Rhs::Call {
                 func,
                 args,
-                mode: mode @ (CallMode::Primal | CallMode::VjpApply(_)),
+                mode:
+                    mode @ (CallMode::Primal | CallMode::VjpApply(_) | CallMode::JvpTangent { .. }),
                 span,
             } => {
-                let (prefix, ct) = match mode {
-                    CallMode::VjpApply(ct) => (VMAP0_CT, Some(*ct)),
-                    _ => (VMAP0, None),
+                // (and a callee's tangent, batched over the tangents only: its counterpart
+                // takes the primal arguments unbatched)
+                let (prefix, ct, primals) = match mode {
+                    CallMode::VjpApply(ct) => (VMAP0_CT, Some(*ct), 0),
+                    CallMode::JvpTangent { primals } => (VMAP0_JVPT, None, *primals),
+                    _ => (VMAP0, None, 0),
                 };
                 let mut path = func.clone();
                 if let Some(last) = path.path.segments.last_mut() {
@@ -582,7 +591,17 @@ impl Vmap<'_> {
                     }))
                     .collect();
                 let mut new_args = Vec::new();
-                for a in &all {
+                for (k, a) in all.iter().enumerate() {
+                    if k < primals {
+                        if self.is_batched(a.atom) {
+                            self.fail(
+                                *span,
+                                "a primal argument of this call differs per tangent, which the callee's forward mode batched over tangents cannot take",
+                            );
+                        }
+                        new_args.push(*a);
+                        continue;
+                    }
                     let kind = self.orig_kind(a.atom);
                     let batchable = matches!(kind, Kind::Float(_) | Kind::Tensor);
                     if !batchable && self.is_batched(a.atom) {
