@@ -158,7 +158,9 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///   weighed by its measured cost relative to a forward pass).
 ///
 /// `#[jacobian(wrt(x))]` names the parameter when there are several; the others are
-/// constants.
+/// constants. A function it calls with `x`-dependent arguments must be `#[vmap] #[grad]`
+/// (whose batched counterparts the batched passes call). `#[hessian]` cannot go through such
+/// a call yet: that is a compile error at the call.
 ///
 /// Scalar code over a slice returning a `Vec` (`fn f(x: &[f64], ..) -> Vec<f64>`, also
 /// `f32`) gets the same three functions, returning the rows of the Jacobian
