@@ -173,10 +173,9 @@ impl Emitter<'_> {
     }
 
     /// A loop marked [`Adapter::Split`]: the sequences it stores into are handed to
-    /// `__private::split_for` as [`Chunk`]s under their own names (nested pairs when there
-    /// are several), and each thread runs the plain loop over its share of the range.
-    ///
-    /// [`Chunk`]: ../../ferrax/__private/struct.Chunk.html
+    /// `__private::split_for` as `__private::Chunk`s under their own names (nested pairs
+    /// when there are several), and each thread runs the plain loop over its share of the
+    /// range.
     fn split_for(&self, index: Var, range: &Range, body: &Block) -> TokenStream {
         let mut arrays: Vec<Var> = Vec::new();
         for s in &body.stmts {
