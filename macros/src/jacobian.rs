@@ -137,19 +137,12 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                 },
                 &rf,
             )?);
-            let (jf_name, jr_name, j_name) = (
-                format_ident!("{}_jacfwd", name),
-                format_ident!("{}_jacrev", name),
-                format_ident!("{}_jacobian", name),
-            );
-            let jf_doc = format!(
-                "Jacobian of [`{name}`] with respect to `{xi}` in forward mode: one forward pass batched over the basis of `{xi}`. Shaped `[output axes.., {xi} axes..]`."
-            );
-            let jr_doc = format!(
-                "Jacobian of [`{name}`] with respect to `{xi}` in reverse mode: one forward sweep and one reverse sweep batched over the basis of the output. Shaped `[output axes.., {xi} axes..]`."
-            );
-            let j_doc = format!(
-                "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. Shaped `[output axes.., {xi} axes..]`."
+            let [(jf_name, jf_doc), (jr_name, jr_doc), (j_name, j_doc)] = jacobian_items(
+                name,
+                &xi.to_string(),
+                &format!("one forward pass batched over the basis of `{xi}`"),
+                "one forward sweep and one reverse sweep batched over the basis of the output",
+                &format!("Shaped `[output axes.., {xi} axes..]`."),
             );
             // Where every argument is a tensor, the output size for the last argument shapes
             // is remembered, so that choosing forward mode costs no extra call of `f`.
@@ -303,6 +296,37 @@ fn through_call_error(j: &crate::transform::jvp::JvpOut) -> syn::Result<()> {
     }
 }
 
+/// The names and rustdoc of `f_jacfwd`, `f_jacrev` and `f_jacobian`: `fwd` and `rev` say
+/// how each mode runs, `shape` what the result is.
+fn jacobian_items(
+    name: &syn::Ident,
+    xi: &str,
+    fwd: &str,
+    rev: &str,
+    shape: &str,
+) -> [(syn::Ident, String); 3] {
+    [
+        (
+            format_ident!("{}_jacfwd", name),
+            format!(
+                "Jacobian of [`{name}`] with respect to `{xi}` in forward mode: {fwd}. {shape}"
+            ),
+        ),
+        (
+            format_ident!("{}_jacrev", name),
+            format!(
+                "Jacobian of [`{name}`] with respect to `{xi}` in reverse mode: {rev}. {shape}"
+            ),
+        ),
+        (
+            format_ident!("{}_jacobian", name),
+            format!(
+                "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. {shape}"
+            ),
+        ),
+    ]
+}
+
 /// Only the last parameter batched (along axis 0).
 fn axes_last(n: usize) -> Vec<Option<isize>> {
     let mut a = vec![None; n];
@@ -433,22 +457,14 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         }
     });
 
-    let (jf_name, jr_name, j_name) = (
-        format_ident!("{}_jacfwd", name),
-        format_ident!("{}_jacrev", name),
-        format_ident!("{}_jacobian", name),
-    );
-    let shape = format!(
-        "The rows of the Jacobian: one `Vec` per element of the output, each as long as `{xi}`."
-    );
-    let jf_doc = format!(
-        "Jacobian of [`{name}`] with respect to `{xi}` in forward mode: one forward pass per element of `{xi}`. {shape}"
-    );
-    let jr_doc = format!(
-        "Jacobian of [`{name}`] with respect to `{xi}` in reverse mode: one forward and one reverse sweep per element of the output. {shape}"
-    );
-    let j_doc = format!(
-        "Jacobian of [`{name}`] with respect to `{xi}`, in forward mode when `{xi}` has fewer elements than the output (weighed by the cost of a reverse pass), else in reverse mode. {shape}"
+    let [(jf_name, jf_doc), (jr_name, jr_doc), (j_name, j_doc)] = jacobian_items(
+        name,
+        &xi.to_string(),
+        &format!("one forward pass per element of `{xi}`"),
+        "one forward and one reverse sweep per element of the output",
+        &format!(
+            "The rows of the Jacobian: one `Vec` per element of the output, each as long as `{xi}`."
+        ),
     );
     out.extend(quote! {
         #[doc = #jf_doc]
