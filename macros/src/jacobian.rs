@@ -80,18 +80,13 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             format!("{label} needs a function returning a `Tensor`"),
         ));
     }
-    let name = &item.sig.ident;
-    let vis = &item.vis;
-    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
-    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
-    let params: Vec<TokenStream> = func
-        .params
-        .iter()
-        .map(|p| {
-            let (id, ty) = (&p.ident, &p.ty);
-            quote!(#id: #ty)
-        })
-        .collect();
+    let Parts {
+        name,
+        vis,
+        allow,
+        args,
+        params,
+    } = Parts::of(&item, &func);
     let xi = &x.ident;
     let tensor: syn::Type = syn::parse_quote!(&::ferrax::Tensor);
     let mut out = quote!(#item);
@@ -327,6 +322,43 @@ fn jacobian_items(
     ]
 }
 
+/// What the emitted functions share with the user's: name, visibility, parameters (as
+/// declared, and as arguments passed on), and the lints generated code allows.
+struct Parts<'a> {
+    name: &'a syn::Ident,
+    vis: &'a syn::Visibility,
+    allow: TokenStream,
+    args: Vec<syn::Ident>,
+    params: Vec<TokenStream>,
+}
+
+impl<'a> Parts<'a> {
+    fn of(item: &'a syn::ItemFn, func: &Func) -> Self {
+        Parts {
+            name: &item.sig.ident,
+            vis: &item.vis,
+            allow: quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]),
+            args: func.params.iter().map(|p| p.ident.clone()).collect(),
+            params: func
+                .params
+                .iter()
+                .map(|p| {
+                    let (id, ty) = (&p.ident, &p.ty);
+                    quote!(#id: #ty)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `f32` or `f64`.
+fn real_type(prec: Prec) -> TokenStream {
+    match prec {
+        Prec::F32 => quote!(f32),
+        _ => quote!(f64),
+    }
+}
+
 /// Only the last parameter batched (along axis 0).
 fn axes_last(n: usize) -> Vec<Option<isize>> {
     let mut a = vec![None; n];
@@ -377,23 +409,15 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
             ));
         }
     }
-    let real = match prec {
-        Prec::F32 => quote!(f32),
-        _ => quote!(f64),
-    };
-    let name = &item.sig.ident;
-    let vis = &item.vis;
-    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let real = real_type(prec);
+    let Parts {
+        name,
+        vis,
+        allow,
+        args,
+        params,
+    } = Parts::of(&item, &func);
     let hidden = quote!(#[doc(hidden)] #allow);
-    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
-    let params: Vec<TokenStream> = func
-        .params
-        .iter()
-        .map(|p| {
-            let (id, ty) = (&p.ident, &p.ty);
-            quote!(#id: #ty)
-        })
-        .collect();
     let (xi, xty) = (&x.ident, &x.ty);
     let mut out = quote!(#item);
 
@@ -524,22 +548,14 @@ fn slice_hessian(
     x: &Param,
     prec: Prec,
 ) -> syn::Result<TokenStream> {
-    let real = match prec {
-        Prec::F32 => quote!(f32),
-        _ => quote!(f64),
-    };
-    let name = &item.sig.ident;
-    let vis = &item.vis;
-    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
-    let args: Vec<syn::Ident> = func.params.iter().map(|p| p.ident.clone()).collect();
-    let params: Vec<TokenStream> = func
-        .params
-        .iter()
-        .map(|p| {
-            let (id, ty) = (&p.ident, &p.ty);
-            quote!(#id: #ty)
-        })
-        .collect();
+    let real = real_type(prec);
+    let Parts {
+        name,
+        vis,
+        allow,
+        args,
+        params,
+    } = Parts::of(item, func);
     let v = vjp(func, varied_set);
     let mut g = crate::grad::gradient_ir(func, &v, false);
     g.output = v.grads[0];
