@@ -371,3 +371,81 @@ fn jacobians_through_calls_match_finite_differences() {
         "jacobian through calls",
     );
 }
+
+// ---- Hessians through calls of `#[vmap] #[grad]` functions ----
+
+#[vmap]
+#[grad]
+fn sin_times(x: &Tensor, w: &Tensor) -> Tensor {
+    x.sin() * w
+}
+
+#[hessian(wrt(x))]
+fn hess_through_call(x: &Tensor, w: &Tensor) -> Tensor {
+    (sin_times(x, w) * x).sum() + (sin_times(&(x * x), w)).sum()
+}
+
+#[vmap]
+#[grad]
+fn cube_ish(v: f64, k: f64) -> f64 {
+    v * v * v * k + v.sin()
+}
+
+hessian_and_grad! {
+    #[hessian(wrt(x))] #[grad(wrt(x))]
+    fn slice_through_call / slice_through_call_g (x: &[f64], k: f64) {
+        let mut s = 0.0;
+        for i in 0..x.len() {
+            s += cube_ish(x[i], k) * x[(i + 1) % x.len()];
+        }
+        s
+    }
+}
+
+#[test]
+fn hessians_through_calls_match_closed_forms_and_finite_differences() {
+    let x = normal(95, &[3]);
+    let w = normal(96, &[3]);
+    let h = hess_through_call_hessian(&x, &w);
+    // f = sum(w sin(x) x) + sum(w sin(x^2)): diagonal
+    // d2/dx2 = w (2 cos x - x sin x) + w (2 cos(x^2) - 4 x^2 sin(x^2))
+    let (xv, wv) = (x.to_vec::<f64>(), w.to_vec::<f64>());
+    let mut want = vec![0.0; 9];
+    for i in 0..3 {
+        let (a, b) = (xv[i], wv[i]);
+        want[i * 4] = b * (2.0 * a.cos() - a * a.sin())
+            + b * (2.0 * (a * a).cos() - 4.0 * a * a * (a * a).sin());
+    }
+    assert_close(
+        &h,
+        &Tensor::from_vec(want, &[3, 3]),
+        1e-10,
+        "hessian through a call",
+    );
+    let v = normal(97, &[3]);
+    assert_close(
+        &hess_through_call_hvp(&x, &w, &v),
+        &h.matmul(&v),
+        1e-10,
+        "hvp through a call",
+    );
+    // v^T H v against second differences of the function itself
+    let f = |t: f64| hess_through_call(&(&x + &(&v * t)), &w).item::<f64>();
+    let e = 1e-4;
+    let second = (f(e) - 2.0 * f(0.0) + f(-e)) / (e * e);
+    let vhv = (&v * &h.matmul(&v)).sum().item::<f64>();
+    assert!(
+        (second - vhv).abs() < 1e-5 * (1.0 + vhv.abs()),
+        "v H v: {vhv} vs {second}"
+    );
+    // scalar code over a slice, calling a scalar function
+    let xs = [0.3, -0.7, 1.1, 0.2];
+    let k = 0.8;
+    let hs = slice_through_call_hessian(&xs, k);
+    rows_close(
+        &hs,
+        &fd_rows(&|x| slice_through_call_g_grad(x, k), &xs),
+        1e-6,
+        "slice hessian through a call",
+    );
+}

@@ -30,11 +30,13 @@ pub fn varied(func: &Func) -> HashSet<Var> {
             let is = |a: &Atom| matches!(a, Atom::Var(v) if set.contains(v));
             let diff = |v: &Var| func.info(*v).kind.is_differentiable();
             match s {
-                // (a call of a callee's derivative gives a tuple, varied with its arguments:
-                // transforms over transformed code must see that it carries derivatives)
+                // (a call of a callee's derivative gives a tuple, varied with its arguments,
+                // and so are the fields read out of it: transforms over transformed code must
+                // see that they carry derivatives)
                 Stmt::Let { var, rhs }
                     if (diff(var)
-                        || matches!(rhs, Rhs::Call { mode, .. } if *mode != CallMode::Primal))
+                        || matches!(rhs, Rhs::Call { mode, .. } if *mode != CallMode::Primal)
+                        || matches!(rhs, Rhs::Field(..)))
                         && rhs_varied(rhs, &set) =>
                 {
                     add.push(*var)

@@ -491,6 +491,7 @@ impl Emitter<'_> {
                         CallMode::Primal => ("", ""),
                         CallMode::Jvp | CallMode::JvpTangent { .. } => (crate::grad::FULL, "_jvp"),
                         CallMode::Vjp | CallMode::VjpApply(_) => (crate::grad::FULL, "_vjp"),
+                        CallMode::VjpApplyTangent { .. } => (crate::grad::FULL, "_ctjvp"),
                     };
                     last.ident =
                         syn::Ident::new(&format!("{prefix}{}{suffix}", last.ident.unraw()), *span);
@@ -514,7 +515,8 @@ impl Emitter<'_> {
                 });
                 match mode {
                     CallMode::VjpApply(ct) => {
-                        let ct = self.atom(*ct);
+                        // a tensor cotangent is a clone (a Hessian reads it again)
+                        let ct = self.value(*ct);
                         quote_spanned!(*span=> (#path(#(#args),*).1)(#ct))
                     }
                     CallMode::JvpTangent { .. } => quote_spanned!(*span=> #path(#(#args),*).1),

@@ -227,6 +227,11 @@ pub enum CallMode {
     /// `g_jvp(args, tangents).1`: the tangent alone, beside a primal call for the value (what
     /// `vmap` batches over tangents only: the first `primals` arguments are the primal ones).
     JvpTangent { primals: usize },
+    /// `g_ctjvp(args, ct, tangents, ct_tangent)`: the tangent of `(g_vjp(args).1)(ct)`, forward
+    /// mode over the callee's reverse mode (a Hessian through a call). The first `primals`
+    /// arguments are the primal ones, then the cotangent, then one tangent per differentiable
+    /// argument and the cotangent's tangent.
+    VjpApplyTangent { primals: usize },
 }
 
 /// One `match` arm: its pattern (bindings renamed to their variables) and body.

@@ -204,11 +204,13 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         }
         Which::Hessian => {
             // forward over reverse: the tangent of the gradient
-            let v = vjp(&func, &varied_set);
+            // calls recomputed: forward mode goes through their `_ctjvp` counterparts
+            let v = crate::transform::vjp::vjp_recomputing_calls(&func, &varied_set);
             let mut g = crate::grad::gradient_ir(&func, &v, false);
             g.output = v.grads[0];
             let gv = varied(&g);
-            let j = jvp(&g, &gv);
+            // (a call's tangent batched over the basis alone: `__ferrax_vmap0_jvpt_`)
+            let j = crate::transform::jvp::jvp_splitting_calls(&g, &gv);
             through_call_error(&j)?;
             let mut hf = j.func.clone();
             let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
@@ -556,7 +558,7 @@ fn slice_hessian(
         args,
         params,
     } = Parts::of(item, func);
-    let v = vjp(func, varied_set);
+    let v = crate::transform::vjp::vjp_recomputing_calls(func, varied_set);
     let mut g = crate::grad::gradient_ir(func, &v, false);
     g.output = v.grads[0];
     let gv = varied(&g);

@@ -83,6 +83,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let v = vjp_recomputing_calls(&func, &varied_set);
         out.extend(ct_counterpart(&item, &sig)?);
         out.extend(jvpt_counterpart(&item, &sig));
+        out.extend(ctjvp_counterparts(&item, &sig));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -234,6 +235,106 @@ fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenS
         &jf,
     )
     .unwrap_or_default()
+}
+
+/// Forward mode over `f`'s gradients for a cotangent, what a Hessian through a call of `f`
+/// calls (`CallMode::VjpApplyTangent`): `__ferrax_full_f_ctjvp(args.., ct, tangents..,
+/// ct_tangent)` returns the tangents of the gradients of every float and tensor parameter (a
+/// tuple when several); `__ferrax_vmap0_ctjvpt_f` is the same batched over the tangents
+/// (axis 0), the arguments and the cotangent unbatched. Not emitted where that cannot be
+/// built (as [`ct_counterpart`]).
+fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
+    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
+        return quote!();
+    };
+    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    if active.is_empty()
+        || active
+            .iter()
+            .any(|p| !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
+    {
+        return quote!();
+    }
+    let v = vjp_recomputing_calls(&func, &varied_set);
+    let ct_ty: Type = if func.kind(func.output) == Kind::Tensor {
+        syn::parse_quote!(&::ferrax::Tensor)
+    } else {
+        sig.ret_ty.clone()
+    };
+    let mut g = crate::grad::cotangent_ir(&v, ct_ty);
+    // the cotangent is differentiated too
+    if let Some(ct) = g.params.last_mut() {
+        ct.active = true;
+    }
+    g.output = v.grads[0];
+    let gv = crate::analyse::varied(&g);
+    let j = crate::transform::jvp::jvp(&g, &gv);
+    if j.unsupported_call.is_some() {
+        return quote!();
+    }
+    let mut outputs = Vec::new();
+    for (grad, p) in v.grads.iter().zip(&active) {
+        let Some(t) = grad.var().and_then(|g| j.tangents.get(&g)) else {
+            return quote!();
+        };
+        outputs.push((Atom::Var(*t), crate::grad::grad_type(&p.ty)));
+    }
+    let mut jf = j.func.clone();
+    let outs: std::collections::HashSet<Var> =
+        outputs.iter().filter_map(|(a, _)| a.var()).collect();
+    crate::analyse::dce(&mut jf.body, &outs, &Default::default());
+    let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
+    for (p, d) in &j.tangent_params {
+        let Some(ty) = g.params.iter().find(|q| q.var == *p).map(|q| q.ty.clone()) else {
+            return quote!();
+        };
+        jf.params.push(Param {
+            var: *d,
+            ident: crate::emit::var_ident(&jf, *d),
+            ty,
+            active: false,
+        });
+        axes.push(Some(0));
+    }
+    // unbatched
+    let em = crate::emit::Emitter {
+        func: &jf,
+        owned_params: false,
+    };
+    let params = crate::grad::param_list(&em, &jf);
+    let body = em.block(&jf.body);
+    let rets: Vec<TokenStream> = outputs.iter().map(|(a, _)| em.value(*a)).collect();
+    let tys: Vec<&Type> = outputs.iter().map(|(_, t)| t).collect();
+    let (ret_ty, ret) = if rets.len() == 1 {
+        (quote!(#(#tys)*), quote!(#(#rets)*))
+    } else {
+        (quote!((#(#tys),*)), quote!((#(#rets),*)))
+    };
+    let name = format_ident!("{}{}_ctjvp", crate::grad::FULL, item.sig.ident);
+    let vis = &item.vis;
+    let mut out = quote! {
+        #[doc(hidden)]
+        #[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]
+        #vis fn #name(#(#params),*) -> #ret_ty {
+            #body
+            #ret
+        }
+    };
+    out.extend(
+        batched_fn(
+            &BatchedFn {
+                name: format_ident!("{}{}", crate::transform::vmap::VMAP0_CTJVPT, item.sig.ident),
+                doc: String::new(),
+                item,
+                axes: &axes,
+                outputs,
+                out_axes: 0,
+            },
+            &jf,
+        )
+        .unwrap_or_default(),
+    );
+    out
 }
 
 /// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and

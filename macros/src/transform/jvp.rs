@@ -14,6 +14,8 @@ pub struct JvpOut {
     /// or a callee's reverse mode: forward over reverse through another function), if any.
     /// A tangent there would be missing, so callers must report it instead of emitting.
     pub unsupported_call: Option<proc_macro2::Span>,
+    /// The tangent variable of every varied variable.
+    pub tangents: HashMap<Var, Var>,
 }
 
 /// Forward mode of `func`, whose varied variables are `varied`.
@@ -79,6 +81,7 @@ fn jvp_with(func: &Func, varied: &HashSet<Var>, split_calls: bool) -> JvpOut {
         tangent_params,
         tangent,
         unsupported_call: t.unsupported_call,
+        tangents: t.tan,
     }
 }
 
@@ -141,11 +144,90 @@ impl Jvp<'_> {
         }
     }
 
+    /// Appends to `all` a tangent for every differentiable argument in `args` (a zero of
+    /// its kind where it has none), as a callee's forward mode takes them.
+    fn push_tangents(&mut self, args: &[Arg], all: &mut Vec<Arg>, out: &mut Vec<Stmt>) {
+        for a in args {
+            let kind = self.func.kind(a.atom);
+            if !kind.is_differentiable() {
+                continue;
+            }
+            match self.tan_atom(a.atom) {
+                Some(t) => all.push(Arg {
+                    atom: t,
+                    borrow: a.borrow,
+                }),
+                None => match (a.atom, &kind) {
+                    (Atom::Var(v), Kind::Tensor | Kind::Struct) => {
+                        let z = self.tan_or_zero(a.atom, v, out);
+                        // the zero is a local: borrowed where the argument
+                        // is a reference parameter passed on as written
+                        let by_ref = self
+                            .func
+                            .params
+                            .iter()
+                            .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_)));
+                        all.push(Arg {
+                            atom: z,
+                            borrow: a.borrow || by_ref,
+                        });
+                    }
+                    (Atom::Var(v), Kind::Seq(s, _)) => {
+                        let z = self.func.new_var("zero", kind.clone(), false);
+                        out.push(Stmt::Let {
+                            var: z,
+                            rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)),
+                        });
+                        all.push(Arg {
+                            atom: Atom::Var(z),
+                            borrow: a.borrow || *s != Seq::Array,
+                        });
+                    }
+                    _ => all.push(Arg {
+                        atom: Atom::Float(0.0),
+                        borrow: false,
+                    }),
+                },
+            }
+        }
+    }
+
     fn stmt(&mut self, s: &Stmt, out: &mut Vec<Stmt>) {
         match s {
             Stmt::Let { var, rhs } if self.varied.contains(var) => {
                 let d = self.tan_var(*var);
                 match rhs {
+                    // a callee's gradients for a cotangent (a reverse sweep that recomputes
+                    // calls): their tangent along the arguments' and the cotangent's, from
+                    // the callee's forward-over-reverse counterpart `__ferrax_full_g_ctjvp`
+                    Rhs::Call {
+                        func,
+                        args,
+                        mode: CallMode::VjpApply(ct),
+                        span,
+                    } => {
+                        out.push(s.clone());
+                        let ct_arg = Arg {
+                            atom: *ct,
+                            borrow: self.func.kind(*ct).is_tensor(),
+                        };
+                        let mut all = args.clone();
+                        all.push(ct_arg);
+                        self.push_tangents(args, &mut all, out);
+                        self.push_tangents(&[ct_arg], &mut all, out);
+                        out.push(Stmt::Let {
+                            var: d,
+                            rhs: Rhs::Call {
+                                func: func.clone(),
+                                args: all,
+                                mode: CallMode::VjpApplyTangent {
+                                    primals: args.len(),
+                                },
+                                span: *span,
+                            },
+                        });
+                        return;
+                    }
                     Rhs::Call {
                         func,
                         args,
@@ -153,47 +235,7 @@ impl Jvp<'_> {
                         span,
                     } if !args.is_empty() => {
                         let mut all = args.clone();
-                        for a in args {
-                            let kind = self.func.kind(a.atom);
-                            if !kind.is_differentiable() {
-                                continue;
-                            }
-                            match self.tan_atom(a.atom) {
-                                Some(t) => all.push(Arg {
-                                    atom: t,
-                                    borrow: a.borrow,
-                                }),
-                                None => match (a.atom, &kind) {
-                                    (Atom::Var(v), Kind::Tensor | Kind::Struct) => {
-                                        let z = self.tan_or_zero(a.atom, v, out);
-                                        // the zero is a local: borrowed where the argument
-                                        // is a reference parameter passed on as written
-                                        let by_ref = self.func.params.iter().any(|p| {
-                                            p.var == v && matches!(p.ty, syn::Type::Reference(_))
-                                        });
-                                        all.push(Arg {
-                                            atom: z,
-                                            borrow: a.borrow || by_ref,
-                                        });
-                                    }
-                                    (Atom::Var(v), Kind::Seq(s, _)) => {
-                                        let z = self.func.new_var("zero", kind.clone(), false);
-                                        out.push(Stmt::Let {
-                                            var: z,
-                                            rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)),
-                                        });
-                                        all.push(Arg {
-                                            atom: Atom::Var(z),
-                                            borrow: a.borrow || *s != Seq::Array,
-                                        });
-                                    }
-                                    _ => all.push(Arg {
-                                        atom: Atom::Float(0.0),
-                                        borrow: false,
-                                    }),
-                                },
-                            }
-                        }
+                        self.push_tangents(args, &mut all, out);
                         if self.split_calls {
                             out.push(s.clone());
                             out.push(Stmt::Let {

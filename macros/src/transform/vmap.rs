@@ -209,6 +209,12 @@ pub const VMAP0_CT: &str = "__ferrax_vmap0_ct_";
 /// returns the tangent of the result. What `#[jacobian]`'s forward mode calls for a call.
 pub const VMAP0_JVPT: &str = "__ferrax_vmap0_jvpt_";
 
+/// The prefix of the forward-over-reverse counterpart `#[vmap] #[grad]` emits: the primal
+/// arguments and a cotangent unbatched, then their tangents batched along axis 0; returns
+/// the tangents of the gradients. What a batched Hessian calls for a call (see
+/// `CallMode::VjpApplyTangent`).
+pub const VMAP0_CTJVPT: &str = "__ferrax_vmap0_ctjvpt_";
+
 struct Vmap<'a> {
     /// The variables batched from the start (lifts add their own, already marked).
     set: HashSet<Var>,
@@ -565,7 +571,10 @@ impl Vmap<'_> {
                 func,
                 args,
                 mode:
-                    mode @ (CallMode::Primal | CallMode::VjpApply(_) | CallMode::JvpTangent { .. }),
+                    mode @ (CallMode::Primal
+                    | CallMode::VjpApply(_)
+                    | CallMode::JvpTangent { .. }
+                    | CallMode::VjpApplyTangent { .. }),
                 span,
             } => {
                 // (and a callee's tangent, batched over the tangents only: its counterpart
@@ -573,6 +582,8 @@ impl Vmap<'_> {
                 let (prefix, ct, primals) = match mode {
                     CallMode::VjpApply(ct) => (VMAP0_CT, Some(*ct), 0),
                     CallMode::JvpTangent { primals } => (VMAP0_JVPT, None, *primals),
+                    // the primal arguments and the cotangent unbatched
+                    CallMode::VjpApplyTangent { primals } => (VMAP0_CTJVPT, None, *primals + 1),
                     _ => (VMAP0, None, 0),
                 };
                 let mut path = func.clone();
