@@ -159,8 +159,8 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `#[jacobian(wrt(x))]` names the parameter when there are several; the others are
 /// constants. A function it calls with `x`-dependent arguments must be `#[vmap] #[grad]`
-/// (whose batched counterparts the batched passes call). `#[hessian]` cannot go through such
-/// a call yet: that is a compile error at the call.
+/// (whose batched counterparts the batched passes call); so must one `#[hessian]` goes
+/// through (it also emits the forward-over-reverse counterpart a Hessian calls).
 ///
 /// Scalar code over a slice returning a `Vec` (`fn f(x: &[f64], ..) -> Vec<f64>`, also
 /// `f32`) gets the same three functions, returning the rows of the Jacobian
