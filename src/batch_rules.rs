@@ -1394,6 +1394,24 @@ pub fn lift<'a>(x: impl Into<BArg<'a>>, bsz: usize) -> Tensor {
     lifted(x.into(), bsz, None).into_owned()
 }
 
+/// An unbatched argument of a call of another batched function: a tensor is lifted to the
+/// batch (a broadcast view); any other value, a parameter struct read out of a field (the
+/// macro types every field as a tensor), is passed as it is, which the callee's counterpart
+/// takes unbatched.
+pub fn lift_arg<T: Clone + 'static>(x: &T, bsz: usize) -> T {
+    let any: &dyn std::any::Any = x;
+    match any.downcast_ref::<Tensor>() {
+        Some(t) => {
+            let lifted: Box<dyn std::any::Any> = Box::new(lift(t, bsz));
+            match lifted.downcast::<T>() {
+                Ok(l) => *l,
+                Err(_) => x.clone(),
+            }
+        }
+        None => x.clone(),
+    }
+}
+
 /// A float as a batched `[bsz]` f32 tensor.
 pub fn lift_f32(x: f32, bsz: usize) -> Tensor {
     Tensor::full(&[bsz], x as f64, DType::F32)

@@ -138,11 +138,15 @@ fn ct_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> syn::Res
     let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
         return Ok(quote!());
     };
-    if func
-        .params
-        .iter()
-        .any(|p| p.active && !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
-    {
+    // parameter structs come in unbatched (as in `__ferrax_vmap0_f`); their gradients go out
+    // per example
+    if func.params.iter().any(|p| {
+        p.active
+            && !matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Tensor | Kind::Struct
+            )
+    }) {
         return Ok(quote!());
     }
     let v = vjp_recomputing_calls(&func, &varied_set);

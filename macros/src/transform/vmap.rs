@@ -263,6 +263,19 @@ impl Vmap<'_> {
 
     /// `a` lifted to a batched value of the kind of `target` (a stride-0 broadcast view).
     fn lift(&mut self, out: &mut Vec<Stmt>, a: Atom, target: Var) -> Atom {
+        self.lift_with(out, a, target, "lift")
+    }
+
+    /// [`Self::lift`], lifting a tensor with the helper `tensor_helper` (`lift_arg` for a
+    /// call's argument: a field typed as a tensor here may be a parameter struct, which the
+    /// callee's counterpart takes unbatched).
+    fn lift_with(
+        &mut self,
+        out: &mut Vec<Stmt>,
+        a: Atom,
+        target: Var,
+        tensor_helper: &str,
+    ) -> Atom {
         if self.is_batched(a) {
             return a;
         }
@@ -316,16 +329,23 @@ impl Vmap<'_> {
                     bsz,
                 ],
             ),
-            (_, Kind::Tensor) => Self::call(
-                "lift",
-                vec![
-                    Arg {
-                        atom: a,
-                        borrow: true,
-                    },
-                    bsz,
-                ],
-            ),
+            (_, Kind::Tensor) => {
+                // a reference parameter is passed as it is (`lift_arg` takes `&T` with `T`
+                // owned, for the type test); `lift` takes either
+                let by_ref = matches!(a, Atom::Var(v) if self.func.params.iter().any(|p| {
+                    p.var == v && matches!(p.ty, syn::Type::Reference(_))
+                }));
+                Self::call(
+                    tensor_helper,
+                    vec![
+                        Arg {
+                            atom: a,
+                            borrow: !(by_ref && tensor_helper == "lift_arg"),
+                        },
+                        bsz,
+                    ],
+                )
+            }
             (_, k) => {
                 self.fail(
                     self.input.span,
@@ -624,7 +644,7 @@ impl Vmap<'_> {
                     let atom = if batchable && !self.is_batched(a.atom) {
                         let tmp = self.func.new_var("arg", Kind::Tensor, false);
                         self.func.vars[tmp.0 as usize].batched = true;
-                        self.lift(out, a.atom, tmp)
+                        self.lift_with(out, a.atom, tmp, "lift_arg")
                     } else {
                         a.atom
                     };
