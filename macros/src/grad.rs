@@ -64,22 +64,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         .collect();
     dce(&mut jf.body, &outs, &HashSet::new());
     // Tangent parameters are parameters too (of the primal's type: borrowed the same way).
-    for (p, d) in &j.tangent_params {
-        let ident = crate::emit::var_ident(&jf, *d);
-        if let Some(ty) = func
-            .params
-            .iter()
-            .find(|q| q.var == *p)
-            .map(|q| q.ty.clone())
-        {
-            jf.params.push(Param {
-                var: *d,
-                ident,
-                ty,
-                active: false,
-            });
-        }
-    }
+    j.push_tangent_params(&mut jf, &func);
     let em = Emitter {
         func: &jf,
         owned_params: false,

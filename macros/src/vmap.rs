@@ -210,23 +210,11 @@ fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenS
     let outs: std::collections::HashSet<Var> = j.tangent.var().into_iter().collect();
     crate::analyse::dce(&mut jf.body, &outs, &Default::default());
     let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
-    for (p, d) in &j.tangent_params {
-        let Some(ty) = func
-            .params
-            .iter()
-            .find(|q| q.var == *p)
-            .map(|q| q.ty.clone())
-        else {
-            return quote!();
-        };
-        jf.params.push(Param {
-            var: *d,
-            ident: crate::emit::var_ident(&jf, *d),
-            ty,
-            active: false,
-        });
-        axes.push(Some(0));
+    let added = j.push_tangent_params(&mut jf, &func);
+    if added != j.tangent_params.len() {
+        return quote!();
     }
+    axes.extend(std::iter::repeat_n(Some(0), added));
     batched_fn(
         &BatchedFn {
             name: format_ident!("{}{}", crate::transform::vmap::VMAP0_JVPT, item.sig.ident),
@@ -288,18 +276,11 @@ fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Toke
         outputs.iter().filter_map(|(a, _)| a.var()).collect();
     crate::analyse::dce(&mut jf.body, &outs, &Default::default());
     let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
-    for (p, d) in &j.tangent_params {
-        let Some(ty) = g.params.iter().find(|q| q.var == *p).map(|q| q.ty.clone()) else {
-            return quote!();
-        };
-        jf.params.push(Param {
-            var: *d,
-            ident: crate::emit::var_ident(&jf, *d),
-            ty,
-            active: false,
-        });
-        axes.push(Some(0));
+    let added = j.push_tangent_params(&mut jf, &g);
+    if added != j.tangent_params.len() {
+        return quote!();
     }
+    axes.extend(std::iter::repeat_n(Some(0), added));
     // unbatched
     let em = crate::emit::Emitter {
         func: &jf,

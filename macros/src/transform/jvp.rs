@@ -18,6 +18,33 @@ pub struct JvpOut {
     pub tangents: HashMap<Var, Var>,
 }
 
+impl JvpOut {
+    /// Appends the tangent parameters to `f`'s (after the primal ones), each typed like its
+    /// primal parameter in `primal` (borrowed the same way). Returns how many were added.
+    pub fn push_tangent_params(&self, f: &mut Func, primal: &Func) -> usize {
+        let mut n = 0;
+        for (p, d) in &self.tangent_params {
+            let Some(ty) = primal
+                .params
+                .iter()
+                .find(|q| q.var == *p)
+                .map(|q| q.ty.clone())
+            else {
+                continue;
+            };
+            let ident = crate::emit::var_ident(f, *d);
+            f.params.push(Param {
+                var: *d,
+                ident,
+                ty,
+                active: false,
+            });
+            n += 1;
+        }
+        n
+    }
+}
+
 /// Forward mode of `func`, whose varied variables are `varied`.
 pub fn jvp(func: &Func, varied: &HashSet<Var>) -> JvpOut {
     jvp_with(func, varied, false)
