@@ -195,11 +195,16 @@ fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenS
     let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
         return quote!();
     };
-    if func
-        .params
-        .iter()
-        .any(|p| p.active && !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
-    {
+    // a parameter struct's tangent comes in unbatched (inside a Jacobian or Hessian a struct
+    // is a constant: its tangent is a zero, passed as it is by `b::lift_arg`)
+    let struct_kind = |p: &Param| func.info(p.var).kind == Kind::Struct;
+    if func.params.iter().any(|p| {
+        p.active
+            && !matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Tensor | Kind::Struct
+            )
+    }) {
         return quote!();
     }
     let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
@@ -214,7 +219,10 @@ fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenS
     if added != j.tangent_params.len() {
         return quote!();
     }
-    axes.extend(std::iter::repeat_n(Some(0), added));
+    for (p, _) in &j.tangent_params {
+        let unbatched = func.params.iter().any(|q| q.var == *p && struct_kind(q));
+        axes.push(if unbatched { None } else { Some(0) });
+    }
     batched_fn(
         &BatchedFn {
             name: format_ident!("{}{}", crate::transform::vmap::VMAP0_JVPT, item.sig.ident),
@@ -241,9 +249,12 @@ fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Toke
     };
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     if active.is_empty()
-        || active
-            .iter()
-            .any(|p| !matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor))
+        || active.iter().any(|p| {
+            !matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Tensor | Kind::Struct
+            )
+        })
     {
         return quote!();
     }
@@ -280,7 +291,14 @@ fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Toke
     if added != j.tangent_params.len() {
         return quote!();
     }
-    axes.extend(std::iter::repeat_n(Some(0), added));
+    // a parameter struct's tangent unbatched (a constant's zero, as in the jvpt counterpart)
+    for (p, _) in &j.tangent_params {
+        let unbatched = g
+            .params
+            .iter()
+            .any(|q| q.var == *p && g.info(q.var).kind == Kind::Struct);
+        axes.push(if unbatched { None } else { Some(0) });
+    }
     // unbatched
     let em = crate::emit::Emitter {
         func: &jf,
