@@ -100,6 +100,8 @@ pub struct VarInfo {
     /// Batched by `vmap`: a tensor (or a parameter struct of tensors) whose axis 0 is the
     /// batch axis. Its primitives go to the batching rules (`::ferrax::__private::b`).
     pub batched: bool,
+    /// Where the user named it (a binding or parameter), for errors about it.
+    pub span: Option<proc_macro2::Span>,
 }
 
 /// An operand: a variable or a literal.
@@ -398,6 +400,7 @@ impl Func {
             kind,
             mutable,
             batched: false,
+            span: None,
         });
         Var(self.vars.len() as u32 - 1)
     }

@@ -308,13 +308,23 @@ impl Lowerer<'_> {
     /// A fresh immutable version of a mutable variable.
     fn copy(&mut self, m: Var) -> Atom {
         let info = self.func.info(m).clone();
-        self.let_(&info.name, info.kind, Rhs::Atom(Atom::Var(m)))
+        let a = self.let_(&info.name, info.kind, Rhs::Atom(Atom::Var(m)));
+        if let Atom::Var(c) = a {
+            self.func.vars[c.0 as usize].span = info.span;
+        }
+        a
     }
 
     fn bind(&mut self, name: String, var: Var) {
         if let Some(s) = self.scopes.last_mut() {
             s.insert(name, Bind::Var(var));
         }
+    }
+
+    /// [`Self::bind`] of a name the user wrote, remembering where (for errors).
+    fn bind_ident(&mut self, ident: &syn::Ident, var: Var) {
+        self.func.vars[var.0 as usize].span = Some(ident.span());
+        self.bind(ident.to_string(), var);
     }
 
     fn bind_place(&mut self, name: String, root: Var, path: Vec<Proj>) {
@@ -469,7 +479,7 @@ impl Lowerer<'_> {
                 self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
             }
             let var = self.func.new_var(&ident.to_string(), kind, mutable);
-            self.bind(ident.to_string(), var);
+            self.bind_ident(&ident, var);
             seen.push(ident.clone());
             self.func.params.push(Param {
                 var,
@@ -590,7 +600,7 @@ impl Lowerer<'_> {
                     var,
                     rhs: Rhs::Uninit,
                 });
-                self.bind(pi.ident.to_string(), var);
+                self.bind_ident(&pi.ident, var);
             } else {
                 self.cx
                     .error(pat, "a `let` without a value must bind a single name");
@@ -669,7 +679,7 @@ impl Lowerer<'_> {
                     info.name = name.clone();
                     info.kind = kind;
                     info.mutable = true;
-                    self.bind(name, v);
+                    self.bind_ident(&pi.ident, v);
                 } else if pi.mutability.is_some() {
                     // A Vec moved into a new binding is copied instead, so that the old one can
                     // still size its adjoint.
@@ -679,7 +689,7 @@ impl Lowerer<'_> {
                     };
                     let var = self.func.new_var(&name, kind, true);
                     self.emit(Stmt::Let { var, rhs });
-                    self.bind(name, var);
+                    self.bind_ident(&pi.ident, var);
                 } else {
                     match value {
                         Atom::Var(v) if !self.func.info(v).mutable => {
@@ -688,12 +698,12 @@ impl Lowerer<'_> {
                                 info.name = name.clone();
                             }
                             info.kind = kind;
-                            self.bind(name, v);
+                            self.bind_ident(&pi.ident, v);
                         }
                         _ => {
                             let v = self.let_(&name, kind, Rhs::Atom(value));
                             if let Atom::Var(v) = v {
-                                self.bind(name, v);
+                                self.bind_ident(&pi.ident, v);
                             }
                         }
                     }
@@ -1805,7 +1815,7 @@ impl Lowerer<'_> {
                     Pat::Ident(pi) => {
                         let info = &mut self.func.vars[index.0 as usize];
                         info.name = pi.ident.to_string();
-                        self.bind(pi.ident.to_string(), index);
+                        self.bind_ident(&pi.ident, index);
                     }
                     Pat::Wild(_) => {}
                     other => {

@@ -52,8 +52,12 @@ pub struct VmapError {
 pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
     let set = batched_vars(func, input.batched);
     let mut out = func.clone();
-    for v in &set {
+    // in order of creation, the variables the user named first: the one an error names
+    let mut order: Vec<Var> = set.iter().copied().collect();
+    order.sort_by_key(|v| (func.info(*v).span.is_none(), *v));
+    for v in &order {
         let info = &mut out.vars[v.0 as usize];
+        let span = info.span.unwrap_or(input.span);
         info.kind = match &info.kind {
             Kind::Float(_) | Kind::Tensor | Kind::Bool => Kind::Tensor,
             // a pullback stack holding batched values
@@ -61,7 +65,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
             Kind::Opaque => Kind::Opaque,
             Kind::Int => {
                 return Err(VmapError {
-                    span: input.span,
+                    span,
                     msg: format!(
                         "#[vmap]: the integer `{}` would differ per example (it is computed from a per-example value, or assigned under a per-example condition); only floats, tensors and bools may differ per example. Compute it from unbatched arguments, or keep the branch on an unbatched condition",
                         info.name
@@ -70,7 +74,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
             }
             Kind::Seq(..) => {
                 return Err(VmapError {
-                    span: input.span,
+                    span,
                     msg: format!(
                         "#[vmap]: the sequence `{}` would differ per example; slices, Vecs and arrays cannot be batched yet. Use a `Tensor` for per-example data",
                         info.name
