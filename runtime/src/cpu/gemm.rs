@@ -85,9 +85,13 @@ fn row<'a, T>(v: &MatRef<'a, T>, i: usize, cols: usize) -> Option<&'a [T]> {
 /// Whether the `r x r` view is diagonal. A dense matrix fails at its first off-diagonal
 /// element, so asking costs nothing there.
 fn is_diagonal<T: MathFloat>(v: &MatRef<'_, T>, r: usize) -> bool {
-    let zero = |x: &T| *x == T::zero();
+    // branch-free within a chunk, so the scan of a diagonal matrix is vectorised
+    let zeros = |xs: &[T]| {
+        xs.chunks(64)
+            .all(|c| !c.iter().fold(false, |nz, x| nz | (*x != T::zero())))
+    };
     (0..r).all(|i| match row(v, i, r) {
-        Some(row) => row[..i].iter().all(zero) && row[i + 1..].iter().all(zero),
+        Some(row) => zeros(&row[..i]) && zeros(&row[i + 1..]),
         None => (0..r).all(|j| i == j || at(v, i, j) == T::zero()),
     })
 }
@@ -105,7 +109,7 @@ fn all_finite<T: MathFloat>(v: &MatRef<'_, T>, rows: usize, cols: usize) -> bool
 /// diagonal, so the first product of a linear map with it is one of these. Taken only when
 /// the other factor is finite, where the result is the same as gemm's (every other term of
 /// each sum is a zero); an inf or NaN there goes to gemm, whose `0 * inf` gives NaN. Small
-/// products skip the check.
+/// products, and products whose other factor is narrow, skip the check.
 fn diagonal_product<T: MathFloat>(
     m: usize,
     n: usize,
@@ -114,8 +118,11 @@ fn diagonal_product<T: MathFloat>(
     b: &MatRef<'_, T>,
     c: &mut [T],
 ) -> bool {
+    // Scanning a diagonal factor reads k^2 elements, about as long as gemm takes for a
+    // product whose other side is under a few dozen wide: only wider ones are checked.
     const MIN_SIDE: usize = 16;
-    if m == k && k >= MIN_SIDE && is_diagonal(a, k) && all_finite(b, k, n) {
+    const MIN_OTHER: usize = 32;
+    if m == k && k >= MIN_SIDE && n >= MIN_OTHER && is_diagonal(a, k) && all_finite(b, k, n) {
         for (i, out) in c.chunks_exact_mut(n).enumerate() {
             let d = at(a, i, i);
             match row(b, i, n) {
@@ -125,7 +132,7 @@ fn diagonal_product<T: MathFloat>(
         }
         return true;
     }
-    if n == k && k >= MIN_SIDE && is_diagonal(b, k) && all_finite(a, m, k) {
+    if n == k && k >= MIN_SIDE && m >= MIN_OTHER && is_diagonal(b, k) && all_finite(a, m, k) {
         let d: Vec<T> = (0..k).map(|j| at(b, j, j)).collect();
         for (i, out) in c.chunks_exact_mut(n).enumerate() {
             match row(a, i, k) {
