@@ -10,6 +10,7 @@ use crate::transform::vjp::vjp_recomputing_calls;
 use crate::transform::vmap::{VmapIn, vmap};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+use std::collections::HashSet;
 use syn::Type;
 
 /// Expands `#[vmap(attr)] item`.
@@ -81,9 +82,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
         let v = vjp_recomputing_calls(&func, &varied_set);
-        out.extend(ct_counterpart(&item, &sig)?);
-        out.extend(jvpt_counterpart(&item, &sig));
-        out.extend(ctjvp_counterparts(&item, &sig));
+        out.extend(call_counterparts(&item, &sig));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -127,123 +126,27 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     Ok(out)
 }
 
-/// `__ferrax_vmap0_ct_f(args.., ct)`: the gradients of `ct . f(args)` with respect to every
-/// float and tensor parameter (a tuple when several), every one of them and `ct` batched
-/// along axis 0: what the batched reverse sweep of a caller calls for a call of `f` (see
-/// [`VMAP0_CT`](crate::transform::vmap::VMAP0_CT)). Not emitted where `f` has a parameter
-/// struct or a sequence among its float parameters, or where differentiating with respect to
-/// every float parameter is not possible: a caller then gets rustc's error for the missing
-/// function, at the call.
-fn ct_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> syn::Result<TokenStream> {
-    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
-        return Ok(quote!());
-    };
-    // parameter structs come in unbatched (as in `__ferrax_vmap0_f`); their gradients go out
-    // per example
-    if func.params.iter().any(|p| {
-        p.active
-            && !matches!(
-                func.info(p.var).kind,
-                Kind::Float(_) | Kind::Tensor | Kind::Struct
-            )
-    }) {
-        return Ok(quote!());
-    }
-    let v = vjp_recomputing_calls(&func, &varied_set);
-    let ct_ty: Type = if func.kind(func.output) == Kind::Tensor {
-        syn::parse_quote!(&::ferrax::Tensor)
-    } else {
-        sig.ret_ty.clone()
-    };
-    let g = crate::grad::cotangent_ir(&v, ct_ty);
-    let axes: Vec<Option<isize>> = g
-        .params
-        .iter()
-        .map(|p| matches!(g.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
-        .collect();
-    let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
-    let outputs: Vec<(Atom, Type)> = v
-        .grads
-        .iter()
-        .zip(&active)
-        .map(|(a, p)| (*a, crate::grad::grad_type(&p.ty)))
-        .collect();
-    if outputs.is_empty() {
-        return Ok(quote!());
-    }
-    // where the gradient cannot be batched, nothing: a caller gets the missing function
-    Ok(batched_fn(
-        &BatchedFn {
-            name: format_ident!("{}{}", crate::transform::vmap::VMAP0_CT, item.sig.ident),
-            doc: String::new(),
-            item,
-            axes: &axes,
-            outputs,
-            out_axes: 0,
-        },
-        &g,
-    )
-    .unwrap_or_default())
-}
-
-/// `__ferrax_vmap0_jvpt_f(args.., tangents..)`: the tangent of `f(args)` along a batch of
-/// tangents (one for every float and tensor parameter, batched along axis 0), the primal
-/// arguments unbatched: what `#[jacobian]`'s batched forward mode calls for a call of `f`
-/// (see [`VMAP0_JVPT`](crate::transform::vmap::VMAP0_JVPT)). Not emitted where that cannot
-/// be built (as [`ct_counterpart`]).
-fn jvpt_counterpart(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
-    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
-        return quote!();
-    };
-    // a parameter struct's tangent comes in unbatched (inside a Jacobian or Hessian a struct
-    // is a constant: its tangent is a zero, passed as it is by `b::lift_arg`)
-    let struct_kind = |p: &Param| func.info(p.var).kind == Kind::Struct;
-    if func.params.iter().any(|p| {
-        p.active
-            && !matches!(
-                func.info(p.var).kind,
-                Kind::Float(_) | Kind::Tensor | Kind::Struct
-            )
-    }) {
-        return quote!();
-    }
-    let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
-    if j.tangent.var().is_none() {
-        return quote!();
-    }
-    let mut jf = j.func.clone();
-    let outs: std::collections::HashSet<Var> = j.tangent.var().into_iter().collect();
-    crate::analyse::dce(&mut jf.body, &outs, &Default::default());
-    let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
-    let added = j.push_tangent_params(&mut jf, &func);
-    if added != j.tangent_params.len() {
-        return quote!();
-    }
-    for (p, _) in &j.tangent_params {
-        let unbatched = func.params.iter().any(|q| q.var == *p && struct_kind(q));
-        axes.push(if unbatched { None } else { Some(0) });
-    }
-    batched_fn(
-        &BatchedFn {
-            name: format_ident!("{}{}", crate::transform::vmap::VMAP0_JVPT, item.sig.ident),
-            doc: String::new(),
-            item,
-            axes: &axes,
-            outputs: vec![(j.tangent, sig.ret_ty.clone())],
-            out_axes: 0,
-        },
-        &jf,
-    )
-    .unwrap_or_default()
-}
-
-/// Forward mode over `f`'s gradients for a cotangent, what a Hessian through a call of `f`
-/// calls (`CallMode::VjpApplyTangent`): `__ferrax_full_f_ctjvp(args.., ct, tangents..,
-/// ct_tangent)` returns the tangents of the gradients of every float and tensor parameter (a
-/// tuple when several); `__ferrax_vmap0_ctjvpt_f` is the same batched over the tangents
-/// (axis 0), the arguments and the cotangent unbatched. Not emitted where that cannot be
-/// built (as [`ct_counterpart`]).
-fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
+/// What calls of `f` from other batched functions use, all differentiated with respect to
+/// every float, tensor and parameter-struct parameter (the caller knows which arguments are
+/// active, `f`'s own `wrt` does not matter; struct parameters come in unbatched, as in
+/// `__ferrax_vmap0_f`):
+///
+/// - `__ferrax_vmap0_ct_f(args.., ct)`: the gradients of `ct . f(args)` (a tuple when
+///   several; per example), floats, tensors and `ct` batched along axis 0 (see
+///   [`VMAP0_CT`](crate::transform::vmap::VMAP0_CT));
+/// - `__ferrax_vmap0_jvpt_f(args.., tangents..)`: the tangent of `f(args)` along a batch of
+///   tangents, the primal arguments unbatched
+///   ([`VMAP0_JVPT`](crate::transform::vmap::VMAP0_JVPT));
+/// - `__ferrax_full_f_ctjvp(args.., ct, tangents.., ct_tangent)` and its batched twin
+///   `__ferrax_vmap0_ctjvpt_f` (tangents batched, the rest not): forward mode over the
+///   gradients for a cotangent, what a Hessian through a call of `f` calls
+///   ([`VMAP0_CTJVPT`](crate::transform::vmap::VMAP0_CTJVPT)).
+///
+/// A struct's tangent is taken unbatched: inside a Jacobian or Hessian a struct is a
+/// constant, whose tangent is a zero passed as it is (`b::lift_arg`). Where one of them
+/// cannot be built (a sequence parameter, a body that does not batch), it is left out, and a
+/// caller gets rustc's error for the missing function, at the call.
+fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
     let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
         return quote!();
     };
@@ -258,86 +161,124 @@ fn ctjvp_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Toke
     {
         return quote!();
     }
-    let v = vjp_recomputing_calls(&func, &varied_set);
+    let grad_tys: Vec<Type> = active
+        .iter()
+        .map(|p| crate::grad::grad_type(&p.ty))
+        .collect();
     let ct_ty: Type = if func.kind(func.output) == Kind::Tensor {
         syn::parse_quote!(&::ferrax::Tensor)
     } else {
         sig.ret_ty.clone()
     };
-    let mut g = crate::grad::cotangent_ir(&v, ct_ty);
-    // the cotangent is differentiated too
+    let batched = |f: &Func, name: &str, axes: &[Option<isize>], outputs: Vec<(Atom, Type)>| {
+        // where the body cannot be batched, nothing
+        batched_fn(
+            &BatchedFn {
+                name: format_ident!("{}{}", name, item.sig.ident),
+                doc: String::new(),
+                item,
+                axes,
+                outputs,
+                out_axes: 0,
+            },
+            f,
+        )
+        .unwrap_or_default()
+    };
+    let mut out = quote!();
+
+    // gradients for a batched cotangent
+    let v = vjp_recomputing_calls(&func, &varied_set);
+    let g = crate::grad::cotangent_ir(&v, ct_ty);
+    let axes: Vec<Option<isize>> = g
+        .params
+        .iter()
+        .map(|p| matches!(g.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
+        .collect();
+    let grads: Vec<(Atom, Type)> = v.grads.iter().copied().zip(grad_tys.clone()).collect();
+    out.extend(batched(&g, crate::transform::vmap::VMAP0_CT, &axes, grads));
+
+    // the tangent, batched over tangents only
+    let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
+    if j.tangent.var().is_some() {
+        let mut jf = j.func.clone();
+        let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
+        crate::analyse::dce(&mut jf.body, &outs, &Default::default());
+        let axes = tangent_axes(&jf, &j, &func);
+        j.push_tangent_params(&mut jf, &func);
+        let outputs = vec![(j.tangent, sig.ret_ty.clone())];
+        out.extend(batched(
+            &jf,
+            crate::transform::vmap::VMAP0_JVPT,
+            &axes,
+            outputs,
+        ));
+    }
+
+    // forward mode over the gradients for a cotangent (the cotangent differentiated too)
+    let mut g = g;
     if let Some(ct) = g.params.last_mut() {
         ct.active = true;
     }
     g.output = v.grads[0];
     let gv = crate::analyse::varied(&g);
     let j = crate::transform::jvp::jvp(&g, &gv);
-    if j.unsupported_call.is_some() {
-        return quote!();
-    }
-    let mut outputs = Vec::new();
-    for (grad, p) in v.grads.iter().zip(&active) {
-        let Some(t) = grad.var().and_then(|g| j.tangents.get(&g)) else {
-            return quote!();
-        };
-        outputs.push((Atom::Var(*t), crate::grad::grad_type(&p.ty)));
-    }
+    let tangents: Option<Vec<(Atom, Type)>> = v
+        .grads
+        .iter()
+        .zip(&grad_tys)
+        .map(|(grad, ty)| Some((Atom::Var(*j.tangents.get(&grad.var()?)?), ty.clone())))
+        .collect();
+    let (None, Some(outputs)) = (j.unsupported_call, tangents) else {
+        return out;
+    };
     let mut jf = j.func.clone();
-    let outs: std::collections::HashSet<Var> =
-        outputs.iter().filter_map(|(a, _)| a.var()).collect();
+    let outs: HashSet<Var> = outputs.iter().filter_map(|(a, _)| a.var()).collect();
     crate::analyse::dce(&mut jf.body, &outs, &Default::default());
-    let mut axes: Vec<Option<isize>> = vec![None; jf.params.len()];
-    let added = j.push_tangent_params(&mut jf, &g);
-    if added != j.tangent_params.len() {
-        return quote!();
-    }
-    // a parameter struct's tangent unbatched (a constant's zero, as in the jvpt counterpart)
-    for (p, _) in &j.tangent_params {
-        let unbatched = g
-            .params
-            .iter()
-            .any(|q| q.var == *p && g.info(q.var).kind == Kind::Struct);
-        axes.push(if unbatched { None } else { Some(0) });
-    }
-    // unbatched
-    let em = crate::emit::Emitter {
+    let axes = tangent_axes(&jf, &j, &g);
+    j.push_tangent_params(&mut jf, &g);
+    let em = Emitter {
         func: &jf,
         owned_params: false,
     };
     let params = crate::grad::param_list(&em, &jf);
     let body = em.block(&jf.body);
     let rets: Vec<TokenStream> = outputs.iter().map(|(a, _)| em.value(*a)).collect();
-    let tys: Vec<&Type> = outputs.iter().map(|(_, t)| t).collect();
     let (ret_ty, ret) = if rets.len() == 1 {
-        (quote!(#(#tys)*), quote!(#(#rets)*))
+        (quote!(#(#grad_tys)*), quote!(#(#rets)*))
     } else {
-        (quote!((#(#tys),*)), quote!((#(#rets),*)))
+        (quote!((#(#grad_tys),*)), quote!((#(#rets),*)))
     };
     let name = format_ident!("{}{}_ctjvp", crate::grad::FULL, item.sig.ident);
     let vis = &item.vis;
-    let mut out = quote! {
+    out.extend(quote! {
         #[doc(hidden)]
         #[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]
         #vis fn #name(#(#params),*) -> #ret_ty {
             #body
             #ret
         }
-    };
-    out.extend(
-        batched_fn(
-            &BatchedFn {
-                name: format_ident!("{}{}", crate::transform::vmap::VMAP0_CTJVPT, item.sig.ident),
-                doc: String::new(),
-                item,
-                axes: &axes,
-                outputs,
-                out_axes: 0,
-            },
-            &jf,
-        )
-        .unwrap_or_default(),
-    );
+    });
+    out.extend(batched(
+        &jf,
+        crate::transform::vmap::VMAP0_CTJVPT,
+        &axes,
+        outputs,
+    ));
     out
+}
+
+/// The batch axes of a forward-mode counterpart: its own parameters unbatched, then the
+/// tangents appended after them batched along axis 0, except a parameter struct's (see
+/// [`call_counterparts`]).
+fn tangent_axes(jf: &Func, j: &crate::transform::jvp::JvpOut, primal: &Func) -> Vec<Option<isize>> {
+    let mut axes = vec![None; jf.params.len()];
+    axes.extend(
+        j.tangent_params
+            .iter()
+            .map(|(p, _)| (primal.info(*p).kind != Kind::Struct).then_some(0)),
+    );
+    axes
 }
 
 /// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and

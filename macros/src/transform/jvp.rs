@@ -20,28 +20,20 @@ pub struct JvpOut {
 
 impl JvpOut {
     /// Appends the tangent parameters to `f`'s (after the primal ones), each typed like its
-    /// primal parameter in `primal` (borrowed the same way). Returns how many were added.
-    pub fn push_tangent_params(&self, f: &mut Func, primal: &Func) -> usize {
-        let mut n = 0;
+    /// primal parameter in `primal` (borrowed the same way).
+    pub fn push_tangent_params(&self, f: &mut Func, primal: &Func) {
         for (p, d) in &self.tangent_params {
-            let Some(ty) = primal
-                .params
-                .iter()
-                .find(|q| q.var == *p)
-                .map(|q| q.ty.clone())
-            else {
+            let Some(q) = primal.params.iter().find(|q| q.var == *p) else {
                 continue;
             };
-            let ident = crate::emit::var_ident(f, *d);
+            let (ident, ty) = (crate::emit::var_ident(f, *d), q.ty.clone());
             f.params.push(Param {
                 var: *d,
                 ident,
                 ty,
                 active: false,
             });
-            n += 1;
         }
-        n
     }
 }
 
