@@ -155,6 +155,20 @@ pub mod __private {
             .collect()
     }
 
+    /// `pass(e_k)` for every unit vector `e_k` of length `n`, in order: the passes of a
+    /// Jacobian or Hessian of scalar code, one per input or output element.
+    pub fn unit_passes<T: Real, R>(n: usize, mut pass: impl FnMut(&[T]) -> R) -> Vec<R> {
+        let mut e = vec![T::default(); n];
+        (0..n)
+            .map(|k| {
+                e[k] = T::from_i32(1);
+                let r = pass(&e);
+                e[k] = T::default();
+                r
+            })
+            .collect()
+    }
+
     /// `target[k] += value[k]` for every k.
     #[inline]
     pub fn add_assign_seq<T: Real>(target: &mut [T], value: &[T]) {

@@ -522,3 +522,40 @@ fn hessians_through_a_struct_helper_match_finite_differences_of_the_gradient() {
     // the two copies of the energy are the same function
     assert_close(&net_energy(&p, &x), &net_energy_g(&p, &x), 0.0, "energy");
 }
+
+// A neighbour coupling whose loop has zero trips for lengths 0 and 1.
+hessian_and_grad! {
+    #[hessian] #[grad]
+    fn chain_h / chain_g (x: &[f64]) {
+        let mut e = 0.0;
+        for i in 1..x.len() {
+            e += (x[i] - x[i - 1]).powi(2) * x[i] + x[i - 1].sin();
+        }
+        e
+    }
+}
+
+#[test]
+fn slice_hessians_of_lengths_zero_one_and_more() {
+    for n in [0usize, 1, 2, 6] {
+        let x: Vec<f64> = (0..n).map(|i| 0.2 + 0.35 * i as f64).collect();
+        let h = chain_h_hessian(&x);
+        assert_eq!(h.len(), n, "n = {n}: rows");
+        rows_close(
+            &h,
+            &fd_rows(&|x| chain_g_grad(x), &x),
+            1e-6,
+            "chain hessian",
+        );
+        let v: Vec<f64> = (0..n).map(|i| 1.0 - 0.5 * i as f64).collect();
+        let hv = chain_h_hvp(&x, &v);
+        for i in 0..n {
+            let want: f64 = (0..n).map(|j| h[i][j] * v[j]).sum();
+            assert!(
+                (hv[i] - want).abs() < 1e-10 * (1.0 + want.abs()),
+                "n = {n}: hvp {i}"
+            );
+        }
+        assert_eq!(chain_h(&x), chain_g(&x));
+    }
+}

@@ -203,30 +203,11 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             });
         }
         Which::Hessian => {
-            // forward over reverse: the tangent of the gradient
-            // calls recomputed: forward mode goes through their `_ctjvp` counterparts
-            let v = crate::transform::vjp::vjp_recomputing_calls(&func, &varied_set);
-            let mut g = crate::grad::gradient_ir(&func, &v, false);
-            g.output = v.grads[0];
-            let gv = varied(&g);
-            // (a call's tangent batched over the basis alone: `__ferrax_vmap0_jvpt_`)
-            let j = crate::transform::jvp::jvp_splitting_calls(&g, &gv);
-            through_call_error(&j)?;
-            let mut hf = j.func.clone();
-            let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
-            dce(&mut hf.body, &outs, &HashSet::new());
-            let d = j
-                .tangent_params
-                .iter()
-                .find(|(p, _)| *p == x.var)
-                .map(|(_, d)| *d)
-                .ok_or_else(|| syn::Error::new_spanned(&item.sig.ident, "internal: no tangent"))?;
-            hf.params.push(Param {
-                var: d,
-                ident: format_ident!("__ferrax_v"),
-                ty: tensor.clone(),
-                active: false,
-            });
+            let Hvp {
+                func: hf,
+                tangent,
+                v: d,
+            } = hvp_ir(&func, &varied_set, &x, tensor.clone(), true)?;
             let hvp_name = format_ident!("{}_hvp", name);
             let em = Emitter {
                 func: &hf,
@@ -234,7 +215,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
             };
             let hparams = crate::grad::param_list(&em, &hf);
             let body = em.block(&hf.body);
-            let t = em.value(j.tangent);
+            let t = em.value(tangent);
             let dv = em.var(d);
             let hvp_doc = format!(
                 "Hessian-vector product of [`{name}`] with respect to `{xi}`: the directional derivative of the gradient along `v` (shaped like `{xi}`), by forward mode over reverse mode in one pass."
@@ -258,7 +239,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
                     doc: String::new(),
                     item: &item,
                     axes: &axes_last(hf.params.len()),
-                    outputs: vec![(j.tangent, tensor.clone())],
+                    outputs: vec![(tangent, tensor.clone())],
                     out_axes: 0,
                 },
                 &hf,
@@ -281,16 +262,84 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
     Ok(out)
 }
 
-/// A Hessian through a call of another function would lack the callee's second-order terms:
-/// a compile error at the call instead.
-fn through_call_error(j: &crate::transform::jvp::JvpOut) -> syn::Result<()> {
-    match j.unsupported_call {
-        None => Ok(()),
-        Some(span) => Err(syn::Error::new(
-            span,
-            "#[hessian] cannot differentiate through a call of another function yet (forward mode over the callee's reverse mode); write the callee's body inline",
-        )),
+/// The Jacobians and Hessians of scalar code call the function once per pass with the same
+/// arguments: references or copies only.
+fn passed_to_every_pass(func: &Func, label: &str) -> syn::Result<()> {
+    for p in &func.params {
+        if !matches!(&p.ty, syn::Type::Reference(r) if r.mutability.is_none())
+            && !matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Int | Kind::Bool
+            )
+        {
+            return Err(syn::Error::new_spanned(
+                &p.ty,
+                format!(
+                    "{label} calls the function once per pass: take this argument by shared reference (`&T`), or make it a number or a bool"
+                ),
+            ));
+        }
     }
+    Ok(())
+}
+
+/// The IR of a Hessian-vector product: forward mode over the gradient with respect to `x`.
+struct Hvp {
+    /// Its parameters: the function's, then the direction `__ferrax_v`.
+    func: Func,
+    /// The tangent of the gradient along the direction: the product.
+    tangent: Atom,
+    /// The direction's variable.
+    v: Var,
+}
+
+/// Forward mode over reverse mode of `func` with respect to `x`, along a direction
+/// `__ferrax_v: v_ty`. The gradient recomputes calls (forward mode then goes through their
+/// `_ctjvp` counterparts); `batched`: calls' tangents are split from their values, as a
+/// Hessian batched over the basis needs (`__ferrax_vmap0_jvpt_`). A call forward mode cannot
+/// see into would leave its second-order terms out: a compile error at the call instead.
+fn hvp_ir(
+    func: &Func,
+    varied_set: &HashSet<Var>,
+    x: &Param,
+    v_ty: syn::Type,
+    batched: bool,
+) -> syn::Result<Hvp> {
+    let v = crate::transform::vjp::vjp_recomputing_calls(func, varied_set);
+    let mut g = crate::grad::gradient_ir(func, &v, false);
+    g.output = v.grads[0];
+    let gv = varied(&g);
+    let j = if batched {
+        crate::transform::jvp::jvp_splitting_calls(&g, &gv)
+    } else {
+        jvp(&g, &gv)
+    };
+    if let Some(span) = j.unsupported_call {
+        return Err(syn::Error::new(
+            span,
+            "#[hessian] cannot take forward mode through this call (a derivative of another function with no forward-over-reverse counterpart); mark the callee `#[vmap] #[grad]`, or write its body inline",
+        ));
+    }
+    let Some(&(_, d)) = j.tangent_params.iter().find(|(p, _)| *p == x.var) else {
+        return Err(syn::Error::new_spanned(
+            &x.ty,
+            "no tangent for this parameter",
+        ));
+    };
+    let mut hf = j.func.clone();
+    let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
+    dce(&mut hf.body, &outs, &HashSet::new());
+    hf.params.push(Param {
+        var: d,
+        ident: format_ident!("__ferrax_v"),
+        ty: v_ty,
+        active: false,
+    });
+    Ok(Hvp {
+        func: hf,
+        tangent: j.tangent,
+        v: d,
+    })
 }
 
 /// The names and rustdoc of `f_jacfwd`, `f_jacrev` and `f_jacobian`: `fwd` and `rev` say
@@ -397,20 +446,7 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
             "#[jacobian] of a function returning a `Vec` differentiates with respect to one slice parameter `&[f64]` or `&[f32]`; name it with `jacobian(wrt(x))` when there are several float parameters",
         ));
     };
-    // The other arguments are passed to every pass: references or copies only.
-    for p in &func.params {
-        if !matches!(&p.ty, syn::Type::Reference(r) if r.mutability.is_none())
-            && !matches!(
-                func.info(p.var).kind,
-                Kind::Float(_) | Kind::Int | Kind::Bool
-            )
-        {
-            return Err(syn::Error::new_spanned(
-                &p.ty,
-                "#[jacobian] calls the function once per pass: take this argument by shared reference (`&T`), or make it a number or a bool",
-            ));
-        }
-    }
+    passed_to_every_pass(&func, "#[jacobian]")?;
     let real = real_type(prec);
     let Parts {
         name,
@@ -496,14 +532,9 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         #[doc = #jf_doc]
         #allow
         #vis fn #jf_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
-            let __ferrax_n = #xi.len();
-            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_n];
-            let mut __ferrax_cols = ::std::vec::Vec::with_capacity(__ferrax_n);
-            for __ferrax_k in 0..__ferrax_n {
-                __ferrax_e[__ferrax_k] = 1.0;
-                __ferrax_cols.push(#fwd_name(#(#args,)* &__ferrax_e).1);
-                __ferrax_e[__ferrax_k] = 0.0;
-            }
+            let __ferrax_cols = ::ferrax::__private::unit_passes(#xi.len(), |__ferrax_e: &[#real]| {
+                #fwd_name(#(#args,)* __ferrax_e).1
+            });
             let __ferrax_m = match __ferrax_cols.first() {
                 Some(c) => c.len(),
                 None => #name(#(#args),*).len(),
@@ -515,14 +546,9 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         #allow
         #vis fn #jr_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
             let __ferrax_m = #name(#(#args),*).len();
-            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_m];
-            let mut __ferrax_rows = ::std::vec::Vec::with_capacity(__ferrax_m);
-            for __ferrax_i in 0..__ferrax_m {
-                __ferrax_e[__ferrax_i] = 1.0;
-                __ferrax_rows.push(#rev_name(#(#args,)* &__ferrax_e));
-                __ferrax_e[__ferrax_i] = 0.0;
-            }
-            __ferrax_rows
+            ::ferrax::__private::unit_passes(__ferrax_m, |__ferrax_e: &[#real]| {
+                #rev_name(#(#args,)* __ferrax_e)
+            })
         }
 
         #[doc = #j_doc]
@@ -550,6 +576,7 @@ fn slice_hessian(
     x: &Param,
     prec: Prec,
 ) -> syn::Result<TokenStream> {
+    passed_to_every_pass(func, "#[hessian]")?;
     let real = real_type(prec);
     let Parts {
         name,
@@ -558,32 +585,11 @@ fn slice_hessian(
         args,
         params,
     } = Parts::of(item, func);
-    let v = crate::transform::vjp::vjp_recomputing_calls(func, varied_set);
-    let mut g = crate::grad::gradient_ir(func, &v, false);
-    g.output = v.grads[0];
-    let gv = varied(&g);
-    let j = jvp(&g, &gv);
-    through_call_error(&j)?;
-    let mut hf = j.func.clone();
-    let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
-    dce(&mut hf.body, &outs, &HashSet::new());
-    let Some(d) = j
-        .tangent_params
-        .iter()
-        .find(|(p, _)| *p == x.var)
-        .map(|(_, d)| *d)
-    else {
-        return Err(syn::Error::new_spanned(
-            &x.ty,
-            "no tangent for this parameter",
-        ));
-    };
-    hf.params.push(Param {
-        var: d,
-        ident: format_ident!("__ferrax_v"),
-        ty: x.ty.clone(),
-        active: false,
-    });
+    let Hvp {
+        func: hf,
+        tangent,
+        v: d,
+    } = hvp_ir(func, varied_set, x, x.ty.clone(), false)?;
     let em = Emitter {
         func: &hf,
         owned_params: false,
@@ -591,8 +597,8 @@ fn slice_hessian(
     let hparams = crate::grad::param_list(&em, &hf);
     let body = em.block(&hf.body);
     let (xid, dv) = (em.var(x.var), em.var(d));
-    let t = match j.tangent {
-        Atom::Var(_) => em.value(j.tangent),
+    let t = match tangent {
+        Atom::Var(_) => em.value(tangent),
         // a gradient that does not depend on x: a zero Hessian
         _ => quote!(::std::vec![0.0; #xid.len()]),
     };
@@ -622,15 +628,9 @@ fn slice_hessian(
         #[doc = #h_doc]
         #allow
         #vis fn #h_name(#(#params),*) -> ::std::vec::Vec<::std::vec::Vec<#real>> {
-            let __ferrax_n = #xi.len();
-            let mut __ferrax_e: ::std::vec::Vec<#real> = ::std::vec![0.0; __ferrax_n];
-            let mut __ferrax_rows = ::std::vec::Vec::with_capacity(__ferrax_n);
-            for __ferrax_k in 0..__ferrax_n {
-                __ferrax_e[__ferrax_k] = 1.0;
-                __ferrax_rows.push(#hvp_name(#(#args,)* &__ferrax_e));
-                __ferrax_e[__ferrax_k] = 0.0;
-            }
-            __ferrax_rows
+            ::ferrax::__private::unit_passes(#xi.len(), |__ferrax_e: &[#real]| {
+                #hvp_name(#(#args,)* __ferrax_e)
+            })
         }
     })
 }
