@@ -334,8 +334,8 @@ impl Vmap<'_> {
                 ],
             ),
             (_, Kind::Tensor) => {
-                // a reference parameter is passed as it is (`lift_arg` takes `&T` with `T`
-                // owned, for the type test); `lift` takes either
+                // a reference parameter is passed as it is: `&T` with `T` owned, as
+                // `lift_arg`'s type test needs
                 let by_ref = matches!(a, Atom::Var(v) if self.func.params.iter().any(|p| {
                     p.var == v && matches!(p.ty, syn::Type::Reference(_))
                 }));
@@ -344,7 +344,7 @@ impl Vmap<'_> {
                     vec![
                         Arg {
                             atom: a,
-                            borrow: !(by_ref && tensor_helper == "lift_arg"),
+                            borrow: !by_ref,
                         },
                         bsz,
                     ],
@@ -669,7 +669,7 @@ impl Vmap<'_> {
                 self.fail(
                     *span,
                     format!(
-                        "`{name}` is called through its forward-mode derivative with batched arguments (per example under #[vmap], per basis direction in #[jacobian] and #[hessian]), which cannot be batched yet; write the callee's body inline"
+                        "`{name}` is called through a derivative with batched arguments in a form that cannot be batched (its pullback kept whole, or forward mode with the value); supported: calls of other `#[vmap] #[grad]` functions from `#[vmap] #[grad]`, `#[jacobian]` and `#[hessian]`. Write the callee's body inline"
                     ),
                 );
                 rhs.clone()
