@@ -215,3 +215,54 @@ fn long_f32_pullback_splits_too() {
         );
     }
 }
+
+/// `split_for` itself: every element written once, by its own index, for empty, short and
+/// long ranges, ranges not starting at zero, one output or a pair, on 1 to 3 threads.
+#[test]
+fn split_for_writes_each_element_once_for_any_range() {
+    use ferrax::__private::{Chunk, SPLIT_MIN, split_for};
+    for threads in [1, 2, 3] {
+        for (lo, hi) in [
+            (0, 0),
+            (5, 5),
+            (0, 1),
+            (3, 17),
+            (0, SPLIT_MIN),
+            (7, 3 * SPLIT_MIN + 11),
+        ] {
+            let len = hi + 4;
+            let (mut a, mut b) = (vec![-1.0f64; len], vec![-1.0f32; len]);
+            in_pool(threads, || {
+                split_for(lo, hi, Chunk::of(&mut a[..]), &|mut a, from, to| {
+                    for j in from..to {
+                        a[j] = j as f64;
+                    }
+                });
+                split_for(
+                    lo,
+                    hi,
+                    (Chunk::of(&mut a[..]), Chunk::of(&mut b[..])),
+                    &|(mut a, mut b), from, to| {
+                        for j in from..to {
+                            a[j] += 1.0;
+                            b[j] = 2.0 * j as f32;
+                        }
+                    },
+                );
+            });
+            for j in 0..len {
+                let inside = (lo..hi).contains(&j);
+                let (wa, wb) = if inside {
+                    (j as f64 + 1.0, 2.0 * j as f32)
+                } else {
+                    (-1.0, -1.0)
+                };
+                assert_eq!(
+                    (a[j], b[j]),
+                    (wa, wb),
+                    "{threads} threads, {lo}..{hi}, element {j}"
+                );
+            }
+        }
+    }
+}

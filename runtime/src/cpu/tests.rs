@@ -897,12 +897,12 @@ fn matmul_rejects_a_view_outside_its_data() {
     kernels::matmul(2, 2, 2, view(&a), view(&b), &mut c);
 }
 
-/// A `k x k` matrix, row-major or transposed.
-fn square<T>(d: &[T], k: usize, transposed: bool) -> MatRef<'_, T> {
-    let (rs, cs) = if transposed {
-        (1, k as isize)
+/// A `rows x cols` matrix over `d`, row-major or column-major (a transposed view).
+fn view<T>(d: &[T], rows: usize, cols: usize, column_major: bool) -> MatRef<'_, T> {
+    let (rs, cs) = if column_major {
+        (1, rows as isize)
     } else {
-        (k as isize, 1)
+        (cols as isize, 1)
     };
     MatRef {
         data: d,
@@ -935,30 +935,10 @@ fn check_diagonal_matmul<T: Float>() {
         for (d, what) in [(&diag, "diagonal"), (&near, "almost diagonal")] {
             for transposed in [false, true] {
                 for dense_t in [false, true] {
-                    let dv = square(d, k, transposed);
+                    let dv = view(d, k, k, transposed);
                     // diag (k x k) @ dense (k x other), and dense (other x k) @ diag
-                    let (rs, cs) = if dense_t {
-                        (1, k as isize)
-                    } else {
-                        (other as isize, 1)
-                    };
-                    let right = MatRef {
-                        data: &dense[..],
-                        offset: 0,
-                        rs,
-                        cs,
-                    };
-                    let (rs, cs) = if dense_t {
-                        (1, other as isize)
-                    } else {
-                        (k as isize, 1)
-                    };
-                    let left = MatRef {
-                        data: &dense[..],
-                        offset: 0,
-                        rs,
-                        cs,
-                    };
+                    let right = view(&dense, k, other, dense_t);
+                    let left = view(&dense, other, k, dense_t);
                     for (m, n, a, b) in [(k, other, dv, right), (other, k, left, dv)] {
                         let want = matmul_reference(m, n, k, &a, &b);
                         let mut c = vec![T::nan(); m * n];
@@ -978,14 +958,9 @@ fn check_diagonal_matmul<T: Float>() {
         // an inf in the dense factor: 0 * inf is NaN in every row of the product
         let mut with_inf = dense.clone();
         with_inf[0] = T::infinity();
-        let b = MatRef {
-            data: &with_inf[..],
-            offset: 0,
-            rs: other as isize,
-            cs: 1,
-        };
+        let b = view(&with_inf, k, other, false);
         let mut c = vec![T::zero(); k * other];
-        kernels::matmul(k, other, k, square(&diag, k, false), b, &mut c);
+        kernels::matmul(k, other, k, view(&diag, k, k, false), b, &mut c);
         for i in 0..k {
             assert!(
                 c[i * other].is_nan() || (i == 0 && c[0].is_infinite()),
