@@ -57,12 +57,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
 
     // ---- forward mode ----
     let j = jvp(&func, &varied);
-    let mut jf = j.func.clone();
-    let outs: HashSet<Var> = [func.output, j.tangent]
-        .iter()
-        .filter_map(|a| a.var())
-        .collect();
-    dce(&mut jf.body, &outs, &HashSet::new());
+    let mut jf = j.pruned(&[func.output, j.tangent]);
     // Tangent parameters are parameters too (of the primal's type: borrowed the same way).
     j.push_tangent_params(&mut jf, &func);
     let em = Emitter {

@@ -14,7 +14,7 @@
 //! passes instead (`slice_jacobian`), one jvp per input element or one vjp per output
 //! element, and returns the rows.
 
-use crate::analyse::{dce, varied};
+use crate::analyse::varied;
 use crate::attr::GradAttr;
 use crate::emit::Emitter;
 use crate::ir::*;
@@ -95,9 +95,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         Which::Jacobian => {
             // forward: the tangent of the output, batched over the tangents of x
             let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
-            let mut jf = j.func.clone();
-            let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
-            dce(&mut jf.body, &outs, &HashSet::new());
+            let mut jf = j.pruned(&[j.tangent]);
             let d = j.tangent_params[0].1;
             jf.params.push(Param {
                 var: d,
@@ -326,9 +324,7 @@ fn hvp_ir(
             "no tangent for this parameter",
         ));
     };
-    let mut hf = j.func.clone();
-    let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
-    dce(&mut hf.body, &outs, &HashSet::new());
+    let mut hf = j.pruned(&[j.tangent]);
     hf.params.push(Param {
         var: d,
         ident: format_ident!("__ferrax_v"),
@@ -456,29 +452,14 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         params,
     } = Parts::of(&item, &func);
     let hidden = quote!(#[doc(hidden)] #allow);
-    let (xi, xty) = (&x.ident, &x.ty);
+    let xi = &x.ident;
     let mut out = quote!(#item);
 
     // forward: value and tangent along `dx`
     let j = jvp(&func, &varied_set);
-    let mut jf = j.func.clone();
-    let outs: HashSet<Var> = [func.output, j.tangent]
-        .iter()
-        .filter_map(|a| a.var())
-        .collect();
-    dce(&mut jf.body, &outs, &HashSet::new());
-    let Some(&(_, dx)) = j.tangent_params.first() else {
-        return Err(syn::Error::new_spanned(
-            xty,
-            "no tangent for this parameter",
-        ));
-    };
-    jf.params.push(Param {
-        var: dx,
-        ident: crate::emit::var_ident(&jf, dx),
-        ty: xty.clone(),
-        active: false,
-    });
+    let mut jf = j.pruned(&[func.output, j.tangent]);
+    // x's tangent, the only one (x is the one active parameter)
+    j.push_tangent_params(&mut jf, &func);
     let em = Emitter {
         func: &jf,
         owned_params: false,

@@ -10,7 +10,6 @@ use crate::transform::vjp::vjp_recomputing_calls;
 use crate::transform::vmap::{VmapIn, vmap};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use std::collections::HashSet;
 use syn::Type;
 
 /// Expands `#[vmap(attr)] item`.
@@ -201,9 +200,7 @@ fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Token
     // the tangent, batched over tangents only
     let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
     if j.tangent.var().is_some() {
-        let mut jf = j.func.clone();
-        let outs: HashSet<Var> = j.tangent.var().into_iter().collect();
-        crate::analyse::dce(&mut jf.body, &outs, &Default::default());
+        let mut jf = j.pruned(&[j.tangent]);
         let axes = tangent_axes(&jf, &j, &func);
         j.push_tangent_params(&mut jf, &func);
         let outputs = vec![(j.tangent, sig.ret_ty.clone())];
@@ -232,9 +229,8 @@ fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Token
     let (None, Some(outputs)) = (j.unsupported_call, tangents) else {
         return out;
     };
-    let mut jf = j.func.clone();
-    let outs: HashSet<Var> = outputs.iter().filter_map(|(a, _)| a.var()).collect();
-    crate::analyse::dce(&mut jf.body, &outs, &Default::default());
+    let outs: Vec<Atom> = outputs.iter().map(|(a, _)| *a).collect();
+    let mut jf = j.pruned(&outs);
     let axes = tangent_axes(&jf, &j, &g);
     j.push_tangent_params(&mut jf, &g);
     let em = Emitter {

@@ -19,6 +19,14 @@ pub struct JvpOut {
 }
 
 impl JvpOut {
+    /// The transformed function with only what `outputs` need (dead code eliminated).
+    pub fn pruned(&self, outputs: &[Atom]) -> Func {
+        let mut f = self.func.clone();
+        let outs: HashSet<Var> = outputs.iter().filter_map(|a| a.var()).collect();
+        crate::analyse::dce(&mut f.body, &outs, &HashSet::new());
+        f
+    }
+
     /// Appends the tangent parameters to `f`'s (after the primal ones), each typed like its
     /// primal parameter in `primal` (borrowed the same way).
     pub fn push_tangent_params(&self, f: &mut Func, primal: &Func) {
