@@ -1319,17 +1319,18 @@ fn mapped_twins_name_the_op_on_a_gpu_tensor() {
 /// other value (a parameter struct read out of a field) is passed as it is.
 #[test]
 fn lift_arg_lifts_tensors_and_passes_other_values() {
-    let x = rand(&[2, 3], (-1.0, 1.0));
-    let l = b::lift_arg(&x, 4);
-    assert_eq!(l.shape(), &[4, 2, 3]);
-    for i in 0..4 {
-        assert_close(
-            "lift_arg example",
-            &l.slice(0, i, i + 1).squeeze(0),
-            &x,
-            0.0,
-        );
+    for shape in [vec![2, 3], vec![], vec![0, 2], vec![1]] {
+        let x = rand(&shape, (-1.0, 1.0));
+        for bsz in [0, 1, 4] {
+            let l = b::lift_arg(&x, bsz);
+            assert_eq!(l.shape(), &[&[bsz][..], &shape[..]].concat()[..]);
+            for i in 0..bsz {
+                let example = l.slice(0, i, i + 1).squeeze(0);
+                assert_close("lift_arg example", &example, &x, 0.0);
+            }
+        }
     }
+    let x = rand(&[2, 3], (-1.0, 1.0));
     let pair = (x.clone(), 2.5f64);
     let same = b::lift_arg(&pair, 4);
     assert_eq!(same.0.shape(), &[2, 3]);
