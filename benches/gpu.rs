@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Each workload runs once to warm up (compiling its pipelines), then repeatedly for
-//! about two seconds (at least 10, at most 200 runs), each run ending with
+//! about two seconds (`BENCH_SECONDS`; at least 10, at most 200 runs), each run ending with
 //! `Tensor::eval` so that the GPU's work is inside the time; the median is
 //! reported. Without an adapter it says why and exits successfully. The MLP step also
 //! checks, before timing, that its GPU gradients match the CPU's.
@@ -228,6 +228,18 @@ fn workloads() -> Vec<Workload> {
             name: "mlp_step_256_f32",
             build: mlp_step,
         },
+        Workload {
+            name: "scale_1K_f32",
+            build: |d| {
+                let x = normal(8, &[1024], d);
+                Prepared {
+                    work: Work::Bytes(2.0 * 4.0 * 1024.0),
+                    run: Box::new(move || {
+                        std::hint::black_box(&x * 2.0).eval();
+                    }),
+                }
+            },
+        },
     ]
 }
 
@@ -271,6 +283,10 @@ def mlp_step():
     f = jax.jit(jax.value_and_grad(loss))
     flops = 2.0 * 3.0 * 256 * (784 * 512 + 512 * 512 + 512 * 10)
     return {"flops": flops}, lambda: f(p, x, y)
+def scale():
+    x = normal(8, (1024,))
+    f = jax.jit(lambda x: x * 2.0)
+    return {"bytes": 2.0 * 4 * 1024}, lambda: f(x)
 W = {
     "matmul_1024_f32": lambda: matmul(1024),
     "matmul_2048_f32": lambda: matmul(2048),
@@ -282,6 +298,7 @@ W = {
     "softmax_4096x1024_f32": softmax,
     "sum_16M_f32": total,
     "mlp_step_256_f32": mlp_step,
+    "scale_1K_f32": scale,
 }
 filters = [a for a in sys.argv[1:] if not a.startswith("--")]
 for name, build in W.items():
@@ -314,6 +331,11 @@ fn main() {
         }
     };
     eprintln!("gpu bench on {}", dev.description());
+    // seconds of timed runs per workload (a quick tile sweep takes less)
+    let budget = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(2), Duration::from_secs_f64);
     for w in workloads() {
         if !filters.is_empty() && !filters.iter().any(|f| w.name.contains(f.as_str())) {
             continue;
@@ -322,7 +344,7 @@ fn main() {
         (p.run)();
         let mut times = Vec::new();
         let start = Instant::now();
-        while times.len() < 10 || (times.len() < 200 && start.elapsed() < Duration::from_secs(2)) {
+        while times.len() < 10 || (times.len() < 200 && start.elapsed() < budget) {
             let t = Instant::now();
             (p.run)();
             times.push(t.elapsed().as_secs_f64());

@@ -1,14 +1,13 @@
 //! Matrix products: a tiled, register-blocked WGSL kernel, batched over broadcast batch
 //! axes, reading both operands through their strides (transposes are not copied).
 //!
-//! Each workgroup computes a `BM x BN` tile of the output with 256 threads, each thread a
-//! `TM x TN` block held in registers. The `K` axis is walked in steps of `BK`: the
-//! workgroup stages a `BM x BK` slice of A and a `BK x BN` slice of B in workgroup memory
-//! (read along whichever axis is contiguous in global memory, so loads coalesce), then
-//! every thread reads its rows and columns as vec4s and does `TM * TN` fused
-//! multiply-adds per step. Loops have constant bounds and are fully unrolled by the
-//! shader compiler. The tile shape is chosen per size: 128x128 (8x8 per thread) for
-//! large products, 64x64 (4x4) otherwise.
+//! Each workgroup computes a `BM x BN` tile of the output, each thread a `TM x TN` block
+//! held in vec4 registers. The `K` axis is walked in steps of `BK`: the workgroup stages a
+//! `BM x BK` slice of A and a `BK x BN` slice of B in workgroup memory (read along
+//! whichever axis is contiguous in global memory, so loads coalesce), then every thread
+//! reads its rows and columns as vec4s and does `TM * TN` fused multiply-adds per step,
+//! emitted unrolled. The tile shape is chosen per size: 128x128 (8x8 per thread) from
+//! 2048x2048 outputs, 64x64 (4x4) below; `FERRAX_GPU_MATMUL_TILE` overrides it for tuning.
 
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuStorage, MAX_GROUPS, storage_of, wgsl};
@@ -18,7 +17,8 @@ use crate::tensor::Tensor;
 /// Most batch axes (after the matrix axes) the kernel walks.
 const MAX_BATCH_DIMS: usize = 6;
 
-/// A tile configuration.
+/// A tile configuration: a `bm x bn` output tile per workgroup, `tm x tn` outputs per
+/// thread (each a multiple of 4, read as vec4s), `bk` steps of K staged at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tile {
     bm: u32,
@@ -26,32 +26,114 @@ struct Tile {
     bk: u32,
     tm: u32,
     tn: u32,
+    /// A thread's rows (and columns) are `tm / 4` (`tn / 4`) groups of four spread over
+    /// the tile, rather than one block: neighbouring threads then read neighbouring
+    /// vec4s of workgroup memory (no bank conflicts) and write neighbouring output quads.
+    spread: bool,
+    /// Two staging buffers in workgroup memory: the next K step is stored into one while
+    /// the other is read, so each step takes one barrier instead of two (vec4 path only).
+    double: bool,
 }
 
-const LARGE: Tile = Tile {
-    bm: 128,
-    bn: 128,
-    bk: 8,
-    tm: 8,
-    tn: 8,
-};
+impl Tile {
+    const fn new(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Tile {
+        Tile {
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            spread: true,
+            double: true,
+        }
+    }
 
+    fn threads(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Bytes of workgroup memory the kernel declares.
+    fn workgroup_bytes(&self) -> u32 {
+        (self.bm + self.bn) * self.bk * 4 * if self.double { 2 } else { 1 }
+    }
+
+    /// Whether the generator supports the shape and the adapter can run it.
+    fn fits(&self, limits: &wgpu::Limits) -> bool {
+        let threads = self.threads();
+        matches!(self.tm, 4 | 8)
+            && matches!(self.tn, 4 | 8)
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && self.bk.is_multiple_of(4)
+            && self.bk > 0
+            && (32..=limits.max_compute_invocations_per_workgroup.min(1024)).contains(&threads)
+            && threads <= limits.max_compute_workgroup_size_x
+            && self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
+    }
+
+    /// Parses `bm,bn,bk,tm,tn[,flags]`, flags being any of `s` (spread) and `d` (double).
+    fn parse(s: &str) -> Option<Tile> {
+        let mut parts = s.split(',');
+        let mut num = || parts.next()?.trim().parse::<u32>().ok();
+        let (bm, bn, bk, tm, tn) = (num()?, num()?, num()?, num()?, num()?);
+        let flags = s.split(',').nth(5).unwrap_or("");
+        Some(Tile {
+            spread: flags.contains('s'),
+            double: flags.contains('d'),
+            ..Tile::new(bm, bn, bk, tm, tn)
+        })
+    }
+}
+
+/// Large products: 128x128 tiles, 8x8 outputs per thread, spread and double-buffered
+/// (30 TFLOP/s at 8192 on an H200, the best of the shapes tried).
+const LARGE: Tile = Tile::new(128, 128, 8, 8, 8);
+
+/// Products with fewer than 2048 rows or columns: 64x64 tiles, 4x4 per thread, one
+/// staging buffer (on an H200 at 1024, 12.9 TFLOP/s against 11.7 double-buffered and 7.5
+/// with the large tiles: `benches/README.md`, GPU).
 const SMALL: Tile = Tile {
-    bm: 64,
-    bn: 64,
-    bk: 16,
-    tm: 4,
-    tn: 4,
+    double: false,
+    ..Tile::new(64, 64, 16, 4, 4)
 };
 
-fn pick(m: usize, n: usize) -> Tile {
-    if m >= 1024 && n >= 1024 { LARGE } else { SMALL }
+/// The tile for an `m x n` output: `FERRAX_GPU_MATMUL_TILE` (`bm,bn,bk,tm,tn[,flags]`,
+/// for tuning on a new GPU; ignored with a warning when the adapter cannot run it), else
+/// by size.
+fn pick(m: usize, n: usize, limits: &wgpu::Limits) -> Tile {
+    static FORCED: std::sync::OnceLock<Option<Tile>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| {
+        let v = std::env::var("FERRAX_GPU_MATMUL_TILE").ok()?;
+        let tile = Tile::parse(&v).filter(|t| t.fits(limits));
+        if tile.is_none() {
+            eprintln!("ferrax: FERRAX_GPU_MATMUL_TILE={v:?} is not a tile this GPU runs; ignored");
+        }
+        tile
+    });
+    match forced {
+        Some(t) => *t,
+        None if m >= 2048 && n >= 2048 => LARGE,
+        None => SMALL,
+    }
 }
 
 /// `c[b] = a[b] @ b[b]` for every batch position: `la` and `lb` are the operands'
 /// layouts broadcast to `[batch.., m, k]` and `[batch.., k, n]`; the result is a new
 /// contiguous f32 tensor of `out_shape` (`batch * m * n` elements).
 pub(crate) fn matmul(
+    a: &Tensor,
+    la: &Layout,
+    b: &Tensor,
+    lb: &Layout,
+    [m, n, k]: [usize; 3],
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    matmul_tiled(None, a, la, b, lb, [m, n, k], out_shape)
+}
+
+/// [`matmul`] with the tile `forced`, or the one [`pick`] chooses.
+fn matmul_tiled(
+    forced: Option<Tile>,
     a: &Tensor,
     la: &Layout,
     b: &Tensor,
@@ -84,7 +166,8 @@ pub(crate) fn matmul(
             ),
         });
     }
-    let tile = pick(m, n);
+    let ctx = out.context();
+    let tile = forced.unwrap_or_else(|| pick(m, n, &ctx.limits));
     let groups_x = (n as u32).div_ceil(tile.bn);
     let groups_y = (m as u32).div_ceil(tile.bm);
     if groups_x > MAX_GROUPS || groups_y > MAX_GROUPS {
@@ -106,7 +189,6 @@ pub(crate) fn matmul(
         && dims
             .iter()
             .all(|&d| quad(la.strides[d]) && quad(lb.strides[d]));
-    let ctx = out.context();
     let key = format!("matmul {tile:?} {a_k} {b_n} {vec4}");
     // SAFETY: every global read is guarded by the bounds of the product (m, n, k) and
     // goes through the operands' layouts, which lie within their buffers; the output
@@ -146,14 +228,88 @@ pub(crate) fn matmul(
 
 /// The WGSL of one tile configuration. `a_k_contiguous` / `b_n_contiguous` pick the
 /// staging order that makes global reads coalesce; `vec4` reads both operands four
-/// floats at a time (both row-major, every row and batch start a multiple of 4 floats).
+/// floats at a time (both row-major, every row and batch start a multiple of 4 floats)
+/// and writes the output as vec4s.
+///
+/// On the vec4 path each thread fetches its share of the next K step into registers
+/// before computing the current one, so the global loads are in flight during the
+/// multiply-adds; with `double`, it then stores them into the other staging buffer.
+/// The inner product is emitted unrolled, with one vec4 accumulator per four outputs.
 fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> String {
-    let threads = (t.bm / t.tm) * (t.bn / t.tn);
-    debug_assert_eq!(threads, 256);
-    let mut s = String::new();
-    s.push_str(wgsl::PARAMS);
+    use std::fmt::Write;
+    let threads = t.threads();
     let (bm, bn, bk, tm, tn) = (t.bm, t.bn, t.bk, t.tm, t.tn);
-    // staging: element e of the A tile is (r, kk); which index runs fastest follows memory
+    let (tm4, tn4, bk4, bm4, bn4) = (tm / 4, tn / 4, bk / 4, bm / 4, bn / 4);
+    let double = t.double && vec4;
+    let (a_quads, b_quads) = (bm * bk / 4, bk * bn / 4);
+    let (na, nb) = (a_quads.div_ceil(threads), b_quads.div_ceil(threads));
+    // `e`, this thread's q-th quad of a staged tile of `quads` quads, with a guard when
+    // the threads do not divide the quads evenly
+    let quad = |q: u32, quads: u32, body: &str| {
+        let guard = !quads.is_multiple_of(threads);
+        format!(
+            "{{ let e = li + {}u; {}{body}{} }}\n",
+            q * threads,
+            if guard {
+                format!("if (e < {quads}u) {{ ")
+            } else {
+                String::new()
+            },
+            if guard { " }" } else { "" },
+        )
+    };
+    // global -> registers (vec4 path): the K step starting at `kn`
+    let mut fetch = String::new();
+    for q in 0..na {
+        fetch += &quad(
+            q,
+            a_quads,
+            &format!(
+                "let r = e / {bk4}u; let kq = e % {bk4}u; pa{q} = vec4<f32>(0.0); \
+                 if (row0 + r < m && kn + 4u * kq < k) {{ \
+                 pa{q} = a[u32(a_base + i32(row0 + r) * ars) / 4u + kn / 4u + kq]; }}"
+            ),
+        );
+    }
+    for q in 0..nb {
+        fetch += &quad(
+            q,
+            b_quads,
+            &format!(
+                "let kr = e / {bn4}u; let cq = e % {bn4}u; pb{q} = vec4<f32>(0.0); \
+                 if (kn + kr < k && col0 + 4u * cq < n) {{ \
+                 pb{q} = b[u32(b_base + i32(kn + kr) * brs) / 4u + col0 / 4u + cq]; }}"
+            ),
+        );
+    }
+    // registers -> workgroup memory at buffer `buf` (an expression); A is stored
+    // transposed (k-major) so that a thread's rows are consecutive
+    let store = |buf: &str| {
+        let mut s = String::new();
+        for q in 0..na {
+            let mut body = format!(
+                "let r = e / {bk4}u; let kq = e % {bk4}u; let at = 4u * kq * {bm}u + r; \
+                 let ao = ({buf}) * {a_quads}u;"
+            );
+            for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+                let off = c as u32 * bm;
+                let _ = write!(
+                    body,
+                    " As[ao + (at + {off}u) / 4u][(at + {off}u) % 4u] = pa{q}.{lane};"
+                );
+            }
+            s += &quad(q, a_quads, &body);
+        }
+        for q in 0..nb {
+            s += &quad(
+                q,
+                b_quads,
+                &format!("Bs[({buf}) * {b_quads}u + e] = pb{q};"),
+            );
+        }
+        s
+    };
+    // global -> workgroup memory directly (scalar path), element by element
     let a_rk = if a_k_contiguous {
         format!("let r = e / {bk}u; let kk = e % {bk}u;")
     } else {
@@ -164,66 +320,8 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
     } else {
         format!("let c = e / {bk}u; let kk = e % {bk}u;")
     };
-    let (tm4, tn4) = (tm / 4, tn / 4);
-    // vec4: each thread stages exactly one vec4 of A (four consecutive k of a row) and
-    // one of B (four consecutive columns of a row) per step, and fetches the next step's
-    // pair from global memory before computing the current one (register double
-    // buffering), so the loads are in flight during the multiply-adds
-    debug_assert_eq!(bm * bk / 4, 256);
-    debug_assert_eq!(bk * bn / 4, 256);
-    let fetch = r#"pa = vec4<f32>(0.0);
-            pb = vec4<f32>(0.0);
-            if (row0 + ar < m && kn + 4u * aq < k) {
-                pa = a[u32(a_base + i32(row0 + ar) * ars) / 4u + (kn / 4u) + aq];
-            }
-            if (kn + bkk < k && col0 + 4u * bq < n) {
-                pb = b[u32(b_base + i32(kn + bkk) * brs) / 4u + (col0 / 4u) + bq];
-            }"#;
-    let prologue = if vec4 {
-        format!(
-            r#"    let ar = li / {bk4}u; let aq = li % {bk4}u;
-    let bkk = li / {bn4}u; let bq = li % {bn4}u;
-    var pa = vec4<f32>(0.0);
-    var pb = vec4<f32>(0.0);
-    {{
-        let kn = 0u;
-        {fetch}
-    }}
-"#,
-            bk4 = bk / 4,
-            bn4 = bn / 4,
-        )
-    } else {
-        String::new()
-    };
-    let prefetch = if vec4 {
-        format!(
-            r#"        let kn = k0 + {bk}u;
-        if (kn < k) {{
-            {fetch}
-        }}
-"#
-        )
-    } else {
-        String::new()
-    };
-    let staging = if vec4 {
-        format!(
-            r#"        {{
-            let at = 4u * aq * {bm}u + ar;
-            As[at / 4u][at % 4u] = pa.x;
-            As[(at + {bm}u) / 4u][(at + {bm}u) % 4u] = pa.y;
-            As[(at + {bm2}u) / 4u][(at + {bm2}u) % 4u] = pa.z;
-            As[(at + {bm3}u) / 4u][(at + {bm3}u) % 4u] = pa.w;
-            Bs[bkk * {bn4}u + bq] = pb;
-        }}"#,
-            bn4 = bn / 4,
-            bm2 = 2 * bm,
-            bm3 = 3 * bm,
-        )
-    } else {
-        format!(
-            r#"        for (var e = li; e < {bm}u * {bk}u; e += 256u) {{
+    let scalar_stage = format!(
+        r#"        for (var e = li; e < {bm}u * {bk}u; e += {threads}u) {{
             {a_rk}
             var v = 0.0;
             if (row0 + r < m && k0 + kk < k) {{
@@ -232,7 +330,7 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
             let at = kk * {bm}u + r;
             As[at / 4u][at % 4u] = v;
         }}
-        for (var e = li; e < {bk}u * {bn}u; e += 256u) {{
+        for (var e = li; e < {bk}u * {bn}u; e += {threads}u) {{
             {b_kc}
             var v = 0.0;
             if (k0 + kk < k && col0 + c < n) {{
@@ -240,19 +338,150 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
             }}
             let at = kk * {bn}u + c;
             Bs[at / 4u][at % 4u] = v;
-        }}"#
+        }}
+"#
+    );
+    // where a thread's g-th group of four rows (columns) starts, in quads
+    let row_quad = |g: u32| {
+        if t.spread {
+            format!("{}u + ty", g * bm4 / tm4)
+        } else {
+            format!("ty * {tm4}u + {g}u")
+        }
+    };
+    let col_quad = |j: u32| {
+        if t.spread {
+            format!("{}u + tx", j * bn4 / tn4)
+        } else {
+            format!("tx * {tn4}u + {j}u")
+        }
+    };
+    // one K step of the inner product from buffer `buf`
+    let compute = |buf: &str| {
+        let mut s = format!(
+            "        for (var kk = 0u; kk < {bk}u; kk++) {{\n            \
+             let ab = ({buf}) * {a_quads}u + kk * {bm4}u;\n            \
+             let bb = ({buf}) * {b_quads}u + kk * {bn4}u;\n"
+        );
+        for g in 0..tm4 {
+            let _ = writeln!(s, "            let a{g} = As[ab + {}];", row_quad(g));
+        }
+        for j in 0..tn4 {
+            let _ = writeln!(s, "            let b{j} = Bs[bb + {}];", col_quad(j));
+        }
+        for i in 0..tm {
+            let lane = ["x", "y", "z", "w"][(i % 4) as usize];
+            for j in 0..tn4 {
+                let _ = writeln!(
+                    s,
+                    "            acc{i}_{j} = fma(vec4<f32>(a{}.{lane}), b{j}, acc{i}_{j});",
+                    i / 4
+                );
+            }
+        }
+        s + "        }\n"
+    };
+    let mut acc = String::new();
+    for i in 0..tm {
+        for j in 0..tn4 {
+            let _ = writeln!(acc, "    var acc{i}_{j} = vec4<f32>(0.0);");
+        }
+    }
+    let main_loop = if vec4 {
+        let mut regs = String::new();
+        for q in 0..na {
+            let _ = writeln!(regs, "    var pa{q} = vec4<f32>(0.0);");
+        }
+        for q in 0..nb {
+            let _ = writeln!(regs, "    var pb{q} = vec4<f32>(0.0);");
+        }
+        if double {
+            format!(
+                r#"{regs}    {{
+        let kn = 0u;
+{fetch}    }}
+{store0}    workgroupBarrier();
+    var cur = 0u;
+    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
+        let kn = k0 + {bk}u;
+        let more = kn < k;
+        if (more) {{
+{fetch}        }}
+{compute}        if (more) {{
+{store1}        }}
+        workgroupBarrier();
+        cur = cur ^ 1u;
+    }}
+"#,
+                store0 = store("0u"),
+                compute = compute("cur"),
+                store1 = store("cur ^ 1u"),
+            )
+        } else {
+            format!(
+                r#"{regs}    {{
+        let kn = 0u;
+{fetch}    }}
+    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
+{store0}        workgroupBarrier();
+        let kn = k0 + {bk}u;
+        if (kn < k) {{
+{fetch}        }}
+{compute}        workgroupBarrier();
+    }}
+"#,
+                store0 = store("0u"),
+                compute = compute("0u"),
+            )
+        }
+    } else {
+        format!(
+            r#"    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
+{scalar_stage}        workgroupBarrier();
+{compute}        workgroupBarrier();
+    }}
+"#,
+            compute = compute("0u"),
         )
     };
+    // the output: thread rows and column quads, written as vec4s when rows are whole quads
+    let mut write_out = String::new();
+    for i in 0..tm {
+        let _ = writeln!(
+            write_out,
+            "    {{ let r = row0 + 4u * ({}) + {}u;\n      if (r < m) {{",
+            row_quad(i / 4),
+            i % 4
+        );
+        for j in 0..tn4 {
+            let c = format!("col0 + 4u * ({})", col_quad(j));
+            if vec4 {
+                let _ = writeln!(
+                    write_out,
+                    "        {{ let c = {c}; if (c < n) {{ c_out[(c_base + r * n + c) / 4u] = acc{i}_{j}; }} }}"
+                );
+            } else {
+                for (l, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+                    let _ = writeln!(
+                        write_out,
+                        "        {{ let c = {c} + {l}u; if (c < n) {{ c_out[c_base + r * n + c] = acc{i}_{j}.{lane}; }} }}"
+                    );
+                }
+            }
+        }
+        write_out += "      }\n    }\n";
+    }
     let elem = if vec4 { "vec4<f32>" } else { "f32" };
-    s.push_str(&format!(
-        r#"
-@group(0) @binding(1) var<storage, read_write> c_out: array<f32>;
+    let copies = if double { 2 } else { 1 };
+    format!(
+        r#"{params}
+@group(0) @binding(1) var<storage, read_write> c_out: array<{elem}>;
 @group(0) @binding(2) var<storage, read> a: array<{elem}>;
 @group(0) @binding(3) var<storage, read> b: array<{elem}>;
 var<workgroup> As: array<vec4<f32>, {as4}>;
 var<workgroup> Bs: array<vec4<f32>, {bs4}>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size({threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
     let m = word(0u); let n = word(1u); let k = word(2u);
     let ars = bitcast<i32>(word(6u)); let acs = bitcast<i32>(word(7u));
@@ -272,45 +501,107 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let col0 = wid.x * {bn}u;
     let tx = li % {ntx}u;
     let ty = li / {ntx}u;
-    var acc: array<f32, {tmn}>;
-    for (var i = 0u; i < {tmn}u; i++) {{ acc[i] = 0.0; }}
-{prologue}    for (var k0 = 0u; k0 < k; k0 += {bk}u) {{
-{staging}
-        workgroupBarrier();
-{prefetch}        for (var kk = 0u; kk < {bk}u; kk++) {{
-            var ar: array<vec4<f32>, {tm4}>;
-            var br: array<vec4<f32>, {tn4}>;
-            for (var i = 0u; i < {tm4}u; i++) {{ ar[i] = As[(kk * {bm}u + ty * {tm}u) / 4u + i]; }}
-            for (var j = 0u; j < {tn4}u; j++) {{ br[j] = Bs[(kk * {bn}u + tx * {tn}u) / 4u + j]; }}
-            for (var i = 0u; i < {tm}u; i++) {{
-                let av = ar[i / 4u][i % 4u];
-                for (var j = 0u; j < {tn4}u; j++) {{
-                    let o = i * {tn}u + j * 4u;
-                    let bv = br[j];
-                    acc[o] = fma(av, bv.x, acc[o]);
-                    acc[o + 1u] = fma(av, bv.y, acc[o + 1u]);
-                    acc[o + 2u] = fma(av, bv.z, acc[o + 2u]);
-                    acc[o + 3u] = fma(av, bv.w, acc[o + 3u]);
-                }}
-            }}
-        }}
-        workgroupBarrier();
-    }}
-    let c_base = (wid.z + word(3u)) * m * n;
-    for (var i = 0u; i < {tm}u; i++) {{
-        let r = row0 + ty * {tm}u + i;
-        if (r >= m) {{ break; }}
-        for (var j = 0u; j < {tn}u; j++) {{
-            let c = col0 + tx * {tn}u + j;
-            if (c < n) {{ c_out[c_base + r * n + c] = acc[i * {tn}u + j]; }}
-        }}
-    }}
-}}
+{acc}{main_loop}    let c_base = (wid.z + word(3u)) * m * n;
+{write_out}}}
 "#,
-        as4 = bm * bk / 4,
-        bs4 = bk * bn / 4,
+        params = wgsl::PARAMS,
+        as4 = a_quads * copies,
+        bs4 = b_quads * copies,
         ntx = bn / tn,
-        tmn = tm * tn,
-    ));
-    s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tile shape the sweep in `benches/README.md` tries.
+    const SWEEP: [&str; 6] = [
+        "128,128,8,8,8,sd",
+        "128,128,16,8,8,sd",
+        "128,64,8,8,4,sd",
+        "64,64,16,4,4,sd",
+        "64,64,8,8,8",
+        "32,32,8,4,4,sd",
+    ];
+
+    #[test]
+    fn tiles_parse_and_the_defaults_fit_webgpu_limits() {
+        let limits = wgpu::Limits::default();
+        assert!(LARGE.fits(&limits) && SMALL.fits(&limits));
+        let t = Tile::parse("128,64,8,8,4,s").expect("parses");
+        assert_eq!(
+            (t.bm, t.bn, t.bk, t.tm, t.tn, t.spread, t.double),
+            (128, 64, 8, 8, 4, true, false)
+        );
+        assert!(Tile::parse("128,64").is_none());
+        assert!(!Tile::parse("128,128,8,2,8").expect("parses").fits(&limits));
+        for s in SWEEP {
+            assert!(Tile::parse(s).is_some(), "{s}");
+        }
+    }
+
+    /// Every tile shape, on the vec4 path (row-major operands) and the scalar one
+    /// (transposed and odd-sized operands), against the CPU, on shapes that leave
+    /// partial tiles on every side and a K that is not a multiple of the K step.
+    #[test]
+    fn every_tile_matches_the_cpu() {
+        let dev = match crate::Device::gpu() {
+            Ok(d) => d,
+            Err(e) if std::env::var("FERRAX_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("FERRAX_REQUIRE_GPU=1 but there is no GPU: {e}")
+            }
+            Err(e) => return eprintln!("skipping a GPU test: {e}"),
+        };
+        let limits = &crate::gpu::context::existing(0).limits;
+        let value = |i: usize| ((i * 7919 % 61) as f32 - 30.0) / 8.0;
+        let cpu = |shape: &[usize]| {
+            Tensor::from_vec((0..numel(shape)).map(value).collect::<Vec<f32>>(), shape)
+        };
+        for s in SWEEP
+            .iter()
+            .copied()
+            .chain(["128,128,8,8,8", "64,64,16,4,4,d"])
+        {
+            let t = Tile::parse(s).expect("parses");
+            if !t.fits(limits) {
+                eprintln!("tile {s}: not run, the adapter's limits do not allow it");
+                continue;
+            }
+            for &(m, n, k, transposed) in &[
+                (1, 1, 1, false),
+                (5, 9, 3, true),
+                (70, 36, 44, false),
+                (130, 132, 20, false),
+                (130, 131, 21, true),
+                (3, 260, 36, false),
+            ] {
+                let a = if transposed {
+                    cpu(&[k, m]).t()
+                } else {
+                    cpu(&[m, k])
+                };
+                let b = cpu(&[k, n]);
+                let want = a.matmul(&b).to_vec::<f32>();
+                let (ga, gb) = (a.to_device(&dev), b.to_device(&dev));
+                let got = matmul_tiled(
+                    Some(t),
+                    &ga,
+                    &ga.layout,
+                    &gb,
+                    &gb.layout,
+                    [m, n, k],
+                    &[m, n],
+                )
+                .expect("runs")
+                .to_vec::<f32>();
+                for (i, (x, y)) in want.iter().zip(&got).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+                        "tile {s}, {m}x{n}x{k} (transposed {transposed}), element {i}: cpu {x}, gpu {y}"
+                    );
+                }
+            }
+        }
+    }
 }

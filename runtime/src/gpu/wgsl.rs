@@ -1,6 +1,12 @@
 //! WGSL shared by the generated kernels: parameter access and the float functions WGSL
 //! lacks or leaves undefined where the CPU kernels define them (NaN tests that survive
 //! fast-math, `pow` of negative bases, `log1p`, `expm1`, a `tanh` that does not overflow).
+//!
+//! `exp`, `ln`, `sin`, `cos` and `tan` are ferrax's own (range reduction and polynomials
+//! from IEEE arithmetic alone), within 2-3 ulps of the CPU's: Vulkan lets a driver's
+//! builtins be far less accurate (NVIDIA's `sin(-100.0)` is off by 7e-6, its `exp` and
+//! `log` are hardware approximations), and the results must not depend on the GPU. The one
+//! exception: `sin`, `cos` and `tan` of |x| >= 2^24 keep the driver's builtin.
 
 /// Every kernel's first binding: `params`, the dispatch's parameters as u32 words in a
 /// uniform buffer (one 256-byte slot), read with `word(i)`.
@@ -19,24 +25,132 @@ fn max_nan(a: f32, b: f32) -> f32 { if (is_nan(a) || is_nan(b)) { return nan(); 
 fn min_nan(a: f32, b: f32) -> f32 { if (is_nan(a) || is_nan(b)) { return nan(); } return min(a, b); }
 fn relu_(x: f32) -> f32 { if (x > 0.0 || is_nan(x)) { return x; } return 0.0; }
 fn sign_(x: f32) -> f32 { if (x > 0.0) { return 1.0; } if (x < 0.0) { return -1.0; } return x; }
+// The transcendental functions below use only IEEE arithmetic, fma and bit operations:
+// Vulkan lets a driver's builtin exp, log, sin and cos be far less accurate than the
+// CPU's (NVIDIA's sin(-100) is off by 7e-6), so every kernel computes them itself.
+// ln of a positive finite x: x = 2^e m with m in [sqrt(1/2), sqrt(2)), then musl's logf
+// (ln(1 + f) = 2 atanh(f / (2 + f)) through a minimax polynomial), below 1 ulp.
+fn ln_core(x0: f32) -> f32 {
+    var x = x0;
+    var e = 0;
+    if (x < 1.17549435e-38) { x = x * 33554432.0; e = -25; } // subnormal: scale by 2^25
+    var bits = bitcast<u32>(x) + (0x3f800000u - 0x3f3504f3u);
+    e = e + i32(bits >> 23u) - 127;
+    bits = (bits & 0x007fffffu) + 0x3f3504f3u;
+    return ln_poly(bitcast<f32>(bits) - 1.0, e);
+}
+// ln(2^e (1 + f)) for f in [sqrt(1/2) - 1, sqrt(2) - 1]
+fn ln_poly(f: f32, e: i32) -> f32 {
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let r = z * (0.66666662693 + w * 0.28498786688) + w * (0.40000972152 + w * 0.24279078841);
+    let hfsq = 0.5 * f * f;
+    let dk = f32(e);
+    return s * (hfsq + r) + dk * 9.0580006145e-06 - hfsq + f + dk * 0.69313812256;
+}
 fn ln_(x: f32) -> f32 {
     if (x == 0.0) { return -inf(); }
     if (x < 0.0 || is_nan(x)) { return nan(); }
     if (x == inf()) { return x; }
-    return log(x);
+    return ln_core(x);
+}
+// e^x for x in [-104, 88.8]: x = k ln2 + r with |r| <= ln2 / 2 (ln2 in two parts), e^r
+// by its Taylor polynomial to r^7 (truncation below 1e-8), times 2^k in two steps.
+fn exp_core(x: f32) -> f32 {
+    let k = round(x * 1.44269504);
+    var r = fma(-k, 0.693145751953125, x);
+    r = fma(-k, 1.428606765330187e-06, r);
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
+    let ki = i32(k);
+    let h = ki / 2;
+    return ldexp(ldexp(p, h), ki - h);
 }
 fn exp_(x: f32) -> f32 {
     if (is_nan(x)) { return x; }
     if (x > 88.8) { return inf(); }
     if (x < -104.0) { return 0.0; }
-    return exp(x);
+    return exp_core(x);
 }
+// x = k pi/2 + r with |r| <= pi/4 (about), for |x| < 2^24: Cody-Waite with pi/2 in five
+// parts of at most 12 significant bits and k split into its high and low 12 bits, so that
+// every product is exact and each difference is exact or rounds once near r: r comes out
+// within 2 ulps whether or not the driver fuses multiply-adds (lavapipe does not).
+// k is rounded from x * 2/pi computed in two parts (x's top 12 bits times 2/pi's top 12
+// bits is exact), so |r| stays within pi/4 up to 2^24. Returns (r, k).
+fn reduce_(x: f32) -> vec2<f32> {
+    let xh = bitcast<f32>(bitcast<u32>(x) & 0xfffff000u);
+    let yh = xh * 0.636474609375;
+    let yl = (x - xh) * 0.636474609375 + x * 0.00014516299;
+    let kf = round(yh);
+    let k = kf + round((yh - kf) + yl);
+    let kh = trunc(k * 0.000244140625) * 4096.0;
+    let kl = k - kh;
+    var r = x - kh * 1.5703125;
+    r = r - kl * 1.5703125;
+    r = r - kh * 0.0004837512969970703;
+    r = r - kl * 0.0004837512969970703;
+    r = r - kh * 7.549533620476723e-08;
+    r = r - kl * 7.549533620476723e-08;
+    r = r - kh * 2.5632829192545614e-12;
+    r = r - kl * 2.5632829192545614e-12;
+    r = r - k * 6.123233995736766e-17;
+    return vec2<f32>(r, k);
+}
+// Cephes' sinf and cosf polynomials on [-pi/4, pi/4]
+fn sin_poly(r: f32) -> f32 {
+    let z = r * r;
+    return fma(r * z, -0.16666654611 + z * (0.0083321608736 + z * -0.00019515295891), r);
+}
+fn cos_poly(r: f32) -> f32 {
+    let z = r * r;
+    return 1.0 - 0.5 * z + z * z * (0.04166664568298827 + z * (-0.001388731625493765 + z * 2.443315711809948e-05));
+}
+// |x| >= 2^24 keeps the driver's builtin: the reduction above needs k exact in f32
+fn sin_(x: f32) -> f32 {
+    if (abs(x) < 1e-4) { return x; } // keeps -0 and tiny values exact
+    if (!is_finite(x)) { return nan(); }
+    if (abs(x) >= 16777216.0) { return sin(x); }
+    let rk = reduce_(x);
+    let q = i32(rk.y) & 3;
+    let s = sin_poly(rk.x);
+    let c = cos_poly(rk.x);
+    if (q == 0) { return s; }
+    if (q == 1) { return c; }
+    if (q == 2) { return -s; }
+    return -c;
+}
+fn cos_(x: f32) -> f32 {
+    if (!is_finite(x)) { return nan(); }
+    if (abs(x) >= 16777216.0) { return cos(x); }
+    let rk = reduce_(x);
+    let q = i32(rk.y) & 3;
+    let s = sin_poly(rk.x);
+    let c = cos_poly(rk.x);
+    if (q == 0) { return c; }
+    if (q == 1) { return -s; }
+    if (q == 2) { return -c; }
+    return s;
+}
+fn tan_(x: f32) -> f32 {
+    if (abs(x) < 1e-4) { return x; }
+    if (!is_finite(x)) { return nan(); }
+    if (abs(x) >= 16777216.0) { return tan(x); }
+    let rk = reduce_(x);
+    let s = sin_poly(rk.x);
+    let c = cos_poly(rk.x);
+    if ((i32(rk.y) & 1) == 0) { return s / c; }
+    return -c / s;
+}
+// log1p never forms 1 + x where that rounding would matter: near 0 it is ln_poly of x
+// itself (the usual (1 + x) - 1 correction is undone by compilers that reassociate)
 fn log1p_(x: f32) -> f32 {
-    let u = 1.0 + x;
-    if (u == 1.0) { return x; }
+    if (x == 0.0) { return x; }
+    if (x >= -0.29289322 && x <= 0.41421356) { return ln_poly(x, 0); }
     if (x == inf()) { return x; }
+    let u = 1.0 + x;
     if (u <= 0.0 || is_nan(x)) { return ln_(u); }
-    return log(u) * (x / (u - 1.0));
+    return ln_core(u);
 }
 fn expm1_(x: f32) -> f32 {
     if (abs(x) < 1e-5) { return x + 0.5 * x * x; }
@@ -45,7 +159,7 @@ fn expm1_(x: f32) -> f32 {
     if (u == 1.0) { return x; }
     let um1 = u - 1.0;
     if (um1 == -1.0) { return -1.0; }
-    return um1 * (x / log(u));
+    return um1 * (x / ln_core(u));
 }
 fn tanh_(x: f32) -> f32 {
     if (is_nan(x)) { return x; }
@@ -88,7 +202,7 @@ fn pow_(x: f32, y: f32) -> f32 {
         return r;
     }
     if (x < 0.0 && !is_int(y)) { return nan(); }
-    var r = exp2(y * log2(ax));
+    var r = exp_(y * ln_core(ax));
     if (abs(y) <= 64.0 && is_int(y)) { r = powi_(ax, i32(y)); }
     if (x < 0.0 && is_odd_int(y)) { return -r; }
     return r;

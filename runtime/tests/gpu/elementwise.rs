@@ -266,3 +266,147 @@ fn fused_expressions_respect_their_limits_and_share_operands() {
         },
     );
 }
+
+/// The GPU's transcendental functions (computed by ferrax's own WGSL, not the driver's
+/// builtins, which Vulkan lets be inaccurate) against f64 references, over dense sweeps
+/// of their ranges: relative error within a few f32 ulps.
+#[test]
+fn transcendental_functions_are_accurate_over_their_ranges() {
+    let Some(dev) = gpu() else { return };
+    let lin = |lo: f64, hi: f64, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (lo + (hi - lo) * i as f64 / (n - 1) as f64) as f32)
+            .collect()
+    };
+    let log = |lo: f64, hi: f64, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp() as f32)
+            .collect()
+    };
+    let both = |v: Vec<f32>| -> Vec<f32> { v.iter().flat_map(|&x| [x, -x]).collect() };
+    // near multiples of pi/2, where the range reduction cancels
+    let near_quadrants: Vec<f32> = (1..2000)
+        .flat_map(|k| {
+            let x = (k as f64 * std::f64::consts::FRAC_PI_2 * 37.0) as f32;
+            [
+                x,
+                f32::from_bits(x.to_bits() + 1),
+                f32::from_bits(x.to_bits() - 1),
+            ]
+        })
+        .collect();
+    type Case = (
+        &'static str,
+        fn(&Tensor) -> Tensor,
+        fn(f64) -> f64,
+        Vec<f32>,
+        f64,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "exp",
+            |t| t.exp(),
+            f64::exp,
+            lin(-87.0, 88.7, 40_001),
+            2.5e-7,
+        ),
+        (
+            "ln",
+            |t| t.ln(),
+            f64::ln,
+            [log(1e-37, 1e38, 40_001), lin(0.5, 2.0, 20_001)].concat(),
+            2.5e-7,
+        ),
+        (
+            "log1p",
+            |t| t.log1p(),
+            f64::ln_1p,
+            [both(log(1e-8, 0.99, 20_001)), log(1.0, 1e30, 10_001)].concat(),
+            2.5e-7,
+        ),
+        (
+            "expm1",
+            |t| t.expm1(),
+            f64::exp_m1,
+            both(log(1e-8, 80.0, 20_001)),
+            2.5e-7,
+        ),
+        (
+            "sin",
+            |t| t.sin(),
+            f64::sin,
+            [both(log(1e-6, 1.6e7, 40_001)), near_quadrants.clone()].concat(),
+            2.5e-7,
+        ),
+        (
+            "cos",
+            |t| t.cos(),
+            f64::cos,
+            [both(log(1e-6, 1.6e7, 40_001)), near_quadrants.clone()].concat(),
+            2.5e-7,
+        ),
+        (
+            "tan",
+            |t| t.tan(),
+            f64::tan,
+            [both(log(1e-6, 1.6e7, 40_001)), near_quadrants].concat(),
+            4e-7,
+        ),
+        (
+            "tanh",
+            |t| t.tanh(),
+            f64::tanh,
+            both(log(1e-8, 20.0, 20_001)),
+            2.5e-7,
+        ),
+        (
+            "sigmoid",
+            |t| t.sigmoid(),
+            |x| 1.0 / (1.0 + (-x).exp()),
+            lin(-80.0, 80.0, 20_001),
+            2.5e-7,
+        ),
+        (
+            "powf 0.37",
+            |t| t.powf(0.37),
+            |x| x.powf(0.37),
+            log(1e-30, 1e30, 20_001),
+            2.5e-7,
+        ),
+    ];
+    // pow is exp(y ln x) in f32: ln's last-bit error grows with |y ln x| (up to 26 here)
+    for (name, f, reference, xs, tol) in cases {
+        let n = xs.len();
+        let got = f(&Tensor::from_vec(xs.clone(), &[n]).to_device(&dev)).to_vec::<f32>();
+        let mut worst = (0.0f64, 0.0f32);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = reference(x as f64);
+            // relative to the result, or to the input's size where the result nears 0
+            // through cancellation (sin, cos and tan near multiples of pi/2)
+            let scale = want.abs().max(f64::from(f32::MIN_POSITIVE)).max(
+                if matches!(name, "sin" | "cos" | "tan") {
+                    1e-9 * (x as f64).abs()
+                } else {
+                    0.0
+                },
+            );
+            let mut err = (g as f64 - want).abs() / scale;
+            if name.starts_with("pow") {
+                err /= (0.37 * (x as f64).ln()).abs().max(1.0);
+            }
+            if err > worst.0 {
+                worst = (err, x);
+            }
+        }
+        eprintln!(
+            "{name}: worst relative error {:.2e} at {}",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= tol,
+            "{name}: relative error {:.3e} at x = {}",
+            worst.0,
+            worst.1
+        );
+    }
+}
