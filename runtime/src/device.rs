@@ -30,6 +30,26 @@ pub enum Device {
     Gpu(usize),
 }
 
+/// Counts of what a device has done since it was created ([`Device::activity`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Activity {
+    /// Kernels dispatched.
+    pub dispatches: u64,
+    /// Batches of dispatches submitted to the GPU's queue.
+    pub submissions: u64,
+    /// Waits for the GPU to finish (`synchronize`, `eval`).
+    pub waits: u64,
+    /// Copies of data back to the host (`to_vec`, `item`, moving to the CPU, printing).
+    pub readbacks: u64,
+    /// Copies of host data to the GPU.
+    pub uploads: u64,
+    /// Buffers allocated from the driver (the pool serves the others).
+    pub buffers_created: u64,
+    /// Compute pipelines compiled (each WGSL kernel once).
+    pub pipelines_compiled: u64,
+}
+
 impl Device {
     /// The first GPU, initialised on first use (adapter, device and queue).
     ///
@@ -60,6 +80,34 @@ impl Device {
             Device::Gpu(i) => crate::gpu::context::context(*i)?.synchronize("synchronize"),
             #[cfg(not(feature = "gpu"))]
             Device::Gpu(_) => Device::gpu().map(|_| ()),
+        }
+    }
+
+    /// What this device has done since it was created: kernels dispatched, batches
+    /// submitted, waits for the GPU, readbacks, uploads, buffers allocated from the driver
+    /// (not the pool) and pipelines compiled. All zero on the CPU. Differences between two
+    /// readings show what a piece of code costs the GPU path, for example that a training
+    /// step reads nothing back:
+    ///
+    /// ```
+    /// use ferrax_runtime::prelude::*;
+    ///
+    /// let dev = Device::gpu().unwrap_or(Device::Cpu);
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).to_device(&dev);
+    /// let before = dev.activity();
+    /// let y = (&x * 2.0).exp().sum();
+    /// assert_eq!(dev.activity().readbacks, before.readbacks); // nothing read yet
+    /// assert!((y.item::<f32>() - (2f32.exp() + 4f32.exp())).abs() < 1e-4);
+    /// ```
+    pub fn activity(&self) -> Activity {
+        match self {
+            Device::Cpu => Activity::default(),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => crate::gpu::context::context(*i)
+                .map(|c| c.activity())
+                .unwrap_or_default(),
+            #[cfg(not(feature = "gpu"))]
+            Device::Gpu(_) => Activity::default(),
         }
     }
 

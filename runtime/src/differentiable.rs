@@ -100,6 +100,37 @@ pub trait Differentiable: Clone {
         v.len()
     }
 
+    /// Computes every tensor leaf now and waits until all are done, with one wait per
+    /// device: on a GPU, each tensor's [`Tensor::eval`] would wait for the GPU once per
+    /// leaf. Panics on a GPU failure; see [`Differentiable::try_eval`].
+    ///
+    /// ```
+    /// use ferrax_runtime::prelude::*;
+    ///
+    /// let dev = Device::gpu().unwrap_or(Device::Cpu);
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).to_device(&dev);
+    /// let step = ((&x * 2.0).exp(), vec![x.tanh(), x.sin()]);
+    /// step.eval(); // everything computed, one wait
+    /// ```
+    #[track_caller]
+    fn eval(&self) {
+        unwrap(self.try_eval())
+    }
+
+    /// [`Differentiable::eval`], returning an error for a GPU failure.
+    fn try_eval(&self) -> Result<()> {
+        let mut devices: Vec<crate::Device> = Vec::new();
+        for leaf in leaves(self) {
+            if let Leaf::Tensor(t) = leaf {
+                let d = t.record("eval")?;
+                if d.is_gpu() && !devices.contains(&d) {
+                    devices.push(d);
+                }
+            }
+        }
+        devices.iter().try_for_each(crate::Device::synchronize)
+    }
+
     /// The zero of the same structure: every leaf zero, with its shape and dtype.
     fn zeros_like(&self) -> Self {
         let mut z = self.clone();

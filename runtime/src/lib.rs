@@ -115,7 +115,7 @@ pub mod shape;
 mod storage;
 pub mod tensor;
 
-pub use device::Device;
+pub use device::{Activity, Device};
 pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};

@@ -583,12 +583,21 @@ impl Tensor {
 
     /// [`Tensor::eval`], returning an error for a GPU failure (out of memory, a lost device).
     pub fn try_eval(&self) -> Result<()> {
+        match self.record("eval")? {
+            Device::Cpu => Ok(()),
+            d => d.synchronize(),
+        }
+    }
+
+    /// Records the computation of a pending GPU result (without waiting for it); returns
+    /// the tensor's device.
+    pub(crate) fn record(&self, op: &'static str) -> Result<Device> {
         #[cfg(feature = "gpu")]
         if let Storage::Gpu(g) = &*self.storage {
-            g.buffer("eval")?;
-            return g.context().synchronize("eval");
+            g.buffer(op)?;
         }
-        Ok(())
+        let _ = op;
+        Ok(self.device())
     }
 
     /// The tensor on `device`: itself if it is already there, otherwise a copy. Panics

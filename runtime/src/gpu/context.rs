@@ -11,6 +11,7 @@
 //! - Data is read back only when the user asks (`to_vec`, `item`, printing).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,9 +22,6 @@ pub(crate) const PARAM_SLOT: u64 = 256;
 
 /// Dispatches recorded before a batch is submitted.
 const MAX_BATCH: usize = 256;
-
-/// Pooled buffers kept per size class; more are released to the driver.
-const POOL_PER_CLASS: usize = 8;
 
 /// Most bytes the pool keeps; buffers beyond are released to the driver.
 const POOL_BYTES: u64 = 4 << 30;
@@ -46,6 +44,24 @@ pub(crate) struct Context {
     batch: Mutex<Batch>,
     /// Why the device can no longer be used (lost, or an uncaught error), once it cannot.
     lost: Arc<Mutex<Option<String>>>,
+    /// What the context has done so far ([`crate::Activity`]).
+    counts: Counts,
+}
+
+/// Counters behind [`crate::Activity`].
+#[derive(Default)]
+struct Counts {
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    waits: AtomicU64,
+    readbacks: AtomicU64,
+    uploads: AtomicU64,
+    buffers_created: AtomicU64,
+    pipelines_compiled: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A compiled kernel and the layout of its bind group.
@@ -146,7 +162,23 @@ impl Context {
                 params_buf,
             }),
             lost,
+            counts: Counts::default(),
         })
+    }
+
+    /// What this context has done since it was created.
+    pub(crate) fn activity(&self) -> crate::Activity {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::Activity {
+            dispatches: get(&c.dispatches),
+            submissions: get(&c.submissions),
+            waits: get(&c.waits),
+            readbacks: get(&c.readbacks),
+            uploads: get(&c.uploads),
+            buffers_created: get(&c.buffers_created),
+            pipelines_compiled: get(&c.pipelines_compiled),
+        }
     }
 
     /// An error if the device has been lost or has reported an uncaught error.
@@ -191,6 +223,7 @@ impl Context {
         if let Some(p) = cache.get(key) {
             return Arc::clone(p);
         }
+        bump(&self.counts.pipelines_compiled);
         let desc = wgpu::ShaderModuleDescriptor {
             label: None,
             source: wgpu::ShaderSource::Wgsl(source().into()),
@@ -277,6 +310,7 @@ impl Context {
 
     /// A new storage buffer, or the out-of-memory error the device reports.
     fn create(&self, size: u64) -> std::result::Result<wgpu::Buffer, wgpu::Error> {
+        bump(&self.counts.buffers_created);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -301,7 +335,7 @@ impl Context {
             return; // an exact-size buffer near the limit: no class would find it
         }
         let free = pool.entry(buffer.size()).or_default();
-        if free.len() < POOL_PER_CLASS && *pooled + buffer.size() <= POOL_BYTES {
+        if *pooled + buffer.size() <= POOL_BYTES {
             *pooled += buffer.size();
             free.push(buffer);
         }
@@ -318,6 +352,7 @@ impl Context {
         groups: [u32; 3],
     ) {
         debug_assert!(params.len() as u64 <= PARAM_SLOT);
+        bump(&self.counts.dispatches);
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         let slot = batch.params.len() as u64;
         batch.params.extend_from_slice(params);
@@ -389,6 +424,7 @@ impl Context {
             self.queue.write_buffer(&batch.params_buf, 0, &batch.params);
         }
         self.queue.submit([encoder.finish()]);
+        bump(&self.counts.submissions);
         batch.params.clear();
     }
 
@@ -396,6 +432,7 @@ impl Context {
     pub(crate) fn synchronize(&self, op: &'static str) -> Result<()> {
         self.check_alive(op)?;
         self.flush();
+        bump(&self.counts.waits);
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
@@ -413,6 +450,7 @@ impl Context {
     pub(crate) fn upload(&self, buffer: &wgpu::Buffer, bytes: &[u8]) {
         self.flush();
         if !bytes.is_empty() {
+            bump(&self.counts.uploads);
             self.queue.write_buffer(buffer, 0, bytes);
         }
     }
@@ -430,6 +468,7 @@ impl Context {
             return Ok(Vec::new());
         }
         self.check_alive(op)?;
+        bump(&self.counts.readbacks);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: bytes,

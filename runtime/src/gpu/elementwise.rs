@@ -316,6 +316,7 @@ impl<'a> Loader<'a> {
             extra_index: String::new(),
         };
         let lead = extra.is_some() as usize;
+        let mut any_strided = false;
         for (slot, layout) in layouts.iter().enumerate() {
             let leaf = slot.checked_sub(lead);
             let access = if leaf.is_some_and(|k| fused.tensors[k].numel() == 1) {
@@ -331,6 +332,7 @@ impl<'a> Loader<'a> {
                 Access::Contiguous => format!("word({off}u) + i"),
                 Access::Single => format!("word({off}u)"),
                 Access::Strided => {
+                    any_strided = true;
                     words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
                     words.resize(off - base + 1 + MAX_DIMS, 0);
                     format!("at{base}(i, {off}u)")
@@ -365,21 +367,35 @@ impl<'a> Loader<'a> {
             );
             words.push(p.bits());
         }
-        let _ = write!(
-            l.decls,
-            r#"
+        if any_strided {
+            // strided reads: the merged sizes are constants of the kernel, so the index
+            // arithmetic divides by constants (shifts and masks for powers of two) rather
+            // than by uniforms; kernels are keyed by those sizes
+            let _ = write!(l.key, "dims{cshape:?}|");
+            let mut body = String::new();
+            for (d, &size) in cshape.iter().enumerate().rev() {
+                let size = size.max(1); // an empty view reads nothing
+                let stride = format!("bitcast<i32>(word(o + {}u))", 1 + d);
+                if d == 0 {
+                    let _ = write!(body, "\n    idx += i32(rem) * {stride};");
+                } else {
+                    let _ = write!(
+                        body,
+                        "\n    idx += i32(rem % {size}u) * {stride};\n    rem = rem / {size}u;"
+                    );
+                }
+            }
+            let _ = write!(
+                l.decls,
+                r#"
 fn at{base}(i: u32, o: u32) -> u32 {{
     var rem = i;
-    var idx = i32(word(o));
-    for (var d = i32(word({base}u)) - 1; d >= 0; d--) {{
-        let size = word({base}u + 1u + u32(d));
-        idx += i32(rem % size) * bitcast<i32>(word(o + 1u + u32(d)));
-        rem = rem / size;
-    }}
+    var idx = i32(word(o));{body}
     return u32(idx);
 }}
 "#
-        );
+            );
+        }
         let _ = write!(l.key, "@{base}/{first_binding}:{}", fused.code);
         l.words = words;
         Ok(l)
