@@ -15,7 +15,10 @@
 //! reported. Without an adapter it says why and exits successfully. The MLP step also
 //! checks, before timing, that its GPU gradients match the CPU's.
 //!
-//! How to run it on the H100 machine: `benches/README.md`, section "GPU".
+//! With `FERRAX_GPU_PROFILE=1` it also prints, per workload, the GPU time of its eight
+//! longest kernels per run (timestamp queries; the timings then include their overhead).
+//!
+//! How to run it on the GPU machine: `benches/README.md`, section "GPU".
 
 use std::time::{Duration, Instant};
 
@@ -355,6 +358,7 @@ fn main() {
         }
         let mut p = (w.build)(&dev);
         (p.run)();
+        dev.take_kernel_times(); // (profiling) the timed runs only
         let mut times = Vec::new();
         let start = Instant::now();
         while times.len() < 10 || (times.len() < 200 && start.elapsed() < budget) {
@@ -363,6 +367,16 @@ fn main() {
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
+        // with FERRAX_GPU_PROFILE=1: where the GPU's time went, per run
+        for k in dev.take_kernel_times().iter().take(8) {
+            eprintln!(
+                "  {}: {:9.1} us/run {:5.1}x/run  {}",
+                w.name,
+                k.total.as_secs_f64() * 1e6 / times.len() as f64,
+                k.count as f64 / times.len() as f64,
+                k.kernel
+            );
+        }
         let median = times[times.len() / 2];
         let work = match p.work {
             Work::Flops(f) => format!("\"flops\": {f}"),

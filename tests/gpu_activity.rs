@@ -72,8 +72,10 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
     let dispatches = after.dispatches - before.dispatches;
     eprintln!("one step: {dispatches} dispatches");
     // forward, backward and the softmax cross-entropy of three layers, with elementwise
-    // chains fused into their consumers: 39 kernels when this test was written
-    assert!((10..=50).contains(&dispatches), "{dispatches} dispatches");
+    // chains fused into their consumers, and no kernel for a gradient leaf that receives
+    // one contribution (a lazy zero takes it as it is): 33 kernels when this was written,
+    // 39 before lazy zeros worked on the GPU
+    assert!((10..=36).contains(&dispatches), "{dispatches} dispatches");
 
     // reading the loss back is the step's one readback
     let value = out.0.item::<f32>();

@@ -30,6 +30,21 @@ pub enum Device {
     Gpu(usize),
 }
 
+#[cfg(feature = "gpu")]
+pub use crate::gpu::profile::KernelTime;
+
+/// One kernel's share of the GPU's time ([`Device::take_kernel_times`]).
+#[cfg(not(feature = "gpu"))]
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// The kernel.
+    pub kernel: String,
+    /// How many times it ran.
+    pub count: u64,
+    /// Its total time on the GPU.
+    pub total: std::time::Duration,
+}
+
 /// Counts of what a device has done since it was created ([`Device::activity`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -108,6 +123,33 @@ impl Device {
                 .unwrap_or_default(),
             #[cfg(not(feature = "gpu"))]
             Device::Gpu(_) => Activity::default(),
+        }
+    }
+
+    /// The GPU time of each kernel since the last call, longest first, when the process
+    /// runs with `FERRAX_GPU_PROFILE=1` and the adapter has timestamp queries; empty
+    /// otherwise (and on the CPU). Profiling runs every kernel in its own timestamped pass
+    /// and waits at each submission, so it shows where the GPU's time goes, not how fast
+    /// the whole program is.
+    ///
+    /// ```no_run
+    /// use ferrax_runtime::prelude::*;
+    ///
+    /// // run with FERRAX_GPU_PROFILE=1
+    /// let dev = Device::gpu().unwrap();
+    /// let a = Tensor::normal(Key::new(0), &[1024, 1024], DType::F32).to_device(&dev);
+    /// a.matmul(&a).tanh().eval();
+    /// for k in dev.take_kernel_times() {
+    ///     println!("{:>10.3?} {:>5}x  {}", k.total, k.count, k.kernel);
+    /// }
+    /// ```
+    pub fn take_kernel_times(&self) -> Vec<KernelTime> {
+        match self {
+            #[cfg(feature = "gpu")]
+            Device::Gpu(i) => crate::gpu::context::context(*i)
+                .map(|c| c.take_kernel_times())
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 

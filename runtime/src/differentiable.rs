@@ -405,19 +405,34 @@ tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
 tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 
-/// The zero every lazy zero of a dtype is a broadcast view of (one element each).
-fn lazy_zero_source(dtype: crate::DType) -> &'static Tensor {
-    static F32: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
-    static F64: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
-    match dtype {
-        crate::DType::F64 => F64.get_or_init(|| Tensor::scalar(0.0f64)),
-        _ => F32.get_or_init(|| Tensor::scalar(0.0f32)),
+/// The zero every lazy zero of a dtype on a device is a broadcast view of (one element
+/// each), made on first use when `create`; `None` where the device cannot hold the dtype.
+fn lazy_zero_source(dtype: crate::DType, device: crate::Device, create: bool) -> Option<Tensor> {
+    static SOURCES: std::sync::Mutex<Vec<Tensor>> = std::sync::Mutex::new(Vec::new());
+    let mut sources = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = sources
+        .iter()
+        .find(|t| t.dtype() == dtype && t.device() == device)
+    {
+        return Some(t.clone());
     }
+    if !create {
+        return None;
+    }
+    let zero = match dtype {
+        crate::DType::F64 => Tensor::scalar(0.0f64),
+        _ => Tensor::scalar(0.0f32),
+    };
+    let zero = zero.try_to_device(&device).ok()?;
+    zero.try_eval().ok()?;
+    sources.push(zero.clone());
+    Some(zero)
 }
 
 /// A zero shaped like `like` that holds no memory of its own: a broadcast view of a single
-/// zero element (on the CPU; elsewhere a plain zero tensor). Adjoints start from it, so that
-/// a gradient allocates only what its contributions bring; see [`accumulate`].
+/// zero element on `like`'s device. Adjoints start from it, so that a gradient allocates
+/// only what its contributions bring, and a leaf that receives one contribution is that
+/// contribution, with no addition (on a GPU, no kernel); see [`accumulate`].
 ///
 /// ```
 /// use ferrax_runtime::prelude::*;
@@ -429,17 +444,18 @@ fn lazy_zero_source(dtype: crate::DType) -> &'static Tensor {
 /// ```
 pub fn lazy_zero(like: &Tensor) -> Tensor {
     let dtype = like.dtype();
-    if like.device() != crate::Device::Cpu
-        || !matches!(dtype, crate::DType::F32 | crate::DType::F64)
-    {
-        return like.zeros_like();
+    match lazy_zero_source(dtype, like.device(), true) {
+        Some(zero) if matches!(dtype, crate::DType::F32 | crate::DType::F64) => {
+            zero.broadcast_to(like.shape())
+        }
+        _ => like.zeros_like(),
     }
-    lazy_zero_source(dtype).broadcast_to(like.shape())
 }
 
 /// Whether `t` is a view made by [`lazy_zero`].
 pub fn is_lazy_zero(t: &Tensor) -> bool {
-    std::sync::Arc::ptr_eq(&t.storage, &lazy_zero_source(t.dtype()).storage)
+    lazy_zero_source(t.dtype(), t.device(), false)
+        .is_some_and(|zero| std::sync::Arc::ptr_eq(&t.storage, &zero.storage))
 }
 
 /// `target += value` for adjoints, leaf by leaf: a leaf that is still a [`lazy_zero`] takes

@@ -115,7 +115,7 @@ pub mod shape;
 mod storage;
 pub mod tensor;
 
-pub use device::{Activity, Device};
+pub use device::{Activity, Device, KernelTime};
 pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};

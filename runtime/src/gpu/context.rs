@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::profile::{KernelTime, Profiler};
 use crate::error::{Error, Result};
 
 /// Bytes of uniform parameters each dispatch may use (one aligned slot).
 pub(crate) const PARAM_SLOT: u64 = 256;
 
 /// Dispatches recorded before a batch is submitted.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// Most bytes the pool keeps; buffers beyond are released to the driver.
 const POOL_BYTES: u64 = 4 << 30;
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     lost: Arc<Mutex<Option<String>>>,
     /// What the context has done so far ([`crate::Activity`]).
     counts: Counts,
+    /// Per-kernel GPU time, when `FERRAX_GPU_PROFILE=1` asks for it.
+    profiler: Option<Profiler>,
 }
 
 /// Counters behind [`crate::Activity`].
@@ -68,6 +71,8 @@ fn bump(c: &AtomicU64) {
 pub(crate) struct Pipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// Its name in the profile ([`super::profile`]).
+    label: String,
 }
 
 /// The dispatches recorded since the last submission.
@@ -81,6 +86,8 @@ struct Batch {
     /// The uniform buffer the slots are bound from (written just before each submission,
     /// which the queue orders after the previous batch's work).
     params_buf: wgpu::Buffer,
+    /// When profiling, the kernel of each dispatch in the batch.
+    labels: Vec<String>,
 }
 
 /// The process-wide table of GPU contexts (index = the ordinal in `Device::Gpu`).
@@ -123,9 +130,14 @@ impl Context {
         .map_err(|e| format!("no GPU adapter found through wgpu (Vulkan, Metal or DX12): {e}"))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let profile = Profiler::wanted(adapter.features());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ferrax"),
-            required_features: wgpu::Features::empty(),
+            required_features: if profile {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -147,6 +159,7 @@ impl Context {
             }
         }));
         let params_buf = new_params_buffer(&device);
+        let profiler = profile.then(|| Profiler::new(&device, &queue));
         Ok(Context {
             device,
             queue,
@@ -160,10 +173,21 @@ impl Context {
                 encoder: None,
                 params: Vec::new(),
                 params_buf,
+                labels: Vec::new(),
             }),
             lost,
             counts: Counts::default(),
+            profiler,
         })
+    }
+
+    /// The kernel times gathered since the last call (empty unless profiling).
+    pub(crate) fn take_kernel_times(&self) -> Vec<KernelTime> {
+        self.flush();
+        self.profiler
+            .as_ref()
+            .map(Profiler::take)
+            .unwrap_or_default()
     }
 
     /// What this context has done since it was created.
@@ -256,6 +280,7 @@ impl Context {
         let pipeline = Arc::new(Pipeline {
             layout: pipeline.get_bind_group_layout(0),
             pipeline,
+            label: super::profile::label(key),
         });
         cache.insert(key.to_string(), Arc::clone(&pipeline));
         pipeline
@@ -382,6 +407,17 @@ impl Context {
             layout: &pipeline.layout,
             entries: &entries,
         });
+        if let Some(p) = &self.profiler {
+            // one timestamped pass per dispatch
+            batch.pass = None;
+            let index = batch.labels.len();
+            let encoder = batch.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
+            batch.pass = Some(p.pass(encoder, index));
+            batch.labels.push(pipeline.label.clone());
+        }
         if batch.pass.is_none() {
             let device = &self.device;
             let encoder = batch.encoder.get_or_insert_with(|| {
@@ -420,9 +456,14 @@ impl Context {
 
     fn submit(&self, batch: &mut Batch) {
         batch.pass = None; // ends the open compute pass
-        let Some(encoder) = batch.encoder.take() else {
+        let Some(mut encoder) = batch.encoder.take() else {
             return;
         };
+        if let Some(p) = &self.profiler
+            && !batch.labels.is_empty()
+        {
+            p.resolve(&mut encoder, batch.labels.len());
+        }
         if !batch.params.is_empty() {
             if batch.params_buf.size() < batch.params.len() as u64 {
                 batch.params_buf = new_params_buffer(&self.device);
@@ -432,6 +473,10 @@ impl Context {
         self.queue.submit([encoder.finish()]);
         bump(&self.counts.submissions);
         batch.params.clear();
+        if let Some(p) = &self.profiler {
+            p.collect(&self.device, &batch.labels);
+            batch.labels.clear();
+        }
     }
 
     /// Submits the recorded work and waits for the GPU to finish it.

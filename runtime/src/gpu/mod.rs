@@ -19,6 +19,7 @@ pub(crate) mod context;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
 pub(crate) mod matmul;
+pub(crate) mod profile;
 pub(crate) mod reduce;
 mod wgsl;
 
