@@ -29,6 +29,9 @@ export FERRAX_REQUIRE_GPU=1
 T0=$SECONDS
 timeout 150 "$B" --bench > "$OUT/ferrax.jsonl" 2>> "$OUT/info.txt"
 echo "bench took $((SECONDS-T0)) s" >> "$OUT/info.txt"
+# where the GPU's time goes, per kernel (timestamp queries; into info.txt)
+FERRAX_GPU_PROFILE=1 BENCH_SECONDS=0.5 timeout 60 "$B" --bench mlp tanh_affine_64M matmul_1024 softmax sum_16M \
+  2>> "$OUT/info.txt" > /dev/null
 if [ "${SWEEP:-1}" != 0 ]; then
   T0=$SECONDS
   for t in 128,128,8,8,8,sd 128,128,16,8,8,s 64,128,8,4,8,sd 64,64,16,4,4 32,32,8,4,4; do
