@@ -21,17 +21,7 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
         Err(e) => return eprintln!("skipping a GPU test: {e}"),
     };
     let on = |t: &Tensor| t.to_device(&dev);
-    let cpu = mlp_model::Mlp::new(Key::new(3), &[64, 32, 32, 10], DType::F32);
-    let params = mlp_model::Mlp {
-        layers: cpu
-            .layers
-            .iter()
-            .map(|l| mlp_model::Dense {
-                w: on(&l.w),
-                b: on(&l.b),
-            })
-            .collect(),
-    };
+    let params = mlp_model::Mlp::new(Key::new(3), &[64, 32, 32, 10], DType::F32).to_device(&dev);
     let x = on(&Tensor::normal(Key::new(4), &[16, 64], DType::F32));
     let labels: Vec<i32> = (0..16).map(|i| i * 3 % 10).collect();
     let y = on(&Tensor::from_vec(labels, &[16]).one_hot(10, DType::F32));

@@ -54,16 +54,7 @@ fn gradients_on_the_gpu_match_the_cpu() {
     let (loss, grads) = mlp_model::loss_value_and_grad(&params, &x, &y);
 
     let on = |t: &Tensor| t.to_device(&dev);
-    let gparams = mlp_model::Mlp {
-        layers: params
-            .layers
-            .iter()
-            .map(|l| mlp_model::Dense {
-                w: on(&l.w),
-                b: on(&l.b),
-            })
-            .collect(),
-    };
+    let gparams = params.to_device(&dev);
     let (gloss, ggrads) = mlp_model::loss_value_and_grad(&gparams, &on(&x), &on(&y));
     assert_eq!(gloss.device(), dev);
     assert_close("loss", &gloss.to_device(&Device::Cpu), &loss);

@@ -36,6 +36,19 @@ impl Mlp {
         Mlp { layers }
     }
 
+    /// The same parameters on `device`.
+    pub fn to_device(&self, device: &Device) -> Mlp {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| Dense {
+                w: l.w.to_device(device),
+                b: l.b.to_device(device),
+            })
+            .collect();
+        Mlp { layers }
+    }
+
     /// The logits `[batch, classes]` of a batch `x: [batch, inputs]`.
     pub fn logits(&self, x: &Tensor) -> Tensor {
         let mut h = x.clone();
