@@ -8,6 +8,10 @@
 # cores) sets rayon's threads for ferrax and XLA's for JAX. The two sides alternate for
 # ROUNDS rounds (default 3) and each reports its best round, so that a burst of other
 # work on the machine does not fall on one side only.
+#
+# Where wgpu finds a hardware GPU (GPU=0 skips this), a second table compares ferrax's GPU
+# backend (benches/gpu.rs) with JAX on the GPU, run by GPU_PYTHON (default python3, which
+# must have JAX with a GPU backend; without one the table has ferrax's column only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +44,25 @@ echo >&2
 echo "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $THREADS threads, JAX $jax_version, best of $ROUNDS rounds; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 "$VENV/bin/python" benches/table.py "$out/ferrax.jsonl" "$out/jax.jsonl"
+
+if [ "${GPU:-auto}" != 0 ]; then
+    cargo bench --quiet --bench gpu --no-run
+    cargo bench --quiet --bench gpu -- --hardware-only "$@" >"$out/ferrax_gpu.jsonl" 2>"$out/gpu.err" || true
+    if [ -s "$out/ferrax_gpu.jsonl" ]; then
+        py=${GPU_PYTHON:-python3}
+        : >"$out/jax_gpu.jsonl"
+        if "$py" -c 'import jax, sys; sys.exit(jax.devices()[0].platform != "gpu")' 2>/dev/null; then
+            mkdir -p "$out/side" # its own folder: a script named like a package would shadow it
+            cargo bench --quiet --bench gpu -- --jax-script >"$out/side/jax_gpu.py"
+            "$py" "$out/side/jax_gpu.py" "$@" >"$out/jax_gpu.jsonl"
+        else
+            echo "(no JAX with a GPU backend in $py: ferrax's GPU column only)" >&2
+        fi
+        echo
+        echo "GPU: $(sed -n 's/^gpu bench on //p' "$out/gpu.err" | head -1)"
+        echo
+        "$VENV/bin/python" benches/table.py "$out/ferrax_gpu.jsonl" "$out/jax_gpu.jsonl"
+    else
+        sed -n 's/^gpu bench: //p' "$out/gpu.err" | head -1 | sed 's/^/GPU rows: /' >&2
+    fi
+fi

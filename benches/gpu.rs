@@ -7,6 +7,7 @@
 //! cargo bench --bench gpu                  # every workload (needs a GPU adapter)
 //! cargo bench --bench gpu -- matmul        # those whose name contains "matmul"
 //! target/.../gpu-<hash> --jax-script       # prints the JAX (CUDA) side as a Python script
+//! cargo bench --bench gpu -- --hardware-only   # skips software adapters (lavapipe)
 //! ```
 //!
 //! Each workload runs once to warm up (compiling its pipelines), then repeatedly for
@@ -347,6 +348,10 @@ fn main() {
         }
     };
     eprintln!("gpu bench on {}", dev.description());
+    if args.iter().any(|a| a == "--hardware-only") && dev.description().contains(", Cpu,") {
+        eprintln!("gpu bench: skipped, the adapter is a software rasteriser (--hardware-only)");
+        return;
+    }
     // seconds of timed runs per workload (a quick tile sweep takes less)
     let budget = std::env::var("BENCH_SECONDS")
         .ok()
