@@ -198,3 +198,39 @@ fn dispatches_beyond_65535_workgroups_are_split() {
     assert_eq!(s.len(), 70_000);
     assert!(s.iter().all(|&v| v == 32.5), "{:?}", &s[69_990..]);
 }
+
+/// Gradients start from lazy zeros, broadcast views of one shared zero on the tensor's
+/// device: a leaf with one contribution becomes it, and adding into a lazy zero, in
+/// place or not, leaves the shared zero untouched.
+#[test]
+fn lazy_zeros_on_the_gpu_take_contributions_and_stay_zero() {
+    use ferrax_runtime::differentiable::{accumulate, is_lazy_zero, lazy_zero};
+    let Some(dev) = gpu() else { return };
+    let t = Tensor::ones(&[3, 4], DType::F32).to_device(&dev);
+    let z = lazy_zero(&t);
+    assert!(is_lazy_zero(&z) && z.device() == dev && z.shape() == &[3, 4]);
+    assert!(!is_lazy_zero(&t) && !is_lazy_zero(&t.zeros_like()));
+
+    let mut row = lazy_zero(&t);
+    row += &Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[4]).to_device(&dev);
+    assert_eq!(row.sum().item::<f32>(), 30.0);
+    let mut whole = lazy_zero(&t);
+    whole.add_assign(&t);
+    assert_eq!(whole.sum().item::<f32>(), 12.0);
+
+    let g = (&t * 2.0).exp();
+    let mut acc = (lazy_zero(&t), 0.0f32);
+    accumulate(&mut acc, &(g.clone(), 1.0));
+    assert!(
+        !is_lazy_zero(&acc.0),
+        "the first contribution replaces the zero"
+    );
+    accumulate(&mut acc, &(t.clone(), 1.0));
+    let want = 12.0 * (2f32.exp() + 1.0);
+    assert!((acc.0.sum().item::<f32>() - want).abs() < 1e-3 * want && acc.1 == 2.0);
+    assert_eq!(
+        lazy_zero(&t).sum().item::<f32>(),
+        0.0,
+        "the shared zero is still zero"
+    );
+}
