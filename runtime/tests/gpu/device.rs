@@ -208,7 +208,7 @@ fn lazy_zeros_on_the_gpu_take_contributions_and_stay_zero() {
     let Some(dev) = gpu() else { return };
     let t = Tensor::ones(&[3, 4], DType::F32).to_device(&dev);
     let z = lazy_zero(&t);
-    assert!(is_lazy_zero(&z) && z.device() == dev && z.shape() == &[3, 4]);
+    assert!(is_lazy_zero(&z) && z.device() == dev && z.shape() == [3, 4]);
     assert!(!is_lazy_zero(&t) && !is_lazy_zero(&t.zeros_like()));
 
     let mut row = lazy_zero(&t);
