@@ -5,8 +5,7 @@
 //! `exp`, `ln`, `sin`, `cos` and `tan` are ferrax's own (range reduction and polynomials
 //! from IEEE arithmetic alone), within 2-3 ulps of the CPU's: Vulkan lets a driver's
 //! builtins be far less accurate (NVIDIA's `sin(-100.0)` is off by 7e-6, its `exp` and
-//! `log` are hardware approximations), and the results must not depend on the GPU. The one
-//! exception: `sin`, `cos` and `tan` of |x| >= 2^24 keep the driver's builtin.
+//! `log` are hardware approximations), and the results must not depend on the GPU.
 
 /// Every kernel's first binding: `params`, the dispatch's parameters as u32 words in a
 /// uniform buffer (one 256-byte slot), read with `word(i)`.
@@ -72,13 +71,19 @@ fn exp_(x: f32) -> f32 {
     if (x < -104.0) { return 0.0; }
     return exp_core(x);
 }
-// x = k pi/2 + r with |r| <= pi/4 (about), for |x| < 2^24: Cody-Waite with pi/2 in five
-// parts of at most 12 significant bits and k split into its high and low 12 bits, so that
-// every product is exact and each difference is exact or rounds once near r: r comes out
-// within 2 ulps whether or not the driver fuses multiply-adds (lavapipe does not).
-// k is rounded from x * 2/pi computed in two parts (x's top 12 bits times 2/pi's top 12
-// bits is exact), so |r| stays within pi/4 up to 2^24. Returns (r, k).
+// x = k pi/2 + r with |r| <= pi/4 (about), for finite x. Returns (r, k); only k mod 4
+// matters. Below 2^24: Cody-Waite with pi/2 in five parts of at most 12 significant bits
+// and k split into its high and low 12 bits, so that every product is exact and each
+// difference is exact or rounds once near r: r comes out within 2 ulps whether or not the
+// driver fuses multiply-adds (lavapipe does not). k is rounded from x * 2/pi computed in
+// two parts (x's top 12 bits times 2/pi's top 12 bits is exact), so |r| stays within pi/4.
+// From 2^24: Payne-Hanek, below.
 fn reduce_(x: f32) -> vec2<f32> {
+    if (abs(x) >= 16777216.0) {
+        let rk = reduce_big(abs(x));
+        if (x < 0.0) { return -rk; }
+        return rk;
+    }
     let xh = bitcast<f32>(bitcast<u32>(x) & 0xfffff000u);
     let yh = xh * 0.636474609375;
     let yl = (x - xh) * 0.636474609375 + x * 0.00014516299;
@@ -97,6 +102,53 @@ fn reduce_(x: f32) -> vec2<f32> {
     r = r - k * 6.123233995736766e-17;
     return vec2<f32>(r, k);
 }
+// The 64-bit product of two u32s, as (low, high) words.
+fn mul64_(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    return vec2<u32>((p00 & 0xffffu) | (mid << 16u), a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
+}
+// Payne-Hanek for 2^24 <= ax (finite): ax = m 2^e with a 24-bit integer m and e >= 1, so
+// ax * 2/pi mod 4 needs only the bits of 2/pi from 2^(1-e) on: a 96-bit window of them
+// times m, in 32-bit words, gives the quadrant (2 bits) and 62 bits of fraction.
+fn reduce_big(ax: f32) -> vec2<f32> {
+    // 2/pi in binary, from its 2^0 bit (0): 0.A2F9836E 4E441529 FC2757D1 ...
+    var t = array<u32, 8>(0x517cc1b7u, 0x27220a94u, 0xfe13abe8u, 0xfa9a6ee0u, 0x6db14accu, 0x9e21c820u, 0xff28b1d5u, 0xef5de2b0u);
+    let bits = bitcast<u32>(ax);
+    let e = (bits >> 23u) - 150u;
+    let m = (bits & 0x7fffffu) | 0x800000u;
+    let q = (e - 1u) / 32u;
+    let s = (e - 1u) % 32u;
+    var w = array<u32, 3>();
+    for (var j = 0u; j < 3u; j++) {
+        let a = t[q + j];
+        w[j] = select((a << s) | (t[q + j + 1u] >> (32u - s)), a, s == 0u);
+    }
+    let p0 = mul64_(m, w[2]);
+    let p1 = mul64_(m, w[1]);
+    let p2 = mul64_(m, w[0]);
+    let word1 = p0.y + p1.x;
+    let word2 = p1.y + p2.x + select(0u, 1u, word1 < p0.y);
+    var k = word2 >> 30u;
+    var hi = word2 & 0x3fffffffu;
+    var lo = word1;
+    var sign = 1.0;
+    if (hi >= 0x20000000u) {
+        // round to the nearest k: the fraction becomes f - 1, kept as -(2^62 - f)
+        k = (k + 1u) & 3u;
+        hi = 0x40000000u - hi - select(0u, 1u, lo != 0u);
+        lo = ~lo + 1u;
+        sign = -1.0;
+    }
+    let f = f32(hi) * 9.313225746154785e-10 + f32(lo) * 2.168404344971009e-19;
+    return vec2<f32>(sign * f * 1.5707963267948966, f32(k));
+}
 // Cephes' sinf and cosf polynomials on [-pi/4, pi/4]
 fn sin_poly(r: f32) -> f32 {
     let z = r * r;
@@ -106,11 +158,9 @@ fn cos_poly(r: f32) -> f32 {
     let z = r * r;
     return 1.0 - 0.5 * z + z * z * (0.04166664568298827 + z * (-0.001388731625493765 + z * 2.443315711809948e-05));
 }
-// |x| >= 2^24 keeps the driver's builtin: the reduction above needs k exact in f32
 fn sin_(x: f32) -> f32 {
     if (abs(x) < 1e-4) { return x; } // keeps -0 and tiny values exact
     if (!is_finite(x)) { return nan(); }
-    if (abs(x) >= 16777216.0) { return sin(x); }
     let rk = reduce_(x);
     let q = i32(rk.y) & 3;
     let s = sin_poly(rk.x);
@@ -122,7 +172,6 @@ fn sin_(x: f32) -> f32 {
 }
 fn cos_(x: f32) -> f32 {
     if (!is_finite(x)) { return nan(); }
-    if (abs(x) >= 16777216.0) { return cos(x); }
     let rk = reduce_(x);
     let q = i32(rk.y) & 3;
     let s = sin_poly(rk.x);
@@ -135,7 +184,6 @@ fn cos_(x: f32) -> f32 {
 fn tan_(x: f32) -> f32 {
     if (abs(x) < 1e-4) { return x; }
     if (!is_finite(x)) { return nan(); }
-    if (abs(x) >= 16777216.0) { return tan(x); }
     let rk = reduce_(x);
     let s = sin_poly(rk.x);
     let c = cos_poly(rk.x);
