@@ -7,8 +7,8 @@
 //! whichever axis is contiguous in global memory, so loads coalesce), then every thread
 //! reads its rows and columns as vec4s and does `TM * TN` fused multiply-adds per step,
 //! emitted unrolled. The tile shape is chosen per size: 128x128 (8x8 per thread) from
-//! 2048x2048 outputs, 64x64 (4x4) below, 32x32 where 64x64 tiles would be fewer than 256
-//! workgroups; `FERRAX_GPU_MATMUL_TILE` overrides it for tuning.
+//! 2048x2048 outputs, 64x64 (4x4) below, 32x32 where 64x64 tiles would make fewer than 256
+//! workgroups in all; `FERRAX_GPU_MATMUL_TILE` overrides it for tuning.
 
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuStorage, MAX_GROUPS, storage_of, wgsl};
@@ -103,10 +103,10 @@ const SMALL: Tile = Tile {
 /// step on an H200 took 1.38 ms against 1.48-1.57 with 64x64 tiles).
 const TINY: Tile = Tile::new(32, 32, 8, 4, 4);
 
-/// The tile for an `m x n` output: `FERRAX_GPU_MATMUL_TILE` (`bm,bn,bk,tm,tn[,flags]`,
+/// The tile for `batch` products of `m x n` outputs: `FERRAX_GPU_MATMUL_TILE` (`bm,bn,bk,tm,tn[,flags]`,
 /// for tuning on a new GPU; ignored with a warning when the adapter cannot run it), else
 /// by size.
-fn pick(m: usize, n: usize, limits: &wgpu::Limits) -> Tile {
+fn pick(m: usize, n: usize, batch: usize, limits: &wgpu::Limits) -> Tile {
     static FORCED: std::sync::OnceLock<Option<Tile>> = std::sync::OnceLock::new();
     let forced = FORCED.get_or_init(|| {
         let v = std::env::var("FERRAX_GPU_MATMUL_TILE").ok()?;
@@ -119,7 +119,7 @@ fn pick(m: usize, n: usize, limits: &wgpu::Limits) -> Tile {
     match forced {
         Some(t) => *t,
         None if m >= 2048 && n >= 2048 => LARGE,
-        None if m.div_ceil(64) * n.div_ceil(64) >= 256 => SMALL,
+        None if batch * m.div_ceil(64) * n.div_ceil(64) >= 256 => SMALL,
         None => TINY,
     }
 }
@@ -174,7 +174,7 @@ fn matmul_tiled(
         });
     }
     let ctx = out.context();
-    let tile = forced.unwrap_or_else(|| pick(m, n, &ctx.limits));
+    let tile = forced.unwrap_or_else(|| pick(m, n, nbatch, &ctx.limits));
     let groups_x = (n as u32).div_ceil(tile.bn);
     let groups_y = (m as u32).div_ceil(tile.bm);
     if groups_x > MAX_GROUPS || groups_y > MAX_GROUPS {
