@@ -234,3 +234,23 @@ fn lazy_zeros_on_the_gpu_take_contributions_and_stay_zero() {
         "the shared zero is still zero"
     );
 }
+
+/// `Differentiable::eval` computes every tensor leaf, whatever the devices of a structure.
+#[test]
+fn eval_of_a_structure_computes_every_leaf_on_every_device() {
+    let Some(dev) = gpu() else { return };
+    let x = tensor(&[5, 3], 4, false);
+    let g = x.to_device(&dev);
+    let step = ((&g * 2.0).exp(), vec![g.tanh(), (&x * 2.0).exp()], 3.5f32);
+    step.eval();
+    step.try_eval()
+        .expect("a second eval has nothing left to do");
+    assert_eq!(step.0.device(), dev);
+    assert_eq!(step.1[1].device(), Device::Cpu);
+    let want = (&x * 2.0).exp().to_vec::<f32>();
+    for (a, b) in step.0.to_vec::<f32>().iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0));
+    }
+    assert_eq!(step.1[1].to_vec::<f32>(), want);
+    ((), 1.0f64).eval(); // no tensors: nothing to do
+}
