@@ -265,30 +265,33 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
             if guard { " }" } else { "" },
         )
     };
-    // global -> registers (vec4 path): the K step starting at `kn`
-    let mut fetch = String::new();
-    for q in 0..na {
-        fetch += &quad(
-            q,
-            a_quads,
-            &format!(
-                "let r = e / {bk4}u; let kq = e % {bk4}u; pa{q} = vec4<f32>(0.0); \
-                 if (row0 + r < m && kn + 4u * kq < k) {{ \
-                 pa{q} = a[u32(a_base + i32(row0 + r) * ars) / 4u + kn / 4u + kq]; }}"
-            ),
-        );
-    }
-    for q in 0..nb {
-        fetch += &quad(
-            q,
-            b_quads,
-            &format!(
-                "let kr = e / {bn4}u; let cq = e % {bn4}u; pb{q} = vec4<f32>(0.0); \
-                 if (kn + kr < k && col0 + 4u * cq < n) {{ \
-                 pb{q} = b[u32(b_base + i32(kn + kr) * brs) / 4u + col0 / 4u + cq]; }}"
-            ),
-        );
-    }
+    // global -> registers (vec4 path): the K step starting at `kn`, `count` quads of one
+    // operand into registers `reg0..`, zero outside the product
+    let load = |reg: &str, count: u32, quads: u32, split: &str, inside: &str, at: &str| {
+        (0..count)
+            .map(|q| {
+                let body = format!(
+                    "{split} {reg}{q} = vec4<f32>(0.0); if ({inside}) {{ {reg}{q} = {at}; }}"
+                );
+                quad(q, quads, &body)
+            })
+            .collect::<String>()
+    };
+    let fetch = load(
+        "pa",
+        na,
+        a_quads,
+        &format!("let r = e / {bk4}u; let kq = e % {bk4}u;"),
+        "row0 + r < m && kn + 4u * kq < k",
+        "a[u32(a_base + i32(row0 + r) * ars) / 4u + kn / 4u + kq]",
+    ) + &load(
+        "pb",
+        nb,
+        b_quads,
+        &format!("let kr = e / {bn4}u; let cq = e % {bn4}u;"),
+        "kn + kr < k && col0 + 4u * cq < n",
+        "b[u32(b_base + i32(kn + kr) * brs) / 4u + col0 / 4u + cq]",
+    );
     // registers -> workgroup memory at buffer `buf` (an expression); A is stored
     // transposed (k-major) so that a thread's rows are consecutive
     let store = |buf: &str| {
