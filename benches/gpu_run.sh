@@ -34,7 +34,7 @@ FERRAX_GPU_PROFILE=1 BENCH_SECONDS=0.5 timeout 60 "$B" --bench mlp tanh_affine_6
   2>> "$OUT/info.txt" > /dev/null
 if [ "${SWEEP:-1}" != 0 ]; then
   T0=$SECONDS
-  for t in 128,128,8,8,8,sd 128,128,16,8,8,s 64,128,8,4,8,sd 64,64,16,4,4 32,32,8,4,4; do
+  for t in 128,128,8,8,8,sd 128,128,16,8,8,s 64,128,8,4,8,sd 64,64,16,4,4 32,32,8,4,4,sd 32,32,8,4,4; do
     echo "# $t"; FERRAX_GPU_MATMUL_TILE=$t BENCH_SECONDS=0.5 timeout 25 "$B" --bench matmul mlp
   done > "$OUT/sweep.txt" 2>&1
   echo "sweep took $((SECONDS-T0)) s" >> "$OUT/info.txt"
