@@ -551,6 +551,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tiles_are_chosen_by_size_and_workgroup_count() {
+        if std::env::var("FERRAX_GPU_MATMUL_TILE").is_ok() {
+            return; // a forced tile overrides the choice
+        }
+        let limits = wgpu::Limits::default();
+        assert_eq!(pick(8192, 8192, 1, &limits), LARGE);
+        assert_eq!(pick(2048, 2048, 1, &limits), LARGE);
+        assert_eq!(pick(2048, 1024, 1, &limits), SMALL);
+        assert_eq!(pick(1024, 1024, 1, &limits), SMALL);
+        // the MLP step's products: 32 workgroups of 64x64, unless batched
+        assert_eq!(pick(256, 512, 1, &limits), TINY);
+        assert_eq!(pick(256, 512, 8, &limits), SMALL);
+        assert_eq!(pick(1, 1, 1, &limits), TINY);
+    }
+
     /// Every tile shape, on the vec4 path (row-major operands) and the scalar one
     /// (transposed and odd-sized operands), against the CPU, on shapes that leave
     /// partial tiles on every side and a K that is not a multiple of the K step.
