@@ -382,7 +382,12 @@ impl Context {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        debug_assert!(params.len() as u64 <= PARAM_SLOT);
+        // a kernel's parameters overflowing their slot would corrupt the next dispatch's
+        assert!(
+            params.len() as u64 <= PARAM_SLOT,
+            "GPU dispatch parameters of {} bytes exceed the {PARAM_SLOT}-byte slot",
+            params.len()
+        );
         bump(&self.counts.dispatches);
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         let slot = batch.params.len() as u64;
