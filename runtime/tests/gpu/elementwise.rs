@@ -405,3 +405,37 @@ fn transcendental_functions_are_accurate_over_their_ranges() {
         );
     }
 }
+
+/// The largest fused kernel: five tensors read through 6-axis strided views (no axes
+/// merge) and a dozen scalars, all in one dispatch's parameter slot, and a reduction
+/// consuming such an expression.
+#[test]
+fn the_widest_fused_expression_fits_its_parameters() {
+    let Some(dev) = gpu() else { return };
+    let shape = [2, 3, 2, 3, 2, 3];
+    let views: Vec<Tensor> = (0..5)
+        .map(|k| {
+            let t = tensor(&[3, 2, 3, 2, 3, 2], 40 + k, false).permute(&[5, 4, 3, 2, 1, 0]);
+            assert_eq!(t.shape(), shape);
+            t
+        })
+        .collect();
+    let f = |v: &[Tensor]| {
+        let mut acc = &v[0] * 1.5 + 0.25;
+        for (k, t) in v[1..].iter().enumerate() {
+            acc = acc + t * (k as f64 + 2.5) - 0.125 * k as f64;
+        }
+        (acc * 0.5 + 3.0).tanh()
+    };
+    let refs: Vec<&Tensor> = views.iter().collect();
+    check(
+        &dev,
+        "five strided views, a dozen scalars",
+        &refs,
+        1e-5,
+        |t| f(t),
+    );
+    check(&dev, "their sum along an axis", &refs, 1e-5, |t| {
+        f(t).sum_axis(2, false)
+    });
+}
