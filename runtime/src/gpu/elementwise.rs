@@ -29,7 +29,8 @@ use crate::gpu::{self, GpuStorage, WG, grid, storage_of, wgsl, wgsl_type};
 use crate::shape::{Layout, numel};
 use crate::tensor::Tensor;
 
-/// Most axes a kernel walks after merging.
+/// Most axes a kernel walks after merging (each strided read takes one parameter word per
+/// axis, and a dispatch has 64).
 const MAX_DIMS: usize = 6;
 
 /// Most tensors one fused expression reads (bindings: these, the output, the parameters).
@@ -301,11 +302,9 @@ impl<'a> Loader<'a> {
             }
             true
         };
-        // words: ndim, shape[MAX_DIMS], then per layout its offset and, if strided, its
-        // strides; then the scalars
-        let mut words: Vec<u32> = vec![cshape.len() as u32];
-        words.extend(cshape.iter().map(|&d| d as u32));
-        words.resize(1 + MAX_DIMS, 1);
+        // words: per layout its offset and, if strided, its strides (the merged sizes are
+        // constants of the kernel); then the scalars
+        let mut words: Vec<u32> = Vec::new();
         let mut l = Loader {
             key: String::new(),
             decls: String::new(),
@@ -334,7 +333,6 @@ impl<'a> Loader<'a> {
                 Access::Strided => {
                     any_strided = true;
                     words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
-                    words.resize(off - base + 1 + MAX_DIMS, 0);
                     format!("at{base}(i, {off}u)")
                 }
             };
