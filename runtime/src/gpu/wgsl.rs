@@ -158,37 +158,31 @@ fn cos_poly(r: f32) -> f32 {
     let z = r * r;
     return 1.0 - 0.5 * z + z * z * (0.04166664568298827 + z * (-0.001388731625493765 + z * 2.443315711809948e-05));
 }
+// (sin x, cos x) for finite x: the polynomials at r, rotated by k quarter turns
+fn sincos_(x: f32) -> vec2<f32> {
+    let rk = reduce_(x);
+    let s = sin_poly(rk.x);
+    let c = cos_poly(rk.x);
+    let q = i32(rk.y) & 3;
+    if (q == 0) { return vec2<f32>(s, c); }
+    if (q == 1) { return vec2<f32>(c, -s); }
+    if (q == 2) { return vec2<f32>(-s, -c); }
+    return vec2<f32>(-c, s);
+}
 fn sin_(x: f32) -> f32 {
     if (abs(x) < 1e-4) { return x; } // keeps -0 and tiny values exact
     if (!is_finite(x)) { return nan(); }
-    let rk = reduce_(x);
-    let q = i32(rk.y) & 3;
-    let s = sin_poly(rk.x);
-    let c = cos_poly(rk.x);
-    if (q == 0) { return s; }
-    if (q == 1) { return c; }
-    if (q == 2) { return -s; }
-    return -c;
+    return sincos_(x).x;
 }
 fn cos_(x: f32) -> f32 {
     if (!is_finite(x)) { return nan(); }
-    let rk = reduce_(x);
-    let q = i32(rk.y) & 3;
-    let s = sin_poly(rk.x);
-    let c = cos_poly(rk.x);
-    if (q == 0) { return c; }
-    if (q == 1) { return -s; }
-    if (q == 2) { return -c; }
-    return s;
+    return sincos_(x).y;
 }
 fn tan_(x: f32) -> f32 {
     if (abs(x) < 1e-4) { return x; }
     if (!is_finite(x)) { return nan(); }
-    let rk = reduce_(x);
-    let s = sin_poly(rk.x);
-    let c = cos_poly(rk.x);
-    if ((i32(rk.y) & 1) == 0) { return s / c; }
-    return -c / s;
+    let sc = sincos_(x);
+    return sc.x / sc.y;
 }
 // log1p never forms 1 + x where that rounding would matter: near 0 it is ln_poly of x
 // itself (the usual (1 + x) - 1 correction is undone by compilers that reassociate)
