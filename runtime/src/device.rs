@@ -30,14 +30,11 @@ pub enum Device {
     Gpu(usize),
 }
 
-#[cfg(feature = "gpu")]
-pub use crate::gpu::profile::KernelTime;
-
-/// One kernel's share of the GPU's time ([`Device::take_kernel_times`]).
-#[cfg(not(feature = "gpu"))]
+/// One kernel's share of the GPU's time since the last [`Device::take_kernel_times`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelTime {
-    /// The kernel.
+    /// The kernel: its cache key, cut to 80 characters (an elementwise kernel's key holds
+    /// its fused expression).
     pub kernel: String,
     /// How many times it ran.
     pub count: u64,

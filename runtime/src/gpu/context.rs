@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::profile::{KernelTime, Profiler};
+use super::profile::Profiler;
 use crate::error::{Error, Result};
 
 /// Bytes of uniform parameters each dispatch may use (one aligned slot).
@@ -182,7 +182,7 @@ impl Context {
     }
 
     /// The kernel times gathered since the last call (empty unless profiling).
-    pub(crate) fn take_kernel_times(&self) -> Vec<KernelTime> {
+    pub(crate) fn take_kernel_times(&self) -> Vec<crate::KernelTime> {
         self.flush();
         self.profiler
             .as_ref()

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::context::MAX_BATCH;
+use crate::KernelTime;
 
 /// The timestamp queries of one batch and what they add up to.
 pub(crate) struct Profiler {
@@ -19,18 +20,6 @@ pub(crate) struct Profiler {
     period_ns: f64,
     /// Per kernel: dispatches and total nanoseconds.
     totals: Mutex<HashMap<String, (u64, f64)>>,
-}
-
-/// One kernel's share of the GPU's time since the last `take_kernel_times`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelTime {
-    /// The kernel: its cache key, cut to 80 characters (an elementwise kernel's key holds
-    /// its fused expression).
-    pub kernel: String,
-    /// How many times it ran.
-    pub count: u64,
-    /// Its total time on the GPU.
-    pub total: Duration,
 }
 
 impl Profiler {
