@@ -569,7 +569,8 @@ mod tests {
 
     /// Every tile shape, on the vec4 path (row-major operands) and the scalar one
     /// (transposed and odd-sized operands), against the CPU, on shapes that leave
-    /// partial tiles on every side and a K that is not a multiple of the K step.
+    /// partial tiles on every side and a K that is not a multiple of the K step, one by
+    /// one, empty, and batched with one operand broadcast over the batch.
     #[test]
     fn every_tile_matches_the_cpu() {
         let dev = match crate::Device::gpu() {
@@ -594,37 +595,44 @@ mod tests {
                 eprintln!("tile {s}: not run, the adapter's limits do not allow it");
                 continue;
             }
-            for &(m, n, k, transposed) in &[
-                (1, 1, 1, false),
-                (5, 9, 3, true),
-                (70, 36, 44, false),
-                (130, 132, 20, false),
-                (130, 131, 21, true),
-                (3, 260, 36, false),
+            // (batch, m, n, k, a transposed): a batch of 3 is a [3, m, k] tensor times a
+            // [k, n] one broadcast over the batch (stride 0)
+            for &(batch, m, n, k, transposed) in &[
+                (1, 1, 1, 1, false),
+                (1, 0, 4, 3, false),
+                (1, 5, 9, 3, true),
+                (1, 70, 36, 44, false),
+                (1, 130, 132, 20, false),
+                (1, 130, 131, 21, true),
+                (1, 3, 260, 36, false),
+                (3, 33, 36, 12, false),
+                (3, 33, 35, 13, true),
             ] {
+                let (lead, out_shape) = match batch {
+                    1 => (vec![], vec![m, n]),
+                    b => (vec![b], vec![b, m, n]),
+                };
                 let a = if transposed {
-                    cpu(&[k, m]).t()
+                    let at = cpu(&[lead.clone(), vec![k, m]].concat());
+                    at.transpose(-1, -2)
                 } else {
-                    cpu(&[m, k])
+                    cpu(&[lead.clone(), vec![m, k]].concat())
                 };
                 let b = cpu(&[k, n]);
                 let want = a.matmul(&b).to_vec::<f32>();
                 let (ga, gb) = (a.to_device(&dev), b.to_device(&dev));
-                let got = matmul_tiled(
-                    Some(t),
-                    &ga,
-                    &ga.layout,
-                    &gb,
-                    &gb.layout,
-                    [m, n, k],
-                    &[m, n],
-                )
-                .expect("runs")
-                .to_vec::<f32>();
+                let lb = gb
+                    .layout
+                    .broadcast_to("test", &[lead.clone(), vec![k, n]].concat())
+                    .expect("broadcasts");
+                let got = matmul_tiled(Some(t), &ga, &ga.layout, &gb, &lb, [m, n, k], &out_shape)
+                    .expect("runs")
+                    .to_vec::<f32>();
+                assert_eq!(got.len(), want.len());
                 for (i, (x, y)) in want.iter().zip(&got).enumerate() {
                     assert!(
                         (x - y).abs() <= 1e-4 * x.abs().max(1.0),
-                        "tile {s}, {m}x{n}x{k} (transposed {transposed}), element {i}: cpu {x}, gpu {y}"
+                        "tile {s}, {batch} x {m}x{n}x{k} (transposed {transposed}), element {i}: cpu {x}, gpu {y}"
                     );
                 }
             }
