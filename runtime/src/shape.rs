@@ -285,6 +285,54 @@ impl Layout {
     }
 }
 
+/// The storage offsets of consecutive positions (row-major) of `shape`, from position
+/// `start`, in a layout with `strides` whose first element is at `base`: an odometer, so
+/// a step costs an addition where [`unravel_offset`] divides once per axis. Endless: after
+/// the last position it starts again from the first.
+pub(crate) struct Offsets<'a> {
+    shape: &'a [usize],
+    strides: &'a [isize],
+    idx: Vec<usize>,
+    off: isize,
+}
+
+impl<'a> Offsets<'a> {
+    pub(crate) fn new(start: usize, shape: &'a [usize], strides: &'a [isize], base: usize) -> Self {
+        let mut idx = vec![0; shape.len()];
+        let mut k = start;
+        for (i, &d) in idx.iter_mut().zip(shape).rev() {
+            *i = k % d;
+            k /= d;
+        }
+        let off = unravel_offset(start, shape, strides, base) as isize;
+        Offsets {
+            shape,
+            strides,
+            idx,
+            off,
+        }
+    }
+}
+
+impl Iterator for Offsets<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        let current = self.off as usize;
+        for d in (0..self.shape.len()).rev() {
+            self.idx[d] += 1;
+            self.off += self.strides[d];
+            if self.idx[d] < self.shape[d] {
+                break;
+            }
+            self.off -= self.strides[d] * self.shape[d] as isize;
+            self.idx[d] = 0;
+        }
+        Some(current)
+    }
+}
+
 /// The storage offset of the `k`-th position (row-major) of `shape` in a layout with
 /// `strides` whose first element is at `base`.
 pub(crate) fn unravel_offset(
@@ -299,4 +347,34 @@ pub(crate) fn unravel_offset(
         k /= d;
     }
     off as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_step_like_unravel_offset_from_any_start() {
+        let cases: [(&[usize], &[isize], usize); 4] = [
+            (&[], &[], 5),
+            (&[7], &[3], 0),
+            (&[2, 3, 4], &[-12, 0, 1], 30),
+            (&[3, 1, 5], &[1, 99, -3], 14),
+        ];
+        for (shape, strides, base) in cases {
+            let n = numel(shape);
+            for start in 0..n.max(1) {
+                let got: Vec<usize> = Offsets::new(start, shape, strides, base)
+                    .take(2 * n + 1)
+                    .collect();
+                let want: Vec<usize> = (start..start + 2 * n + 1)
+                    .map(|k| unravel_offset(k % n.max(1), shape, strides, base))
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "shape {shape:?}, strides {strides:?}, from {start}"
+                );
+            }
+        }
+    }
 }

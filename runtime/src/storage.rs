@@ -5,11 +5,12 @@ use std::any::Any;
 
 use rayon::prelude::*;
 
+use crate::cpu::for_row_blocks;
 use crate::cpu::kernels::PAR_THRESHOLD;
 use crate::device::Device;
 use crate::element::{DType, Element};
 use crate::pool;
-use crate::shape::{Layout, unravel_offset};
+use crate::shape::{Layout, Offsets, unravel_offset};
 
 /// A typed buffer in host memory.
 #[derive(Clone, Debug)]
@@ -138,30 +139,14 @@ pub(crate) fn strided_copy<T: Copy + Send + Sync + 'static>(data: &[T], layout: 
         transpose_planes(data, layout.offset, &shape, &strides, &mut out);
         return out;
     }
-    if n >= PAR_THRESHOLD && inner >= 64 {
-        out.par_chunks_mut(inner).enumerate().for_each(|(r, row)| {
-            copy_row(
-                unravel_offset(r, &shape[..last], &strides[..last], layout.offset) as isize,
-                row,
-            )
-        });
-        return out;
-    }
-    // odometer over the outer axes
-    let mut idx = vec![0usize; last];
-    let mut off = layout.offset as isize;
-    for row in out.chunks_mut(inner) {
-        copy_row(off, row);
-        for d in (0..last).rev() {
-            idx[d] += 1;
-            off += strides[d];
-            if idx[d] < shape[d] {
-                break;
-            }
-            off -= strides[d] * shape[d] as isize;
-            idx[d] = 0;
+    // rows from `first` on, found by an odometer over the outer axes
+    let rows = |first: usize, dst: &mut [T]| {
+        let offsets = Offsets::new(first, &shape[..last], &strides[..last], layout.offset);
+        for (row, off) in dst.chunks_mut(inner).zip(offsets) {
+            copy_row(off as isize, row);
         }
-    }
+    };
+    for_row_blocks(&mut out, inner, rows);
     out
 }
 

@@ -41,6 +41,27 @@ pub(super) fn for_chunks<O: Send>(
     });
 }
 
+/// About how many elements one task of [`for_row_blocks`] writes.
+const ROW_BLOCK_ELEMENTS: usize = 1 << 14;
+
+/// Calls `f(first_row, block)` over blocks of whole rows of `out` (rows of `inner`
+/// elements), in parallel when `out` reaches [`PAR_THRESHOLD`]. For loops that find each
+/// row's inputs by an odometer ([`crate::shape::Offsets`]) started once per block.
+pub(crate) fn for_row_blocks<T: Send>(
+    out: &mut [T],
+    inner: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if !parallel(out.len()) || inner == 0 {
+        f(0, out);
+        return;
+    }
+    let per_block = ROW_BLOCK_ELEMENTS.div_ceil(inner);
+    out.par_chunks_mut(inner * per_block)
+        .enumerate()
+        .for_each(|(b, block)| f(b * per_block, block));
+}
+
 /// A raw output pointer shared by tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub(super) struct SharedOut<T>(pub(super) *mut T);

@@ -8,14 +8,13 @@
 
 use std::borrow::Cow;
 
-use rayon::prelude::*;
-
-use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD};
+use crate::cpu::for_row_blocks;
+use crate::cpu::kernels::{self, BinaryOp, CmpOp};
 use crate::element::{DType, Element, Float};
 use crate::error::{Error, Result, unwrap};
 use crate::ops::unary::inverse;
 use crate::pool;
-use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
+use crate::shape::{Layout, Offsets, broadcast_shapes, numel};
 use crate::storage::strided_copy;
 use crate::tensor::{Tensor, any_dispatch, float_dispatch};
 
@@ -148,33 +147,35 @@ fn broadcast_binary<T: Float>(op: BinaryOp, a: &Tensor, b: &Tensor, shape: &[usi
         return out;
     }
     let outer_shape = &cshape[..last];
-    let row = |r: usize, dst: &mut [T]| {
-        let [oa, ob] = [0, 1]
-            .map(|i| unravel_offset(r, outer_shape, &cstrides[i][..last], ops[i].layout.offset));
-        match (cstrides[0][last], cstrides[1][last]) {
-            (0, _) => {
-                kernels::binary_scalar_lhs(op, ops[0].data[oa], &ops[1].data[ob..ob + inner], dst)
-            }
-            (_, 0) => {
-                kernels::binary_scalar_rhs(op, &ops[0].data[oa..oa + inner], ops[1].data[ob], dst)
-            }
-            _ => kernels::binary(
-                op,
-                &ops[0].data[oa..oa + inner],
-                &ops[1].data[ob..ob + inner],
-                dst,
-            ),
+    let row = |oa: usize, ob: usize, dst: &mut [T]| match (cstrides[0][last], cstrides[1][last]) {
+        (0, _) => {
+            kernels::binary_scalar_lhs(op, ops[0].data[oa], &ops[1].data[ob..ob + inner], dst)
+        }
+        (_, 0) => {
+            kernels::binary_scalar_rhs(op, &ops[0].data[oa..oa + inner], ops[1].data[ob], dst)
+        }
+        _ => kernels::binary(
+            op,
+            &ops[0].data[oa..oa + inner],
+            &ops[1].data[ob..ob + inner],
+            dst,
+        ),
+    };
+    // rows from `first` on, each operand's row found by an odometer over the outer axes
+    let rows = |first: usize, dst: &mut [T]| {
+        let [oa, ob] = [0, 1].map(|i| {
+            Offsets::new(
+                first,
+                outer_shape,
+                &cstrides[i][..last],
+                ops[i].layout.offset,
+            )
+        });
+        for ((dst, oa), ob) in dst.chunks_mut(inner).zip(oa).zip(ob) {
+            row(oa, ob, dst);
         }
     };
-    if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(r, dst)| row(r, dst));
-    } else {
-        out.chunks_mut(inner)
-            .enumerate()
-            .for_each(|(r, dst)| row(r, dst));
-    }
+    for_row_blocks(&mut out, inner, rows);
     for o in ops {
         pool::recycle_copy(o.data);
     }

@@ -228,6 +228,33 @@ fn large_broadcasts_take_the_parallel_row_path() {
             assert_eq!(t[i * n + j], v - j as f64);
         }
     }
+    // three axes, so that the parallel blocks of rows start in the middle of the outer
+    // axes: [d0, d1, d2] sliced from a larger tensor, times [d0, 1, d2], plus [d1, 1]
+    let (d0, d1, d2) = (40, 70, 101);
+    let big = Tensor::arange(0.0, (d0 * (d1 + 3) * d2) as f64, 1.0, DType::F64).reshape(&[
+        d0,
+        d1 + 3,
+        d2,
+    ]);
+    let x = big.slice(1, 2, 2 + d1);
+    let w = Tensor::arange(0.0, (d0 * d2) as f64, 1.0, DType::F64).reshape(&[d0, 1, d2]);
+    let c = Tensor::arange(0.0, d1 as f64, 1.0, DType::F64).reshape(&[d1, 1]);
+    let got = (&(&x * &w) + &c).to_vec::<f64>();
+    let copied = x.contiguous().to_vec::<f64>();
+    for i in 0..d0 {
+        for j in 0..d1 {
+            for k in 0..d2 {
+                let xv = ((i * (d1 + 3) + j + 2) * d2 + k) as f64;
+                let at = (i * d1 + j) * d2 + k;
+                assert_eq!(copied[at], xv, "copy at [{i}, {j}, {k}]");
+                assert_eq!(
+                    got[at],
+                    xv * (i * d2 + k) as f64 + j as f64,
+                    "at [{i}, {j}, {k}]"
+                );
+            }
+        }
+    }
 }
 
 #[test]
