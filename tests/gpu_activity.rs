@@ -1,7 +1,7 @@
 //! Issue 6's engineering, checked by what the GPU path does rather than by time: a
 //! training step on the GPU records its kernels, submits them once and waits once, and
-//! reads nothing back until asked; after the first step its pipelines and buffers are
-//! reused. (One test in its own binary: the counters are the device's, shared by threads.)
+//! reads nothing back until asked; after the first steps its pipelines, buffers and bind
+//! groups are reused. (One test in its own binary: the counters are the device's, shared by threads.)
 //!
 //! Where wgpu finds no adapter this prints why and passes, unless `FERRAX_REQUIRE_GPU=1`.
 
@@ -28,6 +28,7 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
     let step = || mlp_model::loss_value_and_grad(&params, &x, &y);
 
     step().eval(); // compiles the pipelines, fills the pool
+    step().eval(); // takes its buffers from the full pool, as every later step will
     let before = dev.activity();
     let out = step();
     let recorded = dev.activity();
@@ -58,6 +59,10 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
     assert_eq!(
         after.buffers_created, before.buffers_created,
         "buffers come from the pool"
+    );
+    assert_eq!(
+        after.bind_groups_created, before.bind_groups_created,
+        "the same buffers as the step before, so its bind groups are reused"
     );
     let dispatches = after.dispatches - before.dispatches;
     eprintln!("one step: {dispatches} dispatches");

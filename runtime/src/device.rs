@@ -60,6 +60,8 @@ pub struct Activity {
     pub buffers_created: u64,
     /// Compute pipelines compiled (each WGSL kernel once).
     pub pipelines_compiled: u64,
+    /// Bind groups made (a dispatch that binds what an earlier one bound reuses its group).
+    pub bind_groups_created: u64,
 }
 
 impl Device {
