@@ -7,7 +7,7 @@
 //! - [`kernels`]: the public interface, generic over [`Float`](crate::Float).
 //! - `elementwise`, `reduce`, `softmax`: the kernel bodies, each one SIMD source
 //!   dispatched per instruction set; `par` splits them across threads, and the tensor
-//!   layer's row loops too ([`for_row_blocks`]).
+//!   layer's row loops too (`for_row_blocks`).
 //! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid.
 //! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
 //! - `gemm`: matmul through the `gemm` crate.

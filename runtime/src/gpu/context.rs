@@ -46,6 +46,8 @@ pub(crate) struct Context {
     pub(crate) info: wgpu::AdapterInfo,
     /// The limits the device was created with (the adapter's own).
     pub(crate) limits: wgpu::Limits,
+    /// Whether kernels may use subgroup operations (the adapter has them).
+    pub(crate) subgroups: bool,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     /// Free buffers by size class. Each class hands out its least buffer (in wgpu's
     /// identity order), not its last freed: so the buffers a step gets depend only on
@@ -159,13 +161,13 @@ impl Context {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let profile = Profiler::wanted(adapter.features());
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::TIMESTAMP_QUERY, profile);
+        features.set(wgpu::Features::SUBGROUP, subgroups);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ferrax"),
-            required_features: if profile {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -193,6 +195,7 @@ impl Context {
             queue,
             info,
             limits,
+            subgroups,
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pooled: Mutex::new(0),
