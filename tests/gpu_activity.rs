@@ -1,7 +1,11 @@
 //! Issue 6's engineering, checked by what the GPU path does rather than by time: a
 //! training step on the GPU records its kernels, submits them once and waits once, and
 //! reads nothing back until asked; after the first steps its pipelines, buffers and bind
-//! groups are reused. (One test in its own binary: the counters are the device's, shared by threads.)
+//! groups are reused. (Tests in their own binary, one at a time: the counters are the
+//! device's, shared by threads.)
+//!
+//! Constants (fills, a gradient's seed) are inlined where they are used, never computed
+//! into buffers of their own by kernels of their own.
 //!
 //! Where wgpu finds no adapter this prints why and passes, unless `FERRAX_REQUIRE_GPU=1`.
 
@@ -9,17 +13,60 @@
 #[allow(dead_code)]
 mod mlp_model;
 
+use std::sync::Mutex;
+
 use ferrax::prelude::*;
 
-#[test]
-fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
-    let dev = match Device::gpu() {
-        Ok(d) => d,
+/// The tests of this binary run one at a time: they read the device's counters.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn gpu() -> Option<Device> {
+    match Device::gpu() {
+        Ok(d) => Some(d),
         Err(e) if std::env::var("FERRAX_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("FERRAX_REQUIRE_GPU=1 but there is no GPU: {e}")
         }
-        Err(e) => return eprintln!("skipping a GPU test: {e}"),
+        Err(e) => {
+            eprintln!("skipping a GPU test: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn constants_cost_no_kernel_of_their_own() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::arange(0.0, 12.0, 1.0, DType::F32)
+        .reshape(&[4, 3])
+        .to_device(&dev);
+    x.eval();
+    let kernels = |f: &dyn Fn() -> Tensor| {
+        let before = dev.activity().dispatches;
+        let v = f().to_vec::<f32>();
+        (dev.activity().dispatches - before, v)
     };
+    // a 0-d constant, broadcast into an elementwise kernel
+    let two = Tensor::full_on(&[], 2.0, DType::F32, &dev);
+    let (n, v) = kernels(&|| &x * &two);
+    assert_eq!(n, 1);
+    assert_eq!(v, (0..12).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
+    // a constant row, through a transposed view and a broadcast, into a reduction
+    let row = Tensor::full_on(&[3, 1], 1.5, DType::F32, &dev);
+    let (n, v) = kernels(&|| (&x + &row.t()).sum_axis(0, false));
+    assert_eq!(n, 1);
+    assert_eq!(v, vec![18.0 + 6.0, 22.0 + 6.0, 26.0 + 6.0]);
+    // an expression of constants alone, reshaped, as a matmul operand: computed once
+    let ones = (Tensor::full_on(&[6], 0.5, DType::F32, &dev) * 2.0).reshape(&[3, 2]);
+    let (n, v) = kernels(&|| x.matmul(&ones));
+    assert_eq!(n, 2, "the constant's buffer and the product");
+    assert_eq!(v, vec![3.0, 3.0, 12.0, 12.0, 21.0, 21.0, 30.0, 30.0]);
+}
+
+#[test]
+fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
     let on = |t: &Tensor| t.to_device(&dev);
     let params = mlp_model::Mlp::new(Key::new(3), &[64, 32, 32, 10], DType::F32).to_device(&dev);
     let x = on(&Tensor::normal(Key::new(4), &[16, 64], DType::F32));
@@ -67,10 +114,11 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
     let dispatches = after.dispatches - before.dispatches;
     eprintln!("one step: {dispatches} dispatches");
     // forward, backward and the softmax cross-entropy of three layers, with elementwise
-    // chains fused into their consumers, and no kernel for a gradient leaf that receives
-    // one contribution (a lazy zero takes it as it is): 33 kernels when this was written,
+    // chains fused into their consumers, no kernel for a gradient leaf that receives one
+    // contribution (a lazy zero takes it as it is) and none for a constant (the seed, a
+    // mean's 1/n): 21 kernels when this was written, 33 before constants were inlined,
     // 39 before lazy zeros worked on the GPU
-    assert!((10..=36).contains(&dispatches), "{dispatches} dispatches");
+    assert!((10..=24).contains(&dispatches), "{dispatches} dispatches");
 
     // reading the loss back is the step's one readback
     let value = out.0.item::<f32>();

@@ -170,13 +170,21 @@ impl Fused {
 }
 
 /// The pending expression of `t` if it can be inlined into an operation of output
-/// `shape`: its element `i` is the output's element `i`.
+/// `shape`: its element `i` is the output's element `i`, or it is a constant (an
+/// expression of scalars alone, as `full`, a gradient's seed or a lazy zero make), which
+/// has one value however it is viewed or broadcast. A constant is never computed into a
+/// buffer of its own: a training step had eight one-element kernels for them.
 fn inlinable(t: &Tensor, shape: &[usize]) -> Option<Fused> {
-    if t.shape() != shape || !t.is_contiguous() || t.layout.offset != 0 {
-        return None;
+    let same_view = t.shape() == shape && t.is_contiguous() && t.layout.offset == 0;
+    let pending = storage_of(t).pending()?;
+    if pending.tensors.is_empty() {
+        return Some(Fused {
+            shape: shape.to_vec(),
+            ..pending
+        });
     }
     // a reshaped view of a pending result shares its storage but not its shape
-    storage_of(t).pending().filter(|f| f.shape == shape)
+    (same_view && pending.shape == shape).then_some(pending)
 }
 
 /// `code` with each variable `vK` replaced by `tmap[K]` and `sK` by `smap[K]`.
