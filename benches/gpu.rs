@@ -163,11 +163,12 @@ fn mlp_step(dev: &Device) -> Prepared {
     // what one step costs the GPU path, after the warm-up run compiled its pipelines
     let step = || mlp_loss_value_and_grad(&p, &x, &y).eval();
     step();
+    step(); // the buffers of every later step, so its bind groups are made by now
     let before = dev.activity();
     step();
     let after = dev.activity();
     eprintln!(
-        "mlp step: {} dispatches, {} submissions, {} waits, {} readbacks, {} uploads, {} new buffers, {} new pipelines",
+        "mlp step: {} dispatches, {} submissions, {} waits, {} readbacks, {} uploads, {} new buffers, {} new pipelines, {} new bind groups",
         after.dispatches - before.dispatches,
         after.submissions - before.submissions,
         after.waits - before.waits,
@@ -175,6 +176,7 @@ fn mlp_step(dev: &Device) -> Prepared {
         after.uploads - before.uploads,
         after.buffers_created - before.buffers_created,
         after.pipelines_compiled - before.pipelines_compiled,
+        after.bind_groups_created - before.bind_groups_created,
     );
     Prepared {
         work: Work::Flops(flops),
