@@ -173,7 +173,11 @@ fn outer_product<T: MathFloat>(
         Some(r) => r.into(),
         None => (0..n).map(|j| at(b, 0, j)).collect::<Vec<_>>().into(),
     };
-    let a_col: Vec<T> = (0..m).map(|i| at(a, i, 0)).collect();
+    let a_col: Cow<'_, [T]> = if a.rs == 1 {
+        a.data[a.offset..a.offset + m].into()
+    } else {
+        (0..m).map(|i| at(a, i, 0)).collect::<Vec<_>>().into()
+    };
     dispatch(Outer {
         a: &a_col,
         b: &b_row,

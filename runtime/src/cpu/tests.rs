@@ -879,6 +879,31 @@ fn check_matmul<T: Float>() {
 }
 
 #[test]
+fn outer_products_read_strided_columns_and_rows() {
+    let data: Vec<f64> = (0..40).map(|i| i as f64 - 7.5).collect();
+    // a: a column of 5 with stride 3 from offset 1; b: a row of 19 with stride 2
+    let a = MatRef {
+        data: &data,
+        offset: 1,
+        rs: 3,
+        cs: 1,
+    };
+    let b = MatRef {
+        data: &data,
+        offset: 0,
+        rs: 1,
+        cs: 2,
+    };
+    let mut c = vec![f64::NAN; 5 * 19];
+    kernels::matmul(5, 19, 1, a, b, &mut c);
+    for i in 0..5 {
+        for j in 0..19 {
+            assert_eq!(c[i * 19 + j], data[1 + 3 * i] * data[2 * j], "[{i}, {j}]");
+        }
+    }
+}
+
+#[test]
 fn matmul_matches_the_reference_for_any_strides() {
     check_matmul::<f32>();
     check_matmul::<f64>();
