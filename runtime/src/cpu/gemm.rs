@@ -197,16 +197,30 @@ impl<T: MathFloat> WithSimd for Outer<'_, T> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Self { a, b, c } = self;
+        let n = b.len();
+        let lanes = T::lanes::<S>();
         let (bv, bt) = T::as_simd::<S>(b);
         let tail = T::partial_load(s, bt);
-        for (&ai, out) in a.iter().zip(c.chunks_exact_mut(b.len())) {
+        let full = bv.len() * lanes;
+        for (i, &ai) in a.iter().enumerate() {
             let sv = T::splat(s, ai);
-            let (ov, ot) = T::as_mut_simd::<S>(out);
+            let row = i * n;
+            let (ov, _) = T::as_mut_simd::<S>(&mut c[row..row + full]);
             for (o, &x) in ov.iter_mut().zip(bv) {
                 *o = T::vmul(s, sv, x);
             }
-            if !ot.is_empty() {
-                T::partial_store(s, ot, T::vmul(s, sv, tail));
+            if bt.is_empty() {
+                continue;
+            }
+            // a row's partial last vector: stored whole where it runs into the next row
+            // (which is written after it: the extra lanes are overwritten), masked on the
+            // last row. Masked stores cost a call each; short rows have nothing else.
+            let v = T::vmul(s, sv, tail);
+            let at = row + full;
+            if at + lanes <= c.len() && i + 1 < a.len() {
+                T::as_mut_simd::<S>(&mut c[at..at + lanes]).0[0] = v;
+            } else {
+                T::partial_store(s, &mut c[at..row + n], v);
             }
         }
     }

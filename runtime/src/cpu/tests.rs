@@ -794,8 +794,10 @@ fn check_matmul<T: Float>() {
         (3, 0, 4),
         (3, 4, 0),
         (1, 1, 1),
-        // outer products (k = 1), with and without a partial vector per row
+        // outer products (k = 1), with and without a partial vector per row, and rows
+        // shorter than a vector (each row's store runs over the next ones)
         (64, 128, 1),
+        (9, 3, 1),
         (37, 21, 1),
         (128, 10, 1),
         (2, 3, 4),
