@@ -3,7 +3,7 @@
 # after benches/gpu_bundle.sh here): the GPU tests on the real driver, the GPU bench, a
 # matmul tile sweep and JAX's side of the same workloads, into $OUT (8 files at most):
 # info.txt, tests.log, ferrax.jsonl, sweep.txt, jax.jsonl, jax.err, table.txt.
-# About 2 minutes on an H200. SWEEP=0 skips the tile sweep.
+# About 2 minutes on an H200. SWEEP=0 skips the sweeps (matmul tiles, submission sizes).
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ferrax_gpu_out}
 mkdir -p "$OUT"
@@ -37,6 +37,10 @@ if [ "${SWEEP:-1}" != 0 ]; then
   for t in 128,128,8,8,8,sd 128,128,16,8,8,s 64,128,8,4,8,sd 64,64,16,4,4 32,32,8,4,4,sd 32,32,8,4,4; do
     echo "# $t"; FERRAX_GPU_MATMUL_TILE=$t BENCH_SECONDS=0.5 timeout 25 "$B" --bench matmul mlp
   done > "$OUT/sweep.txt" 2>&1
+  # submitting while the host records: the MLP step with a submission every n dispatches
+  for n in 2 4 8 16 256; do
+    echo "# FERRAX_GPU_BATCH=$n"; FERRAX_GPU_BATCH=$n BENCH_SECONDS=0.5 timeout 25 "$B" --bench mlp_step
+  done >> "$OUT/sweep.txt" 2>&1
   echo "sweep took $((SECONDS-T0)) s" >> "$OUT/info.txt"
 fi
 T0=$SECONDS

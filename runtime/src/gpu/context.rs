@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// Bytes of uniform parameters each dispatch may use (one aligned slot).
 pub(crate) const PARAM_SLOT: u64 = 256;
 
-/// Dispatches recorded before a batch is submitted.
+/// Most dispatches recorded before a batch is submitted (the parameter buffer's slots).
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// Most bind groups kept for reuse; the cache starts over when it is full.
@@ -48,6 +48,10 @@ pub(crate) struct Context {
     pub(crate) limits: wgpu::Limits,
     /// Whether kernels may use subgroup operations (the adapter has them).
     pub(crate) subgroups: bool,
+    /// Dispatches recorded before a batch is submitted: [`MAX_BATCH`], or fewer with
+    /// `FERRAX_GPU_BATCH=n`, so that the GPU starts on a step's first kernels while the
+    /// host records the rest (each submission costs host time: to be tuned on a GPU).
+    submit_every: usize,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     /// Free buffers by size class. Each class hands out its least buffer (in wgpu's
     /// identity order), not its last freed: so the buffers a step gets depend only on
@@ -196,6 +200,7 @@ impl Context {
             info,
             limits,
             subgroups,
+            submit_every: submit_every(),
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pooled: Mutex::new(0),
@@ -502,7 +507,7 @@ impl Context {
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        if batch.params.len() >= MAX_BATCH * PARAM_SLOT as usize {
+        if batch.params.len() >= self.submit_every * PARAM_SLOT as usize {
             self.submit(batch);
         }
     }
@@ -622,6 +627,27 @@ impl Context {
     }
 }
 
+/// The submission size: `FERRAX_GPU_BATCH` when it is a number from 1 to [`MAX_BATCH`],
+/// else `MAX_BATCH`.
+fn submit_every() -> usize {
+    submit_every_from(std::env::var("FERRAX_GPU_BATCH").ok().as_deref())
+}
+
+fn submit_every_from(v: Option<&str>) -> usize {
+    let Some(v) = v else {
+        return MAX_BATCH;
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH).contains(&n) => n,
+        _ => {
+            eprintln!(
+                "ferrax: FERRAX_GPU_BATCH={v:?} is not a number from 1 to {MAX_BATCH}; ignored"
+            );
+            MAX_BATCH
+        }
+    }
+}
+
 fn new_params_buffer(device: &wgpu::Device) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("ferrax params"),
@@ -699,6 +725,16 @@ mod tests {
         assert_eq!(holding(&b), 1);
         ctx.recycle(a);
         ctx.recycle(b);
+    }
+
+    #[test]
+    fn the_submission_size_is_a_number_from_one_to_the_batch() {
+        assert_eq!(submit_every_from(None), MAX_BATCH);
+        assert_eq!(submit_every_from(Some("8")), 8);
+        assert_eq!(submit_every_from(Some("1")), 1);
+        for bad in ["0", "257", "-3", "eight", ""] {
+            assert_eq!(submit_every_from(Some(bad)), MAX_BATCH, "{bad:?}");
+        }
     }
 
     #[test]
