@@ -53,6 +53,17 @@ enum Access {
     Strided,
 }
 
+impl Access {
+    /// Its part of a kernel's key.
+    fn key(self) -> &'static str {
+        match self {
+            Access::Contiguous => "Contiguous|",
+            Access::Single => "Single|",
+            Access::Strided => "Strided|",
+        }
+    }
+}
+
 /// A scalar operand carried in the parameters instead of a buffer (`x * 2.0`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Param {
@@ -122,14 +133,30 @@ impl Fused {
             };
             args.push(arg);
         }
-        let mut code = template.to_string();
-        if let Some(p) = param {
-            let name = f.scalar(p);
-            code = code.replace("$p", &name);
+        let p_name = param.map(|p| f.scalar(p));
+        // one pass over the template: `$k` becomes `(args[k])`, `$p` the parameter
+        let mut code =
+            String::with_capacity(template.len() + args.iter().map(|a| a.len() + 2).sum::<usize>());
+        let mut rest = template;
+        while let Some(at) = rest.find('$') {
+            code.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 {
+                let k: usize = after[..digits].parse().expect("digits");
+                code.push('(');
+                code.push_str(&args[k]);
+                code.push(')');
+                rest = &after[digits..];
+            } else if let (Some(name), Some(tail)) = (&p_name, after.strip_prefix('p')) {
+                code.push_str(name);
+                rest = tail;
+            } else {
+                code.push('$');
+                rest = after;
+            }
         }
-        for (k, a) in args.iter().enumerate() {
-            code = code.replace(&format!("${k}"), &format!("({a})"));
-        }
+        code.push_str(rest);
         f.code = code;
         f
     }
@@ -176,15 +203,13 @@ impl Fused {
 /// buffer of its own: a training step had eight one-element kernels for them.
 fn inlinable(t: &Tensor, shape: &[usize]) -> Option<Fused> {
     let same_view = t.shape() == shape && t.is_contiguous() && t.layout.offset == 0;
-    let pending = storage_of(t).pending()?;
-    if pending.tensors.is_empty() {
-        return Some(Fused {
-            shape: shape.to_vec(),
-            ..pending
-        });
-    }
     // a reshaped view of a pending result shares its storage but not its shape
-    (same_view && pending.shape == shape).then_some(pending)
+    let pending =
+        storage_of(t).pending_where(|f| f.tensors.is_empty() || (same_view && f.shape == shape))?;
+    Some(Fused {
+        shape: shape.to_vec(),
+        ..pending
+    })
 }
 
 /// `code` with each variable `vK` replaced by `tmap[K]` and `sK` by `smap[K]`.
@@ -248,29 +273,34 @@ pub(crate) fn lazy(
     ))
 }
 
-/// A fused expression made ready for a kernel: its bindings, the statements that load
-/// its leaves at element `i`, the expression, and its parameter words.
+/// A fused expression made ready for a kernel: its key, parameter words and buffers, and
+/// on demand (only when the kernel is first compiled) its WGSL: the leaves' bindings, the
+/// statements that load them at element `i`, and the expression. A kernel that is already
+/// compiled costs no code generation: on a GPU training step the text was 40% of the host's
+/// recording time.
 pub(crate) struct Loader<'a> {
     /// What determines the generated WGSL (beside the caller's own part of the kernel).
     pub(crate) key: String,
-    /// The leaves' binding declarations and the index function.
-    pub(crate) decls: String,
-    /// `let vK = ...; let sK = ...;` for the element index `i`.
-    pub(crate) loads: String,
-    /// The expression over `vK`, `sK`.
-    pub(crate) code: String,
     /// Parameter words, to be placed at the `base` given to [`Loader::new`].
     pub(crate) words: Vec<u32>,
     /// The leaves' buffers, for consecutive bindings from `first_binding`.
     pub(crate) buffers: Vec<&'a wgpu::Buffer>,
-    /// The index expression of the extra layout, if one was given.
-    pub(crate) extra_index: String,
+    fused: &'a Fused,
+    /// How each layout is read and the word of its offset: the extra layout first, if
+    /// one was given, then the leaves.
+    reads: Vec<(Access, usize)>,
+    extra: bool,
+    /// The merged shape, when some read is strided.
+    strided_dims: Option<Vec<usize>>,
+    base: usize,
+    first_binding: usize,
 }
 
 impl<'a> Loader<'a> {
     /// Prepares `fused`, its parameter words placed from word `base` and its leaves
     /// bound from binding `first_binding`. `extra` (a layout of `fused.shape`, e.g. a
-    /// strided output) takes part in the index arithmetic; its index is `extra_index`.
+    /// strided output) takes part in the index arithmetic; its index is
+    /// [`Loader::extra_index`].
     pub(crate) fn new(
         op: &'static str,
         fused: &'a Fused,
@@ -312,18 +342,18 @@ impl<'a> Loader<'a> {
         };
         // words: per layout its offset and, if strided, its strides (the merged sizes are
         // constants of the kernel); then the scalars
-        let mut words: Vec<u32> = Vec::new();
         let mut l = Loader {
-            key: String::new(),
-            decls: String::new(),
-            loads: String::new(),
-            code: fused.code.clone(),
+            key: String::with_capacity(64 + fused.code.len()),
             words: Vec::new(),
             buffers: Vec::with_capacity(fused.tensors.len()),
-            extra_index: String::new(),
+            fused,
+            reads: Vec::with_capacity(layouts.len()),
+            extra: extra.is_some(),
+            strided_dims: None,
+            base,
+            first_binding,
         };
         let lead = extra.is_some() as usize;
-        let mut any_strided = false;
         for (slot, layout) in layouts.iter().enumerate() {
             let leaf = slot.checked_sub(lead);
             let access = if leaf.is_some_and(|k| fused.tensors[k].numel() == 1) {
@@ -333,51 +363,71 @@ impl<'a> Loader<'a> {
             } else {
                 Access::Strided
             };
-            let off = base + words.len();
-            words.push(layout.offset as u32);
-            let index = match access {
-                Access::Contiguous => format!("word({off}u) + i"),
-                Access::Single => format!("word({off}u)"),
-                Access::Strided => {
-                    any_strided = true;
-                    words.extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
-                    format!("at{base}(i, {off}u)")
-                }
-            };
+            l.reads.push((access, base + l.words.len()));
+            l.words.push(layout.offset as u32);
+            if access == Access::Strided {
+                l.words
+                    .extend(cstrides[slot].iter().map(|&s| s as i32 as u32));
+            }
             match leaf {
-                None => {
-                    let _ = write!(l.key, "extra:{access:?}|");
-                    l.extra_index = index;
-                }
+                None => l.key.push_str(access.key()),
                 Some(k) => {
                     let t = &fused.tensors[k];
-                    let ty = wgsl_type(t.dtype());
-                    let _ = write!(l.key, "{ty}:{access:?}|");
-                    let _ = writeln!(
-                        l.decls,
-                        "@group(0) @binding({}) var<storage, read> in{k}: array<{ty}>;",
-                        first_binding + k
-                    );
-                    let _ = writeln!(l.loads, "    let v{k} = in{k}[{index}];");
+                    l.key.push_str(wgsl_type(t.dtype()));
+                    l.key.push(':');
+                    l.key.push_str(access.key());
                     l.buffers.push(storage_of(t).buffer(op)?);
                 }
             }
         }
-        for (k, p) in fused.scalars.iter().enumerate() {
-            let _ = write!(l.key, "{}|", p.load());
-            let _ = writeln!(
-                l.loads,
-                "    let s{k} = {}(word({}u));",
-                p.load(),
-                base + words.len()
-            );
-            words.push(p.bits());
+        for p in &fused.scalars {
+            l.key.push_str(p.load());
+            l.key.push('|');
+            l.words.push(p.bits());
         }
-        if any_strided {
+        if l.reads.iter().any(|&(a, _)| a == Access::Strided) {
             // strided reads: the merged sizes are constants of the kernel, so the index
             // arithmetic divides by constants (shifts and masks for powers of two) rather
             // than by uniforms; kernels are keyed by those sizes
             let _ = write!(l.key, "dims{cshape:?}|");
+            l.strided_dims = Some(cshape);
+        }
+        let _ = write!(l.key, "@{base}/{first_binding}:");
+        l.key.push_str(&fused.code);
+        Ok(l)
+    }
+
+    /// The index of element `i` in the read `slot`.
+    fn index(&self, slot: usize) -> String {
+        let (access, off) = self.reads[slot];
+        match access {
+            Access::Contiguous => format!("word({off}u) + i"),
+            Access::Single => format!("word({off}u)"),
+            Access::Strided => format!("at{}(i, {off}u)", self.base),
+        }
+    }
+
+    /// The index expression of the extra layout (empty without one).
+    pub(crate) fn extra_index(&self) -> String {
+        if self.extra {
+            self.index(0)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The leaves' binding declarations and the strided index function.
+    pub(crate) fn decls(&self) -> String {
+        let mut decls = String::new();
+        for (k, t) in self.fused.tensors.iter().enumerate() {
+            let _ = writeln!(
+                decls,
+                "@group(0) @binding({}) var<storage, read> in{k}: array<{}>;",
+                self.first_binding + k,
+                wgsl_type(t.dtype())
+            );
+        }
+        if let Some(cshape) = &self.strided_dims {
             let mut body = String::new();
             for (d, &size) in cshape.iter().enumerate().rev() {
                 let size = size.max(1); // an empty view reads nothing
@@ -392,19 +442,42 @@ impl<'a> Loader<'a> {
                 }
             }
             let _ = write!(
-                l.decls,
+                decls,
                 r#"
-fn at{base}(i: u32, o: u32) -> u32 {{
+fn at{}(i: u32, o: u32) -> u32 {{
     var rem = i;
     var idx = i32(word(o));{body}
     return u32(idx);
 }}
-"#
+"#,
+                self.base
             );
         }
-        let _ = write!(l.key, "@{base}/{first_binding}:{}", fused.code);
-        l.words = words;
-        Ok(l)
+        decls
+    }
+
+    /// `let vK = ...; let sK = ...;` for the element index `i`.
+    pub(crate) fn loads(&self) -> String {
+        let mut loads = String::new();
+        let lead = self.extra as usize;
+        for k in 0..self.fused.tensors.len() {
+            let _ = writeln!(loads, "    let v{k} = in{k}[{}];", self.index(lead + k));
+        }
+        let first_scalar = self.base + self.words.len() - self.fused.scalars.len();
+        for (k, p) in self.fused.scalars.iter().enumerate() {
+            let _ = writeln!(
+                loads,
+                "    let s{k} = {}(word({}u));",
+                p.load(),
+                first_scalar + k
+            );
+        }
+        loads
+    }
+
+    /// The expression over `vK`, `sK`.
+    pub(crate) fn code(&self) -> &str {
+        &self.fused.code
     }
 }
 
@@ -441,10 +514,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 "#,
             params = wgsl::PARAMS,
             math = wgsl::MATH,
-            decls = l.decls,
-            loads = l.loads,
-            out_index = l.extra_index,
-            code = l.code,
+            decls = l.decls(),
+            loads = l.loads(),
+            out_index = l.extra_index(),
+            code = l.code(),
         )
     });
     let mut buffers = vec![out];

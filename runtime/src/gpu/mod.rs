@@ -102,15 +102,21 @@ impl GpuStorage {
         Ok(self.buffer.get_or_init(|| buffer))
     }
 
-    /// The pending expression, if the buffer has not been computed yet.
-    pub(crate) fn pending(&self) -> Option<elementwise::Fused> {
+    /// The pending expression, if the buffer has not been computed yet and `keep`
+    /// accepts it (cloned only then).
+    pub(crate) fn pending_where(
+        &self,
+        keep: impl FnOnce(&elementwise::Fused) -> bool,
+    ) -> Option<elementwise::Fused> {
         if self.buffer.get().is_some() {
             return None;
         }
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .filter(|f| keep(f))
+            .cloned()
     }
 
     /// A storage whose elements are `fused`, computed when first needed.

@@ -307,10 +307,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         .replace("SUBGROUP_ARGS", args)
         .replace("SUBGROUP_INIT", init_sub)
         .replace("TREE", &tree);
-    s.push_str(&x.decls);
+    s.push_str(&x.decls());
     s.push_str(&format!(
         "fn load(i: u32) -> f32 {{\n{}    return {};\n}}\n",
-        x.loads, x.code
+        x.loads(),
+        x.code()
     ));
     s
 }
