@@ -86,6 +86,21 @@ impl Tile {
     }
 }
 
+/// `bm,bn,bk,tm,tn,flags`, the form [`Tile::parse`] reads (and the kernel's key).
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, d) = (
+            if self.spread { "s" } else { "" },
+            if self.double { "d" } else { "" },
+        );
+        write!(
+            f,
+            "{},{},{},{},{},{s}{d}",
+            self.bm, self.bn, self.bk, self.tm, self.tn
+        )
+    }
+}
+
 /// Large products: 128x128 tiles, 8x8 outputs per thread, spread and double-buffered
 /// (30 TFLOP/s at 8192 on an H200, the best of the shapes tried).
 const LARGE: Tile = Tile::new(128, 128, 8, 8, 8);
@@ -196,7 +211,7 @@ fn matmul_tiled(
         && dims
             .iter()
             .all(|&d| quad(la.strides[d]) && quad(lb.strides[d]));
-    let key = format!("matmul {tile:?} {a_k} {b_n} {vec4}");
+    let key = format!("matmul {tile} {a_k} {b_n} {vec4}");
     // SAFETY: every global read is guarded by the bounds of the product (m, n, k) and
     // goes through the operands' layouts, which lie within their buffers; the output
     // writes are guarded the same way; the loops have constant or uniform bounds.
@@ -547,8 +562,10 @@ mod tests {
         assert!(Tile::parse("128,64").is_none());
         assert!(!Tile::parse("128,128,8,2,8").expect("parses").fits(&limits));
         for s in SWEEP {
-            assert!(Tile::parse(s).is_some(), "{s}");
+            let t = Tile::parse(s).expect(s);
+            assert_eq!(Tile::parse(&t.to_string()), Some(t), "{s} -> {t}");
         }
+        assert_eq!(SMALL.to_string(), "64,64,16,4,4,s");
     }
 
     #[test]
