@@ -61,6 +61,20 @@ fn constants_cost_no_kernel_of_their_own() {
     let (n, v) = kernels(&|| x.matmul(&ones));
     assert_eq!(n, 2, "the constant's buffer and the product");
     assert_eq!(v, vec![3.0, 3.0, 12.0, 12.0, 21.0, 21.0, 30.0, 30.0]);
+    // constants of other dtypes keep their meaning inlined: a bool mask broadcast into
+    // where_, an i32 converted to f32
+    let yes = Tensor::full_on(&[3], 1.0, DType::Bool, &dev);
+    let no = Tensor::full_on(&[4, 1], 0.0, DType::Bool, &dev);
+    let (n, v) = kernels(&|| Tensor::where_(&yes, &x, &(&x * -1.0)));
+    assert_eq!(n, 1);
+    assert_eq!(v, (0..12).map(|i| i as f32).collect::<Vec<_>>());
+    let (n, v) = kernels(&|| Tensor::where_(&no, &x, &(&x * -1.0)));
+    assert_eq!(n, 1);
+    assert_eq!(v, (0..12).map(|i| -(i as f32)).collect::<Vec<_>>());
+    let seven = Tensor::full_on(&[1, 3], 7.9, DType::I32, &dev);
+    let (n, v) = kernels(&|| &x + &seven.to_dtype(DType::F32));
+    assert_eq!(n, 1);
+    assert_eq!(v, (0..12).map(|i| i as f32 + 7.0).collect::<Vec<_>>());
 }
 
 #[test]
