@@ -120,15 +120,31 @@ fn reductions(c: &mut Criterion) {
 fn softmax(c: &mut Criterion) {
     let (rows, n) = (4096, 1024);
     let x = data(rows * n, 4);
-    let mut out = vec![0.0f32; rows * n];
     let mut g = c.benchmark_group("softmax_4096x1024_f32");
     g.throughput(Throughput::Bytes((2 * 4 * rows * n) as u64));
-    g.bench_function("last_axis", |b| {
-        b.iter(|| kernels::softmax_axis(SoftmaxOp::Softmax, black_box(&x), rows, n, 1, &mut out))
-    });
-    g.bench_function("first_axis", |b| {
-        b.iter(|| kernels::softmax_axis(SoftmaxOp::Softmax, black_box(&x), 1, rows, n, &mut out))
-    });
+    // every op along both axes: the row kernel and the column kernel (where log-softmax
+    // and softmax over columns once ran 16-20x slow, their closures compiled without SIMD)
+    for (name, op) in [
+        ("softmax", SoftmaxOp::Softmax),
+        ("log_softmax", SoftmaxOp::LogSoftmax),
+        ("logsumexp", SoftmaxOp::LogSumExp),
+    ] {
+        let per_lane = |lanes: usize| {
+            if op == SoftmaxOp::LogSumExp {
+                lanes
+            } else {
+                rows * n
+            }
+        };
+        let mut out = vec![0.0f32; per_lane(rows)];
+        g.bench_function(format!("{name}/last_axis"), |b| {
+            b.iter(|| kernels::softmax_axis(op, black_box(&x), rows, n, 1, &mut out))
+        });
+        let mut out = vec![0.0f32; per_lane(n)];
+        g.bench_function(format!("{name}/first_axis"), |b| {
+            b.iter(|| kernels::softmax_axis(op, black_box(&x), 1, rows, n, &mut out))
+        });
+    }
     g.finish();
 }
 

@@ -22,6 +22,23 @@ fn softmax_shift(m: f64) -> f64 {
     if m.is_finite() { m } else { 0.0 }
 }
 
+/// The sum of `exp(v - shift)` over `xv`, in blocks combined in f64 so that long rows stay
+/// accurate. A function, not a closure: a closure inside `with_simd` was not inlined,
+/// and its exp then ran without the instruction set's features, 20x slower (log-softmax
+/// of [256, 100]: 419 us against softmax's 18).
+#[inline(always)]
+fn exp_sum<S: Simd, T: MathFloat>(s: S, xv: &[T::V<S>], shift: T::V<S>) -> f64 {
+    let mut total = 0.0;
+    for block in xv.chunks(REDUCE_BLOCK) {
+        let mut acc = T::splat(s, T::zero());
+        for &v in block {
+            acc = T::vadd(s, acc, math::exp::<S, T>(s, T::vsub(s, v, shift)));
+        }
+        total += Float::to_f64(T::reduce_sum(s, acc));
+    }
+    total
+}
+
 /// Softmax-family ops over contiguous rows of length `n`.
 struct SoftmaxRows<'a, T> {
     op: SoftmaxOp,
@@ -36,18 +53,6 @@ impl<T: MathFloat> WithSimd for SoftmaxRows<'_, T> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Self { op, x, n, out } = self;
-        // sums of exps run in blocks combined in f64, so long rows stay accurate
-        let exp_sum = |xv: &[T::V<S>], shift: T::V<S>| -> f64 {
-            let mut total = 0.0;
-            for block in xv.chunks(REDUCE_BLOCK) {
-                let mut acc = T::splat(s, T::zero());
-                for &v in block {
-                    acc = T::vadd(s, acc, math::exp::<S, T>(s, T::vsub(s, v, shift)));
-                }
-                total += Float::to_f64(T::reduce_sum(s, acc));
-            }
-            total
-        };
         for (r, row) in x.chunks_exact(n).enumerate() {
             let shift = T::from_f64(softmax_shift(RowReduce { r: MaxR, x: row }.with_simd(s)));
             let shift_v = T::splat(s, shift);
@@ -84,7 +89,10 @@ impl<T: MathFloat> WithSimd for SoftmaxRows<'_, T> {
                     }
                 }
                 SoftmaxOp::LogSoftmax => {
-                    let l = T::splat(s, T::from_f64((exp_sum(xv, shift_v) + tail_sum).ln()));
+                    let l = T::splat(
+                        s,
+                        T::from_f64((exp_sum::<S, T>(s, xv, shift_v) + tail_sum).ln()),
+                    );
                     let o = &mut out[r * n..(r + 1) * n];
                     let (ov, ot) = T::as_mut_simd::<S>(o);
                     for (o, &v) in ov.iter_mut().zip(xv) {
@@ -96,7 +104,7 @@ impl<T: MathFloat> WithSimd for SoftmaxRows<'_, T> {
                     }
                 }
                 SoftmaxOp::LogSumExp => {
-                    out[r] = shift + T::from_f64((exp_sum(xv, shift_v) + tail_sum).ln());
+                    out[r] = shift + T::from_f64((exp_sum::<S, T>(s, xv, shift_v) + tail_sum).ln());
                 }
             }
         }
@@ -134,23 +142,29 @@ impl<T: MathFloat> SoftmaxColumns<'_, T> {
     }
 }
 
-/// Applies `f` to the vectors of `a` and the matching vectors of `b` (tail zero-padded).
-#[inline(always)]
-fn zip_update<S: Simd, T: MathFloat>(
-    s: S,
-    a: &mut [T],
-    b: &[T],
-    f: impl Fn(T::V<S>, T::V<S>) -> T::V<S>,
-) {
-    let (av, at) = T::as_mut_simd::<S>(a);
-    let (bv, bt) = T::as_simd::<S>(b);
-    for (a, &b) in av.iter_mut().zip(bv) {
-        *a = f(*a, b);
-    }
-    if !at.is_empty() {
-        let v = f(T::partial_load(s, at), T::partial_load(s, bt));
-        T::partial_store(s, at, v);
-    }
+/// `a = f(a, b)` vector by vector over `a` and the matching vectors of `b` (tails
+/// zero-padded), written `zip_update!(s, T, a, b, |x, y| expr)`. A macro, not a function
+/// taking a closure: such a closure was compiled outside the instruction set's features
+/// and called per vector, with every intrinsic in it an out-of-line call (softmax along
+/// the middle axis of [64, 100, 64]: 3.5 ms, against 42 us for a sum).
+macro_rules! zip_update {
+    ($s:expr, $t:ty, $a:expr, $b:expr, |$x:pat_param, $y:pat_param| $body:expr) => {
+        // a match keeps the operands' temporaries alive to its end
+        match (&mut *$a, &*$b) {
+            (a, b) => {
+                let (av, at) = <$t>::as_mut_simd::<S>(a);
+                let (bv, bt) = <$t>::as_simd::<S>(b);
+                for (a, &b) in av.iter_mut().zip(bv) {
+                    let ($x, $y) = (*a, b);
+                    *a = $body;
+                }
+                if !at.is_empty() {
+                    let ($x, $y) = (<$t>::partial_load($s, at), <$t>::partial_load($s, bt));
+                    <$t>::partial_store($s, at, $body);
+                }
+            }
+        }
+    };
 }
 
 impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
@@ -166,9 +180,9 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         let shift = &mut shift_buf[..w];
         shift.copy_from_slice(self.x_row(0));
         for k in 1..self.n {
-            zip_update(s, shift, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
+            zip_update!(s, T, shift, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
         }
-        zip_update(s, shift, &[T::zero(); BLOCK][..w], |m, _| {
+        zip_update!(s, T, shift, &[T::zero(); BLOCK][..w], |m, _| {
             T::select(s, T::vlt(s, T::vabs(s, m), inf), m, zero)
         });
         // sum of exp(x - shift), stored as we go for softmax
@@ -178,8 +192,11 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         let e = &mut e_buf[..w];
         for k in 0..self.n {
             e.copy_from_slice(self.x_row(k));
-            zip_update(s, e, shift, |x, m| math::exp::<S, T>(s, T::vsub(s, x, m)));
-            zip_update(s, sum, e, |a, b| T::vadd(s, a, b));
+            zip_update!(s, T, e, shift, |x, m| math::exp::<S, T>(
+                s,
+                T::vsub(s, x, m)
+            ));
+            zip_update!(s, T, sum, e, |a, b| T::vadd(s, a, b));
             if self.op == SoftmaxOp::Softmax {
                 // SAFETY: this segment's columns, one row at a time.
                 unsafe { self.out_row(k) }.copy_from_slice(e);
@@ -187,30 +204,34 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         }
         match self.op {
             SoftmaxOp::Softmax => {
-                zip_update(s, sum, &[T::zero(); BLOCK][..w], |a, _| {
+                zip_update!(s, T, sum, &[T::zero(); BLOCK][..w], |a, _| {
                     T::vdiv(s, T::splat(s, T::one()), a)
                 });
                 for k in 0..self.n {
                     // SAFETY: as above.
-                    zip_update(s, unsafe { self.out_row(k) }, sum, |e, inv| {
+                    zip_update!(s, T, unsafe { self.out_row(k) }, sum, |e, inv| {
                         T::vmul(s, e, inv)
                     });
                 }
             }
             SoftmaxOp::LogSoftmax => {
-                zip_update(s, sum, shift, |a, m| T::vadd(s, m, math::ln::<S, T>(s, a)));
+                zip_update!(s, T, sum, shift, |a, m| T::vadd(
+                    s,
+                    m,
+                    math::ln::<S, T>(s, a)
+                ));
                 for k in 0..self.n {
                     // SAFETY: as above.
                     let o = unsafe { self.out_row(k) };
                     o.copy_from_slice(self.x_row(k));
-                    zip_update(s, o, sum, |x, l| T::vsub(s, x, l));
+                    zip_update!(s, T, o, sum, |x, l| T::vsub(s, x, l));
                 }
             }
             SoftmaxOp::LogSumExp => {
                 // SAFETY: as above.
                 let o = unsafe { self.out_row(0) };
                 o.copy_from_slice(sum);
-                zip_update(s, o, shift, |a, m| T::vadd(s, m, math::ln::<S, T>(s, a)));
+                zip_update!(s, T, o, shift, |a, m| T::vadd(s, m, math::ln::<S, T>(s, a)));
             }
         }
     }
