@@ -2,6 +2,9 @@
 //! slice, squeeze, unsqueeze) and the copying ones that gather or join (index_select,
 //! concat, stack).
 
+use rayon::prelude::*;
+
+use crate::cpu::kernels::PAR_THRESHOLD;
 use crate::element::{DType, Element};
 use crate::error::{Error, Result, unwrap};
 use crate::pool;
@@ -286,13 +289,32 @@ impl Tensor {
             let x = self.contiguous_data::<T>();
             let n = numel(&shape);
             let mut out: Vec<T> = if n > 0 { pool::buffer(n, x[0]) } else { Vec::new() };
-            let mut rows = out.chunks_mut(inner.max(1));
-            for o in 0..outer {
-                for &i in idx.iter() {
-                    let start = (o * size + i as usize) * inner;
-                    if let Some(row) = rows.next() {
-                        row.copy_from_slice(&x[start..start + inner]);
+            if n > 0 {
+                // one block of the output per outer position: the selected rows (of
+                // `inner` elements) of its [size, inner] block of x; along the last axis
+                // (inner = 1) single elements, read directly rather than copied one by one
+                let block = |o: usize, dst: &mut [T]| {
+                    let src = &x[o * size * inner..(o + 1) * size * inner];
+                    if inner == 1 {
+                        for (d, &i) in dst.iter_mut().zip(idx.iter()) {
+                            *d = src[i as usize];
+                        }
+                    } else {
+                        for (d, &i) in dst.chunks_exact_mut(inner).zip(idx.iter()) {
+                            let at = i as usize * inner;
+                            d.copy_from_slice(&src[at..at + inner]);
+                        }
                     }
+                };
+                let per_block = idx.len() * inner;
+                if n >= PAR_THRESHOLD && outer > 1 {
+                    out.par_chunks_mut(per_block)
+                        .enumerate()
+                        .for_each(|(o, dst)| block(o, dst));
+                } else {
+                    out.chunks_mut(per_block)
+                        .enumerate()
+                        .for_each(|(o, dst)| block(o, dst));
                 }
             }
             Tensor::from_data(out, &shape)

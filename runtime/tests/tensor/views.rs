@@ -219,3 +219,37 @@ fn int_and_bool_tensors_have_views_too() {
     let sel = i.index_select(1, &Tensor::from_vec(vec![2i32, 2], &[2]));
     assert_eq!(sel.to_vec::<i32>(), vec![3, 3, 6, 6]);
 }
+
+#[test]
+fn large_index_selects_take_the_parallel_path() {
+    // [6, 300, 200] (360K elements): outputs past the parallel threshold, gathered along
+    // every axis, against the element formula
+    let (a, b, c) = (6, 300, 200);
+    let x = Tensor::arange(0.0, (a * b * c) as f64, 1.0, DType::F32).reshape(&[a, b, c]);
+    let value = |i: usize, j: usize, k: usize| ((i * b + j) * c + k) as f32;
+    for axis in 0..3 {
+        let size = [a, b, c][axis];
+        let picks: Vec<i32> = (0..size * 2).map(|p| ((p * 7 + 3) % size) as i32).collect();
+        let idx = Tensor::from_vec(picks.clone(), &[picks.len()]);
+        let got = x.index_select(axis as isize, &idx);
+        let mut shape = vec![a, b, c];
+        shape[axis] = picks.len();
+        assert_eq!(got.shape(), &shape[..]);
+        let got = got.to_vec::<f32>();
+        let mut at = 0;
+        for i in 0..shape[0] {
+            for j in 0..shape[1] {
+                for k in 0..shape[2] {
+                    let mut src = [i, j, k];
+                    src[axis] = picks[src[axis]] as usize;
+                    assert_eq!(
+                        got[at],
+                        value(src[0], src[1], src[2]),
+                        "axis {axis} at {i},{j},{k}"
+                    );
+                    at += 1;
+                }
+            }
+        }
+    }
+}
