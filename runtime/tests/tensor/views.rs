@@ -232,7 +232,7 @@ fn large_index_selects_take_the_parallel_path() {
         let picks: Vec<i32> = (0..size * 2).map(|p| ((p * 7 + 3) % size) as i32).collect();
         let idx = Tensor::from_vec(picks.clone(), &[picks.len()]);
         let got = x.index_select(axis as isize, &idx);
-        let mut shape = vec![a, b, c];
+        let mut shape = [a, b, c];
         shape[axis] = picks.len();
         assert_eq!(got.shape(), &shape[..]);
         let got = got.to_vec::<f32>();
