@@ -173,6 +173,21 @@ fn transpose_planes<T: Copy + Send + Sync>(
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
             let c1 = (c0 + TILE).min(cols);
+            if rs == 1 && r1 - r0 == TILE && c1 - c0 == TILE {
+                // a whole tile of a transpose: each source column is TILE adjacent
+                // elements, read as one array; the tile is turned in registers
+                let mut tile = [[data[0]; TILE]; TILE];
+                for (j, col) in tile.iter_mut().enumerate() {
+                    let start = (base + r0 as isize + (c0 + j) as isize * cs) as usize;
+                    col.copy_from_slice(&data[start..start + TILE]);
+                }
+                for (i, row) in dst.chunks_exact_mut(cols).enumerate() {
+                    for (j, v) in row[c0..c1].iter_mut().enumerate() {
+                        *v = tile[j][i];
+                    }
+                }
+                continue;
+            }
             for r in r0..r1 {
                 let row = &mut dst[(r - r0) * cols + c0..(r - r0) * cols + c1];
                 let start = base + r as isize * rs + c0 as isize * cs;

@@ -253,3 +253,41 @@ fn large_index_selects_take_the_parallel_path() {
         }
     }
 }
+
+#[test]
+fn transposed_copies_of_whole_and_partial_tiles() {
+    // planes with whole 8x8 tiles and ragged edges, one of them past the parallel
+    // threshold, copied out of transposed and permuted views
+    for &(a, b, c) in &[(1, 37, 50), (3, 64, 40), (2, 520, 300)] {
+        let x = Tensor::arange(0.0, (a * b * c) as f64, 1.0, DType::F32).reshape(&[a, b, c]);
+        let value = |i: usize, j: usize, k: usize| ((i * b + j) * c + k) as f32;
+        let t = x.transpose(1, 2).contiguous().to_vec::<f32>();
+        let mut at = 0;
+        for i in 0..a {
+            for k in 0..c {
+                for j in 0..b {
+                    assert_eq!(
+                        t[at],
+                        value(i, j, k),
+                        "[{a},{b},{c}] transposed at {i},{k},{j}"
+                    );
+                    at += 1;
+                }
+            }
+        }
+        let p = x.permute(&[2, 0, 1]).contiguous().to_vec::<f32>();
+        let mut at = 0;
+        for k in 0..c {
+            for i in 0..a {
+                for j in 0..b {
+                    assert_eq!(
+                        p[at],
+                        value(i, j, k),
+                        "[{a},{b},{c}] permuted at {k},{i},{j}"
+                    );
+                    at += 1;
+                }
+            }
+        }
+    }
+}
