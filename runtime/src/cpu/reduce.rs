@@ -317,18 +317,91 @@ pub(crate) fn argmax_axis<T: MathFloat>(
     for_segments(outer, n, inner, 1, |o, cols| {
         // SAFETY: segments cover disjoint columns of out[o, ..].
         let out = unsafe { dst.slice(o * inner + cols.start, cols.len()) };
-        let mut best = [T::zero(); BLOCK];
-        let best = &mut best[..cols.len()];
+        if n >= 1 << 24 {
+            // row numbers past 2^24 are not all f32s: a scalar loop
+            let row =
+                |k: usize| &x[(o * n + k) * inner + cols.start..(o * n + k) * inner + cols.end];
+            let mut best = [T::zero(); BLOCK];
+            let best = &mut best[..cols.len()];
+            best.copy_from_slice(row(0));
+            out.fill(0);
+            for k in 1..n {
+                for ((b, i), &v) in best.iter_mut().zip(out.iter_mut()).zip(row(k)) {
+                    if !b.is_nan() && (v > *b || v.is_nan()) {
+                        *b = v;
+                        *i = k as i32;
+                    }
+                }
+            }
+            return;
+        }
+        dispatch(ArgmaxColumns {
+            x,
+            n,
+            inner,
+            o,
+            cols,
+            out,
+        });
+    });
+}
+
+/// Argmax over `n` rows of a segment of columns, SIMD across columns: the best value and
+/// its row (as a float: exact, as rows are fewer than 2^24 here) per column, replaced
+/// where a row's value is greater or NaN and the best is not yet NaN. Along axis 0 of
+/// [2048, 2048] f32: 2.8 ms as a scalar loop, 0.68 ms so (max_axis: 0.62).
+struct ArgmaxColumns<'a, T> {
+    x: &'a [T],
+    n: usize,
+    inner: usize,
+    o: usize,
+    cols: Range<usize>,
+    out: &'a mut [i32],
+}
+
+impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self {
+            x,
+            n,
+            inner,
+            o,
+            cols,
+            out,
+        } = self;
+        let w = cols.len();
         let row = |k: usize| &x[(o * n + k) * inner + cols.start..(o * n + k) * inner + cols.end];
+        let mut best_buf = [T::zero(); BLOCK];
+        let mut at_buf = [T::zero(); BLOCK];
+        let (best, at) = (&mut best_buf[..w], &mut at_buf[..w]);
         best.copy_from_slice(row(0));
-        out.fill(0);
         for k in 1..n {
-            for ((b, i), &v) in best.iter_mut().zip(out.iter_mut()).zip(row(k)) {
+            let kv = T::splat(s, T::from_f64(k as f64));
+            let (bv, bt) = T::as_mut_simd::<S>(best);
+            let (av, at_tail) = T::as_mut_simd::<S>(at);
+            let (xv, xt) = T::as_simd::<S>(row(k));
+            for ((b, a), &v) in bv.iter_mut().zip(av.iter_mut()).zip(xv) {
+                let b_ok = T::veq(s, *b, *b);
+                let take = T::mask_and(
+                    s,
+                    b_ok,
+                    T::mask_or(s, T::vgt(s, v, *b), T::mask_not(s, T::veq(s, v, v))),
+                );
+                *b = T::select(s, take, v, *b);
+                *a = T::select(s, take, kv, *a);
+            }
+            for ((b, a), &v) in bt.iter_mut().zip(at_tail.iter_mut()).zip(xt) {
                 if !b.is_nan() && (v > *b || v.is_nan()) {
                     *b = v;
-                    *i = k as i32;
+                    *a = T::from_f64(k as f64);
                 }
             }
         }
-    });
+        for (o, &a) in out.iter_mut().zip(at.iter()) {
+            *o = Float::to_f64(a) as i32;
+        }
+    }
 }
