@@ -546,8 +546,8 @@ pub fn index_select<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor
     x.into().tensor().index_select(axis, indices)
 }
 
-/// The cotangent of `like.index_select(axis, indices)`: each row of `ct` added at its index
-/// (repeated indices sum), as a product with the indices' one-hot matrix.
+/// The cotangent of `like.index_select(axis, indices)`: each slice of `ct` added at its
+/// index (repeated indices sum), into zeros of `like`'s shape.
 pub fn index_add<'a>(
     ct: impl Into<Operand<'a>>,
     like: &Tensor,
@@ -555,20 +555,7 @@ pub fn index_add<'a>(
     indices: &Tensor,
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
-    let n = like.ndim() as isize;
-    let a = if axis < 0 { axis + n } else { axis };
-    // bring `axis` to the front: [selected, rest..]
-    let mut order: Vec<isize> = vec![a];
-    order.extend((0..n).filter(|k| *k != a));
-    let moved = ct.permute(&order);
-    let rest: Vec<usize> = moved.shape()[1..].to_vec();
-    let flat = moved.reshape(&[moved.shape()[0], rest.iter().product()]);
-    let hot = indices.one_hot(like.shape()[a as usize], like.dtype()); // [selected, n]
-    let summed = hot.t().matmul(&flat); // [n, rest]
-    let mut shape = vec![like.shape()[a as usize]];
-    shape.extend(rest);
-    let back = summed.reshape(&shape);
-    unpermute(&back, &order, like)
+    like.zeros_like().index_add(axis, indices, &ct)
 }
 
 /// `Tensor::concat(parts, axis)`.

@@ -9,7 +9,7 @@ use crate::element::{DType, Element};
 use crate::error::{Error, Result, unwrap};
 use crate::pool;
 use crate::shape::{Layout, normalize_axis, normalize_axis_in, numel};
-use crate::tensor::{Tensor, any_dispatch};
+use crate::tensor::{Tensor, any_dispatch, float_dispatch};
 
 impl Tensor {
     /// The same elements, read row-major, in a new shape with as many elements. A view
@@ -246,40 +246,16 @@ impl Tensor {
     pub fn try_index_select(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
         const OP: &str = "index_select";
         let ax = normalize_axis(OP, axis, self.shape())?;
-        if indices.dtype() != DType::I32 {
-            return Err(Error::UnsupportedDType {
-                op: OP,
-                expected: "i32 indices",
-                got: indices.dtype(),
-                shape: indices.shape().to_vec(),
-            });
-        }
-        if indices.device() != self.device() {
-            return Err(Error::DeviceMismatch {
-                op: OP,
-                lhs: self.device(),
-                rhs: indices.device(),
-            });
-        }
+        self.check_indices(OP, ax, indices)?;
         let size = self.shape()[ax];
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
-            crate::gpu::gather::check_indices(OP, indices, ax, size, self.shape())?;
             let mut shape = self.shape()[..ax].to_vec();
             shape.extend_from_slice(indices.shape());
             shape.extend_from_slice(&self.shape()[ax + 1..]);
             return crate::gpu::gather::index_select(self, ax, indices, &shape);
         }
         let idx = indices.contiguous_data::<i32>();
-        if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
-            return Err(Error::IndexOutOfRange {
-                op: OP,
-                index: bad as i64,
-                axis: ax,
-                size,
-                shape: self.shape().to_vec(),
-            });
-        }
         let outer = numel(&self.shape()[..ax]);
         let inner = numel(&self.shape()[ax + 1..]);
         let mut shape = self.shape()[..ax].to_vec();
@@ -318,6 +294,135 @@ impl Tensor {
                 }
             }
             Tensor::from_data(out, &shape)
+        }))
+    }
+
+    /// Checks `indices` for an indexing op along axis `ax` of `self`: i32, on `self`'s
+    /// device, every one in `0..size`.
+    fn check_indices(&self, op: &'static str, ax: usize, indices: &Tensor) -> Result<()> {
+        if indices.dtype() != DType::I32 {
+            return Err(Error::UnsupportedDType {
+                op,
+                expected: "i32 indices",
+                got: indices.dtype(),
+                shape: indices.shape().to_vec(),
+            });
+        }
+        if indices.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device(),
+                rhs: indices.device(),
+            });
+        }
+        let size = self.shape()[ax];
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::gather::check_indices(op, indices, ax, size, self.shape());
+        }
+        let idx = indices.contiguous_data::<i32>();
+        if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= size) {
+            return Err(Error::IndexOutOfRange {
+                op,
+                index: bad as i64,
+                axis: ax,
+                size,
+                shape: self.shape().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A copy of `self` with the slices of `source` along `axis` added at `indices` (an i32
+    /// tensor of any shape; a repeated index adds every slice that names it): the
+    /// transpose of [`Tensor::index_select`], as PyTorch's `index_add`. `source` has the
+    /// shape `index_select` gives, `self.shape[..axis] ++ indices.shape ++
+    /// self.shape[axis + 1..]`. Its cost is that of reading `source` and copying `self`
+    /// (an embedding table's gradient touches only the rows used). Panics on a mismatch
+    /// or an index outside `0..size`; see [`Tensor::try_index_add`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let table = Tensor::zeros(&[3, 2], DType::F32);
+    /// let rows = Tensor::from_vec(vec![1.0f32, 2.0, 10.0, 20.0, 100.0, 200.0], &[3, 2]);
+    /// let idx = Tensor::from_vec(vec![2i32, 0, 2], &[3]);
+    /// assert_eq!(
+    ///     table.index_add(0, &idx, &rows).to_vec::<f32>(),
+    ///     vec![10.0, 20.0, 0.0, 0.0, 101.0, 202.0]
+    /// );
+    /// ```
+    #[track_caller]
+    pub fn index_add(&self, axis: isize, indices: &Tensor, source: &Tensor) -> Tensor {
+        unwrap(self.try_index_add(axis, indices, source))
+    }
+
+    /// [`Tensor::index_add`], returning an error instead of panicking.
+    pub fn try_index_add(&self, axis: isize, indices: &Tensor, source: &Tensor) -> Result<Tensor> {
+        const OP: &str = "index_add";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        Tensor::expect_same_float(OP, self, source)?;
+        let (pre, post) = (&self.shape()[..ax], &self.shape()[ax + 1..]);
+        let mut want = pre.to_vec();
+        want.extend_from_slice(indices.shape());
+        want.extend_from_slice(post);
+        if source.shape() != want {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().to_vec(),
+                rhs: source.shape().to_vec(),
+                reason: format!(
+                    "do not fit: the source must have shape {want:?} (the target's with axis {ax} replaced by the indices' shape {:?})",
+                    indices.shape()
+                ),
+            });
+        }
+        self.check_indices(OP, ax, indices)?;
+        let (size, k) = (self.shape()[ax], indices.numel());
+        let (outer, inner) = (numel(pre), numel(post));
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            // no float atomics in WGSL: the sum per index is a product with the indices'
+            // one-hot matrix, [size, k] @ [k, outer * inner]
+            let flat = source
+                .reshape(&[outer, k, inner])
+                .permute(&[1, 0, 2])
+                .reshape(&[k, outer * inner]);
+            let hot = indices.reshape(&[k]).try_one_hot(size, self.dtype())?;
+            let summed = hot.t().try_matmul(&flat)?;
+            let back = summed
+                .reshape(&[size, outer, inner])
+                .permute(&[1, 0, 2])
+                .reshape(self.shape());
+            return self.try_add(&back);
+        }
+        let idx = indices.contiguous_data::<i32>();
+        Ok(float_dispatch!(self.dtype(), T => {
+            let n = self.numel();
+            let mut out: Vec<T> = pool::buffer(n, 0.0 as T);
+            out.copy_from_slice(&self.contiguous_data::<T>());
+            let src = source.contiguous_data::<T>();
+            if n > 0 && k > 0 {
+                // one block of the output per outer position, each adding its k slices
+                let block = |o: usize, dst: &mut [T]| {
+                    let src = &src[o * k * inner..(o + 1) * k * inner];
+                    for (row, &i) in src.chunks_exact(inner).zip(idx.iter()) {
+                        let at = i as usize * inner;
+                        for (d, &v) in dst[at..at + inner].iter_mut().zip(row) {
+                            *d += v;
+                        }
+                    }
+                };
+                if n + source.numel() >= PAR_THRESHOLD && outer > 1 {
+                    out.par_chunks_mut(size * inner)
+                        .enumerate()
+                        .for_each(|(o, dst)| block(o, dst));
+                } else {
+                    out.chunks_mut(size * inner)
+                        .enumerate()
+                        .for_each(|(o, dst)| block(o, dst));
+                }
+            }
+            Tensor::from_data(out, self.shape())
         }))
     }
 

@@ -74,6 +74,31 @@ fn index_select_gathers_like_the_cpu() {
 }
 
 #[test]
+fn index_add_scatters_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        let x = laid(&[4, 3, 5], 5, false, lay);
+        let idx = Tensor::from_vec(vec![2i32, 0, 2, 1], &[2, 2]);
+        for axis in 0..3usize {
+            let mut shape = vec![4, 3, 5];
+            shape.splice(axis..=axis, [2, 2]);
+            let src = laid(&shape, 6, false, lay);
+            check(
+                &dev,
+                &format!("index_add {axis} {lay:?}"),
+                &[&x, &idx, &src],
+                1e-6,
+                |t| t[0].index_add(axis as isize, &t[1], &t[2]),
+            );
+        }
+    }
+    let x = tensor(&[3, 2], 1, false).to_device(&dev);
+    let bad = Tensor::from_vec(vec![0i32, 3], &[2]).to_device(&dev);
+    let e = x.try_index_add(0, &bad, &x.slice(0, 0, 2)).unwrap_err();
+    assert!(matches!(e, Error::IndexOutOfRange { index: 3, .. }), "{e}");
+}
+
+#[test]
 fn concat_and_stack_join_like_the_cpu() {
     let Some(dev) = gpu() else { return };
     let a = laid(&[2, 3], 1, true, crate::Lay::Transposed);

@@ -103,6 +103,23 @@ fn bad_axes_and_indices_are_reported() {
         a.try_index_select(1, &idx),
         &["index_select", "index 3", "size 3"],
     );
+    // index_add: the source's shape is the gathered one; indices in range; one dtype
+    err_contains(
+        a.try_index_add(1, &Tensor::from_vec(vec![0i32, 2], &[2]), &a),
+        &["index_add", "source must have shape", "[2, 2]"],
+    );
+    err_contains(
+        a.try_index_add(1, &idx, &f32s(&[2, 2])),
+        &["index_add", "index 3", "size 3"],
+    );
+    err_contains(
+        a.try_index_add(
+            0,
+            &Tensor::from_vec(vec![0i32], &[1]),
+            &a.to_dtype(DType::F64),
+        ),
+        &["index_add", "f32", "f64"],
+    );
     err_contains(
         Tensor::from_vec(vec![-1i32], &[1]).try_one_hot(4, DType::F32),
         &["one_hot", "-1"],

@@ -291,3 +291,49 @@ fn transposed_copies_of_whole_and_partial_tiles() {
         }
     }
 }
+
+#[test]
+fn index_add_is_the_transpose_of_index_select() {
+    // <index_select(x, i), s> == <x, index_add(0, i, s)> for every x and s, along every
+    // axis, with repeated indices and a 2-d index tensor; and a base is added to
+    for dt in [DType::F32, DType::F64] {
+        let shape = [4, 5, 3];
+        for axis in 0..3 {
+            let size = shape[axis];
+            let picks: Vec<i32> = (0..6).map(|p| ((p * 5 + 1) % size) as i32).collect();
+            let idx = Tensor::from_vec(picks.clone(), &[2, 3]);
+            let x = Tensor::normal(Key::new(7 + axis as u64), &shape, dt);
+            let gathered = x.index_select(axis as isize, &idx);
+            let s = Tensor::normal(Key::new(17 + axis as u64), gathered.shape(), dt);
+            let base = Tensor::normal(Key::new(27 + axis as u64), &shape, dt);
+            let added = base.index_add(axis as isize, &idx, &s);
+            assert_eq!(added.shape(), &shape);
+            let lhs = (&gathered * &s).sum().to_dtype(DType::F64).item::<f64>();
+            let rhs = (&x * &(&added - &base))
+                .sum()
+                .to_dtype(DType::F64)
+                .item::<f64>();
+            assert!(
+                (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+                "axis {axis} {dt:?}: {lhs} vs {rhs}"
+            );
+        }
+    }
+    // repeated indices add up; untouched rows keep the base
+    let base = Tensor::full(&[3, 2], 1.0, DType::F32);
+    let rows = Tensor::from_vec(vec![1.0f32, 2.0, 10.0, 20.0, 100.0, 200.0], &[3, 2]);
+    let idx = Tensor::from_vec(vec![2i32, 0, 2], &[3]);
+    assert_eq!(
+        base.index_add(0, &idx, &rows).to_vec::<f32>(),
+        vec![11.0, 21.0, 1.0, 1.0, 102.0, 203.0]
+    );
+    // a large one, on the parallel path
+    let big = Tensor::zeros(&[64, 100, 50], DType::F64);
+    let idx = Tensor::from_vec((0..150i32).map(|p| p % 100).collect::<Vec<_>>(), &[150]);
+    let src = Tensor::ones(&[64, 150, 50], DType::F64);
+    let out = big.index_add(1, &idx, &src).to_vec::<f64>();
+    for (at, &v) in out.iter().enumerate() {
+        let row = at / 50 % 100;
+        assert_eq!(v, if row < 50 { 2.0 } else { 1.0 }, "element {at}");
+    }
+}
