@@ -203,18 +203,25 @@ fn expm1_(x: f32) -> f32 {
     if (um1 == -1.0) { return -1.0; }
     return um1 * (x / ln_core(u));
 }
+// tanh|x| = e / (e + 2) with e = expm1(2|x|), saturated from |x| = 10, with no branch
+// (the CPU's algorithm): 2|x| = n ln2 + r, e = 2^n (expm1(r) + 1) - 1.
 fn tanh_(x: f32) -> f32 {
-    if (is_nan(x)) { return x; }
-    let a = abs(x);
-    if (a < 0.4) {
-        // odd series to x^11: relative error below 1e-7 here
-        let z = x * x;
-        return x + x * z * (-0.33333333 + z * (0.13333333 + z * (-0.053968254 + z * (0.021869488 + z * (-0.0088632355)))));
-    }
-    let e = exp_(-2.0 * a);
-    return sign(x) * (1.0 - e) / (1.0 + e);
+    let a2 = 2.0 * min(abs(x), 10.0);
+    let n = round(a2 * 1.44269504);
+    var r = fma(-n, 0.693145751953125, a2);
+    r = fma(-n, 1.428606765330187e-06, r);
+    let p = fma(r * r, 0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127)))), r);
+    let scale = bitcast<f32>(u32(i32(n) + 127) << 23u);
+    let e = fma(scale, p, scale - 1.0);
+    let y = bitcast<f32>(bitcast<u32>(e / (e + 2.0)) | (bitcast<u32>(x) & 0x80000000u));
+    return select(y, x, is_nan(x));
 }
-fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp_(-x)); }
+// z = e^-|x| in (0, 1]: 1 / (1 + z) for x >= 0, z / (1 + z) below (the CPU's algorithm)
+fn sigmoid_(x: f32) -> f32 {
+    let z = exp_core(-min(abs(x), 104.0));
+    let y = select(z, 1.0, x >= 0.0) / (1.0 + z);
+    return select(y, x, is_nan(x));
+}
 fn is_int(y: f32) -> bool { return is_finite(y) && floor(y) == y; }
 fn is_odd_int(y: f32) -> bool { return is_int(y) && abs(y) < 16777216.0 && (i32(y) & 1) == 1; }
 // C's pow: exact cases first, negative bases for integral exponents.
