@@ -911,6 +911,37 @@ fn matmul_matches_the_reference_for_any_strides() {
     check_matmul::<f64>();
 }
 
+/// A column-major `b` large enough to be copied row-major in bands of columns, one per
+/// thread: the same as the reference with one, two and three threads (bands of unequal
+/// widths), `b` at an offset in its data.
+#[test]
+fn matmul_with_a_transposed_b_in_column_bands() {
+    let (m, n, k) = (70, 515, 520);
+    let mut rng = Rng::new(31);
+    let a: Vec<f64> = (0..m * k).map(|_| rng.range(-1.0, 1.0)).collect();
+    let b: Vec<f64> = (0..k * n + 7).map(|_| rng.range(-1.0, 1.0)).collect();
+    let a = view(&a, m, k, false);
+    let b = MatRef {
+        offset: 7,
+        ..view(&b, k, n, true)
+    };
+    let want = matmul_reference(m, n, k, &a, &b);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = vec![f64::NAN; m * n];
+        pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
+        for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
+                "{threads} threads: element {i}: got {g}, want {w}"
+            );
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "reaches outside")]
 fn matmul_rejects_a_view_outside_its_data() {
