@@ -52,8 +52,58 @@ pub(crate) fn buffer<T: Copy + 'static>(len: usize, fill: T) -> Vec<T> {
             return list.buffers.swap_remove(i);
         }
     }
-    vec![fill; len]
+    fresh(len, fill)
 }
+
+/// Fresh buffers from this size on ask Linux for transparent huge pages.
+const HUGE_BYTES: usize = 4 << 20;
+
+/// A new buffer of `fill`. From [`HUGE_BYTES`] on Linux, its memory is advised
+/// `MADV_HUGEPAGE` before it is first written (as NumPy does from 4 MiB), so that it is
+/// mapped in 2 MiB pages where the system allows (`/sys/kernel/mm/transparent_hugepage/
+/// enabled` set to `madvise`, the common default, or `always`): 512 times fewer page
+/// faults on first write, fewer TLB misses, and hardware prefetchers that do not stop at
+/// every 4 KiB page boundary. On the 2-core development VM, summing 16M f32 went from
+/// 1.68 to 0.82-1.45 ms and a first `exp` into a new 64 MiB buffer from 19 to 13 ms. Where
+/// the kernel compacts memory to find huge pages (`defrag` set to `madvise`), the first
+/// such allocation after fragmentation can stall (282 ms once there);
+/// `FERRAX_HUGE_PAGES=0` turns the advice off.
+fn fresh<T: Copy>(len: usize, fill: T) -> Vec<T> {
+    let bytes = len * size_of::<T>();
+    if bytes < HUGE_BYTES || !huge_pages_wanted() {
+        return vec![fill; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    advise_huge_pages(v.as_mut_ptr() as *mut u8, bytes);
+    v.resize(len, fill);
+    v
+}
+
+/// Whether to advise huge pages: on Linux, unless `FERRAX_HUGE_PAGES=0`.
+fn huge_pages_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| {
+        cfg!(target_os = "linux")
+            && std::env::var("FERRAX_HUGE_PAGES")
+                .ok()
+                .is_none_or(|v| v != "0")
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    const PAGE: usize = 4096;
+    let start = (ptr as usize).next_multiple_of(PAGE);
+    let end = (ptr as usize + bytes) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the range lies inside an allocation this process owns; the advice
+        // changes how it is mapped, never its contents (a failure leaves 4 KiB pages)
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _bytes: usize) {}
 
 /// Keeps a dropped buffer for reuse if it is large enough and there is room.
 pub(crate) fn recycle<T: 'static>(buffer: Vec<T>) {
@@ -95,5 +145,19 @@ mod tests {
         recycle(vec![0i32; n]); // not kept: no i32 list
         let small = buffer::<f64>(10, 1.5);
         assert_eq!(small, vec![1.5; 10]);
+    }
+
+    /// A fresh buffer past the huge-page size (advised on Linux) holds its fill, has no
+    /// spare capacity (so that it can be recycled) and comes back from the free list.
+    #[test]
+    fn huge_page_buffers_are_filled_and_recycled() {
+        let n = HUGE_BYTES / 8 + 3; // f64: just past the threshold, a length no other test uses
+        let v = buffer::<f64>(n, 2.5);
+        assert_eq!((v.len(), v.capacity()), (n, n));
+        assert!(v.iter().all(|&x| x == 2.5));
+        let p = v.as_ptr();
+        recycle(v);
+        let again = buffer::<f64>(n, 0.0);
+        assert_eq!(again.as_ptr(), p);
     }
 }
