@@ -83,6 +83,20 @@ impl<T> SharedOut<T> {
 /// per-column state lives in stack buffers of this length).
 pub(super) const BLOCK: usize = 256;
 
+/// Row `k` of the segment `cols` of columns in block `o` of `x`, laid out
+/// `[outer, n, inner]` (as [`for_segments`] hands out).
+#[inline(always)]
+pub(super) fn segment_row<'a, T>(
+    x: &'a [T],
+    (n, inner): (usize, usize),
+    o: usize,
+    cols: &Range<usize>,
+    k: usize,
+) -> &'a [T] {
+    let at = (o * n + k) * inner;
+    &x[at + cols.start..at + cols.end]
+}
+
 /// Calls `f(o, i0..i1)` for every segment of `BLOCK` columns of every `o` in an
 /// `[outer, n, inner]` layout, in parallel when `outer * n * inner` is large enough.
 /// Distinct segments touch distinct output elements.

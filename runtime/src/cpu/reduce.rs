@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::elementwise::{max_nan, min_nan};
 use super::kernels::ReduceOp;
 use super::math::MathFloat;
-use super::par::{BLOCK, SharedOut, chunk_len, for_chunks, for_segments, parallel};
+use super::par::{BLOCK, SharedOut, chunk_len, for_chunks, for_segments, parallel, segment_row};
 use super::simd::dispatch;
 use crate::element::Float;
 
@@ -205,7 +205,7 @@ impl<T: MathFloat, R: ReduceFn<T>> WithSimd for ColumnReduce<'_, T, R> {
             cols,
             out,
         } = self;
-        let row = |k: usize| &x[(o * n + k) * inner + cols.start..(o * n + k) * inner + cols.end];
+        let row = |k: usize| segment_row(x, (n, inner), o, &cols, k);
         out.copy_from_slice(row(0));
         for k in 1..n {
             let xk = row(k);
@@ -319,8 +319,7 @@ pub(crate) fn argmax_axis<T: MathFloat>(
         let out = unsafe { dst.slice(o * inner + cols.start, cols.len()) };
         if n >= 1 << 24 {
             // row numbers past 2^24 are not all f32s: a scalar loop
-            let row =
-                |k: usize| &x[(o * n + k) * inner + cols.start..(o * n + k) * inner + cols.end];
+            let row = |k: usize| segment_row(x, (n, inner), o, &cols, k);
             let mut best = [T::zero(); BLOCK];
             let best = &mut best[..cols.len()];
             best.copy_from_slice(row(0));
@@ -373,7 +372,7 @@ impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
             out,
         } = self;
         let w = cols.len();
-        let row = |k: usize| &x[(o * n + k) * inner + cols.start..(o * n + k) * inner + cols.end];
+        let row = |k: usize| segment_row(x, (n, inner), o, &cols, k);
         let mut best_buf = [T::zero(); BLOCK];
         let mut at_buf = [T::zero(); BLOCK];
         let (best, at) = (&mut best_buf[..w], &mut at_buf[..w]);

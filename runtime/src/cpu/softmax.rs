@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::elementwise::max_nan;
 use super::kernels::{PAR_THRESHOLD, SoftmaxOp};
 use super::math::{self, MathFloat};
-use super::par::{BLOCK, SharedOut, for_segments, parallel};
+use super::par::{BLOCK, SharedOut, for_segments, parallel, segment_row};
 use super::reduce::{MaxR, REDUCE_BLOCK, RowReduce};
 use super::simd::dispatch;
 use crate::element::Float;
@@ -125,8 +125,7 @@ struct SoftmaxColumns<'a, T> {
 
 impl<T: MathFloat> SoftmaxColumns<'_, T> {
     fn x_row(&self, k: usize) -> &[T] {
-        let at = (self.o * self.n + k) * self.inner;
-        &self.x[at + self.cols.start..at + self.cols.end]
+        segment_row(self.x, (self.n, self.inner), self.o, &self.cols, k)
     }
 
     /// # Safety
