@@ -198,19 +198,34 @@ fn matmul_tiled(
             message: format!("a {m} x {n} product needs more workgroups than one dispatch allows"),
         });
     }
-    let (a_k, b_n) = (la.strides[nb + 1] == 1, lb.strides[nb + 1] == 1);
     let quad = |x: isize| x % 4 == 0;
-    let vec4 = a_k
-        && b_n
-        && k.is_multiple_of(4)
+    // how each operand is read in quads, if it can be: along its rows (row-major, `Some(true)`)
+    // or along its columns (column-major, a transposed view as in a dense layer's backward
+    // pass, `Some(false)`)
+    let quads = |l: &Layout, rows: usize, cols: usize| {
+        let (rs, cs) = (l.strides[nb], l.strides[nb + 1]);
+        if cs == 1 && cols.is_multiple_of(4) && quad(rs) {
+            Some(true)
+        } else if rs == 1 && rows.is_multiple_of(4) && quad(cs) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let (qa, qb) = (quads(la, m, k), quads(lb, k, n));
+    let vec4 = qa.is_some()
+        && qb.is_some()
         && n.is_multiple_of(4)
-        && quad(la.strides[nb])
-        && quad(lb.strides[nb])
         && la.offset.is_multiple_of(4)
         && lb.offset.is_multiple_of(4)
         && dims
             .iter()
             .all(|&d| quad(la.strides[d]) && quad(lb.strides[d]));
+    // the axis read along: the quads' on the vec4 path, else the contiguous one
+    let (a_k, b_n) = match (qa, qb) {
+        (Some(a_k), Some(b_n)) if vec4 => (a_k, b_n),
+        _ => (la.strides[nb + 1] == 1, lb.strides[nb + 1] == 1),
+    };
     let key = format!("matmul {tile} {a_k} {b_n} {vec4}");
     // SAFETY: every global read is guarded by the bounds of the product (m, n, k) and
     // goes through the operands' layouts, which lie within their buffers; the output
@@ -250,8 +265,9 @@ fn matmul_tiled(
 
 /// The WGSL of one tile configuration. `a_k_contiguous` / `b_n_contiguous` pick the
 /// staging order that makes global reads coalesce; `vec4` reads both operands four
-/// floats at a time (both row-major, every row and batch start a multiple of 4 floats)
-/// and writes the output as vec4s.
+/// floats at a time, along k for a row-major A and a column-major B, along m or n
+/// otherwise (every row or column and batch start a multiple of 4 floats), and writes the
+/// output as vec4s.
 ///
 /// On the vec4 path each thread fetches its share of the next K step into registers
 /// before computing the current one, so the global loads are in flight during the
@@ -292,45 +308,95 @@ fn source(t: Tile, a_k_contiguous: bool, b_n_contiguous: bool, vec4: bool) -> St
             })
             .collect::<String>()
     };
-    let fetch = load(
-        "pa",
-        na,
-        a_quads,
-        &format!("let r = e / {bk4}u; let kq = e % {bk4}u;"),
-        "row0 + r < m && kn + 4u * kq < k",
-        "a[u32(a_base + i32(row0 + r) * ars) / 4u + kn / 4u + kq]",
-    ) + &load(
-        "pb",
-        nb,
-        b_quads,
-        &format!("let kr = e / {bn4}u; let cq = e % {bn4}u;"),
-        "kn + kr < k && col0 + 4u * cq < n",
-        "b[u32(b_base + i32(kn + kr) * brs) / 4u + col0 / 4u + cq]",
-    );
-    // registers -> workgroup memory at buffer `buf` (an expression); A is stored
-    // transposed (k-major) so that a thread's rows are consecutive
+    // A row-major: quads along k, stored transposed lane by lane; A column-major (a
+    // transposed view): quads along m, stored whole (the staging is k-major)
+    let fetch_a = if a_k_contiguous {
+        load(
+            "pa",
+            na,
+            a_quads,
+            &format!("let r = e / {bk4}u; let kq = e % {bk4}u;"),
+            "row0 + r < m && kn + 4u * kq < k",
+            "a[u32(a_base + i32(row0 + r) * ars) / 4u + kn / 4u + kq]",
+        )
+    } else {
+        load(
+            "pa",
+            na,
+            a_quads,
+            &format!("let kr = e / {bm4}u; let rq = e % {bm4}u;"),
+            "kn + kr < k && row0 + 4u * rq < m",
+            "a[u32(a_base + i32(kn + kr) * acs) / 4u + row0 / 4u + rq]",
+        )
+    };
+    // B row-major: quads along n, stored whole; B column-major: quads along k, stored
+    // lane by lane
+    let fetch_b = if b_n_contiguous {
+        load(
+            "pb",
+            nb,
+            b_quads,
+            &format!("let kr = e / {bn4}u; let cq = e % {bn4}u;"),
+            "kn + kr < k && col0 + 4u * cq < n",
+            "b[u32(b_base + i32(kn + kr) * brs) / 4u + col0 / 4u + cq]",
+        )
+    } else {
+        load(
+            "pb",
+            nb,
+            b_quads,
+            &format!("let c = e / {bk4}u; let kq = e % {bk4}u;"),
+            "col0 + c < n && kn + 4u * kq < k",
+            "b[u32(b_base + i32(col0 + c) * bcs) / 4u + kn / 4u + kq]",
+        )
+    };
+    let fetch = fetch_a + &fetch_b;
+    // registers -> workgroup memory at buffer `buf` (an expression), k-major: a quad
+    // along k goes in lane by lane, one along m or n whole
     let store = |buf: &str| {
-        let mut s = String::new();
-        for q in 0..na {
-            let mut body = format!(
-                "let r = e / {bk4}u; let kq = e % {bk4}u; let at = 4u * kq * {bm}u + r; \
-                 let ao = ({buf}) * {a_quads}u;"
-            );
+        let lanes = |staged: &str, reg: &str, at: &str, stride: u32, base: &str| {
+            let mut body = format!("{at} let o = {base};");
             for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
-                let off = c as u32 * bm;
+                let off = c as u32 * stride;
                 let _ = write!(
                     body,
-                    " As[ao + (at + {off}u) / 4u][(at + {off}u) % 4u] = pa{q}.{lane};"
+                    " {staged}[o + (at + {off}u) / 4u][(at + {off}u) % 4u] = {reg}.{lane};"
                 );
             }
+            body
+        };
+        let mut s = String::new();
+        for q in 0..na {
+            let body = if a_k_contiguous {
+                lanes(
+                    "As",
+                    &format!("pa{q}"),
+                    &format!(
+                        "let r = e / {bk4}u; let kq = e % {bk4}u; let at = 4u * kq * {bm}u + r;"
+                    ),
+                    bm,
+                    &format!("({buf}) * {a_quads}u"),
+                )
+            } else {
+                format!("As[({buf}) * {a_quads}u + e] = pa{q};")
+            };
             s += &quad(q, a_quads, &body);
         }
         for q in 0..nb {
-            s += &quad(
-                q,
-                b_quads,
-                &format!("Bs[({buf}) * {b_quads}u + e] = pb{q};"),
-            );
+            let body = if b_n_contiguous {
+                format!("Bs[({buf}) * {b_quads}u + e] = pb{q};")
+            } else {
+                lanes(
+                    "Bs",
+                    &format!("pb{q}"),
+                    &format!(
+                        "let c = e / {bk4}u; let kq = e % {bk4}u; let at = 4u * kq * {bn}u + c;"
+                    ),
+                    bn,
+                    &format!("({buf}) * {b_quads}u"),
+                )
+            };
+            s += &quad(q, b_quads, &body);
         }
         s
     };

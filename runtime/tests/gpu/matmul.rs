@@ -109,3 +109,38 @@ fn row_major_operands_in_multiples_of_four_take_vec4_loads() {
         t[0].matmul(&t[1].slice(1, 4, 12))
     });
 }
+
+/// Transposed operands (as in a dense layer's backward pass: `x^T @ g`, `g @ w^T`) in
+/// multiples of four are read in quads along their contiguous axis: column-major A along
+/// m, column-major B along k; with partial tiles, batches, and the large tiles.
+#[test]
+fn transposed_operands_in_multiples_of_four_take_vec4_loads() {
+    let Some(dev) = gpu() else { return };
+    let a = tensor(&[72, 68], 90, false);
+    let a2 = tensor(&[68, 72], 91, false);
+    let b = tensor(&[72, 132], 92, false);
+    let bt = tensor(&[132, 72], 93, false);
+    check(&dev, "a.T @ b", &[&a, &b], 1e-5, |t| t[0].t().matmul(&t[1]));
+    check(&dev, "a @ b.T", &[&a2, &bt], 1e-5, |t| {
+        t[0].matmul(&t[1].t())
+    });
+    check(&dev, "a.T @ b.T", &[&a, &bt], 1e-5, |t| {
+        t[0].t().matmul(&t[1].t())
+    });
+    let batch = tensor(&[3, 40, 8], 94, false);
+    check(&dev, "transposed batch", &[&batch], 1e-5, |t| {
+        t[0].transpose(1, 2).matmul(&t[0])
+    });
+    check(&dev, "batch @ transposed batch", &[&batch], 1e-5, |t| {
+        t[0].matmul(&t[0].transpose(1, 2))
+    });
+    let big_a = tensor(&[64, 2052], 95, false);
+    let big_b = tensor(&[2056, 64], 96, false);
+    check(
+        &dev,
+        "large, both transposed",
+        &[&big_a, &big_b],
+        1e-5,
+        |t| t[0].t().matmul(&t[1].t()),
+    );
+}
