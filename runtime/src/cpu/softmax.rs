@@ -1,6 +1,8 @@
 //! The softmax family (softmax, log-softmax, logsumexp) along the middle axis of
-//! `[outer, n, inner]`, fused: per row (or column block) a max pass, an exp-and-sum pass
-//! and a scaling pass, with no temporaries beyond stack buffers.
+//! `[outer, n, inner]`, fused, with no temporaries beyond stack buffers: per row a max
+//! pass, an exp-and-sum pass and a scaling pass (in cache); per column block (`inner >
+//! 1`) one pass that keeps a running max and rescales the running sum of exponentials
+//! when it moves, then one that writes (logsumexp needs only the first).
 
 use std::ops::Range;
 
@@ -174,43 +176,66 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         let w = self.cols.len();
         let inf = T::splat(s, T::infinity());
         let zero = T::splat(s, T::zero());
-        // shift = max over k (NaN-propagating), replaced by 0 where not finite
+        let zeros = [T::zero(); BLOCK];
+        let zeros = &zeros[..w];
+        // One pass over x, in blocks of ROWS rows (re-read from L1): the running max
+        // (NaN-propagating) and shift (the max, 0 where not finite), and the sum of
+        // exp(x - shift), rescaled when the shift moves.
+        let mut max_buf = [T::neg_infinity(); BLOCK];
+        let max = &mut max_buf[..w];
         let mut shift_buf = [T::zero(); BLOCK];
         let shift = &mut shift_buf[..w];
-        shift.copy_from_slice(self.x_row(0));
-        for k in 1..self.n {
-            zip_update!(s, T, shift, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
-        }
-        zip_update!(s, T, shift, &[T::zero(); BLOCK][..w], |m, _| {
-            T::select(s, T::vlt(s, T::vabs(s, m), inf), m, zero)
-        });
-        // sum of exp(x - shift), stored as we go for softmax
         let mut sum_buf = [T::zero(); BLOCK];
         let sum = &mut sum_buf[..w];
+        let mut next_buf = [T::zero(); BLOCK];
+        let next = &mut next_buf[..w];
         let mut e_buf = [T::zero(); BLOCK];
         let e = &mut e_buf[..w];
-        for k in 0..self.n {
-            e.copy_from_slice(self.x_row(k));
-            zip_update!(s, T, e, shift, |x, m| math::exp::<S, T>(
+        for k0 in (0..self.n).step_by(ROWS) {
+            let rows = k0..(k0 + ROWS).min(self.n);
+            for k in rows.clone() {
+                zip_update!(s, T, max, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
+            }
+            next.copy_from_slice(max);
+            zip_update!(s, T, next, zeros, |m, _| {
+                T::select(s, T::vlt(s, T::vabs(s, m), inf), m, zero)
+            });
+            // sum *= exp(shift - next), kept 0 while nothing has been added (the shift
+            // may then fall a long way, past exp's range)
+            zip_update!(s, T, shift, next, |old, new| math::exp::<S, T>(
                 s,
-                T::vsub(s, x, m)
+                T::vsub(s, old, new)
             ));
-            zip_update!(s, T, sum, e, |a, b| T::vadd(s, a, b));
-            if self.op == SoftmaxOp::Softmax {
-                // SAFETY: this segment's columns, one row at a time.
-                unsafe { self.out_row(k) }.copy_from_slice(e);
+            zip_update!(s, T, sum, shift, |a, r| T::select(
+                s,
+                T::veq(s, a, zero),
+                zero,
+                T::vmul(s, a, r)
+            ));
+            shift.copy_from_slice(next);
+            for k in rows {
+                e.copy_from_slice(self.x_row(k));
+                zip_update!(s, T, e, shift, |x, m| math::exp::<S, T>(
+                    s,
+                    T::vsub(s, x, m)
+                ));
+                zip_update!(s, T, sum, e, |a, b| T::vadd(s, a, b));
             }
         }
         match self.op {
             SoftmaxOp::Softmax => {
-                zip_update!(s, T, sum, &[T::zero(); BLOCK][..w], |a, _| {
+                zip_update!(s, T, sum, zeros, |a, _| {
                     T::vdiv(s, T::splat(s, T::one()), a)
                 });
                 for k in 0..self.n {
-                    // SAFETY: as above.
-                    zip_update!(s, T, unsafe { self.out_row(k) }, sum, |e, inv| {
-                        T::vmul(s, e, inv)
-                    });
+                    // SAFETY: this segment's columns, one row at a time.
+                    let o = unsafe { self.out_row(k) };
+                    o.copy_from_slice(self.x_row(k));
+                    zip_update!(s, T, o, shift, |x, m| math::exp::<S, T>(
+                        s,
+                        T::vsub(s, x, m)
+                    ));
+                    zip_update!(s, T, o, sum, |x, inv| T::vmul(s, x, inv));
                 }
             }
             SoftmaxOp::LogSoftmax => {
@@ -235,6 +260,12 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         }
     }
 }
+
+/// Rows per block of [`SoftmaxColumns`]' pass over its input: read from memory for the
+/// block's max, then again from L1 for the sum. On [4096, 1024] f32 along axis 0 (two
+/// threads), against the three passes before: softmax 6.5 -> 5.6 ms, log_softmax 5.7 ->
+/// 3.6, logsumexp 3.5 -> 2.0 (8 rows: 6.8, 3.8, 2.0).
+const ROWS: usize = 16;
 
 pub(crate) fn softmax_axis<T: MathFloat>(
     op: SoftmaxOp,
