@@ -107,11 +107,23 @@ pub(super) fn for_segments(
     cost: usize,
     f: impl Fn(usize, Range<usize>) + Sync,
 ) {
-    let per_o = inner.div_ceil(BLOCK);
+    for_segments_of(BLOCK, outer, n, inner, cost, f)
+}
+
+/// [`for_segments`] in segments of `width` columns.
+pub(super) fn for_segments_of(
+    width: usize,
+    outer: usize,
+    n: usize,
+    inner: usize,
+    cost: usize,
+    f: impl Fn(usize, Range<usize>) + Sync,
+) {
+    let per_o = inner.div_ceil(width);
     let segments = outer * per_o;
     let run = |seg: usize| {
         let (o, b) = (seg / per_o, seg % per_o);
-        f(o, b * BLOCK..((b + 1) * BLOCK).min(inner))
+        f(o, b * width..((b + 1) * width).min(inner))
     };
     let work = outer
         .saturating_mul(n)
@@ -121,7 +133,7 @@ pub(super) fn for_segments(
         (0..segments).for_each(run);
         return;
     }
-    let seg_work = (n * inner.min(BLOCK) * cost).max(1);
+    let seg_work = (n * inner.min(width) * cost).max(1);
     let min_len = (PAR_THRESHOLD / 2 / seg_work).max(1);
     (0..segments)
         .into_par_iter()

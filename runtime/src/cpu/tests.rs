@@ -551,6 +551,8 @@ const AXIS_SHAPES: &[(usize, usize, usize)] = &[
     (1, 1000, 1),
     (64, 1025, 1),
     (2, 300, 259),
+    // column segments a page wide, the last one ragged
+    (1, 5, 2500),
     (1, 200_003, 1),
     (3, 70_001, 1),
     (1, 40, 1030),
