@@ -11,7 +11,8 @@ use super::elementwise::{max_nan, min_nan};
 use super::kernels::ReduceOp;
 use super::math::MathFloat;
 use super::par::{
-    BLOCK, SharedOut, chunk_len, for_chunks, for_segments, for_segments_of, parallel, segment_row,
+    BLOCK, SharedOut, chunk_len, for_chunks, for_segments, for_segments_of, page_segments,
+    parallel, segment_row,
 };
 use super::simd::dispatch;
 use crate::element::Float;
@@ -252,14 +253,7 @@ fn reduce_with<T: MathFloat, R: ReduceFn<T>>(
         });
     } else {
         let dst = SharedOut(out.as_mut_ptr());
-        // segments of a whole 4 KiB page of each row where there are enough of them for
-        // every thread: the prefetchers stop at page boundaries, and a segment of
-        // [4096, 4096] f32 read a quarter page per row (sum along axis 0: 4.2 ms with
-        // 256 columns, 3.2 with 1024, two threads)
-        let mut width = BLOCK.max(4096 / size_of::<T>());
-        while width > BLOCK && outer * inner.div_ceil(width) < rayon::current_num_threads() {
-            width /= 2;
-        }
+        let width = page_segments::<T>(outer, inner);
         for_segments_of(width, outer, n, inner, 1, |o, cols| {
             // SAFETY: segments cover disjoint columns of out[o, ..].
             let out = unsafe { dst.slice(o * inner + cols.start, cols.len()) };

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::elementwise::max_nan;
 use super::kernels::{PAR_THRESHOLD, SoftmaxOp};
 use super::math::{self, MathFloat};
-use super::par::{BLOCK, SharedOut, for_segments, parallel, segment_row};
+use super::par::{PAGE_COLUMNS, SharedOut, for_segments_of, page_segments, parallel, segment_row};
 use super::reduce::{MaxR, REDUCE_BLOCK, RowReduce};
 use super::simd::dispatch;
 use crate::element::Float;
@@ -176,20 +176,20 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         let w = self.cols.len();
         let inf = T::splat(s, T::infinity());
         let zero = T::splat(s, T::zero());
-        let zeros = [T::zero(); BLOCK];
+        let zeros = [T::zero(); PAGE_COLUMNS];
         let zeros = &zeros[..w];
         // One pass over x, in blocks of ROWS rows (re-read from L1): the running max
         // (NaN-propagating) and shift (the max, 0 where not finite), and the sum of
         // exp(x - shift), rescaled when the shift moves.
-        let mut max_buf = [T::neg_infinity(); BLOCK];
+        let mut max_buf = [T::neg_infinity(); PAGE_COLUMNS];
         let max = &mut max_buf[..w];
-        let mut shift_buf = [T::zero(); BLOCK];
+        let mut shift_buf = [T::zero(); PAGE_COLUMNS];
         let shift = &mut shift_buf[..w];
-        let mut sum_buf = [T::zero(); BLOCK];
+        let mut sum_buf = [T::zero(); PAGE_COLUMNS];
         let sum = &mut sum_buf[..w];
-        let mut next_buf = [T::zero(); BLOCK];
+        let mut next_buf = [T::zero(); PAGE_COLUMNS];
         let next = &mut next_buf[..w];
-        let mut e_buf = [T::zero(); BLOCK];
+        let mut e_buf = [T::zero(); PAGE_COLUMNS];
         let e = &mut e_buf[..w];
         for k0 in (0..self.n).step_by(ROWS) {
             let rows = k0..(k0 + ROWS).min(self.n);
@@ -308,15 +308,22 @@ pub(crate) fn softmax_axis<T: MathFloat>(
         return;
     }
     let dst = SharedOut(out.as_mut_ptr());
-    for_segments(outer, n, inner, 4, |o, cols| {
-        dispatch(SoftmaxColumns {
-            op,
-            x,
-            n,
-            inner,
-            o,
-            cols,
-            out: dst,
-        })
-    });
+    for_segments_of(
+        page_segments::<T>(outer, inner),
+        outer,
+        n,
+        inner,
+        4,
+        |o, cols| {
+            dispatch(SoftmaxColumns {
+                op,
+                x,
+                n,
+                inner,
+                o,
+                cols,
+                out: dst,
+            })
+        },
+    );
 }
