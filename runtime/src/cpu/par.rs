@@ -79,9 +79,8 @@ impl<T> SharedOut<T> {
     }
 }
 
-/// Width of the column blocks that axis kernels with `inner > 1` work on (their
-/// per-column state lives in stack buffers of this length).
-pub(super) const BLOCK: usize = 256;
+/// Fewest columns a segment of [`for_segments`] has (fewer only at the end of a row).
+const BLOCK: usize = 256;
 
 /// Row `k` of the segment `cols` of columns in block `o` of `x`, laid out
 /// `[outer, n, inner]` (as [`for_segments`] hands out).
@@ -97,28 +96,16 @@ pub(super) fn segment_row<'a, T>(
     &x[at + cols.start..at + cols.end]
 }
 
-/// Calls `f(o, i0..i1)` for every segment of `BLOCK` columns of every `o` in an
-/// `[outer, n, inner]` layout, in parallel when `outer * n * inner` is large enough.
-/// Distinct segments touch distinct output elements.
-pub(super) fn for_segments(
-    outer: usize,
-    n: usize,
-    inner: usize,
-    cost: usize,
-    f: impl Fn(usize, Range<usize>) + Sync,
-) {
-    for_segments_of(BLOCK, outer, n, inner, cost, f)
-}
-
-/// Most columns a segment of [`page_segments`] has.
+/// Most columns a segment of [`for_segments`] has: axis kernels keep their per-column
+/// state in stack buffers of this length.
 pub(super) const PAGE_COLUMNS: usize = 1024;
 
-/// The width of column segments a whole 4 KiB page of each row (for elements of `T`)
+/// The width of column segments: a whole 4 KiB page of each row (for elements of `T`)
 /// where there are then enough segments for every thread, narrower (down to [`BLOCK`])
-/// where not: the prefetchers stop at page boundaries, so a segment reading a quarter
+/// where not. The prefetchers stop at page boundaries, so a segment reading a quarter
 /// page per row stalls on memory (sum of [4096, 4096] f32 along axis 0: 4.2 ms with 256
 /// columns, 3.2 with 1024, two threads).
-pub(super) fn page_segments<T>(outer: usize, inner: usize) -> usize {
+fn page_segments<T>(outer: usize, inner: usize) -> usize {
     let mut width = BLOCK.max(4096 / size_of::<T>()).min(PAGE_COLUMNS);
     while width > BLOCK && outer * inner.div_ceil(width) < rayon::current_num_threads() {
         width /= 2;
@@ -126,15 +113,18 @@ pub(super) fn page_segments<T>(outer: usize, inner: usize) -> usize {
     width
 }
 
-/// [`for_segments`] in segments of `width` columns.
-pub(super) fn for_segments_of(
-    width: usize,
+/// Calls `f(o, i0..i1)` for every segment of columns (of elements of `T`, as wide as
+/// [`page_segments`] says) of every `o` in an `[outer, n, inner]` layout, in parallel
+/// when `outer * n * inner` is large enough. Distinct segments touch distinct output
+/// elements.
+pub(super) fn for_segments<T>(
     outer: usize,
     n: usize,
     inner: usize,
     cost: usize,
     f: impl Fn(usize, Range<usize>) + Sync,
 ) {
+    let width = page_segments::<T>(outer, inner);
     let per_o = inner.div_ceil(width);
     let segments = outer * per_o;
     let run = |seg: usize| {

@@ -11,8 +11,7 @@ use super::elementwise::{max_nan, min_nan};
 use super::kernels::ReduceOp;
 use super::math::MathFloat;
 use super::par::{
-    BLOCK, SharedOut, chunk_len, for_chunks, for_segments, for_segments_of, page_segments,
-    parallel, segment_row,
+    PAGE_COLUMNS, SharedOut, chunk_len, for_chunks, for_segments, parallel, segment_row,
 };
 use super::simd::dispatch;
 use crate::element::Float;
@@ -253,8 +252,7 @@ fn reduce_with<T: MathFloat, R: ReduceFn<T>>(
         });
     } else {
         let dst = SharedOut(out.as_mut_ptr());
-        let width = page_segments::<T>(outer, inner);
-        for_segments_of(width, outer, n, inner, 1, |o, cols| {
+        for_segments::<T>(outer, n, inner, 1, |o, cols| {
             // SAFETY: segments cover disjoint columns of out[o, ..].
             let out = unsafe { dst.slice(o * inner + cols.start, cols.len()) };
             dispatch(ColumnReduce {
@@ -318,13 +316,13 @@ pub(crate) fn argmax_axis<T: MathFloat>(
         return;
     }
     let dst = SharedOut(out.as_mut_ptr());
-    for_segments(outer, n, inner, 1, |o, cols| {
+    for_segments::<T>(outer, n, inner, 1, |o, cols| {
         // SAFETY: segments cover disjoint columns of out[o, ..].
         let out = unsafe { dst.slice(o * inner + cols.start, cols.len()) };
         if n >= 1 << 24 {
             // row numbers past 2^24 are not all f32s: a scalar loop
             let row = |k: usize| segment_row(x, (n, inner), o, &cols, k);
-            let mut best = [T::zero(); BLOCK];
+            let mut best = [T::zero(); PAGE_COLUMNS];
             let best = &mut best[..cols.len()];
             best.copy_from_slice(row(0));
             out.fill(0);
@@ -377,8 +375,8 @@ impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
         } = self;
         let w = cols.len();
         let row = |k: usize| segment_row(x, (n, inner), o, &cols, k);
-        let mut best_buf = [T::zero(); BLOCK];
-        let mut at_buf = [T::zero(); BLOCK];
+        let mut best_buf = [T::zero(); PAGE_COLUMNS];
+        let mut at_buf = [T::zero(); PAGE_COLUMNS];
         let (best, at) = (&mut best_buf[..w], &mut at_buf[..w]);
         best.copy_from_slice(row(0));
         for k in 1..n {

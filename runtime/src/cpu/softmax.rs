@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::elementwise::max_nan;
 use super::kernels::{PAR_THRESHOLD, SoftmaxOp};
 use super::math::{self, MathFloat};
-use super::par::{PAGE_COLUMNS, SharedOut, for_segments_of, page_segments, parallel, segment_row};
+use super::par::{PAGE_COLUMNS, SharedOut, for_segments, parallel, segment_row};
 use super::reduce::{MaxR, REDUCE_BLOCK, RowReduce};
 use super::simd::dispatch;
 use crate::element::Float;
@@ -308,22 +308,15 @@ pub(crate) fn softmax_axis<T: MathFloat>(
         return;
     }
     let dst = SharedOut(out.as_mut_ptr());
-    for_segments_of(
-        page_segments::<T>(outer, inner),
-        outer,
-        n,
-        inner,
-        4,
-        |o, cols| {
-            dispatch(SoftmaxColumns {
-                op,
-                x,
-                n,
-                inner,
-                o,
-                cols,
-                out: dst,
-            })
-        },
-    );
+    for_segments::<T>(outer, n, inner, 4, |o, cols| {
+        dispatch(SoftmaxColumns {
+            op,
+            x,
+            n,
+            inner,
+            o,
+            cols,
+            out: dst,
+        })
+    });
 }
