@@ -746,6 +746,12 @@ fn relu_and_abs_at_zero() {
     );
     let dx = t(&[1.0, 10.0, 100.0, 1000.0], &[4]);
     assert_eq!(relu_sum_jvp(&x, &dx).1.item::<f64>(), 100.0);
+    // JAX's rule selects the tangent: an infinite one where x <= 0 gives 0, not inf * 0
+    let inf = t(
+        &[f64::INFINITY, f64::NEG_INFINITY, 1.0, f64::INFINITY],
+        &[4],
+    );
+    assert_eq!(relu_sum_jvp(&x, &inf).1.item::<f64>(), 1.0);
     assert_eq!(
         abs_sum_jvp(&x, &dx).1.item::<f64>(),
         -1.0 + 10.0 + 100.0 + 1000.0

@@ -814,10 +814,11 @@ pub fn row(p: Prim) -> Row {
             1,
             Float,
             Some(|b, x, _, d| {
-                // relu'(0) = 0, as in JAX
+                // JAX's rule: the tangent where x > 0, else 0 (relu'(0) = 0); a select
+                // rather than a product with a 0/1 mask, one pass fewer each way
+                let t = d[0]?;
                 let pos = b.prim(Gt, &[x[0], f(0.0)]);
-                let c = b.prim(Select, &[pos, f(1.0), f(0.0)]);
-                b.scale(d[0], c)
+                Some(b.prim(Select, &[pos, t, f(0.0)]))
             }),
         ),
         Sum => tl(
