@@ -64,7 +64,13 @@ pub(crate) fn matmul<T: MathFloat>(
     let mid = mnk >= (1 << 21) as f64;
     if threads > 1 && large {
         gemm_call(m, n, k, a, b, c, Parallelism::Rayon(0));
-    } else if mid && !large && b.rs == 1 && b.cs != 1 && m >= 64 && k * n >= 1 << 18 {
+    } else if mid
+        && !large
+        && b.rs == 1
+        && b.cs != 1
+        && m >= 64
+        && (1 << 18..=1 << 24).contains(&(k * n))
+    {
         column_bands(m, n, k, a, b, c, threads.min(n));
     } else if threads > 1 && mid && m >= 2 * threads {
         use rayon::prelude::*;
@@ -90,7 +96,8 @@ pub(crate) fn matmul<T: MathFloat>(
 /// interleaved runs each): [256, 512] @ [512, 512]^T 1.10-1.13 -> 0.71 ms (with a
 /// row-major `b`: 0.65), 512^3 1.72-1.74 -> 1.31-1.35 ms, 1024^3 12.7-13.1 -> 10.7-10.9
 /// ms. Below 2^18 elements of `b` the copy costs about what it saves (384^3: 0.55 ms
-/// either way; 0.70 when it was taken), hence the threshold.
+/// either way; 0.70 when it was taken), hence the threshold; above 2^24 (64 MiB of f32)
+/// the copy would be a large temporary for a product with few rows, so gemm packs.
 fn column_bands<T: MathFloat>(
     m: usize,
     n: usize,
