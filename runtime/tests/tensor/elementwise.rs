@@ -305,3 +305,23 @@ proptest! {
         check(&acc, &round(ra.zip(&rb, |x, y| x - y)), t, "a -= &b");
     }
 }
+
+/// A select past the parallel threshold, split into chunks (the last one partial): a
+/// broadcast mask, one full side and one repeated value, against a plain loop.
+#[test]
+fn large_selects_run_in_chunks() {
+    let (rows, cols) = (301, 1001);
+    let x = Tensor::arange(0.0, (rows * cols) as f64, 1.0, DType::F32).reshape(&[rows, cols]);
+    let col_mask: Vec<bool> = (0..cols).map(|j| j % 3 == 0).collect();
+    let mask = Tensor::from_vec(col_mask.clone(), &[cols]);
+    let got = Tensor::where_(&mask, &x, &Tensor::scalar(-1.0f32)).to_vec::<f32>();
+    for (i, &g) in got.iter().enumerate() {
+        let want = if col_mask[i % cols] { i as f32 } else { -1.0 };
+        assert_eq!(g, want, "element {i}");
+    }
+    let got = Tensor::where_(&mask, &Tensor::scalar(2.0f32), &x).to_vec::<f32>();
+    for (i, &g) in got.iter().enumerate() {
+        let want = if col_mask[i % cols] { 2.0 } else { i as f32 };
+        assert_eq!(g, want, "element {i}");
+    }
+}
