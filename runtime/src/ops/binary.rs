@@ -260,7 +260,20 @@ impl Tensor {
             let n = out.len();
             any_dispatch!(dt, T => {
                 let (x, y) = (Elems::<T>::new(self, &shape), Elems::<T>::new(other, &shape));
-                with_elems!(&x, n, xf => with_elems!(&y, n, yf => compare_into(op, &mut out, xf, yf)));
+                let run = |x: &Elems<T>, y: &Elems<T>, out: &mut [bool]| {
+                    let n = out.len();
+                    with_elems!(x, n, xf => with_elems!(y, n, yf => compare_into(op, out, xf, yf)));
+                };
+                if n >= kernels::PAR_THRESHOLD {
+                    // in chunks on every thread, each over its own slices
+                    use rayon::prelude::*;
+                    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+                        let r = c * CHUNK..c * CHUNK + out.len();
+                        run(&x.range(r.clone()), &y.range(r), out)
+                    });
+                } else {
+                    run(&x, &y, &mut out);
+                }
             });
         }
         Ok(Tensor::from_data(out, &shape))
@@ -331,7 +344,6 @@ impl Tensor {
                 if n >= kernels::PAR_THRESHOLD {
                     // large selects on every thread ([16M] f32: 5.7 ms on one)
                     use rayon::prelude::*;
-                    const CHUNK: usize = 1 << 14;
                     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
                         let r = c * CHUNK..c * CHUNK + out.len();
                         select(&m.range(r.clone()), &x.range(r.clone()), &y.range(r), out)
@@ -397,6 +409,9 @@ fn compare_into<T: PartialOrd>(
         CmpOp::Ge => fill(out, |i| x(i) >= y(i)),
     }
 }
+
+/// Elements per task of a large comparison or `where_` with a repeated operand.
+const CHUNK: usize = 1 << 14;
 
 /// An operand of a comparison or `where_` at the output shape: one value repeated (no
 /// copy for the common `x > 0`), or every element in row-major order.

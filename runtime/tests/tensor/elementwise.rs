@@ -306,12 +306,18 @@ proptest! {
     }
 }
 
-/// A select past the parallel threshold, split into chunks (the last one partial): a
-/// broadcast mask, one full side and one repeated value, against a plain loop.
+/// A select and a comparison with a repeated value past the parallel threshold, split
+/// into chunks (the last one partial): a broadcast mask, one full side and one repeated
+/// value, against a plain loop.
 #[test]
 fn large_selects_run_in_chunks() {
     let (rows, cols) = (301, 1001);
     let x = Tensor::arange(0.0, (rows * cols) as f64, 1.0, DType::F32).reshape(&[rows, cols]);
+    let split = (rows * cols / 3) as f32 + 0.5;
+    let above = x.gt(&Tensor::scalar(split)).to_vec::<bool>();
+    for (i, &g) in above.iter().enumerate() {
+        assert_eq!(g, i as f32 > split, "x > {split} at {i}");
+    }
     let col_mask: Vec<bool> = (0..cols).map(|j| j % 3 == 0).collect();
     let mask = Tensor::from_vec(col_mask.clone(), &[cols]);
     let got = Tensor::where_(&mask, &x, &Tensor::scalar(-1.0f32)).to_vec::<f32>();
