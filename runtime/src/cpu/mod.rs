@@ -21,7 +21,7 @@ mod reduce;
 mod simd;
 mod softmax;
 
-pub(crate) use par::for_row_blocks;
+pub(crate) use par::{for_chunks, for_row_blocks};
 
 #[cfg(test)]
 mod tests;

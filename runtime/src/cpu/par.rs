@@ -24,7 +24,7 @@ pub(super) fn chunk_len(len: usize, cost: usize) -> usize {
 
 /// Calls `f(range, out_chunk)` over chunks of `out`, in parallel when `out.len() * cost`
 /// is large enough; `range` is the chunk's position in `out`.
-pub(super) fn for_chunks<O: Send>(
+pub(crate) fn for_chunks<O: Send>(
     out: &mut [O],
     cost: usize,
     f: impl Fn(Range<usize>, &mut [O]) + Sync,

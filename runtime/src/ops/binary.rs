@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use crate::cpu::for_row_blocks;
 use crate::cpu::kernels::{self, BinaryOp, CmpOp};
+use crate::cpu::{for_chunks, for_row_blocks};
 use crate::element::{DType, Element, Float};
 use crate::error::{Error, Result, unwrap};
 use crate::ops::unary::inverse;
@@ -257,23 +257,15 @@ impl Tensor {
                 kernels::compare(op, &x, &y, &mut out);
             });
         } else {
-            let n = out.len();
             any_dispatch!(dt, T => {
                 let (x, y) = (Elems::<T>::new(self, &shape), Elems::<T>::new(other, &shape));
                 let run = |x: &Elems<T>, y: &Elems<T>, out: &mut [bool]| {
                     let n = out.len();
                     with_elems!(x, n, xf => with_elems!(y, n, yf => compare_into(op, out, xf, yf)));
                 };
-                if n >= kernels::PAR_THRESHOLD {
-                    // in chunks on every thread, each over its own slices
-                    use rayon::prelude::*;
-                    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-                        let r = c * CHUNK..c * CHUNK + out.len();
-                        run(&x.range(r.clone()), &y.range(r), out)
-                    });
-                } else {
-                    run(&x, &y, &mut out);
-                }
+                // in chunks on every thread when large, each over its own slices (so
+                // that the loop vectorises): [16M] f32 `x > 0` 3.7 -> 2.55 ms on two
+                for_chunks(&mut out, 1, |r, out| run(&x.range(r.clone()), &y.range(r), out));
             });
         }
         Ok(Tensor::from_data(out, &shape))
@@ -341,16 +333,10 @@ impl Tensor {
                     Elems::All(d) => d[0],
                 };
                 out = pool::buffer(n, first);
-                if n >= kernels::PAR_THRESHOLD {
-                    // large selects on every thread ([16M] f32: 5.7 ms on one)
-                    use rayon::prelude::*;
-                    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-                        let r = c * CHUNK..c * CHUNK + out.len();
-                        select(&m.range(r.clone()), &x.range(r.clone()), &y.range(r), out)
-                    });
-                } else {
-                    select(&m, &x, &y, &mut out);
-                }
+                // large selects on every thread ([16M] f32: 5.7 ms on one, 3.1-4.0 on two)
+                for_chunks(&mut out, 1, |r, out| {
+                    select(&m.range(r.clone()), &x.range(r.clone()), &y.range(r), out)
+                });
             }
             Tensor::from_data(out, &shape)
         }))
@@ -409,9 +395,6 @@ fn compare_into<T: PartialOrd>(
         CmpOp::Ge => fill(out, |i| x(i) >= y(i)),
     }
 }
-
-/// Elements per task of a large comparison or `where_` with a repeated operand.
-const CHUNK: usize = 1 << 14;
 
 /// An operand of a comparison or `where_` at the output shape: one value repeated (no
 /// copy for the common `x > 0`), or every element in row-major order.
