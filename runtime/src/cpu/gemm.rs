@@ -14,6 +14,7 @@ use pulp::{Simd, WithSimd};
 
 use super::kernels::MatRef;
 use super::math::MathFloat;
+use super::par::SharedOut;
 use super::simd::dispatch;
 
 /// Checks that every element of the `rows x cols` view is inside `data`.
@@ -108,10 +109,8 @@ fn column_bands<T: MathFloat>(
     parts: usize,
 ) {
     use rayon::prelude::*;
-    struct Out<T>(*mut T);
-    // SAFETY: the bands write disjoint columns of `c`
-    unsafe impl<T> Sync for Out<T> {}
-    let out = Out(c.as_mut_ptr());
+    // the bands write disjoint columns of `c`
+    let out = SharedOut(c.as_mut_ptr());
     let band = n.div_ceil(parts);
     (0..n.div_ceil(band)).into_par_iter().for_each(|t| {
         let j0 = t * band;
@@ -128,7 +127,7 @@ fn column_bands<T: MathFloat>(
             rs: cols as isize,
             cs: 1,
         };
-        let out = &out;
+        let out = &out; // the whole wrapper, not its pointer field
         // SAFETY: c has m * n elements (checked by the caller); this band writes columns
         // j0..j0 + cols of its rows, which no other band touches
         unsafe { gemm_raw(m, cols, k, a, b_band, out.0.add(j0), n, Parallelism::None) };
