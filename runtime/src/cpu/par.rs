@@ -82,18 +82,23 @@ impl<T> SharedOut<T> {
 /// Fewest columns a segment of [`for_segments`] has (fewer only at the end of a row).
 const BLOCK: usize = 256;
 
-/// Row `k` of the segment `cols` of columns in block `o` of `x`, laid out
-/// `[outer, n, inner]` (as [`for_segments`] hands out).
-#[inline(always)]
-pub(super) fn segment_row<'a, T>(
-    x: &'a [T],
-    (n, inner): (usize, usize),
-    o: usize,
-    cols: &Range<usize>,
-    k: usize,
-) -> &'a [T] {
-    let at = (o * n + k) * inner;
-    &x[at + cols.start..at + cols.end]
+/// The columns `cols` of block `o` of `x`, laid out `[outer, n, inner]`: the part of
+/// the input one task of [`for_segments`] reduces along `n`.
+pub(super) struct Segment<'a, T> {
+    pub(super) x: &'a [T],
+    pub(super) n: usize,
+    pub(super) inner: usize,
+    pub(super) o: usize,
+    pub(super) cols: Range<usize>,
+}
+
+impl<'a, T> Segment<'a, T> {
+    /// Row `k` of the segment.
+    #[inline(always)]
+    pub(super) fn row(&self, k: usize) -> &'a [T] {
+        let at = (self.o * self.n + k) * self.inner;
+        &self.x[at + self.cols.start..at + self.cols.end]
+    }
 }
 
 /// Most columns a segment of [`for_segments`] has: axis kernels keep their per-column
@@ -113,23 +118,29 @@ fn page_segments<T>(outer: usize, inner: usize) -> usize {
     width
 }
 
-/// Calls `f(o, i0..i1)` for every segment of columns (of elements of `T`, as wide as
-/// [`page_segments`] says) of every `o` in an `[outer, n, inner]` layout, in parallel
-/// when `outer * n * inner` is large enough. Distinct segments touch distinct output
-/// elements.
-pub(super) fn for_segments<T>(
+/// Calls `f` with every [`Segment`] of columns (as wide as [`page_segments`] says) of
+/// every block of `x`, laid out `[outer, n, inner]`, in parallel when `outer * n * inner`
+/// is large enough. Distinct segments touch distinct output elements.
+pub(super) fn for_segments<T: Sync>(
+    x: &[T],
     outer: usize,
     n: usize,
     inner: usize,
     cost: usize,
-    f: impl Fn(usize, Range<usize>) + Sync,
+    f: impl Fn(Segment<'_, T>) + Sync,
 ) {
     let width = page_segments::<T>(outer, inner);
     let per_o = inner.div_ceil(width);
     let segments = outer * per_o;
     let run = |seg: usize| {
         let (o, b) = (seg / per_o, seg % per_o);
-        f(o, b * width..((b + 1) * width).min(inner))
+        f(Segment {
+            x,
+            n,
+            inner,
+            o,
+            cols: b * width..((b + 1) * width).min(inner),
+        })
     };
     let work = outer
         .saturating_mul(n)

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::elementwise::max_nan;
 use super::kernels::{PAR_THRESHOLD, SoftmaxOp};
 use super::math::{self, MathFloat};
-use super::par::{PAGE_COLUMNS, SharedOut, for_segments, parallel, segment_row};
+use super::par::{PAGE_COLUMNS, Segment, SharedOut, for_segments, parallel};
 use super::reduce::{MaxR, REDUCE_BLOCK, RowReduce};
 use super::simd::dispatch;
 use crate::element::Float;
@@ -117,29 +117,27 @@ impl<T: MathFloat> WithSimd for SoftmaxRows<'_, T> {
 /// `out` points at the whole output.
 struct SoftmaxColumns<'a, T> {
     op: SoftmaxOp,
-    x: &'a [T],
-    n: usize,
-    inner: usize,
-    o: usize,
-    cols: Range<usize>,
+    seg: Segment<'a, T>,
     out: SharedOut<T>,
 }
 
 impl<T: MathFloat> SoftmaxColumns<'_, T> {
     fn x_row(&self, k: usize) -> &[T] {
-        segment_row(self.x, (self.n, self.inner), self.o, &self.cols, k)
+        self.seg.row(k)
     }
 
     /// # Safety
     /// Only this segment writes these columns, and one row is borrowed at a time.
     #[allow(clippy::mut_from_ref)]
     unsafe fn out_row(&self, k: usize) -> &mut [T] {
+        let Segment { n, inner, o, .. } = self.seg;
         let at = match self.op {
-            SoftmaxOp::LogSumExp => self.o * self.inner,
-            SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => (self.o * self.n + k) * self.inner,
+            SoftmaxOp::LogSumExp => o * inner,
+            SoftmaxOp::Softmax | SoftmaxOp::LogSoftmax => (o * n + k) * inner,
         };
+        let cols = &self.seg.cols;
         // SAFETY: the caller's contract; the kernel checked the output length.
-        unsafe { self.out.slice(at + self.cols.start, self.cols.len()) }
+        unsafe { self.out.slice(at + cols.start, cols.len()) }
     }
 }
 
@@ -173,7 +171,7 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let w = self.cols.len();
+        let w = self.seg.cols.len();
         let inf = T::splat(s, T::infinity());
         let zero = T::splat(s, T::zero());
         let zeros = [T::zero(); PAGE_COLUMNS];
@@ -191,8 +189,8 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
         let next = &mut next_buf[..w];
         let mut e_buf = [T::zero(); PAGE_COLUMNS];
         let e = &mut e_buf[..w];
-        for k0 in (0..self.n).step_by(ROWS) {
-            let rows = k0..(k0 + ROWS).min(self.n);
+        for k0 in (0..self.seg.n).step_by(ROWS) {
+            let rows = k0..(k0 + ROWS).min(self.seg.n);
             for k in rows.clone() {
                 zip_update!(s, T, max, self.x_row(k), |a, b| max_nan::<S, T>(s, a, b));
             }
@@ -227,7 +225,7 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
                 zip_update!(s, T, sum, zeros, |a, _| {
                     T::vdiv(s, T::splat(s, T::one()), a)
                 });
-                for k in 0..self.n {
+                for k in 0..self.seg.n {
                     // SAFETY: this segment's columns, one row at a time.
                     let o = unsafe { self.out_row(k) };
                     o.copy_from_slice(self.x_row(k));
@@ -244,7 +242,7 @@ impl<T: MathFloat> WithSimd for SoftmaxColumns<'_, T> {
                     m,
                     math::ln::<S, T>(s, a)
                 ));
-                for k in 0..self.n {
+                for k in 0..self.seg.n {
                     // SAFETY: as above.
                     let o = unsafe { self.out_row(k) };
                     o.copy_from_slice(self.x_row(k));
@@ -308,15 +306,7 @@ pub(crate) fn softmax_axis<T: MathFloat>(
         return;
     }
     let dst = SharedOut(out.as_mut_ptr());
-    for_segments::<T>(outer, n, inner, 4, |o, cols| {
-        dispatch(SoftmaxColumns {
-            op,
-            x,
-            n,
-            inner,
-            o,
-            cols,
-            out: dst,
-        })
+    for_segments(x, outer, n, inner, 4, |seg| {
+        dispatch(SoftmaxColumns { op, seg, out: dst })
     });
 }
