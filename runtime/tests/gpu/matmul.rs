@@ -134,6 +134,25 @@ fn transposed_operands_in_multiples_of_four_take_vec4_loads() {
     check(&dev, "batch @ transposed batch", &[&batch], 1e-5, |t| {
         t[0].matmul(&t[0].transpose(1, 2))
     });
+    // a transposed operand broadcast over the batch (batch stride 0)
+    let rhs = tensor(&[3, 72, 8], 97, false);
+    check(
+        &dev,
+        "broadcast transposed @ batch",
+        &[&a, &rhs],
+        1e-5,
+        |t| t[0].t().broadcast_to(&[3, 68, 72]).matmul(&t[1]),
+    );
+    check(
+        &dev,
+        "batch @ broadcast transposed",
+        &[&rhs, &a2],
+        1e-5,
+        |t| {
+            t[0].transpose(1, 2)
+                .matmul(&t[1].t().broadcast_to(&[3, 72, 68]))
+        },
+    );
     let big_a = tensor(&[64, 2052], 95, false);
     let big_b = tensor(&[2056, 64], 96, false);
     check(
