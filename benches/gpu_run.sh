@@ -3,7 +3,7 @@
 # after benches/gpu_bundle.sh here): the GPU tests on the real driver, the GPU bench, a
 # matmul tile sweep and JAX's side of the same workloads, into $OUT (8 files at most):
 # info.txt, tests.log, ferrax.jsonl, sweep.txt, jax.jsonl, jax.err, table.txt.
-# About 2 minutes on an H200. SWEEP=0 skips the sweeps (matmul tiles, submission sizes).
+# About 2 minutes on an H200. SWEEP=0 skips the sweeps (matmul tiles, submission sizes, K splits).
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ferrax_gpu_out}
 mkdir -p "$OUT"
@@ -40,6 +40,10 @@ if [ "${SWEEP:-1}" != 0 ]; then
   # submitting while the host records: the MLP step with a submission every n dispatches
   for n in 2 4 8 16 256; do
     echo "# FERRAX_GPU_BATCH=$n"; FERRAX_GPU_BATCH=$n BENCH_SECONDS=0.5 timeout 25 "$B" --bench mlp_step
+  done >> "$OUT/sweep.txt" 2>&1
+  # small products split along K (the most slices; 1 never splits)
+  for s in 1 2 4; do
+    echo "# FERRAX_GPU_SPLIT_K=$s"; FERRAX_GPU_SPLIT_K=$s BENCH_SECONDS=0.5 timeout 25 "$B" --bench mlp_step
   done >> "$OUT/sweep.txt" 2>&1
   echo "sweep took $((SECONDS-T0)) s" >> "$OUT/info.txt"
 fi

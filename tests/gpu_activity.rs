@@ -139,3 +139,42 @@ fn a_training_step_submits_once_waits_once_and_reads_nothing_back() {
     assert!(value.is_finite());
     assert_eq!(dev.activity().readbacks, after.readbacks + 1);
 }
+
+/// A product too small to fill the GPU is split along K, and the sum of its partial
+/// products is computed by the kernel that reads it: a dense layer `tanh(x @ w + b)` is
+/// two kernels, split or not.
+#[test]
+fn a_product_split_along_k_is_summed_by_its_consumer() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
+    if std::env::var("FERRAX_GPU_SPLIT_K").is_ok() {
+        return eprintln!("FERRAX_GPU_SPLIT_K is set: the split is not the default one");
+    }
+    let x = Tensor::normal(Key::new(5), &[16, 512], DType::F32);
+    let w = Tensor::normal(Key::new(6), &[512, 24], DType::F32) * (1.0 / 512f64.sqrt());
+    let b = Tensor::normal(Key::new(7), &[24], DType::F32);
+    let (gx, gw, gb) = (x.to_device(&dev), w.to_device(&dev), b.to_device(&dev));
+    for t in [&gx, &gw, &gb] {
+        t.eval();
+    }
+    let layer = |x: &Tensor, w: &Tensor, b: &Tensor| (x.matmul(w) + b).tanh();
+    let want = layer(&x, &w, &b).to_vec::<f32>();
+    let before = dev.activity().dispatches;
+    let got = layer(&gx, &gw, &gb).to_vec::<f32>();
+    assert_eq!(
+        dev.activity().dispatches - before,
+        2,
+        "the product (its 4 slices of K in one dispatch) and the bias, tanh and sum"
+    );
+    for (i, (a, g)) in want.iter().zip(&got).enumerate() {
+        assert!((a - g).abs() <= 1e-5, "element {i}: cpu {a}, gpu {g}");
+    }
+    // read on its own, the product's sum is one more kernel
+    let before = dev.activity().dispatches;
+    let got = gx.matmul(&gw).to_vec::<f32>();
+    assert_eq!(dev.activity().dispatches - before, 2);
+    let want = x.matmul(&w).to_vec::<f32>();
+    for (i, (a, g)) in want.iter().zip(&got).enumerate() {
+        assert!((a - g).abs() <= 1e-4, "element {i}: cpu {a}, gpu {g}");
+    }
+}

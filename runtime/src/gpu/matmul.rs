@@ -9,6 +9,13 @@
 //! emitted unrolled. The tile shape is chosen per size: 128x128 (8x8 per thread) from
 //! 2048x2048 outputs, 64x64 (4x4) below, 32x32 where 64x64 tiles would make fewer than 256
 //! workgroups in all; `FERRAX_GPU_MATMUL_TILE` overrides it for tuning.
+//!
+//! A product too small to fill the GPU (a dense layer's `[256, 784] @ [784, 512]` makes
+//! 128 workgroups of 64 threads, about one per multiprocessor of an H100) is split along
+//! K: each slice of K is its own set of workgroups writing its own partial product, and
+//! the result is the pending elementwise sum of the partials, so the kernel that next
+//! reads it (the bias add and activation after a layer, the activation's derivative in
+//! the backward pass) adds them as it goes, with no kernel of its own.
 
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuStorage, MAX_GROUPS, storage_of, wgsl};
@@ -118,6 +125,44 @@ const SMALL: Tile = Tile {
 /// step on an H200 took 1.38 ms against 1.48-1.57 with 64x64 tiles).
 const TINY: Tile = Tile::new(32, 32, 8, 4, 4);
 
+/// Threads a product should keep busy: about 512 for each multiprocessor of a large GPU
+/// (132 on an H100). A product with fewer is split along K, up to [`MAX_SPLIT`] slices.
+const FILL_THREADS: usize = 1 << 16;
+
+/// Most slices of K: each is a leaf of the summing expression, which leaves room in a
+/// fused kernel's [`MAX_TENSORS`](gpu::elementwise::MAX_TENSORS) for the bias or the
+/// other operand of what follows.
+const MAX_SPLIT: usize = 4;
+
+/// Shortest slice of K worth a workgroup of its own.
+const MIN_SLICE: usize = 64;
+
+/// Into how many slices to cut K for `workgroups` workgroups of `threads` threads:
+/// `FERRAX_GPU_SPLIT_K` (the most slices, 1 never splits; for tuning on a new GPU) or
+/// [`MAX_SPLIT`] caps what filling [`FILL_THREADS`] takes, and no slice is shorter than
+/// [`MIN_SLICE`].
+fn split_k(workgroups: usize, threads: usize, k: usize) -> usize {
+    static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let most = *MOST.get_or_init(|| {
+        let v = std::env::var("FERRAX_GPU_SPLIT_K").ok();
+        match v.as_deref().map(str::parse::<usize>) {
+            None => MAX_SPLIT,
+            Some(Ok(s)) if (1..=MAX_SPLIT).contains(&s) => s,
+            Some(_) => {
+                eprintln!(
+                    "ferrax: FERRAX_GPU_SPLIT_K={v:?} is not a number from 1 to {MAX_SPLIT}; ignored"
+                );
+                MAX_SPLIT
+            }
+        }
+    });
+    FILL_THREADS
+        .div_ceil(workgroups * threads)
+        .min(most)
+        .min(k / MIN_SLICE)
+        .max(1)
+}
+
 /// The tile for `batch` products of `m x n` outputs: `FERRAX_GPU_MATMUL_TILE` (`bm,bn,bk,tm,tn[,flags]`,
 /// for tuning on a new GPU; ignored with a warning when the adapter cannot run it), else
 /// by size.
@@ -150,12 +195,15 @@ pub(crate) fn matmul(
     [m, n, k]: [usize; 3],
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    matmul_tiled(None, a, la, b, lb, [m, n, k], out_shape)
+    matmul_tiled(None, None, a, la, b, lb, [m, n, k], out_shape)
 }
 
-/// [`matmul`] with the tile `forced`, or the one [`pick`] chooses.
+/// [`matmul`] with the tile `forced`, or the one [`pick`] chooses, and K cut into
+/// `split` slices, or as many as [`split_k`] chooses.
+#[allow(clippy::too_many_arguments)]
 fn matmul_tiled(
     forced: Option<Tile>,
+    split: Option<usize>,
     a: &Tensor,
     la: &Layout,
     b: &Tensor,
@@ -169,12 +217,12 @@ fn matmul_tiled(
     let nb = la.shape.len() - 2;
     let batch_shape = &la.shape[..nb];
     let nbatch = numel(batch_shape);
-    let out = GpuStorage::alloc(OP, sa.ordinal, nbatch * m * n, a.dtype())?;
-    if out.len == 0 {
+    let per = nbatch * m * n; // elements of the product
+    if per == 0 {
+        let out = GpuStorage::alloc(OP, sa.ordinal, 0, a.dtype())?;
         return Ok(gpu::tensor(out, out_shape));
     }
     if k == 0 {
-        drop(out);
         return gpu::elementwise::full(OP, sa.ordinal, out_shape, 0.0, a.dtype());
     }
     // batch axes of size 1 contribute nothing; merge nothing else (strides differ per operand)
@@ -188,7 +236,7 @@ fn matmul_tiled(
             ),
         });
     }
-    let ctx = out.context();
+    let ctx = gpu::context::context(sa.ordinal)?;
     let tile = forced.unwrap_or_else(|| pick(m, n, nbatch, &ctx.limits));
     let groups_x = (n as u32).div_ceil(tile.bn);
     let groups_y = (m as u32).div_ceil(tile.bm);
@@ -198,6 +246,13 @@ fn matmul_tiled(
             message: format!("a {m} x {n} product needs more workgroups than one dispatch allows"),
         });
     }
+    // K in `split` slices of `slice` (a multiple of the K step, so every slice starts on
+    // a quad of either operand)
+    let workgroups = groups_x as usize * groups_y as usize * nbatch;
+    let split = split.unwrap_or_else(|| split_k(workgroups, tile.threads() as usize, k));
+    let slice = k.div_ceil(split).next_multiple_of(tile.bk as usize);
+    let split = k.div_ceil(slice);
+    let out = GpuStorage::alloc(OP, sa.ordinal, split * per, a.dtype())?;
     let quad = |x: isize| x % 4 == 0;
     // how each operand is read in quads, if it can be: along its rows (row-major, `Some(true)`)
     // or along its columns (column-major, a transposed view as in a dense layer's backward
@@ -243,14 +298,17 @@ fn matmul_tiled(
     words[8] = lb.strides[nb] as i32 as u32;
     words[9] = lb.strides[nb + 1] as i32 as u32;
     words[10] = dims.len() as u32;
+    words[11] = nbatch as u32;
     for (i, &d) in dims.iter().enumerate() {
         words[12 + i] = batch_shape[d] as u32;
         words[18 + i] = la.strides[d] as i32 as u32;
         words[24 + i] = lb.strides[d] as i32 as u32;
     }
+    words[30] = slice as u32;
+    // workgroups along z: every batch position of every slice
     let mut base = 0usize;
-    while base < nbatch {
-        let count = (nbatch - base).min(MAX_GROUPS as usize);
+    while base < split * nbatch {
+        let count = (split * nbatch - base).min(MAX_GROUPS as usize);
         words[3] = base as u32;
         ctx.dispatch(
             &pipeline,
@@ -260,7 +318,30 @@ fn matmul_tiled(
         );
         base += count;
     }
-    Ok(gpu::tensor(out, out_shape))
+    if split == 1 {
+        return Ok(gpu::tensor(out, out_shape));
+    }
+    let partials = gpu::tensor(out, &[split * per]);
+    // the product is the sum of the slices' partial products: pending, so that the next
+    // elementwise kernel, reduction or softmax reading it adds them as it reads
+    let slices: Vec<Tensor> = (0..split)
+        .map(|s| partials.with_layout(Layout::contiguous(out_shape).with_offset(s * per)))
+        .collect();
+    let inputs: Vec<gpu::elementwise::Input<'_>> =
+        slices.iter().map(gpu::elementwise::Input::Tensor).collect();
+    let template = (0..split)
+        .map(|s| format!("${s}"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    gpu::elementwise::lazy(
+        OP,
+        sa.ordinal,
+        &template,
+        &inputs,
+        None,
+        a.dtype(),
+        out_shape,
+    )
 }
 
 /// The WGSL of one tile configuration. `a_k_contiguous` / `b_n_contiguous` pick the
@@ -574,13 +655,16 @@ var<workgroup> Bs: array<vec4<f32>, {bs4}>;
 
 @compute @workgroup_size({threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
-    let m = word(0u); let n = word(1u); let k = word(2u);
+    let m = word(0u); let n = word(1u);
     let ars = bitcast<i32>(word(6u)); let acs = bitcast<i32>(word(7u));
     let brs = bitcast<i32>(word(8u)); let bcs = bitcast<i32>(word(9u));
-    // batch offsets
-    var rem = wid.z + word(3u);
-    var a_base = i32(word(4u));
-    var b_base = i32(word(5u));
+    // this workgroup's slice of K and batch position: z = slice * batch + position
+    let z = wid.z + word(3u);
+    let k_lo = (z / word(11u)) * word(30u);
+    let k = min(word(2u) - k_lo, word(30u));
+    var rem = z % word(11u);
+    var a_base = i32(word(4u)) + i32(k_lo) * acs;
+    var b_base = i32(word(5u)) + i32(k_lo) * brs;
     for (var d = i32(word(10u)) - 1; d >= 0; d--) {{
         let size = word(12u + u32(d));
         let idx = i32(rem % size);
@@ -592,7 +676,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let col0 = wid.x * {bn}u;
     let tx = li % {ntx}u;
     let ty = li / {ntx}u;
-{acc}{main_loop}    let c_base = (wid.z + word(3u)) * m * n;
+{acc}{main_loop}    let c_base = z * m * n;
 {write_out}}}
 "#,
         params = wgsl::PARAMS,
@@ -650,10 +734,28 @@ mod tests {
         assert_eq!(pick(1, 1, 1, &limits), TINY);
     }
 
+    #[test]
+    fn small_products_are_split_along_k() {
+        if std::env::var("FERRAX_GPU_SPLIT_K").is_ok() {
+            return; // a forced most changes the choice
+        }
+        // the MLP step's first layer: 128 workgroups of 64 threads
+        assert_eq!(split_k(128, 64, 784), MAX_SPLIT);
+        // enough threads already (1024x1024 in 64x64 tiles)
+        assert_eq!(split_k(256, 256, 1024), 1);
+        // two slices fill it
+        assert_eq!(split_k(512, 64, 1024), 2);
+        // no slice shorter than MIN_SLICE
+        assert_eq!(split_k(1, 64, 3 * MIN_SLICE - 1), 2);
+        assert_eq!(split_k(1, 64, MIN_SLICE + 1), 1);
+        assert_eq!(split_k(1, 64, 3), 1);
+    }
+
     /// Every tile shape, on the vec4 path (row-major operands) and the scalar one
     /// (transposed and odd-sized operands), against the CPU, on shapes that leave
     /// partial tiles on every side and a K that is not a multiple of the K step, one by
-    /// one, empty, and batched with one operand broadcast over the batch.
+    /// one, empty, and batched with one operand broadcast over the batch; each with K
+    /// whole and split into slices.
     #[test]
     fn every_tile_matches_the_cpu() {
         let dev = match crate::Device::gpu() {
@@ -708,15 +810,28 @@ mod tests {
                     .layout
                     .broadcast_to("test", &[lead.clone(), vec![k, n]].concat())
                     .expect("broadcasts");
-                let got = matmul_tiled(Some(t), &ga, &ga.layout, &gb, &lb, [m, n, k], &out_shape)
+                // K whole, and in three slices (two where the K step makes the slices
+                // longer, one where K is a single step)
+                for split in [1, 3] {
+                    let got = matmul_tiled(
+                        Some(t),
+                        Some(split),
+                        &ga,
+                        &ga.layout,
+                        &gb,
+                        &lb,
+                        [m, n, k],
+                        &out_shape,
+                    )
                     .expect("runs")
                     .to_vec::<f32>();
-                assert_eq!(got.len(), want.len());
-                for (i, (x, y)) in want.iter().zip(&got).enumerate() {
-                    assert!(
-                        (x - y).abs() <= 1e-4 * x.abs().max(1.0),
-                        "tile {s}, {batch} x {m}x{n}x{k} (transposed {transposed}), element {i}: cpu {x}, gpu {y}"
-                    );
+                    assert_eq!(got.len(), want.len());
+                    for (i, (x, y)) in want.iter().zip(&got).enumerate() {
+                        assert!(
+                            (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+                            "tile {s}, {batch} x {m}x{n}x{k} (transposed {transposed}) in {split} slices, element {i}: cpu {x}, gpu {y}"
+                        );
+                    }
                 }
             }
         }
