@@ -348,6 +348,38 @@ for name, build in W.items():
     print(json.dumps({"name": name, "median_s": times[len(times) // 2], "runs": len(times), **work}), flush=True)
 "#;
 
+/// `--host`: the host's part of an MLP step, median of 2000 steps: recording its kernels,
+/// and recording plus `eval` (which submits and waits). On the noop adapter
+/// (`WGPU_BACKEND=noop WGPU_NOOP_BACKEND=1`) nothing runs, so both are host time alone,
+/// without any driver's; its results are not checked, being garbage.
+fn host_time(dev: &Device) {
+    let p = mlp(dev);
+    let (x, y) = mlp_batch(dev);
+    for _ in 0..3 {
+        mlp_loss_value_and_grad(&p, &x, &y).eval();
+    }
+    let steps = 2000;
+    let before = dev.activity();
+    let (mut record, mut whole) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    for _ in 0..steps {
+        let t = Instant::now();
+        let out = mlp_loss_value_and_grad(&p, &x, &y);
+        record.push(t.elapsed().as_secs_f64());
+        out.eval();
+        whole.push(t.elapsed().as_secs_f64());
+    }
+    let dispatches = (dev.activity().dispatches - before.dispatches) / steps as u64;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e6
+    };
+    eprintln!(
+        "mlp step, host: {:.1} us recording, {:.1} us with eval, {dispatches} dispatches (median of {steps} steps)",
+        median(&mut record),
+        median(&mut whole)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--jax-script") {
@@ -363,6 +395,9 @@ fn main() {
         }
     };
     eprintln!("gpu bench on {}", dev.description());
+    if args.iter().any(|a| a == "--host") {
+        return host_time(&dev);
+    }
     if args.iter().any(|a| a == "--hardware-only") && dev.description().contains(", Cpu,") {
         eprintln!("gpu bench: skipped, the adapter is a software rasteriser (--hardware-only)");
         return;

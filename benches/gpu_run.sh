@@ -29,6 +29,9 @@ export FERRAX_REQUIRE_GPU=1
 T0=$SECONDS
 timeout 150 "$B" --bench > "$OUT/ferrax.jsonl" 2>> "$OUT/info.txt"
 echo "bench took $((SECONDS-T0)) s" >> "$OUT/info.txt"
+# the host's part of the MLP step: with the NVIDIA driver, then with the noop adapter
+"$B" --host 2>> "$OUT/info.txt"
+WGPU_BACKEND=noop WGPU_NOOP_BACKEND=1 "$B" --host 2>> "$OUT/info.txt"
 # where the GPU's time goes, per kernel (timestamp queries; into info.txt)
 FERRAX_GPU_PROFILE=1 BENCH_SECONDS=0.5 timeout 60 "$B" --bench mlp tanh_affine_64M matmul_1024 softmax sum_16M \
   2>> "$OUT/info.txt" > /dev/null

@@ -156,14 +156,21 @@ pub(crate) fn existing(ordinal: usize) -> &'static Context {
 
 impl Context {
     fn new() -> std::result::Result<Context, String> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        // `WGPU_BACKEND` may pick the backend (vulkan, metal, dx12); `WGPU_BACKEND=noop` with
+        // `WGPU_NOOP_BACKEND=1` gives an adapter that runs nothing, which times the
+        // host's part of the work alone (`benches/gpu.rs --host`)
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
         }))
         .map_err(|e| format!("no GPU adapter found through wgpu (Vulkan, Metal or DX12): {e}"))?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        // kernels use one bind group; wgpu-core holds at most 8 per pipeline, more than
+        // the noop adapter's claim of any number
+        limits.max_bind_groups = limits.max_bind_groups.min(8);
         let profile = Profiler::wanted(adapter.features());
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
         let mut features = wgpu::Features::empty();

@@ -93,13 +93,18 @@ impl Param {
 pub(crate) enum Input<'a> {
     /// A tensor on the GPU (of a shape that broadcasts to the output's).
     Tensor(&'a Tensor),
+    /// A GPU tensor of one axis more than the output, summed over its first axis (the
+    /// rest broadcasts to the output's shape): the partial products of a matmul split
+    /// along K.
+    Summed(&'a Tensor),
     /// A scalar.
     Scalar(Param),
 }
 
 /// An elementwise expression over tensors (each read at its layout broadcast to
 /// `shape`) and scalars: WGSL text in which `v0`, `v1`, ... are the tensors' elements
-/// and `s0`, `s1`, ... the scalars.
+/// and `s0`, `s1`, ... the scalars. A tensor of one axis more than `shape` is summed
+/// over its first axis ([`Input::Summed`]).
 #[derive(Clone)]
 pub(crate) struct Fused {
     code: String,
@@ -126,6 +131,7 @@ impl Fused {
             let later = inputs.len() - k - 1 + param.is_some() as usize;
             let arg = match input {
                 Input::Scalar(p) => f.scalar(*p),
+                Input::Summed(t) => f.tensor(t),
                 Input::Tensor(t) => match inlinable(t, shape) {
                     Some(inner) if f.fits(&inner, later) => f.absorb(inner),
                     _ => f.tensor(t),
@@ -289,6 +295,8 @@ pub(crate) struct Loader<'a> {
     /// How each layout is read and the word of its offset: the extra layout first, if
     /// one was given, then the leaves.
     reads: Vec<(Access, usize)>,
+    /// Per leaf summed over its first axis: that axis's size and the word of its stride.
+    sums: Vec<Option<(usize, usize)>>,
     extra: bool,
     /// The merged shape, when some read is strided.
     strided_dims: Option<Vec<usize>>,
@@ -309,15 +317,24 @@ impl<'a> Loader<'a> {
         first_binding: usize,
     ) -> Result<Loader<'a>> {
         let shape = &fused.shape;
+        // a summed leaf is read through the layout of one term, its first axis dropped
+        let summed = |t: &Tensor| t.ndim() == shape.len() + 1;
         let layouts: Vec<Layout> = extra
             .into_iter()
             .map(|l| Ok(l.clone()))
-            .chain(
-                fused
-                    .tensors
-                    .iter()
-                    .map(|t| t.layout.broadcast_to(op, shape)),
-            )
+            .chain(fused.tensors.iter().map(|t| {
+                if summed(t) {
+                    let l = &t.layout;
+                    Layout {
+                        shape: l.shape[1..].to_vec(),
+                        strides: l.strides[1..].to_vec(),
+                        offset: l.offset,
+                    }
+                    .broadcast_to(op, shape)
+                } else {
+                    t.layout.broadcast_to(op, shape)
+                }
+            }))
             .collect::<Result<_>>()?;
         let strides: Vec<&[isize]> = layouts.iter().map(|l| l.strides.as_slice()).collect();
         let (cshape, cstrides) = coalesce(shape, &strides);
@@ -348,6 +365,7 @@ impl<'a> Loader<'a> {
             buffers: Vec::with_capacity(fused.tensors.len()),
             fused,
             reads: Vec::with_capacity(layouts.len()),
+            sums: Vec::new(),
             extra: extra.is_some(),
             strided_dims: None,
             base,
@@ -356,7 +374,7 @@ impl<'a> Loader<'a> {
         let lead = extra.is_some() as usize;
         for (slot, layout) in layouts.iter().enumerate() {
             let leaf = slot.checked_sub(lead);
-            let access = if leaf.is_some_and(|k| fused.tensors[k].numel() == 1) {
+            let access = if leaf.is_some() && layout.numel() == 1 {
                 Access::Single
             } else if contiguous_at(&cstrides[slot]) {
                 Access::Contiguous
@@ -377,6 +395,12 @@ impl<'a> Loader<'a> {
                     l.key.push(':');
                     l.key.push_str(access.key());
                     l.buffers.push(storage_of(t).buffer(op)?);
+                    let sum = summed(t).then(|| {
+                        let _ = write!(l.key, "sum{}|", t.shape()[0]);
+                        l.words.push(t.strides()[0] as i32 as u32);
+                        (t.shape()[0], base + l.words.len() - 1)
+                    });
+                    l.sums.push(sum);
                 }
             }
         }
@@ -461,7 +485,23 @@ fn at{}(i: u32, o: u32) -> u32 {{
         let mut loads = String::new();
         let lead = self.extra as usize;
         for k in 0..self.fused.tensors.len() {
-            let _ = writeln!(loads, "    let v{k} = in{k}[{}];", self.index(lead + k));
+            let at = self.index(lead + k);
+            match self.sums[k] {
+                None => {
+                    let _ = writeln!(loads, "    let v{k} = in{k}[{at}];");
+                }
+                Some((terms, word)) => {
+                    // the terms in order, `word` apart
+                    let _ = write!(
+                        loads,
+                        "    let j{k} = {at};\n    let t{k} = bitcast<i32>(word({word}u));\n    let v{k} = in{k}[j{k}]"
+                    );
+                    for term in 1..terms {
+                        let _ = write!(loads, " + in{k}[u32(i32(j{k}) + {term} * t{k})]");
+                    }
+                    loads.push_str(";\n");
+                }
+            }
         }
         let first_scalar = self.base + self.words.len() - self.fused.scalars.len();
         for (k, p) in self.fused.scalars.iter().enumerate() {

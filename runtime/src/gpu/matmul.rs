@@ -129,9 +129,7 @@ const TINY: Tile = Tile::new(32, 32, 8, 4, 4);
 /// (132 on an H100). A product with fewer is split along K, up to [`MAX_SPLIT`] slices.
 const FILL_THREADS: usize = 1 << 16;
 
-/// Most slices of K: each is a leaf of the summing expression, which leaves room in a
-/// fused kernel's [`MAX_TENSORS`](gpu::elementwise::MAX_TENSORS) for the bias or the
-/// other operand of what follows.
+/// Most slices of K (each adds a read of the product to whatever reads it).
 const MAX_SPLIT: usize = 4;
 
 /// Shortest slice of K worth a workgroup of its own.
@@ -321,23 +319,15 @@ fn matmul_tiled(
     if split == 1 {
         return Ok(gpu::tensor(out, out_shape));
     }
-    let partials = gpu::tensor(out, &[split * per]);
     // the product is the sum of the slices' partial products: pending, so that the next
     // elementwise kernel, reduction or softmax reading it adds them as it reads
-    let slices: Vec<Tensor> = (0..split)
-        .map(|s| partials.with_layout(Layout::contiguous(out_shape).with_offset(s * per)))
-        .collect();
-    let inputs: Vec<gpu::elementwise::Input<'_>> =
-        slices.iter().map(gpu::elementwise::Input::Tensor).collect();
-    let template = (0..split)
-        .map(|s| format!("${s}"))
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let partials = gpu::tensor(out, &[split * per])
+        .with_layout(Layout::contiguous(&[&[split], out_shape].concat()));
     gpu::elementwise::lazy(
         OP,
         sa.ordinal,
-        &template,
-        &inputs,
+        "$0",
+        &[gpu::elementwise::Input::Summed(&partials)],
         None,
         a.dtype(),
         out_shape,

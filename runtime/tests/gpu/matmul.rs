@@ -163,3 +163,57 @@ fn transposed_operands_in_multiples_of_four_take_vec4_loads() {
         |t| t[0].t().matmul(&t[1].t()),
     );
 }
+
+/// A product too small to fill the GPU is split along K and left as the pending sum of
+/// its partial products: every kind of kernel that reads it adds them, through any view.
+#[test]
+fn products_split_along_k_are_summed_by_every_reader() {
+    let Some(dev) = gpu() else { return };
+    // 16 x 24 outputs in one workgroup, K = 512: four slices unless FERRAX_GPU_SPLIT_K
+    // says otherwise; batched, and with a column-major right operand
+    let x = tensor(&[16, 512], 70, false);
+    let w = tensor(&[512, 24], 71, false);
+    let bias = tensor(&[24], 72, false);
+    let batch = tensor(&[3, 16, 512], 73, false);
+    let wt = tensor(&[24, 512], 74, false);
+    type Reader = fn(&Tensor, &Tensor) -> Tensor;
+    let readers: &[(&str, Reader)] = &[
+        ("itself", |p, _| p.clone()),
+        ("bias and tanh", |p, b| (p + b).tanh()),
+        ("its transpose", |p, _| p.transpose(-1, -2).contiguous()),
+        ("a column of it", |p, _| p.slice(-1, 3, 4) * 2.0),
+        ("sum", |p, _| p.sum()),
+        ("sum along rows", |p, _| p.sum_axis(-2, false)),
+        ("sum along columns", |p, _| p.sum_axis(-1, true)),
+        ("max", |p, _| p.max_axis(-2, false)),
+        ("argmax", |p, _| {
+            p.argmax_axis(-1, false).to_dtype(DType::F32)
+        }),
+        ("softmax along rows", |p, _| p.softmax(-2)),
+        ("log_softmax along columns", |p, _| p.log_softmax(-1)),
+        ("another product", |p, _| p.transpose(-1, -2).matmul(p)),
+    ];
+    for (name, read) in readers {
+        check(
+            &dev,
+            &format!("x @ w, {name}"),
+            &[&x, &w, &bias],
+            1e-4,
+            |t| read(&t[0].matmul(&t[1]), &t[2]),
+        );
+        check(
+            &dev,
+            &format!("batch @ w, {name}"),
+            &[&batch, &w, &bias],
+            1e-4,
+            |t| read(&t[0].matmul(&t[1]), &t[2]),
+        );
+        check(
+            &dev,
+            &format!("x @ wt^T, {name}"),
+            &[&x, &wt, &bias],
+            1e-4,
+            |t| read(&t[0].matmul(&t[1].t()), &t[2]),
+        );
+    }
+}
