@@ -178,3 +178,75 @@ fn a_product_split_along_k_is_summed_by_its_consumer() {
         assert!((a - g).abs() <= 1e-4, "element {i}: cpu {a}, gpu {g}");
     }
 }
+
+/// `eval` computes a pytree's pending leaves several to a kernel (a step's gradients, an
+/// optimizer's new parameters), whatever their shapes, dtypes and reads: strided,
+/// broadcast, a product's slices, constants, one leaf read by another, the same leaf
+/// twice, an empty one; and as many kernels as the parameters and bindings need when
+/// there are many.
+#[test]
+fn eval_computes_pending_leaves_together() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(8), &[6, 40], DType::F32);
+    let w = Tensor::normal(Key::new(9), &[40, 3], DType::F32);
+    let (gx, gw) = (x.to_device(&dev), w.to_device(&dev));
+    gx.eval();
+    gw.eval();
+    let leaves = |x: &Tensor, w: &Tensor| {
+        let shared = x.exp();
+        let read = x.exp() * 2.0;
+        vec![
+            x.t().tanh(),                // strided
+            x + &x.sum_axis(0, true),    // broadcast
+            x.matmul(w) * 2.0,           // a product, maybe split
+            Tensor::zeros_like(w) + 1.0, // a constant
+            &shared * 3.0,               // takes `shared` inline
+            shared.clone(),              // the same leaf twice
+            shared,
+            read.t() + 1.0, // reads `read` as a leaf
+            read,
+            x.gt(&(x * 0.5)).to_dtype(DType::F32), // via bool
+            x.slice(0, 2, 2) * 4.0,                // empty
+            (x * 7.0).to_dtype(DType::I32).to_dtype(DType::F32), // via i32
+        ]
+    };
+    let want: Vec<Vec<f32>> = leaves(&x, &w).iter().map(|t| t.to_vec()).collect();
+    let got = leaves(&gx, &gw);
+    let before = dev.activity();
+    got.eval();
+    let kernels = dev.activity().dispatches - before.dispatches;
+    // `read`, which another leaf reads through a transposed view, is computed first, by a
+    // kernel of its own; the nine other pending leaves (18 buffers) by one kernel, or by
+    // two where a kernel binds at most 16 buffers
+    assert!((2..=3).contains(&kernels), "{kernels} kernels");
+    let before = dev.activity().dispatches;
+    for (k, (t, v)) in got.iter().zip(&want).enumerate() {
+        let g = t.to_vec::<f32>();
+        assert_eq!(g.len(), v.len(), "leaf {k}");
+        for (i, (a, b)) in v.iter().zip(&g).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                "leaf {k} element {i}: cpu {a}, gpu {b}"
+            );
+        }
+    }
+    assert_eq!(
+        dev.activity().dispatches,
+        before,
+        "every leaf was computed by eval"
+    );
+    // forty pending leaves: more than one kernel's parameters hold, all computed
+    let many: Vec<Tensor> = (0..40).map(|k| &gx * (k as f64)).collect();
+    let before = dev.activity().dispatches;
+    many.eval();
+    let kernels = dev.activity().dispatches - before;
+    assert!(
+        (2..=20).contains(&kernels),
+        "{kernels} kernels for 40 leaves"
+    );
+    for (k, t) in many.iter().enumerate() {
+        let want: Vec<f32> = x.to_vec::<f32>().iter().map(|v| v * k as f32).collect();
+        assert_eq!(t.to_vec::<f32>(), want, "leaf {k}");
+    }
+}

@@ -119,8 +119,24 @@ pub trait Differentiable: Clone {
 
     /// [`Differentiable::eval`], returning an error for a GPU failure.
     fn try_eval(&self) -> Result<()> {
+        let all = leaves(self);
+        // pending GPU leaves computed together, several to a kernel
+        #[cfg(feature = "gpu")]
+        {
+            let on_gpu: Vec<&crate::gpu::GpuStorage> = all
+                .iter()
+                .filter_map(|leaf| match leaf {
+                    Leaf::Tensor(t) => match &*t.storage {
+                        crate::storage::Storage::Gpu(g) => Some(g),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            crate::gpu::GpuStorage::compute_together("eval", &on_gpu)?;
+        }
         let mut devices: Vec<crate::Device> = Vec::new();
-        for leaf in leaves(self) {
+        for leaf in all {
             if let Leaf::Tensor(t) = leaf {
                 let d = t.record("eval")?;
                 if d.is_gpu() && !devices.contains(&d) {

@@ -167,6 +167,11 @@ impl Fused {
         f
     }
 
+    /// The tensors it reads.
+    pub(crate) fn leaves(&self) -> impl Iterator<Item = &Tensor> {
+        self.tensors.iter()
+    }
+
     /// The variable of a scalar leaf.
     fn scalar(&mut self, p: Param) -> String {
         self.scalars.push(p);
@@ -446,9 +451,9 @@ impl<'a> Loader<'a> {
         for (k, t) in self.fused.tensors.iter().enumerate() {
             let _ = writeln!(
                 decls,
-                "@group(0) @binding({}) var<storage, read> in{k}: array<{}>;",
-                self.first_binding + k,
-                wgsl_type(t.dtype())
+                "@group(0) @binding({b}) var<storage, read> in{b}: array<{}>;",
+                wgsl_type(t.dtype()),
+                b = self.first_binding + k,
             );
         }
         if let Some(cshape) = &self.strided_dims {
@@ -486,18 +491,19 @@ fn at{}(i: u32, o: u32) -> u32 {{
         let lead = self.extra as usize;
         for k in 0..self.fused.tensors.len() {
             let at = self.index(lead + k);
+            let b = self.first_binding + k; // the binding, which names the buffer
             match self.sums[k] {
                 None => {
-                    let _ = writeln!(loads, "    let v{k} = in{k}[{at}];");
+                    let _ = writeln!(loads, "    let v{k} = in{b}[{at}];");
                 }
                 Some((terms, word)) => {
                     // the terms in order, `word` apart
                     let _ = write!(
                         loads,
-                        "    let j{k} = {at};\n    let t{k} = bitcast<i32>(word({word}u));\n    let v{k} = in{k}[j{k}]"
+                        "    let j{k} = {at};\n    let t{k} = bitcast<i32>(word({word}u));\n    let v{k} = in{b}[j{k}]"
                     );
                     for term in 1..terms {
-                        let _ = write!(loads, " + in{k}[u32(i32(j{k}) + {term} * t{k})]");
+                        let _ = write!(loads, " + in{b}[u32(i32(j{k}) + {term} * t{k})]");
                     }
                     loads.push_str(";\n");
                 }
@@ -567,6 +573,137 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         bytemuck::cast_slice(&words),
         &buffers,
         grid((n as u32).div_ceil(WG)),
+    );
+    Ok(())
+}
+
+/// Computes each of `items` (an expression, the buffer it goes into, contiguous, and its
+/// dtype) with as few kernels as the parameters and bindings allow: one kernel computes
+/// several expressions, thread `g` taking element `g - start` of the expression whose
+/// range of threads `start..end` holds `g`. An evaluated pytree's pending leaves (a
+/// training step's gradients, an optimizer's new parameters) cost a kernel or two, not
+/// one each.
+pub(crate) fn run_fused_together(
+    op: &'static str,
+    ctx: &Context,
+    items: &[(&Fused, &wgpu::Buffer, DType)],
+) -> Result<()> {
+    const WORDS: usize = (crate::gpu::context::PARAM_SLOT / 4) as usize;
+    let bindings = (ctx.limits.max_storage_buffers_per_shader_stage as usize).min(16);
+    let layouts: Vec<Layout> = items
+        .iter()
+        .map(|(f, _, _)| Layout::contiguous(&f.shape))
+        .collect();
+    let mut group: Vec<(Loader<'_>, usize)> = Vec::new(); // each with its item
+    let mut used = (0usize, 0usize); // words and bindings of the group
+    let mut k = 0;
+    while k < items.len() {
+        let (fused, _, _) = items[k];
+        if numel(&fused.shape) == 0 {
+            k += 1;
+            continue;
+        }
+        // the output at binding `used.1 + 1`, the leaves after it
+        let l = Loader::new(op, fused, Some(&layouts[k]), used.0, used.1 + 2)?;
+        let after = (used.0 + l.words.len(), used.1 + 1 + l.buffers.len());
+        // the group's words end with one per expression: where its threads end
+        if !group.is_empty() && (after.0 + group.len() + 1 > WORDS || after.1 > bindings) {
+            dispatch_together(op, ctx, items, &std::mem::take(&mut group))?;
+            used = (0, 0);
+            continue; // the same item again, first of a new group
+        }
+        used = after;
+        group.push((l, k));
+        k += 1;
+    }
+    if !group.is_empty() {
+        dispatch_together(op, ctx, items, &group)?;
+    }
+    Ok(())
+}
+
+/// One kernel computing the expressions of `group` (see [`run_fused_together`]).
+fn dispatch_together(
+    op: &'static str,
+    ctx: &Context,
+    items: &[(&Fused, &wgpu::Buffer, DType)],
+    group: &[(Loader<'_>, usize)],
+) -> Result<()> {
+    if let [(_, k)] = group {
+        let (fused, out, dtype) = items[*k];
+        return run_fused(
+            op,
+            ctx,
+            fused,
+            out,
+            dtype,
+            &Layout::contiguous(&fused.shape),
+        );
+    }
+    let mut words: Vec<u32> = group
+        .iter()
+        .flat_map(|(l, _)| l.words.iter().copied())
+        .collect();
+    let ends = words.len();
+    let mut total = 0u64;
+    for (_, k) in group {
+        total += numel(&items[*k].0.shape) as u64;
+        if total > u32::MAX as u64 / 2 {
+            return Err(Error::Gpu {
+                op,
+                message: format!("{total} elements are more than a GPU kernel indexes"),
+            });
+        }
+        words.push(total as u32);
+    }
+    let mut key = format!("maps @{ends}");
+    let mut buffers: Vec<&wgpu::Buffer> = Vec::new();
+    for (l, k) in group {
+        let (_, out, dtype) = items[*k];
+        let _ = write!(key, "|{} {}", wgsl_type(dtype), l.key);
+        buffers.push(out);
+        buffers.extend_from_slice(&l.buffers);
+    }
+    let pipeline = ctx.pipeline(&key, || {
+        let (mut decls, mut body) = (String::new(), String::new());
+        for (j, (l, k)) in group.iter().enumerate() {
+            let out = l.first_binding - 1;
+            let _ = writeln!(
+                decls,
+                "@group(0) @binding({out}) var<storage, read_write> out{out}: array<{}>;\n{}",
+                wgsl_type(items[*k].2),
+                l.decls()
+            );
+            let start = match j {
+                0 => "0u".to_string(),
+                _ => format!("word({}u)", ends + j - 1),
+            };
+            let _ = write!(
+                body,
+                "    if (g < word({}u)) {{\n    let i = g - {start};\n{}    out{out}[{}] = {};\n    return;\n    }}\n",
+                ends + j,
+                l.loads(),
+                l.extra_index(),
+                l.code()
+            );
+        }
+        format!(
+            r#"{params}{math}
+{decls}
+@compute @workgroup_size({WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let g = gid.x + gid.y * nwg.x * {WG}u;
+{body}}}
+"#,
+            params = wgsl::PARAMS,
+            math = wgsl::MATH,
+        )
+    });
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &buffers,
+        grid((total as u32).div_ceil(WG)),
     );
     Ok(())
 }

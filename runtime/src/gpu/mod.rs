@@ -102,6 +102,53 @@ impl GpuStorage {
         Ok(self.buffer.get_or_init(|| buffer))
     }
 
+    /// Computes the pending ones of `storages` (all on one GPU), several in one kernel
+    /// ([`elementwise::run_fused_together`]): what `eval` does with a pytree's leaves.
+    pub(crate) fn compute_together(op: &'static str, storages: &[&GpuStorage]) -> Result<()> {
+        let mut todo: Vec<(&GpuStorage, elementwise::Fused)> = Vec::new();
+        for &s in storages {
+            if todo.iter().any(|(t, _)| std::ptr::eq(*t, s)) {
+                continue;
+            }
+            if let Some(f) = s.pending_where(|_| true) {
+                todo.push((s, f));
+            }
+        }
+        // one that another reads is computed when that one's kernel is prepared, by a
+        // kernel of its own: leave it to that
+        let read: Vec<*const GpuStorage> = todo
+            .iter()
+            .flat_map(|(_, f)| f.leaves().map(|t| storage_of(t) as *const GpuStorage))
+            .collect();
+        todo.retain(|(s, _)| !read.contains(&(*s as *const GpuStorage)));
+        if let Some(&(first, _)) = todo.first().as_ref() {
+            let ordinal = first.ordinal;
+            todo.retain(|(s, _)| s.ordinal == ordinal); // one kernel, one GPU
+        }
+        if todo.len() < 2 {
+            return storages.iter().try_for_each(|s| s.buffer(op).map(drop));
+        }
+        let ctx = todo[0].0.context();
+        let buffers: Vec<wgpu::Buffer> = todo
+            .iter()
+            .map(|(s, _)| ctx.alloc(op, (s.len as u64) * 4))
+            .collect::<Result<_>>()?;
+        let items: Vec<(&elementwise::Fused, &wgpu::Buffer, DType)> = todo
+            .iter()
+            .zip(&buffers)
+            .map(|((s, f), b)| (f, b, s.dtype))
+            .collect();
+        elementwise::run_fused_together(op, ctx, &items)?;
+        for ((s, _), b) in todo.iter().zip(buffers) {
+            // another thread may have computed it meanwhile: theirs stays, ours goes back
+            match s.buffer.set(b) {
+                Ok(()) => *s.pending.lock().unwrap_or_else(|p| p.into_inner()) = None,
+                Err(b) => ctx.recycle(b),
+            }
+        }
+        storages.iter().try_for_each(|s| s.buffer(op).map(drop))
+    }
+
     /// The pending expression, if the buffer has not been computed yet and `keep`
     /// accepts it (cloned only then).
     pub(crate) fn pending_where(
