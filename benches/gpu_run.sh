@@ -3,7 +3,8 @@
 # after benches/gpu_bundle.sh here): the GPU tests on the real driver, the GPU bench, a
 # matmul tile sweep and JAX's side of the same workloads, into $OUT (8 files at most):
 # info.txt, tests.log, ferrax.jsonl, sweep.txt, jax.jsonl, jax.err, table.txt.
-# About 2 minutes on an H200. SWEEP=0 skips the sweeps (matmul tiles, submission sizes, K splits).
+# About 2 minutes on an H200. SWEEP=0 skips the sweeps (matmul tiles, submission sizes,
+# elements per thread, K splits).
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ferrax_gpu_out}
 mkdir -p "$OUT"
@@ -43,6 +44,10 @@ if [ "${SWEEP:-1}" != 0 ]; then
   # submitting while the host records: the MLP step with a submission every n dispatches
   for n in 2 4 8 16 256; do
     echo "# FERRAX_GPU_BATCH=$n"; FERRAX_GPU_BATCH=$n BENCH_SECONDS=0.5 timeout 25 "$B" --bench mlp_step
+  done >> "$OUT/sweep.txt" 2>&1
+  # elements per thread of the elementwise kernels
+  for e in 1 2 4 8; do
+    echo "# FERRAX_GPU_PER_THREAD=$e"; FERRAX_GPU_PER_THREAD=$e BENCH_SECONDS=0.5 timeout 25 "$B" --bench tanh_affine
   done >> "$OUT/sweep.txt" 2>&1
   # small products split along K (the most slices; 1 never splits)
   for s in 1 2 4; do

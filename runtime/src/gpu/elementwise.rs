@@ -545,25 +545,47 @@ pub(crate) fn run_fused(
     let mut words = vec![n as u32];
     words.extend_from_slice(&l.words);
     let out_ty = wgsl_type(out_dtype);
-    let key = format!("map {out_ty} {}", l.key);
+    let per = per_thread(n);
+    let key = format!("map {out_ty} x{per} {}", l.key);
     let pipeline = ctx.pipeline(&key, || {
+        // the thread's elements `WG` apart, each computed at an index clamped into the
+        // output (so every load is unconditional and all are in flight together), then
+        // those inside stored
+        let (mut values, mut stores) = (String::new(), String::new());
+        for e in 0..per {
+            let _ = writeln!(
+                values,
+                "    let r{e} = value(min(first + {}u, last));",
+                e * WG
+            );
+            let _ = writeln!(
+                stores,
+                "    {{ let i = first + {}u; if (i <= last) {{ out[{}] = r{e}; }} }}",
+                e * WG,
+                l.extra_index()
+            );
+        }
         format!(
             r#"{params}{math}
 @group(0) @binding(1) var<storage, read_write> out: array<{out_ty}>;
 {decls}
-@compute @workgroup_size({WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
-    let i = gid.x + gid.y * nwg.x * {WG}u;
-    if (i >= word(0u)) {{ return; }}
-{loads}    out[{out_index}] = {code};
+fn value(i: u32) -> {out_ty} {{
+{loads}    return {code};
 }}
+
+@compute @workgroup_size({WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let first = (wid.x + wid.y * nwg.x) * {block}u + li;
+    let last = word(0u) - 1u;
+    if (first > last) {{ return; }}
+{values}{stores}}}
 "#,
             params = wgsl::PARAMS,
             math = wgsl::MATH,
             decls = l.decls(),
             loads = l.loads(),
-            out_index = l.extra_index(),
             code = l.code(),
+            block = per * WG,
         )
     });
     let mut buffers = vec![out];
@@ -572,9 +594,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         &pipeline,
         bytemuck::cast_slice(&words),
         &buffers,
-        grid((n as u32).div_ceil(WG)),
+        grid((n as u32).div_ceil(per * WG)),
     );
     Ok(())
+}
+
+/// Elements each thread of an elementwise kernel computes: 4 from 2^20 elements, so that
+/// a thread has four loads of each operand in flight at once (a GPU streams at its full
+/// bandwidth only with megabytes in flight: on an H100, about 3 TB/s times a load's
+/// latency), else 1, which keeps more threads for smaller ones. `FERRAX_GPU_PER_THREAD=n`
+/// (1, 2, 4 or 8) forces it, for tuning.
+fn per_thread(n: usize) -> u32 {
+    static FORCED: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| {
+        let v = std::env::var("FERRAX_GPU_PER_THREAD").ok()?;
+        let per = v.parse::<u32>().ok().filter(|p| [1, 2, 4, 8].contains(p));
+        if per.is_none() {
+            eprintln!("ferrax: FERRAX_GPU_PER_THREAD={v:?} is not 1, 2, 4 or 8; ignored");
+        }
+        per
+    });
+    forced.unwrap_or(if n >= 1 << 20 { 4 } else { 1 })
 }
 
 /// Computes each of `items` (an expression, the buffer it goes into, contiguous, and its

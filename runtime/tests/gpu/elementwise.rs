@@ -439,3 +439,29 @@ fn the_widest_fused_expression_fits_its_parameters() {
         f(t).sum_axis(2, false)
     });
 }
+
+/// From 2^20 elements each thread computes four, `WG` apart (clamped loads, guarded
+/// stores): a partial last block, strided and broadcast operands, a strided output
+/// (`concat` writes into a slice of its result) and a non-float result.
+#[test]
+fn large_kernels_compute_several_elements_per_thread() {
+    let Some(dev) = gpu() else { return };
+    // 1030 x 1031 = 1,061,930 elements: past 2^20, and not a multiple of 4 x 256
+    let x = tensor(&[1030, 1031], 80, true);
+    let y = tensor(&[1031, 1030], 81, false);
+    let b = tensor(&[1031], 82, false);
+    check(&dev, "tanh(x * 2 + y^T + b)", &[&x, &y, &b], 2e-6, |t| {
+        (&t[0] * 2.0 + t[1].t() + &t[2]).tanh()
+    });
+    check(&dev, "x > y^T", &[&x, &y], 0.0, |t| {
+        t[0].gt(&t[1].t()).to_dtype(DType::F32)
+    });
+    check(&dev, "concat along columns", &[&x, &y], 2e-6, |t| {
+        Tensor::concat(&[&t[0], &t[1].t(), &t[0].exp()], 1)
+    });
+    check(&dev, "one element past 2^20", &[&x], 0.0, |t| {
+        t[0].reshape(&[1030 * 1031])
+            .slice(0, 0, (1 << 20) + 1)
+            .neg()
+    });
+}
