@@ -226,7 +226,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let base = (lane / inner) * n * inner + lane % inner;
     var acc = init();
     var best = 0xffffffffu;
-    for (var j = l; j < n; j += 256u) {
+    var j = l;
+FOUR    for (; j < n; j += 256u) {
         let idx = base + j * inner;
         if (idx >= total) { break; }
         let v = load(idx);
@@ -241,10 +242,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         LaneOp::Argmax => "if (better(v, j, acc, best)) { acc = v; best = j; }",
         _ => "acc = comb(acc, v);",
     };
+    // a reduction's threads take four elements a step while all four are in the lane,
+    // into four accumulators: four loads in flight at once rather than one
+    let four = match op {
+        LaneOp::Reduce(_) => {
+            r#"    var a1 = init(); var a2 = init(); var a3 = init();
+    loop {
+        let idx = base + j * inner;
+        if (j + 768u >= n || idx + 768u * inner >= total) { break; }
+        let v0 = load(idx);
+        let v1 = load(idx + 256u * inner);
+        let v2 = load(idx + 512u * inner);
+        let v3 = load(idx + 768u * inner);
+        acc = comb(acc, v0); a1 = comb(a1, v1); a2 = comb(a2, v2); a3 = comb(a3, v3);
+        j += 1024u;
+    }
+"#
+        }
+        _ => "",
+    };
     let finish = match (op, short) {
         (LaneOp::Reduce(_), true) => "out[lane] = acc;".to_string(),
         (LaneOp::Reduce(_), false) => {
-            "let r = tree(l, acc);\n    if (l == 0u) { out[lane] = r; }".to_string()
+            "acc = comb(comb(acc, a1), comb(a2, a3));\n    let r = tree(l, acc);\n    if (l == 0u) { out[lane] = r; }".to_string()
         }
         (LaneOp::Argmax, true) => "out[lane] = i32(best);".to_string(),
         (LaneOp::Argmax, false) => {
@@ -302,6 +322,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         combiners(sub, init)
     };
     let mut s = s
+        .replace("FOUR", four)
         .replace("ARGMAX_STEP", step)
         .replace("FINISH", &finish)
         .replace("SUBGROUP_ARGS", args)
