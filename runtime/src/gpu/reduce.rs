@@ -242,10 +242,11 @@ FOUR    for (; j < n; j += 256u) {
         LaneOp::Argmax => "if (better(v, j, acc, best)) { acc = v; best = j; }",
         _ => "acc = comb(acc, v);",
     };
-    // a reduction's threads take four elements a step while all four are in the lane,
-    // into four accumulators: four loads in flight at once rather than one
+    // a reduction's threads (and softmax's, finding the maximum) take four elements a
+    // step while all four are in the lane, into four accumulators: four loads in flight
+    // at once rather than one
     let four = match op {
-        LaneOp::Reduce(_) => {
+        LaneOp::Reduce(_) | LaneOp::Softmax(_) => {
             r#"    var a1 = init(); var a2 = init(); var a3 = init();
     loop {
         let idx = base + j * inner;
@@ -281,7 +282,7 @@ FOUR    for (; j < n; j += 256u) {
                 )
             } else {
                 (
-                    "let m = tree(l, acc);",
+                    "acc = comb(comb(acc, a1), comb(a2, a3));\n    let m = tree(l, acc);",
                     "var sum = 0.0;",
                     "for (var j = l; j < n; j += 256u) {",
                     "sum = tree_sum(l, sum);",

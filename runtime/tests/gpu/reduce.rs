@@ -161,3 +161,22 @@ fn reductions_compute_pending_operands_inline() {
         (&t[0] * &t[0]).sum()
     });
 }
+
+/// Softmax over long lanes shifts by the lane's true maximum wherever it lies (each of a
+/// thread's four accumulators, the tail): a spike of 200 among values below 4 overflows
+/// `exp` unless the shift is the spike.
+#[test]
+fn long_softmax_lanes_shift_by_their_true_maximum() {
+    let Some(dev) = gpu() else { return };
+    for at in [0usize, 300, 513, 770, 1023, 1024, 4100, 4999] {
+        let mut v = crate::values(2 * 5000, 11, false);
+        v[at] = 200.0;
+        v[5000 + at] = -200.0; // the second lane: its maximum is elsewhere
+        let x = Tensor::from_vec(v, &[2, 5000]);
+        for f in [Tensor::softmax, Tensor::log_softmax] {
+            check(&dev, &format!("spike at {at}"), &[&x], 1e-5, |t| {
+                f(&t[0], -1)
+            });
+        }
+    }
+}
