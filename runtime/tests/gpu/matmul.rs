@@ -193,27 +193,22 @@ fn products_split_along_k_are_summed_by_every_reader() {
         ("log_softmax along columns", |p, _| p.log_softmax(-1)),
         ("another product", |p, _| p.transpose(-1, -2).matmul(p)),
     ];
+    // the three forms of the product, over the inputs x or batch, w or wt
+    type Product = fn(&[Tensor]) -> Tensor;
+    let forms: &[(&str, &Tensor, &Tensor, Product)] = &[
+        ("x @ w", &x, &w, |t| t[0].matmul(&t[1])),
+        ("batch @ w", &batch, &w, |t| t[0].matmul(&t[1])),
+        ("x @ wt^T", &x, &wt, |t| t[0].matmul(&t[1].t())),
+    ];
     for (name, read) in readers {
-        check(
-            &dev,
-            &format!("x @ w, {name}"),
-            &[&x, &w, &bias],
-            1e-4,
-            |t| read(&t[0].matmul(&t[1]), &t[2]),
-        );
-        check(
-            &dev,
-            &format!("batch @ w, {name}"),
-            &[&batch, &w, &bias],
-            1e-4,
-            |t| read(&t[0].matmul(&t[1]), &t[2]),
-        );
-        check(
-            &dev,
-            &format!("x @ wt^T, {name}"),
-            &[&x, &wt, &bias],
-            1e-4,
-            |t| read(&t[0].matmul(&t[1].t()), &t[2]),
-        );
+        for &(form, a, b, product) in forms {
+            check(
+                &dev,
+                &format!("{form}, {name}"),
+                &[a, b, &bias],
+                1e-4,
+                |t| read(&product(t), &t[2]),
+            );
+        }
     }
 }
