@@ -50,7 +50,7 @@ if [ "${SWEEP:-1}" != 0 ]; then
     echo "# FERRAX_GPU_PER_THREAD=$e"; FERRAX_GPU_PER_THREAD=$e BENCH_SECONDS=0.5 timeout 25 "$B" --bench tanh_affine
   done >> "$OUT/sweep.txt" 2>&1
   # small products split along K (the most slices; 1 never splits)
-  for s in 1 2 4; do
+  for s in 1 2 4 8; do
     echo "# FERRAX_GPU_SPLIT_K=$s"; FERRAX_GPU_SPLIT_K=$s BENCH_SECONDS=0.5 timeout 25 "$B" --bench mlp_step
   done >> "$OUT/sweep.txt" 2>&1
   echo "sweep took $((SECONDS-T0)) s" >> "$OUT/info.txt"

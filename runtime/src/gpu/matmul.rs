@@ -129,8 +129,11 @@ const TINY: Tile = Tile::new(32, 32, 8, 4, 4);
 /// (132 on an H100). A product with fewer is split along K, up to [`MAX_SPLIT`] slices.
 const FILL_THREADS: usize = 1 << 16;
 
-/// Most slices of K (each adds a read of the product to whatever reads it).
+/// Most slices of K by default (each adds a read of the product to whatever reads it).
 const MAX_SPLIT: usize = 4;
+
+/// Most slices `FERRAX_GPU_SPLIT_K` may ask for.
+const MAX_SPLIT_FORCED: usize = 16;
 
 /// Shortest slice of K worth a workgroup of its own.
 const MIN_SLICE: usize = 64;
@@ -145,10 +148,10 @@ fn split_k(workgroups: usize, threads: usize, k: usize) -> usize {
         let v = std::env::var("FERRAX_GPU_SPLIT_K").ok();
         match v.as_deref().map(str::parse::<usize>) {
             None => MAX_SPLIT,
-            Some(Ok(s)) if (1..=MAX_SPLIT).contains(&s) => s,
+            Some(Ok(s)) if (1..=MAX_SPLIT_FORCED).contains(&s) => s,
             Some(_) => {
                 eprintln!(
-                    "ferrax: FERRAX_GPU_SPLIT_K={v:?} is not a number from 1 to {MAX_SPLIT}; ignored"
+                    "ferrax: FERRAX_GPU_SPLIT_K={v:?} is not a number from 1 to {MAX_SPLIT_FORCED}; ignored"
                 );
                 MAX_SPLIT
             }
