@@ -131,10 +131,17 @@ impl Fused {
             let later = inputs.len() - k - 1 + param.is_some() as usize;
             let arg = match input {
                 Input::Scalar(p) => f.scalar(*p),
-                Input::Summed(t) => f.tensor(t),
+                Input::Summed(t) => {
+                    debug_assert_eq!(t.ndim(), shape.len() + 1, "a summed leaf's rank");
+                    f.tensor(t)
+                }
                 Input::Tensor(t) => match inlinable(t, shape) {
                     Some(inner) if f.fits(&inner, later) => f.absorb(inner),
-                    _ => f.tensor(t),
+                    _ => {
+                        // (a leaf of higher rank would read as summed)
+                        debug_assert!(t.ndim() <= shape.len(), "a leaf broadcasts");
+                        f.tensor(t)
+                    }
                 },
             };
             args.push(arg);
