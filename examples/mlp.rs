@@ -8,7 +8,10 @@
 //! ```
 //!
 //! The model and its loss are plain Rust (`data/mlp_model.rs`); `#[grad]` writes the
-//! gradient (`loss_value_and_grad`) at compile time.
+//! gradient (`loss_value_and_grad`) at compile time. It trains on `Device::default()`: a
+//! hardware GPU where wgpu finds one, else the CPU (`FERRAX_DEVICE=cpu|gpu` chooses;
+//! `gpu` takes a software rasteriser too). The same code runs on either: only the data
+//! and the parameters are placed on the device.
 
 #[path = "data/digits.rs"]
 mod digits;
@@ -38,13 +41,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let (data_key, rest) = Key::new(0).split();
     let (init_key, mut shuffle_key) = rest.split();
+    let device = Device::default();
     let (train, test) = digits::load(data_key, TEST);
+    let (train, test) = (train.to_device(&device), test.to_device(&device));
     let n = train.labels.shape()[0];
     println!(
-        "digits: {n} training and {TEST} test images of 8x8 pixels; MLP {WIDTHS:?}, relu, batch {BATCH}, Adam lr {LEARNING_RATE}"
+        "digits: {n} training and {TEST} test images of 8x8 pixels; MLP {WIDTHS:?}, relu, batch {BATCH}, Adam lr {LEARNING_RATE}; on {}",
+        device.description()
     );
 
-    let mut params = Mlp::new(init_key, &WIDTHS, DType::F32);
+    let mut params = Mlp::new(init_key, &WIDTHS, DType::F32).to_device(&device);
     let mut opt = Adam::new(LEARNING_RATE);
     let batches = n / BATCH;
     let bar = ProgressBar::new((EPOCHS * batches) as u64);
@@ -57,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bar.set_prefix(epoch.to_string());
         let (k, next) = shuffle_key.split();
         shuffle_key = next;
-        let order = digits::shuffled(k, n);
+        let order = digits::shuffled(k, n).to_device(&device);
         for b in 0..batches {
             let idx = order.slice(0, b * BATCH, (b + 1) * BATCH);
             let x = train.images.index_select(0, &idx);

@@ -111,6 +111,14 @@ fn training_steps_on_the_gpu_match_the_cpu() {
         }
         p
     }
+    // the example's helper reads the loss back as f64 on either device (a GPU has no f64)
+    let (cpu_loss, _) = mlp_model::loss_and_grad(&params, &x, &y);
+    let (gpu_loss, _) =
+        mlp_model::loss_and_grad(&on(&params), &x.to_device(&dev), &y.to_device(&dev));
+    assert!(
+        (cpu_loss - gpu_loss).abs() <= 1e-5 * cpu_loss.abs().max(1.0),
+        "{cpu_loss} {gpu_loss}"
+    );
     type Make = fn() -> Box<dyn Optimizer<mlp_model::Mlp>>;
     let optimizers: [(&str, Make); 3] = [
         ("sgd", || Box::new(Sgd::new(0.1))),

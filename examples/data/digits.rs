@@ -13,6 +13,16 @@ pub struct Split {
     pub labels: Tensor,
 }
 
+impl Split {
+    /// The split with its tensors on `device`.
+    pub fn to_device(&self, device: &Device) -> Split {
+        Split {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+        }
+    }
+}
+
 /// The whole set, shuffled with `key` and split: the first `test` images for testing, the
 /// rest for training.
 pub fn load(key: Key, test: usize) -> (Split, Split) {

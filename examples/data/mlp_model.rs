@@ -85,7 +85,12 @@ pub fn loss(params: &Mlp, x: &Tensor, one_hot: &Tensor) -> Tensor {
 /// The loss as an `f64` and its gradient, from `loss_value_and_grad`.
 pub fn loss_and_grad(params: &Mlp, x: &Tensor, one_hot: &Tensor) -> (f64, Mlp) {
     let (loss, grads) = loss_value_and_grad(params, x, one_hot);
-    (loss.to_dtype(DType::F64).item::<f64>(), grads)
+    // read back to the host first: a GPU has no f64
+    let loss = loss
+        .to_device(&Device::Cpu)
+        .to_dtype(DType::F64)
+        .item::<f64>();
+    (loss, grads)
 }
 
 /// The fraction of rows of `logits` whose largest entry is at `labels`.
