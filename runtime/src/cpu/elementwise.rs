@@ -1,6 +1,6 @@
 //! Elementwise kernels: unary functions, binary operations (slice or broadcast scalar
 //! on either side) and comparisons. One SIMD loop per op, generic over the instruction
-//! set; the functions themselves are in [`math`](super::math).
+//! set; the functions themselves are in [`math`].
 
 use std::ops::Range;
 

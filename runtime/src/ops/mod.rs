@@ -1,6 +1,6 @@
-//! Tensor operations, one module per family. Each module adds methods to [`Tensor`]
-//! (crate::Tensor); the shape, dtype and device checks live here and the arithmetic in
-//! the backend kernels.
+//! Tensor operations, one module per family. Each module adds methods to
+//! [`Tensor`](crate::Tensor); the shape, dtype and device checks live here and the
+//! arithmetic in the backend kernels.
 
 mod binary;
 mod inplace;
