@@ -276,6 +276,47 @@ fn mut_arguments_and_slice_calls() {
     close(&px, &gx, "calls vjp");
 }
 
+/// `.iter().sum()` of a sequence: of a slice parameter, through `.copied()` and
+/// `.cloned()`, with a turbofish, inside an expression, of a local Vec, in f32.
+#[grad]
+fn sums(x: &[f64], a: f64) -> f64 {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let mut sq = Vec::with_capacity(x.len());
+    for v in x.iter() {
+        sq.push((v - mean) * (v - mean) * a);
+    }
+    let var: f64 = sq.iter().copied().sum();
+    let total: f64 = x.iter().cloned().sum();
+    var / n + total * mean + sq.iter().sum::<f64>().sqrt()
+}
+
+#[grad]
+fn sum_f32(x: &[f32]) -> f32 {
+    let s: f32 = x.iter().sum();
+    s * s
+}
+
+#[test]
+fn iterator_sums() {
+    let (x, a) = ([0.3, -1.2, 2.5, 0.7], 1.3);
+    let (gx, ga) = sums_grad(&x, a);
+    close(&gx, &fd(|v| sums(v, a), &x), "sums x");
+    close(&[ga], &fd(|v| sums(&x, v[0]), &[a]), "sums a");
+    // forward mode along each unit vector gives the gradient's components
+    for k in 0..x.len() {
+        let mut dx = [0.0; 4];
+        dx[k] = 1.0;
+        let (_, t) = sums_jvp(&x, a, &dx, 0.0);
+        close(&[t], &[gx[k]], "sums jvp");
+    }
+    // an empty slice sums to 0, as Rust's does
+    assert_eq!(sum_f32_grad(&[]), Vec::<f32>::new());
+    assert_eq!(sum_f32(&[1.0, 2.0, 3.5]), 42.25);
+    let g = sum_f32_grad(&[1.0, 2.0, 3.5]);
+    assert_eq!(g, vec![13.0; 3]); // d(s^2)/dx_i = 2s
+}
+
 /// Counts the bytes the current thread has allocated and not freed, and their peak.
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,9 +1,10 @@
-// Iterator adapters and consumers (`map`, `sum`) are not in the language: write the loop.
+// Iterator adapters (`map`) are not in the language: write the loop (`.iter().sum()` of a
+// sequence itself is).
 use ferrax::prelude::*;
 
 #[grad]
 fn f(x: &[f64]) -> f64 {
-    let s: f64 = x.iter().sum();
+    let s: f64 = x.iter().map(|v| v * v).sum();
     s * s
 }
 

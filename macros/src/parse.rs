@@ -278,7 +278,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.iter().sum()`, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1102,10 +1102,15 @@ impl Lowerer<'_> {
     }
 
     fn lower_method(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let name = m.method.to_string();
+        // `x.iter().sum()` (`.copied()`/`.cloned()` between, `sum::<f64>()` too): the
+        // loop that sums it, which every transform already handles
+        if name == "sum" && m.args.is_empty() && is_iter_call(&m.receiver) {
+            return self.lower_seq_sum(m);
+        }
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
         }
-        let name = m.method.to_string();
         if matches!(
             name.as_str(),
             "iter"
@@ -1594,6 +1599,53 @@ impl Lowerer<'_> {
         self.close_loop(body, before, true, |body, exit| Stmt::Loop { body, exit });
     }
 
+    /// `xs.iter().sum()` as `let mut s = 0.0; for i in 0..xs.len() { s += xs[i]; }`.
+    fn lower_seq_sum(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let (seqs, enumerate) = self.seq_chain(&m.receiver)?;
+        let [seq] = seqs[..] else {
+            return self.unsupported(m, "`.sum()` of zipped sequences (sum each, or loop)");
+        };
+        if enumerate {
+            return self.unsupported(m, "`.sum()` of an enumerated sequence");
+        }
+        let Kind::Seq(_, prec) = self.func.info(seq).kind else {
+            return self.unsupported(
+                &m.receiver,
+                "`.sum()` of this (a float slice/Vec/array's `.iter()` sums)",
+            );
+        };
+        let sum = self.func.new_var("s", Kind::Float(prec), true);
+        self.emit(Stmt::Let {
+            var: sum,
+            rhs: Rhs::Atom(Atom::Float(0.0)),
+        });
+        let len = self.let_("n", Kind::Int, Rhs::Len(seq));
+        let (_, _, before) = self.open_loop(None);
+        let index = self.func.new_var("i", Kind::Int, false);
+        self.push_block();
+        let e = self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)));
+        // as `s += x[i]` lowers: a read of `s`, the addition, the assignment
+        let old = self.copy(sum);
+        let new = self.prim(Prim::Add, vec![old, e]);
+        self.emit(Stmt::Assign {
+            var: sum,
+            value: new,
+        });
+        let body = self.pop_block();
+        self.close_loop(body, before, false, |body, exit| Stmt::For {
+            index,
+            range: Range {
+                lo: Atom::Int(0),
+                hi: len,
+                inclusive: false,
+                adapters: vec![],
+            },
+            body,
+            exit,
+        });
+        Some(self.copy(sum))
+    }
+
     fn lower_for(&mut self, f: &syn::ExprForLoop) {
         let Some((range, binds)) = self.lower_iter(&f.expr) else {
             return;
@@ -1748,7 +1800,10 @@ impl Lowerer<'_> {
                 }
             },
             Expr::MethodCall(m)
-                if (m.method == "iter" || m.method == "copied" || m.method == "into_iter")
+                if (m.method == "iter"
+                    || m.method == "copied"
+                    || m.method == "cloned"
+                    || m.method == "into_iter")
                     && m.args.is_empty() =>
             {
                 self.seq_chain(&m.receiver)
@@ -1920,5 +1975,21 @@ impl Lowerer<'_> {
         });
         self.exits.push(self.ret_flag);
         self.used_return = true;
+    }
+}
+
+/// Whether `e` is a call of `.iter()`, `.into_iter()`, `.copied()` or `.cloned()`: an
+/// iterator whose `.sum()` is a sequence's, not a tensor's.
+fn is_iter_call(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_iter_call(&p.expr),
+        Expr::MethodCall(m) => {
+            m.args.is_empty()
+                && matches!(
+                    m.method.to_string().as_str(),
+                    "iter" | "into_iter" | "copied" | "cloned"
+                )
+        }
+        _ => false,
     }
 }
