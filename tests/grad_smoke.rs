@@ -297,8 +297,41 @@ fn sum_f32(x: &[f32]) -> f32 {
     s * s
 }
 
+/// `.map(|..| ..).sum()` over what a `for` takes: a zip, an enumeration, a range, with
+/// `&v` and typed patterns and a block body.
+#[grad]
+fn mapped_sums(x: &[f64], y: &[f64]) -> f64 {
+    let dot: f64 = x.iter().zip(y.iter()).map(|(a, b)| a * b).sum();
+    let sq = x.iter().map(|&v| v * v).sum::<f64>();
+    let w: f64 = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as f64 + 1.0) * v.sin())
+        .sum();
+    let r: f64 = (0..x.len()).map(|i| x[i] * y[i] * y[i]).sum();
+    let t: f64 = x
+        .iter()
+        .map(|v: &f64| {
+            let u = v * 2.0;
+            u.tanh()
+        })
+        .sum();
+    dot * sq + w + r + t
+}
+
 #[test]
 fn iterator_sums() {
+    let (x, y) = ([0.3, -0.7, 1.1], [1.5, 0.2, -0.4]);
+    let (gx, gy) = mapped_sums_grad(&x, &y);
+    close(&gx, &fd(|v| mapped_sums(v, &y), &x), "mapped x");
+    close(&gy, &fd(|v| mapped_sums(&x, v), &y), "mapped y");
+    let (_, pb) = mapped_sums_vjp(&x, &y);
+    let (px, py) = pb(1.0);
+    close(&px, &gx, "mapped vjp x");
+    close(&py, &gy, "mapped vjp y");
+    let (_, t) = mapped_sums_jvp(&x, &y, &[1.0, 0.0, 0.0], &[0.0; 3]);
+    close(&[t], &[gx[0]], "mapped jvp");
+
     let (x, a) = ([0.3, -1.2, 2.5, 0.7], 1.3);
     let (gx, ga) = sums_grad(&x, a);
     close(&gx, &fd(|v| sums(v, a), &x), "sums x");

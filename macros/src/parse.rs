@@ -278,7 +278,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.iter().sum()`, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.iter().sum()` and `.map(|v| ..).sum()`, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1106,7 +1106,7 @@ impl Lowerer<'_> {
         // `x.iter().sum()` (`.copied()`/`.cloned()` between, `sum::<f64>()` too): the
         // loop that sums it, which every transform already handles
         if name == "sum" && m.args.is_empty() && is_iter_call(&m.receiver) {
-            return self.lower_seq_sum(m);
+            return self.lower_sum(m);
         }
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
@@ -1125,7 +1125,7 @@ impl Lowerer<'_> {
         ) {
             return self.unsupported(
                 &m.method,
-                &format!("`.{name}()` outside a `for` loop header"),
+                &format!("`.{name}()` outside a `for` loop header or a `.sum()`"),
             );
         }
         // `v.push(x)` on a Vec variable.
@@ -1599,47 +1599,92 @@ impl Lowerer<'_> {
         self.close_loop(body, before, true, |body, exit| Stmt::Loop { body, exit });
     }
 
-    /// `xs.iter().sum()` as `let mut s = 0.0; for i in 0..xs.len() { s += xs[i]; }`.
-    fn lower_seq_sum(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
-        let (seqs, enumerate) = self.seq_chain(&m.receiver)?;
-        let [seq] = seqs[..] else {
-            return self.unsupported(m, "`.sum()` of zipped sequences (sum each, or loop)");
+    /// `<iterable>.sum()` and `<iterable>.map(|pat| body).sum()`, for whatever a `for`
+    /// iterates over (`x.iter()` with `.enumerate()`/`.zip(..)`, ranges): the loop
+    /// `let mut s = 0.0; for pat in iterable { s += body; }`, which every transform
+    /// already handles.
+    fn lower_sum(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let (iterable, closure) = match &*m.receiver {
+            Expr::MethodCall(mm) if mm.method == "map" && mm.args.len() == 1 => {
+                let Expr::Closure(c) = &mm.args[0] else {
+                    return self
+                        .unsupported(&mm.args[0], "`.map(..)` of anything but a closure `|v| ..`");
+                };
+                if c.inputs.len() != 1 || c.asyncness.is_some() {
+                    return self.unsupported(c, "a `.map(..)` closure of other than one parameter");
+                }
+                if let Some(flow) = control_flow(&c.body) {
+                    return self.unsupported(
+                        flow,
+                        "`return`, `break`, `continue` or `?` inside a `.map(..)` closure",
+                    );
+                }
+                (&*mm.receiver, Some(c))
+            }
+            r => (r, None),
         };
-        if enumerate {
-            return self.unsupported(m, "`.sum()` of an enumerated sequence");
-        }
-        let Kind::Seq(_, prec) = self.func.info(seq).kind else {
-            return self.unsupported(
-                &m.receiver,
-                "`.sum()` of this (a float slice/Vec/array's `.iter()` sums)",
-            );
+        let (range, binds) = self.lower_iter(iterable)?;
+        let seq = match (&binds[..], closure) {
+            ([LoopBind::Seq(seq)], None) => Some(*seq),
+            (_, None) => {
+                return self.unsupported(
+                    m,
+                    "`.sum()` of this iterator (sum a float sequence's `.iter()`, or `.map(..)` it to floats first)",
+                );
+            }
+            _ => None,
         };
-        let sum = self.func.new_var("s", Kind::Float(prec), true);
+        // its kind is the summed values', known once they are lowered
+        let sum = self.func.new_var("s", Kind::Float(Prec::F64), true);
         self.emit(Stmt::Let {
             var: sum,
             rhs: Rhs::Atom(Atom::Float(0.0)),
         });
-        let len = self.let_("n", Kind::Int, Rhs::Len(seq));
         let (_, _, before) = self.open_loop(None);
         let index = self.func.new_var("i", Kind::Int, false);
+        self.scopes.push(HashMap::new());
         self.push_block();
-        let e = self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)));
-        // as `s += x[i]` lowers: a read of `s`, the addition, the assignment
+        let value = match (seq, closure) {
+            (Some(seq), _) => {
+                let Kind::Seq(_, prec) = self.func.info(seq).kind else {
+                    unreachable!("lower_iter binds sequences of floats")
+                };
+                self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)))
+            }
+            (None, Some(c)) => {
+                let pat = match &c.inputs[0] {
+                    Pat::Type(t) => &*t.pat,
+                    p => p,
+                };
+                self.bind_loop_pat(pat, index, &binds);
+                self.value(&c.body)
+            }
+            (None, None) => unreachable!("handled above"),
+        };
+        let kind = self.kind(value);
+        if !matches!(kind, Kind::Float(_)) {
+            self.scopes.pop();
+            self.pop_block();
+            self.loops.pop();
+            let at: &dyn quote::ToTokens = match closure {
+                Some(c) => &c.body,
+                None => m,
+            };
+            return self.unsupported(at, "`.sum()` of values other than floats");
+        }
+        self.func.vars[sum.0 as usize].kind = kind;
+        // as `s += v` lowers: a read of `s`, the addition, the assignment
         let old = self.copy(sum);
-        let new = self.prim(Prim::Add, vec![old, e]);
+        let new = self.prim(Prim::Add, vec![old, value]);
         self.emit(Stmt::Assign {
             var: sum,
             value: new,
         });
         let body = self.pop_block();
+        self.scopes.pop();
         self.close_loop(body, before, false, |body, exit| Stmt::For {
             index,
-            range: Range {
-                lo: Atom::Int(0),
-                hi: len,
-                inclusive: false,
-                adapters: vec![],
-            },
+            range,
             body,
             exit,
         });
@@ -1978,18 +2023,36 @@ impl Lowerer<'_> {
     }
 }
 
-/// Whether `e` is a call of `.iter()`, `.into_iter()`, `.copied()` or `.cloned()`: an
-/// iterator whose `.sum()` is a sequence's, not a tensor's.
+/// Whether `e` is a call of `.iter()`, `.into_iter()`, `.copied()`, `.cloned()` or
+/// `.map(..)`: an iterator whose `.sum()` [`Lowerer::lower_sum`] takes, not a tensor's sum.
 fn is_iter_call(e: &Expr) -> bool {
     match e {
-        Expr::Paren(p) => is_iter_call(&p.expr),
-        Expr::MethodCall(m) => {
-            m.args.is_empty()
-                && matches!(
-                    m.method.to_string().as_str(),
-                    "iter" | "into_iter" | "copied" | "cloned"
-                )
-        }
+        Expr::MethodCall(m) => match m.method.to_string().as_str() {
+            "iter" | "into_iter" | "copied" | "cloned" => m.args.is_empty(),
+            "map" => m.args.len() == 1,
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// The first `return`, `break`, `continue` or `?` in `e`, if any.
+fn control_flow(e: &Expr) -> Option<&Expr> {
+    struct Find<'a>(Option<&'a Expr>);
+    impl<'a> syn::visit::Visit<'a> for Find<'a> {
+        fn visit_expr(&mut self, e: &'a Expr) {
+            if self.0.is_some() {
+                return;
+            }
+            match e {
+                Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) | Expr::Try(_) => {
+                    self.0 = Some(e)
+                }
+                _ => syn::visit::visit_expr(self, e),
+            }
+        }
+    }
+    let mut f = Find(None);
+    syn::visit::Visit::visit_expr(&mut f, e);
+    f.0
 }
