@@ -319,8 +319,29 @@ fn mapped_sums(x: &[f64], y: &[f64]) -> f64 {
     dot * sq + w + r + t
 }
 
+/// `.product()` and `.fold(..)`, also after `.map(..)` and `.enumerate()`; the fold with
+/// `max` is the usual way to take a slice's maximum.
+#[grad]
+fn folds(x: &[f64]) -> f64 {
+    let p: f64 = x.iter().product();
+    let q: f64 = x.iter().map(|v| v + 2.0).product();
+    let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+    let f = x.iter().map(|v| v * v).fold(0.5, |acc, v| acc * 0.9 + v);
+    let g = x
+        .iter()
+        .enumerate()
+        .fold(0.0, |acc, (i, v)| acc + (i as f64) * v);
+    p + q + m + f + g
+}
+
 #[test]
 fn iterator_sums() {
+    let x = [0.3, -0.7, 1.1];
+    let g = folds_grad(&x);
+    close(&g, &fd(folds, &x), "folds");
+    let (_, t) = folds_jvp(&x, &[0.0, 0.0, 1.0]);
+    close(&[t], &[g[2]], "folds jvp");
+
     let (x, y) = ([0.3, -0.7, 1.1], [1.5, 0.2, -0.4]);
     let (gx, gy) = mapped_sums_grad(&x, &y);
     close(&gx, &fd(|v| mapped_sums(v, &y), &x), "mapped x");

@@ -1,10 +1,10 @@
-// Iterator adapters and consumers other than `.sum()` are not in the language: write the
-// loop (`.iter().sum()` and `.map(|v| ..).sum()` are).
+// Iterator adapters other than `.map(..)` before a reduction, and consumers other than
+// `.sum()`, `.product()` and `.fold(..)`, are not in the language: write the loop.
 use ferrax::prelude::*;
 
 #[grad]
 fn f(x: &[f64]) -> f64 {
-    let s: f64 = x.iter().map(|v| v * v).product();
+    let s: f64 = x.iter().filter(|v| **v > 0.0).sum();
     s * s
 }
 

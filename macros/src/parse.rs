@@ -278,7 +278,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.iter().sum()` and `.map(|v| ..).sum()`, while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1103,10 +1103,15 @@ impl Lowerer<'_> {
 
     fn lower_method(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
         let name = m.method.to_string();
-        // `x.iter().sum()` (`.copied()`/`.cloned()` between, `sum::<f64>()` too): the
-        // loop that sums it, which every transform already handles
-        if name == "sum" && m.args.is_empty() && is_iter_call(&m.receiver) {
-            return self.lower_sum(m);
+        // `x.iter().sum()`, `.product()`, `.fold(..)`, also after `.map(..)` (`.copied()` /
+        // `.cloned()` between, `sum::<f64>()` too): the loop that computes it
+        let reduces = match name.as_str() {
+            "sum" | "product" => m.args.is_empty(),
+            "fold" => m.args.len() == 2,
+            _ => false,
+        };
+        if reduces && is_iter_call(&m.receiver) {
+            return self.lower_reduce(m);
         }
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
@@ -1122,10 +1127,31 @@ impl Lowerer<'_> {
                 | "fold"
                 | "rev"
                 | "step_by"
+                | "filter"
+                | "filter_map"
+                | "flat_map"
+                | "take"
+                | "skip"
+                | "take_while"
+                | "skip_while"
+                | "chain"
+                | "scan"
+                | "windows"
+                | "chunks"
+                | "collect"
+                | "count"
+                | "any"
+                | "all"
+                | "find"
+                | "position"
+                | "max_by"
+                | "min_by"
         ) {
             return self.unsupported(
                 &m.method,
-                &format!("`.{name}()` outside a `for` loop header or a `.sum()`"),
+                &format!(
+                    "`.{name}()` outside a `for` loop header or a reduction (`.sum()`, `.product()`, `.fold(..)`)"
+                ),
             );
         }
         // `v.push(x)` on a Vec variable.
@@ -1599,85 +1625,131 @@ impl Lowerer<'_> {
         self.close_loop(body, before, true, |body, exit| Stmt::Loop { body, exit });
     }
 
-    /// `<iterable>.sum()` and `<iterable>.map(|pat| body).sum()`, for whatever a `for`
-    /// iterates over (`x.iter()` with `.enumerate()`/`.zip(..)`, ranges): the loop
-    /// `let mut s = 0.0; for pat in iterable { s += body; }`, which every transform
-    /// already handles.
-    fn lower_sum(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
-        let (iterable, closure) = match &*m.receiver {
+    /// `<iterable>.sum()`, `.product()` and `.fold(init, |acc, v| ..)`, also of
+    /// `<iterable>.map(|pat| ..)`, for whatever a `for` iterates over (`x.iter()` with
+    /// `.enumerate()`/`.zip(..)`, ranges): the loop `let mut acc = init; for pat in
+    /// iterable { acc = acc + v; }` (or `* v`, or the fold's body), which every transform
+    /// already handles. The closures' bodies become the loop's body.
+    fn lower_reduce(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let name = m.method.to_string();
+        // the fold's initial value and closure
+        let fold = if name == "fold" {
+            let Some(f) = as_closure(&m.args[1]) else {
+                return self.unsupported(
+                    &m.args[1],
+                    "`.fold(..)` with anything but a closure `|acc, v| ..`",
+                );
+            };
+            if let Err((at, what)) = reducer_closure(f, 2) {
+                return self.unsupported(at, what);
+            }
+            Some((&m.args[0], f))
+        } else {
+            None
+        };
+        let (iterable, map) = match &*m.receiver {
             Expr::MethodCall(mm) if mm.method == "map" && mm.args.len() == 1 => {
-                let Expr::Closure(c) = &mm.args[0] else {
+                let Some(c) = as_closure(&mm.args[0]) else {
                     return self
                         .unsupported(&mm.args[0], "`.map(..)` of anything but a closure `|v| ..`");
                 };
-                if c.inputs.len() != 1 || c.asyncness.is_some() {
-                    return self.unsupported(c, "a `.map(..)` closure of other than one parameter");
-                }
-                if let Some(flow) = control_flow(&c.body) {
-                    return self.unsupported(
-                        flow,
-                        "`return`, `break`, `continue` or `?` inside a `.map(..)` closure",
-                    );
+                if let Err((at, what)) = reducer_closure(c, 1) {
+                    return self.unsupported(at, what);
                 }
                 (&*mm.receiver, Some(c))
             }
             r => (r, None),
         };
+        // the accumulator: the fold's initial value, or 0 or 1 of the kind of the values
+        // (known once they are lowered)
+        let (init, kind) = match fold {
+            Some((init, _)) => {
+                let a = self.value(init);
+                (a, self.kind(a))
+            }
+            None => (
+                Atom::Float(if name == "sum" { 0.0 } else { 1.0 }),
+                Kind::Float(Prec::F64),
+            ),
+        };
+        if !matches!(kind, Kind::Float(_)) {
+            return self.unsupported(&m.args[0], "`.fold(..)` from a value other than a float");
+        }
         let (range, binds) = self.lower_iter(iterable)?;
-        let seq = match (&binds[..], closure) {
-            ([LoopBind::Seq(seq)], None) => Some(*seq),
-            (_, None) => {
+        let seq = match (&binds[..], map, fold) {
+            ([LoopBind::Seq(seq)], None, None) => Some(*seq),
+            (_, None, None) => {
                 return self.unsupported(
                     m,
-                    "`.sum()` of this iterator (sum a float sequence's `.iter()`, or `.map(..)` it to floats first)",
+                    &format!("`.{name}()` of this iterator (reduce a float sequence's `.iter()`, or `.map(..)` it to floats first)"),
                 );
             }
             _ => None,
         };
-        // its kind is the summed values', known once they are lowered
-        let sum = self.func.new_var("s", Kind::Float(Prec::F64), true);
+        let acc = self.func.new_var("acc", kind, true);
         self.emit(Stmt::Let {
-            var: sum,
-            rhs: Rhs::Atom(Atom::Float(0.0)),
+            var: acc,
+            rhs: Rhs::Atom(init),
         });
         let (_, _, before) = self.open_loop(None);
         let index = self.func.new_var("i", Kind::Int, false);
         self.scopes.push(HashMap::new());
         self.push_block();
-        let value = match (seq, closure) {
+        // the element: a sequence's, the map's value, or (a fold without a map) bound by
+        // the fold's own pattern
+        let element = match (seq, map) {
             (Some(seq), _) => {
                 let Kind::Seq(_, prec) = self.func.info(seq).kind else {
                     unreachable!("lower_iter binds sequences of floats")
                 };
-                self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)))
+                Some(self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index))))
             }
             (None, Some(c)) => {
-                let pat = match &c.inputs[0] {
-                    Pat::Type(t) => &*t.pat,
-                    p => p,
-                };
-                self.bind_loop_pat(pat, index, &binds);
-                self.value(&c.body)
+                self.bind_loop_pat(untyped(&c.inputs[0]), index, &binds);
+                Some(self.value(&c.body))
             }
-            (None, None) => unreachable!("handled above"),
+            (None, None) => None,
         };
-        let kind = self.kind(value);
+        let new = match fold {
+            None => {
+                let value = element.expect("a sum or product has its element");
+                // the accumulator takes the values' kind (f32 or f64) before it is read
+                let kind = self.kind(value);
+                let float = matches!(kind, Kind::Float(_));
+                if float {
+                    self.func.vars[acc.0 as usize].kind = kind;
+                }
+                let op = if name == "sum" { Prim::Add } else { Prim::Mul };
+                let old = self.copy(acc);
+                let new = self.prim(op, vec![old, value]);
+                // a value of another kind is refused below
+                if float { new } else { value }
+            }
+            Some((_, f)) => {
+                let old = self.copy(acc);
+                self.bind_value_pat(untyped(&f.inputs[0]), old);
+                match element {
+                    Some(value) => self.bind_value_pat(untyped(&f.inputs[1]), value),
+                    None => self.bind_loop_pat(untyped(&f.inputs[1]), index, &binds),
+                }
+                self.value(&f.body)
+            }
+        };
+        let kind = self.kind(new);
         if !matches!(kind, Kind::Float(_)) {
             self.scopes.pop();
             self.pop_block();
             self.loops.pop();
-            let at: &dyn quote::ToTokens = match closure {
-                Some(c) => &c.body,
-                None => m,
+            let at: &dyn quote::ToTokens = match (fold, map) {
+                (Some((_, f)), _) => &f.body,
+                (None, Some(c)) => &c.body,
+                (None, None) => m,
             };
-            return self.unsupported(at, "`.sum()` of values other than floats");
+            return self.unsupported(at, &format!("`.{name}()` of values other than floats"));
         }
-        self.func.vars[sum.0 as usize].kind = kind;
-        // as `s += v` lowers: a read of `s`, the addition, the assignment
-        let old = self.copy(sum);
-        let new = self.prim(Prim::Add, vec![old, value]);
+        self.func.vars[acc.0 as usize].kind = kind;
         self.emit(Stmt::Assign {
-            var: sum,
+            var: acc,
             value: new,
         });
         let body = self.pop_block();
@@ -1688,7 +1760,25 @@ impl Lowerer<'_> {
             body,
             exit,
         });
-        Some(self.copy(sum))
+        Some(self.copy(acc))
+    }
+
+    /// Binds a closure parameter's pattern (a name or `_`) to `value`.
+    fn bind_value_pat(&mut self, pat: &Pat, value: Atom) {
+        match pat {
+            Pat::Wild(_) => {}
+            Pat::Ident(pi) if pi.subpat.is_none() => {
+                let kind = self.kind(value);
+                let Atom::Var(v) = self.let_(&pi.ident.to_string(), kind, Rhs::Atom(value)) else {
+                    unreachable!("let_ makes a variable")
+                };
+                self.bind_ident(&pi.ident, v);
+            }
+            other => {
+                self.cx
+                    .error(other, "this closure parameter must be a name or `_`");
+            }
+        }
     }
 
     fn lower_for(&mut self, f: &syn::ExprForLoop) {
@@ -2023,13 +2113,14 @@ impl Lowerer<'_> {
     }
 }
 
-/// Whether `e` is a call of `.iter()`, `.into_iter()`, `.copied()`, `.cloned()` or
-/// `.map(..)`: an iterator whose `.sum()` [`Lowerer::lower_sum`] takes, not a tensor's sum.
+/// Whether `e` is a call of an iterator method (`.iter()`, `.map(..)`, `.zip(..)`, ...):
+/// an iterator whose `.sum()`, `.product()` or `.fold(..)` [`Lowerer::lower_reduce`]
+/// takes, not a tensor's.
 fn is_iter_call(e: &Expr) -> bool {
     match e {
         Expr::MethodCall(m) => match m.method.to_string().as_str() {
-            "iter" | "into_iter" | "copied" | "cloned" => m.args.is_empty(),
-            "map" => m.args.len() == 1,
+            "iter" | "into_iter" | "copied" | "cloned" | "enumerate" | "rev" => m.args.is_empty(),
+            "map" | "zip" | "step_by" => m.args.len() == 1,
             _ => false,
         },
         _ => false,
@@ -2055,4 +2146,41 @@ fn control_flow(e: &Expr) -> Option<&Expr> {
     let mut f = Find(None);
     syn::visit::Visit::visit_expr(&mut f, e);
     f.0
+}
+
+/// `e` as a closure, if it is one.
+fn as_closure(e: &Expr) -> Option<&syn::ExprClosure> {
+    match e {
+        Expr::Closure(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether `c` can be a reduction's closure of `n` parameters: its body becomes a loop's
+/// body, where `return` and the like would leave the function. The error's place and text.
+fn reducer_closure(
+    c: &syn::ExprClosure,
+    n: usize,
+) -> Result<(), (&dyn quote::ToTokens, &'static str)> {
+    if c.inputs.len() != n || c.asyncness.is_some() {
+        return Err((
+            c,
+            "a closure of another number of parameters than its method passes",
+        ));
+    }
+    match control_flow(&c.body) {
+        Some(flow) => Err((
+            flow,
+            "`return`, `break`, `continue` or `?` inside a closure of `.map(..)` or `.fold(..)`",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A closure parameter's pattern without its type (`v: &f64` is `v`).
+fn untyped(p: &Pat) -> &Pat {
+    match p {
+        Pat::Type(t) => &t.pat,
+        p => p,
+    }
 }
