@@ -1691,10 +1691,7 @@ impl Lowerer<'_> {
             var: acc,
             rhs: Rhs::Atom(init),
         });
-        let (_, _, before) = self.open_loop(None);
-        let index = self.func.new_var("i", Kind::Int, false);
-        self.scopes.push(HashMap::new());
-        self.push_block();
+        let (index, before) = self.open_for(None);
         // the element: a sequence's, the map's value, or (a fold without a map) bound by
         // the fold's own pattern
         let element = match (seq, map) {
@@ -1752,14 +1749,7 @@ impl Lowerer<'_> {
             var: acc,
             value: new,
         });
-        let body = self.pop_block();
-        self.scopes.pop();
-        self.close_loop(body, before, false, |body, exit| Stmt::For {
-            index,
-            range,
-            body,
-            exit,
-        });
+        self.close_for(index, range, before);
         Some(self.copy(acc))
     }
 
@@ -1785,13 +1775,24 @@ impl Lowerer<'_> {
         let Some((range, binds)) = self.lower_iter(&f.expr) else {
             return;
         };
-        let (_, _, before) = self.open_loop(f.label.as_ref());
-        let index = self.func.new_var("i", Kind::Int, false);
-        self.scopes.push(HashMap::new());
-        self.push_block();
+        let (index, before) = self.open_for(f.label.as_ref());
         self.bind_loop_pat(&f.pat, index, &binds);
         let v = self.lower_block(&f.body);
         let _ = v;
+        self.close_for(index, range, before);
+    }
+
+    /// Opens a `for` loop: its flags, its index, a scope and a block for its body.
+    fn open_for(&mut self, label: Option<&syn::Label>) -> (Var, usize) {
+        let (_, _, before) = self.open_loop(label);
+        let index = self.func.new_var("i", Kind::Int, false);
+        self.scopes.push(HashMap::new());
+        self.push_block();
+        (index, before)
+    }
+
+    /// Closes what [`Lowerer::open_for`] opened, emitting the loop over `range`.
+    fn close_for(&mut self, index: Var, range: Range, before: usize) {
         let body = self.pop_block();
         self.scopes.pop();
         self.close_loop(body, before, false, |body, exit| Stmt::For {
