@@ -1,9 +1,10 @@
 //! Quick end-to-end checks of `#[grad]`: each function's gradient against central finite
 //! differences, and forward mode against reverse mode.
 
-// Index loops, one-trip loops, empty ranges and `x = x * y` are the point: they are what
-// the macro must differentiate.
+// Index loops, one-trip loops, empty ranges, `x = x * y` and `.copied().collect()` are the
+// point: they are what the macro must differentiate.
 #![allow(
+    clippy::iter_cloned_collect,
     clippy::needless_range_loop,
     clippy::never_loop,
     clippy::reversed_empty_ranges,
@@ -334,8 +335,23 @@ fn folds(x: &[f64]) -> f64 {
     p + q + m + f + g
 }
 
+/// `.collect()` into a Vec, of a `.map(..)` and of `.copied()`.
+#[grad]
+fn collected(x: &[f64]) -> f64 {
+    let v: Vec<f64> = x.iter().map(|a| a * a).collect();
+    let w = x.iter().copied().collect::<Vec<f64>>();
+    let mut s = 0.0;
+    for i in 0..v.len() {
+        s += v[i] * w[i].sin();
+    }
+    s + v.iter().sum::<f64>()
+}
+
 #[test]
 fn iterator_sums() {
+    let x = [0.3, -0.7, 1.1];
+    close(&collected_grad(&x), &fd(collected, &x), "collected");
+
     let x = [0.3, -0.7, 1.1];
     let g = folds_grad(&x);
     close(&g, &fd(folds, &x), "folds");

@@ -53,8 +53,9 @@
 //! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
 //! abs signum hypot max min mul_add recip clamp floor ceil round trunc), integer and bool
 //! computation, `if`/`else`, `match`, `for` over ranges (`.rev()`, `.step_by(k)`) and over
-//! `x.iter()` (`.enumerate()`, `.zip(..)`), `.sum()`, `.product()` and
-//! `.fold(init, |acc, v| ..)` of such an iterator or of its `.map(|v| ..)` (the closures
+//! `x.iter()` (`.enumerate()`, `.zip(..)`), `.sum()`, `.product()`,
+//! `.fold(init, |acc, v| ..)` and `.collect()` (into a Vec) of such an iterator or of its
+//! `.map(|v| ..)` (the closures
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
 //! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `Vec::with_capacity` +
 //! `push`) and arrays with element reads and writes, calls to other `#[grad]` functions,

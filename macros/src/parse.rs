@@ -278,7 +278,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1113,6 +1113,9 @@ impl Lowerer<'_> {
         if reduces && is_iter_call(&m.receiver) {
             return self.lower_reduce(m);
         }
+        if name == "collect" && m.args.is_empty() && is_iter_call(&m.receiver) {
+            return self.lower_collect(m);
+        }
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
         }
@@ -1138,7 +1141,6 @@ impl Lowerer<'_> {
                 | "scan"
                 | "windows"
                 | "chunks"
-                | "collect"
                 | "count"
                 | "any"
                 | "all"
@@ -1150,7 +1152,7 @@ impl Lowerer<'_> {
             return self.unsupported(
                 &m.method,
                 &format!(
-                    "`.{name}()` outside a `for` loop header or a reduction (`.sum()`, `.product()`, `.fold(..)`)"
+                    "`.{name}()` outside a `for` loop header or a `.sum()`, `.product()`, `.fold(..)` or `.collect()`"
                 ),
             );
         }
@@ -1647,19 +1649,7 @@ impl Lowerer<'_> {
         } else {
             None
         };
-        let (iterable, map) = match &*m.receiver {
-            Expr::MethodCall(mm) if mm.method == "map" && mm.args.len() == 1 => {
-                let Some(c) = as_closure(&mm.args[0]) else {
-                    return self
-                        .unsupported(&mm.args[0], "`.map(..)` of anything but a closure `|v| ..`");
-                };
-                if let Err((at, what)) = reducer_closure(c, 1) {
-                    return self.unsupported(at, what);
-                }
-                (&*mm.receiver, Some(c))
-            }
-            r => (r, None),
-        };
+        let (iterable, map) = self.split_map(&m.receiver)?;
         // the accumulator: the fold's initial value, or 0 or 1 of the kind of the values
         // (known once they are lowered)
         let (init, kind) = match fold {
@@ -1751,6 +1741,80 @@ impl Lowerer<'_> {
         });
         self.close_for(index, range, before);
         Some(self.copy(acc))
+    }
+
+    /// `<iterable>.map(|pat| ..)` as the iterable and the closure, or `e` and no closure;
+    /// `None` (reported) for a `.map` of something else than a closure the loop can take.
+    fn split_map<'e>(&mut self, e: &'e Expr) -> Option<(&'e Expr, Option<&'e syn::ExprClosure>)> {
+        match e {
+            Expr::MethodCall(mm) if mm.method == "map" && mm.args.len() == 1 => {
+                let Some(c) = as_closure(&mm.args[0]) else {
+                    self.unsupported(&mm.args[0], "`.map(..)` of anything but a closure `|v| ..`");
+                    return None;
+                };
+                if let Err((at, what)) = reducer_closure(c, 1) {
+                    self.unsupported(at, what);
+                    return None;
+                }
+                Some((&*mm.receiver, Some(c)))
+            }
+            e => Some((e, None)),
+        }
+    }
+
+    /// `<iterable>.collect()` (into a Vec), also of `<iterable>.map(|pat| ..)`: the loop
+    /// `let mut v = Vec::new(); for pat in iterable { v.push(value); }`.
+    fn lower_collect(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let (iterable, map) = self.split_map(&m.receiver)?;
+        let (range, binds) = self.lower_iter(iterable)?;
+        let seq = match (&binds[..], map) {
+            ([LoopBind::Seq(seq)], None) => Some(*seq),
+            (_, None) => {
+                return self.unsupported(
+                    m,
+                    "`.collect()` of this iterator (collect a float sequence's `.iter()`, or `.map(..)` it to floats first)",
+                );
+            }
+            _ => None,
+        };
+        let out = self
+            .func
+            .new_var("v", Kind::Seq(Seq::Vec, Prec::Infer), true);
+        self.emit(Stmt::Let {
+            var: out,
+            rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }),
+        });
+        let (index, before) = self.open_for(None);
+        let value = match (seq, map) {
+            (Some(seq), _) => {
+                let Kind::Seq(_, prec) = self.func.info(seq).kind else {
+                    unreachable!("lower_iter binds sequences of floats")
+                };
+                self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)))
+            }
+            (None, Some(c)) => {
+                self.bind_loop_pat(untyped(&c.inputs[0]), index, &binds);
+                self.value(&c.body)
+            }
+            (None, None) => unreachable!("refused above"),
+        };
+        let Kind::Float(prec) = self.kind(value) else {
+            self.pop_block();
+            self.scopes.pop();
+            self.loops.pop();
+            let at: &dyn quote::ToTokens = match map {
+                Some(c) => &c.body,
+                None => m,
+            };
+            return self.unsupported(at, "`.collect()` of values other than floats");
+        };
+        self.func.vars[out.0 as usize].kind = Kind::Seq(Seq::Vec, prec);
+        self.emit(Stmt::Push { array: out, value });
+        self.close_for(index, range, before);
+        // the Vec handed on is a copy, so that the one built can still size its adjoint
+        // (as a Vec moved into a new binding is copied)
+        let kind = self.func.info(out).kind.clone();
+        Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::CopyOf(out))))
     }
 
     /// Binds a closure parameter's pattern (a name or `_`) to `value`.
