@@ -1684,19 +1684,8 @@ impl Lowerer<'_> {
         let (index, before) = self.open_for(None);
         // the element: a sequence's, the map's value, or (a fold without a map) bound by
         // the fold's own pattern
-        let element = match (seq, map) {
-            (Some(seq), _) => {
-                let Kind::Seq(_, prec) = self.func.info(seq).kind else {
-                    unreachable!("lower_iter binds sequences of floats")
-                };
-                Some(self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index))))
-            }
-            (None, Some(c)) => {
-                self.bind_loop_pat(untyped(&c.inputs[0]), index, &binds);
-                Some(self.value(&c.body))
-            }
-            (None, None) => None,
-        };
+        // without a map, a fold binds the element itself, by its own pattern
+        let element = self.element(seq, map, index, &binds);
         let new = match fold {
             None => {
                 let value = element.expect("a sum or product has its element");
@@ -1785,19 +1774,9 @@ impl Lowerer<'_> {
             rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }),
         });
         let (index, before) = self.open_for(None);
-        let value = match (seq, map) {
-            (Some(seq), _) => {
-                let Kind::Seq(_, prec) = self.func.info(seq).kind else {
-                    unreachable!("lower_iter binds sequences of floats")
-                };
-                self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index)))
-            }
-            (None, Some(c)) => {
-                self.bind_loop_pat(untyped(&c.inputs[0]), index, &binds);
-                self.value(&c.body)
-            }
-            (None, None) => unreachable!("refused above"),
-        };
+        let value = self
+            .element(seq, map, index, &binds)
+            .expect("a sequence or a map: the others were refused");
         let Kind::Float(prec) = self.kind(value) else {
             self.pop_block();
             self.scopes.pop();
@@ -1815,6 +1794,31 @@ impl Lowerer<'_> {
         // (as a Vec moved into a new binding is copied)
         let kind = self.func.info(out).kind.clone();
         Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::CopyOf(out))))
+    }
+
+    /// Inside an iterator's loop at `index`: the element of `seq` (a plain sequence), or
+    /// the value of the `.map(..)` closure with its pattern bound to what the loop yields;
+    /// `None` with neither.
+    fn element(
+        &mut self,
+        seq: Option<Var>,
+        map: Option<&syn::ExprClosure>,
+        index: Var,
+        binds: &[LoopBind],
+    ) -> Option<Atom> {
+        match (seq, map) {
+            (Some(seq), _) => {
+                let Kind::Seq(_, prec) = self.func.info(seq).kind else {
+                    unreachable!("lower_iter binds sequences of floats")
+                };
+                Some(self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index))))
+            }
+            (None, Some(c)) => {
+                self.bind_loop_pat(untyped(&c.inputs[0]), index, binds);
+                Some(self.value(&c.body))
+            }
+            (None, None) => None,
+        }
     }
 
     /// Binds a closure parameter's pattern (a name or `_`) to `value`.
