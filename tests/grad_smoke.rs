@@ -387,6 +387,38 @@ fn iterator_sums() {
     assert_eq!(g, vec![13.0; 3]); // d(s^2)/dx_i = 2s
 }
 
+/// Closures bound by `let` and called by name: one calling another, one capturing a
+/// value later shadowed (it keeps the first), one mutating what it captures.
+#[grad]
+fn closures(x: f64, y: f64) -> f64 {
+    let a = 2.0 * y;
+    let sq = |v: f64| v * v * a;
+    let a = 100.0;
+    let twice = |v| sq(v) + sq(v + 1.0);
+    let mut total = 0.0;
+    let mut add = |v: f64| {
+        total += v.sin();
+    };
+    add(x);
+    add(y);
+    twice(x) + sq(y) * a + total
+}
+
+#[test]
+fn let_closures() {
+    let (x, y) = (0.7, -0.4);
+    let by_hand = |x: f64, y: f64| {
+        let sq = |v: f64| v * v * 2.0 * y;
+        sq(x) + sq(x + 1.0) + sq(y) * 100.0 + x.sin() + y.sin()
+    };
+    assert!((closures(x, y) - by_hand(x, y)).abs() < 1e-12);
+    let (gx, gy) = closures_grad(x, y);
+    close(&[gx], &fd(|v| closures(v[0], y), &[x]), "closures x");
+    close(&[gy], &fd(|v| closures(x, v[0]), &[y]), "closures y");
+    let (_, t) = closures_jvp(x, y, 0.0, 1.0);
+    close(&[t], &[gy], "closures jvp");
+}
+
 /// Counts the bytes the current thread has allocated and not freed, and their peak.
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};

@@ -570,11 +570,10 @@ mod tests {
                 quote!(),
                 quote!(
                     fn f(x: f64) -> f64 {
-                        let g = |y: f64| y * 2.0;
-                        g(x)
+                        apply(|y: f64| y * 2.0, x)
                     }
                 ),
-                "closures are not supported",
+                "closures are supported in a #[grad] function as `let f",
             ),
             (
                 quote!(),
@@ -803,7 +802,7 @@ mod tests {
             quote!(),
             quote!(
                 fn f(x: f64) -> f64 {
-                    let a = |y: f64| y;
+                    let a = apply(|y: f64| y, x);
                     let b = x.frob();
                     unsafe { x }
                 }

@@ -240,12 +240,14 @@ fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
     None
 }
 
-/// What a name stands for: a variable, or a path into a parameter struct
-/// (`let layer = &p.layers[i];`, `for layer in &p.layers`), read where it is used.
+/// What a name stands for: a variable, a path into a parameter struct
+/// (`let layer = &p.layers[i];`, `for layer in &p.layers`), read where it is used, or a
+/// closure (`let f = |v| ..;`), lowered where it is called, in the names of its definition.
 #[derive(Clone)]
 enum Bind {
     Var(Var),
     Place(Var, Vec<Proj>),
+    Closure(Box<syn::ExprClosure>, Vec<HashMap<String, Bind>>),
 }
 
 /// What each loop iteration binds: the index, an element of a float sequence, or an
@@ -278,7 +280,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -340,7 +342,7 @@ impl Lowerer<'_> {
     fn lookup(&self, name: &str) -> Option<Var> {
         match self.lookup_bind(name)? {
             Bind::Var(v) => Some(v),
-            Bind::Place(..) => None,
+            Bind::Place(..) | Bind::Closure(..) => None,
         }
     }
 
@@ -354,7 +356,7 @@ impl Lowerer<'_> {
                 match self.lookup_bind(&p.path.segments[0].ident.to_string())? {
                     Bind::Place(root, path) => Some((root, path)),
                     Bind::Var(v) if self.func.info(v).kind == Kind::Struct => Some((v, vec![])),
-                    Bind::Var(_) => None,
+                    Bind::Var(_) | Bind::Closure(..) => None,
                 }
             }
             Expr::Field(f) => {
@@ -381,7 +383,7 @@ impl Lowerer<'_> {
                 match self.lookup_bind(&p.path.segments[0].ident.to_string()) {
                     Some(Bind::Place(..)) => true,
                     Some(Bind::Var(v)) => self.func.info(v).kind == Kind::Struct,
-                    None => false,
+                    Some(Bind::Closure(..)) | None => false,
                 }
             }
             Expr::Field(f) => self.is_place(&f.base),
@@ -642,6 +644,27 @@ impl Lowerer<'_> {
                     self.bind_place(pi.ident.to_string(), root, path);
                 }
             }
+            (Pat::Ident(pi), Expr::Closure(c)) if pi.subpat.is_none() => {
+                // `let f = |v| ..;`: lowered where it is called
+                if c.capture.is_some() {
+                    self.unsupported(
+                        c,
+                        "a `move` closure (drop `move`: the closure is lowered where it is called)",
+                    );
+                    return;
+                }
+                if let Err((at, what)) = reducer_closure(c, c.inputs.len()) {
+                    self.unsupported(at, what);
+                    return;
+                }
+                let defined = self.scopes.clone();
+                if let Some(s) = self.scopes.last_mut() {
+                    s.insert(
+                        pi.ident.to_string(),
+                        Bind::Closure(Box::new(c.clone()), defined),
+                    );
+                }
+            }
             (p, e) => {
                 let a = self.lower_expr(e).unwrap_or(Atom::Float(0.0));
                 self.bind_pat(p, a, annotated);
@@ -844,7 +867,7 @@ impl Lowerer<'_> {
                 Some(self.let_("tup", Kind::Opaque, Rhs::Tuple(items)))
             }
             Expr::Closure(c) => {
-                self.cx.error(c, "closures are not supported in a #[grad] function: write a separate #[grad] fn and call it");
+                self.cx.error(c, "closures are supported in a #[grad] function as `let f = |v| ..;` called by name, and as the argument of `.map(..)` or `.fold(..)` before a reduction; for anything else write a separate #[grad] fn and call it");
                 Some(Atom::Float(0.0))
             }
             Expr::Unsafe(u) => self.unsupported(u.unsafe_token, "an `unsafe` block"),
@@ -1280,6 +1303,11 @@ impl Lowerer<'_> {
             .map(|s| s.ident.to_string())
             .collect();
         let last = segs.last().cloned().unwrap_or_default();
+        if segs.len() == 1
+            && let Some(Bind::Closure(f, defined)) = self.lookup_bind(&last)
+        {
+            return self.call_closure(c, &f, defined);
+        }
         if last == "stop_gradient" && c.args.len() == 1 {
             let a = self.value(&c.args[0]);
             return Some(self.prim(Prim::StopGradient, vec![a]));
@@ -1821,6 +1849,31 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A call of a closure bound by `let`: its arguments lowered here, its body lowered in
+    /// the names of its definition (`defined`) with its parameters bound to them.
+    fn call_closure(
+        &mut self,
+        c: &syn::ExprCall,
+        f: &syn::ExprClosure,
+        defined: Vec<HashMap<String, Bind>>,
+    ) -> Option<Atom> {
+        if c.args.len() != f.inputs.len() {
+            return self.unsupported(
+                c,
+                "a call of a closure with another number of arguments than its parameters",
+            );
+        }
+        let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
+        let here = std::mem::replace(&mut self.scopes, defined);
+        self.scopes.push(HashMap::new());
+        for (p, a) in f.inputs.iter().zip(args) {
+            self.bind_value_pat(untyped(p), a);
+        }
+        let value = self.lower_expr(&f.body);
+        self.scopes = here;
+        value
+    }
+
     /// Binds a closure parameter's pattern (a name or `_`) to `value`.
     fn bind_value_pat(&mut self, pat: &Pat, value: Atom) {
         match pat {
@@ -2240,7 +2293,7 @@ fn reducer_closure(
     match control_flow(&c.body) {
         Some(flow) => Err((
             flow,
-            "`return`, `break`, `continue` or `?` inside a closure of `.map(..)` or `.fold(..)`",
+            "`return`, `break`, `continue` or `?` inside a closure (its body is lowered where it is used)",
         )),
         None => Ok(()),
     }
