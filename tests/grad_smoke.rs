@@ -404,8 +404,27 @@ fn closures(x: f64, y: f64) -> f64 {
     twice(x) + sq(y) * a + total
 }
 
+/// A `let` closure named as the argument of `.map(..)` and `.fold(..)`.
+#[grad]
+fn named_in_reductions(x: &[f64], y: f64) -> f64 {
+    let sq = |v: &f64| v * v * y;
+    let big = |m: f64, v: &f64| m.max(*v);
+    let y = 100.0; // not seen by the closures
+    let s: f64 = x.iter().map(sq).sum();
+    s + x.iter().fold(f64::NEG_INFINITY, big) + y
+}
+
 #[test]
 fn let_closures() {
+    let (xs, w) = ([0.3, -0.7, 1.1], 1.7);
+    let (gx, gw) = named_in_reductions_grad(&xs, w);
+    close(&gx, &fd(|v| named_in_reductions(v, w), &xs), "named x");
+    close(
+        &[gw],
+        &fd(|v| named_in_reductions(&xs, v[0]), &[w]),
+        "named y",
+    );
+
     let (x, y) = (0.7, -0.4);
     let by_hand = |x: f64, y: f64| {
         let sq = |v: f64| v * v * 2.0 * y;

@@ -59,8 +59,8 @@
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
 //! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `Vec::with_capacity` +
 //! `push`) and arrays with element reads and writes, closures bound by `let f = |v| ..;`
-//! and called by name (lowered at each call, in the names of their definition; not
-//! `move`), calls to other `#[grad]` functions,
+//! and called by name or passed to `.map(..)`/`.fold(..)` (lowered at each use, in the
+//! names of their definition; not `move`), calls to other `#[grad]` functions,
 //! calls of any function on inactive values, and `stop_gradient(x)`. Anything else is a
 //! compile error at its span saying what is supported.
 //!

@@ -250,6 +250,13 @@ enum Bind {
     Closure(Box<syn::ExprClosure>, Vec<HashMap<String, Bind>>),
 }
 
+/// A closure to lower in place: one written where it is used (`.map(|v| ..)`), or one
+/// bound by `let` with the names in scope at its definition.
+struct Lambda {
+    closure: Box<syn::ExprClosure>,
+    defined: Option<Vec<HashMap<String, Bind>>>,
+}
+
 /// What each loop iteration binds: the index, an element of a float sequence, or an
 /// element of a sequence inside a parameter struct.
 enum LoopBind {
@@ -1306,7 +1313,7 @@ impl Lowerer<'_> {
         if segs.len() == 1
             && let Some(Bind::Closure(f, defined)) = self.lookup_bind(&last)
         {
-            return self.call_closure(c, &f, defined);
+            return self.call_closure(c, f, defined);
         }
         if last == "stop_gradient" && c.args.len() == 1 {
             let a = self.value(&c.args[0]);
@@ -1664,15 +1671,11 @@ impl Lowerer<'_> {
         let name = m.method.to_string();
         // the fold's initial value and closure
         let fold = if name == "fold" {
-            let Some(f) = as_closure(&m.args[1]) else {
-                return self.unsupported(
-                    &m.args[1],
-                    "`.fold(..)` with anything but a closure `|acc, v| ..`",
-                );
-            };
-            if let Err((at, what)) = reducer_closure(f, 2) {
-                return self.unsupported(at, what);
-            }
+            let f = self.lambda(
+                &m.args[1],
+                2,
+                "`.fold(..)` with anything but a closure `|acc, v| ..`",
+            )?;
             Some((&m.args[0], f))
         } else {
             None
@@ -1694,7 +1697,7 @@ impl Lowerer<'_> {
             return self.unsupported(&m.args[0], "`.fold(..)` from a value other than a float");
         }
         let (range, binds) = self.lower_iter(iterable)?;
-        let seq = match (&binds[..], map, fold) {
+        let seq = match (&binds[..], &map, &fold) {
             ([LoopBind::Seq(seq)], None, None) => Some(*seq),
             (_, None, None) => {
                 return self.unsupported(
@@ -1713,8 +1716,8 @@ impl Lowerer<'_> {
         // the element: a sequence's, the map's value, or (a fold without a map) bound by
         // the fold's own pattern
         // without a map, a fold binds the element itself, by its own pattern
-        let element = self.element(seq, map, index, &binds);
-        let new = match fold {
+        let element = self.element(seq, map.as_ref(), index, &binds);
+        let new = match &fold {
             None => {
                 let value = element.expect("a sum or product has its element");
                 // the accumulator takes the values' kind (f32 or f64) before it is read
@@ -1731,12 +1734,13 @@ impl Lowerer<'_> {
             }
             Some((_, f)) => {
                 let old = self.copy(acc);
-                self.bind_value_pat(untyped(&f.inputs[0]), old);
-                match element {
-                    Some(value) => self.bind_value_pat(untyped(&f.inputs[1]), value),
-                    None => self.bind_loop_pat(untyped(&f.inputs[1]), index, &binds),
-                }
-                self.value(&f.body)
+                self.lambda_value(f, |this, pats| {
+                    this.bind_value_pat(pats[0], old);
+                    match element {
+                        Some(value) => this.bind_value_pat(pats[1], value),
+                        None => this.bind_loop_pat(pats[1], index, &binds),
+                    }
+                })
             }
         };
         let kind = self.kind(new);
@@ -1744,9 +1748,9 @@ impl Lowerer<'_> {
             self.scopes.pop();
             self.pop_block();
             self.loops.pop();
-            let at: &dyn quote::ToTokens = match (fold, map) {
-                (Some((_, f)), _) => &f.body,
-                (None, Some(c)) => &c.body,
+            let at: &dyn quote::ToTokens = match (&fold, &map) {
+                (Some((_, f)), _) => &f.closure.body,
+                (None, Some(c)) => &c.closure.body,
                 (None, None) => m,
             };
             return self.unsupported(at, &format!("`.{name}()` of values other than floats"));
@@ -1760,23 +1764,76 @@ impl Lowerer<'_> {
         Some(self.copy(acc))
     }
 
-    /// `<iterable>.map(|pat| ..)` as the iterable and the closure, or `e` and no closure;
-    /// `None` (reported) for a `.map` of something else than a closure the loop can take.
-    fn split_map<'e>(&mut self, e: &'e Expr) -> Option<(&'e Expr, Option<&'e syn::ExprClosure>)> {
+    /// `<iterable>.map(f)` as the iterable and the closure, or `e` and no closure; `None`
+    /// (reported) for a `.map` of something else than a closure the loop can take.
+    fn split_map<'e>(&mut self, e: &'e Expr) -> Option<(&'e Expr, Option<Lambda>)> {
         match e {
             Expr::MethodCall(mm) if mm.method == "map" && mm.args.len() == 1 => {
-                let Some(c) = as_closure(&mm.args[0]) else {
-                    self.unsupported(&mm.args[0], "`.map(..)` of anything but a closure `|v| ..`");
-                    return None;
-                };
-                if let Err((at, what)) = reducer_closure(c, 1) {
-                    self.unsupported(at, what);
-                    return None;
-                }
-                Some((&*mm.receiver, Some(c)))
+                let f = self.lambda(
+                    &mm.args[0],
+                    1,
+                    "`.map(..)` of anything but a closure `|v| ..`",
+                )?;
+                Some((&*mm.receiver, Some(f)))
             }
             e => Some((e, None)),
         }
+    }
+
+    /// `e` as a closure of `n` parameters to lower in place: a closure written there, or
+    /// the name of one bound by `let`; `None`, reported with `what`, for anything else.
+    fn lambda(&mut self, e: &Expr, n: usize, what: &str) -> Option<Lambda> {
+        let (closure, defined) = match e {
+            Expr::Closure(c) => (Box::new(c.clone()), None),
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                match self.lookup_bind(&p.path.segments[0].ident.to_string()) {
+                    Some(Bind::Closure(c, defined)) => (c, Some(defined)),
+                    _ => {
+                        self.unsupported(e, what);
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.unsupported(e, what);
+                return None;
+            }
+        };
+        if let Err((at, why)) = reducer_closure(&closure, n) {
+            self.unsupported(at, why);
+            return None;
+        }
+        Some(Lambda { closure, defined })
+    }
+
+    /// [`Lowerer::apply_lambda`] for a closure whose value is needed (a map's, a fold's).
+    fn lambda_value(&mut self, f: &Lambda, bind: impl FnOnce(&mut Self, &[&Pat])) -> Atom {
+        match self.apply_lambda(f, bind) {
+            Some(v) => v,
+            None => {
+                self.cx
+                    .error(&f.closure.body, "this closure has no value here");
+                Atom::Float(0.0)
+            }
+        }
+    }
+
+    /// The value of `f`'s body (`None` for `()`), lowered in the names of its definition
+    /// (or here, for a closure written here) after `bind` binds its parameters' patterns.
+    fn apply_lambda(&mut self, f: &Lambda, bind: impl FnOnce(&mut Self, &[&Pat])) -> Option<Atom> {
+        let here = f
+            .defined
+            .clone()
+            .map(|d| std::mem::replace(&mut self.scopes, d));
+        self.scopes.push(HashMap::new());
+        let pats: Vec<&Pat> = f.closure.inputs.iter().map(untyped).collect();
+        bind(self, &pats);
+        let value = self.lower_expr(&f.closure.body);
+        self.scopes.pop();
+        if let Some(here) = here {
+            self.scopes = here;
+        }
+        value
     }
 
     /// `<iterable>.collect()` (into a Vec), also of `<iterable>.map(|pat| ..)`: the loop
@@ -1784,7 +1841,7 @@ impl Lowerer<'_> {
     fn lower_collect(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
         let (iterable, map) = self.split_map(&m.receiver)?;
         let (range, binds) = self.lower_iter(iterable)?;
-        let seq = match (&binds[..], map) {
+        let seq = match (&binds[..], &map) {
             ([LoopBind::Seq(seq)], None) => Some(*seq),
             (_, None) => {
                 return self.unsupported(
@@ -1803,14 +1860,14 @@ impl Lowerer<'_> {
         });
         let (index, before) = self.open_for(None);
         let value = self
-            .element(seq, map, index, &binds)
+            .element(seq, map.as_ref(), index, &binds)
             .expect("a sequence or a map: the others were refused");
         let Kind::Float(prec) = self.kind(value) else {
             self.pop_block();
             self.scopes.pop();
             self.loops.pop();
-            let at: &dyn quote::ToTokens = match map {
-                Some(c) => &c.body,
+            let at: &dyn quote::ToTokens = match &map {
+                Some(c) => &c.closure.body,
                 None => m,
             };
             return self.unsupported(at, "`.collect()` of values other than floats");
@@ -1830,7 +1887,7 @@ impl Lowerer<'_> {
     fn element(
         &mut self,
         seq: Option<Var>,
-        map: Option<&syn::ExprClosure>,
+        map: Option<&Lambda>,
         index: Var,
         binds: &[LoopBind],
     ) -> Option<Atom> {
@@ -1841,9 +1898,8 @@ impl Lowerer<'_> {
                 };
                 Some(self.let_("e", Kind::Float(prec), Rhs::Index(seq, Atom::Var(index))))
             }
-            (None, Some(c)) => {
-                self.bind_loop_pat(untyped(&c.inputs[0]), index, binds);
-                Some(self.value(&c.body))
+            (None, Some(f)) => {
+                Some(self.lambda_value(f, |this, pats| this.bind_loop_pat(pats[0], index, binds)))
             }
             (None, None) => None,
         }
@@ -1854,7 +1910,7 @@ impl Lowerer<'_> {
     fn call_closure(
         &mut self,
         c: &syn::ExprCall,
-        f: &syn::ExprClosure,
+        f: Box<syn::ExprClosure>,
         defined: Vec<HashMap<String, Bind>>,
     ) -> Option<Atom> {
         if c.args.len() != f.inputs.len() {
@@ -1864,14 +1920,15 @@ impl Lowerer<'_> {
             );
         }
         let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();
-        let here = std::mem::replace(&mut self.scopes, defined);
-        self.scopes.push(HashMap::new());
-        for (p, a) in f.inputs.iter().zip(args) {
-            self.bind_value_pat(untyped(p), a);
-        }
-        let value = self.lower_expr(&f.body);
-        self.scopes = here;
-        value
+        let f = Lambda {
+            closure: f,
+            defined: Some(defined),
+        };
+        self.apply_lambda(&f, |this, pats| {
+            for (p, a) in pats.iter().zip(args) {
+                this.bind_value_pat(p, a);
+            }
+        })
     }
 
     /// Binds a closure parameter's pattern (a name or `_`) to `value`.
@@ -2268,14 +2325,6 @@ fn control_flow(e: &Expr) -> Option<&Expr> {
     let mut f = Find(None);
     syn::visit::Visit::visit_expr(&mut f, e);
     f.0
-}
-
-/// `e` as a closure, if it is one.
-fn as_closure(e: &Expr) -> Option<&syn::ExprClosure> {
-    match e {
-        Expr::Closure(c) => Some(c),
-        _ => None,
-    }
 }
 
 /// Whether `c` can be a reduction's closure of `n` parameters: its body becomes a loop's
