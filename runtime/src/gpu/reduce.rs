@@ -233,7 +233,7 @@ FOUR    for (; j < n; j += 256u) {
         let v = load(idx);
         ARGMAX_STEP
     }
-    FINISH
+MERGE    FINISH
 }
 "#,
         );
@@ -245,8 +245,8 @@ FOUR    for (; j < n; j += 256u) {
     // a reduction's threads (and softmax's, finding the maximum) take four elements a
     // step while all four are in the lane, into four accumulators: four loads in flight
     // at once rather than one
-    let four = match op {
-        LaneOp::Reduce(_) | LaneOp::Softmax(_) => {
+    let (four, merge) = match op {
+        LaneOp::Reduce(_) | LaneOp::Softmax(_) => (
             r#"    var a1 = init(); var a2 = init(); var a3 = init();
     loop {
         let idx = base + j * inner;
@@ -258,14 +258,15 @@ FOUR    for (; j < n; j += 256u) {
         acc = comb(acc, v0); a1 = comb(a1, v1); a2 = comb(a2, v2); a3 = comb(a3, v3);
         j += 1024u;
     }
-"#
-        }
-        _ => "",
+"#,
+            "    acc = comb(comb(acc, a1), comb(a2, a3));\n",
+        ),
+        _ => ("", ""),
     };
     let finish = match (op, short) {
         (LaneOp::Reduce(_), true) => "out[lane] = acc;".to_string(),
         (LaneOp::Reduce(_), false) => {
-            "acc = comb(comb(acc, a1), comb(a2, a3));\n    let r = tree(l, acc);\n    if (l == 0u) { out[lane] = r; }".to_string()
+            "let r = tree(l, acc);\n    if (l == 0u) { out[lane] = r; }".to_string()
         }
         (LaneOp::Argmax, true) => "out[lane] = i32(best);".to_string(),
         (LaneOp::Argmax, false) => {
@@ -282,7 +283,7 @@ FOUR    for (; j < n; j += 256u) {
                 )
             } else {
                 (
-                    "acc = comb(comb(acc, a1), comb(a2, a3));\n    let m = tree(l, acc);",
+                    "let m = tree(l, acc);",
                     "var sum = 0.0;",
                     "for (var j = l; j < n; j += 256u) {",
                     "sum = tree_sum(l, sum);",
@@ -324,6 +325,7 @@ FOUR    for (; j < n; j += 256u) {
     };
     let mut s = s
         .replace("FOUR", four)
+        .replace("MERGE", merge)
         .replace("ARGMAX_STEP", step)
         .replace("FINISH", &finish)
         .replace("SUBGROUP_ARGS", args)
