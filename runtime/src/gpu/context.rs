@@ -641,18 +641,13 @@ fn submit_every() -> usize {
 }
 
 fn submit_every_from(v: Option<&str>) -> usize {
-    let Some(v) = v else {
-        return MAX_BATCH;
-    };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=MAX_BATCH).contains(&n) => n,
-        _ => {
-            eprintln!(
-                "ferrax: FERRAX_GPU_BATCH={v:?} is not a number from 1 to {MAX_BATCH}; ignored"
-            );
-            MAX_BATCH
-        }
-    }
+    crate::gpu::tuning_from(
+        "FERRAX_GPU_BATCH",
+        v,
+        &format!("a number from 1 to {MAX_BATCH}"),
+        |v| v.parse().ok().filter(|n| (1..=MAX_BATCH).contains(n)),
+    )
+    .unwrap_or(MAX_BATCH)
 }
 
 fn new_params_buffer(device: &wgpu::Device) -> wgpu::Buffer {

@@ -614,12 +614,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn per_thread(n: usize) -> u32 {
     static FORCED: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     let forced = FORCED.get_or_init(|| {
-        let v = std::env::var("FERRAX_GPU_PER_THREAD").ok()?;
-        let per = v.parse::<u32>().ok().filter(|p| [1, 2, 4, 8].contains(p));
-        if per.is_none() {
-            eprintln!("ferrax: FERRAX_GPU_PER_THREAD={v:?} is not 1, 2, 4 or 8; ignored");
-        }
-        per
+        gpu::tuning("FERRAX_GPU_PER_THREAD", "1, 2, 4 or 8", |v| {
+            v.parse().ok().filter(|p| [1, 2, 4, 8].contains(p))
+        })
     });
     forced.unwrap_or(if n >= 1 << 20 { 4 } else { 1 })
 }

@@ -145,17 +145,16 @@ const MIN_SLICE: usize = 64;
 fn split_k(workgroups: usize, threads: usize, k: usize) -> usize {
     static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let most = *MOST.get_or_init(|| {
-        let v = std::env::var("FERRAX_GPU_SPLIT_K").ok();
-        match v.as_deref().map(str::parse::<usize>) {
-            None => MAX_SPLIT,
-            Some(Ok(s)) if (1..=MAX_SPLIT_FORCED).contains(&s) => s,
-            Some(_) => {
-                eprintln!(
-                    "ferrax: FERRAX_GPU_SPLIT_K={v:?} is not a number from 1 to {MAX_SPLIT_FORCED}; ignored"
-                );
-                MAX_SPLIT
-            }
-        }
+        gpu::tuning(
+            "FERRAX_GPU_SPLIT_K",
+            &format!("a number from 1 to {MAX_SPLIT_FORCED}"),
+            |v| {
+                v.parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_SPLIT_FORCED).contains(s))
+            },
+        )
+        .unwrap_or(MAX_SPLIT)
     });
     FILL_THREADS
         .div_ceil(workgroups * threads)
@@ -170,12 +169,9 @@ fn split_k(workgroups: usize, threads: usize, k: usize) -> usize {
 fn pick(m: usize, n: usize, batch: usize, limits: &wgpu::Limits) -> Tile {
     static FORCED: std::sync::OnceLock<Option<Tile>> = std::sync::OnceLock::new();
     let forced = FORCED.get_or_init(|| {
-        let v = std::env::var("FERRAX_GPU_MATMUL_TILE").ok()?;
-        let tile = Tile::parse(&v).filter(|t| t.fits(limits));
-        if tile.is_none() {
-            eprintln!("ferrax: FERRAX_GPU_MATMUL_TILE={v:?} is not a tile this GPU runs; ignored");
-        }
-        tile
+        gpu::tuning("FERRAX_GPU_MATMUL_TILE", "a tile this GPU runs", |v| {
+            Tile::parse(v).filter(|t| t.fits(limits))
+        })
     });
     match forced {
         Some(t) => *t,

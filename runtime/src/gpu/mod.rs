@@ -225,6 +225,32 @@ pub(crate) fn check_dtype(op: &'static str, dtype: DType, shape: &[usize]) -> Re
     Ok(())
 }
 
+/// A tuning setting (`FERRAX_GPU_*`) from the environment variable `name`, if it is set
+/// and `parse` accepts it; a value `parse` refuses is ignored, with a line on stderr saying
+/// that it is not `expected`.
+pub(crate) fn tuning<T>(
+    name: &str,
+    expected: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
+    tuning_from(name, std::env::var(name).ok().as_deref(), expected, parse)
+}
+
+/// [`tuning`] of the value `value` (that of `name`, or `None` where it is unset).
+pub(crate) fn tuning_from<T>(
+    name: &str,
+    value: Option<&str>,
+    expected: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
+    let v = value?;
+    let t = parse(v);
+    if t.is_none() {
+        eprintln!("ferrax: {name}={v:?} is not {expected}; ignored");
+    }
+    t
+}
+
 /// Splits `groups` workgroups over x and y so neither exceeds [`MAX_GROUPS`]; kernels
 /// recover the linear index as `x + y * num_workgroups.x`.
 pub(crate) fn grid(groups: u32) -> [u32; 3] {
