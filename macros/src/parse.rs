@@ -660,7 +660,7 @@ impl Lowerer<'_> {
                     );
                     return;
                 }
-                if let Err((at, what)) = reducer_closure(c, c.inputs.len()) {
+                if let Err((at, what)) = inlinable_closure(c, c.inputs.len()) {
                     self.unsupported(at, what);
                     return;
                 }
@@ -1713,24 +1713,26 @@ impl Lowerer<'_> {
             rhs: Rhs::Atom(init),
         });
         let (index, before) = self.open_for(None);
-        // the element: a sequence's, the map's value, or (a fold without a map) bound by
-        // the fold's own pattern
-        // without a map, a fold binds the element itself, by its own pattern
+        // the element: a sequence's or the map's value; a fold without a map binds it
+        // itself, by its own pattern
         let element = self.element(seq, map.as_ref(), index, &binds);
         let new = match &fold {
             None => {
                 let value = element.expect("a sum or product has its element");
                 // the accumulator takes the values' kind (f32 or f64) before it is read
                 let kind = self.kind(value);
-                let float = matches!(kind, Kind::Float(_));
-                if float {
-                    self.func.vars[acc.0 as usize].kind = kind;
+                if !matches!(kind, Kind::Float(_)) {
+                    let at: &dyn quote::ToTokens = match &map {
+                        Some(c) => &c.closure.body,
+                        None => m,
+                    };
+                    return self
+                        .refuse_in_for(at, &format!("`.{name}()` of values other than floats"));
                 }
+                self.func.vars[acc.0 as usize].kind = kind;
                 let op = if name == "sum" { Prim::Add } else { Prim::Mul };
                 let old = self.copy(acc);
-                let new = self.prim(op, vec![old, value]);
-                // a value of another kind is refused below
-                if float { new } else { value }
+                self.prim(op, vec![old, value])
             }
             Some((_, f)) => {
                 let old = self.copy(acc);
@@ -1744,16 +1746,10 @@ impl Lowerer<'_> {
             }
         };
         let kind = self.kind(new);
-        if !matches!(kind, Kind::Float(_)) {
-            self.scopes.pop();
-            self.pop_block();
-            self.loops.pop();
-            let at: &dyn quote::ToTokens = match (&fold, &map) {
-                (Some((_, f)), _) => &f.closure.body,
-                (None, Some(c)) => &c.closure.body,
-                (None, None) => m,
-            };
-            return self.unsupported(at, &format!("`.{name}()` of values other than floats"));
+        if let Some((_, f)) = &fold
+            && !matches!(kind, Kind::Float(_))
+        {
+            return self.refuse_in_for(&f.closure.body, "`.fold()` of values other than floats");
         }
         self.func.vars[acc.0 as usize].kind = kind;
         self.emit(Stmt::Assign {
@@ -1799,7 +1795,7 @@ impl Lowerer<'_> {
                 return None;
             }
         };
-        if let Err((at, why)) = reducer_closure(&closure, n) {
+        if let Err((at, why)) = inlinable_closure(&closure, n) {
             self.unsupported(at, why);
             return None;
         }
@@ -1863,14 +1859,11 @@ impl Lowerer<'_> {
             .element(seq, map.as_ref(), index, &binds)
             .expect("a sequence or a map: the others were refused");
         let Kind::Float(prec) = self.kind(value) else {
-            self.pop_block();
-            self.scopes.pop();
-            self.loops.pop();
             let at: &dyn quote::ToTokens = match &map {
                 Some(c) => &c.closure.body,
                 None => m,
             };
-            return self.unsupported(at, "`.collect()` of values other than floats");
+            return self.refuse_in_for(at, "`.collect()` of values other than floats");
         };
         self.func.vars[out.0 as usize].kind = Kind::Seq(Seq::Vec, prec);
         self.emit(Stmt::Push { array: out, value });
@@ -1967,6 +1960,14 @@ impl Lowerer<'_> {
         self.scopes.push(HashMap::new());
         self.push_block();
         (index, before)
+    }
+
+    /// Abandons what [`Lowerer::open_for`] opened, refusing `what` at `at`.
+    fn refuse_in_for(&mut self, at: &dyn quote::ToTokens, what: &str) -> Option<Atom> {
+        self.pop_block();
+        self.scopes.pop();
+        self.loops.pop();
+        self.unsupported(at, what)
     }
 
     /// Closes what [`Lowerer::open_for`] opened, emitting the loop over `range`.
@@ -2293,8 +2294,8 @@ impl Lowerer<'_> {
 }
 
 /// Whether `e` is a call of an iterator method (`.iter()`, `.map(..)`, `.zip(..)`, ...):
-/// an iterator whose `.sum()`, `.product()` or `.fold(..)` [`Lowerer::lower_reduce`]
-/// takes, not a tensor's.
+/// an iterator whose `.sum()`, `.product()`, `.fold(..)` ([`Lowerer::lower_reduce`]) or
+/// `.collect()` ([`Lowerer::lower_collect`]) is lowered as a loop, not a tensor's.
 fn is_iter_call(e: &Expr) -> bool {
     match e {
         Expr::MethodCall(m) => match m.method.to_string().as_str() {
@@ -2327,9 +2328,10 @@ fn control_flow(e: &Expr) -> Option<&Expr> {
     f.0
 }
 
-/// Whether `c` can be a reduction's closure of `n` parameters: its body becomes a loop's
-/// body, where `return` and the like would leave the function. The error's place and text.
-fn reducer_closure(
+/// Whether `c` can be lowered in place as a closure of `n` parameters: its body is lowered
+/// where it is used (a loop's body, a call), where `return` and the like would leave the
+/// function. The error's place and text.
+fn inlinable_closure(
     c: &syn::ExprClosure,
     n: usize,
 ) -> Result<(), (&dyn quote::ToTokens, &'static str)> {
