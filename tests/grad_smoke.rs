@@ -357,6 +357,17 @@ fn iterator_sums() {
     close(&g, &fd(folds, &x), "folds");
     let (_, t) = folds_jvp(&x, &[0.0, 0.0, 1.0]);
     close(&[t], &[g[2]], "folds jvp");
+    // zero trips: a product of nothing is 1, a fold its initial value, a collect empty
+    assert_eq!(folds(&[]), 1.0 + 1.0 + f64::NEG_INFINITY + 0.5 + 0.0);
+    assert_eq!(folds_grad(&[]), Vec::<f64>::new());
+    assert_eq!(collected(&[]), 0.0);
+    assert_eq!(collected_grad(&[]), Vec::<f64>::new());
+    // one trip
+    close(
+        &folds_grad(&[0.4]),
+        &fd(folds, &[0.4]),
+        "folds, one element",
+    );
 
     let (x, y) = ([0.3, -0.7, 1.1], [1.5, 0.2, -0.4]);
     let (gx, gy) = mapped_sums_grad(&x, &y);
