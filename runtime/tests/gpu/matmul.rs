@@ -176,6 +176,7 @@ fn products_split_along_k_are_summed_by_every_reader() {
     let bias = tensor(&[24], 72, false);
     let batch = tensor(&[3, 16, 512], 73, false);
     let wt = tensor(&[24, 512], 74, false);
+    let row = tensor(&[1, 512], 75, false); // one output row: a size-1 axis to read along
     type Reader = fn(&Tensor, &Tensor) -> Tensor;
     let readers: &[(&str, Reader)] = &[
         ("itself", |p, _| p.clone()),
@@ -193,12 +194,13 @@ fn products_split_along_k_are_summed_by_every_reader() {
         ("log_softmax along columns", |p, _| p.log_softmax(-1)),
         ("another product", |p, _| p.transpose(-1, -2).matmul(p)),
     ];
-    // the three forms of the product, over the inputs x or batch, w or wt
+    // the forms of the product, over the inputs x, batch or row, w or wt
     type Product = fn(&[Tensor]) -> Tensor;
     let forms: &[(&str, &Tensor, &Tensor, Product)] = &[
         ("x @ w", &x, &w, |t| t[0].matmul(&t[1])),
         ("batch @ w", &batch, &w, |t| t[0].matmul(&t[1])),
         ("x @ wt^T", &x, &wt, |t| t[0].matmul(&t[1].t())),
+        ("row @ w", &row, &w, |t| t[0].matmul(&t[1])),
     ];
     for (name, read) in readers {
         for &(form, a, b, product) in forms {
