@@ -658,12 +658,19 @@ pub fn bit_or<'a>(a: impl Into<BCond<'a>>, b: impl Into<BCond<'a>>) -> Tensor {
     max(as_barg(ba, &va), as_barg(bb, &vb))
 }
 
+/// The sum of a mask's elements, read back to the host (where f64 is available: a GPU
+/// has none).
+fn host_sum(m: &Tensor) -> f64 {
+    m.sum()
+        .to_device(&Device::Cpu)
+        .to_dtype(DType::F64)
+        .item::<f64>()
+}
+
 /// Whether every element of the mask is nonzero (true for an empty mask).
 pub fn all<'a>(m: impl Into<BCond<'a>>) -> bool {
     match m.into() {
-        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => {
-            t::eq(m, 0.0).sum().to_dtype(DType::F64).item::<f64>() == 0.0
-        }
+        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => host_sum(&t::eq(m, 0.0)) == 0.0,
         BCond::Plain(Cond::Bool(b)) => b,
     }
 }
@@ -671,11 +678,29 @@ pub fn all<'a>(m: impl Into<BCond<'a>>) -> bool {
 /// Whether some element of the mask is nonzero (false for an empty mask).
 pub fn any<'a>(m: impl Into<BCond<'a>>) -> bool {
     match m.into() {
-        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => {
-            t::ne(m, 0.0).sum().to_dtype(DType::F64).item::<f64>() > 0.0
-        }
+        BCond::Batched(m) | BCond::Plain(Cond::Mask(m)) => host_sum(&t::ne(m, 0.0)) > 0.0,
         BCond::Plain(Cond::Bool(b)) => b,
     }
+}
+
+// ----- the user's effects, once per example -----
+
+/// Every example of a batched float (`[B]`), as `f64`s: what a user's `println!` or
+/// `assert!` under `#[vmap]` reads, one example at a time (read back from a GPU once).
+pub fn examples_f64(x: &Tensor) -> Vec<f64> {
+    x.to_device(&Device::Cpu)
+        .to_dtype(DType::F64)
+        .to_vec::<f64>()
+}
+
+/// Every example of a batched mask or bool (`[B]`): whether it is set.
+pub fn examples_bool(m: &Tensor) -> Vec<bool> {
+    examples_f64(m).into_iter().map(|v| v != 0.0).collect()
+}
+
+/// Example `i` of a batched tensor (a view).
+pub fn example(x: &Tensor, i: usize) -> Tensor {
+    x.slice(0, i, i + 1).squeeze(0)
 }
 
 // ----- reductions -----

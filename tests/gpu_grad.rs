@@ -198,3 +198,33 @@ fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
     assert_close("jacrev", &squash_jacrev(&vg), &jr);
     assert_close("value", &squash(&vg), &squash(&v));
 }
+
+/// A per-example `while` loop (its exit read back once per trip) and a per-example check
+/// (read back once, checked example by example) under `#[vmap]`.
+#[vmap]
+fn newton_sqrt32(a: f32) -> f32 {
+    assert!(a >= 0.0, "sqrt of {a}");
+    let mut x = a.max(1.0);
+    while (x * x - a).abs() > 1e-4 * a.max(1.0) {
+        x = 0.5 * (x + a / x);
+    }
+    x
+}
+
+#[test]
+fn per_example_control_flow_and_checks_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::from_vec(vec![0.0f32, 0.25, 2.0, 9.0, 1e4], &[5]);
+    let cpu = newton_sqrt32_vmap(&a);
+    let looped: Vec<f32> = a.to_vec::<f32>().into_iter().map(newton_sqrt32).collect();
+    assert_close("vmap against a loop", &cpu, &Tensor::from_vec(looped, &[5]));
+    let g = newton_sqrt32_vmap(&a.to_device(&dev));
+    assert_eq!(g.device(), dev);
+    assert_close("per-example square roots", &g.to_device(&Device::Cpu), &cpu);
+    let bad = Tensor::from_vec(vec![4.0f32, -1.0], &[2]).to_device(&dev);
+    let e = std::panic::catch_unwind(|| newton_sqrt32_vmap(&bad)).expect_err("a negative");
+    assert_eq!(
+        e.downcast_ref::<String>().map(String::as_str),
+        Some("sqrt of -1")
+    );
+}

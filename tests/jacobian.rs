@@ -168,6 +168,13 @@ fn diffs(x: &[f64]) -> Vec<f64> {
     d
 }
 
+/// A list of values as the tail: `vec![a, b, ..]`, the same value twice among them.
+#[jacobian]
+fn listed(x: &[f64]) -> Vec<f64> {
+    let p = x[0] * x[1];
+    vec![p, x[1].sin(), p, 2.0]
+}
+
 #[jacobian]
 fn squares32(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0; x.len()];
@@ -231,6 +238,10 @@ fn slice_jacobians_match_finite_differences_in_both_modes() {
         rows_close(&diffs_jacrev(&x), &fwd, 1e-12, "diffs jacrev vs jacfwd");
         rows_close(&diffs_jacobian(&x), &fwd, 1e-12, "diffs jacobian");
     }
+    let x = [0.7, -1.2];
+    let fwd = listed_jacfwd(&x);
+    rows_close(&fwd, &fd_rows(&listed, &x), 1e-6, "listed jacfwd");
+    rows_close(&listed_jacrev(&x), &fwd, 1e-12, "listed jacrev vs jacfwd");
     let x = [1.5f32, -2.0, 0.25];
     let j = squares32_jacobian(&x);
     for (i, row) in j.iter().enumerate() {

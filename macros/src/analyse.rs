@@ -182,6 +182,8 @@ impl Dce<'_> {
             Stmt::AddSeq { target, .. } | Stmt::AddProject { target, .. } => live.contains(target),
             Stmt::LogWrite { log, .. } => live.contains(log),
             Stmt::Undo { log, array, .. } => live.contains(array) || self.forced.contains(log),
+            // run for its effect: always needed
+            Stmt::Effect(_) => true,
             _ => false,
         };
         if !needed {
@@ -230,6 +232,7 @@ impl Dce<'_> {
                     add(live, m);
                 }
             }
+            Stmt::Effect(e) => e.reads().iter().for_each(|a| add(live, a)),
             _ => {}
         }
         true

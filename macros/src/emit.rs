@@ -371,7 +371,64 @@ impl Emitter<'_> {
                     None => quote!(::ferrax::__private::undo_one(&mut #l, &mut #a);),
                 }
             }
+            Stmt::Effect(e) => self.effect(e),
         }
+    }
+
+    /// A macro run for its effect, in a block of its own that first binds each user name
+    /// its tokens read: numbers by value, everything else borrowed. Batched by `vmap`, it
+    /// runs in a loop over the examples (those its mask holds for), each per-example value
+    /// bound at that example as the kind it had before batching.
+    fn effect(&self, e: &Effect) -> TokenStream {
+        let tokens = &e.tokens;
+        let b = quote!(::ferrax::__private::b);
+        let i = format_ident!("__ferrax_example");
+        let kinds = e.examples.as_ref().map(|ex| ex.kinds.as_slice());
+        let mut before = Vec::new();
+        let mut binds = Vec::new();
+        for (k, (name, a)) in e.binds.iter().enumerate() {
+            let kind = kinds.and_then(|ks| ks[k].as_ref());
+            let bind = match (kind, a) {
+                (None, Atom::Var(v)) if !self.func.kind(*a).is_scalar() || self.is_tensor(*a) => {
+                    self.borrowed(*v)
+                }
+                (None, a) => self.atom(*a),
+                (Some(kind), Atom::Var(v)) => {
+                    let t = self.borrowed(*v);
+                    let all = format_ident!("__ferrax_{}", name);
+                    match kind {
+                        Kind::Float(p) => {
+                            before.push(quote!(let #all = #b::examples_f64(#t);));
+                            if *p == Prec::F32 {
+                                quote!(#all[#i] as f32)
+                            } else {
+                                quote!(#all[#i])
+                            }
+                        }
+                        Kind::Bool => {
+                            before.push(quote!(let #all = #b::examples_bool(#t);));
+                            quote!(#all[#i])
+                        }
+                        _ => quote!(&#b::example(#t, #i)),
+                    }
+                }
+                (Some(_), a) => self.atom(*a),
+            };
+            binds.push(quote_spanned!(name.span()=> let #name = #bind;));
+        }
+        let Some(ex) = &e.examples else {
+            return quote!({ #(#binds)* #tokens; });
+        };
+        let n = self.var(ex.batch);
+        let run = match ex.mask {
+            Some(Atom::Var(m)) => {
+                let m = self.borrowed(m);
+                before.push(quote!(let __ferrax_mask = #b::examples_bool(#m);));
+                quote!(if __ferrax_mask[#i] { #(#binds)* #tokens; })
+            }
+            _ => quote!({ #(#binds)* #tokens; }),
+        };
+        quote!({ #(#before)* for #i in 0..#n { #run } })
     }
 
     /// A right-hand side; `prec` is the precision of the variable it defines, if known.

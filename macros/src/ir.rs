@@ -364,6 +364,56 @@ pub enum Stmt {
         array: Var,
         mark: Option<Atom>,
     },
+    /// A macro run for its effect (`println!`, `assert!`, `panic!`, ..): part of the primal
+    /// computation, never differentiated.
+    Effect(Effect),
+}
+
+/// A macro the user wrote for its effect, kept as written. Its tokens read the user's
+/// names; each is bound to the value it has there (`let x = x_3;`) before the macro runs.
+#[derive(Clone, Debug)]
+pub struct Effect {
+    /// The macro call, as written (`println!("{x:.3}")`).
+    pub tokens: TokenStream,
+    /// The user's names the tokens may read, each with the value it has at the macro.
+    pub binds: Vec<(syn::Ident, Atom)>,
+    /// Set by `vmap` where the macro reads per-example values or runs under a per-example
+    /// condition: it then runs once per example, as a loop of the unbatched function would.
+    pub examples: Option<Examples>,
+    /// The macro's name (`assert_eq`), for messages.
+    pub name: String,
+}
+
+impl Effect {
+    /// What running it reads.
+    pub fn reads(&self) -> Vec<Atom> {
+        let mut out: Vec<Atom> = self.binds.iter().map(|(_, a)| *a).collect();
+        if let Some(ex) = &self.examples {
+            out.push(Atom::Var(ex.batch));
+            out.extend(ex.mask);
+        }
+        out
+    }
+}
+
+/// How a batched [`Effect`] runs once per example.
+#[derive(Clone, Debug)]
+pub struct Examples {
+    /// The batch size.
+    pub batch: Var,
+    /// Runs only for the examples where this batched mask is set (the per-example
+    /// conditions it is under).
+    pub mask: Option<Atom>,
+    /// For each bind: the kind its value had before batching, where it is batched (read
+    /// at each example as that kind).
+    pub kinds: Vec<Option<Kind>>,
+}
+
+/// Whether a block holds an [`Effect`], at any depth.
+pub fn has_effect(block: &Block) -> bool {
+    let mut found = false;
+    walk(block, &mut |s| found |= matches!(s, Stmt::Effect(_)));
+    found
 }
 
 /// A sequence of statements.
@@ -604,6 +654,7 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
                 add(m)
             }
         }
+        Stmt::Effect(e) => e.reads().iter().for_each(&mut add),
     });
     out.sort();
     out.dedup();

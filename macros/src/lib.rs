@@ -57,12 +57,40 @@
 //! `.fold(init, |acc, v| ..)` and `.collect()` (into a Vec) of such an iterator or of its
 //! `.map(|v| ..)` (the closures
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
-//! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `Vec::with_capacity` +
-//! `push`) and arrays with element reads and writes, closures bound by `let f = |v| ..;`
-//! and called by name or passed to `.map(..)`/`.fold(..)` (lowered at each use, in the
-//! names of their definition; not `move`), calls to other `#[grad]` functions,
-//! calls of any function on inactive values, and `stop_gradient(x)`. Anything else is a
-//! compile error at its span saying what is supported.
+//! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `vec![a, b, ..]`,
+//! `Vec::with_capacity` + `push`) and arrays with element reads and writes, closures bound
+//! by `let f = |v| ..;` and called by name or passed to `.map(..)`/`.fold(..)` (lowered at
+//! each use, in the names of their definition; not `move`), calls to other `#[grad]`
+//! functions, calls of any function on inactive values, `stop_gradient(x)`, `dbg!(v)`, and
+//! the standard macros run for their effect (below). Anything else is a compile error at
+//! its span saying what is supported.
+//!
+//! `print!`, `println!`, `eprint!`, `eprintln!`, `assert!`, `assert_eq!`, `assert_ne!` (and
+//! their `debug_` forms), `panic!`, `unreachable!`, `todo!` and `unimplemented!` are kept
+//! as written, with any Rust inside them, and see the values their names have at that
+//! point. They run where the primal computation runs: once per run of the user's code in
+//! `f`, `f_jvp`, `f_vjp`, `f_grad`, Hessians and Jacobians (never again when the reverse
+//! sweep recomputes a branch or loop body). Under `#[vmap]` one that reads per-example
+//! values, or sits under a per-example condition, runs once per example it holds for, as in
+//! a loop of the unbatched function. A callee's effects run again where a caller's reverse
+//! sweep recomputes the call (a call whose slice argument is the caller's own Vec, and
+//! calls under `#[vmap] #[grad]`).
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! #[grad]
+//! fn settle(x: f64, steps: usize) -> f64 {
+//!     assert!(steps > 0, "no steps");
+//!     let mut y = x;
+//!     for i in 0..steps {
+//!         y = y * 0.5 + 1.0;
+//!         debug_assert!(y.is_finite(), "step {i}: y = {y}");
+//!     }
+//!     y * y
+//! }
+//! assert_eq!(settle_grad(2.0, 1), 0.5 * 2.0 * 2.0);
+//! ```
 //!
 //! A call with active arguments must be to another `#[grad]` function: it is differentiated
 //! through that function's `g_jvp` / `g_vjp` (otherwise rustc reports that `g_vjp` is

@@ -13,6 +13,7 @@ use crate::primitives::Prim;
 use proc_macro2::Span;
 use quote::ToTokens;
 use std::collections::HashMap;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Pat, Type, UnOp};
 
@@ -287,7 +288,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, vec![v; n], Vec::with_capacity + push, `let f = |v| ..` closures called by name, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -577,11 +578,12 @@ impl Lowerer<'_> {
                 if semi.is_none() && last { v } else { None }
             }
             syn::Stmt::Macro(m) => {
-                self.cx.error(
-                    &m.mac,
-                    "macros other than `vec![v; n]` are not supported in a #[grad] function",
-                );
-                None
+                let v = self.lower_macro(&m.mac);
+                if m.semi_token.is_none() && last {
+                    v
+                } else {
+                    None
+                }
             }
         }
     }
@@ -1399,31 +1401,150 @@ impl Lowerer<'_> {
     }
 
     fn lower_macro(&mut self, mac: &syn::Macro) -> Option<Atom> {
-        if !mac.path.is_ident("vec") {
-            return self.unsupported(mac, "this macro (only `vec![v; n]` is)");
+        let name = macro_name(mac);
+        match name.as_deref() {
+            Some("vec") => self.lower_vec(mac),
+            Some("dbg") => self.lower_dbg(mac),
+            Some(n) if EFFECTS.contains(&n) => {
+                self.lower_effect(mac, n);
+                None
+            }
+            _ => {
+                let name = mac.path.to_token_stream().to_string().replace(' ', "");
+                self.cx.error(
+                    mac,
+                    format!("`{name}!` is not supported in a #[grad] function (the macros that are: {MACROS})"),
+                );
+                Some(Atom::Float(0.0))
+            }
         }
-        let parsed: syn::Result<(Expr, Expr)> =
+    }
+
+    /// `vec![v; n]`, or `vec![a, b, ..]` (an array, copied into a Vec).
+    fn lower_vec(&mut self, mac: &syn::Macro) -> Option<Atom> {
+        let repeat: syn::Result<(Expr, Expr)> =
             mac.parse_body_with(|input: syn::parse::ParseStream| {
                 let v: Expr = input.parse()?;
                 input.parse::<syn::Token![;]>()?;
                 let n: Expr = input.parse()?;
                 Ok((v, n))
             });
-        match parsed {
-            Ok((v, n)) => {
-                let value = self.value(&v);
-                let len = self.value(&n);
-                let kind = match self.kind(value) {
-                    Kind::Float(p) => Kind::Seq(Seq::Vec, p),
-                    _ => Kind::Opaque,
-                };
-                Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::Filled { value, len })))
-            }
-            Err(_) => self.unsupported(
-                mac,
-                "`vec![a, b, ..]` (write `vec![v; n]`, or an array `[a, b, ..]`)",
-            ),
+        if let Ok((v, n)) = repeat {
+            let value = self.value(&v);
+            let len = self.value(&n);
+            let kind = match self.kind(value) {
+                Kind::Float(p) => Kind::Seq(Seq::Vec, p),
+                _ => Kind::Opaque,
+            };
+            return Some(self.let_("v", kind, Rhs::NewSeq(NewSeq::Filled { value, len })));
         }
+        let list = mac.parse_body_with(Punctuated::<Expr, syn::Token![,]>::parse_terminated);
+        let Ok(list) = list else {
+            return self.unsupported(
+                mac,
+                "this form of `vec!` (write `vec![v; n]` or `vec![a, b, ..]`)",
+            );
+        };
+        if list.is_empty() {
+            return self.unsupported(
+                mac,
+                "an empty `vec![]` (write `Vec::new()` or `Vec::with_capacity(n)`)",
+            );
+        }
+        let items: Vec<Atom> = list.iter().map(|e| self.value(e)).collect();
+        let Kind::Float(p) = self.kind(items[0]) else {
+            return self.unsupported(mac, "`vec![a, b, ..]` of anything but floats");
+        };
+        let array = self.let_(
+            "a",
+            Kind::Seq(Seq::Array, p),
+            Rhs::NewSeq(NewSeq::ArrayOf(items)),
+        );
+        let Atom::Var(array) = array else {
+            unreachable!("let_ makes a variable")
+        };
+        Some(self.let_(
+            "v",
+            Kind::Seq(Seq::Vec, p),
+            Rhs::NewSeq(NewSeq::CopyOf(array)),
+        ))
+    }
+
+    /// `dbg!(e)`: the value of `e`, printed the way `std::dbg!` prints it (to stderr, with
+    /// the file, line and expression) where the primal computation runs.
+    fn lower_dbg(&mut self, mac: &syn::Macro) -> Option<Atom> {
+        let span = mac.span();
+        let list = mac.parse_body_with(Punctuated::<Expr, syn::Token![,]>::parse_terminated);
+        let (tokens, binds, value) = match list {
+            Ok(list) if list.is_empty() => (
+                quote::quote_spanned!(span=> ::std::eprintln!("[{}:{}:{}]", ::std::file!(), ::std::line!(), ::std::column!())),
+                vec![],
+                None,
+            ),
+            Ok(list) if list.len() == 1 => {
+                let e = &list[0];
+                let v = self.value(e);
+                let id = syn::Ident::new("__ferrax_dbg", Span::mixed_site().located_at(span));
+                (
+                    quote::quote_spanned!(span=> ::std::eprintln!("[{}:{}:{}] {} = {:#?}", ::std::file!(), ::std::line!(), ::std::column!(), ::std::stringify!(#e), #id)),
+                    vec![(id, v)],
+                    Some(v),
+                )
+            }
+            _ => {
+                // (no placeholder value: `let (a, b) = dbg!(a, b)` gets this error alone)
+                self.cx.error(
+                    mac,
+                    "`dbg!` of several values is not supported in a #[grad] function: write one `dbg!(v)` per value",
+                );
+                return None;
+            }
+        };
+        self.emit(Stmt::Effect(Effect {
+            tokens,
+            binds,
+            examples: None,
+            name: "dbg".into(),
+        }));
+        value
+    }
+
+    /// A printing or checking macro, kept as written, with each of the user's names its
+    /// tokens read (format strings' `{x}` included) bound to its value at this point.
+    fn lower_effect(&mut self, mac: &syn::Macro, name: &str) {
+        let mut names = Vec::new();
+        names_read(mac.tokens.clone(), &mut names);
+        let mut binds: Vec<(syn::Ident, Atom)> = Vec::new();
+        for ident in names {
+            let key = ident.to_string();
+            if binds.iter().any(|(n, _)| *n == key) {
+                continue;
+            }
+            match self.lookup_bind(&key) {
+                None => continue,
+                Some(Bind::Closure(..)) => {
+                    self.cx.error(
+                        &ident,
+                        format!("`{key}` is a closure, which a #[grad] function lowers where it is called: it cannot be read inside `{name}!`; call it outside the macro and print its value"),
+                    );
+                    continue;
+                }
+                Some(Bind::Var(_) | Bind::Place(..)) => {}
+            }
+            let path = syn::ExprPath {
+                attrs: vec![],
+                qself: None,
+                path: ident.clone().into(),
+            };
+            let value = self.lower_path(&path);
+            binds.push((ident, value));
+        }
+        self.emit(Stmt::Effect(Effect {
+            tokens: mac.to_token_stream(),
+            binds,
+            examples: None,
+            name: name.into(),
+        }));
     }
 
     fn lower_block(&mut self, b: &syn::Block) -> Option<Atom> {
@@ -2356,4 +2477,110 @@ fn untyped(p: &Pat) -> &Pat {
         Pat::Type(t) => &t.pat,
         p => p,
     }
+}
+
+/// The standard macros kept for their effect: printing, checks and panics.
+const EFFECTS: &[&str] = &[
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "panic",
+    "unreachable",
+    "todo",
+    "unimplemented",
+];
+/// The macros a #[grad] function may use, for messages.
+const MACROS: &str = "`vec![v; n]`, `vec![a, b, ..]`, `dbg!(v)`, `print!` `println!` `eprint!` `eprintln!`, `assert!` `assert_eq!` `assert_ne!` and their `debug_` forms, `panic!` `unreachable!` `todo!` `unimplemented!`";
+
+/// The name of a macro from the standard library (`println`, `std::println`), or `None`
+/// for any other path.
+fn macro_name(mac: &syn::Macro) -> Option<String> {
+    let segs = &mac.path.segments;
+    let last = segs.last()?.ident.to_string();
+    let std_path = segs.len() == 1
+        || (segs.len() == 2
+            && ["std", "core", "alloc"].contains(&segs[0].ident.to_string().as_str()));
+    std_path.then_some(last)
+}
+
+/// Every identifier in `tokens` that may name a local: all of them but method and field
+/// names (after a single `.`) and path segments (after `::`), plus the names a format
+/// string reads (`{x}`, `{:w$}`).
+fn names_read(tokens: proc_macro2::TokenStream, out: &mut Vec<syn::Ident>) {
+    use proc_macro2::TokenTree;
+    let punct =
+        |t: Option<&TokenTree>, c: char| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c);
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    for (k, tt) in tts.iter().enumerate() {
+        let before = |n: usize| k.checked_sub(n).map(|j| &tts[j]);
+        match tt {
+            TokenTree::Ident(i) => {
+                let member = punct(before(1), '.') && !punct(before(2), '.');
+                let segment = punct(before(1), ':') && punct(before(2), ':');
+                if !member && !segment {
+                    out.push(i.clone());
+                }
+            }
+            TokenTree::Group(g) => names_read(g.stream(), out),
+            TokenTree::Literal(l) => {
+                if let syn::Lit::Str(s) = syn::Lit::new(l.clone()) {
+                    for name in format_names(&s.value()) {
+                        out.push(syn::Ident::new(&name, l.span()));
+                    }
+                }
+            }
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+/// The names a format string reads: `{x}`, `{x:?}`, and widths and precisions `{:w$.p$}`.
+fn format_names(s: &str) -> Vec<String> {
+    let is_ident = |t: &str| {
+        let mut c = t.chars();
+        matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_')
+            && c.all(|c| c.is_alphanumeric() || c == '_')
+            && t != "_"
+    };
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let doubled = chars.get(i + 1) == Some(&c);
+        if c != '{' || doubled {
+            i += if (c == '{' || c == '}') && doubled {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        let Some(len) = chars[i + 1..].iter().position(|&c| c == '}') else {
+            break;
+        };
+        let inner: String = chars[i + 1..i + 1 + len].iter().collect();
+        let (arg, spec) = inner.split_once(':').unwrap_or((&inner, ""));
+        if is_ident(arg.trim()) {
+            out.push(arg.trim().to_string());
+        }
+        // `name$` in the spec: a width or precision read from a variable
+        for part in spec.split('$').rev().skip(1) {
+            let start = part
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            if is_ident(&part[start..]) {
+                out.push(part[start..].to_string());
+            }
+        }
+        i += len + 2;
+    }
+    out
 }

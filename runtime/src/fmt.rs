@@ -12,8 +12,9 @@ const THRESHOLD: usize = 1000;
 const EDGE: usize = 3;
 
 /// Formats one float: integers as `3.`, others with up to 8 significant decimals,
-/// very large or small magnitudes in scientific notation.
-fn format_float(v: f64) -> String {
+/// very large or small magnitudes in scientific notation. A precision (`{:.3}`) gives
+/// every element that many decimals.
+fn format_float(v: f64, precision: Option<usize>) -> String {
     if v.is_nan() {
         return "nan".into();
     }
@@ -22,7 +23,11 @@ fn format_float(v: f64) -> String {
     }
     let a = v.abs();
     if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        return format!("{v:.4e}");
+        let p = precision.unwrap_or(4);
+        return format!("{v:.p$e}");
+    }
+    if let Some(p) = precision {
+        return format!("{v:.p$}");
     }
     if v.fract() == 0.0 {
         return format!("{v:.0}.");
@@ -32,23 +37,23 @@ fn format_float(v: f64) -> String {
 }
 
 impl Tensor {
-    /// The elements as strings, row-major.
-    fn element_strings(&self) -> Vec<String> {
+    /// The elements as strings, row-major; floats with `precision` decimals if given.
+    fn element_strings(&self, precision: Option<usize>) -> Vec<String> {
         if self.device() != crate::device::Device::Cpu {
             return self
                 .to_device(&crate::device::Device::Cpu)
-                .element_strings();
+                .element_strings(precision);
         }
         match self.dtype() {
             DType::F32 => self
                 .contiguous_data::<f32>()
                 .iter()
-                .map(|&v| format_float(v as f64))
+                .map(|&v| format_float(v as f64, precision))
                 .collect(),
             DType::F64 => self
                 .contiguous_data::<f64>()
                 .iter()
-                .map(|&v| format_float(v))
+                .map(|&v| format_float(v, precision))
                 .collect(),
             DType::I32 => self
                 .contiguous_data::<i32>()
@@ -81,7 +86,7 @@ impl Tensor {
 
     fn write_nested(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.ndim() == 0 {
-            return f.write_str(&self.element_strings()[0]);
+            return f.write_str(&self.element_strings(f.precision())[0]);
         }
         let summarise = self.numel() > THRESHOLD;
         let shown = if summarise {
@@ -89,7 +94,7 @@ impl Tensor {
         } else {
             self.clone()
         };
-        let strings = shown.element_strings();
+        let strings = shown.element_strings(f.precision());
         let width = strings.iter().map(String::len).max().unwrap_or(0);
         let layout = Nesting {
             strings: &strings,
@@ -144,7 +149,8 @@ impl Nesting<'_> {
     }
 }
 
-/// NumPy-style: `[[1., 2.],\n [3., 4.]]`; a 0-d tensor prints its value.
+/// NumPy-style: `[[1., 2.],\n [3., 4.]]`; a 0-d tensor prints its value. A precision
+/// applies to every element: `format!("{t:.2}")` gives `[0.33, 1.00]`.
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_nested(f)

@@ -170,8 +170,13 @@ impl Vjp<'_> {
 
     /// Forward sweep, adjoint declarations and reverse sweep of a block, one after the other:
     /// what the reverse sweep of a compound statement runs for the part it re-executes.
+    /// The forward part runs the primal a second time: without the user's effects, which
+    /// ran in the forward sweep (a `println!` in a loop prints once per iteration, not twice).
     fn joint(&mut self, b: &Block) -> Block {
-        let (mut f, r) = self.block(b);
+        let (f, r) = self.block(b);
+        let mut f = Block { stmts: f };
+        drop_effects(&mut f);
+        let mut f = f.stmts;
         f.extend(self.decl_adjoints(b));
         f.extend(r);
         Block { stmts: f }
@@ -1069,4 +1074,14 @@ fn shape_only(block: &Block, v: Var) -> bool {
         }
     });
     ok
+}
+
+/// Removes the user's effects (`Stmt::Effect`) from a block and the blocks inside it.
+fn drop_effects(b: &mut Block) {
+    b.stmts.retain(|s| !matches!(s, Stmt::Effect(_)));
+    for s in &mut b.stmts {
+        for c in children_mut(s) {
+            drop_effects(c);
+        }
+    }
 }

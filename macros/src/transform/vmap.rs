@@ -90,6 +90,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         func: out,
         input,
         err: None,
+        masks: Vec::new(),
     };
     let body = v.block(&func.body);
     if let Some(e) = v.err {
@@ -227,6 +228,10 @@ struct Vmap<'a> {
     func: Func,
     input: &'a VmapIn<'a>,
     err: Option<VmapError>,
+    /// The per-example conditions the statements being batched run under (a branch both
+    /// of whose sides run for every example, a loop that every example runs until all are
+    /// done), as batched masks: what a user's effect there is limited to.
+    masks: Vec<Atom>,
 }
 
 impl Vmap<'_> {
@@ -511,6 +516,7 @@ impl Vmap<'_> {
                 let (body, exit) = self.loop_body(body, exit);
                 out.push(Stmt::Loop { body, exit });
             }
+            Stmt::Effect(e) => self.effect(e, out),
             s => out.push(s.clone()),
         }
     }
@@ -760,7 +766,9 @@ impl Vmap<'_> {
             });
             saved.push(s);
         }
+        self.masks.push(cond);
         let t = self.block(then);
+        self.masks.pop();
         out.extend(t.stmts);
         let mut taken = Vec::new();
         for (v, s) in assigned.iter().zip(&saved) {
@@ -779,7 +787,11 @@ impl Vmap<'_> {
             });
             taken.push(t);
         }
+        // the else side's mask, only where an effect there reads it
+        let not = has_effect(els).then(|| self.batched_prim(out, Prim::Not, vec![cond]));
+        self.masks.extend(not);
         let e = self.block(els);
+        self.masks.truncate(self.masks.len() - not.iter().len());
         out.extend(e.stmts);
         for (v, t) in assigned.iter().zip(&taken) {
             let info = self.func.info(*v).clone();
@@ -796,6 +808,50 @@ impl Vmap<'_> {
                 value: Atom::Var(sel),
             });
         }
+    }
+
+    /// A user's effect (`println!`, `assert!`, ..). One that reads only values shared by
+    /// every example, outside per-example conditions, runs once. Otherwise it runs once per
+    /// example, as it would in a loop of the unbatched function: for the examples its
+    /// conditions hold for, with each per-example value read at that example.
+    fn effect(&mut self, e: &Effect, out: &mut Vec<Stmt>) {
+        let kinds: Vec<Option<Kind>> = e
+            .binds
+            .iter()
+            .map(|(_, a)| self.is_batched(*a).then(|| self.orig_kind(*a)))
+            .collect();
+        if self.masks.is_empty() && kinds.iter().all(Option::is_none) {
+            out.push(Stmt::Effect(e.clone()));
+            return;
+        }
+        for ((x, _), k) in e.binds.iter().zip(&kinds) {
+            if let Some(k) = k
+                && !matches!(k, Kind::Float(_) | Kind::Bool | Kind::Tensor)
+            {
+                self.fail(
+                    x.span(),
+                    format!(
+                        "#[vmap]: `{}!` reads `{x}`, which differs per example and is not a float, bool or tensor; bind what it prints or checks with `let` first (`let w = &{x}.w;`)",
+                        e.name
+                    ),
+                );
+                return;
+            }
+        }
+        let mut mask: Option<Atom> = None;
+        for m in self.masks.clone() {
+            mask = Some(match mask {
+                Some(outer) => self.batched_prim(out, Prim::BitAnd, vec![outer, m]),
+                None => m,
+            });
+        }
+        let mut e = e.clone();
+        e.examples = Some(Examples {
+            batch: self.input.bsz,
+            mask,
+            kinds,
+        });
+        out.push(Stmt::Effect(e));
     }
 
     /// The body of a loop. Where an exit flag differs per example, each iteration runs

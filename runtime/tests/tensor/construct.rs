@@ -129,6 +129,21 @@ fn display_prints_like_numpy() {
     );
     assert!(text.contains("],\n ...,\n [1480,"), "{text}");
     assert!(text.ends_with("1597, 1598, 1599]]"), "{text}");
+    // a precision applies to every float element, scientific ones included
+    let t = Tensor::from_vec(vec![1.0f64 / 3.0, 1.0, -2.5, 1e-7], &[2, 2]);
+    assert_eq!(
+        format!("{t:.2}"),
+        "[[   0.33,    1.00],\n [  -2.50, 1.00e-7]]"
+    );
+    assert_eq!(format!("{:.1}", Tensor::scalar(2.26f32)), "2.3");
+    assert_eq!(
+        format!("{:.1?}", Tensor::from_vec(vec![0.26f32], &[1])),
+        "Tensor([0.3], shape=[1], dtype=f32, device=cpu)"
+    );
+    assert_eq!(
+        format!("{:.3}", Tensor::from_vec(vec![1i32, 2], &[2])),
+        "[1, 2]"
+    );
     assert_eq!(
         format!("{:?}", Tensor::ones(&[2], DType::F32)),
         "Tensor([1., 1.], shape=[2], dtype=f32, device=cpu)"
