@@ -177,6 +177,12 @@ pub mod __private {
         }
     }
 
+    /// `target[offset + k] += value[k]`: a view's adjoint (`&x[offset..]`) into its base's.
+    #[inline]
+    pub fn add_assign_seq_at<T: Real>(target: &mut [T], offset: usize, value: &[T]) {
+        add_assign_seq(&mut target[offset..offset + value.len()], value);
+    }
+
     /// Something whose element writes can be undone: a Vec (pushes too) or an array.
     pub trait Undo<T> {
         fn set(&mut self, i: usize, v: T);

@@ -801,3 +801,70 @@ fn casts_between_f32_and_f64() {
     let (_, t) = precision_round_trip_jvp(x, 1.0);
     assert!((t - g).abs() < 1e-6, "{t} vs {g}");
 }
+
+// ---- subslices: `&x[a..b]` and its forms, read through their base ----
+
+#[grad]
+fn pair_dist(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (u, v) in a.iter().zip(b.iter()) {
+        s += (u - v) * (u - v);
+    }
+    s.sqrt()
+}
+
+/// Points of 3 coordinates in one slice: views passed to another `#[grad]` function, read
+/// by index, iterated, summed, copied, viewed again, and of a local Vec.
+#[grad]
+fn chain_energy(x: &[f64], k: usize) -> f64 {
+    let n = x.len() / 3;
+    let mut e = 0.0;
+    for i in 1..n {
+        let p = &x[3 * (i - 1)..3 * i];
+        let q = &x[3 * i..3 * i + 3];
+        let d = pair_dist(p, q) - 1.0;
+        e += d * d + p[0] * q[2];
+    }
+    let first = &x[..3];
+    let rest = &x[3..];
+    let inner = &rest[1..=2];
+    let mut sq: Vec<f64> = x.iter().map(|v| v * v).collect();
+    sq[0] = sq[1] * x[2];
+    let tail = sq[k..].iter().sum::<f64>();
+    let copy = x[..k].to_vec();
+    e + first.iter().map(|v| v.sin()).sum::<f64>() * inner[1]
+        + tail * copy[k - 1]
+        + rest.len() as f64
+        + pair_dist(&sq[..3], &x[x.len() - 3..])
+}
+
+#[test]
+fn subslices_match_finite_differences_and_forward_mode() {
+    let x = [0.3, -0.7, 1.1, 0.5, 0.2, -0.4, 1.3, 0.9, -1.2];
+    for k in [1usize, 4, 9] {
+        let g = chain_energy_grad(&x, k);
+        close(&g, &fd(|x| chain_energy(x, k), &x), &format!("k = {k}"));
+        for i in 0..x.len() {
+            let mut e = [0.0; 9];
+            e[i] = 1.0;
+            let (v, t) = chain_energy_jvp(&x, k, &e);
+            assert_eq!(v, chain_energy(&x, k));
+            close(&[t], &[g[i]], &format!("jvp {i}, k = {k}"));
+        }
+    }
+}
+
+#[test]
+fn a_subslice_out_of_range_panics_where_it_is_made() {
+    let x = [0.3, -0.7, 1.1, 0.5, 0.2, -0.4];
+    // `sq[k..]` with k = 7 > 6: the panic of the user's own code, in every counterpart
+    for r in [
+        std::panic::catch_unwind(|| chain_energy(&x, 7)).err(),
+        std::panic::catch_unwind(|| chain_energy_grad(&x, 7)).err(),
+        std::panic::catch_unwind(|| chain_energy_jvp(&x, 7, &[0.0; 6])).err(),
+    ] {
+        let e = r.expect("a panic");
+        let m = e.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert_eq!(m, "range start index 7 out of range for slice of length 6");
+    }
+}

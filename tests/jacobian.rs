@@ -293,6 +293,45 @@ hessian_and_grad! {
     }
 }
 
+// Points of two coordinates as views into one slice.
+hessian_and_grad! {
+    #[hessian] #[grad]
+    fn springs_h / springs_g (x: &[f64]) {
+        let mut s = 0.0;
+        for i in 1..x.len() / 2 {
+            let a = &x[2 * (i - 1)..2 * i];
+            let b = &x[2 * i..2 * i + 2];
+            let d = (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2);
+            let dot: f64 = a.iter().zip(b[..].iter()).map(|(u, v)| u * v).sum();
+            s += (d.sqrt() - 1.0).powi(2) + dot * b[1];
+        }
+        s
+    }
+}
+
+/// Sums over sliding windows: a view per output.
+#[jacobian]
+fn window_sums(x: &[f64]) -> Vec<f64> {
+    (0..x.len() - 2)
+        .map(|i| x[i..i + 3].iter().map(|v| v * v).sum::<f64>() * x[i])
+        .collect()
+}
+
+#[test]
+fn views_into_slices_have_hessians_and_jacobians() {
+    let x = [0.3, -0.7, 1.1, 0.2, 0.9, -0.4];
+    let h = springs_h_hessian(&x);
+    rows_close(
+        &h,
+        &fd_rows(&|x| springs_g_grad(x), &x),
+        1e-6,
+        "springs hessian",
+    );
+    let fwd = window_sums_jacfwd(&x);
+    rows_close(&fwd, &fd_rows(&window_sums, &x), 1e-6, "window_sums jacfwd");
+    rows_close(&window_sums_jacrev(&x), &fwd, 1e-12, "window_sums jacrev");
+}
+
 #[test]
 fn slice_hessians_are_symmetric_and_match_finite_differences_of_the_gradient() {
     let x = [0.3, -0.7, 1.1, 0.2, 0.9];

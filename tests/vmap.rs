@@ -651,3 +651,24 @@ fn per_example_gradients_through_a_struct_helper_match_a_loop_of_grad() {
         assert_close(&pick(&g.l2.b), &gi.l2.b, 1e-12, "l2.b");
     }
 }
+
+/// Views of a slice shared by every example.
+#[vmap(in_axes = (0, None))]
+fn weighted(x: f64, w: &[f64]) -> f64 {
+    let head = &w[..2];
+    x * head[0] + x * x * head[1] + w[2..].iter().sum::<f64>()
+}
+
+#[test]
+fn views_of_a_shared_slice_match_a_loop() {
+    let w = [0.5, -1.5, 2.0, 0.25];
+    let xs = [0.1, -0.3, 0.7];
+    let got = weighted_vmap(&Tensor::from_vec(xs.to_vec(), &[3]), &w).to_vec::<f64>();
+    for (g, x) in got.iter().zip(xs) {
+        assert!(
+            (g - weighted(x, &w)).abs() < 1e-12,
+            "{g} vs {}",
+            weighted(x, &w)
+        );
+    }
+}

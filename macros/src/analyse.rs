@@ -53,7 +53,7 @@ pub fn varied(func: &Func) -> HashSet<Var> {
                 {
                     add.push(*array)
                 }
-                Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
+                Stmt::AddSeq { target, value, .. } if set.contains(value) => add.push(*target),
                 Stmt::AddProject { target, value, .. } if is(value) => add.push(*target),
                 // An undo log of a varied sequence holds varied values.
                 Stmt::LogWrite { log, array, .. } if set.contains(array) => add.push(*log),
@@ -84,6 +84,7 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
         | Rhs::Pop(v)
         | Rhs::Project(v, _)
         | Rhs::ProjectTangent(v, _)
+        | Rhs::SubSlice(v, ..)
         | Rhs::NewSeq(NewSeq::CopyOf(v)) => set.contains(v),
         Rhs::NewSeq(NewSeq::Filled { value, .. })
         | Rhs::NewSeq(NewSeq::ArrayRepeat { value, .. }) => is(value),
@@ -211,8 +212,11 @@ impl Dce<'_> {
                 add(live, index);
                 add(live, value);
             }
-            Stmt::AddSeq { value, .. } => {
+            Stmt::AddSeq { value, offset, .. } => {
                 live.insert(*value);
+                if let Some(o) = offset {
+                    add(live, o);
+                }
             }
             Stmt::AddProject { path, value, .. } => {
                 proj_atoms(path).iter().for_each(|a| add(live, a));

@@ -45,6 +45,7 @@ impl Emitter<'_> {
 
     pub fn atom(&self, a: Atom) -> TokenStream {
         match a {
+            Atom::Var(v) if self.func.info(v).view.is_some() => self.view(v),
             Atom::Var(v) => {
                 let id = self.var(v);
                 quote!(#id)
@@ -71,6 +72,20 @@ impl Emitter<'_> {
         }
     }
 
+    /// A view ([`Rhs::SubSlice`]) as the place it reads: `(x[lo..hi])`.
+    fn view(&self, v: Var) -> TokenStream {
+        let Some((base, lo, hi)) = self.func.info(v).view else {
+            return self.atom(Atom::Var(v));
+        };
+        let (base, lo, hi) = (self.atom(Atom::Var(base)), self.atom(lo), self.atom(hi));
+        quote!((#base[#lo..#hi]))
+    }
+
+    /// A sequence as a place to read (`x`, or a view's expression).
+    fn seq(&self, v: Var) -> TokenStream {
+        self.atom(Atom::Var(v))
+    }
+
     /// Whether `v` is a parameter taken by reference (`x: &Tensor`, `p: &Mlp`).
     fn is_ref_param(&self, v: Var) -> bool {
         !(self.owned_params && self.is_tensor(Atom::Var(v))) && self.declared_ref(v)
@@ -95,6 +110,10 @@ impl Emitter<'_> {
 
     /// `v` borrowed: `&v`, or `v` itself where it already is a reference.
     fn borrowed(&self, v: Var) -> TokenStream {
+        if self.func.info(v).view.is_some() {
+            let place = self.view(v);
+            return quote!(&#place);
+        }
         let id = self.var(v);
         if self.is_ref_param(v) {
             quote!(#id)
@@ -237,6 +256,11 @@ impl Emitter<'_> {
                 if let Rhs::Uninit = rhs {
                     return quote!(let #m #id;);
                 }
+                if let Rhs::SubSlice(..) = rhs {
+                    // read where it is used; checked here, where `&x[lo..hi]` would panic
+                    let r = self.rhs(rhs, Prec::Infer, false);
+                    return quote!(let _ = #r;);
+                }
                 let ty = match info.kind {
                     Kind::Float(Prec::F32) => quote!(: f32),
                     Kind::Float(Prec::F64) => quote!(: f64),
@@ -301,9 +325,19 @@ impl Emitter<'_> {
                 let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
                 quote!(#id[#i] += #a;)
             }
-            Stmt::AddSeq { target, value } => {
-                let (t, v) = (self.var(*target), self.var(*value));
-                quote!(::ferrax::__private::add_assign_seq(&mut #t, &#v);)
+            Stmt::AddSeq {
+                target,
+                value,
+                offset,
+            } => {
+                let (t, v) = (self.var(*target), self.seq(*value));
+                match offset {
+                    None => quote!(::ferrax::__private::add_assign_seq(&mut #t, &#v);),
+                    Some(o) => {
+                        let o = self.atom(*o);
+                        quote!(::ferrax::__private::add_assign_seq_at(&mut #t, #o, &#v);)
+                    }
+                }
             }
             Stmt::Push { array, value } => {
                 let (id, a) = (self.var(*array), self.value(*value));
@@ -487,15 +521,19 @@ impl Emitter<'_> {
                 quote!(#place.len())
             }
             Rhs::Index(v, i) => {
-                let (id, i) = (self.var(*v), self.atom(*i));
+                let (id, i) = (self.seq(*v), self.atom(*i));
                 quote!(#id[#i])
             }
             Rhs::Len(v) => {
-                let id = self.var(*v);
+                let id = self.seq(*v);
                 quote!(#id.len())
             }
+            Rhs::SubSlice(v, lo, hi) => {
+                let (base, lo, hi) = (self.seq(*v), self.atom(*lo), self.atom(*hi));
+                quote!(&#base[#lo..#hi])
+            }
             Rhs::Sum(v) => {
-                let id = self.var(*v);
+                let id = self.seq(*v);
                 quote!(::ferrax::__private::sum(&#id))
             }
             Rhs::Cast(a, ty) => {
@@ -521,7 +559,7 @@ impl Emitter<'_> {
                     quote!([#v; #len])
                 }
                 NewSeq::CopyOf(v) => {
-                    let id = self.var(*v);
+                    let id = self.seq(*v);
                     quote!(#id.to_vec())
                 }
                 NewSeq::ZerosLike(v) if self.is_tensor(Atom::Var(*v)) => {
@@ -529,7 +567,7 @@ impl Emitter<'_> {
                     quote!(::ferrax::__private::t::zero_like(#x))
                 }
                 NewSeq::ZerosLike(v) => {
-                    let id = self.var(*v);
+                    let id = self.seq(*v);
                     match self.func.info(*v).kind {
                         Kind::Seq(Seq::Array, _) => quote!(::ferrax::__private::zeros_array(&#id)),
                         _ => quote!(::ferrax::__private::zeros(&#id)),
@@ -559,6 +597,10 @@ impl Emitter<'_> {
                         // a batching rule's argument
                         Atom::Var(_) if self.func.batched(a.atom) && runtime_helper(func, "b") => {
                             self.b_operand(a.atom)
+                        }
+                        // a view is a place: passed as the slice it is
+                        Atom::Var(v) if a.borrow || self.func.info(v).view.is_some() => {
+                            self.borrowed(v)
                         }
                         _ if a.borrow => quote!(&#t),
                         // a tensor parameter passed on as written (`f(x)` with `x: &Tensor`)

@@ -102,6 +102,9 @@ pub struct VarInfo {
     pub batched: bool,
     /// Where the user named it (a binding or parameter), for errors about it.
     pub span: Option<proc_macro2::Span>,
+    /// A view `&base[lo..hi]` ([`Rhs::SubSlice`]): emitted as that expression wherever
+    /// it is read.
+    pub view: Option<(Var, Atom, Atom)>,
 }
 
 /// An operand: a variable or a literal.
@@ -149,6 +152,9 @@ pub enum Rhs {
     Index(Var, Atom),
     /// `seq.len()`.
     Len(Var),
+    /// `&seq[lo..hi]`: a read-only view of part of a sequence, read through its base
+    /// wherever it is used (never a borrow held across statements).
+    SubSlice(Var, Atom, Atom),
     /// Sum of a sequence's elements (transpose of broadcasting a scalar into a sequence).
     Sum(Var),
     /// A cast between non-float types or from an integer to a float (`i as f64`).
@@ -321,10 +327,11 @@ pub enum Stmt {
         path: Vec<Proj>,
         value: Atom,
     },
-    /// `target[k] += value[k]` for every k.
+    /// `target[offset + k] += value[k]` for every k of `value` (offset 0 when `None`).
     AddSeq {
         target: Var,
         value: Var,
+        offset: Option<Atom>,
     },
     /// `array.push(value);` (user Vecs and the transforms' stacks).
     Push {
@@ -451,6 +458,7 @@ impl Func {
             mutable,
             batched: false,
             span: None,
+            view: None,
         });
         Var(self.vars.len() as u32 - 1)
     }
@@ -520,6 +528,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
         Rhs::Atom(a) => vec![*a],
         Rhs::Prim(_, args) | Rhs::Tuple(args) => args.clone(),
         Rhs::Index(v, i) => vec![Atom::Var(*v), *i],
+        Rhs::SubSlice(v, lo, hi) => vec![Atom::Var(*v), *lo, *hi],
         Rhs::Len(v) | Rhs::Sum(v) | Rhs::Field(v, _) | Rhs::Pop(v) => vec![Atom::Var(*v)],
         Rhs::Cast(a, _) => vec![*a],
         Rhs::NewSeq(n) => match n {
@@ -619,9 +628,16 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
             add(index);
             add(value)
         }
-        Stmt::AddSeq { target, value } => {
+        Stmt::AddSeq {
+            target,
+            value,
+            offset,
+        } => {
             add(&Atom::Var(*target));
-            add(&Atom::Var(*value))
+            add(&Atom::Var(*value));
+            if let Some(o) = offset {
+                add(o)
+            }
         }
         Stmt::AddProject {
             target,

@@ -58,7 +58,9 @@
 //! `.map(|v| ..)` (the closures
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
 //! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `vec![a, b, ..]`,
-//! `Vec::with_capacity` + `push`) and arrays with element reads and writes, closures bound
+//! `Vec::with_capacity` + `push`) and arrays with element reads and writes, read-only views
+//! of them (`&x[a..b]`, `&x[a..]`, `x[..=b].iter()`: indexed, iterated, passed to other
+//! `#[grad]` functions; each panics where it is made if out of range), closures bound
 //! by `let f = |v| ..;` and called by name or passed to `.map(..)`/`.fold(..)` (lowered at
 //! each use, in the names of their definition; not `move`), calls to other `#[grad]`
 //! functions, calls of any function on inactive values, `stop_gradient(x)`, `dbg!(v)`, and

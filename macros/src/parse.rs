@@ -288,7 +288,7 @@ struct Lowerer<'c> {
     seq_ret: bool,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -820,6 +820,7 @@ impl Lowerer<'_> {
                 let (root, path) = self.place_of(e)?;
                 Some(self.read_place(root, path))
             }
+            Expr::Index(ix) if matches!(&*ix.index, Expr::Range(_)) => self.lower_subslice(ix),
             Expr::Index(ix) => {
                 let Expr::Path(p) = &*ix.expr else {
                     return self.unsupported(
@@ -831,9 +832,6 @@ impl Lowerer<'_> {
                     return self
                         .unsupported(p, "indexing anything but a named slice, Vec or array");
                 };
-                if let Expr::Range(r) = &*ix.index {
-                    return self.unsupported(r, "slicing with a range");
-                }
                 let i = self.value(&ix.index);
                 let kind = match &self.func.info(arr).kind {
                     Kind::Seq(_, p) => Kind::Float(*p),
@@ -1561,6 +1559,39 @@ impl Lowerer<'_> {
         (self.pop_block(), v)
     }
 
+    /// `x[a..b]` (also `a..`, `..b`, `..`, `a..=b`) of a float sequence, or of such a
+    /// view: a view ([`Rhs::SubSlice`]) that reads its base wherever it is used.
+    fn lower_subslice(&mut self, ix: &syn::ExprIndex) -> Option<Atom> {
+        let Expr::Range(r) = &*ix.index else {
+            return self.unsupported(ix, "this index");
+        };
+        let base = self.value(&ix.expr);
+        let (Atom::Var(b), Kind::Seq(_, p)) = (base, self.kind(base)) else {
+            return self.unsupported(
+                &ix.expr,
+                "slicing anything but a float slice, Vec or array (or a slice of one)",
+            );
+        };
+        let lo = match &r.start {
+            Some(e) => self.value(e),
+            None => Atom::Int(0),
+        };
+        let hi = match (&r.end, &r.limits) {
+            (None, _) => self.let_("n", Kind::Int, Rhs::Len(b)),
+            (Some(e), syn::RangeLimits::HalfOpen(_)) => self.value(e),
+            (Some(e), syn::RangeLimits::Closed(_)) => {
+                let e = self.value(e);
+                self.prim(Prim::Add, vec![e, Atom::Int(1)])
+            }
+        };
+        let name = format!("{}_part", self.func.info(b).name);
+        let view = self.let_(&name, Kind::Seq(Seq::Slice, p), Rhs::SubSlice(b, lo, hi));
+        if let Atom::Var(v) = view {
+            self.func.vars[v.0 as usize].view = Some((b, lo, hi));
+        }
+        Some(view)
+    }
+
     fn lower_if(&mut self, i: &syn::ExprIf) -> Option<Atom> {
         if let Expr::Let(l) = &*i.cond {
             return self.unsupported(l, "`if let` (use `match`)");
@@ -2226,6 +2257,14 @@ impl Lowerer<'_> {
         match e {
             Expr::Paren(p) => self.seq_chain(&p.expr),
             Expr::Reference(r) if r.mutability.is_none() => self.seq_chain(&r.expr),
+            Expr::Index(ix) if matches!(&*ix.index, Expr::Range(_)) => {
+                match self.lower_subslice(ix)? {
+                    Atom::Var(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => {
+                        Some((vec![v], false))
+                    }
+                    _ => None,
+                }
+            }
             Expr::Path(p) => match self.path_var(p) {
                 Some(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => {
                     Some((vec![v], false))

@@ -86,6 +86,10 @@ fn jvp_with(func: &Func, varied: &HashSet<Var>, split_calls: bool) -> JvpOut {
                 .func
                 .new_var(&format!("{}_dot", info.name), info.kind, info.mutable);
             t.tan.insert(v, d);
+            // the tangent of a view is the same view of the base's tangent
+            if let Some((base, lo, hi)) = info.view {
+                t.func.vars[d.0 as usize].view = Some((t.tan_var(base), lo, hi));
+            }
         }
     }
     let mut body = t.block(&func.body);
@@ -322,6 +326,7 @@ impl Jvp<'_> {
                         Rhs::ProjectTangent(self.tan_var(*root), path.clone())
                     }
                     Rhs::Index(v, i) => Rhs::Index(self.tan_var(*v), *i),
+                    Rhs::SubSlice(v, lo, hi) => Rhs::SubSlice(self.tan_var(*v), *lo, *hi),
                     Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
                     Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
                     Rhs::Pop(v) => Rhs::Pop(self.tan_var(*v)),
@@ -415,12 +420,17 @@ impl Jvp<'_> {
                     });
                 }
             }
-            Stmt::AddSeq { target, value } => {
+            Stmt::AddSeq {
+                target,
+                value,
+                offset,
+            } => {
                 out.push(s.clone());
                 if self.varied.contains(target) && self.is_varied(Atom::Var(*value)) {
                     out.push(Stmt::AddSeq {
                         target: self.tan_var(*target),
                         value: self.tan_var(*value),
+                        offset: *offset,
                     });
                 }
             }

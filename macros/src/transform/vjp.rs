@@ -81,6 +81,7 @@ fn vjp_with(func: &Func, varied: &HashSet<Var>, recompute_calls: bool) -> VjpOut
             Stmt::AddSeq {
                 target: a,
                 value: seed,
+                offset: None,
             }
         } else {
             Stmt::AddAssign {
@@ -421,6 +422,7 @@ impl Vjp<'_> {
                     rev.push(Stmt::AddSeq {
                         target: au,
                         value: a,
+                        offset: None,
                     });
                 }
             }
@@ -435,11 +437,20 @@ impl Vjp<'_> {
                 index: *i,
                 value: Atom::Var(a),
             }),
+            Rhs::SubSlice(u, lo, _) if self.varied.contains(u) => {
+                let au = self.adj(*u);
+                rev.push(Stmt::AddSeq {
+                    target: au,
+                    value: a,
+                    offset: Some(*lo),
+                });
+            }
             Rhs::NewSeq(NewSeq::CopyOf(u)) if self.varied.contains(u) => {
                 let au = self.adj(*u);
                 rev.push(Stmt::AddSeq {
                     target: au,
                     value: a,
+                    offset: None,
                 });
             }
             Rhs::NewSeq(NewSeq::Filled {
@@ -493,10 +504,18 @@ impl Vjp<'_> {
                 // A pullback borrows the callee's slice arguments. When one is a local Vec, the
                 // reverse sweep (which owns that Vec) calls the callee's vjp again instead of
                 // keeping a pullback that would borrow from it.
+                // (a view borrows what its base borrows)
                 let params: HashSet<Var> = self.func.params.iter().map(|p| p.var).collect();
+                let root = |mut v: Var| {
+                    while let Some((base, ..)) = self.func.info(v).view {
+                        v = base;
+                    }
+                    v
+                };
                 let borrows_local = args.iter().any(|x| match x.atom {
                     Atom::Var(v) => {
-                        !params.contains(&v) && matches!(self.func.info(v).kind, Kind::Seq(..))
+                        !params.contains(&root(v))
+                            && matches!(self.func.info(v).kind, Kind::Seq(..))
                     }
                     _ => false,
                 });
@@ -574,6 +593,7 @@ impl Vjp<'_> {
                         rev.push(Stmt::AddSeq {
                             target: au,
                             value: gk,
+                            offset: None,
                         });
                     }
                 }

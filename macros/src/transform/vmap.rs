@@ -134,7 +134,7 @@ fn data_deps(block: &Block, set: &HashSet<Var>, add: &mut Vec<Var>) {
         {
             add.push(*array)
         }
-        Stmt::AddSeq { target, value } if set.contains(value) => add.push(*target),
+        Stmt::AddSeq { target, value, .. } if set.contains(value) => add.push(*target),
         _ => {}
     });
 }
