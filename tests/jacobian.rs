@@ -293,7 +293,13 @@ hessian_and_grad! {
     }
 }
 
-// Points of two coordinates as views into one slice.
+#[grad]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b.iter()).map(|(u, v)| u * v).sum()
+}
+
+// Points of two coordinates as views into one slice, passed to a `#[grad]` callee (whose
+// forward-over-reverse counterpart the Hessian calls).
 hessian_and_grad! {
     #[hessian] #[grad]
     fn springs_h / springs_g (x: &[f64]) {
@@ -302,8 +308,7 @@ hessian_and_grad! {
             let a = &x[2 * (i - 1)..2 * i];
             let b = &x[2 * i..2 * i + 2];
             let d = (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2);
-            let dot: f64 = a.iter().zip(b[..].iter()).map(|(u, v)| u * v).sum();
-            s += (d.sqrt() - 1.0).powi(2) + dot * b[1];
+            s += (d.sqrt() - 1.0).powi(2) + dot(a, &b[1..]) * b[1] + dot(a, a).sin();
         }
         s
     }
@@ -317,8 +322,38 @@ fn window_sums(x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// A pair potential of a squared distance: a scalar `#[grad]` leaf.
+#[grad]
+fn lj(r2: f64) -> f64 {
+    let s = 1.0 / (r2 * r2 * r2);
+    s * s - s
+}
+
+// Points on a line, every pair through the scalar callee.
+hessian_and_grad! {
+    #[hessian] #[grad]
+    fn cluster_h / cluster_g (x: &[f64]) {
+        let mut e = 0.0;
+        for i in 0..x.len() {
+            for j in i + 1..x.len() {
+                e += lj((x[i] - x[j]) * (x[i] - x[j]) + 1.0);
+            }
+        }
+        e
+    }
+}
+
 #[test]
-fn views_into_slices_have_hessians_and_jacobians() {
+fn hessians_through_calls_and_views_and_jacobians_of_views() {
+    let x = [0.3, -0.7, 1.1, 0.2];
+    let h = cluster_h_hessian(&x);
+    rows_close(
+        &h,
+        &fd_rows(&|x| cluster_g_grad(x), &x),
+        1e-6,
+        "cluster hessian",
+    );
+
     let x = [0.3, -0.7, 1.1, 0.2, 0.9, -0.4];
     let h = springs_h_hessian(&x);
     rows_close(

@@ -243,14 +243,17 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     let for_callers = if !callers {
         quote!()
     } else if attr.wrt.is_none() {
-        quote!(#full_jvp #full_vjp)
+        let ctjvp = crate::vmap::call_counterparts(&item, &sig, false);
+        quote!(#full_jvp #full_vjp #ctjvp)
     } else {
         let mut all = item.clone();
         all.sig.ident = format_ident!("{FULL}{}", name);
         all.attrs.retain(|a| !a.path().is_ident("doc"));
         all.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         all.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
-        expand_with(GradAttr::default(), all, false)?
+        let ctjvp = crate::vmap::call_counterparts(&item, &sig, false);
+        let full = expand_with(GradAttr::default(), all, false)?;
+        quote!(#full #ctjvp)
     };
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.

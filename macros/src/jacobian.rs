@@ -315,7 +315,7 @@ fn hvp_ir(
     if let Some(span) = j.unsupported_call {
         return Err(syn::Error::new(
             span,
-            "#[hessian] cannot take forward mode through this call (a derivative of another function with no forward-over-reverse counterpart); mark the callee `#[vmap] #[grad]`, or write its body inline",
+            "#[hessian] cannot take forward mode through this call (a derivative of another function with no forward-over-reverse counterpart); mark the callee `#[grad]`, or write its body inline",
         ));
     }
     let Some(&(_, d)) = j.tangent_params.iter().find(|(p, _)| *p == x.var) else {

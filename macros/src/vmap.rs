@@ -81,7 +81,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
         let v = vjp_recomputing_calls(&func, &varied_set);
-        out.extend(call_counterparts(&item, &sig));
+        out.extend(call_counterparts(&item, &sig, true));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -141,21 +141,48 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 ///   gradients for a cotangent, what a Hessian through a call of `f` calls
 ///   ([`VMAP0_CTJVPT`](crate::transform::vmap::VMAP0_CTJVPT)).
 ///
+/// `#[grad]` emits `__ferrax_full_f_ctjvp` alone (`batched` false; for sequence
+/// parameters too) where `f` calls no function with active arguments: every `#[grad]`
+/// function would otherwise need one from each callee, which a `#[custom_vjp]` function
+/// cannot have. `#[vmap] #[grad]` (`batched` true) adds the batched ones, and
+/// `__ferrax_full_f_ctjvp` where `#[grad]` did not emit it.
+///
 /// A struct's tangent is taken unbatched: inside a Jacobian or Hessian a struct is a
 /// constant, whose tangent is a zero passed as it is (`b::lift_arg`). Where one of them
 /// cannot be built (a sequence parameter, a body that does not batch), it is left out, and a
 /// caller gets rustc's error for the missing function, at the call.
-fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> TokenStream {
+pub fn call_counterparts(
+    item: &syn::ItemFn,
+    sig: &crate::parse::Signature,
+    batched: bool,
+) -> TokenStream {
     let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
         return quote!();
     };
+    let mut calls = false;
+    walk(&func.body, &mut |s| {
+        if let Stmt::Let {
+            rhs: rhs @ Rhs::Call { .. },
+            ..
+        } = s
+        {
+            calls |= rhs_uses(rhs)
+                .iter()
+                .any(|a| matches!(a, Atom::Var(v) if varied_set.contains(v)));
+        }
+    });
+    // `__ferrax_full_f_ctjvp`: from `#[grad]` for a function without such calls, else here
+    let unbatched = batched == calls;
+    if !batched && !unbatched {
+        return quote!();
+    }
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     if active.is_empty()
         || active.iter().any(|p| {
             !matches!(
                 func.info(p.var).kind,
                 Kind::Float(_) | Kind::Tensor | Kind::Struct
-            )
+            ) && (batched || !matches!(func.info(p.var).kind, Kind::Seq(..)))
         })
     {
         return quote!();
@@ -169,8 +196,11 @@ fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Token
     } else {
         sig.ret_ty.clone()
     };
-    let batched = |f: &Func, name: &str, axes: &[Option<isize>], outputs: Vec<(Atom, Type)>| {
+    let batch = |f: &Func, name: &str, axes: &[Option<isize>], outputs: Vec<(Atom, Type)>| {
         // where the body cannot be batched, nothing
+        if !batched {
+            return quote!();
+        }
         batched_fn(
             &BatchedFn {
                 name: format_ident!("{}{}", name, item.sig.ident),
@@ -195,16 +225,16 @@ fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Token
         .map(|p| matches!(g.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
         .collect();
     let grads: Vec<(Atom, Type)> = v.grads.iter().copied().zip(grad_tys.clone()).collect();
-    out.extend(batched(&g, crate::transform::vmap::VMAP0_CT, &axes, grads));
+    out.extend(batch(&g, crate::transform::vmap::VMAP0_CT, &axes, grads));
 
     // the tangent, batched over tangents only
     let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
-    if j.tangent.var().is_some() {
+    if batched && j.tangent.var().is_some() {
         let mut jf = j.pruned(&[j.tangent]);
         let axes = tangent_axes(&jf, &j, &func);
         j.push_tangent_params(&mut jf, &func);
         let outputs = vec![(j.tangent, sig.ret_ty.clone())];
-        out.extend(batched(
+        out.extend(batch(
             &jf,
             crate::transform::vmap::VMAP0_JVPT,
             &axes,
@@ -247,15 +277,17 @@ fn call_counterparts(item: &syn::ItemFn, sig: &crate::parse::Signature) -> Token
     };
     let name = format_ident!("{}{}_ctjvp", crate::grad::FULL, item.sig.ident);
     let vis = &item.vis;
-    out.extend(quote! {
-        #[doc(hidden)]
-        #[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]
-        #vis fn #name(#(#params),*) -> #ret_ty {
-            #body
-            #ret
-        }
-    });
-    out.extend(batched(
+    if unbatched {
+        out.extend(quote! {
+            #[doc(hidden)]
+            #[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]
+            #vis fn #name(#(#params),*) -> #ret_ty {
+                #body
+                #ret
+            }
+        });
+    }
+    out.extend(batch(
         &jf,
         crate::transform::vmap::VMAP0_CTJVPT,
         &axes,
