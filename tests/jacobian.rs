@@ -644,3 +644,15 @@ fn slice_hessians_of_lengths_zero_one_and_more() {
         assert_eq!(chain_h(&x), chain_g(&x));
     }
 }
+
+// ---- the springs example: Newton's method with `energy_hessian` ----
+
+#[path = "../examples/springs.rs"]
+mod springs_example;
+
+/// The example asserts that Newton's method converges (|gradient| < 1e-8): with a wrong
+/// Hessian it would not in 50 steps.
+#[test]
+fn the_springs_example_converges() {
+    springs_example::main();
+}

@@ -97,7 +97,11 @@
 //! A call with active arguments must be to another `#[grad]` function: it is differentiated
 //! through that function's `g_jvp` / `g_vjp` (otherwise rustc reports that `g_vjp` is
 //! missing, at the call). The callee differentiates with respect to all its float
-//! parameters (no `wrt`).
+//! parameters (no `wrt`). The macro knows an argument's type from the caller's code only,
+//! so a constant passed straight to such a call (`g(x, SCALE)`) counts as not a float
+//! (rustc then reports a missing argument at the call): bind it with its type first
+//! (`let scale: f64 = SCALE;`). An array with a float literal among its elements
+//! (`[SPAN, 0.0]`) is known to be floats.
 //!
 //! # How it works
 //!

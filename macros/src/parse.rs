@@ -801,9 +801,15 @@ impl Lowerer<'_> {
             Expr::Macro(m) => self.lower_macro(&m.mac),
             Expr::Array(a) => {
                 let items: Vec<Atom> = a.elems.iter().map(|e| self.value(e)).collect();
-                let kind = match items.first().map(|a| self.kind(*a)) {
-                    Some(Kind::Float(p)) => Kind::Seq(Seq::Array, p),
-                    _ => Kind::Opaque,
+                // the elements share a type: any float among them (`[SPAN, 0.0]`, a
+                // constant of a type the macro cannot see, then a float) gives it
+                let float = items.iter().find_map(|a| match self.kind(*a) {
+                    Kind::Float(p) => Some(p),
+                    _ => None,
+                });
+                let kind = match float {
+                    Some(p) => Kind::Seq(Seq::Array, p),
+                    None => Kind::Opaque,
                 };
                 Some(self.let_("a", kind, Rhs::NewSeq(NewSeq::ArrayOf(items))))
             }
