@@ -348,17 +348,20 @@ for name, build in W.items():
     print(json.dumps({"name": name, "median_s": times[len(times) // 2], "runs": len(times), **work}), flush=True)
 "#;
 
-/// `--host`: the host's part of an MLP step, median of 2000 steps: recording its kernels,
-/// and recording plus `eval` (which submits and waits). On the noop adapter
-/// (`WGPU_BACKEND=noop WGPU_NOOP_BACKEND=1`) nothing runs, so both are host time alone,
-/// without any driver's; its results are not checked, being garbage.
+/// `--host`: the host's part of an MLP step, median of 2000 steps (`HOST_STEPS`, for a
+/// profile): recording its kernels, and recording plus `eval` (which submits and waits).
+/// On the noop adapter (`WGPU_BACKEND=noop WGPU_NOOP_BACKEND=1`) nothing runs, so both are
+/// host time alone, without any driver's; its results are not checked, being garbage.
 fn host_time(dev: &Device) {
     let p = mlp(dev);
     let (x, y) = mlp_batch(dev);
     for _ in 0..3 {
         mlp_loss_value_and_grad(&p, &x, &y).eval();
     }
-    let steps = 2000;
+    let steps: usize = std::env::var("HOST_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let before = dev.activity();
     let (mut record, mut whole) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for _ in 0..steps {
@@ -368,15 +371,20 @@ fn host_time(dev: &Device) {
         out.eval();
         whole.push(t.elapsed().as_secs_f64());
     }
-    let dispatches = (dev.activity().dispatches - before.dispatches) / steps as u64;
+    let after = dev.activity();
+    let per_step = |n: u64| n as f64 / steps as f64;
+    let dispatches = (after.dispatches - before.dispatches) / steps as u64;
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2] * 1e6
     };
     eprintln!(
-        "mlp step, host: {:.1} us recording, {:.1} us with eval, {dispatches} dispatches (median of {steps} steps)",
+        "mlp step, host: {:.1} us recording, {:.1} us with eval, {dispatches} dispatches (median of {steps} steps); per step: {:.2} new buffers, {:.2} new bind groups, {:.2} submissions",
         median(&mut record),
-        median(&mut whole)
+        median(&mut whole),
+        per_step(after.buffers_created - before.buffers_created),
+        per_step(after.bind_groups_created - before.bind_groups_created),
+        per_step(after.submissions - before.submissions),
     );
 }
 
