@@ -868,3 +868,95 @@ fn a_subslice_out_of_range_panics_where_it_is_made() {
         assert_eq!(m, "range start index 7 out of range for slice of length 6");
     }
 }
+
+// ---- structs left out of `wrt`: plain values, read field by field ----
+
+/// Physical constants of a model: not `Differentiable`, never differentiated.
+struct Config {
+    k: f64,
+    n: usize,
+    weights: Vec<f64>,
+    span: (f64, f64),
+    inner: Inner,
+}
+
+struct Inner {
+    limit: f64,
+}
+
+/// A callee that leaves the configuration out too.
+#[grad(wrt(x))]
+fn weighted_sq(x: f64, cfg: &Config, i: usize) -> f64 {
+    cfg.weights[i] * x * x
+}
+
+#[grad(wrt(x))]
+fn configured(x: &[f64], cfg: &Config) -> f64 {
+    let w = &cfg.weights;
+    let mut s = 0.0;
+    for i in 0..cfg.n {
+        s += weighted_sq(x[i], cfg, i) + cfg.k.powi(2) * x[i] * w[i];
+        if x[i] > cfg.inner.limit {
+            s += (x[i] - cfg.inner.limit) * cfg.span.1;
+        }
+    }
+    for (i, v) in x.iter().enumerate() {
+        s += v.sin() * w[i];
+    }
+    s * cfg.span.0 + w.len() as f64
+}
+
+#[test]
+fn a_struct_left_out_of_wrt_is_read_as_plain_values() {
+    let cfg = Config {
+        k: 1.5,
+        n: 3,
+        weights: vec![0.5, -2.0, 1.25],
+        span: (0.75, 3.0),
+        inner: Inner { limit: 0.4 },
+    };
+    let x = [0.3, -0.7, 1.1];
+    let g = configured_grad(&x, &cfg);
+    close(&g, &fd(|x| configured(x, &cfg), &x), "configured");
+    for i in 0..3 {
+        let mut e = [0.0; 3];
+        e[i] = 1.0;
+        let (v, t) = configured_jvp(&x, &cfg, &e);
+        assert_eq!(v, configured(&x, &cfg));
+        close(&[t], &[g[i]], "jvp");
+    }
+}
+
+#[derive(Clone, Differentiable)]
+struct Frozen {
+    w: Tensor,
+    b: Tensor,
+}
+
+/// The gradient with respect to the input of a model whose weights stay fixed (a saliency
+/// map), beside the same function differentiated with respect to both.
+#[grad(wrt(x))]
+fn saliency(x: &Tensor, net: &Frozen) -> Tensor {
+    ((x.matmul(&net.w) + &net.b).tanh() * &net.b).sum()
+}
+
+#[grad]
+fn saliency_both(x: &Tensor, net: &Frozen) -> Tensor {
+    ((x.matmul(&net.w) + &net.b).tanh() * &net.b).sum()
+}
+
+#[test]
+fn a_frozen_model_left_out_of_wrt_gives_the_input_gradient() {
+    let net = Frozen {
+        w: Tensor::normal(Key::new(1), &[4, 3], DType::F64),
+        b: Tensor::normal(Key::new(2), &[3], DType::F64),
+    };
+    let x = Tensor::normal(Key::new(3), &[2, 4], DType::F64);
+    assert_eq!(
+        saliency(&x, &net).item::<f64>(),
+        saliency_both(&x, &net).item::<f64>()
+    );
+    let g = saliency_grad(&x, &net);
+    let (gx, _) = saliency_both_grad(&x, &net);
+    close(&g.to_vec::<f64>(), &gx.to_vec::<f64>(), "saliency");
+}

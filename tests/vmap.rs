@@ -672,3 +672,30 @@ fn views_of_a_shared_slice_match_a_loop() {
         );
     }
 }
+
+/// Constants of a model, shared by every example and never differentiated.
+struct Consts {
+    k: f64,
+    offsets: Vec<f64>,
+}
+
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(x))]
+fn with_consts(x: f64, c: &Consts) -> f64 {
+    (x * c.k).sin() + x * c.offsets[1]
+}
+
+#[test]
+fn a_struct_of_constants_shared_by_every_example() {
+    let c = Consts {
+        k: 1.7,
+        offsets: vec![0.0, 0.5],
+    };
+    let xs = [0.1, -0.3, 0.7];
+    let t = Tensor::from_vec(xs.to_vec(), &[3]);
+    let (v, g) = (with_consts_vmap(&t, &c), with_consts_grad_vmap(&t, &c));
+    for (i, x) in xs.iter().enumerate() {
+        assert!((v.to_vec::<f64>()[i] - with_consts(*x, &c)).abs() < 1e-12);
+        assert!((g.to_vec::<f64>()[i] - with_consts_grad(*x, &c)).abs() < 1e-12);
+    }
+}

@@ -5,13 +5,44 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Token};
 
 /// The arguments of `#[grad(...)]`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct GradAttr {
     /// The parameters to differentiate with respect to; `None`: every float parameter.
     pub wrt: Option<Vec<Ident>>,
     /// Whether the function may return a `Vec` of floats (`#[jacobian]` of slice code; not
     /// an attribute argument).
     pub seq_output: bool,
+}
+
+impl GradAttr {
+    /// What the counterparts other `#[grad]` functions call are differentiated with respect
+    /// to: every parameter that can be, whatever `wrt` says (a caller knows which of its
+    /// arguments are active), except the structs `wrt` leaves out, which stay plain values
+    /// (a configuration need not be `Differentiable`).
+    pub fn for_callers(&self, sig: &syn::Signature) -> GradAttr {
+        let Some(wrt) = &self.wrt else {
+            return self.clone();
+        };
+        let mut all = Vec::new();
+        let mut left_out = false;
+        for input in &sig.inputs {
+            let syn::FnArg::Typed(pt) = input else {
+                continue;
+            };
+            let syn::Pat::Ident(pi) = &*pt.pat else {
+                continue;
+            };
+            match crate::parse::type_kind(&pt.ty) {
+                Ok(crate::ir::Kind::Struct) if !wrt.contains(&pi.ident) => left_out = true,
+                Ok(k) if k.is_differentiable() => all.push(pi.ident.clone()),
+                _ => {}
+            }
+        }
+        GradAttr {
+            wrt: left_out.then_some(all),
+            seq_output: self.seq_output,
+        }
+    }
 }
 
 impl Parse for GradAttr {

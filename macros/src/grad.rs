@@ -243,7 +243,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     let for_callers = if !callers {
         quote!()
     } else if attr.wrt.is_none() {
-        let ctjvp = crate::vmap::call_counterparts(&item, &sig, false);
+        let ctjvp = crate::vmap::call_counterparts(&item, &sig, &attr, false);
         quote!(#full_jvp #full_vjp #ctjvp)
     } else {
         let mut all = item.clone();
@@ -251,8 +251,9 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         all.attrs.retain(|a| !a.path().is_ident("doc"));
         all.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         all.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
-        let ctjvp = crate::vmap::call_counterparts(&item, &sig, false);
-        let full = expand_with(GradAttr::default(), all, false)?;
+        let full_attr = attr.for_callers(&item.sig);
+        let ctjvp = crate::vmap::call_counterparts(&item, &sig, &full_attr, false);
+        let full = expand_with(full_attr, all, false)?;
         quote!(#full #ctjvp)
     };
 

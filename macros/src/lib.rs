@@ -31,7 +31,11 @@
 //!
 //! `#[grad(wrt(x, ..))]` makes only the named arguments active; the others are constants.
 //! Integer, bool and other non-float arguments are never active. Gradient types follow the
-//! argument types: `f32`/`f64` -> same, `&[f64]` -> `Vec<f64>`, `[f64; N]` -> `[f64; N]`.
+//! argument types: `f32`/`f64` -> same, `&[f64]` -> `Vec<f64>`, `[f64; N]` -> `[f64; N]`,
+//! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. A struct left out of `wrt`
+//! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,
+//! `cfg.w[i]`, `let w = &cfg.w;`): a configuration need not be `Differentiable`, and a
+//! frozen model's tensors stay constants.
 //!
 //! ```
 //! use ferrax::prelude::*;

@@ -40,6 +40,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         ret_val: Var(0),
         used_return: false,
         seq_ret: false,
+        plain_structs: Vec::new(),
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -286,6 +287,8 @@ struct Lowerer<'c> {
     used_return: bool,
     /// The function returns a `Vec`: only as its tail expression.
     seq_ret: bool,
+    /// Struct parameters left out of `wrt`: plain values, read through their fields.
+    plain_structs: Vec<Var>,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
@@ -363,7 +366,7 @@ impl Lowerer<'_> {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 match self.lookup_bind(&p.path.segments[0].ident.to_string())? {
                     Bind::Place(root, path) => Some((root, path)),
-                    Bind::Var(v) if self.func.info(v).kind == Kind::Struct => Some((v, vec![])),
+                    Bind::Var(v) if self.struct_root(v) => Some((v, vec![])),
                     Bind::Var(_) | Bind::Closure(..) => None,
                 }
             }
@@ -382,6 +385,12 @@ impl Lowerer<'_> {
         }
     }
 
+    /// Whether `v` is read through fields: a parameter struct, differentiated or left out
+    /// of `wrt`.
+    fn struct_root(&self, v: Var) -> bool {
+        self.func.info(v).kind == Kind::Struct || self.plain_structs.contains(&v)
+    }
+
     /// Whether `e` is a path into a parameter struct (checked without lowering anything).
     fn is_place(&self, e: &Expr) -> bool {
         match e {
@@ -390,7 +399,7 @@ impl Lowerer<'_> {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 match self.lookup_bind(&p.path.segments[0].ident.to_string()) {
                     Some(Bind::Place(..)) => true,
-                    Some(Bind::Var(v)) => self.func.info(v).kind == Kind::Struct,
+                    Some(Bind::Var(v)) => self.struct_root(v),
                     Some(Bind::Closure(..)) | None => false,
                 }
             }
@@ -400,13 +409,23 @@ impl Lowerer<'_> {
         }
     }
 
-    /// The value at a path into a parameter struct (a tensor, as far as the macro knows).
+    /// The value at a path into a parameter struct: a tensor, as far as the macro knows,
+    /// in a struct that is differentiated. In one that is not (left out of `wrt`: a
+    /// configuration, a frozen model) it is a value of its own type, which only rustc knows
+    /// (`cfg.k`, `cfg.n`, `cfg.w[i]`, `net.w1`), taken as it is.
     fn read_place(&mut self, root: Var, path: Vec<Proj>) -> Atom {
+        let active = self.func.params.iter().any(|p| p.var == root && p.active);
+        let kind = if active { Kind::Tensor } else { Kind::Opaque };
+        self.read_place_as(root, path, kind)
+    }
+
+    /// The value at a path into a struct, taken as `kind`.
+    fn read_place_as(&mut self, root: Var, path: Vec<Proj>, kind: Kind) -> Atom {
         let name = match path.last() {
             Some(Proj::Field(syn::Member::Named(n))) => n.to_string(),
             _ => "field".to_string(),
         };
-        self.let_(&name, Kind::Tensor, Rhs::Project(root, path))
+        self.let_(&name, kind, Rhs::Project(root, path))
     }
 
     fn kind(&self, a: Atom) -> Kind {
@@ -481,6 +500,10 @@ impl Lowerer<'_> {
                 }
             };
             let wanted = attr.wrt.as_ref().is_none_or(|w| w.contains(&ident));
+            // a struct left out of `wrt` is a plain value (a configuration, a frozen model):
+            // its fields are read as what they are, and it need not be `Differentiable`
+            let plain = kind == Kind::Struct && !wanted;
+            let kind = if plain { Kind::Opaque } else { kind };
             let active = wanted && kind.is_differentiable();
             if let Some(w) = &attr.wrt
                 && let Some(n) = w.iter().find(|n| **n == ident)
@@ -489,6 +512,9 @@ impl Lowerer<'_> {
                 self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
             }
             let var = self.func.new_var(&ident.to_string(), kind, mutable);
+            if plain {
+                self.plain_structs.push(var);
+            }
             self.bind_ident(&ident, var);
             seen.push(ident.clone());
             self.func.params.push(Param {
@@ -1380,7 +1406,16 @@ impl Lowerer<'_> {
                 }
                 e => (e, false),
             };
-            let atom = self.value(inner);
+            // A part of a struct passed on (`g(&p.a1, x)`, `g(cfg.k)`): a differentiable
+            // value to the callee, which takes a tangent for it, even out of a struct this
+            // function does not differentiate (bind it with `let` first to pass a plain
+            // value: `let n = cfg.n;`).
+            let atom = match self.is_place(inner).then(|| self.place_of(inner)).flatten() {
+                Some((root, path)) if !path.is_empty() => {
+                    self.read_place_as(root, path, Kind::Tensor)
+                }
+                _ => self.value(inner),
+            };
             args.push(Arg { atom, borrow });
         }
         let floaty = args.iter().any(|a| self.kind(a.atom).is_differentiable());

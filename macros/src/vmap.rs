@@ -81,7 +81,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
         let v = vjp_recomputing_calls(&func, &varied_set);
-        out.extend(call_counterparts(&item, &sig, true));
+        out.extend(call_counterparts(
+            &item,
+            &sig,
+            &gattr.for_callers(&item.sig),
+            true,
+        ));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -154,9 +159,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 pub fn call_counterparts(
     item: &syn::ItemFn,
     sig: &crate::parse::Signature,
+    attr: &GradAttr,
     batched: bool,
 ) -> TokenStream {
-    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &GradAttr::default()) else {
+    let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &attr.for_callers(&item.sig))
+    else {
         return quote!();
     };
     let mut calls = false;

@@ -76,7 +76,7 @@ impl LeafMut<'_> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not `Differentiable`",
     label = "not a differentiable type",
-    note = "differentiable values are f32, f64, Tensor, Vec, arrays and tuples of them, and structs with #[derive(Differentiable)]; mark a constant field #[differentiable(skip)]"
+    note = "differentiable values are f32, f64, Tensor, Vec, arrays and tuples of them, and structs with #[derive(Differentiable)]; mark a constant field #[differentiable(skip)], or leave a struct of constants out of `#[grad(wrt(..))]` to read its fields as plain values"
 )]
 pub trait Differentiable: Clone {
     /// Appends the leaves, in a fixed order.
