@@ -960,3 +960,58 @@ fn a_frozen_model_left_out_of_wrt_gives_the_input_gradient() {
     let (gx, _) = saliency_both_grad(&x, &net);
     close(&g.to_vec::<f64>(), &gx.to_vec::<f64>(), "saliency");
 }
+
+// ---- match guards ----
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Ball(u32),
+    Box { sides: u32 },
+    Point,
+}
+
+/// Guards reading the pattern's bindings, an outer float and an enum's fields; a guarded
+/// arm falling through to arms after it (also after another guard); arms without a value.
+#[grad]
+fn guarded(x: f64, k: i32, s: Shape) -> f64 {
+    let scale = match k {
+        j if j > 3 && x > 0.0 => x * j as f64,
+        j if j > 3 => -x,
+        0 => x.exp(),
+        _ => 2.0 * x,
+    };
+    let size = match s {
+        Shape::Ball(r) if r > 2 => scale * r as f64,
+        Shape::Box { sides } if sides % 2 == 0 => scale.sin(),
+        Shape::Ball(_) | Shape::Box { .. } => scale * scale,
+        Shape::Point => 1.0,
+    };
+    let mut extra = 0.0;
+    match k {
+        j if j < 0 => extra += x * x,
+        _ => {}
+    }
+    size + extra
+}
+
+#[test]
+fn match_guards_fall_through_as_in_rust() {
+    let shapes = [
+        Shape::Ball(3),
+        Shape::Ball(1),
+        Shape::Box { sides: 4 },
+        Shape::Box { sides: 3 },
+        Shape::Point,
+    ];
+    for x in [0.7, -0.4] {
+        for k in [-2, 0, 1, 5] {
+            for s in shapes {
+                let (v, g) = guarded_value_and_grad(x, k, s);
+                assert_eq!(v, guarded(x, k, s));
+                close(&[g], &fd(|v| guarded(v[0], k, s), &[x]), "guarded");
+                let (_, t) = guarded_jvp(x, k, s, 1.0);
+                close(&[t], &[g], "guarded jvp");
+            }
+        }
+    }
+}

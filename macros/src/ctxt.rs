@@ -31,6 +31,17 @@ impl Ctxt {
         self.errors.borrow_mut().push(err);
     }
 
+    /// How many errors are recorded: a mark for [`Ctxt::forget_since`].
+    pub fn mark(&self) -> usize {
+        self.errors.borrow().len()
+    }
+
+    /// Drops the errors recorded after `mark`: code lowered a second time reports its
+    /// errors once.
+    pub fn forget_since(&self, mark: usize) {
+        self.errors.borrow_mut().truncate(mark);
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.borrow().is_empty()
     }

@@ -6,6 +6,13 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 
+/// The lints a generated function is exempt from: its code is the IR's, written out
+/// mechanically (unused copies and declarations, code after a user's `panic!`, the
+/// fall-through arm of a lowered match guard).
+pub fn allow_generated() -> TokenStream {
+    quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, unreachable_patterns, clippy::all)])
+}
+
 /// The identifier a variable is written as.
 pub fn var_ident(func: &Func, v: Var) -> syn::Ident {
     if let Some(p) = func.params.iter().find(|p| p.var == v) {

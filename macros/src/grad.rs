@@ -53,7 +53,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     };
     let wrt_names: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
     let wrt = wrt_names.join(", ");
-    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let allow = crate::emit::allow_generated();
 
     // ---- forward mode ----
     let j = jvp(&func, &varied);

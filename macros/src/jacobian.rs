@@ -384,7 +384,7 @@ impl<'a> Parts<'a> {
         Parts {
             name: &item.sig.ident,
             vis: &item.vis,
-            allow: quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]),
+            allow: crate::emit::allow_generated(),
             args: func.params.iter().map(|p| p.ident.clone()).collect(),
             params: func
                 .params

@@ -291,7 +291,7 @@ struct Lowerer<'c> {
     plain_structs: Vec<Var>,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match, for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match (with guards), for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1673,37 +1673,91 @@ impl Lowerer<'_> {
         if sk.is_differentiable() {
             self.cx.error(&m.expr, "`match` on a float is not supported: match on integers, bools or enums, or use if/else");
         }
-        let mut arms = Vec::new();
-        let mut values = Vec::new();
-        for arm in &m.arms {
-            if let Some((_, g)) = &arm.guard {
-                self.cx.error(
-                    g,
-                    "match guards are not supported in a #[grad] function: put an `if` in the arm",
-                );
-            }
+        // the value, assigned in each arm; declared before the match once its kind is known
+        let r = self.func.new_var("v", Kind::Opaque, true);
+        let mut first = None;
+        let arms = self.lower_arms(scrut, &sk, &m.arms, r, &mut first);
+        if let Some(v) = first {
+            let kind = self.kind(v);
+            self.func.vars[r.0 as usize].kind = kind.clone();
+            self.emit(Stmt::Let {
+                var: r,
+                rhs: Self::zero_of(&kind),
+            });
+        }
+        self.emit(Stmt::Match { scrut, arms });
+        first.map(|_| self.copy(r))
+    }
+
+    /// Lowers match arms, each assigning its value to `r` (the first value found goes to
+    /// `first`). An arm with a guard runs its body where the guard holds, and otherwise a
+    /// match of the arms after it, as Rust falls through to them; those arms are lowered
+    /// a second time there, their errors reported once.
+    fn lower_arms(
+        &mut self,
+        scrut: Atom,
+        sk: &Kind,
+        arms: &[syn::Arm],
+        r: Var,
+        first: &mut Option<Atom>,
+    ) -> Vec<Arm> {
+        let mut out = Vec::new();
+        for (k, arm) in arms.iter().enumerate() {
             self.scopes.push(HashMap::new());
             let mut pat = arm.pat.clone();
             let mut binds = Vec::new();
-            self.rename_bindings(&mut pat, &mut binds, &sk);
+            self.rename_bindings(&mut pat, &mut binds, sk);
+            self.push_block();
+            let Some((_, guard)) = &arm.guard else {
+                let v = self.lower_expr(&arm.body);
+                self.assign_arm_value(r, v, first);
+                let body = self.pop_block();
+                self.scopes.pop();
+                out.push(Arm { pat, binds, body });
+                continue;
+            };
+            let cond = self.value(guard);
             self.push_block();
             let v = self.lower_expr(&arm.body);
+            self.assign_arm_value(r, v, first);
+            let then = self.pop_block();
+            // the arms after this one, without this arm's bindings in scope
+            let own = self.scopes.pop();
+            self.push_block();
+            let mark = self.cx.mark();
+            let mut rest = self.lower_arms(scrut, sk, &arms[k + 1..], r, first);
+            self.cx.forget_since(mark);
+            rest.push(Arm {
+                pat: syn::parse_quote!(_),
+                binds: vec![],
+                body: Block {
+                    stmts: vec![Stmt::Effect(Effect {
+                        tokens: quote::quote!(::core::unreachable!(
+                            "a match fell through every arm after a guard"
+                        )),
+                        binds: vec![],
+                        examples: None,
+                        name: "unreachable".into(),
+                    })],
+                },
+            });
+            self.emit(Stmt::Match { scrut, arms: rest });
+            let els = self.pop_block();
+            self.scopes.extend(own);
+            self.emit(Stmt::If { cond, then, els });
             let body = self.pop_block();
             self.scopes.pop();
-            values.push(v);
-            arms.push(Arm { pat, binds, body });
+            out.push(Arm { pat, binds, body });
         }
-        let result = values.iter().flatten().next().copied().map(|a| {
-            let r = self.result_var("v", self.kind(a));
-            for (arm, v) in arms.iter_mut().zip(&values) {
-                if let Some(v) = v {
-                    arm.body.stmts.push(Stmt::Assign { var: r, value: *v });
-                }
-            }
-            r
-        });
-        self.emit(Stmt::Match { scrut, arms });
-        result.map(|r| self.copy(r))
+        out
+    }
+
+    /// Assigns an arm's value, if it has one, to the match's variable.
+    fn assign_arm_value(&mut self, r: Var, v: Option<Atom>, first: &mut Option<Atom>) {
+        if let Some(v) = v {
+            first.get_or_insert(v);
+            self.emit(Stmt::Assign { var: r, value: v });
+        }
     }
 
     /// Gives every name a pattern binds a variable of its own, renaming it in the pattern.

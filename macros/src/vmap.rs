@@ -285,9 +285,10 @@ pub fn call_counterparts(
     let name = format_ident!("{}{}_ctjvp", crate::grad::FULL, item.sig.ident);
     let vis = &item.vis;
     if unbatched {
+        let allow = crate::emit::allow_generated();
         out.extend(quote! {
             #[doc(hidden)]
-            #[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]
+            #allow
             #vis fn #name(#(#params),*) -> #ret_ty {
                 #body
                 #ret
@@ -679,7 +680,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     };
     let vis = &b.item.vis;
     let doc = &b.doc;
-    let allow = quote!(#[allow(dead_code, unused_mut, unused_variables, unused_assignments, unused_parens, unused_braces, non_snake_case, unreachable_code, clippy::all)]);
+    let allow = crate::emit::allow_generated();
     let doc = if doc.is_empty() {
         quote!(#[doc(hidden)])
     } else {
