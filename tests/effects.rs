@@ -9,6 +9,8 @@
 // the index loops are what the macro must differentiate
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use ferrax::prelude::*;
 use std::cell::Cell;
 
@@ -39,25 +41,11 @@ fn panic_message<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> String {
 }
 
 fn fd(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
-    let h = 1e-6;
-    (0..x.len())
-        .map(|i| {
-            let (mut p, mut m) = (x.to_vec(), x.to_vec());
-            p[i] += h;
-            m[i] -= h;
-            (f(&p) - f(&m)) / (2.0 * h)
-        })
-        .collect()
+    common::fd_grad(&f, x)
 }
 
 fn close(a: &[f64], b: &[f64], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    for (x, y) in a.iter().zip(b) {
-        assert!(
-            (x - y).abs() <= 1e-6 * (1.0 + x.abs().max(y.abs())),
-            "{what}: {a:?} vs {b:?}"
-        );
-    }
+    common::assert_all_close(a, b, 1e-6, what);
 }
 
 /// Checks before, prints inside a loop and a branch in it, a `dbg!` whose value is used, a

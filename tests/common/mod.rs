@@ -99,6 +99,17 @@ pub fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
     (a - b).abs() <= rtol * a.abs().max(b.abs()) + atol
 }
 
+/// Asserts that two vectors agree elementwise (relative `rtol`, absolute `rtol` near 0).
+pub fn assert_all_close(got: &[f64], want: &[f64], rtol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            close(*a, *b, rtol, rtol),
+            "{what}: element {i}: {a} vs {b} (all: {got:?} vs {want:?})"
+        );
+    }
+}
+
 /// Initial step of the finite differences at `x` (Ridders' method shrinks it).
 pub fn fd_step(x: f64) -> f64 {
     2e-3 * x.abs().max(1.0)
