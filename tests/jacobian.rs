@@ -139,6 +139,45 @@ fn hessian_of_a_matrix_input() {
     assert_close(&flat, &flat.t().contiguous(), 1e-12, "symmetry");
 }
 
+/// A plain `#[grad]` tensor function (no `#[vmap]`), called by a Jacobian's and a
+/// Hessian's body.
+#[grad]
+fn swish(x: &Tensor) -> Tensor {
+    x.sigmoid() * x
+}
+
+#[hessian]
+fn through_swish(x: &Tensor) -> Tensor {
+    (swish(x) * x.sin()).sum() + swish(&x.sum()).sum()
+}
+
+#[grad]
+fn through_swish_g(x: &Tensor) -> Tensor {
+    (swish(x) * x.sin()).sum() + swish(&x.sum()).sum()
+}
+
+#[jacobian]
+fn swish_map(x: &Tensor) -> Tensor {
+    swish(&(x * 2.0)) * x.sum()
+}
+
+#[test]
+fn jacobians_and_hessians_through_a_call_of_a_grad_function() {
+    let x = normal(11, &[4]);
+    let h = through_swish_hessian(&x);
+    assert_close(&h, &fd_jacobian(&through_swish_g_grad, &x), 1e-6, "hessian");
+    assert_close(&h, &h.t().contiguous(), 1e-12, "symmetry");
+    let v = normal(12, &[4]);
+    assert_close(&through_swish_hvp(&x, &v), &h.matmul(&v), 1e-12, "hvp");
+    assert_eq!(
+        through_swish(&x).item::<f64>(),
+        through_swish_g(&x).item::<f64>()
+    );
+    let fwd = swish_map_jacfwd(&x);
+    assert_close(&fwd, &fd_jacobian(&swish_map, &x), 1e-6, "jacfwd");
+    assert_close(&swish_map_jacrev(&x), &fwd, 1e-12, "jacrev");
+}
+
 // ---- scalar code over slices: `&[f64] -> Vec<f64>` ----
 
 /// `tanh(w_j x_(j mod n)) * |x|^2` with a loop, a branch and a local Vec: as many outputs as

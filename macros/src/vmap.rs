@@ -146,11 +146,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 ///   gradients for a cotangent, what a Hessian through a call of `f` calls
 ///   ([`VMAP0_CTJVPT`](crate::transform::vmap::VMAP0_CTJVPT)).
 ///
-/// `#[grad]` emits `__ferrax_full_f_ctjvp` alone (`batched` false; for sequence
-/// parameters too) where `f` calls no function with active arguments: every `#[grad]`
-/// function would otherwise need one from each callee, which a `#[custom_vjp]` function
-/// cannot have. `#[vmap] #[grad]` (`batched` true) adds the batched ones, and
-/// `__ferrax_full_f_ctjvp` where `#[grad]` did not emit it.
+/// `#[grad]` (`from_vmap` false) emits them where `f` calls no function with active
+/// arguments (every `#[grad]` function would otherwise need them from each callee, which a
+/// `#[custom_vjp]` function cannot have): `__ferrax_full_f_ctjvp` (for sequence parameters
+/// too), and the batched ones where `f` takes a tensor, so that Jacobians and Hessians of
+/// tensor functions go through calls of it. `#[vmap] #[grad]` (`from_vmap` true) emits
+/// whichever `#[grad]` did not.
 ///
 /// A struct's tangent is taken unbatched: inside a Jacobian or Hessian a struct is a
 /// constant, whose tangent is a zero passed as it is (`b::lift_arg`). Where one of them
@@ -160,7 +161,7 @@ pub fn call_counterparts(
     item: &syn::ItemFn,
     sig: &crate::parse::Signature,
     attr: &GradAttr,
-    batched: bool,
+    from_vmap: bool,
 ) -> TokenStream {
     let Ok((func, _, varied_set)) = crate::grad::lower_checked(item, &attr.for_callers(&item.sig))
     else {
@@ -178,20 +179,33 @@ pub fn call_counterparts(
                 .any(|a| matches!(a, Atom::Var(v) if varied_set.contains(v)));
         }
     });
-    // `__ferrax_full_f_ctjvp`: from `#[grad]` for a function without such calls, else here
-    let unbatched = batched == calls;
-    if !batched && !unbatched {
-        return quote!();
-    }
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
+    let kind_of = |p: &&Param| func.info(p.var).kind.clone();
     if active.is_empty()
-        || active.iter().any(|p| {
-            !matches!(
-                func.info(p.var).kind,
-                Kind::Float(_) | Kind::Tensor | Kind::Struct
-            ) && (batched || !matches!(func.info(p.var).kind, Kind::Seq(..)))
+        || !active.iter().all(|p| {
+            matches!(
+                kind_of(p),
+                Kind::Float(_) | Kind::Tensor | Kind::Struct | Kind::Seq(..)
+            )
         })
     {
+        return quote!();
+    }
+    // (sequences are not batched)
+    let batchable = !active.iter().any(|p| matches!(kind_of(p), Kind::Seq(..)));
+    let tensors = func
+        .params
+        .iter()
+        .any(|p| func.info(p.var).kind == Kind::Tensor);
+    // what `#[grad]` emits; `#[vmap] #[grad]` the rest
+    let by_grad = (!calls, !calls && tensors);
+    let (unbatched, batched) = if from_vmap {
+        (!by_grad.0, !by_grad.1)
+    } else {
+        by_grad
+    };
+    let batched = batched && batchable;
+    if !unbatched && !batched {
         return quote!();
     }
     let grad_tys: Vec<Type> = active
