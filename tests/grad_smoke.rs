@@ -900,10 +900,14 @@ fn configured(x: &[f64], cfg: &Config) -> f64 {
             s += (x[i] - cfg.inner.limit) * cfg.span.1;
         }
     }
-    for (i, v) in x.iter().enumerate() {
-        s += v.sin() * w[i];
+    for (v, wi) in x.iter().zip(cfg.weights.iter()) {
+        s += v.sin() * wi;
     }
-    s * cfg.span.0 + w.len() as f64
+    for (i, &wi) in w.iter().enumerate() {
+        s += wi * x[i] * x[i];
+    }
+    let total: f64 = x.iter().zip(&cfg.weights).map(|(v, wi)| v * wi).sum();
+    s * cfg.span.0 + w.len() as f64 + total * total
 }
 
 #[test]

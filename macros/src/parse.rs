@@ -404,7 +404,7 @@ impl Lowerer<'_> {
                 }
             }
             Expr::Field(f) => self.is_place(&f.base),
-            Expr::Index(ix) => self.is_place(&ix.expr),
+            Expr::Index(ix) if !matches!(&*ix.index, Expr::Range(_)) => self.is_place(&ix.expr),
             _ => false,
         }
     }
@@ -848,11 +848,11 @@ impl Lowerer<'_> {
                 let len = r.len.to_token_stream();
                 Some(self.let_("a", kind, Rhs::NewSeq(NewSeq::ArrayRepeat { value, len })))
             }
+            Expr::Index(ix) if matches!(&*ix.index, Expr::Range(_)) => self.lower_subslice(ix),
             Expr::Index(ix) if self.is_place(&ix.expr) => {
                 let (root, path) = self.place_of(e)?;
                 Some(self.read_place(root, path))
             }
-            Expr::Index(ix) if matches!(&*ix.index, Expr::Range(_)) => self.lower_subslice(ix),
             Expr::Index(ix) => {
                 let Expr::Path(p) = &*ix.expr else {
                     return self.unsupported(
@@ -2269,25 +2269,8 @@ impl Lowerer<'_> {
                 vec![LoopBind::Index],
             ));
         }
-        // A sequence inside a parameter struct: `&p.layers`, `p.layers.iter().enumerate()`.
-        if let Some((root, path, enumerate)) = self.place_iter(cur) {
-            let len = self.let_("n", Kind::Int, Rhs::ProjectLen(root, path.clone()));
-            let mut binds = Vec::new();
-            if enumerate {
-                binds.push(LoopBind::Index);
-            }
-            binds.push(LoopBind::Place(root, path));
-            return Some((
-                Range {
-                    lo: Atom::Int(0),
-                    hi: len,
-                    inclusive: false,
-                    adapters,
-                },
-                binds,
-            ));
-        }
-        // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x.
+        // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x, and
+        // sequences inside structs (`&p.layers`, `cfg.w.iter()`)
         let (seqs, enumerate) = self.seq_chain(cur)?;
         if enumerate
             && !adapters.is_empty()
@@ -2296,9 +2279,9 @@ impl Lowerer<'_> {
             self.unsupported(e, "`step_by` after `enumerate`");
             return None;
         }
-        let mut len = self.let_("n", Kind::Int, Rhs::Len(seqs[0]));
+        let mut len = self.seq_len(&seqs[0]);
         for s in &seqs[1..] {
-            let l2 = self.let_("n", Kind::Int, Rhs::Len(*s));
+            let l2 = self.seq_len(s);
             len = self.let_(
                 "n",
                 Kind::Int,
@@ -2314,7 +2297,7 @@ impl Lowerer<'_> {
         if enumerate {
             binds.push(LoopBind::Index);
         }
-        binds.extend(seqs.into_iter().map(LoopBind::Seq));
+        binds.extend(seqs);
         Some((
             Range {
                 lo: Atom::Int(0),
@@ -2326,43 +2309,44 @@ impl Lowerer<'_> {
         ))
     }
 
-    /// `&p.layers`, `p.layers.iter()`, `.enumerate()` of one: the path and whether enumerated.
-    fn place_iter(&mut self, e: &Expr) -> Option<(Var, Vec<Proj>, bool)> {
-        match e {
-            Expr::Paren(p) => self.place_iter(&p.expr),
-            Expr::MethodCall(m)
-                if (m.method == "iter" || m.method == "into_iter") && m.args.is_empty() =>
-            {
-                self.place_iter(&m.receiver)
-            }
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                let (root, path, en) = self.place_iter(&m.receiver)?;
-                (!en).then_some((root, path, true))
-            }
-            e if self.is_place(e) => {
-                let (root, path) = self.place_of(e)?;
-                (!path.is_empty()).then_some((root, path, false))
-            }
-            _ => None,
-        }
+    /// The length of a sequence a loop walks.
+    fn seq_len(&mut self, b: &LoopBind) -> Atom {
+        let rhs = match b {
+            LoopBind::Seq(v) => Rhs::Len(*v),
+            LoopBind::Place(root, path) => Rhs::ProjectLen(*root, path.clone()),
+            LoopBind::Index => unreachable!("an index is no sequence"),
+        };
+        self.let_("n", Kind::Int, rhs)
     }
 
-    /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`: the sequences and whether enumerated.
-    fn seq_chain(&mut self, e: &Expr) -> Option<(Vec<Var>, bool)> {
+    /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`, and a sequence
+    /// inside a struct (`&p.layers`, `cfg.w.iter()`): the sequences and whether enumerated.
+    fn seq_chain(&mut self, e: &Expr) -> Option<(Vec<LoopBind>, bool)> {
         match e {
             Expr::Paren(p) => self.seq_chain(&p.expr),
             Expr::Reference(r) if r.mutability.is_none() => self.seq_chain(&r.expr),
             Expr::Index(ix) if matches!(&*ix.index, Expr::Range(_)) => {
                 match self.lower_subslice(ix)? {
                     Atom::Var(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => {
-                        Some((vec![v], false))
+                        Some((vec![LoopBind::Seq(v)], false))
                     }
                     _ => None,
                 }
             }
+            e if self.is_place(e) => {
+                match self.place_of(e)? {
+                    (root, path) if !path.is_empty() => {
+                        Some((vec![LoopBind::Place(root, path)], false))
+                    }
+                    _ => {
+                        self.unsupported(e, "iterating over a whole struct (iterate one of its sequences: `&p.layers`)");
+                        None
+                    }
+                }
+            }
             Expr::Path(p) => match self.path_var(p) {
                 Some(v) if matches!(self.func.info(v).kind, Kind::Seq(..)) => {
-                    Some((vec![v], false))
+                    Some((vec![LoopBind::Seq(v)], false))
                 }
                 _ => {
                     self.unsupported(p, "iterating over this (iterate a range, a float slice/Vec/array, or `.iter()` of one)");
@@ -2447,7 +2431,7 @@ impl Lowerer<'_> {
                         self.cx.error(other, "a loop index must be a name or `_`");
                     }
                 },
-                LoopBind::Place(root, path) => match p {
+                LoopBind::Place(root, path) => match untyped_ref(p) {
                     Pat::Ident(pi) if pi.subpat.is_none() => {
                         let mut path = path.clone();
                         path.push(Proj::Index(Atom::Var(index)));
@@ -2717,4 +2701,12 @@ fn format_names(s: &str) -> Vec<String> {
         i += len + 2;
     }
     out
+}
+
+/// A pattern without a leading `&` (`&w` binds an element of `.iter()` as `w` does).
+fn untyped_ref(p: &Pat) -> &Pat {
+    match p {
+        Pat::Reference(r) => untyped_ref(&r.pat),
+        p => p,
+    }
 }
