@@ -273,3 +273,43 @@ fn vmap_runs_per_example_effects_once_for_each_example_they_hold_for() {
         "x = NaN is not finite"
     );
 }
+
+/// The new forms together: effects inside closures (a `let` closure and a `.map` closure),
+/// over views, in a match arm with a guard.
+#[grad]
+fn combined(x: &[f64], k: usize) -> f64 {
+    let sq = |v: f64| {
+        assert!(tick() && v.is_finite(), "{v} is not finite");
+        v * v
+    };
+    let tail = &x[1..];
+    let s: f64 = tail
+        .iter()
+        .map(|v| {
+            debug_assert!(tick());
+            sq(*v) * x[0]
+        })
+        .sum();
+    match k {
+        j if j < tail.len() => {
+            println!("tail[{j}] = {:.3}", tail[j]);
+            s + dbg!(tail[j]).sin()
+        }
+        _ => s,
+    }
+}
+
+#[test]
+fn effects_in_closures_over_views_in_guarded_arms() {
+    let x = [0.3, -0.7, 1.1, 0.5];
+    for k in [0, 2, 5] {
+        let (g, n) = ticks(|| combined_grad(&x, k));
+        // two checks per element of the tail (`debug_assert!` only in debug builds)
+        let per = if cfg!(debug_assertions) { 2 } else { 1 };
+        assert_eq!(n, per * 3, "k = {k}");
+        close(&g, &fd(|x| combined(x, k), &x), &format!("k = {k}"));
+    }
+    let bad = [0.3, f64::NAN, 1.0];
+    let m = panic_message(|| combined_grad(&bad, 0));
+    assert_eq!(m, "NaN is not finite");
+}
