@@ -1921,7 +1921,7 @@ impl Lowerer<'_> {
             let f = self.lambda(
                 &m.args[1],
                 2,
-                "`.fold(..)` with anything but a closure `|acc, v| ..`",
+                "`.fold(..)` with anything but a closure `|acc, v| ..` or a function by path (`f64::max`)",
             )?;
             Some((&m.args[0], f))
         } else {
@@ -2015,7 +2015,7 @@ impl Lowerer<'_> {
                 let f = self.lambda(
                     &mm.args[0],
                     1,
-                    "`.map(..)` of anything but a closure `|v| ..`",
+                    "`.map(..)` of anything but a closure `|v| ..` or a function by path (`f64::exp`, `sq`)",
                 )?;
                 Some((&*mm.receiver, Some(f)))
             }
@@ -2031,12 +2031,16 @@ impl Lowerer<'_> {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 match self.lookup_bind(&p.path.segments[0].ident.to_string()) {
                     Some(Bind::Closure(c, defined)) => (c, Some(defined)),
-                    _ => {
+                    Some(_) => {
                         self.unsupported(e, what);
                         return None;
                     }
+                    // a function by name (`.map(sq)`): `|v| sq(v)`
+                    None => (Box::new(path_closure(p, n)), None),
                 }
             }
+            // `f64::max`, `f32::exp`, `module::f`: as a closure calling it
+            Expr::Path(p) if p.qself.is_none() => (Box::new(path_closure(p, n)), None),
             _ => {
                 self.unsupported(e, what);
                 return None;
@@ -2709,4 +2713,23 @@ fn untyped_ref(p: &Pat) -> &Pat {
         Pat::Reference(r) => untyped_ref(&r.pat),
         p => p,
     }
+}
+
+/// A function named by its path as a closure of `n` arguments: a float method
+/// (`f64::max`) as a method call on the first (`|a, b| a.max(b)`), anything else as a call
+/// (`|a| sq(a)`).
+fn path_closure(p: &syn::ExprPath, n: usize) -> syn::ExprClosure {
+    let args: Vec<syn::Ident> = (0..n)
+        .map(|k| quote::format_ident!("__ferrax_arg{k}", span = p.span()))
+        .collect();
+    let segs = &p.path.segments;
+    let float_method = segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32");
+    let body: Expr = match args.split_first() {
+        Some((first, rest)) if float_method => {
+            let method = &segs[1].ident;
+            syn::parse_quote_spanned!(p.span()=> #first.#method(#(#rest),*))
+        }
+        _ => syn::parse_quote_spanned!(p.span()=> #p(#(#args),*)),
+    };
+    syn::parse_quote_spanned!(p.span()=> |#(#args),*| #body)
 }
