@@ -1052,3 +1052,54 @@ fn paths_in_place_of_closures_match_finite_differences() {
     let (_, t) = logsumexp_paths_jvp(&x, &[1.0, 0.0, 0.0, 0.0]);
     close(&[t], &[g[0]], "jvp");
 }
+
+// ---- windows and chunks: a view per iteration ----
+
+/// Differences of neighbours (`windows(2)`), points of 3 coordinates (`chunks_exact(3)`),
+/// a ragged last chunk (`chunks(2)`), in for loops, zipped and mapped.
+#[grad]
+fn parts(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for w in x.windows(2) {
+        s += (w[1] - w[0]).powi(2);
+    }
+    for p in x.chunks_exact(3) {
+        s += p.iter().map(|v| v * v).sum::<f64>().sqrt();
+    }
+    for (c, v) in x.chunks(2).zip(x.iter()) {
+        s += c[c.len() - 1] * v;
+    }
+    let tv: f64 = x.windows(3).map(|w| w[0] * w[2] - w[1]).sum();
+    s + tv
+}
+
+#[test]
+fn windows_and_chunks_match_finite_differences() {
+    for n in [0usize, 1, 2, 3, 5, 7] {
+        let x: Vec<f64> = (0..n).map(|i| 0.4 + 0.3 * (i as f64 * 1.3).sin()).collect();
+        let g = parts_grad(&x);
+        close(&g, &fd(parts, &x), &format!("n = {n}"));
+        let (v, _) = parts_value_and_grad(&x);
+        assert_eq!(v, parts(&x), "n = {n}");
+        for i in 0..n {
+            let mut e = vec![0.0; n];
+            e[i] = 1.0;
+            let (_, t) = parts_jvp(&x, &e);
+            close(&[t], &[g[i]], &format!("jvp {i}, n = {n}"));
+        }
+    }
+}
+
+#[grad]
+fn window_of(x: &[f64], k: usize) -> f64 {
+    x.windows(k).map(|w| w[0]).sum()
+}
+
+#[test]
+fn a_window_of_zero_panics_as_in_rust() {
+    assert_eq!(window_of(&[1.0, 2.0, 3.0], 2), 3.0);
+    assert_eq!(window_of_grad(&[1.0, 2.0, 3.0], 2), vec![1.0, 1.0, 0.0]);
+    let e = std::panic::catch_unwind(|| window_of_grad(&[1.0, 2.0], 0)).expect_err("a panic");
+    let m = e.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert_eq!(m, "window size must be non-zero");
+}

@@ -57,7 +57,8 @@
 //! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
 //! abs signum hypot max min mul_add recip clamp floor ceil round trunc), integer and bool
 //! computation, `if`/`else`, `match` (guards included), `for` over ranges (`.rev()`, `.step_by(k)`) and over
-//! `x.iter()` (`.enumerate()`, `.zip(..)`), `.sum()`, `.product()`,
+//! `x.iter()` (`.enumerate()`, `.zip(..)`), `.windows(k)`, `.chunks(k)` and
+//! `.chunks_exact(k)` (a view per iteration), `.sum()`, `.product()`,
 //! `.fold(init, |acc, v| ..)` and `.collect()` (into a Vec) of such an iterator or of its
 //! `.map(|v| ..)` (the closures
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`

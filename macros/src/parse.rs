@@ -265,6 +265,16 @@ enum LoopBind {
     Index,
     Seq(Var),
     Place(Var, Vec<Proj>),
+    /// `seq.windows(size)`, `.chunks(size)`, `.chunks_exact(size)`: a view per iteration.
+    Parts(Var, Atom, Parts),
+}
+
+/// How a sequence is cut into views.
+#[derive(Clone, Copy, PartialEq)]
+enum Parts {
+    Windows,
+    Chunks,
+    ChunksExact,
 }
 
 struct LoopCtx {
@@ -291,7 +301,7 @@ struct Lowerer<'c> {
     plain_structs: Vec<Var>,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match (with guards), for over ranges and sequences, `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1607,7 +1617,7 @@ impl Lowerer<'_> {
             return self.unsupported(ix, "this index");
         };
         let base = self.value(&ix.expr);
-        let (Atom::Var(b), Kind::Seq(_, p)) = (base, self.kind(base)) else {
+        let (Atom::Var(b), Kind::Seq(..)) = (base, self.kind(base)) else {
             return self.unsupported(
                 &ix.expr,
                 "slicing anything but a float slice, Vec or array (or a slice of one)",
@@ -1625,12 +1635,21 @@ impl Lowerer<'_> {
                 self.prim(Prim::Add, vec![e, Atom::Int(1)])
             }
         };
-        let name = format!("{}_part", self.func.info(b).name);
-        let view = self.let_(&name, Kind::Seq(Seq::Slice, p), Rhs::SubSlice(b, lo, hi));
+        Some(self.view(b, lo, hi))
+    }
+
+    /// A view `&seq[lo..hi]` of a float sequence.
+    fn view(&mut self, seq: Var, lo: Atom, hi: Atom) -> Atom {
+        let info = self.func.info(seq);
+        let (name, kind) = match info.kind {
+            Kind::Seq(_, p) => (format!("{}_part", info.name), Kind::Seq(Seq::Slice, p)),
+            _ => unreachable!("views are of float sequences"),
+        };
+        let view = self.let_(&name, kind, Rhs::SubSlice(seq, lo, hi));
         if let Atom::Var(v) = view {
-            self.func.vars[v.0 as usize].view = Some((b, lo, hi));
+            self.func.vars[v.0 as usize].view = Some((seq, lo, hi));
         }
-        Some(view)
+        view
     }
 
     fn lower_if(&mut self, i: &syn::ExprIf) -> Option<Atom> {
@@ -2318,9 +2337,59 @@ impl Lowerer<'_> {
         let rhs = match b {
             LoopBind::Seq(v) => Rhs::Len(*v),
             LoopBind::Place(root, path) => Rhs::ProjectLen(*root, path.clone()),
+            LoopBind::Parts(seq, size, parts) => {
+                let n = self.let_("n", Kind::Int, Rhs::Len(*seq));
+                let (n, method) = match parts {
+                    // len + 1 - size windows, none when the sequence is shorter
+                    Parts::Windows => (
+                        self.prim(Prim::Add, vec![n, Atom::Int(1)]),
+                        "saturating_sub",
+                    ),
+                    Parts::Chunks => (n, "div_ceil"),
+                    Parts::ChunksExact => return self.prim(Prim::Div, vec![n, *size]),
+                };
+                Rhs::Method {
+                    recv: n,
+                    method: syn::Ident::new(method, Span::call_site()),
+                    args: vec![*size],
+                    span: Span::call_site(),
+                }
+            }
             LoopBind::Index => unreachable!("an index is no sequence"),
         };
         self.let_("n", Kind::Int, rhs)
+    }
+
+    /// `x.windows(k)`, `x.chunks(k)`, `x.chunks_exact(k)` of a float sequence (or a view):
+    /// checked as Rust checks `k`, then one view per iteration.
+    fn parts(&mut self, m: &syn::ExprMethodCall, parts: Parts) -> Option<LoopBind> {
+        let (seqs, enumerate) = self.seq_chain(&m.receiver)?;
+        let [LoopBind::Seq(seq)] = seqs.as_slice() else {
+            self.unsupported(
+                m,
+                "windows or chunks of anything but a float slice, Vec, array or view",
+            );
+            return None;
+        };
+        if enumerate {
+            self.unsupported(m, "windows or chunks of an enumerated iterator");
+            return None;
+        }
+        let size = self.value(&m.args[0]);
+        let what = if parts == Parts::Windows {
+            "window"
+        } else {
+            "chunk"
+        };
+        let id = syn::Ident::new("__ferrax_size", Span::mixed_site().located_at(m.span()));
+        let msg = format!("{what} size must be non-zero");
+        self.emit(Stmt::Effect(Effect {
+            tokens: quote::quote_spanned!(m.span()=> ::core::assert!(#id != 0, #msg)),
+            binds: vec![(id, size)],
+            examples: None,
+            name: "assert".into(),
+        }));
+        Some(LoopBind::Parts(*seq, size, parts))
     }
 
     /// `x.iter()` (also `.copied()`), `&x`, `x`, `.enumerate()`, `.zip(..)`, and a sequence
@@ -2365,6 +2434,19 @@ impl Lowerer<'_> {
                     && m.args.is_empty() =>
             {
                 self.seq_chain(&m.receiver)
+            }
+            Expr::MethodCall(m)
+                if m.args.len() == 1
+                    && (m.method == "windows"
+                        || m.method == "chunks"
+                        || m.method == "chunks_exact") =>
+            {
+                let parts = match m.method.to_string().as_str() {
+                    "windows" => Parts::Windows,
+                    "chunks" => Parts::Chunks,
+                    _ => Parts::ChunksExact,
+                };
+                Some((vec![self.parts(m, parts)?], false))
             }
             Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
                 let (s, en) = self.seq_chain(&m.receiver)?;
@@ -2453,6 +2535,41 @@ impl Lowerer<'_> {
                     };
                     let e = self.let_("e", kind, Rhs::Index(*seq, Atom::Var(index)));
                     self.bind_pat(p, e, None);
+                }
+                LoopBind::Parts(seq, size, parts) => {
+                    let i = Atom::Var(index);
+                    let lo = match parts {
+                        Parts::Windows => i,
+                        Parts::Chunks | Parts::ChunksExact => self.prim(Prim::Mul, vec![i, *size]),
+                    };
+                    let mut hi = self.prim(Prim::Add, vec![lo, *size]);
+                    if *parts == Parts::Chunks {
+                        // the last chunk may be shorter
+                        let n = self.let_("n", Kind::Int, Rhs::Len(*seq));
+                        hi = self.let_(
+                            "hi",
+                            Kind::Int,
+                            Rhs::Method {
+                                recv: hi,
+                                method: syn::Ident::new("min", Span::call_site()),
+                                args: vec![n],
+                                span: Span::call_site(),
+                            },
+                        );
+                    }
+                    let view = self.view(*seq, lo, hi);
+                    match untyped_ref(p) {
+                        Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                            self.bind_pat(p, view, None)
+                        }
+                        Pat::Wild(_) => {}
+                        other => {
+                            self.cx.error(
+                                other,
+                                "a window or chunk binds a name (`for w in x.windows(2)`), read as `w[0]`",
+                            );
+                        }
+                    }
                 }
             }
         }
