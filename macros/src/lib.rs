@@ -35,7 +35,9 @@
 //! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. A struct left out of `wrt`
 //! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,
 //! `cfg.w[i]`, `let w = &cfg.w;`): a configuration need not be `Differentiable`, and a
-//! frozen model's tensors stay constants.
+//! frozen model's tensors stay constants. It stays a constant for callers too: a function
+//! that differentiates with respect to such a struct calls helpers that keep it in their
+//! `wrt` (or have none); otherwise rustc reports a wrong argument count at the call.
 //!
 //! ```
 //! use ferrax::prelude::*;
