@@ -2305,16 +2305,7 @@ impl Lowerer<'_> {
         let mut len = self.seq_len(&seqs[0]);
         for s in &seqs[1..] {
             let l2 = self.seq_len(s);
-            len = self.let_(
-                "n",
-                Kind::Int,
-                Rhs::Method {
-                    recv: len,
-                    method: syn::Ident::new("min", Span::call_site()),
-                    args: vec![l2],
-                    span: Span::call_site(),
-                },
-            );
+            len = self.int_method(len, "min", l2);
         }
         let mut binds: Vec<LoopBind> = Vec::new();
         if enumerate {
@@ -2339,23 +2330,28 @@ impl Lowerer<'_> {
             LoopBind::Place(root, path) => Rhs::ProjectLen(*root, path.clone()),
             LoopBind::Parts(seq, size, parts) => {
                 let n = self.let_("n", Kind::Int, Rhs::Len(*seq));
-                let (n, method) = match parts {
+                return match parts {
                     // len + 1 - size windows, none when the sequence is shorter
-                    Parts::Windows => (
-                        self.prim(Prim::Add, vec![n, Atom::Int(1)]),
-                        "saturating_sub",
-                    ),
-                    Parts::Chunks => (n, "div_ceil"),
-                    Parts::ChunksExact => return self.prim(Prim::Div, vec![n, *size]),
+                    Parts::Windows => {
+                        let n1 = self.prim(Prim::Add, vec![n, Atom::Int(1)]);
+                        self.int_method(n1, "saturating_sub", *size)
+                    }
+                    Parts::Chunks => self.int_method(n, "div_ceil", *size),
+                    Parts::ChunksExact => self.prim(Prim::Div, vec![n, *size]),
                 };
-                Rhs::Method {
-                    recv: n,
-                    method: syn::Ident::new(method, Span::call_site()),
-                    args: vec![*size],
-                    span: Span::call_site(),
-                }
             }
             LoopBind::Index => unreachable!("an index is no sequence"),
+        };
+        self.let_("n", Kind::Int, rhs)
+    }
+
+    /// `recv.method(arg)` on integers (`min`, `div_ceil`), kept as written.
+    fn int_method(&mut self, recv: Atom, method: &str, arg: Atom) -> Atom {
+        let rhs = Rhs::Method {
+            recv,
+            method: syn::Ident::new(method, Span::call_site()),
+            args: vec![arg],
+            span: Span::call_site(),
         };
         self.let_("n", Kind::Int, rhs)
     }
@@ -2546,16 +2542,7 @@ impl Lowerer<'_> {
                     if *parts == Parts::Chunks {
                         // the last chunk may be shorter
                         let n = self.let_("n", Kind::Int, Rhs::Len(*seq));
-                        hi = self.let_(
-                            "hi",
-                            Kind::Int,
-                            Rhs::Method {
-                                recv: hi,
-                                method: syn::Ident::new("min", Span::call_site()),
-                                args: vec![n],
-                                span: Span::call_site(),
-                            },
-                        );
+                        hi = self.int_method(hi, "min", n);
                     }
                     let view = self.view(*seq, lo, hi);
                     match untyped_ref(p) {
