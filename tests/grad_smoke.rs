@@ -1103,3 +1103,44 @@ fn a_window_of_zero_panics_as_in_rust() {
     let m = e.downcast_ref::<&str>().copied().unwrap_or_default();
     assert_eq!(m, "window size must be non-zero");
 }
+
+// ---- `if let`, and the kind of a branch's value ----
+
+/// `if let` on an inactive `Option`, with and without `else`.
+#[grad(wrt(x))]
+fn if_let(x: f64, v: Option<f64>) -> f64 {
+    let mut s = x;
+    if let Some(w) = v {
+        s *= w;
+    }
+    if let Some(w) = v { s * w + x } else { s * x }
+}
+
+/// A `match` whose first arm's value is not a float the macro knows (`unwrap_or` of an
+/// `Option`) and whose other arm depends on `x`: the value carries the derivative.
+#[grad(wrt(x))]
+fn opaque_first_arm(x: f64, v: Option<f64>, k: i32) -> f64 {
+    let y = match k {
+        0 => v.unwrap_or(1.0),
+        _ => x * x,
+    };
+    let z = if k > 5 { v.unwrap_or(2.0) } else { x.sin() };
+    y * x + z
+}
+
+#[test]
+fn if_let_and_branch_values_of_unknown_type_match_finite_differences() {
+    for v in [Some(1.5), None] {
+        let x = 0.7;
+        let g = if_let_grad(x, v);
+        close(&[g], &fd(|p| if_let(p[0], v), &[x]), "if_let");
+        for k in [0, 1, 7] {
+            let g = opaque_first_arm_grad(x, v, k);
+            close(
+                &[g],
+                &fd(|p| opaque_first_arm(p[0], v, k), &[x]),
+                "opaque_first_arm",
+            );
+        }
+    }
+}

@@ -644,10 +644,11 @@ mod tests {
                 quote!(),
                 quote!(
                     fn f(x: f64, v: Option<f64>) -> f64 {
-                        if let Some(y) = v { y } else { x }
+                        let Some(y) = v else { return x };
+                        y * x
                     }
                 ),
-                "`if let`",
+                "`let .. else`",
             ),
             (
                 quote!(),

@@ -58,7 +58,7 @@
 //! blocks, arithmetic, `as` casts, the float methods (sin cos tan asin acos atan atan2 sinh
 //! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
 //! abs signum hypot max min mul_add recip clamp floor ceil round trunc), integer and bool
-//! computation, `if`/`else`, `match` (guards included), `for` over ranges (`.rev()`, `.step_by(k)`) and over
+//! computation, `if`/`else`, `if let`, `match` (guards included), `for` over ranges (`.rev()`, `.step_by(k)`) and over
 //! `x.iter()` (`.enumerate()`, `.zip(..)`), `.windows(k)`, `.chunks(k)` and
 //! `.chunks_exact(k)` (a view per iteration), `.sum()`, `.product()`,
 //! `.fold(init, |acc, v| ..)` and `.collect()` (into a Vec) of such an iterator or of its

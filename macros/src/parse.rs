@@ -301,7 +301,7 @@ struct Lowerer<'c> {
     plain_structs: Vec<Var>,
 }
 
-const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
+const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, if let, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
 
 impl Lowerer<'_> {
     // ---------- helpers ----------
@@ -1654,7 +1654,14 @@ impl Lowerer<'_> {
 
     fn lower_if(&mut self, i: &syn::ExprIf) -> Option<Atom> {
         if let Expr::Let(l) = &*i.cond {
-            return self.unsupported(l, "`if let` (use `match`)");
+            // `if let P = e { a } else { b }` is `match e { P => { a } _ => b }`
+            let (pat, scrut, then) = (&l.pat, &l.expr, &i.then_branch);
+            let els: Expr = match &i.else_branch {
+                Some((_, e)) => (**e).clone(),
+                None => syn::parse_quote!({}),
+            };
+            let m: syn::ExprMatch = syn::parse_quote!(match #scrut { #pat => #then, _ => #els });
+            return self.lower_match(&m);
         }
         let cond = self.value(&i.cond);
         let (mut then, tv) = self.sub_block(&i.then_branch);
@@ -1669,9 +1676,10 @@ impl Lowerer<'_> {
                 (self.pop_block(), v)
             }
         };
-        let result = match tv.or(ev) {
-            Some(a) => {
-                let r = self.result_var("v", self.kind(a));
+        let values: Vec<Atom> = tv.into_iter().chain(ev).collect();
+        let result = match self.join_kinds(&values) {
+            Some(kind) => {
+                let r = self.result_var("v", kind);
                 if let Some(t) = tv {
                     then.stmts.push(Stmt::Assign { var: r, value: t });
                 }
@@ -1694,22 +1702,43 @@ impl Lowerer<'_> {
         }
         // the value, assigned in each arm; declared before the match once its kind is known
         let r = self.func.new_var("v", Kind::Opaque, true);
-        let mut first = None;
-        let arms = self.lower_arms(scrut, &sk, &m.arms, r, &mut first);
-        if let Some(v) = first {
-            let kind = self.kind(v);
+        let mut values = Vec::new();
+        let arms = self.lower_arms(scrut, &sk, &m.arms, r, &mut values);
+        let kind = self.join_kinds(&values);
+        if let Some(kind) = &kind {
             self.func.vars[r.0 as usize].kind = kind.clone();
             self.emit(Stmt::Let {
                 var: r,
-                rhs: Self::zero_of(&kind),
+                rhs: Self::zero_of(kind),
             });
         }
         self.emit(Stmt::Match { scrut, arms });
-        first.map(|_| self.copy(r))
+        kind.map(|_| self.copy(r))
     }
 
-    /// Lowers match arms, each assigning its value to `r` (the first value found goes to
-    /// `first`). An arm with a guard runs its body where the guard holds, and otherwise a
+    /// The kind of a value that is one of `values` (an `if`'s or a `match`'s arms): a
+    /// tensor if one is, else a float if one is (a derivative flows through any arm), else
+    /// the first's.
+    fn join_kinds(&self, values: &[Atom]) -> Option<Kind> {
+        let kinds: Vec<Kind> = values.iter().map(|a| self.kind(*a)).collect();
+        if kinds.contains(&Kind::Tensor) {
+            return Some(Kind::Tensor);
+        }
+        let float = kinds
+            .iter()
+            .filter_map(|k| match k {
+                Kind::Float(p) => Some(*p),
+                _ => None,
+            })
+            .reduce(Prec::join);
+        match float {
+            Some(p) => Some(Kind::Float(p)),
+            None => kinds.first().cloned(),
+        }
+    }
+
+    /// Lowers match arms, each assigning its value to `r` (the values found go to
+    /// `values`). An arm with a guard runs its body where the guard holds, and otherwise a
     /// match of the arms after it, as Rust falls through to them; those arms are lowered
     /// a second time there, their errors reported once.
     fn lower_arms(
@@ -1718,7 +1747,7 @@ impl Lowerer<'_> {
         sk: &Kind,
         arms: &[syn::Arm],
         r: Var,
-        first: &mut Option<Atom>,
+        values: &mut Vec<Atom>,
     ) -> Vec<Arm> {
         let mut out = Vec::new();
         for (k, arm) in arms.iter().enumerate() {
@@ -1729,7 +1758,7 @@ impl Lowerer<'_> {
             self.push_block();
             let Some((_, guard)) = &arm.guard else {
                 let v = self.lower_expr(&arm.body);
-                self.assign_arm_value(r, v, first);
+                self.assign_arm_value(r, v, values);
                 let body = self.pop_block();
                 self.scopes.pop();
                 out.push(Arm { pat, binds, body });
@@ -1738,13 +1767,13 @@ impl Lowerer<'_> {
             let cond = self.value(guard);
             self.push_block();
             let v = self.lower_expr(&arm.body);
-            self.assign_arm_value(r, v, first);
+            self.assign_arm_value(r, v, values);
             let then = self.pop_block();
             // the arms after this one, without this arm's bindings in scope
             let own = self.scopes.pop();
             self.push_block();
             let mark = self.cx.mark();
-            let mut rest = self.lower_arms(scrut, sk, &arms[k + 1..], r, first);
+            let mut rest = self.lower_arms(scrut, sk, &arms[k + 1..], r, values);
             self.cx.forget_since(mark);
             rest.push(Arm {
                 pat: syn::parse_quote!(_),
@@ -1772,9 +1801,9 @@ impl Lowerer<'_> {
     }
 
     /// Assigns an arm's value, if it has one, to the match's variable.
-    fn assign_arm_value(&mut self, r: Var, v: Option<Atom>, first: &mut Option<Atom>) {
+    fn assign_arm_value(&mut self, r: Var, v: Option<Atom>, values: &mut Vec<Atom>) {
         if let Some(v) = v {
-            first.get_or_insert(v);
+            values.push(v);
             self.emit(Stmt::Assign { var: r, value: v });
         }
     }
