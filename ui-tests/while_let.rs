@@ -1,4 +1,4 @@
-// `while let` / `if let` patterns are outside the accepted language.
+// `while let` is outside the accepted language (`if let` is a `match`).
 use ferrax::prelude::*;
 
 #[grad]
