@@ -1144,3 +1144,24 @@ fn if_let_and_branch_values_of_unknown_type_match_finite_differences() {
         }
     }
 }
+
+/// A loop's value from `break`s whose first is of a type the macro cannot see.
+#[grad(wrt(x))]
+fn opaque_first_break(x: f64, v: Option<f64>, k: i32) -> f64 {
+    let y = loop {
+        if k == 0 {
+            break v.unwrap_or(1.0);
+        }
+        break x * x;
+    };
+    y * x
+}
+
+#[test]
+fn a_loop_value_of_unknown_type_first_matches_finite_differences() {
+    for k in [0, 1] {
+        let g = opaque_first_break_grad(0.7, Some(1.5), k);
+        let want = fd(|p| opaque_first_break(p[0], Some(1.5), k), &[0.7]);
+        close(&[g], &want, &format!("k = {k}"));
+    }
+}

@@ -1716,25 +1716,10 @@ impl Lowerer<'_> {
         kind.map(|_| self.copy(r))
     }
 
-    /// The kind of a value that is one of `values` (an `if`'s or a `match`'s arms): a
-    /// tensor if one is, else a float if one is (a derivative flows through any arm), else
-    /// the first's.
+    /// The kind of a value that is one of `values` (an `if`'s or a `match`'s arms): see
+    /// [`join_kind_list`].
     fn join_kinds(&self, values: &[Atom]) -> Option<Kind> {
-        let kinds: Vec<Kind> = values.iter().map(|a| self.kind(*a)).collect();
-        if kinds.contains(&Kind::Tensor) {
-            return Some(Kind::Tensor);
-        }
-        let float = kinds
-            .iter()
-            .filter_map(|k| match k {
-                Kind::Float(p) => Some(*p),
-                _ => None,
-            })
-            .reduce(Prec::join);
-        match float {
-            Some(p) => Some(Kind::Float(p)),
-            None => kinds.first().cloned(),
-        }
+        join_kind_list(values.iter().map(|a| self.kind(*a)).collect())
     }
 
     /// Lowers match arms, each assigning its value to `r` (the values found go to
@@ -2614,7 +2599,14 @@ impl Lowerer<'_> {
         };
         if let Some(v) = value {
             let var = match self.loops[k].value {
-                Some(var) => var,
+                // every `break` with a value decides the loop value's kind, not the first
+                Some(var) => {
+                    let kinds = vec![self.func.info(var).kind.clone(), self.kind(v)];
+                    if let Some(kind) = join_kind_list(kinds) {
+                        self.func.vars[var.0 as usize].kind = kind;
+                    }
+                    var
+                }
                 None => {
                     let var = self.func.new_var("lv", self.kind(v), true);
                     self.loops[k].value = Some(var);
@@ -2865,4 +2857,24 @@ fn path_closure(p: &syn::ExprPath, n: usize) -> syn::ExprClosure {
         _ => syn::parse_quote_spanned!(p.span()=> #p(#(#args),*)),
     };
     syn::parse_quote_spanned!(p.span()=> |#(#args),*| #body)
+}
+
+/// The kind of a value that is one of several (an `if`'s or a `match`'s arms, a loop's
+/// `break` values): a tensor if one is, else a float if one is (a derivative flows through
+/// any of them), else the first's.
+fn join_kind_list(kinds: Vec<Kind>) -> Option<Kind> {
+    if kinds.contains(&Kind::Tensor) {
+        return Some(Kind::Tensor);
+    }
+    let float = kinds
+        .iter()
+        .filter_map(|k| match k {
+            Kind::Float(p) => Some(*p),
+            _ => None,
+        })
+        .reduce(Prec::join);
+    match float {
+        Some(p) => Some(Kind::Float(p)),
+        None => kinds.into_iter().next(),
+    }
 }
