@@ -1,6 +1,7 @@
 //! A hanging chain, found by Newton's method on its energy: `#[hessian]` of plain Rust
-//! that walks a slice of coordinates through views (`&x[2 * i..2 * i + 2]`), calls another
-//! `#[grad]` function for each spring, and checks its input with `assert!`.
+//! that walks a slice of coordinates through views (`&x[2 * i..2 * i + 2]`,
+//! `x.chunks_exact(2)`), calls another `#[grad]` function for each spring, and checks its
+//! input with `assert_eq!`.
 //!
 //! Run it with `cargo run --release --example springs`.
 
@@ -41,8 +42,8 @@ fn energy(x: &[f64]) -> f64 {
     for i in 1..n {
         e += spring(&x[2 * (i - 1)..2 * i], &x[2 * i..2 * i + 2]);
     }
-    for i in 0..n {
-        e += WEIGHT * x[2 * i + 1];
+    for joint in x.chunks_exact(2) {
+        e += WEIGHT * joint[1];
     }
     e
 }
