@@ -436,7 +436,7 @@ impl Emitter<'_> {
                 (None, a) => self.atom(*a),
                 (Some(kind), Atom::Var(v)) => {
                     let t = self.borrowed(*v);
-                    let all = format_ident!("__ferrax_{}", name);
+                    let all = format_ident!("__ferrax_{}", name.unraw());
                     match kind {
                         Kind::Float(p) => {
                             before.push(quote!(let #all = #b::examples_f64(#t);));

@@ -2778,8 +2778,12 @@ fn names_read(tokens: proc_macro2::TokenStream, out: &mut Vec<syn::Ident>) {
             TokenTree::Group(g) => names_read(g.stream(), out),
             TokenTree::Literal(l) => {
                 if let syn::Lit::Str(s) = syn::Lit::new(l.clone()) {
+                    // (a name rustc would refuse is left for rustc to report)
                     for name in format_names(&s.value()) {
-                        out.push(syn::Ident::new(&name, l.span()));
+                        if let Ok(mut id) = syn::parse_str::<syn::Ident>(&name) {
+                            id.set_span(l.span());
+                            out.push(id);
+                        }
                     }
                 }
             }
