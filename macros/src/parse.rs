@@ -1660,8 +1660,11 @@ impl Lowerer<'_> {
                 Some((_, e)) => (**e).clone(),
                 None => syn::parse_quote!({}),
             };
-            let m: syn::ExprMatch = syn::parse_quote!(match #scrut { #pat => #then, _ => #els });
-            return self.lower_match(&m);
+            let tokens = quote::quote!(match #scrut { #pat => #then, _ => #els });
+            return match syn::parse2::<syn::ExprMatch>(tokens) {
+                Ok(m) => self.lower_match(&m),
+                Err(_) => self.unsupported(l, "this `if let`"),
+            };
         }
         let cond = self.value(&i.cond);
         let (mut then, tv) = self.sub_block(&i.then_branch);
