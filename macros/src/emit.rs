@@ -88,11 +88,6 @@ impl Emitter<'_> {
         quote!((#base[#lo..#hi]))
     }
 
-    /// A sequence as a place to read (`x`, or a view's expression).
-    fn seq(&self, v: Var) -> TokenStream {
-        self.atom(Atom::Var(v))
-    }
-
     /// Whether `v` is a parameter taken by reference (`x: &Tensor`, `p: &Mlp`).
     fn is_ref_param(&self, v: Var) -> bool {
         !(self.owned_params && self.is_tensor(Atom::Var(v))) && self.declared_ref(v)
@@ -337,7 +332,7 @@ impl Emitter<'_> {
                 value,
                 offset,
             } => {
-                let (t, v) = (self.var(*target), self.seq(*value));
+                let (t, v) = (self.var(*target), self.atom(Atom::Var(*value)));
                 match offset {
                     None => quote!(::ferrax::__private::add_assign_seq(&mut #t, &#v);),
                     Some(o) => {
@@ -528,19 +523,19 @@ impl Emitter<'_> {
                 quote!(#place.len())
             }
             Rhs::Index(v, i) => {
-                let (id, i) = (self.seq(*v), self.atom(*i));
+                let (id, i) = (self.atom(Atom::Var(*v)), self.atom(*i));
                 quote!(#id[#i])
             }
             Rhs::Len(v) => {
-                let id = self.seq(*v);
+                let id = self.atom(Atom::Var(*v));
                 quote!(#id.len())
             }
             Rhs::SubSlice(v, lo, hi) => {
-                let (base, lo, hi) = (self.seq(*v), self.atom(*lo), self.atom(*hi));
+                let (base, lo, hi) = (self.atom(Atom::Var(*v)), self.atom(*lo), self.atom(*hi));
                 quote!(&#base[#lo..#hi])
             }
             Rhs::Sum(v) => {
-                let id = self.seq(*v);
+                let id = self.atom(Atom::Var(*v));
                 quote!(::ferrax::__private::sum(&#id))
             }
             Rhs::Cast(a, ty) => {
@@ -566,7 +561,7 @@ impl Emitter<'_> {
                     quote!([#v; #len])
                 }
                 NewSeq::CopyOf(v) => {
-                    let id = self.seq(*v);
+                    let id = self.atom(Atom::Var(*v));
                     quote!(#id.to_vec())
                 }
                 NewSeq::ZerosLike(v) if self.is_tensor(Atom::Var(*v)) => {
@@ -574,7 +569,7 @@ impl Emitter<'_> {
                     quote!(::ferrax::__private::t::zero_like(#x))
                 }
                 NewSeq::ZerosLike(v) => {
-                    let id = self.seq(*v);
+                    let id = self.atom(Atom::Var(*v));
                     match self.func.info(*v).kind {
                         Kind::Seq(Seq::Array, _) => quote!(::ferrax::__private::zeros_array(&#id)),
                         _ => quote!(::ferrax::__private::zeros(&#id)),

@@ -252,7 +252,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         all.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         all.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
         let full_attr = attr.for_callers(&item.sig);
-        let ctjvp = crate::vmap::call_counterparts(&item, &sig, &full_attr, false);
+        let ctjvp = crate::vmap::call_counterparts(&item, &sig, &attr, false);
         let full = expand_with(full_attr, all, false)?;
         quote!(#full #ctjvp)
     };

@@ -40,7 +40,6 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         ret_val: Var(0),
         used_return: false,
         seq_ret: false,
-        plain_structs: Vec::new(),
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -297,8 +296,6 @@ struct Lowerer<'c> {
     used_return: bool,
     /// The function returns a `Vec`: only as its tail expression.
     seq_ret: bool,
-    /// Struct parameters left out of `wrt`: plain values, read through their fields.
-    plain_structs: Vec<Var>,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, if let, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
@@ -398,7 +395,16 @@ impl Lowerer<'_> {
     /// Whether `v` is read through fields: a parameter struct, differentiated or left out
     /// of `wrt`.
     fn struct_root(&self, v: Var) -> bool {
-        self.func.info(v).kind == Kind::Struct || self.plain_structs.contains(&v)
+        match self.func.info(v).kind {
+            Kind::Struct => true,
+            // a struct left out of `wrt`: a plain value
+            Kind::Opaque => self
+                .func
+                .params
+                .iter()
+                .any(|p| p.var == v && type_kind(&p.ty) == Ok(Kind::Struct)),
+            _ => false,
+        }
     }
 
     /// Whether `e` is a path into a parameter struct (checked without lowering anything).
@@ -512,8 +518,11 @@ impl Lowerer<'_> {
             let wanted = attr.wrt.as_ref().is_none_or(|w| w.contains(&ident));
             // a struct left out of `wrt` is a plain value (a configuration, a frozen model):
             // its fields are read as what they are, and it need not be `Differentiable`
-            let plain = kind == Kind::Struct && !wanted;
-            let kind = if plain { Kind::Opaque } else { kind };
+            let kind = if kind == Kind::Struct && !wanted {
+                Kind::Opaque
+            } else {
+                kind
+            };
             let active = wanted && kind.is_differentiable();
             if let Some(w) = &attr.wrt
                 && let Some(n) = w.iter().find(|n| **n == ident)
@@ -522,9 +531,6 @@ impl Lowerer<'_> {
                 self.cx.error(n, format!("`{ident}` cannot be differentiated: `wrt` names f32/f64, &[f64], Vec<f64> or [f64; N] parameters"));
             }
             let var = self.func.new_var(&ident.to_string(), kind, mutable);
-            if plain {
-                self.plain_structs.push(var);
-            }
             self.bind_ident(&ident, var);
             seen.push(ident.clone());
             self.func.params.push(Param {
