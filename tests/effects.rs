@@ -263,6 +263,15 @@ fn vmap_runs_per_example_effects_once_for_each_example_they_hold_for() {
     assert_eq!(n, want);
     close(&gs.to_vec::<f64>(), &want_gs, "branchy gradients");
 
+    // a batch of one example, and of none
+    for n in [1, 0] {
+        let (want_ys, want) = ticks(|| xs[..n].iter().map(|x| halvings(*x)).collect::<Vec<_>>());
+        let few = Tensor::from_vec(xs[..n].to_vec(), &[n]);
+        let (ys, got) = ticks(|| halvings_vmap(&few));
+        assert_eq!(got, want, "batch of {n}");
+        close(&ys.to_vec::<f64>(), &want_ys, "halvings, small batch");
+    }
+
     let bad = Tensor::from_vec(vec![1.0, f64::NAN, 2.0], &[3]);
     assert_eq!(
         panic_message(|| halvings_vmap(&bad)),
