@@ -174,10 +174,8 @@ impl Vjp<'_> {
     /// The forward part runs the primal a second time: without the user's effects, which
     /// ran in the forward sweep (a `println!` in a loop prints once per iteration, not twice).
     fn joint(&mut self, b: &Block) -> Block {
-        let (f, r) = self.block(b);
-        let mut f = Block { stmts: f };
+        let (mut f, r) = self.block(b);
         drop_effects(&mut f);
-        let mut f = f.stmts;
         f.extend(self.decl_adjoints(b));
         f.extend(r);
         Block { stmts: f }
@@ -1096,12 +1094,12 @@ fn shape_only(block: &Block, v: Var) -> bool {
     ok
 }
 
-/// Removes the user's effects (`Stmt::Effect`) from a block and the blocks inside it.
-fn drop_effects(b: &mut Block) {
-    b.stmts.retain(|s| !matches!(s, Stmt::Effect(_)));
-    for s in &mut b.stmts {
+/// Removes the user's effects (`Stmt::Effect`) from statements and the blocks inside them.
+fn drop_effects(stmts: &mut Vec<Stmt>) {
+    stmts.retain(|s| !matches!(s, Stmt::Effect(_)));
+    for s in stmts {
         for c in children_mut(s) {
-            drop_effects(c);
+            drop_effects(&mut c.stmts);
         }
     }
 }

@@ -789,9 +789,13 @@ impl Vmap<'_> {
         }
         // the else side's mask, only where an effect there reads it
         let not = has_effect(els).then(|| self.batched_prim(out, Prim::Not, vec![cond]));
-        self.masks.extend(not);
+        if let Some(not) = not {
+            self.masks.push(not);
+        }
         let e = self.block(els);
-        self.masks.truncate(self.masks.len() - not.iter().len());
+        if not.is_some() {
+            self.masks.pop();
+        }
         out.extend(e.stmts);
         for (v, t) in assigned.iter().zip(&taken) {
             let info = self.func.info(*v).clone();
