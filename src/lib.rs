@@ -88,10 +88,15 @@ pub mod tensor_rules;
 #[doc(hidden)]
 pub mod batch_rules;
 
+mod fill;
+
 /// Support for the code `#[grad]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch_rules as b;
+    pub use crate::fill::{
+        Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
+    };
     pub use crate::tensor_rules as t;
 
     /// The float types generated code works over.

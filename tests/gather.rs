@@ -266,3 +266,43 @@ fn split_for_writes_each_element_once_for_any_range() {
         }
     }
 }
+
+/// A loop reading one element past the end.
+#[grad]
+fn reads_past_the_end(x: &[f64], n: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..n {
+        s += x[i] * x[i + 1];
+    }
+    s
+}
+
+/// The gradient is written straight into an unzeroed Vec (`__private::fill_for`); a loop
+/// whose last element lies past the end must still panic, with the function's own message,
+/// on short inputs and on long ones split over threads, and a loop that stops early leaves
+/// the rest of the gradient zero.
+#[test]
+fn the_gradient_of_a_loop_past_the_end_panics_as_the_function_does() {
+    let message = |f: &dyn Fn()| -> String {
+        let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    for n in [3, 2 * ferrax::__private::SPLIT_MIN + 5] {
+        let x = long_input(n, 0.3);
+        for threads in [1, 2] {
+            let want = message(&|| _ = reads_past_the_end(&x, n));
+            assert_eq!(
+                want,
+                format!("index out of bounds: the len is {n} but the index is {n}")
+            );
+            let got = in_pool(threads, || message(&|| _ = reads_past_the_end_grad(&x, n)));
+            assert_eq!(got, want, "{n} elements, {threads} threads");
+            // stopping short: elements past the loop's reach are zero
+            let g = in_pool(threads, || reads_past_the_end_grad(&x, n - 2));
+            assert_eq!(g.len(), n);
+            assert_eq!(g[n - 1], 0.0);
+            assert_eq!(g[n - 2], x[n - 3]);
+            assert_eq!(g[0], x[1]);
+        }
+    }
+}

@@ -228,6 +228,62 @@ impl Emitter<'_> {
         }
     }
 
+    /// A loop marked [`Adapter::Fill`]: its trailing stores into the sequences being filled
+    /// become the value its body returns, and `__private::fill_for` (split over threads
+    /// where the loop is [`Adapter::Split`]) or `fill_seq` runs it, writing each value
+    /// straight into the sequence's spare capacity. The sequences go as nested pairs of
+    /// `__private::Filling`s, the values the same way.
+    fn fill_for(&self, index: Var, range: &Range, body: &Block) -> TokenStream {
+        let arrays = range.fills().unwrap_or_default();
+        let mut values: Vec<Option<Atom>> = vec![None; arrays.len()];
+        let mut rest = Vec::new();
+        for s in &body.stmts {
+            if let Stmt::Store {
+                array,
+                index: Atom::Var(j),
+                value,
+            } = s
+                && *j == index
+                && let Some(k) = arrays.iter().position(|(a, _)| a == array)
+                && values[k].is_none()
+            {
+                values[k] = Some(*value);
+                continue;
+            }
+            rest.push(s.clone());
+        }
+        let (lo, hi) = (self.atom(range.lo), self.atom(range.hi));
+        let i = self.var(index);
+        let Some(values) = values.into_iter().collect::<Option<Vec<Atom>>>() else {
+            // `fill_gathered` marks only loops that store each sequence once; a loop that
+            // does not is emitted as written, and its store into the empty Vec panics
+            let b = self.block(body);
+            return quote!(for #i in (#lo..#hi) { #b });
+        };
+        let mut targets = arrays.iter().rev().map(|(a, like)| {
+            let (a, like) = (self.var(*a), self.atom(Atom::Var(*like)));
+            quote!(::ferrax::__private::Filling::of(&mut #a, #like.len()))
+        });
+        let mut vals = values.iter().rev().map(|v| self.value(*v));
+        let (Some(mut target), Some(mut value)) = (targets.next(), vals.next()) else {
+            let b = self.block(body);
+            return quote!(for #i in (#lo..#hi) { #b });
+        };
+        for (t, v) in targets.zip(vals) {
+            target = quote!((#t, #target));
+            value = quote!((#v, #value));
+        }
+        let b = self.block(&Block { stmts: rest });
+        let run = if range.is_split() {
+            quote!(fill_for)
+        } else {
+            quote!(fill_seq)
+        };
+        quote! {
+            ::ferrax::__private::#run(#lo, #hi, #target, |#i: usize| { #b #value });
+        }
+    }
+
     fn range(&self, r: &Range) -> TokenStream {
         let lo = self.atom(r.lo);
         let hi = self.atom(r.hi);
@@ -243,7 +299,7 @@ impl Emitter<'_> {
                     let s = self.atom(*s);
                     quote!(#t.step_by(#s))
                 }
-                Adapter::Split => t,
+                Adapter::Split | Adapter::Fill(_) => t,
             };
         }
         t
@@ -369,7 +425,17 @@ impl Emitter<'_> {
                 range,
                 body,
                 exit,
+            } if exit.is_empty() && range.fills().is_some() => self.fill_for(*index, range, body),
+            Stmt::For {
+                index,
+                range,
+                body,
+                exit,
             } if range.is_split() => self.split_for(*index, range, body),
+            Stmt::FillRest { array, like } => {
+                let (a, like) = (self.var(*array), self.atom(Atom::Var(*like)));
+                quote!(::ferrax::__private::fill_rest(&mut #a, #like.len());)
+            }
             Stmt::For {
                 index,
                 range,
@@ -567,6 +633,10 @@ impl Emitter<'_> {
                 NewSeq::ZerosLike(v) if self.is_tensor(Atom::Var(*v)) => {
                     let x = self.borrowed(*v);
                     quote!(::ferrax::__private::t::zero_like(#x))
+                }
+                NewSeq::ToFill(v) => {
+                    let id = self.atom(Atom::Var(*v));
+                    quote!(::ferrax::__private::filling(&#id))
                 }
                 NewSeq::ZerosLike(v) => {
                     let id = self.atom(Atom::Var(*v));

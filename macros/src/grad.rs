@@ -8,7 +8,9 @@ use crate::ir::*;
 use crate::parse::{lower, type_kind};
 use crate::transform::{
     jvp::jvp,
-    simplify::{carry_adjoint_stores, first_writes, gather_adjoint_stores},
+    simplify::{
+        carry_adjoint_stores, fill_gathered, fill_gathered_fn, first_writes, gather_adjoint_stores,
+    },
     vjp::vjp,
 };
 use proc_macro2::TokenStream;
@@ -162,6 +164,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         dce(&mut blk, &outs, &[v.seed].into_iter().collect());
         gather_adjoint_stores(&mut vf, &mut blk);
         carry_adjoint_stores(&mut vf, &mut blk);
+        fill_gathered(&vf, &mut blk);
         let split = blk
             .stmts
             .iter()
@@ -259,7 +262,8 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
     let whole = |with_value: bool| {
-        let vf = gradient_ir(&func, &v, with_value);
+        let mut vf = gradient_ir(&func, &v, with_value);
+        fill_gathered_fn(&mut vf);
         let em = Emitter {
             func: &vf,
             owned_params: false,

@@ -140,6 +140,11 @@ pub enum NewSeq {
     ZerosLike(Var),
     /// `seq.to_vec()`: an owned copy.
     CopyOf(Var),
+    /// An empty Vec with room for as many elements as an existing sequence, which
+    /// [`Adapter::Fill`] loops then fill and [`Stmt::FillRest`] completes with zeros: a
+    /// gradient written once instead of zeroed and then overwritten (see
+    /// `simplify::fill_gathered`).
+    ToFill(Var),
 }
 
 /// The right-hand side of a `let`.
@@ -260,6 +265,12 @@ pub enum Adapter {
     /// is a number or a sequence of numbers. The emitter may then split the range over
     /// threads (`__private::split_for`). Set only by the gather pass, on its main loop.
     Split,
+    /// Not a Rust adapter: each iteration ends by storing one value at `index` into each of
+    /// these sequences being filled ([`NewSeq::ToFill`]; with the sequence each is as long
+    /// as), and writes nothing else outside itself. The emitter hands the loop to
+    /// `__private::fill_for` (or `fill_seq`), which writes the values. Set only by
+    /// `simplify::fill_gathered`, on IR about to be emitted.
+    Fill(Vec<(Var, Var)>),
 }
 
 /// `lo..hi` or `lo..=hi`, with `.rev()` / `.step_by(s)` adapters in order.
@@ -279,6 +290,13 @@ impl Range {
     /// Whether the emitter may split this loop over threads ([`Adapter::Split`]).
     pub fn is_split(&self) -> bool {
         self.adapters.iter().any(|a| matches!(a, Adapter::Split))
+    }
+    /// The sequences an [`Adapter::Fill`] loop fills, each with the sequence it is as long as.
+    pub fn fills(&self) -> Option<Vec<(Var, Var)>> {
+        self.adapters.iter().find_map(|a| match a {
+            Adapter::Fill(f) => Some(f.clone()),
+            _ => None,
+        })
     }
     pub fn atoms(&self) -> Vec<Atom> {
         let mut v = vec![self.lo, self.hi];
@@ -374,6 +392,12 @@ pub enum Stmt {
     /// A macro run for its effect (`println!`, `assert!`, `panic!`, ..): part of the primal
     /// computation, never differentiated.
     Effect(Effect),
+    /// Completes a sequence being filled ([`NewSeq::ToFill`]) to the length of `like` with
+    /// zeros where no [`Adapter::Fill`] loop wrote.
+    FillRest {
+        array: Var,
+        like: Var,
+    },
 }
 
 /// A macro the user wrote for its effect, kept as written. Its tokens read the user's
@@ -536,7 +560,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             NewSeq::Empty { capacity } => capacity.iter().copied().collect(),
             NewSeq::ArrayOf(items) => items.clone(),
             NewSeq::ArrayRepeat { value, .. } => vec![*value],
-            NewSeq::ZerosLike(v) | NewSeq::CopyOf(v) => vec![Atom::Var(*v)],
+            NewSeq::ZerosLike(v) | NewSeq::CopyOf(v) | NewSeq::ToFill(v) => vec![Atom::Var(*v)],
         },
         Rhs::Call { args, mode, .. } => {
             let mut v: Vec<Atom> = args.iter().map(|a| a.atom).collect();
@@ -574,7 +598,8 @@ pub fn assigned_vars(block: &Block) -> Vec<Var> {
         | Stmt::Push { array, .. }
         | Stmt::AddSeq { target: array, .. }
         | Stmt::AddProject { target: array, .. }
-        | Stmt::Undo { array, .. } => out.push(*array),
+        | Stmt::Undo { array, .. }
+        | Stmt::FillRest { array, .. } => out.push(*array),
         _ => {}
     });
     out.sort();
@@ -671,6 +696,7 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
             }
         }
         Stmt::Effect(e) => e.reads().iter().for_each(&mut add),
+        Stmt::FillRest { like, .. } => add(&Atom::Var(*like)),
     });
     out.sort();
     out.dedup();

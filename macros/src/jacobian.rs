@@ -483,7 +483,8 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
 
     // reverse: the gradient of `ct . f(x)`
     let v = vjp(&func, &varied_set);
-    let rf = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
+    let mut rf = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
+    crate::transform::simplify::fill_gathered_fn(&mut rf);
     let em = Emitter {
         func: &rf,
         owned_params: false,
@@ -567,10 +568,11 @@ fn slice_hessian(
         params,
     } = Parts::of(item, func);
     let Hvp {
-        func: hf,
+        func: mut hf,
         tangent,
         v: d,
     } = hvp_ir(func, varied_set, x, x.ty.clone(), false)?;
+    crate::transform::simplify::fill_gathered_fn(&mut hf);
     let em = Emitter {
         func: &hf,
         owned_params: false,

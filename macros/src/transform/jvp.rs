@@ -355,6 +355,7 @@ impl Jvp<'_> {
                             len: len.clone(),
                         },
                         NewSeq::ZerosLike(v) => NewSeq::ZerosLike(*v),
+                        NewSeq::ToFill(v) => NewSeq::ToFill(*v),
                         NewSeq::CopyOf(v) => NewSeq::CopyOf(self.tan_var(*v)),
                     }),
                     Rhs::Uninit => Rhs::Uninit,
