@@ -26,6 +26,18 @@ pub const FULL: &str = "__ferrax_full_";
 /// Expands `#[grad(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let item: syn::ItemFn = syn::parse2(item)?;
+    // a method: expanded as a function taking its receiver first, then made methods again
+    if let Some(f) = crate::method::as_function(&item)? {
+        if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
+            crate::method::refuse(&item, "#[vmap]")?;
+        }
+        let out = expand_function(crate::method::rename_self(attr), f)?;
+        return crate::method::as_methods(out, &item);
+    }
+    expand_function(attr, item)
+}
+
+fn expand_function(attr: TokenStream, item: syn::ItemFn) -> syn::Result<TokenStream> {
     // `#[grad] #[vmap]`: the gradient of the batched function's total
     if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
         return crate::vmap::expand_grad_over(attr, item);
@@ -115,12 +127,18 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     let arg_idents: Vec<syn::Ident> = func.params.iter().map(|p| em.var(p.var)).collect();
     let tangent_idents: Vec<syn::Ident> =
         j.tangent_params.iter().map(|(_, d)| em.var(*d)).collect();
+    // the path of a sibling: in an `impl` (a method), through `Self`
+    let own = if crate::method::is_method(&item) {
+        quote!(Self::)
+    } else {
+        quote!()
+    };
     let full_jvp_name = format_ident!("{FULL}{}_jvp", name);
     let full_jvp = quote! {
         #[doc(hidden)]
         #allow
         #vis fn #full_jvp_name #generics (#(#params,)* #(#tparams),*) -> (#ret, #ret) #where_clause {
-            #jvp_name(#(#arg_idents,)* #(#tangent_idents),*)
+            #own #jvp_name(#(#arg_idents,)* #(#tangent_idents),*)
         }
     };
 
@@ -226,7 +244,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
             #[doc(hidden)]
             #allow
             #vis fn #full_vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
-                #vjp_name(#(#arg_idents),*)
+                #own #vjp_name(#(#arg_idents),*)
             }
         };
         let own = quote! {

@@ -39,6 +39,7 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
+    crate::method::refuse(&item, label)?;
     if which == Which::Jacobian
         && let syn::ReturnType::Type(_, ret) = &item.sig.output
         && matches!(crate::parse::type_kind(ret), Ok(Kind::Seq(Seq::Vec, _)))

@@ -54,6 +54,32 @@
 //! assert_eq!(weighted_grad(&[1.0, 2.0], 3.0), vec![6.0, 12.0]);
 //! ```
 //!
+//! On a method of an inherent `impl` (`&self`), the receiver is a parameter like
+//! any other, named `self` in `wrt`: left out, its fields are constants read as what they
+//! are; kept in (the default), it is a parameter struct and its gradient has type `Self`.
+//! The derivatives are methods too (`model.loss_grad(&x)`), and `self.g(..)` or `p.g(..)`
+//! on a struct parameter `p: &T` calls `Self::g` / `T::g`, differentiated through the
+//! callee's `#[grad]`. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
+//! `#[jacobian]` and `#[hessian]`; a trait's `impl` cannot take the extra methods.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! struct Spring {
+//!     k: f64,
+//! }
+//!
+//! impl Spring {
+//!     #[grad(wrt(x))]
+//!     fn energy(&self, x: f64) -> f64 {
+//!         0.5 * self.k * x * x
+//!     }
+//! }
+//!
+//! let s = Spring { k: 4.0 };
+//! assert_eq!(s.energy_grad(0.5), 2.0);
+//! ```
+//!
 //! The accepted language: `let` (also tuple patterns), `let mut`, assignment and `+= -= *= /=`,
 //! blocks, arithmetic, `as` casts, the float methods (sin cos tan asin acos atan atan2 sinh
 //! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
@@ -131,6 +157,7 @@ mod emit;
 mod grad;
 mod ir;
 mod jacobian;
+mod method;
 mod parse;
 mod primitives;
 mod transform;

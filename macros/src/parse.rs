@@ -407,6 +407,20 @@ impl Lowerer<'_> {
         }
     }
 
+    /// The type `T` of a struct parameter `p: &T` (or `p: T`) that `e` names.
+    fn struct_param_type(&self, e: &Expr) -> Option<Type> {
+        let Expr::Path(p) = e else { return None };
+        let v = self.path_var(p)?;
+        let param = self.func.params.iter().find(|q| q.var == v)?;
+        if type_kind(&param.ty) != Ok(Kind::Struct) {
+            return None;
+        }
+        match &param.ty {
+            Type::Reference(r) => Some((*r.elem).clone()),
+            ty => Some(ty.clone()),
+        }
+    }
+
     /// Whether `e` is a path into a parameter struct (checked without lowering anything).
     fn is_place(&self, e: &Expr) -> bool {
         match e {
@@ -491,7 +505,7 @@ impl Lowerer<'_> {
         for input in &sig.inputs {
             let pt = match input {
                 syn::FnArg::Receiver(r) => {
-                    self.cx.error(r, "#[grad] does not support methods (`self`): write a free function taking the value as a parameter");
+                    self.cx.error(r, "this attribute does not support methods (`self`; #[grad] does): write a free function taking the value as a parameter");
                     continue;
                 }
                 syn::FnArg::Typed(pt) => pt,
@@ -1197,6 +1211,22 @@ impl Lowerer<'_> {
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
         }
+        // `self.g(args)` in a method, `p.g(args)` on a struct parameter `p: &T`: a call of
+        // `Self::g(self, args)`, `<T>::g(p, args)` (a `#[grad]` method, where an argument is
+        // active)
+        if let Some(ty) = self.struct_param_type(&m.receiver) {
+            let (method, recv, args) = (&m.method, &m.receiver, m.args.iter());
+            let call = match ty {
+                Type::Path(t) if t.qself.is_none() && t.path.is_ident("Self") => {
+                    quote::quote_spanned!(method.span()=> Self::#method(#recv, #(#args),*))
+                }
+                ty => quote::quote_spanned!(method.span()=> <#ty>::#method(#recv, #(#args),*)),
+            };
+            return match syn::parse2::<syn::ExprCall>(call) {
+                Ok(call) => self.lower_call(&call),
+                Err(_) => self.unsupported(m, "this method call"),
+            };
+        }
         if matches!(
             name.as_str(),
             "iter"
@@ -1359,6 +1389,7 @@ impl Lowerer<'_> {
             .collect();
         let last = segs.last().cloned().unwrap_or_default();
         if segs.len() == 1
+            && p.qself.is_none()
             && let Some(Bind::Closure(f, defined)) = self.lookup_bind(&last)
         {
             return self.call_closure(c, f, defined);

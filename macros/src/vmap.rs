@@ -16,6 +16,7 @@ use syn::Type;
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let vattr: VmapAttr = syn::parse2(attr)?;
     let mut item: syn::ItemFn = syn::parse2(item)?;
+    crate::method::refuse(&item, "#[vmap]")?;
     if let Some(inner) = take_attr(&mut item, "vmap")? {
         return expand_nested(vattr, inner, item);
     }
@@ -204,7 +205,8 @@ pub fn call_counterparts(
     } else {
         by_grad
     };
-    let batched = batched && batchable;
+    // (methods are not batched: `#[vmap]` takes free functions)
+    let batched = batched && batchable && !crate::method::is_method(item);
     if !unbatched && !batched {
         return quote!();
     }

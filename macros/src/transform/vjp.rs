@@ -582,7 +582,9 @@ impl Vjp<'_> {
                         gk
                     };
                     let au = self.adj(u);
-                    if self.func.info(u).kind.is_scalar() {
+                    // (a struct's gradient is added as a tensor's is, field by field)
+                    let kind = &self.func.info(u).kind;
+                    if kind.is_scalar() || kind.is_tensor() {
                         rev.push(Stmt::AddAssign {
                             var: au,
                             value: Atom::Var(gk),

@@ -1,0 +1,128 @@
+//! `#[grad]` on methods.
+//!
+//! `fn f(&self, x: ..)` is expanded as the function `fn f(__ferrax_self: &Self, x: ..)`,
+//! with every `self` of its body and attribute renamed; the receiver is then an ordinary
+//! parameter (a struct: active unless left out of `wrt`, its fields read as places), and
+//! `self.g(..)` a call of `Self::g`. Each generated function that takes it first becomes a
+//! method again (`self: &Self`, then `let __ferrax_self = self;`), so a user calls
+//! `model.loss_grad(&x)`, and a caller's derivative calls `Self::__ferrax_full_g_jvp(..)`.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use syn::{FnArg, Ident, ItemFn};
+
+/// The name the receiver goes by inside the expansion.
+pub const SELF: &str = "__ferrax_self";
+
+/// `item` as a function taking its receiver as [`SELF`], or `None` when it has none.
+/// A receiver other than `&self` is refused.
+pub fn as_function(item: &ItemFn) -> syn::Result<Option<ItemFn>> {
+    let Some(FnArg::Receiver(r)) = item.sig.inputs.first() else {
+        return Ok(None);
+    };
+    if r.reference.is_none() || r.mutability.is_some() {
+        return Err(syn::Error::new_spanned(
+            r,
+            "#[grad] methods take `&self` (a derivative cannot write through `&mut self`, and a struct parameter is borrowed): take `&self`, or write a free function",
+        ));
+    }
+    let ty = &r.ty;
+    let id = Ident::new(SELF, r.self_token.span);
+    let mut f = item.clone();
+    f.sig.inputs[0] = syn::parse2(quote!(#id: #ty))?;
+    f.block = syn::parse2(rename_self(item.block.to_token_stream()))?;
+    Ok(Some(f))
+}
+
+/// An error at the receiver where `item` is a method: `label` (`#[vmap]`, ..) takes free
+/// functions only.
+pub fn refuse(item: &ItemFn, label: &str) -> syn::Result<()> {
+    match item.sig.inputs.first() {
+        Some(FnArg::Receiver(r)) => Err(syn::Error::new_spanned(
+            r,
+            format!(
+                "{label} does not support methods (`self`; #[grad] does): write a free function taking the value as a parameter"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `tokens` with every `self` that is not the start of a path (`self::m`) renamed [`SELF`].
+pub fn rename_self(tokens: TokenStream) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(trees.len());
+    for (k, t) in trees.iter().enumerate() {
+        out.push(match t {
+            TokenTree::Ident(i) if i == "self" && !starts_path(&trees[k + 1..]) => {
+                TokenTree::Ident(Ident::new(SELF, i.span()))
+            }
+            TokenTree::Group(g) => {
+                let mut n = proc_macro2::Group::new(g.delimiter(), rename_self(g.stream()));
+                n.set_span(g.span());
+                TokenTree::Group(n)
+            }
+            other => other.clone(),
+        });
+    }
+    out.into_iter().collect()
+}
+
+fn starts_path(rest: &[TokenTree]) -> bool {
+    matches!(
+        rest,
+        [TokenTree::Punct(a), TokenTree::Punct(b), ..] if a.as_char() == ':' && b.as_char() == ':'
+    )
+}
+
+/// The expansion of the function form of `original` made methods again: `original` itself
+/// as written, and every other function whose first parameter is [`SELF`] with that
+/// parameter as its receiver. Other items (errors) pass through.
+pub fn as_methods(out: TokenStream, original: &ItemFn) -> syn::Result<TokenStream> {
+    let file: syn::File = syn::parse2(out)?;
+    let mut items = Vec::new();
+    for item in file.items {
+        let syn::Item::Fn(mut f) = item else {
+            items.push(item.into_token_stream());
+            continue;
+        };
+        if f.sig.ident == original.sig.ident {
+            items.push(original.to_token_stream());
+            continue;
+        }
+        if let Some(FnArg::Typed(pt)) = f.sig.inputs.first()
+            && let syn::Pat::Ident(pi) = &*pt.pat
+            && pi.ident == SELF
+        {
+            let (ty, m) = (&pt.ty, pi.mutability);
+            let recv = Ident::new("self", Span::call_site());
+            let id = Ident::new(SELF, Span::call_site());
+            f.sig.inputs[0] = syn::parse2(quote!(#recv: #ty))?;
+            f.block
+                .stmts
+                .insert(0, syn::parse2(quote!(let #m #id = #recv;))?);
+        }
+        for a in &mut f.attrs {
+            if let syn::Meta::NameValue(nv) = &mut a.meta
+                && nv.path.is_ident("doc")
+                && let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) = &mut nv.value
+            {
+                let text = s.value().replace(&format!("`{SELF}`"), "`self`");
+                *s = syn::LitStr::new(&text, s.span());
+            }
+        }
+        items.push(f.into_token_stream());
+    }
+    Ok(quote!(#(#items)*))
+}
+
+/// Whether `item` (in function form) was a method.
+pub fn is_method(item: &ItemFn) -> bool {
+    matches!(
+        item.sig.inputs.first(),
+        Some(FnArg::Typed(pt)) if matches!(&*pt.pat, syn::Pat::Ident(pi) if pi.ident == SELF)
+    )
+}

@@ -1,0 +1,210 @@
+//! `#[grad]` on methods (`&self`): the receiver as a configuration left out of `wrt`, as a
+//! differentiable model, and `self.g(..)` calls of other `#[grad]` methods, checked against
+//! central finite differences and forward against reverse mode.
+
+mod common;
+
+use common::{AD_RTOL, FD_RTOL, assert_all_close, fd_grad};
+use ferrax::prelude::*;
+
+/// A chain of springs: constants, read through `self`.
+struct Chain {
+    k: f64,
+    rest: f64,
+    weights: Vec<f64>,
+}
+
+impl Chain {
+    /// The energy of one spring.
+    #[grad(wrt(a, b))]
+    fn spring(&self, a: f64, b: f64) -> f64 {
+        let d = b - a - self.rest;
+        0.5 * self.k * d * d
+    }
+
+    /// The chain's energy: springs between neighbours, weights pulling each point down.
+    #[grad(wrt(x))]
+    pub fn energy(&self, x: &[f64]) -> f64 {
+        let mut e = 0.0;
+        for i in 0..x.len() - 1 {
+            e += self.spring(x[i], x[i + 1]);
+        }
+        for (xi, w) in x.iter().zip(self.weights.iter()) {
+            e += w * xi;
+        }
+        e
+    }
+}
+
+#[test]
+fn a_method_of_constants_matches_finite_differences_and_forward_mode() {
+    let chain = Chain {
+        k: 3.0,
+        rest: 0.5,
+        weights: vec![0.1, -0.2, 0.3, 0.4, -0.5],
+    };
+    let x = [0.0, 0.7, 1.1, 1.9, 2.2];
+    let g = chain.energy_grad(&x);
+    let want = fd_grad(&|x| chain.energy(x), &x);
+    assert_all_close(&g, &want, FD_RTOL, "energy_grad");
+    // forward mode along each unit vector, and the pullback
+    for k in 0..x.len() {
+        let mut dx = [0.0; 5];
+        dx[k] = 1.0;
+        let (v, t) = chain.energy_jvp(&x, &dx);
+        assert_eq!(v, chain.energy(&x));
+        assert_all_close(&[t], &[g[k]], AD_RTOL, "energy_jvp");
+    }
+    let (v, pullback) = chain.energy_vjp(&x);
+    assert_eq!(v, chain.energy(&x));
+    assert_all_close(
+        &pullback(2.0),
+        &g.iter().map(|g| 2.0 * g).collect::<Vec<_>>(),
+        AD_RTOL,
+        "energy_vjp",
+    );
+    let (v, g2) = chain.energy_value_and_grad(&x);
+    assert_eq!((v, g2), (chain.energy(&x), g));
+    // the callee on its own
+    let (ga, gb) = chain.spring_grad(0.2, 1.0);
+    assert_all_close(&[ga, gb], &[-3.0 * 0.3, 3.0 * 0.3], AD_RTOL, "spring_grad");
+}
+
+/// A free function calling a `#[grad]` method of a struct parameter.
+#[grad(wrt(x))]
+fn doubled(chain: &Chain, x: &[f64]) -> f64 {
+    2.0 * chain.energy(x)
+}
+
+#[test]
+fn a_free_function_calls_a_method_of_its_struct_parameter() {
+    let chain = Chain {
+        k: 1.5,
+        rest: 0.2,
+        weights: vec![0.3, 0.1, -0.2],
+    };
+    let x = [0.1, 0.5, 0.4];
+    let g = doubled_grad(&chain, &x);
+    assert_all_close(
+        &g,
+        &fd_grad(&|x| doubled(&chain, x), &x),
+        FD_RTOL,
+        "doubled_grad",
+    );
+    let twice: Vec<f64> = chain.energy_grad(&x).iter().map(|g| 2.0 * g).collect();
+    assert_all_close(&g, &twice, AD_RTOL, "doubled_grad against energy_grad");
+}
+
+/// A model differentiated with respect to its own parameters (a parameter struct holds
+/// tensors), through calls of its own `#[grad]` methods.
+#[derive(Clone, Debug, Differentiable)]
+struct Line {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Line {
+    #[grad]
+    fn predict(&self, x: &Tensor) -> Tensor {
+        (x.matmul(&self.w) + &self.b).tanh()
+    }
+
+    /// Squared error, through `self.predict`.
+    #[grad(wrt(self))]
+    fn loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        let d = self.predict(x) - y;
+        (&d * &d).sum()
+    }
+}
+
+fn line(p: &[f64]) -> Line {
+    Line {
+        w: Tensor::from_vec(p[..3].to_vec(), &[3, 1]),
+        b: Tensor::from_vec(p[3..].to_vec(), &[1]),
+    }
+}
+
+fn flat(l: &Line) -> Vec<f64> {
+    let mut v = l.w.to_vec::<f64>();
+    v.extend(l.b.to_vec::<f64>());
+    v
+}
+
+#[test]
+fn a_model_differentiated_with_respect_to_self_matches_finite_differences() {
+    let p = [0.3, -0.4, 0.2, 0.1];
+    let x = Tensor::from_vec(vec![0.5, 1.0, -1.5, 0.2, 0.3, 0.7, -0.9, 1.4, 0.8], &[3, 3]);
+    let y = Tensor::from_vec(vec![0.2, -0.1, 0.4], &[3, 1]);
+    let m = line(&p);
+    let g: Line = m.loss_grad(&x, &y);
+    let want = fd_grad(&|p| line(p).loss(&x, &y).item::<f64>(), &p);
+    assert_all_close(&flat(&g), &want, FD_RTOL, "loss_grad");
+    // forward mode along a direction of the model: the directional derivative
+    let d = [1.0, -2.0, 0.5, 3.0];
+    let (v, t) = m.loss_jvp(&x, &y, &line(&d));
+    assert_eq!(v.item::<f64>(), m.loss(&x, &y).item::<f64>());
+    let along: f64 = flat(&g).iter().zip(d).map(|(g, d)| g * d).sum();
+    assert_all_close(&[t.item::<f64>()], &[along], AD_RTOL, "loss_jvp");
+    // with respect to both the model and the input
+    let sum = |m: &Line, x: &Tensor| m.predict(x).sum().item::<f64>();
+    let (gm, gx): (Line, Tensor) = {
+        let (v, pullback) = m.predict_vjp(&x);
+        pullback(Tensor::ones(v.shape(), DType::F64))
+    };
+    let xv = x.to_vec::<f64>();
+    let want_x = fd_grad(&|xv| sum(&m, &Tensor::from_vec(xv.to_vec(), &[3, 3])), &xv);
+    assert_all_close(&gx.to_vec::<f64>(), &want_x, FD_RTOL, "predict_vjp wrt x");
+    let want_m = fd_grad(&|p| sum(&line(p), &x), &p);
+    assert_all_close(&flat(&gm), &want_m, FD_RTOL, "predict_vjp wrt self");
+}
+
+/// A tensor model, against the same loss written as a free function.
+#[derive(Clone, Debug, Differentiable)]
+struct Dense {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Dense {
+    #[grad(wrt(self))]
+    fn loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        let h = (x.matmul(&self.w) + &self.b).tanh();
+        (h - y).powi(2).mean()
+    }
+}
+
+#[allow(dead_code)] // only its gradient is called
+#[grad(wrt(d))]
+fn dense_loss(d: &Dense, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&d.w) + &d.b).tanh();
+    (h - y).powi(2).mean()
+}
+
+#[test]
+fn a_tensor_model_method_matches_the_free_function() {
+    let d = Dense {
+        w: Tensor::from_vec(vec![0.1, -0.2, 0.3, 0.4, 0.5, -0.6], &[3, 2]),
+        b: Tensor::from_vec(vec![0.05, -0.05], &[2]),
+    };
+    let x = Tensor::from_vec(
+        vec![
+            1.0, 0.5, -0.5, 0.2, 0.1, 0.9, -1.0, 0.3, 0.4, 0.8, 0.6, -0.2,
+        ],
+        &[4, 3],
+    );
+    let y = Tensor::from_vec(vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], &[4, 2]);
+    let a = d.loss_grad(&x, &y);
+    let b = dense_loss_grad(&d, &x, &y);
+    assert_eq!(a.w.to_vec::<f64>(), b.w.to_vec::<f64>());
+    assert_eq!(a.b.to_vec::<f64>(), b.b.to_vec::<f64>());
+    let w = a.w.to_vec::<f64>();
+    let want = fd_grad(
+        &|p| {
+            let mut e = d.clone();
+            e.w = Tensor::from_vec(p.to_vec(), &[3, 2]);
+            e.loss(&x, &y).item::<f64>()
+        },
+        &d.w.to_vec::<f64>(),
+    );
+    assert_all_close(&w, &want, FD_RTOL, "Dense::loss_grad wrt w");
+}
