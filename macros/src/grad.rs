@@ -43,7 +43,63 @@ fn expand_function(attr: TokenStream, item: syn::ItemFn) -> syn::Result<TokenStr
         return crate::vmap::expand_grad_over(attr, item);
     }
     let attr: GradAttr = syn::parse2(attr)?;
-    expand_with(attr, item, true)
+    let out = expand_with(attr.clone(), item.clone(), true)?;
+    require_differentiable(out, &item, &attr)
+}
+
+/// Each generated function of `out` (all but `item`) requires its active struct parameters'
+/// types to be `Differentiable`, in a `where` clause spanned at the parameter's type. A
+/// struct that is not then gives one error there, with the trait's note (rustc checks the
+/// clauses before the bodies, and merges the identical errors); the bodies, checked
+/// assuming the clause, add none of their own (without it: a dozen, `Clone` first).
+fn require_differentiable(
+    out: TokenStream,
+    item: &syn::ItemFn,
+    attr: &GradAttr,
+) -> syn::Result<TokenStream> {
+    let bounds: Vec<syn::WherePredicate> = item
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|input| {
+            let syn::FnArg::Typed(pt) = input else {
+                return None;
+            };
+            let syn::Pat::Ident(pi) = &*pt.pat else {
+                return None;
+            };
+            let wanted = attr.wrt.as_ref().is_none_or(|w| w.contains(&pi.ident));
+            if !wanted || type_kind(&pt.ty) != Ok(Kind::Struct) {
+                return None;
+            }
+            let Type::Reference(r) = &*pt.ty else {
+                return None;
+            };
+            let ty = &r.elem;
+            // (a lifetime elided with `'_` cannot be named in a `where` clause)
+            if quote!(#ty).to_string().contains("'_") {
+                return None;
+            }
+            let span = syn::spanned::Spanned::span(&pt.ty);
+            syn::parse2(quote::quote_spanned!(span=> #ty: ::ferrax::Differentiable)).ok()
+        })
+        .collect();
+    if bounds.is_empty() {
+        return Ok(out);
+    }
+    let file: syn::File = syn::parse2(out)?;
+    let items = file.items.into_iter().map(|i| match i {
+        syn::Item::Fn(mut f) if f.sig.ident != item.sig.ident => {
+            f.sig
+                .generics
+                .make_where_clause()
+                .predicates
+                .extend(bounds.iter().cloned());
+            quote!(#f)
+        }
+        other => quote!(#other),
+    });
+    Ok(quote!(#(#items)*))
 }
 
 /// The expansion; `callers` also emits the counterparts callers use (see [`FULL`]).
