@@ -208,3 +208,88 @@ fn a_tensor_model_method_matches_the_free_function() {
     );
     assert_all_close(&w, &want, FD_RTOL, "Dense::loss_grad wrt w");
 }
+
+/// A parameter struct of floats (not tensors): its fields are read through typed `let`s.
+#[derive(Clone, Debug, Differentiable)]
+struct Coeffs {
+    k: f64,
+    c: f64,
+    w: Vec<f64>,
+}
+
+impl Coeffs {
+    #[grad]
+    fn energy(&self, x: &[f64]) -> f64 {
+        let k: f64 = self.k;
+        let c: f64 = self.c;
+        let w: &[f64] = &self.w;
+        let mut e = 0.0;
+        for (xi, wi) in x.iter().zip(w.iter()) {
+            e += k * (xi - c).powi(2) * wi;
+        }
+        e
+    }
+}
+
+fn coeffs(p: &[f64]) -> Coeffs {
+    Coeffs {
+        k: p[0],
+        c: p[1],
+        w: p[2..].to_vec(),
+    }
+}
+
+#[test]
+fn float_fields_of_a_differentiated_struct_read_through_typed_lets() {
+    let p = [1.5, 0.2, 0.3, -0.7, 1.1];
+    let x = [0.4, -0.3, 0.9];
+    let (gc, gx): (Coeffs, Vec<f64>) = coeffs(&p).energy_grad(&x);
+    let mut got = vec![gc.k, gc.c];
+    got.extend(&gc.w);
+    assert_all_close(
+        &got,
+        &fd_grad(&|p| coeffs(p).energy(&x), &p),
+        FD_RTOL,
+        "wrt self",
+    );
+    assert_all_close(
+        &gx,
+        &fd_grad(&|x| coeffs(&p).energy(x), &x),
+        FD_RTOL,
+        "wrt x",
+    );
+    // forward mode along a direction of both
+    let (dp, dx) = ([0.5, -1.0, 0.2, 0.3, -0.4], [1.0, 0.5, -2.0]);
+    let (_, t) = coeffs(&p).energy_jvp(&x, &coeffs(&dp), &dx);
+    let along: f64 = got.iter().zip(dp).map(|(g, d)| g * d).sum::<f64>()
+        + gx.iter().zip(dx).map(|(g, d)| g * d).sum::<f64>();
+    assert_all_close(&[t], &[along], AD_RTOL, "energy_jvp");
+}
+
+/// A tensor model with a float field, read through a typed `let` in tensor code.
+#[derive(Clone, Debug, Differentiable)]
+struct Scaled {
+    w: Tensor,
+    scale: f64,
+}
+
+#[grad]
+fn scaled_loss(m: &Scaled, x: &Tensor) -> Tensor {
+    let s: f64 = m.scale;
+    (x.matmul(&m.w).tanh() * s).powi(2).sum()
+}
+
+#[test]
+fn a_float_field_in_tensor_code_matches_finite_differences() {
+    let x = Tensor::from_vec(vec![0.5, -1.0, 0.25, 2.0], &[2, 2]);
+    let model = |p: &[f64]| Scaled {
+        w: Tensor::from_vec(p[..4].to_vec(), &[2, 2]),
+        scale: p[4],
+    };
+    let p = [0.3, -0.2, 0.1, 0.4, 1.5];
+    let (g, _) = scaled_loss_grad(&model(&p), &x);
+    let mut got = g.w.to_vec::<f64>();
+    got.push(g.scale);
+    let want = fd_grad(&|p| scaled_loss(&model(p), &x).item::<f64>(), &p);
+    assert_all_close(&got, &want, FD_RTOL, "scaled_loss_grad");
+}

@@ -355,7 +355,13 @@ impl Emitter<'_> {
                 value,
             } => {
                 let place = self.place(*target, path);
-                let a = self.operand(*value);
+                // (a float or a sequence read through a typed `let` adds by reference too)
+                let a = if self.is_tensor(*value) {
+                    self.operand(*value)
+                } else {
+                    let v = self.atom(*value);
+                    quote!(&#v)
+                };
                 let acc = quote!(::ferrax::__private::t::acc(&mut #place, #a););
                 match path.split_last() {
                     // a `#[differentiable(skip)]` field takes no cotangent

@@ -32,7 +32,12 @@
 //! `#[grad(wrt(x, ..))]` makes only the named arguments active; the others are constants.
 //! Integer, bool and other non-float arguments are never active. Gradient types follow the
 //! argument types: `f32`/`f64` -> same, `&[f64]` -> `Vec<f64>`, `[f64; N]` -> `[f64; N]`,
-//! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. A struct left out of `wrt`
+//! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. The macro sees no field types:
+//! in a struct it differentiates, a field is read as a tensor (or a struct of them; a float
+//! field works too where tensor code uses it), and in scalar code a float or float sequence
+//! field is read through a typed `let` (`let k: f64 = p.k;`, `let w: &[f64] = &p.w;`). A
+//! function reading a field that way has no batched counterparts for `#[vmap]` callers: one
+//! float field cannot hold per-example gradients. A struct left out of `wrt`
 //! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,
 //! `cfg.w[i]`, `let w = &cfg.w;`): a configuration need not be `Differentiable`, and a
 //! frozen model's tensors stay constants. It stays a constant for callers too: a function

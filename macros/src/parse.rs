@@ -704,9 +704,19 @@ impl Lowerer<'_> {
                     )
                     && self.is_place(e) =>
             {
-                // `let layer = &p.layers[i];`: a name for the path, read where it is used
-                if let Some((root, path)) = self.place_of(e) {
-                    self.bind_place(pi.ident.to_string(), root, path);
+                let Some((root, path)) = self.place_of(e) else {
+                    return;
+                };
+                match annotated {
+                    // `let k: f64 = p.k;`, `let w: &[f64] = &p.w;`: a float or float
+                    // sequence out of a struct (whose fields the macro otherwise takes for
+                    // tensors), read here as the type it is given
+                    Some(kind @ (Kind::Float(_) | Kind::Seq(..))) if !path.is_empty() => {
+                        let a = self.read_place_as(root, path, kind);
+                        self.bind_pat(pat, a, None);
+                    }
+                    // `let layer = &p.layers[i];`: a name for the path, read where it is used
+                    _ => self.bind_place(pi.ident.to_string(), root, path),
                 }
             }
             (Pat::Ident(pi), Expr::Closure(c)) if pi.subpat.is_none() => {

@@ -205,8 +205,20 @@ pub fn call_counterparts(
     } else {
         by_grad
     };
-    // (methods are not batched: `#[vmap]` takes free functions)
-    let batched = batched && batchable && !crate::method::is_method(item);
+    // (methods are not batched: `#[vmap]` takes free functions; nor are functions reading a
+    // float out of an active struct: its per-example gradients cannot fit the float field)
+    let mut float_fields = false;
+    walk(&func.body, &mut |s| {
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::Project(root, _),
+        } = s
+        {
+            float_fields |= !func.info(*var).kind.is_tensor()
+                && func.params.iter().any(|p| p.var == *root && p.active);
+        }
+    });
+    let batched = batched && batchable && !float_fields && !crate::method::is_method(item);
     if !unbatched && !batched {
         return quote!();
     }
