@@ -1165,3 +1165,26 @@ fn a_loop_value_of_unknown_type_first_matches_finite_differences() {
         close(&[g], &want, &format!("k = {k}"));
     }
 }
+
+/// Array patterns: `let [a, b] = p;`, with `_` and a trailing `..`.
+#[grad]
+fn pendulum_energy(p: [f64; 3], l: f64) -> f64 {
+    let [th, om, _] = p;
+    let [first, ..] = p;
+    0.5 * l * l * om * om + 9.81 * l * (1.0 - th.cos()) + first * p[2]
+}
+
+#[test]
+fn array_patterns_match_finite_differences() {
+    let (p, l) = ([0.5, 0.1, -0.3], 1.3);
+    let (gp, gl) = pendulum_energy_grad(p, l);
+    let want = fd(
+        |v| pendulum_energy([v[0], v[1], v[2]], v[3]),
+        &[0.5, 0.1, -0.3, 1.3],
+    );
+    let mut got = gp.to_vec();
+    got.push(gl);
+    close(&got, &want, "pendulum_energy_grad");
+    let (_, t) = pendulum_energy_jvp(p, l, [1.0, 0.0, 0.0], 0.0);
+    close(&[t], &[gp[0]], "pendulum_energy_jvp");
+}

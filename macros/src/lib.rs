@@ -85,7 +85,7 @@
 //! assert_eq!(s.energy_grad(0.5), 2.0);
 //! ```
 //!
-//! The accepted language: `let` (also tuple patterns), `let mut`, assignment and `+= -= *= /=`,
+//! The accepted language: `let` (also tuple and array patterns), `let mut`, assignment and `+= -= *= /=`,
 //! blocks, arithmetic, `as` casts, the float methods (sin cos tan asin acos atan atan2 sinh
 //! cosh tanh asinh acosh atanh exp exp2 exp_m1 ln log log2 log10 ln_1p sqrt cbrt powi powf
 //! abs signum hypot max min mul_add recip clamp floor ceil round trunc), integer and bool

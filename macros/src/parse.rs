@@ -812,10 +812,40 @@ impl Lowerer<'_> {
                 let k = type_kind(&pt.ty).ok();
                 self.bind_pat(&pt.pat, value, k);
             }
+            // `let [a, b] = p;`, `let [x, _, ..] = p;`: elements of an array from the front
+            // (rustc checks the pattern against the array's length in the function as written)
+            Pat::Slice(ps) => {
+                let (Atom::Var(seq), Kind::Seq(_, prec)) = (value, self.kind(value)) else {
+                    self.cx.error(
+                        ps,
+                        "an array pattern destructures an array or slice of floats only",
+                    );
+                    return;
+                };
+                for (k, p) in ps.elems.iter().enumerate() {
+                    match p {
+                        Pat::Rest(_) if k + 1 == ps.elems.len() => break,
+                        Pat::Rest(r) => {
+                            self.cx
+                                .error(r, "`..` is supported at the end of an array pattern only");
+                            return;
+                        }
+                        Pat::Wild(_) => {}
+                        p => {
+                            let e = self.let_(
+                                "e",
+                                Kind::Float(prec),
+                                Rhs::Index(seq, Atom::Int(k as u128)),
+                            );
+                            self.bind_pat(p, e, None);
+                        }
+                    }
+                }
+            }
             other => {
                 self.cx.error(
                     other,
-                    "patterns in `let` may be a name, `mut name`, `_` or a tuple of those",
+                    "patterns in `let` may be a name, `mut name`, `_`, or a tuple or an array of those",
                 );
             }
         }
