@@ -1188,3 +1188,33 @@ fn array_patterns_match_finite_differences() {
     let (_, t) = pendulum_energy_jvp(p, l, [1.0, 0.0, 0.0], 0.0);
     close(&[t], &[gp[0]], "pendulum_energy_jvp");
 }
+
+/// A whole array reassigned each step (`y = [..]`, `y = z`): element by element, from the new
+/// value evaluated first.
+#[grad(wrt(p))]
+fn lotka_volterra(y0: [f64; 2], p: &[f64], dt: f64, steps: usize) -> f64 {
+    let mut y = y0;
+    let mut total = 0.0;
+    for _ in 0..steps {
+        let dy0 = p[0] * y[0] - p[1] * y[0] * y[1];
+        let dy1 = p[2] * y[0] * y[1] - p[3] * y[1];
+        y = [y[0] + dt * dy0, y[1] + dt * dy1];
+        let swapped = [y[1], y[0]];
+        let mut z = [1.0; 2];
+        total += z[0];
+        z = swapped;
+        total += z[1].ln() + 2.0 * z[0].ln();
+    }
+    total / steps as f64
+}
+
+#[test]
+fn arrays_reassigned_whole_match_finite_differences() {
+    let p = [1.1, 0.4, 0.1, 0.4];
+    let f = |p: &[f64]| lotka_volterra([1.0, 0.5], p, 0.05, 40);
+    let g = lotka_volterra_grad([1.0, 0.5], &p, 0.05, 40);
+    close(&g, &fd(f, &p), "lotka_volterra_grad");
+    let (v, t) = lotka_volterra_jvp([1.0, 0.5], &p, 0.05, 40, &[0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(v, f(&p));
+    close(&[t], &[g[1]], "lotka_volterra_jvp");
+}

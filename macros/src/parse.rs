@@ -1158,6 +1158,14 @@ impl Lowerer<'_> {
                     }
                 };
                 let vk = self.kind(new);
+                // `y = [a, b];`, `y = z;` for arrays: element by element, from the new value
+                // (evaluated whole first, as Rust does)
+                if let (Kind::Seq(Seq::Array, prec), Atom::Var(from), Kind::Seq(..)) =
+                    (self.kind(Atom::Var(var)), new, &vk)
+                {
+                    self.copy_array(var, from, prec, rhs);
+                    return;
+                }
                 let info = &mut self.func.vars[var.0 as usize];
                 if info.kind == Kind::Opaque && vk.is_differentiable() {
                     info.kind = vk;
@@ -1165,7 +1173,7 @@ impl Lowerer<'_> {
                 if info.kind.is_differentiable() && !info.kind.is_scalar() {
                     self.cx.error(
                         p,
-                        "reassigning a whole Vec or array is not supported; assign its elements",
+                        "reassigning a whole Vec is not supported; assign its elements (a whole array can be reassigned)",
                     );
                 }
                 self.emit(Stmt::Assign { var, value: new });
@@ -1214,6 +1222,46 @@ impl Lowerer<'_> {
                 );
             }
         }
+    }
+
+    /// `to = from` for arrays: a store per element (`from` written as an array literal of
+    /// `n` elements), or a loop over them.
+    fn copy_array(&mut self, to: Var, from: Var, prec: Prec, rhs: &Expr) {
+        if let Expr::Array(items) = strip_ref(rhs) {
+            for k in 0..items.elems.len() {
+                let index = Atom::Int(k as u128);
+                let value = self.let_("e", Kind::Float(prec), Rhs::Index(from, index));
+                self.emit(Stmt::Store {
+                    array: to,
+                    index,
+                    value,
+                });
+            }
+            return;
+        }
+        let n = self.let_("n", Kind::Int, Rhs::Len(to));
+        let index = self.func.new_var("k", Kind::Int, false);
+        self.blocks.push(Vec::new());
+        let value = self.let_("e", Kind::Float(prec), Rhs::Index(from, Atom::Var(index)));
+        self.emit(Stmt::Store {
+            array: to,
+            index: Atom::Var(index),
+            value,
+        });
+        let body = Block {
+            stmts: self.blocks.pop().unwrap_or_default(),
+        };
+        self.emit(Stmt::For {
+            index,
+            range: Range {
+                lo: Atom::Int(0),
+                hi: n,
+                inclusive: false,
+                adapters: vec![],
+            },
+            body,
+            exit: vec![],
+        });
     }
 
     fn lower_cast(&mut self, c: &syn::ExprCast) -> Option<Atom> {
