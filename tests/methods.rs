@@ -293,3 +293,72 @@ fn a_float_field_in_tensor_code_matches_finite_differences() {
     let want = fd_grad(&|p| scaled_loss(&model(p), &x).item::<f64>(), &p);
     assert_all_close(&got, &want, FD_RTOL, "scaled_loss_grad");
 }
+
+/// Layers with a `forward` method, called on each layer of a model's Vec.
+#[derive(Clone, Debug, Differentiable)]
+struct Layer {
+    w: Tensor,
+    b: Tensor,
+}
+
+#[derive(Clone, Debug, Differentiable)]
+struct Net {
+    layers: Vec<Layer>,
+}
+
+impl Layer {
+    #[grad]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.w) + &self.b
+    }
+}
+
+impl Net {
+    #[grad(wrt(self))]
+    fn loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        let mut h = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h);
+            if i + 1 < self.layers.len() {
+                h = h.tanh();
+            }
+        }
+        (h - y).powi(2).mean()
+    }
+}
+
+/// The same loss with the layers written out.
+#[allow(dead_code)] // only its gradient is called
+#[grad(wrt(net))]
+fn net_loss(net: &Net, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&net.layers[0].w) + &net.layers[0].b).tanh();
+    let h = h.matmul(&net.layers[1].w) + &net.layers[1].b;
+    (h - y).powi(2).mean()
+}
+
+#[test]
+fn a_method_called_on_each_layer_matches_the_written_out_loss_and_finite_differences() {
+    let layer = |w: Vec<f64>, i: usize, o: usize| Layer {
+        w: Tensor::from_vec(w, &[i, o]),
+        b: Tensor::from_vec(vec![0.1; o], &[o]),
+    };
+    let w0 = vec![0.2, -0.1, 0.4, 0.3, -0.5, 0.1];
+    let net = |w0: &[f64]| Net {
+        layers: vec![layer(w0.to_vec(), 3, 2), layer(vec![0.7, -0.3], 2, 1)],
+    };
+    let x = Tensor::from_vec(vec![1.0, 0.5, -0.5, 0.2, 0.1, 0.9], &[2, 3]);
+    let y = Tensor::from_vec(vec![0.3, -0.2], &[2, 1]);
+    let g = net(&w0).loss_grad(&x, &y);
+    let h = net_loss_grad(&net(&w0), &x, &y);
+    for (a, b) in g.layers.iter().zip(&h.layers) {
+        assert_all_close(&a.w.to_vec::<f64>(), &b.w.to_vec::<f64>(), AD_RTOL, "w");
+        assert_all_close(&a.b.to_vec::<f64>(), &b.b.to_vec::<f64>(), AD_RTOL, "b");
+    }
+    let want = fd_grad(&|w| net(w).loss(&x, &y).item::<f64>(), &w0);
+    assert_all_close(
+        &g.layers[0].w.to_vec::<f64>(),
+        &want,
+        FD_RTOL,
+        "first layer's w",
+    );
+}

@@ -690,14 +690,23 @@ impl Emitter<'_> {
                         _ => t,
                     }
                 });
+                // a method call on the first argument (see `ir::METHOD`)
+                let call = match method_call(&path) {
+                    Some(name) => {
+                        let mut args = args;
+                        let recv = args.next().unwrap_or_default();
+                        quote_spanned!(*span=> (#recv).#name(#(#args),*))
+                    }
+                    None => quote_spanned!(*span=> #path(#(#args),*)),
+                };
                 match mode {
                     CallMode::VjpApply(ct) => {
                         // a tensor cotangent is a clone (a Hessian reads it again)
                         let ct = self.value(*ct);
-                        quote_spanned!(*span=> (#path(#(#args),*).1)(#ct))
+                        quote_spanned!(*span=> (#call.1)(#ct))
                     }
-                    CallMode::JvpTangent { .. } => quote_spanned!(*span=> #path(#(#args),*).1),
-                    _ => quote_spanned!(*span=> #path(#(#args),*)),
+                    CallMode::JvpTangent { .. } => quote_spanned!(*span=> #call.1),
+                    _ => call,
                 }
             }
             Rhs::CallVar { func, args } => {

@@ -226,6 +226,17 @@ pub struct Arg {
     pub borrow: bool,
 }
 
+/// The first segment of a [`Rhs::Call`]'s path that makes it a method call on its first
+/// argument (`METHOD::g(recv, args)` is emitted `(recv).g(args)`, counterparts included):
+/// a method of a value whose type the macro does not know.
+pub const METHOD: &str = "__ferrax_method";
+
+/// Whether a call's path is a method call (see [`METHOD`]): the method's name then.
+pub fn method_call(func: &syn::ExprPath) -> Option<&syn::Ident> {
+    let s = &func.path.segments;
+    (func.qself.is_none() && s.len() == 2 && s[0].ident == METHOD).then(|| &s[1].ident)
+}
+
 /// Which function a [`Rhs::Call`] calls.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum CallMode {

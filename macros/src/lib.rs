@@ -64,7 +64,8 @@
 //! are; kept in (the default), it is a parameter struct and its gradient has type `Self`.
 //! The derivatives are methods too (`model.loss_grad(&x)`), and `self.g(..)` or `p.g(..)`
 //! on a struct parameter `p: &T` calls `Self::g` / `T::g`, differentiated through the
-//! callee's `#[grad]`. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
+//! callee's `#[grad]`; so does `layer.g(..)` on a part of one (`for layer in &self.layers`),
+//! a method of a type only rustc knows. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
 //! `#[jacobian]` and `#[hessian]`; a trait's `impl` cannot take the extra methods.
 //!
 //! ```

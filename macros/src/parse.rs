@@ -131,6 +131,16 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     (l.func, Signature { ret_ty })
 }
 
+/// Whether `name` is a method the macro knows itself: a float's or a tensor's (primitive
+/// or query), or one on sequences.
+fn known_method(name: &str) -> bool {
+    Prim::from_method(name).is_some()
+        || Prim::tensor_method_names()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == name)
+        || matches!(name, "clone" | "contiguous" | "len" | "to_vec" | "push")
+}
+
 /// The kind of a declared type, or why it is not supported.
 pub fn type_kind(ty: &Type) -> Result<Kind, String> {
     match ty {
@@ -1365,6 +1375,22 @@ impl Lowerer<'_> {
         if name == "len" && m.args.is_empty() && self.is_place(&m.receiver) {
             let (root, path) = self.place_of(&m.receiver)?;
             return Some(self.let_("n", Kind::Int, Rhs::ProjectLen(root, path)));
+        }
+        // `layer.g(args)` on a part of a struct parameter (`for layer in &self.layers`,
+        // `p.encoder.g(x)`), not a tensor's method: a call of the method `g` on it, whose
+        // type only rustc knows (through its `#[grad]` counterparts where an argument is
+        // active)
+        if self.is_place(&m.receiver)
+            && self.struct_param_type(&m.receiver).is_none()
+            && !known_method(&name)
+        {
+            let (method, recv, args) = (&m.method, &m.receiver, m.args.iter());
+            let path = syn::Ident::new(crate::ir::METHOD, method.span());
+            let call = quote::quote_spanned!(method.span()=> #path::#method(&#recv, #(#args),*));
+            return match syn::parse2::<syn::ExprCall>(call) {
+                Ok(call) => self.lower_call(&call),
+                Err(_) => self.unsupported(m, "this method call"),
+            };
         }
         let recv = self.value(&m.receiver);
         let rk = self.kind(recv);
