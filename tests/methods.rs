@@ -362,3 +362,40 @@ fn a_method_called_on_each_layer_matches_the_written_out_loss_and_finite_differe
         "first layer's w",
     );
 }
+
+impl Coeffs {
+    #[grad]
+    fn part(&self, x: f64) -> f64 {
+        let k: f64 = self.k;
+        let c: f64 = self.c;
+        k * (x - c).powi(2)
+    }
+
+    /// Through another method of a struct of floats: its result typed by a `let`.
+    #[grad]
+    fn total(&self, x: &[f64]) -> f64 {
+        let mut s = 0.0;
+        for &xi in x {
+            let e: f64 = self.part(xi);
+            s += e;
+        }
+        s
+    }
+}
+
+#[test]
+fn a_float_method_of_a_struct_of_floats_through_a_typed_let() {
+    let p = [1.5, 0.2, 0.3, -0.7, 1.1];
+    let x = [0.4, -0.3, 0.9];
+    let (gc, gx) = coeffs(&p).total_grad(&x);
+    let got = vec![gc.k, gc.c];
+    let want = fd_grad(&|p| coeffs(p).total(&x), &p);
+    assert_all_close(&got, &want[..2], FD_RTOL, "total_grad wrt self");
+    assert_eq!((gc.w.clone(), gc.w.len()), (vec![0.0; 3], 3));
+    assert_all_close(
+        &gx,
+        &fd_grad(&|x| coeffs(&p).total(x), &x),
+        FD_RTOL,
+        "total_grad wrt x",
+    );
+}

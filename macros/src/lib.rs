@@ -35,7 +35,8 @@
 //! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. The macro sees no field types:
 //! in a struct it differentiates, a field is read as a tensor (or a struct of them; a float
 //! field works too where tensor code uses it), and in scalar code a float or float sequence
-//! field is read through a typed `let` (`let k: f64 = p.k;`, `let w: &[f64] = &p.w;`). A
+//! field is read through a typed `let` (`let k: f64 = p.k;`, `let w: &[f64] = &p.w;`), as
+//! is the float result of a call taking such a struct (`let e: f64 = self.part(x);`). A
 //! function reading a field that way has no batched counterparts for `#[vmap]` callers: one
 //! float field cannot hold per-example gradients. A struct left out of `wrt`
 //! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,

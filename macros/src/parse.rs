@@ -763,9 +763,16 @@ impl Lowerer<'_> {
             Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
                 let name = pi.ident.to_string();
                 let mut kind = self.kind(value);
+                // a call taking a struct gives a tensor as far as the macro knows; a typed
+                // `let` of its result says otherwise (`let e: f64 = self.part(x);`)
+                let call_result = matches!(
+                    (value, self.blocks.last().and_then(|b| b.last())),
+                    (Atom::Var(v), Some(Stmt::Let { var, rhs: Rhs::Call { .. } })) if v == *var
+                );
                 if let Some(k) = annotated {
                     kind = match (k, kind) {
                         (Kind::Float(p), Kind::Float(q)) => Kind::Float(p.join(q)),
+                        (Kind::Float(p), Kind::Tensor) if call_result => Kind::Float(p),
                         (Kind::Seq(s, p), Kind::Seq(_, q)) => Kind::Seq(s, p.join(q)),
                         (k, Kind::Opaque) => k,
                         (_, k) => k,
