@@ -294,19 +294,13 @@ fn a_float_field_in_tensor_code_matches_finite_differences() {
     assert_all_close(&got, &want, FD_RTOL, "scaled_loss_grad");
 }
 
-/// Layers with a `forward` method, called on each layer of a model's Vec.
-#[derive(Clone, Debug, Differentiable)]
-struct Layer {
-    w: Tensor,
-    b: Tensor,
-}
-
+/// Layers (`Dense`, above) with a `forward` method, called on each layer of a model's Vec.
 #[derive(Clone, Debug, Differentiable)]
 struct Net {
-    layers: Vec<Layer>,
+    layers: Vec<Dense>,
 }
 
-impl Layer {
+impl Dense {
     #[grad]
     fn forward(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.w) + &self.b
@@ -338,7 +332,7 @@ fn net_loss(net: &Net, x: &Tensor, y: &Tensor) -> Tensor {
 
 #[test]
 fn a_method_called_on_each_layer_matches_the_written_out_loss_and_finite_differences() {
-    let layer = |w: Vec<f64>, i: usize, o: usize| Layer {
+    let layer = |w: Vec<f64>, i: usize, o: usize| Dense {
         w: Tensor::from_vec(w, &[i, o]),
         b: Tensor::from_vec(vec![0.1; o], &[o]),
     };
