@@ -393,3 +393,61 @@ fn a_float_method_of_a_struct_of_floats_through_a_typed_let() {
         "total_grad wrt x",
     );
 }
+
+/// Layer norm and one attention head, as methods (`self.layer_norm(x)`), with the scale
+/// read from a shape (`q.shape()[1]`, a value with no derivative).
+#[derive(Clone, Debug, Differentiable)]
+struct Attention {
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl Attention {
+    #[grad]
+    fn layer_norm(&self, x: &Tensor) -> Tensor {
+        let mu = x.mean_axis(-1, true);
+        let xc = x - &mu;
+        let var = (&xc * &xc).mean_axis(-1, true);
+        xc / (var + 1e-5).sqrt() * &self.gamma + &self.beta
+    }
+
+    #[grad(wrt(self))]
+    fn loss(&self, x: &Tensor, target: &Tensor) -> Tensor {
+        let h = self.layer_norm(x);
+        let (q, k, v) = (h.matmul(&self.wq), h.matmul(&self.wk), h.matmul(&self.wv));
+        let d = q.shape()[1] as f64;
+        let att = (q.matmul(&k.t()) / d.sqrt()).softmax(-1);
+        let logp = att.matmul(&v).log_softmax(-1);
+        -(logp * target).sum_axis(-1, false).mean()
+    }
+}
+
+#[test]
+fn attention_through_methods_matches_finite_differences() {
+    let ks = Key::new(1).split_n(5);
+    let n = 4;
+    let a = Attention {
+        wq: Tensor::normal(ks[0], &[n, n], DType::F64) * 0.3,
+        wk: Tensor::normal(ks[1], &[n, n], DType::F64) * 0.3,
+        wv: Tensor::normal(ks[2], &[n, n], DType::F64) * 0.3,
+        gamma: Tensor::normal(ks[3], &[n], DType::F64) * 0.2 + 1.0,
+        beta: Tensor::zeros(&[n], DType::F64),
+    };
+    let x = Tensor::normal(ks[4], &[5, n], DType::F64);
+    let t = Tensor::from_vec([1.0, 0.0, 0.0, 0.0].repeat(5), &[5, n]);
+    let g = a.loss_grad(&x, &t);
+    let with = |gamma: &[f64], wq: &[f64]| {
+        let mut b = a.clone();
+        b.gamma = Tensor::from_vec(gamma.to_vec(), &[n]);
+        b.wq = Tensor::from_vec(wq.to_vec(), &[n, n]);
+        b.loss(&x, &t).item::<f64>()
+    };
+    let (gamma, wq) = (a.gamma.to_vec::<f64>(), a.wq.to_vec::<f64>());
+    let want = fd_grad(&|p| with(p, &wq), &gamma);
+    assert_all_close(&g.gamma.to_vec::<f64>(), &want, FD_RTOL, "gamma");
+    let want = fd_grad(&|p| with(&gamma, p), &wq);
+    assert_all_close(&g.wq.to_vec::<f64>(), &want, FD_RTOL, "wq");
+}

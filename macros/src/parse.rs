@@ -942,9 +942,18 @@ impl Lowerer<'_> {
             }
             Expr::Index(ix) => {
                 let Expr::Path(p) = &*ix.expr else {
+                    // `q.shape()[1]`: indexing a value that carries no derivative, kept as
+                    // written
+                    let base = self.value(&ix.expr);
+                    if let Atom::Var(v) = base
+                        && !self.kind(base).is_differentiable()
+                    {
+                        let i = self.value(&ix.index);
+                        return Some(self.let_("e", Kind::Opaque, Rhs::Index(v, i)));
+                    }
                     return self.unsupported(
                         &ix.expr,
-                        "indexing anything but a named slice, Vec or array",
+                        "indexing anything but a named slice, Vec or array (or a value with no derivative, such as `t.shape()[0]`)",
                     );
                 };
                 let Some(arr) = self.path_var(p) else {
