@@ -98,6 +98,20 @@ fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
 pub fn check_activity(cx: &Ctxt, func: &Func, varied: &HashSet<Var>) {
     let is = |a: &Atom| matches!(a, Atom::Var(v) if varied.contains(v));
     walk(&func.body, &mut |s| {
+        // a tuple as a value (an `if`'s or a `match`'s, or bound whole): its parts would
+        // lose their derivatives
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::Tuple(items),
+        } = s
+            && items.iter().any(is)
+            && func.output != Atom::Var(*var)
+        {
+            cx.error_at(
+                func.info(*var).span.unwrap_or_else(proc_macro2::Span::call_site),
+                "a tuple holding values with a derivative is supported only where it is destructured as it is made (`let (a, b) = (x, y);`): not as an `if`'s or a `match`'s value, nor bound whole; compute each value on its own (`let a = if c { x } else { y };`)",
+            );
+        }
         if let Stmt::Let {
             rhs:
                 Rhs::Method {

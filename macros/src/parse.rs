@@ -999,7 +999,12 @@ impl Lowerer<'_> {
             Expr::Tuple(t) if t.elems.is_empty() => None,
             Expr::Tuple(t) => {
                 let items: Vec<Atom> = t.elems.iter().map(|e| self.value(e)).collect();
-                Some(self.let_("tup", Kind::Opaque, Rhs::Tuple(items)))
+                let tup = self.let_("tup", Kind::Opaque, Rhs::Tuple(items));
+                // (where it holds a value with a derivative, `check_activity` reports it here)
+                if let Atom::Var(v) = tup {
+                    self.func.vars[v.0 as usize].span = Some(t.span());
+                }
+                Some(tup)
             }
             Expr::Closure(c) => {
                 self.cx.error(c, "closures are supported in a #[grad] function as `let f = |v| ..;` called by name, and as the argument of `.map(..)` or `.fold(..)` before a reduction; for anything else write a separate #[grad] fn and call it");
