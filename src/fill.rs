@@ -14,7 +14,7 @@
 //! pattern (a range starting below what is already written, or ending past the end) take a
 //! checked path with the semantics of `a[j] = v` on a zeroed Vec, panics included.
 
-use crate::__private::{Real, Split, split_for};
+use crate::__private::{Chunk, Real, Split, split_for};
 use std::mem::MaybeUninit;
 
 /// An empty Vec with room for as many elements as `like`: a gradient the gather loops fill.
@@ -148,7 +148,7 @@ unsafe impl<A: Fill, B: Fill> Fill for (A, B) {
 }
 
 /// The unwritten elements `base..base + data.len()` of sequences being filled, cut like a
-/// [`Chunk`](crate::__private::Chunk) for the threads of [`fill_for`].
+/// [`Chunk`] for the threads of [`fill_for`].
 pub trait Slots: Split {
     type Value;
     /// Writes element `j`.
@@ -165,23 +165,10 @@ pub trait Slots: Split {
     fn range(&self) -> (usize, usize);
 }
 
-/// The spare slots of one [`Filling`].
-pub struct FillSlots<'a, T> {
-    data: &'a mut [MaybeUninit<T>],
-    base: usize,
-}
+/// The spare slots of one [`Filling`]: a [`Chunk`] of them, split for threads as one.
+pub type FillSlots<'a, T> = Chunk<'a, MaybeUninit<T>>;
 
-impl<T: Send> Split for FillSlots<'_, T> {
-    #[inline]
-    fn split(self, at: usize) -> (Self, Self) {
-        let base = self.base;
-        let at = at.clamp(base, base + self.data.len());
-        let (a, b) = self.data.split_at_mut(at - base);
-        (FillSlots { data: a, base }, FillSlots { data: b, base: at })
-    }
-}
-
-impl<T: Send> Slots for FillSlots<'_, T> {
+impl<T: Send> Slots for Chunk<'_, MaybeUninit<T>> {
     type Value = T;
     #[inline(always)]
     fn write(&mut self, j: usize, v: T) {

@@ -215,8 +215,8 @@ pub mod __private {
     /// The elements `base..base + data.len()` of a sequence, indexed by their index in the
     /// whole sequence: one thread's share of the output of a loop [`split_for`] runs.
     pub struct Chunk<'a, T> {
-        data: &'a mut [T],
-        base: usize,
+        pub(crate) data: &'a mut [T],
+        pub(crate) base: usize,
     }
 
     impl<'a, T> Chunk<'a, T> {

@@ -63,10 +63,9 @@
 //! On a method of an inherent `impl` (`&self`), the receiver is a parameter like
 //! any other, named `self` in `wrt`: left out, its fields are constants read as what they
 //! are; kept in (the default), it is a parameter struct and its gradient has type `Self`.
-//! The derivatives are methods too (`model.loss_grad(&x)`), and `self.g(..)` or `p.g(..)`
-//! on a struct parameter `p: &T` calls `Self::g` / `T::g`, differentiated through the
-//! callee's `#[grad]`; so does `layer.g(..)` on a part of one (`for layer in &self.layers`),
-//! a method of a type only rustc knows. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
+//! The derivatives are methods too (`model.loss_grad(&x)`), and `self.g(..)`, `p.g(..)` on
+//! a struct parameter or `layer.g(..)` on a part of one (`for layer in &self.layers`) calls
+//! the method `g`, differentiated through the callee's `#[grad]`. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
 //! `#[jacobian]` and `#[hessian]`; a trait's `impl` cannot take the extra methods.
 //!
 //! ```

@@ -3,7 +3,7 @@
 //! `fn f(&self, x: ..)` is expanded as the function `fn f(__ferrax_self: &Self, x: ..)`,
 //! with every `self` of its body and attribute renamed; the receiver is then an ordinary
 //! parameter (a struct: active unless left out of `wrt`, its fields read as places), and
-//! `self.g(..)` a call of `Self::g`. Each generated function that takes it first becomes a
+//! `self.g(..)` a call of the method `g` (see `ir::METHOD`). Each generated function that takes it first becomes a
 //! method again (`self: &Self`, then `let __ferrax_self = self;`), so a user calls
 //! `model.loss_grad(&x)`, and a caller's derivative calls `Self::__ferrax_full_g_jvp(..)`.
 

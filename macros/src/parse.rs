@@ -417,20 +417,6 @@ impl Lowerer<'_> {
         }
     }
 
-    /// The type `T` of a struct parameter `p: &T` (or `p: T`) that `e` names.
-    fn struct_param_type(&self, e: &Expr) -> Option<Type> {
-        let Expr::Path(p) = e else { return None };
-        let v = self.path_var(p)?;
-        let param = self.func.params.iter().find(|q| q.var == v)?;
-        if type_kind(&param.ty) != Ok(Kind::Struct) {
-            return None;
-        }
-        match &param.ty {
-            Type::Reference(r) => Some((*r.elem).clone()),
-            ty => Some(ty.clone()),
-        }
-    }
-
     /// Whether `e` is a path into a parameter struct (checked without lowering anything).
     fn is_place(&self, e: &Expr) -> bool {
         match e {
@@ -1330,22 +1316,6 @@ impl Lowerer<'_> {
         if let Some(t) = &m.turbofish {
             return self.unsupported(t, "a turbofish");
         }
-        // `self.g(args)` in a method, `p.g(args)` on a struct parameter `p: &T`: a call of
-        // `Self::g(self, args)`, `<T>::g(p, args)` (a `#[grad]` method, where an argument is
-        // active)
-        if let Some(ty) = self.struct_param_type(&m.receiver) {
-            let (method, recv, args) = (&m.method, &m.receiver, m.args.iter());
-            let call = match ty {
-                Type::Path(t) if t.qself.is_none() && t.path.is_ident("Self") => {
-                    quote::quote_spanned!(method.span()=> Self::#method(#recv, #(#args),*))
-                }
-                ty => quote::quote_spanned!(method.span()=> <#ty>::#method(#recv, #(#args),*)),
-            };
-            return match syn::parse2::<syn::ExprCall>(call) {
-                Ok(call) => self.lower_call(&call),
-                Err(_) => self.unsupported(m, "this method call"),
-            };
-        }
         if matches!(
             name.as_str(),
             "iter"
@@ -1397,14 +1367,11 @@ impl Lowerer<'_> {
             let (root, path) = self.place_of(&m.receiver)?;
             return Some(self.let_("n", Kind::Int, Rhs::ProjectLen(root, path)));
         }
-        // `layer.g(args)` on a part of a struct parameter (`for layer in &self.layers`,
-        // `p.encoder.g(x)`), not a tensor's method: a call of the method `g` on it, whose
-        // type only rustc knows (through its `#[grad]` counterparts where an argument is
-        // active)
-        if self.is_place(&m.receiver)
-            && self.struct_param_type(&m.receiver).is_none()
-            && !known_method(&name)
-        {
+        // `self.g(args)` in a method, `p.g(args)` on a struct parameter, `layer.g(args)` on a
+        // part of one (`for layer in &self.layers`), not a tensor's method: a call of the
+        // method `g` on it, whose type only rustc knows (through its `#[grad]` counterparts
+        // where an argument is active)
+        if self.is_place(&m.receiver) && !known_method(&name) {
             let (method, recv, args) = (&m.method, &m.receiver, m.args.iter());
             let path = syn::Ident::new(crate::ir::METHOD, method.span());
             let call = quote::quote_spanned!(method.span()=> #path::#method(&#recv, #(#args),*));
