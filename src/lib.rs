@@ -99,6 +99,28 @@ pub mod __private {
     };
     pub use crate::tensor_rules as t;
 
+    /// An integer or bool field of a parameter struct, cast with `as` (`p.n as f64`) in a
+    /// function whose fields are read as floats; a float field there would lose its
+    /// derivative to the cast, and is an error instead.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` field cast with `as` in a #[grad] function: the cast would drop its derivative",
+        label = "a float field, cast",
+        note = "read it with a typed `let` first (`let k: f64 = p.k;`), then cast `k`"
+    )]
+    pub trait IntField: Copy {}
+    macro_rules! int_fields {
+        ($($t:ty),*) => { $(impl IntField for $t {})* };
+    }
+    int_fields!(
+        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char
+    );
+
+    /// `n`, an integer field of a parameter struct cast with `as` (see [`IntField`]).
+    #[inline(always)]
+    pub fn int_field<T: IntField>(n: T) -> T {
+        n
+    }
+
     /// The float types generated code works over.
     pub trait Real: Copy + Default + std::ops::AddAssign + std::iter::Sum {
         fn from_i32(n: i32) -> Self;

@@ -687,6 +687,12 @@ impl Emitter<'_> {
                         }
                         // a local tensor passed by value: a clone (later code still reads it)
                         Atom::Var(_) if self.is_tensor(a.atom) => self.value(a.atom),
+                        // the field an `int_field` check is about, where the user wrote it
+                        Atom::Var(v) if int_field_check(func) => {
+                            let mut id = self.var(v);
+                            id.set_span(*span);
+                            quote!(#id)
+                        }
                         _ => t,
                     }
                 });
@@ -858,4 +864,15 @@ fn member_name(m: &syn::Member) -> String {
         syn::Member::Named(n) => n.to_string(),
         syn::Member::Unnamed(i) => i.index.to_string(),
     }
+}
+
+/// Whether `func` is `::ferrax::__private::int_field` (see `Lowerer::lower_cast`).
+fn int_field_check(func: &syn::ExprPath) -> bool {
+    let segs: Vec<String> = func
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs.ends_with(&["__private".to_string(), "int_field".to_string()])
 }

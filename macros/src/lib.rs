@@ -32,13 +32,18 @@
 //! `#[grad(wrt(x, ..))]` makes only the named arguments active; the others are constants.
 //! Integer, bool and other non-float arguments are never active. Gradient types follow the
 //! argument types: `f32`/`f64` -> same, `&[f64]` -> `Vec<f64>`, `[f64; N]` -> `[f64; N]`,
-//! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. The macro sees no field types:
-//! in a struct it differentiates, a field is read as a tensor (or a struct of them; a float
-//! field works too where tensor code uses it), and in scalar code a float or float sequence
-//! field is read through a typed `let` (`let k: f64 = p.k;`, `let w: &[f64] = &p.w;`), as
-//! is the float result of a call taking such a struct (`let e: f64 = self.part(x);`). A
-//! function reading a field that way has no batched counterparts for `#[vmap]` callers: one
-//! float field cannot hold per-example gradients. A struct left out of `wrt`
+//! `&S` -> `S` for a struct with `#[derive(Differentiable)]`. The macro sees no field types,
+//! so it reads the fields of a struct it differentiates by where they are used. In a function
+//! that takes, returns and makes no tensor (it calls no `.item()`), they are floats and float
+//! sequences, read as written: `p.k`, `p.w[i]`, `&p.w`, `for w in &p.w`, `self.k`,
+//! `self.part(x)`; one that meets an integer (`0..p.n`, `x[p.i]`, `t % p.n`) is an integer, and
+//! one cast with `as` (`p.n as f64`) must be one (a float field cast would drop its derivative:
+//! a compile error). Elsewhere a field is a tensor (or a struct of them; a float field works too
+//! where tensor code uses it), and a float or float sequence field is read through a typed
+//! `let` (`let k: f64 = p.k;`, `let w: &[f64] = &p.w;`), as is the float result of a call
+//! taking such a struct (`let e: f64 = self.part(x);`). A function reading a float field has
+//! no batched counterparts for `#[vmap]` callers: one float field cannot hold per-example
+//! gradients. A struct left out of `wrt`
 //! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,
 //! `cfg.w[i]`, `let w = &cfg.w;`): a configuration need not be `Differentiable`, and a
 //! frozen model's tensors stay constants. It stays a constant for callers too: a function

@@ -40,6 +40,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         ret_val: Var(0),
         used_return: false,
         seq_ret: false,
+        scalar_fields: false,
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -76,6 +77,13 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         }
     };
     l.lower_params(sig, attr);
+    l.scalar_fields = ret_kind != Kind::Tensor
+        && !l
+            .func
+            .params
+            .iter()
+            .any(|p| type_kind(&p.ty) == Ok(Kind::Tensor))
+        && !calls_item(&item.block);
     l.ret_flag = l.func.new_var("returned", Kind::Bool, true);
     let tensor_ret = ret_kind == Kind::Tensor;
     let seq_ret = matches!(ret_kind, Kind::Seq(..));
@@ -139,6 +147,45 @@ fn known_method(name: &str) -> bool {
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
             .any(|w| w == name)
         || matches!(name, "clone" | "contiguous" | "len" | "to_vec" | "push")
+}
+
+/// Whether `block` calls `.item()`: the way back from tensors to the float a function
+/// returns, where it takes none (`fn l2(p: &Mlp) -> f32 { (&p.w * &p.w).sum().item() }`).
+fn calls_item(block: &syn::Block) -> bool {
+    struct Find(bool);
+    impl<'a> syn::visit::Visit<'a> for Find {
+        fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
+            self.0 |= m.method == "item";
+            syn::visit::visit_expr_method_call(self, m);
+        }
+    }
+    let mut f = Find(false);
+    syn::visit::Visit::visit_block(&mut f, block);
+    f.0
+}
+
+/// Whether `.name(..)` with `nargs` arguments is a method of tensors and not of floats.
+fn tensor_only(name: &str, nargs: usize) -> bool {
+    let float =
+        Prim::from_method(name).is_some_and(|p| crate::primitives::row(p).arity == nargs + 1);
+    let query = matches!(
+        name,
+        "item"
+            | "numel"
+            | "ndim"
+            | "shape"
+            | "dims"
+            | "dtype"
+            | "device"
+            | "strides"
+            | "argmax_axis"
+            | "one_hot"
+            | "zeros_like"
+            | "ones_like"
+            | "full_like"
+            | "scalar_like"
+    );
+    !float && (query || Prim::from_tensor_method(name, nargs).is_some())
 }
 
 /// The kind of a declared type, or why it is not supported.
@@ -306,6 +353,10 @@ struct Lowerer<'c> {
     used_return: bool,
     /// The function returns a `Vec`: only as its tail expression.
     seq_ret: bool,
+    /// The function takes and returns no tensor, and makes none (it calls no `.item()`): the
+    /// fields of its parameter structs are read as floats (`p.k`) and float sequences
+    /// (`&p.w`), not as tensors.
+    scalar_fields: bool,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, if let, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
@@ -394,7 +445,7 @@ impl Lowerer<'_> {
             }
             Expr::Index(ix) => {
                 let (root, mut path) = self.place_of(&ix.expr)?;
-                let i = self.value(&ix.index);
+                let i = self.int_value(&ix.index);
                 path.push(Proj::Index(i));
                 Some((root, path))
             }
@@ -435,13 +486,19 @@ impl Lowerer<'_> {
         }
     }
 
-    /// The value at a path into a parameter struct: a tensor, as far as the macro knows,
-    /// in a struct that is differentiated. In one that is not (left out of `wrt`: a
+    /// The value at a path into a parameter struct that is differentiated: a float in a
+    /// function that takes and returns no tensor, else a tensor, as far as the macro knows
+    /// (a typed `let` says otherwise: `let k: f64 = p.k;`, `let w: &Tensor = &p.w;`). In one
+    /// that is not (left out of `wrt`: a
     /// configuration, a frozen model) it is a value of its own type, which only rustc knows
     /// (`cfg.k`, `cfg.n`, `cfg.w[i]`, `net.w1`), taken as it is.
     fn read_place(&mut self, root: Var, path: Vec<Proj>) -> Atom {
         let active = self.func.params.iter().any(|p| p.var == root && p.active);
-        let kind = if active { Kind::Tensor } else { Kind::Opaque };
+        let kind = match (active, self.scalar_fields) {
+            (false, _) => Kind::Opaque,
+            (true, true) => Kind::Float(Prec::Infer),
+            (true, false) => Kind::Tensor,
+        };
         self.read_place_as(root, path, kind)
     }
 
@@ -456,6 +513,37 @@ impl Lowerer<'_> {
 
     fn kind(&self, a: Atom) -> Kind {
         self.func.kind(a)
+    }
+
+    /// `e` where an integer is wanted (a range's bound, an index).
+    fn int_value(&mut self, e: &Expr) -> Atom {
+        let a = self.value(e);
+        self.as_int(a)
+    }
+
+    /// `a`, an integer if it is a field just read as a float (see `scalar_fields`) that
+    /// nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`), the
+    /// field is one (Rust does not convert between them).
+    fn as_int(&mut self, a: Atom) -> Atom {
+        let Atom::Var(v) = a else { return a };
+        if !self.scalar_fields || self.func.info(v).kind != Kind::Float(Prec::Infer) {
+            return a;
+        }
+        let block = self.blocks.last().map(Vec::as_slice).unwrap_or_default();
+        let read = block
+            .iter()
+            .position(|s| matches!(s, Stmt::Let { var, rhs: Rhs::Project(..) } if *var == v));
+        let fresh = read.is_some_and(|at| {
+            block[at + 1..].iter().all(|s| match s {
+                Stmt::Let { rhs, .. } => !rhs_uses(rhs).contains(&a),
+                Stmt::Assign { value, .. } => *value != a,
+                _ => false,
+            })
+        });
+        if fresh {
+            self.func.vars[v.0 as usize].kind = Kind::Int;
+        }
+        a
     }
 
     fn prim(&mut self, p: Prim, args: Vec<Atom>) -> Atom {
@@ -704,10 +792,13 @@ impl Lowerer<'_> {
                     return;
                 };
                 match annotated {
-                    // `let k: f64 = p.k;`, `let w: &[f64] = &p.w;`: a float or float
-                    // sequence out of a struct (whose fields the macro otherwise takes for
-                    // tensors), read here as the type it is given
-                    Some(kind @ (Kind::Float(_) | Kind::Seq(..))) if !path.is_empty() => {
+                    // `let k: f64 = p.k;`, `let w: &[f64] = &p.w;`, `let w: &Tensor = &p.w`:
+                    // a float, float sequence or tensor out of a struct (whose fields the
+                    // macro otherwise takes for what `read_place` says), read here as the type
+                    // it is given
+                    Some(kind @ (Kind::Float(_) | Kind::Seq(..) | Kind::Tensor))
+                        if !path.is_empty() =>
+                    {
                         let a = self.read_place_as(root, path, kind);
                         self.bind_pat(pat, a, None);
                     }
@@ -934,7 +1025,7 @@ impl Lowerer<'_> {
                     if let Atom::Var(v) = base
                         && !self.kind(base).is_differentiable()
                     {
-                        let i = self.value(&ix.index);
+                        let i = self.int_value(&ix.index);
                         return Some(self.let_("e", Kind::Opaque, Rhs::Index(v, i)));
                     }
                     return self.unsupported(
@@ -946,7 +1037,7 @@ impl Lowerer<'_> {
                     return self
                         .unsupported(p, "indexing anything but a named slice, Vec or array");
                 };
-                let i = self.value(&ix.index);
+                let i = self.int_value(&ix.index);
                 let kind = match &self.func.info(arr).kind {
                     Kind::Seq(_, p) => Kind::Float(*p),
                     _ => Kind::Opaque,
@@ -1130,8 +1221,15 @@ impl Lowerer<'_> {
             BinOp::Ne(_) => Prim::Ne,
             _ => return self.unsupported(b, "this operator"),
         };
-        let l = self.value(&b.left);
-        let r = self.value(&b.right);
+        let mut l = self.value(&b.left);
+        let mut r = self.value(&b.right);
+        // (`t % p.n`, `p.n > 2`: a field read as a float that meets an integer is one)
+        if self.kind(l) == Kind::Int {
+            r = self.as_int(r);
+        }
+        if self.kind(r) == Kind::Int {
+            l = self.as_int(l);
+        }
         Some(self.prim(p, vec![l, r]))
     }
 
@@ -1207,7 +1305,7 @@ impl Lowerer<'_> {
                     );
                     return;
                 };
-                let index = self.value(&ix.index);
+                let index = self.int_value(&ix.index);
                 let new = match op {
                     None => value,
                     Some(op) => {
@@ -1282,7 +1380,35 @@ impl Lowerer<'_> {
     }
 
     fn lower_cast(&mut self, c: &syn::ExprCast) -> Option<Atom> {
-        let a = self.value(&c.expr);
+        let a = match self.place_of(&c.expr) {
+            // `p.n as f64` where fields are read as floats (`scalar_fields`): an integer
+            // (or bool) field, checked to be one where it is read (a float field cast would
+            // lose its derivative: it is read with a typed `let` instead)
+            Some((root, path))
+                if self.scalar_fields
+                    && !path.is_empty()
+                    && self.func.params.iter().any(|p| p.var == root && p.active) =>
+            {
+                let n = self.read_place_as(root, path, Kind::Int);
+                let func: syn::ExprPath =
+                    syn::parse_quote_spanned!(c.expr.span()=> ::ferrax::__private::int_field);
+                let span = c.expr.span();
+                self.let_(
+                    "n",
+                    Kind::Int,
+                    Rhs::Call {
+                        func,
+                        args: vec![Arg {
+                            atom: n,
+                            borrow: false,
+                        }],
+                        mode: CallMode::Primal,
+                        span,
+                    },
+                )
+            }
+            _ => self.value(&c.expr),
+        };
         let target = match type_kind(&c.ty) {
             Ok(k) => k,
             Err(msg) => {
@@ -1396,6 +1522,24 @@ impl Lowerer<'_> {
         }
         if rk == Kind::Tensor {
             return self.lower_tensor_method(m, recv);
+        }
+        let struct_params = self
+            .func
+            .params
+            .iter()
+            .any(|p| p.active && self.struct_root(p.var));
+        if let (Kind::Float(_), Atom::Var(_), true) =
+            (&rk, recv, self.scalar_fields && struct_params)
+            && tensor_only(&name, m.args.len())
+        {
+            // `p.w.relu()` where fields are read as floats (`scalar_fields`)
+            self.cx.error(
+                &m.method,
+                format!(
+                    "`.{name}()` is a tensor method, but this value is a float: in a function that takes, returns and makes no tensor (it calls no `.item()`), the fields of a parameter struct are read as floats; read a tensor field with its type first (`let w: &Tensor = &p.w;`)"
+                ),
+            );
+            return Some(recv);
         }
         let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
         if let (Kind::Float(_), Some(p)) = (&rk, Prim::from_method(&name)) {
@@ -1561,14 +1705,25 @@ impl Lowerer<'_> {
             // value: `let n = cfg.n;`).
             let atom = match self.is_place(inner).then(|| self.place_of(inner)).flatten() {
                 Some((root, path)) if !path.is_empty() => {
-                    self.read_place_as(root, path, Kind::Tensor)
+                    let kind = match (self.scalar_fields, borrow) {
+                        (false, _) => Kind::Tensor,
+                        (true, true) => Kind::Seq(Seq::Slice, Prec::Infer),
+                        (true, false) => Kind::Float(Prec::Infer),
+                    };
+                    self.read_place_as(root, path, kind)
                 }
                 _ => self.value(inner),
             };
             args.push(Arg { atom, borrow });
         }
         let floaty = args.iter().any(|a| self.kind(a.atom).is_differentiable());
-        let tensory = args.iter().any(|a| self.kind(a.atom).is_tensor());
+        // (a struct passed whole gives a tensor, as far as the macro knows, unless the
+        // function takes and returns no tensor: `self.part(x)` in a model of floats)
+        let tensory = args.iter().any(|a| match self.kind(a.atom) {
+            Kind::Tensor => true,
+            Kind::Struct => !self.scalar_fields,
+            _ => false,
+        });
         let kind = if tensory || segs.first().is_some_and(|s| s == "Tensor") {
             Kind::Tensor
         } else if floaty {
@@ -2435,8 +2590,8 @@ impl Lowerer<'_> {
                 self.unsupported(r, "an open range in `for` (write `a..b`)");
                 return None;
             };
-            let lo = self.value(lo);
-            let hi = self.value(hi);
+            let lo = self.int_value(lo);
+            let hi = self.int_value(hi);
             let inclusive = matches!(r.limits, syn::RangeLimits::Closed(_));
             return Some((
                 Range {

@@ -1088,15 +1088,19 @@ pub fn row(p: Prim) -> Row {
 }
 
 impl Prim {
-    /// The primitive a float method names, with its number of arguments after the receiver.
-    pub fn from_method(name: &str) -> Option<Prim> {
+    /// The primitives written as methods of a float (`x.sin()`, `a.max(b)`).
+    const FLOAT_METHODS: &[Prim] = {
         use Prim::*;
-        const METHODS: &[Prim] = &[
+        &[
             Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp,
             Exp2, ExpM1, Ln, Log, Log2, Log10, Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot,
             Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
-        ];
-        METHODS
+        ]
+    };
+
+    /// The primitive a float method names, with its number of arguments after the receiver.
+    pub fn from_method(name: &str) -> Option<Prim> {
+        Self::FLOAT_METHODS
             .iter()
             .copied()
             .find(|p| matches!(row(*p).syntax, Syntax::Method(m) if m == name))
@@ -1104,13 +1108,8 @@ impl Prim {
 
     /// The names of the supported float methods, for error messages.
     pub fn method_names() -> String {
-        use Prim::*;
-        let all = [
-            Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Sinh, Cosh, Tanh, Asinh, Acosh, Atanh, Exp,
-            Exp2, ExpM1, Ln, Log, Log2, Log10, Ln1p, Sqrt, Cbrt, Powi, Powf, Abs, Signum, Hypot,
-            Max, Min, MulAdd, Recip, Clamp, Floor, Ceil, Round, Trunc,
-        ];
-        all.iter()
+        Self::FLOAT_METHODS
+            .iter()
             .filter_map(|p| match row(*p).syntax {
                 Syntax::Method(m) => Some(m),
                 _ => None,

@@ -1,0 +1,163 @@
+//! Parameter structs of floats read as they are written: `p.k`, `p.w[i]`, `&p.w`, `for w in
+//! &p.w`, `self.k`, without typed `let`s, in functions that take, return and make no tensor
+//! (where a field can only be a float, a float sequence or a struct of them). Checked against
+//! central finite differences and forward against reverse mode.
+
+mod common;
+
+use common::{AD_RTOL, FD_RTOL, assert_all_close, fd_grad};
+use ferrax::prelude::*;
+
+/// A damped oscillator's coefficients and a forcing pattern.
+#[derive(Clone, Debug, Differentiable)]
+struct Oscillator {
+    k: f64,
+    c: f64,
+    force: Vec<f64>,
+    pair: [f64; 2],
+    #[differentiable(skip)]
+    steps_per_sample: usize,
+}
+
+fn oscillator(p: &[f64]) -> Oscillator {
+    Oscillator {
+        k: p[0],
+        c: p[1],
+        force: p[2..5].to_vec(),
+        pair: [p[5], p[6]],
+        steps_per_sample: 2,
+    }
+}
+
+fn flat(g: &Oscillator) -> Vec<f64> {
+    let mut v = vec![g.k, g.c];
+    v.extend(&g.force);
+    v.extend(g.pair);
+    v
+}
+
+#[grad]
+fn drag(v: f64, c: f64) -> f64 {
+    c * v * v.abs()
+}
+
+#[grad]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// A simulation whose state mixes with the fields in a loop (the float fields read as
+/// floats, so `v` and `x` stay floats), a field passed on to another `#[grad]` function
+/// (`drag(v, p.c)`, `dot(&p.force, ..)`), a Vec field indexed, iterated and zipped, an array
+/// field, and an integer field as a bound and cast (`0..p.steps_per_sample`, `p.n as f64`).
+#[grad(wrt(p))]
+fn mismatch(p: &Oscillator, target: &[f64]) -> f64 {
+    let dt = 0.1 / p.steps_per_sample as f64;
+    let mut x = 1.0;
+    let mut v = 0.0;
+    let mut err = 0.0;
+    for (t, &y) in target.iter().enumerate() {
+        for _ in 0..p.steps_per_sample {
+            let a = -p.k * x - drag(v, p.c) + p.force[t % p.force.len()];
+            v += a * dt;
+            x += v * dt;
+        }
+        err += (x - y).powi(2);
+    }
+    let mut reg = 0.0;
+    for f in &p.force {
+        reg += f * f;
+    }
+    for (f, y) in p.force.iter().zip(target) {
+        reg += 0.1 * f * y;
+    }
+    err + 0.01 * reg + dot(&p.force, &p.force) * p.pair[0] + p.pair[0] * p.pair[1]
+}
+
+const P: [f64; 7] = [2.0, 0.3, 1.0, -0.5, 0.25, 0.4, 0.9];
+const TARGET: [f64; 6] = [0.8, 0.5, 0.1, -0.2, -0.3, 0.0];
+
+#[test]
+fn float_fields_read_as_written_match_finite_differences() {
+    let g = mismatch_grad(&oscillator(&P), &TARGET);
+    let want = fd_grad(&|p| mismatch(&oscillator(p), &TARGET), &P);
+    assert_all_close(&flat(&g), &want, FD_RTOL, "mismatch_grad");
+    assert_eq!(g.steps_per_sample, 2, "a skipped field keeps its value");
+}
+
+#[test]
+fn float_fields_read_as_written_forward_matches_reverse() {
+    let p = oscillator(&P);
+    let g = mismatch_grad(&p, &TARGET);
+    let dp = oscillator(&[0.3, -1.0, 0.5, 0.2, -0.7, 1.1, 0.6]);
+    let (v, t) = mismatch_jvp(&p, &TARGET, &dp);
+    assert_eq!(v, mismatch(&p, &TARGET));
+    assert_all_close(&[t], &[g.inner(&dp)], AD_RTOL, "mismatch_jvp");
+    let (_, pullback) = mismatch_vjp(&p, &TARGET);
+    assert_all_close(&flat(&pullback(2.0)), &flat(&g.scale(2.0)), AD_RTOL, "vjp");
+}
+
+impl Oscillator {
+    /// One term, reading `self`'s fields as written.
+    #[grad]
+    fn term(&self, x: f64) -> f64 {
+        self.k * (x - self.c).powi(2) + self.pair[1] * x
+    }
+
+    /// Through another method: its result bound with no type (`let e = self.term(xi);`).
+    #[grad]
+    fn total(&self, x: &[f64]) -> f64 {
+        let mut s = 0.0;
+        for (i, &xi) in x.iter().enumerate() {
+            let e = self.term(xi);
+            s += e * self.force[i];
+        }
+        s
+    }
+}
+
+#[test]
+fn methods_of_a_struct_of_floats_read_fields_as_written() {
+    let x = [0.4, -0.3, 0.9];
+    let (gp, gx) = oscillator(&P).total_grad(&x);
+    let want = fd_grad(&|p| oscillator(p).total(&x), &P);
+    assert_all_close(&flat(&gp), &want, FD_RTOL, "total_grad wrt self");
+    let want = fd_grad(&|x| oscillator(&P).total(x), &x);
+    assert_all_close(&gx, &want, FD_RTOL, "total_grad wrt x");
+}
+
+/// Tensor fields in a function that returns a float and takes no tensor: `.item()` makes a
+/// float of a tensor, so the fields are read as tensors (and `.item()` carries no derivative);
+/// a float field there is read with a typed `let`.
+#[derive(Clone, Debug, Differentiable)]
+struct Dense {
+    w: Tensor,
+    scale: f64,
+}
+
+#[grad]
+fn penalty(d: &Dense) -> f64 {
+    let s: f64 = (&d.w * &d.w).sum().item();
+    let k: f64 = d.scale;
+    k * s * 0.5
+}
+
+#[test]
+fn tensor_fields_where_the_function_calls_item_are_tensors() {
+    let d = Dense {
+        w: Tensor::from_vec(vec![1.0, -2.0, 0.5], &[3]),
+        scale: 3.0,
+    };
+    let g = penalty_grad(&d);
+    assert_eq!(penalty(&d), 3.0 * 5.25 * 0.5);
+    assert_eq!(
+        g.w.to_vec::<f64>(),
+        vec![0.0; 3],
+        "item() carries no derivative"
+    );
+    assert_all_close(&[g.scale], &[0.5 * 5.25], AD_RTOL, "penalty wrt scale");
+}
