@@ -89,6 +89,8 @@ pub mod tensor_rules;
 pub mod batch_rules;
 
 mod fill;
+#[doc(hidden)]
+pub mod slot;
 
 /// Support for the code `#[grad]` generates. Not a public API.
 #[doc(hidden)]
@@ -97,6 +99,7 @@ pub mod __private {
     pub use crate::fill::{
         Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
     };
+    pub use crate::slot;
     pub use crate::tensor_rules as t;
 
     /// An integer or bool field of a parameter struct, cast with `as` (`p.n as f64`) in a

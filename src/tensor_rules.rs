@@ -463,6 +463,41 @@ pub fn acc<T: Differentiable>(a: &mut T, v: &T) {
     ferrax_runtime::differentiable::accumulate(a, v);
 }
 
+/// The adder of a struct's gradient `G` into its adjoint `T`, chosen by method resolution
+/// on the concrete types (autoref specialization):
+/// `(&&acc_probe(&adjoint, &g)).adder()` finds [`AccSame::adder`] (`t::acc`) where `G` is
+/// `T`, and [`AccUnit::adder`] (nothing to add) where `G` is `()`: the gradient a callee
+/// gives for a parameter it does not differentiate (a struct left out of its `wrt`; see
+/// macros/src/slots.rs). Any other pair is a compile error.
+pub struct AccProbe<T, G>(std::marker::PhantomData<(*const T, *const G)>);
+
+/// The probe of an adjoint and a gradient (see [`AccProbe`]).
+pub fn acc_probe<T, G>(_adjoint: &T, _gradient: &G) -> AccProbe<T, G> {
+    AccProbe(std::marker::PhantomData)
+}
+
+/// Adds a gradient of the adjoint's own type (see [`AccProbe`]).
+pub trait AccSame<T> {
+    /// [`acc`].
+    fn adder(&self) -> fn(&mut T, &T);
+}
+
+impl<T: Differentiable> AccSame<T> for &AccProbe<T, T> {
+    fn adder(&self) -> fn(&mut T, &T) {
+        acc
+    }
+}
+
+/// Adds nothing for a gradient `()` (see [`AccProbe`]).
+pub trait AccUnit<T> {
+    /// A function that does nothing.
+    fn adder(&self) -> fn(&mut T, &()) {
+        |_, _| {}
+    }
+}
+
+impl<T> AccUnit<T> for AccProbe<T, ()> {}
+
 /// The value a tensor-returning function holds before it `return`s.
 pub fn placeholder() -> Tensor {
     Tensor::scalar(0.0f32)

@@ -365,6 +365,15 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
             #jvp_name(#(#idents,)* #(#tangents),*)
         }
     };
+    let slots: Vec<bool> = params.iter().map(|p| p.kind.is_differentiable()).collect();
+    let vjp_wrapper = crate::slots::wrap(vjp_wrapper, &slots, crate::slots::Shape::Pullback);
+    let jvp_wrapper = crate::slots::wrap(
+        jvp_wrapper,
+        &slots,
+        crate::slots::Shape::Tangents {
+            first: params.len(),
+        },
+    );
     // With both attributes each wraps its own mode; alone, this one gives both.
     let own = match which {
         Rule::Vjp if both => vjp_wrapper,

@@ -342,6 +342,16 @@ impl Emitter<'_> {
             }
             Stmt::AddAssign { var, value } => {
                 let id = self.var(*var);
+                if self.func.info(*var).kind == Kind::Struct {
+                    // a struct's gradient from a call, `()` where the callee leaves it out of
+                    // its `wrt` (see `crate::slots`)
+                    let a = self.operand(*value);
+                    return quote!({
+                        use ::ferrax::__private::t::{AccSame as _, AccUnit as _};
+                        let add = (&&::ferrax::__private::t::acc_probe(&#id, #a)).adder();
+                        add(&mut #id, #a);
+                    });
+                }
                 if self.is_tensor(Atom::Var(*var)) {
                     let a = self.operand(*value);
                     return quote!(::ferrax::__private::t::acc(&mut #id, #a););
@@ -648,7 +658,13 @@ impl Emitter<'_> {
                     let id = self.atom(Atom::Var(*v));
                     match self.func.info(*v).kind {
                         Kind::Seq(Seq::Array, _) => quote!(::ferrax::__private::zeros_array(&#id)),
-                        _ => quote!(::ferrax::__private::zeros(&#id)),
+                        Kind::Seq(..) => quote!(::ferrax::__private::zeros(&#id)),
+                        // the tangent slot of an argument of a type only rustc knows: a zero
+                        // of it where it is differentiable, else `()` (see `slot`)
+                        _ => quote!({
+                            use ::ferrax::__private::slot::{Unit as _, Zero as _, ZeroRef as _};
+                            (&&&::ferrax::__private::slot::Probe(&#id)).slot()
+                        }),
                     }
                 }
             },

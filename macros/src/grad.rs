@@ -333,6 +333,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         let full = expand_with(full_attr, all, false)?;
         quote!(#full #ctjvp)
     };
+    let for_callers = crate::slots::for_callers(for_callers, &item, &attr, &own);
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
     let whole = |with_value: bool| {

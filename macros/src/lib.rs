@@ -46,9 +46,13 @@
 //! gradients. A struct left out of `wrt`
 //! is a plain value whose fields are read as what they are (`cfg.k`, `cfg.n`,
 //! `cfg.w[i]`, `let w = &cfg.w;`): a configuration need not be `Differentiable`, and a
-//! frozen model's tensors stay constants. It stays a constant for callers too: a function
-//! that differentiates with respect to such a struct calls helpers that keep it in their
-//! `wrt` (or have none); otherwise rustc reports a wrong argument count at the call.
+//! frozen model's tensors stay constants. It stays a constant for callers too: a caller that
+//! differentiates with respect to such a struct gets no gradient through a callee that
+//! leaves it out. A call passes every argument's tangent and takes every argument's
+//! gradient, so constants of types the macro cannot see pass on as they are (`g(x, SCALE)`,
+//! `g(x, N)`, `g(&cfg, x)`); under `#[vmap]`, `#[jacobian]` and `#[hessian]` of tensor
+//! functions a float constant passed to a float parameter is read through a typed `let`
+//! first (`let s: f64 = SCALE;`), as the callee's batched counterpart takes it batched.
 //!
 //! ```
 //! use ferrax::prelude::*;
@@ -171,6 +175,7 @@ mod jacobian;
 mod method;
 mod parse;
 mod primitives;
+mod slots;
 mod transform;
 mod vmap;
 

@@ -82,11 +82,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
         let v = vjp_recomputing_calls(&func, &varied_set);
-        out.extend(call_counterparts(
+        out.extend(crate::slots::for_callers(
+            call_counterparts(&item, &sig, &gattr.for_callers(&item.sig), true),
             &item,
-            &sig,
-            &gattr.for_callers(&item.sig),
-            true,
+            &gattr,
+            &quote!(),
         ));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v

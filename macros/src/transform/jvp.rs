@@ -175,12 +175,30 @@ impl Jvp<'_> {
         }
     }
 
-    /// Appends to `all` a tangent for every differentiable argument in `args` (a zero of
-    /// its kind where it has none), as a callee's forward mode takes them.
+    /// Appends to `all` a tangent for every argument in `args` (a zero of its kind where it
+    /// has none), as a callee's counterparts take them: one per argument (`crate::slots`),
+    /// where that of an argument of a type only rustc knows (a constant, `g(x, N)`) is a zero
+    /// of its type if it is differentiable, else `()`.
     fn push_tangents(&mut self, args: &[Arg], all: &mut Vec<Arg>, out: &mut Vec<Stmt>) {
         for a in args {
             let kind = self.func.kind(a.atom);
             if !kind.is_differentiable() {
+                let z = self.func.new_var("slot", Kind::Opaque, false);
+                let (rhs, by_ref) = match a.atom {
+                    Atom::Var(v) => (
+                        Rhs::NewSeq(NewSeq::ZerosLike(v)),
+                        self.func
+                            .params
+                            .iter()
+                            .any(|p| p.var == v && matches!(p.ty, syn::Type::Reference(_))),
+                    ),
+                    _ => (Rhs::Tuple(vec![]), false),
+                };
+                out.push(Stmt::Let { var: z, rhs });
+                all.push(Arg {
+                    atom: Atom::Var(z),
+                    borrow: a.borrow || by_ref,
+                });
                 continue;
             }
             match self.tan_atom(a.atom) {

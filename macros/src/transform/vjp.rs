@@ -560,15 +560,11 @@ impl Vjp<'_> {
                         },
                     });
                 }
-                let active: Vec<Atom> = args
-                    .iter()
-                    .map(|x| x.atom)
-                    .filter(|x| self.func.kind(*x).is_differentiable())
-                    .collect();
-                let n = active.len();
-                for (k, x) in active.into_iter().enumerate() {
-                    let Atom::Var(u) = x else { continue };
-                    if !self.varied.contains(&u) {
+                // one gradient per argument (`crate::slots`)
+                let n = args.len();
+                for (k, x) in args.iter().enumerate() {
+                    let Atom::Var(u) = x.atom else { continue };
+                    if !self.varied.contains(&u) || !self.func.info(u).kind.is_differentiable() {
                         continue;
                     }
                     let gk = if n == 1 {

@@ -1,0 +1,181 @@
+//! Constants passed to other `#[grad]` functions, arguments whose types the macro cannot
+//! see: `spring(a, b, K, REST)` with float constants, `wiggle(x, STEPS, PI)` with an integer
+//! one, `wiggle(x, 2, ..)`, `affine(cfg, x)` with a configuration that is not
+//! `Differentiable`. A call passes a tangent and takes a gradient for every argument
+//! (macros/src/slots.rs). Checked against central finite differences and the other mode, in
+//! reverse, forward and forward-over-reverse mode, batched and in Jacobians.
+
+#![allow(clippy::needless_range_loop)] // index loops are the code under test
+
+mod common;
+
+use common::{AD_RTOL, FD_RTOL, assert_all_close, fd_grad};
+use ferrax::prelude::*;
+
+const K: f64 = 40.0;
+const REST: f64 = 0.8;
+const STEPS: usize = 3;
+
+#[grad]
+fn spring(a: f64, b: f64, k: f64, rest: f64) -> f64 {
+    let d = b - a - rest;
+    0.5 * k * d * d
+}
+
+#[grad]
+fn wiggle(x: f64, n: usize, c: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..n {
+        s += (x * c + i as f64).sin();
+    }
+    s
+}
+
+/// A configuration, not `Differentiable`.
+struct Cfg {
+    scale: f64,
+    bias: f64,
+}
+
+#[grad(wrt(x))]
+fn affine(cfg: &Cfg, x: f64) -> f64 {
+    cfg.scale * x * x + cfg.bias
+}
+
+/// Constants in every position: float and integer constants, an integer literal, a path
+/// (`std::f64::consts::PI`), a constant's arithmetic (`K / 100.0`), a constant in the active
+/// position of a callee (`wiggle(REST, ..)`), and a configuration passed on.
+#[hessian(wrt(x))]
+#[grad(wrt(x))]
+fn chain(x: &[f64], cfg: &Cfg) -> f64 {
+    let mut e = 0.0;
+    for i in 0..x.len() - 1 {
+        e += spring(x[i], x[i + 1], K, REST);
+    }
+    e + wiggle(x[0], STEPS, std::f64::consts::PI)
+        + wiggle(x[1], 2, K / 100.0)
+        + affine(cfg, x[2]) * wiggle(REST, STEPS, x[0])
+}
+
+const CFG: Cfg = Cfg {
+    scale: 1.5,
+    bias: -0.25,
+};
+const X: [f64; 4] = [0.3, 1.2, 1.7, 2.9];
+
+#[test]
+fn constants_passed_on_match_finite_differences() {
+    let g = chain_grad(&X, &CFG);
+    let want = fd_grad(&|x| chain(x, &CFG), &X);
+    assert_all_close(&g, &want, FD_RTOL, "chain_grad");
+}
+
+#[test]
+fn constants_passed_on_forward_matches_reverse() {
+    let g = chain_grad(&X, &CFG);
+    for k in 0..X.len() {
+        let mut dx = [0.0; 4];
+        dx[k] = 1.0;
+        let (v, t) = chain_jvp(&X, &CFG, &dx);
+        assert_eq!(v, chain(&X, &CFG));
+        assert_all_close(&[t], &[g[k]], AD_RTOL, "chain_jvp");
+    }
+}
+
+#[test]
+fn constants_passed_on_hessian_matches_differences_of_the_gradient() {
+    let h = chain_hessian(&X, &CFG);
+    for i in 0..X.len() {
+        let want = fd_grad(&|x| chain_grad(x, &CFG)[i], &X);
+        assert_all_close(&h[i], &want, FD_RTOL, "chain_hessian row");
+    }
+}
+
+/// A tensor function with an integer and a float parameter, called with constants.
+#[vmap(in_axes = (0, None, None, None))]
+#[grad]
+fn layer(x: &Tensor, w: &Tensor, power: usize, scale: f64) -> Tensor {
+    let h = (x.matmul(w) * scale).tanh();
+    h.powi(power as i32) + h
+}
+
+const SCALE: f64 = 0.7;
+
+#[grad(wrt(w))]
+fn loss(w: &Tensor, x: &Tensor) -> Tensor {
+    layer(x, w, STEPS, SCALE).powi(2).sum()
+}
+
+/// Batched, a float constant passed to a batched call is read through a typed `let` (the
+/// callee's batched counterpart takes its float parameters batched, and the macro lifts a
+/// value it knows to be a float).
+#[vmap(in_axes = (None, 0))]
+#[grad(wrt(w))]
+fn batched_loss(w: &Tensor, x: &Tensor) -> Tensor {
+    let scale: f64 = SCALE;
+    layer(x, w, STEPS, scale).powi(2).sum()
+}
+
+fn normal(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::normal(Key::new(seed), shape, DType::F64)
+}
+
+#[test]
+fn constants_passed_to_a_tensor_function_match_finite_differences() {
+    let (w, x) = (normal(1, &[3, 2]), normal(2, &[3]));
+    let g = loss_grad(&w, &x).to_vec::<f64>();
+    let want = fd_grad(
+        &|p| loss(&Tensor::from_vec(p.to_vec(), &[3, 2]), &x).item::<f64>(),
+        &w.to_vec::<f64>(),
+    );
+    assert_all_close(&g, &want, FD_RTOL, "loss_grad");
+}
+
+#[test]
+fn constants_passed_on_per_example_gradients_match_a_loop() {
+    let (w, xs) = (normal(3, &[3, 2]), normal(4, &[5, 3]));
+    let g = batched_loss_grad_vmap(&w, &xs);
+    assert_eq!(g.shape(), &[5, 3, 2]);
+    let g = g.to_vec::<f64>();
+    for b in 0..5 {
+        let x = Tensor::from_vec(xs.to_vec::<f64>()[3 * b..3 * b + 3].to_vec(), &[3]);
+        assert_eq!(
+            batched_loss(&w, &x).item::<f64>(),
+            loss(&w, &x).item::<f64>()
+        );
+        let want = loss_grad(&w, &x).to_vec::<f64>();
+        assert_all_close(&g[6 * b..6 * b + 6], &want, AD_RTOL, "per-example gradient");
+    }
+}
+
+/// A Jacobian through the call (the callee's batched forward mode).
+#[jacobian]
+fn features(x: &Tensor) -> Tensor {
+    layer(x, x, STEPS, 0.7)
+}
+
+#[test]
+fn constants_passed_on_jacobians_agree() {
+    let x = normal(5, &[2, 2]);
+    let (jf, jr) = (features_jacfwd(&x), features_jacrev(&x));
+    assert_eq!(jf.shape(), &[2, 2, 2, 2]);
+    assert_all_close(
+        &jf.to_vec::<f64>(),
+        &jr.to_vec::<f64>(),
+        AD_RTOL,
+        "jacfwd vs jacrev",
+    );
+    let (v, n) = (x.to_vec::<f64>(), 4);
+    for o in 0..n {
+        let want = fd_grad(
+            &|p| features(&Tensor::from_vec(p.to_vec(), &[2, 2])).to_vec::<f64>()[o],
+            &v,
+        );
+        assert_all_close(
+            &jf.to_vec::<f64>()[o * n..o * n + n],
+            &want,
+            FD_RTOL,
+            "jacfwd row",
+        );
+    }
+}
