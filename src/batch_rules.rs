@@ -1485,6 +1485,42 @@ pub fn lift_struct<S: Differentiable>(s: &S, bsz: usize) -> S {
     out
 }
 
+/// A field of a batched parameter struct's adjoint, taking a per-example gradient `V` (see
+/// [`acc_field`]).
+pub trait BatchedField<V> {
+    /// Adds the per-example gradient `v` of the field `name`.
+    fn acc_batched(&mut self, v: &V, name: &str);
+}
+
+impl<T: Differentiable> BatchedField<T> for T {
+    #[track_caller]
+    fn acc_batched(&mut self, v: &T, _name: &str) {
+        t::acc(self, v);
+    }
+}
+
+macro_rules! float_fields {
+    ($($f:ty),*) => {$(
+        impl BatchedField<Tensor> for $f {
+            #[track_caller]
+            fn acc_batched(&mut self, _v: &Tensor, name: &str) {
+                panic!(
+                    "ferrax vmap: per-example gradients of the float field `{name}` cannot be held in it; make the field a Tensor (0-d) or mark it #[differentiable(skip)]"
+                )
+            }
+        }
+    )*};
+}
+float_fields!(f32, f64);
+
+/// `place += v` for a field of a batched parameter struct's adjoint: a tensor (or struct)
+/// field takes the per-example gradient `v`; a float field cannot hold one, and panics
+/// saying so (as [`lift_struct`] does).
+#[track_caller]
+pub fn acc_field<F: BatchedField<V>, V>(place: &mut F, v: &V, name: &str) {
+    place.acc_batched(v, name);
+}
+
 /// The identity basis `[n] + like.shape` (`n = like.numel()`) in `like`'s dtype and on its
 /// device: example `i` is one at element `i`, zero elsewhere (Jacobians batch over it).
 #[track_caller]

@@ -695,3 +695,46 @@ mod springs_example;
 fn the_springs_example_converges() {
     springs_example::main();
 }
+
+/// A callee whose loop overwrites a tensor (its reverse sweep keeps a tape of them): the
+/// Jacobian and Hessian of a caller go through its batched counterparts.
+#[grad]
+fn damped(x: &Tensor, w: &Tensor, reps: usize) -> Tensor {
+    let mut h = x.matmul(w);
+    for _ in 0..reps {
+        h = (h * 0.9).tanh();
+    }
+    h
+}
+
+#[jacobian]
+fn through_loop(x: &Tensor) -> Tensor {
+    damped(x, x, 3)
+}
+
+#[hessian]
+fn through_loop_energy(x: &Tensor) -> Tensor {
+    damped(x, x, 2).powi(2).sum()
+}
+
+#[grad]
+fn through_loop_energy_g(x: &Tensor) -> Tensor {
+    damped(x, x, 2).powi(2).sum()
+}
+
+#[test]
+fn jacobians_and_hessians_through_a_callee_with_a_tape() {
+    let x = normal(21, &[2, 2]);
+    let (jf, jr) = (through_loop_jacfwd(&x), through_loop_jacrev(&x));
+    let fd = fd_jacobian(&through_loop, &x);
+    assert_close(&jf, &fd, 1e-6, "jacfwd vs finite differences");
+    assert_close(&jr, &fd, 1e-6, "jacrev vs finite differences");
+    let h = through_loop_energy_hessian(&x);
+    assert_eq!(h.shape(), &[2, 2, 2, 2]);
+    assert_eq!(
+        through_loop_energy(&x).item::<f64>(),
+        through_loop_energy_g(&x).item::<f64>()
+    );
+    let fd = fd_jacobian(&through_loop_energy_g_grad, &x);
+    assert_close(&h, &fd, 1e-6, "hessian vs differences of the gradient");
+}

@@ -699,3 +699,95 @@ fn a_struct_of_constants_shared_by_every_example() {
         assert!((g.to_vec::<f64>()[i] - with_consts_grad(*x, &c)).abs() < 1e-12);
     }
 }
+
+// ---- a callee whose loop overwrites a tensor (a tape in its reverse sweep) ----
+
+#[vmap(in_axes = (0, None, None))]
+#[grad]
+fn damped_layer(x: &Tensor, w: &Tensor, reps: usize) -> Tensor {
+    let mut h = x.matmul(w);
+    for _ in 0..reps {
+        h = (h * 0.8).tanh();
+    }
+    h
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad(wrt(w))]
+fn damped_loss(w: &Tensor, x: &Tensor) -> Tensor {
+    damped_layer(x, w, 3).powi(2).sum()
+}
+
+#[test]
+fn per_example_gradients_through_a_callee_with_a_tape_match_a_loop() {
+    let (w, xs) = (normal(31, &[3, 2]), normal(32, &[4, 3]));
+    let got = unstack(&damped_loss_grad_vmap(&w, &xs), 0);
+    let values = unstack(&damped_loss_vmap(&w, &xs), 0);
+    for (b, x) in unstack(&xs, 0).iter().enumerate() {
+        assert_close(
+            &got[b],
+            &damped_loss_grad(&w, x),
+            1e-12,
+            "per-example gradient",
+        );
+        assert_close(&values[b], &damped_loss(&w, x), 1e-12, "per-example value");
+    }
+    let ys = damped_layer_vmap(&xs, &w, 2);
+    for (b, x) in unstack(&xs, 0).iter().enumerate() {
+        assert_close(
+            &unstack(&ys, 0)[b],
+            &damped_layer(x, &w, 2),
+            1e-12,
+            "batched layer",
+        );
+    }
+}
+
+// ---- per-example gradients of a float field: a clear panic ----
+
+#[derive(Clone, Differentiable)]
+struct Scaled {
+    w: Tensor,
+    s: f64,
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn scaled_sum(p: &Scaled, x: &Tensor) -> Tensor {
+    (x * &p.w).sum() * p.s
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad(wrt(p))]
+fn scaled_loss(p: &Scaled, x: &Tensor) -> Tensor {
+    scaled_sum(p, x).powi(2)
+}
+
+#[test]
+fn per_example_gradients_of_a_float_field_are_a_clear_panic() {
+    let p = Scaled {
+        w: normal(41, &[3]),
+        s: 0.5,
+    };
+    let x = normal(42, &[3]);
+    // one example at a time works
+    let g = scaled_loss_grad(&p, &x);
+    let v = scaled_sum(&p, &x).item::<f64>();
+    let want = 2.0 * v * v / p.s;
+    assert!(
+        (g.s - want).abs() <= 1e-12 * (1.0 + want.abs()),
+        "{} vs {want}",
+        g.s
+    );
+    let r = std::panic::catch_unwind(|| scaled_loss_grad_vmap(&p, &normal(43, &[4, 3])));
+    let e = r.err().expect("a panic");
+    let msg = e
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(
+        msg.contains("float field") && msg.contains("Tensor"),
+        "{msg}"
+    );
+}

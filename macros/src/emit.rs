@@ -372,7 +372,20 @@ impl Emitter<'_> {
                     let v = self.atom(*value);
                     quote!(&#v)
                 };
-                let acc = quote!(::ferrax::__private::t::acc(&mut #place, #a););
+                let acc = if self.func.batched(*value) {
+                    // per-example gradients, which a float field cannot hold
+                    let name = path
+                        .iter()
+                        .filter_map(|p| match p {
+                            Proj::Field(m) => Some(member_name(m)),
+                            Proj::Index(_) => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    quote!(::ferrax::__private::b::acc_field(&mut #place, #a, #name);)
+                } else {
+                    quote!(::ferrax::__private::t::acc(&mut #place, #a);)
+                };
                 match path.split_last() {
                     // a `#[differentiable(skip)]` field takes no cotangent
                     Some((Proj::Field(m), parent)) => {

@@ -347,7 +347,9 @@ impl Jvp<'_> {
                     Rhs::SubSlice(v, lo, hi) => Rhs::SubSlice(self.tan_var(*v), *lo, *hi),
                     Rhs::Sum(v) => Rhs::Sum(self.tan_var(*v)),
                     Rhs::Field(v, k) => Rhs::Field(self.tan_var(*v), *k),
-                    Rhs::Pop(v) => Rhs::Pop(self.tan_var(*v)),
+                    // (a stack with no tangents, of shapes: a zero, not a second pop)
+                    Rhs::Pop(v) if self.tan.contains_key(v) => Rhs::Pop(self.tan_var(*v)),
+                    Rhs::Pop(_) => self.zero_for(*var),
                     Rhs::Tuple(items) => Rhs::Tuple(
                         items
                             .iter()

@@ -400,6 +400,13 @@ impl Vmap<'_> {
                     });
                     return;
                 }
+                if matches!(rhs, Rhs::NewSeq(NewSeq::Empty { .. }))
+                    && self.func.info(*var).kind == Kind::Opaque
+                {
+                    // a reverse sweep's stack of batched values starts empty as any other
+                    out.push(s.clone());
+                    return;
+                }
                 if !rhs_batched(rhs, &self.set) {
                     // an unbatched start (`let mut s = 0.0`, an adjoint's zero): lift it
                     let info = self.func.info(*var).clone();
@@ -430,7 +437,15 @@ impl Vmap<'_> {
                 });
             }
             Stmt::Push { array, value } if batched(array) => {
-                let value = self.lift(out, *value, *array);
+                // (onto a stack of batched values: an unbatched one lifted as what it is)
+                let value = match self.func.info(*array).kind {
+                    Kind::Opaque if !self.is_batched(*value) => {
+                        let tmp = self.func.new_var("pushed", Kind::Tensor, false);
+                        self.func.vars[tmp.0 as usize].batched = true;
+                        self.lift(out, *value, tmp)
+                    }
+                    _ => self.lift(out, *value, *array),
+                };
                 out.push(Stmt::Push {
                     array: *array,
                     value,
@@ -524,6 +539,18 @@ impl Vmap<'_> {
     /// A right-hand side reading batched values, rewritten for the batching rules.
     fn batched_rhs(&mut self, rhs: &Rhs, out: &mut Vec<Stmt>) -> Rhs {
         match rhs {
+            Rhs::Prim(p, args)
+                if args
+                    .iter()
+                    .enumerate()
+                    .any(|(k, a)| p.is_shared_arg(k) && self.is_batched(*a)) =>
+            {
+                self.fail(
+                    self.input.span,
+                    format!("#[vmap]: the indices of `{p:?}` would differ per example; they are shared by every example"),
+                );
+                rhs.clone()
+            }
             // primitives go to `b::` when the emitter sees a batched argument
             Rhs::Prim(..)
             | Rhs::Atom(_)
@@ -532,6 +559,8 @@ impl Vmap<'_> {
             | Rhs::Pop(_)
             | Rhs::Tuple(_)
             | Rhs::Field(..) => rhs.clone(),
+            // a zero like a batched tensor (an adjoint's start) is a batched zero
+            Rhs::NewSeq(NewSeq::ZerosLike(v)) if self.func.info(*v).kind.is_tensor() => rhs.clone(),
             // the runtime's tensor helpers have batched twins of the same name
             Rhs::Call {
                 func,
