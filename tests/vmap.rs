@@ -773,6 +773,7 @@ fn per_example_gradients_of_a_float_field_are_a_clear_panic() {
     // one example at a time works
     let g = scaled_loss_grad(&p, &x);
     let v = scaled_sum(&p, &x).item::<f64>();
+    assert_eq!(scaled_loss(&p, &x).item::<f64>(), v * v);
     let want = 2.0 * v * v / p.s;
     assert!(
         (g.s - want).abs() <= 1e-12 * (1.0 + want.abs()),
