@@ -16,8 +16,8 @@ const THETA0: f64 = 1.0;
 
 /// Angles observed every 0.2 s, released at rest from 1 rad (from g/l = 9, damping 0.3).
 const OBSERVED: [f64; 10] = [
-    0.854009, 0.460000, -0.059350, -0.528727, -0.801043, -0.812329, -0.574924, -0.167777,
-    0.271426, 0.595156,
+    0.854009, 0.460000, -0.059350, -0.528727, -0.801043, -0.812329, -0.574924, -0.167777, 0.271426,
+    0.595156,
 ];
 
 #[derive(Clone, Debug, Differentiable)]
@@ -69,15 +69,15 @@ pub fn main() {
     for step in 0..=300 {
         let (loss, g) = misfit_value_and_grad(&p, THETA0, &OBSERVED);
         if step % 50 == 0 {
-            println!(
-                "{step:4} {loss:11.3e} {:7.4} {:9.4}",
-                p.g_over_l, p.damping
-            );
+            println!("{step:4} {loss:11.3e} {:7.4} {:9.4}", p.g_over_l, p.damping);
         }
         adam.step(&mut p, &g);
     }
     let loss = misfit(&p, THETA0, &OBSERVED);
-    println!("fitted: g/l = {:.4}, damping = {:.4}", p.g_over_l, p.damping);
+    println!(
+        "fitted: g/l = {:.4}, damping = {:.4}",
+        p.g_over_l, p.damping
+    );
     assert!(
         loss < 1e-9 && (p.g_over_l - 9.0).abs() < 1e-2 && (p.damping - 0.3).abs() < 1e-2,
         "the fit did not converge: {p:?}, misfit {loss:.3e}"

@@ -451,3 +451,102 @@ fn attention_through_methods_matches_finite_differences() {
     let want = fd_grad(&|p| with(&gamma, p), &wq);
     assert_all_close(&g.wq.to_vec::<f64>(), &want, FD_RTOL, "wq");
 }
+
+/// A recurrent cell as a method, called over time steps from batched functions: per-example
+/// gradients and a Jacobian go through its batched counterparts.
+#[derive(Clone, Debug, Differentiable)]
+struct Rnn {
+    wx: Tensor,
+    wh: Tensor,
+    b: Tensor,
+}
+
+impl Rnn {
+    #[grad]
+    fn cell(&self, x: &Tensor, h: &Tensor) -> Tensor {
+        (x.matmul(&self.wx) + h.matmul(&self.wh) + &self.b).tanh()
+    }
+}
+
+/// One sequence `[steps, 3]` against a target `[4]`.
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(p))]
+fn sequence_loss(p: &Rnn, xs: &Tensor, y: &Tensor) -> Tensor {
+    let mut h = p.b.zeros_like();
+    for i in 0..xs.shape()[0] {
+        h = p.cell(&xs.slice(0, i, i + 1).squeeze(0), &h);
+    }
+    (h - y).powi(2).sum()
+}
+
+#[jacobian(wrt(x))]
+fn cell_of(p: &Rnn, x: &Tensor) -> Tensor {
+    p.cell(x, x)
+}
+
+fn rnn() -> Rnn {
+    let ks = Key::new(7).split_n(3);
+    Rnn {
+        wx: Tensor::normal(ks[0], &[3, 4], DType::F64) * 0.5,
+        wh: Tensor::normal(ks[1], &[4, 4], DType::F64) * 0.5,
+        b: Tensor::normal(ks[2], &[4], DType::F64) * 0.5,
+    }
+}
+
+#[test]
+fn per_example_gradients_through_a_method_match_a_loop_and_finite_differences() {
+    let p = rnn();
+    let xs = Tensor::normal(Key::new(8), &[5, 6, 3], DType::F64);
+    let ys = Tensor::normal(Key::new(9), &[5, 4], DType::F64);
+    let g = sequence_loss_grad_vmap(&p, &xs, &ys);
+    assert_eq!(g.wh.shape(), &[5, 4, 4]);
+    for e in 0..5 {
+        let (x, y) = (
+            xs.slice(0, e, e + 1).squeeze(0),
+            ys.slice(0, e, e + 1).squeeze(0),
+        );
+        let one = sequence_loss_grad(&p, &x, &y);
+        let got = g.wh.slice(0, e, e + 1).squeeze(0).to_vec::<f64>();
+        assert_all_close(&got, &one.wh.to_vec::<f64>(), AD_RTOL, "per-example wh");
+        if e == 0 {
+            let with = |w: &[f64]| {
+                let mut q = p.clone();
+                q.wh = Tensor::from_vec(w.to_vec(), &[4, 4]);
+                sequence_loss(&q, &x, &y).item::<f64>()
+            };
+            let want = fd_grad(&with, &p.wh.to_vec::<f64>());
+            assert_all_close(&got, &want, FD_RTOL, "wh vs finite differences");
+        }
+    }
+}
+
+#[test]
+fn a_jacobian_through_a_method_matches_finite_differences() {
+    let p = rnn();
+    let x = Tensor::normal(Key::new(10), &[4], DType::F64).reshape(&[1, 4]);
+    let q = Rnn {
+        wx: Tensor::normal(Key::new(11), &[4, 4], DType::F64) * 0.5,
+        ..p
+    };
+    let (jf, jr) = (cell_of_jacfwd(&q, &x), cell_of_jacrev(&q, &x));
+    assert_eq!(jf.shape(), &[1, 4, 1, 4]);
+    assert_all_close(
+        &jf.to_vec::<f64>(),
+        &jr.to_vec::<f64>(),
+        AD_RTOL,
+        "jacfwd vs jacrev",
+    );
+    let xv = x.to_vec::<f64>();
+    for o in 0..4 {
+        let want = fd_grad(
+            &|v| cell_of(&q, &Tensor::from_vec(v.to_vec(), &[1, 4])).to_vec::<f64>()[o],
+            &xv,
+        );
+        assert_all_close(
+            &jf.to_vec::<f64>()[4 * o..4 * o + 4],
+            &want,
+            FD_RTOL,
+            "jacfwd row",
+        );
+    }
+}

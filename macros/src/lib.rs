@@ -74,8 +74,12 @@
 //! are; kept in (the default), it is a parameter struct and its gradient has type `Self`.
 //! The derivatives are methods too (`model.loss_grad(&x)`), and `self.g(..)`, `p.g(..)` on
 //! a struct parameter or `layer.g(..)` on a part of one (`for layer in &self.layers`) calls
-//! the method `g`, differentiated through the callee's `#[grad]`. `&mut self` and `self` are refused, and so are methods under `#[vmap]`,
-//! `#[jacobian]` and `#[hessian]`; a trait's `impl` cannot take the extra methods.
+//! the method `g`, differentiated through the callee's `#[grad]`. A method that takes a
+//! tensor and calls no other function with active arguments also has the batched
+//! counterparts `#[vmap]`, `#[jacobian]` and `#[hessian]` callers call (per-example
+//! gradients of a loss calling `p.cell(x, h)`). `&mut self` and `self` are refused, and so
+//! are methods under `#[vmap]`, `#[jacobian]` and `#[hessian]` themselves; a trait's `impl`
+//! cannot take the extra methods.
 //!
 //! ```
 //! use ferrax::prelude::*;

@@ -205,8 +205,8 @@ pub fn call_counterparts(
     } else {
         by_grad
     };
-    // (methods are not batched: `#[vmap]` takes free functions; nor are functions reading a
-    // float out of an active struct: its per-example gradients cannot fit the float field)
+    // (nor are functions reading a float out of an active struct: its per-example gradients
+    // cannot fit the float field)
     let mut float_fields = false;
     walk(&func.body, &mut |s| {
         if let Stmt::Let {
@@ -218,9 +218,33 @@ pub fn call_counterparts(
                 && func.params.iter().any(|p| p.var == *root && p.active);
         }
     });
-    let batched = batched && batchable && !float_fields && !crate::method::is_method(item);
+    let batched = batched && batchable && !float_fields;
     if !unbatched && !batched {
         return quote!();
+    }
+    let mut out = quote!();
+    // a method, which cannot take `#[vmap]`, has the batched primal `#[vmap]` gives a
+    // function here: every float and tensor parameter along axis 0, the receiver unbatched
+    if batched && crate::method::is_method(item) {
+        let axes0: Vec<Option<isize>> = func
+            .params
+            .iter()
+            .map(|p| matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
+            .collect();
+        out.extend(
+            batched_fn(
+                &BatchedFn {
+                    name: format_ident!("{}{}", crate::transform::vmap::VMAP0, item.sig.ident),
+                    doc: String::new(),
+                    item,
+                    axes: &axes0,
+                    outputs: vec![(func.output, sig.ret_ty.clone())],
+                    out_axes: 0,
+                },
+                &func,
+            )
+            .unwrap_or_default(),
+        );
     }
     let grad_tys: Vec<Type> = active
         .iter()
@@ -249,7 +273,6 @@ pub fn call_counterparts(
         )
         .unwrap_or_default()
     };
-    let mut out = quote!();
 
     // gradients for a batched cotangent
     let v = vjp_recomputing_calls(&func, &varied_set);
