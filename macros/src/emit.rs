@@ -897,11 +897,5 @@ fn member_name(m: &syn::Member) -> String {
 
 /// Whether `func` is `::ferrax::__private::int_field` (see `Lowerer::lower_cast`).
 fn int_field_check(func: &syn::ExprPath) -> bool {
-    let segs: Vec<String> = func
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    segs.ends_with(&["__private".to_string(), "int_field".to_string()])
+    segments(func).ends_with(&["__private".to_string(), "int_field".to_string()])
 }

@@ -548,13 +548,17 @@ pub fn children_mut(s: &mut Stmt) -> Vec<&mut Block> {
 /// Whether a call is to a helper of the runtime module `module` of generated code
 /// (`::ferrax::__private::t::*`: tensor helpers; `b`: batching rules).
 pub fn runtime_helper(func: &syn::ExprPath, module: &str) -> bool {
-    let segs: Vec<String> = func
-        .path
+    let segs = segments(func);
+    segs.len() >= 3 && segs[segs.len() - 2] == module && segs[segs.len() - 3] == "__private"
+}
+
+/// The names along a path (`["ferrax", "__private", "int_field"]`).
+pub fn segments(func: &syn::ExprPath) -> Vec<String> {
+    func.path
         .segments
         .iter()
         .map(|s| s.ident.to_string())
-        .collect();
-    segs.len() >= 3 && segs[segs.len() - 2] == module && segs[segs.len() - 3] == "__private"
+        .collect()
 }
 
 /// Atoms a right-hand side reads (variables of sequences included).

@@ -1627,12 +1627,7 @@ impl Lowerer<'_> {
         let Expr::Path(p) = &*c.func else {
             return self.unsupported(&c.func, "calling anything but a function by name");
         };
-        let segs: Vec<String> = p
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.to_string())
-            .collect();
+        let segs = crate::ir::segments(p);
         let last = segs.last().cloned().unwrap_or_default();
         if segs.len() == 1
             && p.qself.is_none()
