@@ -9,8 +9,8 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 /// Row-major (C-order) strides of a shape, in elements.
-pub fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
-    let mut strides = vec![0isize; shape.len()];
+pub fn contiguous_strides(shape: &[usize]) -> Steps {
+    let mut strides = Steps::from_elem(0, shape.len());
     let mut acc = 1isize;
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
@@ -76,14 +76,21 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     Ok(out)
 }
 
+/// The sizes of a layout's axes, inline up to four (no allocation for the tensors of most
+/// programs).
+pub type Dims = smallvec::SmallVec<[usize; 4]>;
+
+/// The strides of a layout's axes, inline up to four.
+pub type Steps = smallvec::SmallVec<[isize; 4]>;
+
 /// Where a tensor's elements sit in its storage: element `idx` is at
 /// `offset + sum(idx[d] * strides[d])`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// Size of each axis.
-    pub shape: Vec<usize>,
+    pub shape: Dims,
     /// Step in storage elements along each axis (0 for a broadcast axis).
-    pub strides: Vec<isize>,
+    pub strides: Steps,
     /// Storage index of the first element.
     pub offset: usize,
 }
@@ -92,7 +99,7 @@ impl Layout {
     /// The row-major layout of `shape` at offset 0.
     pub fn contiguous(shape: &[usize]) -> Layout {
         Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset: 0,
         }
@@ -148,7 +155,7 @@ impl Layout {
         let err = || {
             Error::ShapeMismatch {
             op,
-            lhs: self.shape.clone(),
+            lhs: self.shape.to_vec(),
             rhs: shape.to_vec(),
             reason: "cannot be broadcast: the first must be 1 or equal to the second on each trailing axis".into(),
         }
@@ -157,7 +164,7 @@ impl Layout {
             return Err(err());
         }
         let lead = shape.len() - self.shape.len();
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = Steps::from_elem(0, shape.len());
         for (i, &d) in shape.iter().enumerate().skip(lead) {
             let (sd, ss) = (self.shape[i - lead], self.strides[i - lead]);
             strides[i] = if sd == d {
@@ -169,7 +176,7 @@ impl Layout {
             };
         }
         Ok(Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides,
             offset: self.offset,
         })
@@ -217,14 +224,14 @@ impl Layout {
     pub fn reshape(&self, shape: &[usize]) -> Option<Layout> {
         if self.is_contiguous() {
             return Some(Layout {
-                shape: shape.to_vec(),
+                shape: Dims::from_slice(shape),
                 strides: contiguous_strides(shape),
                 offset: self.offset,
             });
         }
         // Split the old axes into chunks that are contiguous among themselves, and check
         // that the new axes tile each chunk exactly (the algorithm of NumPy and PyTorch).
-        let mut strides = vec![0isize; shape.len()];
+        let mut strides = Steps::from_elem(0, shape.len());
         let mut view_d = shape.len() as isize - 1;
         let mut chunk_base = *self.strides.last()?;
         let mut tensor_numel = 1usize;
@@ -251,7 +258,7 @@ impl Layout {
             }
         }
         (view_d == -1).then(|| Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides,
             offset: self.offset,
         })

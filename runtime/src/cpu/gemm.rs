@@ -116,8 +116,8 @@ fn column_bands<T: MathFloat>(
         let j0 = t * band;
         let cols = band.min(n - j0);
         let layout = crate::shape::Layout {
-            shape: vec![k, cols],
-            strides: vec![b.rs, b.cs],
+            shape: crate::shape::Dims::from_slice(&[k, cols]),
+            strides: crate::shape::Steps::from_slice(&[b.rs, b.cs]),
             offset: (b.offset as isize + j0 as isize * b.cs) as usize,
         };
         let rows = crate::storage::strided_copy(b.data, &layout);

@@ -338,8 +338,8 @@ impl<'a> Loader<'a> {
                 if summed(t) {
                     let l = &t.layout;
                     Layout {
-                        shape: l.shape[1..].to_vec(),
-                        strides: l.strides[1..].to_vec(),
+                        shape: l.shape[1..].into(),
+                        strides: l.strides[1..].into(),
                         offset: l.offset,
                     }
                     .broadcast_to(op, shape)
