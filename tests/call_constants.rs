@@ -179,3 +179,32 @@ fn constants_passed_on_jacobians_agree() {
         );
     }
 }
+
+/// `x^n / n`, with its derivative given by hand; `n` is an integer parameter.
+#[custom_vjp(scaled_power_bwd)]
+fn scaled_power(x: f64, n: u32) -> f64 {
+    x.powi(n as i32) / n as f64
+}
+
+fn scaled_power_bwd(x: f64, n: u32, _out: &f64, ct: f64) -> f64 {
+    ct * x.powi(n as i32 - 1)
+}
+
+const POWER: u32 = 3;
+
+#[grad]
+fn powers(x: f64) -> f64 {
+    scaled_power(x, POWER) + scaled_power(x * K / 40.0, 2)
+}
+
+#[test]
+fn constants_passed_to_a_custom_rule_with_an_integer_parameter() {
+    for x in [-1.3, 0.4, 2.0] {
+        let g = powers_grad(x);
+        let want = fd_grad(&|v| powers(v[0]), &[x]);
+        assert_all_close(&[g], &want, FD_RTOL, "powers_grad");
+        let (v, t) = powers_jvp(x, 1.0);
+        assert_eq!(v, powers(x));
+        assert_all_close(&[t], &[g], AD_RTOL, "powers_jvp");
+    }
+}

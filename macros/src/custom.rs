@@ -169,7 +169,7 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
         .map(|p| format_ident!("d{}", p.ident))
         .collect();
     let one = if ret_kind == Kind::Tensor {
-        quote!(::ferrax::__private::t::ones_like(&out))
+        quote!(::ferrax::__private::t::ones_like(&__ferrax_out))
     } else {
         quote!(1.0)
     };
@@ -220,35 +220,35 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
             #[doc = #doc_vjp]
             #allow
             #vis fn #vjp_name(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
-                let out = #name(#(#idents),*);
+                let __ferrax_out = #name(#(#idents),*);
                 #(#owned)*
-                (::std::clone::Clone::clone(&out), move |ct: #ret| -> #grads_ty { #rule(#(#owned_args,)* &out, ct) })
+                (::std::clone::Clone::clone(&__ferrax_out), move |__ferrax_ct: #ret| -> #grads_ty { #rule(#(#owned_args,)* &__ferrax_out, __ferrax_ct) })
             }
             #[doc = "Gradient of the function of the same stem, from its custom rule."]
             #allow
             #vis fn #grad_name(#(#typed),*) -> #grads_ty {
-                let out = #name(#(#idents),*);
-                let ct = #one;
-                #rule(#(#idents,)* &out, ct)
+                let __ferrax_out = #name(#(#idents),*);
+                let __ferrax_ct = #one;
+                #rule(#(#idents,)* &__ferrax_out, __ferrax_ct)
             }
             #[doc = "Value and gradient of the function of the same stem, from its custom rule."]
             #allow
             #vis fn #vag_name(#(#typed),*) -> (#ret, #grads_ty) {
-                let out = #name(#(#idents),*);
-                let ct = #one;
-                let g = #rule(#(#idents,)* &out, ct);
-                (out, g)
+                let __ferrax_out = #name(#(#idents),*);
+                let __ferrax_ct = #one;
+                let __ferrax_g = #rule(#(#idents,)* &__ferrax_out, __ferrax_ct);
+                (__ferrax_out, __ferrax_g)
             }
         });
         if !both {
             // Forward mode from one reverse pass: <grad, tangent>, exact for a scalar output.
             let g_items: Vec<TokenStream> = if active.len() == 1 {
-                vec![quote!(&g)]
+                vec![quote!(&__ferrax_g)]
             } else {
                 (0..active.len())
                     .map(|k| {
                         let k = syn::Index::from(k);
-                        quote!(&g.#k)
+                        quote!(&__ferrax_g.#k)
                     })
                     .collect()
             };
@@ -270,14 +270,14 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
                 #[doc = "Forward mode of the function of the same stem: one reverse pass of its custom VJP, dotted with the tangents (a one-element output only)."]
                 #allow
                 #vis fn #jvp_name(#(#typed,)* #(#tangent_params),*) -> (#ret, #ret) {
-                    let out = #name(#(#idents),*);
-                    let n = ::ferrax::__private::t::numel_of(&out);
-                    ::core::assert!(n == 1, #msg, n);
-                    let ct = #one;
-                    let g = #rule(#(#idents,)* &out, ct);
-                    let dot = 0.0 #(+ ::ferrax::__private::t::inner(#g_items, #t_items))*;
-                    let tangent = ::ferrax::__private::t::tangent_like(&out, dot);
-                    (out, tangent)
+                    let __ferrax_out = #name(#(#idents),*);
+                    let __ferrax_n = ::ferrax::__private::t::numel_of(&__ferrax_out);
+                    ::core::assert!(__ferrax_n == 1, #msg, __ferrax_n);
+                    let __ferrax_ct = #one;
+                    let __ferrax_g = #rule(#(#idents,)* &__ferrax_out, __ferrax_ct);
+                    let __ferrax_dot = 0.0 #(+ ::ferrax::__private::t::inner(#g_items, #t_items))*;
+                    let __ferrax_tangent = ::ferrax::__private::t::tangent_like(&__ferrax_out, __ferrax_dot);
+                    (__ferrax_out, __ferrax_tangent)
                 }
             });
         }
@@ -318,7 +318,7 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
                 .map(|k| {
                     let ts =
                         (0..active.len()).map(|j| if j == k { quote!(1.0) } else { quote!(0.0) });
-                    quote!(ct * #rule(#(#idents,)* #(#ts),*).1)
+                    quote!(__ferrax_ct * #rule(#(#idents,)* #(#ts),*).1)
                 })
                 .collect();
             let grads = if passes.len() == 1 {
@@ -330,19 +330,19 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
                 #[doc = "Reverse mode of the function of the same stem: one pass of its custom JVP per parameter."]
                 #allow
                 #vis fn #vjp_name(#(#typed),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty + use<>) {
-                    let out = #name(#(#idents),*);
-                    (out, move |ct: #ret| -> #grads_ty { #grads })
+                    let __ferrax_out = #name(#(#idents),*);
+                    (__ferrax_out, move |__ferrax_ct: #ret| -> #grads_ty { #grads })
                 }
                 #[doc = "Gradient of the function of the same stem, from its custom JVP."]
                 #allow
                 #vis fn #grad_name(#(#typed),*) -> #grads_ty {
-                    let ct = 1.0;
+                    let __ferrax_ct = 1.0;
                     #grads
                 }
                 #[doc = "Value and gradient of the function of the same stem, from its custom JVP."]
                 #allow
                 #vis fn #vag_name(#(#typed),*) -> (#ret, #grads_ty) {
-                    let ct = 1.0;
+                    let __ferrax_ct = 1.0;
                     (#name(#(#idents),*), #grads)
                 }
             });

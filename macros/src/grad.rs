@@ -614,6 +614,7 @@ mod tests {
             Ok("vmap") => crate::vmap::expand(attr, item),
             Ok("jacobian") => crate::jacobian::expand(Which::Jacobian, attr, item),
             Ok("hessian") => crate::jacobian::expand(Which::Hessian, attr, item),
+            Ok("custom_vjp") => crate::custom::expand(crate::custom::Rule::Vjp, attr, item),
             _ => expand(attr, item),
         };
         println!(
