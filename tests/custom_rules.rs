@@ -178,3 +178,25 @@ fn custom_jvp_gives_reverse_mode_too() {
     let (v, pb) = safe_sqrt_vjp(9.0);
     assert_eq!((v, pb(2.0)), (3.0, 2.0 / 6.0));
 }
+
+/// Parameters named like the tangents the rule's forward mode takes (`dx` for `x`).
+#[custom_vjp(shifted_bwd)]
+fn shifted(x: f64, dx: f64) -> f64 {
+    (x + dx).sin()
+}
+
+fn shifted_bwd(x: f64, dx: f64, _out: &f64, ct: f64) -> (f64, f64) {
+    let c = ct * (x + dx).cos();
+    (c, c)
+}
+
+#[test]
+fn a_custom_rule_with_a_parameter_named_like_a_tangent() {
+    let (x, dx) = (0.3, 0.9);
+    let (gx, gdx) = shifted_grad(x, dx);
+    let fd = fd_grad(&|v: &[f64]| shifted(v[0], v[1]), &[x, dx]);
+    assert!(close(gx, fd[0], 1e-8, 1e-10) && close(gdx, fd[1], 1e-8, 1e-10));
+    let (v, t) = shifted_jvp(x, dx, 1.0, 2.0);
+    assert_eq!(v, shifted(x, dx));
+    assert!(close(t, gx + 2.0 * gdx, 1e-14, 0.0));
+}

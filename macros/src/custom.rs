@@ -156,17 +156,22 @@ pub fn expand(which: Rule, attr: TokenStream, item: TokenStream) -> syn::Result<
             quote!(#i: #t)
         })
         .collect();
+    // `dx` for `x`, unless a parameter has that name (`fn f(x: f64, dx: f64)`)
+    let tangent_of = |p: &Param| {
+        let d = format_ident!("d{}", p.ident);
+        match params.iter().any(|q| q.ident == d) {
+            true => format_ident!("__ferrax_d{}", p.ident),
+            false => d,
+        }
+    };
+    let tangents: Vec<syn::Ident> = active.iter().map(|p| tangent_of(p)).collect();
     let tangent_params: Vec<TokenStream> = active
         .iter()
-        .map(|p| {
-            let d = format_ident!("d{}", p.ident);
+        .zip(&tangents)
+        .map(|(p, d)| {
             let t = &p.ty;
             quote!(#d: #t)
         })
-        .collect();
-    let tangents: Vec<syn::Ident> = active
-        .iter()
-        .map(|p| format_ident!("d{}", p.ident))
         .collect();
     let one = if ret_kind == Kind::Tensor {
         quote!(::ferrax::__private::t::ones_like(&__ferrax_out))
