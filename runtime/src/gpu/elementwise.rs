@@ -18,6 +18,7 @@
 //! through the same expressions (see [`Loader`]), so a pending result feeding them is
 //! computed inside their kernel too.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -180,13 +181,13 @@ impl Fused {
     }
 
     /// The variable of a scalar leaf.
-    fn scalar(&mut self, p: Param) -> String {
+    fn scalar(&mut self, p: Param) -> Cow<'static, str> {
         self.scalars.push(p);
-        format!("s{}", self.scalars.len() - 1)
+        var_name('s', self.scalars.len() - 1)
     }
 
     /// The variable of a tensor leaf (the same variable for the same view).
-    fn tensor(&mut self, t: &Tensor) -> String {
+    fn tensor(&mut self, t: &Tensor) -> Cow<'static, str> {
         let same = |u: &Tensor| Arc::ptr_eq(&u.storage, &t.storage) && u.layout == t.layout;
         let k = match self.tensors.iter().position(same) {
             Some(k) => k,
@@ -195,7 +196,7 @@ impl Fused {
                 self.tensors.len() - 1
             }
         };
-        format!("v{k}")
+        var_name('v', k)
     }
 
     /// Whether `inner`'s leaves and text fit beside this expression's, keeping room for
@@ -207,10 +208,28 @@ impl Fused {
     }
 
     /// Takes `inner`'s leaves and returns its text with its variables renamed to ours.
-    fn absorb(&mut self, inner: Fused) -> String {
-        let tmap: Vec<String> = inner.tensors.iter().map(|t| self.tensor(t)).collect();
-        let smap: Vec<String> = inner.scalars.iter().map(|&p| self.scalar(p)).collect();
-        rename(&inner.code, &tmap, &smap)
+    fn absorb(&mut self, inner: Fused) -> Cow<'static, str> {
+        let tmap: Vec<Cow<'static, str>> = inner.tensors.iter().map(|t| self.tensor(t)).collect();
+        let smap: Vec<Cow<'static, str>> = inner.scalars.iter().map(|&p| self.scalar(p)).collect();
+        Cow::Owned(rename(&inner.code, &tmap, &smap))
+    }
+}
+
+/// The variable `{prefix}{k}` (`v0`, `s3`): static text for the first sixteen, as a kernel's
+/// text is built for every operation recorded (no allocation for each name).
+fn var_name(prefix: char, k: usize) -> Cow<'static, str> {
+    const V: [&str; 16] = [
+        "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13",
+        "v14", "v15",
+    ];
+    const S: [&str; 16] = [
+        "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
+        "s14", "s15",
+    ];
+    match (prefix, k < 16) {
+        ('v', true) => Cow::Borrowed(V[k]),
+        ('s', true) => Cow::Borrowed(S[k]),
+        _ => Cow::Owned(format!("{prefix}{k}")),
     }
 }
 
@@ -231,7 +250,7 @@ fn inlinable(t: &Tensor, shape: &[usize]) -> Option<Fused> {
 }
 
 /// `code` with each variable `vK` replaced by `tmap[K]` and `sK` by `smap[K]`.
-fn rename(code: &str, tmap: &[String], smap: &[String]) -> String {
+fn rename(code: &str, tmap: &[Cow<'static, str>], smap: &[Cow<'static, str>]) -> String {
     let mut out = String::with_capacity(code.len());
     let bytes = code.as_bytes();
     let mut i = 0;
@@ -245,10 +264,10 @@ fn rename(code: &str, tmap: &[String], smap: &[String]) -> String {
             let word = &code[start..i];
             let mapped = match word.split_at(1) {
                 ("v", n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                    n.parse::<usize>().ok().map(|k| tmap[k].as_str())
+                    n.parse::<usize>().ok().map(|k| &*tmap[k])
                 }
                 ("s", n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                    n.parse::<usize>().ok().map(|k| smap[k].as_str())
+                    n.parse::<usize>().ok().map(|k| &*smap[k])
                 }
                 _ => None,
             };
@@ -1066,8 +1085,8 @@ mod tests {
 
     #[test]
     fn renaming_touches_only_whole_leaf_variables() {
-        let t = vec!["v3".to_string(), "v0".to_string()];
-        let s = vec!["s7".to_string()];
+        let t = vec!["v3".into(), "v0".into()];
+        let s = vec!["s7".into()];
         assert_eq!(
             rename("select(v1, sign_(v0) * s0, v10x > 0.0)", &t, &s),
             "select(v0, sign_(v3) * s7, v10x > 0.0)"
