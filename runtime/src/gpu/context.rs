@@ -23,6 +23,10 @@ use std::time::Duration;
 use super::profile::Profiler;
 use crate::error::{Error, Result};
 
+/// The hasher of the caches looked up for every kernel recorded (not DoS-resistant: the
+/// keys are ferrax's own).
+type Fast = foldhash::fast::RandomState;
+
 /// Bytes of uniform parameters each dispatch may use (one aligned slot).
 pub(crate) const PARAM_SLOT: u64 = 256;
 
@@ -52,12 +56,12 @@ pub(crate) struct Context {
     /// `FERRAX_GPU_BATCH=n`, so that the GPU starts on a step's first kernels while the
     /// host records the rest (each submission costs host time: to be tuned on a GPU).
     submit_every: usize,
-    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>, Fast>>,
     /// Free buffers by size class. Each class hands out its least buffer (in wgpu's
     /// identity order), not its last freed: so the buffers a step gets depend only on
     /// which are free when it starts, not on the order the previous step freed them, and
     /// a repeated step binds the same buffers, whose bind groups are then cached.
-    pool: Mutex<HashMap<u64, BTreeSet<wgpu::Buffer>>>,
+    pool: Mutex<HashMap<u64, BTreeSet<wgpu::Buffer>, Fast>>,
     /// Bytes held by the pool.
     pooled: Mutex<u64>,
     batch: Mutex<Batch>,
@@ -111,7 +115,7 @@ struct Batch {
     /// dispatches over the same pooled buffers, so from its second step on its bind
     /// groups are found here: making one costs wgpu and the driver a few microseconds
     /// of host time (on lavapipe, 115 of a small MLP step's 250 us).
-    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    bind_groups: HashMap<BindKey, wgpu::BindGroup, Fast>,
 }
 
 /// What a dispatch's bind group binds: the kernel's layout, its parameter slot in
@@ -208,8 +212,8 @@ impl Context {
             limits,
             subgroups,
             submit_every: submit_every(),
-            pipelines: Mutex::new(HashMap::new()),
-            pool: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::default()),
+            pool: Mutex::new(HashMap::default()),
             pooled: Mutex::new(0),
             batch: Mutex::new(Batch {
                 pass: None,
@@ -217,7 +221,7 @@ impl Context {
                 params: Vec::new(),
                 params_buf,
                 labels: Vec::new(),
-                bind_groups: HashMap::new(),
+                bind_groups: HashMap::default(),
             }),
             lost,
             counts: Counts::default(),
