@@ -1437,6 +1437,104 @@ pub fn lift_arg<T: Clone + 'static>(x: &T, bsz: usize) -> T {
     }
 }
 
+/// An argument of a type the macro cannot see (a constant such as `SCALE`, `STEPS` or
+/// `CFG`) passed to another function's batched counterpart, which takes floats and tensors
+/// batched and any other value as it is. Generated code writes
+/// `opaque_arg(value, like).lift_opaque().pass()`: method resolution on the value's concrete
+/// type finds the inherent `lift_opaque` of `OpaqueArg<f64>`, `OpaqueArg<f32>` or
+/// `OpaqueArg<Tensor>`, which lifts the value to the batch of `like` (its size, dtype and
+/// device; a broadcast view), and for any other type, through `Deref`, that of [`Keep`],
+/// which passes the value on unchanged.
+pub struct OpaqueArg<'a, T> {
+    keep: Keep<T>,
+    like: BArg<'a>,
+}
+
+/// The value of an [`OpaqueArg`] of a type that is not batched.
+pub struct Keep<T>(std::cell::Cell<Option<T>>);
+
+/// See [`OpaqueArg`].
+pub fn opaque_arg<'a, T>(value: T, like: impl Into<BArg<'a>>) -> OpaqueArg<'a, T> {
+    OpaqueArg {
+        keep: Keep(std::cell::Cell::new(Some(value))),
+        like: like.into(),
+    }
+}
+
+impl<T> std::ops::Deref for OpaqueArg<'_, T> {
+    type Target = Keep<T>;
+    fn deref(&self) -> &Keep<T> {
+        &self.keep
+    }
+}
+
+impl<T> Keep<T> {
+    /// The value, passed on as it is.
+    pub fn lift_opaque(&self) -> Kept<T> {
+        Kept(
+            self.0
+                .take()
+                .expect("ferrax vmap: an argument is passed on once"),
+        )
+    }
+}
+
+impl<T> OpaqueArg<'_, T> {
+    fn value(self) -> T {
+        self.keep
+            .0
+            .into_inner()
+            .expect("ferrax vmap: an argument is passed on once")
+    }
+}
+
+impl OpaqueArg<'_, f64> {
+    /// The float as a batch of it.
+    #[track_caller]
+    pub fn lift_opaque(self) -> Lifted {
+        let like = self.like;
+        Lifted(lift_like(self.value(), like))
+    }
+}
+
+impl OpaqueArg<'_, f32> {
+    /// The float as a batch of it.
+    #[track_caller]
+    pub fn lift_opaque(self) -> Lifted {
+        let like = self.like;
+        Lifted(lift_like(self.value(), like))
+    }
+}
+
+impl OpaqueArg<'_, Tensor> {
+    /// The tensor as a batch of it (a broadcast view).
+    #[track_caller]
+    pub fn lift_opaque(self) -> Lifted {
+        let bsz = batched_like("lift_opaque", self.like).shape()[0];
+        Lifted(lift(&self.value(), bsz))
+    }
+}
+
+/// A float or tensor argument lifted to a batch: passed as `&Tensor`.
+pub struct Lifted(Tensor);
+
+impl Lifted {
+    /// The batched tensor.
+    pub fn pass(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+/// An argument passed on as it is.
+pub struct Kept<T>(T);
+
+impl<T> Kept<T> {
+    /// The value.
+    pub fn pass(self) -> T {
+        self.0
+    }
+}
+
 /// A float as a batched `[bsz]` f32 tensor.
 pub fn lift_f32(x: f32, bsz: usize) -> Tensor {
     Tensor::full(&[bsz], x as f64, DType::F32)
@@ -1450,12 +1548,18 @@ pub fn lift_f64(x: f64, bsz: usize) -> Tensor {
 /// A float as a batched `[B]` tensor in the dtype, batch size and device of the batched `like`.
 #[track_caller]
 pub fn lift_like<'a>(x: impl Into<f64>, like: impl Into<BArg<'a>>) -> Tensor {
-    let like = match like.into() {
-        BArg::Plain(Operand::Tensor(t)) => BArg::Batched(t),
-        l => l,
-    };
-    let like = need("lift_like", like);
+    let like = batched_like("lift_like", like.into());
     Tensor::full_on(&[like.shape()[0]], x.into(), like.dtype(), &like.device())
+}
+
+/// The batched tensor a lift takes its batch size, dtype and device from (generated code
+/// passes it as a batched or a plain operand).
+#[track_caller]
+fn batched_like<'a>(op: &str, like: BArg<'a>) -> &'a Tensor {
+    match like {
+        BArg::Plain(Operand::Tensor(t)) => t,
+        l => need(op, l),
+    }
 }
 
 /// A bool as a batched `[B]` mask (1 or 0) in the dtype, batch size and device of the

@@ -106,14 +106,13 @@ fn loss(w: &Tensor, x: &Tensor) -> Tensor {
     layer(x, w, STEPS, SCALE).powi(2).sum()
 }
 
-/// Batched, a float constant passed to a batched call is read through a typed `let` (the
-/// callee's batched counterpart takes its float parameters batched, and the macro lifts a
-/// value it knows to be a float).
+/// Batched: the callee's batched counterpart takes its float parameters batched, so a float
+/// constant is lifted to the batch (the macro cannot see that `SCALE` is a float; rustc's
+/// method resolution on its type decides, `b::OpaqueArg`), and an integer one passes as it is.
 #[vmap(in_axes = (None, 0))]
 #[grad(wrt(w))]
 fn batched_loss(w: &Tensor, x: &Tensor) -> Tensor {
-    let scale: f64 = SCALE;
-    layer(x, w, STEPS, scale).powi(2).sum()
+    layer(x, w, STEPS, SCALE).powi(2).sum()
 }
 
 fn normal(seed: u64, shape: &[usize]) -> Tensor {
@@ -151,7 +150,7 @@ fn constants_passed_on_per_example_gradients_match_a_loop() {
 /// A Jacobian through the call (the callee's batched forward mode).
 #[jacobian]
 fn features(x: &Tensor) -> Tensor {
-    layer(x, x, STEPS, 0.7)
+    layer(x, x, STEPS, SCALE)
 }
 
 #[test]
@@ -206,5 +205,103 @@ fn constants_passed_to_a_custom_rule_with_an_integer_parameter() {
         let (v, t) = powers_jvp(x, 1.0);
         assert_eq!(v, powers(x));
         assert_all_close(&[t], &[g], AD_RTOL, "powers_jvp");
+    }
+}
+
+/// A configuration of a tensor function: not `Differentiable`, passed by reference.
+struct Gate {
+    scale: f64,
+    power: i32,
+}
+
+const GATE: Gate = Gate {
+    scale: 1.5,
+    power: 3,
+};
+const BIAS: f64 = 0.25;
+const BIAS32: f32 = 0.25;
+
+/// An integer field as an exponent (`powi(cfg.power)`), a float field as a factor.
+#[vmap(in_axes = (0, None, None))]
+#[grad(wrt(x))]
+fn gate(x: &Tensor, cfg: &Gate, bias: f64) -> Tensor {
+    (x * cfg.scale + bias).powi(cfg.power).sum()
+}
+
+/// Calls `gate` with `&GATE`: `gate`'s pullback borrows its configuration, which here is
+/// a local of the caller, so the caller's reverse sweep calls `gate`'s vjp again rather
+/// than keep that pullback; batched, `&GATE` passes as it is and `BIAS` is lifted.
+#[vmap(in_axes = (0))]
+#[grad]
+fn gated(x: &Tensor) -> Tensor {
+    gate(x, &GATE, BIAS) * x.sum()
+}
+
+#[jacobian]
+fn gated_features(x: &Tensor) -> Tensor {
+    gate(x, &GATE, BIAS) * x
+}
+
+#[test]
+fn a_configuration_passed_by_reference_matches_finite_differences() {
+    let x = normal(6, &[3]);
+    let g = gated_grad(&x).to_vec::<f64>();
+    let want = fd_grad(
+        &|p| gated(&Tensor::from_vec(p.to_vec(), &[3])).item::<f64>(),
+        &x.to_vec::<f64>(),
+    );
+    assert_all_close(&g, &want, FD_RTOL, "gated_grad");
+    let jr = gated_features_jacrev(&x).to_vec::<f64>();
+    let jf = gated_features_jacfwd(&x).to_vec::<f64>();
+    assert_all_close(&jf, &jr, AD_RTOL, "jacfwd vs jacrev");
+    for o in 0..3 {
+        let want = fd_grad(
+            &|p| gated_features(&Tensor::from_vec(p.to_vec(), &[3])).to_vec::<f64>()[o],
+            &x.to_vec::<f64>(),
+        );
+        assert_all_close(&jf[3 * o..3 * o + 3], &want, FD_RTOL, "jacfwd row");
+    }
+}
+
+#[test]
+fn a_configuration_passed_by_reference_batches_like_a_loop() {
+    let xs = normal(7, &[4, 3]);
+    let (v, g) = (gated_vmap(&xs).to_vec::<f64>(), gated_grad_vmap(&xs));
+    assert_eq!(g.shape(), &[4, 3]);
+    let g = g.to_vec::<f64>();
+    for b in 0..4 {
+        let x = Tensor::from_vec(xs.to_vec::<f64>()[3 * b..3 * b + 3].to_vec(), &[3]);
+        assert_all_close(&[v[b]], &[gated(&x).item::<f64>()], AD_RTOL, "gated_vmap");
+        let want = gated_grad(&x).to_vec::<f64>();
+        assert_all_close(&g[3 * b..3 * b + 3], &want, AD_RTOL, "per-example gradient");
+    }
+}
+
+/// An `f32` constant lifted into an `f32` batch.
+#[vmap]
+fn shifted(x: &Tensor, b: f32) -> Tensor {
+    (x + b).tanh()
+}
+
+#[vmap]
+fn shifted_by_constant(x: &Tensor) -> Tensor {
+    shifted(x, BIAS32) * 2.0
+}
+
+#[test]
+fn an_f32_constant_passed_to_a_batched_call_is_lifted_in_f32() {
+    let xs = Tensor::normal(Key::new(8), &[4, 3], DType::F32);
+    let ys = shifted_by_constant_vmap(&xs);
+    assert_eq!((ys.shape(), ys.dtype()), (&[4usize, 3][..], DType::F32));
+    let (xv, yv) = (xs.to_vec::<f32>(), ys.to_vec::<f32>());
+    for b in 0..4 {
+        let x = Tensor::from_vec(xv[3 * b..3 * b + 3].to_vec(), &[3]);
+        let (one, two) = (shifted_by_constant(&x), shifted(&x, BIAS32) * 2.0);
+        let (one, two) = (one.to_vec::<f32>(), two.to_vec::<f32>());
+        for k in 0..3 {
+            let (x, y) = (xv[3 * b + k], yv[3 * b + k]);
+            assert!((one[k] - y).abs() < 1e-6, "{x}: {y} vs {}", one[k]);
+            assert!((two[k] - y).abs() < 1e-6, "{x}: {y} vs {}", two[k]);
+        }
     }
 }

@@ -521,11 +521,16 @@ impl Lowerer<'_> {
         self.as_int(a)
     }
 
-    /// `a`, an integer if it is a field just read as a float (see `scalar_fields`) that
-    /// nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`), the
-    /// field is one (Rust does not convert between them).
+    /// `a`, an integer if it is a value of a type the macro cannot see (a constant, a field
+    /// of a configuration) or a field just read as a float (see `scalar_fields`) that
+    /// nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`,
+    /// `x.powi(cfg.n)`), the value is one (Rust does not convert between them).
     fn as_int(&mut self, a: Atom) -> Atom {
         let Atom::Var(v) = a else { return a };
+        if self.func.info(v).kind == Kind::Opaque {
+            self.func.vars[v.0 as usize].kind = Kind::Int;
+            return a;
+        }
         if !self.scalar_fields || self.func.info(v).kind != Kind::Float(Prec::Infer) {
             return a;
         }
@@ -546,7 +551,12 @@ impl Lowerer<'_> {
         a
     }
 
-    fn prim(&mut self, p: Prim, args: Vec<Atom>) -> Atom {
+    fn prim(&mut self, p: Prim, mut args: Vec<Atom>) -> Atom {
+        for (k, a) in args.iter_mut().enumerate() {
+            if p.is_int_arg(k) {
+                *a = self.as_int(*a);
+            }
+        }
         let kinds: Vec<Kind> = args.iter().map(|a| self.kind(*a)).collect();
         self.let_("t", p.out_kind(&kinds), Rhs::Prim(p, args))
     }

@@ -1241,6 +1241,20 @@ impl Prim {
         row(self).jvp.is_some()
     }
 
+    /// Whether argument `k` is an integer (an exponent, an axis, a bound): a value of a type
+    /// the macro cannot see there (`x.powi(cfg.n)`, `x.sum_axis(AXIS, false)`) is one.
+    pub fn is_int_arg(self, k: usize) -> bool {
+        use Prim::*;
+        match self {
+            Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect => k == 1,
+            Transpose => k == 1 || k == 2,
+            Slice => (1..=3).contains(&k),
+            Concat | Stack => k == 0,
+            _ => false,
+        }
+    }
+
     /// Whether argument `k` is one for every example when the primitive is batched (the
     /// indices of a gather): `vmap` cannot batch it.
     pub fn is_shared_arg(self, k: usize) -> bool {

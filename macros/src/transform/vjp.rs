@@ -499,11 +499,19 @@ impl Vjp<'_> {
                 span,
             } if !args.is_empty() => {
                 // y, pullback = g_vjp(args); reverse: grads = pullback(y_bar).
-                // A pullback borrows the callee's slice arguments. When one is a local Vec, the
-                // reverse sweep (which owns that Vec) calls the callee's vjp again instead of
-                // keeping a pullback that would borrow from it.
+                // A pullback borrows the callee's slice and configuration arguments (`&[f64]`,
+                // `&Cfg`; tensors it clones). When one is a local (a Vec, `&CFG`, `&cfg`
+                // made here), the reverse sweep (which owns it) calls the callee's vjp again
+                // instead of keeping a pullback that would borrow from it.
                 // (a view borrows what its base borrows)
                 let params: HashSet<Var> = self.func.params.iter().map(|p| p.var).collect();
+                let borrowed_params: HashSet<Var> = self
+                    .func
+                    .params
+                    .iter()
+                    .filter(|p| matches!(p.ty, syn::Type::Reference(_)))
+                    .map(|p| p.var)
+                    .collect();
                 let root = |mut v: Var| {
                     while let Some((base, ..)) = self.func.info(v).view {
                         v = base;
@@ -511,10 +519,11 @@ impl Vjp<'_> {
                     v
                 };
                 let borrows_local = args.iter().any(|x| match x.atom {
-                    Atom::Var(v) => {
-                        !params.contains(&root(v))
-                            && matches!(self.func.info(v).kind, Kind::Seq(..))
-                    }
+                    Atom::Var(v) => match self.func.info(v).kind {
+                        Kind::Seq(..) => !params.contains(&root(v)),
+                        Kind::Opaque => x.borrow && !borrowed_params.contains(&root(v)),
+                        _ => false,
+                    },
                     _ => false,
                 });
                 let g = self.func.new_var("grads", Kind::Opaque, false);

@@ -270,6 +270,41 @@ impl Vmap<'_> {
         }
     }
 
+    /// An unbatched argument of a type only rustc knows, for another function's batched
+    /// counterpart: a float or a tensor lifted to the batch, anything else as it is (the
+    /// choice is rustc's, by the value's type: see `b::OpaqueArg`).
+    fn opaque_arg(&mut self, out: &mut Vec<Stmt>, a: Arg) -> Arg {
+        let method = |name: &str| -> syn::ExprPath {
+            let (m, id) = (
+                syn::Ident::new(crate::ir::METHOD, Span::call_site()),
+                syn::Ident::new(name, Span::call_site()),
+            );
+            syn::parse_quote!(#m::#id)
+        };
+        let arg = |atom, borrow| Arg { atom, borrow };
+        let probe = self.func.new_var("arg_probe", Kind::Opaque, false);
+        let like = Atom::Var(self.input.like);
+        out.push(Stmt::Let {
+            var: probe,
+            rhs: Self::call("opaque_arg", vec![a, arg(like, true)]),
+        });
+        let mut prev = probe;
+        for name in ["lift_opaque", "pass"] {
+            let v = self.func.new_var("arg", Kind::Opaque, false);
+            out.push(Stmt::Let {
+                var: v,
+                rhs: Rhs::Call {
+                    func: method(name),
+                    args: vec![arg(Atom::Var(prev), false)],
+                    mode: CallMode::Primal,
+                    span: Span::call_site(),
+                },
+            });
+            prev = v;
+        }
+        arg(Atom::Var(prev), false)
+    }
+
     /// `a` lifted to a batched value of the kind of `target` (a stride-0 broadcast view).
     fn lift(&mut self, out: &mut Vec<Stmt>, a: Atom, target: Var) -> Atom {
         self.lift_with(out, a, target, "lift")
@@ -673,6 +708,11 @@ impl Vmap<'_> {
                         continue;
                     }
                     let kind = self.orig_kind(a.atom);
+                    if kind == Kind::Opaque && !self.is_batched(a.atom) {
+                        // a constant of a type only rustc knows (`SCALE`, `STEPS`, `CFG`)
+                        new_args.push(self.opaque_arg(out, *a));
+                        continue;
+                    }
                     let batchable = matches!(kind, Kind::Float(_) | Kind::Tensor);
                     if !batchable && self.is_batched(a.atom) {
                         self.fail(
