@@ -132,7 +132,7 @@ fn methods_of_a_struct_of_floats_read_fields_as_written() {
 
 /// Tensor fields in a function that returns a float and takes no tensor: `.item()` makes a
 /// float of a tensor, so the fields are read as tensors (and `.item()` carries no derivative);
-/// a float field there is read with a typed `let`.
+/// a float field there is one where Rust says so (a typed `let`, the float returned).
 #[derive(Clone, Debug, Differentiable)]
 struct Dense {
     w: Tensor,
@@ -142,8 +142,10 @@ struct Dense {
 #[grad]
 fn penalty(d: &Dense) -> f64 {
     let s: f64 = (&d.w * &d.w).sum().item();
-    let k: f64 = d.scale;
-    k * s * 0.5
+    if s > 100.0 {
+        return d.scale * 100.0;
+    }
+    d.scale * s * 0.5
 }
 
 #[test]
@@ -160,4 +162,62 @@ fn tensor_fields_where_the_function_calls_item_are_tensors() {
         "item() carries no derivative"
     );
     assert_all_close(&[g.scale], &[0.5 * 5.25], AD_RTOL, "penalty wrt scale");
+    // the early return
+    let big = Dense {
+        w: Tensor::from_vec(vec![10.0, -20.0, 5.0], &[3]),
+        scale: 3.0,
+    };
+    assert_eq!(penalty(&big), 300.0);
+    assert_eq!(penalty_grad(&big).scale, 100.0);
+}
+
+/// A float field of a tensor function, where the macro cannot tell a float field from a
+/// tensor one, meeting floats: carried through a loop (`s = s + p.scale`, `s += ..`) and
+/// in a typed `let` of an expression (`let k: f64 = 2.0 * p.scale;`). Rust says these are
+/// floats, and so does the macro.
+#[grad]
+fn scaled_response(p: &Dense, x: &Tensor) -> Tensor {
+    let mut s = 0.0;
+    for _ in 0..3 {
+        s = s + p.scale;
+    }
+    let k: f64 = 2.0 * p.scale;
+    s += p.scale.sin() * k;
+    (x * &p.w * s).tanh().sum()
+}
+
+#[test]
+fn float_fields_meeting_floats_in_a_tensor_function_match_finite_differences() {
+    let (d, x) = (
+        Dense {
+            w: Tensor::from_vec(vec![0.3, -0.2, 0.5], &[3]),
+            scale: 0.7,
+        },
+        Tensor::from_vec(vec![0.4, 1.1, -0.6], &[3]),
+    );
+    let dense = |v: &[f64]| Dense {
+        w: Tensor::from_vec(v[..3].to_vec(), &[3]),
+        scale: v[3],
+    };
+    let flat = |g: &Dense| {
+        let mut v = g.w.to_vec::<f64>();
+        v.push(g.scale);
+        v
+    };
+    let at = flat(&d);
+    let (g, gx) = scaled_response_grad(&d, &x);
+    let want = fd_grad(&|v| scaled_response(&dense(v), &x).item::<f64>(), &at);
+    assert_all_close(&flat(&g), &want, FD_RTOL, "scaled_response wrt p");
+    let want = fd_grad(
+        &|v| scaled_response(&d, &Tensor::from_vec(v.to_vec(), &[3])).item::<f64>(),
+        &x.to_vec::<f64>(),
+    );
+    assert_all_close(&gx.to_vec::<f64>(), &want, FD_RTOL, "scaled_response wrt x");
+    for k in 0..4 {
+        let mut dv = vec![0.0; 4];
+        dv[k] = 1.0;
+        let (v, t) = scaled_response_jvp(&d, &x, &dense(&dv), &x.zeros_like());
+        assert_eq!(v.item::<f64>(), scaled_response(&d, &x).item::<f64>());
+        assert_all_close(&[t.item::<f64>()], &[flat(&g)[k]], AD_RTOL, "jvp vs grad");
+    }
 }

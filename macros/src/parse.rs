@@ -39,6 +39,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         ret_flag: Var(0),
         ret_val: Var(0),
         used_return: false,
+        want_float: None,
         seq_ret: false,
         scalar_fields: false,
     };
@@ -105,6 +106,10 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         var: l.ret_val,
         rhs: ret_init,
     });
+    // (`k * s` with `k` read out of a struct, in a function returning a float: a float)
+    if let Kind::Float(p) = ret_kind {
+        l.want_float = Some(p);
+    }
     let tail = l.lower_stmts(&item.block.stmts);
     let output = if l.used_return {
         if let Some(t) = tail {
@@ -351,6 +356,9 @@ struct Lowerer<'c> {
     ret_flag: Var,
     ret_val: Var,
     used_return: bool,
+    /// The float type the statements lowered next end in (the function's result), for
+    /// [`Lowerer::lower_stmts`] at that level only (see [`Lowerer::as_float`]).
+    want_float: Option<Prec>,
     /// The function returns a `Vec`: only as its tail expression.
     seq_ret: bool,
     /// The function takes and returns no tensor, and makes none (it calls no `.item()`): the
@@ -551,6 +559,37 @@ impl Lowerer<'_> {
         a
     }
 
+    /// Makes `a` a float where Rust says it is one (a typed `let k: f64 = ..`, an
+    /// assignment to a float variable), returning whether it now is: a value the macro took
+    /// for a tensor because it is read out of a parameter struct (`p.k`; a field may be
+    /// either), or computed elementwise from such values and floats (`s + p.k`, `2.0 * p.k`),
+    /// is a float, and so is everything it was computed from (Rust converts nothing
+    /// implicitly: a tensor in it would make it a tensor, which rustc reports).
+    fn as_float(&mut self, a: Atom, prec: Prec) -> bool {
+        let Atom::Var(v) = a else { return true };
+        match &self.func.info(v).kind {
+            Kind::Float(_) => return true,
+            Kind::Tensor => {}
+            _ => return false,
+        }
+        let def = self.blocks.iter().flatten().find_map(|s| match s {
+            Stmt::Let { var, rhs } if *var == v => Some(rhs.clone()),
+            _ => None,
+        });
+        let float = match def {
+            Some(Rhs::Project(..)) => true,
+            Some(Rhs::Atom(b)) => self.as_float(b, prec),
+            Some(Rhs::Prim(p, args)) if p.is_elementwise() => args
+                .iter()
+                .all(|b| self.func.kind(*b) == Kind::Bool || self.as_float(*b, prec)),
+            _ => false,
+        };
+        if float {
+            self.func.vars[v.0 as usize].kind = Kind::Float(prec);
+        }
+        float
+    }
+
     fn prim(&mut self, p: Prim, mut args: Vec<Atom>) -> Atom {
         for (k, a) in args.iter_mut().enumerate() {
             if p.is_int_arg(k) {
@@ -672,11 +711,15 @@ impl Lowerer<'_> {
     /// Lowers statements into the current block; returns the value of a trailing expression.
     /// After a statement that may leave (`break`, `continue`, `return`), the rest is guarded.
     fn lower_stmts(&mut self, stmts: &[syn::Stmt]) -> Option<Atom> {
+        let want = self.want_float.take();
         for (i, st) in stmts.iter().enumerate() {
             let before = self.exits.len();
             let last = i + 1 == stmts.len();
             let value = self.lower_stmt(st, last);
             if last {
+                if let (Some(p), Some(v)) = (want, value) {
+                    self.as_float(v, p);
+                }
                 return value;
             }
             if self.exits.len() > before {
@@ -685,6 +728,7 @@ impl Lowerer<'_> {
                 flags.dedup();
                 let go_on = self.none_set(&flags);
                 self.push_block();
+                self.want_float = want;
                 let tail = self.lower_stmts(&stmts[i + 1..]);
                 let mut then = self.pop_block();
                 let result = tail.map(|t| {
@@ -860,6 +904,8 @@ impl Lowerer<'_> {
                     kind = match (k, kind) {
                         (Kind::Float(p), Kind::Float(q)) => Kind::Float(p.join(q)),
                         (Kind::Float(p), Kind::Tensor) if call_result => Kind::Float(p),
+                        // `let k: f64 = 2.0 * p.k;`
+                        (Kind::Float(p), Kind::Tensor) if self.as_float(value, p) => Kind::Float(p),
                         (Kind::Seq(s, p), Kind::Seq(_, q)) => Kind::Seq(s, p.join(q)),
                         (k, Kind::Opaque) => k,
                         (_, k) => k,
@@ -1282,6 +1328,10 @@ impl Lowerer<'_> {
                         self.prim(op, vec![old, value])
                     }
                 };
+                // (`s = s + p.k` with `s` a float: the field is one)
+                if let Kind::Float(prec) = self.kind(Atom::Var(var)) {
+                    self.as_float(new, prec);
+                }
                 let vk = self.kind(new);
                 // `y = [a, b];`, `y = z;` for arrays: element by element, from the new value
                 // (evaluated whole first, as Rust does)
@@ -2950,6 +3000,9 @@ impl Lowerer<'_> {
             return;
         };
         let v = self.value(e);
+        if let Kind::Float(p) = self.kind(Atom::Var(self.ret_val)) {
+            self.as_float(v, p);
+        }
         self.emit(Stmt::Assign {
             var: self.ret_val,
             value: v,

@@ -1241,6 +1241,14 @@ impl Prim {
         row(self).jvp.is_some()
     }
 
+    /// Whether the primitive applies elementwise to floats as to tensors (arithmetic, the
+    /// float methods, `select`): its result is a float when its operands are.
+    pub fn is_elementwise(self) -> bool {
+        use Prim::*;
+        matches!(self, Add | Sub | Mul | Div | Rem | Neg | Select)
+            || Self::FLOAT_METHODS.contains(&self)
+    }
+
     /// Whether argument `k` is an integer (an exponent, an axis, a bound): a value of a type
     /// the macro cannot see there (`x.powi(cfg.n)`, `x.sum_axis(AXIS, false)`) is one.
     pub fn is_int_arg(self, k: usize) -> bool {
