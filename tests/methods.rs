@@ -550,3 +550,150 @@ fn a_jacobian_through_a_method_matches_finite_differences() {
         );
     }
 }
+
+/// A model whose `forward` calls its layers' `forward`: a method that calls other functions
+/// takes `#[vmap] #[grad]` (as a free function does) for batched callers, and a loss method
+/// takes `#[grad] #[vmap]` (the gradient of the batch's total).
+#[derive(Clone, Debug, Differentiable)]
+struct Stack {
+    layers: Vec<Dense>,
+}
+
+impl Stack {
+    #[vmap(in_axes = (None, 0))]
+    #[grad]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.clone();
+        for layer in &self.layers {
+            h = layer.forward(&h).tanh();
+        }
+        h
+    }
+
+    #[grad(wrt(self))]
+    #[vmap(in_axes = (None, 0, 0))]
+    fn batch_loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        (self.forward(x) - y).powi(2).sum()
+    }
+}
+
+impl Dense {
+    /// `#[vmap]` alone on a method.
+    #[vmap(in_axes = (None, 0))]
+    fn logits(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.w) + &self.b
+    }
+}
+
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(model))]
+fn stack_loss(model: &Stack, x: &Tensor, y: &Tensor) -> Tensor {
+    (model.forward(x) - y).powi(2).sum()
+}
+
+#[jacobian(wrt(x))]
+fn stack_features(model: &Stack, x: &Tensor) -> Tensor {
+    model.forward(x)
+}
+
+fn stack() -> Stack {
+    let ks = Key::new(12).split_n(4);
+    let dense = |k: usize, i: usize, o: usize| Dense {
+        w: Tensor::normal(ks[k], &[i, o], DType::F64) * 0.7,
+        b: Tensor::normal(ks[k + 1], &[o], DType::F64) * 0.3,
+    };
+    Stack {
+        layers: vec![dense(0, 3, 4), dense(2, 4, 2)],
+    }
+}
+
+fn flat_stack(s: &Stack) -> Vec<f64> {
+    s.layers
+        .iter()
+        .flat_map(|l| [l.w.to_vec::<f64>(), l.b.to_vec::<f64>()].concat())
+        .collect()
+}
+
+#[test]
+fn per_example_gradients_through_a_method_calling_methods_match_a_loop() {
+    let model = stack();
+    let xs = Tensor::normal(Key::new(13), &[5, 3], DType::F64);
+    let ys = Tensor::normal(Key::new(14), &[5, 2], DType::F64);
+    let per = stack_loss_grad_vmap(&model, &xs, &ys);
+    assert_eq!(per.layers[0].w.shape(), &[5, 3, 4]);
+    let ym = model.forward_vmap(&xs);
+    let mut total = vec![0.0; flat_stack(&model).len()];
+    for e in 0..5 {
+        let (x, y) = (
+            xs.slice(0, e, e + 1).squeeze(0),
+            ys.slice(0, e, e + 1).squeeze(0),
+        );
+        assert_all_close(
+            &ym.slice(0, e, e + 1).squeeze(0).to_vec::<f64>(),
+            &model.forward(&x).to_vec::<f64>(),
+            AD_RTOL,
+            "forward_vmap",
+        );
+        assert_eq!(
+            model.batch_loss(&x, &y).item::<f64>(),
+            stack_loss(&model, &x, &y).item::<f64>()
+        );
+        let one = stack_loss_grad(&model, &x, &y);
+        let got: Vec<Tensor> = per
+            .layers
+            .iter()
+            .flat_map(|l| [l.w.slice(0, e, e + 1), l.b.slice(0, e, e + 1)])
+            .collect();
+        let got: Vec<f64> = got.iter().flat_map(|t| t.to_vec::<f64>()).collect();
+        assert_all_close(&got, &flat_stack(&one), AD_RTOL, "per-example gradient");
+        for (t, g) in total.iter_mut().zip(&got) {
+            *t += g;
+        }
+        if e == 0 {
+            let with = |v: &[f64]| {
+                let mut m = model.clone();
+                let mut at = 0;
+                for l in &mut m.layers {
+                    let (nw, nb) = (l.w.numel(), l.b.numel());
+                    l.w = Tensor::from_vec(v[at..at + nw].to_vec(), l.w.shape());
+                    l.b = Tensor::from_vec(v[at + nw..at + nw + nb].to_vec(), l.b.shape());
+                    at += nw + nb;
+                }
+                stack_loss(&m, &x, &y).item::<f64>()
+            };
+            let want = fd_grad(&with, &flat_stack(&model));
+            assert_all_close(&got, &want, FD_RTOL, "per-example vs finite differences");
+        }
+    }
+    let logits = model.layers[0].logits_vmap(&xs);
+    for e in 0..5 {
+        let x = xs.slice(0, e, e + 1).squeeze(0);
+        assert_eq!(
+            logits.slice(0, e, e + 1).squeeze(0).to_vec::<f64>(),
+            model.layers[0].logits(&x).to_vec::<f64>()
+        );
+    }
+    // the method's gradient of the batch's total is the sum of the per-example ones
+    let g = model.batch_loss_vmap_grad(&xs, &ys);
+    assert_all_close(&flat_stack(&g), &total, AD_RTOL, "batch_loss_vmap_grad");
+}
+
+#[test]
+fn a_jacobian_through_a_method_calling_methods_matches_finite_differences() {
+    let model = stack();
+    let x = Tensor::normal(Key::new(15), &[3], DType::F64);
+    let (jf, jr) = (
+        stack_features_jacfwd(&model, &x),
+        stack_features_jacrev(&model, &x),
+    );
+    assert_eq!(jf.shape(), &[2, 3]);
+    let (jf, jr) = (jf.to_vec::<f64>(), jr.to_vec::<f64>());
+    assert_all_close(&jf, &jr, AD_RTOL, "jacfwd vs jacrev");
+    for o in 0..2 {
+        let want = fd_grad(
+            &|v| stack_features(&model, &Tensor::from_vec(v.to_vec(), &[3])).to_vec::<f64>()[o],
+            &x.to_vec::<f64>(),
+        );
+        assert_all_close(&jf[3 * o..3 * o + 3], &want, FD_RTOL, "jacfwd row");
+    }
+}

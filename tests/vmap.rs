@@ -743,6 +743,40 @@ fn per_example_gradients_through_a_callee_with_a_tape_match_a_loop() {
     }
 }
 
+/// The same with the trip count given: a tape of zero, one or several entries per example,
+/// for batches of one example and of several.
+#[vmap(in_axes = (None, 0, None))]
+#[grad(wrt(w))]
+fn damped_loss_reps(w: &Tensor, x: &Tensor, reps: usize) -> Tensor {
+    let y = damped_layer(x, w, reps);
+    let mut i = 0;
+    let mut z = y.clone();
+    while i < reps {
+        z = (&z * &y).sin();
+        i += 1;
+    }
+    z.sum()
+}
+
+#[test]
+fn per_example_gradients_through_tapes_of_any_length_match_a_loop() {
+    let w = normal(33, &[3, 2]);
+    for reps in [0, 1, 3] {
+        for batch in [1, 4] {
+            let xs = normal(34 + batch as u64, &[batch, 3]);
+            let got = unstack(&damped_loss_reps_grad_vmap(&w, &xs, reps), 0);
+            let values = unstack(&damped_loss_reps_vmap(&w, &xs, reps), 0);
+            assert_eq!(got.len(), batch);
+            for (b, x) in unstack(&xs, 0).iter().enumerate() {
+                let what = format!("reps {reps}, batch {batch}, example {b}");
+                let want = damped_loss_reps_grad(&w, x, reps);
+                assert_close(&got[b], &want, 1e-12, &what);
+                assert_close(&values[b], &damped_loss_reps(&w, x, reps), 1e-12, &what);
+            }
+        }
+    }
+}
+
 // ---- per-example gradients of a float field: a clear panic ----
 
 #[derive(Clone, Differentiable)]

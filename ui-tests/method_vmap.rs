@@ -1,4 +1,5 @@
-// `#[vmap]` and `#[hessian]` on methods: only `#[grad]` takes methods.
+// Methods take `#[grad]`, `#[vmap] #[grad]` and `#[grad] #[vmap]`; `#[hessian]`,
+// `#[jacobian]` and `#[vmap]` over `#[vmap]` take free functions only.
 use ferrax::prelude::*;
 
 struct Model {
@@ -7,9 +8,9 @@ struct Model {
 
 impl Model {
     #[vmap]
-    #[grad(wrt(x))]
-    fn loss(&self, x: &Tensor) -> Tensor {
-        (x * self.k).sum()
+    #[vmap]
+    fn scaled(&self, x: &Tensor) -> Tensor {
+        x * self.k
     }
 
     #[hessian]
@@ -17,10 +18,9 @@ impl Model {
         x[0] * x[0] * self.k
     }
 
-    #[grad(wrt(x))]
-    #[vmap]
-    fn loss2(&self, x: &Tensor) -> Tensor {
-        (x * self.k).sum()
+    #[jacobian]
+    fn features(&self, x: &Tensor) -> Tensor {
+        x * self.k
     }
 }
 

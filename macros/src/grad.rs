@@ -28,11 +28,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let item: syn::ItemFn = syn::parse2(item)?;
     // a method: expanded as a function taking its receiver first, then made methods again
     if let Some(f) = crate::method::as_function(&item)? {
-        if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
-            crate::method::refuse(&item, "#[vmap]")?;
-        }
         let out = expand_function(crate::method::rename_self(attr), f)?;
-        return crate::method::as_methods(out, &item);
+        // (the method as written, without the `#[vmap]` expanded with it)
+        let mut original = item;
+        original.attrs.retain(|a| !a.path().is_ident("vmap"));
+        return crate::method::as_methods(out, &original);
     }
     expand_function(attr, item)
 }

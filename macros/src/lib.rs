@@ -77,9 +77,12 @@
 //! the method `g`, differentiated through the callee's `#[grad]`. A method that takes a
 //! tensor and calls no other function with active arguments also has the batched
 //! counterparts `#[vmap]`, `#[jacobian]` and `#[hessian]` callers call (per-example
-//! gradients of a loss calling `p.cell(x, h)`). `&mut self` and `self` are refused, and so
-//! are methods under `#[vmap]`, `#[jacobian]` and `#[hessian]` themselves; a trait's `impl`
-//! cannot take the extra methods.
+//! gradients of a loss calling `p.cell(x, h)`); one that calls others gets them from
+//! `#[vmap] #[grad]`, as a free function does (`model.forward(x)` calling
+//! `layer.forward(h)`). Methods take `#[vmap]` (the receiver's in-axis first) and
+//! `#[grad] #[vmap]`; `&mut self` and `self` are refused, and so are methods under
+//! `#[jacobian]`, `#[hessian]` and `#[vmap]` over `#[vmap]`; a trait's `impl` cannot take
+//! the extra methods.
 //!
 //! ```
 //! use ferrax::prelude::*;

@@ -30,6 +30,12 @@ pub fn as_function(item: &ItemFn) -> syn::Result<Option<ItemFn>> {
     let id = Ident::new(SELF, r.self_token.span);
     let mut f = item.clone();
     f.sig.inputs[0] = syn::parse2(quote!(#id: #ty))?;
+    // (the attributes under this one too: `#[grad(wrt(self))]` under `#[vmap]`)
+    for a in &mut f.attrs {
+        if let syn::Meta::List(l) = &mut a.meta {
+            l.tokens = rename_self(l.tokens.clone());
+        }
+    }
     f.block = syn::parse2(rename_self(item.block.to_token_stream()))?;
     Ok(Some(f))
 }
@@ -41,7 +47,7 @@ pub fn refuse(item: &ItemFn, label: &str) -> syn::Result<()> {
         Some(FnArg::Receiver(r)) => Err(syn::Error::new_spanned(
             r,
             format!(
-                "{label} does not support methods (`self`; #[grad] does): write a free function taking the value as a parameter"
+                "{label} does not support methods (`self`; #[grad] and #[vmap] do): write a free function taking the value as a parameter"
             ),
         )),
         _ => Ok(()),

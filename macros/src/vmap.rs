@@ -14,9 +14,23 @@ use syn::Type;
 
 /// Expands `#[vmap(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let item: syn::ItemFn = syn::parse2(item)?;
+    // a method: expanded as a function taking its receiver first (the receiver's in-axis
+    // first), then made methods again
+    if let Some(f) = crate::method::as_function(&item)? {
+        if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
+            crate::method::refuse(&item, "#[vmap] over #[vmap]")?;
+        }
+        let mut original = item.clone();
+        take_attr(&mut original, "grad")?;
+        let out = expand_function(attr, f)?;
+        return crate::method::as_methods(out, &original);
+    }
+    expand_function(attr, item)
+}
+
+fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<TokenStream> {
     let vattr: VmapAttr = syn::parse2(attr)?;
-    let mut item: syn::ItemFn = syn::parse2(item)?;
-    crate::method::refuse(&item, "#[vmap]")?;
     if let Some(inner) = take_attr(&mut item, "vmap")? {
         return expand_nested(vattr, inner, item);
     }
@@ -225,7 +239,7 @@ pub fn call_counterparts(
     let mut out = quote!();
     // a method, which cannot take `#[vmap]`, has the batched primal `#[vmap]` gives a
     // function here: every float and tensor parameter along axis 0, the receiver unbatched
-    if batched && crate::method::is_method(item) {
+    if batched && !from_vmap && crate::method::is_method(item) {
         let axes0: Vec<Option<isize>> = func
             .params
             .iter()
@@ -525,19 +539,25 @@ pub fn expand_grad_over(gattr: TokenStream, mut item: syn::ItemFn) -> syn::Resul
         "Gradient of the sum over the batch of [`{name}_vmap`]: for a batched argument the per-example gradients (batch axis first), for a shared one their sum."
     );
     let vg_doc = format!("[`{name}_vmap`] and [`{g_name}`] from one batched pass.");
+    // the path of a sibling: in an `impl` (a method), through `Self`
+    let own = if crate::method::is_method(&item) {
+        quote!(Self::)
+    } else {
+        quote!()
+    };
     let vis = &item.vis;
     out.extend(quote! {
         #[doc = #vg_doc]
         #[allow(clippy::all)]
         #vis fn #vg_name(#(#params),*) -> (::ferrax::Tensor, #gty) {
-            let __ferrax_all = #per_example(#(#args),*);
+            let __ferrax_all = #own #per_example(#(#args),*);
             (__ferrax_all.0, #gval)
         }
 
         #[doc = #g_doc]
         #[allow(clippy::all)]
         #vis fn #g_name(#(#params),*) -> #gty {
-            #vg_name(#(#args),*).1
+            #own #vg_name(#(#args),*).1
         }
     });
     Ok(out)
