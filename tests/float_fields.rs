@@ -175,6 +175,7 @@ fn tensor_fields_where_the_function_calls_item_are_tensors() {
 /// tensor one, meeting floats: carried through a loop (`s = s + p.scale`, `s += ..`) and
 /// in a typed `let` of an expression (`let k: f64 = 2.0 * p.scale;`). Rust says these are
 /// floats, and so does the macro.
+#[allow(clippy::assign_op_pattern)] // `s = s + ..` is the form under test (`+=` below)
 #[grad]
 fn scaled_response(p: &Dense, x: &Tensor) -> Tensor {
     let mut s = 0.0;

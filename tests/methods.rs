@@ -578,8 +578,8 @@ impl Stack {
 }
 
 impl Dense {
-    /// `#[vmap]` alone on a method.
-    #[vmap(in_axes = (None, 0))]
+    /// `#[vmap]` alone on a method (by default the receiver is shared by the batch).
+    #[vmap]
     fn logits(&self, x: &Tensor) -> Tensor {
         x.matmul(&self.w) + &self.b
     }
@@ -695,5 +695,81 @@ fn a_jacobian_through_a_method_calling_methods_matches_finite_differences() {
             &x.to_vec::<f64>(),
         );
         assert_all_close(&jf[3 * o..3 * o + 3], &want, FD_RTOL, "jacfwd row");
+    }
+}
+
+/// `#[hessian]` and `#[jacobian]` on methods: a chain's energy over coordinates, with its
+/// stiffness in `self`; a layer's features and potential over a tensor.
+struct Chain1d {
+    k: f64,
+    rest: f64,
+}
+
+impl Chain1d {
+    #[hessian(wrt(x))]
+    #[grad(wrt(x))]
+    fn energy(&self, x: &[f64]) -> f64 {
+        let mut e = 0.0;
+        for i in 1..x.len() {
+            let d = x[i] - x[i - 1] - self.rest;
+            e += 0.5 * self.k * d * d * (1.0 + d * d);
+        }
+        e
+    }
+}
+
+impl Dense {
+    #[jacobian(wrt(x))]
+    fn features(&self, x: &Tensor) -> Tensor {
+        (x.matmul(&self.w) + &self.b).tanh()
+    }
+
+    #[hessian(wrt(x))]
+    fn potential(&self, x: &Tensor) -> Tensor {
+        (x.matmul(&self.w) + &self.b).tanh().powi(2).sum()
+    }
+}
+
+#[test]
+fn hessians_and_jacobians_of_methods_match_finite_differences() {
+    let c = Chain1d { k: 2.0, rest: 0.5 };
+    let x = [0.0, 0.7, 1.1, 1.9];
+    let h = c.energy_hessian(&x);
+    for (i, row) in h.iter().enumerate() {
+        let want = fd_grad(&|v| c.energy_grad(v)[i], &x);
+        assert_all_close(row, &want, FD_RTOL, "energy_hessian row");
+    }
+    let g = c.energy_grad(&x);
+    let want = fd_grad(&|v| c.energy(v), &x);
+    assert_all_close(&g, &want, FD_RTOL, "energy_grad");
+    let d = &stack().layers[0];
+    let xt = Tensor::normal(Key::new(16), &[3], DType::F64);
+    let xv = xt.to_vec::<f64>();
+    let at = |v: &[f64]| Tensor::from_vec(v.to_vec(), &[3]);
+    let (jf, jr) = (d.features_jacfwd(&xt), d.features_jacrev(&xt));
+    assert_eq!(jf.shape(), &[4, 3]);
+    let (jf, jr) = (jf.to_vec::<f64>(), jr.to_vec::<f64>());
+    assert_all_close(&jf, &jr, AD_RTOL, "jacfwd vs jacrev");
+    assert_all_close(
+        &d.features_jacobian(&xt).to_vec::<f64>(),
+        &jf,
+        AD_RTOL,
+        "jacobian",
+    );
+    for o in 0..4 {
+        let want = fd_grad(&|v| d.features(&at(v)).to_vec::<f64>()[o], &xv);
+        assert_all_close(&jf[3 * o..3 * o + 3], &want, FD_RTOL, "features row");
+    }
+    let h = d.potential_hessian(&xt);
+    assert_eq!(h.shape(), &[3, 3]);
+    let h = h.to_vec::<f64>();
+    let grad = |v: &[f64]| fd_grad(&|u| d.potential(&at(u)).item::<f64>(), v);
+    for i in 0..3 {
+        let want = fd_grad(&|v| grad(v)[i], &xv);
+        assert_all_close(&h[3 * i..3 * i + 3], &want, 1e-4, "potential_hessian row");
+        let mut e = vec![0.0; 3];
+        e[i] = 1.0;
+        let hv = d.potential_hvp(&xt, &at(&e)).to_vec::<f64>();
+        assert_all_close(&hv, &h[3 * i..3 * i + 3], AD_RTOL, "potential_hvp");
     }
 }

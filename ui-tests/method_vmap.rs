@@ -1,5 +1,6 @@
-// Methods take `#[grad]`, `#[vmap] #[grad]` and `#[grad] #[vmap]`; `#[hessian]`,
-// `#[jacobian]` and `#[vmap]` over `#[vmap]` take free functions only.
+// Methods take `#[grad]`, `#[vmap]` (with `#[grad]` under or over it), `#[jacobian]` and
+// `#[hessian]`; `#[vmap]` over `#[vmap]` takes free functions only, and a method's
+// `in_axes` counts its receiver.
 use ferrax::prelude::*;
 
 struct Model {
@@ -13,14 +14,16 @@ impl Model {
         x * self.k
     }
 
-    #[hessian]
-    fn energy(&self, x: &[f64]) -> f64 {
-        x[0] * x[0] * self.k
+    // the receiver has an in-axis too
+    #[vmap(in_axes = (0))]
+    fn shifted(&self, x: &Tensor) -> Tensor {
+        x + self.k
     }
 
-    #[jacobian]
-    fn features(&self, x: &Tensor) -> Tensor {
-        x * self.k
+    // a struct is not batched
+    #[vmap(in_axes = (0, 0))]
+    fn offset(&self, x: &Tensor) -> Tensor {
+        x - self.k
     }
 }
 

@@ -183,18 +183,12 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     let arg_idents: Vec<syn::Ident> = func.params.iter().map(|p| em.var(p.var)).collect();
     let tangent_idents: Vec<syn::Ident> =
         j.tangent_params.iter().map(|(_, d)| em.var(*d)).collect();
-    // the path of a sibling: in an `impl` (a method), through `Self`
-    let own = if crate::method::is_method(&item) {
-        quote!(Self::)
-    } else {
-        quote!()
-    };
     let full_jvp_name = format_ident!("{FULL}{}_jvp", name);
     let full_jvp = quote! {
         #[doc(hidden)]
         #allow
         #vis fn #full_jvp_name #generics (#(#params,)* #(#tparams),*) -> (#ret, #ret) #where_clause {
-            #own #jvp_name(#(#arg_idents,)* #(#tangent_idents),*)
+            #jvp_name(#(#arg_idents,)* #(#tangent_idents),*)
         }
     };
 
@@ -300,7 +294,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
             #[doc(hidden)]
             #allow
             #vis fn #full_vjp_name #vgenerics (#(#params),*) -> (#ret, impl FnOnce(#ret) -> #grads_ty #bound) #where_clause {
-                #own #vjp_name(#(#arg_idents),*)
+                #vjp_name(#(#arg_idents),*)
             }
         };
         let own = quote! {
@@ -333,7 +327,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
         let full = expand_with(full_attr, all, false)?;
         quote!(#full #ctjvp)
     };
-    let for_callers = crate::slots::for_callers(for_callers, &item, &attr, &own);
+    let for_callers = crate::slots::for_callers(for_callers, &item, &attr);
 
     // f_grad and f_value_and_grad: both sweeps in one body, seeded with 1.
     let whole = |with_value: bool| {

@@ -33,13 +33,22 @@ pub enum Which {
 
 /// Expands `#[jacobian(attr)] item` or `#[hessian(attr)] item`.
 pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let gattr: GradAttr = syn::parse2(attr)?;
     let item: syn::ItemFn = syn::parse2(item)?;
+    // a method: expanded as a function taking its receiver first, then made methods again
+    if let Some(f) = crate::method::as_function(&item)? {
+        // (the method as written keeps the attributes under this one: `#[grad]` expands it next)
+        let out = expand_function(which, crate::method::rename_self(attr), f)?;
+        return crate::method::as_methods(out, &item);
+    }
+    expand_function(which, attr, item)
+}
+
+fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::Result<TokenStream> {
+    let gattr: GradAttr = syn::parse2(attr)?;
     let label = match which {
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
-    crate::method::refuse(&item, label)?;
     if which == Which::Jacobian
         && let syn::ReturnType::Type(_, ret) = &item.sig.output
         && matches!(crate::parse::type_kind(ret), Ok(Kind::Seq(Seq::Vec, _)))

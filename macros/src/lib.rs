@@ -79,10 +79,10 @@
 //! counterparts `#[vmap]`, `#[jacobian]` and `#[hessian]` callers call (per-example
 //! gradients of a loss calling `p.cell(x, h)`); one that calls others gets them from
 //! `#[vmap] #[grad]`, as a free function does (`model.forward(x)` calling
-//! `layer.forward(h)`). Methods take `#[vmap]` (the receiver's in-axis first) and
-//! `#[grad] #[vmap]`; `&mut self` and `self` are refused, and so are methods under
-//! `#[jacobian]`, `#[hessian]` and `#[vmap]` over `#[vmap]`; a trait's `impl` cannot take
-//! the extra methods.
+//! `layer.forward(h)`). Methods take `#[vmap]` (the receiver's in-axis first, `None` by
+//! default), `#[grad] #[vmap]`, `#[jacobian]` and `#[hessian]` (`chain.energy_hessian(&x)`);
+//! `&mut self` and `self` are refused, and so is `#[vmap]` over `#[vmap]`; a trait's `impl`
+//! cannot take the extra methods.
 //!
 //! ```
 //! use ferrax::prelude::*;

@@ -9,6 +9,8 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
+use std::collections::HashSet;
+use syn::visit_mut::VisitMut;
 use syn::{FnArg, Ident, ItemFn};
 
 /// The name the receiver goes by inside the expansion.
@@ -38,20 +40,6 @@ pub fn as_function(item: &ItemFn) -> syn::Result<Option<ItemFn>> {
     }
     f.block = syn::parse2(rename_self(item.block.to_token_stream()))?;
     Ok(Some(f))
-}
-
-/// An error at the receiver where `item` is a method: `label` (`#[vmap]`, ..) takes free
-/// functions only.
-pub fn refuse(item: &ItemFn, label: &str) -> syn::Result<()> {
-    match item.sig.inputs.first() {
-        Some(FnArg::Receiver(r)) => Err(syn::Error::new_spanned(
-            r,
-            format!(
-                "{label} does not support methods (`self`; #[grad] and #[vmap] do): write a free function taking the value as a parameter"
-            ),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// `tokens` with every `self` that is not the start of a path (`self::m`) renamed [`SELF`].
@@ -86,6 +74,15 @@ fn starts_path(rest: &[TokenTree]) -> bool {
 /// parameter as its receiver. Other items (errors) pass through.
 pub fn as_methods(out: TokenStream, original: &ItemFn) -> syn::Result<TokenStream> {
     let file: syn::File = syn::parse2(out)?;
+    // the generated functions call each other by name: in an `impl`, through `Self::`
+    let siblings: HashSet<Ident> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Fn(f) => Some(f.sig.ident.clone()),
+            _ => None,
+        })
+        .collect();
     let mut items = Vec::new();
     for item in file.items {
         let syn::Item::Fn(mut f) = item else {
@@ -96,6 +93,7 @@ pub fn as_methods(out: TokenStream, original: &ItemFn) -> syn::Result<TokenStrea
             items.push(original.to_token_stream());
             continue;
         }
+        ThroughSelf(&siblings).visit_block_mut(&mut f.block);
         if let Some(FnArg::Typed(pt)) = f.sig.inputs.first()
             && let syn::Pat::Ident(pi) = &*pt.pat
             && pi.ident == SELF
@@ -123,6 +121,23 @@ pub fn as_methods(out: TokenStream, original: &ItemFn) -> syn::Result<TokenStrea
         items.push(f.into_token_stream());
     }
     Ok(quote!(#(#items)*))
+}
+
+/// Rewrites calls `g(..)` of the functions named in it as `Self::g(..)`.
+struct ThroughSelf<'a>(&'a HashSet<Ident>);
+
+impl VisitMut for ThroughSelf<'_> {
+    fn visit_expr_call_mut(&mut self, call: &mut syn::ExprCall) {
+        if let syn::Expr::Path(p) = &mut *call.func
+            && p.qself.is_none()
+            && let Some(id) = p.path.get_ident()
+            && self.0.contains(id)
+        {
+            let id = id.clone();
+            p.path = syn::parse_quote!(Self::#id);
+        }
+        syn::visit_mut::visit_expr_call_mut(self, call);
+    }
 }
 
 /// Whether `item` (in function form) was a method.

@@ -31,12 +31,11 @@ pub enum Shape {
 
 /// The counterparts callers call among `items` (generated for `item`, differentiated with
 /// respect to the parameters `attr.for_callers` makes active), each with one slot per
-/// parameter ([`with_slots`]). `own` is the path of a sibling (`Self::` in an `impl`).
+/// parameter ([`with_slots`]).
 pub fn for_callers(
     items: TokenStream,
     item: &syn::ItemFn,
     attr: &crate::attr::GradAttr,
-    own: &TokenStream,
 ) -> TokenStream {
     let Ok((func, ..)) = crate::grad::lower_checked(item, &attr.for_callers(&item.sig)) else {
         return items;
@@ -69,7 +68,7 @@ pub fn for_callers(
     for it in file.items {
         match &it {
             syn::Item::Fn(g) if let Some(shape) = shape_of(&g.sig.ident.to_string()) => {
-                out.extend(with_slots(g, &active, shape, own));
+                out.extend(with_slots(g, &active, shape));
             }
             _ => out.extend(quote!(#it)),
         }
@@ -81,7 +80,7 @@ pub fn for_callers(
 /// `active` leaves one out.
 pub fn wrap(inner: TokenStream, active: &[bool], shape: Shape) -> TokenStream {
     match syn::parse2::<syn::ItemFn>(inner.clone()) {
-        Ok(f) if !active.iter().all(|a| *a) => with_slots(&f, active, shape, &quote!()),
+        Ok(f) if !active.iter().all(|a| *a) => with_slots(&f, active, shape),
         _ => inner,
     }
 }
@@ -89,12 +88,7 @@ pub fn wrap(inner: TokenStream, active: &[bool], shape: Shape) -> TokenStream {
 /// `inner`, one generated function, as callers call it: renamed (`{name}_active`) behind a
 /// wrapper under its name that takes and gives one slot per parameter, active or not (see
 /// the module's documentation).
-fn with_slots(
-    inner: &syn::ItemFn,
-    active: &[bool],
-    shape: Shape,
-    own: &TokenStream,
-) -> TokenStream {
+fn with_slots(inner: &syn::ItemFn, active: &[bool], shape: Shape) -> TokenStream {
     let mut f = inner.clone();
     let inner = quote!(#inner);
     let name = f.sig.ident.clone();
@@ -137,7 +131,7 @@ fn with_slots(
         inputs.splice(first..first, slots);
     }
     w.inputs = inputs.into_iter().collect();
-    let call = quote!(#own #inner_name(#(#passed),*));
+    let call = quote!(#inner_name(#(#passed),*));
     // the gradients of every parameter, from those of the active ones in `g`
     let all_grads = |g: TokenStream| -> TokenStream {
         let mut k = 0;

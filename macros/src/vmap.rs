@@ -10,7 +10,7 @@ use crate::transform::vjp::vjp_recomputing_calls;
 use crate::transform::vmap::{VmapIn, vmap};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::Type;
+use syn::{FnArg, Type};
 
 /// Expands `#[vmap(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -18,8 +18,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     // a method: expanded as a function taking its receiver first (the receiver's in-axis
     // first), then made methods again
     if let Some(f) = crate::method::as_function(&item)? {
-        if item.attrs.iter().any(|a| a.path().is_ident("vmap")) {
-            crate::method::refuse(&item, "#[vmap] over #[vmap]")?;
+        if item.attrs.iter().any(|a| a.path().is_ident("vmap"))
+            && let Some(FnArg::Receiver(r)) = item.sig.inputs.first()
+        {
+            return Err(syn::Error::new_spanned(
+                r,
+                "#[vmap] over #[vmap] does not support methods (one #[vmap] does): write a free function taking the value as a parameter",
+            ));
         }
         let mut original = item.clone();
         take_attr(&mut original, "grad")?;
@@ -100,7 +105,6 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             call_counterparts(&item, &sig, &gattr.for_callers(&item.sig), true),
             &item,
             &gattr,
-            &quote!(),
         ));
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
@@ -539,25 +543,20 @@ pub fn expand_grad_over(gattr: TokenStream, mut item: syn::ItemFn) -> syn::Resul
         "Gradient of the sum over the batch of [`{name}_vmap`]: for a batched argument the per-example gradients (batch axis first), for a shared one their sum."
     );
     let vg_doc = format!("[`{name}_vmap`] and [`{g_name}`] from one batched pass.");
-    // the path of a sibling: in an `impl` (a method), through `Self`
-    let own = if crate::method::is_method(&item) {
-        quote!(Self::)
-    } else {
-        quote!()
-    };
+
     let vis = &item.vis;
     out.extend(quote! {
         #[doc = #vg_doc]
         #[allow(clippy::all)]
         #vis fn #vg_name(#(#params),*) -> (::ferrax::Tensor, #gty) {
-            let __ferrax_all = #own #per_example(#(#args),*);
+            let __ferrax_all = #per_example(#(#args),*);
             (__ferrax_all.0, #gval)
         }
 
         #[doc = #g_doc]
         #[allow(clippy::all)]
         #vis fn #g_name(#(#params),*) -> #gty {
-            #own #vg_name(#(#args),*).1
+            #vg_name(#(#args),*).1
         }
     });
     Ok(out)
@@ -584,14 +583,21 @@ fn take_attr(item: &mut syn::ItemFn, name: &str) -> syn::Result<Option<TokenStre
 /// The batch axis of each parameter (`None`: shared), checked against the parameters.
 fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<Option<isize>>> {
     let n = func.params.len();
+    let method = crate::method::is_method(item);
     let axes = match (&attr.in_axes, attr.in_axis_all) {
         (Some(a), _) => {
             if a.len() != n {
+                let receiver = if method {
+                    " (the receiver `self` first)"
+                } else {
+                    ""
+                };
                 return Err(syn::Error::new(
                     attr.span,
                     format!(
-                        "`in_axes` names {} axes but `{}` has {} parameters: give one axis (or `None`) per parameter",
+                        "`in_axes` names {} ax{} but `{}` has {} parameters{receiver}: give one axis (or `None`) per parameter",
                         a.len(),
+                        if a.len() == 1 { "is" } else { "es" },
                         item.sig.ident,
                         n
                     ),
@@ -599,8 +605,10 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
             }
             a.clone()
         }
-        (None, Some(k)) => vec![Some(k); n],
-        (None, None) => vec![Some(0); n],
+        // (a method's receiver, a struct, is shared by the batch)
+        (None, k) => (0..n)
+            .map(|i| (!(method && i == 0)).then_some(k.unwrap_or(0)))
+            .collect(),
     };
     if axes.iter().all(Option::is_none) {
         return Err(syn::Error::new(
@@ -623,7 +631,11 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
                 &p.ty,
                 format!(
                     "#[vmap] batches `Tensor` parameters (along any axis) and `f32` / `f64` parameters (a 1-D tensor of them, axis 0); `{}` is neither: give it `None` in `in_axes`",
-                    p.ident
+                    if p.ident == crate::method::SELF {
+                        "self".to_string()
+                    } else {
+                        p.ident.to_string()
+                    }
                 ),
             ));
         }
