@@ -1132,6 +1132,59 @@ fn a_parameter_struct_with_nested_structs_a_vec_of_layers_and_skipped_fields() {
     );
 }
 
+/// Tensors reduced over an iterator: `.sum()` and `.product()` of `.map(..)` over the
+/// layers (a weight penalty), and `.fold(..)` from a tensor.
+#[grad(wrt(p))]
+fn penalized(p: &Net, x: &Tensor) -> Tensor {
+    let l2: Tensor = p.layers.iter().map(|l| l.w.powi(2).sum()).sum();
+    let gain: Tensor = p.layers.iter().map(|l| l.b.mean().tanh()).product();
+    let h = p
+        .layers
+        .iter()
+        .fold(x.clone(), |h, l| (h.matmul(&l.w) + &l.b).tanh());
+    h.sum() * gain + l2 * 0.01
+}
+
+#[test]
+fn tensors_reduced_over_iterators() {
+    let p = net(5);
+    let x = randn(6, &[2, 3]);
+    let g = penalized_grad(&p, &x);
+    assert_struct_grad("penalized", &g, &p, |q| penalized(q, &x).item());
+    let mut dp = p.zeros_like();
+    for (k, leaf) in ferrax::differentiable::leaves_mut(&mut dp)
+        .into_iter()
+        .enumerate()
+    {
+        if let ferrax::differentiable::LeafMut::Tensor(t) = leaf {
+            *t = randn(600 + k as u64, t.shape());
+        }
+    }
+    dp.mask = p.mask.clone();
+    let (v, d) = penalized_jvp(&p, &x, &dp);
+    assert_eq!(v.item::<f64>(), penalized(&p, &x).item::<f64>());
+    let want = g.inner(&dp);
+    assert!(
+        (d.item::<f64>() - want).abs() <= 1e-10 * (1.0 + want.abs()),
+        "{d:?} vs {want}"
+    );
+    // a sum of no tensors is a panic, in the function as in its gradient
+    let mut empty = p.clone();
+    empty.layers.clear();
+    for r in [
+        std::panic::catch_unwind(|| penalized(&empty, &x)).err(),
+        std::panic::catch_unwind(|| penalized_grad(&empty, &x)).err(),
+    ] {
+        let r = r.expect("a panic");
+        let msg = r
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| r.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(msg.contains("of no tensors"), "{msg}");
+    }
+}
+
 #[test]
 fn layers_read_by_index() {
     let p = net(3);

@@ -2325,8 +2325,11 @@ impl Lowerer<'_> {
                 Kind::Float(Prec::F64),
             ),
         };
-        if !matches!(kind, Kind::Float(_)) {
-            return self.unsupported(&m.args[0], "`.fold(..)` from a value other than a float");
+        if !matches!(kind, Kind::Float(_) | Kind::Tensor) {
+            return self.unsupported(
+                &m.args[0],
+                "`.fold(..)` from a value other than a float or a tensor",
+            );
         }
         let (range, binds) = self.lower_iter(iterable)?;
         let seq = match (&binds[..], &map, &fold) {
@@ -2344,6 +2347,12 @@ impl Lowerer<'_> {
             var: acc,
             rhs: Rhs::Atom(init),
         });
+        // (a sum or product of tensors starts from the first: `started` says it has)
+        let started = self.func.new_var("started", Kind::Bool, true);
+        self.emit(Stmt::Let {
+            var: started,
+            rhs: Rhs::Atom(Atom::Bool(false)),
+        });
         let (index, before) = self.open_for(None);
         // the element: a sequence's or the map's value; a fold without a map binds it
         // itself, by its own pattern
@@ -2353,16 +2362,23 @@ impl Lowerer<'_> {
                 let value = element.expect("a sum or product has its element");
                 // the accumulator takes the values' kind (f32 or f64) before it is read
                 let kind = self.kind(value);
+                let op = if name == "sum" { Prim::Add } else { Prim::Mul };
+                if kind == Kind::Tensor {
+                    return Some(
+                        self.reduce_tensors(acc, started, value, op, index, range, before, m),
+                    );
+                }
                 if !matches!(kind, Kind::Float(_)) {
                     let at: &dyn quote::ToTokens = match &map {
                         Some(c) => &c.closure.body,
                         None => m,
                     };
-                    return self
-                        .refuse_in_for(at, &format!("`.{name}()` of values other than floats"));
+                    return self.refuse_in_for(
+                        at,
+                        &format!("`.{name}()` of values other than floats and tensors"),
+                    );
                 }
                 self.func.vars[acc.0 as usize].kind = kind;
-                let op = if name == "sum" { Prim::Add } else { Prim::Mul };
                 let old = self.copy(acc);
                 self.prim(op, vec![old, value])
             }
@@ -2379,9 +2395,12 @@ impl Lowerer<'_> {
         };
         let kind = self.kind(new);
         if let Some((_, f)) = &fold
-            && !matches!(kind, Kind::Float(_))
+            && !matches!(kind, Kind::Float(_) | Kind::Tensor)
         {
-            return self.refuse_in_for(&f.closure.body, "`.fold()` of values other than floats");
+            return self.refuse_in_for(
+                &f.closure.body,
+                "`.fold()` of values other than floats and tensors",
+            );
         }
         self.func.vars[acc.0 as usize].kind = kind;
         self.emit(Stmt::Assign {
@@ -2390,6 +2409,70 @@ impl Lowerer<'_> {
         });
         self.close_for(index, range, before);
         Some(self.copy(acc))
+    }
+
+    /// The rest of a `.sum()` or `.product()` of tensors (`layers.iter().map(|l|
+    /// l.w.powi(2).sum()).sum()`), from the first value `value` in the loop: the accumulator
+    /// is the first value, then `acc op value`; after the loop, as `impl Sum for Tensor`, a
+    /// panic if there was none (a sum of no tensors has no shape, dtype or device).
+    #[allow(clippy::too_many_arguments)]
+    fn reduce_tensors(
+        &mut self,
+        acc: Var,
+        started: Var,
+        value: Atom,
+        op: Prim,
+        index: Var,
+        range: Range,
+        before: usize,
+        m: &syn::ExprMethodCall,
+    ) -> Atom {
+        self.func.vars[acc.0 as usize].kind = Kind::Tensor;
+        let go_on = self.copy(started);
+        self.push_block();
+        let old = self.copy(acc);
+        let new = self.prim(op, vec![old, value]);
+        self.emit(Stmt::Assign {
+            var: acc,
+            value: new,
+        });
+        let then = self.pop_block();
+        let els = Block {
+            stmts: vec![
+                Stmt::Assign { var: acc, value },
+                Stmt::Assign {
+                    var: started,
+                    value: Atom::Bool(true),
+                },
+            ],
+        };
+        self.emit(Stmt::If {
+            cond: go_on,
+            then,
+            els,
+        });
+        self.close_for(index, range, before);
+        // (the accumulator before the first value: a tensor to overwrite)
+        for st in self.blocks.iter_mut().flatten() {
+            if let Stmt::Let { var, rhs } = st
+                && *var == acc
+            {
+                *rhs = tensor_placeholder();
+            }
+        }
+        let id = syn::Ident::new("__ferrax_started", Span::mixed_site().located_at(m.span()));
+        let msg = format!(
+            "`.{}()` of no tensors: it has no shape, dtype or device; fold from a zero instead (`.fold(x.scalar_like(0.0), |a, b| a + b)`)",
+            m.method
+        );
+        let started = self.copy(started);
+        self.emit(Stmt::Effect(Effect {
+            tokens: quote::quote_spanned!(m.span()=> ::core::assert!(#id, #msg)),
+            binds: vec![(id, started)],
+            examples: None,
+            name: "assert".into(),
+        }));
+        self.copy(acc)
     }
 
     /// `<iterable>.map(f)` as the iterable and the closure, or `e` and no closure; `None`

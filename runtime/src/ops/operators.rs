@@ -152,3 +152,60 @@ impl Neg for Tensor {
         out
     }
 }
+
+/// `iter.sum()` of tensors: their sum, with broadcasting, as `a + b + ..`. Panics for no
+/// tensors (a sum of none has no shape, dtype or device: fold from a zero instead,
+/// `.fold(x.scalar_like(0.0), |a, b| a + b)`).
+///
+/// ```
+/// use ferrax_runtime::prelude::*;
+///
+/// let ws = [Tensor::from_vec(vec![1.0, 2.0], &[2]), Tensor::from_vec(vec![3.0, 4.0], &[2])];
+/// let total: Tensor = ws.iter().map(|w| w.powi(2).sum()).sum();
+/// assert_eq!(total.item::<f64>(), 30.0);
+/// ```
+impl std::iter::Sum for Tensor {
+    #[track_caller]
+    fn sum<I: Iterator<Item = Tensor>>(iter: I) -> Tensor {
+        reduce_all(iter, "sum", |a, b| a + b)
+    }
+}
+
+/// `iter.sum()` of borrowed tensors (see the owned form).
+impl<'a> std::iter::Sum<&'a Tensor> for Tensor {
+    #[track_caller]
+    fn sum<I: Iterator<Item = &'a Tensor>>(iter: I) -> Tensor {
+        reduce_all(iter.cloned(), "sum", |a, b| a + b)
+    }
+}
+
+/// `iter.product()` of tensors: their elementwise product, with broadcasting. Panics for no
+/// tensors, as the sum does.
+impl std::iter::Product for Tensor {
+    #[track_caller]
+    fn product<I: Iterator<Item = Tensor>>(iter: I) -> Tensor {
+        reduce_all(iter, "product", |a, b| a * b)
+    }
+}
+
+/// `iter.product()` of borrowed tensors (see the owned form).
+impl<'a> std::iter::Product<&'a Tensor> for Tensor {
+    #[track_caller]
+    fn product<I: Iterator<Item = &'a Tensor>>(iter: I) -> Tensor {
+        reduce_all(iter.cloned(), "product", |a, b| a * b)
+    }
+}
+
+#[track_caller]
+fn reduce_all(
+    mut iter: impl Iterator<Item = Tensor>,
+    what: &str,
+    op: impl Fn(Tensor, Tensor) -> Tensor,
+) -> Tensor {
+    match iter.next() {
+        Some(first) => iter.fold(first, op),
+        None => panic!(
+            "`.{what}()` of no tensors: it has no shape, dtype or device; fold from a zero instead (`.fold(x.scalar_like(0.0), |a, b| a + b)`)"
+        ),
+    }
+}
