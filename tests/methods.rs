@@ -773,3 +773,57 @@ fn hessians_and_jacobians_of_methods_match_finite_differences() {
         assert_all_close(&hv, &h[3 * i..3 * i + 3], AD_RTOL, "potential_hvp");
     }
 }
+
+/// An activation chosen by an enum, a leaf method under `#[vmap] #[grad]`, and a loss that
+/// reads its value with `.item::<f64>()`.
+#[derive(Clone, Copy)]
+enum Act {
+    Tanh,
+    Gelu,
+}
+
+impl Dense {
+    #[vmap(in_axes = (None, 0, None))]
+    #[grad]
+    fn activated(&self, x: &Tensor, act: Act) -> Tensor {
+        let h = x.matmul(&self.w) + &self.b;
+        match act {
+            Act::Tanh => h.tanh(),
+            Act::Gelu => &h * (&h * 1.702).sigmoid(),
+        }
+    }
+
+    #[grad(wrt(self))]
+    fn fit(&self, x: &Tensor, y: &Tensor, act: Act) -> Tensor {
+        let e = (self.activated(x, act) - y).powi(2).mean();
+        if e.item::<f64>() > 100.0 {
+            return e.sqrt();
+        }
+        e
+    }
+}
+
+#[test]
+fn a_leaf_method_under_vmap_and_grad_with_an_enum_argument() {
+    let d = stack().layers[0].clone();
+    let xs = Tensor::normal(Key::new(17), &[5, 3], DType::F64);
+    let ys = Tensor::normal(Key::new(18), &[5, 4], DType::F64);
+    for act in [Act::Tanh, Act::Gelu] {
+        let batched = d.activated_vmap(&xs, act);
+        for e in 0..5 {
+            let x = xs.slice(0, e, e + 1).squeeze(0);
+            assert_eq!(
+                batched.slice(0, e, e + 1).squeeze(0).to_vec::<f64>(),
+                d.activated(&x, act).to_vec::<f64>()
+            );
+        }
+        let g = d.fit_grad(&xs, &ys, act);
+        let with = |v: &[f64]| {
+            let mut q = d.clone();
+            q.w = Tensor::from_vec(v.to_vec(), &[3, 4]);
+            q.fit(&xs, &ys, act).item::<f64>()
+        };
+        let want = fd_grad(&with, &d.w.to_vec::<f64>());
+        assert_all_close(&g.w.to_vec::<f64>(), &want, FD_RTOL, "fit_grad w");
+    }
+}

@@ -1500,7 +1500,27 @@ impl Lowerer<'_> {
             return self.lower_collect(m);
         }
         if let Some(t) = &m.turbofish {
-            return self.unsupported(t, "a turbofish");
+            // `.item::<f32>()`: `.item()` read as that float
+            let prec = match (name.as_str(), t.args.len(), t.args.first()) {
+                ("item", 1, Some(syn::GenericArgument::Type(ty))) => match type_kind(ty) {
+                    Ok(Kind::Float(p)) => Some(p),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(prec) = prec else {
+                return self.unsupported(
+                    t,
+                    "a turbofish other than `.item::<f32>()` / `.item::<f64>()`",
+                );
+            };
+            let mut plain = m.clone();
+            plain.turbofish = None;
+            let a = self.lower_method(&plain)?;
+            if let Atom::Var(v) = a {
+                self.func.vars[v.0 as usize].kind = Kind::Float(prec);
+            }
+            return Some(a);
         }
         if matches!(
             name.as_str(),

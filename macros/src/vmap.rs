@@ -65,6 +65,16 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         Some(g) => crate::grad::expand(g.clone(), quote!(#item))?,
         None => quote!(#item),
     };
+    let flat = format_ident!("{}{}", crate::transform::vmap::VMAP0, name);
+    if crate::method::is_method(&item) {
+        // (`#[grad]` gives a method the batched primal this attribute emits below)
+        let file: syn::File = syn::parse2(out)?;
+        let items = file
+            .items
+            .into_iter()
+            .filter(|i| !matches!(i, syn::Item::Fn(f) if f.sig.ident == flat));
+        out = quote!(#(#items)*);
+    }
     let ret_ty = &sig.ret_ty;
     out.extend(batched_fn(
         &BatchedFn {
@@ -88,7 +98,7 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         .collect();
     out.extend(batched_fn(
         &BatchedFn {
-            name: format_ident!("{}{}", crate::transform::vmap::VMAP0, name),
+            name: flat,
             doc: String::new(),
             item: &item,
             axes: &axes0,
