@@ -1089,6 +1089,23 @@ fn assert_struct_grad<T: Differentiable>(what: &str, g: &T, p: &T, f: impl Fn(&T
     }
 }
 
+/// A random direction in the parameter space of `p`: random tensors, float leaves 0.3,
+/// skipped fields as they are (`zeros_like` keeps them).
+fn direction<T: Differentiable>(p: &T, seed: u64) -> T {
+    let mut dp = p.zeros_like();
+    for (k, leaf) in ferrax::differentiable::leaves_mut(&mut dp)
+        .into_iter()
+        .enumerate()
+    {
+        match leaf {
+            ferrax::differentiable::LeafMut::Tensor(t) => *t = randn(seed + k as u64, t.shape()),
+            ferrax::differentiable::LeafMut::F64(x) => *x = 0.3,
+            ferrax::differentiable::LeafMut::F32(x) => *x = 0.3,
+        }
+    }
+    dp
+}
+
 #[test]
 fn a_parameter_struct_with_nested_structs_a_vec_of_layers_and_skipped_fields() {
     let p = net(1);
@@ -1110,17 +1127,7 @@ fn a_parameter_struct_with_nested_structs_a_vec_of_layers_and_skipped_fields() {
     let gw = g.layers[0].w.to_vec::<f64>();
     assert!((0..3).all(|r| gw[r * 4 + 1] == 0.0), "{gw:?}");
     // forward mode along a random direction in parameter space
-    let mut dp = p.zeros_like();
-    for (k, leaf) in ferrax::differentiable::leaves_mut(&mut dp)
-        .into_iter()
-        .enumerate()
-    {
-        match leaf {
-            ferrax::differentiable::LeafMut::Tensor(t) => *t = randn(500 + k as u64, t.shape()),
-            ferrax::differentiable::LeafMut::F64(x) => *x = 0.3,
-            ferrax::differentiable::LeafMut::F32(x) => *x = 0.3,
-        }
-    }
+    let dp = direction(&p, 500);
     // dp.mask is p.mask (zeros_like keeps skipped fields): forward mode must ignore it
     assert_eq!(dp.mask.to_vec::<f64>(), p.mask.to_vec::<f64>());
     let (v, d) = net_loss_jvp(&p, &x, &y, &dp);
@@ -1151,16 +1158,7 @@ fn tensors_reduced_over_iterators() {
     let x = randn(6, &[2, 3]);
     let g = penalized_grad(&p, &x);
     assert_struct_grad("penalized", &g, &p, |q| penalized(q, &x).item());
-    let mut dp = p.zeros_like();
-    for (k, leaf) in ferrax::differentiable::leaves_mut(&mut dp)
-        .into_iter()
-        .enumerate()
-    {
-        if let ferrax::differentiable::LeafMut::Tensor(t) = leaf {
-            *t = randn(600 + k as u64, t.shape());
-        }
-    }
-    dp.mask = p.mask.clone();
+    let dp = direction(&p, 600);
     let (v, d) = penalized_jvp(&p, &x, &dp);
     assert_eq!(v.item::<f64>(), penalized(&p, &x).item::<f64>());
     let want = g.inner(&dp);
