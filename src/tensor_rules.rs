@@ -118,6 +118,17 @@ pub fn max<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
     )
 }
 
+/// `x.clamp(lo, hi)` elementwise, as `min(max(x, lo), hi)`.
+pub fn clamp<'a>(
+    x: impl Into<Operand<'a>>,
+    lo: impl Into<Operand<'a>>,
+    hi: impl Into<Operand<'a>>,
+) -> Tensor {
+    let hi: Operand<'_> = hi.into();
+    let m = max(x, lo);
+    min(&m, hi)
+}
+
 /// `min(a, b)` elementwise.
 pub fn min<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
     binary(
@@ -188,6 +199,45 @@ impl<'a, 'b> From<&'a &'b Tensor> for Cond<'a> {
 impl From<bool> for Cond<'_> {
     fn from(b: bool) -> Self {
         Cond::Bool(b)
+    }
+}
+
+/// A condition as a 1/0 operand (a mask in its float dtype, or a number).
+fn ones_where(c: Cond<'_>) -> Tensor {
+    match c {
+        Cond::Mask(m) if m.dtype().is_float() => m.ne(&m.scalar_like(0.0)).to_dtype(m.dtype()),
+        Cond::Mask(m) => m.to_dtype(ferrax_runtime::DType::F32),
+        Cond::Bool(b) => Tensor::scalar(if b { 1.0f32 } else { 0.0 }),
+    }
+}
+
+/// `a && b` elementwise for masks (or a mask and a bool): 1 where both hold, else 0.
+pub fn bit_and<'a>(a: impl Into<Cond<'a>>, b: impl Into<Cond<'a>>) -> Tensor {
+    match (a.into(), b.into()) {
+        (Cond::Mask(m), Cond::Bool(c)) | (Cond::Bool(c), Cond::Mask(m)) => {
+            let m = ones_where(Cond::Mask(m));
+            if c { m } else { m.zeros_like() }
+        }
+        (a, b) => {
+            let (a, b) = (ones_where(a), ones_where(b));
+            let b = b.to_dtype(a.dtype());
+            a * b
+        }
+    }
+}
+
+/// `a || b` elementwise for masks (or a mask and a bool): 1 where either holds, else 0.
+pub fn bit_or<'a>(a: impl Into<Cond<'a>>, b: impl Into<Cond<'a>>) -> Tensor {
+    match (a.into(), b.into()) {
+        (Cond::Mask(m), Cond::Bool(c)) | (Cond::Bool(c), Cond::Mask(m)) => {
+            let m = ones_where(Cond::Mask(m));
+            if c { m.ones_like() } else { m }
+        }
+        (a, b) => {
+            let (a, b) = (ones_where(a), ones_where(b));
+            let b = b.to_dtype(a.dtype());
+            a.maximum(&b)
+        }
     }
 }
 

@@ -291,6 +291,7 @@ unary! {
     powi_0 (Any): |x| { x.powi(0) }
     powi_neg (Pos): |x| { x.powi(-2) }
     powf (Pos): |x| { x.powf(2.5) }
+    clamp (Any): |x| { x.clamp(-0.5, 0.8) }
     scalar_ops (Pos): |x| { (x * 2.0 + 1.5) / 3.0 - 0.25 }
 }
 

@@ -826,3 +826,26 @@ fn per_example_gradients_of_a_float_field_are_a_clear_panic() {
         "{msg}"
     );
 }
+
+// ---- a clipped probability, per example ----
+
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(x, w))]
+fn clipped_nll(x: &Tensor, w: &Tensor) -> Tensor {
+    let p = x.matmul(w).sigmoid().clamp(0.05, 0.95);
+    -p.ln().sum()
+}
+
+#[test]
+fn per_example_gradients_through_clamp_match_a_loop() {
+    let (xs, w) = (normal(51, &[6, 3]), normal(52, &[3, 2]) * 3.0);
+    let (gx, gw) = clipped_nll_grad_vmap(&xs, &w);
+    let (gx, gw) = (unstack(&gx, 0), unstack(&gw, 0));
+    let values = unstack(&clipped_nll_vmap(&xs, &w), 0);
+    for (b, x) in unstack(&xs, 0).iter().enumerate() {
+        assert_close(&values[b], &clipped_nll(x, &w), 1e-12, "per-example value");
+        let (wx, ww) = clipped_nll_grad(x, &w);
+        assert_close(&gx[b], &wx, 1e-12, "per-example gradient wrt x");
+        assert_close(&gw[b], &ww, 1e-12, "per-example gradient wrt w");
+    }
+}

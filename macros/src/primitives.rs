@@ -1146,6 +1146,7 @@ impl Prim {
             ("div", 1) => Div,
             ("maximum", 1) => Max,
             ("minimum", 1) => Min,
+            ("clamp", 2) => Clamp,
             ("eq", 1) => Eq,
             ("ne", 1) => Ne,
             ("lt", 1) => Lt,

@@ -471,6 +471,34 @@ binary_methods! {
     minimum, try_minimum, Minimum, "minimum (NaN if either is NaN)";
 }
 
+impl Tensor {
+    /// Each element limited to `[lo, hi]`: `min(max(x, lo), hi)` (NaN stays NaN), as
+    /// `f64::clamp` elementwise. Panics if `lo > hi` or either is NaN; see
+    /// [`Tensor::try_clamp`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![-2.0, 0.5, 3.0], &[3]);
+    /// assert_eq!(x.clamp(-1.0, 1.0).to_vec::<f64>(), vec![-1.0, 0.5, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn clamp(&self, lo: f64, hi: f64) -> Tensor {
+        unwrap(self.try_clamp(lo, hi))
+    }
+
+    /// [`Tensor::clamp`], returning an error instead of panicking.
+    pub fn try_clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(Error::InvalidArgument {
+                op: "clamp",
+                message: format!("the bounds must satisfy lo <= hi, got lo = {lo}, hi = {hi}"),
+            });
+        }
+        self.try_maximum(&self.scalar_like(lo))?
+            .try_minimum(&self.scalar_like(hi))
+    }
+}
+
 macro_rules! compare_methods {
     ($($name:ident, $try_name:ident, $op:ident, $doc:literal;)*) => {
         impl Tensor {

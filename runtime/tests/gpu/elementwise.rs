@@ -21,6 +21,7 @@ const UNARY: &[Unary] = &[
     ("recip", |x| x.recip(), 1e-6),
     ("sigmoid", |x| x.sigmoid(), 2e-6),
     ("relu", |x| x.relu(), 0.0),
+    ("clamp", |x| x.clamp(-0.5, 0.8), 0.0),
     ("sign", |x| x.sign(), 0.0),
     ("powi 3", |x| x.powi(3), 1e-6),
     ("powi -2", |x| x.powi(-2), 1e-6),

@@ -142,3 +142,11 @@ fn panics_carry_the_error_message() {
         "add: shapes [2, 3] and [3, 2] cannot be broadcast together"
     );
 }
+
+#[test]
+fn clamp_bounds_out_of_order_are_reported() {
+    let x = f32s(&[3]);
+    err_contains(x.try_clamp(1.0, 0.0), &["clamp", "lo = 1", "hi = 0"]);
+    err_contains(x.try_clamp(f64::NAN, 0.0), &["clamp", "NaN"]);
+    assert_eq!(x.try_clamp(0.5, 0.5).unwrap().to_vec::<f32>(), vec![0.5; 3]);
+}
