@@ -305,3 +305,52 @@ fn an_f32_constant_passed_to_a_batched_call_is_lifted_in_f32() {
         }
     }
 }
+
+/// A configuration built in the function (a struct literal of constants and inactive
+/// locals) and passed on by reference, in reverse, forward-over-reverse and batched mode.
+#[hessian(wrt(x))]
+#[grad(wrt(x))]
+fn built_config(x: &[f64], power: i32) -> f64 {
+    let n = x.len() as f64;
+    let cfg = Cfg {
+        scale: n / 2.0,
+        bias: BIAS,
+    };
+    let mut e = 0.0;
+    for i in 0..x.len() {
+        e += affine(&cfg, x[i]).powi(power);
+    }
+    e * cfg.scale
+}
+
+#[vmap(in_axes = (0))]
+#[grad]
+fn gated_built(x: &Tensor) -> Tensor {
+    let power = 2;
+    gate(x, &Gate { scale: 0.5, power }, BIAS) * x.sum()
+}
+
+#[test]
+fn a_configuration_built_in_the_function_matches_finite_differences() {
+    let x = [0.3, -0.4, 0.9];
+    let g = built_config_grad(&x, 3);
+    let want = fd_grad(&|v| built_config(v, 3), &x);
+    assert_all_close(&g, &want, FD_RTOL, "built_config_grad");
+    let h = built_config_hessian(&x, 3);
+    for (i, row) in h.iter().enumerate() {
+        let want = fd_grad(&|v| built_config_grad(v, 3)[i], &x);
+        assert_all_close(row, &want, FD_RTOL, "built_config_hessian row");
+    }
+    let xs = normal(9, &[4, 3]);
+    let gs = gated_built_grad_vmap(&xs).to_vec::<f64>();
+    for b in 0..4 {
+        let x = Tensor::from_vec(xs.to_vec::<f64>()[3 * b..3 * b + 3].to_vec(), &[3]);
+        let g = gated_built_grad(&x).to_vec::<f64>();
+        assert_all_close(&gs[3 * b..3 * b + 3], &g, AD_RTOL, "per-example gradient");
+        let want = fd_grad(
+            &|p| gated_built(&Tensor::from_vec(p.to_vec(), &[3])).item::<f64>(),
+            &x.to_vec::<f64>(),
+        );
+        assert_all_close(&g, &want, FD_RTOL, "gated_built_grad");
+    }
+}

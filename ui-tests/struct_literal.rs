@@ -1,4 +1,4 @@
-// Struct literals are outside the scalar language.
+// A struct literal is a configuration: fields with a derivative would lose it.
 use ferrax::prelude::*;
 
 struct Point {

@@ -112,6 +112,18 @@ pub fn check_activity(cx: &Ctxt, func: &Func, varied: &HashSet<Var>) {
                 "a tuple holding values with a derivative is supported only where it is destructured as it is made (`let (a, b) = (x, y);`): not as an `if`'s or a `match`'s value, nor bound whole; compute each value on its own (`let a = if c { x } else { y };`)",
             );
         }
+        // a struct literal: a configuration, whose fields carry no derivative
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::Struct { fields, .. },
+        } = s
+            && fields.iter().any(|(_, a)| is(a))
+        {
+            cx.error_at(
+                func.info(*var).span.unwrap_or_else(proc_macro2::Span::call_site),
+                "a struct literal holding values with a derivative is not supported (its fields would lose their derivatives): pass the values on as arguments, or build the struct outside and take it as a parameter",
+            );
+        }
         if let Stmt::Let {
             rhs:
                 Rhs::Method {

@@ -757,6 +757,13 @@ impl Emitter<'_> {
                 quote!(#r.#method(#(#args),*))
             }
             Rhs::Path(p) => quote!(#p),
+            Rhs::Struct { path, fields } => {
+                let fields = fields.iter().map(|(m, a)| {
+                    let v = self.value(*a);
+                    quote!(#m: #v)
+                });
+                quote!(#path { #(#fields),* })
+            }
             Rhs::Tuple(items) => {
                 let items = items.iter().map(|a| self.atom(*a));
                 quote!((#(#items,)*))

@@ -186,6 +186,12 @@ pub enum Rhs {
     },
     /// A constant path (`std::f64::consts::PI`, `Mode::Fast`, `N`).
     Path(syn::ExprPath),
+    /// A struct literal of values without a derivative (`Gate { scale: 2.0, power: n }`),
+    /// a configuration to pass on.
+    Struct {
+        path: syn::Path,
+        fields: Vec<(syn::Member, Atom)>,
+    },
     Tuple(Vec<Atom>),
     /// `tuple.0`.
     Field(Var, usize),
@@ -594,6 +600,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             v.extend(args.iter().copied());
             v
         }
+        Rhs::Struct { fields, .. } => fields.iter().map(|(_, a)| *a).collect(),
         Rhs::Project(v, path) | Rhs::ProjectTangent(v, path) | Rhs::ProjectLen(v, path) => {
             let mut out = vec![Atom::Var(*v)];
             out.extend(proj_atoms(path));

@@ -466,12 +466,17 @@ impl Lowerer<'_> {
     fn struct_root(&self, v: Var) -> bool {
         match self.func.info(v).kind {
             Kind::Struct => true,
-            // a struct left out of `wrt`: a plain value
-            Kind::Opaque => self
-                .func
-                .params
-                .iter()
-                .any(|p| p.var == v && type_kind(&p.ty) == Ok(Kind::Struct)),
+            // a struct left out of `wrt`, or one made here (`let c = Cfg { .. };`): a plain
+            // value
+            Kind::Opaque => {
+                self.func
+                    .params
+                    .iter()
+                    .any(|p| p.var == v && type_kind(&p.ty) == Ok(Kind::Struct))
+                    || self.blocks.iter().flatten().any(
+                        |s| matches!(s, Stmt::Let { var, rhs: Rhs::Struct { .. } } if *var == v),
+                    )
+            }
             _ => false,
         }
     }
@@ -1154,7 +1159,7 @@ impl Lowerer<'_> {
                     "field access on anything but a parameter struct (`p: &Params` with `#[derive(Differentiable)]`, read as `p.w` or `p.layers[i].w`)",
                 ),
             },
-            Expr::Struct(s) => self.unsupported(s, "a struct literal"),
+            Expr::Struct(s) => self.lower_struct(s),
             Expr::Range(r) => self.unsupported(r, "a range outside `for`"),
             Expr::Let(l) => self.unsupported(l, "`let` in a condition (`if let`, `while let`)"),
             Expr::RawAddr(r) => {
@@ -1886,6 +1891,35 @@ impl Lowerer<'_> {
             Kind::Seq(Seq::Vec, p),
             Rhs::NewSeq(NewSeq::CopyOf(array)),
         ))
+    }
+
+    /// A struct literal (`Gate { scale: 2.0, power: n }`): a value without a derivative,
+    /// its fields evaluated in order (a field with a derivative is reported by
+    /// `check_activity`).
+    fn lower_struct(&mut self, s: &syn::ExprStruct) -> Option<Atom> {
+        if let Some(rest) = &s.rest {
+            return self.unsupported(rest, "a struct literal with `..base` (name every field)");
+        }
+        if s.qself.is_some() {
+            return self.unsupported(s, "a struct literal with a qualified path");
+        }
+        let fields = s
+            .fields
+            .iter()
+            .map(|f| (f.member.clone(), self.value(&f.expr)))
+            .collect();
+        let v = self.let_(
+            "s",
+            Kind::Opaque,
+            Rhs::Struct {
+                path: s.path.clone(),
+                fields,
+            },
+        );
+        if let Atom::Var(var) = v {
+            self.func.vars[var.0 as usize].span = Some(s.span());
+        }
+        Some(v)
     }
 
     /// `dbg!(e)`: the value of `e`, printed the way `std::dbg!` prints it (to stderr, with
