@@ -1562,6 +1562,31 @@ fn batched_like<'a>(op: &str, like: BArg<'a>) -> &'a Tensor {
     }
 }
 
+/// An integer as a batched `[B]` tensor of floats (a per-example counter: exact below
+/// 2^24 in f32, 2^53 in f64), in the dtype, batch size and device of the batched `like`.
+#[track_caller]
+pub fn lift_int<'a>(x: impl IntValue, like: impl Into<BArg<'a>>) -> Tensor {
+    lift_like(x.as_f64(), like)
+}
+
+/// A Rust integer, read as a float (see [`lift_int`]).
+pub trait IntValue: Copy {
+    /// The value as `f64`.
+    fn as_f64(self) -> f64;
+}
+
+macro_rules! int_value {
+    ($($t:ty)*) => {$(
+        impl IntValue for $t {
+            #[inline(always)]
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+int_value!(i8 i16 i32 i64 i128 isize u8 u16 u32 u64 u128 usize);
+
 /// A bool as a batched `[B]` mask (1 or 0) in the dtype, batch size and device of the
 /// batched `like`.
 #[track_caller]

@@ -849,3 +849,54 @@ fn per_example_gradients_through_clamp_match_a_loop() {
         assert_close(&gw[b], &ww, 1e-12, "per-example gradient wrt w");
     }
 }
+
+// ---- a per-example counter: Newton's method with an iteration cap ----
+
+/// `sqrt(a)` by Newton's method, stopping per example when converged or after `cap`
+/// steps; the steps taken are a per-example integer, added to the result to check them.
+#[vmap(in_axes = (0, None))]
+fn newton_steps(a: f64, cap: usize) -> f64 {
+    let mut x = a.max(1.0);
+    let mut i = 0;
+    while (x * x - a).abs() > 1e-10 * a && i < cap {
+        x = 0.5 * (x + a / x);
+        i += 1;
+    }
+    let mut flag = 0;
+    if i == cap {
+        flag = 1;
+    }
+    x + 1000.0 * i as f64 - 0.5 * flag as f64
+}
+
+#[test]
+fn a_per_example_counter_matches_a_loop() {
+    for dtype in [DType::F64, DType::F32] {
+        let a = Tensor::from_vec(vec![2.0, 9.0, 0.25, 1e6, 1.0], &[5]).to_dtype(dtype);
+        // (f32 does not converge to 1e-10: its examples all run to a cap of 50)
+        let caps: &[usize] = if dtype == DType::F64 {
+            &[0, 3, 50]
+        } else {
+            &[0, 3]
+        };
+        for &cap in caps {
+            let got = newton_steps_vmap(&a, cap)
+                .to_dtype(DType::F64)
+                .to_vec::<f64>();
+            for (k, v) in a
+                .to_dtype(DType::F64)
+                .to_vec::<f64>()
+                .into_iter()
+                .enumerate()
+            {
+                let want = newton_steps(v, cap);
+                let tol = if dtype == DType::F64 { 1e-12 } else { 1e-3 };
+                assert!(
+                    (got[k] - want).abs() <= tol * (1.0 + want.abs()),
+                    "{dtype:?}, cap {cap}, a = {v}: {} vs {want}",
+                    got[k]
+                );
+            }
+        }
+    }
+}

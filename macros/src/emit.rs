@@ -796,6 +796,22 @@ impl Emitter<'_> {
         }
     }
 
+    /// [`Self::b_operand`] of an arithmetic or comparison primitive, where an integer meets
+    /// a per-example one (a counter, a batch of floats): as a float.
+    fn b_arith_operand(&self, a: Atom) -> TokenStream {
+        match a {
+            Atom::Int(i) => {
+                let lit = Literal::f64_suffixed(i as f64);
+                quote!(#lit)
+            }
+            Atom::Var(v) if !self.func.batched(a) && self.func.info(v).kind == Kind::Int => {
+                let x = self.atom(a);
+                quote!((#x as f64))
+            }
+            a => self.b_operand(a),
+        }
+    }
+
     /// A primitive with a batched argument: its batching rule, `b::<name>`, which takes the
     /// same arguments as the tensor helper `t::<name>` with batched ones marked.
     fn batched_prim(&self, p: Prim, args: &[Atom]) -> TokenStream {
@@ -805,7 +821,18 @@ impl Emitter<'_> {
             Prim::ConcatPart | Prim::StackPart => (3, true),
             _ => (args.len(), false),
         };
-        let head = args[..fixed].iter().map(|a| self.b_operand(*a));
+        use Prim::*;
+        let arith = matches!(
+            p,
+            Add | Sub | Mul | Neg | Lt | Le | Gt | Ge | Eq | Ne | Max | Min
+        );
+        let head = args[..fixed].iter().map(|a| {
+            if arith {
+                self.b_arith_operand(*a)
+            } else {
+                self.b_operand(*a)
+            }
+        });
         if parts {
             let rest = args[fixed..].iter().map(|a| {
                 let o = self.b_operand(*a);

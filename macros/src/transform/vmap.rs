@@ -63,15 +63,9 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
             // a pullback stack holding batched values
             Kind::Struct => Kind::Struct,
             Kind::Opaque => Kind::Opaque,
-            Kind::Int => {
-                return Err(VmapError {
-                    span,
-                    msg: format!(
-                        "#[vmap]: the integer `{}` would differ per example (it is computed from a per-example value, or assigned under a per-example condition); only floats, tensors and bools may differ per example. Compute it from unbatched arguments, or keep the branch on an unbatched condition",
-                        info.name
-                    ),
-                });
-            }
+            // a counter under a per-example condition (`while .. && i < 50 { i += 1 }`): a
+            // batch of its values as floats (exact below 2^24 in f32)
+            Kind::Int => Kind::Tensor,
             Kind::Seq(..) => {
                 return Err(VmapError {
                     span,
@@ -343,6 +337,26 @@ impl Vmap<'_> {
                     like,
                 ],
             ),
+            (Atom::Int(i), _) => Self::call(
+                "lift_like",
+                vec![
+                    Arg {
+                        atom: Atom::Float(i as f64),
+                        borrow: false,
+                    },
+                    like,
+                ],
+            ),
+            (_, Kind::Int) => Self::call(
+                "lift_int",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: false,
+                    },
+                    like,
+                ],
+            ),
             (_, Kind::Bool) => Self::call(
                 "lift_bool",
                 vec![
@@ -554,6 +568,17 @@ impl Vmap<'_> {
                 body,
                 exit,
             } => {
+                if let Some(v) = [range.lo, range.hi]
+                    .iter()
+                    .filter(|a| self.is_batched(**a))
+                    .find_map(|a| a.var())
+                {
+                    let span = self.orig.info(v).span.unwrap_or(self.input.span);
+                    self.fail(
+                        span,
+                        "#[vmap]: a `for` loop's bound differs per example; loop `while` a per-example condition holds instead (`while i < n { ..; i += 1 }`)",
+                    );
+                }
                 let (body, exit) = self.loop_body(body, exit);
                 out.push(Stmt::For {
                     index: *index,
@@ -586,6 +611,34 @@ impl Vmap<'_> {
                 );
                 rhs.clone()
             }
+            // a per-example integer (a counter) is a batch of floats: integer division,
+            // remainders and bit operations would not be what Rust computes
+            Rhs::Prim(
+                p @ (Prim::Div
+                | Prim::Rem
+                | Prim::BitAnd
+                | Prim::BitOr
+                | Prim::BitXor
+                | Prim::Shl
+                | Prim::Shr),
+                args,
+            ) if args
+                .iter()
+                .any(|a| self.is_batched(*a) && self.orig_kind(*a) == Kind::Int) =>
+            {
+                let span = args
+                    .iter()
+                    .filter_map(|a| a.var())
+                    .find_map(|v| self.orig.info(v).span)
+                    .unwrap_or(self.input.span);
+                self.fail(
+                    span,
+                    format!("#[vmap]: an integer that differs per example (a counter) is a batch of floats, which `{p:?}` cannot take as Rust does; supported on it: + - *, comparisons and `as` casts"),
+                );
+                rhs.clone()
+            }
+            // `i as f64`, `i as usize` of a per-example counter: the batch itself
+            Rhs::Cast(a, _) if self.orig_kind(*a) == Kind::Int => Rhs::Atom(*a),
             // primitives go to `b::` when the emitter sees a batched argument
             Rhs::Prim(..)
             | Rhs::Atom(_)
