@@ -900,3 +900,66 @@ fn a_per_example_counter_matches_a_loop() {
         }
     }
 }
+
+// ---- per-example gradients through loops of per-example trip counts ----
+
+/// Newton's method for `sqrt(a)`, to convergence or a cap, then a nonlinear read-out:
+/// each example makes its own number of trips, and its gradient goes back through them.
+#[vmap(in_axes = (0))]
+#[grad]
+fn newton_readout(a: f64) -> f64 {
+    let mut x = a.max(1.0);
+    let mut i = 0;
+    while (x * x - a).abs() > 1e-12 * a && i < 50 {
+        x = 0.5 * (x + a / x);
+        i += 1;
+    }
+    x * x.sin()
+}
+
+/// A damped fixed-point iteration `h = tanh(w h + x)` per example, until the step is
+/// small: tensors carried through a loop whose trip count depends on the example.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn fixed_point(x: &Tensor, w: &Tensor) -> Tensor {
+    let mut h = x.zeros_like();
+    let mut step = 1.0;
+    let mut trips = 0;
+    while step > 1e-6 && trips < 200 {
+        let next = (w.matmul(&h) + x).tanh();
+        step = (&next - &h).abs().max().item::<f64>();
+        h = next;
+        trips += 1;
+    }
+    h.powi(2).sum()
+}
+
+#[test]
+fn per_example_gradients_through_while_loops_of_per_example_trips_match_a_loop() {
+    let a = [2.0, 9.0, 0.25, 1e6, 1.0];
+    let g = newton_readout_grad_vmap(&Tensor::from_vec(a.to_vec(), &[5])).to_vec::<f64>();
+    for (k, v) in a.iter().enumerate() {
+        let want = newton_readout_grad(*v);
+        assert!(
+            (g[k] - want).abs() <= 1e-12 * (1.0 + want.abs()),
+            "{v}: {} vs {want}",
+            g[k]
+        );
+        let h = 1e-6 * v;
+        let fd = (newton_readout(v + h) - newton_readout(v - h)) / (2.0 * h);
+        assert!(
+            (want - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{v}: {want} vs {fd}"
+        );
+    }
+    let (xs, w) = (normal(61, &[4, 3]) * 2.0, normal(62, &[3, 3]) * 0.4);
+    let (gx, gw) = fixed_point_grad_vmap(&xs, &w);
+    let (gx, gw) = (unstack(&gx, 0), unstack(&gw, 0));
+    let values = unstack(&fixed_point_vmap(&xs, &w), 0);
+    for (b, x) in unstack(&xs, 0).iter().enumerate() {
+        assert_close(&values[b], &fixed_point(x, &w), 1e-12, "per-example value");
+        let (wx, ww) = fixed_point_grad(x, &w);
+        assert_close(&gx[b], &wx, 1e-10, "per-example gradient wrt x");
+        assert_close(&gw[b], &ww, 1e-10, "per-example gradient wrt w");
+    }
+}

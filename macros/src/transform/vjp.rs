@@ -1022,9 +1022,20 @@ impl Vjp<'_> {
                     var: popped,
                     rhs: Rhs::Pop(trips),
                 }];
-                rb.extend(seq_marks);
-                rb.extend(restore);
-                rb.extend(joint.stmts);
+                let mut undo = seq_marks;
+                undo.extend(restore);
+                undo.extend(joint.stmts);
+                if idx.is_none() {
+                    // (always set here; batched, set only for the examples that made this
+                    // trip: the others' adjoints pass through it unchanged)
+                    rb.push(Stmt::If {
+                        cond: Atom::Var(popped),
+                        then: Block { stmts: undo },
+                        els: Block::default(),
+                    });
+                } else {
+                    rb.extend(undo);
+                }
                 rev.push(Stmt::For {
                     index: k,
                     range: Range {

@@ -138,6 +138,8 @@ fn rhs_batched(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     match rhs {
         // the same for every example: sizes and integer conversions
         Rhs::Prim(Prim::Numel | Prim::AxisLen | Prim::IntAsFloat, _) => false,
+        // a tape's length: every example pushes in every iteration (see `select_if`)
+        Rhs::Len(_) => false,
         Rhs::Method { method, .. } if per_example_query(&method.to_string()) => false,
         r => rhs_uses(r).iter().any(|a| is(set, a)),
     }
@@ -191,6 +193,35 @@ fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Va
             _ => {}
         }
     }
+}
+
+/// The variables `block` changes only by pushing to them (the transforms' tapes).
+fn pushed_only(block: &Block) -> Vec<Var> {
+    let pushed: HashSet<Var> = {
+        let mut p = HashSet::new();
+        walk(block, &mut |s| {
+            if let Stmt::Push { array, .. } = s {
+                p.insert(*array);
+            }
+        });
+        p
+    };
+    let mut other = HashSet::new();
+    walk(block, &mut |s| match s {
+        Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
+            other.insert(*var);
+        }
+        Stmt::Store { array, .. }
+        | Stmt::AddStore { array, .. }
+        | Stmt::AddSeq { target: array, .. }
+        | Stmt::AddProject { target: array, .. }
+        | Stmt::Undo { array, .. }
+        | Stmt::FillRest { array, .. } => {
+            other.insert(*array);
+        }
+        _ => {}
+    });
+    pushed.difference(&other).copied().collect()
 }
 
 /// The prefix of the counterpart of a `#[vmap]` function that callers in other batched
@@ -486,6 +517,22 @@ impl Vmap<'_> {
                 });
             }
             Stmt::Push { array, value } if batched(array) => {
+                // a trip or branch mark pushed under per-example conditions: set only for
+                // the examples they hold for (a reverse sweep masks its iteration by it)
+                let boolean =
+                    matches!(value, Atom::Bool(_)) || self.orig_kind(*value) == Kind::Bool;
+                let mut value = *value;
+                if boolean && !self.masks.is_empty() {
+                    let mut mask = self.masks[0];
+                    for m in self.masks.clone().into_iter().skip(1) {
+                        mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
+                    }
+                    value = match value {
+                        Atom::Bool(true) => mask,
+                        v => self.batched_prim(out, Prim::BitAnd, vec![mask, v]),
+                    };
+                }
+                let value = &value;
                 // (onto a stack of batched values: an unbatched one lifted as what it is)
                 let value = match self.func.info(*array).kind {
                     Kind::Opaque if !self.is_batched(*value) => {
@@ -864,6 +911,11 @@ impl Vmap<'_> {
             .collect();
         assigned.sort();
         assigned.dedup();
+        // a reverse sweep's tapes (stacks the transforms push to) take a value from every
+        // example, running or not: their pops then match, and a reverse sweep masks what it
+        // does with them by the trip marks it pops (the masks pushed here)
+        let pushed_only: HashSet<Var> = pushed_only(then).into_iter().collect();
+        assigned.retain(|v| !(self.func.info(*v).kind == Kind::Opaque && pushed_only.contains(v)));
         for v in &assigned {
             let info = self.func.info(*v);
             if !matches!(info.kind, Kind::Tensor) {
