@@ -934,6 +934,65 @@ fn fixed_point(x: &Tensor, w: &Tensor) -> Tensor {
     h.powi(2).sum()
 }
 
+/// A `for` loop left early, per example.
+#[vmap(in_axes = (0))]
+#[grad]
+fn grown_until(a: f64) -> f64 {
+    let mut x = a;
+    for k in 0..20 {
+        if x > 10.0 {
+            break;
+        }
+        x = x * 1.5 + (k as f64) * 0.01 * x.sin();
+    }
+    x.ln()
+}
+
+/// A `loop` with its exit at the end, per example.
+#[vmap(in_axes = (0))]
+#[grad]
+fn grown_past(a: f64) -> f64 {
+    let mut x = a;
+    loop {
+        x = x * 1.3 + 0.1;
+        if x > 5.0 {
+            break;
+        }
+    }
+    x.sqrt()
+}
+
+#[test]
+fn per_example_gradients_through_loops_left_early_match_a_loop() {
+    let a = [0.5, 2.0, 9.0, 11.0, 0.01];
+    let at = Tensor::from_vec(a.to_vec(), &[5]);
+    let (g1, g2) = (
+        grown_until_grad_vmap(&at).to_vec::<f64>(),
+        grown_past_grad_vmap(&at).to_vec::<f64>(),
+    );
+    for (k, v) in a.iter().enumerate() {
+        for (got, want) in [(g1[k], grown_until_grad(*v)), (g2[k], grown_past_grad(*v))] {
+            assert!(
+                (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                "{v}: {got} vs {want}"
+            );
+        }
+        let h = 1e-6 * v;
+        let fd = (grown_until(v + h) - grown_until(v - h)) / (2.0 * h);
+        assert!(
+            (g1[k] - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{v}: {} vs {fd}",
+            g1[k]
+        );
+        let fd = (grown_past(v + h) - grown_past(v - h)) / (2.0 * h);
+        assert!(
+            (g2[k] - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{v}: {} vs {fd}",
+            g2[k]
+        );
+    }
+}
+
 #[test]
 fn per_example_gradients_through_while_loops_of_per_example_trips_match_a_loop() {
     let a = [2.0, 9.0, 0.25, 1e6, 1.0];

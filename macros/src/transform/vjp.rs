@@ -992,11 +992,20 @@ impl Vjp<'_> {
                     Stmt::For { index, .. } => (Atom::Var(*index), Some(*index)),
                     _ => (Atom::Bool(true), None),
                 };
+                // (a `for` with exits also marks each trip, as a `while` does with `true`:
+                // batched, the mark is the mask of the examples still running)
+                let marks = idx.map(|_| self.new_stack("marks", &mut fwd));
                 let mut b = at_start;
                 b.push(Stmt::Push {
                     array: trips,
                     value: marker,
                 });
+                if let Some(m) = marks {
+                    b.push(Stmt::Push {
+                        array: m,
+                        value: Atom::Bool(true),
+                    });
+                }
                 b.extend(primal.stmts);
                 let loop_stmt = match s {
                     Stmt::For { index, range, .. } => Stmt::For {
@@ -1025,17 +1034,24 @@ impl Vjp<'_> {
                 let mut undo = seq_marks;
                 undo.extend(restore);
                 undo.extend(joint.stmts);
-                if idx.is_none() {
-                    // (always set here; batched, set only for the examples that made this
-                    // trip: the others' adjoints pass through it unchanged)
-                    rb.push(Stmt::If {
-                        cond: Atom::Var(popped),
-                        then: Block { stmts: undo },
-                        els: Block::default(),
-                    });
-                } else {
-                    rb.extend(undo);
-                }
+                // (always set here; batched, set only for the examples that made this trip:
+                // the others' adjoints pass through it unchanged)
+                let mark = match marks {
+                    Some(m) => {
+                        let mark = self.func.new_var("mark", Kind::Bool, false);
+                        rb.push(Stmt::Let {
+                            var: mark,
+                            rhs: Rhs::Pop(m),
+                        });
+                        mark
+                    }
+                    None => popped,
+                };
+                rb.push(Stmt::If {
+                    cond: Atom::Var(mark),
+                    then: Block { stmts: undo },
+                    els: Block::default(),
+                });
                 rev.push(Stmt::For {
                     index: k,
                     range: Range {

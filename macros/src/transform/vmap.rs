@@ -99,11 +99,24 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
 /// control dependence can make a condition batched that was not before.
 fn batched_vars(func: &Func, seeds: &[Var]) -> HashSet<Var> {
     let mut set: HashSet<Var> = seeds.iter().copied().collect();
+    // the transforms' tapes: every example pushes to them in every iteration (see
+    // `select_if`), so only what they hold can make them differ per example
+    let mut tapes = HashSet::new();
+    walk(&func.body, &mut |s| {
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::NewSeq(NewSeq::Empty { .. }),
+        } = s
+            && func.info(*var).kind == Kind::Opaque
+        {
+            tapes.insert(*var);
+        }
+    });
     loop {
         let before = set.len();
         let mut add = Vec::new();
         data_deps(&func.body, &set, &mut add);
-        control_deps(&func.body, &set, false, &mut add);
+        control_deps(&func.body, &set, &tapes, false, &mut add);
         set.extend(add);
         if set.len() == before {
             return set;
@@ -161,11 +174,25 @@ fn per_example_query(method: &str) -> bool {
     )
 }
 
-fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Var>) {
+fn control_deps(
+    block: &Block,
+    set: &HashSet<Var>,
+    tapes: &HashSet<Var>,
+    under: bool,
+    add: &mut Vec<Var>,
+) {
     for s in &block.stmts {
         if under {
             match s {
                 Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => add.push(*var),
+                // (a trip mark pushed under per-example conditions: the running mask; a
+                // tape takes nothing else from the condition)
+                Stmt::Push { array, value }
+                    if tapes.contains(array) && *value == Atom::Bool(true) =>
+                {
+                    add.push(*array)
+                }
+                Stmt::Push { array, .. } if tapes.contains(array) => {}
                 Stmt::Push { array, .. }
                 | Stmt::Store { array, .. }
                 | Stmt::AddStore { array, .. }
@@ -177,18 +204,18 @@ fn control_deps(block: &Block, set: &HashSet<Var>, under: bool, add: &mut Vec<Va
         match s {
             Stmt::If { cond, then, els } => {
                 let u = under || is(set, cond);
-                control_deps(then, set, u, add);
-                control_deps(els, set, u, add);
+                control_deps(then, set, tapes, u, add);
+                control_deps(els, set, tapes, u, add);
             }
             Stmt::Match { scrut, arms } => {
                 let u = under || is(set, scrut);
                 for a in arms {
-                    control_deps(&a.body, set, u, add);
+                    control_deps(&a.body, set, tapes, u, add);
                 }
             }
             Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => {
                 let u = under || exit.iter().any(|e| set.contains(e));
-                control_deps(body, set, u, add);
+                control_deps(body, set, tapes, u, add);
             }
             _ => {}
         }
@@ -517,20 +544,15 @@ impl Vmap<'_> {
                 });
             }
             Stmt::Push { array, value } if batched(array) => {
-                // a trip or branch mark pushed under per-example conditions: set only for
-                // the examples they hold for (a reverse sweep masks its iteration by it)
-                let boolean =
-                    matches!(value, Atom::Bool(_)) || self.orig_kind(*value) == Kind::Bool;
+                // a trip mark pushed under per-example conditions: set only for the examples
+                // still running (a reverse sweep masks its iteration by it)
                 let mut value = *value;
-                if boolean && !self.masks.is_empty() {
+                if value == Atom::Bool(true) && !self.masks.is_empty() {
                     let mut mask = self.masks[0];
                     for m in self.masks.clone().into_iter().skip(1) {
                         mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
                     }
-                    value = match value {
-                        Atom::Bool(true) => mask,
-                        v => self.batched_prim(out, Prim::BitAnd, vec![mask, v]),
-                    };
+                    value = mask;
                 }
                 let value = &value;
                 // (onto a stack of batched values: an unbatched one lifted as what it is)
