@@ -11,7 +11,10 @@
 //!   reads and overwrites (and the index, where the trip is not a plain range, or the trip
 //!   count for `while`/`loop`); the reverse sweep walks the iterations backwards, restores
 //!   each one's start state and recomputes it before reversing it (per-iteration
-//!   checkpointing: nothing inside an iteration is stored);
+//!   checkpointing: nothing inside an iteration is stored). A loop with exits also marks
+//!   each trip, and the reverse of a trip runs under the mark it pops: always set here,
+//!   and under `vmap` the mask of the examples still running, so that each example walks
+//!   back its own trips;
 //! - writes into Vecs and arrays log the overwritten element so the reverse sweep can
 //!   restore it.
 //!
