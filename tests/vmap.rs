@@ -1022,3 +1022,55 @@ fn per_example_gradients_through_while_loops_of_per_example_trips_match_a_loop()
         assert_close(&gw[b], &ww, 1e-10, "per-example gradient wrt w");
     }
 }
+
+/// A ball dropped from height `a`, bouncing with restitution `k`, simulated until a time
+/// whose steps depend on the height: per-example trip counts with a per-example branch
+/// inside, differentiated per example with respect to `a` and the shared `k`.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn bounced(a: f64, k: f64) -> f64 {
+    let mut x = a;
+    let mut v = 0.0;
+    let mut t = 0.0;
+    while t < 3.0 {
+        v -= 9.8 * 0.05;
+        x += v * 0.05;
+        if x < 0.0 {
+            x = -x * k;
+            v = -v * k;
+        }
+        t += 0.05 + 0.01 * x.abs();
+    }
+    x + v
+}
+
+#[test]
+fn per_example_gradients_of_a_bouncing_ball_match_a_loop_and_finite_differences() {
+    let a = [0.5, 2.0, 9.0, 1.3];
+    let (ga, gk) = bounced_grad_vmap(&Tensor::from_vec(a.to_vec(), &[4]), 0.8);
+    let (ga, gk) = (ga.to_vec::<f64>(), gk.to_vec::<f64>());
+    for (i, v) in a.iter().enumerate() {
+        let (wa, wk) = bounced_grad(*v, 0.8);
+        assert!(
+            (ga[i] - wa).abs() <= 1e-12 * (1.0 + wa.abs()),
+            "{v}: {} vs {wa}",
+            ga[i]
+        );
+        assert!(
+            (gk[i] - wk).abs() <= 1e-12 * (1.0 + wk.abs()),
+            "{v}: {} vs {wk}",
+            gk[i]
+        );
+        let h = 1e-7;
+        let fd = (bounced(v + h, 0.8) - bounced(v - h, 0.8)) / (2.0 * h);
+        assert!(
+            (wa - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{v}: {wa} vs {fd}"
+        );
+        let fd = (bounced(*v, 0.8 + h) - bounced(*v, 0.8 - h)) / (2.0 * h);
+        assert!(
+            (wk - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{v}: {wk} vs {fd}"
+        );
+    }
+}
