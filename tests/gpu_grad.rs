@@ -228,3 +228,37 @@ fn per_example_control_flow_and_checks_on_the_gpu_match_the_cpu() {
         Some("sqrt of -1")
     );
 }
+
+/// A clipped fixed-point iteration per example, until its step is small: per-example trip
+/// counts (the loop runs until every example has converged, masked), a reverse sweep that
+/// walks back each example's own trips, and `clamp`, all on the GPU.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn settled(x: &Tensor, w: &Tensor) -> Tensor {
+    let mut h = x.zeros_like();
+    let mut step = 1.0;
+    let mut trips = 0;
+    while step > 1e-4 && trips < 100 {
+        let next = (w.matmul(&h) + x).tanh().clamp(-0.9, 0.9);
+        step = (&next - &h).abs().max().item::<f32>();
+        h = next;
+        trips += 1;
+    }
+    h.powi(2).sum()
+}
+
+#[test]
+fn per_example_gradients_through_per_example_loops_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let xs = Tensor::normal(Key::new(21), &[6, 4], DType::F32) * 2.0;
+    let w = Tensor::normal(Key::new(22), &[4, 4], DType::F32) * 0.3;
+    let (gx, gw) = settled_grad_vmap(&xs, &w);
+    let (ggx, ggw) = settled_grad_vmap(&xs.to_device(&dev), &w.to_device(&dev));
+    assert_close("per-example gradient wrt x", &ggx, &gx);
+    assert_close("per-example gradient wrt w", &ggw, &gw);
+    assert_close(
+        "per-example values",
+        &settled_vmap(&xs.to_device(&dev), &w.to_device(&dev)),
+        &settled_vmap(&xs, &w),
+    );
+}
