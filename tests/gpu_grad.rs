@@ -256,9 +256,12 @@ fn per_example_gradients_through_per_example_loops_on_the_gpu_match_the_cpu() {
     let (ggx, ggw) = settled_grad_vmap(&xs.to_device(&dev), &w.to_device(&dev));
     assert_close("per-example gradient wrt x", &ggx, &gx);
     assert_close("per-example gradient wrt w", &ggw, &gw);
+    let values = settled_vmap(&xs.to_device(&dev), &w.to_device(&dev));
+    assert_close("per-example values", &values, &settled_vmap(&xs, &w));
+    let first = settled(&xs.slice(0, 0, 1).squeeze(0), &w);
     assert_close(
-        "per-example values",
-        &settled_vmap(&xs.to_device(&dev), &w.to_device(&dev)),
-        &settled_vmap(&xs, &w),
+        "the first example alone",
+        &values.slice(0, 0, 1).squeeze(0),
+        &first,
     );
 }
