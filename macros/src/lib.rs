@@ -203,12 +203,15 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// every example (default: every parameter along axis 0). `f32` / `f64` parameters batched
 /// arrive as 1-D tensors. Primitives take whole batches (a matrix-vector product becomes a
 /// matrix-matrix product); `if` on a per-example condition selects per example; loops whose
-/// exit differs per example run until every example is done. A call with per-example
+/// exit differs per example run until every example is done (an integer counting them,
+/// `i += 1`, is then a batch of floats: `+ - *`, comparisons and casts). A call with per-example
 /// arguments to another `#[vmap]` function calls its batched counterpart. Two `#[vmap]`
 /// attributes nest: `f_vmap_vmap` runs over both batch levels (e.g. all pairs of two sets).
 ///
 /// Over `#[grad]` it also emits `f_grad_vmap` and `f_value_and_grad_vmap`: per-example
-/// gradients, the batch axis first in every gradient (in each field of a parameter struct).
+/// gradients, the batch axis first in every gradient (in each field of a parameter struct),
+/// through loops of per-example trip counts too (each example's reverse sweep walks back its
+/// own trips).
 /// Under `#[grad]` (`#[grad] #[vmap] fn f`) it emits those and `f_vmap_grad` /
 /// `f_vmap_value_and_grad`: the gradient of the sum over the batch, per example for batched
 /// arguments and summed over the examples for shared ones.

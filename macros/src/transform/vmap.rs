@@ -99,8 +99,8 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
 /// control dependence can make a condition batched that was not before.
 fn batched_vars(func: &Func, seeds: &[Var]) -> HashSet<Var> {
     let mut set: HashSet<Var> = seeds.iter().copied().collect();
-    // the transforms' tapes: every example pushes to them in every iteration (see
-    // `select_if`), so only what they hold can make them differ per example
+    // the transforms' tapes (unnamed by the user): every example pushes to them in every
+    // iteration (see `select_if`), so only what they hold can make them differ per example
     let mut tapes = HashSet::new();
     walk(&func.body, &mut |s| {
         if let Stmt::Let {
@@ -108,6 +108,7 @@ fn batched_vars(func: &Func, seeds: &[Var]) -> HashSet<Var> {
             rhs: Rhs::NewSeq(NewSeq::Empty { .. }),
         } = s
             && func.info(*var).kind == Kind::Opaque
+            && func.info(*var).span.is_none()
         {
             tapes.insert(*var);
         }
@@ -937,7 +938,10 @@ impl Vmap<'_> {
         // example, running or not: their pops then match, and a reverse sweep masks what it
         // does with them by the trip marks it pops (the masks pushed here)
         let pushed_only: HashSet<Var> = pushed_only(then).into_iter().collect();
-        assigned.retain(|v| !(self.func.info(*v).kind == Kind::Opaque && pushed_only.contains(v)));
+        assigned.retain(|v| {
+            let info = self.func.info(*v);
+            !(info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v))
+        });
         for v in &assigned {
             let info = self.func.info(*v);
             if !matches!(info.kind, Kind::Tensor) {
