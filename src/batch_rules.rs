@@ -1188,6 +1188,79 @@ pub fn stack_part<'a>(
     }
 }
 
+/// A `Vec` of batched tensors (each with the batch axis first) as an argument of a
+/// batching rule: the per-example sequences of a `Vec` of tensors built under `vmap`.
+#[derive(Clone, Copy)]
+pub struct BSeq<'a>(pub &'a [Tensor]);
+
+/// A sequence of tensors as an argument of a batching rule: batched, or shared by every
+/// example.
+#[derive(Clone, Copy)]
+pub enum BSeqArg<'a> {
+    Batched(&'a [Tensor]),
+    Plain(&'a [Tensor]),
+}
+
+impl<'a> From<BSeq<'a>> for BSeqArg<'a> {
+    fn from(b: BSeq<'a>) -> Self {
+        BSeqArg::Batched(b.0)
+    }
+}
+
+impl<'a> From<&'a Vec<Tensor>> for BSeqArg<'a> {
+    fn from(v: &'a Vec<Tensor>) -> Self {
+        BSeqArg::Plain(v)
+    }
+}
+
+impl<'a> BSeqArg<'a> {
+    /// Each element as a batching rule's argument.
+    fn args(self) -> Vec<BArg<'a>> {
+        match self {
+            BSeqArg::Batched(v) => v.iter().map(BArg::Batched).collect(),
+            BSeqArg::Plain(v) => v.iter().map(BArg::from).collect(),
+        }
+    }
+}
+
+/// Batched `t::concat_seq`: each example's sequence joined along `axis`.
+#[track_caller]
+pub fn concat_seq(axis: isize, parts: BSeq<'_>) -> Tensor {
+    concat(axis, &BSeqArg::from(parts).args())
+}
+
+/// Batched `t::stack_seq`: each example's sequence stacked along a new `axis`.
+#[track_caller]
+pub fn stack_seq(axis: isize, parts: BSeq<'_>) -> Tensor {
+    stack(axis, &BSeqArg::from(parts).args())
+}
+
+/// Batched `t::unconcat_seq`: a batched part of the cotangent per element.
+#[track_caller]
+pub fn unconcat_seq<'a, 'b>(
+    ct: impl Into<BArg<'a>>,
+    axis: isize,
+    parts: impl Into<BSeqArg<'b>>,
+) -> Vec<Tensor> {
+    let (ct, parts) = (ct.into(), parts.into().args());
+    (0..parts.len())
+        .map(|k| concat_part(ct, axis, k, &parts))
+        .collect()
+}
+
+/// Batched `t::unstack_seq`: a batched part of the cotangent per element.
+#[track_caller]
+pub fn unstack_seq<'a, 'b>(
+    ct: impl Into<BArg<'a>>,
+    axis: isize,
+    parts: impl Into<BSeqArg<'b>>,
+) -> Vec<Tensor> {
+    let (ct, parts) = (ct.into(), parts.into().args());
+    (0..parts.len())
+        .map(|k| stack_part(ct, axis, k, &parts))
+        .collect()
+}
+
 // ----- shape donors -----
 
 /// Batched `t::sum_to`: each example's cotangent summed to the example shape of `like`.

@@ -500,10 +500,31 @@ pub fn matmul_tr<'a>(
     ferrax_runtime::unbroadcast(&g, bp.shape()).reshape(like_b.shape())
 }
 
+/// A value an adjoint can start from zero for: a differentiable one, or a slice of
+/// tensors (`&[Tensor]`, whose adjoint is a `Vec<Tensor>`).
+pub trait ZeroLike {
+    type Zero;
+    fn zero_like(&self) -> Self::Zero;
+}
+
+impl<T: Differentiable> ZeroLike for T {
+    type Zero = T;
+    fn zero_like(&self) -> T {
+        ferrax_runtime::differentiable::lazy_zeros_like(self)
+    }
+}
+
+impl ZeroLike for [Tensor] {
+    type Zero = Vec<Tensor>;
+    fn zero_like(&self) -> Vec<Tensor> {
+        self.iter().map(|t| t.zero_like()).collect()
+    }
+}
+
 /// The zero of the same structure (an adjoint's start), holding no memory until a
 /// contribution arrives.
-pub fn zero_like<T: Differentiable>(x: &T) -> T {
-    ferrax_runtime::differentiable::lazy_zeros_like(x)
+pub fn zero_like<T: ZeroLike + ?Sized>(x: &T) -> T::Zero {
+    x.zero_like()
 }
 
 /// `a += v` for adjoints of any differentiable type: a still-zero leaf takes `v` itself,
@@ -678,6 +699,68 @@ pub fn stack_part<'a>(
     let n = parts[k].ndim() as isize + 1;
     let a = if axis < 0 { axis + n } else { axis };
     ct.into().tensor().slice(a, k, k + 1).squeeze(a)
+}
+
+/// `Tensor::concat(&parts, axis)` of a `Vec` of tensors.
+#[track_caller]
+pub fn concat_seq(axis: isize, parts: &[Tensor]) -> Tensor {
+    Tensor::concat(parts, axis)
+}
+
+/// `Tensor::stack(&parts, axis)` of a `Vec` of tensors.
+#[track_caller]
+pub fn stack_seq(axis: isize, parts: &[Tensor]) -> Tensor {
+    Tensor::stack(parts, axis)
+}
+
+/// The cotangent of [`concat_seq`] split back into one cotangent per part.
+pub fn unconcat_seq<'a>(ct: impl Into<Operand<'a>>, axis: isize, parts: &[Tensor]) -> Vec<Tensor> {
+    let ct = ct.into().tensor();
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    (0..parts.len())
+        .map(|k| concat_part(&*ct, axis, k, &refs))
+        .collect()
+}
+
+/// The cotangent of [`stack_seq`] split back into one cotangent per part.
+pub fn unstack_seq<'a>(ct: impl Into<Operand<'a>>, axis: isize, parts: &[Tensor]) -> Vec<Tensor> {
+    let ct = ct.into().tensor();
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    (0..parts.len())
+        .map(|k| stack_part(&*ct, axis, k, &refs))
+        .collect()
+}
+
+/// An undo log of a `Vec` of tensors (the reverse sweep's way back to the `Vec` an
+/// iteration started from): an overwritten element with its index, or `None` for a push.
+type TensorLog = Vec<(usize, Option<Tensor>)>;
+
+/// Logs the element `arr[i]` is about to lose.
+pub fn log_write(log: &mut TensorLog, arr: &[Tensor], i: usize) {
+    log.push((i, Some(arr[i].clone())));
+}
+
+/// Logs a push onto `arr`.
+pub fn log_push(log: &mut TensorLog, _arr: &[Tensor]) {
+    log.push((usize::MAX, None));
+}
+
+/// Undoes the last logged write.
+pub fn undo_one(log: &mut TensorLog, arr: &mut Vec<Tensor>) {
+    match log.pop() {
+        Some((_, None)) => {
+            arr.pop();
+        }
+        Some((i, Some(v))) => arr[i] = v,
+        None => {}
+    }
+}
+
+/// Undoes logged writes until `log.len() == mark`.
+pub fn undo_to(log: &mut TensorLog, arr: &mut Vec<Tensor>, mark: usize) {
+    while log.len() > mark {
+        undo_one(log, arr);
+    }
 }
 
 /// The seed of `f_grad` / `f_value_and_grad`: a one, shaped like the one-element result.

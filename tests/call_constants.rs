@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::tensors::normal;
 use common::{AD_RTOL, FD_RTOL, assert_all_close, fd_grad};
 use ferrax::prelude::*;
 
@@ -113,10 +114,6 @@ fn loss(w: &Tensor, x: &Tensor) -> Tensor {
 #[grad(wrt(w))]
 fn batched_loss(w: &Tensor, x: &Tensor) -> Tensor {
     layer(x, w, STEPS, SCALE).powi(2).sum()
-}
-
-fn normal(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::normal(Key::new(seed), shape, DType::F64)
 }
 
 #[test]

@@ -6,47 +6,8 @@
 
 use ferrax::prelude::*;
 
-fn normal(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::normal(Key::new(seed), shape, DType::F64)
-}
-
-fn assert_close(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (k, (a, b)) in got
-        .to_vec::<f64>()
-        .iter()
-        .zip(want.to_vec::<f64>())
-        .enumerate()
-    {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what}: element {k}: got {a}, want {b}"
-        );
-    }
-}
-
-/// Central finite differences of `f` at `x`, shaped `[out.., in..]`.
-fn fd_jacobian(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
-    let v = x.to_vec::<f64>();
-    let y = f(x);
-    let (n, m) = (v.len(), y.numel());
-    let mut j = vec![0.0; m * n];
-    for i in 0..n {
-        let h = 1e-6 * (1.0 + v[i].abs());
-        let mut p = v.clone();
-        p[i] += h;
-        let mut q = v.clone();
-        q[i] -= h;
-        let fp = f(&Tensor::from_vec(p, x.shape())).to_vec::<f64>();
-        let fq = f(&Tensor::from_vec(q, x.shape())).to_vec::<f64>();
-        for o in 0..m {
-            j[o * n + i] = (fp[o] - fq[o]) / (2.0 * h);
-        }
-    }
-    let mut shape = y.shape().to_vec();
-    shape.extend(x.shape());
-    Tensor::from_vec(j, &shape)
-}
+mod common;
+use common::tensors::{assert_close, fd_jacobian, normal};
 
 /// The workload: `tanh(W x) * sum(x^2)`.
 #[jacobian(wrt(x))]

@@ -5,35 +5,8 @@
 
 use ferrax::prelude::*;
 
-/// The examples of `xs` along `axis`.
-fn unstack(xs: &Tensor, axis: isize) -> Vec<Tensor> {
-    let n = xs.ndim() as isize;
-    let a = if axis < 0 { axis + n } else { axis };
-    (0..xs.shape()[a as usize])
-        .map(|i| xs.slice(a, i, i + 1).squeeze(a))
-        .collect()
-}
-
-fn assert_close(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (k, (a, b)) in got
-        .to_vec::<f64>()
-        .iter()
-        .zip(want.to_vec::<f64>())
-        .enumerate()
-    {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan()),
-            "{what}: element {k}: got {a}, want {b}\ngot  {:?}\nwant {:?}",
-            got.to_vec::<f64>(),
-            want.to_vec::<f64>()
-        );
-    }
-}
-
-fn normal(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::normal(Key::new(seed), shape, DType::F64)
-}
+mod common;
+use common::tensors::{assert_close, normal, unstack};
 
 // ---- tensor primitives ----
 

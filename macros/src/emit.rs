@@ -319,9 +319,13 @@ impl Emitter<'_> {
                     let r = self.rhs(rhs, Prec::Infer, false);
                     return quote!(let _ = #r;);
                 }
-                let ty = match info.kind {
-                    Kind::Float(Prec::F32) => quote!(: f32),
-                    Kind::Float(Prec::F64) => quote!(: f64),
+                let ty = match (&info.kind, rhs) {
+                    (Kind::Float(Prec::F32), _) => quote!(: f32),
+                    (Kind::Float(Prec::F64), _) => quote!(: f64),
+                    // a Vec of tensors, which may be read before its first push
+                    (Kind::Struct, Rhs::NewSeq(NewSeq::Empty { .. })) => {
+                        quote!(: ::std::vec::Vec<::ferrax::Tensor>)
+                    }
                     _ => quote!(),
                 };
                 let prec = match info.kind {
@@ -483,23 +487,23 @@ impl Emitter<'_> {
                 quote!(loop { #b #x })
             }
             Stmt::LogWrite { log, array, index } => {
-                let (l, a) = (self.var(*log), self.var(*array));
+                let (l, a, at) = (self.var(*log), self.var(*array), self.log_helpers(*array));
                 match index {
                     Some(i) => {
                         let i = self.atom(*i);
-                        quote!(::ferrax::__private::log_write(&mut #l, &#a, #i);)
+                        quote!(#at::log_write(&mut #l, &#a, #i);)
                     }
-                    None => quote!(::ferrax::__private::log_push(&mut #l, &#a);),
+                    None => quote!(#at::log_push(&mut #l, &#a);),
                 }
             }
             Stmt::Undo { log, array, mark } => {
-                let (l, a) = (self.var(*log), self.var(*array));
+                let (l, a, at) = (self.var(*log), self.var(*array), self.log_helpers(*array));
                 match mark {
                     Some(m) => {
                         let m = self.atom(*m);
-                        quote!(::ferrax::__private::undo_to(&mut #l, &mut #a, #m);)
+                        quote!(#at::undo_to(&mut #l, &mut #a, #m);)
                     }
-                    None => quote!(::ferrax::__private::undo_one(&mut #l, &mut #a);),
+                    None => quote!(#at::undo_one(&mut #l, &mut #a);),
                 }
             }
             Stmt::Effect(e) => self.effect(e),
@@ -785,9 +789,23 @@ impl Emitter<'_> {
         }
     }
 
-    /// A batched value as an argument of a batching rule (`b::B(&x)`); others as for `t::`.
+    /// Where the undo-log helpers of `array` are: `t::` for a `Vec` of tensors.
+    fn log_helpers(&self, array: Var) -> TokenStream {
+        if self.func.info(array).kind == Kind::Struct {
+            quote!(::ferrax::__private::t)
+        } else {
+            quote!(::ferrax::__private)
+        }
+    }
+
+    /// A batched value as an argument of a batching rule (`b::B(&x)`, a `Vec` of batched
+    /// tensors `b::BSeq(&outs)`); others as for `t::`.
     fn b_operand(&self, a: Atom) -> TokenStream {
         match a {
+            Atom::Var(v) if self.func.batched(a) && self.func.info(v).kind == Kind::Struct => {
+                let x = self.borrowed(v);
+                quote!(::ferrax::__private::b::BSeq(#x))
+            }
             Atom::Var(v) if self.func.batched(a) => {
                 let x = self.borrowed(v);
                 quote!(::ferrax::__private::b::B(#x))

@@ -75,6 +75,9 @@ fn require_differentiable(
             let Type::Reference(r) = &*pt.ty else {
                 return None;
             };
+            if crate::parse::is_tensor_seq(&pt.ty) {
+                return None;
+            }
             let ty = &r.elem;
             // (a lifetime elided with `'_` cannot be named in a `where` clause)
             if quote!(#ty).to_string().contains("'_") {
@@ -264,7 +267,12 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
                 .filter(|p| matches!(p.ty, Type::Reference(_)))
                 .map(|p| {
                     let id = em.var(p.var);
-                    quote!(let #id = ::std::clone::Clone::clone(#id);)
+                    // (`&[Tensor]` to a `Vec<Tensor>`)
+                    if crate::parse::is_tensor_seq(&p.ty) {
+                        quote!(let #id = ::std::borrow::ToOwned::to_owned(#id);)
+                    } else {
+                        quote!(let #id = ::std::clone::Clone::clone(#id);)
+                    }
                 })
                 .collect()
         } else {
@@ -554,6 +562,10 @@ fn name_elided_lifetimes(
 pub fn grad_type(ty: &Type) -> Type {
     match type_kind(ty) {
         Ok(Kind::Tensor) | Ok(Kind::Struct) => match ty {
+            // `&[Tensor]`: a gradient per tensor
+            Type::Reference(r) if matches!(&*r.elem, Type::Slice(_)) => {
+                syn::parse_quote!(::std::vec::Vec<::ferrax::Tensor>)
+            }
             Type::Reference(r) => (*r.elem).clone(),
             t => t.clone(),
         },

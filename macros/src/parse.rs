@@ -12,7 +12,7 @@ use crate::ir::*;
 use crate::primitives::Prim;
 use proc_macro2::Span;
 use quote::ToTokens;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Pat, Type, UnOp};
@@ -42,6 +42,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         want_float: None,
         seq_ret: false,
         scalar_fields: false,
+        tensor_seqs: HashSet::new(),
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -209,6 +210,7 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
                 | "i32" | "i64" | "i128" => Kind::Int,
                 "Vec" => match generic_float(last) {
                     Some(p) => Kind::Seq(Seq::Vec, p),
+                    None if generic_tensor(last) => Kind::Struct,
                     None => Kind::Opaque,
                 },
                 "Tensor" => Kind::Tensor,
@@ -219,6 +221,7 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
             let inner = match &*r.elem {
                 Type::Slice(s) => match type_kind(&s.elem)? {
                     Kind::Float(p) => Kind::Seq(Seq::Slice, p),
+                    Kind::Tensor => Kind::Struct,
                     _ => Kind::Opaque,
                 },
                 other => match type_kind(other)? {
@@ -241,6 +244,7 @@ pub fn type_kind(ty: &Type) -> Result<Kind, String> {
         }
         Type::Array(a) => Ok(match type_kind(&a.elem)? {
             Kind::Float(p) => Kind::Seq(Seq::Array, p),
+            Kind::Tensor => Kind::Struct,
             _ => Kind::Opaque,
         }),
         Type::Ptr(_) => {
@@ -301,6 +305,24 @@ fn generic_float(seg: &syn::PathSegment) -> Option<Prec> {
         return Some(p);
     }
     None
+}
+
+/// Whether `ty` is a sequence of tensors: `Vec<Tensor>`, `[Tensor; N]`, or a reference to
+/// one of them or to `[Tensor]`.
+pub fn is_tensor_seq(ty: &Type) -> bool {
+    let inner = match ty {
+        Type::Reference(r) => &*r.elem,
+        t => t,
+    };
+    matches!(inner, Type::Slice(_) | Type::Array(_) | Type::Path(_))
+        && type_kind(ty) == Ok(Kind::Struct)
+        && !is_user_struct(inner)
+}
+
+/// Whether a path segment's first generic argument is `Tensor` (`Vec<Tensor>`).
+fn generic_tensor(seg: &syn::PathSegment) -> bool {
+    matches!(&seg.arguments, syn::PathArguments::AngleBracketed(a)
+        if matches!(a.args.first(), Some(syn::GenericArgument::Type(t)) if type_kind(t) == Ok(Kind::Tensor)))
 }
 
 /// What a name stands for: a variable, a path into a parameter struct
@@ -365,6 +387,10 @@ struct Lowerer<'c> {
     /// fields of its parameter structs are read as floats (`p.k`) and float sequences
     /// (`&p.w`), not as tensors.
     scalar_fields: bool,
+    /// The sequences of tensors ([`Kind::Struct`] variables that are no parameter struct):
+    /// `Vec`s of tensors made here and parameters of type `&[Tensor]` or `Vec<Tensor>`,
+    /// iterated whole (`for h in &outs`) and joined (`Tensor::stack(&outs, 0)`).
+    tensor_seqs: HashSet<Var>,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, if let, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
@@ -461,6 +487,35 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A `Vec` made empty here (`Vec::new()`, `Vec::with_capacity(n)`) that a tensor is
+    /// pushed onto holds tensors: from now on it is a [`Kind::Struct`], read by index
+    /// (`outs[t]`, `for h in &outs`) and joined (`Tensor::stack(&outs, 0)`). An error where
+    /// it was already read as a Vec of floats.
+    fn hold_tensors(&mut self, array: Var, at: &Expr) {
+        let read_before = self.blocks.iter().flatten().any(|s| {
+            let b = Block {
+                stmts: vec![s.clone()],
+            };
+            let len = matches!(s, Stmt::Let { rhs: Rhs::Len(v), .. } if *v == array);
+            !len && !matches!(s, Stmt::Push { .. }) && read_vars(&b).contains(&array)
+        });
+        if read_before {
+            self.cx.error(
+                at,
+                "this Vec is read before a tensor is pushed onto it, as a Vec of floats: declare its type (`let mut outs: Vec<Tensor> = Vec::new();`)",
+            );
+        }
+        self.func.vars[array.0 as usize].kind = Kind::Struct;
+        self.tensor_seqs.insert(array);
+    }
+
+    /// `var`, bound to `value`, is a sequence of tensors if `value` is one.
+    fn same_seq(&mut self, var: Var, value: Atom) {
+        if matches!(value, Atom::Var(v) if self.tensor_seqs.contains(&v)) {
+            self.tensor_seqs.insert(var);
+        }
+    }
+
     /// Whether `v` is read through fields: a parameter struct, differentiated or left out
     /// of `wrt`.
     fn struct_root(&self, v: Var) -> bool {
@@ -508,6 +563,8 @@ impl Lowerer<'_> {
     fn read_place(&mut self, root: Var, path: Vec<Proj>) -> Atom {
         let active = self.func.params.iter().any(|p| p.var == root && p.active);
         let kind = match (active, self.scalar_fields) {
+            // an element of a sequence of tensors
+            _ if self.tensor_seqs.contains(&root) => Kind::Tensor,
             (false, _) => Kind::Opaque,
             (true, true) => Kind::Float(Prec::Infer),
             (true, false) => Kind::Tensor,
@@ -684,6 +741,9 @@ impl Lowerer<'_> {
             }
             let var = self.func.new_var(&ident.to_string(), kind, mutable);
             self.bind_ident(&ident, var);
+            if is_tensor_seq(&pt.ty) {
+                self.tensor_seqs.insert(var);
+            }
             seen.push(ident.clone());
             self.func.params.push(Param {
                 var,
@@ -912,6 +972,13 @@ impl Lowerer<'_> {
                         // `let k: f64 = 2.0 * p.k;`
                         (Kind::Float(p), Kind::Tensor) if self.as_float(value, p) => Kind::Float(p),
                         (Kind::Seq(s, p), Kind::Seq(_, q)) => Kind::Seq(s, p.join(q)),
+                        // `let mut outs: Vec<Tensor> = Vec::new();`
+                        (Kind::Struct, Kind::Seq(Seq::Vec, _)) => {
+                            if let Atom::Var(v) = value {
+                                self.tensor_seqs.insert(v);
+                            }
+                            Kind::Struct
+                        }
                         (k, Kind::Opaque) => k,
                         (_, k) => k,
                     };
@@ -943,6 +1010,7 @@ impl Lowerer<'_> {
                     let var = self.func.new_var(&name, kind, true);
                     self.emit(Stmt::Let { var, rhs });
                     self.bind_ident(&pi.ident, var);
+                    self.same_seq(var, value);
                 } else {
                     match value {
                         Atom::Var(v) if !self.func.info(v).mutable => {
@@ -957,6 +1025,7 @@ impl Lowerer<'_> {
                             let v = self.let_(&name, kind, Rhs::Atom(value));
                             if let Atom::Var(v) = v {
                                 self.bind_ident(&pi.ident, v);
+                                self.same_seq(v, value);
                             }
                         }
                     }
@@ -1571,6 +1640,11 @@ impl Lowerer<'_> {
             && m.args.len() == 1
         {
             let value = self.value(&m.args[0]);
+            if self.kind(value) == Kind::Tensor
+                && matches!(self.func.kind(Atom::Var(array)), Kind::Seq(Seq::Vec, _))
+            {
+                self.hold_tensors(array, &m.receiver);
+            }
             self.emit(Stmt::Push { array, value });
             return None;
         }
@@ -1730,10 +1804,21 @@ impl Lowerer<'_> {
             && c.args.len() == 2
         {
             let Expr::Array(parts) = strip_ref(&c.args[0]) else {
-                return self.unsupported(
-                    &c.args[0],
-                    "joining anything but an array of tensors (`Tensor::concat(&[&a, &b], axis)`)",
-                );
+                // a Vec of tensors built here (`outs.push(h)`)
+                let seq = self.value(strip_ref(&c.args[0]));
+                if self.kind(seq) != Kind::Struct {
+                    return self.unsupported(
+                        &c.args[0],
+                        "joining anything but an array of tensors (`Tensor::concat(&[&a, &b], axis)`) or a `Vec` of tensors built by `push`",
+                    );
+                }
+                let axis = self.value(&c.args[1]);
+                let p = if last == "concat" {
+                    Prim::ConcatSeq
+                } else {
+                    Prim::StackSeq
+                };
+                return Some(self.prim(p, vec![axis, seq]));
             };
             let axis = self.value(&c.args[1]);
             let mut args = vec![axis];
@@ -1875,6 +1960,20 @@ impl Lowerer<'_> {
             );
         }
         let items: Vec<Atom> = list.iter().map(|e| self.value(e)).collect();
+        if self.kind(items[0]) == Kind::Tensor {
+            // a Vec of tensors, pushed one by one
+            let n = Atom::Int(items.len() as u128);
+            let v = self.func.new_var("v", Kind::Struct, true);
+            self.emit(Stmt::Let {
+                var: v,
+                rhs: Rhs::NewSeq(NewSeq::Empty { capacity: Some(n) }),
+            });
+            self.tensor_seqs.insert(v);
+            for value in items {
+                self.emit(Stmt::Push { array: v, value });
+            }
+            return Some(Atom::Var(v));
+        }
         let Kind::Float(p) = self.kind(items[0]) else {
             return self.unsupported(mac, "`vec![a, b, ..]` of anything but floats");
         };
@@ -2907,7 +3006,7 @@ impl Lowerer<'_> {
             }
             e if self.is_place(e) => {
                 match self.place_of(e)? {
-                    (root, path) if !path.is_empty() => {
+                    (root, path) if !path.is_empty() || self.tensor_seqs.contains(&root) => {
                         Some((vec![LoopBind::Place(root, path)], false))
                     }
                     _ => {

@@ -118,6 +118,10 @@ pub enum Prim {
     /// `Tensor::concat(&[a, b, ..], axis)` / `Tensor::stack(..)`: arguments `axis, a, b, ..`.
     Concat,
     Stack,
+    /// `Tensor::concat(&outs, axis)` / `Tensor::stack(&outs, axis)` of a `Vec` of tensors
+    /// built in the function: arguments `axis, outs`.
+    ConcatSeq,
+    StackSeq,
     // ---- helpers that only derivative rules use ----
     /// The cotangent of a slice: `(ct, like, axis, start, end)`, zeros elsewhere.
     Unslice,
@@ -126,6 +130,10 @@ pub enum Prim {
     /// Part `k` of a concat's (or stack's) cotangent: `(ct, axis, k, parts..)`.
     ConcatPart,
     StackPart,
+    /// The cotangent of a [`Prim::ConcatSeq`] / [`Prim::StackSeq`] split back into a `Vec`
+    /// of the parts' cotangents: `(ct, axis, parts)`.
+    UnconcatSeq,
+    UnstackSeq,
     /// A zero shaped like `x` (for parts of a concat without a tangent).
     ZeroLike,
     /// The cotangent of a permute: `(ct, axes, like)`, permuted back.
@@ -1071,8 +1079,36 @@ pub fn row(p: Prim) -> Row {
                 |b, ct, x, l| join_transpose(b, ct, x, l, StackPart),
             )
         },
+        ConcatSeq => tl(
+            2,
+            |b, x, _, d| d[1].map(|t| b.prim(ConcatSeq, &[x[0], t])),
+            |b, ct, x, _| {
+                let parts = b.primal_of(x[1]);
+                vec![None, Some(b.prim(UnconcatSeq, &[ct, x[0], parts]))]
+            },
+        ),
+        StackSeq => tl(
+            2,
+            |b, x, _, d| d[1].map(|t| b.prim(StackSeq, &[x[0], t])),
+            |b, ct, x, _| {
+                let parts = b.primal_of(x[1]);
+                vec![None, Some(b.prim(UnstackSeq, &[ct, x[0], parts]))]
+            },
+        ),
         // linear in the cotangent; their transposes (a part put back in place) are not
         // needed by any transform yet
+        UnconcatSeq => r(
+            Call(""),
+            3,
+            KindOf(2),
+            Some(|b, x, _, d| d[0].map(|t| b.prim(UnconcatSeq, &[t, x[1], x[2]]))),
+        ),
+        UnstackSeq => r(
+            Call(""),
+            3,
+            KindOf(2),
+            Some(|b, x, _, d| d[0].map(|t| b.prim(UnstackSeq, &[t, x[1], x[2]]))),
+        ),
         ConcatPart => Row {
             arity: 0,
             ..tr(0, |b, x, _, d| part_jvp(b, x, d, ConcatPart))
@@ -1259,7 +1295,8 @@ impl Prim {
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect => k == 1,
             Transpose => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),
-            Concat | Stack => k == 0,
+            Concat | Stack | ConcatSeq | StackSeq => k == 0,
+            UnconcatSeq | UnstackSeq => k == 1,
             _ => false,
         }
     }
@@ -1285,6 +1322,7 @@ impl Prim {
             SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd => k == 1,
             MatmulTl | MatmulTr | Unpermute => k == 2,
             ConcatPart | StackPart => k >= 3,
+            UnconcatSeq | UnstackSeq => k == 2,
             _ => false,
         }
     }

@@ -14,6 +14,8 @@
 //! Closed forms are checked separately with [`closed_form`].
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod tensors;
+
 /// Tolerance of the derivative-vs-finite-differences comparison (relative).
 pub const FD_RTOL: f64 = 1e-6;
 /// Tolerance between two exact derivatives (forward vs reverse mode, closed forms).

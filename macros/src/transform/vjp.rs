@@ -354,6 +354,8 @@ impl Vjp<'_> {
                     let a = self.adj(*array);
                     let kind = match self.func.info(*array).kind {
                         Kind::Seq(_, p) => Kind::Float(p),
+                        // a Vec of tensors
+                        Kind::Struct => Kind::Tensor,
                         _ => Kind::Opaque,
                     };
                     let e = self.func.new_var("g", kind, false);
@@ -414,7 +416,7 @@ impl Vjp<'_> {
         match rhs {
             Rhs::Atom(Atom::Var(u)) if self.varied.contains(u) => {
                 let au = self.adj(*u);
-                if info.kind.is_scalar() {
+                if info.kind.is_scalar() || info.kind == Kind::Struct {
                     rev.push(Stmt::AddAssign {
                         var: au,
                         value: Atom::Var(a),

@@ -152,8 +152,9 @@ fn rhs_batched(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     match rhs {
         // the same for every example: sizes and integer conversions
         Rhs::Prim(Prim::Numel | Prim::AxisLen | Prim::IntAsFloat, _) => false,
-        // a tape's length: every example pushes in every iteration (see `select_if`)
-        Rhs::Len(_) => false,
+        // a tape's length: every example pushes in every iteration (see `select_if`); a
+        // sequence of batched tensors holds as many for every example
+        Rhs::Len(_) | Rhs::ProjectLen(..) => false,
         Rhs::Method { method, .. } if per_example_query(&method.to_string()) => false,
         r => rhs_uses(r).iter().any(|a| is(set, a)),
     }

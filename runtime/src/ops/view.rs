@@ -2,6 +2,8 @@
 //! slice, squeeze, unsqueeze) and the copying ones that gather or join (index_select,
 //! concat, stack).
 
+use std::borrow::Borrow;
+
 use rayon::prelude::*;
 
 use crate::cpu::kernels::PAR_THRESHOLD;
@@ -426,7 +428,8 @@ impl Tensor {
         }))
     }
 
-    /// Joins tensors along an existing `axis`; all other axes must agree. Panics on
+    /// Joins tensors along an existing `axis`; all other axes must agree. Takes borrowed
+    /// tensors (`&[&a, &b]`) or owned ones (`&outs` of a `Vec<Tensor>`). Panics on
     /// mismatched shapes or dtypes or an empty list; see [`Tensor::try_concat`].
     ///
     /// ```
@@ -437,37 +440,42 @@ impl Tensor {
     /// assert_eq!(c.to_vec::<f32>(), vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
     /// ```
     #[track_caller]
-    pub fn concat(tensors: &[&Tensor], axis: isize) -> Tensor {
+    pub fn concat<T: Borrow<Tensor>>(tensors: &[T], axis: isize) -> Tensor {
         unwrap(Tensor::try_concat(tensors, axis))
     }
 
     /// [`Tensor::concat`], returning an error instead of panicking.
-    pub fn try_concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
-        concat_impl("concat", tensors, axis)
+    pub fn try_concat<T: Borrow<Tensor>>(tensors: &[T], axis: isize) -> Result<Tensor> {
+        let tensors: Vec<&Tensor> = tensors.iter().map(Borrow::borrow).collect();
+        concat_impl("concat", &tensors, axis)
     }
 
-    /// Joins tensors of one shape along a new `axis`. Panics on mismatched shapes or
-    /// dtypes or an empty list; see [`Tensor::try_stack`].
+    /// Joins tensors of one shape along a new `axis`. Takes borrowed tensors (`&[&a, &b]`)
+    /// or owned ones (`&outs` of a `Vec<Tensor>`). Panics on mismatched shapes or dtypes or
+    /// an empty list; see [`Tensor::try_stack`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
     /// let a = Tensor::zeros(&[3], DType::F64);
     /// assert_eq!(Tensor::stack(&[&a, &a], 0).shape(), &[2, 3]);
     /// assert_eq!(Tensor::stack(&[&a, &a], -1).shape(), &[3, 2]);
+    /// let outs = vec![a.clone(), a.clone(), a];
+    /// assert_eq!(Tensor::stack(&outs, 0).shape(), &[3, 3]);
     /// ```
     #[track_caller]
-    pub fn stack(tensors: &[&Tensor], axis: isize) -> Tensor {
+    pub fn stack<T: Borrow<Tensor>>(tensors: &[T], axis: isize) -> Tensor {
         unwrap(Tensor::try_stack(tensors, axis))
     }
 
     /// [`Tensor::stack`], returning an error instead of panicking.
-    pub fn try_stack(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+    pub fn try_stack<T: Borrow<Tensor>>(tensors: &[T], axis: isize) -> Result<Tensor> {
         const OP: &str = "stack";
+        let tensors: Vec<&Tensor> = tensors.iter().map(Borrow::borrow).collect();
         let first = tensors.first().ok_or_else(|| Error::InvalidArgument {
             op: OP,
             message: "needs at least one tensor".into(),
         })?;
-        for t in tensors {
+        for t in &tensors {
             if t.shape() != first.shape() {
                 return Err(Error::ShapeMismatch {
                     op: OP,

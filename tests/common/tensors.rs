@@ -1,0 +1,61 @@
+//! Tensor helpers shared by the tensor test crates: seeded inputs, tolerant comparison,
+//! and central finite differences of tensor functions.
+
+use ferrax::prelude::*;
+
+/// A standard normal tensor of `shape`, f64, from `seed`.
+pub fn normal(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::normal(Key::new(seed), shape, DType::F64)
+}
+
+/// Asserts equal shapes and `|got - want| <= tol * (1 + |want|)` elementwise (NaN matches
+/// NaN).
+#[track_caller]
+pub fn assert_close(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    for (k, (a, b)) in got
+        .to_vec::<f64>()
+        .iter()
+        .zip(want.to_vec::<f64>())
+        .enumerate()
+    {
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()) || (a.is_nan() && b.is_nan()),
+            "{what}: element {k}: got {a}, want {b}\ngot  {:?}\nwant {:?}",
+            got.to_vec::<f64>(),
+            want.to_vec::<f64>()
+        );
+    }
+}
+
+/// Central finite differences of `f` at `x`, shaped `[out.., in..]`.
+pub fn fd_jacobian(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
+    let v = x.to_vec::<f64>();
+    let y = f(x);
+    let (n, m) = (v.len(), y.numel());
+    let mut j = vec![0.0; m * n];
+    for i in 0..n {
+        let h = 1e-6 * (1.0 + v[i].abs());
+        let mut p = v.clone();
+        p[i] += h;
+        let mut q = v.clone();
+        q[i] -= h;
+        let fp = f(&Tensor::from_vec(p, x.shape())).to_vec::<f64>();
+        let fq = f(&Tensor::from_vec(q, x.shape())).to_vec::<f64>();
+        for o in 0..m {
+            j[o * n + i] = (fp[o] - fq[o]) / (2.0 * h);
+        }
+    }
+    let mut shape = y.shape().to_vec();
+    shape.extend(x.shape());
+    Tensor::from_vec(j, &shape)
+}
+
+/// The examples of `xs` along `axis`.
+pub fn unstack(xs: &Tensor, axis: isize) -> Vec<Tensor> {
+    let n = xs.ndim() as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    (0..xs.shape()[a as usize])
+        .map(|i| xs.slice(a, i, i + 1).squeeze(a))
+        .collect()
+}

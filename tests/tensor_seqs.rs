@@ -1,0 +1,314 @@
+//! Sequences of tensors: a `Vec<Tensor>` built by `push` in a loop (a recurrent network's
+//! outputs), read by index and iterated, joined by `Tensor::stack` / `Tensor::concat`, and
+//! `&[Tensor]` parameters (a list of layers). Each derivative is checked against central
+//! finite differences in f64 and against the other mode; batched ones against a loop of the
+//! unbatched function.
+
+mod common;
+use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+
+use ferrax::prelude::*;
+
+/// An Elman network's hidden states, pushed step by step and stacked.
+#[grad]
+fn rnn(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::zeros(&[w.shape()[1]], w.dtype());
+    let mut outs = Vec::new();
+    for t in 0..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0).powi(2).sum()
+}
+
+/// The same network joining its outputs as it goes (what had to be written before).
+#[grad]
+fn rnn_joined(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::zeros(&[w.shape()[1]], w.dtype());
+    let mut out = Tensor::zeros(&[0, w.shape()[1]], w.dtype());
+    for t in 0..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        out = Tensor::concat(&[&out, &h.unsqueeze(0)], 0);
+    }
+    out.powi(2).sum()
+}
+
+fn rnn_inputs() -> (Tensor, Tensor, Tensor) {
+    (
+        normal(1, &[5, 3]),
+        normal(2, &[3, 4]),
+        normal(3, &[4, 4]) * 0.5,
+    )
+}
+
+#[test]
+fn a_stacked_vec_of_hidden_states_differentiates_like_finite_differences() {
+    let (xs, w, u) = rnn_inputs();
+    let (gx, gw, gu) = rnn_grad(&xs, &w, &u);
+    let fd = |which: usize| {
+        let f = |v: &Tensor| match which {
+            0 => rnn(v, &w, &u),
+            1 => rnn(&xs, v, &u),
+            _ => rnn(&xs, &w, v),
+        };
+        let at = [&xs, &w, &u][which];
+        fd_jacobian(&f, at).reshape(at.shape())
+    };
+    assert_close(&gx, &fd(0), 1e-6, "d/dxs");
+    assert_close(&gw, &fd(1), 1e-6, "d/dw");
+    assert_close(&gu, &fd(2), 1e-6, "d/du");
+    // the same gradients as joining as you go, and forward mode agrees
+    assert_eq!(
+        rnn(&xs, &w, &u).item::<f64>(),
+        rnn_joined(&xs, &w, &u).item::<f64>()
+    );
+    let (jx, jw, ju) = rnn_joined_grad(&xs, &w, &u);
+    assert_close(&gx, &jx, 1e-12, "joined d/dxs");
+    assert_close(&gw, &jw, 1e-12, "joined d/dw");
+    assert_close(&gu, &ju, 1e-12, "joined d/du");
+    let (dx, dw, du) = (normal(4, &[5, 3]), normal(5, &[3, 4]), normal(6, &[4, 4]));
+    let (value, tangent) = rnn_jvp(&xs, &w, &u, &dx, &dw, &du);
+    assert_eq!(value.item::<f64>(), rnn(&xs, &w, &u).item::<f64>());
+    let want = (&gx * &dx).sum() + (&gw * &dw).sum() + (&gu * &du).sum();
+    assert_close(&tangent, &want, 1e-10, "jvp vs <grad, tangent>");
+}
+
+/// Reads earlier outputs inside the loop (the reverse sweep walks back a `Vec` as each
+/// iteration found it), a typed `Vec<Tensor>`, `concat`, `for h in &outs`, `.len()` and an
+/// iterator sum over it.
+#[grad]
+fn skip(xs: &Tensor, w: &Tensor) -> Tensor {
+    let mut outs: Vec<Tensor> = Vec::with_capacity(xs.shape()[0]);
+    outs.push(xs.slice(0, 0, 1).squeeze(0));
+    for t in 1..xs.shape()[0] {
+        let prev = &outs[t - 1];
+        let h = (xs.slice(0, t, t + 1).squeeze(0) + prev.matmul(w)).tanh();
+        if t >= 2 {
+            let h = h + &outs[t - 2] * 0.5;
+            outs.push(h);
+        } else {
+            outs.push(h);
+        }
+    }
+    let mut s = Tensor::concat(&outs, 0).sum();
+    for h in &outs {
+        s += h.powi(2).sum();
+    }
+    let n = outs.len() as f64;
+    s * n + outs.iter().map(|h| h.sin().sum()).sum::<Tensor>()
+}
+
+#[test]
+fn reads_of_earlier_elements_and_iteration_differentiate_like_finite_differences() {
+    let (xs, w) = (normal(7, &[4, 3]), normal(8, &[3, 3]) * 0.6);
+    let (gx, gw) = skip_grad(&xs, &w);
+    let fx = fd_jacobian(&|v: &Tensor| skip(v, &w), &xs).reshape(&[4, 3]);
+    let fw = fd_jacobian(&|v: &Tensor| skip(&xs, v), &w).reshape(&[3, 3]);
+    assert_close(&gx, &fx, 1e-6, "d/dxs");
+    assert_close(&gw, &fw, 1e-6, "d/dw");
+    let (dx, dw) = (normal(9, &[4, 3]), normal(10, &[3, 3]));
+    let (_, tangent) = skip_jvp(&xs, &w, &dx, &dw);
+    let want = (&gx * &dx).sum() + (&gw * &dw).sum();
+    assert_close(&tangent, &want, 1e-10, "jvp vs <grad, tangent>");
+}
+
+/// Per-example gradients of a recurrent network; the first element pushed is the same for
+/// every example (lifted to the batch), the rest differ.
+#[vmap(in_axes = (0, None, None))]
+#[grad]
+fn rnn_mixed(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut outs = Vec::new();
+    outs.push(u.sum_axis(0, false) * 0.1);
+    let mut h = outs[0].clone();
+    for t in 0..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        outs.push(h.clone());
+    }
+    let mut s = Tensor::stack(&outs, -1).powi(2).sum();
+    for (k, h) in outs.iter().enumerate() {
+        s += &outs[k] * h.sum();
+    }
+    s.sum()
+}
+
+#[test]
+fn per_example_gradients_through_a_vec_of_tensors_match_a_loop() {
+    let (xs, w, u) = (
+        normal(11, &[3, 5, 3]),
+        normal(12, &[3, 4]),
+        normal(13, &[4, 4]) * 0.5,
+    );
+    let values = rnn_mixed_vmap(&xs, &w, &u);
+    let (gx, gw, gu) = rnn_mixed_grad_vmap(&xs, &w, &u);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(&at(&values), &rnn_mixed(x, &w, &u), 1e-12, "value");
+        let (ex, ew, eu) = rnn_mixed_grad(x, &w, &u);
+        assert_close(&at(&gx), &ex, 1e-10, "per-example d/dxs");
+        assert_close(&at(&gw), &ew, 1e-10, "per-example d/dw");
+        assert_close(&at(&gu), &eu, 1e-10, "per-example d/du");
+        let fx = fd_jacobian(&|v: &Tensor| rnn_mixed(v, &w, &u), x).reshape(&[5, 3]);
+        assert_close(&ex, &fx, 1e-6, "d/dxs vs finite differences");
+    }
+}
+
+/// A Hessian (forward over reverse) and a Jacobian through a `Vec` of tensors.
+#[hessian]
+fn settle_energy(x: &Tensor) -> Tensor {
+    let mut h = x.sum_axis(0, false);
+    let mut outs = Vec::new();
+    for _ in 0..3 {
+        h = (x.matmul(&h) * 0.3).tanh() + x.sum_axis(0, false) * 0.1;
+        outs.push(h.clone());
+    }
+    Tensor::concat(&outs, 0).powi(2).sum()
+}
+
+#[grad]
+fn settle_energy_g(x: &Tensor) -> Tensor {
+    let mut h = x.sum_axis(0, false);
+    let mut outs = Vec::new();
+    for _ in 0..3 {
+        h = (x.matmul(&h) * 0.3).tanh() + x.sum_axis(0, false) * 0.1;
+        outs.push(h.clone());
+    }
+    Tensor::concat(&outs, 0).powi(2).sum()
+}
+
+#[jacobian]
+fn trajectory(x: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    let mut outs = Vec::new();
+    for _ in 0..3 {
+        h = (&h * x).sin();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0)
+}
+
+#[test]
+fn hessians_and_jacobians_through_a_vec_of_tensors_match_finite_differences() {
+    let x = normal(14, &[2, 2]);
+    assert_eq!(
+        settle_energy(&x).item::<f64>(),
+        settle_energy_g(&x).item::<f64>()
+    );
+    let h = settle_energy_hessian(&x);
+    assert_eq!(h.shape(), &[2, 2, 2, 2]);
+    let fd = fd_jacobian(&settle_energy_g_grad, &x);
+    assert_close(&h, &fd, 1e-6, "hessian vs differences of the gradient");
+    let flat = h.reshape(&[4, 4]);
+    assert_close(&flat, &flat.t().contiguous(), 1e-12, "symmetry");
+    let (jf, jr) = (trajectory_jacfwd(&x), trajectory_jacrev(&x));
+    assert_eq!(jf.shape(), &[3, 2, 2, 2, 2]);
+    let fd = fd_jacobian(&trajectory, &x);
+    assert_close(&jf, &fd, 1e-6, "jacfwd vs finite differences");
+    assert_close(&jr, &jf, 1e-12, "jacrev vs jacfwd");
+}
+
+/// A list of layers taken as `&[Tensor]`: its gradient is a `Vec<Tensor>`.
+#[grad]
+fn deep(ws: &[Tensor], x: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    for w in ws {
+        h = h.matmul(w).tanh();
+    }
+    h.powi(2).sum() + ws[0].sum() * 0.1
+}
+
+#[test]
+fn a_slice_of_tensors_parameter_has_a_vec_of_gradients() {
+    let ws = vec![
+        normal(15, &[3, 4]),
+        normal(16, &[4, 4]),
+        normal(17, &[4, 2]),
+    ];
+    let x = normal(18, &[2, 3]);
+    let (gws, gx) = deep_grad(&ws, &x);
+    assert_eq!(gws.len(), ws.len());
+    for k in 0..ws.len() {
+        let f = |v: &Tensor| {
+            let mut ws = ws.clone();
+            ws[k] = v.clone();
+            deep(&ws, &x)
+        };
+        let fd = fd_jacobian(&f, &ws[k]).reshape(ws[k].shape());
+        assert_close(&gws[k], &fd, 1e-6, &format!("d/dws[{k}]"));
+    }
+    let fx = fd_jacobian(&|v: &Tensor| deep(&ws, v), &x).reshape(&[2, 3]);
+    assert_close(&gx, &fx, 1e-6, "d/dx");
+    let dws: Vec<Tensor> = ws
+        .iter()
+        .enumerate()
+        .map(|(k, w)| normal(20 + k as u64, w.shape()))
+        .collect();
+    let dx = normal(19, &[2, 3]);
+    let (_, tangent) = deep_jvp(&ws, &x, &dws, &dx);
+    let mut want = (&gx * &dx).sum();
+    for (g, d) in gws.iter().zip(&dws) {
+        want += (g * d).sum();
+    }
+    assert_close(&tangent, &want, 1e-10, "jvp vs <grad, tangent>");
+}
+
+#[test]
+fn joining_an_empty_vec_is_an_error_naming_the_operation() {
+    let none: Vec<Tensor> = Vec::new();
+    let e = Tensor::try_stack(&none, 0).unwrap_err().to_string();
+    assert!(e.contains("stack") && e.contains("at least one"), "{e}");
+    let e = Tensor::try_concat(&none, 0).unwrap_err().to_string();
+    assert!(e.contains("concat") && e.contains("at least one"), "{e}");
+}
+
+/// A `#[grad]` function of `&[Tensor]` called with a `Vec` of tensors started by `vec![..]`.
+#[grad]
+fn total(hs: &[Tensor]) -> Tensor {
+    let mut s = hs[0].sum();
+    for h in hs {
+        s += h.powi(2).sum();
+    }
+    s
+}
+
+#[grad]
+fn unrolled(x: &Tensor) -> Tensor {
+    let mut outs = vec![x.clone(), x * 0.5];
+    for k in 0..3 {
+        let next = (&outs[k + 1] * x).sin() + &outs[k];
+        outs.push(next);
+    }
+    total(&outs) + outs[outs.len() - 1].sum()
+}
+
+#[test]
+fn vec_literals_of_tensors_and_calls_taking_slices_of_tensors_differentiate() {
+    let x = normal(30, &[3]);
+    let g = unrolled_grad(&x);
+    assert_close(&g, &fd_jacobian(&unrolled, &x).reshape(&[3]), 1e-6, "d/dx");
+    let v = normal(31, &[3]);
+    let (_, tangent) = unrolled_jvp(&x, &v);
+    assert_close(&tangent, &(&g * &v).sum(), 1e-10, "jvp vs <grad, tangent>");
+}
+
+/// A typed `Vec<Tensor>` read before anything is pushed onto it (untyped, the macro would
+/// take it for a Vec of floats and ask for the type: `ui-tests/vec_of_tensors_read_as_floats.rs`).
+#[grad]
+fn doubling(x: &Tensor) -> Tensor {
+    let mut outs: Vec<Tensor> = Vec::new();
+    for t in 0..3 {
+        let h = if t > 0 {
+            (&outs[t - 1] * 2.0).sin()
+        } else {
+            x.clone()
+        };
+        outs.push(h);
+    }
+    Tensor::stack(&outs, 0).sum()
+}
+
+#[test]
+fn a_typed_vec_of_tensors_read_before_its_first_push_differentiates() {
+    let x = normal(32, &[4]);
+    let g = doubling_grad(&x);
+    assert_close(&g, &fd_jacobian(&doubling, &x).reshape(&[4]), 1e-6, "d/dx");
+}
