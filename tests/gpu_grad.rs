@@ -265,3 +265,29 @@ fn per_example_gradients_through_per_example_loops_on_the_gpu_match_the_cpu() {
         &first,
     );
 }
+
+/// A recurrent network's hidden states pushed onto a `Vec` and stacked.
+#[grad(wrt(w, u))]
+fn rnn_states(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = (xs.slice(0, 0, 1).squeeze(0).matmul(w)).tanh();
+    let mut outs = vec![h.clone()];
+    for t in 1..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0).powi(2).mean()
+}
+
+#[test]
+fn gradients_through_a_vec_of_tensors_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let on = |t: &Tensor| t.to_device(&dev);
+    let xs = Tensor::normal(Key::new(40), &[6, 5], DType::F32);
+    let w = Tensor::normal(Key::new(41), &[5, 8], DType::F32) * 0.5;
+    let u = Tensor::normal(Key::new(42), &[8, 8], DType::F32) * 0.3;
+    let (cw, cu) = rnn_states_grad(&xs, &w, &u);
+    let (gw, gu) = rnn_states_grad(&on(&xs), &on(&w), &on(&u));
+    assert_eq!(gw.device(), dev, "the gradient stays on the GPU");
+    assert_close("dw", &gw.to_device(&Device::Cpu), &cw);
+    assert_close("du", &gu.to_device(&Device::Cpu), &cu);
+}
