@@ -312,3 +312,43 @@ fn a_typed_vec_of_tensors_read_before_its_first_push_differentiates() {
     let g = doubling_grad(&x);
     assert_close(&g, &fd_jacobian(&doubling, &x).reshape(&[4]), 1e-6, "d/dx");
 }
+
+/// Attention over the states so far (a `Vec` stacked inside the loop that grows it), with
+/// `is_empty()`, `.last().unwrap()`, `.first().expect(..)` and a reversed iteration.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn attend(xs: &Tensor, w: &Tensor) -> Tensor {
+    let mut outs: Vec<Tensor> = Vec::new();
+    for t in 0..xs.shape()[0] {
+        let x = xs.slice(0, t, t + 1).squeeze(0);
+        let h = if outs.is_empty() {
+            x.matmul(w).tanh()
+        } else {
+            let mem = Tensor::stack(&outs, 0);
+            let scores = mem.matmul(&x).softmax(0);
+            (x.matmul(w) + scores.matmul(&mem)).tanh()
+        };
+        outs.push(h);
+    }
+    let mut loss = outs.last().unwrap().sum() * 2.0 + outs.first().expect("a state").sum();
+    for (k, h) in outs.iter().enumerate().rev() {
+        loss += h.sum() * (k as f64 + 1.0);
+    }
+    loss
+}
+
+#[test]
+fn attention_over_earlier_states_differentiates_and_batches() {
+    let (xs, w) = (normal(33, &[2, 4, 3]), normal(34, &[3, 3]));
+    let (gx, gw) = attend_grad_vmap(&xs, &w);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ex, ew) = attend_grad(x, &w);
+        assert_close(&at(&gx), &ex, 1e-10, "per-example d/dxs");
+        assert_close(&at(&gw), &ew, 1e-10, "per-example d/dw");
+        let fx = fd_jacobian(&|v: &Tensor| attend(v, &w), x).reshape(&[4, 3]);
+        let fw = fd_jacobian(&|v: &Tensor| attend(x, v), &w).reshape(&[3, 3]);
+        assert_close(&ex, &fx, 1e-6, "d/dxs vs finite differences");
+        assert_close(&ew, &fw, 1e-6, "d/dw vs finite differences");
+    }
+}

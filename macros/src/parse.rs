@@ -1573,6 +1573,9 @@ impl Lowerer<'_> {
         if name == "collect" && m.args.is_empty() && is_iter_call(&m.receiver) {
             return self.lower_collect(m);
         }
+        if let Some(a) = self.lower_seq_end(m) {
+            return Some(a);
+        }
         if let Some(t) = &m.turbofish {
             // `.item::<f32>()`: `.item()` read as that float
             let prec = match (name.as_str(), t.args.len(), t.args.first()) {
@@ -1652,6 +1655,11 @@ impl Lowerer<'_> {
             let (root, path) = self.place_of(&m.receiver)?;
             return Some(self.let_("n", Kind::Int, Rhs::ProjectLen(root, path)));
         }
+        if name == "is_empty" && m.args.is_empty() && self.is_place(&m.receiver) {
+            let (root, path) = self.place_of(&m.receiver)?;
+            let n = self.let_("n", Kind::Int, Rhs::ProjectLen(root, path));
+            return Some(self.prim(Prim::Eq, vec![n, Atom::Int(0)]));
+        }
         // `self.g(args)` in a method, `p.g(args)` on a struct parameter, `layer.g(args)` on a
         // part of one (`for layer in &self.layers`), not a tensor's method: a call of the
         // method `g` on it, whose type only rustc knows (through its `#[grad]` counterparts
@@ -1729,6 +1737,44 @@ impl Lowerer<'_> {
                 span: m.method.span(),
             },
         ))
+    }
+
+    /// `outs.last().unwrap()` / `outs.first().expect(..)` of a sequence of tensors: the
+    /// element at its end (a panic naming the method where the sequence is empty).
+    fn lower_seq_end(&mut self, m: &syn::ExprMethodCall) -> Option<Atom> {
+        let Expr::MethodCall(end) = &*m.receiver else {
+            return None;
+        };
+        let which = end.method.to_string();
+        let unwraps = (m.method == "unwrap" && m.args.is_empty())
+            || (m.method == "expect" && m.args.len() == 1);
+        if !unwraps
+            || !matches!(which.as_str(), "first" | "last")
+            || !end.args.is_empty()
+            || !self.is_place(&end.receiver)
+        {
+            return None;
+        }
+        let (root, mut path) = self.place_of(&end.receiver)?;
+        if !path.is_empty() || !self.tensor_seqs.contains(&root) {
+            return None;
+        }
+        let n = self.let_("n", Kind::Int, Rhs::ProjectLen(root, vec![]));
+        let id = syn::Ident::new("__ferrax_len", Span::mixed_site().located_at(end.span()));
+        let msg = format!("`.{which}()` of an empty Vec of tensors");
+        self.emit(Stmt::Effect(Effect {
+            tokens: quote::quote_spanned!(m.span()=> ::core::assert!(#id != 0, #msg)),
+            binds: vec![(id, n)],
+            examples: None,
+            name: "assert".into(),
+        }));
+        let index = if which == "first" {
+            Atom::Int(0)
+        } else {
+            self.prim(Prim::Sub, vec![n, Atom::Int(1)])
+        };
+        path.push(Proj::Index(index));
+        Some(self.read_place(root, path))
     }
 
     /// A method on a tensor: a primitive, or one of the inactive queries.

@@ -583,6 +583,13 @@ impl Vmap<'_> {
                     value,
                 });
             }
+            // a Vec of batched tensors is only pushed to, by every example at once: its undo
+            // log walks it back as it does unbatched
+            Stmt::LogWrite { array, .. } | Stmt::Undo { array, .. }
+                if batched(array) && self.func.info(*array).kind == Kind::Struct =>
+            {
+                out.push(s.clone())
+            }
             Stmt::Store { array, .. }
             | Stmt::AddStore { array, .. }
             | Stmt::AddSeq { target: array, .. }
@@ -950,7 +957,7 @@ impl Vmap<'_> {
                     "#[vmap]: `{}` is assigned under a condition that differs per example; only float, tensor and bool variables can be (it would be selected per example)",
                     info.name
                 );
-                self.fail(self.input.span, msg);
+                self.fail(info.span.unwrap_or(self.input.span), msg);
                 return;
             }
         }
