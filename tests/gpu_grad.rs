@@ -285,6 +285,11 @@ fn gradients_through_a_vec_of_tensors_on_the_gpu_match_the_cpu() {
     let xs = Tensor::normal(Key::new(40), &[6, 5], DType::F32);
     let w = Tensor::normal(Key::new(41), &[5, 8], DType::F32) * 0.5;
     let u = Tensor::normal(Key::new(42), &[8, 8], DType::F32) * 0.3;
+    assert_close(
+        "value",
+        &rnn_states(&on(&xs), &on(&w), &on(&u)).to_device(&Device::Cpu),
+        &rnn_states(&xs, &w, &u),
+    );
     let (cw, cu) = rnn_states_grad(&xs, &w, &u);
     let (gw, gu) = rnn_states_grad(&on(&xs), &on(&w), &on(&u));
     assert_eq!(gw.device(), dev, "the gradient stays on the GPU");
