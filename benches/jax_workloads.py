@@ -129,6 +129,25 @@ def per_example_grads():
     return {"flops": 3.0 * 256 * 2.0 * (64 * 128 + 128 * 10)}, lambda: f(params, x, y)
 
 
+def rnn_grad():
+    # an Elman network over 64 steps, batch 32, 64 inputs, 256 hidden (benches/workloads)
+    t, b, i, h = 64, 32, 64, 256
+    xs = normal(41, (t, b, i))
+    w = normal(42, (i, h)) / jnp.sqrt(float(i))
+    u = normal(43, (h, h)) / jnp.sqrt(float(h))
+
+    def loss(w, u, xs):
+        def step(hid, x):
+            hid = jnp.tanh(x @ w + hid @ u)
+            return hid, hid
+
+        _, hs = jax.lax.scan(step, jnp.zeros((b, h), jnp.float32), xs)
+        return jnp.mean(hs**2)
+
+    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
+
+
 def jacobian(n_in, n_out, mode):
     """mode: "best" (the faster of jacfwd and jacrev, timed here), "fwd" or "rev"."""
     with x64():
@@ -193,6 +212,7 @@ WORKLOADS = {
     "mlp_step_b256_f32": lambda: mlp(True),
     "mlp_forward_b256_f32": lambda: mlp(False),
     "per_example_grads_mlp_b256_f32": per_example_grads,
+    "rnn_grad_t64_b32_f32": rnn_grad,
     "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
     "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),
     "jacrev_tall_10to1000_f64": lambda: jacobian(10, 1000, "rev"),

@@ -147,6 +147,12 @@ pub fn all() -> Vec<Workload> {
             name: "per_example_grads_loop_b256_f32",
             build: || per_example(false),
         },
+        // the gradient of an Elman network unrolled over 64 steps (batch 32, 64 inputs, 256
+        // hidden, f32), its states pushed onto a `Vec` and stacked; JAX runs `lax.scan`
+        Workload {
+            name: "rnn_grad_t64_b32_f32",
+            build: rnn,
+        },
         // Jacobians of tanh(W x) * sum(x^2) in f64: tall (10 inputs, 1000 outputs) and wide
         // (1000 inputs, 10 outputs); `jacobian` picks the mode, jacfwd/jacrev are forced
         Workload {
@@ -290,6 +296,35 @@ fn mlp(step: bool) -> Prepared {
             } else {
                 std::hint::black_box(mlp_model::loss(&params, &x, &y));
             }
+        }),
+    }
+}
+
+/// The loss of an Elman network over a sequence `xs: [T, B, I]`: the mean square of its
+/// stacked hidden states.
+#[allow(dead_code)]
+#[grad(wrt(w, u))]
+fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::zeros(&[xs.shape()[1], u.shape()[0]], xs.dtype());
+    let mut outs = Vec::with_capacity(xs.shape()[0]);
+    for t in 0..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0).powi(2).mean()
+}
+
+fn rnn() -> Prepared {
+    let (t, b, i, h) = (64, 32, 64, 256);
+    let xs = normal(41, &[t, b, i]);
+    let w = &normal(42, &[i, h]) * (1.0 / (i as f32).sqrt());
+    let u = &normal(43, &[h, h]) * (1.0 / (h as f32).sqrt());
+    // forward: 2 B (I H + H H) per step; a gradient about 3 of that
+    let flops = 3.0 * (t * 2 * b * (i * h + h * h)) as f64;
+    Prepared {
+        work: Work::Flops(flops),
+        run: Box::new(move || {
+            std::hint::black_box(rnn_loss_grad(&xs, &w, &u));
         }),
     }
 }

@@ -755,7 +755,7 @@ impl Vjp<'_> {
     }
 
     /// A `for` over a plain range whose body is straight-line tensor code (a loop over
-    /// layers): recomputing an iteration would cost as much as the iteration itself, so the
+    /// layers, an RNN's steps pushing its states): recomputing an iteration would cost as much as the iteration itself, so the
     /// forward sweep keeps every value the body defines on a stack (tensors are shared, not
     /// copied) and the reverse sweep pops them. Dead-code elimination then drops the stacks
     /// of values the reverse sweep does not read.
@@ -769,11 +769,11 @@ impl Vjp<'_> {
         else {
             return None;
         };
-        let straight = body.stmts.iter().all(|st| {
-            matches!(
-                st,
-                Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. }
-            )
+        // (pushes onto a Vec of tensors too: an RNN's states)
+        let straight = body.stmts.iter().all(|st| match st {
+            Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. } => true,
+            Stmt::Push { array, .. } => self.func.info(*array).kind == Kind::Struct,
+            _ => false,
         });
         let tensor_work = body.stmts.iter().any(|st| {
             matches!(st, Stmt::Let { var, rhs: Rhs::Prim(..) | Rhs::Call { .. } }

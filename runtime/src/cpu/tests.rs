@@ -952,6 +952,37 @@ fn matmul_with_a_transposed_b_in_column_bands() {
     }
 }
 
+/// Few rows and a column-major `b` (a small batch's `g @ w^T`): computed as `(b^T a^T)^T`,
+/// the same as the reference with one and two threads, `b` at an offset in its data.
+#[test]
+fn matmul_of_few_rows_with_a_transposed_b_is_computed_swapped() {
+    for (m, n, k) in [(1, 64, 3), (32, 256, 256), (63, 100, 70), (5, 2000, 33)] {
+        let mut rng = Rng::new(37);
+        let a: Vec<f64> = (0..m * k).map(|_| rng.range(-1.0, 1.0)).collect();
+        let b: Vec<f64> = (0..k * n + 5).map(|_| rng.range(-1.0, 1.0)).collect();
+        let a = view(&a, m, k, false);
+        let b = MatRef {
+            offset: 5,
+            ..view(&b, k, n, true)
+        };
+        let want = matmul_reference(m, n, k, &a, &b);
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![f64::NAN; m * n];
+            pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
+            for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
+                    "{m}x{n}x{k}, {threads} threads: element {i}: got {g}, want {w}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "reaches outside")]
 fn matmul_rejects_a_view_outside_its_data() {
