@@ -62,7 +62,11 @@ pub(crate) fn matmul<T: MathFloat>(
     let threads = rayon::current_num_threads();
     let mnk = m as f64 * n as f64 * k as f64;
     let large = mnk >= 2.0 * 1024.0 * 1024.0 * 1024.0;
-    let mid = mnk >= (1 << 21) as f64;
+    // (from a thread outside rayon's pool, a split wakes the pool's threads and sleeps
+    // until they finish: about 20 us on two cores, so only products of 16 MFLOP and more
+    // split there; from inside the pool, where a split is a cheap `join`, from 4)
+    let cold = rayon::current_thread_index().is_none();
+    let mid = mnk >= (1 << if cold { 23 } else { 21 }) as f64;
     if b.rs == 1 && b.cs != 1 && a.cs == 1 && m < 64 && n >= 64 && !large {
         return swapped(m, n, k, a, b, c);
     }
