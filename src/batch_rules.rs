@@ -1242,10 +1242,7 @@ pub fn unconcat_seq<'a, 'b>(
     axis: isize,
     parts: impl Into<BSeqArg<'b>>,
 ) -> Vec<Tensor> {
-    let (ct, parts) = (ct.into(), parts.into().args());
-    (0..parts.len())
-        .map(|k| concat_part(ct, axis, k, &parts))
-        .collect()
+    split_seq(ct.into(), axis, parts.into(), concat_part)
 }
 
 /// Batched `t::unstack_seq`: a batched part of the cotangent per element.
@@ -1255,9 +1252,20 @@ pub fn unstack_seq<'a, 'b>(
     axis: isize,
     parts: impl Into<BSeqArg<'b>>,
 ) -> Vec<Tensor> {
-    let (ct, parts) = (ct.into(), parts.into().args());
+    split_seq(ct.into(), axis, parts.into(), stack_part)
+}
+
+/// `part(ct, axis, k, parts)` for every element `k` of `parts`.
+#[track_caller]
+fn split_seq<'a>(
+    ct: BArg<'a>,
+    axis: isize,
+    parts: BSeqArg<'_>,
+    part: fn(BArg<'a>, isize, usize, &[BArg<'_>]) -> Tensor,
+) -> Vec<Tensor> {
+    let parts = parts.args();
     (0..parts.len())
-        .map(|k| stack_part(ct, axis, k, &parts))
+        .map(|k| part(ct, axis, k, &parts))
         .collect()
 }
 

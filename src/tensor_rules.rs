@@ -715,20 +715,23 @@ pub fn stack_seq(axis: isize, parts: &[Tensor]) -> Tensor {
 
 /// The cotangent of [`concat_seq`] split back into one cotangent per part.
 pub fn unconcat_seq<'a>(ct: impl Into<Operand<'a>>, axis: isize, parts: &[Tensor]) -> Vec<Tensor> {
-    let ct = ct.into().tensor();
-    let refs: Vec<&Tensor> = parts.iter().collect();
-    (0..parts.len())
-        .map(|k| concat_part(&*ct, axis, k, &refs))
-        .collect()
+    split_seq(&ct.into().tensor(), axis, parts, concat_part)
 }
 
 /// The cotangent of [`stack_seq`] split back into one cotangent per part.
 pub fn unstack_seq<'a>(ct: impl Into<Operand<'a>>, axis: isize, parts: &[Tensor]) -> Vec<Tensor> {
-    let ct = ct.into().tensor();
+    split_seq(&ct.into().tensor(), axis, parts, stack_part)
+}
+
+/// `part(ct, axis, k, parts)` for every element `k` of `parts`.
+fn split_seq<'c>(
+    ct: &'c Tensor,
+    axis: isize,
+    parts: &[Tensor],
+    part: fn(&'c Tensor, isize, usize, &[&Tensor]) -> Tensor,
+) -> Vec<Tensor> {
     let refs: Vec<&Tensor> = parts.iter().collect();
-    (0..parts.len())
-        .map(|k| stack_part(&*ct, axis, k, &refs))
-        .collect()
+    (0..parts.len()).map(|k| part(ct, axis, k, &refs)).collect()
 }
 
 /// An undo log of a `Vec` of tensors (the reverse sweep's way back to the `Vec` an

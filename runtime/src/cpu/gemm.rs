@@ -110,18 +110,8 @@ fn swapped<T: MathFloat>(
     b: MatRef<'_, T>,
     c: &mut [T],
 ) {
-    let bt = MatRef {
-        rs: b.cs,
-        cs: b.rs,
-        ..b
-    };
-    let at = MatRef {
-        rs: a.cs,
-        cs: a.rs,
-        ..a
-    };
     let mut ct = crate::pool::buffer(n * m, T::zero());
-    matmul(n, m, k, bt, at, &mut ct);
+    matmul(n, m, k, b.t(), a.t(), &mut ct);
     for (i, row) in c.chunks_exact_mut(n).enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
             *v = ct[j * m + i];

@@ -140,6 +140,17 @@ pub struct MatRef<'a, T> {
     pub cs: isize,
 }
 
+impl<T> MatRef<'_, T> {
+    /// The transpose: the same elements with the strides swapped.
+    pub fn t(self) -> Self {
+        MatRef {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
 /// Runs `$body` with `$F` the concrete float type (`f32` or `f64`) behind `$T`.
 macro_rules! with_float {
     ($T:ty, $F:ident => $body:expr) => {
