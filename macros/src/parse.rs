@@ -1439,6 +1439,13 @@ impl Lowerer<'_> {
                     );
                     return;
                 };
+                if self.func.info(array).kind == Kind::Struct {
+                    self.cx.error(
+                        place,
+                        "assigning an element of a Vec of tensors is not supported: push the new tensor onto a Vec (`outs.push(h)`)",
+                    );
+                    return;
+                }
                 let index = self.int_value(&ix.index);
                 let new = match op {
                     None => value,
@@ -1851,7 +1858,11 @@ impl Lowerer<'_> {
         {
             let Expr::Array(parts) = strip_ref(&c.args[0]) else {
                 // a Vec of tensors built here (`outs.push(h)`)
+                let mark = self.cx.mark();
                 let seq = self.value(strip_ref(&c.args[0]));
+                if self.cx.mark() > mark {
+                    return Some(seq);
+                }
                 if self.kind(seq) != Kind::Struct {
                     return self.unsupported(
                         &c.args[0],
@@ -2165,6 +2176,12 @@ impl Lowerer<'_> {
             return self.unsupported(ix, "this index");
         };
         let base = self.value(&ix.expr);
+        if matches!(base, Atom::Var(b) if self.tensor_seqs.contains(&b)) {
+            return self.unsupported(
+                ix,
+                "a sub-slice of a Vec of tensors (index its elements, `outs[i]`, or stack it whole and slice the tensor: `Tensor::stack(&outs, 0).slice(0, a, b)`)",
+            );
+        }
         let (Atom::Var(b), Kind::Seq(..)) = (base, self.kind(base)) else {
             return self.unsupported(
                 &ix.expr,
