@@ -352,3 +352,69 @@ fn attention_over_earlier_states_differentiates_and_batches() {
         assert_close(&ew, &fw, 1e-6, "d/dw vs finite differences");
     }
 }
+
+/// An LSTM's parameters.
+#[derive(Clone, Differentiable)]
+struct Lstm {
+    wx: Tensor,
+    wh: Tensor,
+    b: Tensor,
+    out: Tensor,
+}
+
+/// A sequence classifier: an LSTM keeping its hidden and cell states in two Vecs, a
+/// read-out of the stacked states, and a penalty on the cell states.
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(p))]
+fn lstm_loss(p: &Lstm, xs: &Tensor, ys: &Tensor) -> Tensor {
+    let hid = p.wh.shape()[0];
+    let mut h = Tensor::zeros(&[hid], xs.dtype());
+    let mut c = Tensor::zeros(&[hid], xs.dtype());
+    let mut hs = Vec::new();
+    let mut cs = Vec::new();
+    for t in 0..xs.shape()[0] {
+        let x = xs.slice(0, t, t + 1).squeeze(0);
+        let z = x.matmul(&p.wx) + h.matmul(&p.wh) + &p.b;
+        let i = z.slice(0, 0, hid).sigmoid();
+        let f = z.slice(0, hid, 2 * hid).sigmoid();
+        let o = z.slice(0, 2 * hid, 3 * hid).sigmoid();
+        let g = z.slice(0, 3 * hid, 4 * hid).tanh();
+        c = &f * &c + &i * &g;
+        h = &o * c.tanh();
+        hs.push(h.clone());
+        cs.push(c.clone());
+    }
+    let logits = Tensor::stack(&hs, 0).matmul(&p.out);
+    let ce = -(logits.log_softmax(-1) * ys).sum();
+    ce + cs.iter().map(|c| c.powi(2).mean()).sum::<Tensor>() * 0.01
+}
+
+#[test]
+fn per_example_gradients_of_an_lstm_with_two_vecs_match_a_loop_and_differences() {
+    let (i, hd, k, t, b) = (3, 4, 5, 6, 3);
+    let p = Lstm {
+        wx: normal(40, &[i, 4 * hd]) * 0.5,
+        wh: normal(41, &[hd, 4 * hd]) * 0.5,
+        b: normal(42, &[4 * hd]) * 0.1,
+        out: normal(43, &[hd, k]),
+    };
+    let xs = normal(44, &[b, t, i]);
+    let labels: Vec<i32> = (0..b * t).map(|j| (j * 3 % k) as i32).collect();
+    let ys = Tensor::from_vec(labels, &[b, t]).one_hot(k, DType::F64);
+    let g = lstm_loss_grad_vmap(&p, &xs, &ys);
+    for (e, (x, y)) in unstack(&xs, 0).iter().zip(unstack(&ys, 0)).enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let ge = lstm_loss_grad(&p, x, &y);
+        assert_close(&at(&g.wx), &ge.wx, 1e-10, "per-example d/dwx");
+        assert_close(&at(&g.wh), &ge.wh, 1e-10, "per-example d/dwh");
+        assert_close(&at(&g.b), &ge.b, 1e-10, "per-example d/db");
+        assert_close(&at(&g.out), &ge.out, 1e-10, "per-example d/dout");
+        let with = |wh: &Tensor| {
+            let mut q = p.clone();
+            q.wh = wh.clone();
+            lstm_loss(&q, x, &y)
+        };
+        let fd = fd_jacobian(&with, &p.wh).reshape(p.wh.shape());
+        assert_close(&ge.wh, &fd, 1e-6, "d/dwh vs finite differences");
+    }
+}
