@@ -21,6 +21,9 @@
 //!
 //! How to run it on the GPU machine: `benches/README.md`, section "GPU".
 
+#[allow(dead_code)]
+mod workloads;
+
 use std::time::{Duration, Instant};
 
 use ferrax::prelude::*;
@@ -202,6 +205,23 @@ fn mlp_step(dev: &Device) -> Prepared {
     }
 }
 
+/// The gradient of the Elman network of the CPU comparison (`workloads::rnn_loss`: 64
+/// steps, batch 32, 64 inputs, 256 hidden; its states pushed onto a `Vec` and stacked).
+fn rnn_grad(dev: &Device) -> Prepared {
+    let (t, b, i, h) = (64, 32, 64, 256);
+    let xs = normal(41, &[t, b, i], dev);
+    let w = &normal(42, &[i, h], dev) * (1.0 / (i as f32).sqrt());
+    let u = &normal(43, &[h, h], dev) * (1.0 / (h as f32).sqrt());
+    Prepared {
+        work: Work::Flops(3.0 * (t * 2 * b * (i * h + h * h)) as f64),
+        run: Box::new(move || {
+            std::hint::black_box(workloads::rnn_loss_grad(&xs, &w, &u))
+                .try_eval()
+                .expect("the GPU computes the gradient");
+        }),
+    }
+}
+
 fn workloads() -> Vec<Workload> {
     vec![
         Workload {
@@ -261,6 +281,10 @@ fn workloads() -> Vec<Workload> {
             build: mlp_step,
         },
         Workload {
+            name: "rnn_grad_t64_b32_f32",
+            build: rnn_grad,
+        },
+        Workload {
             name: "scale_1K_f32",
             build: |d| {
                 let x = normal(8, &[1024], d);
@@ -315,6 +339,19 @@ def mlp_step():
     f = jax.jit(jax.value_and_grad(loss))
     flops = 2.0 * 3.0 * 256 * (784 * 512 + 512 * 512 + 512 * 10)
     return {"flops": flops}, lambda: f(p, x, y)
+def rnn_grad():
+    t, b, i, h = 64, 32, 64, 256
+    xs = normal(41, (t, b, i))
+    w = normal(42, (i, h)) / jnp.sqrt(float(i))
+    u = normal(43, (h, h)) / jnp.sqrt(float(h))
+    def loss(w, u, xs):
+        def step(hid, x):
+            hid = jnp.tanh(x @ w + hid @ u)
+            return hid, hid
+        _, hs = jax.lax.scan(step, jnp.zeros((b, h), jnp.float32), xs)
+        return jnp.mean(hs**2)
+    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
 def scale():
     x = normal(8, (1024,))
     f = jax.jit(lambda x: x * 2.0)
@@ -330,6 +367,7 @@ W = {
     "softmax_4096x1024_f32": softmax,
     "sum_16M_f32": total,
     "mlp_step_256_f32": mlp_step,
+    "rnn_grad_t64_b32_f32": rnn_grad,
     "scale_1K_f32": scale,
 }
 filters = [a for a in sys.argv[1:] if not a.startswith("--")]

@@ -301,11 +301,16 @@ fn mlp(step: bool) -> Prepared {
 }
 
 /// The loss of an Elman network over a sequence `xs: [T, B, I]`: the mean square of its
-/// stacked hidden states.
+/// stacked hidden states (on the device of `xs`: the GPU bench runs it too).
 #[allow(dead_code)]
 #[grad(wrt(w, u))]
-fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
-    let mut h = Tensor::zeros(&[xs.shape()[1], u.shape()[0]], xs.dtype());
+pub fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::full_on(
+        &[xs.shape()[1], u.shape()[0]],
+        0.0,
+        xs.dtype(),
+        &xs.device(),
+    );
     let mut outs = Vec::with_capacity(xs.shape()[0]);
     for t in 0..xs.shape()[0] {
         h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
