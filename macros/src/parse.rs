@@ -3117,6 +3117,13 @@ impl Lowerer<'_> {
                 }
                 Some((s, true))
             }
+            Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => {
+                self.unsupported(
+                    &m.method,
+                    "`.rev()` before `.enumerate()` or `.zip(..)` (the count would run against the index; put `.rev()` last: `x.iter().enumerate().rev()` walks the same elements backwards with their indices)",
+                );
+                None
+            }
             Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
                 let (mut s, en) = self.seq_chain(&m.receiver)?;
                 let (s2, en2) = self.seq_chain(&m.args[0])?;
