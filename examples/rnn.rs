@@ -54,7 +54,8 @@ fn loss(p: &Rnn, xs: &Tensor, ys: &Tensor) -> Tensor {
 /// `BATCH` waves of `STEPS + 1` samples: inputs `[STEPS, BATCH, 1]` and the next values.
 fn waves(key: Key) -> (Tensor, Tensor) {
     let (k1, k2) = key.split();
-    let phase = Tensor::uniform(k1, &[BATCH], 0.0, 6.28, DType::F32).to_vec::<f32>();
+    let phase =
+        Tensor::uniform(k1, &[BATCH], 0.0, std::f64::consts::TAU, DType::F32).to_vec::<f32>();
     let amp = Tensor::uniform(k2, &[BATCH], 0.5, 1.5, DType::F32).to_vec::<f32>();
     let value = |t: usize, b: usize| {
         let s = t as f32 * 0.3 + phase[b];
