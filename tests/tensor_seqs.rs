@@ -418,3 +418,28 @@ fn per_example_gradients_of_an_lstm_with_two_vecs_match_a_loop_and_differences()
         assert_close(&ge.wh, &fd, 1e-6, "d/dwh vs finite differences");
     }
 }
+
+/// Vecs of tensors made by `.collect()` of a range's and of a Vec's `.map(..)`.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn collected(xs: &Tensor, w: &Tensor) -> Tensor {
+    let steps: Vec<Tensor> = (0..xs.shape()[0])
+        .map(|t| xs.slice(0, t, t + 1).squeeze(0).matmul(w).tanh())
+        .collect();
+    let doubled: Vec<Tensor> = steps.iter().map(|h| h * 2.0).collect();
+    Tensor::stack(&doubled, 0).sum() + steps.iter().map(|s| s.powi(2).sum()).sum::<Tensor>()
+}
+
+#[test]
+fn collected_vecs_of_tensors_differentiate_and_batch() {
+    let (xs, w) = (normal(50, &[2, 4, 3]), normal(51, &[3, 2]));
+    let (gx, gw) = collected_grad_vmap(&xs, &w);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ex, ew) = collected_grad(x, &w);
+        assert_close(&at(&gx), &ex, 1e-10, "per-example d/dxs");
+        assert_close(&at(&gw), &ew, 1e-10, "per-example d/dw");
+        let fw = fd_jacobian(&|v: &Tensor| collected(x, v), &w).reshape(&[3, 2]);
+        assert_close(&ew, &fw, 1e-6, "d/dw vs finite differences");
+    }
+}

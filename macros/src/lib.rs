@@ -114,7 +114,7 @@
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
 //! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `vec![a, b, ..]`,
 //! `Vec::with_capacity` + `push`) and arrays with element reads and writes, `Vec`s of
-//! tensors (built by `push` or `vec![a, b]`, read by index, iterated, joined by
+//! tensors (built by `push`, `vec![a, b]` or `.map(..).collect()`, read by index, iterated, joined by
 //! `Tensor::stack(&outs, axis)` / `Tensor::concat(&outs, axis)`; a `&[Tensor]` parameter's
 //! gradient is a `Vec<Tensor>`), read-only views
 //! of them (`&x[a..b]`, `&x[a..]`, `x[..=b].iter()`: indexed, iterated, passed to other

@@ -2793,16 +2793,30 @@ impl Lowerer<'_> {
         let value = self
             .element(seq, map.as_ref(), index, &binds)
             .expect("a sequence or a map: the others were refused");
-        let Kind::Float(prec) = self.kind(value) else {
-            let at: &dyn quote::ToTokens = match &map {
-                Some(c) => &c.closure.body,
-                None => m,
-            };
-            return self.refuse_in_for(at, "`.collect()` of values other than floats");
+        let kind = match self.kind(value) {
+            Kind::Float(prec) => Kind::Seq(Seq::Vec, prec),
+            // a Vec of tensors
+            Kind::Tensor => {
+                self.tensor_seqs.insert(out);
+                Kind::Struct
+            }
+            _ => {
+                let at: &dyn quote::ToTokens = match &map {
+                    Some(c) => &c.closure.body,
+                    None => m,
+                };
+                return self
+                    .refuse_in_for(at, "`.collect()` of values other than floats and tensors");
+            }
         };
-        self.func.vars[out.0 as usize].kind = Kind::Seq(Seq::Vec, prec);
+        self.func.vars[out.0 as usize].kind = kind;
         self.emit(Stmt::Push { array: out, value });
         self.close_for(index, range, before);
+        if self.tensor_seqs.contains(&out) {
+            let v = self.let_("v", Kind::Struct, Rhs::Atom(Atom::Var(out)));
+            self.same_seq(v.var()?, Atom::Var(out));
+            return Some(v);
+        }
         // the Vec handed on is a copy, so that the one built can still size its adjoint
         // (as a Vec moved into a new binding is copied)
         let kind = self.func.info(out).kind.clone();
