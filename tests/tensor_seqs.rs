@@ -443,3 +443,67 @@ fn collected_vecs_of_tensors_differentiate_and_batch() {
         assert_close(&ew, &fw, 1e-6, "d/dw vs finite differences");
     }
 }
+
+/// Multi-head attention's parameters; the number of heads an integer field.
+#[derive(Clone, Differentiable)]
+struct Attention {
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    wo: Tensor,
+    #[differentiable(skip)]
+    heads: usize,
+}
+
+#[vmap]
+#[grad]
+fn one_head(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+    let d = q.shape()[1] as f64;
+    (q.matmul(&k.t()) / d.sqrt()).softmax(-1).matmul(v)
+}
+
+/// A self-attention block: the heads collected into a Vec and concatenated, a residual and
+/// a layer norm. `q.shape()[1] / p.heads` divides two integers.
+#[vmap(in_axes = (None, 0))]
+#[grad(wrt(p))]
+fn attention_loss(p: &Attention, x: &Tensor) -> Tensor {
+    let (q, k, v) = (x.matmul(&p.wq), x.matmul(&p.wk), x.matmul(&p.wv));
+    let dh = q.shape()[1] / p.heads;
+    let outs: Vec<Tensor> = (0..p.heads)
+        .map(|h| {
+            let part = |m: &Tensor| m.slice(1, h * dh, (h + 1) * dh);
+            one_head(&part(&q), &part(&k), &part(&v))
+        })
+        .collect();
+    let y = Tensor::concat(&outs, -1).matmul(&p.wo) + x;
+    let mu = y.mean_axis(-1, true);
+    let var = (&y - &mu).powi(2).mean_axis(-1, true);
+    ((&y - &mu) / (var + 1e-5).sqrt()).powi(3).sum()
+}
+
+#[test]
+fn per_example_gradients_of_multi_head_attention_match_a_loop_and_differences() {
+    let (t, d) = (5, 8);
+    let p = Attention {
+        wq: normal(60, &[d, d]) * 0.3,
+        wk: normal(61, &[d, d]) * 0.3,
+        wv: normal(62, &[d, d]) * 0.3,
+        wo: normal(63, &[d, d]) * 0.3,
+        heads: 2,
+    };
+    let xs = normal(64, &[3, t, d]);
+    let g = attention_loss_grad_vmap(&p, &xs);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let ge = attention_loss_grad(&p, x);
+        assert_close(&at(&g.wq), &ge.wq, 1e-10, "per-example d/dwq");
+        assert_close(&at(&g.wo), &ge.wo, 1e-10, "per-example d/dwo");
+        let with = |wq: &Tensor| {
+            let mut q = p.clone();
+            q.wq = wq.clone();
+            attention_loss(&q, x)
+        };
+        let fd = fd_jacobian(&with, &p.wq).reshape(&[d, d]);
+        assert_close(&ge.wq, &fd, 1e-6, "d/dwq vs finite differences");
+    }
+}

@@ -592,8 +592,8 @@ impl Lowerer<'_> {
     }
 
     /// `a`, an integer if it is a value of a type the macro cannot see (a constant, a field
-    /// of a configuration) or a field just read as a float (see `scalar_fields`) that
-    /// nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`,
+    /// of a configuration) or a field just read as a float (see `scalar_fields`) or a tensor
+    /// (`p.heads` of a parameter struct with a `usize` field) that nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`,
     /// `x.powi(cfg.n)`), the value is one (Rust does not convert between them).
     fn as_int(&mut self, a: Atom) -> Atom {
         let Atom::Var(v) = a else { return a };
@@ -601,13 +601,20 @@ impl Lowerer<'_> {
             self.func.vars[v.0 as usize].kind = Kind::Int;
             return a;
         }
-        if !self.scalar_fields || self.func.info(v).kind != Kind::Float(Prec::Infer) {
+        // (a field is read as a float where fields are (`scalar_fields`), else as a tensor)
+        let field = match self.func.info(v).kind {
+            Kind::Float(Prec::Infer) => self.scalar_fields,
+            Kind::Tensor => true,
+            _ => false,
+        };
+        if !field {
             return a;
         }
         let block = self.blocks.last().map(Vec::as_slice).unwrap_or_default();
-        let read = block
-            .iter()
-            .position(|s| matches!(s, Stmt::Let { var, rhs: Rhs::Project(..) } if *var == v));
+        let read = block.iter().position(|s| {
+            matches!(s, Stmt::Let { var, rhs: Rhs::Project(root, _) }
+                if *var == v && !self.tensor_seqs.contains(root))
+        });
         let fresh = read.is_some_and(|at| {
             block[at + 1..].iter().all(|s| match s {
                 Stmt::Let { rhs, .. } => !rhs_uses(rhs).contains(&a),
@@ -1156,7 +1163,17 @@ impl Lowerer<'_> {
                         && !self.kind(base).is_differentiable()
                     {
                         let i = self.int_value(&ix.index);
-                        return Some(self.let_("e", Kind::Opaque, Rhs::Index(v, i)));
+                        // (an axis's length is a `usize`)
+                        let kind = match &*ix.expr {
+                            Expr::MethodCall(m)
+                                if m.args.is_empty()
+                                    && matches!(m.method.to_string().as_str(), "shape" | "dims") =>
+                            {
+                                Kind::Int
+                            }
+                            _ => Kind::Opaque,
+                        };
+                        return Some(self.let_("e", kind, Rhs::Index(v, i)));
                     }
                     return self.unsupported(
                         &ix.expr,
