@@ -1,7 +1,9 @@
 //! Parameter structs of floats read as they are written: `p.k`, `p.w[i]`, `&p.w`, `for w in
 //! &p.w`, `self.k`, without typed `let`s, in functions that take, return and make no tensor
 //! (where a field can only be a float, a float sequence or a struct of them). Checked against
-//! central finite differences and forward against reverse mode.
+//! central finite differences and forward against reverse mode. And, in tensor functions,
+//! skipped fields of other types read as their use says: an enum matched on or compared
+//! with a variant.
 
 mod common;
 
@@ -220,5 +222,54 @@ fn float_fields_meeting_floats_in_a_tensor_function_match_finite_differences() {
         let (v, t) = scaled_response_jvp(&d, &x, &dense(&dv), &x.zeros_like());
         assert_eq!(v.item::<f64>(), scaled_response(&d, &x).item::<f64>());
         assert_all_close(&[t.item::<f64>()], &[flat(&g)[k]], AD_RTOL, "jvp vs grad");
+    }
+}
+
+/// An activation chosen by a skipped enum field.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Act {
+    Relu,
+    Tanh,
+}
+
+#[derive(Clone, Differentiable)]
+struct Net {
+    w: Tensor,
+    #[differentiable(skip)]
+    act: Act,
+}
+
+#[grad(wrt(p))]
+fn net_loss(p: &Net, x: &Tensor) -> Tensor {
+    let h = x.matmul(&p.w);
+    let a = match p.act {
+        Act::Relu => h.relu(),
+        Act::Tanh => h.tanh(),
+    };
+    let b = if p.act == Act::Tanh {
+        a.sin()
+    } else {
+        a.clone()
+    };
+    (b * h).sum()
+}
+
+#[test]
+fn enum_fields_of_a_tensor_struct_are_matched_and_compared() {
+    let x = Tensor::normal(Key::new(2), &[4, 3], DType::F64);
+    for act in [Act::Relu, Act::Tanh] {
+        let p = Net {
+            w: Tensor::normal(Key::new(1), &[3, 2], DType::F64),
+            act,
+        };
+        let g = net_loss_grad(&p, &x).w.to_vec::<f64>();
+        let f = |w: &[f64]| {
+            let q = Net {
+                w: Tensor::from_vec(w.to_vec(), &[3, 2]),
+                act,
+            };
+            net_loss(&q, &x).item::<f64>()
+        };
+        assert_all_close(&g, &fd_grad(&f, &p.w.to_vec::<f64>()), FD_RTOL, "d/dw");
     }
 }

@@ -592,29 +592,40 @@ impl Lowerer<'_> {
     }
 
     /// `a`, an integer if it is a value of a type the macro cannot see (a constant, a field
-    /// of a configuration) or a field just read as a float (see `scalar_fields`) or a tensor
-    /// (`p.heads` of a parameter struct with a `usize` field) that nothing has used yet: where an integer is wanted (`0..p.n`, `x[p.i]`, `t % p.n`,
-    /// `x.powi(cfg.n)`), the value is one (Rust does not convert between them).
+    /// of a configuration) or a field read as a float or tensor that nothing has used yet
+    /// (see [`Lowerer::retag_fresh_field`]): where an integer is wanted (`0..p.n`, `x[p.i]`,
+    /// `t % p.n`, `x.powi(cfg.n)`, `q.shape()[1] / p.heads`), the value is one (Rust does not
+    /// convert between them).
     fn as_int(&mut self, a: Atom) -> Atom {
         let Atom::Var(v) = a else { return a };
         if self.func.info(v).kind == Kind::Opaque {
             self.func.vars[v.0 as usize].kind = Kind::Int;
             return a;
         }
-        // (a field is read as a float where fields are (`scalar_fields`), else as a tensor)
+        self.retag_fresh_field(v, Kind::Int);
+        a
+    }
+
+    /// Gives `kind` to `v` if it is a field just read out of a parameter struct, as a float
+    /// (where fields are: `scalar_fields`) or a tensor (elsewhere), that nothing has used
+    /// yet: the macro cannot see a field's type, and where the field's use says what it is
+    /// (an integer meets an integer, an enum is matched on), it is that. Returns whether it
+    /// did.
+    fn retag_fresh_field(&mut self, v: Var, kind: Kind) -> bool {
         let field = match self.func.info(v).kind {
             Kind::Float(Prec::Infer) => self.scalar_fields,
             Kind::Tensor => true,
             _ => false,
         };
         if !field {
-            return a;
+            return false;
         }
         let block = self.blocks.last().map(Vec::as_slice).unwrap_or_default();
         let read = block.iter().position(|s| {
             matches!(s, Stmt::Let { var, rhs: Rhs::Project(root, _) }
                 if *var == v && !self.tensor_seqs.contains(root))
         });
+        let a = Atom::Var(v);
         let fresh = read.is_some_and(|at| {
             block[at + 1..].iter().all(|s| match s {
                 Stmt::Let { rhs, .. } => !rhs_uses(rhs).contains(&a),
@@ -623,9 +634,9 @@ impl Lowerer<'_> {
             })
         });
         if fresh {
-            self.func.vars[v.0 as usize].kind = Kind::Int;
+            self.func.vars[v.0 as usize].kind = kind;
         }
-        a
+        fresh
     }
 
     /// Makes `a` a float where Rust says it is one (a typed `let k: f64 = ..`, an
@@ -1376,6 +1387,21 @@ impl Lowerer<'_> {
         }
         if self.kind(r) == Kind::Int {
             l = self.as_int(l);
+        }
+        // (`p.act == Act::Relu`: a field compared with a constant path is what the path is)
+        if matches!(p, Prim::Eq | Prim::Ne) {
+            let path = |this: &Self, a: Atom| {
+                matches!(a, Atom::Var(v) if this.blocks.iter().flatten().any(
+                    |s| matches!(s, Stmt::Let { var, rhs: Rhs::Path(_) } if *var == v)))
+            };
+            for (a, other) in [(l, r), (r, l)] {
+                if let Atom::Var(v) = a
+                    && path(self, other)
+                    && self.kind(other) == Kind::Opaque
+                {
+                    self.retag_fresh_field(v, Kind::Opaque);
+                }
+            }
         }
         Some(self.prim(p, vec![l, r]))
     }
@@ -2281,6 +2307,10 @@ impl Lowerer<'_> {
 
     fn lower_match(&mut self, m: &syn::ExprMatch) -> Option<Atom> {
         let scrut = self.value(&m.expr);
+        // (`match p.act { .. }`: a field matched on is an enum or an integer)
+        if let Atom::Var(v) = scrut {
+            self.retag_fresh_field(v, Kind::Opaque);
+        }
         let sk = self.kind(scrut);
         if sk.is_differentiable() {
             self.cx.error(&m.expr, "`match` on a float is not supported: match on integers, bools or enums, or use if/else");
