@@ -290,8 +290,8 @@ fn vec_literals_of_tensors_and_calls_taking_slices_of_tensors_differentiate() {
     assert_close(&tangent, &(&g * &v).sum(), 1e-10, "jvp vs <grad, tangent>");
 }
 
-/// A typed `Vec<Tensor>` read before anything is pushed onto it (untyped, the macro would
-/// take it for a Vec of floats and ask for the type: `ui-tests/vec_of_tensors_read_as_floats.rs`).
+/// A typed `Vec<Tensor>` read before anything is pushed onto it (untyped, as in
+/// `alternating` below, the function is lowered a second time knowing what it holds).
 #[grad]
 fn doubling(x: &Tensor) -> Tensor {
     let mut outs: Vec<Tensor> = Vec::new();
@@ -505,5 +505,44 @@ fn per_example_gradients_of_multi_head_attention_match_a_loop_and_differences() 
         };
         let fd = fd_jacobian(&with, &p.wq).reshape(&[d, d]);
         assert_close(&ge.wq, &fd, 1e-6, "d/dwq vs finite differences");
+    }
+}
+
+/// Steps that branch on the step (the reverse sweep keeps each step's values on tapes and
+/// recomputes only the branch), with a Vec of the states.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn alternating(x: &Tensor, w: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    let mut states = Vec::new();
+    for t in 0..5 {
+        h = h.matmul(w);
+        if t % 2 == 0 {
+            h = h.tanh();
+        } else {
+            h = h.sin() * 0.5 + &states[t - 1];
+        }
+        states.push(h.clone());
+    }
+    Tensor::stack(&states, 0).powi(2).sum()
+}
+
+#[test]
+fn loops_over_steps_with_branches_differentiate_and_batch() {
+    let (xs, w) = (normal(70, &[3, 4]), normal(71, &[4, 4]) * 0.7);
+    let (gx, gw) = alternating_grad_vmap(&xs, &w);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ex, ew) = alternating_grad(x, &w);
+        assert_close(&at(&gx), &ex, 1e-10, "per-example d/dx");
+        assert_close(&at(&gw), &ew, 1e-10, "per-example d/dw");
+        let fx = fd_jacobian(&|v: &Tensor| alternating(v, &w), x).reshape(&[4]);
+        let fw = fd_jacobian(&|v: &Tensor| alternating(x, v), &w).reshape(&[4, 4]);
+        assert_close(&ex, &fx, 1e-6, "d/dx vs finite differences");
+        assert_close(&ew, &fw, 1e-6, "d/dw vs finite differences");
+        let (dx, dw) = (normal(72, &[4]), normal(73, &[4, 4]));
+        let (_, tangent) = alternating_jvp(x, &w, &dx, &dw);
+        let want = (&ex * &dx).sum() + (&ew * &dw).sum();
+        assert_close(&tangent, &want, 1e-10, "jvp vs <grad, tangent>");
     }
 }

@@ -23,7 +23,29 @@ pub struct Signature {
 }
 
 /// Lowers a function. Errors go to `cx`; the IR returned is only meaningful if there were none.
+///
+/// A `Vec::new()` read by index before its first push (`h = f(&outs[t - 1]); outs.push(h)`)
+/// is taken for a Vec of floats until a tensor is pushed onto it; the function is then
+/// lowered again with that Vec known to hold tensors from its start.
 pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature) {
+    let mark = cx.mark();
+    let (func, sig, retry) = lower_with(cx, item, attr, HashSet::new());
+    if retry.is_empty() {
+        return (func, sig);
+    }
+    cx.forget_since(mark);
+    let (func, sig, _) = lower_with(cx, item, attr, retry);
+    (func, sig)
+}
+
+/// [`lower`], with the names of the Vecs known to hold tensors; also returns the names of
+/// those found to hold tensors only after being read (empty when `tensor_vecs` had them).
+fn lower_with(
+    cx: &Ctxt,
+    item: &syn::ItemFn,
+    attr: &GradAttr,
+    tensor_vecs: HashSet<String>,
+) -> (Func, Signature, HashSet<String>) {
     let mut l = Lowerer {
         cx,
         func: Func {
@@ -43,6 +65,9 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
         seq_ret: false,
         scalar_fields: false,
         tensor_seqs: HashSet::new(),
+        tensor_vecs,
+        read_before_push: HashSet::new(),
+        vec_keys: HashMap::new(),
     };
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
@@ -142,7 +167,7 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     l.func.body = Block {
         stmts: l.blocks.pop().unwrap_or_default(),
     };
-    (l.func, Signature { ret_ty })
+    (l.func, Signature { ret_ty }, l.read_before_push)
 }
 
 /// Whether `name` is a method the macro knows itself: a float's or a tensor's (primitive
@@ -391,6 +416,14 @@ struct Lowerer<'c> {
     /// `Vec`s of tensors made here and parameters of type `&[Tensor]` or `Vec<Tensor>`,
     /// iterated whole (`for h in &outs`) and joined (`Tensor::stack(&outs, 0)`).
     tensor_seqs: HashSet<Var>,
+    /// The Vecs made empty here (`let mut outs = Vec::new();`) that hold tensors, by their
+    /// keys in `vec_keys` (see [`lower`]).
+    tensor_vecs: HashSet<String>,
+    /// The keys of the Vecs found to hold tensors after being read as Vecs of floats.
+    read_before_push: HashSet<String>,
+    /// The key in `tensor_vecs` of each Vec made empty here: its name and how many Vecs of
+    /// that name were bound before it (`outs#0`), the same in both lowerings.
+    vec_keys: HashMap<Var, String>,
 }
 
 const SUPPORTED: &str = "supported: let, assignment and `+= -= *= /=`, arithmetic, float methods, `as` casts, if/else, if let, match (with guards), for over ranges and sequences (`.windows(k)` `.chunks(k)` too), `.sum()` `.product()` `.fold(..)` `.collect()` of such iterators (also after `.map(|v| ..)`), while, loop, break, continue, return, indexing, views `&x[a..b]`, `vec![..]`, Vec::with_capacity + push, printing and checking macros (`println!`, `assert!`, `dbg!`, ..), `let f = |v| ..` closures called by name, calls";
@@ -500,10 +533,17 @@ impl Lowerer<'_> {
             !len && !matches!(s, Stmt::Push { .. }) && read_vars(&b).contains(&array)
         });
         if read_before {
-            self.cx.error(
-                at,
-                "this Vec is read before a tensor is pushed onto it, as a Vec of floats: declare its type (`let mut outs: Vec<Tensor> = Vec::new();`)",
-            );
+            let key = self.vec_keys.get(&array).cloned();
+            if let Some(key) = key.filter(|k| !self.tensor_vecs.contains(k)) {
+                self.read_before_push.insert(key);
+            } else {
+                // (not bound by `let` as made, or lowered again knowing it and still read as
+                // floats)
+                self.cx.error(
+                    at,
+                    "this Vec is read before a tensor is pushed onto it, as a Vec of floats: declare its type (`let mut outs: Vec<Tensor> = Vec::new();`)",
+                );
+            }
         }
         self.func.vars[array.0 as usize].kind = Kind::Struct;
         self.tensor_seqs.insert(array);
@@ -1007,6 +1047,22 @@ impl Lowerer<'_> {
                     }
                     _ => false,
                 };
+                // (a Vec known to hold tensors, see `lower`)
+                let empty_vec = matches!(value, Atom::Var(v) if self.blocks.iter().flatten().any(
+                    |s| matches!(s, Stmt::Let { var, rhs: Rhs::NewSeq(NewSeq::Empty { .. }) } if *var == v)));
+                if let (true, Kind::Seq(Seq::Vec, _), Atom::Var(v)) = (empty_vec, &kind, value) {
+                    let n = self
+                        .vec_keys
+                        .values()
+                        .filter(|k| k.starts_with(&format!("{name}#")))
+                        .count();
+                    let key = format!("{name}#{n}");
+                    if self.tensor_vecs.contains(&key) {
+                        kind = Kind::Struct;
+                        self.tensor_seqs.insert(v);
+                    }
+                    self.vec_keys.insert(v, key);
+                }
                 if let (true, true, Atom::Var(v)) = (
                     pi.mutability.is_some(),
                     just_made && !kind.is_scalar(),

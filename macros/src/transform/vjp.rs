@@ -769,10 +769,21 @@ impl Vjp<'_> {
         else {
             return None;
         };
-        // (pushes onto a Vec of tensors too: an RNN's states)
+        // (pushes onto a Vec of tensors too: an RNN's states; and branches without loops in
+        // them, which save and recompute their own part as anywhere else)
         let straight = body.stmts.iter().all(|st| match st {
             Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. } => true,
             Stmt::Push { array, .. } => self.func.info(*array).kind == Kind::Struct,
+            Stmt::If { .. } | Stmt::Match { .. } => {
+                let mut loops = false;
+                walk(
+                    &Block {
+                        stmts: vec![st.clone()],
+                    },
+                    &mut |s| loops |= matches!(s, Stmt::For { .. } | Stmt::Loop { .. }),
+                );
+                !loops
+            }
             _ => false,
         });
         let tensor_work = body.stmts.iter().any(|st| {
