@@ -114,9 +114,9 @@
 //! become a loop's body, so they may not `return`), `while`, `loop`, `break`
 //! (with a value), `continue`, `return`, slices, Vecs (`vec![v; n]`, `vec![a, b, ..]`,
 //! `Vec::with_capacity` + `push`) and arrays with element reads and writes, `Vec`s of
-//! tensors (built by `push`, `vec![a, b]` or `.map(..).collect()`, read by index, iterated, joined by
-//! `Tensor::stack(&outs, axis)` / `Tensor::concat(&outs, axis)`; a `&[Tensor]` parameter's
-//! gradient is a `Vec<Tensor>`), read-only views
+//! tensors (built by `push`, `vec![a, b]` or `.map(..).collect()`, read by index,
+//! iterated, joined by `Tensor::stack(&outs, axis)` / `Tensor::concat(&outs, axis)`; a
+//! `&[Tensor]` parameter's gradient is a `Vec<Tensor>`), read-only views
 //! of them (`&x[a..b]`, `&x[a..]`, `x[..=b].iter()`: indexed, iterated, passed to other
 //! `#[grad]` functions; each panics where it is made if out of range), closures bound
 //! by `let f = |v| ..;` and called by name or passed to `.map(..)`/`.fold(..)` (lowered at

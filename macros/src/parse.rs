@@ -38,8 +38,8 @@ pub fn lower(cx: &Ctxt, item: &syn::ItemFn, attr: &GradAttr) -> (Func, Signature
     (func, sig)
 }
 
-/// [`lower`], with the names of the Vecs known to hold tensors; also returns the names of
-/// those found to hold tensors only after being read (empty when `tensor_vecs` had them).
+/// [`lower`], with the keys (`Lowerer::vec_keys`) of the Vecs known to hold tensors; also
+/// returns the keys of those found to hold tensors only after being read.
 fn lower_with(
     cx: &Ctxt,
     item: &syn::ItemFn,
@@ -522,8 +522,9 @@ impl Lowerer<'_> {
 
     /// A `Vec` made empty here (`Vec::new()`, `Vec::with_capacity(n)`) that a tensor is
     /// pushed onto holds tensors: from now on it is a [`Kind::Struct`], read by index
-    /// (`outs[t]`, `for h in &outs`) and joined (`Tensor::stack(&outs, 0)`). An error where
-    /// it was already read as a Vec of floats.
+    /// (`outs[t]`, `for h in &outs`) and joined (`Tensor::stack(&outs, 0)`). Where it was
+    /// already read as a Vec of floats, the function is lowered again knowing it (see
+    /// [`lower`]).
     fn hold_tensors(&mut self, array: Var, at: &Expr) {
         let read_before = self.blocks.iter().flatten().any(|s| {
             let b = Block {
