@@ -100,7 +100,10 @@ pub enum Error {
         shape: Vec<usize>,
     },
     /// Operands live on different devices.
-    #[error("{op}: operands are on different devices, {lhs} and {rhs}")]
+    #[error(
+        "{op}: operands are on different devices, {lhs} and {rhs} (move one with `.to_device(..)`; \
+         make new tensors where the others are: `x.zeros_like()`, `Tensor::full_on(.., &x.device())`)"
+    )]
     DeviceMismatch {
         /// The operation.
         op: &'static str,

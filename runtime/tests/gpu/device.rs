@@ -64,9 +64,11 @@ fn mixing_devices_is_a_device_mismatch() {
     ] {
         let e = r.unwrap_err();
         assert!(matches!(e, Error::DeviceMismatch { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("gpu:0") && msg.contains("cpu"), "{msg}");
         assert!(
-            e.to_string().contains("gpu:0") && e.to_string().contains("cpu"),
-            "{e}"
+            msg.contains("to_device") && msg.contains("full_on"),
+            "{msg}"
         );
     }
     assert!(matches!(
