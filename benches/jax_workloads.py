@@ -129,8 +129,9 @@ def per_example_grads():
     return {"flops": 3.0 * 256 * 2.0 * (64 * 128 + 128 * 10)}, lambda: f(params, x, y)
 
 
-def rnn_grad():
-    # an Elman network over 64 steps, batch 32, 64 inputs, 256 hidden (benches/workloads)
+def rnn_grad(per_example):
+    # an Elman network over 64 steps, batch 32, 64 inputs, 256 hidden (benches/workloads):
+    # the batch's gradient, or every sequence's (vmap of grad over axis 1 of xs)
     t, b, i, h = 64, 32, 64, 256
     xs = normal(41, (t, b, i))
     w = normal(42, (i, h)) / jnp.sqrt(float(i))
@@ -141,10 +142,11 @@ def rnn_grad():
             hid = jnp.tanh(x @ w + hid @ u)
             return hid, hid
 
-        _, hs = jax.lax.scan(step, jnp.zeros((b, h), jnp.float32), xs)
+        _, hs = jax.lax.scan(step, jnp.zeros(xs.shape[1:-1] + (h,), jnp.float32), xs)
         return jnp.mean(hs**2)
 
-    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    g = jax.grad(loss, argnums=(0, 1))
+    f = jax.jit(jax.vmap(g, in_axes=(None, None, 1)) if per_example else g)
     return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
 
 
@@ -212,7 +214,8 @@ WORKLOADS = {
     "mlp_step_b256_f32": lambda: mlp(True),
     "mlp_forward_b256_f32": lambda: mlp(False),
     "per_example_grads_mlp_b256_f32": per_example_grads,
-    "rnn_grad_t64_b32_f32": rnn_grad,
+    "rnn_grad_t64_b32_f32": lambda: rnn_grad(False),
+    "rnn_per_example_grads_t64_b32_f32": lambda: rnn_grad(True),
     "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
     "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),
     "jacrev_tall_10to1000_f64": lambda: jacobian(10, 1000, "rev"),

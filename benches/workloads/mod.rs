@@ -151,7 +151,12 @@ pub fn all() -> Vec<Workload> {
         // hidden, f32), its states pushed onto a `Vec` and stacked; JAX runs `lax.scan`
         Workload {
             name: "rnn_grad_t64_b32_f32",
-            build: rnn,
+            build: || rnn(false),
+        },
+        // the same network's per-sequence gradients (`#[vmap] #[grad]`; JAX: vmap of grad)
+        Workload {
+            name: "rnn_per_example_grads_t64_b32_f32",
+            build: || rnn(true),
         },
         // Jacobians of tanh(W x) * sum(x^2) in f64: tall (10 inputs, 1000 outputs) and wide
         // (1000 inputs, 10 outputs); `jacobian` picks the mode, jacfwd/jacrev are forced
@@ -319,7 +324,22 @@ pub fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
     Tensor::stack(&outs, 0).powi(2).mean()
 }
 
-fn rnn() -> Prepared {
+/// One sequence's loss (`xs: [T, I]`), batched over sequences along axis 1 of `[T, B, I]`.
+#[allow(dead_code)]
+#[vmap(in_axes = (1, None, None))]
+#[grad(wrt(w, u))]
+pub fn rnn_seq_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::full_on(&[u.shape()[0]], 0.0, xs.dtype(), &xs.device());
+    let mut outs = Vec::with_capacity(xs.shape()[0]);
+    for t in 0..xs.shape()[0] {
+        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0).powi(2).mean()
+}
+
+/// The RNN workloads: the batch's gradient, or every sequence's (`per_example`).
+fn rnn(per_example: bool) -> Prepared {
     let (t, b, i, h) = (64, 32, 64, 256);
     let xs = normal(41, &[t, b, i]);
     let w = &normal(42, &[i, h]) * (1.0 / (i as f32).sqrt());
@@ -329,7 +349,11 @@ fn rnn() -> Prepared {
     Prepared {
         work: Work::Flops(flops),
         run: Box::new(move || {
-            std::hint::black_box(rnn_loss_grad(&xs, &w, &u));
+            if per_example {
+                std::hint::black_box(rnn_seq_loss_grad_vmap(&xs, &w, &u));
+            } else {
+                std::hint::black_box(rnn_loss_grad(&xs, &w, &u));
+            }
         }),
     }
 }
