@@ -1269,6 +1269,27 @@ fn split_seq<'a>(
         .collect()
 }
 
+/// Batched `t::acc_matmul_tr`: per-example outer products added in the adjoint's own
+/// buffer (per-example gradients of a weight over a loop's steps).
+#[track_caller]
+pub fn acc_matmul_tr<'a>(
+    target: &mut Tensor,
+    a: impl Into<BArg<'a>>,
+    ct: impl Into<BArg<'a>>,
+    like_b: impl Into<BArg<'a>>,
+) {
+    let (a, ct, like) = (a.into(), ct.into(), like_b.into());
+    if let (BArg::Batched(x), BArg::Batched(c)) = (a, ct)
+        && t::outer_fits(target, x, c, 2)
+        && like.ex_shape().len() == 2
+        && target.shape()[0] == x.shape()[0]
+        && target.shape()[1..] == [x.shape()[1], c.shape()[1]]
+    {
+        return target.add_outer_assign(x, c);
+    }
+    t::acc(target, &matmul_tr(a, ct, like));
+}
+
 // ----- shape donors -----
 
 /// Batched `t::sum_to`: each example's cotangent summed to the example shape of `like`.

@@ -500,6 +500,37 @@ pub fn matmul_tr<'a>(
     ferrax_runtime::unbroadcast(&g, bp.shape()).reshape(like_b.shape())
 }
 
+/// `acc(target, &matmul_tr(a, ct, like_b))`: the gradient of `b` in `a.matmul(b)` added to
+/// an adjoint. An outer product (`a` and `ct` vectors) is added in the adjoint's own buffer
+/// (`Tensor::add_outer_assign`): a loop's steps accumulate into it without a product each.
+pub fn acc_matmul_tr<'a>(
+    target: &mut Tensor,
+    a: impl Into<Operand<'a>>,
+    ct: impl Into<Operand<'a>>,
+    like_b: &Tensor,
+) {
+    let (a, ct) = (a.into(), ct.into());
+    if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
+        && outer_fits(target, x, c, 1)
+        && target.shape() == like_b.shape()
+        && target.shape() == [x.shape()[0], c.shape()[0]]
+    {
+        return target.add_outer_assign(x, c);
+    }
+    acc(target, &matmul_tr(a, ct, like_b));
+}
+
+/// Whether `target += x ⊗ c` fits in place: vectors (`rank`-1 axes past the leading ones)
+/// of one dtype with the target's, the target not a lazy zero.
+pub(crate) fn outer_fits(target: &Tensor, x: &Tensor, c: &Tensor, rank: usize) -> bool {
+    x.ndim() == rank
+        && c.ndim() == rank
+        && target.ndim() == rank + 1
+        && x.dtype() == target.dtype()
+        && c.dtype() == target.dtype()
+        && !ferrax_runtime::differentiable::is_lazy_zero(target)
+}
+
 /// A value an adjoint can start from zero for: a differentiable one, or a slice of
 /// tensors (`&[Tensor]`, whose adjoint is a `Vec<Tensor>`).
 pub trait ZeroLike {

@@ -4,6 +4,7 @@ use crate::ir::*;
 use crate::primitives::{Prim, Syntax, row};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use std::collections::HashMap;
 use syn::ext::IdentExt;
 
 /// The lints a generated function is exempt from: its code is the IR's, written out
@@ -181,8 +182,29 @@ impl Emitter<'_> {
     }
 
     pub fn block(&self, b: &Block) -> TokenStream {
-        let stmts = b.stmts.iter().map(|s| self.stmt(s));
+        let fused = fused_accumulations(self.func, b);
+        let stmts = b
+            .stmts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match fused.get(&i) {
+                Some(Fused::Skip) => quote!(),
+                Some(Fused::AccMatmulTr(target, args)) => self.acc_matmul_tr(*target, args),
+                None => self.stmt(s),
+            });
         quote!(#(#stmts)*)
+    }
+
+    /// `target += matmul_tr(args)` in one helper (see [`fused_accumulations`]).
+    fn acc_matmul_tr(&self, target: Var, args: &[Atom]) -> TokenStream {
+        let id = self.var(target);
+        if args.iter().any(|a| self.func.batched(*a)) {
+            let a = args.iter().map(|a| self.b_operand(*a));
+            quote!(::ferrax::__private::b::acc_matmul_tr(&mut #id, #(#a),*);)
+        } else {
+            let a = args.iter().map(|a| self.operand(*a));
+            quote!(::ferrax::__private::t::acc_matmul_tr(&mut #id, #(#a),*);)
+        }
     }
 
     fn exit_check(&self, exit: &[Var]) -> TokenStream {
@@ -924,6 +946,82 @@ impl Emitter<'_> {
             Syntax::Call(_) => quote!(::ferrax::__private::int_as_float(#(#a),*)),
         }
     }
+}
+
+/// How a statement of a block is emitted when fused with another.
+enum Fused {
+    /// Emitted where its value is used instead.
+    Skip,
+    /// `target += matmul_tr(args)`: the gradient of a matmul's right operand added to an
+    /// adjoint, which `t::acc_matmul_tr` adds in place where it is an outer product.
+    AccMatmulTr(Var, Vec<Atom>),
+}
+
+/// The statements of `b` to emit fused, by index: a `let d = matmul_tr(..)` read only by a
+/// later `target += d` of the same block (a tensor adjoint), with none of its arguments
+/// written between, is computed at the accumulation, into the adjoint.
+fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
+    let mut out = HashMap::new();
+    for (i, s) in b.stmts.iter().enumerate() {
+        let Stmt::AddAssign {
+            var: target,
+            value: Atom::Var(d),
+        } = s
+        else {
+            continue;
+        };
+        if func.info(*target).kind != Kind::Tensor {
+            continue;
+        }
+        let Some(l) = b.stmts[..i].iter().position(
+            |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::MatmulTr, _) } if var == d),
+        ) else {
+            continue;
+        };
+        let Stmt::Let {
+            rhs: Rhs::Prim(_, args),
+            ..
+        } = &b.stmts[l]
+        else {
+            continue;
+        };
+        let between = Block {
+            stmts: b.stmts[l + 1..i].to_vec(),
+        };
+        let written = assigned_vars(&between);
+        let args_kept = args
+            .iter()
+            .all(|a| a.var().is_none_or(|v| !written.contains(&v)));
+        if args_kept && readers(b, *d) == 1 {
+            out.insert(l, Fused::Skip);
+            out.insert(i, Fused::AccMatmulTr(*target, args.clone()));
+        }
+    }
+    out
+}
+
+/// How many statements of `b`, at any depth, read `v` (a compound statement for its own
+/// condition, scrutinee or range only).
+fn readers(b: &Block, v: Var) -> usize {
+    let mut n = 0;
+    walk(b, &mut |s| {
+        let own: Vec<Var> = match s {
+            Stmt::If { cond, .. } => cond.var().into_iter().collect(),
+            Stmt::Match { scrut, .. } => scrut.var().into_iter().collect(),
+            Stmt::For { range, exit, .. } => range
+                .atoms()
+                .iter()
+                .filter_map(|a| a.var())
+                .chain(exit.iter().copied())
+                .collect(),
+            Stmt::Loop { exit, .. } => exit.clone(),
+            s => read_vars(&Block {
+                stmts: vec![s.clone()],
+            }),
+        };
+        n += usize::from(own.contains(&v));
+    });
+    n
 }
 
 /// The arguments of a primitive right-hand side.

@@ -139,3 +139,98 @@ impl Tensor {
         }))
     }
 }
+
+impl Tensor {
+    /// `self[.., i, j] += a[.., i] * b[.., j]`: adds the outer product of `a: [.., m]` and
+    /// `b: [.., n]` (batched over equal leading axes) to `self: [.., m, n]`, in `self`'s own
+    /// buffer when it holds it alone (a gradient accumulated over a loop's steps: no
+    /// product is allocated and added). Panics on mismatched shapes, dtypes or devices; see
+    /// [`Tensor::try_add_outer_assign`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let mut g = Tensor::zeros(&[2, 3], DType::F64);
+    /// let (a, b) = (Tensor::from_vec(vec![1.0, 2.0], &[2]), Tensor::from_vec(vec![1.0, 0.0, -1.0], &[3]));
+    /// g.add_outer_assign(&a, &b);
+    /// g.add_outer_assign(&a, &b);
+    /// assert_eq!(g.to_vec::<f64>(), vec![2.0, 0.0, -2.0, 4.0, 0.0, -4.0]);
+    /// ```
+    #[track_caller]
+    pub fn add_outer_assign(&mut self, a: &Tensor, b: &Tensor) {
+        unwrap(self.try_add_outer_assign(a, b))
+    }
+
+    /// [`Tensor::add_outer_assign`], returning an error (and leaving `self` unchanged)
+    /// instead of panicking.
+    pub fn try_add_outer_assign(&mut self, a: &Tensor, b: &Tensor) -> Result<()> {
+        const OP: &str = "add_outer_assign";
+        let dt = Tensor::expect_same_float(OP, a, b)?;
+        Tensor::expect_same(OP, self, a)?;
+        let (ra, rb) = (a.ndim(), b.ndim());
+        let fits = ra >= 1
+            && ra == rb
+            && a.shape()[..ra - 1] == b.shape()[..rb - 1]
+            && self.ndim() == ra + 1
+            && self.shape()[..ra - 1] == a.shape()[..ra - 1]
+            && self.shape()[ra - 1..] == [a.shape()[ra - 1], b.shape()[rb - 1]];
+        if !fits {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: a.shape().to_vec(),
+                rhs: b.shape().to_vec(),
+                reason: format!(
+                    "give an outer product that does not fit a target of shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let (m, n) = (a.shape()[ra - 1], b.shape()[rb - 1]);
+        #[cfg(feature = "gpu")]
+        let on_cpu = !self.on_gpu();
+        #[cfg(not(feature = "gpu"))]
+        let on_cpu = true;
+        let done = on_cpu
+            && float_dispatch!(dt, T => {
+                let (da, db) = (a.contiguous_data::<T>(), b.contiguous_data::<T>());
+                match self.exclusive_buffer::<T>() {
+                    Some(buf) => {
+                        add_outer::<T>(buf, &da, &db, m, n);
+                        true
+                    }
+                    None => false,
+                }
+            });
+        if !done {
+            let product = a
+                .unsqueeze(ra as isize)
+                .try_matmul(&b.unsqueeze(rb as isize - 1))?;
+            *self = self.try_add(&product)?;
+        }
+        Ok(())
+    }
+}
+
+/// `c[p, i, j] += a[p, i] * b[p, j]` over row-major buffers, in parallel over `p` for large
+/// ones.
+fn add_outer<T: Float>(c: &mut [T], a: &[T], b: &[T], m: usize, n: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let one = |p: usize, block: &mut [T]| {
+        let (a, b) = (&a[p * m..(p + 1) * m], &b[p * n..(p + 1) * n]);
+        for (row, &s) in block.chunks_exact_mut(n).zip(a) {
+            for (r, &v) in row.iter_mut().zip(b) {
+                *r = *r + s * v;
+            }
+        }
+    };
+    if c.len() >= kernels::PAR_THRESHOLD && c.len() > m * n {
+        c.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(p, block)| one(p, block));
+    } else {
+        c.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(p, block)| one(p, block));
+    }
+}

@@ -108,3 +108,48 @@ fn matmul_with_empty_contraction_is_zero() {
         0.0
     );
 }
+
+/// `add_outer_assign` equals adding `a[.., :, None] @ b[.., None, :]`, in place when the
+/// target holds its buffer alone and through a new buffer when it shares it (the other
+/// holder unchanged); a misfit is an error naming the operation and leaves the target.
+#[test]
+fn add_outer_assign_adds_outer_products_in_place_or_not() {
+    let key = Key::new(9);
+    for (lead, m, n) in [(vec![], 3, 4), (vec![5], 2, 3), (vec![2, 3], 4, 1)] {
+        let shape = |tail: &[usize]| [lead.as_slice(), tail].concat();
+        let a = Tensor::normal(key.fold_in(1), &shape(&[m]), DType::F64);
+        let b = Tensor::normal(key.fold_in(2), &shape(&[n]), DType::F64);
+        let start = Tensor::normal(key.fold_in(3), &shape(&[m, n]), DType::F64);
+        let want = &start + &a.unsqueeze(-1).matmul(&b.unsqueeze(-2));
+        let mut alone = &start * 1.0;
+        alone.add_outer_assign(&a, &b);
+        let mut shared = start.clone();
+        shared.add_outer_assign(&a, &b);
+        for (got, what) in [(&alone, "in place"), (&shared, "shared")] {
+            for (g, w) in got.to_vec::<f64>().iter().zip(want.to_vec::<f64>()) {
+                assert!(
+                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                    "{what}: {g} vs {w}"
+                );
+            }
+        }
+        assert_eq!(
+            start.to_vec::<f64>(),
+            (&start * 1.0).to_vec::<f64>(),
+            "the other holder of a shared buffer is unchanged"
+        );
+    }
+    let mut g = Tensor::zeros(&[2, 3], DType::F64);
+    let e = g
+        .try_add_outer_assign(
+            &Tensor::ones(&[3], DType::F64),
+            &Tensor::ones(&[3], DType::F64),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("add_outer_assign") && e.contains("[2, 3]"),
+        "{e}"
+    );
+    assert_eq!(g.to_vec::<f64>(), vec![0.0; 6]);
+}
