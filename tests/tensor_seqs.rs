@@ -152,27 +152,27 @@ fn per_example_gradients_through_a_vec_of_tensors_match_a_loop() {
     }
 }
 
-/// A Hessian (forward over reverse) and a Jacobian through a `Vec` of tensors.
-#[hessian]
-fn settle_energy(x: &Tensor) -> Tensor {
-    let mut h = x.sum_axis(0, false);
-    let mut outs = Vec::new();
-    for _ in 0..3 {
-        h = (x.matmul(&h) * 0.3).tanh() + x.sum_axis(0, false) * 0.1;
-        outs.push(h.clone());
-    }
-    Tensor::concat(&outs, 0).powi(2).sum()
+/// A function under two attributes: `#[hessian]` on `$h`, `#[grad]` on `$g`.
+macro_rules! twice {
+    (fn $h:ident / $g:ident ($($args:tt)*) -> Tensor $body:block) => {
+        #[hessian]
+        fn $h($($args)*) -> Tensor $body
+        #[grad]
+        fn $g($($args)*) -> Tensor $body
+    };
 }
 
-#[grad]
-fn settle_energy_g(x: &Tensor) -> Tensor {
-    let mut h = x.sum_axis(0, false);
-    let mut outs = Vec::new();
-    for _ in 0..3 {
-        h = (x.matmul(&h) * 0.3).tanh() + x.sum_axis(0, false) * 0.1;
-        outs.push(h.clone());
+// A Hessian (forward over reverse) and a Jacobian through a `Vec` of tensors.
+twice! {
+    fn settle_energy / settle_energy_g (x: &Tensor) -> Tensor {
+        let mut h = x.sum_axis(0, false);
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            h = (x.matmul(&h) * 0.3).tanh() + x.sum_axis(0, false) * 0.1;
+            outs.push(h.clone());
+        }
+        Tensor::concat(&outs, 0).powi(2).sum()
     }
-    Tensor::concat(&outs, 0).powi(2).sum()
 }
 
 #[jacobian]

@@ -305,31 +305,15 @@ fn mlp(step: bool) -> Prepared {
     }
 }
 
-/// The loss of an Elman network over a sequence `xs: [T, B, I]`: the mean square of its
-/// stacked hidden states (on the device of `xs`: the GPU bench runs it too).
-#[allow(dead_code)]
-#[grad(wrt(w, u))]
-pub fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
-    let mut h = Tensor::full_on(
-        &[xs.shape()[1], u.shape()[0]],
-        0.0,
-        xs.dtype(),
-        &xs.device(),
-    );
-    let mut outs = Vec::with_capacity(xs.shape()[0]);
-    for t in 0..xs.shape()[0] {
-        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
-        outs.push(h.clone());
-    }
-    Tensor::stack(&outs, 0).powi(2).mean()
-}
-
-/// One sequence's loss (`xs: [T, I]`), batched over sequences along axis 1 of `[T, B, I]`.
+/// The loss of an Elman network over a batch of sequences `xs: [T, B, I]` (or one
+/// sequence, `[T, I]`): the mean square of its stacked hidden states, made on the device of
+/// `xs` (the GPU bench runs it too). Batched over sequences along axis 1 of `[T, B, I]` for
+/// per-sequence gradients.
 #[allow(dead_code)]
 #[vmap(in_axes = (1, None, None))]
 #[grad(wrt(w, u))]
-pub fn rnn_seq_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
-    let mut h = Tensor::full_on(&[u.shape()[0]], 0.0, xs.dtype(), &xs.device());
+pub fn rnn_loss(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = xs.slice(0, 0, 1).squeeze(0).matmul(w).zeros_like();
     let mut outs = Vec::with_capacity(xs.shape()[0]);
     for t in 0..xs.shape()[0] {
         h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
@@ -350,7 +334,7 @@ fn rnn(per_example: bool) -> Prepared {
         work: Work::Flops(flops),
         run: Box::new(move || {
             if per_example {
-                std::hint::black_box(rnn_seq_loss_grad_vmap(&xs, &w, &u));
+                std::hint::black_box(rnn_loss_grad_vmap(&xs, &w, &u));
             } else {
                 std::hint::black_box(rnn_loss_grad(&xs, &w, &u));
             }
