@@ -501,8 +501,9 @@ pub fn matmul_tr<'a>(
 }
 
 /// `acc(target, &matmul_tr(a, ct, like_b))`: the gradient of `b` in `a.matmul(b)` added to
-/// an adjoint. An outer product (`a` and `ct` vectors) is added in the adjoint's own buffer
-/// (`Tensor::add_outer_assign`): a loop's steps accumulate into it without a product each.
+/// an adjoint. An outer product (`a` and `ct` vectors) or a product of matrices is added in
+/// the adjoint's own buffer (`Tensor::add_outer_assign`, `Tensor::add_matmul_assign`): a
+/// loop's steps accumulate into it without a product each.
 pub fn acc_matmul_tr<'a>(
     target: &mut Tensor,
     a: impl Into<Operand<'a>>,
@@ -516,6 +517,20 @@ pub fn acc_matmul_tr<'a>(
         && target.shape() == [x.shape()[0], c.shape()[0]]
     {
         return target.add_outer_assign(x, c);
+    }
+    // (`aᵀ ct` of matrices, a weight's gradient summed over a batch: gemm adds it in place)
+    if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
+        && x.ndim() == 2
+        && c.ndim() == 2
+        && target.ndim() == 2
+        && x.dtype() == target.dtype()
+        && c.dtype() == target.dtype()
+        && target.shape() == like_b.shape()
+        && target.shape() == [x.shape()[1], c.shape()[1]]
+        && x.shape()[0] == c.shape()[0]
+        && !ferrax_runtime::differentiable::is_lazy_zero(target)
+    {
+        return target.add_matmul_assign(&x.t(), c);
     }
     acc(target, &matmul_tr(a, ct, like_b));
 }

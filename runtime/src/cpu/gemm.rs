@@ -96,6 +96,56 @@ pub(crate) fn matmul<T: MathFloat>(
     }
 }
 
+/// `c += a @ b` into the row-major `c` (`m x n`): gemm reading `c` as it writes it, on
+/// rayon's threads from 16 MFLOP (an adjoint accumulating a matmul's gradient over a loop's
+/// steps, without a product each).
+pub(crate) fn matmul_acc<T: MathFloat>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+) {
+    check_view("a", &a, m, k);
+    check_view("b", &b, k, n);
+    assert_eq!(c.len(), m * n);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let large = m as f64 * n as f64 * k as f64 >= (1 << 23) as f64;
+    let parallelism = if large && rayon::current_num_threads() > 1 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the views were checked to lie inside their slices; c has m * n elements,
+    // rows n apart
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.data.as_ptr().add(a.offset),
+            a.cs,
+            a.rs,
+            b.data.as_ptr().add(b.offset),
+            b.cs,
+            b.rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// A product of few rows whose `b` is column-major (a transposed view: `g @ w^T` in the
 /// backward pass of a dense layer or a recurrent step at a small batch) and whose `a` is
 /// row-major: gemm would pack all of `b` element by element, so this computes

@@ -398,6 +398,23 @@ pub fn softmax_axis<T: Float>(
     with_float!(T, F => softmax::softmax_axis::<F>(op, same(x), outer, n, inner, same_mut(out)))
 }
 
+/// `c += a @ b` with `a: [m, k]`, `b: [k, n]` (any strides), `c` row-major `[m, n]`.
+///
+/// # Panics
+///
+/// If `c.len() != m * n` or a view reaches outside its `data`.
+pub fn matmul_acc<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+) {
+    assert_eq!(c.len(), m * n, "matmul_acc: output length is not m * n");
+    with_float!(T, F => super::gemm::matmul_acc::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c)))
+}
+
 /// `c = a @ b` with `a: [m, k]`, `b: [k, n]` (any strides), `c` row-major `[m, n]`
 /// (overwritten).
 ///

@@ -210,6 +210,78 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// `self += a @ b` for matrices `a: [m, k]`, `b: [k, n]` and `self: [m, n]`, in
+    /// `self`'s own buffer when it holds it alone (gemm reads and writes it: no product is
+    /// allocated and added). Panics on mismatched shapes, dtypes or devices; see
+    /// [`Tensor::try_add_matmul_assign`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let mut g = Tensor::ones(&[2, 2], DType::F64);
+    /// let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    /// g.add_matmul_assign(&a, &a.t());
+    /// assert_eq!(g.to_vec::<f64>(), vec![6.0, 12.0, 12.0, 26.0]);
+    /// ```
+    #[track_caller]
+    pub fn add_matmul_assign(&mut self, a: &Tensor, b: &Tensor) {
+        unwrap(self.try_add_matmul_assign(a, b))
+    }
+
+    /// [`Tensor::add_matmul_assign`], returning an error (and leaving `self` unchanged)
+    /// instead of panicking.
+    pub fn try_add_matmul_assign(&mut self, a: &Tensor, b: &Tensor) -> Result<()> {
+        const OP: &str = "add_matmul_assign";
+        let dt = Tensor::expect_same_float(OP, a, b)?;
+        Tensor::expect_same(OP, self, a)?;
+        let fits = a.ndim() == 2
+            && b.ndim() == 2
+            && a.shape()[1] == b.shape()[0]
+            && self.shape() == [a.shape()[0], b.shape()[1]];
+        if !fits {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: a.shape().to_vec(),
+                rhs: b.shape().to_vec(),
+                reason: format!(
+                    "give a product that does not fit a target of shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let [m, k, n] = [a.shape()[0], a.shape()[1], b.shape()[1]];
+        #[cfg(feature = "gpu")]
+        let on_cpu = !self.on_gpu();
+        #[cfg(not(feature = "gpu"))]
+        let on_cpu = true;
+        let done = on_cpu
+            && float_dispatch!(dt, T => {
+                let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());
+                match self.exclusive_buffer::<T>() {
+                    Some(buf) => {
+                        kernels::matmul_acc(m, n, k, mat_of(a, &da), mat_of(b, &db), buf);
+                        true
+                    }
+                    None => false,
+                }
+            });
+        if !done {
+            *self = self.try_add(&a.try_matmul(b)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The view of a 2-D tensor's data.
+fn mat_of<'a, T>(t: &Tensor, data: &'a [T]) -> MatRef<'a, T> {
+    MatRef {
+        data,
+        offset: t.layout.offset,
+        rs: t.layout.strides[0],
+        cs: t.layout.strides[1],
+    }
+}
+
 /// `c[p, i, j] += a[p, i] * b[p, j]` over row-major buffers, in parallel over `p` for large
 /// ones.
 fn add_outer<T: Float>(c: &mut [T], a: &[T], b: &[T], m: usize, n: usize) {

@@ -153,3 +153,43 @@ fn add_outer_assign_adds_outer_products_in_place_or_not() {
     );
     assert_eq!(g.to_vec::<f64>(), vec![0.0; 6]);
 }
+
+/// `add_matmul_assign` equals adding `a @ b` (with `a` a transposed view, as in a weight's
+/// gradient `hᵀ ct`), in place or through a new buffer when the target shares its own; a
+/// misfit is an error naming the operation and leaves the target.
+#[test]
+fn add_matmul_assign_adds_a_product_in_place_or_not() {
+    let key = Key::new(11);
+    for (m, k, n) in [(3, 4, 5), (64, 32, 64), (1, 7, 1)] {
+        let h = Tensor::normal(key.fold_in(1), &[k, m], DType::F64);
+        let ct = Tensor::normal(key.fold_in(2), &[k, n], DType::F64);
+        let start = Tensor::normal(key.fold_in(3), &[m, n], DType::F64);
+        let want = &start + &h.t().matmul(&ct);
+        let mut alone = &start * 1.0;
+        alone.add_matmul_assign(&h.t(), &ct);
+        let mut shared = start.clone();
+        shared.add_matmul_assign(&h.t(), &ct);
+        for (got, what) in [(&alone, "in place"), (&shared, "shared")] {
+            for (g, w) in got.to_vec::<f64>().iter().zip(want.to_vec::<f64>()) {
+                assert!(
+                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()) * k as f64,
+                    "{what}: {g} vs {w}"
+                );
+            }
+        }
+        assert_eq!(start.to_vec::<f64>(), (&start * 1.0).to_vec::<f64>());
+    }
+    let mut g = Tensor::zeros(&[2, 3], DType::F64);
+    let e = g
+        .try_add_matmul_assign(
+            &Tensor::ones(&[2, 4], DType::F64),
+            &Tensor::ones(&[4, 2], DType::F64),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("add_matmul_assign") && e.contains("[2, 3]"),
+        "{e}"
+    );
+    assert_eq!(g.to_vec::<f64>(), vec![0.0; 6]);
+}
