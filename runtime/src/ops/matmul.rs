@@ -259,7 +259,7 @@ impl Tensor {
                 let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());
                 match self.exclusive_buffer::<T>() {
                     Some(buf) => {
-                        kernels::matmul_acc(m, n, k, mat_of(a, &da), mat_of(b, &db), buf);
+                        kernels::matmul_acc(m, n, k, mat_of(a, da), mat_of(b, db), buf);
                         true
                     }
                     None => false,
