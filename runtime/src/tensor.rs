@@ -165,6 +165,12 @@ impl Tensor {
     }
 
     /// Whether the data lives on a GPU.
+    /// Whether the data is in host memory.
+    #[inline]
+    pub(crate) fn on_cpu(&self) -> bool {
+        self.device() == Device::Cpu
+    }
+
     #[cfg(feature = "gpu")]
     #[inline]
     pub(crate) fn on_gpu(&self) -> bool {

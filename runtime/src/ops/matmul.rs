@@ -174,22 +174,10 @@ impl Tensor {
             && self.shape()[..ra - 1] == a.shape()[..ra - 1]
             && self.shape()[ra - 1..] == [a.shape()[ra - 1], b.shape()[rb - 1]];
         if !fits {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                lhs: a.shape().to_vec(),
-                rhs: b.shape().to_vec(),
-                reason: format!(
-                    "give an outer product that does not fit a target of shape {:?}",
-                    self.shape()
-                ),
-            });
+            return Err(misfit(OP, "an outer product", a, b, self));
         }
         let (m, n) = (a.shape()[ra - 1], b.shape()[rb - 1]);
-        #[cfg(feature = "gpu")]
-        let on_cpu = !self.on_gpu();
-        #[cfg(not(feature = "gpu"))]
-        let on_cpu = true;
-        let done = on_cpu
+        let done = self.on_cpu()
             && float_dispatch!(dt, T => {
                 let (da, db) = (a.contiguous_data::<T>(), b.contiguous_data::<T>());
                 match self.exclusive_buffer::<T>() {
@@ -208,9 +196,7 @@ impl Tensor {
         }
         Ok(())
     }
-}
 
-impl Tensor {
     /// `self += a @ b` for matrices `a: [m, k]`, `b: [k, n]` and `self: [m, n]`, in
     /// `self`'s own buffer when it holds it alone (gemm reads and writes it: no product is
     /// allocated and added). Panics on mismatched shapes, dtypes or devices; see
@@ -239,22 +225,10 @@ impl Tensor {
             && a.shape()[1] == b.shape()[0]
             && self.shape() == [a.shape()[0], b.shape()[1]];
         if !fits {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                lhs: a.shape().to_vec(),
-                rhs: b.shape().to_vec(),
-                reason: format!(
-                    "give a product that does not fit a target of shape {:?}",
-                    self.shape()
-                ),
-            });
+            return Err(misfit(OP, "a product", a, b, self));
         }
         let [m, k, n] = [a.shape()[0], a.shape()[1], b.shape()[1]];
-        #[cfg(feature = "gpu")]
-        let on_cpu = !self.on_gpu();
-        #[cfg(not(feature = "gpu"))]
-        let on_cpu = true;
-        let done = on_cpu
+        let done = self.on_cpu()
             && float_dispatch!(dt, T => {
                 let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());
                 match self.exclusive_buffer::<T>() {
@@ -269,6 +243,19 @@ impl Tensor {
             *self = self.try_add(&a.try_matmul(b)?)?;
         }
         Ok(())
+    }
+}
+
+/// The error of an `add_*_assign` whose operands give `what`, which does not fit `target`.
+fn misfit(op: &'static str, what: &str, a: &Tensor, b: &Tensor, target: &Tensor) -> Error {
+    Error::ShapeMismatch {
+        op,
+        lhs: a.shape().to_vec(),
+        rhs: b.shape().to_vec(),
+        reason: format!(
+            "give {what} that does not fit a target of shape {:?}",
+            target.shape()
+        ),
     }
 }
 
