@@ -119,31 +119,8 @@ pub(crate) fn matmul_acc<T: MathFloat>(
     } else {
         Parallelism::None
     };
-    // SAFETY: the views were checked to lie inside their slices; c has m * n elements,
-    // rows n apart
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.data.as_ptr().add(a.offset),
-            a.cs,
-            a.rs,
-            b.data.as_ptr().add(b.offset),
-            b.cs,
-            b.rs,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    // SAFETY: c has m * n elements, rows n apart
+    unsafe { gemm_raw(m, n, k, a, b, c.as_mut_ptr(), n, true, parallelism) }
 }
 
 /// A product of few rows whose `b` is column-major (a transposed view: `g @ w^T` in the
@@ -211,7 +188,19 @@ fn column_bands<T: MathFloat>(
         let out = &out; // the whole wrapper, not its pointer field
         // SAFETY: c has m * n elements (checked by the caller); this band writes columns
         // j0..j0 + cols of its rows, which no other band touches
-        unsafe { gemm_raw(m, cols, k, a, b_band, out.0.add(j0), n, Parallelism::None) };
+        unsafe {
+            gemm_raw(
+                m,
+                cols,
+                k,
+                a,
+                b_band,
+                out.0.add(j0),
+                n,
+                false,
+                Parallelism::None,
+            )
+        };
         crate::pool::recycle(rows);
     });
 }
@@ -376,10 +365,11 @@ fn gemm_call<T: MathFloat>(
 ) {
     assert_eq!(c.len(), m * n);
     // SAFETY: c has m * n elements, rows n apart
-    unsafe { gemm_raw(m, n, k, a, b, c.as_mut_ptr(), n, parallelism) }
+    unsafe { gemm_raw(m, n, k, a, b, c.as_mut_ptr(), n, false, parallelism) }
 }
 
-/// One gemm call into `m x n` elements at `c`, rows `ldc` apart; views already checked.
+/// One gemm call into `m x n` elements at `c`, rows `ldc` apart (added to them with
+/// `accumulate`); views already checked.
 ///
 /// # Safety
 ///
@@ -394,6 +384,7 @@ unsafe fn gemm_raw<T: MathFloat>(
     b: MatRef<'_, T>,
     c: *mut T,
     ldc: usize,
+    accumulate: bool,
     parallelism: Parallelism,
 ) {
     if m == 0 || n == 0 {
@@ -408,14 +399,14 @@ unsafe fn gemm_raw<T: MathFloat>(
             c,
             1,
             ldc as isize,
-            false,
+            accumulate,
             a.data.as_ptr().add(a.offset),
             a.cs,
             a.rs,
             b.data.as_ptr().add(b.offset),
             b.cs,
             b.rs,
-            T::zero(),
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,
