@@ -1280,12 +1280,9 @@ pub fn acc_matmul_tr<'a>(
 ) {
     let (a, ct, like) = (a.into(), ct.into(), like_b.into());
     if let (BArg::Batched(x), BArg::Batched(c)) = (a, ct)
-        && t::outer_fits(target, x, c, 2)
-        && like.ex_shape().len() == 2
-        && target.shape()[0] == x.shape()[0]
-        && target.shape()[1..] == [x.shape()[1], c.shape()[1]]
+        && t::added_in_place(target, x, c, 2)
     {
-        return target.add_outer_assign(x, c);
+        return;
     }
     t::acc(target, &matmul_tr(a, ct, like));
 }

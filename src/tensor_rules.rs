@@ -512,38 +512,27 @@ pub fn acc_matmul_tr<'a>(
 ) {
     let (a, ct) = (a.into(), ct.into());
     if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
-        && outer_fits(target, x, c, 1)
-        && target.shape() == like_b.shape()
-        && target.shape() == [x.shape()[0], c.shape()[0]]
+        && added_in_place(target, x, c, 1)
     {
-        return target.add_outer_assign(x, c);
-    }
-    // (`aᵀ ct` of matrices, a weight's gradient summed over a batch: gemm adds it in place)
-    if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
-        && x.ndim() == 2
-        && c.ndim() == 2
-        && target.ndim() == 2
-        && x.dtype() == target.dtype()
-        && c.dtype() == target.dtype()
-        && target.shape() == like_b.shape()
-        && target.shape() == [x.shape()[1], c.shape()[1]]
-        && x.shape()[0] == c.shape()[0]
-        && !ferrax_runtime::differentiable::is_lazy_zero(target)
-    {
-        return target.add_matmul_assign(&x.t(), c);
+        return;
     }
     acc(target, &matmul_tr(a, ct, like_b));
 }
 
-/// Whether `target += x ⊗ c` fits in place: vectors (`rank`-1 axes past the leading ones)
-/// of one dtype with the target's, the target not a lazy zero.
-pub(crate) fn outer_fits(target: &Tensor, x: &Tensor, c: &Tensor, rank: usize) -> bool {
-    x.ndim() == rank
-        && c.ndim() == rank
-        && target.ndim() == rank + 1
-        && x.dtype() == target.dtype()
-        && c.dtype() == target.dtype()
-        && !ferrax_runtime::differentiable::is_lazy_zero(target)
+/// `target += x ⊗ c` where `x` and `c` have `rank` axes (the leading ones shared), or
+/// `target += xᵀ c` for matrices: whether it was added, without a product where `target`
+/// holds its buffer alone. Nothing is added to a lazy zero (the product is its value) or
+/// where the shapes or dtypes do not fit (a broadcast operand: `matmul_tr` sums it).
+pub(crate) fn added_in_place(target: &mut Tensor, x: &Tensor, c: &Tensor, rank: usize) -> bool {
+    if ferrax_runtime::differentiable::is_lazy_zero(target) || x.ndim() != c.ndim() {
+        return false;
+    }
+    let added = match x.ndim() {
+        n if n == rank => target.try_add_outer_assign(x, c),
+        2 if rank == 1 => target.try_add_matmul_assign(&x.t(), c),
+        _ => return false,
+    };
+    added.is_ok()
 }
 
 /// A value an adjoint can start from zero for: a differentiable one, or a slice of

@@ -546,3 +546,24 @@ fn loops_over_steps_with_branches_differentiate_and_batch() {
         assert_close(&tangent, &want, 1e-10, "jvp vs <grad, tangent>");
     }
 }
+
+#[test]
+fn a_loop_of_zero_steps_leaves_one_state_and_its_gradients() {
+    // no steps: the Vec holds the first state alone (from `u`), `w` gets no gradient
+    let (xs, w, u) = (
+        normal(80, &[2, 0, 3]),
+        normal(81, &[3, 4]),
+        normal(82, &[4, 4]),
+    );
+    let (gx, gw, gu) = rnn_mixed_grad_vmap(&xs, &w, &u);
+    assert_eq!(gx.shape(), &[2, 0, 3]);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (_, ew, eu) = rnn_mixed_grad(x, &w, &u);
+        assert_close(&ew, &w.zeros_like(), 0.0, "d/dw with no steps");
+        assert_close(&at(&gw), &ew, 1e-12, "per-example d/dw");
+        assert_close(&at(&gu), &eu, 1e-12, "per-example d/du");
+        let fu = fd_jacobian(&|v: &Tensor| rnn_mixed(x, &w, v), &u).reshape(&[4, 4]);
+        assert_close(&eu, &fu, 1e-6, "d/du vs finite differences");
+    }
+}

@@ -2,7 +2,7 @@
 
 use ferrax_runtime::prelude::*;
 
-use crate::{check, gpu, tensor};
+use crate::{assert_matches, check, gpu, tensor};
 
 #[test]
 fn matmul_matches_the_cpu_on_every_form() {
@@ -213,4 +213,28 @@ fn products_split_along_k_are_summed_by_every_reader() {
             );
         }
     }
+}
+
+/// `add_outer_assign` and `add_matmul_assign` on GPU tensors (through a product and an add
+/// there) equal the CPU's in-place accumulation, and stay on the GPU.
+#[test]
+fn accumulating_products_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let (a, b) = (tensor(&[4, 3], 1, false), tensor(&[4, 5], 2, false));
+    let start = tensor(&[4, 3, 5], 3, false);
+    let mut cpu = &start * 1.0;
+    cpu.add_outer_assign(&a, &b);
+    let mut on = start.to_device(&dev);
+    on.add_outer_assign(&a.to_device(&dev), &b.to_device(&dev));
+    assert_eq!(on.device(), dev);
+    assert_matches("add_outer_assign", &on, &cpu, 1e-5);
+
+    let (h, ct) = (tensor(&[6, 3], 4, false), tensor(&[6, 5], 5, false));
+    let start = tensor(&[3, 5], 6, false);
+    let mut cpu = &start * 1.0;
+    cpu.add_matmul_assign(&h.t(), &ct);
+    let mut on = start.to_device(&dev);
+    on.add_matmul_assign(&h.to_device(&dev).t(), &ct.to_device(&dev));
+    assert_eq!(on.device(), dev);
+    assert_matches("add_matmul_assign", &on, &cpu, 1e-5);
 }

@@ -115,7 +115,15 @@ fn matmul_with_empty_contraction_is_zero() {
 #[test]
 fn add_outer_assign_adds_outer_products_in_place_or_not() {
     let key = Key::new(9);
-    for (lead, m, n) in [(vec![], 3, 4), (vec![5], 2, 3), (vec![2, 3], 4, 1)] {
+    for (lead, m, n) in [
+        (vec![], 3, 4),
+        (vec![5], 2, 3),
+        (vec![2, 3], 4, 1),
+        (vec![], 1, 1),
+        (vec![], 0, 3),
+        (vec![0], 2, 3),
+        (vec![4], 3, 0),
+    ] {
         let shape = |tail: &[usize]| [lead.as_slice(), tail].concat();
         let a = Tensor::normal(key.fold_in(1), &shape(&[m]), DType::F64);
         let b = Tensor::normal(key.fold_in(2), &shape(&[n]), DType::F64);
@@ -160,7 +168,14 @@ fn add_outer_assign_adds_outer_products_in_place_or_not() {
 #[test]
 fn add_matmul_assign_adds_a_product_in_place_or_not() {
     let key = Key::new(11);
-    for (m, k, n) in [(3, 4, 5), (64, 32, 64), (1, 7, 1)] {
+    for (m, k, n) in [
+        (3, 4, 5),
+        (64, 32, 64),
+        (1, 7, 1),
+        (3, 0, 2),
+        (0, 4, 3),
+        (2, 5, 0),
+    ] {
         let h = Tensor::normal(key.fold_in(1), &[k, m], DType::F64);
         let ct = Tensor::normal(key.fold_in(2), &[k, n], DType::F64);
         let start = Tensor::normal(key.fold_in(3), &[m, n], DType::F64);
