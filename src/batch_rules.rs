@@ -1287,6 +1287,69 @@ pub fn acc_matmul_tr<'a>(
     t::acc(target, &matmul_tr(a, ct, like));
 }
 
+/// Batched [`t::ProductSum`]: a loop's per-example products `aᵀ ct` kept as rows (each
+/// example's `[r, k]` and `[r, n]`; a shared `a` as plain rows) and added after the loop as
+/// one batched product, `[B, k, T r] @ [B, T r, n]`, instead of an outer product per step
+/// into the `[B, k, n]` adjoint (per-example gradients of a recurrent network's weights).
+#[derive(Default)]
+pub struct ProductSum {
+    a: Vec<Tensor>,
+    ct: Vec<Tensor>,
+    /// Whether the rows of `a` kept are batched (all are, or none).
+    a_batched: bool,
+}
+
+impl ProductSum {
+    /// Keeps `aᵀ ct` to add to `target` at [`ProductSum::flush`], or adds it now where it does
+    /// not fit the rows kept.
+    #[track_caller]
+    pub fn add<'a>(
+        &mut self,
+        target: &mut Tensor,
+        a: impl Into<BArg<'a>>,
+        ct: impl Into<BArg<'a>>,
+        like_b: impl Into<BArg<'a>>,
+    ) {
+        let (a, ct, like) = (a.into(), ct.into(), like_b.into());
+        let x = match a {
+            BArg::Batched(x) => Some((x, 1)),
+            BArg::Plain(Operand::Tensor(x)) => Some((x, 0)),
+            BArg::Plain(Operand::Scalar(_)) => None,
+        };
+        let l = match like {
+            BArg::Batched(l) | BArg::Plain(Operand::Tensor(l)) => Some(l),
+            BArg::Plain(Operand::Scalar(_)) => None,
+        };
+        if let (Some(x), BArg::Batched(c), Some(l)) = (x, ct, l)
+            && (self.a.is_empty() || self.a_batched == (x.1 == 1))
+            && let Some((x, c)) = t::product_rows(x, (c, 1), like.ex_shape(), l)
+        {
+            self.a_batched = a.batched().is_some();
+            self.a.push(x);
+            self.ct.push(c);
+            return;
+        }
+        acc_matmul_tr(target, a, ct, like);
+    }
+
+    /// Adds the products kept to `target`, in one batched product.
+    #[track_caller]
+    pub fn flush<'a>(self, target: &mut Tensor, like_b: impl Into<BArg<'a>>) {
+        let like = like_b.into();
+        if self.a.is_empty() {
+            return;
+        }
+        let a = Tensor::concat(&self.a, if self.a_batched { 1 } else { 0 });
+        let ct = Tensor::concat(&self.ct, 1);
+        let a = if self.a_batched {
+            BArg::Batched(&a)
+        } else {
+            BArg::Plain(Operand::Tensor(&a))
+        };
+        acc_matmul_tr(target, a, B(&ct), like);
+    }
+}
+
 // ----- shape donors -----
 
 /// Batched `t::sum_to`: each example's cotangent summed to the example shape of `like`.

@@ -519,6 +519,110 @@ pub fn acc_matmul_tr<'a>(
     acc(target, &matmul_tr(a, ct, like_b));
 }
 
+/// The products `aᵀ ct` that a loop adds to one adjoint (`target += matmul_tr(a, ct,
+/// like_b)` in a reverse sweep, `target` touched nowhere else in the loop), kept as rows and
+/// summed after the loop in one product: `T` steps of `[m, k]ᵀ [m, n]` (or of outer products,
+/// `m = 1`) become one `[T m, k]ᵀ [T m, n]`, which is how the gradient of a weight shared by
+/// a recurrent network's steps is best computed. Steps whose operands do not fit that form
+/// (a broadcast operand, a vector weight, mixed dtypes or devices) are added at once, as
+/// [`acc_matmul_tr`] would.
+///
+/// ```
+/// # use ferrax::{DType, Tensor, __private::t::{self, ProductSum}};
+/// let (w, xs, cts) = (
+///     Tensor::zeros(&[3, 2], DType::F64),
+///     Tensor::from_vec((0..12).map(f64::from).collect(), &[4, 3]),
+///     Tensor::from_vec((0..8).map(f64::from).collect(), &[4, 2]),
+/// );
+/// let (mut summed, mut stepwise) = (t::zero_like(&w), t::zero_like(&w));
+/// let mut products = ProductSum::default();
+/// for s in 0..4 {
+///     let (x, ct) = (xs.slice(0, s, s + 1).squeeze(0), cts.slice(0, s, s + 1).squeeze(0));
+///     products.add(&mut summed, &x, &ct, &w);
+///     t::acc_matmul_tr(&mut stepwise, &x, &ct, &w);
+/// }
+/// products.flush(&mut summed, &w);
+/// assert_eq!(summed.to_vec::<f64>(), stepwise.to_vec::<f64>());
+/// ```
+#[derive(Default)]
+pub struct ProductSum {
+    a: Vec<Tensor>,
+    ct: Vec<Tensor>,
+}
+
+impl ProductSum {
+    /// Keeps `aᵀ ct` to add to `target` at [`ProductSum::flush`], or adds it now where it does
+    /// not fit the rows kept.
+    #[track_caller]
+    pub fn add<'a>(
+        &mut self,
+        target: &mut Tensor,
+        a: impl Into<Operand<'a>>,
+        ct: impl Into<Operand<'a>>,
+        like_b: &Tensor,
+    ) {
+        let (a, ct) = (a.into(), ct.into());
+        if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
+            && let Some((x, c)) = product_rows((x, 0), (c, 0), like_b.shape(), like_b)
+        {
+            self.a.push(x);
+            self.ct.push(c);
+            return;
+        }
+        acc_matmul_tr(target, a, ct, like_b);
+    }
+
+    /// Adds the products kept to `target`, in one product.
+    #[track_caller]
+    pub fn flush(self, target: &mut Tensor, like_b: &Tensor) {
+        if self.a.is_empty() {
+            return;
+        }
+        let (a, ct) = (Tensor::concat(&self.a, 0), Tensor::concat(&self.ct, 0));
+        acc_matmul_tr(target, &a, &ct, like_b);
+    }
+}
+
+/// `x` and `c` of a product `xᵀ c` summed to a matrix of shape `like_ex` (`[k, n]`, the
+/// dtype and device of `like`) as matrices of rows, `[r, k]` and `[r, n]`, each keeping its
+/// first `lead` axes (a batch axis, 0 or 1 of them): where the rest of their shapes agree but
+/// for the last axis, that is `k` for `x` and `n` for `c` (both nonzero), and their leading
+/// axes, where both have them, agree too. `xᵀ c` of the results is the product summed over
+/// all axes but the last.
+pub(crate) fn product_rows(
+    (x, lead_x): (&Tensor, usize),
+    (c, lead_c): (&Tensor, usize),
+    like_ex: &[usize],
+    like: &Tensor,
+) -> Option<(Tensor, Tensor)> {
+    let [k, n] = *like_ex else { return None };
+    let (xs, cs) = (x.shape(), c.shape());
+    let fits = xs.len() > lead_x
+        && cs.len() > lead_c
+        && xs.len() - lead_x == cs.len() - lead_c
+        && (lead_x != lead_c || xs[..lead_x] == cs[..lead_c])
+        && xs[lead_x..xs.len() - 1] == cs[lead_c..cs.len() - 1]
+        && xs[xs.len() - 1] == k
+        && cs[cs.len() - 1] == n
+        && k > 0
+        && n > 0
+        && x.dtype() == like.dtype()
+        && c.dtype() == like.dtype()
+        && x.device() == like.device()
+        && c.device() == like.device();
+    if !fits {
+        return None;
+    }
+    let rows = |t: &Tensor, lead: usize| {
+        let s = t.shape();
+        let mut shape = s[..lead].to_vec();
+        shape.push(s[lead..s.len() - 1].iter().product());
+        shape.push(s[s.len() - 1]);
+        t.reshape(&shape)
+    };
+    Some((rows(x, lead_x), rows(c, lead_c)))
+}
+
 /// `target += x ⊗ c` where `x` and `c` have `rank` axes (the leading ones shared), or
 /// `target += xᵀ c` for matrices: whether it was added, without a product where `target`
 /// holds its buffer alone. Nothing is added to a lazy zero (the product is its value) or

@@ -762,6 +762,64 @@ fn matmul_transposes_match_loop_for_every_rank_and_batching() {
     }
 }
 
+/// `ProductSum`, a loop's products `aᵀ ct` kept and summed after it in one product: for every
+/// rank and batching of `matmul_tr` (those it cannot join are added at once), 0, 1 or 3 steps
+/// flushed into a target (a lazy zero or a tensor of values) equal adding each step as it
+/// comes (`acc_matmul_tr`), batched or not.
+#[test]
+fn product_sums_match_adding_each_step() {
+    for [x, y] in matmul_pairs() {
+        let ct = t::matmul(
+            &Tensor::zeros(&x, DType::F64),
+            &Tensor::zeros(&y, DType::F64),
+        )
+        .shape()
+        .to_vec();
+        for steps in [0, 1, 3] {
+            for lazy in [true, false] {
+                let start = |shape: &[usize]| {
+                    let t = rand(shape, (-1.0, 1.0));
+                    if lazy { t::zero_like(&t) } else { t }
+                };
+                // unbatched
+                let like = rand(&y, (-1.0, 1.0));
+                let ops: Vec<[Tensor; 2]> = (0..steps)
+                    .map(|_| [rand(&x, (-1.0, 1.0)), rand(&ct, (-1.0, 1.0))])
+                    .collect();
+                let mut want = start(&y);
+                let mut got = want.clone();
+                let mut sum = t::ProductSum::default();
+                for [a, c] in &ops {
+                    t::acc_matmul_tr(&mut want, a, c, &like);
+                    sum.add(&mut got, a, c, &like);
+                }
+                sum.flush(&mut got, &like);
+                let what = format!("t::ProductSum {x:?} {ct:?} {y:?}, {steps} steps");
+                assert_close(&what, &got, &want, 1e-12);
+                // every batching
+                for p in patterns(&[x.clone(), ct.clone(), y.clone()], false) {
+                    for bsz in [0, 1, 3] {
+                        let like = make(&p[2..], bsz, (-1.0, 1.0)).remove(0);
+                        let ops: Vec<Vec<Val>> = (0..steps)
+                            .map(|_| make(&p[..2], bsz, (-1.0, 1.0)))
+                            .collect();
+                        let mut want = start(&[&[bsz][..], &y[..]].concat());
+                        let mut got = want.clone();
+                        let mut sum = b::ProductSum::default();
+                        for v in &ops {
+                            b::acc_matmul_tr(&mut want, v[0].b(), v[1].b(), like.b());
+                            sum.add(&mut got, v[0].b(), v[1].b(), like.b());
+                        }
+                        sum.flush(&mut got, like.b());
+                        let what = format!("b::ProductSum {p:?}, B = {bsz}, {steps} steps");
+                        assert_close(&what, &got, &want, 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn mlp_fast_paths_match_loop() {
     let x = rand(&[3, 4], (-1.0, 1.0)); // batched inputs

@@ -182,6 +182,12 @@ impl Emitter<'_> {
     }
 
     pub fn block(&self, b: &Block) -> TokenStream {
+        self.block_collecting(b, &[])
+    }
+
+    /// A block whose accumulations into `collected` go to their loop's product sum (see
+    /// [`hoisted_products`]).
+    fn block_collecting(&self, b: &Block, collected: &[Var]) -> TokenStream {
         let fused = fused_accumulations(self.func, b);
         let stmts = b
             .stmts
@@ -189,22 +195,53 @@ impl Emitter<'_> {
             .enumerate()
             .map(|(i, s)| match fused.get(&i) {
                 Some(Fused::Skip) => quote!(),
-                Some(Fused::AccMatmulTr(target, args)) => self.acc_matmul_tr(*target, args),
-                None => self.stmt(s),
+                Some(Fused::AccMatmulTr(target, args)) => {
+                    let (m, a) = self.product_args(args);
+                    let id = self.var(*target);
+                    if collected.contains(target) {
+                        let sum = product_sum_ident(*target);
+                        quote!(#sum.add(&mut #id, #(#a),*);)
+                    } else {
+                        quote!(::ferrax::__private::#m::acc_matmul_tr(&mut #id, #(#a),*);)
+                    }
+                }
+                None => self.stmt(s, collected),
             });
         quote!(#(#stmts)*)
     }
 
-    /// `target += matmul_tr(args)` in one helper (see [`fused_accumulations`]).
-    fn acc_matmul_tr(&self, target: Var, args: &[Atom]) -> TokenStream {
-        let id = self.var(target);
+    /// The helper module (`t` or `b`) and operands of `matmul_tr(args)` added to an adjoint
+    /// (see [`fused_accumulations`]).
+    fn product_args(&self, args: &[Atom]) -> (syn::Ident, Vec<TokenStream>) {
         if args.iter().any(|a| self.func.batched(*a)) {
-            let a = args.iter().map(|a| self.b_operand(*a));
-            quote!(::ferrax::__private::b::acc_matmul_tr(&mut #id, #(#a),*);)
+            let a = args.iter().map(|a| self.b_operand(*a)).collect();
+            (format_ident!("b"), a)
         } else {
-            let a = args.iter().map(|a| self.operand(*a));
-            quote!(::ferrax::__private::t::acc_matmul_tr(&mut #id, #(#a),*);)
+            (
+                format_ident!("t"),
+                args.iter().map(|a| self.operand(*a)).collect(),
+            )
         }
+    }
+
+    /// A loop (`head` is `for i in r` or `loop`) whose body's accumulations of products into
+    /// adjoints outside it are summed after it, in one product each (see [`hoisted_products`]).
+    fn loop_stmt(&self, head: TokenStream, body: &Block, exit: &[Var]) -> TokenStream {
+        let hoisted = hoisted_products(self.func, body);
+        let targets: Vec<Var> = hoisted.iter().map(|(v, _)| *v).collect();
+        let b = self.block_collecting(body, &targets);
+        let x = self.exit_check(exit);
+        if hoisted.is_empty() {
+            return quote!(#head { #b #x });
+        }
+        let (mut pre, mut post) = (Vec::new(), Vec::new());
+        for (target, args) in &hoisted {
+            let (m, a) = self.product_args(args);
+            let (sum, id, like) = (product_sum_ident(*target), self.var(*target), &a[2]);
+            pre.push(quote!(let mut #sum = ::ferrax::__private::#m::ProductSum::default();));
+            post.push(quote!(#sum.flush(&mut #id, #like);));
+        }
+        quote!({ #(#pre)* #head { #b #x } #(#post)* })
     }
 
     fn exit_check(&self, exit: &[Var]) -> TokenStream {
@@ -327,7 +364,9 @@ impl Emitter<'_> {
         t
     }
 
-    pub fn stmt(&self, s: &Stmt) -> TokenStream {
+    /// One statement; accumulations into `collected`, at any depth but inside a loop of
+    /// their own, go to the product sums of the loop being emitted (see [`hoisted_products`]).
+    fn stmt(&self, s: &Stmt, collected: &[Var]) -> TokenStream {
         match s {
             Stmt::Let { var, rhs } => {
                 let id = self.var(*var);
@@ -458,11 +497,11 @@ impl Emitter<'_> {
             }
             Stmt::If { cond, then, els } => {
                 let c = self.atom(*cond);
-                let t = self.block(then);
+                let t = self.block_collecting(then, collected);
                 if els.stmts.is_empty() {
                     quote!(if #c { #t })
                 } else {
-                    let e = self.block(els);
+                    let e = self.block_collecting(els, collected);
                     quote!(if #c { #t } else { #e })
                 }
             }
@@ -470,7 +509,7 @@ impl Emitter<'_> {
                 let s = self.atom(*scrut);
                 let arms = arms.iter().map(|a| {
                     let p = &a.pat;
-                    let b = self.block(&a.body);
+                    let b = self.block_collecting(&a.body, collected);
                     quote!(#p => { #b })
                 });
                 quote!(match #s { #(#arms)* })
@@ -499,15 +538,9 @@ impl Emitter<'_> {
             } => {
                 let i = self.var(*index);
                 let r = self.range(range);
-                let b = self.block(body);
-                let x = self.exit_check(exit);
-                quote!(for #i in #r { #b #x })
+                self.loop_stmt(quote!(for #i in #r), body, exit)
             }
-            Stmt::Loop { body, exit } => {
-                let b = self.block(body);
-                let x = self.exit_check(exit);
-                quote!(loop { #b #x })
-            }
+            Stmt::Loop { body, exit } => self.loop_stmt(quote!(loop), body, exit),
             Stmt::LogWrite { log, array, index } => {
                 let (l, a, at) = (self.var(*log), self.var(*array), self.log_helpers(*array));
                 match index {
@@ -998,6 +1031,65 @@ fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
         }
     }
     out
+}
+
+/// The accumulations `target += matmul_tr(a, ct, like)` of a loop's body (fused, see
+/// [`fused_accumulations`]) that can wait until the loop ends: `target` is declared outside
+/// the loop and read or written nowhere else in it, and `like` is the same at every step.
+/// Each step's operands are kept (`t::ProductSum`, `b::ProductSum`) and summed after the
+/// loop in one product: a reverse sweep's gradient of a weight shared by all steps.
+fn hoisted_products(func: &Func, body: &Block) -> Vec<(Var, Vec<Atom>)> {
+    let (declared, assigned) = (declared_vars(body), assigned_vars(body));
+    let mut found = Vec::new();
+    loop_accumulations(func, body, &mut found);
+    found
+        .into_iter()
+        .filter(|(target, args)| {
+            let like_fixed = args[2]
+                .var()
+                .is_none_or(|v| !declared.contains(&v) && !assigned.contains(&v));
+            like_fixed
+                && !declared.contains(target)
+                && readers(body, *target) == 1
+                && writers(body, *target) == 1
+        })
+        .collect()
+}
+
+/// The fused accumulations of `b` and of the branches of its `if`s and `match`es, at any
+/// depth, in order (those of an inner loop are that loop's).
+fn loop_accumulations(func: &Func, b: &Block, out: &mut Vec<(Var, Vec<Atom>)>) {
+    let fused = fused_accumulations(func, b);
+    for (i, s) in b.stmts.iter().enumerate() {
+        if let Some(Fused::AccMatmulTr(target, args)) = fused.get(&i) {
+            out.push((*target, args.clone()));
+        }
+        if matches!(s, Stmt::If { .. } | Stmt::Match { .. }) {
+            for c in children(s) {
+                loop_accumulations(func, c, out);
+            }
+        }
+    }
+}
+
+/// The product sum of accumulations into `target` (see [`hoisted_products`]).
+fn product_sum_ident(target: Var) -> syn::Ident {
+    format_ident!("__ferrax_products_{}", target.0)
+}
+
+/// How many statements of `b`, at any depth, assign `v` (a compound statement's own
+/// statements only).
+fn writers(b: &Block, v: Var) -> usize {
+    let mut n = 0;
+    walk(b, &mut |s| {
+        if children(s).is_empty() {
+            let own = assigned_vars(&Block {
+                stmts: vec![s.clone()],
+            });
+            n += usize::from(own.contains(&v));
+        }
+    });
+    n
 }
 
 /// How many statements of `b`, at any depth, read `v` (a compound statement for its own
