@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use ferrax_runtime::differentiable::{LeafMut, is_lazy_zero, lazy_zero, leaves_mut};
 use ferrax_runtime::{DType, Device, Differentiable, Error, Tensor};
 
-use crate::tensor_rules::{self as t, Cond, Operand};
+use crate::tensor_rules::{self as t, Cond, Operand, Product};
 
 // ----- operands -----
 
@@ -1280,30 +1280,49 @@ pub fn acc_matmul_tr<'a>(
 ) {
     let (a, ct, like) = (a.into(), ct.into(), like_b.into());
     if let (BArg::Batched(x), BArg::Batched(c)) = (a, ct)
-        && t::added_in_place(target, x, c, 2)
+        && t::added_in_place(target, x, c, 2, Product::Tr)
     {
         return;
     }
     t::acc(target, &matmul_tr(a, ct, like));
 }
 
-/// Batched [`t::ProductSum`]: a loop's per-example products `aᵀ ct` kept as rows (each
-/// example's `[r, k]` and `[r, n]`; a shared `a` as plain rows) and added after the loop as
-/// one batched product, `[B, k, T r] @ [B, T r, n]`, instead of an outer product per step
-/// into the `[B, k, n]` adjoint (per-example gradients of a recurrent network's weights).
+/// Batched `t::acc_matmul_tl`: per-example outer products added in the adjoint's own
+/// buffer (a weight on the left, `w.matmul(&x)`).
+#[track_caller]
+pub fn acc_matmul_tl<'a>(
+    target: &mut Tensor,
+    ct: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+    like_a: impl Into<BArg<'a>>,
+) {
+    let (ct, b, like) = (ct.into(), b.into(), like_a.into());
+    if let (BArg::Batched(c), BArg::Batched(x)) = (ct, b)
+        && t::added_in_place(target, c, x, 2, Product::Tl)
+    {
+        return;
+    }
+    t::acc(target, &matmul_tl(ct, b, like));
+}
+
+/// Batched [`t::ProductSum`]: a loop's per-example products kept as rows (each example's
+/// `[r, k]` and `[r, n]`; an operand shared by the examples as plain rows) and added after
+/// the loop as one batched product, `[B, k, T r] @ [B, T r, n]`, instead of an outer product
+/// per step into the `[B, k, n]` adjoint (per-example gradients of a recurrent network's
+/// weights).
 #[derive(Default)]
 pub struct ProductSum {
     a: Vec<Tensor>,
     ct: Vec<Tensor>,
-    /// Whether the rows of `a` kept are batched (all are, or none).
-    a_batched: bool,
+    /// Whether the rows kept of each side are batched (the same for every step).
+    batched: (bool, bool),
 }
 
 impl ProductSum {
-    /// Keeps `aᵀ ct` to add to `target` at [`ProductSum::flush`], or adds it now where it does
-    /// not fit the rows kept.
+    /// Keeps `aᵀ ct` (`matmul_tr`) to add to `target` at [`ProductSum::flush`], or adds it now
+    /// where it does not fit the rows kept.
     #[track_caller]
-    pub fn add<'a>(
+    pub fn add_tr<'a>(
         &mut self,
         target: &mut Tensor,
         a: impl Into<BArg<'a>>,
@@ -1311,42 +1330,86 @@ impl ProductSum {
         like_b: impl Into<BArg<'a>>,
     ) {
         let (a, ct, like) = (a.into(), ct.into(), like_b.into());
-        let x = match a {
-            BArg::Batched(x) => Some((x, 1)),
-            BArg::Plain(Operand::Tensor(x)) => Some((x, 0)),
-            BArg::Plain(Operand::Scalar(_)) => None,
-        };
-        let l = match like {
-            BArg::Batched(l) | BArg::Plain(Operand::Tensor(l)) => Some(l),
-            BArg::Plain(Operand::Scalar(_)) => None,
-        };
-        if let (Some(x), BArg::Batched(c), Some(l)) = (x, ct, l)
-            && (self.a.is_empty() || self.a_batched == (x.1 == 1))
-            && let Some((x, c)) = t::product_rows(x, (c, 1), like.ex_shape(), l)
-        {
-            self.a_batched = a.batched().is_some();
-            self.a.push(x);
-            self.ct.push(c);
-            return;
+        if !self.kept(a, ct, like, false) {
+            acc_matmul_tr(target, a, ct, like);
         }
-        acc_matmul_tr(target, a, ct, like);
+    }
+
+    /// Keeps `ct bᵀ` (`matmul_tl`) to add to `target` at [`ProductSum::flush`], as the rows of
+    /// `(ct bᵀ)ᵀ`, or adds it now where it does not fit.
+    #[track_caller]
+    pub fn add_tl<'a>(
+        &mut self,
+        target: &mut Tensor,
+        ct: impl Into<BArg<'a>>,
+        b: impl Into<BArg<'a>>,
+        like_a: impl Into<BArg<'a>>,
+    ) {
+        let (ct, b, like) = (ct.into(), b.into(), like_a.into());
+        if !self.kept(ct, b, like, true) {
+            acc_matmul_tl(target, ct, b, like);
+        }
+    }
+
+    /// Whether `xᵀ c` (of `x'` and `c'`, their last two axes swapped, where `swapped`) was kept.
+    fn kept<'a>(&mut self, x: BArg<'a>, c: BArg<'a>, like: BArg<'a>, swapped: bool) -> bool {
+        fn side(v: BArg<'_>) -> Option<(&Tensor, usize)> {
+            match v {
+                BArg::Batched(t) => Some((t, 1)),
+                BArg::Plain(Operand::Tensor(t)) => Some((t, 0)),
+                BArg::Plain(Operand::Scalar(_)) => None,
+            }
+        }
+        let (Some(x), Some(c), Some((l, _))) = (side(x), side(c), side(like)) else {
+            return false;
+        };
+        let batched = (x.1 == 1, c.1 == 1);
+        if !(batched.0 || batched.1) || (!self.a.is_empty() && self.batched != batched) {
+            return false;
+        }
+        let prep = |(t, lead): (&'a Tensor, usize)| -> (Cow<'a, Tensor>, usize) {
+            if swapped {
+                (Cow::Owned(t::mt(t, lead)), lead)
+            } else {
+                (Cow::Borrowed(t), lead)
+            }
+        };
+        let ((xs, lx), (cs, lc)) = (prep(x), prep(c));
+        let Some((x, c)) = t::product_rows((&xs, lx), (&cs, lc), like.ex_shape(), l) else {
+            return false;
+        };
+        self.batched = batched;
+        self.a.push(x);
+        self.ct.push(c);
+        true
     }
 
     /// Adds the products kept to `target`, in one batched product.
     #[track_caller]
-    pub fn flush<'a>(self, target: &mut Tensor, like_b: impl Into<BArg<'a>>) {
-        let like = like_b.into();
+    pub fn flush<'a>(self, target: &mut Tensor, like: impl Into<BArg<'a>>) {
+        let like = like.into();
         if self.a.is_empty() {
             return;
         }
-        let a = Tensor::concat(&self.a, if self.a_batched { 1 } else { 0 });
-        let ct = Tensor::concat(&self.ct, 1);
-        let a = if self.a_batched {
-            BArg::Batched(&a)
-        } else {
-            BArg::Plain(Operand::Tensor(&a))
+        let join =
+            |rows: &[Tensor], batched: bool| Tensor::concat(rows, usize::from(batched) as isize);
+        let (a, ct) = (
+            join(&self.a, self.batched.0),
+            join(&self.ct, self.batched.1),
+        );
+        let arg = |t, batched| {
+            if batched {
+                BArg::Batched(t)
+            } else {
+                BArg::Plain(Operand::Tensor(t))
+            }
         };
-        acc_matmul_tr(target, a, B(&ct), like);
+        acc_matmul_tr(
+            target,
+            arg(&a, self.batched.0),
+            arg(&ct, self.batched.1),
+            like,
+        );
     }
 }
 

@@ -512,20 +512,47 @@ pub fn acc_matmul_tr<'a>(
 ) {
     let (a, ct) = (a.into(), ct.into());
     if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
-        && added_in_place(target, x, c, 1)
+        && added_in_place(target, x, c, 1, Product::Tr)
     {
         return;
     }
     acc(target, &matmul_tr(a, ct, like_b));
 }
 
-/// The products `aᵀ ct` that a loop adds to one adjoint (`target += matmul_tr(a, ct,
-/// like_b)` in a reverse sweep, `target` touched nowhere else in the loop), kept as rows and
-/// summed after the loop in one product: `T` steps of `[m, k]ᵀ [m, n]` (or of outer products,
-/// `m = 1`) become one `[T m, k]ᵀ [T m, n]`, which is how the gradient of a weight shared by
-/// a recurrent network's steps is best computed. Steps whose operands do not fit that form
-/// (a broadcast operand, a vector weight, mixed dtypes or devices) are added at once, as
-/// [`acc_matmul_tr`] would.
+/// `acc(target, &matmul_tl(ct, b, like_a))`: the gradient of `a` in `a.matmul(b)` added to
+/// an adjoint (a weight on the left, `w.matmul(&x)`), in its own buffer where it can be, as
+/// [`acc_matmul_tr`] does.
+pub fn acc_matmul_tl<'a>(
+    target: &mut Tensor,
+    ct: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+    like_a: &Tensor,
+) {
+    let (ct, b) = (ct.into(), b.into());
+    if let (Operand::Tensor(c), Operand::Tensor(x)) = (ct, b)
+        && added_in_place(target, c, x, 1, Product::Tl)
+    {
+        return;
+    }
+    acc(target, &matmul_tl(ct, b, like_a));
+}
+
+/// Which product of two matrices an accumulation adds: `xᵀ c` (the gradient of a matmul's
+/// right operand, `matmul_tr`) or `x cᵀ` (its left one, `matmul_tl`). Of vectors, both are
+/// the outer product `x ⊗ c`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Product {
+    Tr,
+    Tl,
+}
+
+/// The products that a loop adds to one adjoint (`target += matmul_tr(a, ct, like_b)` or
+/// `target += matmul_tl(ct, b, like_a)` in a reverse sweep, `target` touched nowhere else in
+/// the loop), kept as rows and summed after the loop in one product: `T` steps of
+/// `[m, k]ᵀ [m, n]` (or of outer products, `m = 1`) become one `[T m, k]ᵀ [T m, n]`, which is
+/// how the gradient of a weight shared by a recurrent network's steps is best computed.
+/// Steps whose operands do not fit that form (a broadcast operand, a vector weight, mixed
+/// dtypes or devices) are added at once, as [`acc_matmul_tr`] would.
 ///
 /// ```
 /// # use ferrax::{DType, Tensor, __private::t::{self, ProductSum}};
@@ -538,7 +565,7 @@ pub fn acc_matmul_tr<'a>(
 /// let mut products = ProductSum::default();
 /// for s in 0..4 {
 ///     let (x, ct) = (xs.slice(0, s, s + 1).squeeze(0), cts.slice(0, s, s + 1).squeeze(0));
-///     products.add(&mut summed, &x, &ct, &w);
+///     products.add_tr(&mut summed, &x, &ct, &w);
 ///     t::acc_matmul_tr(&mut stepwise, &x, &ct, &w);
 /// }
 /// products.flush(&mut summed, &w);
@@ -551,10 +578,10 @@ pub struct ProductSum {
 }
 
 impl ProductSum {
-    /// Keeps `aᵀ ct` to add to `target` at [`ProductSum::flush`], or adds it now where it does
-    /// not fit the rows kept.
+    /// Keeps `aᵀ ct` (`matmul_tr`) to add to `target` at [`ProductSum::flush`], or adds it now
+    /// where it does not fit the rows kept.
     #[track_caller]
-    pub fn add<'a>(
+    pub fn add_tr<'a>(
         &mut self,
         target: &mut Tensor,
         a: impl Into<Operand<'a>>,
@@ -572,14 +599,36 @@ impl ProductSum {
         acc_matmul_tr(target, a, ct, like_b);
     }
 
+    /// Keeps `ct bᵀ` (`matmul_tl`, the gradient of a weight on the left) to add to `target` at
+    /// [`ProductSum::flush`], as the rows of `(ct bᵀ)ᵀ`, or adds it now where it does not fit.
+    #[track_caller]
+    pub fn add_tl<'a>(
+        &mut self,
+        target: &mut Tensor,
+        ct: impl Into<Operand<'a>>,
+        b: impl Into<Operand<'a>>,
+        like_a: &Tensor,
+    ) {
+        let (ct, b) = (ct.into(), b.into());
+        if let (Operand::Tensor(c), Operand::Tensor(x)) = (ct, b)
+            && let Some((c, x)) =
+                product_rows((&mt(c, 0), 0), (&mt(x, 0), 0), like_a.shape(), like_a)
+        {
+            self.a.push(c);
+            self.ct.push(x);
+            return;
+        }
+        acc_matmul_tl(target, ct, b, like_a);
+    }
+
     /// Adds the products kept to `target`, in one product.
     #[track_caller]
-    pub fn flush(self, target: &mut Tensor, like_b: &Tensor) {
+    pub fn flush(self, target: &mut Tensor, like: &Tensor) {
         if self.a.is_empty() {
             return;
         }
         let (a, ct) = (Tensor::concat(&self.a, 0), Tensor::concat(&self.ct, 0));
-        acc_matmul_tr(target, &a, &ct, like_b);
+        acc_matmul_tr(target, &a, &ct, like);
     }
 }
 
@@ -623,17 +672,35 @@ pub(crate) fn product_rows(
     Some((rows(x, lead_x), rows(c, lead_c)))
 }
 
-/// `target += x ⊗ c` where `x` and `c` have `rank` axes (the leading ones shared), or
-/// `target += xᵀ c` for matrices: whether it was added, without a product where `target`
-/// holds its buffer alone. Nothing is added to a lazy zero (the product is its value) or
-/// where the shapes or dtypes do not fit (a broadcast operand: `matmul_tr` sums it).
-pub(crate) fn added_in_place(target: &mut Tensor, x: &Tensor, c: &Tensor, rank: usize) -> bool {
+/// `x` with its last two axes swapped (a vector, past `lead` leading axes, as it is): the
+/// operands of `c xᵀ` as those of the `(c')ᵀ x'` that [`ProductSum`] sums.
+pub(crate) fn mt(x: &Tensor, lead: usize) -> Tensor {
+    if x.ndim() >= lead + 2 {
+        x.transpose(-2, -1)
+    } else {
+        x.clone()
+    }
+}
+
+/// `target += x ⊗ c` where `x` and `c` have `rank` axes (the leading ones shared), or, for
+/// matrices, `target += xᵀ c` (`Product::Tr`) or `x cᵀ` (`Product::Tl`): whether it was
+/// added, without a product where `target` holds its buffer alone. Nothing is added to a
+/// lazy zero (the product is its value) or where the shapes or dtypes do not fit (a
+/// broadcast operand: `matmul_tr` sums it).
+pub(crate) fn added_in_place(
+    target: &mut Tensor,
+    x: &Tensor,
+    c: &Tensor,
+    rank: usize,
+    product: Product,
+) -> bool {
     if ferrax_runtime::differentiable::is_lazy_zero(target) || x.ndim() != c.ndim() {
         return false;
     }
-    let added = match x.ndim() {
-        n if n == rank => target.try_add_outer_assign(x, c),
-        2 if rank == 1 => target.try_add_matmul_assign(&x.t(), c),
+    let added = match (x.ndim(), product) {
+        (n, _) if n == rank => target.try_add_outer_assign(x, c),
+        (2, Product::Tr) if rank == 1 => target.try_add_matmul_assign(&x.t(), c),
+        (2, Product::Tl) if rank == 1 => target.try_add_matmul_assign(x, &c.t()),
         _ => return false,
     };
     added.is_ok()

@@ -762,10 +762,10 @@ fn matmul_transposes_match_loop_for_every_rank_and_batching() {
     }
 }
 
-/// `ProductSum`, a loop's products `aᵀ ct` kept and summed after it in one product: for every
-/// rank and batching of `matmul_tr` (those it cannot join are added at once), 0, 1 or 3 steps
-/// flushed into a target (a lazy zero or a tensor of values) equal adding each step as it
-/// comes (`acc_matmul_tr`), batched or not.
+/// `ProductSum`, a loop's products kept and summed after it in one product: for every rank
+/// and batching of `matmul_tr` and of `matmul_tl` (those it cannot join are added at once),
+/// 0, 1 or 3 steps flushed into a target (a lazy zero or a tensor of values) equal adding
+/// each step as it comes (`acc_matmul_tr`, `acc_matmul_tl`), batched or not.
 #[test]
 fn product_sums_match_adding_each_step() {
     for [x, y] in matmul_pairs() {
@@ -775,47 +775,71 @@ fn product_sums_match_adding_each_step() {
         )
         .shape()
         .to_vec();
-        for steps in [0, 1, 3] {
-            for lazy in [true, false] {
-                let start = |shape: &[usize]| {
-                    let t = rand(shape, (-1.0, 1.0));
-                    if lazy { t::zero_like(&t) } else { t }
-                };
-                // unbatched
-                let like = rand(&y, (-1.0, 1.0));
-                let ops: Vec<[Tensor; 2]> = (0..steps)
-                    .map(|_| [rand(&x, (-1.0, 1.0)), rand(&ct, (-1.0, 1.0))])
-                    .collect();
-                let mut want = start(&y);
-                let mut got = want.clone();
-                let mut sum = t::ProductSum::default();
-                for [a, c] in &ops {
-                    t::acc_matmul_tr(&mut want, a, c, &like);
-                    sum.add(&mut got, a, c, &like);
-                }
-                sum.flush(&mut got, &like);
-                let what = format!("t::ProductSum {x:?} {ct:?} {y:?}, {steps} steps");
-                assert_close(&what, &got, &want, 1e-12);
-                // every batching
-                for p in patterns(&[x.clone(), ct.clone(), y.clone()], false) {
-                    for bsz in [0, 1, 3] {
-                        let like = make(&p[2..], bsz, (-1.0, 1.0)).remove(0);
-                        let ops: Vec<Vec<Val>> = (0..steps)
-                            .map(|_| make(&p[..2], bsz, (-1.0, 1.0)))
-                            .collect();
-                        let mut want = start(&[&[bsz][..], &y[..]].concat());
-                        let mut got = want.clone();
-                        let mut sum = b::ProductSum::default();
-                        for v in &ops {
-                            b::acc_matmul_tr(&mut want, v[0].b(), v[1].b(), like.b());
-                            sum.add(&mut got, v[0].b(), v[1].b(), like.b());
-                        }
-                        sum.flush(&mut got, like.b());
-                        let what = format!("b::ProductSum {p:?}, B = {bsz}, {steps} steps");
-                        assert_close(&what, &got, &want, 1e-12);
-                    }
+        // (operand shapes, the shape donor's, whether it is `matmul_tl`)
+        for (ops, like, tl) in [([&x, &ct], &y, false), ([&ct, &y], &x, true)] {
+            for steps in [0, 1, 3] {
+                for lazy in [true, false] {
+                    product_sum_case(ops, like, tl, steps, lazy);
                 }
             }
+        }
+    }
+}
+
+fn product_sum_case(ops: [&Vec<usize>; 2], like: &[usize], tl: bool, steps: usize, lazy: bool) {
+    let start = |shape: &[usize]| {
+        let t = rand(shape, (-1.0, 1.0));
+        if lazy { t::zero_like(&t) } else { t }
+    };
+    // unbatched
+    let l = rand(like, (-1.0, 1.0));
+    let steps_ops: Vec<[Tensor; 2]> = (0..steps)
+        .map(|_| [rand(ops[0], (-1.0, 1.0)), rand(ops[1], (-1.0, 1.0))])
+        .collect();
+    let mut want = start(like);
+    let (mut got, mut stepwise) = (want.clone(), want.clone());
+    let mut sum = t::ProductSum::default();
+    for [p, q] in &steps_ops {
+        if tl {
+            t::acc(&mut want, &t::matmul_tl(p, q, &l));
+            t::acc_matmul_tl(&mut stepwise, p, q, &l);
+            sum.add_tl(&mut got, p, q, &l);
+        } else {
+            t::acc(&mut want, &t::matmul_tr(p, q, &l));
+            t::acc_matmul_tr(&mut stepwise, p, q, &l);
+            sum.add_tr(&mut got, p, q, &l);
+        }
+    }
+    sum.flush(&mut got, &l);
+    let what = format!("t::ProductSum (tl: {tl}) {ops:?} {like:?}, {steps} steps");
+    assert_close(&what, &got, &want, 1e-12);
+    assert_close(&format!("stepwise {what}"), &stepwise, &want, 1e-12);
+    // every batching
+    for p in patterns(&[ops[0].clone(), ops[1].clone(), like.to_vec()], false) {
+        for bsz in [0, 1, 3] {
+            let l = make(&p[2..], bsz, (-1.0, 1.0)).remove(0);
+            let steps_ops: Vec<Vec<Val>> = (0..steps)
+                .map(|_| make(&p[..2], bsz, (-1.0, 1.0)))
+                .collect();
+            let mut want = start(&[&[bsz][..], like].concat());
+            let (mut got, mut stepwise) = (want.clone(), want.clone());
+            let mut sum = b::ProductSum::default();
+            for v in &steps_ops {
+                let (p, q) = (v[0].b(), v[1].b());
+                if tl {
+                    t::acc(&mut want, &b::matmul_tl(p, q, l.b()));
+                    b::acc_matmul_tl(&mut stepwise, p, q, l.b());
+                    sum.add_tl(&mut got, p, q, l.b());
+                } else {
+                    t::acc(&mut want, &b::matmul_tr(p, q, l.b()));
+                    b::acc_matmul_tr(&mut stepwise, p, q, l.b());
+                    sum.add_tr(&mut got, p, q, l.b());
+                }
+            }
+            sum.flush(&mut got, l.b());
+            let what = format!("b::ProductSum (tl: {tl}) {p:?}, B = {bsz}, {steps} steps");
+            assert_close(&what, &got, &want, 1e-12);
+            assert_close(&format!("stepwise {what}"), &stepwise, &want, 1e-12);
         }
     }
 }

@@ -622,3 +622,54 @@ fn a_weight_shared_by_steps_gets_every_steps_gradient() {
         assert_eq!(ex.slice(0, 4, 6).abs().sum().item::<f64>(), 0.0);
     }
 }
+
+/// The same network written with weights on the left (`W x`, the convention of much
+/// scientific code): the gradients of `w` and `u` are products `ct xᵀ` (`matmul_tl`) summed
+/// over the steps.
+#[vmap(in_axes = (1, None, None))]
+#[grad]
+fn rnn_columns(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
+    let mut h = Tensor::zeros(&[w.shape()[0]], w.dtype());
+    let mut outs = Vec::new();
+    for t in 0..xs.shape()[0] {
+        h = (w.matmul(&xs.slice(0, t, t + 1).squeeze(0)) + u.matmul(&h)).tanh();
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 0).powi(2).sum()
+}
+
+#[test]
+fn weights_on_the_left_get_every_steps_gradient() {
+    // 5 steps, 3 sequences (axis 1), 3 inputs, 4 hidden
+    let (xs, w, u) = (
+        normal(93, &[5, 3, 3]),
+        normal(94, &[4, 3]),
+        normal(95, &[4, 4]) * 0.5,
+    );
+    let (gx, gw, gu) = rnn_columns_grad_vmap(&xs, &w, &u);
+    for (e, x) in unstack(&xs, 1).iter().enumerate() {
+        let (ex, ew, eu) = rnn_columns_grad(x, &w, &u);
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example d/dxs",
+        );
+        assert_close(
+            &gw.slice(0, e, e + 1).squeeze(0),
+            &ew,
+            1e-12,
+            "per-example d/dw",
+        );
+        assert_close(
+            &gu.slice(0, e, e + 1).squeeze(0),
+            &eu,
+            1e-12,
+            "per-example d/du",
+        );
+        let fw = fd_jacobian(&|v: &Tensor| rnn_columns(x, v, &u), &w).reshape(&[4, 3]);
+        let fu = fd_jacobian(&|v: &Tensor| rnn_columns(x, &w, v), &u).reshape(&[4, 4]);
+        assert_close(&ew, &fw, 1e-6, "d/dw");
+        assert_close(&eu, &fu, 1e-6, "d/du");
+    }
+}

@@ -195,14 +195,16 @@ impl Emitter<'_> {
             .enumerate()
             .map(|(i, s)| match fused.get(&i) {
                 Some(Fused::Skip) => quote!(),
-                Some(Fused::AccMatmulTr(target, args)) => {
+                Some(Fused::AccProduct(p, target, args)) => {
                     let (m, a) = self.product_args(args);
                     let id = self.var(*target);
+                    let side = product_side(*p);
                     if collected.contains(target) {
-                        let sum = product_sum_ident(*target);
-                        quote!(#sum.add(&mut #id, #(#a),*);)
+                        let (sum, add) = (product_sum_ident(*target), format_ident!("add_{side}"));
+                        quote!(#sum.#add(&mut #id, #(#a),*);)
                     } else {
-                        quote!(::ferrax::__private::#m::acc_matmul_tr(&mut #id, #(#a),*);)
+                        let acc = format_ident!("acc_matmul_{side}");
+                        quote!(::ferrax::__private::#m::#acc(&mut #id, #(#a),*);)
                     }
                 }
                 None => self.stmt(s, collected),
@@ -210,7 +212,7 @@ impl Emitter<'_> {
         quote!(#(#stmts)*)
     }
 
-    /// The helper module (`t` or `b`) and operands of `matmul_tr(args)` added to an adjoint
+    /// The helper module (`t` or `b`) and operands of a product added to an adjoint
     /// (see [`fused_accumulations`]).
     fn product_args(&self, args: &[Atom]) -> (syn::Ident, Vec<TokenStream>) {
         if args.iter().any(|a| self.func.batched(*a)) {
@@ -985,12 +987,14 @@ impl Emitter<'_> {
 enum Fused {
     /// Emitted where its value is used instead.
     Skip,
-    /// `target += matmul_tr(args)`: the gradient of a matmul's right operand added to an
-    /// adjoint, which `t::acc_matmul_tr` adds in place where it is an outer product.
-    AccMatmulTr(Var, Vec<Atom>),
+    /// `target += p(args)`, `p` being `MatmulTr` or `MatmulTl`: the gradient of a matmul's
+    /// right or left operand added to an adjoint, which `t::acc_matmul_tr` /
+    /// `t::acc_matmul_tl` add in place where they can.
+    AccProduct(Prim, Var, Vec<Atom>),
 }
 
-/// The statements of `b` to emit fused, by index: a `let d = matmul_tr(..)` read only by a
+/// The statements of `b` to emit fused, by index: a `let d = matmul_tr(..)` (or
+/// `matmul_tl(..)`) read only by a
 /// later `target += d` of the same block (a tensor adjoint), with none of its arguments
 /// written between, is computed at the accumulation, into the adjoint.
 fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
@@ -1007,12 +1011,12 @@ fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
             continue;
         }
         let Some(l) = b.stmts[..i].iter().position(
-            |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::MatmulTr, _) } if var == d),
+            |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::MatmulTr | Prim::MatmulTl, _) } if var == d),
         ) else {
             continue;
         };
         let Stmt::Let {
-            rhs: Rhs::Prim(_, args),
+            rhs: Rhs::Prim(p, args),
             ..
         } = &b.stmts[l]
         else {
@@ -1027,13 +1031,13 @@ fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
             .all(|a| a.var().is_none_or(|v| !written.contains(&v)));
         if args_kept && readers(b, *d) == 1 {
             out.insert(l, Fused::Skip);
-            out.insert(i, Fused::AccMatmulTr(*target, args.clone()));
+            out.insert(i, Fused::AccProduct(*p, *target, args.clone()));
         }
     }
     out
 }
 
-/// The accumulations `target += matmul_tr(a, ct, like)` of a loop's body (fused, see
+/// The accumulations `target += matmul_tr(a, ct, like)` (or `matmul_tl`) of a loop's body (fused, see
 /// [`fused_accumulations`]) that can wait until the loop ends: `target` is declared outside
 /// the loop and read or written nowhere else in it, and `like` is the same at every step.
 /// Each step's operands are kept (`t::ProductSum`, `b::ProductSum`) and summed after the
@@ -1061,7 +1065,7 @@ fn hoisted_products(func: &Func, body: &Block) -> Vec<(Var, Vec<Atom>)> {
 fn loop_accumulations(func: &Func, b: &Block, out: &mut Vec<(Var, Vec<Atom>)>) {
     let fused = fused_accumulations(func, b);
     for (i, s) in b.stmts.iter().enumerate() {
-        if let Some(Fused::AccMatmulTr(target, args)) = fused.get(&i) {
+        if let Some(Fused::AccProduct(_, target, args)) = fused.get(&i) {
             out.push((*target, args.clone()));
         }
         if matches!(s, Stmt::If { .. } | Stmt::Match { .. }) {
@@ -1070,6 +1074,11 @@ fn loop_accumulations(func: &Func, b: &Block, out: &mut Vec<(Var, Vec<Atom>)>) {
             }
         }
     }
+}
+
+/// `tr` or `tl`: the suffix of the helpers adding a `MatmulTr` or `MatmulTl` product.
+fn product_side(p: Prim) -> &'static str {
+    if p == Prim::MatmulTl { "tl" } else { "tr" }
 }
 
 /// The product sum of accumulations into `target` (see [`hoisted_products`]).
