@@ -266,7 +266,9 @@ fn per_example_gradients_through_per_example_loops_on_the_gpu_match_the_cpu() {
     );
 }
 
-/// A recurrent network's hidden states pushed onto a `Vec` and stacked.
+/// A recurrent network's hidden states pushed onto a `Vec` and stacked (the reverse sweep
+/// sums the weights' products over the steps after the loop, `ProductSum`).
+#[vmap(in_axes = (1, None, None))]
 #[grad(wrt(w, u))]
 fn rnn_states(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
     let mut h = (xs.slice(0, 0, 1).squeeze(0).matmul(w)).tanh();
@@ -295,4 +297,11 @@ fn gradients_through_a_vec_of_tensors_on_the_gpu_match_the_cpu() {
     assert_eq!(gw.device(), dev, "the gradient stays on the GPU");
     assert_close("dw", &gw.to_device(&Device::Cpu), &cw);
     assert_close("du", &gu.to_device(&Device::Cpu), &cu);
+    // per-sequence gradients, 3 sequences along axis 1
+    let xs = Tensor::normal(Key::new(43), &[6, 3, 5], DType::F32);
+    let (cw, cu) = rnn_states_grad_vmap(&xs, &w, &u);
+    let (gw, gu) = rnn_states_grad_vmap(&on(&xs), &on(&w), &on(&u));
+    assert_eq!(gu.device(), dev, "per-sequence gradients stay on the GPU");
+    assert_close("per-sequence dw", &gw.to_device(&Device::Cpu), &cw);
+    assert_close("per-sequence du", &gu.to_device(&Device::Cpu), &cu);
 }

@@ -568,61 +568,6 @@ fn a_loop_of_zero_steps_leaves_one_state_and_its_gradients() {
     }
 }
 
-/// A weight shared by a loop's steps whose operands have a leading axis of their own (its
-/// gradient is summed over the steps and that axis: the reverse sweep keeps each step's
-/// operands and adds them after the loop in one product), a loop that stops early
-/// (`break`), and a `while` loop reading the same weight.
-#[vmap(in_axes = (0, None, None))]
-#[grad]
-fn shared_weight_steps(xs: &Tensor, w: &Tensor, u: &Tensor) -> Tensor {
-    let mut h = xs.slice(0, 0, 1).squeeze(0).matmul(w).tanh();
-    for t in 1..xs.shape()[0] {
-        if t == 4 {
-            break;
-        }
-        h = (xs.slice(0, t, t + 1).squeeze(0).matmul(w) + h.matmul(u)).tanh();
-    }
-    let mut g = h.clone();
-    let mut k = 0;
-    while k < 2 {
-        g = g.matmul(u).sin() + &g;
-        k += 1;
-    }
-    (&g * &h).sum()
-}
-
-#[test]
-fn a_weight_shared_by_steps_gets_every_steps_gradient() {
-    // 6 steps of [2, 3] inputs (the loop stops after 4), 3 sequences
-    let (xs, w, u) = (
-        normal(90, &[3, 6, 2, 3]),
-        normal(91, &[3, 4]),
-        normal(92, &[4, 4]) * 0.5,
-    );
-    let (gx, gw, gu) = shared_weight_steps_grad_vmap(&xs, &w, &u);
-    for (e, x) in unstack(&xs, 0).iter().enumerate() {
-        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
-        let (ex, ew, eu) = shared_weight_steps_grad(x, &w, &u);
-        assert_close(&at(&gx), &ex, 1e-12, "per-example d/dxs");
-        assert_close(&at(&gw), &ew, 1e-12, "per-example d/dw");
-        assert_close(&at(&gu), &eu, 1e-12, "per-example d/du");
-        let fd = |which: usize| {
-            let f = |v: &Tensor| match which {
-                0 => shared_weight_steps(v, &w, &u),
-                1 => shared_weight_steps(x, v, &u),
-                _ => shared_weight_steps(x, &w, v),
-            };
-            let at = [x, &w, &u][which];
-            fd_jacobian(&f, at).reshape(at.shape())
-        };
-        assert_close(&ex, &fd(0), 1e-6, "d/dxs");
-        assert_close(&ew, &fd(1), 1e-6, "d/dw");
-        assert_close(&eu, &fd(2), 1e-6, "d/du");
-        // the steps after the break get nothing
-        assert_eq!(ex.slice(0, 4, 6).abs().sum().item::<f64>(), 0.0);
-    }
-}
-
 /// The same network written with weights on the left (`W x`, the convention of much
 /// scientific code): the gradients of `w` and `u` are products `ct xᵀ` (`matmul_tl`) summed
 /// over the steps.

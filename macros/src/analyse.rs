@@ -67,6 +67,52 @@ pub fn varied(func: &Func) -> HashSet<Var> {
     }
 }
 
+/// Activity, backward half, before any transform: the variables the output depends on
+/// through values that can carry a derivative (every data dependence but the argument of
+/// `stop_gradient`). Reverse mode gives adjoints only to varied values in this set: any
+/// other's cotangent is zero (a residual computed for a stopping test,
+/// `stop_gradient(&(&next - &h).abs().max())`, which would otherwise be transposed at every
+/// step of a reverse sweep, its zero cotangent and all).
+pub fn useful(func: &Func) -> HashSet<Var> {
+    let mut set: HashSet<Var> = func.output.var().into_iter().collect();
+    loop {
+        let before = set.len();
+        let mut add = Vec::new();
+        walk(&func.body, &mut |s| match s {
+            Stmt::Let { var, rhs }
+                if set.contains(var)
+                    && !matches!(rhs, Rhs::Prim(crate::primitives::Prim::StopGradient, _)) =>
+            {
+                add.extend(rhs_uses(rhs).iter().filter_map(|a| a.var()))
+            }
+            Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if set.contains(var) => {
+                add.extend(value.var())
+            }
+            Stmt::Store { array, value, .. }
+            | Stmt::AddStore { array, value, .. }
+            | Stmt::Push { array, value }
+                if set.contains(array) =>
+            {
+                add.extend(value.var())
+            }
+            Stmt::AddSeq { target, value, .. } if set.contains(target) => add.push(*value),
+            Stmt::AddProject { target, value, .. } if set.contains(target) => {
+                add.extend(value.var())
+            }
+            Stmt::Match { scrut, arms }
+                if arms.iter().any(|a| a.binds.iter().any(|b| set.contains(b))) =>
+            {
+                add.extend(scrut.var())
+            }
+            _ => {}
+        });
+        set.extend(add);
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
 fn rhs_varied(rhs: &Rhs, set: &HashSet<Var>) -> bool {
     let is = |a: &Atom| matches!(a, Atom::Var(v) if set.contains(v));
     match rhs {
@@ -392,5 +438,46 @@ impl Dce<'_> {
         }
         live.extend(head);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A residual computed for a stopping test reaches the output only through
+    /// `stop_gradient`: varied, but not useful, so reverse mode gives it no adjoint.
+    #[test]
+    fn a_stopping_residual_is_varied_but_not_useful() {
+        let item: syn::ItemFn = syn::parse_quote! {
+            fn solve(x: &Tensor, w: &Tensor) -> Tensor {
+                let mut h = x.zeros_like();
+                let mut step = 1.0;
+                while step > 1e-6 {
+                    let next = (h.matmul(w) + x).tanh();
+                    let r = (&next - &h).abs().max();
+                    step = stop_gradient(&r).item::<f64>();
+                    h = next;
+                }
+                h.sum()
+            }
+        };
+        let cx = Ctxt::new();
+        let (func, _) = crate::parse::lower(&cx, &item, &Default::default());
+        assert!(cx.check().is_ok());
+        let (varied, useful) = (varied(&func), useful(&func));
+        let named = |name: &str| {
+            (0..func.vars.len())
+                .map(|i| Var(i as u32))
+                .filter(|v| func.info(*v).name == name)
+                .collect::<Vec<_>>()
+        };
+        let (next, r) = (named("next"), named("r"));
+        assert!(!next.is_empty() && !r.is_empty());
+        assert!(
+            next.iter()
+                .all(|v| varied.contains(v) && useful.contains(v))
+        );
+        assert!(r.iter().all(|v| varied.contains(v) && !useful.contains(v)));
     }
 }

@@ -7,19 +7,25 @@
 //! - the forward sweep runs an `if`/`match` as the primal does, after saving the mutable
 //!   scalars it reads; the reverse sweep restores them, takes the same branch again (the
 //!   condition is an immutable variable) and runs that branch's forward and reverse sweeps;
-//! - a loop saves, at the start of each iteration, the loop-carried scalars the iteration
-//!   reads and overwrites (and the index, where the trip is not a plain range, or the trip
-//!   count for `while`/`loop`); the reverse sweep walks the iterations backwards, restores
-//!   each one's start state and recomputes it before reversing it (per-iteration
-//!   checkpointing: nothing inside an iteration is stored). A loop with exits also marks
-//!   each trip, and the reverse of a trip runs under the mark it pops: always set here,
-//!   and under `vmap` the mask of the examples still running, so that each example walks
-//!   back its own trips;
+//! - a loop of tensor code without inner loops keeps every value its body defines, in the
+//!   branches of its `if`s too, on a stack (tensors are shared, not copied) and the reverse
+//!   sweep pops them (`Vjp::taped`): recomputing a step of tensor work would cost as much
+//!   as the step;
+//! - any other loop saves, at the start of each iteration, the loop-carried scalars the
+//!   iteration reads and overwrites; the reverse sweep walks the iterations backwards,
+//!   restores each one's start state and recomputes it before reversing it (per-iteration
+//!   checkpointing: nothing inside an iteration is stored);
+//! - a loop that is not a `for` over a plain range without exits (`while`, `loop`, `break`)
+//!   records its trips (the index, or `true`) and marks each one, and the reverse of a trip
+//!   runs under the mark it pops: always set here, and under `vmap` the mask of the
+//!   examples still running, so that each example walks back its own trips;
 //! - writes into Vecs and arrays log the overwritten element so the reverse sweep can
 //!   restore it.
 //!
-//! Everything is generated conservatively; dead-code elimination (`analyse::dce`) then
-//! keeps only the saves whose restores are needed (for `s += expr` in a loop: none).
+//! Only varied values the output depends on other than through `stop_gradient` get
+//! adjoints (`analyse::useful`). Everything is generated conservatively; dead-code
+//! elimination (`analyse::dce`) then keeps only the saves whose restores are needed (for
+//! `s += expr` in a loop: none).
 //! Derivatives of primitives are linearize-then-transpose over the primitive table.
 
 use crate::ir::*;
@@ -53,9 +59,12 @@ pub fn vjp_recomputing_calls(func: &Func, varied: &HashSet<Var>) -> VjpOut {
 }
 
 fn vjp_with(func: &Func, varied: &HashSet<Var>, recompute_calls: bool) -> VjpOut {
+    // (only values the output depends on get adjoints: `crate::analyse::useful`)
+    let useful = crate::analyse::useful(func);
+    let varied: HashSet<Var> = varied.intersection(&useful).copied().collect();
     let mut t = Vjp {
         func: func.clone(),
-        varied,
+        varied: &varied,
         adj: HashMap::new(),
         logs: HashMap::new(),
         recompute_calls,
@@ -754,27 +763,54 @@ impl Vjp<'_> {
         (fwd, rev)
     }
 
-    /// A `for` over a plain range whose body is straight-line tensor code (a loop over
-    /// layers, an RNN's steps pushing its states): recomputing an iteration would cost as much as the iteration itself, so the
-    /// forward sweep keeps every value the body defines on a stack (tensors are shared, not
-    /// copied) and the reverse sweep pops them. Dead-code elimination then drops the stacks
-    /// of values the reverse sweep does not read.
+    /// A loop whose body is tensor code without inner loops (a loop over layers, an RNN's
+    /// steps pushing its states, a solver's `while` iterations): recomputing an iteration
+    /// would cost as much as the iteration itself, so the forward sweep keeps every value
+    /// the body defines on a stack (tensors are shared, not copied), in the branches of its
+    /// `if`s too, and the reverse sweep pops them. Dead-code elimination then drops the
+    /// stacks of values the reverse sweep does not read. A `for` over a plain range without
+    /// exits walks its range backwards; any other loop (`while`, `loop`, a `for` with
+    /// `break`) counts its trips, as [`Vjp::looped`] does.
     fn taped(&mut self, s: &Stmt) -> Option<Sweeps> {
-        let Stmt::For {
-            index,
-            range,
-            body,
-            exit,
-        } = s
-        else {
-            return None;
+        let (body, exit) = match s {
+            Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => (body, exit),
+            _ => return None,
         };
-        // (pushes onto a Vec of tensors too: an RNN's states; and branches without loops in
-        // them, which save and recompute their own part as anywhere else)
-        let straight = body.stmts.iter().all(|st| match st {
+        let mut tensor_work = false;
+        walk(body, &mut |st| {
+            tensor_work |= matches!(st, Stmt::Let { var, rhs: Rhs::Prim(..) | Rhs::Call { .. } }
+                if self.func.info(*var).kind.is_tensor());
+        });
+        if !self.tapeable(body, false) || !tensor_work {
+            return None;
+        }
+        let mut fwd = Vec::new();
+        let (body_fwd, rb) = self.taped_block(body, &mut fwd);
+        match s {
+            Stmt::For { index, range, .. } if exit.is_empty() && range.is_simple() => {
+                fwd.push(rebodied(s, body_fwd));
+                Some((fwd, self.reversed_range(*index, range, rb)))
+            }
+            _ => {
+                let (mut b, rev) = self.counted_trips(s, &mut fwd, rb);
+                b.extend(body_fwd);
+                fwd.push(rebodied(s, b));
+                Some((fwd, rev))
+            }
+        }
+    }
+
+    /// Whether [`Vjp::taped`] can keep the values of `b`: lets, assignments, pushes onto a Vec
+    /// of tensors, and `if`s and `match`es without loops in them (`nested`: inside one, only
+    /// `if`s whose branches can be kept too).
+    fn tapeable(&self, b: &Block, nested: bool) -> bool {
+        b.stmts.iter().all(|st| match st {
             Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. } => true,
             Stmt::Push { array, .. } => self.func.info(*array).kind == Kind::Struct,
-            Stmt::If { .. } | Stmt::Match { .. } => {
+            Stmt::If { then, els, .. } if self.tapeable(then, true) && self.tapeable(els, true) => {
+                true
+            }
+            Stmt::If { .. } | Stmt::Match { .. } if !nested => {
                 let mut loops = false;
                 walk(
                     &Block {
@@ -785,26 +821,53 @@ impl Vjp<'_> {
                 !loops
             }
             _ => false,
-        });
-        let tensor_work = body.stmts.iter().any(|st| {
-            matches!(st, Stmt::Let { var, rhs: Rhs::Prim(..) | Rhs::Call { .. } }
-                if self.func.info(*var).kind.is_tensor())
-        });
-        if !exit.is_empty() || !range.is_simple() || !straight || !tensor_work {
-            return None;
+        })
+    }
+
+    /// The forward sweep of a block that [`Vjp::tapeable`] accepts, each value it defines
+    /// pushed onto a stack of its own (declared in `decls`), and its reverse sweep, which
+    /// pops them first. An `if` whose branches can be kept too is kept branch by branch (the
+    /// reverse takes the same branch and pops what it pushed); any other `if` or `match`
+    /// saves and recomputes its branch ([`Vjp::branch`]).
+    fn taped_block(&mut self, b: &Block, decls: &mut Vec<Stmt>) -> (Vec<Stmt>, Vec<Stmt>) {
+        let mut f = Vec::new();
+        let mut revs = Vec::new();
+        for st in &b.stmts {
+            match st {
+                Stmt::If { cond, then, els }
+                    if self.tapeable(then, true) && self.tapeable(els, true) =>
+                {
+                    let (ft, rt) = self.taped_block(then, decls);
+                    let (fe, re) = self.taped_block(els, decls);
+                    f.push(Stmt::If {
+                        cond: *cond,
+                        then: Block { stmts: ft },
+                        els: Block { stmts: fe },
+                    });
+                    revs.push(vec![Stmt::If {
+                        cond: *cond,
+                        then: Block { stmts: rt },
+                        els: Block { stmts: re },
+                    }]);
+                }
+                _ => {
+                    let (fs, rs) = self.stmt(st);
+                    f.extend(fs);
+                    revs.push(rs);
+                }
+            }
         }
-        let (f, r) = self.block(body);
-        let decls = self.decl_adjoints(body);
-        let mut fwd = Vec::new();
+        let r: Vec<Stmt> = revs.into_iter().rev().flatten().collect();
+        let adjoints = self.decl_adjoints(b);
+        let rev_all = Block {
+            stmts: adjoints.iter().chain(&r).cloned().collect(),
+        };
         let mut body_fwd = f.clone();
         let mut pops = Vec::new();
-        let rev_all = Block {
-            stmts: decls.iter().chain(&r).cloned().collect(),
-        };
         for st in &f {
             let Stmt::Let { var, .. } = st else { continue };
             let info = self.func.info(*var).clone();
-            let stack = self.new_stack(&format!("{}_tape", info.name), &mut fwd);
+            let stack = self.new_stack(&format!("{}_tape", info.name), decls);
             // A tensor the reverse sweep only takes the shape of is kept as a shape (a
             // broadcast view of one zero), not as its data.
             let mut value = Atom::Var(*var);
@@ -827,16 +890,16 @@ impl Vjp<'_> {
                 rhs: Rhs::Pop(stack),
             });
         }
-        fwd.push(Stmt::For {
-            index: *index,
-            range: range.clone(),
-            body: Block { stmts: body_fwd },
-            exit: vec![],
-        });
         pops.reverse();
         let mut rb = pops;
-        rb.extend(decls);
+        rb.extend(adjoints);
         rb.extend(r);
+        (body_fwd, rb)
+    }
+
+    /// The reverse of a `for` over a simple range without exits whose iterations' reverse is
+    /// `rb`: the range walked backwards.
+    fn reversed_range(&mut self, index: Var, range: &Range, rb: Vec<Stmt>) -> Vec<Stmt> {
         if range.adapters.is_empty() && !range.inclusive {
             // Reverse the first iteration on its own, after the others: there its inputs are
             // often inactive (`h = x` before a loop over layers), and dead-code elimination
@@ -859,7 +922,7 @@ impl Vjp<'_> {
                     },
                 },
                 Stmt::For {
-                    index: *index,
+                    index,
                     range: Range {
                         lo: Atom::Var(rest_lo),
                         hi: range.hi,
@@ -875,7 +938,7 @@ impl Vjp<'_> {
                 },
             ];
             let mut first = vec![Stmt::Let {
-                var: *index,
+                var: index,
                 rhs: Rhs::Atom(range.lo),
             }];
             first.extend(rb);
@@ -884,22 +947,21 @@ impl Vjp<'_> {
                 then: Block { stmts: first },
                 els: Block::default(),
             });
-            return Some((fwd, rev));
+            return rev;
         }
-        let rev = vec![Stmt::For {
-            index: *index,
+        vec![Stmt::For {
+            index,
             range: reversed(range),
             body: Block { stmts: rb },
             exit: vec![],
-        }];
-        Some((fwd, rev))
+        }]
     }
 
     /// `for` / `loop`: per-iteration checkpoints; reverse: iterations backwards, each restored,
     /// recomputed and reversed.
     fn looped(&mut self, s: &Stmt) -> Sweeps {
-        let (body, exit) = match s {
-            Stmt::For { body, exit, .. } | Stmt::Loop { body, exit } => (body, exit),
+        let body = match s {
+            Stmt::For { body, .. } | Stmt::Loop { body, .. } => body,
             _ => return (vec![s.clone()], vec![]),
         };
         if let Some(sweeps) = self.taped(s) {
@@ -985,12 +1047,7 @@ impl Vjp<'_> {
             } if exit.is_empty() && range.is_simple() => {
                 let mut b = at_start;
                 b.extend(primal.stmts);
-                fwd.push(Stmt::For {
-                    index: *index,
-                    range: range.clone(),
-                    body: Block { stmts: b },
-                    exit: vec![],
-                });
+                fwd.push(rebodied(s, b));
                 let mut rb = seq_marks;
                 rb.extend(restore);
                 rb.extend(joint.stmts);
@@ -1002,90 +1059,105 @@ impl Vjp<'_> {
                 });
             }
             _ => {
-                // Record the index (for loops) and count trips through a stack of indices / unit marks.
-                let trips = self.new_stack("trips", &mut fwd);
-                let (marker, idx) = match s {
-                    Stmt::For { index, .. } => (Atom::Var(*index), Some(*index)),
-                    _ => (Atom::Bool(true), None),
-                };
-                // (a `for` with exits also marks each trip, as a `while` does with `true`:
-                // batched, the mark is the mask of the examples still running)
-                let marks = idx.map(|_| self.new_stack("marks", &mut fwd));
-                let mut b = at_start;
-                b.push(Stmt::Push {
-                    array: trips,
-                    value: marker,
+                let (mut b, rev_trips) = self.counted_trips(s, &mut fwd, {
+                    let mut undo = seq_marks;
+                    undo.extend(restore);
+                    undo.extend(joint.stmts);
+                    undo
                 });
-                if let Some(m) = marks {
-                    b.push(Stmt::Push {
-                        array: m,
-                        value: Atom::Bool(true),
-                    });
-                }
-                b.extend(primal.stmts);
-                let loop_stmt = match s {
-                    Stmt::For { index, range, .. } => Stmt::For {
-                        index: *index,
-                        range: range.clone(),
-                        body: Block { stmts: b },
-                        exit: exit.clone(),
-                    },
-                    _ => Stmt::Loop {
-                        body: Block { stmts: b },
-                        exit: exit.clone(),
-                    },
-                };
-                fwd.push(loop_stmt);
-                let n = self.func.new_var("n", Kind::Int, false);
-                rev.push(Stmt::Let {
-                    var: n,
-                    rhs: Rhs::Len(trips),
-                });
-                let k = self.func.new_var("k", Kind::Int, false);
-                let popped = idx.unwrap_or_else(|| self.func.new_var("trip", Kind::Bool, false));
-                let mut rb = vec![Stmt::Let {
-                    var: popped,
-                    rhs: Rhs::Pop(trips),
-                }];
-                let mut undo = seq_marks;
-                undo.extend(restore);
-                undo.extend(joint.stmts);
-                // (always set here; batched, set only for the examples that made this trip:
-                // the others' adjoints pass through it unchanged)
-                let mark = match marks {
-                    Some(m) => {
-                        let mark = self.func.new_var("mark", Kind::Bool, false);
-                        rb.push(Stmt::Let {
-                            var: mark,
-                            rhs: Rhs::Pop(m),
-                        });
-                        mark
-                    }
-                    None => popped,
-                };
-                rb.push(Stmt::If {
-                    cond: Atom::Var(mark),
-                    then: Block { stmts: undo },
-                    els: Block::default(),
-                });
-                rev.push(Stmt::For {
-                    index: k,
-                    range: Range {
-                        lo: Atom::Int(0),
-                        hi: Atom::Var(n),
-                        inclusive: false,
-                        adapters: vec![],
-                    },
-                    body: Block { stmts: rb },
-                    exit: vec![],
-                });
+                let mut pushes = at_start;
+                pushes.append(&mut b);
+                pushes.extend(primal.stmts);
+                fwd.push(rebodied(s, pushes));
+                rev.extend(rev_trips);
             }
         }
         (fwd, rev)
     }
+
+    /// A loop that counts its trips (a `while`, a `loop`, a `for` with exits or over an
+    /// adapted range): the stacks it needs, declared in `fwd`; what each trip pushes first
+    /// (the index of a `for`, `true` for the others; and for a `for` a mark, which under
+    /// `vmap` becomes the mask of the examples still running); and the reverse sweep, which
+    /// walks the trips back, each restoring its index and running `undo` under its mark.
+    fn counted_trips(
+        &mut self,
+        s: &Stmt,
+        fwd: &mut Vec<Stmt>,
+        undo: Vec<Stmt>,
+    ) -> (Vec<Stmt>, Vec<Stmt>) {
+        let trips = self.new_stack("trips", fwd);
+        let (marker, idx) = match s {
+            Stmt::For { index, .. } => (Atom::Var(*index), Some(*index)),
+            _ => (Atom::Bool(true), None),
+        };
+        // (a `for` with exits also marks each trip, as a `while` does with `true`:
+        // batched, the mark is the mask of the examples still running)
+        let marks = idx.map(|_| self.new_stack("marks", fwd));
+        let mut b = vec![Stmt::Push {
+            array: trips,
+            value: marker,
+        }];
+        if let Some(m) = marks {
+            b.push(Stmt::Push {
+                array: m,
+                value: Atom::Bool(true),
+            });
+        }
+        let n = self.func.new_var("n", Kind::Int, false);
+        let mut rev = vec![Stmt::Let {
+            var: n,
+            rhs: Rhs::Len(trips),
+        }];
+        let k = self.func.new_var("k", Kind::Int, false);
+        let popped = idx.unwrap_or_else(|| self.func.new_var("trip", Kind::Bool, false));
+        let mut rb = vec![Stmt::Let {
+            var: popped,
+            rhs: Rhs::Pop(trips),
+        }];
+        // (always set here; batched, set only for the examples that made this trip:
+        // the others' adjoints pass through it unchanged)
+        let mark = match marks {
+            Some(m) => {
+                let mark = self.func.new_var("mark", Kind::Bool, false);
+                rb.push(Stmt::Let {
+                    var: mark,
+                    rhs: Rhs::Pop(m),
+                });
+                mark
+            }
+            None => popped,
+        };
+        rb.push(Stmt::If {
+            cond: Atom::Var(mark),
+            then: Block { stmts: undo },
+            els: Block::default(),
+        });
+        rev.push(Stmt::For {
+            index: k,
+            range: Range {
+                lo: Atom::Int(0),
+                hi: Atom::Var(n),
+                inclusive: false,
+                adapters: vec![],
+            },
+            body: Block { stmts: rb },
+            exit: vec![],
+        });
+        (b, rev)
+    }
 }
 
 use crate::primitives::Prim;
+
+/// The loop `s` with `stmts` for its body.
+fn rebodied(s: &Stmt, stmts: Vec<Stmt>) -> Stmt {
+    let mut s = s.clone();
+    if let Stmt::For { body, .. } | Stmt::Loop { body, .. } = &mut s {
+        *body = Block { stmts };
+    }
+    s
+}
 
 /// A simple range walked the other way (`.rev()` toggled).
 fn reversed(range: &Range) -> Range {

@@ -945,7 +945,10 @@ impl Vmap<'_> {
         // a reverse sweep's tapes (stacks the transforms push to) take a value from every
         // example, running or not: their pops then match, and a reverse sweep masks what it
         // does with them by the trip marks it pops (the masks pushed here)
-        let pushed_only: HashSet<Var> = pushed_only(then).into_iter().collect();
+        let both = Block {
+            stmts: then.stmts.iter().chain(&els.stmts).cloned().collect(),
+        };
+        let pushed_only: HashSet<Var> = pushed_only(&both).into_iter().collect();
         assigned.retain(|v| {
             let info = self.func.info(*v);
             !(info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v))
