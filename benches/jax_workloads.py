@@ -150,6 +150,22 @@ def rnn_grad(per_example):
     return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
 
 
+def fixed_point_grad():
+    # 16 trips of h = tanh(h W + x) from zero, batch 256, width 512 (benches/workloads): the
+    # gradient of the mean square of the last state with respect to W; ferrax writes the
+    # loop as `while k < 16`, JAX as fori_loop (a while_loop has no reverse mode)
+    b, n, trips = 256, 512, 16
+    x = normal(51, (b, n))
+    w = normal(52, (n, n)) * (0.5 / jnp.sqrt(float(n)))
+
+    def loss(w, x):
+        h = jax.lax.fori_loop(0, trips, lambda _, h: jnp.tanh(h @ w + x), jnp.zeros_like(x))
+        return jnp.mean(h**2)
+
+    f = jax.jit(jax.grad(loss))
+    return {"flops": 3.0 * trips * 2 * b * n * n}, lambda: f(w, x)
+
+
 def jacobian(n_in, n_out, mode):
     """mode: "best" (the faster of jacfwd and jacrev, timed here), "fwd" or "rev"."""
     with x64():
@@ -216,6 +232,7 @@ WORKLOADS = {
     "per_example_grads_mlp_b256_f32": per_example_grads,
     "rnn_grad_t64_b32_f32": lambda: rnn_grad(False),
     "rnn_per_example_grads_t64_b32_f32": lambda: rnn_grad(True),
+    "fixed_point_grad_b256_f32": fixed_point_grad,
     "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
     "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),
     "jacrev_tall_10to1000_f64": lambda: jacobian(10, 1000, "rev"),

@@ -158,6 +158,11 @@ pub fn all() -> Vec<Workload> {
             name: "rnn_per_example_grads_t64_b32_f32",
             build: || rnn(true),
         },
+        // the gradient of a fixed-point iteration written as a `while` loop (JAX: fori_loop)
+        Workload {
+            name: "fixed_point_grad_b256_f32",
+            build: fixed_point,
+        },
         // Jacobians of tanh(W x) * sum(x^2) in f64: tall (10 inputs, 1000 outputs) and wide
         // (1000 inputs, 10 outputs); `jacobian` picks the mode, jacfwd/jacrev are forced
         Workload {
@@ -338,6 +343,36 @@ fn rnn(per_example: bool) -> Prepared {
             } else {
                 std::hint::black_box(rnn_loss_grad(&xs, &w, &u));
             }
+        }),
+    }
+}
+
+/// 16 trips of the fixed-point iteration `h = tanh(h W + x)` from zero, written as a
+/// `while` loop (its reverse sweep keeps each trip's values on tapes), loss the mean square
+/// of the last state.
+#[allow(dead_code)]
+#[grad(wrt(w))]
+pub fn fixed_point_loss(x: &Tensor, w: &Tensor) -> Tensor {
+    let mut h = x.zeros_like();
+    let mut k = 0;
+    while k < 16 {
+        h = (h.matmul(w) + x).tanh();
+        k += 1;
+    }
+    h.powi(2).mean()
+}
+
+/// The gradient of [`fixed_point_loss`] with respect to `w`, batch 256, width 512, f32.
+fn fixed_point() -> Prepared {
+    let (b, n, trips) = (256, 512, 16);
+    let x = normal(51, &[b, n]);
+    let w = &normal(52, &[n, n]) * (0.5 / (n as f32).sqrt());
+    // a forward pass: one [b, n] @ [n, n] product a trip; a gradient about 3 of that
+    let flops = 3.0 * (trips * 2 * b * n * n) as f64;
+    Prepared {
+        work: Work::Flops(flops),
+        run: Box::new(move || {
+            std::hint::black_box(fixed_point_loss_grad(&x, &w));
         }),
     }
 }
