@@ -618,3 +618,97 @@ fn weights_on_the_left_get_every_steps_gradient() {
         assert_close(&eu, &fu, 1e-6, "d/du");
     }
 }
+
+/// A two-layer recurrent network keeping each layer's state in a `Vec`, updated in place
+/// (`hs[l] = h`) in a loop over layers inside the loop over steps.
+#[vmap(in_axes = (1, None))]
+#[grad(wrt(ws))]
+fn stacked(xs: &Tensor, ws: &[Tensor]) -> Tensor {
+    let mut hs: Vec<Tensor> = ws
+        .iter()
+        .map(|w| Tensor::zeros(&[w.shape()[1]], w.dtype()))
+        .collect();
+    let mut total = xs.sum() * 0.0;
+    for t in 0..xs.shape()[0] {
+        let mut inp = xs.slice(0, t, t + 1).squeeze(0);
+        for l in 0..ws.len() {
+            let h = Tensor::concat(&[&inp, &hs[l]], 0).matmul(&ws[l]).tanh();
+            inp = h.clone();
+            hs[l] = h;
+        }
+        total += inp.powi(2).sum();
+    }
+    total + Tensor::stack(&hs, 0).sum()
+}
+
+/// A ring buffer of the last two states, written in place (`mem[t % 2] = h`, and `+=`),
+/// each step reading the older one: a loop without inner loops (its values kept on tapes).
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn ring(xs: &Tensor, u: &Tensor) -> Tensor {
+    let mut mem = [xs.slice(0, 0, 1).squeeze(0), xs.slice(0, 1, 2).squeeze(0)];
+    for t in 2..xs.shape()[0] {
+        let older = mem[t % 2].clone();
+        let h = (older.matmul(u) + xs.slice(0, t, t + 1).squeeze(0)).tanh();
+        mem[t % 2] = h;
+        let half = &mem[t % 2] * 0.5;
+        mem[(t + 1) % 2] += half;
+    }
+    (&mem[0] * &mem[1]).sum()
+}
+
+#[test]
+fn elements_of_a_vec_of_tensors_are_assigned_in_place() {
+    // stacked: 4 steps, 3 sequences (axis 1), 2 inputs, layers 2 -> 3 -> 3
+    let xs = normal(130, &[4, 3, 2]);
+    let ws = vec![
+        normal(131, &[2 + 3, 3]) * 0.7,
+        normal(132, &[3 + 3, 3]) * 0.7,
+    ];
+    let per = stacked_grad_vmap(&xs, &ws);
+    for (e, x) in unstack(&xs, 1).iter().enumerate() {
+        let g = stacked_grad(x, &ws);
+        for (l, w) in ws.iter().enumerate() {
+            assert_close(
+                &per[l].slice(0, e, e + 1).squeeze(0),
+                &g[l],
+                1e-12,
+                "per-example",
+            );
+            let f = |v: &Tensor| {
+                let mut vs = ws.clone();
+                vs[l] = v.clone();
+                stacked(x, &vs)
+            };
+            let fd = fd_jacobian(&f, w).reshape(w.shape());
+            assert_close(&g[l], &fd, 1e-6, "stacked d/dw vs finite differences");
+        }
+    }
+    // ring: 6 steps of 3 values, 2 examples
+    let (xs, u) = (normal(133, &[2, 6, 3]), normal(134, &[3, 3]) * 0.6);
+    let (gx, gu) = ring_grad_vmap(&xs, &u);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let (ex, eu) = ring_grad(x, &u);
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example d/dxs",
+        );
+        assert_close(
+            &gu.slice(0, e, e + 1).squeeze(0),
+            &eu,
+            1e-12,
+            "per-example d/du",
+        );
+        let fx = fd_jacobian(&|v: &Tensor| ring(v, &u), x).reshape(&[6, 3]);
+        let fu = fd_jacobian(&|v: &Tensor| ring(x, v), &u).reshape(&[3, 3]);
+        assert_close(&ex, &fx, 1e-6, "ring d/dxs vs finite differences");
+        assert_close(&eu, &fu, 1e-6, "ring d/du vs finite differences");
+        let (dx, du) = (normal(135, &[6, 3]), normal(136, &[3, 3]));
+        let (v, t) = ring_jvp(x, &u, &dx, &du);
+        assert_eq!(v.item::<f64>(), ring(x, &u).item::<f64>());
+        let want = (&ex * &dx).sum() + (&eu * &du).sum();
+        assert_close(&t, &want, 1e-10, "ring jvp vs <grad, tangent>");
+    }
+}

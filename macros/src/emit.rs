@@ -468,7 +468,13 @@ impl Emitter<'_> {
                 index,
                 value,
             } => {
-                let (id, i, a) = (self.var(*array), self.atom(*index), self.atom(*value));
+                let (id, i) = (self.var(*array), self.atom(*index));
+                // (an element of a Vec of tensors: a clone of the tensor, shared)
+                let a = if self.func.info(*array).kind == Kind::Struct {
+                    self.value(*value)
+                } else {
+                    self.atom(*value)
+                };
                 quote!(#id[#i] = #a;)
             }
             Stmt::AddStore {

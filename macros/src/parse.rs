@@ -1196,6 +1196,10 @@ impl Lowerer<'_> {
             Expr::Macro(m) => self.lower_macro(&m.mac),
             Expr::Array(a) => {
                 let items: Vec<Atom> = a.elems.iter().map(|e| self.value(e)).collect();
+                // (an array of tensors: a sequence of tensors, as `vec![..]` makes)
+                if items.first().is_some_and(|i| self.kind(*i) == Kind::Tensor) {
+                    return Some(self.tensor_seq_of(items));
+                }
                 // the elements share a type: any float among them (`[SPAN, 0.0]`, a
                 // constant of a type the macro cannot see, then a float) gives it
                 let float = items.iter().find_map(|a| match self.kind(*a) {
@@ -1539,10 +1543,18 @@ impl Lowerer<'_> {
                     );
                     return;
                 };
-                if self.func.info(array).kind == Kind::Struct {
+                let of_tensors = self.func.info(array).kind == Kind::Struct;
+                if of_tensors && !self.tensor_seqs.contains(&array) {
                     self.cx.error(
                         place,
-                        "assigning an element of a Vec of tensors is not supported: push the new tensor onto a Vec (`outs.push(h)`)",
+                        "assigning a field or element of a parameter struct is not supported; compute a new value",
+                    );
+                    return;
+                }
+                if of_tensors && self.kind(value) != Kind::Tensor {
+                    self.cx.error(
+                        rhs,
+                        "an element of a Vec of tensors can only be assigned a tensor (`hs[l] = h;`)",
                     );
                     return;
                 }
@@ -1550,11 +1562,14 @@ impl Lowerer<'_> {
                 let new = match op {
                     None => value,
                     Some(op) => {
-                        let kind = match &self.func.info(array).kind {
-                            Kind::Seq(_, p) => Kind::Float(*p),
-                            _ => Kind::Opaque,
+                        let old = match &self.func.info(array).kind {
+                            Kind::Seq(_, p) => {
+                                let kind = Kind::Float(*p);
+                                self.let_("e", kind, Rhs::Index(array, index))
+                            }
+                            Kind::Struct => self.read_place(array, vec![Proj::Index(index)]),
+                            _ => self.let_("e", Kind::Opaque, Rhs::Index(array, index)),
                         };
-                        let old = self.let_("e", kind, Rhs::Index(array, index));
                         self.prim(op, vec![old, value])
                     }
                 };
@@ -2085,6 +2100,22 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A sequence of tensors holding `items` (`vec![a, b]`, `[a, b]`): a Vec, pushed one by
+    /// one.
+    fn tensor_seq_of(&mut self, items: Vec<Atom>) -> Atom {
+        let n = Atom::Int(items.len() as u128);
+        let v = self.func.new_var("v", Kind::Struct, true);
+        self.emit(Stmt::Let {
+            var: v,
+            rhs: Rhs::NewSeq(NewSeq::Empty { capacity: Some(n) }),
+        });
+        self.tensor_seqs.insert(v);
+        for value in items {
+            self.emit(Stmt::Push { array: v, value });
+        }
+        Atom::Var(v)
+    }
+
     /// `vec![v; n]`, or `vec![a, b, ..]` (an array, copied into a Vec).
     fn lower_vec(&mut self, mac: &syn::Macro) -> Option<Atom> {
         let repeat: syn::Result<(Expr, Expr)> =
@@ -2118,18 +2149,7 @@ impl Lowerer<'_> {
         }
         let items: Vec<Atom> = list.iter().map(|e| self.value(e)).collect();
         if self.kind(items[0]) == Kind::Tensor {
-            // a Vec of tensors, pushed one by one
-            let n = Atom::Int(items.len() as u128);
-            let v = self.func.new_var("v", Kind::Struct, true);
-            self.emit(Stmt::Let {
-                var: v,
-                rhs: Rhs::NewSeq(NewSeq::Empty { capacity: Some(n) }),
-            });
-            self.tensor_seqs.insert(v);
-            for value in items {
-                self.emit(Stmt::Push { array: v, value });
-            }
-            return Some(Atom::Var(v));
+            return Some(self.tensor_seq_of(items));
         }
         let Kind::Float(p) = self.kind(items[0]) else {
             return self.unsupported(mac, "`vec![a, b, ..]` of anything but floats");

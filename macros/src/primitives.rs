@@ -1223,7 +1223,8 @@ impl Prim {
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute slice index_select, Tensor::concat \
-         Tensor::stack Tensor::where_ (and the inactive shape dims numel len item to_vec argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
+         Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
+         is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
     }
 
     /// The name of the generic helper (`::ferrax::__private::t::NAME`) that computes this

@@ -419,7 +419,21 @@ impl Jvp<'_> {
             } => {
                 out.push(s.clone());
                 if self.varied.contains(array) {
-                    let t = self.tan_atom(*value).unwrap_or(Atom::Float(0.0));
+                    let t = match self.tan_atom(*value) {
+                        Some(t) => t,
+                        // (in a Vec of tensors, a zero shaped like the value)
+                        None if self.func.info(*array).kind == Kind::Struct
+                            && let Some(v) = value.var() =>
+                        {
+                            let z = self.func.new_var("zero", Kind::Tensor, false);
+                            out.push(Stmt::Let {
+                                var: z,
+                                rhs: Rhs::NewSeq(NewSeq::ZerosLike(v)),
+                            });
+                            Atom::Var(z)
+                        }
+                        None => Atom::Float(0.0),
+                    };
                     out.push(Stmt::Store {
                         array: self.tan_var(*array),
                         index: *index,

@@ -311,6 +311,13 @@ impl Vjp<'_> {
                 array,
                 index,
                 value,
+            } if self.func.info(*array).kind == Kind::Struct => {
+                self.store_tensor(s, *array, *index, *value)
+            }
+            Stmt::Store {
+                array,
+                index,
+                value,
             } => {
                 let mut fwd = Vec::new();
                 let mut rev = Vec::new();
@@ -401,6 +408,66 @@ impl Vjp<'_> {
             // not needed by any attribute yet.
             other => (vec![other.clone()], vec![]),
         }
+    }
+
+    /// `array[index] = value` into a Vec of tensors: the forward sweep logs the element it
+    /// overwrites; the reverse sweep takes the element's cotangent for `value`, restores the
+    /// old element and starts its cotangent from zero (shaped like it).
+    fn store_tensor(&mut self, s: &Stmt, array: Var, index: Atom, value: Atom) -> Sweeps {
+        let mut fwd = Vec::new();
+        let log = self.logs.get(&array).copied();
+        if let Some(log) = log {
+            fwd.push(Stmt::LogWrite {
+                log,
+                array,
+                index: Some(index),
+            });
+        }
+        fwd.push(s.clone());
+        let mut rev = Vec::new();
+        let at = vec![Proj::Index(index)];
+        if self.varied.contains(&array)
+            && let Atom::Var(u) = value
+            && self.varied.contains(&u)
+        {
+            let a = self.adj(array);
+            let e = self.func.new_var("g", Kind::Tensor, false);
+            rev.push(Stmt::Let {
+                var: e,
+                rhs: Rhs::Project(a, at.clone()),
+            });
+            let au = self.adj(u);
+            rev.push(Stmt::AddAssign {
+                var: au,
+                value: Atom::Var(e),
+            });
+        }
+        if let Some(log) = log {
+            rev.push(Stmt::Undo {
+                log,
+                array,
+                mark: None,
+            });
+        }
+        if self.varied.contains(&array) {
+            let a = self.adj(array);
+            let old = self.func.new_var("old", Kind::Tensor, false);
+            let zero = self.func.new_var("zero", Kind::Tensor, false);
+            rev.push(Stmt::Let {
+                var: old,
+                rhs: Rhs::Project(array, at),
+            });
+            rev.push(Stmt::Let {
+                var: zero,
+                rhs: Rhs::NewSeq(NewSeq::ZerosLike(old)),
+            });
+            rev.push(Stmt::Store {
+                array: a,
+                index,
+                value: Atom::Var(zero),
+            });
+        }
+        (fwd, rev)
     }
 
     fn let_(&mut self, var: Var, rhs: &Rhs, s: &Stmt) -> Sweeps {
@@ -806,7 +873,9 @@ impl Vjp<'_> {
     fn tapeable(&self, b: &Block, nested: bool) -> bool {
         b.stmts.iter().all(|st| match st {
             Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. } => true,
-            Stmt::Push { array, .. } => self.func.info(*array).kind == Kind::Struct,
+            Stmt::Push { array, .. } | Stmt::Store { array, .. } => {
+                self.func.info(*array).kind == Kind::Struct
+            }
             Stmt::If { then, els, .. } if self.tapeable(then, true) && self.tapeable(els, true) => {
                 true
             }

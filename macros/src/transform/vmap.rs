@@ -583,12 +583,27 @@ impl Vmap<'_> {
                     value,
                 });
             }
-            // a Vec of batched tensors is only pushed to, by every example at once: its undo
-            // log walks it back as it does unbatched
+            // a Vec of batched tensors is pushed to and written by every example at once (at
+            // the same index): its undo log walks it back as it does unbatched
             Stmt::LogWrite { array, .. } | Stmt::Undo { array, .. }
                 if batched(array) && self.func.info(*array).kind == Kind::Struct =>
             {
                 out.push(s.clone())
+            }
+            Stmt::Store {
+                array,
+                index,
+                value,
+            } if batched(array)
+                && self.func.info(*array).kind == Kind::Struct
+                && !self.is_batched(*index) =>
+            {
+                let value = self.lift(out, *value, *array);
+                out.push(Stmt::Store {
+                    array: *array,
+                    index: *index,
+                    value,
+                });
             }
             Stmt::Store { array, .. }
             | Stmt::AddStore { array, .. }
