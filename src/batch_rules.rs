@@ -1278,13 +1278,7 @@ pub fn acc_matmul_tr<'a>(
     ct: impl Into<BArg<'a>>,
     like_b: impl Into<BArg<'a>>,
 ) {
-    let (a, ct, like) = (a.into(), ct.into(), like_b.into());
-    if let (BArg::Batched(x), BArg::Batched(c)) = (a, ct)
-        && t::added_in_place(target, x, c, 2, Product::Tr)
-    {
-        return;
-    }
-    t::acc(target, &matmul_tr(a, ct, like));
+    acc_product(target, a.into(), ct.into(), like_b.into(), Product::Tr);
 }
 
 /// Batched `t::acc_matmul_tl`: per-example outer products added in the adjoint's own
@@ -1296,13 +1290,23 @@ pub fn acc_matmul_tl<'a>(
     b: impl Into<BArg<'a>>,
     like_a: impl Into<BArg<'a>>,
 ) {
-    let (ct, b, like) = (ct.into(), b.into(), like_a.into());
-    if let (BArg::Batched(c), BArg::Batched(x)) = (ct, b)
-        && t::added_in_place(target, c, x, 2, Product::Tl)
+    acc_product(target, ct.into(), b.into(), like_a.into(), Product::Tl);
+}
+
+/// Batched `t::acc_product`: each example's `xᵀ c` or `x cᵀ` added to the target, per-example
+/// outer products in its own buffer.
+#[track_caller]
+fn acc_product(target: &mut Tensor, x: BArg<'_>, c: BArg<'_>, like: BArg<'_>, p: Product) {
+    if let (BArg::Batched(xt), BArg::Batched(ct)) = (x, c)
+        && t::added_in_place(target, xt, ct, 2, p)
     {
         return;
     }
-    t::acc(target, &matmul_tl(ct, b, like));
+    let g = match p {
+        Product::Tr => matmul_tr(x, c, like),
+        Product::Tl => matmul_tl(x, c, like),
+    };
+    t::acc(target, &g);
 }
 
 /// Batched [`t::ProductSum`]: a loop's per-example products kept as rows (each example's

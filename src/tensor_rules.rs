@@ -510,13 +510,7 @@ pub fn acc_matmul_tr<'a>(
     ct: impl Into<Operand<'a>>,
     like_b: &Tensor,
 ) {
-    let (a, ct) = (a.into(), ct.into());
-    if let (Operand::Tensor(x), Operand::Tensor(c)) = (a, ct)
-        && added_in_place(target, x, c, 1, Product::Tr)
-    {
-        return;
-    }
-    acc(target, &matmul_tr(a, ct, like_b));
+    acc_product(target, a.into(), ct.into(), like_b, Product::Tr);
 }
 
 /// `acc(target, &matmul_tl(ct, b, like_a))`: the gradient of `a` in `a.matmul(b)` added to
@@ -528,13 +522,22 @@ pub fn acc_matmul_tl<'a>(
     b: impl Into<Operand<'a>>,
     like_a: &Tensor,
 ) {
-    let (ct, b) = (ct.into(), b.into());
-    if let (Operand::Tensor(c), Operand::Tensor(x)) = (ct, b)
-        && added_in_place(target, c, x, 1, Product::Tl)
+    acc_product(target, ct.into(), b.into(), like_a, Product::Tl);
+}
+
+/// `target += xᵀ c` (`matmul_tr(x, c, like)`) or `x cᵀ` (`matmul_tl(x, c, like)`), in the
+/// target's buffer where [`added_in_place`] can.
+fn acc_product(target: &mut Tensor, x: Operand<'_>, c: Operand<'_>, like: &Tensor, p: Product) {
+    if let (Operand::Tensor(xt), Operand::Tensor(ct)) = (x, c)
+        && added_in_place(target, xt, ct, 1, p)
     {
         return;
     }
-    acc(target, &matmul_tl(ct, b, like_a));
+    let g = match p {
+        Product::Tr => matmul_tr(x, c, like),
+        Product::Tl => matmul_tl(x, c, like),
+    };
+    acc(target, &g);
 }
 
 /// Which product of two matrices an accumulation adds: `xᵀ c` (the gradient of a matmul's

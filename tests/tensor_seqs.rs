@@ -593,25 +593,11 @@ fn weights_on_the_left_get_every_steps_gradient() {
     );
     let (gx, gw, gu) = rnn_columns_grad_vmap(&xs, &w, &u);
     for (e, x) in unstack(&xs, 1).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
         let (ex, ew, eu) = rnn_columns_grad(x, &w, &u);
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example d/dxs",
-        );
-        assert_close(
-            &gw.slice(0, e, e + 1).squeeze(0),
-            &ew,
-            1e-12,
-            "per-example d/dw",
-        );
-        assert_close(
-            &gu.slice(0, e, e + 1).squeeze(0),
-            &eu,
-            1e-12,
-            "per-example d/du",
-        );
+        assert_close(&at(&gx), &ex, 1e-12, "per-example d/dxs");
+        assert_close(&at(&gw), &ew, 1e-12, "per-example d/dw");
+        assert_close(&at(&gu), &eu, 1e-12, "per-example d/du");
         let fw = fd_jacobian(&|v: &Tensor| rnn_columns(x, v, &u), &w).reshape(&[4, 3]);
         let fu = fd_jacobian(&|v: &Tensor| rnn_columns(x, &w, v), &u).reshape(&[4, 4]);
         assert_close(&ew, &fw, 1e-6, "d/dw");
@@ -688,19 +674,10 @@ fn elements_of_a_vec_of_tensors_are_assigned_in_place() {
     let (xs, u) = (normal(133, &[2, 6, 3]), normal(134, &[3, 3]) * 0.6);
     let (gx, gu) = ring_grad_vmap(&xs, &u);
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
         let (ex, eu) = ring_grad(x, &u);
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example d/dxs",
-        );
-        assert_close(
-            &gu.slice(0, e, e + 1).squeeze(0),
-            &eu,
-            1e-12,
-            "per-example d/du",
-        );
+        assert_close(&at(&gx), &ex, 1e-12, "per-example d/dxs");
+        assert_close(&at(&gu), &eu, 1e-12, "per-example d/du");
         let fx = fd_jacobian(&|v: &Tensor| ring(v, &u), x).reshape(&[6, 3]);
         let fu = fd_jacobian(&|v: &Tensor| ring(x, v), &u).reshape(&[3, 3]);
         assert_close(&ex, &fx, 1e-6, "ring d/dxs vs finite differences");
