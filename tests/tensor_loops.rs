@@ -146,3 +146,53 @@ fn the_hessian_through_a_taped_while_loop_matches_differences_of_the_gradient() 
     let fg = fd_jacobian(&|v: &Tensor| alternating_steps(v, &w), &x).reshape(&[3]);
     assert_close(&g, &fg, 1e-6, "gradient vs finite differences");
 }
+
+/// Loops inside a taped loop: an inner `for` over a list of layers that each example may
+/// leave early (`break`), and an inner scalar loop, inside a `while`. The inner loops'
+/// stacks are made afresh each trip of the outer one and kept on its tapes.
+#[vmap(in_axes = (0, None, None))]
+#[grad(wrt(x, ws))]
+fn nested(x: &Tensor, ws: &[Tensor], rates: &[f64]) -> Tensor {
+    let mut h = x.clone();
+    let mut k = 0;
+    while k < 3 {
+        for w in ws {
+            h = h.matmul(w).tanh() + &h * 0.5;
+            if h.abs().sum().item::<f64>() > 4.0 {
+                break;
+            }
+        }
+        let mut scale = 1.0;
+        for r in rates {
+            scale = scale * r + 0.1;
+        }
+        h = &h * scale;
+        k += 1;
+    }
+    h.powi(2).sum()
+}
+
+#[test]
+fn loops_inside_taped_loops_differentiate_and_batch() {
+    let ws = vec![normal(140, &[3, 3]) * 0.8, normal(141, &[3, 3]) * 0.8];
+    let rates = [0.9, 1.05];
+    let xs = normal(142, &[5, 3]) * 1.2;
+    let (gx, gws) = nested_grad_vmap(&xs, &ws, &rates);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ex, ews) = nested_grad(x, &ws, &rates);
+        assert_close(&at(&gx), &ex, 1e-12, "per-example d/dx");
+        let fx = fd_jacobian(&|v: &Tensor| nested(v, &ws, &rates), x).reshape(&[3]);
+        assert_close(&ex, &fx, 1e-6, "d/dx vs finite differences");
+        for (l, w) in ws.iter().enumerate() {
+            assert_close(&at(&gws[l]), &ews[l], 1e-12, "per-example d/dw");
+            let f = |v: &Tensor| {
+                let mut vs = ws.clone();
+                vs[l] = v.clone();
+                nested(x, &vs, &rates)
+            };
+            let fw = fd_jacobian(&f, w).reshape(&[3, 3]);
+            assert_close(&ews[l], &fw, 1e-6, "d/dw vs finite differences");
+        }
+    }
+}

@@ -7,10 +7,10 @@
 //! - the forward sweep runs an `if`/`match` as the primal does, after saving the mutable
 //!   scalars it reads; the reverse sweep restores them, takes the same branch again (the
 //!   condition is an immutable variable) and runs that branch's forward and reverse sweeps;
-//! - a loop of tensor code without inner loops keeps every value its body defines, in the
-//!   branches of its `if`s too, on a stack (tensors are shared, not copied) and the reverse
-//!   sweep pops them (`Vjp::taped`): recomputing a step of tensor work would cost as much
-//!   as the step;
+//! - a loop of tensor code keeps every value its body defines, in the branches of its
+//!   `if`s too and the stacks of its inner loops, on a stack (tensors are shared, not
+//!   copied) and the reverse sweep pops them (`Vjp::taped`): recomputing a step of tensor
+//!   work would cost as much as the step;
 //! - any other loop saves, at the start of each iteration, the loop-carried scalars the
 //!   iteration reads and overwrites; the reverse sweep walks the iterations backwards,
 //!   restores each one's start state and recomputes it before reversing it (per-iteration
@@ -830,11 +830,11 @@ impl Vjp<'_> {
         (fwd, rev)
     }
 
-    /// A loop whose body is tensor code without inner loops (a loop over layers, an RNN's
-    /// steps pushing its states, a solver's `while` iterations): recomputing an iteration
-    /// would cost as much as the iteration itself, so the forward sweep keeps every value
-    /// the body defines on a stack (tensors are shared, not copied), in the branches of its
-    /// `if`s too, and the reverse sweep pops them. Dead-code elimination then drops the
+    /// A loop whose body is tensor code (a loop over layers, an RNN's steps pushing its
+    /// states, a solver's `while` iterations, a stacked network's loop over steps and
+    /// layers): recomputing an iteration would cost as much as the iteration itself, so the
+    /// forward sweep keeps every value the body defines on a stack (tensors are shared, not
+    /// copied), in the branches of its `if`s too, and the reverse sweep pops them. Dead-code elimination then drops the
     /// stacks of values the reverse sweep does not read. A `for` over a plain range without
     /// exits walks its range backwards; any other loop (`while`, `loop`, a `for` with
     /// `break`) counts its trips, as [`Vjp::looped`] does.
@@ -867,11 +867,13 @@ impl Vjp<'_> {
         }
     }
 
-    /// Whether [`Vjp::taped`] can keep the values of `b`: lets, assignments, pushes onto a Vec
-    /// of tensors, and `if`s and `match`es without loops in them (`nested`: inside one, only
-    /// `if`s whose branches can be kept too).
+    /// Whether [`Vjp::taped`] can keep the values of `b`: lets, assignments, pushes onto and
+    /// writes into a Vec of tensors, inner loops (reversed their own way, their stacks made
+    /// afresh each trip and kept on the outer loop's tapes), and `if`s and `match`es without
+    /// loops in them (`nested`: inside one, only `if`s whose branches can be kept too).
     fn tapeable(&self, b: &Block, nested: bool) -> bool {
         b.stmts.iter().all(|st| match st {
+            Stmt::For { .. } | Stmt::Loop { .. } => !nested,
             Stmt::Let { .. } | Stmt::Assign { .. } | Stmt::AddAssign { .. } => true,
             Stmt::Push { array, .. } | Stmt::Store { array, .. } => {
                 self.func.info(*array).kind == Kind::Struct

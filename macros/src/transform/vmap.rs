@@ -224,6 +224,26 @@ fn control_deps(
     }
 }
 
+/// The variables `block` changes only by adding to their parts (`AddProject`: the adjoint
+/// of a parameter struct or of a sequence of tensors).
+fn projected_only(block: &Block) -> HashSet<Var> {
+    let mut projected = HashSet::new();
+    walk(block, &mut |s| {
+        if let Stmt::AddProject { target, .. } = s {
+            projected.insert(*target);
+        }
+    });
+    let mut other = HashSet::new();
+    walk(block, &mut |s| {
+        if !matches!(s, Stmt::AddProject { .. }) && children(s).is_empty() {
+            other.extend(assigned_vars(&Block {
+                stmts: vec![s.clone()],
+            }));
+        }
+    });
+    projected.difference(&other).copied().collect()
+}
+
 /// The variables `block` changes only by pushing to them (the transforms' tapes).
 fn pushed_only(block: &Block) -> Vec<Var> {
     let pushed: HashSet<Var> = {
@@ -576,7 +596,16 @@ impl Vmap<'_> {
                 path,
                 value,
             } if batched(target) => {
-                let value = self.lift(out, *value, *target);
+                let mut value = self.lift(out, *value, *target);
+                // under per-example conditions, only the examples that hold them add
+                if !self.masks.is_empty() && self.func.info(*target).kind == Kind::Struct {
+                    let mut mask = self.masks[0];
+                    for m in self.masks.clone().into_iter().skip(1) {
+                        mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
+                    }
+                    value =
+                        self.batched_prim(out, Prim::Select, vec![mask, value, Atom::Float(0.0)]);
+                }
                 out.push(Stmt::AddProject {
                     target: *target,
                     path: path.clone(),
@@ -964,9 +993,15 @@ impl Vmap<'_> {
             stmts: then.stmts.iter().chain(&els.stmts).cloned().collect(),
         };
         let pushed_only: HashSet<Var> = pushed_only(&both).into_iter().collect();
+        // the adjoint of a sequence of tensors that the branches only add to (a reverse
+        // sweep's `ws_bar[l] += g`): each example adds its own branch's part, the values
+        // masked by the branch's condition (see the `AddProject` rule)
+        let projected = projected_only(&both);
         assigned.retain(|v| {
             let info = self.func.info(*v);
-            !(info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v))
+            let tape = info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v);
+            let added_to = info.kind == Kind::Struct && projected.contains(v);
+            !tape && !added_to
         });
         for v in &assigned {
             let info = self.func.info(*v);
@@ -1013,8 +1048,9 @@ impl Vmap<'_> {
             });
             taken.push(t);
         }
-        // the else side's mask, only where an effect there reads it
-        let not = has_effect(els).then(|| self.batched_prim(out, Prim::Not, vec![cond]));
+        // the else side's mask, only where an effect or an accumulation there reads it
+        let not = (has_effect(els) || !projected_only(els).is_empty())
+            .then(|| self.batched_prim(out, Prim::Not, vec![cond]));
         if let Some(not) = not {
             self.masks.push(not);
         }
