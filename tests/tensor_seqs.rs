@@ -689,3 +689,96 @@ fn elements_of_a_vec_of_tensors_are_assigned_in_place() {
         assert_close(&t, &want, 1e-10, "ring jvp vs <grad, tangent>");
     }
 }
+
+/// The stacked network written functionally: each step builds the layers' new states in a
+/// fresh Vec and replaces the old one whole (`hs = next;`).
+#[vmap(in_axes = (1, None))]
+#[grad(wrt(ws))]
+fn stacked_replaced(xs: &Tensor, ws: &[Tensor]) -> Tensor {
+    let mut hs: Vec<Tensor> = ws
+        .iter()
+        .map(|w| Tensor::zeros(&[w.shape()[1]], w.dtype()))
+        .collect();
+    let mut total = xs.sum() * 0.0;
+    for t in 0..xs.shape()[0] {
+        let mut inp = xs.slice(0, t, t + 1).squeeze(0);
+        let mut next = Vec::new();
+        for l in 0..ws.len() {
+            let h = Tensor::concat(&[&inp, &hs[l]], 0).matmul(&ws[l]).tanh();
+            inp = h.clone();
+            next.push(h);
+        }
+        hs = next;
+        total += inp.powi(2).sum();
+    }
+    total + Tensor::stack(&hs, 0).sum()
+}
+
+/// The same with a write into a Vec of floats in the loop, which keeps it on the strategy
+/// that recomputes each step (the replaced Vec of tensors saved and restored by value).
+#[grad(wrt(ws))]
+fn stacked_replaced_recomputed(xs: &Tensor, ws: &[Tensor]) -> Tensor {
+    let mut hs: Vec<Tensor> = ws
+        .iter()
+        .map(|w| Tensor::zeros(&[w.shape()[1]], w.dtype()))
+        .collect();
+    let mut scales = vec![1.0; xs.shape()[0] + 1];
+    let mut total = xs.sum() * 0.0;
+    for t in 0..xs.shape()[0] {
+        let mut inp = xs.slice(0, t, t + 1).squeeze(0);
+        let mut next = Vec::new();
+        for l in 0..ws.len() {
+            let h = Tensor::concat(&[&inp, &hs[l]], 0).matmul(&ws[l]).tanh();
+            inp = h.clone();
+            next.push(h);
+        }
+        scales[t + 1] = scales[t] * 1.0;
+        hs = next;
+        total += inp.powi(2).sum() * scales[t + 1];
+    }
+    total + Tensor::stack(&hs, 0).sum()
+}
+
+#[test]
+fn a_vec_of_tensors_replaced_whole_differentiates_like_one_written_in_place() {
+    let xs = normal(150, &[4, 3, 2]);
+    let ws = vec![
+        normal(151, &[2 + 3, 3]) * 0.7,
+        normal(152, &[3 + 3, 3]) * 0.7,
+    ];
+    let per = stacked_replaced_grad_vmap(&xs, &ws);
+    let in_place = stacked_grad_vmap(&xs, &ws);
+    for l in 0..2 {
+        assert_close(&per[l], &in_place[l], 1e-12, "replaced vs written in place");
+    }
+    for (e, x) in unstack(&xs, 1).iter().enumerate() {
+        let g = stacked_replaced_grad(x, &ws);
+        assert_eq!(
+            stacked_replaced(x, &ws).item::<f64>(),
+            stacked(x, &ws).item::<f64>()
+        );
+        for (l, w) in ws.iter().enumerate() {
+            assert_close(
+                &per[l].slice(0, e, e + 1).squeeze(0),
+                &g[l],
+                1e-12,
+                "per-example",
+            );
+            let f = |v: &Tensor| {
+                let mut vs = ws.clone();
+                vs[l] = v.clone();
+                stacked_replaced(x, &vs)
+            };
+            let fd = fd_jacobian(&f, w).reshape(w.shape());
+            assert_close(&g[l], &fd, 1e-6, "d/dw vs finite differences");
+        }
+        let r = stacked_replaced_recomputed_grad(x, &ws);
+        assert_close(&r[0], &g[0], 1e-12, "recomputed d/dw0");
+        assert_close(&r[1], &g[1], 1e-12, "recomputed d/dw1");
+        let dws = vec![normal(153, &[5, 3]), normal(154, &[6, 3])];
+        let (v, t) = stacked_replaced_jvp(x, &ws, &dws);
+        assert_eq!(v.item::<f64>(), stacked_replaced(x, &ws).item::<f64>());
+        let want = (&g[0] * &dws[0]).sum() + (&g[1] * &dws[1]).sum();
+        assert_close(&t, &want, 1e-10, "jvp vs <grad, tangent>");
+    }
+}

@@ -1523,7 +1523,12 @@ impl Lowerer<'_> {
                 if info.kind == Kind::Opaque && vk.is_differentiable() {
                     info.kind = vk;
                 }
-                if info.kind.is_differentiable() && !info.kind.is_scalar() {
+                // (a Vec of tensors replaced by another: `hs = next;`)
+                let seqs = [Atom::Var(var), new]
+                    .iter()
+                    .all(|a| matches!(a, Atom::Var(v) if self.tensor_seqs.contains(v)));
+                let info = &self.func.vars[var.0 as usize];
+                if info.kind.is_differentiable() && !info.kind.is_scalar() && !seqs {
                     self.cx.error(
                         p,
                         "reassigning a whole Vec is not supported; assign its elements (a whole array can be reassigned)",

@@ -258,9 +258,18 @@ impl Vjp<'_> {
     /// Outer mutable scalars read in `b`, outer mutable scalars assigned in `b`, outer logged sequences written in `b`.
     fn footprint(&self, b: &Block) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
         let declared: HashSet<Var> = declared_vars(b).into_iter().collect();
+        // (a Vec of tensors replaced whole, `hs = next;`, is saved and restored by value too)
+        let mut replaced = HashSet::new();
+        walk(b, &mut |s| {
+            if let Stmt::Assign { var, .. } = s
+                && self.func.info(*var).kind == Kind::Struct
+            {
+                replaced.insert(*var);
+            }
+        });
         let outer_scalar = |v: &Var| {
             let i = self.func.info(*v);
-            i.mutable && i.kind.is_scalar() && !declared.contains(v)
+            i.mutable && (i.kind.is_scalar() || replaced.contains(v)) && !declared.contains(v)
         };
         let reads: Vec<Var> = read_vars(b).into_iter().filter(outer_scalar).collect();
         let assigned = assigned_vars(b);
@@ -287,6 +296,9 @@ impl Vjp<'_> {
             Stmt::If { .. } | Stmt::Match { .. } => self.branch(s),
             Stmt::For { .. } | Stmt::Loop { .. } => self.looped(s),
             Stmt::Let { var, rhs } => self.let_(*var, rhs, s),
+            Stmt::Assign { var, value } if self.func.info(*var).kind == Kind::Struct => {
+                self.replace_seq(s, *var, *value)
+            }
             Stmt::Assign { var, value } => {
                 let mut rev = Vec::new();
                 if self.varied.contains(var) {
@@ -408,6 +420,50 @@ impl Vjp<'_> {
             // not needed by any attribute yet.
             other => (vec![other.clone()], vec![]),
         }
+    }
+
+    /// `var = value` for Vecs of tensors (`hs = next;`): the forward sweep keeps the Vec it
+    /// replaces (its tensors shared); the reverse sweep passes `var`'s cotangent to `value`,
+    /// starts it again from zero, and puts the old Vec back.
+    fn replace_seq(&mut self, s: &Stmt, var: Var, value: Atom) -> Sweeps {
+        let info = self.func.info(var).clone();
+        let old = self
+            .func
+            .new_var(&format!("{}_replaced", info.name), Kind::Struct, false);
+        let fwd = vec![
+            Stmt::Let {
+                var: old,
+                rhs: Rhs::Atom(Atom::Var(var)),
+            },
+            s.clone(),
+        ];
+        let mut rev = Vec::new();
+        if self.varied.contains(&var) {
+            let a = self.adj(var);
+            if let Atom::Var(u) = value
+                && self.varied.contains(&u)
+            {
+                let au = self.adj(u);
+                rev.push(Stmt::AddAssign {
+                    var: au,
+                    value: Atom::Var(a),
+                });
+            }
+            let zero = self.func.new_var("zero", Kind::Struct, false);
+            rev.push(Stmt::Let {
+                var: zero,
+                rhs: Rhs::NewSeq(NewSeq::ZerosLike(old)),
+            });
+            rev.push(Stmt::Assign {
+                var: a,
+                value: Atom::Var(zero),
+            });
+        }
+        rev.push(Stmt::Assign {
+            var,
+            value: Atom::Var(old),
+        });
+        (fwd, rev)
     }
 
     /// `array[index] = value` into a Vec of tensors: the forward sweep logs the element it
