@@ -772,6 +772,10 @@ fn a_vec_of_tensors_replaced_whole_differentiates_like_one_written_in_place() {
             let fd = fd_jacobian(&f, w).reshape(w.shape());
             assert_close(&g[l], &fd, 1e-6, "d/dw vs finite differences");
         }
+        assert_eq!(
+            stacked_replaced_recomputed(x, &ws).item::<f64>(),
+            stacked_replaced(x, &ws).item::<f64>()
+        );
         let r = stacked_replaced_recomputed_grad(x, &ws);
         assert_close(&r[0], &g[0], 1e-12, "recomputed d/dw0");
         assert_close(&r[1], &g[1], 1e-12, "recomputed d/dw1");
