@@ -5,7 +5,7 @@
 //! unbatched function.
 
 mod common;
-use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+use common::tensors::{assert_close, fd_element, fd_jacobian, normal, unstack};
 
 use ferrax::prelude::*;
 
@@ -654,19 +654,14 @@ fn elements_of_a_vec_of_tensors_are_assigned_in_place() {
     let per = stacked_grad_vmap(&xs, &ws);
     for (e, x) in unstack(&xs, 1).iter().enumerate() {
         let g = stacked_grad(x, &ws);
-        for (l, w) in ws.iter().enumerate() {
+        for l in 0..ws.len() {
             assert_close(
                 &per[l].slice(0, e, e + 1).squeeze(0),
                 &g[l],
                 1e-12,
                 "per-example",
             );
-            let f = |v: &Tensor| {
-                let mut vs = ws.clone();
-                vs[l] = v.clone();
-                stacked(x, &vs)
-            };
-            let fd = fd_jacobian(&f, w).reshape(w.shape());
+            let fd = fd_element(&|vs: &[Tensor]| stacked(x, vs), &ws, l);
             assert_close(&g[l], &fd, 1e-6, "stacked d/dw vs finite differences");
         }
     }
@@ -757,19 +752,14 @@ fn a_vec_of_tensors_replaced_whole_differentiates_like_one_written_in_place() {
             stacked_replaced(x, &ws).item::<f64>(),
             stacked(x, &ws).item::<f64>()
         );
-        for (l, w) in ws.iter().enumerate() {
+        for l in 0..ws.len() {
             assert_close(
                 &per[l].slice(0, e, e + 1).squeeze(0),
                 &g[l],
                 1e-12,
                 "per-example",
             );
-            let f = |v: &Tensor| {
-                let mut vs = ws.clone();
-                vs[l] = v.clone();
-                stacked_replaced(x, &vs)
-            };
-            let fd = fd_jacobian(&f, w).reshape(w.shape());
+            let fd = fd_element(&|vs: &[Tensor]| stacked_replaced(x, vs), &ws, l);
             assert_close(&g[l], &fd, 1e-6, "d/dw vs finite differences");
         }
         assert_eq!(

@@ -51,6 +51,17 @@ pub fn fd_jacobian(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
     Tensor::from_vec(j, &shape)
 }
 
+/// Central finite differences of `f` with respect to element `l` of the list `ws` (the
+/// others held), shaped like that element.
+pub fn fd_element(f: &dyn Fn(&[Tensor]) -> Tensor, ws: &[Tensor], l: usize) -> Tensor {
+    let g = |v: &Tensor| {
+        let mut vs = ws.to_vec();
+        vs[l] = v.clone();
+        f(&vs)
+    };
+    fd_jacobian(&g, &ws[l]).reshape(ws[l].shape())
+}
+
 /// The examples of `xs` along `axis`.
 pub fn unstack(xs: &Tensor, axis: isize) -> Vec<Tensor> {
     let n = xs.ndim() as isize;
