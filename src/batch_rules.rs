@@ -1213,6 +1213,12 @@ impl<'a> From<&'a Vec<Tensor>> for BSeqArg<'a> {
     }
 }
 
+impl<'a> From<&'a [Tensor]> for BSeqArg<'a> {
+    fn from(v: &'a [Tensor]) -> Self {
+        BSeqArg::Plain(v)
+    }
+}
+
 impl<'a> BSeqArg<'a> {
     /// Each element as a batching rule's argument.
     fn args(self) -> Vec<BArg<'a>> {
@@ -1616,6 +1622,19 @@ pub fn batch_size(fn_name: &str, args: &[(&str, &Tensor)]) -> usize {
     match try_batch_size(fn_name, args) {
         Ok(n) => n,
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// The first element of a batched list of tensors (`&[Tensor]` with an `in_axes` entry),
+/// where only lists are batched: what values made inside are lifted like (its batch size,
+/// dtype and device). Panics, naming the function, where the list is empty.
+#[track_caller]
+pub fn first_of_list(fn_name: &str, list: &[Tensor]) -> Tensor {
+    match list.first() {
+        Some(x) => x.clone(),
+        None => panic!(
+            "ferrax vmap: `{fn_name}` batches only lists of tensors, and they are empty: there is no batch size to take"
+        ),
     }
 }
 

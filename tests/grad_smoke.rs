@@ -1218,3 +1218,33 @@ fn arrays_reassigned_whole_match_finite_differences() {
     assert_eq!(v, f(&p));
     close(&[t], &[g[1]], "lotka_volterra_jvp");
 }
+
+/// `.skip(k)` and `.take(k)` after `.enumerate()` / `.zip(..)` in a loop header: the
+/// elements walked and their indices are those of the sequence.
+#[grad]
+fn windowed(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (i, v) in x.iter().enumerate().skip(1).take(3) {
+        s += v * v * i as f64;
+    }
+    for (a, b) in x.iter().zip(y).skip(2) {
+        s += a * b.sin();
+    }
+    for v in y.iter().take(10) {
+        s += v.exp();
+    }
+    s
+}
+
+#[test]
+fn skip_and_take_in_loop_headers() {
+    let (x, y): ([f64; 6], [f64; 4]) = ([0.3, -0.5, 1.2, 0.9, 2.0, -1.1], [0.4, 0.1, -0.7, 1.3]);
+    // by hand: indices 1..4 of x, pairs from index 2, all of y
+    let want: f64 = (1..4).map(|i| x[i] * x[i] * i as f64).sum::<f64>()
+        + (2..4).map(|i| x[i] * y[i].sin()).sum::<f64>()
+        + y.iter().map(|v| v.exp()).sum::<f64>();
+    assert!((windowed(&x, &y) - want).abs() < 1e-12);
+    let (gx, gy) = windowed_grad(&x, &y);
+    close(&gx, &fd(|v| windowed(v, &y), &x), "d/dx");
+    close(&gy, &fd(|v| windowed(&x, v), &y), "d/dy");
+}

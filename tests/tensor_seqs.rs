@@ -776,3 +776,68 @@ fn a_vec_of_tensors_replaced_whole_differentiates_like_one_written_in_place() {
         assert_close(&t, &want, 1e-10, "jvp vs <grad, tangent>");
     }
 }
+
+/// A list of tensors batched element by element (`in_axes` on a `&[Tensor]`): each example
+/// is one list of sequences' steps.
+#[vmap(in_axes = (1, None))]
+#[grad]
+fn list_rnn(steps: &[Tensor], u: &Tensor) -> Tensor {
+    let mut h = steps[0].tanh();
+    for x in steps.iter().skip(1) {
+        h = (h.matmul(u) + x).tanh();
+    }
+    h.powi(2).sum() + Tensor::stack(steps, 0).mean()
+}
+
+/// Only the list is batched (the values made inside are lifted like its first element).
+#[vmap]
+fn list_norms(xs: &[Tensor]) -> Tensor {
+    let mut s = xs[0].zeros_like().sum();
+    for x in xs {
+        s += (x * x).sum();
+    }
+    s.sqrt() + 1.0
+}
+
+#[test]
+fn lists_of_tensors_are_batched_element_by_element() {
+    // 4 steps of [3 examples (axis 1), 2] and a shared [2, 2]
+    let steps: Vec<Tensor> = (0..4).map(|k| normal(160 + k, &[2, 3])).collect();
+    let u = normal(170, &[2, 2]) * 0.7;
+    let (gs, gu) = list_rnn_grad_vmap(&steps, &u);
+    assert_eq!(gs.len(), 4);
+    for e in 0..3 {
+        let ex: Vec<Tensor> = steps
+            .iter()
+            .map(|s| s.slice(1, e, e + 1).squeeze(1))
+            .collect();
+        let (es, eu) = list_rnn_grad(&ex, &u);
+        assert_close(
+            &gu.slice(0, e, e + 1).squeeze(0),
+            &eu,
+            1e-12,
+            "per-example d/du",
+        );
+        for k in 0..4 {
+            assert_close(
+                &gs[k].slice(0, e, e + 1).squeeze(0),
+                &es[k],
+                1e-12,
+                "per-example d/dstep",
+            );
+            let fd = fd_element(&|vs: &[Tensor]| list_rnn(vs, &u), &ex, k);
+            assert_close(&es[k], &fd, 1e-6, "d/dstep vs finite differences");
+        }
+    }
+    let xs: Vec<Tensor> = (0..3).map(|k| normal(180 + k, &[5, 2])).collect();
+    let norms = list_norms_vmap(&xs);
+    for e in 0..5 {
+        let ex: Vec<Tensor> = xs.iter().map(|s| s.slice(0, e, e + 1).squeeze(0)).collect();
+        assert_close(
+            &norms.slice(0, e, e + 1).squeeze(0),
+            &list_norms(&ex),
+            1e-12,
+            "per-example norm",
+        );
+    }
+}

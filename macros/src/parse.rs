@@ -3100,6 +3100,16 @@ impl Lowerer<'_> {
                 vec![LoopBind::Index],
             ));
         }
+        // `.skip(k)` / `.take(k)` after the sequences (and `.enumerate()`, whose count stays
+        // the element's index): bounds of the walk, applied from the innermost
+        let mut bounds = Vec::new();
+        while let Expr::MethodCall(m) = cur
+            && m.args.len() == 1
+            && (m.method == "skip" || m.method == "take")
+        {
+            bounds.push((m.method == "skip", &m.args[0]));
+            cur = &m.receiver;
+        }
         // Sequences: x.iter(), x.iter().enumerate(), x.iter().zip(y.iter()), &x, x, and
         // sequences inside structs (`&p.layers`, `cfg.w.iter()`)
         let (seqs, enumerate) = self.seq_chain(cur)?;
@@ -3115,6 +3125,17 @@ impl Lowerer<'_> {
             let l2 = self.seq_len(s);
             len = self.int_method(len, "min", l2);
         }
+        let mut lo = Atom::Int(0);
+        for (skip, k) in bounds.into_iter().rev() {
+            let k = self.int_value(k);
+            let moved = self.prim(Prim::Add, vec![lo, k]);
+            let moved = self.int_method(moved, "min", len);
+            if skip {
+                lo = moved;
+            } else {
+                len = moved;
+            }
+        }
         let mut binds: Vec<LoopBind> = Vec::new();
         if enumerate {
             binds.push(LoopBind::Index);
@@ -3122,7 +3143,7 @@ impl Lowerer<'_> {
         binds.extend(seqs);
         Some((
             Range {
-                lo: Atom::Int(0),
+                lo,
                 hi: len,
                 inclusive: false,
                 adapters,
@@ -3278,7 +3299,7 @@ impl Lowerer<'_> {
                 Some((s, false))
             }
             other => {
-                self.unsupported(other, "this iterator (for loops take `a..b` with `.rev()`/`.step_by(k)`, or `x.iter()` with `.enumerate()`/`.zip(..)`)");
+                self.unsupported(other, "this iterator (for loops take `a..b` with `.rev()`/`.step_by(k)`, or `x.iter()` with `.enumerate()`/`.zip(..)`, then `.skip(k)`/`.take(k)`)");
                 None
             }
         }

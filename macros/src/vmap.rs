@@ -634,13 +634,14 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
         let ok = match kind {
             Kind::Tensor => true,
             Kind::Float(_) => *a == Some(0) || *a == Some(-1),
+            Kind::Struct => seq_form(&p.ty).is_some(),
             _ => false,
         };
         if !ok {
             return Err(syn::Error::new_spanned(
                 &p.ty,
                 format!(
-                    "#[vmap] batches `Tensor` parameters (along any axis) and `f32` / `f64` parameters (a 1-D tensor of them, axis 0); `{}` is neither: give it `None` in `in_axes`",
+                    "#[vmap] batches `Tensor` parameters (along any axis), lists of tensors (`&[Tensor]`, `&Vec<Tensor>`, `Vec<Tensor>`: each element along the axis) and `f32` / `f64` parameters (a 1-D tensor of them, axis 0); `{}` is none of these: give it `None` in `in_axes`",
                     if p.ident == crate::method::SELF {
                         "self".to_string()
                     } else {
@@ -651,6 +652,33 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
         }
     }
     Ok(axes)
+}
+
+/// How a list-of-tensors parameter is written (what its elements, moved to put their batch
+/// axis first, are bound as): `&[Tensor]`, `&Vec<Tensor>` or `Vec<Tensor>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SeqForm {
+    Slice,
+    VecRef,
+    Vec,
+}
+
+/// The form of `ty` if it is a list of tensors `#[vmap]` can batch (a fixed-size array is
+/// not: its length is part of its type).
+fn seq_form(ty: &Type) -> Option<SeqForm> {
+    let is_vec =
+        |t: &Type| crate::parse::type_kind(t) == Ok(Kind::Struct) && matches!(t, Type::Path(_));
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            Type::Slice(sl) if crate::parse::type_kind(&sl.elem) == Ok(Kind::Tensor) => {
+                Some(SeqForm::Slice)
+            }
+            t if is_vec(t) => Some(SeqForm::VecRef),
+            _ => None,
+        },
+        t if is_vec(t) => Some(SeqForm::Vec),
+        _ => None,
+    }
 }
 
 /// A batched function to emit.
@@ -670,6 +698,11 @@ pub struct BatchedFn<'a> {
 /// that moves each batch axis to the front and checks the batch sizes agree, and outputs
 /// with their batch axis (lifted where an output does not depend on the batch).
 pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
+    if b.axes.iter().all(Option::is_none) {
+        // (a counterpart of a function that batches only lists of tensors, which its callers
+        // pass unbatched: nothing to batch)
+        return Ok(quote!());
+    }
     let mut f = func.clone();
     let bsz = f.new_var("batch", Kind::Int, false);
     let batched: Vec<Var> = f
@@ -691,7 +724,20 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     for (p, ty) in f.params.iter_mut().zip(&tys) {
         p.ty = ty.clone();
     }
-    let like = batched[0];
+    // the batched value others are lifted like: a tensor or float parameter, or, where only
+    // lists of tensors are batched, the first element of the first (a variable of its own)
+    let listed = |v: &Var| f.info(*v).kind == Kind::Struct;
+    let (like, like_of_lists) = match batched.iter().find(|v| !listed(v)) {
+        Some(v) => (*v, None),
+        None => {
+            let l = f.new_var("batch_like", Kind::Tensor, false);
+            (l, Some(l))
+        }
+    };
+    let mut batched = batched;
+    if let Some(l) = like_of_lists {
+        batched.push(l);
+    }
     let vf = vmap(
         &f,
         &VmapIn {
@@ -713,10 +759,31 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     let params = crate::grad::param_list(&em, &vf);
     let mut prologue = Vec::new();
     let mut sizes = Vec::new();
+    let mut seq_sizes = Vec::new();
     for (p, a) in vf.params.iter().zip(b.axes) {
         let Some(axis) = a else { continue };
         let id = em.var(p.var);
         let by_ref = matches!(p.ty, Type::Reference(_));
+        if let Some(form) = seq_form(&p.ty) {
+            // a list of tensors: each element's batch axis moved first
+            if *axis != 0 {
+                let front = format_ident!("{}_front", id);
+                prologue.push(quote!(
+                    let #front: ::std::vec::Vec<::ferrax::Tensor> = #id
+                        .iter()
+                        .map(|x| ::ferrax::__private::b::move_to_front(x, #axis))
+                        .collect();
+                ));
+                prologue.push(match form {
+                    SeqForm::Slice => quote!(let #id = &#front[..];),
+                    SeqForm::VecRef => quote!(let #id = &#front;),
+                    SeqForm::Vec => quote!(let #id = #front;),
+                });
+            }
+            let label = p.ident.to_string();
+            seq_sizes.push(quote!(__ferrax_sizes.extend(#id.iter().map(|x| (#label, x)));));
+            continue;
+        }
         if *axis != 0 {
             let front = format_ident!("{}_front", id);
             let r = if by_ref { quote!(#id) } else { quote!(&#id) };
@@ -732,9 +799,18 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
         sizes.push(quote!((#label, #r)));
     }
     let bsz_id = em.var(bsz);
-    prologue.push(
-        quote!(let #bsz_id: usize = ::ferrax::__private::b::batch_size(#name_str, &[#(#sizes),*]);),
-    );
+    prologue.push(quote! {
+        let mut __ferrax_sizes: ::std::vec::Vec<(&str, &::ferrax::Tensor)> = ::std::vec![#(#sizes),*];
+        #(#seq_sizes)*
+        let #bsz_id: usize = ::ferrax::__private::b::batch_size(#name_str, &__ferrax_sizes);
+    });
+    // (where only lists are batched, the values lifted to the batch take the dtype and
+    // device of the first element of the first one)
+    if let Some(l) = like_of_lists {
+        let (lid, list) = (em.var(l), em.var(batched[0]));
+        prologue
+            .push(quote!(let #lid = ::ferrax::__private::b::first_of_list(#name_str, &#list[..]);));
+    }
     let body = em.block(&vf.body);
     let like_id = em.borrowed_tokens(like);
     let mut rets = Vec::new();
