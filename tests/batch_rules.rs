@@ -729,16 +729,18 @@ fn matmul_matches_loop_for_every_rank_and_batching() {
     }
 }
 
+/// The shape of `a.matmul(&b)` for operands of shapes `a` and `b`.
+fn product_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
+    t::matmul(&Tensor::zeros(a, DType::F64), &Tensor::zeros(b, DType::F64))
+        .shape()
+        .to_vec()
+}
+
 #[test]
 fn matmul_transposes_match_loop_for_every_rank_and_batching() {
     for [x, y] in matmul_pairs() {
         // ct is shaped like a @ b (per example)
-        let ct = t::matmul(
-            &Tensor::zeros(&x, DType::F64),
-            &Tensor::zeros(&y, DType::F64),
-        )
-        .shape()
-        .to_vec();
+        let ct = product_shape(&x, &y);
         // matmul_tl(ct, b, like_a)
         for p in patterns(&[ct.clone(), y.clone(), x.clone()], false) {
             check(
@@ -769,12 +771,7 @@ fn matmul_transposes_match_loop_for_every_rank_and_batching() {
 #[test]
 fn product_sums_match_adding_each_step() {
     for [x, y] in matmul_pairs() {
-        let ct = t::matmul(
-            &Tensor::zeros(&x, DType::F64),
-            &Tensor::zeros(&y, DType::F64),
-        )
-        .shape()
-        .to_vec();
+        let ct = product_shape(&x, &y);
         // (operand shapes, the shape donor's, whether it is `matmul_tl`)
         for (ops, like, tl) in [([&x, &ct], &y, false), ([&ct, &y], &x, true)] {
             for steps in [0, 1, 3] {
