@@ -259,7 +259,10 @@ pub fn select<'a>(
             } else {
                 m.clone()
             };
-            Tensor::where_(&keep, &a.tensor_like(like), &b.tensor_like(like))
+            let (a, b) = (a.tensor_like(like), b.tensor_like(like));
+            let a = zero_as(a, &b);
+            let b = zero_as(b, &a);
+            Tensor::where_(&keep, &a, &b)
         }
         Cond::Bool(c) => {
             let like = match (a, b) {
@@ -778,9 +781,22 @@ pub trait AccUnit<T> {
 
 impl<T> AccUnit<T> for AccProbe<T, ()> {}
 
-/// The value a tensor-returning function holds before it `return`s.
+/// The value a tensor-returning function holds before it `return`s: a lazy zero, which a
+/// select takes in the other side's dtype and device (under `vmap`, the examples that have
+/// not returned yet hold it beside those that have).
 pub fn placeholder() -> Tensor {
-    Tensor::scalar(0.0f32)
+    ferrax_runtime::differentiable::lazy_zero(&Tensor::scalar(0.0f32))
+}
+
+/// `z` in the dtype and device of `other` where `z` is a lazy zero of another dtype or
+/// device (its value is the same zero), else `z` as it is.
+fn zero_as<'a>(z: std::borrow::Cow<'a, Tensor>, other: &Tensor) -> std::borrow::Cow<'a, Tensor> {
+    let differs = z.dtype() != other.dtype() || z.device() != other.device();
+    if differs && ferrax_runtime::differentiable::is_lazy_zero(&z) {
+        let zero = Tensor::full_on(z.shape(), 0.0, other.dtype(), &other.device());
+        return std::borrow::Cow::Owned(zero);
+    }
+    z
 }
 
 /// The number of elements of a value: 1 for a float, the element count for a tensor.

@@ -191,3 +191,44 @@ fn loops_inside_taped_loops_differentiate_and_batch() {
         }
     }
 }
+
+/// A gated recurrent cell (gates through a closure) that returns early, per example, once
+/// its state saturates: the examples that have not returned yet hold a placeholder beside
+/// those that have (a lazy zero, taken in the other side's dtype), in f64.
+#[vmap(in_axes = (1, None, None))]
+#[grad(wrt(wz, wh))]
+fn gated(xs: &Tensor, wz: &Tensor, wh: &Tensor) -> Tensor {
+    let sig = |v: &Tensor| v.sigmoid();
+    let mut h = Tensor::zeros(&[wz.shape()[1]], xs.dtype());
+    for t in 0..xs.shape()[0] {
+        let xh = Tensor::concat(&[&xs.slice(0, t, t + 1).squeeze(0), &h], 0);
+        let z = sig(&xh.matmul(wz));
+        h = &z * &h + (1.0 - &z) * xh.matmul(wh).tanh();
+        if h.abs().max().item::<f64>() > 0.6 {
+            return h.powi(2).sum() * (t as f64 + 1.0);
+        }
+    }
+    h.powi(2).sum()
+}
+
+#[test]
+fn an_early_return_per_example_differentiates_and_batches() {
+    let xs = normal(190, &[5, 4, 2]) * 1.5;
+    let (wz, wh) = (normal(191, &[5, 3]) * 0.6, normal(192, &[5, 3]) * 0.6);
+    let (gz, gh) = gated_grad_vmap(&xs, &wz, &wh);
+    let values = gated_vmap(&xs, &wz, &wh);
+    for (e, x) in unstack(&xs, 1).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(
+            &at(&values),
+            &gated(x, &wz, &wh),
+            1e-12,
+            "per-example value",
+        );
+        let (ez, eh) = gated_grad(x, &wz, &wh);
+        assert_close(&at(&gz), &ez, 1e-12, "per-example d/dwz");
+        assert_close(&at(&gh), &eh, 1e-12, "per-example d/dwh");
+        let fz = fd_jacobian(&|v: &Tensor| gated(x, v, &wh), &wz).reshape(&[5, 3]);
+        assert_close(&ez, &fz, 1e-6, "d/dwz vs finite differences");
+    }
+}
