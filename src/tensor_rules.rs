@@ -548,7 +548,9 @@ fn acc_product(target: &mut Tensor, x: Operand<'_>, c: Operand<'_>, like: &Tenso
 /// the outer product `x ⊗ c`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Product {
+    /// `xᵀ c`: the gradient of a matmul's right operand (`matmul_tr`).
     Tr,
+    /// `x cᵀ`: the gradient of a matmul's left operand (`matmul_tl`).
     Tl,
 }
 
