@@ -305,3 +305,42 @@ fn gradients_through_a_vec_of_tensors_on_the_gpu_match_the_cpu() {
     assert_close("per-sequence dw", &gw.to_device(&Device::Cpu), &cw);
     assert_close("per-sequence du", &gu.to_device(&Device::Cpu), &cu);
 }
+
+/// A solver loop with a per-example trip count and a branch per example (its values kept on
+/// tapes, the weight's products summed after the loop).
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(w))]
+fn damped_solve(x: &Tensor, w: &Tensor) -> Tensor {
+    let mut h = x.zeros_like();
+    let mut k = 0;
+    let mut step = 1.0f32;
+    while k < 30 && step > 1e-5 {
+        let next = (h.matmul(w) + x).tanh();
+        step = (&next - &h).abs().max().item::<f32>();
+        if step < 0.5 {
+            h = &next * 0.9 + &h * 0.1;
+        } else {
+            h = next;
+        }
+        k += 1;
+    }
+    h.powi(2).mean()
+}
+
+#[test]
+fn per_example_gradients_of_a_taped_while_loop_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(50), &[4, 8], DType::F32);
+    let w = Tensor::normal(Key::new(51), &[8, 8], DType::F32) * 0.3;
+    let cpu = damped_solve_grad_vmap(&x, &w);
+    let on_gpu = damped_solve_grad_vmap(&x.to_device(&dev), &w.to_device(&dev));
+    assert_eq!(on_gpu.device(), dev, "the gradients stay on the GPU");
+    assert_close("per-example d/dw", &on_gpu.to_device(&Device::Cpu), &cpu);
+    let first = damped_solve(&x.slice(0, 0, 1).squeeze(0), &w);
+    let values = damped_solve_vmap(&x.to_device(&dev), &w.to_device(&dev));
+    assert_close(
+        "the first example's value",
+        &values.to_device(&Device::Cpu).slice(0, 0, 1).squeeze(0),
+        &first,
+    );
+}
