@@ -792,6 +792,22 @@ pub fn matmul<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
     let (a, b) = (a.into(), b.into());
     let bsz = bsz_of("matmul", &[a, b]);
     let (ra, rb) = (a.ex_rank(), b.ex_rank());
+    // (checked per example, so that the message names the shapes the user's code sees)
+    let (ea, eb) = (a.ex_shape(), b.ex_shape());
+    let contracted = (
+        ea.last(),
+        if rb == 1 {
+            eb.first()
+        } else {
+            eb.get(rb.wrapping_sub(2))
+        },
+    );
+    if let (Some(ka), Some(kb)) = contracted {
+        assert!(
+            ka == kb,
+            "matmul: shapes {ea:?} and {eb:?} cannot be multiplied: contracted axes have sizes {ka} and {kb} (per example, under #[vmap] with a batch of {bsz})"
+        );
+    }
     match (a, b) {
         // [B, .., k] @ [k, n] or [k]: the batch axis is a leading axis of `a`
         (BArg::Batched(x), BArg::Plain(Operand::Tensor(w)))

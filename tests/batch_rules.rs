@@ -1415,3 +1415,14 @@ fn lift_arg_lifts_tensors_and_passes_other_values() {
     assert_eq!(same.0.shape(), &[2, 3]);
     assert_eq!(same.1, 2.5);
 }
+
+/// A batched matmul whose examples do not fit names the examples' shapes, not the batched
+/// tensors' (what the user's code sees), and the batch.
+#[test]
+#[should_panic(
+    expected = "matmul: shapes [2] and [6, 4] cannot be multiplied: contracted axes have sizes 2 and 6 (per example, under #[vmap] with a batch of 3)"
+)]
+fn a_batched_matmul_that_does_not_fit_names_the_examples_shapes() {
+    let (x, w) = (rand(&[3, 2], (-1.0, 1.0)), rand(&[6, 4], (-1.0, 1.0)));
+    b::matmul(B(&x), &w);
+}
