@@ -1641,19 +1641,6 @@ pub fn batch_size(fn_name: &str, args: &[(&str, &Tensor)]) -> usize {
     }
 }
 
-/// The first element of a batched list of tensors (`&[Tensor]` with an `in_axes` entry),
-/// where only lists are batched: what values made inside are lifted like (its batch size,
-/// dtype and device). Panics, naming the function, where the list is empty.
-#[track_caller]
-pub fn first_of_list(fn_name: &str, list: &[Tensor]) -> Tensor {
-    match list.first() {
-        Some(x) => x.clone(),
-        None => panic!(
-            "ferrax vmap: `{fn_name}` batches only lists of tensors, and they are empty: there is no batch size to take"
-        ),
-    }
-}
-
 /// `x` with its batch axis `axis` (an `in_axes` entry, negative from the end) moved first.
 #[track_caller]
 pub fn move_to_front(x: &Tensor, axis: isize) -> Tensor {

@@ -770,7 +770,14 @@ fn matmul_transposes_match_loop_for_every_rank_and_batching() {
 /// each step as it comes (`acc_matmul_tr`, `acc_matmul_tl`), batched or not.
 #[test]
 fn product_sums_match_adding_each_step() {
-    for [x, y] in matmul_pairs() {
+    // (and empty axes: no rows, nothing contracted, no columns)
+    let empty = [
+        [sh(&[0, 3]), sh(&[3, 5])],
+        [sh(&[2, 0]), sh(&[0, 5])],
+        [sh(&[2, 3]), sh(&[3, 0])],
+        [sh(&[0]), sh(&[0, 5])],
+    ];
+    for [x, y] in matmul_pairs().into_iter().chain(empty) {
         let ct = product_shape(&x, &y);
         // (operand shapes, the shape donor's, whether it is `matmul_tl`)
         for (ops, like, tl) in [([&x, &ct], &y, false), ([&ct, &y], &x, true)] {

@@ -841,3 +841,10 @@ fn lists_of_tensors_are_batched_element_by_element() {
         );
     }
 }
+
+/// Batching only lists that are all empty has no batch size to take.
+#[test]
+#[should_panic(expected = "`list_norms_vmap`: no batched argument")]
+fn batching_only_empty_lists_is_an_error_naming_the_function() {
+    list_norms_vmap(&[]);
+}

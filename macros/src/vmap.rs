@@ -805,11 +805,10 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
         let #bsz_id: usize = ::ferrax::__private::b::batch_size(#name_str, &__ferrax_sizes);
     });
     // (where only lists are batched, the values lifted to the batch take the dtype and
-    // device of the first element of the first one)
+    // device of the first batched element, which the batch size was read from)
     if let Some(l) = like_of_lists {
-        let (lid, list) = (em.var(l), em.var(batched[0]));
-        prologue
-            .push(quote!(let #lid = ::ferrax::__private::b::first_of_list(#name_str, &#list[..]);));
+        let lid = em.var(l);
+        prologue.push(quote!(let #lid = __ferrax_sizes[0].1.clone();));
     }
     let body = em.block(&vf.body);
     let like_id = em.borrowed_tokens(like);
