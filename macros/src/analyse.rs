@@ -68,8 +68,9 @@ pub fn varied(func: &Func) -> HashSet<Var> {
 }
 
 /// Activity, backward half, before any transform: the variables the output depends on
-/// through values that can carry a derivative (every data dependence but the argument of
-/// `stop_gradient`). Reverse mode gives adjoints only to varied values in this set: any
+/// through values that can carry a derivative (every data dependence but through a
+/// primitive the table gives no derivative, such as `stop_gradient`, or a shape donor: the
+/// mirror of [`varied`]). Reverse mode gives adjoints only to varied values in this set: any
 /// other's cotangent is zero (a residual computed for a stopping test,
 /// `stop_gradient(&(&next - &h).abs().max())`, which would otherwise be transposed at every
 /// step of a reverse sweep, its zero cotangent and all).
@@ -79,10 +80,21 @@ pub fn useful(func: &Func) -> HashSet<Var> {
         let before = set.len();
         let mut add = Vec::new();
         walk(&func.body, &mut |s| match s {
-            Stmt::Let { var, rhs }
-                if set.contains(var)
-                    && !matches!(rhs, Rhs::Prim(crate::primitives::Prim::StopGradient, _)) =>
-            {
+            // (through a primitive, only what the table gives a derivative: not the argument
+            // of `stop_gradient`, nor a shape donor)
+            Stmt::Let {
+                var,
+                rhs: Rhs::Prim(p, args),
+            } if set.contains(var) && p.is_differentiable() => add.extend(
+                args.iter()
+                    .enumerate()
+                    .filter(|(k, _)| !p.is_shape_arg(*k))
+                    .filter_map(|(_, a)| a.var()),
+            ),
+            Stmt::Let {
+                rhs: Rhs::Prim(..), ..
+            } => {}
+            Stmt::Let { var, rhs } if set.contains(var) => {
                 add.extend(rhs_uses(rhs).iter().filter_map(|a| a.var()))
             }
             Stmt::Assign { var, value } | Stmt::AddAssign { var, value } if set.contains(var) => {
