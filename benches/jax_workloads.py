@@ -166,6 +166,31 @@ def fixed_point_grad():
     return {"flops": 3.0 * trips * 2 * b * n * n}, lambda: f(w, x)
 
 
+def gp_grads():
+    # per-example gradients of a Gaussian process likelihood, 64 covariances of 64 x 64
+    b, n = 64, 64
+    m = normal(61, (b, n, n))
+    k = m @ jnp.swapaxes(m, -1, -2) / n + jnp.eye(n, dtype=jnp.float32)
+    y = normal(62, (b, n))
+
+    def nll(k, y):
+        l = jnp.linalg.cholesky(k)
+        alpha = jax.scipy.linalg.solve_triangular(l, y, lower=True)
+        return 0.5 * (jnp.sum(alpha * alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(l))))
+
+    f = jax.jit(jax.vmap(jax.grad(nll, argnums=(0, 1))))
+    return {"flops": 0.0}, lambda: f(k, y)
+
+
+def solve_grad():
+    # the gradient of sum(tanh(A^-1 B)), A [512, 512], B [512, 64]
+    n, k = 512, 64
+    a = normal(63, (n, n)) / jnp.sqrt(float(n)) + 2.0 * jnp.eye(n, dtype=jnp.float32)
+    b = normal(64, (n, k))
+    f = jax.jit(jax.grad(lambda a, b: jnp.sum(jnp.tanh(jnp.linalg.solve(a, b))), argnums=(0, 1)))
+    return {"flops": 0.0}, lambda: f(a, b)
+
+
 def jacobian(n_in, n_out, mode):
     """mode: "best" (the faster of jacfwd and jacrev, timed here), "fwd" or "rev"."""
     with x64():
@@ -233,6 +258,8 @@ WORKLOADS = {
     "rnn_grad_t64_b32_f32": lambda: rnn_grad(False),
     "rnn_per_example_grads_t64_b32_f32": lambda: rnn_grad(True),
     "fixed_point_grad_b256_f32": fixed_point_grad,
+    "gp_per_example_grads_b64_n64_f32": gp_grads,
+    "solve_grad_n512_f32": solve_grad,
     "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
     "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),
     "jacrev_tall_10to1000_f64": lambda: jacobian(10, 1000, "rev"),

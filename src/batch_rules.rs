@@ -1395,7 +1395,7 @@ impl ProductSum {
         }
         let prep = |(t, lead): (&'a Tensor, usize)| -> (Cow<'a, Tensor>, usize) {
             if swapped {
-                (Cow::Owned(t::mt(t, lead)), lead)
+                (Cow::Owned(t::mt_past(t, lead)), lead)
             } else {
                 (Cow::Borrowed(t), lead)
             }
@@ -2088,4 +2088,122 @@ pub fn sum_batch<T: Differentiable>(g: &T) -> T {
         }
     }
     out
+}
+
+// ----- linear algebra -----
+
+/// Batched `t::solve`: each example's system solved.
+#[track_caller]
+pub fn solve<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
+    systems("solve", a.into(), b.into(), |a, b| a.solve(b))
+}
+
+/// Batched `t::solve_triangular`.
+#[track_caller]
+pub fn solve_triangular<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>, lower: bool) -> Tensor {
+    systems("solve_triangular", a.into(), b.into(), |a, b| {
+        a.solve_triangular(b, lower)
+    })
+}
+
+/// Every example's `a x = b` solved by `solve` in one call: a per-example vector gets a
+/// trailing axis, and batched operands size-1 axes after the batch axis so that the other
+/// operand's batch axes broadcast under the example's, never against the batch. A matrix
+/// shared by every example stays unbatched (it is factored once).
+#[track_caller]
+fn systems(
+    op: &str,
+    a: BArg<'_>,
+    b: BArg<'_>,
+    solve: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> Tensor {
+    let bsz = bsz_of(op, &[a, b]);
+    let (ea, eb) = (a.ex_shape(), b.ex_shape());
+    let vector = eb.len() == 1;
+    let fits = ea.len() >= 2 && !eb.is_empty() && (!vector || ea.len() == 2) && {
+        let n = ea[ea.len() - 1];
+        let rows = if vector { eb[0] } else { eb[eb.len() - 2] };
+        ea[ea.len() - 2] == n && rows == n
+    };
+    assert!(
+        fits,
+        "{op}: examples of shapes {ea:?} and {eb:?} do not fit: per example it takes square \
+         matrices [.., n, n] and a right-hand side [.., n, k], or [n] beside one matrix \
+         (under #[vmap] with a batch of {bsz})"
+    );
+    let tensor = |x: BArg<'_>| match x {
+        BArg::Batched(t) | BArg::Plain(Operand::Tensor(t)) => t.clone(),
+        BArg::Plain(Operand::Scalar(_)) => unreachable!("checked: both have axes"),
+    };
+    let (mut x, mut y) = (tensor(a), tensor(b));
+    if vector {
+        y = y.unsqueeze(-1);
+    }
+    let (ra, rb) = (ea.len(), eb.len() + usize::from(vector));
+    if a.batched().is_some() {
+        x = pad_after_batch(&x, rb.saturating_sub(ra));
+    }
+    if b.batched().is_some() {
+        y = pad_after_batch(&y, ra.saturating_sub(rb));
+    }
+    let out = solve(&x, &y);
+    if vector { out.squeeze(-1) } else { out }
+}
+
+/// `x`, batched, after checking that its examples are matrices.
+#[track_caller]
+fn matrices<'a>(op: &str, x: BArg<'a>) -> &'a Tensor {
+    let x = need(op, x);
+    assert!(
+        x.ndim() >= 3,
+        "{op}: needs matrices in the last two axes, got examples of shape {:?} (under #[vmap])",
+        ex_of(x)
+    );
+    x
+}
+
+/// Batched `t::cholesky`.
+#[track_caller]
+pub fn cholesky<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    matrices("cholesky", x.into()).cholesky()
+}
+
+/// Batched `t::tril`.
+#[track_caller]
+pub fn tril<'a>(x: impl Into<BArg<'a>>, k: isize) -> Tensor {
+    matrices("tril", x.into()).tril(k)
+}
+
+/// Batched `t::triu`.
+#[track_caller]
+pub fn triu<'a>(x: impl Into<BArg<'a>>, k: isize) -> Tensor {
+    matrices("triu", x.into()).triu(k)
+}
+
+/// Batched `t::triangle`.
+#[track_caller]
+pub fn triangle<'a>(x: impl Into<BArg<'a>>, lower: bool) -> Tensor {
+    t::triangle(matrices("triangle", x.into()), lower)
+}
+
+/// Batched `t::diagonal`.
+#[track_caller]
+pub fn diagonal<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    matrices("diagonal", x.into()).diagonal()
+}
+
+/// Batched `t::mt`.
+#[track_caller]
+pub fn mt<'a>(x: impl Into<BArg<'a>>) -> Tensor {
+    matrices("mt", x.into()).mt()
+}
+
+/// Batched `t::undiagonal`: each example's cotangent on the diagonals of its matrices.
+#[track_caller]
+pub fn undiagonal<'a>(ct: impl Into<BArg<'a>>, like: impl Into<BArg<'a>>) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("undiagonal", &[ct, like]);
+    let like_b = lifted(like, bsz, None);
+    let ct_b = lifted(ct, bsz, Some(&like_b));
+    t::undiagonal(&*ct_b, &like_b)
 }

@@ -619,8 +619,12 @@ impl ProductSum {
     ) {
         let (ct, b) = (ct.into(), b.into());
         if let (Operand::Tensor(c), Operand::Tensor(x)) = (ct, b)
-            && let Some((c, x)) =
-                product_rows((&mt(c, 0), 0), (&mt(x, 0), 0), like_a.shape(), like_a)
+            && let Some((c, x)) = product_rows(
+                (&mt_past(c, 0), 0),
+                (&mt_past(x, 0), 0),
+                like_a.shape(),
+                like_a,
+            )
         {
             self.a.push(c);
             self.ct.push(x);
@@ -682,7 +686,7 @@ pub(crate) fn product_rows(
 
 /// `x` with its last two axes swapped (a vector, past `lead` leading axes, as it is): the
 /// operands of `c xᵀ` as those of the `(c')ᵀ x'` that [`ProductSum`] sums.
-pub(crate) fn mt(x: &Tensor, lead: usize) -> Tensor {
+pub(crate) fn mt_past(x: &Tensor, lead: usize) -> Tensor {
     if x.ndim() >= lead + 2 {
         x.transpose(-2, -1)
     } else {
@@ -1004,4 +1008,65 @@ pub fn grad_seed(out: &Tensor) -> Tensor {
         out.shape()
     );
     out.ones_like()
+}
+
+// ----- linear algebra -----
+
+/// `a.solve(b)`.
+pub fn solve<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    a.into().tensor().solve(&b.into().tensor())
+}
+
+/// `a.solve_triangular(b, lower)`.
+pub fn solve_triangular<'a>(
+    a: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+    lower: bool,
+) -> Tensor {
+    a.into()
+        .tensor()
+        .solve_triangular(&b.into().tensor(), lower)
+}
+
+/// `a.cholesky()`.
+pub fn cholesky<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    a.into().tensor().cholesky()
+}
+
+/// `x.tril(k)`.
+pub fn tril<'a>(x: impl Into<Operand<'a>>, k: isize) -> Tensor {
+    x.into().tensor().tril(k)
+}
+
+/// `x.triu(k)`.
+pub fn triu<'a>(x: impl Into<Operand<'a>>, k: isize) -> Tensor {
+    x.into().tensor().triu(k)
+}
+
+/// The lower triangle of `x` (diagonal included) if `lower`, else the upper one: the part
+/// of a matrix a triangular solve reads.
+pub fn triangle<'a>(x: impl Into<Operand<'a>>, lower: bool) -> Tensor {
+    let x = x.into().tensor();
+    if lower { x.tril(0) } else { x.triu(0) }
+}
+
+/// `x.diagonal()`.
+pub fn diagonal<'a>(x: impl Into<Operand<'a>>) -> Tensor {
+    x.into().tensor().diagonal()
+}
+
+/// The cotangent of `like.diagonal()`: `ct` on the diagonals of matrices shaped like `like`.
+pub fn undiagonal<'a>(ct: impl Into<Operand<'a>>, like: &Tensor) -> Tensor {
+    let s = like.shape();
+    let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+    let ct = ct.into().tensor_like(like).into_owned();
+    // a cotangent without batch axes (a shared `ct` beside a batched `like`) broadcasts
+    let mut lead = s[..s.len() - 2].to_vec();
+    lead.push(rows.min(cols));
+    ct.broadcast_to(&lead).diag_embed(rows, cols)
+}
+
+/// `x.mt()`.
+pub fn mt<'a>(x: impl Into<Operand<'a>>) -> Tensor {
+    x.into().tensor().mt()
 }

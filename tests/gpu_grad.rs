@@ -344,3 +344,28 @@ fn per_example_gradients_of_a_taped_while_loop_on_the_gpu_match_the_cpu() {
         &first,
     );
 }
+
+/// A Gaussian process likelihood per example (Cholesky, triangular solve, log-determinant)
+/// beside a general solve: the factorizations run on the GPU in every sweep.
+#[allow(dead_code)] // only its batched gradient is compared
+#[vmap]
+#[grad]
+fn gp_like(k: &Tensor, y: &Tensor) -> Tensor {
+    let l = k.cholesky();
+    let alpha = l.solve_triangular(y, true);
+    let x = k.solve(&alpha.unsqueeze(1));
+    (&alpha * &alpha).sum() + l.diagonal().ln().sum() + x.tanh().sum()
+}
+
+#[test]
+fn per_example_gradients_through_factorizations_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let m = Tensor::normal(Key::new(70), &[6, 5, 5], DType::F32);
+    let k = m.matmul(&m.mt()) + Tensor::eye(5, DType::F32) * 5.0;
+    let y = Tensor::normal(Key::new(71), &[6, 5], DType::F32);
+    let (ck, cy) = gp_like_grad_vmap(&k, &y);
+    let (gk, gy) = gp_like_grad_vmap(&k.to_device(&dev), &y.to_device(&dev));
+    assert_eq!(gk.device(), dev);
+    assert_close("dK", &gk.to_device(&Device::Cpu), &ck);
+    assert_close("dy", &gy.to_device(&Device::Cpu), &cy);
+}

@@ -163,6 +163,17 @@ pub fn all() -> Vec<Workload> {
             name: "fixed_point_grad_b256_f32",
             build: fixed_point,
         },
+        // per-example gradients of a Gaussian process likelihood (a Cholesky factor, a
+        // triangular solve, a log-determinant) over 64 covariances of 64 x 64, f32
+        Workload {
+            name: "gp_per_example_grads_b64_n64_f32",
+            build: gp,
+        },
+        // the gradient of sum(tanh(A⁻¹ B)) with respect to A [512, 512] and B [512, 64]
+        Workload {
+            name: "solve_grad_n512_f32",
+            build: solve,
+        },
         // Jacobians of tanh(W x) * sum(x^2) in f64: tall (10 inputs, 1000 outputs) and wide
         // (1000 inputs, 10 outputs); `jacobian` picks the mode, jacfwd/jacrev are forced
         Workload {
@@ -373,6 +384,51 @@ fn fixed_point() -> Prepared {
         work: Work::Flops(flops),
         run: Box::new(move || {
             std::hint::black_box(fixed_point_loss_grad(&x, &w));
+        }),
+    }
+}
+
+/// The negative log marginal likelihood of a Gaussian process with covariance `k` at
+/// observations `y` (one example).
+#[allow(dead_code)]
+#[vmap]
+#[grad]
+pub fn gp_nll(k: &Tensor, y: &Tensor) -> Tensor {
+    let l = k.cholesky();
+    let alpha = l.solve_triangular(y, true);
+    ((&alpha * &alpha).sum() + l.diagonal().ln().sum() * 2.0) * 0.5
+}
+
+/// Per-example gradients of [`gp_nll`]: 64 covariances `m mᵀ / n + I` of 64 x 64, f32.
+fn gp() -> Prepared {
+    let (b, n) = (64, 64);
+    let m = normal(61, &[b, n, n]);
+    let k = m.matmul(&m.mt()) * (1.0 / n as f32) + Tensor::eye(n, DType::F32);
+    let y = normal(62, &[b, n]);
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(gp_nll_grad_vmap(&k, &y));
+        }),
+    }
+}
+
+/// `sum(tanh(A⁻¹ B))`.
+#[allow(dead_code)]
+#[grad]
+pub fn solve_loss(a: &Tensor, b: &Tensor) -> Tensor {
+    a.solve(b).tanh().sum()
+}
+
+/// The gradient of [`solve_loss`], `A` `[512, 512]` (well conditioned), `B` `[512, 64]`.
+fn solve() -> Prepared {
+    let (n, k) = (512, 64);
+    let a = normal(63, &[n, n]) * (1.0 / (n as f32).sqrt()) + Tensor::eye(n, DType::F32) * 2.0;
+    let b = normal(64, &[n, k]);
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(solve_loss_grad(&a, &b));
         }),
     }
 }

@@ -115,6 +115,19 @@ pub enum Prim {
     Slice,
     /// `x.index_select(axis, &indices)`.
     IndexSelect,
+    /// `a.solve(&b)`: `x` with `a @ x = b` (LU with partial pivoting).
+    Solve,
+    /// `a.solve_triangular(&b, lower)`: `x` with `a @ x = b`, reading one triangle of `a`.
+    SolveTriangular,
+    /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
+    Cholesky,
+    /// `x.tril(k)` / `x.triu(k)`: one triangle of the matrices in the last two axes.
+    Tril,
+    Triu,
+    /// `x.diagonal()`: the diagonals of the matrices in the last two axes.
+    Diagonal,
+    /// `x.mt()`: the matrices in the last two axes transposed.
+    Mt,
     /// `Tensor::concat(&[a, b, ..], axis)` / `Tensor::stack(..)`: arguments `axis, a, b, ..`.
     Concat,
     Stack,
@@ -136,6 +149,10 @@ pub enum Prim {
     UnstackSeq,
     /// A zero shaped like `x` (for parts of a concat without a tangent).
     ZeroLike,
+    /// The cotangent of a diagonal: `(ct, like)`, `ct` on the diagonals, zeros elsewhere.
+    Undiagonal,
+    /// `(x, lower)`: the lower triangle of `x` (diagonal included) if `lower`, else the upper.
+    Triangle,
     /// The cotangent of a permute: `(ct, axes, like)`, permuted back.
     Unpermute,
     /// `ct` summed over broadcast axes down to the shape of `like` (a float `like`: all of it).
@@ -943,6 +960,96 @@ pub fn row(p: Prim) -> Row {
             let r = d[1].map(|t| b.prim(MatmulTr, &[x[0], t, x[2]]));
             b.add(l, r)
         }),
+        Solve => lin(
+            Method("solve"),
+            2,
+            Float,
+            |b, x, y, d| {
+                // a (x + dx) = b + db  =>  a dx = db - da x
+                let da_x = d[0].map(|t| b.prim(Matmul, &[t, y]));
+                let rhs = b.sub(d[1], da_x)?;
+                Some(b.prim(Solve, &[x[0], rhs]))
+            },
+            |b, ct, x, _| {
+                // linear in the right-hand side only (the matrix is a primal coefficient)
+                let at = b.prim(Mt, &[x[0]]);
+                let g = b.prim(Solve, &[at, ct]);
+                vec![None, Some(b.fit(g, x[1]))]
+            },
+        ),
+        SolveTriangular => lin(
+            Method("solve_triangular"),
+            3,
+            Float,
+            |b, x, y, d| {
+                // as `solve`, with only the triangle of the matrix that is read
+                let da_x = d[0].map(|t| {
+                    let tri = b.prim(Triangle, &[t, x[2]]);
+                    b.shaped_like(tri, x[0]);
+                    b.prim(Matmul, &[tri, y])
+                });
+                let rhs = b.sub(d[1], da_x)?;
+                Some(b.prim(SolveTriangular, &[x[0], rhs, x[2]]))
+            },
+            |b, ct, x, _| {
+                let at = b.prim(Mt, &[x[0]]);
+                let upper = b.prim(Not, &[x[2]]);
+                let g = b.prim(SolveTriangular, &[at, ct, upper]);
+                vec![None, Some(b.fit(g, x[1])), None]
+            },
+        ),
+        Cholesky => tr(1, |b, x, l, d| {
+            // l lᵀ = s (the symmetric part of a): dl = l Φ(l⁻¹ ds l⁻ᵀ), Φ taking the lower
+            // triangle with the diagonal halved (Murray 2016; JAX's cholesky_jvp_rule)
+            let t = d[0]?;
+            let tt = b.prim(Mt, &[t]);
+            let both = b.prim(Add, &[t, tt]);
+            let ds = b.prim(Mul, &[both, f(0.5)]);
+            let left = b.prim(SolveTriangular, &[l, ds, Atom::Bool(true)]);
+            let left_t = b.prim(Mt, &[left]);
+            let inner = b.prim(SolveTriangular, &[l, left_t, Atom::Bool(true)]);
+            b.shaped_like(inner, x[0]);
+            let low = b.prim(Tril, &[inner, Atom::Int(0)]);
+            let diag = b.prim(Diagonal, &[inner]);
+            let half = b.prim(Mul, &[diag, f(0.5)]);
+            let on_diag = b.prim(Undiagonal, &[half, l]);
+            let phi = b.prim(Sub, &[low, on_diag]);
+            b.shaped_like(phi, x[0]);
+            Some(b.prim(Matmul, &[l, phi]))
+        }),
+        Tril => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Tril, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Tril, &[ct, x[1]])), None],
+        ),
+        Triu => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Triu, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Triu, &[ct, x[1]])), None],
+        ),
+        Triangle => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Triangle, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Triangle, &[ct, x[1]])), None],
+        ),
+        Diagonal => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(Diagonal, &[t])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(Undiagonal, &[ct, like]))]
+            },
+        ),
+        Undiagonal => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Undiagonal, &[t, x[1]])),
+            |b, ct, _, _| vec![Some(b.prim(Diagonal, &[ct])), None],
+        ),
+        Mt => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(Mt, &[t])),
+            |b, ct, _, _| vec![Some(b.prim(Mt, &[ct]))],
+        ),
         Reshape => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Reshape, &[t, x[1]])),
@@ -1212,6 +1319,13 @@ impl Prim {
             ("permute", 1) => Permute,
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
+            ("solve", 1) => Solve,
+            ("solve_triangular", 2) => SolveTriangular,
+            ("cholesky", 0) => Cholesky,
+            ("tril", 1) => Tril,
+            ("triu", 1) => Triu,
+            ("diagonal", 0) => Diagonal,
+            ("mt", 0) => Mt,
             _ => return None,
         };
         Some(p)
@@ -1222,7 +1336,8 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute slice index_select, Tensor::concat \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve \
+         solve_triangular cholesky tril triu diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
     }
@@ -1293,7 +1408,7 @@ impl Prim {
         use Prim::*;
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax
-            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect => k == 1,
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | Tril | Triu => k == 1,
             Transpose => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
@@ -1322,6 +1437,7 @@ impl Prim {
         match self {
             SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd => k == 1,
             MatmulTl | MatmulTr | Unpermute => k == 2,
+            Undiagonal => k == 1,
             ConcatPart | StackPart => k >= 3,
             UnconcatSeq | UnstackSeq => k == 2,
             _ => false,

@@ -18,6 +18,7 @@
 pub(crate) mod context;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
+pub(crate) mod linalg;
 pub(crate) mod matmul;
 pub(crate) mod profile;
 pub(crate) mod reduce;

@@ -4,6 +4,7 @@
 
 mod binary;
 mod inplace;
+pub(crate) mod linalg;
 mod matmul;
 mod nn;
 mod operators;

@@ -9,6 +9,7 @@
 
 mod device;
 mod elementwise;
+mod linalg;
 mod matmul;
 mod reduce;
 mod views;

@@ -5,6 +5,7 @@
 mod construct;
 mod elementwise;
 mod errors;
+mod linalg;
 mod matmul;
 mod random;
 mod reduce;

@@ -1,0 +1,233 @@
+//! `solve`, `solve_triangular`, `cholesky` checked by their defining equations (`a x = b`,
+//! `l lᵀ = a`) on batched, broadcast and non-contiguous inputs in f32 and f64, and
+//! `tril`, `triu`, `diagonal`, `diag_embed` against the reference element by element.
+
+use ferrax_runtime::prelude::*;
+
+/// Deterministic values in [-1, 1].
+fn vals(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f64 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    Tensor::from_vec(vals(shape.iter().product(), seed), shape).to_dtype(dtype)
+}
+
+/// Well-conditioned matrices `[.., n, n]`: random plus `n` on the diagonal.
+fn matrices(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    let n = shape[shape.len() - 1];
+    tensor(shape, seed, dtype) + &(Tensor::eye(n, dtype) * n as f64)
+}
+
+fn max_abs(x: &Tensor) -> f64 {
+    if x.numel() == 0 {
+        return 0.0;
+    }
+    x.to_dtype(DType::F64).abs().max().item::<f64>()
+}
+
+fn tol(dtype: DType) -> f64 {
+    if dtype == DType::F32 { 1e-4 } else { 1e-12 }
+}
+
+#[test]
+fn solve_satisfies_its_equation_on_every_shape() {
+    let cases: &[(&[usize], &[usize], &[usize])] = &[
+        (&[3, 3], &[3], &[3]),
+        (&[4, 4], &[4, 2], &[4, 2]),
+        (&[5, 3, 3], &[5, 3, 2], &[5, 3, 2]),
+        (&[3, 3], &[5, 3, 2], &[5, 3, 2]),
+        (&[5, 3, 3], &[3, 1], &[5, 3, 1]),
+        (&[2, 1, 4, 4], &[3, 4, 2], &[2, 3, 4, 2]),
+        (&[1, 1], &[1], &[1]),
+        (&[17, 17], &[17, 3], &[17, 3]),
+        (&[0, 0], &[0], &[0]),
+        (&[3, 3], &[3, 0], &[3, 0]),
+        (&[0, 2, 2], &[2, 1], &[0, 2, 1]),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (k, (sa, sb, so)) in cases.iter().enumerate() {
+            let a = matrices(sa, k as u64, dtype);
+            let b = tensor(sb, 100 + k as u64, dtype);
+            let x = a.solve(&b);
+            assert_eq!(x.shape(), *so, "{sa:?} {sb:?}");
+            assert_eq!(x.dtype(), dtype);
+            let r = a.matmul(&x) - &b;
+            assert!(
+                max_abs(&r) < tol(dtype),
+                "{sa:?} {sb:?} {dtype}: residual {}",
+                max_abs(&r)
+            );
+        }
+    }
+}
+
+#[test]
+fn solve_pivots_and_reads_views() {
+    // a zero in the top-left needs a row exchange
+    let a = Tensor::from_vec(
+        vec![0.0f64, 2.0, 1.0, 1.0, 1.0, 0.0, 3.0, 0.0, 1.0],
+        &[3, 3],
+    );
+    let b = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    let x = a.solve(&b);
+    assert!(max_abs(&(a.matmul(&x) - &b)) < 1e-14);
+    // transposed and sliced operands
+    let big = matrices(&[2, 6, 6], 7, DType::F64);
+    let a = big.transpose(-1, -2).slice(1, 1, 5).slice(2, 1, 5);
+    let b = tensor(&[4, 2, 3], 8, DType::F64).transpose(0, 1);
+    let x = a.solve(&b);
+    assert!(max_abs(&(a.matmul(&x) - &b)) < 1e-12);
+    assert!(max_abs(&(x - a.contiguous().solve(&b.contiguous()))) < 1e-14);
+}
+
+#[test]
+fn solve_errors_name_the_shapes_and_the_matrix() {
+    let a = matrices(&[3, 3], 1, DType::F64);
+    let msg = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
+    let e = msg(tensor(&[3, 2], 1, DType::F64).try_solve(&tensor(&[3], 2, DType::F64)));
+    assert!(
+        e.contains("solve") && e.contains("square") && e.contains("[3, 2]"),
+        "{e}"
+    );
+    let e = msg(a.try_solve(&tensor(&[4], 2, DType::F64)));
+    assert!(
+        e.contains("[3, 3]") && e.contains("[4]") && e.contains("4 rows"),
+        "{e}"
+    );
+    let e = msg(matrices(&[2, 3, 3], 1, DType::F64).try_solve(&tensor(&[3], 2, DType::F64)));
+    assert!(e.contains("unsqueeze(-1)"), "{e}");
+    let e = msg(a.try_solve(&tensor(&[3], 2, DType::F32)));
+    assert!(e.contains("f64") && e.contains("f32"), "{e}");
+    let e = msg(a.try_solve(&Tensor::scalar(1.0f64)));
+    assert!(e.contains("at least one axis"), "{e}");
+    let mut batch = matrices(&[3, 2, 2], 1, DType::F64).to_vec::<f64>();
+    batch[4..8].copy_from_slice(&[1.0, 2.0, 2.0, 4.0]);
+    let singular = Tensor::from_vec(batch, &[3, 2, 2]);
+    let e = msg(singular.try_solve(&tensor(&[2, 1], 2, DType::F64)));
+    assert!(
+        e.contains("matrix 1 of the batch [3]") && e.contains("singular"),
+        "{e}"
+    );
+    let e =
+        msg(Tensor::from_vec(vec![1i32, 0, 0, 1], &[2, 2]).try_solve(&tensor(&[2], 2, DType::F64)));
+    assert!(e.contains("solve"), "{e}");
+}
+
+#[test]
+fn triangular_solves_read_one_triangle() {
+    for dtype in [DType::F32, DType::F64] {
+        for lower in [true, false] {
+            let full = matrices(&[3, 5, 5], 3, dtype);
+            let tri = if lower { full.tril(0) } else { full.triu(0) };
+            // the other triangle full of NaN: never read
+            let nan = Tensor::full(&[5, 5], f64::NAN, dtype);
+            let poisoned = if lower {
+                &tri + &nan.triu(1)
+            } else {
+                &tri + &nan.tril(-1)
+            };
+            let b = tensor(&[3, 5, 2], 4, dtype);
+            let x = poisoned.solve_triangular(&b, lower);
+            assert!(
+                max_abs(&(tri.matmul(&x) - &b)) < tol(dtype),
+                "lower {lower} {dtype}"
+            );
+            assert!(max_abs(&(x - tri.solve(&b))) < tol(dtype));
+        }
+    }
+    let e = Tensor::zeros(&[2, 2], DType::F64)
+        .try_solve_triangular(&Tensor::ones(&[2], DType::F64), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("solve_triangular") && e.contains("diagonal element 0 is zero"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cholesky_factors_the_symmetric_part() {
+    for dtype in [DType::F32, DType::F64] {
+        let m = tensor(&[4, 6, 6], 5, dtype);
+        let spd = m.matmul(&m.transpose(-1, -2)) + &(Tensor::eye(6, dtype) * 6.0);
+        // an asymmetric input: its symmetric part is factored
+        let skew = tensor(&[4, 6, 6], 6, dtype);
+        let skew = &skew - &skew.transpose(-1, -2);
+        let a = &spd + &skew;
+        let l = a.transpose(-1, -2).cholesky();
+        assert_eq!(l.shape(), &[4, 6, 6]);
+        assert_eq!(max_abs(&l.triu(1)), 0.0);
+        assert!(
+            max_abs(&(l.matmul(&l.transpose(-1, -2)) - &spd)) < tol(dtype) * 10.0,
+            "{dtype}"
+        );
+        assert!(l.diagonal().to_dtype(DType::F64).min().item::<f64>() > 0.0);
+    }
+    assert_eq!(
+        Tensor::zeros(&[2, 0, 0], DType::F32).cholesky().shape(),
+        &[2, 0, 0]
+    );
+    let not_pd = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 1.0], &[2, 2, 2]);
+    let e = not_pd.try_cholesky().unwrap_err().to_string();
+    assert!(
+        e.contains("cholesky: matrix 1 of the batch [2]") && e.contains("not positive definite"),
+        "{e}"
+    );
+    let e = Tensor::ones(&[3], DType::F32)
+        .try_cholesky()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("square") && e.contains("[3]"), "{e}");
+}
+
+#[test]
+fn triangles_diagonals_and_their_embedding() {
+    let x = tensor(&[2, 3, 4], 9, DType::F64);
+    let v = x.to_vec::<f64>();
+    for k in -3isize..=4 {
+        let (lo, up) = (x.tril(k).to_vec::<f64>(), x.triu(k).to_vec::<f64>());
+        for (e, &xv) in v.iter().enumerate() {
+            let (r, c) = (((e / 4) % 3) as isize, (e % 4) as isize);
+            assert_eq!(lo[e], if c - r <= k { xv } else { 0.0 });
+            assert_eq!(up[e], if c - r >= k { xv } else { 0.0 });
+        }
+    }
+    // a NaN outside the kept triangle does not leak
+    let nan = Tensor::full(&[2, 2], f64::NAN, DType::F64);
+    assert_eq!(nan.tril(-1).to_vec::<f64>()[1], 0.0);
+    let d = x.diagonal();
+    assert_eq!(d.shape(), &[2, 3]);
+    assert_eq!(
+        d.to_vec::<f64>(),
+        vec![v[0], v[5], v[10], v[12], v[17], v[22]]
+    );
+    let dt = x.transpose(-1, -2).diagonal();
+    assert_eq!(dt.to_vec::<f64>(), d.to_vec::<f64>());
+    // diag_embed is diagonal's transpose: <diag(x), y> = <x, embed(y)>
+    let y = tensor(&[2, 3], 10, DType::F64);
+    for (rows, cols) in [(3, 4), (4, 3), (3, 3)] {
+        let x = tensor(&[2, rows, cols], 11, DType::F64);
+        let e = y.diag_embed(rows, cols);
+        assert_eq!(e.shape(), &[2, rows, cols]);
+        let lhs = (x.diagonal() * &y).sum().item::<f64>();
+        let rhs = (x * &e).sum().item::<f64>();
+        assert!((lhs - rhs).abs() < 1e-12);
+        assert_eq!(e.diagonal().to_vec::<f64>(), y.to_vec::<f64>());
+    }
+    let e = Tensor::ones(&[3], DType::F32)
+        .try_tril(0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tril") && e.contains("[3]"), "{e}");
+    let e = y.try_diag_embed(4, 4).unwrap_err().to_string();
+    assert!(e.contains("diag_embed") && e.contains("[2, 3]"), "{e}");
+}

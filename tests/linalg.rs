@@ -1,0 +1,212 @@
+//! Linear algebra under every transform: `solve`, `solve_triangular`, `cholesky`, `tril`,
+//! `triu`, `diagonal` and `mt` in user code, differentiated in reverse and forward mode
+//! (against central finite differences in f64 and against each other), twice (Hessians
+//! through a Cholesky factorization), and batched (against a loop of the unbatched
+//! function), with shared and per-example matrices and right-hand sides.
+
+mod common;
+use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+
+use ferrax::prelude::*;
+
+/// A symmetric positive definite matrix from `m` (`m mᵀ + n I`), so that finite
+/// differences stay well inside the domain of `cholesky`.
+fn spd(m: &Tensor) -> Tensor {
+    let n = m.shape()[m.ndim() - 1];
+    m.matmul(&m.mt()) + Tensor::eye(n, DType::F64) * n as f64
+}
+
+/// The negative log marginal likelihood of a Gaussian process with covariance `k` at
+/// observations `y`: a Cholesky factor, a triangular solve and a log-determinant from the
+/// factor's diagonal.
+#[vmap]
+#[grad]
+fn gp_nll(k: &Tensor, y: &Tensor) -> Tensor {
+    let l = k.cholesky();
+    let alpha = l.solve_triangular(y, true);
+    let fit = (&alpha * &alpha).sum();
+    let log_det = l.diagonal().ln().sum() * 2.0;
+    (fit + log_det) * 0.5
+}
+
+#[test]
+fn a_gaussian_process_likelihood_differentiates_through_cholesky() {
+    let (ks, ys) = (spd(&normal(1, &[3, 5, 5])), normal(2, &[3, 5]));
+    let (gk, gy) = gp_nll_grad_vmap(&ks, &ys);
+    for (e, (k, y)) in unstack(&ks, 0).iter().zip(unstack(&ys, 0)).enumerate() {
+        // the value against the closed form: yᵀ K⁻¹ y / 2 + log det K / 2
+        let quad = (y.matmul(&k.solve(&y))).item::<f64>();
+        let ld: f64 = k.cholesky().diagonal().ln().sum().item::<f64>() * 2.0;
+        assert!((gp_nll(k, &y).item::<f64>() - 0.5 * (quad + ld)).abs() < 1e-12);
+        let (ek, ey) = gp_nll_grad(k, &y);
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(&at(&gk), &ek, 1e-12, "per-example dK");
+        assert_close(&at(&gy), &ey, 1e-12, "per-example dy");
+        // the whole matrix is an input (cholesky reads its symmetric part)
+        let fk = fd_jacobian(&|v: &Tensor| gp_nll(v, &y), k).reshape(k.shape());
+        assert_close(&ek, &fk, 1e-6, "dK against differences");
+        // the closed form: dK = (K⁻¹ - α αᵀ) / 2, symmetric
+        let kinv = k.solve(&Tensor::eye(5, DType::F64));
+        let a = k.solve(&y);
+        let want = (kinv - a.unsqueeze(1).matmul(&a.unsqueeze(0))) * 0.5;
+        assert_close(&ek, &want, 1e-10, "dK closed form");
+        assert_close(&ey, &a, 1e-10, "dy = K⁻¹ y");
+        // forward mode: <grad, tangent>
+        let (dk, dy) = (normal(3 + e as u64, &[5, 5]), normal(7 + e as u64, &[5]));
+        let (v, t) = gp_nll_jvp(k, &y, &dk, &dy);
+        assert_eq!(v.item::<f64>(), gp_nll(k, &y).item::<f64>());
+        let want = (&ek * &dk).sum().item::<f64>() + (&ey * &dy).sum().item::<f64>();
+        assert!((t.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+}
+
+/// A solve with every shape of right-hand side: a vector, a matrix, and matrices broadcast
+/// against a batch of systems.
+#[grad]
+fn through_solves(a: &Tensor, b: &Tensor, batch: &Tensor, rhs: &Tensor) -> Tensor {
+    let x = a.solve(b);
+    let xs = a.solve(&b.unsqueeze(1).matmul(&x.unsqueeze(0)));
+    let many = batch.solve(rhs);
+    x.sin().sum() + (&xs * &xs).mean() + many.tanh().sum()
+}
+
+#[test]
+fn solves_of_every_shape_match_differences_and_forward_mode() {
+    let a = normal(10, &[4, 4]) + Tensor::eye(4, DType::F64) * 4.0;
+    let b = normal(11, &[4]);
+    let batch = normal(12, &[2, 3, 3]) + Tensor::eye(3, DType::F64) * 3.0;
+    // one right-hand side shared by the batch of systems: its gradient sums over it
+    let rhs = normal(13, &[3, 2]);
+    let args = [&a, &b, &batch, &rhs];
+    let grads = through_solves_grad(&a, &b, &batch, &rhs);
+    let grads = [grads.0, grads.1, grads.2, grads.3];
+    let f = |which: usize, v: &Tensor| {
+        let mut xs: Vec<Tensor> = args.iter().map(|t| (*t).clone()).collect();
+        xs[which] = v.clone();
+        through_solves(&xs[0], &xs[1], &xs[2], &xs[3])
+    };
+    for (i, g) in grads.iter().enumerate() {
+        assert_eq!(g.shape(), args[i].shape());
+        let fd = fd_jacobian(&|v: &Tensor| f(i, v), args[i]).reshape(args[i].shape());
+        assert_close(g, &fd, 1e-6, &format!("argument {i}"));
+    }
+    let ts: Vec<Tensor> = args
+        .iter()
+        .enumerate()
+        .map(|(i, t)| normal(20 + i as u64, t.shape()))
+        .collect();
+    let (_, t) = through_solves_jvp(&a, &b, &batch, &rhs, &ts[0], &ts[1], &ts[2], &ts[3]);
+    let want: f64 = grads
+        .iter()
+        .zip(&ts)
+        .map(|(g, t)| (g * t).sum().item::<f64>())
+        .sum();
+    assert!((t.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+}
+
+/// Triangular solves read one triangle: the gradient of the other is zero, and `lower`
+/// may be a value the function computes.
+#[grad(wrt(l, b))]
+fn triangular(l: &Tensor, b: &Tensor, lower: bool) -> Tensor {
+    let x = l.solve_triangular(b, lower);
+    let y = l.mt().solve_triangular(&x, !lower);
+    (y.cos() * x.sum_axis(0, true)).sum() + l.tril(-1).sum() * 0.5 + l.triu(1).powi(2).sum()
+}
+
+#[test]
+fn triangular_solves_differentiate_in_their_triangle() {
+    let l = normal(30, &[4, 4]) + Tensor::eye(4, DType::F64) * 3.0;
+    let b = normal(31, &[4, 3]);
+    for lower in [true, false] {
+        let (gl, gb) = triangular_grad(&l, &b, lower);
+        let fl = fd_jacobian(&|v: &Tensor| triangular(v, &b, lower), &l).reshape(&[4, 4]);
+        let fb = fd_jacobian(&|v: &Tensor| triangular(&l, v, lower), &b).reshape(&[4, 3]);
+        assert_close(&gl, &fl, 1e-6, "dl");
+        assert_close(&gb, &fb, 1e-6, "db");
+        let (dl, db) = (normal(32, &[4, 4]), normal(33, &[4, 3]));
+        let (_, t) = triangular_jvp(&l, &b, lower, &dl, &db);
+        let want = (&gl * &dl).sum().item::<f64>() + (&gb * &db).sum().item::<f64>();
+        assert!((t.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+}
+
+/// A log-determinant through `cholesky`, twice differentiated.
+#[hessian]
+fn log_det(m: &Tensor) -> Tensor {
+    let a = m.matmul(&m.mt()) + m.diagonal().exp().sum();
+    a.cholesky().diagonal().ln().sum() * 2.0
+}
+
+#[grad]
+fn log_det_g(m: &Tensor) -> Tensor {
+    let a = m.matmul(&m.mt()) + m.diagonal().exp().sum();
+    a.cholesky().diagonal().ln().sum() * 2.0
+}
+
+#[test]
+fn hessians_go_through_a_cholesky_factorization() {
+    let m = normal(40, &[3, 3]);
+    assert_eq!(log_det(&m).item::<f64>(), log_det_g(&m).item::<f64>());
+    let h = log_det_hessian(&m);
+    assert_eq!(h.shape(), &[3, 3, 3, 3]);
+    let fd = fd_jacobian(&log_det_g_grad, &m);
+    assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
+    let flat = h.reshape(&[9, 9]);
+    assert_close(&flat, &flat.t().contiguous(), 1e-10, "symmetry");
+}
+
+/// Per-example solves: each example's own matrix, or one matrix for all.
+#[vmap]
+#[grad]
+fn residual(a: &Tensor, b: &Tensor) -> Tensor {
+    let x = a.solve(b);
+    (a.matmul(&x.sin()) - b).powi(2).sum() + x.sum()
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn shared_matrix(a: &Tensor, b: &Tensor) -> Tensor {
+    let x = a.solve(b);
+    let lo = a.tril(0).solve_triangular(&x, true);
+    (x.tanh() * &lo).sum() + a.triu(1).diagonal().sum()
+}
+
+#[test]
+fn batched_solves_match_a_loop() {
+    let a = normal(50, &[4, 3, 3]) + Tensor::eye(3, DType::F64) * 3.0;
+    for b in [normal(51, &[4, 3]), normal(52, &[4, 3, 2])] {
+        let v = residual_vmap(&a, &b);
+        let (ga, gb) = residual_grad_vmap(&a, &b);
+        for (e, (ae, be)) in unstack(&a, 0).iter().zip(unstack(&b, 0)).enumerate() {
+            let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+            assert_close(&at(&v), &residual(ae, &be), 1e-12, "value");
+            let (ea, eb) = residual_grad(ae, &be);
+            assert_close(&at(&ga), &ea, 1e-12, "per-example da");
+            assert_close(&at(&gb), &eb, 1e-12, "per-example db");
+            let fa = fd_jacobian(&|v: &Tensor| residual(v, &be), ae).reshape(ae.shape());
+            assert_close(&ea, &fa, 1e-6, "da against differences");
+        }
+        let shared = unstack(&a, 0).remove(0);
+        let (sa, sb) = shared_matrix_grad_vmap(&shared, &b);
+        for (e, be) in unstack(&b, 0).iter().enumerate() {
+            let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+            let (ea, eb) = shared_matrix_grad(&shared, be);
+            assert_close(&at(&sa), &ea, 1e-12, "shared matrix: per-example da");
+            assert_close(&at(&sb), &eb, 1e-12, "shared matrix: per-example db");
+            let fb = fd_jacobian(&|v: &Tensor| shared_matrix(&shared, v), be).reshape(be.shape());
+            assert_close(&eb, &fb, 1e-6, "db against differences");
+        }
+    }
+}
+
+#[test]
+fn batched_linear_algebra_names_the_examples_shapes() {
+    let a = normal(60, &[2, 3, 3]);
+    let b = normal(61, &[2, 4]);
+    let err = std::panic::catch_unwind(|| residual_vmap(&a, &b)).unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("solve") && msg.contains("[3, 3]") && msg.contains("[4]"),
+        "{msg}"
+    );
+}
