@@ -2092,32 +2092,54 @@ pub fn sum_batch<T: Differentiable>(g: &T) -> T {
 
 // ----- linear algebra -----
 
-/// Batched `t::solve`: each example's system solved.
+/// Batched `t::lu_factor`: each example's matrices factored.
 #[track_caller]
-pub fn solve<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
-    systems("solve", a.into(), b.into(), |a, b| a.solve(b))
+pub fn lu_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    let a = matrices("solve", a.into());
+    a.try_lu_factor()
+        .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
+}
+
+/// Batched `t::lu_solve`: each example's system solved with its factors (`a`, the
+/// matrices, gives the examples' shapes).
+#[track_caller]
+pub fn lu_solve<'a>(
+    factors: impl Into<BArg<'a>>,
+    a: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+    transpose: bool,
+) -> Tensor {
+    let (f, a, b) = (factors.into(), a.into(), b.into());
+    bsz_of("solve", &[f, a, b]);
+    systems("solve", a, f, b, |f, b| {
+        f.try_lu_solve(b, transpose)
+            .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
+    })
 }
 
 /// Batched `t::solve_triangular`.
 #[track_caller]
 pub fn solve_triangular<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>, lower: bool) -> Tensor {
-    systems("solve_triangular", a.into(), b.into(), |a, b| {
+    let a = a.into();
+    systems("solve_triangular", a, a, b.into(), |a, b| {
         a.solve_triangular(b, lower)
     })
 }
 
-/// Every example's `a x = b` solved by `solve` in one call: a per-example vector gets a
-/// trailing axis, and batched operands size-1 axes after the batch axis so that the other
-/// operand's batch axes broadcast under the example's, never against the batch. A matrix
-/// shared by every example stays unbatched (it is factored once).
+/// Every example's `a x = b` solved by `solve` in one call, on `m` (the matrices `a`, or
+/// their factors): a per-example vector gets a trailing axis, and batched operands size-1
+/// axes after the batch axis so that the other operand's batch axes broadcast under the
+/// example's, never against the batch. Matrices shared by every example stay unbatched
+/// (factored once).
 #[track_caller]
 fn systems(
     op: &str,
     a: BArg<'_>,
+    m: BArg<'_>,
     b: BArg<'_>,
     solve: impl Fn(&Tensor, &Tensor) -> Tensor,
 ) -> Tensor {
-    let bsz = bsz_of(op, &[a, b]);
+    let bsz = bsz_of(op, &[m, b]);
     let (ea, eb) = (a.ex_shape(), b.ex_shape());
     let vector = eb.len() == 1;
     let fits = ea.len() >= 2 && !eb.is_empty() && (!vector || ea.len() == 2) && {
@@ -2135,12 +2157,12 @@ fn systems(
         BArg::Batched(t) | BArg::Plain(Operand::Tensor(t)) => t.clone(),
         BArg::Plain(Operand::Scalar(_)) => unreachable!("checked: both have axes"),
     };
-    let (mut x, mut y) = (tensor(a), tensor(b));
+    let (mut x, mut y) = (tensor(m), tensor(b));
     if vector {
         y = y.unsqueeze(-1);
     }
     let (ra, rb) = (ea.len(), eb.len() + usize::from(vector));
-    if a.batched().is_some() {
+    if m.batched().is_some() {
         x = pad_after_batch(&x, rb.saturating_sub(ra));
     }
     if b.batched().is_some() {

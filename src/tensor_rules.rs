@@ -1012,9 +1012,30 @@ pub fn grad_seed(out: &Tensor) -> Tensor {
 
 // ----- linear algebra -----
 
-/// `a.solve(b)`.
-pub fn solve<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
-    a.into().tensor().solve(&b.into().tensor())
+/// The value, or a panic with the error named after `op` (the user's call that the
+/// helper is part of).
+#[track_caller]
+fn as_op<T>(r: ferrax_runtime::Result<T>, op: &'static str) -> T {
+    r.unwrap_or_else(|e| panic!("{}", e.for_op(op)))
+}
+
+/// `a.lu_factor()` (for `a.solve(b)`: errors name `solve`).
+#[track_caller]
+pub fn lu_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    as_op(a.into().tensor().try_lu_factor(), "solve")
+}
+
+/// `x` with `a x = b` (`aᵀ x = b` with `transpose`) from `a`'s packed LU `factors` (`a` is
+/// read by the derivative rules only).
+#[track_caller]
+pub fn lu_solve<'a>(
+    factors: impl Into<Operand<'a>>,
+    _a: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'a>>,
+    transpose: bool,
+) -> Tensor {
+    let factors = factors.into().tensor();
+    as_op(factors.try_lu_solve(&b.into().tensor(), transpose), "solve")
 }
 
 /// `a.solve_triangular(b, lower)`.

@@ -155,6 +155,32 @@ fn hessians_go_through_a_cholesky_factorization() {
     assert_close(&flat, &flat.t().contiguous(), 1e-10, "symmetry");
 }
 
+/// A solve twice differentiated: the reverse sweep solves with the transposed matrix
+/// from the same factors, and forward mode differentiates that solve in turn.
+#[hessian]
+fn solve_energy(m: &Tensor) -> Tensor {
+    let a = m.matmul(&m.mt()) + m.sum().exp();
+    a.solve(&m.sum_axis(1, false).sin()).powi(2).sum()
+}
+
+#[grad]
+fn solve_energy_g(m: &Tensor) -> Tensor {
+    let a = m.matmul(&m.mt()) + m.sum().exp();
+    a.solve(&m.sum_axis(1, false).sin()).powi(2).sum()
+}
+
+#[test]
+fn hessians_go_through_a_solve() {
+    let m = normal(45, &[3, 3]);
+    assert_eq!(
+        solve_energy(&m).item::<f64>(),
+        solve_energy_g(&m).item::<f64>()
+    );
+    let h = solve_energy_hessian(&m);
+    let fd = fd_jacobian(&solve_energy_g_grad, &m);
+    assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
+}
+
 /// Per-example solves: each example's own matrix, or one matrix for all.
 #[vmap]
 #[grad]

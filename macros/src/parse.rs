@@ -1936,6 +1936,14 @@ impl Lowerer<'_> {
             ));
         }
         match Prim::from_tensor_method(&name, args.len()) {
+            // `a.solve(&b)`: factored once, for the solve and for its derivatives
+            Some(Prim::LuSolve) => {
+                let factors = self.prim(Prim::LuFactor, vec![recv]);
+                Some(self.prim(
+                    Prim::LuSolve,
+                    vec![factors, recv, args[0], Atom::Bool(false)],
+                ))
+            }
             Some(p) => {
                 let mut all = vec![recv];
                 all.extend(args);

@@ -115,8 +115,14 @@ pub enum Prim {
     Slice,
     /// `x.index_select(axis, &indices)`.
     IndexSelect,
-    /// `a.solve(&b)`: `x` with `a @ x = b` (LU with partial pivoting).
-    Solve,
+    /// `a.solve(&b)`, lowered to `lu_solve(lu_factor(a), a, b, false)`: `(factors, a, b,
+    /// transpose)`, `x` with `a @ x = b` (or `aᵀ @ x = b`) from `a`'s packed LU factors; `a`
+    /// itself is read only by the derivative rules. One factorization serves the primal,
+    /// its tangent and its transpose.
+    LuSolve,
+    /// `a.lu_factor()`: packed LU factors with partial pivoting (no derivative: `LuSolve`
+    /// differentiates through `a`).
+    LuFactor,
     /// `a.solve_triangular(&b, lower)`: `x` with `a @ x = b`, reading one triangle of `a`.
     SolveTriangular,
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
@@ -960,23 +966,34 @@ pub fn row(p: Prim) -> Row {
             let r = d[1].map(|t| b.prim(MatmulTr, &[x[0], t, x[2]]));
             b.add(l, r)
         }),
-        Solve => lin(
-            Method("solve"),
-            2,
+        LuSolve => lin(
+            Call(""),
+            4,
             Float,
             |b, x, y, d| {
-                // a (x + dx) = b + db  =>  a dx = db - da x
-                let da_x = d[0].map(|t| b.prim(Matmul, &[t, y]));
-                let rhs = b.sub(d[1], da_x)?;
-                Some(b.prim(Solve, &[x[0], rhs]))
+                // a (x + dx) = b + db  =>  a dx = db - da x (aᵀ: daᵀ)
+                let da_x = d[1].map(|t| {
+                    let t = if x[3] == Atom::Bool(true) {
+                        let tt = b.prim(Mt, &[t]);
+                        b.shaped_like(tt, x[1]);
+                        tt
+                    } else {
+                        t
+                    };
+                    b.prim(Matmul, &[t, y])
+                });
+                let rhs = b.sub(d[2], da_x)?;
+                Some(b.prim(LuSolve, &[x[0], x[1], rhs, x[3]]))
             },
             |b, ct, x, _| {
-                // linear in the right-hand side only (the matrix is a primal coefficient)
-                let at = b.prim(Mt, &[x[0]]);
-                let g = b.prim(Solve, &[at, ct]);
-                vec![None, Some(b.fit(g, x[1]))]
+                // linear in the right-hand side only: the solve with the transposed matrix,
+                // from the same factors
+                let flip = Atom::Bool(x[3] != Atom::Bool(true));
+                let g = b.prim(LuSolve, &[x[0], x[1], ct, flip]);
+                vec![None, None, Some(b.fit(g, x[2])), None]
             },
         ),
+        LuFactor => r(Call(""), 1, Float, None),
         SolveTriangular => lin(
             Method("solve_triangular"),
             3,
@@ -1319,7 +1336,8 @@ impl Prim {
             ("permute", 1) => Permute,
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
-            ("solve", 1) => Solve,
+            // lowered to a factorization and a solve with it (see `LuSolve`)
+            ("solve", 1) => LuSolve,
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
             ("tril", 1) => Tril,

@@ -131,6 +131,28 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The same error named after `op`: for an operation made of others (`solve`, a
+    /// factorization and a solve with its factors), so that the message names what the
+    /// user called.
+    pub fn for_op(mut self, name: &'static str) -> Error {
+        match &mut self {
+            Error::ShapeMismatch { op, .. }
+            | Error::DTypeMismatch { op, .. }
+            | Error::UnsupportedDType { op, .. }
+            | Error::ElementType { op, .. }
+            | Error::BadAxis { op, .. }
+            | Error::IndexOutOfRange { op, .. }
+            | Error::DeviceMismatch { op, .. }
+            | Error::Gpu { op, .. }
+            | Error::InvalidArgument { op, .. } => *op = name,
+            // always named `reshape`: a view of the operation's own, not the caller's
+            Error::BadReshape { .. } => {}
+        }
+        self
+    }
+}
+
 /// The runtime's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 

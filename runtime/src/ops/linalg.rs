@@ -39,6 +39,11 @@ impl Systems {
     pub fn operands(&self, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
         let mut sa = self.batch.clone();
         sa.extend([self.n, self.n]);
+        (a.broadcast_to(&sa), self.operands_rhs(b))
+    }
+
+    /// `b` broadcast to `[batch.., n, k]` (a view).
+    pub fn operands_rhs(&self, b: &Tensor) -> Tensor {
         let mut sb = self.batch.clone();
         sb.extend([self.n, self.k]);
         let b = if self.vector {
@@ -46,7 +51,7 @@ impl Systems {
         } else {
             b.clone()
         };
-        (a.broadcast_to(&sa), b.broadcast_to(&sb))
+        b.broadcast_to(&sb)
     }
 }
 
@@ -69,14 +74,21 @@ fn square(op: &'static str, a: &Tensor) -> Result<usize> {
 /// or, beside a 2-D `a`, a vector `[n]`.
 fn systems(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Systems> {
     Tensor::expect_same_float(op, a, b)?;
-    let n = square(op, a)?;
+    square(op, a)?;
+    plan_systems(op, a.shape(), b)
+}
+
+/// [`systems`] for matrices of shape `a` (`[.., n, n]`; given apart from the tensor that
+/// holds them, which may be their packed LU factors).
+fn plan_systems(op: &'static str, a: &[usize], b: &Tensor) -> Result<Systems> {
+    let (ra, n) = (a.len(), a[a.len() - 1]);
     let mismatch = |reason: String| Error::ShapeMismatch {
         op,
-        lhs: a.shape().to_vec(),
+        lhs: a.to_vec(),
         rhs: b.shape().to_vec(),
         reason,
     };
-    let (ra, rb) = (a.ndim(), b.ndim());
+    let rb = b.ndim();
     if rb == 0 {
         return Err(mismatch(
             "do not fit: the right-hand side needs at least one axis".into(),
@@ -106,10 +118,10 @@ fn systems(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Systems> {
     } else {
         &b.shape()[..rb - 2]
     };
-    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], bb).map_err(|_| {
+    let batch = broadcast_shapes(op, &a[..ra - 2], bb).map_err(|_| {
         mismatch(format!(
             "do not fit: batch axes {:?} and {bb:?} do not broadcast",
-            &a.shape()[..ra - 2]
+            &a[..ra - 2]
         ))
     })?;
     Ok(Systems {
@@ -120,20 +132,76 @@ fn systems(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Systems> {
     })
 }
 
-/// The `rows x cols` matrix at batch position `i` of `x` (a layout whose last two axes are
-/// the matrix), copied row-major into `dst`.
-fn gather<T: Element>(x: &Tensor, i: usize, dst: &mut [T]) {
+/// Element `(r, c)` of the matrix at batch position `i` of `x` (a layout whose last two
+/// axes are the matrix), read in place through the strides.
+fn reader<T: Element>(x: &Tensor, i: usize) -> impl Fn(usize, usize) -> T + '_ {
     let l = &x.layout;
     let nb = l.shape.len() - 2;
-    let (rows, cols) = (l.shape[nb], l.shape[nb + 1]);
     let base = unravel_offset(i, &l.shape[..nb], &l.strides[..nb], l.offset) as isize;
     let (rs, cs) = (l.strides[nb], l.strides[nb + 1]);
     let data = x.storage_slice::<T>();
-    for r in 0..rows {
-        for c in 0..cols {
-            dst[r * cols + c] = data[(base + r as isize * rs + c as isize * cs) as usize];
+    move |r, c| data[(base + r as isize * rs + c as isize * cs) as usize]
+}
+
+/// The `rows x cols` matrix at batch position `i` of `x`, copied row-major into `dst`.
+fn gather<T: Element>(x: &Tensor, i: usize, dst: &mut [T]) {
+    if let Some(src) = block(x, i, false) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let cols = x.shape()[x.ndim() - 1];
+    let at = reader::<T>(x, i);
+    for (e, d) in dst.iter_mut().enumerate() {
+        *d = at(e / cols, e % cols);
+    }
+}
+
+/// The storage of the matrix at batch position `i` of `x` where it is one dense block,
+/// row-major (or column-major with `columns`).
+fn block<T: Element>(x: &Tensor, i: usize, columns: bool) -> Option<&[T]> {
+    let l = &x.layout;
+    let nb = l.shape.len() - 2;
+    let (rows, cols) = (l.shape[nb], l.shape[nb + 1]);
+    let (rs, cs) = (l.strides[nb], l.strides[nb + 1]);
+    let dense = if columns {
+        (rs == 1 || cols <= 1) && (cs == rows as isize || rows <= 1)
+    } else {
+        (cs == 1 || rows <= 1) && (rs == cols as isize || cols <= 1)
+    };
+    if !dense || rows * cols == 0 {
+        return None;
+    }
+    let base = unravel_offset(i, &l.shape[..nb], &l.strides[..nb], l.offset);
+    Some(&x.storage_slice::<T>()[base..base + rows * cols])
+}
+
+/// `f` of the square matrix at batch position `i` of `x` as a faer view: in place where
+/// it is a dense row- or column-major block (a transposed matrix is one), else a copy.
+fn with_matrix<T: Float + faer::traits::ComplexField, R>(
+    x: &Tensor,
+    i: usize,
+    n: usize,
+    f: impl FnOnce(faer::MatRef<'_, T>) -> R,
+) -> R {
+    if let Some(rows) = block::<T>(x, i, false) {
+        f(faer::MatRef::from_row_major_slice(rows, n, n))
+    } else if let Some(cols) = block::<T>(x, i, true) {
+        f(faer::MatRef::from_column_major_slice(cols, n, n))
+    } else {
+        f(owned::<T>(x, i, n).as_ref())
+    }
+}
+
+/// The matrix at batch position `i` of `x` as a faer matrix (column-major).
+fn owned<T: Float + faer::traits::ComplexField>(x: &Tensor, i: usize, n: usize) -> faer::Mat<T> {
+    let at = reader::<T>(x, i);
+    let mut m = faer::Mat::<T>::zeros(n, n);
+    for c in 0..n {
+        for (r, v) in m.col_as_slice_mut(c).iter_mut().enumerate() {
+            *v = at(r, c);
         }
     }
+    m
 }
 
 /// Where the algorithm broke down on one matrix of a batch, as an error.
@@ -165,7 +233,7 @@ fn first_failure(
 fn rhs_blocks<T: Float>(plan: &Systems, b: &Tensor) -> Vec<T> {
     let per = plan.n * plan.k;
     let count = numel(&plan.batch);
-    let mut out = vec![T::zero(); count * per];
+    let mut out = crate::pool::buffer(count * per, T::zero());
     if per > 0 {
         out.par_chunks_mut(per)
             .enumerate()
@@ -174,14 +242,22 @@ fn rhs_blocks<T: Float>(plan: &Systems, b: &Tensor) -> Vec<T> {
     out
 }
 
-/// A faer view of a row-major block.
-fn view<T>(block: &[T], rows: usize, cols: usize) -> faer::MatRef<'_, T> {
-    faer::MatRef::from_row_major_slice(block, rows, cols)
-}
-
 /// A faer mutable view of a row-major block.
 fn view_mut<T>(block: &mut [T], rows: usize, cols: usize) -> faer::MatMut<'_, T> {
     faer::MatMut::from_row_major_slice_mut(block, rows, cols)
+}
+
+/// How faer spreads one factorization or solve over threads: one matrix of a batch runs on
+/// one thread (the batch is spread instead), and a lone matrix too below `PAR_N` (faer's
+/// threads cost more than they save there: its LU of 1024 x 1024 f32 took 15 ms alone and
+/// 23 ms on two threads, 97 and 76 ms at 2048).
+fn parallelism(n: usize, count: usize) -> faer::Par {
+    const PAR_N: usize = 1536;
+    if count == 1 && n >= PAR_N {
+        faer::Par::rayon(0)
+    } else {
+        faer::Par::Seq
+    }
 }
 
 /// The index of the first zero on the diagonal of `m`, if any.
@@ -213,41 +289,172 @@ impl Tensor {
     pub fn try_solve(&self, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "solve";
         let plan = systems(OP, self, b)?;
-        let (a, b) = plan.operands(self, b);
         #[cfg(feature = "gpu")]
-        if a.on_gpu() {
+        if self.on_gpu() {
+            let (a, b) = plan.operands(self, b);
             return crate::gpu::linalg::solve(&a, &b, &plan);
         }
-        let (n, k) = (plan.n, plan.k);
-        let count = numel(&plan.batch);
-        Ok(float_dispatch!(a.dtype(), T => {
-            let mut out = rhs_blocks::<T>(&plan, &b);
-            if n > 0 && count > 0 {
-                // a matrix shared by the whole batch is factored once
-                let shared = self.ndim() == 2;
-                let lus: Vec<_> = (0..if shared { 1 } else { count })
-                    .into_par_iter()
-                    .map(|i| {
-                        let mut m = vec![T::zero(); n * n];
-                        gather(&a, i, &mut m);
-                        view(&m, n, n).partial_piv_lu()
+        self.factor(OP)?.try_lu_solve(b, false)
+    }
+
+    /// The LU factorization with partial pivoting of square matrices `[.., n, n]`, packed
+    /// as `[.., n, n + 1]`: in the first `n` columns the unit lower factor `L` below the
+    /// diagonal and the upper factor `U` on and above it, in the last column the row
+    /// permutation, `p[i]` being the row of `self` that became row `i` (`self[p] = L U`).
+    /// For [`Tensor::lu_solve`], which solves with these factors as often as needed (with
+    /// the matrix or its transpose). Panics for non-square input, and on the CPU for a
+    /// singular matrix; see [`Tensor::try_lu_factor`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let lu = a.lu_factor(); // row 1 is the pivot: p = [1, 0]
+    /// assert_eq!(lu.to_vec::<f64>(), vec![3.0, 4.0, 1.0, 1.0 / 3.0, 2.0 - 4.0 / 3.0, 0.0]);
+    /// let b = Tensor::from_vec(vec![5.0f64, 6.0], &[2]);
+    /// let x = lu.lu_solve(&b, false);
+    /// assert!((a.matmul(&x) - &b).abs().max().item::<f64>() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn lu_factor(&self) -> Tensor {
+        unwrap(self.try_lu_factor())
+    }
+
+    /// [`Tensor::lu_factor`], returning an error instead of panicking.
+    pub fn try_lu_factor(&self) -> Result<Tensor> {
+        self.factor("lu_factor")
+    }
+
+    /// [`Tensor::lu_factor`], errors naming `op`.
+    fn factor(&self, op: &'static str) -> Result<Tensor> {
+        let n = square(op, self)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::linalg::lu_factor(self, n);
+        }
+        let batch = &self.shape()[..self.ndim() - 2];
+        let count = numel(batch);
+        let mut shape = batch.to_vec();
+        shape.extend([n, n + 1]);
+        let par = parallelism(n, count);
+        Ok(float_dispatch!(self.dtype(), T => {
+            // every element is written below
+            let mut out = crate::pool::buffer(count * n * (n + 1), T::zero());
+            if n > 0 {
+                let pivots: Vec<Option<usize>> = out
+                    .par_chunks_mut(n * (n + 1))
+                    .enumerate()
+                    .map(|(i, packed)| {
+                        let mut lu = owned::<T>(self, i, n);
+                        let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+                        use faer::linalg::lu::partial_pivoting::factor as lu;
+                        let mut mem = faer::dyn_stack::MemBuffer::new(
+                            lu::lu_in_place_scratch::<usize, T>(n, n, par, Default::default()),
+                        );
+                        lu::lu_in_place(
+                            lu.as_mut(),
+                            &mut perm,
+                            &mut perm_inv,
+                            par,
+                            faer::dyn_stack::MemStack::new(&mut mem),
+                            Default::default(),
+                        );
+                        for c in 0..n {
+                            for (r, &v) in lu.col_as_slice(c).iter().enumerate() {
+                                packed[r * (n + 1) + c] = v;
+                            }
+                        }
+                        for (r, &p) in perm.iter().enumerate() {
+                            packed[r * (n + 1) + n] = T::from_f64(p as f64);
+                        }
+                        zero_pivot(lu.as_ref())
                     })
                     .collect();
-                let singular = first_failure(lus.len(), |i| {
-                    zero_pivot(lus[i].U()).map(|p| {
-                        format!("is singular: pivot {p} of its LU factorization is zero")
-                    })
+                let first = pivots.iter().enumerate().find_map(|(i, p)| p.map(|p| (i, p)));
+                if let Some((at, p)) = first {
+                    let why = format!("is singular: pivot {p} of its LU factorization is zero");
+                    return Err(breakdown(op, self.shape(), batch, at, &why));
+                }
+            }
+            Tensor::from_data(out, &shape)
+        }))
+    }
+
+    /// The solution `x` of `a @ x = b` (or `aᵀ @ x = b` with `transpose`) from the packed LU
+    /// factors `self` of `a` made by [`Tensor::lu_factor`], `[.., n, n + 1]`; `b` as in
+    /// [`Tensor::solve`] (batch axes broadcast against the factors'). Panics on mismatched
+    /// shapes or dtypes; see [`Tensor::try_lu_solve`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 3.0], &[2, 2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, 5.0], &[2]);
+    /// let x = a.lu_factor().lu_solve(&b, true);
+    /// assert!((a.t().matmul(&x) - &b).abs().max().item::<f64>() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn lu_solve(&self, b: &Tensor, transpose: bool) -> Tensor {
+        unwrap(self.try_lu_solve(b, transpose))
+    }
+
+    /// [`Tensor::lu_solve`], returning an error instead of panicking.
+    pub fn try_lu_solve(&self, b: &Tensor, transpose: bool) -> Result<Tensor> {
+        const OP: &str = "lu_solve";
+        Tensor::expect_same_float(OP, self, b)?;
+        let s = self.shape();
+        let n = match s.len() {
+            r if r >= 2 && s[r - 1] == s[r - 2] + 1 => s[r - 2],
+            _ => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!(
+                        "needs packed LU factors [.., n, n + 1] (from `lu_factor`), got a tensor of shape {s:?}"
+                    ),
                 });
-                if let Some((at, why)) = singular {
-                    let batch = if shared { &[][..] } else { &plan.batch[..] };
-                    return Err(breakdown(OP, self.shape(), batch, at, &why));
-                }
-                if k > 0 {
-                    use faer::linalg::solvers::Solve;
-                    out.par_chunks_mut(n * k).enumerate().for_each(|(i, x)| {
-                        lus[if shared { 0 } else { i }].solve_in_place(view_mut(x, n, k));
-                    });
-                }
+            }
+        };
+        // checked and reported as the matrices' shape, `[.., n, n]`
+        let mut matrices = s[..s.len() - 1].to_vec();
+        matrices.push(n);
+        let plan = plan_systems(OP, &matrices, b)?;
+        let mut sf = plan.batch.clone();
+        sf.extend([n, n + 1]);
+        let factors = self.contiguous().broadcast_to(&sf);
+        let b = plan.operands_rhs(b);
+        #[cfg(feature = "gpu")]
+        if factors.on_gpu() {
+            return crate::gpu::linalg::lu_solve(&factors, &b, &plan, transpose);
+        }
+        let (k, count) = (plan.k, numel(&plan.batch));
+        let par = parallelism(n, count);
+        Ok(float_dispatch!(self.dtype(), T => {
+            let mut out = rhs_blocks::<T>(&plan, &b);
+            if n > 0 && k > 0 {
+                let data = factors.storage_slice::<T>();
+                let l = &factors.layout;
+                let nb = plan.batch.len();
+                out.par_chunks_mut(n * k).enumerate().for_each(|(i, x)| {
+                    let base = unravel_offset(i, &l.shape[..nb], &l.strides[..nb], l.offset);
+                    let packed = &data[base..base + n * (n + 1)];
+                    let lu = faer::MatRef::from_row_major_slice_with_stride(packed, n, n, n + 1);
+                    let perm: Vec<usize> =
+                        (0..n).map(|r| packed[r * (n + 1) + n].to_f64() as usize).collect();
+                    let mut perm_inv = vec![0usize; n];
+                    for (r, &p) in perm.iter().enumerate() {
+                        perm_inv[p] = r;
+                    }
+                    let perm = faer::perm::PermRef::new_checked(&perm, &perm_inv, n);
+                    use faer::linalg::lu::partial_pivoting::solve as lu;
+                    let mut mem = faer::dyn_stack::MemBuffer::new(
+                        lu::solve_in_place_scratch::<usize, T>(n, k, par),
+                    );
+                    let stack = faer::dyn_stack::MemStack::new(&mut mem);
+                    let rhs = view_mut(x, n, k);
+                    if transpose {
+                        lu::solve_transpose_in_place(lu, lu, perm, rhs, par, stack);
+                    } else {
+                        lu::solve_in_place(lu, lu, perm, rhs, par, stack);
+                    }
+                });
             }
             Tensor::from_data(out, &plan.out_shape())
         }))
@@ -283,13 +490,10 @@ impl Tensor {
         Ok(float_dispatch!(a.dtype(), T => {
             let mut out = rhs_blocks::<T>(&plan, &b);
             if n > 0 && count > 0 {
-                let tri = |i: usize| {
-                    let mut m = vec![T::zero(); n * n];
-                    gather(&a, i, &mut m);
-                    m
-                };
                 let zero = first_failure(count, |i| {
-                    zero_pivot(view(&tri(i), n, n)).map(|p| format!("is singular: its diagonal element {p} is zero"))
+                    let at = reader::<T>(&a, i);
+                    (0..n).find(|&j| at(j, j) == T::zero())
+                        .map(|p| format!("is singular: its diagonal element {p} is zero"))
                 });
                 if let Some((at, why)) = zero {
                     return Err(breakdown(OP, self.shape(), &plan.batch, at, &why));
@@ -298,14 +502,15 @@ impl Tensor {
                     if k == 0 {
                         return;
                     }
-                    let m = tri(i);
-                    let (m, x) = (view(&m, n, n), view_mut(x, n, k));
-                    let par = faer::Par::Seq;
-                    if lower {
-                        faer::linalg::triangular_solve::solve_lower_triangular_in_place(m, x, par);
-                    } else {
-                        faer::linalg::triangular_solve::solve_upper_triangular_in_place(m, x, par);
-                    }
+                    let x = view_mut(x, n, k);
+                    let par = parallelism(n, count);
+                    with_matrix::<T, _>(&a, i, n, |m| {
+                        if lower {
+                            faer::linalg::triangular_solve::solve_lower_triangular_in_place(m, x, par);
+                        } else {
+                            faer::linalg::triangular_solve::solve_upper_triangular_in_place(m, x, par);
+                        }
+                    });
                 });
             }
             Tensor::from_data(out, &plan.out_shape())
@@ -339,34 +544,51 @@ impl Tensor {
         }
         let batch = &self.shape()[..self.ndim() - 2];
         let count = numel(batch);
+        let par = parallelism(n, count);
         Ok(float_dispatch!(self.dtype(), T => {
-            let mut out = vec![T::zero(); count * n * n];
+            // every element is written below
+            let mut out = crate::pool::buffer(count * n * n, T::zero());
             if n > 0 {
                 let half = T::from_f64(0.5);
                 let factors: Vec<std::result::Result<(), String>> = out
                     .par_chunks_mut(n * n)
                     .enumerate()
                     .map(|(i, l)| {
-                        let mut m = vec![T::zero(); n * n];
-                        gather(self, i, &mut m);
-                        let sym: Vec<T> = (0..n * n)
-                            .map(|e| (m[e] + m[(e % n) * n + e / n]) * half)
-                            .collect();
-                        match view(&sym, n, n).llt(faer::Side::Lower) {
-                            Ok(f) => {
-                                let f = f.L();
-                                for r in 0..n {
-                                    for c in 0..=r {
-                                        l[r * n + c] = f[(r, c)];
+                        // the lower triangle of the symmetric part (all the factorization reads)
+                        let at = reader::<T>(self, i);
+                        let mut a = faer::Mat::<T>::zeros(n, n);
+                        for c in 0..n {
+                            let col = a.col_as_slice_mut(c);
+                            for (r, v) in col.iter_mut().enumerate().skip(c) {
+                                *v = (at(r, c) + at(c, r)) * half;
+                            }
+                        }
+                        use faer::linalg::cholesky::llt::factor as llt;
+                        let mut mem = faer::dyn_stack::MemBuffer::new(
+                            llt::cholesky_in_place_scratch::<T>(n, par, Default::default()),
+                        );
+                        let done = llt::cholesky_in_place(
+                            a.as_mut(),
+                            Default::default(),
+                            par,
+                            faer::dyn_stack::MemStack::new(&mut mem),
+                            Default::default(),
+                        );
+                        match done {
+                            Ok(_) => {
+                                for c in 0..n {
+                                    for (r, &v) in a.col_as_slice(c).iter().enumerate().skip(c) {
+                                        l[r * n + c] = v;
                                     }
+                                }
+                                for r in 0..n {
+                                    l[r * n + r + 1..(r + 1) * n].fill(T::zero());
                                 }
                                 Ok(())
                             }
-                            Err(e) => Err(match e {
-                                faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } => format!(
-                                    "is not positive definite: pivot {index} of its Cholesky factorization is not positive"
-                                ),
-                            }),
+                            Err(llt::LltError::NonPositivePivot { index }) => Err(format!(
+                                "is not positive definite: pivot {index} of its Cholesky factorization is not positive"
+                            )),
                         }
                     })
                     .collect();

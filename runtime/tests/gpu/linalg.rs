@@ -1,11 +1,12 @@
-//! Linear algebra: `solve` (LU with partial pivoting), `solve_triangular` and `cholesky`
-//! against the CPU, on one matrix, batches, broadcast batches and strided views, with
-//! pivoting, unread triangles holding NaN, breakdowns (non-finite values on the GPU) and
-//! empty shapes.
+//! Linear algebra: `solve` (LU with partial pivoting), `lu_factor` and `lu_solve`,
+//! `solve_triangular` and `cholesky` against the CPU, on one matrix, batches, broadcast
+//! batches and strided views, with pivoting, unread triangles holding NaN, breakdowns
+//! (non-finite values on the GPU) and empty shapes; LU factors made on one device solve on
+//! the other.
 
 use ferrax_runtime::prelude::*;
 
-use crate::{check, gpu, values};
+use crate::{assert_matches, check, gpu, values};
 
 /// Sizes of the matrices: 130 is more than one workgroup's threads.
 const SIZES: [usize; 6] = [1, 2, 3, 17, 64, 130];
@@ -337,5 +338,234 @@ fn batches_beyond_one_dispatch_dimension() {
             "cholesky, matrix {i}: {} vs {want}",
             l[i]
         );
+    }
+}
+
+/// [`dominant`] matrices with their rows shuffled, each matrix its own way: partial
+/// pivoting swaps rows at almost every step, in cycles, and its pivots stand well apart
+/// from the other candidates (rounding cannot change them).
+fn shuffled(batch: &[usize], n: usize, seed: u64) -> Tensor {
+    let d = dominant(batch, n, seed);
+    let mut v = d.to_vec::<f32>();
+    let mut state = seed;
+    for m in v.chunks_mut((n * n).max(1)) {
+        let mut rows: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            rows.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let before = m.to_vec();
+        for (r, &from) in rows.iter().enumerate() {
+            m[r * n..(r + 1) * n].copy_from_slice(&before[from * n..(from + 1) * n]);
+        }
+    }
+    Tensor::from_vec(v, d.shape())
+}
+
+/// Asserts that `lu` (`[.., n, n + 1]`, packed LU factors) factors `a` (`[.., n, n]`):
+/// its last column a permutation `p`, and `a[p] = L U` (unit `L` below the diagonal, `U`
+/// on and above it) to f32 rounding.
+#[track_caller]
+fn assert_factors(what: &str, a: &Tensor, lu: &Tensor) {
+    let n = a.shape()[a.ndim() - 1];
+    let (a, lu) = (a.to_vec::<f32>(), lu.to_vec::<f32>());
+    for (m, (a, f)) in a.chunks(n * n).zip(lu.chunks(n * (n + 1))).enumerate() {
+        let at = |r: usize, c: usize| f64::from(f[r * (n + 1) + c]);
+        let p: Vec<usize> = (0..n).map(|i| at(i, n) as usize).collect();
+        let mut sorted = p.clone();
+        sorted.sort_unstable();
+        assert!(
+            sorted.iter().copied().eq(0..n),
+            "{what}: matrix {m}: {p:?} is not a permutation"
+        );
+        let scale = a.iter().fold(1.0f64, |s, x| s.max(f64::from(x.abs())));
+        for i in 0..n {
+            for j in 0..n {
+                let lu_ij: f64 = (0..=i.min(j))
+                    .map(|t| if t == i { 1.0 } else { at(i, t) } * at(t, j))
+                    .sum();
+                let want = f64::from(a[p[i] * n + j]);
+                assert!(
+                    (lu_ij - want).abs() <= 1e-5 * scale,
+                    "{what}: matrix {m}: (L U)[{i}][{j}] = {lu_ij}, a[p[{i}]][{j}] = {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lu_factor_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for (i, n) in SIZES.into_iter().enumerate() {
+        let s = 200 + i as u64 * 10;
+        let one = shuffled(&[], n, s);
+        let batch = shuffled(&[3], n, s + 1);
+        let stored = shuffled(&[2], n, s + 2);
+        // (what, the input as stored, whether it is read transposed)
+        let cases: [(&str, &Tensor, bool); 3] = [
+            ("[n, n]", &one, false),
+            ("[3, n, n]", &batch, false),
+            ("[2, n, n] transposed", &stored, true),
+        ];
+        for (what, a, transposed) in cases {
+            let what = format!("lu_factor {what}, n = {n}");
+            let f = |t: &[Tensor]| {
+                if transposed {
+                    t[0].mt().lu_factor()
+                } else {
+                    t[0].lu_factor()
+                }
+            };
+            // the packed values and the permutation column (a different pivot would
+            // differ by at least 1 there)
+            check(&dev, &what, &[a], TOL, f);
+            let lu = f(&[a.to_device(&dev)]).to_device(&Device::Cpu);
+            let a = if transposed { a.mt() } else { a.clone() };
+            assert_factors(&what, &a, &lu);
+        }
+    }
+    // general matrices (the values are multiples of 1/8: magnitudes tie among the first
+    // column's candidates, and the first row of the largest wins, on both devices)
+    for n in [2, 3, 8, 17] {
+        let a = shifted(&[4], n, 250 + n as u64, 0.5);
+        let what = format!("lu_factor general, n = {n}");
+        check(&dev, &what, &[&a], TOL, |t| t[0].lu_factor());
+        assert_factors(
+            &what,
+            &a,
+            &a.to_device(&dev).lu_factor().to_device(&Device::Cpu),
+        );
+    }
+    // ties by construction: rows 1 and 2 tie at the first step (row 1 wins), then the
+    // last row wins: p = [1, 2, 0], a cycle (its inverse is [2, 0, 1])
+    let a = Tensor::from_vec(
+        vec![0.5f32, 1.0, 2.0, 2.0, 1.0, 0.0, -2.0, 3.0, 1.0],
+        &[3, 3],
+    );
+    check(&dev, "ties", &[&a], TOL, |t| t[0].lu_factor());
+    let lu = a.to_device(&dev).lu_factor().to_vec::<f32>();
+    assert_eq!([lu[3], lu[7], lu[11]], [1.0, 2.0, 0.0], "{lu:?}");
+}
+
+#[test]
+fn lu_solve_matches_the_cpu_and_solve() {
+    let Some(dev) = gpu() else { return };
+    for (i, n) in SIZES.into_iter().enumerate() {
+        let s = 300 + i as u64 * 10;
+        let a = shuffled(&[], n, s);
+        let ab = shuffled(&[3], n, s + 1);
+        let cases: [(&str, &Tensor, Tensor); 5] = [
+            ("[n, n] with [n]", &a, rhs(&[n], s + 2)),
+            ("[n, n] with [n, 3]", &a, rhs(&[n, 3], s + 3)),
+            ("[n, n] with [4, n, 2]", &a, rhs(&[4, n, 2], s + 4)),
+            ("[3, n, n] with [n, 2]", &ab, rhs(&[n, 2], s + 5)),
+            ("[3, n, n] with [3, n, 1]", &ab, rhs(&[3, n, 1], s + 6)),
+        ];
+        for (what, a, b) in cases {
+            let (ga, gb) = (a.to_device(&dev), b.to_device(&dev));
+            let (cpu_lu, gpu_lu) = (a.lu_factor(), ga.lu_factor());
+            for transpose in [false, true] {
+                let what = format!("lu_solve {what}, n = {n}, transpose {transpose}");
+                let want = cpu_lu.lu_solve(&b, transpose);
+                let x = gpu_lu.lu_solve(&gb, transpose);
+                assert_matches(&what, &x, &want, TOL);
+                let direct = if transpose {
+                    a.mt().solve(&b)
+                } else {
+                    a.solve(&b)
+                };
+                assert_matches(&format!("{what}, against solve"), &x, &direct, TOL);
+                // factors made on one device solve on the other
+                let x = cpu_lu.to_device(&dev).lu_solve(&gb, transpose);
+                assert_matches(&format!("{what}, the CPU's factors"), &x, &want, TOL);
+                let x = gpu_lu.to_device(&Device::Cpu).lu_solve(&b, transpose);
+                let what = format!("{what}, the GPU's factors on the CPU");
+                assert_matches(&what, &x.to_device(&dev), &want, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn lu_solve_reads_sliced_stepped_and_broadcast_operands() {
+    let Some(dev) = gpu() else { return };
+    let n = 17;
+    let a = shuffled(&[4], n, 400);
+    let b = rhs(&[2, 2 * n, 3], 401);
+    let a2 = shuffled(&[2, 1], n, 402);
+    let b3 = rhs(&[3, n, 2], 403);
+    for transpose in [false, true] {
+        check(&dev, "sliced factors, stepped b", &[&a, &b], TOL, |t| {
+            t[0].lu_factor()
+                .slice(0, 1, 3)
+                .lu_solve(&t[1].slice_step(1, 0, 2 * n, 2), transpose)
+        });
+        check(&dev, "[2, 1] factors with [3] b", &[&a2, &b3], TOL, |t| {
+            t[0].lu_factor().lu_solve(&t[1], transpose)
+        });
+        check(
+            &dev,
+            "broadcast factors with b.mt()",
+            &[&a, &b3],
+            TOL,
+            |t| {
+                t[0].slice(0, 2, 3)
+                    .lu_factor()
+                    .broadcast_to(&[3, n, n + 1])
+                    .lu_solve(&t[1].mt().mt(), transpose)
+            },
+        );
+    }
+}
+
+#[test]
+fn singular_lu_factors_give_non_finite_solutions() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::from_vec(vec![1.0f32, 2.0, 2.0, 4.0], &[2, 2]);
+    assert!(a.try_lu_factor().is_err(), "the CPU reports it");
+    let lu = a.to_device(&dev).try_lu_factor().expect("the GPU does not");
+    let b = Tensor::from_vec(vec![1.0f32, 1.0], &[2]).to_device(&dev);
+    for transpose in [false, true] {
+        let x = lu.lu_solve(&b, transpose).to_vec::<f32>();
+        assert!(x.iter().any(|v| !v.is_finite()), "{x:?}");
+    }
+}
+
+#[test]
+fn lu_factor_and_lu_solve_of_empty_shapes() {
+    let Some(dev) = gpu() else { return };
+    let factors: [(&[usize], &[usize]); 3] = [
+        (&[0, 0], &[0, 1]),
+        (&[3, 0, 0], &[3, 0, 1]),
+        (&[0, 4, 4], &[0, 4, 5]),
+    ];
+    for (shape, want) in factors {
+        let lu = Tensor::zeros(shape, DType::F32).to_device(&dev).lu_factor();
+        assert_eq!(lu.shape(), want, "{shape:?}");
+        assert!(lu.device().is_gpu());
+        assert!(lu.to_vec::<f32>().is_empty());
+    }
+    let solves: &[(&[usize], &[usize], &[usize])] = &[
+        (&[0, 1], &[0], &[0]),
+        (&[0, 1], &[0, 3], &[0, 3]),
+        (&[2, 0, 1], &[2, 0, 3], &[2, 0, 3]),
+        (&[3, 4], &[3, 0], &[3, 0]),
+        (&[2, 3, 4], &[2, 3, 0], &[2, 3, 0]),
+        (&[0, 3, 4], &[0, 3, 2], &[0, 3, 2]),
+        (&[3, 4], &[0, 3, 2], &[0, 3, 2]),
+    ];
+    for transpose in [false, true] {
+        for &(sf, sb, want) in solves {
+            let lu = Tensor::zeros(sf, DType::F32);
+            let b = Tensor::zeros(sb, DType::F32);
+            let x = lu.to_device(&dev).lu_solve(&b.to_device(&dev), transpose);
+            assert_eq!(x.shape(), want, "{sf:?} with {sb:?}");
+            assert_eq!(lu.lu_solve(&b, transpose).shape(), want, "the CPU");
+            assert!(x.device().is_gpu());
+            assert!(x.to_vec::<f32>().is_empty());
+        }
     }
 }

@@ -231,3 +231,61 @@ fn triangles_diagonals_and_their_embedding() {
     let e = y.try_diag_embed(4, 4).unwrap_err().to_string();
     assert!(e.contains("diag_embed") && e.contains("[2, 3]"), "{e}");
 }
+
+#[test]
+fn lu_factors_reconstruct_the_matrix_and_solve_with_it_or_its_transpose() {
+    for dtype in [DType::F32, DType::F64] {
+        let a = matrices(&[3, 5, 5], 20, dtype).transpose(-1, -2);
+        let f = a.lu_factor();
+        assert_eq!(f.shape(), &[3, 5, 6]);
+        let v = f.to_dtype(DType::F64).to_vec::<f64>();
+        let av = a.to_dtype(DType::F64).contiguous().to_vec::<f64>();
+        for m in 0..3 {
+            let at = |r: usize, c: usize| v[m * 30 + r * 6 + c];
+            let perm: Vec<usize> = (0..5).map(|r| at(r, 5) as usize).collect();
+            let mut seen = perm.clone();
+            seen.sort();
+            assert_eq!(seen, vec![0, 1, 2, 3, 4], "a permutation");
+            for r in 0..5 {
+                for c in 0..5 {
+                    // (L U)[r][c] with L unit lower
+                    let lu: f64 = (0..=r.min(c))
+                        .map(|j| if j == r { 1.0 } else { at(r, j) } * at(j, c))
+                        .sum();
+                    let want = av[m * 25 + perm[r] * 5 + c];
+                    assert!((lu - want).abs() < tol(dtype) * 10.0, "{dtype} a[p] = L U");
+                }
+            }
+        }
+        // one factorization, both systems; factors broadcast against right-hand sides
+        let b = tensor(&[2, 3, 5, 2], 21, dtype);
+        let x = f.lu_solve(&b, false);
+        assert_eq!(x.shape(), &[2, 3, 5, 2]);
+        assert!(max_abs(&(a.matmul(&x) - &b)) < tol(dtype));
+        let xt = f.lu_solve(&b, true);
+        assert!(max_abs(&(a.mt().matmul(&xt) - &b)) < tol(dtype));
+        let one = matrices(&[4, 4], 22, dtype);
+        let v = tensor(&[4], 23, dtype);
+        assert!(max_abs(&(one.mt().matmul(&one.lu_factor().lu_solve(&v, true)) - &v)) < tol(dtype));
+    }
+    let e = Tensor::ones(&[3, 3], DType::F64)
+        .try_lu_solve(&Tensor::ones(&[3], DType::F64), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lu_solve") && e.contains("[3, 3]") && e.contains("n + 1"),
+        "{e}"
+    );
+    let e = matrices(&[3, 3], 1, DType::F64)
+        .lu_factor()
+        .try_lu_solve(&Tensor::ones(&[4], DType::F64), false)
+        .unwrap_err();
+    // reported with the matrices' shape, and renamed for the operation a caller composed
+    assert!(e.to_string().contains("shapes [3, 3] and [4]"), "{e}");
+    assert!(e.for_op("solve").to_string().starts_with("solve: "));
+    let e = Tensor::zeros(&[2, 2], DType::F32)
+        .try_lu_factor()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lu_factor") && e.contains("singular"), "{e}");
+}
