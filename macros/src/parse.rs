@@ -1949,6 +1949,15 @@ impl Lowerer<'_> {
                 all.extend(args);
                 Some(self.prim(p, all))
             }
+            None if name == "lu_factor" || name == "lu_solve" => {
+                self.cx.error(
+                    &m.method,
+                    format!(
+                        "`.{name}()` is not differentiated: packed LU factors carry no derivative. Write `a.solve(&b)`, which the transforms factor once and reuse for its derivatives"
+                    ),
+                );
+                Some(recv)
+            }
             None => {
                 self.cx.error(
                     &m.method,
