@@ -643,8 +643,26 @@ impl Tensor {
 
     /// `self` where `keep(row, col)` holds in the last two axes, zero elsewhere (a NaN
     /// outside the kept part does not leak into the result).
-    fn triangle(&self, op: &'static str, keep: impl Fn(isize, isize) -> bool) -> Result<Tensor> {
+    fn triangle(
+        &self,
+        op: &'static str,
+        keep: impl Fn(isize, isize) -> bool + Sync,
+    ) -> Result<Tensor> {
         let (rows, cols) = self.matrix_dims(op)?;
+        if !self.on_gpu() && self.dtype().is_float() && rows * cols > 0 {
+            // one pass, each row its kept part and zeros (no mask to read)
+            return Ok(float_dispatch!(self.dtype(), T => {
+                let mut out = crate::pool::buffer(self.numel(), T::zero());
+                out.par_chunks_mut(cols).enumerate().for_each(|(g, dst)| {
+                    let (i, r) = (g / rows, g % rows);
+                    let at = reader::<T>(self, i);
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        *d = if keep(r as isize, c as isize) { at(r, c) } else { T::zero() };
+                    }
+                });
+                Tensor::from_data(out, self.shape())
+            }));
+        }
         let mask: Vec<bool> = (0..rows * cols)
             .map(|e| keep((e / cols) as isize, (e % cols) as isize))
             .collect();
@@ -761,14 +779,29 @@ impl Tensor {
                 ),
             });
         }
+        let mut shape = self.shape()[..self.ndim() - 1].to_vec();
+        shape.extend([rows, cols]);
+        let k = rows.min(cols);
+        if !self.on_gpu() && self.dtype().is_float() && k > 0 {
+            // zeros, and each matrix's diagonal
+            return Ok(float_dispatch!(self.dtype(), T => {
+                let diag = self.contiguous_data::<T>();
+                let mut out = crate::pool::buffer(numel(&shape), T::zero());
+                out.par_chunks_mut(rows * cols).enumerate().for_each(|(i, m)| {
+                    m.fill(T::zero());
+                    for (j, &v) in diag[i * k..(i + 1) * k].iter().enumerate() {
+                        m[j * cols + j] = v;
+                    }
+                });
+                Tensor::from_data(out, &shape)
+            }));
+        }
         // row i of the result takes element i (rows <= cols) or column j takes element j
         let values = if rows <= cols {
             self.try_unsqueeze(-1)?
         } else {
             self.try_unsqueeze(-2)?
         };
-        let mut shape = self.shape()[..self.ndim() - 1].to_vec();
-        shape.extend([rows, cols]);
         let values = values.try_broadcast_to(&shape)?;
         let mask = (0..rows * cols).map(|e| e / cols == e % cols).collect();
         values.keep_where(OP, mask, rows, cols, &values)

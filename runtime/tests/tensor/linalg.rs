@@ -201,6 +201,19 @@ fn triangles_diagonals_and_their_embedding() {
             assert_eq!(up[e], if c - r >= k { xv } else { 0.0 });
         }
     }
+    // views: a transposed batch and a sliced one, against their contiguous copies
+    for view in [x.mt(), x.slice(2, 1, 4).slice(0, 1, 2)] {
+        let dense = view.contiguous();
+        for k in [-1isize, 0, 2] {
+            assert_eq!(view.tril(k).to_vec::<f64>(), dense.tril(k).to_vec::<f64>());
+            assert_eq!(view.triu(k).to_vec::<f64>(), dense.triu(k).to_vec::<f64>());
+        }
+    }
+    let strided = tensor(&[3, 4], 12, DType::F32).slice(1, 1, 4).mt();
+    assert_eq!(
+        strided.diag_embed(3, 5).diagonal().to_vec::<f32>(),
+        strided.to_vec::<f32>()
+    );
     // a NaN outside the kept triangle does not leak
     let nan = Tensor::full(&[2, 2], f64::NAN, DType::F64);
     assert_eq!(nan.tril(-1).to_vec::<f64>()[1], 0.0);
