@@ -288,6 +288,7 @@ impl Tensor {
     /// [`Tensor::solve`], returning an error instead of panicking.
     pub fn try_solve(&self, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "solve";
+        #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
         let plan = systems(OP, self, b)?;
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
@@ -649,7 +650,7 @@ impl Tensor {
         keep: impl Fn(isize, isize) -> bool + Sync,
     ) -> Result<Tensor> {
         let (rows, cols) = self.matrix_dims(op)?;
-        if !self.on_gpu() && self.dtype().is_float() && rows * cols > 0 {
+        if self.on_cpu() && self.dtype().is_float() && rows * cols > 0 {
             // one pass, each row its kept part and zeros (no mask to read)
             return Ok(float_dispatch!(self.dtype(), T => {
                 let mut out = crate::pool::buffer(self.numel(), T::zero());
@@ -782,7 +783,7 @@ impl Tensor {
         let mut shape = self.shape()[..self.ndim() - 1].to_vec();
         shape.extend([rows, cols]);
         let k = rows.min(cols);
-        if !self.on_gpu() && self.dtype().is_float() && k > 0 {
+        if self.on_cpu() && self.dtype().is_float() && k > 0 {
             // zeros, and each matrix's diagonal
             return Ok(float_dispatch!(self.dtype(), T => {
                 let diag = self.contiguous_data::<T>();
