@@ -2100,6 +2100,15 @@ pub fn lu_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
         .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
 }
 
+/// Batched `t::eye_like`: the identity for every example (a broadcast view).
+#[track_caller]
+pub fn eye_like<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    let a = matrices("inv", a.into());
+    let n = a.shape()[a.ndim() - 1];
+    let eye = Tensor::eye(n, a.dtype()).to_device(&a.device());
+    lift_tensor(&eye, a.shape()[0])
+}
+
 /// Batched `t::lu_solve`: each example's system solved with its factors (`a`, the
 /// matrices, gives the examples' shapes).
 #[track_caller]

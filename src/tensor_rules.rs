@@ -1025,6 +1025,14 @@ pub fn lu_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
     as_op(a.into().tensor().try_lu_factor(), "solve")
 }
 
+/// The identity matrix of the size of `a`'s square matrices, on its device (for
+/// `a.inv()`).
+pub fn eye_like<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    let a = a.into().tensor();
+    let n = a.shape().last().copied().unwrap_or(0);
+    as_op(Tensor::eye(n, a.dtype()).try_to_device(&a.device()), "inv")
+}
+
 /// `x` with `a x = b` (`aᵀ x = b` with `transpose`) from `a`'s packed LU `factors` (`a` is
 /// read by the derivative rules only).
 #[track_caller]

@@ -181,6 +181,44 @@ fn hessians_go_through_a_solve() {
     assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
 }
 
+/// An inverse (a solve with the identity), per example.
+#[vmap]
+#[grad]
+fn through_inverse(a: &Tensor) -> Tensor {
+    let inv = a.inv();
+    (inv.matmul(&a.sin()) * &inv).sum()
+}
+
+#[test]
+fn inverses_differentiate_and_batch() {
+    let a = normal(70, &[3, 4, 4]) + Tensor::eye(4, DType::F64) * 4.0;
+    let g = through_inverse_grad_vmap(&a);
+    let v = through_inverse_vmap(&a);
+    for (e, ae) in unstack(&a, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(
+            &ae.inv().matmul(ae),
+            &Tensor::eye(4, DType::F64),
+            1e-12,
+            "inverse",
+        );
+        assert_close(&at(&v), &through_inverse(ae), 1e-12, "value");
+        let ge = through_inverse_grad(ae);
+        assert_close(&at(&g), &ge, 1e-12, "per-example gradient");
+        let fd = fd_jacobian(&through_inverse, ae).reshape(&[4, 4]);
+        assert_close(&ge, &fd, 1e-6, "against differences");
+        let t = normal(71 + e as u64, &[4, 4]);
+        let (_, dt) = through_inverse_jvp(ae, &t);
+        let want = (&ge * &t).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+    let e = Tensor::zeros(&[2, 2], DType::F64)
+        .try_inv()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("inv: ") && e.contains("singular"), "{e}");
+}
+
 /// Per-example solves: each example's own matrix, or one matrix for all.
 #[vmap]
 #[grad]

@@ -1944,6 +1944,12 @@ impl Lowerer<'_> {
                     vec![factors, recv, args[0], Atom::Bool(false)],
                 ))
             }
+            // `a.inv()`: a solve with the identity
+            Some(Prim::EyeLike) => {
+                let factors = self.prim(Prim::LuFactor, vec![recv]);
+                let eye = self.prim(Prim::EyeLike, vec![recv]);
+                Some(self.prim(Prim::LuSolve, vec![factors, recv, eye, Atom::Bool(false)]))
+            }
             Some(p) => {
                 let mut all = vec![recv];
                 all.extend(args);

@@ -123,6 +123,9 @@ pub enum Prim {
     /// `a.lu_factor()`: packed LU factors with partial pivoting (no derivative: `LuSolve`
     /// differentiates through `a`).
     LuFactor,
+    /// The identity matrix of the size of the square matrices `x` holds (`a.inv()` is
+    /// lowered to `lu_solve(lu_factor(a), a, eye_like(a), false)`).
+    EyeLike,
     /// `a.solve_triangular(&b, lower)`: `x` with `a @ x = b`, reading one triangle of `a`.
     SolveTriangular,
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
@@ -994,6 +997,7 @@ pub fn row(p: Prim) -> Row {
             },
         ),
         LuFactor => r(Call(""), 1, Float, None),
+        EyeLike => r(Call(""), 1, Float, None),
         SolveTriangular => lin(
             Method("solve_triangular"),
             3,
@@ -1338,6 +1342,8 @@ impl Prim {
             ("index_select", 2) => IndexSelect,
             // lowered to a factorization and a solve with it (see `LuSolve`)
             ("solve", 1) => LuSolve,
+            // lowered to a solve with the identity
+            ("inv", 0) => EyeLike,
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
             ("tril", 1) => Tril,
@@ -1354,7 +1360,7 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv \
          solve_triangular cholesky tril triu diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"

@@ -298,6 +298,30 @@ impl Tensor {
         self.factor(OP)?.try_lu_solve(b, false)
     }
 
+    /// The inverses of square matrices `[.., n, n]` (a solve with the identity; to apply an
+    /// inverse, [`Tensor::solve`] is cheaper and more accurate). Panics for non-square input,
+    /// and on the CPU for a singular matrix; see [`Tensor::try_inv`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![2.0f64, 0.0, 0.0, 4.0], &[2, 2]);
+    /// assert_eq!(a.inv().to_vec::<f64>(), vec![0.5, 0.0, 0.0, 0.25]);
+    /// ```
+    #[track_caller]
+    pub fn inv(&self) -> Tensor {
+        unwrap(self.try_inv())
+    }
+
+    /// [`Tensor::inv`], returning an error instead of panicking.
+    pub fn try_inv(&self) -> Result<Tensor> {
+        const OP: &str = "inv";
+        let n = square(OP, self)?;
+        let eye = Tensor::eye(n, self.dtype()).try_to_device(&self.device())?;
+        self.factor(OP)?
+            .try_lu_solve(&eye, false)
+            .map_err(|e| e.for_op(OP))
+    }
+
     /// The LU factorization with partial pivoting of square matrices `[.., n, n]`, packed
     /// as `[.., n, n + 1]`: in the first `n` columns the unit lower factor `L` below the
     /// diagonal and the upper factor `U` on and above it, in the last column the row
