@@ -2100,6 +2100,15 @@ pub fn lu_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
         .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
 }
 
+/// Batched `t::lu_log_abs_det`: each example's `log |det a|`.
+#[track_caller]
+pub fn lu_log_abs_det<'a>(factors: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    let (f, a) = (factors.into(), a.into());
+    let bsz = bsz_of("logabsdet", &[f, a]);
+    let f = lifted(f, bsz, None);
+    t::lu_log_abs_det(&*f, &*f)
+}
+
 /// Batched `t::eye_like`: the identity for every example (a broadcast view).
 #[track_caller]
 pub fn eye_like<'a>(a: impl Into<BArg<'a>>) -> Tensor {

@@ -1025,6 +1025,12 @@ pub fn lu_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
     as_op(a.into().tensor().try_lu_factor(), "solve")
 }
 
+/// `log |det a|` from `a`'s packed LU `factors` (`a` is read by the derivative rule only).
+#[track_caller]
+pub fn lu_log_abs_det<'a>(factors: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    as_op(factors.into().tensor().try_lu_logabsdet(), "logabsdet")
+}
+
 /// The identity matrix of the size of `a`'s square matrices, on its device (for
 /// `a.inv()`).
 pub fn eye_like<'a>(a: impl Into<Operand<'a>>) -> Tensor {

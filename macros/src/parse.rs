@@ -1944,6 +1944,11 @@ impl Lowerer<'_> {
                     vec![factors, recv, args[0], Atom::Bool(false)],
                 ))
             }
+            // `a.logabsdet()`: from the factors
+            Some(Prim::LuLogAbsDet) => {
+                let factors = self.prim(Prim::LuFactor, vec![recv]);
+                Some(self.prim(Prim::LuLogAbsDet, vec![factors, recv]))
+            }
             // `a.inv()`: a solve with the identity
             Some(Prim::EyeLike) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);

@@ -126,6 +126,9 @@ pub enum Prim {
     /// The identity matrix of the size of the square matrices `x` holds (`a.inv()` is
     /// lowered to `lu_solve(lu_factor(a), a, eye_like(a), false)`).
     EyeLike,
+    /// `a.logabsdet()`, lowered to `lu_log_abs_det(lu_factor(a), a)`: `log |det a|` from
+    /// the factors, differentiated through `a` (tangent `tr(a⁻¹ da)`).
+    LuLogAbsDet,
     /// `a.solve_triangular(&b, lower)`: `x` with `a @ x = b`, reading one triangle of `a`.
     SolveTriangular,
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
@@ -998,6 +1001,16 @@ pub fn row(p: Prim) -> Row {
         ),
         LuFactor => r(Call(""), 1, Float, None),
         EyeLike => r(Call(""), 1, Float, None),
+        LuLogAbsDet => tr(2, |b, x, _, d| {
+            // d log|det a| = tr(a⁻¹ da), the solve from the same factors
+            let s = b.prim(LuSolve, &[x[0], x[1], d[1]?, Atom::Bool(false)]);
+            b.shaped_like(s, x[1]);
+            let diag = b.prim(Diagonal, &[s]);
+            let like = b.prim(Diagonal, &[x[1]]);
+            b.shaped_like(diag, like);
+            let last = b.prim(Neg, &[Atom::Int(1)]);
+            Some(b.prim(SumAxis, &[diag, last, Atom::Bool(false)]))
+        }),
         SolveTriangular => lin(
             Method("solve_triangular"),
             3,
@@ -1344,6 +1357,8 @@ impl Prim {
             ("solve", 1) => LuSolve,
             // lowered to a solve with the identity
             ("inv", 0) => EyeLike,
+            // lowered to the factors' diagonal
+            ("logabsdet", 0) => LuLogAbsDet,
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
             ("tril", 1) => Tril,
@@ -1360,7 +1375,7 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv logabsdet \
          solve_triangular cholesky tril triu diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"

@@ -322,6 +322,44 @@ impl Tensor {
             .map_err(|e| e.for_op(OP))
     }
 
+    /// `log |det a|` of square matrices `[.., n, n]`, `[..]`, from their LU factorization
+    /// (the sum of the logarithms of `|U|`'s diagonal; the sign, `±1`, has no derivative and
+    /// is left out, as in JAX's `slogdet`). For a positive definite matrix,
+    /// `2 * a.cholesky().diagonal().ln().sum()` is cheaper. Panics for non-square input, and
+    /// on the CPU for a singular matrix (an exactly zero pivot); see
+    /// [`Tensor::try_logabsdet`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0, -3.0, 1.0], &[2, 2]); // det 6
+    /// assert!((a.logabsdet().item::<f64>() - 6f64.ln()).abs() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn logabsdet(&self) -> Tensor {
+        unwrap(self.try_logabsdet())
+    }
+
+    /// [`Tensor::logabsdet`], returning an error instead of panicking.
+    pub fn try_logabsdet(&self) -> Result<Tensor> {
+        self.factor("logabsdet")?.try_lu_logabsdet()
+    }
+
+    /// `log |det a|` from the packed LU factors of `a` ([`Tensor::lu_factor`]).
+    pub fn try_lu_logabsdet(&self) -> Result<Tensor> {
+        let s = self.shape();
+        let r = s.len();
+        if r < 2 || s[r - 1] != s[r - 2] + 1 {
+            return Err(Error::InvalidArgument {
+                op: "lu_logabsdet",
+                message: format!(
+                    "needs packed LU factors [.., n, n + 1] (from `lu_factor`), got a tensor of shape {s:?}"
+                ),
+            });
+        }
+        let u = self.try_slice(-1, 0, s[r - 2])?;
+        u.try_diagonal()?.abs().ln().try_sum_axis(-1, false)
+    }
+
     /// The LU factorization with partial pivoting of square matrices `[.., n, n]`, packed
     /// as `[.., n, n + 1]`: in the first `n` columns the unit lower factor `L` below the
     /// diagonal and the upper factor `U` on and above it, in the last column the row
