@@ -70,6 +70,20 @@ fn square(op: &'static str, a: &Tensor) -> Result<usize> {
     Ok(s[s.len() - 1])
 }
 
+/// The size `n` of the matrices whose packed LU factors `f` holds (`[.., n, n + 1]`).
+fn packed_size(op: &'static str, f: &Tensor) -> Result<usize> {
+    let s = f.shape();
+    match s.len() {
+        r if r >= 2 && s[r - 1] == s[r - 2] + 1 => Ok(s[r - 2]),
+        _ => Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "needs packed LU factors [.., n, n + 1] (from `lu_factor`), got a tensor of shape {s:?}"
+            ),
+        }),
+    }
+}
+
 /// Checks `a x = b` and plans it: `a` `[.., n, n]`, `b` `[.., n, k]` (batch axes broadcast)
 /// or, beside a 2-D `a`, a vector `[n]`.
 fn systems(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Systems> {
@@ -346,17 +360,8 @@ impl Tensor {
 
     /// `log |det a|` from the packed LU factors of `a` ([`Tensor::lu_factor`]).
     pub fn try_lu_logabsdet(&self) -> Result<Tensor> {
-        let s = self.shape();
-        let r = s.len();
-        if r < 2 || s[r - 1] != s[r - 2] + 1 {
-            return Err(Error::InvalidArgument {
-                op: "lu_logabsdet",
-                message: format!(
-                    "needs packed LU factors [.., n, n + 1] (from `lu_factor`), got a tensor of shape {s:?}"
-                ),
-            });
-        }
-        let u = self.try_slice(-1, 0, s[r - 2])?;
+        let n = packed_size("lu_logabsdet", self)?;
+        let u = self.try_slice(-1, 0, n)?;
         u.try_diagonal()?.abs().ln().try_sum_axis(-1, false)
     }
 
@@ -464,17 +469,7 @@ impl Tensor {
         const OP: &str = "lu_solve";
         Tensor::expect_same_float(OP, self, b)?;
         let s = self.shape();
-        let n = match s.len() {
-            r if r >= 2 && s[r - 1] == s[r - 2] + 1 => s[r - 2],
-            _ => {
-                return Err(Error::InvalidArgument {
-                    op: OP,
-                    message: format!(
-                        "needs packed LU factors [.., n, n + 1] (from `lu_factor`), got a tensor of shape {s:?}"
-                    ),
-                });
-            }
-        };
+        let n = packed_size(OP, self)?;
         // checked and reported as the matrices' shape, `[.., n, n]`
         let mut matrices = s[..s.len() - 1].to_vec();
         matrices.push(n);

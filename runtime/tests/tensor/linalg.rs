@@ -302,3 +302,41 @@ fn lu_factors_reconstruct_the_matrix_and_solve_with_it_or_its_transpose() {
         .to_string();
     assert!(e.contains("lu_factor") && e.contains("singular"), "{e}");
 }
+
+#[test]
+fn log_determinants_and_inverses() {
+    for dtype in [DType::F32, DType::F64] {
+        let m = tensor(&[3, 5, 5], 30, dtype);
+        let spd = m.matmul(&m.mt()) + &(Tensor::eye(5, dtype) * 5.0);
+        // positive definite: 2 Σ log diag(L)
+        let want = spd.cholesky().diagonal().ln().sum_axis(-1, false) * 2.0;
+        let got = spd.logabsdet();
+        assert_eq!(got.shape(), &[3]);
+        assert!(max_abs(&(got - want)) < tol(dtype) * 10.0, "{dtype}");
+        // a sign flip (two rows swapped) leaves log|det| as it is
+        let swapped = Tensor::concat(
+            &[
+                &spd.slice(1, 1, 2),
+                &spd.slice(1, 0, 1),
+                &spd.slice(1, 2, 5),
+            ],
+            1,
+        );
+        assert!(max_abs(&(swapped.logabsdet() - spd.logabsdet())) < tol(dtype) * 10.0);
+        let inv = spd.inv();
+        assert!(max_abs(&(inv.matmul(&spd) - Tensor::eye(5, dtype))) < tol(dtype) * 10.0);
+    }
+    let e = Tensor::zeros(&[3, 3], DType::F64)
+        .try_logabsdet()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("logabsdet: ") && e.contains("singular"),
+        "{e}"
+    );
+    let e = Tensor::ones(&[2, 2], DType::F64)
+        .try_lu_logabsdet()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lu_logabsdet") && e.contains("n + 1"), "{e}");
+}
