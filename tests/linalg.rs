@@ -304,8 +304,30 @@ fn batched_solves_match_a_loop() {
     }
 }
 
+#[vmap]
+fn factor_each(x: &Tensor) -> Tensor {
+    x.cholesky().diagonal().sum()
+}
+
 #[test]
 fn batched_linear_algebra_names_the_examples_shapes() {
+    // vectors per example are not matrices (the batched [4, 3] would be one matrix)
+    let err = std::panic::catch_unwind(|| factor_each_vmap(&normal(62, &[4, 3]))).unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("cholesky") && msg.contains("examples of shape [3]"),
+        "{msg}"
+    );
+    let spd = spd(&normal(63, &[4, 3, 3]));
+    let sums = factor_each_vmap(&spd);
+    for (e, m) in unstack(&spd, 0).iter().enumerate() {
+        assert_close(
+            &sums.slice(0, e, e + 1).squeeze(0),
+            &factor_each(m),
+            1e-12,
+            "per example",
+        );
+    }
     let a = normal(60, &[2, 3, 3]);
     let b = normal(61, &[2, 4]);
     let err = std::panic::catch_unwind(|| residual_vmap(&a, &b)).unwrap_err();
