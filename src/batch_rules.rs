@@ -2095,9 +2095,7 @@ pub fn sum_batch<T: Differentiable>(g: &T) -> T {
 /// Batched `t::lu_factor`: each example's matrices factored.
 #[track_caller]
 pub fn lu_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
-    let a = matrices("solve", a.into());
-    a.try_lu_factor()
-        .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
+    t::as_op(matrices("solve", a.into()).try_lu_factor(), "solve")
 }
 
 /// Batched `t::lu_log_abs_det`: each example's `log |det a|`.
@@ -2130,8 +2128,7 @@ pub fn lu_solve<'a>(
     let (f, a, b) = (factors.into(), a.into(), b.into());
     bsz_of("solve", &[f, a, b]);
     systems("solve", a, f, b, |f, b| {
-        f.try_lu_solve(b, transpose)
-            .unwrap_or_else(|e| panic!("{}", e.for_op("solve")))
+        t::as_op(f.try_lu_solve(b, transpose), "solve")
     })
 }
 

@@ -1015,7 +1015,7 @@ pub fn grad_seed(out: &Tensor) -> Tensor {
 /// The value, or a panic with the error named after `op` (the user's call that the
 /// helper is part of).
 #[track_caller]
-fn as_op<T>(r: ferrax_runtime::Result<T>, op: &'static str) -> T {
+pub(crate) fn as_op<T>(r: ferrax_runtime::Result<T>, op: &'static str) -> T {
     r.unwrap_or_else(|e| panic!("{}", e.for_op(op)))
 }
 

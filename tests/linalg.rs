@@ -304,6 +304,33 @@ fn batched_solves_match_a_loop() {
     }
 }
 
+#[test]
+fn solves_of_one_by_one_matrices_and_empty_batches() {
+    // 1 x 1 systems (x = b / a), against a loop and differences
+    let a = normal(90, &[2, 1, 1]) + 3.0;
+    let b = normal(91, &[2, 1]);
+    let (ga, gb) = residual_grad_vmap(&a, &b);
+    for (e, (ae, be)) in unstack(&a, 0).iter().zip(unstack(&b, 0)).enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ea, eb) = residual_grad(ae, &be);
+        assert_close(&at(&ga), &ea, 1e-12, "1 x 1: per-example da");
+        assert_close(&at(&gb), &eb, 1e-12, "1 x 1: per-example db");
+        let fa = fd_jacobian(&|v: &Tensor| residual(v, &be), ae).reshape(&[1, 1]);
+        assert_close(&ea, &fa, 1e-6, "1 x 1: da against differences");
+    }
+    // a batch of no examples: gradients of no examples, shaped like the inputs
+    let (ga, gb) = residual_grad_vmap(
+        &Tensor::zeros(&[0, 3, 3], DType::F64),
+        &Tensor::zeros(&[0, 3], DType::F64),
+    );
+    assert_eq!((ga.shape(), gb.shape()), (&[0, 3, 3][..], &[0, 3][..]));
+    let g = gp_nll_grad_vmap(
+        &Tensor::zeros(&[0, 2, 2], DType::F64),
+        &Tensor::zeros(&[0, 2], DType::F64),
+    );
+    assert_eq!((g.0.shape(), g.1.shape()), (&[0, 2, 2][..], &[0, 2][..]));
+}
+
 #[vmap]
 fn factor_each(x: &Tensor) -> Tensor {
     x.cholesky().diagonal().sum()

@@ -1,6 +1,6 @@
 //! Linear algebra on the GPU: the LU factorization with partial pivoting and the solves
-//! with its factors (`lu_factor`, `lu_solve`, and `solve`, which is the two),
-//! `solve_triangular` and `cholesky`, over the last two axes of f32 tensors.
+//! with its factors (`lu_factor`, `lu_solve`; `Tensor::solve` is the two, on either
+//! device), `solve_triangular` and `cholesky`, over the last two axes of f32 tensors.
 //!
 //! Every kernel gives each matrix of the batch one workgroup of [`THREADS`] threads, which
 //! walks the matrix's columns (or rows) in order and spreads the work of each step over its
@@ -15,8 +15,6 @@
 //!   permuted, then the forward substitution with the unit lower factor and the back
 //!   substitution with the upper one, or for the transpose the substitutions with `Uᵀ` and
 //!   `Lᵀ` and the inverse permutation;
-//! - [`solve`]: [`lu_factor`] of each distinct matrix (one for a matrix broadcast along
-//!   the batch), then [`lu_solve`];
 //! - [`solve_triangular`]: the forward or back substitution alone, reading only the
 //!   matrix's lower or upper triangle;
 //! - [`cholesky`]: the right-looking Cholesky factorization of the symmetrized matrix.
@@ -30,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::Context;
 use crate::gpu::{self, GpuStorage, elementwise, grid, storage_of, wgsl};
 use crate::ops::linalg::Systems;
-use crate::shape::{Layout, numel};
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// Threads per workgroup of every kernel here: one workgroup per matrix. A power of two
@@ -378,53 +376,6 @@ fn matrices(op: &'static str, x: &Tensor) -> Result<(Tensor, u32, u32)> {
     let x = elementwise::row_major(op, x)?;
     let offset = x.layout.offset as u32;
     Ok((x, offset, (rows * cols) as u32))
-}
-
-/// `x` with `a @ x = b` (`a` `[batch.., n, n]`, `b` `[batch.., n, k]`, both broadcast to
-/// the full batch): LU with partial pivoting, a singular matrix giving non-finite values.
-///
-/// Two dispatches, [`lu_factor`] then [`lu_solve`], rather than one elimination carrying
-/// the right-hand sides along (as this was until the factors had kernels of their own):
-/// one kernel does the elimination, no more barriers per matrix (the forward substitution
-/// adds one per step, the back substitution's second one per step is gone), and each
-/// distinct matrix of `a` is factored once however many systems share it. On lavapipe
-/// (release; the one kernel's times first): 8 systems of 130 x 130 with 4 right-hand
-/// sides 151 -> 99 ms, one of 300 x 300 134 -> 99 ms, one 64 x 64 matrix shared by 256
-/// systems 723 -> 86 ms, 2000 of 17 x 17 540 -> 555 ms, 20,000 of 4 x 4 1.08 -> 1.10 s;
-/// only 70,000 of 1 x 1 lose, 1.90 -> 2.26 s (lavapipe's cost per workgroup, paid twice).
-pub(crate) fn solve(a: &Tensor, b: &Tensor, plan: &Systems) -> Result<Tensor> {
-    const OP: &str = "solve";
-    let count = numel(&plan.batch);
-    if count * plan.n * plan.k == 0 {
-        let out = GpuStorage::alloc(OP, storage_of(a).ordinal, 0, DType::F32)?;
-        return Ok(gpu::tensor(out, &plan.out_shape()));
-    }
-    let factors = factor(OP, &distinct(a), plan.n)?;
-    let mut shape = plan.batch.clone();
-    shape.extend([plan.n, plan.n + 1]);
-    let factors = factors.try_broadcast_to(&shape)?;
-    solve_with(OP, &factors, b, plan, false)
-}
-
-/// `x`'s batch axes along which it is broadcast (stride 0) narrowed to one position: its
-/// distinct matrices, which broadcast back to `x`.
-fn distinct(x: &Tensor) -> Tensor {
-    let l = &x.layout;
-    let nb = l.shape.len() - 2;
-    let shape = (0..l.shape.len())
-        .map(|d| {
-            if d < nb && l.strides[d] == 0 {
-                1
-            } else {
-                l.shape[d]
-            }
-        })
-        .collect();
-    x.with_layout(Layout {
-        shape,
-        strides: l.strides.clone(),
-        offset: l.offset,
-    })
 }
 
 /// The packed LU factors of `a` (`[.., n, n]`, any layout), `[.., n, n + 1]` contiguous:

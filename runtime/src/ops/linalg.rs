@@ -302,14 +302,11 @@ impl Tensor {
     /// [`Tensor::solve`], returning an error instead of panicking.
     pub fn try_solve(&self, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "solve";
-        #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
-        let plan = systems(OP, self, b)?;
-        #[cfg(feature = "gpu")]
-        if self.on_gpu() {
-            let (a, b) = plan.operands(self, b);
-            return crate::gpu::linalg::solve(&a, &b, &plan);
-        }
-        self.factor(OP)?.try_lu_solve(b, false)
+        systems(OP, self, b)?;
+        // `self` unbroadcast: a matrix shared by a batch of right-hand sides is factored once
+        self.factor(OP)?
+            .try_lu_solve(b, false)
+            .map_err(|e| e.for_op(OP))
     }
 
     /// The inverses of square matrices `[.., n, n]` (a solve with the identity; to apply an
