@@ -2205,6 +2205,30 @@ pub fn cholesky<'a>(x: impl Into<BArg<'a>>) -> Tensor {
     matrices("cholesky", x.into()).cholesky()
 }
 
+/// Batched `t::eigh_factor`: each example's matrices decomposed.
+#[track_caller]
+pub fn eigh_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    t::eigh_factor(matrices("eigh", a.into()))
+}
+
+/// Batched `t::eigh_values`.
+#[track_caller]
+pub fn eigh_values<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    let (p, a) = (packed.into(), a.into());
+    let bsz = bsz_of("eigh", &[p, a]);
+    let p = lifted(p, bsz, None);
+    t::eigh_values(&*p, &*p)
+}
+
+/// Batched `t::eigh_vectors`.
+#[track_caller]
+pub fn eigh_vectors<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    let (p, a) = (packed.into(), a.into());
+    let bsz = bsz_of("eigh", &[p, a]);
+    let p = lifted(p, bsz, None);
+    t::eigh_vectors(&*p, &*p)
+}
+
 /// Batched `t::tril`.
 #[track_caller]
 pub fn tril<'a>(x: impl Into<BArg<'a>>, k: isize) -> Tensor {

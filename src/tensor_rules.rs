@@ -1068,6 +1068,27 @@ pub fn cholesky<'a>(a: impl Into<Operand<'a>>) -> Tensor {
     a.into().tensor().cholesky()
 }
 
+/// `a.eigh_packed()` (for `let (w, v) = a.eigh();` and `a.eigvalsh()`).
+#[track_caller]
+pub fn eigh_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    as_op(a.into().tensor().try_eigh_packed(), "eigh")
+}
+
+/// The eigenvalues `[.., n]` out of a packed eigendecomposition `[.., n + 1, n]` (`a` is
+/// read by the derivative rules only).
+pub fn eigh_values<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let n = p.shape()[p.ndim() - 1];
+    p.slice(-2, n, n + 1).squeeze(-2)
+}
+
+/// The eigenvectors `[.., n, n]` (as columns) out of a packed eigendecomposition.
+pub fn eigh_vectors<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let n = p.shape()[p.ndim() - 1];
+    p.slice(-2, 0, n)
+}
+
 /// `x.tril(k)`.
 pub fn tril<'a>(x: impl Into<Operand<'a>>, k: isize) -> Tensor {
     x.into().tensor().tril(k)

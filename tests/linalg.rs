@@ -364,3 +364,123 @@ fn batched_linear_algebra_names_the_examples_shapes() {
         "{msg}"
     );
 }
+
+/// A loss through the eigenvalues and the eigenvectors of a symmetric matrix: the spectrum
+/// weighted by each vector's projection on `u`, and a term that depends on the vectors'
+/// signs (fixed by `eigh`: each one's largest component positive).
+#[vmap]
+#[grad]
+fn spectral(a: &Tensor, u: &Tensor) -> Tensor {
+    let (w, v) = a.eigh();
+    let proj = v.mt().matmul(u);
+    (w.sin() * proj.powi(2)).sum() + (v.sum_axis(0, false) * &w).sum() + a.eigvalsh().max()
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn spectral_shared(a: &Tensor, u: &Tensor) -> Tensor {
+    let (w, v) = a.eigh();
+    (v.mt().matmul(u).tanh() * w).sum()
+}
+
+#[hessian]
+fn spectral_h(a: &Tensor) -> Tensor {
+    let (w, v) = a.eigh();
+    (w.cos() * v.diagonal()).sum()
+}
+
+#[grad]
+fn spectral_g(a: &Tensor) -> Tensor {
+    let (w, v) = a.eigh();
+    (w.cos() * v.diagonal()).sum()
+}
+
+/// Symmetric matrices with well separated eigenvalues (so that the eigenvectors, and the
+/// finite differences through them, are well defined).
+fn separated(seed: u64, shape: &[usize]) -> Tensor {
+    let n = shape[shape.len() - 1];
+    let m = normal(seed, shape) * 0.3;
+    let spread = Tensor::from_vec((0..n).map(|i| i as f64 * 1.5).collect(), &[n]);
+    &m + &m.mt() + spread.diag_embed(n, n)
+}
+
+#[test]
+fn eigendecompositions_differentiate_batch_and_twice() {
+    let a = separated(100, &[3, 4, 4]);
+    let u = normal(101, &[3, 4]);
+    let v = spectral_vmap(&a, &u);
+    let (ga, gu) = spectral_grad_vmap(&a, &u);
+    for (e, (ae, ue)) in unstack(&a, 0).iter().zip(unstack(&u, 0)).enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(&at(&v), &spectral(ae, &ue), 1e-12, "value");
+        let (ea, eu) = spectral_grad(ae, &ue);
+        assert_close(&at(&ga), &ea, 1e-12, "per-example da");
+        assert_close(&at(&gu), &eu, 1e-12, "per-example du");
+        // every element of `a` is an input (eigh reads its symmetric part)
+        let fa = fd_jacobian(&|m: &Tensor| spectral(m, &ue), ae).reshape(&[4, 4]);
+        assert_close(&ea, &fa, 1e-6, "da against differences");
+        let fu = fd_jacobian(&|x: &Tensor| spectral(ae, x), &ue).reshape(&[4]);
+        assert_close(&eu, &fu, 1e-6, "du against differences");
+        // forward mode: <grad, tangent>
+        let (da, du) = (
+            normal(110 + e as u64, &[4, 4]),
+            normal(120 + e as u64, &[4]),
+        );
+        let (val, t) = spectral_jvp(ae, &ue, &da, &du);
+        assert_eq!(val.item::<f64>(), spectral(ae, &ue).item::<f64>());
+        let want = (&ea * &da).sum().item::<f64>() + (&eu * &du).sum().item::<f64>();
+        assert!((t.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+        // a Hessian (forward over reverse through both rules) against differences of the
+        // gradient, and symmetric
+        assert_eq!(spectral_h(ae).item::<f64>(), spectral_g(ae).item::<f64>());
+        let h = spectral_h_hessian(ae);
+        let fh = fd_jacobian(&spectral_g_grad, ae);
+        assert_close(&h, &fh, 1e-6, "hessian against differences of the gradient");
+        let flat = h.reshape(&[16, 16]);
+        assert_close(&flat, &flat.mt().contiguous(), 1e-9, "symmetric");
+    }
+    // one matrix shared by the batch: decomposed once, its gradient per example
+    let shared = unstack(&a, 0).remove(0);
+    let (sa, su) = spectral_shared_grad_vmap(&shared, &u);
+    for (e, ue) in unstack(&u, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let (ea, eu) = spectral_shared_grad(&shared, ue);
+        assert_close(&at(&sa), &ea, 1e-12, "shared: per-example da");
+        assert_close(&at(&su), &eu, 1e-12, "shared: per-example du");
+        let fa = fd_jacobian(&|m: &Tensor| spectral_shared(m, ue), &shared).reshape(&[4, 4]);
+        assert_close(&ea, &fa, 1e-6, "shared: da against differences");
+    }
+}
+
+#[grad]
+fn eigenvalue(a: &Tensor, k: usize) -> Tensor {
+    a.eigvalsh().slice(0, k, k + 1).sum()
+}
+
+#[test]
+fn an_eigenvalues_gradient_is_its_vectors_outer_product() {
+    // d w_k / d a = v_k v_kᵀ; the trace's gradient is the identity
+    let a = separated(130, &[5, 5]) + normal(131, &[5, 5]) * 0.1;
+    let (_, v) = a.eigh();
+    let w = a.eigvalsh().to_vec::<f64>();
+    for (k, wk) in w.iter().enumerate() {
+        assert_eq!(eigenvalue(&a, k).item::<f64>(), *wk);
+        let vk = v.slice(1, k, k + 1);
+        assert_close(
+            &eigenvalue_grad(&a, k),
+            &vk.matmul(&vk.mt()),
+            1e-12,
+            "v_k v_kᵀ",
+        );
+    }
+    let trace: Tensor = (0..5)
+        .map(|k| eigenvalue_grad(&a, k))
+        .reduce(|x, y| x + y)
+        .unwrap();
+    assert_close(
+        &trace,
+        &Tensor::eye(5, DType::F64),
+        1e-12,
+        "the trace's gradient",
+    );
+}

@@ -945,6 +945,27 @@ impl Lowerer<'_> {
                     self.bind_pat(p, a, None);
                 }
             }
+            (Pat::Tuple(pt), Expr::MethodCall(m))
+                if m.method == "eigh"
+                    && m.args.is_empty()
+                    && m.turbofish.is_none()
+                    && pt.elems.len() == 2 =>
+            {
+                // `let (w, v) = a.eigh();`: one decomposition, read twice
+                let recv = self.value(&m.receiver);
+                if self.kind(recv) != Kind::Tensor {
+                    self.cx.error(
+                        &m.method,
+                        "`.eigh()` is differentiated on a tensor (`let (w, v) = a.eigh();` with `a: &Tensor`)",
+                    );
+                    return;
+                }
+                let packed = self.prim(Prim::EighFactor, vec![recv]);
+                let w = self.prim(Prim::EighValues, vec![packed, recv]);
+                let v = self.prim(Prim::EighVectors, vec![packed, recv]);
+                self.bind_pat(&pt.elems[0], w, None);
+                self.bind_pat(&pt.elems[1], v, None);
+            }
             (Pat::Tuple(pt), e) => {
                 let Some(a) = self.lower_expr(e) else { return };
                 let Atom::Var(t) = a else {
@@ -1949,6 +1970,11 @@ impl Lowerer<'_> {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);
                 Some(self.prim(Prim::LuLogAbsDet, vec![factors, recv]))
             }
+            // `a.eigvalsh()`: the values of the packed decomposition
+            Some(Prim::EighValues) => {
+                let packed = self.prim(Prim::EighFactor, vec![recv]);
+                Some(self.prim(Prim::EighValues, vec![packed, recv]))
+            }
             // `a.inv()`: a solve with the identity
             Some(Prim::EyeLike) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);
@@ -1959,6 +1985,20 @@ impl Lowerer<'_> {
                 let mut all = vec![recv];
                 all.extend(args);
                 Some(self.prim(p, all))
+            }
+            None if name == "eigh" && args.is_empty() => {
+                self.cx.error(
+                    &m.method,
+                    "`.eigh()` returns the eigenvalues and the eigenvectors: destructure them where it is called, `let (w, v) = a.eigh();` (or write `a.eigvalsh()` for the eigenvalues alone)",
+                );
+                Some(recv)
+            }
+            None if name == "eigh_packed" => {
+                self.cx.error(
+                    &m.method,
+                    "`.eigh_packed()` is not differentiated: write `let (w, v) = a.eigh();`, which the transforms decompose once for both and their derivatives",
+                );
+                Some(recv)
             }
             None if name == "lu_factor" || name == "lu_solve" => {
                 self.cx.error(

@@ -133,6 +133,16 @@ pub enum Prim {
     SolveTriangular,
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
     Cholesky,
+    /// `a.eigh()` packed (`[.., n + 1, n]`: the eigenvectors as columns, then a row of
+    /// eigenvalues): no derivative, `EighValues` / `EighVectors` differentiate through `a`.
+    /// `let (w, v) = a.eigh();` is lowered to `e = eigh_factor(a)`, `w = eigh_values(e,
+    /// a)`, `v = eigh_vectors(e, a)`: one decomposition for both and their derivatives.
+    EighFactor,
+    /// `(packed, a)`: the eigenvalues of `a` out of its packed decomposition (also
+    /// `a.eigvalsh()`).
+    EighValues,
+    /// `(packed, a)`: the eigenvectors of `a` out of its packed decomposition.
+    EighVectors,
     /// `x.tril(k)` / `x.triu(k)`: one triangle of the matrices in the last two axes.
     Tril,
     Triu,
@@ -260,6 +270,17 @@ const fn tl(arity: usize, jvp: JvpRule, t: TransposeRule) -> Row {
 
 const fn tr(arity: usize, jvp: JvpRule) -> Row {
     r(Syntax::Call(""), arity, Out::Float, Some(jvp))
+}
+
+/// `vᵀ t v` for the eigenvectors `v` of `a` and a tangent `t` shaped like `a`, its
+/// intermediates recorded as shaped like `a`.
+fn sandwich(b: &mut Rules, v: Atom, t: Atom, a: Atom) -> Atom {
+    let right = b.prim(Prim::Matmul, &[t, v]);
+    b.shaped_like(right, a);
+    let vt = b.prim(Prim::Mt, &[v]);
+    let m = b.prim(Prim::Matmul, &[vt, right]);
+    b.shaped_like(m, a);
+    m
 }
 
 /// Transpose of a float cast: the cotangent cast back to the operand's precision.
@@ -1051,6 +1072,38 @@ pub fn row(p: Prim) -> Row {
             b.shaped_like(phi, x[0]);
             Some(b.prim(Matmul, &[l, phi]))
         }),
+        EighFactor => r(Call(""), 1, Float, None),
+        EighValues => tr(2, |b, x, _, d| {
+            // dw = diag(vᵀ da v) (the same for da's symmetric part)
+            let t = d[1]?;
+            let v = b.prim(EighVectors, &[x[0], x[1]]);
+            let m = sandwich(b, v, t, x[1]);
+            Some(b.prim(Diagonal, &[m]))
+        }),
+        EighVectors => tr(2, |b, x, v, d| {
+            // dv = v (F ∘ vᵀ ds v), ds the symmetric part of da, F_ij = 1 / (w_j - w_i) off
+            // the diagonal and 0 on it (JAX's eigh_jvp_rule)
+            let t = d[1]?;
+            let tt = b.prim(Mt, &[t]);
+            b.shaped_like(tt, x[1]);
+            let both = b.prim(Add, &[t, tt]);
+            b.shaped_like(both, x[1]);
+            let ds = b.prim(Mul, &[both, f(0.5)]);
+            b.shaped_like(ds, x[1]);
+            let m = sandwich(b, v, ds, x[1]);
+            let w = b.prim(EighValues, &[x[0], x[1]]);
+            let (row, col) = (b.prim(Neg, &[Atom::Int(2)]), b.prim(Neg, &[Atom::Int(1)]));
+            let wj = b.prim(Unsqueeze, &[w, row]);
+            let wi = b.prim(Unsqueeze, &[w, col]);
+            let gaps = b.prim(Sub, &[wj, wi]);
+            let eye = b.prim(EyeLike, &[x[1]]);
+            let shifted = b.prim(Add, &[gaps, eye]);
+            let inv = b.prim(Recip, &[shifted]);
+            let fm = b.prim(Sub, &[inv, eye]);
+            let scaled = b.prim(Mul, &[fm, m]);
+            b.shaped_like(scaled, x[1]);
+            Some(b.prim(Matmul, &[v, scaled]))
+        }),
         Tril => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Tril, &[t, x[1]])),
@@ -1361,6 +1414,8 @@ impl Prim {
             ("logabsdet", 0) => LuLogAbsDet,
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
+            // lowered to the values of the packed decomposition
+            ("eigvalsh", 0) => EighValues,
             ("tril", 1) => Tril,
             ("triu", 1) => Triu,
             ("diagonal", 0) => Diagonal,
@@ -1376,7 +1431,8 @@ impl Prim {
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv logabsdet \
-         solve_triangular cholesky tril triu diagonal, Tensor::concat \
+         solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh tril triu \
+         diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
     }

@@ -1,6 +1,7 @@
 //! Linear algebra on the GPU: the LU factorization with partial pivoting and the solves
 //! with its factors (`lu_factor`, `lu_solve`; `Tensor::solve` is the two, on either
-//! device), `solve_triangular` and `cholesky`, over the last two axes of f32 tensors.
+//! device), `solve_triangular`, `cholesky` and `eigh_packed` (`Tensor::eigh`), over the
+//! last two axes of f32 tensors.
 //!
 //! Every kernel gives each matrix of the batch one workgroup of [`THREADS`] threads, which
 //! walks the matrix's columns (or rows) in order and spreads the work of each step over its
@@ -17,11 +18,15 @@
 //!   `Lᵀ` and the inverse permutation;
 //! - [`solve_triangular`]: the forward or back substitution alone, reading only the
 //!   matrix's lower or upper triangle;
-//! - [`cholesky`]: the right-looking Cholesky factorization of the symmetrized matrix.
+//! - [`cholesky`]: the right-looking Cholesky factorization of the symmetrized matrix;
+//! - [`eigh_packed`]: the eigendecomposition of the symmetrized matrix by the cyclic
+//!   Jacobi method, the pairs of each sweep in parallel rounds (Brent and Luk's ordering),
+//!   until the off-diagonal part is negligible; then the eigenvalues sorted with their
+//!   vectors, whose signs are fixed as on the CPU.
 //!
 //! Nothing is checked on the device: a singular matrix gives non-finite values, a matrix
-//! that is not positive definite a factor of NaNs (as JAX does; the CPU path reports both
-//! as errors).
+//! that is not positive definite a factor of NaNs, a matrix holding NaN an
+//! eigendecomposition of NaNs (as JAX does; the CPU path reports all three as errors).
 
 use crate::element::DType;
 use crate::error::{Error, Result};
@@ -332,6 +337,248 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 "#;
 
+/// The symmetric eigendecomposition by the cyclic Jacobi method. Parameters: `n`, the
+/// number of matrices, the offset of `a`'s first matrix and the distance between its
+/// matrices.
+const EIGH: &str = r#"
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // packed, [count, n + 1, n]
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+// per matrix: the matrix being diagonalized (n x n), then m words: the rotations of a
+// round (c and s of pair k at 2k, 2k + 1), at the end the eigenvalues (m >= n)
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+
+// each thread's partial results of a reduction: two sums (or a largest magnitude in
+// red_a) and whether it rotated
+var<workgroup> red_a: array<f32, THREADS>;
+var<workgroup> red_b: array<f32, THREADS>;
+var<workgroup> red_m: array<u32, THREADS>;
+// whether the iteration stops: thread 0 decides, every thread loads it uniformly
+var<workgroup> stop_flag: u32;
+
+// The most sweeps (each a rotation of every pair of indices once): Jacobi converges
+// quadratically, in 5 to 10 sweeps for the sizes tested.
+const MAX_SWEEPS: u32 = 30u;
+// Converged: the off-diagonal part's Frobenius norm is at most this much of the matrix's.
+const OFF_TOL: f32 = 1e-7;
+// A pair is not rotated when |a_pq| <= SKIP sqrt(|a_pp| |a_qq|) (below f32 rounding of
+// what the rotation would change): its a_pq is set to zero.
+const SKIP: f32 = 6e-8;
+
+// Reduces the partials of the first `span` threads into element 0 (the others' are read
+// too: every thread writes its partials before the call, identities where it had none):
+// with `sums`, red_a and red_b summed and red_m or-ed; without, the largest red_a.
+fn tree(l: u32, span: u32, sums: bool) {
+    workgroupBarrier();
+    for (var h = (1u << (32u - countLeadingZeros(max(span, 1u) - 1u))) / 2u; h > 0u; h = h >> 1u) {
+        if (l < h) {
+            if (sums) {
+                red_a[l] += red_a[l + h];
+                red_b[l] += red_b[l + h];
+                red_m[l] |= red_m[l + h];
+            } else {
+                red_a[l] = max(red_a[l], red_a[l + h]);
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// Pair k of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
+// circle method, index m - 1 fixed and the others turning, so that every pair of indices
+// meets exactly once in m - 1 rounds and a round's pairs are disjoint. With odd n,
+// m = n + 1 and index n is a dummy (its pair, pair 0, is not rotated).
+fn pair(k: u32, r: u32, m: u32) -> vec2<u32> {
+    if (k == 0u) { return vec2<u32>(r, m - 1u); }
+    let x = (r + k) % (m - 1u);
+    let y = (r + m - 1u - k) % (m - 1u);
+    return vec2<u32>(min(x, y), max(x, y));
+}
+
+// A[i][j] of the matrix at `wb` (zero at the dummy index)
+fn at(wb: u32, n: u32, i: u32, j: u32) -> f32 {
+    if (i >= n || j >= n) { return 0.0; }
+    return work[wb + i * n + j];
+}
+
+// A[i][j] = v and A[j][i] = v (not at the dummy index)
+fn put2(wb: u32, n: u32, i: u32, j: u32, v: f32) {
+    if (i < n && j < n) {
+        work[wb + i * n + j] = v;
+        work[wb + j * n + i] = v;
+    }
+}
+
+// Whether eigenvalue x (index j) sorts before y (index i): ascending, NaN last, ties (and
+// NaNs) by index, as the CPU's stable sort. A total order: the ranks are a permutation.
+fn before(x: f32, j: u32, y: f32, i: u32) -> bool {
+    let xn = is_nan(x);
+    let yn = is_nan(y);
+    if (xn || yn) { return !xn || (yn && j < i); }
+    return x < y || (x == y && j < i);
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(1u)) { return; }
+    let n = word(0u);
+    let m = n + (n & 1u); // the indices, padded to an even number
+    let h = m / 2u; // pairs per round
+    let nn = n * n;
+    let ob = g * (n + 1u) * n; // V (the eigenvectors as columns), then the eigenvalues
+    let wb = g * (nn + m); // A
+    let rb = wb + nn; // the rotations, then the eigenvalues
+    let ab = word(2u) + g * word(3u);
+    let span = min(nn, THREADSu); // the threads with elements of A
+    // 1. A = (a + a^T) / 2, V = I, and A's largest magnitude
+    var big = 0.0;
+    for (var e = l; e < nn; e += THREADSu) {
+        let r = e / n;
+        let c = e % n;
+        let v = (a[ab + e] + a[ab + c * n + r]) * 0.5;
+        work[wb + e] = v;
+        big = max(big, abs(v));
+        out[ob + e] = select(0.0, 1.0, r == c);
+    }
+    red_a[l] = big;
+    tree(l, span, false);
+    // A scaled by a power of two (exactly) to its largest magnitude in [1, 2): the sums
+    // of squares below neither overflow nor underflow (not for zero, subnormal,
+    // infinite or NaN values)
+    let field = i32((bitcast<u32>(red_a[0]) >> 23u) & 0xffu);
+    let ex = select(0, field - 127, field != 0 && field != 255);
+    for (var e = l; e < nn; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
+    sync();
+    // 2. sweeps until the off-diagonal part is negligible, no pair was rotated in the
+    //    last sweep or MAX_SWEEPS are done
+    var sweep = 0u;
+    var moved = true; // whether this thread rotated a pair in the last sweep
+    loop {
+        var off = 0.0;
+        var total = 0.0;
+        for (var e = l; e < nn; e += THREADSu) {
+            let v = work[wb + e];
+            total += v * v;
+            off += select(v * v, 0.0, e / n == e % n);
+        }
+        red_a[l] = off;
+        red_b[l] = total;
+        red_m[l] = select(0u, 1u, moved);
+        tree(l, span, true);
+        if (l == 0u) {
+            let done = red_a[0] <= OFF_TOL * OFF_TOL * red_b[0] || red_m[0] == 0u || sweep >= MAX_SWEEPS;
+            stop_flag = select(0u, 1u, done);
+        }
+        if (workgroupUniformLoad(&stop_flag) != 0u) { break; }
+        sweep++;
+        moved = false;
+        for (var r = 0u; r + 1u < m; r++) {
+            // the round's rotations J (J[p][p] = J[q][q] = c, J[p][q] = s, J[q][p] = -s),
+            // each making its (p, q) element of J^T A J zero (Golub and Van Loan's
+            // symmetric Schur decomposition); NaN rotates, to spread
+            for (var k = l; k < h; k += THREADSu) {
+                let pq = pair(k, r, m);
+                var c = 1.0;
+                var s = 0.0;
+                if (pq.y < n) {
+                    let app = work[wb + pq.x * n + pq.x];
+                    let aqq = work[wb + pq.y * n + pq.y];
+                    let apq = work[wb + pq.x * n + pq.y];
+                    let odd = is_nan(app) || is_nan(aqq) || is_nan(apq);
+                    if (odd || abs(apq) > SKIP * sqrt(abs(app)) * sqrt(abs(aqq))) {
+                        let theta = (aqq - app) / (2.0 * apq);
+                        let sg = select(-1.0, 1.0, theta >= 0.0);
+                        // (for a huge theta, t = 1 / (2 theta) without squaring it)
+                        let t = select(sg / (abs(theta) + sqrt(theta * theta + 1.0)), 0.5 / theta, abs(theta) > 1e18);
+                        c = 1.0 / sqrt(t * t + 1.0);
+                        s = t * c;
+                        moved = true;
+                    }
+                }
+                work[rb + 2u * k] = c;
+                work[rb + 2u * k + 1u] = s;
+            }
+            sync();
+            // A = J^T A J: the pairs cut A into 2 x 2 blocks, each of which depends on
+            // its rows' and its columns' rotations alone; a block and its transpose are
+            // made together (A stays exactly symmetric)
+            for (var e = l; e < h * h; e += THREADSu) {
+                let k1 = e / h;
+                let k2 = e % h;
+                if (k1 > k2) { continue; }
+                let i = pair(k1, r, m);
+                let c1 = work[rb + 2u * k1];
+                let s1 = work[rb + 2u * k1 + 1u];
+                if (k1 == k2) {
+                    // the pair's own block: a_pp - t a_pq, a_qq + t a_pq and a zero
+                    if (i.y < n) {
+                        let t = s1 / c1;
+                        let apq = work[wb + i.x * n + i.y];
+                        work[wb + i.x * n + i.x] -= t * apq;
+                        work[wb + i.y * n + i.y] += t * apq;
+                        put2(wb, n, i.x, i.y, 0.0);
+                    }
+                    continue;
+                }
+                let j = pair(k2, r, m);
+                let c2 = work[rb + 2u * k2];
+                let s2 = work[rb + 2u * k2 + 1u];
+                let x00 = at(wb, n, i.x, j.x);
+                let x01 = at(wb, n, i.x, j.y);
+                let x10 = at(wb, n, i.y, j.x);
+                let x11 = at(wb, n, i.y, j.y);
+                // rows by J^T (rotation k1), then columns by J (rotation k2)
+                let y00 = c1 * x00 - s1 * x10;
+                let y01 = c1 * x01 - s1 * x11;
+                let y10 = s1 * x00 + c1 * x10;
+                let y11 = s1 * x01 + c1 * x11;
+                put2(wb, n, i.x, j.x, c2 * y00 - s2 * y01);
+                put2(wb, n, i.x, j.y, s2 * y00 + c2 * y01);
+                put2(wb, n, i.y, j.x, c2 * y10 - s2 * y11);
+                put2(wb, n, i.y, j.y, s2 * y10 + c2 * y11);
+            }
+            // V = V J, two elements of a row per pair
+            for (var e = l; e < n * h; e += THREADSu) {
+                let row = ob + (e / h) * n;
+                let k = e % h;
+                let pq = pair(k, r, m);
+                if (pq.y >= n) { continue; }
+                let c = work[rb + 2u * k];
+                let s = work[rb + 2u * k + 1u];
+                let vp = out[row + pq.x];
+                let vq = out[row + pq.y];
+                out[row + pq.x] = c * vp - s * vq;
+                out[row + pq.y] = s * vp + c * vq;
+            }
+            sync();
+        }
+    }
+    // 3. the eigenvalues (A's diagonal, unscaled) where the rotations were, then V where
+    //    A was, so that its columns can go to their places in `out`
+    for (var i = l; i < n; i += THREADSu) { work[rb + i] = ldexp(work[wb + i * n + i], ex); }
+    sync();
+    for (var e = l; e < nn; e += THREADSu) { work[wb + e] = out[ob + e]; }
+    sync();
+    // 4. each eigenvalue and its vector to its rank among the eigenvalues, the vector's
+    //    sign fixed: its component of largest magnitude (the first of equals) positive
+    for (var i = l; i < n; i += THREADSu) {
+        let w = work[rb + i];
+        var rank = 0u;
+        for (var j = 0u; j < n; j++) {
+            if (before(work[rb + j], j, w, i)) { rank++; }
+        }
+        var top = work[wb + i];
+        for (var r = 1u; r < n; r++) {
+            let v = work[wb + r * n + i];
+            if (abs(v) > abs(top)) { top = v; }
+        }
+        let flip = select(1.0, -1.0, top < 0.0);
+        for (var r = 0u; r < n; r++) { out[ob + r * n + rank] = flip * work[wb + r * n + i]; }
+        out[ob + nn + rank] = w;
+    }
+}
+"#;
+
 /// A kernel's WGSL: the parameters, the float helpers, [`SYNC`] and `parts`, with the
 /// workgroup size filled in.
 fn source(parts: &[&str]) -> String {
@@ -524,4 +771,39 @@ pub(crate) fn cholesky(a: &Tensor, n: usize) -> Result<Tensor> {
         grid(count as u32),
     );
     Ok(gpu::tensor(out, a.shape()))
+}
+
+/// The eigendecompositions of the symmetrized matrices `(a + aᵀ) / 2` of `a` (`[.., n, n]`,
+/// any layout), packed as [`Tensor::eigh_packed`], `[.., n + 1, n]` contiguous: the
+/// eigenvectors as the columns of rows `0..n`, each with its component of largest magnitude
+/// positive, the eigenvalues ascending in row `n`. A matrix holding NaN gives NaNs.
+pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
+    const OP: &str = "eigh";
+    let batch = &a.shape()[..a.ndim() - 2];
+    let count = numel(batch);
+    let mut shape = batch.to_vec();
+    shape.extend([n + 1, n]);
+    let ordinal = storage_of(a).ordinal;
+    let out = GpuStorage::alloc(OP, ordinal, count * (n + 1) * n, DType::F32)?;
+    if out.len == 0 {
+        return Ok(gpu::tensor(out, &shape));
+    }
+    let ctx = out.context();
+    check_workgroup(OP, ctx)?;
+    let (a_rm, a_offset, a_step) = matrices(OP, a)?;
+    // per matrix the matrix being diagonalized and a word per index (padded to even)
+    let work = GpuStorage::alloc(OP, ordinal, count * (n * n + n + n % 2), DType::F32)?;
+    let words: [u32; 4] = [n as u32, count as u32, a_offset, a_step];
+    let pipeline = ctx.pipeline("linalg eigh", || source(&[EIGH]));
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[
+            out.buffer(OP)?,
+            storage_of(&a_rm).buffer(OP)?,
+            work.buffer(OP)?,
+        ],
+        grid(count as u32),
+    );
+    Ok(gpu::tensor(out, &shape))
 }

@@ -659,6 +659,84 @@ impl Tensor {
         }))
     }
 
+    /// The eigenvalues `w` `[.., n]` (ascending) and eigenvectors `v` `[.., n, n]` (the
+    /// columns, orthonormal: `self ≈ v @ diag(w) @ v.mt()`) of symmetric matrices
+    /// `[.., n, n]` (NumPy's and JAX's `eigh`). The input is symmetrized, `(self +
+    /// self.mt()) / 2`, as JAX's `eigh` does, so that its derivative is defined for every
+    /// element. Each eigenvector's sign is fixed: its component of largest magnitude (the
+    /// first of equals) is positive, so that the CPU and the GPU agree. Panics for
+    /// non-square input and, on the CPU, where the iteration does not converge (a matrix
+    /// holding NaN); see [`Tensor::try_eigh`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 2.0], &[2, 2]);
+    /// let (w, v) = a.eigh();
+    /// assert!((w.to_vec::<f64>()[0] - 1.0).abs() < 1e-12);
+    /// assert!((w.to_vec::<f64>()[1] - 3.0).abs() < 1e-12);
+    /// let back = v.matmul(&w.diag_embed(2, 2)).matmul(&v.mt());
+    /// assert!((back - &a).abs().max().item::<f64>() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn eigh(&self) -> (Tensor, Tensor) {
+        unwrap(self.try_eigh())
+    }
+
+    /// [`Tensor::eigh`], returning an error instead of panicking.
+    pub fn try_eigh(&self) -> Result<(Tensor, Tensor)> {
+        let packed = self.try_eigh_packed()?;
+        let n = packed.shape()[packed.ndim() - 1];
+        let w = packed.slice(-2, n, n + 1).squeeze(-2);
+        Ok((w, packed.slice(-2, 0, n)))
+    }
+
+    /// The eigenvalues of [`Tensor::eigh`] alone, `[.., n]`, ascending (cheaper on the CPU:
+    /// no eigenvectors are formed).
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![3.0f64, 0.0, 0.0, -1.0], &[2, 2]);
+    /// assert_eq!(a.eigvalsh().to_vec::<f64>(), vec![-1.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn eigvalsh(&self) -> Tensor {
+        unwrap(self.try_eigvalsh())
+    }
+
+    /// [`Tensor::eigvalsh`], returning an error instead of panicking.
+    pub fn try_eigvalsh(&self) -> Result<Tensor> {
+        if self.on_cpu() {
+            return symmetric_evd(self, "eigvalsh", false);
+        }
+        Ok(self.try_eigh()?.0.contiguous())
+    }
+
+    /// [`Tensor::eigh`] packed into one tensor `[.., n + 1, n]`: rows `0..n` of each matrix
+    /// are the eigenvectors (as columns), row `n` the eigenvalues. The transforms compute
+    /// one decomposition for the values, the vectors and their derivatives.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 2.0], &[2, 2]);
+    /// assert_eq!(a.eigh_packed().to_vec::<f64>(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn eigh_packed(&self) -> Tensor {
+        unwrap(self.try_eigh_packed())
+    }
+
+    /// [`Tensor::eigh_packed`], returning an error instead of panicking.
+    pub fn try_eigh_packed(&self) -> Result<Tensor> {
+        const OP: &str = "eigh";
+        let n = square(OP, self)?;
+        #[cfg(feature = "gpu")]
+        if !self.on_cpu() {
+            return crate::gpu::linalg::eigh_packed(self, n);
+        }
+        let _ = n;
+        symmetric_evd(self, OP, true)
+    }
+
     /// The lower triangle of the matrices in the last two axes, from diagonal `k` down
     /// (`k = 0` the main diagonal, `k < 0` below it, `k > 0` above it); zeros elsewhere
     /// (NumPy's `tril`). Panics for fewer than two axes; see [`Tensor::try_tril`].
@@ -861,4 +939,100 @@ impl Tensor {
         let mask = (0..rows * cols).map(|e| e / cols == e % cols).collect();
         values.keep_where(OP, mask, rows, cols, &values)
     }
+}
+
+/// The eigendecomposition of the symmetric parts of the matrices of `a` on the CPU: with
+/// `vectors`, packed as [`Tensor::eigh_packed`]; without, the eigenvalues `[.., n]`.
+fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
+    use faer::linalg::evd;
+    let n = square(op, a)?;
+    let batch = &a.shape()[..a.ndim() - 2];
+    let count = numel(batch);
+    let rows = if vectors { n + 1 } else { 1 };
+    let mut shape = a.shape().to_vec();
+    if vectors {
+        shape[a.ndim() - 2] = n + 1;
+    } else {
+        shape.pop();
+    }
+    let par = parallelism(n, count);
+    Ok(float_dispatch!(a.dtype(), T => {
+        // every element is written below
+        let mut out = crate::pool::buffer(count * rows * n, T::zero());
+        if n > 0 {
+            let half = T::from_f64(0.5);
+            let want = if vectors {
+                evd::ComputeEigenvectors::Yes
+            } else {
+                evd::ComputeEigenvectors::No
+            };
+            let done: Vec<std::result::Result<(), String>> = out
+                .par_chunks_mut(rows * n)
+                .enumerate()
+                .map(|(i, dst)| {
+                    // the lower triangle of the symmetric part (all the decomposition reads)
+                    let at = reader::<T>(a, i);
+                    let mut s = faer::Mat::<T>::zeros(n, n);
+                    for c in 0..n {
+                        let col = s.col_as_slice_mut(c);
+                        for (r, v) in col.iter_mut().enumerate().skip(c) {
+                            *v = (at(r, c) + at(c, r)) * half;
+                        }
+                    }
+                    let mut w = faer::Col::<T>::zeros(n);
+                    let mut u = faer::Mat::<T>::zeros(if vectors { n } else { 0 }, if vectors { n } else { 0 });
+                    let mut mem = faer::dyn_stack::MemBuffer::new(evd::self_adjoint_evd_scratch::<T>(
+                        n,
+                        want,
+                        par,
+                        Default::default(),
+                    ));
+                    evd::self_adjoint_evd(
+                        s.as_ref(),
+                        w.as_diagonal_mut(),
+                        vectors.then(|| u.as_mut()),
+                        par,
+                        faer::dyn_stack::MemStack::new(&mut mem),
+                        Default::default(),
+                    )
+                    .map_err(|_| {
+                        "did not converge (does it hold NaN or infinity?)".to_string()
+                    })?;
+                    // ascending (NaN last), ties in the order found
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.sort_by(|&i, &j| {
+                        w[i].partial_cmp(&w[j]).unwrap_or_else(|| w[i].is_nan().cmp(&w[j].is_nan()))
+                    });
+                    let (vecs, vals) = dst.split_at_mut(rows * n - n);
+                    for (c, &k) in order.iter().enumerate() {
+                        vals[c] = w[k];
+                        if !vectors {
+                            continue;
+                        }
+                        // the sign: the component of largest magnitude positive
+                        let col = u.col_as_slice(k);
+                        let mut big = 0;
+                        for (r, v) in col.iter().enumerate() {
+                            if v.abs() > col[big].abs() {
+                                big = r;
+                            }
+                        }
+                        let flip = col[big] < T::zero();
+                        for (r, &v) in col.iter().enumerate() {
+                            vecs[r * n + c] = if flip { -v } else { v };
+                        }
+                    }
+                    Ok(())
+                })
+                .collect();
+            if let Some((at, why)) = done
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, r)| r.err().map(|w| (i, w)))
+            {
+                return Err(breakdown(op, a.shape(), batch, at, &why));
+            }
+        }
+        Tensor::from_data(out, &shape)
+    }))
 }

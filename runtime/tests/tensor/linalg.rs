@@ -340,3 +340,99 @@ fn log_determinants_and_inverses() {
         .to_string();
     assert!(e.contains("lu_logabsdet") && e.contains("n + 1"), "{e}");
 }
+
+#[test]
+fn eigh_decomposes_the_symmetric_part() {
+    // v diag(w) vᵀ = (a + aᵀ)/2, vᵀ v = I, w ascending, each vector's largest component
+    // positive; batched, transposed and sliced inputs, f32 and f64
+    let cases: &[&[usize]] = &[
+        &[1, 1],
+        &[2, 2],
+        &[3, 3],
+        &[4, 5, 5],
+        &[2, 3, 17, 17],
+        &[40, 40],
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (k, shape) in cases.iter().enumerate() {
+            let n = shape[shape.len() - 1];
+            let a = tensor(shape, 300 + k as u64, dtype);
+            let s = (&a + &a.mt()) * 0.5;
+            for input in [a.clone(), a.mt(), s.clone()] {
+                let (w, v) = input.eigh();
+                assert_eq!(w.shape(), &shape[..shape.len() - 1]);
+                assert_eq!(v.shape(), *shape);
+                let back = v.matmul(&w.diag_embed(n, n)).matmul(&v.mt());
+                let scale = tol(dtype) * n as f64 * 10.0;
+                assert!(max_abs(&(back - &s)) < scale, "{shape:?} {dtype:?}");
+                let gram = v.mt().matmul(&v) - &Tensor::eye(n, dtype);
+                assert!(
+                    max_abs(&gram) < scale,
+                    "{shape:?} {dtype:?}: not orthonormal"
+                );
+                let wv = w.to_dtype(DType::F64).to_vec::<f64>();
+                for (i, pair) in wv.chunks(n).enumerate() {
+                    assert!(
+                        pair.windows(2).all(|p| p[0] <= p[1]),
+                        "{i}: {pair:?} not ascending"
+                    );
+                }
+                // the largest component of each column is positive
+                let vv = v.to_dtype(DType::F64).contiguous().to_vec::<f64>();
+                for m in vv.chunks(n * n) {
+                    for c in 0..n {
+                        let col: Vec<f64> = (0..n).map(|r| m[r * n + c]).collect();
+                        let big = col
+                            .iter()
+                            .cloned()
+                            .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+                        assert!(big > 0.0, "column {c} of {shape:?}: {col:?}");
+                    }
+                }
+                let only = input.eigvalsh();
+                assert!(max_abs(&(only - &w)) < scale, "{shape:?}: eigvalsh");
+            }
+        }
+    }
+    // a slice of a bigger tensor, and an empty batch and matrix
+    let big = tensor(&[6, 7], 9, DType::F64);
+    let part = big.slice(0, 1, 5).slice(1, 2, 6);
+    let (w, _) = part.eigh();
+    let (w2, _) = part.contiguous().eigh();
+    assert!(max_abs(&(w - &w2)) < 1e-14);
+    assert_eq!(
+        Tensor::zeros(&[0, 3, 3], DType::F32).eigh().0.shape(),
+        &[0, 3]
+    );
+    assert_eq!(
+        Tensor::zeros(&[2, 0, 0], DType::F64).eigh().1.shape(),
+        &[2, 0, 0]
+    );
+    // a diagonal matrix: its sorted entries, unit vectors
+    let d = Tensor::from_vec(vec![3.0f64, -1.0, 2.0], &[3]).diag_embed(3, 3);
+    let (w, v) = d.eigh();
+    assert_eq!(w.to_vec::<f64>(), vec![-1.0, 2.0, 3.0]);
+    assert_eq!(
+        v.contiguous().to_vec::<f64>(),
+        vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    );
+}
+
+#[test]
+fn eigh_errors_name_the_shape_and_the_matrix() {
+    let e = Tensor::zeros(&[2, 3], DType::F64)
+        .try_eigh()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("eigh") && e.contains("[2, 3]"), "{e}");
+    let mut v = vals(2 * 9, 4);
+    v[9 + 4] = f64::NAN;
+    let e = Tensor::from_vec(v, &[2, 3, 3])
+        .try_eigh()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("eigh") && e.contains("matrix 1 of the batch [2]"),
+        "{e}"
+    );
+}
