@@ -2107,6 +2107,12 @@ pub fn lu_log_abs_det<'a>(factors: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) 
     t::lu_log_abs_det(&*f, &*f)
 }
 
+/// Batched `t::lu_sign`: each example's sign of its determinant.
+#[track_caller]
+pub fn lu_sign<'a>(factors: impl Into<BArg<'a>>) -> Tensor {
+    t::lu_sign(need("det", factors.into()))
+}
+
 /// Batched `t::eye_like`: the identity for every example (a broadcast view).
 #[track_caller]
 pub fn eye_like<'a>(a: impl Into<BArg<'a>>) -> Tensor {

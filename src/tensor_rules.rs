@@ -1031,6 +1031,12 @@ pub fn lu_log_abs_det<'a>(factors: impl Into<Operand<'a>>, _a: impl Into<Operand
     as_op(factors.into().tensor().try_lu_logabsdet(), "logabsdet")
 }
 
+/// The sign of `det a` from `a`'s packed LU `factors` (for `a.det()`).
+#[track_caller]
+pub fn lu_sign<'a>(factors: impl Into<Operand<'a>>) -> Tensor {
+    as_op(factors.into().tensor().try_lu_sign(), "det")
+}
+
 /// The identity matrix of the size of `a`'s square matrices, on its device (for
 /// `a.inv()`).
 pub fn eye_like<'a>(a: impl Into<Operand<'a>>) -> Tensor {

@@ -484,3 +484,53 @@ fn an_eigenvalues_gradient_is_its_vectors_outer_product() {
         "the trace's gradient",
     );
 }
+
+/// Determinants (of either sign) per example and twice differentiated.
+#[vmap]
+#[grad]
+fn through_det(a: &Tensor) -> Tensor {
+    a.det() * a.sum().sin() + (a * 0.5).det().powi(2)
+}
+
+#[hessian]
+fn det_h(a: &Tensor) -> Tensor {
+    a.det() * a.sum().sin()
+}
+
+#[grad]
+fn det_g(a: &Tensor) -> Tensor {
+    a.det() * a.sum().sin()
+}
+
+#[test]
+fn determinants_differentiate_batch_and_twice() {
+    let a = normal(140, &[4, 3, 3]);
+    let dets = a.det().to_vec::<f64>();
+    assert!(
+        dets.iter().any(|d| *d < 0.0) && dets.iter().any(|d| *d > 0.0),
+        "{dets:?}"
+    );
+    let v = through_det_vmap(&a);
+    let g = through_det_grad_vmap(&a);
+    for (e, ae) in unstack(&a, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(&at(&v), &through_det(ae), 1e-12, "value");
+        let ge = through_det_grad(ae);
+        assert_close(&at(&g), &ge, 1e-12, "per-example gradient");
+        let fd = fd_jacobian(&through_det, ae).reshape(&[3, 3]);
+        assert_close(&ge, &fd, 1e-6, "against differences");
+        let t = normal(150 + e as u64, &[3, 3]);
+        let (_, dt) = through_det_jvp(ae, &t);
+        let want = (&ge * &t).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+        assert_eq!(det_h(ae).item::<f64>(), det_g(ae).item::<f64>());
+        let h = det_h_hessian(ae);
+        let fh = fd_jacobian(&det_g_grad, ae);
+        assert_close(&h, &fh, 1e-6, "hessian against differences of the gradient");
+    }
+    // d det a / da = det(a) a⁻ᵀ
+    let one = unstack(&a, 0).remove(0);
+    let plain = |m: &Tensor| m.det();
+    let fd = fd_jacobian(&plain, &one).reshape(&[3, 3]);
+    assert_close(&(one.inv().mt() * one.det()), &fd, 1e-6, "det · a⁻ᵀ");
+}

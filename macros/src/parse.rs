@@ -1975,6 +1975,14 @@ impl Lowerer<'_> {
                 let packed = self.prim(Prim::EighFactor, vec![recv]);
                 Some(self.prim(Prim::EighValues, vec![packed, recv]))
             }
+            // `a.det()`: sign · exp(log |det a|), from one factorization
+            Some(Prim::LuSign) => {
+                let factors = self.prim(Prim::LuFactor, vec![recv]);
+                let sign = self.prim(Prim::LuSign, vec![factors]);
+                let log = self.prim(Prim::LuLogAbsDet, vec![factors, recv]);
+                let size = self.prim(Prim::Exp, vec![log]);
+                Some(self.prim(Prim::Mul, vec![sign, size]))
+            }
             // `a.inv()`: a solve with the identity
             Some(Prim::EyeLike) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);

@@ -129,6 +129,10 @@ pub enum Prim {
     /// `a.logabsdet()`, lowered to `lu_log_abs_det(lu_factor(a), a)`: `log |det a|` from
     /// the factors, differentiated through `a` (tangent `tr(a⁻¹ da)`).
     LuLogAbsDet,
+    /// The sign of `det a` (`±1`, 0 for a singular matrix) from its packed LU factors (no
+    /// derivative). `a.det()` is lowered to `lu_sign(f) * exp(lu_log_abs_det(f, a))` with
+    /// `f = lu_factor(a)`, differentiated through the log-determinant.
+    LuSign,
     /// `a.solve_triangular(&b, lower)`: `x` with `a @ x = b`, reading one triangle of `a`.
     SolveTriangular,
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
@@ -1021,6 +1025,7 @@ pub fn row(p: Prim) -> Row {
             },
         ),
         LuFactor => r(Call(""), 1, Float, None),
+        LuSign => r(Call(""), 1, Float, None),
         EyeLike => r(Call(""), 1, Float, None),
         LuLogAbsDet => tr(2, |b, x, _, d| {
             // d log|det a| = tr(a⁻¹ da), the solve from the same factors
@@ -1412,6 +1417,8 @@ impl Prim {
             ("inv", 0) => EyeLike,
             // lowered to the factors' diagonal
             ("logabsdet", 0) => LuLogAbsDet,
+            // lowered to the sign times the exponential of the log-determinant
+            ("det", 0) => LuSign,
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
             // lowered to the values of the packed decomposition
@@ -1430,7 +1437,7 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv logabsdet \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh tril triu \
          diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \

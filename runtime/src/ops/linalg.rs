@@ -274,9 +274,44 @@ fn parallelism(n: usize, count: usize) -> faer::Par {
     }
 }
 
-/// The index of the first zero on the diagonal of `m`, if any.
-fn zero_pivot<T: Float>(m: faer::MatRef<'_, T>) -> Option<usize> {
-    (0..m.nrows().min(m.ncols())).find(|&i| m[(i, i)] == T::zero())
+/// The LU factorization with partial pivoting of `lu` in place, unblocked (LAPACK's
+/// `getf2`), `perm[i]` the row that became row `i`: for singular matrices, whose zero
+/// pivots it steps over as LAPACK does (the column below one is zero already), where
+/// faer's divides by them. The same pivots as faer's (the first row of largest magnitude).
+fn lu_unblocked<T: Float + faer::traits::ComplexField>(lu: &mut faer::Mat<T>, perm: &mut [usize]) {
+    let n = lu.nrows();
+    for (i, p) in perm.iter_mut().enumerate() {
+        *p = i;
+    }
+    for j in 0..n {
+        let mut top = j;
+        for i in j + 1..n {
+            if lu[(i, j)].abs() > lu[(top, j)].abs() {
+                top = i;
+            }
+        }
+        if top != j {
+            for c in 0..n {
+                let t = lu[(j, c)];
+                lu[(j, c)] = lu[(top, c)];
+                lu[(top, c)] = t;
+            }
+            perm.swap(j, top);
+        }
+        let pivot = lu[(j, j)];
+        if pivot == T::zero() {
+            continue;
+        }
+        for i in j + 1..n {
+            lu[(i, j)] /= pivot;
+        }
+        for c in j + 1..n {
+            let u = lu[(j, c)];
+            for i in j + 1..n {
+                lu[(i, c)] = lu[(i, c)] - lu[(i, j)] * u;
+            }
+        }
+    }
 }
 
 impl Tensor {
@@ -335,9 +370,9 @@ impl Tensor {
 
     /// `log |det a|` of square matrices `[.., n, n]`, `[..]`, from their LU factorization
     /// (the sum of the logarithms of `|U|`'s diagonal; the sign, `±1`, has no derivative and
-    /// is left out, as in JAX's `slogdet`). For a positive definite matrix,
-    /// `2 * a.cholesky().diagonal().ln().sum()` is cheaper. Panics for non-square input, and
-    /// on the CPU for a singular matrix (an exactly zero pivot); see
+    /// is left out, as in JAX's `slogdet`; [`Tensor::lu_sign`] gives it); `-inf` for a
+    /// singular matrix. For a positive definite matrix, `2 *
+    /// a.cholesky().diagonal().ln().sum()` is cheaper. Panics for non-square input; see
     /// [`Tensor::try_logabsdet`].
     ///
     /// ```
@@ -355,6 +390,85 @@ impl Tensor {
         self.factor("logabsdet")?.try_lu_logabsdet()
     }
 
+    /// The determinants of square matrices `[.., n, n]`, `[..]`, from their LU
+    /// factorization: the sign of the permutation and of `U`'s diagonal times `exp(log |det
+    /// a|)` (as JAX computes it, so that no partial product overflows where the determinant
+    /// does not); 0 for a singular matrix. Panics for non-square input; see
+    /// [`Tensor::try_det`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2]); // 0 - 6
+    /// assert!((a.det().item::<f64>() + 6.0).abs() < 1e-12);
+    /// assert_eq!(Tensor::ones(&[2, 2], DType::F64).det().item::<f64>(), 0.0);
+    /// ```
+    #[track_caller]
+    pub fn det(&self) -> Tensor {
+        unwrap(self.try_det())
+    }
+
+    /// [`Tensor::det`], returning an error instead of panicking.
+    pub fn try_det(&self) -> Result<Tensor> {
+        let f = self.factor("det")?;
+        f.try_lu_sign()?.try_mul(&f.try_lu_logabsdet()?.exp())
+    }
+
+    /// The sign of `det a` (`1`, `-1`, or `0` for a singular matrix) from the packed LU
+    /// factors of `a` ([`Tensor::lu_factor`]): the parity of the row permutation and the
+    /// signs of `U`'s diagonal.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]); // det -2
+    /// assert_eq!(a.lu_factor().lu_sign().item::<f64>(), -1.0);
+    /// ```
+    #[track_caller]
+    pub fn lu_sign(&self) -> Tensor {
+        unwrap(self.try_lu_sign())
+    }
+
+    /// [`Tensor::lu_sign`], returning an error instead of panicking.
+    pub fn try_lu_sign(&self) -> Result<Tensor> {
+        let n = packed_size("lu_sign", self)?;
+        if !self.on_cpu() {
+            // TODO(gpu kernel)
+            let device = self.device();
+            return self
+                .try_to_device(&crate::Device::Cpu)?
+                .try_lu_sign()?
+                .try_to_device(&device);
+        }
+        let batch = &self.shape()[..self.ndim() - 2];
+        Ok(float_dispatch!(self.dtype(), T => {
+            let signs: Vec<T> = (0..numel(batch))
+                .into_par_iter()
+                .map(|i| {
+                    let at = reader::<T>(self, i);
+                    let mut negative = false;
+                    for r in 0..n {
+                        let d = at(r, r);
+                        if d == T::zero() {
+                            return T::zero();
+                        }
+                        negative ^= d < T::zero();
+                    }
+                    // the permutation's parity: a cycle of length m is m - 1 swaps
+                    let mut seen = vec![false; n];
+                    for start in 0..n {
+                        let mut r = start;
+                        while !seen[r] {
+                            seen[r] = true;
+                            r = at(r, n).to_f64() as usize;
+                            negative ^= !seen[r];
+                        }
+                    }
+                    T::from_f64(if negative { -1.0 } else { 1.0 })
+                })
+                .collect();
+            Tensor::from_data(signs, batch)
+        }))
+    }
+
     /// `log |det a|` from the packed LU factors of `a` ([`Tensor::lu_factor`]).
     pub fn try_lu_logabsdet(&self) -> Result<Tensor> {
         let n = packed_size("lu_logabsdet", self)?;
@@ -367,8 +481,9 @@ impl Tensor {
     /// diagonal and the upper factor `U` on and above it, in the last column the row
     /// permutation, `p[i]` being the row of `self` that became row `i` (`self[p] = L U`).
     /// For [`Tensor::lu_solve`], which solves with these factors as often as needed (with
-    /// the matrix or its transpose). Panics for non-square input, and on the CPU for a
-    /// singular matrix; see [`Tensor::try_lu_factor`].
+    /// the matrix or its transpose). A singular matrix gives factors with a zero on `U`'s
+    /// diagonal, which [`Tensor::lu_solve`] reports (on the CPU). Panics for non-square
+    /// input; see [`Tensor::try_lu_factor`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
@@ -405,10 +520,9 @@ impl Tensor {
             // every element is written below
             let mut out = crate::pool::buffer(count * n * (n + 1), T::zero());
             if n > 0 {
-                let pivots: Vec<Option<usize>> = out
-                    .par_chunks_mut(n * (n + 1))
+                out.par_chunks_mut(n * (n + 1))
                     .enumerate()
-                    .map(|(i, packed)| {
+                    .for_each(|(i, packed)| {
                         let mut lu = owned::<T>(self, i, n);
                         let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
                         use faer::linalg::lu::partial_pivoting::factor as lu;
@@ -423,6 +537,11 @@ impl Tensor {
                             faer::dyn_stack::MemStack::new(&mut mem),
                             Default::default(),
                         );
+                        if (0..n).any(|r| lu[(r, r)] == T::zero()) {
+                            // singular: faer divides by the zero pivot (NaN below it)
+                            lu = owned::<T>(self, i, n);
+                            lu_unblocked(&mut lu, &mut perm);
+                        }
                         for c in 0..n {
                             for (r, &v) in lu.col_as_slice(c).iter().enumerate() {
                                 packed[r * (n + 1) + c] = v;
@@ -431,14 +550,7 @@ impl Tensor {
                         for (r, &p) in perm.iter().enumerate() {
                             packed[r * (n + 1) + n] = T::from_f64(p as f64);
                         }
-                        zero_pivot(lu.as_ref())
-                    })
-                    .collect();
-                let first = pivots.iter().enumerate().find_map(|(i, p)| p.map(|p| (i, p)));
-                if let Some((at, p)) = first {
-                    let why = format!("is singular: pivot {p} of its LU factorization is zero");
-                    return Err(breakdown(op, self.shape(), batch, at, &why));
-                }
+                    });
             }
             Tensor::from_data(out, &shape)
         }))
@@ -482,6 +594,17 @@ impl Tensor {
         let (k, count) = (plan.k, numel(&plan.batch));
         let par = parallelism(n, count);
         Ok(float_dispatch!(self.dtype(), T => {
+            // a singular matrix (a zero pivot) is reported here, not by `lu_factor`, so
+            // that its log-determinant is -inf and its determinant 0
+            let singular = first_failure(count, |i| {
+                let at = reader::<T>(&factors, i);
+                (0..n).find(|&r| at(r, r) == T::zero()).map(|p| {
+                    format!("is singular: pivot {p} of its LU factorization is zero")
+                })
+            });
+            if let Some((at, why)) = singular {
+                return Err(breakdown(OP, &matrices, &plan.batch, at, &why));
+            }
             let mut out = rhs_blocks::<T>(&plan, &b);
             if n > 0 && k > 0 {
                 let data = factors.storage_slice::<T>();

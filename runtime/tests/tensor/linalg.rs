@@ -296,11 +296,13 @@ fn lu_factors_reconstruct_the_matrix_and_solve_with_it_or_its_transpose() {
     // reported with the matrices' shape, and renamed for the operation a caller composed
     assert!(e.to_string().contains("shapes [3, 3] and [4]"), "{e}");
     assert!(e.for_op("solve").to_string().starts_with("solve: "));
-    let e = Tensor::zeros(&[2, 2], DType::F32)
-        .try_lu_factor()
+    // a singular matrix factors (with a zero pivot); solving with its factors is the error
+    let f = Tensor::zeros(&[2, 2], DType::F32).lu_factor();
+    let e = f
+        .try_lu_solve(&Tensor::ones(&[2], DType::F32), false)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("lu_factor") && e.contains("singular"), "{e}");
+    assert!(e.contains("lu_solve") && e.contains("singular"), "{e}");
 }
 
 #[test]
@@ -326,14 +328,13 @@ fn log_determinants_and_inverses() {
         let inv = spd.inv();
         assert!(max_abs(&(inv.matmul(&spd) - Tensor::eye(5, dtype))) < tol(dtype) * 10.0);
     }
-    let e = Tensor::zeros(&[3, 3], DType::F64)
-        .try_logabsdet()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("logabsdet: ") && e.contains("singular"),
-        "{e}"
-    );
+    // a singular matrix: log |det| = -inf (as in JAX), batched beside a regular one
+    let mut two = vals(8, 5);
+    two[4..].fill(1.0);
+    let ld = Tensor::from_vec(two, &[2, 2, 2])
+        .logabsdet()
+        .to_vec::<f64>();
+    assert!(ld[0].is_finite() && ld[1] == f64::NEG_INFINITY, "{ld:?}");
     let e = Tensor::ones(&[2, 2], DType::F64)
         .try_lu_logabsdet()
         .unwrap_err()
@@ -435,4 +436,78 @@ fn eigh_errors_name_the_shape_and_the_matrix() {
         e.contains("eigh") && e.contains("matrix 1 of the batch [2]"),
         "{e}"
     );
+}
+
+/// The parity of a permutation by counting inversions: -1 for an odd one.
+fn parity(p: &[usize]) -> f64 {
+    let mut odd = false;
+    for i in 0..p.len() {
+        for j in i + 1..p.len() {
+            odd ^= p[i] > p[j];
+        }
+    }
+    if odd { -1.0 } else { 1.0 }
+}
+
+/// Every permutation of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = vec![];
+    for p in permutations(n - 1) {
+        for at in 0..n {
+            let mut q = p.clone();
+            q.insert(at, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+#[test]
+fn determinants_and_their_signs() {
+    // permutation matrices (every cycle structure of 5): det = the parity; scaled rows
+    // flip signs
+    for p in permutations(5) {
+        let mut m = vec![0.0f64; 25];
+        for (r, &c) in p.iter().enumerate() {
+            m[r * 5 + c] = if r == 2 { -2.0 } else { 1.0 };
+        }
+        let d = Tensor::from_vec(m, &[5, 5]).det().item::<f64>();
+        assert!((d + 2.0 * parity(&p)).abs() < 1e-12, "{p:?}: {d}");
+    }
+    for dtype in [DType::F32, DType::F64] {
+        let (a, b) = (tensor(&[4, 3, 3], 40, dtype), tensor(&[4, 3, 3], 41, dtype));
+        // det(ab) = det(a) det(b), det(aᵀ) = det(a), sign · exp(log|det|)
+        let (da, db) = (a.det(), b.det());
+        assert_eq!(da.shape(), &[4]);
+        assert!(max_abs(&(a.matmul(&b).det() - &da * &db)) < tol(dtype) * 10.0);
+        assert!(max_abs(&(a.mt().det() - &da)) < tol(dtype) * 10.0);
+        let f = a.lu_factor();
+        let back = f.lu_sign() * a.logabsdet().exp();
+        assert!(max_abs(&(back - &da)) < tol(dtype) * 10.0);
+        // against the rule of Sarrus
+        let v = a.to_dtype(DType::F64).to_vec::<f64>();
+        for (i, m) in v.chunks(9).enumerate() {
+            let s = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+                + m[2] * (m[3] * m[7] - m[4] * m[6]);
+            let got = da.to_dtype(DType::F64).to_vec::<f64>()[i];
+            assert!((got - s).abs() < tol(dtype) * 10.0, "{i}: {got} vs {s}");
+        }
+        // singular matrices: 0, with sign 0; empty matrices: 1
+        let z = Tensor::zeros(&[2, 3, 3], dtype);
+        assert_eq!(z.det().to_dtype(DType::F64).to_vec::<f64>(), vec![0.0, 0.0]);
+        assert_eq!(
+            z.lu_factor().lu_sign().to_dtype(DType::F64).to_vec::<f64>(),
+            vec![0.0, 0.0]
+        );
+        let e = Tensor::zeros(&[2, 0, 0], dtype).det();
+        assert_eq!(e.to_dtype(DType::F64).to_vec::<f64>(), vec![1.0, 1.0]);
+    }
+    let e = Tensor::zeros(&[2, 3], DType::F64)
+        .try_det()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("det: ") && e.contains("[2, 3]"), "{e}");
 }
