@@ -182,6 +182,24 @@ def gp_grads():
     return {"flops": 0.0}, lambda: f(k, y)
 
 
+def eigh_grads(b, n):
+    # gradients of sum(tanh(w) (v^T u)^2) through a symmetric eigendecomposition; per
+    # example for b > 1
+    m = normal(65, (b, n, n))
+    a = (m + jnp.swapaxes(m, -1, -2)) * 0.5
+    u = normal(66, (b, n))
+
+    def loss(a, u):
+        w, v = jnp.linalg.eigh(a)
+        return jnp.sum(jnp.tanh(w) * (v.T @ u) ** 2)
+
+    if b == 1:
+        f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        return {"flops": 0.0}, lambda: f(a[0], u[0])
+    f = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))
+    return {"flops": 0.0}, lambda: f(a, u)
+
+
 def solve_grad():
     # the gradient of sum(tanh(A^-1 B)), A [512, 512], B [512, 64]
     n, k = 512, 64
@@ -259,6 +277,8 @@ WORKLOADS = {
     "rnn_per_example_grads_t64_b32_f32": lambda: rnn_grad(True),
     "fixed_point_grad_b256_f32": fixed_point_grad,
     "gp_per_example_grads_b64_n64_f32": gp_grads,
+    "eigh_per_example_grads_b64_n32_f32": lambda: eigh_grads(64, 32),
+    "eigh_grad_n256_f32": lambda: eigh_grads(1, 256),
     "solve_grad_n512_f32": solve_grad,
     "jacobian_tall_10to1000_f64": lambda: jacobian(10, 1000, "best"),
     "jacfwd_tall_10to1000_f64": lambda: jacobian(10, 1000, "fwd"),

@@ -2217,22 +2217,38 @@ pub fn eigh_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
     t::eigh_factor(matrices("eigh", a.into()))
 }
 
-/// Batched `t::eigh_values`.
+/// Batched `t::eigh`.
 #[track_caller]
-pub fn eigh_values<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+pub fn eigh<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
     let (p, a) = (packed.into(), a.into());
     let bsz = bsz_of("eigh", &[p, a]);
-    let p = lifted(p, bsz, None);
-    t::eigh_values(&*p, &*p)
+    lifted(p, bsz, None).into_owned()
+}
+
+/// Batched `t::eigvalsh`.
+#[track_caller]
+pub fn eigvalsh<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    t::eigh_values(&eigh(packed, a))
+}
+
+/// Batched `t::eigh_values`.
+#[track_caller]
+pub fn eigh_values<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::eigh_values(need("eigh", packed.into()))
 }
 
 /// Batched `t::eigh_vectors`.
 #[track_caller]
-pub fn eigh_vectors<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    let (p, a) = (packed.into(), a.into());
-    let bsz = bsz_of("eigh", &[p, a]);
-    let p = lifted(p, bsz, None);
-    t::eigh_vectors(&*p, &*p)
+pub fn eigh_vectors<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::eigh_vectors(need("eigh", packed.into()))
+}
+
+/// Batched `t::eigh_pack`: an unbatched part (a zero) is broadcast over the batch.
+#[track_caller]
+pub fn eigh_pack<'a>(vectors: impl Into<BArg<'a>>, values: impl Into<BArg<'a>>) -> Tensor {
+    let (v, w) = (vectors.into(), values.into());
+    let bsz = bsz_of("eigh", &[v, w]);
+    t::eigh_pack(&*lifted(v, bsz, None), &*lifted(w, bsz, None))
 }
 
 /// Batched `t::tril`.

@@ -1080,19 +1080,52 @@ pub fn eigh_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
     as_op(a.into().tensor().try_eigh_packed(), "eigh")
 }
 
-/// The eigenvalues `[.., n]` out of a packed eigendecomposition `[.., n + 1, n]` (`a` is
-/// read by the derivative rules only).
-pub fn eigh_values<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+/// The packed eigendecomposition again (`a` is read by the derivative rule only).
+pub fn eigh<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    packed.into().tensor().into_owned()
+}
+
+/// The eigenvalues out of a packed eigendecomposition (`a` is read by the derivative rule
+/// only).
+pub fn eigvalsh<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    eigh_values(packed)
+}
+
+/// The eigenvalues `[.., n]` out of a packed eigendecomposition `[.., n + 1, n]`.
+pub fn eigh_values<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
     let p = packed.into().tensor();
     let n = p.shape()[p.ndim() - 1];
     p.slice(-2, n, n + 1).squeeze(-2)
 }
 
 /// The eigenvectors `[.., n, n]` (as columns) out of a packed eigendecomposition.
-pub fn eigh_vectors<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+pub fn eigh_vectors<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
     let p = packed.into().tensor();
     let n = p.shape()[p.ndim() - 1];
     p.slice(-2, 0, n)
+}
+
+/// `vectors` `[.., n, n]` and `values` `[.., n]` packed as `Tensor::eigh_packed` packs
+/// them (batch axes broadcast: one of the two may be a zero without them).
+pub fn eigh_pack<'a>(vectors: impl Into<Operand<'a>>, values: impl Into<Operand<'a>>) -> Tensor {
+    let (v, w) = (
+        vectors.into().tensor(),
+        values.into().tensor().unsqueeze(-2),
+    );
+    let (bv, bw) = (&v.shape()[..v.ndim() - 2], &w.shape()[..w.ndim() - 2]);
+    let batch: Vec<usize> = if bv.len() == bw.len() {
+        bv.iter().zip(bw).map(|(a, b)| *a.max(b)).collect()
+    } else if bv.len() > bw.len() {
+        bv.to_vec()
+    } else {
+        bw.to_vec()
+    };
+    let full = |x: &Tensor| {
+        let mut s = batch.clone();
+        s.extend(&x.shape()[x.ndim() - 2..]);
+        x.broadcast_to(&s)
+    };
+    Tensor::concat(&[full(&v), full(&w)], -2)
 }
 
 /// `x.tril(k)`.

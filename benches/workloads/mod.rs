@@ -169,6 +169,17 @@ pub fn all() -> Vec<Workload> {
             name: "gp_per_example_grads_b64_n64_f32",
             build: gp,
         },
+        // per-example gradients of a loss through a symmetric eigendecomposition (values
+        // and vectors), 64 matrices of 32 x 32, and the gradient of the same loss for one
+        // matrix of 256 x 256
+        Workload {
+            name: "eigh_per_example_grads_b64_n32_f32",
+            build: || eigh(64, 32),
+        },
+        Workload {
+            name: "eigh_grad_n256_f32",
+            build: || eigh(1, 256),
+        },
         // the gradient of sum(tanh(A⁻¹ B)) with respect to A [512, 512] and B [512, 64]
         Workload {
             name: "solve_grad_n512_f32",
@@ -409,6 +420,34 @@ fn gp() -> Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
             std::hint::black_box(gp_nll_grad_vmap(&k, &y));
+        }),
+    }
+}
+
+/// A loss through the eigenvalues `w` and eigenvectors `v` of `a`: `Σ tanh(w) (vᵀ u)²`.
+#[allow(dead_code)]
+#[vmap]
+#[grad]
+pub fn spectral_loss(a: &Tensor, u: &Tensor) -> Tensor {
+    let (w, v) = a.eigh();
+    (w.tanh() * v.mt().matmul(u).powi(2)).sum()
+}
+
+/// Gradients of [`spectral_loss`] for `b` symmetric matrices of `n x n` (per example for
+/// `b > 1`), f32.
+fn eigh(b: usize, n: usize) -> Prepared {
+    let m = normal(65, &[b, n, n]);
+    let a = (&m + &m.mt()) * 0.5;
+    let u = normal(66, &[b, n]);
+    let (a1, u1) = (a.slice(0, 0, 1).squeeze(0), u.slice(0, 0, 1).squeeze(0));
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            if b == 1 {
+                std::hint::black_box(spectral_loss_grad(&a1, &u1));
+            } else {
+                std::hint::black_box(spectral_loss_grad_vmap(&a, &u));
+            }
         }),
     }
 }

@@ -960,9 +960,10 @@ impl Lowerer<'_> {
                     );
                     return;
                 }
-                let packed = self.prim(Prim::EighFactor, vec![recv]);
-                let w = self.prim(Prim::EighValues, vec![packed, recv]);
-                let v = self.prim(Prim::EighVectors, vec![packed, recv]);
+                let factors = self.prim(Prim::EighFactor, vec![recv]);
+                let packed = self.prim(Prim::Eigh, vec![factors, recv]);
+                let w = self.prim(Prim::EighValues, vec![packed]);
+                let v = self.prim(Prim::EighVectors, vec![packed]);
                 self.bind_pat(&pt.elems[0], w, None);
                 self.bind_pat(&pt.elems[1], v, None);
             }
@@ -1971,9 +1972,9 @@ impl Lowerer<'_> {
                 Some(self.prim(Prim::LuLogAbsDet, vec![factors, recv]))
             }
             // `a.eigvalsh()`: the values of the packed decomposition
-            Some(Prim::EighValues) => {
+            Some(Prim::Eigvalsh) => {
                 let packed = self.prim(Prim::EighFactor, vec![recv]);
-                Some(self.prim(Prim::EighValues, vec![packed, recv]))
+                Some(self.prim(Prim::Eigvalsh, vec![packed, recv]))
             }
             // `a.det()`: sign · exp(log |det a|), from one factorization
             Some(Prim::LuSign) => {

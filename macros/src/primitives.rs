@@ -138,15 +138,19 @@ pub enum Prim {
     /// `a.cholesky()`: the lower Cholesky factor of the symmetric part of `a`.
     Cholesky,
     /// `a.eigh()` packed (`[.., n + 1, n]`: the eigenvectors as columns, then a row of
-    /// eigenvalues): no derivative, `EighValues` / `EighVectors` differentiate through `a`.
-    /// `let (w, v) = a.eigh();` is lowered to `e = eigh_factor(a)`, `w = eigh_values(e,
-    /// a)`, `v = eigh_vectors(e, a)`: one decomposition for both and their derivatives.
+    /// eigenvalues), no derivative. `let (w, v) = a.eigh();` is lowered to `f =
+    /// eigh_factor(a)`, `p = eigh(f, a)`, `w = eigh_values(p)`, `v = eigh_vectors(p)`: one
+    /// decomposition, and one linearization (`Eigh`'s) for both and their cotangents.
     EighFactor,
-    /// `(packed, a)`: the eigenvalues of `a` out of its packed decomposition (also
-    /// `a.eigvalsh()`).
+    /// `(packed, a)`: the packed decomposition again, differentiated through `a`.
+    Eigh,
+    /// `(packed, a)`: the eigenvalues alone (`a.eigvalsh()`), differentiated through `a`.
+    Eigvalsh,
+    /// The eigenvalues / eigenvectors out of a packed decomposition (linear).
     EighValues,
-    /// `(packed, a)`: the eigenvectors of `a` out of its packed decomposition.
     EighVectors,
+    /// `(vectors, values)` packed as [`Prim::EighFactor`] packs them (linear).
+    EighPack,
     /// `x.tril(k)` / `x.triu(k)`: one triangle of the matrices in the last two axes.
     Tril,
     Triu,
@@ -1078,16 +1082,9 @@ pub fn row(p: Prim) -> Row {
             Some(b.prim(Matmul, &[l, phi]))
         }),
         EighFactor => r(Call(""), 1, Float, None),
-        EighValues => tr(2, |b, x, _, d| {
-            // dw = diag(vᵀ da v) (the same for da's symmetric part)
-            let t = d[1]?;
-            let v = b.prim(EighVectors, &[x[0], x[1]]);
-            let m = sandwich(b, v, t, x[1]);
-            Some(b.prim(Diagonal, &[m]))
-        }),
-        EighVectors => tr(2, |b, x, v, d| {
-            // dv = v (F ∘ vᵀ ds v), ds the symmetric part of da, F_ij = 1 / (w_j - w_i) off
-            // the diagonal and 0 on it (JAX's eigh_jvp_rule)
+        Eigh => tr(2, |b, x, p, d| {
+            // dw = diag(m), dv = v (F ∘ m) with m = vᵀ ds v, ds the symmetric part of da,
+            // F_ij = 1 / (w_j - w_i) off the diagonal and 0 on it (JAX's eigh_jvp_rule)
             let t = d[1]?;
             let tt = b.prim(Mt, &[t]);
             b.shaped_like(tt, x[1]);
@@ -1095,8 +1092,10 @@ pub fn row(p: Prim) -> Row {
             b.shaped_like(both, x[1]);
             let ds = b.prim(Mul, &[both, f(0.5)]);
             b.shaped_like(ds, x[1]);
+            let v = b.prim(EighVectors, &[p]);
             let m = sandwich(b, v, ds, x[1]);
-            let w = b.prim(EighValues, &[x[0], x[1]]);
+            let dw = b.prim(Diagonal, &[m]);
+            let w = b.prim(EighValues, &[p]);
             let (row, col) = (b.prim(Neg, &[Atom::Int(2)]), b.prim(Neg, &[Atom::Int(1)]));
             let wj = b.prim(Unsqueeze, &[w, row]);
             let wi = b.prim(Unsqueeze, &[w, col]);
@@ -1107,8 +1106,53 @@ pub fn row(p: Prim) -> Row {
             let fm = b.prim(Sub, &[inv, eye]);
             let scaled = b.prim(Mul, &[fm, m]);
             b.shaped_like(scaled, x[1]);
-            Some(b.prim(Matmul, &[v, scaled]))
+            let dv = b.prim(Matmul, &[v, scaled]);
+            b.shaped_like(dv, x[1]);
+            Some(b.prim(EighPack, &[dv, dw]))
         }),
+        Eigvalsh => tr(2, |b, x, _, d| {
+            // dw = diag(vᵀ da v) (the same for da's symmetric part)
+            let t = d[1]?;
+            let v = b.prim(EighVectors, &[x[0]]);
+            let m = sandwich(b, v, t, x[1]);
+            Some(b.prim(Diagonal, &[m]))
+        }),
+        EighValues => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(EighValues, &[t])),
+            |b, ct, x, _| {
+                let p = b.primal_of(x[0]);
+                let v = b.prim(EighVectors, &[p]);
+                let none = b.prim(ZeroLike, &[v]);
+                vec![Some(b.prim(EighPack, &[none, ct]))]
+            },
+        ),
+        EighVectors => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(EighVectors, &[t])),
+            |b, ct, x, _| {
+                let p = b.primal_of(x[0]);
+                let w = b.prim(EighValues, &[p]);
+                let none = b.prim(ZeroLike, &[w]);
+                vec![Some(b.prim(EighPack, &[ct, none]))]
+            },
+        ),
+        EighPack => tl(
+            2,
+            |b, x, _, d| {
+                if d.iter().all(Option::is_none) {
+                    return None;
+                }
+                let v = d[0].unwrap_or_else(|| b.prim(ZeroLike, &[x[0]]));
+                let w = d[1].unwrap_or_else(|| b.prim(ZeroLike, &[x[1]]));
+                Some(b.prim(EighPack, &[v, w]))
+            },
+            |b, ct, _, l| {
+                let v = l[0].then(|| b.prim(EighVectors, &[ct]));
+                let w = l[1].then(|| b.prim(EighValues, &[ct]));
+                vec![v, w]
+            },
+        ),
         Tril => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Tril, &[t, x[1]])),
@@ -1422,7 +1466,7 @@ impl Prim {
             ("solve_triangular", 2) => SolveTriangular,
             ("cholesky", 0) => Cholesky,
             // lowered to the values of the packed decomposition
-            ("eigvalsh", 0) => EighValues,
+            ("eigvalsh", 0) => Eigvalsh,
             ("tril", 1) => Tril,
             ("triu", 1) => Triu,
             ("diagonal", 0) => Diagonal,

@@ -394,7 +394,9 @@ impl Tensor {
     /// factorization: the sign of the permutation and of `U`'s diagonal times `exp(log |det
     /// a|)` (as JAX computes it, so that no partial product overflows where the determinant
     /// does not); 0 for a singular matrix. Panics for non-square input; see
-    /// [`Tensor::try_det`].
+    /// [`Tensor::try_det`]. Its derivative in the transforms is `det(a) a⁻ᵀ`, by a solve
+    /// with the same factors: at a singular matrix the CPU reports that solve's error (JAX
+    /// gives NaN there).
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
