@@ -2251,6 +2251,52 @@ pub fn eigh_pack<'a>(vectors: impl Into<BArg<'a>>, values: impl Into<BArg<'a>>) 
     t::eigh_pack(&*lifted(v, bsz, None), &*lifted(w, bsz, None))
 }
 
+/// Batched `t::qr_factor`: each example's matrices decomposed.
+#[track_caller]
+pub fn qr_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    t::qr_factor(matrices("qr", a.into()))
+}
+
+/// Batched `t::qr`.
+#[track_caller]
+pub fn qr<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    eigh(packed, a)
+}
+
+/// Batched `t::qr_q`.
+#[track_caller]
+pub fn qr_q<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::qr_q(need("qr", packed.into()))
+}
+
+/// Batched `t::qr_r`.
+#[track_caller]
+pub fn qr_r<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::qr_r(need("qr", packed.into()))
+}
+
+/// Batched `t::qr_r_square`.
+#[track_caller]
+pub fn qr_r_square<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::qr_r_square(need("qr", packed.into()))
+}
+
+/// Batched `t::qr_pack`: an unbatched part (a zero) is broadcast over the batch.
+#[track_caller]
+pub fn qr_pack<'a>(q: impl Into<BArg<'a>>, r: impl Into<BArg<'a>>) -> Tensor {
+    let (q, r) = (q.into(), r.into());
+    let bsz = bsz_of("qr", &[q, r]);
+    t::qr_pack(&*lifted(q, bsz, None), &*lifted(r, bsz, None))
+}
+
+/// Batched `t::r_solve`: each example's `x r⁻¹` (a shared `r` broadcast).
+#[track_caller]
+pub fn r_solve<'a>(x: impl Into<BArg<'a>>, r: impl Into<BArg<'a>>, transpose: bool) -> Tensor {
+    let (x, r) = (x.into(), r.into());
+    let bsz = bsz_of("qr", &[x, r]);
+    t::r_solve(&*lifted(x, bsz, None), &*lifted(r, bsz, None), transpose)
+}
+
 /// Batched `t::tril`.
 #[track_caller]
 pub fn tril<'a>(x: impl Into<BArg<'a>>, k: isize) -> Tensor {

@@ -9,6 +9,7 @@
 //! false), so that a rule such as `select(x >= 0, 1, -1)` knows the dtype of its result.
 
 use ferrax_runtime::{Differentiable, Tensor};
+use std::borrow::Cow;
 
 /// An argument of a helper: a tensor or a Rust float.
 #[derive(Clone, Copy)]
@@ -1112,20 +1113,108 @@ pub fn eigh_pack<'a>(vectors: impl Into<Operand<'a>>, values: impl Into<Operand<
         vectors.into().tensor(),
         values.into().tensor().unsqueeze(-2),
     );
-    let (bv, bw) = (&v.shape()[..v.ndim() - 2], &w.shape()[..w.ndim() - 2]);
-    let batch: Vec<usize> = if bv.len() == bw.len() {
-        bv.iter().zip(bw).map(|(a, b)| *a.max(b)).collect()
-    } else if bv.len() > bw.len() {
-        bv.to_vec()
+    let batch = common_batch(&v, &w);
+    Tensor::concat(&[full(&v, &batch), full(&w, &batch)], -2)
+}
+
+/// `a.qr_packed()` (for `let (q, r) = a.qr();`).
+#[track_caller]
+pub fn qr_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    as_op(a.into().tensor().try_qr_packed(), "qr")
+}
+
+/// The packed QR decomposition again (`a` is read by the derivative rule only).
+pub fn qr<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    packed.into().tensor().into_owned()
+}
+
+/// `(m, k)` of a packed QR decomposition `[.., m + k, n]`, `k = min(m, n)`.
+fn qr_sizes(p: &Tensor) -> (usize, usize) {
+    let (rows, n) = (p.shape()[p.ndim() - 2], p.shape()[p.ndim() - 1]);
+    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
+    (m, m.min(n))
+}
+
+/// `q` `[.., m, k]` out of a packed QR decomposition.
+pub fn qr_q<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = qr_sizes(&p);
+    p.slice(-2, 0, m).slice(-1, 0, k)
+}
+
+/// `r` `[.., k, n]` out of a packed QR decomposition.
+pub fn qr_r<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = qr_sizes(&p);
+    p.slice(-2, m, m + k)
+}
+
+/// `r` out of a packed QR decomposition, for QR's derivative: `m >= n` is checked.
+#[track_caller]
+pub fn qr_r_square<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = qr_sizes(&p);
+    let n = p.shape()[p.ndim() - 1];
+    assert!(
+        m >= n,
+        "qr: its derivative is defined for matrices [.., m, n] with m >= n (as in JAX), got m = {m}, n = {n}"
+    );
+    p.slice(-2, m, m + k)
+}
+
+/// `q` `[.., m, k]` and `r` `[.., k, n]` packed as `Tensor::qr_packed` packs them (batch
+/// axes broadcast: one of the two may be a zero without them).
+pub fn qr_pack<'a>(q: impl Into<Operand<'a>>, r: impl Into<Operand<'a>>) -> Tensor {
+    let (q, r) = (q.into().tensor(), r.into().tensor());
+    let n = r.shape()[r.ndim() - 1];
+    let k = q.shape()[q.ndim() - 1];
+    // q's columns padded to n
+    let q = if k < n {
+        let mut s = q.shape().to_vec();
+        *s.last_mut().unwrap() = n - k;
+        let zeros = Tensor::zeros(&s, q.dtype()).to_device(&q.device());
+        Cow::Owned(Tensor::concat(&[&*q, &zeros], -1))
     } else {
-        bw.to_vec()
+        q
     };
-    let full = |x: &Tensor| {
-        let mut s = batch.clone();
-        s.extend(&x.shape()[x.ndim() - 2..]);
-        x.broadcast_to(&s)
+    let batch = common_batch(&q, &r);
+    Tensor::concat(&[full(&q, &batch), full(&r, &batch)], -2)
+}
+
+/// The batch axes of matrices `a` and `b` broadcast (where one is a zero without them).
+fn common_batch(a: &Tensor, b: &Tensor) -> Vec<usize> {
+    let (ba, bb) = (&a.shape()[..a.ndim() - 2], &b.shape()[..b.ndim() - 2]);
+    if ba.len() == bb.len() {
+        ba.iter().zip(bb).map(|(x, y)| *x.max(y)).collect()
+    } else if ba.len() > bb.len() {
+        ba.to_vec()
+    } else {
+        bb.to_vec()
+    }
+}
+
+/// The matrices of `x` broadcast over `batch`.
+fn full(x: &Tensor, batch: &[usize]) -> Tensor {
+    let mut s = batch.to_vec();
+    s.extend(&x.shape()[x.ndim() - 2..]);
+    x.broadcast_to(&s)
+}
+
+/// `x r⁻¹` (`x r⁻ᵀ` with `transpose`) for square upper triangular `r` (its upper triangle
+/// read): the right-hand solve of QR's derivative.
+pub fn r_solve<'a>(
+    x: impl Into<Operand<'a>>,
+    r: impl Into<Operand<'a>>,
+    transpose: bool,
+) -> Tensor {
+    let (x, r) = (x.into().tensor(), r.into().tensor());
+    // y r = x  <=>  rᵀ yᵀ = xᵀ;  y rᵀ = x  <=>  r yᵀ = xᵀ
+    let (m, lower) = if transpose {
+        (r.clone().into_owned(), false)
+    } else {
+        (r.mt(), true)
     };
-    Tensor::concat(&[full(&v), full(&w)], -2)
+    m.solve_triangular(&x.mt(), lower).mt()
 }
 
 /// `x.tril(k)`.

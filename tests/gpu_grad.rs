@@ -374,3 +374,31 @@ fn per_example_gradients_through_factorizations_on_the_gpu_match_the_cpu() {
     assert_close("dK", &gk.to_device(&Device::Cpu), &ck);
     assert_close("dy", &gy.to_device(&Device::Cpu), &cy);
 }
+
+#[allow(dead_code)] // only its batched gradient is compared
+#[vmap]
+#[grad]
+fn decompositions(a: &Tensor, u: &Tensor) -> Tensor {
+    let s = (a + a.mt()) * 0.5;
+    let (w, v) = s.eigh();
+    let (q, r) = a.qr();
+    (w.tanh() * v.mt().matmul(u).powi(2)).sum()
+        + (q.matmul(u) * u).sum()
+        + r.diagonal().sum()
+        + a.det() * 0.1
+        + s.eigvalsh().max()
+}
+
+#[test]
+fn per_example_gradients_through_decompositions_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    // symmetric parts with separated eigenvalues (well defined eigenvectors)
+    let spread = Tensor::from_vec((0..5).map(|i| i as f32 * 2.0).collect(), &[5]);
+    let a = Tensor::normal(Key::new(72), &[6, 5, 5], DType::F32) * 0.3 + spread.diag_embed(5, 5);
+    let u = Tensor::normal(Key::new(73), &[6, 5], DType::F32);
+    let (ca, cu) = decompositions_grad_vmap(&a, &u);
+    let (ga, gu) = decompositions_grad_vmap(&a.to_device(&dev), &u.to_device(&dev));
+    assert_eq!(ga.device(), dev);
+    assert_close("da", &ga.to_device(&Device::Cpu), &ca);
+    assert_close("du", &gu.to_device(&Device::Cpu), &cu);
+}

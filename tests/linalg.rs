@@ -534,3 +534,90 @@ fn determinants_differentiate_batch_and_twice() {
     let fd = fd_jacobian(&plain, &one).reshape(&[3, 3]);
     assert_close(&(one.inv().mt() * one.det()), &fd, 1e-6, "det · a⁻ᵀ");
 }
+
+/// A loss through both QR factors of a tall (or square) matrix.
+#[vmap]
+#[grad]
+fn through_qr(a: &Tensor, u: &Tensor) -> Tensor {
+    let (q, r) = a.qr();
+    (q.sin() * u).sum() + r.tanh().sum() + (r.diagonal() * 0.5).exp().sum()
+}
+
+/// Least squares by QR: `x = r⁻¹ qᵀ b`, its residual's square.
+#[grad]
+fn qr_least_squares(a: &Tensor, b: &Tensor) -> Tensor {
+    let (q, r) = a.qr();
+    let x = r.solve_triangular(&q.mt().matmul(b), false);
+    (a.matmul(&x) - b).powi(2).sum() + x.powi(2).sum()
+}
+
+#[hessian]
+fn qr_h(a: &Tensor) -> Tensor {
+    let (q, r) = a.qr();
+    q.cos().sum() + (&r * &r).sum() * 0.1
+}
+
+#[grad]
+fn qr_g(a: &Tensor) -> Tensor {
+    let (q, r) = a.qr();
+    q.cos().sum() + (&r * &r).sum() * 0.1
+}
+
+#[test]
+fn qr_decompositions_differentiate_batch_and_twice() {
+    for (m, n) in [(5, 3), (4, 4), (3, 1)] {
+        let a = normal(160, &[3, m, n]);
+        let u = normal(161, &[3, m, n]);
+        let v = through_qr_vmap(&a, &u);
+        let (ga, gu) = through_qr_grad_vmap(&a, &u);
+        for (e, (ae, ue)) in unstack(&a, 0).iter().zip(unstack(&u, 0)).enumerate() {
+            let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+            assert_close(&at(&v), &through_qr(ae, &ue), 1e-12, "value");
+            let (ea, eu) = through_qr_grad(ae, &ue);
+            assert_close(&at(&ga), &ea, 1e-12, "per-example da");
+            assert_close(&at(&gu), &eu, 1e-12, "per-example du");
+            let fa = fd_jacobian(&|x: &Tensor| through_qr(x, &ue), ae).reshape(&[m, n]);
+            assert_close(&ea, &fa, 1e-6, "da against differences");
+            let t = normal(170 + e as u64, &[m, n]);
+            let (_, dt) = through_qr_jvp(ae, &ue, &t, &Tensor::zeros(&[m, n], DType::F64));
+            let want = (&ea * &t).sum().item::<f64>();
+            assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+            assert_eq!(qr_h(ae).item::<f64>(), qr_g(ae).item::<f64>());
+            let h = qr_h_hessian(ae);
+            let fh = fd_jacobian(&qr_g_grad, ae);
+            assert_close(&h, &fh, 1e-6, "hessian against differences of the gradient");
+        }
+    }
+    // least squares: the gradient with respect to b against differences and the normal
+    // equations' closed form, 2 (a x - b) ... through x = (aᵀa)⁻¹ aᵀ b
+    let (a, b) = (normal(180, &[6, 3]), normal(181, &[6]));
+    let (ga, gb) = qr_least_squares_grad(&a, &b);
+    let fa = fd_jacobian(&|x: &Tensor| qr_least_squares(x, &b), &a).reshape(&[6, 3]);
+    let fb = fd_jacobian(&|x: &Tensor| qr_least_squares(&a, x), &b).reshape(&[6]);
+    assert_close(&ga, &fa, 1e-6, "least squares: da");
+    assert_close(&gb, &fb, 1e-6, "least squares: db");
+    let x = a.mt().matmul(&a).solve(&a.mt().matmul(&b));
+    let (q, r) = a.qr();
+    assert_close(
+        &r.solve_triangular(&q.mt().matmul(&b), false),
+        &x,
+        1e-12,
+        "the solution",
+    );
+}
+
+#[test]
+fn a_wide_qr_is_decomposed_but_not_differentiated() {
+    let a = normal(190, &[2, 4]);
+    // the value works for m < n
+    let (q, r) = a.qr();
+    assert_close(&q.matmul(&r), &a, 1e-12, "a = q r");
+    // the gradient says what it needs (JAX raises NotImplementedError there)
+    assert_eq!(
+        qr_g(&a).item::<f64>(),
+        q.cos().sum().item::<f64>() + (&r * &r).sum().item::<f64>() * 0.1
+    );
+    let e = std::panic::catch_unwind(|| qr_g_grad(&a)).unwrap_err();
+    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.starts_with("qr: ") && msg.contains("m >= n"), "{msg}");
+}

@@ -946,26 +946,38 @@ impl Lowerer<'_> {
                 }
             }
             (Pat::Tuple(pt), Expr::MethodCall(m))
-                if m.method == "eigh"
+                if (m.method == "eigh" || m.method == "qr")
                     && m.args.is_empty()
                     && m.turbofish.is_none()
                     && pt.elems.len() == 2 =>
             {
-                // `let (w, v) = a.eigh();`: one decomposition, read twice
+                // `let (w, v) = a.eigh();`, `let (q, r) = a.qr();`: one decomposition, read
+                // twice
                 let recv = self.value(&m.receiver);
+                let name = m.method.to_string();
                 if self.kind(recv) != Kind::Tensor {
                     self.cx.error(
                         &m.method,
-                        "`.eigh()` is differentiated on a tensor (`let (w, v) = a.eigh();` with `a: &Tensor`)",
+                        format!("`.{name}()` is differentiated on a tensor (`let (x, y) = a.{name}();` with `a: &Tensor`)"),
                     );
                     return;
                 }
-                let factors = self.prim(Prim::EighFactor, vec![recv]);
-                let packed = self.prim(Prim::Eigh, vec![factors, recv]);
-                let w = self.prim(Prim::EighValues, vec![packed]);
-                let v = self.prim(Prim::EighVectors, vec![packed]);
-                self.bind_pat(&pt.elems[0], w, None);
-                self.bind_pat(&pt.elems[1], v, None);
+                let [factor, whole, first, second] = if name == "eigh" {
+                    [
+                        Prim::EighFactor,
+                        Prim::Eigh,
+                        Prim::EighValues,
+                        Prim::EighVectors,
+                    ]
+                } else {
+                    [Prim::QrFactor, Prim::Qr, Prim::QrQ, Prim::QrR]
+                };
+                let factors = self.prim(factor, vec![recv]);
+                let packed = self.prim(whole, vec![factors, recv]);
+                let a = self.prim(first, vec![packed]);
+                let b = self.prim(second, vec![packed]);
+                self.bind_pat(&pt.elems[0], a, None);
+                self.bind_pat(&pt.elems[1], b, None);
             }
             (Pat::Tuple(pt), e) => {
                 let Some(a) = self.lower_expr(e) else { return };
@@ -1976,6 +1988,13 @@ impl Lowerer<'_> {
                 let packed = self.prim(Prim::EighFactor, vec![recv]);
                 Some(self.prim(Prim::Eigvalsh, vec![packed, recv]))
             }
+            Some(Prim::Qr) => {
+                self.cx.error(
+                    &m.method,
+                    "`.qr()` returns `q` and `r`: destructure them where it is called, `let (q, r) = a.qr();`",
+                );
+                Some(recv)
+            }
             // `a.det()`: sign · exp(log |det a|), from one factorization
             Some(Prim::LuSign) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);
@@ -2002,10 +2021,10 @@ impl Lowerer<'_> {
                 );
                 Some(recv)
             }
-            None if name == "eigh_packed" => {
+            None if name == "eigh_packed" || name == "qr_packed" => {
                 self.cx.error(
                     &m.method,
-                    "`.eigh_packed()` is not differentiated: write `let (w, v) = a.eigh();`, which the transforms decompose once for both and their derivatives",
+                    format!("`.{name}()` is not differentiated: write `let (w, v) = a.eigh();` or `let (q, r) = a.qr();`, which the transforms decompose once for both factors and their derivatives"),
                 );
                 Some(recv)
             }

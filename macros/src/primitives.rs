@@ -151,6 +151,23 @@ pub enum Prim {
     EighVectors,
     /// `(vectors, values)` packed as [`Prim::EighFactor`] packs them (linear).
     EighPack,
+    /// `a.qr()` packed (`[.., m + k, n]`: `q` in the first `m` rows, then `r`), no
+    /// derivative. `let (q, r) = a.qr();` is lowered to `f = qr_factor(a)`, `p = qr(f, a)`,
+    /// `q = qr_q(p)`, `r = qr_r(p)`: one decomposition, one linearization (`Qr`'s).
+    QrFactor,
+    /// `(packed, a)`: the packed decomposition again, differentiated through `a`.
+    Qr,
+    /// `q` / `r` out of a packed QR decomposition (linear).
+    QrQ,
+    QrR,
+    /// `r` for QR's derivative, which needs `m >= n` (square `r`): checked first, with an
+    /// error that says so (linear, as `QrR`).
+    QrRSquare,
+    /// `(q, r)` packed as [`Prim::QrFactor`] packs them (linear).
+    QrPack,
+    /// `(x, r, transpose)`: `x r⁻¹` (`x r⁻ᵀ` with `transpose`) for square upper triangular
+    /// `r`, reading its upper triangle: the right-hand solve of QR's derivative.
+    RSolve,
     /// `x.tril(k)` / `x.triu(k)`: one triangle of the matrices in the last two axes.
     Tril,
     Triu,
@@ -1153,6 +1170,110 @@ pub fn row(p: Prim) -> Row {
                 vec![v, w]
             },
         ),
+        QrFactor => r(Call(""), 1, Float, None),
+        Qr => tr(2, |b, x, p, d| {
+            // for m >= n (JAX's qr_jvp_rule): with y = da r⁻¹ and s = qᵀ y, o = tril(s, -1)
+            // - tril(s, -1)ᵀ (skew-symmetric), dq = q (o - s) + y, dr = (s - o) r
+            let t = d[1]?;
+            let r = b.prim(QrRSquare, &[p]);
+            let q = b.prim(QrQ, &[p]);
+            let y = b.prim(RSolve, &[t, r, Atom::Bool(false)]);
+            b.shaped_like(y, x[1]);
+            let qt = b.prim(Mt, &[q]);
+            let s = b.prim(Matmul, &[qt, y]);
+            b.shaped_like(s, r);
+            let below = b.prim(Neg, &[Atom::Int(1)]);
+            let low = b.prim(Tril, &[s, below]);
+            b.shaped_like(low, r);
+            let low_t = b.prim(Mt, &[low]);
+            b.shaped_like(low_t, r);
+            let o = b.prim(Sub, &[low, low_t]);
+            b.shaped_like(o, r);
+            let o_s = b.prim(Sub, &[o, s]);
+            b.shaped_like(o_s, r);
+            let q_os = b.prim(Matmul, &[q, o_s]);
+            b.shaped_like(q_os, q);
+            let dq = b.prim(Add, &[q_os, y]);
+            b.shaped_like(dq, q);
+            let s_o = b.prim(Sub, &[s, o]);
+            b.shaped_like(s_o, r);
+            let dr = b.prim(Matmul, &[s_o, r]);
+            b.shaped_like(dr, r);
+            Some(b.prim(QrPack, &[dq, dr]))
+        }),
+        QrQ => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(QrQ, &[t])),
+            |b, ct, x, _| {
+                let p = b.primal_of(x[0]);
+                let r = b.prim(QrR, &[p]);
+                let none = b.prim(ZeroLike, &[r]);
+                vec![Some(b.prim(QrPack, &[ct, none]))]
+            },
+        ),
+        QrR => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(QrR, &[t])),
+            |b, ct, x, _| {
+                let p = b.primal_of(x[0]);
+                let q = b.prim(QrQ, &[p]);
+                let none = b.prim(ZeroLike, &[q]);
+                vec![Some(b.prim(QrPack, &[none, ct]))]
+            },
+        ),
+        QrRSquare => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(QrRSquare, &[t])),
+            |b, ct, x, _| {
+                let p = b.primal_of(x[0]);
+                let q = b.prim(QrQ, &[p]);
+                let none = b.prim(ZeroLike, &[q]);
+                vec![Some(b.prim(QrPack, &[none, ct]))]
+            },
+        ),
+        QrPack => tl(
+            2,
+            |b, x, _, d| {
+                if d.iter().all(Option::is_none) {
+                    return None;
+                }
+                let q = d[0].unwrap_or_else(|| b.prim(ZeroLike, &[x[0]]));
+                let r = d[1].unwrap_or_else(|| b.prim(ZeroLike, &[x[1]]));
+                Some(b.prim(QrPack, &[q, r]))
+            },
+            |b, ct, _, l| {
+                let q = l[0].then(|| b.prim(QrQ, &[ct]));
+                let r = l[1].then(|| b.prim(QrR, &[ct]));
+                vec![q, r]
+            },
+        ),
+        RSolve => lin(
+            Call(""),
+            3,
+            Float,
+            |b, x, y, d| {
+                // y op(r) = x  =>  dy op(r) = dx - y op(dr), op(dr) read in r's triangle
+                let y_dr = d[1].map(|t| {
+                    let tri = b.prim(Triangle, &[t, Atom::Bool(false)]);
+                    b.shaped_like(tri, x[1]);
+                    let tri = if x[2] == Atom::Bool(true) {
+                        let tt = b.prim(Mt, &[tri]);
+                        b.shaped_like(tt, x[1]);
+                        tt
+                    } else {
+                        tri
+                    };
+                    b.prim(Matmul, &[y, tri])
+                });
+                let rhs = b.sub(d[0], y_dr)?;
+                Some(b.prim(RSolve, &[rhs, x[1], x[2]]))
+            },
+            |b, ct, x, _| {
+                // x ↦ x r⁻¹ transposes to ct ↦ ct r⁻ᵀ
+                let flip = Atom::Bool(x[2] != Atom::Bool(true));
+                vec![Some(b.prim(RSolve, &[ct, x[1], flip])), None, None]
+            },
+        ),
         Tril => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Tril, &[t, x[1]])),
@@ -1467,6 +1588,8 @@ impl Prim {
             ("cholesky", 0) => Cholesky,
             // lowered to the values of the packed decomposition
             ("eigvalsh", 0) => Eigvalsh,
+            // `let (q, r) = a.qr();`, lowered where it is destructured
+            ("qr", 0) => Qr,
             ("tril", 1) => Tril,
             ("triu", 1) => Triu,
             ("diagonal", 0) => Diagonal,
@@ -1482,7 +1605,8 @@ impl Prim {
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet \
-         solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh tril triu \
+         solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
+         r) = a.qr();`) tril triu \
          diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"

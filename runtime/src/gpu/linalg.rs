@@ -4,8 +4,9 @@
 //! last two axes of f32 tensors.
 //!
 //! Every kernel gives each matrix of the batch one workgroup of [`THREADS`] threads, which
-//! walks the matrix's columns (or rows) in order and spreads the work of each step over its
-//! threads, with a barrier between steps (one step's results are the next one's inputs).
+//! walks the matrix's columns (or rows, or rounds of rotations) in order and spreads the
+//! work of each step over its threads, with a barrier between steps (one step's results
+//! are the next one's inputs).
 //! Batches beyond one dispatch dimension go over two ([`grid`]); the kernels number their
 //! matrices `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
 //!
@@ -20,12 +21,13 @@
 //!   matrix's lower or upper triangle;
 //! - [`cholesky`]: the right-looking Cholesky factorization of the symmetrized matrix;
 //! - [`eigh_packed`]: the eigendecomposition of the symmetrized matrix by the cyclic
-//!   Jacobi method, the pairs of each sweep in parallel rounds (Brent and Luk's ordering),
-//!   until the off-diagonal part is negligible; then the eigenvalues sorted with their
-//!   vectors, whose signs are fixed as on the CPU.
+//!   Jacobi method, each sweep's pairs of indices in rounds of disjoint pairs rotated
+//!   together (the round-robin ordering of Brent and Luk), until the off-diagonal part is
+//!   negligible; then the eigenvalues sorted with their vectors, whose signs are fixed as
+//!   on the CPU's.
 //!
 //! Nothing is checked on the device: a singular matrix gives non-finite values, a matrix
-//! that is not positive definite a factor of NaNs, a matrix holding NaN an
+//! that is not positive definite a factor of NaNs, a matrix holding NaN or infinity an
 //! eigendecomposition of NaNs (as JAX does; the CPU path reports all three as errors).
 
 use crate::element::DType;
@@ -41,6 +43,10 @@ use crate::tensor::Tensor;
 const THREADS: u32 = 128;
 
 const _: () = assert!(THREADS.is_power_of_two());
+
+/// Items per thread in each iteration of the loops of a round of [`EIGH`] (the calls
+/// written out) for matrices beyond n = 64 ([`unroll`]).
+const UNROLL: u32 = 16;
 
 /// WGSL of every kernel here: `sync`, a barrier over both workgroup and storage memory
 /// (a step's writes to the matrix and the right-hand sides, in storage buffers, become
@@ -199,11 +205,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
         sync();
-        // 3. the multipliers: column j below the pivot becomes the lower factor's (a zero
-        //    pivot, a singular matrix, makes them and so any solution non-finite)
+        // 3. the multipliers: column j below the pivot becomes the lower factor's; a zero
+        //    pivot (a singular matrix: the column below is zero too) is stepped over as
+        //    LAPACK does, so that the factors stay finite (log |det| = -inf, det = 0) and
+        //    only a solution with them is non-finite
         let d = mat[mb + j * s + j];
-        for (var i = j + 1u + l; i < n; i += THREADSu) {
-            mat[mb + i * s + j] = mat[mb + i * s + j] / d;
+        if (d != 0.0) {
+            for (var i = j + 1u + l; i < n; i += THREADSu) {
+                mat[mb + i * s + j] = mat[mb + i * s + j] / d;
+            }
         }
         sync();
         // 4. the trailing update: the rows below j lose their multiple of row j in the
@@ -284,6 +294,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 "#;
 /// The Cholesky factorization. Parameters: `n`, the number of matrices, the offset of
 /// `a`'s first matrix and the distance between its matrices.
+/// The sign of the determinant from packed LU factors: `-1` for an odd count of row
+/// swaps (the permutation's inversions) and negative pivots, `1` for an even one, `0` if a
+/// pivot is zero. Parameters: `n`, the number of matrices, the offset of the first
+/// factors and the distance between them.
+const LU_SIGN: &str = r#"
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // [count]
+@group(0) @binding(2) var<storage, read> mat: array<f32>; // packed LU, [.., n, n + 1]
+
+var<workgroup> odd: array<u32, THREADS>;
+var<workgroup> zero: array<u32, THREADS>;
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(1u)) { return; }
+    let n = word(0u);
+    let s = n + 1u;
+    let mb = word(2u) + g * word(3u);
+    // each thread: its rows' pivots, and the inversions that start at them
+    var o = 0u;
+    var z = 0u;
+    for (var i = l; i < n; i += THREADSu) {
+        let d = mat[mb + i * s + i];
+        z |= u32(d == 0.0);
+        o ^= u32(d < 0.0);
+        let p = mat[mb + i * s + n];
+        for (var j = i + 1u; j < n; j++) {
+            o ^= u32(p > mat[mb + j * s + n]);
+        }
+    }
+    odd[l] = o;
+    zero[l] = z;
+    workgroupBarrier();
+    for (var h = THREADSu / 2u; h > 0u; h >>= 1u) {
+        if (l < h) {
+            odd[l] ^= odd[l + h];
+            zero[l] |= zero[l + h];
+        }
+        workgroupBarrier();
+    }
+    if (l == 0u) {
+        out[g] = select(select(1.0, -1.0, odd[0] == 1u), 0.0, zero[0] == 1u);
+    }
+}
+"#;
+
 const CHOLESKY: &str = r#"
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // l, [count, n, n]
 @group(0) @binding(2) var<storage, read> a: array<f32>;
@@ -340,6 +396,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /// The symmetric eigendecomposition by the cyclic Jacobi method. Parameters: `n`, the
 /// number of matrices, the offset of `a`'s first matrix and the distance between its
 /// matrices.
+///
+/// Lavapipe (Mesa's software Vulkan, which the tests run on) ends every loop of an
+/// invocation once its loops have run 65,535 iterations in all (llvmpipe's guard against
+/// hangs), which leaves the threads out of step at their barriers and the result garbage
+/// (GPUs proper have no such limit). So beyond n = 64 the loops of a round do [`UNROLL`]
+/// items per iteration ([`unroll`]): a round of n = 130 takes 9 loop iterations, a sweep
+/// about 1,300; n = 250 has the budget for ten sweeps (random matrices take 5 to 8).
 const EIGH: &str = r#"
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // packed, [count, n + 1, n]
 @group(0) @binding(2) var<storage, read> a: array<f32>;
@@ -355,18 +418,21 @@ var<workgroup> red_m: array<u32, THREADS>;
 // whether the iteration stops: thread 0 decides, every thread loads it uniformly
 var<workgroup> stop_flag: u32;
 
-// The most sweeps (each a rotation of every pair of indices once): Jacobi converges
+// The most sweeps (each rotates every pair of indices once): Jacobi converges
 // quadratically, in 5 to 10 sweeps for the sizes tested.
 const MAX_SWEEPS: u32 = 30u;
 // Converged: the off-diagonal part's Frobenius norm is at most this much of the matrix's.
 const OFF_TOL: f32 = 1e-7;
 // A pair is not rotated when |a_pq| <= SKIP sqrt(|a_pp| |a_qq|) (below f32 rounding of
-// what the rotation would change): its a_pq is set to zero.
+// what the rotation would change) or |a_pq| <= TINY (nothing beside the scaled matrix's
+// largest magnitude, at least 1; and far from the subnormals, which a driver may flush to
+// zero: theta stays finite); its a_pq is set to zero.
 const SKIP: f32 = 6e-8;
+const TINY: f32 = 1e-30;
 
-// Reduces the partials of the first `span` threads into element 0 (the others' are read
-// too: every thread writes its partials before the call, identities where it had none):
-// with `sums`, red_a and red_b summed and red_m or-ed; without, the largest red_a.
+// Reduces the partials of the first `span` threads into element 0 (every thread writes
+// its partials before the call, the identity where it had none): with `sums`, red_a and
+// red_b summed and red_m or-ed; without, the largest red_a.
 fn tree(l: u32, span: u32, sums: bool) {
     workgroupBarrier();
     for (var h = (1u << (32u - countLeadingZeros(max(span, 1u) - 1u))) / 2u; h > 0u; h = h >> 1u) {
@@ -386,7 +452,7 @@ fn tree(l: u32, span: u32, sums: bool) {
 // Pair k of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
 // circle method, index m - 1 fixed and the others turning, so that every pair of indices
 // meets exactly once in m - 1 rounds and a round's pairs are disjoint. With odd n,
-// m = n + 1 and index n is a dummy (its pair, pair 0, is not rotated).
+// m = n + 1 and index n is a dummy (only ever in pair 0, which is then not rotated).
 fn pair(k: u32, r: u32, m: u32) -> vec2<u32> {
     if (k == 0u) { return vec2<u32>(r, m - 1u); }
     let x = (r + k) % (m - 1u);
@@ -394,18 +460,116 @@ fn pair(k: u32, r: u32, m: u32) -> vec2<u32> {
     return vec2<u32>(min(x, y), max(x, y));
 }
 
-// A[i][j] of the matrix at `wb` (zero at the dummy index)
-fn at(wb: u32, n: u32, i: u32, j: u32) -> f32 {
-    if (i >= n || j >= n) { return 0.0; }
-    return work[wb + i * n + j];
+// The matrix being diagonalized (at `work[wb]`, n x n) and the round's rotations.
+struct Sweep {
+    wb: u32, // A
+    rb: u32, // the rotations
+    ob: u32, // V, in `out`
+    n: u32,
+    m: u32,
+    h: u32, // pairs per round, m / 2
+    r: u32, // the round
 }
 
-// A[i][j] = v and A[j][i] = v (not at the dummy index)
-fn put2(wb: u32, n: u32, i: u32, j: u32, v: f32) {
-    if (i < n && j < n) {
-        work[wb + i * n + j] = v;
-        work[wb + j * n + i] = v;
+// A[i][j] (zero at the dummy index)
+fn at(s: Sweep, i: u32, j: u32) -> f32 {
+    if (i >= s.n || j >= s.n) { return 0.0; }
+    return work[s.wb + i * s.n + j];
+}
+
+// A[i][j] = A[j][i] = v (not at the dummy index)
+fn put2(s: Sweep, i: u32, j: u32, v: f32) {
+    if (i < s.n && j < s.n) {
+        work[s.wb + i * s.n + j] = v;
+        work[s.wb + j * s.n + i] = v;
     }
+}
+
+// Computes the rotation J of pair k (J[p][p] = J[q][q] = c, J[p][q] = s, J[q][p] = -s)
+// that makes the (p, q) element of J^T A J zero (Golub and Van Loan's symmetric Schur
+// decomposition), into the round's rotations; whether it rotates.
+fn rotation(s: Sweep, k: u32) -> bool {
+    let pq = pair(k, s.r, s.m);
+    var c = 1.0;
+    var sn = 0.0;
+    if (pq.y < s.n) {
+        let app = work[s.wb + pq.x * s.n + pq.x];
+        let aqq = work[s.wb + pq.y * s.n + pq.y];
+        let apq = work[s.wb + pq.x * s.n + pq.y];
+        if (abs(apq) > max(SKIP * sqrt(abs(app)) * sqrt(abs(aqq)), TINY)) {
+            let theta = (aqq - app) / (2.0 * apq);
+            let sg = select(-1.0, 1.0, theta >= 0.0);
+            // (for a huge theta, t = 1 / (2 theta) without squaring it)
+            let t = select(sg / (abs(theta) + sqrt(theta * theta + 1.0)), 0.5 / theta, abs(theta) > 1e18);
+            c = 1.0 / sqrt(t * t + 1.0);
+            sn = t * c;
+        }
+    }
+    work[s.rb + 2u * k] = c;
+    work[s.rb + 2u * k + 1u] = sn;
+    return sn != 0.0 || c != 1.0;
+}
+
+// Item e of A = J^T A J: the pairs cut A into 2 x 2 blocks, each of which depends on its
+// rows' and its columns' rotations alone. The items are the blocks on and above the
+// diagonal, each made with its transpose (A stays exactly symmetric), as a rectangle of
+// ceil(h / 2) x (h + 1): block row i beside row h - 1 - i.
+fn rotate_block(s: Sweep, e: u32) {
+    let rr = e / (s.h + 1u);
+    let cc = e % (s.h + 1u);
+    if (rr >= (s.h + 1u) / 2u) { return; }
+    var k1 = rr;
+    var k2 = rr + cc;
+    if (cc >= s.h - rr) {
+        k1 = s.h - 1u - rr;
+        k2 = k1 + cc - (s.h - rr);
+        if (k1 == rr) { return; } // the middle row of an odd h, already done
+    }
+    let i = pair(k1, s.r, s.m);
+    let c1 = work[s.rb + 2u * k1];
+    let s1 = work[s.rb + 2u * k1 + 1u];
+    if (k1 == k2) {
+        // the pair's own block: a_pp - t a_pq, a_qq + t a_pq and zero
+        if (i.y < s.n) {
+            let t = s1 / c1;
+            let apq = work[s.wb + i.x * s.n + i.y];
+            work[s.wb + i.x * s.n + i.x] -= t * apq;
+            work[s.wb + i.y * s.n + i.y] += t * apq;
+            put2(s, i.x, i.y, 0.0);
+        }
+        return;
+    }
+    let j = pair(k2, s.r, s.m);
+    let c2 = work[s.rb + 2u * k2];
+    let s2 = work[s.rb + 2u * k2 + 1u];
+    let x00 = at(s, i.x, j.x);
+    let x01 = at(s, i.x, j.y);
+    let x10 = at(s, i.y, j.x);
+    let x11 = at(s, i.y, j.y);
+    // rows by J^T (rotation k1), then columns by J (rotation k2)
+    let y00 = c1 * x00 - s1 * x10;
+    let y01 = c1 * x01 - s1 * x11;
+    let y10 = s1 * x00 + c1 * x10;
+    let y11 = s1 * x01 + c1 * x11;
+    put2(s, i.x, j.x, c2 * y00 - s2 * y01);
+    put2(s, i.x, j.y, s2 * y00 + c2 * y01);
+    put2(s, i.y, j.x, c2 * y10 - s2 * y11);
+    put2(s, i.y, j.y, s2 * y10 + c2 * y11);
+}
+
+// Item e of V = V J: the two elements of a row in a pair's columns.
+fn rotate_v(s: Sweep, e: u32) {
+    if (e >= s.n * s.h) { return; }
+    let row = s.ob + (e / s.h) * s.n;
+    let k = e % s.h;
+    let pq = pair(k, s.r, s.m);
+    if (pq.y >= s.n) { return; }
+    let c = work[s.rb + 2u * k];
+    let sn = work[s.rb + 2u * k + 1u];
+    let vp = out[row + pq.x];
+    let vq = out[row + pq.y];
+    out[row + pq.x] = c * vp - sn * vq;
+    out[row + pq.y] = sn * vp + c * vq;
 }
 
 // Whether eigenvalue x (index j) sorts before y (index i): ascending, NaN last, ties (and
@@ -423,11 +587,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (g >= word(1u)) { return; }
     let n = word(0u);
     let m = n + (n & 1u); // the indices, padded to an even number
-    let h = m / 2u; // pairs per round
+    let h = m / 2u;
     let nn = n * n;
     let ob = g * (n + 1u) * n; // V (the eigenvectors as columns), then the eigenvalues
     let wb = g * (nn + m); // A
-    let rb = wb + nn; // the rotations, then the eigenvalues
+    let rb = wb + nn; // the rotations, at the end the eigenvalues
     let ab = word(2u) + g * word(3u);
     let span = min(nn, THREADSu); // the threads with elements of A
     // 1. A = (a + a^T) / 2, V = I, and A's largest magnitude
@@ -450,9 +614,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var e = l; e < nn; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
     sync();
     // 2. sweeps until the off-diagonal part is negligible, no pair was rotated in the
-    //    last sweep or MAX_SWEEPS are done
+    //    last sweep or MAX_SWEEPS are done; none for a matrix holding NaN or infinity
+    //    (its norm is not finite), whose result is NaN throughout
+    let blocks = ((h + 1u) / 2u) * (h + 1u);
     var sweep = 0u;
     var moved = true; // whether this thread rotated a pair in the last sweep
+    var poisoned = false;
     loop {
         var off = 0.0;
         var total = 0.0;
@@ -467,88 +634,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         tree(l, span, true);
         if (l == 0u) {
             let done = red_a[0] <= OFF_TOL * OFF_TOL * red_b[0] || red_m[0] == 0u || sweep >= MAX_SWEEPS;
-            stop_flag = select(0u, 1u, done);
+            stop_flag = select(select(0u, 1u, done), 2u, !is_finite(red_b[0]));
         }
-        if (workgroupUniformLoad(&stop_flag) != 0u) { break; }
+        let stop = workgroupUniformLoad(&stop_flag);
+        if (stop != 0u) {
+            poisoned = stop == 2u;
+            break;
+        }
         sweep++;
         moved = false;
         for (var r = 0u; r + 1u < m; r++) {
-            // the round's rotations J (J[p][p] = J[q][q] = c, J[p][q] = s, J[q][p] = -s),
-            // each making its (p, q) element of J^T A J zero (Golub and Van Loan's
-            // symmetric Schur decomposition); NaN rotates, to spread
+            let s = Sweep(wb, rb, ob, n, m, h, r);
             for (var k = l; k < h; k += THREADSu) {
-                let pq = pair(k, r, m);
-                var c = 1.0;
-                var s = 0.0;
-                if (pq.y < n) {
-                    let app = work[wb + pq.x * n + pq.x];
-                    let aqq = work[wb + pq.y * n + pq.y];
-                    let apq = work[wb + pq.x * n + pq.y];
-                    let odd = is_nan(app) || is_nan(aqq) || is_nan(apq);
-                    if (odd || abs(apq) > SKIP * sqrt(abs(app)) * sqrt(abs(aqq))) {
-                        let theta = (aqq - app) / (2.0 * apq);
-                        let sg = select(-1.0, 1.0, theta >= 0.0);
-                        // (for a huge theta, t = 1 / (2 theta) without squaring it)
-                        let t = select(sg / (abs(theta) + sqrt(theta * theta + 1.0)), 0.5 / theta, abs(theta) > 1e18);
-                        c = 1.0 / sqrt(t * t + 1.0);
-                        s = t * c;
-                        moved = true;
-                    }
-                }
-                work[rb + 2u * k] = c;
-                work[rb + 2u * k + 1u] = s;
+                moved = rotation(s, k) || moved;
             }
             sync();
-            // A = J^T A J: the pairs cut A into 2 x 2 blocks, each of which depends on
-            // its rows' and its columns' rotations alone; a block and its transpose are
-            // made together (A stays exactly symmetric)
-            for (var e = l; e < h * h; e += THREADSu) {
-                let k1 = e / h;
-                let k2 = e % h;
-                if (k1 > k2) { continue; }
-                let i = pair(k1, r, m);
-                let c1 = work[rb + 2u * k1];
-                let s1 = work[rb + 2u * k1 + 1u];
-                if (k1 == k2) {
-                    // the pair's own block: a_pp - t a_pq, a_qq + t a_pq and a zero
-                    if (i.y < n) {
-                        let t = s1 / c1;
-                        let apq = work[wb + i.x * n + i.y];
-                        work[wb + i.x * n + i.x] -= t * apq;
-                        work[wb + i.y * n + i.y] += t * apq;
-                        put2(wb, n, i.x, i.y, 0.0);
-                    }
-                    continue;
-                }
-                let j = pair(k2, r, m);
-                let c2 = work[rb + 2u * k2];
-                let s2 = work[rb + 2u * k2 + 1u];
-                let x00 = at(wb, n, i.x, j.x);
-                let x01 = at(wb, n, i.x, j.y);
-                let x10 = at(wb, n, i.y, j.x);
-                let x11 = at(wb, n, i.y, j.y);
-                // rows by J^T (rotation k1), then columns by J (rotation k2)
-                let y00 = c1 * x00 - s1 * x10;
-                let y01 = c1 * x01 - s1 * x11;
-                let y10 = s1 * x00 + c1 * x10;
-                let y11 = s1 * x01 + c1 * x11;
-                put2(wb, n, i.x, j.x, c2 * y00 - s2 * y01);
-                put2(wb, n, i.x, j.y, s2 * y00 + c2 * y01);
-                put2(wb, n, i.y, j.x, c2 * y10 - s2 * y11);
-                put2(wb, n, i.y, j.y, s2 * y10 + c2 * y11);
+            // UNROLL items per iteration (see the kernel's doc)
+            for (var e = l; e < blocks; e += UNROLLu * THREADSu) {
+                ROTATE_BLOCKS
             }
-            // V = V J, two elements of a row per pair
-            for (var e = l; e < n * h; e += THREADSu) {
-                let row = ob + (e / h) * n;
-                let k = e % h;
-                let pq = pair(k, r, m);
-                if (pq.y >= n) { continue; }
-                let c = work[rb + 2u * k];
-                let s = work[rb + 2u * k + 1u];
-                let vp = out[row + pq.x];
-                let vq = out[row + pq.y];
-                out[row + pq.x] = c * vp - s * vq;
-                out[row + pq.y] = s * vp + c * vq;
+            for (var e = l; e < n * h; e += UNROLLu * THREADSu) {
+                ROTATE_V
             }
             sync();
         }
@@ -561,20 +667,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     sync();
     // 4. each eigenvalue and its vector to its rank among the eigenvalues, the vector's
     //    sign fixed: its component of largest magnitude (the first of equals) positive
+    //    (every element of the result written once: the ranks are a permutation)
     for (var i = l; i < n; i += THREADSu) {
         let w = work[rb + i];
         var rank = 0u;
+        var top = 0.0;
         for (var j = 0u; j < n; j++) {
             if (before(work[rb + j], j, w, i)) { rank++; }
-        }
-        var top = work[wb + i];
-        for (var r = 1u; r < n; r++) {
-            let v = work[wb + r * n + i];
+            let v = work[wb + j * n + i];
             if (abs(v) > abs(top)) { top = v; }
         }
         let flip = select(1.0, -1.0, top < 0.0);
-        for (var r = 0u; r < n; r++) { out[ob + r * n + rank] = flip * work[wb + r * n + i]; }
-        out[ob + nn + rank] = w;
+        for (var r = 0u; r < n; r++) {
+            out[ob + r * n + rank] = select(flip * work[wb + r * n + i], nan(), poisoned);
+        }
+        out[ob + nn + rank] = select(w, nan(), poisoned);
     }
 }
 "#;
@@ -623,6 +730,29 @@ fn matrices(op: &'static str, x: &Tensor) -> Result<(Tensor, u32, u32)> {
     let x = elementwise::row_major(op, x)?;
     let offset = x.layout.offset as u32;
     Ok((x, offset, (rows * cols) as u32))
+}
+
+/// The signs of the determinants (`[..]`) from packed LU factors `[.., n, n + 1]`.
+pub(crate) fn lu_sign(factors: &Tensor, n: usize) -> Result<Tensor> {
+    const OP: &str = "lu_sign";
+    let batch = &factors.shape()[..factors.ndim() - 2];
+    let count = numel(batch);
+    let out = GpuStorage::alloc(OP, storage_of(factors).ordinal, count, DType::F32)?;
+    if out.len == 0 {
+        return Ok(gpu::tensor(out, batch));
+    }
+    let ctx = out.context();
+    check_workgroup(OP, ctx)?;
+    let (f_rm, f_offset, f_step) = matrices(OP, factors)?;
+    let words: [u32; 4] = [n as u32, count as u32, f_offset, f_step];
+    let pipeline = ctx.pipeline("linalg lu_sign", || source(&[LU_SIGN]));
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(OP)?, storage_of(&f_rm).buffer(OP)?],
+        grid(count as u32),
+    );
+    Ok(gpu::tensor(out, batch))
 }
 
 /// The packed LU factors of `a` (`[.., n, n]`, any layout), `[.., n, n + 1]` contiguous:
@@ -680,8 +810,9 @@ fn solve_with(
     substitutions(op, Solver::Lu, factors, b, plan, transpose)
 }
 
-/// `x` with `a @ x = b` for triangular `a` (shapes as in [`solve`]): only the lower
-/// triangle (with `lower`) or the upper one is read, diagonal included.
+/// `x` with `a @ x = b` for triangular `a` (`[batch.., n, n]`, `b` `[batch.., n, k]`, both
+/// broadcast to `plan`'s batch): only the lower triangle (with `lower`) or the upper one is
+/// read, diagonal included.
 pub(crate) fn solve_triangular(
     a: &Tensor,
     b: &Tensor,
@@ -776,7 +907,8 @@ pub(crate) fn cholesky(a: &Tensor, n: usize) -> Result<Tensor> {
 /// The eigendecompositions of the symmetrized matrices `(a + aᵀ) / 2` of `a` (`[.., n, n]`,
 /// any layout), packed as [`Tensor::eigh_packed`], `[.., n + 1, n]` contiguous: the
 /// eigenvectors as the columns of rows `0..n`, each with its component of largest magnitude
-/// positive, the eigenvalues ascending in row `n`. A matrix holding NaN gives NaNs.
+/// positive, the eigenvalues ascending in row `n`. A matrix holding NaN or infinity gives
+/// NaN throughout.
 pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
     const OP: &str = "eigh";
     let batch = &a.shape()[..a.ndim() - 2];
@@ -794,7 +926,26 @@ pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
     // per matrix the matrix being diagonalized and a word per index (padded to even)
     let work = GpuStorage::alloc(OP, ordinal, count * (n * n + n + n % 2), DType::F32)?;
     let words: [u32; 4] = [n as u32, count as u32, a_offset, a_step];
-    let pipeline = ctx.pipeline("linalg eigh", || source(&[EIGH]));
+    let unroll = unroll(n);
+    let key = if unroll == 1 {
+        "linalg eigh"
+    } else {
+        "linalg eigh unrolled"
+    };
+    let pipeline = ctx.pipeline(key, || {
+        // the calls of a loop's iteration, written out
+        let unrolled = |f: &str| -> String {
+            (0..unroll)
+                .map(|u| format!("{f}(s, e + {u}u * THREADSu);"))
+                .collect::<Vec<_>>()
+                .join("\n                ")
+        };
+        source(&[EIGH])
+            .replace("ROTATE_BLOCKS", &unrolled("rotate_block"))
+            .replace("ROTATE_V", &unrolled("rotate_v"))
+            .replace("UNROLL", &unroll.to_string())
+            .replace("THREADS", &THREADS.to_string())
+    });
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
@@ -806,4 +957,13 @@ pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
         grid(count as u32),
     );
     Ok(gpu::tensor(out, &shape))
+}
+
+/// The items each thread does per iteration of the loops of a round of [`EIGH`]: one up to
+/// n = 64 (a sweep takes at most 1,500 loop iterations there: 30 fit lavapipe's budget),
+/// [`UNROLL`] beyond. Not always [`UNROLL`]: lavapipe runs every call of an iteration,
+/// masked, where a thread has fewer items left (70,000 2 x 2 matrices took it 36 s with
+/// 16 calls, 5 s with one).
+fn unroll(n: usize) -> u32 {
+    if n <= 64 { 1 } else { UNROLL }
 }

@@ -432,13 +432,9 @@ impl Tensor {
     /// [`Tensor::lu_sign`], returning an error instead of panicking.
     pub fn try_lu_sign(&self) -> Result<Tensor> {
         let n = packed_size("lu_sign", self)?;
+        #[cfg(feature = "gpu")]
         if !self.on_cpu() {
-            // TODO(gpu kernel)
-            let device = self.device();
-            return self
-                .try_to_device(&crate::Device::Cpu)?
-                .try_lu_sign()?
-                .try_to_device(&device);
+            return crate::gpu::linalg::lu_sign(self, n);
         }
         let batch = &self.shape()[..self.ndim() - 2];
         Ok(float_dispatch!(self.dtype(), T => {
@@ -598,12 +594,12 @@ impl Tensor {
         Ok(float_dispatch!(self.dtype(), T => {
             // a singular matrix (a zero pivot) is reported here, not by `lu_factor`, so
             // that its log-determinant is -inf and its determinant 0
-            let singular = first_failure(count, |i| {
+            let singular = (k > 0).then(|| first_failure(count, |i| {
                 let at = reader::<T>(&factors, i);
                 (0..n).find(|&r| at(r, r) == T::zero()).map(|p| {
                     format!("is singular: pivot {p} of its LU factorization is zero")
                 })
-            });
+            })).flatten();
             if let Some((at, why)) = singular {
                 return Err(breakdown(OP, &matrices, &plan.batch, at, &why));
             }
@@ -860,6 +856,129 @@ impl Tensor {
         }
         let _ = n;
         symmetric_evd(self, OP, true)
+    }
+
+    /// The reduced QR decomposition of matrices `[.., m, n]` (NumPy's and JAX's `qr`, mode
+    /// `"reduced"`): `q` `[.., m, k]` with orthonormal columns and `r` `[.., k, n]` upper
+    /// triangular, `k = min(m, n)`, `self = q @ r`. The signs are fixed: `r`'s diagonal is
+    /// non-negative (so the decomposition of a matrix of full column rank is unique, and
+    /// the CPU and the GPU agree). Panics for fewer than two axes; see [`Tensor::try_qr`].
+    /// Differentiable for `m >= n` (as in JAX).
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![3.0f64, 1.0, 4.0, 2.0, 0.0, 5.0], &[3, 2]);
+    /// let (q, r) = a.qr();
+    /// assert_eq!((q.shape(), r.shape()), (&[3, 2][..], &[2, 2][..]));
+    /// assert!((q.matmul(&r) - &a).abs().max().item::<f64>() < 1e-12);
+    /// assert!((q.mt().matmul(&q) - Tensor::eye(2, DType::F64)).abs().max().item::<f64>() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn qr(&self) -> (Tensor, Tensor) {
+        unwrap(self.try_qr())
+    }
+
+    /// [`Tensor::qr`], returning an error instead of panicking.
+    pub fn try_qr(&self) -> Result<(Tensor, Tensor)> {
+        let packed = self.try_qr_packed()?;
+        let (m, _, k) = qr_sizes(&packed);
+        let q = packed.slice(-2, 0, m).slice(-1, 0, k);
+        Ok((q, packed.slice(-2, m, m + k)))
+    }
+
+    /// [`Tensor::qr`] packed into one tensor `[.., m + k, n]`: rows `0..m` hold `q` (in
+    /// its first `k` columns, zeros after), rows `m..m + k` hold `r`. The transforms
+    /// compute one decomposition for both factors and their derivatives.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0], &[2, 1]);
+    /// assert_eq!(a.qr_packed().to_vec::<f64>(), vec![0.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn qr_packed(&self) -> Tensor {
+        unwrap(self.try_qr_packed())
+    }
+
+    /// [`Tensor::qr_packed`], returning an error instead of panicking.
+    pub fn try_qr_packed(&self) -> Result<Tensor> {
+        const OP: &str = "qr";
+        if self.ndim() < 2 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "needs matrices in the last two axes, got a tensor of shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        if !self.on_cpu() {
+            // computed on the CPU for now (no GPU kernel yet)
+            let device = self.device();
+            return self
+                .try_to_device(&crate::Device::Cpu)?
+                .try_qr_packed()?
+                .try_to_device(&device);
+        }
+        let nd = self.ndim();
+        let (m, n) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        let k = m.min(n);
+        let batch = &self.shape()[..nd - 2];
+        let count = numel(batch);
+        let mut shape = batch.to_vec();
+        shape.extend([m + k, n]);
+        let par = parallelism(m.max(n), count);
+        Ok(float_dispatch!(self.dtype(), T => {
+            let mut out = crate::pool::buffer(count * (m + k) * n, T::zero());
+            if k > 0 {
+                out.par_chunks_mut((m + k) * n).enumerate().for_each(|(i, dst)| {
+                    use faer::linalg::{householder, qr::no_pivoting::factor as qr};
+                    let at = reader::<T>(self, i);
+                    let mut a = faer::Mat::<T>::from_fn(m, n, at);
+                    let bs = qr::recommended_block_size::<T>(m, n);
+                    let mut coeff = faer::Mat::<T>::zeros(bs, k);
+                    let mut mem = faer::dyn_stack::MemBuffer::new(
+                        qr::qr_in_place_scratch::<T>(m, n, bs, par, Default::default()).or(
+                            householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, k),
+                        ),
+                    );
+                    let stack = faer::dyn_stack::MemStack::new(&mut mem);
+                    qr::qr_in_place(a.as_mut(), coeff.as_mut(), par, stack, Default::default());
+                    // the Householder vectors (unit diagonal), applied to the identity's
+                    // first k columns: the thin q
+                    let basis = faer::Mat::<T>::from_fn(m, k, |r, c| match r.cmp(&c) {
+                        std::cmp::Ordering::Greater => a[(r, c)],
+                        std::cmp::Ordering::Equal => T::from_f64(1.0),
+                        std::cmp::Ordering::Less => T::zero(),
+                    });
+                    let mut q = faer::Mat::<T>::from_fn(m, k, |r, c| {
+                        if r == c { T::from_f64(1.0) } else { T::zero() }
+                    });
+                    let stack = faer::dyn_stack::MemStack::new(&mut mem);
+                    householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+                        basis.as_ref(),
+                        coeff.as_ref(),
+                        faer::Conj::No,
+                        q.as_mut(),
+                        par,
+                        stack,
+                    );
+                    let (qs, rs) = dst.split_at_mut(m * n);
+                    for j in 0..k {
+                        // r's diagonal non-negative: column j of q and row j of r flipped
+                        let flip = a[(j, j)] < T::zero();
+                        let sign = |v: T| if flip { -v } else { v };
+                        for r in 0..m {
+                            qs[r * n + j] = sign(q[(r, j)]);
+                        }
+                        for c in j..n {
+                            rs[j * n + c] = sign(a[(j, c)]);
+                        }
+                    }
+                });
+            }
+            Tensor::from_data(out, &shape)
+        }))
     }
 
     /// The lower triangle of the matrices in the last two axes, from diagonal `k` down
@@ -1160,4 +1279,13 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
         }
         Tensor::from_data(out, &shape)
     }))
+}
+
+/// `(m, n, k)` of a packed QR decomposition `[.., m + k, n]` (`k = min(m, n)`).
+pub(crate) fn qr_sizes(packed: &Tensor) -> (usize, usize, usize) {
+    let nd = packed.ndim();
+    let (rows, n) = (packed.shape()[nd - 2], packed.shape()[nd - 1]);
+    // m >= n: rows = m + n; m < n: rows = 2m < 2n
+    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
+    (m, n, m.min(n))
 }

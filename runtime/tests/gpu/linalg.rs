@@ -1,8 +1,8 @@
 //! Linear algebra: `solve` (LU with partial pivoting), `lu_factor` and `lu_solve`,
-//! `solve_triangular` and `cholesky` against the CPU, on one matrix, batches, broadcast
-//! batches and strided views, with pivoting, unread triangles holding NaN, breakdowns
-//! (non-finite values on the GPU) and empty shapes; LU factors made on one device solve on
-//! the other.
+//! `solve_triangular`, `cholesky` and `eigh` (the Jacobi kernel) against the CPU, on one
+//! matrix, batches, broadcast batches and strided views, with pivoting, unread triangles
+//! holding NaN, breakdowns (non-finite values on the GPU) and empty shapes; LU factors made
+//! on one device solve on the other.
 
 use ferrax_runtime::prelude::*;
 
@@ -525,9 +525,15 @@ fn lu_solve_reads_sliced_stepped_and_broadcast_operands() {
 fn singular_lu_factors_give_non_finite_solutions() {
     let Some(dev) = gpu() else { return };
     let a = Tensor::from_vec(vec![1.0f32, 2.0, 2.0, 4.0], &[2, 2]);
-    assert!(a.try_lu_factor().is_err(), "the CPU reports it");
+    let b = Tensor::from_vec(vec![1.0f32, 1.0], &[2]);
+    let e = a
+        .lu_factor()
+        .try_lu_solve(&b, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("singular"), "the CPU reports it: {e}");
     let lu = a.to_device(&dev).try_lu_factor().expect("the GPU does not");
-    let b = Tensor::from_vec(vec![1.0f32, 1.0], &[2]).to_device(&dev);
+    let b = b.to_device(&dev);
     for transpose in [false, true] {
         let x = lu.lu_solve(&b, transpose).to_vec::<f32>();
         assert!(x.iter().any(|v| !v.is_finite()), "{x:?}");
@@ -568,4 +574,386 @@ fn lu_factor_and_lu_solve_of_empty_shapes() {
             assert!(x.to_vec::<f32>().is_empty());
         }
     }
+}
+
+/// A permutation of `0..n`, shuffled by `seed`.
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    let mut state = seed;
+    for i in (1..n).rev() {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        p.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    p
+}
+
+/// The spacing of the diagonal added by [`separated`].
+const GAP: f32 = 2.0;
+
+/// `[batch.., n, n]` matrices of [`values`] (made symmetric with `symmetric`) plus a
+/// diagonal of the multiples of [`GAP`] in shuffled order: the random part mixes the
+/// neighbouring indices, and the eigenvalues stay well apart (about `GAP`), so that the
+/// eigenvectors are well defined and both devices find the same ones.
+fn separated(batch: &[usize], n: usize, seed: u64, symmetric: bool) -> Tensor {
+    let shape = [batch, &[n, n]].concat();
+    let mut v = values(shape.iter().product(), seed, false);
+    for (k, m) in v.chunks_mut((n * n).max(1)).enumerate() {
+        if symmetric {
+            for r in 0..n {
+                for c in 0..r {
+                    let s = (m[r * n + c] + m[c * n + r]) / 2.0;
+                    m[r * n + c] = s;
+                    m[c * n + r] = s;
+                }
+            }
+        }
+        for (i, p) in permutation(n, seed + k as u64).into_iter().enumerate() {
+            m[i * n + i] += GAP * p as f32;
+        }
+    }
+    Tensor::from_vec(v, &shape)
+}
+
+/// The largest error found so far and where, `(error, description)`.
+type Worst = (f64, String);
+
+/// Keeps `(x, at)` in `worst` if `x` is larger (or NaN).
+fn track(worst: &mut Worst, x: f64, at: impl FnOnce() -> String) {
+    if x > worst.0 || x.is_nan() {
+        *worst = (x, at());
+    }
+}
+
+/// `x`'s elements (on either device, f32 or f64) as f64.
+fn to_f64(x: &Tensor) -> Vec<f64> {
+    match x.dtype() {
+        DType::F64 => x.to_vec::<f64>(),
+        _ => x.to_vec::<f32>().into_iter().map(f64::from).collect(),
+    }
+}
+
+/// Asserts that `packed` (`[.., n + 1, n]`, on the GPU) decomposes the symmetric parts of
+/// `a` (a CPU tensor): `v diag(w) vᵀ ≈ (a + aᵀ) / 2` (within `1e-4` of the largest
+/// eigenvalue's magnitude), `vᵀ v ≈ I` (within `1e-4`), `w` ascending and each vector's
+/// largest component positive.
+#[track_caller]
+fn assert_decomposes(what: &str, a: &Tensor, packed: &Tensor) {
+    assert!(packed.device().is_gpu(), "{what}: on {}", packed.device());
+    let n = a.shape()[a.ndim() - 1];
+    let mut shape = a.shape().to_vec();
+    shape[a.ndim() - 2] = n + 1;
+    assert_eq!(packed.shape(), shape, "{what}: shape");
+    let (a, got) = (to_f64(a), to_f64(packed));
+    let (mut back, mut gram): (Worst, Worst) = Default::default();
+    for (m, (a, g)) in a.chunks(n * n).zip(got.chunks((n + 1) * n)).enumerate() {
+        let w = &g[n * n..];
+        assert!(
+            w.windows(2).all(|p| p[0] <= p[1]),
+            "{what}: matrix {m}: {w:?} not ascending"
+        );
+        for c in 0..n {
+            let big = (0..n)
+                .map(|r| g[r * n + c])
+                .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            assert!(big > 0.0, "{what}: matrix {m}: eigenvector {c}'s sign");
+        }
+        let scale = w.iter().fold(1.0f64, |b, x| b.max(x.abs()));
+        for r in 0..n {
+            for c in 0..n {
+                let s = (a[r * n + c] + a[c * n + r]) / 2.0;
+                let b: f64 = (0..n).map(|k| g[r * n + k] * w[k] * g[c * n + k]).sum();
+                track(&mut back, (b - s).abs() / scale, || {
+                    format!("matrix {m}: (v diag(w) vᵀ)[{r}][{c}] = {b}, want {s}")
+                });
+                let dot: f64 = (0..n).map(|k| g[k * n + r] * g[k * n + c]).sum();
+                let eye = if r == c { 1.0 } else { 0.0 };
+                track(&mut gram, (dot - eye).abs(), || {
+                    format!("matrix {m}: (vᵀ v)[{r}][{c}] = {dot}")
+                });
+            }
+        }
+    }
+    assert!(back.0 <= 1e-4, "{what}: {}", back.1);
+    assert!(gram.0 <= 1e-4, "{what}: {}", gram.1);
+}
+
+/// Asserts that `packed` (on the GPU) is close to `want` (the CPU's, in f32 or f64): the
+/// eigenvalues within `1e-4` of the largest magnitude, each eigenvector (sign-normalized
+/// on both devices) within `vec_tol` component by component.
+#[track_caller]
+fn assert_near(what: &str, packed: &Tensor, want: &Tensor, vec_tol: f64) {
+    assert_eq!(packed.shape(), want.shape(), "{what}: shape");
+    let n = want.shape()[want.ndim() - 1];
+    let (got, want) = (to_f64(packed), to_f64(want));
+    let (mut values, mut vectors): (Worst, Worst) = Default::default();
+    for (m, (g, c)) in got
+        .chunks((n + 1) * n)
+        .zip(want.chunks((n + 1) * n))
+        .enumerate()
+    {
+        let scale = c[n * n..].iter().fold(1.0f64, |b, x| b.max(x.abs()));
+        for (e, (x, y)) in g.iter().zip(c).enumerate() {
+            let (r, col) = (e / n, e % n);
+            if r == n {
+                track(&mut values, (x - y).abs() / scale, || {
+                    format!("matrix {m}: eigenvalue {col}: gpu {x}, cpu {y}")
+                });
+            } else {
+                track(&mut vectors, (x - y).abs(), || {
+                    format!("matrix {m}: eigenvector {col}, component {r}: gpu {x}, cpu {y}")
+                });
+            }
+        }
+    }
+    assert!(values.0 <= 1e-4, "{what}: {}", values.1);
+    assert!(vectors.0 <= vec_tol, "{what}: {}", vectors.1);
+}
+
+/// `f(base)` decomposed on the GPU (`f` applied to `base`'s GPU copy), checked by
+/// [`assert_decomposes`] and [`assert_near`] the CPU's decomposition in f32 (within 1e-3:
+/// its vectors are off by up to 5e-4 at n = 130) and in f64 (within 5e-4: the GPU's own
+/// error reaches 3e-4 there).
+#[track_caller]
+fn check_eigh(dev: &Device, what: &str, base: &Tensor, f: impl Fn(&Tensor) -> Tensor) {
+    let a = f(base);
+    let packed = f(&base.to_device(dev)).eigh_packed();
+    assert_decomposes(what, &a, &packed);
+    assert_near(what, &packed, &a.eigh_packed(), 1e-3);
+    let exact = a.to_dtype(DType::F64).eigh_packed();
+    assert_near(&format!("{what}, against f64"), &packed, &exact, 5e-4);
+}
+
+#[test]
+fn eigh_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for (i, n) in SIZES.into_iter().enumerate() {
+        let s = 500 + i as u64 * 10;
+        let one = separated(&[], n, s, true);
+        check_eigh(&dev, &format!("eigh [n, n], n = {n}"), &one, |t| t.clone());
+        // the symmetric part of unsymmetric matrices
+        let batch = separated(&[3], n, s + 1, false);
+        check_eigh(&dev, &format!("eigh [3, n, n], n = {n}"), &batch, |t| {
+            t.clone()
+        });
+        // read transposed, one matrix of two skipped
+        let stored = separated(&[4], n, s + 2, false);
+        check_eigh(
+            &dev,
+            &format!("eigh transposed, stepped, n = {n}"),
+            &stored,
+            |t| t.mt().slice_step(0, 0, 4, 2),
+        );
+    }
+    // a slice of wider matrices, a broadcast batch
+    let n = 17;
+    let wide = separated(&[2], n + 3, 560, true);
+    check_eigh(&dev, "eigh sliced", &wide, |t| {
+        t.slice(1, 1, n + 1).slice(2, 2, n + 2)
+    });
+    let shared = separated(&[], 9, 561, false);
+    check_eigh(&dev, "eigh broadcast batch", &shared, |t| {
+        t.broadcast_to(&[2, 3, 9, 9])
+    });
+}
+
+#[test]
+fn eigh_and_eigvalsh_of_gpu_tensors() {
+    let Some(dev) = gpu() else { return };
+    let n = 17;
+    let a = separated(&[2], n, 600, false);
+    let g = a.to_device(&dev);
+    let (w, v) = g.eigh();
+    let (cw, cv) = a.eigh();
+    assert_eq!(w.shape(), &[2, n]);
+    assert_eq!(v.shape(), &[2, n, n]);
+    assert_matches("eigh: the eigenvalues", &w, &cw, TOL);
+    assert_matches("eigh: the eigenvectors", &v, &cv, 1e-3);
+    assert_matches("eigvalsh", &g.eigvalsh(), &a.eigvalsh(), TOL);
+    let packed = g.try_eigh_packed().expect("no error on the GPU");
+    assert_eq!(packed.shape(), &[2, n + 1, n]);
+    // a diagonal matrix: its entries sorted, unit vectors, exactly (no rotation)
+    let d = Tensor::from_vec(vec![3.0f32, -1.0, 2.0], &[3]).diag_embed(3, 3);
+    let packed = d.to_device(&dev).eigh_packed().to_vec::<f32>();
+    let want = [
+        0.0f32, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 2.0, 3.0,
+    ];
+    assert_eq!(packed, want);
+    // the identity and zero: ties kept in order, the identity's vectors
+    for (x, value) in [(1.0f32, 1.0f32), (0.0, 0.0)] {
+        let m = (Tensor::eye(4, DType::F32) * x).to_device(&dev);
+        let (w, v) = m.eigh();
+        assert_eq!(w.to_vec::<f32>(), vec![value; 4]);
+        assert_eq!(
+            v.to_vec::<f32>(),
+            Tensor::eye(4, DType::F32).to_vec::<f32>()
+        );
+    }
+}
+
+#[test]
+fn eigh_is_exact_under_power_of_two_scaling() {
+    let Some(dev) = gpu() else { return };
+    // the kernel scales each matrix by a power of two: matrices that differ by one
+    // decompose alike, to the bit, however large or small their elements (their squares
+    // would overflow or underflow f32)
+    let n = 17;
+    let a = separated(&[], n, 610, true);
+    let base = a.to_device(&dev).eigh_packed().to_vec::<f32>();
+    for p in [-100i32, 100] {
+        let f = 2.0f32.powi(p);
+        let scaled = (&a * f).to_device(&dev).eigh_packed().to_vec::<f32>();
+        assert_eq!(&scaled[..n * n], &base[..n * n], "2^{p}: the eigenvectors");
+        for (i, (s, b)) in scaled[n * n..].iter().zip(&base[n * n..]).enumerate() {
+            assert_eq!(*s, b * f, "2^{p}: eigenvalue {i}");
+        }
+    }
+}
+
+#[test]
+fn eigh_of_empty_shapes() {
+    let Some(dev) = gpu() else { return };
+    let cases: [(&[usize], &[usize], &[usize]); 3] = [
+        (&[0, 0], &[1, 0], &[0]),
+        (&[3, 0, 0], &[3, 1, 0], &[3, 0]),
+        (&[0, 4, 4], &[0, 5, 4], &[0, 4]),
+    ];
+    for (shape, packed_shape, values_shape) in cases {
+        let a = Tensor::zeros(shape, DType::F32).to_device(&dev);
+        let packed = a.eigh_packed();
+        assert_eq!(packed.shape(), packed_shape, "{shape:?}");
+        assert!(packed.device().is_gpu());
+        assert!(packed.to_vec::<f32>().is_empty());
+        let (w, v) = a.eigh();
+        assert_eq!(w.shape(), values_shape, "{shape:?}");
+        assert_eq!(v.shape(), shape, "{shape:?}");
+        assert_eq!(a.eigvalsh().shape(), values_shape, "{shape:?}");
+    }
+}
+
+/// More matrices than one dispatch dimension holds: every one of 70,000 2 x 2 matrices
+/// decomposed as on the CPU. The matrices repeat every 385 (their diagonals well apart, so
+/// that no vector's components tie in magnitude): the CPU decomposes the first 385 (all
+/// 70,000 would take it seconds in a debug build; the GPU takes about 5 on lavapipe).
+#[test]
+fn eigh_of_a_batch_beyond_one_dispatch_dimension() {
+    let Some(dev) = gpu() else { return };
+    let (count, period) = (70_000, 385);
+    let mut v = Vec::with_capacity(count * 4);
+    for i in 0..count {
+        let off = ((i % 11) as f32 - 5.0) * 0.25;
+        v.extend([1.0 + (i % 7) as f32, off, off, -0.5 - (i % 5) as f32]);
+    }
+    let a = Tensor::from_vec(v, &[count, 2, 2]);
+    let got = a.to_device(&dev).eigh_packed().to_vec::<f32>();
+    let want = a.slice(0, 0, period).eigh_packed().to_vec::<f32>();
+    for (i, g) in got.chunks(6).enumerate() {
+        let w = &want[(i % period) * 6..][..6];
+        for (e, (x, y)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "matrix {i}, element {e}: gpu {g:?}, cpu {w:?}"
+            );
+        }
+    }
+}
+
+/// A matrix holding NaN (off the diagonal, where its mirror is finite, or on it) or
+/// infinity decomposes to NaN throughout, with no error and without disturbing the other
+/// matrices of its batch.
+#[test]
+fn eigh_of_nan_or_infinity_is_nan_without_an_error() {
+    let Some(dev) = gpu() else { return };
+    let good = separated(&[], 3, 620, true);
+    let planted = |at: usize, x: f32| {
+        let mut v = good.to_vec::<f32>();
+        v[at] = x;
+        Tensor::from_vec(v, &[3, 3])
+    };
+    let bad = [
+        planted(1, f32::NAN),
+        planted(4, f32::NAN),
+        planted(5, f32::INFINITY),
+    ];
+    assert!(bad[0].try_eigh_packed().is_err(), "the CPU reports it");
+    let all = Tensor::stack(&[&good, &bad[0], &good, &bad[1], &good, &bad[2]], 0);
+    let packed = all
+        .to_device(&dev)
+        .try_eigh_packed()
+        .expect("the GPU does not")
+        .to_vec::<f32>();
+    let want = good.eigh_packed().to_vec::<f32>();
+    for (m, out) in packed.chunks(12).enumerate() {
+        if m % 2 == 0 {
+            for (g, w) in out.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "matrix {m}: {out:?}, want {want:?}");
+            }
+        } else {
+            assert!(out.iter().all(|v| v.is_nan()), "matrix {m}: {out:?}");
+        }
+    }
+}
+
+/// Random symmetric matrices, their eigenvalues not kept apart (the vectors are not
+/// compared): Jacobi takes more sweeps (8 at n = 130 and 200), which must fit lavapipe's
+/// budget of loop iterations (see the kernel's doc).
+#[test]
+fn eigh_of_random_matrices_converges() {
+    let Some(dev) = gpu() else { return };
+    for (n, seed) in [(130, 630), (200, 631)] {
+        let r = rhs(&[n, n], seed);
+        let a = (&r + &r.t()) * 0.5;
+        let what = format!("random n = {n}");
+        let packed = a.to_device(&dev).eigh_packed();
+        assert_decomposes(&what, &a, &packed);
+        let got = to_f64(&packed.slice(0, n, n + 1));
+        let want = to_f64(&a.to_dtype(DType::F64).eigvalsh());
+        let scale = want.iter().fold(1.0f64, |b, x| b.max(x.abs()));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{what}: eigenvalue {i}: gpu {g}, cpu {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn determinants_and_qr_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for n in [1usize, 2, 5, 17, 64] {
+        // scaled so that the determinants stay within f32's range
+        let a = Tensor::normal(Key::new(80 + n as u64), &[3, n, n], DType::F32)
+            * (1.0 / (n as f64).sqrt());
+        let (cd, gd) = (a.det(), a.to_device(&dev).det());
+        assert!(gd.device().is_gpu());
+        let scale = cd.abs().max().item::<f32>().max(1.0);
+        let diff = (gd.to_device(&Device::Cpu) - &cd).abs().max().item::<f32>();
+        assert!(diff <= 1e-4 * scale, "det n = {n}: {diff} against {scale}");
+        let cs = a.lu_factor().lu_sign().to_vec::<f32>();
+        assert_eq!(
+            a.to_device(&dev).lu_factor().lu_sign().to_vec::<f32>(),
+            cs,
+            "sign n = {n}"
+        );
+        // QR of tall and wide matrices: the signs are fixed, so the factors agree
+        for (m, k) in [(n + 3, n), (n, n + 2)] {
+            let b = Tensor::normal(Key::new(90 + n as u64), &[2, m, k], DType::F32);
+            let (cq, cr) = b.qr();
+            let (gq, gr) = b.to_device(&dev).qr();
+            assert!(gq.device().is_gpu() && gr.device().is_gpu());
+            let dq = (gq.to_device(&Device::Cpu) - &cq).abs().max().item::<f32>();
+            let dr = (gr.to_device(&Device::Cpu) - &cr).abs().max().item::<f32>();
+            assert!(dq < 1e-3 && dr < 1e-3 * m as f32, "qr {m} x {k}: {dq} {dr}");
+        }
+    }
+    // singular matrices: determinant 0, log |det| -inf, sign 0 (factors stay finite)
+    let mut v = vec![0.0f32; 9];
+    v.extend([1.0f32, 2.0, 3.0, 2.0, 4.0, 6.0, 0.0, 1.0, 5.0]);
+    let s = Tensor::from_vec(v, &[2, 3, 3]).to_device(&dev);
+    assert_eq!(s.det().to_vec::<f32>(), vec![0.0, 0.0]);
+    assert_eq!(s.logabsdet().to_vec::<f32>(), vec![f32::NEG_INFINITY; 2]);
+    assert_eq!(s.lu_factor().lu_sign().to_vec::<f32>(), vec![0.0, 0.0]);
+    assert!(s.lu_factor().to_vec::<f32>().iter().all(|x| x.is_finite()));
 }

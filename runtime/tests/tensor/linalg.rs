@@ -511,3 +511,60 @@ fn determinants_and_their_signs() {
         .to_string();
     assert!(e.starts_with("det: ") && e.contains("[2, 3]"), "{e}");
 }
+
+#[test]
+fn qr_reconstructs_with_orthonormal_q_and_upper_r() {
+    let cases: &[&[usize]] = &[
+        &[3, 2],
+        &[2, 3],
+        &[4, 4],
+        &[1, 1],
+        &[5, 6, 3],
+        &[2, 3, 4, 7],
+        &[40, 17],
+        &[0, 2, 2],
+        &[3, 0],
+        &[0, 3],
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (c, shape) in cases.iter().enumerate() {
+            let nd = shape.len();
+            let (m, n) = (shape[nd - 2], shape[nd - 1]);
+            let k = m.min(n);
+            let a = tensor(shape, 500 + c as u64, dtype);
+            for input in [a.clone(), a.mt().contiguous().mt()] {
+                let (q, r) = input.qr();
+                let mut qs = shape.to_vec();
+                qs[nd - 1] = k;
+                let mut rs = shape.to_vec();
+                rs[nd - 2] = k;
+                assert_eq!((q.shape(), r.shape()), (&qs[..], &rs[..]), "{shape:?}");
+                let scale = tol(dtype) * 10.0 * (m + n) as f64;
+                assert!(
+                    max_abs(&(q.matmul(&r) - &input)) < scale,
+                    "{shape:?} {dtype:?}"
+                );
+                let gram = q.mt().matmul(&q) - &Tensor::eye(k, dtype);
+                assert!(
+                    max_abs(&gram) < scale,
+                    "{shape:?} {dtype:?}: q not orthonormal"
+                );
+                // upper triangular, non-negative diagonal
+                assert_eq!(max_abs(&(r.tril(-1))), 0.0, "{shape:?}");
+                if r.numel() > 0 {
+                    let d = r.slice(-1, 0, k).diagonal().to_dtype(DType::F64);
+                    assert!(d.to_vec::<f64>().iter().all(|x| *x >= 0.0), "{shape:?}");
+                }
+            }
+        }
+    }
+    // rank-deficient: still a = q r
+    let a = Tensor::from_vec(vec![1.0f64, 2.0, 2.0, 4.0, 3.0, 6.0], &[3, 2]);
+    let (q, r) = a.qr();
+    assert!(max_abs(&(q.matmul(&r) - &a)) < 1e-12);
+    let e = Tensor::zeros(&[3], DType::F64)
+        .try_qr()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("qr: ") && e.contains("[3]"), "{e}");
+}
