@@ -2297,6 +2297,58 @@ pub fn r_solve<'a>(x: impl Into<BArg<'a>>, r: impl Into<BArg<'a>>, transpose: bo
     t::r_solve(&*lifted(x, bsz, None), &*lifted(r, bsz, None), transpose)
 }
 
+/// Batched `t::svd_factor`: each example's matrices decomposed.
+#[track_caller]
+pub fn svd_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    t::svd_factor(matrices("svd", a.into()))
+}
+
+/// Batched `t::svd`.
+#[track_caller]
+pub fn svd<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    eigh(packed, a)
+}
+
+/// Batched `t::svdvals`.
+#[track_caller]
+pub fn svdvals<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
+    t::svd_s(&eigh(packed, a))
+}
+
+/// Batched `t::svd_u`.
+#[track_caller]
+pub fn svd_u<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::svd_u(need("svd", packed.into()))
+}
+
+/// Batched `t::svd_s`.
+#[track_caller]
+pub fn svd_s<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::svd_s(need("svd", packed.into()))
+}
+
+/// Batched `t::svd_vt`.
+#[track_caller]
+pub fn svd_vt<'a>(packed: impl Into<BArg<'a>>) -> Tensor {
+    t::svd_vt(need("svd", packed.into()))
+}
+
+/// Batched `t::svd_pack`: unbatched parts (zeros) are broadcast over the batch.
+#[track_caller]
+pub fn svd_pack<'a>(
+    u: impl Into<BArg<'a>>,
+    s: impl Into<BArg<'a>>,
+    vt: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (u, s, vt) = (u.into(), s.into(), vt.into());
+    let bsz = bsz_of("svd", &[u, s, vt]);
+    t::svd_pack(
+        &*lifted(u, bsz, None),
+        &*lifted(s, bsz, None),
+        &*lifted(vt, bsz, None),
+    )
+}
+
 /// Batched `t::tril`.
 #[track_caller]
 pub fn tril<'a>(x: impl Into<BArg<'a>>, k: isize) -> Tensor {

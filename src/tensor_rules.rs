@@ -1170,10 +1170,7 @@ pub fn qr_pack<'a>(q: impl Into<Operand<'a>>, r: impl Into<Operand<'a>>) -> Tens
     let k = q.shape()[q.ndim() - 1];
     // q's columns padded to n
     let q = if k < n {
-        let mut s = q.shape().to_vec();
-        *s.last_mut().unwrap() = n - k;
-        let zeros = Tensor::zeros(&s, q.dtype()).to_device(&q.device());
-        Cow::Owned(Tensor::concat(&[&*q, &zeros], -1))
+        Cow::Owned(pad_columns(&q, n))
     } else {
         q
     };
@@ -1215,6 +1212,87 @@ pub fn r_solve<'a>(
         (r.mt(), true)
     };
     m.solve_triangular(&x.mt(), lower).mt()
+}
+
+/// `a.svd_packed()` (for `let (u, s, vt) = a.svd();` and `a.svdvals()`).
+#[track_caller]
+pub fn svd_factor<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    as_op(a.into().tensor().try_svd_packed(), "svd")
+}
+
+/// The packed singular value decomposition again (`a` is read by the derivative rule
+/// only).
+pub fn svd<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    packed.into().tensor().into_owned()
+}
+
+/// The singular values out of a packed decomposition (`a` is read by the derivative rule
+/// only).
+pub fn svdvals<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Tensor {
+    svd_s(packed)
+}
+
+/// `(m, k)` of a packed singular value decomposition `[.., m + k + 1, n]`.
+fn svd_sizes(p: &Tensor) -> (usize, usize) {
+    let (rows, n) = (p.shape()[p.ndim() - 2] - 1, p.shape()[p.ndim() - 1]);
+    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
+    (m, m.min(n))
+}
+
+/// `u` `[.., m, k]` out of a packed singular value decomposition.
+pub fn svd_u<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = svd_sizes(&p);
+    p.slice(-2, 0, m).slice(-1, 0, k)
+}
+
+/// The singular values `[.., k]` out of a packed singular value decomposition.
+pub fn svd_s<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = svd_sizes(&p);
+    p.slice(-2, m + k, m + k + 1).squeeze(-2).slice(-1, 0, k)
+}
+
+/// `vt` `[.., k, n]` out of a packed singular value decomposition.
+pub fn svd_vt<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
+    let p = packed.into().tensor();
+    let (m, k) = svd_sizes(&p);
+    p.slice(-2, m, m + k)
+}
+
+/// `u` `[.., m, k]`, `s` `[.., k]` and `vt` `[.., k, n]` packed as `Tensor::svd_packed`
+/// packs them (batch axes broadcast: parts may be zeros without them).
+pub fn svd_pack<'a>(
+    u: impl Into<Operand<'a>>,
+    s: impl Into<Operand<'a>>,
+    vt: impl Into<Operand<'a>>,
+) -> Tensor {
+    let (u, s, vt) = (u.into().tensor(), s.into().tensor(), vt.into().tensor());
+    let n = vt.shape()[vt.ndim() - 1];
+    let s = s.unsqueeze(-2);
+    let (u, s) = (pad_columns(&u, n), pad_columns(&s, n));
+    let batch = common_batch(&common_batch_tensor(&u, &s), &vt);
+    Tensor::concat(&[full(&u, &batch), full(&vt, &batch), full(&s, &batch)], -2)
+}
+
+/// `x` with zero columns appended up to `n`.
+fn pad_columns(x: &Tensor, n: usize) -> Tensor {
+    let k = x.shape()[x.ndim() - 1];
+    if k >= n {
+        return x.clone();
+    }
+    let mut s = x.shape().to_vec();
+    *s.last_mut().unwrap() = n - k;
+    let zeros = Tensor::zeros(&s, x.dtype()).to_device(&x.device());
+    Tensor::concat(&[x, &zeros], -1)
+}
+
+/// A tensor of no elements with the batch axes of `a` and `b` broadcast (for
+/// [`common_batch`] of three).
+fn common_batch_tensor(a: &Tensor, b: &Tensor) -> Tensor {
+    let mut s = common_batch(a, b);
+    s.extend([0, 0]);
+    Tensor::zeros(&s, a.dtype())
 }
 
 /// `x.tril(k)`.

@@ -382,7 +382,9 @@ fn decompositions(a: &Tensor, u: &Tensor) -> Tensor {
     let s = (a + a.mt()) * 0.5;
     let (w, v) = s.eigh();
     let (q, r) = a.qr();
+    let (su, ss, svt) = a.svd();
     (w.tanh() * v.mt().matmul(u).powi(2)).sum()
+        + (su.sin().sum() + ss.sum() + svt.cos().sum()) * 0.1
         + (q.matmul(u) * u).sum()
         + r.diagonal().sum()
         + a.det() * 0.1

@@ -621,3 +621,79 @@ fn a_wide_qr_is_decomposed_but_not_differentiated() {
     let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.starts_with("qr: ") && msg.contains("m >= n"), "{msg}");
 }
+
+/// A loss through the three factors of a singular value decomposition, of any shape.
+#[vmap]
+#[grad]
+fn through_svd(a: &Tensor, c: &Tensor) -> Tensor {
+    let (u, s, vt) = a.svd();
+    let k = s.shape()[0];
+    (u.sin() * &c.slice(1, 0, k)).sum()
+        + s.powi(2).tanh().sum()
+        + (vt.cos() * s.unsqueeze(1)).sum()
+        + a.svdvals().max()
+}
+
+#[hessian]
+fn svd_h(a: &Tensor) -> Tensor {
+    let (u, s, vt) = a.svd();
+    (u.cos() * 0.5).sum() + s.sin().sum() + vt.sum()
+}
+
+#[grad]
+fn svd_g(a: &Tensor) -> Tensor {
+    let (u, s, vt) = a.svd();
+    (u.cos() * 0.5).sum() + s.sin().sum() + vt.sum()
+}
+
+/// Matrices with well separated singular values (so that the singular vectors, and the
+/// finite differences through them, are well defined).
+fn spread_out(seed: u64, b: usize, m: usize, n: usize) -> Tensor {
+    let k = m.min(n);
+    let d = Tensor::from_vec((0..k).map(|i| 1.0 + 1.5 * i as f64).collect(), &[k]);
+    let core = d.diag_embed(m, n);
+    core + normal(seed, &[b, m, n]) * 0.2
+}
+
+#[test]
+fn singular_value_decompositions_differentiate_batch_and_twice() {
+    for (m, n) in [(4, 3), (3, 3), (2, 4), (1, 3)] {
+        let a = spread_out(200, 3, m, n);
+        let c = normal(201, &[3, m, n]);
+        let v = through_svd_vmap(&a, &c);
+        let (ga, gc) = through_svd_grad_vmap(&a, &c);
+        for (e, (ae, ce)) in unstack(&a, 0).iter().zip(unstack(&c, 0)).enumerate() {
+            let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+            assert_close(&at(&v), &through_svd(ae, &ce), 1e-12, "value");
+            let (ea, ec) = through_svd_grad(ae, &ce);
+            assert_close(&at(&ga), &ea, 1e-12, "per-example da");
+            assert_close(&at(&gc), &ec, 1e-12, "per-example dc");
+            let fa = fd_jacobian(&|x: &Tensor| through_svd(x, &ce), ae).reshape(&[m, n]);
+            assert_close(
+                &ea,
+                &fa,
+                1e-6,
+                &format!("{m} x {n}: da against differences"),
+            );
+            let t = normal(210 + e as u64, &[m, n]);
+            let (_, dt) = through_svd_jvp(ae, &ce, &t, &Tensor::zeros(&[m, n], DType::F64));
+            let want = (&ea * &t).sum().item::<f64>();
+            assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+            assert_eq!(svd_h(ae).item::<f64>(), svd_g(ae).item::<f64>());
+            let h = svd_h_hessian(ae);
+            let fh = fd_jacobian(&svd_g_grad, ae);
+            assert_close(
+                &h,
+                &fh,
+                1e-6,
+                &format!("{m} x {n}: hessian against differences"),
+            );
+        }
+    }
+    // the nuclear norm's gradient is u vᵀ
+    let a = spread_out(220, 1, 4, 3).squeeze(0);
+    let (u, _, vt) = a.svd();
+    let nuclear = |x: &Tensor| x.svdvals().sum();
+    let fd = fd_jacobian(&nuclear, &a).reshape(&[4, 3]);
+    assert_close(&u.matmul(&vt), &fd, 1e-6, "d ||a||_* = u vᵀ");
+}

@@ -946,10 +946,10 @@ impl Lowerer<'_> {
                 }
             }
             (Pat::Tuple(pt), Expr::MethodCall(m))
-                if (m.method == "eigh" || m.method == "qr")
-                    && m.args.is_empty()
+                if m.args.is_empty()
                     && m.turbofish.is_none()
-                    && pt.elems.len() == 2 =>
+                    && ((m.method == "eigh" || m.method == "qr") && pt.elems.len() == 2
+                        || m.method == "svd" && pt.elems.len() == 3) =>
             {
                 // `let (w, v) = a.eigh();`, `let (q, r) = a.qr();`: one decomposition, read
                 // twice
@@ -962,22 +962,25 @@ impl Lowerer<'_> {
                     );
                     return;
                 }
-                let [factor, whole, first, second] = if name == "eigh" {
-                    [
+                let (factor, whole, parts): (Prim, Prim, &[Prim]) = match name.as_str() {
+                    "eigh" => (
                         Prim::EighFactor,
                         Prim::Eigh,
-                        Prim::EighValues,
-                        Prim::EighVectors,
-                    ]
-                } else {
-                    [Prim::QrFactor, Prim::Qr, Prim::QrQ, Prim::QrR]
+                        &[Prim::EighValues, Prim::EighVectors],
+                    ),
+                    "qr" => (Prim::QrFactor, Prim::Qr, &[Prim::QrQ, Prim::QrR]),
+                    _ => (
+                        Prim::SvdFactor,
+                        Prim::Svd,
+                        &[Prim::SvdU, Prim::SvdS, Prim::SvdVt],
+                    ),
                 };
                 let factors = self.prim(factor, vec![recv]);
                 let packed = self.prim(whole, vec![factors, recv]);
-                let a = self.prim(first, vec![packed]);
-                let b = self.prim(second, vec![packed]);
-                self.bind_pat(&pt.elems[0], a, None);
-                self.bind_pat(&pt.elems[1], b, None);
+                for (pat, part) in pt.elems.iter().zip(parts) {
+                    let a = self.prim(*part, vec![packed]);
+                    self.bind_pat(pat, a, None);
+                }
             }
             (Pat::Tuple(pt), e) => {
                 let Some(a) = self.lower_expr(e) else { return };
@@ -1995,6 +1998,18 @@ impl Lowerer<'_> {
                 );
                 Some(recv)
             }
+            Some(Prim::Svd) => {
+                self.cx.error(
+                    &m.method,
+                    "`.svd()` returns `u`, `s` and `vt`: destructure them where it is called, `let (u, s, vt) = a.svd();` (or write `a.svdvals()` for the singular values alone)",
+                );
+                Some(recv)
+            }
+            // `a.svdvals()`: the values of the packed decomposition
+            Some(Prim::Svdvals) => {
+                let packed = self.prim(Prim::SvdFactor, vec![recv]);
+                Some(self.prim(Prim::Svdvals, vec![packed, recv]))
+            }
             // `a.det()`: sign · exp(log |det a|), from one factorization
             Some(Prim::LuSign) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);
@@ -2021,10 +2036,10 @@ impl Lowerer<'_> {
                 );
                 Some(recv)
             }
-            None if name == "eigh_packed" || name == "qr_packed" => {
+            None if name == "eigh_packed" || name == "qr_packed" || name == "svd_packed" => {
                 self.cx.error(
                     &m.method,
-                    format!("`.{name}()` is not differentiated: write `let (w, v) = a.eigh();` or `let (q, r) = a.qr();`, which the transforms decompose once for both factors and their derivatives"),
+                    format!("`.{name}()` is not differentiated: write `let (w, v) = a.eigh();`, `let (q, r) = a.qr();` or `let (u, s, vt) = a.svd();`, which the transforms decompose once for every factor and their derivatives"),
                 );
                 Some(recv)
             }

@@ -168,6 +168,21 @@ pub enum Prim {
     /// `(x, r, transpose)`: `x r⁻¹` (`x r⁻ᵀ` with `transpose`) for square upper triangular
     /// `r`, reading its upper triangle: the right-hand solve of QR's derivative.
     RSolve,
+    /// `a.svd()` packed (`[.., m + k + 1, n]`: `u`, then `vt`, then a row of singular
+    /// values), no derivative. `let (u, s, vt) = a.svd();` is lowered to `f =
+    /// svd_factor(a)`, `p = svd(f, a)` and the three read out of `p`: one decomposition, one
+    /// linearization (`Svd`'s).
+    SvdFactor,
+    /// `(packed, a)`: the packed decomposition again, differentiated through `a`.
+    Svd,
+    /// `(packed, a)`: the singular values alone (`a.svdvals()`), differentiated through `a`.
+    Svdvals,
+    /// `u` / `s` / `vt` out of a packed decomposition (linear).
+    SvdU,
+    SvdS,
+    SvdVt,
+    /// `(u, s, vt)` packed as [`Prim::SvdFactor`] packs them (linear).
+    SvdPack,
     /// `x.tril(k)` / `x.triu(k)`: one triangle of the matrices in the last two axes.
     Tril,
     Triu,
@@ -306,6 +321,25 @@ fn sandwich(b: &mut Rules, v: Atom, t: Atom, a: Atom) -> Atom {
     let m = b.prim(Prim::Matmul, &[vt, right]);
     b.shaped_like(m, a);
     m
+}
+
+/// The cotangent `ct` of part `which` (`u`, `s`, `vt`) of the packed decomposition
+/// `packed` as a cotangent of all of it: the other parts zero.
+fn svd_pack_one(b: &mut Rules, ct: Atom, packed: Atom, which: usize) -> Atom {
+    let p = b.primal_of(packed);
+    let parts: Vec<Atom> = [Prim::SvdU, Prim::SvdS, Prim::SvdVt]
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i == which {
+                ct
+            } else {
+                let x = b.prim(*part, &[p]);
+                b.prim(Prim::ZeroLike, &[x])
+            }
+        })
+        .collect();
+    b.prim(Prim::SvdPack, &parts)
 }
 
 /// Transpose of a float cast: the cotangent cast back to the operand's precision.
@@ -1274,6 +1308,130 @@ pub fn row(p: Prim) -> Row {
                 vec![Some(b.prim(RSolve, &[ct, x[1], flip])), None, None]
             },
         ),
+        SvdFactor => r(Call(""), 1, Float, None),
+        Svd => tr(2, |b, _, p, d| {
+            // JAX's svd_jvp_rule (real): ds = diag(d), d = uᵀ da v; du = u (F ∘ (d S + (d
+            // S)ᵀ)) + (da v - u uᵀ da v) S⁻¹, dv = v (F ∘ (S d + (S d)ᵀ)) + (daᵀ u - v vᵀ daᵀ
+            // u) S⁻¹ (each correction zero unless that factor is not square), F_ij = 1 /
+            // (s_j² - s_i²) off the diagonal, 0 on it
+            let t = d[1]?;
+            let u = b.prim(SvdU, &[p]);
+            let s = b.prim(SvdS, &[p]);
+            let vt = b.prim(SvdVt, &[p]);
+            let v = b.prim(Mt, &[vt]);
+            let ut = b.prim(Mt, &[u]);
+            let t_v = b.prim(Matmul, &[t, v]);
+            b.shaped_like(t_v, u);
+            let dm = b.prim(Matmul, &[ut, t_v]);
+            let (row, col) = (b.prim(Neg, &[Atom::Int(2)]), b.prim(Neg, &[Atom::Int(1)]));
+            let sj = b.prim(Unsqueeze, &[s, row]);
+            let si = b.prim(Unsqueeze, &[s, col]);
+            let plus = b.prim(Add, &[sj, si]);
+            let minus = b.prim(Sub, &[sj, si]);
+            let gaps = b.prim(Mul, &[plus, minus]);
+            b.shaped_like(dm, gaps);
+            let ds = b.prim(Diagonal, &[dm]);
+            let eye = b.prim(EyeLike, &[gaps]);
+            let shifted = b.prim(Add, &[gaps, eye]);
+            let inv = b.prim(Recip, &[shifted]);
+            let fm = b.prim(Sub, &[inv, eye]);
+            // 1 / s, 0 where s is
+            let zero = b.prim(Eq, &[s, f(0.0)]);
+            let rs = b.prim(Recip, &[s]);
+            let s_inv = b.prim(Select, &[zero, f(0.0), rs]);
+            let s_inv = b.prim(Unsqueeze, &[s_inv, row]);
+            let sym = |b: &mut Rules, scaled: Atom| {
+                b.shaped_like(scaled, gaps);
+                let st = b.prim(Mt, &[scaled]);
+                b.shaped_like(st, gaps);
+                let both = b.prim(Add, &[scaled, st]);
+                b.shaped_like(both, gaps);
+                let out = b.prim(Mul, &[fm, both]);
+                b.shaped_like(out, gaps);
+                out
+            };
+            // the part of a tangent `y` (shaped like `w`) outside `w`'s span, over s
+            let outside = |b: &mut Rules, y: Atom, w: Atom, wt: Atom| {
+                b.shaped_like(y, w);
+                let proj = b.prim(Matmul, &[wt, y]);
+                b.shaped_like(proj, gaps);
+                let back = b.prim(Matmul, &[w, proj]);
+                b.shaped_like(back, w);
+                let rest = b.prim(Sub, &[y, back]);
+                b.shaped_like(rest, w);
+                let out = b.prim(Mul, &[rest, s_inv]);
+                b.shaped_like(out, w);
+                out
+            };
+            let d_s = b.prim(Mul, &[sj, dm]);
+            let inner_u = sym(b, d_s);
+            let du_in = b.prim(Matmul, &[u, inner_u]);
+            b.shaped_like(du_in, u);
+            let du_out = outside(b, t_v, u, ut);
+            let du = b.prim(Add, &[du_in, du_out]);
+            b.shaped_like(du, u);
+            let s_d = b.prim(Mul, &[si, dm]);
+            let inner_v = sym(b, s_d);
+            let dv_in = b.prim(Matmul, &[v, inner_v]);
+            b.shaped_like(dv_in, v);
+            let ut_t = b.prim(Matmul, &[ut, t]);
+            b.shaped_like(ut_t, vt);
+            let tt_u = b.prim(Mt, &[ut_t]);
+            let dv_out = outside(b, tt_u, v, vt);
+            let dv = b.prim(Add, &[dv_in, dv_out]);
+            b.shaped_like(dv, v);
+            let dvt = b.prim(Mt, &[dv]);
+            b.shaped_like(dvt, vt);
+            Some(b.prim(SvdPack, &[du, ds, dvt]))
+        }),
+        Svdvals => tr(2, |b, x, _, d| {
+            // ds = diag(uᵀ da v)
+            let t = d[1]?;
+            let u = b.prim(SvdU, &[x[0]]);
+            let vt = b.prim(SvdVt, &[x[0]]);
+            let v = b.prim(Mt, &[vt]);
+            let t_v = b.prim(Matmul, &[t, v]);
+            b.shaped_like(t_v, u);
+            let ut = b.prim(Mt, &[u]);
+            let dm = b.prim(Matmul, &[ut, t_v]);
+            let like = b.prim(Matmul, &[ut, u]);
+            b.shaped_like(dm, like);
+            Some(b.prim(Diagonal, &[dm]))
+        }),
+        SvdU => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(SvdU, &[t])),
+            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 0))],
+        ),
+        SvdS => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(SvdS, &[t])),
+            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 1))],
+        ),
+        SvdVt => tl(
+            1,
+            |b, _, _, d| d[0].map(|t| b.prim(SvdVt, &[t])),
+            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 2))],
+        ),
+        SvdPack => tl(
+            3,
+            |b, x, _, d| {
+                if d.iter().all(Option::is_none) {
+                    return None;
+                }
+                let parts: Vec<Atom> = (0..3)
+                    .map(|i| d[i].unwrap_or_else(|| b.prim(ZeroLike, &[x[i]])))
+                    .collect();
+                Some(b.prim(SvdPack, &parts))
+            },
+            |b, ct, _, l| {
+                [SvdU, SvdS, SvdVt]
+                    .iter()
+                    .zip(l)
+                    .map(|(p, on)| on.then(|| b.prim(*p, &[ct])))
+                    .collect()
+            },
+        ),
         Tril => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Tril, &[t, x[1]])),
@@ -1590,6 +1748,9 @@ impl Prim {
             ("eigvalsh", 0) => Eigvalsh,
             // `let (q, r) = a.qr();`, lowered where it is destructured
             ("qr", 0) => Qr,
+            // `let (u, s, vt) = a.svd();`, lowered where it is destructured
+            ("svd", 0) => Svd,
+            ("svdvals", 0) => Svdvals,
             ("tril", 1) => Tril,
             ("triu", 1) => Triu,
             ("diagonal", 0) => Diagonal,
@@ -1606,7 +1767,7 @@ impl Prim {
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
-         r) = a.qr();`) tril triu \
+         r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
          diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"

@@ -1,7 +1,7 @@
 //! Linear algebra on the GPU: the LU factorization with partial pivoting and the solves
 //! with its factors (`lu_factor`, `lu_solve`; `Tensor::solve` is the two, on either
-//! device), `solve_triangular`, `cholesky` and `eigh_packed` (`Tensor::eigh`), over the
-//! last two axes of f32 tensors.
+//! device), `solve_triangular`, `cholesky`, `eigh_packed` (`Tensor::eigh`) and
+//! `qr_packed` (`Tensor::qr`), over the last two axes of f32 tensors.
 //!
 //! Every kernel gives each matrix of the batch one workgroup of [`THREADS`] threads, which
 //! walks the matrix's columns (or rows, or rounds of rotations) in order and spreads the
@@ -24,11 +24,15 @@
 //!   Jacobi method, each sweep's pairs of indices in rounds of disjoint pairs rotated
 //!   together (the round-robin ordering of Brent and Luk), until the off-diagonal part is
 //!   negligible; then the eigenvalues sorted with their vectors, whose signs are fixed as
-//!   on the CPU's.
+//!   on the CPU's;
+//! - [`qr_packed`]: the reduced QR decomposition by Householder reflections, column by
+//!   column (LAPACK's `geqr2`), then the thin q from the reflectors, the last first
+//!   (`org2r`), the signs fixed as on the CPU (r's diagonal non-negative).
 //!
 //! Nothing is checked on the device: a singular matrix gives non-finite values, a matrix
 //! that is not positive definite a factor of NaNs, a matrix holding NaN or infinity an
-//! eigendecomposition of NaNs (as JAX does; the CPU path reports all three as errors).
+//! eigendecomposition of NaNs (as JAX does; the CPU path reports all three as errors);
+//! NaN in a matrix spreads through its QR decomposition.
 
 use crate::element::DType;
 use crate::error::{Error, Result};
@@ -686,6 +690,192 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 "#;
 
+/// The reduced QR decomposition by Householder reflections (LAPACK's `geqr2`, then
+/// `org2r` for the thin q). Parameters: `m`, `n`, the number of matrices, the offset of
+/// `a`'s first matrix and the distance between its matrices.
+///
+/// Each thread takes whole columns (of the matrix being reduced, then of q), walking down
+/// them four rows per iteration, for lavapipe's budget of loop iterations (see [`EIGH`]):
+/// a thread's loops run about `(m - j) / 2` iterations per column it holds at step `j`,
+/// which lets lavapipe decompose square matrices up to 240 x 240 (250 x 250 runs out;
+/// the tests stay far below).
+const QR: &str = r#"
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // packed, [count, m + k, n]
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+// per matrix: the matrix being reduced (m x n, scaled: at the end r above its diagonal,
+// each reflector's x below it), q (m x k), then three words per reflector j < k: tau, the
+// factor s of its vector v = (1, s x) and r's diagonal element beta (scaled)
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+
+// each thread's partial sum of squares, or largest magnitude
+var<workgroup> red: array<f32, THREADS>;
+
+// Reduces the partials of the first `span` threads into red[0] (every thread writes its
+// partial before the call, zero where it had none): their sum, or with `biggest` their
+// largest.
+fn tree(l: u32, span: u32, biggest: bool) {
+    workgroupBarrier();
+    for (var h = (1u << (32u - countLeadingZeros(max(span, 1u) - 1u))) / 2u; h > 0u; h = h >> 1u) {
+        if (l < h) {
+            if (biggest) {
+                red[l] = max(red[l], red[l + h]);
+            } else {
+                red[l] += red[l + h];
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// The sum of x[t] y[t] over t < rows, x[t] at work[xb + t xs] and y[t] at
+// work[yb + t ys]: four terms per iteration (see the kernel's doc), then the rest.
+fn dot(xb: u32, xs: u32, yb: u32, ys: u32, rows: u32) -> f32 {
+    var sum = 0.0;
+    var t = 0u;
+    for (; t + 4u <= rows; t += 4u) {
+        let x = xb + t * xs;
+        let y = yb + t * ys;
+        sum += work[x] * work[y] + work[x + xs] * work[y + ys]
+            + work[x + 2u * xs] * work[y + 2u * ys] + work[x + 3u * xs] * work[y + 3u * ys];
+    }
+    for (; t < rows; t++) {
+        sum += work[xb + t * xs] * work[yb + t * ys];
+    }
+    return sum;
+}
+
+// y[t] -= f x[t] over t < rows, laid out as in `dot`.
+fn axpy(f: f32, xb: u32, xs: u32, yb: u32, ys: u32, rows: u32) {
+    var t = 0u;
+    for (; t + 4u <= rows; t += 4u) {
+        let x = xb + t * xs;
+        let y = yb + t * ys;
+        work[y] -= f * work[x];
+        work[y + ys] -= f * work[x + xs];
+        work[y + 2u * ys] -= f * work[x + 2u * xs];
+        work[y + 3u * ys] -= f * work[x + 3u * xs];
+    }
+    for (; t < rows; t++) {
+        work[yb + t * ys] -= f * work[xb + t * xs];
+    }
+}
+
+// Applies the reflector H = I - tau v vᵀ, v = (1, s x), to a column y (y[0] at
+// work[yb], its elements ys apart; x's `rows` elements from work[xb], xs apart, one fewer
+// than y's): w = vᵀ y, y -= tau w v.
+fn reflect(tau: f32, s: f32, xb: u32, xs: u32, yb: u32, ys: u32, rows: u32) {
+    let t = tau * (work[yb] + s * dot(xb, xs, yb + ys, ys, rows));
+    work[yb] -= t;
+    axpy(t * s, xb, xs, yb + ys, ys, rows);
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(2u)) { return; }
+    let m = word(0u);
+    let n = word(1u);
+    let k = min(m, n);
+    let mn = m * n;
+    let wb = g * (mn + m * k + 3u * k); // the matrix being reduced
+    let qb = wb + mn; // q
+    let tb = qb + m * k; // the reflectors' words
+    let ab = word(3u) + g * word(4u);
+    let ob = g * (m + k) * n;
+    // 1. the matrix and its largest magnitude; q = the identity's first k columns
+    var big = 0.0;
+    for (var e = l; e < mn; e += THREADSu) {
+        let v = a[ab + e];
+        work[wb + e] = v;
+        big = max(big, abs(v));
+    }
+    for (var e = l; e < m * k; e += THREADSu) {
+        work[qb + e] = select(0.0, 1.0, e / k == e % k);
+    }
+    red[l] = big;
+    tree(l, min(mn, THREADSu), true);
+    // the matrix scaled by a power of two (exactly) to its largest magnitude in [1, 2):
+    // the sums of squares below neither overflow nor underflow (not for zero, subnormal,
+    // infinite or NaN values); r is scaled back at the end, q is the same
+    let field = i32((bitcast<u32>(red[0]) >> 23u) & 0xffu);
+    let ex = select(0, field - 127, field != 0 && field != 255);
+    for (var e = l; e < mn; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
+    sync();
+    // 2. column by column, LAPACK's larfg: the reflector that takes column j from the
+    //    diagonal down (alpha, then x) to (beta, 0, ..): beta = -sign(alpha) |(alpha, x)|,
+    //    tau = (beta - alpha) / beta, v = (1, x / (alpha - beta)); none (tau = 0,
+    //    beta = alpha) where x is zero, a zero column among others. It is applied to the
+    //    columns on the right (x stays where it is, the factor s beside tau)
+    for (var j = 0u; j < k; j++) {
+        let xb = wb + (j + 1u) * n + j;
+        let rows = m - j - 1u;
+        var sq = 0.0;
+        for (var t = l; t < rows; t += THREADSu) {
+            let x = work[xb + t * n];
+            sq += x * x;
+        }
+        red[l] = sq;
+        tree(l, min(rows, THREADSu), false);
+        let alpha = work[wb + j * n + j];
+        let xx = red[0];
+        var tau = 0.0;
+        var s = 0.0;
+        var beta = alpha;
+        // (NaN reflects: it spreads)
+        if (xx != 0.0) {
+            let norm = sqrt(alpha * alpha + xx);
+            beta = select(norm, -norm, alpha >= 0.0);
+            tau = (beta - alpha) / beta;
+            s = 1.0 / (alpha - beta);
+            for (var c = j + 1u + l; c < n; c += THREADSu) {
+                reflect(tau, s, xb, n, wb + j * n + c, n, rows);
+            }
+        }
+        if (l == 0u) {
+            work[tb + 3u * j] = tau;
+            work[tb + 3u * j + 1u] = s;
+            work[tb + 3u * j + 2u] = beta;
+        }
+        sync();
+    }
+    // 3. q = H_0 H_1 .. H_(k-1) applied to the identity's first k columns, the last
+    //    reflector first: reflector j changes rows j.. of columns j..k alone (the earlier
+    //    columns are still the identity's there)
+    for (var i = k; i > 0u; i--) {
+        let j = i - 1u;
+        let tau = work[tb + 3u * j];
+        let s = work[tb + 3u * j + 1u];
+        if (tau != 0.0) {
+            for (var c = j + l; c < k; c += THREADSu) {
+                reflect(tau, s, wb + (j + 1u) * n + j, n, qb + j * k + c, k, m - j - 1u);
+            }
+        }
+        sync();
+    }
+    // 4. the packed result, signs fixed as on the CPU: where beta_j < 0, column j of q
+    //    and row j of r flipped; zeros right of q and below r's diagonal
+    for (var e = l; e < (m + k) * n; e += THREADSu) {
+        let r = e / n;
+        let c = e % n;
+        var v = 0.0;
+        if (r < m) {
+            if (c < k) {
+                v = select(1.0, -1.0, work[tb + 3u * c + 2u] < 0.0) * work[qb + r * k + c];
+            }
+        } else {
+            let i = r - m;
+            let beta = work[tb + 3u * i + 2u];
+            if (c == i) {
+                v = ldexp(abs(beta), ex);
+            } else if (c > i) {
+                v = ldexp(select(1.0, -1.0, beta < 0.0) * work[wb + i * n + c], ex);
+            }
+        }
+        out[ob + e] = v;
+    }
+}
+"#;
+
 /// A kernel's WGSL: the parameters, the float helpers, [`SYNC`] and `parts`, with the
 /// workgroup size filled in.
 fn source(parts: &[&str]) -> String {
@@ -966,4 +1156,40 @@ pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
 /// 16 calls, 5 s with one).
 fn unroll(n: usize) -> u32 {
     if n <= 64 { 1 } else { UNROLL }
+}
+
+/// The reduced QR decompositions of `a` (`[.., m, n]`, any layout), packed as
+/// [`Tensor::qr_packed`], `[.., m + k, n]` contiguous (`k = min(m, n)`): q in the first `k`
+/// columns of rows `0..m` (zeros after), r in rows `m..m + k` (zeros below its diagonal),
+/// r's diagonal non-negative as on the CPU.
+pub(crate) fn qr_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
+    const OP: &str = "qr";
+    let batch = &a.shape()[..a.ndim() - 2];
+    let count = numel(batch);
+    let k = m.min(n);
+    let mut shape = batch.to_vec();
+    shape.extend([m + k, n]);
+    let ordinal = storage_of(a).ordinal;
+    let out = GpuStorage::alloc(OP, ordinal, count * (m + k) * n, DType::F32)?;
+    if out.len == 0 {
+        return Ok(gpu::tensor(out, &shape));
+    }
+    let ctx = out.context();
+    check_workgroup(OP, ctx)?;
+    let (a_rm, a_offset, a_step) = matrices(OP, a)?;
+    // per matrix the matrix being reduced, q and three words per reflector
+    let work = GpuStorage::alloc(OP, ordinal, count * (m * n + m * k + 3 * k), DType::F32)?;
+    let words: [u32; 5] = [m as u32, n as u32, count as u32, a_offset, a_step];
+    let pipeline = ctx.pipeline("linalg qr", || source(&[QR]));
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[
+            out.buffer(OP)?,
+            storage_of(&a_rm).buffer(OP)?,
+            work.buffer(OP)?,
+        ],
+        grid(count as u32),
+    );
+    Ok(gpu::tensor(out, &shape))
 }

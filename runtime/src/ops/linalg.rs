@@ -189,33 +189,14 @@ fn block<T: Element>(x: &Tensor, i: usize, columns: bool) -> Option<&[T]> {
     Some(&x.storage_slice::<T>()[base..base + rows * cols])
 }
 
-/// `f` of the square matrix at batch position `i` of `x` as a faer view: in place where
-/// it is a dense row- or column-major block (a transposed matrix is one), else a copy.
-fn with_matrix<T: Float + faer::traits::ComplexField, R>(
+/// The matrix at batch position `i` of `x` as a faer matrix (column-major).
+fn owned<T: Float + faer::traits::ComplexField>(
     x: &Tensor,
     i: usize,
-    n: usize,
-    f: impl FnOnce(faer::MatRef<'_, T>) -> R,
-) -> R {
-    if let Some(rows) = block::<T>(x, i, false) {
-        f(faer::MatRef::from_row_major_slice(rows, n, n))
-    } else if let Some(cols) = block::<T>(x, i, true) {
-        f(faer::MatRef::from_column_major_slice(cols, n, n))
-    } else {
-        f(owned::<T>(x, i, n).as_ref())
-    }
-}
-
-/// The matrix at batch position `i` of `x` as a faer matrix (column-major).
-fn owned<T: Float + faer::traits::ComplexField>(x: &Tensor, i: usize, n: usize) -> faer::Mat<T> {
-    let at = reader::<T>(x, i);
-    let mut m = faer::Mat::<T>::zeros(n, n);
-    for c in 0..n {
-        for (r, v) in m.col_as_slice_mut(c).iter_mut().enumerate() {
-            *v = at(r, c);
-        }
-    }
-    m
+    rows: usize,
+    cols: usize,
+) -> faer::Mat<T> {
+    faer::Mat::from_fn(rows, cols, reader::<T>(x, i))
 }
 
 /// Where the algorithm broke down on one matrix of a batch, as an error.
@@ -521,7 +502,7 @@ impl Tensor {
                 out.par_chunks_mut(n * (n + 1))
                     .enumerate()
                     .for_each(|(i, packed)| {
-                        let mut lu = owned::<T>(self, i, n);
+                        let mut lu = owned::<T>(self, i, n, n);
                         let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
                         use faer::linalg::lu::partial_pivoting::factor as lu;
                         let mut mem = faer::dyn_stack::MemBuffer::new(
@@ -537,7 +518,7 @@ impl Tensor {
                         );
                         if (0..n).any(|r| lu[(r, r)] == T::zero()) {
                             // singular: faer divides by the zero pivot (NaN below it)
-                            lu = owned::<T>(self, i, n);
+                            lu = owned::<T>(self, i, n, n);
                             lu_unblocked(&mut lu, &mut perm);
                         }
                         for c in 0..n {
@@ -680,7 +661,7 @@ impl Tensor {
                     }
                     let x = view_mut(x, n, k);
                     let par = parallelism(n, count);
-                    with_matrix::<T, _>(&a, i, n, |m| {
+                    with_block::<T, _>(&a, i, n, n, |m| {
                         if lower {
                             faer::linalg::triangular_solve::solve_lower_triangular_in_place(m, x, par);
                         } else {
@@ -912,16 +893,12 @@ impl Tensor {
                 ),
             });
         }
-        if !self.on_cpu() {
-            // computed on the CPU for now (no GPU kernel yet)
-            let device = self.device();
-            return self
-                .try_to_device(&crate::Device::Cpu)?
-                .try_qr_packed()?
-                .try_to_device(&device);
-        }
         let nd = self.ndim();
         let (m, n) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        #[cfg(feature = "gpu")]
+        if !self.on_cpu() {
+            return crate::gpu::linalg::qr_packed(self, m, n);
+        }
         let k = m.min(n);
         let batch = &self.shape()[..nd - 2];
         let count = numel(batch);
@@ -933,8 +910,7 @@ impl Tensor {
             if k > 0 {
                 out.par_chunks_mut((m + k) * n).enumerate().for_each(|(i, dst)| {
                     use faer::linalg::{householder, qr::no_pivoting::factor as qr};
-                    let at = reader::<T>(self, i);
-                    let mut a = faer::Mat::<T>::from_fn(m, n, at);
+                    let mut a = owned::<T>(self, i, m, n);
                     let bs = qr::recommended_block_size::<T>(m, n);
                     let mut coeff = faer::Mat::<T>::zeros(bs, k);
                     let mut mem = faer::dyn_stack::MemBuffer::new(
@@ -979,6 +955,87 @@ impl Tensor {
             }
             Tensor::from_data(out, &shape)
         }))
+    }
+
+    /// The reduced singular value decomposition of matrices `[.., m, n]` (NumPy's and
+    /// JAX's `svd` with `full_matrices=False`): `u` `[.., m, k]` and `vt` `[.., k, n]` with
+    /// orthonormal columns and rows, the singular values `s` `[.., k]` descending, `k =
+    /// min(m, n)`, `self = u @ diag(s) @ vt`. Each pair of singular vectors has its sign
+    /// fixed: the component of largest magnitude of `u`'s column positive (the first of
+    /// equals), so that the CPU and the GPU agree. Panics for fewer than two axes, and on
+    /// the CPU where the iteration does not converge (a matrix holding NaN); see
+    /// [`Tensor::try_svd`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![3.0f64, 0.0, 0.0, 0.0, -2.0, 0.0], &[2, 3]);
+    /// let (u, s, vt) = a.svd();
+    /// assert_eq!(s.to_vec::<f64>(), vec![3.0, 2.0]);
+    /// let back = u.matmul(&s.diag_embed(2, 2)).matmul(&vt);
+    /// assert!((back - &a).abs().max().item::<f64>() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn svd(&self) -> (Tensor, Tensor, Tensor) {
+        unwrap(self.try_svd())
+    }
+
+    /// [`Tensor::svd`], returning an error instead of panicking.
+    pub fn try_svd(&self) -> Result<(Tensor, Tensor, Tensor)> {
+        let p = self.try_svd_packed()?;
+        let (m, _, k) = svd_sizes(&p);
+        let u = p.slice(-2, 0, m).slice(-1, 0, k);
+        let vt = p.slice(-2, m, m + k);
+        let s = p.slice(-2, m + k, m + k + 1).squeeze(-2).slice(-1, 0, k);
+        Ok((u, s, vt))
+    }
+
+    /// The singular values of [`Tensor::svd`] alone, `[.., k]`, descending (cheaper on the
+    /// CPU: no singular vectors are formed).
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0, -5.0, 0.0], &[2, 2]);
+    /// assert_eq!(a.svdvals().to_vec::<f64>(), vec![5.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn svdvals(&self) -> Tensor {
+        unwrap(self.try_svdvals())
+    }
+
+    /// [`Tensor::svdvals`], returning an error instead of panicking.
+    pub fn try_svdvals(&self) -> Result<Tensor> {
+        if self.on_cpu() {
+            return svd_cpu(self, "svdvals", false);
+        }
+        Ok(self.try_svd()?.1.contiguous())
+    }
+
+    /// [`Tensor::svd`] packed into one tensor `[.., m + k + 1, n]`: rows `0..m` hold `u`
+    /// (in their first `k` columns, zeros after), rows `m..m + k` hold `vt`, the last row
+    /// the singular values (then zeros). The transforms compute one decomposition for the
+    /// three factors and their derivatives.
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0], &[2, 1]);
+    /// assert_eq!(a.svd_packed().to_vec::<f64>(), vec![0.0, 1.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn svd_packed(&self) -> Tensor {
+        unwrap(self.try_svd_packed())
+    }
+
+    /// [`Tensor::svd_packed`], returning an error instead of panicking.
+    pub fn try_svd_packed(&self) -> Result<Tensor> {
+        if !self.on_cpu() {
+            // computed on the CPU for now (no GPU kernel yet)
+            let device = self.device();
+            return self
+                .try_to_device(&crate::Device::Cpu)?
+                .try_svd_packed()?
+                .try_to_device(&device);
+        }
+        svd_cpu(self, "svd", true)
     }
 
     /// The lower triangle of the matrices in the last two axes, from diagonal `k` down
@@ -1288,4 +1345,137 @@ pub(crate) fn qr_sizes(packed: &Tensor) -> (usize, usize, usize) {
     // m >= n: rows = m + n; m < n: rows = 2m < 2n
     let m = if rows >= 2 * n { rows - n } else { rows / 2 };
     (m, n, m.min(n))
+}
+
+/// `(m, n, k)` of a packed singular value decomposition `[.., m + k + 1, n]`.
+pub(crate) fn svd_sizes(packed: &Tensor) -> (usize, usize, usize) {
+    let nd = packed.ndim();
+    let (rows, n) = (packed.shape()[nd - 2] - 1, packed.shape()[nd - 1]);
+    // m >= n: rows = m + n; m < n: rows = 2m < 2n
+    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
+    (m, n, m.min(n))
+}
+
+/// The singular value decompositions of the matrices of `a` on the CPU: with `vectors`,
+/// packed as [`Tensor::svd_packed`]; without, the singular values `[.., k]`.
+fn svd_cpu(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
+    use faer::linalg::svd;
+    if a.ndim() < 2 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "needs matrices in the last two axes, got a tensor of shape {:?}",
+                a.shape()
+            ),
+        });
+    }
+    let nd = a.ndim();
+    let (m, n) = (a.shape()[nd - 2], a.shape()[nd - 1]);
+    let k = m.min(n);
+    let batch = &a.shape()[..nd - 2];
+    let count = numel(batch);
+    let mut shape = batch.to_vec();
+    let per = if vectors {
+        shape.extend([m + k + 1, n]);
+        (m + k + 1) * n
+    } else {
+        shape.push(k);
+        k
+    };
+    let par = parallelism(m.max(n), count);
+    Ok(float_dispatch!(a.dtype(), T => {
+        let mut out = crate::pool::buffer(count * per, T::zero());
+        if k > 0 {
+            let want = if vectors { svd::ComputeSvdVectors::Thin } else { svd::ComputeSvdVectors::No };
+            let done: Vec<std::result::Result<(), String>> = out
+                .par_chunks_mut(per)
+                .enumerate()
+                .map(|(i, dst)| {
+                    let mut s = faer::Col::<T>::zeros(k);
+                    let (ur, vr) = if vectors { (m, n) } else { (0, 0) };
+                    let mut u = faer::Mat::<T>::zeros(ur, if vectors { k } else { 0 });
+                    let mut v = faer::Mat::<T>::zeros(vr, if vectors { k } else { 0 });
+                    let mut mem = faer::dyn_stack::MemBuffer::new(svd::svd_scratch::<T>(
+                        m,
+                        n,
+                        want,
+                        want,
+                        par,
+                        Default::default(),
+                    ));
+                    with_block(a, i, m, n, |x| {
+                        svd::svd(
+                            x,
+                            s.as_diagonal_mut(),
+                            vectors.then(|| u.as_mut()),
+                            vectors.then(|| v.as_mut()),
+                            par,
+                            faer::dyn_stack::MemStack::new(&mut mem),
+                            Default::default(),
+                        )
+                    })
+                    .map_err(|_| "did not converge (does it hold NaN or infinity?)".to_string())?;
+                    // descending (NaN last), ties in the order found
+                    let mut order: Vec<usize> = (0..k).collect();
+                    order.sort_by(|&x, &y| {
+                        s[y].partial_cmp(&s[x]).unwrap_or_else(|| s[x].is_nan().cmp(&s[y].is_nan()))
+                    });
+                    if !vectors {
+                        for (c, &j) in order.iter().enumerate() {
+                            dst[c] = s[j];
+                        }
+                        return Ok(());
+                    }
+                    let (us, rest) = dst.split_at_mut(m * n);
+                    let (vts, ss) = rest.split_at_mut(k * n);
+                    for (c, &j) in order.iter().enumerate() {
+                        ss[c] = s[j];
+                        // the sign: u's component of largest magnitude positive
+                        let col = u.col_as_slice(j);
+                        let mut big = 0;
+                        for (r, x) in col.iter().enumerate() {
+                            if x.abs() > col[big].abs() {
+                                big = r;
+                            }
+                        }
+                        let flip = col[big] < T::zero();
+                        let sign = |x: T| if flip { -x } else { x };
+                        for (r, &x) in col.iter().enumerate() {
+                            us[r * n + c] = sign(x);
+                        }
+                        for (r, &x) in v.col_as_slice(j).iter().enumerate() {
+                            vts[c * n + r] = sign(x);
+                        }
+                    }
+                    Ok(())
+                })
+                .collect();
+            if let Some((at, why)) = done
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, r)| r.err().map(|w| (i, w)))
+            {
+                return Err(breakdown(op, a.shape(), batch, at, &why));
+            }
+        }
+        Tensor::from_data(out, &shape)
+    }))
+}
+
+/// `f` of the `rows x cols` matrix at batch position `i` of `x` as a faer view: in place
+/// where it is a dense row- or column-major block, else a copy.
+fn with_block<T: Float + faer::traits::ComplexField, R>(
+    x: &Tensor,
+    i: usize,
+    rows: usize,
+    cols: usize,
+    f: impl FnOnce(faer::MatRef<'_, T>) -> R,
+) -> R {
+    if let Some(b) = block::<T>(x, i, false) {
+        f(faer::MatRef::from_row_major_slice(b, rows, cols))
+    } else if let Some(b) = block::<T>(x, i, true) {
+        f(faer::MatRef::from_column_major_slice(b, rows, cols))
+    } else {
+        f(owned::<T>(x, i, rows, cols).as_ref())
+    }
 }

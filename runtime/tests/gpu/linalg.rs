@@ -1,8 +1,9 @@
 //! Linear algebra: `solve` (LU with partial pivoting), `lu_factor` and `lu_solve`,
-//! `solve_triangular`, `cholesky` and `eigh` (the Jacobi kernel) against the CPU, on one
-//! matrix, batches, broadcast batches and strided views, with pivoting, unread triangles
-//! holding NaN, breakdowns (non-finite values on the GPU) and empty shapes; LU factors made
-//! on one device solve on the other.
+//! `solve_triangular`, `cholesky`, `eigh` (the Jacobi kernel) and `qr` (Householder)
+//! against the CPU, on one matrix, batches, broadcast batches and strided views, with
+//! pivoting, unread triangles holding NaN, breakdowns (non-finite values on the GPU),
+//! matrices of lower rank and empty shapes; LU factors made on one device solve on the
+//! other.
 
 use ferrax_runtime::prelude::*;
 
@@ -956,4 +957,188 @@ fn determinants_and_qr_match_the_cpu() {
     assert_eq!(s.logabsdet().to_vec::<f32>(), vec![f32::NEG_INFINITY; 2]);
     assert_eq!(s.lu_factor().lu_sign().to_vec::<f32>(), vec![0.0, 0.0]);
     assert!(s.lu_factor().to_vec::<f32>().iter().all(|x| x.is_finite()));
+}
+
+/// Asserts that `packed` (`[.., m + k, n]`, on the GPU) is a reduced QR decomposition of
+/// `a` (a CPU tensor `[.., m, n]`): zeros right of q and below r's diagonal, r's diagonal
+/// non-negative, `q r ≈ a` (within `tol` of `a`'s largest magnitude) and `qᵀ q ≈ I`
+/// (within `tol`), every value finite.
+#[track_caller]
+fn assert_qr(what: &str, a: &Tensor, packed: &Tensor, tol: f64) {
+    assert!(packed.device().is_gpu(), "{what}: on {}", packed.device());
+    let nd = a.ndim();
+    let (m, n) = (a.shape()[nd - 2], a.shape()[nd - 1]);
+    let k = m.min(n);
+    let mut shape = a.shape().to_vec();
+    shape[nd - 2] = m + k;
+    assert_eq!(packed.shape(), shape, "{what}: shape");
+    let (a, got) = (to_f64(a), to_f64(packed));
+    let (mut back, mut gram): (Worst, Worst) = Default::default();
+    for (b, (a, g)) in a.chunks(m * n).zip(got.chunks((m + k) * n)).enumerate() {
+        assert!(g.iter().all(|x| x.is_finite()), "{what}: matrix {b}: {g:?}");
+        let (q, r) = g.split_at(m * n);
+        for (e, x) in q.iter().enumerate() {
+            assert!(
+                e % n < k || *x == 0.0,
+                "{what}: matrix {b}: q[{}][{}] = {x}",
+                e / n,
+                e % n
+            );
+        }
+        for (e, x) in r.iter().enumerate() {
+            let (i, c) = (e / n, e % n);
+            assert!(c >= i || *x == 0.0, "{what}: matrix {b}: r[{i}][{c}] = {x}");
+            assert!(c != i || *x >= 0.0, "{what}: matrix {b}: r[{i}][{i}] = {x}");
+        }
+        let scale = a.iter().fold(1.0f64, |s, x| s.max(x.abs()));
+        for i in 0..m {
+            for c in 0..n {
+                let qr: f64 = (0..k).map(|j| q[i * n + j] * r[j * n + c]).sum();
+                track(&mut back, (qr - a[i * n + c]).abs() / scale, || {
+                    format!("matrix {b}: (q r)[{i}][{c}] = {qr}, want {}", a[i * n + c])
+                });
+            }
+        }
+        for i in 0..k {
+            for j in 0..k {
+                let dot: f64 = (0..m).map(|t| q[t * n + i] * q[t * n + j]).sum();
+                let eye = if i == j { 1.0 } else { 0.0 };
+                track(&mut gram, (dot - eye).abs(), || {
+                    format!("matrix {b}: (qᵀ q)[{i}][{j}] = {dot}")
+                });
+            }
+        }
+    }
+    assert!(back.0 <= tol, "{what}: {}", back.1);
+    assert!(gram.0 <= tol, "{what}: {}", gram.1);
+}
+
+/// `f(base)` decomposed on the GPU (`f` applied to `base`'s GPU copy), checked by
+/// [`assert_qr`] (within `5e-7 (m + n)`) and against the CPU's decomposition in f32, q and
+/// r element by element within `2e-6 (m + n)` (relative above 1: [`close`]; both about ten
+/// times the largest error found on lavapipe).
+#[track_caller]
+fn check_qr(dev: &Device, what: &str, base: &Tensor, f: impl Fn(&Tensor) -> Tensor) {
+    let a = f(base);
+    let packed = f(&base.to_device(dev)).qr_packed();
+    let size = (a.shape()[a.ndim() - 2] + a.shape()[a.ndim() - 1]) as f32;
+    assert_qr(what, &a, &packed, 5e-7 * size as f64);
+    assert_matches(what, &packed, &a.qr_packed(), 2e-6 * size);
+}
+
+#[test]
+fn qr_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let shapes = [
+        (1, 1),
+        (3, 2),
+        (2, 3),
+        (17, 17),
+        (64, 30),
+        (30, 64),
+        (130, 20),
+        (20, 130),
+    ];
+    for (i, (m, n)) in shapes.into_iter().enumerate() {
+        let s = 700 + i as u64 * 10;
+        check_qr(&dev, &format!("qr {m} x {n}"), &rhs(&[m, n], s), |t| {
+            t.clone()
+        });
+    }
+    // a batch; read transposed, one matrix of two skipped; a slice of larger matrices
+    check_qr(&dev, "qr [3, 17, 9]", &rhs(&[3, 17, 9], 790), |t| t.clone());
+    check_qr(
+        &dev,
+        "qr transposed, stepped",
+        &rhs(&[4, 30, 17], 791),
+        |t| t.mt().slice_step(0, 0, 4, 2),
+    );
+    check_qr(&dev, "qr sliced", &rhs(&[2, 40, 40], 792), |t| {
+        t.slice(1, 3, 33).slice(2, 1, 13)
+    });
+    // q and r of a GPU tensor, on the GPU
+    let a = rhs(&[2, 9, 5], 793);
+    let (q, r) = a.to_device(&dev).qr();
+    let (cq, cr) = a.qr();
+    assert_matches("qr: q", &q, &cq, 1e-4);
+    assert_matches("qr: r", &r, &cr, 1e-4);
+}
+
+/// Matrices of lower rank (a zero column, two equal columns, zero throughout): the
+/// reflectors of the columns with nothing below the diagonal are skipped, and the
+/// decomposition stays exact and finite (no comparison with the CPU: the columns there
+/// are arbitrary).
+#[test]
+fn qr_of_rank_deficient_matrices() {
+    let Some(dev) = gpu() else { return };
+    let mut v = rhs(&[6, 4], 800).to_vec::<f32>();
+    for row in v.chunks_mut(4) {
+        row[1] = 0.0;
+        row[3] = row[0];
+    }
+    let tall = Tensor::from_vec(v, &[6, 4]);
+    let mut v = rhs(&[3, 5], 801).to_vec::<f32>();
+    for row in v.chunks_mut(5) {
+        row[0] = 0.0;
+        row[2] = row[4];
+    }
+    let wide = Tensor::from_vec(v, &[3, 5]);
+    let zero = Tensor::zeros(&[2, 3, 3], DType::F32);
+    for (what, a) in [("tall", &tall), ("wide", &wide), ("zero", &zero)] {
+        assert_qr(what, a, &a.to_device(&dev).qr_packed(), 4e-6);
+    }
+    // zero: q the identity, r zero, exactly
+    let (q, r) = zero.to_device(&dev).qr();
+    assert_eq!(
+        q.to_vec::<f32>(),
+        Tensor::eye(3, DType::F32)
+            .broadcast_to(&[2, 3, 3])
+            .to_vec::<f32>()
+    );
+    assert!(r.to_vec::<f32>().iter().all(|x| *x == 0.0));
+}
+
+#[test]
+fn qr_of_empty_shapes() {
+    let Some(dev) = gpu() else { return };
+    for shape in [&[0, 3, 2][..], &[3, 0], &[0, 3]] {
+        let a = Tensor::zeros(shape, DType::F32);
+        let packed = a.to_device(&dev).qr_packed();
+        assert_eq!(packed.shape(), a.qr_packed().shape(), "{shape:?}");
+        assert!(packed.device().is_gpu());
+        assert!(packed.to_vec::<f32>().is_empty());
+        let ((q, r), (cq, cr)) = (a.to_device(&dev).qr(), a.qr());
+        assert_eq!(
+            (q.shape(), r.shape()),
+            (cq.shape(), cr.shape()),
+            "{shape:?}"
+        );
+    }
+}
+
+/// More matrices than one dispatch dimension holds: every one of 70,000 2 x 2 matrices
+/// (nonsingular: their diagonals outweigh the rest) decomposed as on the CPU, which
+/// decomposes the first 1,155 (the matrices repeat with that period).
+#[test]
+fn qr_of_a_batch_beyond_one_dispatch_dimension() {
+    let Some(dev) = gpu() else { return };
+    let (count, period) = (70_000, 1155);
+    let mut v = Vec::with_capacity(count * 4);
+    for i in 0..count {
+        let off = ((i % 11) as f32 - 5.0) * 0.25;
+        let low = ((i % 5) as f32 - 2.0) * 0.5;
+        v.extend([1.5 + (i % 7) as f32, off, low, -1.5 - (i % 3) as f32]);
+    }
+    let a = Tensor::from_vec(v, &[count, 2, 2]);
+    let got = a.to_device(&dev).qr_packed().to_vec::<f32>();
+    let want = a.slice(0, 0, period).qr_packed().to_vec::<f32>();
+    for (i, g) in got.chunks(8).enumerate() {
+        let w = &want[(i % period) * 8..][..8];
+        for (e, (x, y)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "matrix {i}, element {e}: gpu {g:?}, cpu {w:?}"
+            );
+        }
+    }
 }

@@ -568,3 +568,74 @@ fn qr_reconstructs_with_orthonormal_q_and_upper_r() {
         .to_string();
     assert!(e.starts_with("qr: ") && e.contains("[3]"), "{e}");
 }
+
+#[test]
+fn svd_reconstructs_with_orthonormal_factors_and_descending_values() {
+    let cases: &[&[usize]] = &[
+        &[3, 2],
+        &[2, 3],
+        &[4, 4],
+        &[1, 1],
+        &[5, 6, 3],
+        &[2, 3, 4, 7],
+        &[30, 17],
+        &[0, 2, 2],
+        &[3, 0],
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (c, shape) in cases.iter().enumerate() {
+            let nd = shape.len();
+            let (m, n) = (shape[nd - 2], shape[nd - 1]);
+            let k = m.min(n);
+            let a = tensor(shape, 700 + c as u64, dtype);
+            for input in [a.clone(), a.mt().contiguous().mt()] {
+                let (u, s, vt) = input.svd();
+                let mut us = shape.to_vec();
+                us[nd - 1] = k;
+                let mut vs = shape.to_vec();
+                vs[nd - 2] = k;
+                assert_eq!(u.shape(), &us[..], "{shape:?}");
+                assert_eq!(vt.shape(), &vs[..], "{shape:?}");
+                let mut ss = shape[..nd - 2].to_vec();
+                ss.push(k);
+                assert_eq!(s.shape(), &ss[..], "{shape:?}");
+                let scale = tol(dtype) * 10.0 * (m + n) as f64;
+                let back = u.matmul(&s.diag_embed(k, k)).matmul(&vt);
+                assert!(max_abs(&(back - &input)) < scale, "{shape:?} {dtype:?}");
+                let eye = Tensor::eye(k, dtype);
+                assert!(max_abs(&(u.mt().matmul(&u) - &eye)) < scale, "{shape:?}: u");
+                assert!(
+                    max_abs(&(vt.matmul(&vt.mt()) - &eye)) < scale,
+                    "{shape:?}: vt"
+                );
+                let sv = s.to_dtype(DType::F64).contiguous().to_vec::<f64>();
+                for part in sv.chunks(k.max(1)) {
+                    assert!(
+                        part.windows(2).all(|p| p[0] >= p[1]),
+                        "{part:?} not descending"
+                    );
+                    assert!(part.iter().all(|x| *x >= 0.0), "{part:?}");
+                }
+                assert!(
+                    max_abs(&(input.svdvals() - &s)) < scale,
+                    "{shape:?}: svdvals"
+                );
+                // the sign rule: each column of u has its largest component positive
+                let uv = u.to_dtype(DType::F64).contiguous().to_vec::<f64>();
+                for mat in uv.chunks((m * k).max(1)) {
+                    for j in 0..k {
+                        let big = (0..m)
+                            .map(|r| mat[r * k + j])
+                            .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+                        assert!(big > 0.0, "{shape:?}: column {j}");
+                    }
+                }
+            }
+        }
+    }
+    let e = Tensor::zeros(&[3], DType::F64)
+        .try_svd()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("svd: ") && e.contains("[3]"), "{e}");
+}
