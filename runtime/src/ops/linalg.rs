@@ -223,6 +223,49 @@ fn first_failure(
         .min_by_key(|(i, _)| *i)
 }
 
+/// `f` of each matrix's block of `out` (`per` elements each, in parallel), `x` the input
+/// the blocks are computed from; the first matrix where `f` failed, with its reason, is an
+/// error of `op`.
+fn each_matrix<T: Send>(
+    op: &'static str,
+    x: &Tensor,
+    out: &mut [T],
+    per: usize,
+    f: impl Fn(usize, &mut [T]) -> std::result::Result<(), String> + Sync + Send,
+) -> Result<()> {
+    let done: Vec<std::result::Result<(), String>> = out
+        .par_chunks_mut(per)
+        .enumerate()
+        .map(|(i, d)| f(i, d))
+        .collect();
+    match done
+        .into_iter()
+        .enumerate()
+        .find_map(|(i, r)| r.err().map(|w| (i, w)))
+    {
+        Some((at, why)) => Err(breakdown(
+            op,
+            x.shape(),
+            &x.shape()[..x.ndim() - 2],
+            at,
+            &why,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether the vector `v` is to be negated so that its component of largest magnitude (the
+/// first of equals) is positive: the sign of a singular or eigenvector, fixed.
+fn flipped<T: Float>(v: &[T]) -> bool {
+    let mut big = 0;
+    for (r, x) in v.iter().enumerate() {
+        if x.abs() > v[big].abs() {
+            big = r;
+        }
+    }
+    v.get(big).is_some_and(|x| *x < T::zero())
+}
+
 /// The right-hand sides of `plan`, laid out `[batch, n, k]`, each block ready to be solved
 /// in place.
 fn rhs_blocks<T: Float>(plan: &Systems, b: &Tensor) -> Vec<T> {
@@ -707,10 +750,7 @@ impl Tensor {
             let mut out = crate::pool::buffer(count * n * n, T::zero());
             if n > 0 {
                 let half = T::from_f64(0.5);
-                let factors: Vec<std::result::Result<(), String>> = out
-                    .par_chunks_mut(n * n)
-                    .enumerate()
-                    .map(|(i, l)| {
+                each_matrix(OP, self, &mut out, n * n, |i, l| {
                         // the lower triangle of the symmetric part (all the factorization reads)
                         let at = reader::<T>(self, i);
                         let mut a = faer::Mat::<T>::zeros(n, n);
@@ -747,15 +787,7 @@ impl Tensor {
                                 "is not positive definite: pivot {index} of its Cholesky factorization is not positive"
                             )),
                         }
-                    })
-                    .collect();
-                if let Some((at, why)) = factors
-                    .into_iter()
-                    .enumerate()
-                    .find_map(|(i, r)| r.err().map(|w| (i, w)))
-                {
-                    return Err(breakdown(OP, self.shape(), batch, at, &why));
-                }
+                })?;
             }
             Tensor::from_data(out, self.shape())
         }))
@@ -1267,10 +1299,7 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
             } else {
                 evd::ComputeEigenvectors::No
             };
-            let done: Vec<std::result::Result<(), String>> = out
-                .par_chunks_mut(rows * n)
-                .enumerate()
-                .map(|(i, dst)| {
+            each_matrix(op, a, &mut out, rows * n, |i, dst| {
                     // the lower triangle of the symmetric part (all the decomposition reads)
                     let at = reader::<T>(a, i);
                     let mut s = faer::Mat::<T>::zeros(n, n);
@@ -1310,29 +1339,14 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
                         if !vectors {
                             continue;
                         }
-                        // the sign: the component of largest magnitude positive
                         let col = u.col_as_slice(k);
-                        let mut big = 0;
-                        for (r, v) in col.iter().enumerate() {
-                            if v.abs() > col[big].abs() {
-                                big = r;
-                            }
-                        }
-                        let flip = col[big] < T::zero();
+                        let flip = flipped(col);
                         for (r, &v) in col.iter().enumerate() {
                             vecs[r * n + c] = if flip { -v } else { v };
                         }
                     }
                     Ok(())
-                })
-                .collect();
-            if let Some((at, why)) = done
-                .into_iter()
-                .enumerate()
-                .find_map(|(i, r)| r.err().map(|w| (i, w)))
-            {
-                return Err(breakdown(op, a.shape(), batch, at, &why));
-            }
+            })?;
         }
         Tensor::from_data(out, &shape)
     }))
@@ -1387,10 +1401,7 @@ fn svd_cpu(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
         let mut out = crate::pool::buffer(count * per, T::zero());
         if k > 0 {
             let want = if vectors { svd::ComputeSvdVectors::Thin } else { svd::ComputeSvdVectors::No };
-            let done: Vec<std::result::Result<(), String>> = out
-                .par_chunks_mut(per)
-                .enumerate()
-                .map(|(i, dst)| {
+            each_matrix(op, a, &mut out, per, |i, dst| {
                     let mut s = faer::Col::<T>::zeros(k);
                     let (ur, vr) = if vectors { (m, n) } else { (0, 0) };
                     let mut u = faer::Mat::<T>::zeros(ur, if vectors { k } else { 0 });
@@ -1430,15 +1441,8 @@ fn svd_cpu(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
                     let (vts, ss) = rest.split_at_mut(k * n);
                     for (c, &j) in order.iter().enumerate() {
                         ss[c] = s[j];
-                        // the sign: u's component of largest magnitude positive
                         let col = u.col_as_slice(j);
-                        let mut big = 0;
-                        for (r, x) in col.iter().enumerate() {
-                            if x.abs() > col[big].abs() {
-                                big = r;
-                            }
-                        }
-                        let flip = col[big] < T::zero();
+                        let flip = flipped(col);
                         let sign = |x: T| if flip { -x } else { x };
                         for (r, &x) in col.iter().enumerate() {
                             us[r * n + c] = sign(x);
@@ -1448,15 +1452,7 @@ fn svd_cpu(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
                         }
                     }
                     Ok(())
-                })
-                .collect();
-            if let Some((at, why)) = done
-                .into_iter()
-                .enumerate()
-                .find_map(|(i, r)| r.err().map(|w| (i, w)))
-            {
-                return Err(breakdown(op, a.shape(), batch, at, &why));
-            }
+            })?;
         }
         Tensor::from_data(out, &shape)
     }))
