@@ -68,7 +68,8 @@ pub fn main() {
     let sv = s.to_vec::<f64>();
     let rank = sv.iter().filter(|v| **v > 0.1 * sv[0]).count();
     println!(
-        "singular values {:.3?} ..: rank {rank} (true {RANK})",
+        "objective {:.4}; singular values {:.3?} ..: rank {rank} (true {RANK})",
+        objective(&x, &seen, &mask).item::<f64>(),
         &sv[..RANK + 2]
     );
     // the core between the leading singular vectors, refitted
@@ -79,6 +80,10 @@ pub fn main() {
         let g = refit_grad(&c, &u, &vt, &seen, &mask);
         adam.step(&mut c, &g);
     }
+    println!(
+        "refit: half the seen entries' squared error {:.6}",
+        refit(&c, &u, &vt, &seen, &mask).item::<f64>()
+    );
     let fit = u.matmul(&c).matmul(&vt);
     let scale = rmse(&truth, &unseen);
     let before = rmse(&(&x - &truth), &unseen);
