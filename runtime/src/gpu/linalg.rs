@@ -1,7 +1,8 @@
 //! Linear algebra on the GPU: the LU factorization with partial pivoting and the solves
 //! with its factors (`lu_factor`, `lu_solve`; `Tensor::solve` is the two, on either
-//! device), `solve_triangular`, `cholesky`, `eigh_packed` (`Tensor::eigh`) and
-//! `qr_packed` (`Tensor::qr`), over the last two axes of f32 tensors.
+//! device), `solve_triangular`, `cholesky`, `eigh_packed` (`Tensor::eigh`), `qr_packed`
+//! (`Tensor::qr`) and `svd_packed` (`Tensor::svd`), over the last two axes of f32
+//! tensors.
 //!
 //! Every kernel gives each matrix of the batch one workgroup of [`THREADS`] threads, which
 //! walks the matrix's columns (or rows, or rounds of rotations) in order and spreads the
@@ -27,12 +28,18 @@
 //!   on the CPU's;
 //! - [`qr_packed`]: the reduced QR decomposition by Householder reflections, column by
 //!   column (LAPACK's `geqr2`), then the thin q from the reflectors, the last first
-//!   (`org2r`), the signs fixed as on the CPU (r's diagonal non-negative).
+//!   (`org2r`), the signs fixed as on the CPU (r's diagonal non-negative);
+//! - [`svd_packed`]: the reduced singular value decomposition by the one-sided Jacobi
+//!   method (Hestenes) on the columns of the matrix, or of its transpose for a wide one,
+//!   in [`eigh_packed`]'s rounds of disjoint pairs of columns, until every pair is
+//!   orthogonal; then the singular values (the column norms) sorted with their vectors,
+//!   whose signs are fixed as on the CPU's.
 //!
 //! Nothing is checked on the device: a singular matrix gives non-finite values, a matrix
 //! that is not positive definite a factor of NaNs, a matrix holding NaN or infinity an
-//! eigendecomposition of NaNs (as JAX does; the CPU path reports all three as errors);
-//! NaN in a matrix spreads through its QR decomposition.
+//! eigendecomposition or a singular value decomposition of NaNs (as JAX does; the CPU
+//! path reports all four as errors); NaN in a matrix spreads through its QR
+//! decomposition.
 
 use crate::element::DType;
 use crate::error::{Error, Result};
@@ -876,6 +883,314 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 "#;
 
+/// The reduced singular value decomposition by the one-sided Jacobi method (Hestenes),
+/// on the columns of `a` (tall or square) or of `aᵀ` (wide). Parameters: `m`, `n`, the
+/// number of matrices, the offset of `a`'s first matrix and the distance between its
+/// matrices.
+///
+/// With `rows = max(m, n)` and `k = min(m, n)`, W (`rows x k`, column by column) starts
+/// as those columns and V (`k x k`) as the identity; each sweep rotates every pair of
+/// W's columns (and V's the same) to make the two orthogonal, in rounds of disjoint pairs
+/// ([`EIGH`]'s round-robin ordering), until no pair needs a rotation. Then `W = U Σ`
+/// and `W Vᵀ` is the matrix (or its transpose): the singular values are W's column
+/// norms, `u` and `v` W's normalized columns and V's (tall), or V's and W's (wide). The
+/// three sums of a pair's rotation (`|w_p|²`, `|w_q|²`, `w_p · w_q`) are spread over
+/// `lanes` threads per pair and summed by a tree in workgroup memory.
+///
+/// Lavapipe's budget of loop iterations (see [`EIGH`]): beyond about 50 x 50
+/// ([`svd_unroll`]) the rotations of a round do [`UNROLL`] items per iteration and the
+/// sums 16 rows, so that a sweep of 64 x 64 takes about 450 loop iterations and one of
+/// 128 x 128 about 1,900. Random matrices take 9 to 11 sweeps there (well separated
+/// singular values 4), which lets lavapipe decompose random square matrices up to
+/// 150 x 150 (170 x 170 runs out; the tests stay at 64 x 64).
+const SVD: &str = r#"
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // packed, [count, m + k + 1, n]
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+// per matrix: W (its k columns of `rows` elements one after the other, scaled), V (k
+// columns of k), then mk words: the rotations of a round (c and s of pair i at 2i,
+// 2i + 1), at the end the singular values (scaled; mk >= k)
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+
+// each thread's partial results of a reduction: three sums (or a largest magnitude in
+// red_a), and whether it rotated (or saw a value that is not finite)
+var<workgroup> red_a: array<f32, THREADS>;
+var<workgroup> red_b: array<f32, THREADS>;
+var<workgroup> red_g: array<f32, THREADS>;
+var<workgroup> red_m: array<u32, THREADS>;
+// a decision of thread 0's, which every thread loads uniformly
+var<workgroup> stop_flag: u32;
+
+// The most sweeps (each rotates every pair of columns once): one-sided Jacobi converges
+// quadratically, in 3 to 11 sweeps for the sizes tried.
+const MAX_SWEEPS: u32 = 30u;
+// A pair is rotated while |w_p · w_q| > TOL sqrt(rows) |w_p| |w_q| (about f32 rounding of
+// the sum: LAPACK's sgesvj takes sqrt(m) eps too), and |w_p · w_q| > TINY (nothing beside
+// the scaled matrix's largest magnitude, at least 1; and far from the subnormals, which a
+// driver may flush to zero: zeta stays finite).
+const TOL: f32 = 1.2e-7;
+const TINY: f32 = 1e-30;
+
+// Reduces the partials of each segment of `lanes` threads (a power of two) into the
+// segment's first element (every thread writes its partials before the call, the
+// identity where it had none): with `sums`, red_a, red_b and red_g summed; without, the
+// largest red_a, and red_m or-ed.
+fn tree(l: u32, lanes: u32, sums: bool) {
+    workgroupBarrier();
+    for (var h = lanes / 2u; h > 0u; h = h >> 1u) {
+        if (l % lanes < h) {
+            if (sums) {
+                red_a[l] += red_a[l + h];
+                red_b[l] += red_b[l + h];
+                red_g[l] += red_g[l + h];
+            } else {
+                red_a[l] = max(red_a[l], red_a[l + h]);
+                red_m[l] |= red_m[l + h];
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// Pair i of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
+// circle method, as EIGH's `pair`. With odd k, m = k + 1 and index k is a dummy (only
+// ever in pair 0, which is then not rotated).
+fn pair(i: u32, r: u32, m: u32) -> vec2<u32> {
+    if (i == 0u) { return vec2<u32>(r, m - 1u); }
+    let x = (r + i) % (m - 1u);
+    let y = (r + m - 1u - i) % (m - 1u);
+    return vec2<u32>(min(x, y), max(x, y));
+}
+
+// W and V (in `work`) and a round's rotations.
+struct Round {
+    wb: u32, // W
+    vb: u32, // V
+    rb: u32, // the rotations
+    rows: u32, // W's rows
+    k: u32, // the columns
+    mk: u32, // the indices, padded to even
+    h: u32, // pairs per round, mk / 2
+    r: u32, // the round
+}
+
+// The terms of pair i's three sums at W's rows x (column p) and y (column q).
+fn term(x: u32, y: u32) -> vec3<f32> {
+    let p = work[x];
+    let q = work[y];
+    return vec3<f32>(p * p, q * q, p * q);
+}
+
+// The sums |x|², |y|², x · y over rows j, j + lanes, .. (of `rows`) of the columns x and
+// y at work[xb] and work[yb]: DOT_STEP rows per iteration (see the kernel's doc).
+fn sums(xb: u32, yb: u32, j: u32, lanes: u32, rows: u32) -> vec3<f32> {
+    var acc = vec3<f32>(0.0);
+    var t = j;
+    for (; t + (DOT_STEPu - 1u) * lanes < rows; t += DOT_STEPu * lanes) {
+        DOT_TERMS
+    }
+    for (; t < rows; t += lanes) { acc += term(xb + t, yb + t); }
+    return acc;
+}
+
+// Lane j's part (of `lanes`) of pair i's sums |w_p|², |w_q|², w_p · w_q; zero for no
+// pair.
+fn partials(s: Round, i: u32, j: u32, lanes: u32) -> vec3<f32> {
+    if (i >= s.h) { return vec3<f32>(0.0); }
+    let pq = pair(i, s.r, s.mk);
+    if (pq.y >= s.k) { return vec3<f32>(0.0); }
+    return sums(s.wb + pq.x * s.rows, s.wb + pq.y * s.rows, j, lanes, s.rows);
+}
+
+// The rotation J of pair i (J[p][p] = J[q][q] = c, J[p][q] = s, J[q][p] = -s) that makes
+// W J's columns p and q orthogonal, from alpha = |w_p|², beta = |w_q|², gamma =
+// w_p · w_q (the symmetric Schur decomposition of their 2 x 2 Gram matrix), into the
+// round's rotations; whether it rotates.
+fn rotation(s: Round, i: u32, alpha: f32, beta: f32, gamma: f32) -> bool {
+    var c = 1.0;
+    var sn = 0.0;
+    let tol = TOL * sqrt(f32(s.rows));
+    if (abs(gamma) > max(tol * sqrt(alpha) * sqrt(beta), TINY)) {
+        let zeta = (beta - alpha) / (2.0 * gamma);
+        let sg = select(-1.0, 1.0, zeta >= 0.0);
+        // (for a huge zeta, t = 1 / (2 zeta) without squaring it)
+        let t = select(sg / (abs(zeta) + sqrt(zeta * zeta + 1.0)), 0.5 / zeta, abs(zeta) > 1e18);
+        c = 1.0 / sqrt(t * t + 1.0);
+        sn = t * c;
+    }
+    work[s.rb + 2u * i] = c;
+    work[s.rb + 2u * i + 1u] = sn;
+    return sn != 0.0;
+}
+
+// Item e of W = W J, V = V J: the two elements of a row (of W, then of V) in a pair's
+// columns, pair by pair.
+fn rotate(s: Round, e: u32) {
+    let len = s.rows + s.k;
+    if (e >= s.h * len) { return; }
+    let i = e / len;
+    let pq = pair(i, s.r, s.mk);
+    if (pq.y >= s.k) { return; }
+    let sn = work[s.rb + 2u * i + 1u];
+    if (sn == 0.0) { return; }
+    let c = work[s.rb + 2u * i];
+    var row = e % len;
+    var base = s.wb;
+    var stride = s.rows;
+    if (row >= s.rows) {
+        row -= s.rows;
+        base = s.vb;
+        stride = s.k;
+    }
+    let x = base + pq.x * stride + row;
+    let y = base + pq.y * stride + row;
+    let wp = work[x];
+    let wq = work[y];
+    work[x] = c * wp - sn * wq;
+    work[y] = sn * wp + c * wq;
+}
+
+// Whether singular value x (index j) sorts before y (index i): descending, NaN last, ties
+// (and NaNs) by index, as the CPU's stable sort. A total order: the ranks are a
+// permutation.
+fn before(x: f32, j: u32, y: f32, i: u32) -> bool {
+    let xn = is_nan(x);
+    let yn = is_nan(y);
+    if (xn || yn) { return !xn || (yn && j < i); }
+    return x > y || (x == y && j < i);
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(2u)) { return; }
+    let m = word(0u);
+    let n = word(1u);
+    let wide = m < n; // W holds aᵀ's columns (a's rows)
+    let rows = max(m, n);
+    let k = min(m, n);
+    let mk = k + (k & 1u);
+    let h = mk / 2u;
+    let rk = rows * k;
+    let wb = g * (rk + k * k + mk); // W
+    let vb = wb + rk; // V
+    let rb = vb + k * k; // the rotations, at the end the singular values
+    let ab = word(3u) + g * word(4u);
+    let ob = g * (m + k + 1u) * n;
+    // 1. W and V = I, the largest magnitude and whether any value is not finite
+    var big = 0.0;
+    var bad = 0u;
+    for (var e = l; e < rk; e += THREADSu) {
+        let j = e / rows;
+        let r = e % rows;
+        let v = a[ab + select(r * n + j, j * n + r, wide)];
+        work[wb + e] = v;
+        big = max(big, abs(v));
+        bad |= u32(!is_finite(v));
+    }
+    for (var e = l; e < k * k; e += THREADSu) {
+        work[vb + e] = select(0.0, 1.0, e / k == e % k);
+    }
+    red_a[l] = big;
+    red_m[l] = bad;
+    tree(l, THREADSu, false);
+    if (l == 0u) { stop_flag = red_m[0]; }
+    // a matrix holding NaN or infinity: no sweeps, NaN throughout
+    let poisoned = workgroupUniformLoad(&stop_flag) != 0u;
+    // W scaled by a power of two (exactly) to its largest magnitude in [1, 2): the sums
+    // of squares below neither overflow nor underflow (not for zero, subnormal,
+    // infinite or NaN values); the singular values are scaled back at the end
+    let field = i32((bitcast<u32>(red_a[0]) >> 23u) & 0xffu);
+    let ex = select(0, field - 127, field != 0 && field != 255);
+    for (var e = l; e < rk; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
+    sync();
+    // 2. sweeps until no pair was rotated in the last one or MAX_SWEEPS are done. Each
+    //    pair's sums go to `lanes` threads (a power of two, at most the rows rounded up
+    //    to one), `per` pairs at a time
+    let lanes = min(1u << (31u - countLeadingZeros(max(THREADSu / h, 1u))),
+                     1u << (32u - countLeadingZeros(rows - 1u)));
+    let per = THREADSu / lanes;
+    let items = h * (rows + k);
+    var sweep = 0u;
+    var moved = true; // whether this thread rotated a pair in the last sweep
+    loop {
+        red_a[l] = 0.0;
+        red_m[l] = select(0u, 1u, moved);
+        tree(l, THREADSu, false);
+        if (l == 0u) {
+            stop_flag = select(0u, 1u, red_m[0] == 0u || sweep >= MAX_SWEEPS || poisoned);
+        }
+        if (workgroupUniformLoad(&stop_flag) != 0u) { break; }
+        sweep++;
+        moved = false;
+        for (var r = 0u; r + 1u < mk; r++) {
+            let s = Round(wb, vb, rb, rows, k, mk, h, r);
+            for (var i0 = 0u; i0 < h; i0 += per) {
+                let i = i0 + l / lanes;
+                let p = partials(s, i, l % lanes, lanes);
+                red_a[l] = p.x;
+                red_b[l] = p.y;
+                red_g[l] = p.z;
+                tree(l, lanes, true);
+                if (l % lanes == 0u && i < h) {
+                    moved = rotation(s, i, red_a[l], red_b[l], red_g[l]) || moved;
+                }
+            }
+            sync();
+            // ROT_STEP items per iteration (see the kernel's doc)
+            for (var e = l; e < items; e += ROT_STEPu * THREADSu) {
+                ROTATE_ITEMS
+            }
+            sync();
+        }
+    }
+    // 3. the singular values: W's column norms (scaled), where the rotations were
+    for (var j = l; j < k; j += THREADSu) {
+        let wj = wb + j * rows;
+        work[rb + j] = sqrt(sums(wj, wj, 0u, 1u, rows).x);
+    }
+    sync();
+    // 4. each singular value and its vectors to its rank among the values, the vectors'
+    //    sign fixed: u's component of largest magnitude (the first of equals) positive.
+    //    u's column is W's normalized (tall) or V's (wide), v's the other; a zero
+    //    singular value keeps W's column zero (every element of the result written once:
+    //    the ranks are a permutation)
+    for (var j = l; j < k; j += THREADSu) {
+        let sj = work[rb + j];
+        var rank = 0u;
+        for (var i = 0u; i < k; i++) {
+            if (before(work[rb + i], i, sj, j)) { rank++; }
+        }
+        let wj = wb + j * rows;
+        let vj = vb + j * k;
+        let ub = select(wj, vj, wide);
+        let us = select(sj, 1.0, wide); // divides u's column
+        let tb = select(vj, wj, wide);
+        let ts = select(1.0, sj, wide); // divides vt's row
+        var top = 0.0;
+        for (var r = 0u; r < m; r++) {
+            let v = work[ub + r];
+            if (abs(v) > abs(top)) { top = v; }
+        }
+        let flip = select(1.0, -1.0, top < 0.0);
+        for (var r = 0u; r < m; r++) {
+            let v = select(flip * work[ub + r] / us, 0.0, us == 0.0);
+            out[ob + r * n + rank] = select(v, nan(), poisoned);
+        }
+        for (var c = 0u; c < n; c++) {
+            let v = select(flip * work[tb + c] / ts, 0.0, ts == 0.0);
+            out[ob + (m + rank) * n + c] = select(v, nan(), poisoned);
+        }
+        out[ob + (m + k) * n + rank] = select(ldexp(sj, ex), nan(), poisoned);
+    }
+    // the zeros right of u (wide) and after the singular values
+    let pad = n - k;
+    for (var e = l; e < (m + 1u) * pad; e += THREADSu) {
+        let r = e / pad;
+        out[ob + select(r, m + k, r == m) * n + k + e % pad] = 0.0;
+    }
+}
+"#;
+
 /// A kernel's WGSL: the parameters, the float helpers, [`SYNC`] and `parts`, with the
 /// workgroup size filled in.
 fn source(parts: &[&str]) -> String {
@@ -1192,4 +1507,82 @@ pub(crate) fn qr_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
         grid(count as u32),
     );
     Ok(gpu::tensor(out, &shape))
+}
+
+/// The reduced singular value decompositions of `a` (`[.., m, n]`, any layout), packed as
+/// [`Tensor::svd_packed`], `[.., m + k + 1, n]` contiguous (`k = min(m, n)`): u in the
+/// first `k` columns of rows `0..m` (zeros after), vt in rows `m..m + k`, the singular
+/// values descending in row `m + k` (then zeros), each pair of vectors' sign fixed as on
+/// the CPU (u's component of largest magnitude positive). A matrix holding NaN or
+/// infinity gives NaN throughout (the zeros stay); a zero singular value a zero vector
+/// (u's for a tall matrix, vt's for a wide one) rather than an arbitrary unit one.
+pub(crate) fn svd_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
+    const OP: &str = "svd";
+    let batch = &a.shape()[..a.ndim() - 2];
+    let count = numel(batch);
+    let (rows, k) = (m.max(n), m.min(n));
+    let mut shape = batch.to_vec();
+    shape.extend([m + k + 1, n]);
+    let ordinal = storage_of(a).ordinal;
+    if k == 0 {
+        // nothing to decompose: the packed zeros (a row of them for [0, n])
+        return elementwise::full(OP, ordinal, &shape, 0.0, DType::F32);
+    }
+    let out = GpuStorage::alloc(OP, ordinal, count * (m + k + 1) * n, DType::F32)?;
+    if out.len == 0 {
+        return Ok(gpu::tensor(out, &shape));
+    }
+    let ctx = out.context();
+    check_workgroup(OP, ctx)?;
+    let (a_rm, a_offset, a_step) = matrices(OP, a)?;
+    // per matrix W, V and a word per index (padded to even)
+    let work = GpuStorage::alloc(
+        OP,
+        ordinal,
+        count * (rows * k + k * k + k + k % 2),
+        DType::F32,
+    )?;
+    let words: [u32; 5] = [m as u32, n as u32, count as u32, a_offset, a_step];
+    let unroll = svd_unroll(rows, k);
+    let (key, dot) = if unroll == 1 {
+        ("linalg svd", 4)
+    } else {
+        ("linalg svd unrolled", 16)
+    };
+    let pipeline = ctx.pipeline(key, || {
+        let terms = (0..dot)
+            .map(|u| format!("acc += term(xb + t + {u}u * lanes, yb + t + {u}u * lanes);"))
+            .collect::<Vec<_>>()
+            .join("\n        ");
+        let items = (0..unroll)
+            .map(|u| format!("rotate(s, e + {u}u * THREADSu);"))
+            .collect::<Vec<_>>()
+            .join("\n                ");
+        source(&[SVD])
+            .replace("DOT_TERMS", &terms)
+            .replace("ROTATE_ITEMS", &items)
+            .replace("DOT_STEP", &dot.to_string())
+            .replace("ROT_STEP", &unroll.to_string())
+            .replace("THREADS", &THREADS.to_string())
+    });
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[
+            out.buffer(OP)?,
+            storage_of(&a_rm).buffer(OP)?,
+            work.buffer(OP)?,
+        ],
+        grid(count as u32),
+    );
+    Ok(gpu::tensor(out, &shape))
+}
+
+/// The items each thread does per iteration of the rotations' loop of a round of [`SVD`]:
+/// one where a sweep takes at most 1,000 iterations of it (up to about 45 x 45), else
+/// [`UNROLL`] (as [`unroll`] for [`EIGH`]).
+fn svd_unroll(rows: usize, k: usize) -> u32 {
+    let h = k.div_ceil(2);
+    let per_sweep = (2 * h).saturating_sub(1) * (h * (rows + k)).div_ceil(THREADS as usize);
+    if per_sweep <= 1000 { 1 } else { UNROLL }
 }

@@ -1059,15 +1059,24 @@ impl Tensor {
 
     /// [`Tensor::svd_packed`], returning an error instead of panicking.
     pub fn try_svd_packed(&self) -> Result<Tensor> {
-        if !self.on_cpu() {
-            // computed on the CPU for now (no GPU kernel yet)
-            let device = self.device();
-            return self
-                .try_to_device(&crate::Device::Cpu)?
-                .try_svd_packed()?
-                .try_to_device(&device);
+        const OP: &str = "svd";
+        if self.ndim() < 2 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "needs matrices in the last two axes, got a tensor of shape {:?}",
+                    self.shape()
+                ),
+            });
         }
-        svd_cpu(self, "svd", true)
+        let nd = self.ndim();
+        let (m, n) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        #[cfg(feature = "gpu")]
+        if !self.on_cpu() {
+            return crate::gpu::linalg::svd_packed(self, m, n);
+        }
+        let _ = (m, n);
+        svd_cpu(self, OP, true)
     }
 
     /// The lower triangle of the matrices in the last two axes, from diagonal `k` down

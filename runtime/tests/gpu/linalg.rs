@@ -1,9 +1,9 @@
 //! Linear algebra: `solve` (LU with partial pivoting), `lu_factor` and `lu_solve`,
-//! `solve_triangular`, `cholesky`, `eigh` (the Jacobi kernel) and `qr` (Householder)
-//! against the CPU, on one matrix, batches, broadcast batches and strided views, with
-//! pivoting, unread triangles holding NaN, breakdowns (non-finite values on the GPU),
-//! matrices of lower rank and empty shapes; LU factors made on one device solve on the
-//! other.
+//! `solve_triangular`, `cholesky`, `eigh` (the Jacobi kernel), `qr` (Householder) and
+//! `svd` (one-sided Jacobi) against the CPU, on one matrix, batches, broadcast batches
+//! and strided views, with pivoting, unread triangles holding NaN, breakdowns
+//! (non-finite values on the GPU), matrices of lower rank and empty shapes; LU factors
+//! made on one device solve on the other.
 
 use ferrax_runtime::prelude::*;
 
@@ -1139,6 +1139,400 @@ fn qr_of_a_batch_beyond_one_dispatch_dimension() {
                 (x - y).abs() <= 1e-5 * y.abs().max(1.0),
                 "matrix {i}, element {e}: gpu {g:?}, cpu {w:?}"
             );
+        }
+    }
+}
+
+/// The spacing of the singular values planted by [`spread`].
+const SPACING: f32 = 1.5;
+
+/// `[batch.., m, n]` matrices of [`values`] scaled to `±0.06` plus, on the diagonal, the
+/// values `1 + SPACING p` in shuffled order `p` with alternating signs: the singular
+/// values stay well apart (about [`SPACING`]), so that the singular vectors are well
+/// defined and both devices find the same ones.
+fn spread(batch: &[usize], m: usize, n: usize, seed: u64) -> Tensor {
+    let shape = [batch, &[m, n]].concat();
+    let mut v: Vec<f32> = values(shape.iter().product(), seed, false)
+        .into_iter()
+        .map(|x| x * 0.02)
+        .collect();
+    let k = m.min(n);
+    for (b, mat) in v.chunks_mut((m * n).max(1)).enumerate() {
+        for (i, p) in permutation(k, seed + b as u64).into_iter().enumerate() {
+            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+            mat[i * n + i] += sign * (1.0 + SPACING * p as f32);
+        }
+    }
+    Tensor::from_vec(v, &shape)
+}
+
+/// `(m, n, k)` of matrices `a` (`[.., m, n]`).
+fn svd_dims(a: &Tensor) -> (usize, usize, usize) {
+    let nd = a.ndim();
+    let (m, n) = (a.shape()[nd - 2], a.shape()[nd - 1]);
+    (m, n, m.min(n))
+}
+
+/// Asserts that `packed` (`[.., m + k + 1, n]`, on the GPU) is a reduced singular value
+/// decomposition of `a` (a CPU tensor `[.., m, n]`): every value finite, zeros right of
+/// u and after the singular values, the values descending and non-negative, each u
+/// column's largest component non-negative, `u diag(s) vt ≈ a` (within `tol` of the
+/// largest singular value, at least 1) and, with `orthonormal`, `uᵀ u ≈ I` and
+/// `vt vtᵀ ≈ I` (within `tol`).
+#[track_caller]
+fn assert_svd(what: &str, a: &Tensor, packed: &Tensor, tol: f64, orthonormal: bool) {
+    assert!(packed.device().is_gpu(), "{what}: on {}", packed.device());
+    let (m, n, k) = svd_dims(a);
+    let mut shape = a.shape().to_vec();
+    shape[a.ndim() - 2] = m + k + 1;
+    assert_eq!(packed.shape(), shape, "{what}: shape");
+    let (a, got) = (to_f64(a), to_f64(packed));
+    let (mut back, mut gram): (Worst, Worst) = Default::default();
+    for (b, (a, g)) in a.chunks(m * n).zip(got.chunks((m + k + 1) * n)).enumerate() {
+        assert!(g.iter().all(|x| x.is_finite()), "{what}: matrix {b}: {g:?}");
+        let (u, rest) = g.split_at(m * n);
+        let (vt, s) = rest.split_at(k * n);
+        assert!(
+            u.iter().enumerate().all(|(e, x)| e % n < k || *x == 0.0),
+            "{what}: matrix {b}: u {u:?}"
+        );
+        assert!(
+            s[k..].iter().all(|x| *x == 0.0),
+            "{what}: matrix {b}: {s:?}"
+        );
+        let s = &s[..k];
+        assert!(
+            s.windows(2).all(|p| p[0] >= p[1]) && s.iter().all(|x| *x >= 0.0),
+            "{what}: matrix {b}: {s:?} not descending"
+        );
+        for j in 0..k {
+            let big = (0..m)
+                .map(|r| u[r * n + j])
+                .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            assert!(big >= 0.0, "{what}: matrix {b}: u's column {j}'s sign");
+        }
+        let scale = s.first().map_or(1.0, |x| x.max(1.0));
+        for r in 0..m {
+            for c in 0..n {
+                let x: f64 = (0..k).map(|j| u[r * n + j] * s[j] * vt[j * n + c]).sum();
+                track(&mut back, (x - a[r * n + c]).abs() / scale, || {
+                    format!(
+                        "matrix {b}: (u s vt)[{r}][{c}] = {x}, want {}",
+                        a[r * n + c]
+                    )
+                });
+            }
+        }
+        if !orthonormal {
+            continue;
+        }
+        for i in 0..k {
+            for j in 0..k {
+                let eye = if i == j { 1.0 } else { 0.0 };
+                let uu: f64 = (0..m).map(|t| u[t * n + i] * u[t * n + j]).sum();
+                track(&mut gram, (uu - eye).abs(), || {
+                    format!("matrix {b}: (uᵀ u)[{i}][{j}] = {uu}")
+                });
+                let vv: f64 = (0..n).map(|t| vt[i * n + t] * vt[j * n + t]).sum();
+                track(&mut gram, (vv - eye).abs(), || {
+                    format!("matrix {b}: (vt vtᵀ)[{i}][{j}] = {vv}")
+                });
+            }
+        }
+    }
+    assert!(back.0 <= tol, "{what}: {}", back.1);
+    assert!(gram.0 <= tol, "{what}: {}", gram.1);
+}
+
+/// Asserts that `packed` (on the GPU) is close to `want` (the CPU's, packed alike, in f32
+/// or f64): the singular values within `2e-5` of the largest (at least 1), the vectors (sign-normalized on both
+/// devices) within `vec_tol` component by component.
+#[track_caller]
+fn assert_svd_near(what: &str, packed: &Tensor, want: &Tensor, vec_tol: f64) {
+    assert_eq!(packed.shape(), want.shape(), "{what}: shape");
+    let (rows, n, _) = svd_dims(want);
+    // rows = m + k + 1: m + n + 1 for m >= n, else 2m + 1
+    let m = if rows > 2 * n { rows - n - 1 } else { rows / 2 };
+    let k = m.min(n);
+    let per = (m + k + 1) * n;
+    let (got, want) = (to_f64(packed), to_f64(want));
+    let (mut values, mut vectors): (Worst, Worst) = Default::default();
+    for (b, (g, c)) in got.chunks(per).zip(want.chunks(per)).enumerate() {
+        let scale = c[(m + k) * n].max(1.0);
+        for (e, (x, y)) in g.iter().zip(c).enumerate() {
+            let (r, col) = (e / n, e % n);
+            if r == m + k {
+                track(&mut values, (x - y).abs() / scale, || {
+                    format!("matrix {b}: singular value {col}: gpu {x}, cpu {y}")
+                });
+            } else {
+                track(&mut vectors, (x - y).abs(), || {
+                    format!("matrix {b}: packed [{r}][{col}]: gpu {x}, cpu {y}")
+                });
+            }
+        }
+    }
+    assert!(values.0 <= 2e-5, "{what}: {}", values.1);
+    assert!(vectors.0 <= vec_tol, "{what}: {}", vectors.1);
+}
+
+/// `f(base)` decomposed on the GPU (`f` applied to `base`'s GPU copy), checked by
+/// [`assert_svd`] (within `2e-5`) and [`assert_svd_near`] the CPU's decomposition in f32
+/// (vectors within `5e-4`: the CPU's own are off by up to 8e-5 at 64 x 64) and in f64
+/// (within `1e-4`: the GPU's are off by up to 2e-5 there).
+#[track_caller]
+fn check_svd(dev: &Device, what: &str, base: &Tensor, f: impl Fn(&Tensor) -> Tensor) {
+    let a = f(base);
+    let packed = f(&base.to_device(dev)).svd_packed();
+    assert_svd(what, &a, &packed, 2e-5, true);
+    assert_svd_near(what, &packed, &a.svd_packed(), 5e-4);
+    let exact = a.to_dtype(DType::F64).svd_packed();
+    assert_svd_near(&format!("{what}, against f64"), &packed, &exact, 1e-4);
+}
+
+#[test]
+fn svd_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let shapes = [
+        (1, 1),
+        (3, 2),
+        (2, 3),
+        (17, 17),
+        (40, 12),
+        (12, 40),
+        (64, 64),
+    ];
+    for (i, (m, n)) in shapes.into_iter().enumerate() {
+        let s = 900 + i as u64 * 10;
+        check_svd(
+            &dev,
+            &format!("svd {m} x {n}"),
+            &spread(&[], m, n, s),
+            |t| t.clone(),
+        );
+    }
+    // batches, tall and wide; read transposed, one matrix of two skipped; a slice of
+    // larger matrices; a broadcast batch
+    check_svd(&dev, "svd [3, 17, 9]", &spread(&[3], 17, 9, 980), |t| {
+        t.clone()
+    });
+    check_svd(&dev, "svd [3, 9, 17]", &spread(&[3], 9, 17, 981), |t| {
+        t.clone()
+    });
+    check_svd(
+        &dev,
+        "svd transposed, stepped",
+        &spread(&[4], 30, 17, 982),
+        |t| t.mt().slice_step(0, 0, 4, 2),
+    );
+    check_svd(&dev, "svd sliced", &spread(&[2], 40, 40, 983), |t| {
+        t.slice(1, 0, 30).slice(2, 0, 12)
+    });
+    check_svd(&dev, "svd broadcast batch", &spread(&[], 5, 7, 984), |t| {
+        t.broadcast_to(&[2, 3, 5, 7])
+    });
+}
+
+#[test]
+fn svd_and_svdvals_of_gpu_tensors() {
+    let Some(dev) = gpu() else { return };
+    for (m, n, seed) in [(9, 5, 1000), (4, 7, 1001)] {
+        let k = m.min(n);
+        let a = spread(&[2], m, n, seed);
+        let g = a.to_device(&dev);
+        let (u, s, vt) = g.svd();
+        let (cu, cs, cvt) = a.svd();
+        assert_eq!(u.shape(), &[2, m, k]);
+        assert_eq!(s.shape(), &[2, k]);
+        assert_eq!(vt.shape(), &[2, k, n]);
+        assert_matches("svd: u", &u, &cu, 1e-4);
+        assert_matches("svd: s", &s, &cs, 1e-5);
+        assert_matches("svd: vt", &vt, &cvt, 1e-4);
+        let values = g.svdvals();
+        assert_matches("svdvals", &values, &a.svdvals(), 1e-5);
+        assert!(values.is_contiguous());
+        let packed = g.try_svd_packed().expect("no error on the GPU");
+        assert_eq!(packed.shape(), &[2, m + k + 1, n]);
+    }
+    // fewer than two axes: the CPU's error, before any dispatch
+    let v = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).to_device(&dev);
+    let err = v.try_svd_packed().expect_err("a vector").to_string();
+    assert!(err.contains("needs matrices in the last two axes"), "{err}");
+    // a diagonal matrix: its magnitudes sorted, signed unit vectors, exactly (no rotation)
+    let d = Tensor::from_vec(vec![3.0f32, -1.0, 2.0], &[3]).diag_embed(3, 3);
+    let packed = d.to_device(&dev).svd_packed().to_vec::<f32>();
+    let want = [
+        1.0f32, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, // u
+        1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, // vt
+        3.0, 2.0, 1.0,
+    ];
+    assert_eq!(packed, want);
+    assert_eq!(d.svd_packed().to_vec::<f32>(), want, "the CPU's");
+    // the identity: ties kept in order, its own vectors
+    let eye = Tensor::eye(4, DType::F32);
+    let (u, s, vt) = eye.to_device(&dev).svd();
+    assert_eq!(s.to_vec::<f32>(), vec![1.0; 4]);
+    assert_eq!(u.to_vec::<f32>(), eye.to_vec::<f32>());
+    assert_eq!(vt.to_vec::<f32>(), eye.to_vec::<f32>());
+}
+
+#[test]
+fn svd_is_exact_under_power_of_two_scaling() {
+    let Some(dev) = gpu() else { return };
+    // the kernel scales each matrix by a power of two: matrices that differ by one
+    // decompose alike, to the bit, however large or small their elements (their squares
+    // would overflow or underflow f32)
+    let (m, n) = (12, 7);
+    let a = spread(&[], m, n, 1010);
+    let base = a.to_device(&dev).svd_packed().to_vec::<f32>();
+    let values = (m + n) * n;
+    for p in [-100i32, 100] {
+        let f = 2.0f32.powi(p);
+        let scaled = (&a * f).to_device(&dev).svd_packed().to_vec::<f32>();
+        assert_eq!(&scaled[..values], &base[..values], "2^{p}: the vectors");
+        for (i, (s, b)) in scaled[values..].iter().zip(&base[values..]).enumerate() {
+            assert_eq!(*s, b * f, "2^{p}: singular value {i}");
+        }
+    }
+}
+
+/// Matrices of lower rank (a zero column, two equal columns, zero throughout), tall and
+/// wide: the decomposition still reconstructs them with finite values (the vectors of the
+/// zero singular values are not compared: the GPU leaves them zero), and the singular
+/// values are the CPU's.
+#[test]
+fn svd_of_rank_deficient_matrices() {
+    let Some(dev) = gpu() else { return };
+    let mut v = rhs(&[6, 4], 1020).to_vec::<f32>();
+    for row in v.chunks_mut(4) {
+        row[1] = 0.0;
+        row[3] = row[0];
+    }
+    let tall = Tensor::from_vec(v, &[6, 4]);
+    let mut v = rhs(&[3, 5], 1021).to_vec::<f32>();
+    for row in v.chunks_mut(5) {
+        row[0] = 0.0;
+        row[2] = row[4];
+    }
+    let wide = Tensor::from_vec(v, &[3, 5]);
+    let zero = Tensor::zeros(&[2, 3, 3], DType::F32);
+    for (what, a) in [("tall", &tall), ("wide", &wide), ("zero", &zero)] {
+        let g = a.to_device(&dev);
+        assert_svd(what, a, &g.svd_packed(), 2e-5, false);
+        let (got, want) = (g.svdvals().to_vec::<f32>(), a.svdvals().to_vec::<f32>());
+        let scale = want[0].max(1.0);
+        for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * scale,
+                "{what}: value {i}: {got:?}, {want:?}"
+            );
+        }
+    }
+    // zero: vt the identity, the rest zero, exactly
+    let (u, s, vt) = zero.to_device(&dev).svd();
+    assert!(
+        u.to_vec::<f32>()
+            .iter()
+            .chain(&s.to_vec::<f32>())
+            .all(|x| *x == 0.0)
+    );
+    assert_eq!(
+        vt.to_vec::<f32>(),
+        Tensor::eye(3, DType::F32)
+            .broadcast_to(&[2, 3, 3])
+            .to_vec::<f32>()
+    );
+}
+
+#[test]
+fn svd_of_empty_shapes() {
+    let Some(dev) = gpu() else { return };
+    for shape in [&[0, 3, 2][..], &[3, 0], &[0, 3], &[2, 0, 4]] {
+        let a = Tensor::zeros(shape, DType::F32);
+        let g = a.to_device(&dev);
+        let (packed, want) = (g.svd_packed(), a.svd_packed());
+        assert_eq!(packed.shape(), want.shape(), "{shape:?}");
+        assert!(packed.device().is_gpu());
+        // [0, n]: a row of zeros where the singular values would be
+        assert_eq!(packed.to_vec::<f32>(), want.to_vec::<f32>(), "{shape:?}");
+        let ((u, s, vt), (cu, cs, cvt)) = (g.svd(), a.svd());
+        assert_eq!(
+            (u.shape(), s.shape(), vt.shape()),
+            (cu.shape(), cs.shape(), cvt.shape()),
+            "{shape:?}"
+        );
+        assert_eq!(g.svdvals().shape(), a.svdvals().shape(), "{shape:?}");
+    }
+}
+
+/// More matrices than one dispatch dimension holds: every one of 70,000 2 x 2 matrices
+/// (their diagonals well apart and outweighing the rest, so that no vector's components
+/// tie in magnitude) decomposed as on the CPU, which decomposes the first 385 (the
+/// matrices repeat with that period).
+#[test]
+fn svd_of_a_batch_beyond_one_dispatch_dimension() {
+    let Some(dev) = gpu() else { return };
+    let (count, period) = (70_000, 385);
+    let mut v = Vec::with_capacity(count * 4);
+    for i in 0..count {
+        let off = ((i % 11) as f32 - 5.0) * 0.05;
+        let low = ((i % 5) as f32 - 2.0) * 0.1;
+        v.extend([2.0 + (i % 7) as f32, off, low, -0.5 - 0.3 * (i % 5) as f32]);
+    }
+    let a = Tensor::from_vec(v, &[count, 2, 2]);
+    let got = a.to_device(&dev).svd_packed().to_vec::<f32>();
+    let want = a.slice(0, 0, period).svd_packed().to_vec::<f32>();
+    for (i, g) in got.chunks(10).enumerate() {
+        let w = &want[(i % period) * 10..][..10];
+        for (e, (x, y)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "matrix {i}, element {e}: gpu {g:?}, cpu {w:?}"
+            );
+        }
+    }
+}
+
+/// A matrix holding NaN or infinity decomposes to NaN throughout (the zeros of the packing
+/// stay), with no error and without disturbing the other matrices of its batch.
+#[test]
+fn svd_of_nan_or_infinity_is_nan_without_an_error() {
+    let Some(dev) = gpu() else { return };
+    let good = spread(&[], 2, 3, 1030);
+    let planted = |at: usize, x: f32| {
+        let mut v = good.to_vec::<f32>();
+        v[at] = x;
+        Tensor::from_vec(v, &[2, 3])
+    };
+    let bad = [
+        planted(1, f32::NAN),
+        planted(3, f32::NAN),
+        planted(5, f32::NEG_INFINITY),
+    ];
+    assert!(bad[0].try_svd_packed().is_err(), "the CPU reports it");
+    let all = Tensor::stack(&[&good, &bad[0], &good, &bad[1], &good, &bad[2]], 0);
+    let packed = all
+        .to_device(&dev)
+        .try_svd_packed()
+        .expect("the GPU does not")
+        .to_vec::<f32>();
+    let want = good.svd_packed().to_vec::<f32>();
+    // [5, 3]: u (2 x 2, a zero beside each row), vt (2 x 3), the values (2, a zero)
+    let zeros = [2, 5, 14];
+    for (m, out) in packed.chunks(15).enumerate() {
+        if m % 2 == 0 {
+            for (g, w) in out.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "matrix {m}: {out:?}, want {want:?}");
+            }
+        } else {
+            for (e, x) in out.iter().enumerate() {
+                let ok = if zeros.contains(&e) {
+                    *x == 0.0
+                } else {
+                    x.is_nan()
+                };
+                assert!(ok, "matrix {m}: element {e}: {out:?}");
+            }
         }
     }
 }
