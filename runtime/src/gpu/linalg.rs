@@ -414,6 +414,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /// (GPUs proper have no such limit). So beyond n = 64 the loops of a round do [`UNROLL`]
 /// items per iteration ([`unroll`]): a round of n = 130 takes 9 loop iterations, a sweep
 /// about 1,300; n = 250 has the budget for ten sweeps (random matrices take 5 to 8).
+/// WGSL of the Jacobi kernels ([`EIGH`], [`SVD`]): `pair`, the round-robin ordering of
+/// the rotations.
+const ROUND_ROBIN: &str = r#"
+// Pair k of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
+// circle method, index m - 1 fixed and the others turning, so that every pair of indices
+// meets exactly once in m - 1 rounds and a round's pairs are disjoint. With an odd count
+// of indices, m is one more and the last index a dummy (only ever in pair 0, which is then
+// not rotated).
+fn pair(k: u32, r: u32, m: u32) -> vec2<u32> {
+    if (k == 0u) { return vec2<u32>(r, m - 1u); }
+    let x = (r + k) % (m - 1u);
+    let y = (r + m - 1u - k) % (m - 1u);
+    return vec2<u32>(min(x, y), max(x, y));
+}
+"#;
+
 const EIGH: &str = r#"
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // packed, [count, n + 1, n]
 @group(0) @binding(2) var<storage, read> a: array<f32>;
@@ -460,16 +476,6 @@ fn tree(l: u32, span: u32, sums: bool) {
     }
 }
 
-// Pair k of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
-// circle method, index m - 1 fixed and the others turning, so that every pair of indices
-// meets exactly once in m - 1 rounds and a round's pairs are disjoint. With odd n,
-// m = n + 1 and index n is a dummy (only ever in pair 0, which is then not rotated).
-fn pair(k: u32, r: u32, m: u32) -> vec2<u32> {
-    if (k == 0u) { return vec2<u32>(r, m - 1u); }
-    let x = (r + k) % (m - 1u);
-    let y = (r + m - 1u - k) % (m - 1u);
-    return vec2<u32>(min(x, y), max(x, y));
-}
 
 // The matrix being diagonalized (at `work[wb]`, n x n) and the round's rotations.
 struct Sweep {
@@ -951,15 +957,6 @@ fn tree(l: u32, lanes: u32, sums: bool) {
     }
 }
 
-// Pair i of round r (of m - 1) of the indices 0..m (m even), as (p, q) with p < q: the
-// circle method, as EIGH's `pair`. With odd k, m = k + 1 and index k is a dummy (only
-// ever in pair 0, which is then not rotated).
-fn pair(i: u32, r: u32, m: u32) -> vec2<u32> {
-    if (i == 0u) { return vec2<u32>(r, m - 1u); }
-    let x = (r + i) % (m - 1u);
-    let y = (r + m - 1u - i) % (m - 1u);
-    return vec2<u32>(min(x, y), max(x, y));
-}
 
 // W and V (in `work`) and a round's rotations.
 struct Round {
@@ -1445,7 +1442,7 @@ pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
                 .collect::<Vec<_>>()
                 .join("\n                ")
         };
-        source(&[EIGH])
+        source(&[ROUND_ROBIN, EIGH])
             .replace("ROTATE_BLOCKS", &unrolled("rotate_block"))
             .replace("ROTATE_V", &unrolled("rotate_v"))
             .replace("UNROLL", &unroll.to_string())
@@ -1558,7 +1555,7 @@ pub(crate) fn svd_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
             .map(|u| format!("rotate(s, e + {u}u * THREADSu);"))
             .collect::<Vec<_>>()
             .join("\n                ");
-        source(&[SVD])
+        source(&[ROUND_ROBIN, SVD])
             .replace("DOT_TERMS", &terms)
             .replace("ROTATE_ITEMS", &items)
             .replace("DOT_STEP", &dot.to_string())
