@@ -452,6 +452,11 @@ pub fn row(p: Prim) -> Row {
             2,
             Like,
             |b, x, _, d| {
+                // a square, `x * x`: 2 (dx x), one product (and so one in its transpose)
+                if x[0] == x[1] && d[0].is_some() && d[0] == d[1] {
+                    let once = b.scale(d[0], x[0])?;
+                    return Some(b.prim(Mul, &[once, f(2.0)]));
+                }
                 let l = b.scale(d[0], x[1]);
                 let r = b.scale(d[1], x[0]);
                 b.add(l, r)
