@@ -697,3 +697,21 @@ fn singular_value_decompositions_differentiate_batch_and_twice() {
     let fd = fd_jacobian(&nuclear, &a).reshape(&[4, 3]);
     assert_close(&u.matmul(&vt), &fd, 1e-6, "d ||a||_* = u vᵀ");
 }
+
+/// Factors left unnamed (`_`) and the pattern's names written with `mut`.
+#[grad]
+fn some_factors(a: &Tensor) -> Tensor {
+    let (w, _) = a.eigh();
+    let (_, mut r) = a.qr();
+    r = r * 2.0;
+    let (_, s, _) = a.svd();
+    w.sum() + r.sum() + s.sum()
+}
+
+#[test]
+fn factors_can_be_left_unnamed() {
+    let a = spread_out(230, 1, 3, 3).squeeze(0);
+    let g = some_factors_grad(&a);
+    let fd = fd_jacobian(&some_factors, &a).reshape(&[3, 3]);
+    assert_close(&g, &fd, 1e-6, "against differences");
+}
