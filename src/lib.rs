@@ -53,6 +53,28 @@
 //! let x = Tensor::from_vec(vec![1.0, 2.0], &[2]);
 //! assert_eq!(h_hessian(&x).to_vec::<f64>(), vec![6.0, 0.0, 0.0, 12.0]);
 //! ```
+//!
+//! Linear algebra differentiates too: `a.solve(&b)`, `a.inv()`, `a.det()`,
+//! `a.logabsdet()`, `a.cholesky()`, `l.solve_triangular(&b, lower)`, `let (w, v) =
+//! a.eigh()`, `let (q, r) = a.qr()`, `let (u, s, vt) = a.svd()`, batched over leading axes,
+//! each decomposed once for its value and its derivatives.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//!
+//! /// The gap between the two eigenvalues of a symmetric 2 x 2 matrix.
+//! #[grad]
+//! fn gap(a: &Tensor) -> Tensor {
+//!     let (w, _) = a.eigh();
+//!     w.slice(0, 1, 2).sum() - w.slice(0, 0, 1).sum()
+//! }
+//!
+//! let a = Tensor::from_vec(vec![2.0, 1.0, 1.0, 3.0], &[2, 2]);
+//! let (_, v) = a.eigh();
+//! let (v0, v1) = (v.slice(1, 0, 1), v.slice(1, 1, 2));
+//! let want = v1.matmul(&v1.mt()) - v0.matmul(&v0.mt()); // d w_k / da = v_k v_kᵀ
+//! assert!((gap_grad(&a) - want).abs().max().item::<f64>() < 1e-12);
+//! ```
 pub use ferrax_macros::*;
 pub use ferrax_runtime::*;
 
