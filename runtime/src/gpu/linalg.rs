@@ -35,11 +35,18 @@
 //!   orthogonal; then the singular values (the column norms) sorted with their vectors,
 //!   whose signs are fixed as on the CPU's.
 //!
-//! Nothing is checked on the device: a singular matrix gives non-finite values, a matrix
-//! that is not positive definite a factor of NaNs, a matrix holding NaN or infinity an
-//! eigendecomposition or a singular value decomposition of NaNs (as JAX does; the CPU
-//! path reports all four as errors); NaN in a matrix spreads through its QR
-//! decomposition.
+//! Nothing is checked on the device: a singular matrix gives finite LU factors with a zero
+//! pivot (stepped over as LAPACK does: `det` 0, `logabsdet` -inf) and non-finite
+//! solutions, a matrix that is not positive definite a Cholesky factor of NaNs, a matrix
+//! holding NaN or infinity an eigendecomposition or a singular value decomposition of NaNs
+//! (as JAX does; the CPU path reports the singular solve, the indefinite matrix and the
+//! non-convergence as errors); NaN in a matrix spreads through its QR decomposition.
+//!
+//! Mesa's software driver (lavapipe, what CI runs) ends every loop of an invocation after
+//! 65,535 iterations in all, silently; the Jacobi and QR kernels do several items per
+//! iteration beyond small sizes so that lavapipe decomposes matrices up to about 250 x 250
+//! (`eigh`), 240 x 240 (`qr`) and 150 x 150 (`svd`); `cholesky` is right there up to 256 and
+//! wrong from about 320. Hardware drivers have no such budget.
 
 use crate::element::DType;
 use crate::error::{Error, Result};
