@@ -55,7 +55,7 @@
 //! ```
 //!
 //! Linear algebra differentiates too: `a.solve(&b)`, `a.inv()`, `a.det()`,
-//! `a.logabsdet()`, `a.cholesky()`, `l.solve_triangular(&b, lower)`, `let (w, v) =
+//! `a.logabsdet()`, `let (sign, log) = a.slogdet()`, `a.cholesky()`, `l.solve_triangular(&b, lower)`, `let (w, v) =
 //! a.eigh()`, `let (q, r) = a.qr()`, `let (u, s, vt) = a.svd()`, batched over leading axes,
 //! each decomposed once for its value and its derivatives.
 //!

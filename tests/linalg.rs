@@ -715,3 +715,32 @@ fn factors_can_be_left_unnamed() {
     let fd = fd_jacobian(&some_factors, &a).reshape(&[3, 3]);
     assert_close(&g, &fd, 1e-6, "against differences");
 }
+
+/// `slogdet`: the sign carries no derivative, log |det a| does.
+#[vmap]
+#[grad]
+fn through_slogdet(a: &Tensor) -> Tensor {
+    let (sign, log) = a.slogdet();
+    &sign * log.exp() + log * 0.5 + sign
+}
+
+#[test]
+fn slogdet_differentiates_as_det_and_logabsdet() {
+    let a = normal(240, &[4, 3, 3]);
+    let g = through_slogdet_grad_vmap(&a);
+    for (e, ae) in unstack(&a, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        let want = ae.det().item::<f64>()
+            + ae.logabsdet().item::<f64>() * 0.5
+            + ae.det().sign().item::<f64>();
+        assert!((through_slogdet(ae).item::<f64>() - want).abs() < 1e-12);
+        let ge = through_slogdet_grad(ae);
+        assert_close(&at(&g), &ge, 1e-12, "per-example gradient");
+        let fd = fd_jacobian(&through_slogdet, ae).reshape(&[3, 3]);
+        assert_close(&ge, &fd, 1e-6, "against differences");
+        // det(a) a⁻ᵀ + a⁻ᵀ / 2
+        let inv_t = ae.inv().mt();
+        let closed = &inv_t * ae.det() + &inv_t * 0.5;
+        assert_close(&ge, &closed, 1e-10, "closed form");
+    }
+}

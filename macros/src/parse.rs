@@ -948,7 +948,8 @@ impl Lowerer<'_> {
             (Pat::Tuple(pt), Expr::MethodCall(m))
                 if m.args.is_empty()
                     && m.turbofish.is_none()
-                    && ((m.method == "eigh" || m.method == "qr") && pt.elems.len() == 2
+                    && ((m.method == "eigh" || m.method == "qr" || m.method == "slogdet")
+                        && pt.elems.len() == 2
                         || m.method == "svd" && pt.elems.len() == 3) =>
             {
                 // `let (w, v) = a.eigh();`, `let (q, r) = a.qr();`: one decomposition, read
@@ -960,6 +961,16 @@ impl Lowerer<'_> {
                         &m.method,
                         format!("`.{name}()` is differentiated on a tensor (`let (x, y) = a.{name}();` with `a: &Tensor`)"),
                     );
+                    return;
+                }
+                if name == "slogdet" {
+                    // `let (sign, log) = a.slogdet();`: one LU factorization, the sign (no
+                    // derivative) and log |det a| from it
+                    let factors = self.prim(Prim::LuFactor, vec![recv]);
+                    let sign = self.prim(Prim::LuSign, vec![factors]);
+                    let log = self.prim(Prim::LuLogAbsDet, vec![factors, recv]);
+                    self.bind_pat(&pt.elems[0], sign, None);
+                    self.bind_pat(&pt.elems[1], log, None);
                     return;
                 }
                 let (factor, whole, parts): (Prim, Prim, &[Prim]) = match name.as_str() {
@@ -2028,6 +2039,13 @@ impl Lowerer<'_> {
                 let mut all = vec![recv];
                 all.extend(args);
                 Some(self.prim(p, all))
+            }
+            None if name == "slogdet" && args.is_empty() => {
+                self.cx.error(
+                    &m.method,
+                    "`.slogdet()` returns the sign and log |det a|: destructure them where it is called, `let (sign, log) = a.slogdet();` (or write `a.logabsdet()` or `a.det()`)",
+                );
+                Some(recv)
             }
             None if name == "eigh" && args.is_empty() => {
                 self.cx.error(

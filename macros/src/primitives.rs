@@ -1770,7 +1770,8 @@ impl Prim {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet slogdet (as `let (sign, log) = \
+         a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
          diagonal, Tensor::concat \

@@ -439,6 +439,29 @@ impl Tensor {
         f.try_lu_sign()?.try_mul(&f.try_lu_logabsdet()?.exp())
     }
 
+    /// The sign (`1`, `-1`, or `0` for a singular matrix) and the logarithm of the absolute
+    /// value of the determinants of square matrices `[.., n, n]`, each `[..]`, from one LU
+    /// factorization (NumPy's and JAX's `slogdet`): `det = sign * exp(logabsdet)` without
+    /// overflow. Panics for non-square input; see [`Tensor::try_slogdet`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2]); // det -6
+    /// let (sign, log) = a.slogdet();
+    /// assert_eq!(sign.item::<f64>(), -1.0);
+    /// assert!((log.item::<f64>() - 6f64.ln()).abs() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn slogdet(&self) -> (Tensor, Tensor) {
+        unwrap(self.try_slogdet())
+    }
+
+    /// [`Tensor::slogdet`], returning an error instead of panicking.
+    pub fn try_slogdet(&self) -> Result<(Tensor, Tensor)> {
+        let f = self.factor("slogdet")?;
+        Ok((f.try_lu_sign()?, f.try_lu_logabsdet()?))
+    }
+
     /// The sign of `det a` (`1`, `-1`, or `0` for a singular matrix) from the packed LU
     /// factors of `a` ([`Tensor::lu_factor`]): the parity of the row permutation and the
     /// signs of `U`'s diagonal.

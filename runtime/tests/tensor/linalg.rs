@@ -487,6 +487,9 @@ fn determinants_and_their_signs() {
         let f = a.lu_factor();
         let back = f.lu_sign() * a.logabsdet().exp();
         assert!(max_abs(&(back - &da)) < tol(dtype) * 10.0);
+        let (sign, log) = a.slogdet();
+        assert_eq!(max_abs(&(&sign - f.lu_sign())), 0.0);
+        assert!(max_abs(&(sign * log.exp() - &da)) < tol(dtype) * 10.0);
         // against the rule of Sarrus
         let v = a.to_dtype(DType::F64).to_vec::<f64>();
         for (i, m) in v.chunks(9).enumerate() {
