@@ -744,3 +744,80 @@ fn slogdet_differentiates_as_det_and_logabsdet() {
         assert_close(&ge, &closed, 1e-10, "closed form");
     }
 }
+
+/// Every decomposition on a batch with two leading axes, in one plain `#[grad]` call.
+#[grad]
+fn batched_decompositions(a: &Tensor) -> Tensor {
+    let s = (a + a.mt()) * 0.5;
+    let (w, v) = s.eigh();
+    let (q, r) = a.qr();
+    let (u, sv, vt) = a.svd();
+    let (sign, log) = a.slogdet();
+    (w.sin() * v.sum_axis(-2, false)).sum()
+        + q.cos().sum()
+        + r.tanh().sum()
+        + (u.sin().sum() + sv.sum() + vt.cos().sum())
+        + a.det().sum() * 0.1
+        + (sign * log).sum()
+        + s.eigvalsh().sum()
+        + a.svdvals().powi(2).sum()
+}
+
+#[test]
+fn decompositions_of_batches_with_several_axes_one_by_one_and_empty() {
+    // [2, 3, 4, 4]: against the same loss of each matrix alone
+    let spread = Tensor::from_vec((0..4).map(|i| 1.0 + 1.5 * i as f64).collect(), &[4]);
+    let a = normal(250, &[2, 3, 4, 4]) * 0.2 + spread.diag_embed(4, 4);
+    let g = batched_decompositions_grad(&a);
+    assert_eq!(g.shape(), &[2, 3, 4, 4]);
+    for i in 0..2 {
+        for j in 0..3 {
+            let one = a
+                .slice(0, i, i + 1)
+                .slice(1, j, j + 1)
+                .squeeze(0)
+                .squeeze(0);
+            let want = batched_decompositions_grad(&one);
+            let got = g
+                .slice(0, i, i + 1)
+                .slice(1, j, j + 1)
+                .squeeze(0)
+                .squeeze(0);
+            assert_close(&got, &want, 1e-12, &format!("matrix [{i}, {j}]"));
+        }
+    }
+    let one = a.slice(0, 0, 1).slice(1, 0, 1).squeeze(0).squeeze(0);
+    let fd = fd_jacobian(&batched_decompositions, &one).reshape(&[4, 4]);
+    assert_close(
+        &batched_decompositions_grad(&one),
+        &fd,
+        1e-6,
+        "against differences",
+    );
+    // 1 x 1 matrices: w = a, v = 1, q = 1, r = a (a > 0), u s vt = a
+    let a1 = Tensor::from_vec(vec![0.7, 1.3, 2.1], &[3, 1, 1]);
+    let g1 = batched_decompositions_grad(&a1);
+    let fd = fd_jacobian(&batched_decompositions, &a1).reshape(&[3, 1, 1]);
+    assert_close(&g1, &fd, 1e-6, "1 x 1 against differences");
+    // a batch of no matrices: a gradient of no elements
+    let empty = Tensor::zeros(&[0, 3, 3], DType::F64);
+    assert_eq!(batched_decompositions_grad(&empty).shape(), &[0, 3, 3]);
+}
+
+#[test]
+fn per_example_decompositions_of_no_examples() {
+    let (a, u) = (
+        Tensor::zeros(&[0, 4, 4], DType::F64),
+        Tensor::zeros(&[0, 4], DType::F64),
+    );
+    let (ga, gu) = spectral_grad_vmap(&a, &u);
+    assert_eq!((ga.shape(), gu.shape()), (&[0, 4, 4][..], &[0, 4][..]));
+    let (a, c) = (
+        Tensor::zeros(&[0, 4, 3], DType::F64),
+        Tensor::zeros(&[0, 4, 3], DType::F64),
+    );
+    assert_eq!(through_qr_grad_vmap(&a, &c).0.shape(), &[0, 4, 3]);
+    assert_eq!(through_svd_grad_vmap(&a, &c).0.shape(), &[0, 4, 3]);
+    let a = Tensor::zeros(&[0, 3, 3], DType::F64);
+    assert_eq!(through_det_grad_vmap(&a).shape(), &[0, 3, 3]);
+}
