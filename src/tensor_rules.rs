@@ -8,8 +8,7 @@
 //! Comparisons return masks in the dtype of their tensor operand (1 where true, 0 where
 //! false), so that a rule such as `select(x >= 0, 1, -1)` knows the dtype of its result.
 
-use ferrax_runtime::{Differentiable, Tensor};
-use std::borrow::Cow;
+use ferrax_runtime::{Differentiable, Tensor, packed};
 
 /// An argument of a helper: a tensor or a Rust float.
 #[derive(Clone, Copy)]
@@ -1094,27 +1093,17 @@ pub fn eigvalsh<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) 
 
 /// The eigenvalues `[.., n]` out of a packed eigendecomposition `[.., n + 1, n]`.
 pub fn eigh_values<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let n = p.shape()[p.ndim() - 1];
-    p.slice(-2, n, n + 1).squeeze(-2)
+    packed::eigh_parts(&packed.into().tensor()).0
 }
 
 /// The eigenvectors `[.., n, n]` (as columns) out of a packed eigendecomposition.
 pub fn eigh_vectors<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let n = p.shape()[p.ndim() - 1];
-    p.slice(-2, 0, n)
+    packed::eigh_parts(&packed.into().tensor()).1
 }
 
-/// `vectors` `[.., n, n]` and `values` `[.., n]` packed as `Tensor::eigh_packed` packs
-/// them (batch axes broadcast: one of the two may be a zero without them).
+/// `vectors` and `values` packed as `Tensor::eigh_packed` packs them.
 pub fn eigh_pack<'a>(vectors: impl Into<Operand<'a>>, values: impl Into<Operand<'a>>) -> Tensor {
-    let (v, w) = (
-        vectors.into().tensor(),
-        values.into().tensor().unsqueeze(-2),
-    );
-    let batch = common_batch(&v, &w);
-    Tensor::concat(&[full(&v, &batch), full(&w, &batch)], -2)
+    packed::eigh(&vectors.into().tensor(), &values.into().tensor())
 }
 
 /// `a.qr_packed()` (for `let (q, r) = a.qr();`).
@@ -1128,73 +1117,31 @@ pub fn qr<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -> Ten
     packed.into().tensor().into_owned()
 }
 
-/// `(m, k)` of a packed QR decomposition `[.., m + k, n]`, `k = min(m, n)`.
-fn qr_sizes(p: &Tensor) -> (usize, usize) {
-    let (rows, n) = (p.shape()[p.ndim() - 2], p.shape()[p.ndim() - 1]);
-    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
-    (m, m.min(n))
-}
-
 /// `q` `[.., m, k]` out of a packed QR decomposition.
 pub fn qr_q<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = qr_sizes(&p);
-    p.slice(-2, 0, m).slice(-1, 0, k)
+    packed::qr_parts(&packed.into().tensor()).0
 }
 
 /// `r` `[.., k, n]` out of a packed QR decomposition.
 pub fn qr_r<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = qr_sizes(&p);
-    p.slice(-2, m, m + k)
+    packed::qr_parts(&packed.into().tensor()).1
 }
 
 /// `r` out of a packed QR decomposition, for QR's derivative: `m >= n` is checked.
 #[track_caller]
 pub fn qr_r_square<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = qr_sizes(&p);
-    let n = p.shape()[p.ndim() - 1];
+    let (q, r) = packed::qr_parts(&packed.into().tensor());
+    let (m, n) = (q.shape()[q.ndim() - 2], r.shape()[r.ndim() - 1]);
     assert!(
         m >= n,
         "qr: its derivative is defined for matrices [.., m, n] with m >= n (as in JAX), got m = {m}, n = {n}"
     );
-    p.slice(-2, m, m + k)
+    r
 }
 
-/// `q` `[.., m, k]` and `r` `[.., k, n]` packed as `Tensor::qr_packed` packs them (batch
-/// axes broadcast: one of the two may be a zero without them).
+/// `q` and `r` packed as `Tensor::qr_packed` packs them.
 pub fn qr_pack<'a>(q: impl Into<Operand<'a>>, r: impl Into<Operand<'a>>) -> Tensor {
-    let (q, r) = (q.into().tensor(), r.into().tensor());
-    let n = r.shape()[r.ndim() - 1];
-    let k = q.shape()[q.ndim() - 1];
-    // q's columns padded to n
-    let q = if k < n {
-        Cow::Owned(pad_columns(&q, n))
-    } else {
-        q
-    };
-    let batch = common_batch(&q, &r);
-    Tensor::concat(&[full(&q, &batch), full(&r, &batch)], -2)
-}
-
-/// The batch axes of matrices `a` and `b` broadcast (where one is a zero without them).
-fn common_batch(a: &Tensor, b: &Tensor) -> Vec<usize> {
-    let (ba, bb) = (&a.shape()[..a.ndim() - 2], &b.shape()[..b.ndim() - 2]);
-    if ba.len() == bb.len() {
-        ba.iter().zip(bb).map(|(x, y)| *x.max(y)).collect()
-    } else if ba.len() > bb.len() {
-        ba.to_vec()
-    } else {
-        bb.to_vec()
-    }
-}
-
-/// The matrices of `x` broadcast over `batch`.
-fn full(x: &Tensor, batch: &[usize]) -> Tensor {
-    let mut s = batch.to_vec();
-    s.extend(&x.shape()[x.ndim() - 2..]);
-    x.broadcast_to(&s)
+    packed::qr(&q.into().tensor(), &r.into().tensor())
 }
 
 /// `x r⁻¹` (`x r⁻ᵀ` with `transpose`) for square upper triangular `r` (its upper triangle
@@ -1232,67 +1179,29 @@ pub fn svdvals<'a>(packed: impl Into<Operand<'a>>, _a: impl Into<Operand<'a>>) -
     svd_s(packed)
 }
 
-/// `(m, k)` of a packed singular value decomposition `[.., m + k + 1, n]`.
-fn svd_sizes(p: &Tensor) -> (usize, usize) {
-    let (rows, n) = (p.shape()[p.ndim() - 2] - 1, p.shape()[p.ndim() - 1]);
-    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
-    (m, m.min(n))
-}
-
 /// `u` `[.., m, k]` out of a packed singular value decomposition.
 pub fn svd_u<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = svd_sizes(&p);
-    p.slice(-2, 0, m).slice(-1, 0, k)
+    packed::svd_parts(&packed.into().tensor()).0
 }
 
 /// The singular values `[.., k]` out of a packed singular value decomposition.
 pub fn svd_s<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = svd_sizes(&p);
-    p.slice(-2, m + k, m + k + 1).squeeze(-2).slice(-1, 0, k)
+    packed::svd_parts(&packed.into().tensor()).1
 }
 
 /// `vt` `[.., k, n]` out of a packed singular value decomposition.
 pub fn svd_vt<'a>(packed: impl Into<Operand<'a>>) -> Tensor {
-    let p = packed.into().tensor();
-    let (m, k) = svd_sizes(&p);
-    p.slice(-2, m, m + k)
+    packed::svd_parts(&packed.into().tensor()).2
 }
 
-/// `u` `[.., m, k]`, `s` `[.., k]` and `vt` `[.., k, n]` packed as `Tensor::svd_packed`
-/// packs them (batch axes broadcast: parts may be zeros without them).
+/// `u`, `s` and `vt` packed as `Tensor::svd_packed` packs them.
 pub fn svd_pack<'a>(
     u: impl Into<Operand<'a>>,
     s: impl Into<Operand<'a>>,
     vt: impl Into<Operand<'a>>,
 ) -> Tensor {
     let (u, s, vt) = (u.into().tensor(), s.into().tensor(), vt.into().tensor());
-    let n = vt.shape()[vt.ndim() - 1];
-    let s = s.unsqueeze(-2);
-    let (u, s) = (pad_columns(&u, n), pad_columns(&s, n));
-    let batch = common_batch(&common_batch_tensor(&u, &s), &vt);
-    Tensor::concat(&[full(&u, &batch), full(&vt, &batch), full(&s, &batch)], -2)
-}
-
-/// `x` with zero columns appended up to `n`.
-fn pad_columns(x: &Tensor, n: usize) -> Tensor {
-    let k = x.shape()[x.ndim() - 1];
-    if k >= n {
-        return x.clone();
-    }
-    let mut s = x.shape().to_vec();
-    *s.last_mut().unwrap() = n - k;
-    let zeros = Tensor::zeros(&s, x.dtype()).to_device(&x.device());
-    Tensor::concat(&[x, &zeros], -1)
-}
-
-/// A tensor of no elements with the batch axes of `a` and `b` broadcast (for
-/// [`common_batch`] of three).
-fn common_batch_tensor(a: &Tensor, b: &Tensor) -> Tensor {
-    let mut s = common_batch(a, b);
-    s.extend([0, 0]);
-    Tensor::zeros(&s, a.dtype())
+    packed::svd(&u, &s, &vt)
 }
 
 /// `x.tril(k)`.

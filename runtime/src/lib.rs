@@ -109,6 +109,7 @@ mod fmt;
 mod gpu;
 mod ops;
 pub mod optim;
+pub mod packed;
 mod pool;
 pub mod random;
 pub mod shape;

@@ -841,10 +841,7 @@ impl Tensor {
 
     /// [`Tensor::eigh`], returning an error instead of panicking.
     pub fn try_eigh(&self) -> Result<(Tensor, Tensor)> {
-        let packed = self.try_eigh_packed()?;
-        let n = packed.shape()[packed.ndim() - 1];
-        let w = packed.slice(-2, n, n + 1).squeeze(-2);
-        Ok((w, packed.slice(-2, 0, n)))
+        Ok(crate::packed::eigh_parts(&self.try_eigh_packed()?))
     }
 
     /// The eigenvalues of [`Tensor::eigh`] alone, `[.., n]`, ascending (cheaper on the CPU:
@@ -916,10 +913,7 @@ impl Tensor {
 
     /// [`Tensor::qr`], returning an error instead of panicking.
     pub fn try_qr(&self) -> Result<(Tensor, Tensor)> {
-        let packed = self.try_qr_packed()?;
-        let (m, _, k) = qr_sizes(&packed);
-        let q = packed.slice(-2, 0, m).slice(-1, 0, k);
-        Ok((q, packed.slice(-2, m, m + k)))
+        Ok(crate::packed::qr_parts(&self.try_qr_packed()?))
     }
 
     /// [`Tensor::qr`] packed into one tensor `[.., m + k, n]`: rows `0..m` hold `q` (in
@@ -939,23 +933,14 @@ impl Tensor {
     /// [`Tensor::qr_packed`], returning an error instead of panicking.
     pub fn try_qr_packed(&self) -> Result<Tensor> {
         const OP: &str = "qr";
-        if self.ndim() < 2 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "needs matrices in the last two axes, got a tensor of shape {:?}",
-                    self.shape()
-                ),
-            });
-        }
-        let nd = self.ndim();
-        let (m, n) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        self.expect_float(OP)?;
+        let (m, n) = self.matrix_dims(OP)?;
         #[cfg(feature = "gpu")]
         if !self.on_cpu() {
             return crate::gpu::linalg::qr_packed(self, m, n);
         }
         let k = m.min(n);
-        let batch = &self.shape()[..nd - 2];
+        let batch = &self.shape()[..self.ndim() - 2];
         let count = numel(batch);
         let mut shape = batch.to_vec();
         shape.extend([m + k, n]);
@@ -1036,12 +1021,7 @@ impl Tensor {
 
     /// [`Tensor::svd`], returning an error instead of panicking.
     pub fn try_svd(&self) -> Result<(Tensor, Tensor, Tensor)> {
-        let p = self.try_svd_packed()?;
-        let (m, _, k) = svd_sizes(&p);
-        let u = p.slice(-2, 0, m).slice(-1, 0, k);
-        let vt = p.slice(-2, m, m + k);
-        let s = p.slice(-2, m + k, m + k + 1).squeeze(-2).slice(-1, 0, k);
-        Ok((u, s, vt))
+        Ok(crate::packed::svd_parts(&self.try_svd_packed()?))
     }
 
     /// The singular values of [`Tensor::svd`] alone, `[.., k]`, descending (cheaper on the
@@ -1083,17 +1063,8 @@ impl Tensor {
     /// [`Tensor::svd_packed`], returning an error instead of panicking.
     pub fn try_svd_packed(&self) -> Result<Tensor> {
         const OP: &str = "svd";
-        if self.ndim() < 2 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "needs matrices in the last two axes, got a tensor of shape {:?}",
-                    self.shape()
-                ),
-            });
-        }
-        let nd = self.ndim();
-        let (m, n) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        self.expect_float(OP)?;
+        let (m, n) = self.matrix_dims(OP)?;
         #[cfg(feature = "gpu")]
         if !self.on_cpu() {
             return crate::gpu::linalg::svd_packed(self, m, n);
@@ -1384,39 +1355,13 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
     }))
 }
 
-/// `(m, n, k)` of a packed QR decomposition `[.., m + k, n]` (`k = min(m, n)`).
-pub(crate) fn qr_sizes(packed: &Tensor) -> (usize, usize, usize) {
-    let nd = packed.ndim();
-    let (rows, n) = (packed.shape()[nd - 2], packed.shape()[nd - 1]);
-    // m >= n: rows = m + n; m < n: rows = 2m < 2n
-    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
-    (m, n, m.min(n))
-}
-
-/// `(m, n, k)` of a packed singular value decomposition `[.., m + k + 1, n]`.
-pub(crate) fn svd_sizes(packed: &Tensor) -> (usize, usize, usize) {
-    let nd = packed.ndim();
-    let (rows, n) = (packed.shape()[nd - 2] - 1, packed.shape()[nd - 1]);
-    // m >= n: rows = m + n; m < n: rows = 2m < 2n
-    let m = if rows >= 2 * n { rows - n } else { rows / 2 };
-    (m, n, m.min(n))
-}
-
 /// The singular value decompositions of the matrices of `a` on the CPU: with `vectors`,
 /// packed as [`Tensor::svd_packed`]; without, the singular values `[.., k]`.
 fn svd_cpu(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
     use faer::linalg::svd;
-    if a.ndim() < 2 {
-        return Err(Error::InvalidArgument {
-            op,
-            message: format!(
-                "needs matrices in the last two axes, got a tensor of shape {:?}",
-                a.shape()
-            ),
-        });
-    }
+    a.expect_float(op)?;
+    let (m, n) = a.matrix_dims(op)?;
     let nd = a.ndim();
-    let (m, n) = (a.shape()[nd - 2], a.shape()[nd - 1]);
     let k = m.min(n);
     let batch = &a.shape()[..nd - 2];
     let count = numel(batch);

@@ -642,3 +642,35 @@ fn svd_reconstructs_with_orthonormal_factors_and_descending_values() {
         .to_string();
     assert!(e.starts_with("svd: ") && e.contains("[3]"), "{e}");
 }
+
+#[test]
+fn packed_decompositions_unpack_and_pack_back() {
+    use ferrax_runtime::packed;
+    for shape in [&[3usize, 4, 2][..], &[2, 3], &[2, 1, 5, 5], &[0, 2, 2]] {
+        let a = tensor(shape, 900, DType::F64);
+        let q = a.qr_packed();
+        let (qq, rr) = packed::qr_parts(&q);
+        assert_eq!(
+            packed::qr(&qq, &rr).to_vec::<f64>(),
+            q.to_vec::<f64>(),
+            "{shape:?}"
+        );
+        let s = a.svd_packed();
+        let (u, sv, vt) = packed::svd_parts(&s);
+        assert_eq!(
+            packed::svd(&u, &sv, &vt).to_vec::<f64>(),
+            s.to_vec::<f64>(),
+            "{shape:?}"
+        );
+    }
+    let a = tensor(&[2, 4, 4], 901, DType::F64);
+    let e = a.eigh_packed();
+    let (w, v) = packed::eigh_parts(&e);
+    assert_eq!(packed::eigh(&v, &w).to_vec::<f64>(), e.to_vec::<f64>());
+    // a part without the batch axes (a zero, in the transforms) is broadcast over them
+    let zero = Tensor::zeros(&[4, 4], DType::F64);
+    let p = packed::eigh(&zero, &w);
+    assert_eq!(p.shape(), &[2, 5, 4]);
+    assert_eq!(max_abs(&(packed::eigh_parts(&p).0 - &w)), 0.0);
+    assert_eq!(max_abs(&packed::eigh_parts(&p).1), 0.0);
+}
