@@ -2217,18 +2217,24 @@ pub fn eigh_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
     t::eigh_factor(matrices("eigh", a.into()))
 }
 
+/// A packed decomposition of `a` again, batched as `a` is (the batched `t::eigh`, `t::qr`,
+/// `t::svd`: the decomposition, read where the derivative rules differentiate through `a`).
+#[track_caller]
+fn packed_again(op: &str, packed: BArg<'_>, a: BArg<'_>) -> Tensor {
+    let bsz = bsz_of(op, &[packed, a]);
+    lifted(packed, bsz, None).into_owned()
+}
+
 /// Batched `t::eigh`.
 #[track_caller]
 pub fn eigh<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    let (p, a) = (packed.into(), a.into());
-    let bsz = bsz_of("eigh", &[p, a]);
-    lifted(p, bsz, None).into_owned()
+    packed_again("eigh", packed.into(), a.into())
 }
 
 /// Batched `t::eigvalsh`.
 #[track_caller]
 pub fn eigvalsh<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    t::eigh_values(&eigh(packed, a))
+    t::eigh_values(&packed_again("eigvalsh", packed.into(), a.into()))
 }
 
 /// Batched `t::eigh_values`.
@@ -2260,7 +2266,7 @@ pub fn qr_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
 /// Batched `t::qr`.
 #[track_caller]
 pub fn qr<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    eigh(packed, a)
+    packed_again("qr", packed.into(), a.into())
 }
 
 /// Batched `t::qr_q`.
@@ -2306,13 +2312,13 @@ pub fn svd_factor<'a>(a: impl Into<BArg<'a>>) -> Tensor {
 /// Batched `t::svd`.
 #[track_caller]
 pub fn svd<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    eigh(packed, a)
+    packed_again("svd", packed.into(), a.into())
 }
 
 /// Batched `t::svdvals`.
 #[track_caller]
 pub fn svdvals<'a>(packed: impl Into<BArg<'a>>, a: impl Into<BArg<'a>>) -> Tensor {
-    t::svd_s(&eigh(packed, a))
+    t::svd_s(&packed_again("svdvals", packed.into(), a.into()))
 }
 
 /// Batched `t::svd_u`.

@@ -323,11 +323,51 @@ fn sandwich(b: &mut Rules, v: Atom, t: Atom, a: Atom) -> Atom {
     m
 }
 
-/// The cotangent `ct` of part `which` (`u`, `s`, `vt`) of the packed decomposition
-/// `packed` as a cotangent of all of it: the other parts zero.
-fn svd_pack_one(b: &mut Rules, ct: Atom, packed: Atom, which: usize) -> Atom {
+/// `(t + tᵀ) / 2` for a tangent `t` shaped like the primal `like`.
+fn symmetric_part(b: &mut Rules, t: Atom, like: Atom) -> Atom {
+    let tt = b.prim(Prim::Mt, &[t]);
+    b.shaped_like(tt, like);
+    let both = b.prim(Prim::Add, &[t, tt]);
+    b.shaped_like(both, like);
+    let half = b.prim(Prim::Mul, &[both, f(0.5)]);
+    b.shaped_like(half, like);
+    half
+}
+
+/// The vectors `v` `[.., n]` as a row `[.., 1, n]` and as a column `[.., n, 1]`, whose
+/// difference (or sum) broadcasts to the matrix of pairs `(i, j)`.
+fn row_and_column(b: &mut Rules, v: Atom) -> (Atom, Atom) {
+    let (row, col) = (
+        b.prim(Prim::Neg, &[Atom::Int(2)]),
+        b.prim(Prim::Neg, &[Atom::Int(1)]),
+    );
+    (
+        b.prim(Prim::Unsqueeze, &[v, row]),
+        b.prim(Prim::Unsqueeze, &[v, col]),
+    )
+}
+
+/// `1 / gaps` off the diagonal and 0 on it (`1 / (gaps + I) - I`: the diagonal's zero gaps
+/// never divide), the `F` of the eigen- and singular vector rules.
+fn inverse_gaps(b: &mut Rules, gaps: Atom) -> Atom {
+    let eye = b.prim(Prim::EyeLike, &[gaps]);
+    let shifted = b.prim(Prim::Add, &[gaps, eye]);
+    let inv = b.prim(Prim::Recip, &[shifted]);
+    b.prim(Prim::Sub, &[inv, eye])
+}
+
+/// A packed decomposition: the primitives that read its parts, in the order of the
+/// primitive that packs them, and that one.
+type Packed = (&'static [Prim], Prim);
+const EIGH: Packed = (&[Prim::EighVectors, Prim::EighValues], Prim::EighPack);
+const QR: Packed = (&[Prim::QrQ, Prim::QrR], Prim::QrPack);
+const SVD: Packed = (&[Prim::SvdU, Prim::SvdS, Prim::SvdVt], Prim::SvdPack);
+
+/// The cotangent `ct` of part `which` of the packed decomposition `packed` as a cotangent
+/// of all of it: the other parts zero (the transpose of reading a part).
+fn unpart(b: &mut Rules, ct: Atom, packed: Atom, (parts, pack): Packed, which: usize) -> Atom {
     let p = b.primal_of(packed);
-    let parts: Vec<Atom> = [Prim::SvdU, Prim::SvdS, Prim::SvdVt]
+    let all: Vec<Atom> = parts
         .iter()
         .enumerate()
         .map(|(i, part)| {
@@ -339,7 +379,29 @@ fn svd_pack_one(b: &mut Rules, ct: Atom, packed: Atom, which: usize) -> Atom {
             }
         })
         .collect();
-    b.prim(Prim::SvdPack, &parts)
+    b.prim(pack, &all)
+}
+
+/// Tangent of packing parts: their tangents packed (zeros for those without one).
+fn pack_jvp(b: &mut Rules, x: &[Atom], d: &[Option<Atom>], (_, pack): Packed) -> Option<Atom> {
+    if d.iter().all(Option::is_none) {
+        return None;
+    }
+    let all: Vec<Atom> = d
+        .iter()
+        .zip(x)
+        .map(|(t, x)| t.unwrap_or_else(|| b.prim(Prim::ZeroLike, &[*x])))
+        .collect();
+    Some(b.prim(pack, &all))
+}
+
+/// Transpose of packing parts: each linear part reads its cotangent out.
+fn pack_transpose(b: &mut Rules, ct: Atom, l: &[bool], (parts, _): Packed) -> Vec<Option<Atom>> {
+    parts
+        .iter()
+        .zip(l)
+        .map(|(p, on)| on.then(|| b.prim(*p, &[ct])))
+        .collect()
 }
 
 /// Transpose of a float cast: the cotangent cast back to the operand's precision.
@@ -1122,9 +1184,7 @@ pub fn row(p: Prim) -> Row {
             // l lᵀ = s (the symmetric part of a): dl = l Φ(l⁻¹ ds l⁻ᵀ), Φ taking the lower
             // triangle with the diagonal halved (Murray 2016; JAX's cholesky_jvp_rule)
             let t = d[0]?;
-            let tt = b.prim(Mt, &[t]);
-            let both = b.prim(Add, &[t, tt]);
-            let ds = b.prim(Mul, &[both, f(0.5)]);
+            let ds = symmetric_part(b, t, x[0]);
             let left = b.prim(SolveTriangular, &[l, ds, Atom::Bool(true)]);
             let left_t = b.prim(Mt, &[left]);
             let inner = b.prim(SolveTriangular, &[l, left_t, Atom::Bool(true)]);
@@ -1142,24 +1202,14 @@ pub fn row(p: Prim) -> Row {
             // dw = diag(m), dv = v (F ∘ m) with m = vᵀ ds v, ds the symmetric part of da,
             // F_ij = 1 / (w_j - w_i) off the diagonal and 0 on it (JAX's eigh_jvp_rule)
             let t = d[1]?;
-            let tt = b.prim(Mt, &[t]);
-            b.shaped_like(tt, x[1]);
-            let both = b.prim(Add, &[t, tt]);
-            b.shaped_like(both, x[1]);
-            let ds = b.prim(Mul, &[both, f(0.5)]);
-            b.shaped_like(ds, x[1]);
+            let ds = symmetric_part(b, t, x[1]);
             let v = b.prim(EighVectors, &[p]);
             let m = sandwich(b, v, ds, x[1]);
             let dw = b.prim(Diagonal, &[m]);
             let w = b.prim(EighValues, &[p]);
-            let (row, col) = (b.prim(Neg, &[Atom::Int(2)]), b.prim(Neg, &[Atom::Int(1)]));
-            let wj = b.prim(Unsqueeze, &[w, row]);
-            let wi = b.prim(Unsqueeze, &[w, col]);
+            let (wj, wi) = row_and_column(b, w);
             let gaps = b.prim(Sub, &[wj, wi]);
-            let eye = b.prim(EyeLike, &[x[1]]);
-            let shifted = b.prim(Add, &[gaps, eye]);
-            let inv = b.prim(Recip, &[shifted]);
-            let fm = b.prim(Sub, &[inv, eye]);
+            let fm = inverse_gaps(b, gaps);
             let scaled = b.prim(Mul, &[fm, m]);
             b.shaped_like(scaled, x[1]);
             let dv = b.prim(Matmul, &[v, scaled]);
@@ -1176,38 +1226,17 @@ pub fn row(p: Prim) -> Row {
         EighValues => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(EighValues, &[t])),
-            |b, ct, x, _| {
-                let p = b.primal_of(x[0]);
-                let v = b.prim(EighVectors, &[p]);
-                let none = b.prim(ZeroLike, &[v]);
-                vec![Some(b.prim(EighPack, &[none, ct]))]
-            },
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], EIGH, 1))],
         ),
         EighVectors => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(EighVectors, &[t])),
-            |b, ct, x, _| {
-                let p = b.primal_of(x[0]);
-                let w = b.prim(EighValues, &[p]);
-                let none = b.prim(ZeroLike, &[w]);
-                vec![Some(b.prim(EighPack, &[ct, none]))]
-            },
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], EIGH, 0))],
         ),
         EighPack => tl(
             2,
-            |b, x, _, d| {
-                if d.iter().all(Option::is_none) {
-                    return None;
-                }
-                let v = d[0].unwrap_or_else(|| b.prim(ZeroLike, &[x[0]]));
-                let w = d[1].unwrap_or_else(|| b.prim(ZeroLike, &[x[1]]));
-                Some(b.prim(EighPack, &[v, w]))
-            },
-            |b, ct, _, l| {
-                let v = l[0].then(|| b.prim(EighVectors, &[ct]));
-                let w = l[1].then(|| b.prim(EighValues, &[ct]));
-                vec![v, w]
-            },
+            |b, x, _, d| pack_jvp(b, x, d, EIGH),
+            |b, ct, _, l| pack_transpose(b, ct, l, EIGH),
         ),
         QrFactor => r(Call(""), 1, Float, None),
         Qr => tr(2, |b, x, p, d| {
@@ -1243,48 +1272,22 @@ pub fn row(p: Prim) -> Row {
         QrQ => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(QrQ, &[t])),
-            |b, ct, x, _| {
-                let p = b.primal_of(x[0]);
-                let r = b.prim(QrR, &[p]);
-                let none = b.prim(ZeroLike, &[r]);
-                vec![Some(b.prim(QrPack, &[ct, none]))]
-            },
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], QR, 0))],
         ),
         QrR => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(QrR, &[t])),
-            |b, ct, x, _| {
-                let p = b.primal_of(x[0]);
-                let q = b.prim(QrQ, &[p]);
-                let none = b.prim(ZeroLike, &[q]);
-                vec![Some(b.prim(QrPack, &[none, ct]))]
-            },
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], QR, 1))],
         ),
         QrRSquare => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(QrRSquare, &[t])),
-            |b, ct, x, _| {
-                let p = b.primal_of(x[0]);
-                let q = b.prim(QrQ, &[p]);
-                let none = b.prim(ZeroLike, &[q]);
-                vec![Some(b.prim(QrPack, &[none, ct]))]
-            },
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], QR, 1))],
         ),
         QrPack => tl(
             2,
-            |b, x, _, d| {
-                if d.iter().all(Option::is_none) {
-                    return None;
-                }
-                let q = d[0].unwrap_or_else(|| b.prim(ZeroLike, &[x[0]]));
-                let r = d[1].unwrap_or_else(|| b.prim(ZeroLike, &[x[1]]));
-                Some(b.prim(QrPack, &[q, r]))
-            },
-            |b, ct, _, l| {
-                let q = l[0].then(|| b.prim(QrQ, &[ct]));
-                let r = l[1].then(|| b.prim(QrR, &[ct]));
-                vec![q, r]
-            },
+            |b, x, _, d| pack_jvp(b, x, d, QR),
+            |b, ct, _, l| pack_transpose(b, ct, l, QR),
         ),
         RSolve => lin(
             Call(""),
@@ -1328,23 +1331,18 @@ pub fn row(p: Prim) -> Row {
             let t_v = b.prim(Matmul, &[t, v]);
             b.shaped_like(t_v, u);
             let dm = b.prim(Matmul, &[ut, t_v]);
-            let (row, col) = (b.prim(Neg, &[Atom::Int(2)]), b.prim(Neg, &[Atom::Int(1)]));
-            let sj = b.prim(Unsqueeze, &[s, row]);
-            let si = b.prim(Unsqueeze, &[s, col]);
+            let (sj, si) = row_and_column(b, s);
             let plus = b.prim(Add, &[sj, si]);
             let minus = b.prim(Sub, &[sj, si]);
             let gaps = b.prim(Mul, &[plus, minus]);
             b.shaped_like(dm, gaps);
             let ds = b.prim(Diagonal, &[dm]);
-            let eye = b.prim(EyeLike, &[gaps]);
-            let shifted = b.prim(Add, &[gaps, eye]);
-            let inv = b.prim(Recip, &[shifted]);
-            let fm = b.prim(Sub, &[inv, eye]);
+            let fm = inverse_gaps(b, gaps);
             // 1 / s, 0 where s is
             let zero = b.prim(Eq, &[s, f(0.0)]);
             let rs = b.prim(Recip, &[s]);
             let s_inv = b.prim(Select, &[zero, f(0.0), rs]);
-            let s_inv = b.prim(Unsqueeze, &[s_inv, row]);
+            let s_inv = row_and_column(b, s_inv).0;
             let sym = |b: &mut Rules, scaled: Atom| {
                 b.shaped_like(scaled, gaps);
                 let st = b.prim(Mt, &[scaled]);
@@ -1406,36 +1404,22 @@ pub fn row(p: Prim) -> Row {
         SvdU => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(SvdU, &[t])),
-            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 0))],
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], SVD, 0))],
         ),
         SvdS => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(SvdS, &[t])),
-            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 1))],
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], SVD, 1))],
         ),
         SvdVt => tl(
             1,
             |b, _, _, d| d[0].map(|t| b.prim(SvdVt, &[t])),
-            |b, ct, x, _| vec![Some(svd_pack_one(b, ct, x[0], 2))],
+            |b, ct, x, _| vec![Some(unpart(b, ct, x[0], SVD, 2))],
         ),
         SvdPack => tl(
             3,
-            |b, x, _, d| {
-                if d.iter().all(Option::is_none) {
-                    return None;
-                }
-                let parts: Vec<Atom> = (0..3)
-                    .map(|i| d[i].unwrap_or_else(|| b.prim(ZeroLike, &[x[i]])))
-                    .collect();
-                Some(b.prim(SvdPack, &parts))
-            },
-            |b, ct, _, l| {
-                [SvdU, SvdS, SvdVt]
-                    .iter()
-                    .zip(l)
-                    .map(|(p, on)| on.then(|| b.prim(*p, &[ct])))
-                    .collect()
-            },
+            |b, x, _, d| pack_jvp(b, x, d, SVD),
+            |b, ct, _, l| pack_transpose(b, ct, l, SVD),
         ),
         Tril => tl(
             2,
