@@ -421,6 +421,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /// (GPUs proper have no such limit). So beyond n = 64 the loops of a round do [`UNROLL`]
 /// items per iteration ([`unroll`]): a round of n = 130 takes 9 loop iterations, a sweep
 /// about 1,300; n = 250 has the budget for ten sweeps (random matrices take 5 to 8).
+/// WGSL of the kernels that scale a matrix first ([`EIGH`], [`QR`], [`SVD`]): `exponent`.
+const EXPONENT: &str = r#"
+// The binary exponent of x (a largest magnitude): x scaled by 2^-exponent lies in [1, 2),
+// so that sums of squares neither overflow nor underflow; 0 for zero, subnormal, infinite
+// or NaN x (left unscaled).
+fn exponent(x: f32) -> i32 {
+    let field = i32((bitcast<u32>(x) >> 23u) & 0xffu);
+    return select(0, field - 127, field != 0 && field != 255);
+}
+"#;
+
 /// WGSL of the Jacobi kernels ([`EIGH`], [`SVD`]): `pair`, the round-robin ordering of
 /// the rotations.
 const ROUND_ROBIN: &str = r#"
@@ -630,11 +641,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     red_a[l] = big;
     tree(l, span, false);
-    // A scaled by a power of two (exactly) to its largest magnitude in [1, 2): the sums
-    // of squares below neither overflow nor underflow (not for zero, subnormal,
-    // infinite or NaN values)
-    let field = i32((bitcast<u32>(red_a[0]) >> 23u) & 0xffu);
-    let ex = select(0, field - 127, field != 0 && field != 255);
+    // A scaled by a power of two (exactly) to its largest magnitude in [1, 2)
+    let ex = exponent(red_a[0]);
     for (var e = l; e < nn; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
     sync();
     // 2. sweeps until the off-diagonal part is negligible, no pair was rotated in the
@@ -814,11 +822,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     red[l] = big;
     tree(l, min(mn, THREADSu), true);
-    // the matrix scaled by a power of two (exactly) to its largest magnitude in [1, 2):
-    // the sums of squares below neither overflow nor underflow (not for zero, subnormal,
-    // infinite or NaN values); r is scaled back at the end, q is the same
-    let field = i32((bitcast<u32>(red[0]) >> 23u) & 0xffu);
-    let ex = select(0, field - 127, field != 0 && field != 255);
+    // the matrix scaled by a power of two (exactly) to its largest magnitude in [1, 2); r
+    // is scaled back at the end, q is the same
+    let ex = exponent(red[0]);
     for (var e = l; e < mn; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
     sync();
     // 2. column by column, LAPACK's larfg: the reflector that takes column j from the
@@ -1100,11 +1106,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (l == 0u) { stop_flag = red_m[0]; }
     // a matrix holding NaN or infinity: no sweeps, NaN throughout
     let poisoned = workgroupUniformLoad(&stop_flag) != 0u;
-    // W scaled by a power of two (exactly) to its largest magnitude in [1, 2): the sums
-    // of squares below neither overflow nor underflow (not for zero, subnormal,
-    // infinite or NaN values); the singular values are scaled back at the end
-    let field = i32((bitcast<u32>(red_a[0]) >> 23u) & 0xffu);
-    let ex = select(0, field - 127, field != 0 && field != 255);
+    // W scaled by a power of two (exactly) to its largest magnitude in [1, 2); the
+    // singular values are scaled back at the end
+    let ex = exponent(red_a[0]);
     for (var e = l; e < rk; e += THREADSu) { work[wb + e] = ldexp(work[wb + e], -ex); }
     sync();
     // 2. sweeps until no pair was rotated in the last one or MAX_SWEEPS are done. Each
@@ -1449,7 +1453,7 @@ pub(crate) fn eigh_packed(a: &Tensor, n: usize) -> Result<Tensor> {
                 .collect::<Vec<_>>()
                 .join("\n                ")
         };
-        source(&[ROUND_ROBIN, EIGH])
+        source(&[EXPONENT, ROUND_ROBIN, EIGH])
             .replace("ROTATE_BLOCKS", &unrolled("rotate_block"))
             .replace("ROTATE_V", &unrolled("rotate_v"))
             .replace("UNROLL", &unroll.to_string())
@@ -1499,7 +1503,7 @@ pub(crate) fn qr_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
     // per matrix the matrix being reduced, q and three words per reflector
     let work = GpuStorage::alloc(OP, ordinal, count * (m * n + m * k + 3 * k), DType::F32)?;
     let words: [u32; 5] = [m as u32, n as u32, count as u32, a_offset, a_step];
-    let pipeline = ctx.pipeline("linalg qr", || source(&[QR]));
+    let pipeline = ctx.pipeline("linalg qr", || source(&[EXPONENT, QR]));
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
@@ -1562,7 +1566,7 @@ pub(crate) fn svd_packed(a: &Tensor, m: usize, n: usize) -> Result<Tensor> {
             .map(|u| format!("rotate(s, e + {u}u * THREADSu);"))
             .collect::<Vec<_>>()
             .join("\n                ");
-        source(&[ROUND_ROBIN, SVD])
+        source(&[EXPONENT, ROUND_ROBIN, SVD])
             .replace("DOT_TERMS", &terms)
             .replace("ROTATE_ITEMS", &items)
             .replace("DOT_STEP", &dot.to_string())
