@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 
 use ferrax_runtime::differentiable::{LeafMut, is_lazy_zero, lazy_zero, leaves_mut};
-use ferrax_runtime::{DType, Device, Differentiable, Error, Tensor};
+use ferrax_runtime::{Conv, DType, Device, Differentiable, Error, Tensor};
 
 use crate::tensor_rules::{self as t, Cond, Operand, Product};
 
@@ -97,6 +97,15 @@ impl<'a> BArg<'a> {
                 Some(x)
             }
             BArg::Plain(_) => None,
+        }
+    }
+
+    /// The operand of an argument known to be unbatched; panics for a batched one.
+    #[track_caller]
+    fn plain(self) -> Operand<'a> {
+        match self {
+            BArg::Plain(o) => o,
+            BArg::Batched(_) => panic!("ferrax vmap: a batched operand where none was expected"),
         }
     }
 
@@ -993,6 +1002,88 @@ pub fn matmul_tr<'a>(
     }
     let g = batched_matmul(&ap.transpose(-2, -1), &cp);
     sum_to_example("matmul_tr", &g, &bp_ex).reshape(&with_batch(bsz, like_ex))
+}
+
+// ----- convolution -----
+
+/// The tensor operands of a batched convolution, each with its number of non-batch axes
+/// (`x` and a cotangent: channels and spatial axes; `w`: two more), their batch axes lined
+/// up: a batched operand gets size-1 axes after its batch axis until its example has as many
+/// leading (batch) axes as the operand with the most; an unbatched one broadcasts as it is.
+fn conv_aligned<'a>(args: &[(BArg<'a>, usize)]) -> Vec<Cow<'a, Tensor>> {
+    let leading = |a: BArg<'_>, core: usize| a.ex_rank().saturating_sub(core);
+    let most = args.iter().map(|&(a, c)| leading(a, c)).max().unwrap_or(0);
+    args.iter()
+        .map(|&(a, core)| match a {
+            BArg::Batched(x) => Cow::Owned(pad_after_batch(x, most - leading(a, core))),
+            BArg::Plain(o) => o.tensor(),
+        })
+        .collect()
+}
+
+/// Batched `t::conv`: one convolution over the batch, which the runtime treats as one more
+/// batch axis (the weights per example too, when they are batched).
+#[track_caller]
+pub fn conv<'a>(x: impl Into<BArg<'a>>, w: impl Into<BArg<'a>>, spec: &Conv) -> Tensor {
+    let (x, w) = (x.into(), w.into());
+    bsz_of("conv", &[x, w]);
+    let d = spec.rank();
+    let a = conv_aligned(&[(x, d + 1), (w, d + 2)]);
+    a[0].conv(&a[1], spec)
+}
+
+/// Batched `t::conv_tl`: the transposed convolution over the batch, each example summed over
+/// the batch axes its input was broadcast along.
+#[track_caller]
+pub fn conv_tl<'a>(
+    ct: impl Into<BArg<'a>>,
+    w: impl Into<BArg<'a>>,
+    like_x: impl Into<BArg<'a>>,
+    spec: &Conv,
+) -> Tensor {
+    let (ct, w, like) = (ct.into(), w.into(), like_x.into());
+    let bsz = bsz_of("conv", &[ct, w, like]);
+    if ct.batched().is_none() && w.batched().is_none() {
+        let (ct, w) = (ct.plain(), w.plain());
+        return lift_tensor(&t::conv_tl(ct, w, &example_like(like), spec), bsz);
+    }
+    let d = spec.rank();
+    let a = conv_aligned(&[(ct, d + 1), (w, d + 2)]);
+    let like_ex = like.ex_shape();
+    let g = a[0].conv_transpose(&a[1], spec, t::spatial("conv", like_ex, spec));
+    sum_to_example("conv", &g, like_ex)
+}
+
+/// Batched `t::conv_tr`: the weights' cotangent per example (with per-example inputs, the
+/// per-example gradients of shared weights), summed over the batch axes the weights were
+/// broadcast along.
+#[track_caller]
+pub fn conv_tr<'a>(
+    x: impl Into<BArg<'a>>,
+    ct: impl Into<BArg<'a>>,
+    like_w: impl Into<BArg<'a>>,
+    spec: &Conv,
+) -> Tensor {
+    let (x, ct, like) = (x.into(), ct.into(), like_w.into());
+    let bsz = bsz_of("conv", &[x, ct, like]);
+    if x.batched().is_none() && ct.batched().is_none() {
+        let (x, ct) = (x.plain(), ct.plain());
+        return lift_tensor(&t::conv_tr(x, ct, &example_like(like), spec), bsz);
+    }
+    let d = spec.rank();
+    let a = conv_aligned(&[(x, d + 1), (ct, d + 1)]);
+    let like_ex = like.ex_shape();
+    // [B, 1.., like_ex]: the runtime sums each example over the batch axes it has beyond
+    // the weights', and never over the examples
+    let leading = (a[0].ndim().max(a[1].ndim()) - 1).saturating_sub(d + 1);
+    let mut target = vec![bsz];
+    target.resize(
+        1 + leading.saturating_sub(like_ex.len().saturating_sub(d + 2)),
+        1,
+    );
+    target.extend_from_slice(like_ex);
+    let g = a[0].conv_weight_grad(&a[1], spec, &target);
+    g.reshape(&with_batch(bsz, like_ex))
 }
 
 // ----- views -----

@@ -8,7 +8,7 @@
 //! Comparisons return masks in the dtype of their tensor operand (1 where true, 0 where
 //! false), so that a rule such as `select(x >= 0, 1, -1)` knows the dtype of its result.
 
-use ferrax_runtime::{Differentiable, Tensor, packed};
+use ferrax_runtime::{Conv, Differentiable, Tensor, packed};
 
 /// An argument of a helper: a tensor or a Rust float.
 #[derive(Clone, Copy)]
@@ -501,6 +501,46 @@ pub fn matmul_tr<'a>(
     let n = ap.ndim() as isize;
     let g = ap.transpose(n - 2, n - 1).matmul(&cp);
     ferrax_runtime::unbroadcast(&g, bp.shape()).reshape(like_b.shape())
+}
+
+/// `x.conv(&w, spec)`.
+pub fn conv<'a>(x: impl Into<Operand<'a>>, w: impl Into<Operand<'a>>, spec: &Conv) -> Tensor {
+    x.into().tensor().conv(&w.into().tensor(), spec)
+}
+
+/// The spatial sizes of a convolution's input `like` (its last `spec.rank()` axes).
+pub(crate) fn spatial<'s>(op: &str, like: &'s [usize], spec: &Conv) -> &'s [usize] {
+    let d = spec.rank();
+    assert!(
+        like.len() > d,
+        "{op}: an input of shape {like:?} has no channel axis before its {d} spatial axes"
+    );
+    &like[like.len() - d..]
+}
+
+/// The cotangent of `x` in `x.conv(&w, spec)`: the transposed convolution of `ct`, summed
+/// over batch axes `x` was broadcast along.
+pub fn conv_tl<'a>(
+    ct: impl Into<Operand<'a>>,
+    w: impl Into<Operand<'a>>,
+    like_x: &Tensor,
+    spec: &Conv,
+) -> Tensor {
+    let (ct, w) = (ct.into().tensor(), w.into().tensor());
+    let g = ct.conv_transpose(&w, spec, spatial("conv", like_x.shape(), spec));
+    ferrax_runtime::unbroadcast(&g, like_x.shape())
+}
+
+/// The cotangent of `w` in `x.conv(&w, spec)`, summed over batch axes `w` was broadcast
+/// along.
+pub fn conv_tr<'a>(
+    x: impl Into<Operand<'a>>,
+    ct: impl Into<Operand<'a>>,
+    like_w: &Tensor,
+    spec: &Conv,
+) -> Tensor {
+    let (x, ct) = (x.into().tensor(), ct.into().tensor());
+    x.conv_weight_grad(&ct, spec, like_w.shape())
 }
 
 /// `acc(target, &matmul_tr(a, ct, like_b))`: the gradient of `b` in `a.matmul(b)` added to

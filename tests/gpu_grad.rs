@@ -404,3 +404,41 @@ fn per_example_gradients_through_decompositions_on_the_gpu_match_the_cpu() {
     assert_close("da", &ga.to_device(&Device::Cpu), &ca);
     assert_close("du", &gu.to_device(&Device::Cpu), &cu);
 }
+
+#[path = "../examples/data/cnn_model.rs"]
+#[allow(dead_code)]
+mod cnn_model;
+
+#[test]
+fn cnn_gradients_and_per_example_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let params = cnn_model::Cnn::new(Key::new(90), 4, 6, DType::F32);
+    let x = Tensor::uniform(Key::new(91), &[6, 1, 8, 8], 0.0, 1.0, DType::F32);
+    let labels: Vec<i32> = (0..6).map(|i| i * 7 % 10).collect();
+    let y = Tensor::from_vec(labels, &[6]).one_hot(10, DType::F32);
+    let on = |t: &Tensor| t.to_device(&dev);
+    let gparams = params.to_device(&dev);
+    let (loss, grads) = cnn_model::loss_value_and_grad(&params, &x, &y);
+    let (gloss, ggrads) = cnn_model::loss_value_and_grad(&gparams, &on(&x), &on(&y));
+    assert_eq!(gloss.device(), dev);
+    assert_close("loss", &gloss.to_device(&Device::Cpu), &loss);
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu);
+    assert_close("conv1.w", &cpu(&ggrads.conv1.w), &grads.conv1.w);
+    assert_close("conv2.w", &cpu(&ggrads.conv2.w), &grads.conv2.w);
+    assert_close("conv2.b", &cpu(&ggrads.conv2.b), &grads.conv2.b);
+    assert_close("w", &cpu(&ggrads.w), &grads.w);
+    // one example per batch of one: [6, 1, 1, 8, 8]
+    let (xs, ys) = (x.unsqueeze(1), y.unsqueeze(1));
+    let per = cnn_model::loss_grad_vmap(&params, &xs, &ys);
+    let gper = cnn_model::loss_grad_vmap(&gparams, &on(&xs), &on(&ys));
+    assert_eq!(per.conv1.w.shape(), &[6, 4, 1, 3, 3]);
+    assert_close("per-example conv1.w", &cpu(&gper.conv1.w), &per.conv1.w);
+    assert_close("per-example conv2.w", &cpu(&gper.conv2.w), &per.conv2.w);
+    assert_close("per-example w", &cpu(&gper.w), &per.w);
+    // and their mean is the batch gradient
+    assert_close(
+        "mean of per-example",
+        &per.conv2.w.mean_axis(0, false),
+        &grads.conv2.w,
+    );
+}

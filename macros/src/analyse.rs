@@ -192,7 +192,7 @@ pub fn check_activity(cx: &Ctxt, func: &Func, varied: &HashSet<Var>) {
                 },
             ..
         } = s
-            && (is(recv) || args.iter().any(is))
+            && (is(recv) || args.iter().any(|a| is(&a.atom)))
         {
             cx.error_at(
                     *span,

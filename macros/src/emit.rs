@@ -820,7 +820,14 @@ impl Emitter<'_> {
                 recv, method, args, ..
             } => {
                 let r = self.atom(*recv);
-                let args = args.iter().map(|a| self.atom(*a));
+                let args = args.iter().map(|a| match a.atom {
+                    Atom::Var(v) if a.borrow => self.borrowed(v),
+                    t if a.borrow => {
+                        let t = self.atom(t);
+                        quote!(&#t)
+                    }
+                    t => self.atom(t),
+                });
                 quote!(#r.#method(#(#args),*))
             }
             Rhs::Path(p) => quote!(#p),

@@ -177,11 +177,12 @@ pub enum Rhs {
         func: Var,
         args: Vec<Atom>,
     },
-    /// A method call on an inactive value (`n.min(m)`, `i.pow(2)`), kept as written.
+    /// A method call on an inactive value (`n.min(m)`, `i.pow(2)`, `spec.paddings(&pads)`),
+    /// kept as written.
     Method {
         recv: Atom,
         method: syn::Ident,
-        args: Vec<Atom>,
+        args: Vec<Arg>,
         span: Span,
     },
     /// A constant path (`std::f64::consts::PI`, `Mode::Fast`, `N`).
@@ -597,7 +598,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
         }
         Rhs::Method { recv, args, .. } => {
             let mut v = vec![*recv];
-            v.extend(args.iter().copied());
+            v.extend(args.iter().map(|a| a.atom));
             v
         }
         Rhs::Struct { fields, .. } => fields.iter().map(|(_, a)| *a).collect(),

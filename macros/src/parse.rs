@@ -1883,8 +1883,8 @@ impl Lowerer<'_> {
             );
             return Some(recv);
         }
-        let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
         if let (Kind::Float(_), Some(p)) = (&rk, Prim::from_method(&name)) {
+            let args: Vec<Atom> = m.args.iter().map(|a| self.value(a)).collect();
             let arity = crate::primitives::row(p).arity;
             if args.len() + 1 != arity {
                 self.cx.error(
@@ -1902,6 +1902,7 @@ impl Lowerer<'_> {
         } else {
             Kind::Opaque
         };
+        let args = self.method_args(m);
         Some(self.let_(
             "m",
             kind,
@@ -1912,6 +1913,23 @@ impl Lowerer<'_> {
                 span: m.method.span(),
             },
         ))
+    }
+
+    /// The arguments of a method kept as written, borrowed where written so (`&pads`).
+    fn method_args(&mut self, m: &syn::ExprMethodCall) -> Vec<Arg> {
+        m.args
+            .iter()
+            .map(|a| match a {
+                Expr::Reference(r) if r.mutability.is_none() => Arg {
+                    atom: self.value(&r.expr),
+                    borrow: true,
+                },
+                e => Arg {
+                    atom: self.value(e),
+                    borrow: false,
+                },
+            })
+            .collect()
     }
 
     /// `outs.last().unwrap()` / `outs.first().expect(..)` of a sequence of tensors: the
@@ -1972,6 +1990,13 @@ impl Lowerer<'_> {
         if let Some(kind) = inactive {
             // no derivative flows through these (JAX cannot differentiate them either)
             let recv = self.prim(Prim::StopGradient, vec![recv]);
+            let args = args
+                .into_iter()
+                .map(|atom| Arg {
+                    atom,
+                    borrow: false,
+                })
+                .collect();
             return Some(self.let_(
                 "m",
                 kind,
@@ -3308,7 +3333,10 @@ impl Lowerer<'_> {
         let rhs = Rhs::Method {
             recv,
             method: syn::Ident::new(method, Span::call_site()),
-            args: vec![arg],
+            args: vec![Arg {
+                atom: arg,
+                borrow: false,
+            }],
             span: Span::call_site(),
         };
         self.let_("n", Kind::Int, rhs)

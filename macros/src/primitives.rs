@@ -100,6 +100,13 @@ pub enum Prim {
     LogSoftmax,
     /// `a.matmul(&b)` in all its forms.
     Matmul,
+    /// `x.conv(&w, &spec)`: N-d convolution (cross-correlation) `(x, w, spec)`, bilinear.
+    Conv,
+    /// Cotangent of `x` in `x.conv(&w, &spec)`, a transposed convolution: `(ct, w, like_x,
+    /// spec)`.
+    ConvTl,
+    /// Cotangent of `w` in `x.conv(&w, &spec)`: `(x, ct, like_w, spec)`.
+    ConvTr,
     /// `x.reshape(&shape)`, `x.t()`, `x.unsqueeze(axis)`, `x.squeeze(axis)`, `x.broadcast_to(&shape)`.
     Reshape,
     /// `x.flatten()`.
@@ -1119,6 +1126,36 @@ pub fn row(p: Prim) -> Row {
             let r = d[1].map(|t| b.prim(MatmulTr, &[x[0], t, x[2]]));
             b.add(l, r)
         }),
+        Conv => lin(
+            Method("conv"),
+            3,
+            Float,
+            |b, x, _, d| {
+                let l = d[0].map(|t| b.prim(Conv, &[t, x[1], x[2]]));
+                let r = d[1].map(|t| b.prim(Conv, &[x[0], t, x[2]]));
+                b.add(l, r)
+            },
+            |b, ct, x, l| {
+                // bilinear: linear in exactly one argument here
+                if l[0] {
+                    let like = b.primal_of(x[0]);
+                    vec![Some(b.prim(ConvTl, &[ct, x[1], like, x[2]])), None, None]
+                } else {
+                    let like = b.primal_of(x[1]);
+                    vec![None, Some(b.prim(ConvTr, &[x[0], ct, like, x[2]])), None]
+                }
+            },
+        ),
+        ConvTl => tr(4, |b, x, _, d| {
+            let l = d[0].map(|t| b.prim(ConvTl, &[t, x[1], x[2], x[3]]));
+            let r = d[1].map(|t| b.prim(ConvTl, &[x[0], t, x[2], x[3]]));
+            b.add(l, r)
+        }),
+        ConvTr => tr(4, |b, x, _, d| {
+            let l = d[0].map(|t| b.prim(ConvTr, &[t, x[1], x[2], x[3]]));
+            let r = d[1].map(|t| b.prim(ConvTr, &[x[0], t, x[2], x[3]]));
+            b.add(l, r)
+        }),
         LuSolve => lin(
             Call(""),
             4,
@@ -1713,6 +1750,7 @@ impl Prim {
             ("softmax", 1) => Softmax,
             ("log_softmax", 1) => LogSoftmax,
             ("matmul", 1) => Matmul,
+            ("conv", 2) => Conv,
             ("reshape", 1) => Reshape,
             ("flatten", 0) => Flatten,
             ("t", 0) => T,
@@ -1753,7 +1791,7 @@ impl Prim {
     pub fn tensor_method_names() -> &'static str {
         "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
-         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul reshape t \
+         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
@@ -1857,7 +1895,7 @@ impl Prim {
         use Prim::*;
         match self {
             SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd => k == 1,
-            MatmulTl | MatmulTr | Unpermute => k == 2,
+            MatmulTl | MatmulTr | ConvTl | ConvTr | Unpermute => k == 2,
             Undiagonal => k == 1,
             ConcatPart | StackPart => k >= 3,
             UnconcatSeq | UnstackSeq => k == 2,

@@ -91,7 +91,8 @@
 //!
 //! - [`tensor`]: the [`Tensor`] type, constructors and accessors;
 //! - [`shape`]: strides, broadcasting and axis rules;
-//! - `ops`: the operations (unary, binary, reductions, matmul, views, nn, operators);
+//! - `ops`: the operations (unary, binary, reductions, matmul, views, nn, operators,
+//!   convolution with [`Conv`]);
 //! - [`random`]: [`Key`] and the Threefry generator;
 //! - [`differentiable`]: the tangent algebra of parameter values and `unbroadcast`;
 //! - [`optim`]: SGD, momentum and Adam over any [`Differentiable`] value;
@@ -120,7 +121,7 @@ pub use device::{Activity, Device, KernelTime};
 pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};
-pub use ops::Scalar;
+pub use ops::{Conv, Padding, Scalar};
 pub use random::Key;
 pub use tensor::Tensor;
 
@@ -131,6 +132,7 @@ pub mod prelude {
     pub use crate::differentiable::Differentiable;
     pub use crate::element::{DType, Element, Float};
     pub use crate::error::Error;
+    pub use crate::ops::{Conv, Padding};
     pub use crate::random::Key;
     pub use crate::tensor::Tensor;
 }

@@ -1044,7 +1044,10 @@ impl Vjp<'_> {
                     rhs: Rhs::Method {
                         recv: Atom::Var(next),
                         method: syn::Ident::new("min", proc_macro2::Span::call_site()),
-                        args: vec![range.hi],
+                        args: vec![Arg {
+                            atom: range.hi,
+                            borrow: false,
+                        }],
                         span: proc_macro2::Span::call_site(),
                     },
                 },
@@ -1309,7 +1312,7 @@ fn shape_only(block: &Block, v: Var) -> bool {
                     let like = match p {
                         Prim::SumTo | Prim::BroadcastLike | Prim::ReshapeLike => Some(1),
                         Prim::UnsumAxis => Some(1),
-                        Prim::MatmulTl | Prim::MatmulTr => Some(2),
+                        Prim::MatmulTl | Prim::MatmulTr | Prim::ConvTl | Prim::ConvTr => Some(2),
                         Prim::Numel | Prim::AxisLen => Some(0),
                         _ => None,
                     };

@@ -811,10 +811,7 @@ impl Vmap<'_> {
                             atom: *recv,
                             borrow: false,
                         }];
-                        all.extend(args.iter().map(|a| Arg {
-                            atom: *a,
-                            borrow: false,
-                        }));
+                        all.extend(args.iter().cloned());
                         let mut c = Self::call(&format!("method_{name}"), all);
                         if let Rhs::Call { span: s, .. } = &mut c {
                             *s = *span;

@@ -3,6 +3,7 @@
 //! arithmetic in the backend kernels.
 
 mod binary;
+mod conv;
 mod inplace;
 pub(crate) mod linalg;
 mod matmul;
@@ -12,4 +13,5 @@ mod reduce;
 mod unary;
 mod view;
 
+pub use conv::{Conv, Padding};
 pub use operators::Scalar;

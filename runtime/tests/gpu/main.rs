@@ -7,6 +7,7 @@
 
 #![cfg(feature = "gpu")]
 
+mod conv;
 mod device;
 mod elementwise;
 mod linalg;

@@ -3,6 +3,7 @@
 //! that are contiguous, transposed, sliced, strided or broadcast views.
 
 mod construct;
+mod conv;
 mod elementwise;
 mod errors;
 mod linalg;
