@@ -129,6 +129,40 @@ def per_example_grads():
     return {"flops": 3.0 * 256 * 2.0 * (64 * 128 + 128 * 10)}, lambda: f(params, x, y)
 
 
+def cnn(per_example):
+    # examples/data/cnn_model.rs on 64 images of 28 x 28: conv 1 -> 32 (3 x 3, SAME), relu,
+    # conv 32 -> 64 (3 x 3, stride 2, SAME), relu, dense 12544 -> 10; NCHW / OIHW
+    n, side, c1, c2 = 64, 28, 32, 64
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(71), 3)
+    h = side // 2
+    params = (
+        jax.random.normal(k1, (c1, 1, 3, 3), jnp.float32) * (2.0 / 9) ** 0.5,
+        jnp.zeros((c1, 1, 1), jnp.float32),
+        jax.random.normal(k2, (c2, c1, 3, 3), jnp.float32) * (2.0 / (9 * c1)) ** 0.5,
+        jnp.zeros((c2, 1, 1), jnp.float32),
+        jax.random.normal(k3, (c2 * h * h, 10), jnp.float32) * (2.0 / (c2 * h * h)) ** 0.5,
+        jnp.zeros((10,), jnp.float32),
+    )
+    x = normal(72, (n, 1, side, side))
+    y = jax.nn.one_hot(jnp.arange(n) * 7 % 10, 10, dtype=jnp.float32)
+    dn = ("NCHW", "OIHW", "NCHW")
+
+    def loss(p, x, y):
+        w1, b1, w2, b2, w, b = p
+        a = jax.nn.relu(jax.lax.conv_general_dilated(x, w1, (1, 1), "SAME", dimension_numbers=dn) + b1)
+        a = jax.nn.relu(jax.lax.conv_general_dilated(a, w2, (2, 2), "SAME", dimension_numbers=dn) + b2)
+        z = a.reshape(x.shape[0], -1) @ w + b
+        return -jnp.mean(jnp.sum(jax.nn.log_softmax(z, axis=1) * y, axis=1))
+
+    fwd = 2.0 * n * (c1 * 9 * side * side + c2 * c1 * 9 * h * h + c2 * h * h * 10)
+    if per_example:
+        f = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0)))
+        xs, ys = x[:, None], y[:, None]
+        return {"flops": 3.0 * fwd}, lambda: f(params, xs, ys)
+    f = jax.jit(jax.value_and_grad(loss))
+    return {"flops": 3.0 * fwd}, lambda: f(params, x, y)
+
+
 def rnn_grad(per_example):
     # an Elman network over 64 steps, batch 32, 64 inputs, 256 hidden (benches/workloads):
     # the batch's gradient, or every sequence's (vmap of grad over axis 1 of xs)
@@ -275,6 +309,8 @@ WORKLOADS = {
     "per_example_grads_mlp_b256_f32": per_example_grads,
     "rnn_grad_t64_b32_f32": lambda: rnn_grad(False),
     "rnn_per_example_grads_t64_b32_f32": lambda: rnn_grad(True),
+    "cnn_step_b64_f32": lambda: cnn(False),
+    "cnn_per_example_grads_b64_f32": lambda: cnn(True),
     "fixed_point_grad_b256_f32": fixed_point_grad,
     "gp_per_example_grads_b64_n64_f32": gp_grads,
     "eigh_per_example_grads_b64_n32_f32": lambda: eigh_grads(64, 32),

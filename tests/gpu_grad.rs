@@ -412,7 +412,7 @@ mod cnn_model;
 #[test]
 fn cnn_gradients_and_per_example_gradients_on_the_gpu_match_the_cpu() {
     let Some(dev) = gpu() else { return };
-    let params = cnn_model::Cnn::new(Key::new(90), 4, 6, DType::F32);
+    let params = cnn_model::Cnn::new(Key::new(90), 8, 4, 6, DType::F32);
     let x = Tensor::uniform(Key::new(91), &[6, 1, 8, 8], 0.0, 1.0, DType::F32);
     let labels: Vec<i32> = (0..6).map(|i| i * 7 % 10).collect();
     let y = Tensor::from_vec(labels, &[6]).one_hot(10, DType::F32);

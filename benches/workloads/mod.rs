@@ -11,6 +11,10 @@ use ferrax::prelude::*;
 #[allow(dead_code)]
 mod mlp_model;
 
+#[path = "../../examples/data/cnn_model.rs"]
+#[allow(dead_code)]
+mod cnn_model;
+
 /// What one run of a workload does, for throughput figures.
 #[derive(Clone, Copy, Debug)]
 pub enum Work {
@@ -158,6 +162,17 @@ pub fn all() -> Vec<Workload> {
             name: "rnn_per_example_grads_t64_b32_f32",
             build: || rnn(true),
         },
+        // the CNN of examples/data/cnn_model.rs on 64 images of 28 x 28 (conv 1 -> 32 "same",
+        // relu, conv 32 -> 64 stride 2, relu, dense 12544 -> 10, f32): the batch's value and
+        // gradient, and every image's gradient (`#[vmap] #[grad]`; JAX: vmap of grad)
+        Workload {
+            name: "cnn_step_b64_f32",
+            build: || cnn(false),
+        },
+        Workload {
+            name: "cnn_per_example_grads_b64_f32",
+            build: || cnn(true),
+        },
         // the gradient of a fixed-point iteration written as a `while` loop (JAX: fori_loop)
         Workload {
             name: "fixed_point_grad_b256_f32",
@@ -226,6 +241,32 @@ pub fn all() -> Vec<Workload> {
             },
         },
     ]
+}
+
+/// The CNN workloads: a batch's value and gradient, or per-example gradients.
+fn cnn(per_example: bool) -> Prepared {
+    let (n, side) = (64, 28);
+    let params = cnn_model::Cnn::new(Key::new(71), side, 32, 64, DType::F32);
+    let x = normal(72, &[n, 1, side, side]);
+    let labels: Vec<i32> = (0..n as i32).map(|i| i * 7 % 10).collect();
+    let y = Tensor::from_vec(labels, &[n]).one_hot(10, DType::F32);
+    let (xs, ys) = (x.unsqueeze(1), y.unsqueeze(1));
+    let h = side / 2;
+    let fwd = 2.0
+        * n as f64
+        * (32.0 * 9.0 * (side * side) as f64
+            + 64.0 * 32.0 * 9.0 * (h * h) as f64
+            + 64.0 * (h * h) as f64 * 10.0);
+    Prepared {
+        work: Work::Flops(3.0 * fwd),
+        run: Box::new(move || {
+            if per_example {
+                std::hint::black_box(cnn_model::loss_grad_vmap(&params, &xs, &ys));
+            } else {
+                std::hint::black_box(cnn_model::loss_value_and_grad(&params, &x, &y));
+            }
+        }),
+    }
 }
 
 /// One example's loss: an MLP 64-128-10 with tanh and log-softmax cross-entropy.

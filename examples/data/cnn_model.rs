@@ -1,7 +1,7 @@
-//! A small convolutional network for 8x8 images (two 3 x 3 convolutions with relu, the
-//! second with stride 2, then an affine layer to the logits) and its loss, whose gradient
-//! and per-example gradients `#[vmap]` over `#[grad]` derive. Shared by `examples/cnn.rs`
-//! and the benchmarks.
+//! A small convolutional network for square one-channel images (two 3 x 3 convolutions
+//! with relu, the second with stride 2, then an affine layer to the logits) and its loss,
+//! whose gradient and per-example gradients `#[vmap]` over `#[grad]` derive. Shared by
+//! `examples/cnn.rs`, the benchmarks and the GPU tests.
 
 use ferrax::prelude::*;
 
@@ -15,20 +15,22 @@ pub struct ConvLayer {
 }
 
 /// conv 1 -> `c1` (3 x 3, "same"), relu, conv `c1` -> `c2` (3 x 3, stride 2, "same"),
-/// relu, affine `c2 * 4 * 4` -> 10.
+/// relu, affine `c2 * (side / 2)²` -> 10 for images of `side x side` pixels.
 #[derive(Clone, Debug, Differentiable)]
 pub struct Cnn {
     pub conv1: ConvLayer,
     pub conv2: ConvLayer,
-    /// `[c2 * 16, 10]`.
+    /// `[c2 * (side / 2)², 10]` (`side / 2` rounded up).
     pub w: Tensor,
     /// `[10]`.
     pub b: Tensor,
 }
 
 impl Cnn {
-    /// Weights drawn from a normal scaled by `sqrt(2 / fan_in)`, biases zero.
-    pub fn new(key: Key, c1: usize, c2: usize, dtype: DType) -> Cnn {
+    /// Weights for images of `side x side` pixels drawn from a normal scaled by
+    /// `sqrt(2 / fan_in)`, biases zero.
+    pub fn new(key: Key, side: usize, c1: usize, c2: usize, dtype: DType) -> Cnn {
+        let dense = c2 * side.div_ceil(2).pow(2);
         let [k1, k2, k3] = key.split_n(3)[..] else {
             unreachable!()
         };
@@ -44,7 +46,7 @@ impl Cnn {
                 w: he(k2, &[c2, c1, 3, 3], 9 * c1),
                 b: Tensor::zeros(&[c2, 1, 1], dtype),
             },
-            w: he(k3, &[c2 * 16, 10], c2 * 16),
+            w: he(k3, &[dense, 10], dense),
             b: Tensor::zeros(&[10], dtype),
         }
     }
@@ -64,7 +66,10 @@ impl Cnn {
     }
 }
 
-/// The logits `[n, 10]` of images `x: [n, 1, 8, 8]`.
+/// The logits `[n, 10]` of images `x: [n, 1, side, side]`. Transformed as [`loss`] is, so
+/// that `loss` can call it and differentiate and batch through the call.
+#[vmap(in_axes = (None, 0))]
+#[grad(wrt(p))]
 pub fn logits(p: &Cnn, x: &Tensor) -> Tensor {
     let h = (x.conv(&p.conv1.w, &Conv::new(2).same()) + &p.conv1.b).relu();
     let h = (h.conv(&p.conv2.w, &Conv::new(2).stride(2).same()) + &p.conv2.b).relu();
@@ -72,15 +77,13 @@ pub fn logits(p: &Cnn, x: &Tensor) -> Tensor {
     h.reshape(&[n, p.w.shape()[0]]).matmul(&p.w) + &p.b
 }
 
-/// The mean softmax cross-entropy on images `x: [n, 1, 8, 8]` with `one_hot` labels
+/// The mean softmax cross-entropy on images `x: [n, 1, side, side]` with `one_hot` labels
 /// `[n, 10]`. `#[grad]` emits `loss_value_and_grad(p, x, one_hot)`; `#[vmap]` over it
-/// `loss_grad_vmap(p, xs, ys)`, per-example gradients for `xs: [b, n, 1, 8, 8]`.
+/// `loss_grad_vmap(p, xs, ys)`, per-example gradients for `xs: [b, 1, 1, side, side]`
+/// (each example a batch of one).
 #[vmap(in_axes = (None, 0, 0))]
 #[grad(wrt(p))]
 pub fn loss(p: &Cnn, x: &Tensor, one_hot: &Tensor) -> Tensor {
-    let h = (x.conv(&p.conv1.w, &Conv::new(2).same()) + &p.conv1.b).relu();
-    let h = (h.conv(&p.conv2.w, &Conv::new(2).stride(2).same()) + &p.conv2.b).relu();
-    let n = x.shape()[0];
-    let z = h.reshape(&[n, p.w.shape()[0]]).matmul(&p.w) + &p.b;
+    let z = logits(p, x);
     -(z.log_softmax(1) * one_hot).sum_axis(1, false).mean()
 }
