@@ -10,12 +10,15 @@
 //! - [`reduce`]: reductions, argmax and the softmax family along an axis (tree
 //!   reductions in workgroup memory);
 //! - [`matmul`]: tiled, register-blocked matrix products, batched;
-//! - [`gather`]: `index_select`, `concat`, `one_hot`.
+//! - [`gather`]: `index_select`, `concat`, `one_hot`;
+//! - [`conv`]: convolution's `unfold` (im2col) and `fold` (col2im), positions computed
+//!   in the shader.
 //!
 //! The tensor operations check shapes, dtypes and devices first, exactly as on the CPU,
 //! and only then call in here.
 
 pub(crate) mod context;
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
 pub(crate) mod linalg;

@@ -1,20 +1,26 @@
-//! N-dimensional convolution (1-D, 2-D and 3-D) and its two transposes, built from the
-//! device-generic operations (reshape, concat, `index_select`, `index_add`, `matmul`,
-//! `sum_to_shape`), so that one code path serves the CPU and the GPU.
+//! N-dimensional convolution (1-D, 2-D and 3-D) and its two transposes, built from
+//! device-generic operations (reshape, `matmul`, `sum_to_shape`) around an unfold of the
+//! input and its adjoint, the fold, so that one code path serves the CPU and the GPU.
 //!
-//! The method is im2col by gathering: the input's spatial block is flattened to `S`
-//! elements and one zero is appended (the *sentinel*, at index `S`, read wherever a window
-//! reaches into the padding); `K * P` indices (`K` kernel positions, outer, by `P` output
-//! positions) gather the columns `[.., C, K * P]`; the kernel, `[.., G, O / G, (C / G) K]`,
-//! multiplies them group by group. The transpose in the input scatters the columns back
-//! with `index_add` (and drops the sentinel); the transpose in the kernel multiplies the
-//! cotangent by the columns and sums over the batch axes the kernel does not have.
+//! The method is im2col: the input's spatial block is flattened to `S` elements and
+//! unfolded into the columns `[.., C, K * P]` (`K` kernel positions, outer, by `P` output
+//! positions); the kernel, `[.., G, O / G, (C / G) K]`, multiplies them group by group.
+//! The transpose in the input folds the columns back (the adjoint, summing the entries
+//! that read each element); the transpose in the kernel multiplies the cotangent by the
+//! columns and sums over the batch axes the kernel does not have.
+//!
+//! On the CPU the unfold gathers with `index_select` from the block with one zero
+//! appended (the *sentinel*, at index `S`, read wherever a window reaches into the
+//! padding), and the fold scatters with `index_add` (and drops the sentinel). On a GPU
+//! both are kernels of their own (`gpu::conv`) that compute the positions themselves.
 
-use crate::device::Device;
+use crate::cpu::for_row_blocks;
 use crate::differentiable::try_unbroadcast;
 use crate::error::{Error, Result, unwrap};
+use crate::pool;
 use crate::shape::{broadcast_shapes, numel};
 use crate::tensor::Tensor;
+use crate::tensor::float_dispatch;
 
 /// How a convolution slides its window: the number of spatial axes (`rank`, 1 to 3), the
 /// stride, padding and dilation per spatial axis, and the number of channel groups.
@@ -306,7 +312,7 @@ impl Conv {
     }
 }
 
-/// The shapes of one convolution `x.conv(w)`, checked, with its gather indices.
+/// The shapes of one convolution `x.conv(w)`, checked, with its window.
 struct Geometry {
     /// x's, w's and the result's batch axes.
     xb: Vec<usize>,
@@ -316,15 +322,18 @@ struct Geometry {
     c: usize,
     o: usize,
     g: usize,
-    /// The input's and the output's spatial sizes.
+    /// The input's, the output's and the kernel's spatial sizes; per spatial axis the
+    /// stride, the dilation and the zeros padded before.
     input: Vec<usize>,
     out: Vec<usize>,
-    /// Elements of the input's spatial block (the sentinel's index), kernel positions.
+    kernel: Vec<usize>,
+    stride: Vec<usize>,
+    dilation: Vec<usize>,
+    before: Vec<usize>,
+    /// Elements of the input's spatial block, kernel positions.
     s: usize,
     k: usize,
-    /// The gather indices, `K * P` (kernel positions outer), `s` where a window reads
-    /// padding; and whether any does.
-    idx: Vec<i32>,
+    /// Whether any window reads padding.
     padded: bool,
 }
 
@@ -393,39 +402,16 @@ impl Geometry {
         let axes = spec.plan(op, input, kernel)?;
         let out: Vec<usize> = axes.iter().map(|a| a.out).collect();
         let s = numel(input);
-        if s >= i32::MAX as usize {
-            return Err(Error::InvalidArgument {
-                op,
-                message: format!("spatial block {input:?} has too many elements for i32 indices"),
+        let (stride, dilation) = (&spec.stride[..d], &spec.dilation[..d]);
+        let before: Vec<usize> = axes.iter().map(|a| a.before).collect();
+        // the first window starts at -before, the last tap of the last may end past the
+        // input (where there is a window at all)
+        let padded = numel(&out) > 0
+            && (0..d).any(|i| {
+                before[i] > 0
+                    || (out[i] - 1) * stride[i] + (kernel[i] - 1) * dilation[i]
+                        >= input[i] + before[i]
             });
-        }
-        let (k, p) = (numel(kernel), numel(&out));
-        let mut idx = Vec::with_capacity(k * p);
-        let mut padded = false;
-        // row-major walks of the kernel (outer) and output positions
-        let mut kpos = vec![0usize; d];
-        for _ in 0..k {
-            let mut ppos = vec![0usize; d];
-            for _ in 0..p {
-                let mut flat = Some(0usize);
-                for i in 0..d {
-                    let at = (ppos[i] * spec.stride[i] + kpos[i] * spec.dilation[i]) as isize
-                        - axes[i].before as isize;
-                    flat = match flat {
-                        Some(f) if at >= 0 && (at as usize) < input[i] => {
-                            Some(f * input[i] + at as usize)
-                        }
-                        _ => None,
-                    };
-                }
-                idx.push(flat.unwrap_or_else(|| {
-                    padded = true;
-                    s
-                }) as i32);
-                advance(&mut ppos, &out);
-            }
-            advance(&mut kpos, kernel);
-        }
         Ok(Geometry {
             xb: xb.to_vec(),
             wb: wb.to_vec(),
@@ -435,9 +421,12 @@ impl Geometry {
             g,
             input: input.to_vec(),
             out,
+            kernel: kernel.to_vec(),
+            stride: stride.to_vec(),
+            dilation: dilation.to_vec(),
+            before,
             s,
-            k,
-            idx,
+            k: numel(kernel),
             padded,
         })
     }
@@ -447,16 +436,136 @@ impl Geometry {
         numel(&self.out)
     }
 
-    /// The gather indices on `device`.
-    fn indices(&self, device: &Device) -> Result<Tensor> {
-        Tensor::from_vec(self.idx.clone(), &[self.idx.len()]).try_to_device(device)
+    /// The unfold as maximal runs: column `dst + i` of a row reads input element `src + i *
+    /// step` (kernel positions outer, output positions inner; `step` the last axis's
+    /// stride), for `i < len`; columns in no run read padding (zeros). A run is a row of
+    /// a window.
+    fn runs(&self) -> Vec<Run> {
+        let step = self.stride.last().copied().unwrap_or(1);
+        let (d, p) = (self.input.len(), self.p());
+        let mut runs: Vec<Run> = Vec::new();
+        // row-major walks of the kernel (outer) and output positions
+        let mut kpos = vec![0usize; d];
+        for k in 0..self.k {
+            let mut ppos = vec![0usize; d];
+            for j in 0..p {
+                let mut flat = Some(0usize);
+                for i in 0..d {
+                    let at = (ppos[i] * self.stride[i] + kpos[i] * self.dilation[i]) as isize
+                        - self.before[i] as isize;
+                    flat = match flat {
+                        Some(f) if at >= 0 && (at as usize) < self.input[i] => {
+                            Some(f * self.input[i] + at as usize)
+                        }
+                        _ => None,
+                    };
+                }
+                if let Some(src) = flat {
+                    let dst = k * p + j;
+                    match runs.last_mut() {
+                        Some(r) if r.dst + r.len == dst && r.src + r.len * step == src => {
+                            r.len += 1
+                        }
+                        _ => runs.push(Run {
+                            dst,
+                            src,
+                            len: 1,
+                            step,
+                        }),
+                    }
+                }
+                advance(&mut ppos, &self.out);
+            }
+            advance(&mut kpos, &self.kernel);
+        }
+        runs
     }
 
-    /// Whether the gather is the identity (a 1 x 1 kernel with stride 1, no padding).
+    /// The window, for the GPU kernels.
+    #[cfg(feature = "gpu")]
+    fn window(&self) -> crate::gpu::conv::Window<'_> {
+        crate::gpu::conv::Window {
+            input: &self.input,
+            out: &self.out,
+            kernel: &self.kernel,
+            stride: &self.stride,
+            dilation: &self.dilation,
+            before: &self.before,
+        }
+    }
+
+    /// Whether the unfold is the identity (a 1 x 1 kernel with stride 1, no padding): one
+    /// tap, every position read, none in the padding, as many outputs as inputs.
     fn identity(&self) -> bool {
-        self.k == 1
-            && self.idx.len() == self.s
-            && self.idx.iter().enumerate().all(|(i, &j)| i as i32 == j)
+        self.k == 1 && !self.padded && self.p() == self.s
+    }
+
+    /// The columns `[.., K * P]` of the spatial blocks `flat: [.., S]`.
+    fn unfold(&self, flat: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "gpu")]
+        if flat.on_gpu() {
+            return crate::gpu::conv::unfold(flat, &self.window());
+        }
+        let (rows, kp) = (numel(&flat.shape()[..flat.ndim() - 1]), self.k * self.p());
+        let runs = self.runs();
+        let mut shape = flat.shape().to_vec();
+        *shape.last_mut().expect("a spatial axis") = kp;
+        Ok(float_dispatch!(flat.dtype(), T => {
+            let x = flat.contiguous_data::<T>();
+            let mut out = pool::buffer(rows * kp, 0.0 as T);
+            for_row_blocks(&mut out, kp, |first, block| {
+                for (i, row) in block.chunks_mut(kp.max(1)).enumerate() {
+                    let x = &x[(first + i) * self.s..][..self.s];
+                    // (runs are in column order; the columns between them are padding)
+                    let mut end = 0;
+                    for r in &runs {
+                        row[end..r.dst].fill(0.0);
+                        let to = &mut row[r.dst..r.dst + r.len];
+                        if r.step == 1 {
+                            to.copy_from_slice(&x[r.src..r.src + r.len]);
+                        } else {
+                            let from = x[r.src..].iter().step_by(r.step);
+                            to.iter_mut().zip(from).for_each(|(o, v)| *o = *v);
+                        }
+                        end = r.dst + r.len;
+                    }
+                    row[end..].fill(0.0);
+                }
+            });
+            pool::recycle_copy(x);
+            Tensor::from_data(out, &shape)
+        }))
+    }
+
+    /// The adjoint of [`Geometry::unfold`]: the spatial blocks `[.., S]` of the columns
+    /// `cols: [.., K * P]`, each element the sum of the entries that read it.
+    fn fold(&self, cols: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "gpu")]
+        if cols.on_gpu() {
+            return crate::gpu::conv::fold(cols, &self.window());
+        }
+        let (rows, kp) = (numel(&cols.shape()[..cols.ndim() - 1]), self.k * self.p());
+        let runs = self.runs();
+        let mut shape = cols.shape().to_vec();
+        *shape.last_mut().expect("a spatial axis") = self.s;
+        Ok(float_dispatch!(cols.dtype(), T => {
+            let c = cols.contiguous_data::<T>();
+            let mut out = pool::buffer(rows * self.s, 0.0 as T);
+            for_row_blocks(&mut out, self.s, |first, block| {
+                for (i, row) in block.chunks_mut(self.s.max(1)).enumerate() {
+                    let c = &c[(first + i) * kp..][..kp];
+                    row.fill(0.0);
+                    for r in &runs {
+                        let to = row[r.src..].iter_mut().step_by(r.step);
+                        for (o, v) in to.zip(&c[r.dst..r.dst + r.len]) {
+                            *o += *v;
+                        }
+                    }
+                }
+            });
+            pool::recycle_copy(c);
+            Tensor::from_data(out, &shape)
+        }))
     }
 
     /// `[shape.., rest..]`.
@@ -470,18 +579,7 @@ impl Geometry {
         let cols = if self.identity() {
             flat
         } else {
-            let source = if self.padded {
-                let zeros = Tensor::try_full_on(
-                    &Geometry::with(&self.xb, &[self.c, 1]),
-                    0.0,
-                    x.dtype(),
-                    &x.device(),
-                )?;
-                Tensor::try_concat(&[&flat, &zeros], -1)?
-            } else {
-                flat
-            };
-            source.try_index_select(-1, &self.indices(&x.device())?)?
+            self.unfold(&flat)?
         };
         cols.try_reshape(&Geometry::with(
             &self.xb,
@@ -501,6 +599,14 @@ impl Geometry {
     fn cotangent_matrices(&self, ct: &Tensor, cb: &[usize]) -> Result<Tensor> {
         ct.try_reshape(&Geometry::with(cb, &[self.g, self.o / self.g, self.p()]))
     }
+}
+
+/// A run of the unfold (see [`Geometry::runs`]).
+struct Run {
+    dst: usize,
+    src: usize,
+    len: usize,
+    step: usize,
 }
 
 /// Steps the row-major multi-index `pos` within `shape` (wrapping to zeros at the end).
@@ -644,19 +750,7 @@ impl Tensor {
             let flat = if geo.identity() {
                 dcols
             } else {
-                let size = geo.s + geo.padded as usize;
-                let zeros = Tensor::try_full_on(
-                    &Geometry::with(&full, &[size]),
-                    0.0,
-                    self.dtype(),
-                    &self.device(),
-                )?;
-                let sum = zeros.try_index_add(-1, &geo.indices(&self.device())?, &dcols)?;
-                if geo.padded {
-                    sum.try_slice(-1, 0, geo.s)?
-                } else {
-                    sum
-                }
+                geo.fold(&dcols)?
             };
             full.extend_from_slice(&geo.input);
             flat.try_reshape(&full)

@@ -5,7 +5,7 @@
 
 use ferrax_runtime::prelude::*;
 
-use crate::{LAYS, check, gpu, laid, tensor};
+use crate::{LAYS, Lay, check, gpu, laid, tensor};
 
 /// The tolerance against the CPU: the values are multiples of 1/8, so every sum here is
 /// exact in f32 on both sides.
@@ -64,40 +64,107 @@ fn cases() -> Vec<(&'static [usize], &'static [usize], Conv)> {
     ]
 }
 
+/// Cases for the GPU's unfold and fold kernels in particular: padding wider than the
+/// kernel, strides longer than the kernel (inputs no window reads), 1 x 1 kernels that
+/// are not the identity, and sizes of 1.
+fn window_cases() -> Vec<(&'static [usize], &'static [usize], Conv)> {
+    vec![
+        (
+            &[3, 2, 17],
+            &[4, 2, 5],
+            Conv::new(1).stride(3).dilation(2).paddings(&[(6, 2)]),
+        ),
+        (&[2, 3, 9], &[2, 3, 2], Conv::new(1).stride(5)),
+        (&[2, 3, 9], &[2, 3, 1], Conv::new(1).stride(2).padding(3)),
+        (&[2, 1], &[3, 2, 1], Conv::new(1).padding(2)),
+        (&[2, 3, 0], &[2, 3, 2], Conv::new(1).paddings(&[(2, 1)])),
+        (&[2, 3, 0], &[2, 3, 2], Conv::new(1).same()),
+        (
+            &[2, 3, 5, 6],
+            &[2, 3, 2, 3],
+            Conv::new(2).paddings(&[(4, 3), (5, 5)]).dilations(&[2, 1]),
+        ),
+        (
+            &[1, 2, 11, 10],
+            &[3, 2, 2, 3],
+            Conv::new(2).strides(&[4, 5]),
+        ),
+        (&[2, 1, 1, 7], &[2, 1, 3, 2], Conv::new(2).padding(1)),
+        (
+            &[2, 2, 5, 6, 7],
+            &[2, 2, 2, 3, 1],
+            Conv::new(3)
+                .strides(&[3, 1, 2])
+                .dilations(&[2, 1, 1])
+                .paddings(&[(3, 0), (1, 4), (0, 2)]),
+        ),
+        (
+            &[1, 2, 3, 3, 3],
+            &[1, 2, 2, 2, 2],
+            Conv::new(3).stride(4).padding(3),
+        ),
+    ]
+}
+
+/// Checks the three operations of case `i` on the GPU against the CPU, the operands laid
+/// out as `lays` says (each operand the next layout of the cycle).
+fn check_case(dev: &Device, i: usize, xs: &[usize], ws: &[usize], spec: Conv, lays: &[Lay]) {
+    let seed = 10 * i as u64;
+    let input = &xs[xs.len() - spec.rank()..];
+    let ys = Tensor::zeros(xs, DType::F32)
+        .conv(&Tensor::zeros(ws, DType::F32), &spec)
+        .shape()
+        .to_vec();
+    for (j, &lay) in lays.iter().enumerate() {
+        let x = laid(xs, seed, false, lay);
+        let w = laid(ws, seed + 1, false, lays[(j + 1) % lays.len()]);
+        let ct = laid(&ys, seed + 2, false, lays[(j + 2) % lays.len()]);
+        let what = format!("case {i}: x {xs:?}, w {ws:?}, {spec:?}, layouts from {lay:?}");
+        check(dev, &format!("conv, {what}"), &[&x, &w], TOL, |t| {
+            t[0].conv(&t[1], &spec)
+        });
+        check(
+            dev,
+            &format!("conv_transpose, {what}"),
+            &[&ct, &w],
+            TOL,
+            |t| t[0].conv_transpose(&t[1], &spec, input),
+        );
+        check(
+            dev,
+            &format!("conv_weight_grad, {what}"),
+            &[&x, &ct],
+            TOL,
+            |t| t[0].conv_weight_grad(&t[1], &spec, ws),
+        );
+    }
+}
+
 #[test]
 fn conv_and_its_transposes_match_the_cpu() {
     let Some(dev) = gpu() else { return };
     for (i, (xs, ws, spec)) in cases().into_iter().enumerate() {
-        let seed = 10 * i as u64;
-        let input = &xs[xs.len() - spec.rank()..];
-        let ys = Tensor::zeros(xs, DType::F32)
-            .conv(&Tensor::zeros(ws, DType::F32), &spec)
-            .shape()
-            .to_vec();
-        for (j, lay) in LAYS.into_iter().enumerate() {
-            let x = laid(xs, seed, false, lay);
-            let w = laid(ws, seed + 1, false, LAYS[(j + 1) % LAYS.len()]);
-            let ct = laid(&ys, seed + 2, false, LAYS[(j + 2) % LAYS.len()]);
-            let what = format!("case {i}: x {xs:?}, w {ws:?}, {spec:?}, layouts from {lay:?}");
-            check(&dev, &format!("conv, {what}"), &[&x, &w], TOL, |t| {
-                t[0].conv(&t[1], &spec)
-            });
-            check(
-                &dev,
-                &format!("conv_transpose, {what}"),
-                &[&ct, &w],
-                TOL,
-                |t| t[0].conv_transpose(&t[1], &spec, input),
-            );
-            check(
-                &dev,
-                &format!("conv_weight_grad, {what}"),
-                &[&x, &ct],
-                TOL,
-                |t| t[0].conv_weight_grad(&t[1], &spec, ws),
-            );
-        }
+        check_case(&dev, i, xs, ws, spec, &LAYS);
     }
+}
+
+#[test]
+fn conv_windows_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for (i, (xs, ws, spec)) in window_cases().into_iter().enumerate() {
+        check_case(&dev, 100 + i, xs, ws, spec, &LAYS);
+    }
+}
+
+/// Columns and blocks of over 65,535 workgroups of 256: the unfold's and the fold's
+/// dispatches split over two dimensions.
+#[test]
+fn conv_of_a_long_signal_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let (xs, ws, spec): (&[usize], &[usize], _) =
+        (&[4, 4, 1_100_000], &[2, 4, 2], Conv::new(1).stride(2));
+    // 4 x 4 rows of S = K * P = 1.1M: 17.6M elements each way, over 65,535 x 256
+    check_case(&dev, 200, xs, ws, spec, &[Lay::Contiguous]);
 }
 
 #[test]
