@@ -366,97 +366,6 @@ impl V {
     }
 }
 
-/// Panics naming `op` unless `x` is on the CPU (for rules with no GPU kernel).
-#[track_caller]
-fn cpu_only(op: &str, x: &Tensor) {
-    assert!(
-        x.device() == Device::Cpu,
-        "b::{op}: has no GPU kernel; move the tensor of shape {:?} to the CPU with `to_device(&Device::Cpu)` first",
-        x.shape()
-    );
-}
-
-/// Elementwise `f` on the CPU (f32 or f64), for functions without a kernel.
-#[track_caller]
-fn map_unary(op: &str, x: &Tensor, f32f: fn(f32) -> f32, f64f: fn(f64) -> f64) -> Tensor {
-    cpu_only(op, x);
-    match x.dtype() {
-        DType::F32 => {
-            Tensor::from_vec(x.to_vec::<f32>().into_iter().map(f32f).collect(), x.shape())
-        }
-        DType::F64 => {
-            Tensor::from_vec(x.to_vec::<f64>().into_iter().map(f64f).collect(), x.shape())
-        }
-        other => panic!(
-            "b::{op}: expected a float tensor (f32 or f64), got {other} of shape {:?}",
-            x.shape()
-        ),
-    }
-}
-
-/// NumPy's broadcast of two shapes; panics naming `op`.
-#[track_caller]
-fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
-    let n = a.len().max(b.len());
-    (0..n)
-        .map(|i| {
-            let x = if i + a.len() >= n {
-                a[i + a.len() - n]
-            } else {
-                1
-            };
-            let y = if i + b.len() >= n {
-                b[i + b.len() - n]
-            } else {
-                1
-            };
-            match (x, y) {
-                (x, y) if x == y => x,
-                (1, y) => y,
-                (x, 1) => x,
-                _ => panic!("{op}: shapes {a:?} and {b:?} cannot be broadcast together"),
-            }
-        })
-        .collect()
-}
-
-/// Elementwise binary `f` on the CPU with broadcasting (floats take the tensor's dtype).
-#[track_caller]
-fn map_binary(
-    op: &str,
-    a: Operand<'_>,
-    b: Operand<'_>,
-    f32f: fn(f32, f32) -> f32,
-    f64f: fn(f64, f64) -> f64,
-) -> Tensor {
-    let like = match (a, b) {
-        (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t.clone(),
-        _ => Tensor::scalar(0.0f64),
-    };
-    let (a, b) = (a.tensor_like(&like), b.tensor_like(&like));
-    cpu_only(op, &a);
-    cpu_only(op, &b);
-    let shape = broadcast_shape(op, a.shape(), b.shape());
-    let (a, b) = (a.broadcast_to(&shape), b.broadcast_to(&shape));
-    match like.dtype() {
-        DType::F32 => {
-            let (x, y) = (a.to_vec::<f32>(), b.to_vec::<f32>());
-            Tensor::from_vec(
-                x.iter().zip(&y).map(|(&x, &y)| f32f(x, y)).collect(),
-                &shape,
-            )
-        }
-        DType::F64 => {
-            let (x, y) = (a.to_vec::<f64>(), b.to_vec::<f64>());
-            Tensor::from_vec(
-                x.iter().zip(&y).map(|(&x, &y)| f64f(x, y)).collect(),
-                &shape,
-            )
-        }
-        other => panic!("b::{op}: expected float tensors (f32 or f64), got {other}"),
-    }
-}
-
 // ----- elementwise -----
 
 macro_rules! binary {
@@ -469,7 +378,9 @@ macro_rules! binary {
         }
     )*};
 }
-binary!(add, sub, mul, div, max, min, powf, lt, le, gt, ge, eq, ne);
+binary!(
+    add, sub, mul, div, max, min, powf, atan2, lt, le, gt, ge, eq, ne
+);
 
 macro_rules! unary {
     ($($name:ident),* $(,)?) => {$(
@@ -498,6 +409,23 @@ unary!(
     signum,
     stop_gradient,
     ones_like,
+    asin,
+    acos,
+    atan,
+    sinh,
+    cosh,
+    asinh,
+    acosh,
+    atanh,
+    exp2,
+    log2,
+    log10,
+    cbrt,
+    floor,
+    ceil,
+    round,
+    trunc,
+    erf,
 );
 
 /// Batched `t::powi`.
@@ -528,60 +456,6 @@ pub fn select<'a>(
         unreachable!("a mask is a tensor")
     };
     t::select(m, a.op(), b.op())
-}
-
-macro_rules! mapped {
-    ($($name:ident),* $(,)?) => {$(
-        #[doc = concat!("`x.", stringify!($name), "()` elementwise (CPU only: no GPU kernel).")]
-        #[track_caller]
-        pub fn $name<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-            let x = need(stringify!($name), x.into());
-            map_unary(stringify!($name), x, f32::$name, f64::$name)
-        }
-    )*};
-}
-mapped!(
-    asin, acos, atan, asinh, acosh, atanh, cbrt, floor, ceil, round, trunc
-);
-
-/// `y.atan2(x)` elementwise, broadcasting per example (CPU only: no GPU kernel).
-#[track_caller]
-pub fn atan2<'a>(y: impl Into<BArg<'a>>, x: impl Into<BArg<'a>>) -> Tensor {
-    let [y, x] = align("atan2", [y.into(), x.into()]);
-    map_binary("atan2", y.op(), x.op(), f32::atan2, f64::atan2)
-}
-
-/// `x.sinh()` elementwise, as `(expm1(x) - expm1(-x)) / 2`.
-#[track_caller]
-pub fn sinh<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-    let x = need("sinh", x.into());
-    (x.expm1() - x.neg().expm1()) * 0.5
-}
-
-/// `x.cosh()` elementwise, as `(exp(x) + exp(-x)) / 2`.
-#[track_caller]
-pub fn cosh<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-    let x = need("cosh", x.into());
-    (x.exp() + x.neg().exp()) * 0.5
-}
-
-/// `x.exp2()` elementwise, as `2^x`.
-#[track_caller]
-pub fn exp2<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-    let x = need("exp2", x.into());
-    t::powf(2.0, x)
-}
-
-/// `x.log2()` elementwise, as `ln(x) / ln 2`.
-#[track_caller]
-pub fn log2<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-    need("log2", x.into()).ln() / std::f64::consts::LN_2
-}
-
-/// `x.log10()` elementwise, as `ln(x) / ln 10`.
-#[track_caller]
-pub fn log10<'a>(x: impl Into<BArg<'a>>) -> Tensor {
-    need("log10", x.into()).ln() / std::f64::consts::LN_10
 }
 
 /// `x.log(base)` elementwise (as Rust's: `ln(x) / ln(base)`), broadcasting per example.
@@ -1030,6 +904,45 @@ pub fn conv<'a>(x: impl Into<BArg<'a>>, w: impl Into<BArg<'a>>, spec: &Conv) -> 
     let d = spec.rank();
     let a = conv_aligned(&[(x, d + 1), (w, d + 2)]);
     a[0].conv(&a[1], spec)
+}
+
+/// Batched `t::conv_transpose`: one transposed convolution over the batch (a batch axis
+/// as for [`conv`]).
+#[track_caller]
+pub fn conv_transpose<'a>(
+    y: impl Into<BArg<'a>>,
+    w: impl Into<BArg<'a>>,
+    spec: &Conv,
+    input: &[usize],
+) -> Tensor {
+    let (y, w) = (y.into(), w.into());
+    bsz_of("conv_transpose", &[y, w]);
+    let d = spec.rank();
+    let a = conv_aligned(&[(y, d + 1), (w, d + 2)]);
+    a[0].conv_transpose(&a[1], spec, input)
+}
+
+/// Batched `t::unfold`: the batch axis is one more batch axis of the patches.
+#[track_caller]
+pub fn unfold<'a>(x: impl Into<BArg<'a>>, window: &[usize], spec: &Conv, fill: f64) -> Tensor {
+    need("unfold", x.into()).unfold_with(window, spec, fill)
+}
+
+/// Batched `t::fold`.
+#[track_caller]
+pub fn fold<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    window: &[usize],
+    spec: &Conv,
+) -> Tensor {
+    let (ct, like) = (ct.into(), like.into());
+    let bsz = bsz_of("unfold", &[ct, like]);
+    let input = t::spatial("unfold", like.ex_shape(), spec);
+    match ct {
+        BArg::Batched(c) => c.fold(input, window, spec),
+        BArg::Plain(o) => lift_tensor(&o.tensor().fold(input, window, spec), bsz),
+    }
 }
 
 /// Batched `t::conv_tl`: the transposed convolution over the batch, each example summed over

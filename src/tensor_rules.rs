@@ -151,6 +151,17 @@ pub fn powf<'a>(x: impl Into<Operand<'a>>, e: impl Into<Operand<'a>>) -> Tensor 
     )
 }
 
+/// `y.atan2(x)` elementwise: the angle of the point `(x, y)`.
+pub fn atan2<'a>(y: impl Into<Operand<'a>>, x: impl Into<Operand<'a>>) -> Tensor {
+    binary(
+        y,
+        x,
+        |y, x| y.atan2(x),
+        |y, x| y.atan2(&y.scalar_like(x)),
+        |y, x| x.scalar_like(y).atan2(x),
+    )
+}
+
 /// `x^n`.
 pub fn powi<'a>(x: impl Into<Operand<'a>>, n: i32) -> Tensor {
     x.into().tensor().powi(n)
@@ -292,6 +303,9 @@ unary! {
     neg => neg, abs => abs, exp => exp, ln => ln, ln1p => log1p, exp_m1 => expm1,
     sin => sin, cos => cos, tan => tan, tanh => tanh, sqrt => sqrt, recip => recip,
     sigmoid => sigmoid, relu => relu, signum => sign, sum => sum, mean => mean,
+    asin => asin, acos => acos, atan => atan, sinh => sinh, cosh => cosh, asinh => asinh,
+    acosh => acosh, atanh => atanh, exp2 => exp2, log2 => log2, log10 => log10,
+    cbrt => cbrt, floor => floor, ceil => ceil, round => round, trunc => trunc, erf => erf,
     max_all => max, min_all => min, t => t, ones_like => ones_like, flatten => flatten,
 }
 
@@ -506,6 +520,34 @@ pub fn matmul_tr<'a>(
 /// `x.conv(&w, spec)`.
 pub fn conv<'a>(x: impl Into<Operand<'a>>, w: impl Into<Operand<'a>>, spec: &Conv) -> Tensor {
     x.into().tensor().conv(&w.into().tensor(), spec)
+}
+
+/// `y.conv_transpose(&w, spec, input)`.
+pub fn conv_transpose<'a>(
+    y: impl Into<Operand<'a>>,
+    w: impl Into<Operand<'a>>,
+    spec: &Conv,
+    input: &[usize],
+) -> Tensor {
+    y.into()
+        .tensor()
+        .conv_transpose(&w.into().tensor(), spec, input)
+}
+
+/// `x.unfold_with(window, spec, fill)`: the patches, `fill` in the padding.
+pub fn unfold<'a>(x: impl Into<Operand<'a>>, window: &[usize], spec: &Conv, fill: f64) -> Tensor {
+    x.into().tensor().unfold_with(window, spec, fill)
+}
+
+/// The cotangent of `x` in `x.unfold(window, spec)`: the patches summed back.
+pub fn fold<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    window: &[usize],
+    spec: &Conv,
+) -> Tensor {
+    let input = spatial("unfold", like.shape(), spec);
+    ct.into().tensor().fold(input, window, spec)
 }
 
 /// The spatial sizes of a convolution's input `like` (its last `spec.rank()` axes).

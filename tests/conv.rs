@@ -183,3 +183,144 @@ fn jacobians_of_a_convolution_agree_in_both_modes() {
     let fd = fd_jacobian(&|v: &Tensor| smooth(v, &w), &x);
     assert_close(&fwd, &fd, 1e-6, "against differences");
 }
+
+/// A convolutional autoencoder: a strided convolution down, a transposed convolution back
+/// up to the input's size (`conv_transpose`, the decoder's upsampling), per example.
+#[vmap(in_axes = (0, None, None))]
+#[grad]
+fn autoencoder(x: &Tensor, down: &Tensor, up: &Tensor) -> Tensor {
+    let spec = Conv::new(2).stride(2).padding(1);
+    let code = x.conv(down, &spec).tanh();
+    let size = [x.shape()[1], x.shape()[2]];
+    let back = code.conv_transpose(up, &spec, &size);
+    let e = back - x;
+    (&e * &e).mean()
+}
+
+#[test]
+fn transposed_convolutions_differentiate_and_batch() {
+    let xs = normal(70, &[3, 2, 5, 6]);
+    let down = normal(71, &[4, 2, 3, 3]) * 0.4;
+    // conv_transpose's kernel is the convolution's it undoes: [O, C, ..] with O the code's
+    let up = normal(72, &[4, 2, 3, 3]) * 0.4;
+    let (gx, gd, gu) = autoencoder_grad_vmap(&xs, &down, &up);
+    assert_eq!(gd.shape(), &[3, 4, 2, 3, 3]);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+        let (ex, ed, eu) = autoencoder_grad(x, &down, &up);
+        assert_close(&at(&gx), &ex, 1e-12, "per-example dx");
+        assert_close(&at(&gd), &ed, 1e-12, "per-example d down");
+        assert_close(&at(&gu), &eu, 1e-12, "per-example d up");
+        let f = |v: &[Tensor]| autoencoder(&v[0], &v[1], &v[2]);
+        let args = [x.clone(), down.clone(), up.clone()];
+        for (l, g) in [ex, ed, eu].iter().enumerate() {
+            assert_close(g, &fd_element(&f, &args, l), 1e-6, &format!("argument {l}"));
+        }
+    }
+}
+
+/// Twice differentiated through a transposed convolution.
+#[hessian(wrt(up))]
+fn decoder_energy(up: &Tensor, code: &Tensor) -> Tensor {
+    let y = code.conv_transpose(up, &Conv::new(1).stride(2), &[7]);
+    (y.sin() * &y).sum()
+}
+
+#[grad(wrt(up))]
+fn decoder_energy_g(up: &Tensor, code: &Tensor) -> Tensor {
+    let y = code.conv_transpose(up, &Conv::new(1).stride(2), &[7]);
+    (y.sin() * &y).sum()
+}
+
+#[test]
+fn hessians_go_through_transposed_convolutions() {
+    let up = normal(80, &[3, 2, 3]) * 0.5;
+    let code = normal(81, &[2, 3, 3]);
+    assert_eq!(
+        decoder_energy(&up, &code).item::<f64>(),
+        decoder_energy_g(&up, &code).item::<f64>()
+    );
+    let h = decoder_energy_hessian(&up, &code);
+    let fd = fd_jacobian(&|v: &Tensor| decoder_energy_g_grad(v, &code), &up);
+    assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
+    // forward mode against reverse
+    let g = decoder_energy_g_grad(&up, &code);
+    let t = normal(82, up.shape());
+    let (_, dt) = decoder_energy_g_jvp(&up, &code, &t);
+    let want = (&g * &t).sum().item::<f64>();
+    assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+}
+
+/// Pooling: a convolution, a padded max pool (whose padding is never the maximum), an
+/// average pool, and patches reduced by hand, per example.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn pooled(x: &Tensor, w: &Tensor) -> Tensor {
+    let h = x.conv(w, &Conv::new(2).same()).tanh();
+    let m = h.max_pool(&[3, 3], &Conv::new(2).stride(2).padding(1));
+    let a = h.avg_pool(&[2, 2], &Conv::new(2).stride(2));
+    let p = x.unfold(&[2, 1], &Conv::new(2).dilation(2));
+    (&m * &m).sum() + a.sin().sum() + (p.max_axis(-1, false) * p.min_axis(-1, false)).mean()
+}
+
+#[test]
+fn pooling_differentiates_and_batches() {
+    let xs = normal(90, &[3, 2, 6, 5]);
+    let w = normal(91, &[3, 2, 3, 3]) * 0.4;
+    let (gx, gw) = pooled_grad_vmap(&xs, &w);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+        let (ex, ew) = pooled_grad(x, &w);
+        assert_close(&at(&gx), &ex, 1e-12, "per-example dx");
+        assert_close(&at(&gw), &ew, 1e-12, "per-example dw");
+        let f = |v: &[Tensor]| pooled(&v[0], &v[1]);
+        let args = [x.clone(), w.clone()];
+        assert_close(
+            &ex,
+            &fd_element(&f, &args, 0),
+            1e-6,
+            "dx against differences",
+        );
+        assert_close(
+            &ew,
+            &fd_element(&f, &args, 1),
+            1e-6,
+            "dw against differences",
+        );
+        // forward mode
+        let (tx, tw) = (
+            normal(92 + e as u64, x.shape()),
+            normal(95 + e as u64, w.shape()),
+        );
+        let (v, t) = pooled_jvp(x, &w, &tx, &tw);
+        // (the transforms' max pool reads its padding as -inf, as the runtime's does)
+        assert_eq!(v.item::<f64>(), pooled(x, &w).item::<f64>());
+        let want = (&ex * &tx).sum().item::<f64>() + (&ew * &tw).sum().item::<f64>();
+        assert!((t.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+}
+
+/// Twice differentiated through patches (forward over reverse: the fold's tangent).
+#[hessian]
+fn patch_energy(x: &Tensor) -> Tensor {
+    let p = x.unfold(&[2, 2], &Conv::new(2).padding(1));
+    (p.sin() * p.sum_axis(-1, true)).sum() + x.avg_pool(&[2, 2], &Conv::new(2)).powi(3).sum()
+}
+
+#[grad]
+fn patch_energy_g(x: &Tensor) -> Tensor {
+    let p = x.unfold(&[2, 2], &Conv::new(2).padding(1));
+    (p.sin() * p.sum_axis(-1, true)).sum() + x.avg_pool(&[2, 2], &Conv::new(2)).powi(3).sum()
+}
+
+#[test]
+fn hessians_go_through_patches() {
+    let x = normal(100, &[1, 3, 3]);
+    assert_eq!(
+        patch_energy(&x).item::<f64>(),
+        patch_energy_g(&x).item::<f64>()
+    );
+    let h = patch_energy_hessian(&x);
+    let fd = fd_jacobian(&patch_energy_g_grad, &x);
+    assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
+}

@@ -442,3 +442,45 @@ fn cnn_gradients_and_per_example_gradients_on_the_gpu_match_the_cpu() {
         &grads.conv2.w,
     );
 }
+
+/// The elementwise functions beyond arithmetic, with their derivatives.
+#[grad]
+fn special_functions(x: &Tensor) -> Tensor {
+    let u = x.tanh() * 0.9;
+    let p = x * x + 1.5;
+    (u.asin()
+        + u.acos()
+        + x.atan()
+        + x.sinh() * 0.5
+        + x.cosh() * 0.5
+        + x.asinh()
+        + p.acosh()
+        + u.atanh()
+        + x.exp2()
+        + p.log2()
+        + p.log10()
+        + p.cbrt()
+        + x.erf()
+        + x.atan2(&p)
+        + x.floor()
+        + x.ceil()
+        + x.round()
+        + x.trunc())
+    .sum()
+}
+
+#[test]
+fn special_functions_and_their_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(95), &[64, 33], DType::F32) * 1.5;
+    let (v, g) = special_functions_value_and_grad(&x);
+    let (gv, gg) = special_functions_value_and_grad(&x.to_device(&dev));
+    assert_eq!(gg.device(), dev);
+    assert_close("value", &gv.to_device(&Device::Cpu), &v);
+    assert_close("gradient", &gg.to_device(&Device::Cpu), &g);
+    assert_close(
+        "the function itself",
+        &special_functions(&x.to_device(&dev)).to_device(&Device::Cpu),
+        &v,
+    );
+}

@@ -58,20 +58,7 @@ impl Emitter<'_> {
                 let id = self.var(v);
                 quote!(#id)
             }
-            Atom::Float(x) => {
-                let lit = if x.is_finite() {
-                    Literal::f64_unsuffixed(x.abs())
-                } else {
-                    Literal::f64_unsuffixed(0.0)
-                };
-                if !x.is_finite() {
-                    quote!(f64::NAN)
-                } else if x.is_sign_negative() {
-                    quote!((-#lit))
-                } else {
-                    quote!(#lit)
-                }
-            }
+            Atom::Float(x) => float_literal(x, Literal::f64_unsuffixed),
             Atom::Int(i) => {
                 let lit = Literal::u128_unsuffixed(i);
                 quote!(#lit)
@@ -144,16 +131,7 @@ impl Emitter<'_> {
                 Kind::Float(_) | Kind::Int | Kind::Bool => self.atom(a),
                 _ => self.borrowed(v),
             },
-            Atom::Float(x) => {
-                let lit = Literal::f64_suffixed(x.abs());
-                if !x.is_finite() {
-                    quote!(f64::NAN)
-                } else if x.is_sign_negative() {
-                    quote!((-#lit))
-                } else {
-                    quote!(#lit)
-                }
-            }
+            Atom::Float(x) => float_literal(x, Literal::f64_suffixed),
             a => self.atom(a),
         }
     }
@@ -1162,4 +1140,24 @@ fn member_name(m: &syn::Member) -> String {
 /// Whether `func` is `::ferrax::__private::int_field` (see `Lowerer::lower_cast`).
 fn int_field_check(func: &syn::ExprPath) -> bool {
     segments(func).ends_with(&["__private".to_string(), "int_field".to_string()])
+}
+
+/// A float constant as Rust: a literal made by `lit` (negated in parentheses), or the
+/// constant naming a NaN or an infinity.
+fn float_literal(x: f64, lit: fn(f64) -> Literal) -> TokenStream {
+    if x.is_nan() {
+        quote!(f64::NAN)
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            quote!(f64::INFINITY)
+        } else {
+            quote!(f64::NEG_INFINITY)
+        }
+    } else if x.is_sign_negative() {
+        let l = lit(-x);
+        quote!((-#l))
+    } else {
+        let l = lit(x);
+        quote!(#l)
+    }
 }

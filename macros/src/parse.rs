@@ -2008,7 +2008,25 @@ impl Lowerer<'_> {
                 },
             ));
         }
+        // pooling: the windows' patches (padding read as -inf for a max), reduced
+        if (name == "max_pool" || name == "avg_pool") && args.len() == 2 {
+            let (fill, reduce) = if name == "max_pool" {
+                (f64::NEG_INFINITY, Prim::MaxAxis)
+            } else {
+                (0.0, Prim::MeanAxis)
+            };
+            let patches = self.prim(
+                Prim::Unfold,
+                vec![recv, args[0], args[1], Atom::Float(fill)],
+            );
+            let last = self.prim(Prim::Neg, vec![Atom::Int(1)]);
+            return Some(self.prim(reduce, vec![patches, last, Atom::Bool(false)]));
+        }
         match Prim::from_tensor_method(&name, args.len()) {
+            // `x.unfold(&window, &spec)`: padding read as zeros
+            Some(Prim::Unfold) => {
+                Some(self.prim(Prim::Unfold, vec![recv, args[0], args[1], Atom::Float(0.0)]))
+            }
             // `a.solve(&b)`: factored once, for the solve and for its derivatives
             Some(Prim::LuSolve) => {
                 let factors = self.prim(Prim::LuFactor, vec![recv]);

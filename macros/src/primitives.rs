@@ -83,6 +83,8 @@ pub enum Prim {
     // ---- tensor primitives (a tensor receiver; see `from_tensor_method`) ----
     Sigmoid,
     Relu,
+    /// `x.erf()` on tensors: the error function.
+    Erf,
     /// `x.sum()`: all axes, a 0-d tensor.
     Sum,
     Mean,
@@ -107,6 +109,17 @@ pub enum Prim {
     ConvTl,
     /// Cotangent of `w` in `x.conv(&w, &spec)`: `(x, ct, like_w, spec)`.
     ConvTr,
+    /// `x.unfold(&window, &spec)`: the patches `[batch.., C, *out, K]` of `(x, window,
+    /// spec, fill)`, `fill` read in the padding (`x.max_pool(..)` is lowered to a max over
+    /// the last axis of patches filled with -inf, `x.avg_pool(..)` to a mean). Linear in
+    /// `x` where `fill` is 0 (its tangent's and cotangent's).
+    Unfold,
+    /// The adjoint of [`Prim::Unfold`]: `(ct, like_x, window, spec)`, the patches summed
+    /// back into `like_x`'s shape.
+    Fold,
+    /// `y.conv_transpose(&w, &spec, &input)`: the transposed convolution (the adjoint of
+    /// `x.conv(&w, &spec)` in `x`, for inputs of spatial sizes `input`), bilinear.
+    ConvTranspose,
     /// `x.reshape(&shape)`, `x.t()`, `x.unsqueeze(axis)`, `x.squeeze(axis)`, `x.broadcast_to(&shape)`.
     Reshape,
     /// `x.flatten()`.
@@ -755,6 +768,19 @@ pub fn row(p: Prim) -> Row {
                 b.scale(d[0], c)
             }),
         ),
+        Erf => r(
+            Method("erf"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                // 2 / sqrt(pi) e^(-x²)
+                let x2 = b.prim(Mul, &[x[0], x[0]]);
+                let n = b.prim(Neg, &[x2]);
+                let e = b.prim(Exp, &[n]);
+                let c = b.prim(Mul, &[e, f(std::f64::consts::FRAC_2_SQRT_PI)]);
+                b.scale(d[0], c)
+            }),
+        ),
         Exp => r(Method("exp"), 1, Float, Some(|b, _, y, d| b.scale(d[0], y))),
         Exp2 => r(
             Method("exp2"),
@@ -1144,6 +1170,55 @@ pub fn row(p: Prim) -> Row {
                     let like = b.primal_of(x[1]);
                     vec![None, Some(b.prim(ConvTr, &[x[0], ct, like, x[2]])), None]
                 }
+            },
+        ),
+        ConvTranspose => lin(
+            Method("conv_transpose"),
+            4,
+            Float,
+            |b, x, _, d| {
+                let l = d[0].map(|t| b.prim(ConvTranspose, &[t, x[1], x[2], x[3]]));
+                let r = d[1].map(|t| b.prim(ConvTranspose, &[x[0], t, x[2], x[3]]));
+                b.add(l, r)
+            },
+            |b, ct, x, l| {
+                // the adjoint of the adjoint: a convolution of the cotangent; in `w`, the
+                // convolution's weight cotangent with the roles of input and cotangent swapped
+                if l[0] {
+                    let y = b.prim(Conv, &[ct, x[1], x[2]]);
+                    vec![Some(b.fit(y, x[0])), None, None, None]
+                } else {
+                    let like = b.primal_of(x[1]);
+                    let g = b.prim(ConvTr, &[ct, x[0], like, x[2]]);
+                    vec![None, Some(g), None, None]
+                }
+            },
+        ),
+        Unfold => lin(
+            Method("unfold_with"),
+            4,
+            Float,
+            |b, x, _, d| d[0].map(|t| b.prim(Unfold, &[t, x[1], x[2], f(0.0)])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![
+                    Some(b.prim(Fold, &[ct, like, x[1], x[2]])),
+                    None,
+                    None,
+                    None,
+                ]
+            },
+        ),
+        Fold => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(Fold, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| {
+                vec![
+                    Some(b.prim(Unfold, &[ct, x[2], x[3], f(0.0)])),
+                    None,
+                    None,
+                    None,
+                ]
             },
         ),
         ConvTl => tr(4, |b, x, _, d| {
@@ -1722,6 +1797,24 @@ impl Prim {
             ("sigmoid", 0) => Sigmoid,
             ("relu", 0) => Relu,
             ("sign", 0) => Signum,
+            ("asin", 0) => Asin,
+            ("acos", 0) => Acos,
+            ("atan", 0) => Atan,
+            ("sinh", 0) => Sinh,
+            ("cosh", 0) => Cosh,
+            ("asinh", 0) => Asinh,
+            ("acosh", 0) => Acosh,
+            ("atanh", 0) => Atanh,
+            ("exp2", 0) => Exp2,
+            ("log2", 0) => Log2,
+            ("log10", 0) => Log10,
+            ("cbrt", 0) => Cbrt,
+            ("floor", 0) => Floor,
+            ("ceil", 0) => Ceil,
+            ("round", 0) => Round,
+            ("trunc", 0) => Trunc,
+            ("erf", 0) => Erf,
+            ("atan2", 1) => Atan2,
             ("powi", 1) => Powi,
             ("powf", 1) | ("pow", 1) => Powf,
             ("add", 1) => Add,
@@ -1751,6 +1844,9 @@ impl Prim {
             ("log_softmax", 1) => LogSoftmax,
             ("matmul", 1) => Matmul,
             ("conv", 2) => Conv,
+            ("conv_transpose", 3) => ConvTranspose,
+            // the padding read as zeros (see `Unfold`)
+            ("unfold", 2) => Unfold,
             ("reshape", 1) => Reshape,
             ("flatten", 0) => Flatten,
             ("t", 0) => T,
@@ -1789,9 +1885,11 @@ impl Prim {
 
     /// The tensor methods `#[grad]` knows, for error messages.
     pub fn tensor_method_names() -> &'static str {
-        "neg abs exp ln log1p expm1 sin cos tan tanh sqrt recip sigmoid relu sign powi powf pow \
+        "neg abs exp ln log1p expm1 sin cos tan tanh asin acos atan atan2 sinh cosh asinh acosh \
+         atanh exp2 log2 log10 cbrt erf floor ceil round trunc sqrt recip sigmoid relu sign powi \
+         powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
-         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv reshape t \
+         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
@@ -1894,7 +1992,7 @@ impl Prim {
     pub fn is_shape_arg(self, k: usize) -> bool {
         use Prim::*;
         match self {
-            SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd => k == 1,
+            SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd | Fold => k == 1,
             MatmulTl | MatmulTr | ConvTl | ConvTr | Unpermute => k == 2,
             Undiagonal => k == 1,
             ConcatPart | StackPart => k >= 3,

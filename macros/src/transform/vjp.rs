@@ -1310,7 +1310,9 @@ fn shape_only(block: &Block, v: Var) -> bool {
             Stmt::Let { rhs, .. } => match rhs {
                 Rhs::Prim(p, args) => {
                     let like = match p {
-                        Prim::SumTo | Prim::BroadcastLike | Prim::ReshapeLike => Some(1),
+                        Prim::SumTo | Prim::BroadcastLike | Prim::ReshapeLike | Prim::Fold => {
+                            Some(1)
+                        }
                         Prim::UnsumAxis => Some(1),
                         Prim::MatmulTl | Prim::MatmulTr | Prim::ConvTl | Prim::ConvTr => Some(2),
                         Prim::Numel | Prim::AxisLen => Some(0),

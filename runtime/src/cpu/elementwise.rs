@@ -7,7 +7,7 @@ use std::ops::Range;
 use pulp::{Simd, WithSimd};
 
 use super::kernels::{BinaryOp, CmpOp, UnaryOp, binary_scalar, unary_scalar};
-use super::math::{self, MathFloat};
+use super::math::{self, MathFloat, Rounding};
 use super::par::for_chunks;
 use super::simd::dispatch;
 use crate::element::Float;
@@ -67,6 +67,23 @@ unary_fns! {
     Log1p, 5, |s, x| math::log1p::<S, T>(s, x);
     Tanh, 4, |s, x| math::tanh::<S, T>(s, x);
     Sigmoid, 4, |s, x| math::sigmoid::<S, T>(s, x);
+    Asin, 4, |s, x| math::asin::<S, T>(s, x);
+    Acos, 4, |s, x| math::acos::<S, T>(s, x);
+    Atan, 4, |s, x| math::atan::<S, T>(s, x);
+    Sinh, 5, |s, x| math::sinh::<S, T>(s, x);
+    Cosh, 6, |s, x| math::cosh::<S, T>(s, x);
+    Asinh, 6, |s, x| math::asinh::<S, T>(s, x);
+    Acosh, 6, |s, x| math::acosh::<S, T>(s, x);
+    Atanh, 5, |s, x| math::atanh::<S, T>(s, x);
+    Exp2, 4, |s, x| math::exp2::<S, T>(s, x);
+    Log2, 4, |s, x| math::log2::<S, T>(s, x);
+    Log10, 4, |s, x| math::log10::<S, T>(s, x);
+    Cbrt, 5, |s, x| math::cbrt::<S, T>(s, x);
+    Floor, 1, |s, x| math::rounded::<S, T>(s, x, Rounding::Floor);
+    Ceil, 1, |s, x| math::rounded::<S, T>(s, x, Rounding::Ceil);
+    Round, 1, |s, x| math::rounded::<S, T>(s, x, Rounding::Round);
+    Trunc, 1, |s, x| math::rounded::<S, T>(s, x, Rounding::Trunc);
+    Erf, 8, |s, x| math::erf::<S, T>(s, x);
 }
 
 macro_rules! trig_fns {
@@ -208,6 +225,23 @@ pub(crate) fn unary<T: MathFloat>(op: UnaryOp, x: &[T], out: &mut [T]) {
             let p = T::from_f64(p);
             map_scalar(x, out, 16, |v| v.powf(p))
         }
+        UnaryOp::Asin => map(x, out, Asin),
+        UnaryOp::Acos => map(x, out, Acos),
+        UnaryOp::Atan => map(x, out, Atan),
+        UnaryOp::Sinh => map(x, out, Sinh),
+        UnaryOp::Cosh => map(x, out, Cosh),
+        UnaryOp::Asinh => map(x, out, Asinh),
+        UnaryOp::Acosh => map(x, out, Acosh),
+        UnaryOp::Atanh => map(x, out, Atanh),
+        UnaryOp::Exp2 => map(x, out, Exp2),
+        UnaryOp::Log2 => map(x, out, Log2),
+        UnaryOp::Log10 => map(x, out, Log10),
+        UnaryOp::Cbrt => map(x, out, Cbrt),
+        UnaryOp::Floor => map(x, out, Floor),
+        UnaryOp::Ceil => map(x, out, Ceil),
+        UnaryOp::Round => map(x, out, Round),
+        UnaryOp::Trunc => map(x, out, Trunc),
+        UnaryOp::Erf => map(x, out, Erf),
     }
 }
 
@@ -264,6 +298,8 @@ impl<T: MathFloat> Operand<T> for Splat<T> {
 }
 
 trait BinaryFn<T: MathFloat>: Copy + Send + Sync {
+    /// Work per element relative to an add (sets the parallel threshold).
+    const COST: usize = 1;
     fn vec<S: Simd>(self, s: S, a: T::V<S>, b: T::V<S>) -> T::V<S>;
 }
 
@@ -287,6 +323,17 @@ binary_fns! {
     Div, |s, a, b| T::vdiv(s, a, b);
     Maximum, |s, a, b| max_nan::<S, T>(s, a, b);
     Minimum, |s, a, b| min_nan::<S, T>(s, a, b);
+}
+
+#[derive(Clone, Copy)]
+struct Atan2;
+
+impl<T: MathFloat> BinaryFn<T> for Atan2 {
+    const COST: usize = 6;
+    #[inline(always)]
+    fn vec<S: Simd>(self, s: S, y: T::V<S>, x: T::V<S>) -> T::V<S> {
+        math::atan2::<S, T>(s, y, x)
+    }
 }
 
 /// NaN-propagating maximum (`a > b ? a : b` otherwise).
@@ -333,7 +380,7 @@ impl<T: MathFloat, F: BinaryFn<T>, A: Operand<T>, B: Operand<T>> WithSimd
 }
 
 fn zip<T: MathFloat, F: BinaryFn<T>>(f: F, a: impl Operand<T>, b: impl Operand<T>, out: &mut [T]) {
-    for_chunks(out, 1, |r, out| {
+    for_chunks(out, F::COST, |r, out| {
         dispatch(ZipKernel {
             f,
             a: a.range(r.clone()),
@@ -356,6 +403,7 @@ pub(crate) fn binary<T: MathFloat, A: Operand<T>, B: Operand<T>>(
         BinaryOp::Div => zip(Div, a, b, out),
         BinaryOp::Maximum => zip(Maximum, a, b, out),
         BinaryOp::Minimum => zip(Minimum, a, b, out),
+        BinaryOp::Atan2 => zip(Atan2, a, b, out),
         BinaryOp::Pow => for_chunks(out, 16, |r, out| {
             let (a, b) = (a.range(r.clone()), b.range(r));
             for (i, o) in out.iter_mut().enumerate() {

@@ -67,6 +67,40 @@ pub enum UnaryOp {
     Powi(i32),
     /// `x^p`.
     Powf(f64),
+    /// Arc sine (NaN outside [-1, 1]).
+    Asin,
+    /// Arc cosine (NaN outside [-1, 1]).
+    Acos,
+    /// Arc tangent.
+    Atan,
+    /// Hyperbolic sine.
+    Sinh,
+    /// Hyperbolic cosine.
+    Cosh,
+    /// Inverse hyperbolic sine.
+    Asinh,
+    /// Inverse hyperbolic cosine (NaN below 1).
+    Acosh,
+    /// Inverse hyperbolic tangent (±inf at ±1, NaN beyond).
+    Atanh,
+    /// `2^x`.
+    Exp2,
+    /// Base-2 logarithm.
+    Log2,
+    /// Base-10 logarithm.
+    Log10,
+    /// Cube root.
+    Cbrt,
+    /// Largest integer not above `x`.
+    Floor,
+    /// Smallest integer not below `x`.
+    Ceil,
+    /// Nearest integer, halves away from zero (as `f64::round`).
+    Round,
+    /// Integer part (rounded toward zero).
+    Trunc,
+    /// The error function `2/sqrt(pi) * integral of e^(-t^2) from 0 to x`.
+    Erf,
 }
 
 /// Elementwise binary operations on floats.
@@ -86,6 +120,8 @@ pub enum BinaryOp {
     Maximum,
     /// NaN-propagating minimum.
     Minimum,
+    /// `atan2(a, b)`: the angle of the point `(b, a)` in `[-pi, pi]`, as `f64::atan2`.
+    Atan2,
 }
 
 /// Comparisons returning masks.
@@ -231,6 +267,28 @@ pub(crate) fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
         }
         UnaryOp::Powi(n) => x.powi(n),
         UnaryOp::Powf(p) => x.powf(T::from_f64(p)),
+        UnaryOp::Asin => x.asin(),
+        UnaryOp::Acos => x.acos(),
+        UnaryOp::Atan => x.atan(),
+        UnaryOp::Sinh => x.sinh(),
+        UnaryOp::Cosh => x.cosh(),
+        // std's inverse hyperbolic functions are formulas that lose digits (acosh near 1
+        // most); libm's (musl's) are accurate, and for f32 exact in f64 before rounding
+        UnaryOp::Asinh => T::from_f64(libm::asinh(x.to_f64())),
+        // (libm's acosh of x <= -2 is not NaN)
+        UnaryOp::Acosh if x < one => T::nan(),
+        UnaryOp::Acosh => T::from_f64(libm::acosh(x.to_f64())),
+        UnaryOp::Atanh => T::from_f64(libm::atanh(x.to_f64())),
+        UnaryOp::Exp2 => x.exp2(),
+        UnaryOp::Log2 => x.log2(),
+        UnaryOp::Log10 => x.log10(),
+        UnaryOp::Cbrt => x.cbrt(),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Round => x.round(),
+        UnaryOp::Trunc => x.trunc(),
+        // std has no erf: fdlibm's (through libm), in f64 for both types
+        UnaryOp::Erf => T::from_f64(libm::erf(x.to_f64())),
     }
 }
 
@@ -261,6 +319,7 @@ pub(crate) fn binary_scalar<T: Float>(op: BinaryOp, a: T, b: T) -> T {
                 b
             }
         }
+        BinaryOp::Atan2 => a.atan2(b),
     }
 }
 

@@ -8,7 +8,9 @@
 //! - `elementwise`, `reduce`, `softmax`: the kernel bodies, each one SIMD source
 //!   dispatched per instruction set; `par` splits them across threads, and the tensor
 //!   layer's row loops too (`for_row_blocks`).
-//! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid.
+//! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid, the inverse
+//!   trigonometric and hyperbolic functions, atan2, sinh, cosh, exp2, log2, log10, cbrt,
+//!   erf and the integer roundings.
 //! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
 //! - `gemm`: matmul through the `gemm` crate.
 

@@ -20,9 +20,9 @@ pub(crate) struct Window<'a> {
     pub(crate) before: &'a [usize],
 }
 
-/// The kernels' parameters and their per-axis arithmetic. Words 0-4: elements to write,
+/// The kernels' parameters and their per-axis arithmetic. Words 0-5: elements to write,
 /// the spatial block's size `S`, output positions `P`, kernel positions `K`, the source's
-/// offset; from word 8, eight per axis (three axes, the missing leading ones of size 1):
+/// offset, the value read in the padding (f32 bits); from word 8, eight per axis (three axes, the missing leading ones of size 1):
 /// input, out, kernel, stride, dilation, before.
 const COMMON: &str = r#"
 fn ax(a: u32, f: u32) -> u32 { return word(8u + 8u * a + f); }
@@ -36,7 +36,7 @@ fn flat(c: vec3<u32>, f: u32) -> u32 { return (c.x * ax(1u, f) + c.y) * ax(2u, f
 "#;
 
 /// Unfold: thread `i` writes `cols[r, k * P + p]`, the input position that output
-/// position `p` reads through kernel tap `k` (zero in the padding).
+/// position `p` reads through kernel tap `k` (the fill value in the padding).
 const UNFOLD: &str = r#"
 @group(0) @binding(1) var<storage, read_write> cols: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -54,7 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let k = coords(j / np, 2u);
     let p = coords(j % np, 1u);
     let q = vec3<i32>(reads(0u, p.x, k.x), reads(1u, p.y, k.y), reads(2u, p.z, k.z));
-    var v = 0.0;
+    var v = bitcast<f32>(word(5u));
     if (min(q.x, min(q.y, q.z)) >= 0) {
         v = x[word(4u) + i / (word(3u) * np) * word(1u) + flat(vec3<u32>(q), 0u)];
     }
@@ -95,21 +95,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 /// The columns `[.., K * P]` of the spatial blocks `x: [.., S]` (f32): entry `k * P + p`
 /// of a row is the element that output position `p` reads through kernel tap `k`, or
-/// zero where that is padding.
-pub(crate) fn unfold(x: &Tensor, window: &Window) -> Result<Tensor> {
+/// `fill` where that is padding.
+pub(crate) fn unfold(x: &Tensor, window: &Window, fill: f32) -> Result<Tensor> {
     let cols = numel(window.kernel) * numel(window.out);
-    run("conv unfold", UNFOLD, x, window, cols)
+    run("conv unfold", UNFOLD, x, window, cols, fill)
 }
 
 /// The adjoint of [`unfold`]: the spatial blocks `[.., S]` of the columns `cols:
 /// [.., K * P]` (f32), each element the sum of the entries that read it.
 pub(crate) fn fold(cols: &Tensor, window: &Window) -> Result<Tensor> {
-    run("conv fold", FOLD, cols, window, numel(window.input))
+    run("conv fold", FOLD, cols, window, numel(window.input), 0.0)
 }
 
 /// Runs the kernel `main` (named `op`) on the rows of `src` (`[.., n]`), writing `len`
-/// elements per row.
-fn run(op: &'static str, main: &str, src: &Tensor, window: &Window, len: usize) -> Result<Tensor> {
+/// elements per row (`fill` where a window reads padding).
+fn run(
+    op: &'static str,
+    main: &str,
+    src: &Tensor,
+    window: &Window,
+    len: usize,
+    fill: f32,
+) -> Result<Tensor> {
     let src = elementwise::row_major(op, src)?;
     let s = storage_of(&src);
     let mut shape = src.shape().to_vec();
@@ -127,12 +134,13 @@ fn run(op: &'static str, main: &str, src: &Tensor, window: &Window, len: usize) 
         return Ok(gpu::tensor(out, &shape));
     }
     let mut words = [0u32; 32];
-    words[..5].copy_from_slice(&[
+    words[..6].copy_from_slice(&[
         n as u32,
         numel(window.input) as u32,
         numel(window.out) as u32,
         numel(window.kernel) as u32,
         src.layout.offset as u32,
+        fill.to_bits(),
     ]);
     let (w, d) = (window, window.input.len());
     for a in 0..3 {

@@ -836,6 +836,25 @@ pub(crate) fn unary_expr(op: UnaryOp) -> &'static str {
         UnaryOp::Sign => "sign_($0)",
         UnaryOp::Powi(_) => "powi_($0, $p)",
         UnaryOp::Powf(_) => "pow_($0, $p)",
+        UnaryOp::Asin => "asin_($0)",
+        UnaryOp::Acos => "acos_($0)",
+        UnaryOp::Atan => "atan_($0)",
+        UnaryOp::Sinh => "sinh_($0)",
+        UnaryOp::Cosh => "cosh_($0)",
+        UnaryOp::Asinh => "asinh_($0)",
+        UnaryOp::Acosh => "acosh_($0)",
+        UnaryOp::Atanh => "atanh_($0)",
+        UnaryOp::Exp2 => "exp2_($0)",
+        UnaryOp::Log2 => "log2_($0)",
+        UnaryOp::Log10 => "log10_($0)",
+        UnaryOp::Cbrt => "cbrt_($0)",
+        // exact in WGSL (Vulkan requires them correctly rounded)
+        UnaryOp::Floor => "floor($0)",
+        UnaryOp::Ceil => "ceil($0)",
+        UnaryOp::Trunc => "trunc($0)",
+        // WGSL's round takes halves to even
+        UnaryOp::Round => "round_($0)",
+        UnaryOp::Erf => "erf_($0)",
     }
 }
 
@@ -858,6 +877,7 @@ pub(crate) fn binary_expr(op: BinaryOp) -> &'static str {
         BinaryOp::Pow => "pow_($0, $1)",
         BinaryOp::Maximum => "max_nan($0, $1)",
         BinaryOp::Minimum => "min_nan($0, $1)",
+        BinaryOp::Atan2 => "atan2_($0, $1)",
     }
 }
 

@@ -472,6 +472,36 @@ binary_methods! {
 }
 
 impl Tensor {
+    /// Elementwise four-quadrant arc tangent of `self / x`: the angle in `[-pi, pi]` of the
+    /// point `(x, self)`, with NumPy broadcasting, as `f64::atan2` (also on signed zeros
+    /// and infinities: `atan2(0, -1) = pi`, `atan2(-0, -1) = -pi`). Panics if the shapes do
+    /// not broadcast or the dtypes differ; see [`Tensor::try_atan2`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let y = Tensor::from_vec(vec![1.0f64, 1.0, -1.0, 0.0], &[4]);
+    /// let x = Tensor::from_vec(vec![1.0f64, -1.0, -1.0, -2.0], &[4]);
+    /// let a = y.atan2(&x).to_vec::<f64>();
+    /// let pi = std::f64::consts::PI;
+    /// assert!((a[0] - pi / 4.0).abs() < 1e-15);
+    /// assert!((a[1] - 3.0 * pi / 4.0).abs() < 1e-15);
+    /// assert!((a[2] + 3.0 * pi / 4.0).abs() < 1e-15);
+    /// assert_eq!(a[3], pi);
+    /// // broadcasting: the angles of three points on the line y = 1
+    /// let xs = Tensor::from_vec(vec![-1.0f32, 0.0, 1.0], &[3]);
+    /// let one = Tensor::scalar(1.0f32);
+    /// assert_eq!(one.atan2(&xs).shape(), &[3]);
+    /// ```
+    #[track_caller]
+    pub fn atan2(&self, x: &Tensor) -> Tensor {
+        unwrap(self.try_atan2(x))
+    }
+
+    /// [`Tensor::atan2`], returning an error instead of panicking.
+    pub fn try_atan2(&self, x: &Tensor) -> Result<Tensor> {
+        self.try_binary("atan2", BinaryOp::Atan2, x)
+    }
+
     /// Each element limited to `[lo, hi]`: `min(max(x, lo), hi)` (NaN stays NaN), as
     /// `f64::clamp` elementwise. Panics if `lo > hi` or either is NaN; see
     /// [`Tensor::try_clamp`].

@@ -500,11 +500,12 @@ impl Geometry {
         self.k == 1 && !self.padded && self.p() == self.s
     }
 
-    /// The columns `[.., K * P]` of the spatial blocks `flat: [.., S]`.
-    fn unfold(&self, flat: &Tensor) -> Result<Tensor> {
+    /// The columns `[.., K * P]` of the spatial blocks `flat: [.., S]`, `fill` where a
+    /// window reads padding.
+    fn unfold(&self, flat: &Tensor, fill: f64) -> Result<Tensor> {
         #[cfg(feature = "gpu")]
         if flat.on_gpu() {
-            return crate::gpu::conv::unfold(flat, &self.window());
+            return crate::gpu::conv::unfold(flat, &self.window(), fill as f32);
         }
         let (rows, kp) = (numel(&flat.shape()[..flat.ndim() - 1]), self.k * self.p());
         let runs = self.runs();
@@ -519,7 +520,7 @@ impl Geometry {
                     // (runs are in column order; the columns between them are padding)
                     let mut end = 0;
                     for r in &runs {
-                        row[end..r.dst].fill(0.0);
+                        row[end..r.dst].fill(fill as T);
                         let to = &mut row[r.dst..r.dst + r.len];
                         if r.step == 1 {
                             to.copy_from_slice(&x[r.src..r.src + r.len]);
@@ -529,7 +530,7 @@ impl Geometry {
                         }
                         end = r.dst + r.len;
                     }
-                    row[end..].fill(0.0);
+                    row[end..].fill(fill as T);
                 }
             });
             pool::recycle_copy(x);
@@ -579,7 +580,7 @@ impl Geometry {
         let cols = if self.identity() {
             flat
         } else {
-            self.unfold(&flat)?
+            self.unfold(&flat, 0.0)?
         };
         cols.try_reshape(&Geometry::with(
             &self.xb,
@@ -814,6 +815,206 @@ impl Tensor {
             let mats = [geo.g, geo.o / geo.g, geo.c / geo.g * geo.k];
             let dw = dw.try_broadcast_to(&Geometry::with(&full, &mats))?;
             try_unbroadcast(&dw, &Geometry::with(&geo.wb, &mats))?.try_reshape(w_shape)
+        })()
+        .map_err(|e| e.for_op(OP))
+    }
+}
+
+/// The geometry of `x`'s patches: one "kernel" of `kernel`'s sizes reading every channel
+/// alone (`groups` plays no part).
+fn patch_geometry(
+    op: &'static str,
+    x: &[usize],
+    kernel: &[usize],
+    spec: &Conv,
+) -> Result<Geometry> {
+    let d = spec.rank;
+    if kernel.len() != d {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "{} window sizes for a {d}-D window, got {kernel:?}",
+                kernel.len()
+            ),
+        });
+    }
+    if x.len() < d + 1 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "the input needs the axes [batch.., C, *spatial] (at least {} axes), got {x:?}",
+                d + 1
+            ),
+        });
+    }
+    let (xs, input) = x.split_at(x.len() - d);
+    let ws = Geometry::with(&[1, xs[xs.len() - 1]], kernel);
+    let one = Conv { groups: 1, ..*spec };
+    Geometry::new(op, &one, xs, input, &ws, (x, kernel))
+}
+
+impl Tensor {
+    /// The patches of `self` (`x: [batch.., C, *spatial]`) under windows of sizes `kernel`
+    /// placed as `spec` places a convolution's (its stride, padding and dilation; its
+    /// groups play no part): `[batch.., C, *out, K]`, each output position's window
+    /// (`K = kernel.iter().product()` values, row-major, zeros where it reads padding) in
+    /// the last axis. Reducing that axis pools: see [`Tensor::max_pool`] and
+    /// [`Tensor::avg_pool`]. Panics on bad shapes; see [`Tensor::try_unfold`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 4.0, 3.0, 0.0], &[1, 6]); // [C, L]
+    /// let p = x.unfold(&[2], &Conv::new(1).stride(2));
+    /// assert_eq!(p.shape(), &[1, 3, 2]);
+    /// assert_eq!(p.to_vec::<f32>(), vec![1.0, 5.0, 2.0, 4.0, 3.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn unfold(&self, kernel: &[usize], spec: &Conv) -> Tensor {
+        unwrap(self.try_unfold_with(kernel, spec, 0.0))
+    }
+
+    /// [`Tensor::unfold`], returning an error instead of panicking.
+    pub fn try_unfold(&self, kernel: &[usize], spec: &Conv) -> Result<Tensor> {
+        self.try_unfold_with(kernel, spec, 0.0)
+    }
+
+    /// [`Tensor::unfold`] with `fill` read where a window reads padding (`-inf` for a max
+    /// pool). Panics on bad shapes; see [`Tensor::try_unfold_with`].
+    #[track_caller]
+    pub fn unfold_with(&self, kernel: &[usize], spec: &Conv, fill: f64) -> Tensor {
+        unwrap(self.try_unfold_with(kernel, spec, fill))
+    }
+
+    /// [`Tensor::unfold_with`], returning an error instead of panicking.
+    pub fn try_unfold_with(&self, kernel: &[usize], spec: &Conv, fill: f64) -> Result<Tensor> {
+        const OP: &str = "unfold";
+        self.expect_float(OP)?;
+        let geo = patch_geometry(OP, self.shape(), kernel, spec)?;
+        (|| {
+            let n = self.ndim() - spec.rank;
+            let flat = self.try_reshape(&Geometry::with(&self.shape()[..n], &[geo.s]))?;
+            let cols = if geo.identity() {
+                flat
+            } else {
+                geo.unfold(&flat, fill)?
+            };
+            // [.., C, K, *out], then K moved last (a view)
+            let mut shape = Geometry::with(&self.shape()[..n], &[geo.k]);
+            shape.extend_from_slice(&geo.out);
+            let mut axes: Vec<isize> = (0..shape.len() as isize).collect();
+            axes.remove(n);
+            axes.push(n as isize);
+            cols.try_reshape(&shape)?.try_permute(&axes)
+        })()
+        .map_err(|e| e.for_op(OP))
+    }
+
+    /// Max pooling: the largest element of each window of sizes `window`, placed by
+    /// `spec` (stride, padding, dilation) on `self` (`[batch.., C, *spatial]`), giving
+    /// `[batch.., C, *out]`. Padding is never the largest (it reads `-inf`, as in PyTorch
+    /// and Flax). Panics on bad shapes; see [`Tensor::try_max_pool`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec((0..16).map(|v| -(v as f32)).collect(), &[1, 4, 4]);
+    /// let y = x.max_pool(&[2, 2], &Conv::new(2).stride(2));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, -2.0, -8.0, -10.0]);
+    /// // padded: the windows at the edges are smaller, never zero
+    /// let y = x.max_pool(&[3, 3], &Conv::new(2).stride(2).padding(1));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, -1.0, -4.0, -5.0]);
+    /// ```
+    #[track_caller]
+    pub fn max_pool(&self, window: &[usize], spec: &Conv) -> Tensor {
+        unwrap(self.try_max_pool(window, spec))
+    }
+
+    /// [`Tensor::max_pool`], returning an error instead of panicking.
+    pub fn try_max_pool(&self, window: &[usize], spec: &Conv) -> Result<Tensor> {
+        self.try_unfold_with(window, spec, f64::NEG_INFINITY)?
+            .try_max_axis(-1, false)
+            .map_err(|e| e.for_op("max_pool"))
+    }
+
+    /// Average pooling: the mean of each window of sizes `window`, placed by `spec` on
+    /// `self` (`[batch.., C, *spatial]`), giving `[batch.., C, *out]`; padding counts as
+    /// zeros (PyTorch's and Flax's default, `count_include_pad`). Panics on bad shapes; see
+    /// [`Tensor::try_avg_pool`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec((0..16).map(|v| v as f64).collect(), &[1, 4, 4]);
+    /// let y = x.avg_pool(&[2, 2], &Conv::new(2).stride(2));
+    /// assert_eq!(y.to_vec::<f64>(), vec![2.5, 4.5, 10.5, 12.5]);
+    /// ```
+    #[track_caller]
+    pub fn avg_pool(&self, window: &[usize], spec: &Conv) -> Tensor {
+        unwrap(self.try_avg_pool(window, spec))
+    }
+
+    /// [`Tensor::avg_pool`], returning an error instead of panicking.
+    pub fn try_avg_pool(&self, window: &[usize], spec: &Conv) -> Result<Tensor> {
+        self.try_unfold(window, spec)?
+            .try_mean_axis(-1, false)
+            .map_err(|e| e.for_op("avg_pool"))
+    }
+
+    /// The adjoint of [`Tensor::unfold`]: `self` shaped like the patches, `[batch.., C,
+    /// *out, K]`, summed back into `[batch.., C, *input]` (each input element the sum of
+    /// the patch entries that read it). Panics on bad shapes; see [`Tensor::try_fold`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// // windows of 2 with stride 1 read the inner elements twice
+    /// let ones = Tensor::ones(&[1, 3, 2], DType::F64); // [C, out, K]
+    /// let x = ones.fold(&[4], &[2], &Conv::new(1));
+    /// assert_eq!(x.to_vec::<f64>(), vec![1.0, 2.0, 2.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn fold(&self, input: &[usize], kernel: &[usize], spec: &Conv) -> Tensor {
+        unwrap(self.try_fold(input, kernel, spec))
+    }
+
+    /// [`Tensor::fold`], returning an error instead of panicking.
+    pub fn try_fold(&self, input: &[usize], kernel: &[usize], spec: &Conv) -> Result<Tensor> {
+        const OP: &str = "fold";
+        self.expect_float(OP)?;
+        let d = spec.rank;
+        if self.ndim() < d + 2 || input.len() != d {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "patches [batch.., C, *out, K] of a {d}-D input of sizes {input:?} needed, got {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let n = self.ndim() - d - 1;
+        let x = Geometry::with(&self.shape()[..n], input);
+        let geo = patch_geometry(OP, &x, kernel, spec)?;
+        let want = Geometry::with(&Geometry::with(&self.shape()[..n], &geo.out), &[geo.k]);
+        if self.shape() != want {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "patches of shape {want:?} needed for inputs of sizes {input:?}, got {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        (|| {
+            // K back before the output positions, then [.., C, K * P]
+            let mut axes: Vec<isize> = (0..self.ndim() as isize).collect();
+            let k = axes.pop().expect("a window axis");
+            axes.insert(n, k);
+            let cols = self
+                .try_permute(&axes)?
+                .try_reshape(&Geometry::with(&self.shape()[..n], &[geo.k * geo.p()]))?;
+            let flat = if geo.identity() {
+                cols
+            } else {
+                geo.fold(&cols)?
+            };
+            flat.try_reshape(&x)
         })()
         .map_err(|e| e.for_op(OP))
     }

@@ -76,9 +76,48 @@ unary_methods! {
     sigmoid, try_sigmoid, Sigmoid, "logistic sigmoid `1 / (1 + e^-x)`";
     relu, try_relu, Relu, "`max(x, 0)` (NaN stays NaN)";
     sign, try_sign, Sign, "sign: -1, 0 or 1 (zeros keep their sign, NaN stays NaN)";
+    asin, try_asin, Asin, "arc sine, in `[-pi/2, pi/2]` (NaN outside `[-1, 1]`)";
+    acos, try_acos, Acos, "arc cosine, in `[0, pi]` (NaN outside `[-1, 1]`)";
+    atan, try_atan, Atan, "arc tangent, in `[-pi/2, pi/2]`";
+    sinh, try_sinh, Sinh, "hyperbolic sine";
+    cosh, try_cosh, Cosh, "hyperbolic cosine";
+    asinh, try_asinh, Asinh, "inverse hyperbolic sine";
+    acosh, try_acosh, Acosh, "inverse hyperbolic cosine (NaN below 1)";
+    atanh, try_atanh, Atanh, "inverse hyperbolic tangent (±inf at ±1, NaN beyond)";
+    exp2, try_exp2, Exp2, "`2^x`";
+    log2, try_log2, Log2, "base-2 logarithm (NaN below 0, -inf at 0)";
+    log10, try_log10, Log10, "base-10 logarithm (NaN below 0, -inf at 0)";
+    cbrt, try_cbrt, Cbrt, "cube root (odd: `cbrt(-8) = -2`)";
+    floor, try_floor, Floor, "floor: the largest integer not above `x` (±0, ±inf and NaN stay)";
+    ceil, try_ceil, Ceil, "ceiling: the smallest integer not below `x` (`ceil(-0.5) = -0`; ±inf and NaN stay)";
+    round, try_round, Round, "rounding to the nearest integer, halves away from zero as `f64::round` (`round(2.5) = 3`, `round(-0.5) = -1`)";
+    trunc, try_trunc, Trunc, "integer part, rounded toward zero (`trunc(-1.7) = -1`)";
 }
 
 impl Tensor {
+    /// Elementwise error function `erf(x) = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x`
+    /// (odd, ±1 at ±inf, within about an ulp). Panics for a non-float tensor; see
+    /// [`Tensor::try_erf`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![0.0f64, 0.5, -1.0, f64::INFINITY], &[4]);
+    /// let y = x.erf().to_vec::<f64>();
+    /// assert_eq!(y[0], 0.0);
+    /// assert!((y[1] - 0.5204998778130465).abs() < 1e-16);
+    /// assert!((y[2] + 0.8427007929497149).abs() < 1e-16);
+    /// assert_eq!(y[3], 1.0);
+    /// ```
+    #[track_caller]
+    pub fn erf(&self) -> Tensor {
+        unwrap(self.try_erf())
+    }
+
+    /// [`Tensor::erf`], returning an error for a non-float tensor.
+    pub fn try_erf(&self) -> Result<Tensor> {
+        self.try_unary("erf", UnaryOp::Erf)
+    }
+
     /// Elementwise integer power `x^n`. Panics for a non-float tensor; see [`Tensor::try_powi`].
     ///
     /// ```

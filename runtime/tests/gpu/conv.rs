@@ -190,3 +190,29 @@ fn conv_refuses_operands_on_different_devices() {
         "{err}"
     );
 }
+
+#[test]
+fn unfold_and_fold_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let cases: [(&[usize], &[usize], Conv); 4] = [
+        (&[2, 3, 7, 6], &[2, 2], Conv::new(2).stride(2)),
+        (&[3, 9], &[3], Conv::new(1).padding(2).dilation(2)),
+        (&[2, 2, 5, 4, 3], &[2, 2, 2], Conv::new(3).same()),
+        (&[4, 6, 6], &[3, 3], Conv::new(2).stride(2).same()),
+    ];
+    for (i, (xs, k, sp)) in cases.into_iter().enumerate() {
+        let x = tensor(xs, 50 + i as u64, false);
+        let what = format!("unfold, case {i}: {xs:?}, window {k:?}, {sp:?}");
+        check(&dev, &what, &[&x], TOL, |t| t[0].unfold(k, &sp));
+        let what = format!("pools, case {i}: {xs:?}, window {k:?}, {sp:?}");
+        check(&dev, &what, &[&x], TOL, |t| {
+            // (the max pool's padding reads -inf on both devices)
+            t[0].max_pool(k, &sp) - t[0].avg_pool(k, &sp) * 0.5
+        });
+        let p = x.unfold(k, &sp);
+        let c = tensor(p.shape(), 60 + i as u64, false);
+        let input = &xs[xs.len() - k.len()..];
+        let what = format!("fold, case {i}: {xs:?}, window {k:?}, {sp:?}");
+        check(&dev, &what, &[&c], TOL, |t| t[0].fold(input, k, &sp));
+    }
+}

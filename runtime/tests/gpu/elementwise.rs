@@ -29,6 +29,23 @@ const UNARY: &[Unary] = &[
     ("powf 0.5", |x| x.powf(0.5), 2e-6),
     ("powf 2", |x| x.powf(2.0), 2e-6),
     ("powf -1.5", |x| x.powf(-1.5), 2e-6),
+    ("asin", |x| x.asin(), 2e-6),
+    ("acos", |x| x.acos(), 2e-6),
+    ("atan", |x| x.atan(), 2e-6),
+    ("sinh", |x| x.sinh(), 2e-6),
+    ("cosh", |x| x.cosh(), 2e-6),
+    ("asinh", |x| x.asinh(), 2e-6),
+    ("acosh", |x| x.acosh(), 2e-6),
+    ("atanh", |x| x.atanh(), 2e-6),
+    ("exp2", |x| x.exp2(), 2e-6),
+    ("log2", |x| x.log2(), 2e-6),
+    ("log10", |x| x.log10(), 2e-6),
+    ("cbrt", |x| x.cbrt(), 2e-6),
+    ("floor", |x| x.floor(), 0.0),
+    ("ceil", |x| x.ceil(), 0.0),
+    ("round", |x| x.round(), 0.0),
+    ("trunc", |x| x.trunc(), 0.0),
+    ("erf", |x| x.erf(), 2e-6),
 ];
 
 #[test]
@@ -76,6 +93,7 @@ const BINARY: &[Binary] = &[
     ("pow", |a, b| a.pow(b), 2e-6),
     ("maximum", |a, b| a.maximum(b), 0.0),
     ("minimum", |a, b| a.minimum(b), 0.0),
+    ("atan2", |a, b| a.atan2(b), 2e-6),
 ];
 
 /// Pairs of shapes that broadcast, including rank mismatch, 0-d and empty axes.
@@ -268,6 +286,10 @@ fn fused_expressions_respect_their_limits_and_share_operands() {
     );
 }
 
+/// The relative error allowed of the inverse trigonometric and hyperbolic functions,
+/// exp2, log2, log10, cbrt and erf on the GPU (f32 ulps are 6e-8 to 1.2e-7 of the value).
+const GPU_TOL: f64 = 2.5e-7;
+
 /// The GPU's transcendental functions (computed by ferrax's own WGSL, not the driver's
 /// builtins, which Vulkan lets be inaccurate) against f64 references, over dense sweeps
 /// of their ranges (sin, cos and tan up to 3e38, through both range reductions): relative
@@ -375,6 +397,101 @@ fn transcendental_functions_are_accurate_over_their_ranges() {
             log(1e-30, 1e30, 20_001),
             2.5e-7,
         ),
+        (
+            "asin",
+            |t| t.asin(),
+            f64::asin,
+            [both(log(1e-8, 1.0, 20_001)), lin(-1.0, 1.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
+        (
+            "acos",
+            |t| t.acos(),
+            f64::acos,
+            [both(log(1e-8, 1.0, 20_001)), lin(-1.0, 1.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
+        (
+            "atan",
+            |t| t.atan(),
+            f64::atan,
+            both(log(1e-8, 1e30, 40_001)),
+            GPU_TOL,
+        ),
+        (
+            "sinh",
+            |t| t.sinh(),
+            f64::sinh,
+            both(log(1e-8, 89.0, 20_001)),
+            GPU_TOL,
+        ),
+        (
+            "cosh",
+            |t| t.cosh(),
+            f64::cosh,
+            both(log(1e-8, 89.0, 20_001)),
+            GPU_TOL,
+        ),
+        (
+            "asinh",
+            |t| t.asinh(),
+            f64::asinh,
+            both(log(1e-8, 1e30, 40_001)),
+            GPU_TOL,
+        ),
+        (
+            "acosh",
+            |t| t.acosh(),
+            |x| libm::acosh(x),
+            [log(1.0 + 1e-7, 1e30, 40_001), lin(1.0, 3.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
+        (
+            "atanh",
+            |t| t.atanh(),
+            f64::atanh,
+            [
+                both(log(1e-8, 1.0 - 1e-7, 20_001)),
+                lin(-0.999, 0.999, 20_001),
+            ]
+            .concat(),
+            GPU_TOL,
+        ),
+        (
+            "exp2",
+            |t| t.exp2(),
+            f64::exp2,
+            lin(-125.0, 127.9, 40_001),
+            GPU_TOL,
+        ),
+        (
+            "log2",
+            |t| t.log2(),
+            f64::log2,
+            [log(1e-37, 1e38, 40_001), lin(0.5, 2.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
+        (
+            "log10",
+            |t| t.log10(),
+            f64::log10,
+            [log(1e-37, 1e38, 40_001), lin(0.5, 2.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
+        (
+            "cbrt",
+            |t| t.cbrt(),
+            f64::cbrt,
+            both(log(1e-37, 1e38, 40_001)),
+            GPU_TOL,
+        ),
+        (
+            "erf",
+            |t| t.erf(),
+            |x| libm::erf(x),
+            [both(log(1e-8, 6.0, 20_001)), lin(-4.0, 4.0, 20_001)].concat(),
+            GPU_TOL,
+        ),
     ];
     // pow is exp(y ln x) in f32: ln's last-bit error grows with |y ln x| (up to 26 here)
     for (name, f, reference, xs, tol) in cases {
@@ -382,7 +499,12 @@ fn transcendental_functions_are_accurate_over_their_ranges() {
         let got = f(&Tensor::from_vec(xs.clone(), &[n]).to_device(&dev)).to_vec::<f32>();
         let mut worst = (0.0f64, 0.0f32);
         for (&x, &g) in xs.iter().zip(&got) {
+            // the f64 reference rounded to f32 (only rounding overflows to inf then)
             let want = reference(x as f64);
+            if want.is_infinite() || (want as f32).is_infinite() {
+                assert_eq!(g as f64, want as f32 as f64, "{name}({x}): overflow");
+                continue;
+            }
             // relative to the result, also where it nears 0 by cancellation (sin, cos
             // and tan next to multiples of pi/2)
             let scale = want.abs().max(f64::from(f32::MIN_POSITIVE));
@@ -465,4 +587,83 @@ fn large_kernels_compute_several_elements_per_thread() {
             .slice(0, 0, (1 << 20) + 1)
             .neg()
     });
+}
+
+/// atan2 on the GPU against `f64::atan2` over every quadrant, near the axes and the
+/// diagonals, and its special values (signed zeros, infinities, NaN) exactly.
+#[test]
+fn atan2_is_accurate_in_every_quadrant() {
+    let Some(dev) = gpu() else { return };
+    let mut ys = Vec::new();
+    let mut xs = Vec::new();
+    for i in 0..20_000 {
+        let angle = (i as f64 / 20_000.0 - 0.5) * 2.0 * std::f64::consts::PI;
+        let r = (i % 97) as f64 * 1e3 + 1e-3;
+        ys.push((r * angle.sin()) as f32);
+        xs.push((r * angle.cos()) as f32);
+    }
+    for i in 1..2000 {
+        let t = (i as f32 * 1e-3).powi(3);
+        for (y, x) in [
+            (t, 1.0),
+            (-t, -1.0),
+            (1.0, t),
+            (1.0, -t),
+            (1.0 + t, 1.0),
+            (-1.0, -1.0 - t),
+        ] {
+            ys.push(y);
+            xs.push(x);
+        }
+    }
+    let special = [
+        0.0,
+        -0.0,
+        2.0,
+        -2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    let first_special = ys.len();
+    for &y in &special {
+        for &x in &special {
+            ys.push(y);
+            xs.push(x);
+        }
+    }
+    let n = ys.len();
+    let ty = Tensor::from_vec(ys.clone(), &[n]).to_device(&dev);
+    let tx = Tensor::from_vec(xs.clone(), &[n]).to_device(&dev);
+    let got = ty.atan2(&tx).to_vec::<f32>();
+    let mut worst = (0.0f64, 0);
+    for i in 0..n {
+        let want = (ys[i] as f64).atan2(xs[i] as f64);
+        let g = got[i];
+        if i >= first_special {
+            let w = ys[i].atan2(xs[i]);
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 2.5e-7 * w.abs(),
+                "atan2({}, {}): got {g}, want {w}",
+                ys[i],
+                xs[i]
+            );
+            continue;
+        }
+        let err = (g as f64 - want).abs() / want.abs().max(f64::from(f32::MIN_POSITIVE));
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    let (err, i) = worst;
+    eprintln!(
+        "atan2: worst relative error {err:.2e} at ({}, {})",
+        ys[i], xs[i]
+    );
+    assert!(
+        err <= GPU_TOL,
+        "atan2: relative error {err:.3e} at ({}, {})",
+        ys[i],
+        xs[i]
+    );
 }

@@ -868,3 +868,151 @@ fn conv_of_rank_4_panics() {
 fn conv_of_rank_0_panics() {
     let _ = Conv::new(0);
 }
+
+/// Where a case of the patch tests places its windows: strides, dilation, padding before.
+struct Place {
+    stride: [usize; 2],
+    dilation: usize,
+    before: [usize; 2],
+}
+
+/// The patches of a 2-D input `[b, c, h, w]` by a direct loop: `[b, c, oh, ow, kh * kw]`.
+fn patches_2d(
+    x: &[f64],
+    xs: [usize; 4],
+    k: [usize; 2],
+    sp: &Conv,
+    at: &Place,
+) -> (Vec<f64>, Vec<usize>) {
+    let [b, c, h, w] = xs;
+    let out = sp.output_size(&[h, w], &k);
+    let (oh, ow) = (out[0], out[1]);
+    let mut p = Vec::with_capacity(b * c * oh * ow * k[0] * k[1]);
+    for bc in 0..b * c {
+        for y in 0..oh {
+            for xo in 0..ow {
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy =
+                            (y * at.stride[0] + ky * at.dilation) as isize - at.before[0] as isize;
+                        let ix =
+                            (xo * at.stride[1] + kx * at.dilation) as isize - at.before[1] as isize;
+                        let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                        p.push(if inside {
+                            x[bc * h * w + iy as usize * w + ix as usize]
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (p, vec![b, c, oh, ow, k[0] * k[1]])
+}
+
+#[test]
+fn unfold_and_fold_match_a_direct_loop_and_are_adjoint() {
+    let place = |stride, dilation, before| Place {
+        stride,
+        dilation,
+        before,
+    };
+    // input 7 x 6; SAME with strides (1, 2) and window (3, 2): outputs 7 x 3, padding
+    // totals (2, 0), so one row before
+    let specs = [
+        (Conv::new(2).stride(2), [2, 2], place([2, 2], 1, [0, 0])),
+        (Conv::new(2).padding(1), [3, 3], place([1, 1], 1, [1, 1])),
+        (
+            Conv::new(2).strides(&[1, 2]).same(),
+            [3, 2],
+            place([1, 2], 1, [1, 0]),
+        ),
+        (
+            Conv::new(2).stride(2).dilation(2).padding(1),
+            [2, 3],
+            place([2, 2], 2, [1, 1]),
+        ),
+        (Conv::new(2).groups(3), [1, 1], place([1, 1], 1, [0, 0])),
+    ];
+    let xs = [2, 3, 7, 6];
+    let x = eighths(xs.iter().product(), 3);
+    for (sp, k, at) in specs {
+        let (want, shape) = patches_2d(&x, xs, k, &sp, &at);
+        for dtype in [DType::F64, DType::F32] {
+            for lay in LAYS {
+                let xt = laid(&x, &xs, lay, dtype);
+                let what = format!("{sp:?}, window {k:?}, {dtype}, {lay:?}");
+                let p = xt.unfold(&k, &sp);
+                assert_close(&p, &shape, &want, 1e-12, &format!("unfold, {what}"));
+                // the adjoint: <unfold(x), c> = <x, fold(c)>
+                let c = laid(&eighths(want.len(), 4), &shape, lay, dtype);
+                let back = c.fold(&xs[2..], &k, &sp);
+                assert_eq!(back.shape(), &xs);
+                let (l, r) = (dot(&p, &c), dot(&xt, &back));
+                assert!(
+                    (l - r).abs() <= 1e-9 * l.abs().max(1.0),
+                    "adjoint, {what}: {l} vs {r}"
+                );
+            }
+        }
+    }
+    // a max pool and an average pool
+    let x = Tensor::from_vec((0..16).map(f64::from).collect(), &[1, 4, 4]);
+    let sp = Conv::new(2).stride(2);
+    assert_eq!(
+        x.max_pool(&[2, 2], &sp).to_vec::<f64>(),
+        vec![5.0, 7.0, 13.0, 15.0]
+    );
+    assert_eq!(
+        x.avg_pool(&[2, 2], &sp).to_vec::<f64>(),
+        vec![2.5, 4.5, 10.5, 12.5]
+    );
+    // a padded max pool never picks the padding; the average counts it as zeros
+    let neg = -&x - 1.0;
+    let sp = Conv::new(2).stride(2).padding(1);
+    assert_eq!(
+        neg.max_pool(&[2, 2], &sp).to_vec::<f64>(),
+        vec![-1.0, -2.0, -4.0, -5.0, -6.0, -8.0, -13.0, -14.0, -16.0]
+    );
+    let filled = neg
+        .unfold_with(&[2, 2], &sp, f64::NEG_INFINITY)
+        .to_vec::<f64>();
+    assert_eq!(
+        filled[..4],
+        [
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+            -1.0
+        ]
+    );
+    assert_eq!(neg.avg_pool(&[2, 2], &sp).to_vec::<f64>()[0], -0.25);
+}
+
+#[test]
+fn unfold_and_fold_errors_name_the_operation() {
+    let x = Tensor::zeros(&[2, 3, 5], DType::F32);
+    err_contains(
+        x.try_unfold(&[2, 2], &Conv::new(1)),
+        &["unfold", "2 window sizes"],
+    );
+    err_contains(
+        x.try_unfold(&[7], &Conv::new(1)),
+        &["unfold", "does not fit"],
+    );
+    err_contains(
+        Tensor::zeros(&[5], DType::F32).try_unfold(&[2], &Conv::new(1)),
+        &["unfold", "[batch.., C, *spatial]"],
+    );
+    err_contains(
+        Tensor::zeros(&[2, 3, 5], DType::I32).try_unfold(&[2], &Conv::new(1)),
+        &["unfold"],
+    );
+    let p = x.unfold(&[2], &Conv::new(1));
+    err_contains(
+        p.try_fold(&[6], &[2], &Conv::new(1)),
+        &["fold", "[2, 3, 5, 2]"],
+    );
+    err_contains(p.try_fold(&[5, 5], &[2], &Conv::new(1)), &["fold"]);
+}

@@ -45,7 +45,30 @@ const UNARY: &[UnaryCase] = &[
     ("powi(-2)", |t| t.powi(-2), |x| x.powi(-2)),
     ("powf(1.5)", |t| t.powf(1.5), |x| x.powf(1.5)),
     ("powf(-0.5)", |t| t.powf(-0.5), |x| x.powf(-0.5)),
+    ("asin", |t| t.asin(), f64::asin),
+    ("acos", |t| t.acos(), f64::acos),
+    ("atan", |t| t.atan(), f64::atan),
+    ("sinh", |t| t.sinh(), f64::sinh),
+    ("cosh", |t| t.cosh(), f64::cosh),
+    ("asinh", |t| t.asinh(), libm::asinh),
+    ("acosh", |t| t.acosh(), acosh),
+    ("atanh", |t| t.atanh(), libm::atanh),
+    ("exp2", |t| t.exp2(), f64::exp2),
+    ("log2", |t| t.log2(), f64::log2),
+    ("log10", |t| t.log10(), f64::log10),
+    ("cbrt", |t| t.cbrt(), f64::cbrt),
+    ("floor", |t| t.floor(), f64::floor),
+    ("ceil", |t| t.ceil(), f64::ceil),
+    ("round", |t| t.round(), f64::round),
+    ("trunc", |t| t.trunc(), f64::trunc),
+    ("erf", |t| t.erf(), libm::erf),
 ];
+
+/// Reference acosh: musl's (std's loses digits near 1), NaN below 1 (musl's is not for
+/// x <= -2).
+fn acosh(x: f64) -> f64 {
+    if x < 1.0 { f64::NAN } else { libm::acosh(x) }
+}
 
 type BinaryCase = (
     &'static str,
@@ -77,6 +100,7 @@ const BINARY: &[BinaryCase] = &[
     ("pow", |a, b| a.pow(b), f64::powf),
     ("maximum", |a, b| a.maximum(b), nan_max),
     ("minimum", |a, b| a.minimum(b), nan_min),
+    ("atan2", |a, b| a.atan2(b), f64::atan2),
 ];
 
 type CompareCase = (
@@ -330,4 +354,494 @@ fn large_selects_run_in_chunks() {
         let want = if col_mask[i % cols] { 2.0 } else { i as f32 };
         assert_eq!(g, want, "element {i}");
     }
+}
+
+/// `f(x)` of each `x` in f32 and f64, as f64s.
+fn apply(f: fn(&Tensor) -> Tensor, xs: &[f64], dt: DType) -> Vec<f64> {
+    let t = match dt {
+        DType::F32 => Tensor::from_vec(xs.iter().map(|&x| x as f32).collect(), &[xs.len()]),
+        _ => Tensor::from_vec(xs.to_vec(), &[xs.len()]),
+    };
+    let y = f(&t);
+    assert_eq!(y.dtype(), dt);
+    crate::values(&y)
+}
+
+/// Asserts that `got` and `want` are the same values, NaN for NaN and zeros of one sign.
+#[track_caller]
+fn same_bits(what: &str, got: &[f64], want: &[f64]) {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g.is_nan() && w.is_nan()) || (g == w && g.is_sign_negative() == w.is_sign_negative()),
+            "{what}: element {i}: got {g:e}, want {w:e}"
+        );
+    }
+}
+
+type Special = (&'static str, fn(&Tensor) -> Tensor, &'static [(f64, f64)]);
+
+const INF: f64 = f64::INFINITY;
+const NAN: f64 = f64::NAN;
+
+/// Exact results of the new functions at special points: NaN in gives NaN, the
+/// infinities, signed zeros (kept where std keeps them), out-of-domain NaN, poles and
+/// exact values.
+const SPECIALS: &[Special] = &[
+    (
+        "asin",
+        |t| t.asin(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (1.1, NAN),
+            (-2.0, NAN),
+            (INF, NAN),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "acos",
+        |t| t.acos(),
+        &[(1.0, 0.0), (1.5, NAN), (-INF, NAN), (NAN, NAN)],
+    ),
+    (
+        "atan",
+        |t| t.atan(),
+        &[(0.0, 0.0), (-0.0, -0.0), (NAN, NAN)],
+    ),
+    (
+        "sinh",
+        |t| t.sinh(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (INF, INF),
+            (-INF, -INF),
+            (1000.0, INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "cosh",
+        |t| t.cosh(),
+        &[
+            (0.0, 1.0),
+            (-0.0, 1.0),
+            (INF, INF),
+            (-INF, INF),
+            (-1000.0, INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "asinh",
+        |t| t.asinh(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (INF, INF),
+            (-INF, -INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "acosh",
+        |t| t.acosh(),
+        &[
+            (1.0, 0.0),
+            (0.5, NAN),
+            (-1.0, NAN),
+            (-5.0, NAN),
+            (INF, INF),
+            (-INF, NAN),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "atanh",
+        |t| t.atanh(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (1.0, INF),
+            (-1.0, -INF),
+            (1.5, NAN),
+            (-INF, NAN),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "exp2",
+        |t| t.exp2(),
+        &[
+            (0.0, 1.0),
+            (-0.0, 1.0),
+            (10.0, 1024.0),
+            (-3.0, 0.125),
+            (INF, INF),
+            (-INF, 0.0),
+            (2000.0, INF),
+            (-2000.0, 0.0),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "log2",
+        |t| t.log2(),
+        &[
+            (1.0, 0.0),
+            (8.0, 3.0),
+            (0.125, -3.0),
+            (0.0, -INF),
+            (-0.0, -INF),
+            (-1.0, NAN),
+            (INF, INF),
+            (-INF, NAN),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "log10",
+        |t| t.log10(),
+        &[
+            (1.0, 0.0),
+            (10.0, 1.0),
+            (1000.0, 3.0),
+            (0.0, -INF),
+            (-0.0, -INF),
+            (-1.0, NAN),
+            (INF, INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "cbrt",
+        |t| t.cbrt(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (8.0, 2.0),
+            (-27.0, -3.0),
+            (0.125, 0.5),
+            (INF, INF),
+            (-INF, -INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "floor",
+        |t| t.floor(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (-0.5, -1.0),
+            (0.5, 0.0),
+            (2.5, 2.0),
+            (-2.5, -3.0),
+            (1.2676506002282294e30, 1.2676506002282294e30),
+            (INF, INF),
+            (-INF, -INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "ceil",
+        |t| t.ceil(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (-0.5, -0.0),
+            (0.5, 1.0),
+            (2.5, 3.0),
+            (-2.5, -2.0),
+            (-1.2676506002282294e30, -1.2676506002282294e30),
+            (INF, INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "round",
+        |t| t.round(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (0.5, 1.0),
+            (-0.5, -1.0),
+            (1.5, 2.0),
+            (2.5, 3.0),
+            (-2.5, -3.0),
+            (0.25, 0.0),
+            (-0.25, -0.0),
+            (INF, INF),
+            (-INF, -INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "trunc",
+        |t| t.trunc(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (-0.5, -0.0),
+            (1.75, 1.0),
+            (-1.75, -1.0),
+            (INF, INF),
+            (NAN, NAN),
+        ],
+    ),
+    (
+        "erf",
+        |t| t.erf(),
+        &[
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (INF, 1.0),
+            (-INF, -1.0),
+            (7.0, 1.0),
+            (-30.0, -1.0),
+            (NAN, NAN),
+        ],
+    ),
+];
+
+#[test]
+fn new_functions_give_exact_special_values_in_both_dtypes() {
+    for (name, f, cases) in SPECIALS {
+        let (xs, want): (Vec<f64>, Vec<f64>) = cases.iter().copied().unzip();
+        for dt in [DType::F32, DType::F64] {
+            same_bits(&format!("{name} {dt}"), &apply(*f, &xs, dt), &want);
+        }
+    }
+}
+
+/// `round` takes halves away from zero (as `f64::round`, unlike WGSL's and NumPy's
+/// half-to-even), also next to the halves, and every rounding is exact up to the largest
+/// floats that still have a fraction.
+#[test]
+fn rounding_functions_match_std_exactly() {
+    let mut xs = vec![
+        0.49999997,
+        0.5000001,
+        4503599627370495.5,
+        4503599627370497.0,
+        8388607.5,
+        8388609.0,
+        -8388607.5,
+    ];
+    for k in -40..40 {
+        let h = k as f64 * 0.5;
+        xs.extend([h, h + 1e-9, h - 1e-9, h * 1e6 + 0.5]);
+    }
+    type Round = (
+        &'static str,
+        fn(&Tensor) -> Tensor,
+        fn(f64) -> f64,
+        fn(f32) -> f32,
+    );
+    let fns: [Round; 4] = [
+        ("floor", |t| t.floor(), f64::floor, f32::floor),
+        ("ceil", |t| t.ceil(), f64::ceil, f32::ceil),
+        ("round", |t| t.round(), f64::round, f32::round),
+        ("trunc", |t| t.trunc(), f64::trunc, f32::trunc),
+    ];
+    for (name, f, r64, r32) in fns {
+        let want: Vec<f64> = xs.iter().map(|&x| r64(x)).collect();
+        same_bits(&format!("{name} f64"), &apply(f, &xs, DType::F64), &want);
+        let want: Vec<f64> = xs.iter().map(|&x| r32(x as f32) as f64).collect();
+        same_bits(&format!("{name} f32"), &apply(f, &xs, DType::F32), &want);
+    }
+}
+
+/// The new functions over their domains, against f64 references (rounded for f32): at
+/// most 2 ulps of f64 (the kernels are within about an ulp of correctly rounded, the
+/// references too) and 1e-6 relative in f32.
+#[test]
+fn new_functions_are_accurate_over_their_domains() {
+    type Case = (
+        &'static str,
+        fn(&Tensor) -> Tensor,
+        fn(f64) -> f64,
+        f64,
+        f64,
+    );
+    let cases: [Case; 13] = [
+        ("asin", |t| t.asin(), f64::asin, -1.0, 1.0),
+        ("acos", |t| t.acos(), f64::acos, -1.0, 1.0),
+        ("atan", |t| t.atan(), f64::atan, -50.0, 50.0),
+        ("sinh", |t| t.sinh(), f64::sinh, -80.0, 80.0),
+        ("cosh", |t| t.cosh(), f64::cosh, -80.0, 80.0),
+        ("asinh", |t| t.asinh(), libm::asinh, -1e6, 1e6),
+        ("acosh", |t| t.acosh(), acosh, 1.0, 1e4),
+        ("atanh", |t| t.atanh(), libm::atanh, -1.0, 1.0),
+        ("exp2", |t| t.exp2(), f64::exp2, -120.0, 120.0),
+        ("log2", |t| t.log2(), f64::log2, 0.0, 1e5),
+        ("log10", |t| t.log10(), f64::log10, 0.0, 1e5),
+        ("cbrt", |t| t.cbrt(), f64::cbrt, -1e5, 1e5),
+        ("erf", |t| t.erf(), libm::erf, -6.0, 6.0),
+    ];
+    let n = 20_001;
+    for (name, f, reference, lo, hi) in cases {
+        // a linear sweep, and values near the low end (near 0 or 1) by powers
+        let mut xs: Vec<f64> = (0..n)
+            .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+            .collect();
+        xs.extend((1..400).map(|i| lo + (hi - lo) * 0.5f64.powf(i as f64 * 0.1)));
+        for dt in [DType::F32, DType::F64] {
+            let xs: Vec<f64> = if dt == DType::F32 {
+                xs.iter().map(|&x| x as f32 as f64).collect()
+            } else {
+                xs.clone()
+            };
+            let got = apply(f, &xs, dt);
+            for (&x, &g) in xs.iter().zip(&got) {
+                let want = reference(x);
+                let ok = if dt == DType::F64 {
+                    (g.is_nan() && want.is_nan())
+                        || g == want
+                        || (g - want).abs() <= 2.0 * f64::EPSILON * want.abs()
+                } else {
+                    let w = want as f32 as f64;
+                    (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-6 * w.abs()
+                };
+                assert!(ok, "{name} {dt}({x:e}): got {g:e}, want {want:e}");
+            }
+        }
+    }
+}
+
+/// atan2 broadcasts as the other binary operations and takes each quadrant's angle, also
+/// for signed zeros and infinities (as `f64::atan2`).
+#[test]
+fn atan2_broadcasts_and_finds_every_quadrant() {
+    let pi = std::f64::consts::PI;
+    for dt in [DType::F32, DType::F64] {
+        // [2, 1] against [4]: rows y = ±1, columns x = 1, 0, -1, -0
+        let y = Tensor::from_vec(vec![1.0, -1.0], &[2, 1]).to_dtype(dt);
+        let x = Tensor::from_vec(vec![1.0, 0.0, -1.0, -0.0], &[4]).to_dtype(dt);
+        let a = y.atan2(&x);
+        assert_eq!(a.shape(), &[2, 4]);
+        assert_eq!(a.dtype(), dt);
+        let want = [pi / 4.0, pi / 2.0, 3.0 * pi / 4.0, pi / 2.0];
+        let want: Vec<f64> = want
+            .iter()
+            .copied()
+            .chain(want.iter().map(|w| -w))
+            .collect();
+        let got = crate::values(&a);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let w = if dt == DType::F32 { w as f32 as f64 } else { w };
+            assert!(
+                (g - w).abs() <= 1e-15 * w.abs().max(1.0) || g == w,
+                "{dt} [{i}]: got {g}, want {w}"
+            );
+        }
+        // signed zeros and infinities, exactly as std
+        let pairs = [
+            (0.0, 0.0),
+            (-0.0, 0.0),
+            (0.0, -0.0),
+            (-0.0, -0.0),
+            (0.0, -3.0),
+            (-0.0, -3.0),
+            (2.0, INF),
+            (-2.0, INF),
+            (2.0, -INF),
+            (-2.0, -INF),
+            (INF, 1.0),
+            (-INF, -1.0),
+            (INF, INF),
+            (-INF, INF),
+            (INF, -INF),
+            (-INF, -INF),
+            (NAN, 1.0),
+            (1.0, NAN),
+        ];
+        let ys: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+        let xs: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+        let (ty, tx) = (
+            Tensor::from_vec(ys.clone(), &[ys.len()]).to_dtype(dt),
+            Tensor::from_vec(xs.clone(), &[xs.len()]).to_dtype(dt),
+        );
+        let want: Vec<f64> = pairs
+            .iter()
+            .map(|&(y, x)| {
+                if dt == DType::F32 {
+                    (y as f32).atan2(x as f32) as f64
+                } else {
+                    f64::atan2(y, x)
+                }
+            })
+            .collect();
+        same_bits(
+            &format!("atan2 specials {dt}"),
+            &crate::values(&ty.atan2(&tx)),
+            &want,
+        );
+        // a scalar against a transposed matrix
+        let m = Tensor::arange(-3.0, 3.0, 1.0, dt).reshape(&[2, 3]).t();
+        let s = Tensor::full(&[], 2.0, dt);
+        let got = crate::values(&s.atan2(&m));
+        let mv = crate::values(&m);
+        for (g, x) in got.iter().zip(&mv) {
+            let w = 2f64.atan2(*x);
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs(),
+                "atan2(2, {x}) {dt}: got {g}, want {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn new_functions_reject_integer_and_bool_tensors() {
+    type Try = (&'static str, fn(&Tensor) -> ferrax_runtime::Result<Tensor>);
+    let fns: [Try; 17] = [
+        ("asin", |t| t.try_asin()),
+        ("acos", |t| t.try_acos()),
+        ("atan", |t| t.try_atan()),
+        ("sinh", |t| t.try_sinh()),
+        ("cosh", |t| t.try_cosh()),
+        ("asinh", |t| t.try_asinh()),
+        ("acosh", |t| t.try_acosh()),
+        ("atanh", |t| t.try_atanh()),
+        ("exp2", |t| t.try_exp2()),
+        ("log2", |t| t.try_log2()),
+        ("log10", |t| t.try_log10()),
+        ("cbrt", |t| t.try_cbrt()),
+        ("floor", |t| t.try_floor()),
+        ("ceil", |t| t.try_ceil()),
+        ("round", |t| t.try_round()),
+        ("trunc", |t| t.try_trunc()),
+        ("erf", |t| t.try_erf()),
+    ];
+    let i = Tensor::from_vec(vec![1i32, 2], &[2]);
+    let b = Tensor::from_vec(vec![true, false], &[2]);
+    for (name, f) in fns {
+        for (t, dt) in [(&i, "i32"), (&b, "bool")] {
+            let e = f(t).expect_err(name).to_string();
+            assert!(e.contains(name) && e.contains(dt), "{name} of {dt}: {e}");
+        }
+    }
+    let e = i.try_atan2(&i).expect_err("atan2 i32").to_string();
+    assert!(e.contains("atan2") && e.contains("i32"), "{e}");
+    let f = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    let e = f
+        .try_atan2(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]))
+        .expect_err("atan2 dtypes")
+        .to_string();
+    assert!(
+        e.contains("atan2") && e.contains("f32") && e.contains("f64"),
+        "{e}"
+    );
+    let e = f
+        .try_atan2(&Tensor::zeros(&[3], DType::F32))
+        .expect_err("atan2 shapes")
+        .to_string();
+    assert!(
+        e.contains("atan2") && e.contains("[2]") && e.contains("[3]"),
+        "{e}"
+    );
+    let r = std::panic::catch_unwind(|| i.erf());
+    assert!(r.is_err(), "erf of an i32 tensor panics");
 }
