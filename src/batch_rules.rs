@@ -1097,6 +1097,32 @@ pub fn slice<'a>(x: impl Into<BArg<'a>>, axis: isize, start: usize, end: usize) 
     x.slice(shift("slice", axis, x), start, end)
 }
 
+/// Batched `t::roll`: the example's axis, past the batch axis.
+#[track_caller]
+pub fn roll<'a>(x: impl Into<BArg<'a>>, shift_by: isize, axis: isize) -> Tensor {
+    let x = need("roll", x.into());
+    x.roll(shift_by, shift("roll", axis, x))
+}
+
+/// `pads` for a batched example: none on the batch axis.
+fn batch_pads(pads: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut all = vec![(0, 0)];
+    all.extend_from_slice(pads);
+    all
+}
+
+/// Batched `t::pad`.
+#[track_caller]
+pub fn pad<'a>(x: impl Into<BArg<'a>>, pads: &[(usize, usize)]) -> Tensor {
+    need("pad", x.into()).pad(&batch_pads(pads))
+}
+
+/// Batched `t::unpad`.
+#[track_caller]
+pub fn unpad<'a>(x: impl Into<BArg<'a>>, pads: &[(usize, usize)]) -> Tensor {
+    need("unpad", x.into()).unpad(&batch_pads(pads))
+}
+
 /// Batched `t::index_select` (the indices are shared by every example).
 #[track_caller]
 pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -> Tensor {

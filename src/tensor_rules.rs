@@ -965,6 +965,21 @@ pub fn index_select<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor
     x.into().tensor().index_select(axis, indices)
 }
 
+/// `x.roll(shift, axis)`.
+pub fn roll<'a>(x: impl Into<Operand<'a>>, shift: isize, axis: isize) -> Tensor {
+    x.into().tensor().roll(shift, axis)
+}
+
+/// `x.pad(pads)`.
+pub fn pad<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)]) -> Tensor {
+    x.into().tensor().pad(pads)
+}
+
+/// `x.unpad(pads)`.
+pub fn unpad<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)]) -> Tensor {
+    x.into().tensor().unpad(pads)
+}
+
 /// The cotangent of `like.index_select(axis, indices)`: each slice of `ct` added at its
 /// index (repeated indices sum), into zeros of `like`'s shape.
 pub fn index_add<'a>(

@@ -484,3 +484,23 @@ fn special_functions_and_their_gradients_on_the_gpu_match_the_cpu() {
         &v,
     );
 }
+
+/// A stencil with periodic (`roll`) and zero (`pad`) boundaries.
+#[grad]
+fn stencil_energy(x: &Tensor) -> Tensor {
+    let lap = x.roll(1, 0) + x.roll(-1, 0) + x.roll(1, 1) + x.roll(-1, 1) - x * 4.0;
+    let p = x.pad(&[(1, 1), (0, 2)]).unpad(&[(0, 2), (1, 0)]);
+    (&lap * &lap).sum() + (p.sin() * 0.5).sum()
+}
+
+#[test]
+fn stencil_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(97), &[16, 12], DType::F32);
+    let (v, g) = stencil_energy_value_and_grad(&x);
+    let (gv, gg) = stencil_energy_value_and_grad(&x.to_device(&dev));
+    assert_eq!(gg.device(), dev);
+    assert_close("value", &gv.to_device(&Device::Cpu), &v);
+    assert_close("gradient", &gg.to_device(&Device::Cpu), &g);
+    assert_close("the function", &stencil_energy(&x).reshape(&[]), &v);
+}

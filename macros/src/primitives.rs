@@ -135,6 +135,12 @@ pub enum Prim {
     Slice,
     /// `x.index_select(axis, &indices)`.
     IndexSelect,
+    /// `x.roll(shift, axis)`: the elements of `axis` rotated by `shift` (linear).
+    Roll,
+    /// `x.pad(&pads)`: zeros before and after on each axis (linear).
+    Pad,
+    /// `x.unpad(&pads)`: the inverse and transpose of [`Prim::Pad`] (linear).
+    Unpad,
     /// `a.solve(&b)`, lowered to `lu_solve(lu_factor(a), a, b, false)`: `(factors, a, b,
     /// transpose)`, `x` with `a @ x = b` (or `aᵀ @ x = b`) from `a`'s packed LU factors; `a`
     /// itself is read only by the derivative rules. One factorization serves the primal,
@@ -1647,6 +1653,24 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(Unpermute, &[t, x[1], x[2]])),
             |b, ct, x, _| vec![Some(b.prim(Permute, &[ct, x[1]])), None, None],
         ),
+        Roll => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Roll, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let back = b.prim(Neg, &[x[1]]);
+                vec![Some(b.prim(Roll, &[ct, back, x[2]])), None, None]
+            },
+        ),
+        Pad => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Pad, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Unpad, &[ct, x[1]])), None],
+        ),
+        Unpad => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Unpad, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Pad, &[ct, x[1]])), None],
+        ),
         Slice => tl(
             4,
             |b, x, _, d| d[0].map(|t| b.prim(Slice, &[t, x[1], x[2], x[3]])),
@@ -1857,6 +1881,9 @@ impl Prim {
             ("permute", 1) => Permute,
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
+            ("roll", 2) => Roll,
+            ("pad", 1) => Pad,
+            ("unpad", 1) => Unpad,
             // lowered to a factorization and a solve with it (see `LuSolve`)
             ("solve", 1) => LuSolve,
             // lowered to a solve with the identity
@@ -1890,7 +1917,7 @@ impl Prim {
          powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select roll pad unpad solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
@@ -1966,7 +1993,7 @@ impl Prim {
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | Tril | Triu => k == 1,
-            Transpose => k == 1 || k == 2,
+            Transpose | Roll => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
             UnconcatSeq | UnstackSeq => k == 1,

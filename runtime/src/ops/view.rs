@@ -494,6 +494,132 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// The elements of `axis` rotated by `shift` places toward its end, as NumPy's and
+    /// JAX's `roll`: `out[i] = x[(i - shift) mod n]` (a negative `shift` rotates toward
+    /// the start). Periodic boundaries: `x.roll(1, -1) + x.roll(-1, -1) - &x * 2.0` is the
+    /// discrete Laplacian of a ring. Panics for a bad axis; see [`Tensor::try_roll`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::arange(0.0, 5.0, 1.0, DType::F32);
+    /// assert_eq!(x.roll(2, 0).to_vec::<f32>(), vec![3.0, 4.0, 0.0, 1.0, 2.0]);
+    /// assert_eq!(x.roll(-1, 0).to_vec::<f32>(), vec![1.0, 2.0, 3.0, 4.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn roll(&self, shift: isize, axis: isize) -> Tensor {
+        unwrap(self.try_roll(shift, axis))
+    }
+
+    /// [`Tensor::roll`], returning an error for a bad axis.
+    pub fn try_roll(&self, shift: isize, axis: isize) -> Result<Tensor> {
+        const OP: &str = "roll";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        let n = self.shape()[ax];
+        let s = if n == 0 {
+            0
+        } else {
+            shift.rem_euclid(n as isize) as usize
+        };
+        if s == 0 {
+            return Ok(self.clone());
+        }
+        let (tail, head) = (
+            self.try_slice(axis, n - s, n)?,
+            self.try_slice(axis, 0, n - s)?,
+        );
+        concat_impl(OP, &[&tail, &head], ax as isize)
+    }
+
+    /// `self` padded with `before` and `after` zeros on each axis (`pads`: one pair per
+    /// axis), as `jnp.pad` with zeros. Panics on a wrong number of pairs; see
+    /// [`Tensor::try_pad`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::ones(&[2, 2], DType::F64);
+    /// let p = x.pad(&[(1, 0), (0, 2)]);
+    /// assert_eq!(p.shape(), &[3, 4]);
+    /// assert_eq!(p.sum().item::<f64>(), 4.0);
+    /// assert_eq!(p.slice(0, 0, 1).sum().item::<f64>(), 0.0);
+    /// ```
+    #[track_caller]
+    pub fn pad(&self, pads: &[(usize, usize)]) -> Tensor {
+        unwrap(self.try_pad(pads))
+    }
+
+    /// [`Tensor::pad`], returning an error on a wrong number of pairs.
+    pub fn try_pad(&self, pads: &[(usize, usize)]) -> Result<Tensor> {
+        const OP: &str = "pad";
+        if pads.len() != self.ndim() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "one (before, after) pair per axis of a tensor of shape {:?} needed, got {pads:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let mut out = self.clone();
+        for (ax, &(before, after)) in pads.iter().enumerate() {
+            if before + after == 0 {
+                continue;
+            }
+            let zeros = |n: usize| {
+                let mut shape = out.shape().to_vec();
+                shape[ax] = n;
+                Tensor::try_full_on(&shape, 0.0, out.dtype(), &out.device())
+            };
+            let (lo, hi) = (zeros(before)?, zeros(after)?);
+            out = concat_impl(OP, &[&lo, &out, &hi], ax as isize)?;
+        }
+        Ok(out)
+    }
+
+    /// The inverse of [`Tensor::pad`] (and its adjoint): `self` without `before` and
+    /// `after` elements on each axis. Panics on a wrong number of pairs or pads larger
+    /// than the tensor; see [`Tensor::try_unpad`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32);
+    /// assert_eq!(x.unpad(&[(1, 2)]).to_vec::<f32>(), vec![1.0, 2.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn unpad(&self, pads: &[(usize, usize)]) -> Tensor {
+        unwrap(self.try_unpad(pads))
+    }
+
+    /// [`Tensor::unpad`], returning an error on bad pads.
+    pub fn try_unpad(&self, pads: &[(usize, usize)]) -> Result<Tensor> {
+        const OP: &str = "unpad";
+        if pads.len() != self.ndim() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "one (before, after) pair per axis of a tensor of shape {:?} needed, got {pads:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let mut out = self.clone();
+        for (ax, &(before, after)) in pads.iter().enumerate() {
+            let n = out.shape()[ax];
+            if before + after > n {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!(
+                        "pads ({before}, {after}) exceed axis {ax} of size {n} (shape {:?})",
+                        self.shape()
+                    ),
+                });
+            }
+            out = out.try_slice(ax as isize, before, n - after)?;
+        }
+        Ok(out)
+    }
+}
+
 fn concat_impl(op: &'static str, tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
     let first = tensors.first().ok_or_else(|| Error::InvalidArgument {
         op,

@@ -139,3 +139,18 @@ fn one_hot_and_argmax_round_trip() {
     let e = g.try_one_hot(4, DType::F32).unwrap_err();
     assert!(matches!(e, Error::IndexOutOfRange { index: 4, .. }), "{e}");
 }
+
+#[test]
+fn roll_and_pad_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        let x = laid(&[3, 4, 5], 7, false, lay);
+        check(&dev, &format!("roll, {lay:?}"), &[&x], 0.0, |t| {
+            t[0].roll(2, 1) + t[0].roll(-1, -1)
+        });
+        check(&dev, &format!("pad, {lay:?}"), &[&x], 0.0, |t| {
+            t[0].pad(&[(1, 0), (0, 2), (1, 1)])
+                .unpad(&[(0, 1), (1, 0), (0, 0)])
+        });
+    }
+}

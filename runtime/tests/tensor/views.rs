@@ -337,3 +337,54 @@ fn index_add_is_the_transpose_of_index_select() {
         assert_eq!(v, if row < 50 { 2.0 } else { 1.0 }, "element {at}");
     }
 }
+
+#[test]
+fn roll_pad_and_unpad_match_index_arithmetic() {
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F64).reshape(&[2, 3, 4]);
+    let v = x.to_vec::<f64>();
+    for axis in [0isize, 1, 2, -1] {
+        let ax = axis.rem_euclid(3) as usize;
+        let n = x.shape()[ax] as isize;
+        for shift in [-5isize, -1, 0, 1, 2, 7] {
+            let r = x.roll(shift, axis).to_vec::<f64>();
+            for (i, got) in r.iter().enumerate() {
+                let mut idx = [i / 12, (i / 4) % 3, i % 4];
+                idx[ax] = ((idx[ax] as isize - shift).rem_euclid(n)) as usize;
+                assert_eq!(
+                    *got,
+                    v[idx[0] * 12 + idx[1] * 4 + idx[2]],
+                    "roll {shift} on {axis}"
+                );
+            }
+        }
+    }
+    // a transposed view rolls as its values
+    let t = x.transpose(0, 2);
+    assert_eq!(
+        t.roll(1, 0).to_vec::<f64>(),
+        t.contiguous().roll(1, 0).to_vec::<f64>()
+    );
+    let pads = [(1, 0), (0, 2), (2, 1)];
+    let p = x.pad(&pads);
+    assert_eq!(p.shape(), &[3, 5, 7]);
+    assert_eq!(p.sum().item::<f64>(), x.sum().item::<f64>());
+    assert_eq!(
+        p.slice(0, 1, 3)
+            .slice(1, 0, 3)
+            .slice(2, 2, 6)
+            .to_vec::<f64>(),
+        v
+    );
+    assert_eq!(p.unpad(&pads).to_vec::<f64>(), v);
+    // an empty axis rolls to itself; f32 pads in f32
+    let e = Tensor::zeros(&[0, 3], DType::F32);
+    assert_eq!(e.roll(3, 0).shape(), &[0, 3]);
+    assert_eq!(e.pad(&[(1, 1), (0, 0)]).dtype(), DType::F32);
+    // errors name the operation
+    let err = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
+    assert!(err(x.try_roll(1, 3)).contains("roll"));
+    assert!(err(x.try_pad(&[(1, 1)])).contains("pad: one (before, after) pair per axis"));
+    assert!(
+        err(x.try_unpad(&[(0, 0), (2, 2), (0, 0)])).contains("unpad: pads (2, 2) exceed axis 1")
+    );
+}

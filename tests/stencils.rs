@@ -1,0 +1,102 @@
+//! Stencils on grids: `x.roll(shift, axis)` (periodic boundaries) and `x.pad(&pads)` /
+//! `x.unpad(&pads)` (zero boundaries) under `#[grad]`, forward mode, `#[vmap]` and
+//! `#[hessian]`, against central differences and closed forms.
+
+mod common;
+use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+
+use ferrax::prelude::*;
+
+/// The Dirichlet energy of a field on a periodic grid: the squared differences between
+/// neighbours along both axes.
+#[hessian]
+#[grad]
+fn ring_energy(x: &Tensor) -> Tensor {
+    let dy = x.roll(-1, 0) - x;
+    let dx = x.roll(1, -1) - x;
+    (&dy * &dy).sum() + (&dx * &dx).sum()
+}
+
+#[test]
+fn a_periodic_energy_has_the_graph_laplacian_as_its_hessian() {
+    let (m, n) = (4, 5);
+    let x = normal(1, &[m, n]);
+    // the gradient is -2 times the discrete Laplacian of the torus, times 2
+    let lap = x.roll(1, 0) + x.roll(-1, 0) + x.roll(1, 1) + x.roll(-1, 1) - &x * 4.0;
+    let g = ring_energy_grad(&x);
+    assert_close(&g, &(lap * -2.0), 1e-12, "gradient against the Laplacian");
+    assert_close(
+        &g,
+        &fd_jacobian(&ring_energy, &x).reshape(x.shape()),
+        1e-6,
+        "differences",
+    );
+    // the Hessian: 2 (4 I - the four shifts), the same at every point
+    let h = ring_energy_hessian(&x).reshape(&[m * n, m * n]);
+    let mut want = vec![0.0; m * n * m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let at = |a: usize, b: usize| (i * n + j) * m * n + a * n + b;
+            want[at(i, j)] += 8.0;
+            for (a, b) in [
+                ((i + 1) % m, j),
+                ((i + m - 1) % m, j),
+                (i, (j + 1) % n),
+                (i, (j + n - 1) % n),
+            ] {
+                want[at(a, b)] -= 2.0;
+            }
+        }
+    }
+    assert_close(
+        &h,
+        &Tensor::from_vec(want, &[m * n, m * n]),
+        1e-12,
+        "hessian",
+    );
+    let t = normal(2, x.shape());
+    let (_, dt) = ring_energy_jvp(&x, &t);
+    let want = (&g * &t).sum().item::<f64>();
+    assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+}
+
+/// One explicit step of the heat equation with zero boundaries (padding, then a 5-point
+/// stencil read through slices), its loss the distance to a target, per example.
+#[vmap(in_axes = (0, None, 0))]
+#[grad]
+fn heat_step(u: &Tensor, k: &Tensor, target: &Tensor) -> Tensor {
+    let (m, n) = (u.shape()[0], u.shape()[1]);
+    let p = u.pad(&[(1, 1), (1, 1)]);
+    let lap = p.slice(0, 0, m).slice(1, 1, n + 1)
+        + p.slice(0, 2, m + 2).slice(1, 1, n + 1)
+        + p.slice(0, 1, m + 1).slice(1, 0, n)
+        + p.slice(0, 1, m + 1).slice(1, 2, n + 2)
+        - u * 4.0;
+    let next = u + lap * k;
+    // the interior only, through unpad
+    let e = (next - target).unpad(&[(1, 1), (0, 1)]);
+    (e.tanh() * &e).sum()
+}
+
+#[test]
+fn a_padded_stencil_matches_differences_and_a_loop() {
+    let us = normal(10, &[3, 5, 4]);
+    let k = Tensor::scalar(0.2f64);
+    let targets = normal(11, &[3, 5, 4]);
+    let (gu, gk, gt) = heat_step_grad_vmap(&us, &k, &targets);
+    assert_eq!(gk.shape(), &[3]);
+    for (e, (u, t)) in unstack(&us, 0).iter().zip(unstack(&targets, 0)).enumerate() {
+        let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+        let (eu, ek, et) = heat_step_grad(u, &k, &t);
+        assert_close(&at(&gu), &eu, 1e-12, "per-example du");
+        assert_close(&at(&gk), &ek, 1e-12, "per-example dk");
+        assert_close(&at(&gt), &et, 1e-12, "per-example dtarget");
+        let fd = fd_jacobian(&|v: &Tensor| heat_step(v, &k, &t), u).reshape(u.shape());
+        assert_close(&eu, &fd, 1e-6, "du against differences");
+        let fd = fd_jacobian(&|v: &Tensor| heat_step(u, v, &t), &k).reshape(&[]);
+        assert_close(&ek, &fd, 1e-6, "dk against differences");
+        // the padded border and the unpadded rows carry no gradient into the target
+        assert_eq!(et.slice(0, 0, 1).abs().sum().item::<f64>(), 0.0);
+        assert_eq!(et.slice(1, 3, 4).abs().sum().item::<f64>(), 0.0);
+    }
+}
