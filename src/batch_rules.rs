@@ -1097,6 +1097,13 @@ pub fn slice<'a>(x: impl Into<BArg<'a>>, axis: isize, start: usize, end: usize) 
     x.slice(shift("slice", axis, x), start, end)
 }
 
+/// Batched `t::cum_sum`: the example's axis, past the batch axis.
+#[track_caller]
+pub fn cum_sum<'a>(x: impl Into<BArg<'a>>, axis: isize, reverse: bool) -> Tensor {
+    let x = need("cumsum", x.into());
+    t::cum_sum(x, shift("cumsum", axis, x), reverse)
+}
+
 /// Batched `t::roll`: the example's axis, past the batch axis.
 #[track_caller]
 pub fn roll<'a>(x: impl Into<BArg<'a>>, shift_by: isize, axis: isize) -> Tensor {

@@ -265,15 +265,11 @@ pub fn select<'a>(
                 (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t,
                 _ => m,
             };
-            let keep = if m.dtype().is_float() {
-                m.ne(&m.scalar_like(0.0))
-            } else {
-                m.clone()
-            };
             let (a, b) = (a.tensor_like(like), b.tensor_like(like));
             let a = zero_as(a, &b);
             let b = zero_as(b, &a);
-            Tensor::where_(&keep, &a, &b)
+            // (a float mask is read as NumPy reads one: nonzero is true)
+            Tensor::where_(m, &a, &b)
         }
         Cond::Bool(c) => {
             let like = match (a, b) {
@@ -963,6 +959,16 @@ pub fn unslice<'a>(
 /// `x.index_select(axis, indices)`.
 pub fn index_select<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor) -> Tensor {
     x.into().tensor().index_select(axis, indices)
+}
+
+/// `x.cumsum(axis)`, or `x.cumsum_rev(axis)` with `reverse`.
+pub fn cum_sum<'a>(x: impl Into<Operand<'a>>, axis: isize, reverse: bool) -> Tensor {
+    let x = x.into().tensor();
+    if reverse {
+        x.cumsum_rev(axis)
+    } else {
+        x.cumsum(axis)
+    }
 }
 
 /// `x.roll(shift, axis)`.

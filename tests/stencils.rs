@@ -1,6 +1,7 @@
-//! Stencils on grids: `x.roll(shift, axis)` (periodic boundaries) and `x.pad(&pads)` /
-//! `x.unpad(&pads)` (zero boundaries) under `#[grad]`, forward mode, `#[vmap]` and
-//! `#[hessian]`, against central differences and closed forms.
+//! Stencils and scans on grids: `x.roll(shift, axis)` (periodic boundaries), `x.pad(&pads)`
+//! / `x.unpad(&pads)` (zero boundaries) and `x.cumsum(axis)` / `x.cumsum_rev(axis)`
+//! (running integrals) under `#[grad]`, forward mode, `#[vmap]` and `#[hessian]`, against
+//! central differences and closed forms.
 
 mod common;
 use common::tensors::{assert_close, fd_jacobian, normal, unstack};
@@ -99,4 +100,71 @@ fn a_padded_stencil_matches_differences_and_a_loop() {
         assert_eq!(et.slice(0, 0, 1).abs().sum().item::<f64>(), 0.0);
         assert_eq!(et.slice(1, 3, 4).abs().sum().item::<f64>(), 0.0);
     }
+}
+
+/// A running integral (trapezoid weights, then a cumulative sum) and a reverse one, per
+/// example.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn running_integrals(f: &Tensor, w: &Tensor) -> Tensor {
+    let c = (f * w).cumsum(-1);
+    let r = f.exp().cumsum_rev(0);
+    (c.sin() * c.cumsum_rev(-1)).sum() + (r.ln() * f).mean()
+}
+
+#[test]
+fn cumulative_sums_match_differences_forward_mode_and_a_loop() {
+    let fs = normal(20, &[3, 4, 6]) * 0.5;
+    let w = normal(21, &[6]) * 0.5;
+    let (gf, gw) = running_integrals_grad_vmap(&fs, &w);
+    for (e, f) in unstack(&fs, 0).iter().enumerate() {
+        let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+        let (ef, ew) = running_integrals_grad(f, &w);
+        assert_close(&at(&gf), &ef, 1e-12, "per-example df");
+        assert_close(&at(&gw), &ew, 1e-12, "per-example dw");
+        let fd = fd_jacobian(&|v: &Tensor| running_integrals(v, &w), f).reshape(f.shape());
+        assert_close(&ef, &fd, 1e-6, "df against differences");
+        let fd = fd_jacobian(&|v: &Tensor| running_integrals(f, v), &w).reshape(w.shape());
+        assert_close(&ew, &fd, 1e-6, "dw against differences");
+        let (tf, tw) = (
+            normal(30 + e as u64, f.shape()),
+            normal(40 + e as u64, w.shape()),
+        );
+        let (v, dt) = running_integrals_jvp(f, &w, &tf, &tw);
+        assert_eq!(v.item::<f64>(), running_integrals(f, &w).item::<f64>());
+        let want = (&ef * &tf).sum().item::<f64>() + (&ew * &tw).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+    // the closed form of the simplest: d/dx_j sum_i cumsum(x)_i = n - j
+    let x = normal(50, &[5]);
+    let (v, g) = plain_cumsum_value_and_grad(&x);
+    assert_eq!(v.item::<f64>(), plain_cumsum(&x).item::<f64>());
+    assert_close(
+        &g,
+        &Tensor::from_vec(vec![5.0, 4.0, 3.0, 2.0, 1.0], &[5]),
+        0.0,
+        "n - j",
+    );
+}
+
+#[grad]
+fn plain_cumsum(x: &Tensor) -> Tensor {
+    x.cumsum(0).sum()
+}
+
+/// Twice differentiated through cumulative sums.
+#[hessian]
+#[grad]
+fn scan_energy(x: &Tensor) -> Tensor {
+    (x.cumsum(0).powi(3) + x.cumsum_rev(1).sin()).sum()
+}
+
+#[test]
+fn hessians_go_through_cumulative_sums() {
+    let x = normal(60, &[3, 2]);
+    let (v, _) = scan_energy_value_and_grad(&x);
+    assert_eq!(v.item::<f64>(), scan_energy(&x).item::<f64>());
+    let h = scan_energy_hessian(&x);
+    let fd = fd_jacobian(&scan_energy_grad, &x);
+    assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
 }

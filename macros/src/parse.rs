@@ -2023,6 +2023,10 @@ impl Lowerer<'_> {
             return Some(self.prim(reduce, vec![patches, last, Atom::Bool(false)]));
         }
         match Prim::from_tensor_method(&name, args.len()) {
+            Some(Prim::CumSum) => {
+                let reverse = Atom::Bool(name == "cumsum_rev");
+                Some(self.prim(Prim::CumSum, vec![recv, args[0], reverse]))
+            }
             // `x.unfold(&window, &spec)`: padding read as zeros
             Some(Prim::Unfold) => {
                 Some(self.prim(Prim::Unfold, vec![recv, args[0], args[1], Atom::Float(0.0)]))

@@ -135,6 +135,9 @@ pub enum Prim {
     Slice,
     /// `x.index_select(axis, &indices)`.
     IndexSelect,
+    /// `x.cumsum(axis)` / `x.cumsum_rev(axis)`: `(x, axis, reverse)`, the cumulative sum
+    /// along `axis` (from its end with `reverse`); linear, its transpose the other one.
+    CumSum,
     /// `x.roll(shift, axis)`: the elements of `axis` rotated by `shift` (linear).
     Roll,
     /// `x.pad(&pads)`: zeros before and after on each axis (linear).
@@ -1653,6 +1656,14 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(Unpermute, &[t, x[1], x[2]])),
             |b, ct, x, _| vec![Some(b.prim(Permute, &[ct, x[1]])), None, None],
         ),
+        CumSum => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(CumSum, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let other = b.prim(Not, &[x[2]]);
+                vec![Some(b.prim(CumSum, &[ct, x[1], other])), None, None]
+            },
+        ),
         Roll => tl(
             3,
             |b, x, _, d| d[0].map(|t| b.prim(Roll, &[t, x[1], x[2]])),
@@ -1882,6 +1893,8 @@ impl Prim {
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
             ("roll", 2) => Roll,
+            // lowered with its direction (see `CumSum`)
+            ("cumsum", 1) | ("cumsum_rev", 1) => CumSum,
             ("pad", 1) => Pad,
             ("unpad", 1) => Unpad,
             // lowered to a factorization and a solve with it (see `LuSolve`)
@@ -1917,7 +1930,7 @@ impl Prim {
          powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select roll pad unpad solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select roll pad unpad cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
@@ -1991,7 +2004,7 @@ impl Prim {
     pub fn is_int_arg(self, k: usize) -> bool {
         use Prim::*;
         match self {
-            Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax
+            Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | Tril | Triu => k == 1,
             Transpose | Roll => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),

@@ -25,6 +25,7 @@ pub(crate) mod linalg;
 pub(crate) mod matmul;
 pub(crate) mod profile;
 pub(crate) mod reduce;
+pub(crate) mod scan;
 mod wgsl;
 
 use std::sync::{Mutex, OnceLock};

@@ -1,6 +1,7 @@
-//! N-dimensional convolution (1-D, 2-D and 3-D) and its two transposes, built from
-//! device-generic operations (reshape, `matmul`, `sum_to_shape`) around an unfold of the
-//! input and its adjoint, the fold, so that one code path serves the CPU and the GPU.
+//! N-dimensional convolution (1-D, 2-D and 3-D) and its two transposes, patches and
+//! pooling, built from device-generic operations (reshape, `matmul`, `sum_to_shape`)
+//! around an unfold of the input and its adjoint, the fold, so that one code path serves
+//! the CPU and the GPU.
 //!
 //! The method is im2col: the input's spatial block is flattened to `S` elements and
 //! unfolded into the columns `[.., C, K * P]` (`K` kernel positions, outer, by `P` output
@@ -9,10 +10,12 @@
 //! that read each element); the transpose in the kernel multiplies the cotangent by the
 //! columns and sums over the batch axes the kernel does not have.
 //!
-//! On the CPU the unfold gathers with `index_select` from the block with one zero
-//! appended (the *sentinel*, at index `S`, read wherever a window reaches into the
-//! padding), and the fold scatters with `index_add` (and drops the sentinel). On a GPU
-//! both are kernels of their own (`gpu::conv`) that compute the positions themselves.
+//! On the CPU the window positions are compressed once into runs (column `dst + i` of a
+//! row reads element `src + i * stride` of the block: a window's row), which the unfold
+//! copies and the fold adds back, in parallel over rows; the padding reads a fill value
+//! (zeros, or -inf for a max pool). On a GPU both are kernels of their own (`gpu::conv`)
+//! that compute the positions in the shader. The same unfold gives the patches of
+//! [`Tensor::unfold`], on which the pools reduce.
 
 use crate::cpu::for_row_blocks;
 use crate::differentiable::try_unbroadcast;

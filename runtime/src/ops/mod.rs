@@ -10,6 +10,7 @@ mod matmul;
 mod nn;
 mod operators;
 mod reduce;
+mod scan;
 mod unary;
 mod view;
 

@@ -210,6 +210,11 @@ fn where_broadcasts_all_three_operands() {
         check(&dev, "where i32", &[&m, &ai, &bi], 0.0, |t| {
             Tensor::where_(&t[0], &t[1], &t[2])
         });
+        // a float mask: nonzero is true
+        let fm = laid(sm, 30 + i as u64, false, crate::Lay::Sliced).relu();
+        check(&dev, "where, float mask", &[&fm, &a, &b], 0.0, |t| {
+            Tensor::where_(&t[0], &t[1], &t[2])
+        });
     }
 }
 

@@ -13,6 +13,7 @@ mod elementwise;
 mod linalg;
 mod matmul;
 mod reduce;
+mod scan;
 mod views;
 
 use ferrax_runtime::prelude::*;

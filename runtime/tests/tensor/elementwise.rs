@@ -845,3 +845,34 @@ fn new_functions_reject_integer_and_bool_tensors() {
     let r = std::panic::catch_unwind(|| i.erf());
     assert!(r.is_err(), "erf of an i32 tensor panics");
 }
+
+/// A float mask selects where it is nonzero (NaN too, -0.0 not), as NumPy reads one, in
+/// its own dtype or another; a bool-only dtype error names the alternatives.
+#[test]
+fn where_reads_float_masks_as_numpy_does() {
+    let m = [1.0f64, 0.0, -0.0, f64::NAN, -2.5, f64::INFINITY];
+    let (a, b) = (
+        Tensor::scalar(7.0f64),
+        Tensor::arange(0.0, 6.0, 1.0, DType::F64),
+    );
+    let want = vec![7.0, 1.0, 2.0, 7.0, 7.0, 7.0];
+    for dt in [DType::F64, DType::F32] {
+        let mask = Tensor::from_vec(m.to_vec(), &[6]).to_dtype(dt);
+        let got = Tensor::where_(&mask, &a.to_dtype(dt), &b.to_dtype(dt));
+        assert_eq!(got.to_dtype(DType::F64).to_vec::<f64>(), want, "{dt}");
+        // a mask in another float dtype than the operands
+        let got = Tensor::where_(&mask, &a.to_dtype(DType::F32), &b.to_dtype(DType::F32));
+        assert_eq!(
+            got.to_dtype(DType::F64).to_vec::<f64>(),
+            want,
+            "{dt} mask, f32 operands"
+        );
+    }
+    // broadcast: a row of mask over a matrix
+    let mask = Tensor::from_vec(vec![0.0f32, 3.0], &[1, 2]);
+    let x = Tensor::arange(0.0, 4.0, 1.0, DType::F32).reshape(&[2, 2]);
+    let got = Tensor::where_(&mask, &x, &Tensor::scalar(-1.0f32));
+    assert_eq!(got.to_vec::<f32>(), vec![-1.0, 1.0, -1.0, 3.0]);
+    let err = Tensor::try_where_(&x.to_dtype(DType::I32), &x, &x).unwrap_err();
+    assert!(err.to_string().contains("a bool or float mask"), "{err}");
+}

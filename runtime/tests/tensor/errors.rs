@@ -70,7 +70,8 @@ fn dtype_mismatches_say_which_dtypes() {
     err_contains(i.try_sum(), &["sum", "i32"]);
     err_contains(a.try_one_hot(3, DType::F32), &["one_hot", "f32", "i32"]);
     err_contains(a.try_index_select(0, &a), &["index_select", "i32", "f32"]);
-    err_contains(Tensor::try_where_(&a, &a, &a), &["where", "bool", "f32"]);
+    // (a float mask is read as NumPy reads one; an integer mask is refused)
+    err_contains(Tensor::try_where_(&i, &a, &a), &["where", "bool or float", "i32"]);
     err_contains(
         Tensor::try_normal(Key::new(0), &[2], DType::I32),
         &["normal", "i32"],

@@ -11,6 +11,7 @@ mod matmul;
 mod random;
 mod reduce;
 mod reference;
+mod scan;
 mod views;
 
 use ferrax_runtime::prelude::*;

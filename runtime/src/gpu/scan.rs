@@ -1,0 +1,213 @@
+//! Cumulative sums along an axis (`cumsum`, `cumsum_rev`) over the `[outer, n, inner]`
+//! view of a row-major f32 tensor.
+//!
+//! - Short axes (`n <= SHORT_ROW`, or `n <= SHORT_COLUMN` with `inner > 1`): one thread
+//!   per `(outer, inner)` column runs along it (neighbouring threads read neighbouring
+//!   columns, so the reads coalesce when `inner > 1`).
+//! - Long rows (`inner == 1`): a blocked parallel scan. (1) each workgroup scans a block
+//!   of [`BLOCK`] elements of a row (four per thread: a running sum of its own four, then
+//!   a Hillis–Steele scan of the 256 threads' totals in workgroup memory) and writes the
+//!   block's total; (2) the block totals of each row, `[rows, blocks]`, are scanned the same
+//!   way (recursively: a row of a million elements has 977 blocks, one more level);
+//!   (3) every element past a row's first block adds the total of the blocks before its
+//!   own.
+//! - Long axes with `inner > 1`: the axis is made innermost (a contiguous copy of the
+//!   permuted view), scanned as rows, and permuted back.
+//!
+//! `reverse` (`cumsum_rev`) runs the same kernels reading each row from its end: logical
+//! position `q` of a row is element `n - 1 - q`. Every per-thread loop is short (at most
+//! [`SHORT_COLUMN`] steps): Mesa's lavapipe allows 65,535 loop iterations per invocation.
+
+use crate::element::DType;
+use crate::error::Result;
+use crate::gpu::{self, GpuStorage, WG, elementwise, grid, storage_of, wgsl};
+use crate::tensor::Tensor;
+
+/// Rows (`inner == 1`) at most this long run one thread per row.
+const SHORT_ROW: usize = 64;
+
+/// Axes with `inner > 1` at most this long run one thread per column.
+const SHORT_COLUMN: usize = 1024;
+
+/// Elements one workgroup of the blocked scan covers: 256 threads of four each.
+const BLOCK: usize = 1024;
+
+/// The running sums along the middle axis of the `[outer, n, inner]` view of `x` (an f32
+/// GPU tensor of any layout), from the end of the axis when `reverse`; a tensor of `x`'s
+/// shape. Errors are named `op`.
+pub(crate) fn cumsum(
+    op: &'static str,
+    x: &Tensor,
+    [outer, n, inner]: [usize; 3],
+    reverse: bool,
+) -> Result<Tensor> {
+    let shape = x.shape().to_vec();
+    let ordinal = storage_of(x).ordinal;
+    gpu::check_dtype(op, x.dtype(), &shape)?;
+    if outer * n * inner == 0 {
+        let out = GpuStorage::alloc(op, ordinal, 0, x.dtype())?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    if n <= SHORT_ROW || (inner > 1 && n <= SHORT_COLUMN) {
+        let x = elementwise::contiguous(op, x)?;
+        let out = columns(op, storage_of(&x), outer, n, inner, reverse)?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    if inner == 1 {
+        let x = elementwise::contiguous(op, x)?;
+        let out = blocked(op, storage_of(&x), outer, n, reverse)?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    // the axis innermost: [outer, inner, n]
+    let t = x.try_reshape(&[outer, n, inner])?.try_permute(&[0, 2, 1])?;
+    let t = elementwise::contiguous(op, &t)?;
+    let scanned = blocked(op, storage_of(&t), outer * inner, n, reverse)?;
+    let back = gpu::tensor(scanned, &[outer, inner, n]).try_permute(&[0, 2, 1])?;
+    elementwise::contiguous(op, &back)?.try_reshape(&shape)
+}
+
+/// One thread per column: `outer * inner` columns of `n` elements `inner` apart.
+fn columns(
+    op: &'static str,
+    x: &GpuStorage,
+    outer: usize,
+    n: usize,
+    inner: usize,
+    reverse: bool,
+) -> Result<GpuStorage> {
+    let out = GpuStorage::alloc(op, x.ordinal, outer * n * inner, DType::F32)?;
+    let cols = outer * inner;
+    let words: [u32; 4] = [cols as u32, n as u32, inner as u32, reverse as u32];
+    let ctx = out.context();
+    let pipeline = ctx.pipeline("cumsum columns", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let c = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let inner = word(2u); let rev = word(3u) != 0u;
+    if (c >= word(0u)) {{ return; }}
+    let base = (c / inner) * n * inner + c % inner;
+    var acc = -0.0;
+    for (var k = 0u; k < n; k++) {{
+        let i = base + select(k, n - 1u - k, rev) * inner;
+        acc += x[i];
+        out[i] = acc;
+    }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, x.buffer(op)?],
+        grid((cols as u32).div_ceil(WG)),
+    );
+    Ok(out)
+}
+
+/// The blocked scan of `rows` contiguous rows of `n` elements of `x`.
+fn blocked(
+    op: &'static str,
+    x: &GpuStorage,
+    rows: usize,
+    n: usize,
+    reverse: bool,
+) -> Result<GpuStorage> {
+    let total = rows * n;
+    let out = GpuStorage::alloc(op, x.ordinal, total, DType::F32)?;
+    let blocks = n.div_ceil(BLOCK);
+    let sums = GpuStorage::alloc(op, x.ordinal, rows * blocks, DType::F32)?;
+    let ctx = out.context();
+    let words: [u32; 4] = [rows as u32, n as u32, blocks as u32, reverse as u32];
+    // (1) every block scanned on its own, its total to `sums`
+    let scan = ctx.pipeline("cumsum blocks", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sums: array<f32>;
+var<workgroup> part: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let n = word(1u); let blocks = word(2u); let rev = word(3u) != 0u;
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(0u) * blocks) {{ return; }}
+    let base = (g / blocks) * n;
+    let q0 = (g % blocks) * {BLOCK}u + l * 4u;
+    // this thread's four elements, a running sum
+    var v: array<f32, 4>;
+    var run = -0.0;
+    for (var k = 0u; k < 4u; k++) {{
+        let q = q0 + k;
+        if (q < n) {{ run += x[base + select(q, n - 1u - q, rev)]; }}
+        v[k] = run;
+    }}
+    // inclusive scan of the threads' totals (Hillis–Steele)
+    part[l] = run;
+    workgroupBarrier();
+    for (var d = 1u; d < 256u; d = d << 1u) {{
+        var t = part[l];
+        if (l >= d) {{ t = part[l - d] + t; }}
+        workgroupBarrier();
+        part[l] = t;
+        workgroupBarrier();
+    }}
+    var before = -0.0;
+    if (l > 0u) {{ before = part[l - 1u]; }}
+    for (var k = 0u; k < 4u; k++) {{
+        let q = q0 + k;
+        if (q < n) {{ out[base + select(q, n - 1u - q, rev)] = before + v[k]; }}
+    }}
+    if (l == 255u) {{ sums[g] = part[255]; }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &scan,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, x.buffer(op)?, sums.buffer(op)?],
+        grid((rows * blocks) as u32),
+    );
+    if blocks == 1 {
+        return Ok(out);
+    }
+    // (2) the running totals of each row's blocks (in logical order: forwards)
+    let offsets = if blocks <= SHORT_ROW {
+        columns(op, &sums, rows, blocks, 1, false)?
+    } else {
+        blocked(op, &sums, rows, blocks, false)?
+    };
+    // (3) each element past its row's first block adds the blocks before its own
+    let add = ctx.pipeline("cumsum offsets", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> offsets: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let blocks = word(2u); let rev = word(3u) != 0u;
+    if (i >= word(0u) * n) {{ return; }}
+    let p = i % n;
+    let b = select(p, n - 1u - p, rev) / {BLOCK}u;
+    if (b > 0u) {{ out[i] = offsets[(i / n) * blocks + b - 1u] + out[i]; }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &add,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, offsets.buffer(op)?],
+        grid((total as u32).div_ceil(WG)),
+    );
+    Ok(out)
+}
