@@ -4,7 +4,6 @@
 
 use crate::cpu::kernels::{self, ReduceOp, SoftmaxOp};
 use crate::error::{Error, Result, unwrap};
-use crate::ops::unary::inverse;
 use crate::pool;
 use crate::shape::{normalize_axis, numel};
 use crate::tensor::{Tensor, float_dispatch};
@@ -36,16 +35,8 @@ impl Tensor {
     /// A permuted view of contiguous storage (a transpose) is not copied: the kernel runs
     /// on the storage in its own axis order and the result is permuted back (a view).
     pub(crate) fn along_axis(&self, kernel: AxisKernel, ax: usize) -> Result<Tensor> {
-        if !self.is_contiguous()
-            && let Some(order) = self.layout.storage_order()
-        {
-            let stored = self.with_layout(self.layout.permute(&order));
-            let at = order
-                .iter()
-                .position(|&a| a == ax)
-                .expect("order is a permutation");
-            let r = stored.along_axis(kernel, at)?;
-            return Ok(r.with_layout(r.layout.permute(&inverse(&order))));
+        if let Some(r) = self.in_storage_order(ax, |stored, at| stored.along_axis(kernel, at)) {
+            return r;
         }
         let (outer, n, inner) = split_at_axis(self.shape(), ax);
         let mut shape = self.shape().to_vec();

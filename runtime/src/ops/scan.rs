@@ -24,7 +24,6 @@ use crate::cpu::for_row_blocks;
 use crate::cpu::kernels::PAR_THRESHOLD;
 use crate::element::Float;
 use crate::error::{Result, unwrap};
-use crate::ops::unary::inverse;
 use crate::pool;
 use crate::shape::{normalize_axis, numel};
 use crate::tensor::{Tensor, float_dispatch};
@@ -105,16 +104,10 @@ impl Tensor {
     fn scan_along(&self, name: &'static str, ax: usize, reverse: bool) -> Result<Tensor> {
         // a permuted view of contiguous storage (a transpose) is scanned in place, in its
         // stored axis order, and the result permuted back (a view)
-        if !self.is_contiguous()
-            && let Some(order) = self.layout.storage_order()
+        if let Some(r) =
+            self.in_storage_order(ax, |stored, at| stored.scan_along(name, at, reverse))
         {
-            let stored = self.with_layout(self.layout.permute(&order));
-            let at = order
-                .iter()
-                .position(|&a| a == ax)
-                .expect("order is a permutation");
-            let r = stored.scan_along(name, at, reverse)?;
-            return Ok(r.with_layout(r.layout.permute(&inverse(&order))));
+            return r;
         }
         let shape = self.shape().to_vec();
         let (outer, n, inner) = (numel(&shape[..ax]), shape[ax], numel(&shape[ax + 1..]));

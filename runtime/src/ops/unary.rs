@@ -15,12 +15,8 @@ impl Tensor {
         if self.on_gpu() {
             return crate::gpu::elementwise::unary(name, self, op);
         }
-        if !self.is_contiguous()
-            && let Some(order) = self.layout.storage_order()
-        {
-            let stored = self.with_layout(self.layout.permute(&order));
-            let r = stored.try_unary(name, op)?;
-            return Ok(r.with_layout(r.layout.permute(&inverse(&order))));
+        if let Some(r) = self.in_storage_order(0, |stored, _| stored.try_unary(name, op)) {
+            return r;
         }
         Ok(float_dispatch!(dt, T => {
             let x = self.contiguous_data::<T>();
@@ -29,6 +25,29 @@ impl Tensor {
             pool::recycle_copy(x);
             Tensor::from_data(out, self.shape())
         }))
+    }
+}
+
+impl Tensor {
+    /// For a permuted view of contiguous storage (a transpose): `f` of the storage viewed
+    /// in its own axis order (contiguous), with axis `ax` as it is numbered there, and
+    /// the result permuted back (a view), so that kernels need not copy a transpose;
+    /// `None` for other tensors.
+    pub(crate) fn in_storage_order(
+        &self,
+        ax: usize,
+        f: impl FnOnce(&Tensor, usize) -> Result<Tensor>,
+    ) -> Option<Result<Tensor>> {
+        if self.is_contiguous() {
+            return None;
+        }
+        let order = self.layout.storage_order()?;
+        let stored = self.with_layout(self.layout.permute(&order));
+        let at = order
+            .iter()
+            .position(|&a| a == ax)
+            .expect("ax is an axis of the tensor");
+        Some(f(&stored, at).map(|r| r.with_layout(r.layout.permute(&inverse(&order)))))
     }
 }
 

@@ -551,15 +551,7 @@ impl Tensor {
     /// [`Tensor::pad`], returning an error on a wrong number of pairs.
     pub fn try_pad(&self, pads: &[(usize, usize)]) -> Result<Tensor> {
         const OP: &str = "pad";
-        if pads.len() != self.ndim() {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "one (before, after) pair per axis of a tensor of shape {:?} needed, got {pads:?}",
-                    self.shape()
-                ),
-            });
-        }
+        self.expect_pairs(OP, pads)?;
         let mut out = self.clone();
         for (ax, &(before, after)) in pads.iter().enumerate() {
             if before + after == 0 {
@@ -593,15 +585,7 @@ impl Tensor {
     /// [`Tensor::unpad`], returning an error on bad pads.
     pub fn try_unpad(&self, pads: &[(usize, usize)]) -> Result<Tensor> {
         const OP: &str = "unpad";
-        if pads.len() != self.ndim() {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "one (before, after) pair per axis of a tensor of shape {:?} needed, got {pads:?}",
-                    self.shape()
-                ),
-            });
-        }
+        self.expect_pairs(OP, pads)?;
         let mut out = self.clone();
         for (ax, &(before, after)) in pads.iter().enumerate() {
             let n = out.shape()[ax];
@@ -617,6 +601,22 @@ impl Tensor {
             out = out.try_slice(ax as isize, before, n - after)?;
         }
         Ok(out)
+    }
+}
+
+impl Tensor {
+    /// Checks that `pads` has one `(before, after)` pair per axis.
+    fn expect_pairs(&self, op: &'static str, pads: &[(usize, usize)]) -> Result<()> {
+        if pads.len() == self.ndim() {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "one (before, after) pair per axis of a tensor of shape {:?} needed, got {pads:?}",
+                self.shape()
+            ),
+        })
     }
 }
 

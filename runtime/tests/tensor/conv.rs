@@ -6,8 +6,9 @@
 //! adjoint identities; f32 against f64; a few answers worked by hand; and the errors.
 
 use ferrax_runtime::prelude::*;
-use ferrax_runtime::{Result, unbroadcast};
+use ferrax_runtime::unbroadcast;
 
+use crate::errors::{err_contains, f32s};
 use crate::reference::{broadcast, indices};
 
 /// A convolution spec as plain data, for the reference (`pad: None` is "SAME").
@@ -681,22 +682,6 @@ fn conv_spec_builds_and_sizes() {
         same.try_output_size(&[0, 1, 2], &[3, 3, 3]).unwrap(),
         vec![0, 1, 1]
     );
-}
-
-/// Asserts that `r` is an error whose message contains every one of `parts`.
-#[track_caller]
-fn err_contains<T: std::fmt::Debug>(r: Result<T>, parts: &[&str]) {
-    let msg = r.expect_err("expected an error").to_string();
-    for p in parts {
-        assert!(
-            msg.contains(p),
-            "error message {msg:?} should contain {p:?}"
-        );
-    }
-}
-
-fn f32s(shape: &[usize]) -> Tensor {
-    Tensor::zeros(shape, DType::F32)
 }
 
 #[test]

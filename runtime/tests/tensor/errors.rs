@@ -6,7 +6,7 @@ use ferrax_runtime::prelude::*;
 
 /// Asserts that `r` is an error whose message contains every one of `parts`.
 #[track_caller]
-fn err_contains(r: Result<Tensor>, parts: &[&str]) {
+pub(crate) fn err_contains<T: std::fmt::Debug>(r: Result<T>, parts: &[&str]) {
     let msg = r.expect_err("expected an error").to_string();
     for p in parts {
         assert!(
@@ -16,7 +16,7 @@ fn err_contains(r: Result<Tensor>, parts: &[&str]) {
     }
 }
 
-fn f32s(shape: &[usize]) -> Tensor {
+pub(crate) fn f32s(shape: &[usize]) -> Tensor {
     Tensor::zeros(shape, DType::F32)
 }
 
@@ -71,7 +71,10 @@ fn dtype_mismatches_say_which_dtypes() {
     err_contains(a.try_one_hot(3, DType::F32), &["one_hot", "f32", "i32"]);
     err_contains(a.try_index_select(0, &a), &["index_select", "i32", "f32"]);
     // (a float mask is read as NumPy reads one; an integer mask is refused)
-    err_contains(Tensor::try_where_(&i, &a, &a), &["where", "bool or float", "i32"]);
+    err_contains(
+        Tensor::try_where_(&i, &a, &a),
+        &["where", "bool or float", "i32"],
+    );
     err_contains(
         Tensor::try_normal(Key::new(0), &[2], DType::I32),
         &["normal", "i32"],
