@@ -306,3 +306,34 @@ fn hessians_go_through_patches() {
     let fd = fd_jacobian(&patch_energy_grad, &x);
     assert_close(&h, &fd, 1e-6, "hessian against differences of the gradient");
 }
+
+/// One input against a batch of kernels (`in_axes = (None, 0)`): the input's gradient per
+/// kernel, the kernels' own; and a batch of no kernels.
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn per_kernel(x: &Tensor, w: &Tensor) -> Tensor {
+    let y = x.conv(w, &Conv::new(2).stride(2).padding(1));
+    (y.tanh() * &y).sum()
+}
+
+#[test]
+fn a_shared_input_against_batched_kernels_matches_a_loop() {
+    let x = normal(110, &[2, 3, 5, 4]);
+    let ws = normal(111, &[4, 2, 3, 3, 2]) * 0.5;
+    let (gx, gw) = per_kernel_grad_vmap(&x, &ws);
+    assert_eq!(gx.shape(), &[4, 2, 3, 5, 4]);
+    for (e, w) in unstack(&ws, 0).iter().enumerate() {
+        let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+        let (ex, ew) = per_kernel_grad(&x, w);
+        assert_close(&at(&gx), &ex, 1e-12, "per-kernel dx");
+        assert_close(&at(&gw), &ew, 1e-12, "per-kernel dw");
+        let fd = fd_jacobian(&|v: &Tensor| per_kernel(&x, v), w).reshape(w.shape());
+        assert_close(&ew, &fd, 1e-6, "dw against differences");
+    }
+    let none = Tensor::zeros(&[0, 2, 3, 3, 2], DType::F64);
+    let (gx, gw) = per_kernel_grad_vmap(&x, &none);
+    assert_eq!(
+        (gx.shape(), gw.shape()),
+        (&[0, 2, 3, 5, 4][..], &[0, 2, 3, 3, 2][..])
+    );
+}

@@ -685,30 +685,43 @@ fn assert_decomposes(what: &str, a: &Tensor, packed: &Tensor) {
 /// on both devices) within `vec_tol` component by component.
 #[track_caller]
 fn assert_near(what: &str, packed: &Tensor, want: &Tensor, vec_tol: f64) {
+    assert_packed_near(what, packed, want, "eigenvalue", 1e-4, vec_tol);
+}
+
+/// Asserts that the packed decomposition `packed` (on the GPU) is close to `want` (the
+/// CPU's, packed alike, in f32 or f64): its last row, the `values`, within `value_tol` of
+/// the largest magnitude (at least 1); the rows above, vectors sign-normalized on both
+/// devices, within `vec_tol` component by component.
+#[track_caller]
+fn assert_packed_near(
+    what: &str,
+    packed: &Tensor,
+    want: &Tensor,
+    values_are: &str,
+    value_tol: f64,
+    vec_tol: f64,
+) {
     assert_eq!(packed.shape(), want.shape(), "{what}: shape");
-    let n = want.shape()[want.ndim() - 1];
+    let (rows, n) = (want.shape()[want.ndim() - 2], want.shape()[want.ndim() - 1]);
     let (got, want) = (to_f64(packed), to_f64(want));
     let (mut values, mut vectors): (Worst, Worst) = Default::default();
-    for (m, (g, c)) in got
-        .chunks((n + 1) * n)
-        .zip(want.chunks((n + 1) * n))
-        .enumerate()
-    {
-        let scale = c[n * n..].iter().fold(1.0f64, |b, x| b.max(x.abs()));
+    for (b, (g, c)) in got.chunks(rows * n).zip(want.chunks(rows * n)).enumerate() {
+        let last = (rows - 1) * n;
+        let scale = c[last..].iter().fold(1.0f64, |s, x| s.max(x.abs()));
         for (e, (x, y)) in g.iter().zip(c).enumerate() {
             let (r, col) = (e / n, e % n);
-            if r == n {
+            if e >= last {
                 track(&mut values, (x - y).abs() / scale, || {
-                    format!("matrix {m}: eigenvalue {col}: gpu {x}, cpu {y}")
+                    format!("matrix {b}: {values_are} {col}: gpu {x}, cpu {y}")
                 });
             } else {
                 track(&mut vectors, (x - y).abs(), || {
-                    format!("matrix {m}: eigenvector {col}, component {r}: gpu {x}, cpu {y}")
+                    format!("matrix {b}: packed [{r}][{col}]: gpu {x}, cpu {y}")
                 });
             }
         }
     }
-    assert!(values.0 <= 1e-4, "{what}: {}", values.1);
+    assert!(values.0 <= value_tol, "{what}: {}", values.1);
     assert!(vectors.0 <= vec_tol, "{what}: {}", vectors.1);
 }
 
@@ -1245,35 +1258,11 @@ fn assert_svd(what: &str, a: &Tensor, packed: &Tensor, tol: f64, orthonormal: bo
 }
 
 /// Asserts that `packed` (on the GPU) is close to `want` (the CPU's, packed alike, in f32
-/// or f64): the singular values within `2e-5` of the largest (at least 1), the vectors (sign-normalized on both
-/// devices) within `vec_tol` component by component.
+/// or f64): the singular values within `2e-5` of the largest (at least 1), the vectors
+/// (sign-normalized on both devices) within `vec_tol` component by component.
 #[track_caller]
 fn assert_svd_near(what: &str, packed: &Tensor, want: &Tensor, vec_tol: f64) {
-    assert_eq!(packed.shape(), want.shape(), "{what}: shape");
-    let (rows, n, _) = svd_dims(want);
-    // rows = m + k + 1: m + n + 1 for m >= n, else 2m + 1
-    let m = if rows > 2 * n { rows - n - 1 } else { rows / 2 };
-    let k = m.min(n);
-    let per = (m + k + 1) * n;
-    let (got, want) = (to_f64(packed), to_f64(want));
-    let (mut values, mut vectors): (Worst, Worst) = Default::default();
-    for (b, (g, c)) in got.chunks(per).zip(want.chunks(per)).enumerate() {
-        let scale = c[(m + k) * n].max(1.0);
-        for (e, (x, y)) in g.iter().zip(c).enumerate() {
-            let (r, col) = (e / n, e % n);
-            if r == m + k {
-                track(&mut values, (x - y).abs() / scale, || {
-                    format!("matrix {b}: singular value {col}: gpu {x}, cpu {y}")
-                });
-            } else {
-                track(&mut vectors, (x - y).abs(), || {
-                    format!("matrix {b}: packed [{r}][{col}]: gpu {x}, cpu {y}")
-                });
-            }
-        }
-    }
-    assert!(values.0 <= 2e-5, "{what}: {}", values.1);
-    assert!(vectors.0 <= vec_tol, "{what}: {}", vectors.1);
+    assert_packed_near(what, packed, want, "singular value", 2e-5, vec_tol);
 }
 
 /// `f(base)` decomposed on the GPU (`f` applied to `base`'s GPU copy), checked by
