@@ -291,13 +291,13 @@ fn sum_to_example(op: &str, ct: &Tensor, target: &[usize]) -> Tensor {
 }
 
 /// An operand of an elementwise rule after rank alignment.
-enum Al<'a> {
+pub(crate) enum Al<'a> {
     View(Tensor),
     Plain(Operand<'a>),
 }
 
 impl Al<'_> {
-    fn op(&self) -> Operand<'_> {
+    pub(crate) fn op(&self) -> Operand<'_> {
         match self {
             Al::View(t) => Operand::Tensor(t),
             Al::Plain(o) => *o,
@@ -310,11 +310,26 @@ impl Al<'_> {
 #[track_caller]
 fn align<'a, const N: usize>(op: &str, args: [BArg<'a>; N]) -> [Al<'a>; N] {
     bsz_of(op, &args);
+    let Ok(out) = align_all(op, &args).try_into() else {
+        unreachable!("one aligned operand per operand")
+    };
+    out
+}
+
+/// [`align`] for any number of operands, any of them batched or none (then as they are).
+#[track_caller]
+pub(crate) fn align_all<'a>(op: &str, args: &[BArg<'a>]) -> Vec<Al<'a>> {
+    if args.iter().all(|a| matches!(a, BArg::Plain(_))) {
+        return args.iter().map(|a| Al::Plain(a.plain())).collect();
+    }
+    bsz_of(op, args);
     let r = args.iter().map(|a| a.ex_rank()).max().unwrap_or(0);
-    args.map(|a| match a {
-        BArg::Batched(x) => Al::View(pad_after_batch(x, r - (x.ndim() - 1))),
-        BArg::Plain(o) => Al::Plain(o),
-    })
+    args.iter()
+        .map(|&a| match a {
+            BArg::Batched(x) => Al::View(pad_after_batch(x, r - (x.ndim() - 1))),
+            BArg::Plain(o) => Al::Plain(o),
+        })
+        .collect()
 }
 
 /// A value in a composed rule: a tensor or a Rust float.

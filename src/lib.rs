@@ -111,6 +111,10 @@ pub mod tensor_rules;
 pub mod batch_rules;
 
 mod fill;
+
+#[doc(hidden)]
+pub mod fuse;
+
 #[doc(hidden)]
 pub mod slot;
 
@@ -121,6 +125,7 @@ pub mod __private {
     pub use crate::fill::{
         Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
     };
+    pub use crate::fuse;
     pub use crate::slot;
     pub use crate::tensor_rules as t;
 

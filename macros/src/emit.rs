@@ -44,6 +44,31 @@ pub struct Emitter<'f> {
     /// Tensor and struct parameters have been cloned into owned locals of the same name
     /// (a `_vjp` whose pullback owns what it needs, as JAX's do).
     pub owned_params: bool,
+    /// How many statements read each variable, in everything emitted (see
+    /// [`read_counts`]): a value read once, by the next link of an elementwise chain, is
+    /// computed within the chain's fused call.
+    reads: HashMap<Var, usize>,
+}
+
+impl<'f> Emitter<'f> {
+    /// An emitter of `func`, whose body is all it emits.
+    pub fn new(func: &'f Func, owned_params: bool) -> Self {
+        let reads = read_counts(&func.body, &[]);
+        Emitter::with_reads(func, owned_params, reads)
+    }
+
+    /// An emitter of `func` that also emits blocks outside its body: `reads` counts the
+    /// reads in all of them.
+    pub fn with_reads(func: &'f Func, owned_params: bool, mut reads: HashMap<Var, usize>) -> Self {
+        if let Atom::Var(v) = func.output {
+            *reads.entry(v).or_default() += 1;
+        }
+        Emitter {
+            func,
+            owned_params,
+            reads,
+        }
+    }
 }
 
 impl Emitter<'_> {
@@ -166,13 +191,17 @@ impl Emitter<'_> {
     /// A block whose accumulations into `collected` go to their loop's product sum (see
     /// [`hoisted_products`]).
     fn block_collecting(&self, b: &Block, collected: &[Var]) -> TokenStream {
-        let fused = fused_accumulations(self.func, b);
+        let mut fused = fused_accumulations(self.func, b);
+        for (i, f) in self.chains(b) {
+            fused.entry(i).or_insert(f);
+        }
         let stmts = b
             .stmts
             .iter()
             .enumerate()
             .map(|(i, s)| match fused.get(&i) {
                 Some(Fused::Skip) => quote!(),
+                Some(Fused::Chain(var, chain)) => self.chain(*var, chain),
                 Some(Fused::AccProduct(p, target, args)) => {
                     let (m, a) = self.product_args(args);
                     let id = self.var(*target);
@@ -974,10 +1003,220 @@ impl Emitter<'_> {
     }
 }
 
+/// A chain of elementwise primitives computed in one call: its nodes in order, each
+/// reading atoms or earlier nodes; the last is the chain's value.
+struct Chain {
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    prim: Prim,
+    /// The index of its statement in the block.
+    at: usize,
+    /// `Powi`'s literal exponent.
+    exponent: Option<i32>,
+    args: Vec<Ref>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Ref {
+    Atom(Atom),
+    Node(usize),
+}
+
+impl Chain {
+    /// The variables the chain reads, each with the statement that reads it.
+    fn leaf_vars(&self) -> impl Iterator<Item = (Var, usize)> + '_ {
+        self.nodes.iter().flat_map(|n| {
+            n.args.iter().filter_map(move |r| match r {
+                Ref::Atom(Atom::Var(v)) => Some((*v, n.at)),
+                _ => None,
+            })
+        })
+    }
+
+    /// The nodes of `child` added before this chain's, returning the reference to its value.
+    fn absorb(&mut self, child: Chain) -> Ref {
+        let at = self.nodes.len();
+        for mut n in child.nodes {
+            for r in &mut n.args {
+                if let Ref::Node(k) = r {
+                    *k += at;
+                }
+            }
+            self.nodes.push(n);
+        }
+        Ref::Node(self.nodes.len() - 1)
+    }
+}
+
+impl Emitter<'_> {
+    /// The elementwise chains of `b`, by statement: a tensor primitive that
+    /// [`Prim::fusable`] allows, whose arguments are values defined by such primitives
+    /// earlier in `b` and read nowhere else (with none of their own arguments assigned in
+    /// between), is computed with them in one `fuse::run` ([`Fused::Chain`] at the last
+    /// statement, [`Fused::Skip`] at the others): a derivative's `ct * (1 - y * y)` is one
+    /// pass over memory instead of three.
+    fn chains(&self, b: &Block) -> HashMap<usize, Fused> {
+        let assigns: Vec<Vec<Var>> = b
+            .stmts
+            .iter()
+            .map(|s| {
+                assigned_vars(&Block {
+                    stmts: vec![s.clone()],
+                })
+            })
+            .collect();
+        let mut open: HashMap<Var, (usize, Chain)> = HashMap::new();
+        let mut out = HashMap::new();
+        for (i, s) in b.stmts.iter().enumerate() {
+            let Stmt::Let {
+                var,
+                rhs: Rhs::Prim(p, args),
+            } = s
+            else {
+                continue;
+            };
+            let Some(exponent) = self.chain_link(*var, *p, args) else {
+                continue;
+            };
+            let operands = if *p == Prim::Powi {
+                &args[..1]
+            } else {
+                &args[..]
+            };
+            let mut chain = Chain { nodes: Vec::new() };
+            let mut refs = Vec::new();
+            let mut taken: Vec<(Var, Ref)> = Vec::new();
+            for a in operands {
+                let r = match a {
+                    Atom::Var(u) if taken.iter().any(|(t, _)| t == u) => {
+                        taken.iter().find(|(t, _)| t == u).map(|(_, r)| *r)
+                    }
+                    Atom::Var(u)
+                        if self.reads.get(u) == Some(&1) && !self.func.info(*u).mutable =>
+                    {
+                        // (its values read where it is computed: at statement i)
+                        let kept = open.get(u).is_some_and(|(_, c)| {
+                            c.leaf_vars()
+                                .all(|(v, at)| assigns[at + 1..i].iter().all(|w| !w.contains(&v)))
+                        });
+                        match kept.then(|| open.remove(u)).flatten() {
+                            Some((j, c)) => {
+                                out.insert(j, Fused::Skip);
+                                let r = chain.absorb(c);
+                                taken.push((*u, r));
+                                Some(r)
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => None,
+                };
+                refs.push(r.unwrap_or(Ref::Atom(*a)));
+            }
+            chain.nodes.push(Node {
+                prim: *p,
+                at: i,
+                exponent,
+                args: refs,
+            });
+            open.insert(*var, (i, chain));
+        }
+        // the chains still open are the roots: emitted at their last statement
+        for (var, (i, chain)) in open {
+            if chain.nodes.len() > 1 {
+                out.insert(i, Fused::Chain(var, chain));
+            }
+        }
+        out
+    }
+
+    /// Whether `let var = p(args)` can be a link of a chain, with `Powi`'s exponent: a
+    /// fusable primitive emitted as a tensor helper (`t::` or `b::`), whose operands are
+    /// tensors, floats or float literals (a select's mask a tensor).
+    fn chain_link(&self, var: Var, p: Prim, args: &[Atom]) -> Option<Option<i32>> {
+        let info = self.func.info(var);
+        let tensor_code = args
+            .iter()
+            .any(|a| self.func.batched(*a) || self.is_tensor(*a));
+        if !p.fusable() || !tensor_code || !(info.kind == Kind::Tensor || info.batched) {
+            return None;
+        }
+        let operand = |a: &Atom| match a {
+            Atom::Float(_) => true,
+            Atom::Var(v) => {
+                let i = self.func.info(*v);
+                i.view.is_none() && matches!(i.kind, Kind::Float(_) | Kind::Tensor)
+            }
+            _ => false,
+        };
+        match (p, args) {
+            (Prim::Powi, [x, Atom::Int(n)]) if operand(x) => Some(Some(i32::try_from(*n).ok()?)),
+            (Prim::Powi, _) => None,
+            (Prim::Select, [Atom::Var(m), ..]) if self.func.info(*m).kind != Kind::Tensor => None,
+            _ => args.iter().all(operand).then_some(None),
+        }
+    }
+
+    /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain.
+    fn chain(&self, var: Var, chain: &Chain) -> TokenStream {
+        let mut leaves: Vec<Atom> = Vec::new();
+        for r in chain.nodes.iter().flat_map(|n| &n.args) {
+            if let Ref::Atom(a) = r
+                && !leaves.contains(a)
+            {
+                leaves.push(*a);
+            }
+        }
+        let register = |r: &Ref| -> u16 {
+            let k = match r {
+                Ref::Atom(a) => leaves.iter().position(|l| l == a).unwrap_or(0),
+                Ref::Node(k) => leaves.len() + k,
+            };
+            k as u16
+        };
+        let code = chain.nodes.iter().map(|n| {
+            let name = format_ident!("{}", format!("{:?}", n.prim));
+            let op = match n.exponent {
+                Some(e) => quote!(#name(#e)),
+                None => quote!(#name),
+            };
+            let mut regs = [0u16; 3];
+            for (slot, r) in regs.iter_mut().zip(&n.args) {
+                *slot = register(r);
+            }
+            let [a, b, c] = regs.map(Literal::u16_unsuffixed);
+            quote!(Instr(Op::#op, [#a, #b, #c]))
+        });
+        let batched = leaves.iter().any(|a| self.func.batched(*a));
+        let args = leaves.iter().map(|a| {
+            let o = if batched {
+                self.b_arith_operand(*a)
+            } else {
+                self.operand(*a)
+            };
+            quote!(BArg::from(#o))
+        });
+        let id = self.var(var);
+        let m = if self.func.info(var).mutable {
+            quote!(mut)
+        } else {
+            quote!()
+        };
+        quote!(let #m #id = {
+            use ::ferrax::__private::{b::BArg, fuse::{Instr, Op}};
+            ::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*])
+        };)
+    }
+}
+
 /// How a statement of a block is emitted when fused with another.
 enum Fused {
     /// Emitted where its value is used instead.
     Skip,
+    /// `let var = ` an elementwise chain (see [`Emitter::chains`]).
+    Chain(Var, Chain),
     /// `target += p(args)`, `p` being `MatmulTr` or `MatmulTl`: the gradient of a matmul's
     /// right or left operand added to an adjoint, which `t::acc_matmul_tr` /
     /// `t::acc_matmul_tl` add in place where they can.
@@ -1096,23 +1335,43 @@ fn writers(b: &Block, v: Var) -> usize {
 /// condition, scrutinee or range only).
 fn readers(b: &Block, v: Var) -> usize {
     let mut n = 0;
+    walk(b, &mut |s| n += usize::from(own_reads(s).contains(&v)));
+    n
+}
+
+/// The variables a statement reads itself (a compound statement: its condition,
+/// scrutinee or range only).
+fn own_reads(s: &Stmt) -> Vec<Var> {
+    match s {
+        Stmt::If { cond, .. } => cond.var().into_iter().collect(),
+        Stmt::Match { scrut, .. } => scrut.var().into_iter().collect(),
+        Stmt::For { range, exit, .. } => range
+            .atoms()
+            .iter()
+            .filter_map(|a| a.var())
+            .chain(exit.iter().copied())
+            .collect(),
+        Stmt::Loop { exit, .. } => exit.clone(),
+        s => read_vars(&Block {
+            stmts: vec![s.clone()],
+        }),
+    }
+}
+
+/// [`readers`] of every variable of `b`, plus one for each of `also` (read outside it).
+pub fn read_counts(b: &Block, also: &[Atom]) -> HashMap<Var, usize> {
+    let mut n: HashMap<Var, usize> = HashMap::new();
     walk(b, &mut |s| {
-        let own: Vec<Var> = match s {
-            Stmt::If { cond, .. } => cond.var().into_iter().collect(),
-            Stmt::Match { scrut, .. } => scrut.var().into_iter().collect(),
-            Stmt::For { range, exit, .. } => range
-                .atoms()
-                .iter()
-                .filter_map(|a| a.var())
-                .chain(exit.iter().copied())
-                .collect(),
-            Stmt::Loop { exit, .. } => exit.clone(),
-            s => read_vars(&Block {
-                stmts: vec![s.clone()],
-            }),
-        };
-        n += usize::from(own.contains(&v));
+        let mut own = own_reads(s);
+        own.sort();
+        own.dedup();
+        for v in own {
+            *n.entry(v).or_default() += 1;
+        }
     });
+    for v in also.iter().filter_map(|a| a.var()) {
+        *n.entry(v).or_default() += 1;
+    }
     n
 }
 

@@ -217,10 +217,7 @@ fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::R
                 v: d,
             } = hvp_ir(&func, &varied_set, &x, tensor.clone(), true)?;
             let hvp_name = format_ident!("{}_hvp", name);
-            let em = Emitter {
-                func: &hf,
-                owned_params: false,
-            };
+            let em = Emitter::new(&hf, false);
             let hparams = crate::grad::param_list(&em, &hf);
             let body = em.block(&hf.body);
             let t = em.value(tangent);
@@ -470,10 +467,7 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
     let mut jf = j.pruned(&[func.output, j.tangent]);
     // x's tangent, the only one (x is the one active parameter)
     j.push_tangent_params(&mut jf, &func);
-    let em = Emitter {
-        func: &jf,
-        owned_params: false,
-    };
+    let em = Emitter::new(&jf, false);
     let fparams = crate::grad::param_list(&em, &jf);
     let body = em.block(&jf.body);
     let value = em.atom(func.output);
@@ -495,10 +489,7 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
     let v = vjp(&func, &varied_set);
     let mut rf = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
     crate::transform::simplify::fill_gathered_fn(&mut rf);
-    let em = Emitter {
-        func: &rf,
-        owned_params: false,
-    };
+    let em = Emitter::new(&rf, false);
     let rparams = crate::grad::param_list(&em, &rf);
     let body = em.block(&rf.body);
     let grad = em.atom(v.grads[0]);
@@ -583,10 +574,7 @@ fn slice_hessian(
         v: d,
     } = hvp_ir(func, varied_set, x, x.ty.clone(), false)?;
     crate::transform::simplify::fill_gathered_fn(&mut hf);
-    let em = Emitter {
-        func: &hf,
-        owned_params: false,
-    };
+    let em = Emitter::new(&hf, false);
     let hparams = crate::grad::param_list(&em, &hf);
     let body = em.block(&hf.body);
     let (xid, dv) = (em.var(x.var), em.var(d));

@@ -1939,6 +1939,63 @@ impl Prim {
          is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
     }
 
+    /// Whether generated code may evaluate this primitive on tensors within a chain of
+    /// elementwise ones, as one call (`::ferrax::__private::fuse::Op::NAME`, named as the
+    /// variant here; `Powi` with a literal exponent only, `Select` with a tensor mask).
+    pub fn fusable(self) -> bool {
+        use Prim::*;
+        matches!(
+            self,
+            Neg | Abs
+                | Exp
+                | Ln
+                | Ln1p
+                | ExpM1
+                | Sin
+                | Cos
+                | Tan
+                | Tanh
+                | Sqrt
+                | Recip
+                | Sigmoid
+                | Relu
+                | Signum
+                | Asin
+                | Acos
+                | Atan
+                | Sinh
+                | Cosh
+                | Asinh
+                | Acosh
+                | Atanh
+                | Exp2
+                | Log2
+                | Log10
+                | Cbrt
+                | Floor
+                | Ceil
+                | Round
+                | Trunc
+                | Erf
+                | Add
+                | Sub
+                | Mul
+                | Div
+                | Max
+                | Min
+                | Powf
+                | Atan2
+                | Lt
+                | Le
+                | Gt
+                | Ge
+                | Eq
+                | Ne
+                | Powi
+                | Select
+        )
+    }
+
     /// The name of the generic helper (`::ferrax::__private::t::NAME`) that computes this
     /// primitive when a tensor is among its arguments.
     pub fn tensor_fn(self) -> String {

@@ -349,10 +349,7 @@ pub fn call_counterparts(
     let mut jf = j.pruned(&outs);
     let axes = tangent_axes(&jf, &j, &g);
     j.push_tangent_params(&mut jf, &g);
-    let em = Emitter {
-        func: &jf,
-        owned_params: false,
-    };
+    let em = Emitter::new(&jf, false);
     let params = crate::grad::param_list(&em, &jf);
     let body = em.block(&jf.body);
     let rets: Vec<TokenStream> = outputs.iter().map(|(a, _)| em.value(*a)).collect();
@@ -750,10 +747,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     .map_err(|e| syn::Error::new(e.span, e.msg))?;
     let mut vf = vf;
     crate::transform::vmap::cse(&mut vf);
-    let em = Emitter {
-        func: &vf,
-        owned_params: false,
-    };
+    let em = Emitter::new(&vf, false);
     let name = &b.name;
     let name_str = name.to_string();
     let params = crate::grad::param_list(&em, &vf);

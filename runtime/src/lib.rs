@@ -106,6 +106,7 @@ pub mod differentiable;
 pub mod element;
 pub mod error;
 mod fmt;
+pub mod fused;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod ops;

@@ -1,0 +1,344 @@
+//! Elementwise programs run in one pass: a chain of elementwise operations whose
+//! intermediate results are never stored whole.
+//!
+//! A derivative is full of short elementwise chains (`tanh`'s is `ct * (1 - y * y)`: three
+//! passes over memory, two of them writing temporaries that are read once). The macro sees
+//! such chains at compile time and hands them over as one [`Instr`] list; [`run`] evaluates
+//! the list block by block (a few thousand elements at a time, so that every intermediate
+//! stays in L1), with the same SIMD kernels as the whole-tensor operations, so results are
+//! those of the unfused chain.
+//!
+//! [`run`] handles the common case: CPU tensors of one float dtype, each either shaped
+//! like the result, a single element, or contiguous and broadcast along leading axes only
+//! (a bias over rows). For anything else it returns `None`, and the caller runs the chain
+//! op by op.
+//!
+//! ```
+//! use ferrax_runtime::Tensor;
+//! use ferrax_runtime::cpu::kernels::{BinaryOp, UnaryOp};
+//! use ferrax_runtime::fused::{self, Instr, Leaf, Op};
+//!
+//! // ct * (1 - y * y), registers: 0 = ct, 1 = y, 2 = 1.0, then one per instruction
+//! let (ct, y) = (Tensor::from_vec(vec![1.0f32, 2.0], &[2]), Tensor::from_vec(vec![0.5f32, 0.0], &[2]));
+//! let program = [
+//!     Instr(Op::Binary(BinaryOp::Mul), [1, 1, 0]),
+//!     Instr(Op::Binary(BinaryOp::Sub), [2, 3, 0]),
+//!     Instr(Op::Binary(BinaryOp::Mul), [0, 4, 0]),
+//! ];
+//! let leaves = [Leaf::Tensor(&ct), Leaf::Tensor(&y), Leaf::Scalar(1.0)];
+//! let out = fused::run(&leaves, &program, &[2]).unwrap();
+//! assert_eq!(out.to_vec::<f32>(), vec![0.75, 2.0]);
+//! # let _ = UnaryOp::Tanh;
+//! ```
+
+use rayon::prelude::*;
+
+use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD, UnaryOp};
+use crate::element::{DType, Float};
+use crate::shape::numel;
+use crate::tensor::{Tensor, float_dispatch};
+use crate::{Device, pool};
+
+/// One elementwise operation of a program.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// `op(a, b)` (the operands' dtype).
+    Binary(BinaryOp),
+    /// `op(a)`.
+    Unary(UnaryOp),
+    /// `op(a, b)` as 1 where it holds and 0 where not, in the operands' dtype.
+    Compare(CmpOp),
+    /// `b` where the mask `a` is nonzero (NaN counts as nonzero, as in NumPy), else `c`.
+    Select,
+}
+
+impl Op {
+    /// How many operands it reads.
+    pub fn arity(self) -> usize {
+        match self {
+            Op::Unary(_) => 1,
+            Op::Binary(_) | Op::Compare(_) => 2,
+            Op::Select => 3,
+        }
+    }
+}
+
+/// An instruction: an operation and the registers it reads. Registers are numbered with
+/// the leaves first, then one per instruction, in order; the last instruction's register
+/// is the result. Unused operand slots are ignored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Instr(pub Op, pub [u16; 3]);
+
+/// An input of a program.
+#[derive(Clone, Copy, Debug)]
+pub enum Leaf<'a> {
+    Tensor(&'a Tensor),
+    /// A number, in the tensors' dtype.
+    Scalar(f64),
+}
+
+/// Elements per block: each intermediate is one block (8 KiB of f32).
+const BLOCK: usize = 2048;
+
+/// Runs `program` over `leaves` into a new contiguous tensor of `shape` (the broadcast
+/// shape of the program's result), in one blocked pass. `None` where the fast path does
+/// not apply: a GPU tensor, mixed or non-float dtypes, a leaf broadcast other than along
+/// leading axes or not contiguous, a result of at most one element, or a register out
+/// of range.
+pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Tensor> {
+    let n = numel(shape);
+    let regs = leaves.len() + program.len();
+    let in_range = program.iter().enumerate().all(|(k, Instr(op, args))| {
+        args[..op.arity()]
+            .iter()
+            .all(|&r| (r as usize) < leaves.len() + k)
+    });
+    if n <= 1 || program.is_empty() || !in_range || regs > u16::MAX as usize {
+        return None;
+    }
+    let mut dtype = None;
+    for l in leaves {
+        if let Leaf::Tensor(t) = l {
+            if t.device() != Device::Cpu || !t.dtype().is_float() {
+                return None;
+            }
+            if dtype.replace(t.dtype()).is_some_and(|d| d != t.dtype()) {
+                return None;
+            }
+        }
+    }
+    let dtype: DType = dtype?;
+    Some(float_dispatch!(dtype, T => {
+        let inputs = leaves
+            .iter()
+            .map(|l| input::<T>(l, shape))
+            .collect::<Option<Vec<_>>>()?;
+        let mut out = pool::buffer(n, 0.0 as T);
+        // blocks of whole periods where every broadcast leaf repeats within one: its
+        // buffer is then unrolled once per task, not per block
+        let period = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Cyclic(d) => Some(d.len()),
+                _ => None,
+            })
+            .max();
+        let blk = match period {
+            Some(p) if p <= BLOCK => BLOCK / p * p,
+            _ => BLOCK,
+        };
+        let task = blk * 16;
+        if n.saturating_mul(program.len()) >= PAR_THRESHOLD {
+            out.par_chunks_mut(task)
+                .enumerate()
+                .for_each(|(t, chunk)| range(&inputs, program, blk, t * task, chunk));
+        } else {
+            range(&inputs, program, blk, 0, &mut out);
+        }
+        Tensor::from_data(out, shape)
+    }))
+}
+
+/// A leaf as the blocks read it.
+enum Input<'a, T> {
+    Scalar(T),
+    /// Shaped like the result.
+    Full(&'a [T]),
+    /// Repeating with this period: the result's trailing axes.
+    Cyclic(&'a [T]),
+}
+
+fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>> {
+    let t = match leaf {
+        Leaf::Scalar(v) => return Some(Input::Scalar(T::from_f64(*v))),
+        Leaf::Tensor(t) => *t,
+    };
+    let data = t.storage_slice::<T>();
+    let at = t.layout.offset;
+    if t.numel() == 1 {
+        return Some(Input::Scalar(data[at]));
+    }
+    let own: Vec<usize> = t.shape().iter().copied().skip_while(|&d| d == 1).collect();
+    if !t.is_contiguous() || own.len() > shape.len() || shape[shape.len() - own.len()..] != own {
+        return None;
+    }
+    let data = &data[at..at + t.numel()];
+    Some(if t.numel() == numel(shape) {
+        Input::Full(data)
+    } else {
+        Input::Cyclic(data)
+    })
+}
+
+/// An operand within one block.
+#[derive(Clone, Copy)]
+enum Src<'a, T> {
+    Slice(&'a [T]),
+    Scalar(T),
+}
+
+/// Evaluates elements `start..start + out.len()` of the result into `out`, in blocks of
+/// `blk` elements.
+fn range<T: Float>(
+    inputs: &[Input<'_, T>],
+    program: &[Instr],
+    blk: usize,
+    start: usize,
+    out: &mut [T],
+) {
+    let cyclic = inputs
+        .iter()
+        .filter(|i| matches!(i, Input::Cyclic(..)))
+        .count();
+    let mut scratch = pool::buffer((program.len() + cyclic + 2) * BLOCK, T::zero());
+    // where blocks hold whole periods, each cyclic leaf's buffer is the same in every block
+    let fixed = inputs.iter().all(|i| match i {
+        Input::Cyclic(d) => blk.is_multiple_of(d.len()),
+        _ => true,
+    });
+    if fixed {
+        let bufs = scratch[program.len() * BLOCK..].chunks_mut(BLOCK);
+        let leaves = inputs.iter().filter_map(|i| match i {
+            Input::Cyclic(d) => Some(*d),
+            _ => None,
+        });
+        for (d, buf) in leaves.zip(bufs) {
+            unroll(d, 0, &mut buf[..blk]);
+        }
+    }
+    for (b, chunk) in out.chunks_mut(blk).enumerate() {
+        block(inputs, program, start + b * blk, chunk, &mut scratch, fixed);
+    }
+    pool::recycle(scratch);
+}
+
+/// `buf` filled with `d` repeated, from element `start` of the repetition.
+fn unroll<T: Copy>(d: &[T], start: usize, buf: &mut [T]) {
+    let (p, len) = (d.len(), buf.len());
+    let (mut i, mut j) = (0, start % p);
+    while i < len {
+        let m = (p - j).min(len - i);
+        buf[i..i + m].copy_from_slice(&d[j..j + m]);
+        (i, j) = (i + m, 0);
+    }
+}
+
+/// Evaluates elements `start..start + out.len()` of the result into `out`. `scratch` holds
+/// one block per instruction, then one per cyclic leaf (already unrolled where `fixed`),
+/// then two for comparisons and selects.
+fn block<T: Float>(
+    inputs: &[Input<'_, T>],
+    program: &[Instr],
+    start: usize,
+    out: &mut [T],
+    scratch: &mut [T],
+    fixed: bool,
+) {
+    let len = out.len();
+    let (regs, rest) = scratch.split_at_mut(program.len() * BLOCK);
+    let (leaf_bufs, cmp_bufs) = rest.split_at_mut(rest.len() - 2 * BLOCK);
+    // the leaves' slices of this block
+    let mut bufs = leaf_bufs.chunks_mut(BLOCK);
+    let leaves: Vec<Src<'_, T>> = inputs
+        .iter()
+        .map(|i| match i {
+            Input::Scalar(v) => Src::Scalar(*v),
+            Input::Full(d) => Src::Slice(&d[start..start + len]),
+            Input::Cyclic(d) => {
+                let buf = &mut bufs.next().expect("a buffer per cyclic leaf")[..len];
+                if !fixed {
+                    unroll(d, start, buf);
+                }
+                Src::Slice(buf)
+            }
+        })
+        .collect();
+    let last = program.len() - 1;
+    for (k, Instr(op, args)) in program.iter().enumerate() {
+        let (done, here) = regs.split_at_mut(k * BLOCK);
+        let src = |r: u16| -> Src<'_, T> {
+            let r = r as usize;
+            if r < leaves.len() {
+                leaves[r]
+            } else {
+                let j = r - leaves.len();
+                Src::Slice(&done[j * BLOCK..j * BLOCK + len])
+            }
+        };
+        let dst: &mut [T] = if k == last {
+            &mut *out
+        } else {
+            &mut here[..len]
+        };
+        match *op {
+            Op::Unary(u) => match src(args[0]) {
+                Src::Slice(x) => kernels::unary(u, x, dst),
+                Src::Scalar(x) => dst.fill(kernels::unary_scalar(u, x)),
+            },
+            Op::Binary(b) => match (src(args[0]), src(args[1])) {
+                (Src::Slice(x), Src::Slice(y)) => kernels::binary(b, x, y, dst),
+                (Src::Slice(x), Src::Scalar(y)) => kernels::binary_scalar_rhs(b, x, y, dst),
+                (Src::Scalar(x), Src::Slice(y)) => kernels::binary_scalar_lhs(b, x, y, dst),
+                (Src::Scalar(x), Src::Scalar(y)) => dst.fill(kernels::binary_scalar(b, x, y)),
+            },
+            Op::Compare(c) => {
+                let (ba, bb) = cmp_bufs.split_at_mut(BLOCK);
+                let x = slice_of(src(args[0]), &mut ba[..len]);
+                let y = slice_of(src(args[1]), &mut bb[..len]);
+                compare(c, x, y, dst);
+            }
+            Op::Select => {
+                let (bm, rest) = cmp_bufs.split_at_mut(BLOCK);
+                let m = slice_of(src(args[0]), &mut bm[..len]);
+                let a = match src(args[1]) {
+                    Src::Slice(a) => a,
+                    Src::Scalar(v) => {
+                        rest[..len].fill(v);
+                        &rest[..len]
+                    }
+                };
+                match src(args[2]) {
+                    Src::Slice(b) => select(m, a, |i| b[i], dst),
+                    Src::Scalar(v) => select(m, a, |_| v, dst),
+                }
+            }
+        }
+    }
+}
+
+/// `out[i] = op(a[i], b[i])` as 1 or 0.
+fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [T]) {
+    fn each<T: Float>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> bool) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = if f(x, y) { T::one() } else { T::zero() };
+        }
+    }
+    match op {
+        CmpOp::Eq => each(a, b, out, |x, y| x == y),
+        CmpOp::Ne => each(a, b, out, |x, y| x != y),
+        CmpOp::Lt => each(a, b, out, |x, y| x < y),
+        CmpOp::Le => each(a, b, out, |x, y| x <= y),
+        CmpOp::Gt => each(a, b, out, |x, y| x > y),
+        CmpOp::Ge => each(a, b, out, |x, y| x >= y),
+    }
+}
+
+/// `out[i] = a[i]` where `m[i]` is nonzero (or NaN), else `b(i)`.
+#[inline(always)]
+fn select<T: Float>(m: &[T], a: &[T], b: impl Fn(usize) -> T, out: &mut [T]) {
+    for (i, ((o, &c), &x)) in out.iter_mut().zip(m).zip(a).enumerate() {
+        // (c != 0 is also true for NaN)
+        *o = if c != T::zero() { x } else { b(i) };
+    }
+}
+
+/// A slice of an operand: the slice itself, or `buf` filled with the number.
+fn slice_of<'a, T: Float>(s: Src<'a, T>, buf: &'a mut [T]) -> &'a [T] {
+    match s {
+        Src::Slice(x) => x,
+        Src::Scalar(v) => {
+            buf.fill(v);
+            buf
+        }
+    }
+}
