@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 
 use ferrax_runtime::differentiable::{LeafMut, is_lazy_zero, lazy_zero, leaves_mut};
-use ferrax_runtime::{Conv, DType, Device, Differentiable, Error, Tensor};
+use ferrax_runtime::{Conv, DType, Device, Differentiable, Error, PadMode, Tensor};
 
 use crate::tensor_rules::{self as t, Cond, Operand, Product};
 
@@ -1145,11 +1145,67 @@ pub fn unpad<'a>(x: impl Into<BArg<'a>>, pads: &[(usize, usize)]) -> Tensor {
     need("unpad", x.into()).unpad(&batch_pads(pads))
 }
 
+/// Batched `t::pad_with`.
+#[track_caller]
+pub fn pad_with<'a>(x: impl Into<BArg<'a>>, pads: &[(usize, usize)], mode: &PadMode) -> Tensor {
+    need("pad_with", x.into()).pad_with(&batch_pads(pads), *mode)
+}
+
+/// Batched `t::pad_with_transpose`.
+#[track_caller]
+pub fn pad_with_transpose<'a>(
+    x: impl Into<BArg<'a>>,
+    pads: &[(usize, usize)],
+    mode: &PadMode,
+) -> Tensor {
+    need("pad_with_transpose", x.into()).pad_with_transpose(&batch_pads(pads), *mode)
+}
+
 /// Batched `t::index_select` (the indices are shared by every example).
 #[track_caller]
 pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -> Tensor {
     let x = need("index_select", x.into());
     x.index_select(shift("index_select", axis, x), indices)
+}
+
+/// Batched `t::take_along`: the tensor, the indices or both per example.
+#[track_caller]
+pub fn take_along<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: impl Into<BArg<'a>>) -> Tensor {
+    let (x, i) = (x.into(), indices.into());
+    let bsz = bsz_of("take_along_axis", &[x, i]);
+    let ex = x.ex_shape();
+    let a = norm_axis("take_along_axis", axis, ex.len(), ex) as isize + 1;
+    lifted(x, bsz, None).take_along_axis(a, &lifted(i, bsz, None))
+}
+
+/// Batched `t::take_along_t`.
+#[track_caller]
+pub fn take_along_t<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (ct, like, i) = (ct.into(), like.into(), indices.into());
+    let bsz = bsz_of("take_along_axis", &[ct, like, i]);
+    let lex = like.ex_shape();
+    let a = norm_axis("take_along_axis", axis, lex.len(), lex) as isize + 1;
+    let like_b = lifted(like, bsz, None);
+    let ct_b = lifted(ct, bsz, Some(&like_b));
+    t::take_along_t(&*ct_b, &like_b, a, &lifted(i, bsz, None))
+}
+
+/// Batched `x.argsort(axis)` (i32 indices).
+#[track_caller]
+pub fn method_argsort<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("argsort", x.into());
+    x.argsort(shift("argsort", axis, x))
+}
+
+/// Batched `x.top_k_indices(k)` (i32 indices, along the last axis).
+#[track_caller]
+pub fn method_top_k_indices<'a>(x: impl Into<BArg<'a>>, k: usize) -> Tensor {
+    need("top_k_indices", x.into()).top_k_indices(k)
 }
 
 /// Batched `t::unslice`.

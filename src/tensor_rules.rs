@@ -8,7 +8,7 @@
 //! Comparisons return masks in the dtype of their tensor operand (1 where true, 0 where
 //! false), so that a rule such as `select(x >= 0, 1, -1)` knows the dtype of its result.
 
-use ferrax_runtime::{Conv, Differentiable, Tensor, packed};
+use ferrax_runtime::{Conv, Differentiable, PadMode, Tensor, packed};
 
 /// An argument of a helper: a tensor or a Rust float.
 #[derive(Clone, Copy)]
@@ -986,6 +986,20 @@ pub fn unpad<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)]) -> Tensor {
     x.into().tensor().unpad(pads)
 }
 
+/// `x.pad_with(pads, *mode)`.
+pub fn pad_with<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)], mode: &PadMode) -> Tensor {
+    x.into().tensor().pad_with(pads, *mode)
+}
+
+/// `x.pad_with_transpose(pads, *mode)`.
+pub fn pad_with_transpose<'a>(
+    x: impl Into<Operand<'a>>,
+    pads: &[(usize, usize)],
+    mode: &PadMode,
+) -> Tensor {
+    x.into().tensor().pad_with_transpose(pads, *mode)
+}
+
 /// The cotangent of `like.index_select(axis, indices)`: each slice of `ct` added at its
 /// index (repeated indices sum), into zeros of `like`'s shape.
 pub fn index_add<'a>(
@@ -996,6 +1010,23 @@ pub fn index_add<'a>(
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
     like.zeros_like().index_add(axis, indices, &ct)
+}
+
+/// `x.take_along_axis(axis, indices)`.
+pub fn take_along<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor) -> Tensor {
+    x.into().tensor().take_along_axis(axis, indices)
+}
+
+/// The cotangent of `like.take_along_axis(axis, indices)`: `ct` added at its indices into
+/// zeros of `like`'s shape.
+pub fn take_along_t<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    axis: isize,
+    indices: &Tensor,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like).into_owned();
+    like.zeros_like().scatter_add(axis, indices, &ct)
 }
 
 /// `Tensor::concat(parts, axis)`.

@@ -485,12 +485,14 @@ fn special_functions_and_their_gradients_on_the_gpu_match_the_cpu() {
     );
 }
 
-/// A stencil with periodic (`roll`) and zero (`pad`) boundaries.
+/// A stencil with periodic (`roll`), zero (`pad`) and copied (`pad_with`) boundaries.
 #[grad]
 fn stencil_energy(x: &Tensor) -> Tensor {
     let lap = x.roll(1, 0) + x.roll(-1, 0) + x.roll(1, 1) + x.roll(-1, 1) - x * 4.0;
     let p = x.pad(&[(1, 1), (0, 2)]).unpad(&[(0, 2), (1, 0)]);
-    (&lap * &lap).sum() + (p.sin() * 0.5).sum()
+    let e = x.pad_with(&[(2, 1), (1, 3)], PadMode::Reflect);
+    let s = e.pad_with(&[(0, 1), (2, 0)], PadMode::Edge);
+    (&lap * &lap).sum() + (p.sin() * 0.5).sum() + (s.tanh() * &s).mean()
 }
 
 #[test]
@@ -503,4 +505,24 @@ fn stencil_gradients_on_the_gpu_match_the_cpu() {
     assert_close("value", &gv.to_device(&Device::Cpu), &v);
     assert_close("gradient", &gg.to_device(&Device::Cpu), &g);
     assert_close("the function", &stencil_energy(&x).reshape(&[]), &v);
+}
+
+/// Sorted rows weighted by rank, and the largest two squashed.
+#[grad]
+fn sorted_energy(x: &Tensor, w: &Tensor) -> Tensor {
+    (x.sort(-1) * w).sum() + x.top_k(2).tanh().sum()
+}
+
+#[test]
+fn sorting_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(98), &[8, 7], DType::F32);
+    let w = Tensor::normal(Key::new(99), &[7], DType::F32);
+    let (v, (gx, gw)) = sorted_energy_value_and_grad(&x, &w);
+    let (gv, (ggx, ggw)) = sorted_energy_value_and_grad(&x.to_device(&dev), &w.to_device(&dev));
+    assert_eq!(ggx.device(), dev);
+    assert_close("value", &gv.to_device(&Device::Cpu), &v);
+    assert_close("x gradient", &ggx.to_device(&Device::Cpu), &gx);
+    assert_close("w gradient", &ggw.to_device(&Device::Cpu), &gw);
+    assert_close("the function", &sorted_energy(&x, &w).reshape(&[]), &v);
 }

@@ -1,5 +1,6 @@
 //! Stencils and scans on grids: `x.roll(shift, axis)` (periodic boundaries), `x.pad(&pads)`
-//! / `x.unpad(&pads)` (zero boundaries) and `x.cumsum(axis)` / `x.cumsum_rev(axis)`
+//! / `x.unpad(&pads)` (zero boundaries), `x.pad_with(&pads, mode)` (boundaries copied from
+//! the grid: zero-flux, mirrored, periodic) and `x.cumsum(axis)` / `x.cumsum_rev(axis)`
 //! (running integrals) under `#[grad]`, forward mode, `#[vmap]` and `#[hessian]`, against
 //! central differences and closed forms.
 
@@ -100,6 +101,67 @@ fn a_padded_stencil_matches_differences_and_a_loop() {
         assert_eq!(et.slice(0, 0, 1).abs().sum().item::<f64>(), 0.0);
         assert_eq!(et.slice(1, 3, 4).abs().sum().item::<f64>(), 0.0);
     }
+}
+
+/// One explicit heat step whose boundary condition is an argument: zero-flux (`Edge`),
+/// mirrored (`Reflect`, `Symmetric`), periodic (`Wrap`) or zero (`Zeros`), per example; a
+/// second term reads the step's transposed padding.
+#[vmap(in_axes = (0, None, None))]
+#[grad]
+fn bounded_step(u: &Tensor, k: &Tensor, mode: PadMode) -> Tensor {
+    let p = u.pad_with(&[(1, 1), (1, 1)], mode);
+    let lap = p.unpad(&[(0, 2), (1, 1)])
+        + p.unpad(&[(2, 0), (1, 1)])
+        + p.unpad(&[(1, 1), (0, 2)])
+        + p.unpad(&[(1, 1), (2, 0)])
+        - u * 4.0;
+    let next = u + lap * k;
+    (next.sin() * &next).sum()
+        + next
+            .pad_with_transpose(&[(1, 0), (0, 1)], mode)
+            .powi(2)
+            .sum()
+}
+
+#[test]
+fn boundary_conditions_by_padding_match_differences_forward_mode_and_a_loop() {
+    let us = normal(60, &[3, 5, 4]);
+    let k = Tensor::scalar(0.15f64);
+    for mode in [
+        PadMode::Zeros,
+        PadMode::Edge,
+        PadMode::Reflect,
+        PadMode::Symmetric,
+        PadMode::Wrap,
+    ] {
+        let (gu, gk) = bounded_step_grad_vmap(&us, &k, mode);
+        for (e, u) in unstack(&us, 0).iter().enumerate() {
+            let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);
+            let (eu, ek) = bounded_step_grad(u, &k, mode);
+            assert_close(&at(&gu), &eu, 1e-12, "per-example du");
+            assert_close(&at(&gk), &ek, 1e-12, "per-example dk");
+            let fd = fd_jacobian(&|v: &Tensor| bounded_step(v, &k, mode), u).reshape(u.shape());
+            assert_close(&eu, &fd, 1e-6, &format!("{mode:?}: du against differences"));
+            let fd = fd_jacobian(&|v: &Tensor| bounded_step(u, v, mode), &k).reshape(&[]);
+            assert_close(&ek, &fd, 1e-6, &format!("{mode:?}: dk against differences"));
+            let tu = normal(70 + e as u64, u.shape());
+            let (_, dt) = bounded_step_jvp(u, &k, mode, &tu, &Tensor::scalar(0.0f64));
+            let want = (&eu * &tu).sum().item::<f64>();
+            assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+        }
+    }
+    // periodic padding is the torus: the step's Laplacian from rolls
+    let u = normal(61, &[5, 4]);
+    let lap = u.roll(1, 0) + u.roll(-1, 0) + u.roll(1, 1) + u.roll(-1, 1) - &u * 4.0;
+    let next = &u + &(lap * 0.15);
+    let first = (next.sin() * &next).sum().item::<f64>();
+    let second = next
+        .pad_with_transpose(&[(1, 0), (0, 1)], PadMode::Wrap)
+        .powi(2)
+        .sum()
+        .item::<f64>();
+    let got = bounded_step(&u, &k, PadMode::Wrap).item::<f64>();
+    assert!((got - first - second).abs() < 1e-12 * (1.0 + got.abs()));
 }
 
 /// A running integral (trapezoid weights, then a cumulative sum) and a reverse one, per

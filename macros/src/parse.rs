@@ -210,6 +210,8 @@ fn tensor_only(name: &str, nargs: usize) -> bool {
             | "device"
             | "strides"
             | "argmax_axis"
+            | "argsort"
+            | "top_k_indices"
             | "one_hot"
             | "zeros_like"
             | "ones_like"
@@ -1979,8 +1981,8 @@ impl Lowerer<'_> {
         let inactive = match name.as_str() {
             "item" => Some(Kind::Float(Prec::Infer)),
             "numel" | "len" | "ndim" => Some(Kind::Int),
-            "argmax_axis" | "one_hot" | "zeros_like" | "ones_like" | "full_like"
-            | "scalar_like" => Some(Kind::Tensor),
+            "argmax_axis" | "argsort" | "top_k_indices" | "one_hot" | "zeros_like"
+            | "ones_like" | "full_like" | "scalar_like" => Some(Kind::Tensor),
             "shape" | "dims" | "to_vec" | "dtype" | "device" | "is_empty" | "strides" => {
                 Some(Kind::Opaque)
             }
@@ -2021,6 +2023,30 @@ impl Lowerer<'_> {
             );
             let last = self.prim(Prim::Neg, vec![Atom::Int(1)]);
             return Some(self.prim(reduce, vec![patches, last, Atom::Bool(false)]));
+        }
+        // `x.sort(axis)` / `x.top_k(k)`: a gather at the sorting indices (which carry no
+        // derivative, as in JAX)
+        if (name == "sort" || name == "top_k") && args.len() == 1 {
+            let (method, axis) = if name == "sort" {
+                ("argsort", args[0])
+            } else {
+                ("top_k_indices", self.prim(Prim::Neg, vec![Atom::Int(1)]))
+            };
+            let fixed = self.prim(Prim::StopGradient, vec![recv]);
+            let indices = self.let_(
+                "idx",
+                Kind::Tensor,
+                Rhs::Method {
+                    recv: fixed,
+                    method: syn::Ident::new(method, m.method.span()),
+                    args: vec![Arg {
+                        atom: args[0],
+                        borrow: false,
+                    }],
+                    span: m.method.span(),
+                },
+            );
+            return Some(self.prim(Prim::TakeAlong, vec![recv, axis, indices]));
         }
         match Prim::from_tensor_method(&name, args.len()) {
             Some(Prim::CumSum) => {

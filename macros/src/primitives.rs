@@ -142,6 +142,10 @@ pub enum Prim {
     Roll,
     /// `x.pad(&pads)`: zeros before and after on each axis (linear).
     Pad,
+    /// `x.pad_with(&pads, mode)`: a border copied from the tensor ([`PadMode`]), linear.
+    PadWith,
+    /// `ct.pad_with_transpose(&pads, mode)`: the adjoint of [`Prim::PadWith`].
+    PadWithTranspose,
     /// `x.unpad(&pads)`: the inverse and transpose of [`Prim::Pad`] (linear).
     Unpad,
     /// `a.solve(&b)`, lowered to `lu_solve(lu_factor(a), a, b, false)`: `(factors, a, b,
@@ -231,6 +235,13 @@ pub enum Prim {
     Unslice,
     /// The cotangent of an index_select: `(ct, like, axis, indices)`, summed per index.
     IndexAdd,
+    /// `x.take_along_axis(axis, &indices)` (also `x.sort(axis)` and `x.top_k(k)`, lowered to
+    /// it at their sorting indices): a gather with one index per output element, linear in
+    /// `x`; `(x, axis, indices)`.
+    TakeAlong,
+    /// The transpose of [`Prim::TakeAlong`]: `(ct, like_x, axis, indices)`, the cotangent
+    /// scattered back (added) into zeros shaped like `x`.
+    TakeAlongT,
     /// Part `k` of a concat's (or stack's) cotangent: `(ct, axis, k, parts..)`.
     ConcatPart,
     StackPart,
@@ -1677,6 +1688,22 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(Pad, &[t, x[1]])),
             |b, ct, x, _| vec![Some(b.prim(Unpad, &[ct, x[1]])), None],
         ),
+        PadWith => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(PadWith, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                vec![
+                    Some(b.prim(PadWithTranspose, &[ct, x[1], x[2]])),
+                    None,
+                    None,
+                ]
+            },
+        ),
+        PadWithTranspose => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(PadWithTranspose, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(PadWith, &[ct, x[1], x[2]])), None, None],
+        ),
         Unpad => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Unpad, &[t, x[1]])),
@@ -1717,6 +1744,27 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(IndexAdd, &[t, x[1], x[2], x[3]])),
             |b, ct, x, _| {
                 let mut out = vec![Some(b.prim(IndexSelect, &[ct, x[2], x[3]]))];
+                out.resize(4, None);
+                out
+            },
+        ),
+        TakeAlong => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(TakeAlong, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![
+                    Some(b.prim(TakeAlongT, &[ct, like, x[1], x[2]])),
+                    None,
+                    None,
+                ]
+            },
+        ),
+        TakeAlongT => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(TakeAlongT, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| {
+                let mut out = vec![Some(b.prim(TakeAlong, &[ct, x[2], x[3]]))];
                 out.resize(4, None);
                 out
             },
@@ -1892,11 +1940,16 @@ impl Prim {
             ("permute", 1) => Permute,
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
+            ("take_along_axis", 2) => TakeAlong,
+            // lowered to a gather at their sorting indices (see `TakeAlong`)
+            ("sort", 1) | ("top_k", 1) => TakeAlong,
             ("roll", 2) => Roll,
             // lowered with its direction (see `CumSum`)
             ("cumsum", 1) | ("cumsum_rev", 1) => CumSum,
             ("pad", 1) => Pad,
             ("unpad", 1) => Unpad,
+            ("pad_with", 2) => PadWith,
+            ("pad_with_transpose", 2) => PadWithTranspose,
             // lowered to a factorization and a solve with it (see `LuSolve`)
             ("solve", 1) => LuSolve,
             // lowered to a solve with the identity
@@ -1930,13 +1983,13 @@ impl Prim {
          powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select roll pad unpad cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll pad unpad pad_with pad_with_transpose cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
          diagonal, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
-         is_empty strides argmax_axis one_hot zeros_like ones_like full_like scalar_like)"
+         is_empty strides argmax_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
     }
 
     /// Whether generated code may evaluate this primitive on tensors within a chain of
@@ -2062,7 +2115,8 @@ impl Prim {
         use Prim::*;
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
-            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | Tril | Triu => k == 1,
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu => k == 1,
+            TakeAlongT => k == 2,
             Transpose | Roll => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
@@ -2089,7 +2143,8 @@ impl Prim {
     pub fn is_shape_arg(self, k: usize) -> bool {
         use Prim::*;
         match self {
-            SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd | Fold => k == 1,
+            SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd | TakeAlongT
+            | Fold => k == 1,
             MatmulTl | MatmulTr | ConvTl | ConvTr | Unpermute => k == 2,
             Undiagonal => k == 1,
             ConcatPart | StackPart => k >= 3,

@@ -122,7 +122,7 @@ pub use device::{Activity, Device, KernelTime};
 pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};
-pub use ops::{Conv, Padding, Scalar};
+pub use ops::{Conv, PadMode, Padding, Scalar};
 pub use random::Key;
 pub use tensor::Tensor;
 
@@ -133,7 +133,7 @@ pub mod prelude {
     pub use crate::differentiable::Differentiable;
     pub use crate::element::{DType, Element, Float};
     pub use crate::error::Error;
-    pub use crate::ops::{Conv, Padding};
+    pub use crate::ops::{Conv, PadMode, Padding};
     pub use crate::random::Key;
     pub use crate::tensor::Tensor;
 }

@@ -11,8 +11,10 @@ mod nn;
 mod operators;
 mod reduce;
 mod scan;
+mod sort;
 mod unary;
 mod view;
 
 pub use conv::{Conv, Padding};
 pub use operators::Scalar;
+pub use view::PadMode;

@@ -301,7 +301,12 @@ impl Tensor {
 
     /// Checks `indices` for an indexing op along axis `ax` of `self`: i32, on `self`'s
     /// device, every one in `0..size`.
-    fn check_indices(&self, op: &'static str, ax: usize, indices: &Tensor) -> Result<()> {
+    pub(crate) fn check_indices(
+        &self,
+        op: &'static str,
+        ax: usize,
+        indices: &Tensor,
+    ) -> Result<()> {
         if indices.dtype() != DType::I32 {
             return Err(Error::UnsupportedDType {
                 op,
@@ -602,6 +607,166 @@ impl Tensor {
         }
         Ok(out)
     }
+}
+
+/// What [`Tensor::pad_with`] puts in the border: NumPy's and `jnp.pad`'s modes. Every
+/// mode is linear in the tensor, so its derivatives are [`Tensor::pad_with`] again and
+/// [`Tensor::pad_with_transpose`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    /// Zeros (as [`Tensor::pad`]): `[1, 2, 3]` by `(2, 3)` is `[0, 0, 1, 2, 3, 0, 0, 0]`.
+    Zeros,
+    /// The edge value repeated (zero-flux, Neumann boundaries):
+    /// `[1, 1, 1, 2, 3, 3, 3, 3]`.
+    Edge,
+    /// Mirrored about the edge, the edge not repeated: `[3, 2, 1, 2, 3, 2, 1, 2]`.
+    Reflect,
+    /// Mirrored with the edge repeated: `[2, 1, 1, 2, 3, 3, 2, 1]`.
+    Symmetric,
+    /// The other end's values (periodic boundaries): `[2, 3, 1, 2, 3, 1, 2, 3]`.
+    Wrap,
+}
+
+impl PadMode {
+    /// For each of the `before + n + after` positions of an axis of `n > 0` padded by a
+    /// mode that copies (not [`PadMode::Zeros`]), the position of the axis it copies.
+    fn sources(self, n: usize, before: usize, after: usize) -> Vec<usize> {
+        let n_i = n as isize;
+        (0..before + n + after)
+            .map(|i| {
+                let j = i as isize - before as isize;
+                if (0..n_i).contains(&j) {
+                    return j as usize;
+                }
+                let k = match self {
+                    PadMode::Zeros => unreachable!("zero padding copies nothing"),
+                    PadMode::Edge => j.clamp(0, n_i - 1),
+                    PadMode::Wrap => j.rem_euclid(n_i),
+                    PadMode::Reflect if n == 1 => 0,
+                    PadMode::Reflect => {
+                        let k = j.rem_euclid(2 * (n_i - 1));
+                        if k < n_i { k } else { 2 * (n_i - 1) - k }
+                    }
+                    PadMode::Symmetric => {
+                        let k = j.rem_euclid(2 * n_i);
+                        if k < n_i { k } else { 2 * n_i - 1 - k }
+                    }
+                };
+                k as usize
+            })
+            .collect()
+    }
+}
+
+impl Tensor {
+    /// `self` padded with `before` and `after` elements on each axis (`pads`: one pair per
+    /// axis), filled as `mode` says ([`PadMode`]; `jnp.pad(x, pads, mode)`). Panics on a
+    /// wrong number of pairs or a non-zero border around an empty axis; see
+    /// [`Tensor::try_pad_with`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// let p = x.pad_with(&[(2, 3)], PadMode::Reflect);
+    /// assert_eq!(p.to_vec::<f32>(), vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn pad_with(&self, pads: &[(usize, usize)], mode: PadMode) -> Tensor {
+        unwrap(self.try_pad_with(pads, mode))
+    }
+
+    /// [`Tensor::pad_with`], returning an error instead of panicking.
+    pub fn try_pad_with(&self, pads: &[(usize, usize)], mode: PadMode) -> Result<Tensor> {
+        const OP: &str = "pad_with";
+        if mode == PadMode::Zeros {
+            return self.try_pad(pads);
+        }
+        self.expect_pairs(OP, pads)?;
+        let mut out = self.clone();
+        for (ax, &(before, after)) in pads.iter().enumerate() {
+            if before + after > 0 {
+                let index = pad_index(OP, self, ax, before, after, mode)?;
+                out = out.try_index_select(ax as isize, &index)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transpose (adjoint) of [`Tensor::pad_with`]: `self`, shaped like a padded
+    /// tensor, summed back into the unpadded shape (each border element added to the
+    /// element it copies; [`Tensor::unpad`] for [`PadMode::Zeros`]). Panics on a wrong number
+    /// of pairs or pads larger than the tensor; see [`Tensor::try_pad_with_transpose`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let ct = Tensor::ones(&[8], DType::F64);
+    /// let g = ct.pad_with_transpose(&[(2, 3)], PadMode::Edge);
+    /// assert_eq!(g.to_vec::<f64>(), vec![3.0, 1.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn pad_with_transpose(&self, pads: &[(usize, usize)], mode: PadMode) -> Tensor {
+        unwrap(self.try_pad_with_transpose(pads, mode))
+    }
+
+    /// [`Tensor::pad_with_transpose`], returning an error instead of panicking.
+    pub fn try_pad_with_transpose(&self, pads: &[(usize, usize)], mode: PadMode) -> Result<Tensor> {
+        const OP: &str = "pad_with_transpose";
+        if mode == PadMode::Zeros {
+            return self.try_unpad(pads);
+        }
+        self.expect_pairs(OP, pads)?;
+        let mut out = self.clone();
+        for (ax, &(before, after)) in pads.iter().enumerate().rev() {
+            if before + after == 0 {
+                continue;
+            }
+            let padded = out.shape()[ax];
+            let Some(n) = padded.checked_sub(before + after) else {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!(
+                        "pads ({before}, {after}) exceed axis {ax} of size {padded} (shape {:?})",
+                        self.shape()
+                    ),
+                });
+            };
+            let mut shape = out.shape().to_vec();
+            shape[ax] = n;
+            let zeros = Tensor::try_full_on(&shape, 0.0, out.dtype(), &out.device())?;
+            let index = pad_index(OP, &zeros, ax, before, after, mode)?;
+            out = zeros.try_index_add(ax as isize, &index, &out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The positions axis `ax` of `like` (unpadded) is read at to pad it by `mode` (one that
+/// copies), as an index tensor on `like`'s device.
+fn pad_index(
+    op: &'static str,
+    like: &Tensor,
+    ax: usize,
+    before: usize,
+    after: usize,
+    mode: PadMode,
+) -> Result<Tensor> {
+    let n = like.shape()[ax];
+    if n == 0 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "axis {ax} of shape {:?} is empty: {mode:?} padding has no values to copy into its border of ({before}, {after})",
+                like.shape()
+            ),
+        });
+    }
+    let index: Vec<i32> = mode
+        .sources(n, before, after)
+        .into_iter()
+        .map(|k| k as i32)
+        .collect();
+    let len = index.len();
+    Ok(Tensor::from_vec(index, &[len]).to_device(&like.device()))
 }
 
 impl Tensor {

@@ -152,5 +152,62 @@ fn roll_and_pad_like_the_cpu() {
             t[0].pad(&[(1, 0), (0, 2), (1, 1)])
                 .unpad(&[(0, 1), (1, 0), (0, 0)])
         });
+        for mode in [
+            PadMode::Edge,
+            PadMode::Reflect,
+            PadMode::Symmetric,
+            PadMode::Wrap,
+        ] {
+            let pads = [(2, 1), (0, 3), (1, 4)];
+            check(
+                &dev,
+                &format!("pad_with {mode:?}, {lay:?}"),
+                &[&x],
+                1e-5,
+                |t| {
+                    let p = t[0].pad_with(&pads, mode);
+                    // and back: the transpose of the padded tensor's square
+                    (&p * &p).pad_with_transpose(&pads, mode)
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn sorting_gathers_and_scatters_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        // ties, zeros of both signs, infinities and NaN among the values
+        let x = laid(&[3, 6, 4], 21, true, lay);
+        for axis in [0isize, 1, -1] {
+            check(&dev, &format!("sort {axis}, {lay:?}"), &[&x], 0.0, |t| {
+                t[0].sort(axis)
+            });
+            check(&dev, &format!("argsort {axis}, {lay:?}"), &[&x], 0.0, |t| {
+                t[0].argsort(axis)
+            });
+        }
+        check(&dev, &format!("top_k, {lay:?}"), &[&x], 0.0, |t| {
+            t[0].top_k(3)
+        });
+        // a gather at another tensor's order, and its transpose, with repeated indices
+        let picks: Vec<i32> = (0..108).map(|i| (i * 7 + i / 5) % 6).collect();
+        let idx = Tensor::from_vec(picks, &[3, 9, 4]);
+        let src = laid(&[3, 9, 4], 23, false, lay);
+        check(
+            &dev,
+            &format!("take_along_axis, {lay:?}"),
+            &[&x, &idx],
+            0.0,
+            |t| t[0].take_along_axis(1, &t[1]),
+        );
+        check(
+            &dev,
+            &format!("scatter_add, {lay:?}"),
+            &[&x, &idx, &src],
+            1e-6,
+            |t| t[0].scatter_add(1, &t[1], &t[2]),
+        );
     }
 }

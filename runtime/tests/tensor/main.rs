@@ -13,6 +13,7 @@ mod random;
 mod reduce;
 mod reference;
 mod scan;
+mod sort;
 mod views;
 
 use ferrax_runtime::prelude::*;

@@ -388,3 +388,121 @@ fn roll_pad_and_unpad_match_index_arithmetic() {
         err(x.try_unpad(&[(0, 0), (2, 2), (0, 0)])).contains("unpad: pads (2, 2) exceed axis 1")
     );
 }
+
+#[test]
+fn pad_modes_copy_the_values_numpy_copies_and_their_transposes_are_adjoint() {
+    // np.pad([1, 2, 3], (2, 3), mode) for each mode
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    let cases = [
+        (PadMode::Zeros, [0.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0]),
+        (PadMode::Edge, [1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0]),
+        (PadMode::Reflect, [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0, 2.0]),
+        (PadMode::Symmetric, [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0, 1.0]),
+        (PadMode::Wrap, [2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0]),
+    ];
+    for (mode, want) in cases {
+        assert_eq!(
+            x.pad_with(&[(2, 3)], mode).to_vec::<f64>(),
+            want,
+            "{mode:?}"
+        );
+    }
+    // pads longer than the axis: np.pad([1, 2], (5, 4), 'reflect') and a single element
+    let two = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    assert_eq!(
+        two.pad_with(&[(5, 4)], PadMode::Reflect).to_vec::<f64>(),
+        [2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+    );
+    assert_eq!(
+        two.pad_with(&[(3, 3)], PadMode::Symmetric).to_vec::<f64>(),
+        [2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0]
+    );
+    let one = Tensor::from_vec(vec![5.0f32], &[1]);
+    assert_eq!(
+        one.pad_with(&[(2, 1)], PadMode::Reflect).to_vec::<f32>(),
+        [5.0; 4]
+    );
+    // each mode on three axes of a transposed f32 view: every element is the element its
+    // index maps back to, and <pad(x), y> = <x, pad_transpose(y)>
+    let base = Tensor::normal(Key::new(7), &[4, 2, 3], DType::F32);
+    let x = base.permute(&[2, 0, 1]); // [3, 4, 2]
+    let pads = [(2, 1), (0, 3), (1, 1)];
+    for mode in [
+        PadMode::Zeros,
+        PadMode::Edge,
+        PadMode::Reflect,
+        PadMode::Symmetric,
+        PadMode::Wrap,
+    ] {
+        let p = x.pad_with(&pads, mode);
+        assert_eq!(p.shape(), &[6, 7, 4]);
+        let xv = x.contiguous().to_vec::<f32>();
+        let pv = p.to_vec::<f32>();
+        let back = |i: usize, n: usize, before: usize| -> Option<usize> {
+            let j = i as isize - before as isize;
+            let n = n as isize;
+            if (0..n).contains(&j) {
+                return Some(j as usize);
+            }
+            let k = match mode {
+                PadMode::Zeros => return None,
+                PadMode::Edge => j.clamp(0, n - 1),
+                PadMode::Wrap => j.rem_euclid(n),
+                // walk the mirror one step at a time
+                PadMode::Reflect | PadMode::Symmetric => {
+                    let mut k = j;
+                    while !(0..n).contains(&k) {
+                        k = match (mode, k < 0) {
+                            (PadMode::Reflect, true) => -k,
+                            (PadMode::Reflect, false) => 2 * (n - 1) - k,
+                            (_, true) => -k - 1,
+                            (_, false) => 2 * n - 1 - k,
+                        };
+                    }
+                    k
+                }
+            };
+            Some(k as usize)
+        };
+        for a in 0..6 {
+            for b in 0..7 {
+                for c in 0..4 {
+                    let src = (back(a, 3, 2), back(b, 4, 0), back(c, 2, 1));
+                    let want = match src {
+                        (Some(i), Some(j), Some(k)) => xv[i * 8 + j * 2 + k],
+                        _ => 0.0,
+                    };
+                    assert_eq!(pv[a * 28 + b * 4 + c], want, "{mode:?} at ({a}, {b}, {c})");
+                }
+            }
+        }
+        let y = Tensor::normal(Key::new(8), &[6, 7, 4], DType::F32);
+        let lhs = (&p * &y).sum().item::<f32>();
+        let pt = y.pad_with_transpose(&pads, mode);
+        assert_eq!(pt.shape(), &[3, 4, 2]);
+        let rhs = (&x * &pt).sum().item::<f32>();
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+            "{mode:?}: {lhs} against {rhs}"
+        );
+    }
+    // errors name the operation and what does not fit
+    let err = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
+    let e = Tensor::zeros(&[0, 3], DType::F32);
+    assert_eq!(
+        e.pad_with(&[(1, 1), (0, 0)], PadMode::Zeros).shape(),
+        &[2, 3]
+    );
+    assert!(
+        err(e.try_pad_with(&[(1, 1), (0, 0)], PadMode::Edge))
+            .contains("pad_with: axis 0 of shape [0, 3] is empty")
+    );
+    assert!(
+        err(x.try_pad_with(&[(1, 1)], PadMode::Wrap))
+            .contains("pad_with: one (before, after) pair per axis")
+    );
+    assert!(
+        err(x.try_pad_with_transpose(&[(0, 0), (3, 2), (0, 0)], PadMode::Edge))
+            .contains("pad_with_transpose: pads (3, 2) exceed axis 1 of size 4")
+    );
+}

@@ -1,0 +1,311 @@
+//! Sorting and gathers along an axis: `argsort`, `sort`, `top_k`, `take_along_axis` and
+//! its transpose `scatter_add`.
+//!
+//! Sorting orders values as NumPy does: NaN after every number, `-0.0` equal to `0.0`,
+//! equal values in their original order (stable). A sort's derivative is a gather with
+//! the sorting permutation ([`Tensor::take_along_axis`]), whose transpose scatters back
+//! ([`Tensor::scatter_add`]).
+
+use std::cmp::Ordering;
+
+use rayon::prelude::*;
+
+use crate::cpu::kernels::PAR_THRESHOLD;
+use crate::element::Float;
+use crate::error::{Error, Result, unwrap};
+use crate::pool;
+use crate::shape::{normalize_axis, numel};
+use crate::tensor::{Tensor, float_dispatch};
+
+/// NumPy's order: NaN last, `-0.0 == 0.0`.
+fn order<T: Float>(a: T, b: T) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+impl Tensor {
+    /// The indices (i32) that sort `self` along `axis` in ascending order: NaN last, equal
+    /// values in their original order (`jnp.argsort` with `stable=True`). On a GPU the
+    /// values are sorted on the host (one round trip). Panics for a bad axis or a
+    /// non-float tensor; see [`Tensor::try_argsort`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![3.0f32, f32::NAN, 1.0, 3.0], &[4]);
+    /// assert_eq!(x.argsort(0).to_vec::<i32>(), vec![2, 0, 3, 1]);
+    /// ```
+    #[track_caller]
+    pub fn argsort(&self, axis: isize) -> Tensor {
+        unwrap(self.try_argsort(axis))
+    }
+
+    /// [`Tensor::argsort`], returning an error instead of panicking.
+    pub fn try_argsort(&self, axis: isize) -> Result<Tensor> {
+        let ax = normalize_axis("argsort", axis, self.shape())?;
+        self.sorted_indices("argsort", ax, self.shape()[ax], false)
+    }
+
+    /// `self` sorted along `axis`, ascending (NaN last): [`Tensor::take_along_axis`] at
+    /// [`Tensor::argsort`]. Panics for a bad axis or a non-float tensor; see
+    /// [`Tensor::try_sort`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![3.0f64, -1.0, 2.0, 0.5, 0.0, 9.0], &[2, 3]);
+    /// assert_eq!(x.sort(-1).to_vec::<f64>(), vec![-1.0, 2.0, 3.0, 0.0, 0.5, 9.0]);
+    /// ```
+    #[track_caller]
+    pub fn sort(&self, axis: isize) -> Tensor {
+        unwrap(self.try_sort(axis))
+    }
+
+    /// [`Tensor::sort`], returning an error instead of panicking.
+    pub fn try_sort(&self, axis: isize) -> Result<Tensor> {
+        self.try_take_along_axis(axis, &self.try_argsort(axis)?)
+    }
+
+    /// The indices (i32, `[.., k]`) of the `k` largest values along the last axis, largest
+    /// first (NaN counts as the largest; ties: the lower index first), as
+    /// `jax.lax.top_k`'s second result. Panics for `k` above the axis's size, a 0-d or a
+    /// non-float tensor; see [`Tensor::try_top_k_indices`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![0.5f32, 4.0, -2.0, 4.0, 1.0], &[5]);
+    /// assert_eq!(x.top_k_indices(3).to_vec::<i32>(), vec![1, 3, 4]);
+    /// ```
+    #[track_caller]
+    pub fn top_k_indices(&self, k: usize) -> Tensor {
+        unwrap(self.try_top_k_indices(k))
+    }
+
+    /// [`Tensor::top_k_indices`], returning an error instead of panicking.
+    pub fn try_top_k_indices(&self, k: usize) -> Result<Tensor> {
+        const OP: &str = "top_k";
+        let ax = normalize_axis(OP, -1, self.shape())?;
+        let n = self.shape()[ax];
+        if k > n {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "k = {k} is more than the {n} values along the last axis of shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        self.sorted_indices(OP, ax, k, true)
+    }
+
+    /// The `k` largest values along the last axis, largest first (`jax.lax.top_k`'s first
+    /// result): [`Tensor::take_along_axis`] at [`Tensor::top_k_indices`]. Panics as
+    /// [`Tensor::top_k_indices`] does; see [`Tensor::try_top_k`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![0.5f32, 4.0, -2.0, 3.0, 1.0], &[5]);
+    /// assert_eq!(x.top_k(2).to_vec::<f32>(), vec![4.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn top_k(&self, k: usize) -> Tensor {
+        unwrap(self.try_top_k(k))
+    }
+
+    /// [`Tensor::top_k`], returning an error instead of panicking.
+    pub fn try_top_k(&self, k: usize) -> Result<Tensor> {
+        self.try_take_along_axis(-1, &self.try_top_k_indices(k)?)
+    }
+
+    /// The first `k` of the indices sorting each lane of axis `ax` (descending where
+    /// `descending`), as an i32 tensor shaped like `self` with `k` along `ax`.
+    fn sorted_indices(
+        &self,
+        op: &'static str,
+        ax: usize,
+        k: usize,
+        descending: bool,
+    ) -> Result<Tensor> {
+        let dt = self.expect_float(op)?;
+        let mut shape = self.shape().to_vec();
+        shape[ax] = k;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            // sorted on the host: one download, one upload
+            let host = self.try_to_device(&crate::Device::Cpu)?;
+            let idx = host.sorted_indices(op, ax, k, descending)?;
+            return idx.try_to_device(&self.device());
+        }
+        let n = self.shape()[ax];
+        let (outer, inner) = (numel(&self.shape()[..ax]), numel(&self.shape()[ax + 1..]));
+        let mut out = vec![0i32; numel(&shape)];
+        if out.is_empty() {
+            return Ok(Tensor::from_data(out, &shape));
+        }
+        float_dispatch!(dt, T => {
+            let x = self.contiguous_data::<T>();
+            // one lane per (outer, inner) position; its k indices land `inner` apart
+            let lane = |l: usize, perm: &mut Vec<usize>| -> Vec<i32> {
+                let (o, r) = (l / inner, l % inner);
+                let at = |i: usize| x[(o * n + i) * inner + r];
+                perm.clear();
+                perm.extend(0..n);
+                if descending {
+                    perm.sort_by(|&i, &j| order(at(j), at(i)));
+                } else {
+                    perm.sort_by(|&i, &j| order(at(i), at(j)));
+                }
+                perm[..k].iter().map(|&i| i as i32).collect()
+            };
+            let lanes: Vec<Vec<i32>> = if self.numel() >= PAR_THRESHOLD / 8 && outer * inner > 1 {
+                (0..outer * inner)
+                    .into_par_iter()
+                    .map_init(Vec::new, |perm, l| lane(l, perm))
+                    .collect()
+            } else {
+                let mut perm = Vec::new();
+                (0..outer * inner).map(|l| lane(l, &mut perm)).collect()
+            };
+            for (l, idx) in lanes.iter().enumerate() {
+                let (o, r) = (l / inner, l % inner);
+                for (j, &i) in idx.iter().enumerate() {
+                    out[(o * k + j) * inner + r] = i;
+                }
+            }
+        });
+        Ok(Tensor::from_data(out, &shape))
+    }
+
+    /// `self` gathered along `axis` at `indices`, an i32 tensor shaped like `self` but for
+    /// its length `k` along `axis`: `out[.., j, ..] = self[.., indices[.., j, ..], ..]`
+    /// (NumPy's `take_along_axis`, PyTorch's `gather`). Panics on a shape mismatch or an
+    /// index outside `0..size`; see [`Tensor::try_take_along_axis`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// // each row's entry at its label
+    /// let logp = Tensor::from_vec(vec![-0.1f32, -2.0, -3.0, -1.5, -0.3, -2.5], &[2, 3]);
+    /// let labels = Tensor::from_vec(vec![0i32, 1], &[2, 1]);
+    /// assert_eq!(logp.take_along_axis(1, &labels).to_vec::<f32>(), vec![-0.1, -0.3]);
+    /// ```
+    #[track_caller]
+    pub fn take_along_axis(&self, axis: isize, indices: &Tensor) -> Tensor {
+        unwrap(self.try_take_along_axis(axis, indices))
+    }
+
+    /// [`Tensor::take_along_axis`], returning an error instead of panicking.
+    pub fn try_take_along_axis(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
+        const OP: &str = "take_along_axis";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        self.expect_float(OP)?;
+        self.expect_lanes(OP, ax, indices, "indices")?;
+        self.check_indices(OP, ax, indices)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::gather::take_along(self, ax, indices);
+        }
+        let (n, k) = (self.shape()[ax], indices.shape()[ax]);
+        let inner = numel(&self.shape()[ax + 1..]);
+        let idx = indices.contiguous_data::<i32>();
+        Ok(float_dispatch!(self.dtype(), T => {
+            let x = self.contiguous_data::<T>();
+            let mut out = pool::buffer(idx.len(), 0.0 as T);
+            let fill = |(t, d): (usize, &mut T)| {
+                let (o, r) = (t / (k * inner), t % inner);
+                *d = x[(o * n + idx[t] as usize) * inner + r];
+            };
+            if out.len() >= PAR_THRESHOLD {
+                out.par_iter_mut().enumerate().for_each(fill);
+            } else {
+                out.iter_mut().enumerate().for_each(fill);
+            }
+            Tensor::from_data(out, indices.shape())
+        }))
+    }
+
+    /// A copy of `self` with `source` added along `axis` at `indices` (`out[.., indices[..,
+    /// j, ..], ..] += source[.., j, ..]`; repeated indices add up), `indices` and `source`
+    /// shaped like `self` but for their length along `axis`: the transpose of
+    /// [`Tensor::take_along_axis`] (PyTorch's `scatter_add`). Panics on a mismatch or an
+    /// index outside `0..size`; see [`Tensor::try_scatter_add`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let zeros = Tensor::zeros(&[3], DType::F64);
+    /// let idx = Tensor::from_vec(vec![2i32, 0, 2], &[3]);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(zeros.scatter_add(0, &idx, &src).to_vec::<f64>(), vec![2.0, 0.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn scatter_add(&self, axis: isize, indices: &Tensor, source: &Tensor) -> Tensor {
+        unwrap(self.try_scatter_add(axis, indices, source))
+    }
+
+    /// [`Tensor::scatter_add`], returning an error instead of panicking.
+    pub fn try_scatter_add(
+        &self,
+        axis: isize,
+        indices: &Tensor,
+        source: &Tensor,
+    ) -> Result<Tensor> {
+        const OP: &str = "scatter_add";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        Tensor::expect_same_float(OP, self, source)?;
+        self.expect_lanes(OP, ax, indices, "indices")?;
+        if source.shape() != indices.shape() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: indices.shape().to_vec(),
+                rhs: source.shape().to_vec(),
+                reason: "do not fit: the indices and the source must have one shape".into(),
+            });
+        }
+        self.check_indices(OP, ax, indices)?;
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::gather::scatter_add(self, ax, indices, source);
+        }
+        let (n, k) = (self.shape()[ax], indices.shape()[ax]);
+        let (outer, inner) = (numel(&self.shape()[..ax]), numel(&self.shape()[ax + 1..]));
+        let idx = indices.contiguous_data::<i32>();
+        Ok(float_dispatch!(self.dtype(), T => {
+            let mut out: Vec<T> = pool::buffer(self.numel(), 0.0 as T);
+            out.copy_from_slice(&self.contiguous_data::<T>());
+            let src = source.contiguous_data::<T>();
+            if !out.is_empty() {
+                // one [n, inner] block of the output per outer position
+                let block = |o: usize, dst: &mut [T]| {
+                    for t in o * k * inner..(o + 1) * k * inner {
+                        let r = t % inner;
+                        dst[idx[t] as usize * inner + r] += src[t];
+                    }
+                };
+                if out.len() + src.len() >= PAR_THRESHOLD && outer > 1 {
+                    out.par_chunks_mut(n * inner).enumerate().for_each(|(o, d)| block(o, d));
+                } else {
+                    out.chunks_mut(n * inner).enumerate().for_each(|(o, d)| block(o, d));
+                }
+            }
+            Tensor::from_data(out, self.shape())
+        }))
+    }
+
+    /// Checks that `other` has `self`'s shape but along axis `ax`.
+    fn expect_lanes(&self, op: &'static str, ax: usize, other: &Tensor, what: &str) -> Result<()> {
+        let fits = other.ndim() == self.ndim()
+            && (0..self.ndim()).all(|d| d == ax || other.shape()[d] == self.shape()[d]);
+        if fits {
+            return Ok(());
+        }
+        Err(Error::ShapeMismatch {
+            op,
+            lhs: self.shape().to_vec(),
+            rhs: other.shape().to_vec(),
+            reason: format!(
+                "do not fit: the {what} must have the tensor's shape but along axis {ax}"
+            ),
+        })
+    }
+}

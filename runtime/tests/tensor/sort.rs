@@ -1,0 +1,155 @@
+//! `argsort`, `sort`, `top_k`, `take_along_axis` and `scatter_add` against loops over
+//! lanes: ties kept in order, NaN last, `-0.0` equal to `0.0`, every axis, f32 and f64,
+//! contiguous and transposed inputs; the gather and the scatter adjoint to each other.
+
+use ferrax_runtime::prelude::*;
+
+/// Values with ties, zeros of both signs and NaNs.
+fn awkward(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let r = Tensor::normal(Key::new(seed), &[n], DType::F64).to_vec::<f64>();
+    let v: Vec<f64> = r
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| match i % 11 {
+            3 => f64::NAN,
+            5 => -0.0,
+            7 => 0.0,
+            _ => (x * 2.0).round() / 2.0, // many ties
+        })
+        .collect();
+    Tensor::from_vec(v, shape).to_dtype(dtype)
+}
+
+/// The lanes of `x` along `ax`: (their flat positions, in order).
+fn lanes(shape: &[usize], ax: usize) -> Vec<Vec<usize>> {
+    let n = shape[ax];
+    let inner: usize = shape[ax + 1..].iter().product();
+    let outer: usize = shape[..ax].iter().product();
+    (0..outer * inner)
+        .map(|l| {
+            let (o, r) = (l / inner, l % inner);
+            (0..n).map(|i| (o * n + i) * inner + r).collect()
+        })
+        .collect()
+}
+
+/// NumPy's stable order: NaN last, -0.0 == 0.0.
+fn rank(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap(),
+    }
+}
+
+#[test]
+fn argsort_sort_and_top_k_order_every_lane_as_numpy_does() {
+    for dtype in [DType::F32, DType::F64] {
+        for (shape, transposed) in [(vec![7], false), (vec![3, 5, 4], false), (vec![4, 6], true)] {
+            let x = awkward(1, &shape, dtype);
+            let x = if transposed {
+                x.t().contiguous().t()
+            } else {
+                x
+            };
+            let v = x.to_dtype(DType::F64).to_vec::<f64>();
+            for ax in 0..shape.len() {
+                let idx = x.argsort(ax as isize).to_vec::<i32>();
+                let sorted = x.sort(ax as isize).to_dtype(DType::F64).to_vec::<f64>();
+                for lane in lanes(&shape, ax) {
+                    let mut want: Vec<usize> = (0..lane.len()).collect();
+                    want.sort_by(|&i, &j| rank(v[lane[i]], v[lane[j]]));
+                    let got: Vec<usize> = lane.iter().map(|&p| idx[p] as usize).collect();
+                    assert_eq!(got, want, "{dtype} {shape:?} axis {ax}");
+                    for (&p, &i) in lane.iter().zip(&want) {
+                        let (s, w) = (sorted[p], v[lane[i]]);
+                        assert!(s.to_bits() == w.to_bits() || (s.is_nan() && w.is_nan()));
+                    }
+                }
+            }
+        }
+        // top_k: the largest first, NaN the largest, ties the lower index first
+        let x = Tensor::from_vec(vec![1.0, f64::NAN, 3.0, 3.0, 3.0, 2.0], &[2, 3]).to_dtype(dtype);
+        assert_eq!(x.top_k_indices(2).to_vec::<i32>(), vec![1, 2, 0, 1]);
+        let top = x.top_k(2).to_dtype(DType::F64).to_vec::<f64>();
+        assert!(top[0].is_nan());
+        assert_eq!(&top[1..], &[3.0, 3.0, 3.0]);
+        assert_eq!(x.top_k(0).shape(), &[2, 0]);
+    }
+    // a large lane count (the parallel path) against the small path's rule
+    let big = awkward(2, &[300, 200], DType::F32);
+    let idx = big.argsort(0).to_vec::<i32>();
+    let v = big.to_dtype(DType::F64).to_vec::<f64>();
+    for (l, lane) in lanes(&[300, 200], 0).iter().enumerate().step_by(37) {
+        let mut want: Vec<usize> = (0..300).collect();
+        want.sort_by(|&i, &j| rank(v[lane[i]], v[lane[j]]));
+        let got: Vec<usize> = lane.iter().map(|&p| idx[p] as usize).collect();
+        assert_eq!(got, want, "lane {l}");
+    }
+}
+
+#[test]
+fn take_along_axis_and_scatter_add_are_each_others_transpose() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = Tensor::normal(Key::new(3), &[4, 5, 3], dtype);
+        for ax in 0..3 {
+            let mut ishape = vec![4, 5, 3];
+            ishape[ax] = 7; // more indices than values: repeats
+            let n = x.shape()[ax] as u64;
+            let k: usize = ishape.iter().product();
+            let raw = Tensor::uniform(Key::new(4 + ax as u64), &[k], 0.0, 1.0, DType::F64)
+                .to_vec::<f64>();
+            let iv: Vec<i32> = raw
+                .iter()
+                .map(|u| (u * n as f64) as i32 % n as i32)
+                .collect();
+            let idx = Tensor::from_vec(iv.clone(), &ishape);
+            let got = x
+                .take_along_axis(ax as isize, &idx)
+                .to_dtype(DType::F64)
+                .to_vec::<f64>();
+            let xv = x.to_dtype(DType::F64).to_vec::<f64>();
+            let at = |s: &[usize], i: [usize; 3]| (i[0] * s[1] + i[1]) * s[2] + i[2];
+            for a in 0..ishape[0] {
+                for b in 0..ishape[1] {
+                    for c in 0..ishape[2] {
+                        let mut src = [a, b, c];
+                        src[ax] = iv[at(&ishape, [a, b, c])] as usize;
+                        assert_eq!(got[at(&ishape, [a, b, c])], xv[at(&[4, 5, 3], src)]);
+                    }
+                }
+            }
+            // <take(x), y> = <x, scatter(0, y)>, and scatter adds onto its target
+            let y = Tensor::normal(Key::new(9), &ishape, dtype);
+            let dot = |a: &Tensor, b: &Tensor| (a * b).sum().to_dtype(DType::F64).item::<f64>();
+            let lhs = dot(&x.take_along_axis(ax as isize, &idx), &y);
+            let back = x.zeros_like().scatter_add(ax as isize, &idx, &y);
+            let rhs = dot(&x, &back);
+            assert!(
+                (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+                "{lhs} against {rhs}"
+            );
+            let onto = x.scatter_add(ax as isize, &idx, &y);
+            let diff = (&onto - &(&x + &back))
+                .abs()
+                .max()
+                .to_dtype(DType::F64)
+                .item::<f64>();
+            assert!(diff < 1e-5, "scatter onto a target: {diff}");
+        }
+    }
+    // errors name the operation and what does not fit
+    let x = Tensor::zeros(&[2, 3], DType::F32);
+    let err = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
+    let wrong = Tensor::from_vec(vec![0i32; 4], &[4, 1]);
+    assert!(err(x.try_take_along_axis(1, &wrong)).contains("take_along_axis"));
+    let far = Tensor::from_vec(vec![3i32, 0], &[2, 1]);
+    assert!(err(x.try_take_along_axis(1, &far)).contains("take_along_axis"));
+    let ok = Tensor::from_vec(vec![1i32, 0], &[2, 1]);
+    let src = Tensor::zeros(&[2, 2], DType::F32);
+    assert!(err(x.try_scatter_add(1, &ok, &src)).contains("scatter_add"));
+    assert!(err(x.try_top_k(4)).contains("top_k: k = 4 is more than the 3 values"));
+    assert!(err(x.try_argsort(2)).contains("argsort"));
+}
