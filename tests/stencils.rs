@@ -127,13 +127,7 @@ fn bounded_step(u: &Tensor, k: &Tensor, mode: PadMode) -> Tensor {
 fn boundary_conditions_by_padding_match_differences_forward_mode_and_a_loop() {
     let us = normal(60, &[3, 5, 4]);
     let k = Tensor::scalar(0.15f64);
-    for mode in [
-        PadMode::Zeros,
-        PadMode::Edge,
-        PadMode::Reflect,
-        PadMode::Symmetric,
-        PadMode::Wrap,
-    ] {
+    for mode in PadMode::ALL {
         let (gu, gk) = bounded_step_grad_vmap(&us, &k, mode);
         for (e, u) in unstack(&us, 0).iter().enumerate() {
             let at = |a: &Tensor| a.slice(0, e, e + 1).squeeze(0);

@@ -285,7 +285,7 @@ fn block<T: Float>(
                 let (ba, bb) = cmp_bufs.split_at_mut(BLOCK);
                 let x = slice_of(src(args[0]), &mut ba[..len]);
                 let y = slice_of(src(args[1]), &mut bb[..len]);
-                compare(c, x, y, dst);
+                kernels::compare_mask(c, x, y, dst);
             }
             Op::Select => {
                 let (bm, rest) = cmp_bufs.split_at_mut(BLOCK);
@@ -303,23 +303,6 @@ fn block<T: Float>(
                 }
             }
         }
-    }
-}
-
-/// `out[i] = op(a[i], b[i])` as 1 or 0.
-fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [T]) {
-    fn each<T: Float>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> bool) {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = if f(x, y) { T::one() } else { T::zero() };
-        }
-    }
-    match op {
-        CmpOp::Eq => each(a, b, out, |x, y| x == y),
-        CmpOp::Ne => each(a, b, out, |x, y| x != y),
-        CmpOp::Lt => each(a, b, out, |x, y| x < y),
-        CmpOp::Le => each(a, b, out, |x, y| x <= y),
-        CmpOp::Gt => each(a, b, out, |x, y| x > y),
-        CmpOp::Ge => each(a, b, out, |x, y| x >= y),
     }
 }
 

@@ -413,20 +413,34 @@ pub(crate) fn binary<T: MathFloat, A: Operand<T>, B: Operand<T>>(
     }
 }
 
-pub(crate) fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
-    fn run<T: Float>(a: &[T], b: &[T], out: &mut [bool], f: impl Fn(T, T) -> bool + Sync) {
+/// `out[i] = yes` where `op(a[i], b[i])` holds, else `no` (a bool mask, or a float one).
+pub(crate) fn compare<T: Float, O: Copy + Send + Sync>(
+    op: CmpOp,
+    a: &[T],
+    b: &[T],
+    out: &mut [O],
+    [yes, no]: [O; 2],
+) {
+    fn run<T: Float, O: Copy + Send + Sync>(
+        a: &[T],
+        b: &[T],
+        out: &mut [O],
+        [yes, no]: [O; 2],
+        f: impl Fn(T, T) -> bool + Sync,
+    ) {
         for_chunks(out, 1, |r, out| {
             for ((o, &x), &y) in out.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-                *o = f(x, y);
+                *o = if f(x, y) { yes } else { no };
             }
         });
     }
+    let v = [yes, no];
     match op {
-        CmpOp::Eq => run(a, b, out, |x, y| x == y),
-        CmpOp::Ne => run(a, b, out, |x, y| x != y),
-        CmpOp::Lt => run(a, b, out, |x, y| x < y),
-        CmpOp::Le => run(a, b, out, |x, y| x <= y),
-        CmpOp::Gt => run(a, b, out, |x, y| x > y),
-        CmpOp::Ge => run(a, b, out, |x, y| x >= y),
+        CmpOp::Eq => run(a, b, out, v, |x, y| x == y),
+        CmpOp::Ne => run(a, b, out, v, |x, y| x != y),
+        CmpOp::Lt => run(a, b, out, v, |x, y| x < y),
+        CmpOp::Le => run(a, b, out, v, |x, y| x <= y),
+        CmpOp::Gt => run(a, b, out, v, |x, y| x > y),
+        CmpOp::Ge => run(a, b, out, v, |x, y| x >= y),
     }
 }

@@ -374,7 +374,20 @@ pub fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
         b.len(),
         out.len()
     );
-    elementwise::compare(op, a, b, out)
+    elementwise::compare(op, a, b, out, [true, false])
+}
+
+/// `out[i] = 1` where `op(a[i], b[i])` holds, else `0`: a mask in the operands' dtype.
+/// Lengths are equal.
+pub fn compare_mask<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [T]) {
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "compare {op:?}: lengths {}, {} and output {} differ",
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    elementwise::compare(op, a, b, out, [T::one(), T::zero()])
 }
 
 /// Reduces all of `x`. Sum of empty is 0; max of empty is -inf, min of empty is +inf.

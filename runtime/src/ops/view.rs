@@ -628,6 +628,15 @@ pub enum PadMode {
 }
 
 impl PadMode {
+    /// Every mode.
+    pub const ALL: [PadMode; 5] = [
+        PadMode::Zeros,
+        PadMode::Edge,
+        PadMode::Reflect,
+        PadMode::Symmetric,
+        PadMode::Wrap,
+    ];
+
     /// For each of the `before + n + after` positions of an axis of `n > 0` padded by a
     /// mode that copies (not [`PadMode::Zeros`]), the position of the axis it copies.
     fn sources(self, n: usize, before: usize, after: usize) -> Vec<usize> {
