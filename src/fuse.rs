@@ -119,8 +119,18 @@ impl Val<'_> {
 #[track_caller]
 pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
     let aligned = align_all("fused", args);
-    let mut regs: Vec<Val<'_>> = aligned.iter().map(|a| Val::Arg(a.op())).collect();
+    let mut regs: Vec<Val<'_>> = Vec::with_capacity(args.len() + program.len());
+    regs.extend(aligned.iter().map(|a| Val::Arg(a.op())));
     let n_args = regs.len();
+    // small values: op by op, where a pass costs less than planning one
+    let largest = regs.iter().map(|v| numel(v.shape())).max().unwrap_or(0);
+    if largest < MIN_BLOCKED {
+        for ins in program {
+            let v = eval(&regs, ins);
+            regs.push(Val::Tensor(v));
+        }
+        return last(regs);
+    }
     // shapes, where they broadcast (else everything runs op by op, which reports the error)
     let mut shapes: Vec<Option<Vec<usize>>> =
         regs.iter().map(|v| Some(v.shape().to_vec())).collect();
@@ -157,6 +167,21 @@ pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
     for &k in &pending {
         regs[n_args + k] = Val::Tensor(eval(&regs, &program[k]));
     }
+    last(regs)
+}
+
+/// Elements below which a chain runs op by op: planning a blocked pass (shapes, leaves,
+/// scratch) costs about what it saves there (tanh's cotangent, three operations on f32,
+/// two threads: 4096 elements 2.36 us blocked, 2.08 op by op; 8192: 3.81 and 4.39; 16384:
+/// 5.58 and 7.31; 262144: 56 and 107).
+const MIN_BLOCKED: usize = 8192;
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// The program's value: its last register.
+fn last(mut regs: Vec<Val<'_>>) -> Tensor {
     match regs.pop() {
         Some(Val::Tensor(t)) => t,
         _ => unreachable!("a program ends with an instruction"),
@@ -166,10 +191,10 @@ pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
 /// One instruction on whole values.
 #[track_caller]
 fn eval(regs: &[Val<'_>], Instr(op, r): &Instr) -> Tensor {
-    let a: Vec<Operand<'_>> = r[..op.arity()]
-        .iter()
-        .map(|&i| regs[i as usize].operand())
-        .collect();
+    let mut a = [Operand::Scalar(0.0); 3];
+    for (slot, &i) in a.iter_mut().zip(&r[..op.arity()]) {
+        *slot = regs[i as usize].operand();
+    }
     op.apply(&a)
 }
 

@@ -1,7 +1,7 @@
 //! Elementwise chains that generated code runs as one call (`fuse::run`): the same values,
 //! bit for bit, as the chain's `t::` / `b::` helpers one by one, whichever path the call
-//! takes (one blocked pass, parts computed once, or op by op), and chains in user code
-//! whose values are reassigned between their links.
+//! takes (one blocked pass from 8192 elements, parts computed once, or op by op), and
+//! chains in user code whose values are reassigned between their links.
 
 mod common;
 use common::tensors::{assert_close, fd_jacobian, normal};
@@ -41,7 +41,7 @@ fn a_chain_in_one_call_equals_its_helpers_one_by_one() {
     same_bits(&got, &t::mul(&ct, &t::sub(1f64, &t::mul(&y, &y))));
 
     // a relu's tangent: select(x > 0, dx, 0), with powi and a float operand
-    let (x, dx) = (normal(3, &[9, 50]), normal(4, &[9, 50]));
+    let (x, dx) = (normal(3, &[90, 100]), normal(4, &[90, 100]));
     let got = fuse::run(
         &[
             BArg::from(&x),
@@ -62,9 +62,13 @@ fn a_chain_in_one_call_equals_its_helpers_one_by_one() {
 
 #[test]
 fn a_batched_chain_aligns_its_examples_as_the_batching_rules_do() {
-    // B(dx) [5, 3, 4] * x [4] + B(v) [5, 4] * sin(x): examples of ranks 2 and 1, and
-    // sin(x), smaller than the result, computed once
-    let (dx, x, v) = (normal(5, &[5, 3, 4]), normal(6, &[4]), normal(7, &[5, 4]));
+    // B(dx) [5, 40, 50] * x [50] + B(v) [5, 40, 50] * sin(x): sin(x), smaller than the
+    // result, computed once and read as a row
+    let (dx, x, v) = (
+        normal(5, &[5, 40, 50]),
+        normal(6, &[50]),
+        normal(7, &[5, 40, 50]),
+    );
     let got = fuse::run(
         &[BArg::from(B(&dx)), BArg::from(&x), BArg::from(B(&v))],
         &[
@@ -81,14 +85,17 @@ fn a_batched_chain_aligns_its_examples_as_the_batching_rules_do() {
 #[test]
 fn operands_the_blocked_pass_does_not_take_run_op_by_op() {
     // a transpose, and a column broadcast along rows
-    let (a, col) = (normal(8, &[6, 7]).t(), normal(9, &[7, 1]));
+    let (a, col) = (normal(8, &[96, 100]).t(), normal(9, &[100, 1]));
     let got = fuse::run(
         &[BArg::from(&a), BArg::from(&col)],
         &[Instr(Op::Exp, [0, 0, 0]), Instr(Op::Mul, [2, 1, 0])],
     );
     same_bits(&got, &t::mul(&t::exp(&a), &col));
     // mixed dtypes: as the helpers, an error naming the operation
-    let (f32s, f64s) = (normal(10, &[7, 6]).to_dtype(DType::F32), normal(12, &[6]));
+    let (f32s, f64s) = (
+        normal(10, &[100, 96]).to_dtype(DType::F32),
+        normal(12, &[96]),
+    );
     let mixed = std::panic::catch_unwind(|| {
         fuse::run(
             &[BArg::from(&f32s), BArg::from(&f64s)],

@@ -273,13 +273,22 @@ fn block<T: Float>(
         match *op {
             Op::Unary(u) => match src(args[0]) {
                 Src::Slice(x) => kernels::unary(u, x, dst),
-                Src::Scalar(x) => dst.fill(kernels::unary_scalar(u, x)),
+                // (through the slice kernel, as the whole-tensor op on one element)
+                Src::Scalar(x) => {
+                    let mut y = [x];
+                    kernels::unary(u, &[x], &mut y);
+                    dst.fill(y[0]);
+                }
             },
             Op::Binary(b) => match (src(args[0]), src(args[1])) {
                 (Src::Slice(x), Src::Slice(y)) => kernels::binary(b, x, y, dst),
                 (Src::Slice(x), Src::Scalar(y)) => kernels::binary_scalar_rhs(b, x, y, dst),
                 (Src::Scalar(x), Src::Slice(y)) => kernels::binary_scalar_lhs(b, x, y, dst),
-                (Src::Scalar(x), Src::Scalar(y)) => dst.fill(kernels::binary_scalar(b, x, y)),
+                (Src::Scalar(x), Src::Scalar(y)) => {
+                    let mut z = [x];
+                    kernels::binary(b, &[x], &[y], &mut z);
+                    dst.fill(z[0]);
+                }
             },
             Op::Compare(c) => {
                 let (ba, bb) = cmp_bufs.split_at_mut(BLOCK);
