@@ -26,6 +26,7 @@ pub(crate) mod matmul;
 pub(crate) mod profile;
 pub(crate) mod reduce;
 pub(crate) mod scan;
+pub(crate) mod sort;
 mod wgsl;
 
 use std::sync::{Mutex, OnceLock};

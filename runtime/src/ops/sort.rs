@@ -29,9 +29,10 @@ fn order<T: Float>(a: T, b: T) -> Ordering {
 
 impl Tensor {
     /// The indices (i32) that sort `self` along `axis` in ascending order: NaN last, equal
-    /// values in their original order (`jnp.argsort` with `stable=True`). On a GPU the
-    /// values are sorted on the host (one round trip). Panics for a bad axis or a
-    /// non-float tensor; see [`Tensor::try_argsort`].
+    /// values in their original order (`jnp.argsort` with `stable=True`). On a GPU, lanes of
+    /// up to 1024 values are sorted by a bitonic network in one workgroup each, longer ones
+    /// on the host (one round trip). Panics for a bad axis or a non-float tensor; see
+    /// [`Tensor::try_argsort`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
@@ -133,7 +134,10 @@ impl Tensor {
         shape[ax] = k;
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
-            // sorted on the host: one download, one upload
+            if let Some(idx) = crate::gpu::sort::sorted_indices(op, self, ax, k, descending)? {
+                return Ok(idx);
+            }
+            // lanes too long for one workgroup: sorted on the host
             let host = self.try_to_device(&crate::Device::Cpu)?;
             let idx = host.sorted_indices(op, ax, k, descending)?;
             return idx.try_to_device(&self.device());

@@ -2,7 +2,7 @@
 
 use ferrax_runtime::prelude::*;
 
-use crate::{LAYS, check, gpu, laid, tensor};
+use crate::{LAYS, Lay, check, gpu, laid, tensor};
 
 #[test]
 fn views_and_reshapes_read_back_like_the_cpu() {
@@ -191,6 +191,9 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
         check(&dev, &format!("top_k, {lay:?}"), &[&x], 0.0, |t| {
             t[0].top_k(3)
         });
+        check(&dev, &format!("top_k_indices, {lay:?}"), &[&x], 0.0, |t| {
+            t[0].top_k_indices(4)
+        });
         // a gather at another tensor's order, and its transpose, with repeated indices
         let picks: Vec<i32> = (0..108).map(|i| (i * 7 + i / 5) % 6).collect();
         let idx = Tensor::from_vec(picks, &[3, 9, 4]);
@@ -210,4 +213,26 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
             |t| t[0].scatter_add(1, &t[1], &t[2]),
         );
     }
+}
+
+#[test]
+fn long_lanes_and_many_lanes_sort_like_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    // a full workgroup (1024), a padded one (1000), one the host sorts (1500), and more
+    // lanes than one dispatch dimension holds (66,000 of two)
+    for (shape, axis) in [
+        (vec![2, 1024], -1isize),
+        (vec![1000, 3], 0),
+        (vec![2, 1500], 1),
+        (vec![66_000, 2], 1),
+    ] {
+        let x = laid(&shape, 31, true, Lay::Contiguous);
+        check(&dev, &format!("argsort {shape:?}"), &[&x], 0.0, |t| {
+            t[0].argsort(axis)
+        });
+    }
+    let x = laid(&[3, 1000], 32, true, Lay::Transposed);
+    check(&dev, "top_k of 1000", &[&x], 0.0, |t| {
+        t[0].top_k_indices(17)
+    });
 }
