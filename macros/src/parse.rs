@@ -1973,6 +1973,43 @@ impl Lowerer<'_> {
     }
 
     /// A method on a tensor: a primitive, or one of the inactive queries.
+    /// `x.var()`, `x.std()`, `x.norm()` and their `_axis(axis, keepdim)` forms, as the
+    /// runtime computes them: `var` the mean of the squared deviations from the mean (kept
+    /// along the axis), `std` its square root, `norm` the square root of the sum of
+    /// squares. `None` for other methods.
+    fn lower_statistic(&mut self, name: &str, recv: Atom, args: &[Atom]) -> Option<Atom> {
+        let axis = match (name, args.len()) {
+            ("var" | "std" | "norm", 0) => None,
+            ("var_axis" | "std_axis" | "norm_axis", 2) => Some((args[0], args[1])),
+            _ => return None,
+        };
+        let squares = |p: &mut Self, x: Atom| p.prim(Prim::Mul, vec![x, x]);
+        let out = if name.starts_with("norm") {
+            let sq = squares(self, recv);
+            let total = match axis {
+                None => self.prim(Prim::Sum, vec![sq]),
+                Some((a, keep)) => self.prim(Prim::SumAxis, vec![sq, a, keep]),
+            };
+            return Some(self.prim(Prim::Sqrt, vec![total]));
+        } else {
+            let mean = match axis {
+                None => self.prim(Prim::Mean, vec![recv]),
+                Some((a, _)) => self.prim(Prim::MeanAxis, vec![recv, a, Atom::Bool(true)]),
+            };
+            let d = self.prim(Prim::Sub, vec![recv, mean]);
+            let sq = squares(self, d);
+            match axis {
+                None => self.prim(Prim::Mean, vec![sq]),
+                Some((a, keep)) => self.prim(Prim::MeanAxis, vec![sq, a, keep]),
+            }
+        };
+        Some(if name.starts_with("std") {
+            self.prim(Prim::Sqrt, vec![out])
+        } else {
+            out
+        })
+    }
+
     fn lower_tensor_method(&mut self, m: &syn::ExprMethodCall, recv: Atom) -> Option<Atom> {
         let name = m.method.to_string();
         if (name == "clone" || name == "contiguous") && m.args.is_empty() {
@@ -2023,6 +2060,9 @@ impl Lowerer<'_> {
             );
             let last = self.prim(Prim::Neg, vec![Atom::Int(1)]);
             return Some(self.prim(reduce, vec![patches, last, Atom::Bool(false)]));
+        }
+        if let Some(out) = self.lower_statistic(&name, recv, &args) {
+            return Some(out);
         }
         // `x.sort(axis)` / `x.top_k(k)`: a gather at the sorting indices (which carry no
         // derivative, as in JAX)

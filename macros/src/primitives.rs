@@ -1919,6 +1919,11 @@ impl Prim {
             ("max", 0) => MaxAll,
             ("min", 0) => MinAll,
             ("sum_axis", 2) => SumAxis,
+            // lowered to means, sums and a square root (see `lower_statistic` in the parser)
+            ("var", 0) | ("std", 0) => Mean,
+            ("var_axis", 2) | ("std_axis", 2) => MeanAxis,
+            ("norm", 0) => Sum,
+            ("norm_axis", 2) => SumAxis,
             ("mean_axis", 2) => MeanAxis,
             ("max_axis", 2) => MaxAxis,
             ("min_axis", 2) => MinAxis,
@@ -1982,7 +1987,7 @@ impl Prim {
          atanh exp2 log2 log10 cbrt erf floor ceil round trunc sqrt recip sigmoid relu sign powi \
          powf pow \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
-         mean_axis max_axis min_axis logsumexp_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
+         mean_axis max_axis min_axis logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll pad unpad pad_with pad_with_transpose cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \

@@ -12,6 +12,7 @@ mod operators;
 mod reduce;
 mod scan;
 mod sort;
+mod stats;
 mod unary;
 mod view;
 
