@@ -81,6 +81,13 @@ fn nll(logits: &Tensor, labels: &Tensor) -> Tensor {
     -logits.log_softmax(-1).take_along_axis(-1, labels).mean()
 }
 
+/// One example's loss for a label shared by every example.
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(logits))]
+fn shared_label_nll(logits: &Tensor, label: &Tensor) -> Tensor {
+    -logits.log_softmax(-1).take_along_axis(0, label).sum()
+}
+
 /// One example's: the label a `[1]` tensor, batched with the logits.
 #[vmap(in_axes = (0, 0))]
 #[grad(wrt(logits))]
@@ -120,6 +127,18 @@ fn labels_pick_log_probabilities_with_the_softmax_gradient() {
             &(&want.slice(0, e, e + 1).squeeze(0) * b as f64),
             1e-12,
             "row",
+        );
+        // the same label for every example: indices unbatched beside batched logits
+        let shared = shared_label_nll_grad_vmap(&logits, &label);
+        assert_close(
+            &shared.slice(0, e, e + 1).squeeze(0),
+            &shared_label_nll_grad(row, &label),
+            1e-12,
+            "shared label",
+        );
+        assert_eq!(
+            shared_label_nll(row, &label).item::<f64>(),
+            example_nll(row, &label).item::<f64>()
         );
     }
 }

@@ -335,13 +335,7 @@ pub fn unary<T: Float>(op: UnaryOp, x: &[T], out: &mut [T]) {
 
 /// `out[i] = op(a[i], b[i])`. Lengths are equal.
 pub fn binary<T: Float>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(
-        a.len() == out.len() && b.len() == out.len(),
-        "binary {op:?}: lengths {}, {} and output {} differ",
-        a.len(),
-        b.len(),
-        out.len()
-    );
+    same_lengths("binary", op, a.len(), b.len(), out.len());
     with_float!(T, F => elementwise::binary::<F, _, _>(op, same::<T, F>(a), same::<T, F>(b), same_mut(out)))
 }
 
@@ -367,27 +361,24 @@ pub fn binary_scalar_lhs<T: Float>(op: BinaryOp, a: T, b: &[T], out: &mut [T]) {
 
 /// `out[i] = op(a[i], b[i])` as a mask.
 pub fn compare<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [bool]) {
-    assert!(
-        a.len() == out.len() && b.len() == out.len(),
-        "compare {op:?}: lengths {}, {} and output {} differ",
-        a.len(),
-        b.len(),
-        out.len()
-    );
+    same_lengths("compare", op, a.len(), b.len(), out.len());
     elementwise::compare(op, a, b, out, [true, false])
 }
 
 /// `out[i] = 1` where `op(a[i], b[i])` holds, else `0`: a mask in the operands' dtype.
 /// Lengths are equal.
 pub fn compare_mask<T: Float>(op: CmpOp, a: &[T], b: &[T], out: &mut [T]) {
-    assert!(
-        a.len() == out.len() && b.len() == out.len(),
-        "compare {op:?}: lengths {}, {} and output {} differ",
-        a.len(),
-        b.len(),
-        out.len()
-    );
+    same_lengths("compare", op, a.len(), b.len(), out.len());
     elementwise::compare(op, a, b, out, [T::one(), T::zero()])
+}
+
+/// Panics unless both operands of a binary kernel have the output's length.
+#[track_caller]
+fn same_lengths(kind: &str, op: impl std::fmt::Debug, a: usize, b: usize, out: usize) {
+    assert!(
+        a == out && b == out,
+        "{kind} {op:?}: lengths {a}, {b} and output {out} differ"
+    );
 }
 
 /// Reduces all of `x`. Sum of empty is 0; max of empty is -inf, min of empty is +inf.

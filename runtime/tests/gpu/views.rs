@@ -235,4 +235,14 @@ fn long_lanes_and_many_lanes_sort_like_the_cpu() {
     check(&dev, "top_k of 1000", &[&x], 0.0, |t| {
         t[0].top_k_indices(17)
     });
+    // no lanes, empty lanes, no indices asked for
+    let empty = laid(&[0, 4], 33, false, Lay::Contiguous);
+    check(&dev, "argsort of no lanes", &[&empty], 0.0, |t| {
+        t[0].argsort(1)
+    });
+    let hollow = laid(&[3, 0], 34, false, Lay::Contiguous);
+    check(&dev, "argsort of empty lanes", &[&hollow], 0.0, |t| {
+        t[0].argsort(1)
+    });
+    check(&dev, "top_k of none", &[&x], 0.0, |t| t[0].top_k_indices(0));
 }
