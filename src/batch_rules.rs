@@ -420,6 +420,7 @@ unary!(
     sqrt,
     recip,
     sigmoid,
+    softplus,
     relu,
     signum,
     stop_gradient,

@@ -75,6 +75,7 @@ ops! {
     unary: Neg => neg Neg, Abs => abs Abs, Exp => exp Exp, Ln => ln Ln, Ln1p => ln1p Log1p,
         ExpM1 => exp_m1 Expm1, Sin => sin Sin, Cos => cos Cos, Tan => tan Tan,
         Tanh => tanh Tanh, Sqrt => sqrt Sqrt, Recip => recip Recip, Sigmoid => sigmoid Sigmoid,
+        Softplus => softplus Softplus,
         Relu => relu Relu, Signum => signum Sign, Asin => asin Asin, Acos => acos Acos,
         Atan => atan Atan, Sinh => sinh Sinh, Cosh => cosh Cosh, Asinh => asinh Asinh,
         Acosh => acosh Acosh, Atanh => atanh Atanh, Exp2 => exp2 Exp2, Log2 => log2 Log2,

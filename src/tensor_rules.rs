@@ -298,7 +298,7 @@ macro_rules! unary {
 unary! {
     neg => neg, abs => abs, exp => exp, ln => ln, ln1p => log1p, exp_m1 => expm1,
     sin => sin, cos => cos, tan => tan, tanh => tanh, sqrt => sqrt, recip => recip,
-    sigmoid => sigmoid, relu => relu, signum => sign, sum => sum, mean => mean,
+    sigmoid => sigmoid, softplus => softplus, relu => relu, signum => sign, sum => sum, mean => mean,
     asin => asin, acos => acos, atan => atan, sinh => sinh, cosh => cosh, asinh => asinh,
     acosh => acosh, atanh => atanh, exp2 => exp2, log2 => log2, log10 => log10,
     cbrt => cbrt, floor => floor, ceil => ceil, round => round, trunc => trunc, erf => erf,

@@ -526,3 +526,34 @@ fn sorting_gradients_on_the_gpu_match_the_cpu() {
     assert_close("w gradient", &ggw.to_device(&Device::Cpu), &gw);
     assert_close("the function", &sorted_energy(&x, &w).reshape(&[]), &v);
 }
+
+/// Every activation function, differentiated on the GPU (chains of elementwise kernels,
+/// which the GPU backend joins at run time).
+#[grad(wrt(w))]
+fn activated(x: &Tensor, w: &Tensor) -> Tensor {
+    let h = x.matmul(w) * 3.0;
+    let smooth = h.gelu() + h.gelu_tanh() + h.silu() * h.softplus() + h.mish() + h.log_sigmoid();
+    let kinked = h.elu(0.7) + h.selu() + h.leaky_relu(0.1) + h.relu6() + h.hard_silu();
+    let bounded = h.hard_tanh() + h.hard_sigmoid() + h.softsign() + h.square() * 0.1;
+    (smooth + kinked + bounded).sum()
+}
+
+#[test]
+fn activation_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::normal(Key::new(31), &[8, 16], DType::F32);
+    let w = Tensor::normal(Key::new(32), &[16, 12], DType::F32) * 0.5;
+    let cpu = activated_grad(&x, &w);
+    let on_gpu = activated_grad(&x.to_device(&dev), &w.to_device(&dev));
+    assert_close(
+        "activation gradients",
+        &on_gpu.to_device(&Device::Cpu),
+        &cpu,
+    );
+    let value = activated(&x.to_device(&dev), &w.to_device(&dev));
+    assert_close(
+        "activation value",
+        &value.to_device(&Device::Cpu),
+        &activated(&x, &w),
+    );
+}

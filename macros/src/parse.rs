@@ -218,8 +218,30 @@ fn tensor_only(name: &str, nargs: usize) -> bool {
             | "full_like"
             | "scalar_like"
     );
-    !float && (query || Prim::from_tensor_method(name, nargs).is_some())
+    !float
+        && (query
+            || ACTIVATIONS.contains(&(name, nargs))
+            || Prim::from_tensor_method(name, nargs).is_some())
 }
+
+/// The activation functions lowered to elementwise primitives (see
+/// `Parser::lower_activation`), with their numbers of arguments.
+pub const ACTIVATIONS: &[(&str, usize)] = &[
+    ("square", 0),
+    ("log_sigmoid", 0),
+    ("silu", 0),
+    ("gelu", 0),
+    ("gelu_tanh", 0),
+    ("elu", 1),
+    ("selu", 0),
+    ("leaky_relu", 1),
+    ("softsign", 0),
+    ("mish", 0),
+    ("relu6", 0),
+    ("hard_sigmoid", 0),
+    ("hard_silu", 0),
+    ("hard_tanh", 0),
+];
 
 /// The kind of a declared type, or why it is not supported.
 pub fn type_kind(ty: &Type) -> Result<Kind, String> {
@@ -2010,6 +2032,95 @@ impl Lowerer<'_> {
         })
     }
 
+    /// The activation functions that are no primitive of their own (see
+    /// [`ACTIVATIONS`]), lowered to elementwise primitives in the order in which the
+    /// runtime's methods (`runtime/src/ops/activation.rs`) compute them, so that values
+    /// agree bit for bit. `None` for other methods.
+    fn lower_activation(&mut self, name: &str, x: Atom, args: &[Atom]) -> Option<Atom> {
+        use Prim::*;
+        if !ACTIVATIONS.contains(&(name, args.len())) {
+            return None;
+        }
+        let f = Atom::Float;
+        // `select(x > 0, x, alpha * expm1(select(x > 0, 0, x)))`: the inner select keeps
+        // `expm1` of a large `x` (and an infinite coefficient) out of the gradient
+        let elu = |p: &mut Self, alpha: Atom| {
+            let pos = p.prim(Gt, vec![x, f(0.0)]);
+            let safe = p.prim(Select, vec![pos, f(0.0), x]);
+            let e = p.prim(ExpM1, vec![safe]);
+            let neg = p.prim(Mul, vec![alpha, e]);
+            p.prim(Select, vec![pos, x, neg])
+        };
+        // `min(max(x + 3, 0), 6) / 6`, clamping as `clamp` does (no gradient at the corners)
+        let hard_sigmoid = |p: &mut Self| {
+            let s = p.prim(Add, vec![x, f(3.0)]);
+            let c = p.prim(Clamp, vec![s, f(0.0), f(6.0)]);
+            p.prim(Div, vec![c, f(6.0)])
+        };
+        Some(match name {
+            "square" => self.prim(Mul, vec![x, x]),
+            "log_sigmoid" => {
+                let n = self.prim(Neg, vec![x]);
+                let sp = self.prim(Softplus, vec![n]);
+                self.prim(Neg, vec![sp])
+            }
+            "silu" => {
+                let s = self.prim(Sigmoid, vec![x]);
+                self.prim(Mul, vec![x, s])
+            }
+            "gelu" => {
+                let a = self.prim(Mul, vec![x, f(std::f64::consts::FRAC_1_SQRT_2)]);
+                let e = self.prim(Erf, vec![a]);
+                let s = self.prim(Add, vec![f(1.0), e]);
+                let h = self.prim(Mul, vec![f(0.5), s]);
+                self.prim(Mul, vec![x, h])
+            }
+            "gelu_tanh" => {
+                let cube = self.prim(Powi, vec![x, Atom::Int(3)]);
+                let c = self.prim(Mul, vec![f(0.044715), cube]);
+                let inner = self.prim(Add, vec![x, c]);
+                let a = self.prim(Mul, vec![f(0.797_884_560_802_865_4), inner]);
+                let t = self.prim(Tanh, vec![a]);
+                let s = self.prim(Add, vec![f(1.0), t]);
+                let h = self.prim(Mul, vec![f(0.5), s]);
+                self.prim(Mul, vec![x, h])
+            }
+            "elu" => elu(self, args[0]),
+            "selu" => {
+                let e = elu(self, f(1.673_263_242_354_377_3));
+                self.prim(Mul, vec![f(1.050_700_987_355_480_5), e])
+            }
+            "leaky_relu" => {
+                let keep = self.prim(Ge, vec![x, f(0.0)]);
+                let neg = self.prim(Mul, vec![args[0], x]);
+                self.prim(Select, vec![keep, x, neg])
+            }
+            "softsign" => {
+                let a = self.prim(Abs, vec![x]);
+                let d = self.prim(Add, vec![f(1.0), a]);
+                self.prim(Div, vec![x, d])
+            }
+            "mish" => {
+                let sp = self.prim(Softplus, vec![x]);
+                let t = self.prim(Tanh, vec![sp]);
+                self.prim(Mul, vec![x, t])
+            }
+            "relu6" => self.prim(Clamp, vec![x, f(0.0), f(6.0)]),
+            "hard_sigmoid" => hard_sigmoid(self),
+            "hard_silu" => {
+                let h = hard_sigmoid(self);
+                self.prim(Mul, vec![x, h])
+            }
+            // `select(x > 1, 1, select(x < -1, -1, x))`: the gradient is 1 at ±1, as JAX's
+            _ => {
+                let below = self.prim(Lt, vec![x, f(-1.0)]);
+                let low = self.prim(Select, vec![below, f(-1.0), x]);
+                let above = self.prim(Gt, vec![x, f(1.0)]);
+                self.prim(Select, vec![above, f(1.0), low])
+            }
+        })
+    }
+
     fn lower_tensor_method(&mut self, m: &syn::ExprMethodCall, recv: Atom) -> Option<Atom> {
         let name = m.method.to_string();
         if (name == "clone" || name == "contiguous") && m.args.is_empty() {
@@ -2062,6 +2173,9 @@ impl Lowerer<'_> {
             return Some(self.prim(reduce, vec![patches, last, Atom::Bool(false)]));
         }
         if let Some(out) = self.lower_statistic(&name, recv, &args) {
+            return Some(out);
+        }
+        if let Some(out) = self.lower_activation(&name, recv, &args) {
             return Some(out);
         }
         // `x.sort(axis)` / `x.top_k(k)`: a gather at the sorting indices (which carry no

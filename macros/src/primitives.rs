@@ -82,6 +82,7 @@ pub enum Prim {
     Trunc,
     // ---- tensor primitives (a tensor receiver; see `from_tensor_method`) ----
     Sigmoid,
+    Softplus,
     Relu,
     /// `x.erf()` on tensors: the error function.
     Erf,
@@ -1046,6 +1047,16 @@ pub fn row(p: Prim) -> Row {
                 b.scale(d[0], c)
             }),
         ),
+        Softplus => r(
+            Method("softplus"),
+            1,
+            Float,
+            Some(|b, x, _, d| {
+                // (exactly 1/2 at 0, which no composition of max, abs and log1p gives)
+                let c = b.prim(Sigmoid, &[x[0]]);
+                b.scale(d[0], c)
+            }),
+        ),
         Relu => r(
             Method("relu"),
             1,
@@ -1878,6 +1889,7 @@ impl Prim {
             ("sqrt", 0) => Sqrt,
             ("recip", 0) => Recip,
             ("sigmoid", 0) => Sigmoid,
+            ("softplus", 0) => Softplus,
             ("relu", 0) => Relu,
             ("sign", 0) => Signum,
             ("asin", 0) => Asin,
@@ -1985,7 +1997,8 @@ impl Prim {
     pub fn tensor_method_names() -> &'static str {
         "neg abs exp ln log1p expm1 sin cos tan tanh asin acos atan atan2 sinh cosh asinh acosh \
          atanh exp2 log2 log10 cbrt erf floor ceil round trunc sqrt recip sigmoid relu sign powi \
-         powf pow \
+         powf pow square clamp softplus log_sigmoid silu gelu gelu_tanh elu selu leaky_relu \
+         softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll pad unpad pad_with pad_with_transpose cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
@@ -2016,6 +2029,7 @@ impl Prim {
                 | Sqrt
                 | Recip
                 | Sigmoid
+                | Softplus
                 | Relu
                 | Signum
                 | Asin

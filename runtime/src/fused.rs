@@ -35,7 +35,8 @@ use rayon::prelude::*;
 
 use crate::cpu::kernels::{self, BinaryOp, CmpOp, PAR_THRESHOLD, UnaryOp};
 use crate::element::{DType, Float};
-use crate::shape::numel;
+use crate::error::{Error, Result};
+use crate::shape::{broadcast_shapes, numel};
 use crate::tensor::{Tensor, float_dispatch};
 use crate::{Device, pool};
 
@@ -137,6 +138,91 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
         }
         Tensor::from_data(out, shape)
     }))
+}
+
+/// The value of `program` on `leaves`: one blocked pass where [`run`] applies, else each
+/// instruction in turn through the whole-tensor operations (on any device), which compute
+/// the same values. Leaf 0 is a float tensor whose dtype, device and shape the result
+/// takes; the other leaves broadcast to it. `name` names the operation in errors.
+///
+/// ```
+/// use ferrax_runtime::Tensor;
+/// use ferrax_runtime::cpu::kernels::{BinaryOp, UnaryOp};
+/// use ferrax_runtime::fused::{self, Instr, Leaf, Op};
+///
+/// // x * sigmoid(x)
+/// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]);
+/// let program = [Instr(Op::Unary(UnaryOp::Sigmoid), [0, 0, 0]), Instr(Op::Binary(BinaryOp::Mul), [0, 1, 0])];
+/// let y = fused::eval("silu", &[Leaf::Tensor(&x)], &program).unwrap();
+/// assert_eq!(y.to_vec::<f64>(), vec![0.0, 1.0 / (1.0 + (-1.0f64).exp())]);
+/// ```
+pub fn eval(name: &'static str, leaves: &[Leaf<'_>], program: &[Instr]) -> Result<Tensor> {
+    let Some(Leaf::Tensor(x)) = leaves.first() else {
+        return Err(Error::InvalidArgument {
+            op: name,
+            message: "a program's first leaf must be a tensor".into(),
+        });
+    };
+    x.expect_float(name)?;
+    let mut shape = x.shape().to_vec();
+    for l in &leaves[1..] {
+        if let Leaf::Tensor(t) = l {
+            shape = broadcast_shapes(name, &shape, t.shape())?;
+        }
+    }
+    if let Some(out) = run(leaves, program, &shape) {
+        return Ok(out);
+    }
+    let tensor = |v: &Reg| match v {
+        Reg::Tensor(t) => t.clone(),
+        Reg::Scalar(c) => x.scalar_like(*c),
+    };
+    let mut regs: Vec<Reg> = leaves
+        .iter()
+        .map(|l| match l {
+            Leaf::Tensor(t) => Reg::Tensor((*t).clone()),
+            Leaf::Scalar(c) => Reg::Scalar(*c),
+        })
+        .collect();
+    for (k, Instr(op, args)) in program.iter().enumerate() {
+        let arg = |i: usize| {
+            regs.get(args[i] as usize)
+                .filter(|_| (args[i] as usize) < leaves.len() + k)
+                .ok_or_else(|| Error::InvalidArgument {
+                    op: name,
+                    message: format!(
+                        "instruction {k} reads register {}, not yet written",
+                        args[i]
+                    ),
+                })
+        };
+        let v = match *op {
+            Op::Unary(u) => tensor(arg(0)?).try_unary(name, u)?,
+            Op::Binary(b) => match (arg(0)?, arg(1)?) {
+                (a, Reg::Scalar(c)) => tensor(a).try_binary_scalar(name, b, *c, false)?,
+                (Reg::Scalar(c), a) => tensor(a).try_binary_scalar(name, b, *c, true)?,
+                (a, c) => tensor(a).try_binary(name, b, &tensor(c))?,
+            },
+            // (a mask in the operands' dtype, as the pass computes it)
+            Op::Compare(c) => {
+                let a = tensor(arg(0)?);
+                a.try_compare(name, c, &tensor(arg(1)?))?
+                    .try_to_dtype(a.dtype())?
+            }
+            Op::Select => Tensor::try_where_(&tensor(arg(0)?), &tensor(arg(1)?), &tensor(arg(2)?))?,
+        };
+        regs.push(Reg::Tensor(v));
+    }
+    match regs.pop() {
+        Some(Reg::Tensor(t)) if !program.is_empty() => Ok(t),
+        _ => Ok((*x).clone()),
+    }
+}
+
+/// A register of [`eval`]'s instruction-by-instruction evaluation.
+enum Reg {
+    Tensor(Tensor),
+    Scalar(f64),
 }
 
 /// A leaf as the blocks read it.

@@ -67,6 +67,7 @@ unary_fns! {
     Log1p, 5, |s, x| math::log1p::<S, T>(s, x);
     Tanh, 4, |s, x| math::tanh::<S, T>(s, x);
     Sigmoid, 4, |s, x| math::sigmoid::<S, T>(s, x);
+    Softplus, 4, |s, x| math::softplus::<S, T>(s, x);
     Asin, 4, |s, x| math::asin::<S, T>(s, x);
     Acos, 4, |s, x| math::acos::<S, T>(s, x);
     Atan, 4, |s, x| math::atan::<S, T>(s, x);
@@ -218,6 +219,7 @@ pub(crate) fn unary<T: MathFloat>(op: UnaryOp, x: &[T], out: &mut [T]) {
         UnaryOp::Sqrt => map(x, out, Sqrt),
         UnaryOp::Recip => map(x, out, Recip),
         UnaryOp::Sigmoid => map(x, out, Sigmoid),
+        UnaryOp::Softplus => map(x, out, Softplus),
         UnaryOp::Relu => map(x, out, Relu),
         UnaryOp::Sign => map(x, out, Sign),
         UnaryOp::Powi(n) => map(x, out, Powi(n)),

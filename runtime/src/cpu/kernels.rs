@@ -59,6 +59,8 @@ pub enum UnaryOp {
     Recip,
     /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `ln(1 + e^x)`.
+    Softplus,
     /// `max(x, 0)` (NaN stays NaN).
     Relu,
     /// -1, 0 or 1 (NaN stays NaN).
@@ -249,6 +251,7 @@ pub(crate) fn unary_scalar<T: Float>(op: UnaryOp, x: T) -> T {
                 x.exp() / (one + x.exp())
             }
         }
+        UnaryOp::Softplus => x.max(zero) + (-x.abs()).exp().ln_1p(),
         UnaryOp::Relu => {
             if x > zero || x.is_nan() {
                 x

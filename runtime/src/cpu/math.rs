@@ -651,6 +651,15 @@ pub(crate) fn sigmoid<S: Simd, T: MathFloat>(s: S, x: T::V<S>) -> T::V<S> {
     keep_nan::<S, T>(s, x, T::vdiv(s, num, T::vadd(s, one, z)))
 }
 
+/// Softplus `ln(1 + e^x)`, as `max(x, 0) + ln(1 + e^-|x|)`: `e^x` never overflows, and
+/// for very negative `x` the result is `e^x` to the last digit (no `1 + tiny` rounding).
+#[inline(always)]
+pub(crate) fn softplus<S: Simd, T: MathFloat>(s: S, x: T::V<S>) -> T::V<S> {
+    let z = exp::<S, T>(s, T::vneg(s, T::vabs(s, x)));
+    let pos = T::vmax_raw(s, x, c::<S, T>(s, 0.0));
+    keep_nan::<S, T>(s, x, T::vadd(s, pos, log1p::<S, T>(s, z)))
+}
+
 // ---------------------------------------------------------------------------------------
 // Sign helpers, rounding, inverse trigonometric and hyperbolic functions, exp2, cbrt, erf
 

@@ -129,6 +129,7 @@ enum Fun {
     Tan,
     Tanh,
     Sigmoid,
+    Softplus,
     Asin,
     Acos,
     Atan,
@@ -148,7 +149,7 @@ enum Fun {
     Trunc,
 }
 
-const FUNS: [Fun; 26] = [
+const FUNS: [Fun; 27] = [
     Fun::Exp,
     Fun::Expm1,
     Fun::Ln,
@@ -158,6 +159,7 @@ const FUNS: [Fun; 26] = [
     Fun::Tan,
     Fun::Tanh,
     Fun::Sigmoid,
+    Fun::Softplus,
     Fun::Asin,
     Fun::Acos,
     Fun::Atan,
@@ -197,6 +199,9 @@ impl Fun {
                     x.exp() / (1.0 + x.exp())
                 }
             }
+            // ln(1 + e^x) = x + ln(1 + e^-x): the form that neither overflows nor rounds 1 + tiny
+            Fun::Softplus if x > 0.0 => x + (-x).exp().ln_1p(),
+            Fun::Softplus => x.exp().ln_1p(),
             Fun::Asin => x.asin(),
             Fun::Acos => x.acos(),
             Fun::Atan => x.atan(),
@@ -243,6 +248,7 @@ impl Fun {
             | Fun::Tan
             | Fun::Tanh
             | Fun::Sigmoid
+            | Fun::Softplus
             | Fun::Sinh
             | Fun::Cosh
             | Fun::Asinh
@@ -282,6 +288,7 @@ impl<T: MathFloat> WithSimd for Eval<'_, T> {
             Fun::Tan => math::tan::<S, T>(s, v),
             Fun::Tanh => math::tanh::<S, T>(s, v),
             Fun::Sigmoid => math::sigmoid::<S, T>(s, v),
+            Fun::Softplus => math::softplus::<S, T>(s, v),
             Fun::Asin => math::asin::<S, T>(s, v),
             Fun::Acos => math::acos::<S, T>(s, v),
             Fun::Atan => math::atan::<S, T>(s, v),
@@ -409,7 +416,7 @@ fn math_inputs<T: MathFloat>(f: Fun, rng: &mut Rng) -> Vec<T> {
         v.push(rng.range(-10.0, 10.0));
     }
     match f {
-        Fun::Exp | Fun::Expm1 | Fun::Sigmoid | Fun::Tanh => {
+        Fun::Exp | Fun::Expm1 | Fun::Sigmoid | Fun::Softplus | Fun::Tanh => {
             // near overflow, underflow into subnormals, and the expm1 split
             for _ in 0..20_000 {
                 v.push(rng.range(-T::EXP_MIN.abs() - 2.0, T::EXP_MAX + 1.0));
@@ -809,6 +816,7 @@ const UNARY_OPS: &[UnaryOp] = &[
     UnaryOp::Sqrt,
     UnaryOp::Recip,
     UnaryOp::Sigmoid,
+    UnaryOp::Softplus,
     UnaryOp::Relu,
     UnaryOp::Sign,
     UnaryOp::Powi(0),
@@ -841,6 +849,7 @@ fn unary_tolerance(op: UnaryOp) -> u64 {
     match op {
         UnaryOp::Exp | UnaryOp::Ln | UnaryOp::Sin | UnaryOp::Cos => 3,
         UnaryOp::Log1p | UnaryOp::Expm1 | UnaryOp::Tan | UnaryOp::Tanh | UnaryOp::Sigmoid => 4,
+        UnaryOp::Softplus => 4,
         UnaryOp::Asin
         | UnaryOp::Acos
         | UnaryOp::Atan

@@ -832,6 +832,7 @@ pub(crate) fn unary_expr(op: UnaryOp) -> &'static str {
         UnaryOp::Sqrt => "select(sqrt($0), nan(), $0 < 0.0)",
         UnaryOp::Recip => "1.0 / $0",
         UnaryOp::Sigmoid => "sigmoid_($0)",
+        UnaryOp::Softplus => "softplus_($0)",
         UnaryOp::Relu => "relu_($0)",
         UnaryOp::Sign => "sign_($0)",
         UnaryOp::Powi(_) => "powi_($0, $p)",

@@ -227,6 +227,11 @@ fn sigmoid_(x: f32) -> f32 {
     let y = select(z, 1.0, x >= 0.0) / (1.0 + z);
     return select(y, x, is_nan(x));
 }
+// max(x, 0) + ln(1 + e^-|x|) (the CPU's algorithm)
+fn softplus_(x: f32) -> f32 {
+    let y = max(x, 0.0) + log1p_(exp_core(-min(abs(x), 104.0)));
+    return select(y, x, is_nan(x));
+}
 fn is_int(y: f32) -> bool { return is_finite(y) && floor(y) == y; }
 fn is_odd_int(y: f32) -> bool { return is_int(y) && abs(y) < 16777216.0 && (i32(y) & 1) == 1; }
 // C's pow: exact cases first, negative bases for integral exponents.

@@ -242,7 +242,12 @@ impl Tensor {
     }
 
     /// `op(self, other)` elementwise with broadcasting as a bool mask.
-    fn try_compare(&self, name: &'static str, op: CmpOp, other: &Tensor) -> Result<Tensor> {
+    pub(crate) fn try_compare(
+        &self,
+        name: &'static str,
+        op: CmpOp,
+        other: &Tensor,
+    ) -> Result<Tensor> {
         let dt = Tensor::expect_same(name, self, other)?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
         #[cfg(feature = "gpu")]

@@ -2,6 +2,7 @@
 //! [`Tensor`](crate::Tensor); the shape, dtype and device checks live here and the
 //! arithmetic in the backend kernels.
 
+mod activation;
 mod binary;
 mod conv;
 mod inplace;

@@ -93,6 +93,7 @@ unary_methods! {
     sqrt, try_sqrt, Sqrt, "square root (NaN below 0)";
     recip, try_recip, Recip, "reciprocal `1 / x`";
     sigmoid, try_sigmoid, Sigmoid, "logistic sigmoid `1 / (1 + e^-x)`";
+    softplus, try_softplus, Softplus, "softplus `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` (no overflow; the derivative is `sigmoid`)";
     relu, try_relu, Relu, "`max(x, 0)` (NaN stays NaN)";
     sign, try_sign, Sign, "sign: -1, 0 or 1 (zeros keep their sign, NaN stays NaN)";
     asin, try_asin, Asin, "arc sine, in `[-pi/2, pi/2]` (NaN outside `[-1, 1]`)";

@@ -20,6 +20,7 @@ const UNARY: &[Unary] = &[
     ("sqrt", |x| x.sqrt(), 2e-6),
     ("recip", |x| x.recip(), 1e-6),
     ("sigmoid", |x| x.sigmoid(), 2e-6),
+    ("softplus", |x| x.softplus(), 2e-6),
     ("relu", |x| x.relu(), 0.0),
     ("clamp", |x| x.clamp(-0.5, 0.8), 0.0),
     ("sign", |x| x.sign(), 0.0),
@@ -46,6 +47,21 @@ const UNARY: &[Unary] = &[
     ("round", |x| x.round(), 0.0),
     ("trunc", |x| x.trunc(), 0.0),
     ("erf", |x| x.erf(), 2e-6),
+    // the activations built from the operations above (one program each)
+    ("square", |x| x.square(), 1e-6),
+    ("log_sigmoid", |x| x.log_sigmoid(), 2e-6),
+    ("silu", |x| x.silu(), 2e-6),
+    ("gelu", |x| x.gelu(), 2e-6),
+    ("gelu_tanh", |x| x.gelu_tanh(), 4e-6),
+    ("elu", |x| x.elu(0.7), 2e-6),
+    ("selu", |x| x.selu(), 2e-6),
+    ("leaky_relu", |x| x.leaky_relu(0.01), 1e-6),
+    ("softsign", |x| x.softsign(), 1e-6),
+    ("mish", |x| x.mish(), 4e-6),
+    ("relu6", |x| x.relu6(), 0.0),
+    ("hard_sigmoid", |x| x.hard_sigmoid(), 1e-6),
+    ("hard_silu", |x| x.hard_silu(), 1e-6),
+    ("hard_tanh", |x| x.hard_tanh(), 0.0),
 ];
 
 #[test]
@@ -393,6 +409,13 @@ fn transcendental_functions_are_accurate_over_their_ranges() {
             |t| t.sigmoid(),
             |x| 1.0 / (1.0 + (-x).exp()),
             lin(-80.0, 80.0, 20_001),
+            2.5e-7,
+        ),
+        (
+            "softplus",
+            |t| t.softplus(),
+            |x| x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            lin(-120.0, 120.0, 20_001),
             2.5e-7,
         ),
         (

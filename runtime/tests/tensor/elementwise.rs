@@ -39,6 +39,7 @@ const UNARY: &[UnaryCase] = &[
     ("sqrt", |t| t.sqrt(), f64::sqrt),
     ("recip", |t| t.recip(), |x| 1.0 / x),
     ("sigmoid", |t| t.sigmoid(), |x| 1.0 / (1.0 + (-x).exp())),
+    ("softplus", |t| t.softplus(), |x| (1.0 + x.exp()).ln()),
     ("relu", |t| t.relu(), relu),
     ("sign", |t| t.sign(), sign),
     ("powi(3)", |t| t.powi(3), |x| x.powi(3)),

@@ -2,14 +2,15 @@
 //! op by op with the tensor operations, bit for bit: random programs over leaves shaped
 //! like the result, single elements and rows broadcast along leading axes, in f32 and
 //! f64, small (one thread) and large (split over threads), with periods that divide the
-//! block and periods that do not.
+//! block and periods that do not; `fused::eval` on the same programs, by the pass and
+//! (with a transposed leaf) instruction by instruction.
 
 use ferrax_runtime::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use ferrax_runtime::fused::{self, Instr, Leaf, Op};
 use ferrax_runtime::prelude::*;
 use proptest::prelude::*;
 
-const UNARY: [UnaryOp; 9] = [
+const UNARY: [UnaryOp; 10] = [
     UnaryOp::Neg,
     UnaryOp::Exp,
     UnaryOp::Tanh,
@@ -17,6 +18,7 @@ const UNARY: [UnaryOp; 9] = [
     UnaryOp::Sin,
     UnaryOp::Relu,
     UnaryOp::Sigmoid,
+    UnaryOp::Softplus,
     UnaryOp::Powi(3),
     UnaryOp::Recip,
 ];
@@ -51,6 +53,7 @@ fn whole(op: Op, a: &[Tensor]) -> Tensor {
                 UnaryOp::Sin => x.sin(),
                 UnaryOp::Relu => x.relu(),
                 UnaryOp::Sigmoid => x.sigmoid(),
+                UnaryOp::Softplus => x.softplus(),
                 UnaryOp::Powi(n) => x.powi(n),
                 UnaryOp::Recip => x.recip(),
                 other => unreachable!("{other:?} is not drawn"),
@@ -190,6 +193,15 @@ proptest! {
         let want = op_by_op(&leaves, &program, dtype);
         let got = fused::run(&leaves, &program, want.shape()).expect("the fast path applies");
         same_bits(&got, &want)?;
+        // `eval`: the same pass, and with the full leaf a transposed view (which the pass
+        // refuses) the instructions one by one through the tensor operations
+        same_bits(&fused::eval("program", &leaves, &program).unwrap(), &want)?;
+        let transposed = full.t().contiguous().t();
+        leaves[0] = Leaf::Tensor(&transposed);
+        if rows > 1 {
+            prop_assert!(fused::run(&leaves, &program, want.shape()).is_none());
+        }
+        same_bits(&fused::eval("program", &leaves, &program).unwrap(), &want)?;
     }
 }
 
@@ -230,4 +242,26 @@ fn what_the_fast_path_does_not_take_is_left_to_the_caller() {
     assert!(run(&one, &one, &[]).is_none());
     let ahead = [Instr(Op::Binary(BinaryOp::Add), [0, 2, 0])];
     assert!(fused::run(&[Leaf::Tensor(&x), Leaf::Tensor(&x)], &ahead, &[4, 5]).is_none());
+    // `eval` makes these errors naming the operation
+    let e = fused::eval("ahead", &[Leaf::Tensor(&x), Leaf::Tensor(&x)], &ahead).unwrap_err();
+    assert!(
+        e.to_string().contains("ahead") && e.to_string().contains("register 2"),
+        "{e}"
+    );
+    let e = fused::eval("sum", &[Leaf::Tensor(&ints), Leaf::Scalar(1.0)], &add).unwrap_err();
+    assert!(
+        e.to_string().contains("sum") && e.to_string().contains("i32"),
+        "{e}"
+    );
+    let e = fused::eval("first", &[Leaf::Scalar(1.0), Leaf::Tensor(&x)], &add).unwrap_err();
+    assert!(e.to_string().contains("first leaf"), "{e}");
+    let e = fused::eval(
+        "shapes",
+        &[Leaf::Tensor(&x), Leaf::Tensor(&column.t())],
+        &add,
+    );
+    assert!(e.unwrap_err().to_string().contains("shapes"));
+    // a column broadcast (refused by the pass) is computed op by op
+    let y = fused::eval("add", &[Leaf::Tensor(&x), Leaf::Tensor(&column)], &add).unwrap();
+    assert_eq!(y.to_vec::<f32>(), (&x + &column).to_vec::<f32>());
 }
