@@ -211,7 +211,7 @@ fn norm_axis(op: &str, axis: isize, n: usize, ex_shape: &[usize]) -> usize {
 
 /// The axis of the batched tensor for example axis `axis` of an example of rank `n`.
 #[track_caller]
-fn shift(op: &str, axis: isize, x: &Tensor) -> isize {
+fn example_axis(op: &str, axis: isize, x: &Tensor) -> isize {
     let ex = &x.shape()[1..];
     norm_axis(op, axis, ex.len(), ex) as isize + 1
 }
@@ -623,7 +623,7 @@ macro_rules! along_axis {
         #[track_caller]
         pub fn $name<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool) -> Tensor {
             let x = need(stringify!($name), x.into());
-            x.$method(shift(stringify!($name), axis, x), keepdim)
+            x.$method(example_axis(stringify!($name), axis, x), keepdim)
         }
     )*};
 }
@@ -636,21 +636,28 @@ along_axis! {
 #[track_caller]
 pub fn softmax<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
     let x = need("softmax", x.into());
-    x.softmax(shift("softmax", axis, x))
+    x.softmax(example_axis("softmax", axis, x))
 }
 
 /// Batched `t::log_softmax`.
 #[track_caller]
 pub fn log_softmax<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
     let x = need("log_softmax", x.into());
-    x.log_softmax(shift("log_softmax", axis, x))
+    x.log_softmax(example_axis("log_softmax", axis, x))
 }
 
 /// Batched `x.argmax_axis(axis, keepdim)` (i32 indices).
 #[track_caller]
 pub fn method_argmax_axis<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool) -> Tensor {
     let x = need("argmax_axis", x.into());
-    x.argmax_axis(shift("argmax_axis", axis, x), keepdim)
+    x.argmax_axis(example_axis("argmax_axis", axis, x), keepdim)
+}
+
+/// Batched `x.argmin_axis(axis, keepdim)` (i32 indices).
+#[track_caller]
+pub fn method_argmin_axis<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool) -> Tensor {
+    let x = need("argmin_axis", x.into());
+    x.argmin_axis(example_axis("argmin_axis", axis, x), keepdim)
 }
 
 /// Batched `x.item()`: the one element of each example, `[B]`.
@@ -1055,7 +1062,7 @@ pub fn unsqueeze<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
 #[track_caller]
 pub fn squeeze<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
     let x = need("squeeze", x.into());
-    x.squeeze(shift("squeeze", axis, x))
+    x.squeeze(example_axis("squeeze", axis, x))
 }
 
 /// Batched `t::broadcast_to`: each example broadcast to `shape`.
@@ -1075,7 +1082,10 @@ pub fn broadcast_to<'a>(x: impl Into<BArg<'a>>, shape: &[usize]) -> Tensor {
 #[track_caller]
 pub fn transpose<'a>(x: impl Into<BArg<'a>>, a: isize, b: isize) -> Tensor {
     let x = need("transpose", x.into());
-    x.transpose(shift("transpose", a, x), shift("transpose", b, x))
+    x.transpose(
+        example_axis("transpose", a, x),
+        example_axis("transpose", b, x),
+    )
 }
 
 /// Batched `t::permute`: the batch axis stays first.
@@ -1083,7 +1093,7 @@ pub fn transpose<'a>(x: impl Into<BArg<'a>>, a: isize, b: isize) -> Tensor {
 pub fn permute<'a>(x: impl Into<BArg<'a>>, axes: &[isize]) -> Tensor {
     let x = need("permute", x.into());
     let mut all = vec![0isize];
-    all.extend(axes.iter().map(|&a| shift("permute", a, x)));
+    all.extend(axes.iter().map(|&a| example_axis("permute", a, x)));
     x.permute(&all)
 }
 
@@ -1110,21 +1120,66 @@ pub fn unpermute<'a>(ct: impl Into<BArg<'a>>, axes: &[isize], like: impl Into<BA
 #[track_caller]
 pub fn slice<'a>(x: impl Into<BArg<'a>>, axis: isize, start: usize, end: usize) -> Tensor {
     let x = need("slice", x.into());
-    x.slice(shift("slice", axis, x), start, end)
+    x.slice(example_axis("slice", axis, x), start, end)
 }
 
 /// Batched `t::cum_sum`: the example's axis, past the batch axis.
 #[track_caller]
 pub fn cum_sum<'a>(x: impl Into<BArg<'a>>, axis: isize, reverse: bool) -> Tensor {
     let x = need("cumsum", x.into());
-    t::cum_sum(x, shift("cumsum", axis, x), reverse)
+    t::cum_sum(x, example_axis("cumsum", axis, x), reverse)
 }
 
 /// Batched `t::roll`: the example's axis, past the batch axis.
 #[track_caller]
 pub fn roll<'a>(x: impl Into<BArg<'a>>, shift_by: isize, axis: isize) -> Tensor {
     let x = need("roll", x.into());
-    x.roll(shift_by, shift("roll", axis, x))
+    x.roll(shift_by, example_axis("roll", axis, x))
+}
+
+/// Batched `t::shift`: the example's axis, past the batch axis.
+#[track_caller]
+pub fn shift<'a>(x: impl Into<BArg<'a>>, steps: isize, axis: isize) -> Tensor {
+    let x = need("shift", x.into());
+    x.shift(steps, example_axis("shift", axis, x))
+}
+
+/// Batched `t::flip`.
+#[track_caller]
+pub fn flip<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    let x = need("flip", x.into());
+    x.flip(example_axis("flip", axis, x))
+}
+
+/// Batched `t::lin_rec`: input and decay aligned per example as for arithmetic, the
+/// axis counted in the example.
+#[track_caller]
+pub fn lin_rec<'a>(x: impl Into<BArg<'a>>, decay: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    recurrence(x.into(), decay.into(), axis, false)
+}
+
+/// Batched `t::lin_rec_rev`.
+#[track_caller]
+pub fn lin_rec_rev<'a>(x: impl Into<BArg<'a>>, decay: impl Into<BArg<'a>>, axis: isize) -> Tensor {
+    recurrence(x.into(), decay.into(), axis, true)
+}
+
+#[track_caller]
+fn recurrence(x: BArg<'_>, decay: BArg<'_>, axis: isize, rev: bool) -> Tensor {
+    const OP: &str = "linear_recurrence";
+    let ex = if x.ex_rank() >= decay.ex_rank() {
+        x.ex_shape()
+    } else {
+        decay.ex_shape()
+    };
+    let a = norm_axis(OP, axis, ex.len(), ex) as isize + 1;
+    let [x, decay] = align(OP, [x, decay]);
+    let (x, decay) = (x.op().tensor(), decay.op().tensor());
+    if rev {
+        x.linear_recurrence_rev(&decay, a)
+    } else {
+        x.linear_recurrence(&decay, a)
+    }
 }
 
 /// `pads` for a batched example: none on the batch axis.
@@ -1166,7 +1221,7 @@ pub fn pad_with_transpose<'a>(
 #[track_caller]
 pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -> Tensor {
     let x = need("index_select", x.into());
-    x.index_select(shift("index_select", axis, x), indices)
+    x.index_select(example_axis("index_select", axis, x), indices)
 }
 
 /// Batched `t::take_along`: the tensor, the indices or both per example.
@@ -1200,7 +1255,7 @@ pub fn take_along_t<'a>(
 #[track_caller]
 pub fn method_argsort<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {
     let x = need("argsort", x.into());
-    x.argsort(shift("argsort", axis, x))
+    x.argsort(example_axis("argsort", axis, x))
 }
 
 /// Batched `x.top_k_indices(k)` (i32 indices, along the last axis).

@@ -976,6 +976,38 @@ pub fn roll<'a>(x: impl Into<Operand<'a>>, shift: isize, axis: isize) -> Tensor 
     x.into().tensor().roll(shift, axis)
 }
 
+/// `x.shift(steps, axis)`.
+pub fn shift<'a>(x: impl Into<Operand<'a>>, steps: isize, axis: isize) -> Tensor {
+    x.into().tensor().shift(steps, axis)
+}
+
+/// `x.flip(axis)`.
+pub fn flip<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
+    x.into().tensor().flip(axis)
+}
+
+/// `x.linear_recurrence(decay, axis)`.
+pub fn lin_rec<'a>(
+    x: impl Into<Operand<'a>>,
+    decay: impl Into<Operand<'a>>,
+    axis: isize,
+) -> Tensor {
+    let decay = decay.into();
+    x.into().tensor().linear_recurrence(&decay.tensor(), axis)
+}
+
+/// `x.linear_recurrence_rev(decay, axis)`.
+pub fn lin_rec_rev<'a>(
+    x: impl Into<Operand<'a>>,
+    decay: impl Into<Operand<'a>>,
+    axis: isize,
+) -> Tensor {
+    let decay = decay.into();
+    x.into()
+        .tensor()
+        .linear_recurrence_rev(&decay.tensor(), axis)
+}
+
 /// `x.pad(pads)`.
 pub fn pad<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)]) -> Tensor {
     x.into().tensor().pad(pads)

@@ -557,3 +557,35 @@ fn activation_gradients_on_the_gpu_match_the_cpu() {
         &activated(&x, &w),
     );
 }
+
+/// Recurrences, products, shifts and flips differentiated on the GPU: a long axis (the
+/// blocked recurrence kernel) and a short one (a thread per column).
+#[grad(wrt(x, logit))]
+fn recurrent(x: &Tensor, logit: &Tensor) -> Tensor {
+    let decay = logit.sigmoid();
+    let h = x.linear_recurrence(&decay, 0);
+    let back = h
+        .tanh()
+        .linear_recurrence_rev(&(decay.zeros_like() + 0.9), 1);
+    let p = (x * 0.01 + 1.0).cumprod(0).prod_axis(1, false);
+    (back.flip(0) * h.shift(1, 0)).mean() + p.sum() + x.slice(0, 0, 3).trace()
+}
+
+#[test]
+fn recurrence_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for rows in [20, 3000] {
+        let x = Tensor::normal(Key::new(41), &[rows, 3], DType::F32);
+        let logit = Tensor::normal(Key::new(42), &[rows, 1], DType::F32);
+        let (cx, cl) = recurrent_grad(&x, &logit);
+        let (gx, gl) = recurrent_grad(&x.to_device(&dev), &logit.to_device(&dev));
+        assert_close("recurrence dx", &gx.to_device(&Device::Cpu), &cx);
+        assert_close("recurrence dlogit", &gl.to_device(&Device::Cpu), &cl);
+        let v = recurrent(&x.to_device(&dev), &logit.to_device(&dev));
+        assert_close(
+            "recurrence value",
+            &v.to_device(&Device::Cpu),
+            &recurrent(&x, &logit),
+        );
+    }
+}

@@ -210,6 +210,7 @@ fn tensor_only(name: &str, nargs: usize) -> bool {
             | "device"
             | "strides"
             | "argmax_axis"
+            | "argmin_axis"
             | "argsort"
             | "top_k_indices"
             | "one_hot"
@@ -221,8 +222,20 @@ fn tensor_only(name: &str, nargs: usize) -> bool {
     !float
         && (query
             || ACTIVATIONS.contains(&(name, nargs))
+            || COMPOSITES.contains(&(name, nargs))
             || Prim::from_tensor_method(name, nargs).is_some())
 }
+
+/// Tensor methods lowered to other primitives (see `Parser::lower_composite`), with
+/// their numbers of arguments.
+pub const COMPOSITES: &[(&str, usize)] = &[
+    ("cumprod", 1),
+    ("cumprod_rev", 1),
+    ("prod_axis", 2),
+    ("prod", 0),
+    ("trace", 0),
+    ("outer", 1),
+];
 
 /// The activation functions lowered to elementwise primitives (see
 /// `Parser::lower_activation`), with their numbers of arguments.
@@ -2121,6 +2134,73 @@ impl Lowerer<'_> {
         })
     }
 
+    /// Products, traces and outer products, lowered to other primitives in the order in
+    /// which the runtime's methods compute them (`runtime/src/ops/recurrence.rs`,
+    /// `linalg.rs`). A running product is the linear recurrence with the factors as decay
+    /// and the first factor as input, so its derivative needs no division. `None` for
+    /// other methods.
+    fn lower_composite(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        name: &str,
+        x: Atom,
+        args: &[Atom],
+    ) -> Option<Atom> {
+        use Prim::*;
+        if !COMPOSITES.contains(&(name, args.len())) {
+            return None;
+        }
+        let minus_one = |p: &mut Self| p.prim(Neg, vec![Atom::Int(1)]);
+        // `where(shift(ones, ±1) == 0, x, 0)` then the recurrence with `x` as decay
+        let running = |p: &mut Self, x: Atom, axis: Atom, rev: bool| {
+            let fixed = p.prim(StopGradient, vec![x]);
+            let ones = p.let_(
+                "ones",
+                Kind::Tensor,
+                Rhs::Method {
+                    recv: fixed,
+                    method: syn::Ident::new("ones_like", m.method.span()),
+                    args: vec![],
+                    span: m.method.span(),
+                },
+            );
+            let step = if rev { minus_one(p) } else { Atom::Int(1) };
+            let later = p.prim(Shift, vec![ones, step, axis]);
+            let first = p.prim(Eq, vec![later, Atom::Float(0.0)]);
+            let input = p.prim(Select, vec![first, x, Atom::Float(0.0)]);
+            p.prim(if rev { LinRecRev } else { LinRec }, vec![input, x, axis])
+        };
+        // the first of the running products from the end, summed over its one element
+        // to drop (or keep) the axis
+        let along = |p: &mut Self, x: Atom, axis: Atom, keep: Atom| {
+            let r = running(p, x, axis, true);
+            let first = p.prim(Slice, vec![r, axis, Atom::Int(0), Atom::Int(1)]);
+            p.prim(SumAxis, vec![first, axis, keep])
+        };
+        Some(match name {
+            "cumprod" => running(self, x, args[0], false),
+            "cumprod_rev" => running(self, x, args[0], true),
+            "prod_axis" => along(self, x, args[0], args[1]),
+            "prod" => {
+                let flat = self.prim(Flatten, vec![x]);
+                along(self, flat, Atom::Int(0), Atom::Bool(false))
+            }
+            "trace" => {
+                let d = self.prim(Diagonal, vec![x]);
+                let last = minus_one(self);
+                self.prim(SumAxis, vec![d, last, Atom::Bool(false)])
+            }
+            // `outer`
+            _ => {
+                let last = minus_one(self);
+                let column = self.prim(Unsqueeze, vec![x, last]);
+                let two = self.prim(Neg, vec![Atom::Int(2)]);
+                let row = self.prim(Unsqueeze, vec![args[0], two]);
+                self.prim(Mul, vec![column, row])
+            }
+        })
+    }
+
     fn lower_tensor_method(&mut self, m: &syn::ExprMethodCall, recv: Atom) -> Option<Atom> {
         let name = m.method.to_string();
         if (name == "clone" || name == "contiguous") && m.args.is_empty() {
@@ -2129,8 +2209,8 @@ impl Lowerer<'_> {
         let inactive = match name.as_str() {
             "item" => Some(Kind::Float(Prec::Infer)),
             "numel" | "len" | "ndim" => Some(Kind::Int),
-            "argmax_axis" | "argsort" | "top_k_indices" | "one_hot" | "zeros_like"
-            | "ones_like" | "full_like" | "scalar_like" => Some(Kind::Tensor),
+            "argmax_axis" | "argmin_axis" | "argsort" | "top_k_indices" | "one_hot"
+            | "zeros_like" | "ones_like" | "full_like" | "scalar_like" => Some(Kind::Tensor),
             "shape" | "dims" | "to_vec" | "dtype" | "device" | "is_empty" | "strides" => {
                 Some(Kind::Opaque)
             }
@@ -2176,6 +2256,9 @@ impl Lowerer<'_> {
             return Some(out);
         }
         if let Some(out) = self.lower_activation(&name, recv, &args) {
+            return Some(out);
+        }
+        if let Some(out) = self.lower_composite(m, &name, recv, &args) {
             return Some(out);
         }
         // `x.sort(axis)` / `x.top_k(k)`: a gather at the sorting indices (which carry no

@@ -141,6 +141,16 @@ pub enum Prim {
     CumSum,
     /// `x.roll(shift, axis)`: the elements of `axis` rotated by `shift` (linear).
     Roll,
+    /// `x.shift(steps, axis)`: the elements of `axis` moved by `steps`, zeros moved in
+    /// (linear; its transpose the shift back).
+    Shift,
+    /// `x.flip(axis)`: the elements of `axis` reversed (linear, its own transpose).
+    Flip,
+    /// `x.linear_recurrence(&decay, axis)`: `h[t] = decay[t] * h[t - 1] + x[t]`, linear in
+    /// `x`; its transpose [`Prim::LinRecRev`] with the decay moved by one.
+    LinRec,
+    /// `x.linear_recurrence_rev(&decay, axis)`: the same from the end of `axis`.
+    LinRecRev,
     /// `x.pad(&pads)`: zeros before and after on each axis (linear).
     Pad,
     /// `x.pad_with(&pads, mode)`: a border copied from the tensor ([`PadMode`]), linear.
@@ -503,6 +513,50 @@ fn reshape_back(b: &mut Rules, ct: Atom, x: &[Atom], _: &[bool]) -> Vec<Option<A
     let mut out = vec![Some(b.prim(Prim::ReshapeLike, &[ct, like]))];
     out.resize(x.len(), None);
     out
+}
+
+/// The recurrence `h[t] = a[t] h[t -+ 1] + x[t]` (`x, a, axis`), differentiated:
+/// `dh[t] = a[t] dh[t -+ 1] + (dx[t] + da[t] h[t -+ 1])`, the same recurrence of the
+/// tangents with the decay's part as input (`h` moved by one step, zero at the start).
+fn recurrence_jvp(
+    b: &mut Rules,
+    x: &[Atom],
+    y: Atom,
+    d: &[Option<Atom>],
+    rev: bool,
+) -> Option<Atom> {
+    let p = if rev { Prim::LinRecRev } else { Prim::LinRec };
+    let input = match d[1] {
+        Some(da) => {
+            let s = one_step(b, !rev);
+            let before = b.prim(Prim::Shift, &[y, s, x[2]]);
+            let c = b.prim(Prim::Mul, &[da, before]);
+            b.add(d[0], Some(c))
+        }
+        None => d[0],
+    }?;
+    Some(b.prim(p, &[input, x[1], x[2]]))
+}
+
+/// One step towards the end of an axis (`1`), or towards its start (`-1`).
+fn one_step(b: &mut Rules, forwards: bool) -> Atom {
+    if forwards {
+        Atom::Int(1)
+    } else {
+        b.prim(Prim::Neg, &[Atom::Int(1)])
+    }
+}
+
+/// The transpose in `x` of the recurrence: `g[t] = ct[t] + a[t +- 1] g[t +- 1]`, the
+/// recurrence the other way with the decay (broadcast to the result first) moved by one
+/// step against it.
+fn recurrence_transpose(b: &mut Rules, ct: Atom, x: &[Atom], rev: bool) -> Vec<Option<Atom>> {
+    let back = if rev { Prim::LinRec } else { Prim::LinRecRev };
+    let full = b.prim(Prim::BroadcastLike, &[x[1], ct]);
+    let s = one_step(b, rev);
+    let next = b.prim(Prim::Shift, &[full, s, x[2]]);
+    let g = b.prim(back, &[ct, next, x[2]]);
+    vec![Some(b.fit(g, x[0])), None, None]
 }
 
 fn f(v: f64) -> Atom {
@@ -1694,6 +1748,33 @@ pub fn row(p: Prim) -> Row {
                 vec![Some(b.prim(Roll, &[ct, back, x[2]])), None, None]
             },
         ),
+        Shift => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Shift, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let back = b.prim(Neg, &[x[1]]);
+                vec![Some(b.prim(Shift, &[ct, back, x[2]])), None, None]
+            },
+        ),
+        Flip => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Flip, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Flip, &[ct, x[1]])), None],
+        ),
+        LinRec => lin(
+            Call(""),
+            3,
+            Float,
+            |b, x, y, d| recurrence_jvp(b, x, y, d, false),
+            |b, ct, x, _| recurrence_transpose(b, ct, x, false),
+        ),
+        LinRecRev => lin(
+            Call(""),
+            3,
+            Float,
+            |b, x, y, d| recurrence_jvp(b, x, y, d, true),
+            |b, ct, x, _| recurrence_transpose(b, ct, x, true),
+        ),
         Pad => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Pad, &[t, x[1]])),
@@ -1961,6 +2042,10 @@ impl Prim {
             // lowered to a gather at their sorting indices (see `TakeAlong`)
             ("sort", 1) | ("top_k", 1) => TakeAlong,
             ("roll", 2) => Roll,
+            ("shift", 2) => Shift,
+            ("flip", 1) => Flip,
+            ("linear_recurrence", 2) => LinRec,
+            ("linear_recurrence_rev", 2) => LinRecRev,
             // lowered with its direction (see `CumSum`)
             ("cumsum", 1) | ("cumsum_rev", 1) => CumSum,
             ("pad", 1) => Pad,
@@ -2001,13 +2086,13 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll pad unpad pad_with pad_with_transpose cumsum cumsum_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
-         diagonal, Tensor::concat \
+         diagonal trace outer, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
-         is_empty strides argmax_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
+         is_empty strides argmax_axis argmin_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
     }
 
     /// Whether generated code may evaluate this primitive on tensors within a chain of
@@ -2134,9 +2219,11 @@ impl Prim {
         use Prim::*;
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
-            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu => k == 1,
-            TakeAlongT => k == 2,
-            Transpose | Roll => k == 1 || k == 2,
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip => {
+                k == 1
+            }
+            TakeAlongT | LinRec | LinRecRev => k == 2,
+            Transpose | Roll | Shift => k == 1 || k == 2,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
             UnconcatSeq | UnstackSeq => k == 1,

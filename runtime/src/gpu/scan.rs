@@ -1,5 +1,6 @@
 //! Cumulative sums along an axis (`cumsum`, `cumsum_rev`) over the `[outer, n, inner]`
-//! view of a row-major f32 tensor.
+//! view of a row-major f32 tensor, and linear recurrences ([`linear_recurrence`]) the
+//! same way.
 //!
 //! - Short axes (`n <= SHORT_ROW`, or `n <= SHORT_COLUMN` with `inner > 1`): one thread
 //!   per `(outer, inner)` column runs along it (neighbouring threads read neighbouring
@@ -207,6 +208,251 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         &add,
         bytemuck::cast_slice(&words),
         &[out.buffer(op)?, offsets.buffer(op)?],
+        grid((total as u32).div_ceil(WG)),
+    );
+    Ok(out)
+}
+
+/// The linear recurrence `h[k] = a[k] * h[k - 1] + x[k]`, `h[0] = x[0]`, along the middle
+/// axis of the `[outer, n, inner]` view of `x` and `a` (f32 GPU tensors of one shape, any
+/// layout), from the end of the axis when `reverse`. The same plan as [`cumsum`], with
+/// affine maps `h -> A h + B` in place of sums: a block's elements compose their maps
+/// (each thread its four, then the threads' in workgroup memory), the blocks' maps form a
+/// recurrence of their own (solved the same way), and every element past a row's first
+/// block applies its map to the state its block starts from.
+pub(crate) fn linear_recurrence(
+    op: &'static str,
+    x: &Tensor,
+    a: &Tensor,
+    [outer, n, inner]: [usize; 3],
+    reverse: bool,
+) -> Result<Tensor> {
+    let shape = x.shape().to_vec();
+    let ordinal = storage_of(x).ordinal;
+    gpu::check_dtype(op, x.dtype(), &shape)?;
+    if outer * n * inner == 0 {
+        let out = GpuStorage::alloc(op, ordinal, 0, x.dtype())?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    if n <= SHORT_ROW || (inner > 1 && n <= SHORT_COLUMN) {
+        let (x, a) = (
+            elementwise::contiguous(op, x)?,
+            elementwise::contiguous(op, a)?,
+        );
+        let out = recurrence_columns(
+            op,
+            storage_of(&x),
+            storage_of(&a),
+            [outer, n, inner],
+            reverse,
+        )?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    if inner == 1 {
+        let (x, a) = (
+            elementwise::contiguous(op, x)?,
+            elementwise::contiguous(op, a)?,
+        );
+        let out = recurrence_blocked(op, storage_of(&x), storage_of(&a), outer, n, reverse)?;
+        return Ok(gpu::tensor(out, &shape));
+    }
+    // the axis innermost: [outer, inner, n]
+    let innermost = |t: &Tensor| -> Result<Tensor> {
+        let t = t.try_reshape(&[outer, n, inner])?.try_permute(&[0, 2, 1])?;
+        elementwise::contiguous(op, &t)
+    };
+    let (xt, at) = (innermost(x)?, innermost(a)?);
+    let h = recurrence_blocked(
+        op,
+        storage_of(&xt),
+        storage_of(&at),
+        outer * inner,
+        n,
+        reverse,
+    )?;
+    let back = gpu::tensor(h, &[outer, inner, n]).try_permute(&[0, 2, 1])?;
+    elementwise::contiguous(op, &back)?.try_reshape(&shape)
+}
+
+/// One thread per column of the recurrence: `outer * inner` columns of `n` elements
+/// `inner` apart.
+fn recurrence_columns(
+    op: &'static str,
+    x: &GpuStorage,
+    a: &GpuStorage,
+    [outer, n, inner]: [usize; 3],
+    reverse: bool,
+) -> Result<GpuStorage> {
+    let out = GpuStorage::alloc(op, x.ordinal, outer * n * inner, DType::F32)?;
+    let cols = outer * inner;
+    let words: [u32; 4] = [cols as u32, n as u32, inner as u32, reverse as u32];
+    let ctx = out.context();
+    let pipeline = ctx.pipeline("recurrence columns", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> a: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let c = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let inner = word(2u); let rev = word(3u) != 0u;
+    if (c >= word(0u)) {{ return; }}
+    let base = (c / inner) * n * inner + c % inner;
+    let first = base + select(0u, n - 1u, rev) * inner;
+    var h = x[first];
+    out[first] = h;
+    for (var k = 1u; k < n; k++) {{
+        let i = base + select(k, n - 1u - k, rev) * inner;
+        h = a[i] * h + x[i];
+        out[i] = h;
+    }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, x.buffer(op)?, a.buffer(op)?],
+        grid((cols as u32).div_ceil(WG)),
+    );
+    Ok(out)
+}
+
+/// The blocked recurrence over `rows` contiguous rows of `n` elements.
+fn recurrence_blocked(
+    op: &'static str,
+    x: &GpuStorage,
+    a: &GpuStorage,
+    rows: usize,
+    n: usize,
+    reverse: bool,
+) -> Result<GpuStorage> {
+    let total = rows * n;
+    let blocks = n.div_ceil(BLOCK);
+    // each element's map from its block's starting state, (A, B) interleaved
+    let maps = GpuStorage::alloc(op, x.ordinal, 2 * total, DType::F32)?;
+    let (block_a, block_b) = (
+        GpuStorage::alloc(op, x.ordinal, rows * blocks, DType::F32)?,
+        GpuStorage::alloc(op, x.ordinal, rows * blocks, DType::F32)?,
+    );
+    let ctx = maps.context();
+    let words: [u32; 4] = [rows as u32, n as u32, blocks as u32, reverse as u32];
+    // (1) every block's maps composed, each block's whole map to `block_a`, `block_b`
+    let compose = ctx.pipeline("recurrence blocks", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> maps: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> a: array<f32>;
+@group(0) @binding(4) var<storage, read_write> block_a: array<f32>;
+@group(0) @binding(5) var<storage, read_write> block_b: array<f32>;
+var<workgroup> pa: array<f32, 256>;
+var<workgroup> pb: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let n = word(1u); let blocks = word(2u); let rev = word(3u) != 0u;
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= word(0u) * blocks) {{ return; }}
+    let base = (g / blocks) * n;
+    let q0 = (g % blocks) * {BLOCK}u + l * 4u;
+    // this thread's four maps, composed in order (the row's first ignores its decay)
+    var va: array<f32, 4>;
+    var vb: array<f32, 4>;
+    var ra = 1.0;
+    var rb = 0.0;
+    for (var k = 0u; k < 4u; k++) {{
+        let q = q0 + k;
+        if (q < n) {{
+            let i = base + select(q, n - 1u - q, rev);
+            let ak = select(a[i], 0.0, q == 0u);
+            ra = ak * ra;
+            rb = ak * rb + x[i];
+        }}
+        va[k] = ra;
+        vb[k] = rb;
+    }}
+    // inclusive scan of the threads' maps (Hillis–Steele): later after earlier
+    pa[l] = ra;
+    pb[l] = rb;
+    workgroupBarrier();
+    for (var d = 1u; d < 256u; d = d << 1u) {{
+        var ta = pa[l];
+        var tb = pb[l];
+        if (l >= d) {{
+            tb = ta * pb[l - d] + tb;
+            ta = ta * pa[l - d];
+        }}
+        workgroupBarrier();
+        pa[l] = ta;
+        pb[l] = tb;
+        workgroupBarrier();
+    }}
+    var ea = 1.0;
+    var eb = 0.0;
+    if (l > 0u) {{ ea = pa[l - 1u]; eb = pb[l - 1u]; }}
+    for (var k = 0u; k < 4u; k++) {{
+        let q = q0 + k;
+        if (q < n) {{
+            let i = base + select(q, n - 1u - q, rev);
+            maps[2u * i] = va[k] * ea;
+            maps[2u * i + 1u] = va[k] * eb + vb[k];
+        }}
+    }}
+    if (l == 255u) {{ block_a[g] = pa[255]; block_b[g] = pb[255]; }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &compose,
+        bytemuck::cast_slice(&words),
+        &[
+            maps.buffer(op)?,
+            x.buffer(op)?,
+            a.buffer(op)?,
+            block_a.buffer(op)?,
+            block_b.buffer(op)?,
+        ],
+        grid((rows * blocks) as u32),
+    );
+    // (2) the state at the end of each block: the blocks' own recurrence (forwards, in
+    // logical order; the first block's map is constant)
+    let ends = if blocks <= SHORT_ROW {
+        recurrence_columns(op, &block_b, &block_a, [rows, blocks, 1], false)?
+    } else {
+        recurrence_blocked(op, &block_b, &block_a, rows, blocks, false)?
+    };
+    // (3) every element's map applied to its block's starting state
+    let out = GpuStorage::alloc(op, x.ordinal, total, DType::F32)?;
+    let apply = ctx.pipeline("recurrence states", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> maps: array<f32>;
+@group(0) @binding(3) var<storage, read> ends: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let blocks = word(2u); let rev = word(3u) != 0u;
+    if (i >= word(0u) * n) {{ return; }}
+    let p = i % n;
+    let b = select(p, n - 1u - p, rev) / {BLOCK}u;
+    var h = maps[2u * i + 1u];
+    if (b > 0u) {{ h = maps[2u * i] * ends[(i / n) * blocks + b - 1u] + h; }}
+    out[i] = h;
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &apply,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, maps.buffer(op)?, ends.buffer(op)?],
         grid((total as u32).div_ceil(WG)),
     );
     Ok(out)

@@ -1189,6 +1189,48 @@ impl Tensor {
         self.try_transpose(-2, -1)
     }
 
+    /// The traces of the matrices in the last two axes, `[..]`: the sums of their
+    /// diagonals (`jnp.trace`). Panics for fewer than two axes or a non-float tensor; see
+    /// [`Tensor::try_trace`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::arange(0.0, 8.0, 1.0, DType::F64).reshape(&[2, 2, 2]);
+    /// assert_eq!(x.trace().to_vec::<f64>(), vec![3.0, 11.0]);
+    /// ```
+    #[track_caller]
+    pub fn trace(&self) -> Tensor {
+        unwrap(self.try_trace())
+    }
+
+    /// [`Tensor::trace`], returning an error instead of panicking.
+    pub fn try_trace(&self) -> Result<Tensor> {
+        self.try_diagonal()?.try_sum_axis(-1, false)
+    }
+
+    /// The outer products of the vectors in the last axes of `self` and `other`,
+    /// `[.., m, n]` with `out[.., i, j] = self[.., i] * other[.., j]` (the leading axes
+    /// broadcast). Panics for 0-d operands, leading axes that do not broadcast or mixed
+    /// dtypes; see [`Tensor::try_outer`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f32, 4.0, 5.0], &[3]);
+    /// assert_eq!(a.outer(&b).to_vec::<f32>(), vec![3.0, 4.0, 5.0, 6.0, 8.0, 10.0]);
+    /// ```
+    #[track_caller]
+    pub fn outer(&self, other: &Tensor) -> Tensor {
+        unwrap(self.try_outer(other))
+    }
+
+    /// [`Tensor::outer`], returning an error instead of panicking.
+    pub fn try_outer(&self, other: &Tensor) -> Result<Tensor> {
+        let column = self.try_unsqueeze(-1)?;
+        let row = other.try_unsqueeze(-2)?;
+        column.try_binary("outer", crate::cpu::kernels::BinaryOp::Mul, &row)
+    }
+
     /// The diagonals of the matrices in the last two axes, `[.., min(rows, cols)]` (a view).
     /// Panics for fewer than two axes; see [`Tensor::try_diagonal`].
     ///

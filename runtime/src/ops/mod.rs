@@ -10,6 +10,7 @@ pub(crate) mod linalg;
 mod matmul;
 mod nn;
 mod operators;
+mod recurrence;
 mod reduce;
 mod scan;
 mod sort;

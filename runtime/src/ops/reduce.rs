@@ -256,6 +256,38 @@ impl Tensor {
             .drop_axis(ax, keepdim))
     }
 
+    /// Index (i32) of the first minimum along `axis`; a NaN counts as the minimum, as in
+    /// NumPy. Panics for a bad or zero-size axis or a non-float tensor; see
+    /// [`Tensor::try_argmin_axis`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, -5.0, 2.0, 0.0, 7.0, 0.0], &[2, 3]);
+    /// assert_eq!(x.argmin_axis(1, false).to_vec::<i32>(), vec![1, 0]);
+    /// ```
+    #[track_caller]
+    pub fn argmin_axis(&self, axis: isize, keepdim: bool) -> Tensor {
+        unwrap(self.try_argmin_axis(axis, keepdim))
+    }
+
+    /// [`Tensor::argmin_axis`], returning an error instead of panicking.
+    pub fn try_argmin_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        const OP: &str = "argmin_axis";
+        self.expect_float(OP)?;
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        if self.shape()[ax] == 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "axis {ax} of shape {:?} is empty and has no minimum",
+                    self.shape()
+                ),
+            });
+        }
+        // the first maximum of the negation (NaN stays NaN, so it still counts first)
+        self.try_neg()?.try_argmax_axis(axis, keepdim)
+    }
+
     /// `ln(sum(exp(x)))` along `axis`, computed stably (-inf over a zero-size axis).
     /// Panics for a bad axis or a non-float tensor; see [`Tensor::try_logsumexp_axis`].
     ///

@@ -536,6 +536,64 @@ impl Tensor {
         concat_impl(OP, &[&tail, &head], ax as isize)
     }
 
+    /// Elements moved `steps` positions along `axis` (towards the end when positive), zeros
+    /// moved in: [`Tensor::roll`] without the wrap-around (a lag, or a stencil's neighbour
+    /// with zero boundaries). Same shape. Panics for a bad axis; see [`Tensor::try_shift`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.shift(1, 0).to_vec::<f32>(), vec![0.0, 1.0, 2.0, 3.0]);
+    /// assert_eq!(x.shift(-2, 0).to_vec::<f32>(), vec![3.0, 4.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn shift(&self, steps: isize, axis: isize) -> Tensor {
+        unwrap(self.try_shift(steps, axis))
+    }
+
+    /// [`Tensor::shift`], returning an error for a bad axis.
+    pub fn try_shift(&self, steps: isize, axis: isize) -> Result<Tensor> {
+        const OP: &str = "shift";
+        let ax = normalize_axis(OP, axis, self.shape())?;
+        let n = self.shape()[ax];
+        let s = steps.unsigned_abs().min(n);
+        if s == 0 {
+            return Ok(self.clone());
+        }
+        let mut pads = vec![(0, 0); self.ndim()];
+        let kept = if steps > 0 {
+            pads[ax] = (s, 0);
+            self.try_slice(axis, 0, n - s)?
+        } else {
+            pads[ax] = (0, s);
+            self.try_slice(axis, s, n)?
+        };
+        kept.try_pad(&pads)
+    }
+
+    /// The elements in reverse order along `axis` (`jnp.flip`). Same shape; a copy.
+    /// Panics for a bad axis; see [`Tensor::try_flip`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.flip(1).to_vec::<f64>(), vec![3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
+    /// assert_eq!(x.flip(0).to_vec::<f64>(), vec![4.0, 5.0, 6.0, 1.0, 2.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn flip(&self, axis: isize) -> Tensor {
+        unwrap(self.try_flip(axis))
+    }
+
+    /// [`Tensor::flip`], returning an error for a bad axis.
+    pub fn try_flip(&self, axis: isize) -> Result<Tensor> {
+        let ax = normalize_axis("flip", axis, self.shape())?;
+        let n = self.shape()[ax];
+        let back: Vec<i32> = (0..n as i32).rev().collect();
+        let idx = Tensor::from_vec(back, &[n]).try_to_device(&self.device())?;
+        self.try_index_select(axis, &idx)
+    }
+
     /// `self` padded with `before` and `after` zeros on each axis (`pads`: one pair per
     /// axis), as `jnp.pad` with zeros. Panics on a wrong number of pairs; see
     /// [`Tensor::try_pad`].

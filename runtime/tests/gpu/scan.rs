@@ -163,3 +163,110 @@ fn errors_match_the_cpu() {
     assert_eq!(e.cumsum(1).shape(), &[0, 3]);
     assert!(e.cumsum(1).device().is_gpu());
 }
+
+/// `linear_recurrence` and `_rev` along every axis of `x` with decay `a` on the GPU
+/// against the CPU, within `tol` of the largest |state| (the blocked kernel associates the
+/// products differently).
+#[track_caller]
+fn check_recurrence(dev: &Device, what: &str, x: &Tensor, a: &Tensor, tol: f32) {
+    let (gx, ga) = (x.to_device(dev), a.to_device(dev));
+    for ax in 0..x.ndim() as isize {
+        for rev in [false, true] {
+            let (want, got) = if rev {
+                (
+                    x.linear_recurrence_rev(a, ax),
+                    gx.linear_recurrence_rev(&ga, ax),
+                )
+            } else {
+                (x.linear_recurrence(a, ax), gx.linear_recurrence(&ga, ax))
+            };
+            let what = format!("{what} axis {ax} rev {rev}");
+            assert!(got.device().is_gpu(), "{what}: on {}", got.device());
+            assert_eq!(got.shape(), want.shape(), "{what}: shape");
+            let (g, w) = (got.to_vec::<f32>(), want.to_vec::<f32>());
+            let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (i, (&p, &q)) in g.iter().zip(&w).enumerate() {
+                assert!(
+                    (p - q).abs() <= tol * scale,
+                    "{what}: element {i}: gpu {p}, cpu {q}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_recurrences_match_the_cpu_on_every_path() {
+    let Some(dev) = gpu() else { return };
+    for shape in [
+        vec![7],
+        vec![3, 5, 7],
+        vec![65],         // one block
+        vec![2500],       // three blocks
+        vec![70_001],     // 69 blocks: their states by the blocked kernel again
+        vec![300, 2000],  // many long rows
+        vec![2, 1000, 3], // columns short enough for a thread each
+        vec![2, 3000, 5], // long columns: transposed, run as rows
+    ] {
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_vec(reals(n, n as u64, false), &shape);
+        let decay: Vec<f32> = reals(n, n as u64 + 1, true)
+            .iter()
+            .map(|u| 0.5 + 0.5 * u)
+            .collect();
+        let a = Tensor::from_vec(decay, &shape);
+        check_recurrence(&dev, &format!("{shape:?}"), &x, &a, 1e-5);
+    }
+    // a decay of 1 is a running sum; a number broadcast; views
+    let x = Tensor::from_vec(reals(3000, 4, false), &[3000]);
+    check_recurrence(
+        &dev,
+        "decay 1",
+        &x,
+        &Tensor::ones(&[3000], DType::F32),
+        1e-5,
+    );
+    check_recurrence(&dev, "decay 0.9", &x, &Tensor::scalar(0.9f32), 1e-5);
+    for lay in LAYS {
+        let x = laid(&[4, 6, 5], 31, false, lay);
+        let a = laid(&[4, 6, 5], 32, false, lay) * 0.1;
+        check_recurrence(&dev, &format!("{lay:?}"), &x, &a, 1e-6);
+    }
+    // products, shifts and flips (built from the recurrence, pads and gathers)
+    let x = Tensor::from_vec(
+        reals(2400, 9, true).iter().map(|u| 0.9 + 0.2 * u).collect(),
+        &[3, 800],
+    );
+    for ax in [0isize, 1] {
+        check(&dev, &format!("cumprod {ax}"), &[&x], 1e-5, |t| {
+            t[0].cumprod(ax)
+        });
+        check(&dev, &format!("cumprod_rev {ax}"), &[&x], 1e-5, |t| {
+            t[0].cumprod_rev(ax)
+        });
+        check(&dev, &format!("prod_axis {ax}"), &[&x], 1e-5, |t| {
+            t[0].prod_axis(ax, false)
+        });
+    }
+    for (s, shape) in SHAPES.iter().enumerate() {
+        for lay in LAYS {
+            let x = laid(shape, 300 + s as u64, true, lay);
+            for axis in 0..shape.len() as isize {
+                check(
+                    &dev,
+                    &format!("flip {shape:?} {lay:?} {axis}"),
+                    &[&x],
+                    0.0,
+                    |t| t[0].flip(axis),
+                );
+                check(
+                    &dev,
+                    &format!("shift {shape:?} {lay:?} {axis}"),
+                    &[&x],
+                    0.0,
+                    |t| t[0].shift(-2, axis),
+                );
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod fused;
 mod linalg;
 mod matmul;
 mod random;
+mod recurrence;
 mod reduce;
 mod reference;
 mod scan;

@@ -1,0 +1,303 @@
+//! `linear_recurrence` (and `_rev`) against a naive loop in the element type: every axis,
+//! broadcast decays (a number, a column, a row), the parallel and vectorised paths,
+//! transposed inputs, infinities in the unread first decay; `cumprod`, `prod`,
+//! `prod_axis` against products; `shift` and `flip` against index maps; errors.
+
+use ferrax_runtime::prelude::*;
+
+/// Deterministic values in [lo, hi).
+fn uniform(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(3);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}
+
+fn tensor(data: &[f64], shape: &[usize], dtype: DType) -> Tensor {
+    Tensor::from_vec(data.to_vec(), shape).to_dtype(dtype)
+}
+
+/// `h[k] = a[k] h[k-1] + x[k]` along `ax` of `shape` (both row-major, one shape), rounded
+/// to `dtype` after every operation as the kernel rounds.
+fn naive(x: &[f64], a: &[f64], shape: &[usize], ax: usize, rev: bool, dtype: DType) -> Vec<f64> {
+    let round = |v: f64| {
+        if dtype == DType::F32 {
+            v as f32 as f64
+        } else {
+            v
+        }
+    };
+    let outer: usize = shape[..ax].iter().product();
+    let n = shape[ax];
+    let inner: usize = shape[ax + 1..].iter().product();
+    let mut out = vec![0.0; x.len()];
+    for o in 0..outer {
+        for r in 0..inner {
+            let mut h = 0.0;
+            for s in 0..n {
+                let k = if rev { n - 1 - s } else { s };
+                let i = (o * n + k) * inner + r;
+                h = if s == 0 {
+                    x[i]
+                } else {
+                    round(round(a[i] * h) + x[i])
+                };
+                out[i] = h;
+            }
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn same(got: &Tensor, want: &[f64], what: &str) {
+    let g = got.to_dtype(DType::F64).to_vec::<f64>();
+    assert_eq!(g.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in g.iter().zip(want).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "{what}: element {i}: {a} against {b}"
+        );
+    }
+}
+
+#[test]
+fn recurrences_match_a_loop_on_every_axis_and_path() {
+    for dtype in [DType::F32, DType::F64] {
+        for shape in [
+            vec![7],
+            vec![1],
+            vec![3, 5, 4],
+            vec![2, 1, 6],
+            vec![40_000, 3],
+            vec![3, 40_000],
+            vec![64, 300, 9],
+        ] {
+            let n: usize = shape.iter().product();
+            let xv: Vec<f64> = tensor(&uniform(n, 1, -1.0, 1.0), &shape, dtype)
+                .to_dtype(DType::F64)
+                .to_vec();
+            let av: Vec<f64> = tensor(&uniform(n, 2, 0.5, 1.1), &shape, dtype)
+                .to_dtype(DType::F64)
+                .to_vec();
+            let (x, a) = (tensor(&xv, &shape, dtype), tensor(&av, &shape, dtype));
+            for ax in 0..shape.len() {
+                for rev in [false, true] {
+                    let got = if rev {
+                        x.linear_recurrence_rev(&a, ax as isize)
+                    } else {
+                        x.linear_recurrence(&a, ax as isize - shape.len() as isize)
+                    };
+                    assert_eq!(got.dtype(), dtype);
+                    let want = naive(&xv, &av, &shape, ax, rev, dtype);
+                    same(
+                        &got,
+                        &want,
+                        &format!("{shape:?} {dtype:?} axis {ax} rev {rev}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn decays_broadcast_and_inputs_may_be_views() {
+    let x = Tensor::from_vec(uniform(24, 5, -1.0, 1.0), &[4, 6]);
+    let full = |d: &Tensor| d.broadcast_to(&[4, 6]).contiguous();
+    // a number, a column, a row
+    for decay in [
+        Tensor::scalar(0.9f64),
+        Tensor::from_vec(uniform(4, 6, 0.0, 1.0), &[4, 1]),
+        Tensor::from_vec(uniform(6, 7, 0.0, 1.0), &[6]),
+    ] {
+        for ax in [0isize, 1] {
+            let want = x.linear_recurrence(&full(&decay), ax).to_vec::<f64>();
+            assert_eq!(x.linear_recurrence(&decay, ax).to_vec::<f64>(), want);
+        }
+    }
+    // a transposed input: the same as its contiguous copy
+    let xt = Tensor::from_vec(uniform(24, 8, -1.0, 1.0), &[6, 4]).t();
+    let a = Tensor::from_vec(uniform(24, 9, 0.0, 1.0), &[4, 6]);
+    for ax in [0isize, 1] {
+        assert_eq!(
+            xt.linear_recurrence_rev(&a, ax).to_vec::<f64>(),
+            xt.contiguous()
+                .linear_recurrence_rev(&a, ax)
+                .to_vec::<f64>()
+        );
+    }
+    // the input broadcast too: the result has the broadcast shape
+    let h = Tensor::from_vec(vec![1.0f32], &[1, 1])
+        .linear_recurrence(&Tensor::full(&[3, 2], 2.0, DType::F32), 0);
+    assert_eq!(h.shape(), &[3, 2]);
+    assert_eq!(h.to_vec::<f32>(), vec![1.0, 1.0, 3.0, 3.0, 7.0, 7.0]);
+    // the first decay is never read: an infinity there changes nothing
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    let a = Tensor::from_vec(vec![f64::INFINITY, 0.5, 0.5], &[3]);
+    assert_eq!(
+        x.linear_recurrence(&a, 0).to_vec::<f64>(),
+        vec![1.0, 2.5, 4.25]
+    );
+    let a = Tensor::from_vec(vec![0.5, 0.5, f64::NAN], &[3]);
+    assert_eq!(
+        x.linear_recurrence_rev(&a, 0).to_vec::<f64>(),
+        vec![2.75, 3.5, 3.0]
+    );
+    // empty axes and tensors
+    let e = Tensor::zeros(&[0, 3], DType::F32);
+    assert_eq!(e.linear_recurrence(&e, 0).shape(), &[0, 3]);
+    assert_eq!(e.cumprod(1).shape(), &[0, 3]);
+}
+
+#[test]
+fn products_match_running_products() {
+    for dtype in [DType::F32, DType::F64] {
+        let shape = [3usize, 5, 4];
+        let v = uniform(60, 11, -1.5, 1.5);
+        let x = tensor(&v, &shape, dtype);
+        let xv: Vec<f64> = x.to_dtype(DType::F64).to_vec();
+        let round = |p: f64| {
+            if dtype == DType::F32 {
+                p as f32 as f64
+            } else {
+                p
+            }
+        };
+        for ax in 0..3 {
+            let ones = vec![1.0; 60];
+            let mut want = vec![0.0; 60];
+            let mut want_rev = vec![0.0; 60];
+            let (outer, n, inner) = (
+                shape[..ax].iter().product::<usize>(),
+                shape[ax],
+                shape[ax + 1..].iter().product::<usize>(),
+            );
+            for o in 0..outer {
+                for r in 0..inner {
+                    let at = |k: usize| (o * n + k) * inner + r;
+                    let mut p = 1.0;
+                    for k in 0..n {
+                        p = if k == 0 {
+                            xv[at(k)]
+                        } else {
+                            round(p * xv[at(k)])
+                        };
+                        want[at(k)] = p;
+                    }
+                    let mut p = 1.0;
+                    for k in (0..n).rev() {
+                        p = if k == n - 1 {
+                            xv[at(k)]
+                        } else {
+                            round(p * xv[at(k)])
+                        };
+                        want_rev[at(k)] = p;
+                    }
+                }
+            }
+            same(&x.cumprod(ax as isize), &want, "cumprod");
+            same(&x.cumprod_rev(ax as isize), &want_rev, "cumprod_rev");
+            let _ = ones;
+            let firsts = x.cumprod_rev(ax as isize).slice(ax as isize, 0, 1);
+            let p = x.prod_axis(ax as isize, true);
+            assert_eq!(p.shape(), firsts.shape());
+            same(
+                &p,
+                &firsts.to_dtype(DType::F64).to_vec::<f64>(),
+                "prod_axis",
+            );
+            assert_eq!(x.prod_axis(ax as isize, false).ndim(), 2);
+        }
+        let all = xv
+            .iter()
+            .rev()
+            .fold(None, |acc: Option<f64>, &v| {
+                Some(acc.map_or(v, |p| round(p * v)))
+            })
+            .unwrap();
+        assert_eq!(x.prod().shape(), &[] as &[usize]);
+        same(&x.prod(), &[all], "prod");
+    }
+    // zeros, infinities and signs
+    let x = Tensor::from_vec(vec![2.0f64, 0.0, f64::INFINITY, -1.0], &[4]);
+    assert_eq!(x.cumprod(0).to_vec::<f64>()[..2], [2.0, 0.0]);
+    assert!(x.cumprod(0).to_vec::<f64>()[2].is_nan());
+    assert_eq!(
+        x.cumprod_rev(0).to_vec::<f64>()[2..],
+        [-f64::INFINITY, -1.0]
+    );
+}
+
+#[test]
+fn shift_and_flip_move_elements_as_index_maps_do() {
+    let v = uniform(60, 13, -1.0, 1.0);
+    let x = Tensor::from_vec(v.clone(), &[3, 5, 4]);
+    let shape = [3usize, 5, 4];
+    let at = |i: usize, j: usize, k: usize| v[(i * 5 + j) * 4 + k];
+    for ax in 0..3 {
+        for steps in [-6isize, -2, -1, 0, 1, 3, 7] {
+            let got = x.shift(steps, ax as isize).to_vec::<f64>();
+            let flipped = x.flip(ax as isize).to_vec::<f64>();
+            for i in 0..3 {
+                for j in 0..5 {
+                    for k in 0..4 {
+                        let mut idx = [i, j, k];
+                        let from = idx[ax] as isize - steps;
+                        let want = if from < 0 || from >= shape[ax] as isize {
+                            0.0
+                        } else {
+                            idx[ax] = from as usize;
+                            at(idx[0], idx[1], idx[2])
+                        };
+                        assert_eq!(got[(i * 5 + j) * 4 + k], want, "shift {steps} axis {ax}");
+                        let mut idx = [i, j, k];
+                        idx[ax] = shape[ax] - 1 - idx[ax];
+                        assert_eq!(flipped[(i * 5 + j) * 4 + k], at(idx[0], idx[1], idx[2]));
+                    }
+                }
+            }
+        }
+    }
+    // a transposed view, f32
+    let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).t();
+    assert_eq!(
+        t.flip(0).to_vec::<f32>(),
+        vec![3.0, 6.0, 2.0, 5.0, 1.0, 4.0]
+    );
+    assert_eq!(
+        t.shift(1, 1).to_vec::<f32>(),
+        vec![0.0, 1.0, 0.0, 2.0, 0.0, 3.0]
+    );
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_the_operation() {
+    let x = Tensor::ones(&[3, 4], DType::F32);
+    let e = x
+        .try_linear_recurrence(&Tensor::ones(&[3, 4], DType::F64), 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("linear_recurrence"), "{e}");
+    let e = x
+        .try_linear_recurrence(&Tensor::ones(&[2], DType::F32), 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("linear_recurrence"), "{e}");
+    let e = x.try_linear_recurrence_rev(&x, 2).unwrap_err();
+    assert!(e.to_string().contains("linear_recurrence_rev"), "{e}");
+    let ints = Tensor::from_vec(vec![1i32, 2], &[2]);
+    assert!(
+        ints.try_cumprod(0)
+            .unwrap_err()
+            .to_string()
+            .contains("cumprod")
+    );
+    assert!(x.try_cumprod_rev(-3).is_err());
+    assert!(Tensor::zeros(&[0], DType::F64).try_prod().is_err());
+    assert!(x.try_shift(1, 2).unwrap_err().to_string().contains("shift"));
+    assert!(x.try_flip(-3).unwrap_err().to_string().contains("flip"));
+}
