@@ -2369,6 +2369,45 @@ fn matrices<'a>(op: &str, x: BArg<'a>) -> &'a Tensor {
     x
 }
 
+/// Batched `t::expm`.
+#[track_caller]
+pub fn expm<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    matrices("expm", a.into()).expm()
+}
+
+/// Batched `t::expm_frechet`: both lifted to the batch.
+#[track_caller]
+pub fn expm_frechet<'a>(a: impl Into<BArg<'a>>, e: impl Into<BArg<'a>>) -> Tensor {
+    let (a, e) = (a.into(), e.into());
+    let bsz = bsz_of("expm_frechet", &[a, e]);
+    lifted(a, bsz, None).expm_frechet(&lifted(e, bsz, None))
+}
+
+/// Batched `t::block_upper` (a number stays a number: zeros).
+#[track_caller]
+pub fn block_upper<'a>(a: impl Into<BArg<'a>>, e: impl Into<BArg<'a>>) -> Tensor {
+    let (a, e) = (a.into(), e.into());
+    let bsz = bsz_of("expm", &[a, e]);
+    let lift = |x: BArg<'a>| match x {
+        BArg::Plain(Operand::Scalar(v)) => V::S(v),
+        x => V::T(lifted(x, bsz, None).into_owned()),
+    };
+    let (a, e) = (lift(a), lift(e));
+    t::block_upper(a.op(), e.op())
+}
+
+/// Batched `t::quadrant`.
+#[track_caller]
+pub fn quadrant<'a>(x: impl Into<BArg<'a>>, k: usize) -> Tensor {
+    t::quadrant(matrices("expm", x.into()), k)
+}
+
+/// Batched `t::quadrant_t`.
+#[track_caller]
+pub fn quadrant_t<'a>(x: impl Into<BArg<'a>>, k: usize) -> Tensor {
+    t::quadrant_t(matrices("expm", x.into()), k)
+}
+
 /// Batched `t::cholesky`.
 #[track_caller]
 pub fn cholesky<'a>(x: impl Into<BArg<'a>>) -> Tensor {

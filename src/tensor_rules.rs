@@ -1008,6 +1008,52 @@ pub fn lin_rec_rev<'a>(
         .linear_recurrence_rev(&decay.tensor(), axis)
 }
 
+/// `a.expm()`.
+pub fn expm<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    a.into().tensor().expm()
+}
+
+/// `a.expm_frechet(e)`.
+pub fn expm_frechet<'a>(a: impl Into<Operand<'a>>, e: impl Into<Operand<'a>>) -> Tensor {
+    let e = e.into();
+    a.into().tensor().expm_frechet(&e.tensor())
+}
+
+/// `[[a, e], [0, a]]` of the matrices in the last two axes; a number for either stands
+/// for zeros (a derivative's missing part).
+pub fn block_upper<'a>(a: impl Into<Operand<'a>>, e: impl Into<Operand<'a>>) -> Tensor {
+    let (a, e) = match (a.into(), e.into()) {
+        (Operand::Scalar(_), Operand::Tensor(e)) => (e.zeros_like(), e.clone()),
+        (Operand::Tensor(a), Operand::Scalar(_)) => (a.clone(), a.zeros_like()),
+        (a, e) => (a.tensor().into_owned(), e.tensor().into_owned()),
+    };
+    let top = Tensor::concat(&[&a, &e], -1);
+    let bottom = Tensor::concat(&[&a.zeros_like(), &a], -1);
+    Tensor::concat(&[top, bottom], -2)
+}
+
+/// Quadrant `k` (0 upper left, 1 upper right, 2 lower left, 3 lower right) of the
+/// matrices in the last two axes.
+pub fn quadrant<'a>(x: impl Into<Operand<'a>>, k: usize) -> Tensor {
+    let x = x.into().tensor();
+    let n = x.shape()[x.ndim() - 1] / 2;
+    let (r, c) = (k / 2, k % 2);
+    x.slice(-2, r * n, (r + 1) * n)
+        .slice(-1, c * n, (c + 1) * n)
+}
+
+/// `x` as quadrant `k` of matrices of zeros twice its size (the transpose of
+/// [`quadrant`]).
+pub fn quadrant_t<'a>(x: impl Into<Operand<'a>>, k: usize) -> Tensor {
+    let x = x.into().tensor();
+    let n = x.shape()[x.ndim() - 1];
+    let (r, c) = (k / 2, k % 2);
+    let mut pads = vec![(0, 0); x.ndim()];
+    pads[x.ndim() - 2] = (r * n, (1 - r) * n);
+    pads[x.ndim() - 1] = (c * n, (1 - c) * n);
+    x.pad(&pads)
+}
+
 /// `x.pad(pads)`.
 pub fn pad<'a>(x: impl Into<Operand<'a>>, pads: &[(usize, usize)]) -> Tensor {
     x.into().tensor().pad(pads)

@@ -589,3 +589,26 @@ fn recurrence_gradients_on_the_gpu_match_the_cpu() {
         );
     }
 }
+
+/// The matrix exponential and its derivative (the exponential of a block matrix twice the
+/// size) on the GPU: products and an LU solve there.
+#[grad]
+fn propagated(a: &Tensor, x0: &Tensor) -> Tensor {
+    (a.expm().matmul(x0)).tanh().sum() + (a * 3.0).expm().trace().sum() * 0.01
+}
+
+#[test]
+fn expm_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::normal(Key::new(51), &[2, 5, 5], DType::F32) * 0.5;
+    let x0 = Tensor::normal(Key::new(52), &[2, 5, 3], DType::F32);
+    let (ca, cx) = propagated_grad(&a, &x0);
+    let (ga, gx) = propagated_grad(&a.to_device(&dev), &x0.to_device(&dev));
+    assert_close("expm da", &ga.to_device(&Device::Cpu), &ca);
+    assert_close("expm dx0", &gx.to_device(&Device::Cpu), &cx);
+    let e = a.to_device(&dev).expm();
+    assert!(e.device().is_gpu());
+    assert_close("expm", &e.to_device(&Device::Cpu), &a.expm());
+    let v = propagated(&a.to_device(&dev), &x0.to_device(&dev));
+    assert_close("value", &v.to_device(&Device::Cpu), &propagated(&a, &x0));
+}

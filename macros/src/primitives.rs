@@ -151,6 +151,19 @@ pub enum Prim {
     LinRec,
     /// `x.linear_recurrence_rev(&decay, axis)`: the same from the end of `axis`.
     LinRecRev,
+    /// `a.expm()`: the matrix exponential; its derivative [`Prim::ExpmFrechet`].
+    Expm,
+    /// `a.expm_frechet(&e)`: the derivative of `expm` at `a` in direction `e` (linear in
+    /// `e`, its transpose at `aᵀ`; its derivative in `a` the same one size up).
+    ExpmFrechet,
+    /// `[[a, e], [0, a]]` of the matrices in the last two axes (linear; a number for
+    /// either: zeros).
+    BlockUpper,
+    /// Quadrant `k` (0 upper left, 1 upper right, 2 lower left, 3 lower right) of the
+    /// matrices in the last two axes, of even size (linear).
+    Quadrant,
+    /// The transpose of [`Prim::Quadrant`]: `x` as quadrant `k` of zeros twice its size.
+    QuadrantT,
     /// `x.pad(&pads)`: zeros before and after on each axis (linear).
     Pad,
     /// `x.pad_with(&pads, mode)`: a border copied from the tensor ([`PadMode`]), linear.
@@ -1775,6 +1788,62 @@ pub fn row(p: Prim) -> Row {
             |b, x, y, d| recurrence_jvp(b, x, y, d, true),
             |b, ct, x, _| recurrence_transpose(b, ct, x, true),
         ),
+        Expm => tr(1, |b, x, _, d| {
+            d[0].map(|t| b.prim(ExpmFrechet, &[x[0], t]))
+        }),
+        ExpmFrechet => lin(
+            Call(""),
+            2,
+            Float,
+            |b, x, _, d| {
+                // L(A, E) = upper right of expm([[A, E], [0, A]]): in A along F, the upper
+                // right of L([[A, E], [0, A]], [[F, 0], [0, F]])
+                let l = d[1].map(|t| b.prim(ExpmFrechet, &[x[0], t]));
+                let r = d[0].map(|fa| {
+                    let m = b.prim(BlockUpper, &[x[0], x[1]]);
+                    let dm = b.prim(BlockUpper, &[fa, f(0.0)]);
+                    let big = b.prim(ExpmFrechet, &[m, dm]);
+                    b.prim(Quadrant, &[big, Atom::Int(1)])
+                });
+                b.add(l, r)
+            },
+            |b, ct, x, _| {
+                // L(A, .) is its own kind of adjoint: <G, L(A, E)> = <L(Aᵀ, G), E>
+                let at = b.prim(Mt, &[x[0]]);
+                vec![None, Some(b.prim(ExpmFrechet, &[at, ct]))]
+            },
+        ),
+        BlockUpper => lin(
+            Call(""),
+            2,
+            Float,
+            |b, _, _, d| {
+                if d[0].is_none() && d[1].is_none() {
+                    return None;
+                }
+                let (ta, te) = (d[0].unwrap_or(f(0.0)), d[1].unwrap_or(f(0.0)));
+                Some(b.prim(BlockUpper, &[ta, te]))
+            },
+            |b, ct, _, l| {
+                let a = l[0].then(|| {
+                    let upper = b.prim(Quadrant, &[ct, Atom::Int(0)]);
+                    let lower = b.prim(Quadrant, &[ct, Atom::Int(3)]);
+                    b.prim(Add, &[upper, lower])
+                });
+                let e = l[1].then(|| b.prim(Quadrant, &[ct, Atom::Int(1)]));
+                vec![a, e]
+            },
+        ),
+        Quadrant => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(Quadrant, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(QuadrantT, &[ct, x[1]])), None],
+        ),
+        QuadrantT => tl(
+            2,
+            |b, x, _, d| d[0].map(|t| b.prim(QuadrantT, &[t, x[1]])),
+            |b, ct, x, _| vec![Some(b.prim(Quadrant, &[ct, x[1]])), None],
+        ),
         Pad => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Pad, &[t, x[1]])),
@@ -2044,6 +2113,8 @@ impl Prim {
             ("roll", 2) => Roll,
             ("shift", 2) => Shift,
             ("flip", 1) => Flip,
+            ("expm", 0) => Expm,
+            ("expm_frechet", 1) => ExpmFrechet,
             ("linear_recurrence", 2) => LinRec,
             ("linear_recurrence_rev", 2) => LinRecRev,
             // lowered with its direction (see `CumSum`)
@@ -2089,7 +2160,7 @@ impl Prim {
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
-         r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals tril triu \
+         r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals expm expm_frechet tril triu \
          diagonal trace outer, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis argmin_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
@@ -2224,6 +2295,7 @@ impl Prim {
             }
             TakeAlongT | LinRec | LinRecRev => k == 2,
             Transpose | Roll | Shift => k == 1 || k == 2,
+            Quadrant | QuadrantT => k == 1,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
             UnconcatSeq | UnstackSeq => k == 1,

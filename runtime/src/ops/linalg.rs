@@ -1157,7 +1157,7 @@ impl Tensor {
     }
 
     /// The sizes of the last two axes, for an op on matrices.
-    fn matrix_dims(&self, op: &'static str) -> Result<(usize, usize)> {
+    pub(crate) fn matrix_dims(&self, op: &'static str) -> Result<(usize, usize)> {
         let s = self.shape();
         if s.len() < 2 {
             return Err(Error::InvalidArgument {

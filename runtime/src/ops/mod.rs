@@ -5,6 +5,7 @@
 mod activation;
 mod binary;
 mod conv;
+mod expm;
 mod inplace;
 pub(crate) mod linalg;
 mod matmul;

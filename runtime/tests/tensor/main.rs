@@ -6,6 +6,7 @@ mod construct;
 mod conv;
 mod elementwise;
 mod errors;
+mod expm;
 mod fused;
 mod linalg;
 mod matmul;
