@@ -282,6 +282,45 @@ def hessian():
     return {"flops": 0.0}, run
 
 
+def activations():
+    # the value and gradient of sum(gelu(x) + softplus(x) silu(x)), x [4096, 1024]
+    x = normal(71, (4096, 1024))
+
+    def loss(x):
+        return jnp.sum(jax.nn.gelu(x, approximate=False) + jax.nn.softplus(x) * jax.nn.silu(x))
+
+    f = jax.jit(jax.value_and_grad(loss))
+    return {"bytes": 2.0 * 4 * 4096 * 1024}, lambda: f(x)
+
+
+def returns_grad():
+    # G[t] = r[t] + sigmoid(l[t]) G[t + 1] over 64 episodes of 1024 steps, by an associative
+    # scan of affine maps (JAX's fast form of a linear recurrence); grad of sum(tanh(G))
+    r = normal(72, (64, 1024))
+    logit = normal(73, (1024,))
+
+    def combine(p, q):
+        a1, b1 = p
+        a2, b2 = q
+        return a2 * a1, a2 * b1 + b2
+
+    def loss(r, logit):
+        a = jnp.broadcast_to(jax.nn.sigmoid(logit), r.shape)
+        _, g = jax.lax.associative_scan(combine, (a, r), reverse=True, axis=1)
+        return jnp.sum(jnp.tanh(g))
+
+    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return {"flops": 0.0}, lambda: f(r, logit)
+
+
+def expm_grad():
+    # the gradient of sum(expm(A) W), A [64, 64] with entries of deviation 0.1
+    a = normal(74, (64, 64)) * 0.1
+    w = normal(75, (64, 64))
+    f = jax.jit(jax.grad(lambda a, w: jnp.sum(jax.scipy.linalg.expm(a) * w)))
+    return {"flops": 0.0}, lambda: f(a, w)
+
+
 def quick_median(run, n=30):
     times = []
     for _ in range(n):
@@ -322,6 +361,9 @@ WORKLOADS = {
     "jacobian_wide_1000to10_f64": lambda: jacobian(1000, 10, "best"),
     "jacfwd_wide_1000to10_f64": lambda: jacobian(1000, 10, "fwd"),
     "jacrev_wide_1000to10_f64": lambda: jacobian(1000, 10, "rev"),
+    "activations_grad_4M_f32": activations,
+    "returns_grad_b64_t1024_f32": returns_grad,
+    "expm_grad_n64_f32": expm_grad,
     "hessian_200_f64": hessian,
 }
 

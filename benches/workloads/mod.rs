@@ -226,6 +226,22 @@ pub fn all() -> Vec<Workload> {
             name: "jacrev_wide_1000to10_f64",
             build: || jac(1000, 10, 2),
         },
+        // the value and gradient of sum(gelu(x) + softplus(x) silu(x)), x [4096, 1024] f32
+        Workload {
+            name: "activations_grad_4M_f32",
+            build: activations,
+        },
+        // discounted returns-to-go of 64 episodes of 1024 steps with a learned discount per
+        // step, G[t] = r[t] + sigmoid(l[t]) G[t + 1]: the gradient of sum(tanh(G)) in r and l
+        Workload {
+            name: "returns_grad_b64_t1024_f32",
+            build: returns,
+        },
+        // the gradient of sum(expm(A) W), A [64, 64] f32 of 1-norm about 5
+        Workload {
+            name: "expm_grad_n64_f32",
+            build: expm,
+        },
         // the Hessian of sum(sin(x) x^2) + x^T A x, n = 200, f64
         Workload {
             name: "hessian_200_f64",
@@ -509,6 +525,63 @@ fn solve() -> Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
             std::hint::black_box(solve_loss_grad(&a, &b));
+        }),
+    }
+}
+
+/// Smooth activations, summed.
+#[allow(dead_code)]
+#[grad]
+pub fn activations_loss(x: &Tensor) -> Tensor {
+    (x.gelu() + x.softplus() * x.silu()).sum()
+}
+
+/// The value and gradient of [`activations_loss`] at `[4096, 1024]` f32 (bytes: the input
+/// read and the gradient written).
+fn activations() -> Prepared {
+    let x = normal(71, &[4096, 1024]);
+    Prepared {
+        work: Work::Bytes(2.0 * 4.0 * (4096 * 1024) as f64),
+        run: Box::new(move || {
+            std::hint::black_box(activations_loss_value_and_grad(&x));
+        }),
+    }
+}
+
+/// Discounted returns-to-go with a learned discount per step, through `tanh`.
+#[allow(dead_code)]
+#[grad]
+pub fn returns_loss(r: &Tensor, logit: &Tensor) -> Tensor {
+    r.linear_recurrence_rev(&logit.sigmoid(), -1).tanh().sum()
+}
+
+/// The gradient of [`returns_loss`]: rewards `[64, 1024]`, discount logits `[1024]`.
+fn returns() -> Prepared {
+    let r = normal(72, &[64, 1024]);
+    let logit = normal(73, &[1024]);
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(returns_loss_grad(&r, &logit));
+        }),
+    }
+}
+
+/// `sum(expm(A) W)`.
+#[allow(dead_code)]
+#[grad(wrt(a))]
+pub fn expm_loss(a: &Tensor, w: &Tensor) -> Tensor {
+    (a.expm() * w).sum()
+}
+
+/// The gradient of [`expm_loss`], `A` `[64, 64]` with entries of deviation 0.1.
+fn expm() -> Prepared {
+    let a = normal(74, &[64, 64]) * 0.1;
+    let w = normal(75, &[64, 64]);
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(expm_loss_grad(&a, &w));
         }),
     }
 }
