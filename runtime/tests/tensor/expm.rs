@@ -167,6 +167,33 @@ fn the_frechet_derivative_matches_differences_and_the_commuting_case() {
             &format!("differences at scale {scale}"),
         );
     }
+    // the upper right block of expm([[A, E], [0, A]]), at norms of every degree and
+    // scaling, in f64 and f32
+    for (k, scale) in [0.002, 0.05, 0.3, 0.8, 1.5, 4.0, 20.0]
+        .into_iter()
+        .enumerate()
+    {
+        for dtype in [DType::F64, DType::F32] {
+            let a = (Tensor::from_vec(vals(25, 50 + k as u64), &[5, 5]) * scale).to_dtype(dtype);
+            let e = Tensor::from_vec(vals(25, 60 + k as u64), &[5, 5]).to_dtype(dtype);
+            let top = Tensor::concat(&[&a, &e], -1);
+            let bottom = Tensor::concat(&[&a.zeros_like(), &a], -1);
+            let block = Tensor::concat(&[top, bottom], -2).expm();
+            let want = block
+                .slice(0, 0, 5)
+                .slice(1, 5, 10)
+                .to_dtype(DType::F64)
+                .to_vec::<f64>();
+            let got = a.expm_frechet(&e).to_dtype(DType::F64).to_vec::<f64>();
+            let tol = if dtype == DType::F64 { 1e-13 } else { 2e-5 };
+            close(
+                &got,
+                &want,
+                tol * (1.0 + scale),
+                &format!("block at {scale} {dtype:?}"),
+            );
+        }
+    }
     // A and E = p(A) commute: L(A, E) = E e^A
     let a = Tensor::from_vec(vals(9, 8), &[3, 3]);
     let e = a.matmul(&a) * 0.5 + &a;
