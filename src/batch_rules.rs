@@ -2369,6 +2369,12 @@ fn matrices<'a>(op: &str, x: BArg<'a>) -> &'a Tensor {
     x
 }
 
+/// Batched `t::pinv`.
+#[track_caller]
+pub fn pinv<'a>(a: impl Into<BArg<'a>>) -> Tensor {
+    matrices("pinv", a.into()).pinv()
+}
+
 /// Batched `t::expm`.
 #[track_caller]
 pub fn expm<'a>(a: impl Into<BArg<'a>>) -> Tensor {

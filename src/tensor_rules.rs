@@ -1008,6 +1008,11 @@ pub fn lin_rec_rev<'a>(
         .linear_recurrence_rev(&decay.tensor(), axis)
 }
 
+/// `a.pinv()`.
+pub fn pinv<'a>(a: impl Into<Operand<'a>>) -> Tensor {
+    a.into().tensor().pinv()
+}
+
 /// `a.expm()`.
 pub fn expm<'a>(a: impl Into<Operand<'a>>) -> Tensor {
     a.into().tensor().expm()

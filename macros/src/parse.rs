@@ -235,6 +235,7 @@ pub const COMPOSITES: &[(&str, usize)] = &[
     ("prod", 0),
     ("trace", 0),
     ("outer", 1),
+    ("lstsq", 1),
 ];
 
 /// The activation functions lowered to elementwise primitives (see
@@ -2134,7 +2135,7 @@ impl Lowerer<'_> {
         })
     }
 
-    /// Products, traces and outer products, lowered to other primitives in the order in
+    /// Products, traces, outer products and least squares, lowered to other primitives in the order in
     /// which the runtime's methods compute them (`runtime/src/ops/recurrence.rs`,
     /// `linalg.rs`). A running product is the linear recurrence with the factors as decay
     /// and the first factor as input, so its derivative needs no division. `None` for
@@ -2184,6 +2185,11 @@ impl Lowerer<'_> {
             "prod" => {
                 let flat = self.prim(Flatten, vec![x]);
                 along(self, flat, Atom::Int(0), Atom::Bool(false))
+            }
+            // `pinv(a) b`, as the runtime's `lstsq`
+            "lstsq" => {
+                let p = self.prim(Pinv, vec![x]);
+                self.prim(Matmul, vec![p, args[0]])
             }
             "trace" => {
                 let d = self.prim(Diagonal, vec![x]);

@@ -151,6 +151,9 @@ pub enum Prim {
     LinRec,
     /// `x.linear_recurrence_rev(&decay, axis)`: the same from the end of `axis`.
     LinRecRev,
+    /// `a.pinv()`: the Moore–Penrose pseudo-inverse (derivative at constant rank, Golub
+    /// and Pereyra 1973).
+    Pinv,
     /// `a.expm()`: the matrix exponential; its derivative [`Prim::ExpmFrechet`].
     Expm,
     /// `a.expm_frechet(&e)`: the derivative of `expm` at `a` in direction `e` (linear in
@@ -1788,6 +1791,37 @@ pub fn row(p: Prim) -> Row {
             |b, x, y, d| recurrence_jvp(b, x, y, d, true),
             |b, ct, x, _| recurrence_transpose(b, ct, x, true),
         ),
+        Pinv => tr(1, |b, x, p, d| {
+            // dP = -P T P + P Pᵀ Tᵀ (I - A P) + (I - P A) Tᵀ Pᵀ P, with A [m, n], P [n, m]
+            let (t, a) = (d[0]?, x[0]);
+            let pa = b.prim(Matmul, &[p, a]);
+            let ap = b.prim(Matmul, &[a, p]);
+            let pt = b.prim(Mt, &[p]);
+            let pt_t = b.prim(Matmul, &[p, t]);
+            b.shaped_like(pt_t, pa);
+            let ptp = b.prim(Matmul, &[pt_t, p]);
+            b.shaped_like(ptp, p);
+            let first = b.prim(Neg, &[ptp]);
+            b.shaped_like(first, p);
+            let tt = b.prim(Mt, &[t]);
+            b.shaped_like(tt, p);
+            let ppt = b.prim(Matmul, &[p, pt]);
+            let left = b.prim(Matmul, &[ppt, tt]);
+            b.shaped_like(left, p);
+            let eye_m = b.prim(EyeLike, &[ap]);
+            let off_m = b.prim(Sub, &[eye_m, ap]);
+            let second = b.prim(Matmul, &[left, off_m]);
+            b.shaped_like(second, p);
+            let eye_n = b.prim(EyeLike, &[pa]);
+            let off_n = b.prim(Sub, &[eye_n, pa]);
+            let right = b.prim(Matmul, &[off_n, tt]);
+            b.shaped_like(right, p);
+            let ptpp = b.prim(Matmul, &[pt, p]);
+            let third = b.prim(Matmul, &[right, ptpp]);
+            b.shaped_like(third, p);
+            let two = b.add(Some(first), Some(second));
+            b.add(two, Some(third))
+        }),
         Expm => tr(1, |b, x, _, d| {
             d[0].map(|t| b.prim(ExpmFrechet, &[x[0], t]))
         }),
@@ -2114,6 +2148,7 @@ impl Prim {
             ("shift", 2) => Shift,
             ("flip", 1) => Flip,
             ("expm", 0) => Expm,
+            ("pinv", 0) => Pinv,
             ("expm_frechet", 1) => ExpmFrechet,
             ("linear_recurrence", 2) => LinRec,
             ("linear_recurrence_rev", 2) => LinRecRev,
@@ -2160,7 +2195,7 @@ impl Prim {
          unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
-         r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals expm expm_frechet tril triu \
+         r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
          diagonal trace outer, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis argmin_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"

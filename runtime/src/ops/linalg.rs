@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use num_traits::Zero;
 
-use crate::element::{Element, Float};
+use crate::element::{DType, Element, Float};
 use crate::error::{Error, Result, unwrap};
 use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
 use crate::tensor::{Tensor, float_dispatch};
@@ -1187,6 +1187,71 @@ impl Tensor {
     pub fn try_mt(&self) -> Result<Tensor> {
         self.matrix_dims("mt")?;
         self.try_transpose(-2, -1)
+    }
+
+    /// The Moore–Penrose pseudo-inverse of the matrices in the last two axes, `[.., n, m]`
+    /// for `[.., m, n]` (`jnp.linalg.pinv`), from the singular value decomposition:
+    /// singular values at most `max(m, n) * eps * s_max` count as zero (NumPy's and JAX's
+    /// default cutoff). Panics for fewer than two axes or a non-float tensor; see
+    /// [`Tensor::try_pinv`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// // a rank-one matrix: its pseudo-inverse is (u vᵀ)⁺ = v uᵀ / (|u|² |v|²)
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 2.0, 4.0], &[2, 2]);
+    /// let p = a.pinv().to_vec::<f64>();
+    /// assert!((p[0] - 0.04).abs() < 1e-15 && (p[1] - 0.08).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    pub fn pinv(&self) -> Tensor {
+        unwrap(self.try_pinv())
+    }
+
+    /// [`Tensor::pinv`], returning an error instead of panicking.
+    pub fn try_pinv(&self) -> Result<Tensor> {
+        const OP: &str = "pinv";
+        self.expect_float(OP)?;
+        let (m, n) = self.matrix_dims(OP)?;
+        if m == 0 || n == 0 {
+            let mut shape = self.shape().to_vec();
+            let k = shape.len();
+            shape.swap(k - 2, k - 1);
+            return Ok(Tensor::zeros(&shape, self.dtype()).try_to_device(&self.device())?);
+        }
+        let (u, s, vt) = self.try_svd()?;
+        let eps = if self.dtype() == DType::F32 {
+            f32::EPSILON as f64
+        } else {
+            f64::EPSILON
+        };
+        let cutoff = &s.try_max_axis(-1, true)? * (m.max(n) as f64 * eps);
+        let kept = s.try_gt(&cutoff)?;
+        let inv = Tensor::try_where_(&kept, &s.try_recip()?, &s.scalar_like(0.0))?;
+        vt.try_mt()?
+            .try_matmul(&(&inv.try_unsqueeze(-1)? * &u.try_mt()?))
+    }
+
+    /// The least-squares solution `x` minimising `|a x - b|` (of least norm where that is
+    /// not unique), `pinv(a) b` (`jnp.linalg.lstsq`'s solution, the same cutoff); `b` is a
+    /// vector `[m]` or matrices `[.., m, k]`. Panics for bad shapes or dtypes; see
+    /// [`Tensor::try_lstsq`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// // a line through three points: intercept and slope
+    /// let a = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0, 1.0, 2.0], &[3, 2]);
+    /// let y = Tensor::from_vec(vec![1.0f64, 3.0, 5.0], &[3]);
+    /// let x = a.lstsq(&y).to_vec::<f64>();
+    /// assert!((x[0] - 1.0).abs() < 1e-14 && (x[1] - 2.0).abs() < 1e-14);
+    /// ```
+    #[track_caller]
+    pub fn lstsq(&self, b: &Tensor) -> Tensor {
+        unwrap(self.try_lstsq(b))
+    }
+
+    /// [`Tensor::lstsq`], returning an error instead of panicking.
+    pub fn try_lstsq(&self, b: &Tensor) -> Result<Tensor> {
+        self.try_pinv()?.try_matmul(b)
     }
 
     /// The traces of the matrices in the last two axes, `[..]`: the sums of their

@@ -1525,3 +1525,42 @@ fn svd_of_nan_or_infinity_is_nan_without_an_error() {
         }
     }
 }
+
+#[test]
+fn pinv_expm_and_lstsq_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for shape in [[6usize, 3], [3, 6], [4, 4]] {
+        let a = Tensor::normal(Key::new(81), &shape, DType::F32);
+        let what = format!("pinv {shape:?}");
+        let (cpu, on) = (a.pinv(), a.to_device(&dev).pinv());
+        assert!(on.device().is_gpu(), "{what}");
+        let d = (on.to_device(&Device::Cpu) - &cpu)
+            .abs()
+            .max()
+            .item::<f32>();
+        assert!(d < 1e-4, "{what}: {d}");
+    }
+    let a = Tensor::normal(Key::new(82), &[2, 5, 5], DType::F32) * 0.8;
+    let d = (a.to_device(&dev).expm().to_device(&Device::Cpu) - a.expm())
+        .abs()
+        .max()
+        .item::<f32>();
+    assert!(d < 1e-4, "expm: {d}");
+    let e = Tensor::normal(Key::new(83), &[2, 5, 5], DType::F32);
+    let l = a.to_device(&dev).expm_frechet(&e.to_device(&dev));
+    let d = (l.to_device(&Device::Cpu) - a.expm_frechet(&e))
+        .abs()
+        .max()
+        .item::<f32>();
+    assert!(d < 1e-4, "expm_frechet: {d}");
+    let y = Tensor::normal(Key::new(84), &[6], DType::F32);
+    let tall = Tensor::normal(Key::new(85), &[6, 3], DType::F32);
+    let x = tall
+        .to_device(&dev)
+        .lstsq(&y.to_device(&dev))
+        .to_device(&Device::Cpu);
+    assert!(
+        (x - tall.lstsq(&y)).abs().max().item::<f32>() < 1e-4,
+        "lstsq"
+    );
+}

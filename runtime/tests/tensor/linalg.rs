@@ -674,3 +674,53 @@ fn packed_decompositions_unpack_and_pack_back() {
     assert_eq!(max_abs(&(packed::eigh_parts(&p).0 - &w)), 0.0);
     assert_eq!(max_abs(&packed::eigh_parts(&p).1), 0.0);
 }
+
+#[test]
+fn pinv_satisfies_the_penrose_conditions_at_every_rank() {
+    for dtype in [DType::F64, DType::F32] {
+        let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+        // full rank tall and wide, and rank 2 in [2, 5, 4] (a product of thin factors)
+        let thin = tensor(&[2, 5, 2], 71, dtype).matmul(&tensor(&[2, 2, 4], 72, dtype));
+        for a in [tensor(&[6, 3], 73, dtype), tensor(&[3, 6], 74, dtype), thin] {
+            let p = a.pinv();
+            let n = a.ndim();
+            let mut want = a.shape().to_vec();
+            want.swap(n - 2, n - 1);
+            assert_eq!(p.shape(), &want[..]);
+            let close = |x: &Tensor, y: &Tensor, what: &str| {
+                let d = max_abs(&(x - y));
+                assert!(
+                    d <= tol * (1.0 + max_abs(y)),
+                    "{what} {dtype:?} {:?}: {d}",
+                    a.shape()
+                );
+            };
+            close(&a.matmul(&p).matmul(&a), &a, "A P A = A");
+            close(&p.matmul(&a).matmul(&p), &p, "P A P = P");
+            let ap = a.matmul(&p);
+            close(&ap, &ap.mt(), "A P symmetric");
+            let pa = p.matmul(&a);
+            close(&pa, &pa.mt(), "P A symmetric");
+        }
+    }
+    // full column rank: (AᵀA)⁻¹Aᵀ; least squares agree with the normal equations
+    let a = tensor(&[7, 3], 75, DType::F64);
+    let want = a.mt().matmul(&a).inv().matmul(&a.mt());
+    assert!(max_abs(&(a.pinv() - &want)) < 1e-12);
+    let y = tensor(&[7], 76, DType::F64);
+    let x = a.lstsq(&y);
+    assert_eq!(x.shape(), &[3]);
+    assert!(max_abs(&(x - want.matmul(&y))) < 1e-12);
+    // singular values below the cutoff count as zero: the pseudo-inverse of zeros is zeros
+    assert_eq!(max_abs(&Tensor::zeros(&[3, 2], DType::F64).pinv()), 0.0);
+    assert_eq!(Tensor::zeros(&[4, 0], DType::F32).pinv().shape(), &[0, 4]);
+    assert!(
+        Tensor::zeros(&[3], DType::F64)
+            .try_pinv()
+            .unwrap_err()
+            .to_string()
+            .contains("pinv")
+    );
+    let ints = Tensor::from_vec(vec![1i32, 0, 0, 1], &[2, 2]);
+    assert!(ints.try_lstsq(&ints).is_err());
+}
