@@ -1216,7 +1216,7 @@ impl Tensor {
             let mut shape = self.shape().to_vec();
             let k = shape.len();
             shape.swap(k - 2, k - 1);
-            return Ok(Tensor::zeros(&shape, self.dtype()).try_to_device(&self.device())?);
+            return Tensor::zeros(&shape, self.dtype()).try_to_device(&self.device());
         }
         let (u, s, vt) = self.try_svd()?;
         let eps = if self.dtype() == DType::F32 {
