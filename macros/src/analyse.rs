@@ -3,8 +3,6 @@
 //! - [`varied`]: activity, forward half. A value is varied when it depends on an active
 //!   input through differentiable primitives. Only varied values get tangents/adjoints.
 //! - [`check_activity`]: reports operations that cannot carry a derivative but receive one.
-//! - [`shape_classes`]: tensors known to have one shape (per example), so that a reverse
-//!   sweep need not sum a cotangent back to an operand shaped like the result.
 //! - [`dce`]: strong liveness and dead-code elimination. Run on a transform's output it is
 //!   the backward half of activity (no adjoint code for values no output depends on) and
 //!   the to-be-recorded analysis: the reverse sweep restores a value from a stack only if
@@ -15,7 +13,7 @@
 use crate::ctxt::Ctxt;
 use crate::ir::*;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Variables that depend on an active parameter.
 pub fn varied(func: &Func) -> HashSet<Var> {
@@ -67,67 +65,6 @@ pub fn varied(func: &Func) -> HashSet<Var> {
             return set;
         }
     }
-}
-
-/// For tensors computed by elementwise primitives, a variable of the same shape (per
-/// example) they derive from: a unary primitive keeps its operand's shape, and a binary
-/// one (or a select) whose tensor operands all have one shape keeps it (Rust floats
-/// broadcast without changing a shape). Variables assigned after their `let` (loop
-/// carries, accumulators), and values not known to be tensors at run time, take part in
-/// none. Two tensors with the same representative have
-/// the same shape; a variable absent from the map is its own representative.
-pub fn shape_classes(func: &Func) -> HashMap<Var, Var> {
-    let assigned: HashSet<Var> = assigned_vars(&func.body).into_iter().collect();
-    // tensors for certain at run time: tensor parameters and primitives' results (a struct
-    // field the macro reads as a tensor may be a Rust float, whose cotangent is summed to
-    // one by the very `sum_to` this analysis lets a reverse sweep leave out)
-    let mut certain: HashSet<Var> = func
-        .params
-        .iter()
-        .map(|p| p.var)
-        .filter(|v| func.info(*v).kind == Kind::Tensor)
-        .collect();
-    let mut class: HashMap<Var, Var> = HashMap::new();
-    walk(&func.body, &mut |s| {
-        let Stmt::Let { var, rhs } = s else {
-            return;
-        };
-        if assigned.contains(var) || !func.info(*var).kind.is_tensor() {
-            return;
-        }
-        let operands: &[Atom] = match rhs {
-            Rhs::Prim(p, args) => {
-                certain.insert(*var);
-                if !p.fusable() {
-                    return;
-                }
-                args
-            }
-            Rhs::Atom(a @ Atom::Var(u)) if certain.contains(u) => {
-                certain.insert(*var);
-                std::slice::from_ref(a)
-            }
-            _ => return,
-        };
-        let mut rep = None;
-        for a in operands {
-            let Atom::Var(u) = a else { continue };
-            match &func.info(*u).kind {
-                Kind::Tensor if !assigned.contains(u) && certain.contains(u) => {
-                    let r = *class.get(u).unwrap_or(u);
-                    if rep.replace(r).is_some_and(|q| q != r) {
-                        return;
-                    }
-                }
-                Kind::Float(_) | Kind::Int => {}
-                _ => return,
-            }
-        }
-        if let Some(r) = rep {
-            class.insert(*var, r);
-        }
-    });
-    class
 }
 
 /// Activity, backward half, before any transform: the variables the output depends on

@@ -1056,8 +1056,7 @@ impl Emitter<'_> {
     /// earlier in `b` and read nowhere else (with none of their own arguments assigned in
     /// between), is computed with them in one `fuse::run` ([`Fused::Chain`] at the last
     /// statement, [`Fused::Skip`] at the others): a derivative's `ct * (1 - y * y)` is one
-    /// pass over memory instead of three. Chains read through copies `let u = v;` (a
-    /// reverse sweep's first write of an adjoint) of values read nowhere else.
+    /// pass over memory instead of three.
     fn chains(&self, b: &Block) -> HashMap<usize, Fused> {
         let assigns: Vec<Vec<Var>> = b
             .stmts
@@ -1070,29 +1069,7 @@ impl Emitter<'_> {
             .collect();
         let mut open: HashMap<Var, (usize, Chain)> = HashMap::new();
         let mut out = HashMap::new();
-        // (a variable `let` in `b` can only be assigned in `b`)
-        let assigned_in_b = assigned_vars(b);
-        let kept_until = |c: &Chain, i: usize| {
-            c.leaf_vars()
-                .all(|(v, at)| assigns[at + 1..i].iter().all(|w| !w.contains(&v)))
-        };
         for (i, s) in b.stmts.iter().enumerate() {
-            // `let u = src;` (a reverse sweep's first write of an adjoint), with neither ever
-            // assigned and `src` read only here: the chain computing `src` computes `u`
-            if let Stmt::Let {
-                var: u,
-                rhs: Rhs::Atom(Atom::Var(src)),
-            } = s
-                && !assigned_in_b.contains(u)
-                && !assigned_in_b.contains(src)
-                && self.reads.get(src) == Some(&1)
-                && open.get(src).is_some_and(|(_, c)| kept_until(c, i))
-                && let Some((j, c)) = open.remove(src)
-            {
-                out.insert(j, Fused::Skip);
-                open.insert(*u, (i, c));
-                continue;
-            }
             let Stmt::Let {
                 var,
                 rhs: Rhs::Prim(p, args),
@@ -1117,11 +1094,13 @@ impl Emitter<'_> {
                         taken.iter().find(|(t, _)| t == u).map(|(_, r)| *r)
                     }
                     Atom::Var(u)
-                        if self.reads.get(u) == Some(&1)
-                            && (!self.func.info(*u).mutable || !assigned_in_b.contains(u)) =>
+                        if self.reads.get(u) == Some(&1) && !self.func.info(*u).mutable =>
                     {
                         // (its values read where it is computed: at statement i)
-                        let kept = open.get(u).is_some_and(|(_, c)| kept_until(c, i));
+                        let kept = open.get(u).is_some_and(|(_, c)| {
+                            c.leaf_vars()
+                                .all(|(v, at)| assigns[at + 1..i].iter().all(|w| !w.contains(&v)))
+                        });
                         match kept.then(|| open.remove(u)).flatten() {
                             Some((j, c)) => {
                                 out.insert(j, Fused::Skip);
@@ -1145,9 +1124,8 @@ impl Emitter<'_> {
             open.insert(*var, (i, chain));
         }
         // the chains still open are the roots: emitted at their last statement
-        // (a chain moved to a copy is emitted there even when it is one primitive)
         for (var, (i, chain)) in open {
-            if chain.nodes.len() > 1 || chain.nodes.last().is_some_and(|n| n.at != i) {
+            if chain.nodes.len() > 1 {
                 out.insert(i, Fused::Chain(var, chain));
             }
         }

@@ -656,46 +656,6 @@ mod tests {
         assert!(!out.contains("t :: sub"), "an unfused link in {out}");
     }
 
-    #[test]
-    fn cotangents_of_operands_shaped_like_the_result_are_not_summed() {
-        // every operand has x's shape: no `sum_to`, and the chains run through the
-        // reverse sweep's first writes of adjoints
-        let out = expand(
-            quote!(),
-            quote!(
-                fn f(x: &Tensor) -> Tensor {
-                    (x.sigmoid() * x * x.softplus()).sum()
-                }
-            ),
-        )
-        .expect("expands")
-        .to_string();
-        let grad = &out[out.find("fn f_grad").expect("f_grad")..];
-        assert!(!grad.contains("sum_to"), "a cotangent summed in {grad}");
-        // a bias broadcast over rows, or a struct field that may be a Rust float, still is
-        let out = expand(
-            quote!(),
-            quote!(
-                fn f(x: &Tensor, b: &Tensor, p: &P) -> Tensor {
-                    ((x + b).tanh() * p.scale).sum()
-                }
-            ),
-        )
-        .expect("expands")
-        .to_string();
-        let start = out.find("fn f_grad").expect("f_grad");
-        let grad = &out[start..start + out[start..].find("fn f_value_and_grad").unwrap_or(0)];
-        let sums: Vec<&str> = grad.split("t :: sum_to (").skip(1).collect();
-        assert!(
-            sums.iter().any(|s| s.contains(", b)")),
-            "b's cotangent not summed in {grad}"
-        );
-        assert!(
-            sums.iter().any(|s| s.contains("& scale_")),
-            "the field's in {grad}"
-        );
-    }
-
     fn errors_of(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
         match expand(attr, item) {
             Ok(t) => t.to_string(),

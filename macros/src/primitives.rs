@@ -2376,9 +2376,6 @@ pub struct Rules<'f> {
     /// When transposing: the primal each argument tangent stands for (its shape is the
     /// shape a cotangent must be fitted to).
     pub primal: HashMap<Var, Var>,
-    /// When transposing an elementwise primitive: the primal arguments known to have the
-    /// result's shape ([`crate::analyse::shape_classes`]), whose cotangents need no fitting.
-    pub exact: HashSet<Var>,
 }
 
 impl<'f> Rules<'f> {
@@ -2388,7 +2385,6 @@ impl<'f> Rules<'f> {
             stmts: Vec::new(),
             linear: HashSet::new(),
             primal: HashMap::new(),
-            exact: HashSet::new(),
         }
     }
 
@@ -2412,9 +2408,6 @@ impl<'f> Rules<'f> {
     /// that broadcasting added (a float operand: summed whole). Scalar code is untouched.
     pub fn fit(&mut self, ct: Atom, operand: Atom) -> Atom {
         let like = self.primal_of(operand);
-        if matches!(like, Atom::Var(l) if self.exact.contains(&l)) {
-            return ct;
-        }
         let kinds = [self.func.kind(ct), self.func.kind(like)];
         let tensors = kinds.iter().any(Kind::is_tensor);
         let available = match like {

@@ -68,7 +68,6 @@ fn vjp_with(func: &Func, varied: &HashSet<Var>, recompute_calls: bool) -> VjpOut
         adj: HashMap::new(),
         logs: HashMap::new(),
         recompute_calls,
-        shapes: crate::analyse::shape_classes(func),
     };
     let (fwd, rev) = t.block(&func.body);
     let out_kind = func.kind(func.output);
@@ -121,8 +120,6 @@ struct Vjp<'a> {
     logs: HashMap<Var, Var>,
     /// See [`vjp_recomputing_calls`].
     recompute_calls: bool,
-    /// [`crate::analyse::shape_classes`] of the primal function.
-    shapes: HashMap<Var, Var>,
 }
 
 type Sweeps = (Vec<Stmt>, Vec<Stmt>);
@@ -754,17 +751,6 @@ impl Vjp<'_> {
             return vec![];
         };
         let mut rules = Rules::new(&mut self.func);
-        if p.fusable() {
-            // arguments shaped like the result: their cotangents need no summing back
-            let class = |v: Var| *self.shapes.get(&v).unwrap_or(&v);
-            rules.exact = args
-                .iter()
-                .filter_map(|a| match a {
-                    Atom::Var(v) if class(*v) == class(var) => Some(*v),
-                    _ => None,
-                })
-                .collect();
-        }
         let mut placeholders = Vec::new();
         let tans: Vec<Option<Atom>> = args
             .iter()
