@@ -660,6 +660,20 @@ pub fn method_argmin_axis<'a>(x: impl Into<BArg<'a>>, axis: isize, keepdim: bool
     x.argmin_axis(example_axis("argmin_axis", axis, x), keepdim)
 }
 
+/// Batched `x.cumargmax(axis, reverse)` (i32 indices).
+#[track_caller]
+pub fn method_cumargmax<'a>(x: impl Into<BArg<'a>>, axis: isize, reverse: bool) -> Tensor {
+    let x = need("cumargmax", x.into());
+    x.cumargmax(example_axis("cumargmax", axis, x), reverse)
+}
+
+/// Batched `x.cumargmin(axis, reverse)` (i32 indices).
+#[track_caller]
+pub fn method_cumargmin<'a>(x: impl Into<BArg<'a>>, axis: isize, reverse: bool) -> Tensor {
+    let x = need("cumargmin", x.into());
+    x.cumargmin(example_axis("cumargmin", axis, x), reverse)
+}
+
 /// Batched `x.item()`: the one element of each example, `[B]`.
 #[track_caller]
 pub fn method_item<'a>(x: impl Into<BArg<'a>>) -> Tensor {

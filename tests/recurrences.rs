@@ -240,3 +240,54 @@ fn argmin_per_example_picks_each_examples_first_minimum() {
     assert_eq!(g, vec![0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
     assert_eq!(smallest(&xs.slice(0, 1, 2).squeeze(0)).item::<f64>(), 0.25);
 }
+
+/// A Cox partial likelihood over subjects sorted by time (risk sets are the subjects from
+/// each one on: a running log-sum-exp from the end), and a running drawdown.
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn survival(w: &Tensor, x: &Tensor) -> Tensor {
+    let risk = x.matmul(w);
+    let partial = (&risk - risk.logcumsumexp_rev(0)).sum();
+    let path = risk.cumsum(0);
+    let drawdown = (path.cummax(0) - &path).square().mean() + (path.cummin(0) * 0.1).sum();
+    drawdown - partial + risk.logcumsumexp(0).sum() * 0.01
+}
+
+#[test]
+fn running_extrema_and_log_sum_exps_match_differences_forward_mode_and_a_loop() {
+    let w = normal(51, &[3]);
+    let xs = normal(52, &[4, 9, 3]);
+    let (gw, gx) = survival_grad_vmap(&w, &xs);
+    let mut total = w.zeros_like();
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let (ew, ex) = survival_grad(&w, x);
+        total = &total + &ew;
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example dx",
+        );
+        let fd = fd_jacobian(&|v: &Tensor| survival(v, x), &w).reshape(w.shape());
+        assert_close(&ew, &fd, 1e-6, "dw against differences");
+        let fd = fd_jacobian(&|v: &Tensor| survival(&w, v), x).reshape(x.shape());
+        assert_close(&ex, &fd, 1e-6, "dx against differences");
+        let (tw, tx) = (
+            normal(60 + e as u64, w.shape()),
+            normal(70 + e as u64, x.shape()),
+        );
+        let (v, dt) = survival_jvp(&w, x, &tw, &tx);
+        assert_eq!(
+            v.item::<f64>().to_bits(),
+            survival(&w, x).item::<f64>().to_bits()
+        );
+        let want = (&ew * &tw).sum().item::<f64>() + (&ex * &tx).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+    assert_close(
+        &gw.sum_axis(0, false),
+        &total,
+        1e-12,
+        "summed per-example dw",
+    );
+}

@@ -211,6 +211,8 @@ fn tensor_only(name: &str, nargs: usize) -> bool {
             | "strides"
             | "argmax_axis"
             | "argmin_axis"
+            | "cumargmax"
+            | "cumargmin"
             | "argsort"
             | "top_k_indices"
             | "one_hot"
@@ -236,6 +238,10 @@ pub const COMPOSITES: &[(&str, usize)] = &[
     ("trace", 0),
     ("outer", 1),
     ("lstsq", 1),
+    ("cummax", 1),
+    ("cummin", 1),
+    ("logcumsumexp", 1),
+    ("logcumsumexp_rev", 1),
 ];
 
 /// The activation functions lowered to elementwise primitives (see
@@ -2171,6 +2177,43 @@ impl Lowerer<'_> {
             let input = p.prim(Select, vec![first, x, Atom::Float(0.0)]);
             p.prim(if rev { LinRecRev } else { LinRec }, vec![input, x, axis])
         };
+        // the gather at the running extremum's index (which carries no derivative)
+        let extremum = |p: &mut Self, x: Atom, axis: Atom, method: &str, rev: bool| {
+            let fixed = p.prim(StopGradient, vec![x]);
+            let arg = |atom| Arg {
+                atom,
+                borrow: false,
+            };
+            let idx = p.let_(
+                "idx",
+                Kind::Tensor,
+                Rhs::Method {
+                    recv: fixed,
+                    method: syn::Ident::new(method, m.method.span()),
+                    args: vec![arg(axis), arg(Atom::Bool(rev))],
+                    span: m.method.span(),
+                },
+            );
+            p.prim(TakeAlong, vec![x, axis, idx])
+        };
+        // `m + ln(s)`: `m` the running maximum (constant), `s` the recurrence of
+        // `e^(x - m)` with decays `e^(m[t -+ 1] - m[t])`
+        let log_sum_exp = |p: &mut Self, x: Atom, axis: Atom, rev: bool| {
+            let fixed = p.prim(StopGradient, vec![x]);
+            let m = extremum(p, fixed, axis, "cumargmax", rev);
+            let step = if rev { minus_one(p) } else { Atom::Int(1) };
+            let before = p.prim(Shift, vec![m, step, axis]);
+            let gap = p.prim(Sub, vec![before, m]);
+            let decay = p.prim(Exp, vec![gap]);
+            let centred = p.prim(Sub, vec![x, m]);
+            let input = p.prim(Exp, vec![centred]);
+            let s = p.prim(
+                if rev { LinRecRev } else { LinRec },
+                vec![input, decay, axis],
+            );
+            let ln = p.prim(Ln, vec![s]);
+            p.prim(Add, vec![m, ln])
+        };
         // the first of the running products from the end, summed over its one element
         // to drop (or keep) the axis
         let along = |p: &mut Self, x: Atom, axis: Atom, keep: Atom| {
@@ -2179,6 +2222,10 @@ impl Lowerer<'_> {
             p.prim(SumAxis, vec![first, axis, keep])
         };
         Some(match name {
+            "cummax" => extremum(self, x, args[0], "cumargmax", false),
+            "cummin" => extremum(self, x, args[0], "cumargmin", false),
+            "logcumsumexp" => log_sum_exp(self, x, args[0], false),
+            "logcumsumexp_rev" => log_sum_exp(self, x, args[0], true),
             "cumprod" => running(self, x, args[0], false),
             "cumprod_rev" => running(self, x, args[0], true),
             "prod_axis" => along(self, x, args[0], args[1]),
@@ -2215,8 +2262,9 @@ impl Lowerer<'_> {
         let inactive = match name.as_str() {
             "item" => Some(Kind::Float(Prec::Infer)),
             "numel" | "len" | "ndim" => Some(Kind::Int),
-            "argmax_axis" | "argmin_axis" | "argsort" | "top_k_indices" | "one_hot"
-            | "zeros_like" | "ones_like" | "full_like" | "scalar_like" => Some(Kind::Tensor),
+            "argmax_axis" | "argmin_axis" | "cumargmax" | "cumargmin" | "argsort"
+            | "top_k_indices" | "one_hot" | "zeros_like" | "ones_like" | "full_like"
+            | "scalar_like" => Some(Kind::Tensor),
             "shape" | "dims" | "to_vec" | "dtype" | "device" | "is_empty" | "strides" => {
                 Some(Kind::Opaque)
             }

@@ -2192,13 +2192,13 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
          diagonal trace outer, Tensor::concat \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
-         is_empty strides argmax_axis argmin_axis argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
+         is_empty strides argmax_axis argmin_axis cumargmax cumargmin argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
     }
 
     /// Whether generated code may evaluate this primitive on tensors within a chain of

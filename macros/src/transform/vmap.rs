@@ -806,7 +806,8 @@ impl Vmap<'_> {
                 let name = method.to_string();
                 match name.as_str() {
                     "zeros_like" | "ones_like" | "full_like" | "one_hot" | "clone" => rhs.clone(),
-                    "argmax_axis" | "argmin_axis" | "argsort" | "top_k_indices" | "item" => {
+                    "argmax_axis" | "argmin_axis" | "cumargmax" | "cumargmin" | "argsort"
+                    | "top_k_indices" | "item" => {
                         let mut all = vec![Arg {
                             atom: *recv,
                             borrow: false,
@@ -822,7 +823,7 @@ impl Vmap<'_> {
                         self.fail(
                             *span,
                             format!(
-                                "#[vmap]: `.{name}()` on a value that differs per example is not supported; supported: the tensor primitives, shape queries and zeros_like ones_like full_like one_hot argmax_axis argmin_axis argsort top_k_indices item"
+                                "#[vmap]: `.{name}()` on a value that differs per example is not supported; supported: the tensor primitives, shape queries and zeros_like ones_like full_like one_hot argmax_axis argmin_axis cumargmax cumargmin argsort top_k_indices item"
                             ),
                         );
                         rhs.clone()

@@ -13,6 +13,7 @@ mod nn;
 mod operators;
 mod recurrence;
 mod reduce;
+mod running;
 mod scan;
 mod sort;
 mod stats;

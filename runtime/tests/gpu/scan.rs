@@ -270,3 +270,35 @@ fn linear_recurrences_match_the_cpu_on_every_path() {
         }
     }
 }
+
+#[test]
+fn running_extrema_and_log_sum_exps_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    for lay in LAYS {
+        let x = laid(&[4, 6, 5], 41, true, lay);
+        for axis in 0..3isize {
+            let what = format!("{lay:?} axis {axis}");
+            check(&dev, &format!("cummax {what}"), &[&x], 0.0, |t| {
+                t[0].cummax(axis)
+            });
+            check(&dev, &format!("cummin {what}"), &[&x], 0.0, |t| {
+                t[0].cummin(axis)
+            });
+            let idx = x.to_device(&dev).cumargmax(axis, true);
+            assert!(idx.device().is_gpu(), "{what}");
+            assert_eq!(
+                idx.to_vec::<i32>(),
+                x.cumargmax(axis, true).to_vec::<i32>(),
+                "{what}"
+            );
+        }
+    }
+    let x = Tensor::from_vec(
+        reals(3000, 5, false).iter().map(|v| v * 30.0).collect(),
+        &[3, 1000],
+    );
+    check(&dev, "logcumsumexp", &[&x], 1e-5, |t| t[0].logcumsumexp(1));
+    check(&dev, "logcumsumexp_rev", &[&x], 1e-5, |t| {
+        t[0].logcumsumexp_rev(1)
+    });
+}

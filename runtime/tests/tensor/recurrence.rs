@@ -301,3 +301,114 @@ fn bad_inputs_are_errors_naming_the_operation() {
     assert!(x.try_shift(1, 2).unwrap_err().to_string().contains("shift"));
     assert!(x.try_flip(-3).unwrap_err().to_string().contains("flip"));
 }
+
+#[test]
+fn running_extrema_and_log_sum_exps_match_loops() {
+    let shape = [3usize, 7, 4];
+    let mut v = uniform(84, 21, -3.0, 3.0);
+    // ties and a NaN
+    v[5] = v[9];
+    v[40] = f64::NAN;
+    let x = Tensor::from_vec(v.clone(), &shape);
+    for ax in 0..3 {
+        let (outer, n, inner) = (
+            shape[..ax].iter().product::<usize>(),
+            shape[ax],
+            shape[ax + 1..].iter().product::<usize>(),
+        );
+        for rev in [false, true] {
+            let imax = x.cumargmax(ax as isize, rev).to_vec::<i32>();
+            let imin = x.cumargmin(ax as isize, rev).to_vec::<i32>();
+            let lse = if rev {
+                x.logcumsumexp_rev(ax as isize)
+            } else {
+                x.logcumsumexp(ax as isize)
+            };
+            let lse = lse.to_vec::<f64>();
+            for o in 0..outer {
+                for c in 0..inner {
+                    let at = |k: usize| (o * n + k) * inner + c;
+                    let (mut bmax, mut bmin, mut sum) = (None::<usize>, None::<usize>, 0.0);
+                    for step in 0..n {
+                        let k = if rev { n - 1 - step } else { step };
+                        let val = v[at(k)];
+                        let better = |b: Option<usize>, gt: bool| match b {
+                            None => true,
+                            Some(b) => {
+                                let w = v[at(b)];
+                                (if gt { val > w } else { val < w })
+                                    || (val.is_nan() && !w.is_nan())
+                            }
+                        };
+                        if better(bmax, true) {
+                            bmax = Some(k);
+                        }
+                        if better(bmin, false) {
+                            bmin = Some(k);
+                        }
+                        sum += val.exp();
+                        assert_eq!(
+                            imax[at(k)],
+                            bmax.unwrap() as i32,
+                            "cumargmax axis {ax} rev {rev}"
+                        );
+                        assert_eq!(
+                            imin[at(k)],
+                            bmin.unwrap() as i32,
+                            "cumargmin axis {ax} rev {rev}"
+                        );
+                        let want = sum.ln();
+                        let got = lse[at(k)];
+                        assert!(
+                            (got - want).abs() < 1e-14 * (1.0 + want.abs())
+                                || (got.is_nan() && want.is_nan()),
+                            "logcumsumexp axis {ax} rev {rev}: {got} against {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // the values: the running maximum and minimum of the first lane along axis 1
+    let (m, l) = (x.cummax(1).to_vec::<f64>(), x.cummin(1).to_vec::<f64>());
+    let (mut hi, mut lo) = (f64::NEG_INFINITY, f64::INFINITY);
+    for k in 0..7 {
+        let val = v[k * 4];
+        hi = hi.max(val);
+        lo = lo.min(val);
+        assert_eq!((m[k * 4], l[k * 4]), (hi, lo));
+    }
+    // wide ranges: no overflow, and small prefixes kept beside large later values
+    for dtype in [DType::F64, DType::F32] {
+        let x = Tensor::from_vec(vec![-2000.0, -2000.0, 0.0, 3000.0, 3000.0], &[5]).to_dtype(dtype);
+        let y = x.logcumsumexp(0).to_dtype(DType::F64).to_vec::<f64>();
+        let ln2 = std::f64::consts::LN_2;
+        let tol = if dtype == DType::F64 { 1e-12 } else { 1e-3 };
+        for (g, w) in y
+            .iter()
+            .zip([-2000.0, -2000.0 + ln2, 0.0, 3000.0, 3000.0 + ln2])
+        {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{dtype:?}: {g} against {w}"
+            );
+        }
+        let r = x.logcumsumexp_rev(0).to_dtype(DType::F64).to_vec::<f64>();
+        assert!(
+            (r[4] - 3000.0).abs() < 1e-3 && (r[0] - (3000.0 + ln2)).abs() < 1e-2,
+            "{r:?}"
+        );
+    }
+    assert!(
+        Tensor::from_vec(vec![1i32], &[1])
+            .try_cummax(0)
+            .unwrap_err()
+            .to_string()
+            .contains("cumargmax")
+    );
+    assert!(x.try_logcumsumexp(3).is_err());
+    assert_eq!(
+        Tensor::zeros(&[0, 2], DType::F32).cummin(0).shape(),
+        &[0, 2]
+    );
+}
