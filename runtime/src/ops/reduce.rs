@@ -239,18 +239,7 @@ impl Tensor {
 
     /// [`Tensor::argmax_axis`], returning an error instead of panicking.
     pub fn try_argmax_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        const OP: &str = "argmax_axis";
-        self.expect_float(OP)?;
-        let ax = normalize_axis(OP, axis, self.shape())?;
-        if self.shape()[ax] == 0 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "axis {ax} of shape {:?} is empty and has no maximum",
-                    self.shape()
-                ),
-            });
-        }
+        let ax = self.extremum_axis("argmax_axis", axis, "maximum")?;
         Ok(self
             .along_axis(AxisKernel::Argmax, ax)?
             .drop_axis(ax, keepdim))
@@ -272,20 +261,26 @@ impl Tensor {
 
     /// [`Tensor::argmin_axis`], returning an error instead of panicking.
     pub fn try_argmin_axis(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        const OP: &str = "argmin_axis";
-        self.expect_float(OP)?;
-        let ax = normalize_axis(OP, axis, self.shape())?;
+        self.extremum_axis("argmin_axis", axis, "minimum")?;
+        // the first maximum of the negation (NaN stays NaN, so it still counts first)
+        self.try_neg()?.try_argmax_axis(axis, keepdim)
+    }
+
+    /// `axis` of a float tensor, checked to be in range and not empty (`what` it would
+    /// have no of).
+    fn extremum_axis(&self, op: &'static str, axis: isize, what: &str) -> Result<usize> {
+        self.expect_float(op)?;
+        let ax = normalize_axis(op, axis, self.shape())?;
         if self.shape()[ax] == 0 {
             return Err(Error::InvalidArgument {
-                op: OP,
+                op,
                 message: format!(
-                    "axis {ax} of shape {:?} is empty and has no minimum",
+                    "axis {ax} of shape {:?} is empty and has no {what}",
                     self.shape()
                 ),
             });
         }
-        // the first maximum of the negation (NaN stays NaN, so it still counts first)
-        self.try_neg()?.try_argmax_axis(axis, keepdim)
+        Ok(ax)
     }
 
     /// `ln(sum(exp(x)))` along `axis`, computed stably (-inf over a zero-size axis).

@@ -300,6 +300,16 @@ fn bad_inputs_are_errors_naming_the_operation() {
     assert!(Tensor::zeros(&[0], DType::F64).try_prod().is_err());
     assert!(x.try_shift(1, 2).unwrap_err().to_string().contains("shift"));
     assert!(x.try_flip(-3).unwrap_err().to_string().contains("flip"));
+    let e = Tensor::zeros(&[0, 2], DType::F32)
+        .try_argmin_axis(0, false)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("argmin_axis") && e.to_string().contains("minimum"),
+        "{e}"
+    );
+    let v = Tensor::from_vec(vec![2.0f64, -1.0, f64::NAN, -1.0, 5.0, -3.0], &[2, 3]);
+    assert_eq!(v.argmin_axis(1, false).to_vec::<i32>(), vec![2, 2]);
+    assert_eq!(v.argmin_axis(0, true).to_vec::<i32>(), vec![1, 0, 0]);
 }
 
 #[test]
