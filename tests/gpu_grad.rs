@@ -558,7 +558,8 @@ fn activation_gradients_on_the_gpu_match_the_cpu() {
     );
 }
 
-/// Recurrences, products, shifts and flips differentiated on the GPU: a long axis (the
+/// Recurrences, products, running extrema and log-sum-exps, shifts and flips
+/// differentiated on the GPU: a long axis (the
 /// blocked recurrence kernel) and a short one (a thread per column).
 #[grad(wrt(x, logit))]
 fn recurrent(x: &Tensor, logit: &Tensor) -> Tensor {
@@ -568,7 +569,8 @@ fn recurrent(x: &Tensor, logit: &Tensor) -> Tensor {
         .tanh()
         .linear_recurrence_rev(&(decay.zeros_like() + 0.9), 1);
     let p = (x * 0.01 + 1.0).cumprod(0).prod_axis(1, false);
-    (back.flip(0) * h.shift(1, 0)).mean() + p.sum() + x.slice(0, 0, 3).trace()
+    let running = (x.logcumsumexp_rev(0) - x.cummax(0)).mean() + x.cummin(1).sum() * 0.01;
+    (back.flip(0) * h.shift(1, 0)).mean() + p.sum() + x.slice(0, 0, 3).trace() + running
 }
 
 #[test]

@@ -457,3 +457,75 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     );
     Ok(out)
 }
+
+/// Lanes longer than this have their running extremum found on the host (one thread runs
+/// along a lane, and Mesa's lavapipe allows 65,535 loop iterations per invocation).
+const RUNNING_LANE: usize = 65_535;
+
+/// The index (i32) of the running maximum (`largest`) or minimum along the middle axis of
+/// the `[outer, n, inner]` view of `x` (an f32 GPU tensor of any layout), from the end
+/// with `reverse`: the first of equal extrema, the first NaN once one is met (the CPU's
+/// order). One thread per `(outer, inner)` column; `None` for lanes longer than
+/// [`RUNNING_LANE`] (the caller reads them back).
+pub(crate) fn running_index(
+    op: &'static str,
+    x: &Tensor,
+    [outer, n, inner]: [usize; 3],
+    reverse: bool,
+    largest: bool,
+) -> Result<Option<Tensor>> {
+    let shape = x.shape().to_vec();
+    gpu::check_dtype(op, x.dtype(), &shape)?;
+    if n > RUNNING_LANE {
+        return Ok(None);
+    }
+    let x = elementwise::contiguous(op, x)?;
+    let xs = storage_of(&x);
+    let out = GpuStorage::alloc(op, xs.ordinal, outer * n * inner, DType::I32)?;
+    let cols = outer * inner;
+    if cols * n == 0 {
+        return Ok(Some(gpu::tensor(out, &shape)));
+    }
+    let words: [u32; 4] = [
+        cols as u32,
+        n as u32,
+        inner as u32,
+        reverse as u32 | (largest as u32) << 1,
+    ];
+    let ctx = out.context();
+    let pipeline = ctx.pipeline("running extremum", || {
+        format!(
+            r#"{params}
+@group(0) @binding(1) var<storage, read_write> out: array<i32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let c = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let inner = word(2u);
+    let rev = (word(3u) & 1u) != 0u; let largest = (word(3u) & 2u) != 0u;
+    if (c >= word(0u)) {{ return; }}
+    let base = (c / inner) * n * inner + c % inner;
+    var best = select(0u, n - 1u, rev);
+    var b = x[base + best * inner];
+    for (var s = 0u; s < n; s++) {{
+        let k = select(s, n - 1u - s, rev);
+        let v = x[base + k * inner];
+        // strictly better, or the first NaN
+        let better = select((v < b), (v > b), largest) || (is_nan(v) && !is_nan(b));
+        if (better) {{ best = k; b = v; }}
+        out[base + k * inner] = i32(best);
+    }}
+}}
+"#,
+            params = wgsl::PARAMS
+        )
+    });
+    ctx.dispatch(
+        &pipeline,
+        bytemuck::cast_slice(&words),
+        &[out.buffer(op)?, xs.buffer(op)?],
+        grid((cols as u32).div_ceil(WG)),
+    );
+    Ok(Some(gpu::tensor(out, &shape)))
+}

@@ -9,8 +9,8 @@
 //! inputs are at most 1: no overflow, and no underflow of a prefix much smaller than a
 //! later element. The macro lowers both to the same operations.
 //!
-//! The indices are computed on the CPU, one sequential loop per lane, lanes in parallel;
-//! a GPU tensor's values are read back for them and the indices uploaded (one round trip).
+//! The indices are one sequential loop per lane, lanes in parallel (on a GPU a thread per
+//! lane; lanes beyond 65,535 elements are read back and their indices uploaded).
 
 use crate::cpu::for_row_blocks;
 use crate::error::{Result, unwrap};
@@ -142,14 +142,21 @@ impl Tensor {
     ) -> Result<Tensor> {
         self.expect_float(name)?;
         let ax = normalize_axis(name, axis, self.shape())?;
+        let shape = self.shape().to_vec();
+        let (outer, n, inner) = (numel(&shape[..ax]), shape[ax], numel(&shape[ax + 1..]));
         if self.device() != Device::Cpu {
+            #[cfg(feature = "gpu")]
+            if let Some(idx) =
+                crate::gpu::scan::running_index(name, self, [outer, n, inner], reverse, largest)?
+            {
+                return Ok(idx);
+            }
+            // (lanes too long for one thread: on the host, one round trip)
             let idx = self
                 .try_to_device(&Device::Cpu)?
                 .running_index(name, axis, reverse, largest)?;
             return idx.try_to_device(&self.device());
         }
-        let shape = self.shape().to_vec();
-        let (outer, n, inner) = (numel(&shape[..ax]), shape[ax], numel(&shape[ax + 1..]));
         let mut out = vec![0i32; outer * n * inner];
         if !out.is_empty() {
             float_dispatch!(self.dtype(), T => {

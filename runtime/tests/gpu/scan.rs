@@ -293,6 +293,17 @@ fn running_extrema_and_log_sum_exps_match_the_cpu() {
             );
         }
     }
+    // a lane longer than one thread may run (the host), and one just within
+    for n in [65_535usize, 70_000] {
+        let x = Tensor::from_vec(reals(n, n as u64, false), &[n]);
+        let got = x.to_device(&dev).cumargmin(0, false);
+        assert!(got.device().is_gpu());
+        assert_eq!(
+            got.to_vec::<i32>(),
+            x.cumargmin(0, false).to_vec::<i32>(),
+            "[{n}]"
+        );
+    }
     let x = Tensor::from_vec(
         reals(3000, 5, false).iter().map(|v| v * 30.0).collect(),
         &[3, 1000],
