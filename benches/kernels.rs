@@ -70,6 +70,8 @@ fn unary_in_cache(c: &mut Criterion) {
         UnaryOp::Tan,
         UnaryOp::Tanh,
         UnaryOp::Sigmoid,
+        UnaryOp::Softplus,
+        UnaryOp::Erf,
     ] {
         g.bench_function(format!("{op:?}"), |b| {
             b.iter(|| kernels::unary(op, black_box(&x), &mut out))

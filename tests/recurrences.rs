@@ -291,3 +291,43 @@ fn running_extrema_and_log_sum_exps_match_differences_forward_mode_and_a_loop() 
         "summed per-example dw",
     );
 }
+
+/// One signal smoothed at a rate per example: the decay batched, the input shared.
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn smoothed(x: &Tensor, rate: &Tensor) -> Tensor {
+    let decay = rate.sigmoid();
+    let weight = 1.0 - &decay;
+    let ema = (x * &weight).linear_recurrence(&decay, 0);
+    (ema.tanh() * x).sum() + ema.linear_recurrence_rev(&decay, -2).mean()
+}
+
+#[test]
+fn a_decay_per_example_over_a_shared_input_matches_a_loop() {
+    let x = normal(81, &[12, 2]);
+    let rates = normal(82, &[3, 1, 2]);
+    let (gx, gr) = smoothed_grad_vmap(&x, &rates);
+    for (e, r) in unstack(&rates, 0).iter().enumerate() {
+        let (ex, er) = smoothed_grad(&x, r);
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example dx",
+        );
+        assert_close(
+            &gr.slice(0, e, e + 1).squeeze(0),
+            &er,
+            1e-12,
+            "per-example drate",
+        );
+        let fd = fd_jacobian(&|v: &Tensor| smoothed(&x, v), r).reshape(r.shape());
+        assert_close(&er, &fd, 1e-6, "drate against differences");
+        let fd = fd_jacobian(&|v: &Tensor| smoothed(v, r), &x).reshape(x.shape());
+        assert_close(&ex, &fd, 1e-6, "dx against differences");
+    }
+    let v = smoothed_vmap(&x, &rates).to_vec::<f64>();
+    for (e, r) in unstack(&rates, 0).iter().enumerate() {
+        assert!((v[e] - smoothed(&x, r).item::<f64>()).abs() < 1e-12);
+    }
+}

@@ -86,3 +86,38 @@ fn the_runtime_computes_numpys_statistics() {
     assert_eq!(c.var().dtype(), DType::F32);
     assert_eq!(c.var().item::<f32>(), 0.0);
 }
+
+/// The log-sum-exp of all elements, per example.
+#[vmap]
+#[grad]
+fn log_partition(x: &Tensor) -> Tensor {
+    (x * 3.0).logsumexp()
+}
+
+#[test]
+fn the_gradient_of_logsumexp_is_the_softmax_of_all_elements() {
+    let xs = normal(9, &[3, 2, 5]);
+    let g = log_partition_grad_vmap(&xs);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let scaled = (x * 3.0).reshape(&[10]);
+        let want = (scaled.softmax(0) * 3.0).reshape(&[2, 5]);
+        assert_close(&g.slice(0, e, e + 1).squeeze(0), &want, 1e-12, "softmax");
+        let (v, _) = log_partition_value_and_grad(x);
+        assert_eq!(
+            v.item::<f64>().to_bits(),
+            log_partition(x).item::<f64>().to_bits()
+        );
+        let m = scaled.max().item::<f64>();
+        let direct = m + scaled
+            .to_vec::<f64>()
+            .iter()
+            .map(|s| (s - m).exp())
+            .sum::<f64>()
+            .ln();
+        assert!((v.item::<f64>() - direct).abs() < 1e-13);
+    }
+    assert_eq!(
+        Tensor::zeros(&[0, 3], DType::F32).logsumexp().item::<f32>(),
+        f32::NEG_INFINITY
+    );
+}

@@ -242,6 +242,7 @@ pub const COMPOSITES: &[(&str, usize)] = &[
     ("cummin", 1),
     ("logcumsumexp", 1),
     ("logcumsumexp_rev", 1),
+    ("logsumexp", 0),
 ];
 
 /// The activation functions lowered to elementwise primitives (see
@@ -2232,6 +2233,11 @@ impl Lowerer<'_> {
             "prod" => {
                 let flat = self.prim(Flatten, vec![x]);
                 along(self, flat, Atom::Int(0), Atom::Bool(false))
+            }
+            // over the flattened tensor, as the runtime's `logsumexp`
+            "logsumexp" => {
+                let flat = self.prim(Flatten, vec![x]);
+                self.prim(LogSumExpAxis, vec![flat, Atom::Int(0), Atom::Bool(false)])
             }
             // `pinv(a) b`, as the runtime's `lstsq`
             "lstsq" => {

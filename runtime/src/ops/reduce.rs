@@ -283,6 +283,26 @@ impl Tensor {
         Ok(ax)
     }
 
+    /// `ln(sum(exp(x)))` over all elements as a 0-d tensor (`jax.nn.logsumexp`), computed
+    /// stably (-inf for an empty tensor): [`Tensor::logsumexp_axis`] of the flattened
+    /// tensor. Panics for a non-float tensor; see [`Tensor::try_logsumexp`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![-1000.0f64, 0.0, 0.0, -1000.0], &[2, 2]);
+    /// assert_eq!(x.logsumexp().item::<f64>(), std::f64::consts::LN_2);
+    /// ```
+    #[track_caller]
+    pub fn logsumexp(&self) -> Tensor {
+        unwrap(self.try_logsumexp())
+    }
+
+    /// [`Tensor::logsumexp`], returning an error for a non-float tensor.
+    pub fn try_logsumexp(&self) -> Result<Tensor> {
+        self.try_reshape(&[self.numel()])?
+            .try_logsumexp_axis(0, false)
+    }
+
     /// `ln(sum(exp(x)))` along `axis`, computed stably (-inf over a zero-size axis).
     /// Panics for a bad axis or a non-float tensor; see [`Tensor::try_logsumexp_axis`].
     ///
