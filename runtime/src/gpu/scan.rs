@@ -42,27 +42,56 @@ pub(crate) fn cumsum(
     [outer, n, inner]: [usize; 3],
     reverse: bool,
 ) -> Result<Tensor> {
-    let shape = x.shape().to_vec();
-    let ordinal = storage_of(x).ordinal;
-    gpu::check_dtype(op, x.dtype(), &shape)?;
+    along_axis(
+        op,
+        &[x],
+        [outer, n, inner],
+        |x, [outer, n, inner]| columns(op, x[0], outer, n, inner, reverse),
+        |x, rows, n| blocked(op, x[0], rows, n, reverse),
+    )
+}
+
+/// A scan along the middle axis of the `[outer, n, inner]` view of `inputs` (f32 GPU
+/// tensors of one shape, any layout), by `columns` (one thread per column, for short
+/// axes) or `rows` (contiguous rows, for long ones; a long axis that is not innermost is
+/// made so by a copy, and the result permuted back). A tensor of the inputs' shape.
+fn along_axis(
+    op: &'static str,
+    inputs: &[&Tensor],
+    [outer, n, inner]: [usize; 3],
+    columns: impl Fn(&[&GpuStorage], [usize; 3]) -> Result<GpuStorage>,
+    rows: impl Fn(&[&GpuStorage], usize, usize) -> Result<GpuStorage>,
+) -> Result<Tensor> {
+    let shape = inputs[0].shape().to_vec();
+    gpu::check_dtype(op, inputs[0].dtype(), &shape)?;
     if outer * n * inner == 0 {
-        let out = GpuStorage::alloc(op, ordinal, 0, x.dtype())?;
+        let out = GpuStorage::alloc(op, storage_of(inputs[0]).ordinal, 0, DType::F32)?;
         return Ok(gpu::tensor(out, &shape));
     }
-    if n <= SHORT_ROW || (inner > 1 && n <= SHORT_COLUMN) {
-        let x = elementwise::contiguous(op, x)?;
-        let out = columns(op, storage_of(&x), outer, n, inner, reverse)?;
-        return Ok(gpu::tensor(out, &shape));
-    }
-    if inner == 1 {
-        let x = elementwise::contiguous(op, x)?;
-        let out = blocked(op, storage_of(&x), outer, n, reverse)?;
+    let short = n <= SHORT_ROW || (inner > 1 && n <= SHORT_COLUMN);
+    if short || inner == 1 {
+        let xs = inputs
+            .iter()
+            .map(|x| elementwise::contiguous(op, x))
+            .collect::<Result<Vec<_>>>()?;
+        let stores: Vec<&GpuStorage> = xs.iter().map(storage_of).collect();
+        let out = if short {
+            columns(&stores, [outer, n, inner])?
+        } else {
+            rows(&stores, outer, n)?
+        };
         return Ok(gpu::tensor(out, &shape));
     }
     // the axis innermost: [outer, inner, n]
-    let t = x.try_reshape(&[outer, n, inner])?.try_permute(&[0, 2, 1])?;
-    let t = elementwise::contiguous(op, &t)?;
-    let scanned = blocked(op, storage_of(&t), outer * inner, n, reverse)?;
+    let ts = inputs
+        .iter()
+        .map(|x| {
+            let t = x.try_reshape(&[outer, n, inner])?.try_permute(&[0, 2, 1])?;
+            elementwise::contiguous(op, &t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stores: Vec<&GpuStorage> = ts.iter().map(storage_of).collect();
+    let scanned = rows(&stores, outer * inner, n)?;
     let back = gpu::tensor(scanned, &[outer, inner, n]).try_permute(&[0, 2, 1])?;
     elementwise::contiguous(op, &back)?.try_reshape(&shape)
 }
@@ -77,38 +106,73 @@ fn columns(
     reverse: bool,
 ) -> Result<GpuStorage> {
     let out = GpuStorage::alloc(op, x.ordinal, outer * n * inner, DType::F32)?;
-    let cols = outer * inner;
-    let words: [u32; 4] = [cols as u32, n as u32, inner as u32, reverse as u32];
-    let ctx = out.context();
-    let pipeline = ctx.pipeline("cumsum columns", || {
-        format!(
-            r#"{params}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
-    let c = gid.x + gid.y * nwg.x * 256u;
-    let n = word(1u); let inner = word(2u); let rev = word(3u) != 0u;
-    if (c >= word(0u)) {{ return; }}
-    let base = (c / inner) * n * inner + c % inner;
-    var acc = -0.0;
-    for (var k = 0u; k < n; k++) {{
+    per_column(
+        op,
+        ("cumsum columns", "f32"),
+        "@group(0) @binding(2) var<storage, read> x: array<f32>;\n",
+        r#"    var acc = -0.0;
+    for (var k = 0u; k < n; k++) {
         let i = base + select(k, n - 1u - k, rev) * inner;
         acc += x[i];
         out[i] = acc;
-    }}
-}}
+    }
 "#,
-            params = wgsl::PARAMS
-        )
+        &out,
+        &[x],
+        [outer, n, inner],
+        reverse as u32,
+    )?;
+    Ok(out)
+}
+
+/// Runs `body` in one thread per column of the `[outer, n, inner]` view: `base` is the
+/// column's first element, its others `inner` apart up to `n`, `rev` bit 0 of `flags`
+/// (the direction) and `flags` all of it. `out` (of the element type `label.1`) is bound
+/// first, then `inputs` as `decls` declares them.
+#[allow(clippy::too_many_arguments)]
+fn per_column(
+    op: &'static str,
+    (label, out_type): (&'static str, &'static str),
+    decls: &'static str,
+    body: &'static str,
+    out: &GpuStorage,
+    inputs: &[&GpuStorage],
+    [outer, n, inner]: [usize; 3],
+    flags: u32,
+) -> Result<()> {
+    let cols = outer * inner;
+    let words: [u32; 4] = [cols as u32, n as u32, inner as u32, flags];
+    let ctx = out.context();
+    let pipeline = ctx.pipeline(label, || {
+        [
+            wgsl::PARAMS,
+            "@group(0) @binding(1) var<storage, read_write> out: array<",
+            out_type,
+            ">;\n",
+            decls,
+            r#"@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = gid.x + gid.y * nwg.x * 256u;
+    let n = word(1u); let inner = word(2u); let flags = word(3u); let rev = (flags & 1u) != 0u;
+    if (c >= word(0u)) { return; }
+    let base = (c / inner) * n * inner + c % inner;
+"#,
+            body,
+            "}\n",
+        ]
+        .concat()
     });
+    let mut buffers = vec![out.buffer(op)?];
+    for i in inputs {
+        buffers.push(i.buffer(op)?);
+    }
     ctx.dispatch(
         &pipeline,
         bytemuck::cast_slice(&words),
-        &[out.buffer(op)?, x.buffer(op)?],
+        &buffers,
         grid((cols as u32).div_ceil(WG)),
     );
-    Ok(out)
+    Ok(())
 }
 
 /// The blocked scan of `rows` contiguous rows of `n` elements of `x`.
@@ -227,51 +291,13 @@ pub(crate) fn linear_recurrence(
     [outer, n, inner]: [usize; 3],
     reverse: bool,
 ) -> Result<Tensor> {
-    let shape = x.shape().to_vec();
-    let ordinal = storage_of(x).ordinal;
-    gpu::check_dtype(op, x.dtype(), &shape)?;
-    if outer * n * inner == 0 {
-        let out = GpuStorage::alloc(op, ordinal, 0, x.dtype())?;
-        return Ok(gpu::tensor(out, &shape));
-    }
-    if n <= SHORT_ROW || (inner > 1 && n <= SHORT_COLUMN) {
-        let (x, a) = (
-            elementwise::contiguous(op, x)?,
-            elementwise::contiguous(op, a)?,
-        );
-        let out = recurrence_columns(
-            op,
-            storage_of(&x),
-            storage_of(&a),
-            [outer, n, inner],
-            reverse,
-        )?;
-        return Ok(gpu::tensor(out, &shape));
-    }
-    if inner == 1 {
-        let (x, a) = (
-            elementwise::contiguous(op, x)?,
-            elementwise::contiguous(op, a)?,
-        );
-        let out = recurrence_blocked(op, storage_of(&x), storage_of(&a), outer, n, reverse)?;
-        return Ok(gpu::tensor(out, &shape));
-    }
-    // the axis innermost: [outer, inner, n]
-    let innermost = |t: &Tensor| -> Result<Tensor> {
-        let t = t.try_reshape(&[outer, n, inner])?.try_permute(&[0, 2, 1])?;
-        elementwise::contiguous(op, &t)
-    };
-    let (xt, at) = (innermost(x)?, innermost(a)?);
-    let h = recurrence_blocked(
+    along_axis(
         op,
-        storage_of(&xt),
-        storage_of(&at),
-        outer * inner,
-        n,
-        reverse,
-    )?;
-    let back = gpu::tensor(h, &[outer, inner, n]).try_permute(&[0, 2, 1])?;
-    elementwise::contiguous(op, &back)?.try_reshape(&shape)
+        &[x, a],
+        [outer, n, inner],
+        |xa, dims| recurrence_columns(op, xa[0], xa[1], dims, reverse),
+        |xa, rows, n| recurrence_blocked(op, xa[0], xa[1], rows, n, reverse),
+    )
 }
 
 /// One thread per column of the recurrence: `outer * inner` columns of `n` elements
@@ -284,40 +310,25 @@ fn recurrence_columns(
     reverse: bool,
 ) -> Result<GpuStorage> {
     let out = GpuStorage::alloc(op, x.ordinal, outer * n * inner, DType::F32)?;
-    let cols = outer * inner;
-    let words: [u32; 4] = [cols as u32, n as u32, inner as u32, reverse as u32];
-    let ctx = out.context();
-    let pipeline = ctx.pipeline("recurrence columns", || {
-        format!(
-            r#"{params}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> a: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
-    let c = gid.x + gid.y * nwg.x * 256u;
-    let n = word(1u); let inner = word(2u); let rev = word(3u) != 0u;
-    if (c >= word(0u)) {{ return; }}
-    let base = (c / inner) * n * inner + c % inner;
-    let first = base + select(0u, n - 1u, rev) * inner;
+    per_column(
+        op,
+        ("recurrence columns", "f32"),
+        "@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> a: array<f32>;\n",
+        r#"    let first = base + select(0u, n - 1u, rev) * inner;
     var h = x[first];
     out[first] = h;
-    for (var k = 1u; k < n; k++) {{
+    for (var k = 1u; k < n; k++) {
         let i = base + select(k, n - 1u - k, rev) * inner;
         h = a[i] * h + x[i];
         out[i] = h;
-    }}
-}}
+    }
 "#,
-            params = wgsl::PARAMS
-        )
-    });
-    ctx.dispatch(
-        &pipeline,
-        bytemuck::cast_slice(&words),
-        &[out.buffer(op)?, x.buffer(op)?, a.buffer(op)?],
-        grid((cols as u32).div_ceil(WG)),
-    );
+        &out,
+        &[x, a],
+        [outer, n, inner],
+        reverse as u32,
+    )?;
     Ok(out)
 }
 
@@ -486,46 +497,27 @@ pub(crate) fn running_index(
     if cols * n == 0 {
         return Ok(Some(gpu::tensor(out, &shape)));
     }
-    let words: [u32; 4] = [
-        cols as u32,
-        n as u32,
-        inner as u32,
-        reverse as u32 | (largest as u32) << 1,
-    ];
-    let ctx = out.context();
-    let pipeline = ctx.pipeline("running extremum", || {
-        format!(
-            r#"{params}
-@group(0) @binding(1) var<storage, read_write> out: array<i32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
-    let c = gid.x + gid.y * nwg.x * 256u;
-    let n = word(1u); let inner = word(2u);
-    let rev = (word(3u) & 1u) != 0u; let largest = (word(3u) & 2u) != 0u;
-    if (c >= word(0u)) {{ return; }}
-    let base = (c / inner) * n * inner + c % inner;
+    per_column(
+        op,
+        ("running extremum", "i32"),
+        "@group(0) @binding(2) var<storage, read> x: array<f32>;
+fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }\n",
+        r#"    let largest = (flags & 2u) != 0u;
     var best = select(0u, n - 1u, rev);
     var b = x[base + best * inner];
-    for (var s = 0u; s < n; s++) {{
+    for (var s = 0u; s < n; s++) {
         let k = select(s, n - 1u - s, rev);
         let v = x[base + k * inner];
         // strictly better, or the first NaN
         let better = select((v < b), (v > b), largest) || (is_nan(v) && !is_nan(b));
-        if (better) {{ best = k; b = v; }}
+        if (better) { best = k; b = v; }
         out[base + k * inner] = i32(best);
-    }}
-}}
+    }
 "#,
-            params = wgsl::PARAMS
-        )
-    });
-    ctx.dispatch(
-        &pipeline,
-        bytemuck::cast_slice(&words),
-        &[out.buffer(op)?, xs.buffer(op)?],
-        grid((cols as u32).div_ceil(WG)),
-    );
+        &out,
+        &[xs],
+        [outer, n, inner],
+        reverse as u32 | (largest as u32) << 1,
+    )?;
     Ok(Some(gpu::tensor(out, &shape)))
 }
