@@ -1158,6 +1158,34 @@ pub fn shift<'a>(x: impl Into<BArg<'a>>, steps: isize, axis: isize) -> Tensor {
     x.shift(steps, example_axis("shift", axis, x))
 }
 
+/// Batched `t::repeat`.
+#[track_caller]
+pub fn repeat<'a>(x: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
+    let x = need("repeat", x.into());
+    x.repeat(n, example_axis("repeat", axis, x))
+}
+
+/// Batched `t::repeat_t`.
+#[track_caller]
+pub fn repeat_t<'a>(ct: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
+    let ct = need("repeat", ct.into());
+    t::repeat_t(ct, n, example_axis("repeat", axis, ct))
+}
+
+/// Batched `t::tile`.
+#[track_caller]
+pub fn tile<'a>(x: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
+    let x = need("tile", x.into());
+    x.tile(n, example_axis("tile", axis, x))
+}
+
+/// Batched `t::tile_t`.
+#[track_caller]
+pub fn tile_t<'a>(ct: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
+    let ct = need("tile", ct.into());
+    t::tile_t(ct, n, example_axis("tile", axis, ct))
+}
+
 /// Batched `t::flip`.
 #[track_caller]
 pub fn flip<'a>(x: impl Into<BArg<'a>>, axis: isize) -> Tensor {

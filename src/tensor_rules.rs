@@ -981,6 +981,39 @@ pub fn shift<'a>(x: impl Into<Operand<'a>>, steps: isize, axis: isize) -> Tensor
     x.into().tensor().shift(steps, axis)
 }
 
+/// `x.repeat(n, axis)`.
+pub fn repeat<'a>(x: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
+    x.into().tensor().repeat(n, axis)
+}
+
+/// The transpose of [`repeat`]: each run of `n` along `axis` summed.
+pub fn repeat_t<'a>(ct: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
+    copies_summed(&ct.into().tensor(), n, axis, false)
+}
+
+/// `x.tile(n, axis)`.
+pub fn tile<'a>(x: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
+    x.into().tensor().tile(n, axis)
+}
+
+/// The transpose of [`tile`]: the `n` copies of the axis summed.
+pub fn tile_t<'a>(ct: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
+    copies_summed(&ct.into().tensor(), n, axis, true)
+}
+
+/// `ct` of `n` copies along `axis` (of each element, or of the `whole` axis) summed back:
+/// the axis split in two and the copies' part summed.
+fn copies_summed(ct: &Tensor, n: usize, axis: isize, whole: bool) -> Tensor {
+    let rank = ct.ndim() as isize;
+    let ax = if axis < 0 { axis + rank } else { axis } as usize;
+    let mut split = ct.shape().to_vec();
+    let m = split[ax] / n.max(1);
+    split[ax] = m;
+    let copies = if whole { ax } else { ax + 1 };
+    split.insert(copies, n);
+    ct.reshape(&split).sum_axis(copies as isize, false)
+}
+
 /// `x.flip(axis)`.
 pub fn flip<'a>(x: impl Into<Operand<'a>>, axis: isize) -> Tensor {
     x.into().tensor().flip(axis)

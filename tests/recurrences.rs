@@ -331,3 +331,51 @@ fn a_decay_per_example_over_a_shared_input_matches_a_loop() {
         assert!((v[e] - smoothed(&x, r).item::<f64>()).abs() < 1e-12);
     }
 }
+
+/// Nearest-neighbour upsampling (`repeat`) and periodic tiling (`tile`) of a signal.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn upsampled(x: &Tensor, w: &Tensor) -> Tensor {
+    let up = x.repeat(3, 0).tile(2, -1);
+    (up.tanh() * w).sum() + x.tile(2, 0).repeat(2, 1).square().mean()
+}
+
+#[test]
+fn repeat_and_tile_match_index_maps_differences_forward_mode_and_a_loop() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    assert_eq!(
+        x.repeat(3, 0).tile(2, -1).to_vec::<f64>(),
+        vec![
+            1., 2., 1., 2., 1., 2., 1., 2., 1., 2., 1., 2., 3., 4., 3., 4., 3., 4., 3., 4., 3., 4.,
+            3., 4.
+        ]
+    );
+    let xs = normal(91, &[3, 4, 2]);
+    let w = normal(92, &[12, 4]);
+    let (gx, gw) = upsampled_grad_vmap(&xs, &w);
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let (ex, ew) = upsampled_grad(x, &w);
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example dx",
+        );
+        assert_close(
+            &gw.slice(0, e, e + 1).squeeze(0),
+            &ew,
+            1e-12,
+            "per-example dw",
+        );
+        let fd = fd_jacobian(&|v: &Tensor| upsampled(v, &w), x).reshape(x.shape());
+        assert_close(&ex, &fd, 1e-6, "dx against differences");
+        let t = normal(93 + e as u64, x.shape());
+        let (v, dt) = upsampled_jvp(x, &w, &t, &w.zeros_like());
+        assert_eq!(
+            v.item::<f64>().to_bits(),
+            upsampled(x, &w).item::<f64>().to_bits()
+        );
+        let want = (&ex * &t).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+}

@@ -146,6 +146,14 @@ pub enum Prim {
     Shift,
     /// `x.flip(axis)`: the elements of `axis` reversed (linear, its own transpose).
     Flip,
+    /// `x.repeat(n, axis)`: each element `n` times along `axis` (linear).
+    Repeat,
+    /// The transpose of [`Prim::Repeat`]: each run of `n` summed.
+    RepeatT,
+    /// `x.tile(n, axis)`: the whole axis `n` times (linear).
+    Tile,
+    /// The transpose of [`Prim::Tile`]: the `n` copies summed.
+    TileT,
     /// `x.linear_recurrence(&decay, axis)`: `h[t] = decay[t] * h[t - 1] + x[t]`, linear in
     /// `x`; its transpose [`Prim::LinRecRev`] with the decay moved by one.
     LinRec,
@@ -1772,6 +1780,26 @@ pub fn row(p: Prim) -> Row {
                 vec![Some(b.prim(Shift, &[ct, back, x[2]])), None, None]
             },
         ),
+        Repeat => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Repeat, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(RepeatT, &[ct, x[1], x[2]])), None, None],
+        ),
+        RepeatT => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(RepeatT, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(Repeat, &[ct, x[1], x[2]])), None, None],
+        ),
+        Tile => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(Tile, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(TileT, &[ct, x[1], x[2]])), None, None],
+        ),
+        TileT => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(TileT, &[t, x[1], x[2]])),
+            |b, ct, x, _| vec![Some(b.prim(Tile, &[ct, x[1], x[2]])), None, None],
+        ),
         Flip => tl(
             2,
             |b, x, _, d| d[0].map(|t| b.prim(Flip, &[t, x[1]])),
@@ -2147,6 +2175,8 @@ impl Prim {
             ("roll", 2) => Roll,
             ("shift", 2) => Shift,
             ("flip", 1) => Flip,
+            ("repeat", 2) => Repeat,
+            ("tile", 2) => Tile,
             ("expm", 0) => Expm,
             ("pinv", 0) => Pinv,
             ("expm_frechet", 1) => ExpmFrechet,
@@ -2192,7 +2222,7 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
@@ -2329,7 +2359,7 @@ impl Prim {
                 k == 1
             }
             TakeAlongT | LinRec | LinRecRev => k == 2,
-            Transpose | Roll | Shift => k == 1 || k == 2,
+            Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,

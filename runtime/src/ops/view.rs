@@ -571,6 +571,59 @@ impl Tensor {
         kept.try_pad(&pads)
     }
 
+    /// Each element repeated `n` times along `axis` in place (`jnp.repeat(x, n, axis)`:
+    /// `[a, b]` -> `[a, a, b, b]`); that axis `n` times longer. Panics for a bad axis; see
+    /// [`Tensor::try_repeat`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.repeat(2, 1).to_vec::<f32>(), vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
+    /// assert_eq!(x.repeat(2, 0).shape(), &[4, 2]);
+    /// ```
+    #[track_caller]
+    pub fn repeat(&self, n: usize, axis: isize) -> Tensor {
+        unwrap(self.try_repeat(n, axis))
+    }
+
+    /// [`Tensor::repeat`], returning an error for a bad axis.
+    pub fn try_repeat(&self, n: usize, axis: isize) -> Result<Tensor> {
+        self.copies("repeat", n, axis, false)
+    }
+
+    /// The whole of `axis` repeated `n` times (`jnp.tile` along one axis: `[a, b]` ->
+    /// `[a, b, a, b]`); that axis `n` times longer. Panics for a bad axis; see
+    /// [`Tensor::try_tile`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert_eq!(x.tile(3, 0).to_vec::<f64>(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn tile(&self, n: usize, axis: isize) -> Tensor {
+        unwrap(self.try_tile(n, axis))
+    }
+
+    /// [`Tensor::tile`], returning an error for a bad axis.
+    pub fn try_tile(&self, n: usize, axis: isize) -> Result<Tensor> {
+        self.copies("tile", n, axis, true)
+    }
+
+    /// `n` copies along `axis`: of each element (`repeat`) or of the whole axis (`tile`),
+    /// a broadcast of a new axis beside it, made contiguous.
+    fn copies(&self, op: &'static str, n: usize, axis: isize, whole: bool) -> Result<Tensor> {
+        let ax = normalize_axis(op, axis, self.shape())?;
+        let new = if whole { ax } else { ax + 1 };
+        let mut spread = self.shape().to_vec();
+        spread.insert(new, n);
+        let mut shape = self.shape().to_vec();
+        shape[ax] *= n;
+        self.try_unsqueeze(new as isize)?
+            .try_broadcast_to(&spread)?
+            .try_reshape(&shape)
+    }
+
     /// The elements in reverse order along `axis` (`jnp.flip`). Same shape; a copy.
     /// Panics for a bad axis; see [`Tensor::try_flip`].
     ///

@@ -266,6 +266,20 @@ fn linear_recurrences_match_the_cpu_on_every_path() {
                     0.0,
                     |t| t[0].shift(-2, axis),
                 );
+                check(
+                    &dev,
+                    &format!("repeat {shape:?} {lay:?} {axis}"),
+                    &[&x],
+                    0.0,
+                    |t| t[0].repeat(2, axis),
+                );
+                check(
+                    &dev,
+                    &format!("tile {shape:?} {lay:?} {axis}"),
+                    &[&x],
+                    0.0,
+                    |t| t[0].tile(3, axis),
+                );
             }
         }
     }

@@ -422,3 +422,49 @@ fn running_extrema_and_log_sum_exps_match_loops() {
         &[0, 2]
     );
 }
+
+#[test]
+fn repeat_and_tile_copy_as_index_maps_do() {
+    let v = uniform(24, 31, -1.0, 1.0);
+    let x = Tensor::from_vec(v.clone(), &[2, 3, 4]);
+    let shape = [2usize, 3, 4];
+    for ax in 0..3 {
+        for n in [0usize, 1, 3] {
+            let (r, t) = (x.repeat(n, ax as isize), x.tile(n, -3 + ax as isize));
+            let mut want_shape = shape.to_vec();
+            want_shape[ax] *= n;
+            assert_eq!(r.shape(), &want_shape[..]);
+            assert_eq!(t.shape(), &want_shape[..]);
+            let (rv, tv) = (r.to_vec::<f64>(), t.to_vec::<f64>());
+            let out_len: usize = want_shape.iter().product();
+            for flat in 0..out_len {
+                // the output index, then its source along `ax`
+                let mut rem = flat;
+                let mut idx = [0usize; 3];
+                for d in (0..3).rev() {
+                    idx[d] = rem % want_shape[d];
+                    rem /= want_shape[d];
+                }
+                let at = |i: [usize; 3]| v[(i[0] * 3 + i[1]) * 4 + i[2]];
+                let mut from = idx;
+                from[ax] = idx[ax] / n;
+                assert_eq!(rv[flat], at(from), "repeat {n} axis {ax}");
+                from[ax] = idx[ax] % shape[ax];
+                assert_eq!(tv[flat], at(from), "tile {n} axis {ax}");
+            }
+        }
+    }
+    // a transposed view; errors name the operation
+    let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).t();
+    assert_eq!(
+        t.repeat(2, 1).to_vec::<f32>(),
+        vec![1.0, 1.0, 4.0, 4.0, 2.0, 2.0, 5.0, 5.0, 3.0, 3.0, 6.0, 6.0]
+    );
+    assert!(
+        x.try_repeat(2, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("repeat")
+    );
+    assert!(x.try_tile(2, -4).unwrap_err().to_string().contains("tile"));
+}
