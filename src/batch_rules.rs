@@ -505,6 +505,13 @@ pub fn mul_add<'a>(
         .tensor("mul_add")
 }
 
+/// Batched `t::log_add_exp`, broadcasting per example.
+#[track_caller]
+pub fn log_add_exp<'a>(a: impl Into<BArg<'a>>, b: impl Into<BArg<'a>>) -> Tensor {
+    let [a, b] = align("logaddexp", [a.into(), b.into()]);
+    t::log_add_exp(a.op(), b.op())
+}
+
 /// `x.clamp(lo, hi)` elementwise, as `min(max(x, lo), hi)`, broadcasting per example.
 #[track_caller]
 pub fn clamp<'a>(

@@ -118,6 +118,16 @@ pub fn max<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
     )
 }
 
+/// `a.logaddexp(b)` elementwise (a number for either: broadcast).
+pub fn log_add_exp<'a>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'a>>) -> Tensor {
+    let (a, b) = (a.into(), b.into());
+    let like = match (a, b) {
+        (Operand::Tensor(t), _) | (_, Operand::Tensor(t)) => t.clone(),
+        (Operand::Scalar(_), Operand::Scalar(_)) => Tensor::scalar(0.0f64),
+    };
+    a.tensor_like(&like).logaddexp(&b.tensor_like(&like))
+}
+
 /// `x.clamp(lo, hi)` elementwise, as `min(max(x, lo), hi)`.
 pub fn clamp<'a>(
     x: impl Into<Operand<'a>>,

@@ -435,3 +435,74 @@ fn activations_of_integer_tensors_are_errors_naming_the_operation() {
     let e = x.try_softplus().unwrap_err().to_string();
     assert!(e.contains("softplus"), "{e}");
 }
+
+/// Log-space mixing of two tensors, per example, with a shared second operand.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn mixed(a: &Tensor, b: &Tensor) -> Tensor {
+    a.logaddexp(b).sum() + (a * 2.0).logaddexp(&(b - 1.0)).tanh().mean()
+}
+
+#[test]
+fn logaddexp_weights_each_side_by_its_share_half_at_ties() {
+    let a = Tensor::from_vec(vec![0.0, 1.0, -700.0, 3.0, 800.0], &[5]);
+    let b = Tensor::from_vec(vec![0.0, -2.0, -699.0, 3.0, -800.0], &[5]);
+    let (ga, gb) = mixed_grad(&a, &b);
+    let (va, vb) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+    let fd = fd_jacobian(&|v: &Tensor| mixed(v, &b), &a).reshape(&[5]);
+    assert_close(&ga, &fd, 1e-6, "da against differences");
+    let fd = fd_jacobian(&|v: &Tensor| mixed(&a, v), &b).reshape(&[5]);
+    assert_close(&gb, &fd, 1e-6, "db against differences");
+    // the plain value, and the first term's weights alone
+    let (v, _) = mixed_value_and_grad(&a, &b);
+    assert_eq!(
+        v.item::<f64>().to_bits(),
+        mixed(&a, &b).item::<f64>().to_bits()
+    );
+    let (wa, wb) = first_term_grad(&a, &b);
+    for i in 0..5 {
+        let s = 1.0 / (1.0 + (vb[i] - va[i]).exp());
+        assert!(
+            (wa.to_vec::<f64>()[i] - s).abs() < 1e-15,
+            "weight of a at {i}"
+        );
+        assert!(
+            (wb.to_vec::<f64>()[i] - (1.0 - s)).abs() < 1e-15,
+            "weight of b at {i}"
+        );
+    }
+    assert_eq!(wa.to_vec::<f64>()[0], 0.5);
+    let plain = first_term(&a, &b).item::<f64>();
+    assert_eq!(plain, a.logaddexp(&b).sum().item::<f64>());
+    // per example against a loop
+    let xs = normal(61, &[3, 5]);
+    let (gx, gbs) = mixed_grad_vmap(&xs, &b);
+    let mut total = b.zeros_like();
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let (ex, eb) = mixed_grad(x, &b);
+        total = &total + &eb;
+        assert_close(
+            &gx.slice(0, e, e + 1).squeeze(0),
+            &ex,
+            1e-12,
+            "per-example da",
+        );
+    }
+    assert_close(
+        &gbs.sum_axis(0, false),
+        &total,
+        1e-12,
+        "summed per-example db",
+    );
+    // infinities: -inf with -inf is -inf, as JAX's
+    let n = Tensor::from_vec(vec![f64::NEG_INFINITY, f64::INFINITY], &[2]);
+    assert_eq!(
+        n.logaddexp(&n).to_vec::<f64>(),
+        vec![f64::NEG_INFINITY, f64::INFINITY]
+    );
+}
+
+#[grad]
+fn first_term(a: &Tensor, b: &Tensor) -> Tensor {
+    a.logaddexp(b).sum()
+}

@@ -83,6 +83,8 @@ pub enum Prim {
     // ---- tensor primitives (a tensor receiver; see `from_tensor_method`) ----
     Sigmoid,
     Softplus,
+    /// `a.logaddexp(&b)`: `ln(e^a + e^b)` (its derivative `sigmoid(a - b)`, 1/2 at ties).
+    LogAddExp,
     Relu,
     /// `x.erf()` on tensors: the error function.
     Erf,
@@ -1125,6 +1127,25 @@ pub fn row(p: Prim) -> Row {
                 b.scale(d[0], c)
             }),
         ),
+        LogAddExp => r(
+            Method("logaddexp"),
+            2,
+            Float,
+            Some(|b, x, _, d| {
+                // the weights e^a / (e^a + e^b) and e^b / (e^a + e^b), 1/2 each at ties
+                let l = d[0].map(|t| {
+                    let gap = b.prim(Sub, &[x[0], x[1]]);
+                    let w = b.prim(Sigmoid, &[gap]);
+                    b.prim(Mul, &[t, w])
+                });
+                let r = d[1].map(|t| {
+                    let gap = b.prim(Sub, &[x[1], x[0]]);
+                    let w = b.prim(Sigmoid, &[gap]);
+                    b.prim(Mul, &[t, w])
+                });
+                b.add(l, r)
+            }),
+        ),
         Softplus => r(
             Method("softplus"),
             1,
@@ -2102,6 +2123,7 @@ impl Prim {
             ("recip", 0) => Recip,
             ("sigmoid", 0) => Sigmoid,
             ("softplus", 0) => Softplus,
+            ("logaddexp", 1) => LogAddExp,
             ("relu", 0) => Relu,
             ("sign", 0) => Signum,
             ("asin", 0) => Asin,
@@ -2218,7 +2240,7 @@ impl Prim {
     pub fn tensor_method_names() -> &'static str {
         "neg abs exp ln log1p expm1 sin cos tan tanh asin acos atan atan2 sinh cosh asinh acosh \
          atanh exp2 log2 log10 cbrt erf floor ceil round trunc sqrt recip sigmoid relu sign powi \
-         powf pow square clamp softplus log_sigmoid silu gelu gelu_tanh elu selu leaky_relu \
+         powf pow square clamp softplus logaddexp log_sigmoid silu gelu gelu_tanh elu selu leaky_relu \
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \

@@ -110,7 +110,47 @@ const HARD_TANH: &[Instr] = &[
     Instr(Select, [5, 1, 4]),
 ];
 
+/// `max(a, b) + softplus(-|a - b|)`, or `a + b` where `a - b` is NaN (both infinite of
+/// one sign, as JAX's `logaddexp`); leaves `[a, b]`.
+const LOG_ADD_EXP: &[Instr] = &[
+    Instr(B(Maximum), [0, 1, 0]),
+    Instr(B(BinaryOp::Sub), [0, 1, 0]),
+    Instr(U(UnaryOp::Abs), [3, 0, 0]),
+    Instr(U(UnaryOp::Neg), [4, 0, 0]),
+    Instr(U(UnaryOp::Softplus), [5, 0, 0]),
+    Instr(B(Add), [2, 6, 0]),
+    Instr(C(CmpOp::Ne), [3, 3, 0]),
+    Instr(B(Add), [0, 1, 0]),
+    Instr(Select, [8, 9, 7]),
+];
+
 impl Tensor {
+    /// Elementwise `ln(e^a + e^b)` without overflow (`jnp.logaddexp`), broadcasting.
+    /// Panics for shapes that do not broadcast or mixed dtypes; see
+    /// [`Tensor::try_logaddexp`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let a = Tensor::from_vec(vec![1000.0f64, 0.0, f64::NEG_INFINITY], &[3]);
+    /// let b = Tensor::from_vec(vec![1000.0f64, -800.0, f64::NEG_INFINITY], &[3]);
+    /// let y = a.logaddexp(&b).to_vec::<f64>();
+    /// assert_eq!(y, vec![1000.0 + std::f64::consts::LN_2, 0.0, f64::NEG_INFINITY]);
+    /// ```
+    #[track_caller]
+    pub fn logaddexp(&self, other: &Tensor) -> Tensor {
+        unwrap(self.try_logaddexp(other))
+    }
+
+    /// [`Tensor::logaddexp`], returning an error instead of panicking.
+    pub fn try_logaddexp(&self, other: &Tensor) -> Result<Tensor> {
+        Tensor::expect_same_float("logaddexp", self, other)?;
+        fused::eval(
+            "logaddexp",
+            &[Leaf::Tensor(self), Leaf::Tensor(other)],
+            LOG_ADD_EXP,
+        )
+    }
+
     fn activation(&self, name: &'static str, consts: &[f64], program: &[Instr]) -> Result<Tensor> {
         let mut leaves = vec![Leaf::Tensor(self)];
         leaves.extend(consts.iter().map(|&c| Leaf::Scalar(c)));

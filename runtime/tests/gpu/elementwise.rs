@@ -695,3 +695,23 @@ fn atan2_is_accurate_in_every_quadrant() {
         xs[i]
     );
 }
+
+#[test]
+fn logaddexp_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let a = Tensor::from_vec(
+        vec![0.0f32, 50.0, -80.0, f32::NEG_INFINITY, 3.0, 1e-3],
+        &[2, 3],
+    );
+    let b = Tensor::from_vec(
+        vec![0.0f32, -50.0, -81.0, f32::NEG_INFINITY, 3.0, -1e-3],
+        &[2, 3],
+    );
+    check(&dev, "logaddexp", &[&a, &b], 2e-6, |t| {
+        t[0].logaddexp(&t[1])
+    });
+    let row = Tensor::from_vec(vec![1.0f32, -2.0, 0.5], &[3]);
+    check(&dev, "logaddexp broadcast", &[&a, &row], 2e-6, |t| {
+        t[0].logaddexp(&t[1])
+    });
+}
