@@ -1174,9 +1174,13 @@ pub fn repeat<'a>(x: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
 
 /// Batched `t::repeat_t`.
 #[track_caller]
-pub fn repeat_t<'a>(ct: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
-    let ct = need("repeat", ct.into());
-    t::repeat_t(ct, n, example_axis("repeat", axis, ct))
+pub fn repeat_t<'a>(
+    ct: impl Into<BArg<'a>>,
+    n: usize,
+    axis: isize,
+    like: impl Into<BArg<'a>>,
+) -> Tensor {
+    copies_summed("repeat", ct.into(), n, axis, like.into(), false)
 }
 
 /// Batched `t::tile`.
@@ -1188,9 +1192,30 @@ pub fn tile<'a>(x: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
 
 /// Batched `t::tile_t`.
 #[track_caller]
-pub fn tile_t<'a>(ct: impl Into<BArg<'a>>, n: usize, axis: isize) -> Tensor {
-    let ct = need("tile", ct.into());
-    t::tile_t(ct, n, example_axis("tile", axis, ct))
+pub fn tile_t<'a>(
+    ct: impl Into<BArg<'a>>,
+    n: usize,
+    axis: isize,
+    like: impl Into<BArg<'a>>,
+) -> Tensor {
+    copies_summed("tile", ct.into(), n, axis, like.into(), true)
+}
+
+/// `t::copies_summed` per example: the length from `like`'s example, the axis past the
+/// batch axis.
+#[track_caller]
+fn copies_summed(
+    op: &str,
+    ct: BArg<'_>,
+    n: usize,
+    axis: isize,
+    like: BArg<'_>,
+    whole: bool,
+) -> Tensor {
+    let ct = need(op, ct);
+    let ex = like.ex_shape();
+    let ax = norm_axis(op, axis, ex.len(), ex);
+    t::copies_summed(ct, n, ax + 1, ex[ax], whole)
 }
 
 /// Batched `t::flip`.

@@ -469,9 +469,7 @@ pub fn numel(x: &Tensor) -> f64 {
 
 /// The length of `axis` (negative: from the end), as a float.
 pub fn axis_len(x: &Tensor, axis: isize) -> f64 {
-    let n = x.ndim() as isize;
-    let a = if axis < 0 { axis + n } else { axis };
-    x.shape()[a as usize] as f64
+    x.shape()[norm_axis(axis, x.ndim())] as f64
 }
 
 /// `a` and `b` as 2-D-or-more operands of a product (NumPy's promotion of vectors), and
@@ -934,11 +932,9 @@ pub fn permute<'a>(x: impl Into<Operand<'a>>, axes: &[isize]) -> Tensor {
 
 /// The cotangent of `like.permute(axes)` permuted back.
 pub fn unpermute<'a>(ct: impl Into<Operand<'a>>, axes: &[isize], like: &Tensor) -> Tensor {
-    let n = like.ndim() as isize;
     let mut inverse = vec![0isize; axes.len()];
     for (k, &a) in axes.iter().enumerate() {
-        let a = if a < 0 { a + n } else { a };
-        inverse[a as usize] = k as isize;
+        inverse[norm_axis(a, like.ndim())] = k as isize;
     }
     ct.into().tensor().permute(&inverse)
 }
@@ -957,9 +953,7 @@ pub fn unslice<'a>(
     end: usize,
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
-    let n = like.ndim() as isize;
-    let a = (if axis < 0 { axis + n } else { axis }) as usize;
-    let len = like.shape()[a];
+    let len = like.shape()[norm_axis(axis, like.ndim())];
     let zero = ferrax_runtime::differentiable::lazy_zero(like);
     let zeros = |k: usize| zero.slice(axis, 0, k);
     let (before, after) = (zeros(start), zeros(len - end.min(len)));
@@ -996,9 +990,17 @@ pub fn repeat<'a>(x: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
     x.into().tensor().repeat(n, axis)
 }
 
-/// The transpose of [`repeat`]: each run of `n` along `axis` summed.
-pub fn repeat_t<'a>(ct: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
-    copies_summed(&ct.into().tensor(), n, axis, false)
+/// The transpose of [`repeat`]: each run of `n` along `axis` summed, back to the length
+/// of `like`'s axis.
+pub fn repeat_t<'a>(
+    ct: impl Into<Operand<'a>>,
+    n: usize,
+    axis: isize,
+    like: impl Into<Operand<'a>>,
+) -> Tensor {
+    let like = like.into().tensor();
+    let ax = norm_axis(axis, like.ndim());
+    copies_summed(&ct.into().tensor(), n, ax, like.shape()[ax], false)
 }
 
 /// `x.tile(n, axis)`.
@@ -1006,18 +1008,28 @@ pub fn tile<'a>(x: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
     x.into().tensor().tile(n, axis)
 }
 
-/// The transpose of [`tile`]: the `n` copies of the axis summed.
-pub fn tile_t<'a>(ct: impl Into<Operand<'a>>, n: usize, axis: isize) -> Tensor {
-    copies_summed(&ct.into().tensor(), n, axis, true)
+/// The transpose of [`tile`]: the `n` copies of the axis summed, back to the length of
+/// `like`'s axis.
+pub fn tile_t<'a>(
+    ct: impl Into<Operand<'a>>,
+    n: usize,
+    axis: isize,
+    like: impl Into<Operand<'a>>,
+) -> Tensor {
+    let like = like.into().tensor();
+    let ax = norm_axis(axis, like.ndim());
+    copies_summed(&ct.into().tensor(), n, ax, like.shape()[ax], true)
 }
 
-/// `ct` of `n` copies along `axis` (of each element, or of the `whole` axis) summed back:
-/// the axis split in two and the copies' part summed.
-fn copies_summed(ct: &Tensor, n: usize, axis: isize, whole: bool) -> Tensor {
-    let rank = ct.ndim() as isize;
-    let ax = if axis < 0 { axis + rank } else { axis } as usize;
+/// `axis` (negative: from the end) among `rank` axes.
+fn norm_axis(axis: isize, rank: usize) -> usize {
+    (if axis < 0 { axis + rank as isize } else { axis }) as usize
+}
+
+/// `ct` of `n` copies along axis `ax` (of each element, or of the `whole` axis) of length
+/// `m` summed back: the axis split in two and the copies' part summed (zeros for no copies).
+pub(crate) fn copies_summed(ct: &Tensor, n: usize, ax: usize, m: usize, whole: bool) -> Tensor {
     let mut split = ct.shape().to_vec();
-    let m = split[ax] / n.max(1);
     split[ax] = m;
     let copies = if whole { ax } else { ax + 1 };
     split.insert(copies, n);
@@ -1172,8 +1184,7 @@ pub fn concat_part<'a>(
     k: usize,
     parts: &[&Tensor],
 ) -> Tensor {
-    let n = parts[k].ndim() as isize;
-    let a = (if axis < 0 { axis + n } else { axis }) as usize;
+    let a = norm_axis(axis, parts[k].ndim());
     let start: usize = parts[..k].iter().map(|p| p.shape()[a]).sum();
     ct.into()
         .tensor()
@@ -1187,8 +1198,7 @@ pub fn stack_part<'a>(
     k: usize,
     parts: &[&Tensor],
 ) -> Tensor {
-    let n = parts[k].ndim() as isize + 1;
-    let a = if axis < 0 { axis + n } else { axis };
+    let a = norm_axis(axis, parts[k].ndim() + 1) as isize;
     ct.into().tensor().slice(a, k, k + 1).squeeze(a)
 }
 

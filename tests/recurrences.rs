@@ -5,7 +5,7 @@
 //! the Hessian of a product, and transformed values equal to the plain ones bit for bit.
 
 mod common;
-use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+use common::tensors::{assert_close, example, fd_jacobian, normal, unstack};
 
 use ferrax::prelude::*;
 
@@ -28,12 +28,7 @@ fn recurrences_match_differences_forward_mode_and_a_loop() {
     let mut total = logit.zeros_like();
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
         let (ex, el) = filtered_grad(x, &logit);
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example dx",
-        );
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
         total = &total + &el;
         let fd = fd_jacobian(&|v: &Tensor| filtered(v, &logit), x).reshape(x.shape());
         assert_close(&ex, &fd, 1e-6, "dx against differences");
@@ -174,18 +169,8 @@ fn traces_outer_products_and_flips_match_differences_and_a_loop() {
     let (gv, gm) = forms_grad_vmap(&vs, &m);
     for (e, v) in unstack(&vs, 0).iter().enumerate() {
         let (ev, em) = forms_grad(v, &m);
-        assert_close(
-            &gv.slice(0, e, e + 1).squeeze(0),
-            &ev,
-            1e-12,
-            "per-example dv",
-        );
-        assert_close(
-            &gm.slice(0, e, e + 1).squeeze(0),
-            &em,
-            1e-12,
-            "per-example dm",
-        );
+        assert_close(&example(&gv, e), &ev, 1e-12, "per-example dv");
+        assert_close(&example(&gm, e), &em, 1e-12, "per-example dm");
         let fd = fd_jacobian(&|x: &Tensor| forms(x, &m), v).reshape(v.shape());
         assert_close(&ev, &fd, 1e-6, "dv against differences");
         let fd = fd_jacobian(&|x: &Tensor| forms(v, x), &m).reshape(m.shape());
@@ -262,12 +247,7 @@ fn running_extrema_and_log_sum_exps_match_differences_forward_mode_and_a_loop() 
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
         let (ew, ex) = survival_grad(&w, x);
         total = &total + &ew;
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example dx",
-        );
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
         let fd = fd_jacobian(&|v: &Tensor| survival(v, x), &w).reshape(w.shape());
         assert_close(&ew, &fd, 1e-6, "dw against differences");
         let fd = fd_jacobian(&|v: &Tensor| survival(&w, v), x).reshape(x.shape());
@@ -309,18 +289,8 @@ fn a_decay_per_example_over_a_shared_input_matches_a_loop() {
     let (gx, gr) = smoothed_grad_vmap(&x, &rates);
     for (e, r) in unstack(&rates, 0).iter().enumerate() {
         let (ex, er) = smoothed_grad(&x, r);
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example dx",
-        );
-        assert_close(
-            &gr.slice(0, e, e + 1).squeeze(0),
-            &er,
-            1e-12,
-            "per-example drate",
-        );
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
+        assert_close(&example(&gr, e), &er, 1e-12, "per-example drate");
         let fd = fd_jacobian(&|v: &Tensor| smoothed(&x, v), r).reshape(r.shape());
         assert_close(&er, &fd, 1e-6, "drate against differences");
         let fd = fd_jacobian(&|v: &Tensor| smoothed(v, r), &x).reshape(x.shape());
@@ -355,18 +325,8 @@ fn repeat_and_tile_match_index_maps_differences_forward_mode_and_a_loop() {
     let (gx, gw) = upsampled_grad_vmap(&xs, &w);
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
         let (ex, ew) = upsampled_grad(x, &w);
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example dx",
-        );
-        assert_close(
-            &gw.slice(0, e, e + 1).squeeze(0),
-            &ew,
-            1e-12,
-            "per-example dw",
-        );
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
+        assert_close(&example(&gw, e), &ew, 1e-12, "per-example dw");
         let fd = fd_jacobian(&|v: &Tensor| upsampled(v, &w), x).reshape(x.shape());
         assert_close(&ex, &fd, 1e-6, "dx against differences");
         let t = normal(93 + e as u64, x.shape());
@@ -378,4 +338,20 @@ fn repeat_and_tile_match_index_maps_differences_forward_mode_and_a_loop() {
         let want = (&ex * &t).sum().item::<f64>();
         assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
     }
+}
+
+#[vmap]
+#[grad]
+fn no_copies(x: &Tensor) -> Tensor {
+    x.repeat(0, 0).sum() + x.tile(0, 1).sum() + x.sum()
+}
+
+#[test]
+fn zero_copies_have_a_zero_cotangent_of_the_operands_shape() {
+    let x = normal(95, &[3, 2]);
+    assert_eq!(no_copies(&x).item::<f64>(), x.sum().item::<f64>());
+    assert_eq!(no_copies_grad(&x).to_vec::<f64>(), vec![1.0; 6]);
+    // per example: the transposes read each example's length
+    let xs = normal(96, &[4, 3, 2]);
+    assert_eq!(no_copies_grad_vmap(&xs).to_vec::<f64>(), vec![1.0; 24]);
 }

@@ -150,11 +150,11 @@ pub enum Prim {
     Flip,
     /// `x.repeat(n, axis)`: each element `n` times along `axis` (linear).
     Repeat,
-    /// The transpose of [`Prim::Repeat`]: each run of `n` summed.
+    /// The transpose of [`Prim::Repeat`]: each run of `n` summed, `(ct, n, axis, like)`.
     RepeatT,
     /// `x.tile(n, axis)`: the whole axis `n` times (linear).
     Tile,
-    /// The transpose of [`Prim::Tile`]: the `n` copies summed.
+    /// The transpose of [`Prim::Tile`]: the `n` copies summed, `(ct, n, axis, like)`.
     TileT,
     /// `x.linear_recurrence(&decay, axis)`: `h[t] = decay[t] * h[t - 1] + x[t]`, linear in
     /// `x`; its transpose [`Prim::LinRecRev`] with the decay moved by one.
@@ -1801,25 +1801,43 @@ pub fn row(p: Prim) -> Row {
                 vec![Some(b.prim(Shift, &[ct, back, x[2]])), None, None]
             },
         ),
+        // (the transposes read the operand's length from a primal of its shape: with no
+        // copies the cotangent has none to give)
         Repeat => tl(
             3,
-            |b, x, _, d| d[0].map(|t| b.prim(Repeat, &[t, x[1], x[2]])),
-            |b, ct, x, _| vec![Some(b.prim(RepeatT, &[ct, x[1], x[2]])), None, None],
+            |b, x, _, d| {
+                d[0].map(|t| {
+                    b.shaped_like(t, x[0]);
+                    b.prim(Repeat, &[t, x[1], x[2]])
+                })
+            },
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(RepeatT, &[ct, x[1], x[2], like])), None, None]
+            },
         ),
         RepeatT => tl(
-            3,
-            |b, x, _, d| d[0].map(|t| b.prim(RepeatT, &[t, x[1], x[2]])),
-            |b, ct, x, _| vec![Some(b.prim(Repeat, &[ct, x[1], x[2]])), None, None],
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(RepeatT, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| vec![Some(b.prim(Repeat, &[ct, x[1], x[2]])), None, None, None],
         ),
         Tile => tl(
             3,
-            |b, x, _, d| d[0].map(|t| b.prim(Tile, &[t, x[1], x[2]])),
-            |b, ct, x, _| vec![Some(b.prim(TileT, &[ct, x[1], x[2]])), None, None],
+            |b, x, _, d| {
+                d[0].map(|t| {
+                    b.shaped_like(t, x[0]);
+                    b.prim(Tile, &[t, x[1], x[2]])
+                })
+            },
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                vec![Some(b.prim(TileT, &[ct, x[1], x[2], like])), None, None]
+            },
         ),
         TileT => tl(
-            3,
-            |b, x, _, d| d[0].map(|t| b.prim(TileT, &[t, x[1], x[2]])),
-            |b, ct, x, _| vec![Some(b.prim(Tile, &[ct, x[1], x[2]])), None, None],
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(TileT, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| vec![Some(b.prim(Tile, &[ct, x[1], x[2]])), None, None, None],
         ),
         Flip => tl(
             2,

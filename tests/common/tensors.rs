@@ -62,6 +62,11 @@ pub fn fd_element(f: &dyn Fn(&[Tensor]) -> Tensor, ws: &[Tensor], l: usize) -> T
     fd_jacobian(&g, &ws[l]).reshape(ws[l].shape())
 }
 
+/// Example `e` of a batch (along axis 0).
+pub fn example(xs: &Tensor, e: usize) -> Tensor {
+    xs.slice(0, e, e + 1).squeeze(0)
+}
+
 /// The examples of `xs` along `axis`.
 pub fn unstack(xs: &Tensor, axis: isize) -> Vec<Tensor> {
     let n = xs.ndim() as isize;
