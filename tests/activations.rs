@@ -7,7 +7,7 @@
 //! slope per example against a loop; the second derivative of softplus.
 
 mod common;
-use common::tensors::{assert_close, fd_jacobian, normal, unstack};
+use common::tensors::{assert_close, example, fd_jacobian, normal, unstack};
 
 use ferrax::prelude::*;
 
@@ -368,10 +368,9 @@ fn learnable_activation_parameters_per_example_match_a_loop_and_differences() {
     let (gx, gw, ga, gs) = layer_grad_vmap(&xs, &w, &alphas, &slopes);
     let (av, sv) = (alphas.to_vec::<f64>(), slopes.to_vec::<f64>());
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
-        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
         let (ex, ew, ea, es) = layer_grad(x, &w, av[e], sv[e]);
-        assert_close(&at(&gx), &ex, 1e-12, "per-example dx");
-        assert_close(&at(&gw), &ew, 1e-12, "per-example dw");
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
+        assert_close(&example(&gw, e), &ew, 1e-12, "per-example dw");
         assert!(
             (ga.to_vec::<f64>()[e] - ea).abs() < 1e-12,
             "per-example dalpha"
@@ -481,12 +480,7 @@ fn logaddexp_weights_each_side_by_its_share_half_at_ties() {
     for (e, x) in unstack(&xs, 0).iter().enumerate() {
         let (ex, eb) = mixed_grad(x, &b);
         total = &total + &eb;
-        assert_close(
-            &gx.slice(0, e, e + 1).squeeze(0),
-            &ex,
-            1e-12,
-            "per-example da",
-        );
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example da");
     }
     assert_close(
         &gbs.sum_axis(0, false),

@@ -128,6 +128,8 @@ fn many_rows_and_columns() {
         vec![7, 100_000],   // rows of 98 blocks
         vec![2, 1000, 3],   // columns short enough for a thread each
         vec![2, 3000, 5],   // long columns: transposed, scanned as rows
+        vec![3, 1],         // a size-1 axis
+        vec![0, 3],         // empty
         vec![1, 70_000, 2], // one long column pair
     ] {
         let n = shape.iter().product();

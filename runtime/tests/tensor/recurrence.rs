@@ -224,6 +224,15 @@ fn products_match_running_products() {
         assert_eq!(x.prod().shape(), &[] as &[usize]);
         same(&x.prod(), &[all], "prod");
     }
+    // a size-1 axis: the factors themselves
+    let col = Tensor::from_vec(vec![2.0f64, -0.0, 3.5], &[3, 1]);
+    assert_eq!(col.cumprod(1).to_vec::<f64>(), col.to_vec::<f64>());
+    assert_eq!(col.cumprod_rev(-1).to_vec::<f64>(), col.to_vec::<f64>());
+    assert_eq!(
+        col.prod_axis(1, false).to_vec::<f64>(),
+        vec![2.0, -0.0, 3.5]
+    );
+    assert_eq!(Tensor::scalar(4.0f32).prod().item::<f32>(), 4.0);
     // zeros, infinities and signs
     let x = Tensor::from_vec(vec![2.0f64, 0.0, f64::INFINITY, -1.0], &[4]);
     assert_eq!(x.cumprod(0).to_vec::<f64>()[..2], [2.0, 0.0]);
