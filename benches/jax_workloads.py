@@ -321,6 +321,18 @@ def expm_grad():
     return {"flops": 0.0}, lambda: f(a, w)
 
 
+def einsum_attention():
+    # the gradient of attention written in einsum over [batch, time, head, dim], 8x128x8x64
+    q, k, v = (normal(s, (8, 128, 8, 64)) for s in (76, 77, 78))
+
+    def loss(q, k, v):
+        p = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) * 0.125, axis=-1)
+        return jnp.mean(jnp.square(jnp.einsum("bhqk,bkhd->bqhd", p, v)))
+
+    f = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    return {"flops": 0.0}, lambda: f(q, k, v)
+
+
 def quick_median(run, n=30):
     times = []
     for _ in range(n):
@@ -364,6 +376,7 @@ WORKLOADS = {
     "activations_grad_4M_f32": activations,
     "returns_grad_b64_t1024_f32": returns_grad,
     "expm_grad_n64_f32": expm_grad,
+    "einsum_attention_grad_f32": einsum_attention,
     "hessian_200_f64": hessian,
 }
 

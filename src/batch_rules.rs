@@ -119,6 +119,14 @@ impl<'a> BArg<'a> {
         }
     }
 
+    /// The tensor as it is, batch axis included where it has one.
+    fn as_tensor(self) -> Cow<'a, Tensor> {
+        match self {
+            BArg::Batched(x) => Cow::Borrowed(x),
+            BArg::Plain(o) => o.tensor(),
+        }
+    }
+
     /// The rank of one example.
     #[track_caller]
     fn ex_rank(self) -> usize {
@@ -1398,6 +1406,36 @@ pub fn stack(axis: isize, parts: &[BArg<'_>]) -> Tensor {
     let ex = parts[0].ex_shape();
     let a = norm_axis("stack", axis, ex.len() + 1, ex) as isize + 1;
     Tensor::stack(&lifted.iter().map(|p| &**p).collect::<Vec<_>>(), a)
+}
+
+/// Batched `t::einsum`: the spec with a letter for the batch axis of the batched parts
+/// and of the result (unbatched parts shared, not copied).
+#[track_caller]
+pub fn einsum(spec: &str, parts: &[BArg<'_>]) -> Tensor {
+    let flags: Vec<bool> = parts.iter().map(|p| p.batched().is_some()).collect();
+    let spec =
+        crate::tensor_rules::as_op(ferrax_runtime::einsum_batched_spec(spec, &flags), "einsum");
+    let parts: Vec<Cow<'_, Tensor>> = parts.iter().map(|p| p.as_tensor()).collect();
+    Tensor::einsum(&spec, &parts.iter().map(|p| &**p).collect::<Vec<_>>())
+}
+
+/// Batched `t::einsum_t`: every example's cotangent of operand `k`, batched even where
+/// that operand is shared (each example has its own).
+#[track_caller]
+pub fn einsum_t<'a>(spec: &str, k: usize, ct: impl Into<BArg<'a>>, parts: &[BArg<'_>]) -> Tensor {
+    let ct = ct.into();
+    let mut all = vec![ct];
+    all.extend_from_slice(parts);
+    let bsz = bsz_of("einsum_t", &all);
+    let like = all.iter().find_map(|p| p.batched());
+    let mut flags: Vec<bool> = parts.iter().map(|p| p.batched().is_some()).collect();
+    flags[k] = true;
+    let spec =
+        crate::tensor_rules::as_op(ferrax_runtime::einsum_batched_spec(spec, &flags), "einsum");
+    let mut ops: Vec<Cow<'_, Tensor>> = parts.iter().map(|p| p.as_tensor()).collect();
+    ops[k] = lifted(parts[k], bsz, like);
+    let ct = lifted(ct, bsz, like);
+    Tensor::einsum_transpose(&spec, k, &ct, &ops.iter().map(|p| &**p).collect::<Vec<_>>())
 }
 
 /// Batched `t::concat_part`.

@@ -1177,6 +1177,20 @@ pub fn stack(axis: isize, parts: &[&Tensor]) -> Tensor {
     Tensor::stack(parts, axis)
 }
 
+/// `Tensor::einsum(spec, parts)`.
+#[track_caller]
+pub fn einsum(spec: &str, parts: &[&Tensor]) -> Tensor {
+    Tensor::einsum(spec, parts)
+}
+
+/// The cotangent of operand `k` of `Tensor::einsum(spec, parts)` (`parts[k]` read for its
+/// shape only).
+#[track_caller]
+pub fn einsum_t<'a>(spec: &str, k: usize, ct: impl Into<Operand<'a>>, parts: &[&Tensor]) -> Tensor {
+    let ct = ct.into().tensor_like(parts[k]);
+    Tensor::einsum_transpose(spec, k, &ct, parts)
+}
+
 /// Part `k` of the cotangent of `Tensor::concat(parts, axis)`.
 pub fn concat_part<'a>(
     ct: impl Into<Operand<'a>>,

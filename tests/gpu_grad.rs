@@ -614,3 +614,40 @@ fn expm_gradients_on_the_gpu_match_the_cpu() {
     let v = propagated(&a.to_device(&dev), &x0.to_device(&dev));
     assert_close("value", &v.to_device(&Device::Cpu), &propagated(&a, &x0));
 }
+
+/// Einsum contractions (batched products, a trace, a letter one operand alone has, `...`,
+/// three operands), per example too: products, sums and copies on the GPU.
+#[vmap(in_axes = (0, None))]
+#[grad]
+fn contracted(x: &Tensor, w: &Tensor) -> Tensor {
+    let h = Tensor::einsum("...i,oij->...oj", &[x, w]).tanh();
+    let t = Tensor::einsum("oii->o", &[w]);
+    let s = Tensor::einsum("bi,oij,bj->o", &[x, w, &h.sum_axis(1, false)]);
+    h.sum() + (&t * &s).sum() * 0.01 + Tensor::einsum("boj,k->b", &[&h, &t]).mean()
+}
+
+#[test]
+fn einsum_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let xs = Tensor::normal(Key::new(61), &[3, 4, 5], DType::F32);
+    let w = Tensor::normal(Key::new(62), &[2, 5, 5], DType::F32);
+    let (cx, cw) = contracted_grad(&example(&xs), &w);
+    let (gx, gw) = contracted_grad(&example(&xs).to_device(&dev), &w.to_device(&dev));
+    assert_close("einsum dx", &gx.to_device(&Device::Cpu), &cx);
+    assert_close("einsum dw", &gw.to_device(&Device::Cpu), &cw);
+    let (cx, cw) = contracted_grad_vmap(&xs, &w);
+    let (gx, gw) = contracted_grad_vmap(&xs.to_device(&dev), &w.to_device(&dev));
+    assert!(gw.device().is_gpu());
+    assert_close("per-example einsum dx", &gx.to_device(&Device::Cpu), &cx);
+    assert_close("per-example einsum dw", &gw.to_device(&Device::Cpu), &cw);
+    let v = contracted(&example(&xs).to_device(&dev), &w.to_device(&dev));
+    assert_close(
+        "einsum value",
+        &v.to_device(&Device::Cpu),
+        &contracted(&example(&xs), &w),
+    );
+}
+
+fn example(xs: &Tensor) -> Tensor {
+    xs.slice(0, 1, 2).squeeze(0)
+}

@@ -242,6 +242,12 @@ pub fn all() -> Vec<Workload> {
             name: "expm_grad_n64_f32",
             build: expm,
         },
+        // the gradient of attention written in einsum over [batch, time, head, dim] (the
+        // head axis in the middle: each product needs its operands permuted), 8x128x8x64 f32
+        Workload {
+            name: "einsum_attention_grad_f32",
+            build: attention,
+        },
         // the Hessian of sum(sin(x) x^2) + x^T A x, n = 200, f64
         Workload {
             name: "hessian_200_f64",
@@ -582,6 +588,28 @@ fn expm() -> Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
             std::hint::black_box(expm_loss_grad(&a, &w));
+        }),
+    }
+}
+
+/// Attention over `[batch, time, head, dim]` inputs, in einsum.
+#[allow(dead_code)]
+#[grad]
+pub fn einsum_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+    let s = Tensor::einsum("bqhd,bkhd->bhqk", &[q, k]) * 0.125;
+    let p = s.softmax(-1);
+    let o = Tensor::einsum("bhqk,bkhd->bqhd", &[&p, v]);
+    o.square().mean()
+}
+
+/// The gradient of [`einsum_attention`] in all three inputs, `[8, 128, 8, 64]` each.
+fn attention() -> Prepared {
+    let shape = [8, 128, 8, 64];
+    let (q, k, v) = (normal(76, &shape), normal(77, &shape), normal(78, &shape));
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(einsum_attention_grad(&q, &k, &v));
         }),
     }
 }

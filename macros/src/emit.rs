@@ -645,13 +645,8 @@ impl Emitter<'_> {
             }
             Rhs::Prim(p, args) if args.iter().any(|a| self.is_tensor(*a)) => {
                 let name = format_ident!("{}", p.tensor_fn());
-                // the parts of a concat / stack go in one slice
-                let (fixed, parts) = match p {
-                    Prim::Concat | Prim::Stack => (1, true),
-                    Prim::ConcatPart | Prim::StackPart => (3, true),
-                    _ => (args.len(), false),
-                };
-                if parts {
+                // the parts of a concat, stack or einsum go in one slice
+                if let Some(fixed) = p.parts_from() {
                     let head = args[..fixed].iter().map(|a| self.operand(*a));
                     let rest = args[fixed..].iter().map(|a| self.operand(*a));
                     return quote!(::ferrax::__private::t::#name(#(#head,)* &[#(#rest),*]));
@@ -838,6 +833,7 @@ impl Emitter<'_> {
                 quote!(#r.#method(#(#args),*))
             }
             Rhs::Path(p) => quote!(#p),
+            Rhs::Lit(l) => quote!(#l),
             Rhs::Struct { path, fields } => {
                 let fields = fields.iter().map(|(m, a)| {
                     let v = self.value(*a);
@@ -911,10 +907,9 @@ impl Emitter<'_> {
     /// same arguments as the tensor helper `t::<name>` with batched ones marked.
     fn batched_prim(&self, p: Prim, args: &[Atom]) -> TokenStream {
         let name = format_ident!("{}", p.tensor_fn());
-        let (fixed, parts) = match p {
-            Prim::Concat | Prim::Stack => (1, true),
-            Prim::ConcatPart | Prim::StackPart => (3, true),
-            _ => (args.len(), false),
+        let (fixed, parts) = match p.parts_from() {
+            Some(fixed) => (fixed, true),
+            None => (args.len(), false),
         };
         use Prim::*;
         let arith = matches!(

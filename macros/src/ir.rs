@@ -187,6 +187,8 @@ pub enum Rhs {
     },
     /// A constant path (`std::f64::consts::PI`, `Mode::Fast`, `N`).
     Path(syn::ExprPath),
+    /// A literal without a derivative, kept as written (a string: an einsum's spec).
+    Lit(syn::Lit),
     /// A struct literal of values without a derivative (`Gate { scale: 2.0, power: n }`),
     /// a configuration to pass on.
     Struct {
@@ -607,7 +609,7 @@ pub fn rhs_uses(rhs: &Rhs) -> Vec<Atom> {
             out.extend(proj_atoms(path));
             out
         }
-        Rhs::Path(_) | Rhs::Uninit => vec![],
+        Rhs::Path(_) | Rhs::Lit(_) | Rhs::Uninit => vec![],
     }
 }
 

@@ -1456,6 +1456,9 @@ impl Lowerer<'_> {
                 }
             },
             syn::Lit::Bool(b) => Some(Atom::Bool(b.value)),
+            syn::Lit::Str(_) | syn::Lit::Char(_) => {
+                Some(self.let_("s", Kind::Opaque, Rhs::Lit(lit.clone())))
+            }
             other => self.unsupported(other, "this literal"),
         }
     }
@@ -2505,6 +2508,27 @@ impl Lowerer<'_> {
                 Prim::Stack
             };
             return Some(self.prim(p, args));
+        }
+        if segs.len() == 2 && segs[0] == "Tensor" && last == "einsum" && c.args.len() == 2 {
+            let Expr::Array(parts) = strip_ref(&c.args[1]) else {
+                return self.unsupported(
+                    &c.args[1],
+                    "einsum's operands as anything but an array of tensors (`Tensor::einsum(\"ij,jk->ik\", &[&a, &b])`)",
+                );
+            };
+            // a literal spec is checked here, so a malformed one is an error at its span
+            if let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(spec),
+                ..
+            }) = &c.args[0]
+                && let Err(e) = ferrax_einsum_spec::Spec::parse(&spec.value(), parts.elems.len())
+            {
+                self.cx
+                    .error(spec, format!("einsum spec {:?}: {e}", spec.value()));
+            }
+            let mut args = vec![self.value(&c.args[0])];
+            args.extend(parts.elems.iter().map(|e| self.value(e)));
+            return Some(self.prim(Prim::Einsum, args));
         }
         if segs.len() == 2 && segs[0] == "Tensor" && last == "where_" && c.args.len() == 3 {
             let args: Vec<Atom> = c.args.iter().map(|a| self.value(a)).collect();

@@ -105,6 +105,9 @@ pub enum Prim {
     LogSoftmax,
     /// `a.matmul(&b)` in all its forms.
     Matmul,
+    /// `Tensor::einsum(spec, &[a, b, ..])`: arguments `spec, a, b, ..` (linear in each
+    /// operand).
+    Einsum,
     /// `x.conv(&w, &spec)`: N-d convolution (cross-correlation) `(x, w, spec)`, bilinear.
     Conv,
     /// Cotangent of `x` in `x.conv(&w, &spec)`, a transposed convolution: `(ct, w, like_x,
@@ -302,6 +305,9 @@ pub enum Prim {
     UnsumAxis,
     /// `x` reshaped to the shape of `like`.
     ReshapeLike,
+    /// Cotangent of operand `k` of an einsum: `(spec, k, ct, parts..)` (`parts[k]` read for
+    /// its shape only).
+    EinsumT,
     /// Cotangent of `a` in `a.matmul(b)`: `(ct, b, like_a)`.
     MatmulTl,
     /// Cotangent of `b` in `a.matmul(b)`: `(a, ct, like_b)`.
@@ -524,6 +530,57 @@ fn join_transpose(
         }));
     }
     out
+}
+
+/// Tangent of an einsum (`spec, operands..`), linear in each operand: the sum over
+/// operands of the einsum with that operand's tangent in its place.
+fn einsum_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Option<Atom> {
+    let mut total = None;
+    for (k, t) in d.iter().enumerate().skip(1) {
+        if let Some(t) = t {
+            let mut args = x.to_vec();
+            args[k] = *t;
+            let term = b.prim(Prim::Einsum, &args);
+            total = b.add(total, Some(term));
+        }
+    }
+    total
+}
+
+/// Transpose of an einsum in its one linear operand: the cotangent contracted with the
+/// others (`EinsumT`).
+fn einsum_transpose(b: &mut Rules, ct: Atom, x: &[Atom], l: &[bool]) -> Vec<Option<Atom>> {
+    let parts: Vec<Atom> = x[1..].iter().map(|a| b.primal_of(*a)).collect();
+    let mut out = vec![None];
+    for (k, linear) in l.iter().enumerate().skip(1) {
+        out.push(linear.then(|| {
+            let mut args = vec![x[0], Atom::Int(k as u128 - 1), ct];
+            args.extend(parts.iter().copied());
+            b.prim(Prim::EinsumT, &args)
+        }));
+    }
+    out
+}
+
+/// Tangent of an einsum's transpose (`spec, k, ct, parts..`), linear in the cotangent and
+/// in each part but part `k` (read for its shape).
+fn einsum_t_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Option<Atom> {
+    let Atom::Int(k) = x[1] else {
+        unreachable!("an einsum transpose's operand index is a literal")
+    };
+    let mut total = None;
+    for (j, t) in d.iter().enumerate().skip(2) {
+        if j == k as usize + 3 {
+            continue;
+        }
+        if let Some(t) = t {
+            let mut args = x.to_vec();
+            args[j] = *t;
+            let term = b.prim(Prim::EinsumT, &args);
+            total = b.add(total, Some(term));
+        }
+    }
+    total
 }
 
 /// Tangent of a part of a joined cotangent: the same part of the tangent.
@@ -1272,6 +1329,14 @@ pub fn row(p: Prim) -> Row {
                 }
             },
         ),
+        Einsum => Row {
+            arity: 0,
+            ..tl(0, einsum_jvp, einsum_transpose)
+        },
+        EinsumT => Row {
+            arity: 0,
+            ..tr(0, einsum_t_jvp)
+        },
         MatmulTl => tr(3, |b, x, _, d| {
             let l = d[0].map(|t| b.prim(MatmulTl, &[t, x[1], x[2]]));
             let r = d[1].map(|t| b.prim(MatmulTl, &[x[0], t, x[2]]));
@@ -2266,7 +2331,7 @@ impl Prim {
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
-         diagonal trace outer, Tensor::concat \
+         diagonal trace outer, Tensor::concat Tensor::einsum \
          Tensor::stack Tensor::where_ (and the inactive shape dims numel len ndim item to_vec dtype device \
          is_empty strides argmax_axis argmin_axis cumargmax cumargmin argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
     }
@@ -2399,12 +2464,24 @@ impl Prim {
                 k == 1
             }
             TakeAlongT | LinRec | LinRecRev => k == 2,
+            EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,
             Slice => (1..=3).contains(&k),
             Concat | Stack | ConcatSeq | StackSeq => k == 0,
             UnconcatSeq | UnstackSeq => k == 1,
             _ => false,
+        }
+    }
+
+    /// Where the parts of a primitive with any number of tensor arguments start (`concat`'s
+    /// after its axis): generated code passes them as one slice.
+    pub fn parts_from(self) -> Option<usize> {
+        use Prim::*;
+        match self {
+            Concat | Stack | Einsum => Some(1),
+            ConcatPart | StackPart | EinsumT => Some(3),
+            _ => None,
         }
     }
 

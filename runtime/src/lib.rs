@@ -122,7 +122,7 @@ pub use device::{Activity, Device, KernelTime};
 pub use differentiable::{Differentiable, unbroadcast};
 pub use element::{DType, Element, Float};
 pub use error::{Error, Result};
-pub use ops::{Conv, PadMode, Padding, Scalar};
+pub use ops::{Conv, PadMode, Padding, Scalar, einsum_batched_spec};
 pub use random::Key;
 pub use tensor::Tensor;
 

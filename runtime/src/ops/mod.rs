@@ -5,6 +5,7 @@
 mod activation;
 mod binary;
 mod conv;
+mod einsum;
 mod expm;
 mod inplace;
 pub(crate) mod linalg;
@@ -21,5 +22,6 @@ mod unary;
 mod view;
 
 pub use conv::{Conv, Padding};
+pub use einsum::einsum_batched_spec;
 pub use operators::Scalar;
 pub use view::PadMode;

@@ -1564,3 +1564,45 @@ fn pinv_expm_and_lstsq_match_the_cpu() {
         "lstsq"
     );
 }
+
+#[test]
+fn einsum_and_its_transpose_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let cases: [(&str, &[&[usize]]); 9] = [
+        ("ij,jk->ik", &[&[33, 17], &[17, 65]]),
+        ("bhqd,bhkd->bhqk", &[&[2, 3, 9, 8], &[2, 3, 7, 8]]),
+        ("ii->i", &[&[9, 9]]),
+        ("iij,jk->ik", &[&[5, 5, 3], &[3, 4]]),
+        ("bi,bi->b", &[&[70, 33], &[70, 33]]),
+        ("i,j->ij", &[&[5], &[7]]),
+        ("ij,jk,kl->il", &[&[4, 30], &[30, 3], &[3, 40]]),
+        ("...ij,...jk->...ik", &[&[1, 2, 3, 4], &[3, 1, 4, 5]]),
+        ("ij,k->i", &[&[6, 4], &[5]]),
+    ];
+    for (c, (spec, shapes)) in cases.iter().enumerate() {
+        let ops: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| rhs(s, (c * 10 + i) as u64))
+            .collect();
+        let refs: Vec<&Tensor> = ops.iter().collect();
+        check(&dev, spec, &refs, TOL, |x| {
+            Tensor::einsum(spec, &x.iter().collect::<Vec<_>>())
+        });
+        let ct = rhs(Tensor::einsum(spec, &refs).shape(), c as u64 + 500);
+        for k in 0..ops.len() {
+            let mut with_ct = vec![&ct];
+            with_ct.extend(refs.iter().copied());
+            check(
+                &dev,
+                &format!("{spec}, transpose {k}"),
+                &with_ct,
+                TOL,
+                |x| {
+                    let ops: Vec<&Tensor> = x[1..].iter().collect();
+                    Tensor::einsum_transpose(spec, k, &x[0], &ops)
+                },
+            );
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 mod construct;
 mod conv;
+mod einsum;
 mod elementwise;
 mod errors;
 mod expm;
