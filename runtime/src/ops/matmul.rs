@@ -11,9 +11,13 @@ use crate::pool;
 use crate::shape::{Layout, broadcast_shapes, numel, unravel_offset};
 use crate::tensor::{Tensor, float_dispatch};
 
-/// Below this many multiply-adds per batch, batches run in parallel rather than relying
-/// on the kernel's own threading.
+/// Below this many multiply-adds per matrix, batches run in parallel rather than relying
+/// on the kernel's own threading; above it they do too where there are at least as many
+/// matrices as threads and each is below [`OWN_SPLIT`].
 const SMALL_GEMM: usize = 1 << 16;
+/// From this many multiply-adds the kernel splits one product over threads itself (see
+/// `cpu::gemm::matmul`, from inside rayon's pool).
+const OWN_SPLIT: usize = 1 << 21;
 
 /// The strided matrix at batch position `b` of a layout whose last two axes are the matrix.
 fn mat_at<'a, T>(data: &'a [T], l: &Layout, b: usize) -> MatRef<'a, T> {
@@ -46,7 +50,9 @@ fn batched<T: Float>(
     let (da, db) = (a.storage_slice::<T>(), b.storage_slice::<T>());
     let one =
         |i: usize, c: &mut [T]| kernels::matmul(m, n, k, mat_at(da, la, i), mat_at(db, lb, i), c);
-    if batch > 1 && m * n * k < SMALL_GEMM {
+    let mnk = m * n * k;
+    let many = batch >= rayon::current_num_threads() && mnk < OWN_SPLIT;
+    if batch > 1 && (mnk < SMALL_GEMM || many) {
         out.par_chunks_mut(m * n)
             .enumerate()
             .for_each(|(i, c)| one(i, c));
