@@ -355,3 +355,49 @@ fn zero_copies_have_a_zero_cotangent_of_the_operands_shape() {
     let xs = normal(96, &[4, 3, 2]);
     assert_eq!(no_copies_grad_vmap(&xs).to_vec::<f64>(), vec![1.0; 24]);
 }
+
+/// Running log-sum-exps of scores masked by -inf (padding before a sequence starts):
+/// -inf until the first unmasked score, as JAX's `cumlogsumexp`.
+#[vmap]
+#[grad]
+fn masked_running(s: &Tensor) -> Tensor {
+    let m = s.logcumsumexp(0);
+    m.slice(0, 2, 5).sum() + m.slice(0, 0, 2).exp().sum()
+}
+
+#[test]
+fn masked_prefixes_are_minus_infinity_with_zero_gradient() {
+    let inf = f64::INFINITY;
+    let s = Tensor::from_vec(vec![-inf, -inf, 0.5, -1.0, 2.0], &[5]);
+    let m = s.logcumsumexp(0).to_vec::<f64>();
+    assert_eq!(&m[..2], &[-inf, -inf]);
+    assert_eq!(m[2], 0.5);
+    let (v, g) = masked_running_value_and_grad(&s);
+    assert_eq!(
+        v.item::<f64>().to_bits(),
+        masked_running(&s).item::<f64>().to_bits()
+    );
+    assert!(v.item::<f64>().is_finite());
+    let g = g.to_vec::<f64>();
+    assert_eq!(&g[..2], &[0.0, 0.0], "{g:?}");
+    // the unmasked part against differences
+    let tail = s.slice(0, 2, 5);
+    let f = |t: &Tensor| masked_running(&Tensor::concat(&[&s.slice(0, 0, 2), t], 0));
+    let fd = fd_jacobian(&f, &tail).reshape(&[3]);
+    assert_close(
+        &Tensor::from_vec(g[2..].to_vec(), &[3]),
+        &fd,
+        1e-6,
+        "unmasked",
+    );
+    // per example: a lane masked throughout gives -inf values
+    let xs = Tensor::stack(&[&s, &Tensor::full(&[5], -inf, DType::F64)], 0);
+    let gs = masked_running_grad_vmap(&xs);
+    assert_close(
+        &example(&gs, 0),
+        &Tensor::from_vec(g, &[5]),
+        0.0,
+        "example 0",
+    );
+    assert_eq!(masked_running_vmap(&xs).to_vec::<f64>()[1], -inf);
+}

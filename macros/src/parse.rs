@@ -2204,7 +2204,13 @@ impl Lowerer<'_> {
         // `e^(x - m)` with decays `e^(m[t -+ 1] - m[t])`
         let log_sum_exp = |p: &mut Self, x: Atom, axis: Atom, rev: bool| {
             let fixed = p.prim(StopGradient, vec![x]);
-            let m = extremum(p, fixed, axis, "cumargmax", rev);
+            let top = extremum(p, fixed, axis, "cumargmax", rev);
+            // centred on the running maximum where it is finite, else on 0 (a lane of -inf
+            // so far sums to 0, whose log is -inf, as JAX's; +inf stays +inf)
+            // (`|m| < inf`, not `m - m == 0`, which a GPU compiler may fold to true)
+            let size = p.prim(Abs, vec![top]);
+            let finite = p.prim(Lt, vec![size, Atom::Float(f64::INFINITY)]);
+            let m = p.prim(Select, vec![finite, top, Atom::Float(0.0)]);
             let step = if rev { minus_one(p) } else { Atom::Int(1) };
             let before = p.prim(Shift, vec![m, step, axis]);
             let gap = p.prim(Sub, vec![before, m]);
@@ -2215,8 +2221,12 @@ impl Lowerer<'_> {
                 if rev { LinRecRev } else { LinRec },
                 vec![input, decay, axis],
             );
-            let ln = p.prim(Ln, vec![s]);
-            p.prim(Add, vec![m, ln])
+            // a sum of nothing (every value so far -inf) is -inf, its cotangent 0, not 0/0
+            let empty = p.prim(Eq, vec![s, Atom::Float(0.0)]);
+            let safe = p.prim(Select, vec![empty, Atom::Float(1.0), s]);
+            let ln = p.prim(Ln, vec![safe]);
+            let sum = p.prim(Add, vec![m, ln]);
+            p.prim(Select, vec![empty, Atom::Float(f64::NEG_INFINITY), sum])
         };
         // the first of the running products from the end, summed over its one element
         // to drop (or keep) the axis

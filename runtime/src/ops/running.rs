@@ -119,9 +119,15 @@ impl Tensor {
         self.running_logsumexp(axis, true)
     }
 
-    /// `m + ln(s)`, as the macro lowers `logcumsumexp`.
+    /// `m + ln(s)`, as the macro lowers `logcumsumexp`: `m` the running maximum where
+    /// finite (else 0), `s` the recurrence of `e^(x - m)`; `-inf` where `s` is 0.
     fn running_logsumexp(&self, axis: isize, reverse: bool) -> Result<Tensor> {
-        let m = self.try_take_along_axis(axis, &self.try_cumargmax(axis, reverse)?)?;
+        let top = self.try_take_along_axis(axis, &self.try_cumargmax(axis, reverse)?)?;
+        // centred on the running maximum where it is finite, else on 0 (a lane of -inf so
+        // far sums to 0, whose log is -inf; +inf stays +inf)
+        // (`|m| < inf`, not `m - m == 0`, which a GPU compiler may fold to true)
+        let finite = top.try_abs()?.try_lt(&top.scalar_like(f64::INFINITY))?;
+        let m = Tensor::try_where_(&finite, &top, &top.scalar_like(0.0))?;
         let before = m.try_shift(if reverse { -1 } else { 1 }, axis)?;
         let decay = (&before - &m).try_exp()?;
         let input = (self - &m).try_exp()?;
@@ -130,7 +136,12 @@ impl Tensor {
         } else {
             input.try_linear_recurrence(&decay, axis)?
         };
-        Ok(&m + &s.try_ln()?)
+        // a sum of nothing (every value so far -inf) is -inf (its cotangent 0, not 0/0)
+        let zero = s.scalar_like(0.0);
+        let empty = s.try_eq(&zero)?;
+        let safe = Tensor::try_where_(&empty, &s.scalar_like(1.0), &s)?;
+        let sum = &m + &safe.try_ln()?;
+        Tensor::try_where_(&empty, &s.scalar_like(f64::NEG_INFINITY), &sum)
     }
 
     fn running_index(

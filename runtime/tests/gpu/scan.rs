@@ -328,4 +328,32 @@ fn running_extrema_and_log_sum_exps_match_the_cpu() {
     check(&dev, "logcumsumexp_rev", &[&x], 1e-5, |t| {
         t[0].logcumsumexp_rev(1)
     });
+    // masked (-inf) prefixes, a lane masked throughout, +inf
+    let inf = f32::INFINITY;
+    let x = Tensor::from_vec(
+        vec![
+            -inf, -inf, 0.5, -1.0, -inf, -inf, -inf, -inf, 1.0, inf, 2.0, -inf,
+        ],
+        &[3, 4],
+    );
+    for rev in [false, true] {
+        let want = if rev {
+            x.logcumsumexp_rev(1)
+        } else {
+            x.logcumsumexp(1)
+        };
+        let got = x.to_device(&dev);
+        let got = if rev {
+            got.logcumsumexp_rev(1)
+        } else {
+            got.logcumsumexp(1)
+        };
+        let (g, w) = (got.to_vec::<f32>(), want.to_vec::<f32>());
+        for (a, b) in g.iter().zip(&w) {
+            assert!(
+                a == b || (a - b).abs() < 1e-6,
+                "rev {rev}: {g:?} against {w:?}"
+            );
+        }
+    }
 }

@@ -418,6 +418,27 @@ fn running_extrema_and_log_sum_exps_match_loops() {
             "{r:?}"
         );
     }
+    // infinite prefixes, as JAX's cumlogsumexp: -inf while every value so far is -inf, then
+    // the finite sums; +inf from the first +inf on
+    let inf = f64::INFINITY;
+    for dtype in [DType::F64, DType::F32] {
+        let x = Tensor::from_vec(vec![-inf, -inf, 0.0, -inf, inf, 1.0], &[6]).to_dtype(dtype);
+        let y = x.logcumsumexp(0).to_dtype(DType::F64).to_vec::<f64>();
+        assert_eq!(y, vec![-inf, -inf, 0.0, 0.0, inf, inf], "{dtype:?}");
+        let r = x
+            .slice(0, 0, 4)
+            .logcumsumexp_rev(0)
+            .to_dtype(DType::F64)
+            .to_vec::<f64>();
+        assert_eq!(r, vec![0.0, 0.0, 0.0, -inf], "{dtype:?}");
+        let all = Tensor::full(&[2, 3], -inf, dtype).logcumsumexp(1);
+        assert!(
+            all.to_dtype(DType::F64)
+                .to_vec::<f64>()
+                .iter()
+                .all(|v| *v == -inf)
+        );
+    }
     assert!(
         Tensor::from_vec(vec![1i32], &[1])
             .try_cummax(0)
