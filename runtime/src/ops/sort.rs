@@ -137,7 +137,7 @@ impl Tensor {
             if let Some(idx) = crate::gpu::sort::sorted_indices(op, self, ax, k, descending)? {
                 return Ok(idx);
             }
-            // lanes too long for one workgroup: sorted on the host
+            // lanes whose padded pairs pass 2^31: sorted on the host
             let host = self.try_to_device(&crate::Device::Cpu)?;
             let idx = host.sorted_indices(op, ax, k, descending)?;
             return idx.try_to_device(&self.device());

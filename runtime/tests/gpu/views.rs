@@ -218,12 +218,17 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
 #[test]
 fn long_lanes_and_many_lanes_sort_like_the_cpu() {
     let Some(dev) = gpu() else { return };
-    // a full workgroup (1024), a padded one (1000), one the host sorts (1500), and more
-    // lanes than one dispatch dimension holds (66,000 of two)
+    // a full workgroup (1024), a padded one (1000), lanes sorted in global memory (1025,
+    // 1500 padded to 2048, 4096 exactly, 70,000 with `inner` 1 and 3), and more lanes than
+    // one dispatch dimension holds (66,000 of two)
     for (shape, axis) in [
         (vec![2, 1024], -1isize),
         (vec![1000, 3], 0),
+        (vec![3, 1025], 1),
         (vec![2, 1500], 1),
+        (vec![4096, 2], 0),
+        (vec![70_000], 0),
+        (vec![2, 70_000, 3], 1),
         (vec![66_000, 2], 1),
     ] {
         let x = laid(&shape, 31, true, Lay::Contiguous);
@@ -234,6 +239,20 @@ fn long_lanes_and_many_lanes_sort_like_the_cpu() {
     let x = laid(&[3, 1000], 32, true, Lay::Transposed);
     check(&dev, "top_k of 1000", &[&x], 0.0, |t| {
         t[0].top_k_indices(17)
+    });
+    // descending and partial in global memory, ties among many equal values, a view
+    let x = laid(&[3, 5000], 34, true, Lay::Transposed);
+    check(&dev, "top_k of 5000", &[&x], 0.0, |t| {
+        t[0].top_k_indices(300)
+    });
+    check(&dev, "sort of 5000", &[&x], 0.0, |t| t[0].sort(1));
+    let ties = Tensor::from_vec(
+        (0..6000).map(|i| (i % 7) as f32 - 3.0).collect(),
+        &[2, 3000],
+    );
+    check(&dev, "argsort of ties", &[&ties], 0.0, |t| t[0].argsort(1));
+    check(&dev, "top_k of ties", &[&ties], 0.0, |t| {
+        t[0].top_k_indices(2000)
     });
     // no lanes, empty lanes, no indices asked for
     let empty = laid(&[0, 4], 33, false, Lay::Contiguous);
