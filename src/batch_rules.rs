@@ -1306,6 +1306,24 @@ pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -
     x.index_select(example_axis("index_select", axis, x), indices)
 }
 
+/// Batched `t::segment_sum`: each example's slices summed by the shared ids (an index
+/// add along axis 1 of zeros `[batch, num_segments, ..]`).
+#[track_caller]
+pub fn segment_sum<'a>(x: impl Into<BArg<'a>>, ids: &Tensor, num_segments: usize) -> Tensor {
+    let x = need("segment_sum", x.into());
+    let k = ids.ndim();
+    let fits = k >= 1 && x.ndim() > k && x.shape()[1..=k] == *ids.shape();
+    assert!(
+        fits,
+        "ferrax vmap: segment_sum: the segment ids' shape {:?} is not that of the example's leading axes (example shape {:?})",
+        ids.shape(),
+        &x.shape()[1..]
+    );
+    let mut shape = vec![x.shape()[0], num_segments];
+    shape.extend_from_slice(&x.shape()[k + 1..]);
+    Tensor::full_on(&shape, 0.0, x.dtype(), &x.device()).index_add(1, ids, x)
+}
+
 /// Batched `t::take_along`: the tensor, the indices or both per example.
 #[track_caller]
 pub fn take_along<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: impl Into<BArg<'a>>) -> Tensor {

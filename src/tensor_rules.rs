@@ -965,6 +965,12 @@ pub fn index_select<'a>(x: impl Into<Operand<'a>>, axis: isize, indices: &Tensor
     x.into().tensor().index_select(axis, indices)
 }
 
+/// `x.segment_sum(ids, num_segments)`.
+#[track_caller]
+pub fn segment_sum<'a>(x: impl Into<Operand<'a>>, ids: &Tensor, num_segments: usize) -> Tensor {
+    x.into().tensor().segment_sum(ids, num_segments)
+}
+
 /// `x.cumsum(axis)`, or `x.cumsum_rev(axis)` with `reverse`.
 pub fn cum_sum<'a>(x: impl Into<Operand<'a>>, axis: isize, reverse: bool) -> Tensor {
     let x = x.into().tensor();

@@ -651,3 +651,45 @@ fn einsum_gradients_on_the_gpu_match_the_cpu() {
 fn example(xs: &Tensor) -> Tensor {
     xs.slice(0, 1, 2).squeeze(0)
 }
+
+/// Message passing on a graph: messages gathered at their sources, summed at their
+/// destinations (`segment_sum`), per example over one shared graph.
+#[vmap(in_axes = (0, None, None, None))]
+#[grad(wrt(h, w))]
+fn passed(h: &Tensor, w: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
+    let m = h.index_select(0, src).matmul(w).tanh();
+    let s = m.segment_sum(dst, h.shape()[0]);
+    (&s + h).sin().sum()
+}
+
+#[test]
+fn segment_sum_gradients_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let src = Tensor::from_vec((0..40).map(|i| (i * 3) % 17).collect::<Vec<i32>>(), &[40]);
+    let dst = Tensor::from_vec(
+        (0..40).map(|i| (i * 5 + 1) % 17).collect::<Vec<i32>>(),
+        &[40],
+    );
+    let hs = Tensor::normal(Key::new(71), &[3, 17, 6], DType::F32);
+    let w = Tensor::normal(Key::new(72), &[6, 6], DType::F32) * 0.5;
+    let on = |t: &Tensor| t.to_device(&dev);
+    let (ch, cw) = passed_grad_vmap(&hs, &w, &src, &dst);
+    let (gh, gw) = passed_grad_vmap(&on(&hs), &on(&w), &on(&src), &on(&dst));
+    assert!(gw.device().is_gpu());
+    assert_close("segment_sum dh", &gh.to_device(&Device::Cpu), &ch);
+    assert_close("segment_sum dw", &gw.to_device(&Device::Cpu), &cw);
+    let h = hs.slice(0, 0, 1).squeeze(0);
+    let (ch, _) = passed_grad(&h, &w, &src, &dst);
+    let (gh, _) = passed_grad(&on(&h), &on(&w), &on(&src), &on(&dst));
+    assert_close(
+        "segment_sum dh, one example",
+        &gh.to_device(&Device::Cpu),
+        &ch,
+    );
+    let v = passed(&on(&h), &on(&w), &on(&src), &on(&dst));
+    assert_close(
+        "segment_sum value",
+        &v.to_device(&Device::Cpu),
+        &passed(&h, &w, &src, &dst),
+    );
+}

@@ -141,6 +141,9 @@ pub enum Prim {
     Slice,
     /// `x.index_select(axis, &indices)`.
     IndexSelect,
+    /// `x.segment_sum(&ids, num_segments)`: `(x, ids, num_segments)`, slices summed by
+    /// segment (linear; its transpose gathers by the ids).
+    SegmentSum,
     /// `x.cumsum(axis)` / `x.cumsum_rev(axis)`: `(x, axis, reverse)`, the cumulative sum
     /// along `axis` (from its end with `reverse`); linear, its transpose the other one.
     CumSum,
@@ -2075,6 +2078,14 @@ pub fn row(p: Prim) -> Row {
                 out
             },
         ),
+        SegmentSum => tl(
+            3,
+            |b, x, _, d| d[0].map(|t| b.prim(SegmentSum, &[t, x[1], x[2]])),
+            |b, ct, x, _| {
+                let gathered = b.prim(IndexSelect, &[ct, Atom::Int(0), x[1]]);
+                vec![Some(gathered), None, None]
+            },
+        ),
         TakeAlong => tl(
             3,
             |b, x, _, d| d[0].map(|t| b.prim(TakeAlong, &[t, x[1], x[2]])),
@@ -2274,6 +2285,7 @@ impl Prim {
             ("permute", 1) => Permute,
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
+            ("segment_sum", 2) => SegmentSum,
             ("take_along_axis", 2) => TakeAlong,
             // lowered to a gather at their sorting indices (see `TakeAlong`)
             ("sort", 1) | ("top_k", 1) => TakeAlong,
@@ -2327,7 +2339,7 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select take_along_axis sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select segment_sum take_along_axis sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
@@ -2463,7 +2475,7 @@ impl Prim {
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip => {
                 k == 1
             }
-            TakeAlongT | LinRec | LinRecRev => k == 2,
+            TakeAlongT | LinRec | LinRecRev | SegmentSum => k == 2,
             EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,
@@ -2492,6 +2504,7 @@ impl Prim {
         match self {
             IndexSelect => k == 2,
             IndexAdd => k == 3,
+            SegmentSum => k == 1,
             _ => false,
         }
     }

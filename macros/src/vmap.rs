@@ -91,22 +91,27 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         &func,
     )?);
     // what other batched functions call: every float and tensor parameter along axis 0
+    // (where that cannot be batched, such as indices shared by every example, nothing: a
+    // call then names the missing function)
     let axes0: Vec<Option<isize>> = func
         .params
         .iter()
         .map(|p| matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
         .collect();
-    out.extend(batched_fn(
-        &BatchedFn {
-            name: flat,
-            doc: String::new(),
-            item: &item,
-            axes: &axes0,
-            outputs: vec![(func.output, ret_ty.clone())],
-            out_axes: 0,
-        },
-        &func,
-    )?);
+    out.extend(
+        batched_fn(
+            &BatchedFn {
+                name: flat,
+                doc: String::new(),
+                item: &item,
+                axes: &axes0,
+                outputs: vec![(func.output, ret_ty.clone())],
+                out_axes: 0,
+            },
+            &func,
+        )
+        .unwrap_or_default(),
+    );
     if grad_attr.is_some() {
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass

@@ -729,7 +729,10 @@ impl Vmap<'_> {
             {
                 self.fail(
                     self.input.span,
-                    format!("#[vmap]: the indices of `{p:?}` would differ per example; they are shared by every example"),
+                    format!(
+                        "#[vmap]: the indices of `{}` would differ per example; they must be shared by every example (give their parameter the in-axis `None`)",
+                        p.tensor_fn()
+                    ),
                 );
                 rhs.clone()
             }

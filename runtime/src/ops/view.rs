@@ -340,6 +340,47 @@ impl Tensor {
         Ok(())
     }
 
+    /// The sums of `self`'s slices by segment (`jax.ops.segment_sum`): `out[s] = sum of
+    /// self[i..] over the positions i whose id is s`, for `segment_ids` an i32 tensor shaped
+    /// like `self`'s leading axes (one id per edge of a graph, per particle of a cell, per
+    /// token of a sequence) and ids in `0..num_segments`. The result has shape
+    /// `[num_segments] ++ self.shape[segment_ids.ndim..]`; a segment no id names sums to
+    /// zero. The transpose of gathering by the ids (`out.index_select(0, ids)`). Panics for
+    /// mismatched shapes, an id outside `0..num_segments` or a non-float tensor; see
+    /// [`Tensor::try_segment_sum`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// // messages on four edges summed at their destination nodes
+    /// let messages = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[4, 1]);
+    /// let dst = Tensor::from_vec(vec![2i32, 0, 2, 2], &[4]);
+    /// assert_eq!(messages.segment_sum(&dst, 3).to_vec::<f32>(), vec![2.0, 0.0, 8.0]);
+    /// ```
+    #[track_caller]
+    pub fn segment_sum(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_sum(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_sum`], returning an error instead of panicking.
+    pub fn try_segment_sum(&self, segment_ids: &Tensor, num_segments: usize) -> Result<Tensor> {
+        const OP: &str = "segment_sum";
+        let dt = self.expect_float(OP)?;
+        let k = segment_ids.ndim();
+        if k == 0 || self.shape().get(..k) != Some(segment_ids.shape()) {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().to_vec(),
+                rhs: segment_ids.shape().to_vec(),
+                reason: "do not fit: the segment ids must have the shape of the data's leading axes (at least one)".into(),
+            });
+        }
+        let mut shape = vec![num_segments];
+        shape.extend_from_slice(&self.shape()[k..]);
+        Tensor::full_on(&shape, 0.0, dt, &self.device())
+            .try_index_add(0, segment_ids, self)
+            .map_err(|e| e.for_op(OP))
+    }
+
     /// A copy of `self` with the slices of `source` along `axis` added at `indices` (an i32
     /// tensor of any shape; a repeated index adds every slice that names it): the
     /// transpose of [`Tensor::index_select`], as PyTorch's `index_add`. `source` has the

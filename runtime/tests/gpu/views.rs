@@ -216,6 +216,32 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
 }
 
 #[test]
+fn segment_sums_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let ids: Vec<i32> = (0..300).map(|i| (i * 7 + i / 11) % 13).collect();
+    for lay in LAYS {
+        let x = laid(&[300, 5], 41, false, lay);
+        let idx = Tensor::from_vec(ids.clone(), &[300]);
+        check(
+            &dev,
+            &format!("segment_sum, {lay:?}"),
+            &[&x, &idx],
+            1e-5,
+            |t| t[0].segment_sum(&t[1], 16),
+        );
+        let x = laid(&[4, 75, 3], 42, false, lay);
+        let idx = Tensor::from_vec(ids.clone(), &[4, 75]);
+        check(
+            &dev,
+            &format!("segment_sum over two axes, {lay:?}"),
+            &[&x, &idx],
+            1e-5,
+            |t| t[0].segment_sum(&t[1], 13),
+        );
+    }
+}
+
+#[test]
 fn long_lanes_and_many_lanes_sort_like_the_cpu() {
     let Some(dev) = gpu() else { return };
     // a full workgroup (1024), a padded one (1000), lanes sorted in global memory (1025,
