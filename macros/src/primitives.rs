@@ -535,19 +535,30 @@ fn join_transpose(
     out
 }
 
-/// Tangent of an einsum (`spec, operands..`), linear in each operand: the sum over
-/// operands of the einsum with that operand's tangent in its place.
-fn einsum_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Option<Atom> {
+/// Tangent of a primitive linear in each argument `linear` accepts (a product of several
+/// factors): the sum over them of the primitive with that argument's tangent in its place.
+fn multilinear_jvp(
+    b: &mut Rules,
+    p: Prim,
+    x: &[Atom],
+    d: &[Option<Atom>],
+    linear: impl Fn(usize) -> bool,
+) -> Option<Atom> {
     let mut total = None;
-    for (k, t) in d.iter().enumerate().skip(1) {
-        if let Some(t) = t {
+    for (k, t) in d.iter().enumerate() {
+        if let (true, Some(t)) = (linear(k), t) {
             let mut args = x.to_vec();
             args[k] = *t;
-            let term = b.prim(Prim::Einsum, &args);
+            let term = b.prim(p, &args);
             total = b.add(total, Some(term));
         }
     }
     total
+}
+
+/// Tangent of an einsum (`spec, operands..`), linear in each operand.
+fn einsum_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Option<Atom> {
+    multilinear_jvp(b, Prim::Einsum, x, d, |k| k >= 1)
 }
 
 /// Transpose of an einsum in its one linear operand: the cotangent contracted with the
@@ -571,19 +582,7 @@ fn einsum_t_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Optio
     let Atom::Int(k) = x[1] else {
         unreachable!("an einsum transpose's operand index is a literal")
     };
-    let mut total = None;
-    for (j, t) in d.iter().enumerate().skip(2) {
-        if j == k as usize + 3 {
-            continue;
-        }
-        if let Some(t) = t {
-            let mut args = x.to_vec();
-            args[j] = *t;
-            let term = b.prim(Prim::EinsumT, &args);
-            total = b.add(total, Some(term));
-        }
-    }
-    total
+    multilinear_jvp(b, Prim::EinsumT, x, d, |j| j >= 2 && j != k as usize + 3)
 }
 
 /// Tangent of a part of a joined cotangent: the same part of the tangent.

@@ -9,18 +9,7 @@ use std::collections::HashMap;
 
 use ferrax_runtime::prelude::*;
 
-/// Deterministic values in [-1, 1).
-fn vals(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(11);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
+use crate::vals;
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(vals(shape.iter().product(), seed), shape)

@@ -23,6 +23,19 @@ use ferrax_runtime::prelude::*;
 use proptest::prelude::*;
 use reference::{Arr, indices};
 
+/// Deterministic values in [-1, 1) (a linear congruential generator's top bits).
+pub fn vals(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(7);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
 /// The two float dtypes.
 pub fn dtype() -> impl Strategy<Value = DType> {
     prop_oneof![Just(DType::F32), Just(DType::F64)]
