@@ -1324,6 +1324,39 @@ pub fn segment_sum<'a>(x: impl Into<BArg<'a>>, ids: &Tensor, num_segments: usize
     Tensor::full_on(&shape, 0.0, x.dtype(), &x.device()).index_add(1, ids, x)
 }
 
+/// Batched `t::index_add_to`: each example's slices added into its copy (the indices shared).
+#[track_caller]
+pub fn index_add_to<'a>(
+    x: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: &Tensor,
+    src: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (x, src) = (x.into(), src.into());
+    let bsz = bsz_of("index_add", &[x, src]);
+    let ex = x.ex_shape();
+    let a = norm_axis("index_add", axis, ex.len(), ex) as isize + 1;
+    let like = [x, src].into_iter().find_map(|p| p.batched());
+    lifted(x, bsz, like).index_add(a, indices, &lifted(src, bsz, like))
+}
+
+/// Batched `t::scatter_add_to`: the tensor, the indices, the source or any of them per
+/// example.
+#[track_caller]
+pub fn scatter_add_to<'a>(
+    x: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+    src: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (x, i, src) = (x.into(), indices.into(), src.into());
+    let bsz = bsz_of("scatter_add", &[x, i, src]);
+    let ex = x.ex_shape();
+    let a = norm_axis("scatter_add", axis, ex.len(), ex) as isize + 1;
+    let like = [x, src].into_iter().find_map(|p| p.batched());
+    lifted(x, bsz, like).scatter_add(a, &lifted(i, bsz, None), &lifted(src, bsz, like))
+}
+
 /// Batched `t::take_along`: the tensor, the indices or both per example.
 #[track_caller]
 pub fn take_along<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: impl Into<BArg<'a>>) -> Tensor {

@@ -1173,6 +1173,30 @@ pub fn take_along_t<'a>(
     like.zeros_like().scatter_add(axis, indices, &ct)
 }
 
+/// `x.index_add(axis, indices, src)`.
+#[track_caller]
+pub fn index_add_to<'a>(
+    x: impl Into<Operand<'a>>,
+    axis: isize,
+    indices: &Tensor,
+    src: impl Into<Operand<'a>>,
+) -> Tensor {
+    let x = x.into().tensor();
+    x.index_add(axis, indices, &src.into().tensor_like(&x))
+}
+
+/// `x.scatter_add(axis, indices, src)`.
+#[track_caller]
+pub fn scatter_add_to<'a>(
+    x: impl Into<Operand<'a>>,
+    axis: isize,
+    indices: &Tensor,
+    src: impl Into<Operand<'a>>,
+) -> Tensor {
+    let x = x.into().tensor();
+    x.scatter_add(axis, indices, &src.into().tensor_like(&x))
+}
+
 /// `Tensor::concat(parts, axis)`.
 pub fn concat(axis: isize, parts: &[&Tensor]) -> Tensor {
     Tensor::concat(parts, axis)

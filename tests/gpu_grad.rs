@@ -653,13 +653,14 @@ fn example(xs: &Tensor) -> Tensor {
 }
 
 /// Message passing on a graph: messages gathered at their sources, summed at their
-/// destinations (`segment_sum`), per example over one shared graph.
+/// destinations (`segment_sum`) and added back at their sources (`index_add`), per example
+/// over one shared graph.
 #[vmap(in_axes = (0, None, None, None))]
 #[grad(wrt(h, w))]
 fn passed(h: &Tensor, w: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
     let m = h.index_select(0, src).matmul(w).tanh();
     let s = m.segment_sum(dst, h.shape()[0]);
-    (&s + h).sin().sum()
+    (&s + h).sin().sum() + h.index_add(0, src, &m).square().mean()
 }
 
 #[test]

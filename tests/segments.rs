@@ -1,7 +1,9 @@
 //! `segment_sum` (`jax.ops.segment_sum`) under the transforms: a message-passing layer on
 //! a graph (messages along edges summed at their destination nodes) differentiated against
 //! central differences and forward mode; per-example node features over one shared graph
-//! against a loop; ids over several leading axes; segments no id names; errors.
+//! against a loop; ids over several leading axes; segments no id names; errors; values
+//! added into a tensor at indices (`index_add`, `scatter_add`: JAX's `x.at[i].add(v)`),
+//! bit for bit the runtime's, against differences, forward mode and a loop.
 
 mod common;
 use common::tensors::{assert_close, example, fd_jacobian, normal, unstack};
@@ -97,4 +99,89 @@ fn segment_sums_add_by_id_over_any_leading_axes() {
         .try_segment_sum(&Tensor::from_vec(vec![0i32, 0], &[2]), 1)
         .unwrap_err();
     assert!(e.to_string().contains("segment_sum"), "{e}");
+}
+
+/// Updates added into a state at indices (JAX's `x.at[idx].add(v)`): rows by
+/// `index_add`, elements by `scatter_add`, repeated indices included.
+#[vmap(in_axes = (0, 0, None, None, 0))]
+#[grad(wrt(x, v, u))]
+fn accumulated(x: &Tensor, v: &Tensor, rows: &Tensor, cols: &Tensor, u: &Tensor) -> Tensor {
+    let y = x.index_add(0, rows, &v.tanh());
+    let z = y.scatter_add(1, cols, &(u * &y.slice(1, 0, 3)));
+    (z.sin() * &y).sum()
+}
+
+#[test]
+fn index_add_and_scatter_add_match_differences_forward_mode_and_a_loop() {
+    let rows = Tensor::from_vec(vec![1i32, 0, 1], &[3]);
+    let cols = Tensor::from_vec(vec![2i32, 0, 2, 1, 1, 1], &[2, 3]);
+    let (xs, vs, us) = (
+        normal(31, &[3, 2, 4]),
+        normal(32, &[3, 3, 4]),
+        normal(33, &[3, 2, 3]),
+    );
+    let (gx, gv, gu) = accumulated_grad_vmap(&xs, &vs, &rows, &cols, &us);
+    let values = accumulated_vmap(&xs, &vs, &rows, &cols, &us);
+    for e in 0..3 {
+        let (x, v, u) = (example(&xs, e), example(&vs, e), example(&us, e));
+        let value = accumulated(&x, &v, &rows, &cols, &u);
+        // the transformed function computes the runtime's values, bit for bit
+        let y = x.index_add(0, &rows, &v.tanh());
+        let z = y.scatter_add(1, &cols, &(&u * &y.slice(1, 0, 3)));
+        let direct = (z.sin() * &y).sum();
+        assert_eq!(
+            value.item::<f64>().to_bits(),
+            direct.item::<f64>().to_bits()
+        );
+        assert_close(&example(&values, e), &value, 1e-12, "value per example");
+        let (ex, ev, eu) = accumulated_grad(&x, &v, &rows, &cols, &u);
+        assert_close(&example(&gx, e), &ex, 1e-12, "per-example dx");
+        assert_close(&example(&gv, e), &ev, 1e-12, "per-example dv");
+        assert_close(&example(&gu, e), &eu, 1e-12, "per-example du");
+        for (g, which) in [(&ex, 0), (&ev, 1), (&eu, 2)] {
+            let f = |t: &Tensor| match which {
+                0 => accumulated(t, &v, &rows, &cols, &u),
+                1 => accumulated(&x, t, &rows, &cols, &u),
+                _ => accumulated(&x, &v, &rows, &cols, t),
+            };
+            let at = [&x, &v, &u][which];
+            let fd = fd_jacobian(&f, at).reshape(at.shape());
+            assert_close(
+                g,
+                &fd,
+                1e-6,
+                &format!("argument {which} against differences"),
+            );
+        }
+        let (tx, tv, tu) = (
+            normal(40, x.shape()),
+            normal(41, v.shape()),
+            normal(42, u.shape()),
+        );
+        let (_, dt) = accumulated_jvp(&x, &v, &rows, &cols, &u, &tx, &tv, &tu);
+        let want = (&ex * &tx).sum().item::<f64>()
+            + (&ev * &tv).sum().item::<f64>()
+            + (&eu * &tu).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+}
+
+/// Only the added values carry a derivative (the target is a constant).
+#[grad(wrt(v))]
+fn added_only(x: &Tensor, v: &Tensor, rows: &Tensor, at: &Tensor) -> Tensor {
+    x.index_add(0, rows, v).sin().sum() + x.scatter_add(0, at, v).cos().sum()
+}
+
+#[test]
+fn values_added_into_a_constant_differentiate() {
+    let rows = Tensor::from_vec(vec![1i32, 0, 1], &[3]);
+    let at = Tensor::from_vec(vec![1i32, 0, 0, 0, 1, 1], &[3, 2]);
+    let (x, v) = (normal(51, &[2, 2]), normal(52, &[3, 2]));
+    let g = added_only_grad(&x, &v, &rows, &at);
+    let fd = fd_jacobian(&|t: &Tensor| added_only(&x, t, &rows, &at), &v).reshape(v.shape());
+    assert_close(&g, &fd, 1e-6, "dv against differences");
+    let t = normal(53, v.shape());
+    let (_, dt) = added_only_jvp(&x, &v, &rows, &at, &t);
+    let want = (&g * &t).sum().item::<f64>();
+    assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
 }

@@ -144,6 +144,12 @@ pub enum Prim {
     /// `x.segment_sum(&ids, num_segments)`: `(x, ids, num_segments)`, slices summed by
     /// segment (linear; its transpose gathers by the ids).
     SegmentSum,
+    /// `x.index_add(axis, &indices, &src)`: `(x, axis, indices, src)`, `src`'s slices added
+    /// into a copy of `x` at `indices` (linear in `x` and `src` together).
+    IndexAddTo,
+    /// `x.scatter_add(axis, &indices, &src)`: `(x, axis, indices, src)`, `src`'s elements
+    /// added into a copy of `x` along `axis` at `indices` (linear in `x` and `src`).
+    ScatterAddTo,
     /// `x.cumsum(axis)` / `x.cumsum_rev(axis)`: `(x, axis, reverse)`, the cumulative sum
     /// along `axis` (from its end with `reverse`); linear, its transpose the other one.
     CumSum,
@@ -583,6 +589,24 @@ fn einsum_t_jvp(b: &mut Rules, x: &[Atom], _: Atom, d: &[Option<Atom>]) -> Optio
         unreachable!("an einsum transpose's operand index is a literal")
     };
     multilinear_jvp(b, Prim::EinsumT, x, d, |j| j >= 2 && j != k as usize + 3)
+}
+
+/// Tangent of `x` with `src` added into it at indices (`x, axis, indices, src`): the same
+/// of the tangents; with only `src`'s, it added into zeros (`into_zeros`, whose arguments
+/// are `ct, like, axis, indices`); with only `x`'s, that tangent.
+fn added_into_jvp(
+    b: &mut Rules,
+    p: Prim,
+    into_zeros: Prim,
+    x: &[Atom],
+    d: &[Option<Atom>],
+) -> Option<Atom> {
+    match (d[0], d[3]) {
+        (Some(dx), Some(ds)) => Some(b.prim(p, &[dx, x[1], x[2], ds])),
+        (Some(dx), None) => Some(dx),
+        (None, Some(ds)) => Some(b.prim(into_zeros, &[ds, x[0], x[1], x[2]])),
+        (None, None) => None,
+    }
 }
 
 /// Tangent of a part of a joined cotangent: the same part of the tangent.
@@ -2077,6 +2101,22 @@ pub fn row(p: Prim) -> Row {
                 out
             },
         ),
+        IndexAddTo => tl(
+            4,
+            |b, x, _, d| added_into_jvp(b, IndexAddTo, IndexAdd, x, d),
+            |b, ct, x, l| {
+                let src = l[3].then(|| b.prim(IndexSelect, &[ct, x[1], x[2]]));
+                vec![l[0].then_some(ct), None, None, src]
+            },
+        ),
+        ScatterAddTo => tl(
+            4,
+            |b, x, _, d| added_into_jvp(b, ScatterAddTo, TakeAlongT, x, d),
+            |b, ct, x, l| {
+                let src = l[3].then(|| b.prim(TakeAlong, &[ct, x[1], x[2]]));
+                vec![l[0].then_some(ct), None, None, src]
+            },
+        ),
         SegmentSum => tl(
             3,
             |b, x, _, d| d[0].map(|t| b.prim(SegmentSum, &[t, x[1], x[2]])),
@@ -2285,6 +2325,8 @@ impl Prim {
             ("slice", 3) => Slice,
             ("index_select", 2) => IndexSelect,
             ("segment_sum", 2) => SegmentSum,
+            ("index_add", 3) => IndexAddTo,
+            ("scatter_add", 3) => ScatterAddTo,
             ("take_along_axis", 2) => TakeAlong,
             // lowered to a gather at their sorting indices (see `TakeAlong`)
             ("sort", 1) | ("top_k", 1) => TakeAlong,
@@ -2338,7 +2380,7 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select segment_sum take_along_axis sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select index_add segment_sum take_along_axis scatter_add sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
@@ -2471,9 +2513,8 @@ impl Prim {
         use Prim::*;
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
-            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip => {
-                k == 1
-            }
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip
+            | IndexAddTo | ScatterAddTo => k == 1,
             TakeAlongT | LinRec | LinRecRev | SegmentSum => k == 2,
             EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
@@ -2504,6 +2545,7 @@ impl Prim {
             IndexSelect => k == 2,
             IndexAdd => k == 3,
             SegmentSum => k == 1,
+            IndexAddTo => k == 2,
             _ => false,
         }
     }
