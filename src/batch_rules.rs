@@ -1301,43 +1301,109 @@ pub fn pad_with_transpose<'a>(
 
 /// Batched `t::index_select` (the indices are shared by every example).
 #[track_caller]
-pub fn index_select<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: &Tensor) -> Tensor {
-    let x = need("index_select", x.into());
-    x.index_select(example_axis("index_select", axis, x), indices)
+pub fn index_select<'a>(
+    x: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (x, i) = (x.into(), indices.into());
+    let BArg::Batched(idx) = i else {
+        let x = need("index_select", x);
+        return x.index_select(example_axis("index_select", axis, x), &i.plain().tensor());
+    };
+    // each example's own indices: a gather along the axis with them spread over the rest
+    let bsz = bsz_of("index_select", &[x, i]);
+    let ex = x.ex_shape();
+    let a = norm_axis("index_select", axis, ex.len(), ex) + 1;
+    let x = lifted(x, bsz, None);
+    let spread = spread_indices(idx, x.shape(), a);
+    let mut shape = x.shape()[..a].to_vec();
+    shape.extend_from_slice(&idx.shape()[1..]);
+    shape.extend_from_slice(&x.shape()[a + 1..]);
+    x.take_along_axis(a as isize, &spread).reshape(&shape)
+}
+
+/// Per-example indices `[batch, k..]` for axis `a` of a batched tensor of shape `target`,
+/// as `take_along_axis` / `scatter_add` read them: flattened to one axis of `K = prod(k)`
+/// there and repeated over every other axis (`target` with `K` along `a`).
+fn spread_indices(idx: &Tensor, target: &[usize], a: usize) -> Tensor {
+    let k: usize = idx.shape()[1..].iter().product();
+    let mut one = vec![1; target.len()];
+    one[0] = idx.shape()[0];
+    one[a] = k;
+    let mut full = target.to_vec();
+    full[a] = k;
+    idx.reshape(&one).broadcast_to(&full).contiguous()
+}
+
+/// A batched source `[batch, pre.., k.., post..]` with its index axes (`k..`, from axis `a`,
+/// `nk` of them) flattened into one.
+fn flat_source(src: &Tensor, a: usize, nk: usize) -> Tensor {
+    let sh = src.shape();
+    let mut shape = sh[..a].to_vec();
+    shape.push(sh[a..a + nk].iter().product());
+    shape.extend_from_slice(&sh[a + nk..]);
+    src.reshape(&shape)
 }
 
 /// Batched `t::segment_sum`: each example's slices summed by the shared ids (an index
-/// add along axis 1 of zeros `[batch, num_segments, ..]`).
+/// add along axis 1 of zeros `[batch, num_segments, ..]`), or by its own ids (a scatter add
+/// with them spread over the other axes).
 #[track_caller]
-pub fn segment_sum<'a>(x: impl Into<BArg<'a>>, ids: &Tensor, num_segments: usize) -> Tensor {
-    let x = need("segment_sum", x.into());
-    let k = ids.ndim();
-    let fits = k >= 1 && x.ndim() > k && x.shape()[1..=k] == *ids.shape();
+pub fn segment_sum<'a>(
+    x: impl Into<BArg<'a>>,
+    ids: impl Into<BArg<'a>>,
+    num_segments: usize,
+) -> Tensor {
+    let (x, i) = (x.into(), ids.into());
+    let bsz = bsz_of("segment_sum", &[x, i]);
+    let x = lifted(x, bsz, None);
+    let ids = match i {
+        BArg::Batched(t) => Cow::Borrowed(&t.shape()[1..]),
+        BArg::Plain(o) => Cow::Owned(o.tensor().shape().to_vec()),
+    };
+    let k = ids.len();
+    let fits = k >= 1 && x.ndim() > k && x.shape()[1..=k] == *ids;
     assert!(
         fits,
         "ferrax vmap: segment_sum: the segment ids' shape {:?} is not that of the example's leading axes (example shape {:?})",
-        ids.shape(),
+        &*ids,
         &x.shape()[1..]
     );
-    let mut shape = vec![x.shape()[0], num_segments];
+    let mut shape = vec![bsz, num_segments];
     shape.extend_from_slice(&x.shape()[k + 1..]);
-    Tensor::full_on(&shape, 0.0, x.dtype(), &x.device()).index_add(1, ids, x)
+    let zeros = Tensor::full_on(&shape, 0.0, x.dtype(), &x.device());
+    match i {
+        BArg::Plain(o) => zeros.index_add(1, &o.tensor(), &x),
+        BArg::Batched(idx) => {
+            let src = flat_source(&x, 1, k);
+            zeros.scatter_add(1, &spread_indices(idx, src.shape(), 1), &src)
+        }
+    }
 }
 
-/// Batched `t::index_add_to`: each example's slices added into its copy (the indices shared).
+/// Batched `t::index_add_to`: each example's slices added into its copy, at shared
+/// indices or at its own.
 #[track_caller]
 pub fn index_add_to<'a>(
     x: impl Into<BArg<'a>>,
     axis: isize,
-    indices: &Tensor,
+    indices: impl Into<BArg<'a>>,
     src: impl Into<BArg<'a>>,
 ) -> Tensor {
-    let (x, src) = (x.into(), src.into());
-    let bsz = bsz_of("index_add", &[x, src]);
+    let (x, i, src) = (x.into(), indices.into(), src.into());
+    let bsz = bsz_of("index_add", &[x, i, src]);
     let ex = x.ex_shape();
-    let a = norm_axis("index_add", axis, ex.len(), ex) as isize + 1;
+    let a = norm_axis("index_add", axis, ex.len(), ex) + 1;
     let like = [x, src].into_iter().find_map(|p| p.batched());
-    lifted(x, bsz, like).index_add(a, indices, &lifted(src, bsz, like))
+    let (x, src) = (lifted(x, bsz, like), lifted(src, bsz, like));
+    match i {
+        BArg::Plain(o) => x.index_add(a as isize, &o.tensor(), &src),
+        BArg::Batched(idx) => {
+            let src = flat_source(&src, a, idx.ndim() - 1);
+            x.scatter_add(a as isize, &spread_indices(idx, x.shape(), a), &src)
+        }
+    }
 }
 
 /// Batched `t::scatter_add_to`: the tensor, the indices, the source or any of them per
@@ -1421,15 +1487,22 @@ pub fn index_add<'a>(
     ct: impl Into<BArg<'a>>,
     like: impl Into<BArg<'a>>,
     axis: isize,
-    indices: &Tensor,
+    indices: impl Into<BArg<'a>>,
 ) -> Tensor {
-    let (ct, like) = (ct.into(), like.into());
-    let bsz = bsz_of("index_add", &[ct, like]);
+    let (ct, like, i) = (ct.into(), like.into(), indices.into());
+    let bsz = bsz_of("index_add", &[ct, like, i]);
     let lex = like.ex_shape();
-    let a = norm_axis("index_add", axis, lex.len(), lex) as isize + 1;
+    let a = norm_axis("index_add", axis, lex.len(), lex) + 1;
     let like_b = lifted(like, bsz, None);
     let ct_b = lifted(ct, bsz, Some(&like_b));
-    t::index_add(&*ct_b, &like_b, a, indices)
+    match i {
+        BArg::Plain(o) => t::index_add(&*ct_b, &like_b, a as isize, &o.tensor()),
+        BArg::Batched(idx) => {
+            let src = flat_source(&ct_b, a, idx.ndim() - 1);
+            let spread = spread_indices(idx, like_b.shape(), a);
+            like_b.zeros_like().scatter_add(a as isize, &spread, &src)
+        }
+    }
 }
 
 /// The parts lifted to batched tensors, and their example rank.

@@ -1440,3 +1440,51 @@ fn a_batched_matmul_that_does_not_fit_names_the_examples_shapes() {
     let (x, w) = (rand(&[3, 2], (-1.0, 1.0)), rand(&[6, 4], (-1.0, 1.0)));
     b::matmul(B(&x), &w);
 }
+
+/// Gathers and scatters with each example's own indices, of rank 2 per example, against a
+/// loop of the unbatched helpers: `index_select`, its transpose `index_add`,
+/// `segment_sum` and `index_add_to`.
+#[test]
+fn per_example_indices_of_any_rank_match_a_loop() {
+    let ex = |x: &Tensor, e: usize| x.slice(0, e, e + 1).squeeze(0);
+    let close = |got: &Tensor, want: &Tensor, what: &str| {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        assert_eq!(got.to_vec::<f64>(), want.to_vec::<f64>(), "{what}");
+    };
+    let x = Tensor::normal(Key::new(1), &[2, 4, 5, 3], DType::F64);
+    let idx = Tensor::from_vec((0..12).map(|i: i32| i * 7 % 5).collect(), &[2, 2, 3]);
+    let got = b::index_select(B(&x), 1, B(&idx));
+    assert_eq!(got.shape(), &[2, 4, 2, 3, 3]);
+    let ct = Tensor::normal(Key::new(2), &[2, 4, 2, 3, 3], DType::F64);
+    let back = b::index_add(B(&ct), B(&x), 1, B(&idx));
+    let src = Tensor::normal(Key::new(3), &[2, 4, 2, 3, 3], DType::F64);
+    let added = b::index_add_to(B(&x), 1, B(&idx), B(&src));
+    let data = Tensor::normal(Key::new(4), &[2, 2, 3, 4], DType::F64);
+    let summed = b::segment_sum(B(&data), B(&idx), 6);
+    let shared = ex(&idx, 1);
+    let summed_shared = b::segment_sum(B(&data), &shared, 6);
+    for e in 0..2 {
+        let (xe, ie) = (ex(&x, e), ex(&idx, e));
+        close(&ex(&got, e), &t::index_select(&xe, 1, &ie), "index_select");
+        close(
+            &ex(&back, e),
+            &t::index_add(&ex(&ct, e), &xe, 1, &ie),
+            "index_add",
+        );
+        close(
+            &ex(&added, e),
+            &xe.index_add(1, &ie, &ex(&src, e)),
+            "index_add_to",
+        );
+        close(
+            &ex(&summed, e),
+            &ex(&data, e).segment_sum(&ie, 6),
+            "segment_sum",
+        );
+        close(
+            &ex(&summed_shared, e),
+            &ex(&data, e).segment_sum(&shared, 6),
+            "segment_sum, shared ids",
+        );
+    }
+}

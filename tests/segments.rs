@@ -185,3 +185,38 @@ fn values_added_into_a_constant_differentiate() {
     let want = (&g * &t).sum().item::<f64>();
     assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
 }
+
+/// A batch of graphs, each with its own edges: every argument per example, the indices too.
+#[vmap]
+#[grad(wrt(h, w))]
+fn per_graph(h: &Tensor, w: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
+    let m = h.index_select(0, src).matmul(w).tanh();
+    let s = m.segment_sum(dst, h.shape()[0]);
+    let back = h.index_add(0, src, &m);
+    (&s + h).sin().sum() + back.square().mean()
+}
+
+#[test]
+fn per_example_indices_match_a_loop() {
+    let srcs = Tensor::from_vec(vec![0i32, 1, 3, 4, 2, 0, 1, 4, 4, 2, 3, 0, 1, 1], &[2, 7]);
+    let dsts = Tensor::from_vec(vec![2i32, 2, 2, 0, 1, 3, 0, 0, 1, 1, 4, 4, 3, 0], &[2, 7]);
+    let hs = normal(61, &[2, 5, 3]);
+    let ws = normal(62, &[2, 3, 3]) * 0.5;
+    let (gh, gw) = per_graph_grad_vmap(&hs, &ws, &srcs, &dsts);
+    let values = per_graph_vmap(&hs, &ws, &srcs, &dsts);
+    for e in 0..2 {
+        let (h, w) = (example(&hs, e), example(&ws, e));
+        let (src, dst) = (example(&srcs, e), example(&dsts, e));
+        assert_close(
+            &example(&values, e),
+            &per_graph(&h, &w, &src, &dst),
+            1e-12,
+            "value",
+        );
+        let (eh, ew) = per_graph_grad(&h, &w, &src, &dst);
+        assert_close(&example(&gh, e), &eh, 1e-12, "per-example dh");
+        assert_close(&example(&gw, e), &ew, 1e-12, "per-example dw");
+        let fd = fd_jacobian(&|t: &Tensor| per_graph(t, &w, &src, &dst), &h);
+        assert_close(&eh, &fd.reshape(h.shape()), 1e-6, "dh against differences");
+    }
+}

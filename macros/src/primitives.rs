@@ -2537,19 +2537,6 @@ impl Prim {
         }
     }
 
-    /// Whether argument `k` is one for every example when the primitive is batched (the
-    /// indices of a gather): `vmap` cannot batch it.
-    pub fn is_shared_arg(self, k: usize) -> bool {
-        use Prim::*;
-        match self {
-            IndexSelect => k == 2,
-            IndexAdd => k == 3,
-            SegmentSum => k == 1,
-            IndexAddTo => k == 2,
-            _ => false,
-        }
-    }
-
     /// Whether argument `k` only gives a shape (the `like` of a cotangent fitted to its
     /// operand, the parts of a joined cotangent): its tangent never reaches the result, so
     /// a result is not varied through it (forward over reverse then skips the zero

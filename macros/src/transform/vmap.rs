@@ -721,21 +721,6 @@ impl Vmap<'_> {
     /// A right-hand side reading batched values, rewritten for the batching rules.
     fn batched_rhs(&mut self, rhs: &Rhs, out: &mut Vec<Stmt>) -> Rhs {
         match rhs {
-            Rhs::Prim(p, args)
-                if args
-                    .iter()
-                    .enumerate()
-                    .any(|(k, a)| p.is_shared_arg(k) && self.is_batched(*a)) =>
-            {
-                self.fail(
-                    self.input.span,
-                    format!(
-                        "#[vmap]: the indices of `{}` would differ per example; they must be shared by every example (give their parameter the in-axis `None`)",
-                        p.tensor_fn()
-                    ),
-                );
-                rhs.clone()
-            }
             // a per-example integer (a counter) is a batch of floats: integer division,
             // remainders and bit operations would not be what Rust computes
             Rhs::Prim(
