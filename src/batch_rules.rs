@@ -1382,6 +1382,37 @@ pub fn segment_sum<'a>(
     }
 }
 
+/// Batched `t::segment_arg`: with shared ids, the batch moved behind the segments' axis
+/// (one pass); with per-example ids, example by example.
+#[track_caller]
+pub fn segment_arg<'a>(
+    x: impl Into<BArg<'a>>,
+    ids: impl Into<BArg<'a>>,
+    num_segments: usize,
+    largest: bool,
+) -> Tensor {
+    let (x, i) = (x.into(), ids.into());
+    let bsz = bsz_of("segment_arg", &[x, i]);
+    let x = lifted(x, bsz, None);
+    match i {
+        BArg::Plain(o) => {
+            let mut to_front: Vec<isize> = (0..x.ndim() as isize).collect();
+            to_front.swap(0, 1);
+            let at = t::segment_arg(&x.permute(&to_front), &o.tensor(), num_segments, largest);
+            at.permute(&to_front).contiguous()
+        }
+        BArg::Batched(ids) => {
+            let each: Vec<Tensor> = (0..bsz)
+                .map(|e| {
+                    let pick = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+                    t::segment_arg(&pick(&x), &pick(ids), num_segments, largest)
+                })
+                .collect();
+            Tensor::stack(&each, 0)
+        }
+    }
+}
+
 /// Batched `t::index_add_to`: each example's slices added into its copy, at shared
 /// indices or at its own.
 #[track_caller]

@@ -1173,6 +1173,22 @@ pub fn take_along_t<'a>(
     like.zeros_like().scatter_add(axis, indices, &ct)
 }
 
+/// `x.segment_argmax(ids, num_segments)`, or `segment_argmin` unless `largest`.
+#[track_caller]
+pub fn segment_arg<'a>(
+    x: impl Into<Operand<'a>>,
+    ids: &Tensor,
+    num_segments: usize,
+    largest: bool,
+) -> Tensor {
+    let x = x.into().tensor();
+    if largest {
+        x.segment_argmax(ids, num_segments)
+    } else {
+        x.segment_argmin(ids, num_segments)
+    }
+}
+
 /// `x.index_add(axis, indices, src)`.
 #[track_caller]
 pub fn index_add_to<'a>(

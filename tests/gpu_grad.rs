@@ -653,14 +653,15 @@ fn example(xs: &Tensor) -> Tensor {
 }
 
 /// Message passing on a graph: messages gathered at their sources, summed at their
-/// destinations (`segment_sum`) and added back at their sources (`index_add`), per example
-/// over one shared graph.
+/// destinations (`segment_sum`, `segment_max`, `segment_min`) and added back at their
+/// sources (`index_add`), per example over one shared graph.
 #[vmap(in_axes = (0, None, None, None))]
 #[grad(wrt(h, w))]
 fn passed(h: &Tensor, w: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
     let m = h.index_select(0, src).matmul(w).tanh();
     let s = m.segment_sum(dst, h.shape()[0]);
-    (&s + h).sin().sum() + h.index_add(0, src, &m).square().mean()
+    let top = m.segment_max(dst, h.shape()[0]) - m.segment_min(dst, h.shape()[0]);
+    (&s + h).sin().sum() + h.index_add(0, src, &m).square().mean() + top.tanh().sum()
 }
 
 #[test]

@@ -220,3 +220,81 @@ fn per_example_indices_match_a_loop() {
         assert_close(&eh, &fd.reshape(h.shape()), 1e-6, "dh against differences");
     }
 }
+
+/// Max and min aggregation over a graph's incoming edges (segments 4 and 5 receive nothing).
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(m))]
+fn pooled(m: &Tensor, dst: &Tensor) -> Tensor {
+    let hi = m.segment_max(dst, 6);
+    let lo = m.segment_min(dst, 6);
+    let both = hi.slice(0, 0, 4) - lo.slice(0, 0, 4);
+    both.tanh().sum() + (hi.slice(0, 0, 4) * m.slice(0, 0, 4)).sum()
+}
+
+#[test]
+fn segment_extrema_gather_at_their_first_position() {
+    let dst = Tensor::from_vec(vec![2i32, 0, 2, 1, 3, 0, 2], &[7]);
+    let ms = normal(71, &[3, 7, 2]);
+    let g = pooled_grad_vmap(&ms, &dst);
+    for e in 0..3 {
+        let m = example(&ms, e);
+        // the transformed values are the runtime's
+        let (hi, lo) = (m.segment_max(&dst, 6), m.segment_min(&dst, 6));
+        let direct = (hi.slice(0, 0, 4) - lo.slice(0, 0, 4)).tanh().sum()
+            + (hi.slice(0, 0, 4) * m.slice(0, 0, 4)).sum();
+        assert_eq!(
+            pooled(&m, &dst).item::<f64>().to_bits(),
+            direct.item::<f64>().to_bits()
+        );
+        // empty segments: -inf and +inf
+        let h = hi.to_vec::<f64>();
+        assert!(h[8..].iter().all(|v| *v == f64::NEG_INFINITY));
+        assert!(lo.to_vec::<f64>()[8..].iter().all(|v| *v == f64::INFINITY));
+        let ge = pooled_grad(&m, &dst);
+        assert_close(&example(&g, e), &ge, 1e-12, "per-example gradient");
+        let fd = fd_jacobian(&|t: &Tensor| pooled(t, &dst), &m).reshape(m.shape());
+        assert_close(&ge, &fd, 1e-6, "against differences");
+        let t = normal(80 + e as u64, m.shape());
+        let (_, dt) = pooled_jvp(&m, &dst, &t);
+        let want = (&ge * &t).sum().item::<f64>();
+        assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
+    }
+    // ties go to the first position; a NaN wins
+    let x = Tensor::from_vec(vec![1.0, 3.0, 3.0, f64::NAN, 0.5], &[5]);
+    let ids = Tensor::from_vec(vec![0i32, 0, 0, 1, 1], &[5]);
+    assert_eq!(x.segment_argmax(&ids, 2).to_vec::<i32>(), vec![1, 3]);
+    assert_eq!(x.segment_argmin(&ids, 2).to_vec::<i32>(), vec![0, 3]);
+    assert!(x.segment_max(&ids, 2).to_vec::<f64>()[1].is_nan());
+    let e = x.try_segment_max(&ids, 1).unwrap_err().to_string();
+    assert!(e.contains("segment_max"), "{e}");
+    let e = x
+        .try_segment_max(&ids.reshape(&[5, 1]), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segment_max: shapes [5] and [5, 1]"), "{e}");
+}
+
+/// Per-example ids for the extrema too.
+#[vmap]
+#[grad(wrt(m))]
+fn pooled_each(m: &Tensor, dst: &Tensor) -> Tensor {
+    m.segment_max(dst, 3).sin().sum() + m.segment_min(dst, 3).sum()
+}
+
+#[test]
+fn segment_extrema_with_per_example_ids_match_a_loop() {
+    let dsts = Tensor::from_vec(vec![0i32, 1, 2, 0, 2, 2, 1, 0], &[2, 4]);
+    let ms = normal(91, &[2, 4, 3]);
+    let g = pooled_each_grad_vmap(&ms, &dsts);
+    let v = pooled_each_vmap(&ms, &dsts);
+    for e in 0..2 {
+        let (m, d) = (example(&ms, e), example(&dsts, e));
+        assert_close(&example(&v, e), &pooled_each(&m, &d), 1e-12, "value");
+        assert_close(
+            &example(&g, e),
+            &pooled_each_grad(&m, &d),
+            1e-12,
+            "gradient",
+        );
+    }
+}

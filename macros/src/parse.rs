@@ -243,6 +243,8 @@ pub const COMPOSITES: &[(&str, usize)] = &[
     ("logcumsumexp", 1),
     ("logcumsumexp_rev", 1),
     ("logsumexp", 0),
+    ("segment_max", 2),
+    ("segment_min", 2),
 ];
 
 /// The activation functions lowered to elementwise primitives (see
@@ -2253,6 +2255,35 @@ impl Lowerer<'_> {
                 self.prim(LogSumExpAxis, vec![flat, Atom::Int(0), Atom::Bool(false)])
             }
             // `pinv(a) b`, as the runtime's `lstsq`
+            // the gather at each segment's extremum (its position carries no derivative),
+            // -inf (+inf) where a segment is empty, as the runtime's
+            "segment_max" | "segment_min" => {
+                let largest = name == "segment_max";
+                let fixed = self.prim(StopGradient, vec![x]);
+                let at = self.prim(
+                    SegmentArg,
+                    vec![fixed, args[0], args[1], Atom::Bool(largest)],
+                );
+                let gathered = self.prim(TakeAlong, vec![x, Atom::Int(0), at]);
+                let ones = self.let_(
+                    "ones",
+                    Kind::Tensor,
+                    Rhs::Method {
+                        recv: fixed,
+                        method: syn::Ident::new("ones_like", m.method.span()),
+                        args: vec![],
+                        span: m.method.span(),
+                    },
+                );
+                let count = self.prim(SegmentSum, vec![ones, args[0], args[1]]);
+                let some = self.prim(Gt, vec![count, Atom::Float(0.0)]);
+                let empty = if largest {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                };
+                self.prim(Select, vec![some, gathered, Atom::Float(empty)])
+            }
             "lstsq" => {
                 let p = self.prim(Pinv, vec![x]);
                 self.prim(Matmul, vec![p, args[0]])

@@ -144,6 +144,9 @@ pub enum Prim {
     /// `x.segment_sum(&ids, num_segments)`: `(x, ids, num_segments)`, slices summed by
     /// segment (linear; its transpose gathers by the ids).
     SegmentSum,
+    /// The positions of each segment's extremum: `(x, ids, num_segments, largest)`, i32
+    /// indices along axis 0 (no derivative; `segment_max` / `segment_min` gather at them).
+    SegmentArg,
     /// `x.index_add(axis, &indices, &src)`: `(x, axis, indices, src)`, `src`'s slices added
     /// into a copy of `x` at `indices` (linear in `x` and `src` together).
     IndexAddTo,
@@ -2101,6 +2104,7 @@ pub fn row(p: Prim) -> Row {
                 out
             },
         ),
+        SegmentArg => r(Syntax::Call(""), 4, Float, None),
         IndexAddTo => tl(
             4,
             |b, x, _, d| added_into_jvp(b, IndexAddTo, IndexAdd, x, d),
@@ -2380,7 +2384,7 @@ impl Prim {
          softsign mish relu6 hard_sigmoid hard_silu hard_tanh \
          add sub mul div maximum minimum eq ne lt le gt ge select sum mean max min sum_axis \
          mean_axis max_axis min_axis logsumexp logsumexp_axis var var_axis std std_axis norm norm_axis softmax log_softmax matmul conv conv_transpose unfold max_pool avg_pool reshape t \
-         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select index_add segment_sum take_along_axis scatter_add sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
+         unsqueeze squeeze broadcast_to flatten transpose permute mt slice index_select index_add segment_sum segment_max segment_min take_along_axis scatter_add sort top_k roll shift flip repeat tile pad unpad pad_with pad_with_transpose cumsum cumsum_rev cumprod cumprod_rev cummax cummin logcumsumexp logcumsumexp_rev prod prod_axis linear_recurrence linear_recurrence_rev solve inv det logabsdet slogdet (as `let (sign, log) = \
          a.slogdet();`) \
          solve_triangular cholesky eigh (as `let (w, v) = a.eigh();`) eigvalsh qr (as `let (q, \
          r) = a.qr();`) svd (as `let (u, s, vt) = a.svd();`) svdvals pinv lstsq expm expm_frechet tril triu \
@@ -2515,7 +2519,7 @@ impl Prim {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip
             | IndexAddTo | ScatterAddTo => k == 1,
-            TakeAlongT | LinRec | LinRecRev | SegmentSum => k == 2,
+            TakeAlongT | LinRec | LinRecRev | SegmentSum | SegmentArg => k == 2,
             EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,

@@ -381,6 +381,139 @@ impl Tensor {
             .map_err(|e| e.for_op(OP))
     }
 
+    /// The largest of `self`'s slices by segment (`jax.ops.segment_max`), for `segment_ids`
+    /// a 1-D i32 tensor with one id in `0..num_segments` per slice along axis 0: shape
+    /// `[num_segments] ++ self.shape[1..]`, `-inf` for a segment no id names, NaN where one
+    /// of its values is. Its derivative reaches the first position holding the maximum (a
+    /// gather at [`Tensor::segment_argmax`]). Panics for mismatched shapes, an id out of
+    /// range or a non-float tensor; see [`Tensor::try_segment_max`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, -2.0, 3.0], &[4]);
+    /// let ids = Tensor::from_vec(vec![0i32, 0, 2, 2], &[4]);
+    /// assert_eq!(x.segment_max(&ids, 3).to_vec::<f32>(), vec![5.0, f32::NEG_INFINITY, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn segment_max(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_max(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_max`], returning an error instead of panicking.
+    pub fn try_segment_max(&self, segment_ids: &Tensor, num_segments: usize) -> Result<Tensor> {
+        self.segment_extremum("segment_max", segment_ids, num_segments, true)
+    }
+
+    /// The smallest of `self`'s slices by segment (`jax.ops.segment_min`): as
+    /// [`Tensor::segment_max`], `+inf` for an empty segment. Panics where it would; see
+    /// [`Tensor::try_segment_min`].
+    #[track_caller]
+    pub fn segment_min(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_min(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_min`], returning an error instead of panicking.
+    pub fn try_segment_min(&self, segment_ids: &Tensor, num_segments: usize) -> Result<Tensor> {
+        self.segment_extremum("segment_min", segment_ids, num_segments, false)
+    }
+
+    /// For each segment and trailing element, the first position along axis 0 holding the
+    /// segment's largest value (a NaN before any number), as i32 `[num_segments] ++
+    /// self.shape[1..]`; 0 for an empty segment. Carries no derivative. Panics as
+    /// [`Tensor::segment_max`] does; see [`Tensor::try_segment_argmax`].
+    #[track_caller]
+    pub fn segment_argmax(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_argmax(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_argmax`], returning an error instead of panicking.
+    pub fn try_segment_argmax(&self, segment_ids: &Tensor, num_segments: usize) -> Result<Tensor> {
+        self.segment_index("segment_argmax", segment_ids, num_segments, true)
+    }
+
+    /// As [`Tensor::segment_argmax`], for the smallest values. Panics as it does; see
+    /// [`Tensor::try_segment_argmin`].
+    #[track_caller]
+    pub fn segment_argmin(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_argmin(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_argmin`], returning an error instead of panicking.
+    pub fn try_segment_argmin(&self, segment_ids: &Tensor, num_segments: usize) -> Result<Tensor> {
+        self.segment_index("segment_argmin", segment_ids, num_segments, false)
+    }
+
+    /// `where(count > 0, x gathered at the extremum's position, -+inf)`, as the macro lowers
+    /// `segment_max` / `segment_min`.
+    fn segment_extremum(
+        &self,
+        op: &'static str,
+        ids: &Tensor,
+        n: usize,
+        largest: bool,
+    ) -> Result<Tensor> {
+        let at = self.segment_index(op, ids, n, largest)?;
+        let gathered = self.try_take_along_axis(0, &at)?;
+        let count = self.ones_like().try_segment_sum(ids, n)?;
+        let filled = self.scalar_like(if largest {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+        Tensor::try_where_(&count.try_gt(&self.scalar_like(0.0))?, &gathered, &filled)
+    }
+
+    /// The positions of each segment's extremum (see [`Tensor::segment_argmax`]); on a GPU
+    /// computed on the host (one round trip).
+    fn segment_index(
+        &self,
+        op: &'static str,
+        ids: &Tensor,
+        n: usize,
+        largest: bool,
+    ) -> Result<Tensor> {
+        self.expect_float(op)?;
+        if ids.ndim() != 1 || self.ndim() == 0 || self.shape()[0] != ids.shape()[0] {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape().to_vec(),
+                rhs: ids.shape().to_vec(),
+                reason: "do not fit: the segment ids must be 1-D, one per slice along axis 0"
+                    .into(),
+            });
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.shape()[1..]);
+        // (the ids checked against the segments as index_add checks them)
+        Tensor::full_on(&[n], 0.0, self.dtype(), &self.device()).check_indices(op, 0, ids)?;
+        if self.device() != crate::Device::Cpu {
+            let host = self.try_to_device(&crate::Device::Cpu)?;
+            let at =
+                host.segment_index(op, &ids.try_to_device(&crate::Device::Cpu)?, n, largest)?;
+            return at.try_to_device(&self.device());
+        }
+        let inner = numel(&self.shape()[1..]);
+        let idx = ids.contiguous_data::<i32>();
+        let mut out = vec![0i32; n * inner];
+        let mut seen = vec![false; n * inner];
+        float_dispatch!(self.dtype(), T => {
+            let x = self.contiguous_data::<T>();
+            for (e, &s) in idx.iter().enumerate() {
+                for c in 0..inner {
+                    let (o, v) = (s as usize * inner + c, x[e * inner + c]);
+                    let b = x[out[o] as usize * inner + c];
+                    // replaces the best so far: strictly better, or the first NaN
+                    let better = if largest { v > b } else { v < b };
+                    if !seen[o] || better || (v.is_nan() && !b.is_nan()) {
+                        out[o] = e as i32;
+                        seen[o] = true;
+                    }
+                }
+            }
+        });
+        Ok(Tensor::from_data(out, &shape))
+    }
+
     /// A copy of `self` with the slices of `source` along `axis` added at `indices` (an i32
     /// tensor of any shape; a repeated index adds every slice that names it): the
     /// transpose of [`Tensor::index_select`], as PyTorch's `index_add`. `source` has the

@@ -216,7 +216,7 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
 }
 
 #[test]
-fn segment_sums_match_the_cpu() {
+fn segment_sums_and_extrema_match_the_cpu() {
     let Some(dev) = gpu() else { return };
     let ids: Vec<i32> = (0..300).map(|i| (i * 7 + i / 11) % 13).collect();
     for lay in LAYS {
@@ -237,6 +237,25 @@ fn segment_sums_match_the_cpu() {
             &[&x, &idx],
             1e-5,
             |t| t[0].segment_sum(&t[1], 13),
+        );
+        // extrema (segments 13 to 15 empty: -inf, +inf) and their positions
+        let x = laid(&[300, 5], 43, true, lay);
+        let idx = Tensor::from_vec(ids.clone(), &[300]);
+        for (what, largest) in [("segment_max", true), ("segment_min", false)] {
+            check(&dev, &format!("{what}, {lay:?}"), &[&x, &idx], 0.0, |t| {
+                if largest {
+                    t[0].segment_max(&t[1], 16)
+                } else {
+                    t[0].segment_min(&t[1], 16)
+                }
+            });
+        }
+        check(
+            &dev,
+            &format!("segment_argmax, {lay:?}"),
+            &[&x, &idx],
+            0.0,
+            |t| t[0].segment_argmax(&t[1], 16),
         );
     }
 }
