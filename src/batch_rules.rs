@@ -1413,6 +1413,23 @@ pub fn segment_arg<'a>(
     }
 }
 
+/// The operands of a batched `index_add_to` / `scatter_add_to`: the batch size, the
+/// batched axis, and the target and the values lifted to batched tensors.
+#[track_caller]
+fn added_into<'a>(
+    op: &str,
+    x: BArg<'a>,
+    axis: isize,
+    i: BArg<'a>,
+    src: BArg<'a>,
+) -> (usize, usize, Cow<'a, Tensor>, Cow<'a, Tensor>) {
+    let bsz = bsz_of(op, &[x, i, src]);
+    let ex = x.ex_shape();
+    let a = norm_axis(op, axis, ex.len(), ex) + 1;
+    let like = [x, src].into_iter().find_map(|p| p.batched());
+    (bsz, a, lifted(x, bsz, like), lifted(src, bsz, like))
+}
+
 /// Batched `t::index_add_to`: each example's slices added into its copy, at shared
 /// indices or at its own.
 #[track_caller]
@@ -1422,12 +1439,8 @@ pub fn index_add_to<'a>(
     indices: impl Into<BArg<'a>>,
     src: impl Into<BArg<'a>>,
 ) -> Tensor {
-    let (x, i, src) = (x.into(), indices.into(), src.into());
-    let bsz = bsz_of("index_add", &[x, i, src]);
-    let ex = x.ex_shape();
-    let a = norm_axis("index_add", axis, ex.len(), ex) + 1;
-    let like = [x, src].into_iter().find_map(|p| p.batched());
-    let (x, src) = (lifted(x, bsz, like), lifted(src, bsz, like));
+    let i = indices.into();
+    let (_, a, x, src) = added_into("index_add", x.into(), axis, i, src.into());
     match i {
         BArg::Plain(o) => x.index_add(a as isize, &o.tensor(), &src),
         BArg::Batched(idx) => {
@@ -1446,12 +1459,9 @@ pub fn scatter_add_to<'a>(
     indices: impl Into<BArg<'a>>,
     src: impl Into<BArg<'a>>,
 ) -> Tensor {
-    let (x, i, src) = (x.into(), indices.into(), src.into());
-    let bsz = bsz_of("scatter_add", &[x, i, src]);
-    let ex = x.ex_shape();
-    let a = norm_axis("scatter_add", axis, ex.len(), ex) as isize + 1;
-    let like = [x, src].into_iter().find_map(|p| p.batched());
-    lifted(x, bsz, like).scatter_add(a, &lifted(i, bsz, None), &lifted(src, bsz, like))
+    let i = indices.into();
+    let (bsz, a, x, src) = added_into("scatter_add", x.into(), axis, i, src.into());
+    x.scatter_add(a as isize, &lifted(i, bsz, None), &src)
 }
 
 /// Batched `t::take_along`: the tensor, the indices or both per example.

@@ -2164,10 +2164,10 @@ impl Lowerer<'_> {
             return None;
         }
         let minus_one = |p: &mut Self| p.prim(Neg, vec![Atom::Int(1)]);
-        // `where(shift(ones, ±1) == 0, x, 0)` then the recurrence with `x` as decay
-        let running = |p: &mut Self, x: Atom, axis: Atom, rev: bool| {
+        // ones shaped like `x`, carrying no derivative
+        let ones_like = |p: &mut Self, x: Atom| {
             let fixed = p.prim(StopGradient, vec![x]);
-            let ones = p.let_(
+            p.let_(
                 "ones",
                 Kind::Tensor,
                 Rhs::Method {
@@ -2176,7 +2176,11 @@ impl Lowerer<'_> {
                     args: vec![],
                     span: m.method.span(),
                 },
-            );
+            )
+        };
+        // `where(shift(ones, ±1) == 0, x, 0)` then the recurrence with `x` as decay
+        let running = |p: &mut Self, x: Atom, axis: Atom, rev: bool| {
+            let ones = ones_like(p, x);
             let step = if rev { minus_one(p) } else { Atom::Int(1) };
             let later = p.prim(Shift, vec![ones, step, axis]);
             let first = p.prim(Eq, vec![later, Atom::Float(0.0)]);
@@ -2265,16 +2269,7 @@ impl Lowerer<'_> {
                     vec![fixed, args[0], args[1], Atom::Bool(largest)],
                 );
                 let gathered = self.prim(TakeAlong, vec![x, Atom::Int(0), at]);
-                let ones = self.let_(
-                    "ones",
-                    Kind::Tensor,
-                    Rhs::Method {
-                        recv: fixed,
-                        method: syn::Ident::new("ones_like", m.method.span()),
-                        args: vec![],
-                        span: m.method.span(),
-                    },
-                );
+                let ones = ones_like(self, x);
                 let count = self.prim(SegmentSum, vec![ones, args[0], args[1]]);
                 let some = self.prim(Gt, vec![count, Atom::Float(0.0)]);
                 let empty = if largest {
