@@ -333,6 +333,29 @@ def einsum_attention():
     return {"flops": 0.0}, lambda: f(q, k, v)
 
 
+def graph_network():
+    # per-graph gradients of a message-passing layer: 64 graphs with their own edges
+    # (64 nodes, 256 edges, every node sending itself one), 16 features, 64 hidden
+    b, n, e, f, h = 64, 64, 256, 16, 64
+    loops = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, n))
+    src = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(81), (b, e - n), 0, n)], axis=1)
+    dst = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(82), (b, e - n), 0, n)], axis=1)
+    x, y = normal(83, (b, n, f)), normal(84, (b, n, 1))
+    ws = (normal(85, (f, h)) * 0.25, normal(86, (h, h)) * 0.125, normal(87, (h, h)) * 0.125,
+          normal(88, (h, 1)) * 0.125)
+
+    def loss(ws, x, src, dst, y):
+        w_msg, w_sum, w_max, w_out = ws
+        m = jnp.tanh(x[src] @ w_msg)
+        s = jax.ops.segment_sum(m, dst, num_segments=n)
+        t = jax.ops.segment_max(m, dst, num_segments=n)
+        hh = jnp.tanh(s @ w_sum + t @ w_max)
+        return jnp.mean(jnp.square(hh @ w_out - y))
+
+    f_ = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, 0, 0)))
+    return {"flops": 0.0}, lambda: f_(ws, x, src, dst, y)
+
+
 def quick_median(run, n=30):
     times = []
     for _ in range(n):
@@ -377,6 +400,7 @@ WORKLOADS = {
     "returns_grad_b64_t1024_f32": returns_grad,
     "expm_grad_n64_f32": expm_grad,
     "einsum_attention_grad_f32": einsum_attention,
+    "gnn_per_graph_grads_b64_f32": graph_network,
     "hessian_200_f64": hessian,
 }
 

@@ -1316,10 +1316,16 @@ pub fn index_select<'a>(
     let ex = x.ex_shape();
     let a = norm_axis("index_select", axis, ex.len(), ex) + 1;
     let x = lifted(x, bsz, None);
-    let spread = spread_indices(idx, x.shape(), a);
     let mut shape = x.shape()[..a].to_vec();
     shape.extend_from_slice(&idx.shape()[1..]);
     shape.extend_from_slice(&x.shape()[a + 1..]);
+    if let Some(f) = (a == 1)
+        .then(|| folded_indices(idx, x.shape()[1]))
+        .flatten()
+    {
+        return fold_batch(&x).index_select(0, &f).reshape(&shape);
+    }
+    let spread = spread_indices(idx, x.shape(), a);
     x.take_along_axis(a as isize, &spread).reshape(&shape)
 }
 
@@ -1334,6 +1340,35 @@ fn spread_indices(idx: &Tensor, target: &[usize], a: usize) -> Tensor {
     let mut full = target.to_vec();
     full[a] = k;
     idx.reshape(&one).broadcast_to(&full).contiguous()
+}
+
+/// Per-example indices `[batch, k..]` into axis 1 of tensors `[batch, n, ..]` as indices
+/// into axis 0 of the same tensors with the batch folded into it (`[batch * n, ..]`):
+/// example `b`'s offset by `b * n`, flattened. Only for host tensors whose indices are all
+/// in `0..n` (`None` otherwise: a GPU's stay on the device and are spread instead, and
+/// an index out of range is reported by the spread path, naming its own value).
+fn folded_indices(idx: &Tensor, n: usize) -> Option<Tensor> {
+    if idx.device().is_gpu() {
+        return None;
+    }
+    let v = idx.to_vec::<i32>();
+    if v.iter().any(|&i| i < 0 || i as usize >= n) {
+        return None;
+    }
+    let per: usize = idx.shape()[1..].iter().product();
+    let folded: Vec<i32> = v
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| i + ((j / per) * n) as i32)
+        .collect();
+    Some(Tensor::from_vec(folded, &[v.len()]))
+}
+
+/// `t` `[batch, m, ..]` as `[batch * m, ..]`.
+fn fold_batch(t: &Tensor) -> Tensor {
+    let mut shape = vec![t.shape()[0] * t.shape()[1]];
+    shape.extend_from_slice(&t.shape()[2..]);
+    t.reshape(&shape)
 }
 
 /// A batched source `[batch, pre.., k.., post..]` with its index axes (`k..`, from axis `a`,
@@ -1377,6 +1412,11 @@ pub fn segment_sum<'a>(
         BArg::Plain(o) => zeros.index_add(1, &o.tensor(), &x),
         BArg::Batched(idx) => {
             let src = flat_source(&x, 1, k);
+            if let Some(f) = folded_indices(idx, num_segments) {
+                return fold_batch(&zeros)
+                    .index_add(0, &f, &fold_batch(&src))
+                    .reshape(zeros.shape());
+            }
             zeros.scatter_add(1, &spread_indices(idx, src.shape(), 1), &src)
         }
     }
@@ -1402,6 +1442,23 @@ pub fn segment_arg<'a>(
             at.permute(&to_front).contiguous()
         }
         BArg::Batched(ids) => {
+            if let Some(f) = folded_indices(ids, num_segments) {
+                // the batch folded into the segments: positions into the folded axis, each
+                // example's moved back by its offset (an empty segment's 0 stays 0)
+                let e = x.shape()[1];
+                let at = t::segment_arg(&fold_batch(&x), &f, bsz * num_segments, largest);
+                let inner = at.numel() / (bsz * num_segments);
+                let per = num_segments * inner;
+                let own: Vec<i32> = at
+                    .to_vec::<i32>()
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &p)| (p as usize).saturating_sub(j / per * e) as i32)
+                    .collect();
+                let mut shape = vec![bsz, num_segments];
+                shape.extend_from_slice(&x.shape()[2..]);
+                return Tensor::from_vec(own, &shape);
+            }
             let each: Vec<Tensor> = (0..bsz)
                 .map(|e| {
                     let pick = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
@@ -1445,6 +1502,14 @@ pub fn index_add_to<'a>(
         BArg::Plain(o) => x.index_add(a as isize, &o.tensor(), &src),
         BArg::Batched(idx) => {
             let src = flat_source(&src, a, idx.ndim() - 1);
+            if let Some(f) = (a == 1)
+                .then(|| folded_indices(idx, x.shape()[1]))
+                .flatten()
+            {
+                return fold_batch(&x)
+                    .index_add(0, &f, &fold_batch(&src))
+                    .reshape(x.shape());
+            }
             x.scatter_add(a as isize, &spread_indices(idx, x.shape(), a), &src)
         }
     }
@@ -1540,6 +1605,15 @@ pub fn index_add<'a>(
         BArg::Plain(o) => t::index_add(&*ct_b, &like_b, a as isize, &o.tensor()),
         BArg::Batched(idx) => {
             let src = flat_source(&ct_b, a, idx.ndim() - 1);
+            if let Some(f) = (a == 1)
+                .then(|| folded_indices(idx, like_b.shape()[1]))
+                .flatten()
+            {
+                let zeros = fold_batch(&like_b.zeros_like());
+                return zeros
+                    .index_add(0, &f, &fold_batch(&src))
+                    .reshape(like_b.shape());
+            }
             let spread = spread_indices(idx, like_b.shape(), a);
             like_b.zeros_like().scatter_add(a as isize, &spread, &src)
         }

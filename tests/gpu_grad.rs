@@ -695,3 +695,40 @@ fn segment_sum_gradients_on_the_gpu_match_the_cpu() {
         &passed(&h, &w, &src, &dst),
     );
 }
+
+/// A batch of graphs with their own edges on the GPU (the per-example indices spread over
+/// the other axes there, folded into one axis on the CPU).
+#[vmap]
+#[grad(wrt(h, w))]
+fn per_graph(h: &Tensor, w: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
+    let m = h.index_select(0, src).matmul(w).tanh();
+    let n = h.shape()[0];
+    let s = m.segment_sum(dst, n) + m.segment_max(dst, n).maximum(&h.zeros_like());
+    (&s + h).sin().sum() + h.index_add(0, src, &m).square().mean()
+}
+
+#[test]
+fn per_graph_indices_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let srcs: Vec<i32> = (0..60).map(|i| (i * 7 + i / 5) % 9).collect();
+    let dsts: Vec<i32> = (0..60).map(|i| (i * 4 + 1) % 9).collect();
+    let (src, dst) = (
+        Tensor::from_vec(srcs, &[3, 20]),
+        Tensor::from_vec(dsts, &[3, 20]),
+    );
+    let hs = Tensor::normal(Key::new(73), &[3, 9, 4], DType::F32);
+    let ws = Tensor::normal(Key::new(74), &[3, 4, 4], DType::F32) * 0.5;
+    let on = |t: &Tensor| t.to_device(&dev);
+    let (ch, cw) = per_graph_grad_vmap(&hs, &ws, &src, &dst);
+    let (gh, gw) = per_graph_grad_vmap(&on(&hs), &on(&ws), &on(&src), &on(&dst));
+    assert!(gh.device().is_gpu());
+    assert_close("per-graph dh", &gh.to_device(&Device::Cpu), &ch);
+    assert_close("per-graph dw", &gw.to_device(&Device::Cpu), &cw);
+    let v = per_graph_vmap(&on(&hs), &on(&ws), &on(&src), &on(&dst));
+    assert_close(
+        "per-graph value",
+        &v.to_device(&Device::Cpu),
+        &per_graph_vmap(&hs, &ws, &src, &dst),
+    );
+    let _ = per_graph;
+}

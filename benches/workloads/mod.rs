@@ -248,6 +248,12 @@ pub fn all() -> Vec<Workload> {
             name: "einsum_attention_grad_f32",
             build: attention,
         },
+        // per-graph gradients of a message-passing layer over 64 graphs with their own
+        // edges (64 nodes, 256 edges, 16 features, 64 hidden), f32
+        Workload {
+            name: "gnn_per_graph_grads_b64_f32",
+            build: graph_network,
+        },
         // the Hessian of sum(sin(x) x^2) + x^T A x, n = 200, f64
         Workload {
             name: "hessian_200_f64",
@@ -610,6 +616,63 @@ fn attention() -> Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
             std::hint::black_box(einsum_attention_grad(&q, &k, &v));
+        }),
+    }
+}
+
+/// One graph's loss through a round of message passing: messages at the edges' sources,
+/// summed and maxed at their destinations.
+#[allow(dead_code, clippy::too_many_arguments)]
+#[vmap(in_axes = (None, None, None, None, 0, 0, 0, 0))]
+#[grad(wrt(w_msg, w_sum, w_max, w_out))]
+pub fn gnn_loss(
+    w_msg: &Tensor,
+    w_sum: &Tensor,
+    w_max: &Tensor,
+    w_out: &Tensor,
+    x: &Tensor,
+    src: &Tensor,
+    dst: &Tensor,
+    y: &Tensor,
+) -> Tensor {
+    let m = x.index_select(0, src).matmul(w_msg).tanh();
+    let n = x.shape()[0];
+    let h = (m.segment_sum(dst, n).matmul(w_sum) + m.segment_max(dst, n).matmul(w_max)).tanh();
+    (h.matmul(w_out) - y).square().mean()
+}
+
+/// Per-graph gradients of [`gnn_loss`]: 64 graphs of 64 nodes and 256 edges (every node
+/// sends itself one), 16 features, 64 hidden.
+fn graph_network() -> Prepared {
+    let (b, n, e, f, h) = (64, 64, 256, 16, 64);
+    let ends = |seed: u64| {
+        let u = Tensor::uniform(Key::new(seed), &[b, e - n], 0.0, n as f64, DType::F32);
+        let u = u.to_vec::<f32>();
+        let v: Vec<i32> = (0..b)
+            .flat_map(|g| {
+                (0..n as i32).chain(
+                    u[g * (e - n)..(g + 1) * (e - n)]
+                        .iter()
+                        .map(|v| (*v as i32).min(n as i32 - 1)),
+                )
+            })
+            .collect();
+        Tensor::from_vec(v, &[b, e])
+    };
+    let (src, dst) = (ends(81), ends(82));
+    let (x, y) = (normal(83, &[b, n, f]), normal(84, &[b, n, 1]));
+    let (w_msg, w_sum, w_max, w_out) = (
+        normal(85, &[f, h]) * 0.25,
+        normal(86, &[h, h]) * 0.125,
+        normal(87, &[h, h]) * 0.125,
+        normal(88, &[h, 1]) * 0.125,
+    );
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(gnn_loss_grad_vmap(
+                &w_msg, &w_sum, &w_max, &w_out, &x, &src, &dst, &y,
+            ));
         }),
     }
 }

@@ -286,7 +286,13 @@ impl Tensor {
     /// A tensor of `shape` filled with `value`, converted to `dtype` (truncated toward
     /// zero for i32; `value != 0` for bool).
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        Tensor::from_fn_f64(shape, dtype, |_| value)
+        any_dispatch!(dtype, D => {
+            // a recycled buffer where one is free (filled: it holds a previous tensor's data)
+            let v = D::cast_from_f64(value);
+            let mut data: Vec<D> = crate::pool::buffer(numel(shape), v);
+            data.fill(v);
+            Tensor::from_data(data, shape)
+        })
     }
 
     /// A tensor of `shape` filled with `value` in `dtype`, on `device`. Panics for f64

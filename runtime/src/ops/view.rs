@@ -495,19 +495,28 @@ impl Tensor {
         let inner = numel(&self.shape()[1..]);
         let idx = ids.contiguous_data::<i32>();
         let mut out = vec![0i32; n * inner];
-        let mut seen = vec![false; n * inner];
+        let mut seen = vec![false; n];
         float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
+            // each segment's best values so far, row by row
+            let mut best: Vec<T> = vec![0.0 as T; n * inner];
             for (e, &s) in idx.iter().enumerate() {
-                for c in 0..inner {
-                    let (o, v) = (s as usize * inner + c, x[e * inner + c]);
-                    let b = x[out[o] as usize * inner + c];
+                let s = s as usize;
+                let row = &x[e * inner..(e + 1) * inner];
+                let (b, o) = (&mut best[s * inner..(s + 1) * inner], &mut out[s * inner..(s + 1) * inner]);
+                if !seen[s] {
+                    b.copy_from_slice(row);
+                    o.fill(e as i32);
+                    seen[s] = true;
+                    continue;
+                }
+                for ((bc, oc), &v) in b.iter_mut().zip(o.iter_mut()).zip(row) {
                     // replaces the best so far: strictly better, or the first NaN
-                    let better = if largest { v > b } else { v < b };
-                    if !seen[o] || better || (v.is_nan() && !b.is_nan()) {
-                        out[o] = e as i32;
-                        seen[o] = true;
-                    }
+                    // (selects, not branches, so the loop vectorises)
+                    let better = if largest { v > *bc } else { v < *bc };
+                    let take = better | (v.is_nan() & !bc.is_nan());
+                    *bc = if take { v } else { *bc };
+                    *oc = if take { e as i32 } else { *oc };
                 }
             }
         });
