@@ -1423,7 +1423,8 @@ pub fn segment_sum<'a>(
 }
 
 /// Batched `t::segment_arg`: with shared ids, the batch moved behind the segments' axis
-/// (one pass); with per-example ids, example by example.
+/// (one pass); with per-example ids, the batch folded into the segments (host ids) or
+/// example by example (a GPU's).
 #[track_caller]
 pub fn segment_arg<'a>(
     x: impl Into<BArg<'a>>,
