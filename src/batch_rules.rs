@@ -1471,6 +1471,34 @@ pub fn segment_arg<'a>(
     }
 }
 
+/// Batched `t::segment_non_empty`: `[batch, num_segments, 1, ..]`, one mask broadcast over
+/// the batch for shared ids, one per example for its own.
+#[track_caller]
+pub fn segment_non_empty<'a>(
+    x: impl Into<BArg<'a>>,
+    ids: impl Into<BArg<'a>>,
+    num_segments: usize,
+) -> Tensor {
+    let (x, i) = (x.into(), ids.into());
+    let bsz = bsz_of("segment_nonempty", &[x, i]);
+    let x = lifted(x, bsz, None);
+    let example = x.slice(0, 0, 1).squeeze(0);
+    match i {
+        BArg::Plain(o) => {
+            let mask = example.segment_nonempty(&o.tensor(), num_segments);
+            let mut shape = vec![bsz];
+            shape.extend_from_slice(mask.shape());
+            mask.unsqueeze(0).broadcast_to(&shape)
+        }
+        BArg::Batched(ids) => {
+            let each: Vec<Tensor> = (0..bsz)
+                .map(|e| example.segment_nonempty(&ids.slice(0, e, e + 1).squeeze(0), num_segments))
+                .collect();
+            Tensor::stack(&each, 0)
+        }
+    }
+}
+
 /// The operands of a batched `index_add_to` / `scatter_add_to`: the batch size, the
 /// batched axis, and the target and the values lifted to batched tensors.
 #[track_caller]

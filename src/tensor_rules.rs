@@ -1189,6 +1189,16 @@ pub fn segment_arg<'a>(
     }
 }
 
+/// `x.segment_nonempty(ids, num_segments)`.
+#[track_caller]
+pub fn segment_non_empty<'a>(
+    x: impl Into<Operand<'a>>,
+    ids: &Tensor,
+    num_segments: usize,
+) -> Tensor {
+    x.into().tensor().segment_nonempty(ids, num_segments)
+}
+
 /// `x.index_add(axis, indices, src)`.
 #[track_caller]
 pub fn index_add_to<'a>(

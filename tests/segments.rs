@@ -259,6 +259,12 @@ fn segment_extrema_gather_at_their_first_position() {
         let want = (&ge * &t).sum().item::<f64>();
         assert!((dt.item::<f64>() - want).abs() < 1e-10 * (1.0 + want.abs()));
     }
+    // the mask of named segments, shaped to broadcast against a reduction
+    let mask = ms.slice(0, 0, 1).squeeze(0).segment_nonempty(&dst, 6);
+    assert_eq!(mask.shape(), &[6, 1]);
+    assert_eq!(mask.to_vec::<f64>(), vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    let e = mask.try_segment_nonempty(&dst, 3).unwrap_err().to_string();
+    assert!(e.contains("segment_nonempty"), "{e}");
     // ties go to the first position; a NaN wins
     let x = Tensor::from_vec(vec![1.0, 3.0, 3.0, f64::NAN, 0.5], &[5]);
     let ids = Tensor::from_vec(vec![0i32, 0, 0, 1, 1], &[5]);

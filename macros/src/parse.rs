@@ -2260,7 +2260,7 @@ impl Lowerer<'_> {
             }
             // `pinv(a) b`, as the runtime's `lstsq`
             // the gather at each segment's extremum (its position carries no derivative),
-            // -inf (+inf) where a segment is empty, as the runtime's
+            // -inf (+inf) where no id names a segment, as the runtime's
             "segment_max" | "segment_min" => {
                 let largest = name == "segment_max";
                 let fixed = self.prim(StopGradient, vec![x]);
@@ -2269,9 +2269,7 @@ impl Lowerer<'_> {
                     vec![fixed, args[0], args[1], Atom::Bool(largest)],
                 );
                 let gathered = self.prim(TakeAlong, vec![x, Atom::Int(0), at]);
-                let ones = ones_like(self, x);
-                let count = self.prim(SegmentSum, vec![ones, args[0], args[1]]);
-                let some = self.prim(Gt, vec![count, Atom::Float(0.0)]);
+                let some = self.prim(SegmentNonEmpty, vec![fixed, args[0], args[1]]);
                 let empty = if largest {
                     f64::NEG_INFINITY
                 } else {

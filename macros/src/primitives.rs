@@ -147,6 +147,9 @@ pub enum Prim {
     /// The positions of each segment's extremum: `(x, ids, num_segments, largest)`, i32
     /// indices along axis 0 (no derivative; `segment_max` / `segment_min` gather at them).
     SegmentArg,
+    /// 1 for the segments an id names, 0 for the others: `(x, ids, num_segments)`, shaped to
+    /// broadcast against a segment reduction of `x` (no derivative).
+    SegmentNonEmpty,
     /// `x.index_add(axis, &indices, &src)`: `(x, axis, indices, src)`, `src`'s slices added
     /// into a copy of `x` at `indices` (linear in `x` and `src` together).
     IndexAddTo,
@@ -2105,6 +2108,7 @@ pub fn row(p: Prim) -> Row {
             },
         ),
         SegmentArg => r(Syntax::Call(""), 4, Float, None),
+        SegmentNonEmpty => r(Syntax::Call(""), 3, Float, None),
         IndexAddTo => tl(
             4,
             |b, x, _, d| added_into_jvp(b, IndexAddTo, IndexAdd, x, d),
@@ -2519,7 +2523,7 @@ impl Prim {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
             | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip
             | IndexAddTo | ScatterAddTo => k == 1,
-            TakeAlongT | LinRec | LinRecRev | SegmentSum | SegmentArg => k == 2,
+            TakeAlongT | LinRec | LinRecRev | SegmentSum | SegmentArg | SegmentNonEmpty => k == 2,
             EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,

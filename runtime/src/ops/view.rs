@@ -454,13 +454,52 @@ impl Tensor {
     ) -> Result<Tensor> {
         let at = self.segment_index(op, ids, n, largest)?;
         let gathered = self.try_take_along_axis(0, &at)?;
-        let count = self.ones_like().try_segment_sum(ids, n)?;
         let filled = self.scalar_like(if largest {
             f64::NEG_INFINITY
         } else {
             f64::INFINITY
         });
-        Tensor::try_where_(&count.try_gt(&self.scalar_like(0.0))?, &gathered, &filled)
+        Tensor::try_where_(&self.try_segment_nonempty(ids, n)?, &gathered, &filled)
+    }
+
+    /// 1 for each segment some id in `segment_ids` names and 0 for the others, shaped
+    /// `[num_segments, 1, ..]` (as many axes as `self`, to broadcast against a segment
+    /// reduction of it) in `self`'s dtype and on its device: the mask that sets empty
+    /// segments in [`Tensor::segment_max`]. Panics for an id out of range or ids that are
+    /// not 1-D i32; see [`Tensor::try_segment_nonempty`].
+    #[track_caller]
+    pub fn segment_nonempty(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
+        unwrap(self.try_segment_nonempty(segment_ids, num_segments))
+    }
+
+    /// [`Tensor::segment_nonempty`], returning an error instead of panicking.
+    pub fn try_segment_nonempty(
+        &self,
+        segment_ids: &Tensor,
+        num_segments: usize,
+    ) -> Result<Tensor> {
+        const OP: &str = "segment_nonempty";
+        let dt = self.expect_float(OP)?;
+        if segment_ids.ndim() != 1 || self.ndim() == 0 {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().to_vec(),
+                rhs: segment_ids.shape().to_vec(),
+                reason: "do not fit: the segment ids must be 1-D, one per slice along axis 0"
+                    .into(),
+            });
+        }
+        let ids = segment_ids.try_to_device(&crate::Device::Cpu)?;
+        Tensor::full(&[num_segments], 0.0, dt).check_indices(OP, 0, &ids)?;
+        let mut hit = vec![0.0f64; num_segments];
+        for &s in ids.contiguous_data::<i32>().iter() {
+            hit[s as usize] = 1.0;
+        }
+        let mut shape = vec![1; self.ndim()];
+        shape[0] = num_segments;
+        Tensor::from_vec(hit, &shape)
+            .try_to_dtype(dt)?
+            .try_to_device(&self.device())
     }
 
     /// The positions of each segment's extremum (see [`Tensor::segment_argmax`]); on a GPU
