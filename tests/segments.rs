@@ -304,3 +304,37 @@ fn segment_extrema_with_per_example_ids_match_a_loop() {
         );
     }
 }
+
+#[test]
+fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
+    // enough rows to split the segments over threads; ties among the values
+    let (rows, inner, n) = (70_000usize, 4usize, 53usize);
+    let ids: Vec<i32> = (0..rows).map(|i| ((i * 7919) % 50) as i32).collect();
+    let vals: Vec<f64> = (0..rows * inner).map(|i| ((i * 37) % 101) as f64).collect();
+    let x = Tensor::from_vec(vals.clone(), &[rows, inner]);
+    let idx = Tensor::from_vec(ids.clone(), &[rows]);
+    for largest in [true, false] {
+        let got = if largest {
+            x.segment_argmax(&idx, n)
+        } else {
+            x.segment_argmin(&idx, n)
+        }
+        .to_vec::<i32>();
+        let mut want = vec![0i32; n * inner];
+        let mut seen = vec![false; n];
+        for (e, &s) in ids.iter().enumerate() {
+            let s = s as usize;
+            for c in 0..inner {
+                let (v, b) = (
+                    vals[e * inner + c],
+                    vals[want[s * inner + c] as usize * inner + c],
+                );
+                if !seen[s] || (largest && v > b) || (!largest && v < b) {
+                    want[s * inner + c] = e as i32;
+                }
+            }
+            seen[s] = true;
+        }
+        assert_eq!(got, want, "largest {largest}");
+    }
+}

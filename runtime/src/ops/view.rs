@@ -534,30 +534,47 @@ impl Tensor {
         let inner = numel(&self.shape()[1..]);
         let idx = ids.contiguous_data::<i32>();
         let mut out = vec![0i32; n * inner];
-        let mut seen = vec![false; n];
+        if n == 0 || inner == 0 {
+            return Ok(Tensor::from_data(out, &shape));
+        }
+        // segments split into one contiguous range per thread, each reading every id and
+        // keeping the rows of its own segments
+        let threads = if idx.len() * inner >= PAR_THRESHOLD {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let per = n.div_ceil(threads);
         float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
-            // each segment's best values so far, row by row
-            let mut best: Vec<T> = vec![0.0 as T; n * inner];
-            for (e, &s) in idx.iter().enumerate() {
-                let s = s as usize;
-                let row = &x[e * inner..(e + 1) * inner];
-                let (b, o) = (&mut best[s * inner..(s + 1) * inner], &mut out[s * inner..(s + 1) * inner]);
-                if !seen[s] {
-                    b.copy_from_slice(row);
-                    o.fill(e as i32);
-                    seen[s] = true;
-                    continue;
+            out.par_chunks_mut(per * inner).enumerate().for_each(|(t, o)| {
+                let (lo, count) = (t * per, o.len() / inner);
+                let mut seen = vec![false; count];
+                // each segment's best values so far, row by row
+                let mut best: Vec<T> = vec![0.0 as T; count * inner];
+                for (e, &s) in idx.iter().enumerate() {
+                    let Some(s) = (s as usize).checked_sub(lo).filter(|&s| s < count) else {
+                        continue;
+                    };
+                    let row = &x[e * inner..(e + 1) * inner];
+                    let b = &mut best[s * inner..(s + 1) * inner];
+                    let o = &mut o[s * inner..(s + 1) * inner];
+                    if !seen[s] {
+                        b.copy_from_slice(row);
+                        o.fill(e as i32);
+                        seen[s] = true;
+                        continue;
+                    }
+                    for ((bc, oc), &v) in b.iter_mut().zip(o.iter_mut()).zip(row) {
+                        // replaces the best so far: strictly better, or the first NaN
+                        // (selects, not branches, so the loop vectorises)
+                        let better = if largest { v > *bc } else { v < *bc };
+                        let take = better | (v.is_nan() & !bc.is_nan());
+                        *bc = if take { v } else { *bc };
+                        *oc = if take { e as i32 } else { *oc };
+                    }
                 }
-                for ((bc, oc), &v) in b.iter_mut().zip(o.iter_mut()).zip(row) {
-                    // replaces the best so far: strictly better, or the first NaN
-                    // (selects, not branches, so the loop vectorises)
-                    let better = if largest { v > *bc } else { v < *bc };
-                    let take = better | (v.is_nan() & !bc.is_nan());
-                    *bc = if take { v } else { *bc };
-                    *oc = if take { e as i32 } else { *oc };
-                }
-            }
+            });
         });
         Ok(Tensor::from_data(out, &shape))
     }
