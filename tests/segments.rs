@@ -338,3 +338,35 @@ fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
         assert_eq!(got, want, "largest {largest}");
     }
 }
+
+/// Extrema over data with no rows (a graph without edges): every segment empty.
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(m))]
+fn pooled_none(m: &Tensor, dst: &Tensor) -> Tensor {
+    let hi = m.segment_max(dst, 2).maximum(&m.sum_axis(0, true));
+    let lo = m.segment_min(dst, 2).minimum(&m.sum_axis(0, true));
+    (hi - lo).sum() + m.segment_sum(dst, 2).sum()
+}
+
+#[test]
+fn segment_extrema_of_no_rows_are_the_identities() {
+    let m = Tensor::zeros(&[0, 3], DType::F64);
+    let none = Tensor::from_vec(Vec::<i32>::new(), &[0]);
+    let hi = m.segment_max(&none, 2);
+    assert_eq!(hi.shape(), &[2, 3]);
+    assert!(hi.to_vec::<f64>().iter().all(|v| *v == f64::NEG_INFINITY));
+    assert!(
+        m.segment_min(&none, 2)
+            .to_vec::<f64>()
+            .iter()
+            .all(|v| *v == f64::INFINITY)
+    );
+    assert_eq!(m.segment_argmax(&none, 2).to_vec::<i32>(), vec![0; 6]);
+    let (v, g) = pooled_none_value_and_grad(&m, &none);
+    assert_eq!(v.item::<f64>(), 0.0);
+    assert_eq!(g.shape(), &[0, 3]);
+    let ms = Tensor::zeros(&[4, 0, 3], DType::F64);
+    assert_eq!(pooled_none_grad_vmap(&ms, &none).shape(), &[4, 0, 3]);
+    assert_eq!(pooled_none_vmap(&ms, &none).to_vec::<f64>(), vec![0.0; 4]);
+    let _ = pooled_none;
+}

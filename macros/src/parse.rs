@@ -2268,7 +2268,11 @@ impl Lowerer<'_> {
                     SegmentArg,
                     vec![fixed, args[0], args[1], Atom::Bool(largest)],
                 );
-                let gathered = self.prim(TakeAlong, vec![x, Atom::Int(0), at]);
+                // gathered from `x` with one row more (its inactive column sums), which the
+                // empty segments' position 0 can read when `x` has no rows
+                let pad = self.prim(SumAxis, vec![fixed, Atom::Int(0), Atom::Bool(true)]);
+                let rows = self.prim(Concat, vec![Atom::Int(0), x, pad]);
+                let gathered = self.prim(TakeAlong, vec![rows, Atom::Int(0), at]);
                 let some = self.prim(SegmentNonEmpty, vec![fixed, args[0], args[1]]);
                 let empty = if largest {
                     f64::NEG_INFINITY

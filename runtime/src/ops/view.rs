@@ -443,8 +443,8 @@ impl Tensor {
         self.segment_index("segment_argmin", segment_ids, num_segments, false)
     }
 
-    /// `where(count > 0, x gathered at the extremum's position, -+inf)`, as the macro lowers
-    /// `segment_max` / `segment_min`.
+    /// `where(nonempty, x (one row more) gathered at the extremum's position, -+inf)`, as
+    /// the macro lowers `segment_max` / `segment_min`.
     fn segment_extremum(
         &self,
         op: &'static str,
@@ -453,7 +453,9 @@ impl Tensor {
         largest: bool,
     ) -> Result<Tensor> {
         let at = self.segment_index(op, ids, n, largest)?;
-        let gathered = self.try_take_along_axis(0, &at)?;
+        // one row more, which the empty segments' position 0 can read when there are no rows
+        let pad = self.try_sum_axis(0, true)?;
+        let gathered = Tensor::try_concat(&[self, &pad], 0)?.try_take_along_axis(0, &at)?;
         let filled = self.scalar_like(if largest {
             f64::NEG_INFINITY
         } else {
