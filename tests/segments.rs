@@ -307,35 +307,46 @@ fn segment_extrema_with_per_example_ids_match_a_loop() {
 
 #[test]
 fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
-    // enough rows to split the segments over threads; ties among the values
-    let (rows, inner, n) = (70_000usize, 4usize, 53usize);
+    // enough rows to split the segments over threads; ties among the values, a few NaN;
+    // rows of 4 (shorter than a vector) and of 19 (vectors and a tail), in f32 and f64
+    let (rows, n) = (70_000usize, 53usize);
     let ids: Vec<i32> = (0..rows).map(|i| ((i * 7919) % 50) as i32).collect();
-    let vals: Vec<f64> = (0..rows * inner).map(|i| ((i * 37) % 101) as f64).collect();
-    let x = Tensor::from_vec(vals.clone(), &[rows, inner]);
     let idx = Tensor::from_vec(ids.clone(), &[rows]);
-    for largest in [true, false] {
-        let got = if largest {
-            x.segment_argmax(&idx, n)
-        } else {
-            x.segment_argmin(&idx, n)
-        }
-        .to_vec::<i32>();
-        let mut want = vec![0i32; n * inner];
-        let mut seen = vec![false; n];
-        for (e, &s) in ids.iter().enumerate() {
-            let s = s as usize;
-            for c in 0..inner {
-                let (v, b) = (
-                    vals[e * inner + c],
-                    vals[want[s * inner + c] as usize * inner + c],
-                );
-                if !seen[s] || (largest && v > b) || (!largest && v < b) {
-                    want[s * inner + c] = e as i32;
+    for inner in [4usize, 19] {
+        let vals: Vec<f64> = (0..rows * inner)
+            .map(|i| match i % 9973 {
+                17 => f64::NAN,
+                _ => ((i * 37) % 101) as f64,
+            })
+            .collect();
+        for dt in [DType::F32, DType::F64] {
+            let x = Tensor::from_vec(vals.clone(), &[rows, inner]).to_dtype(dt);
+            for largest in [true, false] {
+                let got = if largest {
+                    x.segment_argmax(&idx, n)
+                } else {
+                    x.segment_argmin(&idx, n)
                 }
+                .to_vec::<i32>();
+                let mut want = vec![0i32; n * inner];
+                let mut seen = vec![false; n];
+                for (e, &s) in ids.iter().enumerate() {
+                    let s = s as usize;
+                    for c in 0..inner {
+                        let (v, b) = (
+                            vals[e * inner + c],
+                            vals[want[s * inner + c] as usize * inner + c],
+                        );
+                        let better = (largest && v > b) || (!largest && v < b);
+                        if !seen[s] || (!b.is_nan() && (better || v.is_nan())) {
+                            want[s * inner + c] = e as i32;
+                        }
+                    }
+                    seen[s] = true;
+                }
+                assert_eq!(got, want, "rows of {inner}, {dt:?}, largest {largest}");
             }
-            seen[s] = true;
         }
-        assert_eq!(got, want, "largest {largest}");
     }
 }
 

@@ -441,6 +441,26 @@ pub fn argmax_axis<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out:
     with_float!(T, F => reduce::argmax_axis::<F>(same(x), outer, n, inner, out))
 }
 
+/// For the segments `lo..lo + out.len() / inner`: per column, the first row of `x` (rows
+/// of `inner` values, one per id) whose id names the segment and holds its largest value
+/// (smallest unless `largest`; a NaN before any number), 0 for a segment no id names.
+/// Ids outside the range are skipped (threads share the ids, each with its segments).
+pub(crate) fn segment_arg<T: Float>(
+    x: &[T],
+    ids: &[i32],
+    lo: usize,
+    inner: usize,
+    largest: bool,
+    out: &mut [i32],
+) {
+    assert_eq!(
+        x.len(),
+        ids.len() * inner,
+        "segment_arg: one row of x per id"
+    );
+    with_float!(T, F => reduce::segment_arg::<F>(same(x), ids, lo, inner, largest, out))
+}
+
 /// Numerically stable softmax, log-softmax or logsumexp along the middle axis.
 pub fn softmax_axis<T: Float>(
     op: SoftmaxOp,

@@ -362,3 +362,111 @@ impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Segment extrema
+
+/// For the segments `lo..lo + out.len() / inner`: per column, the first row of `x` (rows of
+/// `inner` values, one per id in `ids`) whose id names the segment and that holds the
+/// segment's largest value (smallest unless `largest`; a NaN before any number); 0 where
+/// no id names the segment. Rows of other segments are skipped, so that threads can share
+/// the ids, each with its own range of segments.
+pub(crate) fn segment_arg<T: MathFloat>(
+    x: &[T],
+    ids: &[i32],
+    lo: usize,
+    inner: usize,
+    largest: bool,
+    out: &mut [i32],
+) {
+    if inner == 0 {
+        return;
+    }
+    let last = ids.len().saturating_sub(1) as f64;
+    if Float::to_f64(T::from_f64(last)) != last {
+        // row numbers past what `T` holds exactly (2^24 for f32): the same in f64
+        let wide: Vec<f64> = x.iter().map(|&v| Float::to_f64(v)).collect();
+        return segment_arg::<f64>(&wide, ids, lo, inner, largest, out);
+    }
+    let mut at = vec![T::zero(); out.len()];
+    dispatch(SegmentArgRows {
+        x,
+        ids,
+        lo,
+        inner,
+        largest,
+        at: &mut at,
+    });
+    for (o, &a) in out.iter_mut().zip(&at) {
+        *o = Float::to_f64(a) as i32;
+    }
+}
+
+/// [`segment_arg`]'s loop, SIMD across the columns: each segment's best values so far and
+/// their rows (as floats, exact here), replaced where a row's value is better or NaN and the
+/// best is not yet NaN.
+struct SegmentArgRows<'a, T> {
+    x: &'a [T],
+    ids: &'a [i32],
+    lo: usize,
+    inner: usize,
+    largest: bool,
+    at: &'a mut [T],
+}
+
+impl<T: MathFloat> WithSimd for SegmentArgRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self {
+            x,
+            ids,
+            lo,
+            inner,
+            largest,
+            at,
+        } = self;
+        let count = at.len() / inner;
+        let mut best = vec![T::zero(); at.len()];
+        let mut seen = vec![false; count];
+        let beats = |v: T, b: T| !b.is_nan() && (if largest { v > b } else { v < b } || v.is_nan());
+        for (e, &id) in ids.iter().enumerate() {
+            let Some(g) = (id as usize).checked_sub(lo).filter(|&g| g < count) else {
+                continue;
+            };
+            let row = &x[e * inner..(e + 1) * inner];
+            let b = &mut best[g * inner..(g + 1) * inner];
+            let a = &mut at[g * inner..(g + 1) * inner];
+            let ev = T::from_f64(e as f64);
+            if !seen[g] {
+                seen[g] = true;
+                b.copy_from_slice(row);
+                a.fill(ev);
+                continue;
+            }
+            let ek = T::splat(s, ev);
+            let (bv, bt) = T::as_mut_simd::<S>(b);
+            let (av, at_tail) = T::as_mut_simd::<S>(a);
+            let (xv, xt) = T::as_simd::<S>(row);
+            for ((b, a), &v) in bv.iter_mut().zip(av.iter_mut()).zip(xv) {
+                let better = if largest {
+                    T::vgt(s, v, *b)
+                } else {
+                    T::vlt(s, v, *b)
+                };
+                let b_ok = T::veq(s, *b, *b);
+                let v_nan = T::mask_not(s, T::veq(s, v, v));
+                let take = T::mask_and(s, b_ok, T::mask_or(s, better, v_nan));
+                *b = T::select(s, take, v, *b);
+                *a = T::select(s, take, ek, *a);
+            }
+            for ((b, a), &v) in bt.iter_mut().zip(at_tail.iter_mut()).zip(xt) {
+                if beats(v, *b) {
+                    *b = v;
+                    *a = ev;
+                }
+            }
+        }
+    }
+}

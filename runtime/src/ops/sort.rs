@@ -216,14 +216,25 @@ impl Tensor {
         Ok(float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
             let mut out = pool::buffer(idx.len(), 0.0 as T);
-            let fill = |(t, d): (usize, &mut T)| {
-                let (o, r) = (t / (k * inner), t % inner);
-                *d = x[(o * n + idx[t] as usize) * inner + r];
-            };
-            if out.len() >= PAR_THRESHOLD {
-                out.par_iter_mut().enumerate().for_each(fill);
-            } else {
-                out.iter_mut().enumerate().for_each(fill);
+            if !out.is_empty() {
+                // row `q` of `inner` outputs (position `q % k` of outer block `q / k`) reads
+                // its block of `x` at its row of indices
+                let rows = |q: usize, d: &mut [T]| {
+                    let block = &x[q / k * n * inner..];
+                    let at = &idx[q * inner..(q + 1) * inner];
+                    for (r, (d, &i)) in d.iter_mut().zip(at).enumerate() {
+                        *d = block[i as usize * inner + r];
+                    }
+                };
+                let per = PAR_THRESHOLD.div_ceil(8 * inner).max(1) * inner;
+                if out.len() >= PAR_THRESHOLD {
+                    out.par_chunks_mut(per).enumerate().for_each(|(c, d)| {
+                        let q0 = c * per / inner;
+                        d.chunks_mut(inner).enumerate().for_each(|(q, d)| rows(q0 + q, d));
+                    });
+                } else {
+                    out.chunks_mut(inner).enumerate().for_each(|(q, d)| rows(q, d));
+                }
             }
             Tensor::from_data(out, indices.shape())
         }))
@@ -281,9 +292,12 @@ impl Tensor {
             if !out.is_empty() {
                 // one [n, inner] block of the output per outer position
                 let block = |o: usize, dst: &mut [T]| {
-                    for t in o * k * inner..(o + 1) * k * inner {
-                        let r = t % inner;
-                        dst[idx[t] as usize * inner + r] += src[t];
+                    let span = o * k * inner..(o + 1) * k * inner;
+                    let rows = src[span.clone()].chunks_exact(inner).zip(idx[span].chunks_exact(inner));
+                    for (row, at) in rows {
+                        for (r, (&v, &i)) in row.iter().zip(at).enumerate() {
+                            dst[i as usize * inner + r] += v;
+                        }
                     }
                 };
                 if out.len() + src.len() >= PAR_THRESHOLD && outer > 1 {

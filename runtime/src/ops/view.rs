@@ -550,32 +550,7 @@ impl Tensor {
         float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
             out.par_chunks_mut(per * inner).enumerate().for_each(|(t, o)| {
-                let (lo, count) = (t * per, o.len() / inner);
-                let mut seen = vec![false; count];
-                // each segment's best values so far, row by row
-                let mut best: Vec<T> = vec![0.0 as T; count * inner];
-                for (e, &s) in idx.iter().enumerate() {
-                    let Some(s) = (s as usize).checked_sub(lo).filter(|&s| s < count) else {
-                        continue;
-                    };
-                    let row = &x[e * inner..(e + 1) * inner];
-                    let b = &mut best[s * inner..(s + 1) * inner];
-                    let o = &mut o[s * inner..(s + 1) * inner];
-                    if !seen[s] {
-                        b.copy_from_slice(row);
-                        o.fill(e as i32);
-                        seen[s] = true;
-                        continue;
-                    }
-                    for ((bc, oc), &v) in b.iter_mut().zip(o.iter_mut()).zip(row) {
-                        // replaces the best so far: strictly better, or the first NaN
-                        // (selects, not branches, so the loop vectorises)
-                        let better = if largest { v > *bc } else { v < *bc };
-                        let take = better | (v.is_nan() & !bc.is_nan());
-                        *bc = if take { v } else { *bc };
-                        *oc = if take { e as i32 } else { *oc };
-                    }
-                }
+                crate::cpu::kernels::segment_arg(&x, &idx, t * per, inner, largest, o)
             });
         });
         Ok(Tensor::from_data(out, &shape))
