@@ -1445,7 +1445,8 @@ pub fn segment_arg<'a>(
         BArg::Batched(ids) => {
             if let Some(f) = folded_indices(ids, num_segments) {
                 // the batch folded into the segments: positions into the folded axis, each
-                // example's moved back by its offset (an empty segment's 0 stays 0)
+                // example's moved back by its offset (an empty segment's, past every row,
+                // to past the example's rows)
                 let e = x.shape()[1];
                 let at = t::segment_arg(&fold_batch(&x), &f, bsz * num_segments, largest);
                 let inner = at.numel() / (bsz * num_segments);
@@ -1454,7 +1455,7 @@ pub fn segment_arg<'a>(
                     .to_vec::<i32>()
                     .iter()
                     .enumerate()
-                    .map(|(j, &p)| (p as usize).saturating_sub(j / per * e) as i32)
+                    .map(|(j, &p)| (p as usize - j / per * e).min(e) as i32)
                     .collect();
                 let mut shape = vec![bsz, num_segments];
                 shape.extend_from_slice(&x.shape()[2..]);
@@ -1465,34 +1466,6 @@ pub fn segment_arg<'a>(
                     let pick = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
                     t::segment_arg(&pick(&x), &pick(ids), num_segments, largest)
                 })
-                .collect();
-            Tensor::stack(&each, 0)
-        }
-    }
-}
-
-/// Batched `t::segment_non_empty`: `[batch, num_segments, 1, ..]`, one mask broadcast over
-/// the batch for shared ids, one per example for its own.
-#[track_caller]
-pub fn segment_non_empty<'a>(
-    x: impl Into<BArg<'a>>,
-    ids: impl Into<BArg<'a>>,
-    num_segments: usize,
-) -> Tensor {
-    let (x, i) = (x.into(), ids.into());
-    let bsz = bsz_of("segment_nonempty", &[x, i]);
-    let x = lifted(x, bsz, None);
-    let example = x.slice(0, 0, 1).squeeze(0);
-    match i {
-        BArg::Plain(o) => {
-            let mask = example.segment_nonempty(&o.tensor(), num_segments);
-            let mut shape = vec![bsz];
-            shape.extend_from_slice(mask.shape());
-            mask.unsqueeze(0).broadcast_to(&shape)
-        }
-        BArg::Batched(ids) => {
-            let each: Vec<Tensor> = (0..bsz)
-                .map(|e| example.segment_nonempty(&ids.slice(0, e, e + 1).squeeze(0), num_segments))
                 .collect();
             Tensor::stack(&each, 0)
         }
@@ -1566,6 +1539,38 @@ pub fn take_along<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: impl Into<BA
     let ex = x.ex_shape();
     let a = norm_axis("take_along_axis", axis, ex.len(), ex) as isize + 1;
     lifted(x, bsz, None).take_along_axis(a, &lifted(i, bsz, None))
+}
+
+/// Batched `t::take_along_or`: the tensor, the indices or both per example.
+#[track_caller]
+pub fn take_along_or<'a>(
+    x: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+    fill: f64,
+) -> Tensor {
+    let (x, i) = (x.into(), indices.into());
+    let bsz = bsz_of("take_along_axis_or", &[x, i]);
+    let ex = x.ex_shape();
+    let a = norm_axis("take_along_axis_or", axis, ex.len(), ex) as isize + 1;
+    lifted(x, bsz, None).take_along_axis_or(a, &lifted(i, bsz, None), fill)
+}
+
+/// Batched `t::take_along_or_t`.
+#[track_caller]
+pub fn take_along_or_t<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (ct, like, i) = (ct.into(), like.into(), indices.into());
+    let bsz = bsz_of("take_along_axis_or", &[ct, like, i]);
+    let lex = like.ex_shape();
+    let a = norm_axis("take_along_axis_or", axis, lex.len(), lex) as isize + 1;
+    let like_b = lifted(like, bsz, None);
+    let ct_b = lifted(ct, bsz, Some(&like_b));
+    t::take_along_or_t(&*ct_b, &like_b, a, &lifted(i, bsz, None))
 }
 
 /// Batched `t::take_along_t`.

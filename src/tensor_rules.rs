@@ -1173,6 +1173,28 @@ pub fn take_along_t<'a>(
     like.zeros_like().scatter_add(axis, indices, &ct)
 }
 
+/// `x.take_along_axis_or(axis, indices, fill)`.
+pub fn take_along_or<'a>(
+    x: impl Into<Operand<'a>>,
+    axis: isize,
+    indices: &Tensor,
+    fill: f64,
+) -> Tensor {
+    x.into().tensor().take_along_axis_or(axis, indices, fill)
+}
+
+/// The cotangent of `like.take_along_axis_or(axis, indices, _)`: `ct` added at its indices
+/// in range into zeros of `like`'s shape (the others read the fill, a constant).
+pub fn take_along_or_t<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    axis: isize,
+    indices: &Tensor,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like).into_owned();
+    like.zeros_like().scatter_add_dropping(axis, indices, &ct)
+}
+
 /// `x.segment_argmax(ids, num_segments)`, or `segment_argmin` unless `largest`.
 #[track_caller]
 pub fn segment_arg<'a>(
@@ -1187,16 +1209,6 @@ pub fn segment_arg<'a>(
     } else {
         x.segment_argmin(ids, num_segments)
     }
-}
-
-/// `x.segment_nonempty(ids, num_segments)`.
-#[track_caller]
-pub fn segment_non_empty<'a>(
-    x: impl Into<Operand<'a>>,
-    ids: &Tensor,
-    num_segments: usize,
-) -> Tensor {
-    x.into().tensor().segment_nonempty(ids, num_segments)
 }
 
 /// `x.index_add(axis, indices, src)`.

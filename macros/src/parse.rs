@@ -2260,7 +2260,8 @@ impl Lowerer<'_> {
             }
             // `pinv(a) b`, as the runtime's `lstsq`
             // the gather at each segment's extremum (its position carries no derivative),
-            // -inf (+inf) where no id names a segment, as the runtime's
+            // -inf (+inf) where no id names a segment (the position past the last row), as
+            // the runtime's
             "segment_max" | "segment_min" => {
                 let largest = name == "segment_max";
                 let fixed = self.prim(StopGradient, vec![x]);
@@ -2268,18 +2269,12 @@ impl Lowerer<'_> {
                     SegmentArg,
                     vec![fixed, args[0], args[1], Atom::Bool(largest)],
                 );
-                // gathered from `x` with one row more (its inactive column sums), which the
-                // empty segments' position 0 can read when `x` has no rows
-                let pad = self.prim(SumAxis, vec![fixed, Atom::Int(0), Atom::Bool(true)]);
-                let rows = self.prim(Concat, vec![Atom::Int(0), x, pad]);
-                let gathered = self.prim(TakeAlong, vec![rows, Atom::Int(0), at]);
-                let some = self.prim(SegmentNonEmpty, vec![fixed, args[0], args[1]]);
                 let empty = if largest {
                     f64::NEG_INFINITY
                 } else {
                     f64::INFINITY
                 };
-                self.prim(Select, vec![some, gathered, Atom::Float(empty)])
+                self.prim(TakeAlongOr, vec![x, Atom::Int(0), at, Atom::Float(empty)])
             }
             "lstsq" => {
                 let p = self.prim(Pinv, vec![x]);

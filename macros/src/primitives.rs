@@ -147,9 +147,6 @@ pub enum Prim {
     /// The positions of each segment's extremum: `(x, ids, num_segments, largest)`, i32
     /// indices along axis 0 (no derivative; `segment_max` / `segment_min` gather at them).
     SegmentArg,
-    /// 1 for the segments an id names, 0 for the others: `(x, ids, num_segments)`, shaped to
-    /// broadcast against a segment reduction of `x` (no derivative).
-    SegmentNonEmpty,
     /// `x.index_add(axis, &indices, &src)`: `(x, axis, indices, src)`, `src`'s slices added
     /// into a copy of `x` at `indices` (linear in `x` and `src` together).
     IndexAddTo,
@@ -297,6 +294,13 @@ pub enum Prim {
     /// The transpose of [`Prim::TakeAlong`]: `(ct, like_x, axis, indices)`, the cotangent
     /// scattered back (added) into zeros shaped like `x`.
     TakeAlongT,
+    /// `x.take_along_axis_or(axis, &indices, fill)`: `(x, axis, indices, fill)`, the gather
+    /// reading the constant `fill` where an index is out of range (an empty segment's
+    /// extremum); affine in `x`.
+    TakeAlongOr,
+    /// The transpose of [`Prim::TakeAlongOr`]: `(ct, like_x, axis, indices)`, the cotangent
+    /// added at the indices in range into zeros shaped like `x`.
+    TakeAlongOrT,
     /// Part `k` of a concat's (or stack's) cotangent: `(ct, axis, k, parts..)`.
     ConcatPart,
     StackPart,
@@ -2108,7 +2112,6 @@ pub fn row(p: Prim) -> Row {
             },
         ),
         SegmentArg => r(Syntax::Call(""), 4, Float, None),
-        SegmentNonEmpty => r(Syntax::Call(""), 3, Float, None),
         IndexAddTo => tl(
             4,
             |b, x, _, d| added_into_jvp(b, IndexAddTo, IndexAdd, x, d),
@@ -2150,6 +2153,27 @@ pub fn row(p: Prim) -> Row {
             |b, x, _, d| d[0].map(|t| b.prim(TakeAlongT, &[t, x[1], x[2], x[3]])),
             |b, ct, x, _| {
                 let mut out = vec![Some(b.prim(TakeAlong, &[ct, x[2], x[3]]))];
+                out.resize(4, None);
+                out
+            },
+        ),
+        // the fill is a constant: the tangent reads 0 there
+        TakeAlongOr => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(TakeAlongOr, &[t, x[1], x[2], Atom::Float(0.0)])),
+            |b, ct, x, _| {
+                let like = b.primal_of(x[0]);
+                let mut out = vec![Some(b.prim(TakeAlongOrT, &[ct, like, x[1], x[2]]))];
+                out.resize(4, None);
+                out
+            },
+        ),
+        TakeAlongOrT => tl(
+            4,
+            |b, x, _, d| d[0].map(|t| b.prim(TakeAlongOrT, &[t, x[1], x[2], x[3]])),
+            |b, ct, x, _| {
+                let gathered = b.prim(TakeAlongOr, &[ct, x[2], x[3], Atom::Float(0.0)]);
+                let mut out = vec![Some(gathered)];
                 out.resize(4, None);
                 out
             },
@@ -2521,9 +2545,9 @@ impl Prim {
         use Prim::*;
         match self {
             Powi | SumAxis | MeanAxis | MaxAxis | MinAxis | LogSumExpAxis | Softmax | CumSum
-            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | Tril | Triu | Flip
-            | IndexAddTo | ScatterAddTo => k == 1,
-            TakeAlongT | LinRec | LinRecRev | SegmentSum | SegmentArg | SegmentNonEmpty => k == 2,
+            | LogSoftmax | Unsqueeze | Squeeze | IndexSelect | TakeAlong | TakeAlongOr | Tril
+            | Triu | Flip | IndexAddTo | ScatterAddTo => k == 1,
+            TakeAlongT | TakeAlongOrT | LinRec | LinRecRev | SegmentSum | SegmentArg => k == 2,
             EinsumT => k == 1,
             Transpose | Roll | Shift | Repeat | RepeatT | Tile | TileT => k == 1 || k == 2,
             Quadrant | QuadrantT => k == 1,
@@ -2553,7 +2577,7 @@ impl Prim {
         use Prim::*;
         match self {
             SumTo | BroadcastLike | UnsumAxis | ReshapeLike | Unslice | IndexAdd | TakeAlongT
-            | Fold => k == 1,
+            | TakeAlongOrT | Fold => k == 1,
             MatmulTl | MatmulTr | ConvTl | ConvTr | Unpermute => k == 2,
             Undiagonal => k == 1,
             ConcatPart | StackPart => k >= 3,

@@ -443,7 +443,8 @@ pub fn argmax_axis<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out:
 
 /// For the segments `lo..lo + out.len() / inner`: per column, the first row of `x` (rows
 /// of `inner` values, one per id) whose id names the segment and holds its largest value
-/// (smallest unless `largest`; a NaN before any number), 0 for a segment no id names.
+/// (smallest unless `largest`; a NaN before any number), `ids.len()` (one past the last
+/// row) for a segment no id names.
 /// Ids outside the range are skipped (threads share the ids, each with its segments).
 pub(crate) fn segment_arg<T: Float>(
     x: &[T],

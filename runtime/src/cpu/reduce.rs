@@ -368,9 +368,10 @@ impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
 
 /// For the segments `lo..lo + out.len() / inner`: per column, the first row of `x` (rows of
 /// `inner` values, one per id in `ids`) whose id names the segment and that holds the
-/// segment's largest value (smallest unless `largest`; a NaN before any number); 0 where
-/// no id names the segment. Rows of other segments are skipped, so that threads can share
-/// the ids, each with its own range of segments.
+/// segment's largest value (smallest unless `largest`; a NaN before any number); the
+/// number of rows (`ids.len()`, one past the last) where no id names the segment. Rows of
+/// other segments are skipped, so that threads can share the ids, each with its own range
+/// of segments.
 pub(crate) fn segment_arg<T: MathFloat>(
     x: &[T],
     ids: &[i32],
@@ -382,13 +383,13 @@ pub(crate) fn segment_arg<T: MathFloat>(
     if inner == 0 {
         return;
     }
-    let last = ids.len().saturating_sub(1) as f64;
-    if Float::to_f64(T::from_f64(last)) != last {
+    let rows = ids.len() as f64;
+    if Float::to_f64(T::from_f64(rows)) != rows {
         // row numbers past what `T` holds exactly (2^24 for f32): the same in f64
         let wide: Vec<f64> = x.iter().map(|&v| Float::to_f64(v)).collect();
         return segment_arg::<f64>(&wide, ids, lo, inner, largest, out);
     }
-    let mut at = vec![T::zero(); out.len()];
+    let mut at = vec![T::from_f64(rows); out.len()];
     dispatch(SegmentArgRows {
         x,
         ids,

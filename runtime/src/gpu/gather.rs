@@ -37,19 +37,37 @@ pub(crate) fn index_select(
     indices: &Tensor,
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    gather("index_select", x, ax, indices, out_shape, false)
+    gather("index_select", x, ax, indices, out_shape, false, 0.0)
 }
 
 /// `x` gathered along axis `ax` at `indices` shaped like `x` but along `ax` (checked by
-/// the caller), `take_along_axis`: the same kernel as [`index_select`], each output
-/// element reading its own index.
-pub(crate) fn take_along(x: &Tensor, ax: usize, indices: &Tensor) -> Result<Tensor> {
-    gather("take_along_axis", x, ax, indices, indices.shape(), true)
+/// the caller, or reading `fill` where out of range), `take_along_axis`: the same kernel
+/// as [`index_select`], each output element reading its own index.
+pub(crate) fn take_along(
+    x: &Tensor,
+    ax: usize,
+    indices: &Tensor,
+    fill: Option<f64>,
+) -> Result<Tensor> {
+    let op = if fill.is_some() {
+        "take_along_axis_or"
+    } else {
+        "take_along_axis"
+    };
+    gather(
+        op,
+        x,
+        ax,
+        indices,
+        indices.shape(),
+        true,
+        fill.unwrap_or(0.0),
+    )
 }
 
 /// Output element `i` of `[outer, k, inner]` (`k` the indices' count, or their length
 /// along `ax` where `per_element`) is `x[o, idx, r]`, `idx` the index of its `j` (or of
-/// `i` itself where `per_element`).
+/// `i` itself where `per_element`), or `fill` where that index is outside `0..size`.
 fn gather(
     op: &'static str,
     x: &Tensor,
@@ -57,6 +75,7 @@ fn gather(
     indices: &Tensor,
     out_shape: &[usize],
     per_element: bool,
+    fill: f64,
 ) -> Result<Tensor> {
     let x = elementwise::row_major(op, x)?;
     let idx = elementwise::row_major(op, indices)?;
@@ -80,7 +99,7 @@ fn gather(
         x.layout.offset as u32,
         idx.layout.offset as u32,
         u32::from(per_element),
-        0,
+        (fill as f32).to_bits(),
     ];
     let ty = wgsl_type(sx.dtype);
     let src = format!(
@@ -98,7 +117,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let j = t % word(1u);
     let o = t / word(1u);
     let at = select(j, i, word(6u) == 1u);
-    out[i] = x[word(4u) + (o * word(3u) + u32(idx[word(5u) + at])) * inner + r];
+    let ix = u32(idx[word(5u) + at]);
+    if (ix >= word(3u)) {{
+        out[i] = {ty}(bitcast<f32>(word(7u)));
+    }} else {{
+        out[i] = x[word(4u) + (o * word(3u) + ix) * inner + r];
+    }}
 }}
 "#,
         meta = wgsl::PARAMS

@@ -201,20 +201,61 @@ impl Tensor {
 
     /// [`Tensor::take_along_axis`], returning an error instead of panicking.
     pub fn try_take_along_axis(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
-        const OP: &str = "take_along_axis";
-        let ax = normalize_axis(OP, axis, self.shape())?;
-        self.expect_float(OP)?;
-        self.expect_lanes(OP, ax, indices, "indices")?;
-        self.check_indices(OP, ax, indices)?;
+        self.gather_along("take_along_axis", axis, indices, None)
+    }
+
+    /// [`Tensor::take_along_axis`] where an index outside `0..size` reads `fill` instead
+    /// (JAX's `take_along_axis(.., mode="fill")`): the gather at a position that may name
+    /// nothing, such as an empty segment's [`Tensor::segment_argmax`]. Panics on a shape
+    /// mismatch; see [`Tensor::try_take_along_axis_or`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// let at = Tensor::from_vec(vec![2i32, 3, -1, 0], &[4]);
+    /// assert_eq!(x.take_along_axis_or(0, &at, 9.0).to_vec::<f32>(), vec![3.0, 9.0, 9.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn take_along_axis_or(&self, axis: isize, indices: &Tensor, fill: f64) -> Tensor {
+        unwrap(self.try_take_along_axis_or(axis, indices, fill))
+    }
+
+    /// [`Tensor::take_along_axis_or`], returning an error instead of panicking.
+    pub fn try_take_along_axis_or(
+        &self,
+        axis: isize,
+        indices: &Tensor,
+        fill: f64,
+    ) -> Result<Tensor> {
+        self.gather_along("take_along_axis_or", axis, indices, Some(fill))
+    }
+
+    /// `take_along_axis`, with indices checked to be in range (`fill` `None`) or reading
+    /// `fill` where they are not.
+    fn gather_along(
+        &self,
+        op: &'static str,
+        axis: isize,
+        indices: &Tensor,
+        fill: Option<f64>,
+    ) -> Result<Tensor> {
+        let ax = normalize_axis(op, axis, self.shape())?;
+        self.expect_float(op)?;
+        self.expect_lanes(op, ax, indices, "indices")?;
+        match fill {
+            None => self.check_indices(op, ax, indices)?,
+            Some(_) => self.expect_index_tensor(op, indices)?,
+        }
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
-            return crate::gpu::gather::take_along(self, ax, indices);
+            return crate::gpu::gather::take_along(self, ax, indices, fill);
         }
         let (n, k) = (self.shape()[ax], indices.shape()[ax]);
         let inner = numel(&self.shape()[ax + 1..]);
         let idx = indices.contiguous_data::<i32>();
         Ok(float_dispatch!(self.dtype(), T => {
             let x = self.contiguous_data::<T>();
+            let fill = fill.unwrap_or(0.0) as T;
             let mut out = pool::buffer(idx.len(), 0.0 as T);
             if !out.is_empty() {
                 // row `q` of `inner` outputs (position `q % k` of outer block `q / k`) reads
@@ -223,7 +264,8 @@ impl Tensor {
                     let block = &x[q / k * n * inner..];
                     let at = &idx[q * inner..(q + 1) * inner];
                     for (r, (d, &i)) in d.iter_mut().zip(at).enumerate() {
-                        *d = block[i as usize * inner + r];
+                        // (a negative index is past `n` as usize)
+                        *d = if (i as usize) < n { block[i as usize * inner + r] } else { fill };
                     }
                 };
                 let per = PAR_THRESHOLD.div_ceil(8 * inner).max(1) * inner;
@@ -265,21 +307,65 @@ impl Tensor {
         indices: &Tensor,
         source: &Tensor,
     ) -> Result<Tensor> {
-        const OP: &str = "scatter_add";
-        let ax = normalize_axis(OP, axis, self.shape())?;
-        Tensor::expect_same_float(OP, self, source)?;
-        self.expect_lanes(OP, ax, indices, "indices")?;
+        self.scatter_along("scatter_add", axis, indices, source, true)
+    }
+
+    /// [`Tensor::scatter_add`] where the values at an index outside `0..size` are dropped
+    /// (JAX's `x.at[..].add(.., mode="drop")`): the transpose of
+    /// [`Tensor::take_along_axis_or`]. Panics on a shape mismatch; see
+    /// [`Tensor::try_scatter_add_dropping`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let zeros = Tensor::zeros(&[3], DType::F64);
+    /// let idx = Tensor::from_vec(vec![2i32, 3, 2, -1], &[4]);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(zeros.scatter_add_dropping(0, &idx, &src).to_vec::<f64>(), vec![0.0, 0.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn scatter_add_dropping(&self, axis: isize, indices: &Tensor, source: &Tensor) -> Tensor {
+        unwrap(self.try_scatter_add_dropping(axis, indices, source))
+    }
+
+    /// [`Tensor::scatter_add_dropping`], returning an error instead of panicking.
+    pub fn try_scatter_add_dropping(
+        &self,
+        axis: isize,
+        indices: &Tensor,
+        source: &Tensor,
+    ) -> Result<Tensor> {
+        self.scatter_along("scatter_add_dropping", axis, indices, source, false)
+    }
+
+    /// `scatter_add`, with indices checked to be in range or (unless `checked`) the values
+    /// at the others dropped.
+    fn scatter_along(
+        &self,
+        op: &'static str,
+        axis: isize,
+        indices: &Tensor,
+        source: &Tensor,
+        checked: bool,
+    ) -> Result<Tensor> {
+        let ax = normalize_axis(op, axis, self.shape())?;
+        Tensor::expect_same_float(op, self, source)?;
+        self.expect_lanes(op, ax, indices, "indices")?;
         if source.shape() != indices.shape() {
             return Err(Error::ShapeMismatch {
-                op: OP,
+                op,
                 lhs: indices.shape().to_vec(),
                 rhs: source.shape().to_vec(),
                 reason: "do not fit: the indices and the source must have one shape".into(),
             });
         }
-        self.check_indices(OP, ax, indices)?;
+        if checked {
+            self.check_indices(op, ax, indices)?;
+        } else {
+            self.expect_index_tensor(op, indices)?;
+        }
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
+            // (each output element sums the values naming it: others are dropped anyway)
             return crate::gpu::gather::scatter_add(self, ax, indices, source);
         }
         let (n, k) = (self.shape()[ax], indices.shape()[ax]);
@@ -296,7 +382,9 @@ impl Tensor {
                     let rows = src[span.clone()].chunks_exact(inner).zip(idx[span].chunks_exact(inner));
                     for (row, at) in rows {
                         for (r, (&v, &i)) in row.iter().zip(at).enumerate() {
-                            dst[i as usize * inner + r] += v;
+                            if (i as usize) < n {
+                                dst[i as usize * inner + r] += v;
+                            }
                         }
                     }
                 };

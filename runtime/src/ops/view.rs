@@ -307,21 +307,7 @@ impl Tensor {
         ax: usize,
         indices: &Tensor,
     ) -> Result<()> {
-        if indices.dtype() != DType::I32 {
-            return Err(Error::UnsupportedDType {
-                op,
-                expected: "i32 indices",
-                got: indices.dtype(),
-                shape: indices.shape().to_vec(),
-            });
-        }
-        if indices.device() != self.device() {
-            return Err(Error::DeviceMismatch {
-                op,
-                lhs: self.device(),
-                rhs: indices.device(),
-            });
-        }
+        self.expect_index_tensor(op, indices)?;
         let size = self.shape()[ax];
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
@@ -335,6 +321,26 @@ impl Tensor {
                 axis: ax,
                 size,
                 shape: self.shape().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `indices` can index `self`: i32, on `self`'s device.
+    pub(crate) fn expect_index_tensor(&self, op: &'static str, indices: &Tensor) -> Result<()> {
+        if indices.dtype() != DType::I32 {
+            return Err(Error::UnsupportedDType {
+                op,
+                expected: "i32 indices",
+                got: indices.dtype(),
+                shape: indices.shape().to_vec(),
+            });
+        }
+        if indices.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device(),
+                rhs: indices.device(),
             });
         }
         Ok(())
@@ -419,8 +425,17 @@ impl Tensor {
 
     /// For each segment and trailing element, the first position along axis 0 holding the
     /// segment's largest value (a NaN before any number), as i32 `[num_segments] ++
-    /// self.shape[1..]`; 0 for an empty segment. Carries no derivative. Panics as
-    /// [`Tensor::segment_max`] does; see [`Tensor::try_segment_argmax`].
+    /// self.shape[1..]`; for an empty segment the number of rows, `self.shape[0]` (one past
+    /// the last, as torch_scatter's `scatter_max`: [`Tensor::take_along_axis_or`] reads a
+    /// fill value there). Carries no derivative. Panics as [`Tensor::segment_max`] does;
+    /// see [`Tensor::try_segment_argmax`].
+    ///
+    /// ```
+    /// # use ferrax_runtime::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, -2.0, 3.0], &[4]);
+    /// let ids = Tensor::from_vec(vec![0i32, 0, 2, 2], &[4]);
+    /// assert_eq!(x.segment_argmax(&ids, 3).to_vec::<i32>(), vec![1, 4, 3]);
+    /// ```
     #[track_caller]
     pub fn segment_argmax(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
         unwrap(self.try_segment_argmax(segment_ids, num_segments))
@@ -443,8 +458,8 @@ impl Tensor {
         self.segment_index("segment_argmin", segment_ids, num_segments, false)
     }
 
-    /// `where(nonempty, x (one row more) gathered at the extremum's position, -+inf)`, as
-    /// the macro lowers `segment_max` / `segment_min`.
+    /// `x` gathered at the extremum's position, `-inf` (`+inf`) where that names no row (an
+    /// empty segment), as the macro lowers `segment_max` / `segment_min`.
     fn segment_extremum(
         &self,
         op: &'static str,
@@ -453,55 +468,12 @@ impl Tensor {
         largest: bool,
     ) -> Result<Tensor> {
         let at = self.segment_index(op, ids, n, largest)?;
-        // one row more, which the empty segments' position 0 can read when there are no rows
-        let pad = self.try_sum_axis(0, true)?;
-        let gathered = Tensor::try_concat(&[self, &pad], 0)?.try_take_along_axis(0, &at)?;
-        let filled = self.scalar_like(if largest {
+        let empty = if largest {
             f64::NEG_INFINITY
         } else {
             f64::INFINITY
-        });
-        Tensor::try_where_(&self.try_segment_nonempty(ids, n)?, &gathered, &filled)
-    }
-
-    /// 1 for each segment some id in `segment_ids` names and 0 for the others, shaped
-    /// `[num_segments, 1, ..]` (as many axes as `self`, to broadcast against a segment
-    /// reduction of it) in `self`'s dtype and on its device: the mask that sets empty
-    /// segments in [`Tensor::segment_max`]. Panics for an id out of range or ids that are
-    /// not 1-D i32; see [`Tensor::try_segment_nonempty`].
-    #[track_caller]
-    pub fn segment_nonempty(&self, segment_ids: &Tensor, num_segments: usize) -> Tensor {
-        unwrap(self.try_segment_nonempty(segment_ids, num_segments))
-    }
-
-    /// [`Tensor::segment_nonempty`], returning an error instead of panicking.
-    pub fn try_segment_nonempty(
-        &self,
-        segment_ids: &Tensor,
-        num_segments: usize,
-    ) -> Result<Tensor> {
-        const OP: &str = "segment_nonempty";
-        let dt = self.expect_float(OP)?;
-        if segment_ids.ndim() != 1 || self.ndim() == 0 {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                lhs: self.shape().to_vec(),
-                rhs: segment_ids.shape().to_vec(),
-                reason: "do not fit: the segment ids must be 1-D, one per slice along axis 0"
-                    .into(),
-            });
-        }
-        let ids = segment_ids.try_to_device(&crate::Device::Cpu)?;
-        Tensor::full(&[num_segments], 0.0, dt).check_indices(OP, 0, &ids)?;
-        let mut hit = vec![0.0f64; num_segments];
-        for &s in ids.contiguous_data::<i32>().iter() {
-            hit[s as usize] = 1.0;
-        }
-        let mut shape = vec![1; self.ndim()];
-        shape[0] = num_segments;
-        Tensor::from_vec(hit, &shape)
-            .try_to_dtype(dt)?
-            .try_to_device(&self.device())
+        };
+        self.try_take_along_axis_or(0, &at, empty)
     }
 
     /// The positions of each segment's extremum (see [`Tensor::segment_argmax`]); on a GPU
@@ -535,7 +507,7 @@ impl Tensor {
         }
         let inner = numel(&self.shape()[1..]);
         let idx = ids.contiguous_data::<i32>();
-        let mut out = vec![0i32; n * inner];
+        let mut out = vec![idx.len() as i32; n * inner];
         if n == 0 || inner == 0 {
             return Ok(Tensor::from_data(out, &shape));
         }

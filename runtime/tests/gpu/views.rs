@@ -212,6 +212,23 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
             1e-6,
             |t| t[0].scatter_add(1, &t[1], &t[2]),
         );
+        // indices out of range (6 and past, negative): the fill, and dropped values
+        let far: Vec<i32> = (0..108).map(|i| (i * 5 + i / 3) % 9 - 1).collect();
+        let far = Tensor::from_vec(far, &[3, 9, 4]);
+        check(
+            &dev,
+            &format!("take_along_axis_or, {lay:?}"),
+            &[&x, &far],
+            0.0,
+            |t| t[0].take_along_axis_or(1, &t[1], -2.5),
+        );
+        check(
+            &dev,
+            &format!("scatter_add_dropping, {lay:?}"),
+            &[&x, &far, &src],
+            1e-6,
+            |t| t[0].scatter_add_dropping(1, &t[1], &t[2]),
+        );
     }
 }
 

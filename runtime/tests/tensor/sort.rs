@@ -140,10 +140,58 @@ fn take_along_axis_and_scatter_add_are_each_others_transpose() {
             assert!(diff < 1e-5, "scatter onto a target: {diff}");
         }
     }
+    // out of range: the fill where gathered, dropped where scattered
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let idx = Tensor::from_vec(vec![2i32, 3, -1, 0, 7, 1, 1, 1], &[2, 4]);
+    assert_eq!(
+        x.take_along_axis_or(1, &idx, f64::NEG_INFINITY)
+            .to_vec::<f64>(),
+        vec![
+            3.0,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+            1.0,
+            f64::NEG_INFINITY,
+            5.0,
+            5.0,
+            5.0
+        ]
+    );
+    let src = Tensor::from_vec(
+        vec![1.0f64, 10.0, 100.0, 1000.0, 1.0, 2.0, 3.0, 4.0],
+        &[2, 4],
+    );
+    assert_eq!(
+        x.scatter_add_dropping(1, &idx, &src).to_vec::<f64>(),
+        vec![1001.0, 2.0, 4.0, 4.0, 14.0, 6.0]
+    );
+    // the pair is each other's transpose: <take_or(x, 0), y> = <x, scatter_dropping(0, y)>
+    let (xs, ys) = (
+        Tensor::normal(Key::new(11), &[5, 4], DType::F64),
+        Tensor::normal(Key::new(12), &[6, 4], DType::F64),
+    );
+    let far = Tensor::from_vec(
+        (0..24).map(|i| (i * 7) % 8 - 1).collect::<Vec<i32>>(),
+        &[6, 4],
+    );
+    let lhs = (&xs.take_along_axis_or(0, &far, 0.0) * &ys)
+        .sum()
+        .item::<f64>();
+    let rhs = (&xs * &xs.zeros_like().scatter_add_dropping(0, &far, &ys))
+        .sum()
+        .item::<f64>();
+    assert!(
+        (lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()),
+        "{lhs} against {rhs}"
+    );
     // errors name the operation and what does not fit
     let x = Tensor::zeros(&[2, 3], DType::F32);
     let err = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
-    let wrong = Tensor::from_vec(vec![0i32; 4], &[4, 1]);
+    let f32_idx = Tensor::zeros(&[2, 1], DType::F32);
+    assert!(err(x.try_take_along_axis_or(1, &f32_idx, 0.0)).contains("take_along_axis_or"));
+    assert!(err(x.try_take_along_axis_or(1, &wrong_shape(), 0.0)).contains("take_along_axis_or"));
+    assert!(err(x.try_scatter_add_dropping(1, &f32_idx, &x)).contains("scatter_add_dropping"));
+    let wrong = wrong_shape();
     assert!(err(x.try_take_along_axis(1, &wrong)).contains("take_along_axis"));
     let far = Tensor::from_vec(vec![3i32, 0], &[2, 1]);
     assert!(err(x.try_take_along_axis(1, &far)).contains("take_along_axis"));
@@ -152,4 +200,9 @@ fn take_along_axis_and_scatter_add_are_each_others_transpose() {
     assert!(err(x.try_scatter_add(1, &ok, &src)).contains("scatter_add"));
     assert!(err(x.try_top_k(4)).contains("top_k: k = 4 is more than the 3 values"));
     assert!(err(x.try_argsort(2)).contains("argsort"));
+}
+
+/// Indices that fit no `[2, 3]` tensor along axis 1 (4 rows).
+fn wrong_shape() -> Tensor {
+    Tensor::from_vec(vec![0i32; 4], &[4, 1])
 }
