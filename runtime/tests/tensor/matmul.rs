@@ -97,6 +97,68 @@ fn batched_matmul_broadcasts_a_shared_matrix() {
 }
 
 #[test]
+fn batches_of_rows_times_a_shared_matrix_match_a_loop() {
+    // batch and row axes that run on as one matrix (computed as one product) and views
+    // where they do not: permuted batches, sliced rows, transposed matrices, a broadcast
+    // batch, size-1 axes; small and past the kernel's own threading
+    let per_batch = |x: &Tensor, w: &Tensor| {
+        let (b, m, k) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let rows: Vec<Tensor> = (0..b)
+            .map(|i| x.slice(0, i, i + 1).reshape(&[m, k]).matmul(w))
+            .collect();
+        Tensor::stack(&rows, 0)
+    };
+    for (b, m, k, n) in [(4usize, 3usize, 5usize, 2usize), (8, 128, 64, 64)] {
+        for dt in [DType::F32, DType::F64] {
+            let w = Tensor::normal(Key::new(5), &[k, n], dt);
+            let x = Tensor::normal(Key::new(6), &[b, m, k], dt);
+            let wide = Tensor::normal(Key::new(7), &[b, m + 2, k], dt);
+            let views = [
+                ("contiguous", x.clone()),
+                (
+                    "permuted batches",
+                    x.reshape(&[b / 2, 2, m, k])
+                        .permute(&[1, 0, 2, 3])
+                        .reshape(&[b, m, k]),
+                ),
+                ("sliced rows", wide.slice(1, 1, m + 1)),
+                ("transposed matrices", x.reshape(&[b, k, m]).transpose(1, 2)),
+                (
+                    "a broadcast batch",
+                    x.slice(0, 0, 1).broadcast_to(&[b, m, k]),
+                ),
+                (
+                    "every other batch",
+                    Tensor::concat(&[&x, &x], 0).slice_step(0, 0, 2 * b, 2),
+                ),
+            ];
+            let tol = if dt == DType::F32 { 1e-4 } else { 1e-12 };
+            for (what, v) in views {
+                let (got, want) = (v.matmul(&w), per_batch(&v, &w));
+                let diff = (&got - &want)
+                    .abs()
+                    .max()
+                    .to_dtype(DType::F64)
+                    .item::<f64>();
+                assert!(
+                    diff < tol,
+                    "{what} {dt:?} [{b}, {m}, {k}] @ [{k}, {n}]: {diff}"
+                );
+            }
+            // two batch axes, one of them of size 1
+            let x4 = x.reshape(&[b, 1, m, k]);
+            let got = x4.matmul(&w).reshape(&[b, m, n]);
+            let diff = (&got - &per_batch(&x, &w))
+                .abs()
+                .max()
+                .to_dtype(DType::F64)
+                .item::<f64>();
+            assert!(diff < tol, "[{b}, 1, {m}, {k}]: {diff}");
+        }
+    }
+}
+
+#[test]
 fn matmul_with_empty_contraction_is_zero() {
     let a = Tensor::zeros(&[2, 0], DType::F32);
     let b = Tensor::zeros(&[0, 3], DType::F32);
