@@ -1356,12 +1356,14 @@ fn folded_indices(idx: &Tensor, n: usize) -> Option<Tensor> {
         return None;
     }
     let per: usize = idx.shape()[1..].iter().product();
-    let folded: Vec<i32> = v
-        .iter()
-        .enumerate()
-        .map(|(j, &i)| i + ((j / per) * n) as i32)
-        .collect();
-    Some(Tensor::from_vec(folded, &[v.len()]))
+    let len = v.len();
+    let mut folded = v;
+    for (b, ex) in folded.chunks_mut(per.max(1)).enumerate() {
+        for i in ex {
+            *i += (b * n) as i32;
+        }
+    }
+    Some(Tensor::from_vec(folded, &[len]))
 }
 
 /// `t` `[batch, m, ..]` as `[batch * m, ..]`.
@@ -1451,12 +1453,12 @@ pub fn segment_arg<'a>(
                 let at = t::segment_arg(&fold_batch(&x), &f, bsz * num_segments, largest);
                 let inner = at.numel() / (bsz * num_segments);
                 let per = num_segments * inner;
-                let own: Vec<i32> = at
-                    .to_vec::<i32>()
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &p)| (p as usize - j / per * e).min(e) as i32)
-                    .collect();
+                let mut own = at.to_vec::<i32>();
+                for (b, ex) in own.chunks_mut(per).enumerate() {
+                    for p in ex {
+                        *p = (*p as usize - b * e).min(e) as i32;
+                    }
+                }
                 let mut shape = vec![bsz, num_segments];
                 shape.extend_from_slice(&x.shape()[2..]);
                 return Tensor::from_vec(own, &shape);
