@@ -1409,7 +1409,7 @@ pub fn segment_sum<'a>(
     );
     let mut shape = vec![bsz, num_segments];
     shape.extend_from_slice(&x.shape()[k + 1..]);
-    let zeros = Tensor::full_on(&shape, 0.0, x.dtype(), &x.device());
+    let zeros = Tensor::full_on(&[], 0.0, x.dtype(), &x.device()).broadcast_to(&shape);
     match i {
         BArg::Plain(o) => zeros.index_add(1, &o.tensor(), &x),
         BArg::Batched(idx) => {

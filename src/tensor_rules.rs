@@ -1153,7 +1153,13 @@ pub fn index_add<'a>(
     indices: &Tensor,
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
-    like.zeros_like().index_add(axis, indices, &ct)
+    zeros_to_add_into(like).index_add(axis, indices, &ct)
+}
+
+/// Zeros of `like`'s shape, dtype and device for a scatter to add into: one zero
+/// broadcast, which the scatter fills its output with rather than copying.
+fn zeros_to_add_into(like: &Tensor) -> Tensor {
+    like.scalar_like(0.0).broadcast_to(like.shape())
 }
 
 /// `x.take_along_axis(axis, indices)`.
@@ -1170,7 +1176,7 @@ pub fn take_along_t<'a>(
     indices: &Tensor,
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
-    like.zeros_like().scatter_add(axis, indices, &ct)
+    zeros_to_add_into(like).scatter_add(axis, indices, &ct)
 }
 
 /// `x.take_along_axis_or(axis, indices, fill)`.
@@ -1192,7 +1198,7 @@ pub fn take_along_or_t<'a>(
     indices: &Tensor,
 ) -> Tensor {
     let ct = ct.into().tensor_like(like).into_owned();
-    like.zeros_like().scatter_add_dropping(axis, indices, &ct)
+    zeros_to_add_into(like).scatter_add_dropping(axis, indices, &ct)
 }
 
 /// `x.segment_argmax(ids, num_segments)`, or `segment_argmin` unless `largest`.

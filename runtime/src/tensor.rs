@@ -188,6 +188,26 @@ impl Tensor {
         }
     }
 
+    /// The tensor's elements in a new row-major buffer (recycled where one is free), to be
+    /// written into: filled rather than copied where the tensor is one value broadcast (the
+    /// zeros that a transpose's scatter adds into, `t.scalar_like(0.0).broadcast_to(..)`).
+    pub(crate) fn owned_data<T: Element>(&self) -> Vec<T> {
+        let n = self.numel();
+        if n == 0 {
+            return Vec::new();
+        }
+        if self.layout.strides.iter().all(|&s| s == 0) {
+            let v = self.storage_slice::<T>()[self.layout.offset];
+            let mut out = crate::pool::buffer(n, v);
+            out.fill(v);
+            return out;
+        }
+        let src = self.contiguous_data::<T>();
+        let mut out = crate::pool::buffer(n, src[0]);
+        out.copy_from_slice(&src);
+        out
+    }
+
     /// Checks that the tensor holds floats.
     pub(crate) fn expect_float(&self, op: &'static str) -> Result<DType> {
         if self.dtype().is_float() {

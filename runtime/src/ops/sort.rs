@@ -372,8 +372,7 @@ impl Tensor {
         let (outer, inner) = (numel(&self.shape()[..ax]), numel(&self.shape()[ax + 1..]));
         let idx = indices.contiguous_data::<i32>();
         Ok(float_dispatch!(self.dtype(), T => {
-            let mut out: Vec<T> = pool::buffer(self.numel(), 0.0 as T);
-            out.copy_from_slice(&self.contiguous_data::<T>());
+            let mut out: Vec<T> = self.owned_data();
             let src = source.contiguous_data::<T>();
             if !out.is_empty() {
                 // one [n, inner] block of the output per outer position

@@ -382,7 +382,9 @@ impl Tensor {
         }
         let mut shape = vec![num_segments];
         shape.extend_from_slice(&self.shape()[k..]);
-        Tensor::full_on(&shape, 0.0, dt, &self.device())
+        // (zeros broadcast from one: index_add fills its output instead of copying them)
+        Tensor::try_full_on(&[], 0.0, dt, &self.device())?
+            .try_broadcast_to(&shape)?
             .try_index_add(0, segment_ids, self)
             .map_err(|e| e.for_op(OP))
     }
@@ -593,8 +595,7 @@ impl Tensor {
         let idx = indices.contiguous_data::<i32>();
         Ok(float_dispatch!(self.dtype(), T => {
             let n = self.numel();
-            let mut out: Vec<T> = pool::buffer(n, 0.0 as T);
-            out.copy_from_slice(&self.contiguous_data::<T>());
+            let mut out: Vec<T> = self.owned_data();
             let src = source.contiguous_data::<T>();
             if n > 0 && k > 0 {
                 // one block of the output per outer position, each adding its k slices

@@ -184,6 +184,33 @@ fn take_along_axis_and_scatter_add_are_each_others_transpose() {
         (lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()),
         "{lhs} against {rhs}"
     );
+    // onto one value broadcast (filled, not copied) as onto the same values in memory
+    let flat = Tensor::full(&[2, 3], 2.5, DType::F64);
+    let wide = flat.slice(0, 0, 1).slice(1, 0, 1).broadcast_to(&[2, 3]);
+    let (near, two) = (
+        Tensor::from_vec(vec![2i32, 0, 1, 1], &[2, 2]),
+        Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]),
+    );
+    let (rows, ones) = (
+        Tensor::from_vec(vec![2i32, 2, 0], &[3]),
+        Tensor::ones(&[2, 3], DType::F64),
+    );
+    for (a, b) in [
+        (
+            flat.scatter_add(1, &near, &two),
+            wide.scatter_add(1, &near, &two),
+        ),
+        (
+            flat.scatter_add_dropping(1, &idx, &src),
+            wide.scatter_add_dropping(1, &idx, &src),
+        ),
+        (
+            flat.index_add(1, &rows, &ones),
+            wide.index_add(1, &rows, &ones),
+        ),
+    ] {
+        assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    }
     // errors name the operation and what does not fit
     let x = Tensor::zeros(&[2, 3], DType::F32);
     let err = |r: Result<Tensor, Error>| r.unwrap_err().to_string();
