@@ -4,7 +4,7 @@ use crate::ir::*;
 use crate::primitives::{Prim, Syntax, row};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::ext::IdentExt;
 
 /// The lints a generated function is exempt from: its code is the IR's, written out
@@ -195,6 +195,14 @@ impl Emitter<'_> {
         for (i, f) in self.chains(b) {
             fused.entry(i).or_insert(f);
         }
+        let local: HashSet<Var> = b
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Let { var, .. } => Some(*var),
+                _ => None,
+            })
+            .collect();
         let stmts = b
             .stmts
             .iter()
@@ -214,9 +222,37 @@ impl Emitter<'_> {
                         quote!(::ferrax::__private::#m::#acc(&mut #id, #(#a),*);)
                     }
                 }
-                None => self.stmt(s, collected),
+                None => match s {
+                    Stmt::Let {
+                        var,
+                        rhs: Rhs::Atom(Atom::Var(d)),
+                    } if self.moved(*d, &local) => {
+                        let (id, from) = (self.var(*var), self.var(*d));
+                        let m = if self.func.info(*var).mutable {
+                            quote!(mut)
+                        } else {
+                            quote!()
+                        };
+                        quote!(let #m #id = #from;)
+                    }
+                    Stmt::Assign {
+                        var,
+                        value: Atom::Var(d),
+                    } if self.moved(*d, &local) => {
+                        let (id, from) = (self.var(*var), self.var(*d));
+                        quote!(#id = #from;)
+                    }
+                    s => self.stmt(s, collected),
+                },
             });
         quote!(#(#stmts)*)
+    }
+
+    /// Whether a copy of tensor `d` into another variable can move it rather than clone
+    /// it: `d` is defined in the block (`local`) and this is its only read, so that the
+    /// copy holds the buffer alone (an adjoint's later `+=` then adds in place).
+    fn moved(&self, d: Var, local: &HashSet<Var>) -> bool {
+        local.contains(&d) && self.is_tensor(Atom::Var(d)) && self.reads.get(&d).copied() == Some(1)
     }
 
     /// The helper module (`t` or `b`) and operands of a product added to an adjoint

@@ -623,6 +623,28 @@ mod tests {
     }
 
     #[test]
+    fn single_use_adjoint_copies_move_their_buffer() {
+        // `y`'s adjoint starts from one contribution and adds the other: the start moves
+        // the contribution (the only read) instead of sharing it, so the add is in place
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f(x: &Tensor) -> Tensor {
+                    let y = x.exp() * 2.0;
+                    (y.sin() + y.cos()).sum()
+                }
+            ),
+        )
+        .expect("expands")
+        .to_string();
+        let grad = &out[out.find("fn f_grad").expect("f_grad")..];
+        let start = &grad[grad.find("let mut y_bar_").expect("y's adjoint")..];
+        let start = &start[..start.find(';').expect("a statement")];
+        assert!(!start.contains("clone"), "{start}");
+        assert!(grad.contains("acc (& mut y_bar_"), "{grad}");
+    }
+
+    #[test]
     fn straight_line_expands() {
         let out = expand(
             quote!(),
