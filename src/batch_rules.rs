@@ -1536,43 +1536,8 @@ pub fn scatter_add_to<'a>(
 /// Batched `t::take_along`: the tensor, the indices or both per example.
 #[track_caller]
 pub fn take_along<'a>(x: impl Into<BArg<'a>>, axis: isize, indices: impl Into<BArg<'a>>) -> Tensor {
-    let (x, i) = (x.into(), indices.into());
-    let bsz = bsz_of("take_along_axis", &[x, i]);
-    let ex = x.ex_shape();
-    let a = norm_axis("take_along_axis", axis, ex.len(), ex) as isize + 1;
-    lifted(x, bsz, None).take_along_axis(a, &lifted(i, bsz, None))
-}
-
-/// Batched `t::take_along_or`: the tensor, the indices or both per example.
-#[track_caller]
-pub fn take_along_or<'a>(
-    x: impl Into<BArg<'a>>,
-    axis: isize,
-    indices: impl Into<BArg<'a>>,
-    fill: f64,
-) -> Tensor {
-    let (x, i) = (x.into(), indices.into());
-    let bsz = bsz_of("take_along_axis_or", &[x, i]);
-    let ex = x.ex_shape();
-    let a = norm_axis("take_along_axis_or", axis, ex.len(), ex) as isize + 1;
-    lifted(x, bsz, None).take_along_axis_or(a, &lifted(i, bsz, None), fill)
-}
-
-/// Batched `t::take_along_or_t`.
-#[track_caller]
-pub fn take_along_or_t<'a>(
-    ct: impl Into<BArg<'a>>,
-    like: impl Into<BArg<'a>>,
-    axis: isize,
-    indices: impl Into<BArg<'a>>,
-) -> Tensor {
-    let (ct, like, i) = (ct.into(), like.into(), indices.into());
-    let bsz = bsz_of("take_along_axis_or", &[ct, like, i]);
-    let lex = like.ex_shape();
-    let a = norm_axis("take_along_axis_or", axis, lex.len(), lex) as isize + 1;
-    let like_b = lifted(like, bsz, None);
-    let ct_b = lifted(ct, bsz, Some(&like_b));
-    t::take_along_or_t(&*ct_b, &like_b, a, &lifted(i, bsz, None))
+    let (x, a, i) = gathered("take_along_axis", x.into(), axis, indices.into());
+    x.take_along_axis(a, &i)
 }
 
 /// Batched `t::take_along_t`.
@@ -1583,13 +1548,72 @@ pub fn take_along_t<'a>(
     axis: isize,
     indices: impl Into<BArg<'a>>,
 ) -> Tensor {
-    let (ct, like, i) = (ct.into(), like.into(), indices.into());
-    let bsz = bsz_of("take_along_axis", &[ct, like, i]);
+    let (ct, like, a, i) = scattered(
+        "take_along_axis",
+        ct.into(),
+        like.into(),
+        axis,
+        indices.into(),
+    );
+    t::take_along_t(&ct, &like, a, &i)
+}
+
+/// Batched `t::take_along_or`: the tensor, the indices or both per example.
+#[track_caller]
+pub fn take_along_or<'a>(
+    x: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+    fill: f64,
+) -> Tensor {
+    let (x, a, i) = gathered("take_along_axis_or", x.into(), axis, indices.into());
+    x.take_along_axis_or(a, &i, fill)
+}
+
+/// Batched `t::take_along_or_t`.
+#[track_caller]
+pub fn take_along_or_t<'a>(
+    ct: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+    axis: isize,
+    indices: impl Into<BArg<'a>>,
+) -> Tensor {
+    let op = "take_along_axis_or";
+    let (ct, like, a, i) = scattered(op, ct.into(), like.into(), axis, indices.into());
+    t::take_along_or_t(&ct, &like, a, &i)
+}
+
+/// The operands of a batched gather along `axis` with one index per element: the tensor
+/// and the indices lifted to the batch, and the batched axis.
+#[track_caller]
+fn gathered<'a>(
+    op: &str,
+    x: BArg<'a>,
+    axis: isize,
+    i: BArg<'a>,
+) -> (Cow<'a, Tensor>, isize, Cow<'a, Tensor>) {
+    let bsz = bsz_of(op, &[x, i]);
+    let ex = x.ex_shape();
+    let a = norm_axis(op, axis, ex.len(), ex) as isize + 1;
+    (lifted(x, bsz, None), a, lifted(i, bsz, None))
+}
+
+/// The operands of a batched gather's transpose: the cotangent (lifted like the gathered
+/// tensor), the gathered tensor and the indices lifted to the batch, and the batched axis.
+#[track_caller]
+fn scattered<'a>(
+    op: &str,
+    ct: BArg<'a>,
+    like: BArg<'a>,
+    axis: isize,
+    i: BArg<'a>,
+) -> (Tensor, Cow<'a, Tensor>, isize, Cow<'a, Tensor>) {
+    let bsz = bsz_of(op, &[ct, like, i]);
     let lex = like.ex_shape();
-    let a = norm_axis("take_along_axis", axis, lex.len(), lex) as isize + 1;
+    let a = norm_axis(op, axis, lex.len(), lex) as isize + 1;
     let like_b = lifted(like, bsz, None);
-    let ct_b = lifted(ct, bsz, Some(&like_b));
-    t::take_along_t(&*ct_b, &like_b, a, &lifted(i, bsz, None))
+    let ct_b = lifted(ct, bsz, Some(&like_b)).into_owned();
+    (ct_b, like_b, a, lifted(i, bsz, None))
 }
 
 /// Batched `x.argsort(axis)` (i32 indices).
