@@ -1152,14 +1152,18 @@ pub fn index_add<'a>(
     axis: isize,
     indices: &Tensor,
 ) -> Tensor {
-    let ct = ct.into().tensor_like(like).into_owned();
-    zeros_to_add_into(like).index_add(axis, indices, &ct)
+    into_zeros(ct, like, |z, ct| z.index_add(axis, indices, ct))
 }
 
-/// Zeros of `like`'s shape, dtype and device for a scatter to add into: one zero
-/// broadcast, which the scatter fills its output with rather than copying.
-fn zeros_to_add_into(like: &Tensor) -> Tensor {
-    like.scalar_like(0.0).broadcast_to(like.shape())
+/// `ct` (a tensor like `like`) added by `add` into zeros of `like`'s shape, dtype and
+/// device: one zero broadcast, which the scatter fills its output with rather than copying.
+fn into_zeros<'a>(
+    ct: impl Into<Operand<'a>>,
+    like: &Tensor,
+    add: impl FnOnce(&Tensor, &Tensor) -> Tensor,
+) -> Tensor {
+    let ct = ct.into().tensor_like(like).into_owned();
+    add(&like.scalar_like(0.0).broadcast_to(like.shape()), &ct)
 }
 
 /// `x.take_along_axis(axis, indices)`.
@@ -1175,8 +1179,7 @@ pub fn take_along_t<'a>(
     axis: isize,
     indices: &Tensor,
 ) -> Tensor {
-    let ct = ct.into().tensor_like(like).into_owned();
-    zeros_to_add_into(like).scatter_add(axis, indices, &ct)
+    into_zeros(ct, like, |z, ct| z.scatter_add(axis, indices, ct))
 }
 
 /// `x.take_along_axis_or(axis, indices, fill)`.
@@ -1197,8 +1200,7 @@ pub fn take_along_or_t<'a>(
     axis: isize,
     indices: &Tensor,
 ) -> Tensor {
-    let ct = ct.into().tensor_like(like).into_owned();
-    zeros_to_add_into(like).scatter_add_dropping(axis, indices, &ct)
+    into_zeros(ct, like, |z, ct| z.scatter_add_dropping(axis, indices, ct))
 }
 
 /// `x.segment_argmax(ids, num_segments)`, or `segment_argmin` unless `largest`.
