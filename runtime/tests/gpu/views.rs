@@ -230,6 +230,20 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
             |t| t[0].scatter_add_dropping(1, &t[1], &t[2]),
         );
     }
+    // a gather from no rows (a graph without edges: every segment empty) reads the fill
+    let none = Tensor::zeros(&[0, 3], DType::F32);
+    let past = Tensor::from_vec(vec![0i32; 6], &[2, 3]);
+    check(
+        &dev,
+        "take_along_axis_or of no rows",
+        &[&none, &past],
+        0.0,
+        |t| t[0].take_along_axis_or(0, &t[1], f64::NEG_INFINITY),
+    );
+    let ids = Tensor::from_vec(Vec::<i32>::new(), &[0]);
+    check(&dev, "segment_max of no rows", &[&none, &ids], 0.0, |t| {
+        t[0].segment_max(&t[1], 2)
+    });
 }
 
 #[test]
