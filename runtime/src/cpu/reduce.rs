@@ -302,7 +302,7 @@ pub(crate) fn argmax_axis<T: MathFloat>(
             out.fill(0);
             for k in 1..n {
                 for ((b, i), &v) in best.iter_mut().zip(out.iter_mut()).zip(seg.row(k)) {
-                    if !b.is_nan() && (v > *b || v.is_nan()) {
+                    if beats(v, *b, true) {
                         *b = v;
                         *i = k as i32;
                     }
@@ -330,35 +330,57 @@ impl<T: MathFloat> WithSimd for ArgmaxColumns<'_, T> {
     fn with_simd<S: Simd>(self, s: S) {
         let Self { seg, out } = self;
         let (w, n) = (seg.cols.len(), seg.n);
-        let row = |k: usize| seg.row(k);
         let mut best_buf = [T::zero(); PAGE_COLUMNS];
         let mut at_buf = [T::zero(); PAGE_COLUMNS];
         let (best, at) = (&mut best_buf[..w], &mut at_buf[..w]);
-        best.copy_from_slice(row(0));
+        best.copy_from_slice(seg.row(0));
         for k in 1..n {
-            let kv = T::splat(s, T::from_f64(k as f64));
-            let (bv, bt) = T::as_mut_simd::<S>(best);
-            let (av, at_tail) = T::as_mut_simd::<S>(at);
-            let (xv, xt) = T::as_simd::<S>(row(k));
-            for ((b, a), &v) in bv.iter_mut().zip(av.iter_mut()).zip(xv) {
-                let b_ok = T::veq(s, *b, *b);
-                let take = T::mask_and(
-                    s,
-                    b_ok,
-                    T::mask_or(s, T::vgt(s, v, *b), T::mask_not(s, T::veq(s, v, v))),
-                );
-                *b = T::select(s, take, v, *b);
-                *a = T::select(s, take, kv, *a);
-            }
-            for ((b, a), &v) in bt.iter_mut().zip(at_tail.iter_mut()).zip(xt) {
-                if !b.is_nan() && (v > *b || v.is_nan()) {
-                    *b = v;
-                    *a = T::from_f64(k as f64);
-                }
-            }
+            keep_extremum(s, best, at, seg.row(k), T::from_f64(k as f64), true);
         }
         for (o, &a) in out.iter_mut().zip(at.iter()) {
             *o = Float::to_f64(a) as i32;
+        }
+    }
+}
+
+/// Whether `v` replaces `best` as a running maximum (minimum unless `largest`): it is
+/// strictly better, or the first NaN.
+#[inline(always)]
+fn beats<T: Float>(v: T, best: T, largest: bool) -> bool {
+    !best.is_nan() && (if largest { v > best } else { v < best } || v.is_nan())
+}
+
+/// [`beats`] across a row: where `row`'s value replaces `best`, it does, and `at` (the
+/// positions, as floats) becomes `pos`.
+#[inline(always)]
+fn keep_extremum<S: Simd, T: MathFloat>(
+    s: S,
+    best: &mut [T],
+    at: &mut [T],
+    row: &[T],
+    pos: T,
+    largest: bool,
+) {
+    let pv = T::splat(s, pos);
+    let (bv, bt) = T::as_mut_simd::<S>(best);
+    let (av, at_tail) = T::as_mut_simd::<S>(at);
+    let (xv, xt) = T::as_simd::<S>(row);
+    for ((b, a), &v) in bv.iter_mut().zip(av.iter_mut()).zip(xv) {
+        let better = if largest {
+            T::vgt(s, v, *b)
+        } else {
+            T::vlt(s, v, *b)
+        };
+        let b_ok = T::veq(s, *b, *b);
+        let v_nan = T::mask_not(s, T::veq(s, v, v));
+        let take = T::mask_and(s, b_ok, T::mask_or(s, better, v_nan));
+        *b = T::select(s, take, v, *b);
+        *a = T::select(s, take, pv, *a);
+    }
+    for ((b, a), &v) in bt.iter_mut().zip(at_tail.iter_mut()).zip(xt) {
+        if beats(v, *b, largest) {
+            *b = v;
+            *a = pos;
         }
     }
 }
@@ -431,7 +453,6 @@ impl<T: MathFloat> WithSimd for SegmentArgRows<'_, T> {
         let count = at.len() / inner;
         let mut best = vec![T::zero(); at.len()];
         let mut seen = vec![false; count];
-        let beats = |v: T, b: T| !b.is_nan() && (if largest { v > b } else { v < b } || v.is_nan());
         for (e, &id) in ids.iter().enumerate() {
             let Some(g) = (id as usize).checked_sub(lo).filter(|&g| g < count) else {
                 continue;
@@ -446,28 +467,7 @@ impl<T: MathFloat> WithSimd for SegmentArgRows<'_, T> {
                 a.fill(ev);
                 continue;
             }
-            let ek = T::splat(s, ev);
-            let (bv, bt) = T::as_mut_simd::<S>(b);
-            let (av, at_tail) = T::as_mut_simd::<S>(a);
-            let (xv, xt) = T::as_simd::<S>(row);
-            for ((b, a), &v) in bv.iter_mut().zip(av.iter_mut()).zip(xv) {
-                let better = if largest {
-                    T::vgt(s, v, *b)
-                } else {
-                    T::vlt(s, v, *b)
-                };
-                let b_ok = T::veq(s, *b, *b);
-                let v_nan = T::mask_not(s, T::veq(s, v, v));
-                let take = T::mask_and(s, b_ok, T::mask_or(s, better, v_nan));
-                *b = T::select(s, take, v, *b);
-                *a = T::select(s, take, ek, *a);
-            }
-            for ((b, a), &v) in bt.iter_mut().zip(at_tail.iter_mut()).zip(xt) {
-                if beats(v, *b) {
-                    *b = v;
-                    *a = ev;
-                }
-            }
+            keep_extremum(s, b, a, row, ev, largest);
         }
     }
 }
