@@ -55,6 +55,13 @@ pub(crate) fn buffer<T: Copy + 'static>(len: usize, fill: T) -> Vec<T> {
     fresh(len, fill)
 }
 
+/// A buffer of `len` copies of `value`: a recycled one (refilled) if available.
+pub(crate) fn filled<T: Copy + 'static>(len: usize, value: T) -> Vec<T> {
+    let mut v = buffer(len, value);
+    v.fill(value);
+    v
+}
+
 /// Fresh buffers from this size on ask Linux for transparent huge pages.
 const HUGE_BYTES: usize = 4 << 20;
 

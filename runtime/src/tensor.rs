@@ -198,9 +198,7 @@ impl Tensor {
         }
         if self.layout.strides.iter().all(|&s| s == 0) {
             let v = self.storage_slice::<T>()[self.layout.offset];
-            let mut out = crate::pool::buffer(n, v);
-            out.fill(v);
-            return out;
+            return crate::pool::filled(n, v);
         }
         let src = self.contiguous_data::<T>();
         let mut out = crate::pool::buffer(n, src[0]);
@@ -309,9 +307,7 @@ impl Tensor {
         any_dispatch!(dtype, D => {
             // a recycled buffer where one is free (filled: it holds a previous tensor's data)
             let v = D::cast_from_f64(value);
-            let mut data: Vec<D> = crate::pool::buffer(numel(shape), v);
-            data.fill(v);
-            Tensor::from_data(data, shape)
+            Tensor::from_data(crate::pool::filled(numel(shape), v), shape)
         })
     }
 
@@ -426,8 +422,7 @@ impl Tensor {
         any_dispatch!(dtype, D => {
             // zeros, then the diagonal (Jacobians and Hessians build their bases from this)
             // a recycled buffer where one is free: fresh pages cost a fault each on first touch
-            let mut data: Vec<D> = crate::pool::buffer(n * n, D::cast_from_f64(0.0));
-            data.fill(D::cast_from_f64(0.0));
+            let mut data: Vec<D> = crate::pool::filled(n * n, D::cast_from_f64(0.0));
             for i in 0..n {
                 data[i * n + i] = D::cast_from_f64(1.0);
             }
