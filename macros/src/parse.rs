@@ -2258,7 +2258,6 @@ impl Lowerer<'_> {
                 let flat = self.prim(Flatten, vec![x]);
                 self.prim(LogSumExpAxis, vec![flat, Atom::Int(0), Atom::Bool(false)])
             }
-            // `pinv(a) b`, as the runtime's `lstsq`
             // the gather at each segment's extremum (its position carries no derivative),
             // -inf (+inf) where no id names a segment (the position past the last row), as
             // the runtime's
@@ -2276,6 +2275,7 @@ impl Lowerer<'_> {
                 };
                 self.prim(TakeAlongOr, vec![x, Atom::Int(0), at, Atom::Float(empty)])
             }
+            // `pinv(a) b`, as the runtime's `lstsq`
             "lstsq" => {
                 let p = self.prim(Pinv, vec![x]);
                 self.prim(Matmul, vec![p, args[0]])

@@ -233,3 +233,53 @@ fn take_along_axis_and_scatter_add_are_each_others_transpose() {
 fn wrong_shape() -> Tensor {
     Tensor::from_vec(vec![0i32; 4], &[4, 1])
 }
+
+#[test]
+fn gathers_and_scatters_past_the_threading_threshold_match_a_loop() {
+    // enough elements for the threaded row paths (and rows split across chunks), with
+    // indices in range and, for the fill/drop variants, past both ends
+    let (outer, n, k, inner) = (5usize, 37usize, 181usize, 300usize);
+    let x = Tensor::normal(Key::new(21), &[outer, n, inner], DType::F64);
+    let src = Tensor::normal(Key::new(22), &[outer, k, inner], DType::F64);
+    let (xv, sv) = (x.to_vec::<f64>(), src.to_vec::<f64>());
+    let at = |o: usize, j: usize, r: usize, len: usize| (o * len + j) * inner + r;
+    for wide in [false, true] {
+        let iv: Vec<i32> = (0..outer * k * inner)
+            .map(|t| {
+                let i = ((t * 7919 + t / 13) % (n + 6)) as i32;
+                if wide { i - 3 } else { i % n as i32 }
+            })
+            .collect();
+        let idx = Tensor::from_vec(iv.clone(), &[outer, k, inner]);
+        let (got, added) = if wide {
+            (
+                x.take_along_axis_or(1, &idx, -7.0),
+                x.scatter_add_dropping(1, &idx, &src),
+            )
+        } else {
+            (x.take_along_axis(1, &idx), x.scatter_add(1, &idx, &src))
+        };
+        let (got, added) = (got.to_vec::<f64>(), added.to_vec::<f64>());
+        let mut want_added = xv.clone();
+        for o in 0..outer {
+            for j in 0..k {
+                for r in 0..inner {
+                    let i = iv[at(o, j, r, k)];
+                    let inside = (0..n as i32).contains(&i);
+                    let want = if inside {
+                        xv[at(o, i as usize, r, n)]
+                    } else {
+                        -7.0
+                    };
+                    assert_eq!(got[at(o, j, r, k)], want, "gather at {o} {j} {r}");
+                    if inside {
+                        want_added[at(o, i as usize, r, n)] += sv[at(o, j, r, k)];
+                    }
+                }
+            }
+        }
+        for (t, (g, w)) in added.iter().zip(&want_added).enumerate() {
+            assert!((g - w).abs() < 1e-12, "scatter at {t}: {g} against {w}");
+        }
+    }
+}
