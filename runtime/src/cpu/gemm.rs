@@ -36,6 +36,7 @@ fn check_view<T>(what: &str, v: &MatRef<'_, T>, rows: usize, cols: usize) {
     );
 }
 
+/// `c = a @ b` on at most `threads` threads (rayon's).
 pub(crate) fn matmul<T: MathFloat>(
     m: usize,
     n: usize,
@@ -43,6 +44,7 @@ pub(crate) fn matmul<T: MathFloat>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     c: &mut [T],
+    threads: usize,
 ) {
     check_view("a", &a, m, k);
     check_view("b", &b, k, n);
@@ -59,7 +61,6 @@ pub(crate) fn matmul<T: MathFloat>(
     // single-threaded on each. Measured on two cores at 1024: 160 GFLOP/s against 115 with
     // gemm's own rayon split (each band re-packs b: O(k n) against O(m k n / threads)).
     // Large products (2048 and up) keep gemm's split, which was as fast or faster there.
-    let threads = rayon::current_num_threads();
     let mnk = m as f64 * n as f64 * k as f64;
     let large = mnk >= 2.0 * 1024.0 * 1024.0 * 1024.0;
     // (from a thread outside rayon's pool, a split wakes the pool's threads and sleeps
@@ -68,7 +69,7 @@ pub(crate) fn matmul<T: MathFloat>(
     let cold = rayon::current_thread_index().is_none();
     let mid = mnk >= (1 << if cold { 23 } else { 21 }) as f64;
     if b.rs == 1 && b.cs != 1 && a.cs == 1 && m < 64 && n >= 64 && !large {
-        return swapped(m, n, k, a, b, c);
+        return swapped(m, n, k, a, b, c, threads);
     }
     if threads > 1 && large {
         gemm_call(m, n, k, a, b, c, Parallelism::Rayon(0));
@@ -136,9 +137,10 @@ fn swapped<T: MathFloat>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     c: &mut [T],
+    threads: usize,
 ) {
     let mut ct = crate::pool::buffer(n * m, T::zero());
-    matmul(n, m, k, b.t(), a.t(), &mut ct);
+    matmul(n, m, k, b.t(), a.t(), &mut ct, threads);
     for (i, row) in c.chunks_exact_mut(n).enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
             *v = ct[j * m + i];

@@ -517,7 +517,26 @@ pub fn matmul<T: Float>(
     c: &mut [T],
 ) {
     assert_eq!(c.len(), m * n, "matmul: output length is not m * n");
-    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c)))
+    let threads = rayon::current_num_threads();
+    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c), threads))
+}
+
+/// [`matmul`] on the calling thread alone: for callers that run several products in
+/// parallel, one per task.
+///
+/// # Panics
+///
+/// As [`matmul`].
+pub fn matmul_serial<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+) {
+    assert_eq!(c.len(), m * n, "matmul: output length is not m * n");
+    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c), 1))
 }
 
 #[inline(always)]

@@ -159,6 +159,41 @@ fn batches_of_rows_times_a_shared_matrix_match_a_loop() {
 }
 
 #[test]
+fn batches_of_large_products_match_a_loop_on_any_number_of_threads() {
+    // products past the kernel's own split (2^21 multiply-adds): run side by side, one
+    // per thread, or each split over the threads where the batch does not share out
+    // evenly (3 products on 2 threads); row-major and transposed right operands (the
+    // latter copied to rows band by band)
+    let (m, k, n) = (96, 160, 144);
+    let in_pool = |threads: usize, f: &(dyn Fn() -> Tensor + Sync)| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a rayon pool")
+            .install(f)
+    };
+    for b in [2usize, 3, 8] {
+        let x = Tensor::normal(Key::new(8), &[b, m, k], DType::F32);
+        let w = Tensor::normal(Key::new(9), &[b, k, n], DType::F32);
+        let wt = Tensor::normal(Key::new(9), &[b, n, k], DType::F32).transpose(1, 2);
+        for (what, w) in [("row-major", &w), ("transposed", &wt)] {
+            let want: Vec<Tensor> = (0..b)
+                .map(|i| {
+                    let wi = w.slice(0, i, i + 1).reshape(&[k, n]);
+                    x.slice(0, i, i + 1).reshape(&[m, k]).matmul(&wi)
+                })
+                .collect();
+            let want = Tensor::stack(&want, 0);
+            for threads in [1, 2, 3] {
+                let got = in_pool(threads, &|| x.matmul(w));
+                let diff = (&got - &want).abs().max().item::<f32>();
+                assert!(diff < 1e-3, "{what} batch {b} on {threads} threads: {diff}");
+            }
+        }
+    }
+}
+
+#[test]
 fn matmul_with_empty_contraction_is_zero() {
     let a = Tensor::zeros(&[2, 0], DType::F32);
     let b = Tensor::zeros(&[0, 3], DType::F32);
