@@ -23,7 +23,7 @@ mod reduce;
 mod simd;
 mod softmax;
 
-pub(crate) use par::{for_chunks, for_row_blocks};
+pub(crate) use par::{for_chunks, for_row_blocks, parallel};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::kernels::PAR_THRESHOLD;
 
 /// Whether `work` units (elements times cost) are worth splitting across threads.
-pub(super) fn parallel(work: usize) -> bool {
+pub(crate) fn parallel(work: usize) -> bool {
     work >= PAR_THRESHOLD && rayon::current_num_threads() > 1
 }
 
