@@ -31,6 +31,48 @@ fn jacfwd_jacrev_and_jacobian_agree_with_finite_differences_tall_and_wide() {
     }
 }
 
+/// Scaled by full sums (whose cotangents need no fitting: the macro leaves those sums
+/// out), next to real broadcasting (`[n, 1] * [m]`) and a loop whose mutable value
+/// changes shape (`[n, m]`, then `[m]`), where the fits stay.
+#[jacobian(wrt(x))]
+fn scaled(x: &Tensor, b: &Tensor) -> Tensor {
+    let s = (x * x).sum();
+    let y = x.tanh() * &s + &s;
+    let mut h = (y.unsqueeze(1) * b).exp() * &s;
+    for _ in 0..2 {
+        h = h.sum_axis(0, false) * &s + b;
+    }
+    h * s.sin()
+}
+
+/// `scaled`'s sum times `|x|^2`, for the gradient in both arguments.
+#[grad(wrt(x, b))]
+fn scaled_sum(x: &Tensor, b: &Tensor) -> Tensor {
+    let s = (x * x).sum();
+    let y = x.tanh() * &s + &s;
+    let mut h = (y.unsqueeze(1) * b).exp() * &s;
+    for _ in 0..2 {
+        h = h.sum_axis(0, false) * &s + b;
+    }
+    (h * s.sin()).sum() * s
+}
+
+#[test]
+fn sums_left_out_beside_broadcasting_keep_derivatives_right() {
+    let (x, b) = (normal(11, &[4]) * 0.5, normal(12, &[3]) * 0.5);
+    let jf = scaled_jacfwd(&x, &b);
+    let jr = scaled_jacrev(&x, &b);
+    assert_eq!(jr.shape(), &[3, 4]);
+    let fd = fd_jacobian(&|x| scaled(x, &b), &x);
+    assert_close(&jf, &fd, 1e-6, "jacfwd vs finite differences");
+    assert_close(&jr, &jf, 1e-10, "jacrev vs jacfwd");
+    let (gx, gb) = scaled_sum_grad(&x, &b);
+    let fx = fd_jacobian(&|x| scaled_sum(x, &b), &x);
+    let fb = fd_jacobian(&|b| scaled_sum(&x, b), &b);
+    assert_close(&gx, &fx, 1e-6, "gradient in x");
+    assert_close(&gb, &fb, 1e-6, "gradient in b");
+}
+
 /// Matrix input and output, broadcasting and a reduction over one axis.
 #[jacobian]
 fn mat(x: &Tensor) -> Tensor {

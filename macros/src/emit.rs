@@ -1099,8 +1099,27 @@ impl Emitter<'_> {
             })
             .collect();
         let mut open: HashMap<Var, (usize, Chain)> = HashMap::new();
+        // chains renamed by `let [mut] u = d` (an adjoint started from one contribution):
+        // the statements left out where the chain is computed under its new name
+        let mut renamed: HashMap<Var, Vec<usize>> = HashMap::new();
         let mut out = HashMap::new();
         for (i, s) in b.stmts.iter().enumerate() {
+            if let Stmt::Let {
+                var: u,
+                rhs: Rhs::Atom(Atom::Var(d)),
+            } = s
+                && self.reads.get(d) == Some(&1)
+                && self.func.info(*u).kind == self.func.info(*d).kind
+                && self.func.info(*u).batched == self.func.info(*d).batched
+                && assigns[i + 1..].iter().all(|w| !w.contains(u))
+                && let Some((j, c)) = open.remove(d)
+            {
+                let mut skipped = renamed.remove(d).unwrap_or_default();
+                skipped.push(j);
+                renamed.insert(*u, skipped);
+                open.insert(*u, (i, c));
+                continue;
+            }
             let Stmt::Let {
                 var,
                 rhs: Rhs::Prim(p, args),
@@ -1125,7 +1144,8 @@ impl Emitter<'_> {
                         taken.iter().find(|(t, _)| t == u).map(|(_, r)| *r)
                     }
                     Atom::Var(u)
-                        if self.reads.get(u) == Some(&1) && !self.func.info(*u).mutable =>
+                        if self.reads.get(u) == Some(&1)
+                            && (!self.func.info(*u).mutable || renamed.contains_key(u)) =>
                     {
                         // (its values read where it is computed: at statement i)
                         let kept = open.get(u).is_some_and(|(_, c)| {
@@ -1135,6 +1155,9 @@ impl Emitter<'_> {
                         match kept.then(|| open.remove(u)).flatten() {
                             Some((j, c)) => {
                                 out.insert(j, Fused::Skip);
+                                for k in renamed.remove(u).unwrap_or_default() {
+                                    out.insert(k, Fused::Skip);
+                                }
                                 let r = chain.absorb(c);
                                 taken.push((*u, r));
                                 Some(r)
@@ -1158,6 +1181,9 @@ impl Emitter<'_> {
         for (var, (i, chain)) in open {
             if chain.nodes.len() > 1 {
                 out.insert(i, Fused::Chain(var, chain));
+                for k in renamed.remove(&var).unwrap_or_default() {
+                    out.insert(k, Fused::Skip);
+                }
             }
         }
         out

@@ -678,6 +678,39 @@ mod tests {
         assert!(!out.contains("t :: sub"), "an unfused link in {out}");
     }
 
+    #[test]
+    fn sums_over_no_axes_are_left_out_and_their_sides_fuse() {
+        // `t * s` with `s` a full sum: the cotangent `ct * s` has `t`'s shape, so it is
+        // not fitted to it, and it fuses with tanh's `(1 - y * y)` into one pass
+        let grad_of = |item: proc_macro2::TokenStream| {
+            let out = expand(quote!(wrt(x)), item).expect("expands").to_string();
+            let grad = &out[out.find("fn f_grad").expect("f_grad")..];
+            grad[..grad.find("# [doc").unwrap_or(grad.len())].to_string()
+        };
+        let grad = grad_of(quote!(
+            fn f(x: &Tensor, w: &Tensor) -> Tensor {
+                (w.matmul(x).tanh() * (x * x).sum()).sum()
+            }
+        ));
+        assert_eq!(grad.matches("sum_to").count(), 1, "{grad}");
+        assert_eq!(grad.matches("fuse :: run").count(), 1, "{grad}");
+        // operands of unknown shapes (two parameters that may broadcast) keep their sums
+        let grad = grad_of(quote!(
+            fn f(x: &Tensor, w: &Tensor) -> Tensor {
+                (x * w).sum()
+            }
+        ));
+        assert!(grad.contains("sum_to"), "{grad}");
+        // a struct's field may be a float in tensor code: what derives from it is still
+        // fitted to it (the fit makes the float), twice here
+        let grad = grad_of(quote!(
+            fn f(x: &P, t: &Tensor) -> Tensor {
+                (x.k.exp() * 2.0 + t).sum()
+            }
+        ));
+        assert_eq!(grad.matches("sum_to").count(), 2, "{grad}");
+    }
+
     fn errors_of(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
         match expand(attr, item) {
             Ok(t) => t.to_string(),

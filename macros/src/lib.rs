@@ -185,6 +185,7 @@ mod jacobian;
 mod method;
 mod parse;
 mod primitives;
+mod shapes;
 mod slots;
 mod transform;
 mod vmap;

@@ -12,6 +12,7 @@
 //! Adding a primitive (say a Tensor `matmul`) means adding a variant and one row.
 
 use crate::ir::{Atom, Func, Kind, Prec, Rhs, Stmt, Var};
+use crate::shapes::{Shape, Shapes, derive};
 use std::collections::{HashMap, HashSet};
 
 /// A primitive operation.
@@ -2594,8 +2595,14 @@ pub struct Rules<'f> {
     pub stmts: Vec<Stmt>,
     pub linear: HashSet<Var>,
     /// When transposing: the primal each argument tangent stands for (its shape is the
-    /// shape a cotangent must be fitted to).
+    /// shape a cotangent must be fitted to), and the primal the cotangent is of.
     pub primal: HashMap<Var, Var>,
+    /// When transposing: the shapes of the function's values, by which [`Rules::fit`]
+    /// leaves out sums over no axes.
+    pub shapes: Option<&'f Shapes>,
+    /// When transposing: the linearization the transpose walks (taken out of `stmts`),
+    /// whose definitions [`Rules::fit`] reads for shapes.
+    pub linearized: Vec<Stmt>,
 }
 
 impl<'f> Rules<'f> {
@@ -2605,6 +2612,35 @@ impl<'f> Rules<'f> {
             stmts: Vec::new(),
             linear: HashSet::new(),
             primal: HashMap::new(),
+            shapes: None,
+            linearized: Vec::new(),
+        }
+    }
+
+    /// The shape of `a` as far as known: a linear value's by the primal it stands for or
+    /// by its definition in this rule, a primal value's by the function's facts.
+    fn shape(&self, a: Atom) -> Shape {
+        let Atom::Var(v) = a else {
+            return Shape::Scalar;
+        };
+        if let Some(p) = self.primal.get(&v) {
+            return self.shape(Atom::Var(*p));
+        }
+        let defined = self
+            .stmts
+            .iter()
+            .chain(&self.linearized)
+            .find_map(|s| match s {
+                Stmt::Let {
+                    var,
+                    rhs: Rhs::Prim(p, args),
+                } if *var == v => Some((*p, args)),
+                _ => None,
+            });
+        match (defined, self.shapes) {
+            (Some((p, args)), _) => derive(p, args, v, |a| self.shape(a)),
+            (None, Some(shapes)) => shapes.get(self.func, a),
+            (None, None) => Shapes::default().get(self.func, a),
         }
     }
 
@@ -2625,7 +2661,8 @@ impl<'f> Rules<'f> {
     }
 
     /// A cotangent contribution fitted to the operand it flows to: summed over the axes
-    /// that broadcasting added (a float operand: summed whole). Scalar code is untouched.
+    /// that broadcasting added (a float operand: summed whole). Scalar code, and a tensor
+    /// contribution known to have the tensor operand's shape, are untouched.
     pub fn fit(&mut self, ct: Atom, operand: Atom) -> Atom {
         let like = self.primal_of(operand);
         let kinds = [self.func.kind(ct), self.func.kind(like)];
@@ -2634,7 +2671,8 @@ impl<'f> Rules<'f> {
             Atom::Var(v) => !self.linear.contains(&v),
             _ => false,
         };
-        if tensors && available {
+        let fitted = kinds == [Kind::Tensor, Kind::Tensor] && self.shape(ct).same(self.shape(like));
+        if tensors && available && !fitted {
             self.prim(Prim::SumTo, &[ct, like])
         } else {
             ct

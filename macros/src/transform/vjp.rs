@@ -30,6 +30,7 @@
 
 use crate::ir::*;
 use crate::primitives::{Rules, row};
+use crate::shapes::Shapes;
 use std::collections::{HashMap, HashSet};
 
 /// The VJP of a function.
@@ -68,6 +69,7 @@ fn vjp_with(func: &Func, varied: &HashSet<Var>, recompute_calls: bool) -> VjpOut
         adj: HashMap::new(),
         logs: HashMap::new(),
         recompute_calls,
+        shapes: Shapes::of(func),
     };
     let (fwd, rev) = t.block(&func.body);
     let out_kind = func.kind(func.output);
@@ -120,6 +122,8 @@ struct Vjp<'a> {
     logs: HashMap<Var, Var>,
     /// See [`vjp_recomputing_calls`].
     recompute_calls: bool,
+    /// The primal's shape facts (see [`Rules::fit`]).
+    shapes: Shapes,
 }
 
 type Sweeps = (Vec<Stmt>, Vec<Stmt>);
@@ -751,6 +755,8 @@ impl Vjp<'_> {
             return vec![];
         };
         let mut rules = Rules::new(&mut self.func);
+        rules.shapes = Some(&self.shapes);
+        rules.primal.insert(ct, var);
         let mut placeholders = Vec::new();
         let tans: Vec<Option<Atom>> = args
             .iter()
@@ -771,6 +777,7 @@ impl Vjp<'_> {
         };
         let linear = rules.linear.clone();
         let emitted = std::mem::take(&mut rules.stmts);
+        rules.linearized = emitted.clone();
         let (lin_stmts, primal): (Vec<Stmt>, Vec<Stmt>) = emitted
             .into_iter()
             .partition(|s| matches!(s, Stmt::Let { var, .. } if linear.contains(var)));
