@@ -679,6 +679,25 @@ mod tests {
     }
 
     #[test]
+    fn a_product_of_a_value_with_itself_transposes_as_a_square() {
+        // `x * x` in reverse mode: one contribution `2 ct x`, not `ct x` twice added
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f(x: &Tensor) -> Tensor {
+                    (x * x).sum()
+                }
+            ),
+        )
+        .expect("expands")
+        .to_string();
+        let grad = &out[out.find("fn f_grad").expect("f_grad")..];
+        let grad = &grad[..grad.find("# [doc").unwrap_or(grad.len())];
+        assert!(!grad.contains("acc (& mut x_bar"), "{grad}");
+        assert!(grad.contains("2f64"), "{grad}");
+    }
+
+    #[test]
     fn sums_over_no_axes_are_left_out_and_their_sides_fuse() {
         // `t * s` with `s` a full sum: the cotangent `ct * s` has `t`'s shape, so it is
         // not fitted to it, and it fuses with tanh's `(1 - y * y)` into one pass
@@ -693,7 +712,9 @@ mod tests {
             }
         ));
         assert_eq!(grad.matches("sum_to").count(), 1, "{grad}");
-        assert_eq!(grad.matches("fuse :: run").count(), 1, "{grad}");
+        // (and the square's `2 ct x`, one chain and one contribution: see below)
+        assert_eq!(grad.matches("fuse :: run").count(), 2, "{grad}");
+        assert!(!grad.contains("acc (& mut x_bar"), "{grad}");
         // operands of unknown shapes (two parameters that may broadcast) keep their sums
         let grad = grad_of(quote!(
             fn f(x: &Tensor, w: &Tensor) -> Tensor {

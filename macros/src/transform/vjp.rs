@@ -757,10 +757,14 @@ impl Vjp<'_> {
         let mut rules = Rules::new(&mut self.func);
         rules.shapes = Some(&self.shapes);
         rules.primal.insert(ct, var);
-        let mut placeholders = Vec::new();
+        // one placeholder a variable, so that a rule sees `x * x` as a square
+        let mut placeholders: Vec<(Var, Var)> = Vec::new();
         let tans: Vec<Option<Atom>> = args
             .iter()
             .map(|a| match a {
+                Atom::Var(v) if let Some((t, _)) = placeholders.iter().find(|(_, p)| p == v) => {
+                    Some(Atom::Var(*t))
+                }
                 Atom::Var(v) if self.varied.contains(v) => {
                     let kind = rules.func.info(*v).kind.clone();
                     let t = rules.func.new_var("lin", kind, false);
