@@ -678,6 +678,12 @@ mod tests {
         assert!(!out.contains("t :: sub"), "an unfused link in {out}");
     }
 
+    /// The generated `f_grad` in an expansion's text.
+    fn f_grad_of(out: &str) -> &str {
+        let grad = &out[out.find("fn f_grad").expect("f_grad")..];
+        &grad[..grad.find("# [doc").unwrap_or(grad.len())]
+    }
+
     #[test]
     fn a_product_of_a_value_with_itself_transposes_as_a_square() {
         // `x * x` in reverse mode: one contribution `2 ct x`, not `ct x` twice added
@@ -691,8 +697,7 @@ mod tests {
         )
         .expect("expands")
         .to_string();
-        let grad = &out[out.find("fn f_grad").expect("f_grad")..];
-        let grad = &grad[..grad.find("# [doc").unwrap_or(grad.len())];
+        let grad = f_grad_of(&out);
         assert!(!grad.contains("acc (& mut x_bar"), "{grad}");
         assert!(grad.contains("2f64"), "{grad}");
     }
@@ -703,8 +708,7 @@ mod tests {
         // not fitted to it, and it fuses with tanh's `(1 - y * y)` into one pass
         let grad_of = |item: proc_macro2::TokenStream| {
             let out = expand(quote!(wrt(x)), item).expect("expands").to_string();
-            let grad = &out[out.find("fn f_grad").expect("f_grad")..];
-            grad[..grad.find("# [doc").unwrap_or(grad.len())].to_string()
+            f_grad_of(&out).to_string()
         };
         let grad = grad_of(quote!(
             fn f(x: &Tensor, w: &Tensor) -> Tensor {

@@ -503,7 +503,7 @@ pub fn matmul_acc<T: Float>(
 }
 
 /// `c = a @ b` with `a: [m, k]`, `b: [k, n]` (any strides), `c` row-major `[m, n]`
-/// (overwritten).
+/// (overwritten), on rayon's threads where the product is large enough.
 ///
 /// # Panics
 ///
@@ -516,27 +516,24 @@ pub fn matmul<T: Float>(
     b: MatRef<'_, T>,
     c: &mut [T],
 ) {
-    assert_eq!(c.len(), m * n, "matmul: output length is not m * n");
-    let threads = rayon::current_num_threads();
-    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c), threads))
+    matmul_on(rayon::current_num_threads(), [m, n, k], a, b, c)
 }
 
-/// [`matmul`] on the calling thread alone: for callers that run several products in
-/// parallel, one per task.
+/// [`matmul`] of `[m, n, k]` on at most `threads` threads: 1 for callers that run several
+/// products in parallel, one a task.
 ///
 /// # Panics
 ///
 /// As [`matmul`].
-pub fn matmul_serial<T: Float>(
-    m: usize,
-    n: usize,
-    k: usize,
+pub fn matmul_on<T: Float>(
+    threads: usize,
+    [m, n, k]: [usize; 3],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     c: &mut [T],
 ) {
     assert_eq!(c.len(), m * n, "matmul: output length is not m * n");
-    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c), 1))
+    with_float!(T, F => super::gemm::matmul::<F>(m, n, k, mat_same(a), mat_same(b), same_mut(c), threads))
 }
 
 #[inline(always)]

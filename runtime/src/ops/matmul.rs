@@ -60,7 +60,7 @@ fn batched<T: Float>(
     let even = batch.is_multiple_of(threads) || batch >= 4 * threads || mnk < OWN_SPLIT;
     if batch > 1 && (mnk < SMALL_GEMM || (batch >= threads && even)) {
         out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-            kernels::matmul_serial(m, n, k, mat_at(da, la, i), mat_at(db, lb, i), c)
+            kernels::matmul_on(1, [m, n, k], mat_at(da, la, i), mat_at(db, lb, i), c)
         });
     } else {
         out.chunks_mut(m * n)
