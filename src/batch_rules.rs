@@ -2032,6 +2032,35 @@ pub fn sum_to<'a>(ct: impl Into<BArg<'a>>, like: impl Into<BArg<'a>>) -> Tensor 
     }
 }
 
+/// `sum_to(mul(a, b), like)`, without the products in memory where each example sums
+/// whole (`like` has no axes) and one factor is a batch of the other's shape: a
+/// matrix-vector product `[B, N] @ [N]`, one read of the batch. The per-example sums of
+/// `ct * y` in a reverse-mode Jacobian (`y * s`, `s` a full sum, transposed in `s`) are
+/// these. Otherwise the two rules one after the other.
+#[track_caller]
+pub fn mul_sum_to<'a>(
+    a: impl Into<BArg<'a>>,
+    b: impl Into<BArg<'a>>,
+    like: impl Into<BArg<'a>>,
+) -> Tensor {
+    let (a, b, like) = (a.into(), b.into(), like.into());
+    bsz_of("mul_sum_to", &[a, b, like]);
+    if like.ex_shape().is_empty()
+        && let (BArg::Batched(x), BArg::Plain(Operand::Tensor(y)))
+        | (BArg::Plain(Operand::Tensor(y)), BArg::Batched(x)) = (a, b)
+        && x.shape()[1..] == *y.shape()
+        && x.dtype() == y.dtype()
+        && x.device() == y.device()
+    {
+        let n = y.numel();
+        return x.reshape(&[x.shape()[0], n]).matmul(&y.reshape(&[n]));
+    }
+    if a.batched().is_none() && b.batched().is_none() {
+        return sum_to(&t::mul(a.plain(), b.plain()), like);
+    }
+    sum_to(B(&mul(a, b)), like)
+}
+
 /// Batched `t::sum_to_scalar`: each example summed whole, `[B]` (the per-example gradient of
 /// an unbatched float).
 #[track_caller]

@@ -1175,6 +1175,37 @@ fn sum_to_unbroadcasts_each_example_never_the_batch_axis() {
 }
 
 #[test]
+fn mul_sum_to_is_sum_to_of_the_product_for_every_batching() {
+    // the matrix-vector path (a batch times an unbatched factor of its example shape,
+    // summed whole) and the others (both batched, broadcasting, sums to an axis)
+    let triples = [
+        (sh(&[2, 3]), sh(&[2, 3]), sh(&[])),
+        (sh(&[5]), sh(&[5]), sh(&[])),
+        (sh(&[2, 3]), sh(&[3]), sh(&[])),
+        (sh(&[2, 3]), sh(&[2, 3]), sh(&[3])),
+        (sh(&[2, 3]), sh(&[]), sh(&[2, 3])),
+        (sh(&[]), sh(&[]), sh(&[])),
+    ];
+    for (x, y, like) in triples {
+        for p in patterns(&[x.clone(), y.clone(), like.clone()], true) {
+            check(
+                "mul_sum_to",
+                &p,
+                (-1.0, 1.0),
+                |v| b::mul_sum_to(v[0].b(), v[1].b(), v[2].b()),
+                |v| {
+                    let product = t::mul(v[0].o(), v[1].o());
+                    match &v[2] {
+                        Val::Ten(l) => t::sum_to(&product, l),
+                        _ => Tensor::scalar(t::sum_to_scalar::<f64>(&product)),
+                    }
+                },
+            );
+        }
+    }
+}
+
+#[test]
 fn broadcast_like_unsum_axis_and_reshape_like_follow_the_example_shape_of_like() {
     for (x, like) in [
         (sh(&[3]), sh(&[2, 3])),

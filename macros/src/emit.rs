@@ -195,6 +195,7 @@ impl Emitter<'_> {
         for (i, f) in self.chains(b) {
             fused.entry(i).or_insert(f);
         }
+        self.product_sums(b, &mut fused);
         let local: HashSet<Var> = b
             .stmts
             .iter()
@@ -210,6 +211,17 @@ impl Emitter<'_> {
             .map(|(i, s)| match fused.get(&i) {
                 Some(Fused::Skip) => quote!(),
                 Some(Fused::Chain(var, chain)) => self.chain(*var, chain),
+                Some(Fused::ProductSum(var, [x, y, like])) => {
+                    let id = self.var(*var);
+                    let m = if self.func.info(*var).mutable {
+                        quote!(mut)
+                    } else {
+                        quote!()
+                    };
+                    let (x, y) = (self.b_arith_operand(*x), self.b_arith_operand(*y));
+                    let like = self.b_operand(*like);
+                    quote!(let #m #id = ::ferrax::__private::b::mul_sum_to(#x, #y, #like);)
+                }
                 Some(Fused::AccProduct(p, target, args)) => {
                     let (m, a) = self.product_args(args);
                     let id = self.var(*target);
@@ -1189,6 +1201,55 @@ impl Emitter<'_> {
         out
     }
 
+    /// The batched `let e = sum_to(d, like)` of `b` whose `d` is a product `x * y` defined
+    /// earlier in `b`, read only there and fused with nothing else, its operands not
+    /// written between: computed together by `b::mul_sum_to`, which sums each example's
+    /// products without keeping them where it can (a reverse-mode Jacobian's cotangents
+    /// times a value, summed to a 0-d tensor).
+    fn product_sums(&self, b: &Block, fused: &mut HashMap<usize, Fused>) {
+        for (i, s) in b.stmts.iter().enumerate() {
+            let Stmt::Let {
+                var: e,
+                rhs: Rhs::Prim(Prim::SumTo, args),
+            } = s
+            else {
+                continue;
+            };
+            let [Atom::Var(d), like] = args[..] else {
+                continue;
+            };
+            if !self.func.batched(Atom::Var(d))
+                || !self.is_tensor(like)
+                || self.reads.get(&d) != Some(&1)
+                || fused.contains_key(&i)
+            {
+                continue;
+            }
+            let Some(l) = b.stmts[..i].iter().position(
+                |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::Mul, _) } if *var == d),
+            ) else {
+                continue;
+            };
+            let Stmt::Let {
+                rhs: Rhs::Prim(_, factors),
+                ..
+            } = &b.stmts[l]
+            else {
+                continue;
+            };
+            let written = assigned_vars(&Block {
+                stmts: b.stmts[l + 1..i].to_vec(),
+            });
+            let kept = factors
+                .iter()
+                .all(|a| a.var().is_none_or(|v| !written.contains(&v)));
+            if let ([x, y], true, false) = (&factors[..], kept, fused.contains_key(&l)) {
+                fused.insert(l, Fused::Skip);
+                fused.insert(i, Fused::ProductSum(*e, [*x, *y, like]));
+            }
+        }
+    }
+
     /// Whether `let var = p(args)` can be a link of a chain, with `Powi`'s exponent: a
     /// fusable primitive emitted as a tensor helper (`t::` or `b::`), whose operands are
     /// tensors, floats or float literals (a select's mask a tensor).
@@ -1274,6 +1335,9 @@ enum Fused {
     Skip,
     /// `let var = ` an elementwise chain (see [`Emitter::chains`]).
     Chain(Var, Chain),
+    /// `let var = sum_to(x * y, like)` of batched values, the product not kept
+    /// (`b::mul_sum_to`; see [`Emitter::product_sums`]).
+    ProductSum(Var, [Atom; 3]),
     /// `target += p(args)`, `p` being `MatmulTr` or `MatmulTl`: the gradient of a matmul's
     /// right or left operand added to an adjoint, which `t::acc_matmul_tr` /
     /// `t::acc_matmul_tl` add in place where they can.

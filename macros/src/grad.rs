@@ -685,6 +685,27 @@ mod tests {
     }
 
     #[test]
+    fn batched_products_summed_whole_are_one_call() {
+        // jacrev's cotangents times tanh(W x), summed per example to the 0-d `sum(x^2)`:
+        // `b::mul_sum_to` (a matrix-vector product), the products never stored
+        let out = crate::jacobian::expand(
+            crate::jacobian::Which::Jacobian,
+            quote!(wrt(x)),
+            quote!(
+                fn f(x: &Tensor, w: &Tensor) -> Tensor {
+                    w.matmul(x).tanh() * (x * x).sum()
+                }
+            ),
+        )
+        .expect("expands")
+        .to_string();
+        let rev = &out[out.find("fn __ferrax_f_jacrev_batched").expect("jacrev")..];
+        let rev = &rev[..rev.find("# [doc").unwrap_or(rev.len())];
+        assert!(rev.contains("b :: mul_sum_to"), "{rev}");
+        assert!(!rev.contains("b :: sum_to"), "{rev}");
+    }
+
+    #[test]
     fn a_product_of_a_value_with_itself_transposes_as_a_square() {
         // `x * x` in reverse mode: one contribution `2 ct x`, not `ct x` twice added
         let out = expand(
