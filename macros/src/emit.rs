@@ -1225,25 +1225,9 @@ impl Emitter<'_> {
             {
                 continue;
             }
-            let Some(l) = b.stmts[..i].iter().position(
-                |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::Mul, _) } if *var == d),
-            ) else {
-                continue;
-            };
-            let Stmt::Let {
-                rhs: Rhs::Prim(_, factors),
-                ..
-            } = &b.stmts[l]
-            else {
-                continue;
-            };
-            let written = assigned_vars(&Block {
-                stmts: b.stmts[l + 1..i].to_vec(),
-            });
-            let kept = factors
-                .iter()
-                .all(|a| a.var().is_none_or(|v| !written.contains(&v)));
-            if let ([x, y], true, false) = (&factors[..], kept, fused.contains_key(&l)) {
+            if let Some((l, _, [x, y])) = defined_before(b, i, d, &[Prim::Mul])
+                && !fused.contains_key(&l)
+            {
                 fused.insert(l, Fused::Skip);
                 fused.insert(i, Fused::ProductSum(*e, [*x, *y, like]));
             }
@@ -1344,6 +1328,30 @@ enum Fused {
     AccProduct(Prim, Var, Vec<Atom>),
 }
 
+/// The `let d = p(args)` of `b` before statement `i`, `p` one of `prims`: its index, `p`
+/// and `args`, where none of `args` is written between it and `i` (so that `d` can be
+/// computed at `i` instead).
+fn defined_before<'b>(
+    b: &'b Block,
+    i: usize,
+    d: Var,
+    prims: &[Prim],
+) -> Option<(usize, Prim, &'b [Atom])> {
+    let (l, p, args) = b.stmts[..i].iter().enumerate().find_map(|(l, s)| match s {
+        Stmt::Let {
+            var,
+            rhs: Rhs::Prim(p, args),
+        } if *var == d && prims.contains(p) => Some((l, *p, &args[..])),
+        _ => None,
+    })?;
+    let written = assigned_vars(&Block {
+        stmts: b.stmts[l + 1..i].to_vec(),
+    });
+    args.iter()
+        .all(|a| a.var().is_none_or(|v| !written.contains(&v)))
+        .then_some((l, p, args))
+}
+
 /// The statements of `b` to emit fused, by index: a `let d = matmul_tr(..)` (or
 /// `matmul_tl(..)`) read only by a
 /// later `target += d` of the same block (a tensor adjoint), with none of its arguments
@@ -1361,28 +1369,12 @@ fn fused_accumulations(func: &Func, b: &Block) -> HashMap<usize, Fused> {
         if func.info(*target).kind != Kind::Tensor {
             continue;
         }
-        let Some(l) = b.stmts[..i].iter().position(
-            |s| matches!(s, Stmt::Let { var, rhs: Rhs::Prim(Prim::MatmulTr | Prim::MatmulTl, _) } if var == d),
-        ) else {
+        let Some((l, p, args)) = defined_before(b, i, *d, &[Prim::MatmulTr, Prim::MatmulTl]) else {
             continue;
         };
-        let Stmt::Let {
-            rhs: Rhs::Prim(p, args),
-            ..
-        } = &b.stmts[l]
-        else {
-            continue;
-        };
-        let between = Block {
-            stmts: b.stmts[l + 1..i].to_vec(),
-        };
-        let written = assigned_vars(&between);
-        let args_kept = args
-            .iter()
-            .all(|a| a.var().is_none_or(|v| !written.contains(&v)));
-        if args_kept && readers(b, *d) == 1 {
+        if readers(b, *d) == 1 {
             out.insert(l, Fused::Skip);
-            out.insert(i, Fused::AccProduct(*p, *target, args.clone()));
+            out.insert(i, Fused::AccProduct(p, *target, args.to_vec()));
         }
     }
     out
