@@ -1185,6 +1185,10 @@ fn mul_sum_to_is_sum_to_of_the_product_for_every_batching() {
         (sh(&[2, 3]), sh(&[2, 3]), sh(&[3])),
         (sh(&[2, 3]), sh(&[]), sh(&[2, 3])),
         (sh(&[]), sh(&[]), sh(&[])),
+        // size-1 and empty axes (an empty sum is zero)
+        (sh(&[1, 3]), sh(&[1, 3]), sh(&[])),
+        (sh(&[2, 0]), sh(&[2, 0]), sh(&[])),
+        (sh(&[0]), sh(&[0]), sh(&[])),
     ];
     for (x, y, like) in triples {
         for p in patterns(&[x.clone(), y.clone(), like.clone()], true) {

@@ -33,13 +33,13 @@ fn jacfwd_jacrev_and_jacobian_agree_with_finite_differences_tall_and_wide() {
 
 /// Scaled by full sums (whose cotangents need no fitting: the macro leaves those sums
 /// out), next to real broadcasting (`[n, 1] * [m]`) and a loop whose mutable value
-/// changes shape (`[n, m]`, then `[m]`), where the fits stay.
+/// changes shape (`[n, m]`, then `[m]`) where the fits stay, over none, one or two trips.
 #[jacobian(wrt(x))]
-fn scaled(x: &Tensor, b: &Tensor) -> Tensor {
+fn scaled(x: &Tensor, b: &Tensor, trips: usize) -> Tensor {
     let s = (x * x).sum();
     let y = x.tanh() * &s + &s;
     let mut h = (y.unsqueeze(1) * b).exp() * &s;
-    for _ in 0..2 {
+    for _ in 0..trips {
         h = h.sum_axis(0, false) * &s + b;
     }
     h * s.sin()
@@ -60,12 +60,15 @@ fn scaled_sum(x: &Tensor, b: &Tensor) -> Tensor {
 #[test]
 fn sums_left_out_beside_broadcasting_keep_derivatives_right() {
     let (x, b) = (normal(11, &[4]) * 0.5, normal(12, &[3]) * 0.5);
-    let jf = scaled_jacfwd(&x, &b);
-    let jr = scaled_jacrev(&x, &b);
-    assert_eq!(jr.shape(), &[3, 4]);
-    let fd = fd_jacobian(&|x| scaled(x, &b), &x);
-    assert_close(&jf, &fd, 1e-6, "jacfwd vs finite differences");
-    assert_close(&jr, &jf, 1e-10, "jacrev vs jacfwd");
+    for trips in [0, 1, 2] {
+        let jf = scaled_jacfwd(&x, &b, trips);
+        let jr = scaled_jacrev(&x, &b, trips);
+        let want: &[usize] = if trips == 0 { &[4, 3, 4] } else { &[3, 4] };
+        assert_eq!(jr.shape(), want);
+        let fd = fd_jacobian(&|x| scaled(x, &b, trips), &x);
+        assert_close(&jf, &fd, 1e-6, "jacfwd vs finite differences");
+        assert_close(&jr, &jf, 1e-10, "jacrev vs jacfwd");
+    }
     let (gx, gb) = scaled_sum_grad(&x, &b);
     let fx = fd_jacobian(&|x| scaled_sum(x, &b), &x);
     let fb = fd_jacobian(&|b| scaled_sum(&x, b), &b);
