@@ -305,13 +305,58 @@ fn segment_extrema_with_per_example_ids_match_a_loop() {
     }
 }
 
+/// The first row holding each segment's largest (smallest unless `largest`) value per
+/// column, a NaN before any number, the number of rows for a segment with none: a loop.
+fn segment_arg_by_loop(
+    vals: &[f64],
+    ids: &[i32],
+    inner: usize,
+    n: usize,
+    largest: bool,
+) -> Vec<i32> {
+    let rows = ids.len();
+    let mut want = vec![rows as i32; n * inner];
+    let mut seen = vec![false; n];
+    for (e, &s) in ids.iter().enumerate() {
+        let s = s as usize;
+        for c in 0..inner {
+            let v = vals[e * inner + c];
+            let b = vals[(want[s * inner + c] as usize * inner + c).min(vals.len() - 1)];
+            let better = (largest && v > b) || (!largest && v < b);
+            if !seen[s] || (!b.is_nan() && (better || v.is_nan())) {
+                want[s * inner + c] = e as i32;
+            }
+        }
+        seen[s] = true;
+    }
+    want
+}
+
+/// `segment_argmax` or `segment_argmin` of `vals` `[ids.len(), inner]` in `dt`.
+fn segment_arg_of(
+    vals: &[f64],
+    ids: &[i32],
+    inner: usize,
+    n: usize,
+    largest: bool,
+    dt: DType,
+) -> Vec<i32> {
+    let x = Tensor::from_vec(vals.to_vec(), &[ids.len(), inner]).to_dtype(dt);
+    let idx = Tensor::from_vec(ids.to_vec(), &[ids.len()]);
+    let at = if largest {
+        x.segment_argmax(&idx, n)
+    } else {
+        x.segment_argmin(&idx, n)
+    };
+    at.to_vec::<i32>()
+}
+
 #[test]
 fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
     // enough rows to split the segments over threads; ties among the values, a few NaN;
     // rows of 4 (shorter than a vector) and of 19 (vectors and a tail), in f32 and f64
     let (rows, n) = (70_000usize, 53usize);
     let ids: Vec<i32> = (0..rows).map(|i| ((i * 7919) % 50) as i32).collect();
-    let idx = Tensor::from_vec(ids.clone(), &[rows]);
     for inner in [4usize, 19] {
         let vals: Vec<f64> = (0..rows * inner)
             .map(|i| match i % 9973 {
@@ -320,31 +365,38 @@ fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
             })
             .collect();
         for dt in [DType::F32, DType::F64] {
-            let x = Tensor::from_vec(vals.clone(), &[rows, inner]).to_dtype(dt);
             for largest in [true, false] {
-                let got = if largest {
-                    x.segment_argmax(&idx, n)
-                } else {
-                    x.segment_argmin(&idx, n)
-                }
-                .to_vec::<i32>();
-                // (an empty segment's position: the number of rows)
-                let mut want = vec![rows as i32; n * inner];
-                let mut seen = vec![false; n];
-                for (e, &s) in ids.iter().enumerate() {
-                    let s = s as usize;
-                    for c in 0..inner {
-                        let v = vals[e * inner + c];
-                        let b =
-                            vals[(want[s * inner + c] as usize * inner + c).min(vals.len() - 1)];
-                        let better = (largest && v > b) || (!largest && v < b);
-                        if !seen[s] || (!b.is_nan() && (better || v.is_nan())) {
-                            want[s * inner + c] = e as i32;
-                        }
-                    }
-                    seen[s] = true;
-                }
-                assert_eq!(got, want, "rows of {inner}, {dt:?}, largest {largest}");
+                assert_eq!(
+                    segment_arg_of(&vals, &ids, inner, n, largest, dt),
+                    segment_arg_by_loop(&vals, &ids, inner, n, largest),
+                    "rows of {inner}, {dt:?}, largest {largest}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn segment_extrema_written_into_recycled_buffers_match_a_loop() {
+    // outputs and scratch past the pool's least size (64 KiB), computed twice over other
+    // values, so that the second call's buffers are the first's: every position, an empty
+    // segment's (the number of rows) included, must be written again
+    let (rows, n, inner) = (24_000usize, 1_500usize, 16usize);
+    for (round, seed) in [(0, 37usize), (1, 53)] {
+        // 1,400 segments hold rows: the first round's last 100 are empty, the second's first
+        let ids: Vec<i32> = (0..rows)
+            .map(|i| ((i * 7919) % 1400 + 100 * round) as i32)
+            .collect();
+        let vals: Vec<f64> = (0..rows * inner)
+            .map(|i| ((i * seed) % 211) as f64 - 100.0)
+            .collect();
+        for dt in [DType::F32, DType::F64] {
+            for largest in [true, false] {
+                assert_eq!(
+                    segment_arg_of(&vals, &ids, inner, n, largest, dt),
+                    segment_arg_by_loop(&vals, &ids, inner, n, largest),
+                    "round {round}, {dt:?}, largest {largest}"
+                );
             }
         }
     }

@@ -3,9 +3,10 @@
 //! Fresh memory is expensive: the operating system maps it in page by page on first
 //! write (on the 2-core development VM, filling a new 64 MiB buffer costs about as much
 //! as three passes over a warm one). Operations allocate a new output for every call,
-//! so in a loop the same few sizes come and go. Dropped float buffers of at least
-//! [`MIN_BYTES`] are kept here, up to [`MAX_BYTES`] and [`MAX_BUFFERS`] in all, and
-//! handed back to the next operation asking for the same length.
+//! so in a loop the same few sizes come and go. Dropped float and i32 buffers (values and
+//! indices) of at least [`MIN_BYTES`] are kept here, up to [`MAX_BYTES`] and
+//! [`MAX_BUFFERS`] a type, and handed back to the next operation asking for the same
+//! length.
 
 use std::any::Any;
 use std::sync::Mutex;
@@ -33,11 +34,12 @@ impl<T> FreeList<T> {
 
 static F32: Mutex<FreeList<f32>> = Mutex::new(FreeList::new());
 static F64: Mutex<FreeList<f64>> = Mutex::new(FreeList::new());
+static I32: Mutex<FreeList<i32>> = Mutex::new(FreeList::new());
 
-/// The free list for element type `T` (only f32 and f64 buffers are kept).
+/// The free list for element type `T` (only f32, f64 and i32 buffers are kept).
 fn free_list<T: 'static>() -> Option<&'static Mutex<FreeList<T>>> {
-    let (a, b): (&'static dyn Any, &'static dyn Any) = (&F32, &F64);
-    a.downcast_ref().or_else(|| b.downcast_ref())
+    let lists: [&'static dyn Any; 3] = [&F32, &F64, &I32];
+    lists.into_iter().find_map(|l| l.downcast_ref())
 }
 
 /// A buffer of `len` elements whose contents are unspecified (but initialised): a
@@ -141,7 +143,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_float_buffers_are_reused_and_small_ones_are_not() {
+    fn large_float_and_index_buffers_are_reused_and_small_ones_are_not() {
         let n = (MIN_BYTES / 4) * 3 + 7; // a length no other test uses
         let v = buffer::<f32>(n, 0.0);
         let p = v.as_ptr();
@@ -149,7 +151,12 @@ mod tests {
         let w = buffer::<f32>(n, 0.0);
         assert_eq!(w.as_ptr(), p);
         assert_eq!(w.len(), n);
-        recycle(vec![0i32; n]); // not kept: no i32 list
+        let idx = buffer::<i32>(n, 0);
+        let q = idx.as_ptr();
+        recycle(idx);
+        let again = buffer::<i32>(n, 0);
+        assert_eq!(again.as_ptr(), q);
+        recycle(vec![false; n]); // not kept: no bool list
         let small = buffer::<f64>(10, 1.5);
         assert_eq!(small, vec![1.5; 10]);
     }

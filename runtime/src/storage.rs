@@ -21,13 +21,14 @@ pub(crate) enum CpuStorage {
     Bool(Vec<bool>),
 }
 
-/// Dropped float buffers go back to the [`pool`] for reuse.
+/// Dropped float and index buffers go back to the [`pool`] for reuse.
 impl Drop for CpuStorage {
     fn drop(&mut self) {
         match self {
             CpuStorage::F32(v) => pool::recycle(std::mem::take(v)),
             CpuStorage::F64(v) => pool::recycle(std::mem::take(v)),
-            CpuStorage::I32(_) | CpuStorage::Bool(_) => {}
+            CpuStorage::I32(v) => pool::recycle(std::mem::take(v)),
+            CpuStorage::Bool(_) => {}
         }
     }
 }

@@ -496,7 +496,16 @@ impl Tensor {
         if self.on_gpu() {
             return crate::gpu::download("to_vec", self);
         }
-        Ok(self.contiguous_data::<T>().into_owned())
+        // (a pooled buffer where the data is borrowed: vectors that come back as tensors,
+        // `Tensor::from_vec(t.to_vec())`, go around the pool instead of the allocator)
+        Ok(match self.contiguous_data::<T>() {
+            Cow::Borrowed(d) if !d.is_empty() => {
+                let mut v = crate::pool::buffer(d.len(), d[0]);
+                v.copy_from_slice(d);
+                v
+            }
+            d => d.into_owned(),
+        })
     }
 
     /// The single element of a tensor with one element (any shape). Panics if the tensor

@@ -11,6 +11,7 @@ use super::math::MathFloat;
 use super::par::{PAGE_COLUMNS, Segment, SharedOut, chunk_len, for_chunks, for_segments, parallel};
 use super::simd::dispatch;
 use crate::element::Float;
+use crate::pool;
 
 /// A reduction: its identity and how it combines vectors and scalars.
 pub(super) trait ReduceFn<T: MathFloat>: Copy + Send + Sync {
@@ -411,7 +412,8 @@ pub(crate) fn segment_arg<T: MathFloat>(
         let wide: Vec<f64> = x.iter().map(|&v| Float::to_f64(v)).collect();
         return segment_arg::<f64>(&wide, ids, lo, inner, largest, out);
     }
-    let mut at = vec![T::from_f64(rows); out.len()];
+    let mut at = pool::filled(out.len(), T::from_f64(rows));
+    let mut best = pool::buffer(out.len(), T::zero());
     dispatch(SegmentArgRows {
         x,
         ids,
@@ -419,15 +421,18 @@ pub(crate) fn segment_arg<T: MathFloat>(
         inner,
         largest,
         at: &mut at,
+        best: &mut best,
     });
     for (o, &a) in out.iter_mut().zip(&at) {
         *o = Float::to_f64(a) as i32;
     }
+    pool::recycle(at);
+    pool::recycle(best);
 }
 
 /// [`segment_arg`]'s loop, SIMD across the columns: each segment's best values so far and
 /// their rows (as floats, exact here), replaced where a row's value is better or NaN and the
-/// best is not yet NaN.
+/// best is not yet NaN. `best` is scratch of `at`'s length, written before it is read.
 struct SegmentArgRows<'a, T> {
     x: &'a [T],
     ids: &'a [i32],
@@ -435,6 +440,7 @@ struct SegmentArgRows<'a, T> {
     inner: usize,
     largest: bool,
     at: &'a mut [T],
+    best: &'a mut [T],
 }
 
 impl<T: MathFloat> WithSimd for SegmentArgRows<'_, T> {
@@ -449,9 +455,9 @@ impl<T: MathFloat> WithSimd for SegmentArgRows<'_, T> {
             inner,
             largest,
             at,
+            best,
         } = self;
         let count = at.len() / inner;
-        let mut best = vec![T::zero(); at.len()];
         let mut seen = vec![false; count];
         for (e, &id) in ids.iter().enumerate() {
             let Some(g) = (id as usize).checked_sub(lo).filter(|&g| g < count) else {

@@ -58,7 +58,7 @@ impl Tensor {
             return along_axis(self, op, [outer, n, inner], &shape);
         }
         if let AxisKernel::Argmax = kernel {
-            let mut out = vec![0i32; len];
+            let mut out = pool::buffer(len, 0i32);
             float_dispatch!(self.dtype(), T => {
                 kernels::argmax_axis(&self.contiguous_data::<T>(), outer, n, inner, &mut out)
             });

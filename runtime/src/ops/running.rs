@@ -168,7 +168,7 @@ impl Tensor {
                 .running_index(name, axis, reverse, largest)?;
             return idx.try_to_device(&self.device());
         }
-        let mut out = vec![0i32; outer * n * inner];
+        let mut out = crate::pool::buffer(outer * n * inner, 0i32);
         if !out.is_empty() {
             float_dispatch!(self.dtype(), T => {
                 let x = self.contiguous_data::<T>();

@@ -144,7 +144,7 @@ impl Tensor {
         }
         let n = self.shape()[ax];
         let (outer, inner) = (numel(&self.shape()[..ax]), numel(&self.shape()[ax + 1..]));
-        let mut out = vec![0i32; numel(&shape)];
+        let mut out = crate::pool::buffer(numel(&shape), 0i32);
         if out.is_empty() {
             return Ok(Tensor::from_data(out, &shape));
         }

@@ -509,7 +509,8 @@ impl Tensor {
         }
         let inner = numel(&self.shape()[1..]);
         let idx = ids.contiguous_data::<i32>();
-        let mut out = vec![idx.len() as i32; n * inner];
+        // (every element written by the kernel)
+        let mut out = crate::pool::buffer(n * inner, 0i32);
         if n == 0 || inner == 0 {
             return Ok(Tensor::from_data(out, &shape));
         }
