@@ -250,3 +250,62 @@ fn eval_computes_pending_leaves_together() {
         assert_eq!(t.to_vec::<f32>(), want, "leaf {k}");
     }
 }
+
+#[test]
+fn indexing_with_indices_of_known_range_waits_for_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F32)
+        .reshape(&[6, 4])
+        .to_device(&dev);
+    // indices uploaded from the host (their range read as they go), and an argmax's
+    let ids = Tensor::from_vec(vec![2i32, 0, 2, 1, 0, 2], &[6]).to_device(&dev);
+    let picks = Tensor::from_vec(vec![5i32, 0, 3], &[3]).to_device(&dev);
+    x.eval();
+    ids.eval();
+    picks.eval();
+    let before = dev.activity();
+    let best = x.argmax_axis(0, true);
+    let outs = [
+        x.index_select(0, &picks),
+        x.take_along_axis(0, &best),
+        x.segment_sum(&ids, 3),
+        x.segment_max(&ids, 3),
+        x.segment_min(&ids, 3),
+        x.zeros_like()
+            .index_add(0, &picks, &x.index_select(0, &picks)),
+        x.zeros_like()
+            .scatter_add(0, &best, &x.take_along_axis(0, &best)),
+    ];
+    let during = dev.activity();
+    assert_eq!(
+        (during.waits, during.readbacks),
+        (before.waits, before.readbacks),
+        "gathers, scatters and segment reductions at indices of known range wait for nothing"
+    );
+    let host = x.to_device(&Device::Cpu);
+    let (ids_h, picks_h) = (ids.to_device(&Device::Cpu), picks.to_device(&Device::Cpu));
+    let best_h = host.argmax_axis(0, true);
+    let want = [
+        host.index_select(0, &picks_h),
+        host.take_along_axis(0, &best_h),
+        host.segment_sum(&ids_h, 3),
+        host.segment_max(&ids_h, 3),
+        host.segment_min(&ids_h, 3),
+        host.zeros_like()
+            .index_add(0, &picks_h, &host.index_select(0, &picks_h)),
+        host.zeros_like()
+            .scatter_add(0, &best_h, &host.take_along_axis(0, &best_h)),
+    ];
+    for (k, (o, w)) in outs.iter().zip(&want).enumerate() {
+        assert_eq!(o.to_vec::<f32>(), w.to_vec::<f32>(), "output {k}");
+    }
+    // indices computed on the GPU by a cast: their range unknown, so read back to check
+    let cast = (&x.slice(1, 0, 1).squeeze(1) / 8.0).to_dtype(DType::I32);
+    let before = dev.activity().readbacks;
+    let _ = x.index_select(0, &cast);
+    assert_eq!(dev.activity().readbacks, before + 1);
+    // an uploaded index out of range is still an error
+    let far = Tensor::from_vec(vec![0i32, 6], &[2]).to_device(&dev);
+    assert!(x.try_index_select(0, &far).is_err());
+}

@@ -57,6 +57,10 @@ pub(crate) struct GpuStorage {
     pub(crate) len: usize,
     pub(crate) dtype: DType,
     pub(crate) ordinal: usize,
+    /// For i32 storage, the least and the greatest element where they are known without
+    /// reading the buffer (uploaded indices, an argmax's or an argsort's positions), so
+    /// that indexing ops check their indices without waiting for the GPU.
+    pub(crate) bounds: Option<(i32, i32)>,
 }
 
 // A tensor stays unwind-safe as on the CPU: a panic cannot leave a GPU buffer half
@@ -180,7 +184,15 @@ impl GpuStorage {
             pending: Mutex::new(Some(fused)),
             dtype,
             ordinal,
+            bounds: None,
         }
+    }
+
+    /// The storage, its i32 elements known to lie in `lo..=hi` (see [`GpuStorage::bounds`]).
+    pub(crate) fn within(mut self, lo: i32, hi: i32) -> GpuStorage {
+        debug_assert_eq!(self.dtype, DType::I32);
+        self.bounds = Some((lo, hi));
+        self
     }
 
     /// The context of the GPU holding it.
@@ -204,6 +216,7 @@ impl GpuStorage {
             len,
             dtype,
             ordinal: ctx_ordinal,
+            bounds: None,
         })
     }
 }
@@ -277,7 +290,15 @@ pub(crate) fn upload<T: Element>(
     shape: &[usize],
     ordinal: usize,
 ) -> Result<Tensor> {
-    let storage = GpuStorage::alloc(op, ordinal, data.len(), T::DTYPE)?;
+    let mut storage = GpuStorage::alloc(op, ordinal, data.len(), T::DTYPE)?;
+    if T::DTYPE == DType::I32 && !data.is_empty() {
+        // SAFETY: T is i32 (its DTYPE says so; Element is sealed)
+        let ids = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<i32>(), data.len()) };
+        let (lo, hi) = ids
+            .iter()
+            .fold((i32::MAX, i32::MIN), |(lo, hi), &i| (lo.min(i), hi.max(i)));
+        storage = storage.within(lo, hi);
+    }
     let ctx = storage.context();
     match T::DTYPE {
         DType::F32 | DType::I32 => {

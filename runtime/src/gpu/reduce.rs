@@ -63,7 +63,10 @@ fn along_axis_with(
         LaneOp::Argmax => DType::I32,
         _ => DType::F32,
     };
-    let out = GpuStorage::alloc(NAME, s.ordinal, crate::shape::numel(out_shape), out_dtype)?;
+    let mut out = GpuStorage::alloc(NAME, s.ordinal, crate::shape::numel(out_shape), out_dtype)?;
+    if out_dtype == DType::I32 {
+        out = out.within(0, n.saturating_sub(1) as i32);
+    }
     let lanes = outer * inner;
     if out.len > 0 {
         run(&fused, &out, op, lanes, n, inner, lanes * n, subgroups)?;

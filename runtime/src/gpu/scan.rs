@@ -492,7 +492,8 @@ pub(crate) fn running_index(
     }
     let x = elementwise::contiguous(op, x)?;
     let xs = storage_of(&x);
-    let out = GpuStorage::alloc(op, xs.ordinal, outer * n * inner, DType::I32)?;
+    let out = GpuStorage::alloc(op, xs.ordinal, outer * n * inner, DType::I32)?
+        .within(0, n.saturating_sub(1) as i32);
     let cols = outer * inner;
     if cols * n == 0 {
         return Ok(Some(gpu::tensor(out, &shape)));

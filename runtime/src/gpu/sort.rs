@@ -47,7 +47,8 @@ pub(crate) fn sorted_indices(
     shape[ax] = k;
     let x = elementwise::contiguous(op, x)?;
     let sx = storage_of(&x);
-    let out = GpuStorage::alloc(op, sx.ordinal, numel(&shape), DType::I32)?;
+    let out = GpuStorage::alloc(op, sx.ordinal, numel(&shape), DType::I32)?
+        .within(0, n.saturating_sub(1) as i32);
     let lanes = numel(&x.shape()[..ax]) * numel(&x.shape()[ax + 1..]);
     if lanes == 0 || k == 0 {
         return Ok(Some(gpu::tensor(out, &shape)));

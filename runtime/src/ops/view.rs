@@ -478,8 +478,7 @@ impl Tensor {
         self.try_take_along_axis_or(0, &at, empty)
     }
 
-    /// The positions of each segment's extremum (see [`Tensor::segment_argmax`]); on a GPU
-    /// computed on the host (one round trip).
+    /// The positions of each segment's extremum (see [`Tensor::segment_argmax`]).
     fn segment_index(
         &self,
         op: &'static str,
@@ -501,11 +500,9 @@ impl Tensor {
         shape.extend_from_slice(&self.shape()[1..]);
         // (the ids checked against the segments as index_add checks them)
         Tensor::full_on(&[n], 0.0, self.dtype(), &self.device()).check_indices(op, 0, ids)?;
-        if self.device() != crate::Device::Cpu {
-            let host = self.try_to_device(&crate::Device::Cpu)?;
-            let at =
-                host.segment_index(op, &ids.try_to_device(&crate::Device::Cpu)?, n, largest)?;
-            return at.try_to_device(&self.device());
+        #[cfg(feature = "gpu")]
+        if self.on_gpu() {
+            return crate::gpu::gather::segment_arg(self, ids, n, largest);
         }
         let inner = numel(&self.shape()[1..]);
         let idx = ids.contiguous_data::<i32>();
@@ -579,19 +576,7 @@ impl Tensor {
         let (outer, inner) = (numel(pre), numel(post));
         #[cfg(feature = "gpu")]
         if self.on_gpu() {
-            // no float atomics in WGSL: the sum per index is a product with the indices'
-            // one-hot matrix, [size, k] @ [k, outer * inner]
-            let flat = source
-                .reshape(&[outer, k, inner])
-                .permute(&[1, 0, 2])
-                .reshape(&[k, outer * inner]);
-            let hot = indices.reshape(&[k]).try_one_hot(size, self.dtype())?;
-            let summed = hot.t().try_matmul(&flat)?;
-            let back = summed
-                .reshape(&[size, outer, inner])
-                .permute(&[1, 0, 2])
-                .reshape(self.shape());
-            return self.try_add(&back);
+            return crate::gpu::gather::index_add(self, ax, indices, source);
         }
         let idx = indices.contiguous_data::<i32>();
         Ok(float_dispatch!(self.dtype(), T => {

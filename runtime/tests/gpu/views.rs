@@ -96,6 +96,15 @@ fn index_add_scatters_like_the_cpu() {
     let bad = Tensor::from_vec(vec![0i32, 3], &[2]).to_device(&dev);
     let e = x.try_index_add(0, &bad, &x.slice(0, 0, 2)).unwrap_err();
     assert!(matches!(e, Error::IndexOutOfRange { index: 3, .. }), "{e}");
+    // many rows into many segments (their one-hot matrix would be 2e10 elements): work in
+    // proportion to the rows; sums of few values each, exact in f32
+    let (rows, n) = (200_000usize, 100_000usize);
+    let ids: Vec<i32> = (0..rows).map(|i| ((i * 7919) % n) as i32).collect();
+    let idx = Tensor::from_vec(ids, &[rows]);
+    let src = tensor(&[rows, 2], 7, false);
+    check(&dev, "segment_sum of many rows", &[&src, &idx], 0.0, |t| {
+        t[0].segment_sum(&t[1], n)
+    });
 }
 
 #[test]
@@ -287,6 +296,47 @@ fn segment_sums_and_extrema_match_the_cpu() {
             &[&x, &idx],
             0.0,
             |t| t[0].segment_argmax(&t[1], 16),
+        );
+        check(
+            &dev,
+            &format!("segment_argmin, {lay:?}"),
+            &[&x, &idx],
+            0.0,
+            |t| t[0].segment_argmin(&t[1], 16),
+        );
+    }
+    // many rows a segment (threads of many workgroups meeting at each), the values few
+    // (ties: the first row wins), NaN in some segments, ids not sorted; segment 51 holds
+    // only -0 and 0 (equal: its first row wins), 52 nothing
+    let rows = 70_000;
+    let row_of = |i: usize| match i % 1009 {
+        0 => (51, [-0.0, 0.0, -0.0]),
+        1 => (51, [0.0, -0.0, 0.0]),
+        r => {
+            let v = if r == 2 && i.is_multiple_of(7) {
+                f32::NAN
+            } else {
+                (r % 5) as f32 - 2.0
+            };
+            (((i * 7919) % 50) as i32, [v, (r % 3) as f32, -v])
+        }
+    };
+    let (ids, vals): (Vec<i32>, Vec<[f32; 3]>) = (0..rows).map(row_of).unzip();
+    let x = Tensor::from_vec(vals.concat(), &[rows, 3]);
+    let idx = Tensor::from_vec(ids, &[rows]);
+    for largest in [true, false] {
+        check(
+            &dev,
+            &format!("segment_arg of many rows, largest {largest}"),
+            &[&x, &idx],
+            0.0,
+            |t| {
+                if largest {
+                    t[0].segment_argmax(&t[1], 53)
+                } else {
+                    t[0].segment_argmin(&t[1], 53)
+                }
+            },
         );
     }
 }
