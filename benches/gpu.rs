@@ -222,6 +222,52 @@ fn rnn_grad(dev: &Device) -> Prepared {
     }
 }
 
+/// Per-graph gradients of the message-passing layer of the CPU comparison
+/// (`workloads::gnn_loss`: 64 graphs of 64 nodes and 256 edges, 16 features, 64 hidden;
+/// gathers at the edges' sources, segment sums and maxima at their destinations).
+fn graph_network(dev: &Device) -> Prepared {
+    let (b, n, e, f, h) = (64usize, 64usize, 256usize, 16usize, 64usize);
+    let ends = |seed: u64| {
+        let ids: Vec<i32> = (0..b * e)
+            .map(|k| match k % e {
+                j if j < n => j as i32,
+                j => ((j as u64 * 7919 + seed * 104_729 + (k / e) as u64 * 31) % n as u64) as i32,
+            })
+            .collect();
+        Tensor::from_vec(ids, &[b, e]).to_device(dev)
+    };
+    let (src, dst) = (ends(81), ends(82));
+    let (x, y) = (normal(83, &[b, n, f], dev), normal(84, &[b, n, 1], dev));
+    let (w_msg, w_sum, w_max, w_out) = (
+        &normal(85, &[f, h], dev) * 0.25,
+        &normal(86, &[h, h], dev) * 0.125,
+        &normal(87, &[h, h], dev) * 0.125,
+        &normal(88, &[h, 1], dev) * 0.125,
+    );
+    let grads =
+        move || workloads::gnn_loss_grad_vmap(&w_msg, &w_sum, &w_max, &w_out, &x, &src, &dst, &y);
+    grads().eval();
+    let before = dev.activity();
+    grads().eval();
+    let after = dev.activity();
+    eprintln!(
+        "gnn grads: {} dispatches, {} submissions, {} waits, {} readbacks, {} uploads",
+        after.dispatches - before.dispatches,
+        after.submissions - before.submissions,
+        after.waits - before.waits,
+        after.readbacks - before.readbacks,
+        after.uploads - before.uploads,
+    );
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(grads())
+                .try_eval()
+                .expect("the GPU computes the gradients");
+        }),
+    }
+}
+
 fn workloads() -> Vec<Workload> {
     vec![
         Workload {
@@ -283,6 +329,10 @@ fn workloads() -> Vec<Workload> {
         Workload {
             name: "rnn_grad_t64_b32_f32",
             build: rnn_grad,
+        },
+        Workload {
+            name: "gnn_per_graph_grads_b64_f32",
+            build: graph_network,
         },
         Workload {
             name: "scale_1K_f32",
@@ -352,6 +402,23 @@ def rnn_grad():
         return jnp.mean(hs**2)
     f = jax.jit(jax.grad(loss, argnums=(0, 1)))
     return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
+def graph_network():
+    b, n, e, f, h = 64, 64, 256, 16, 64
+    loops = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, n))
+    src = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(81), (b, e - n), 0, n)], axis=1)
+    dst = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(82), (b, e - n), 0, n)], axis=1)
+    x, y = normal(83, (b, n, f)), normal(84, (b, n, 1))
+    ws = (normal(85, (f, h)) * 0.25, normal(86, (h, h)) * 0.125, normal(87, (h, h)) * 0.125,
+          normal(88, (h, 1)) * 0.125)
+    def loss(ws, x, src, dst, y):
+        w_msg, w_sum, w_max, w_out = ws
+        m = jnp.tanh(x[src] @ w_msg)
+        s = jax.ops.segment_sum(m, dst, num_segments=n)
+        t = jax.ops.segment_max(m, dst, num_segments=n)
+        hh = jnp.tanh(s @ w_sum + t @ w_max)
+        return jnp.mean(jnp.square(hh @ w_out - y))
+    f_ = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, 0, 0)))
+    return {"flops": 0.0}, lambda: f_(ws, x, src, dst, y)
 def scale():
     x = normal(8, (1024,))
     f = jax.jit(lambda x: x * 2.0)
@@ -368,6 +435,7 @@ W = {
     "sum_16M_f32": total,
     "mlp_step_256_f32": mlp_step,
     "rnn_grad_t64_b32_f32": rnn_grad,
+    "gnn_per_graph_grads_b64_f32": graph_network,
     "scale_1K_f32": scale,
 }
 filters = [a for a in sys.argv[1:] if not a.startswith("--")]

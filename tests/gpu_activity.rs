@@ -266,6 +266,8 @@ fn indexing_with_indices_of_known_range_waits_for_nothing() {
     picks.eval();
     let before = dev.activity();
     let best = x.argmax_axis(0, true);
+    // (copies of indices keep their range: spread over a broadcast and made contiguous)
+    let spread = picks.unsqueeze(1).broadcast_to(&[3, 4]).contiguous();
     let outs = [
         x.index_select(0, &picks),
         x.take_along_axis(0, &best),
@@ -276,6 +278,7 @@ fn indexing_with_indices_of_known_range_waits_for_nothing() {
             .index_add(0, &picks, &x.index_select(0, &picks)),
         x.zeros_like()
             .scatter_add(0, &best, &x.take_along_axis(0, &best)),
+        x.take_along_axis(0, &spread),
     ];
     let during = dev.activity();
     assert_eq!(
@@ -296,6 +299,7 @@ fn indexing_with_indices_of_known_range_waits_for_nothing() {
             .index_add(0, &picks_h, &host.index_select(0, &picks_h)),
         host.zeros_like()
             .scatter_add(0, &best_h, &host.take_along_axis(0, &best_h)),
+        host.take_along_axis(0, &picks_h.unsqueeze(1).broadcast_to(&[3, 4])),
     ];
     for (k, (o, w)) in outs.iter().zip(&want).enumerate() {
         assert_eq!(o.to_vec::<f32>(), w.to_vec::<f32>(), "output {k}");

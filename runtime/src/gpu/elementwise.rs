@@ -304,10 +304,14 @@ pub(crate) fn lazy(
         return Ok(gpu::tensor(out, shape));
     }
     let fused = Fused::build(template, inputs, param, shape);
-    Ok(gpu::tensor(
-        GpuStorage::lazy(fused, ordinal, out_dtype),
-        shape,
-    ))
+    let mut out = GpuStorage::lazy(fused, ordinal, out_dtype);
+    // a copy of indices (a view made contiguous, spread by a broadcast) keeps their bounds
+    if let ("$0", [Input::Tensor(t)], DType::I32) = (template, inputs, out_dtype)
+        && let Some((lo, hi)) = storage_of(t).bounds
+    {
+        out = out.within(lo, hi);
+    }
+    Ok(gpu::tensor(out, shape))
 }
 
 /// A fused expression made ready for a kernel: its key, parameter words and buffers, and
