@@ -1344,18 +1344,25 @@ fn spread_indices(idx: &Tensor, target: &[usize], a: usize) -> Tensor {
 
 /// Per-example indices `[batch, k..]` into axis 1 of tensors `[batch, n, ..]` as indices
 /// into axis 0 of the same tensors with the batch folded into it (`[batch * n, ..]`):
-/// example `b`'s offset by `b * n`, flattened. Only for host tensors whose indices are all
-/// in `0..n` (`None` otherwise: a GPU's stay on the device and are spread instead, and
-/// an index out of range is reported by the spread path, naming its own value).
+/// example `b`'s offset by `b * n`, flattened. Only where the indices are all in `0..n`
+/// (`None` otherwise: an index out of range is reported by the spread path, naming its own
+/// value). On a GPU, a gather from the table of every `b * n + i` (uploaded, so its range
+/// is known and nothing is read back where the indices' range is known too).
 fn folded_indices(idx: &Tensor, n: usize) -> Option<Tensor> {
+    let per: usize = idx.shape()[1..].iter().product();
+    let bsz = idx.shape()[0];
     if idx.device().is_gpu() {
-        return None;
+        let total = i32::try_from(bsz.checked_mul(n)?).ok()?;
+        let table = Tensor::from_vec((0..total).collect(), &[bsz, n]).to_device(&idx.device());
+        let folded = table
+            .try_take_along_axis(1, &idx.reshape(&[bsz, per]))
+            .ok()?;
+        return Some(folded.reshape(&[bsz * per]));
     }
     let v = idx.to_vec::<i32>();
     if v.iter().any(|&i| i < 0 || i as usize >= n) {
         return None;
     }
-    let per: usize = idx.shape()[1..].iter().product();
     let len = v.len();
     let mut folded = v;
     for (b, ex) in folded.chunks_mut(per.max(1)).enumerate() {
@@ -1448,20 +1455,17 @@ pub fn segment_arg<'a>(
             if let Some(f) = folded_indices(ids, num_segments) {
                 // the batch folded into the segments: positions into the folded axis, each
                 // example's moved back by its offset (an empty segment's, past every row,
-                // to past the example's rows)
-                let e = x.shape()[1];
+                // to past the example's rows): a gather from the table of each position's
+                // own (on a GPU, uploaded: its range known, nothing read back)
+                let (e, rows) = (x.shape()[1], bsz * x.shape()[1]);
                 let at = t::segment_arg(&fold_batch(&x), &f, bsz * num_segments, largest);
-                let inner = at.numel() / (bsz * num_segments);
-                let per = num_segments * inner;
-                let mut own = at.to_vec::<i32>();
-                for (b, ex) in own.chunks_mut(per).enumerate() {
-                    for p in ex {
-                        *p = (*p as usize - b * e).min(e) as i32;
-                    }
-                }
+                let own: Vec<i32> = (0..=rows)
+                    .map(|p| if p == rows { e } else { p % e } as i32)
+                    .collect();
+                let own = Tensor::from_vec(own, &[rows + 1]).to_device(&at.device());
                 let mut shape = vec![bsz, num_segments];
                 shape.extend_from_slice(&x.shape()[2..]);
-                return Tensor::from_vec(own, &shape);
+                return own.index_select(0, &at.flatten()).reshape(&shape);
             }
             let each: Vec<Tensor> = (0..bsz)
                 .map(|e| {

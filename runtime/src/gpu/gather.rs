@@ -49,7 +49,7 @@ pub(crate) fn index_select(
     indices: &Tensor,
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    gather("index_select", x, ax, indices, out_shape, false, 0.0)
+    gather("index_select", x, ax, indices, out_shape, false, None)
 }
 
 /// `x` gathered along axis `ax` at `indices` shaped like `x` but along `ax` (checked by
@@ -66,20 +66,14 @@ pub(crate) fn take_along(
     } else {
         "take_along_axis"
     };
-    gather(
-        op,
-        x,
-        ax,
-        indices,
-        indices.shape(),
-        true,
-        fill.unwrap_or(0.0),
-    )
+    gather(op, x, ax, indices, indices.shape(), true, fill)
 }
 
 /// Output element `i` of `[outer, k, inner]` (`k` the indices' count, or their length
 /// along `ax` where `per_element`) is `x[o, idx, r]`, `idx` the index of its `j` (or of
-/// `i` itself where `per_element`), or `fill` where that index is outside `0..size`.
+/// `i` itself where `per_element`), or `fill` where that index is outside `0..size` (none
+/// is where there is no `fill`: the caller checked them). Indices gathered keep the known
+/// bounds of those they are gathered from.
 fn gather(
     op: &'static str,
     x: &Tensor,
@@ -87,13 +81,17 @@ fn gather(
     indices: &Tensor,
     out_shape: &[usize],
     per_element: bool,
-    fill: f64,
+    fill: Option<f64>,
 ) -> Result<Tensor> {
     let x = elementwise::row_major(op, x)?;
     let idx = elementwise::row_major(op, indices)?;
     let (sx, si) = (storage_of(&x), storage_of(&idx));
     let n = numel(out_shape);
-    let out = GpuStorage::alloc(op, sx.ordinal, n, sx.dtype)?;
+    let mut out = GpuStorage::alloc(op, sx.ordinal, n, sx.dtype)?;
+    if let (Some((lo, hi)), None) = (sx.bounds, fill) {
+        out = out.within(lo, hi);
+    }
+    let fill = fill.unwrap_or(0.0);
     if n == 0 {
         return Ok(gpu::tensor(out, out_shape));
     }

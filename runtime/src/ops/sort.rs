@@ -15,7 +15,7 @@ use crate::element::Float;
 use crate::error::{Error, Result, unwrap};
 use crate::pool;
 use crate::shape::{normalize_axis, numel};
-use crate::tensor::{Tensor, float_dispatch};
+use crate::tensor::{Tensor, any_dispatch, float_dispatch};
 
 /// NumPy's order: NaN last, `-0.0 == 0.0`.
 fn order<T: Float>(a: T, b: T) -> Ordering {
@@ -182,10 +182,10 @@ impl Tensor {
         Ok(Tensor::from_data(out, &shape))
     }
 
-    /// `self` gathered along `axis` at `indices`, an i32 tensor shaped like `self` but for
-    /// its length `k` along `axis`: `out[.., j, ..] = self[.., indices[.., j, ..], ..]`
-    /// (NumPy's `take_along_axis`, PyTorch's `gather`). Panics on a shape mismatch or an
-    /// index outside `0..size`; see [`Tensor::try_take_along_axis`].
+    /// `self` (of any dtype) gathered along `axis` at `indices`, an i32 tensor shaped like
+    /// `self` but for its length `k` along `axis`: `out[.., j, ..] = self[.., indices[..,
+    /// j, ..], ..]` (NumPy's `take_along_axis`, PyTorch's `gather`). Panics on a shape
+    /// mismatch or an index outside `0..size`; see [`Tensor::try_take_along_axis`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
@@ -240,7 +240,9 @@ impl Tensor {
         fill: Option<f64>,
     ) -> Result<Tensor> {
         let ax = normalize_axis(op, axis, self.shape())?;
-        self.expect_float(op)?;
+        if fill.is_some() {
+            self.expect_float(op)?;
+        }
         self.expect_lanes(op, ax, indices, "indices")?;
         match fill {
             None => self.check_indices(op, ax, indices)?,
@@ -250,36 +252,27 @@ impl Tensor {
         if self.on_gpu() {
             return crate::gpu::gather::take_along(self, ax, indices, fill);
         }
-        let (n, k) = (self.shape()[ax], indices.shape()[ax]);
-        let inner = numel(&self.shape()[ax + 1..]);
+        let lanes = [
+            self.shape()[ax],
+            indices.shape()[ax],
+            numel(&self.shape()[ax + 1..]),
+        ];
         let idx = indices.contiguous_data::<i32>();
-        Ok(float_dispatch!(self.dtype(), T => {
-            let x = self.contiguous_data::<T>();
-            let fill = fill.unwrap_or(0.0) as T;
-            let mut out = pool::buffer(idx.len(), 0.0 as T);
-            if !out.is_empty() {
-                // row `q` of `inner` outputs (position `q % k` of outer block `q / k`) reads
-                // its block of `x` at its row of indices
-                let rows = |q: usize, d: &mut [T]| {
-                    let block = &x[q / k * n * inner..];
-                    let at = &idx[q * inner..(q + 1) * inner];
-                    for (r, (d, &i)) in d.iter_mut().zip(at).enumerate() {
-                        // (a negative index is past `n` as usize)
-                        *d = if (i as usize) < n { block[i as usize * inner + r] } else { fill };
-                    }
+        Ok(match fill {
+            Some(f) => float_dispatch!(self.dtype(), T => {
+                let out = gathered(&self.contiguous_data::<T>(), &idx, lanes, f as T);
+                Tensor::from_data(out, indices.shape())
+            }),
+            // (every index checked: nothing reads the fill)
+            None => any_dispatch!(self.dtype(), T => {
+                let x = self.contiguous_data::<T>();
+                let out = match x.first() {
+                    Some(&any) => gathered(&x, &idx, lanes, any),
+                    None => Vec::new(),
                 };
-                let per = PAR_THRESHOLD.div_ceil(8 * inner).max(1) * inner;
-                if out.len() >= PAR_THRESHOLD {
-                    out.par_chunks_mut(per).enumerate().for_each(|(c, d)| {
-                        let q0 = c * per / inner;
-                        d.chunks_mut(inner).enumerate().for_each(|(q, d)| rows(q0 + q, d));
-                    });
-                } else {
-                    out.chunks_mut(inner).enumerate().for_each(|(q, d)| rows(q, d));
-                }
-            }
-            Tensor::from_data(out, indices.shape())
-        }))
+                Tensor::from_data(out, indices.shape())
+            }),
+        })
     }
 
     /// A copy of `self` with `source` added along `axis` at `indices` (`out[.., indices[..,
@@ -413,4 +406,47 @@ impl Tensor {
             ),
         })
     }
+}
+
+/// `take_along_axis` of row-major `x` (`[outer, n, inner]` about the axis) at row-major
+/// `idx` (`[outer, k, inner]`): each output element reads its block of `x` at its index,
+/// or `fill` where that is outside `0..n`.
+fn gathered<T: Copy + Send + Sync + 'static>(
+    x: &[T],
+    idx: &[i32],
+    [n, k, inner]: [usize; 3],
+    fill: T,
+) -> Vec<T> {
+    let mut out = pool::buffer(idx.len(), fill);
+    if out.is_empty() {
+        return out;
+    }
+    // row `q` of `inner` outputs (position `q % k` of outer block `q / k`) reads its block
+    // of `x` at its row of indices
+    let rows = |q: usize, d: &mut [T]| {
+        let block = &x[q / k * n * inner..];
+        let at = &idx[q * inner..(q + 1) * inner];
+        for (r, (d, &i)) in d.iter_mut().zip(at).enumerate() {
+            // (a negative index is past `n` as usize)
+            *d = if (i as usize) < n {
+                block[i as usize * inner + r]
+            } else {
+                fill
+            };
+        }
+    };
+    let per = PAR_THRESHOLD.div_ceil(8 * inner).max(1) * inner;
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(per).enumerate().for_each(|(c, d)| {
+            let q0 = c * per / inner;
+            d.chunks_mut(inner)
+                .enumerate()
+                .for_each(|(q, d)| rows(q0 + q, d));
+        });
+    } else {
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(q, d)| rows(q, d));
+    }
+    out
 }

@@ -207,6 +207,15 @@ fn sorting_gathers_and_scatters_like_the_cpu() {
         let picks: Vec<i32> = (0..108).map(|i| (i * 7 + i / 5) % 6).collect();
         let idx = Tensor::from_vec(picks, &[3, 9, 4]);
         let src = laid(&[3, 9, 4], 23, false, lay);
+        // (of integers too: indices gathered from a table of indices)
+        let xi = x.to_dtype(DType::I32);
+        check(
+            &dev,
+            &format!("take_along_axis of i32, {lay:?}"),
+            &[&xi, &idx],
+            0.0,
+            |t| t[0].take_along_axis(1, &t[1]),
+        );
         check(
             &dev,
             &format!("take_along_axis, {lay:?}"),

@@ -283,3 +283,26 @@ fn gathers_and_scatters_past_the_threading_threshold_match_a_loop() {
         }
     }
 }
+
+#[test]
+fn take_along_axis_gathers_integers_and_flags_like_floats() {
+    let x = Tensor::from_vec((0..24).map(|v| (v * 5 % 7) as f64).collect(), &[2, 4, 3]);
+    let picks: Vec<i32> = (0..18).map(|i| (i * 3 + i / 4) % 4).collect();
+    let idx = Tensor::from_vec(picks, &[2, 3, 3]);
+    let want = x.take_along_axis(1, &idx);
+    for dt in [DType::I32, DType::Bool] {
+        let got = x.to_dtype(dt).take_along_axis(1, &idx);
+        assert_eq!(got.dtype(), dt);
+        assert_eq!(
+            got.to_dtype(DType::F64).to_vec::<f64>(),
+            want.to_dtype(dt).to_dtype(DType::F64).to_vec::<f64>(),
+            "{dt:?}"
+        );
+    }
+    // the fill variant stays for floats: an integer tensor is refused by name
+    let e = x
+        .to_dtype(DType::I32)
+        .try_take_along_axis_or(1, &idx, 0.0)
+        .unwrap_err();
+    assert!(e.to_string().contains("take_along_axis_or"), "{e}");
+}
