@@ -403,22 +403,10 @@ def rnn_grad():
     f = jax.jit(jax.grad(loss, argnums=(0, 1)))
     return {"flops": 3.0 * t * 2 * b * (i * h + h * h)}, lambda: f(w, u, xs)
 def graph_network():
-    b, n, e, f, h = 64, 64, 256, 16, 64
-    loops = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, n))
-    src = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(81), (b, e - n), 0, n)], axis=1)
-    dst = jnp.concatenate([loops, jax.random.randint(jax.random.PRNGKey(82), (b, e - n), 0, n)], axis=1)
-    x, y = normal(83, (b, n, f)), normal(84, (b, n, 1))
-    ws = (normal(85, (f, h)) * 0.25, normal(86, (h, h)) * 0.125, normal(87, (h, h)) * 0.125,
-          normal(88, (h, 1)) * 0.125)
-    def loss(ws, x, src, dst, y):
-        w_msg, w_sum, w_max, w_out = ws
-        m = jnp.tanh(x[src] @ w_msg)
-        s = jax.ops.segment_sum(m, dst, num_segments=n)
-        t = jax.ops.segment_max(m, dst, num_segments=n)
-        hh = jnp.tanh(s @ w_sum + t @ w_max)
-        return jnp.mean(jnp.square(hh @ w_out - y))
-    f_ = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, 0, 0)))
-    return {"flops": 0.0}, lambda: f_(ws, x, src, dst, y)
+    # the CPU comparison's own (benches/jax_workloads.py; this runs from the repository root)
+    sys.path.insert(0, "benches")
+    from jax_workloads import graph_network as build
+    return build()
 def scale():
     x = normal(8, (1024,))
     f = jax.jit(lambda x: x * 2.0)

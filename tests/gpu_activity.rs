@@ -313,3 +313,57 @@ fn indexing_with_indices_of_known_range_waits_for_nothing() {
     let far = Tensor::from_vec(vec![0i32, 6], &[2]).to_device(&dev);
     assert!(x.try_index_select(0, &far).is_err());
 }
+
+/// A round of message passing over one graph's own edges (every node sends itself one).
+#[allow(dead_code)] // only its generated gradient is used
+#[vmap(in_axes = (None, None, 0, 0, 0))]
+#[grad(wrt(w, u))]
+fn graph_loss(w: &Tensor, u: &Tensor, x: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
+    let m = x.index_select(0, src).matmul(w).tanh();
+    let n = x.shape()[0];
+    let h = (m.segment_sum(dst, n) + m.segment_max(dst, n)).matmul(u);
+    h.square().mean()
+}
+
+#[test]
+fn per_graph_gradients_on_the_gpu_match_the_cpu_and_read_nothing_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu() else { return };
+    let (b, n, e, f, h) = (6, 10, 24, 5, 7);
+    let ends = |seed: usize| {
+        let ids: Vec<i32> = (0..b * e)
+            .map(|k| match k % e {
+                j if j < n => j as i32,
+                j => ((j * 7 + seed * 13 + k / e * 3) % n) as i32,
+            })
+            .collect();
+        Tensor::from_vec(ids, &[b, e])
+    };
+    let (src, dst) = (ends(1), ends(2));
+    let x = Tensor::normal(Key::new(5), &[b, n, f], DType::F32);
+    let w = Tensor::normal(Key::new(6), &[f, h], DType::F32) * 0.5;
+    let u = Tensor::normal(Key::new(7), &[h, 3], DType::F32) * 0.5;
+    let (gw, gu) = graph_loss_grad_vmap(&w, &u, &x, &src, &dst);
+    let on = |t: &Tensor| t.to_device(&dev);
+    let (dw, du, dx, dsrc, ddst) = (on(&w), on(&u), on(&x), on(&src), on(&dst));
+    for t in [&dw, &du, &dx, &dsrc, &ddst] {
+        t.eval();
+    }
+    let before = dev.activity().readbacks;
+    let (gw_d, gu_d) = graph_loss_grad_vmap(&dw, &du, &dx, &dsrc, &ddst);
+    assert_eq!(
+        dev.activity().readbacks,
+        before,
+        "per-graph gathers and segment reductions at uploaded ids read nothing back"
+    );
+    for (what, g, c) in [("dw", &gw_d, &gw), ("du", &gu_d, &gu)] {
+        let (g, c) = (g.to_vec::<f32>(), c.to_vec::<f32>());
+        let scale = c.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "{what}[{i}]: GPU {a}, CPU {b}"
+            );
+        }
+    }
+}

@@ -351,6 +351,19 @@ fn segment_arg_of(
     at.to_vec::<i32>()
 }
 
+/// Asserts that `segment_argmax` and `segment_argmin` in f32 and f64 give the loop's.
+fn segment_args_match_a_loop(vals: &[f64], ids: &[i32], inner: usize, n: usize, what: &str) {
+    for dt in [DType::F32, DType::F64] {
+        for largest in [true, false] {
+            assert_eq!(
+                segment_arg_of(vals, ids, inner, n, largest, dt),
+                segment_arg_by_loop(vals, ids, inner, n, largest),
+                "{what}, {dt:?}, largest {largest}"
+            );
+        }
+    }
+}
+
 #[test]
 fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
     // enough rows to split the segments over threads; ties among the values, a few NaN;
@@ -364,15 +377,7 @@ fn segment_extrema_of_many_rows_split_over_threads_match_a_loop() {
                 _ => ((i * 37) % 101) as f64,
             })
             .collect();
-        for dt in [DType::F32, DType::F64] {
-            for largest in [true, false] {
-                assert_eq!(
-                    segment_arg_of(&vals, &ids, inner, n, largest, dt),
-                    segment_arg_by_loop(&vals, &ids, inner, n, largest),
-                    "rows of {inner}, {dt:?}, largest {largest}"
-                );
-            }
-        }
+        segment_args_match_a_loop(&vals, &ids, inner, n, &format!("rows of {inner}"));
     }
 }
 
@@ -390,15 +395,7 @@ fn segment_extrema_written_into_recycled_buffers_match_a_loop() {
         let vals: Vec<f64> = (0..rows * inner)
             .map(|i| ((i * seed) % 211) as f64 - 100.0)
             .collect();
-        for dt in [DType::F32, DType::F64] {
-            for largest in [true, false] {
-                assert_eq!(
-                    segment_arg_of(&vals, &ids, inner, n, largest, dt),
-                    segment_arg_by_loop(&vals, &ids, inner, n, largest),
-                    "round {round}, {dt:?}, largest {largest}"
-                );
-            }
-        }
+        segment_args_match_a_loop(&vals, &ids, inner, n, &format!("round {round}"));
     }
 }
 
