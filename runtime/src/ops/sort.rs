@@ -31,8 +31,9 @@ impl Tensor {
     /// The indices (i32) that sort `self` along `axis` in ascending order: NaN last, equal
     /// values in their original order (`jnp.argsort` with `stable=True`). On a GPU, lanes of
     /// up to 1024 values are sorted by a bitonic network in one workgroup each, longer ones
-    /// on the host (one round trip). Panics for a bad axis or a non-float tensor; see
-    /// [`Tensor::try_argsort`].
+    /// by the same network in global memory (a dispatch per step), and only lanes past 2^31
+    /// padded pairs on the host (one round trip). Panics for a bad axis or a non-float
+    /// tensor; see [`Tensor::try_argsort`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
