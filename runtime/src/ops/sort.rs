@@ -279,8 +279,10 @@ impl Tensor {
     /// A copy of `self` with `source` added along `axis` at `indices` (`out[.., indices[..,
     /// j, ..], ..] += source[.., j, ..]`; repeated indices add up), `indices` and `source`
     /// shaped like `self` but for their length along `axis`: the transpose of
-    /// [`Tensor::take_along_axis`] (PyTorch's `scatter_add`). Panics on a mismatch or an
-    /// index outside `0..size`; see [`Tensor::try_scatter_add`].
+    /// [`Tensor::take_along_axis`] (PyTorch's `scatter_add`). On a GPU the values meeting
+    /// at one element are added in the order their threads reach it, so sums may differ in
+    /// their last bits from run to run. Panics on a mismatch or an index outside
+    /// `0..size`; see [`Tensor::try_scatter_add`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;

@@ -351,8 +351,10 @@ impl Tensor {
     /// like `self`'s leading axes (one id per edge of a graph, per particle of a cell, per
     /// token of a sequence) and ids in `0..num_segments`. The result has shape
     /// `[num_segments] ++ self.shape[segment_ids.ndim..]`; a segment no id names sums to
-    /// zero. The transpose of gathering by the ids (`out.index_select(0, ids)`). Panics for
-    /// mismatched shapes, an id outside `0..num_segments` or a non-float tensor; see
+    /// zero. The transpose of gathering by the ids (`out.index_select(0, ids)`). On a GPU
+    /// the values meeting at one element are added in the order their threads reach it,
+    /// so sums may differ in their last bits from run to run. Panics for mismatched
+    /// shapes, an id outside `0..num_segments` or a non-float tensor; see
     /// [`Tensor::try_segment_sum`].
     ///
     /// ```
@@ -533,8 +535,10 @@ impl Tensor {
     /// transpose of [`Tensor::index_select`], as PyTorch's `index_add`. `source` has the
     /// shape `index_select` gives, `self.shape[..axis] ++ indices.shape ++
     /// self.shape[axis + 1..]`. Its cost is that of reading `source` and copying `self`
-    /// (an embedding table's gradient touches only the rows used). Panics on a mismatch
-    /// or an index outside `0..size`; see [`Tensor::try_index_add`].
+    /// (an embedding table's gradient touches only the rows used). On a GPU the values
+    /// meeting at one element are added in the order their threads reach it, so sums may
+    /// differ in their last bits from run to run. Panics on a mismatch or an index outside
+    /// `0..size`; see [`Tensor::try_index_add`].
     ///
     /// ```
     /// # use ferrax_runtime::prelude::*;
