@@ -332,35 +332,43 @@ fn graph_loss(w: &Tensor, u: &Tensor, x: &Tensor, src: &Tensor, dst: &Tensor) ->
 fn per_graph_gradients_on_the_gpu_match_the_cpu_and_read_nothing_back() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(dev) = gpu() else { return };
-    let (b, n, e, f, h) = (6, 10, 24, 5, 7);
-    let ends = |seed: usize| {
-        let ids: Vec<i32> = (0..b * e)
-            .map(|k| match k % e {
-                j if j < n => j as i32,
-                j => ((j * 7 + seed * 13 + k / e * 3) % n) as i32,
-            })
-            .collect();
-        Tensor::from_vec(ids, &[b, e])
-    };
-    let (src, dst) = (ends(1), ends(2));
-    let x = Tensor::normal(Key::new(5), &[b, n, f], DType::F32);
-    let w = Tensor::normal(Key::new(6), &[f, h], DType::F32) * 0.5;
-    let u = Tensor::normal(Key::new(7), &[h, 3], DType::F32) * 0.5;
-    let (gw, gu) = graph_loss_grad_vmap(&w, &u, &x, &src, &dst);
-    let on = |t: &Tensor| t.to_device(&dev);
-    let (dw, du, dx, dsrc, ddst) = (on(&w), on(&u), on(&x), on(&src), on(&dst));
-    for t in [&dw, &du, &dx, &dsrc, &ddst] {
-        t.eval();
-    }
-    let before = dev.activity().readbacks;
-    let (gw_d, gu_d) = graph_loss_grad_vmap(&dw, &du, &dx, &dsrc, &ddst);
-    assert_eq!(
-        dev.activity().readbacks,
-        before,
-        "per-graph gathers and segment reductions at uploaded ids read nothing back"
-    );
-    for (what, g, c) in [("dw", &gw_d, &gw), ("du", &gu_d, &gu)] {
-        let f64_on_cpu = |t: &Tensor| t.to_device(&Device::Cpu).to_dtype(DType::F64);
-        assert_close(&f64_on_cpu(g), &f64_on_cpu(c), 1e-4, what);
+    // six graphs, one, and none (an empty batch)
+    for b in [6usize, 1, 0] {
+        let (n, e, f, h) = (10, 24, 5, 7);
+        let ends = |seed: usize| {
+            let ids: Vec<i32> = (0..b * e)
+                .map(|k| match k % e {
+                    j if j < n => j as i32,
+                    j => ((j * 7 + seed * 13 + k / e * 3) % n) as i32,
+                })
+                .collect();
+            Tensor::from_vec(ids, &[b, e])
+        };
+        let (src, dst) = (ends(1), ends(2));
+        let x = Tensor::normal(Key::new(5), &[b, n, f], DType::F32);
+        let w = Tensor::normal(Key::new(6), &[f, h], DType::F32) * 0.5;
+        let u = Tensor::normal(Key::new(7), &[h, 3], DType::F32) * 0.5;
+        let (gw, gu) = graph_loss_grad_vmap(&w, &u, &x, &src, &dst);
+        let on = |t: &Tensor| t.to_device(&dev);
+        let (dw, du, dx, dsrc, ddst) = (on(&w), on(&u), on(&x), on(&src), on(&dst));
+        for t in [&dw, &du, &dx, &dsrc, &ddst] {
+            t.eval();
+        }
+        let before = dev.activity().readbacks;
+        let (gw_d, gu_d) = graph_loss_grad_vmap(&dw, &du, &dx, &dsrc, &ddst);
+        assert_eq!(
+            dev.activity().readbacks,
+            before,
+            "per-graph gathers and segment reductions at uploaded ids read nothing back ({b} graphs)"
+        );
+        for (what, g, c) in [("dw", &gw_d, &gw), ("du", &gu_d, &gu)] {
+            let f64_on_cpu = |t: &Tensor| t.to_device(&Device::Cpu).to_dtype(DType::F64);
+            assert_close(
+                &f64_on_cpu(g),
+                &f64_on_cpu(c),
+                1e-4,
+                &format!("{what}, {b} graphs"),
+            );
+        }
     }
 }

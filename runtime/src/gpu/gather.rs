@@ -9,9 +9,10 @@ use crate::shape::{Layout, numel};
 use crate::tensor::Tensor;
 
 /// Checks that every index lies in `0..size`: an out-of-range index is an error, never a
-/// wrong read. Where the indices' storage has known bounds (uploaded from the host, or an
-/// argmax's or argsort's positions) that lie in range, nothing more is needed; otherwise
-/// the indices are read back to the host (one wait for the GPU).
+/// wrong read. Where the indices' storage has known bounds ([`GpuStorage::bounds`]:
+/// uploaded indices, positions an op computed, copies and gathers of those) that lie in
+/// range, nothing more is needed; otherwise the indices are read back to the host (one
+/// wait for the GPU).
 pub(crate) fn check_indices(
     op: &'static str,
     indices: &Tensor,
