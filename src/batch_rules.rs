@@ -2296,6 +2296,13 @@ pub fn lift_arg<T: Clone + 'static>(x: &T, bsz: usize) -> T {
     }
 }
 
+/// An unbatched list of tensors passed, beside a list that differs per example, to another
+/// batched function (whose counterpart then takes every list batched): each element lifted
+/// to the batch (a broadcast view).
+pub fn lift_list(xs: &[Tensor], bsz: usize) -> Vec<Tensor> {
+    xs.iter().map(|x| lift_tensor(x, bsz)).collect()
+}
+
 /// An argument of a type the macro cannot see (a constant such as `SCALE`, `STEPS` or
 /// `CFG`) passed to another function's batched counterpart, which takes floats and tensors
 /// batched and any other value as it is. Generated code writes

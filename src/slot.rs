@@ -46,6 +46,16 @@ impl<T: Differentiable> ZeroRef for &&Probe<'_, &T> {
     }
 }
 
+/// The zero tangent of a list of tensors taken as a slice (`ws: &[Tensor]`): a `Vec` of
+/// zeros, which callers pass as `&[Tensor]`.
+impl ZeroRef for &&Probe<'_, &[ferrax_runtime::Tensor]> {
+    type Out = Vec<ferrax_runtime::Tensor>;
+    #[inline(always)]
+    fn slot(&self) -> Self::Out {
+        crate::tensor_rules::zero_like(&self.0.to_vec())
+    }
+}
+
 /// The tangent slot of any other argument: `()`.
 pub trait Unit {
     /// `()`.
@@ -68,5 +78,13 @@ mod tests {
         assert_eq!((&&&Probe(&v)).slot(), vec![0.0f32; 2]);
         let () = (&&&Probe(&n)).slot();
         let () = (&&&Probe(&s)).slot();
+        let ws = [ferrax_runtime::Tensor::ones(
+            &[2, 3],
+            ferrax_runtime::DType::F64,
+        )];
+        let zeros = (&&&Probe(&&ws[..])).slot();
+        assert_eq!(zeros.len(), 1);
+        assert_eq!(zeros[0].shape(), &[2, 3]);
+        assert_eq!(zeros[0].to_vec::<f64>(), vec![0.0; 6]);
     }
 }

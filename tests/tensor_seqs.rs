@@ -848,3 +848,185 @@ fn lists_of_tensors_are_batched_element_by_element() {
 fn batching_only_empty_lists_is_an_error_naming_the_function() {
     list_norms_vmap(&[]);
 }
+
+/// A list of tensors through a stack of layers, called by other batched functions with lists
+/// that differ per example.
+#[vmap]
+#[grad]
+fn layered(xs: &[Tensor], ws: &[Tensor]) -> Tensor {
+    let mut s = Tensor::stack(xs, 0).tanh().sum_axis(0, false);
+    for w in ws {
+        s = s.matmul(w).tanh();
+    }
+    s.powi(2).sum()
+}
+
+/// Every element squared and summed, the list taken by value.
+#[vmap]
+#[grad]
+fn owned_norm(xs: Vec<Tensor>) -> Tensor {
+    let mut s = xs[0].zeros_like().sum();
+    for x in &xs {
+        s += (x * x).sum();
+    }
+    s
+}
+
+/// Lists built from the example (`v`, `m`) beside shared ones (`ws`, `cs`): each call goes
+/// to the callee's counterpart batching lists, with the shared lists lifted to the batch.
+#[vmap(in_axes = (0, None, None))]
+#[grad]
+fn built_lists(x: &Tensor, ws: &[Tensor], cs: &[Tensor]) -> Tensor {
+    let v = vec![x.clone(), x.sin(), x * 2.0];
+    let m = vec![x.unsqueeze(1).matmul(&x.unsqueeze(0)) * 0.3];
+    let mut parts = vec![x.cos()];
+    for c in cs {
+        parts.push(c * x);
+    }
+    layered(&v, ws) + layered(cs, &m) + owned_norm(parts) * 0.1
+}
+
+/// The list of the gap's reproducer: a `#[vmap]` function only.
+#[vmap]
+fn doubled_sum(x: &Tensor) -> Tensor {
+    let v = vec![x.clone(), x * 2.0];
+    summed(&v)
+}
+
+#[vmap]
+fn summed(xs: &[Tensor]) -> Tensor {
+    Tensor::stack(xs, 0).sum()
+}
+
+#[test]
+fn lists_that_differ_per_example_are_passed_to_other_batched_functions() {
+    let d = 3;
+    let xs = normal(190, &[4, d]);
+    let ws: Vec<Tensor> = (0..2).map(|k| normal(191 + k, &[d, d]) * 0.6).collect();
+    let cs: Vec<Tensor> = (0..2).map(|k| normal(195 + k, &[d])).collect();
+    let values = built_lists_vmap(&xs, &ws, &cs);
+    let doubled = doubled_sum_vmap(&xs);
+    let (gx, gws, gcs) = built_lists_grad_vmap(&xs, &ws, &cs);
+    assert_eq!((gws.len(), gcs.len()), (2, 2));
+    for (e, x) in unstack(&xs, 0).iter().enumerate() {
+        let at = |t: &Tensor| t.slice(0, e, e + 1).squeeze(0);
+        assert_close(&at(&values), &built_lists(x, &ws, &cs), 1e-12, "value");
+        assert_close(&at(&doubled), &doubled_sum(x), 1e-12, "summed list");
+        let (ex, ews, ecs) = built_lists_grad(x, &ws, &cs);
+        assert_close(&at(&gx), &ex, 1e-10, "per-example d/dx");
+        let fx = fd_jacobian(&|v: &Tensor| built_lists(v, &ws, &cs), x).reshape(&[d]);
+        assert_close(&ex, &fx, 1e-6, "d/dx vs finite differences");
+        for l in 0..2 {
+            assert_close(&at(&gws[l]), &ews[l], 1e-10, "per-example d/dws");
+            assert_close(&at(&gcs[l]), &ecs[l], 1e-10, "per-example d/dcs");
+            let fw = fd_element(&|v: &[Tensor]| built_lists(x, v, &cs), &ws, l);
+            assert_close(&ews[l], &fw, 1e-6, "d/dws vs finite differences");
+            let fc = fd_element(&|v: &[Tensor]| built_lists(x, &ws, v), &cs, l);
+            assert_close(&ecs[l], &fc, 1e-6, "d/dcs vs finite differences");
+        }
+    }
+}
+
+/// Parameters of an affine map, for a helper taking them beside a list.
+#[derive(Clone, Differentiable)]
+struct Affine {
+    w: Tensor,
+    b: Tensor,
+}
+
+#[vmap(in_axes = (None, 0))]
+#[grad]
+fn listed_affine(l: &Affine, xs: &[Tensor]) -> Tensor {
+    (Tensor::stack(xs, 0).matmul(&l.w) + &l.b)
+        .tanh()
+        .sum_axis(0, false)
+}
+
+/// A Jacobian through calls taking a list built from the input, beside a parameter struct
+/// and a shared list.
+#[jacobian(wrt(x))]
+fn listed_out(p: &Affine, x: &Tensor, ws: &[Tensor]) -> Tensor {
+    let v = vec![x.clone(), x.sin()];
+    listed_affine(p, &v) * x.sum() + layered(&v, ws)
+}
+
+/// A Hessian through calls taking a list built from the input, beside a shared list.
+#[hessian(wrt(x))]
+fn listed_energy(x: &Tensor, ws: &[Tensor]) -> Tensor {
+    let v = vec![x.cos(), x * x];
+    layered(&v, ws) + layered(ws, &v) * 0.5
+}
+
+/// The same energy under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn listed_energy_g(x: &Tensor, ws: &[Tensor]) -> Tensor {
+    let v = vec![x.cos(), x * x];
+    layered(&v, ws) + layered(ws, &v) * 0.5
+}
+
+#[test]
+fn jacobians_and_hessians_go_through_calls_taking_lists_of_the_input() {
+    let d = 3;
+    let p = Affine {
+        w: normal(200, &[d, d]) * 0.7,
+        b: normal(201, &[d]),
+    };
+    let x = normal(202, &[d]);
+    let ws: Vec<Tensor> = (0..2).map(|k| normal(203 + k, &[d, d]) * 0.6).collect();
+    let fd = fd_jacobian(&|v: &Tensor| listed_out(&p, v, &ws), &x);
+    let fwd = listed_out_jacfwd(&p, &x, &ws);
+    assert_eq!(fwd.shape(), &[d, d]);
+    assert_close(&fwd, &fd, 1e-6, "jacfwd vs finite differences");
+    assert_close(
+        &listed_out_jacrev(&p, &x, &ws),
+        &fwd,
+        1e-12,
+        "jacrev vs jacfwd",
+    );
+    // (a square matrix as the list's other role: `ws` as data needs [d] rows)
+    let rows: Vec<Tensor> = (0..2).map(|k| normal(206 + k, &[d, d]) * 0.5).collect();
+    assert_close(
+        &listed_energy(&x, &rows),
+        &listed_energy_g(&x, &rows),
+        0.0,
+        "the two copies of the energy",
+    );
+    let h = listed_energy_hessian(&x, &rows);
+    let fd = fd_jacobian(&|v: &Tensor| listed_energy_g_grad(v, &rows), &x);
+    assert_close(&h, &fd, 1e-6, "hessian vs differences of the gradient");
+    assert_close(&h, &h.t().contiguous(), 1e-10, "symmetry");
+}
+
+// A Hessian through a list built from the input and iterated: the reverse sweep adds each
+// element's adjoint into the list's (forward over reverse once dropped their tangents: a
+// wrong, asymmetric Hessian).
+twice! {
+    fn outer_layers / outer_layers_g (x: &Tensor) -> Tensor {
+        let ws = vec![
+            x.unsqueeze(1).matmul(&x.unsqueeze(0)) * 0.3,
+            x.unsqueeze(1).matmul(&x.sin().unsqueeze(0)),
+        ];
+        let mut s = x.cos();
+        for w in &ws {
+            s = s.matmul(w).tanh();
+        }
+        s.powi(2).sum()
+    }
+}
+
+#[test]
+fn hessians_through_a_list_iterated_in_the_body_match_differences_of_the_gradient() {
+    let x = normal(210, &[3]);
+    assert_close(
+        &outer_layers(&x),
+        &outer_layers_g(&x),
+        0.0,
+        "the two copies",
+    );
+    let h = outer_layers_hessian(&x);
+    let fd = fd_jacobian(&outer_layers_g_grad, &x);
+    assert_close(&h, &fd, 1e-6, "hessian vs differences of the gradient");
+    assert_close(&h, &h.t().contiguous(), 1e-12, "symmetry");
+    let v = normal(211, &[3]);
+    assert_close(&outer_layers_hvp(&x, &v), &h.matmul(&v), 1e-12, "hvp");
+}

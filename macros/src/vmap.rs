@@ -93,25 +93,30 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
     // what other batched functions call: every float and tensor parameter along axis 0
     // (where that cannot be batched, such as indices shared by every example, nothing: a
     // call then names the missing function)
-    let axes0: Vec<Option<isize>> = func
-        .params
-        .iter()
-        .map(|p| matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
-        .collect();
-    out.extend(
-        batched_fn(
-            &BatchedFn {
-                name: flat,
-                doc: String::new(),
-                item: &item,
-                axes: &axes0,
-                outputs: vec![(func.output, ret_ty.clone())],
-                out_axes: 0,
-            },
-            &func,
-        )
-        .unwrap_or_default(),
-    );
+    // and, where it takes lists of tensors, its twin batching those too (what a caller with
+    // a list that differs per example calls)
+    for (prefix, lists) in [
+        (crate::transform::vmap::VMAP0, false),
+        (crate::transform::vmap::VMAP0_LISTS, true),
+    ] {
+        let Some(axes) = axes_at_0(&func, &func.params, lists) else {
+            continue;
+        };
+        out.extend(
+            batched_fn(
+                &BatchedFn {
+                    name: format_ident!("{}{}", prefix, name),
+                    doc: String::new(),
+                    item: &item,
+                    axes: &axes,
+                    outputs: vec![(func.output, ret_ty.clone())],
+                    out_axes: 0,
+                },
+                &func,
+            )
+            .unwrap_or_default(),
+        );
+    }
     if grad_attr.is_some() {
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
         // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
@@ -162,6 +167,26 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         )?);
     }
     Ok(out)
+}
+
+/// The batch axes of a counterpart that other batched functions call: axis 0 for every
+/// float and tensor of `params` (of `func`), and for every list of tensors where `lists`
+/// (`None` where `lists` asks for a twin of a function that takes no list).
+fn axes_at_0(func: &Func, params: &[Param], lists: bool) -> Option<Vec<Option<isize>>> {
+    let is_list = |p: &Param| func.info(p.var).kind == Kind::Struct && seq_form(&p.ty).is_some();
+    if lists && !params.iter().any(is_list) {
+        return None;
+    }
+    Some(
+        params
+            .iter()
+            .map(|p| {
+                let batched = matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor)
+                    || (lists && is_list(p));
+                batched.then_some(0)
+            })
+            .collect(),
+    )
 }
 
 /// What calls of `f` from other batched functions use, all differentiated with respect to
@@ -259,11 +284,7 @@ pub fn call_counterparts(
     // a method, which cannot take `#[vmap]`, has the batched primal `#[vmap]` gives a
     // function here: every float and tensor parameter along axis 0, the receiver unbatched
     if batched && !from_vmap && crate::method::is_method(item) {
-        let axes0: Vec<Option<isize>> = func
-            .params
-            .iter()
-            .map(|p| matches!(func.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
-            .collect();
+        let axes0 = axes_at_0(&func, &func.params, false).unwrap_or_default();
         out.extend(
             batched_fn(
                 &BatchedFn {
@@ -310,27 +331,34 @@ pub fn call_counterparts(
     // gradients for a batched cotangent
     let v = vjp_recomputing_calls(&func, &varied_set);
     let g = crate::grad::cotangent_ir(&v, ct_ty);
-    let axes: Vec<Option<isize>> = g
-        .params
-        .iter()
-        .map(|p| matches!(g.info(p.var).kind, Kind::Float(_) | Kind::Tensor).then_some(0))
-        .collect();
     let grads: Vec<(Atom, Type)> = v.grads.iter().copied().zip(grad_tys.clone()).collect();
-    out.extend(batch(&g, crate::transform::vmap::VMAP0_CT, &axes, grads));
+    for (prefix, lists) in [
+        (crate::transform::vmap::VMAP0_CT, false),
+        (crate::transform::vmap::VMAP0_LISTS_CT, true),
+    ] {
+        if let Some(axes) = axes_at_0(&g, &g.params, lists) {
+            out.extend(batch(&g, prefix, &axes, grads.clone()));
+        }
+    }
 
     // the tangent, batched over tangents only
     let j = crate::transform::jvp::jvp_splitting_calls(&func, &varied_set);
     if batched && j.tangent.var().is_some() {
         let mut jf = j.pruned(&[j.tangent]);
-        let axes = tangent_axes(&jf, &j, &func);
+        let axes = [false, true].map(|lists| tangent_axes(&jf, &j, &func, lists));
         j.push_tangent_params(&mut jf, &func);
         let outputs = vec![(j.tangent, sig.ret_ty.clone())];
-        out.extend(batch(
-            &jf,
+        for (prefix, axes) in [
             crate::transform::vmap::VMAP0_JVPT,
-            &axes,
-            outputs,
-        ));
+            crate::transform::vmap::VMAP0_LISTS_JVPT,
+        ]
+        .into_iter()
+        .zip(axes)
+        {
+            if let Some(axes) = axes {
+                out.extend(batch(&jf, prefix, &axes, outputs.clone()));
+            }
+        }
     }
 
     // forward mode over the gradients for a cotangent (the cotangent differentiated too)
@@ -352,7 +380,7 @@ pub fn call_counterparts(
     };
     let outs: Vec<Atom> = outputs.iter().map(|(a, _)| *a).collect();
     let mut jf = j.pruned(&outs);
-    let axes = tangent_axes(&jf, &j, &g);
+    let axes = [false, true].map(|lists| tangent_axes(&jf, &j, &g, lists));
     j.push_tangent_params(&mut jf, &g);
     let em = Emitter::new(&jf, false);
     let params = crate::grad::param_list(&em, &jf);
@@ -376,26 +404,44 @@ pub fn call_counterparts(
             }
         });
     }
-    out.extend(batch(
-        &jf,
+    for (prefix, axes) in [
         crate::transform::vmap::VMAP0_CTJVPT,
-        &axes,
-        outputs,
-    ));
+        crate::transform::vmap::VMAP0_LISTS_CTJVPT,
+    ]
+    .into_iter()
+    .zip(axes)
+    {
+        if let Some(axes) = axes {
+            out.extend(batch(&jf, prefix, &axes, outputs.clone()));
+        }
+    }
     out
 }
 
 /// The batch axes of a forward-mode counterpart: its own parameters unbatched, then the
 /// tangents appended after them batched along axis 0, except a parameter struct's (see
 /// [`call_counterparts`]).
-fn tangent_axes(jf: &Func, j: &crate::transform::jvp::JvpOut, primal: &Func) -> Vec<Option<isize>> {
+fn tangent_axes(
+    jf: &Func,
+    j: &crate::transform::jvp::JvpOut,
+    primal: &Func,
+    lists: bool,
+) -> Option<Vec<Option<isize>>> {
+    let is_list = |v: &Var| {
+        primal.info(*v).kind == Kind::Struct
+            && primal
+                .params
+                .iter()
+                .any(|p| p.var == *v && seq_form(&p.ty).is_some())
+    };
+    if lists && !j.tangent_params.iter().any(|(p, _)| is_list(p)) {
+        return None;
+    }
     let mut axes = vec![None; jf.params.len()];
-    axes.extend(
-        j.tangent_params
-            .iter()
-            .map(|(p, _)| (primal.info(*p).kind != Kind::Struct).then_some(0)),
-    );
-    axes
+    axes.extend(j.tangent_params.iter().map(|(p, _)| {
+        (primal.info(*p).kind != Kind::Struct || (lists && is_list(p))).then_some(0)
+    }));
+    Some(axes)
 }
 
 /// `#[vmap(outer)] #[vmap(inner)] fn f`: everything the inner attribute emits, and
@@ -659,7 +705,7 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
 /// How a list-of-tensors parameter is written (what its elements, moved to put their batch
 /// axis first, are bound as): `&[Tensor]`, `&Vec<Tensor>` or `Vec<Tensor>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum SeqForm {
+pub(crate) enum SeqForm {
     Slice,
     VecRef,
     Vec,
@@ -667,7 +713,7 @@ enum SeqForm {
 
 /// The form of `ty` if it is a list of tensors `#[vmap]` can batch (a fixed-size array is
 /// not: its length is part of its type).
-fn seq_form(ty: &Type) -> Option<SeqForm> {
+pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
     let is_vec =
         |t: &Type| crate::parse::type_kind(t) == Ok(Kind::Struct) && matches!(t, Type::Path(_));
     match ty {

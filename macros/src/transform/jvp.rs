@@ -469,6 +469,22 @@ impl Jvp<'_> {
                     });
                 }
             }
+            // (the adjoint of a list of tensors or of a parameter struct, added to part by
+            // part in a reverse sweep: forward over reverse adds the parts' tangents)
+            Stmt::AddProject {
+                target,
+                path,
+                value,
+            } => {
+                out.push(s.clone());
+                if let (true, Some(t)) = (self.varied.contains(target), self.tan_atom(*value)) {
+                    out.push(Stmt::AddProject {
+                        target: self.tan_var(*target),
+                        path: path.clone(),
+                        value: t,
+                    });
+                }
+            }
             Stmt::Push { array, value } => {
                 out.push(s.clone());
                 if self.varied.contains(array) {

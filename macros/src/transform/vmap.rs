@@ -78,6 +78,23 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         };
         info.batched = true;
     }
+    // the zero tangents forward mode made for lists of tensors the macro types as opaque
+    // (a Jacobian's constant `ws: &[Tensor]`): lists too
+    let mut list_slots = HashSet::new();
+    walk(&func.body, &mut |s| {
+        if let Stmt::Let {
+            var,
+            rhs: Rhs::NewSeq(NewSeq::ZerosLike(like)),
+        } = s
+            && func.info(*var).kind == Kind::Opaque
+            && func
+                .params
+                .iter()
+                .any(|p| p.var == *like && crate::vmap::seq_form(&p.ty).is_some())
+        {
+            list_slots.insert(*var);
+        }
+    });
     let mut v = Vmap {
         set,
         orig: func,
@@ -85,6 +102,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         input,
         err: None,
         masks: Vec::new(),
+        list_slots,
     };
     let body = v.block(&func.body);
     if let Some(e) = v.err {
@@ -294,6 +312,20 @@ pub const VMAP0_JVPT: &str = "__ferrax_vmap0_jvpt_";
 /// `CallMode::VjpApplyTangent`).
 pub const VMAP0_CTJVPT: &str = "__ferrax_vmap0_ctjvpt_";
 
+/// The prefix of the counterpart of a `#[vmap]` function taking lists of tensors that a
+/// caller calls with a list that differs per example: [`VMAP0`]'s with every list of tensors
+/// batched too (each element along axis 0). Callers lift the other lists to the batch.
+pub const VMAP0_LISTS: &str = "__ferrax_vmap0l_";
+
+/// [`VMAP0_CT`]'s twin with lists of tensors batched (see [`VMAP0_LISTS`]).
+pub const VMAP0_LISTS_CT: &str = "__ferrax_vmap0l_ct_";
+
+/// [`VMAP0_JVPT`]'s twin with the tangents of lists of tensors batched.
+pub const VMAP0_LISTS_JVPT: &str = "__ferrax_vmap0l_jvpt_";
+
+/// [`VMAP0_CTJVPT`]'s twin with the tangents of lists of tensors batched.
+pub const VMAP0_LISTS_CTJVPT: &str = "__ferrax_vmap0l_ctjvpt_";
+
 struct Vmap<'a> {
     /// The variables batched from the start (lifts add their own, already marked).
     set: HashSet<Var>,
@@ -306,6 +338,8 @@ struct Vmap<'a> {
     /// of whose sides run for every example, a loop that every example runs until all are
     /// done), as batched masks: what a user's effect there is limited to.
     masks: Vec<Atom>,
+    /// Zero tangents of lists of tensors of a type the macro cannot see (see [`vmap`]).
+    list_slots: HashSet<Var>,
 }
 
 impl Vmap<'_> {
@@ -328,6 +362,53 @@ impl Vmap<'_> {
 
     fn is_batched(&self, a: Atom) -> bool {
         self.func.batched(a)
+    }
+
+    /// Whether `a` is a parameter taken by reference (`x: &Tensor`, `xs: &[Tensor]`).
+    fn is_ref_param(&self, a: Atom) -> bool {
+        matches!(a, Atom::Var(v) if self.func.params.iter().any(|p| {
+            p.var == v && matches!(p.ty, syn::Type::Reference(_))
+        }))
+    }
+
+    /// Whether `a` is a list of tensors: a parameter of a list's type, a zero tangent of one,
+    /// or a value of the kind lists and parameter structs share (the body builds lists,
+    /// never structs).
+    fn is_list(&self, a: Atom) -> bool {
+        let Atom::Var(v) = a else { return false };
+        if let Some(p) = self.func.params.iter().find(|p| p.var == v) {
+            // (a list the macro types as opaque too: a Jacobian's constant)
+            return crate::vmap::seq_form(&p.ty).is_some();
+        }
+        self.list_slots.contains(&v) || self.orig_kind(a) == Kind::Struct
+    }
+
+    /// An unbatched list of tensors as a batched one (`b::lift_list`: each element a
+    /// stride-0 view over the batch).
+    fn lift_list(&mut self, out: &mut Vec<Stmt>, a: Atom) -> Atom {
+        let name = match a {
+            Atom::Var(v) => self.func.info(v).name.clone(),
+            _ => "list".into(),
+        };
+        let v = self
+            .func
+            .new_var(&format!("{name}_lifted"), Kind::Struct, false);
+        self.func.vars[v.0 as usize].batched = true;
+        let rhs = Self::call(
+            "lift_list",
+            vec![
+                Arg {
+                    atom: a,
+                    borrow: true,
+                },
+                Arg {
+                    atom: Atom::Var(self.input.bsz),
+                    borrow: false,
+                },
+            ],
+        );
+        out.push(Stmt::Let { var: v, rhs });
+        Atom::Var(v)
     }
 
     fn b_path(name: &str) -> syn::ExprPath {
@@ -470,9 +551,7 @@ impl Vmap<'_> {
             (_, Kind::Tensor) => {
                 // a reference parameter is passed as it is: `&T` with `T` owned, as
                 // `lift_arg`'s type test needs
-                let by_ref = matches!(a, Atom::Var(v) if self.func.params.iter().any(|p| {
-                    p.var == v && matches!(p.ty, syn::Type::Reference(_))
-                }));
+                let by_ref = self.is_ref_param(a);
                 Self::call(
                     tensor_helper,
                     vec![
@@ -834,13 +913,24 @@ impl Vmap<'_> {
             } => {
                 // (and a callee's tangent, batched over the tangents only: its counterpart
                 // takes the primal arguments unbatched)
-                let (prefix, ct, primals) = match mode {
-                    CallMode::VjpApply(ct) => (VMAP0_CT, Some(*ct), 0),
-                    CallMode::JvpTangent { primals } => (VMAP0_JVPT, None, *primals),
+                // (a list of tensors that differs per example: the counterpart batching lists
+                // too, the other lists lifted to the batch)
+                let (prefixes, ct, primals) = match mode {
+                    CallMode::VjpApply(ct) => ((VMAP0_CT, VMAP0_LISTS_CT), Some(*ct), 0),
+                    CallMode::JvpTangent { primals } => {
+                        ((VMAP0_JVPT, VMAP0_LISTS_JVPT), None, *primals)
+                    }
                     // the primal arguments and the cotangent unbatched
-                    CallMode::VjpApplyTangent { primals } => (VMAP0_CTJVPT, None, *primals + 1),
-                    _ => (VMAP0, None, 0),
+                    CallMode::VjpApplyTangent { primals } => {
+                        ((VMAP0_CTJVPT, VMAP0_LISTS_CTJVPT), None, *primals + 1)
+                    }
+                    _ => ((VMAP0, VMAP0_LISTS), None, 0),
                 };
+                let lists = args
+                    .iter()
+                    .skip(primals)
+                    .any(|a| self.is_batched(a.atom) && self.orig_kind(a.atom) == Kind::Struct);
+                let prefix = if lists { prefixes.1 } else { prefixes.0 };
                 let mut path = func.clone();
                 if let Some(last) = path.path.segments.last_mut() {
                     last.ident = syn::Ident::new(
@@ -869,6 +959,18 @@ impl Vmap<'_> {
                         continue;
                     }
                     let kind = self.orig_kind(a.atom);
+                    if lists && self.is_list(a.atom) {
+                        // a list of tensors, batched element by element (`&[Tensor]`,
+                        // `&Vec<Tensor>` and `Vec<Tensor>` alike: a lifted one is a `Vec`)
+                        let atom = if self.is_batched(a.atom) {
+                            a.atom
+                        } else {
+                            self.lift_list(out, a.atom)
+                        };
+                        let borrow = a.borrow || (atom != a.atom && self.is_ref_param(a.atom));
+                        new_args.push(Arg { atom, borrow });
+                        continue;
+                    }
                     if kind == Kind::Opaque && !self.is_batched(a.atom) {
                         // a constant of a type only rustc knows (`SCALE`, `STEPS`, `CFG`)
                         new_args.push(self.opaque_arg(out, *a));
@@ -878,7 +980,7 @@ impl Vmap<'_> {
                     if !batchable && self.is_batched(a.atom) {
                         self.fail(
                             *span,
-                            "#[vmap]: this argument differs per example but is neither a float nor a tensor, which the callee's batched counterpart takes unbatched",
+                            "#[vmap]: this argument differs per example but is neither a float, a tensor nor a list of tensors, which the callee's batched counterpart takes unbatched",
                         );
                     }
                     let atom = if batchable && !self.is_batched(a.atom) {
