@@ -2547,6 +2547,51 @@ pub fn jacobian_from_rows(g: &Tensor, out_shape: &[usize]) -> Tensor {
     g.reshape(&shape)
 }
 
+/// One example of `x`, batched along `axis` (`None`: `x`, shared by every example): a view
+/// holding no data, with the example's shape, dtype and device (what a per-example
+/// Jacobian's basis is built like; an empty batch has one too).
+#[track_caller]
+pub fn example_of(x: &Tensor, axis: Option<isize>) -> Tensor {
+    match axis {
+        Some(a) => {
+            let front = move_to_front(x, a);
+            front.scalar_like(0.0).broadcast_to(&front.shape()[1..])
+        }
+        None => x.clone(),
+    }
+}
+
+/// Per-example Jacobians from forward mode over a flat batch: `t` is `[b * n_in] +
+/// out_shape`, example by example, one tangent per element of an example's input (of shape
+/// `in_shape`); the result is `[b] + out_shape + in_shape`, the batch axis then moved to
+/// `out_axes`.
+#[track_caller]
+pub fn per_example_from_front(t: &Tensor, b: usize, in_shape: &[usize], out_axes: isize) -> Tensor {
+    let n: usize = in_shape.iter().product();
+    let mut split = vec![b, n];
+    split.extend_from_slice(&t.shape()[1..]);
+    let t = t.reshape(&split);
+    let mut perm: Vec<isize> = vec![0];
+    perm.extend(2..t.ndim() as isize);
+    perm.push(1);
+    let mut shape = vec![b];
+    shape.extend_from_slice(&split[2..]);
+    shape.extend_from_slice(in_shape);
+    move_from_front(&t.permute(&perm).reshape(&shape), out_axes)
+}
+
+/// Per-example Jacobians from reverse mode over a flat batch: `g` is `[b * n_out] +
+/// in_shape`, example by example, one gradient per element of an example's output (of shape
+/// `out_shape`); the result is `[b] + out_shape + in_shape`, the batch axis then moved to
+/// `out_axes`.
+#[track_caller]
+pub fn per_example_from_rows(g: &Tensor, b: usize, out_shape: &[usize], out_axes: isize) -> Tensor {
+    let mut shape = vec![b];
+    shape.extend_from_slice(out_shape);
+    shape.extend_from_slice(&g.shape()[1..]);
+    move_from_front(&g.reshape(&shape), out_axes)
+}
+
 /// The cost of a reverse pass relative to a forward pass, as `f_jacobian` weighs them.
 /// Measured per batched pass on the Jacobian benchmarks (`benches/compare.sh jac`, 2-core
 /// VM): 1.0 on the tall problem (jacfwd 27 us / 10 passes, jacrev 2.7 ms / 1000) and 1.4 on

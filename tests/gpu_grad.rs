@@ -162,6 +162,19 @@ fn squash(x: &Tensor) -> Tensor {
     x.sigmoid() * x.sum() + x.softmax(-1)
 }
 
+/// Per-example Jacobians and Hessians (`#[vmap]` over `#[jacobian]` / `#[hessian]`).
+#[vmap(in_axes = (0, None))]
+#[jacobian(wrt(x))]
+fn squash_by(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).sigmoid() * x.sum()
+}
+
+#[vmap(in_axes = (0, None))]
+#[hessian(wrt(x))]
+fn bowl(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh().powi(2).sum() + (x * x * x).sum()
+}
+
 #[test]
 fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
     let Some(dev) = gpu() else { return };
@@ -197,6 +210,45 @@ fn per_example_gradients_and_jacobians_on_the_gpu_match_the_cpu() {
     assert_close("jacfwd", &squash_jacfwd(&vg), &jf);
     assert_close("jacrev", &squash_jacrev(&vg), &jr);
     assert_close("value", &squash(&vg), &squash(&v));
+
+    let (xs, w) = (normal(6, &[3, 5]), normal(7, &[5, 4]));
+    let (xg, wg) = (xs.to_device(&dev), w.to_device(&dev));
+    for (what, gpu, cpu) in [
+        (
+            "per-example jacfwd",
+            squash_by_jacfwd_vmap(&xg, &wg),
+            squash_by_jacfwd_vmap(&xs, &w),
+        ),
+        (
+            "per-example jacrev",
+            squash_by_jacrev_vmap(&xg, &wg),
+            squash_by_jacrev_vmap(&xs, &w),
+        ),
+        (
+            "per-example hessians",
+            bowl_hessian_vmap(&xg, &wg),
+            bowl_hessian_vmap(&xs, &w),
+        ),
+        (
+            "per-example values",
+            bowl_vmap(&xg, &wg),
+            bowl_vmap(&xs, &w),
+        ),
+        ("values", squash_by_vmap(&xg, &wg), squash_by_vmap(&xs, &w)),
+    ] {
+        assert_eq!(gpu.device(), dev, "{what}");
+        assert_close(what, &gpu.to_device(&Device::Cpu), &cpu);
+    }
+    assert_close(
+        "one value",
+        &squash_by(&xg.slice(0, 0, 1).squeeze(0), &wg).to_device(&Device::Cpu),
+        &squash_by(&xs.slice(0, 0, 1).squeeze(0), &w),
+    );
+    assert_close(
+        "one bowl",
+        &bowl(&xg.slice(0, 0, 1).squeeze(0), &wg).to_device(&Device::Cpu),
+        &bowl(&xs.slice(0, 0, 1).squeeze(0), &w),
+    );
 }
 
 /// A per-example `while` loop (its exit read back once per trip) and a per-example check

@@ -744,3 +744,132 @@ fn jacobians_and_hessians_through_a_callee_with_a_tape() {
     let fd = fd_jacobian(&through_loop_energy_g_grad, &x);
     assert_close(&h, &fd, 1e-6, "hessian vs differences of the gradient");
 }
+
+// ---- Per-example Jacobians and Hessians: `#[vmap]` over `#[jacobian]` / `#[hessian]` ----
+
+/// A map with a shared weight and a per-example scale (a batched float).
+#[vmap(in_axes = (0, None, 0))]
+#[jacobian(wrt(x))]
+fn squashed(x: &Tensor, w: &Tensor, s: f64) -> Tensor {
+    (x.matmul(w) * s).tanh() * x.sin().sum()
+}
+
+/// A matrix input batched along its last axis, the result's batch axis last.
+#[vmap(in_axes = (-1, 0), out_axes = -1)]
+#[jacobian(wrt(x))]
+fn mixed(x: &Tensor, b: &Tensor) -> Tensor {
+    (x.matmul(&x.t()) + b).exp().sum_axis(0, false)
+}
+
+/// The value of `t` at example `e` along `axis`.
+fn at(t: &Tensor, axis: isize, e: usize) -> Tensor {
+    let a = if axis < 0 {
+        axis + t.ndim() as isize
+    } else {
+        axis
+    };
+    t.slice(a, e, e + 1).squeeze(a)
+}
+
+#[test]
+fn per_example_jacobians_match_a_loop_of_jacobians_and_finite_differences() {
+    // tall (forward mode picked) and wide (reverse mode picked) per-example Jacobians
+    for (n_in, n_out) in [(3usize, 7usize), (8, 2)] {
+        let xs = normal(300 + n_in as u64, &[4, n_in]);
+        let w = normal(301, &[n_in, n_out]) * 0.5;
+        let ss = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.1], &[4]);
+        let fwd = squashed_jacfwd_vmap(&xs, &w, &ss);
+        assert_eq!(fwd.shape(), &[4, n_out, n_in]);
+        assert_close(
+            &squashed_jacrev_vmap(&xs, &w, &ss),
+            &fwd,
+            1e-12,
+            "jacrev vs jacfwd",
+        );
+        assert_close(
+            &squashed_jacobian_vmap(&xs, &w, &ss),
+            &fwd,
+            1e-12,
+            "jacobian",
+        );
+        for e in 0..4 {
+            let (x, s) = (at(&xs, 0, e), at(&ss, 0, e).item::<f64>());
+            let one = squashed_jacfwd(&x, &w, s);
+            assert_close(&at(&fwd, 0, e), &one, 1e-12, "per example vs one");
+            let fd = fd_jacobian(&|v: &Tensor| squashed(v, &w, s), &x);
+            assert_close(&one, &fd, 1e-6, "vs finite differences");
+        }
+        let values = squashed_vmap(&xs, &w, &ss);
+        assert_eq!(values.shape(), &[4, n_out]);
+    }
+    // axes: examples along x's last axis, the result's batch axis last
+    let xs = normal(310, &[2, 3, 5]);
+    let bs = normal(311, &[5, 2, 2]);
+    let fwd = mixed_jacfwd_vmap(&xs, &bs);
+    assert_eq!(fwd.shape(), &[2, 2, 3, 5]);
+    assert_close(
+        &mixed_jacrev_vmap(&xs, &bs),
+        &fwd,
+        1e-10,
+        "jacrev vs jacfwd",
+    );
+    assert_close(&mixed_jacobian_vmap(&xs, &bs), &fwd, 1e-10, "jacobian");
+    for e in 0..5 {
+        let (x, b) = (at(&xs, -1, e), at(&bs, 0, e));
+        let fd = fd_jacobian(&|v: &Tensor| mixed(v, &b), &x);
+        assert_close(&at(&fwd, -1, e), &fd, 1e-6, "per example vs differences");
+        assert_close(&at(&fwd, -1, e), &mixed_jacrev(&x, &b), 1e-10, "vs one");
+    }
+}
+
+/// A potential's per-example Hessians (the Laplacian of a physics-informed loss is their
+/// trace).
+#[vmap(in_axes = (0, None))]
+#[hessian(wrt(x))]
+fn potential(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh().powi(2).sum() + x.powi(3).sum() * 0.1
+}
+
+/// The same potential under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn potential_g(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w).tanh().powi(2).sum() + x.powi(3).sum() * 0.1
+}
+
+#[test]
+fn per_example_hessians_match_a_loop_of_hessians_and_differences_of_the_gradient() {
+    let (b, n) = (5, 3);
+    let xs = normal(320, &[b, n]);
+    let w = normal(321, &[n, 4]) * 0.7;
+    let hs = potential_hessian_vmap(&xs, &w);
+    assert_eq!(hs.shape(), &[b, n, n]);
+    let x0 = at(&xs, 0, 0);
+    assert_close(
+        &potential(&x0, &w),
+        &potential_g(&x0, &w),
+        0.0,
+        "the two copies",
+    );
+    for e in 0..b {
+        let x = at(&xs, 0, e);
+        let h = at(&hs, 0, e);
+        assert_close(&h, &potential_hessian(&x, &w), 1e-12, "per example vs one");
+        let fd = fd_jacobian(&|v: &Tensor| potential_g_grad(v, &w), &x);
+        assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
+        assert_close(&h, &h.t().contiguous(), 1e-12, "symmetry");
+    }
+    assert_close(
+        &potential_vmap(&xs, &w),
+        &Tensor::stack(
+            &(0..b)
+                .map(|e| potential(&at(&xs, 0, e), &w))
+                .collect::<Vec<_>>(),
+            0,
+        ),
+        1e-12,
+        "values",
+    );
+    // no examples: no Hessians
+    let none = potential_hessian_vmap(&Tensor::zeros(&[0, n], DType::F64), &w);
+    assert_eq!(none.shape(), &[0, n, n]);
+}

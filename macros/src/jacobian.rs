@@ -8,7 +8,10 @@
 //! - `f_hvp` = jvp of the gradient (forward over reverse), `f_hessian` = vmap of it over the
 //!   basis of the input.
 //!
-//! Results are shaped `[outputs.., inputs..]` (a Hessian: `[inputs.., inputs..]`).
+//! Results are shaped `[outputs.., inputs..]` (a Hessian: `[inputs.., inputs..]`). Under
+//! `#[vmap]` (`expand_per_example`), the same passes run once over every example's basis,
+//! flattened into one batch: `f_jacfwd_vmap`, `f_jacrev_vmap`, `f_jacobian_vmap`,
+//! `f_hessian_vmap`, shaped `[batch, ..]`.
 //!
 //! Scalar code over a slice returning a `Vec` has no batching: its Jacobian loops over
 //! passes instead (`slice_jacobian`), one jvp per input element or one vjp per output
@@ -37,18 +40,55 @@ pub fn expand(which: Which, attr: TokenStream, item: TokenStream) -> syn::Result
     // a method: expanded as a function taking its receiver first, then made methods again
     if let Some(f) = crate::method::as_function(&item)? {
         // (the method as written keeps the attributes under this one: `#[grad]` expands it next)
-        let out = expand_function(which, crate::method::rename_self(attr), f)?;
+        let out = expand_function(which, crate::method::rename_self(attr), f, None)?;
         return crate::method::as_methods(out, &item);
     }
-    expand_function(which, attr, item)
+    expand_function(which, attr, item, None)
 }
 
-fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::Result<TokenStream> {
+/// What `#[vmap]` over `#[jacobian(attr)]` / `#[hessian(attr)]` adds to `#[vmap]`'s expansion
+/// of `item` (which carries the function), given the batch axes of `item`'s parameters
+/// (`#[vmap]`'s `in_axes`) and of the result: everything the attribute emits alone,
+/// and per-example Jacobians (`f_jacfwd_vmap`, `f_jacrev_vmap`, `f_jacobian_vmap`) or
+/// Hessians (`f_hessian_vmap`): the examples and each one's basis flattened into one batch
+/// of a single pass, as `#[vmap]` over `#[vmap]` flattens its two levels.
+pub fn expand_per_example(
+    which: Which,
+    attr: TokenStream,
+    item: syn::ItemFn,
+    axes: Vec<Option<isize>>,
+    out_axes: isize,
+) -> syn::Result<TokenStream> {
+    expand_function(which, attr, item, Some((axes, out_axes)))
+}
+
+fn expand_function(
+    which: Which,
+    attr: TokenStream,
+    item: syn::ItemFn,
+    per_example: Option<(Vec<Option<isize>>, isize)>,
+) -> syn::Result<TokenStream> {
     let gattr: GradAttr = syn::parse2(attr)?;
     let label = match which {
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
+    // (scalar code over slices: `Vec` or slice parameters or result)
+    let scalar_code = |ty: &syn::Type| matches!(crate::parse::type_kind(ty), Ok(Kind::Seq(..)));
+    let returns_seq = matches!(&item.sig.output, syn::ReturnType::Type(_, ret) if scalar_code(ret));
+    let takes_seq = item
+        .sig
+        .inputs
+        .iter()
+        .any(|a| matches!(a, syn::FnArg::Typed(t) if scalar_code(&t.ty)));
+    if per_example.is_some() && (returns_seq || takes_seq) {
+        return Err(syn::Error::new_spanned(
+            &item.sig,
+            format!(
+                "#[vmap] over {label} takes tensor functions (per-example Jacobians and Hessians of `&Tensor` parameters); scalar code over slices has no batched form: loop over the examples"
+            ),
+        ));
+    }
     if which == Which::Jacobian
         && let syn::ReturnType::Type(_, ret) = &item.sig.output
         && matches!(crate::parse::type_kind(ret), Ok(Kind::Seq(Seq::Vec, _)))
@@ -99,7 +139,15 @@ fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::R
     } = Parts::of(&item, &func);
     let xi = &x.ident;
     let tensor: syn::Type = syn::parse_quote!(&::ferrax::Tensor);
-    let mut out = quote!(#item);
+    let per_example = match per_example {
+        Some((axes, out_axes)) => Some(PerExample::new(axes, out_axes, &item, &func, &x)?),
+        None => None,
+    };
+    // (under `#[vmap]`, whose expansion carries the function)
+    let mut out = match per_example {
+        Some(_) => quote!(),
+        None => quote!(#item),
+    };
 
     match which {
         Which::Jacobian => {
@@ -209,6 +257,9 @@ fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::R
                     }
                 }
             });
+            if let Some(pe) = &per_example {
+                out.extend(pe.jacobians(&jf, j.tangent, &rf, v.grads[0])?);
+            }
         }
         Which::Hessian => {
             let Hvp {
@@ -262,9 +313,276 @@ fn expand_function(which: Which, attr: TokenStream, item: syn::ItemFn) -> syn::R
                     ::ferrax::__private::b::jacobian_from_front(&__ferrax_t, #xi.shape())
                 }
             });
+            if let Some(pe) = &per_example {
+                out.extend(pe.hessians(&hf, tangent)?);
+            }
         }
     }
     Ok(out)
+}
+
+/// Per-example Jacobians and Hessians (`#[vmap]` over `#[jacobian]` / `#[hessian]`): a pass
+/// batched over a basis (the function's parameters, then the basis) run once over a flat
+/// batch of every example times every element of its basis, the examples' arguments
+/// repeated along it (`b::nested_in`, as `#[vmap]` over `#[vmap]` flattens).
+struct PerExample<'a> {
+    item: &'a syn::ItemFn,
+    func: &'a Func,
+    /// The parameter differentiated with respect to.
+    x: &'a Param,
+    /// Per parameter of `func`: its batch axis, or `None`.
+    axes: Vec<Option<isize>>,
+    out_axes: isize,
+}
+
+impl<'a> PerExample<'a> {
+    fn new(
+        axes: Vec<Option<isize>>,
+        out_axes: isize,
+        item: &'a syn::ItemFn,
+        func: &'a Func,
+        x: &'a Param,
+    ) -> syn::Result<Self> {
+        for (p, a) in func.params.iter().zip(&axes) {
+            if a.is_some() && crate::vmap::seq_form(&p.ty).is_some() {
+                return Err(syn::Error::new_spanned(
+                    &p.ty,
+                    "#[vmap] over #[jacobian] or #[hessian] batches tensor and float parameters; give this list `None` in `in_axes`",
+                ));
+            }
+        }
+        Ok(PerExample {
+            item,
+            func,
+            x,
+            axes,
+            out_axes,
+        })
+    }
+
+    /// `g` (the function's parameters, then a basis) batched over the flat batch: every
+    /// parameter with an in-axis and the basis along axis 0.
+    fn flat_pass(&self, name: &syn::Ident, g: &Func, output: Atom) -> syn::Result<TokenStream> {
+        let mut axes: Vec<Option<isize>> = self.axes.iter().map(|a| a.map(|_| 0)).collect();
+        axes.push(Some(0));
+        assert_eq!(
+            axes.len(),
+            g.params.len(),
+            "a pass takes the parameters and a basis"
+        );
+        batched_fn(
+            &BatchedFn {
+                name: name.clone(),
+                doc: String::new(),
+                item: self.item,
+                axes: &axes,
+                outputs: vec![(output, syn::parse_quote!(&::ferrax::Tensor))],
+                out_axes: 0,
+            },
+            g,
+        )
+    }
+
+    /// Whether parameter `p` is a tensor taken by value.
+    fn by_value_tensor(&self, p: &Param) -> bool {
+        self.func.info(p.var).kind == Kind::Tensor && !matches!(p.ty, syn::Type::Reference(_))
+    }
+
+    /// The per-example functions' parameters, as `f_vmap` takes them (a batched float as a
+    /// tensor), and their names as arguments.
+    fn params(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
+        self.func
+            .params
+            .iter()
+            .zip(&self.axes)
+            .map(|(p, a)| {
+                let (id, ty) = (&p.ident, &p.ty);
+                let ty = match (a, &self.func.info(p.var).kind) {
+                    (Some(_), Kind::Float(_)) => quote!(&::ferrax::Tensor),
+                    _ => quote!(#ty),
+                };
+                (quote!(#id: #ty), quote!(#id))
+            })
+            .unzip()
+    }
+
+    /// A block running the flat pass `pass` along `__ferrax_basis` (the basis of one
+    /// example, bound before it): the batched arguments and the basis flattened into one
+    /// batch, the pass's result bound to `__ferrax_r` and the outer batch size to
+    /// `__ferrax_b1`; `tail` then shapes the result.
+    fn run(&self, pass: &syn::Ident, tail: TokenStream) -> TokenStream {
+        let mut nested = Vec::new();
+        let mut flatten = Vec::new();
+        let mut call = Vec::new();
+        for (p, a) in self.func.params.iter().zip(&self.axes) {
+            let id = &p.ident;
+            let Some(axis) = a else {
+                call.push(quote!(#id));
+                continue;
+            };
+            let arg = if self.by_value_tensor(p) {
+                quote!(&#id)
+            } else {
+                quote!(#id)
+            };
+            let label = id.to_string();
+            let k = nested.len();
+            nested.push(quote!(::ferrax::__private::b::Nested {
+                name: #label,
+                x: ::ferrax::__private::b::BArg::from(#arg),
+                outer: ::core::option::Option::Some(#axis),
+                inner: ::core::option::Option::None,
+            }));
+            let flat = format_ident!("__ferrax_flat_{}", id);
+            flatten.push(quote!(let #flat = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);));
+            call.push(if self.by_value_tensor(p) {
+                quote!(#flat)
+            } else {
+                quote!(&#flat)
+            });
+        }
+        let k = nested.len();
+        let name = pass.to_string();
+        quote! {{
+            let __ferrax_args = [
+                #(#nested,)*
+                ::ferrax::__private::b::Nested {
+                    name: "basis",
+                    x: ::ferrax::__private::b::BArg::from(&__ferrax_basis),
+                    outer: ::core::option::Option::None,
+                    inner: ::core::option::Option::Some(0),
+                },
+            ];
+            let (__ferrax_b1, __ferrax_b2) = ::ferrax::__private::b::nested_sizes(#name, &__ferrax_args);
+            #(#flatten)*
+            let __ferrax_flat_basis = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);
+            let __ferrax_r = #pass(#(#call,)* &__ferrax_flat_basis);
+            #tail
+        }}
+    }
+
+    /// One example of `x` (its shape: what its basis is built like).
+    fn x_example(&self) -> TokenStream {
+        let xi = &self.x.ident;
+        let x = if self.by_value_tensor(self.x) {
+            quote!(&#xi)
+        } else {
+            quote!(#xi)
+        };
+        let k = self
+            .func
+            .params
+            .iter()
+            .position(|p| p.var == self.x.var)
+            .expect("x is a parameter");
+        let axis = crate::vmap::opt_axis(self.axes[k]);
+        quote!(let __ferrax_xe = ::ferrax::__private::b::example_of(#x, #axis);)
+    }
+
+    /// `f_jacfwd_vmap`, `f_jacrev_vmap` and `f_jacobian_vmap`, from forward mode `jf`
+    /// (tangent output `t`) and reverse mode `rf` (gradient output `g`).
+    fn jacobians(&self, jf: &Func, t: Atom, rf: &Func, g: Atom) -> syn::Result<TokenStream> {
+        let name = &self.item.sig.ident;
+        let (fwd, rev) = (
+            format_ident!("__ferrax_{}_jacfwd_per_example", name),
+            format_ident!("__ferrax_{}_jacrev_per_example", name),
+        );
+        let mut out = self.flat_pass(&fwd, jf, t)?;
+        out.extend(self.flat_pass(&rev, rf, g)?);
+        let oa = self.out_axes;
+        let x_example = self.x_example();
+        let fwd_body = self.run(
+            &fwd,
+            quote!(::ferrax::__private::b::per_example_from_front(&__ferrax_r, __ferrax_b1, __ferrax_xe.shape(), #oa)),
+        );
+        // (the output's basis: one example of the batched value)
+        let rev_body = self.run(
+            &rev,
+            quote!(::ferrax::__private::b::per_example_from_rows(&__ferrax_r, __ferrax_b1, __ferrax_ye.shape(), #oa)),
+        );
+        let vmapped = format_ident!("{}_vmap", name);
+        let (params, args) = self.params();
+        let value = quote! {
+            let __ferrax_y = ::ferrax::__private::b::move_to_front(&#vmapped(#(#args),*), #oa);
+            let __ferrax_ye = ::ferrax::__private::b::example_of(&__ferrax_y, ::core::option::Option::Some(0));
+        };
+        let xi = &self.x.ident;
+        let [(jf_name, jf_doc), (jr_name, jr_doc), (j_name, j_doc)] = jacobian_items(
+            name,
+            &xi.to_string(),
+            &format!("one forward pass batched over every example's basis of `{xi}`"),
+            "one forward sweep over the examples and one reverse sweep batched over every example's basis of the output",
+            &format!(
+                "Per example (the arguments with an in-axis carry one example per index of that axis): shaped `[batch, output axes.., {xi} axes..]`, the batch axis at {oa}."
+            ),
+        );
+        let suffixed = |id: &syn::Ident| format_ident!("{}_vmap", id);
+        let (jf_name, jr_name, j_name) =
+            (suffixed(&jf_name), suffixed(&jr_name), suffixed(&j_name));
+        let (vis, allow) = (&self.item.vis, crate::emit::allow_generated());
+        out.extend(quote! {
+            #[doc = #jf_doc]
+            #allow
+            #vis fn #jf_name(#(#params),*) -> ::ferrax::Tensor {
+                #x_example
+                let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_xe);
+                #fwd_body
+            }
+
+            #[doc = #jr_doc]
+            #allow
+            #vis fn #jr_name(#(#params),*) -> ::ferrax::Tensor {
+                #value
+                let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_ye);
+                #rev_body
+            }
+
+            #[doc = #j_doc]
+            #allow
+            #vis fn #j_name(#(#params),*) -> ::ferrax::Tensor {
+                #value
+                #x_example
+                if ::ferrax::__private::b::prefer_forward(__ferrax_xe.numel(), __ferrax_ye.numel()) {
+                    let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_xe);
+                    #fwd_body
+                } else {
+                    let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_ye);
+                    #rev_body
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    /// `f_hessian_vmap`, from forward over reverse `hf` (output `t`: the gradient's tangent).
+    fn hessians(&self, hf: &Func, t: Atom) -> syn::Result<TokenStream> {
+        let name = &self.item.sig.ident;
+        let pass = format_ident!("__ferrax_{}_hessian_per_example", name);
+        let mut out = self.flat_pass(&pass, hf, t)?;
+        let oa = self.out_axes;
+        let x_example = self.x_example();
+        let body = self.run(
+            &pass,
+            quote!(::ferrax::__private::b::per_example_from_front(&__ferrax_r, __ferrax_b1, __ferrax_xe.shape(), #oa)),
+        );
+        let xi = &self.x.ident;
+        let h_name = format_ident!("{}_hessian_vmap", name);
+        let doc = format!(
+            "Per-example Hessians of [`{name}`] with respect to `{xi}` (the arguments with an in-axis carry one example per index of that axis), shaped `[batch, {xi} axes.., {xi} axes..]` with the batch axis at {oa}: forward mode over reverse mode, one pass batched over every example's basis of `{xi}`."
+        );
+        let (params, _) = self.params();
+        let (vis, allow) = (&self.item.vis, crate::emit::allow_generated());
+        out.extend(quote! {
+            #[doc = #doc]
+            #allow
+            #vis fn #h_name(#(#params),*) -> ::ferrax::Tensor {
+                #x_example
+                let __ferrax_basis = ::ferrax::__private::b::basis(&__ferrax_xe);
+                #body
+            }
+        });
+        Ok(out)
+    }
 }
 
 /// The Jacobians and Hessians of scalar code call the function once per pass with the same

@@ -220,6 +220,13 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `f_vmap_value_and_grad`: the gradient of the sum over the batch, per example for batched
 /// arguments and summed over the examples for shared ones.
 ///
+/// Over `#[jacobian]` it also emits what `#[jacobian]` does and `f_jacfwd_vmap`,
+/// `f_jacrev_vmap` and `f_jacobian_vmap`: per-example Jacobians shaped `[batch, output
+/// axes.., input axes..]` (the batch axis at `out_axes`); over `#[hessian]`,
+/// `f_hessian_vmap`: per-example Hessians `[batch, input axes.., input axes..]`. Every
+/// example's basis runs in one flat batch of a single pass (JAX's `vmap(jacfwd(f))`,
+/// `vmap(hessian(f))`); tensor and float parameters take in-axes, lists of tensors `None`.
+///
 /// ```
 /// use ferrax::prelude::*;
 ///
@@ -242,6 +249,16 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     &Tensor::from_vec(vec![2.0, 1.0], &[2]),
 /// );
 /// assert_eq!(g.0.to_vec::<f64>(), vec![2.0, 4.0]); // d/dx per example
+///
+/// #[vmap(in_axes = (0, None))]
+/// #[hessian(wrt(x))]
+/// fn u(x: &Tensor, k: &Tensor) -> Tensor {
+///     (x * x * k).sum() // Hessian: diag(2 k)
+/// }
+/// let k = Tensor::from_vec(vec![1.0, 3.0], &[2]);
+/// let hs = u_hessian_vmap(&Tensor::ones(&[4, 2], DType::F64), &k); // 4 points in 2-D
+/// assert_eq!(hs.shape(), &[4, 2, 2]);
+/// assert_eq!(hs.to_vec::<f64>()[..4], [2.0, 0.0, 0.0, 6.0]);
 /// ```
 #[proc_macro_attribute]
 pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -35,22 +35,60 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 }
 
 fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<TokenStream> {
-    let vattr: VmapAttr = syn::parse2(attr)?;
+    let vattr: VmapAttr = syn::parse2(attr.clone())?;
     if let Some(inner) = take_attr(&mut item, "vmap")? {
         return expand_nested(vattr, inner, item);
     }
-    // `#[grad]` under this attribute: its transforms come first (per-example gradients)
-    let grad_attr = take_attr(&mut item, "grad")?;
+    // `#[jacobian]` / `#[hessian]` under this attribute: per-example Jacobians and Hessians,
+    // beside everything each attribute emits alone
     if let Some(a) = item
         .attrs
         .iter()
         .find(|a| a.path().is_ident("jacobian") || a.path().is_ident("hessian"))
     {
-        return Err(syn::Error::new_spanned(
-            a,
-            "#[vmap] over #[jacobian] or #[hessian] is not supported yet; supported under #[vmap]: #[grad] (per-example gradients) and another #[vmap]",
-        ));
+        let which = if a.path().is_ident("jacobian") {
+            crate::jacobian::Which::Jacobian
+        } else {
+            crate::jacobian::Which::Hessian
+        };
+        let unsupported = if crate::method::is_method(&item) {
+            Some(
+                "#[vmap] over #[jacobian] or #[hessian] takes free functions, not methods: write a function taking the value as a parameter",
+            )
+        } else if item.attrs.iter().any(|a| a.path().is_ident("grad")) {
+            Some(
+                "#[vmap] over #[jacobian] or #[hessian] cannot also take #[grad]: put #[vmap] #[grad] on a copy of the function",
+            )
+        } else {
+            None
+        };
+        if let Some(msg) = unsupported {
+            return Err(syn::Error::new_spanned(a, msg));
+        }
+        let label = if which == crate::jacobian::Which::Jacobian {
+            "jacobian"
+        } else {
+            "hessian"
+        };
+        let jattr = take_attr(&mut item, label)?.unwrap_or_default();
+        let mut out = expand_function(attr, item.clone())?;
+        // (the batch axes as the function alone has them; where it is outside the language,
+        // the expansion above reports it)
+        let Ok((func, _, _)) = crate::grad::lower_checked(&item, &GradAttr::default()) else {
+            return Ok(out);
+        };
+        let axes = in_axes(&vattr, &func, &item)?;
+        out.extend(crate::jacobian::expand_per_example(
+            which,
+            jattr,
+            item,
+            axes,
+            vattr.out_axes,
+        )?);
+        return Ok(out);
     }
+    // `#[grad]` under this attribute: its transforms come first (per-example gradients)
+    let grad_attr = take_attr(&mut item, "grad")?;
     let gattr = match &grad_attr {
         Some(t) => syn::parse2::<GradAttr>(t.clone())?,
         None => GradAttr::default(),
@@ -527,7 +565,7 @@ fn expand_nested(
     Ok(out)
 }
 
-fn opt_axis(a: Option<isize>) -> TokenStream {
+pub(crate) fn opt_axis(a: Option<isize>) -> TokenStream {
     match a {
         Some(a) => quote!(::core::option::Option::Some(#a)),
         None => quote!(::core::option::Option::None),
