@@ -282,6 +282,22 @@ def hessian():
     return {"flops": 0.0}, run
 
 
+def pinn_hessians():
+    # per-point Hessians of u: R^3 -> R (tanh, 64 wide, two hidden layers) at 1024 points
+    xs = normal(81, (1024, 3))
+    w1, b1 = normal(82, (3, 64)), normal(83, (64,)) * 0.1
+    w2, b2 = normal(84, (64, 64)) * 0.125, normal(85, (64,)) * 0.1
+    w3 = normal(86, (64,)) * 0.125
+
+    def u(x, w1, b1, w2, b2, w3):
+        h = jnp.tanh(x @ w1 + b1)
+        h = jnp.tanh(h @ w2 + b2)
+        return jnp.sum(h @ w3)
+
+    f = jax.jit(jax.vmap(jax.hessian(u), in_axes=(0, None, None, None, None, None)))
+    return {"flops": 0.0}, lambda: f(xs, w1, b1, w2, b2, w3)
+
+
 def activations():
     # the value and gradient of sum(gelu(x) + softplus(x) silu(x)), x [4096, 1024]
     x = normal(71, (4096, 1024))
@@ -402,6 +418,7 @@ WORKLOADS = {
     "einsum_attention_grad_f32": einsum_attention,
     "gnn_per_graph_grads_b64_f32": graph_network,
     "hessian_200_f64": hessian,
+    "pinn_hessians_b1024_f32": pinn_hessians,
 }
 
 

@@ -268,7 +268,43 @@ pub fn all() -> Vec<Workload> {
                 }
             },
         },
+        // per-point Hessians of a physics-informed network u: R^3 -> R (tanh, 64 wide, two
+        // hidden layers) at 1024 points, f32: `#[vmap]` over `#[hessian]`
+        Workload {
+            name: "pinn_hessians_b1024_f32",
+            build: pinn,
+        },
     ]
+}
+
+/// The network of the PINN workload (its value summed: a one-element result).
+#[allow(dead_code)]
+#[vmap(in_axes = (0, None, None, None, None, None))]
+#[hessian(wrt(x))]
+pub fn pinn_u(
+    x: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    w2: &Tensor,
+    b2: &Tensor,
+    w3: &Tensor,
+) -> Tensor {
+    let h = (x.matmul(w1) + b1).tanh();
+    let h = (h.matmul(w2) + b2).tanh();
+    h.matmul(w3).sum()
+}
+
+fn pinn() -> Prepared {
+    let xs = normal(81, &[1024, 3]);
+    let (w1, b1) = (normal(82, &[3, 64]), normal(83, &[64]) * 0.1);
+    let (w2, b2) = (normal(84, &[64, 64]) * 0.125, normal(85, &[64]) * 0.1);
+    let w3 = normal(86, &[64]) * 0.125;
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(pinn_u_hessian_vmap(&xs, &w1, &b1, &w2, &b2, &w3));
+        }),
+    }
 }
 
 /// The CNN workloads: a batch's value and gradient, or per-example gradients.

@@ -836,7 +836,15 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     .map_err(|e| syn::Error::new(e.span, e.msg))?;
     let mut vf = vf;
     crate::transform::vmap::cse(&mut vf);
-    let em = Emitter::new(&vf, false);
+    // (every output is read: a chain of elementwise primitives ending in one is not fused
+    // away where there are several)
+    let outs: Vec<Atom> = b
+        .outputs
+        .iter()
+        .map(|(a, _)| *a)
+        .filter(|a| *a != vf.output)
+        .collect();
+    let em = Emitter::with_reads(&vf, false, crate::emit::read_counts(&vf.body, &outs));
     let name = &b.name;
     let name_str = name.to_string();
     let params = crate::grad::param_list(&em, &vf);

@@ -136,7 +136,8 @@ pub(crate) fn strided_copy<T: Copy + Send + Sync + 'static>(data: &[T], layout: 
             }
         }
     };
-    if last >= 1 && strides[last - 1].abs() < inner_stride.abs() {
+    // (a broadcast axis, stride 0, is not a transpose: its rows copy whole)
+    if last >= 1 && strides[last - 1] != 0 && strides[last - 1].abs() < inner_stride.abs() {
         transpose_planes(data, layout.offset, &shape, &strides, &mut out);
         return out;
     }
