@@ -250,6 +250,11 @@ fn axes_at_0(func: &Func, params: &[Param], lists: bool) -> Option<Vec<Option<is
 /// tensor functions go through calls of it. `#[vmap] #[grad]` (`from_vmap` true) emits
 /// whichever `#[grad]` did not.
 ///
+/// Where `f` takes lists of tensors, each batched counterpart has a twin taking every list
+/// (and every list's tangent) batched too (`__ferrax_vmap0l_ct_f`, `__ferrax_vmap0l_jvpt_f`,
+/// `__ferrax_vmap0l_ctjvpt_f`; [`VMAP0_LISTS`](crate::transform::vmap::VMAP0_LISTS)): what
+/// a caller calls with a list that differs per example.
+///
 /// A struct's tangent is taken unbatched: inside a Jacobian or Hessian a struct is a
 /// constant, whose tangent is a zero passed as it is (`b::lift_arg`). Where one of them
 /// cannot be built (a sequence parameter, a body that does not batch), it is left out, and a
