@@ -873,3 +873,24 @@ fn per_example_hessians_match_a_loop_of_hessians_and_differences_of_the_gradient
     let none = potential_hessian_vmap(&Tensor::zeros(&[0, n], DType::F64), &w);
     assert_eq!(none.shape(), &[0, n, n]);
 }
+
+/// A tensor function with a constant slice of floats beside the batched input.
+#[vmap(in_axes = (0, None))]
+#[jacobian(wrt(x))]
+fn weighted(x: &Tensor, c: &[f64]) -> Tensor {
+    x.sin() * c[0] + x.sum() * c[1]
+}
+
+#[test]
+fn per_example_jacobians_take_constant_slices() {
+    let xs = normal(330, &[3, 4]);
+    let c = [0.5, -2.0];
+    let j = weighted_jacobian_vmap(&xs, &c);
+    assert_eq!(j.shape(), &[3, 4, 4]);
+    for e in 0..3 {
+        let x = at(&xs, 0, e);
+        let fd = fd_jacobian(&|v: &Tensor| weighted(v, &c), &x);
+        assert_close(&at(&j, 0, e), &fd, 1e-6, "per example vs differences");
+    }
+    assert_eq!(weighted_vmap(&xs, &c).shape(), &[3, 4]);
+}

@@ -76,18 +76,22 @@ fn expand_function(
     // (scalar code over slices: `Vec` or slice parameters or result)
     let scalar_code = |ty: &syn::Type| matches!(crate::parse::type_kind(ty), Ok(Kind::Seq(..)));
     let returns_seq = matches!(&item.sig.output, syn::ReturnType::Type(_, ret) if scalar_code(ret));
-    let takes_seq = item
-        .sig
-        .inputs
-        .iter()
-        .any(|a| matches!(a, syn::FnArg::Typed(t) if scalar_code(&t.ty)));
-    if per_example.is_some() && (returns_seq || takes_seq) {
-        return Err(syn::Error::new_spanned(
+    // (a slice differentiated: the Hessian of scalar code)
+    let slice_wrt = |func: &Func| {
+        func.params
+            .iter()
+            .any(|p| p.active && matches!(func.info(p.var).kind, Kind::Seq(..)))
+    };
+    let scalar_error = || {
+        syn::Error::new_spanned(
             &item.sig,
             format!(
                 "#[vmap] over {label} takes tensor functions (per-example Jacobians and Hessians of `&Tensor` parameters); scalar code over slices has no batched form: loop over the examples"
             ),
-        ));
+        )
+    };
+    if per_example.is_some() && returns_seq {
+        return Err(scalar_error());
     }
     if which == Which::Jacobian
         && let syn::ReturnType::Type(_, ret) = &item.sig.output
@@ -99,6 +103,9 @@ fn expand_function(
         Ok(l) => l,
         Err(errors) => return Ok(errors),
     };
+    if per_example.is_some() && slice_wrt(&func) {
+        return Err(scalar_error());
+    }
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     if which == Which::Hessian
         && let [p] = active.as_slice()
