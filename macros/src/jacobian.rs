@@ -73,7 +73,7 @@ fn expand_function(
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
     };
-    // (scalar code over slices: `Vec` or slice parameters or result)
+    // (scalar code over slices: a `Vec` returned, or a slice differentiated)
     let scalar_code = |ty: &syn::Type| matches!(crate::parse::type_kind(ty), Ok(Kind::Seq(..)));
     let returns_seq = matches!(&item.sig.output, syn::ReturnType::Type(_, ret) if scalar_code(ret));
     // (a slice differentiated: the Hessian of scalar code)
