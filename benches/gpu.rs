@@ -183,16 +183,9 @@ fn mlp_step(dev: &Device) -> Prepared {
         .collect();
     host.sort_by(f64::total_cmp);
     eprintln!(
-        "mlp step: {:.3} ms of host time before the wait, {} dispatches, {} submissions, {} waits, {} readbacks, {} uploads, {} new buffers, {} new pipelines, {} new bind groups",
+        "mlp step: {:.3} ms of host time before the wait, {}",
         host[10] * 1e3,
-        after.dispatches - before.dispatches,
-        after.submissions - before.submissions,
-        after.waits - before.waits,
-        after.readbacks - before.readbacks,
-        after.uploads - before.uploads,
-        after.buffers_created - before.buffers_created,
-        after.pipelines_compiled - before.pipelines_compiled,
-        after.bind_groups_created - before.bind_groups_created,
+        counts(before, after),
     );
     Prepared {
         work: Work::Flops(flops),
@@ -249,15 +242,7 @@ fn graph_network(dev: &Device) -> Prepared {
     grads().eval();
     let before = dev.activity();
     grads().eval();
-    let after = dev.activity();
-    eprintln!(
-        "gnn grads: {} dispatches, {} submissions, {} waits, {} readbacks, {} uploads",
-        after.dispatches - before.dispatches,
-        after.submissions - before.submissions,
-        after.waits - before.waits,
-        after.readbacks - before.readbacks,
-        after.uploads - before.uploads,
-    );
+    eprintln!("gnn grads: {}", counts(before, dev.activity()));
     Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
@@ -480,6 +465,21 @@ fn host_time(dev: &Device) {
         per_step(after.bind_groups_created - before.bind_groups_created),
         per_step(after.submissions - before.submissions),
     );
+}
+
+/// What a device did between two readings of its activity, in words.
+fn counts(before: ferrax::Activity, after: ferrax::Activity) -> String {
+    format!(
+        "{} dispatches, {} submissions, {} waits, {} readbacks, {} uploads, {} new buffers, {} new pipelines, {} new bind groups",
+        after.dispatches - before.dispatches,
+        after.submissions - before.submissions,
+        after.waits - before.waits,
+        after.readbacks - before.readbacks,
+        after.uploads - before.uploads,
+        after.buffers_created - before.buffers_created,
+        after.pipelines_compiled - before.pipelines_compiled,
+        after.bind_groups_created - before.bind_groups_created,
+    )
 }
 
 fn main() {
