@@ -799,6 +799,9 @@ fn per_example_jacobians_match_a_loop_of_jacobians_and_finite_differences() {
             let fd = fd_jacobian(&|v: &Tensor| squashed(v, &w, s), &x);
             assert_close(&one, &fd, 1e-6, "vs finite differences");
         }
+        let one = squashed_jacrev_vmap(&xs.slice(0, 0, 1), &w, &ss.slice(0, 0, 1));
+        assert_eq!(one.shape(), &[1, n_out, n_in]);
+        assert_close(&at(&one, 0, 0), &at(&fwd, 0, 0), 1e-12, "a batch of one");
         let values = squashed_vmap(&xs, &w, &ss);
         assert_eq!(values.shape(), &[4, n_out]);
     }
@@ -868,6 +871,15 @@ fn per_example_hessians_match_a_loop_of_hessians_and_differences_of_the_gradient
         ),
         1e-12,
         "values",
+    );
+    // one example: its Hessian, with a batch axis of one
+    let one = potential_hessian_vmap(&xs.slice(0, 0, 1), &w);
+    assert_eq!(one.shape(), &[1, n, n]);
+    assert_close(
+        &at(&one, 0, 0),
+        &potential_hessian(&x0, &w),
+        1e-12,
+        "a batch of one",
     );
     // no examples: no Hessians
     let none = potential_hessian_vmap(&Tensor::zeros(&[0, n], DType::F64), &w);
