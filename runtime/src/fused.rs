@@ -9,9 +9,9 @@
 //! those of the unfused chain.
 //!
 //! [`run`] handles the common case: CPU tensors of one float dtype, each either shaped
-//! like the result, a single element, or contiguous and broadcast along leading axes only
-//! (a bias over rows). For anything else it returns `None`, and the caller runs the chain
-//! op by op.
+//! like the result, a single element, or contiguous and broadcast along one run of
+//! consecutive axes (a bias over rows, `[n, 1, d]` against `[n, m, d]`). For anything else
+//! it returns `None`, and the caller runs the chain op by op.
 //!
 //! ```
 //! use ferrax_runtime::Tensor;
@@ -83,9 +83,9 @@ const BLOCK: usize = 2048;
 
 /// Runs `program` over `leaves` into a new contiguous tensor of `shape` (the broadcast
 /// shape of the program's result), in one blocked pass. `None` where the fast path does
-/// not apply: a GPU tensor, mixed or non-float dtypes, a leaf broadcast other than along
-/// leading axes or not contiguous, a result of at most one element, or a register out
-/// of range.
+/// not apply: a GPU tensor, mixed or non-float dtypes, a leaf not contiguous or broadcast
+/// along more than one run of consecutive axes, a result of at most one element, or a
+/// register out of range.
 pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Tensor> {
     let n = numel(shape);
     let regs = leaves.len() + program.len();
@@ -120,7 +120,7 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
         let period = inputs
             .iter()
             .filter_map(|i| match i {
-                Input::Cyclic(d) => Some(d.len()),
+                Input::Tiled { data, row, .. } if data.len() == *row => Some(*row),
                 _ => None,
             })
             .max();
@@ -237,8 +237,14 @@ enum Input<'a, T> {
     Scalar(T),
     /// Shaped like the result.
     Full(&'a [T]),
-    /// Repeating with this period: the result's trailing axes.
-    Cyclic(&'a [T]),
+    /// Broadcast along one run of axes: each `row` of `data` (its trailing axes, shaped
+    /// like the result's) repeated `reps` times in a row (the broadcast axes), then the
+    /// next (its leading axes). A bias over rows is one row repeated.
+    Tiled {
+        data: &'a [T],
+        row: usize,
+        reps: usize,
+    },
 }
 
 fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>> {
@@ -252,15 +258,30 @@ fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>>
         return Some(Input::Scalar(data[at]));
     }
     let own: Vec<usize> = t.shape().iter().copied().skip_while(|&d| d == 1).collect();
-    if !t.is_contiguous() || own.len() > shape.len() || shape[shape.len() - own.len()..] != own {
+    if !t.is_contiguous() || own.len() > shape.len() {
         return None;
     }
     let data = &data[at..at + t.numel()];
-    Some(if t.numel() == numel(shape) {
-        Input::Full(data)
-    } else {
-        Input::Cyclic(data)
-    })
+    if t.numel() == numel(shape) {
+        return Some(Input::Full(data));
+    }
+    // the leaf's axes against the result's, right-aligned: equal on the trailing ones
+    // (the row), 1 on one run before them (the repeats), equal on the leading ones
+    let lead = shape.len() - own.len();
+    let dim = |k: usize| if k < lead { 1 } else { own[k - lead] };
+    let mut k = shape.len();
+    while k > 0 && dim(k - 1) == shape[k - 1] {
+        k -= 1;
+    }
+    let row = numel(&shape[k..]);
+    let mut j = k;
+    while j > 0 && dim(j - 1) == 1 {
+        j -= 1;
+    }
+    let reps = numel(&shape[j..k]);
+    (0..j)
+        .all(|a| dim(a) == shape[a])
+        .then_some(Input::Tiled { data, row, reps })
 }
 
 /// An operand within one block.
@@ -279,24 +300,22 @@ fn range<T: Float>(
     start: usize,
     out: &mut [T],
 ) {
-    let cyclic = inputs
+    let tiled = inputs
         .iter()
-        .filter(|i| matches!(i, Input::Cyclic(..)))
+        .filter(|i| matches!(i, Input::Tiled { .. }))
         .count();
-    let mut scratch = pool::buffer((program.len() + cyclic + 2) * BLOCK, T::zero());
-    // where blocks hold whole periods, each cyclic leaf's buffer is the same in every block
+    let mut scratch = pool::buffer((program.len() + tiled + 2) * BLOCK, T::zero());
+    // where every tiled leaf is one row repeated and blocks hold whole rows, each one's
+    // buffer is the same in every block
     let fixed = inputs.iter().all(|i| match i {
-        Input::Cyclic(d) => blk.is_multiple_of(d.len()),
+        Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
         _ => true,
     });
     if fixed {
         let bufs = scratch[program.len() * BLOCK..].chunks_mut(BLOCK);
-        let leaves = inputs.iter().filter_map(|i| match i {
-            Input::Cyclic(d) => Some(*d),
-            _ => None,
-        });
-        for (d, buf) in leaves.zip(bufs) {
-            unroll(d, 0, &mut buf[..blk]);
+        let leaves = inputs.iter().filter(|i| matches!(i, Input::Tiled { .. }));
+        for (i, buf) in leaves.zip(bufs) {
+            gather(i, 0, &mut buf[..blk]);
         }
     }
     for (b, chunk) in out.chunks_mut(blk).enumerate() {
@@ -305,19 +324,26 @@ fn range<T: Float>(
     pool::recycle(scratch);
 }
 
-/// `buf` filled with `d` repeated, from element `start` of the repetition.
-fn unroll<T: Copy>(d: &[T], start: usize, buf: &mut [T]) {
-    let (p, len) = (d.len(), buf.len());
-    let (mut i, mut j) = (0, start % p);
+/// `buf` filled with the elements `start..start + buf.len()` of a tiled leaf as the
+/// result sees it (past the result's end, as if the leaf repeated: a block of one row
+/// repeated is gathered whole even where the result is shorter).
+fn gather<T: Copy>(input: &Input<'_, T>, start: usize, buf: &mut [T]) {
+    let &Input::Tiled { data, row, reps } = input else {
+        unreachable!("only tiled leaves are gathered")
+    };
+    let (len, span, rows) = (buf.len(), row * reps, data.len() / row);
+    let mut i = 0;
     while i < len {
-        let m = (p - j).min(len - i);
-        buf[i..i + m].copy_from_slice(&d[j..j + m]);
-        (i, j) = (i + m, 0);
+        let at = start + i;
+        let (j, r) = ((at / span % rows) * row, at % row);
+        let m = (row - r).min(len - i);
+        buf[i..i + m].copy_from_slice(&data[j + r..j + r + m]);
+        i += m;
     }
 }
 
 /// Evaluates elements `start..start + out.len()` of the result into `out`. `scratch` holds
-/// one block per instruction, then one per cyclic leaf (already unrolled where `fixed`),
+/// one block per instruction, then one per tiled leaf (already gathered where `fixed`),
 /// then two for comparisons and selects.
 fn block<T: Float>(
     inputs: &[Input<'_, T>],
@@ -337,10 +363,10 @@ fn block<T: Float>(
         .map(|i| match i {
             Input::Scalar(v) => Src::Scalar(*v),
             Input::Full(d) => Src::Slice(&d[start..start + len]),
-            Input::Cyclic(d) => {
-                let buf = &mut bufs.next().expect("a buffer per cyclic leaf")[..len];
+            Input::Tiled { .. } => {
+                let buf = &mut bufs.next().expect("a buffer per tiled leaf")[..len];
                 if !fixed {
-                    unroll(d, start, buf);
+                    gather(i, start, buf);
                 }
                 Src::Slice(buf)
             }

@@ -1,9 +1,10 @@
 //! `fused::run` (an elementwise program in one blocked pass) against the same program run
 //! op by op with the tensor operations, bit for bit: random programs over leaves shaped
-//! like the result, single elements and rows broadcast along leading axes, in f32 and
-//! f64, small (one thread) and large (split over threads), with periods that divide the
-//! block and periods that do not; `fused::eval` on the same programs, by the pass and
-//! (with a transposed leaf) instruction by instruction.
+//! like the result, single elements, rows broadcast along leading axes, leaves broadcast
+//! along a middle axis (`[n, 1, d]` against `[n, m, d]`) and columns, in f32 and f64,
+//! small (one thread) and large (split over threads), with periods that divide the block
+//! and periods that do not; `fused::eval` on the same programs, by the pass and (with a
+//! transposed leaf) instruction by instruction.
 
 use ferrax_runtime::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use ferrax_runtime::fused::{self, Instr, Leaf, Op};
@@ -124,13 +125,16 @@ fn same_bits(got: &Tensor, want: &Tensor) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// A leaf: 0 shaped like the result, 1 a single element, 2 a row (the last axis), 3 a
-/// number.
+/// A leaf of the result's `[rows, mid, cols]`: 0 shaped like it, 1 a single element, 2 a
+/// row (the last axis), 3 a number, 4 broadcast along the middle axis (`[rows, 1, cols]`),
+/// 5 a column (`[rows, mid, 1]`).
 fn leaf_tensor(kind: u8, key: u64, shape: &[usize], dtype: DType) -> Option<Tensor> {
     let s: Vec<usize> = match kind {
         0 => shape.to_vec(),
         1 => vec![1; shape.len()],
         2 => shape[shape.len() - 1..].to_vec(),
+        4 => vec![shape[0], 1, shape[2]],
+        5 => vec![shape[0], shape[1], 1],
         _ => return None,
     };
     let t = Tensor::normal(Key::new(key), &s, dtype);
@@ -149,14 +153,15 @@ proptest! {
     fn a_program_in_one_pass_equals_its_operations_one_by_one(
         f64_ in any::<bool>(),
         rows in prop_oneof![1usize..4, Just(300usize)],
-        cols in prop_oneof![2usize..9, Just(200usize), Just(2048usize), Just(2049usize), Just(3000usize)],
-        kinds in prop::collection::vec(0u8..4, 1..5),
+        mid in prop_oneof![Just(1usize), 2usize..4, Just(17usize)],
+        cols in prop_oneof![2usize..9, Just(64usize), Just(200usize), Just(2048usize), Just(2049usize), Just(3000usize)],
+        kinds in prop::collection::vec(0u8..6, 1..5),
         numbers in prop::collection::vec(-2.0f64..2.0, 4),
         code in prop::collection::vec(instr(), 1..7),
         key in 0u64..1000,
     ) {
         let dtype = if f64_ { DType::F64 } else { DType::F32 };
-        let shape = [rows, cols];
+        let shape = [rows, mid, cols];
         let tensors: Vec<Option<Tensor>> = kinds
             .iter()
             .enumerate()
@@ -196,9 +201,9 @@ proptest! {
         // `eval`: the same pass, and with the full leaf a transposed view (which the pass
         // refuses) the instructions one by one through the tensor operations
         same_bits(&fused::eval("program", &leaves, &program).unwrap(), &want)?;
-        let transposed = full.t().contiguous().t();
+        let transposed = full.permute(&[0, 2, 1]).contiguous().permute(&[0, 2, 1]);
         leaves[0] = Leaf::Tensor(&transposed);
-        if rows > 1 {
+        if mid > 1 {
             prop_assert!(fused::run(&leaves, &program, want.shape()).is_none());
         }
         same_bits(&fused::eval("program", &leaves, &program).unwrap(), &want)?;
@@ -229,14 +234,17 @@ fn what_the_fast_path_does_not_take_is_left_to_the_caller() {
         fused::run(&[Leaf::Tensor(a), Leaf::Tensor(b)], &add, shape)
     };
     assert!(run(&x, &x, &[4, 5]).is_some());
-    // mixed dtypes, integers, a transpose, a broadcast along a middle axis
+    // mixed dtypes, integers, a transpose, a broadcast along two separate runs of axes
     assert!(run(&x, &x.to_dtype(DType::F64), &[4, 5]).is_none());
     let ints = Tensor::from_vec(vec![1i32; 20], &[4, 5]);
     assert!(run(&x, &ints, &[4, 5]).is_none());
     let xt = Tensor::normal(Key::new(4), &[5, 4], DType::F32).t();
     assert!(run(&x, &xt, &[4, 5]).is_none());
     let column = Tensor::normal(Key::new(5), &[4, 1], DType::F32);
-    assert!(run(&x, &column, &[4, 5]).is_none());
+    assert!(run(&x, &column, &[4, 5]).is_some());
+    let cube = Tensor::normal(Key::new(6), &[3, 4, 5], DType::F32);
+    let middle = Tensor::normal(Key::new(7), &[1, 4, 1], DType::F32);
+    assert!(run(&cube, &middle, &[3, 4, 5]).is_none());
     // one element, a register read before it is written
     let one = Tensor::scalar(2.0f32);
     assert!(run(&one, &one, &[]).is_none());
@@ -261,7 +269,7 @@ fn what_the_fast_path_does_not_take_is_left_to_the_caller() {
         &add,
     );
     assert!(e.unwrap_err().to_string().contains("shapes"));
-    // a column broadcast (refused by the pass) is computed op by op
-    let y = fused::eval("add", &[Leaf::Tensor(&x), Leaf::Tensor(&column)], &add).unwrap();
-    assert_eq!(y.to_vec::<f32>(), (&x + &column).to_vec::<f32>());
+    // a broadcast along two runs (refused by the pass) is computed op by op
+    let y = fused::eval("add", &[Leaf::Tensor(&cube), Leaf::Tensor(&middle)], &add).unwrap();
+    assert_eq!(y.to_vec::<f32>(), (&cube + &middle).to_vec::<f32>());
 }
