@@ -2633,6 +2633,90 @@ impl OutSizes {
     }
 }
 
+// ----- per-example Jacobians: values batched over the examples only -----
+
+/// `x`, batched over the outer examples of a per-example Jacobian's pass (`[b1] + example`),
+/// as a value of the pass's flat batch (`[b1 * n] + example`): each example's row repeated
+/// for its `n` basis elements (a copy).
+///
+/// ```
+/// # use ferrax::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+/// let r = ferrax::__private::b::repeat_outer(ferrax::__private::b::B(&x), 3);
+/// assert_eq!(r.shape(), &[6, 2]);
+/// assert_eq!(r.to_vec::<f32>(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0]);
+/// ```
+pub fn repeat_outer(x: B<'_>, n: usize) -> Tensor {
+    let x = x.0;
+    let mut wide = vec![x.shape()[0], n];
+    wide.extend_from_slice(&x.shape()[1..]);
+    let mut flat = vec![x.shape()[0] * n];
+    flat.extend_from_slice(&x.shape()[1..]);
+    x.unsqueeze(1)
+        .broadcast_to(&wide)
+        .contiguous()
+        .reshape(&flat)
+}
+
+/// A value of the flat batch's shape, dtype and device standing in for `x` (batched over
+/// the outer examples) as an argument read only for its shape (the `like` of `sum_to`,
+/// `matmul_tl`, ..): a stride-0 view of `x`'s first example, no copy. Its values are not
+/// `x`'s: never an operand.
+pub fn stand_in(x: B<'_>, n: usize) -> Tensor {
+    let x = x.0;
+    let mut flat = vec![x.shape()[0] * n];
+    flat.extend_from_slice(&x.shape()[1..]);
+    x.slice(0, 0, x.shape()[0].min(1)).broadcast_to(&flat)
+}
+
+/// The arguments of an elementwise chain where the `outer` ones are batched over the outer
+/// examples of a per-example Jacobian's pass and the other batched ones over its flat batch
+/// (examples times basis elements, example-major): every batched one aligned per example,
+/// then viewed `[b1, n, ..]` (a flat one) or `[b1, 1, ..]` (an outer one), so that they
+/// broadcast as the flat batch would repeat them, with the flat batch size. Unbatched
+/// arguments are as they are (they broadcast from the right).
+#[track_caller]
+pub(crate) fn outer_views(args: &[BArg<'_>], outer: &[usize]) -> (Vec<Tensor>, usize) {
+    let flat: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !outer.contains(k))
+        .filter_map(|(_, a)| a.batched())
+        .map(|x| x.shape()[0])
+        .collect();
+    let Some(&bsz) = flat.first() else {
+        panic!("ferrax vmap: a chain with per-example values needs a value of the flat batch")
+    };
+    assert!(
+        flat.iter().all(|&s| s == bsz),
+        "ferrax vmap: a chain's batched operands have different batch sizes {flat:?}"
+    );
+    let r = args.iter().map(|a| a.ex_rank()).max().unwrap_or(0);
+    let mut b1 = None;
+    for &k in outer {
+        let x = args[k].batched().expect("an outer operand is batched");
+        let n = x.shape()[0];
+        assert!(
+            *b1.get_or_insert(n) == n && (n == 0 && bsz == 0 || n > 0 && bsz % n == 0),
+            "ferrax vmap: per-example values of batch size {n} in a chain over {bsz}"
+        );
+    }
+    let b1 = b1.unwrap_or(1);
+    let n = bsz.checked_div(b1).unwrap_or(0);
+    let views = args
+        .iter()
+        .enumerate()
+        .filter_map(|(k, a)| {
+            let x = a.batched()?;
+            let x = pad_after_batch(x, r - (x.ndim() - 1));
+            let mut shape = vec![b1, if outer.contains(&k) { 1 } else { n }];
+            shape.extend_from_slice(&x.shape()[1..]);
+            Some(x.reshape(&shape))
+        })
+        .collect();
+    (views, bsz)
+}
+
 // ----- nested vmap: two batch levels flattened into one -----
 
 /// An argument of a doubly batched function: the tensor (or float) and its batch axis at the
@@ -2691,6 +2775,19 @@ pub fn nested_sizes(fn_name: &str, args: &[Nested<'_>]) -> (usize, usize) {
         }
     }
     (b1.map_or(1, |b| b.0), b2.map_or(1, |b| b.0))
+}
+
+/// An argument of the doubly batched function batched at the outer level only, with its
+/// outer batch axis first: what a per-example Jacobian's pass takes unrepeated (see
+/// [`repeat_outer`]).
+pub fn nested_outer(n: &Nested<'_>) -> Tensor {
+    match nested_front(n) {
+        Some(t) if n.outer.is_some() && n.inner.is_none() => t,
+        _ => panic!(
+            "ferrax vmap: `{}` is not batched at the outer level only",
+            n.name
+        ),
+    }
 }
 
 /// An argument of the doubly batched function as one of the flat function: `[b1 * b2] +

@@ -119,6 +119,14 @@ impl Val<'_> {
 /// `t::` helpers (`b::` where an argument is batched), would return.
 #[track_caller]
 pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
+    run_with(args, program, 2)
+}
+
+/// [`run`], with a blocked pass from `min_pass` instructions shaped like the result (one
+/// alone costs as much as the whole-tensor operation, unless an argument broadcasts
+/// along a middle axis, which the whole-tensor operation walks element by element).
+#[track_caller]
+fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize) -> Tensor {
     let aligned = align_all("fused", args);
     let mut regs: Vec<Val<'_>> = Vec::with_capacity(args.len() + program.len());
     regs.extend(aligned.iter().map(|a| Val::Arg(a.op())));
@@ -159,7 +167,7 @@ pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
             regs.push(Val::Tensor(v));
         }
     }
-    if pending.len() >= 2
+    if pending.len() >= min_pass
         && let Some(out) = &out
         && let Some(t) = blocked(&regs, program, &pending, n_args, out)
     {
@@ -169,6 +177,31 @@ pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
         regs[n_args + k] = Val::Tensor(eval(&regs, &program[k]));
     }
     last(regs)
+}
+
+/// [`run`] where the arguments at the indices `outer` are batched over the outer examples
+/// of a per-example Jacobian's pass and the other batched ones over its flat batch
+/// (examples times basis elements, example-major): the value the chain would have with
+/// each outer argument's rows repeated along the flat batch, without the repeats in
+/// memory (each outer row is read for all its basis elements).
+#[track_caller]
+pub fn run_outer<'a>(args: &[BArg<'a>], outer: &[usize], program: &[Instr]) -> Tensor {
+    if outer.is_empty() {
+        return run(args, program);
+    }
+    let (views, bsz) = crate::batch_rules::outer_views(args, outer);
+    let mut views = views.iter();
+    let wide: Vec<BArg<'_>> = args
+        .iter()
+        .map(|a| match a {
+            BArg::Batched(_) => BArg::Plain(Operand::Tensor(views.next().expect("a view each"))),
+            plain => *plain,
+        })
+        .collect();
+    let y = run_with(&wide, program, 1);
+    let mut flat = vec![bsz];
+    flat.extend_from_slice(&y.shape()[2..]);
+    y.reshape(&flat)
 }
 
 /// Elements below which a chain runs op by op: planning a blocked pass (shapes, leaves,
@@ -204,12 +237,20 @@ fn blocked(
     n_args: usize,
     out: &[usize],
 ) -> Option<Tensor> {
-    // leaves: every register that is not pending; then the pending instructions
+    // leaves: the registers the pending instructions read that are not pending; then the
+    // pending instructions
+    let read: Vec<usize> = pending
+        .iter()
+        .flat_map(|&k| {
+            let Instr(op, r) = program[k];
+            r.into_iter().take(op.arity()).map(usize::from)
+        })
+        .collect();
     let mut index = vec![u16::MAX; regs.len()];
     let mut leaves = Vec::new();
     for (i, v) in regs.iter().enumerate() {
         let is_pending = i >= n_args && pending.contains(&(i - n_args));
-        if !is_pending {
+        if !is_pending && read.contains(&i) {
             index[i] = leaves.len() as u16;
             leaves.push(match v.operand() {
                 Operand::Tensor(t) => Leaf::Tensor(t),

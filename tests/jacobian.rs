@@ -886,6 +886,42 @@ fn per_example_hessians_match_a_loop_of_hessians_and_differences_of_the_gradient
     assert_eq!(none.shape(), &[0, n, n]);
 }
 
+/// Per-example values meeting the basis in products (`a.matmul(&b)`, both depending on
+/// `x`): the pass computes `a` and `b` once per example and repeats them along every
+/// example's basis where a product takes them with a tangent.
+#[vmap(in_axes = (0, None))]
+#[hessian(wrt(x))]
+fn crossed(x: &Tensor, w: &Tensor) -> Tensor {
+    let a = x.matmul(w).tanh();
+    let b = x.sin().matmul(w);
+    a.matmul(&b) * (x * 0.5).exp().sum() + x.powi(2).sum()
+}
+
+/// The same function under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn crossed_g(x: &Tensor, w: &Tensor) -> Tensor {
+    let a = x.matmul(w).tanh();
+    let b = x.sin().matmul(w);
+    a.matmul(&b) * (x * 0.5).exp().sum() + x.powi(2).sum()
+}
+
+#[test]
+fn per_example_hessians_where_per_example_values_meet_the_basis_in_products() {
+    let (b, n) = (4, 3);
+    let xs = normal(340, &[b, n]);
+    let w = normal(341, &[n, 5]) * 0.6;
+    let hs = crossed_hessian_vmap(&xs, &w);
+    assert_eq!(hs.shape(), &[b, n, n]);
+    for e in 0..b {
+        let x = at(&xs, 0, e);
+        let h = at(&hs, 0, e);
+        assert_close(&crossed(&x, &w), &crossed_g(&x, &w), 0.0, "the two copies");
+        assert_close(&h, &crossed_hessian(&x, &w), 1e-12, "per example vs one");
+        let fd = fd_jacobian(&|v: &Tensor| crossed_g_grad(v, &w), &x);
+        assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
+    }
+}
+
 /// A tensor function with a constant slice of floats beside the batched input.
 #[vmap(in_axes = (0, None))]
 #[jacobian(wrt(x))]

@@ -1078,6 +1078,19 @@ impl Chain {
         })
     }
 
+    /// The atoms the chain reads, each once, in order of first use.
+    fn leaves(&self) -> Vec<Atom> {
+        let mut leaves: Vec<Atom> = Vec::new();
+        for r in self.nodes.iter().flat_map(|n| &n.args) {
+            if let Ref::Atom(a) = r
+                && !leaves.contains(a)
+            {
+                leaves.push(*a);
+            }
+        }
+        leaves
+    }
+
     /// The nodes of `child` added before this chain's, returning the reference to its value.
     fn absorb(&mut self, child: Chain) -> Ref {
         let at = self.nodes.len();
@@ -1189,9 +1202,11 @@ impl Emitter<'_> {
             });
             open.insert(*var, (i, chain));
         }
-        // the chains still open are the roots: emitted at their last statement
+        // the chains still open are the roots: emitted at their last statement (a single
+        // primitive too where it mixes per-example values into a per-example Jacobian's
+        // flat batch, which only a chain reads without repeating them)
         for (var, (i, chain)) in open {
-            if chain.nodes.len() > 1 {
+            if chain.nodes.len() > 1 || !self.outer_leaves(var, &chain.leaves()).is_empty() {
                 out.insert(i, Fused::Chain(var, chain));
                 for k in renamed.remove(&var).unwrap_or_default() {
                     out.insert(k, Fused::Skip);
@@ -1234,10 +1249,21 @@ impl Emitter<'_> {
         }
     }
 
+    /// The positions among `leaves` of the values batched over the outer examples of a
+    /// per-example Jacobian's pass (see `crate::nested`) in a chain whose value `var` is
+    /// batched over the flat batch: what `fuse::run_outer` repeats per basis element.
+    fn outer_leaves(&self, var: Var, leaves: &[Atom]) -> Vec<usize> {
+        if self.func.info(var).outer {
+            return Vec::new();
+        }
+        let outer = |a: &Atom| matches!(a, Atom::Var(v) if self.func.info(*v).outer);
+        (0..leaves.len()).filter(|&k| outer(&leaves[k])).collect()
+    }
+
     /// Whether `let var = p(args)` can be a link of a chain, with `Powi`'s exponent: a
     /// fusable primitive emitted as a tensor helper (`t::` or `b::`), whose operands are
     /// tensors, floats or float literals (a select's mask a tensor).
-    fn chain_link(&self, var: Var, p: Prim, args: &[Atom]) -> Option<Option<i32>> {
+    pub(crate) fn chain_link(&self, var: Var, p: Prim, args: &[Atom]) -> Option<Option<i32>> {
         let info = self.func.info(var);
         let tensor_code = args
             .iter()
@@ -1261,16 +1287,10 @@ impl Emitter<'_> {
         }
     }
 
-    /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain.
+    /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain (`fuse::run_outer`
+    /// where it reads values batched over a per-example pass's outer examples).
     fn chain(&self, var: Var, chain: &Chain) -> TokenStream {
-        let mut leaves: Vec<Atom> = Vec::new();
-        for r in chain.nodes.iter().flat_map(|n| &n.args) {
-            if let Ref::Atom(a) = r
-                && !leaves.contains(a)
-            {
-                leaves.push(*a);
-            }
-        }
+        let leaves = chain.leaves();
         let register = |r: &Ref| -> u16 {
             let k = match r {
                 Ref::Atom(a) => leaves.iter().position(|l| l == a).unwrap_or(0),
@@ -1306,9 +1326,15 @@ impl Emitter<'_> {
         } else {
             quote!()
         };
+        let outer = self.outer_leaves(var, &leaves);
+        let run = if outer.is_empty() {
+            quote!(::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*]))
+        } else {
+            quote!(::ferrax::__private::fuse::run_outer(&[#(#args),*], &[#(#outer),*], &[#(#code),*]))
+        };
         quote!(let #m #id = {
             use ::ferrax::__private::{b::BArg, fuse::{Instr, Op}};
-            ::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*])
+            #run
         };)
     }
 }

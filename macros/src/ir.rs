@@ -100,6 +100,10 @@ pub struct VarInfo {
     /// Batched by `vmap`: a tensor (or a parameter struct of tensors) whose axis 0 is the
     /// batch axis. Its primitives go to the batching rules (`::ferrax::__private::b`).
     pub batched: bool,
+    /// Batched over the outer examples only, in a per-example Jacobian's or Hessian's pass
+    /// batched over examples times basis elements (see `crate::nested`): axis 0 runs over
+    /// the examples, each standing for its basis elements' rows of the flat batch.
+    pub outer: bool,
     /// Where the user named it (a binding or parameter), for errors about it.
     pub span: Option<proc_macro2::Span>,
     /// A view `&base[lo..hi]` ([`Rhs::SubSlice`]): emitted as that expression wherever
@@ -501,6 +505,7 @@ impl Func {
             kind,
             mutable,
             batched: false,
+            outer: false,
             span: None,
             view: None,
         });

@@ -367,9 +367,17 @@ impl<'a> PerExample<'a> {
         })
     }
 
-    /// `g` (the function's parameters, then a basis) batched over the flat batch: every
-    /// parameter with an in-axis and the basis along axis 0.
-    fn flat_pass(&self, name: &syn::Ident, g: &Func, output: Atom) -> syn::Result<TokenStream> {
+    /// `g` (the function's parameters, then a basis) batched over every example's basis:
+    /// with two levels where it can be (the parameters with an in-axis over the examples,
+    /// the basis over examples times basis elements: `crate::nested`, the second value
+    /// `true`), else over the flat batch alone (every parameter with an in-axis and the
+    /// basis along axis 0 of it).
+    fn flat_pass(
+        &self,
+        name: &syn::Ident,
+        g: &Func,
+        output: Atom,
+    ) -> syn::Result<(TokenStream, bool)> {
         let mut axes: Vec<Option<isize>> = self.axes.iter().map(|a| a.map(|_| 0)).collect();
         axes.push(Some(0));
         assert_eq!(
@@ -377,17 +385,18 @@ impl<'a> PerExample<'a> {
             g.params.len(),
             "a pass takes the parameters and a basis"
         );
-        batched_fn(
-            &BatchedFn {
-                name: name.clone(),
-                doc: String::new(),
-                item: self.item,
-                axes: &axes,
-                outputs: vec![(output, syn::parse_quote!(&::ferrax::Tensor))],
-                out_axes: 0,
-            },
-            g,
-        )
+        let b = BatchedFn {
+            name: name.clone(),
+            doc: String::new(),
+            item: self.item,
+            axes: &axes,
+            outputs: vec![(output, syn::parse_quote!(&::ferrax::Tensor))],
+            out_axes: 0,
+        };
+        if let Some(pass) = crate::nested::per_example_pass(&b, g)? {
+            return Ok((pass, true));
+        }
+        Ok((batched_fn(&b, g)?, false))
     }
 
     /// Whether parameter `p` is a tensor taken by value.
@@ -417,7 +426,7 @@ impl<'a> PerExample<'a> {
     /// example, bound before it): the batched arguments and the basis flattened into one
     /// batch, the pass's result bound to `__ferrax_r` and the outer batch size to
     /// `__ferrax_b1`; `tail` then shapes the result.
-    fn run(&self, pass: &syn::Ident, tail: TokenStream) -> TokenStream {
+    fn run(&self, pass: &syn::Ident, two_levels: bool, tail: TokenStream) -> TokenStream {
         let mut nested = Vec::new();
         let mut flatten = Vec::new();
         let mut call = Vec::new();
@@ -441,7 +450,11 @@ impl<'a> PerExample<'a> {
                 inner: ::core::option::Option::None,
             }));
             let flat = format_ident!("__ferrax_flat_{}", id);
-            flatten.push(quote!(let #flat = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);));
+            flatten.push(if two_levels {
+                quote!(let #flat = ::ferrax::__private::b::nested_outer(&__ferrax_args[#k]);)
+            } else {
+                quote!(let #flat = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);)
+            });
             call.push(if self.by_value_tensor(p) {
                 quote!(#flat)
             } else {
@@ -450,6 +463,12 @@ impl<'a> PerExample<'a> {
         }
         let k = nested.len();
         let name = pass.to_string();
+        if two_levels {
+            call.push(quote!(&__ferrax_flat_basis));
+            call.push(quote!(__ferrax_b2));
+        } else {
+            call.push(quote!(&__ferrax_flat_basis));
+        }
         quote! {{
             let __ferrax_args = [
                 #(#nested,)*
@@ -463,7 +482,7 @@ impl<'a> PerExample<'a> {
             let (__ferrax_b1, __ferrax_b2) = ::ferrax::__private::b::nested_sizes(#name, &__ferrax_args);
             #(#flatten)*
             let __ferrax_flat_basis = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);
-            let __ferrax_r = #pass(#(#call,)* &__ferrax_flat_basis);
+            let __ferrax_r = #pass(#(#call),*);
             #tail
         }}
     }
@@ -494,17 +513,20 @@ impl<'a> PerExample<'a> {
             format_ident!("__ferrax_{}_jacfwd_per_example", name),
             format_ident!("__ferrax_{}_jacrev_per_example", name),
         );
-        let mut out = self.flat_pass(&fwd, jf, t)?;
-        out.extend(self.flat_pass(&rev, rf, g)?);
+        let (mut out, fwd_levels) = self.flat_pass(&fwd, jf, t)?;
+        let (rev_pass, rev_levels) = self.flat_pass(&rev, rf, g)?;
+        out.extend(rev_pass);
         let oa = self.out_axes;
         let x_example = self.x_example();
         let fwd_body = self.run(
             &fwd,
+            fwd_levels,
             quote!(::ferrax::__private::b::per_example_from_front(&__ferrax_r, __ferrax_b1, __ferrax_xe.shape(), #oa)),
         );
         // (the output's basis: one example of the batched value)
         let rev_body = self.run(
             &rev,
+            rev_levels,
             quote!(::ferrax::__private::b::per_example_from_rows(&__ferrax_r, __ferrax_b1, __ferrax_ye.shape(), #oa)),
         );
         let vmapped = format_ident!("{}_vmap", name);
@@ -565,11 +587,12 @@ impl<'a> PerExample<'a> {
     fn hessians(&self, hf: &Func, t: Atom) -> syn::Result<TokenStream> {
         let name = &self.item.sig.ident;
         let pass = format_ident!("__ferrax_{}_hessian_per_example", name);
-        let mut out = self.flat_pass(&pass, hf, t)?;
+        let (mut out, levels) = self.flat_pass(&pass, hf, t)?;
         let oa = self.out_axes;
         let x_example = self.x_example();
         let body = self.run(
             &pass,
+            levels,
             quote!(::ferrax::__private::b::per_example_from_front(&__ferrax_r, __ferrax_b1, __ferrax_xe.shape(), #oa)),
         );
         let xi = &self.x.ident;

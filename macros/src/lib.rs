@@ -183,6 +183,7 @@ mod grad;
 mod ir;
 mod jacobian;
 mod method;
+mod nested;
 mod parse;
 mod primitives;
 mod shapes;

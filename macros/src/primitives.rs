@@ -2422,6 +2422,17 @@ impl Prim {
          is_empty strides argmax_axis argmin_axis cumargmax cumargmin argsort top_k_indices one_hot zeros_like ones_like full_like scalar_like)"
     }
 
+    /// The positions of the arguments read only for their shape, dtype and device (the
+    /// `like` of a cotangent's shape), never for their values.
+    pub fn shape_only_args(self) -> &'static [usize] {
+        use Prim::*;
+        match self {
+            MatmulTl | MatmulTr => &[2],
+            SumTo | BroadcastLike | ReshapeLike | UnsumAxis => &[1],
+            _ => &[],
+        }
+    }
+
     /// Whether generated code may evaluate this primitive on tensors within a chain of
     /// elementwise ones, as one call (`::ferrax::__private::fuse::Op::NAME`, named as the
     /// variant here; `Powi` with a literal exponent only, `Select` with a tensor mask).

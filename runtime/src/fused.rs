@@ -128,11 +128,17 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
             Some(p) if p <= BLOCK => BLOCK / p * p,
             _ => BLOCK,
         };
-        // the work: about one unit an element to read and write it, a quarter of one per
-        // instruction computed on it in registers (weighing every instruction as a whole
-        // pass split a 9-instruction chain over 40,000 f64 into threads, which cost more
-        // than it saved: the 200 x 200 Hessian took 0.36-0.53 ms against 0.33-0.42)
-        if crate::cpu::parallel(n.saturating_mul(4 + program.len()) / 4) {
+        // the work: about one unit an element to write it, a quarter of one per tensor
+        // read and per instruction computed on it in registers (weighing every
+        // instruction as a whole pass split a 9-instruction chain over 40,000 f64 into
+        // threads, which cost more than it saved: the 200 x 200 Hessian took 0.36-0.53 ms
+        // against 0.33-0.42; not counting the reads left one product over 196,608 f32 with
+        // a leaf broadcast along a middle axis on one thread, 2.3 times slower)
+        let reads = inputs
+            .iter()
+            .filter(|i| !matches!(i, Input::Scalar(_)))
+            .count();
+        if crate::cpu::parallel(n.saturating_mul(4 + program.len() + reads) / 4) {
             // about four tasks a thread, of whole blocks (a thread with most of the work
             // waited for: 40,000 elements were one task of 32,768 and one of 7,232)
             let per = n.div_ceil(4 * rayon::current_num_threads());
@@ -332,13 +338,20 @@ fn gather<T: Copy>(input: &Input<'_, T>, start: usize, buf: &mut [T]) {
         unreachable!("only tiled leaves are gathered")
     };
     let (len, span, rows) = (buf.len(), row * reps, data.len() / row);
+    // where element `start` is: in row `q` of `data`, its repeat `rep`, at `r` in the row
+    let (mut q, mut rep, mut r) = (start / span % rows, start % span / row, start % row);
     let mut i = 0;
     while i < len {
-        let at = start + i;
-        let (j, r) = ((at / span % rows) * row, at % row);
         let m = (row - r).min(len - i);
-        buf[i..i + m].copy_from_slice(&data[j + r..j + r + m]);
-        i += m;
+        let j = q * row + r;
+        buf[i..i + m].copy_from_slice(&data[j..j + m]);
+        (i, r) = (i + m, r + m);
+        if r == row {
+            (r, rep) = (0, rep + 1);
+            if rep == reps {
+                (rep, q) = (0, if q + 1 == rows { 0 } else { q + 1 });
+            }
+        }
     }
 }
 

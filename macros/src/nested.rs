@@ -1,0 +1,334 @@
+//! A per-example Jacobian's or Hessian's pass with two batch levels: the values that do
+//! not depend on the basis (the primal values, a Hessian's reverse sweep's adjoints) once
+//! per example, the others once per example and basis element.
+//!
+//! `#[vmap]` over `#[jacobian]` / `#[hessian]` runs every example's basis in one pass over
+//! a flat batch of examples times basis elements (example-major). Batched over the flat
+//! batch alone, a value that depends only on the example (`tanh(x w + b)`) would be
+//! computed once per basis element, as JAX's `vmap(jacfwd(f))` does not: there the basis
+//! batches only what it reaches. Here the pass is batched as usual, then each batched
+//! value that does not depend on the basis is marked *outer* ([`VarInfo::outer`]): its
+//! primitives run over the examples only, since the outer parameters come unrepeated. Where
+//! an outer value meets the flat batch, an elementwise chain reads it as it is
+//! (`fuse::run_outer` broadcasts each example's row over its basis elements), an argument
+//! read for its shape takes a stride-0 stand-in (`b::stand_in`), and anything else a copy
+//! repeated along the flat batch (`b::repeat_outer`).
+//!
+//! Straight-line passes only (what a function without loops, branches on values or
+//! macros gives): anything else keeps the flat batch, where the caller repeats the outer
+//! arguments ([`per_example_pass`] returns `None`).
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Type;
+
+use crate::emit::Emitter;
+use crate::ir::*;
+use crate::transform::vmap::{VmapIn, cse, vmap};
+use crate::vmap::BatchedFn;
+
+/// `b.name(outer parameters.., basis, __ferrax_inner: usize)`: `func` (its parameters with
+/// an axis batched over the examples, axis 0, and the last one, `basis`, over the flat
+/// batch of `__ferrax_inner` basis elements per example) with the values that do not depend
+/// on the basis computed once per example. Returns its single output over the flat batch,
+/// or `None` where the pass is not straight-line.
+pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenStream>> {
+    let basis = func.params.last().expect("a pass takes a basis").var;
+    let mut f = func.clone();
+    let bsz = f.new_var("batch", Kind::Int, false);
+    let b1 = f.new_var("examples", Kind::Int, false);
+    let inner = f.new_var("inner", Kind::Int, false);
+    let like = f.new_var("flat_like", Kind::Tensor, false);
+    let mut seeds: Vec<Var> = f
+        .params
+        .iter()
+        .zip(b.axes)
+        .filter(|(_, a)| a.is_some())
+        .map(|(p, _)| p.var)
+        .collect();
+    let outer_params: Vec<Var> = seeds.iter().copied().filter(|v| *v != basis).collect();
+    let Some(&like_outer) = outer_params.first() else {
+        return Ok(None);
+    };
+    if outer_params
+        .iter()
+        .any(|v| !matches!(f.info(*v).kind, Kind::Tensor | Kind::Float(_)))
+    {
+        return Ok(None);
+    }
+    for (p, a) in f.params.iter_mut().zip(b.axes) {
+        if a.is_some() && matches!(func.info(p.var).kind, Kind::Float(_)) {
+            p.ty = syn::parse_quote!(&::ferrax::Tensor);
+        }
+    }
+    seeds.push(like);
+    let mut vf = vmap(
+        &f,
+        &VmapIn {
+            batched: &seeds,
+            bsz,
+            like,
+            span: b.item.sig.ident.span(),
+        },
+    )
+    .map_err(|e| syn::Error::new(e.span, e.msg))?;
+    cse(&mut vf);
+    let Some(flat) = basis_dependent(&vf, basis) else {
+        return Ok(None);
+    };
+    let outer: HashSet<Var> = (0..vf.vars.len() as u32)
+        .map(Var)
+        .filter(|v| vf.info(*v).batched && !flat.contains(v) && *v != like)
+        .collect();
+    // the statements an elementwise chain computes, reading outer values as they are
+    let chained: HashSet<usize> = {
+        let em = Emitter::new(&vf, false);
+        vf.body
+            .stmts
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match s {
+                Stmt::Let {
+                    var,
+                    rhs: Rhs::Prim(p, args),
+                } => {
+                    em.chain_link(*var, *p, args).is_some()
+                        && args
+                            .iter()
+                            .any(|a| matches!(a, Atom::Var(v) if flat.contains(v)))
+                }
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    for v in &outer {
+        vf.vars[v.0 as usize].outer = true;
+    }
+    let mut stmts = Vec::new();
+    for (i, mut s) in std::mem::take(&mut vf.body.stmts).into_iter().enumerate() {
+        let target = target(&s).expect("a straight-line pass");
+        if outer.contains(&target) {
+            // (lifts to the batch: to the examples')
+            if !(substitute(&mut s, bsz, Atom::Var(b1))
+                && substitute(&mut s, like, Atom::Var(like_outer)))
+            {
+                return Ok(None);
+            }
+        } else if flat.contains(&target) && !chained.contains(&i) {
+            let reads: Vec<Var> = reads(&s)
+                .into_iter()
+                .filter(|v| outer.contains(v))
+                .collect();
+            for o in reads {
+                // (read only for its shape: the `like` of a cotangent)
+                let shape_only = match &s {
+                    Stmt::Let {
+                        rhs: Rhs::Prim(p, args),
+                        ..
+                    } => args
+                        .iter()
+                        .enumerate()
+                        .all(|(k, a)| *a != Atom::Var(o) || p.shape_only_args().contains(&k)),
+                    _ => false,
+                };
+                let name = format!("{}_flat", vf.info(o).name);
+                let r = vf.new_var(&name, Kind::Tensor, false);
+                vf.vars[r.0 as usize].batched = true;
+                stmts.push(Stmt::Let {
+                    var: r,
+                    rhs: Rhs::Call {
+                        func: b_path(if shape_only {
+                            "stand_in"
+                        } else {
+                            "repeat_outer"
+                        }),
+                        args: vec![
+                            Arg {
+                                atom: Atom::Var(o),
+                                borrow: true,
+                            },
+                            Arg {
+                                atom: Atom::Var(inner),
+                                borrow: false,
+                            },
+                        ],
+                        mode: CallMode::Primal,
+                        span: Span::call_site(),
+                    },
+                });
+                if !substitute(&mut s, o, Atom::Var(r)) {
+                    return Ok(None);
+                }
+            }
+        }
+        stmts.push(s);
+    }
+    vf.body.stmts = stmts;
+
+    let [(output, ty)] = &b.outputs[..] else {
+        return Ok(None);
+    };
+    let em = Emitter::with_reads(&vf, false, crate::emit::read_counts(&vf.body, &[]));
+    let name = &b.name;
+    let name_str = name.to_string();
+    let mut params = crate::grad::param_list(&em, &vf);
+    let inner_id = em.var(inner);
+    params.push(quote!(#inner_id: usize));
+    let outer_sizes = vf
+        .params
+        .iter()
+        .filter(|p| outer_params.contains(&p.var))
+        .map(|p| {
+            let id = em.var(p.var);
+            let label = p.ident.to_string();
+            match p.ty {
+                Type::Reference(_) => quote!((#label, #id)),
+                _ => quote!((#label, &#id)),
+            }
+        });
+    let (bsz_id, b1_id, like_id, basis_id) = (em.var(bsz), em.var(b1), em.var(like), em.var(basis));
+    let body = em.block(&vf.body);
+    let v = em.value(*output);
+    let ret = if matches!(output, Atom::Var(o) if outer.contains(o)) {
+        quote!(::ferrax::__private::b::repeat_outer(::ferrax::__private::b::B(&#v), #inner_id))
+    } else if vf.batched(*output) {
+        v
+    } else {
+        match crate::parse::type_kind(ty) {
+            Ok(Kind::Float(_)) => quote!(::ferrax::__private::b::lift_like(#v, &#like_id)),
+            _ => quote!(::ferrax::__private::b::lift(&#v, #bsz_id)),
+        }
+    };
+    let (vis, allow) = (&b.item.vis, crate::emit::allow_generated());
+    Ok(Some(quote! {
+        #[doc(hidden)]
+        #allow
+        #vis fn #name(#(#params),*) -> ::ferrax::Tensor {
+            let #b1_id: usize = ::ferrax::__private::b::batch_size(#name_str, &[#(#outer_sizes),*]);
+            let #bsz_id: usize = #basis_id.shape()[0];
+            ::core::assert_eq!(#bsz_id, #b1_id * #inner_id, "{}: a flat batch of {} for {} examples of {} basis elements", #name_str, #bsz_id, #b1_id, #inner_id);
+            let #like_id: ::ferrax::Tensor = #basis_id.clone();
+            #body
+            #ret
+        }
+    }))
+}
+
+/// The variables of the straight-line `func` that depend on `basis` (through data; there
+/// is no control), or `None` where the body has anything but `let`s and assignments.
+fn basis_dependent(func: &Func, basis: Var) -> Option<HashSet<Var>> {
+    let mut set = HashSet::from([basis]);
+    loop {
+        let mut grew = false;
+        for s in &func.body.stmts {
+            let t = target(s)?;
+            if reads(s).iter().any(|v| set.contains(v)) {
+                grew |= set.insert(t);
+            }
+        }
+        if !grew {
+            return Some(set);
+        }
+    }
+}
+
+/// The variable a `let` or an assignment writes.
+fn target(s: &Stmt) -> Option<Var> {
+    match s {
+        Stmt::Let { var, .. } | Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
+            Some(*var)
+        }
+        _ => None,
+    }
+}
+
+/// The variables a statement reads.
+fn reads(s: &Stmt) -> Vec<Var> {
+    read_vars(&Block {
+        stmts: vec![s.clone()],
+    })
+}
+
+/// `s` reading `to` where it read `from`: `false` where `s` reads `from` in a way this
+/// cannot rewrite.
+fn substitute(s: &mut Stmt, from: Var, to: Atom) -> bool {
+    let swap = |a: &mut Atom| {
+        if *a == Atom::Var(from) {
+            *a = to;
+        }
+    };
+    match s {
+        Stmt::Let { rhs, .. } => match rhs {
+            Rhs::Atom(a) => swap(a),
+            Rhs::Prim(_, args) | Rhs::Tuple(args) => args.iter_mut().for_each(swap),
+            Rhs::Call {
+                args,
+                mode: CallMode::Primal,
+                ..
+            } => args.iter_mut().for_each(|a| swap(&mut a.atom)),
+            other => return !rhs_uses(other).contains(&Atom::Var(from)),
+        },
+        Stmt::Assign { value, .. } => swap(value),
+        Stmt::AddAssign { var, value } => {
+            if *var == from {
+                return false;
+            }
+            swap(value)
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// `::ferrax::__private::b::name`.
+fn b_path(name: &str) -> syn::ExprPath {
+    let id = format_ident!("{}", name);
+    syn::parse_quote!(::ferrax::__private::b::#id)
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// The expansion of `#[vmap(in_axes = ..)]` over `#[hessian(wrt(x))]` on `item`.
+    fn per_example_hessian(item: proc_macro2::TokenStream) -> String {
+        crate::vmap::expand(quote!(in_axes = (0, None)), item)
+            .expect("expands")
+            .to_string()
+    }
+
+    #[test]
+    fn a_straight_line_pass_computes_per_example_values_once_per_example() {
+        let out = per_example_hessian(quote!(
+            #[hessian(wrt(x))]
+            fn u(x: &Tensor, w: &Tensor) -> Tensor {
+                x.matmul(w).tanh().sum()
+            }
+        ));
+        // the example's `x` passed unrepeated, its values read by the chains as they are,
+        // and `x` as the shape of its cotangent by a stand-in
+        assert!(out.contains("nested_outer"), "{out}");
+        assert!(!out.contains("nested_in (& __ferrax_args [0"), "{out}");
+        assert!(out.contains("fuse :: run_outer"), "{out}");
+        assert!(out.contains("b :: stand_in"), "{out}");
+    }
+
+    #[test]
+    fn a_pass_with_a_loop_keeps_the_flat_batch() {
+        let out = per_example_hessian(quote!(
+            #[hessian(wrt(x))]
+            fn u(x: &Tensor, w: &Tensor) -> Tensor {
+                let mut h = x.clone();
+                for _ in 0..3 {
+                    h = h.matmul(w).tanh();
+                }
+                h.sum()
+            }
+        ));
+        assert!(out.contains("nested_in (& __ferrax_args [0"), "{out}");
+        assert!(!out.contains("run_outer"), "{out}");
+    }
+}
