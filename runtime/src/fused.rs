@@ -341,6 +341,15 @@ fn gather<T: Copy>(input: &Input<'_, T>, start: usize, buf: &mut [T]) {
     // where element `start` is: in row `q` of `data`, its repeat `rep`, at `r` in the row
     let (mut q, mut rep, mut r) = (start / span % rows, start % span / row, start % row);
     let mut i = 0;
+    if row == 1 {
+        // a column: each value filled over its run of repeats
+        while i < len {
+            let m = (reps - rep).min(len - i);
+            buf[i..i + m].fill(data[q]);
+            (i, rep, q) = (i + m, 0, if q + 1 == rows { 0 } else { q + 1 });
+        }
+        return;
+    }
     while i < len {
         let m = (row - r).min(len - i);
         let j = q * row + r;
