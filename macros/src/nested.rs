@@ -41,13 +41,7 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
     let b1 = f.new_var("examples", Kind::Int, false);
     let inner = f.new_var("inner", Kind::Int, false);
     let like = f.new_var("flat_like", Kind::Tensor, false);
-    let mut seeds: Vec<Var> = f
-        .params
-        .iter()
-        .zip(b.axes)
-        .filter(|(_, a)| a.is_some())
-        .map(|(p, _)| p.var)
-        .collect();
+    let mut seeds = b.batched_params(&f);
     let outer_params: Vec<Var> = seeds.iter().copied().filter(|v| *v != basis).collect();
     let Some(&like_outer) = outer_params.first() else {
         return Ok(None);

@@ -785,6 +785,18 @@ pub struct BatchedFn<'a> {
     pub out_axes: isize,
 }
 
+impl BatchedFn<'_> {
+    /// The parameters of `func` with a batch axis.
+    pub fn batched_params(&self, func: &Func) -> Vec<Var> {
+        func.params
+            .iter()
+            .zip(self.axes)
+            .filter(|(_, a)| a.is_some())
+            .map(|(p, _)| p.var)
+            .collect()
+    }
+}
+
 /// Emits `f` batched over the parameters with an axis: `vmap` of `func`'s IR, a prologue
 /// that moves each batch axis to the front and checks the batch sizes agree, and outputs
 /// with their batch axis (lifted where an output does not depend on the batch).
@@ -796,13 +808,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     }
     let mut f = func.clone();
     let bsz = f.new_var("batch", Kind::Int, false);
-    let batched: Vec<Var> = f
-        .params
-        .iter()
-        .zip(b.axes)
-        .filter(|(_, a)| a.is_some())
-        .map(|(p, _)| p.var)
-        .collect();
+    let batched = b.batched_params(&f);
     // a batched float parameter arrives as a 1-D tensor
     let mut tys = Vec::new();
     for (p, a) in f.params.clone().iter().zip(b.axes) {
