@@ -39,18 +39,22 @@ macro_rules! ops {
             Powi(i32),
             /// `select(mask, a, b)`.
             Select,
+            /// `broadcast_like(x, like)`: `x` read at the shape of `like`, whose values
+            /// are not read (in the blocked pass, `x` itself as a broadcast leaf).
+            BroadcastLike,
         }
 
         impl Op {
-            /// The runtime's operation.
-            fn kernel(self) -> fused::Op {
-                match self {
+            /// The runtime's operation (none for a broadcast, which only reads).
+            fn kernel(self) -> Option<fused::Op> {
+                Some(match self {
                     $(Op::$u => fused::Op::Unary(UnaryOp::$uk),)*
                     $(Op::$b => fused::Op::Binary(BinaryOp::$bk),)*
                     $(Op::$c => fused::Op::Compare(CmpOp::$ck),)*
                     Op::Powi(n) => fused::Op::Unary(UnaryOp::Powi(n)),
                     Op::Select => fused::Op::Select,
-                }
+                    Op::BroadcastLike => return None,
+                })
             }
 
             /// The operation on whole values, by the `t::` helper of its primitive.
@@ -64,6 +68,11 @@ macro_rules! ops {
                     Op::Select => match a[0] {
                         Operand::Tensor(m) => t::select(m, a[1], a[2]),
                         Operand::Scalar(c) => t::select(c != 0.0 || c.is_nan(), a[1], a[2]),
+                    },
+                    Op::BroadcastLike => match a[1] {
+                        Operand::Tensor(like) => t::broadcast_like(a[0], like),
+                        // a float `like` has no axes: `x` as it is
+                        Operand::Scalar(_) => t::add(a[0], 0.0),
                     },
                 }
             }
@@ -88,7 +97,7 @@ ops! {
 
 impl Op {
     fn arity(self) -> usize {
-        self.kernel().arity()
+        self.kernel().map_or(2, |k| k.arity())
     }
 }
 
@@ -148,6 +157,8 @@ fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize) -> Tensor
             let s = shapes[i as usize].as_ref()?;
             broadcast_shapes("fused", &acc, s).ok()
         });
+        // a broadcast to a smaller shape than its operand's is an error op by op
+        let s = s.filter(|s| *op != Op::BroadcastLike || Some(s) == shapes[r[1] as usize].as_ref());
         shapes.push(s);
     }
     let out = shapes.last().cloned().flatten();
@@ -239,11 +250,17 @@ fn blocked(
 ) -> Option<Tensor> {
     // leaves: the registers the pending instructions read that are not pending; then the
     // pending instructions
+    // (a broadcast reads its first operand only: the other gives the shape)
     let read: Vec<usize> = pending
         .iter()
         .flat_map(|&k| {
             let Instr(op, r) = program[k];
-            r.into_iter().take(op.arity()).map(usize::from)
+            let n = if op == Op::BroadcastLike {
+                1
+            } else {
+                op.arity()
+            };
+            r.into_iter().take(n).map(usize::from)
         })
         .collect();
     let mut index = vec![u16::MAX; regs.len()];
@@ -261,14 +278,20 @@ fn blocked(
     let mut code = Vec::with_capacity(pending.len());
     for &k in pending {
         let Instr(op, r) = program[k];
+        let Some(kernel) = op.kernel() else {
+            // a broadcast: its operand, which the pass reads at the result's shape
+            index[n_args + k] = index[r[0] as usize];
+            continue;
+        };
         index[n_args + k] = (leaves.len() + code.len()) as u16;
         let mut args = [0; 3];
         for (a, &i) in args.iter_mut().zip(&r[..op.arity()]) {
             *a = index[i as usize];
         }
-        code.push(fused::Instr(op.kernel(), args));
+        code.push(fused::Instr(kernel, args));
     }
-    if *pending.last()? != program.len() - 1 {
+    // (a program that ends in a broadcast has no instruction of its own to end with)
+    if *pending.last()? != program.len() - 1 || program[program.len() - 1].0 == Op::BroadcastLike {
         return None;
     }
     fused::run(&leaves, &code, out)

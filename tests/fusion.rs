@@ -131,3 +131,112 @@ fn a_value_reassigned_between_the_links_of_a_chain_is_read_where_it_was() {
         "differences",
     );
 }
+
+/// A value read by several links (`s`), each of which recomputes it in its own chain, and
+/// several contributions to one adjoint (`x`'s), summed in one chain.
+#[grad]
+fn shared(x: &Tensor) -> Tensor {
+    let s = x.sigmoid();
+    let a = &s * x;
+    let b: Tensor = (1.0 - &s) * x.exp();
+    (a + &b * &s).sum()
+}
+
+/// The gradient of [`shared`] in closed form: with `s' = s (1 - s)`,
+/// `d/dx [s x + (1 - s) s e^x] = s' x + s + e^x [(1 - 2 s) s' + (1 - s) s]`.
+fn shared_grad_closed(x: &Tensor) -> Tensor {
+    let s = x.sigmoid();
+    let ds = &s * (1.0 - &s);
+    let e = x.exp();
+    &ds * x + &s + e * ((1.0 - &s * 2.0) * &ds + (1.0 - &s) * &s)
+}
+
+#[test]
+fn a_value_read_by_several_links_is_recomputed_by_each() {
+    // op by op (35 elements) and in one blocked pass (10240)
+    for shape in [[5, 7], [64, 160]] {
+        let x = normal(12, &shape);
+        assert_close(
+            &shared_grad(&x),
+            &shared_grad_closed(&x),
+            1e-12,
+            "closed form",
+        );
+    }
+    let x = normal(13, &[5, 7]);
+    assert_close(
+        &shared_grad(&x),
+        &fd_jacobian(&shared, &x).reshape(x.shape()),
+        1e-6,
+        "differences",
+    );
+}
+
+/// A value read by two links with one of its operands reassigned between them: the
+/// second link cannot recompute `s` (its `h` is no longer the one `s` read), so `s` is
+/// kept for it.
+#[grad]
+fn shared_across_reassignment(x: &Tensor) -> Tensor {
+    let mut h = x.exp();
+    let s = h.tanh();
+    let a = &s * 2.0;
+    h = x.sin();
+    let b = &s + &h;
+    (a * b).sum()
+}
+
+#[test]
+fn a_shared_value_whose_operand_is_reassigned_is_read_where_it_was_computed() {
+    for shape in [[5, 7], [64, 160]] {
+        let x = normal(14, &shape);
+        let (e, sin) = (x.exp(), x.sin());
+        let s = e.tanh();
+        let want_value = ((&s * 2.0) * (&s + &sin)).sum();
+        assert_close(&shared_across_reassignment(&x), &want_value, 1e-12, "value");
+        // d/dx sum(2 s^2 + 2 s sin x) = (4 s + 2 sin x) (1 - s^2) e^x + 2 s cos x
+        let want = (&s * 4.0 + &sin * 2.0) * (1.0 - &s * &s) * &e + &s * 2.0 * x.cos();
+        assert_close(
+            &shared_across_reassignment_grad(&x),
+            &want,
+            1e-12,
+            "gradient",
+        );
+    }
+}
+
+/// An adjoint accumulated from several contributions, with a product's added in place
+/// between them: the contributions before it are summed in one chain that declares `x`'s
+/// adjoint, those after it in one chain that adds to it.
+#[grad]
+fn accumulated(x: &Tensor, w: &Tensor) -> Tensor {
+    let a = x.sin() * x.exp();
+    let m = x.matmul(w);
+    (a.tanh() + x.cos()).sum() + (m.tanh() * x.sigmoid()).sum()
+}
+
+#[test]
+fn contributions_to_an_adjoint_summed_in_one_chain_match_differences_and_forward_mode() {
+    let (x, w) = (normal(15, &[5, 5]), normal(16, &[5, 5]));
+    let (gx, gw) = accumulated_grad(&x, &w);
+    let fx = fd_jacobian(&|x: &Tensor| accumulated(x, &w), &x);
+    let fw = fd_jacobian(&|w: &Tensor| accumulated(&x, w), &w);
+    assert_close(
+        &gx,
+        &fx.reshape(x.shape()),
+        1e-6,
+        "d/dx against differences",
+    );
+    assert_close(
+        &gw,
+        &fw.reshape(w.shape()),
+        1e-6,
+        "d/dw against differences",
+    );
+    // in one blocked pass: the gradient along a direction against forward mode
+    let (x, w) = (normal(17, &[96, 96]), normal(18, &[96, 96]));
+    let (dx, dw) = (normal(19, &[96, 96]), normal(20, &[96, 96]));
+    let (gx, gw) = accumulated_grad(&x, &w);
+    let (_, tangent) = accumulated_jvp(&x, &w, &dx, &dw);
+    let along = (gx * &dx).sum() + (gw * &dw).sum();
+    assert_close(&along, &tangent, 1e-10, "reverse against forward mode");
+}

@@ -1,5 +1,6 @@
 //! IR -> Rust tokens. Runtime support is reached through `::ferrax::__private`.
 
+use crate::chains::{Bind, Chain, Ref};
 use crate::ir::*;
 use crate::primitives::{Prim, Syntax, row};
 use proc_macro2::{Literal, Span, TokenStream};
@@ -47,7 +48,7 @@ pub struct Emitter<'f> {
     /// How many statements read each variable, in everything emitted (see
     /// [`read_counts`]): a value read once, by the next link of an elementwise chain, is
     /// computed within the chain's fused call.
-    reads: HashMap<Var, usize>,
+    pub(crate) reads: HashMap<Var, usize>,
 }
 
 impl<'f> Emitter<'f> {
@@ -192,7 +193,7 @@ impl Emitter<'_> {
     /// [`hoisted_products`]).
     fn block_collecting(&self, b: &Block, collected: &[Var]) -> TokenStream {
         let mut fused = fused_accumulations(self.func, b);
-        for (i, f) in self.chains(b) {
+        for (i, f) in self.chains(b, &fused) {
             fused.entry(i).or_insert(f);
         }
         self.product_sums(b, &mut fused);
@@ -210,7 +211,7 @@ impl Emitter<'_> {
             .enumerate()
             .map(|(i, s)| match fused.get(&i) {
                 Some(Fused::Skip) => quote!(),
-                Some(Fused::Chain(var, chain)) => self.chain(*var, chain),
+                Some(Fused::Chain(var, chain, bind)) => self.chain(*var, chain, *bind),
                 Some(Fused::ProductSum(var, [x, y, like])) => {
                     let id = self.var(*var);
                     let m = if self.func.info(*var).mutable {
@@ -1046,176 +1047,7 @@ impl Emitter<'_> {
     }
 }
 
-/// A chain of elementwise primitives computed in one call: its nodes in order, each
-/// reading atoms or earlier nodes; the last is the chain's value.
-struct Chain {
-    nodes: Vec<Node>,
-}
-
-struct Node {
-    prim: Prim,
-    /// The index of its statement in the block.
-    at: usize,
-    /// `Powi`'s literal exponent.
-    exponent: Option<i32>,
-    args: Vec<Ref>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Ref {
-    Atom(Atom),
-    Node(usize),
-}
-
-impl Chain {
-    /// The variables the chain reads, each with the statement that reads it.
-    fn leaf_vars(&self) -> impl Iterator<Item = (Var, usize)> + '_ {
-        self.nodes.iter().flat_map(|n| {
-            n.args.iter().filter_map(move |r| match r {
-                Ref::Atom(Atom::Var(v)) => Some((*v, n.at)),
-                _ => None,
-            })
-        })
-    }
-
-    /// The atoms the chain reads, each once, in order of first use.
-    fn leaves(&self) -> Vec<Atom> {
-        let mut leaves: Vec<Atom> = Vec::new();
-        for r in self.nodes.iter().flat_map(|n| &n.args) {
-            if let Ref::Atom(a) = r
-                && !leaves.contains(a)
-            {
-                leaves.push(*a);
-            }
-        }
-        leaves
-    }
-
-    /// The nodes of `child` added before this chain's, returning the reference to its value.
-    fn absorb(&mut self, child: Chain) -> Ref {
-        let at = self.nodes.len();
-        for mut n in child.nodes {
-            for r in &mut n.args {
-                if let Ref::Node(k) = r {
-                    *k += at;
-                }
-            }
-            self.nodes.push(n);
-        }
-        Ref::Node(self.nodes.len() - 1)
-    }
-}
-
 impl Emitter<'_> {
-    /// The elementwise chains of `b`, by statement: a tensor primitive that
-    /// [`Prim::fusable`] allows, whose arguments are values defined by such primitives
-    /// earlier in `b` and read nowhere else (with none of their own arguments assigned in
-    /// between), is computed with them in one `fuse::run` ([`Fused::Chain`] at the last
-    /// statement, [`Fused::Skip`] at the others): a derivative's `ct * (1 - y * y)` is one
-    /// pass over memory instead of three.
-    fn chains(&self, b: &Block) -> HashMap<usize, Fused> {
-        let assigns: Vec<Vec<Var>> = b
-            .stmts
-            .iter()
-            .map(|s| {
-                assigned_vars(&Block {
-                    stmts: vec![s.clone()],
-                })
-            })
-            .collect();
-        let mut open: HashMap<Var, (usize, Chain)> = HashMap::new();
-        // chains renamed by `let [mut] u = d` (an adjoint started from one contribution):
-        // the statements left out where the chain is computed under its new name
-        let mut renamed: HashMap<Var, Vec<usize>> = HashMap::new();
-        let mut out = HashMap::new();
-        for (i, s) in b.stmts.iter().enumerate() {
-            if let Stmt::Let {
-                var: u,
-                rhs: Rhs::Atom(Atom::Var(d)),
-            } = s
-                && self.reads.get(d) == Some(&1)
-                && self.func.info(*u).kind == self.func.info(*d).kind
-                && self.func.info(*u).batched == self.func.info(*d).batched
-                && assigns[i + 1..].iter().all(|w| !w.contains(u))
-                && let Some((j, c)) = open.remove(d)
-            {
-                let mut skipped = renamed.remove(d).unwrap_or_default();
-                skipped.push(j);
-                renamed.insert(*u, skipped);
-                open.insert(*u, (i, c));
-                continue;
-            }
-            let Stmt::Let {
-                var,
-                rhs: Rhs::Prim(p, args),
-            } = s
-            else {
-                continue;
-            };
-            let Some(exponent) = self.chain_link(*var, *p, args) else {
-                continue;
-            };
-            let operands = if *p == Prim::Powi {
-                &args[..1]
-            } else {
-                &args[..]
-            };
-            let mut chain = Chain { nodes: Vec::new() };
-            let mut refs = Vec::new();
-            let mut taken: Vec<(Var, Ref)> = Vec::new();
-            for a in operands {
-                let r = match a {
-                    Atom::Var(u) if taken.iter().any(|(t, _)| t == u) => {
-                        taken.iter().find(|(t, _)| t == u).map(|(_, r)| *r)
-                    }
-                    Atom::Var(u)
-                        if self.reads.get(u) == Some(&1)
-                            && (!self.func.info(*u).mutable || renamed.contains_key(u)) =>
-                    {
-                        // (its values read where it is computed: at statement i)
-                        let kept = open.get(u).is_some_and(|(_, c)| {
-                            c.leaf_vars()
-                                .all(|(v, at)| assigns[at + 1..i].iter().all(|w| !w.contains(&v)))
-                        });
-                        match kept.then(|| open.remove(u)).flatten() {
-                            Some((j, c)) => {
-                                out.insert(j, Fused::Skip);
-                                for k in renamed.remove(u).unwrap_or_default() {
-                                    out.insert(k, Fused::Skip);
-                                }
-                                let r = chain.absorb(c);
-                                taken.push((*u, r));
-                                Some(r)
-                            }
-                            None => None,
-                        }
-                    }
-                    _ => None,
-                };
-                refs.push(r.unwrap_or(Ref::Atom(*a)));
-            }
-            chain.nodes.push(Node {
-                prim: *p,
-                at: i,
-                exponent,
-                args: refs,
-            });
-            open.insert(*var, (i, chain));
-        }
-        // the chains still open are the roots: emitted at their last statement (a single
-        // primitive too where it mixes per-example values into a per-example Jacobian's
-        // flat batch, which only a chain reads without repeating them)
-        for (var, (i, chain)) in open {
-            if chain.nodes.len() > 1 || !self.outer_leaves(var, &chain.leaves()).is_empty() {
-                out.insert(i, Fused::Chain(var, chain));
-                for k in renamed.remove(&var).unwrap_or_default() {
-                    out.insert(k, Fused::Skip);
-                }
-            }
-        }
-        out
-    }
-
     /// The batched `let e = sum_to(d, like)` of `b` whose `d` is a product `x * y` defined
     /// earlier in `b`, read only there and fused with nothing else, its operands not
     /// written between: computed together by `b::mul_sum_to`, which sums each example's
@@ -1252,7 +1084,7 @@ impl Emitter<'_> {
     /// The positions among `leaves` of the values batched over the outer examples of a
     /// per-example Jacobian's pass (see `crate::nested`) in a chain whose value `var` is
     /// batched over the flat batch: what `fuse::run_outer` repeats per basis element.
-    fn outer_leaves(&self, var: Var, leaves: &[Atom]) -> Vec<usize> {
+    pub(crate) fn outer_leaves(&self, var: Var, leaves: &[Atom]) -> Vec<usize> {
         if self.func.info(var).outer {
             return Vec::new();
         }
@@ -1283,13 +1115,23 @@ impl Emitter<'_> {
             (Prim::Powi, [x, Atom::Int(n)]) if operand(x) => Some(Some(i32::try_from(*n).ok()?)),
             (Prim::Powi, _) => None,
             (Prim::Select, [Atom::Var(m), ..]) if self.func.info(*m).kind != Kind::Tensor => None,
+            // (in unbatched passes only: a batched broadcast aligns its operands by the
+            // batching rules, and a batched pass's chains are kept as they were; see
+            // `Emitter::shareable`)
+            (Prim::BroadcastLike, [x, like]) => (operand(x)
+                && operand(like)
+                && self.is_tensor(*like)
+                && !self.func.vars.iter().any(|v| v.batched))
+            .then_some(None),
             _ => args.iter().all(operand).then_some(None),
         }
     }
 
     /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain (`fuse::run_outer`
-    /// where it reads values batched over a per-example pass's outer examples).
-    fn chain(&self, var: Var, chain: &Chain) -> TokenStream {
+    /// where it reads values batched over a per-example pass's outer examples); `var = ..`
+    /// for [`Bind::Assign`].
+    fn chain(&self, var: Var, chain: &Chain, bind: Bind) -> TokenStream {
+        let chain = chain.deduped();
         let leaves = chain.leaves();
         let register = |r: &Ref| -> u16 {
             let k = match r {
@@ -1332,19 +1174,23 @@ impl Emitter<'_> {
         } else {
             quote!(::ferrax::__private::fuse::run_outer(&[#(#args),*], &[#(#outer),*], &[#(#code),*]))
         };
-        quote!(let #m #id = {
+        let value = quote!({
             use ::ferrax::__private::{b::BArg, fuse::{Instr, Op}};
             #run
-        };)
+        });
+        match bind {
+            Bind::Let => quote!(let #m #id = #value;),
+            Bind::Assign => quote!(#id = #value;),
+        }
     }
 }
 
 /// How a statement of a block is emitted when fused with another.
-enum Fused {
+pub(crate) enum Fused {
     /// Emitted where its value is used instead.
     Skip,
-    /// `let var = ` an elementwise chain (see [`Emitter::chains`]).
-    Chain(Var, Chain),
+    /// `let var = ` (or `var = `) an elementwise chain (see [`Emitter::chains`]).
+    Chain(Var, Chain, Bind),
     /// `let var = sum_to(x * y, like)` of batched values, the product not kept
     /// (`b::mul_sum_to`; see [`Emitter::product_sums`]).
     ProductSum(Var, [Atom; 3]),

@@ -175,6 +175,7 @@
 
 mod analyse;
 mod attr;
+mod chains;
 mod ctxt;
 mod custom;
 mod derive;

@@ -2435,7 +2435,8 @@ impl Prim {
 
     /// Whether generated code may evaluate this primitive on tensors within a chain of
     /// elementwise ones, as one call (`::ferrax::__private::fuse::Op::NAME`, named as the
-    /// variant here; `Powi` with a literal exponent only, `Select` with a tensor mask).
+    /// variant here; `Powi` with a literal exponent only, `Select` with a tensor mask,
+    /// `BroadcastLike` unbatched, to a tensor's shape).
     pub fn fusable(self) -> bool {
         use Prim::*;
         matches!(
@@ -2488,6 +2489,7 @@ impl Prim {
                 | Ne
                 | Powi
                 | Select
+                | BroadcastLike
         )
     }
 
