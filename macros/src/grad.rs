@@ -624,8 +624,9 @@ mod tests {
 
     #[test]
     fn single_use_adjoint_copies_move_their_buffer() {
-        // `y`'s adjoint starts from one contribution and adds the other: the start moves
-        // the contribution (the only read) instead of sharing it, so the add is in place
+        // `y`'s adjoint starts from one contribution and adds the other: the start is
+        // not a copy of the contribution (it moves it, or, as here, the two contributions
+        // are summed in one chain that declares the adjoint)
         let out = expand(
             quote!(),
             quote!(
@@ -639,9 +640,11 @@ mod tests {
         .to_string();
         let grad = &out[out.find("fn f_grad").expect("f_grad")..];
         let start = &grad[grad.find("let mut y_bar_").expect("y's adjoint")..];
-        let start = &start[..start.find(';').expect("a statement")];
+        // (up to the next adjoint's statement)
+        let start = &start[..start.find("let mut x_bar_").expect("x's adjoint")];
         assert!(!start.contains("clone"), "{start}");
-        assert!(grad.contains("acc (& mut y_bar_"), "{grad}");
+        assert!(start.contains("Op :: Add"), "{start}");
+        assert!(!grad.contains("acc (& mut y_bar_"), "{grad}");
     }
 
     #[test]
@@ -737,8 +740,10 @@ mod tests {
             }
         ));
         assert_eq!(grad.matches("sum_to").count(), 1, "{grad}");
-        // (and the square's `2 ct x`, one chain and one contribution: see below)
-        assert_eq!(grad.matches("fuse :: run").count(), 2, "{grad}");
+        // (and the square's `2 ct x`, one chain and one contribution: see below; the
+        // cotangent's broadcast read in place by the two chains that use it)
+        assert_eq!(grad.matches("fuse :: run").count(), 3, "{grad}");
+        assert!(!grad.contains("t :: broadcast_like"), "{grad}");
         assert!(!grad.contains("acc (& mut x_bar"), "{grad}");
         // operands of unknown shapes (two parameters that may broadcast) keep their sums
         let grad = grad_of(quote!(
