@@ -110,6 +110,9 @@ pub mod tensor_rules;
 #[doc(hidden)]
 pub mod batch_rules;
 
+#[doc(hidden)]
+pub mod entry;
+
 mod fill;
 
 #[doc(hidden)]
@@ -122,6 +125,7 @@ pub mod slot;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch_rules as b;
+    pub use crate::entry;
     pub use crate::fill::{
         Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
     };

@@ -180,6 +180,7 @@ mod ctxt;
 mod custom;
 mod derive;
 mod emit;
+mod entry;
 mod grad;
 mod ir;
 mod jacobian;
@@ -194,11 +195,22 @@ mod vmap;
 
 use proc_macro::TokenStream;
 
+/// The function an attribute is on (an empty one where the item does not parse: the
+/// expansion reports that).
+fn user_fn(item: &TokenStream) -> syn::ItemFn {
+    syn::parse::<syn::ItemFn>(item.clone()).unwrap_or_else(|_| {
+        syn::parse_quote!(
+            fn __ferrax_unparsed() {}
+        )
+    })
+}
+
 /// Emits `f_jvp`, `f_vjp`, `f_grad` and `f_value_and_grad` beside `f`. See the crate docs.
 #[proc_macro_attribute]
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match grad::expand(attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }
@@ -264,8 +276,9 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match vmap::expand(attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }
@@ -325,8 +338,9 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match jacobian::expand(jacobian::Which::Jacobian, attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }
@@ -373,8 +387,9 @@ pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn hessian(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match jacobian::expand(jacobian::Which::Hessian, attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }
@@ -400,8 +415,9 @@ pub fn hessian(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match custom::expand(custom::Rule::Vjp, attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }
@@ -429,8 +445,9 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn custom_jvp(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let user = user_fn(&item);
     match custom::expand(custom::Rule::Jvp, attr.into(), item.into()) {
-        Ok(t) => t.into(),
+        Ok(t) => entry::pooled(t, &user).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }

@@ -1,0 +1,288 @@
+//! Generated entry points whose bodies may run inside rayon's pool (`ferrax::__private::entry`
+//! says when and why): every generated free function that takes something other than
+//! numbers gets its body wrapped, once, after the attribute's expansion.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{FnArg, GenericArgument, Item, PathArguments, ReturnType, Type};
+
+/// `out` (an attribute's expansion of the function `user`) with the bodies of the generated
+/// free functions wrapped; `out` unchanged where it is not a list of items, or where the
+/// user's body might run code of its own ([`self_contained`]). The function as the user
+/// wrote it, methods (inside `impl` blocks) and functions returning an `impl` type or a
+/// reference are left alone.
+pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
+    if !self_contained(&user.block) {
+        return out;
+    }
+    let user = &user.sig.ident;
+    let Ok(mut file) = syn::parse2::<syn::File>(out.clone()) else {
+        return out;
+    };
+    for item in &mut file.items {
+        if let Item::Fn(f) = item
+            && f.sig.ident != *user
+            && wrappable(&f.sig)
+        {
+            let ret = match &f.sig.output {
+                ReturnType::Default => quote!(()),
+                ReturnType::Type(_, t) => quote!(#t),
+            };
+            let block = &f.block;
+            let types = f.sig.inputs.iter().filter_map(|a| match a {
+                FnArg::Typed(p) => Some(&p.ty),
+                FnArg::Receiver(_) => None,
+            });
+            let body: syn::Block = syn::parse_quote!({
+                #[allow(unused_imports)]
+                use ::ferrax::__private::entry::{InPlace as _, Pooled as _};
+                static __FERRAX_SITE: ::ferrax::__private::entry::Site =
+                    ::ferrax::__private::entry::Site::new();
+                ::ferrax::__private::entry::Body::new(
+                    move || -> #ret #block,
+                    ::core::marker::PhantomData::<(#(#types,)* #ret,)>,
+                )
+                .run(&__FERRAX_SITE)
+            });
+            *f.block = body;
+        }
+    }
+    quote!(#file)
+}
+
+/// Whether `body` calls nothing but ferrax's operations: no macro but `vec!`, no function
+/// but `Tensor`'s, `Vec`'s, `Conv`'s and `stop_gradient`, no method but the primitives',
+/// `Conv`'s and a few of the standard library's (a `Vec`'s, an iterator's, `clone`). Code of the user's own (a `println!`, an `assert!`
+/// calling a function, another `#[grad]` function, which may do the same, a method of a
+/// configuration struct) may read thread-local state, and must see the caller's thread.
+fn self_contained(body: &syn::Block) -> bool {
+    struct Walk(bool);
+    impl<'a> syn::visit::Visit<'a> for Walk {
+        fn visit_macro(&mut self, m: &'a syn::Macro) {
+            self.0 &= m.path.is_ident("vec");
+            syn::visit::visit_macro(self, m);
+        }
+        fn visit_expr_call(&mut self, c: &'a syn::ExprCall) {
+            // `Tensor::stack`, `Vec::new`, `Conv::new`, `stop_gradient`
+            let ours = matches!(&*c.func, syn::Expr::Path(p) if match p.path.segments.len() {
+                1 => p.path.is_ident("stop_gradient"),
+                2 => ["Tensor", "Vec", "Conv"]
+                    .iter()
+                    .any(|t| p.path.segments[0].ident == t),
+                _ => false,
+            });
+            self.0 &= ours;
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, c: &'a syn::ExprMethodCall) {
+            self.0 &= known_method(&c.method.to_string());
+            syn::visit::visit_expr_method_call(self, c);
+        }
+    }
+    let mut walk = Walk(true);
+    syn::visit::Visit::visit_block(&mut walk, body);
+    walk.0
+}
+
+/// A method of a primitive (tensor or float), of `Conv`, or of `Vec`, slices and iterators.
+fn known_method(name: &str) -> bool {
+    const STD: &[&str] = &[
+        "clone",
+        "iter",
+        "iter_mut",
+        "into_iter",
+        "map",
+        "zip",
+        "enumerate",
+        "rev",
+        "skip",
+        "take",
+        "step_by",
+        "sum",
+        "product",
+        "fold",
+        "collect",
+        "push",
+        "pop",
+        "len",
+        "is_empty",
+        "first",
+        "last",
+        "get",
+        "copied",
+        "cloned",
+        "to_vec",
+        "as_slice",
+        "chunks",
+        "windows",
+        "min",
+        "max",
+    ];
+    STD.contains(&name)
+        || crate::primitives::Prim::from_method(name).is_some()
+        || crate::primitives::Prim::tensor_method_names()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|m| m == name)
+}
+
+/// A plain, safe, synchronous function taking a tensor or a struct (not only numbers),
+/// returning a value that is neither an `impl` type nor borrowed.
+fn wrappable(sig: &syn::Signature) -> bool {
+    let plain = sig.constness.is_none()
+        && sig.asyncness.is_none()
+        && sig.unsafety.is_none()
+        && sig.abi.is_none()
+        && sig.variadic.is_none();
+    let owned = match &sig.output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, t) => owned(t),
+    };
+    let mut data = false;
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(_) => return false,
+            FnArg::Typed(p) if !owned_or_ref(&p.ty) => return false,
+            FnArg::Typed(p) => data |= !numbers(&p.ty),
+        }
+    }
+    plain && owned && data
+}
+
+/// Whether `t` names no `impl` type, reference or lifetime.
+fn owned(t: &Type) -> bool {
+    let tokens = quote!(#t).to_string();
+    owned_or_ref(t) && !(tokens.contains('&') || tokens.contains('\''))
+}
+
+/// Whether `t` names no `impl` type (a parameter's type the body can spell).
+fn owned_or_ref(t: &Type) -> bool {
+    !quote!(#t).to_string().contains("impl")
+}
+
+/// Whether `t` is a number, or references, slices, arrays, tuples and vectors of numbers.
+fn numbers(t: &Type) -> bool {
+    match t {
+        Type::Reference(r) => numbers(&r.elem),
+        Type::Slice(s) => numbers(&s.elem),
+        Type::Array(a) => numbers(&a.elem),
+        Type::Paren(p) => numbers(&p.elem),
+        Type::Tuple(t) => t.elems.iter().all(numbers),
+        Type::Path(p) if p.qself.is_none() => {
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            let name = last.ident.to_string();
+            match &last.arguments {
+                PathArguments::None => matches!(
+                    name.as_str(),
+                    "f32"
+                        | "f64"
+                        | "i8"
+                        | "i16"
+                        | "i32"
+                        | "i64"
+                        | "isize"
+                        | "u8"
+                        | "u16"
+                        | "u32"
+                        | "u64"
+                        | "usize"
+                        | "bool"
+                ),
+                PathArguments::AngleBracketed(a) if name == "Vec" => a
+                    .args
+                    .iter()
+                    .all(|g| matches!(g, GenericArgument::Type(t) if numbers(t))),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrapped(src: TokenStream) -> Vec<bool> {
+        wrapped_for(
+            src,
+            syn::parse_quote!(
+                fn f(x: &Tensor) -> Tensor {
+                    x.exp()
+                }
+            ),
+        )
+    }
+
+    fn wrapped_for(src: TokenStream, user: syn::ItemFn) -> Vec<bool> {
+        let out = pooled(src, &user);
+        let file: syn::File = syn::parse2(out).expect("items");
+        file.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Fn(f) => Some(quote!(#f).to_string().contains("__FERRAX_SITE")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn generated_functions_of_tensors_are_wrapped_and_the_others_left_alone() {
+        let got = wrapped(quote! {
+            fn f(x: &Tensor) -> Tensor { x.exp() }
+            fn f_grad(x: &Tensor) -> Tensor { x.exp() }
+            fn f_vjp(x: &Tensor) -> (Tensor, impl FnOnce(Tensor) -> Tensor) { todo!() }
+            fn g_grad(x: f64, v: &[f64], w: Vec<f32>) -> f64 { x }
+            fn h_grad(p: &Params, x: f64) -> Params { p.clone() }
+            fn k_grad<'a>(x: &'a Tensor) -> &'a Tensor { x }
+            fn m_grad(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor { f(x) }
+        });
+        assert_eq!(got, [false, true, false, false, true, false, false]);
+    }
+
+    #[test]
+    fn bodies_that_may_run_code_of_their_own_stay_on_the_callers_thread() {
+        let generated = quote! {
+            fn f(x: &Tensor) -> Tensor { todo!() }
+            fn f_grad(x: &Tensor) -> Tensor { todo!() }
+        };
+        let pooled = |user: syn::ItemFn| wrapped_for(generated.clone(), user)[1];
+        assert!(pooled(syn::parse_quote!(
+            fn f(x: &Tensor) -> Tensor {
+                let v = vec![x.exp(), x.sin()];
+                Tensor::stack(&v, 0).sum()
+            }
+        )));
+        assert!(!pooled(syn::parse_quote!(
+            fn f(x: &Tensor) -> Tensor {
+                assert!(x.numel() > 0);
+                x.exp()
+            }
+        )));
+        assert!(!pooled(syn::parse_quote!(
+            fn f(x: &Tensor) -> Tensor {
+                g(x).exp()
+            }
+        )));
+        assert!(!pooled(syn::parse_quote!(
+            fn f(x: &Tensor, c: &Config) -> Tensor {
+                x.pad(&c.pads()).exp()
+            }
+        )));
+        assert!(pooled(syn::parse_quote!(
+            fn f(xs: &[Tensor]) -> Tensor {
+                xs.iter()
+                    .map(|x| x.tanh().sum())
+                    .fold(xs[0].sum(), |a, b| a + b)
+            }
+        )));
+        assert!(!pooled(syn::parse_quote!(
+            fn f(x: &Tensor) -> Tensor {
+                let y = x.exp();
+                println!("{y:?}");
+                y
+            }
+        )));
+    }
+}
