@@ -82,34 +82,7 @@ impl Chain {
     /// cache, as the small tensors of a Hessian's pass are, computing an `exp` or a `sin`
     /// again costs more than reading it back.
     fn cheap(&self) -> bool {
-        use Prim::*;
-        self.nodes.len() <= SHARED_NODES
-            && self.nodes.iter().all(|n| {
-                matches!(
-                    n.prim,
-                    Neg | Abs
-                        | Add
-                        | Sub
-                        | Mul
-                        | Max
-                        | Min
-                        | Relu
-                        | Signum
-                        | Floor
-                        | Ceil
-                        | Round
-                        | Trunc
-                        | Lt
-                        | Le
-                        | Gt
-                        | Ge
-                        | Eq
-                        | Ne
-                        | Powi
-                        | Select
-                        | BroadcastLike
-                )
-            })
+        self.nodes.len() <= SHARED_NODES && self.nodes.iter().all(|n| n.prim.arithmetic())
     }
 
     /// The chain with every node that repeats an earlier one (the same primitive of the

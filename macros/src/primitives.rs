@@ -2439,48 +2439,58 @@ impl Prim {
     /// `BroadcastLike` unbatched, to a tensor's shape).
     pub fn fusable(self) -> bool {
         use Prim::*;
+        self.arithmetic()
+            || matches!(
+                self,
+                Exp | Ln
+                    | Ln1p
+                    | ExpM1
+                    | Sin
+                    | Cos
+                    | Tan
+                    | Tanh
+                    | Sqrt
+                    | Recip
+                    | Sigmoid
+                    | Softplus
+                    | Asin
+                    | Acos
+                    | Atan
+                    | Sinh
+                    | Cosh
+                    | Asinh
+                    | Acosh
+                    | Atanh
+                    | Exp2
+                    | Log2
+                    | Log10
+                    | Cbrt
+                    | Erf
+                    | Div
+                    | Powf
+                    | Atan2
+            )
+    }
+
+    /// Whether this fusable primitive costs a few instructions per element (no
+    /// transcendental function, no division): a chain of such primitives may be computed
+    /// again by each of its readers rather than written once and read back.
+    pub fn arithmetic(self) -> bool {
+        use Prim::*;
         matches!(
             self,
             Neg | Abs
-                | Exp
-                | Ln
-                | Ln1p
-                | ExpM1
-                | Sin
-                | Cos
-                | Tan
-                | Tanh
-                | Sqrt
-                | Recip
-                | Sigmoid
-                | Softplus
+                | Add
+                | Sub
+                | Mul
+                | Max
+                | Min
                 | Relu
                 | Signum
-                | Asin
-                | Acos
-                | Atan
-                | Sinh
-                | Cosh
-                | Asinh
-                | Acosh
-                | Atanh
-                | Exp2
-                | Log2
-                | Log10
-                | Cbrt
                 | Floor
                 | Ceil
                 | Round
                 | Trunc
-                | Erf
-                | Add
-                | Sub
-                | Mul
-                | Div
-                | Max
-                | Min
-                | Powf
-                | Atan2
                 | Lt
                 | Le
                 | Gt
