@@ -1,16 +1,17 @@
 //! Generated entry points whose bodies may run inside rayon's pool (`ferrax::__private::entry`
-//! says when and why): every generated free function that takes something other than
+//! says when and why): every generated function or method that takes something other than
 //! numbers gets its body wrapped, once, after the attribute's expansion.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{FnArg, GenericArgument, Item, PathArguments, ReturnType, Type};
 
-/// `out` (an attribute's expansion of the function `user`) with the bodies of the generated
-/// free functions wrapped; `out` unchanged where it is not a list of items, or where the
-/// user's body might run code of its own ([`self_contained`]). The function as the user
-/// wrote it, methods (inside `impl` blocks) and functions returning an `impl` type or a
-/// reference are left alone.
+/// `out` (an attribute's expansion of the function or method `user`) with the bodies of
+/// the generated functions wrapped (methods' too: the attribute on a method expands to
+/// methods, its receiver one more parameter to move); `out` unchanged where it is not a
+/// list of items, or where the user's body might run code of its own
+/// ([`self_contained`]). The function as the user wrote it and functions returning an
+/// `impl` type or a reference are left alone.
 pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
     if !self_contained(&user.block) {
         return out;
@@ -29,9 +30,9 @@ pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
                 ReturnType::Type(_, t) => quote!(#t),
             };
             let block = &f.block;
-            let types = f.sig.inputs.iter().filter_map(|a| match a {
-                FnArg::Typed(p) => Some(&p.ty),
-                FnArg::Receiver(_) => None,
+            let types = f.sig.inputs.iter().map(|a| match a {
+                FnArg::Typed(p) => &p.ty,
+                FnArg::Receiver(r) => &r.ty,
             });
             let body: syn::Block = syn::parse_quote!({
                 #[allow(unused_imports)]
@@ -140,7 +141,8 @@ fn wrappable(sig: &syn::Signature) -> bool {
     let mut data = false;
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(_) => return false,
+            FnArg::Receiver(r) if !owned_or_ref(&r.ty) => return false,
+            FnArg::Receiver(_) => data = true,
             FnArg::Typed(p) if !owned_or_ref(&p.ty) => return false,
             FnArg::Typed(p) => data |= !numbers(&p.ty),
         }
@@ -237,8 +239,13 @@ mod tests {
             fn h_grad(p: &Params, x: f64) -> Params { p.clone() }
             fn k_grad<'a>(x: &'a Tensor) -> &'a Tensor { x }
             fn m_grad(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor { f(x) }
+            fn n_grad(self: &Model, x: &Tensor) -> Tensor { x.exp() }
+            fn o_grad(self: &Model, x: f64) -> f64 { x }
         });
-        assert_eq!(got, [false, true, false, false, true, false, false]);
+        assert_eq!(
+            got,
+            [false, true, false, false, true, false, false, true, true]
+        );
     }
 
     #[test]
