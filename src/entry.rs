@@ -12,11 +12,11 @@
 //! Moving a body into the pool costs one such hand-over, which is too much for short calls
 //! (a 200 x 200 Hessian, 0.32 ms: 0.35 ms in the pool). So each generated entry point
 //! remembers how long its last call took ([`Site`]) and runs in the pool from
-//! [`POOL_FROM`]. Bodies that cannot move to another thread (their captures or their
-//! result are not `Send`) always run in place: the macros call [`Body::run`], which
-//! resolves to the pooled version only where the closure is `Send` (autoref
-//! specialization on a concrete type; in a generic function it resolves to the one in
-//! place).
+//! [`POOL_FROM`]. Bodies that cannot move to another thread (their parameters or their
+//! result are not `Send`) always run in place: the macros call `Body::new(..).run(..)`,
+//! which resolves to [`Pooled::run`] only where those types are `Send` (autoref
+//! specialization, decided by the concrete types at the call; in a generic function, by
+//! the bounds it states) and to [`InPlace::run`] otherwise.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -35,21 +35,20 @@ impl Site {
         Site(AtomicU64::new(0))
     }
 
-    /// Whether the next call should move into the pool.
-    fn pooled(&self) -> bool {
-        self.0.load(Ordering::Relaxed) >= POOL_FROM.as_nanos() as u64
-            && rayon::current_thread_index().is_none()
-            && rayon::current_num_threads() > 1
-    }
-
-    /// Runs `f`, timing it (unless already on one of the pool's threads, where nothing is
-    /// to decide).
-    fn timed<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` inside rayon's pool where the last call was long and the pool has threads
+    /// to spare, else in place; already on one of a pool's threads, in place and untimed
+    /// (nothing to decide there).
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         if rayon::current_thread_index().is_some() {
             return f();
         }
+        let long = self.0.load(Ordering::Relaxed) >= POOL_FROM.as_nanos() as u64;
         let start = Instant::now();
-        let r = f();
+        let r = if long && rayon::current_num_threads() > 1 {
+            rayon::scope(|_| f())
+        } else {
+            f()
+        };
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.0.store(ns, Ordering::Relaxed);
         r
@@ -107,19 +106,12 @@ impl<F, P: Send> Pooled for Body<F, P> {
     where
         F: FnOnce() -> R,
     {
-        let f = self.take();
-        if site.pooled() {
-            let f = Sent(f);
-            site.timed(|| {
-                let r = rayon::scope(move |_| {
-                    let f = f;
-                    Sent((f.0)())
-                });
-                r.0
-            })
-        } else {
-            site.timed(f)
-        }
+        let f = Sent(self.take());
+        site.run(move || {
+            let f = f;
+            Sent((f.0)())
+        })
+        .0
     }
 }
 

@@ -4,7 +4,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{FnArg, GenericArgument, Item, PathArguments, ReturnType, Type};
+use syn::{FnArg, Item, ReturnType, Type};
 
 /// `out` (an attribute's expansion of the function or method `user`) with the bodies of
 /// the generated functions wrapped (methods' too: the attribute on a method expands to
@@ -52,10 +52,11 @@ pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
 }
 
 /// Whether `body` calls nothing but ferrax's operations: no macro but `vec!`, no function
-/// but `Tensor`'s, `Vec`'s, `Conv`'s and `stop_gradient`, no method but the primitives',
-/// `Conv`'s and a few of the standard library's (a `Vec`'s, an iterator's, `clone`). Code of the user's own (a `println!`, an `assert!`
-/// calling a function, another `#[grad]` function, which may do the same, a method of a
-/// configuration struct) may read thread-local state, and must see the caller's thread.
+/// but `Tensor`'s, `Vec`'s, `Conv`'s and `stop_gradient`, no method but those `#[grad]`
+/// knows, `Conv`'s and a few of the standard library's (a `Vec`'s, an iterator's,
+/// `clone`). Code of the user's own (a `println!`, an `assert!` calling a function, another
+/// `#[grad]` function, which may do the same, a method of a configuration struct) may read
+/// thread-local state, and must see the caller's thread.
 fn self_contained(body: &syn::Block) -> bool {
     struct Walk(bool);
     impl<'a> syn::visit::Visit<'a> for Walk {
@@ -76,7 +77,7 @@ fn self_contained(body: &syn::Block) -> bool {
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, c: &'a syn::ExprMethodCall) {
-            self.0 &= known_method(&c.method.to_string());
+            self.0 &= known_method(&c.method.to_string(), c.args.len());
             syn::visit::visit_expr_method_call(self, c);
         }
     }
@@ -85,10 +86,12 @@ fn self_contained(body: &syn::Block) -> bool {
     walk.0
 }
 
-/// A method of a primitive (tensor or float), of `Conv`, or of `Vec`, slices and iterators.
-fn known_method(name: &str) -> bool {
+/// A method `#[grad]` knows on tensors or floats (with `nargs` arguments), of `Conv`, or of
+/// `Vec`, slices and iterators.
+fn known_method(name: &str, nargs: usize) -> bool {
     const STD: &[&str] = &[
         "clone",
+        "contiguous",
         "iter",
         "iter_mut",
         "into_iter",
@@ -118,12 +121,19 @@ fn known_method(name: &str) -> bool {
         "windows",
         "min",
         "max",
+        // a convolution's spec
+        "stride",
+        "strides",
+        "padding",
+        "paddings",
+        "same",
+        "dilation",
+        "dilations",
+        "groups",
     ];
     STD.contains(&name)
         || crate::primitives::Prim::from_method(name).is_some()
-        || crate::primitives::Prim::tensor_method_names()
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .any(|m| m == name)
+        || crate::parse::tensor_only(name, nargs)
 }
 
 /// A plain, safe, synchronous function taking a tensor or a struct (not only numbers),
@@ -152,54 +162,42 @@ fn wrappable(sig: &syn::Signature) -> bool {
 
 /// Whether `t` names no `impl` type, reference or lifetime.
 fn owned(t: &Type) -> bool {
-    let tokens = quote!(#t).to_string();
-    owned_or_ref(t) && !(tokens.contains('&') || tokens.contains('\''))
+    let (imp, borrowed) = mentions(t);
+    !imp && !borrowed
 }
 
 /// Whether `t` names no `impl` type (a parameter's type the body can spell).
 fn owned_or_ref(t: &Type) -> bool {
-    !quote!(#t).to_string().contains("impl")
+    !mentions(t).0
 }
 
-/// Whether `t` is a number, or references, slices, arrays, tuples and vectors of numbers.
-fn numbers(t: &Type) -> bool {
-    match t {
-        Type::Reference(r) => numbers(&r.elem),
-        Type::Slice(s) => numbers(&s.elem),
-        Type::Array(a) => numbers(&a.elem),
-        Type::Paren(p) => numbers(&p.elem),
-        Type::Tuple(t) => t.elems.iter().all(numbers),
-        Type::Path(p) if p.qself.is_none() => {
-            let Some(last) = p.path.segments.last() else {
-                return false;
-            };
-            let name = last.ident.to_string();
-            match &last.arguments {
-                PathArguments::None => matches!(
-                    name.as_str(),
-                    "f32"
-                        | "f64"
-                        | "i8"
-                        | "i16"
-                        | "i32"
-                        | "i64"
-                        | "isize"
-                        | "u8"
-                        | "u16"
-                        | "u32"
-                        | "u64"
-                        | "usize"
-                        | "bool"
-                ),
-                PathArguments::AngleBracketed(a) if name == "Vec" => a
-                    .args
-                    .iter()
-                    .all(|g| matches!(g, GenericArgument::Type(t) if numbers(t))),
-                _ => false,
-            }
+/// Whether `t` mentions an `impl` type, and whether a reference or a lifetime.
+fn mentions(t: &Type) -> (bool, bool) {
+    struct Walk(bool, bool);
+    impl<'a> syn::visit::Visit<'a> for Walk {
+        fn visit_type_impl_trait(&mut self, i: &'a syn::TypeImplTrait) {
+            self.0 = true;
+            syn::visit::visit_type_impl_trait(self, i);
         }
-        _ => false,
+        fn visit_type_reference(&mut self, r: &'a syn::TypeReference) {
+            self.1 = true;
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'a syn::Lifetime) {
+            self.1 = true;
+            syn::visit::visit_lifetime(self, l);
+        }
     }
+    let mut w = Walk(false, false);
+    syn::visit::Visit::visit_type(&mut w, t);
+    (w.0, w.1)
+}
+
+/// Whether `t` is a number or a sequence of floats (`#[grad]`'s kinds of numbers).
+fn numbers(t: &Type) -> bool {
+    use crate::ir::Kind;
+    crate::parse::type_kind(t)
+        .is_ok_and(|k| matches!(k, Kind::Float(_) | Kind::Int | Kind::Bool | Kind::Seq(..)))
 }
 
 #[cfg(test)]
@@ -241,10 +239,14 @@ mod tests {
             fn m_grad(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor { f(x) }
             fn n_grad(self: &Model, x: &Tensor) -> Tensor { x.exp() }
             fn o_grad(self: &Model, x: f64) -> f64 { x }
+            // (a type whose name holds "impl" is not an `impl` type)
+            fn s_grad(x: &Tensor, s: Simplex) -> Simplex { s }
         });
         assert_eq!(
             got,
-            [false, true, false, false, true, false, false, true, true]
+            [
+                false, true, false, false, true, false, false, true, true, true
+            ]
         );
     }
 

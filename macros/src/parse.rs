@@ -196,7 +196,7 @@ fn calls_item(block: &syn::Block) -> bool {
 }
 
 /// Whether `.name(..)` with `nargs` arguments is a method of tensors and not of floats.
-fn tensor_only(name: &str, nargs: usize) -> bool {
+pub fn tensor_only(name: &str, nargs: usize) -> bool {
     let float =
         Prim::from_method(name).is_some_and(|p| crate::primitives::row(p).arity == nargs + 1);
     let query = matches!(
