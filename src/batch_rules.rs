@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 
 use ferrax_runtime::differentiable::{LeafMut, is_lazy_zero, lazy_zero, leaves_mut};
-use ferrax_runtime::{Conv, DType, Device, Differentiable, Error, PadMode, Tensor};
+use ferrax_runtime::{Conv, DType, Device, Differentiable, Error, Float, PadMode, Tensor};
 
 use crate::tensor_rules::{self as t, Cond, Operand, Product};
 
@@ -2301,6 +2301,116 @@ pub fn lift_arg<T: Clone + 'static>(x: &T, bsz: usize) -> T {
 /// to the batch (a broadcast view).
 pub fn lift_list(xs: &[Tensor], bsz: usize) -> Vec<Tensor> {
     xs.iter().map(|x| lift_tensor(x, bsz)).collect()
+}
+
+/// A batched sequence-of-floats parameter (`x: &[f64]` under `#[vmap]`, passed as a
+/// `[B, n]` tensor whose batch axis is already first) as the list the batched body reads:
+/// `n` tensors of shape `[B]`, element `i`'s holding every example's `x[i]`. `len` is an
+/// array parameter's length (`[f64; N]`), which the tensor must match.
+#[track_caller]
+pub fn seq_columns<T: Float>(
+    fn_name: &str,
+    param: &str,
+    x: &Tensor,
+    len: Option<usize>,
+) -> Vec<Tensor> {
+    match try_seq_columns::<T>(fn_name, param, x, len) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`seq_columns`], returning the error (a tensor that is not 2-D, of another length than
+/// the array's, or of another dtype than the sequence's floats) instead of panicking.
+pub fn try_seq_columns<T: Float>(
+    fn_name: &str,
+    param: &str,
+    x: &Tensor,
+    len: Option<usize>,
+) -> Result<Vec<Tensor>, Error> {
+    let ty = std::any::type_name::<T>();
+    let n = len.map_or("n".to_string(), |n| n.to_string());
+    if x.ndim() != 2 || len.is_some_and(|n| x.shape()[1] != n) {
+        return Err(Error::InvalidArgument {
+            op: "vmap",
+            message: format!(
+                "`{fn_name}`: batched argument `{param}`, a sequence of {ty}, takes a 2-D tensor of shape [batch, {n}] (with the batch axis where in_axes puts it), got shape {:?}",
+                x.shape()
+            ),
+        });
+    }
+    if x.dtype() != T::DTYPE {
+        return Err(Error::InvalidArgument {
+            op: "vmap",
+            message: format!(
+                "`{fn_name}`: batched argument `{param}`, a sequence of {ty}, takes a tensor of dtype {}, got {} (shape {:?}); convert it with `to_dtype`",
+                T::DTYPE,
+                x.dtype(),
+                x.shape()
+            ),
+        });
+    }
+    // (one copy, so that each element's batch is contiguous)
+    let rows = x.permute(&[1, 0]).contiguous();
+    Ok((0..rows.shape()[0])
+        .map(|i| rows.slice(0, i, i + 1).squeeze(0))
+        .collect())
+}
+
+/// An unbatched sequence of floats lifted to a list of batched floats: each element a
+/// `[B]` broadcast of it (batch size and device of `like`, dtype of the floats).
+#[track_caller]
+pub fn lift_seq<'a, T: Float, S: AsRef<[T]> + ?Sized>(
+    xs: &S,
+    like: impl Into<BArg<'a>>,
+) -> Vec<Tensor> {
+    let like = batched_like("lift_seq", like.into());
+    let (b, device) = (like.shape()[0], like.device());
+    xs.as_ref()
+        .iter()
+        .map(|x| Tensor::full_on(&[1], Float::to_f64(*x), T::DTYPE, &device).broadcast_to(&[b]))
+        .collect()
+}
+
+/// A list of batched floats (a batched function's sequence-of-floats result, or the
+/// per-example gradient of a sequence parameter) as one `[B, n]` tensor, batch axis first.
+/// `like` gives the batch size, dtype and device of an empty list's `[B, 0]`.
+#[track_caller]
+pub fn stack_floats<'a>(xs: &[Tensor], like: impl Into<BArg<'a>>) -> Tensor {
+    if xs.is_empty() {
+        let like = batched_like("stack_floats", like.into());
+        return Tensor::full_on(&[like.shape()[0], 0], 0.0, like.dtype(), &like.device());
+    }
+    Tensor::stack(xs, 1)
+}
+
+/// An unbatched sequence of floats as a batched result: `[B, n]`, every example's row the
+/// sequence (a broadcast; batch size and device of `like`).
+#[track_caller]
+pub fn seq_lifted<'a, T: Float, S: AsRef<[T]> + ?Sized>(
+    xs: &S,
+    like: impl Into<BArg<'a>>,
+) -> Tensor {
+    let like = batched_like("seq_lifted", like.into());
+    let xs = xs.as_ref();
+    Tensor::from_vec(xs.to_vec(), &[1, xs.len()])
+        .to_device(&like.device())
+        .broadcast_to(&[like.shape()[0], xs.len()])
+}
+
+/// The sum of a list of batched floats (`[B]` each; an empty list's is zero).
+#[track_caller]
+pub fn sum_seq<'a>(xs: &[Tensor], like: impl Into<BArg<'a>>) -> Tensor {
+    let like = batched_like("sum_seq", like.into());
+    let mut it = xs.iter();
+    let Some(first) = it.next() else {
+        return Tensor::full_on(&[like.shape()[0]], 0.0, like.dtype(), &like.device());
+    };
+    let mut sum = first.clone();
+    for x in it {
+        t::acc(&mut sum, x);
+    }
+    sum
 }
 
 /// An argument of a type the macro cannot see (a constant such as `SCALE`, `STEPS` or

@@ -230,17 +230,36 @@ pub mod __private {
             .collect()
     }
 
+    /// An element of a sequence adjoint: a float, or a batched float (a `[B]` tensor, in a
+    /// list of them under `#[vmap]`).
+    pub trait SeqElem {
+        /// `self += v`.
+        fn add(&mut self, v: &Self);
+    }
+    impl<T: Real> SeqElem for T {
+        #[inline(always)]
+        fn add(&mut self, v: &T) {
+            *self += *v;
+        }
+    }
+    impl SeqElem for crate::Tensor {
+        #[track_caller]
+        fn add(&mut self, v: &crate::Tensor) {
+            t::acc(self, v);
+        }
+    }
+
     /// `target[k] += value[k]` for every k.
     #[inline]
-    pub fn add_assign_seq<T: Real>(target: &mut [T], value: &[T]) {
+    pub fn add_assign_seq<T: SeqElem>(target: &mut [T], value: &[T]) {
         for (t, v) in target.iter_mut().zip(value) {
-            *t += *v;
+            t.add(v);
         }
     }
 
     /// `target[offset + k] += value[k]`: a view's adjoint (`&x[offset..]`) into its base's.
     #[inline]
-    pub fn add_assign_seq_at<T: Real>(target: &mut [T], offset: usize, value: &[T]) {
+    pub fn add_assign_seq_at<T: SeqElem>(target: &mut [T], offset: usize, value: &[T]) {
         add_assign_seq(&mut target[offset..offset + value.len()], value);
     }
 

@@ -9,8 +9,8 @@ use syn::{Ident, Token};
 pub struct GradAttr {
     /// The parameters to differentiate with respect to; `None`: every float parameter.
     pub wrt: Option<Vec<Ident>>,
-    /// Whether the function may return a `Vec` of floats (`#[jacobian]` of slice code; not
-    /// an attribute argument).
+    /// Whether the function may return a sequence of floats (`#[jacobian]` of slice code,
+    /// which takes a `Vec`, and `#[vmap]` alone; not an attribute argument).
     pub seq_output: bool,
 }
 

@@ -164,7 +164,13 @@ impl Emitter<'_> {
 
     /// `root.field[i].field` as a place expression.
     fn place(&self, root: Var, path: &[Proj]) -> TokenStream {
-        let id = self.var(root);
+        // (a view of a list of batched floats, `&x[lo..hi]`, read through its base)
+        let id = if self.func.info(root).view.is_some() {
+            self.view(root)
+        } else {
+            let id = self.var(root);
+            quote!(#id)
+        };
         let steps = path.iter().map(|p| match p {
             Proj::Field(m) => quote!(.#m),
             Proj::Index(i) => {
@@ -444,6 +450,19 @@ impl Emitter<'_> {
                     // a Vec of tensors, which may be read before its first push
                     (Kind::Struct, Rhs::NewSeq(NewSeq::Empty { .. })) => {
                         quote!(: ::std::vec::Vec<::ferrax::Tensor>)
+                    }
+                    // a Vec of floats that may not be written before it is read (a batched
+                    // function's unused result slot, a list's unbatched start)
+                    (
+                        Kind::Seq(_, p @ (Prec::F32 | Prec::F64)),
+                        Rhs::NewSeq(NewSeq::Empty { .. } | NewSeq::Filled { .. }),
+                    ) => {
+                        let f = if *p == Prec::F32 {
+                            quote!(f32)
+                        } else {
+                            quote!(f64)
+                        };
+                        quote!(: ::std::vec::Vec<#f>)
                     }
                     _ => quote!(),
                 };

@@ -480,7 +480,7 @@ pub fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {
     param_list_typed(em, func, &tys)
 }
 
-fn param_list_typed(em: &Emitter, func: &Func, tys: &[Type]) -> Vec<TokenStream> {
+pub fn param_list_typed(em: &Emitter, func: &Func, tys: &[Type]) -> Vec<TokenStream> {
     func.params
         .iter()
         .zip(tys)

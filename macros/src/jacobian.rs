@@ -86,7 +86,7 @@ fn expand_function(
         syn::Error::new_spanned(
             &item.sig,
             format!(
-                "#[vmap] over {label} takes tensor functions (per-example Jacobians and Hessians of `&Tensor` parameters); scalar code over slices has no batched form: loop over the examples"
+                "#[vmap] over {label} takes tensor functions (per-example Jacobians and Hessians of `&Tensor` parameters), not scalar code over slices: loop over the examples for their Jacobians (`#[vmap]` alone batches its values, `#[vmap] #[grad]` its gradients)"
             ),
         )
     };
@@ -776,6 +776,14 @@ fn axes_last(n: usize) -> Vec<Option<isize>> {
 /// of the output's dot product with each unit vector), `f_jacobian` the cheaper of the two.
 /// The result is the rows of the Jacobian: one `Vec` per output element, as long as `x`.
 fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenStream> {
+    if let syn::ReturnType::Type(_, ret) = &item.sig.output
+        && matches!(**ret, syn::Type::Array(_))
+    {
+        return Err(syn::Error::new_spanned(
+            ret,
+            "#[jacobian] of scalar code returns a `Vec` of floats, not an array: return `Vec<f64>`",
+        ));
+    }
     gattr.seq_output = true;
     let (func, _sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
         Ok(l) => l,

@@ -92,7 +92,7 @@ fn lower_with(
     let ret_kind = match type_kind(&ret_ty) {
         Ok(Kind::Float(p)) => Kind::Float(p),
         Ok(Kind::Tensor) => Kind::Tensor,
-        Ok(Kind::Seq(Seq::Vec, p)) if attr.seq_output => Kind::Seq(Seq::Vec, p),
+        Ok(Kind::Seq(s, p)) if attr.seq_output => Kind::Seq(s, p),
         // A generic return type is reported once, as a generic parameter.
         _ if sig.generics.type_params().next().is_some() => Kind::Float(Prec::F64),
         _ => {
@@ -4020,7 +4020,7 @@ impl Lowerer<'_> {
         if self.seq_ret {
             self.cx.error(
                 r,
-                "`return` is not supported in a function returning a `Vec`: end the function with the Vec it returns",
+                "`return` is not supported in a function returning a sequence of floats: end the function with the sequence it returns",
             );
             return;
         }

@@ -74,7 +74,11 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         let mut out = expand_function(attr, item.clone())?;
         // (the batch axes as the function alone has them; where it is outside the language,
         // the expansion above reports it)
-        let Ok((func, _, _)) = crate::grad::lower_checked(&item, &GradAttr::default()) else {
+        let lowering = GradAttr {
+            seq_output: true,
+            ..GradAttr::default()
+        };
+        let Ok((func, _, _)) = crate::grad::lower_checked(&item, &lowering) else {
             return Ok(out);
         };
         let axes = in_axes(&vattr, &func, &item)?;
@@ -91,7 +95,11 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
     let grad_attr = take_attr(&mut item, "grad")?;
     let gattr = match &grad_attr {
         Some(t) => syn::parse2::<GradAttr>(t.clone())?,
-        None => GradAttr::default(),
+        // (batched alone, a function may return a sequence of floats)
+        None => GradAttr {
+            seq_output: true,
+            ..GradAttr::default()
+        },
     };
     let (func, sig, varied_set) = match crate::grad::lower_checked(&item, &gattr) {
         Ok(l) => l,
@@ -725,6 +733,8 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
         let ok = match kind {
             Kind::Tensor => true,
             Kind::Float(_) => *a == Some(0) || *a == Some(-1),
+            // a sequence of floats: a 2-D tensor `[n, B]` or `[B, n]`
+            Kind::Seq(..) => true,
             Kind::Struct => seq_form(&p.ty).is_some(),
             _ => false,
         };
@@ -732,7 +742,7 @@ fn in_axes(attr: &VmapAttr, func: &Func, item: &syn::ItemFn) -> syn::Result<Vec<
             return Err(syn::Error::new_spanned(
                 &p.ty,
                 format!(
-                    "#[vmap] batches `Tensor` parameters (along any axis), lists of tensors (`&[Tensor]`, `&Vec<Tensor>`, `Vec<Tensor>`: each element along the axis) and `f32` / `f64` parameters (a 1-D tensor of them, axis 0); `{}` is none of these: give it `None` in `in_axes`",
+                    "#[vmap] batches `Tensor` parameters (along any axis), lists of tensors (`&[Tensor]`, `&Vec<Tensor>`, `Vec<Tensor>`: each element along the axis), `f32` / `f64` parameters (a 1-D tensor of them, axis 0) and sequences of them (`&[f64]`, `Vec<f64>`, `[f64; N]`: a 2-D tensor `[batch, n]`, batch axis where the entry says); `{}` is none of these: give it `None` in `in_axes`",
                     if p.ident == crate::method::SELF {
                         "self".to_string()
                     } else {
@@ -768,6 +778,15 @@ pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
             _ => None,
         },
         t if is_vec(t) => Some(SeqForm::Vec),
+        _ => None,
+    }
+}
+
+/// The length of an array type `[f64; N]` (behind a reference too), as written.
+fn array_len(ty: &Type) -> Option<&syn::Expr> {
+    match ty {
+        Type::Array(a) => Some(&a.len),
+        Type::Reference(r) => array_len(&r.elem),
         _ => None,
     }
 }
@@ -809,21 +828,33 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     let mut f = func.clone();
     let bsz = f.new_var("batch", Kind::Int, false);
     let batched = b.batched_params(&f);
-    // a batched float parameter arrives as a 1-D tensor
+    // a batched float parameter arrives as a 1-D tensor, a sequence of floats as a 2-D one
+    // (the body reads the latter as the list of batched floats the prologue makes of it, an
+    // owned `Vec<Tensor>`)
     let mut tys = Vec::new();
+    let mut body_tys = Vec::new();
     for (p, a) in f.params.clone().iter().zip(b.axes) {
-        let ty: Type = match (a, &f.info(p.var).kind) {
-            (Some(_), Kind::Float(_)) => syn::parse_quote!(&::ferrax::Tensor),
-            _ => p.ty.clone(),
+        let (ty, body_ty): (Type, Type) = match (a, &f.info(p.var).kind) {
+            (Some(_), Kind::Float(_)) => {
+                let t: Type = syn::parse_quote!(&::ferrax::Tensor);
+                (t.clone(), t)
+            }
+            (Some(_), Kind::Seq(..)) => (
+                syn::parse_quote!(&::ferrax::Tensor),
+                syn::parse_quote!(::std::vec::Vec<::ferrax::Tensor>),
+            ),
+            _ => (p.ty.clone(), p.ty.clone()),
         };
         tys.push(ty);
+        body_tys.push(body_ty);
     }
-    for (p, ty) in f.params.iter_mut().zip(&tys) {
+    for (p, ty) in f.params.iter_mut().zip(&body_tys) {
         p.ty = ty.clone();
     }
     // the batched value others are lifted like: a tensor or float parameter, or, where only
-    // lists of tensors are batched, the first element of the first (a variable of its own)
-    let listed = |v: &Var| f.info(*v).kind == Kind::Struct;
+    // lists of tensors or floats are batched, the first batched tensor the batch size is
+    // read from (a variable of its own)
+    let listed = |v: &Var| matches!(f.info(*v).kind, Kind::Struct | Kind::Seq(..));
     let (like, like_of_lists) = match batched.iter().find(|v| !listed(v)) {
         Some(v) => (*v, None),
         None => {
@@ -858,14 +889,46 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     let em = Emitter::with_reads(&vf, false, crate::emit::read_counts(&vf.body, &outs));
     let name = &b.name;
     let name_str = name.to_string();
-    let params = crate::grad::param_list(&em, &vf);
+    let params = crate::grad::param_list_typed(&em, &vf, &tys);
     let mut prologue = Vec::new();
     let mut sizes = Vec::new();
     let mut seq_sizes = Vec::new();
-    for (p, a) in vf.params.iter().zip(b.axes) {
+    // the sequences of floats, taken apart into lists of batched floats once the batch
+    // size is checked
+    let mut columns = Vec::new();
+    for (k, ((p, a), user)) in vf.params.iter().zip(b.axes).zip(&func.params).enumerate() {
         let Some(axis) = a else { continue };
         let id = em.var(p.var);
-        let by_ref = matches!(p.ty, Type::Reference(_));
+        let by_ref = matches!(tys[k], Type::Reference(_));
+        if let Kind::Seq(_, prec) = func.info(user.var).kind {
+            if *axis != 0 {
+                let front = format_ident!("{}_front", id);
+                prologue
+                    .push(quote!(let #front = ::ferrax::__private::b::move_to_front(#id, #axis);));
+                prologue.push(quote!(let #id = &#front;));
+            }
+            let label = p.ident.to_string();
+            sizes.push(quote!((#label, #id)));
+            let float = if prec == Prec::F32 {
+                quote!(f32)
+            } else {
+                quote!(f64)
+            };
+            let len = match array_len(&user.ty) {
+                Some(n) => quote!(::std::option::Option::Some(#n)),
+                None => quote!(::std::option::Option::None),
+            };
+            let m = if vf.info(p.var).mutable {
+                quote!(mut)
+            } else {
+                quote!()
+            };
+            columns.push(quote!(
+                let #m #id: ::std::vec::Vec<::ferrax::Tensor> =
+                    ::ferrax::__private::b::seq_columns::<#float>(#name_str, #label, #id, #len);
+            ));
+            continue;
+        }
         if let Some(form) = seq_form(&p.ty) {
             // a list of tensors: each element's batch axis moved first
             if *axis != 0 {
@@ -912,6 +975,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
         let lid = em.var(l);
         prologue.push(quote!(let #lid = __ferrax_sizes[0].1.clone();));
     }
+    prologue.extend(columns);
     let body = em.block(&vf.body);
     let like_id = em.borrowed_tokens(like);
     let mut rets = Vec::new();
@@ -919,7 +983,15 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     for (a, ty) in &b.outputs {
         let kind = vf.kind(*a);
         let v = em.value(*a);
-        let lifted = if vf.batched(*a) {
+        let seq_out = matches!(crate::parse::type_kind(ty), Ok(Kind::Seq(..)));
+        let lifted = if seq_out {
+            // a sequence of floats (a result, a sequence parameter's gradient): `[B, n]`
+            if vf.batched(*a) {
+                quote!(::ferrax::__private::b::stack_floats(&#v, #like_id))
+            } else {
+                quote!(::ferrax::__private::b::seq_lifted(&#v, #like_id))
+            }
+        } else if vf.batched(*a) {
             v
         } else {
             match kind {
@@ -929,7 +1001,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
             }
         };
         let (rt, moved) = match crate::parse::type_kind(ty) {
-            Ok(Kind::Float(_)) | Ok(Kind::Tensor) => {
+            Ok(Kind::Float(_) | Kind::Tensor | Kind::Seq(..)) => {
                 let axis = b.out_axes;
                 let m = if axis == 0 {
                     lifted

@@ -52,12 +52,12 @@ pub struct VmapError {
 pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
     let set = batched_vars(func, input.batched);
     let mut out = func.clone();
+    let mut seqs = HashSet::new();
     // in order of creation, the variables the user named first: the one an error names
     let mut order: Vec<Var> = set.iter().copied().collect();
     order.sort_by_key(|v| (func.info(*v).span.is_none(), *v));
     for v in &order {
         let info = &mut out.vars[v.0 as usize];
-        let span = info.span.unwrap_or(input.span);
         info.kind = match &info.kind {
             Kind::Float(_) | Kind::Tensor | Kind::Bool => Kind::Tensor,
             // a pullback stack holding batched values
@@ -66,14 +66,11 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
             // a counter under a per-example condition (`while .. && i < 50 { i += 1 }`): a
             // batch of its values as floats (exact below 2^24 in f32)
             Kind::Int => Kind::Tensor,
+            // a sequence of floats: a list of batched floats (`Vec<Tensor>`, each element a
+            // `[B]` tensor), read and written element by element as the user's list is
             Kind::Seq(..) => {
-                return Err(VmapError {
-                    span,
-                    msg: format!(
-                        "#[vmap]: the sequence `{}` would differ per example; slices, Vecs and arrays cannot be batched yet. Use a `Tensor` for per-example data",
-                        info.name
-                    ),
-                });
+                seqs.insert(*v);
+                Kind::Struct
             }
         };
         info.batched = true;
@@ -103,6 +100,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         err: None,
         masks: Vec::new(),
         list_slots,
+        seqs,
     };
     let body = v.block(&func.body);
     if let Some(e) = v.err {
@@ -262,6 +260,30 @@ fn projected_only(block: &Block) -> HashSet<Var> {
     projected.difference(&other).copied().collect()
 }
 
+/// The variables `block` changes only by writing their elements (`a[i] = x`, `a[i] += x`,
+/// and undoing such writes), never by pushing to them or replacing them whole.
+fn element_written_only(block: &Block) -> HashSet<Var> {
+    let (mut elements, mut other) = (HashSet::new(), HashSet::new());
+    walk(block, &mut |s| match s {
+        Stmt::Store { array, .. }
+        | Stmt::AddStore { array, .. }
+        | Stmt::AddProject { target: array, .. }
+        | Stmt::Undo { array, .. } => {
+            elements.insert(*array);
+        }
+        Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
+            other.insert(*var);
+        }
+        Stmt::Push { array, .. }
+        | Stmt::AddSeq { target: array, .. }
+        | Stmt::FillRest { array, .. } => {
+            other.insert(*array);
+        }
+        _ => {}
+    });
+    elements.difference(&other).copied().collect()
+}
+
 /// The variables `block` changes only by pushing to them (the transforms' tapes).
 fn pushed_only(block: &Block) -> Vec<Var> {
     let pushed: HashSet<Var> = {
@@ -340,6 +362,8 @@ struct Vmap<'a> {
     masks: Vec<Atom>,
     /// Zero tangents of lists of tensors of a type the macro cannot see (see [`vmap`]).
     list_slots: HashSet<Var>,
+    /// The sequences of floats that differ per example, held as lists of batched floats.
+    seqs: HashSet<Var>,
 }
 
 impl Vmap<'_> {
@@ -460,6 +484,13 @@ impl Vmap<'_> {
         arg(Atom::Var(prev), false)
     }
 
+    /// A float lifted to a batched float, an element of a list of them.
+    fn lift_element(&mut self, out: &mut Vec<Stmt>, a: Atom) -> Atom {
+        let element = self.func.new_var("element", Kind::Tensor, false);
+        self.func.vars[element.0 as usize].batched = true;
+        self.lift(out, a, element)
+    }
+
     /// `a` lifted to a batched value of the kind of `target` (a stride-0 broadcast view).
     fn lift(&mut self, out: &mut Vec<Stmt>, a: Atom, target: Var) -> Atom {
         self.lift_with(out, a, target, "lift")
@@ -538,6 +569,17 @@ impl Vmap<'_> {
                     like,
                 ],
             ),
+            // a sequence of floats: a list of batched floats, each a broadcast
+            (_, Kind::Seq(..)) => Self::call(
+                "lift_seq",
+                vec![
+                    Arg {
+                        atom: a,
+                        borrow: true,
+                    },
+                    like,
+                ],
+            ),
             (_, Kind::Struct) => Self::call(
                 "lift_struct",
                 vec![
@@ -609,9 +651,10 @@ impl Vmap<'_> {
                     return;
                 }
                 if matches!(rhs, Rhs::NewSeq(NewSeq::Empty { .. }))
-                    && self.func.info(*var).kind == Kind::Opaque
+                    && (self.func.info(*var).kind == Kind::Opaque || self.seqs.contains(var))
                 {
-                    // a reverse sweep's stack of batched values starts empty as any other
+                    // a reverse sweep's stack of batched values starts empty as any other,
+                    // as does a Vec of floats that examples push to (a `Vec<Tensor>`)
                     out.push(s.clone());
                     return;
                 }
@@ -620,6 +663,8 @@ impl Vmap<'_> {
                     let info = self.func.info(*var).clone();
                     let kind = match (&info.kind, rhs) {
                         (_, Rhs::Project(..) | Rhs::ProjectTangent(..)) => Kind::Tensor,
+                        // a sequence of floats, lifted to a list of batched floats
+                        _ if self.seqs.contains(var) => self.orig.info(*var).kind.clone(),
                         _ => unbatched_kind(&self.func, rhs).unwrap_or(info.kind.clone()),
                     };
                     let tmp = self.func.new_var(&info.name, kind, false);
@@ -632,6 +677,23 @@ impl Vmap<'_> {
                         var: *var,
                         rhs: Rhs::Atom(l),
                     });
+                    return;
+                }
+                if let Rhs::NewSeq(NewSeq::ArrayOf(items)) = rhs {
+                    // `[a, b, c]` of floats some of which differ per example: a Vec of
+                    // batched floats, as every list of them is (`[t; 3]` of tensors would
+                    // be another type)
+                    self.func.vars[var.0 as usize].mutable = true;
+                    out.push(Stmt::Let {
+                        var: *var,
+                        rhs: Rhs::NewSeq(NewSeq::Empty {
+                            capacity: Some(Atom::Int(items.len() as u128)),
+                        }),
+                    });
+                    for a in items {
+                        let value = self.lift_element(out, *a);
+                        out.push(Stmt::Push { array: *var, value });
+                    }
                     return;
                 }
                 let rhs = self.batched_rhs(rhs, out);
@@ -649,15 +711,12 @@ impl Vmap<'_> {
                 // still running (a reverse sweep masks its iteration by it)
                 let mut value = *value;
                 if value == Atom::Bool(true) && !self.masks.is_empty() {
-                    let mut mask = self.masks[0];
-                    for m in self.masks.clone().into_iter().skip(1) {
-                        mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
-                    }
-                    value = mask;
+                    value = self.mask(out);
                 }
                 let value = &value;
                 // (onto a stack of batched values: an unbatched one lifted as what it is)
                 let value = match self.func.info(*array).kind {
+                    _ if self.seqs.contains(array) => self.lift_element(out, *value),
                     Kind::Opaque if !self.is_batched(*value) => {
                         let tmp = self.func.new_var("pushed", Kind::Tensor, false);
                         self.func.vars[tmp.0 as usize].batched = true;
@@ -678,10 +737,7 @@ impl Vmap<'_> {
                 let mut value = self.lift(out, *value, *target);
                 // under per-example conditions, only the examples that hold them add
                 if !self.masks.is_empty() && self.func.info(*target).kind == Kind::Struct {
-                    let mut mask = self.masks[0];
-                    for m in self.masks.clone().into_iter().skip(1) {
-                        mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
-                    }
+                    let mask = self.mask(out);
                     value =
                         self.batched_prim(out, Prim::Select, vec![mask, value, Atom::Float(0.0)]);
                 }
@@ -706,12 +762,58 @@ impl Vmap<'_> {
                 && self.func.info(*array).kind == Kind::Struct
                 && !self.is_batched(*index) =>
             {
-                let value = self.lift(out, *value, *array);
+                let mut value = if self.seqs.contains(array) {
+                    self.lift_element(out, *value)
+                } else {
+                    self.lift(out, *value, *array)
+                };
+                if self.seqs.contains(array) && !self.masks.is_empty() {
+                    // under per-example conditions, only the examples that hold them write
+                    let old = self.func.new_var("old", Kind::Tensor, false);
+                    self.func.vars[old.0 as usize].batched = true;
+                    out.push(Stmt::Let {
+                        var: old,
+                        rhs: Rhs::Project(*array, vec![Proj::Index(*index)]),
+                    });
+                    let mask = self.mask(out);
+                    value = self.batched_prim(out, Prim::Select, vec![mask, value, Atom::Var(old)]);
+                }
                 out.push(Stmt::Store {
                     array: *array,
                     index: *index,
                     value,
                 });
+            }
+            // `seq[i] += v` into a list of batched floats: an accumulation into its element
+            // (the `AddProject` rule, which masks it under per-example conditions)
+            Stmt::AddStore {
+                array,
+                index,
+                value,
+            } if self.seqs.contains(array) && !self.is_batched(*index) => {
+                let add = Stmt::AddProject {
+                    target: *array,
+                    path: vec![Proj::Index(*index)],
+                    value: *value,
+                };
+                self.stmt(&add, out);
+            }
+            Stmt::AddSeq {
+                target,
+                value,
+                offset,
+            } if self.seqs.contains(target)
+                && offset.is_none_or(|o| !self.is_batched(o))
+                && self.masks.is_empty() =>
+            {
+                // (a variable lifts to a variable)
+                if let Atom::Var(value) = self.lift(out, Atom::Var(*value), *target) {
+                    out.push(Stmt::AddSeq {
+                        target: *target,
+                        value,
+                        offset: *offset,
+                    });
+                }
             }
             Stmt::Store { array, .. }
             | Stmt::AddStore { array, .. }
@@ -781,9 +883,18 @@ impl Vmap<'_> {
                     );
                 }
                 let (body, exit) = self.loop_body(body, exit);
+                let mut range = range.clone();
+                // a scalar gradient's loop split over threads, now over batches: in order
+                if read_vars(&body)
+                    .into_iter()
+                    .chain(assigned_vars(&body))
+                    .any(|v| self.func.info(v).batched)
+                {
+                    range.adapters.retain(|a| !matches!(a, Adapter::Split));
+                }
                 out.push(Stmt::For {
                     index: *index,
-                    range: range.clone(),
+                    range,
                     body,
                     exit,
                 });
@@ -828,6 +939,72 @@ impl Vmap<'_> {
             }
             // `i as f64`, `i as usize` of a per-example counter: the batch itself
             Rhs::Cast(a, _) if self.orig_kind(*a) == Kind::Int => Rhs::Atom(*a),
+            // an element of a list of batched floats
+            Rhs::Index(seq, i) if self.seqs.contains(seq) && !self.is_batched(*i) => {
+                Rhs::Project(*seq, vec![Proj::Index(*i)])
+            }
+            Rhs::Index(_, i) if self.is_batched(*i) => {
+                let span = i
+                    .var()
+                    .and_then(|v| self.orig.info(v).span)
+                    .unwrap_or(self.input.span);
+                self.fail(
+                    span,
+                    "#[vmap]: an index that differs per example is not supported; index with a value shared by every example (a loop counter), or gather from a `Tensor` with `index_select`",
+                );
+                rhs.clone()
+            }
+            Rhs::Sum(seq) if self.seqs.contains(seq) => Self::call(
+                "sum_seq",
+                vec![
+                    Arg {
+                        atom: Atom::Var(*seq),
+                        borrow: true,
+                    },
+                    Arg {
+                        atom: Atom::Var(self.input.like),
+                        borrow: true,
+                    },
+                ],
+            ),
+            // a view of part of a list of batched floats, read through its base
+            Rhs::SubSlice(seq, lo, hi)
+                if self.seqs.contains(seq) && !self.is_batched(*lo) && !self.is_batched(*hi) =>
+            {
+                rhs.clone()
+            }
+            // a new sequence of floats some of which differ per example: of batched floats
+            // (each unbatched one lifted)
+            Rhs::NewSeq(NewSeq::Filled { value, len }) if !self.is_batched(*len) => {
+                let value = self.lift_element(out, *value);
+                Rhs::NewSeq(NewSeq::Filled { value, len: *len })
+            }
+            Rhs::NewSeq(NewSeq::ArrayRepeat { value, len }) => {
+                // (`[t; N]` would need `Tensor: Copy`: a Vec of N clones, read the same way)
+                let n = self.func.new_var("len", Kind::Int, false);
+                let len_rhs = match syn::parse2::<syn::Expr>(len.clone()) {
+                    Ok(syn::Expr::Lit(l)) => Some(Rhs::Lit(l.lit)),
+                    Ok(syn::Expr::Path(p)) => Some(Rhs::Path(p)),
+                    _ => None,
+                };
+                let Some(len_rhs) = len_rhs else {
+                    self.fail(
+                        self.input.span,
+                        format!("#[vmap]: an array `[x; {len}]` of values that differ per example takes a literal or a constant's name as its length"),
+                    );
+                    return rhs.clone();
+                };
+                out.push(Stmt::Let {
+                    var: n,
+                    rhs: len_rhs,
+                });
+                let value = self.lift_element(out, *value);
+                Rhs::NewSeq(NewSeq::Filled {
+                    value,
+                    len: Atom::Var(n),
+                })
+            }
+            Rhs::NewSeq(NewSeq::CopyOf(seq)) if self.seqs.contains(seq) => rhs.clone(),
             // primitives go to `b::` when the emitter sees a batched argument
             Rhs::Prim(..)
             | Rhs::Atom(_)
@@ -836,7 +1013,7 @@ impl Vmap<'_> {
             | Rhs::Pop(_)
             | Rhs::Tuple(_)
             | Rhs::Field(..) => rhs.clone(),
-            // a zero like a batched tensor (an adjoint's start) is a batched zero
+            // a zero like a batched tensor or list (an adjoint's start) is a batched zero
             Rhs::NewSeq(NewSeq::ZerosLike(v)) if self.func.info(*v).kind.is_tensor() => rhs.clone(),
             // the runtime's tensor helpers have batched twins of the same name
             Rhs::Call {
@@ -1085,14 +1262,26 @@ impl Vmap<'_> {
         // sweep's `ws_bar[l] += g`): each example adds its own branch's part, the values
         // masked by the branch's condition (see the `AddProject` rule)
         let projected = projected_only(&both);
+        // a sequence of floats whose elements the branches write (`v[i] = x`): each example
+        // writes its own (see the `Store` rule, which masks the write by the conditions)
+        let elements = element_written_only(&both);
         assigned.retain(|v| {
             let info = self.func.info(*v);
             let tape = info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v);
             let added_to = info.kind == Kind::Struct && projected.contains(v);
-            !tape && !added_to
+            let stored = self.seqs.contains(v) && elements.contains(v);
+            !tape && !added_to && !stored
         });
         for v in &assigned {
             let info = self.func.info(*v);
+            if self.seqs.contains(v) {
+                let msg = format!(
+                    "#[vmap]: `{}` is pushed to or replaced whole under a condition that differs per example, which would give the examples sequences of different lengths; under such a condition write its elements (`{}[i] = ..`)",
+                    info.name, info.name
+                );
+                self.fail(info.span.unwrap_or(self.input.span), msg);
+                return;
+            }
             if !matches!(info.kind, Kind::Tensor) {
                 let msg = format!(
                     "#[vmap]: `{}` is assigned under a condition that differs per example; only float, tensor and bool variables can be (it would be selected per example)",
@@ -1136,9 +1325,14 @@ impl Vmap<'_> {
             });
             taken.push(t);
         }
-        // the else side's mask, only where an effect or an accumulation there reads it
-        let not = (has_effect(els) || !projected_only(els).is_empty())
-            .then(|| self.batched_prim(out, Prim::Not, vec![cond]));
+        // the else side's mask, only where an effect, an accumulation or an element write
+        // there reads it
+        let not = (has_effect(els)
+            || !projected_only(els).is_empty()
+            || element_written_only(els)
+                .iter()
+                .any(|v| self.seqs.contains(v)))
+        .then(|| self.batched_prim(out, Prim::Not, vec![cond]));
         if let Some(not) = not {
             self.masks.push(not);
         }
@@ -1238,6 +1432,16 @@ impl Vmap<'_> {
             ),
         });
         (Block { stmts: out }, vec![done])
+    }
+
+    /// The mask of the examples every per-example condition in force holds for (there
+    /// must be one).
+    fn mask(&mut self, out: &mut Vec<Stmt>) -> Atom {
+        let mut mask = self.masks[0];
+        for m in self.masks.clone().into_iter().skip(1) {
+            mask = self.batched_prim(out, Prim::BitAnd, vec![mask, m]);
+        }
+        mask
     }
 
     fn batched_prim(&mut self, out: &mut Vec<Stmt>, p: Prim, args: Vec<Atom>) -> Atom {
