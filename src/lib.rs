@@ -119,6 +119,9 @@ mod fill;
 pub mod fuse;
 
 #[doc(hidden)]
+pub mod per_example;
+
+#[doc(hidden)]
 pub mod slot;
 
 /// Support for the code `#[grad]` generates. Not a public API.
@@ -130,6 +133,7 @@ pub mod __private {
         Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
     };
     pub use crate::fuse;
+    pub use crate::per_example as ex;
     pub use crate::slot;
     pub use crate::tensor_rules as t;
 

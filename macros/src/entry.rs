@@ -57,7 +57,7 @@ pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
 /// `clone`). Code of the user's own (a `println!`, an `assert!` calling a function, another
 /// `#[grad]` function, which may do the same, a method of a configuration struct) may read
 /// thread-local state, and must see the caller's thread.
-fn self_contained(body: &syn::Block) -> bool {
+pub(crate) fn self_contained(body: &syn::Block) -> bool {
     struct Walk(bool);
     impl<'a> syn::visit::Visit<'a> for Walk {
         fn visit_macro(&mut self, m: &'a syn::Macro) {

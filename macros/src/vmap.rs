@@ -122,20 +122,24 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         out = quote!(#(#items)*);
     }
     let ret_ty = &sig.ret_ty;
-    out.extend(batched_fn(
-        &BatchedFn {
-            name: format_ident!("{}_vmap", name),
-            doc: format!(
-                "[`{name}`] over a batch: the arguments with an in-axis carry one example per index of that axis; the result has the batch axis at {}.",
-                vattr.out_axes
-            ),
-            item: &item,
-            axes: &axes,
-            outputs: vec![(func.output, ret_ty.clone())],
-            out_axes: vattr.out_axes,
-        },
-        &func,
-    )?);
+    // scalar code runs once per example (its `_grad` too), tensor code batched
+    let looped = per_example_code(&func, &item);
+    let vmapped = BatchedFn {
+        name: format_ident!("{}_vmap", name),
+        doc: format!(
+            "[`{name}`] over a batch: the arguments with an in-axis carry one example per index of that axis; the result has the batch axis at {}.",
+            vattr.out_axes
+        ),
+        item: &item,
+        axes: &axes,
+        outputs: vec![(func.output, ret_ty.clone())],
+        out_axes: vattr.out_axes,
+    };
+    out.extend(if looped {
+        per_example_fn(&vmapped, &func, name, &[quote!()])
+    } else {
+        batched_fn(&vmapped, &func)?
+    });
     // what other batched functions call: every float and tensor parameter along axis 0
     // (where that cannot be batched, such as indices shared by every example, nothing: a
     // call then names the missing function)
@@ -181,36 +185,60 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             .collect();
         let wrt: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
         let wrt = wrt.join(", ");
-        let g = crate::grad::gradient_ir(&func, &v, false);
-        out.extend(batched_fn(
-            &BatchedFn {
-                name: format_ident!("{}_grad_vmap", name),
-                doc: format!(
-                    "Per-example gradients of [`{name}`] with respect to {wrt}: each gradient carries the batch axis first (in every field of a struct)."
-                ),
-                item: &item,
-                axes: &axes,
-                outputs: grads.clone(),
-                out_axes: 0,
-                },
-            &g,
-        )?);
-        let g = crate::grad::gradient_ir(&func, &v, true);
+        // (where one example at a time: what `_grad` and `_value_and_grad` return, a tuple
+        // of gradients where there are several)
+        let fields: Vec<TokenStream> = if grads.len() == 1 {
+            vec![quote!()]
+        } else {
+            (0..grads.len())
+                .map(|k| {
+                    let k = syn::Index::from(k);
+                    quote!(.#k)
+                })
+                .collect()
+        };
+        let grad_fn = BatchedFn {
+            name: format_ident!("{}_grad_vmap", name),
+            doc: format!(
+                "Per-example gradients of [`{name}`] with respect to {wrt}: each gradient carries the batch axis first (in every field of a struct)."
+            ),
+            item: &item,
+            axes: &axes,
+            outputs: grads.clone(),
+            out_axes: 0,
+        };
+        out.extend(if looped {
+            per_example_fn(&grad_fn, &func, &format_ident!("{}_grad", name), &fields)
+        } else {
+            batched_fn(&grad_fn, &crate::grad::gradient_ir(&func, &v, false))?
+        });
         let mut outputs = vec![(func.output, ret_ty.clone())];
         outputs.extend(grads);
-        out.extend(batched_fn(
-            &BatchedFn {
-                name: format_ident!("{}_value_and_grad_vmap", name),
-                doc: format!(
-                    "Per-example values of [`{name}`] and per-example gradients with respect to {wrt}, batch axis first."
-                ),
-                item: &item,
-                axes: &axes,
-                outputs,
-                out_axes: 0,
-                },
-            &g,
-        )?);
+        let value_and_grad_fn = BatchedFn {
+            name: format_ident!("{}_value_and_grad_vmap", name),
+            doc: format!(
+                "Per-example values of [`{name}`] and per-example gradients with respect to {wrt}, batch axis first."
+            ),
+            item: &item,
+            axes: &axes,
+            outputs,
+            out_axes: 0,
+        };
+        out.extend(if looped {
+            let mut both = vec![quote!(.0)];
+            both.extend(fields.iter().map(|f| quote!(.1 #f)));
+            per_example_fn(
+                &value_and_grad_fn,
+                &func,
+                &format_ident!("{}_value_and_grad", name),
+                &both,
+            )
+        } else {
+            batched_fn(
+                &value_and_grad_fn,
+                &crate::grad::gradient_ir(&func, &v, true),
+            )?
+        });
     }
     Ok(out)
 }
@@ -779,6 +807,135 @@ pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
         },
         t if is_vec(t) => Some(SeqForm::Vec),
         _ => None,
+    }
+}
+
+/// Whether `#[vmap]` runs `func` once per example (see `ferrax::per_example`) rather than
+/// batching its operations: scalar code, a free function of floats, sequences of floats,
+/// integers and bools returning a float or a sequence of floats. Each of its operations
+/// batched would be a pass over `[B]` floats; one example at a time, it stays in registers.
+fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
+    !crate::method::is_method(item)
+        && item.sig.generics.params.is_empty()
+        && func.params.iter().all(|p| {
+            matches!(
+                func.info(p.var).kind,
+                Kind::Float(_) | Kind::Seq(..) | Kind::Int | Kind::Bool
+            )
+        })
+        && matches!(func.kind(func.output), Kind::Float(_) | Kind::Seq(..))
+}
+
+/// `b` emitted as a loop over the examples: `callee` (the user's function, its `_grad` or
+/// its `_value_and_grad`) called on each example's arguments (`ferrax::per_example`), on
+/// rayon's threads where the examples are long and the body calls nothing of the user's;
+/// each output of `b` is `fields` (`.1 .0`) of the callee's result, stacked over examples.
+fn per_example_fn(
+    b: &BatchedFn,
+    func: &Func,
+    callee: &syn::Ident,
+    fields: &[TokenStream],
+) -> TokenStream {
+    let name = &b.name;
+    let name_str = name.to_string();
+    let parallel = crate::entry::self_contained(&b.item.block);
+    let (mut params, mut front, mut sizes, mut reads, mut args) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (p, a) in func.params.iter().zip(b.axes) {
+        let (id, ty) = (&p.ident, &p.ty);
+        let kind = func.info(p.var).kind.clone();
+        let Some(axis) = a else {
+            params.push(quote!(#id: #ty));
+            // (shared by every example: copied, or an owned Vec cloned)
+            args.push(match ty {
+                Type::Path(_) if matches!(kind, Kind::Seq(..)) => {
+                    quote!(::std::clone::Clone::clone(&#id))
+                }
+                _ => quote!(#id),
+            });
+            continue;
+        };
+        params.push(quote!(#id: &::ferrax::Tensor));
+        if *axis != 0 {
+            front.push(quote!(let #id = &::ferrax::__private::b::move_to_front(#id, #axis);));
+        }
+        let label = id.to_string();
+        sizes.push(quote!((#label, #id)));
+        let ex = format_ident!("__ferrax_arg_{}", id);
+        let float = match kind {
+            Kind::Float(Prec::F32) | Kind::Seq(_, Prec::F32) => quote!(f32),
+            _ => quote!(f64),
+        };
+        let k = quote!(__ferrax_example);
+        if let Kind::Seq(..) = kind {
+            let len = match array_len(ty) {
+                Some(n) => quote!(::std::option::Option::Some(#n)),
+                None => quote!(::std::option::Option::None),
+            };
+            reads.push(quote!(
+                let #ex = ::ferrax::__private::ex::rows::<#float>(#name_str, #label, #id, #len);
+            ));
+            args.push(match ty {
+                Type::Array(_) => quote!(#ex.array(#k)),
+                Type::Reference(r) => match &*r.elem {
+                    Type::Array(_) => quote!(&#ex.array(#k)),
+                    Type::Slice(_) => quote!(#ex.row(#k)),
+                    _ => quote!(&#ex.row(#k).to_vec()),
+                },
+                _ => quote!(#ex.row(#k).to_vec()),
+            });
+        } else {
+            reads.push(quote!(
+                let #ex = ::ferrax::__private::ex::floats::<#float>(#name_str, #label, #id);
+            ));
+            args.push(quote!(#ex[#k]));
+        }
+    }
+    // one column per output, each written as its example finishes
+    let cols: Vec<syn::Index> = (0..fields.len()).map(syn::Index::from).collect();
+    let col_tys: Vec<TokenStream> = fields
+        .iter()
+        .map(|_| quote!(::ferrax::__private::ex::Column<_>))
+        .collect();
+    let puts = fields.iter().zip(&cols).map(|(f, c)| {
+        quote!(::ferrax::__private::ex::put(&__ferrax_o #f, &mut __ferrax_c.#c, #name_str);)
+    });
+    let merges = cols
+        .iter()
+        .map(|c| quote!(__ferrax_a.#c.append(__ferrax_b.#c, #name_str);));
+    let outs = cols.iter().map(|c| {
+        let t = quote!(__ferrax_cols.#c.finish(__ferrax_batch));
+        match b.out_axes {
+            0 => t,
+            axis => quote!(::ferrax::__private::b::move_from_front(&#t, #axis)),
+        }
+    });
+    let (ret_ty, ret) = if fields.len() == 1 {
+        (quote!(::ferrax::Tensor), quote!(#(#outs)*))
+    } else {
+        let tys = fields.iter().map(|_| quote!(::ferrax::Tensor));
+        (quote!((#(#tys),*)), quote!((#(#outs),*)))
+    };
+    let vis = &b.item.vis;
+    let doc = &b.doc;
+    let allow = crate::emit::allow_generated();
+    quote! {
+        #[doc = #doc]
+        #allow
+        #vis fn #name(#(#params),*) -> #ret_ty {
+            #(#front)*
+            let __ferrax_sizes: ::std::vec::Vec<(&str, &::ferrax::Tensor)> = ::std::vec![#(#sizes),*];
+            let __ferrax_batch = ::ferrax::__private::b::batch_size(#name_str, &__ferrax_sizes);
+            #(#reads)*
+            let __ferrax_cols: (#(#col_tys,)*) = ::ferrax::__private::ex::each(
+                __ferrax_batch,
+                #parallel,
+                |__ferrax_example: usize| #callee(#(#args),*),
+                |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| { #(#puts)* },
+                |__ferrax_a, __ferrax_b| { #(#merges)* },
+            );
+            #ret
+        }
     }
 }
 

@@ -1,0 +1,339 @@
+//! Batched scalar code: `#[vmap]` of a function whose parameters and result are floats and
+//! sequences of floats (`f64`, `&[f64]`, `Vec<f64>`, `[f64; N]`) runs the unbatched
+//! function (or its `_grad`, `_value_and_grad`) once per example, on rayon's threads when
+//! the batch is long, instead of batching every scalar operation into a `[B]` tensor: the
+//! scalar code stays in registers (a polynomial fit's per-example gradients, 4096 examples:
+//! 23 us, against 0.44 ms batched operation by operation). The generated function reads
+//! its batched arguments with [`floats`] and [`rows`] and runs [`each`], which gathers
+//! each output into a [`Column`].
+
+use ferrax_runtime::{Error, Float, Tensor};
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
+
+/// A batch whose examples together take at least this long (judged by the first) runs
+/// them on rayon's threads.
+pub const SPLIT_FROM: Duration = Duration::from_micros(100);
+
+/// Runs `f(0), .., f(bsz - 1)` and hands each result, in order, to `put`, which writes
+/// what it returns into the columns `C` (one [`Column`] per output). Where `parallel` (the
+/// function reads nothing of the caller's thread) and the first example, times `bsz`, takes
+/// [`SPLIT_FROM`] or more, the others run on rayon's threads, each share into columns of
+/// its own that `merge` appends in order. A result is written as soon as it is made (its
+/// `Vec` freed at once, for the next to reuse): 4096 of a gradient's `Vec`s kept alive and
+/// gathered afterwards took ten times the loop's time.
+pub fn each<R, C: Default + Send>(
+    bsz: usize,
+    parallel: bool,
+    f: impl Fn(usize) -> R + Sync,
+    put: impl Fn(R, &mut C) + Sync,
+    merge: impl Fn(&mut C, C) + Sync,
+) -> C {
+    let mut cols = C::default();
+    if bsz == 0 {
+        return cols;
+    }
+    let start = Instant::now();
+    put(f(0), &mut cols);
+    let long = start.elapsed().saturating_mul(bsz as u32) >= SPLIT_FROM;
+    if parallel && long && rayon::current_num_threads() > 1 {
+        let rest = (1..bsz)
+            .into_par_iter()
+            .fold(C::default, |mut c, k| {
+                put(f(k), &mut c);
+                c
+            })
+            .reduce(C::default, |mut a, b| {
+                merge(&mut a, b);
+                a
+            });
+        merge(&mut cols, rest);
+    } else {
+        for k in 1..bsz {
+            put(f(k), &mut cols);
+        }
+    }
+    cols
+}
+
+/// A batched float parameter, `[B]` (batch axis first), as its values.
+#[track_caller]
+pub fn floats<T: Float>(fn_name: &str, param: &str, x: &Tensor) -> Vec<T> {
+    match try_floats(fn_name, param, x) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`floats`], returning the error (a tensor that is not 1-D, or not of floats) instead of
+/// panicking. Floats of the other width are converted: the function computes in its own.
+pub fn try_floats<T: Float>(fn_name: &str, param: &str, x: &Tensor) -> Result<Vec<T>, Error> {
+    check::<T>(fn_name, param, x, 1, "[batch]")?;
+    Ok(x.to_dtype(T::DTYPE).to_vec::<T>())
+}
+
+/// A batched sequence parameter's examples: `[B, n]`, each row one example's sequence.
+pub struct Rows<T> {
+    data: Vec<T>,
+    n: usize,
+}
+
+impl<T: Float> Rows<T> {
+    /// Example `k`'s sequence.
+    #[inline]
+    pub fn row(&self, k: usize) -> &[T] {
+        &self.data[k * self.n..(k + 1) * self.n]
+    }
+
+    /// Example `k`'s sequence as an array (its length checked by [`rows`]).
+    #[inline]
+    pub fn array<const N: usize>(&self, k: usize) -> [T; N] {
+        let mut a = [T::zero(); N];
+        a.copy_from_slice(self.row(k));
+        a
+    }
+}
+
+/// A batched sequence parameter, `[B, n]` (batch axis first), as its rows; `len` is an
+/// array parameter's length (`[f64; N]`), which `n` must be.
+#[track_caller]
+pub fn rows<T: Float>(fn_name: &str, param: &str, x: &Tensor, len: Option<usize>) -> Rows<T> {
+    match try_rows(fn_name, param, x, len) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`rows`], returning the error (a tensor that is not 2-D, of another length than the
+/// array's, or not of floats) instead of panicking. Floats of the other width are
+/// converted: the function computes in its own.
+pub fn try_rows<T: Float>(
+    fn_name: &str,
+    param: &str,
+    x: &Tensor,
+    len: Option<usize>,
+) -> Result<Rows<T>, Error> {
+    let shape = match len {
+        Some(n) => format!("[batch, {n}]"),
+        None => "[batch, n]".to_string(),
+    };
+    check::<T>(fn_name, param, x, 2, &shape)?;
+    if len.is_some_and(|n| x.shape()[1] != n) {
+        return Err(invalid(
+            fn_name,
+            param,
+            std::any::type_name::<T>(),
+            2,
+            &shape,
+            x,
+        ));
+    }
+    Ok(Rows {
+        data: x.to_dtype(T::DTYPE).contiguous().to_vec::<T>(),
+        n: x.shape()[1],
+    })
+}
+
+fn check<T: Float>(
+    fn_name: &str,
+    param: &str,
+    x: &Tensor,
+    ndim: usize,
+    shape: &str,
+) -> Result<(), Error> {
+    let ty = std::any::type_name::<T>();
+    if x.ndim() != ndim {
+        return Err(invalid(fn_name, param, ty, ndim, shape, x));
+    }
+    if !x.dtype().is_float() {
+        return Err(Error::InvalidArgument {
+            op: "vmap",
+            message: format!(
+                "`{fn_name}`: batched argument `{param}` ({ty}) takes a float tensor, got dtype {} (shape {:?})",
+                x.dtype(),
+                x.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn invalid(fn_name: &str, param: &str, ty: &str, ndim: usize, shape: &str, x: &Tensor) -> Error {
+    Error::InvalidArgument {
+        op: "vmap",
+        message: format!(
+            "`{fn_name}`: batched argument `{param}` ({ty} per example) takes a {ndim}-D tensor of shape {shape} (with the batch axis where in_axes puts it), got shape {:?}",
+            x.shape()
+        ),
+    }
+}
+
+/// One output of every example, gathered as they are made (see [`each`]): floats, or
+/// sequences of floats that every example makes as long.
+#[derive(Default)]
+pub struct Column<T> {
+    data: Vec<T>,
+    /// The sequences' length; `None` for floats (or before the first).
+    len: Option<usize>,
+}
+
+impl<T: Float> Column<T> {
+    fn push_seq(&mut self, x: &[T], fn_name: &str) {
+        match self.len {
+            None => self.len = Some(x.len()),
+            Some(n) if n != x.len() => panic!(
+                "`{fn_name}`: the examples returned sequences of different lengths ({n} and {}); a batched result is [batch, n], every example's as long",
+                x.len()
+            ),
+            _ => {}
+        }
+        self.data.extend_from_slice(x);
+    }
+
+    /// Appends the column of the examples after these (a share run on another thread).
+    pub fn append(&mut self, other: Column<T>, fn_name: &str) {
+        match (self.len, other.len) {
+            (None, _) => self.len = other.len,
+            (Some(a), Some(b)) if a != b => panic!(
+                "`{fn_name}`: the examples returned sequences of different lengths ({a} and {b}); a batched result is [batch, n], every example's as long"
+            ),
+            _ => {}
+        }
+        self.data.extend(other.data);
+    }
+
+    /// The column as a batched tensor: `[bsz]` for floats, `[bsz, n]` for sequences.
+    pub fn finish(self, bsz: usize) -> Tensor {
+        match self.len {
+            Some(n) => Tensor::from_vec(self.data, &[bsz, n]),
+            None => Tensor::from_vec(self.data, &[bsz]),
+        }
+    }
+}
+
+/// A result of one example that a [`Column`] gathers: a float, a `Vec` of them or an array.
+pub trait Example {
+    /// The float.
+    type Elem: Float;
+    /// Writes this example's value at the end of `col`.
+    fn put(&self, col: &mut Column<Self::Elem>, fn_name: &str);
+}
+
+macro_rules! examples {
+    ($($f:ty),*) => {$(
+        impl Example for $f {
+            type Elem = $f;
+            #[inline]
+            fn put(&self, col: &mut Column<$f>, _fn_name: &str) {
+                col.data.push(*self);
+            }
+        }
+        impl Example for Vec<$f> {
+            type Elem = $f;
+            #[track_caller]
+            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+                col.push_seq(self, fn_name);
+            }
+        }
+        impl<const N: usize> Example for [$f; N] {
+            type Elem = $f;
+            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+                col.push_seq(&self[..], fn_name);
+            }
+        }
+    )*};
+}
+examples!(f32, f64);
+
+/// Writes `x` at the end of `col` (see [`Example`]).
+#[inline]
+#[track_caller]
+pub fn put<E: Example>(x: &E, col: &mut Column<E::Elem>, fn_name: &str) {
+    x.put(col, fn_name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `each` gathering `k` and `[k, k]` for every example.
+    fn squares(bsz: usize, parallel: bool, slow: bool) -> (Tensor, Tensor) {
+        let (a, b): (Column<f64>, Column<f64>) = each(
+            bsz,
+            parallel,
+            |k| {
+                if slow {
+                    std::thread::sleep(Duration::from_micros(if k == 0 { 200 } else { 1 }));
+                }
+                (k as f64, vec![k as f64; 2])
+            },
+            |o, c: &mut (Column<f64>, Column<f64>)| {
+                put(&o.0, &mut c.0, "f");
+                put(&o.1, &mut c.1, "f");
+            },
+            |a, b| {
+                a.0.append(b.0, "f");
+                a.1.append(b.1, "f");
+            },
+        );
+        (a.finish(bsz), b.finish(bsz))
+    }
+
+    #[test]
+    fn each_keeps_the_order_of_the_examples_in_place_and_split() {
+        for parallel in [false, true] {
+            // (long examples: split over threads where there are several)
+            let (a, b) = squares(64, parallel, true);
+            assert_eq!(
+                a.to_vec::<f64>(),
+                (0..64).map(|k| k as f64).collect::<Vec<_>>()
+            );
+            assert_eq!(b.shape(), &[64, 2]);
+            assert_eq!(b.to_vec::<f64>()[126..], [63.0, 63.0]);
+        }
+        let (a, _) = squares(0, true, false);
+        assert_eq!(a.shape(), &[0]);
+    }
+
+    #[test]
+    fn rows_and_floats_check_shapes_and_dtypes() {
+        let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        let r = rows::<f64>("f_vmap", "x", &x, Some(3));
+        assert_eq!(r.row(1), &[4.0, 5.0, 6.0]);
+        assert_eq!(r.array::<3>(0), [1.0, 2.0, 3.0]);
+        let e = try_rows::<f64>("f_vmap", "x", &x, Some(2)).err().unwrap();
+        assert!(e.to_string().contains("[batch, 2]"), "{e}");
+        assert_eq!(
+            rows::<f32>("f_vmap", "x", &x, None).row(0),
+            &[1.0, 2.0, 3.0]
+        );
+        let e = try_rows::<f32>("f_vmap", "x", &x.argmax_axis(1, true), None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("float tensor"), "{e}");
+        let e = try_floats::<f64>("f_vmap", "y", &x).err().unwrap();
+        assert!(
+            e.to_string().contains("`y`") && e.to_string().contains("[batch]"),
+            "{e}"
+        );
+        let t = x.t();
+        assert_eq!(rows::<f64>("f", "x", &t, None).row(0), &[1.0, 4.0]);
+    }
+
+    #[test]
+    fn columns_gather_floats_vecs_and_arrays_and_check_lengths() {
+        let mut c = Column::default();
+        put(&[1.0f32, 2.0], &mut c, "f");
+        put(&[3.0f32, 4.0], &mut c, "f");
+        let t = c.finish(2);
+        assert_eq!(t.shape(), &[2, 2]);
+        assert_eq!(t.to_vec::<f32>(), vec![1.0, 2.0, 3.0, 4.0]);
+        let r = std::panic::catch_unwind(|| {
+            let mut c = Column::default();
+            put(&vec![1.0f64], &mut c, "g_vmap");
+            put(&Vec::<f64>::new(), &mut c, "g_vmap");
+        });
+        let msg = *r.unwrap_err().downcast::<String>().unwrap();
+        assert!(msg.contains("g_vmap") && msg.contains("(1 and 0)"), "{msg}");
+    }
+}
