@@ -2,8 +2,9 @@
 //! sequences of floats (`f64`, `&[f64]`, `Vec<f64>`, `[f64; N]`) runs the unbatched
 //! function (or its `_grad`, `_value_and_grad`) once per example, on rayon's threads when
 //! the batch is long, instead of batching every scalar operation into a `[B]` tensor: the
-//! scalar code stays in registers (a polynomial fit's per-example gradients, 4096 examples:
-//! 23 us, against 0.44 ms batched operation by operation). The generated function reads
+//! scalar code stays in registers, and long examples (a relaxation loop) are one native
+//! loop each instead of thousands of `[B]` operations (see benches/README.md, session 27,
+//! for the figures). The generated function reads
 //! its batched arguments with [`floats`] and [`rows`] and runs [`each`], which gathers
 //! each output into a [`Column`].
 
@@ -21,7 +22,7 @@ pub const SPLIT_FROM: Duration = Duration::from_micros(100);
 /// [`SPLIT_FROM`] or more, the others run on rayon's threads, each share into columns of
 /// its own that `merge` appends in order. A result is written as soon as it is made (its
 /// `Vec` freed at once, for the next to reuse): 4096 of a gradient's `Vec`s kept alive and
-/// gathered afterwards took ten times the loop's time.
+/// gathered afterwards cost 0.15-0.24 ms more.
 pub fn each<R, C: Default + Send>(
     bsz: usize,
     parallel: bool,
@@ -281,9 +282,14 @@ mod tests {
 
     #[test]
     fn each_keeps_the_order_of_the_examples_in_place_and_split() {
+        // (a pool of its own: the global one is the entry tests' to time)
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         for parallel in [false, true] {
             // (long examples: split over threads where there are several)
-            let (a, b) = squares(64, parallel, true);
+            let (a, b) = pool.install(|| squares(64, parallel, true));
             assert_eq!(
                 a.to_vec::<f64>(),
                 (0..64).map(|k| k as f64).collect::<Vec<_>>()
