@@ -82,6 +82,38 @@ def rosen_grad():
     return {"bytes": 2.0 * 8 * 1_000_000}, run
 
 
+def oscillator_grads():
+    # per-example gradients of scalar code: a Duffing oscillator's three coefficients,
+    # shared, integrated for 200 explicit steps from each example's start; the squared
+    # miss of each example's target (as benches/workloads/mod.rs writes it with a loop)
+    def loss(p, x0, v0, target):
+        k, c, f = p[0], p[1], p[2]
+
+        def step(_, s):
+            x, v = s
+            a = -k * x - c * v - f * x * x * x
+            v = v + 0.01 * a
+            return (x + 0.01 * v, v)
+
+        x, _ = jax.lax.fori_loop(0, OSC_STEPS, step, (x0, v0))
+        return (x - target) * (x - target)
+
+    with x64():
+        p = jnp.array([1.0, 0.1, 0.5], dtype=jnp.float64)
+        keys = jax.random.split(jax.random.PRNGKey(71), 3)
+        x0, v0, target = (jax.random.normal(k, (OSC_BATCH,), jnp.float64) for k in keys)
+        f = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, 0)))
+
+    def run():
+        with x64():
+            return f(p, x0, v0, target)
+
+    # per step 9 flops forward, about 2.5 times that with the reverse sweep
+    return {"flops": 3.5 * 9 * OSC_STEPS * OSC_BATCH}, run
+
+
+OSC_STEPS, OSC_BATCH = 200, 4096
+
 MLP_WIDTHS = (784, 512, 512, 10)
 
 
@@ -419,6 +451,7 @@ WORKLOADS = {
     "gnn_per_graph_grads_b64_f32": graph_network,
     "hessian_200_f64": hessian,
     "pinn_hessians_b1024_f32": pinn_hessians,
+    "oscillator_per_example_grads_b4096_f64": oscillator_grads,
 }
 
 

@@ -149,6 +149,8 @@ mod tests {
     fn a_long_call_moves_into_the_pool_and_a_short_one_back() {
         let site = Site::new();
         let on_pool = || rayon::current_thread_index().is_some();
+        // (the pool started first: its threads' start is no call's time)
+        rayon::join(|| (), || ());
         // first call: in place, and long
         let types = PhantomData::<(&Tensor, bool)>;
         let first = Body::new(
@@ -163,8 +165,9 @@ mod tests {
         // the next, short, runs in the pool (where rayon has two threads or more)
         let second = Body::new(on_pool, types).run(&site);
         assert_eq!(second, rayon::current_num_threads() > 1);
-        // and the one after it in place again
-        assert!(!Body::new(on_pool, types).run(&site));
+        // and the one after it in place again (on a machine busy with other tests, the
+        // short call in the pool may itself take long: then a later one)
+        assert!((0..20).any(|_| !Body::new(on_pool, types).run(&site)));
     }
 
     #[test]
