@@ -274,6 +274,12 @@ pub fn all() -> Vec<Workload> {
             name: "pinn_hessians_b1024_f32",
             build: pinn,
         },
+        // per-example gradients of scalar code: `#[vmap] #[grad]` of a loop over f64s (each
+        // example one call of the gradient, where JAX batches every operation)
+        Workload {
+            name: "oscillator_per_example_grads_b4096_f64",
+            build: oscillator,
+        },
     ]
 }
 
@@ -504,7 +510,45 @@ fn fixed_point() -> Prepared {
     }
 }
 
-/// The negative log marginal likelihood of a Gaussian process with covariance `k` at
+/// Steps of [`oscillator_loss`] and examples of its per-example gradients.
+const OSC_STEPS: usize = 200;
+const OSC_BATCH: usize = 4096;
+
+/// A Duffing oscillator's squared miss of `target` after [`OSC_STEPS`] explicit steps from
+/// `(x0, v0)`, with stiffness, damping and cubic stiffness `p` (one example).
+#[allow(dead_code)]
+#[vmap(in_axes = (None, 0, 0, 0))]
+#[grad(wrt(p))]
+pub fn oscillator_loss(p: &[f64], x0: f64, v0: f64, target: f64) -> f64 {
+    let k = p[0];
+    let c = p[1];
+    let f = p[2];
+    let mut x = x0;
+    let mut v = v0;
+    for _ in 0..OSC_STEPS {
+        let a = -k * x - c * v - f * x * x * x;
+        v += 0.01 * a;
+        x += 0.01 * v;
+    }
+    (x - target) * (x - target)
+}
+
+/// Per-example gradients of [`oscillator_loss`] with respect to its coefficients, 4096
+/// examples, f64.
+fn oscillator() -> Prepared {
+    let p = vec![1.0, 0.1, 0.5];
+    let f64s = |seed| Tensor::normal(Key::new(seed), &[OSC_BATCH], DType::F64).contiguous();
+    let (x0, v0, target) = (f64s(72), f64s(73), f64s(74));
+    Prepared {
+        // (as benches/jax_workloads.py counts it)
+        work: Work::Flops(3.5 * 9.0 * (OSC_STEPS * OSC_BATCH) as f64),
+        run: Box::new(move || {
+            std::hint::black_box(oscillator_loss_grad_vmap(&p, &x0, &v0, &target));
+        }),
+    }
+}
+
+/// The negative log marginal likelihood of a Gaussian process/// The negative log marginal likelihood of a Gaussian process with covariance `k` at
 /// observations `y` (one example).
 #[allow(dead_code)]
 #[vmap]

@@ -812,11 +812,15 @@ pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
 
 /// Whether `#[vmap]` runs `func` once per example (see `ferrax::per_example`) rather than
 /// batching its operations: scalar code, a free function of floats, sequences of floats,
-/// integers and bools returning a float or a sequence of floats. Each of its operations
-/// batched would be a pass over `[B]` floats; one example at a time, it stays in registers.
+/// integers and bools returning a float or a sequence of floats, that calls nothing of the
+/// user's and has no effect (`println!`, `assert!`: batched, one that reads only values
+/// shared by the batch runs once, not once per example; see `tests/effects.rs`). Each of
+/// its operations batched would be a pass over `[B]` floats; one example at a time, it
+/// stays in registers, and the examples can run on any thread.
 fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
     !crate::method::is_method(item)
         && item.sig.generics.params.is_empty()
+        && crate::entry::self_contained(&item.block)
         && func.params.iter().all(|p| {
             matches!(
                 func.info(p.var).kind,
@@ -828,8 +832,8 @@ fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
 
 /// `b` emitted as a loop over the examples: `callee` (the user's function, its `_grad` or
 /// its `_value_and_grad`) called on each example's arguments (`ferrax::per_example`), on
-/// rayon's threads where the examples are long and the body calls nothing of the user's;
-/// each output of `b` is `fields` (`.1 .0`) of the callee's result, stacked over examples.
+/// rayon's threads where the examples are long; each output of `b` is `fields` (`.1 .0`)
+/// of the callee's result, stacked over examples.
 fn per_example_fn(
     b: &BatchedFn,
     func: &Func,
@@ -838,7 +842,6 @@ fn per_example_fn(
 ) -> TokenStream {
     let name = &b.name;
     let name_str = name.to_string();
-    let parallel = crate::entry::self_contained(&b.item.block);
     let (mut params, mut front, mut sizes, mut reads, mut args) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (p, a) in func.params.iter().zip(b.axes) {
@@ -929,7 +932,6 @@ fn per_example_fn(
             #(#reads)*
             let __ferrax_cols: (#(#col_tys,)*) = ::ferrax::__private::ex::each(
                 __ferrax_batch,
-                #parallel,
                 |__ferrax_example: usize| #callee(#(#args),*),
                 |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| { #(#puts)* },
                 |__ferrax_a, __ferrax_b| { #(#merges)* },
