@@ -168,50 +168,47 @@ fn invalid(fn_name: &str, param: &str, ty: &str, ndim: usize, shape: &str, x: &T
     }
 }
 
-/// One output of every example, gathered as they are made (see [`each`]): floats, or
-/// sequences of floats that every example makes as long.
+/// One output of every example, gathered as they are made (see [`each`]): floats,
+/// sequences of floats, or rows of them (a Jacobian's), every example's of one shape.
 #[derive(Default)]
 pub struct Column<T> {
     data: Vec<T>,
-    /// The sequences' length; `None` for floats (or before the first).
-    len: Option<usize>,
+    /// One example's shape (`[]` for a float), once the first is written.
+    shape: Option<Vec<usize>>,
 }
 
 impl<T: Float> Column<T> {
-    fn push_seq(&mut self, x: &[T], fn_name: &str) {
-        match self.len {
-            None => self.len = Some(x.len()),
-            Some(n) if n != x.len() => panic!(
-                "`{fn_name}`: the examples returned sequences of different lengths ({n} and {}); a batched result is [batch, n], every example's as long",
-                x.len()
+    /// Checks that an example of `shape` matches the others.
+    #[track_caller]
+    fn shaped(&mut self, shape: &[usize], fn_name: &str) {
+        match &self.shape {
+            None => self.shape = Some(shape.to_vec()),
+            Some(s) if s != shape => panic!(
+                "`{fn_name}`: the examples returned results of different shapes ({s:?} and {shape:?}); a batched result needs one shape"
             ),
             _ => {}
         }
-        self.data.extend_from_slice(x);
     }
 
     /// Appends the column of the examples after these (a share run on another thread).
+    #[track_caller]
     pub fn append(&mut self, other: Column<T>, fn_name: &str) {
-        match (self.len, other.len) {
-            (None, _) => self.len = other.len,
-            (Some(a), Some(b)) if a != b => panic!(
-                "`{fn_name}`: the examples returned sequences of different lengths ({a} and {b}); a batched result is [batch, n], every example's as long"
-            ),
-            _ => {}
+        if let Some(s) = &other.shape {
+            self.shaped(s, fn_name);
         }
         self.data.extend(other.data);
     }
 
-    /// The column as a batched tensor: `[bsz]` for floats, `[bsz, n]` for sequences.
+    /// The column as a batched tensor: `[bsz]` + one example's shape.
     pub fn finish(self, bsz: usize) -> Tensor {
-        match self.len {
-            Some(n) => Tensor::from_vec(self.data, &[bsz, n]),
-            None => Tensor::from_vec(self.data, &[bsz]),
-        }
+        let mut shape = vec![bsz];
+        shape.extend(self.shape.unwrap_or_default());
+        Tensor::from_vec(self.data, &shape)
     }
 }
 
-/// A result of one example that a [`Column`] gathers: a float, a `Vec` of them or an array.
+/// A result of one example that a [`Column`] gathers: a float, a `Vec` of them, an array,
+/// or rows (`Vec<Vec<f64>>`, as long as each other).
 pub trait Example {
     /// The float.
     type Elem: Float;
@@ -224,7 +221,10 @@ macro_rules! examples {
         impl Example for $f {
             type Elem = $f;
             #[inline]
-            fn put(&self, col: &mut Column<$f>, _fn_name: &str) {
+            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+                if col.shape.is_none() {
+                    col.shaped(&[], fn_name);
+                }
                 col.data.push(*self);
             }
         }
@@ -232,13 +232,32 @@ macro_rules! examples {
             type Elem = $f;
             #[track_caller]
             fn put(&self, col: &mut Column<$f>, fn_name: &str) {
-                col.push_seq(self, fn_name);
+                col.shaped(&[self.len()], fn_name);
+                col.data.extend_from_slice(self);
             }
         }
         impl<const N: usize> Example for [$f; N] {
             type Elem = $f;
             fn put(&self, col: &mut Column<$f>, fn_name: &str) {
-                col.push_seq(&self[..], fn_name);
+                col.shaped(&[N], fn_name);
+                col.data.extend_from_slice(&self[..]);
+            }
+        }
+        impl Example for Vec<Vec<$f>> {
+            type Elem = $f;
+            #[track_caller]
+            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+                let n = self.first().map_or(0, Vec::len);
+                if let Some(r) = self.iter().find(|r| r.len() != n) {
+                    panic!(
+                        "`{fn_name}`: an example's rows differ in length ({n} and {})",
+                        r.len()
+                    );
+                }
+                col.shaped(&[self.len(), n], fn_name);
+                for r in self {
+                    col.data.extend_from_slice(r);
+                }
             }
         }
     )*};
@@ -338,6 +357,13 @@ mod tests {
             put(&Vec::<f64>::new(), &mut c, "g_vmap");
         });
         let msg = *r.unwrap_err().downcast::<String>().unwrap();
-        assert!(msg.contains("g_vmap") && msg.contains("(1 and 0)"), "{msg}");
+        assert!(
+            msg.contains("g_vmap") && msg.contains("([1] and [0])"),
+            "{msg}"
+        );
+        let mut c = Column::default();
+        put(&vec![vec![1.0f64, 2.0], vec![3.0, 4.0]], &mut c, "f");
+        put(&vec![vec![5.0f64, 6.0], vec![7.0, 8.0]], &mut c, "f");
+        assert_eq!(c.finish(2).shape(), &[2, 2, 2]);
     }
 }

@@ -1,12 +1,13 @@
-// `match` on a per-example value has no select form; `if` does.
+// In tensor code, batched operation by operation, `match` on a per-example value has no
+// select form; `if` does. (Scalar code, run once per example, takes it.)
 use ferrax::prelude::*;
 
-#[vmap]
-fn f(x: f64) -> f64 {
+#[vmap(in_axes = (0, None))]
+fn f(x: f64, s: &Tensor) -> Tensor {
     let k = x > 0.0;
     match k {
-        true => x,
-        false => -x,
+        true => s * x,
+        false => s * -x,
     }
 }
 

@@ -1,11 +1,12 @@
 // `#[vmap]` over `#[jacobian]` / `#[hessian]` gives per-example Jacobians and Hessians of
-// tensor functions: not of scalar code over slices, not with `#[grad]` on the same function,
-// not with a list of tensors batched.
+// tensor functions and of self-contained scalar code over slices: not of scalar code with
+// effects, not with `#[grad]` on the same function, not with a list of tensors batched.
 use ferrax::prelude::*;
 
 #[vmap]
 #[jacobian]
 fn rows(x: &[f64]) -> Vec<f64> {
+    println!("rows");
     x.iter().map(|v| v * v).collect()
 }
 

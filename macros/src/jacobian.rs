@@ -15,7 +15,8 @@
 //!
 //! Scalar code over a slice returning a `Vec` has no batching: its Jacobian loops over
 //! passes instead (`slice_jacobian`), one jvp per input element or one vjp per output
-//! element, and returns the rows.
+//! element, and returns the rows; under `#[vmap]` it runs once per example
+//! (`slices_per_example`).
 
 use crate::analyse::varied;
 use crate::attr::GradAttr;
@@ -68,7 +69,7 @@ fn expand_function(
     item: syn::ItemFn,
     per_example: Option<(Vec<Option<isize>>, isize)>,
 ) -> syn::Result<TokenStream> {
-    let gattr: GradAttr = syn::parse2(attr)?;
+    let gattr: GradAttr = syn::parse2(attr.clone())?;
     let label = match which {
         Which::Jacobian => "#[jacobian]",
         Which::Hessian => "#[hessian]",
@@ -86,12 +87,14 @@ fn expand_function(
         syn::Error::new_spanned(
             &item.sig,
             format!(
-                "#[vmap] over {label} takes tensor functions (per-example Jacobians and Hessians of `&Tensor` parameters), not scalar code over slices: loop over the examples for their Jacobians (`#[vmap]` alone batches its values, `#[vmap] #[grad]` its gradients)"
+                "#[vmap] over {label} takes tensor functions, or scalar code over slices that calls nothing of yours and has no effect (`println!`, `assert!`: run once per example there); this one is neither: loop over the examples for their Jacobians"
             ),
         )
     };
-    if per_example.is_some() && returns_seq {
-        return Err(scalar_error());
+    if let Some((axes, out_axes)) = &per_example
+        && returns_seq
+    {
+        return slices_per_example(which, attr, &item, axes, *out_axes).ok_or_else(scalar_error)?;
     }
     if which == Which::Jacobian
         && let syn::ReturnType::Type(_, ret) = &item.sig.output
@@ -103,8 +106,10 @@ fn expand_function(
         Ok(l) => l,
         Err(errors) => return Ok(errors),
     };
-    if per_example.is_some() && slice_wrt(&func) {
-        return Err(scalar_error());
+    if let Some((axes, out_axes)) = &per_example
+        && slice_wrt(&func)
+    {
+        return slices_per_example(which, attr, &item, axes, *out_axes).ok_or_else(scalar_error)?;
     }
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     if which == Which::Hessian
@@ -768,6 +773,63 @@ fn axes_last(n: usize) -> Vec<Option<isize>> {
         *l = Some(0);
     }
     a
+}
+
+/// `#[vmap]` over `#[jacobian]` / `#[hessian]` of scalar code over slices: what the
+/// attribute emits alone (less the function, which `#[vmap]`'s expansion carries), and
+/// `f_jacfwd_vmap`, `f_jacrev_vmap`, `f_jacobian_vmap` or `f_hessian_vmap`, each running
+/// the unbatched one once per example (`ferrax::per_example`), shaped `[batch, rows,
+/// columns]`. `None` where the function is not such code (see `vmap::per_example_code`).
+fn slices_per_example(
+    which: Which,
+    attr: TokenStream,
+    item: &syn::ItemFn,
+    axes: &[Option<isize>],
+    out_axes: isize,
+) -> Option<syn::Result<TokenStream>> {
+    let lowering = GradAttr {
+        seq_output: true,
+        ..GradAttr::default()
+    };
+    let (func, _, _) = crate::grad::lower_checked(item, &lowering).ok()?;
+    if !crate::vmap::per_example_code(&func, item) {
+        return None;
+    }
+    let alone = match expand_function(which, attr, item.clone(), None) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    let file: syn::File = match syn::parse2(alone) {
+        Ok(f) => f,
+        Err(e) => return Some(Err(e)),
+    };
+    let items = file
+        .items
+        .into_iter()
+        .filter(|i| !matches!(i, syn::Item::Fn(f) if f.sig.ident == item.sig.ident));
+    let mut out = quote!(#(#items)*);
+    let name = &item.sig.ident;
+    let callees: Vec<syn::Ident> = match which {
+        Which::Jacobian => ["jacfwd", "jacrev", "jacobian"]
+            .iter()
+            .map(|s| format_ident!("{}_{}", name, s))
+            .collect(),
+        Which::Hessian => vec![format_ident!("{}_hessian", name)],
+    };
+    for callee in &callees {
+        let b = BatchedFn {
+            name: format_ident!("{}_vmap", callee),
+            doc: format!(
+                "[`{callee}`] of every example (the arguments with an in-axis carry one example per index of that axis): shaped `[batch, rows, columns]`, the batch axis at {out_axes}."
+            ),
+            item,
+            axes,
+            outputs: Vec::new(),
+            out_axes,
+        };
+        out.extend(crate::vmap::per_example_fn(&b, &func, callee, &[quote!()]));
+    }
+    Some(Ok(out))
 }
 
 /// `#[jacobian]` of scalar code over a slice returning a `Vec` (`fn f(x: &[f64], ..) ->

@@ -817,7 +817,7 @@ pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
 /// shared by the batch runs once, not once per example; see `tests/effects.rs`). Each of
 /// its operations batched would be a pass over `[B]` floats; one example at a time, it
 /// stays in registers, and the examples can run on any thread.
-fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
+pub(crate) fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
     !crate::method::is_method(item)
         && item.sig.generics.params.is_empty()
         && crate::entry::self_contained(&item.block)
@@ -834,7 +834,7 @@ fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
 /// its `_value_and_grad`) called on each example's arguments (`ferrax::per_example`), on
 /// rayon's threads where the examples are long; each output of `b` is `fields` (`.1 .0`)
 /// of the callee's result, stacked over examples.
-fn per_example_fn(
+pub(crate) fn per_example_fn(
     b: &BatchedFn,
     func: &Func,
     callee: &syn::Ident,
