@@ -253,6 +253,18 @@ pub mod __private {
         }
     }
 
+    /// How many times `for _ in lo..hi` (`lo..=hi` where `inclusive`) runs: the capacity of
+    /// a reverse sweep's tapes for the loop (at most 2^20; 0 where it does not fit).
+    #[inline]
+    pub fn trips<T: TryInto<i128>>(lo: T, hi: T, inclusive: bool) -> usize {
+        match (lo.try_into(), hi.try_into()) {
+            (Ok(lo), Ok(hi)) => usize::try_from(hi - lo + inclusive as i128)
+                .unwrap_or(0)
+                .min(1 << 20),
+            _ => 0,
+        }
+    }
+
     /// `target[k] += value[k]` for every k.
     #[inline]
     pub fn add_assign_seq<T: SeqElem>(target: &mut [T], value: &[T]) {

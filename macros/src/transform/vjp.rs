@@ -287,12 +287,41 @@ impl Vjp<'_> {
     }
 
     fn new_stack(&mut self, name: &str, fwd: &mut Vec<Stmt>) -> Var {
+        self.new_stack_for(name, fwd, None)
+    }
+
+    /// [`Self::new_stack`] with room for `capacity` values (a `for` loop's trip count: its
+    /// tape grows without reallocating).
+    fn new_stack_for(&mut self, name: &str, fwd: &mut Vec<Stmt>, capacity: Option<Atom>) -> Var {
         let s = self.func.new_var(name, Kind::Opaque, true);
         fwd.push(Stmt::Let {
             var: s,
-            rhs: Rhs::NewSeq(NewSeq::Empty { capacity: None }),
+            rhs: Rhs::NewSeq(NewSeq::Empty { capacity }),
         });
         s
+    }
+
+    /// The trip count of a `for` loop over `range` (no `step_by`), for its tapes' capacity.
+    fn trip_count(&mut self, range: &Range, fwd: &mut Vec<Stmt>) -> Atom {
+        let n = self.func.new_var("trips", Kind::Int, false);
+        let arg = |atom| Arg {
+            atom,
+            borrow: false,
+        };
+        fwd.push(Stmt::Let {
+            var: n,
+            rhs: Rhs::Call {
+                func: syn::parse_quote!(::ferrax::__private::trips),
+                args: vec![
+                    arg(range.lo),
+                    arg(range.hi),
+                    arg(Atom::Bool(range.inclusive)),
+                ],
+                mode: CallMode::Primal,
+                span: proc_macro2::Span::call_site(),
+            },
+        });
+        Atom::Var(n)
     }
 
     fn stmt(&mut self, s: &Stmt) -> Sweeps {
@@ -1121,6 +1150,17 @@ impl Vjp<'_> {
             .collect();
         let mut fwd = Vec::new();
         let mut rev = Vec::new();
+        // (a `for` loop's tapes hold one value an iteration: sized for them at once)
+        let capacity = match s {
+            Stmt::For { range, exit, .. }
+                if exit.is_empty()
+                    && range.is_simple()
+                    && !(seqs.is_empty() && carried.is_empty()) =>
+            {
+                Some(self.trip_count(range, &mut fwd))
+            }
+            _ => None,
+        };
         // Scalars the loop reads but never writes: saved once.
         for m in fixed {
             let info = self.func.info(m).clone();
@@ -1141,7 +1181,7 @@ impl Vjp<'_> {
         let mut restore = Vec::new();
         let mut seq_marks = Vec::new();
         for a in &seqs {
-            let stack = self.new_stack("marks", &mut fwd);
+            let stack = self.new_stack_for("marks", &mut fwd, capacity);
             let log = self.logs[a];
             let len = self.func.new_var("mark", Kind::Int, false);
             at_start.push(Stmt::Let {
@@ -1165,7 +1205,7 @@ impl Vjp<'_> {
         }
         for m in &carried {
             let info = self.func.info(*m).clone();
-            let stack = self.new_stack(&format!("{}_stack", info.name), &mut fwd);
+            let stack = self.new_stack_for(&format!("{}_stack", info.name), &mut fwd, capacity);
             at_start.push(Stmt::Push {
                 array: stack,
                 value: Atom::Var(*m),
