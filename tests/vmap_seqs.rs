@@ -273,28 +273,42 @@ fn per_example_gradients_of_batched_slices_and_views_match_a_loop() {
     );
 }
 
-/// Relaxation until the change is small: a `while` whose trip count differs per example,
-/// overwriting the elements of a copy of the slice (the reverse sweep undoes the writes).
-#[vmap(in_axes = (0, None))]
-#[grad(wrt(x))]
-fn relax(x: &[f64], tol: f64) -> f64 {
-    let mut v = x.to_vec();
-    let mut change = 1.0;
-    let mut sweeps = 0;
-    while change > tol && sweeps < 200 {
-        change = 0.0;
-        for i in 1..v.len() - 1 {
-            let new = 0.5 * (v[i - 1] + v[i + 1]) + 0.1 * v[i];
-            change = change + (new - v[i]) * (new - v[i]);
-            v[i] = new;
+/// A relaxation until the change is small, `$x` a slice and `$tol` a float: a `while`
+/// whose trip count differs per example, overwriting the elements of a copy of the slice
+/// (the reverse sweep undoes the writes); the energy at the end goes to `$out`. One body
+/// for the scalar function and its tensor twin below (and a check that functions a
+/// `macro_rules!` writes, their types and expressions fragments, expand as written out).
+macro_rules! relaxation {
+    ($(#[$m:meta])* fn $name:ident($x:ident: $xt:ty, $tol:ident: $tt:ty $(, $p:ident: $pt:ty)*) -> $r:ty {
+        |$e:ident| $out:expr
+    }) => {
+        $(#[$m])*
+        fn $name($x: $xt, $tol: $tt $(, $p: $pt)*) -> $r {
+            let mut v = $x.to_vec();
+            let mut change = 1.0;
+            let mut sweeps = 0;
+            while change > $tol && sweeps < 200 {
+                change = 0.0;
+                for i in 1..v.len() - 1 {
+                    let new = 0.5 * (v[i - 1] + v[i + 1]) + 0.1 * v[i];
+                    change = change + (new - v[i]) * (new - v[i]);
+                    v[i] = new;
+                }
+                sweeps += 1;
+            }
+            let mut $e = 0.0;
+            for i in 0..v.len() {
+                $e = $e + v[i] * v[i] * (i as f64 + 1.0);
+            }
+            $out
         }
-        sweeps += 1;
-    }
-    let mut e = 0.0;
-    for i in 0..v.len() {
-        e = e + v[i] * v[i] * (i as f64 + 1.0);
-    }
-    e
+    };
+}
+
+relaxation! {
+    #[vmap(in_axes = (0, None))]
+    #[grad(wrt(x))]
+    fn relax(x: &[f64], tol: f64) -> f64 { |e| e }
 }
 
 #[test]
@@ -362,27 +376,11 @@ fn clip_above_t(x: Vec<f64>, lim: f64, s: &Tensor) -> Tensor {
     s * e
 }
 
-#[vmap(in_axes = (0, None, None))]
-#[grad(wrt(x))]
-#[allow(dead_code)] // (its batched forms are under test)
-fn relax_t(x: &[f64], tol: f64, s: &Tensor) -> Tensor {
-    let mut v = x.to_vec();
-    let mut change = 1.0;
-    let mut sweeps = 0;
-    while change > tol && sweeps < 200 {
-        change = 0.0;
-        for i in 1..v.len() - 1 {
-            let new = 0.5 * (v[i - 1] + v[i + 1]) + 0.1 * v[i];
-            change = change + (new - v[i]) * (new - v[i]);
-            v[i] = new;
-        }
-        sweeps += 1;
-    }
-    let mut e = 0.0;
-    for i in 0..v.len() {
-        e = e + v[i] * v[i] * (i as f64 + 1.0);
-    }
-    (s * e).sum()
+relaxation! {
+    #[vmap(in_axes = (0, None, None))]
+    #[grad(wrt(x))]
+    #[allow(dead_code)] // (its batched forms are under test)
+    fn relax_t(x: &[f64], tol: f64, s: &Tensor) -> Tensor { |e| (s * e).sum() }
 }
 
 #[vmap(in_axes = (None, 0, 0, None))]

@@ -195,24 +195,58 @@ mod vmap;
 
 use proc_macro::TokenStream;
 
-/// The function an attribute is on (an empty one where the item does not parse: the
-/// expansion reports that).
-fn user_fn(item: &TokenStream) -> syn::ItemFn {
-    syn::parse::<syn::ItemFn>(item.clone()).unwrap_or_else(|_| {
-        syn::parse_quote!(
-            fn __ferrax_unparsed() {}
-        )
-    })
+/// One attribute's expansion of `item`, by `expand`: on the item with the invisible groups
+/// of `macro_rules!` fragments taken out ([`ungrouped`]), its generated functions then
+/// run inside rayon's pool where that pays ([`entry::pooled`]).
+fn attribute(
+    item: TokenStream,
+    expand: impl FnOnce(proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream>,
+) -> TokenStream {
+    // (where the item does not parse, the expansion reports it)
+    let Ok(user) = syn::parse::<syn::ItemFn>(item.clone()).map(ungrouped) else {
+        return match expand(item.into()) {
+            Ok(t) => t.into(),
+            Err(e) => e.to_compile_error().into(),
+        };
+    };
+    match expand(quote::quote!(#user)) {
+        Ok(t) => entry::pooled(t, &user).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `item` without the invisible groups a `macro_rules!` fragment leaves around what it
+/// stands for (`$t:ty`, `$e:expr`): a type as the type itself, an expression as one in
+/// parentheses (keeping its precedence), so that a function written by a macro reads as
+/// written out.
+fn ungrouped(mut item: syn::ItemFn) -> syn::ItemFn {
+    struct Ungroup;
+    impl syn::visit_mut::VisitMut for Ungroup {
+        fn visit_type_mut(&mut self, t: &mut syn::Type) {
+            while let syn::Type::Group(g) = t {
+                *t = (*g.elem).clone();
+            }
+            syn::visit_mut::visit_type_mut(self, t);
+        }
+        fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+            if let syn::Expr::Group(g) = e {
+                *e = syn::Expr::Paren(syn::ExprParen {
+                    attrs: g.attrs.clone(),
+                    paren_token: syn::token::Paren(g.group_token.span),
+                    expr: g.expr.clone(),
+                });
+            }
+            syn::visit_mut::visit_expr_mut(self, e);
+        }
+    }
+    syn::visit_mut::VisitMut::visit_item_fn_mut(&mut Ungroup, &mut item);
+    item
 }
 
 /// Emits `f_jvp`, `f_vjp`, `f_grad` and `f_value_and_grad` beside `f`. See the crate docs.
 #[proc_macro_attribute]
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match grad::expand(attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| grad::expand(attr.into(), item))
 }
 
 /// Batches a function: emits `f_vmap`, the same function over a batch of examples, by
@@ -276,11 +310,7 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match vmap::expand(attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| vmap::expand(attr.into(), item))
 }
 
 /// Emits the Jacobian of a `Tensor -> Tensor` function with respect to its (one active)
@@ -338,11 +368,9 @@ pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match jacobian::expand(jacobian::Which::Jacobian, attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| {
+        jacobian::expand(jacobian::Which::Jacobian, attr.into(), item)
+    })
 }
 
 /// Emits the Hessian of a function with a one-element `Tensor` result with respect to its
@@ -387,11 +415,9 @@ pub fn jacobian(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn hessian(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match jacobian::expand(jacobian::Which::Hessian, attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| {
+        jacobian::expand(jacobian::Which::Hessian, attr.into(), item)
+    })
 }
 
 /// Gives a function its reverse-mode derivative: `#[custom_vjp(f_bwd)]` with
@@ -415,11 +441,9 @@ pub fn hessian(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match custom::expand(custom::Rule::Vjp, attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| {
+        custom::expand(custom::Rule::Vjp, attr.into(), item)
+    })
 }
 
 /// Gives a function its forward-mode derivative: `#[custom_jvp(f_fwd)]` with
@@ -445,11 +469,9 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn custom_jvp(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let user = user_fn(&item);
-    match custom::expand(custom::Rule::Jvp, attr.into(), item.into()) {
-        Ok(t) => entry::pooled(t, &user).into(),
-        Err(e) => e.to_compile_error().into(),
-    }
+    attribute(item, |item| {
+        custom::expand(custom::Rule::Jvp, attr.into(), item)
+    })
 }
 
 /// Implements `Differentiable` for a struct: its leaves are those of its fields, in order;
