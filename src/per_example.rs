@@ -17,14 +17,15 @@ use std::time::{Duration, Instant};
 pub const SPLIT_FROM: Duration = Duration::from_micros(100);
 
 /// Runs `f(0), .., f(bsz - 1)` and hands each result, in order, to `put`, which writes
-/// what it returns into the columns `C` (one [`Column`] per output). Where the first
-/// example, times `bsz`, takes [`SPLIT_FROM`] or more, the others run on rayon's threads
-/// (`f` reads nothing of the caller's thread: the macro runs only self-contained bodies
-/// this way), each share into columns of its own that `merge` appends in order. A result is written as soon as it is made (its
+/// what it returns into the columns `C` (one [`Column`] per output). Where `parallel` (`f`
+/// reads nothing of the caller's thread: a body that calls nothing of the user's) and the
+/// first example, times `bsz`, takes [`SPLIT_FROM`] or more, the others run on rayon's
+/// threads, each share into columns of its own that `merge` appends in order. A result is written as soon as it is made (its
 /// `Vec` freed at once, for the next to reuse): 4096 of a gradient's `Vec`s kept alive and
 /// gathered afterwards cost 0.15-0.24 ms more.
 pub fn each<R, C: Default + Send>(
     bsz: usize,
+    parallel: bool,
     f: impl Fn(usize) -> R + Sync,
     put: impl Fn(R, &mut C) + Sync,
     merge: impl Fn(&mut C, C) + Sync,
@@ -36,7 +37,7 @@ pub fn each<R, C: Default + Send>(
     let start = Instant::now();
     put(f(0), &mut cols);
     let long = start.elapsed().saturating_mul(bsz as u32) >= SPLIT_FROM;
-    if long && rayon::current_num_threads() > 1 {
+    if parallel && long && rayon::current_num_threads() > 1 {
         let rest = (1..bsz)
             .into_par_iter()
             .fold(C::default, |mut c, k| {
@@ -279,6 +280,7 @@ mod tests {
     fn squares(bsz: usize, slow: bool) -> (Tensor, Tensor) {
         let (a, b): (Column<f64>, Column<f64>) = each(
             bsz,
+            true,
             |k| {
                 if slow {
                     std::thread::sleep(Duration::from_micros(if k == 0 { 200 } else { 1 }));

@@ -534,3 +534,46 @@ fn per_example_jacobians_and_hessians_of_scalar_code_match_a_loop() {
         "values",
     );
 }
+
+// ---- scalar code calling the user's functions ----
+
+/// A helper with its own derivative (`#[grad]`), called by the batched function below.
+#[grad]
+fn bond(d: f64, k: f64) -> f64 {
+    k * d * d * (1.0 + 0.1 * d.sin())
+}
+
+/// Scalar code that calls a helper of the user's: run once per example (on the caller's
+/// thread, as the helper may read its state), the helper needs no batched form.
+#[vmap(in_axes = (0, None))]
+#[grad(wrt(x))]
+fn bonded(x: &[f64], k: f64) -> f64 {
+    let mut e = 0.0;
+    for i in 1..x.len() {
+        e = e + bond(x[i] - x[i - 1], k);
+    }
+    e
+}
+
+#[test]
+fn scalar_code_calling_the_users_functions_runs_once_per_example() {
+    let xs = normal(23, &[6, 5]);
+    let want: Vec<f64> = rows(&xs).iter().map(|x| bonded(x, 0.7)).collect();
+    close(&values(&bonded_vmap(&xs, 0.7)), &want, 1e-14, "values");
+    let want: Vec<Vec<f64>> = rows(&xs).iter().map(|x| bonded_grad(x, 0.7)).collect();
+    assert_close(
+        &bonded_grad_vmap(&xs, 0.7),
+        &of_rows(&want),
+        1e-14,
+        "gradients",
+    );
+    // (the gradient through the call against central differences, for one example)
+    let (x, h) = (rows(&xs)[2].clone(), 1e-6);
+    for k in 0..5 {
+        let (mut hi, mut lo) = (x.clone(), x.clone());
+        hi[k] += h;
+        lo[k] -= h;
+        let fd = (bonded(&hi, 0.7) - bonded(&lo, 0.7)) / (2.0 * h);
+        close(&[want[2][k]], &[fd], 1e-6, "finite differences");
+    }
+}

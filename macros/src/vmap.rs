@@ -152,30 +152,33 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         let Some(axes) = axes_at_0(&func, &func.params, lists) else {
             continue;
         };
-        out.extend(
-            batched_fn(
-                &BatchedFn {
-                    name: format_ident!("{}{}", prefix, name),
-                    doc: String::new(),
-                    item: &item,
-                    axes: &axes,
-                    outputs: vec![(func.output, ret_ty.clone())],
-                    out_axes: 0,
-                },
-                &func,
-            )
-            .unwrap_or_default(),
-        );
+        let counterpart = BatchedFn {
+            name: format_ident!("{}{}", prefix, name),
+            doc: String::new(),
+            item: &item,
+            axes: &axes,
+            outputs: vec![(func.output, ret_ty.clone())],
+            out_axes: 0,
+        };
+        out.extend(if looped {
+            per_example_fn(&counterpart, &func, name, &[quote!()])
+        } else {
+            batched_fn(&counterpart, &func).unwrap_or_default()
+        });
     }
     if grad_attr.is_some() {
         // calls of other `#[vmap] #[grad]` functions: their batched gradients for a
-        // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass
+        // cotangent (`__ferrax_vmap0_ct_g`), recomputing their forward pass (not for
+        // scalar code that calls the user's functions, which need no batched form: its
+        // batched callers are scalar code too, run once per example)
         let v = vjp_recomputing_calls(&func, &varied_set);
-        out.extend(crate::slots::for_callers(
-            call_counterparts(&item, &sig, &gattr.for_callers(&item.sig), true),
-            &item,
-            &gattr,
-        ));
+        if !looped || crate::entry::self_contained(&item.block) {
+            out.extend(crate::slots::for_callers(
+                call_counterparts(&item, &sig, &gattr.for_callers(&item.sig), true),
+                &item,
+                &gattr,
+            ));
+        }
         let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
         let grads: Vec<(Atom, Type)> = v
             .grads
@@ -812,15 +815,15 @@ pub(crate) fn seq_form(ty: &Type) -> Option<SeqForm> {
 
 /// Whether `#[vmap]` runs `func` once per example (see `ferrax::per_example`) rather than
 /// batching its operations: scalar code, a free function of floats, sequences of floats,
-/// integers and bools returning a float or a sequence of floats, that calls nothing of the
-/// user's and has no effect (`println!`, `assert!`: batched, one that reads only values
-/// shared by the batch runs once, not once per example; see `tests/effects.rs`). Each of
-/// its operations batched would be a pass over `[B]` floats; one example at a time, it
-/// stays in registers, and the examples can run on any thread.
+/// integers and bools returning a float or a sequence of floats, with no effect of its own
+/// (`println!`, `assert!`: batched, one that reads only values shared by the batch runs
+/// once, not once per example; see `tests/effects.rs`). Each of its operations batched
+/// would be a pass over `[B]` floats; one example at a time, it stays in registers, and
+/// the functions it calls need no batched form.
 pub(crate) fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
     !crate::method::is_method(item)
         && item.sig.generics.params.is_empty()
-        && crate::entry::self_contained(&item.block)
+        && crate::entry::effect_free(&item.block)
         && func.params.iter().all(|p| {
             matches!(
                 func.info(p.var).kind,
@@ -832,8 +835,9 @@ pub(crate) fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
 
 /// `b` emitted as a loop over the examples: `callee` (the user's function, its `_grad` or
 /// its `_value_and_grad`) called on each example's arguments (`ferrax::per_example`), on
-/// rayon's threads where the examples are long; each output of `b` is `fields` (`.1 .0`)
-/// of the callee's result, stacked over examples.
+/// rayon's threads where the examples are long and the body calls nothing of the user's
+/// (which may read the caller's thread-local state); each output of `b` is `fields`
+/// (`.1 .0`) of the callee's result, stacked over examples.
 pub(crate) fn per_example_fn(
     b: &BatchedFn,
     func: &Func,
@@ -842,6 +846,7 @@ pub(crate) fn per_example_fn(
 ) -> TokenStream {
     let name = &b.name;
     let name_str = name.to_string();
+    let parallel = crate::entry::self_contained(&b.item.block);
     let (mut params, mut front, mut sizes, mut reads, mut args) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (p, a) in func.params.iter().zip(b.axes) {
@@ -922,8 +927,13 @@ pub(crate) fn per_example_fn(
     let vis = &b.item.vis;
     let doc = &b.doc;
     let allow = crate::emit::allow_generated();
+    let doc = if doc.is_empty() {
+        quote!(#[doc(hidden)])
+    } else {
+        quote!(#[doc = #doc])
+    };
     quote! {
-        #[doc = #doc]
+        #doc
         #allow
         #vis fn #name(#(#params),*) -> #ret_ty {
             #(#front)*
@@ -932,6 +942,7 @@ pub(crate) fn per_example_fn(
             #(#reads)*
             let __ferrax_cols: (#(#col_tys,)*) = ::ferrax::__private::ex::each(
                 __ferrax_batch,
+                #parallel,
                 |__ferrax_example: usize| #callee(#(#args),*),
                 |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| { #(#puts)* },
                 |__ferrax_a, __ferrax_b| { #(#merges)* },
