@@ -275,6 +275,14 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// example's basis runs in one flat batch of a single pass (JAX's `vmap(jacfwd(f))`,
 /// `vmap(hessian(f))`); tensor and float parameters take in-axes, lists of tensors `None`.
 ///
+/// Sequences of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`) batched arrive as `[batch, n]`
+/// tensors; a sequence result, or a sequence parameter's per-example gradient, leaves as
+/// one. Scalar code (floats, sequences, integers and bools in, a float or a sequence out)
+/// without effects runs once per example instead of batched operation by operation: the
+/// function, its `_grad`, `_value_and_grad`, `_jacobian` or `_hessian` for each example,
+/// on rayon's threads when the examples are long and the body calls nothing of yours. Any
+/// control flow then works per example, and the functions it calls need no batched form.
+///
 /// ```
 /// use ferrax::prelude::*;
 ///
@@ -307,6 +315,20 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// let hs = u_hessian_vmap(&Tensor::ones(&[4, 2], DType::F64), &k); // 4 points in 2-D
 /// assert_eq!(hs.shape(), &[4, 2, 2]);
 /// assert_eq!(hs.to_vec::<f64>()[..4], [2.0, 0.0, 0.0, 6.0]);
+///
+/// #[vmap(in_axes = (None, 0, 0))]
+/// #[grad(wrt(p))]
+/// fn fit(p: &[f64], x: f64, y: f64) -> f64 {
+///     let mut pred = 0.0;
+///     for i in 0..p.len() {
+///         pred = pred * x + p[i]; // Horner: p[0] x + p[1] here
+///     }
+///     (pred - y) * (pred - y)
+/// }
+/// let xs = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+/// let g = fit_grad_vmap(&[1.0, 0.0], &xs, &Tensor::zeros(&[3], DType::F64));
+/// assert_eq!(g.shape(), &[3, 2]); // one gradient of `p` per example
+/// assert_eq!(g.to_vec::<f64>(), vec![2.0, 2.0, 8.0, 4.0, 18.0, 6.0]);
 /// ```
 #[proc_macro_attribute]
 pub fn vmap(attr: TokenStream, item: TokenStream) -> TokenStream {
