@@ -57,28 +57,9 @@ pub fn pooled(out: TokenStream, user: &syn::ItemFn) -> TokenStream {
 /// `clone`). Code of the user's own (a `println!`, an `assert!` calling a function, another
 /// `#[grad]` function, which may do the same, a method of a configuration struct) may read
 /// thread-local state, and must see the caller's thread.
-/// Whether `body` runs no macro but `vec!` (no `println!`, `assert!`, ..: no effect of its
-/// own).
-pub(crate) fn effect_free(body: &syn::Block) -> bool {
-    struct Walk(bool);
-    impl<'a> syn::visit::Visit<'a> for Walk {
-        fn visit_macro(&mut self, m: &'a syn::Macro) {
-            self.0 &= m.path.is_ident("vec");
-            syn::visit::visit_macro(self, m);
-        }
-    }
-    let mut walk = Walk(true);
-    syn::visit::Visit::visit_block(&mut walk, body);
-    walk.0
-}
-
 pub(crate) fn self_contained(body: &syn::Block) -> bool {
     struct Walk(bool);
     impl<'a> syn::visit::Visit<'a> for Walk {
-        fn visit_macro(&mut self, m: &'a syn::Macro) {
-            self.0 &= m.path.is_ident("vec");
-            syn::visit::visit_macro(self, m);
-        }
         fn visit_expr_call(&mut self, c: &'a syn::ExprCall) {
             // `Tensor::stack`, `Vec::new`, `Conv::new`, `stop_gradient`
             let ours = matches!(&*c.func, syn::Expr::Path(p) if match p.path.segments.len() {
@@ -94,6 +75,21 @@ pub(crate) fn self_contained(body: &syn::Block) -> bool {
         fn visit_expr_method_call(&mut self, c: &'a syn::ExprMethodCall) {
             self.0 &= known_method(&c.method.to_string(), c.args.len());
             syn::visit::visit_expr_method_call(self, c);
+        }
+    }
+    let mut walk = Walk(true);
+    syn::visit::Visit::visit_block(&mut walk, body);
+    walk.0 && effect_free(body)
+}
+
+/// Whether `body` runs no macro but `vec!` (no `println!`, `assert!`, ..: no effect of its
+/// own).
+pub(crate) fn effect_free(body: &syn::Block) -> bool {
+    struct Walk(bool);
+    impl<'a> syn::visit::Visit<'a> for Walk {
+        fn visit_macro(&mut self, m: &'a syn::Macro) {
+            self.0 &= m.path.is_ident("vec");
+            syn::visit::visit_macro(self, m);
         }
     }
     let mut walk = Walk(true);

@@ -924,14 +924,7 @@ pub(crate) fn per_example_fn(
         let tys = fields.iter().map(|_| quote!(::ferrax::Tensor));
         (quote!((#(#tys),*)), quote!((#(#outs),*)))
     };
-    let vis = &b.item.vis;
-    let doc = &b.doc;
-    let allow = crate::emit::allow_generated();
-    let doc = if doc.is_empty() {
-        quote!(#[doc(hidden)])
-    } else {
-        quote!(#[doc = #doc])
-    };
+    let (vis, doc, allow) = (&b.item.vis, b.doc_attr(), crate::emit::allow_generated());
     quote! {
         #doc
         #allow
@@ -975,6 +968,16 @@ pub struct BatchedFn<'a> {
 }
 
 impl BatchedFn<'_> {
+    /// Its rustdoc attribute: hidden where it has no doc (a counterpart for callers).
+    fn doc_attr(&self) -> TokenStream {
+        let doc = &self.doc;
+        if doc.is_empty() {
+            quote!(#[doc(hidden)])
+        } else {
+            quote!(#[doc = #doc])
+        }
+    }
+
     /// The parameters of `func` with a batch axis.
     pub fn batched_params(&self, func: &Func) -> Vec<Var> {
         func.params
@@ -1190,14 +1193,7 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
     } else {
         (quote!((#(#ret_tys),*)), quote!((#(#rets),*)))
     };
-    let vis = &b.item.vis;
-    let doc = &b.doc;
-    let allow = crate::emit::allow_generated();
-    let doc = if doc.is_empty() {
-        quote!(#[doc(hidden)])
-    } else {
-        quote!(#[doc = #doc])
-    };
+    let (vis, doc, allow) = (&b.item.vis, b.doc_attr(), crate::emit::allow_generated());
     Ok(quote! {
         #doc
         #allow
