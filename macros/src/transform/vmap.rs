@@ -52,7 +52,6 @@ pub struct VmapError {
 pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
     let set = batched_vars(func, input.batched);
     let mut out = func.clone();
-    let mut seqs = HashSet::new();
     // in order of creation, the variables the user named first: the one an error names
     let mut order: Vec<Var> = set.iter().copied().collect();
     order.sort_by_key(|v| (func.info(*v).span.is_none(), *v));
@@ -68,10 +67,7 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
             Kind::Int => Kind::Tensor,
             // a sequence of floats: a list of batched floats (`Vec<Tensor>`, each element a
             // `[B]` tensor), read and written element by element as the user's list is
-            Kind::Seq(..) => {
-                seqs.insert(*v);
-                Kind::Struct
-            }
+            Kind::Seq(..) => Kind::Struct,
         };
         info.batched = true;
     }
@@ -100,7 +96,6 @@ pub fn vmap(func: &Func, input: &VmapIn) -> Result<Func, VmapError> {
         err: None,
         masks: Vec::new(),
         list_slots,
-        seqs,
     };
     let body = v.block(&func.body);
     if let Some(e) = v.err {
@@ -240,77 +235,48 @@ fn control_deps(
     }
 }
 
+/// The variables `block` changes only by the (leaf) statements `by` accepts, what each
+/// changes as `assigned_vars` says, and by no other.
+fn written_only_by(block: &Block, by: fn(&Stmt) -> bool) -> HashSet<Var> {
+    let (mut these, mut other) = (HashSet::new(), HashSet::new());
+    walk(block, &mut |s| {
+        if children(s).is_empty() {
+            let changed = assigned_vars(&Block {
+                stmts: vec![s.clone()],
+            });
+            if by(s) {
+                these.extend(changed);
+            } else {
+                other.extend(changed);
+            }
+        }
+    });
+    these.difference(&other).copied().collect()
+}
+
 /// The variables `block` changes only by adding to their parts (`AddProject`: the adjoint
 /// of a parameter struct or of a sequence of tensors).
 fn projected_only(block: &Block) -> HashSet<Var> {
-    let mut projected = HashSet::new();
-    walk(block, &mut |s| {
-        if let Stmt::AddProject { target, .. } = s {
-            projected.insert(*target);
-        }
-    });
-    let mut other = HashSet::new();
-    walk(block, &mut |s| {
-        if !matches!(s, Stmt::AddProject { .. }) && children(s).is_empty() {
-            other.extend(assigned_vars(&Block {
-                stmts: vec![s.clone()],
-            }));
-        }
-    });
-    projected.difference(&other).copied().collect()
+    written_only_by(block, |s| matches!(s, Stmt::AddProject { .. }))
 }
 
 /// The variables `block` changes only by writing their elements (`a[i] = x`, `a[i] += x`,
 /// and undoing such writes), never by pushing to them or replacing them whole.
 fn element_written_only(block: &Block) -> HashSet<Var> {
-    let (mut elements, mut other) = (HashSet::new(), HashSet::new());
-    walk(block, &mut |s| match s {
-        Stmt::Store { array, .. }
-        | Stmt::AddStore { array, .. }
-        | Stmt::AddProject { target: array, .. }
-        | Stmt::Undo { array, .. } => {
-            elements.insert(*array);
-        }
-        Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
-            other.insert(*var);
-        }
-        Stmt::Push { array, .. }
-        | Stmt::AddSeq { target: array, .. }
-        | Stmt::FillRest { array, .. } => {
-            other.insert(*array);
-        }
-        _ => {}
-    });
-    elements.difference(&other).copied().collect()
+    written_only_by(block, |s| {
+        matches!(
+            s,
+            Stmt::Store { .. }
+                | Stmt::AddStore { .. }
+                | Stmt::AddProject { .. }
+                | Stmt::Undo { .. }
+        )
+    })
 }
 
 /// The variables `block` changes only by pushing to them (the transforms' tapes).
-fn pushed_only(block: &Block) -> Vec<Var> {
-    let pushed: HashSet<Var> = {
-        let mut p = HashSet::new();
-        walk(block, &mut |s| {
-            if let Stmt::Push { array, .. } = s {
-                p.insert(*array);
-            }
-        });
-        p
-    };
-    let mut other = HashSet::new();
-    walk(block, &mut |s| match s {
-        Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
-            other.insert(*var);
-        }
-        Stmt::Store { array, .. }
-        | Stmt::AddStore { array, .. }
-        | Stmt::AddSeq { target: array, .. }
-        | Stmt::AddProject { target: array, .. }
-        | Stmt::Undo { array, .. }
-        | Stmt::FillRest { array, .. } => {
-            other.insert(*array);
-        }
-        _ => {}
-    });
-    pushed.difference(&other).copied().collect()
+fn pushed_only(block: &Block) -> HashSet<Var> {
+    written_only_by(block, |s| matches!(s, Stmt::Push { .. }))
 }
 
 /// The prefix of the counterpart of a `#[vmap]` function that callers in other batched
@@ -362,8 +328,6 @@ struct Vmap<'a> {
     masks: Vec<Atom>,
     /// Zero tangents of lists of tensors of a type the macro cannot see (see [`vmap`]).
     list_slots: HashSet<Var>,
-    /// The sequences of floats that differ per example, held as lists of batched floats.
-    seqs: HashSet<Var>,
 }
 
 impl Vmap<'_> {
@@ -386,6 +350,14 @@ impl Vmap<'_> {
 
     fn is_batched(&self, a: Atom) -> bool {
         self.func.batched(a)
+    }
+
+    /// Whether `v` is a sequence of floats that differs per example (held as a list of
+    /// batched floats).
+    fn is_seq(&self, v: &Var) -> bool {
+        self.func.info(*v).batched
+            && (v.0 as usize) < self.orig.vars.len()
+            && matches!(self.orig.info(*v).kind, Kind::Seq(..))
     }
 
     /// Whether `a` is a parameter taken by reference (`x: &Tensor`, `xs: &[Tensor]`).
@@ -651,7 +623,7 @@ impl Vmap<'_> {
                     return;
                 }
                 if matches!(rhs, Rhs::NewSeq(NewSeq::Empty { .. }))
-                    && (self.func.info(*var).kind == Kind::Opaque || self.seqs.contains(var))
+                    && (self.func.info(*var).kind == Kind::Opaque || self.is_seq(var))
                 {
                     // a reverse sweep's stack of batched values starts empty as any other,
                     // as does a Vec of floats that examples push to (a `Vec<Tensor>`)
@@ -664,7 +636,7 @@ impl Vmap<'_> {
                     let kind = match (&info.kind, rhs) {
                         (_, Rhs::Project(..) | Rhs::ProjectTangent(..)) => Kind::Tensor,
                         // a sequence of floats, lifted to a list of batched floats
-                        _ if self.seqs.contains(var) => self.orig.info(*var).kind.clone(),
+                        _ if self.is_seq(var) => self.orig.info(*var).kind.clone(),
                         _ => unbatched_kind(&self.func, rhs).unwrap_or(info.kind.clone()),
                     };
                     let tmp = self.func.new_var(&info.name, kind, false);
@@ -716,7 +688,7 @@ impl Vmap<'_> {
                 let value = &value;
                 // (onto a stack of batched values: an unbatched one lifted as what it is)
                 let value = match self.func.info(*array).kind {
-                    _ if self.seqs.contains(array) => self.lift_element(out, *value),
+                    _ if self.is_seq(array) => self.lift_element(out, *value),
                     Kind::Opaque if !self.is_batched(*value) => {
                         let tmp = self.func.new_var("pushed", Kind::Tensor, false);
                         self.func.vars[tmp.0 as usize].batched = true;
@@ -762,12 +734,12 @@ impl Vmap<'_> {
                 && self.func.info(*array).kind == Kind::Struct
                 && !self.is_batched(*index) =>
             {
-                let mut value = if self.seqs.contains(array) {
+                let mut value = if self.is_seq(array) {
                     self.lift_element(out, *value)
                 } else {
                     self.lift(out, *value, *array)
                 };
-                if self.seqs.contains(array) && !self.masks.is_empty() {
+                if self.is_seq(array) && !self.masks.is_empty() {
                     // under per-example conditions, only the examples that hold them write
                     let old = self.func.new_var("old", Kind::Tensor, false);
                     self.func.vars[old.0 as usize].batched = true;
@@ -790,7 +762,7 @@ impl Vmap<'_> {
                 array,
                 index,
                 value,
-            } if self.seqs.contains(array) && !self.is_batched(*index) => {
+            } if self.is_seq(array) && !self.is_batched(*index) => {
                 let add = Stmt::AddProject {
                     target: *array,
                     path: vec![Proj::Index(*index)],
@@ -802,7 +774,7 @@ impl Vmap<'_> {
                 target,
                 value,
                 offset,
-            } if self.seqs.contains(target)
+            } if self.is_seq(target)
                 && offset.is_none_or(|o| !self.is_batched(o))
                 && self.masks.is_empty() =>
             {
@@ -940,7 +912,7 @@ impl Vmap<'_> {
             // `i as f64`, `i as usize` of a per-example counter: the batch itself
             Rhs::Cast(a, _) if self.orig_kind(*a) == Kind::Int => Rhs::Atom(*a),
             // an element of a list of batched floats
-            Rhs::Index(seq, i) if self.seqs.contains(seq) && !self.is_batched(*i) => {
+            Rhs::Index(seq, i) if self.is_seq(seq) && !self.is_batched(*i) => {
                 Rhs::Project(*seq, vec![Proj::Index(*i)])
             }
             Rhs::Index(_, i) if self.is_batched(*i) => {
@@ -954,7 +926,7 @@ impl Vmap<'_> {
                 );
                 rhs.clone()
             }
-            Rhs::Sum(seq) if self.seqs.contains(seq) => Self::call(
+            Rhs::Sum(seq) if self.is_seq(seq) => Self::call(
                 "sum_seq",
                 vec![
                     Arg {
@@ -969,7 +941,7 @@ impl Vmap<'_> {
             ),
             // a view of part of a list of batched floats, read through its base
             Rhs::SubSlice(seq, lo, hi)
-                if self.seqs.contains(seq) && !self.is_batched(*lo) && !self.is_batched(*hi) =>
+                if self.is_seq(seq) && !self.is_batched(*lo) && !self.is_batched(*hi) =>
             {
                 rhs.clone()
             }
@@ -1004,7 +976,7 @@ impl Vmap<'_> {
                     len: Atom::Var(n),
                 })
             }
-            Rhs::NewSeq(NewSeq::CopyOf(seq)) if self.seqs.contains(seq) => rhs.clone(),
+            Rhs::NewSeq(NewSeq::CopyOf(seq)) if self.is_seq(seq) => rhs.clone(),
             // primitives go to `b::` when the emitter sees a batched argument
             Rhs::Prim(..)
             | Rhs::Atom(_)
@@ -1257,7 +1229,7 @@ impl Vmap<'_> {
         let both = Block {
             stmts: then.stmts.iter().chain(&els.stmts).cloned().collect(),
         };
-        let pushed_only: HashSet<Var> = pushed_only(&both).into_iter().collect();
+        let pushed_only = pushed_only(&both);
         // the adjoint of a sequence of tensors that the branches only add to (a reverse
         // sweep's `ws_bar[l] += g`): each example adds its own branch's part, the values
         // masked by the branch's condition (see the `AddProject` rule)
@@ -1269,12 +1241,12 @@ impl Vmap<'_> {
             let info = self.func.info(*v);
             let tape = info.kind == Kind::Opaque && info.span.is_none() && pushed_only.contains(v);
             let added_to = info.kind == Kind::Struct && projected.contains(v);
-            let stored = self.seqs.contains(v) && elements.contains(v);
+            let stored = self.is_seq(v) && elements.contains(v);
             !tape && !added_to && !stored
         });
         for v in &assigned {
             let info = self.func.info(*v);
-            if self.seqs.contains(v) {
+            if self.is_seq(v) {
                 let msg = format!(
                     "#[vmap]: `{}` is pushed to or replaced whole under a condition that differs per example, which would give the examples sequences of different lengths; under such a condition write its elements (`{}[i] = ..`)",
                     info.name, info.name
@@ -1329,9 +1301,7 @@ impl Vmap<'_> {
         // there reads it
         let not = (has_effect(els)
             || !projected_only(els).is_empty()
-            || element_written_only(els)
-                .iter()
-                .any(|v| self.seqs.contains(v)))
+            || element_written_only(els).iter().any(|v| self.is_seq(v)))
         .then(|| self.batched_prim(out, Prim::Not, vec![cond]));
         if let Some(not) = not {
             self.masks.push(not);
