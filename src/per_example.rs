@@ -80,6 +80,16 @@ pub struct Rows<T> {
 }
 
 impl<T: Float> Rows<T> {
+    /// Every example's sequence length.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the sequences are empty.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
     /// Example `k`'s sequence.
     #[inline]
     pub fn row(&self, k: usize) -> &[T] {
@@ -169,16 +179,24 @@ fn invalid(fn_name: &str, param: &str, ty: &str, ndim: usize, shape: &str, x: &T
     }
 }
 
-/// One output of every example, gathered as they are made (see [`each`]): floats,
-/// sequences of floats, or rows of them (a Jacobian's), every example's of one shape.
-#[derive(Default)]
-pub struct Column<T> {
-    data: Vec<T>,
+/// One output of every example, gathered as they are made (see [`each`]): of `E`, a
+/// float, a sequence of floats or rows of them (a Jacobian's), every example's of one shape.
+pub struct Column<E: Example> {
+    data: Vec<E::Elem>,
     /// One example's shape (`[]` for a float), once the first is written.
     shape: Option<Vec<usize>>,
 }
 
-impl<T: Float> Column<T> {
+impl<E: Example> Default for Column<E> {
+    fn default() -> Self {
+        Column {
+            data: Vec::new(),
+            shape: None,
+        }
+    }
+}
+
+impl<E: Example> Column<E> {
     /// Checks that an example of `shape` matches the others.
     #[track_caller]
     fn shaped(&mut self, shape: &[usize], fn_name: &str) {
@@ -193,28 +211,33 @@ impl<T: Float> Column<T> {
 
     /// Appends the column of the examples after these (a share run on another thread).
     #[track_caller]
-    pub fn append(&mut self, other: Column<T>, fn_name: &str) {
+    pub fn append(&mut self, other: Column<E>, fn_name: &str) {
         if let Some(s) = &other.shape {
             self.shaped(s, fn_name);
         }
         self.data.extend(other.data);
     }
 
-    /// The column as a batched tensor: `[bsz]` + one example's shape.
-    pub fn finish(self, bsz: usize) -> Tensor {
+    /// The column as a batched tensor: `[bsz]` + one example's shape (of no example,
+    /// `unread`, where the caller knows it: a sequence parameter's gradient is as long as
+    /// the parameter; else as [`Example::unread_shape`] says).
+    pub fn finish(self, bsz: usize, unread: Option<Vec<usize>>) -> Tensor {
         let mut shape = vec![bsz];
-        shape.extend(self.shape.unwrap_or_default());
+        shape.extend(self.shape.or(unread).unwrap_or_else(E::unread_shape));
         Tensor::from_vec(self.data, &shape)
     }
 }
 
 /// A result of one example that a [`Column`] gathers: a float, a `Vec` of them, an array,
 /// or rows (`Vec<Vec<f64>>`, as long as each other).
-pub trait Example {
+pub trait Example: Sized {
     /// The float.
     type Elem: Float;
     /// Writes this example's value at the end of `col`.
-    fn put(&self, col: &mut Column<Self::Elem>, fn_name: &str);
+    fn put(&self, col: &mut Column<Self>, fn_name: &str);
+    /// One example's shape where no example gives it (an empty batch): as many axes as
+    /// every example has, those of unknown length 0.
+    fn unread_shape() -> Vec<usize>;
 }
 
 macro_rules! examples {
@@ -228,26 +251,35 @@ macro_rules! examples {
                 }
                 col.data.push(*self);
             }
+            fn unread_shape() -> Vec<usize> {
+                vec![]
+            }
         }
         impl Example for Vec<$f> {
             type Elem = $f;
             #[track_caller]
-            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+            fn put(&self, col: &mut Column<Self>, fn_name: &str) {
                 col.shaped(&[self.len()], fn_name);
                 col.data.extend_from_slice(self);
+            }
+            fn unread_shape() -> Vec<usize> {
+                vec![0]
             }
         }
         impl<const N: usize> Example for [$f; N] {
             type Elem = $f;
-            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+            fn put(&self, col: &mut Column<Self>, fn_name: &str) {
                 col.shaped(&[N], fn_name);
                 col.data.extend_from_slice(&self[..]);
+            }
+            fn unread_shape() -> Vec<usize> {
+                vec![N]
             }
         }
         impl Example for Vec<Vec<$f>> {
             type Elem = $f;
             #[track_caller]
-            fn put(&self, col: &mut Column<$f>, fn_name: &str) {
+            fn put(&self, col: &mut Column<Self>, fn_name: &str) {
                 let n = self.first().map_or(0, Vec::len);
                 if let Some(r) = self.iter().find(|r| r.len() != n) {
                     panic!(
@@ -260,6 +292,9 @@ macro_rules! examples {
                     col.data.extend_from_slice(r);
                 }
             }
+            fn unread_shape() -> Vec<usize> {
+                vec![0, 0]
+            }
         }
     )*};
 }
@@ -268,7 +303,7 @@ examples!(f32, f64);
 /// Writes `x` at the end of `col` (see [`Example`]).
 #[inline]
 #[track_caller]
-pub fn put<E: Example>(x: &E, col: &mut Column<E::Elem>, fn_name: &str) {
+pub fn put<E: Example>(x: &E, col: &mut Column<E>, fn_name: &str) {
     x.put(col, fn_name);
 }
 
@@ -278,7 +313,7 @@ mod tests {
 
     /// `each` gathering `k` and `[k, k]` for every example.
     fn squares(bsz: usize, slow: bool) -> (Tensor, Tensor) {
-        let (a, b): (Column<f64>, Column<f64>) = each(
+        let (a, b): (Column<f64>, Column<Vec<f64>>) = each(
             bsz,
             true,
             |k| {
@@ -287,7 +322,7 @@ mod tests {
                 }
                 (k as f64, vec![k as f64; 2])
             },
-            |o, c: &mut (Column<f64>, Column<f64>)| {
+            |o, c: &mut (Column<f64>, Column<Vec<f64>>)| {
                 put(&o.0, &mut c.0, "f");
                 put(&o.1, &mut c.1, "f");
             },
@@ -296,7 +331,7 @@ mod tests {
                 a.1.append(b.1, "f");
             },
         );
-        (a.finish(bsz), b.finish(bsz))
+        (a.finish(bsz, None), b.finish(bsz, None))
     }
 
     #[test]
@@ -316,8 +351,10 @@ mod tests {
             assert_eq!(b.shape(), &[64, 2]);
             assert_eq!(b.to_vec::<f64>()[126..], [63.0, 63.0]);
         }
-        let (a, _) = squares(0, false);
+        let (a, b) = squares(0, false);
         assert_eq!(a.shape(), &[0]);
+        // (an empty batch of Vecs keeps their axis)
+        assert_eq!(b.shape(), &[0, 0]);
     }
 
     #[test]
@@ -350,7 +387,7 @@ mod tests {
         let mut c = Column::default();
         put(&[1.0f32, 2.0], &mut c, "f");
         put(&[3.0f32, 4.0], &mut c, "f");
-        let t = c.finish(2);
+        let t = c.finish(2, None);
         assert_eq!(t.shape(), &[2, 2]);
         assert_eq!(t.to_vec::<f32>(), vec![1.0, 2.0, 3.0, 4.0]);
         let r = std::panic::catch_unwind(|| {
@@ -366,6 +403,6 @@ mod tests {
         let mut c = Column::default();
         put(&vec![vec![1.0f64, 2.0], vec![3.0, 4.0]], &mut c, "f");
         put(&vec![vec![5.0f64, 6.0], vec![7.0, 8.0]], &mut c, "f");
-        assert_eq!(c.finish(2).shape(), &[2, 2, 2]);
+        assert_eq!(c.finish(2, None).shape(), &[2, 2, 2]);
     }
 }

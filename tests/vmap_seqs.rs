@@ -84,18 +84,31 @@ fn running_squares(x: &[f64]) -> Vec<f64> {
     out
 }
 
-/// Element writes under a condition that differs per example, with a per-example bound.
-#[vmap]
-fn clip_above(x: Vec<f64>, lim: f64) -> Vec<f64> {
-    let mut v = x.to_vec();
-    for i in 0..v.len() {
-        if v[i] > lim {
-            v[i] = lim;
-        } else {
-            v[i] = v[i] * 0.5;
+/// Element writes under a condition that differs per example, with a per-example bound:
+/// `$v`, a copy of `$x`, clipped above `$lim` and halved below it, goes to `$out`. One
+/// body for the scalar function and its tensor twin below.
+macro_rules! clipping {
+    ($(#[$m:meta])* fn $name:ident($x:ident: $xt:ty, $lim:ident: $lt:ty $(, $p:ident: $pt:ty)*) -> $r:ty {
+        |$v:ident| $out:expr
+    }) => {
+        $(#[$m])*
+        fn $name($x: $xt, $lim: $lt $(, $p: $pt)*) -> $r {
+            let mut $v = $x.to_vec();
+            for i in 0..$v.len() {
+                if $v[i] > $lim {
+                    $v[i] = $lim;
+                } else {
+                    $v[i] = $v[i] * 0.5;
+                }
+            }
+            $out
         }
-    }
-    v
+    };
+}
+
+clipping! {
+    #[vmap]
+    fn clip_above(x: Vec<f64>, lim: f64) -> Vec<f64> { |v| v }
 }
 
 #[test]
@@ -358,22 +371,18 @@ fn per_example_gradients_through_pushed_vecs_match_a_loop() {
 // per-example conditions masked), where the scalar functions above run once per example.
 // Each twin is its scalar function's body times a one-element tensor `s`.
 
-#[vmap(in_axes = (0, 0, None))]
-#[allow(dead_code)] // (its batched forms are under test)
-fn clip_above_t(x: Vec<f64>, lim: f64, s: &Tensor) -> Tensor {
-    let mut v = x.to_vec();
-    for i in 0..v.len() {
-        if v[i] > lim {
-            v[i] = lim;
-        } else {
-            v[i] = v[i] * 0.5;
+clipping! {
+    #[vmap(in_axes = (0, 0, None))]
+    #[allow(dead_code)] // (its batched forms are under test)
+    fn clip_above_t(x: Vec<f64>, lim: f64, s: &Tensor) -> Tensor {
+        |v| {
+            let mut e = 0.0;
+            for i in 0..v.len() {
+                e = e + v[i] * (i as f64 + 1.0);
+            }
+            s * e
         }
     }
-    let mut e = 0.0;
-    for i in 0..v.len() {
-        e = e + v[i] * (i as f64 + 1.0);
-    }
-    s * e
 }
 
 relaxation! {
@@ -575,5 +584,57 @@ fn scalar_code_calling_the_users_functions_runs_once_per_example() {
         lo[k] -= h;
         let fd = (bonded(&hi, 0.7) - bonded(&lo, 0.7)) / (2.0 * h);
         close(&[want[2][k]], &[fd], 1e-6, "finite differences");
+    }
+}
+
+// ---- edges: empty batches, empty sequences, loops of zero trips, batches of one ----
+
+#[test]
+fn empty_batches_empty_sequences_and_loops_of_zero_trips_match_a_loop() {
+    let s = Tensor::from_vec(vec![1.0f64], &[1]);
+    // an empty batch: results keep their axes; a gradient is as long as its sequence, a
+    // sequence scalar code returns of unknown length (no example ran to say it): 0
+    let none = Tensor::zeros(&[0, 4], DType::F64);
+    assert_eq!(diffuse_vmap(&none, 0.1).shape(), &[0, 0]);
+    assert_eq!(relax_grad_vmap(&none, 1e-6).shape(), &[0, 4]);
+    assert_eq!(relax_t_grad_vmap(&none, 1e-6, &s).shape(), &[0, 4]);
+    let p = vec![0.5, -1.0];
+    let empty = Tensor::zeros(&[0], DType::F64);
+    assert_eq!(poly_loss_grad_vmap(&p, &empty, &empty).shape(), &[0, 2]);
+    assert_eq!(
+        poly_loss_t_grad_vmap(&p, &empty, &empty, &s).shape(),
+        &[0, 2]
+    );
+    // empty sequences: no coefficient, no element
+    let (xs, ys) = (normal(24, &[3]), normal(25, &[3]));
+    assert_eq!(poly_loss_grad_vmap(&[], &xs, &ys).shape(), &[3, 0]);
+    assert_eq!(poly_loss_t_grad_vmap(&[], &xs, &ys, &s).shape(), &[3, 0]);
+    let want: Vec<f64> = values(&ys).iter().map(|y| y * y).collect();
+    close(
+        &values(&poly_loss_vmap(&[], &xs, &ys)),
+        &want,
+        0.0,
+        "no coefficient",
+    );
+    assert_eq!(
+        running_squares_vmap(&Tensor::zeros(&[3, 0], DType::F64)).shape(),
+        &[3, 0]
+    );
+    // loops of zero trips: two elements (no inner element to relax), and a tolerance
+    // every example meets at once (no sweep); batches of one and more
+    for b in [1usize, 3] {
+        for (n, tol) in [(2usize, 1e-6), (5, 1e9)] {
+            let rs = rows(&normal(26 + n as u64, &[b, n]));
+            let xs = of_rows(&rs);
+            let want: Vec<Vec<f64>> = rs.iter().map(|x| relax_grad(x, tol)).collect();
+            let what = format!("relax, batch {b}, {n} elements, tol {tol}");
+            assert_close(&relax_grad_vmap(&xs, tol), &of_rows(&want), 1e-13, &what);
+            assert_close(
+                &relax_t_grad_vmap(&xs, tol, &s),
+                &of_rows(&want),
+                1e-13,
+                &what,
+            );
+        }
     }
 }

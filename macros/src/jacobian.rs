@@ -827,7 +827,12 @@ fn slices_per_example(
             outputs: Vec::new(),
             out_axes,
         };
-        out.extend(crate::vmap::per_example_fn(&b, &func, callee, &[quote!()]));
+        out.extend(crate::vmap::per_example_fn(
+            &b,
+            &func,
+            callee,
+            &[(quote!(), None)],
+        ));
     }
     Some(Ok(out))
 }

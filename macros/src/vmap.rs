@@ -136,7 +136,7 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         out_axes: vattr.out_axes,
     };
     out.extend(if looped {
-        per_example_fn(&vmapped, &func, name, &[quote!()])
+        per_example_fn(&vmapped, &func, name, &[(quote!(), None)])
     } else {
         batched_fn(&vmapped, &func)?
     });
@@ -161,7 +161,7 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             out_axes: 0,
         };
         out.extend(if looped {
-            per_example_fn(&counterpart, &func, name, &[quote!()])
+            per_example_fn(&counterpart, &func, name, &[(quote!(), None)])
         } else {
             batched_fn(&counterpart, &func).unwrap_or_default()
         });
@@ -189,27 +189,36 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         let wrt: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
         let wrt = wrt.join(", ");
         // (where one example at a time: what `_grad` and `_value_and_grad` return, a tuple
-        // of gradients where there are several)
-        let fields: Vec<TokenStream> = if grads.len() == 1 {
-            vec![quote!()]
-        } else {
-            (0..grads.len())
-                .map(|k| {
-                    let k = syn::Index::from(k);
+        // of gradients where there are several, each of its parameter)
+        let fields: Vec<(TokenStream, Option<Var>)> = active
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let k = syn::Index::from(k);
+                let field = if grads.len() == 1 {
+                    quote!()
+                } else {
                     quote!(.#k)
-                })
-                .collect()
-        };
-        let grad_fn = BatchedFn {
-            name: format_ident!("{}_grad_vmap", name),
-            doc: format!(
-                "Per-example gradients of [`{name}`] with respect to {wrt}: each gradient carries the batch axis first (in every field of a struct)."
-            ),
+                };
+                (field, Some(p.var))
+            })
+            .collect();
+        // (both batch axes first)
+        let per_example = |suffix: &str, doc: String, outputs| BatchedFn {
+            name: format_ident!("{}_{}_vmap", name, suffix),
+            doc,
             item: &item,
             axes: &axes,
-            outputs: grads.clone(),
+            outputs,
             out_axes: 0,
         };
+        let grad_fn = per_example(
+            "grad",
+            format!(
+                "Per-example gradients of [`{name}`] with respect to {wrt}: each gradient carries the batch axis first (in every field of a struct)."
+            ),
+            grads.clone(),
+        );
         out.extend(if looped {
             per_example_fn(&grad_fn, &func, &format_ident!("{}_grad", name), &fields)
         } else {
@@ -217,19 +226,16 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         });
         let mut outputs = vec![(func.output, ret_ty.clone())];
         outputs.extend(grads);
-        let value_and_grad_fn = BatchedFn {
-            name: format_ident!("{}_value_and_grad_vmap", name),
-            doc: format!(
+        let value_and_grad_fn = per_example(
+            "value_and_grad",
+            format!(
                 "Per-example values of [`{name}`] and per-example gradients with respect to {wrt}, batch axis first."
             ),
-            item: &item,
-            axes: &axes,
             outputs,
-            out_axes: 0,
-        };
+        );
         out.extend(if looped {
-            let mut both = vec![quote!(.0)];
-            both.extend(fields.iter().map(|f| quote!(.1 #f)));
+            let mut both = vec![(quote!(.0), None)];
+            both.extend(fields.iter().map(|(f, p)| (quote!(.1 #f), *p)));
             per_example_fn(
                 &value_and_grad_fn,
                 &func,
@@ -836,23 +842,29 @@ pub(crate) fn per_example_code(func: &Func, item: &syn::ItemFn) -> bool {
 /// `b` emitted as a loop over the examples: `callee` (the user's function, its `_grad` or
 /// its `_value_and_grad`) called on each example's arguments (`ferrax::per_example`), on
 /// rayon's threads where the examples are long and the body calls nothing of the user's
-/// (which may read the caller's thread-local state); each output of `b` is `fields`
-/// (`.1 .0`) of the callee's result, stacked over examples.
+/// (which may read the caller's thread-local state); each output of `b` is a field (`.1 .0`)
+/// of the callee's result, stacked over examples, with the parameter it is the gradient of
+/// (an empty batch's gradient of a sequence is as long as the sequence).
 pub(crate) fn per_example_fn(
     b: &BatchedFn,
     func: &Func,
     callee: &syn::Ident,
-    fields: &[TokenStream],
+    fields: &[(TokenStream, Option<Var>)],
 ) -> TokenStream {
     let name = &b.name;
     let name_str = name.to_string();
     let parallel = crate::entry::self_contained(&b.item.block);
     let (mut params, mut front, mut sizes, mut reads, mut args) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // each sequence parameter's length
+    let mut lens = std::collections::HashMap::new();
     for (p, a) in func.params.iter().zip(b.axes) {
         let (id, ty) = (&p.ident, &p.ty);
         let kind = func.info(p.var).kind.clone();
         let Some(axis) = a else {
+            if let Kind::Seq(..) = kind {
+                lens.insert(p.var, quote!(#id.len()));
+            }
             params.push(quote!(#id: #ty));
             // (shared by every example: copied, or an owned Vec cloned)
             args.push(match ty {
@@ -883,6 +895,7 @@ pub(crate) fn per_example_fn(
             reads.push(quote!(
                 let #ex = ::ferrax::__private::ex::rows::<#float>(#name_str, #label, #id, #len);
             ));
+            lens.insert(p.var, quote!(#ex.len()));
             args.push(match ty {
                 Type::Array(_) => quote!(#ex.array(#k)),
                 Type::Reference(r) => match &*r.elem {
@@ -901,18 +914,24 @@ pub(crate) fn per_example_fn(
     }
     // one column per output, each written as its example finishes
     let cols: Vec<syn::Index> = (0..fields.len()).map(syn::Index::from).collect();
+    let unread = fields
+        .iter()
+        .map(|(_, p)| match p.and_then(|p| lens.get(&p)) {
+            Some(n) => quote!(::std::option::Option::Some(::std::vec![#n])),
+            None => quote!(::std::option::Option::None),
+        });
     let col_tys: Vec<TokenStream> = fields
         .iter()
         .map(|_| quote!(::ferrax::__private::ex::Column<_>))
         .collect();
-    let puts = fields.iter().zip(&cols).map(|(f, c)| {
+    let puts = fields.iter().zip(&cols).map(|((f, _), c)| {
         quote!(::ferrax::__private::ex::put(&__ferrax_o #f, &mut __ferrax_c.#c, #name_str);)
     });
     let merges = cols
         .iter()
         .map(|c| quote!(__ferrax_a.#c.append(__ferrax_b.#c, #name_str);));
-    let outs = cols.iter().map(|c| {
-        let t = quote!(__ferrax_cols.#c.finish(__ferrax_batch));
+    let outs = cols.iter().zip(unread).map(|(c, unread)| {
+        let t = quote!(__ferrax_cols.#c.finish(__ferrax_batch, #unread));
         match b.out_axes {
             0 => t,
             axis => quote!(::ferrax::__private::b::move_from_front(&#t, #axis)),
