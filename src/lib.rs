@@ -122,6 +122,9 @@ pub mod fuse;
 pub mod per_example;
 
 #[doc(hidden)]
+pub mod lanes;
+
+#[doc(hidden)]
 pub mod slot;
 
 /// Support for the code `#[grad]` generates. Not a public API.
@@ -133,6 +136,7 @@ pub mod __private {
         Fill, FillSlots, Filling, Slots, fill_for, fill_rest, fill_seq, filling,
     };
     pub use crate::fuse;
+    pub use crate::lanes;
     pub use crate::per_example as ex;
     pub use crate::slot;
     pub use crate::tensor_rules as t;

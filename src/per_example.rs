@@ -8,8 +8,10 @@
 //! its batched arguments with [`floats`] and [`rows`] and runs [`each`], which gathers
 //! each output into a [`Column`].
 
+use crate::__private::lanes::{Lanes, W};
 use ferrax_runtime::{Error, Float, Tensor};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// A batch whose examples together take at least this long (judged by the first) runs
@@ -55,6 +57,49 @@ pub fn each<R, C: Default + Send>(
         }
     }
     cols
+}
+
+/// [`each`] with the examples in groups of [`W`] run over lanes: `lanes(k)` runs examples
+/// `k..k + W` at once (see [`crate::__private::lanes`]), `None` where their control flow
+/// diverged, and those examples then run one at a time with `f`, as do the last `bsz % W`.
+/// Where most groups diverge (examples that branch on their own values), the rest are
+/// not tried. Every example's result is the same, bit for bit, either way.
+pub fn each_lanes<R, G: Lanes<One = R>, C: Default + Send>(
+    bsz: usize,
+    parallel: bool,
+    f: impl Fn(usize) -> R + Sync,
+    lanes: impl Fn(usize) -> Option<G> + Sync,
+    put: impl Fn(R, &mut C) + Sync,
+    merge: impl Fn(&mut C, C) + Sync,
+) -> C {
+    let (tried, diverged) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    each(
+        bsz.div_ceil(W),
+        parallel,
+        |g| {
+            let k = g * W;
+            let (t, d) = (tried.load(Relaxed), diverged.load(Relaxed));
+            if k + W <= bsz && (d < 4 || 4 * d <= t) {
+                tried.fetch_add(1, Relaxed);
+                match lanes(k) {
+                    Some(r) => return Group::Lanes(r),
+                    None => _ = diverged.fetch_add(1, Relaxed),
+                }
+            }
+            Group::One((k..bsz.min(k + W)).map(&f).collect())
+        },
+        |g, c| match g {
+            Group::Lanes(r) => (0..W).for_each(|i| put(r.lane(i), c)),
+            Group::One(rs) => rs.into_iter().for_each(|r| put(r, c)),
+        },
+        merge,
+    )
+}
+
+/// The results of a group of examples: over lanes, or one by one.
+enum Group<G, R> {
+    Lanes(G),
+    One(Vec<R>),
 }
 
 /// A batched float parameter, `[B]` (batch axis first), as its values.

@@ -49,6 +49,9 @@ pub struct Emitter<'f> {
     /// [`read_counts`]): a value read once, by the next link of an elementwise chain, is
     /// computed within the chain's fused call.
     pub(crate) reads: HashMap<Var, usize>,
+    /// Every float is an `L` of several examples, one per SIMD lane (see
+    /// `ferrax::__private::lanes` and [`lanes_emittable`]).
+    pub lanes: bool,
 }
 
 impl<'f> Emitter<'f> {
@@ -68,7 +71,15 @@ impl<'f> Emitter<'f> {
             func,
             owned_params,
             reads,
+            lanes: false,
         }
+    }
+
+    /// This emitter writing every float as an `L` of several examples (see
+    /// [`lanes_emittable`] for the code it takes).
+    pub fn over_lanes(mut self) -> Self {
+        self.lanes = true;
+        self
     }
 }
 
@@ -84,6 +95,7 @@ impl Emitter<'_> {
                 let id = self.var(v);
                 quote!(#id)
             }
+            Atom::Float(x) if self.lanes => lanes_splat(x, quote!()),
             Atom::Float(x) => float_literal(x, Literal::f64_unsuffixed),
             Atom::Int(i) => {
                 let lit = Literal::u128_unsuffixed(i);
@@ -445,6 +457,13 @@ impl Emitter<'_> {
                     return quote!(let _ = #r;);
                 }
                 let ty = match (&info.kind, rhs) {
+                    (Kind::Float(p), _) if self.lanes => {
+                        let f = match p {
+                            Prec::F32 | Prec::F64 => prec_ty(*p),
+                            _ => quote!(_),
+                        };
+                        quote!(: ::ferrax::__private::lanes::L<#f>)
+                    }
                     (Kind::Float(Prec::F32), _) => quote!(: f32),
                     (Kind::Float(Prec::F64), _) => quote!(: f64),
                     // a Vec of tensors, which may be read before its first push
@@ -457,12 +476,12 @@ impl Emitter<'_> {
                         Kind::Seq(_, p @ (Prec::F32 | Prec::F64)),
                         Rhs::NewSeq(NewSeq::Empty { .. } | NewSeq::Filled { .. }),
                     ) => {
-                        let f = if *p == Prec::F32 {
-                            quote!(f32)
+                        let f = prec_ty(*p);
+                        if self.lanes {
+                            quote!(: ::std::vec::Vec<::ferrax::__private::lanes::L<#f>>)
                         } else {
-                            quote!(f64)
-                        };
-                        quote!(: ::std::vec::Vec<#f>)
+                            quote!(: ::std::vec::Vec<#f>)
+                        }
                     }
                     _ => quote!(),
                 };
@@ -470,7 +489,14 @@ impl Emitter<'_> {
                     Kind::Float(p) => p,
                     _ => Prec::Infer,
                 };
-                let r = self.rhs(rhs, prec, !info.kind.is_scalar() || info.kind.is_tensor());
+                let mut r = self.rhs(rhs, prec, !info.kind.is_scalar() || info.kind.is_tensor());
+                if self.lanes
+                    && matches!(info.kind, Kind::Float(_))
+                    && matches!(rhs, Rhs::Cast(..) | Rhs::Path(_) | Rhs::Lit(_))
+                {
+                    // (a float made of no float: the same in every lane)
+                    r = quote!(::ferrax::__private::lanes::L::splat(#r));
+                }
                 quote!(let #m #id #ty = #r;)
             }
             Stmt::Assign { var, value } => {
@@ -771,8 +797,14 @@ impl Emitter<'_> {
                 quote!(::ferrax::__private::sum(&#id))
             }
             Rhs::Cast(a, ty) => {
+                let lanes_float = self.lanes && matches!(self.func.kind(*a), Kind::Float(_));
                 let a = self.atom(*a);
-                quote!((#a as #ty))
+                if lanes_float {
+                    // (an integer of the lanes' float: theirs where they agree)
+                    quote!((#a.uniform() as #ty))
+                } else {
+                    quote!((#a as #ty))
+                }
             }
             Rhs::NewSeq(n) => match n {
                 NewSeq::Filled { value, len } => {
@@ -1010,7 +1042,14 @@ impl Emitter<'_> {
         let a: Vec<TokenStream> = args.iter().map(|x| self.atom(*x)).collect();
         let mut first = a.first().cloned().unwrap_or_default();
         // A method needs a receiver of known type: give a literal receiver its suffix.
-        if let (Syntax::Method(_), Some(Atom::Float(v))) = (row(p).syntax, args.first()) {
+        if let (Syntax::Method(_), Some(Atom::Float(v)), true) =
+            (row(p).syntax, args.first(), self.lanes)
+        {
+            first = match prec {
+                Prec::F32 | Prec::F64 => lanes_splat(*v, prec_ty(prec)),
+                _ => lanes_splat(*v, quote!()),
+            };
+        } else if let (Syntax::Method(_), Some(Atom::Float(v))) = (row(p).syntax, args.first()) {
             let lit = match prec {
                 Prec::F32 => Literal::f32_suffixed(v.abs() as f32),
                 _ => Literal::f64_suffixed(v.abs()),
@@ -1051,6 +1090,8 @@ impl Emitter<'_> {
                 let rest = &a[1..];
                 quote!(#first.#m(#(#rest),*))
             }
+            Syntax::Cast("f32") if self.lanes => quote!(#first.cast::<f32>()),
+            Syntax::Cast(_) if self.lanes => quote!(#first.cast::<f64>()),
             Syntax::Cast("f32") => quote!((#first as f32)),
             Syntax::Cast(_) => quote!((#first as f64)),
             Syntax::Choose => {
@@ -1423,4 +1464,68 @@ fn float_literal(x: f64, lit: fn(f64) -> Literal) -> TokenStream {
         let l = lit(x);
         quote!(#l)
     }
+}
+
+/// The Rust float type of a precision (`f64` unless `F32`).
+fn prec_ty(p: Prec) -> TokenStream {
+    if p == Prec::F32 {
+        quote!(f32)
+    } else {
+        quote!(f64)
+    }
+}
+
+/// A float constant in every lane, `L::<ty>::splat(x)` (`ty` empty: inferred).
+fn lanes_splat(x: f64, ty: TokenStream) -> TokenStream {
+    let l = quote!(::ferrax::__private::lanes::L);
+    let l = if ty.is_empty() { l } else { quote!(#l::<#ty>) };
+    if x.is_finite() {
+        let lit = float_literal(x, Literal::f64_unsuffixed);
+        quote!(#l::splat(#lit))
+    } else {
+        let c = float_literal(x, Literal::f64_unsuffixed);
+        quote!(#l::splat_f64(#c))
+    }
+}
+
+/// Whether `func` can be emitted over lanes ([`Emitter::over_lanes`]): scalar code whose
+/// every float is one the `L` of `ferrax::__private::lanes` can stand for. Floats,
+/// integers, bools and sequences of floats; primitives, element reads and writes, casts,
+/// loops and branches (on bools, which the lanes must agree on); no call with a float in
+/// or out (a function of the user's takes floats, not lanes), no method on a float outside
+/// the primitive table, no `match` on a float, no effect.
+pub fn lanes_emittable(func: &Func) -> bool {
+    let float = |a: &Atom| matches!(func.kind(*a), Kind::Float(_) | Kind::Seq(..));
+    let kinds = func
+        .vars
+        .iter()
+        .all(|v| !matches!(v.kind, Kind::Tensor | Kind::Struct));
+    let rhs_ok = |v: &Var, r: &Rhs| match r {
+        // (of integers: a helper's, the trip count of a loop)
+        Rhs::Call {
+            args,
+            mode: CallMode::Primal,
+            ..
+        } => !float(&Atom::Var(*v)) && !args.iter().any(|a| float(&a.atom)),
+        Rhs::Prim(p, _) => !matches!(row(*p).syntax, Syntax::Method(_)) || p.is_float_method(),
+        Rhs::Method { recv, args, .. } => !float(recv) && !args.iter().any(|a| float(&a.atom)),
+        Rhs::NewSeq(NewSeq::ZerosLike(v)) => matches!(func.info(*v).kind, Kind::Seq(..)),
+        Rhs::Call { .. }
+        | Rhs::CallVar { .. }
+        | Rhs::Struct { .. }
+        | Rhs::Project(..)
+        | Rhs::ProjectTangent(..)
+        | Rhs::ProjectLen(..) => false,
+        _ => true,
+    };
+    let mut ok = kinds;
+    walk(&func.body, &mut |s| {
+        ok &= match s {
+            Stmt::Let { var, rhs } => rhs_ok(var, rhs),
+            Stmt::Match { scrut, .. } => !float(scrut),
+            Stmt::Effect(_) | Stmt::AddProject { .. } => false,
+            _ => true,
+        }
+    });
+    ok
 }

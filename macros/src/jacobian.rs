@@ -832,6 +832,7 @@ fn slices_per_example(
             &func,
             callee,
             &[(quote!(), None)],
+            None,
         ));
     }
     Some(Ok(out))

@@ -2250,6 +2250,12 @@ impl Prim {
         ]
     };
 
+    /// Whether this is a float method (`x.sin()`): one `f64` has, and so the lanes of
+    /// `ferrax::__private::lanes::L` (which has every one).
+    pub fn is_float_method(self) -> bool {
+        Self::FLOAT_METHODS.contains(&self)
+    }
+
     /// The primitive a float method names, with its number of arguments after the receiver.
     pub fn from_method(name: &str) -> Option<Prim> {
         Self::FLOAT_METHODS

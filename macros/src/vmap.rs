@@ -135,8 +135,10 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
         outputs: vec![(func.output, ret_ty.clone())],
         out_axes: vattr.out_axes,
     };
+    // (scalar code over lanes, where it can be: see `ferrax::__private::lanes`)
+    let primal_lanes = || lanes_closure(&func, |em| em.atom(func.output));
     out.extend(if looped {
-        per_example_fn(&vmapped, &func, name, &[(quote!(), None)])
+        per_example_fn(&vmapped, &func, name, &[(quote!(), None)], primal_lanes())
     } else {
         batched_fn(&vmapped, &func)?
     });
@@ -161,7 +163,13 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             out_axes: 0,
         };
         out.extend(if looped {
-            per_example_fn(&counterpart, &func, name, &[(quote!(), None)])
+            per_example_fn(
+                &counterpart,
+                &func,
+                name,
+                &[(quote!(), None)],
+                primal_lanes(),
+            )
         } else {
             batched_fn(&counterpart, &func).unwrap_or_default()
         });
@@ -219,8 +227,34 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             ),
             grads.clone(),
         );
+        // the gradient over lanes: the IR `f_grad` is written from (see `grad::expand_with`)
+        let grad_lanes = |with_value: bool| {
+            let v = crate::transform::vjp::vjp(&func, &varied_set);
+            let mut ir = crate::grad::gradient_ir(&func, &v, with_value);
+            crate::transform::simplify::fill_gathered_fn(&mut ir);
+            lanes_closure(&ir, |em| {
+                let g: Vec<TokenStream> = v.grads.iter().map(|a| em.atom(*a)).collect();
+                let g = if g.len() == 1 {
+                    quote!(#(#g)*)
+                } else {
+                    quote!((#(#g),*))
+                };
+                if with_value {
+                    let value = em.atom(func.output);
+                    quote!((#value, #g))
+                } else {
+                    g
+                }
+            })
+        };
         out.extend(if looped {
-            per_example_fn(&grad_fn, &func, &format_ident!("{}_grad", name), &fields)
+            per_example_fn(
+                &grad_fn,
+                &func,
+                &format_ident!("{}_grad", name),
+                &fields,
+                grad_lanes(false),
+            )
         } else {
             batched_fn(&grad_fn, &crate::grad::gradient_ir(&func, &v, false))?
         });
@@ -241,6 +275,7 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
                 &func,
                 &format_ident!("{}_value_and_grad", name),
                 &both,
+                grad_lanes(true),
             )
         } else {
             batched_fn(
@@ -850,12 +885,16 @@ pub(crate) fn per_example_fn(
     func: &Func,
     callee: &syn::Ident,
     fields: &[(TokenStream, Option<Var>)],
+    lanes: Option<TokenStream>,
 ) -> TokenStream {
     let name = &b.name;
     let name_str = name.to_string();
     let parallel = crate::entry::self_contained(&b.item.block);
     let (mut params, mut front, mut sizes, mut reads, mut args) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // over lanes: the arguments of `lanes`, the shared values spread over lanes once
+    let l = quote!(::ferrax::__private::lanes);
+    let (mut lane_args, mut shared) = (Vec::new(), Vec::new());
     // each sequence parameter's length
     let mut lens = std::collections::HashMap::new();
     for (p, a) in func.params.iter().zip(b.axes) {
@@ -870,6 +909,33 @@ pub(crate) fn per_example_fn(
             args.push(match ty {
                 Type::Path(_) if matches!(kind, Kind::Seq(..)) => {
                     quote!(::std::clone::Clone::clone(&#id))
+                }
+                _ => quote!(#id),
+            });
+            let spread = format_ident!("__ferrax_lanes_{}", id);
+            lane_args.push(match kind {
+                Kind::Float(_) => {
+                    shared.push(quote!(let #spread = #l::L::splat(#id);));
+                    quote!(#spread)
+                }
+                Kind::Seq(..) => {
+                    let (splat, by_ref) = match ty {
+                        Type::Reference(r) => (
+                            match &*r.elem {
+                                Type::Array(_) => quote!(#l::splat_array(#id)),
+                                _ => quote!(#l::splat_seq(#id)),
+                            },
+                            true,
+                        ),
+                        Type::Array(_) => (quote!(#l::splat_array(&#id)), false),
+                        _ => (quote!(#l::splat_seq(&#id)), false),
+                    };
+                    shared.push(quote!(let #spread = #splat;));
+                    match (by_ref, ty) {
+                        (true, _) => quote!(&#spread),
+                        (false, Type::Array(_)) => quote!(#spread),
+                        _ => quote!(::std::clone::Clone::clone(&#spread)),
+                    }
                 }
                 _ => quote!(#id),
             });
@@ -905,11 +971,20 @@ pub(crate) fn per_example_fn(
                 },
                 _ => quote!(#ex.row(#k).to_vec()),
             });
+            lane_args.push(match ty {
+                Type::Array(_) => quote!(#l::array(&#ex, #k)),
+                Type::Reference(r) => match &*r.elem {
+                    Type::Array(_) => quote!(&#l::array(&#ex, #k)),
+                    _ => quote!(&#l::rows(&#ex, #k)),
+                },
+                _ => quote!(#l::rows(&#ex, #k)),
+            });
         } else {
             reads.push(quote!(
                 let #ex = ::ferrax::__private::ex::floats::<#float>(#name_str, #label, #id);
             ));
             args.push(quote!(#ex[#k]));
+            lane_args.push(quote!(#l::floats(&#ex, #k)));
         }
     }
     // one column per output, each written as its example finishes
@@ -944,6 +1019,14 @@ pub(crate) fn per_example_fn(
         (quote!((#(#tys),*)), quote!((#(#outs),*)))
     };
     let (vis, doc, allow) = (&b.item.vis, b.doc_attr(), crate::emit::allow_generated());
+    let (run, lanes_fn, lanes) = match lanes {
+        Some(f) => (
+            quote!(each_lanes),
+            quote!(#(#shared)* let __ferrax_lanes = #f;),
+            quote!(|__ferrax_example: usize| #l::run(|| __ferrax_lanes(#(#lane_args),*)),),
+        ),
+        None => (quote!(each), quote!(), quote!()),
+    };
     quote! {
         #doc
         #allow
@@ -952,16 +1035,53 @@ pub(crate) fn per_example_fn(
             let __ferrax_sizes: ::std::vec::Vec<(&str, &::ferrax::Tensor)> = ::std::vec![#(#sizes),*];
             let __ferrax_batch = ::ferrax::__private::b::batch_size(#name_str, &__ferrax_sizes);
             #(#reads)*
-            let __ferrax_cols: (#(#col_tys,)*) = ::ferrax::__private::ex::each(
+            #lanes_fn
+            let __ferrax_cols: (#(#col_tys,)*) = ::ferrax::__private::ex::#run(
                 __ferrax_batch,
                 #parallel,
                 |__ferrax_example: usize| #callee(#(#args),*),
+                #lanes
                 |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| { #(#puts)* },
                 |__ferrax_a, __ferrax_b| { #(#merges)* },
             );
             #ret
         }
     }
+}
+
+/// `ir` (a function, or its gradient, whose results `out` writes) as a closure over lanes
+/// (see `ferrax::__private::lanes`): its parameters and every float of its body `L`s of
+/// several examples. `None` where `ir` is not code lanes can run
+/// (`emit::lanes_emittable`).
+fn lanes_closure(ir: &Func, out: impl Fn(&Emitter) -> TokenStream) -> Option<TokenStream> {
+    if !crate::emit::lanes_emittable(ir) {
+        return None;
+    }
+    let em = Emitter::new(ir, false).over_lanes();
+    let tys: Vec<Type> = ir.params.iter().map(|p| over_lanes(&p.ty)).collect();
+    let params = crate::grad::param_list_typed(&em, ir, &tys);
+    let (body, out) = (em.block(&ir.body), out(&em));
+    Some(quote!(|#(#params),*| { #body #out }))
+}
+
+/// `ty` with its floats `L`s of several examples (`&[f64]` as `&[L<f64>]`).
+fn over_lanes(ty: &Type) -> Type {
+    use syn::visit_mut::VisitMut;
+    struct Spread;
+    impl VisitMut for Spread {
+        fn visit_type_mut(&mut self, t: &mut Type) {
+            if let Type::Path(p) = t
+                && (p.path.is_ident("f64") || p.path.is_ident("f32"))
+            {
+                *t = syn::parse_quote!(::ferrax::__private::lanes::L<#p>);
+                return;
+            }
+            syn::visit_mut::visit_type_mut(self, t);
+        }
+    }
+    let mut ty = ty.clone();
+    Spread.visit_type_mut(&mut ty);
+    ty
 }
 
 /// The length of an array type `[f64; N]` (behind a reference too), as written.
@@ -1222,4 +1342,61 @@ pub fn batched_fn(b: &BatchedFn, func: &Func) -> syn::Result<TokenStream> {
             #ret
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// Whether the `#[vmap]` of `item` runs its examples over lanes.
+    fn over_lanes(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> bool {
+        let out = super::expand(attr, item).unwrap().to_string();
+        out.contains("each_lanes")
+    }
+
+    #[test]
+    fn scalar_code_runs_over_lanes_where_its_floats_can_be_lanes() {
+        // a simulation's gradient; sequences in and out; integers shared by the batch
+        assert!(over_lanes(
+            quote!(in_axes = (None, 0, None)),
+            quote!(
+                #[grad(wrt(p))]
+                fn f(p: &[f64], x0: f64, n: usize) -> f64 {
+                    let mut x = x0;
+                    for i in 0..n {
+                        x = x * p[0] + (i as f64).sin() * p[1];
+                    }
+                    x * x
+                }
+            )
+        ));
+        assert!(over_lanes(
+            quote!(),
+            quote!(
+                fn g(x: [f32; 3]) -> Vec<f32> {
+                    let mut v = x.to_vec();
+                    v[1] = v[0].max(v[2]) as f32;
+                    v
+                }
+            )
+        ));
+        // not: a float through a helper of the user's (which takes floats, not lanes), a
+        // float method outside the primitive table
+        assert!(!over_lanes(
+            quote!(),
+            quote!(
+                fn h(x: f64) -> f64 {
+                    helper(x) * x
+                }
+            )
+        ));
+        assert!(!over_lanes(
+            quote!(),
+            quote!(
+                fn m(x: f64) -> f64 {
+                    if x.is_nan() { 0.0 } else { x }
+                }
+            )
+        ));
+    }
 }

@@ -1,0 +1,240 @@
+//! `#[vmap]` of scalar code runs groups of examples over SIMD lanes
+//! (`ferrax::__private::lanes`), falling back to one example at a time where a group's
+//! control flow diverges. Either way every example's result must be the one the unbatched
+//! function gives, bit for bit: each batched function here is checked for exact equality
+//! against a loop of the unbatched one (or its `_grad`), on batches whose sizes are and are
+//! not multiples of the lane count, with examples that take the same path (lanes) and ones
+//! that do not (the fallback), the gradients also against central differences.
+
+// index loops are the code under test
+#![allow(clippy::needless_range_loop)]
+
+use ferrax::prelude::*;
+
+mod common;
+use common::tensors::normal;
+
+/// Batch sizes around the lane count (4): none, a partial group, whole groups, a tail.
+const SIZES: [usize; 6] = [0, 1, 3, 4, 9, 16];
+
+fn values(x: &Tensor) -> Vec<f64> {
+    x.contiguous().to_vec::<f64>()
+}
+
+/// Exact equality, bit for bit (a NaN equals a NaN of the same bits).
+fn same(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (k, (a, b)) in got.iter().zip(want).enumerate() {
+        assert_eq!(a.to_bits(), b.to_bits(), "{what}[{k}]: {a} vs {b}");
+    }
+}
+
+// ---- examples that take the same path: a fixed-step simulation ----
+
+/// A damped pendulum's miss after a fixed number of steps, with float methods of every
+/// kind the lanes implement on the way.
+#[vmap(in_axes = (None, 0, 0, None))]
+#[grad(wrt(p, th0))]
+fn pendulum(p: &[f64], th0: f64, w0: f64, steps: usize) -> f64 {
+    let (g, c) = (p[0], p[1]);
+    let mut th = th0;
+    let mut w = w0;
+    for i in 0..steps {
+        let drive = 0.1 * (0.3 * i as f64).cos();
+        let a = -g * th.sin() - c * w * w.abs().sqrt().max(0.1) + drive;
+        w += 0.01 * a;
+        th += 0.01 * w.clamp(-10.0, 10.0);
+    }
+    let miss = th.atan2(w).hypot(th.tanh()) + w.mul_add(0.5, th).exp().ln_1p();
+    miss * miss + p[2].powi(3) / (1.0 + p[2] * p[2]).powf(0.5)
+}
+
+#[test]
+fn a_fixed_step_simulation_matches_a_loop_bit_for_bit() {
+    let p = [9.81, 0.3, 0.7];
+    for b in SIZES {
+        let (th0, w0) = (normal(1, &[b]), normal(2, &[b]));
+        let (t, w) = (values(&th0), values(&w0));
+        let value = pendulum_vmap(&p, &th0, &w0, 50);
+        let (gp, gth) = pendulum_grad_vmap(&p, &th0, &w0, 50);
+        let (v2, gp2, gth2) = pendulum_value_and_grad_vmap(&p, &th0, &w0, 50);
+        assert_eq!(gp.shape(), &[b, 3]);
+        let mut want = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..b {
+            want.0.push(pendulum(&p, t[k], w[k], 50));
+            let (g, h) = pendulum_grad(&p, t[k], w[k], 50);
+            want.1.extend(g);
+            want.2.push(h);
+        }
+        for (got, want, what) in [
+            (&value, &want.0, "value"),
+            (&v2, &want.0, "value_and_grad's value"),
+            (&gp, &want.1, "gradient of p"),
+            (&gp2, &want.1, "value_and_grad's gradient of p"),
+            (&gth, &want.2, "gradient of th0"),
+            (&gth2, &want.2, "value_and_grad's gradient of th0"),
+        ] {
+            same(&values(got), want, &format!("{what}, batch {b}"));
+        }
+    }
+    // (and the gradient is a gradient: central differences of the first example's p)
+    let (th0, w0) = (normal(1, &[4]), normal(2, &[4]));
+    let (t, w) = (values(&th0)[0], values(&w0)[0]);
+    let g = values(&pendulum_grad_vmap(&p, &th0, &w0, 50).0);
+    for j in 0..3 {
+        let h = 1e-6;
+        let (mut up, mut down) = (p, p);
+        up[j] += h;
+        down[j] -= h;
+        let fd = (pendulum(&up, t, w, 50) - pendulum(&down, t, w, 50)) / (2.0 * h);
+        assert!(
+            (g[j] - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "p[{j}]: {} vs {fd}",
+            g[j]
+        );
+    }
+}
+
+// ---- examples that do not: branches, per-example trip counts, casts ----
+
+/// Newton's method for the cube root of `a` to a tolerance: a `while` loop whose trip
+/// count differs per example, a branch on the example's sign, and an integer made of it.
+#[vmap]
+#[grad]
+fn cube_root(a: f64) -> f64 {
+    let mut x = if a > 1.0 { a } else { 1.0 };
+    let mut iters = 0;
+    while (x * x * x - a).abs() > 1e-12 * a.abs().max(1.0) && iters < 100 {
+        x -= (x * x * x - a) / (3.0 * x * x);
+        iters += 1;
+    }
+    let extra = (a.abs().floor() as usize).min(3);
+    let mut y = x;
+    for _ in 0..extra {
+        y *= 1.0001;
+    }
+    y
+}
+
+#[test]
+fn diverging_examples_fall_back_to_one_at_a_time_and_match_a_loop() {
+    for b in SIZES {
+        // (uniform groups, diverging ones, and groups mixing both)
+        let xs: Vec<f64> = (0..b)
+            .map(|k| match k % 8 {
+                0..4 => 8.0,
+                4 => 0.5,
+                5 => 27.0,
+                6 => 1e-3,
+                _ => 2.5,
+            })
+            .collect();
+        let x = Tensor::from_vec(xs.clone(), &[b]);
+        let want: Vec<f64> = xs.iter().map(|a| cube_root(*a)).collect();
+        same(
+            &values(&cube_root_vmap(&x)),
+            &want,
+            &format!("cube_root_vmap, batch {b}"),
+        );
+        let want: Vec<f64> = xs.iter().map(|a| cube_root_grad(*a)).collect();
+        same(
+            &values(&cube_root_grad_vmap(&x)),
+            &want,
+            &format!("cube_root_grad_vmap, batch {b}"),
+        );
+    }
+}
+
+/// Clipping under `if` per step: every group diverges on some step (most groups are not
+/// tried after the first few), NaN inputs included.
+#[vmap]
+#[grad]
+fn clipped_walk(x0: f64) -> f64 {
+    let mut x = x0;
+    for i in 0..20 {
+        x = x * 1.3 + 0.1 * i as f64;
+        if x > 2.0 {
+            x = 2.0 - 0.5 * (x - 2.0);
+        }
+    }
+    x * x
+}
+
+#[test]
+fn examples_that_branch_on_their_own_values_match_a_loop() {
+    let mut xs = values(&normal(7, &[37]));
+    xs[5] = f64::NAN;
+    let x = Tensor::from_vec(xs.clone(), &[37]);
+    let want: Vec<f64> = xs.iter().map(|a| clipped_walk(*a)).collect();
+    same(&values(&clipped_walk_vmap(&x)), &want, "clipped_walk_vmap");
+    let want: Vec<f64> = xs.iter().map(|a| clipped_walk_grad(*a)).collect();
+    same(
+        &values(&clipped_walk_grad_vmap(&x)),
+        &want,
+        "clipped_walk_grad_vmap",
+    );
+}
+
+// ---- sequences and the other float width over lanes ----
+
+/// A polynomial fit's squared miss over batched points (`&[f64]` per example) with shared
+/// coefficients in an array: sequences over lanes in and, as gradients, out.
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(c, xs))]
+fn fit(c: [f64; 3], xs: &[f64], ys: Vec<f64>) -> f64 {
+    let mut loss = 0.0;
+    for i in 0..xs.len() {
+        let y = c[0] + c[1] * xs[i] + c[2] * xs[i] * xs[i];
+        loss += (y - ys[i]) * (y - ys[i]);
+    }
+    loss / xs.len() as f64
+}
+
+#[test]
+fn sequences_over_lanes_match_a_loop() {
+    let c = [0.5, -1.0, 0.25];
+    for b in SIZES {
+        let (xs, ys) = (normal(3, &[b, 5]), normal(4, &[b, 5]));
+        let (gc, gx) = fit_grad_vmap(c, &xs, &ys);
+        assert_eq!((gc.shape(), gx.shape()), (&[b, 3][..], &[b, 5][..]));
+        let (xv, yv) = (values(&xs), values(&ys));
+        let (mut wc, mut wx) = (Vec::new(), Vec::new());
+        for k in 0..b {
+            let (x, y) = (&xv[5 * k..5 * k + 5], &yv[5 * k..5 * k + 5]);
+            let (g, h) = fit_grad(c, x, y.to_vec());
+            wc.extend(g);
+            wx.extend(h);
+        }
+        same(&values(&gc), &wc, &format!("gradient of c, batch {b}"));
+        same(&values(&gx), &wx, &format!("gradient of xs, batch {b}"));
+    }
+}
+
+/// An f32 relaxation returning its state, a sequence made over lanes.
+#[vmap(in_axes = (0, None))]
+fn relax(x: [f32; 4], rate: f32) -> Vec<f32> {
+    let mut v = x.to_vec();
+    for _ in 0..10 {
+        for i in 1..3 {
+            v[i] += rate * (v[i - 1] - 2.0 * v[i] + v[i + 1]);
+        }
+    }
+    v
+}
+
+#[test]
+fn f32_sequences_over_lanes_match_a_loop() {
+    let x = normal(5, &[9, 4]).to_dtype(DType::F32);
+    let got = relax_vmap(&x, 0.2);
+    assert_eq!(got.dtype(), DType::F32);
+    let xv = x.contiguous().to_vec::<f32>();
+    let want: Vec<f32> = xv
+        .chunks(4)
+        .flat_map(|r| relax([r[0], r[1], r[2], r[3]], 0.2))
+        .collect();
+    let got = got.contiguous().to_vec::<f32>();
+    assert_eq!(
+        got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+}
