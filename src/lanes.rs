@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use ferrax::__private::lanes::{self, L};
-//! let x = L([1.0f64, 2.0, 3.0, 4.0]);
+//! let x = L([1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
 //! let y = (x * x + L::splat(1.0)).sqrt();
 //! assert_eq!(y.0[2], (3.0f64 * 3.0 + 1.0).sqrt());
 //! // the lanes agree: a branch they all take
@@ -29,9 +29,11 @@ use std::ops::{
     Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, RemAssign, Sub, SubAssign,
 };
 
-/// How many examples an [`L`] holds: four f64 fill an AVX register, or two of baseline
-/// x86-64's; more would spill the registers of a step's live values.
-pub const W: usize = 4;
+/// How many examples an [`L`] holds. A step's chain of dependent operations is as long
+/// for many lanes as for one, so more lanes hide more of its latency, until a step's live
+/// values spill out of the registers: on the oscillator row (benches/README.md, baseline
+/// x86-64, four SSE2 registers an `L<f64>`), 4 lanes 1.94 ms, 8 lanes 1.25, 16 lanes 1.39.
+pub const W: usize = 8;
 
 /// A float of [`W`] examples, one per lane.
 #[derive(Clone, Copy, Debug)]
@@ -353,9 +355,9 @@ mod tests {
 
     #[test]
     fn each_lane_computes_what_the_scalar_code_does() {
-        let xs = [0.3f64, -1.7, 2.5, 1e-3];
+        let xs = [0.3f64, -1.7, 2.5, 1e-3, 7.0, -0.0, 1e300, 0.5];
         let x = L(xs);
-        let y = L([1.1f64, 0.2, -0.4, 3.0]);
+        let y = L([1.1f64, 0.2, -0.4, 3.0, 2.0, 1.0, 1e10, -0.5]);
         let r = ((x * y - x / y + x % y).sin() * x.exp().ln_1p()).max(y.powi(3).hypot(x));
         for (i, a) in xs.into_iter().enumerate() {
             let b = y.0[i];
@@ -370,7 +372,7 @@ mod tests {
 
     #[test]
     fn disagreeing_lanes_mark_the_group_and_agreeing_ones_do_not() {
-        let x = L([1.0f64, 2.0, 3.0, f64::NAN]);
+        let x = L([1.0f64, 2.0, 3.0, f64::NAN, 4.0, 5.0, 6.0, 7.0]);
         assert_eq!(run(|| x < L::splat(10.0)), None);
         assert_eq!(run(|| x.max(L::splat(0.0)) >= L::splat(0.0)), Some(true));
         assert_eq!(
@@ -389,7 +391,7 @@ mod tests {
     #[test]
     fn results_split_into_examples() {
         let r = (
-            L([1.0f64, 2.0, 3.0, 4.0]),
+            L::gather(|i| i as f64 + 1.0),
             vec![L::splat(5.0f64)],
             [L::splat(6.0f32)],
         );

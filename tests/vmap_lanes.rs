@@ -14,8 +14,11 @@ use ferrax::prelude::*;
 mod common;
 use common::tensors::normal;
 
-/// Batch sizes around the lane count (4): none, a partial group, whole groups, a tail.
-const SIZES: [usize; 6] = [0, 1, 3, 4, 9, 16];
+/// How many examples run over lanes at once.
+const W: usize = ferrax::__private::lanes::W;
+
+/// Batch sizes around the lane count: none, a partial group, whole groups, a tail.
+const SIZES: [usize; 6] = [0, 1, W - 1, W, 2 * W + 3, 4 * W];
 
 fn values(x: &Tensor) -> Vec<f64> {
     x.contiguous().to_vec::<f64>()
@@ -121,11 +124,11 @@ fn diverging_examples_fall_back_to_one_at_a_time_and_match_a_loop() {
     for b in SIZES {
         // (uniform groups, diverging ones, and groups mixing both)
         let xs: Vec<f64> = (0..b)
-            .map(|k| match k % 8 {
-                0..4 => 8.0,
-                4 => 0.5,
-                5 => 27.0,
-                6 => 1e-3,
+            .map(|k| match (k / W % 2, k % 4) {
+                (0, _) => 8.0,
+                (_, 0) => 0.5,
+                (_, 1) => 27.0,
+                (_, 2) => 1e-3,
                 _ => 2.5,
             })
             .collect();
