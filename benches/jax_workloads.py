@@ -114,6 +114,31 @@ def oscillator_grads():
 
 OSC_STEPS, OSC_BATCH = 200, 4096
 
+
+def fit_grads():
+    # per-example gradients of a cubic's four coefficients, shared, over each example's
+    # own 16 points (a sequence per example); the mean squared miss
+    def loss(c, xs, ys):
+        y = c[0] + xs * (c[1] + xs * (c[2] + xs * c[3]))
+        return jnp.mean((y - ys) * (y - ys))
+
+    with x64():
+        c = jnp.array([0.5, -1.0, 0.25, 0.1], dtype=jnp.float64)
+        kx, ky = jax.random.split(jax.random.PRNGKey(75), 2)
+        xs = jax.random.normal(kx, (FIT_BATCH, FIT_POINTS), jnp.float64)
+        ys = jax.random.normal(ky, (FIT_BATCH, FIT_POINTS), jnp.float64)
+        f = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0)))
+
+    def run():
+        with x64():
+            return f(c, xs, ys)
+
+    # per point 8 flops forward, about 2.5 times that with the reverse sweep
+    return {"flops": 3.5 * 8 * FIT_POINTS * FIT_BATCH}, run
+
+
+FIT_POINTS, FIT_BATCH = 16, 4096
+
 MLP_WIDTHS = (784, 512, 512, 10)
 
 
@@ -452,6 +477,7 @@ WORKLOADS = {
     "hessian_200_f64": hessian,
     "pinn_hessians_b1024_f32": pinn_hessians,
     "oscillator_per_example_grads_b4096_f64": oscillator_grads,
+    "fit_per_example_grads_b4096_f64": fit_grads,
 }
 
 

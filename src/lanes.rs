@@ -269,21 +269,38 @@ impl<T: Float> PartialOrd for L<T> {
 /// The examples `k..k + W` of a batched float.
 #[inline(always)]
 pub fn floats<T: Float>(x: &[T], k: usize) -> L<T> {
-    L::gather(|i| x[k + i])
+    let mut l = L::splat(T::zero());
+    l.0.copy_from_slice(&x[k..k + W]);
+    l
 }
 
 /// The examples `k..k + W` of a batched sequence, element by element.
 #[inline]
 pub fn rows<T: Float>(x: &crate::per_example::Rows<T>, k: usize) -> Vec<L<T>> {
-    (0..x.len())
-        .map(|j| L::gather(|i| x.row(k + i)[j]))
-        .collect()
+    let mut out = vec![L::splat(T::zero()); x.len()];
+    transpose(x, k, &mut out);
+    out
 }
 
 /// [`rows`] of an array parameter (`[f64; N]`).
 #[inline]
 pub fn array<T: Float, const N: usize>(x: &crate::per_example::Rows<T>, k: usize) -> [L<T>; N] {
-    std::array::from_fn(|j| L::gather(|i| x.row(k + i)[j]))
+    let mut out = [L::splat(T::zero()); N];
+    transpose(x, k, &mut out);
+    out
+}
+
+/// Element `j` of example `k + i`'s sequence into lane `i` of `out[j]`.
+#[inline(always)]
+fn transpose<T: Float>(x: &crate::per_example::Rows<T>, k: usize, out: &mut [L<T>]) {
+    if out.is_empty() {
+        return;
+    }
+    for (i, row) in x.rows(k, W).chunks_exact(out.len()).enumerate() {
+        for (o, v) in out.iter_mut().zip(row) {
+            o.0[i] = *v;
+        }
+    }
 }
 
 /// A sequence shared by every example, in every lane.
@@ -295,59 +312,6 @@ pub fn splat_seq<T: Float>(x: &[T]) -> Vec<L<T>> {
 pub fn splat_array<T: Float, const N: usize>(x: &[T; N]) -> [L<T>; N] {
     x.map(L::splat)
 }
-
-/// A result over lanes (a float, a sequence, an array, tuples of them), one example's.
-pub trait Lanes {
-    /// The result of one example.
-    type One;
-    /// Lane `i`'s.
-    fn lane(&self, i: usize) -> Self::One;
-}
-
-impl<T: Float> Lanes for L<T> {
-    type One = T;
-    #[inline(always)]
-    fn lane(&self, i: usize) -> T {
-        self.0[i]
-    }
-}
-
-impl<T: Float> Lanes for Vec<L<T>> {
-    type One = Vec<T>;
-    #[inline]
-    fn lane(&self, i: usize) -> Vec<T> {
-        self.iter().map(|x| x.0[i]).collect()
-    }
-}
-
-impl<T: Float, const N: usize> Lanes for [L<T>; N] {
-    type One = [T; N];
-    #[inline]
-    fn lane(&self, i: usize) -> [T; N] {
-        self.map(|x| x.0[i])
-    }
-}
-
-macro_rules! tuples {
-    ($(($($a:ident $k:tt),*))*) => {$(
-        impl<$($a: Lanes),*> Lanes for ($($a,)*) {
-            type One = ($($a::One,)*);
-            #[inline]
-            fn lane(&self, i: usize) -> Self::One {
-                ($(self.$k.lane(i),)*)
-            }
-        }
-    )*};
-}
-tuples!(
-    (A 0, B 1)
-    (A 0, B 1, C 2)
-    (A 0, B 1, C 2, D 3)
-    (A 0, B 1, C 2, D 3, E 4)
-    (A 0, B 1, C 2, D 3, E 4, F 5)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
-);
 
 #[cfg(test)]
 mod tests {
@@ -386,15 +350,5 @@ mod tests {
             run(|| 1).unwrap()
         });
         assert_eq!(outer, None);
-    }
-
-    #[test]
-    fn results_split_into_examples() {
-        let r = (
-            L::gather(|i| i as f64 + 1.0),
-            vec![L::splat(5.0f64)],
-            [L::splat(6.0f32)],
-        );
-        assert_eq!(r.lane(2), (3.0, vec![5.0], [6.0]));
     }
 }

@@ -8,20 +8,23 @@
 //! its batched arguments with [`floats`] and [`rows`] and runs [`each`], which gathers
 //! each output into a [`Column`].
 
-use crate::__private::lanes::{Lanes, W};
+use crate::__private::lanes::{L, W};
 use ferrax_runtime::{Error, Float, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// A batch whose examples together take at least this long (judged by the first) runs
-/// them on rayon's threads.
-pub const SPLIT_FROM: Duration = Duration::from_micros(100);
+/// A batch whose examples together take at least this long (judged by the second) runs
+/// them on rayon's threads. Waking the pool from outside costs 100 us and more on a VM:
+/// per-example gradients of a cubic fit over 16 points (benches/README.md, session 28),
+/// 2048 examples, took 135 us on the caller's thread against 300-370 split over two, 4096
+/// took 270 against 490-640, and only at 16384 (1.1 ms) did two threads win (0.9 ms).
+pub const SPLIT_FROM: Duration = Duration::from_micros(400);
 
 /// Runs `f(0), .., f(bsz - 1)` and hands each result, in order, to `put`, which writes
 /// what it returns into the columns `C` (one [`Column`] per output). Where `parallel` (`f`
 /// reads nothing of the caller's thread: a body that calls nothing of the user's) and the
-/// first example, times `bsz`, takes [`SPLIT_FROM`] or more, the others run on rayon's
+/// second example, times `bsz`, takes [`SPLIT_FROM`] or more, the others run on rayon's
 /// threads, each share into columns of its own that `merge` appends in order. A result is written as soon as it is made (its
 /// `Vec` freed at once, for the next to reuse): 4096 of a gradient's `Vec`s kept alive and
 /// gathered afterwards cost 0.15-0.24 ms more.
@@ -36,11 +39,16 @@ pub fn each<R, C: Default + Send>(
     if bsz == 0 {
         return cols;
     }
-    let start = Instant::now();
+    // (timed on the second example: the first pays for first touches)
     put(f(0), &mut cols);
+    if bsz == 1 {
+        return cols;
+    }
+    let start = Instant::now();
+    put(f(1), &mut cols);
     let long = start.elapsed().saturating_mul(bsz as u32) >= SPLIT_FROM;
     if parallel && long && rayon::current_num_threads() > 1 {
-        let rest = (1..bsz)
+        let rest = (2..bsz)
             .into_par_iter()
             .fold(C::default, |mut c, k| {
                 put(f(k), &mut c);
@@ -52,7 +60,7 @@ pub fn each<R, C: Default + Send>(
             });
         merge(&mut cols, rest);
     } else {
-        for k in 1..bsz {
+        for k in 2..bsz {
             put(f(k), &mut cols);
         }
     }
@@ -61,26 +69,29 @@ pub fn each<R, C: Default + Send>(
 
 /// [`each`] with the examples in groups of [`W`] run over lanes: `lanes(k)` runs examples
 /// `k..k + W` at once (see [`crate::__private::lanes`]), `None` where their control flow
-/// diverged, and those examples then run one at a time with `f`, as do the last `bsz % W`.
-/// Where most groups diverge (examples that branch on their own values), the rest are
-/// not tried. Every example's result is the same, bit for bit, either way.
-pub fn each_lanes<R, G: Lanes<One = R>, C: Default + Send>(
+/// diverged, and those examples then run one at a time with `f`, as do the last `bsz % W`;
+/// `put_lanes` writes a group's results (with [`put_lane`]). Where most groups diverge
+/// (examples that branch on their own values), the rest are not tried. Every example's
+/// result is the same, bit for bit, either way.
+pub fn each_lanes<R, G, C: Default + Send>(
     bsz: usize,
     parallel: bool,
     f: impl Fn(usize) -> R + Sync,
     lanes: impl Fn(usize) -> Option<G> + Sync,
     put: impl Fn(R, &mut C) + Sync,
+    put_lanes: impl Fn(G, &mut C) + Sync,
     merge: impl Fn(&mut C, C) + Sync,
 ) -> C {
-    let (tried, diverged) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    // (groups that diverged; the group's index stands for how many were tried, so that
+    // threads share no counter they all write)
+    let diverged = AtomicUsize::new(0);
     each(
         bsz.div_ceil(W),
         parallel,
         |g| {
             let k = g * W;
-            let (t, d) = (tried.load(Relaxed), diverged.load(Relaxed));
-            if k + W <= bsz && (d < 4 || 4 * d <= t) {
-                tried.fetch_add(1, Relaxed);
+            let d = diverged.load(Relaxed);
+            if k + W <= bsz && (d < 4 || 4 * d <= g) {
                 match lanes(k) {
                     Some(r) => return Group::Lanes(r),
                     None => _ = diverged.fetch_add(1, Relaxed),
@@ -89,7 +100,7 @@ pub fn each_lanes<R, G: Lanes<One = R>, C: Default + Send>(
             Group::One((k..bsz.min(k + W)).map(&f).collect())
         },
         |g, c| match g {
-            Group::Lanes(r) => (0..W).for_each(|i| put(r.lane(i), c)),
+            Group::Lanes(r) => put_lanes(r, c),
             Group::One(rs) => rs.into_iter().for_each(|r| put(r, c)),
         },
         merge,
@@ -138,7 +149,13 @@ impl<T: Float> Rows<T> {
     /// Example `k`'s sequence.
     #[inline]
     pub fn row(&self, k: usize) -> &[T] {
-        &self.data[k * self.n..(k + 1) * self.n]
+        self.rows(k, 1)
+    }
+
+    /// The sequences of examples `k..k + count`, one after another.
+    #[inline]
+    pub fn rows(&self, k: usize, count: usize) -> &[T] {
+        &self.data[k * self.n..(k + count) * self.n]
     }
 
     /// Example `k`'s sequence as an array (its length checked by [`rows`]).
@@ -243,9 +260,12 @@ impl<E: Example> Default for Column<E> {
 
 impl<E: Example> Column<E> {
     /// Checks that an example of `shape` matches the others.
+    #[inline]
     #[track_caller]
     fn shaped(&mut self, shape: &[usize], fn_name: &str) {
         match &self.shape {
+            // (one example's shape has an axis or two: compared here, not by `memcmp`)
+            Some(s) if s.len() == shape.len() && s.iter().zip(shape).all(|(a, b)| a == b) => {}
             None => self.shape = Some(shape.to_vec()),
             Some(s) if s != shape => panic!(
                 "`{fn_name}`: the examples returned results of different shapes ({s:?} and {shape:?}); a batched result needs one shape"
@@ -345,6 +365,61 @@ macro_rules! examples {
 }
 examples!(f32, f64);
 
+/// A result of [`W`] examples over lanes (an `L`, a `Vec` or an array of them), whose
+/// lane `i` a [`Column`] of one example's results gathers.
+pub trait LaneExample {
+    /// One example's result.
+    type One: Example;
+    /// Writes lane `i`'s result at the end of `col`.
+    fn put_lane(&self, i: usize, col: &mut Column<Self::One>, fn_name: &str);
+}
+
+impl<T: Float> LaneExample for L<T>
+where
+    T: Example<Elem = T>,
+{
+    type One = T;
+    #[inline]
+    fn put_lane(&self, i: usize, col: &mut Column<T>, fn_name: &str) {
+        if col.shape.is_none() {
+            col.shaped(&[], fn_name);
+        }
+        col.data.push(self.0[i]);
+    }
+}
+
+impl<T: Float> LaneExample for Vec<L<T>>
+where
+    Vec<T>: Example<Elem = T>,
+{
+    type One = Vec<T>;
+    #[inline]
+    #[track_caller]
+    fn put_lane(&self, i: usize, col: &mut Column<Vec<T>>, fn_name: &str) {
+        col.shaped(&[self.len()], fn_name);
+        col.data.extend(self.iter().map(|x| x.0[i]));
+    }
+}
+
+impl<T: Float, const N: usize> LaneExample for [L<T>; N]
+where
+    [T; N]: Example<Elem = T>,
+{
+    type One = [T; N];
+    #[inline]
+    fn put_lane(&self, i: usize, col: &mut Column<[T; N]>, fn_name: &str) {
+        col.shaped(&[N], fn_name);
+        col.data.extend(self.iter().map(|x| x.0[i]));
+    }
+}
+
+/// Writes lane `i` of `x` at the end of `col` (see [`LaneExample`]).
+#[inline]
+#[track_caller]
+pub fn put_lane<X: LaneExample>(x: &X, i: usize, col: &mut Column<X::One>, fn_name: &str) {
+    x.put_lane(i, col, fn_name);
+}
+
 /// Writes `x` at the end of `col` (see [`Example`]).
 #[inline]
 #[track_caller]
@@ -363,7 +438,7 @@ mod tests {
             true,
             |k| {
                 if slow {
-                    std::thread::sleep(Duration::from_micros(if k == 0 { 200 } else { 1 }));
+                    std::thread::sleep(Duration::from_micros(10));
                 }
                 (k as f64, vec![k as f64; 2])
             },

@@ -280,6 +280,10 @@ pub fn all() -> Vec<Workload> {
             name: "oscillator_per_example_grads_b4096_f64",
             build: oscillator,
         },
+        Workload {
+            name: "fit_per_example_grads_b4096_f64",
+            build: fit,
+        },
     ]
 }
 
@@ -783,4 +787,38 @@ pub fn parallel_copy(src: &[f32], dst: &mut [f32]) {
             s.spawn(move || dst.copy_from_slice(src));
         }
     });
+}
+
+/// Points of each example of [`fit_loss`], and examples of its per-example gradients.
+const FIT_POINTS: usize = 16;
+const FIT_BATCH: usize = 4096;
+
+/// A cubic's mean squared miss over one example's points `(xs[i], ys[i])`, its
+/// coefficients `c`.
+#[allow(dead_code)]
+#[vmap(in_axes = (None, 0, 0))]
+#[grad(wrt(c))]
+pub fn fit_loss(c: &[f64], xs: &[f64], ys: &[f64]) -> f64 {
+    let mut loss = 0.0;
+    for i in 0..xs.len() {
+        let x = xs[i];
+        let y = c[0] + x * (c[1] + x * (c[2] + x * c[3]));
+        loss += (y - ys[i]) * (y - ys[i]);
+    }
+    loss / xs.len() as f64
+}
+
+/// Per-example gradients of [`fit_loss`] with respect to its coefficients, 4096 examples of
+/// 16 points each, f64.
+fn fit() -> Prepared {
+    let c = vec![0.5, -1.0, 0.25, 0.1];
+    let f64s = |seed| Tensor::normal(Key::new(seed), &[FIT_BATCH, FIT_POINTS], DType::F64);
+    let (xs, ys) = (f64s(75).contiguous(), f64s(76).contiguous());
+    Prepared {
+        // (as benches/jax_workloads.py counts it)
+        work: Work::Flops(3.5 * 8.0 * (FIT_POINTS * FIT_BATCH) as f64),
+        run: Box::new(move || {
+            std::hint::black_box(fit_loss_grad_vmap(&c, &xs, &ys));
+        }),
+    }
 }

@@ -1005,6 +1005,9 @@ pub(crate) fn per_example_fn(
     let merges = cols
         .iter()
         .map(|c| quote!(__ferrax_a.#c.append(__ferrax_b.#c, #name_str);));
+    let lane_puts = fields.iter().zip(&cols).map(|((f, _), c)| {
+        quote!(::ferrax::__private::ex::put_lane(&__ferrax_o #f, __ferrax_i, &mut __ferrax_c.#c, #name_str);)
+    });
     let outs = cols.iter().zip(unread).map(|(c, unread)| {
         let t = quote!(__ferrax_cols.#c.finish(__ferrax_batch, #unread));
         match b.out_axes {
@@ -1019,13 +1022,18 @@ pub(crate) fn per_example_fn(
         (quote!((#(#tys),*)), quote!((#(#outs),*)))
     };
     let (vis, doc, allow) = (&b.item.vis, b.doc_attr(), crate::emit::allow_generated());
-    let (run, lanes_fn, lanes) = match lanes {
+    let (run, lanes_fn, lanes, put_lanes) = match lanes {
         Some(f) => (
             quote!(each_lanes),
             quote!(#(#shared)* let __ferrax_lanes = #f;),
             quote!(|__ferrax_example: usize| #l::run(|| __ferrax_lanes(#(#lane_args),*)),),
+            quote! {
+                |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| {
+                    for __ferrax_i in 0..#l::W { #(#lane_puts)* }
+                },
+            },
         ),
-        None => (quote!(each), quote!(), quote!()),
+        None => (quote!(each), quote!(), quote!(), quote!()),
     };
     quote! {
         #doc
@@ -1042,6 +1050,7 @@ pub(crate) fn per_example_fn(
                 |__ferrax_example: usize| #callee(#(#args),*),
                 #lanes
                 |__ferrax_o, __ferrax_c: &mut (#(#col_tys,)*)| { #(#puts)* },
+                #put_lanes
                 |__ferrax_a, __ferrax_b| { #(#merges)* },
             );
             #ret
