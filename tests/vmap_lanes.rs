@@ -7,7 +7,7 @@
 //! that do not (the fallback), the gradients also against central differences.
 
 // index loops are the code under test
-#![allow(clippy::needless_range_loop)]
+#![allow(clippy::needless_range_loop, clippy::len_zero)]
 
 use ferrax::prelude::*;
 
@@ -240,4 +240,70 @@ fn f32_sequences_over_lanes_match_a_loop() {
         got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
         want.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
     );
+}
+
+// ---- the scalar language over lanes ----
+
+/// Much of what scalar code may say, over lanes: early returns, `while` with `break` and
+/// `continue`, a `match` on an integer made of a float, local arrays and `Vec`s (pushes,
+/// pops, element writes), views, iterator sums, integer arithmetic, constants, literal
+/// receivers, `f32` inside an `f64` function; each example's result bit for bit a loop's.
+#[vmap(in_axes = (0, 0, None))]
+#[grad(wrt(x, w))]
+fn language(x: f64, w: &[f64], n: usize) -> f64 {
+    if x > 50.0 {
+        return x;
+    }
+    let mut acc = [0.0f64; 3];
+    let mut hist: Vec<f64> = Vec::new();
+    let mut k = 0usize;
+    let mut y = x;
+    while k < n {
+        k += 1;
+        if k % 3 == 0 {
+            continue;
+        }
+        y = y * 0.9 + w[k % w.len()] * std::f64::consts::FRAC_1_SQRT_2;
+        if y.abs() > 1e6 {
+            break;
+        }
+        acc[k % 3] += y * y;
+        hist.push(y);
+    }
+    let tail = &w[1..];
+    let s: f64 = tail.iter().sum();
+    let bucket = (x.abs().min(5.0).floor() as i64) % 3;
+    let scale = match bucket {
+        0 => 1.0,
+        1 => 2.0f64.powf(0.5),
+        _ => 10.0f64.ln(),
+    };
+    let last = if hist.len() == 0 {
+        0.0
+    } else {
+        hist[hist.len() - 1]
+    };
+    let small = (y as f32 * 0.5f32) as f64;
+    (acc[1] + acc[2]) * scale + s * last + small + (n as f64).sqrt() * y.sin().max(-0.5)
+}
+
+#[test]
+fn the_scalar_language_over_lanes_matches_a_loop() {
+    for b in SIZES {
+        let (x, w) = (normal(8, &[b]), normal(9, &[b, 4]));
+        let (xv, wv) = (values(&x), values(&w));
+        let v = values(&language_vmap(&x, &w, 11));
+        let (gx, gw) = language_grad_vmap(&x, &w, 11);
+        let (mut want, mut wgx, mut wgw) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..b {
+            let wk = &wv[4 * k..4 * k + 4];
+            want.push(language(xv[k], wk, 11));
+            let (a, c) = language_grad(xv[k], wk, 11);
+            wgx.push(a);
+            wgw.extend(c);
+        }
+        same(&v, &want, &format!("language_vmap, batch {b}"));
+        same(&values(&gx), &wgx, &format!("gradient of x, batch {b}"));
+        same(&values(&gw), &wgw, &format!("gradient of w, batch {b}"));
+    }
 }
