@@ -260,7 +260,7 @@ fn language(x: f64, w: &[f64], n: usize) -> f64 {
     let mut y = x;
     while k < n {
         k += 1;
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             continue;
         }
         y = y * 0.9 + w[k % w.len()] * std::f64::consts::FRAC_1_SQRT_2;
