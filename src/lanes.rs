@@ -102,16 +102,12 @@ impl<T: Float> L<T> {
         L::splat(<T as Float>::from_f64(x))
     }
 
-    /// The common value of the lanes, for what takes one (an integer cast, an index): the
-    /// first lane's, marking the group [`diverged`] where the others differ.
+    /// `to(x)` of every lane, where the lanes agree on it (an integer cast: `x as usize`
+    /// is `self.to(|v| v as usize)`): the first lane's, marking the group [`diverged`]
+    /// where another's differs (2.3 and 2.7 agree on `as usize`).
     #[inline(always)]
-    pub fn uniform(self) -> T {
-        // (bitwise: NaN lanes agree with each other, 0.0 and -0.0 do not)
-        let bits = |x: T| Float::to_f64(x).to_bits();
-        if self.0.iter().any(|x| bits(*x) != bits(self.0[0])) {
-            diverged();
-        }
-        self.0[0]
+    pub fn to<U: PartialEq + Copy>(self, to: impl Fn(T) -> U) -> U {
+        agreed(self.0.map(to))
     }
 
     /// `powi` in every lane.
@@ -339,11 +335,8 @@ mod tests {
         let x = L([1.0f64, 2.0, 3.0, f64::NAN, 4.0, 5.0, 6.0, 7.0]);
         assert_eq!(run(|| x < L::splat(10.0)), None);
         assert_eq!(run(|| x.max(L::splat(0.0)) >= L::splat(0.0)), Some(true));
-        assert_eq!(
-            run(|| L::<f64>::splat(f64::NAN).uniform().is_nan()),
-            Some(true)
-        );
-        assert_eq!(run(|| x.uniform()), None);
+        assert_eq!(run(|| (x * L::splat(0.1)).to(|v| v as usize)), Some(0));
+        assert_eq!(run(|| x.to(|v| v as usize)), None);
         // (nested runs keep the outer group's mark)
         let outer = run(|| {
             let _ = x < L::splat(2.0);

@@ -801,7 +801,7 @@ impl Emitter<'_> {
                 let a = self.atom(*a);
                 if lanes_float {
                     // (an integer of the lanes' float: theirs where they agree)
-                    quote!((#a.uniform() as #ty))
+                    quote!(#a.to(|__ferrax_v| __ferrax_v as #ty))
                 } else {
                     quote!((#a as #ty))
                 }
