@@ -413,6 +413,22 @@ where
     }
 }
 
+impl<T: Float> LaneExample for Vec<Vec<L<T>>>
+where
+    Vec<Vec<T>>: Example<Elem = T>,
+{
+    type One = Vec<Vec<T>>;
+    #[track_caller]
+    fn put_lane(&self, i: usize, col: &mut Column<Vec<Vec<T>>>, fn_name: &str) {
+        // (rows of one length: a Jacobian's, made so)
+        let n = self.first().map_or(0, Vec::len);
+        col.shaped(&[self.len(), n], fn_name);
+        for r in self {
+            col.data.extend(r.iter().map(|x| x.0[i]));
+        }
+    }
+}
+
 /// Writes lane `i` of `x` at the end of `col` (see [`LaneExample`]).
 #[inline]
 #[track_caller]

@@ -307,3 +307,62 @@ fn the_scalar_language_over_lanes_matches_a_loop() {
         same(&values(&gw), &wgw, &format!("gradient of w, batch {b}"));
     }
 }
+
+// ---- per-example Jacobians and Hessians over lanes ----
+
+/// A damped chain's positions after a few steps, from each example's start: per-example
+/// Jacobians with respect to the start (forward, reverse, and the cheaper of the two).
+#[vmap(in_axes = (0, None))]
+#[jacobian(wrt(x))]
+fn chain(x: &[f64], damping: f64) -> Vec<f64> {
+    let mut v = x.to_vec();
+    for _ in 0..3 {
+        for i in 1..v.len() {
+            v[i] = v[i] * (1.0 - damping) + 0.5 * v[i - 1].tanh();
+        }
+    }
+    v.push(v[0] * v[v.len() - 1]);
+    v
+}
+
+/// A chain's energy: per-example Hessians.
+#[vmap(in_axes = (0, None))]
+#[hessian(wrt(x))]
+fn energy(x: &[f64], k: f64) -> f64 {
+    let mut e = 0.0;
+    for i in 1..x.len() {
+        let d = x[i] - x[i - 1];
+        e += k * d * d * d * d + (d * x[i]).sin();
+    }
+    e
+}
+
+#[test]
+fn per_example_jacobians_and_hessians_over_lanes_match_a_loop() {
+    for b in SIZES {
+        let x = normal(10, &[b, 4]);
+        let xv = values(&x);
+        let examples: Vec<&[f64]> = xv.chunks(4).collect();
+        for (got, one, what) in [
+            (
+                chain_jacfwd_vmap(&x, 0.1),
+                chain_jacfwd as fn(&[f64], f64) -> Vec<Vec<f64>>,
+                "jacfwd",
+            ),
+            (chain_jacrev_vmap(&x, 0.1), chain_jacrev, "jacrev"),
+            (chain_jacobian_vmap(&x, 0.1), chain_jacobian, "jacobian"),
+        ] {
+            // (an empty batch's rows are of unknown length: `[0, 0, 0]`)
+            assert_eq!(got.shape(), [b, if b == 0 { 0 } else { 5 }, 4 * b.min(1)]);
+            let want: Vec<f64> = examples.iter().flat_map(|e| one(e, 0.1).concat()).collect();
+            same(&values(&got), &want, &format!("{what}, batch {b}"));
+        }
+        let got = energy_hessian_vmap(&x, 0.5);
+        assert_eq!(got.shape(), [b, 4 * b.min(1), 4 * b.min(1)]);
+        let want: Vec<f64> = examples
+            .iter()
+            .flat_map(|e| energy_hessian(e, 0.5).concat())
+            .collect();
+        same(&values(&got), &want, &format!("hessian, batch {b}"));
+    }
+}

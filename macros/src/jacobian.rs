@@ -795,7 +795,7 @@ fn slices_per_example(
     if !crate::vmap::per_example_code(&func, item) {
         return None;
     }
-    let alone = match expand_function(which, attr, item.clone(), None) {
+    let alone = match expand_function(which, attr.clone(), item.clone(), None) {
         Ok(t) => t,
         Err(e) => return Some(Err(e)),
     };
@@ -816,6 +816,7 @@ fn slices_per_example(
             .collect(),
         Which::Hessian => vec![format_ident!("{}_hessian", name)],
     };
+    let mut lanes = slice_lanes(which, attr, item).map(Vec::into_iter);
     for callee in &callees {
         let b = BatchedFn {
             name: format_ident!("{}_vmap", callee),
@@ -832,7 +833,7 @@ fn slices_per_example(
             &func,
             callee,
             &[(quote!(), None)],
-            None,
+            lanes.as_mut().and_then(Iterator::next),
         ));
     }
     Some(Ok(out))
@@ -886,37 +887,26 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
     let xi = &x.ident;
     let mut out = quote!(#item);
 
+    let passes = SlicePasses::of(&func, &varied_set, &real);
     // forward: value and tangent along `dx`
-    let j = jvp(&func, &varied_set);
-    let mut jf = j.pruned(&[func.output, j.tangent]);
-    // x's tangent, the only one (x is the one active parameter)
-    j.push_tangent_params(&mut jf, &func);
-    let em = Emitter::new(&jf, false);
-    let fparams = crate::grad::param_list(&em, &jf);
-    let body = em.block(&jf.body);
-    let value = em.atom(func.output);
-    let tangent = match j.tangent {
-        Atom::Var(_) => em.atom(j.tangent),
-        // an output that does not depend on x
-        _ => quote!(::std::vec![0.0; #value.len()]),
-    };
+    let em = Emitter::new(&passes.fwd, false);
+    let fparams = crate::grad::param_list(&em, &passes.fwd);
+    let body = em.block(&passes.fwd.body);
+    let value_and_tangent = passes.fwd_out(&em);
     let fwd_name = format_ident!("__ferrax_{}_jvp_seq", name);
     out.extend(quote! {
         #hidden
         fn #fwd_name(#(#fparams),*) -> (::std::vec::Vec<#real>, ::std::vec::Vec<#real>) {
             #body
-            (#value, #tangent)
+            #value_and_tangent
         }
     });
 
     // reverse: the gradient of `ct . f(x)`
-    let v = vjp(&func, &varied_set);
-    let mut rf = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
-    crate::transform::simplify::fill_gathered_fn(&mut rf);
-    let em = Emitter::new(&rf, false);
-    let rparams = crate::grad::param_list(&em, &rf);
-    let body = em.block(&rf.body);
-    let grad = em.atom(v.grads[0]);
+    let em = Emitter::new(&passes.rev, false);
+    let rparams = crate::grad::param_list(&em, &passes.rev);
+    let body = em.block(&passes.rev.body);
+    let grad = em.atom(passes.grad);
     let rev_name = format_ident!("__ferrax_{}_vjp_seq", name);
     out.extend(quote! {
         #hidden
@@ -970,6 +960,140 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         }
     });
     Ok(out)
+}
+
+/// The passes a Jacobian of scalar code over a slice runs, as IR.
+struct SlicePasses {
+    /// Forward: the value and its tangent along the slice's (the last parameter).
+    fwd: Func,
+    value: Atom,
+    tangent: Atom,
+    /// Reverse: the gradient of `ct . f(..)` (`ct: &[real]` the last parameter).
+    rev: Func,
+    grad: Atom,
+}
+
+impl SlicePasses {
+    /// The passes of `func`, differentiated with respect to its one active slice.
+    fn of(func: &Func, varied_set: &HashSet<Var>, real: &TokenStream) -> Self {
+        let j = jvp(func, varied_set);
+        let mut fwd = j.pruned(&[func.output, j.tangent]);
+        // x's tangent, the only one (x is the one active parameter)
+        j.push_tangent_params(&mut fwd, func);
+        let v = vjp(func, varied_set);
+        let mut rev = crate::grad::cotangent_ir(&v, syn::parse_quote!(&[#real]));
+        crate::transform::simplify::fill_gathered_fn(&mut rev);
+        SlicePasses {
+            fwd,
+            value: func.output,
+            tangent: j.tangent,
+            rev,
+            grad: v.grads[0],
+        }
+    }
+
+    /// What the forward pass returns, as `em` (of `fwd`) writes it: `(value, tangent)`.
+    fn fwd_out(&self, em: &Emitter) -> TokenStream {
+        let value = em.atom(self.value);
+        let tangent = match self.tangent {
+            Atom::Var(_) => em.atom(self.tangent),
+            // an output that does not depend on x
+            _ => {
+                let zero = em.atom(Atom::Float(0.0));
+                quote!(::std::vec![#zero; #value.len()])
+            }
+        };
+        quote!((#value, #tangent))
+    }
+}
+
+/// The per-example Jacobians (`[jacfwd, jacrev, jacobian]`) or Hessian (`[hessian]`) of
+/// scalar code over a slice as closures over lanes (see `ferrax::__private::lanes`), each
+/// taking the function's parameters over lanes; `None` where a pass is not code lanes can
+/// run.
+fn slice_lanes(which: Which, attr: TokenStream, item: &syn::ItemFn) -> Option<Vec<TokenStream>> {
+    let mut gattr: GradAttr = syn::parse2(attr).ok()?;
+    gattr.seq_output = true;
+    let (func, _, varied_set) = crate::grad::lower_checked(item, &gattr).ok()?;
+    let x = match func.params.iter().filter(|p| p.active).collect::<Vec<_>>()[..] {
+        [p] => p.clone(),
+        _ => return None,
+    };
+    let Kind::Seq(_, prec) = func.info(x.var).kind else {
+        return None;
+    };
+    let real = real_type(prec);
+    let lanes = |ir: &Func, out: &dyn Fn(&Emitter) -> TokenStream| {
+        crate::vmap::lanes_closure(ir, |em| out(em))
+    };
+    let args: Vec<&syn::Ident> = func.params.iter().map(|p| &p.ident).collect();
+    let params: Vec<TokenStream> = func
+        .params
+        .iter()
+        .map(|p| {
+            let (id, ty) = (&p.ident, crate::vmap::over_lanes(&p.ty));
+            quote!(#id: #ty)
+        })
+        .collect();
+    let (xi, l) = (&x.ident, quote!(::ferrax::__private::lanes::L<#real>));
+    let unit = quote!(::ferrax::__private::unit_passes);
+    if which == Which::Hessian {
+        let Hvp {
+            func: mut hf,
+            tangent,
+            ..
+        } = hvp_ir(&func, &varied_set, &x, x.ty.clone(), false).ok()?;
+        crate::transform::simplify::fill_gathered_fn(&mut hf);
+        let hvp = lanes(&hf, &|em| match tangent {
+            Atom::Var(_) => em.value(tangent),
+            _ => {
+                let zero = em.atom(Atom::Float(0.0));
+                quote!(::std::vec![#zero; #xi.len()])
+            }
+        })?;
+        return Some(vec![quote! {
+            |#(#params),*| {
+                let __ferrax_hvp = #hvp;
+                #unit(#xi.len(), |__ferrax_e: &[#l]| __ferrax_hvp(#(#args,)* __ferrax_e))
+            }
+        }]);
+    }
+    let passes = SlicePasses::of(&func, &varied_set, &real);
+    let fwd = lanes(&passes.fwd, &|em| passes.fwd_out(em))?;
+    let rev = lanes(&passes.rev, &|em| em.atom(passes.grad))?;
+    let primal = lanes(&func, &|em| em.atom(func.output))?;
+    let jacfwd = quote! {
+        |#(#params),*| {
+            let (__ferrax_fwd, __ferrax_primal) = (#fwd, #primal);
+            let __ferrax_cols = #unit(#xi.len(), |__ferrax_e: &[#l]| {
+                __ferrax_fwd(#(#args,)* __ferrax_e).1
+            });
+            let __ferrax_m = match __ferrax_cols.first() {
+                Some(c) => c.len(),
+                None => __ferrax_primal(#(#args),*).len(),
+            };
+            ::ferrax::__private::rows_of_columns(&__ferrax_cols, __ferrax_m)
+        }
+    };
+    let jacrev = quote! {
+        |#(#params),*| {
+            let (__ferrax_rev, __ferrax_primal) = (#rev, #primal);
+            let __ferrax_m = __ferrax_primal(#(#args),*).len();
+            #unit(__ferrax_m, |__ferrax_e: &[#l]| __ferrax_rev(#(#args,)* __ferrax_e))
+        }
+    };
+    let jacobian = quote! {
+        |#(#params),*| {
+            let (__ferrax_jacfwd, __ferrax_jacrev) = (#jacfwd, #jacrev);
+            let __ferrax_m = (#primal)(#(#args),*).len();
+            if ::ferrax::__private::b::prefer_forward(#xi.len(), __ferrax_m) {
+                __ferrax_jacfwd(#(#args),*)
+            } else {
+                __ferrax_jacrev(#(#args),*)
+            }
+        }
+    };
+    Some(vec![jacfwd, jacrev, jacobian])
 }
 
 /// `#[hessian]` of scalar code over a slice (`fn f(x: &[f64], ..) -> f64`): `f_hvp(args.., v)`

@@ -1062,7 +1062,10 @@ pub(crate) fn per_example_fn(
 /// (see `ferrax::__private::lanes`): its parameters and every float of its body `L`s of
 /// several examples. `None` where `ir` is not code lanes can run
 /// (`emit::lanes_emittable`).
-fn lanes_closure(ir: &Func, out: impl Fn(&Emitter) -> TokenStream) -> Option<TokenStream> {
+pub(crate) fn lanes_closure(
+    ir: &Func,
+    out: impl Fn(&Emitter) -> TokenStream,
+) -> Option<TokenStream> {
     if !crate::emit::lanes_emittable(ir) {
         return None;
     }
@@ -1074,7 +1077,7 @@ fn lanes_closure(ir: &Func, out: impl Fn(&Emitter) -> TokenStream) -> Option<Tok
 }
 
 /// `ty` with its floats `L`s of several examples (`&[f64]` as `&[L<f64>]`).
-fn over_lanes(ty: &Type) -> Type {
+pub(crate) fn over_lanes(ty: &Type) -> Type {
     use syn::visit_mut::VisitMut;
     struct Spread;
     impl VisitMut for Spread {
