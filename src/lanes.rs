@@ -116,15 +116,21 @@ impl<T: Float> L<T> {
         self.map(|x| x.powi(n))
     }
 
-    /// `clamp` in every lane (as `f64::clamp`: panics where `min > max` or either is NaN).
+    /// `clamp` in every lane, as `f64::clamp`: panics where `min > max` or either is NaN
+    /// in the first lane; in another, marks the group [`diverged`] (that example may not
+    /// have come here: run on its own, it panics where it does).
     #[inline(always)]
     pub fn clamp(self, min: Self, max: Self) -> Self {
         L(std::array::from_fn(|i| {
             let (x, lo, hi) = (self.0[i], min.0[i], max.0[i]);
-            assert!(
-                lo <= hi,
-                "min > max, or either was NaN. min = {lo:?}, max = {hi:?}"
-            );
+            if !(lo <= hi) {
+                assert!(
+                    i > 0,
+                    "min > max, or either was NaN. min = {lo:?}, max = {hi:?}"
+                );
+                diverged();
+                return x;
+            }
             if x < lo {
                 lo
             } else if x > hi {
@@ -336,6 +342,12 @@ mod tests {
         assert_eq!(run(|| x < L::splat(10.0)), None);
         assert_eq!(run(|| x.max(L::splat(0.0)) >= L::splat(0.0)), Some(true));
         assert_eq!(run(|| (x * L::splat(0.1)).to(|v| v as usize)), Some(0));
+        // (a clamp another lane's example would panic at: run on its own, it may not get
+        // there)
+        let lo = L::gather(|i| if i == 3 { 9.0 } else { 0.0 });
+        assert_eq!(run(|| x.clamp(lo, L::splat(1.0)).0[0]), None);
+        let r = std::panic::catch_unwind(|| L::splat(1.0f64).clamp(L::splat(2.0), L::splat(0.0)));
+        assert!(r.is_err());
         assert_eq!(run(|| x.to(|v| v as usize)), None);
         // (nested runs keep the outer group's mark)
         let outer = run(|| {

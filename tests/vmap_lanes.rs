@@ -366,3 +366,24 @@ fn per_example_jacobians_and_hessians_over_lanes_match_a_loop() {
         same(&values(&got), &want, &format!("hessian, batch {b}"));
     }
 }
+
+/// A clamp only the examples of one branch reach, with bounds that would be invalid on
+/// the other: a group whose first lane takes it must not panic for the others.
+#[vmap]
+fn guarded(x: f64) -> f64 {
+    if x > 0.0 {
+        x.clamp(0.0, x) * 3.0
+    } else {
+        x * 2.0
+    }
+}
+
+#[test]
+fn a_panic_only_another_branch_would_reach_is_not_raised_over_lanes() {
+    let xs: Vec<f64> = (0..4 * W)
+        .map(|k| if k % 3 == 0 { 1.5 } else { -0.5 })
+        .collect();
+    let want: Vec<f64> = xs.iter().map(|x| guarded(*x)).collect();
+    let got = guarded_vmap(&Tensor::from_vec(xs, &[4 * W]));
+    same(&values(&got), &want, "guarded_vmap");
+}
