@@ -123,7 +123,8 @@ impl<T: Float> L<T> {
     pub fn clamp(self, min: Self, max: Self) -> Self {
         L(std::array::from_fn(|i| {
             let (x, lo, hi) = (self.0[i], min.0[i], max.0[i]);
-            if !(lo <= hi) {
+            // (`min > max` or either NaN)
+            if lo.partial_cmp(&hi).is_none_or(|o| o.is_gt()) {
                 assert!(
                     i > 0,
                     "min > max, or either was NaN. min = {lo:?}, max = {hi:?}"
