@@ -282,10 +282,10 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// function, its `_grad`, `_value_and_grad`, `_jacobian` or `_hessian` for each example,
 /// on rayon's threads when the examples are long and the body calls nothing of yours. Any
 /// control flow then works per example, and the functions it calls need no batched form.
-/// Where no float of the body goes through a function of yours, the function (or its
-/// gradient) also runs eight examples at once in SIMD lanes; a group whose lanes disagree
-/// on a branch, a loop's end or an integer made of a float runs again one example at a
-/// time, so every result is the unbatched function's, bit for bit.
+/// Where no float of the body goes through a function of yours, the function (its
+/// gradient, Jacobian or Hessian) also runs eight examples at once in SIMD lanes; a group
+/// whose lanes disagree on a branch, a loop's end or an integer made of a float runs
+/// again one example at a time, so every result is the unbatched function's, bit for bit.
 ///
 /// ```
 /// use ferrax::prelude::*;
