@@ -269,6 +269,59 @@ impl<T: Float> PartialOrd for L<T> {
     }
 }
 
+/// A constant the scalar code names (`DT`, `STEPS`, `WEIGHTS`), whose type only rustc
+/// knows, read over lanes: `(&Const(DT)).lift()` is a float (or an array or slice of them)
+/// in every lane ([`Lift`]), anything else as it is ([`Keep`]).
+pub struct Const<T>(pub T);
+
+/// A float constant in every lane: chosen over [`Keep`] where it applies.
+pub trait Lift {
+    /// The constant over lanes.
+    type Out;
+    /// The constant over lanes.
+    fn lift(&self) -> Self::Out;
+}
+
+/// A constant other than floats, as it is (`(&Const(STEPS)).lift()` is `STEPS`).
+pub trait Keep<T> {
+    /// The constant.
+    fn lift(&self) -> T;
+}
+
+impl<T: Copy> Keep<T> for &Const<T> {
+    #[inline(always)]
+    fn lift(&self) -> T {
+        self.0
+    }
+}
+
+macro_rules! lift_floats {
+    ($($f:ty),*) => {$(
+        impl Lift for Const<$f> {
+            type Out = L<$f>;
+            #[inline(always)]
+            fn lift(&self) -> L<$f> {
+                L::splat(self.0)
+            }
+        }
+        impl<const N: usize> Lift for Const<[$f; N]> {
+            type Out = [L<$f>; N];
+            #[inline(always)]
+            fn lift(&self) -> [L<$f>; N] {
+                splat_array(&self.0)
+            }
+        }
+        impl Lift for Const<&[$f]> {
+            type Out = Vec<L<$f>>;
+            #[inline]
+            fn lift(&self) -> Vec<L<$f>> {
+                splat_seq(self.0)
+            }
+        }
+    )*};
+}
+lift_floats!(f32, f64);
+
 /// The examples `k..k + W` of a batched float.
 #[inline(always)]
 pub fn floats<T: Float>(x: &[T], k: usize) -> L<T> {
@@ -334,6 +387,21 @@ mod tests {
         assert_eq!(
             L([1.0f32; W]).clamp(L::splat(2.0), L::splat(3.0)),
             L::splat(2.0)
+        );
+    }
+
+    #[test]
+    fn constants_are_floats_in_every_lane_or_kept() {
+        const DT: f64 = 0.5;
+        const STEPS: usize = 3;
+        const WS: [f32; 2] = [1.0, 2.0];
+        const TABLE: &[f64] = &[4.0];
+        let (dt, steps) = ((&Const(DT)).lift(), (&Const(STEPS)).lift());
+        let (ws, table) = ((&Const(WS)).lift(), (&Const(TABLE)).lift());
+        let _: (L<f64>, usize, [L<f32>; 2], &Vec<L<f64>>) = (dt, steps, ws, &table);
+        assert_eq!(
+            (dt.0[3], steps, ws[1].0[5], table[0].0[7]),
+            (0.5, 3, 2.0, 4.0)
         );
     }
 

@@ -387,3 +387,35 @@ fn a_panic_only_another_branch_would_reach_is_not_raised_over_lanes() {
     let got = guarded_vmap(&Tensor::from_vec(xs, &[4 * W]));
     same(&values(&got), &want, "guarded_vmap");
 }
+
+const RATE: f64 = 0.3;
+const TAPS: [f64; 3] = [0.25, 0.5, 0.25];
+const GAINS: &[f64] = &[1.0, 0.5];
+const REPEATS: usize = 4;
+
+/// Constants the body names, of types only rustc knows: a float, an integer, an array and
+/// a slice of floats, over lanes.
+#[vmap]
+#[grad]
+fn filtered(x: f64) -> f64 {
+    let (taps, gains): ([f64; 3], &[f64]) = (TAPS, GAINS);
+    let mut y = x;
+    for _ in 0..REPEATS {
+        y = taps[0] * y + taps[1] * y.sin() + taps[2] * RATE * gains[1];
+    }
+    y * gains[0]
+}
+
+#[test]
+fn named_constants_over_lanes_match_a_loop() {
+    let x = normal(11, &[2 * W + 1]);
+    let xv = values(&x);
+    let want: Vec<f64> = xv.iter().map(|x| filtered(*x)).collect();
+    same(&values(&filtered_vmap(&x)), &want, "filtered_vmap");
+    let want: Vec<f64> = xv.iter().map(|x| filtered_grad(*x)).collect();
+    same(
+        &values(&filtered_grad_vmap(&x)),
+        &want,
+        "filtered_grad_vmap",
+    );
+}

@@ -496,6 +496,14 @@ impl Emitter<'_> {
                 {
                     // (a float made of no float: the same in every lane)
                     r = quote!(::ferrax::__private::lanes::L::splat(#r));
+                } else if self.lanes && matches!(rhs, Rhs::Path(_)) {
+                    // (a constant of a type only rustc knows: floats over lanes, the rest
+                    // as they are)
+                    let l = quote!(::ferrax::__private::lanes);
+                    r = quote!({
+                        use #l::{Keep as _, Lift as _};
+                        (&#l::Const(#r)).lift()
+                    });
                 }
                 quote!(let #m #id #ty = #r;)
             }
