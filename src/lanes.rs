@@ -401,7 +401,9 @@ mod tests {
         const TABLE: &[f64] = &[4.0];
         let (dt, steps) = ((&Const(DT)).lift(), (&Const(STEPS)).lift());
         let (ws, table) = ((&Const(WS)).lift(), (&Const(TABLE)).lift());
-        let _: (L<f64>, usize, [L<f32>; 2], &Vec<L<f64>>) = (dt, steps, ws, &table);
+        // (each of the type it should be)
+        let _: (L<f64>, usize, [L<f32>; 2]) = (dt, steps, ws);
+        let _: &Vec<L<f64>> = &table;
         assert_eq!(
             (dt.0[3], steps, ws[1].0[5], table[0].0[7]),
             (0.5, 3, 2.0, 4.0)
