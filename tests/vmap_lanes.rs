@@ -10,6 +10,7 @@
 #![allow(clippy::needless_range_loop, clippy::len_zero)]
 
 use ferrax::prelude::*;
+use std::f64::consts::PI;
 
 mod common;
 use common::tensors::normal;
@@ -388,6 +389,7 @@ fn a_panic_only_another_branch_would_reach_is_not_raised_over_lanes() {
     same(&values(&got), &want, "guarded_vmap");
 }
 
+const K: f64 = 2.0;
 const RATE: f64 = 0.3;
 const TAPS: [f64; 3] = [0.25, 0.5, 0.25];
 const GAINS: &[f64] = &[1.0, 0.5];
@@ -418,4 +420,66 @@ fn named_constants_over_lanes_match_a_loop() {
         &want,
         "filtered_grad_vmap",
     );
+}
+
+// (the iterator forms scalar code may use, std's constants, a closure called by name)
+#[vmap(in_axes = (0, 0))]
+#[grad]
+fn iterators(x: f64, xs: &[f64]) -> f64 {
+    let e = f64::EPSILON + std::f64::consts::E.powf(x * 0.1) + PI * x;
+    let mut acc = 0.0;
+    for w in xs.windows(2) {
+        acc += w[0] * w[1];
+    }
+    for c in xs.chunks(2) {
+        acc += c[0];
+    }
+    let total: f64 = xs.iter().map(|a| a * K).sum();
+    let prod: f64 = xs.iter().product();
+    let folded = xs.iter().fold(0.0, |s, a| s + a.abs());
+    let doubled: Vec<f64> = xs.iter().map(|a| a * 2.0).collect();
+    let sq = |v: f64| v * v;
+    let ok = x > 0.0 && acc < 10.0 || total > 100.0;
+    let n = xs.len() as f64;
+    let mut y = if ok { sq(x) } else { -x % 3.0 };
+    let mut i = 0;
+    loop {
+        i += 1;
+        if i > 3 {
+            break;
+        }
+        y += doubled[i % doubled.len()] / n;
+    }
+    y + e
+        + prod
+        + folded
+        + {
+            let h = [0.5; 3];
+            h[1]
+        }
+        + x.sqrt().ln_1p()
+}
+
+#[test]
+fn iterators_closures_and_std_constants_over_lanes_match_a_loop() {
+    for b in SIZES {
+        let (x, xs) = (normal(12, &[b]).abs(), normal(13, &[b, 5]));
+        let (xv, rows) = (values(&x), values(&xs));
+        let (mut want, mut wgx, mut wgxs) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..b {
+            let r = &rows[5 * k..5 * k + 5];
+            want.push(iterators(xv[k], r));
+            let (gx, gxs) = iterators_grad(xv[k], r);
+            wgx.push(gx);
+            wgxs.extend(gxs);
+        }
+        same(
+            &values(&iterators_vmap(&x, &xs)),
+            &want,
+            &format!("iterators_vmap, batch {b}"),
+        );
+        let (gx, gxs) = iterators_grad_vmap(&x, &xs);
+        same(&values(&gx), &wgx, &format!("gradient of x, batch {b}"));
+        same(&values(&gxs), &wgxs, &format!("gradient of xs, batch {b}"));
+    }
 }
