@@ -1499,8 +1499,9 @@ fn lanes_splat(x: f64, ty: TokenStream) -> TokenStream {
 /// Whether `func` can be emitted over lanes ([`Emitter::over_lanes`]): scalar code whose
 /// every float is one the `L` of `ferrax::__private::lanes` can stand for. Floats,
 /// integers, bools and sequences of floats; primitives, element reads and writes, casts,
-/// loops and branches (on bools, which the lanes must agree on); no call with a float in
-/// or out (a function of the user's takes floats, not lanes), no method on a float outside
+/// loops and branches (on bools, which the lanes must agree on); no call of the user's
+/// functions (they take floats, not lanes, and return what only rustc knows), no method
+/// on a float outside
 /// the primitive table, no `match` on a float, no effect (but the lowering's checks of
 /// integers).
 pub fn lanes_emittable(func: &Func) -> bool {
@@ -1509,15 +1510,24 @@ pub fn lanes_emittable(func: &Func) -> bool {
         .vars
         .iter()
         .all(|v| !matches!(v.kind, Kind::Tensor | Kind::Struct));
+    // (an integer or bool made of no float: a loop's trip count, `n.min(m)`; not what a
+    // helper of the user's returns, of a type only rustc knows: a tuple may hold floats)
+    let int_of_ints = |v: &Var, args: Vec<&Atom>| {
+        matches!(func.info(*v).kind, Kind::Int | Kind::Bool) && !args.into_iter().any(float)
+    };
     let rhs_ok = |v: &Var, r: &Rhs| match r {
-        // (of integers: a helper's, the trip count of a loop)
         Rhs::Call {
             args,
             mode: CallMode::Primal,
             ..
-        } => !float(&Atom::Var(*v)) && !args.iter().any(|a| float(&a.atom)),
+        } => int_of_ints(v, args.iter().map(|a| &a.atom).collect()),
         Rhs::Prim(p, _) => !matches!(row(*p).syntax, Syntax::Method(_)) || p.is_float_method(),
-        Rhs::Method { recv, args, .. } => !float(recv) && !args.iter().any(|a| float(&a.atom)),
+        Rhs::Method { recv, args, .. } => int_of_ints(
+            v,
+            std::iter::once(recv)
+                .chain(args.iter().map(|a| &a.atom))
+                .collect(),
+        ),
         Rhs::NewSeq(NewSeq::ZerosLike(v)) => matches!(func.info(*v).kind, Kind::Seq(..)),
         Rhs::Call { .. }
         | Rhs::CallVar { .. }

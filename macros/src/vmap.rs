@@ -1402,6 +1402,27 @@ mod tests {
                 }
             )
         ));
+        // (a helper of integers, whose result is of a type only rustc knows: a tuple that
+        // may hold floats, or an integer)
+        for body in [quote!(pair(n).0 * x), quote!(x * steps(n) as f64)] {
+            assert!(!over_lanes(
+                quote!(in_axes = (0, None)),
+                quote!(
+                    fn t(x: f64, n: usize) -> f64 {
+                        #body
+                    }
+                )
+            ));
+        }
+        // (an integer method of integers)
+        assert!(over_lanes(
+            quote!(in_axes = (0, None)),
+            quote!(
+                fn s(x: f64, n: usize) -> f64 {
+                    x * n.min(3) as f64
+                }
+            )
+        ));
         assert!(!over_lanes(
             quote!(),
             quote!(
