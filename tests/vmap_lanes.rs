@@ -133,19 +133,28 @@ fn diverging_examples_fall_back_to_one_at_a_time_and_match_a_loop() {
                 _ => 2.5,
             })
             .collect();
-        let x = Tensor::from_vec(xs.clone(), &[b]);
-        let want: Vec<f64> = xs.iter().map(|a| cube_root(*a)).collect();
-        same(
-            &values(&cube_root_vmap(&x)),
-            &want,
-            &format!("cube_root_vmap, batch {b}"),
+        let what = format!("cube_root, batch {b}");
+        floats_match_a_loop(
+            &xs,
+            [cube_root, cube_root_grad],
+            [cube_root_vmap, cube_root_grad_vmap],
+            &what,
         );
-        let want: Vec<f64> = xs.iter().map(|a| cube_root_grad(*a)).collect();
-        same(
-            &values(&cube_root_grad_vmap(&x)),
-            &want,
-            &format!("cube_root_grad_vmap, batch {b}"),
-        );
+    }
+}
+
+/// `batched[i]` of `xs` (a function of one float and its gradient, batched), bit for bit
+/// `one[i]` of each.
+fn floats_match_a_loop(
+    xs: &[f64],
+    one: [fn(f64) -> f64; 2],
+    batched: [fn(&Tensor) -> Tensor; 2],
+    what: &str,
+) {
+    let x = Tensor::from_vec(xs.to_vec(), &[xs.len()]);
+    for (f, (g, form)) in one.iter().zip(batched.iter().zip(["value", "gradient"])) {
+        let want: Vec<f64> = xs.iter().map(|a| f(*a)).collect();
+        same(&values(&g(&x)), &want, &format!("{what}: {form}"));
     }
 }
 
@@ -168,15 +177,11 @@ fn clipped_walk(x0: f64) -> f64 {
 fn examples_that_branch_on_their_own_values_match_a_loop() {
     let mut xs = values(&normal(7, &[37]));
     xs[5] = f64::NAN;
-    let x = Tensor::from_vec(xs.clone(), &[37]);
-    let want: Vec<f64> = xs.iter().map(|a| clipped_walk(*a)).collect();
-    same(&values(&clipped_walk_vmap(&x)), &want, "clipped_walk_vmap");
-    let want: Vec<f64> = xs.iter().map(|a| clipped_walk_grad(*a)).collect();
-    same(
-        &values(&clipped_walk_grad_vmap(&x)),
-        &want,
-        "clipped_walk_grad_vmap",
+    let (one, batched) = (
+        [clipped_walk, clipped_walk_grad],
+        [clipped_walk_vmap, clipped_walk_grad_vmap],
     );
+    floats_match_a_loop(&xs, one, batched, "clipped_walk");
 }
 
 // ---- sequences and the other float width over lanes ----
@@ -410,16 +415,12 @@ fn filtered(x: f64) -> f64 {
 
 #[test]
 fn named_constants_over_lanes_match_a_loop() {
-    let x = normal(11, &[2 * W + 1]);
-    let xv = values(&x);
-    let want: Vec<f64> = xv.iter().map(|x| filtered(*x)).collect();
-    same(&values(&filtered_vmap(&x)), &want, "filtered_vmap");
-    let want: Vec<f64> = xv.iter().map(|x| filtered_grad(*x)).collect();
-    same(
-        &values(&filtered_grad_vmap(&x)),
-        &want,
-        "filtered_grad_vmap",
+    let xs = values(&normal(11, &[2 * W + 1]));
+    let (one, batched) = (
+        [filtered, filtered_grad],
+        [filtered_vmap, filtered_grad_vmap],
     );
+    floats_match_a_loop(&xs, one, batched, "filtered");
 }
 
 // (the iterator forms scalar code may use, std's constants, a closure called by name)
