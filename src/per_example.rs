@@ -264,14 +264,32 @@ impl<E: Example> Column<E> {
     #[track_caller]
     fn shaped(&mut self, shape: &[usize], fn_name: &str) {
         match &self.shape {
-            // (one example's shape has an axis or two: compared here, not by `memcmp`)
-            Some(s) if s.len() == shape.len() && s.iter().zip(shape).all(|(a, b)| a == b) => {}
             None => self.shape = Some(shape.to_vec()),
-            Some(s) if s != shape => panic!(
-                "`{fn_name}`: the examples returned results of different shapes ({s:?} and {shape:?}); a batched result needs one shape"
-            ),
+            // (compared element by element: one example's shape has an axis or two, and a
+            // call of `memcmp` per example showed in profiles of short examples)
+            Some(s) if !(s.len() == shape.len() && s.iter().zip(shape).all(|(a, b)| a == b)) => {
+                panic!(
+                    "`{fn_name}`: the examples returned results of different shapes ({s:?} and {shape:?}); a batched result needs one shape"
+                )
+            }
             _ => {}
         }
+    }
+
+    /// Writes lane `i` of `xs`, one example of `shape` over lanes, at the end.
+    #[inline]
+    #[track_caller]
+    fn put_lanes<'a>(
+        &mut self,
+        shape: &[usize],
+        xs: impl IntoIterator<Item = &'a L<E::Elem>>,
+        i: usize,
+        fn_name: &str,
+    ) where
+        E::Elem: 'a,
+    {
+        self.shaped(shape, fn_name);
+        self.data.extend(xs.into_iter().map(|x| x.0[i]));
     }
 
     /// Appends the column of the examples after these (a share run on another thread).
@@ -374,17 +392,11 @@ pub trait LaneExample {
     fn put_lane(&self, i: usize, col: &mut Column<Self::One>, fn_name: &str);
 }
 
-impl<T: Float> LaneExample for L<T>
-where
-    T: Example<Elem = T>,
-{
+impl<T: Float + Example<Elem = T>> LaneExample for L<T> {
     type One = T;
     #[inline]
     fn put_lane(&self, i: usize, col: &mut Column<T>, fn_name: &str) {
-        if col.shape.is_none() {
-            col.shaped(&[], fn_name);
-        }
-        col.data.push(self.0[i]);
+        col.put_lanes(&[], [self], i, fn_name);
     }
 }
 
@@ -396,8 +408,7 @@ where
     #[inline]
     #[track_caller]
     fn put_lane(&self, i: usize, col: &mut Column<Vec<T>>, fn_name: &str) {
-        col.shaped(&[self.len()], fn_name);
-        col.data.extend(self.iter().map(|x| x.0[i]));
+        col.put_lanes(&[self.len()], self, i, fn_name);
     }
 }
 
@@ -408,8 +419,7 @@ where
     type One = [T; N];
     #[inline]
     fn put_lane(&self, i: usize, col: &mut Column<[T; N]>, fn_name: &str) {
-        col.shaped(&[N], fn_name);
-        col.data.extend(self.iter().map(|x| x.0[i]));
+        col.put_lanes(&[N], self, i, fn_name);
     }
 }
 
@@ -422,10 +432,7 @@ where
     fn put_lane(&self, i: usize, col: &mut Column<Vec<Vec<T>>>, fn_name: &str) {
         // (rows of one length: a Jacobian's, made so)
         let n = self.first().map_or(0, Vec::len);
-        col.shaped(&[self.len(), n], fn_name);
-        for r in self {
-            col.data.extend(r.iter().map(|x| x.0[i]));
-        }
+        col.put_lanes(&[self.len(), n], self.iter().flatten(), i, fn_name);
     }
 }
 

@@ -56,17 +56,18 @@ fn pendulum(p: &[f64], th0: f64, w0: f64, steps: usize) -> f64 {
 #[test]
 fn a_fixed_step_simulation_matches_a_loop_bit_for_bit() {
     let p = [9.81, 0.3, 0.7];
-    for b in SIZES {
+    // (50 steps, and none: loops of zero trips over lanes)
+    for (b, n) in SIZES.into_iter().flat_map(|b| [(b, 50), (b, 0)]) {
         let (th0, w0) = (normal(1, &[b]), normal(2, &[b]));
         let (t, w) = (values(&th0), values(&w0));
-        let value = pendulum_vmap(&p, &th0, &w0, 50);
-        let (gp, gth) = pendulum_grad_vmap(&p, &th0, &w0, 50);
-        let (v2, gp2, gth2) = pendulum_value_and_grad_vmap(&p, &th0, &w0, 50);
+        let value = pendulum_vmap(&p, &th0, &w0, n);
+        let (gp, gth) = pendulum_grad_vmap(&p, &th0, &w0, n);
+        let (v2, gp2, gth2) = pendulum_value_and_grad_vmap(&p, &th0, &w0, n);
         assert_eq!(gp.shape(), &[b, 3]);
         let mut want = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..b {
-            want.0.push(pendulum(&p, t[k], w[k], 50));
-            let (g, h) = pendulum_grad(&p, t[k], w[k], 50);
+            want.0.push(pendulum(&p, t[k], w[k], n));
+            let (g, h) = pendulum_grad(&p, t[k], w[k], n);
             want.1.extend(g);
             want.2.push(h);
         }
@@ -78,7 +79,7 @@ fn a_fixed_step_simulation_matches_a_loop_bit_for_bit() {
             (&gth, &want.2, "gradient of th0"),
             (&gth2, &want.2, "value_and_grad's gradient of th0"),
         ] {
-            same(&values(got), want, &format!("{what}, batch {b}"));
+            same(&values(got), want, &format!("{what}, batch {b}, {n} steps"));
         }
     }
     // (and the gradient is a gradient: central differences of the first example's p)
@@ -202,20 +203,22 @@ fn fit(c: [f64; 3], xs: &[f64], ys: Vec<f64>) -> f64 {
 #[test]
 fn sequences_over_lanes_match_a_loop() {
     let c = [0.5, -1.0, 0.25];
-    for b in SIZES {
-        let (xs, ys) = (normal(3, &[b, 5]), normal(4, &[b, 5]));
+    // (five points, one, and none: empty sequences over lanes)
+    for (b, n) in SIZES.into_iter().flat_map(|b| [(b, 5), (b, 1), (b, 0)]) {
+        let (xs, ys) = (normal(3, &[b, n]), normal(4, &[b, n]));
         let (gc, gx) = fit_grad_vmap(c, &xs, &ys);
-        assert_eq!((gc.shape(), gx.shape()), (&[b, 3][..], &[b, 5][..]));
+        assert_eq!((gc.shape(), gx.shape()), (&[b, 3][..], &[b, n][..]));
         let (xv, yv) = (values(&xs), values(&ys));
         let (mut wc, mut wx) = (Vec::new(), Vec::new());
         for k in 0..b {
-            let (x, y) = (&xv[5 * k..5 * k + 5], &yv[5 * k..5 * k + 5]);
+            let (x, y) = (&xv[n * k..n * k + n], &yv[n * k..n * k + n]);
             let (g, h) = fit_grad(c, x, y.to_vec());
             wc.extend(g);
             wx.extend(h);
         }
-        same(&values(&gc), &wc, &format!("gradient of c, batch {b}"));
-        same(&values(&gx), &wx, &format!("gradient of xs, batch {b}"));
+        let what = format!("batch {b}, {n} points");
+        same(&values(&gc), &wc, &format!("gradient of c, {what}"));
+        same(&values(&gx), &wx, &format!("gradient of xs, {what}"));
     }
 }
 
@@ -483,4 +486,29 @@ fn iterators_closures_and_std_constants_over_lanes_match_a_loop() {
         same(&values(&gx), &wgx, &format!("gradient of x, batch {b}"));
         same(&values(&gxs), &wgxs, &format!("gradient of xs, batch {b}"));
     }
+}
+
+/// Every float method of the primitive table (`Prim::FLOAT_METHODS`), over lanes: `L` has
+/// each, and each lane computes what `f64`'s does.
+#[vmap]
+#[grad]
+fn every_float_method(x: f64) -> f64 {
+    let (a, b) = (x.abs() * 0.25 + 0.1, 1.0 + x * x);
+    let trig = a.sin() + a.cos() + a.tan() + a.asin() + a.acos() + a.atan() + a.atan2(b);
+    let hyp = a.sinh() + a.cosh() + a.tanh() + a.asinh() + b.acosh() + a.atanh();
+    let exps = a.exp() + a.exp2() + a.exp_m1() + b.ln() + b.log(3.0) + b.log2() + b.log10();
+    let roots = a.ln_1p() + b.sqrt() + x.cbrt() + b.powi(3) + b.powf(a) + x.abs();
+    let rest = x.signum() + a.hypot(b) + x.max(a) + x.min(a) + a.mul_add(b, x) + b.recip();
+    let rounding = (3.0 * x).clamp(-1.0, 1.0) + x.floor() + x.ceil() + x.round() + x.trunc();
+    trig + hyp + exps + roots + rest + rounding
+}
+
+#[test]
+fn every_float_method_over_lanes_matches_a_loop() {
+    let xs = values(&normal(14, &[2 * W + 3]));
+    let (one, batched) = (
+        [every_float_method, every_float_method_grad],
+        [every_float_method_vmap, every_float_method_grad_vmap],
+    );
+    floats_match_a_loop(&xs, one, batched, "every_float_method");
 }

@@ -95,7 +95,7 @@ impl Emitter<'_> {
                 let id = self.var(v);
                 quote!(#id)
             }
-            Atom::Float(x) if self.lanes => lanes_splat(x, quote!()),
+            Atom::Float(x) if self.lanes => lanes_splat(x, Prec::Infer),
             Atom::Float(x) => float_literal(x, Literal::f64_unsuffixed),
             Atom::Int(i) => {
                 let lit = Literal::u128_unsuffixed(i);
@@ -458,10 +458,7 @@ impl Emitter<'_> {
                 }
                 let ty = match (&info.kind, rhs) {
                     (Kind::Float(p), _) if self.lanes => {
-                        let f = match p {
-                            Prec::F32 | Prec::F64 => prec_ty(*p),
-                            _ => quote!(_),
-                        };
+                        let f = lane_ty(*p);
                         quote!(: ::ferrax::__private::lanes::L<#f>)
                     }
                     (Kind::Float(Prec::F32), _) => quote!(: f32),
@@ -492,13 +489,13 @@ impl Emitter<'_> {
                 let mut r = self.rhs(rhs, prec, !info.kind.is_scalar() || info.kind.is_tensor());
                 if self.lanes
                     && matches!(info.kind, Kind::Float(_))
-                    && matches!(rhs, Rhs::Cast(..) | Rhs::Path(_) | Rhs::Lit(_))
+                    && matches!(rhs, Rhs::Cast(..) | Rhs::Lit(_))
                 {
                     // (a float made of no float: the same in every lane)
                     r = quote!(::ferrax::__private::lanes::L::splat(#r));
                 } else if self.lanes && matches!(rhs, Rhs::Path(_)) {
-                    // (a constant of a type only rustc knows: floats over lanes, the rest
-                    // as they are)
+                    // (a constant, of a type only rustc knows where the path does not say:
+                    // floats over lanes, the rest as they are)
                     let l = quote!(::ferrax::__private::lanes);
                     r = quote!({
                         use #l::{Keep as _, Lift as _};
@@ -1053,10 +1050,7 @@ impl Emitter<'_> {
         if let (Syntax::Method(_), Some(Atom::Float(v)), true) =
             (row(p).syntax, args.first(), self.lanes)
         {
-            first = match prec {
-                Prec::F32 | Prec::F64 => lanes_splat(*v, prec_ty(prec)),
-                _ => lanes_splat(*v, quote!()),
-            };
+            first = lanes_splat(*v, prec);
         } else if let (Syntax::Method(_), Some(Atom::Float(v))) = (row(p).syntax, args.first()) {
             let lit = match prec {
                 Prec::F32 => Literal::f32_suffixed(v.abs() as f32),
@@ -1475,7 +1469,7 @@ fn float_literal(x: f64, lit: fn(f64) -> Literal) -> TokenStream {
 }
 
 /// The Rust float type of a precision (`f64` unless `F32`).
-fn prec_ty(p: Prec) -> TokenStream {
+pub(crate) fn prec_ty(p: Prec) -> TokenStream {
     if p == Prec::F32 {
         quote!(f32)
     } else {
@@ -1483,16 +1477,31 @@ fn prec_ty(p: Prec) -> TokenStream {
     }
 }
 
-/// A float constant in every lane, `L::<ty>::splat(x)` (`ty` empty: inferred).
-fn lanes_splat(x: f64, ty: TokenStream) -> TokenStream {
-    let l = quote!(::ferrax::__private::lanes::L);
-    let l = if ty.is_empty() { l } else { quote!(#l::<#ty>) };
-    if x.is_finite() {
-        let lit = float_literal(x, Literal::f64_unsuffixed);
-        quote!(#l::splat(#lit))
+/// The float type of a lane of a precision: `_` (rustc infers it) where not known.
+fn lane_ty(p: Prec) -> TokenStream {
+    match p {
+        Prec::Infer => quote!(_),
+        p => prec_ty(p),
+    }
+}
+
+/// A float constant of precision `p` in every lane (a NaN or an infinity, written as an
+/// `f64` constant, converted).
+fn lanes_splat(x: f64, p: Prec) -> TokenStream {
+    let (f, c) = (lane_ty(p), float_literal(x, Literal::f64_unsuffixed));
+    let splat = if x.is_finite() {
+        quote!(splat)
     } else {
-        let c = float_literal(x, Literal::f64_unsuffixed);
-        quote!(#l::splat_f64(#c))
+        quote!(splat_f64)
+    };
+    quote!(::ferrax::__private::lanes::L::<#f>::#splat(#c))
+}
+
+/// `items` as one value: the item itself where there is one, else a tuple of them.
+pub(crate) fn tuple_or_one(items: &[TokenStream]) -> TokenStream {
+    match items {
+        [one] => one.clone(),
+        _ => quote!((#(#items),*)),
     }
 }
 
@@ -1501,9 +1510,8 @@ fn lanes_splat(x: f64, ty: TokenStream) -> TokenStream {
 /// integers, bools and sequences of floats; primitives, element reads and writes, casts,
 /// loops and branches (on bools, which the lanes must agree on); no call of the user's
 /// functions (they take floats, not lanes, and return what only rustc knows), no method
-/// on a float outside
-/// the primitive table, no `match` on a float, no effect (but the lowering's checks of
-/// integers).
+/// on a float outside the primitive table, no `match` on a float, no effect (but the
+/// lowering's checks of integers).
 pub fn lanes_emittable(func: &Func) -> bool {
     let float = |a: &Atom| matches!(func.kind(*a), Kind::Float(_) | Kind::Seq(..));
     let kinds = func

@@ -119,11 +119,8 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
     let ret = &sig.ret_ty;
     let active: Vec<&Param> = func.params.iter().filter(|p| p.active).collect();
     let grad_tys: Vec<Type> = active.iter().map(|p| grad_type(&p.ty)).collect();
-    let grads_ty = if grad_tys.len() == 1 {
-        quote!(#(#grad_tys)*)
-    } else {
-        quote!((#(#grad_tys),*))
-    };
+    let grads_ty =
+        crate::emit::tuple_or_one(&grad_tys.iter().map(|t| quote!(#t)).collect::<Vec<_>>());
     let wrt_names: Vec<String> = active.iter().map(|p| format!("`{}`", p.ident)).collect();
     let wrt = wrt_names.join(", ");
     let allow = crate::emit::allow_generated();
@@ -194,14 +191,7 @@ pub fn expand_with(attr: GradAttr, item: syn::ItemFn, callers: bool) -> syn::Res
 
     // ---- reverse mode ----
     let v = vjp(&func, &varied);
-    let grads_of = |em: &Emitter| {
-        let g: Vec<TokenStream> = v.grads.iter().map(|a| em.atom(*a)).collect();
-        if g.len() == 1 {
-            quote!(#(#g)*)
-        } else {
-            quote!((#(#g),*))
-        }
-    };
+    let grads_of = |em: &Emitter| grads_of(em, &v.grads);
     let grad_vars: HashSet<Var> = v.grads.iter().filter_map(|a| a.var()).collect();
     let value_var: HashSet<Var> = func.output.var().into_iter().collect();
 
@@ -473,6 +463,12 @@ pub fn gradient_ir(func: &Func, v: &crate::transform::vjp::VjpOut, with_value: b
     carry_adjoint_stores(&mut vf, &mut blk);
     vf.body = blk;
     vf
+}
+
+/// What `f_grad` returns, as `em` writes it: the gradient, or a tuple of them in parameter
+/// order.
+pub fn grads_of(em: &Emitter, grads: &[Atom]) -> TokenStream {
+    crate::emit::tuple_or_one(&grads.iter().map(|a| em.atom(*a)).collect::<Vec<_>>())
 }
 
 pub fn param_list(em: &Emitter, func: &Func) -> Vec<TokenStream> {

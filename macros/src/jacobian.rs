@@ -758,14 +758,6 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// `f32` or `f64`.
-fn real_type(prec: Prec) -> TokenStream {
-    match prec {
-        Prec::F32 => quote!(f32),
-        _ => quote!(f64),
-    }
-}
-
 /// Only the last parameter batched (along axis 0).
 fn axes_last(n: usize) -> Vec<Option<isize>> {
     let mut a = vec![None; n];
@@ -875,7 +867,7 @@ fn slice_jacobian(mut gattr: GradAttr, item: syn::ItemFn) -> syn::Result<TokenSt
         ));
     };
     passed_to_every_pass(&func, "#[jacobian]")?;
-    let real = real_type(prec);
+    let real = crate::emit::prec_ty(prec);
     let Parts {
         name,
         vis,
@@ -995,15 +987,20 @@ impl SlicePasses {
     /// What the forward pass returns, as `em` (of `fwd`) writes it: `(value, tangent)`.
     fn fwd_out(&self, em: &Emitter) -> TokenStream {
         let value = em.atom(self.value);
-        let tangent = match self.tangent {
-            Atom::Var(_) => em.atom(self.tangent),
-            // an output that does not depend on x
-            _ => {
-                let zero = em.atom(Atom::Float(0.0));
-                quote!(::std::vec![#zero; #value.len()])
-            }
-        };
+        let tangent = seq_or_zeros(em, self.tangent, quote!(#value.len()));
         quote!((#value, #tangent))
+    }
+}
+
+/// The sequence `a`, or where it is a constant (a derivative of something that does not
+/// depend on the input) `len` zeros, as `em` writes them.
+fn seq_or_zeros(em: &Emitter, a: Atom, len: TokenStream) -> TokenStream {
+    match a {
+        Atom::Var(_) => em.value(a),
+        _ => {
+            let zero = em.atom(Atom::Float(0.0));
+            quote!(::std::vec![#zero; #len])
+        }
     }
 }
 
@@ -1022,19 +1019,10 @@ fn slice_lanes(which: Which, attr: TokenStream, item: &syn::ItemFn) -> Option<Ve
     let Kind::Seq(_, prec) = func.info(x.var).kind else {
         return None;
     };
-    let real = real_type(prec);
-    let lanes = |ir: &Func, out: &dyn Fn(&Emitter) -> TokenStream| {
-        crate::vmap::lanes_closure(ir, |em| out(em))
-    };
+    let real = crate::emit::prec_ty(prec);
+    use crate::vmap::lanes_closure as lanes;
     let args: Vec<&syn::Ident> = func.params.iter().map(|p| &p.ident).collect();
-    let params: Vec<TokenStream> = func
-        .params
-        .iter()
-        .map(|p| {
-            let (id, ty) = (&p.ident, crate::vmap::over_lanes(&p.ty));
-            quote!(#id: #ty)
-        })
-        .collect();
+    let params = crate::vmap::lanes_params(&func);
     let (xi, l) = (&x.ident, quote!(::ferrax::__private::lanes::L<#real>));
     let unit = quote!(::ferrax::__private::unit_passes);
     if which == Which::Hessian {
@@ -1044,13 +1032,7 @@ fn slice_lanes(which: Which, attr: TokenStream, item: &syn::ItemFn) -> Option<Ve
             ..
         } = hvp_ir(&func, &varied_set, &x, x.ty.clone(), false).ok()?;
         crate::transform::simplify::fill_gathered_fn(&mut hf);
-        let hvp = lanes(&hf, &|em| match tangent {
-            Atom::Var(_) => em.value(tangent),
-            _ => {
-                let zero = em.atom(Atom::Float(0.0));
-                quote!(::std::vec![#zero; #xi.len()])
-            }
-        })?;
+        let hvp = lanes(&hf, |em| seq_or_zeros(em, tangent, quote!(#xi.len())))?;
         return Some(vec![quote! {
             |#(#params),*| {
                 let __ferrax_hvp = #hvp;
@@ -1059,9 +1041,9 @@ fn slice_lanes(which: Which, attr: TokenStream, item: &syn::ItemFn) -> Option<Ve
         }]);
     }
     let passes = SlicePasses::of(&func, &varied_set, &real);
-    let fwd = lanes(&passes.fwd, &|em| passes.fwd_out(em))?;
-    let rev = lanes(&passes.rev, &|em| em.atom(passes.grad))?;
-    let primal = lanes(&func, &|em| em.atom(func.output))?;
+    let fwd = lanes(&passes.fwd, |em| passes.fwd_out(em))?;
+    let rev = lanes(&passes.rev, |em| em.atom(passes.grad))?;
+    let primal = lanes(&func, |em| em.atom(func.output))?;
     let jacfwd = quote! {
         |#(#params),*| {
             let (__ferrax_fwd, __ferrax_primal) = (#fwd, #primal);
@@ -1108,7 +1090,7 @@ fn slice_hessian(
     prec: Prec,
 ) -> syn::Result<TokenStream> {
     passed_to_every_pass(func, "#[hessian]")?;
-    let real = real_type(prec);
+    let real = crate::emit::prec_ty(prec);
     let Parts {
         name,
         vis,
@@ -1126,11 +1108,8 @@ fn slice_hessian(
     let hparams = crate::grad::param_list(&em, &hf);
     let body = em.block(&hf.body);
     let (xid, dv) = (em.var(x.var), em.var(d));
-    let t = match tangent {
-        Atom::Var(_) => em.value(tangent),
-        // a gradient that does not depend on x: a zero Hessian
-        _ => quote!(::std::vec![0.0; #xid.len()]),
-    };
+    // (a gradient that does not depend on x: a zero Hessian)
+    let t = seq_or_zeros(&em, tangent, quote!(#xid.len()));
     let xi = &x.ident;
     let (hvp_name, h_name) = (
         format_ident!("{}_hvp", name),

@@ -2240,7 +2240,9 @@ pub fn row(p: Prim) -> Row {
 }
 
 impl Prim {
-    /// The primitives written as methods of a float (`x.sin()`, `a.max(b)`).
+    /// The primitives written as methods of a float (`x.sin()`, `a.max(b)`): `f64`'s, and
+    /// those of the lanes of `ferrax::__private::lanes::L`, which has each
+    /// (`tests/vmap_lanes.rs` calls every one over lanes).
     const FLOAT_METHODS: &[Prim] = {
         use Prim::*;
         &[

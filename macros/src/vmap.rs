@@ -228,17 +228,13 @@ fn expand_function(attr: TokenStream, mut item: syn::ItemFn) -> syn::Result<Toke
             grads.clone(),
         );
         // the gradient over lanes: the IR `f_grad` is written from (see `grad::expand_with`)
+        let plain = looped.then(|| crate::transform::vjp::vjp(&func, &varied_set));
         let grad_lanes = |with_value: bool| {
-            let v = crate::transform::vjp::vjp(&func, &varied_set);
-            let mut ir = crate::grad::gradient_ir(&func, &v, with_value);
+            let v = plain.as_ref()?;
+            let mut ir = crate::grad::gradient_ir(&func, v, with_value);
             crate::transform::simplify::fill_gathered_fn(&mut ir);
             lanes_closure(&ir, |em| {
-                let g: Vec<TokenStream> = v.grads.iter().map(|a| em.atom(*a)).collect();
-                let g = if g.len() == 1 {
-                    quote!(#(#g)*)
-                } else {
-                    quote!((#(#g),*))
-                };
+                let g = crate::grad::grads_of(em, &v.grads);
                 if with_value {
                     let value = em.atom(func.output);
                     quote!((#value, #g))
@@ -919,23 +915,19 @@ pub(crate) fn per_example_fn(
                     quote!(#spread)
                 }
                 Kind::Seq(..) => {
-                    let (splat, by_ref) = match ty {
-                        Type::Reference(r) => (
-                            match &*r.elem {
-                                Type::Array(_) => quote!(#l::splat_array(#id)),
-                                _ => quote!(#l::splat_seq(#id)),
-                            },
-                            true,
-                        ),
-                        Type::Array(_) => (quote!(#l::splat_array(&#id)), false),
-                        _ => (quote!(#l::splat_seq(&#id)), false),
+                    let splat = match array_len(ty) {
+                        Some(_) => quote!(#l::splat_array),
+                        None => quote!(#l::splat_seq),
                     };
-                    shared.push(quote!(let #spread = #splat;));
-                    match (by_ref, ty) {
-                        (true, _) => quote!(&#spread),
-                        (false, Type::Array(_)) => quote!(#spread),
-                        _ => quote!(::std::clone::Clone::clone(&#spread)),
-                    }
+                    // (passed as the parameter takes it: by reference, an array by copy,
+                    // an owned Vec cloned)
+                    let (src, arg) = match ty {
+                        Type::Reference(_) => (quote!(#id), quote!(&#spread)),
+                        Type::Array(_) => (quote!(&#id), quote!(#spread)),
+                        _ => (quote!(&#id), quote!(::std::clone::Clone::clone(&#spread))),
+                    };
+                    shared.push(quote!(let #spread = #splat(#src);));
+                    arg
                 }
                 _ => quote!(#id),
             });
@@ -1070,14 +1062,19 @@ pub(crate) fn lanes_closure(
         return None;
     }
     let em = Emitter::new(ir, false).over_lanes();
-    let tys: Vec<Type> = ir.params.iter().map(|p| over_lanes(&p.ty)).collect();
-    let params = crate::grad::param_list_typed(&em, ir, &tys);
+    let params = lanes_params(ir);
     let (body, out) = (em.block(&ir.body), out(&em));
     Some(quote!(|#(#params),*| { #body #out }))
 }
 
+/// The parameters of `ir` over lanes (`x: &[L<f64>]`).
+pub(crate) fn lanes_params(ir: &Func) -> Vec<TokenStream> {
+    let tys: Vec<Type> = ir.params.iter().map(|p| over_lanes(&p.ty)).collect();
+    crate::grad::param_list_typed(&Emitter::new(ir, false), ir, &tys)
+}
+
 /// `ty` with its floats `L`s of several examples (`&[f64]` as `&[L<f64>]`).
-pub(crate) fn over_lanes(ty: &Type) -> Type {
+fn over_lanes(ty: &Type) -> Type {
     use syn::visit_mut::VisitMut;
     struct Spread;
     impl VisitMut for Spread {
