@@ -4,9 +4,10 @@
 //! A derivative is full of short elementwise chains (`tanh`'s is `ct * (1 - y * y)`: three
 //! passes over memory, two of them writing temporaries that are read once). The macro sees
 //! such chains at compile time and hands them over as one [`Instr`] list; [`run`] evaluates
-//! the list block by block (a few thousand elements at a time, so that every intermediate
-//! stays in L1), with the same SIMD kernels as the whole-tensor operations, so results are
-//! those of the unfused chain.
+//! the list block by block (a few hundred elements at a time, as many as keep every
+//! intermediate in L1), with the same SIMD loops as the whole-tensor operations, so results
+//! are those of the unfused chain. This module plans the pass (leaves, blocks, threads);
+//! the CPU backend's `chain` runs it.
 //!
 //! [`run`] handles the common case: CPU tensors of one float dtype, each either shaped
 //! like the result, a single element, or contiguous and broadcast along one run of
@@ -33,7 +34,8 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::kernels::{self, BinaryOp, CmpOp, UnaryOp};
+use crate::cpu::chain::{self, Input};
+use crate::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use crate::element::{DType, Float};
 use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, numel};
@@ -78,8 +80,8 @@ pub enum Leaf<'a> {
     Scalar(f64),
 }
 
-/// Elements per block: each intermediate is one block (8 KiB of f32).
-const BLOCK: usize = 2048;
+/// Elements at most in one task where a pass is split over threads.
+const TASK: usize = 32 << 10;
 
 /// Runs `program` over `leaves` into a new contiguous tensor of `shape` (the broadcast
 /// shape of the program's result), in one blocked pass. `None` where the fast path does
@@ -124,9 +126,14 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
                 _ => None,
             })
             .max();
+        let tiled = inputs
+            .iter()
+            .filter(|i| matches!(i, Input::Tiled { .. }))
+            .count();
+        let block = chain::block_len::<T>(program.len(), tiled);
         let blk = match period {
-            Some(p) if p <= BLOCK => BLOCK / p * p,
-            _ => BLOCK,
+            Some(p) if p <= block => block / p * p,
+            _ => block,
         };
         // the work: about one unit an element to write it, a quarter of one per tensor
         // read and per instruction computed on it in registers (weighing every
@@ -142,12 +149,12 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
             // about four tasks a thread, of whole blocks (a thread with most of the work
             // waited for: 40,000 elements were one task of 32,768 and one of 7,232)
             let per = n.div_ceil(4 * rayon::current_num_threads());
-            let task = per.next_multiple_of(blk).min(blk * 16);
+            let task = per.next_multiple_of(blk).min(TASK.max(blk) / blk * blk);
             out.par_chunks_mut(task)
                 .enumerate()
-                .for_each(|(t, chunk)| range(&inputs, program, blk, t * task, chunk));
+                .for_each(|(t, chunk)| chain::range(&inputs, program, blk, t * task, chunk));
         } else {
-            range(&inputs, program, blk, 0, &mut out);
+            chain::range(&inputs, program, blk, 0, &mut out);
         }
         Tensor::from_data(out, shape)
     }))
@@ -238,21 +245,6 @@ enum Reg {
     Scalar(f64),
 }
 
-/// A leaf as the blocks read it.
-enum Input<'a, T> {
-    Scalar(T),
-    /// Shaped like the result.
-    Full(&'a [T]),
-    /// Broadcast along one run of axes: each `row` of `data` (its trailing axes, shaped
-    /// like the result's) repeated `reps` times in a row (the broadcast axes), then the
-    /// next (its leading axes). A bias over rows is one row repeated.
-    Tiled {
-        data: &'a [T],
-        row: usize,
-        reps: usize,
-    },
-}
-
 fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>> {
     let t = match leaf {
         Leaf::Scalar(v) => return Some(Input::Scalar(T::from_f64(*v))),
@@ -288,190 +280,4 @@ fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>>
     (0..j)
         .all(|a| dim(a) == shape[a])
         .then_some(Input::Tiled { data, row, reps })
-}
-
-/// An operand within one block.
-#[derive(Clone, Copy)]
-enum Src<'a, T> {
-    Slice(&'a [T]),
-    Scalar(T),
-}
-
-/// Evaluates elements `start..start + out.len()` of the result into `out`, in blocks of
-/// `blk` elements.
-fn range<T: Float>(
-    inputs: &[Input<'_, T>],
-    program: &[Instr],
-    blk: usize,
-    start: usize,
-    out: &mut [T],
-) {
-    let tiled = inputs
-        .iter()
-        .filter(|i| matches!(i, Input::Tiled { .. }))
-        .count();
-    let mut scratch = pool::buffer((program.len() + tiled + 2) * BLOCK, T::zero());
-    // where every tiled leaf is one row repeated and blocks hold whole rows, each one's
-    // buffer is the same in every block
-    let fixed = inputs.iter().all(|i| match i {
-        Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
-        _ => true,
-    });
-    if fixed {
-        let bufs = scratch[program.len() * BLOCK..].chunks_mut(BLOCK);
-        let leaves = inputs.iter().filter(|i| matches!(i, Input::Tiled { .. }));
-        for (i, buf) in leaves.zip(bufs) {
-            gather(i, 0, &mut buf[..blk]);
-        }
-    }
-    for (b, chunk) in out.chunks_mut(blk).enumerate() {
-        block(inputs, program, start + b * blk, chunk, &mut scratch, fixed);
-    }
-    pool::recycle(scratch);
-}
-
-/// `buf` filled with the elements `start..start + buf.len()` of a tiled leaf as the
-/// result sees it (past the result's end, as if the leaf repeated: a block of one row
-/// repeated is gathered whole even where the result is shorter).
-fn gather<T: Copy>(input: &Input<'_, T>, start: usize, buf: &mut [T]) {
-    let &Input::Tiled { data, row, reps } = input else {
-        unreachable!("only tiled leaves are gathered")
-    };
-    let (len, span, rows) = (buf.len(), row * reps, data.len() / row);
-    // where element `start` is: in row `q` of `data`, its repeat `rep`, at `r` in the row
-    let (mut q, mut rep, mut r) = (start / span % rows, start % span / row, start % row);
-    let mut i = 0;
-    if row == 1 {
-        // a column: each value filled over its run of repeats
-        while i < len {
-            let m = (reps - rep).min(len - i);
-            buf[i..i + m].fill(data[q]);
-            (i, rep, q) = (i + m, 0, if q + 1 == rows { 0 } else { q + 1 });
-        }
-        return;
-    }
-    while i < len {
-        let m = (row - r).min(len - i);
-        let j = q * row + r;
-        buf[i..i + m].copy_from_slice(&data[j..j + m]);
-        (i, r) = (i + m, r + m);
-        if r == row {
-            (r, rep) = (0, rep + 1);
-            if rep == reps {
-                (rep, q) = (0, if q + 1 == rows { 0 } else { q + 1 });
-            }
-        }
-    }
-}
-
-/// Evaluates elements `start..start + out.len()` of the result into `out`. `scratch` holds
-/// one block per instruction, then one per tiled leaf (already gathered where `fixed`),
-/// then two for comparisons and selects.
-fn block<T: Float>(
-    inputs: &[Input<'_, T>],
-    program: &[Instr],
-    start: usize,
-    out: &mut [T],
-    scratch: &mut [T],
-    fixed: bool,
-) {
-    let len = out.len();
-    let (regs, rest) = scratch.split_at_mut(program.len() * BLOCK);
-    let (leaf_bufs, cmp_bufs) = rest.split_at_mut(rest.len() - 2 * BLOCK);
-    // the leaves' slices of this block
-    let mut bufs = leaf_bufs.chunks_mut(BLOCK);
-    let leaves: Vec<Src<'_, T>> = inputs
-        .iter()
-        .map(|i| match i {
-            Input::Scalar(v) => Src::Scalar(*v),
-            Input::Full(d) => Src::Slice(&d[start..start + len]),
-            Input::Tiled { .. } => {
-                let buf = &mut bufs.next().expect("a buffer per tiled leaf")[..len];
-                if !fixed {
-                    gather(i, start, buf);
-                }
-                Src::Slice(buf)
-            }
-        })
-        .collect();
-    let last = program.len() - 1;
-    for (k, Instr(op, args)) in program.iter().enumerate() {
-        let (done, here) = regs.split_at_mut(k * BLOCK);
-        let src = |r: u16| -> Src<'_, T> {
-            let r = r as usize;
-            if r < leaves.len() {
-                leaves[r]
-            } else {
-                let j = r - leaves.len();
-                Src::Slice(&done[j * BLOCK..j * BLOCK + len])
-            }
-        };
-        let dst: &mut [T] = if k == last {
-            &mut *out
-        } else {
-            &mut here[..len]
-        };
-        match *op {
-            Op::Unary(u) => match src(args[0]) {
-                Src::Slice(x) => kernels::unary(u, x, dst),
-                // (through the slice kernel, as the whole-tensor op on one element)
-                Src::Scalar(x) => {
-                    let mut y = [x];
-                    kernels::unary(u, &[x], &mut y);
-                    dst.fill(y[0]);
-                }
-            },
-            Op::Binary(b) => match (src(args[0]), src(args[1])) {
-                (Src::Slice(x), Src::Slice(y)) => kernels::binary(b, x, y, dst),
-                (Src::Slice(x), Src::Scalar(y)) => kernels::binary_scalar_rhs(b, x, y, dst),
-                (Src::Scalar(x), Src::Slice(y)) => kernels::binary_scalar_lhs(b, x, y, dst),
-                (Src::Scalar(x), Src::Scalar(y)) => {
-                    let mut z = [x];
-                    kernels::binary(b, &[x], &[y], &mut z);
-                    dst.fill(z[0]);
-                }
-            },
-            Op::Compare(c) => {
-                let (ba, bb) = cmp_bufs.split_at_mut(BLOCK);
-                let x = slice_of(src(args[0]), &mut ba[..len]);
-                let y = slice_of(src(args[1]), &mut bb[..len]);
-                kernels::compare_mask(c, x, y, dst);
-            }
-            Op::Select => {
-                let (bm, rest) = cmp_bufs.split_at_mut(BLOCK);
-                let m = slice_of(src(args[0]), &mut bm[..len]);
-                let a = match src(args[1]) {
-                    Src::Slice(a) => a,
-                    Src::Scalar(v) => {
-                        rest[..len].fill(v);
-                        &rest[..len]
-                    }
-                };
-                match src(args[2]) {
-                    Src::Slice(b) => select(m, a, |i| b[i], dst),
-                    Src::Scalar(v) => select(m, a, |_| v, dst),
-                }
-            }
-        }
-    }
-}
-
-/// `out[i] = a[i]` where `m[i]` is nonzero (or NaN), else `b(i)`.
-#[inline(always)]
-fn select<T: Float>(m: &[T], a: &[T], b: impl Fn(usize) -> T, out: &mut [T]) {
-    for (i, ((o, &c), &x)) in out.iter_mut().zip(m).zip(a).enumerate() {
-        // (c != 0 is also true for NaN)
-        *o = if c != T::zero() { x } else { b(i) };
-    }
-}
-
-/// A slice of an operand: the slice itself, or `buf` filled with the number.
-fn slice_of<'a, T: Float>(s: Src<'a, T>, buf: &'a mut [T]) -> &'a [T] {
-    match s {
-        Src::Slice(x) => x,
-        Src::Scalar(v) => {
-            buf.fill(v);
-            buf
-        }
-    }
 }

@@ -149,6 +149,34 @@ impl<T: MathFloat> UnaryFn<T> for Powi {
     }
 }
 
+/// `x^p` lane by lane with the scalar `powf` (no vector body).
+#[derive(Clone, Copy)]
+struct Powf(f64);
+
+impl<T: MathFloat> UnaryFn<T> for Powf {
+    const COST: usize = 16;
+    #[inline(always)]
+    fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
+        per_lane::<S, T>(s, [x, x], |[a, _]| unary_scalar(UnaryOp::Powf(self.0), a))
+    }
+}
+
+/// `f` applied to the lanes of `v` one at a time, through memory: for functions with no
+/// vector body (the same scalar results as a loop over the elements).
+#[inline(always)]
+fn per_lane<S: Simd, T: MathFloat>(s: S, v: [T::V<S>; 2], f: impl Fn([T; 2]) -> T) -> T::V<S> {
+    let n = T::lanes::<S>();
+    let mut a = [T::zero(); 16];
+    let mut b = [T::zero(); 16];
+    T::as_mut_simd::<S>(&mut a[..n]).0[0] = v[0];
+    T::as_mut_simd::<S>(&mut b[..n]).0[0] = v[1];
+    for (x, &y) in a[..n].iter_mut().zip(&b[..n]) {
+        *x = f([*x, y]);
+    }
+    let _ = s;
+    T::as_simd::<S>(&a[..n]).0[0]
+}
+
 struct MapKernel<'a, T, F> {
     f: F,
     x: &'a [T],
@@ -190,61 +218,99 @@ impl<T: MathFloat, F: UnaryFn<T>> WithSimd for MapKernel<'_, T, F> {
     }
 }
 
-fn map<T: MathFloat, F: UnaryFn<T>>(x: &[T], out: &mut [T], f: F) {
-    for_chunks(out, F::COST, |r, out| {
-        dispatch(MapKernel { f, x: &x[r], out })
-    });
+/// The vector body of a unary op, handed to `v` (the one table from ops to bodies).
+#[inline(always)]
+fn with_unary<T: MathFloat, V: UnaryVisit<T>>(op: UnaryOp, v: V) {
+    match op {
+        UnaryOp::Neg => v.visit(Neg),
+        UnaryOp::Abs => v.visit(Abs),
+        UnaryOp::Exp => v.visit(Exp),
+        UnaryOp::Ln => v.visit(Ln),
+        UnaryOp::Log1p => v.visit(Log1p),
+        UnaryOp::Expm1 => v.visit(Expm1),
+        UnaryOp::Sin => v.visit(Sin),
+        UnaryOp::Cos => v.visit(Cos),
+        UnaryOp::Tan => v.visit(Tan),
+        UnaryOp::Tanh => v.visit(Tanh),
+        UnaryOp::Sqrt => v.visit(Sqrt),
+        UnaryOp::Recip => v.visit(Recip),
+        UnaryOp::Sigmoid => v.visit(Sigmoid),
+        UnaryOp::Softplus => v.visit(Softplus),
+        UnaryOp::Relu => v.visit(Relu),
+        UnaryOp::Sign => v.visit(Sign),
+        UnaryOp::Powi(n) => v.visit(Powi(n)),
+        UnaryOp::Powf(p) => v.visit(Powf(p)),
+        UnaryOp::Asin => v.visit(Asin),
+        UnaryOp::Acos => v.visit(Acos),
+        UnaryOp::Atan => v.visit(Atan),
+        UnaryOp::Sinh => v.visit(Sinh),
+        UnaryOp::Cosh => v.visit(Cosh),
+        UnaryOp::Asinh => v.visit(Asinh),
+        UnaryOp::Acosh => v.visit(Acosh),
+        UnaryOp::Atanh => v.visit(Atanh),
+        UnaryOp::Exp2 => v.visit(Exp2),
+        UnaryOp::Log2 => v.visit(Log2),
+        UnaryOp::Log10 => v.visit(Log10),
+        UnaryOp::Cbrt => v.visit(Cbrt),
+        UnaryOp::Floor => v.visit(Floor),
+        UnaryOp::Ceil => v.visit(Ceil),
+        UnaryOp::Round => v.visit(Round),
+        UnaryOp::Trunc => v.visit(Trunc),
+        UnaryOp::Erf => v.visit(Erf),
+    }
 }
 
-fn map_scalar<T: MathFloat>(x: &[T], out: &mut [T], cost: usize, f: impl Fn(T) -> T + Sync) {
-    for_chunks(out, cost, |r, out| {
-        for (o, &v) in out.iter_mut().zip(&x[r]) {
-            *o = f(v);
-        }
-    });
+/// What to do with a unary op's vector body (see [`with_unary`]).
+trait UnaryVisit<T: MathFloat> {
+    fn visit<F: UnaryFn<T>>(self, f: F);
+}
+
+/// `out[i] = op(x[i])`, split over threads when large.
+struct Map<'a, T> {
+    x: &'a [T],
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat> UnaryVisit<T> for Map<'_, T> {
+    #[inline(always)]
+    fn visit<F: UnaryFn<T>>(self, f: F) {
+        let x = self.x;
+        for_chunks(self.out, F::COST, |r, out| {
+            dispatch(MapKernel { f, x: &x[r], out })
+        });
+    }
+}
+
+/// `out[i] = op(x[i])` on this thread, inside a kernel already dispatched to `S`.
+struct MapIn<'a, S, T> {
+    s: S,
+    x: &'a [T],
+    out: &'a mut [T],
+}
+
+impl<S: Simd, T: MathFloat> UnaryVisit<T> for MapIn<'_, S, T> {
+    #[inline(always)]
+    fn visit<F: UnaryFn<T>>(self, f: F) {
+        let kernel = MapKernel {
+            f,
+            x: self.x,
+            out: self.out,
+        };
+        // (its own target-feature function, called directly: inlining every op's body
+        // into the caller made a frame that overflowed a thread's stack unoptimised)
+        self.s.vectorize(kernel)
+    }
 }
 
 pub(crate) fn unary<T: MathFloat>(op: UnaryOp, x: &[T], out: &mut [T]) {
-    match op {
-        UnaryOp::Neg => map(x, out, Neg),
-        UnaryOp::Abs => map(x, out, Abs),
-        UnaryOp::Exp => map(x, out, Exp),
-        UnaryOp::Ln => map(x, out, Ln),
-        UnaryOp::Log1p => map(x, out, Log1p),
-        UnaryOp::Expm1 => map(x, out, Expm1),
-        UnaryOp::Sin => map(x, out, Sin),
-        UnaryOp::Cos => map(x, out, Cos),
-        UnaryOp::Tan => map(x, out, Tan),
-        UnaryOp::Tanh => map(x, out, Tanh),
-        UnaryOp::Sqrt => map(x, out, Sqrt),
-        UnaryOp::Recip => map(x, out, Recip),
-        UnaryOp::Sigmoid => map(x, out, Sigmoid),
-        UnaryOp::Softplus => map(x, out, Softplus),
-        UnaryOp::Relu => map(x, out, Relu),
-        UnaryOp::Sign => map(x, out, Sign),
-        UnaryOp::Powi(n) => map(x, out, Powi(n)),
-        UnaryOp::Powf(p) => {
-            let p = T::from_f64(p);
-            map_scalar(x, out, 16, |v| v.powf(p))
-        }
-        UnaryOp::Asin => map(x, out, Asin),
-        UnaryOp::Acos => map(x, out, Acos),
-        UnaryOp::Atan => map(x, out, Atan),
-        UnaryOp::Sinh => map(x, out, Sinh),
-        UnaryOp::Cosh => map(x, out, Cosh),
-        UnaryOp::Asinh => map(x, out, Asinh),
-        UnaryOp::Acosh => map(x, out, Acosh),
-        UnaryOp::Atanh => map(x, out, Atanh),
-        UnaryOp::Exp2 => map(x, out, Exp2),
-        UnaryOp::Log2 => map(x, out, Log2),
-        UnaryOp::Log10 => map(x, out, Log10),
-        UnaryOp::Cbrt => map(x, out, Cbrt),
-        UnaryOp::Floor => map(x, out, Floor),
-        UnaryOp::Ceil => map(x, out, Ceil),
-        UnaryOp::Round => map(x, out, Round),
-        UnaryOp::Trunc => map(x, out, Trunc),
-        UnaryOp::Erf => map(x, out, Erf),
-    }
+    with_unary(op, Map { x, out })
+}
+
+/// [`unary`] on this thread under the instruction set `s`, for kernels that evaluate
+/// several operations inside one dispatch (a fused chain's block).
+#[inline(always)]
+pub(crate) fn unary_in<S: Simd, T: MathFloat>(s: S, op: UnaryOp, x: &[T], out: &mut [T]) {
+    with_unary(op, MapIn { s, x, out })
 }
 
 /// One side of a binary op: a slice or a broadcast scalar.
@@ -254,7 +320,6 @@ pub(crate) trait Operand<T: MathFloat>: Copy + Send + Sync {
     fn vector<S: Simd>(self, s: S, i: usize) -> T::V<S>;
     /// The elements from `from` on (fewer than a vector), zero-padded.
     fn rest<S: Simd>(self, s: S, from: usize) -> T::V<S>;
-    fn at(self, i: usize) -> T;
 }
 
 impl<T: MathFloat> Operand<T> for &[T] {
@@ -269,10 +334,6 @@ impl<T: MathFloat> Operand<T> for &[T] {
     #[inline(always)]
     fn rest<S: Simd>(self, s: S, from: usize) -> T::V<S> {
         T::partial_load(s, &self[from..])
-    }
-    #[inline(always)]
-    fn at(self, i: usize) -> T {
-        self[i]
     }
 }
 
@@ -292,10 +353,6 @@ impl<T: MathFloat> Operand<T> for Splat<T> {
     #[inline(always)]
     fn rest<S: Simd>(self, s: S, _from: usize) -> T::V<S> {
         T::splat(s, self.0)
-    }
-    #[inline(always)]
-    fn at(self, _i: usize) -> T {
-        self.0
     }
 }
 
@@ -335,6 +392,18 @@ impl<T: MathFloat> BinaryFn<T> for Atan2 {
     #[inline(always)]
     fn vec<S: Simd>(self, s: S, y: T::V<S>, x: T::V<S>) -> T::V<S> {
         math::atan2::<S, T>(s, y, x)
+    }
+}
+
+/// `a^b` lane by lane with the scalar `powf` (no vector body).
+#[derive(Clone, Copy)]
+struct Pow;
+
+impl<T: MathFloat> BinaryFn<T> for Pow {
+    const COST: usize = 16;
+    #[inline(always)]
+    fn vec<S: Simd>(self, s: S, a: T::V<S>, b: T::V<S>) -> T::V<S> {
+        per_lane::<S, T>(s, [a, b], |[a, b]| binary_scalar(BinaryOp::Pow, a, b))
     }
 }
 
@@ -381,15 +450,62 @@ impl<T: MathFloat, F: BinaryFn<T>, A: Operand<T>, B: Operand<T>> WithSimd
     }
 }
 
-fn zip<T: MathFloat, F: BinaryFn<T>>(f: F, a: impl Operand<T>, b: impl Operand<T>, out: &mut [T]) {
-    for_chunks(out, F::COST, |r, out| {
-        dispatch(ZipKernel {
-            f,
-            a: a.range(r.clone()),
-            b: b.range(r),
-            out,
-        })
-    });
+/// The vector body of a binary op, handed to `v` (the one table from ops to bodies).
+#[inline(always)]
+fn with_binary<T: MathFloat, V: BinaryVisit<T>>(op: BinaryOp, v: V) {
+    match op {
+        BinaryOp::Add => v.visit(Add),
+        BinaryOp::Sub => v.visit(Sub),
+        BinaryOp::Mul => v.visit(Mul),
+        BinaryOp::Div => v.visit(Div),
+        BinaryOp::Maximum => v.visit(Maximum),
+        BinaryOp::Minimum => v.visit(Minimum),
+        BinaryOp::Atan2 => v.visit(Atan2),
+        BinaryOp::Pow => v.visit(Pow),
+    }
+}
+
+/// What to do with a binary op's vector body (see [`with_binary`]).
+trait BinaryVisit<T: MathFloat> {
+    fn visit<F: BinaryFn<T>>(self, f: F);
+}
+
+/// `out[i] = op(a[i], b[i])`, split over threads when large.
+struct Zip<'a, T, A, B> {
+    a: A,
+    b: B,
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat, A: Operand<T>, B: Operand<T>> BinaryVisit<T> for Zip<'_, T, A, B> {
+    #[inline(always)]
+    fn visit<F: BinaryFn<T>>(self, f: F) {
+        let Self { a, b, out } = self;
+        for_chunks(out, F::COST, |r, out| {
+            dispatch(ZipKernel {
+                f,
+                a: a.range(r.clone()),
+                b: b.range(r),
+                out,
+            })
+        });
+    }
+}
+
+/// `out[i] = op(a[i], b[i])` on this thread, inside a kernel already dispatched to `S`.
+struct ZipIn<'a, S, T, A, B> {
+    s: S,
+    a: A,
+    b: B,
+    out: &'a mut [T],
+}
+
+impl<S: Simd, T: MathFloat, A: Operand<T>, B: Operand<T>> BinaryVisit<T> for ZipIn<'_, S, T, A, B> {
+    #[inline(always)]
+    fn visit<F: BinaryFn<T>>(self, f: F) {
+        let Self { s, a, b, out } = self;
+        s.vectorize(ZipKernel { f, a, b, out })
+    }
 }
 
 pub(crate) fn binary<T: MathFloat, A: Operand<T>, B: Operand<T>>(
@@ -398,21 +514,20 @@ pub(crate) fn binary<T: MathFloat, A: Operand<T>, B: Operand<T>>(
     b: B,
     out: &mut [T],
 ) {
-    match op {
-        BinaryOp::Add => zip(Add, a, b, out),
-        BinaryOp::Sub => zip(Sub, a, b, out),
-        BinaryOp::Mul => zip(Mul, a, b, out),
-        BinaryOp::Div => zip(Div, a, b, out),
-        BinaryOp::Maximum => zip(Maximum, a, b, out),
-        BinaryOp::Minimum => zip(Minimum, a, b, out),
-        BinaryOp::Atan2 => zip(Atan2, a, b, out),
-        BinaryOp::Pow => for_chunks(out, 16, |r, out| {
-            let (a, b) = (a.range(r.clone()), b.range(r));
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = binary_scalar(BinaryOp::Pow, a.at(i), b.at(i));
-            }
-        }),
-    }
+    with_binary(op, Zip { a, b, out })
+}
+
+/// [`binary`] on this thread under the instruction set `s`, for kernels that evaluate
+/// several operations inside one dispatch (a fused chain's block).
+#[inline(always)]
+pub(crate) fn binary_in<S: Simd, T: MathFloat, A: Operand<T>, B: Operand<T>>(
+    s: S,
+    op: BinaryOp,
+    a: A,
+    b: B,
+    out: &mut [T],
+) {
+    with_binary(op, ZipIn { s, a, b, out })
 }
 
 /// `out[i] = yes` where `op(a[i], b[i])` holds, else `no` (a bool mask, or a float one).

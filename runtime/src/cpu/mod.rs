@@ -11,9 +11,12 @@
 //! - `math`: vectorised exp, ln, log1p, expm1, sin, cos, tan, tanh, sigmoid, the inverse
 //!   trigonometric and hyperbolic functions, atan2, sinh, cosh, exp2, log2, log10, cbrt,
 //!   erf and the integer roundings.
+//! - `chain`: a fused elementwise program ([`crate::fused`]) over a range of its result,
+//!   block by block under one dispatch.
 //! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
 //! - `gemm`: matmul through the `gemm` crate.
 
+pub(crate) mod chain;
 mod elementwise;
 mod gemm;
 pub mod kernels;

@@ -11,7 +11,7 @@ use ferrax_runtime::fused::{self, Instr, Leaf, Op};
 use ferrax_runtime::prelude::*;
 use proptest::prelude::*;
 
-const UNARY: [UnaryOp; 10] = [
+const UNARY: [UnaryOp; 11] = [
     UnaryOp::Neg,
     UnaryOp::Exp,
     UnaryOp::Tanh,
@@ -22,6 +22,7 @@ const UNARY: [UnaryOp; 10] = [
     UnaryOp::Softplus,
     UnaryOp::Powi(3),
     UnaryOp::Recip,
+    UnaryOp::Powf(1.5),
 ];
 const BINARY: [BinaryOp; 7] = [
     BinaryOp::Add,
@@ -57,6 +58,7 @@ fn whole(op: Op, a: &[Tensor]) -> Tensor {
                 UnaryOp::Softplus => x.softplus(),
                 UnaryOp::Powi(n) => x.powi(n),
                 UnaryOp::Recip => x.recip(),
+                UnaryOp::Powf(p) => x.powf(p),
                 other => unreachable!("{other:?} is not drawn"),
             }
         }
