@@ -3,9 +3,10 @@
 //! work threshold (48 x 48 x 256), or split into row bands per thread (see [`matmul`]).
 //!
 //! Measured here (AVX2, one thread): gemm is as fast as a direct loop from 2x2 up and
-//! much faster from 8x8 (0.15 us against 2.3 us), so every size goes to it, except two
-//! kinds of product that need no multiply-add at all: a diagonal factor (a scaling) and
-//! k = 1 (an outer product), which are written directly.
+//! much faster from 8x8 (0.15 us against 2.3 us), so every size goes to it, except a
+//! diagonal factor (a scaling, no multiply-add at all) and thin products (at most four
+//! terms per element, or at most four columns), whose packing costs more than their
+//! arithmetic: those are written directly.
 
 use std::borrow::Cow;
 
@@ -54,8 +55,11 @@ pub(crate) fn matmul<T: MathFloat>(
     if diagonal_product(m, n, k, &a, &b, c) {
         return;
     }
-    if k == 1 {
-        return outer_product(m, n, &a, &b, c);
+    if (1..=FEW).contains(&k) {
+        return few_terms(m, n, k, &a, &b, c);
+    }
+    if n <= FEW && k >= 32 && m >= 16 && a.cs == 1 {
+        return few_columns(m, n, k, &a, &b, c);
     }
     // Mid-sized products: split the rows of c into one band per thread and run gemm
     // single-threaded on each. Measured on two cores at 1024: 160 GFLOP/s against 115 with
@@ -286,70 +290,226 @@ fn diagonal_product<T: MathFloat>(
     false
 }
 
-/// `c = a b` for a column `a` (m x 1) and a row `b` (1 x n): row `i` of `c` is `b`
-/// scaled by `a[i]`, in one SIMD pass. gemm pays about a microsecond to set up each such
-/// product, and per-example gradients of a dense layer are batches of them: a batch of
-/// 256 products of 128 x 10 took 131 us through gemm and takes 69 us here, one of
-/// 64 x 128 170 us and 113 us (two threads, the commit that added this).
-fn outer_product<T: MathFloat>(
+/// Terms at most per element of a product computed by [`few_terms`], columns at most of one
+/// computed by [`few_columns`].
+const FEW: usize = 4;
+
+/// Rows of `c` per task where a thin product splits over threads.
+const THIN_ROWS: usize = 256;
+
+/// `f(first_row, rows_of_c)` over bands of whole rows of `c` (`n` wide), on rayon's threads
+/// where the product's `work` (multiply-adds) is worth splitting.
+fn thin_bands<T: Send>(c: &mut [T], n: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    use rayon::prelude::*;
+    if super::par::parallel(work / 8) && c.len() > THIN_ROWS * n {
+        c.par_chunks_mut(THIN_ROWS * n)
+            .enumerate()
+            .for_each(|(t, band)| f(t * THIN_ROWS, band));
+    } else {
+        f(0, c);
+    }
+}
+
+/// `c = a b` with at most [`FEW`] terms per element (`k`): row `i` of `c` is the rows of
+/// `b` scaled by `a[i, t]` and summed, in one SIMD pass (a product, then a fused
+/// multiply-add per further term: gemm's roundings, which start each sum from zero and
+/// fuse each step). gemm pays about a microsecond to set up each such product and packs
+/// both sides: a batch of 256 products of 128 x 10 with k = 1 (per-example gradients of a
+/// dense layer) took 131 us through gemm and 69 us here, one of 64 x 128 170 us and 113 us
+/// (two threads); [3072, 3] @ [3, 64] (a Jacobian's basis through a first layer) 24 us
+/// and 20 us (one thread, 2026-12-07).
+fn few_terms<T: MathFloat>(
     m: usize,
     n: usize,
+    k: usize,
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &mut [T],
 ) {
-    let b_row: Cow<'_, [T]> = match row(b, 0, n) {
-        Some(r) => r.into(),
-        None => (0..n).map(|j| at(b, 0, j)).collect::<Vec<_>>().into(),
-    };
-    let a_col: Cow<'_, [T]> = if a.rs == 1 {
-        a.data[a.offset..a.offset + m].into()
-    } else {
-        (0..m).map(|i| at(a, i, 0)).collect::<Vec<_>>().into()
-    };
-    dispatch(Outer {
-        a: &a_col,
-        b: &b_row,
-        c,
+    let (a_rows, b_rows) = (row_major(a, m, k), row_major(b, k, n));
+    thin_bands(c, n, m * n * k, |first, band| {
+        let rows = band.len() / n;
+        let kernel = FewTerms {
+            a: &a_rows[first * k..(first + rows) * k],
+            b: &b_rows,
+            c: band,
+        };
+        match k {
+            1 => dispatch(Terms::<_, 1>(kernel)),
+            2 => dispatch(Terms::<_, 2>(kernel)),
+            3 => dispatch(Terms::<_, 3>(kernel)),
+            _ => dispatch(Terms::<_, FEW>(kernel)),
+        }
     });
 }
 
-struct Outer<'a, T> {
+/// The `rows x cols` view as a dense row-major slice: in place where it is one (a single
+/// row or column is, whatever its other stride), else gathered.
+fn row_major<'a, T: Copy>(v: &MatRef<'a, T>, rows: usize, cols: usize) -> Cow<'a, [T]> {
+    let along = cols == 1 || v.cs == 1;
+    let across = rows == 1 || v.rs == cols as isize || (cols == 1 && v.rs == 1);
+    if along && across {
+        v.data[v.offset..v.offset + rows * cols].into()
+    } else {
+        (0..rows)
+            .flat_map(|i| (0..cols).map(move |j| (i, j)))
+            .map(|(i, j)| at(v, i, j))
+            .collect::<Vec<_>>()
+            .into()
+    }
+}
+
+struct FewTerms<'a, T> {
+    /// `m x k`, row-major.
     a: &'a [T],
+    /// `k x n`, row-major.
     b: &'a [T],
     c: &'a mut [T],
 }
 
-impl<T: MathFloat> WithSimd for Outer<'_, T> {
+/// [`FewTerms`] with its `K` terms known to the compiler (the loop over them unrolled).
+struct Terms<'a, T, const K: usize>(FewTerms<'a, T>);
+
+impl<T: MathFloat, const K: usize> WithSimd for Terms<'_, T, K> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let Self { a, b, c } = self;
-        let n = b.len();
+        let FewTerms { a, b, c } = self.0;
+        let n = b.len() / K;
         let lanes = T::lanes::<S>();
-        let (bv, bt) = T::as_simd::<S>(b);
-        let tail = T::partial_load(s, bt);
-        let full = bv.len() * lanes;
-        for (i, &ai) in a.iter().enumerate() {
-            let sv = T::splat(s, ai);
+        let full = n / lanes;
+        let zero = T::splat(s, T::zero());
+        // each row of `b` as whole vectors and its zero-padded tail
+        let mut bv: [&[T::V<S>]; K] = [&[]; K];
+        let mut bt = [zero; K];
+        for t in 0..K {
+            let (v, tail) = T::as_simd::<S>(&b[t * n..(t + 1) * n]);
+            (bv[t], bt[t]) = (&v[..full], T::partial_load(s, tail));
+        }
+        let rows = a.as_chunks::<K>().0;
+        for (i, ai) in rows.iter().enumerate() {
+            let w = ai.map(|x| T::splat(s, x));
             let row = i * n;
-            let (ov, _) = T::as_mut_simd::<S>(&mut c[row..row + full]);
-            for (o, &x) in ov.iter_mut().zip(bv) {
-                *o = T::vmul(s, sv, x);
+            let (ov, _) = T::as_mut_simd::<S>(&mut c[row..row + full * lanes]);
+            for (q, o) in ov.iter_mut().enumerate() {
+                *o = terms::<S, T, K>(s, &w, |t| bv[t][q]);
             }
-            if bt.is_empty() {
+            if full * lanes == n {
                 continue;
             }
             // a row's partial last vector: stored whole where it runs into the next row
             // (which is written after it: the extra lanes are overwritten), masked on the
             // last row. Masked stores cost a call each; short rows have nothing else.
-            let v = T::vmul(s, sv, tail);
-            let at = row + full;
-            if at + lanes <= c.len() && i + 1 < a.len() {
+            let v = terms::<S, T, K>(s, &w, |t| bt[t]);
+            let at = row + full * lanes;
+            if at + lanes <= c.len() && i + 1 < rows.len() {
                 T::as_mut_simd::<S>(&mut c[at..at + lanes]).0[0] = v;
             } else {
                 T::partial_store(s, &mut c[at..row + n], v);
+            }
+        }
+    }
+}
+
+/// `w[0] x(0) + w[1] x(1) + ...`: a product, then fused multiply-adds.
+#[inline(always)]
+fn terms<S: Simd, T: MathFloat, const K: usize>(
+    s: S,
+    w: &[T::V<S>; K],
+    x: impl Fn(usize) -> T::V<S>,
+) -> T::V<S> {
+    let mut acc = T::vmul(s, w[0], x(0));
+    for (t, &wt) in w.iter().enumerate().skip(1) {
+        acc = T::vfma(s, wt, x(t), acc);
+    }
+    acc
+}
+
+/// `c = a b` with at most [`FEW`] columns (`n`) and rows of `a` adjacent in memory: each
+/// element one dot product of a row of `a` with a column of `b` (copied once into a row),
+/// summed lane-wise in vectors, then across the lanes. gemm packs `a` whole for such a
+/// product and fills its kernels' 6-column tiles with zeros: [3072, 64] @ [64, 3] (a
+/// Jacobian's pass back through a first layer) 72-75 us through gemm, 30-33 here (one
+/// thread, 2026-12-07).
+fn few_columns<T: MathFloat>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: &mut [T],
+) {
+    let cols: Vec<T> = (0..n)
+        .flat_map(|j| (0..k).map(move |t| (t, j)))
+        .map(|(t, j)| at(b, t, j))
+        .collect();
+    thin_bands(c, n, m * n * k, |first, band| {
+        let kernel = FewColumns {
+            a,
+            first,
+            cols: &cols,
+            k,
+            c: band,
+        };
+        match n {
+            1 => dispatch(Dots::<_, 1>(kernel)),
+            2 => dispatch(Dots::<_, 2>(kernel)),
+            3 => dispatch(Dots::<_, 3>(kernel)),
+            _ => dispatch(Dots::<_, FEW>(kernel)),
+        }
+    });
+}
+
+struct FewColumns<'a, 'b, T> {
+    a: &'b MatRef<'a, T>,
+    /// The first row of `a` of this band.
+    first: usize,
+    /// `b`'s columns, each `k` long, one after another.
+    cols: &'b [T],
+    k: usize,
+    c: &'b mut [T],
+}
+
+/// [`FewColumns`] with its width `N` known to the compiler (its sums in registers).
+struct Dots<'a, 'b, T, const N: usize>(FewColumns<'a, 'b, T>);
+
+impl<T: MathFloat, const N: usize> WithSimd for Dots<'_, '_, T, N> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let FewColumns {
+            a,
+            first,
+            cols,
+            k,
+            c,
+        } = self.0;
+        let zero = T::splat(s, T::zero());
+        let mut bv: [&[T::V<S>]; N] = [&[]; N];
+        let mut bt = [zero; N];
+        for j in 0..N {
+            let (v, tail) = T::as_simd::<S>(&cols[j * k..(j + 1) * k]);
+            (bv[j], bt[j]) = (v, T::partial_load(s, tail));
+        }
+        for (r, out) in c.chunks_exact_mut(N).enumerate() {
+            let ar = row(a, first + r, k).expect("rows of `a` adjacent");
+            let (av, tail) = T::as_simd::<S>(ar);
+            let mut acc = [zero; N];
+            for (q, &x) in av.iter().enumerate() {
+                for j in 0..N {
+                    acc[j] = T::vfma(s, x, bv[j][q], acc[j]);
+                }
+            }
+            if !tail.is_empty() {
+                let x = T::partial_load(s, tail);
+                for j in 0..N {
+                    acc[j] = T::vfma(s, x, bt[j], acc[j]);
+                }
+            }
+            for j in 0..N {
+                out[j] = T::reduce_sum(s, acc[j]);
             }
         }
     }

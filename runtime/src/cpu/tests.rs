@@ -1311,6 +1311,16 @@ fn check_matmul<T: Float>() {
         (9, 3, 1),
         (37, 21, 1),
         (128, 10, 1),
+        // few terms (k <= 4): rows of whole vectors, partial ones, rows shorter than one
+        (33, 64, 4),
+        (37, 21, 2),
+        (40, 17, 3),
+        (5, 3, 4),
+        // few columns (n <= 4, k >= 32): rows of whole vectors and with a partial one
+        (70, 3, 64),
+        (50, 2, 33),
+        (20, 4, 47),
+        (16, 1, 32),
         (2, 3, 4),
         (7, 5, 3),
         (16, 16, 16),
@@ -1479,6 +1489,36 @@ fn matmul_of_few_rows_with_a_transposed_b_is_computed_swapped() {
                     (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
                     "{m}x{n}x{k}, {threads} threads: element {i}: got {g}, want {w}"
                 );
+            }
+        }
+    }
+}
+
+/// Thin products large enough to split over threads (bands of rows): the same as the
+/// reference on one, two and three threads, with a row-major and a transposed `b`.
+#[test]
+fn thin_matmuls_split_over_threads() {
+    for (m, n, k) in [(8200, 64, 4), (4100, 4, 130), (4100, 3, 200)] {
+        let mut rng = Rng::new(41);
+        let a: Vec<f64> = (0..m * k).map(|_| rng.range(-1.0, 1.0)).collect();
+        let b: Vec<f64> = (0..k * n).map(|_| rng.range(-1.0, 1.0)).collect();
+        let a = view(&a, m, k, false);
+        for transposed in [false, true] {
+            let b = view(&b, k, n, transposed);
+            let want = matmul_reference(m, n, k, &a, &b);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = vec![f64::NAN; m * n];
+                pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
+                for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
+                        "{m}x{n}x{k}, b transposed {transposed}, {threads} threads: element {i}: got {g}, want {w}"
+                    );
+                }
             }
         }
     }
