@@ -21,8 +21,8 @@ const REGISTER_BYTES: usize = 24 << 10;
 /// Elements per block for a program of `instructions` with `tiled` gathered leaves, so
 /// that its registers fit [`REGISTER_BYTES`]: 768 f32 for a chain of six with three
 /// gathered leaves. (2048 for every program, with each instruction its own dispatch, was
-/// 1.2-1.4 times slower on that chain over `[3072, 64]` f32; measurements in
-/// benches/README.)
+/// 1.1-1.6 times slower on that chain over `[e, 3, 64]` f32, in L2 or past it;
+/// measurements in benches/README, session 29.)
 pub(crate) fn block_len<T>(instructions: usize, tiled: usize) -> usize {
     let registers = (instructions + tiled).saturating_sub(1).max(1);
     (REGISTER_BYTES / (registers * size_of::<T>())).clamp(256, 4096) / 64 * 64
