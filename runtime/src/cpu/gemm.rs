@@ -427,7 +427,7 @@ fn terms<S: Simd, T: MathFloat, const K: usize>(
 }
 
 /// `c = a b` with at most [`FEW`] columns (`n`) and rows of `a` adjacent in memory: each
-/// element one dot product of a row of `a` with a column of `b` (copied once into a row),
+/// element one dot product of a row of `a` with a column of `b` (read as a row),
 /// summed lane-wise in vectors, then across the lanes. gemm packs `a` whole for such a
 /// product and fills its kernels' 6-column tiles with zeros: [3072, 64] @ [64, 3] (a
 /// Jacobian's pass back through a first layer) 72-75 us through gemm, 30-33 here (one
@@ -440,10 +440,8 @@ fn few_columns<T: MathFloat>(
     b: &MatRef<'_, T>,
     c: &mut [T],
 ) {
-    let cols: Vec<T> = (0..n)
-        .flat_map(|j| (0..k).map(move |t| (t, j)))
-        .map(|(t, j)| at(b, t, j))
-        .collect();
+    // `b`'s columns as rows: in place where `b` is a transposed view (`g @ w^T`)
+    let cols = row_major(&b.t(), n, k);
     thin_bands(c, n, m * n * k, |first, band| {
         let kernel = FewColumns {
             a,

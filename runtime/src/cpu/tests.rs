@@ -1432,6 +1432,32 @@ fn matmul_matches_the_reference_for_any_strides() {
     check_matmul::<f64>();
 }
 
+/// `kernels::matmul` of `a` and `b` on a pool of each of `threads` sizes, against `want`
+/// to 1e-12 relative to the square root of `k`.
+fn assert_matmul_on_threads(
+    (m, n, k): (usize, usize, usize),
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    want: &[f64],
+    threads: &[usize],
+    what: &str,
+) {
+    for &threads in threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = vec![f64::NAN; m * n];
+        pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
+        for (i, (&g, &w)) in c.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
+                "{what}, {threads} threads: element {i}: got {g}, want {w}"
+            );
+        }
+    }
+}
+
 /// A column-major `b` large enough to be copied row-major in bands of columns, one per
 /// thread: the same as the reference with one, two and three threads (bands of unequal
 /// widths), `b` at an offset in its data.
@@ -1447,20 +1473,7 @@ fn matmul_with_a_transposed_b_in_column_bands() {
         ..view(&b, k, n, true)
     };
     let want = matmul_reference(m, n, k, &a, &b);
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let mut c = vec![f64::NAN; m * n];
-        pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
-        for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
-                "{threads} threads: element {i}: got {g}, want {w}"
-            );
-        }
-    }
+    assert_matmul_on_threads((m, n, k), a, b, &want, &[1, 2, 3], "column bands");
 }
 
 /// Few rows and a column-major `b` (a small batch's `g @ w^T`): computed as `(b^T a^T)^T`,
@@ -1477,20 +1490,8 @@ fn matmul_of_few_rows_with_a_transposed_b_is_computed_swapped() {
             ..view(&b, k, n, true)
         };
         let want = matmul_reference(m, n, k, &a, &b);
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut c = vec![f64::NAN; m * n];
-            pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
-            for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
-                    "{m}x{n}x{k}, {threads} threads: element {i}: got {g}, want {w}"
-                );
-            }
-        }
+        let what = format!("{m}x{n}x{k}");
+        assert_matmul_on_threads((m, n, k), a, b, &want, &[1, 2], &what);
     }
 }
 
@@ -1506,20 +1507,8 @@ fn thin_matmuls_split_over_threads() {
         for transposed in [false, true] {
             let b = view(&b, k, n, transposed);
             let want = matmul_reference(m, n, k, &a, &b);
-            for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut c = vec![f64::NAN; m * n];
-                pool.install(|| kernels::matmul(m, n, k, a, b, &mut c));
-                for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() <= 1e-12 * (k as f64).sqrt(),
-                        "{m}x{n}x{k}, b transposed {transposed}, {threads} threads: element {i}: got {g}, want {w}"
-                    );
-                }
-            }
+            let what = format!("{m}x{n}x{k}, b transposed {transposed}");
+            assert_matmul_on_threads((m, n, k), a, b, &want, &[1, 2, 3], &what);
         }
     }
 }
