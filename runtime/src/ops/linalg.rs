@@ -1386,6 +1386,13 @@ impl Tensor {
 
 /// The eigendecomposition of the symmetric parts of the matrices of `a` on the CPU: with
 /// `vectors`, packed as [`Tensor::eigh_packed`]; without, the eigenvalues `[.., n]`.
+/// Order from which faer's symmetric eigensolver splits a tridiagonal matrix in two
+/// (divide and conquer) instead of running the QR algorithm on it whole: 64, not faer's
+/// 128. The gradient of a 256 x 256 `eigh` (two threads, alternated): 5.93-5.97 ms with
+/// 128, 5.22-5.33 with 64, 5.34-5.38 with 32; per-example gradients of 32 x 32 ones, below
+/// either, unchanged (3.0 ms); 16 made those slower (3.3-3.4 ms).
+const EVD_SPLIT_FROM: usize = 64;
+
 fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> {
     use faer::linalg::evd;
     let n = square(op, a)?;
@@ -1421,11 +1428,15 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
                     }
                     let mut w = faer::Col::<T>::zeros(n);
                     let mut u = faer::Mat::<T>::zeros(if vectors { n } else { 0 }, if vectors { n } else { 0 });
+                    let params = evd::SelfAdjointEvdParams {
+                        recursion_threshold: EVD_SPLIT_FROM,
+                        ..<evd::SelfAdjointEvdParams as faer::Auto<T>>::auto()
+                    };
                     let mut mem = faer::dyn_stack::MemBuffer::new(evd::self_adjoint_evd_scratch::<T>(
                         n,
                         want,
                         par,
-                        Default::default(),
+                        params.into(),
                     ));
                     evd::self_adjoint_evd(
                         s.as_ref(),
@@ -1433,7 +1444,7 @@ fn symmetric_evd(a: &Tensor, op: &'static str, vectors: bool) -> Result<Tensor> 
                         vectors.then(|| u.as_mut()),
                         par,
                         faer::dyn_stack::MemStack::new(&mut mem),
-                        Default::default(),
+                        params.into(),
                     )
                     .map_err(|_| {
                         "did not converge (does it hold NaN or infinity?)".to_string()

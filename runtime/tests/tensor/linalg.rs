@@ -345,7 +345,8 @@ fn log_determinants_and_inverses() {
 #[test]
 fn eigh_decomposes_the_symmetric_part() {
     // v diag(w) vᵀ = (a + aᵀ)/2, vᵀ v = I, w ascending, each vector's largest component
-    // positive; batched, transposed and sliced inputs, f32 and f64
+    // positive; batched, transposed and sliced inputs, f32 and f64, orders solved whole
+    // and split
     let cases: &[&[usize]] = &[
         &[1, 1],
         &[2, 2],
@@ -353,6 +354,9 @@ fn eigh_decomposes_the_symmetric_part() {
         &[4, 5, 5],
         &[2, 3, 17, 17],
         &[40, 40],
+        // from 64 on, split in two (divide and conquer) down to below 64
+        &[64, 64],
+        &[130, 130],
     ];
     for dtype in [DType::F32, DType::F64] {
         for (k, shape) in cases.iter().enumerate() {
