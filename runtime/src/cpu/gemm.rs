@@ -294,6 +294,19 @@ fn diagonal_product<T: MathFloat>(
 /// computed by [`few_columns`].
 const FEW: usize = 4;
 
+/// `dispatch` of `$kernel` wrapped in `$wrap` with the width `$w` (1 to [`FEW`]) as the
+/// wrapper's constant, so that its loops over the width unroll.
+macro_rules! dispatch_width {
+    ($w:expr, $wrap:ident, $kernel:expr) => {
+        match $w {
+            1 => dispatch($wrap::<_, 1>($kernel)),
+            2 => dispatch($wrap::<_, 2>($kernel)),
+            3 => dispatch($wrap::<_, 3>($kernel)),
+            _ => dispatch($wrap::<_, FEW>($kernel)),
+        }
+    };
+}
+
 /// Rows of `c` per task where a thin product splits over threads.
 const THIN_ROWS: usize = 256;
 
@@ -334,12 +347,7 @@ fn few_terms<T: MathFloat>(
             b: &b_rows,
             c: band,
         };
-        match k {
-            1 => dispatch(Terms::<_, 1>(kernel)),
-            2 => dispatch(Terms::<_, 2>(kernel)),
-            3 => dispatch(Terms::<_, 3>(kernel)),
-            _ => dispatch(Terms::<_, FEW>(kernel)),
-        }
+        dispatch_width!(k, Terms, kernel)
     });
 }
 
@@ -450,12 +458,7 @@ fn few_columns<T: MathFloat>(
             k,
             c: band,
         };
-        match n {
-            1 => dispatch(Dots::<_, 1>(kernel)),
-            2 => dispatch(Dots::<_, 2>(kernel)),
-            3 => dispatch(Dots::<_, 3>(kernel)),
-            _ => dispatch(Dots::<_, FEW>(kernel)),
-        }
+        dispatch_width!(n, Dots, kernel)
     });
 }
 
