@@ -156,15 +156,15 @@ struct Powf(f64);
 impl<T: MathFloat> UnaryFn<T> for Powf {
     const COST: usize = 16;
     #[inline(always)]
-    fn vec<S: Simd>(self, s: S, x: T::V<S>) -> T::V<S> {
-        per_lane::<S, T>(s, [x, x], |[a, _]| unary_scalar(UnaryOp::Powf(self.0), a))
+    fn vec<S: Simd>(self, _s: S, x: T::V<S>) -> T::V<S> {
+        per_lane::<S, T>([x, x], |[a, _]| unary_scalar(UnaryOp::Powf(self.0), a))
     }
 }
 
 /// `f` applied to the lanes of `v` one at a time, through memory: for functions with no
 /// vector body (the same scalar results as a loop over the elements).
 #[inline(always)]
-fn per_lane<S: Simd, T: MathFloat>(s: S, v: [T::V<S>; 2], f: impl Fn([T; 2]) -> T) -> T::V<S> {
+fn per_lane<S: Simd, T: MathFloat>(v: [T::V<S>; 2], f: impl Fn([T; 2]) -> T) -> T::V<S> {
     let n = T::lanes::<S>();
     let mut a = [T::zero(); 16];
     let mut b = [T::zero(); 16];
@@ -173,7 +173,6 @@ fn per_lane<S: Simd, T: MathFloat>(s: S, v: [T::V<S>; 2], f: impl Fn([T; 2]) -> 
     for (x, &y) in a[..n].iter_mut().zip(&b[..n]) {
         *x = f([*x, y]);
     }
-    let _ = s;
     T::as_simd::<S>(&a[..n]).0[0]
 }
 
@@ -402,8 +401,8 @@ struct Pow;
 impl<T: MathFloat> BinaryFn<T> for Pow {
     const COST: usize = 16;
     #[inline(always)]
-    fn vec<S: Simd>(self, s: S, a: T::V<S>, b: T::V<S>) -> T::V<S> {
-        per_lane::<S, T>(s, [a, b], |[a, b]| binary_scalar(BinaryOp::Pow, a, b))
+    fn vec<S: Simd>(self, _s: S, a: T::V<S>, b: T::V<S>) -> T::V<S> {
+        per_lane::<S, T>([a, b], |[a, b]| binary_scalar(BinaryOp::Pow, a, b))
     }
 }
 
