@@ -14,7 +14,8 @@
 //! - `chain`: a fused elementwise program ([`crate::fused`]) over a range of its result,
 //!   block by block under one dispatch.
 //! - `simd`: the bridge to `pulp` (vector types of f32/f64 under each instruction set).
-//! - `gemm`: matmul through the `gemm` crate.
+//! - `gemm`: matmul through the `gemm` crate, and products too thin for its packing (at
+//!   most four terms per element, or at most four columns) written directly.
 
 pub(crate) mod chain;
 mod elementwise;
