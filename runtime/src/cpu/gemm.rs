@@ -55,23 +55,23 @@ pub(crate) fn matmul<T: MathFloat>(
     if diagonal_product(m, n, k, &a, &b, c) {
         return;
     }
-    if (1..=FEW).contains(&k) {
-        return few_terms(m, n, k, &a, &b, c);
-    }
-    if n <= FEW && k >= 32 && m >= 16 && a.cs == 1 {
-        return few_columns(m, n, k, &a, &b, c);
-    }
-    // Mid-sized products: split the rows of c into one band per thread and run gemm
-    // single-threaded on each. Measured on two cores at 1024: 160 GFLOP/s against 115 with
-    // gemm's own rayon split (each band re-packs b: O(k n) against O(m k n / threads)).
-    // Large products (2048 and up) keep gemm's split, which was as fast or faster there.
     let mnk = m as f64 * n as f64 * k as f64;
-    let large = mnk >= 2.0 * 1024.0 * 1024.0 * 1024.0;
     // (from a thread outside rayon's pool, a split wakes the pool's threads and sleeps
     // until they finish: about 20 us on two cores, so only products of 16 MFLOP and more
     // split there; from inside the pool, where a split is a cheap `join`, from 4)
     let cold = rayon::current_thread_index().is_none();
     let mid = mnk >= (1 << if cold { 23 } else { 21 }) as f64;
+    if (1..=FEW).contains(&k) {
+        return few_terms(m, n, k, &a, &b, c, threads > 1 && mid);
+    }
+    if n <= FEW && k >= 32 && m >= 16 && a.cs == 1 {
+        return few_columns(n, k, &a, &b, c, threads > 1 && mid);
+    }
+    // Mid-sized products: split the rows of c into one band per thread and run gemm
+    // single-threaded on each. Measured on two cores at 1024: 160 GFLOP/s against 115 with
+    // gemm's own rayon split (each band re-packs b: O(k n) against O(m k n / threads)).
+    // Large products (2048 and up) keep gemm's split, which was as fast or faster there.
+    let large = mnk >= 2.0 * 1024.0 * 1024.0 * 1024.0;
     if b.rs == 1 && b.cs != 1 && a.cs == 1 && m < 64 && n >= 64 && !large {
         return swapped(m, n, k, a, b, c, threads);
     }
@@ -311,10 +311,10 @@ macro_rules! dispatch_width {
 const THIN_ROWS: usize = 256;
 
 /// `f(first_row, rows_of_c)` over bands of whole rows of `c` (`n` wide), on rayon's threads
-/// where the product's `work` (multiply-adds) is worth splitting.
-fn thin_bands<T: Send>(c: &mut [T], n: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+/// with `split` (the product large enough, by the rule [`matmul`] splits gemm's by).
+fn thin_bands<T: Send>(c: &mut [T], n: usize, split: bool, f: impl Fn(usize, &mut [T]) + Sync) {
     use rayon::prelude::*;
-    if super::par::parallel(work / 8) && c.len() > THIN_ROWS * n {
+    if split && c.len() > THIN_ROWS * n {
         c.par_chunks_mut(THIN_ROWS * n)
             .enumerate()
             .for_each(|(t, band)| f(t * THIN_ROWS, band));
@@ -338,9 +338,10 @@ fn few_terms<T: MathFloat>(
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &mut [T],
+    split: bool,
 ) {
     let (a_rows, b_rows) = (row_major(a, m, k), row_major(b, k, n));
-    thin_bands(c, n, m * n * k, |first, band| {
+    thin_bands(c, n, split, |first, band| {
         let rows = band.len() / n;
         let kernel = FewTerms {
             a: &a_rows[first * k..(first + rows) * k],
@@ -441,16 +442,16 @@ fn terms<S: Simd, T: MathFloat, const K: usize>(
 /// Jacobian's pass back through a first layer) 72-75 us through gemm, 30-33 here (one
 /// thread, 2026-12-07).
 fn few_columns<T: MathFloat>(
-    m: usize,
     n: usize,
     k: usize,
     a: &MatRef<'_, T>,
     b: &MatRef<'_, T>,
     c: &mut [T],
+    split: bool,
 ) {
     // `b`'s columns as rows: in place where `b` is a transposed view (`g @ w^T`)
     let cols = row_major(&b.t(), n, k);
-    thin_bands(c, n, m * n * k, |first, band| {
+    thin_bands(c, n, split, |first, band| {
         let kernel = FewColumns {
             a,
             first,
