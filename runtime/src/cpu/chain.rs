@@ -82,10 +82,15 @@ impl<T: MathFloat> WithSimd for Range<'_, '_, T> {
             start,
             out,
         } = self;
-        let tiled = inputs
+        // each tiled leaf's buffer among the scratch's, after the instructions' registers
+        let mut tiled = 0;
+        let slot: Vec<usize> = inputs
             .iter()
-            .filter(|i| matches!(i, Input::Tiled { .. }))
-            .count();
+            .map(|i| {
+                tiled += usize::from(matches!(i, Input::Tiled { .. }));
+                tiled.wrapping_sub(1)
+            })
+            .collect();
         let mut scratch = pool::buffer((program.len() + tiled) * blk, T::zero());
         // where every tiled leaf is one row repeated and blocks hold whole rows, each one's
         // buffer is the same in every block
@@ -94,21 +99,9 @@ impl<T: MathFloat> WithSimd for Range<'_, '_, T> {
             _ => true,
         });
         if fixed {
-            let bufs = scratch[program.len() * blk..].chunks_mut(blk);
-            let leaves = inputs.iter().filter(|i| matches!(i, Input::Tiled { .. }));
-            for (i, buf) in leaves.zip(bufs) {
-                gather(i, 0, &mut buf[..blk]);
-            }
+            let bufs = &mut scratch[program.len() * blk..];
+            gather_leaves(inputs, &slot, 0, blk, (bufs, blk));
         }
-        // each leaf's gathered buffer, for tiled ones
-        let mut n = 0;
-        let slot: Vec<usize> = inputs
-            .iter()
-            .map(|i| {
-                n += usize::from(matches!(i, Input::Tiled { .. }));
-                n.wrapping_sub(1)
-            })
-            .collect();
         for (b, chunk) in out.chunks_mut(blk).enumerate() {
             block(
                 s,
@@ -150,11 +143,7 @@ fn block<S: Simd, T: MathFloat>(
     let len = out.len();
     let (regs, bufs) = scratch.split_at_mut(program.len() * blk);
     if !fixed {
-        for (i, &k) in inputs.iter().zip(slot) {
-            if let Input::Tiled { .. } = i {
-                gather(i, start, &mut bufs[k * blk..k * blk + len]);
-            }
-        }
+        gather_leaves(inputs, slot, start, len, (bufs, blk));
     }
     let bufs = &*bufs;
     let leaf = |i: usize| match &inputs[i] {
@@ -256,6 +245,23 @@ fn each<S: Simd, T: MathFloat>(
             Src::Scalar(v) => Splat(v).rest(s, from),
         });
         T::partial_store(s, ot, f(rest));
+    }
+}
+
+/// Elements `start..start + len` of every tiled leaf into its buffer: `slot[i]`'s of the
+/// buffers `blk` apart in `bufs`.
+#[inline(always)]
+fn gather_leaves<T: Copy>(
+    inputs: &[Input<'_, T>],
+    slot: &[usize],
+    start: usize,
+    len: usize,
+    (bufs, blk): (&mut [T], usize),
+) {
+    for (i, &k) in inputs.iter().zip(slot) {
+        if let Input::Tiled { .. } = i {
+            gather(i, start, &mut bufs[k * blk..k * blk + len]);
+        }
     }
 }
 
