@@ -1,18 +1,21 @@
 //! Chains of elementwise primitives that generated code evaluates as one: the macro
 //! gathers each chain whose intermediate values are read only within it (a derivative's
-//! `ct * (1 - y * y)`) into one call of [`run`], with the chain as a list of [`Instr`]s.
+//! `ct * (1 - y * y)`) into one call of [`run`], with the chain twice: as a list of
+//! [`Instr`]s and compiled to Rust, a [`Kernel`] written with the functions of [`k`].
 //!
 //! [`run`] means exactly what the chain of `t::` (or, with batched arguments, `b::`)
 //! helpers would have computed: batched arguments are aligned per example as the batching
-//! rules align them, parts of the chain smaller than its result (a function of an
-//! unbatched value inside a batched chain) are computed once, op by op, and the rest goes
-//! to the runtime's blocked evaluator ([`ferrax_runtime::fused`]), which keeps every
-//! intermediate in L1. Where that does not apply (a GPU tensor, mixed dtypes, a transposed
-//! operand), the chain runs op by op through the same helpers.
+//! rules align them, and the kernel runs over the result in one pass
+//! ([`ferrax_runtime::fused::run_kernel`]), every intermediate in vector registers. A part
+//! of the chain smaller than its result (a function of an unbatched value inside a batched
+//! chain) is computed per element there, as XLA's fusions do. Where the pass does not
+//! apply (a GPU tensor, mixed dtypes, a transposed operand), the instructions run op by op
+//! through the same helpers.
 
 use ferrax_runtime::Tensor;
 use ferrax_runtime::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use ferrax_runtime::fused::{self, Leaf};
+pub use ferrax_runtime::fused::{Kernel, Lanes};
 use ferrax_runtime::shape::{broadcast_shapes, numel};
 
 use crate::batch_rules::{BArg, align_all};
@@ -42,6 +45,47 @@ macro_rules! ops {
             /// `broadcast_like(x, like)`: `x` read at the shape of `like`, whose values
             /// are not read (in the blocked pass, `x` itself as a broadcast leaf).
             BroadcastLike,
+        }
+
+        /// The operations a compiled chain ([`Kernel`]) is written with, one function per
+        /// fusable primitive, named as its [`Op`]: the runtime's vector bodies ([`Lanes`]).
+        #[allow(non_snake_case)]
+        pub mod k {
+            use super::Lanes;
+
+            /// `x^n` of each lane.
+            #[inline(always)]
+            pub fn Powi<V: Lanes>(v: V, x: V::Vec, n: i32) -> V::Vec {
+                v.powi(x, n)
+            }
+
+            /// `a` where `mask` is nonzero, else `b`.
+            #[inline(always)]
+            pub fn Select<V: Lanes>(v: V, mask: V::Vec, a: V::Vec, b: V::Vec) -> V::Vec {
+                v.select(mask, a, b)
+            }
+
+            $(
+                #[doc = concat!("`", stringify!($uf), "` of each lane.")]
+                #[inline(always)]
+                pub fn $u<V: Lanes>(v: V, x: V::Vec) -> V::Vec {
+                    v.$uf(x)
+                }
+            )*
+            $(
+                #[doc = concat!("`", stringify!($bf), "` of each pair of lanes.")]
+                #[inline(always)]
+                pub fn $b<V: Lanes>(v: V, a: V::Vec, b: V::Vec) -> V::Vec {
+                    v.$bf(a, b)
+                }
+            )*
+            $(
+                #[doc = concat!("`", stringify!($cf), "` of each pair of lanes, as 1 or 0.")]
+                #[inline(always)]
+                pub fn $c<V: Lanes>(v: V, a: V::Vec, b: V::Vec) -> V::Vec {
+                    v.$cf(a, b)
+                }
+            )*
         }
 
         impl Op {
@@ -125,31 +169,60 @@ impl Val<'_> {
 }
 
 /// The value of `program` on `args`: what its instructions, run one by one through the
-/// `t::` helpers (`b::` where an argument is batched), would return.
+/// `t::` helpers (`b::` where an argument is batched), would return. `kernel` is the same
+/// program compiled to Rust (its `L` leaves: the arguments), which computes it vector by
+/// vector in one pass where the runtime can ([`fused::run_kernel`]).
 #[track_caller]
-pub fn run<'a>(args: &[BArg<'a>], program: &[Instr]) -> Tensor {
-    run_with(args, program, 2)
+pub fn run<'a, const L: usize, K: Kernel<L>>(
+    args: &[BArg<'a>],
+    program: &[Instr],
+    kernel: K,
+) -> Tensor {
+    run_with(args, program, 2, &|leaves, shape| {
+        fused::run_kernel::<L, K>(leaves.try_into().ok()?, kernel, shape)
+    })
 }
 
-/// [`run`], with a blocked pass from `min_pass` instructions shaped like the result (one
-/// alone costs as much as the whole-tensor operation, unless an argument broadcasts
-/// along a middle axis, which the whole-tensor operation walks element by element).
+/// [`run`], with one pass from `min_pass` instructions (one alone costs as much as the
+/// whole-tensor operation, unless an argument broadcasts along a middle axis, which the
+/// whole-tensor operation walks element by element) through `pass` (the compiled
+/// kernel over the arguments, into the result's shape).
 #[track_caller]
-fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize) -> Tensor {
+fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize, pass: &Pass<'_>) -> Tensor {
     let aligned = align_all("fused", args);
     let mut regs: Vec<Val<'_>> = Vec::with_capacity(args.len() + program.len());
     regs.extend(aligned.iter().map(|a| Val::Arg(a.op())));
-    let n_args = regs.len();
     // small values: op by op, where a pass costs less than planning one
     let largest = regs.iter().map(|v| numel(v.shape())).max().unwrap_or(0);
-    if largest < MIN_BLOCKED {
-        for ins in program {
-            let v = eval(&regs, ins);
-            regs.push(Val::Tensor(v));
+    if largest >= MIN_BLOCKED
+        && program.len() >= min_pass
+        && let Some(out) = result_shape(&regs, program)
+    {
+        let leaves: Vec<Leaf<'_>> = regs
+            .iter()
+            .map(|v| match v.operand() {
+                Operand::Tensor(t) => Leaf::Tensor(t),
+                Operand::Scalar(x) => Leaf::Scalar(x),
+            })
+            .collect();
+        if let Some(t) = pass(&leaves, &out) {
+            return t;
         }
-        return last(regs);
     }
-    // shapes, where they broadcast (else everything runs op by op, which reports the error)
+    for ins in program {
+        let v = eval(&regs, ins);
+        regs.push(Val::Tensor(v));
+    }
+    last(regs)
+}
+
+/// The shape of the program's result, where every instruction's operands broadcast (else
+/// it runs op by op, which reports the error) and the program does not end in a
+/// broadcast (which has no operation of its own to end with).
+fn result_shape(regs: &[Val<'_>], program: &[Instr]) -> Option<Vec<usize>> {
+    if program.last()?.0 == Op::BroadcastLike {
+        return None;
+    }
     let mut shapes: Vec<Option<Vec<usize>>> =
         regs.iter().map(|v| Some(v.shape().to_vec())).collect();
     for Instr(op, r) in program {
@@ -161,34 +234,11 @@ fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize) -> Tensor
         let s = s.filter(|s| *op != Op::BroadcastLike || Some(s) == shapes[r[1] as usize].as_ref());
         shapes.push(s);
     }
-    let out = shapes.last().cloned().flatten();
-    // the instructions smaller than the result (a function of an unbatched value inside a
-    // batched chain): once, op by op; the others in one blocked pass where possible
-    let full: Vec<bool> = shapes[n_args..]
-        .iter()
-        .map(|s| out.is_some() && *s == out)
-        .collect();
-    let mut pending = Vec::new();
-    for (k, ins) in program.iter().enumerate() {
-        if full[k] {
-            regs.push(Val::Arg(Operand::Scalar(f64::NAN))); // filled below
-            pending.push(k);
-        } else {
-            let v = eval(&regs, ins);
-            regs.push(Val::Tensor(v));
-        }
-    }
-    if pending.len() >= min_pass
-        && let Some(out) = &out
-        && let Some(t) = blocked(&regs, program, &pending, n_args, out)
-    {
-        return t;
-    }
-    for &k in &pending {
-        regs[n_args + k] = Val::Tensor(eval(&regs, &program[k]));
-    }
-    last(regs)
+    shapes.pop().flatten()
 }
+
+/// The compiled kernel's pass over the leaves into the result's shape.
+type Pass<'k> = dyn Fn(&[Leaf<'_>], &[usize]) -> Option<Tensor> + 'k;
 
 /// [`run`] where the arguments at the indices `outer` are batched over the outer examples
 /// of a per-example Jacobian's pass and the other batched ones over its flat batch
@@ -196,9 +246,14 @@ fn run_with<'a>(args: &[BArg<'a>], program: &[Instr], min_pass: usize) -> Tensor
 /// each outer argument's rows repeated along the flat batch, without the repeats in
 /// memory (each outer row is read for all its basis elements).
 #[track_caller]
-pub fn run_outer<'a>(args: &[BArg<'a>], outer: &[usize], program: &[Instr]) -> Tensor {
+pub fn run_outer<'a, const L: usize, K: Kernel<L>>(
+    args: &[BArg<'a>],
+    outer: &[usize],
+    program: &[Instr],
+    kernel: K,
+) -> Tensor {
     if outer.is_empty() {
-        return run(args, program);
+        return run(args, program, kernel);
     }
     let (views, bsz) = crate::batch_rules::outer_views(args, outer);
     let mut views = views.iter();
@@ -209,7 +264,9 @@ pub fn run_outer<'a>(args: &[BArg<'a>], outer: &[usize], program: &[Instr]) -> T
             plain => *plain,
         })
         .collect();
-    let y = run_with(&wide, program, 1);
+    let y = run_with(&wide, program, 1, &|leaves, shape| {
+        fused::run_kernel::<L, K>(leaves.try_into().ok()?, kernel, shape)
+    });
     let mut flat = vec![bsz];
     flat.extend_from_slice(&y.shape()[2..]);
     y.reshape(&flat)
@@ -237,62 +294,4 @@ fn eval(regs: &[Val<'_>], Instr(op, r): &Instr) -> Tensor {
         *slot = regs[i as usize].operand();
     }
     op.apply(&a)
-}
-
-/// The `pending` instructions (those shaped like the result) in one pass of the runtime's
-/// blocked evaluator, reading the arguments and the values computed before.
-fn blocked(
-    regs: &[Val<'_>],
-    program: &[Instr],
-    pending: &[usize],
-    n_args: usize,
-    out: &[usize],
-) -> Option<Tensor> {
-    // leaves: the registers the pending instructions read that are not pending; then the
-    // pending instructions
-    // (a broadcast reads its first operand only: the other gives the shape)
-    let read: Vec<usize> = pending
-        .iter()
-        .flat_map(|&k| {
-            let Instr(op, r) = program[k];
-            let n = if op == Op::BroadcastLike {
-                1
-            } else {
-                op.arity()
-            };
-            r.into_iter().take(n).map(usize::from)
-        })
-        .collect();
-    let mut index = vec![u16::MAX; regs.len()];
-    let mut leaves = Vec::new();
-    for (i, v) in regs.iter().enumerate() {
-        let is_pending = i >= n_args && pending.contains(&(i - n_args));
-        if !is_pending && read.contains(&i) {
-            index[i] = leaves.len() as u16;
-            leaves.push(match v.operand() {
-                Operand::Tensor(t) => Leaf::Tensor(t),
-                Operand::Scalar(x) => Leaf::Scalar(x),
-            });
-        }
-    }
-    let mut code = Vec::with_capacity(pending.len());
-    for &k in pending {
-        let Instr(op, r) = program[k];
-        let Some(kernel) = op.kernel() else {
-            // a broadcast: its operand, which the pass reads at the result's shape
-            index[n_args + k] = index[r[0] as usize];
-            continue;
-        };
-        index[n_args + k] = (leaves.len() + code.len()) as u16;
-        let mut args = [0; 3];
-        for (a, &i) in args.iter_mut().zip(&r[..op.arity()]) {
-            *a = index[i as usize];
-        }
-        code.push(fused::Instr(kernel, args));
-    }
-    // (a program that ends in a broadcast has no instruction of its own to end with)
-    if *pending.last()? != program.len() - 1 || program[program.len() - 1].0 == Op::BroadcastLike {
-        return None;
-    }
-    fused::run(&leaves, &code, out)
 }

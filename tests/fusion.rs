@@ -1,7 +1,8 @@
-//! Elementwise chains that generated code runs as one call (`fuse::run`): the same values,
-//! bit for bit, as the chain's `t::` / `b::` helpers one by one, whichever path the call
-//! takes (one blocked pass from 8192 elements, parts computed once, or op by op), and
-//! chains in user code whose values are reassigned between their links.
+//! Elementwise chains that generated code runs as one call (`fuse::run`, with the chain as
+//! a program and as a compiled kernel): the same values, bit for bit, as the chain's `t::`
+//! / `b::` helpers one by one, whichever path the call takes (one pass of the kernel from
+//! 8192 elements, or op by op), and chains in user code whose values are reassigned
+//! between their links.
 
 mod common;
 use common::tensors::{assert_close, fd_jacobian, normal};
@@ -10,6 +11,36 @@ use ferrax::__private::b::{self, B, BArg};
 use ferrax::__private::fuse::{self, Instr, Op};
 use ferrax::__private::t;
 use ferrax::prelude::*;
+
+/// `struct $name`, a kernel over `[$x..]` computing `$body` (as the macro writes them).
+macro_rules! kernel {
+    ($name:ident, $n:literal, |$v:ident, [$($x:ident),*]| $body:expr) => {
+        #[derive(Clone, Copy)]
+        struct $name;
+        impl fuse::Kernel<$n> for $name {
+            fn apply<V: fuse::Lanes>(self, $v: V, [$($x),*]: [V::Vec; $n]) -> V::Vec {
+                use fuse::k;
+                $body
+            }
+        }
+    };
+}
+
+kernel!(TanhGrad, 3, |v, [ct, y, one]| k::Mul(
+    v,
+    ct,
+    k::Sub(v, one, k::Mul(v, y, y))
+));
+kernel!(ReluTangent, 4, |v, [x, zero, dx, half]| {
+    let m = k::Gt(v, x, zero);
+    k::Select(v, m, k::Mul(v, k::Powi(v, dx, 3), half), zero)
+});
+kernel!(Batched, 3, |v, [dx, x, w]| k::Add(
+    v,
+    k::Mul(v, dx, x),
+    k::Mul(v, w, k::Sin(v, x))
+));
+kernel!(ExpTimes, 2, |v, [a, c]| k::Mul(v, k::Exp(v, a), c));
 
 #[track_caller]
 fn same_bits(got: &Tensor, want: &Tensor) {
@@ -37,6 +68,7 @@ fn a_chain_in_one_call_equals_its_helpers_one_by_one() {
             Instr(Op::Sub, [2, 3, 0]),
             Instr(Op::Mul, [0, 4, 0]),
         ],
+        TanhGrad,
     );
     same_bits(&got, &t::mul(&ct, &t::sub(1f64, &t::mul(&y, &y))));
 
@@ -55,6 +87,7 @@ fn a_chain_in_one_call_equals_its_helpers_one_by_one() {
             Instr(Op::Mul, [5, 3, 0]),
             Instr(Op::Select, [4, 6, 1]),
         ],
+        ReluTangent,
     );
     let want = t::select(&t::gt(&x, 0f64), &t::mul(&t::powi(&dx, 3), 0.5f32), 0f64);
     same_bits(&got, &want);
@@ -62,8 +95,7 @@ fn a_chain_in_one_call_equals_its_helpers_one_by_one() {
 
 #[test]
 fn a_batched_chain_aligns_its_examples_as_the_batching_rules_do() {
-    // B(dx) [5, 40, 50] * x [50] + B(v) [5, 40, 50] * sin(x): sin(x), smaller than the
-    // result, computed once and read as a row
+    // B(dx) [5, 40, 50] * x [50] + B(v) [5, 40, 50] * sin(x): x read as a row
     let (dx, x, v) = (
         normal(5, &[5, 40, 50]),
         normal(6, &[50]),
@@ -77,18 +109,20 @@ fn a_batched_chain_aligns_its_examples_as_the_batching_rules_do() {
             Instr(Op::Mul, [2, 4, 0]),
             Instr(Op::Add, [3, 5, 0]),
         ],
+        Batched,
     );
     let want = b::add(B(&b::mul(B(&dx), &x)), B(&b::mul(B(&v), &t::sin(&x))));
     same_bits(&got, &want);
 }
 
 #[test]
-fn operands_the_blocked_pass_does_not_take_run_op_by_op() {
+fn operands_the_one_pass_does_not_take_run_op_by_op() {
     // a transpose, and a column broadcast along rows
     let (a, col) = (normal(8, &[96, 100]).t(), normal(9, &[100, 1]));
     let got = fuse::run(
         &[BArg::from(&a), BArg::from(&col)],
         &[Instr(Op::Exp, [0, 0, 0]), Instr(Op::Mul, [2, 1, 0])],
+        ExpTimes,
     );
     same_bits(&got, &t::mul(&t::exp(&a), &col));
     // mixed dtypes: as the helpers, an error naming the operation
@@ -100,6 +134,7 @@ fn operands_the_blocked_pass_does_not_take_run_op_by_op() {
         fuse::run(
             &[BArg::from(&f32s), BArg::from(&f64s)],
             &[Instr(Op::Exp, [0, 0, 0]), Instr(Op::Mul, [2, 1, 0])],
+            ExpTimes,
         )
     });
     assert!(mixed.is_err());

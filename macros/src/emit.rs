@@ -3,7 +3,7 @@
 use crate::chains::{Bind, Chain, Ref};
 use crate::ir::*;
 use crate::primitives::{Prim, Syntax, row};
-use proc_macro2::{Literal, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use std::collections::{HashMap, HashSet};
 use syn::ext::IdentExt;
@@ -1231,18 +1231,70 @@ impl Emitter<'_> {
             quote!()
         };
         let outer = self.outer_leaves(var, &leaves);
+        let kernel = kernel(&chain, &leaves);
         let run = if outer.is_empty() {
-            quote!(::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*]))
+            quote!(::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*], __Kernel))
         } else {
-            quote!(::ferrax::__private::fuse::run_outer(&[#(#args),*], &[#(#outer),*], &[#(#code),*]))
+            quote!(::ferrax::__private::fuse::run_outer(&[#(#args),*], &[#(#outer),*], &[#(#code),*], __Kernel))
         };
         let value = quote!({
             use ::ferrax::__private::{b::BArg, fuse::{Instr, Op}};
+            #kernel
             #run
         });
         match bind {
             Bind::Let => quote!(let #m #id = #value;),
             Bind::Assign => quote!(#id = #value;),
+        }
+    }
+}
+
+/// The chain compiled to Rust: `struct __Kernel` implementing `fuse::Kernel<L>` over its
+/// `L` leaves, each node a call of its primitive's vector body (`fuse::k::Tanh(v, x)`).
+fn kernel(chain: &Chain, leaves: &[Atom]) -> TokenStream {
+    let n = Literal::usize_unsuffixed(leaves.len());
+    let xs: Vec<Ident> = (0..leaves.len()).map(|i| format_ident!("x{}", i)).collect();
+    let reg = |r: &Ref| -> Ident {
+        match r {
+            Ref::Atom(a) => xs[leaves.iter().position(|l| l == a).unwrap_or(0)].clone(),
+            Ref::Node(k) => format_ident!("r{}", k),
+        }
+    };
+    let body = chain.nodes.iter().enumerate().map(|(k, node)| {
+        let id = format_ident!("r{}", k);
+        let value = match (node.prim, node.exponent) {
+            // (read at the result's shape: the runtime broadcasts the leaf)
+            (Prim::BroadcastLike, _) => {
+                let a = reg(&node.args[0]);
+                quote!(#a)
+            }
+            (Prim::Powi, Some(e)) => {
+                let a = reg(&node.args[0]);
+                quote!(k::Powi(v, #a, #e))
+            }
+            (p, _) => {
+                let f = format_ident!("{}", format!("{p:?}"));
+                let args = node.args.iter().map(reg);
+                quote!(k::#f(v, #(#args),*))
+            }
+        };
+        quote!(let #id = #value;)
+    });
+    let last = format_ident!("r{}", chain.nodes.len() - 1);
+    quote! {
+        #[derive(Clone, Copy)]
+        struct __Kernel;
+        impl ::ferrax::__private::fuse::Kernel<#n> for __Kernel {
+            #[inline(always)]
+            fn apply<V: ::ferrax::__private::fuse::Lanes>(
+                self,
+                v: V,
+                [#(#xs),*]: [V::Vec; #n],
+            ) -> V::Vec {
+                use ::ferrax::__private::fuse::k;
+                #(#body)*
+                #last
+            }
         }
     }
 }

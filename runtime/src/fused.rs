@@ -3,16 +3,19 @@
 //!
 //! A derivative is full of short elementwise chains (`tanh`'s is `ct * (1 - y * y)`: three
 //! passes over memory, two of them writing temporaries that are read once). The macro sees
-//! such chains at compile time and hands them over as one [`Instr`] list; [`run`] evaluates
-//! the list block by block (a few hundred elements at a time, as many as keep every
-//! intermediate in L1), with the same SIMD loops as the whole-tensor operations, so results
-//! are those of the unfused chain. This module plans the pass (leaves, blocks, threads);
-//! the CPU backend's `chain` runs it.
+//! such chains at compile time and writes each as Rust: a [`Kernel`], the chain's value on
+//! one vector of its leaves through the operations of [`Lanes`] (the same vector bodies as
+//! the whole-tensor operations, so results are those of the unfused chain), which
+//! [`run_kernel`] runs over the result vector by vector, every intermediate in registers.
+//! A program known only at run time (an [`Instr`] list: the activation functions') goes
+//! to [`run`], which interprets it block by block (a few hundred elements at a time, as
+//! many as keep every intermediate in L1). This module plans the pass (leaves, blocks,
+//! threads); the CPU backend's `chain` runs it.
 //!
-//! [`run`] handles the common case: CPU tensors of one float dtype, each either shaped
-//! like the result, a single element, or contiguous and broadcast along one run of
-//! consecutive axes (a bias over rows, `[n, 1, d]` against `[n, m, d]`). For anything else
-//! it returns `None`, and the caller runs the chain op by op.
+//! Both handle the common case: CPU tensors of one float dtype, each either shaped like
+//! the result, a single element, or contiguous and broadcast along one run of consecutive
+//! axes (a bias over rows, `[n, 1, d]` against `[n, m, d]`). For anything else they return
+//! `None`, and the caller runs the chain op by op.
 //!
 //! ```
 //! use ferrax_runtime::Tensor;
@@ -34,7 +37,9 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::MathFloat;
 use crate::cpu::chain::{self, Input};
+pub use crate::cpu::elementwise::Lanes;
 use crate::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
 use crate::element::{DType, Float};
 use crate::error::{Error, Result};
@@ -89,14 +94,65 @@ const TASK: usize = 32 << 10;
 /// along more than one run of consecutive axes, a result of at most one element, or a
 /// register out of range.
 pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Tensor> {
-    let n = numel(shape);
-    let regs = leaves.len() + program.len();
     let in_range = program.iter().enumerate().all(|(k, Instr(op, args))| {
         args[..op.arity()]
             .iter()
             .all(|&r| (r as usize) < leaves.len() + k)
     });
-    if n <= 1 || program.is_empty() || !in_range || regs > u16::MAX as usize {
+    if program.is_empty() || !in_range || leaves.len() + program.len() > u16::MAX as usize {
+        return None;
+    }
+    pass(leaves, program.len(), shape, Interpreted(program))
+}
+
+/// An elementwise program compiled to Rust (the macro writes one for each chain it
+/// fuses): its value on one vector of lanes of each of its `L` leaves, every intermediate
+/// in vector registers.
+///
+/// ```
+/// use ferrax_runtime::Tensor;
+/// use ferrax_runtime::fused::{self, Kernel, Lanes, Leaf};
+///
+/// // ct * (1 - y * y)
+/// #[derive(Clone, Copy)]
+/// struct TanhGrad;
+/// impl Kernel<3> for TanhGrad {
+///     fn apply<V: Lanes>(self, v: V, [ct, y, one]: [V::Vec; 3]) -> V::Vec {
+///         v.mul(ct, v.sub(one, v.mul(y, y)))
+///     }
+/// }
+/// let (ct, y) = (Tensor::from_vec(vec![1.0f32, 2.0], &[2]), Tensor::from_vec(vec![0.5f32, 0.0], &[2]));
+/// let leaves = [Leaf::Tensor(&ct), Leaf::Tensor(&y), Leaf::Scalar(1.0)];
+/// let out = fused::run_kernel(&leaves, TanhGrad, &[2]).unwrap();
+/// assert_eq!(out.to_vec::<f32>(), vec![0.75, 2.0]);
+/// ```
+pub trait Kernel<const L: usize>: Copy + Send + Sync {
+    /// The program's value on one vector of each leaf.
+    fn apply<V: Lanes>(self, v: V, x: [V::Vec; L]) -> V::Vec;
+}
+
+/// Runs `kernel` over `leaves` into a new contiguous tensor of `shape` (the broadcast
+/// shape of its result) in one pass. `None` where [`run`]'s fast path does not apply to
+/// the leaves.
+pub fn run_kernel<const L: usize, K: Kernel<L>>(
+    leaves: &[Leaf<'_>; L],
+    kernel: K,
+    shape: &[usize],
+) -> Option<Tensor> {
+    pass(leaves, 1, shape, Compiled::<K, L>(kernel))
+}
+
+/// A pass over a new tensor of `shape` computing `instructions` per element (each held in
+/// a block-sized buffer) from `leaves`: `range(inputs, blk, start, out)` evaluates
+/// elements `start..` into `out` in blocks of `blk`, split over threads when large.
+fn pass(
+    leaves: &[Leaf<'_>],
+    instructions: usize,
+    shape: &[usize],
+    range: impl RangeFn,
+) -> Option<Tensor> {
+    let n = numel(shape);
+    if n <= 1 {
         return None;
     }
     let mut dtype = None;
@@ -130,7 +186,7 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
             .iter()
             .filter(|i| matches!(i, Input::Tiled { .. }))
             .count();
-        let block = chain::block_len::<T>(program.len(), tiled);
+        let block = chain::block_len::<T>(instructions, tiled);
         let blk = match period {
             Some(p) if p <= block => block / p * p,
             _ => block,
@@ -145,19 +201,44 @@ pub fn run(leaves: &[Leaf<'_>], program: &[Instr], shape: &[usize]) -> Option<Te
             .iter()
             .filter(|i| !matches!(i, Input::Scalar(_)))
             .count();
-        if crate::cpu::parallel(n.saturating_mul(4 + program.len() + reads) / 4) {
+        if crate::cpu::parallel(n.saturating_mul(4 + instructions + reads) / 4) {
             // about four tasks a thread, of whole blocks (a thread with most of the work
             // waited for: 40,000 elements were one task of 32,768 and one of 7,232)
             let per = n.div_ceil(4 * rayon::current_num_threads());
             let task = per.next_multiple_of(blk).min(TASK.max(blk) / blk * blk);
             out.par_chunks_mut(task)
                 .enumerate()
-                .for_each(|(t, chunk)| chain::range(&inputs, program, blk, t * task, chunk));
+                .for_each(|(t, chunk)| range.call(&inputs, blk, t * task, chunk));
         } else {
-            chain::range(&inputs, program, blk, 0, &mut out);
+            range.call(&inputs, blk, 0, &mut out);
         }
         Tensor::from_data(out, shape)
     }))
+}
+
+/// What [`pass`] runs over each range: generic over the element type, which a closure
+/// cannot be.
+trait RangeFn: Sync {
+    fn call<T: MathFloat>(&self, inputs: &[Input<'_, T>], blk: usize, start: usize, out: &mut [T]);
+}
+
+/// A program run instruction by instruction over each block.
+struct Interpreted<'a>(&'a [Instr]);
+
+impl RangeFn for Interpreted<'_> {
+    fn call<T: MathFloat>(&self, inputs: &[Input<'_, T>], blk: usize, start: usize, out: &mut [T]) {
+        chain::range(inputs, self.0, blk, start, out)
+    }
+}
+
+/// A compiled program, run vector by vector.
+struct Compiled<K, const N: usize>(K);
+
+impl<const N: usize, K: Kernel<N>> RangeFn for Compiled<K, N> {
+    fn call<T: MathFloat>(&self, inputs: &[Input<'_, T>], blk: usize, start: usize, out: &mut [T]) {
+        let inputs: &[_; N] = inputs.try_into().expect("one input per leaf");
+        chain::range_kernel(inputs, self.0, blk, start, out)
+    }
 }
 
 /// The value of `program` on `leaves`: one blocked pass where [`run`] applies, else each

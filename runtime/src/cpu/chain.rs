@@ -1,17 +1,22 @@
-//! A fused elementwise program ([`crate::fused`]) evaluated over a range of its result:
-//! block by block, each block small enough that every register of the program stays in
-//! L1, each instruction one SIMD loop over the block (the same vector bodies as the
-//! whole-tensor operations, so the same results). The instruction set is chosen once for
-//! the range; each instruction's loop is then a direct call, not a dispatch and a check
-//! for threads per instruction and block.
+//! A fused elementwise program ([`crate::fused`]) evaluated over a range of its result,
+//! with the same vector bodies as the whole-tensor operations (so the same results), the
+//! instruction set chosen once for the range:
+//!
+//! - [`range`] interprets an [`Instr`] list block by block, each block small enough that
+//!   every register of the program stays in L1, each instruction one SIMD loop over the
+//!   block (a direct call, not a dispatch and a check for threads per instruction);
+//! - [`range_kernel`] runs a program compiled to Rust ([`Kernel`]) vector by vector, every
+//!   intermediate in vector registers; blocks only bound the buffers of the leaves
+//!   broadcast along an axis, gathered per block (and of numbers, splat once), so that
+//!   every leaf is read as a slice.
 
 use pulp::{Simd, WithSimd};
 
-use super::elementwise::{Operand, Splat, binary_in, unary_in};
+use super::elementwise::{Operand, Splat, Vectors, binary_in, unary_in};
 use super::kernels::CmpOp;
 use super::math::MathFloat;
 use super::simd::dispatch;
-use crate::fused::{Instr, Op};
+use crate::fused::{Instr, Kernel, Op};
 use crate::pool;
 
 /// Bytes of a block's registers (the instructions' results but the last, which is written
@@ -29,6 +34,7 @@ pub(crate) fn block_len<T>(instructions: usize, tiled: usize) -> usize {
 }
 
 /// A leaf of a program as the blocks read it.
+#[derive(Clone, Copy)]
 pub(crate) enum Input<'a, T> {
     Scalar(T),
     /// Shaped like the result.
@@ -311,5 +317,95 @@ fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
     }
     for (d, s) in dr.iter_mut().zip(sr) {
         *d = *s;
+    }
+}
+
+/// Evaluates elements `start..start + out.len()` of a compiled program's result into
+/// `out`, vector by vector from its leaves. Blocks of `blk` elements bound the broadcast
+/// leaves' gathered buffers; every intermediate stays in vector registers.
+pub(crate) fn range_kernel<T: MathFloat, const L: usize, K: Kernel<L>>(
+    inputs: &[Input<'_, T>; L],
+    kernel: K,
+    blk: usize,
+    start: usize,
+    out: &mut [T],
+) {
+    assert!(blk > 0, "a block of no elements");
+    dispatch(KernelRange {
+        inputs,
+        kernel,
+        blk,
+        start,
+        out,
+    })
+}
+
+struct KernelRange<'a, 'b, T, K, const L: usize> {
+    inputs: &'a [Input<'b, T>; L],
+    kernel: K,
+    blk: usize,
+    start: usize,
+    out: &'a mut [T],
+}
+
+impl<T: MathFloat, K: Kernel<L>, const L: usize> WithSimd for KernelRange<'_, '_, T, K, L> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Self {
+            inputs,
+            kernel,
+            blk,
+            start,
+            out,
+        } = self;
+        let lanes = Vectors::<S, T>::new(s);
+        // a buffer of one block for each broadcast leaf (gathered) and each number
+        // (filled once), so that every leaf is read as a slice of the block's length
+        let mut buffers = 0;
+        let slot: [usize; L] = std::array::from_fn(|k| {
+            buffers += usize::from(!matches!(inputs[k], Input::Full(_)));
+            buffers.wrapping_sub(1)
+        });
+        let mut scratch = pool::buffer(buffers * blk, T::zero());
+        for (input, &k) in inputs.iter().zip(&slot) {
+            if let Input::Scalar(c) = input {
+                scratch[k * blk..(k + 1) * blk].fill(*c);
+            }
+        }
+        // (as in `range`: broadcast rows the same in every block are gathered once)
+        let fixed = inputs.iter().all(|i| match i {
+            Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
+            _ => true,
+        });
+        if fixed {
+            gather_leaves(inputs, &slot, 0, blk, (&mut scratch, blk));
+        }
+        for (b, chunk) in out.chunks_mut(blk).enumerate() {
+            let (at, len) = (start + b * blk, chunk.len());
+            if !fixed {
+                gather_leaves(inputs, &slot, at, len, (&mut scratch, blk));
+            }
+            // each leaf's block: its whole vectors, then the rest
+            let (ov, ot) = T::as_mut_simd::<S>(chunk);
+            let whole = ov.len();
+            let data: [&[T]; L] = std::array::from_fn(|k| match &inputs[k] {
+                Input::Full(d) => &d[at..at + len],
+                _ => &scratch[slot[k] * blk..slot[k] * blk + len],
+            });
+            let vecs: [&[T::V<S>]; L] =
+                std::array::from_fn(|k| &T::as_simd::<S>(data[k]).0[..whole]);
+            // (the loop over the leaves unrolls: each vector straight into the kernel's
+            // operands)
+            for (i, o) in ov.iter_mut().enumerate() {
+                *o = kernel.apply(lanes, std::array::from_fn(|k| vecs[k][i]));
+            }
+            if !ot.is_empty() {
+                let x = std::array::from_fn(|k| T::partial_load(s, T::as_simd::<S>(data[k]).1));
+                T::partial_store(s, ot, kernel.apply(lanes, x));
+            }
+        }
+        pool::recycle(scratch);
     }
 }

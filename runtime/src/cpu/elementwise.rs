@@ -217,45 +217,157 @@ impl<T: MathFloat, F: UnaryFn<T>> WithSimd for MapKernel<'_, T, F> {
     }
 }
 
-/// The vector body of a unary op, handed to `v` (the one table from ops to bodies).
+/// The one table from ops to vector bodies: each op's body handed to a visitor
+/// ([`with_unary`], [`with_binary`]: the whole-tensor kernels and the interpreted chains)
+/// or called on one vector ([`Lanes`], named as the primitives' tensor methods: the
+/// chains the macro compiles).
+macro_rules! op_table {
+    (
+        unary: $($um:ident => $u:ident),*;
+        binary: $($bm:ident => $b:ident),*;
+    ) => {
+        /// The vector body of a unary op, handed to `v`.
+        #[inline(always)]
+        fn with_unary<T: MathFloat, V: UnaryVisit<T>>(op: UnaryOp, v: V) {
+            match op {
+                $(UnaryOp::$u => v.visit($u),)*
+                UnaryOp::Powi(n) => v.visit(Powi(n)),
+                UnaryOp::Powf(p) => v.visit(Powf(p)),
+            }
+        }
+
+        /// The vector body of a binary op, handed to `v`.
+        #[inline(always)]
+        fn with_binary<T: MathFloat, V: BinaryVisit<T>>(op: BinaryOp, v: V) {
+            match op {
+                $(BinaryOp::$b => v.visit($b),)*
+            }
+        }
+
+        /// The elementwise operations on one vector of lanes, for the chains the macro
+        /// compiles to Rust ([`crate::fused::Kernel`]): the same vector bodies as the
+        /// whole-tensor operations, so the same values. Each is named as the primitive's
+        /// tensor method; comparisons give 1 where they hold and 0 where not.
+        pub trait Lanes: Copy {
+            /// A vector of lanes of the tensors' dtype.
+            type Vec: Copy;
+            $(
+                #[doc = concat!("`", stringify!($um), "` of each lane.")]
+                fn $um(self, x: Self::Vec) -> Self::Vec;
+            )*
+            $(
+                #[doc = concat!("`", stringify!($bm), "` of each pair of lanes.")]
+                fn $bm(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            )*
+            /// `x^n` (the same roundings as `powi`).
+            fn powi(self, x: Self::Vec, n: i32) -> Self::Vec;
+            /// `a < b` as 1 or 0.
+            fn lt(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a <= b` as 1 or 0.
+            fn le(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a > b` as 1 or 0.
+            fn gt(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a >= b` as 1 or 0.
+            fn ge(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a == b` as 1 or 0.
+            fn eq(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a != b` as 1 or 0.
+            fn ne(self, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+            /// `a` where `mask` is nonzero (NaN counts as nonzero), else `b`.
+            fn select(self, mask: Self::Vec, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+        }
+
+        impl<S: Simd, T: MathFloat> Lanes for Vectors<S, T> {
+            type Vec = T::V<S>;
+            $(
+                #[inline(always)]
+                fn $um(self, x: Self::Vec) -> Self::Vec {
+                    unary_vector::<S, T, _>(self.0, $u, x)
+                }
+            )*
+            $(
+                #[inline(always)]
+                fn $bm(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                    BinaryFn::<T>::vec($b, self.0, a, b)
+                }
+            )*
+            #[inline(always)]
+            fn powi(self, x: Self::Vec, n: i32) -> Self::Vec {
+                unary_vector::<S, T, _>(self.0, Powi(n), x)
+            }
+            #[inline(always)]
+            fn lt(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::vlt(self.0, a, b))
+            }
+            #[inline(always)]
+            fn le(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::vle(self.0, a, b))
+            }
+            #[inline(always)]
+            fn gt(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::vgt(self.0, a, b))
+            }
+            #[inline(always)]
+            fn ge(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::vge(self.0, a, b))
+            }
+            #[inline(always)]
+            fn eq(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::veq(self.0, a, b))
+            }
+            #[inline(always)]
+            fn ne(self, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                self.mask(T::mask_not(self.0, T::veq(self.0, a, b)))
+            }
+            #[inline(always)]
+            fn select(self, mask: Self::Vec, a: Self::Vec, b: Self::Vec) -> Self::Vec {
+                let s = self.0;
+                T::select(s, T::mask_not(s, T::veq(s, mask, T::splat(s, T::zero()))), a, b)
+            }
+        }
+    };
+}
+
+op_table! {
+    unary: neg => Neg, abs => Abs, exp => Exp, ln => Ln, ln1p => Log1p, exp_m1 => Expm1,
+        sin => Sin, cos => Cos, tan => Tan, tanh => Tanh, sqrt => Sqrt, recip => Recip,
+        sigmoid => Sigmoid, softplus => Softplus, relu => Relu, signum => Sign, asin => Asin,
+        acos => Acos, atan => Atan, sinh => Sinh, cosh => Cosh, asinh => Asinh,
+        acosh => Acosh, atanh => Atanh, exp2 => Exp2, log2 => Log2, log10 => Log10,
+        cbrt => Cbrt, floor => Floor, ceil => Ceil, round => Round, trunc => Trunc, erf => Erf;
+    binary: add => Add, sub => Sub, mul => Mul, div => Div, max => Maximum, min => Minimum,
+        atan2 => Atan2, powf => Pow;
+}
+
+/// The [`Lanes`] of `T` under the instruction set `S`.
+#[derive(Clone, Copy)]
+pub(crate) struct Vectors<S, T>(pub(crate) S, std::marker::PhantomData<T>);
+
+impl<S: Simd, T: MathFloat> Vectors<S, T> {
+    pub(crate) fn new(s: S) -> Self {
+        Vectors(s, std::marker::PhantomData)
+    }
+
+    /// 1 where `m` is set, else 0.
+    #[inline(always)]
+    fn mask(self, m: T::M<S>) -> T::V<S> {
+        let s = self.0;
+        T::select(s, m, T::splat(s, T::one()), T::splat(s, T::zero()))
+    }
+}
+
+/// `f` of one vector, with the lanes outside its vector body's range (see
+/// [`UnaryFn::outside`]) from the scalar function, as [`MapKernel`] computes them.
 #[inline(always)]
-fn with_unary<T: MathFloat, V: UnaryVisit<T>>(op: UnaryOp, v: V) {
-    match op {
-        UnaryOp::Neg => v.visit(Neg),
-        UnaryOp::Abs => v.visit(Abs),
-        UnaryOp::Exp => v.visit(Exp),
-        UnaryOp::Ln => v.visit(Ln),
-        UnaryOp::Log1p => v.visit(Log1p),
-        UnaryOp::Expm1 => v.visit(Expm1),
-        UnaryOp::Sin => v.visit(Sin),
-        UnaryOp::Cos => v.visit(Cos),
-        UnaryOp::Tan => v.visit(Tan),
-        UnaryOp::Tanh => v.visit(Tanh),
-        UnaryOp::Sqrt => v.visit(Sqrt),
-        UnaryOp::Recip => v.visit(Recip),
-        UnaryOp::Sigmoid => v.visit(Sigmoid),
-        UnaryOp::Softplus => v.visit(Softplus),
-        UnaryOp::Relu => v.visit(Relu),
-        UnaryOp::Sign => v.visit(Sign),
-        UnaryOp::Powi(n) => v.visit(Powi(n)),
-        UnaryOp::Powf(p) => v.visit(Powf(p)),
-        UnaryOp::Asin => v.visit(Asin),
-        UnaryOp::Acos => v.visit(Acos),
-        UnaryOp::Atan => v.visit(Atan),
-        UnaryOp::Sinh => v.visit(Sinh),
-        UnaryOp::Cosh => v.visit(Cosh),
-        UnaryOp::Asinh => v.visit(Asinh),
-        UnaryOp::Acosh => v.visit(Acosh),
-        UnaryOp::Atanh => v.visit(Atanh),
-        UnaryOp::Exp2 => v.visit(Exp2),
-        UnaryOp::Log2 => v.visit(Log2),
-        UnaryOp::Log10 => v.visit(Log10),
-        UnaryOp::Cbrt => v.visit(Cbrt),
-        UnaryOp::Floor => v.visit(Floor),
-        UnaryOp::Ceil => v.visit(Ceil),
-        UnaryOp::Round => v.visit(Round),
-        UnaryOp::Trunc => v.visit(Trunc),
-        UnaryOp::Erf => v.visit(Erf),
+fn unary_vector<S: Simd, T: MathFloat, F: UnaryFn<T>>(s: S, f: F, x: T::V<S>) -> T::V<S> {
+    let y = f.vec(s, x);
+    if F::FALLBACK && T::any(s, f.outside(s, x)) {
+        per_lane::<S, T>(
+            [x, y],
+            |[x, y]| if f.outside_scalar(x) { f.scalar(x) } else { y },
+        )
+    } else {
+        y
     }
 }
 
@@ -446,21 +558,6 @@ impl<T: MathFloat, F: BinaryFn<T>, A: Operand<T>, B: Operand<T>> WithSimd
             let from = full * T::lanes::<S>();
             T::partial_store(s, ot, f.vec(s, a.rest(s, from), b.rest(s, from)));
         }
-    }
-}
-
-/// The vector body of a binary op, handed to `v` (the one table from ops to bodies).
-#[inline(always)]
-fn with_binary<T: MathFloat, V: BinaryVisit<T>>(op: BinaryOp, v: V) {
-    match op {
-        BinaryOp::Add => v.visit(Add),
-        BinaryOp::Sub => v.visit(Sub),
-        BinaryOp::Mul => v.visit(Mul),
-        BinaryOp::Div => v.visit(Div),
-        BinaryOp::Maximum => v.visit(Maximum),
-        BinaryOp::Minimum => v.visit(Minimum),
-        BinaryOp::Atan2 => v.visit(Atan2),
-        BinaryOp::Pow => v.visit(Pow),
     }
 }
 

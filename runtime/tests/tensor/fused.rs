@@ -4,10 +4,11 @@
 //! along a middle axis (`[n, 1, d]` against `[n, m, d]`) and columns, in f32 and f64,
 //! small (one thread) and large (split over threads), with periods that divide the block
 //! and periods that do not; `fused::eval` on the same programs, by the pass and (with a
-//! transposed leaf) instruction by instruction.
+//! transposed leaf) instruction by instruction; and the same programs as compiled kernels
+//! (`fused::run_kernel`, here a kernel that walks the program on each vector).
 
 use ferrax_runtime::cpu::kernels::{BinaryOp, CmpOp, UnaryOp};
-use ferrax_runtime::fused::{self, Instr, Leaf, Op};
+use ferrax_runtime::fused::{self, Instr, Kernel, Lanes, Leaf, Op};
 use ferrax_runtime::prelude::*;
 use proptest::prelude::*;
 
@@ -111,6 +112,62 @@ fn op_by_op(leaves: &[Leaf<'_>], program: &[Instr], dtype: DType) -> Tensor {
     regs.pop().expect("a program")
 }
 
+/// A program as a compiled kernel over `LEAVES` leaves (the program's `leaves`, then
+/// padding): each instruction through [`Lanes`] on each vector, as the macro's kernels
+/// call them.
+#[derive(Clone, Copy)]
+struct PerVector<'a> {
+    program: &'a [Instr],
+    leaves: usize,
+}
+
+const LEAVES: usize = 6;
+
+impl Kernel<LEAVES> for PerVector<'_> {
+    fn apply<V: Lanes>(self, v: V, x: [V::Vec; LEAVES]) -> V::Vec {
+        let mut regs = [x[0]; 16];
+        regs[..self.leaves].copy_from_slice(&x[..self.leaves]);
+        for (k, Instr(op, a)) in self.program.iter().enumerate() {
+            let r = |i: usize| regs[a[i] as usize];
+            regs[self.leaves + k] = match *op {
+                Op::Unary(u) => match u {
+                    UnaryOp::Neg => v.neg(r(0)),
+                    UnaryOp::Exp => v.exp(r(0)),
+                    UnaryOp::Tanh => v.tanh(r(0)),
+                    UnaryOp::Sqrt => v.sqrt(r(0)),
+                    UnaryOp::Sin => v.sin(r(0)),
+                    UnaryOp::Relu => v.relu(r(0)),
+                    UnaryOp::Sigmoid => v.sigmoid(r(0)),
+                    UnaryOp::Softplus => v.softplus(r(0)),
+                    UnaryOp::Powi(n) => v.powi(r(0), n),
+                    UnaryOp::Recip => v.recip(r(0)),
+                    other => unreachable!("{other:?} has no kernel here"),
+                },
+                Op::Binary(b) => match b {
+                    BinaryOp::Add => v.add(r(0), r(1)),
+                    BinaryOp::Sub => v.sub(r(0), r(1)),
+                    BinaryOp::Mul => v.mul(r(0), r(1)),
+                    BinaryOp::Div => v.div(r(0), r(1)),
+                    BinaryOp::Maximum => v.max(r(0), r(1)),
+                    BinaryOp::Minimum => v.min(r(0), r(1)),
+                    BinaryOp::Atan2 => v.atan2(r(0), r(1)),
+                    BinaryOp::Pow => v.powf(r(0), r(1)),
+                },
+                Op::Compare(c) => match c {
+                    CmpOp::Eq => v.eq(r(0), r(1)),
+                    CmpOp::Ne => v.ne(r(0), r(1)),
+                    CmpOp::Lt => v.lt(r(0), r(1)),
+                    CmpOp::Le => v.le(r(0), r(1)),
+                    CmpOp::Gt => v.gt(r(0), r(1)),
+                    CmpOp::Ge => v.ge(r(0), r(1)),
+                },
+                Op::Select => v.select(r(0), r(1), r(2)),
+            };
+        }
+        regs[self.leaves + self.program.len() - 1]
+    }
+}
+
 fn same_bits(got: &Tensor, want: &Tensor) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.shape(), want.shape());
     prop_assert_eq!(got.dtype(), want.dtype());
@@ -200,6 +257,19 @@ proptest! {
         let want = op_by_op(&leaves, &program, dtype);
         let got = fused::run(&leaves, &program, want.shape()).expect("the fast path applies");
         same_bits(&got, &want)?;
+        // the program compiled (but for `powf` by a number, which kernels write as a
+        // binary `powf`): the same values, leaves padded with numbers (results of up to
+        // 50,000 elements: walking the program on each vector is slow unoptimised; the
+        // test below runs a large kernel over threads)
+        if want.numel() <= 50_000
+            && !program.iter().any(|i| matches!(i.0, Op::Unary(UnaryOp::Powf(_))))
+        {
+            let mut padded = [Leaf::Scalar(0.0); LEAVES];
+            padded[..leaves.len()].copy_from_slice(&leaves);
+            let kernel = PerVector { program: &program, leaves: leaves.len() };
+            let got = fused::run_kernel(&padded, kernel, want.shape()).expect("the fast path applies");
+            same_bits(&got, &want)?;
+        }
         // `eval`: the same pass, and with the full leaf a transposed view (which the pass
         // refuses) the instructions one by one through the tensor operations
         same_bits(&fused::eval("program", &leaves, &program).unwrap(), &want)?;
@@ -226,6 +296,23 @@ fn the_derivative_of_tanh_in_one_pass() {
     let got = fused::run(&leaves, &program, &[64, 3000]).unwrap();
     let want = &ct * &(1.0 - &(&y * &y));
     assert_eq!(got.to_vec::<f32>(), want.to_vec::<f32>());
+    // compiled, over threads where there are several
+    #[derive(Clone, Copy)]
+    struct TanhGrad;
+    impl Kernel<3> for TanhGrad {
+        fn apply<V: Lanes>(self, v: V, [ct, y, one]: [V::Vec; 3]) -> V::Vec {
+            v.mul(ct, v.sub(one, v.mul(y, y)))
+        }
+    }
+    let got = fused::run_kernel(&leaves, TanhGrad, &[64, 3000]).unwrap();
+    assert_eq!(got.to_vec::<f32>(), want.to_vec::<f32>());
+    // the rows along a middle axis, in f64
+    let ct = Tensor::normal(Key::new(3), &[40, 3, 2000], DType::F64);
+    let y = Tensor::normal(Key::new(4), &[40, 1, 2000], DType::F64).tanh();
+    let leaves = [Leaf::Tensor(&ct), Leaf::Tensor(&y), Leaf::Scalar(1.0)];
+    let got = fused::run_kernel(&leaves, TanhGrad, &[40, 3, 2000]).unwrap();
+    let want = &ct * &(1.0 - &(&y * &y));
+    assert_eq!(got.to_vec::<f64>(), want.to_vec::<f64>());
 }
 
 #[test]
