@@ -178,9 +178,15 @@ pub fn run<'a, const L: usize, K: Kernel<L>>(
     program: &[Instr],
     kernel: K,
 ) -> Tensor {
-    run_with(args, program, 2, &|leaves, shape| {
-        fused::run_kernel::<L, K>(leaves.try_into().ok()?, kernel, shape)
-    })
+    run_with(args, program, 2, &compiled(kernel))
+}
+
+/// The pass of `kernel` over `L` leaves (`None` for another count, or where the runtime's
+/// pass does not apply).
+fn compiled<const L: usize, K: Kernel<L>>(
+    kernel: K,
+) -> impl Fn(&[Leaf<'_>], &[usize]) -> Option<Tensor> {
+    move |leaves, shape| fused::run_kernel::<L, K>(leaves.try_into().ok()?, kernel, shape)
 }
 
 /// [`run`], with one pass from `min_pass` instructions (one alone costs as much as the
@@ -264,9 +270,7 @@ pub fn run_outer<'a, const L: usize, K: Kernel<L>>(
             plain => *plain,
         })
         .collect();
-    let y = run_with(&wide, program, 1, &|leaves, shape| {
-        fused::run_kernel::<L, K>(leaves.try_into().ok()?, kernel, shape)
-    });
+    let y = run_with(&wide, program, 1, &compiled(kernel));
     let mut flat = vec![bsz];
     flat.extend_from_slice(&y.shape()[2..]);
     y.reshape(&flat)

@@ -98,12 +98,7 @@ impl<T: MathFloat> WithSimd for Range<'_, '_, T> {
             })
             .collect();
         let mut scratch = pool::buffer((program.len() + tiled) * blk, T::zero());
-        // where every tiled leaf is one row repeated and blocks hold whole rows, each one's
-        // buffer is the same in every block
-        let fixed = inputs.iter().all(|i| match i {
-            Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
-            _ => true,
-        });
+        let fixed = fixed_rows(inputs, blk);
         if fixed {
             let bufs = &mut scratch[program.len() * blk..];
             gather_leaves(inputs, &slot, 0, blk, (bufs, blk));
@@ -254,6 +249,15 @@ fn each<S: Simd, T: MathFloat>(
     }
 }
 
+/// Whether every tiled leaf is one row repeated and blocks of `blk` hold whole rows: each
+/// one's buffer is then the same in every block, gathered once.
+fn fixed_rows<T>(inputs: &[Input<'_, T>], blk: usize) -> bool {
+    inputs.iter().all(|i| match i {
+        Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
+        _ => true,
+    })
+}
+
 /// Elements `start..start + len` of every tiled leaf into its buffer: `slot[i]`'s of the
 /// buffers `blk` apart in `bufs`.
 #[inline(always)]
@@ -374,11 +378,7 @@ impl<T: MathFloat, K: Kernel<L>, const L: usize> WithSimd for KernelRange<'_, '_
                 scratch[k * blk..(k + 1) * blk].fill(*c);
             }
         }
-        // (as in `range`: broadcast rows the same in every block are gathered once)
-        let fixed = inputs.iter().all(|i| match i {
-            Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
-            _ => true,
-        });
+        let fixed = fixed_rows(inputs, blk);
         if fixed {
             gather_leaves(inputs, &slot, 0, blk, (&mut scratch, blk));
         }

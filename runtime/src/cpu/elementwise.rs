@@ -341,7 +341,7 @@ op_table! {
 
 /// The [`Lanes`] of `T` under the instruction set `S`.
 #[derive(Clone, Copy)]
-pub(crate) struct Vectors<S, T>(pub(crate) S, std::marker::PhantomData<T>);
+pub(crate) struct Vectors<S, T>(S, std::marker::PhantomData<T>);
 
 impl<S: Simd, T: MathFloat> Vectors<S, T> {
     pub(crate) fn new(s: S) -> Self {
