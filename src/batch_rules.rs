@@ -2757,21 +2757,41 @@ impl OutSizes {
 /// assert_eq!(r.to_vec::<f32>(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0]);
 /// ```
 pub fn repeat_outer(x: B<'_>, n: usize) -> Tensor {
-    let x = x.0;
-    let mut wide = vec![x.shape()[0], n];
-    wide.extend_from_slice(&x.shape()[1..]);
-    let mut flat = vec![x.shape()[0] * n];
+    repeat_at(x.0, 1, n)
+}
+
+/// `x`, batched over the basis elements of a per-example Jacobian's pass (`[n] + example`:
+/// the same for every example), as a value of the pass's flat batch (`[b1 * n] +
+/// example`): repeated for each of the `b1` examples (a copy).
+///
+/// ```
+/// # use ferrax::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+/// let r = ferrax::__private::b::repeat_inner(ferrax::__private::b::B(&x), 3);
+/// assert_eq!(r.shape(), &[6, 2]);
+/// assert_eq!(r.to_vec::<f32>(), vec![1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+/// ```
+pub fn repeat_inner(x: B<'_>, b1: usize) -> Tensor {
+    repeat_at(x.0, 0, b1)
+}
+
+/// `x` (`[m] + rest`) repeated `count` times along a new axis `axis` (0 or 1) and flattened
+/// back into its first (`[m * count] + rest`), a copy.
+fn repeat_at(x: &Tensor, axis: usize, count: usize) -> Tensor {
+    let mut wide = x.shape().to_vec();
+    wide.insert(axis, count);
+    let mut flat = vec![x.shape()[0] * count];
     flat.extend_from_slice(&x.shape()[1..]);
-    x.unsqueeze(1)
+    x.unsqueeze(axis as isize)
         .broadcast_to(&wide)
         .contiguous()
         .reshape(&flat)
 }
 
 /// A value of the flat batch's shape, dtype and device standing in for `x` (batched over
-/// the outer examples) as an argument read only for its shape (the `like` of `sum_to`,
-/// `matmul_tl`, ..): a stride-0 view of `x`'s first example, no copy. Its values are not
-/// `x`'s: never an operand.
+/// one level of a per-example Jacobian's pass, `n` the other level's size) as an argument
+/// read only for its shape (the `like` of `sum_to`, `matmul_tl`, ..): a stride-0 view of
+/// `x`'s first row, no copy. Its values are not `x`'s: never an operand.
 pub fn stand_in(x: B<'_>, n: usize) -> Tensor {
     let x = x.0;
     let mut flat = vec![x.shape()[0] * n];
@@ -2779,47 +2799,72 @@ pub fn stand_in(x: B<'_>, n: usize) -> Tensor {
     x.slice(0, 0, x.shape()[0].min(1)).broadcast_to(&flat)
 }
 
-/// The arguments of an elementwise chain where the `outer` ones are batched over the outer
-/// examples of a per-example Jacobian's pass and the other batched ones over its flat batch
-/// (examples times basis elements, example-major): every batched one aligned per example,
-/// then viewed `[b1, n, ..]` (a flat one) or `[b1, 1, ..]` (an outer one), so that they
-/// broadcast as the flat batch would repeat them, with the flat batch size. Unbatched
-/// arguments are as they are (they broadcast from the right).
+/// The arguments of an elementwise chain in a per-example Jacobian's pass (see
+/// `fuse::run_nested`), whose batched ones are batched over one of three levels: the
+/// `outer` ones over the examples, the `inner` ones over the basis elements (the same for
+/// every example), the others over the flat batch (examples times basis elements,
+/// example-major). Every batched one is aligned per example and viewed `[b1, n, ..]` (a
+/// flat one), `[b1, 1, ..]` (an outer one) or `[1, n, ..]` (an inner one), so that they
+/// broadcast as the flat batch would repeat them; returned with the flat batch size.
+/// Unbatched arguments are as they are (they broadcast from the right).
 #[track_caller]
-pub(crate) fn outer_views(args: &[BArg<'_>], outer: &[usize]) -> (Vec<Tensor>, usize) {
-    let flat: Vec<usize> = args
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| !outer.contains(k))
-        .filter_map(|(_, a)| a.batched())
-        .map(|x| x.shape()[0])
-        .collect();
-    let Some(&bsz) = flat.first() else {
-        panic!("ferrax vmap: a chain with per-example values needs a value of the flat batch")
-    };
-    assert!(
-        flat.iter().all(|&s| s == bsz),
-        "ferrax vmap: a chain's batched operands have different batch sizes {flat:?}"
-    );
-    let r = args.iter().map(|a| a.ex_rank()).max().unwrap_or(0);
-    let mut b1 = None;
-    for &k in outer {
-        let x = args[k].batched().expect("an outer operand is batched");
-        let n = x.shape()[0];
+pub(crate) fn nested_views(
+    args: &[BArg<'_>],
+    outer: &[usize],
+    inner: &[usize],
+) -> (Vec<Tensor>, usize) {
+    // one size per level: the first batched argument of the level gives it
+    let level_size = |level: &dyn Fn(usize) -> bool, what: &str| -> Option<usize> {
+        let sizes: Vec<usize> = args
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| level(*k))
+            .filter_map(|(_, a)| a.batched())
+            .map(|x| x.shape()[0])
+            .collect();
+        let first = *sizes.first()?;
         assert!(
-            *b1.get_or_insert(n) == n && (n == 0 && bsz == 0 || n > 0 && bsz % n == 0),
-            "ferrax vmap: per-example values of batch size {n} in a chain over {bsz}"
+            sizes.iter().all(|&s| s == first),
+            "ferrax vmap: a chain's operands batched over {what} have different batch sizes {sizes:?}"
+        );
+        Some(first)
+    };
+    let flat = level_size(
+        &|k| !outer.contains(&k) && !inner.contains(&k),
+        "the flat batch",
+    );
+    let b1 = level_size(&|k| outer.contains(&k), "the examples");
+    let n = level_size(&|k| inner.contains(&k), "the basis elements");
+    let (b1, n) = match (flat, b1, n) {
+        (_, Some(b1), Some(n)) => (b1, n),
+        (Some(f), Some(b1), None) => (b1, f.checked_div(b1).unwrap_or(0)),
+        (Some(f), None, Some(n)) => (f.checked_div(n).unwrap_or(0), n),
+        (Some(f), None, None) => (f, 1),
+        _ => panic!(
+            "ferrax vmap: a chain with per-example values needs a value of the flat batch or values of both levels"
+        ),
+    };
+    let bsz = b1 * n;
+    if let Some(f) = flat {
+        assert!(
+            f == bsz,
+            "ferrax vmap: values of the flat batch ({f}) in a chain over {b1} examples of {n} basis elements"
         );
     }
-    let b1 = b1.unwrap_or(1);
-    let n = bsz.checked_div(b1).unwrap_or(0);
+    let r = args.iter().map(|a| a.ex_rank()).max().unwrap_or(0);
     let views = args
         .iter()
         .enumerate()
         .filter_map(|(k, a)| {
             let x = a.batched()?;
             let x = pad_after_batch(x, r - (x.ndim() - 1));
-            let mut shape = vec![b1, if outer.contains(&k) { 1 } else { n }];
+            let mut shape = if outer.contains(&k) {
+                vec![b1, 1]
+            } else if inner.contains(&k) {
+                vec![1, n]
+            } else {
+                vec![b1, n]
+            };
             shape.extend_from_slice(&x.shape()[1..]);
             Some(x.reshape(&shape))
         })

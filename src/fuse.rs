@@ -246,22 +246,48 @@ fn result_shape(regs: &[Val<'_>], program: &[Instr]) -> Option<Vec<usize>> {
 /// The compiled kernel's pass over the leaves into the result's shape.
 type Pass<'k> = dyn Fn(&[Leaf<'_>], &[usize]) -> Option<Tensor> + 'k;
 
-/// [`run`] where the arguments at the indices `outer` are batched over the outer examples
-/// of a per-example Jacobian's pass and the other batched ones over its flat batch
-/// (examples times basis elements, example-major): the value the chain would have with
-/// each outer argument's rows repeated along the flat batch, without the repeats in
-/// memory (each outer row is read for all its basis elements).
+/// [`run`] in a per-example Jacobian's pass, where the arguments at the indices `outer`
+/// are batched over its examples, those at `inner` over its basis elements (the same for
+/// every example), and the other batched ones over its flat batch (examples times basis
+/// elements, example-major): the value the chain would have with each outer argument's
+/// rows repeated along each example's basis elements and the inner argument repeated for
+/// every example, without the repeats in memory.
+///
+/// ```
+/// use ferrax::batch_rules::{B, BArg};
+/// use ferrax::fuse::{self, Instr, Op};
+/// use ferrax::Tensor;
+/// # #[derive(Clone, Copy)]
+/// # struct Add;
+/// # impl fuse::Kernel<2> for Add {
+/// #     fn apply<V: fuse::Lanes>(self, v: V, [a, b]: [V::Vec; 2]) -> V::Vec {
+/// #         fuse::k::Add(v, a, b)
+/// #     }
+/// # }
+/// let per_example = Tensor::from_vec(vec![10.0f32, 20.0], &[2, 1]);
+/// let per_basis = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3, 1]);
+/// // `per_example[e] + per_basis[i]` at flat row `3 e + i`
+/// let y = fuse::run_nested(
+///     &[BArg::from(B(&per_example)), BArg::from(B(&per_basis))],
+///     &[0],
+///     &[1],
+///     &[Instr(Op::Add, [0, 1, 0])],
+///     Add,
+/// );
+/// assert_eq!(y.to_vec::<f32>(), [11.0, 12.0, 13.0, 21.0, 22.0, 23.0]);
+/// ```
 #[track_caller]
-pub fn run_outer<'a, const L: usize, K: Kernel<L>>(
+pub fn run_nested<'a, const L: usize, K: Kernel<L>>(
     args: &[BArg<'a>],
     outer: &[usize],
+    inner: &[usize],
     program: &[Instr],
     kernel: K,
 ) -> Tensor {
-    if outer.is_empty() {
+    if outer.is_empty() && inner.is_empty() {
         return run(args, program, kernel);
     }
-    let (views, bsz) = crate::batch_rules::outer_views(args, outer);
+    let (views, bsz) = crate::batch_rules::nested_views(args, outer, inner);
     let mut views = views.iter();
     let wide: Vec<BArg<'_>> = args
         .iter()

@@ -116,6 +116,52 @@ fn a_batched_chain_aligns_its_examples_as_the_batching_rules_do() {
 }
 
 #[test]
+fn a_chain_over_two_batch_levels_equals_the_chain_over_their_repeats() {
+    // a per-example Jacobian's pass: `d` per example [b1, ..], `t` per basis element
+    // [n, ..] (the same for every example), `f` over the flat batch [b1 * n, ..]; as one
+    // chain, each read as it is, against the chain over their copies along the flat batch.
+    // Blocked (f32, 64 x 3 x 64 and 256 x 3 x 64 elements, a row broadcast beside them)
+    // and op by op (small), with and without a flat operand
+    for (b1, n, width) in [(64usize, 3usize, 64usize), (256, 3, 64), (5, 2, 7)] {
+        let d = normal(11, &[b1, width]).to_dtype(DType::F32);
+        let t = normal(12, &[n, width]).to_dtype(DType::F32);
+        let f = normal(13, &[b1 * n, width]).to_dtype(DType::F32);
+        let row = normal(14, &[width]).to_dtype(DType::F32);
+        let (d_flat, t_flat) = (b::repeat_outer(B(&d), n), b::repeat_inner(B(&t), b1));
+        let program = [
+            Instr(Op::Sub, [0, 1, 0]),
+            Instr(Op::Mul, [2, 5, 0]),
+            Instr(Op::Mul, [6, 3, 0]),
+            Instr(Op::Add, [7, 4, 0]),
+        ];
+        fn args<'a>(d: &'a Tensor, t: &'a Tensor, f: &'a Tensor, row: &'a Tensor) -> [BArg<'a>; 5] {
+            [
+                BArg::from(1f64),
+                BArg::from(B(d)),
+                BArg::from(B(t)),
+                BArg::from(B(f)),
+                BArg::from(row),
+            ]
+        }
+        kernel!(Levels, 5, |v, [one, d, t, f, row]| k::Add(
+            v,
+            k::Mul(v, k::Mul(v, t, k::Sub(v, one, d)), f),
+            row
+        ));
+        let got = fuse::run_nested(&args(&d, &t, &f, &row), &[1], &[2], &program, Levels);
+        let want = fuse::run(&args(&d_flat, &t_flat, &f, &row), &program, Levels);
+        same_bits(&got, &want);
+        // no flat operand: both levels give the flat batch's size
+        let program = [Instr(Op::Sub, [0, 1, 0]), Instr(Op::Mul, [2, 3, 0])];
+        kernel!(Two, 3, |v, [one, d, t]| k::Mul(v, t, k::Sub(v, one, d)));
+        let got = fuse::run_nested(&args(&d, &t, &f, &row)[..3], &[1], &[2], &program, Two);
+        assert_eq!(got.shape(), &[b1 * n, width]);
+        let want = fuse::run(&args(&d_flat, &t_flat, &f, &row)[..3], &program, Two);
+        same_bits(&got, &want);
+    }
+}
+
+#[test]
 fn operands_the_one_pass_does_not_take_run_op_by_op() {
     // a transpose, and a column broadcast along rows
     let (a, col) = (normal(8, &[96, 100]).t(), normal(9, &[100, 1]));

@@ -922,6 +922,54 @@ fn per_example_hessians_where_per_example_values_meet_the_basis_in_products() {
     }
 }
 
+/// A map whose tangents depend on the basis alone (`v w`: the same for every example),
+/// the result's included: the pass computes them once per basis element.
+#[vmap(in_axes = (0, None))]
+#[jacobian(wrt(x))]
+fn affine(x: &Tensor, w: &Tensor) -> Tensor {
+    x.matmul(w) * 2.0 + 1.0
+}
+
+/// A per-basis-element tangent (`v w`) meeting a per-example value (`sin x`) in a product,
+/// and in an elementwise chain (`tanh`'s).
+#[vmap(in_axes = (0, None))]
+#[hessian(wrt(x))]
+fn dotted(x: &Tensor, w: &Tensor) -> Tensor {
+    let a = x.matmul(w);
+    a.matmul(&x.sin()) + a.tanh().sum()
+}
+
+/// The same function under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn dotted_g(x: &Tensor, w: &Tensor) -> Tensor {
+    let a = x.matmul(w);
+    a.matmul(&x.sin()) + a.tanh().sum()
+}
+
+#[test]
+fn per_example_jacobians_of_values_that_depend_on_the_basis_alone() {
+    let (b, n, m) = (4, 3, 5);
+    let xs = normal(350, &[b, n]);
+    let w = normal(351, &[n, m]);
+    let fwd = affine_jacfwd_vmap(&xs, &w);
+    assert_eq!(fwd.shape(), &[b, m, n]);
+    assert_close(&affine_jacrev_vmap(&xs, &w), &fwd, 0.0, "jacrev vs jacfwd");
+    for e in 0..b {
+        assert_close(&at(&fwd, 0, e), &(w.t() * 2.0), 0.0, "2 w^T");
+    }
+    let w = normal(352, &[n, n]);
+    let hs = dotted_hessian_vmap(&xs, &w);
+    assert_eq!(hs.shape(), &[b, n, n]);
+    for e in 0..b {
+        let x = at(&xs, 0, e);
+        let h = at(&hs, 0, e);
+        assert_close(&dotted(&x, &w), &dotted_g(&x, &w), 0.0, "the two copies");
+        assert_close(&h, &dotted_hessian(&x, &w), 1e-12, "per example vs one");
+        let fd = fd_jacobian(&|v: &Tensor| dotted_g_grad(v, &w), &x);
+        assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
+    }
+}
+
 /// A tensor function with a constant slice of floats beside the batched input.
 #[vmap(in_axes = (0, None))]
 #[jacobian(wrt(x))]

@@ -299,7 +299,7 @@ impl Emitter<'_> {
             && ig.kind != Kind::Struct
             && self.func.kind(Atom::Var(g)).is_tensor()
             && ig.kind == id.kind
-            && (ig.batched, ig.outer) == (id.batched, id.outer)
+            && (ig.batched, ig.level) == (id.batched, id.level)
             && self
                 .chain_link(g, Prim::Add, &[Atom::Var(g), Atom::Var(d)])
                 .is_some()
@@ -544,7 +544,7 @@ impl Planner<'_, '_> {
     fn emit_open(&mut self, var: Var, i: usize, chain: Chain, skips: Vec<usize>) {
         if chain.nodes.len() > 1
             || self.copies.contains(&var)
-            || !self.em.outer_leaves(var, &chain.leaves()).is_empty()
+            || self.em.level_leaves(var, &chain.leaves()).is_some()
         {
             self.out.insert(i, Fused::Chain(var, chain, Bind::Let));
             for k in skips {

@@ -1143,15 +1143,21 @@ impl Emitter<'_> {
         }
     }
 
-    /// The positions among `leaves` of the values batched over the outer examples of a
-    /// per-example Jacobian's pass (see `crate::nested`) in a chain whose value `var` is
-    /// batched over the flat batch: what `fuse::run_outer` repeats per basis element.
-    pub(crate) fn outer_leaves(&self, var: Var, leaves: &[Atom]) -> Vec<usize> {
-        if self.func.info(var).outer {
-            return Vec::new();
+    /// The positions among `leaves` of the values batched over the examples and of those
+    /// batched over the basis elements of a per-example Jacobian's pass (see
+    /// `crate::nested`), in a chain whose value `var` is batched over the flat batch: what
+    /// `fuse::run_nested` repeats along the other level. `None` where there are none.
+    pub(crate) fn level_leaves(&self, var: Var, leaves: &[Atom]) -> Option<[Vec<usize>; 2]> {
+        if self.func.info(var).level != Level::Flat {
+            return None;
         }
-        let outer = |a: &Atom| matches!(a, Atom::Var(v) if self.func.info(*v).outer);
-        (0..leaves.len()).filter(|&k| outer(&leaves[k])).collect()
+        let at = |level: Level| -> Vec<usize> {
+            (0..leaves.len())
+                .filter(|&k| matches!(leaves[k], Atom::Var(v) if self.func.info(v).batched && self.func.info(v).level == level))
+                .collect()
+        };
+        let levels = [at(Level::Outer), at(Level::Inner)];
+        (levels != [vec![], vec![]]).then_some(levels)
     }
 
     /// Whether `let var = p(args)` can be a link of a chain, with `Powi`'s exponent: a
@@ -1189,8 +1195,8 @@ impl Emitter<'_> {
         }
     }
 
-    /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain (`fuse::run_outer`
-    /// where it reads values batched over a per-example pass's outer examples); `var = ..`
+    /// `let var = fuse::run(&[args..], &[instructions..]);` for a chain (`fuse::run_nested`
+    /// where it reads values batched over one level of a per-example pass); `var = ..`
     /// for [`Bind::Assign`].
     fn chain(&self, var: Var, chain: &Chain, bind: Bind) -> TokenStream {
         let chain = chain.deduped();
@@ -1230,12 +1236,12 @@ impl Emitter<'_> {
         } else {
             quote!()
         };
-        let outer = self.outer_leaves(var, &leaves);
         let kernel = kernel(&chain, &leaves);
-        let run = if outer.is_empty() {
-            quote!(::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*], __Kernel))
-        } else {
-            quote!(::ferrax::__private::fuse::run_outer(&[#(#args),*], &[#(#outer),*], &[#(#code),*], __Kernel))
+        let run = match self.level_leaves(var, &leaves) {
+            None => quote!(::ferrax::__private::fuse::run(&[#(#args),*], &[#(#code),*], __Kernel)),
+            Some([outer, inner]) => {
+                quote!(::ferrax::__private::fuse::run_nested(&[#(#args),*], &[#(#outer),*], &[#(#inner),*], &[#(#code),*], __Kernel))
+            }
         };
         let value = quote!({
             use ::ferrax::__private::{b::BArg, fuse::{Instr, Op}};

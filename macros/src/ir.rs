@@ -90,6 +90,19 @@ impl Kind {
     }
 }
 
+/// What axis 0 of a batched value runs over in a per-example Jacobian's or Hessian's pass,
+/// batched over a flat batch of examples times basis elements (see `crate::nested`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Level {
+    /// The whole batch (the flat batch there).
+    Flat,
+    /// The examples only: each row stands for its basis elements' rows of the flat batch.
+    Outer,
+    /// The basis elements only (the same for every example): each row stands for that
+    /// basis element's row in every example.
+    Inner,
+}
+
 /// Facts about one variable.
 #[derive(Clone, Debug)]
 pub struct VarInfo {
@@ -100,10 +113,9 @@ pub struct VarInfo {
     /// Batched by `vmap`: a tensor (or a parameter struct of tensors) whose axis 0 is the
     /// batch axis. Its primitives go to the batching rules (`::ferrax::__private::b`).
     pub batched: bool,
-    /// Batched over the outer examples only, in a per-example Jacobian's or Hessian's pass
-    /// batched over examples times basis elements (see `crate::nested`): axis 0 runs over
-    /// the examples, each standing for its basis elements' rows of the flat batch.
-    pub outer: bool,
+    /// The level a batched value is batched over in a per-example Jacobian's or Hessian's
+    /// pass (see `crate::nested`); [`Level::Flat`] everywhere else.
+    pub level: Level,
     /// Where the user named it (a binding or parameter), for errors about it.
     pub span: Option<proc_macro2::Span>,
     /// A view `&base[lo..hi]` ([`Rhs::SubSlice`]): emitted as that expression wherever
@@ -505,7 +517,7 @@ impl Func {
             kind,
             mutable,
             batched: false,
-            outer: false,
+            level: Level::Flat,
             span: None,
             view: None,
         });

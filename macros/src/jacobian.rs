@@ -429,7 +429,8 @@ impl<'a> PerExample<'a> {
 
     /// A block running the flat pass `pass` along `__ferrax_basis` (the basis of one
     /// example, bound before it): the batched arguments and the basis flattened into one
-    /// batch, the pass's result bound to `__ferrax_r` and the outer batch size to
+    /// batch (with `two_levels`, the examples' arguments unrepeated and the basis as it
+    /// is), the pass's result bound to `__ferrax_r` and the outer batch size to
     /// `__ferrax_b1`; `tail` then shapes the result.
     fn run(&self, pass: &syn::Ident, two_levels: bool, tail: TokenStream) -> TokenStream {
         let mut nested = Vec::new();
@@ -468,12 +469,14 @@ impl<'a> PerExample<'a> {
         }
         let k = nested.len();
         let name = pass.to_string();
-        if two_levels {
-            call.push(quote!(&__ferrax_flat_basis));
-            call.push(quote!(__ferrax_b2));
+        // (two levels: one example's basis, shared by every example)
+        let flat_basis = if two_levels {
+            call.push(quote!(&__ferrax_basis));
+            quote!()
         } else {
             call.push(quote!(&__ferrax_flat_basis));
-        }
+            quote!(let __ferrax_flat_basis = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);)
+        };
         quote! {{
             let __ferrax_args = [
                 #(#nested,)*
@@ -486,7 +489,7 @@ impl<'a> PerExample<'a> {
             ];
             let (__ferrax_b1, __ferrax_b2) = ::ferrax::__private::b::nested_sizes(#name, &__ferrax_args);
             #(#flatten)*
-            let __ferrax_flat_basis = ::ferrax::__private::b::nested_in(&__ferrax_args[#k], __ferrax_b1, __ferrax_b2);
+            #flat_basis
             let __ferrax_r = #pass(#(#call),*);
             #tail
         }}

@@ -1,22 +1,27 @@
 //! A per-example Jacobian's or Hessian's pass with two batch levels: the values that do
 //! not depend on the basis (the primal values, a Hessian's reverse sweep's adjoints) once
-//! per example, the others once per example and basis element.
+//! per example, those that depend on the basis alone (its first tangents, `e_i W`) once per
+//! basis element, the others once per example and basis element.
 //!
 //! `#[vmap]` over `#[jacobian]` / `#[hessian]` runs every example's basis in one pass over
 //! a flat batch of examples times basis elements (example-major). Batched over the flat
 //! batch alone, a value that depends only on the example (`tanh(x w + b)`) would be
-//! computed once per basis element, as JAX's `vmap(jacfwd(f))` does not: there the basis
-//! batches only what it reaches. Here the pass is batched as usual, then each batched
-//! value that does not depend on the basis is marked *outer* ([`VarInfo::outer`]): its
-//! primitives run over the examples only, since the outer parameters come unrepeated. Where
-//! an outer value meets the flat batch, an elementwise chain reads it as it is
-//! (`fuse::run_outer` broadcasts each example's row over its basis elements), an argument
-//! read for its shape takes a stride-0 stand-in (`b::stand_in`), and anything else a copy
-//! repeated along the flat batch (`b::repeat_outer`).
+//! computed once per basis element, and one that depends only on the basis (`v w` for a
+//! basis element `v`) once per example, as JAX's `vmap(jacfwd(f))` does not: there the
+//! basis batches only what it reaches, and the examples' batch only what they reach. Here
+//! the pass is batched as usual, then each batched value gets a [`Level`]: *outer* where it
+//! does not depend on the basis (its primitives run over the examples only, the outer
+//! parameters passed unrepeated), *inner* where it depends on the basis but on no example
+//! (they run over the one example's basis, passed unrepeated), flat otherwise. Where a
+//! value of one level meets the flat batch, an elementwise chain reads it as it is
+//! (`fuse::run_nested` broadcasts each example's row over its basis elements, and each
+//! basis element's row over the examples), an argument read for its shape takes a stride-0
+//! stand-in (`b::stand_in`), and anything else a copy repeated along the flat batch
+//! (`b::repeat_outer`, `b::repeat_inner`).
 //!
 //! Straight-line passes only (what a function without loops, branches on values or
 //! macros gives): anything else keeps the flat batch, where the caller repeats the outer
-//! arguments ([`per_example_pass`] returns `None`).
+//! arguments and the basis ([`per_example_pass`] returns `None`).
 
 use std::collections::HashSet;
 
@@ -29,17 +34,18 @@ use crate::ir::*;
 use crate::transform::vmap::{VmapIn, cse, vmap};
 use crate::vmap::BatchedFn;
 
-/// `b.name(outer parameters.., basis, __ferrax_inner: usize)`: `func` (its parameters with
-/// an axis batched over the examples, axis 0, and the last one, `basis`, over the flat
-/// batch of `__ferrax_inner` basis elements per example) with the values that do not depend
-/// on the basis computed once per example. Returns its single output over the flat batch,
-/// or `None` where the pass is not straight-line.
+/// `b.name(outer parameters.., basis)`: `func` (its parameters with an axis batched over
+/// the examples, axis 0, and the last one, `basis`, over one example's basis elements,
+/// shared by every example) with the values that do not depend on the basis computed once
+/// per example and those that depend on nothing else once per basis element. Returns its
+/// single output over the flat batch of examples times basis elements, or `None` where the
+/// pass is not straight-line.
 pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenStream>> {
     let basis = func.params.last().expect("a pass takes a basis").var;
     let mut f = func.clone();
     let bsz = f.new_var("batch", Kind::Int, false);
     let b1 = f.new_var("examples", Kind::Int, false);
-    let inner = f.new_var("inner", Kind::Int, false);
+    let inner_n = f.new_var("inner", Kind::Int, false);
     let like = f.new_var("flat_like", Kind::Tensor, false);
     let mut seeds = b.batched_params(&f);
     let outer_params: Vec<Var> = seeds.iter().copied().filter(|v| *v != basis).collect();
@@ -69,14 +75,38 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
     )
     .map_err(|e| syn::Error::new(e.span, e.msg))?;
     cse(&mut vf);
-    let Some(flat) = basis_dependent(&vf, basis) else {
+    // the values that depend on the basis, and those that depend on the examples (or on
+    // a batched value made from nothing batched, a lifted constant: batched over the
+    // examples)
+    let Some(on_basis) = dependent(&vf, &[basis]) else {
         return Ok(None);
     };
-    let outer: HashSet<Var> = (0..vf.vars.len() as u32)
+    let mut example_seeds = outer_params.clone();
+    example_seeds.push(like);
+    example_seeds.extend(vf.body.stmts.iter().filter_map(|s| {
+        let t = target(s)?;
+        let made = vf.info(t).batched && reads(s).iter().all(|v| !vf.info(*v).batched);
+        made.then_some(t)
+    }));
+    let Some(on_examples) = dependent(&vf, &example_seeds) else {
+        return Ok(None);
+    };
+    let level = |v: &Var| match (on_basis.contains(v), on_examples.contains(v)) {
+        (true, true) => Level::Flat,
+        (true, false) => Level::Inner,
+        (false, _) => Level::Outer,
+    };
+    let batched: Vec<Var> = (0..vf.vars.len() as u32)
         .map(Var)
-        .filter(|v| vf.info(*v).batched && !flat.contains(v) && *v != like)
+        .filter(|v| vf.info(*v).batched && *v != like)
         .collect();
-    // the statements an elementwise chain computes, reading outer values as they are
+    for v in &batched {
+        vf.vars[v.0 as usize].level = level(v);
+    }
+    let at =
+        |l: Level| -> HashSet<Var> { batched.iter().copied().filter(|v| level(v) == l).collect() };
+    let (flat, outer, inner) = (at(Level::Flat), at(Level::Outer), at(Level::Inner));
+    // the statements an elementwise chain computes, reading the other levels as they are
     let chained: HashSet<usize> = {
         let em = Emitter::new(&vf, false);
         vf.body
@@ -87,34 +117,33 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
                 Stmt::Let {
                     var,
                     rhs: Rhs::Prim(p, args),
-                } => {
-                    em.chain_link(*var, *p, args).is_some()
-                        && args
-                            .iter()
-                            .any(|a| matches!(a, Atom::Var(v) if flat.contains(v)))
-                }
+                } => flat.contains(var) && em.chain_link(*var, *p, args).is_some(),
                 _ => false,
             })
             .map(|(i, _)| i)
             .collect()
     };
-    for v in &outer {
-        vf.vars[v.0 as usize].outer = true;
-    }
     let mut stmts = Vec::new();
     for (i, mut s) in std::mem::take(&mut vf.body.stmts).into_iter().enumerate() {
         let target = target(&s).expect("a straight-line pass");
-        if outer.contains(&target) {
-            // (lifts to the batch: to the examples')
-            if !(substitute(&mut s, bsz, Atom::Var(b1))
-                && substitute(&mut s, like, Atom::Var(like_outer)))
+        // (a level's own values: the batch is that level's)
+        let lifted = if outer.contains(&target) {
+            Some((b1, like_outer))
+        } else if inner.contains(&target) {
+            Some((inner_n, basis))
+        } else {
+            None
+        };
+        if let Some((size, like_of)) = lifted {
+            if !(substitute(&mut s, bsz, Atom::Var(size))
+                && substitute(&mut s, like, Atom::Var(like_of)))
             {
                 return Ok(None);
             }
         } else if flat.contains(&target) && !chained.contains(&i) {
             let reads: Vec<Var> = reads(&s)
                 .into_iter()
-                .filter(|v| outer.contains(v))
+                .filter(|v| outer.contains(v) || inner.contains(v))
                 .collect();
             for o in reads {
                 // (read only for its shape: the `like` of a cotangent)
@@ -128,24 +157,26 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
                         .all(|(k, a)| *a != Atom::Var(o) || p.shape_only_args().contains(&k)),
                     _ => false,
                 };
+                // (the other level's size)
+                let (repeat, other) = if outer.contains(&o) {
+                    ("repeat_outer", inner_n)
+                } else {
+                    ("repeat_inner", b1)
+                };
                 let name = format!("{}_flat", vf.info(o).name);
                 let r = vf.new_var(&name, Kind::Tensor, false);
                 vf.vars[r.0 as usize].batched = true;
                 stmts.push(Stmt::Let {
                     var: r,
                     rhs: Rhs::Call {
-                        func: b_path(if shape_only {
-                            "stand_in"
-                        } else {
-                            "repeat_outer"
-                        }),
+                        func: b_path(if shape_only { "stand_in" } else { repeat }),
                         args: vec![
                             Arg {
                                 atom: Atom::Var(o),
                                 borrow: true,
                             },
                             Arg {
-                                atom: Atom::Var(inner),
+                                atom: Atom::Var(other),
                                 borrow: false,
                             },
                         ],
@@ -168,9 +199,7 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
     let em = Emitter::with_reads(&vf, false, crate::emit::read_counts(&vf.body, &[]));
     let name = &b.name;
     let name_str = name.to_string();
-    let mut params = crate::grad::param_list(&em, &vf);
-    let inner_id = em.var(inner);
-    params.push(quote!(#inner_id: usize));
+    let params = crate::grad::param_list(&em, &vf);
     let outer_sizes = vf
         .params
         .iter()
@@ -183,18 +212,22 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
                 _ => quote!((#label, &#id)),
             }
         });
-    let (bsz_id, b1_id, like_id, basis_id) = (em.var(bsz), em.var(b1), em.var(like), em.var(basis));
+    let [bsz_id, b1_id, inner_id, like_id, basis_id] =
+        [bsz, b1, inner_n, like, basis].map(|v| em.var(v));
     let body = em.block(&vf.body);
     let v = em.value(*output);
-    let ret = if matches!(output, Atom::Var(o) if outer.contains(o)) {
-        quote!(::ferrax::__private::b::repeat_outer(::ferrax::__private::b::B(&#v), #inner_id))
-    } else if vf.batched(*output) {
-        v
-    } else {
-        match crate::parse::type_kind(ty) {
+    let ret = match output {
+        Atom::Var(o) if outer.contains(o) => {
+            quote!(::ferrax::__private::b::repeat_outer(::ferrax::__private::b::B(&#v), #inner_id))
+        }
+        Atom::Var(o) if inner.contains(o) => {
+            quote!(::ferrax::__private::b::repeat_inner(::ferrax::__private::b::B(&#v), #b1_id))
+        }
+        _ if vf.batched(*output) => v,
+        _ => match crate::parse::type_kind(ty) {
             Ok(Kind::Float(_)) => quote!(::ferrax::__private::b::lift_like(#v, &#like_id)),
             _ => quote!(::ferrax::__private::b::lift(&#v, #bsz_id)),
-        }
+        },
     };
     let (vis, allow) = (&b.item.vis, crate::emit::allow_generated());
     Ok(Some(quote! {
@@ -202,19 +235,19 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
         #allow
         #vis fn #name(#(#params),*) -> ::ferrax::Tensor {
             let #b1_id: usize = ::ferrax::__private::b::batch_size(#name_str, &[#(#outer_sizes),*]);
-            let #bsz_id: usize = #basis_id.shape()[0];
-            ::core::assert_eq!(#bsz_id, #b1_id * #inner_id, "{}: a flat batch of {} for {} examples of {} basis elements", #name_str, #bsz_id, #b1_id, #inner_id);
-            let #like_id: ::ferrax::Tensor = #basis_id.clone();
+            let #inner_id: usize = #basis_id.shape()[0];
+            let #bsz_id: usize = #b1_id * #inner_id;
+            let #like_id: ::ferrax::Tensor = ::ferrax::__private::b::stand_in(::ferrax::__private::b::B(#basis_id), #b1_id);
             #body
             #ret
         }
     }))
 }
 
-/// The variables of the straight-line `func` that depend on `basis` (through data; there
+/// The variables of the straight-line `func` that depend on `seeds` (through data; there
 /// is no control), or `None` where the body has anything but `let`s and assignments.
-fn basis_dependent(func: &Func, basis: Var) -> Option<HashSet<Var>> {
-    let mut set = HashSet::from([basis]);
+fn dependent(func: &Func, seeds: &[Var]) -> Option<HashSet<Var>> {
+    let mut set: HashSet<Var> = seeds.iter().copied().collect();
     loop {
         let mut grew = false;
         for s in &func.body.stmts {
@@ -306,7 +339,7 @@ mod tests {
         // and `x` as the shape of its cotangent by a stand-in
         assert!(out.contains("nested_outer"), "{out}");
         assert!(!out.contains("nested_in (& __ferrax_args [0"), "{out}");
-        assert!(out.contains("fuse :: run_outer"), "{out}");
+        assert!(out.contains("fuse :: run_nested"), "{out}");
         assert!(out.contains("b :: stand_in"), "{out}");
     }
 
@@ -323,6 +356,6 @@ mod tests {
             }
         ));
         assert!(out.contains("nested_in (& __ferrax_args [0"), "{out}");
-        assert!(!out.contains("run_outer"), "{out}");
+        assert!(!out.contains("run_nested"), "{out}");
     }
 }
