@@ -970,6 +970,68 @@ fn per_example_jacobians_of_values_that_depend_on_the_basis_alone() {
     }
 }
 
+/// A network whose hidden layers are a loop, with a branch on a shared flag: the
+/// per-example pass keeps its two levels through both (the reverse sweep's stacks
+/// included).
+#[vmap(in_axes = (0, None, None, None))]
+#[hessian(wrt(x))]
+fn layered(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool) -> Tensor {
+    let mut h = x.matmul(w1).tanh();
+    for _ in 0..2 {
+        h = h.matmul(w2).tanh();
+        if odd {
+            h = h.sin();
+        }
+    }
+    h.powi(2).sum() + x.powi(3).sum() * 0.2
+}
+
+/// The same function under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn layered_g(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool) -> Tensor {
+    let mut h = x.matmul(w1).tanh();
+    for _ in 0..2 {
+        h = h.matmul(w2).tanh();
+        if odd {
+            h = h.sin();
+        }
+    }
+    h.powi(2).sum() + x.powi(3).sum() * 0.2
+}
+
+#[test]
+fn per_example_hessians_through_loops_and_shared_branches() {
+    // small (op by op) and large enough for the blocked chains (64 examples of 3 basis
+    // elements over 64 hidden units)
+    for (b, n, width) in [(3usize, 3usize, 5usize), (64, 3, 64)] {
+        let xs = normal(360, &[b, n]);
+        let w1 = normal(361, &[n, width]) * 0.5;
+        let w2 = normal(362, &[width, width]) * (1.0 / width as f64).sqrt();
+        for odd in [false, true] {
+            let hs = layered_hessian_vmap(&xs, &w1, &w2, odd);
+            assert_eq!(hs.shape(), &[b, n, n]);
+            for e in [0, b / 2, b - 1] {
+                let x = at(&xs, 0, e);
+                let h = at(&hs, 0, e);
+                assert_close(
+                    &layered(&x, &w1, &w2, odd),
+                    &layered_g(&x, &w1, &w2, odd),
+                    0.0,
+                    "the two copies",
+                );
+                assert_close(
+                    &h,
+                    &layered_hessian(&x, &w1, &w2, odd),
+                    1e-12,
+                    "per example vs one",
+                );
+                let fd = fd_jacobian(&|v: &Tensor| layered_g_grad(v, &w1, &w2, odd), &x);
+                assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
+            }
+        }
+    }
+}
+
 /// A tensor function with a constant slice of floats beside the batched input.
 #[vmap(in_axes = (0, None))]
 #[jacobian(wrt(x))]

@@ -19,9 +19,11 @@
 //! stand-in (`b::stand_in`), and anything else a copy repeated along the flat batch
 //! (`b::repeat_outer`, `b::repeat_inner`).
 //!
-//! Straight-line passes only (what a function without loops, branches on values or
-//! macros gives): anything else keeps the flat batch, where the caller repeats the outer
-//! arguments and the basis ([`per_example_pass`] returns `None`).
+//! The levels flow through loops and branches whose ranges, conditions and exit flags
+//! every example shares (a loop over layers, its reverse sweep's stacks included: a stack
+//! has the level of what is pushed onto it). A pass with anything else (a `match`, a
+//! macro run for its effect, writes into lists) keeps the flat batch, where the caller
+//! repeats the outer arguments and the basis ([`per_example_pass`] returns `None`).
 
 use std::collections::HashSet;
 
@@ -39,7 +41,7 @@ use crate::vmap::BatchedFn;
 /// shared by every example) with the values that do not depend on the basis computed once
 /// per example and those that depend on nothing else once per basis element. Returns its
 /// single output over the flat batch of examples times basis elements, or `None` where the
-/// pass is not straight-line.
+/// pass has statements the levels do not flow through (see the module's documentation).
 pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenStream>> {
     let basis = func.params.last().expect("a pass takes a basis").var;
     let mut f = func.clone();
@@ -75,123 +77,78 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
     )
     .map_err(|e| syn::Error::new(e.span, e.msg))?;
     cse(&mut vf);
+    // each statement's target and reads (loops and branches on shared values walked
+    // through; anything else keeps the flat batch)
+    let mut flow = Vec::new();
+    if edges(&vf, &vf.body, &mut flow).is_none() {
+        return Ok(None);
+    }
     // the values that depend on the basis, and those that depend on the examples (or on
     // a batched value made from nothing batched, a lifted constant: batched over the
     // examples)
-    let Some(on_basis) = dependent(&vf, &[basis]) else {
-        return Ok(None);
-    };
+    let on_basis = dependent(&flow, &[basis]);
     let mut example_seeds = outer_params.clone();
     example_seeds.push(like);
-    example_seeds.extend(vf.body.stmts.iter().filter_map(|s| {
-        let t = target(s)?;
-        let made = vf.info(t).batched && reads(s).iter().all(|v| !vf.info(*v).batched);
-        made.then_some(t)
+    example_seeds.extend(flow.iter().filter_map(|(t, reads)| {
+        let info = vf.info(*t);
+        let made = info.batched
+            && matches!(info.kind, Kind::Tensor | Kind::Float(_))
+            && reads.iter().all(|v| !vf.info(*v).batched);
+        made.then_some(*t)
     }));
-    let Some(on_examples) = dependent(&vf, &example_seeds) else {
-        return Ok(None);
-    };
+    let on_examples = dependent(&flow, &example_seeds);
     let level = |v: &Var| match (on_basis.contains(v), on_examples.contains(v)) {
         (true, true) => Level::Flat,
         (true, false) => Level::Inner,
         (false, _) => Level::Outer,
     };
+    // (the batched values, and the stacks that hold them)
     let batched: Vec<Var> = (0..vf.vars.len() as u32)
         .map(Var)
-        .filter(|v| vf.info(*v).batched && *v != like)
+        .filter(|v| {
+            let info = vf.info(*v);
+            *v != like && (info.batched || on_basis.contains(v) || on_examples.contains(v))
+        })
         .collect();
     for v in &batched {
-        vf.vars[v.0 as usize].level = level(v);
+        if vf.info(*v).batched {
+            vf.vars[v.0 as usize].level = level(v);
+        }
     }
     let at =
         |l: Level| -> HashSet<Var> { batched.iter().copied().filter(|v| level(v) == l).collect() };
-    let (flat, outer, inner) = (at(Level::Flat), at(Level::Outer), at(Level::Inner));
-    // the statements an elementwise chain computes, reading the other levels as they are
-    let chained: HashSet<usize> = {
+    // the values an elementwise chain computes, reading the other levels as they are
+    let mut chained = HashSet::new();
+    {
         let em = Emitter::new(&vf, false);
-        vf.body
-            .stmts
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| match s {
-                Stmt::Let {
-                    var,
-                    rhs: Rhs::Prim(p, args),
-                } => flat.contains(var) && em.chain_link(*var, *p, args).is_some(),
-                _ => false,
-            })
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let mut stmts = Vec::new();
-    for (i, mut s) in std::mem::take(&mut vf.body.stmts).into_iter().enumerate() {
-        let target = target(&s).expect("a straight-line pass");
-        // (a level's own values: the batch is that level's)
-        let lifted = if outer.contains(&target) {
-            Some((b1, like_outer))
-        } else if inner.contains(&target) {
-            Some((inner_n, basis))
-        } else {
-            None
-        };
-        if let Some((size, like_of)) = lifted {
-            if !(substitute(&mut s, bsz, Atom::Var(size))
-                && substitute(&mut s, like, Atom::Var(like_of)))
+        walk(&vf.body, &mut |s| {
+            if let Stmt::Let {
+                var,
+                rhs: Rhs::Prim(p, args),
+            } = s
+                && level(var) == Level::Flat
+                && vf.info(*var).batched
+                && em.chain_link(*var, *p, args).is_some()
             {
-                return Ok(None);
+                chained.insert(*var);
             }
-        } else if flat.contains(&target) && !chained.contains(&i) {
-            let reads: Vec<Var> = reads(&s)
-                .into_iter()
-                .filter(|v| outer.contains(v) || inner.contains(v))
-                .collect();
-            for o in reads {
-                // (read only for its shape: the `like` of a cotangent)
-                let shape_only = match &s {
-                    Stmt::Let {
-                        rhs: Rhs::Prim(p, args),
-                        ..
-                    } => args
-                        .iter()
-                        .enumerate()
-                        .all(|(k, a)| *a != Atom::Var(o) || p.shape_only_args().contains(&k)),
-                    _ => false,
-                };
-                // (the other level's size)
-                let (repeat, other) = if outer.contains(&o) {
-                    ("repeat_outer", inner_n)
-                } else {
-                    ("repeat_inner", b1)
-                };
-                let name = format!("{}_flat", vf.info(o).name);
-                let r = vf.new_var(&name, Kind::Tensor, false);
-                vf.vars[r.0 as usize].batched = true;
-                stmts.push(Stmt::Let {
-                    var: r,
-                    rhs: Rhs::Call {
-                        func: b_path(if shape_only { "stand_in" } else { repeat }),
-                        args: vec![
-                            Arg {
-                                atom: Atom::Var(o),
-                                borrow: true,
-                            },
-                            Arg {
-                                atom: Atom::Var(other),
-                                borrow: false,
-                            },
-                        ],
-                        mode: CallMode::Primal,
-                        span: Span::call_site(),
-                    },
-                });
-                if !substitute(&mut s, o, Atom::Var(r)) {
-                    return Ok(None);
-                }
-            }
-        }
-        stmts.push(s);
+        });
     }
-    vf.body.stmts = stmts;
+    let (outer, inner) = (at(Level::Outer), at(Level::Inner));
+    let body = std::mem::take(&mut vf.body);
+    let mut rw = Rewrite {
+        func: &mut vf,
+        flat: at(Level::Flat),
+        outer: outer.clone(),
+        inner: inner.clone(),
+        chained,
+        sizes: [bsz, b1, inner_n],
+        likes: [like, like_outer, basis],
+    };
+    let Some(body) = rw.block(body) else {
+        return Ok(None);
+    };
+    vf.body = body;
 
     let [(output, ty)] = &b.outputs[..] else {
         return Ok(None);
@@ -244,30 +201,205 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
     }))
 }
 
-/// The variables of the straight-line `func` that depend on `seeds` (through data; there
-/// is no control), or `None` where the body has anything but `let`s and assignments.
-fn dependent(func: &Func, seeds: &[Var]) -> Option<HashSet<Var>> {
+/// The statements of a pass rewritten for its levels: each value of one level computed
+/// over that level's batch, each read of a value of one level by a value of the flat batch
+/// (but in an elementwise chain) a repeat along the other level.
+struct Rewrite<'a> {
+    func: &'a mut Func,
+    flat: HashSet<Var>,
+    outer: HashSet<Var>,
+    inner: HashSet<Var>,
+    /// The values of the flat batch computed in elementwise chains.
+    chained: HashSet<Var>,
+    /// The flat batch's size, the examples', the basis elements'.
+    sizes: [Var; 3],
+    /// What a batched lift is shaped like: a value of the flat batch, of the examples
+    /// (the first outer parameter), of the basis elements (the basis).
+    likes: [Var; 3],
+}
+
+impl Rewrite<'_> {
+    fn block(&mut self, block: Block) -> Option<Block> {
+        let mut stmts = Vec::new();
+        for s in block.stmts {
+            match s {
+                Stmt::For {
+                    index,
+                    range,
+                    body,
+                    exit,
+                } => stmts.push(Stmt::For {
+                    index,
+                    range,
+                    body: self.block(body)?,
+                    exit,
+                }),
+                Stmt::If { cond, then, els } => stmts.push(Stmt::If {
+                    cond,
+                    then: self.block(then)?,
+                    els: self.block(els)?,
+                }),
+                Stmt::Loop { body, exit } => stmts.push(Stmt::Loop {
+                    body: self.block(body)?,
+                    exit,
+                }),
+                s => self.leaf(s, &mut stmts)?,
+            }
+        }
+        Some(Block { stmts })
+    }
+
+    /// A statement with a target (see [`edges`]), onto `out` after the repeats it reads.
+    fn leaf(&mut self, mut s: Stmt, out: &mut Vec<Stmt>) -> Option<()> {
+        let target = target(&s)?;
+        let [bsz, b1, inner_n] = self.sizes;
+        let [like, like_outer, basis] = self.likes;
+        // (a level's own values: the batch is that level's)
+        let lifted = if self.outer.contains(&target) {
+            Some((b1, like_outer))
+        } else if self.inner.contains(&target) {
+            Some((inner_n, basis))
+        } else {
+            None
+        };
+        if let Some((size, like_of)) = lifted {
+            if !(substitute(&mut s, bsz, Atom::Var(size))
+                && substitute(&mut s, like, Atom::Var(like_of)))
+            {
+                return None;
+            }
+        } else if self.flat.contains(&target) && !self.chained.contains(&target) {
+            let levels: Vec<Var> = reads(&s)
+                .into_iter()
+                .filter(|v| self.outer.contains(v) || self.inner.contains(v))
+                .collect();
+            for o in levels {
+                // (a stack of another level: not a case generated code has; a number
+                // that is not batched is every example's)
+                let info = self.func.info(o);
+                if !matches!(info.kind, Kind::Tensor | Kind::Float(_)) {
+                    return None;
+                }
+                if !info.batched {
+                    continue;
+                }
+                // (read only for its shape: the `like` of a cotangent)
+                let shape_only = match &s {
+                    Stmt::Let {
+                        rhs: Rhs::Prim(p, args),
+                        ..
+                    } => args
+                        .iter()
+                        .enumerate()
+                        .all(|(k, a)| *a != Atom::Var(o) || p.shape_only_args().contains(&k)),
+                    Stmt::Let {
+                        rhs: Rhs::NewSeq(NewSeq::ZerosLike(_)),
+                        ..
+                    } => info.kind == Kind::Tensor,
+                    _ => false,
+                };
+                // (the other level's size)
+                let (repeat, other) = if self.outer.contains(&o) {
+                    ("repeat_outer", inner_n)
+                } else {
+                    ("repeat_inner", b1)
+                };
+                let name = format!("{}_flat", self.func.info(o).name);
+                let r = self.func.new_var(&name, Kind::Tensor, false);
+                self.func.vars[r.0 as usize].batched = true;
+                out.push(Stmt::Let {
+                    var: r,
+                    rhs: Rhs::Call {
+                        func: b_path(if shape_only { "stand_in" } else { repeat }),
+                        args: vec![
+                            Arg {
+                                atom: Atom::Var(o),
+                                borrow: true,
+                            },
+                            Arg {
+                                atom: Atom::Var(other),
+                                borrow: false,
+                            },
+                        ],
+                        mode: CallMode::Primal,
+                        span: Span::call_site(),
+                    },
+                });
+                if !substitute(&mut s, o, Atom::Var(r)) {
+                    return None;
+                }
+            }
+        }
+        out.push(s);
+        Some(())
+    }
+}
+
+/// Each statement of `block` with a target (`let`s, assignments, pushes onto a stack) as
+/// the target and what it reads, into `out`, through loops and branches whose ranges,
+/// conditions and exit flags are shared by every example; `None` where `block` has any
+/// other statement, or a loop or branch on a batched value.
+fn edges(func: &Func, block: &Block, out: &mut Vec<(Var, Vec<Var>)>) -> Option<()> {
+    let shared = |atoms: &[Atom]| {
+        atoms
+            .iter()
+            .all(|a| !matches!(a, Atom::Var(v) if func.info(*v).batched))
+    };
+    for s in &block.stmts {
+        match s {
+            Stmt::For {
+                range, body, exit, ..
+            } => {
+                let exits: Vec<Atom> = exit.iter().map(|v| Atom::Var(*v)).collect();
+                if !shared(&range.atoms()) || !shared(&exits) {
+                    return None;
+                }
+                edges(func, body, out)?;
+            }
+            Stmt::If { cond, then, els } => {
+                if !shared(&[*cond]) {
+                    return None;
+                }
+                edges(func, then, out)?;
+                edges(func, els, out)?;
+            }
+            Stmt::Loop { body, exit } => {
+                let exits: Vec<Atom> = exit.iter().map(|v| Atom::Var(*v)).collect();
+                if !shared(&exits) {
+                    return None;
+                }
+                edges(func, body, out)?;
+            }
+            s => out.push((target(s)?, reads(s))),
+        }
+    }
+    Some(())
+}
+
+/// The variables that depend on `seeds` through the statements' `flow` (target, reads),
+/// loops' carried values included.
+fn dependent(flow: &[(Var, Vec<Var>)], seeds: &[Var]) -> HashSet<Var> {
     let mut set: HashSet<Var> = seeds.iter().copied().collect();
     loop {
         let mut grew = false;
-        for s in &func.body.stmts {
-            let t = target(s)?;
-            if reads(s).iter().any(|v| set.contains(v)) {
-                grew |= set.insert(t);
+        for (t, reads) in flow {
+            if reads.iter().any(|v| set.contains(v)) {
+                grew |= set.insert(*t);
             }
         }
         if !grew {
-            return Some(set);
+            return set;
         }
     }
 }
 
-/// The variable a `let` or an assignment writes.
+/// The variable a `let`, an assignment or a push writes.
 fn target(s: &Stmt) -> Option<Var> {
     match s {
         Stmt::Let { var, .. } | Stmt::Assign { var, .. } | Stmt::AddAssign { var, .. } => {
             Some(*var)
         }
+        Stmt::Push { array, .. } => Some(*array),
         _ => None,
     }
 }
@@ -291,6 +423,10 @@ fn substitute(s: &mut Stmt, from: Var, to: Atom) -> bool {
         Stmt::Let { rhs, .. } => match rhs {
             Rhs::Atom(a) => swap(a),
             Rhs::Prim(_, args) | Rhs::Tuple(args) => args.iter_mut().for_each(swap),
+            Rhs::NewSeq(NewSeq::ZerosLike(v)) if *v == from => match to {
+                Atom::Var(t) => *v = t,
+                _ => return false,
+            },
             Rhs::Call {
                 args,
                 mode: CallMode::Primal,
@@ -298,7 +434,7 @@ fn substitute(s: &mut Stmt, from: Var, to: Atom) -> bool {
             } => args.iter_mut().for_each(|a| swap(&mut a.atom)),
             other => return !rhs_uses(other).contains(&Atom::Var(from)),
         },
-        Stmt::Assign { value, .. } => swap(value),
+        Stmt::Assign { value, .. } | Stmt::Push { value, .. } => swap(value),
         Stmt::AddAssign { var, value } => {
             if *var == from {
                 return false;
@@ -344,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_with_a_loop_keeps_the_flat_batch() {
+    fn a_pass_with_a_loop_has_two_levels() {
         let out = per_example_hessian(quote!(
             #[hessian(wrt(x))]
             fn u(x: &Tensor, w: &Tensor) -> Tensor {
@@ -355,6 +491,27 @@ mod tests {
                 h.sum()
             }
         ));
+        assert!(out.contains("nested_outer"), "{out}");
+        assert!(out.contains("fuse :: run_nested"), "{out}");
+    }
+
+    #[test]
+    fn a_pass_with_a_match_keeps_the_flat_batch() {
+        let out = crate::vmap::expand(
+            quote!(in_axes = (0, None, None)),
+            quote!(
+                #[hessian(wrt(x))]
+                fn u(x: &Tensor, w: &Tensor, k: usize) -> Tensor {
+                    let h = match k {
+                        0 => x.matmul(w).tanh(),
+                        _ => x.matmul(w).sin(),
+                    };
+                    h.sum()
+                }
+            ),
+        )
+        .expect("expands")
+        .to_string();
         assert!(out.contains("nested_in (& __ferrax_args [0"), "{out}");
         assert!(!out.contains("run_nested"), "{out}");
     }
