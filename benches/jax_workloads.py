@@ -355,6 +355,25 @@ def pinn_hessians():
     return {"flops": 0.0}, lambda: f(xs, w1, b1, w2, b2, w3)
 
 
+def deep_pinn_hessians():
+    # per-point Hessians of u: R^3 -> R with four tanh layers of 64, the hidden ones a loop
+    # over lists of weights (unrolled by tracing), at 1024 points
+    xs = normal(81, (1024, 3))
+    w1, b1 = normal(82, (3, 64)), normal(83, (64,)) * 0.1
+    ws = [normal(90 + i, (64, 64)) * 0.125 for i in range(3)]
+    bs = [normal(95 + i, (64,)) * 0.1 for i in range(3)]
+    w_out = normal(86, (64,)) * 0.125
+
+    def u(x, w1, b1, ws, bs, w_out):
+        h = jnp.tanh(x @ w1 + b1)
+        for w, b in zip(ws, bs):
+            h = jnp.tanh(h @ w + b)
+        return jnp.sum(h @ w_out)
+
+    f = jax.jit(jax.vmap(jax.hessian(u), in_axes=(0, None, None, None, None, None)))
+    return {"flops": 0.0}, lambda: f(xs, w1, b1, ws, bs, w_out)
+
+
 def activations():
     # the value and gradient of sum(gelu(x) + softplus(x) silu(x)), x [4096, 1024]
     x = normal(71, (4096, 1024))
@@ -476,6 +495,7 @@ WORKLOADS = {
     "gnn_per_graph_grads_b64_f32": graph_network,
     "hessian_200_f64": hessian,
     "pinn_hessians_b1024_f32": pinn_hessians,
+    "deep_pinn_hessians_b1024_f32": deep_pinn_hessians,
     "oscillator_per_example_grads_b4096_f64": oscillator_grads,
     "fit_per_example_grads_b4096_f64": fit_grads,
 }

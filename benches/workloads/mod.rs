@@ -274,6 +274,11 @@ pub fn all() -> Vec<Workload> {
             name: "pinn_hessians_b1024_f32",
             build: pinn,
         },
+        // the same with four layers, the hidden ones a loop over lists of weights
+        Workload {
+            name: "deep_pinn_hessians_b1024_f32",
+            build: deep_pinn,
+        },
         // per-example gradients of scalar code: `#[vmap] #[grad]` of a loop over f64s (each
         // example one call of the gradient, where JAX batches every operation)
         Workload {
@@ -313,6 +318,40 @@ fn pinn() -> Prepared {
         work: Work::Flops(0.0),
         run: Box::new(move || {
             std::hint::black_box(pinn_u_hessian_vmap(&xs, &w1, &b1, &w2, &b2, &w3));
+        }),
+    }
+}
+
+/// A deeper PINN network, its hidden layers a loop over lists of weights (its value
+/// summed: a one-element result).
+#[allow(dead_code)]
+#[vmap(in_axes = (0, None, None, None, None, None))]
+#[hessian(wrt(x))]
+pub fn deep_pinn_u(
+    x: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    ws: &[Tensor],
+    bs: &[Tensor],
+    w_out: &Tensor,
+) -> Tensor {
+    let mut h = (x.matmul(w1) + b1).tanh();
+    for i in 0..ws.len() {
+        h = (h.matmul(&ws[i]) + &bs[i]).tanh();
+    }
+    h.matmul(w_out).sum()
+}
+
+fn deep_pinn() -> Prepared {
+    let xs = normal(81, &[1024, 3]);
+    let (w1, b1) = (normal(82, &[3, 64]), normal(83, &[64]) * 0.1);
+    let ws: Vec<Tensor> = (0..3).map(|i| normal(90 + i, &[64, 64]) * 0.125).collect();
+    let bs: Vec<Tensor> = (0..3).map(|i| normal(95 + i, &[64]) * 0.1).collect();
+    let w_out = normal(86, &[64]) * 0.125;
+    Prepared {
+        work: Work::Flops(0.0),
+        run: Box::new(move || {
+            std::hint::black_box(deep_pinn_u_hessian_vmap(&xs, &w1, &b1, &ws, &bs, &w_out));
         }),
     }
 }

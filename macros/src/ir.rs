@@ -16,6 +16,7 @@
 
 use crate::primitives::Prim;
 use proc_macro2::{Span, TokenStream};
+use std::collections::HashMap;
 
 /// A variable: an index into [`Func::vars`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -743,4 +744,221 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
     out.sort();
     out.dedup();
     out
+}
+
+/// A copy of `stmts` whose every binding (`let`s and loop indices, nested blocks included;
+/// not `match` bindings, which name their variable in the pattern) is a fresh variable,
+/// read as such: for a block emitted twice (a loop's first iteration peeled), so that each
+/// variable has one definition and its reads are counted per copy.
+pub fn fresh_copy(func: &mut Func, stmts: &[Stmt]) -> Vec<Stmt> {
+    let block = Block {
+        stmts: stmts.to_vec(),
+    };
+    let mut map: HashMap<Var, Var> = HashMap::new();
+    walk(&block, &mut |s| match s {
+        Stmt::Let { var, .. } | Stmt::For { index: var, .. } => {
+            map.entry(*var).or_insert(Var(0));
+        }
+        _ => {}
+    });
+    let mut olds: Vec<Var> = map.keys().copied().collect();
+    olds.sort();
+    for old in olds {
+        let info = func.info(old).clone();
+        func.vars.push(info);
+        map.insert(old, Var(func.vars.len() as u32 - 1));
+    }
+    let to = |v: Var| map.get(&v).copied().unwrap_or(v);
+    for new in map.values() {
+        if let Some((base, lo, hi)) = &mut func.vars[new.0 as usize].view {
+            *base = to(*base);
+            for a in [lo, hi] {
+                rename_atom(a, &to);
+            }
+        }
+    }
+    let mut block = block;
+    rename_block(&mut block, &to);
+    block.stmts
+}
+
+fn rename_atom(a: &mut Atom, to: &dyn Fn(Var) -> Var) {
+    if let Atom::Var(v) = a {
+        *v = to(*v);
+    }
+}
+
+fn rename_block(b: &mut Block, to: &dyn Fn(Var) -> Var) {
+    for s in &mut b.stmts {
+        rename_stmt(s, to);
+    }
+}
+
+/// Every variable `s` binds, writes or reads (blocks inside it included) renamed by `to`.
+fn rename_stmt(s: &mut Stmt, to: &dyn Fn(Var) -> Var) {
+    let v = |x: &mut Var| *x = to(*x);
+    let a = |x: &mut Atom| rename_atom(x, to);
+    match s {
+        Stmt::Let { var, rhs } => {
+            v(var);
+            rename_rhs(rhs, to);
+        }
+        Stmt::Assign { var, value } | Stmt::AddAssign { var, value } => {
+            v(var);
+            a(value);
+        }
+        Stmt::Store {
+            array,
+            index,
+            value,
+        }
+        | Stmt::AddStore {
+            array,
+            index,
+            value,
+        } => {
+            v(array);
+            a(index);
+            a(value);
+        }
+        Stmt::AddProject {
+            target,
+            path,
+            value,
+        } => {
+            v(target);
+            rename_path(path, to);
+            a(value);
+        }
+        Stmt::AddSeq {
+            target,
+            value,
+            offset,
+        } => {
+            v(target);
+            v(value);
+            offset.iter_mut().for_each(a);
+        }
+        Stmt::Push { array, value } => {
+            v(array);
+            a(value);
+        }
+        Stmt::If { cond, then, els } => {
+            a(cond);
+            rename_block(then, to);
+            rename_block(els, to);
+        }
+        Stmt::Match { scrut, arms } => {
+            a(scrut);
+            for arm in arms {
+                rename_block(&mut arm.body, to);
+            }
+        }
+        Stmt::For {
+            index,
+            range,
+            body,
+            exit,
+        } => {
+            v(index);
+            a(&mut range.lo);
+            a(&mut range.hi);
+            for ad in &mut range.adapters {
+                match ad {
+                    Adapter::StepBy(s) => a(s),
+                    Adapter::Fill(pairs) => {
+                        for (x, y) in pairs {
+                            v(x);
+                            v(y);
+                        }
+                    }
+                    Adapter::Rev | Adapter::Split => {}
+                }
+            }
+            exit.iter_mut().for_each(v);
+            rename_block(body, to);
+        }
+        Stmt::Loop { body, exit } => {
+            exit.iter_mut().for_each(v);
+            rename_block(body, to);
+        }
+        Stmt::LogWrite { log, array, index } => {
+            v(log);
+            v(array);
+            index.iter_mut().for_each(a);
+        }
+        Stmt::Undo { log, array, mark } => {
+            v(log);
+            v(array);
+            mark.iter_mut().for_each(a);
+        }
+        Stmt::Effect(e) => {
+            e.binds.iter_mut().for_each(|(_, x)| a(x));
+            if let Some(ex) = &mut e.examples {
+                v(&mut ex.batch);
+                ex.mask.iter_mut().for_each(a);
+            }
+        }
+        Stmt::FillRest { array, like } => {
+            v(array);
+            v(like);
+        }
+    }
+}
+
+fn rename_path(path: &mut [Proj], to: &dyn Fn(Var) -> Var) {
+    for p in path {
+        if let Proj::Index(x) = p {
+            rename_atom(x, to);
+        }
+    }
+}
+
+fn rename_rhs(rhs: &mut Rhs, to: &dyn Fn(Var) -> Var) {
+    let v = |x: &mut Var| *x = to(*x);
+    let a = |x: &mut Atom| rename_atom(x, to);
+    match rhs {
+        Rhs::Atom(x) | Rhs::Cast(x, _) => a(x),
+        Rhs::Prim(_, args) | Rhs::Tuple(args) => args.iter_mut().for_each(a),
+        Rhs::Index(s, i) => {
+            v(s);
+            a(i);
+        }
+        Rhs::SubSlice(s, lo, hi) => {
+            v(s);
+            a(lo);
+            a(hi);
+        }
+        Rhs::Len(s) | Rhs::Sum(s) | Rhs::Field(s, _) | Rhs::Pop(s) => v(s),
+        Rhs::NewSeq(n) => match n {
+            NewSeq::Filled { value, len } => {
+                a(value);
+                a(len);
+            }
+            NewSeq::Empty { capacity } => capacity.iter_mut().for_each(a),
+            NewSeq::ArrayOf(items) => items.iter_mut().for_each(a),
+            NewSeq::ArrayRepeat { value, .. } => a(value),
+            NewSeq::ZerosLike(s) | NewSeq::CopyOf(s) | NewSeq::ToFill(s) => v(s),
+        },
+        Rhs::Call { args, mode, .. } => {
+            args.iter_mut().for_each(|x| a(&mut x.atom));
+            if let CallMode::VjpApply(ct) = mode {
+                a(ct);
+            }
+        }
+        Rhs::CallVar { func, args } => {
+            v(func);
+            args.iter_mut().for_each(a);
+        }
+        Rhs::Method { recv, args, .. } => {
+            a(recv);
+            args.iter_mut().for_each(|x| a(&mut x.atom));
+        }
+        Rhs::Struct { fields, .. } => fields.iter_mut().for_each(|(_, x)| a(x)),
+        Rhs::Project(s, path) | Rhs::ProjectTangent(s, path) | Rhs::ProjectLen(s, path) => {
+            v(s);
+            rename_path(path, to);
+        }
+        Rhs::Path(_) | Rhs::Lit(_) | Rhs::Uninit => {}
+    }
 }

@@ -1107,11 +1107,13 @@ impl Vjp<'_> {
                     rhs: Rhs::Prim(Prim::Lt, vec![range.lo, range.hi]),
                 },
             ];
+            // (a copy with its own variables: each then has one definition, and the
+            // chains of each copy see the reads of their own)
             let mut first = vec![Stmt::Let {
                 var: index,
                 rhs: Rhs::Atom(range.lo),
             }];
-            first.extend(rb);
+            first.extend(crate::ir::fresh_copy(&mut self.func, &rb));
             rev.push(Stmt::If {
                 cond: Atom::Var(any),
                 then: Block { stmts: first },
