@@ -619,6 +619,29 @@ mod tests {
     }
 
     #[test]
+    fn a_peeled_reverse_iteration_fuses_as_the_loop_does() {
+        // the reverse sweep of a loop runs its first iteration apart from the others: a copy
+        // with its own variables, so that tanh's cotangent `ct * (1 - y * y)` is one chain
+        // in both (with the copy's variables shared, each was read twice and no chain formed)
+        let out = expand(
+            quote!(wrt(w)),
+            quote!(
+                fn f(x: &Tensor, w: &Tensor) -> Tensor {
+                    let mut h = x.clone();
+                    for _ in 0..3 {
+                        h = h.matmul(w).tanh();
+                    }
+                    h.sum()
+                }
+            ),
+        )
+        .expect("expands")
+        .to_string();
+        assert!(!out.contains("t :: sub (1f64"), "{out}");
+        assert!(out.matches("k :: Sub").count() >= 2, "{out}");
+    }
+
+    #[test]
     fn single_use_adjoint_copies_move_their_buffer() {
         // `y`'s adjoint starts from one contribution and adds the other: the start is
         // not a copy of the contribution (it moves it, or, as here, the two contributions
