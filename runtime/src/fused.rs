@@ -333,7 +333,8 @@ fn input<'a, T: Float>(leaf: &Leaf<'a>, shape: &[usize]) -> Option<Input<'a, T>>
     };
     let data = t.storage_slice::<T>();
     let at = t.layout.offset;
-    if t.numel() == 1 {
+    // (one element, or one broadcast everywhere: a lazy zero, a filled value)
+    if t.numel() == 1 || t.numel() > 1 && t.layout.strides.iter().all(|&s| s == 0) {
         return Some(Input::Scalar(data[at]));
     }
     let own: Vec<usize> = t.shape().iter().copied().skip_while(|&d| d == 1).collect();

@@ -313,6 +313,14 @@ fn the_derivative_of_tanh_in_one_pass() {
     let got = fused::run_kernel(&leaves, TanhGrad, &[40, 3, 2000]).unwrap();
     let want = &ct * &(1.0 - &(&y * &y));
     assert_eq!(got.to_vec::<f64>(), want.to_vec::<f64>());
+    // a leaf of one value broadcast to the whole result (a stride-0 view, as a lazy zero
+    // adjoint is) taken as a number
+    let y = Tensor::full(&[1], 0.25, DType::F64).broadcast_to(&[40, 3, 2000]);
+    let leaves = [Leaf::Tensor(&ct), Leaf::Tensor(&y), Leaf::Scalar(1.0)];
+    let got = fused::run_kernel(&leaves, TanhGrad, &[40, 3, 2000]).unwrap();
+    let want = &ct * &(1.0 - &(&y * &y));
+    assert_eq!(got.to_vec::<f64>(), want.to_vec::<f64>());
+    assert!(fused::run(&leaves, &program, &[40, 3, 2000]).is_some());
 }
 
 #[test]
