@@ -102,21 +102,22 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
         (true, false) => Level::Inner,
         (false, _) => Level::Outer,
     };
-    // (the batched values, and the stacks that hold them)
-    let batched: Vec<Var> = (0..vf.vars.len() as u32)
+    // (the batched values, and the unbatched ones made from them: a shape, a loop's exit
+    // flag; only a batched one is marked for the emitter)
+    let leveled: Vec<Var> = (0..vf.vars.len() as u32)
         .map(Var)
         .filter(|v| {
             let info = vf.info(*v);
             *v != like && (info.batched || on_basis.contains(v) || on_examples.contains(v))
         })
         .collect();
-    for v in &batched {
+    for v in &leveled {
         if vf.info(*v).batched {
             vf.vars[v.0 as usize].level = level(v);
         }
     }
     let at =
-        |l: Level| -> HashSet<Var> { batched.iter().copied().filter(|v| level(v) == l).collect() };
+        |l: Level| -> HashSet<Var> { leveled.iter().copied().filter(|v| level(v) == l).collect() };
     // the values an elementwise chain computes, reading the other levels as they are
     let mut chained = HashSet::new();
     {
