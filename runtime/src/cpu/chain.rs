@@ -98,11 +98,8 @@ impl<T: MathFloat> WithSimd for Range<'_, '_, T> {
             })
             .collect();
         let mut scratch = pool::buffer((program.len() + tiled) * blk, T::zero());
-        let fixed = fixed_rows(inputs, blk);
-        if fixed {
-            let bufs = &mut scratch[program.len() * blk..];
-            gather_leaves(inputs, &slot, 0, blk, (bufs, blk));
-        }
+        let bufs = &mut scratch[program.len() * blk..];
+        gather_leaves(inputs, &slot, 0, blk, (bufs, blk), true);
         for (b, chunk) in out.chunks_mut(blk).enumerate() {
             block(
                 s,
@@ -112,7 +109,6 @@ impl<T: MathFloat> WithSimd for Range<'_, '_, T> {
                 start + b * blk,
                 chunk,
                 (&mut scratch, blk),
-                fixed,
             );
         }
         pool::recycle(scratch);
@@ -128,7 +124,7 @@ enum Src<'a, T> {
 
 /// Evaluates elements `start..start + out.len()` of the result into `out`. `scratch` holds
 /// one block of `blk` elements per instruction, then one per tiled leaf (already gathered
-/// where `fixed`); `slot[i]` is leaf `i`'s among the tiled ones.
+/// where [`fixed_row`]); `slot[i]` is leaf `i`'s among the tiled ones.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block<S: Simd, T: MathFloat>(
@@ -139,13 +135,10 @@ fn block<S: Simd, T: MathFloat>(
     start: usize,
     out: &mut [T],
     (scratch, blk): (&mut [T], usize),
-    fixed: bool,
 ) {
     let len = out.len();
     let (regs, bufs) = scratch.split_at_mut(program.len() * blk);
-    if !fixed {
-        gather_leaves(inputs, slot, start, len, (bufs, blk));
-    }
+    gather_leaves(inputs, slot, start, len, (bufs, blk), false);
     let bufs = &*bufs;
     let leaf = |i: usize| match &inputs[i] {
         Input::Scalar(v) => Src::Scalar(*v),
@@ -249,17 +242,14 @@ fn each<S: Simd, T: MathFloat>(
     }
 }
 
-/// Whether every tiled leaf is one row repeated and blocks of `blk` hold whole rows: each
-/// one's buffer is then the same in every block, gathered once.
-fn fixed_rows<T>(inputs: &[Input<'_, T>], blk: usize) -> bool {
-    inputs.iter().all(|i| match i {
-        Input::Tiled { data, row, .. } => data.len() == *row && blk.is_multiple_of(*row),
-        _ => true,
-    })
+/// Whether a leaf is one row repeated and blocks of `blk` hold whole rows (blocks start
+/// at multiples of `blk`): its buffer is then the same in every block, gathered once.
+fn fixed_row<T>(input: &Input<'_, T>, blk: usize) -> bool {
+    matches!(input, Input::Tiled { data, row, .. } if data.len() == *row && blk.is_multiple_of(*row))
 }
 
-/// Elements `start..start + len` of every tiled leaf into its buffer: `slot[i]`'s of the
-/// buffers `blk` apart in `bufs`.
+/// Elements `start..start + len` of every tiled leaf that is [`fixed_row`] (`fixed`) or
+/// not into its buffer: `slot[i]`'s of the buffers `blk` apart in `bufs`.
 #[inline(always)]
 fn gather_leaves<T: Copy>(
     inputs: &[Input<'_, T>],
@@ -267,9 +257,10 @@ fn gather_leaves<T: Copy>(
     start: usize,
     len: usize,
     (bufs, blk): (&mut [T], usize),
+    fixed: bool,
 ) {
     for (i, &k) in inputs.iter().zip(slot) {
-        if let Input::Tiled { .. } = i {
+        if matches!(i, Input::Tiled { .. }) && fixed_row(i, blk) == fixed {
             gather(i, start, &mut bufs[k * blk..k * blk + len]);
         }
     }
@@ -378,15 +369,10 @@ impl<T: MathFloat, K: Kernel<L>, const L: usize> WithSimd for KernelRange<'_, '_
                 scratch[k * blk..(k + 1) * blk].fill(*c);
             }
         }
-        let fixed = fixed_rows(inputs, blk);
-        if fixed {
-            gather_leaves(inputs, &slot, 0, blk, (&mut scratch, blk));
-        }
+        gather_leaves(inputs, &slot, 0, blk, (&mut scratch, blk), true);
         for (b, chunk) in out.chunks_mut(blk).enumerate() {
             let (at, len) = (start + b * blk, chunk.len());
-            if !fixed {
-                gather_leaves(inputs, &slot, at, len, (&mut scratch, blk));
-            }
+            gather_leaves(inputs, &slot, at, len, (&mut scratch, blk), false);
             // each leaf's block: its whole vectors, then the rest
             let (ov, ot) = T::as_mut_simd::<S>(chunk);
             let whole = ov.len();
