@@ -970,15 +970,15 @@ fn per_example_jacobians_of_values_that_depend_on_the_basis_alone() {
     }
 }
 
-/// A network whose hidden layers are a loop, with a branch on a shared flag: the
-/// per-example pass keeps its two levels through both (the reverse sweep's stacks
-/// included).
-#[vmap(in_axes = (0, None, None, None))]
+/// A network whose hidden layers are a loop, with a branch on a shared flag and a
+/// per-example scale: the per-example pass keeps its two levels through both (the reverse
+/// sweep's stacks included).
+#[vmap(in_axes = (0, None, None, None, 0))]
 #[hessian(wrt(x))]
-fn layered(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool) -> Tensor {
+fn layered(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool, s: f64) -> Tensor {
     let mut h = x.matmul(w1).tanh();
     for _ in 0..2 {
-        h = h.matmul(w2).tanh();
+        h = (h.matmul(w2) * s).tanh();
         if odd {
             h = h.sin();
         }
@@ -988,10 +988,10 @@ fn layered(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool) -> Tensor {
 
 /// The same function under `#[grad]`: the reference gradient.
 #[grad(wrt(x))]
-fn layered_g(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool) -> Tensor {
+fn layered_g(x: &Tensor, w1: &Tensor, w2: &Tensor, odd: bool, s: f64) -> Tensor {
     let mut h = x.matmul(w1).tanh();
     for _ in 0..2 {
-        h = h.matmul(w2).tanh();
+        h = (h.matmul(w2) * s).tanh();
         if odd {
             h = h.sin();
         }
@@ -1007,25 +1007,26 @@ fn per_example_hessians_through_loops_and_shared_branches() {
         let xs = normal(360, &[b, n]);
         let w1 = normal(361, &[n, width]) * 0.5;
         let w2 = normal(362, &[width, width]) * (1.0 / width as f64).sqrt();
+        let ss = Tensor::linspace(0.5, 1.5, b, DType::F64);
         for odd in [false, true] {
-            let hs = layered_hessian_vmap(&xs, &w1, &w2, odd);
+            let hs = layered_hessian_vmap(&xs, &w1, &w2, odd, &ss);
             assert_eq!(hs.shape(), &[b, n, n]);
             for e in [0, b / 2, b - 1] {
-                let x = at(&xs, 0, e);
+                let (x, s) = (at(&xs, 0, e), at(&ss, 0, e).item::<f64>());
                 let h = at(&hs, 0, e);
                 assert_close(
-                    &layered(&x, &w1, &w2, odd),
-                    &layered_g(&x, &w1, &w2, odd),
+                    &layered(&x, &w1, &w2, odd, s),
+                    &layered_g(&x, &w1, &w2, odd, s),
                     0.0,
                     "the two copies",
                 );
                 assert_close(
                     &h,
-                    &layered_hessian(&x, &w1, &w2, odd),
+                    &layered_hessian(&x, &w1, &w2, odd, s),
                     1e-12,
                     "per example vs one",
                 );
-                let fd = fd_jacobian(&|v: &Tensor| layered_g_grad(v, &w1, &w2, odd), &x);
+                let fd = fd_jacobian(&|v: &Tensor| layered_g_grad(v, &w1, &w2, odd, s), &x);
                 assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
             }
         }
