@@ -1033,6 +1033,63 @@ fn per_example_hessians_through_loops_and_shared_branches() {
     }
 }
 
+/// Hidden layers as a loop over a list of weights, a shared bias broadcast into each: the
+/// loop may run no trip at all (its reverse sweep's first iteration then never runs).
+#[vmap(in_axes = (0, None, None, None))]
+#[hessian(wrt(x))]
+fn stacked(x: &Tensor, w1: &Tensor, ws: &[Tensor], b: &Tensor) -> Tensor {
+    let mut h = x.matmul(w1).tanh();
+    for i in 0..ws.len() {
+        h = (h.matmul(&ws[i]) + b).tanh();
+    }
+    h.powi(2).sum() + x.powi(3).sum() * 0.2
+}
+
+/// The same function under `#[grad]`: the reference gradient.
+#[grad(wrt(x))]
+fn stacked_g(x: &Tensor, w1: &Tensor, ws: &[Tensor], b: &Tensor) -> Tensor {
+    let mut h = x.matmul(w1).tanh();
+    for i in 0..ws.len() {
+        h = (h.matmul(&ws[i]) + b).tanh();
+    }
+    h.powi(2).sum() + x.powi(3).sum() * 0.2
+}
+
+#[test]
+fn per_example_hessians_through_loops_of_zero_one_and_several_trips() {
+    let (n, width) = (3usize, 6usize);
+    let w1 = normal(370, &[n, width]) * 0.5;
+    let b = normal(371, &[width]) * 0.1;
+    for layers in [0usize, 1, 3] {
+        let ws: Vec<Tensor> = (0..layers)
+            .map(|i| normal(372 + i as u64, &[width, width]) * 0.4)
+            .collect();
+        for examples in [0usize, 1, 4] {
+            let xs = normal(380, &[examples, n]);
+            let hs = stacked_hessian_vmap(&xs, &w1, &ws, &b);
+            assert_eq!(hs.shape(), &[examples, n, n]);
+            for e in 0..examples {
+                let x = at(&xs, 0, e);
+                let h = at(&hs, 0, e);
+                assert_close(
+                    &stacked(&x, &w1, &ws, &b),
+                    &stacked_g(&x, &w1, &ws, &b),
+                    0.0,
+                    "the two copies",
+                );
+                assert_close(
+                    &h,
+                    &stacked_hessian(&x, &w1, &ws, &b),
+                    1e-12,
+                    "per example vs one",
+                );
+                let fd = fd_jacobian(&|v: &Tensor| stacked_g_grad(v, &w1, &ws, &b), &x);
+                assert_close(&h, &fd, 1e-6, "vs differences of the gradient");
+            }
+        }
+    }
+}
+
 /// A tensor function with a constant slice of floats beside the batched input.
 #[vmap(in_axes = (0, None))]
 #[jacobian(wrt(x))]
