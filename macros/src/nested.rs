@@ -135,20 +135,20 @@ pub fn per_example_pass(b: &BatchedFn, func: &Func) -> syn::Result<Option<TokenS
             }
         });
     }
-    let (outer, inner) = (at(Level::Outer), at(Level::Inner));
     let body = std::mem::take(&mut vf.body);
     let mut rw = Rewrite {
         func: &mut vf,
         flat: at(Level::Flat),
-        outer: outer.clone(),
-        inner: inner.clone(),
+        outer: at(Level::Outer),
+        inner: at(Level::Inner),
         chained,
         sizes: [bsz, b1, inner_n],
-        likes: [like, like_outer, basis],
+        likes: [like, like_outer],
     };
     let Some(body) = rw.block(body) else {
         return Ok(None);
     };
+    let (outer, inner) = (rw.outer, rw.inner);
     vf.body = body;
 
     let [(output, ty)] = &b.outputs[..] else {
@@ -215,8 +215,9 @@ struct Rewrite<'a> {
     /// The flat batch's size, the examples', the basis elements'.
     sizes: [Var; 3],
     /// What a batched lift is shaped like: a value of the flat batch, of the examples
-    /// (the first outer parameter), of the basis elements (the basis).
-    likes: [Var; 3],
+    /// (the first outer parameter). No value of the basis elements reads it: it counts as
+    /// the examples'.
+    likes: [Var; 2],
 }
 
 impl Rewrite<'_> {
@@ -254,19 +255,16 @@ impl Rewrite<'_> {
     fn leaf(&mut self, mut s: Stmt, out: &mut Vec<Stmt>) -> Option<()> {
         let target = target(&s)?;
         let [bsz, b1, inner_n] = self.sizes;
-        let [like, like_outer, basis] = self.likes;
+        let [like, like_outer] = self.likes;
         // (a level's own values: the batch is that level's)
-        let lifted = if self.outer.contains(&target) {
-            Some((b1, like_outer))
-        } else if self.inner.contains(&target) {
-            Some((inner_n, basis))
-        } else {
-            None
-        };
-        if let Some((size, like_of)) = lifted {
-            if !(substitute(&mut s, bsz, Atom::Var(size))
-                && substitute(&mut s, like, Atom::Var(like_of)))
+        if self.outer.contains(&target) {
+            if !(substitute(&mut s, bsz, Atom::Var(b1))
+                && substitute(&mut s, like, Atom::Var(like_outer)))
             {
+                return None;
+            }
+        } else if self.inner.contains(&target) {
+            if !substitute(&mut s, bsz, Atom::Var(inner_n)) {
                 return None;
             }
         } else if self.flat.contains(&target) && !self.chained.contains(&target) {
