@@ -751,23 +751,24 @@ pub fn read_vars(block: &Block) -> Vec<Var> {
 /// read as such: for a block emitted twice (a loop's first iteration peeled), so that each
 /// variable has one definition and its reads are counted per copy.
 pub fn fresh_copy(func: &mut Func, stmts: &[Stmt]) -> Vec<Stmt> {
-    let block = Block {
+    let mut block = Block {
         stmts: stmts.to_vec(),
     };
-    let mut map: HashMap<Var, Var> = HashMap::new();
-    walk(&block, &mut |s| match s {
-        Stmt::Let { var, .. } | Stmt::For { index: var, .. } => {
-            map.entry(*var).or_insert(Var(0));
+    let mut bound = Vec::new();
+    walk(&block, &mut |s| {
+        if let Stmt::Let { var, .. } | Stmt::For { index: var, .. } = s {
+            bound.push(*var);
         }
-        _ => {}
     });
-    let mut olds: Vec<Var> = map.keys().copied().collect();
-    olds.sort();
-    for old in olds {
-        let info = func.info(old).clone();
-        func.vars.push(info);
-        map.insert(old, Var(func.vars.len() as u32 - 1));
-    }
+    bound.sort();
+    bound.dedup();
+    let map: HashMap<Var, Var> = bound
+        .into_iter()
+        .map(|old| {
+            func.vars.push(func.info(old).clone());
+            (old, Var(func.vars.len() as u32 - 1))
+        })
+        .collect();
     let to = |v: Var| map.get(&v).copied().unwrap_or(v);
     for new in map.values() {
         if let Some((base, lo, hi)) = &mut func.vars[new.0 as usize].view {
@@ -777,7 +778,6 @@ pub fn fresh_copy(func: &mut Func, stmts: &[Stmt]) -> Vec<Stmt> {
             }
         }
     }
-    let mut block = block;
     rename_block(&mut block, &to);
     block.stmts
 }
